@@ -1,0 +1,5 @@
+import sys
+
+from suricate.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,256 @@
+"""The ``suricate`` command line: serve, check-config, account ...
+
+Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage or
+configuration (one line per problem, naming the TOML path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from suricate import __version__
+from suricate.config import ConfigError, load_config, parse_config
+from suricate.core.defaults import default_config_toml
+from suricate.jid import JID, InvalidJID
+from suricate.net.certs import ensure_self_signed
+from suricate.net.tls import CertKey
+
+# MongooseIM log levels -> Python logging
+LOGLEVELS = {
+    "none": logging.CRITICAL + 10, "emergency": logging.CRITICAL, "alert": logging.CRITICAL,
+    "critical": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
+    "notice": logging.INFO, "info": logging.INFO, "debug": logging.DEBUG, "all": logging.DEBUG,
+}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or os.environ.get("SURICATE_DATA_DIR") or "data").resolve()
+
+
+def load(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[str, CertKey]]:
+    """The configuration to use: ``--config`` or the embedded default in the data folder."""
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise CliError(f"{path}: no such configuration file", 2)
+        try:
+            return load_config(path), path.resolve().parent, {}
+        except ConfigError as err:
+            raise CliError("\n".join(str(p) for p in err.problems), 2) from None
+    data = _data_dir(args)
+    default, per_host = ensure_self_signed(data / "certs", ["localhost"])
+    text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"))
+    return parse_config(text, data), data, per_host
+
+
+# -- serve -------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    cfg, base_dir, sni = load(args)
+    level = LOGLEVELS.get(cfg["general"]["loglevel"], logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+
+    async def run() -> None:
+        server = Server(cfg, base_dir, MODULES, sni_certs=sni)
+        await server.start()
+        ports = ", ".join(f"{lst.kind}:{lst.port}" for lst in server.listeners)
+        print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
+              f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("suricate: shutting down", flush=True)
+        await server.stop()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+    return 0
+
+
+# -- check-config ------------------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such configuration file", 2)
+    try:
+        load_config(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    print(f"{path}: configuration is valid")
+    return 0
+
+
+# -- account -----------------------------------------------------------------------------------
+def _jid(text: str, cfg: dict[str, Any]) -> JID:
+    try:
+        jid = JID.parse(text)
+    except (InvalidJID, ValueError) as exc:
+        raise CliError(f"invalid JID {text!r}: {exc}", 2) from None
+    if jid.local is None or jid.resource is not None:
+        raise CliError(f"{text!r}: give an account as user@domain", 2)
+    if jid.domain not in cfg["general"]["hosts"]:
+        raise CliError(f"{jid.domain!r} is not a domain of this server "
+                       f"(general.hosts = {cfg['general']['hosts']})", 2)
+    return jid
+
+
+def _password(args: argparse.Namespace, confirm: bool) -> str:
+    if args.password is not None and args.password != "-":
+        return str(args.password)
+    if args.password == "-" or not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line:
+            raise CliError("no password given on standard input", 2)
+        return line.rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != first:
+        raise CliError("the passwords differ", 2)
+    return first
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    cfg, base_dir, _ = load(args)
+    from suricate.core.server import Server
+
+    async def run() -> int:
+        server = Server(cfg, base_dir, {})
+        await server.storage.open()
+        try:
+            return await _account(server, cfg, args)
+        finally:
+            await server.storage.close()
+
+    return asyncio.run(run())
+
+
+async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -> int:
+    auth = server.auth
+    action = args.action
+    if action == "list":
+        domains = [args.domain] if args.domain else sorted(cfg["general"]["hosts"])
+        for domain in domains:
+            for user in await server.storage.list_users(domain):
+                print(f"{user}@{domain}")
+        return 0
+    jid = _jid(args.jid, cfg)
+    if action == "register":
+        password = _password(args, confirm=True)
+        if not password:
+            raise CliError("an empty password is not allowed", 2)
+        if not await auth.register(jid, password):
+            raise CliError(f"{jid} already exists")
+        print(f"{jid} registered")
+    elif action == "unregister":
+        if not await auth.remove(jid):
+            raise CliError(f"{jid} does not exist")
+        print(f"{jid} unregistered")
+    elif action == "change-password":
+        password = _password(args, confirm=True)
+        if not password:
+            raise CliError("an empty password is not allowed", 2)
+        if not await auth.set_password(jid, password):
+            raise CliError(f"{jid} does not exist")
+        print(f"password of {jid} changed")
+    elif action == "check":
+        if args.password is None and not await auth.user_exists(jid):
+            raise CliError(f"{jid} does not exist")
+        if args.password is not None:
+            if not await auth.check_password(jid, _password(args, confirm=False)):
+                raise CliError(f"{jid}: wrong password or no such account")
+            print(f"{jid}: password is correct")
+        else:
+            print(f"{jid} exists")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.")
+    parser.add_argument("--version", action="version", version=f"suricate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="FILE",
+                       help="TOML configuration (default: the embedded default: localhost, "
+                            "c2s on 5222/5223, SQLite in the data folder)")
+        p.add_argument("--data-dir", metavar="DIR",
+                       help="data folder of the embedded default (default: $SURICATE_DATA_DIR "
+                            "or ./data)")
+
+    serve = sub.add_parser("serve", help="run the server in the foreground until SIGTERM/SIGINT",
+                           description="Run the server in the foreground until SIGTERM or "
+                                       "SIGINT, then shut down cleanly.")
+    config_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a configuration file",
+                           description="Exit 0 when FILE is valid; otherwise print one line "
+                                       "per problem, naming its TOML path, and exit 2.")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=cmd_check_config)
+
+    account = sub.add_parser("account", help="manage accounts (server running or not)",
+                             description="Manage accounts directly in the database; works "
+                                         "whether or not the server is running.")
+    acc_sub = account.add_subparsers(dest="action", metavar="ACTION")
+    acc_sub.required = True
+    for name, helptext in (("register", "create an account"),
+                           ("unregister", "remove an account and all its data"),
+                           ("change-password", "set a new password"),
+                           ("check", "check that an account exists, or its password")):
+        p = acc_sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("jid", metavar="USER@DOMAIN")
+        if name != "unregister":
+            p.add_argument("--password", metavar="PASSWORD",
+                           help="the password; '-' or omitted reads it from standard input "
+                                "(or asks, on a terminal)")
+        config_args(p)
+        p.set_defaults(func=cmd_account, action=name, password=None)
+    lst = acc_sub.add_parser("list", help="list accounts", description="list accounts")
+    lst.add_argument("domain", nargs="?", metavar="DOMAIN")
+    config_args(lst)
+    lst.set_defaults(func=cmd_account, action="list")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CliError as err:
+        print(f"suricate: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

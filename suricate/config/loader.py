@@ -1,0 +1,169 @@
+"""Reading, validating and normalizing the TOML configuration file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from suricate.config.schema import ROOT
+from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, join
+
+#: Names that are valid everywhere an access rule or ACL name is expected.
+_BUILTIN_NAMES = ("all", "none")
+
+
+def parse_config(text: str, base_dir: Path) -> dict[str, Any]:
+    """Validate a TOML document and return the normalized configuration.
+
+    Relative file paths are resolved against `base_dir`. Raises `ConfigError` with every
+    problem found (not only the first) when the configuration is refused.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already carries "(at line L, column C)".
+        raise ConfigError([Problem("<file>", f"invalid TOML: {exc}")]) from None
+    ctx = Context(base_dir.absolute())
+    result = ROOT.normalize(raw, "", ctx)
+    if result is not INVALID:
+        _cross_check(result, ctx)
+    elif isinstance(raw, dict):
+        # Still check cross-section references, so one run reports as much as possible:
+        # definitions come from the sections that were valid, references from the raw text.
+        _cross_check(_partial(raw, ctx.base_dir), ctx)
+    if ctx.problems:
+        raise ConfigError(_dedup(ctx.problems))
+    assert isinstance(result, dict)
+    return result
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read and validate the configuration file at `path` (see `parse_config`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [Problem(str(path), f"cannot read the configuration file: {exc}")]
+        ) from None
+    return parse_config(text, path.absolute().parent)
+
+
+_DEFINITIONS = ("shaper", "acl", "access", "auth")
+
+
+def _partial(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Best-effort view of a refused config for `_cross_check`.
+
+    Each top-level section is normalized on its own (its problems were already reported, so
+    they are discarded here). A section that defines names is left out when it is invalid
+    (its names are unknown); a section that only refers to names falls back to its raw text.
+    """
+    out: dict[str, Any] = {}
+    for name, option in ROOT.options.items():
+        scratch = Context(base_dir)
+        value = (
+            option.normalize(raw[name], name, scratch)
+            if name in raw
+            else option.missing(name, scratch)
+        )
+        if value is INVALID:
+            value = None if name in _DEFINITIONS else raw.get(name)
+        out[name] = value
+    return out
+
+
+def _dedup(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    unique = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            unique.append(problem)
+    return unique
+
+
+def _listeners(cfg: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    listen = cfg.get("listen")
+    if not isinstance(listen, dict):
+        return
+    for kind, items in listen.items():
+        if isinstance(items, list):
+            for i, listener in enumerate(items):
+                if isinstance(listener, dict):
+                    yield kind, at(join("listen", kind), i), listener
+
+
+def _cross_check(cfg: dict[str, Any], report: Context) -> None:
+    """Checks that span sections: names referring to [shaper], [acl], [access], [auth].
+
+    Written defensively: on a refused config it sees raw TOML values of any type.
+    """
+    shapers = cfg.get("shaper")
+    acls = cfg.get("acl")
+    access = cfg.get("access")
+    auth = cfg.get("auth")
+    modules = cfg.get("modules")
+
+    def shaper_defined(path: str, name: Any) -> None:
+        if not isinstance(name, str) or not isinstance(shapers, dict):
+            return
+        if name != "none" and name not in shapers:
+            report.error(path, f"shaper '{name}' is not defined in [shaper]")
+
+    def access_defined(path: str, name: Any) -> None:
+        if not isinstance(name, str) or not isinstance(access, dict):
+            return
+        if name not in _BUILTIN_NAMES and name not in access:
+            report.error(path, f"access rule '{name}' is not defined in [access]")
+
+    bound: dict[tuple[str, Any, str], str] = {}
+    for kind, path, listener in _listeners(cfg):
+        shaper_defined(join(path, "shaper"), listener.get("shaper"))
+        access_defined(join(path, "access"), listener.get("access"))
+        # Two listeners on one address and port would fail at bind time with a less helpful error.
+        key = (
+            str(listener.get("ip_address", "0.0.0.0")),
+            listener.get("port", 0),
+            str(listener.get("proto", "tcp")),
+        )
+        if not isinstance(key[1], int):
+            continue
+        if key in bound:
+            report.error(join(path, "port"), f"port {key[1]} is already used by {bound[key]}")
+        else:
+            bound[key] = path
+        methods = listener.get("allowed_auth_methods")
+        if kind == "c2s" and isinstance(methods, list) and isinstance(auth, dict):
+            for method in methods:
+                if method not in auth.get("methods", []):
+                    report.error(
+                        join(path, "allowed_auth_methods"),
+                        f"method '{method}' is not enabled in auth.methods",
+                    )
+
+    s2s = cfg.get("s2s")
+    if isinstance(s2s, dict) and isinstance(s2s.get("outgoing"), dict):
+        shaper_defined("s2s.outgoing.shaper", s2s["outgoing"].get("shaper"))
+
+    if isinstance(access, dict) and isinstance(acls, dict):
+        for rule, clauses in access.items():
+            for i, clause in enumerate(clauses):
+                name = clause["acl"]
+                if name not in acls:
+                    report.error(
+                        join(at(join("access", rule), i), "acl"),
+                        f"acl '{name}' is not defined in [acl]",
+                    )
+
+    if isinstance(modules, dict):
+        register = modules.get("mod_register")
+        if isinstance(register, dict):
+            access_defined("modules.mod_register.access", register.get("access"))
+        offline = modules.get("mod_offline")
+        if isinstance(offline, dict):
+            access_defined(
+                "modules.mod_offline.access_max_user_messages",
+                offline.get("access_max_user_messages"),
+            )

@@ -1,0 +1,995 @@
+"""The configuration schema: every section and option Suricate understands.
+
+Names, defaults and value sets follow MongooseIM 6.4 (doc/configuration/*.md). Options MongooseIM
+has but Suricate does not implement are refused with "not available in this version" rather than
+ignored, so a config never silently means less than it says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from suricate.config.modules_spec import MODULES, UNAVAILABLE_MODULES
+from suricate.config.spec import (
+    DEFAULTS,
+    OMIT,
+    AnyScalar,
+    Bool,
+    Context,
+    Domain,
+    FilePath,
+    Int,
+    IntOrInfinity,
+    IPAddress,
+    ListOf,
+    MapOf,
+    OneOf,
+    Option,
+    PostHook,
+    Regexp,
+    Section,
+    Str,
+    ip_version_of,
+    join,
+)
+
+NOT_AVAILABLE = "not available in this version of Suricate"
+
+LOGLEVELS = [
+    "none",
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "info",
+    "debug",
+    "all",
+]
+
+AUTH_METHODS = ["internal", "rdbms", "anonymous"]
+UNAVAILABLE_AUTH_METHODS = ["external", "ldap", "jwt", "http", "pki", "dummy"]
+
+#: Advertisement order: strongest first, as in MongooseIM's default list.
+SASL_MECHANISMS = [
+    "scram_sha512_plus",
+    "scram_sha512",
+    "scram_sha384_plus",
+    "scram_sha384",
+    "scram_sha256_plus",
+    "scram_sha256",
+    "scram_sha224_plus",
+    "scram_sha224",
+    "scram_sha1_plus",
+    "scram_sha1",
+    "plain",
+    "anonymous",
+    "external",
+]
+DEFAULT_SASL_MECHANISMS = [m for m in SASL_MECHANISMS if m.startswith("scram")] + [
+    "plain",
+    "anonymous",
+]
+
+PASSWORD_HASHES = ["sha", "sha224", "sha256", "sha384", "sha512"]
+TLS_VERSIONS = ["tlsv1.2", "tlsv1.3"]
+TLS_MODES = ["tls", "starttls", "starttls_required"]
+VERIFY_MODES = ["peer", "selfsigned_peer", "none"]
+
+#: Built-in shapers (bytes per second). MongooseIM 6.4's default config defines "normal" at
+#: 16384 (raised from 1000 in 6.4) and "fast" at 50000; a config may redefine them.
+DEFAULT_SHAPERS: dict[str, dict[str, Any]] = {
+    "normal": {"max_rate": 16384},
+    "fast": {"max_rate": 50000},
+}
+
+#: Access rules present even when not configured, matching MongooseIM 6.4's default config.
+DEFAULT_ACCESS: dict[str, list[dict[str, Any]]] = {
+    "c2s": [{"acl": "all", "value": "allow"}],
+    "register": [{"acl": "all", "value": "allow"}],
+    "max_user_sessions": [{"acl": "all", "value": 10}],
+    "max_user_offline_messages": [{"acl": "all", "value": 100}],
+}
+
+ACL_CONDITIONS = [
+    "user",
+    "server",
+    "resource",
+    "user_regexp",
+    "server_regexp",
+    "resource_regexp",
+    "user_glob",
+    "server_glob",
+    "resource_glob",
+]
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    # A combined PEM (certificate followed by key) is the common case: no keyfile means
+    # "the key is in the certfile" rather than "no key".
+    if out.get("keyfile") is None and out.get("certfile") is not None:
+        out["keyfile"] = out["certfile"]
+
+
+def _tls_common() -> dict[str, Option]:
+    return {
+        "certfile": Option(FilePath(), None, "Certificate (PEM); may also contain the key."),
+        "keyfile": Option(
+            FilePath(), None, "Private key (PEM).", default_doc="the value of `certfile`"
+        ),
+        "cacertfile": Option(
+            FilePath(),
+            None,
+            "CA certificates (PEM) used to verify peers; the OS store is used when absent.",
+        ),
+        "password": Option(Str(nonempty=False), None, "Password of an encrypted private key."),
+        "verify_mode": Option(
+            OneOf(VERIFY_MODES),
+            "peer",
+            "Peer certificate verification: `peer` verifies against the CA certificates, "
+            "`selfsigned_peer` also accepts self-signed ones, `none` does not verify.",
+        ),
+        "ciphers": Option(Str(), None, "OpenSSL cipher string (TLS 1.2 and older)."),
+        "versions": Option(
+            ListOf(OneOf(TLS_VERSIONS), unique=True, nonempty=True),
+            list(TLS_VERSIONS),
+            "Allowed protocol versions.",
+        ),
+    }
+
+
+def listener_tls(default_mode: str) -> Section:
+    """`tls.*` of an XMPP listener; the default mode differs per listener type."""
+    options = _tls_common()
+    options["certfile"] = Option(
+        FilePath(), doc="Certificate (PEM); may also contain the private key."
+    )
+    options.update(
+        {
+            "mode": Option(
+                OneOf(TLS_MODES),
+                default_mode,
+                "`tls`: Direct TLS from the first byte (XEP-0368); `starttls`: optional "
+                "STARTTLS; `starttls_required`: STARTTLS before authentication.",
+            ),
+            "dhfile": Option(FilePath(), None, "Diffie-Hellman parameters (PEM)."),
+            "crl_files": Option(
+                ListOf(FilePath()), [], "Certificate revocation lists checked for peers."
+            ),
+            "disconnect_on_failure": Option(
+                Bool(), True, "Close the connection when peer verification fails."
+            ),
+            "early_data": Option(
+                Bool(), False, "Accept TLS 1.3 0-RTT data (meant for FAST on Direct TLS)."
+            ),
+            "session_tickets": Option(
+                OneOf(["stateless"]), None, "TLS 1.3 session tickets; needed for early_data."
+            ),
+        }
+    )
+    return Section(options, doc="TLS settings.", post=_tls_post)
+
+
+def http_tls() -> Section:
+    options = _tls_common()
+    options["certfile"] = Option(FilePath(), doc="Certificate (PEM); may also contain the key.")
+    options["dhfile"] = Option(FilePath(), None, "Diffie-Hellman parameters (PEM).")
+    return Section(options, doc="HTTPS settings.", post=_tls_post)
+
+
+def outgoing_tls(with_mode: bool, mode_default: str = "starttls") -> Section:
+    options = _tls_common()
+    options["server_name_indication"] = Option(
+        Section(
+            {
+                "enabled": Option(Bool(), True, "Send SNI."),
+                "host": Option(
+                    Str(), None, "Name sent in SNI.", default_doc="the host connected to"
+                ),
+                "protocol": Option(
+                    OneOf(["default", "https"]),
+                    "default",
+                    '"https" applies HTTPS-style hostname checks.',
+                ),
+            }
+        ),
+        DEFAULTS,
+        "Server Name Indication.",
+    )
+    if with_mode:
+        options["mode"] = Option(
+            OneOf(TLS_MODES), mode_default, "Direct TLS or STARTTLS (optional or required)."
+        )
+    else:
+        options["required"] = Option(Bool(), False, "Refuse to connect without TLS.")
+    return Section(options, doc="TLS settings for outgoing connections.", post=_tls_post)
+
+
+# --------------------------------------------------------------------------------------------
+# Listeners
+
+
+def _listener_address_post(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context
+) -> None:
+    # MongooseIM derives the IP version from the address and binds the all-zeros address
+    # of the requested version when no address is given.
+    if out["ip_address"] is None:
+        out["ip_address"] = "::" if out["ip_version"] == 6 else "0.0.0.0"
+    actual = ip_version_of(out["ip_address"])
+    if out["ip_version"] is None:
+        out["ip_version"] = actual
+    elif out["ip_version"] != actual:
+        ctx.error(
+            join(path, "ip_version"),
+            f'ip_version {out["ip_version"]} does not match ip_address "{out["ip_address"]}"',
+        )
+
+
+def _base_listener_options() -> dict[str, Option]:
+    return {
+        "port": Option(Int(min=1, max=65535), doc="TCP port to listen on."),
+        "ip_address": Option(
+            IPAddress(),
+            None,
+            "Address to bind.",
+            default_doc='"0.0.0.0" ("::" when ip_version = 6)',
+        ),
+        "ip_version": Option(
+            OneOf([4, 6]), None, "IP version.", default_doc="derived from ip_address"
+        ),
+        "proto": Option(OneOf(["tcp"]), "tcp", "Transport protocol; only TCP is supported."),
+        "hibernate_after": Option(
+            Int(min=0, unit="milliseconds"),
+            0,
+            "Idle time after which a connection drops its per-connection buffers "
+            "(parser, TLS buffers) to save memory.",
+        ),
+    }
+
+
+def _xmpp_listener_options(default_tls_mode: str) -> dict[str, Option]:
+    options = _base_listener_options()
+    options.update(
+        {
+            "backlog": Option(Int(min=1), 1024, "Listen backlog of the socket."),
+            "max_connections": Option(
+                IntOrInfinity(min=1),
+                None,
+                "Soft limit of open connections.",
+                default_doc='"infinity"',
+            ),
+            "num_acceptors": Option(Int(min=1), 100, "Number of accepting processes."),
+            "reuse_port": Option(Bool(), False, "Set SO_REUSEPORT on the socket."),
+            "proxy_protocol": Option(
+                Bool(), False, "Expect an HAProxy PROXY protocol (v1 or v2) header."
+            ),
+            "shaper": Option(
+                Str(),
+                "none",
+                'Name of a shaper from [shaper] limiting incoming traffic, or "none".',
+            ),
+            "max_stanza_size": Option(
+                IntOrInfinity(min=1, unit="bytes"),
+                None,
+                "Largest accepted stanza; bigger ones close the stream (policy-violation).",
+                default_doc='"infinity"',
+            ),
+            "state_timeout": Option(
+                Int(min=0, unit="milliseconds"),
+                5000,
+                "Time allowed for each step of stream negotiation and authentication.",
+            ),
+            "tls": Option(
+                listener_tls(default_tls_mode),
+                None,
+                "TLS settings; without this table the listener offers no TLS.",
+                default_doc="none (no TLS)",
+            ),
+        }
+    )
+    return options
+
+
+def _c2s_listener() -> Section:
+    options = _xmpp_listener_options("starttls")
+    options.update(
+        {
+            "access": Option(
+                Str(), "all", 'Access rule deciding who may connect ("all" allows everyone).'
+            ),
+            "backwards_compatible_session": Option(
+                Bool(), True, "Accept the obsolete RFC 3921 session establishment IQ."
+            ),
+            "allowed_auth_methods": Option(
+                ListOf(
+                    OneOf(
+                        AUTH_METHODS,
+                        UNAVAILABLE_AUTH_METHODS,
+                        "method '{value}' is not available in this version",
+                    ),
+                    unique=True,
+                    item_paths=False,
+                ),
+                None,
+                "Auth methods usable on this listener; a subset of auth.methods.",
+                default_doc="all methods from auth.methods",
+            ),
+        }
+    )
+    return Section(options, doc="Client-to-server listener.", post=_listener_address_post)
+
+
+def _s2s_listener() -> Section:
+    return Section(
+        _xmpp_listener_options("starttls"),
+        doc="Server-to-server listener (most S2S options are in [s2s]).",
+        post=_listener_address_post,
+    )
+
+
+def _component_listener() -> Section:
+    options = _xmpp_listener_options("tls")
+    options.update(
+        {
+            "password": Option(Str(), doc="Shared secret of the XEP-0114 handshake."),
+            "access": Option(Str(), "all", "Access rule deciding which components may connect."),
+            "check_from": Option(
+                Bool(), True, "Check that stanzas from the component use its own domain."
+            ),
+            "hidden_components": Option(
+                Bool(), False, "Hide connected components from service discovery."
+            ),
+            "conflict_behaviour": Option(
+                OneOf(["disconnect", "kick_old"]),
+                "disconnect",
+                "What happens when a component connects with a domain already in use.",
+            ),
+        }
+    )
+    return Section(
+        options, doc="External component (XEP-0114) listener.", post=_listener_address_post
+    )
+
+
+def _handler(extra: dict[str, Option] | None = None, post: PostHook | None = None) -> ListOf:
+    options: dict[str, Option] = {
+        "host": Option(Str(), doc='Host name served ("_" matches any).'),
+        "path": Option(Str(), doc="URL path."),
+    }
+    options.update(extra or {})
+    return ListOf(Section(options, post=post))
+
+
+def _graphql_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    # Only the admin endpoint has its own credentials; the others authenticate users/domains.
+    has_user, has_password = out["username"] is not None, out["password"] is not None
+    if out["schema_endpoint"] != "admin":
+        for key in ("username", "password"):
+            if key in raw:
+                ctx.error(join(path, key), 'only allowed when schema_endpoint is "admin"')
+    elif has_user != has_password:
+        missing = "password" if has_user else "username"
+        ctx.error(join(path, missing), "username and password must be given together")
+
+
+def _http_listener() -> Section:
+    options = _base_listener_options()
+    options.update(
+        {
+            "transport": Option(
+                Section(
+                    {
+                        "num_acceptors": Option(Int(min=1), 100, "Number of acceptors."),
+                        "max_connections": Option(
+                            IntOrInfinity(min=1), 1024, "Maximum open connections."
+                        ),
+                    }
+                ),
+                DEFAULTS,
+                "Socket settings.",
+            ),
+            "protocol": Option(
+                Section({"compress": Option(Bool(), False, "Compress HTTP responses.")}),
+                DEFAULTS,
+                "HTTP protocol settings.",
+            ),
+            "tls": Option(http_tls(), None, "HTTPS settings; plain HTTP without this table."),
+            "handlers": Option(
+                Section(
+                    {
+                        "mod_bosh": Option(_handler(), [], "BOSH (XEP-0124/0206)."),
+                        "mod_websockets": Option(
+                            _handler(
+                                {
+                                    "timeout": Option(
+                                        IntOrInfinity(min=1, unit="milliseconds"),
+                                        None,
+                                        "Idle timeout.",
+                                        default_doc='"infinity"',
+                                    ),
+                                    "ping_rate": Option(
+                                        Int(min=1, unit="milliseconds"),
+                                        None,
+                                        "Interval of websocket pings; none by default.",
+                                    ),
+                                    "max_stanza_size": Option(
+                                        IntOrInfinity(min=1, unit="bytes"),
+                                        None,
+                                        "Largest accepted stanza.",
+                                        default_doc='"infinity"',
+                                    ),
+                                    "state_timeout": Option(
+                                        Int(min=0, unit="milliseconds"),
+                                        5000,
+                                        "Time allowed for each negotiation step.",
+                                    ),
+                                    "backwards_compatible_session": Option(
+                                        Bool(), True, "Accept the RFC 3921 session IQ."
+                                    ),
+                                }
+                            ),
+                            [],
+                            "XMPP over WebSocket (RFC 7395).",
+                        ),
+                        "mongoose_graphql_handler": Option(
+                            _handler(
+                                {
+                                    "schema_endpoint": Option(
+                                        OneOf(["admin", "domain_admin", "user"]),
+                                        doc="Which GraphQL schema is served.",
+                                    ),
+                                    "username": Option(Str(), None, "Admin endpoint user."),
+                                    "password": Option(Str(), None, "Admin endpoint password."),
+                                    "allowed_categories": Option(
+                                        ListOf(Str(), unique=True),
+                                        None,
+                                        "Categories exposed; all when absent.",
+                                    ),
+                                    "sse_idle_timeout": Option(
+                                        IntOrInfinity(min=1, unit="milliseconds"),
+                                        3600000,
+                                        "Idle timeout of server-sent-event subscriptions.",
+                                    ),
+                                },
+                                post=_graphql_post,
+                            ),
+                            [],
+                            "GraphQL API.",
+                        ),
+                        "mongoose_prometheus_handler": Option(
+                            _handler(), [], "Prometheus metrics endpoint."
+                        ),
+                    },
+                    unavailable={
+                        "mongoose_admin_api": "the deprecated REST API is " + NOT_AVAILABLE,
+                        "mongoose_client_api": "the deprecated REST API is " + NOT_AVAILABLE,
+                    },
+                    unknown_message="unknown handler type",
+                ),
+                DEFAULTS,
+                "Request handlers, as `[[listen.http.handlers.TYPE]]` arrays.",
+            ),
+        }
+    )
+    return Section(options, doc="HTTP listener.", post=_listener_address_post)
+
+
+def _listen() -> Section:
+    return Section(
+        {
+            "c2s": Option(ListOf(_c2s_listener()), [], "Client-to-server listeners."),
+            "s2s": Option(ListOf(_s2s_listener()), [], "Server-to-server listeners."),
+            "component": Option(ListOf(_component_listener()), [], "Component listeners."),
+            "http": Option(ListOf(_http_listener()), [], "HTTP listeners."),
+        },
+        doc="Listeners, one `[[listen.TYPE]]` table each.",
+        unavailable={"service": "renamed to listen.component in MongooseIM 6.4"},
+        unknown_message="unknown listener type",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# [general]
+
+
+def _general_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    if out["hosts"] is None:
+        if not out["host_types"]:
+            ctx.error(join(path, "hosts"), "missing required option (or define general.host_types)")
+            return
+        out["hosts"] = []
+    if out["hosts"] and out["default_server_domain"] not in out["hosts"]:
+        ctx.error(
+            join(path, "default_server_domain"),
+            f'"{out["default_server_domain"]}" is not one of general.hosts',
+        )
+
+
+_GENERAL = Section(
+    {
+        "loglevel": Option(OneOf(LOGLEVELS), "warning", "Verbosity of the log."),
+        "hosts": Option(
+            ListOf(Domain(), unique=True),
+            None,
+            "Statically served XMPP domains (lowercased). Required unless host_types is given.",
+            default_doc="none",
+        ),
+        "host_types": Option(
+            ListOf(Str(), unique=True), [], "Host types for dynamically added domains."
+        ),
+        "default_server_domain": Option(
+            Domain(), doc="Domain used when no other applies; must be one of hosts."
+        ),
+        "language": Option(Str(), "en", "Default language of server-generated texts."),
+        "registration_timeout": Option(
+            IntOrInfinity(min=0, unit="seconds"),
+            600,
+            "Minimum time between two registrations from one IP address.",
+        ),
+        "hide_service_name": Option(
+            Bool(),
+            False,
+            "When a peer sends invalid data before authenticating, close the connection "
+            "without the stream header and error RFC 6120 asks for, hiding the server's identity.",
+        ),
+        "replaced_wait_timeout": Option(
+            Int(min=1, unit="milliseconds"),
+            2000,
+            "How long a new session waits for the session it replaces to close.",
+        ),
+    },
+    doc="Basic settings.",
+    post=_general_post,
+    unavailable={
+        key: NOT_AVAILABLE
+        for key in (
+            "rdbms_server_type",
+            "sm_backend",
+            "s2s_backend",
+            "component_backend",
+            "route_subdomains",
+            "routing_modules",
+            "http_server_name",
+        )
+    },
+)
+
+# --------------------------------------------------------------------------------------------
+# [auth]
+
+
+def _auth_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    # The anonymous method needs its settings even when the table was left out.
+    if "anonymous" in out["methods"] and out["anonymous"] is None:
+        out["anonymous"] = _ANONYMOUS.normalize({}, join(path, "anonymous"), ctx)
+
+
+_ANONYMOUS = Section(
+    {
+        "allow_multiple_connections": Option(
+            Bool(), False, "Allow several connections with the same anonymous username."
+        ),
+        "protocol": Option(
+            OneOf(["sasl_anon", "login_anon", "both"]),
+            "sasl_anon",
+            "`sasl_anon`: SASL ANONYMOUS; `login_anon`: any username/password logs in; `both`.",
+        ),
+    },
+    unavailable={"backend": NOT_AVAILABLE},
+)
+
+_AUTH = Section(
+    {
+        "methods": Option(
+            ListOf(
+                OneOf(
+                    AUTH_METHODS,
+                    UNAVAILABLE_AUTH_METHODS,
+                    "method '{value}' is not available in this version",
+                ),
+                unique=True,
+                item_paths=False,
+            ),
+            ["rdbms"],
+            "Authentication methods, tried in order.",
+        ),
+        "sasl_mechanisms": Option(
+            ListOf(
+                OneOf(
+                    SASL_MECHANISMS,
+                    ["oauth", "digest"],
+                    "mechanism '{value}' is not available in this version",
+                ),
+                unique=True,
+                item_paths=False,
+            ),
+            list(DEFAULT_SASL_MECHANISMS),
+            "SASL mechanisms in advertisement order. The `_plus` variants need TLS (channel binding).",
+        ),
+        "sasl_external": Option(
+            ListOf(OneOf(["standard", "common_name", "auth_id"]), unique=True, nonempty=True),
+            ["standard"],
+            "How SASL EXTERNAL maps a client certificate to a user.",
+        ),
+        "max_users_per_domain": Option(
+            IntOrInfinity(min=1),
+            None,
+            "Registered user limit per domain.",
+            default_doc='"infinity"',
+        ),
+        "password": Option(
+            Section(
+                {
+                    "format": Option(
+                        OneOf(["scram", "plain"]), "scram", "How passwords are stored."
+                    ),
+                    "hash": Option(
+                        ListOf(OneOf(PASSWORD_HASHES), unique=True, nonempty=True),
+                        list(PASSWORD_HASHES),
+                        "SCRAM hash functions stored (needed for the matching mechanisms).",
+                    ),
+                    "scram_iterations": Option(
+                        Int(min=1),
+                        10000,
+                        "PBKDF2 iteration count for new SCRAM credentials "
+                        "(RFC 7677 suggests at least 4096).",
+                    ),
+                }
+            ),
+            DEFAULTS,
+            "Password storage.",
+        ),
+        "anonymous": Option(
+            _ANONYMOUS,
+            None,
+            "Settings of the anonymous method.",
+            default_doc="filled with defaults when anonymous is in methods",
+        ),
+        "rdbms": Option(
+            Section(
+                {
+                    "users_number_estimate": Option(
+                        Bool(), False, "Estimate user counts instead of counting (PostgreSQL)."
+                    )
+                }
+            ),
+            DEFAULTS,
+            "Settings of the rdbms method.",
+        ),
+        "internal": Option(Section({}), DEFAULTS, "Settings of the internal method (none)."),
+    },
+    doc="Client authentication.",
+    post=_auth_post,
+    unavailable={
+        m: f"method '{m}' is not available in this version" for m in UNAVAILABLE_AUTH_METHODS
+    },
+)
+
+# --------------------------------------------------------------------------------------------
+# [s2s]
+
+_S2S = Section(
+    {
+        "default_policy": Option(
+            OneOf(["allow", "deny"]), "allow", "Whether to federate with unlisted servers."
+        ),
+        "host_policy": Option(
+            ListOf(
+                Section(
+                    {
+                        "host": Option(Domain(), doc="Remote domain."),
+                        "policy": Option(OneOf(["allow", "deny"]), doc="Decision for it."),
+                    }
+                )
+            ),
+            [],
+            "Per-domain exceptions to default_policy.",
+        ),
+        "shared": Option(
+            Str(),
+            None,
+            "Server dialback secret (XEP-0185); generated at start-up when absent.",
+        ),
+        "outgoing": Option(
+            Section(
+                {
+                    "address": Option(
+                        ListOf(
+                            Section(
+                                {
+                                    "host": Option(Domain(), doc="Remote domain."),
+                                    "ip_address": Option(IPAddress(), doc="Address to use."),
+                                    "port": Option(
+                                        Int(min=1, max=65535),
+                                        None,
+                                        "Port to use.",
+                                        default_doc="outgoing.port",
+                                    ),
+                                }
+                            )
+                        ),
+                        [],
+                        "Fixed addresses for remote domains, bypassing DNS.",
+                    ),
+                    "connection_timeout": Option(
+                        IntOrInfinity(min=1, unit="milliseconds"), 10000, "TCP connect timeout."
+                    ),
+                    "dns": Option(
+                        Section(
+                            {
+                                "timeout": Option(
+                                    Int(min=1, unit="seconds"), 10, "DNS query timeout."
+                                ),
+                                "retries": Option(Int(min=1), 2, "DNS query attempts."),
+                            }
+                        ),
+                        DEFAULTS,
+                        "DNS lookups.",
+                    ),
+                    "ip_versions": Option(
+                        ListOf(OneOf([4, 6]), unique=True, nonempty=True),
+                        [4, 6],
+                        "IP versions tried, in order.",
+                    ),
+                    "max_retry_delay": Option(
+                        Int(min=1, unit="seconds"),
+                        300,
+                        "Upper bound of the back-off between connection attempts.",
+                    ),
+                    "max_stanza_size": Option(
+                        IntOrInfinity(min=1, unit="bytes"),
+                        None,
+                        "Largest accepted stanza.",
+                        default_doc='"infinity"',
+                    ),
+                    "port": Option(Int(min=1, max=65535), 5269, "Default remote port."),
+                    "shaper": Option(Str(), "none", "Shaper of outgoing connections."),
+                    "state_timeout": Option(
+                        Int(min=0, unit="milliseconds"), 5000, "Negotiation step timeout."
+                    ),
+                    "stream_timeout": Option(
+                        IntOrInfinity(min=1, unit="milliseconds"),
+                        600000,
+                        "Idle time after which an outgoing stream is closed.",
+                    ),
+                    "tls": Option(
+                        outgoing_tls(with_mode=True),
+                        None,
+                        "TLS of outgoing connections.",
+                        default_doc="none (STARTTLS if offered, without a client certificate)",
+                    ),
+                }
+            ),
+            DEFAULTS,
+            "Outgoing connections.",
+        ),
+    },
+    doc="Federation settings.",
+)
+
+# --------------------------------------------------------------------------------------------
+# [outgoing_pools]
+
+_CONNECTION_KEYS_NOT_FOR_SQLITE = ("host", "port", "username", "password", "tls")
+
+
+def _rdbms_connection_post(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context
+) -> None:
+    if out["driver"] == "sqlite":
+        # SQLite is embedded: a file and nothing else. A stray host or password is a sign of a
+        # config written for another driver, so refuse it rather than ignore it.
+        for key in _CONNECTION_KEYS_NOT_FOR_SQLITE:
+            if key in raw:
+                ctx.error(join(path, key), "not used by the sqlite driver")
+        if out["database"] is None:
+            ctx.error(join(path, "database"), "required for the sqlite driver (a file path)")
+        else:
+            out["database"] = FilePath(must_exist=False).normalize(
+                out["database"], join(path, "database"), ctx
+            )
+        out["port"] = None
+        return
+    for key in ("host", "database", "username", "password"):
+        if out[key] is None:
+            ctx.error(join(path, key), f"required for the {out['driver']} driver")
+    if out["port"] is None:
+        out["port"] = 5432
+
+
+_RDBMS_POOL = Section(
+    {
+        "scope": Option(
+            OneOf(["global", "host_type"]), "global", "One pool, or one per host type."
+        ),
+        "workers": Option(Int(min=1), 10, "Number of connections."),
+        "strategy": Option(
+            OneOf(
+                [
+                    "best_worker",
+                    "random_worker",
+                    "next_worker",
+                    "available_worker",
+                    "next_available_worker",
+                ]
+            ),
+            "best_worker",
+            "How a worker is picked for a query.",
+        ),
+        "call_timeout": Option(
+            Int(min=1, unit="milliseconds"), 60000, "Timeout of a call to a worker."
+        ),
+        "connection": Option(
+            Section(
+                {
+                    "driver": Option(
+                        OneOf(
+                            ["pgsql", "sqlite"],
+                            ["mysql", "cockroachdb", "odbc"],
+                            "driver '{value}' is not available in this version",
+                        ),
+                        doc="Database driver.",
+                    ),
+                    "host": Option(Str(), None, "Database server (pgsql)."),
+                    "port": Option(
+                        Int(min=1, max=65535), None, "Database port.", default_doc="5432 (pgsql)"
+                    ),
+                    "database": Option(
+                        Str(),
+                        None,
+                        "Database name (pgsql) or file path (sqlite; relative to the config "
+                        "file's directory, created when missing).",
+                    ),
+                    "username": Option(Str(), None, "User name (pgsql)."),
+                    "password": Option(Str(nonempty=False), None, "Password (pgsql)."),
+                    "query_timeout": Option(
+                        Int(min=1, unit="milliseconds"), 5000, "Timeout of one query."
+                    ),
+                    "keepalive_interval": Option(
+                        Int(min=1, unit="seconds"), None, "Interval of keep-alive queries."
+                    ),
+                    "max_start_interval": Option(
+                        Int(min=1, unit="seconds"),
+                        30,
+                        "Upper bound of the back-off between connection attempts.",
+                    ),
+                    "tls": Option(
+                        outgoing_tls(with_mode=False), None, "TLS to the database (pgsql)."
+                    ),
+                },
+                post=_rdbms_connection_post,
+                unavailable={"settings": "ODBC is " + NOT_AVAILABLE},
+            ),
+            doc="How to connect.",
+        ),
+    },
+    doc="An RDBMS connection pool.",
+)
+
+_OUTGOING_POOLS = Section(
+    {
+        "rdbms": Option(
+            MapOf(_RDBMS_POOL, key_doc="TAG"),
+            {},
+            "RDBMS pools by tag; the `default` tag is used by auth and modules.",
+        )
+    },
+    doc="Connection pools to external services.",
+    unavailable={
+        kind: f"{kind} pools are {NOT_AVAILABLE}"
+        for kind in ("http", "redis", "cassandra", "elastic", "rabbit", "ldap")
+    },
+    unknown_message="unknown pool type",
+)
+
+# --------------------------------------------------------------------------------------------
+# [shaper], [acl], [access], [modules]
+
+_SHAPER = MapOf(
+    Section({"max_rate": Option(Int(min=1, unit="bytes per second"), doc="Allowed rate.")}),
+    doc="Traffic shapers by name.",
+    defaults=DEFAULT_SHAPERS,
+    reserved={"none": "the name 'none' is reserved (it means no shaping)"},
+)
+
+
+def _acl_pattern_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    # Exact, regexp and glob conditions on the same JID part would be ANDed, which is never
+    # what was meant; MongooseIM refuses such combinations too.
+    for part in ("user", "server", "resource"):
+        given = [k for k in (part, f"{part}_regexp", f"{part}_glob") if k in raw]
+        if len(given) > 1:
+            ctx.error(join(path, given[1]), f"cannot be combined with {given[0]}")
+
+
+_ACL_PATTERN = Section(
+    {
+        "match": Option(
+            OneOf(["all", "none", "current_domain", "any_hosted_domain"]),
+            "current_domain",
+            "Which domains match: the current one, any served one, all, or none. "
+            "Combined (AND) with the other conditions; `{}` alone means every user of the "
+            "current domain.",
+        ),
+        "user": Option(Str(), None, "Exact user part."),
+        "server": Option(Str(lower=True), None, "Exact domain."),
+        "resource": Option(Str(), None, "Exact resource."),
+        "user_regexp": Option(Regexp(), None, "Regexp searched in the user part."),
+        "server_regexp": Option(Regexp(), None, "Regexp searched in the domain."),
+        "resource_regexp": Option(Regexp(), None, "Regexp searched in the resource."),
+        "user_glob": Option(Str(), None, "Shell-style glob matching the whole user part."),
+        "server_glob": Option(Str(), None, "Glob matching the whole domain."),
+        "resource_glob": Option(Str(), None, "Glob matching the whole resource."),
+    },
+    doc="One pattern; all its conditions must hold.",
+    post=_acl_pattern_post,
+)
+
+_PREDEFINED_ACL = {
+    name: [dict({"match": name}, **dict.fromkeys(ACL_CONDITIONS))] for name in ("all", "none")
+}
+
+_ACL = MapOf(
+    ListOf(_ACL_PATTERN),
+    doc="Access classes: a name and a list of patterns (a JID in any of them is in the class).",
+    defaults=_PREDEFINED_ACL,
+    reserved={n: f"'{n}' is predefined and cannot be redefined" for n in ("all", "none")},
+)
+
+_ACCESS = MapOf(
+    ListOf(
+        Section(
+            {
+                "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
+                "value": Option(
+                    AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
+                ),
+            }
+        )
+    ),
+    doc="Access rules: ordered clauses; the first whose class matches gives the value.",
+    defaults=DEFAULT_ACCESS,
+)
+
+_MODULES = Section(
+    {name: Option(spec, OMIT, spec.doc) for name, spec in MODULES.items()},
+    doc="Extension modules; a module is enabled by its `[modules.NAME]` table.",
+    unavailable={
+        name: "module is not available in this version of Suricate" for name in UNAVAILABLE_MODULES
+    },
+    unknown_message="unknown module",
+)
+
+_INTERNAL_DATABASES = Section(
+    {},
+    doc="Internal databases. Suricate needs none; only an empty table is accepted.",
+    unavailable={"mnesia": NOT_AVAILABLE, "cets": NOT_AVAILABLE},
+)
+
+ROOT = Section(
+    {
+        "general": Option(_GENERAL, doc=_GENERAL.doc),
+        "listen": Option(_listen(), DEFAULTS, "Listeners."),
+        "auth": Option(_AUTH, DEFAULTS, _AUTH.doc),
+        "s2s": Option(_S2S, DEFAULTS, _S2S.doc),
+        "outgoing_pools": Option(_OUTGOING_POOLS, DEFAULTS, _OUTGOING_POOLS.doc),
+        "shaper": Option(_SHAPER, DEFAULTS, _SHAPER.doc),
+        "acl": Option(_ACL, DEFAULTS, _ACL.doc),
+        "access": Option(_ACCESS, DEFAULTS, _ACCESS.doc),
+        "modules": Option(_MODULES, DEFAULTS, _MODULES.doc),
+        "internal_databases": Option(_INTERNAL_DATABASES, DEFAULTS, _INTERNAL_DATABASES.doc),
+    },
+    doc="The whole file.",
+    unavailable={
+        "instrumentation": NOT_AVAILABLE,
+        "host_config": NOT_AVAILABLE,
+        "services": NOT_AVAILABLE,
+    },
+    unknown_message="unknown section",
+)

@@ -1,0 +1,600 @@
+"""A client connection: the c2s state machine driven by parsed stream events, and the bound
+session it becomes (RFC 6120 §4-§8, RFC 6121 for presence state kept per session).
+
+Processing is strictly ordered per connection. Most elements are handled synchronously; when a
+step needs the database (SASL credentials, binding, an account lookup) the connection stops
+reading until that step is done, then carries on with what was already parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate import sasl
+from suricate.core import hooks as H
+from suricate.jid import JID, InvalidJID
+from suricate.protocol import c2s as P
+from suricate.protocol.c2s import C2SState as S
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+    from suricate.net.connection import Connection
+    from suricate.net.tls import TLSConfig
+
+log = logging.getLogger("suricate.c2s")
+
+MAX_AUTH_FAILURES = 3  # RFC 6120 §6.4.5: "at least 2 and no more than 5" retries
+STANZA_NAMES = frozenset({"message", "presence", "iq"})
+
+
+class C2S:
+    """One client stream; after binding, also the session the router delivers to."""
+
+    __slots__ = (
+        "server", "conn", "opts", "tls_config", "fsm", "parser", "stream_id", "domain", "lang",
+        "jid", "user", "auth_failures", "mechanism", "mechanism_name", "_timer", "_busy",
+        "_backlog", "priority", "presence", "directed", "roster_cache", "blocklist",
+        "anonymous", "started_at", "module_state", "_closing", "_ended",
+    )
+
+    def __init__(self, server: Server, conn: Connection, opts: Mapping[str, Any],
+                 tls_config: TLSConfig | None) -> None:
+        self.server = server
+        self.conn = conn
+        self.opts = opts
+        self.tls_config = tls_config
+        self.fsm = P.C2SStateMachine()
+        self.parser: StreamParser | None = None
+        self.stream_id = ""
+        self.domain: str | None = None
+        self.lang = "en"
+        # Set at bind; None before (typed as JID because only bound sessions are routed to).
+        self.jid: JID = None  # type: ignore[assignment]
+        self.user: JID | None = None  # authenticated bare JID
+        self.auth_failures = 0
+        self.mechanism: Any = None
+        self.mechanism_name = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._backlog: list[Any] = []
+        self._closing = False
+        self._ended = False
+        # session state (RFC 6121)
+        self.priority = 0
+        self.presence: Element | None = None
+        self.directed: set[JID] = set()
+        self.roster_cache: Any = None
+        self.blocklist: frozenset[JID] = frozenset()
+        self.anonymous = False
+        self.started_at = time.time()
+        self.module_state: dict[str, Any] = {}
+        self._goto(S.WAIT_FOR_STREAM)
+
+    # -- state machine plumbing ---------------------------------------------------------------
+    @property
+    def state(self) -> S:
+        return self.fsm.state
+
+    def _goto(self, new: S) -> None:
+        self.fsm.goto(new)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if new in P.TIMED_STATES:
+            if self.parser is None or new == S.WAIT_FOR_STREAM:
+                # A new stream (first, or restart after TLS/SASL) needs a new parser
+                # (RFC 6120 §4.3.3, §6.4.6).
+                self.parser = StreamParser(self.opts.get("max_stanza_size"))
+            timeout = (self.opts.get("state_timeout") or 5000) / 1000
+            self._timer = self.conn.loop.call_later(timeout, self._state_timeout)
+
+    def _state_timeout(self) -> None:
+        self._timer = None
+        if self.state in P.TIMED_STATES:
+            log.info("c2s_state_timeout state=%s peer=%s", self.state.value, self.conn.peer)
+            self.stream_error(StreamError("connection-timeout"))
+
+    @property
+    def is_tls(self) -> bool:
+        return self.conn.tls is not None
+
+    @property
+    def available(self) -> bool:
+        return self.presence is not None
+
+    # -- driver callbacks ---------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._busy:
+            self._backlog.append(data)
+            return
+        parser = self.parser
+        if parser is None or self.state == S.CLOSED:
+            return
+        try:
+            events = parser.feed(data)
+        except XMLStreamError as exc:
+            self.stream_error(StreamError(exc.condition, exc.text))
+            return
+        if events:
+            self._process(events)
+
+    def _process(self, events: list[Any]) -> None:
+        for index, event in enumerate(events):
+            if self.state == S.CLOSED:
+                return
+            parser = self.parser
+            try:
+                pending = self._handle_event(event)
+            except StreamError as err:
+                self.stream_error(err)
+                return
+            except Exception:
+                log.exception("c2s_internal_error state=%s", self.state.value)
+                self.stream_error(StreamError("internal-server-error"))
+                return
+            if pending is not None:
+                rest = events[index + 1:] if self.parser is parser else []
+                self._busy = True
+                self.conn.pause_reading()
+                self.server.spawn(self._await_step(pending, rest))
+                return
+            if self.parser is not parser:
+                return  # stream restarted: later events belonged to the old stream
+
+    async def _await_step(self, pending: Awaitable[None], rest: list[Any]) -> None:
+        try:
+            await pending
+        except StreamError as err:
+            self.stream_error(err)
+        except Exception:
+            log.exception("c2s_internal_error state=%s", self.state.value)
+            self.stream_error(StreamError("internal-server-error"))
+        self._busy = False
+        if self.state == S.CLOSED:
+            return
+        if rest:
+            self._process(rest)
+        if not self._busy:
+            backlog, self._backlog = self._backlog, []
+            for chunk in backlog:
+                self.data_received(chunk)
+            if not self._busy:
+                self.conn.resume_reading()
+
+    def eof_received(self) -> None:
+        # The client half-closed without </stream:stream>: nothing more can arrive, so the
+        # session ends; our pending output is still flushed before the socket closes.
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        was_state = self.state
+        if was_state != S.CLOSED:
+            self.fsm.goto(S.CLOSED)
+        self._end_session("connection lost" if exc is None else f"connection lost: {exc}")
+
+    def write_overflow(self) -> None:
+        self.stream_error(StreamError("policy-violation", "client does not read its socket"))
+
+    # -- output -------------------------------------------------------------------------------
+    def send(self, element: Element) -> None:
+        self.conn.write(element.to_bytes(ns.CLIENT, P.STREAM_PREFIXES))
+
+    def stream_error(self, err: StreamError) -> None:
+        if self.state == S.CLOSED or self._closing:
+            return
+        log.info("c2s_stream_error condition=%s text=%s peer=%s jid=%s", err.condition, err.text,
+                 self.conn.peer, self.jid)
+        if not self.stream_id:
+            # RFC 6120 §4.9.1.1: an error before our header still opens the stream first.
+            self.stream_id = secrets.token_hex(8)
+            self.conn.write(P.stream_header(self.stream_id, self.domain or
+                                            self.server.default_domain))
+        self.conn.write(err.to_element().to_bytes(ns.CLIENT, P.STREAM_PREFIXES))
+        self.close()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self.stream_id:
+            self.conn.write(P.STREAM_CLOSE)
+        if self.state != S.CLOSED:
+            self.fsm.goto(S.CLOSED)
+        self._end_session("closed")
+        self.conn.close()
+
+    # -- events -------------------------------------------------------------------------------
+    def _handle_event(self, event: Any) -> Awaitable[None] | None:
+        if isinstance(event, Element):
+            return self._handle_element(event)
+        if isinstance(event, StreamOpen):
+            self._stream_open(event)
+            return None
+        if isinstance(event, StreamClose):
+            self.close()
+            return None
+        return None
+
+    def _stream_open(self, header: StreamOpen) -> None:
+        if self.state != S.WAIT_FOR_STREAM:
+            raise StreamError("not-well-formed")
+        self.stream_id = secrets.token_hex(8)
+        to = header.attrs.get("to")
+        self.lang = header.attrs.get("xml:lang") or "en"
+        domain = None
+        if to:
+            try:
+                domain = JID.parse(to).domain
+            except (InvalidJID, ValueError):
+                domain = None
+        if self.domain is None:
+            self.domain = domain if domain and self.server.is_local_domain(domain) else None
+        self.conn.write(P.stream_header(self.stream_id, self.domain or self.server.default_domain,
+                                        "en"))
+        # RFC 6120 §4.9.3: checks in the order a peer would want to hear about them.
+        if header.name != "stream" or header.xmlns != ns.STREAM:
+            raise StreamError("invalid-namespace")
+        if header.content_ns != ns.CLIENT:
+            raise StreamError("invalid-namespace")
+        if not to:
+            raise StreamError("host-unknown", "no 'to' in the stream header")
+        if domain is None or not self.server.is_local_domain(domain):
+            raise StreamError("host-unknown")
+        if self.domain != domain:
+            raise StreamError("host-unknown", "the domain changed on stream restart")
+        version = header.attrs.get("version", "0.9")
+        try:
+            major = int(version.split(".")[0])
+        except ValueError:
+            major = 0
+        if major < 1:
+            raise StreamError("unsupported-version")
+        if self.user is None:
+            self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+            self.send(P.features_element(self._features_before_auth()))
+        else:
+            self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
+            self.send(P.features_element(self._features_after_auth()))
+
+    # -- before authentication ----------------------------------------------------------------
+    def _tls_mode(self) -> str | None:
+        return self.tls_config.mode if self.tls_config is not None else None
+
+    def _starttls_offered(self) -> bool:
+        return self._tls_mode() in ("starttls", "starttls_required") and not self.is_tls
+
+    def _tls_required_but_missing(self) -> bool:
+        return self._tls_mode() == "starttls_required" and not self.is_tls
+
+    def _mechanisms(self) -> list[str]:
+        if self._tls_required_but_missing():
+            return []
+        cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
+        names = self.server.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
+                                            listener=self.opts)
+        if not self.is_tls and self._tls_mode() is not None:
+            # PLAIN sends the password itself: never before TLS on a listener that offers TLS
+            # (a listener without any TLS table is the operator's explicit choice).
+            names = [n for n in names if n != "PLAIN"]
+        return names
+
+    def _features_before_auth(self) -> list[Element]:
+        features: list[Element] = []
+        if self._starttls_offered():
+            features.append(P.starttls_feature(self._tls_mode() == "starttls_required"))
+        mechs = self._mechanisms()
+        if mechs:
+            features.append(P.mechanisms_feature(mechs))
+            if self.conn.tls is not None:
+                features.append(P.channel_binding_feature(self.conn.tls.channel_binding_types()))
+        result: list[Element] = self.server.hooks.fold(H.C2S_PREAUTH_FEATURES, features, self)
+        return result
+
+    def _handle_element(self, el: Element) -> Awaitable[None] | None:
+        state = self.state
+        if state == S.SESSION_ESTABLISHED:
+            return self._handle_stanza(el)
+        if state == S.WAIT_FOR_FEATURE_BEFORE_AUTH:
+            if el.xmlns == ns.TLS and el.name == "starttls":
+                self._starttls()
+                return None
+            if el.xmlns == ns.SASL and el.name == "auth":
+                return self._sasl_auth(el)
+            if el.name == "iq" and el.xmlns == ns.CLIENT:
+                return self._preauth_iq(el)
+            raise StreamError("not-authorized")
+        if state == S.WAIT_FOR_SASL_RESPONSE:
+            if el.xmlns == ns.SASL and el.name == "response":
+                return self._sasl_response(el)
+            if el.xmlns == ns.SASL and el.name == "abort":
+                self.mechanism = None
+                self.send(P.sasl_failure("aborted"))
+                self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+                return None
+            raise StreamError("not-authorized")
+        if state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
+            if el.name == "iq" and el.xmlns == ns.CLIENT and el.find("bind", ns.BIND) is not None:
+                return self._bind(el)
+            raise StreamError("not-authorized")
+        raise StreamError("not-authorized")
+
+    def _starttls(self) -> None:
+        if not self._starttls_offered() or self.tls_config is None:
+            # RFC 6120 §5.4.2.2: STARTTLS not offered -> <failure/> and close.
+            self.conn.write(Element("failure", ns.TLS).to_bytes())
+            self.close()
+            return
+        self.conn.write(Element("proceed", ns.TLS).to_bytes())
+        self.conn.start_tls(self.tls_config)
+        self._goto(S.WAIT_FOR_STREAM)
+
+    async def _preauth_iq_async(self, iq: Element) -> None:
+        handled = await self.server.hooks.fold_async(H.C2S_PREAUTH_IQ, False, self, iq)
+        if not handled:
+            self.stream_error(StreamError("not-authorized"))
+
+    def _preauth_iq(self, iq: Element) -> Awaitable[None]:
+        return self._preauth_iq_async(iq)
+
+    def _sasl_context(self) -> sasl.SaslContext:
+        return sasl.SaslContext(
+            server=self.domain or self.server.default_domain,
+            channel_binding=self.conn.tls if self.conn.tls is not None else None,
+            advertised_mechanisms=self._mechanisms(),
+            advertised_cb_types=(self.conn.tls.channel_binding_types()
+                                 if self.conn.tls is not None else []),
+            scram_iterations=self.server.auth.scram_iterations,
+        )
+
+    def _sasl_auth(self, el: Element) -> Awaitable[None] | None:
+        if self._tls_required_but_missing():
+            self.send(P.sasl_failure("encryption-required"))
+            return None
+        name = el.attrs.get("mechanism", "")
+        if name not in self._mechanisms():
+            # RFC 6120 §6.4.6: a mechanism we did not offer
+            self.send(P.sasl_failure("invalid-mechanism"))
+            return None
+        try:
+            data = _b64decode(el.text)
+        except ValueError:
+            self.send(P.sasl_failure("incorrect-encoding"))
+            return None
+        self.mechanism = sasl.create_mechanism(name, self._sasl_context())
+        self.mechanism_name = name
+        self._goto(S.WAIT_FOR_SASL_RESPONSE)
+        return self._sasl_step(data)
+
+    def _sasl_response(self, el: Element) -> Awaitable[None] | None:
+        try:
+            data = _b64decode(el.text)
+        except ValueError:
+            self._sasl_fail(sasl.Failure("incorrect-encoding"))
+            return None
+        return self._sasl_step(data)
+
+    def _sasl_step(self, data: bytes) -> Awaitable[None] | None:
+        result = self.mechanism.step(data)
+        return self._sasl_result(result)
+
+    def _sasl_result(self, result: Any) -> Awaitable[None] | None:
+        if isinstance(result, sasl.NeedCredentials):
+            return self._sasl_fetch(result.username)
+        if isinstance(result, sasl.Challenge):
+            self.send(Element("challenge", ns.SASL, {}, [_b64encode(result.data)]))
+            return None
+        if isinstance(result, sasl.Success):
+            return self._sasl_success(result)
+        assert isinstance(result, sasl.Failure)
+        self._sasl_fail(result)
+        return None
+
+    async def _sasl_fetch(self, username: str) -> None:
+        record = await self.server.auth.credentials(username, self.domain or "")
+        nxt = self._sasl_result(self.mechanism.credentials(record))
+        if nxt is not None:
+            await nxt
+
+    def _sasl_fail(self, failure: Any) -> None:
+        self.mechanism = None
+        self.auth_failures += 1
+        self.server.metrics_auth_failed(self)
+        log.info("c2s_auth_failed mech=%s condition=%s peer=%s domain=%s", self.mechanism_name,
+                 failure.condition, self.conn.peer, self.domain)
+        self.send(P.sasl_failure(failure.condition, failure.text))
+        if self.auth_failures >= MAX_AUTH_FAILURES:
+            self.stream_error(StreamError("policy-violation", "too many authentication failures"))
+            return
+        self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+
+    async def _sasl_success(self, result: Any) -> None:
+        domain = self.domain or self.server.default_domain
+        try:
+            user = JID(result.username, domain, None)
+        except (InvalidJID, ValueError):
+            self._sasl_fail(sasl.Failure("not-authorized"))
+            return
+        anonymous = self.mechanism_name == "ANONYMOUS"
+        if self.server.access.evaluate("c2s", user.local, domain, None, domain) != "allow" \
+                or not self.server.access_allows(self.opts.get("access") or "all", user):
+            self._sasl_fail(sasl.Failure("not-authorized", "access denied"))
+            return
+        self.user = user
+        self.anonymous = anonymous
+        if anonymous:
+            self.server.auth.anonymous_login(user)
+        self.mechanism = None
+        extra = result.additional_data
+        self.send(Element("success", ns.SASL, {}, [_b64encode(extra)] if extra else []))
+        log.info("c2s_auth_success user=%s mech=%s peer=%s", user, self.mechanism_name,
+                 self.conn.peer)
+        self._goto(S.WAIT_FOR_STREAM)
+
+    # -- after authentication -----------------------------------------------------------------
+    def _features_after_auth(self) -> list[Element]:
+        features = [P.bind_feature()]
+        if self.opts.get("backwards_compatible_session", True):
+            features.append(P.session_feature())
+        result: list[Element] = self.server.hooks.fold(H.C2S_STREAM_FEATURES, features, self)
+        return result
+
+    async def _bind(self, iq: Element) -> None:
+        bind = iq.find("bind", ns.BIND)
+        assert bind is not None and self.user is not None
+        if iq.attrs.get("type") != "set":
+            self.send(error_reply(iq, StanzaError("bad-request")))
+            return
+        requested = (bind.find_text("resource", ns.BIND) or "").strip()
+        if requested:
+            try:
+                full = self.user.with_resource(requested)
+            except (InvalidJID, ValueError):
+                # RFC 6120 §7.7.2.1: a resource that cannot be prepared
+                self.send(error_reply(iq, StanzaError("bad-request", "invalid resource")))
+                return
+        else:
+            # RFC 6120 §7.6.2.1: the server generates a resource
+            full = self.user.with_resource(f"{int(time.time())}-{secrets.token_hex(8)}")
+        limit = self.server.max_user_sessions(self.user)
+        existing = self.server.sessions.lookup(full)
+        current = self.server.sessions.count_user(self.user) - (1 if existing else 0)
+        if limit is not None and current >= limit:
+            self.send(error_reply(iq, StanzaError("resource-constraint",
+                                                  "too many sessions for this account")))
+            return
+        self.jid = full
+        old = self.server.sessions.register(self)
+        if old is not None:
+            # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
+            old.replaced()
+        self._goto(S.SESSION_ESTABLISHED)
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        reply = Element("iq", ns.CLIENT, {"type": "result"})
+        if "id" in iq.attrs:
+            reply.attrs["id"] = iq.attrs["id"]
+        reply.add("bind", ns.BIND).add("jid", text=str(full))
+        self.send(reply)
+        self.server.sm_session_opened(self)
+        log.info("c2s_session_opened jid=%s peer=%s", full, self.conn.peer)
+
+    def replaced(self) -> None:
+        self.stream_error(StreamError("conflict", "replaced by a new connection"))
+
+    # -- session established: stanzas ----------------------------------------------------------
+    def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
+        if el.name not in STANZA_NAMES or el.xmlns != ns.CLIENT:
+            raise StreamError("unsupported-stanza-type")
+        attrs = el.attrs
+        frm = attrs.get("from")
+        if frm is not None and frm != str(self.jid):
+            try:
+                claimed = JID.parse(frm)
+            except (InvalidJID, ValueError):
+                raise StreamError("invalid-from") from None
+            # RFC 6120 §8.1.2.1: a from other than our full or bare JID is a spoof.
+            if claimed != self.jid and claimed != self.jid.bare:
+                raise StreamError("invalid-from")
+        attrs["from"] = str(self.jid)
+        to_attr = attrs.get("to")
+        if to_attr:
+            try:
+                to = JID.parse(to_attr)
+            except (InvalidJID, ValueError):
+                self._reply_error(el, StanzaError("jid-malformed"))
+                return None
+        else:
+            to = None
+        if el.name == "iq":
+            child = el.first_element()
+            if child is not None and child.xmlns == ns.SESSION and child.name == "session":
+                self._reply_result(el)
+                return None
+            if child is not None and child.xmlns == ns.BIND:
+                self._reply_error(el, StanzaError("not-allowed", "already bound"))
+                return None
+        filtered = self.server.hooks.fold(H.USER_SEND_PACKET, el, self)
+        if filtered is None:
+            return None
+        if to is None:
+            if el.name == "presence":
+                return None  # only mod_presence acts on broadcast presence
+            # RFC 6120 §10.3: no 'to' means the account itself.
+            to = self.jid.bare
+        else:
+            filtered.attrs["to"] = str(to)
+        self.server.router.route(self.jid, to, filtered)
+        return None
+
+    def _reply_result(self, iq: Element) -> None:
+        reply = Element("iq", ns.CLIENT, {"type": "result", "to": str(self.jid)})
+        if "id" in iq.attrs:
+            reply.attrs["id"] = iq.attrs["id"]
+        self.send(reply)
+
+    def _reply_error(self, stanza: Element, err: StanzaError) -> None:
+        if stanza.attrs.get("type") == "error":
+            return
+        reply = error_reply(stanza, err)
+        reply.attrs["to"] = str(self.jid)
+        reply.attrs.pop("from", None)
+        self.send(reply)
+
+    def deliver(self, stanza: Element) -> None:
+        """The router hands us a stanza for this session."""
+        if self.state != S.SESSION_ESTABLISHED or self._closing:
+            self.server.undeliverable(stanza, self)
+            return
+        filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
+        if filtered is not None:
+            self.send(filtered)
+
+    # -- end ------------------------------------------------------------------------------------
+    def _end_session(self, reason: str) -> None:
+        jid = self.jid
+        if jid is None or self._ended:
+            if jid is None and self.anonymous and self.user is not None and not self._ended:
+                self._ended = True
+                self.server.auth.anonymous_logout(self.user)
+            return
+        self._ended = True
+        self.server.sessions.unregister(self)
+        self.server.sm_session_closed(self, reason)
+        if self.anonymous:
+            self.server.auth.anonymous_logout(jid.bare)
+        self.server.spawn(self._run_close_hooks(reason))
+
+    async def _run_close_hooks(self, reason: str) -> None:
+        # The session has left the table already; modules still see its JID and presence.
+        if self.presence is not None:
+            await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, reason)
+        await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
+        log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+
+
+def _b64decode(text: str) -> bytes:
+    text = text.strip()
+    if text in ("", "="):  # RFC 6120 §6.4.2: "=" is an empty initial response
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("bad base64") from None
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode() if data else "="
+

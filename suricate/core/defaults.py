@@ -1,0 +1,51 @@
+"""The embedded default configuration of ``suricate serve`` without ``--config``: domain
+``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), a generated
+certificate, SQLite in the data folder, and the core IM modules."""
+
+from __future__ import annotations
+
+DEFAULT_MODULES = (
+    "mod_disco", "mod_ping", "mod_version", "mod_last", "mod_time", "mod_private", "mod_vcard",
+    "mod_register", "mod_blocking", "mod_presence", "mod_roster", "mod_offline",
+)
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_config_toml(certfile: str, keyfile: str, database: str,
+                        c2s_port: int = 5222, tls_port: int = 5223) -> str:
+    modules = "\n".join(f"[modules.{name}]" for name in DEFAULT_MODULES)
+    return f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+loglevel = "warning"
+
+[[listen.c2s]]
+port = {c2s_port}
+tls.mode = "starttls"
+tls.certfile = {_q(certfile)}
+tls.keyfile = {_q(keyfile)}
+tls.verify_mode = "none"
+
+[[listen.c2s]]
+port = {tls_port}
+tls.mode = "tls"
+tls.certfile = {_q(certfile)}
+tls.keyfile = {_q(keyfile)}
+tls.verify_mode = "none"
+
+[auth]
+methods = ["rdbms"]
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = {_q(database)}
+
+[modules.mod_register]
+access = "register"
+
+{modules.replace("[modules.mod_register]", "")}
+"""

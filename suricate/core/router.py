@@ -1,0 +1,169 @@
+"""Stanza routing and the RFC 6121 §8 delivery rules for local domains.
+
+``route`` is synchronous: the common cases (to a connected full JID, to the available resources
+of a bare JID, to a server IQ handler) finish on the spot. Cases that need the database (is
+there such an account? store offline?) continue in a task the server tracks, so shutdown can
+wait for them and nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from suricate.core import hooks as H
+from suricate.jid import JID
+from suricate.protocol.errors import StanzaError, error_reply
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+    from suricate.core.sessions import Session
+
+log = logging.getLogger("suricate.router")
+
+# RFC 6121 §8.5.2.1.1 / §8.5.3.2.1 message types.
+_TO_BARE_ON_NO_RESOURCE = frozenset({"normal", "chat"})
+
+
+class Router:
+    __slots__ = ("server", "sessions", "hooks")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.sessions = server.sessions
+        self.hooks = server.hooks
+
+    # -- entry points ---------------------------------------------------------------------
+    def route(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Deliver ``stanza`` (from/to attributes already set) according to ``to``."""
+        if self.server.is_local_domain(to.domain):
+            self._route_local(frm, to, stanza)
+        else:
+            # Federation arrives with the s2s issue; until then a remote domain is unreachable
+            # and the sender learns it (RFC 6120 §8.3.3.16), rather than a silent drop.
+            self.bounce(stanza, StanzaError("remote-server-not-found"))
+
+    def bounce(self, stanza: Element, error: StanzaError) -> None:
+        """Answer ``stanza`` with ``error`` unless it is itself an error or a result."""
+        if stanza.attrs.get("type") in ("error", "result"):
+            return
+        frm = stanza.attrs.get("from")
+        if not frm:
+            return
+        try:
+            reply_to = JID.parse(frm)
+            reply_from = JID.parse(stanza.attrs["to"]) if stanza.attrs.get("to") else None
+        except ValueError:
+            return
+        reply = error_reply(stanza, error)
+        self.route(reply_from or JID(None, reply_to.domain, None), reply_to, reply)
+
+    # -- local ----------------------------------------------------------------------------
+    def _route_local(self, frm: JID, to: JID, stanza: Element) -> None:
+        name = stanza.name
+        if to.local is None:
+            self._to_server(frm, to, stanza)
+        elif to.resource is not None:
+            session = self.sessions.lookup(to)
+            if session is not None:
+                if name == "presence" and stanza.attrs.get("type") in _SUBSCRIPTION_TYPES:
+                    # RFC 6121 §3: subscription requests concern the bare JID.
+                    self._to_bare(frm, to.bare, stanza)
+                else:
+                    session.deliver(stanza)
+            else:
+                self._to_full_unavailable(frm, to, stanza)
+        else:
+            self._to_bare(frm, to, stanza)
+
+    def _to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
+        """RFC 6121 §8.5.3.2: the full JID has no session."""
+        kind = stanza.name
+        stype = stanza.attrs.get("type", "normal" if kind == "message" else None)
+        if kind == "message":
+            if stype in _TO_BARE_ON_NO_RESOURCE:
+                self._to_bare(frm, to.bare, stanza)
+            elif stype == "groupchat":
+                self.bounce(stanza, StanzaError("service-unavailable"))
+            # headline and error: silently ignored (§8.5.3.2.1)
+        elif kind == "presence":
+            if stype in _SUBSCRIPTION_TYPES:
+                self._to_bare(frm, to.bare, stanza)
+            # other presence to an unavailable full JID: ignored (§8.5.3.2.3)
+        elif kind == "iq" and stype in ("get", "set"):
+            self.bounce(stanza, StanzaError("service-unavailable"))
+
+    def _to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+        kind = stanza.name
+        if kind == "message":
+            self._message_to_bare(frm, to, stanza)
+        elif kind == "presence":
+            self.server.spawn(self._presence_to_bare(frm, to, stanza))
+        elif kind == "iq":
+            self.server.iq.dispatch(frm, to, stanza, scope="sm")
+
+    def _message_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+        """RFC 6121 §8.5.2.1.1: to every available resource with a non-negative priority."""
+        stype = stanza.attrs.get("type", "normal")
+        if stype == "error":
+            targets = self._available(to)
+            if targets:
+                targets[0].deliver(stanza)
+            return
+        if stype == "groupchat":
+            # §8.5.2.1.1: a groupchat message to a bare JID is never delivered.
+            self.bounce(stanza, StanzaError("service-unavailable"))
+            return
+        targets = [s for s in self._available(to) if s.priority >= 0]
+        if targets:
+            for session in targets:
+                session.deliver(stanza if len(targets) == 1 else stanza.copy())
+            return
+        if stype == "headline":
+            return  # §8.5.2.1.1: headlines to no resource are ignored
+        self.server.spawn(self._offline(frm, to, stanza))
+
+    def _available(self, bare: JID) -> list[Session]:
+        sessions = [s for s in self.sessions.resources(bare) if s.available]
+        sessions.sort(key=lambda s: -s.priority)
+        return sessions
+
+    async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
+        if not await self.server.user_exists(to):
+            self.bounce(stanza, StanzaError("service-unavailable"))
+            return
+        allowed = await self.hooks.fold_async(H.PRIVACY_CHECK_INBOUND, True, self.server, to,
+                                              frm, stanza)
+        if not allowed:
+            # XEP-0191 §3.2: stanzas from a blocked entity are dropped without telling it
+            # (the blocker's privacy is the point).
+            return
+        stored = await self.hooks.fold_async(H.OFFLINE_MESSAGE, False, frm, to, stanza)
+        if not stored:
+            # §8.5.2.2.1: no offline storage (or the quota is full): tell the sender.
+            self.bounce(stanza, StanzaError("service-unavailable"))
+
+    async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+        handled = await self.hooks.fold_async(H.PRESENCE_TO_USER, False, frm, to, stanza)
+        if handled:
+            return
+        stype = stanza.attrs.get("type")
+        if stype in (None, "unavailable"):
+            for session in self._available(to):
+                session.deliver(stanza.copy())
+
+    def _to_server(self, frm: JID, to: JID, stanza: Element) -> None:
+        kind = stanza.name
+        if kind == "iq":
+            self.server.iq.dispatch(frm, to, stanza, scope="local")
+        elif kind == "message" and stanza.attrs.get("type") not in ("error", "headline",
+                                                                     "groupchat"):
+            # RFC 6121 §8.5.1 leaves messages to the server to local policy: errors are
+            # ignored, others answered so the sender knows nobody reads them.
+            self.bounce(stanza, StanzaError("service-unavailable"))
+        # presence to the server itself carries nothing for us to act on (§8.5.1)
+
+
+_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed",
+                                 "probe"})

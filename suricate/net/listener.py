@@ -1,0 +1,96 @@
+"""Listeners: one asyncio server per ``[[listen.*]]`` entry, counting its connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from suricate.net.connection import Connection, StreamHandler
+from suricate.net.tls import TLSConfig
+
+log = logging.getLogger("suricate.net")
+
+
+class Listener:
+    __slots__ = ("opts", "kind", "handler_factory", "tls", "direct_tls", "server",
+                 "connections")
+
+    def __init__(self, kind: str, opts: Mapping[str, Any],
+                 handler_factory: Callable[[Connection], StreamHandler],
+                 tls: TLSConfig | None) -> None:
+        self.kind = kind
+        self.opts = opts
+        self.handler_factory = handler_factory
+        self.tls = tls
+        # Direct TLS (XEP-0368): the handshake comes before any XMPP byte.
+        self.direct_tls = tls is not None and tls.mode == "tls"
+        self.server: asyncio.Server | None = None
+        self.connections: set[Connection] = set()
+
+    @property
+    def port(self) -> int:
+        if self.server is not None and self.server.sockets:
+            return int(self.server.sockets[0].getsockname()[1])
+        return int(self.opts["port"])
+
+    def _make_connection(self) -> Connection:
+        conn = Connection(self._admit, self.tls if self.direct_tls else None, self._closed)
+        return conn
+
+    def _admit(self, conn: Connection) -> StreamHandler:
+        limit = self.opts.get("max_connections")
+        self.connections.add(conn)
+        if limit is not None and len(self.connections) > limit:
+            # A soft limit like Ranch's: the newest connection is refused at once.
+            log.warning("listener_max_connections port=%s limit=%s", self.port, limit)
+            return _Refuse(conn)
+        return self.handler_factory(conn)
+
+    def _closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ip = self.opts.get("ip_address") or "0.0.0.0"
+        family = socket.AF_INET6 if self.opts.get("ip_version") == 6 or ":" in ip else socket.AF_INET
+        self.server = await loop.create_server(
+            self._make_connection,
+            host=ip,
+            port=self.opts["port"],
+            family=family,
+            backlog=self.opts.get("backlog") or 1024,
+            reuse_address=True,
+            reuse_port=bool(self.opts.get("reuse_port")),
+        )
+        log.info("listener_started kind=%s ip=%s port=%s tls=%s", self.kind, ip, self.port,
+                 self.tls.mode if self.tls else "none")
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def wait_closed(self) -> None:
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+class _Refuse:
+    """The handler of a connection over the limit: it closes at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        conn.loop.call_soon(conn.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def eof_received(self) -> None:
+        pass
+
+    def write_overflow(self) -> None:
+        pass

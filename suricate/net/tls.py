@@ -1,0 +1,248 @@
+"""TLS over a memory BIO (pyOpenSSL), driven by our asyncio protocol.
+
+Why not the stdlib ``ssl`` module: it cannot export keying material, and RFC 9266
+``tls-exporter`` channel binding needs it (DESIGN §4). A memory BIO also lets the same
+connection object switch to TLS in place for STARTTLS (RFC 6120 §5.4.3.3), and OpenSSL's
+``MODE_RELEASE_BUFFERS`` frees the record buffers of idle connections.
+
+The rest of the server only sees ``TLSLayer``: ``receive``/``send`` for bytes and
+``binding()``, ``version``, ``alpn``, ``server_name``, ``peer_certificate`` for facts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from OpenSSL import SSL, crypto
+
+log = logging.getLogger("suricate.tls")
+
+_VERSIONS = {"tlsv1.2": SSL.TLS1_2_VERSION, "tlsv1.3": SSL.TLS1_3_VERSION}
+# Secure defaults (issue: TLS 1.2+ only, AEAD suites with forward secrecy for TLS 1.2; TLS 1.3
+# suites are fixed by OpenSSL and all fine).
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+)
+EXPORTER_LABEL = b"EXPORTER-Channel-Binding"  # RFC 9266 §2
+
+
+class TLSError(Exception):
+    """The TLS handshake or a record failed; the connection must close."""
+
+
+def server_end_point_hash(cert_der: bytes) -> bytes:
+    """RFC 5929 §4.1: hash the certificate with its signature hash; MD5/SHA-1 become SHA-256."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or isinstance(algorithm, (hashes.MD5, hashes.SHA1)):
+        return hashlib.sha256(cert_der).digest()
+    digest = hashes.Hash(algorithm)
+    digest.update(cert_der)
+    return digest.finalize()
+
+
+@dataclass(slots=True)
+class CertKey:
+    certfile: str
+    keyfile: str
+
+
+class TLSConfig:
+    """One listener's TLS settings, turned into OpenSSL contexts once at start-up."""
+
+    __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point")
+
+    def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = (),
+                 certs_by_name: Mapping[str, CertKey] | None = None) -> None:
+        self.mode: str = opts.get("mode") or "starttls"
+        self.alpn = tuple(alpn)
+        default = CertKey(opts["certfile"], opts.get("keyfile") or opts["certfile"])
+        self._end_point: dict[int, bytes] = {}
+        self.context = self._make_context(opts, default)
+        # Certificate per domain chosen by SNI (RFC 6066 §3); the default serves the rest.
+        self._by_name: dict[str, SSL.Context] = {
+            name.lower(): self._make_context(opts, ck) for name, ck in (certs_by_name or {}).items()
+        }
+        if self._by_name:
+            self.context.set_tlsext_servername_callback(self._select_by_sni)
+
+    def _make_context(self, opts: Mapping[str, Any], cert: CertKey) -> SSL.Context:
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        versions = [_VERSIONS[v] for v in (opts.get("versions") or ["tlsv1.2", "tlsv1.3"])]
+        ctx.set_min_proto_version(min(versions))
+        ctx.set_max_proto_version(max(versions))
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                        | SSL.OP_NO_RENEGOTIATION)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        ctx.set_cipher_list((opts.get("ciphers") or DEFAULT_CIPHERS).encode())
+        password = opts.get("password")
+        if password:
+            ctx.set_passwd_cb(lambda *_: password.encode())
+        ctx.use_certificate_chain_file(cert.certfile)
+        ctx.use_privatekey_file(cert.keyfile)
+        ctx.check_privatekey()
+        verify_mode = opts.get("verify_mode") or "none"
+        if verify_mode == "none":
+            ctx.set_verify(SSL.VERIFY_NONE, None)
+        else:
+            # Ask for a client certificate, do not require one: a c2s client normally logs in
+            # with SASL; the certificate is only evidence for SASL EXTERNAL.
+            accept_self_signed = verify_mode == "selfsigned_peer"
+            ctx.set_verify(SSL.VERIFY_PEER,
+                           lambda _c, _x, errno, _d, ok: bool(ok) or (
+                               accept_self_signed and errno in (18, 19)))
+            if opts.get("cacertfile"):
+                ctx.load_verify_locations(opts["cacertfile"])
+            else:
+                ctx.set_default_verify_paths()  # CA certificates from the OS
+        if self.alpn:
+            ctx.set_alpn_select_callback(self._select_alpn)
+        with open(cert.certfile, "rb") as pem:
+            x509_cert = crypto.load_certificate(crypto.FILETYPE_PEM, pem.read())
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, x509_cert)
+        self._end_point[id(ctx)] = server_end_point_hash(der)
+        return ctx
+
+    def _select_alpn(self, conn: SSL.Connection, offered: list[bytes]) -> Any:
+        for proto in self.alpn:
+            if proto in offered:
+                return proto
+        # XEP-0368 §3: a client that offers no matching protocol is still served (ALPN is
+        # optional for it); OpenSSL then proceeds without ALPN.
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    def _select_by_sni(self, conn: SSL.Connection) -> None:
+        name = conn.get_servername()
+        if name:
+            ctx = self._by_name.get(name.decode("ascii", "replace").lower())
+            if ctx is not None:
+                conn.set_context(ctx)
+
+    def end_point_hash(self, ctx: SSL.Context) -> bytes:
+        return self._end_point[id(ctx)]
+
+    def new_session(self) -> TLSLayer:
+        return TLSLayer(self)
+
+
+class TLSLayer:
+    """One connection's TLS state over memory BIOs."""
+
+    __slots__ = ("config", "conn", "established", "closed")
+
+    def __init__(self, config: TLSConfig) -> None:
+        self.config = config
+        self.conn = SSL.Connection(config.context, None)
+        self.conn.set_accept_state()
+        self.established = False
+        self.closed = False
+
+    def receive(self, data: bytes) -> tuple[bytes, bytes]:
+        """Feed ciphertext; return (plaintext for the parser, ciphertext to write back)."""
+        conn = self.conn
+        conn.bio_write(data)
+        plain = []
+        try:
+            if not self.established:
+                try:
+                    conn.do_handshake()
+                    self.established = True
+                except SSL.WantReadError:
+                    pass
+            if self.established:
+                while True:
+                    try:
+                        chunk = conn.recv(65536)
+                    except SSL.WantReadError:
+                        break
+                    except SSL.ZeroReturnError:
+                        self.closed = True  # close_notify from the peer
+                        break
+                    if not chunk:
+                        break
+                    plain.append(chunk)
+        except SSL.Error as exc:
+            raise TLSError(str(exc)) from None
+        return b"".join(plain), self._drain()
+
+    def send(self, data: bytes) -> bytes:
+        """Encrypt ``data``; return the records to write."""
+        try:
+            view = memoryview(data)
+            while view:
+                sent = self.conn.send(view[:16384])
+                view = view[sent:]
+        except SSL.Error as exc:
+            raise TLSError(str(exc)) from None
+        return self._drain()
+
+    def shutdown(self) -> bytes:
+        with contextlib.suppress(SSL.Error):
+            self.conn.shutdown()
+        return self._drain()
+
+    def _drain(self) -> bytes:
+        out = []
+        while True:
+            try:
+                out.append(self.conn.bio_read(65536))
+            except SSL.WantReadError:
+                break
+        return b"".join(out)
+
+    # -- facts for SASL channel binding and the rest of the server --------------------------
+    @property
+    def version(self) -> str:
+        return self.conn.get_protocol_version_name()
+
+    @property
+    def tls_version(self) -> str:
+        return self.version
+
+    @property
+    def alpn(self) -> bytes | None:
+        proto = self.conn.get_alpn_proto_negotiated()
+        return proto or None
+
+    @property
+    def server_name(self) -> str | None:
+        name = self.conn.get_servername()
+        return name.decode("ascii", "replace") if name else None
+
+    def peer_certificate(self) -> x509.Certificate | None:
+        cert = self.conn.get_peer_certificate()
+        return cert.to_cryptography() if cert is not None else None
+
+    def binding(self, cb_type: str) -> bytes | None:
+        """Channel-binding data of ``cb_type`` (RFC 5929, RFC 9266), or None if unavailable."""
+        if not self.established:
+            return None
+        if cb_type == "tls-exporter":
+            return self.conn.export_keying_material(EXPORTER_LABEL, 32)
+        if cb_type == "tls-server-end-point":
+            return self.config.end_point_hash(self.conn.get_context())
+        if cb_type == "tls-unique":
+            # RFC 5929 §3.1: the first Finished message of the handshake; on a full handshake
+            # the client's. Undefined on TLS 1.3 (RFC 9266 §1), whatever OpenSSL returns.
+            if self.version != "TLSv1.2":
+                return None
+            return self.conn.get_peer_finished()
+        return None
+
+    def channel_binding_types(self) -> list[str]:
+        if not self.established:
+            return []
+        if self.version == "TLSv1.3":
+            return ["tls-exporter", "tls-server-end-point"]
+        # TLS 1.2: tls-exporter is only safe with the extended master secret (RFC 9266 §3),
+        # which we cannot check through pyOpenSSL; offer the two classic types.
+        return ["tls-unique", "tls-server-end-point"]

@@ -1,0 +1,123 @@
+"""The client-to-server stream as data: its states, the allowed transitions, and the pure
+pieces of negotiation (stream header, features). Named like MongooseIM's ``mongoose_c2s``.
+
+The transition table is the single source of truth: ``C2SStateMachine.goto`` refuses any move
+not listed, so a bug shows as an exception at the faulty step, and the diagram in
+docs/architecture.md is generated from ``TRANSITIONS``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from suricate.xml import ns
+from suricate.xml.element import Element, escape_attr
+
+
+class C2SState(enum.Enum):
+    CONNECT = "connect"
+    WAIT_FOR_STREAM = "wait_for_stream"
+    WAIT_FOR_FEATURE_BEFORE_AUTH = "wait_for_feature_before_auth"
+    WAIT_FOR_SASL_RESPONSE = "wait_for_sasl_response"
+    WAIT_FOR_FEATURE_AFTER_AUTH = "wait_for_feature_after_auth"
+    SESSION_ESTABLISHED = "session_established"
+    CLOSED = "closed"
+
+
+S = C2SState
+
+TRANSITIONS: dict[C2SState, frozenset[C2SState]] = {
+    S.CONNECT: frozenset({S.WAIT_FOR_STREAM, S.CLOSED}),
+    # a stream header arrived: features before or after auth, depending on what happened
+    S.WAIT_FOR_STREAM: frozenset({S.WAIT_FOR_FEATURE_BEFORE_AUTH, S.WAIT_FOR_FEATURE_AFTER_AUTH,
+                                  S.CLOSED}),
+    # <starttls/> restarts the stream; <auth/> starts SASL (or succeeds at once)
+    S.WAIT_FOR_FEATURE_BEFORE_AUTH: frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_SASL_RESPONSE,
+                                               S.CLOSED}),
+    S.WAIT_FOR_SASL_RESPONSE: frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
+                                         S.CLOSED}),
+    S.WAIT_FOR_FEATURE_AFTER_AUTH: frozenset({S.SESSION_ESTABLISHED, S.CLOSED}),
+    S.SESSION_ESTABLISHED: frozenset({S.CLOSED}),
+    S.CLOSED: frozenset(),
+}
+
+# States with a negotiation deadline (the listener's state_timeout).
+TIMED_STATES = frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
+                          S.WAIT_FOR_SASL_RESPONSE, S.WAIT_FOR_FEATURE_AFTER_AUTH})
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+class C2SStateMachine:
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = S.CONNECT
+
+    def goto(self, new: C2SState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise InvalidTransition(f"{self.state.value} -> {new.value}")
+        self.state = new
+
+
+def stream_header(stream_id: str, domain: str | None, lang: str = "en",
+                  content_ns: str = ns.CLIENT) -> bytes:
+    """Our response stream header (RFC 6120 §4.7): id, from, version 1.0."""
+    frm = f" from='{escape_attr(domain)}'" if domain else ""
+    return (
+        f"<?xml version='1.0'?><stream:stream xmlns='{content_ns}' "
+        f"xmlns:stream='{ns.STREAM}' id='{stream_id}'{frm} version='1.0' "
+        f"xml:lang='{escape_attr(lang)}'>"
+    ).encode()
+
+
+STREAM_CLOSE = b"</stream:stream>"
+STREAM_PREFIXES = {ns.STREAM: "stream"}
+
+
+def features_element(children: list[Element]) -> Element:
+    return Element("features", ns.STREAM, {}, list(children))
+
+
+def starttls_feature(required: bool) -> Element:
+    el = Element("starttls", ns.TLS)
+    if required:
+        el.add("required")
+    return el
+
+
+def mechanisms_feature(names: list[str]) -> Element:
+    el = Element("mechanisms", ns.SASL)
+    for name in names:
+        el.add("mechanism", text=name)
+    return el
+
+
+def channel_binding_feature(types: list[str]) -> Element:
+    """XEP-0440 §3: the channel-binding types the server can check."""
+    el = Element("sasl-channel-binding", ns.SASL_CB)
+    for cb in types:
+        el.add("channel-binding", attrs={"type": cb})
+    return el
+
+
+def bind_feature() -> Element:
+    return Element("bind", ns.BIND)
+
+
+def session_feature() -> Element:
+    # RFC 3921 §3 session establishment, kept for old clients and marked optional
+    # (draft-cridland-xmpp-session-01) so new ones skip the round trip.
+    el = Element("session", ns.SESSION)
+    el.add("optional")
+    return el
+
+
+def sasl_failure(condition: str, text: str | None = None) -> Element:
+    el = Element("failure", ns.SASL)
+    el.add(condition)
+    if text:
+        el.add("text", attrs={"xml:lang": "en"}, text=text)
+    return el

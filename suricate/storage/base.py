@@ -1,0 +1,228 @@
+"""The storage interface every backend implements, its records and its errors.
+
+Modules and auth methods only see `Storage`; which database sits behind it is a
+configuration choice (DESIGN.md §2.8). All methods are coroutines so that a networked
+backend (PostgreSQL) and an embedded one (SQLite) are interchangeable.
+
+`server` is always the (prepared) domain the account lives on and `username`/`user` the
+prepared localpart, so one database can hold several virtual hosts, like MongooseIM's
+`server` column.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ASK_STATES",
+    "SUBSCRIPTION_STATES",
+    "OfflineMessage",
+    "RosterItem",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "UserRecord",
+]
+
+
+class StorageError(Exception):
+    """A storage operation failed; callers answer `internal-server-error`."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached (down, refused, locked too long).
+
+    Callers answer `service-unavailable` / `temporary-auth-failure` rather than crash:
+    the condition is expected to pass.
+    """
+
+
+# RFC 6121 §2.1.2.5: the four subscription states a roster item can be in.
+SUBSCRIPTION_STATES: frozenset[str] = frozenset({"none", "to", "from", "both"})
+# Pending requests: 'out' = we asked the contact (RFC 6121 §2.1.2.2 ask='subscribe'),
+# 'in' = the contact asked us and we have not answered yet (not sent to clients, but the
+# server must remember it, RFC 6121 §3.1.3), 'both' = each side asked the other.
+ASK_STATES: frozenset[str] = frozenset({"none", "out", "in", "both"})
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    server: str
+    username: str
+    # Plaintext only when the operator configured the plain password format; else None.
+    password: str | None
+    # Serialized SCRAM record(s) (salt, iteration count, stored key, server key).
+    pass_details: str | None
+    # Unix time of creation, seconds.
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RosterItem:
+    jid: str  # bare JID of the contact
+    name: str | None = None
+    subscription: str = "none"
+    ask: str = "none"
+    groups: tuple[str, ...] = ()
+    # RFC 6121 §3.4: the user pre-approved a subscription request from this contact.
+    approved: bool = False
+    # The status text that came with a pending inbound subscription request, so it can be
+    # shown to the user when they come online (RFC 6121 §3.1.3).
+    ask_message: str | None = None
+
+    def __post_init__(self) -> None:
+        # Reject nonsense at construction rather than as an opaque database CHECK failure.
+        if self.subscription not in SUBSCRIPTION_STATES:
+            raise ValueError(f"invalid roster subscription {self.subscription!r}")
+        if self.ask not in ASK_STATES:
+            raise ValueError(f"invalid roster ask {self.ask!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineMessage:
+    timestamp: float  # Unix time the message was stored (XEP-0203 delay stamp)
+    from_jid: str
+    to_jid: str
+    packet: str  # the stanza, serialized XML
+    expire: float | None = None  # Unix time after which it must not be delivered (XEP-0079)
+
+
+class Storage(ABC):
+    """Persistent state of accounts. One instance per server, shared by all modules."""
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections. Safe to call twice or after a failed open()."""
+
+    @abstractmethod
+    async def schema_versions(self) -> list[int]:
+        """Applied migration numbers, ascending (for `status` and tests)."""
+
+    # -- users --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_user(
+        self, server: str, username: str, password: str | None, pass_details: str | None
+    ) -> bool:
+        """Create an account; False if it already exists."""
+
+    @abstractmethod
+    async def get_user(self, server: str, username: str) -> UserRecord | None: ...
+
+    @abstractmethod
+    async def set_password(
+        self, server: str, username: str, password: str | None, pass_details: str | None
+    ) -> bool:
+        """Replace the credentials; False if the account does not exist."""
+
+    @abstractmethod
+    async def remove_user(self, server: str, username: str) -> bool:
+        """Delete the account and all its data (roster, offline, ...) atomically.
+
+        Returns whether the account row existed; the data of a user without an account
+        row (anonymous or external auth) is removed all the same.
+        """
+
+    @abstractmethod
+    async def list_users(self, server: str, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Usernames of `server`, sorted."""
+
+    @abstractmethod
+    async def count_users(self, server: str) -> int: ...
+
+    @abstractmethod
+    async def user_exists(self, server: str, username: str) -> bool: ...
+
+    # -- roster (RFC 6121) ----------------------------------------------------------------
+
+    @abstractmethod
+    async def get_roster(self, server: str, user: str) -> list[RosterItem]:
+        """All items, sorted by JID."""
+
+    @abstractmethod
+    async def get_roster_item(self, server: str, user: str, jid: str) -> RosterItem | None: ...
+
+    @abstractmethod
+    async def put_roster_item(self, server: str, user: str, item: RosterItem) -> None:
+        """Insert or replace the item (groups included)."""
+
+    @abstractmethod
+    async def delete_roster_item(self, server: str, user: str, jid: str) -> bool: ...
+
+    @abstractmethod
+    async def get_roster_version(self, server: str, user: str) -> str | None: ...
+
+    @abstractmethod
+    async def set_roster_version(self, server: str, user: str, version: str) -> None: ...
+
+    # -- offline messages (XEP-0160) ------------------------------------------------------
+
+    @abstractmethod
+    async def store_offline(self, server: str, user: str, msg: OfflineMessage) -> None: ...
+
+    @abstractmethod
+    async def count_offline(self, server: str, user: str) -> int: ...
+
+    @abstractmethod
+    async def pop_offline(
+        self, server: str, user: str, now: float | None = None
+    ) -> list[OfflineMessage]:
+        """Remove and return the user's messages in arrival order, atomically.
+
+        Messages whose `expire` is before `now` (default: the current time) are deleted
+        but not returned (XEP-0079: an expired message is not delivered).
+        """
+
+    @abstractmethod
+    async def remove_expired_offline(self, now: float) -> int:
+        """Delete messages of every user whose `expire` is before `now`; return how many."""
+
+    # -- last activity (XEP-0012) ---------------------------------------------------------
+
+    @abstractmethod
+    async def set_last(self, server: str, user: str, timestamp: int, status: str) -> None: ...
+
+    @abstractmethod
+    async def get_last(self, server: str, user: str) -> tuple[int, str] | None: ...
+
+    # -- private XML storage (XEP-0049) ---------------------------------------------------
+
+    @abstractmethod
+    async def set_private(self, server: str, user: str, namespace: str, xml: str) -> None: ...
+
+    @abstractmethod
+    async def get_private(self, server: str, user: str, namespace: str) -> str | None: ...
+
+    # -- vCard (XEP-0054) -----------------------------------------------------------------
+
+    @abstractmethod
+    async def set_vcard(self, server: str, user: str, xml: str) -> None: ...
+
+    @abstractmethod
+    async def get_vcard(self, server: str, user: str) -> str | None: ...
+
+    # -- blocking (XEP-0191) --------------------------------------------------------------
+
+    @abstractmethod
+    async def get_blocklist(self, server: str, user: str) -> list[str]:
+        """Blocked JIDs, sorted."""
+
+    @abstractmethod
+    async def block(self, server: str, user: str, jids: Sequence[str]) -> list[str]:
+        """Add `jids`; return those that were not blocked before, in request order."""
+
+    @abstractmethod
+    async def unblock(self, server: str, user: str, jids: Sequence[str]) -> list[str]:
+        """Remove `jids`; return those that were blocked, in request order."""
+
+    @abstractmethod
+    async def unblock_all(self, server: str, user: str) -> list[str]:
+        """Empty the blocklist; return what it held, sorted."""

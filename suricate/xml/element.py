@@ -1,0 +1,165 @@
+"""A small, slotted XML element and its serializer.
+
+Every element carries its namespace in ``xmlns`` (never ``None`` once parsed); the serializer
+writes an ``xmlns`` attribute only where an element's namespace differs from its parent's, so a
+stanza parsed in ``jabber:client`` and written into a ``jabber:client`` stream comes out without
+redundant declarations. Attribute names are plain local names; ``xml:lang`` is kept under the
+literal key ``"xml:lang"`` because it is the only namespaced attribute XMPP core uses (RFC 6120
+§4.7.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Union
+
+Node = Union["Element", str]
+
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+)
+
+
+def escape_text(text: str) -> str:
+    return text.translate(_TEXT_ESCAPES)
+
+
+def escape_attr(value: str) -> str:
+    return value.translate(_ATTR_ESCAPES)
+
+
+class Element:
+    __slots__ = ("name", "xmlns", "attrs", "children")
+
+    def __init__(
+        self,
+        name: str,
+        xmlns: str,
+        attrs: dict[str, str] | None = None,
+        children: list[Node] | None = None,
+    ) -> None:
+        self.name = name
+        self.xmlns = xmlns
+        self.attrs: dict[str, str] = attrs if attrs is not None else {}
+        self.children: list[Node] = children if children is not None else []
+
+    # -- attributes -------------------------------------------------------------------------
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.attrs.get(key, default)
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.attrs.pop(key, None)
+        else:
+            self.attrs[key] = value
+
+    # -- children ---------------------------------------------------------------------------
+    def append(self, child: Node) -> Element:
+        self.children.append(child)
+        return self
+
+    def add(self, name: str, xmlns: str | None = None, attrs: dict[str, str] | None = None,
+            text: str | None = None) -> Element:
+        """Create, append and return a child element (namespace inherited when omitted)."""
+        child = Element(name, xmlns if xmlns is not None else self.xmlns, attrs)
+        if text is not None:
+            child.children.append(text)
+        self.children.append(child)
+        return child
+
+    def elements(self) -> Iterator[Element]:
+        for child in self.children:
+            if isinstance(child, Element):
+                yield child
+
+    def find(self, name: str, xmlns: str | None = None) -> Element | None:
+        for child in self.children:
+            if isinstance(child, Element) and child.name == name and (
+                xmlns is None or child.xmlns == xmlns
+            ):
+                return child
+        return None
+
+    def find_all(self, name: str | None = None, xmlns: str | None = None) -> list[Element]:
+        return [
+            c
+            for c in self.children
+            if isinstance(c, Element)
+            and (name is None or c.name == name)
+            and (xmlns is None or c.xmlns == xmlns)
+        ]
+
+    def first_element(self) -> Element | None:
+        for child in self.children:
+            if isinstance(child, Element):
+                return child
+        return None
+
+    def find_text(self, name: str, xmlns: str | None = None) -> str | None:
+        child = self.find(name, xmlns)
+        return None if child is None else child.text
+
+    @property
+    def text(self) -> str:
+        return "".join(c for c in self.children if isinstance(c, str))
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self.children = [c for c in self.children if isinstance(c, Element)]
+        if value:
+            self.children.insert(0, value)
+
+    def copy(self) -> Element:
+        """A deep copy: routing code may stamp attributes on its copy only."""
+        return Element(
+            self.name,
+            self.xmlns,
+            dict(self.attrs),
+            [c.copy() if isinstance(c, Element) else c for c in self.children],
+        )
+
+    # -- serialization ----------------------------------------------------------------------
+    def serialize(self, parent_ns: str | None = None, prefixes: dict[str, str] | None = None) -> str:
+        parts: list[str] = []
+        self._write(parts, parent_ns, prefixes)
+        return "".join(parts)
+
+    def to_bytes(self, parent_ns: str | None = None, prefixes: dict[str, str] | None = None) -> bytes:
+        return self.serialize(parent_ns, prefixes).encode()
+
+    def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
+        prefix = prefixes.get(self.xmlns) if prefixes else None
+        tag = f"{prefix}:{self.name}" if prefix else self.name
+        out.append("<" + tag)
+        ns = parent_ns
+        if prefix is None and self.xmlns != parent_ns:
+            out.append(f' xmlns="{escape_attr(self.xmlns)}"')
+            ns = self.xmlns
+        for key, value in self.attrs.items():
+            out.append(f' {key}="{escape_attr(value)}"')
+        if not self.children:
+            out.append("/>")
+            return
+        out.append(">")
+        for child in self.children:
+            if isinstance(child, str):
+                out.append(child.translate(_TEXT_ESCAPES))
+            else:
+                child._write(out, ns, prefixes)
+        out.append(f"</{tag}>")
+
+    def __repr__(self) -> str:
+        return f"<Element {self.serialize()[:200]}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Element):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.xmlns == other.xmlns
+            and self.attrs == other.attrs
+            and self.children == other.children
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable

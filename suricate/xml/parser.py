@@ -1,0 +1,193 @@
+"""Incremental XMPP stream parser on top of expat (C speed).
+
+RFC 6120 §11.1 forbids comments, processing instructions, internal or external DTD subsets,
+and entity references other than the five predefined ones; each is refused with the
+``restricted-xml`` stream error (§4.9.3.18). Anything expat cannot parse is ``not-well-formed``
+(§4.9.3.13). A stanza larger than the listener's ``max_stanza_size`` is a ``policy-violation``
+(§4.9.3.14), detected while it streams in, so an endless stanza never fills memory.
+
+A parser lives for one stream: at every stream restart (after STARTTLS, after SASL) the caller
+makes a new one, as §4.3.3 and §6.4.6 require.
+"""
+
+from __future__ import annotations
+
+import pyexpat
+from dataclasses import dataclass
+from typing import Any
+
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+MAX_DEPTH = 64  # deeper nesting has no use in XMPP and costs stack: policy-violation
+
+
+class XMLStreamError(Exception):
+    """The peer sent bytes that end the stream with ``condition`` (RFC 6120 §4.9.3)."""
+
+    def __init__(self, condition: str, text: str | None = None) -> None:
+        super().__init__(condition if text is None else f"{condition}: {text}")
+        self.condition = condition
+        self.text = text
+
+
+@dataclass(slots=True)
+class StreamOpen:
+    """The stream header: ``name``/``xmlns`` of the root and its attributes.
+
+    ``content_ns`` is the default namespace the header declares (jabber:client, jabber:server,
+    jabber:component:accept); ``prefixes`` maps every declared prefix to its namespace.
+    """
+
+    name: str
+    xmlns: str
+    attrs: dict[str, str]
+    content_ns: str | None
+    prefixes: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamClose:
+    pass
+
+
+Event = StreamOpen | Element | StreamClose
+
+_XML_LANG = ns.XML + " lang"
+_UNDEFINED_ENTITY = pyexpat.errors.codes[pyexpat.errors.XML_ERROR_UNDEFINED_ENTITY]
+
+
+def _split(name: str) -> tuple[str, str]:
+    uri, sep, local = name.rpartition(" ")
+    return (local, uri) if sep else (name, "")
+
+
+class StreamParser:
+    __slots__ = (
+        "_parser", "_events", "_stack", "_depth", "_max_stanza_size", "_stanza_start",
+        "_fed", "_ns_decls", "_closed",
+    )
+
+    def __init__(self, max_stanza_size: int | None = None) -> None:
+        self._max_stanza_size = max_stanza_size
+        self._events: list[Event] = []
+        self._stack: list[Element] = []
+        self._depth = 0
+        self._stanza_start = -1
+        self._fed = 0
+        self._ns_decls: dict[str, str] = {}
+        self._closed = False
+        p = pyexpat.ParserCreate("UTF-8", " ")
+        p.buffer_text = True
+        p.ordered_attributes = False
+        p.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._chars
+        p.StartNamespaceDeclHandler = self._ns_decl
+        p.CommentHandler = self._restricted
+        p.ProcessingInstructionHandler = self._restricted
+        p.StartDoctypeDeclHandler = self._restricted
+        p.EntityDeclHandler = self._restricted
+        p.UnparsedEntityDeclHandler = self._restricted
+        p.NotationDeclHandler = self._restricted
+        p.ExternalEntityRefHandler = self._restricted_ref
+        p.SkippedEntityHandler = self._restricted
+        p.DefaultHandler = self._default
+        self._parser = p
+
+    # -- public -----------------------------------------------------------------------------
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse ``data``; return the complete events it finished (may be empty)."""
+        if self._closed:
+            return []
+        self._fed += len(data)
+        try:
+            self._parser.Parse(data, False)
+        except pyexpat.ExpatError as exc:
+            if exc.code == _UNDEFINED_ENTITY:
+                # §11.1: only the five predefined entities may be referenced.
+                raise XMLStreamError("restricted-xml", "entity reference") from None
+            raise XMLStreamError("not-well-formed", pyexpat.errors.messages[exc.code]) from None
+        if (
+            self._max_stanza_size is not None
+            and self._stanza_start >= 0
+            and self._fed - self._stanza_start > self._max_stanza_size
+        ):
+            raise XMLStreamError("policy-violation", "stanza too large")
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    # -- expat callbacks ----------------------------------------------------------------------
+    def _restricted(self, *args: Any) -> None:
+        raise XMLStreamError("restricted-xml")
+
+    def _restricted_ref(self, *args: Any) -> int:
+        raise XMLStreamError("restricted-xml")
+
+    def _default(self, data: str) -> None:
+        # The default handler sees what no other handler took; an entity reference that
+        # reaches it (e.g. "&foo;" after a DTD we refused anyway) is restricted.
+        if data.startswith("&"):
+            raise XMLStreamError("restricted-xml")
+
+    def _ns_decl(self, prefix: str | None, uri: str) -> None:
+        if self._depth == 0:
+            self._ns_decls[prefix or ""] = uri
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        local, uri = _split(name)
+        if attrs:
+            clean: dict[str, str] = {}
+            for key, value in attrs.items():
+                if " " in key:
+                    if key == _XML_LANG:
+                        clean["xml:lang"] = value
+                    # Other namespaced attributes carry no meaning in XMPP core; drop them.
+                else:
+                    clean[key] = value
+            attrs = clean
+        depth = self._depth
+        self._depth = depth + 1
+        if depth == 0:
+            content_ns = self._ns_decls.get("")
+            prefixes = {k: v for k, v in self._ns_decls.items() if k}
+            self._events.append(StreamOpen(local, uri, attrs, content_ns, prefixes))
+            return
+        if depth >= MAX_DEPTH:
+            raise XMLStreamError("policy-violation", "nesting too deep")
+        element = Element(local, uri, attrs)
+        if depth == 1:
+            self._stanza_start = self._parser.CurrentByteIndex
+        else:
+            self._stack[-1].children.append(element)
+        self._stack.append(element)
+
+    def _end(self, name: str) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._closed = True
+            self._events.append(StreamClose())
+            return
+        element = self._stack.pop()
+        if self._depth == 1:
+            limit = self._max_stanza_size
+            if limit is not None and self._parser.CurrentByteIndex - self._stanza_start > limit:
+                raise XMLStreamError("policy-violation", "stanza too large")
+            self._stanza_start = -1
+            self._events.append(element)
+
+    def _chars(self, data: str) -> None:
+        if self._depth >= 2:
+            children = self._stack[-1].children
+            if children and isinstance(children[-1], str):
+                children[-1] += data
+            else:
+                children.append(data)
+        elif self._depth == 1 and data.strip():
+            # RFC 6120 §11.7: only whitespace may appear between top-level elements.
+            raise XMLStreamError("not-well-formed", "text outside a stanza")

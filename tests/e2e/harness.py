@@ -1,0 +1,216 @@
+"""End-to-end harness: a real Suricate server on free loopback ports, real clients over real
+sockets and real TLS (slixmpp from PyPI, and a raw XML client for what no library does)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import slixmpp
+
+from suricate.config import parse_config
+from suricate.core.server import Server
+from suricate.modules import MODULES
+from suricate.net.certs import ensure_self_signed
+
+ALL_MODULES = (
+    "mod_disco", "mod_ping", "mod_version", "mod_last", "mod_time", "mod_private", "mod_vcard",
+    "mod_register", "mod_blocking", "mod_presence", "mod_roster", "mod_offline",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
+                modules: str | None = None, c2s_extra: str = "") -> str:
+    default, _ = ensure_self_signed(tmp / "certs", ["localhost"])
+    if modules is None:
+        modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
+    return f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+loglevel = "info"
+
+[[listen.c2s]]
+port = {c2s_port}
+ip_address = "127.0.0.1"
+tls.mode = "starttls"
+tls.certfile = "{default.certfile}"
+tls.keyfile = "{default.keyfile}"
+tls.verify_mode = "none"
+{c2s_extra}
+
+[[listen.c2s]]
+port = {tls_port}
+ip_address = "127.0.0.1"
+tls.mode = "tls"
+tls.certfile = "{default.certfile}"
+tls.keyfile = "{default.keyfile}"
+tls.verify_mode = "none"
+
+[auth]
+methods = ["rdbms"]
+password.scram_iterations = 4096
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{tmp / 'suricate.db'}"
+
+{extra}
+
+{modules}
+"""
+
+
+@contextlib.asynccontextmanager
+async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
+                         c2s_extra: str = "") -> AsyncIterator[Server]:
+    c2s_port, tls_port = free_port(), free_port()
+    cfg = parse_config(server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra), tmp)
+    server = Server(cfg, tmp, MODULES)
+    await server.start()
+    server.c2s_port = c2s_port  # type: ignore[attr-defined]
+    server.tls_port = tls_port  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class Client(slixmpp.ClientXMPP):
+    """A slixmpp client that trusts our test certificate and records what it receives."""
+
+    def __init__(self, jid: str, password: str, **kwargs: Any) -> None:
+        super().__init__(jid, password, **kwargs)
+        self.ssl_context.check_hostname = False
+        self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.messages: asyncio.Queue[Any] = asyncio.Queue()
+        self.presences: asyncio.Queue[Any] = asyncio.Queue()
+        self.session_started = asyncio.get_event_loop().create_future()
+        self.add_event_handler("session_start", self._on_start)
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("presence", self.presences.put_nowait)
+        self.add_event_handler("failed_auth", self._on_failed)
+        self.add_event_handler("disconnected", self._on_disconnected)
+
+    def _on_start(self, _: Any) -> None:
+        if not self.session_started.done():
+            self.session_started.set_result(True)
+
+    def _on_failed(self, _: Any) -> None:
+        if not self.session_started.done():
+            self.session_started.set_exception(PermissionError("authentication failed"))
+
+    def _on_disconnected(self, _: Any) -> None:
+        if not self.session_started.done():
+            self.session_started.set_exception(ConnectionError("disconnected"))
+
+    async def next_message(self, timeout: float = 5.0) -> Any:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_presence(self, timeout: float = 5.0, type_: str | None = None) -> Any:
+        while True:
+            pres = await asyncio.wait_for(self.presences.get(), timeout)
+            if type_ is None or pres["type"] == type_:
+                return pres
+
+
+async def connect(server: Server, jid: str, password: str, direct_tls: bool = False,
+                  plugins: tuple[str, ...] = (), timeout: float = 10.0,
+                  **kwargs: Any) -> Client:
+    client = Client(jid, password, **kwargs)
+    for plugin in plugins:
+        client.register_plugin(plugin)
+    if direct_tls:
+        client.enable_direct_tls = True
+        client.enable_starttls = False
+        client.connect("127.0.0.1", server.tls_port)  # type: ignore[attr-defined]
+    else:
+        client.enable_direct_tls = False
+        client.enable_starttls = True
+        client.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
+    await asyncio.wait_for(client.session_started, timeout)
+    return client
+
+
+async def disconnect(*clients: Client) -> None:
+    for client in clients:
+        client.disconnect()
+    for client in clients:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnected, 5)
+
+
+class RawClient:
+    """Speaks bytes: for protocol details and bad input no library will send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, port: int, tls: bool = False) -> RawClient:
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        return cls(reader, writer)
+
+    async def send(self, data: str | bytes) -> None:
+        self.writer.write(data.encode() if isinstance(data, str) else data)
+        await self.writer.drain()
+
+    async def expect(self, pattern: str, timeout: float = 5.0) -> str:
+        """Read until ``pattern`` (a regexp over the decoded stream) matches; return the match
+        and consume the buffer up to its end."""
+        regex = re.compile(pattern.encode(), re.S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            m = regex.search(self.buffer)
+            if m:
+                self.buffer = self.buffer[m.end():]
+                return m.group(0).decode()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timeout waiting for {pattern!r}; got {self.buffer!r}")
+            chunk = await asyncio.wait_for(self.reader.read(65536), remaining)
+            if not chunk:
+                raise AssertionError(f"connection closed waiting for {pattern!r}; "
+                                     f"got {self.buffer!r}")
+            self.buffer += chunk
+
+    async def closed(self, timeout: float = 5.0) -> bytes:
+        """Wait for the server to close; return what arrived meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            chunk = await asyncio.wait_for(self.reader.read(65536), deadline - loop.time())
+            if not chunk:
+                return self.buffer
+            self.buffer += chunk
+
+    async def open_stream(self, to: str = "localhost") -> str:
+        await self.send(
+            f"<?xml version='1.0'?><stream:stream to='{to}' xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+        return await self.expect(r"</stream:features>|<stream:features/>")
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()

@@ -1,0 +1,1138 @@
+"""Configuration loader: one accepting and one refusing case per option, errors by TOML path."""
+
+from __future__ import annotations
+
+import datetime
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from suricate.config import ConfigError, Problem, load_config, parse_config
+
+GENERAL = """
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+"""
+
+
+@pytest.fixture
+def certdir(tmp_path: Path) -> Path:
+    """A directory with a throwaway self-signed cert.pem and key.pem (and ca.pem = cert)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(pem)
+    (tmp_path / "ca.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return tmp_path
+
+
+def parse(text: str, base_dir: Path | None = None, general: bool = True) -> dict[str, Any]:
+    body = textwrap.dedent(text)
+    if general:
+        # Tests of [general] options extend the base section instead of declaring it twice.
+        if body.startswith("[general]\n"):
+            body = GENERAL + body[len("[general]\n") :]
+        else:
+            body = GENERAL + body
+    return parse_config(body, base_dir or Path("/nonexistent"))
+
+
+def problems(text: str, base_dir: Path | None = None, general: bool = True) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, base_dir, general)
+    return [str(p) for p in info.value.problems]
+
+
+def refused(text: str, expected: str, base_dir: Path | None = None) -> None:
+    found = problems(text, base_dir)
+    assert expected in found, found
+
+
+# --------------------------------------------------------------------------------------------
+# Defaults and the overall shape
+
+
+def test_minimal_config_has_every_section_with_defaults() -> None:
+    cfg = parse("")
+    assert set(cfg) == {
+        "general",
+        "listen",
+        "auth",
+        "s2s",
+        "outgoing_pools",
+        "shaper",
+        "acl",
+        "access",
+        "modules",
+        "internal_databases",
+    }
+    assert cfg["general"] == {
+        "loglevel": "warning",
+        "hosts": ["localhost"],
+        "host_types": [],
+        "default_server_domain": "localhost",
+        "language": "en",
+        "registration_timeout": 600,
+        "hide_service_name": False,
+        "replaced_wait_timeout": 2000,
+    }
+    assert cfg["listen"] == {"c2s": [], "s2s": [], "component": [], "http": []}
+    assert cfg["modules"] == {}
+    assert cfg["shaper"] == {"normal": {"max_rate": 16384}, "fast": {"max_rate": 50000}}
+    assert cfg["access"]["c2s"] == [{"acl": "all", "value": "allow"}]
+    assert cfg["access"]["register"] == [{"acl": "all", "value": "allow"}]
+    assert cfg["access"]["max_user_sessions"] == [{"acl": "all", "value": 10}]
+    assert cfg["access"]["max_user_offline_messages"] == [{"acl": "all", "value": 100}]
+    assert set(cfg["acl"]) == {"all", "none"}
+    assert cfg["auth"]["methods"] == ["rdbms"]
+    assert cfg["auth"]["anonymous"] is None
+    assert cfg["auth"]["password"] == {
+        "format": "scram",
+        "hash": ["sha", "sha224", "sha256", "sha384", "sha512"],
+        "scram_iterations": 10000,
+    }
+    assert cfg["auth"]["sasl_mechanisms"][0] == "scram_sha512_plus"
+    assert cfg["auth"]["sasl_mechanisms"][-2:] == ["plain", "anonymous"]
+    assert cfg["s2s"]["outgoing"]["port"] == 5269
+    assert cfg["s2s"]["outgoing"]["dns"] == {"timeout": 10, "retries": 2}
+    assert cfg["outgoing_pools"] == {"rdbms": {}}
+
+
+def test_c2s_listener_has_every_option() -> None:
+    cfg = parse("[[listen.c2s]]\nport = 5222\n")
+    assert cfg["listen"]["c2s"] == [
+        {
+            "port": 5222,
+            "ip_address": "0.0.0.0",
+            "ip_version": 4,
+            "proto": "tcp",
+            "hibernate_after": 0,
+            "backlog": 1024,
+            "max_connections": None,
+            "num_acceptors": 100,
+            "reuse_port": False,
+            "proxy_protocol": False,
+            "shaper": "none",
+            "max_stanza_size": None,
+            "state_timeout": 5000,
+            "tls": None,
+            "access": "all",
+            "backwards_compatible_session": True,
+            "allowed_auth_methods": None,
+        }
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Table-driven option checks: (TOML, path in the result, expected normalized value)
+
+ACCEPTED: list[tuple[str, tuple[Any, ...], Any]] = [
+    ('[general]\nloglevel = "debug"', ("general", "loglevel"), "debug"),
+    ("[general]\nregistration_timeout = 10", ("general", "registration_timeout"), 10),
+    ('[general]\nregistration_timeout = "infinity"', ("general", "registration_timeout"), None),
+    ("[general]\nhide_service_name = true", ("general", "hide_service_name"), True),
+    ('[general]\nlanguage = "pl"', ("general", "language"), "pl"),
+    ("[general]\nreplaced_wait_timeout = 10", ("general", "replaced_wait_timeout"), 10),
+    ("[[listen.c2s]]\nport = 5223", ("listen", "c2s", 0, "port"), 5223),
+    ('[[listen.c2s]]\nport = 1\nip_address = "::1"', ("listen", "c2s", 0, "ip_version"), 6),
+    ("[[listen.c2s]]\nport = 1\nip_version = 6", ("listen", "c2s", 0, "ip_address"), "::"),
+    ('[[listen.c2s]]\nport = 1\nproto = "tcp"', ("listen", "c2s", 0, "proto"), "tcp"),
+    ("[[listen.c2s]]\nport = 1\nbacklog = 5", ("listen", "c2s", 0, "backlog"), 5),
+    ("[[listen.c2s]]\nport = 1\nmax_connections = 9", ("listen", "c2s", 0, "max_connections"), 9),
+    (
+        '[[listen.c2s]]\nport = 1\nmax_connections = "infinity"',
+        ("listen", "c2s", 0, "max_connections"),
+        None,
+    ),
+    ("[[listen.c2s]]\nport = 1\nnum_acceptors = 3", ("listen", "c2s", 0, "num_acceptors"), 3),
+    ("[[listen.c2s]]\nport = 1\nreuse_port = true", ("listen", "c2s", 0, "reuse_port"), True),
+    (
+        "[[listen.c2s]]\nport = 1\nproxy_protocol = true",
+        ("listen", "c2s", 0, "proxy_protocol"),
+        True,
+    ),
+    ('[[listen.c2s]]\nport = 1\nshaper = "normal"', ("listen", "c2s", 0, "shaper"), "normal"),
+    (
+        "[[listen.c2s]]\nport = 1\nmax_stanza_size = 65536",
+        ("listen", "c2s", 0, "max_stanza_size"),
+        65536,
+    ),
+    ("[[listen.c2s]]\nport = 1\nstate_timeout = 1", ("listen", "c2s", 0, "state_timeout"), 1),
+    ("[[listen.c2s]]\nport = 1\nhibernate_after = 9", ("listen", "c2s", 0, "hibernate_after"), 9),
+    ('[[listen.c2s]]\nport = 1\naccess = "c2s"', ("listen", "c2s", 0, "access"), "c2s"),
+    (
+        "[[listen.c2s]]\nport = 1\nbackwards_compatible_session = false",
+        ("listen", "c2s", 0, "backwards_compatible_session"),
+        False,
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["rdbms"]',
+        ("listen", "c2s", 0, "allowed_auth_methods"),
+        ["rdbms"],
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\nconflict_behaviour = "kick_old"',
+        ("listen", "component", 0, "conflict_behaviour"),
+        "kick_old",
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\ncheck_from = false',
+        ("listen", "component", 0, "check_from"),
+        False,
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\nhidden_components = true',
+        ("listen", "component", 0, "hidden_components"),
+        True,
+    ),
+    ('[s2s]\ndefault_policy = "deny"', ("s2s", "default_policy"), "deny"),
+    (
+        '[s2s]\nhost_policy = [{host = "Evil.com", policy = "deny"}]',
+        ("s2s", "host_policy"),
+        [{"host": "evil.com", "policy": "deny"}],
+    ),
+    ('[s2s]\nshared = "secret"', ("s2s", "shared"), "secret"),
+    (
+        '[s2s.outgoing]\naddress = [{host = "a.com", ip_address = "127.0.0.2"}]',
+        ("s2s", "outgoing", "address"),
+        [{"host": "a.com", "ip_address": "127.0.0.2", "port": None}],
+    ),
+    (
+        "[s2s.outgoing]\nconnection_timeout = 5",
+        ("s2s", "outgoing", "connection_timeout"),
+        5,
+    ),
+    ("[s2s.outgoing]\ndns.timeout = 3", ("s2s", "outgoing", "dns", "timeout"), 3),
+    ("[s2s.outgoing]\ndns.retries = 5", ("s2s", "outgoing", "dns", "retries"), 5),
+    ("[s2s.outgoing]\nip_versions = [6]", ("s2s", "outgoing", "ip_versions"), [6]),
+    ("[s2s.outgoing]\nmax_retry_delay = 5", ("s2s", "outgoing", "max_retry_delay"), 5),
+    ("[s2s.outgoing]\nport = 5270", ("s2s", "outgoing", "port"), 5270),
+    ('[s2s.outgoing]\nshaper = "fast"', ("s2s", "outgoing", "shaper"), "fast"),
+    ("[s2s.outgoing]\nstream_timeout = 5", ("s2s", "outgoing", "stream_timeout"), 5),
+    ('[s2s.outgoing]\ntls.mode = "tls"', ("s2s", "outgoing", "tls", "mode"), "tls"),
+    (
+        "[s2s.outgoing]\ntls.server_name_indication.enabled = false",
+        ("s2s", "outgoing", "tls", "server_name_indication", "enabled"),
+        False,
+    ),
+    ('[auth]\nmethods = ["internal", "anonymous"]', ("auth", "methods"), ["internal", "anonymous"]),
+    (
+        '[auth]\nsasl_mechanisms = ["plain", "external"]',
+        ("auth", "sasl_mechanisms"),
+        ["plain", "external"],
+    ),
+    ('[auth]\nsasl_external = ["auth_id"]', ("auth", "sasl_external"), ["auth_id"]),
+    ("[auth]\nmax_users_per_domain = 5", ("auth", "max_users_per_domain"), 5),
+    ('[auth]\npassword.format = "plain"', ("auth", "password", "format"), "plain"),
+    ('[auth]\npassword.hash = ["sha256"]', ("auth", "password", "hash"), ["sha256"]),
+    ("[auth]\npassword.scram_iterations = 4096", ("auth", "password", "scram_iterations"), 4096),
+    (
+        '[auth]\nmethods = ["anonymous"]',
+        ("auth", "anonymous"),
+        {"allow_multiple_connections": False, "protocol": "sasl_anon"},
+    ),
+    (
+        '[auth]\nanonymous.protocol = "both"',
+        ("auth", "anonymous", "protocol"),
+        "both",
+    ),
+    (
+        "[auth]\nrdbms.users_number_estimate = true",
+        ("auth", "rdbms", "users_number_estimate"),
+        True,
+    ),
+    ("[shaper.slow]\nmax_rate = 10", ("shaper", "slow"), {"max_rate": 10}),
+    ("[shaper.normal]\nmax_rate = 10", ("shaper", "normal"), {"max_rate": 10}),
+    (
+        '[access]\nlimit = [{acl = "all", value = 5}]',
+        ("access", "limit"),
+        [{"acl": "all", "value": 5}],
+    ),
+    (
+        '[access]\nc2s = [{acl = "all", value = "deny"}]',
+        ("access", "c2s"),
+        [{"acl": "all", "value": "deny"}],
+    ),
+    ("[acl]\nlocal = [{}]", ("acl", "local", 0, "match"), "current_domain"),
+    ('[acl]\nx = [{match = "any_hosted_domain"}]', ("acl", "x", 0, "match"), "any_hosted_domain"),
+    ('[acl]\nx = [{user_regexp = "^a"}]', ("acl", "x", 0, "user_regexp"), "^a"),
+    ('[acl]\nx = [{server = "LocalHost"}]', ("acl", "x", 0, "server"), "localhost"),
+    ('[acl]\nx = [{resource_glob = "mobile*"}]', ("acl", "x", 0, "resource_glob"), "mobile*"),
+    ("[internal_databases]", ("internal_databases",), {}),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "expected"), ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_option_accepted(text: str, where: tuple[Any, ...], expected: Any) -> None:
+    value: Any = parse(text + "\n")
+    for key in where:
+        value = value[key]
+    assert value == expected
+
+
+REFUSED: list[tuple[str, str]] = [
+    ("[general]\nhostz = 1", "general.hostz: unknown option"),
+    ("[general]\nmax_fsm_queue = 1000", "general.max_fsm_queue: unknown option"),
+    (
+        '[general]\nsm_backend = "mnesia"',
+        "general.sm_backend: not available in this version of Suricate",
+    ),
+    (
+        '[general]\nloglevel = "verbose"',
+        "general.loglevel: expected one of none, emergency, alert, critical, error, warning, "
+        "notice, info, debug, all",
+    ),
+    (
+        "[general]\nregistration_timeout = -1",
+        'general.registration_timeout: expected a non-negative integer (seconds) or "infinity", '
+        "got -1",
+    ),
+    (
+        '[general]\nregistration_timeout = "forever"',
+        'general.registration_timeout: expected a non-negative integer (seconds) or "infinity", '
+        'got "forever"',
+    ),
+    (
+        '[general]\nhide_service_name = "yes"',
+        "general.hide_service_name: expected a boolean, got a string",
+    ),
+    ("[general]\nlanguage = 1", "general.language: expected a non-empty string, got an integer"),
+    (
+        "[general]\nreplaced_wait_timeout = 0",
+        "general.replaced_wait_timeout: expected a positive integer (milliseconds), got 0",
+    ),
+    ('[[listen.c2s]]\nip_address = "::"', "listen.c2s[0].port: missing required option"),
+    (
+        "[[listen.c2s]]\nport = 0",
+        "listen.c2s[0].port: expected an integer from 1 to 65535, got 0",
+    ),
+    (
+        '[[listen.c2s]]\nport = "5222"',
+        "listen.c2s[0].port: expected an integer from 1 to 65535, got a string",
+    ),
+    (
+        "[[listen.c2s]]\nport = true",
+        "listen.c2s[0].port: expected an integer from 1 to 65535, got a boolean",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nip_address = "localhost"',
+        'listen.c2s[0].ip_address: "localhost" is not a valid IP address',
+    ),
+    ("[[listen.c2s]]\nport = 1\nip_version = 5", "listen.c2s[0].ip_version: expected one of 4, 6"),
+    (
+        '[[listen.c2s]]\nport = 1\nip_version = 4\nip_address = "::"',
+        'listen.c2s[0].ip_version: ip_version 4 does not match ip_address "::"',
+    ),
+    ('[[listen.c2s]]\nport = 1\nproto = "udp"', "listen.c2s[0].proto: expected one of tcp"),
+    (
+        "[[listen.c2s]]\nport = 1\nbacklog = 0",
+        "listen.c2s[0].backlog: expected a positive integer, got 0",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nmax_connections = "lots"',
+        'listen.c2s[0].max_connections: expected a positive integer or "infinity", got "lots"',
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nnum_acceptors = 0",
+        "listen.c2s[0].num_acceptors: expected a positive integer, got 0",
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nreuse_port = 1",
+        "listen.c2s[0].reuse_port: expected a boolean, got an integer",
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nproxy_protocol = 1",
+        "listen.c2s[0].proxy_protocol: expected a boolean, got an integer",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nshaper = "x"',
+        "listen.c2s[0].shaper: shaper 'x' is not defined in [shaper]",
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nmax_stanza_size = 0",
+        'listen.c2s[0].max_stanza_size: expected a positive integer (bytes) or "infinity", got 0',
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nstate_timeout = -5",
+        "listen.c2s[0].state_timeout: expected a non-negative integer (milliseconds), got -5",
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nhibernate_after = 1.5",
+        "listen.c2s[0].hibernate_after: expected a non-negative integer (milliseconds), got a float",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\naccess = "vip"',
+        "listen.c2s[0].access: access rule 'vip' is not defined in [access]",
+    ),
+    (
+        "[[listen.c2s]]\nport = 1\nbackwards_compatible_session = 0",
+        "listen.c2s[0].backwards_compatible_session: expected a boolean, got an integer",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["internal"]',
+        "listen.c2s[0].allowed_auth_methods: method 'internal' is not enabled in auth.methods",
+    ),
+    (
+        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["jwt"]',
+        "listen.c2s[0].allowed_auth_methods: method 'jwt' is not available in this version",
+    ),
+    ("[[listen.c2s]]\nport = 1\nmax_fsm_queue = 1", "listen.c2s[0].max_fsm_queue: unknown option"),
+    ("[listen.c2s]\nport = 1", "listen.c2s: expected an array of tables, got a table"),
+    (
+        "[[listen.c2s]]\nport = 1\n[[listen.c2s]]\nport = 1",
+        "listen.c2s[1].port: port 1 is already used by listen.c2s[0]",
+    ),
+    (
+        "[[listen.service]]\nport = 1",
+        "listen.service: renamed to listen.component in MongooseIM 6.4",
+    ),
+    ("[[listen.xmpp]]\nport = 1", "listen.xmpp: unknown listener type"),
+    ("[[listen.component]]\nport = 1", "listen.component[0].password: missing required option"),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\nconflict_behaviour = "kick_new"',
+        "listen.component[0].conflict_behaviour: expected one of disconnect, kick_old",
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\ncheck_from = "no"',
+        "listen.component[0].check_from: expected a boolean, got a string",
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = "s"\nhidden_components = "no"',
+        "listen.component[0].hidden_components: expected a boolean, got a string",
+    ),
+    (
+        '[[listen.component]]\nport = 1\npassword = ""',
+        "listen.component[0].password: expected a non-empty string",
+    ),
+    ('[s2s]\ndefault_policy = "maybe"', "s2s.default_policy: expected one of allow, deny"),
+    (
+        '[s2s]\nhost_policy = [{host = "a.com"}]',
+        "s2s.host_policy[0].policy: missing required option",
+    ),
+    ("[s2s]\nshared = 5", "s2s.shared: expected a non-empty string, got an integer"),
+    (
+        '[s2s.outgoing]\naddress = [{host = "a.com", ip_address = "x"}]',
+        's2s.outgoing.address[0].ip_address: "x" is not a valid IP address',
+    ),
+    (
+        "[s2s.outgoing]\nconnection_timeout = 0",
+        's2s.outgoing.connection_timeout: expected a positive integer (milliseconds) or "infinity", got 0',
+    ),
+    (
+        "[s2s.outgoing]\ndns.timeout = 0",
+        "s2s.outgoing.dns.timeout: expected a positive integer (seconds), got 0",
+    ),
+    (
+        "[s2s.outgoing]\ndns.retries = 0",
+        "s2s.outgoing.dns.retries: expected a positive integer, got 0",
+    ),
+    ("[s2s.outgoing]\ndns.ttl = 0", "s2s.outgoing.dns.ttl: unknown option"),
+    ("[s2s.outgoing]\nip_versions = []", "s2s.outgoing.ip_versions: expected a non-empty array"),
+    ("[s2s.outgoing]\nip_versions = [4, 4]", "s2s.outgoing.ip_versions: duplicate value 4"),
+    (
+        "[s2s.outgoing]\nmax_retry_delay = 0",
+        "s2s.outgoing.max_retry_delay: expected a positive integer (seconds), got 0",
+    ),
+    (
+        "[s2s.outgoing]\nport = 99999",
+        "s2s.outgoing.port: expected an integer from 1 to 65535, got 99999",
+    ),
+    ('[s2s.outgoing]\nshaper = "x"', "s2s.outgoing.shaper: shaper 'x' is not defined in [shaper]"),
+    (
+        '[s2s.outgoing]\ntls.mode = "starttls_optional"',
+        "s2s.outgoing.tls.mode: expected one of tls, starttls, starttls_required",
+    ),
+    (
+        '[s2s.outgoing]\ntls.server_name_indication.protocol = "http"',
+        "s2s.outgoing.tls.server_name_indication.protocol: expected one of default, https",
+    ),
+    ('[auth]\nmethods = ["ldap"]', "auth.methods: method 'ldap' is not available in this version"),
+    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous"),
+    ('[auth]\nmethods = ["rdbms", "rdbms"]', 'auth.methods: duplicate value "rdbms"'),
+    (
+        '[auth]\nmethods = "rdbms"',
+        "auth.methods: expected an array, each element one of internal, rdbms, anonymous, got a string",
+    ),
+    ('[auth.jwt]\nsecret.value = "x"', "auth.jwt: method 'jwt' is not available in this version"),
+    (
+        '[auth]\nsasl_mechanisms = ["digest"]',
+        "auth.sasl_mechanisms: mechanism 'digest' is not available in this version",
+    ),
+    (
+        '[auth]\nsasl_mechanisms = ["oauth"]',
+        "auth.sasl_mechanisms: mechanism 'oauth' is not available in this version",
+    ),
+    (
+        '[auth]\nsasl_external = ["cn"]',
+        "auth.sasl_external[0]: expected one of standard, common_name, auth_id",
+    ),
+    (
+        "[auth]\nmax_users_per_domain = 0",
+        'auth.max_users_per_domain: expected a positive integer or "infinity", got 0',
+    ),
+    ('[auth]\npassword.format = "bcrypt"', "auth.password.format: expected one of scram, plain"),
+    (
+        '[auth]\npassword.hash = ["md5"]',
+        "auth.password.hash[0]: expected one of sha, sha224, sha256, sha384, sha512",
+    ),
+    (
+        "[auth]\npassword.scram_iterations = 0",
+        "auth.password.scram_iterations: expected a positive integer, got 0",
+    ),
+    (
+        '[auth]\nanonymous.protocol = "x"',
+        "auth.anonymous.protocol: expected one of sasl_anon, login_anon, both",
+    ),
+    (
+        '[auth]\nanonymous.backend = "cets"',
+        "auth.anonymous.backend: not available in this version of Suricate",
+    ),
+    (
+        "[auth]\nrdbms.users_number_estimate = 1",
+        "auth.rdbms.users_number_estimate: expected a boolean, got an integer",
+    ),
+    ("[auth]\ninternal.x = 1", "auth.internal.x: unknown option"),
+    (
+        "[shaper.slow]\nmax_rate = 0",
+        "shaper.slow.max_rate: expected a positive integer (bytes per second), got 0",
+    ),
+    ("[shaper.slow]\nmaxrate = 1", "shaper.slow.maxrate: unknown option"),
+    (
+        "[shaper.none]\nmax_rate = 1",
+        "shaper.none: the name 'none' is reserved (it means no shaping)",
+    ),
+    ("[shaper]\nslow = 5", "shaper.slow: expected a table, got an integer"),
+    (
+        '[access]\nx = [{acl = "admins", value = "allow"}]',
+        "access.x[0].acl: acl 'admins' is not defined in [acl]",
+    ),
+    ('[access]\nx = [{acl = "all"}]', "access.x[0].value: missing required option"),
+    (
+        '[access]\nx = [{acl = "all", value = true}]',
+        "access.x[0].value: expected a string or a number, got a boolean",
+    ),
+    (
+        '[acl]\nx = [{user_regexp = "("}]',
+        "acl.x[0].user_regexp: invalid regular expression: missing ), unterminated subpattern at position 0",
+    ),
+    (
+        '[acl]\nx = [{match = "some"}]',
+        "acl.x[0].match: expected one of all, none, current_domain, any_hosted_domain",
+    ),
+    (
+        '[acl]\nx = [{user = "a", user_glob = "b*"}]',
+        "acl.x[0].user_glob: cannot be combined with user",
+    ),
+    ('[acl]\nx = [{jid = "a@b"}]', "acl.x[0].jid: unknown option"),
+    ('[acl]\nall = [{user = "a"}]', "acl.all: 'all' is predefined and cannot be redefined"),
+    (
+        "[instrumentation]\nprobe_interval = 10",
+        "instrumentation: not available in this version of Suricate",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"',
+        "host_config: not available in this version of Suricate",
+    ),
+    ("[services.service_domain_db]", "services: not available in this version of Suricate"),
+    (
+        "[internal_databases.mnesia]",
+        "internal_databases.mnesia: not available in this version of Suricate",
+    ),
+    ("[foo]", "foo: unknown section"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_option_refused(text: str, expected: str) -> None:
+    refused(text + "\n", expected)
+
+
+# --------------------------------------------------------------------------------------------
+# [general]
+
+
+def test_hosts_are_lowercased_and_default_domain_must_be_one_of_them() -> None:
+    cfg = parse_config(
+        '[general]\nhosts = ["Example.COM"]\ndefault_server_domain = "example.com"\n', Path(".")
+    )
+    assert cfg["general"]["hosts"] == ["example.com"]
+    found = problems(
+        '[general]\nhosts = ["a.com"]\ndefault_server_domain = "b.com"\n', general=False
+    )
+    assert found == ['general.default_server_domain: "b.com" is not one of general.hosts']
+
+
+def test_hosts_required_unless_host_types() -> None:
+    found = problems('[general]\ndefault_server_domain = "a.com"\n', general=False)
+    assert found == ["general.hosts: missing required option (or define general.host_types)"]
+    cfg = parse(
+        '[general]\nhost_types = ["basic"]\ndefault_server_domain = "a.com"\n', general=False
+    )
+    assert cfg["general"]["hosts"] == []
+
+
+def test_missing_general_section() -> None:
+    assert problems("", general=False) == ["general: missing required section"]
+
+
+def test_invalid_domain_name() -> None:
+    found = problems('[general]\nhosts = ["a b"]\ndefault_server_domain = "a b"\n', general=False)
+    assert 'general.hosts[0]: "a b" is not a valid domain name' in found
+
+
+# --------------------------------------------------------------------------------------------
+# TLS
+
+
+def test_c2s_tls_defaults_and_keyfile_defaults_to_certfile(certdir: Path) -> None:
+    cfg = parse('[[listen.c2s]]\nport = 5222\ntls.certfile = "cert.pem"\n', certdir)
+    tls = cfg["listen"]["c2s"][0]["tls"]
+    assert tls == {
+        "certfile": str(certdir / "cert.pem"),
+        "keyfile": str(certdir / "cert.pem"),
+        "cacertfile": None,
+        "password": None,
+        "verify_mode": "peer",
+        "ciphers": None,
+        "versions": ["tlsv1.2", "tlsv1.3"],
+        "mode": "starttls",
+        "dhfile": None,
+        "crl_files": [],
+        "disconnect_on_failure": True,
+        "early_data": False,
+        "session_tickets": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "mode"),
+    [("c2s", "", "starttls"), ("s2s", "", "starttls"), ("component", 'password = "s"', "tls")],
+)
+def test_default_tls_mode_per_listener_type(
+    certdir: Path, kind: str, extra: str, mode: str
+) -> None:
+    cfg = parse(f'[[listen.{kind}]]\nport = 1\n{extra}\ntls.certfile = "cert.pem"\n', certdir)
+    assert cfg["listen"][kind][0]["tls"]["mode"] == mode
+
+
+TLS_ACCEPTED: list[tuple[str, str, Any]] = [
+    ('mode = "tls"', "mode", "tls"),
+    ('mode = "starttls_required"', "mode", "starttls_required"),
+    ('keyfile = "key.pem"', "keyfile", "KEY"),
+    ('cacertfile = "ca.pem"', "cacertfile", "CA"),
+    ('password = "pw"', "password", "pw"),
+    ('dhfile = "ca.pem"', "dhfile", "CA"),
+    ('verify_mode = "selfsigned_peer"', "verify_mode", "selfsigned_peer"),
+    ('verify_mode = "none"', "verify_mode", "none"),
+    ('ciphers = "ECDHE+AESGCM"', "ciphers", "ECDHE+AESGCM"),
+    ('versions = ["tlsv1.3"]', "versions", ["tlsv1.3"]),
+    ('crl_files = ["ca.pem"]', "crl_files", ["CA"]),
+    ("disconnect_on_failure = false", "disconnect_on_failure", False),
+    ("early_data = true", "early_data", True),
+    ('session_tickets = "stateless"', "session_tickets", "stateless"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "expected"), TLS_ACCEPTED, ids=[t[0] for t in TLS_ACCEPTED]
+)
+def test_tls_option_accepted(certdir: Path, line: str, key: str, expected: Any) -> None:
+    text = f'[[listen.c2s]]\nport = 1\n[listen.c2s.tls]\ncertfile = "cert.pem"\n{line}\n'
+    value = parse(text, certdir)["listen"]["c2s"][0]["tls"][key]
+    replace = {"KEY": str(certdir / "key.pem"), "CA": str(certdir / "ca.pem")}
+    if isinstance(expected, list):
+        expected = [replace.get(e, e) for e in expected]
+    else:
+        expected = replace.get(expected, expected)
+    assert value == expected
+
+
+TLS_REFUSED: list[tuple[str, str]] = [
+    ('mode = "ssl"', "mode: expected one of tls, starttls, starttls_required"),
+    ('keyfile = "missing.pem"', 'keyfile: file "missing.pem" does not exist'),
+    ('cacertfile = "missing.pem"', 'cacertfile: file "missing.pem" does not exist'),
+    ("password = 1", "password: expected a string, got an integer"),
+    ('dhfile = "missing.pem"', 'dhfile: file "missing.pem" does not exist'),
+    ('verify_mode = "strict"', "verify_mode: expected one of peer, selfsigned_peer, none"),
+    ("ciphers = []", "ciphers: expected a non-empty string, got an array"),
+    ('versions = ["tlsv1.1"]', "versions[0]: expected one of tlsv1.2, tlsv1.3"),
+    ("versions = []", "versions: expected a non-empty array"),
+    ('crl_files = ["missing.pem"]', 'crl_files[0]: file "missing.pem" does not exist'),
+    ('disconnect_on_failure = "yes"', "disconnect_on_failure: expected a boolean, got a string"),
+    ("early_data = 1", "early_data: expected a boolean, got an integer"),
+    ('session_tickets = "stateful"', "session_tickets: expected one of stateless"),
+    ('module = "fast_tls"', "module: unknown option"),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), TLS_REFUSED, ids=[t[0] for t in TLS_REFUSED])
+def test_tls_option_refused(certdir: Path, line: str, expected: str) -> None:
+    text = f'[[listen.c2s]]\nport = 1\n[listen.c2s.tls]\ncertfile = "cert.pem"\n{line}\n'
+    found = problems(text, certdir)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"listen.c2s[0].tls.{expected}"), found
+
+
+@pytest.mark.parametrize("kind", ["c2s", "s2s", "component"])
+def test_tls_table_requires_certfile(kind: str) -> None:
+    extra = 'password = "s"\n' if kind == "component" else ""
+    found = problems(f'[[listen.{kind}]]\nport = 1\n{extra}tls.mode = "tls"\n')
+    assert found == [f"listen.{kind}[0].tls.certfile: missing required option"]
+
+
+def test_missing_certificate_file_is_an_error(tmp_path: Path) -> None:
+    found = problems('[[listen.c2s]]\nport = 1\ntls.certfile = "nope.pem"\n', tmp_path)
+    assert found == [
+        f'listen.c2s[0].tls.certfile: file "nope.pem" does not exist '
+        f"(looked for {tmp_path / 'nope.pem'})"
+    ]
+
+
+def test_absolute_cert_path_is_kept(certdir: Path) -> None:
+    cert = str(certdir / "cert.pem")
+    cfg = parse(f'[[listen.c2s]]\nport = 1\ntls.certfile = "{cert}"\n', Path("/elsewhere"))
+    assert cfg["listen"]["c2s"][0]["tls"]["certfile"] == cert
+
+
+def test_outgoing_s2s_tls(certdir: Path) -> None:
+    cfg = parse('[s2s.outgoing]\ntls.cacertfile = "ca.pem"\n', certdir)
+    tls = cfg["s2s"]["outgoing"]["tls"]
+    assert tls["mode"] == "starttls"
+    assert tls["certfile"] is None and tls["keyfile"] is None
+    assert tls["cacertfile"] == str(certdir / "ca.pem")
+    assert tls["server_name_indication"] == {"enabled": True, "host": None, "protocol": "default"}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP listener
+
+
+def test_http_listener_with_handlers(certdir: Path) -> None:
+    text = """
+    [[listen.http]]
+    port = 5280
+    transport.num_acceptors = 10
+    transport.max_connections = 1024
+    protocol.compress = true
+    tls.certfile = "cert.pem"
+
+    [[listen.http.handlers.mod_websockets]]
+    host = "_"
+    path = "/ws-xmpp"
+
+    [[listen.http.handlers.mod_bosh]]
+    host = "_"
+    path = "/http-bind"
+
+    [[listen.http.handlers.mongoose_graphql_handler]]
+    host = "localhost"
+    path = "/api/graphql"
+    schema_endpoint = "admin"
+    username = "admin"
+    password = "secret"
+    allowed_categories = ["server"]
+
+    [[listen.http.handlers.mongoose_prometheus_handler]]
+    host = "_"
+    path = "/metrics"
+    """
+    http = parse(text, certdir)["listen"]["http"][0]
+    assert http["transport"] == {"num_acceptors": 10, "max_connections": 1024}
+    assert http["protocol"] == {"compress": True}
+    assert http["tls"]["certfile"] == str(certdir / "cert.pem")
+    handlers = http["handlers"]
+    assert handlers["mod_websockets"][0]["path"] == "/ws-xmpp"
+    assert handlers["mod_websockets"][0]["state_timeout"] == 5000
+    assert handlers["mod_bosh"] == [{"host": "_", "path": "/http-bind"}]
+    assert handlers["mongoose_graphql_handler"][0]["schema_endpoint"] == "admin"
+    assert handlers["mongoose_prometheus_handler"] == [{"host": "_", "path": "/metrics"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[[listen.http.handlers.mongoose_graphql_handler]]\nhost = "_"\npath = "/g"\n'
+            'schema_endpoint = "root"',
+            "listen.http[0].handlers.mongoose_graphql_handler[0].schema_endpoint: "
+            "expected one of admin, domain_admin, user",
+        ),
+        (
+            '[[listen.http.handlers.mongoose_graphql_handler]]\nhost = "_"\npath = "/g"\n'
+            'schema_endpoint = "user"\nusername = "u"',
+            "listen.http[0].handlers.mongoose_graphql_handler[0].username: "
+            'only allowed when schema_endpoint is "admin"',
+        ),
+        (
+            '[[listen.http.handlers.mongoose_graphql_handler]]\nhost = "_"\npath = "/g"\n'
+            'schema_endpoint = "admin"\nusername = "u"',
+            "listen.http[0].handlers.mongoose_graphql_handler[0].password: "
+            "username and password must be given together",
+        ),
+        (
+            '[[listen.http.handlers.mod_bosh]]\nhost = "_"',
+            "listen.http[0].handlers.mod_bosh[0].path: missing required option",
+        ),
+        (
+            '[[listen.http.handlers.mongoose_admin_api]]\nhost = "_"\npath = "/api"',
+            "listen.http[0].handlers.mongoose_admin_api: the deprecated REST API is not "
+            "available in this version of Suricate",
+        ),
+        (
+            '[[listen.http.handlers.mod_foo]]\nhost = "_"\npath = "/"',
+            "listen.http[0].handlers.mod_foo: unknown handler type",
+        ),
+        (
+            "transport.num_acceptors = 0",
+            "listen.http[0].transport.num_acceptors: expected a positive integer, got 0",
+        ),
+        (
+            "protocol.compress = 1",
+            "listen.http[0].protocol.compress: expected a boolean, got an integer",
+        ),
+    ],
+)
+def test_http_listener_refused(text: str, expected: str) -> None:
+    refused(f"[[listen.http]]\nport = 5280\n{text}\n", expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Outgoing pools
+
+
+def test_pgsql_pool() -> None:
+    text = """
+    [outgoing_pools.rdbms.default]
+    workers = 5
+    connection.driver = "pgsql"
+    connection.host = "localhost"
+    connection.database = "suricate"
+    connection.username = "suricate"
+    connection.password = "secret"
+    connection.tls.required = true
+    """
+    pool = parse(text)["outgoing_pools"]["rdbms"]["default"]
+    assert pool["workers"] == 5
+    assert pool["scope"] == "global"
+    assert pool["call_timeout"] == 60000
+    assert pool["connection"]["port"] == 5432
+    assert pool["connection"]["tls"]["required"] is True
+
+
+def test_sqlite_pool_resolves_database_against_config_dir(tmp_path: Path) -> None:
+    text = '[outgoing_pools.rdbms.default]\nconnection.driver = "sqlite"\nconnection.database = "data/s.db"\n'
+    pool = parse(text, tmp_path)["outgoing_pools"]["rdbms"]["default"]
+    assert pool["connection"]["database"] == str(tmp_path / "data" / "s.db")
+    assert pool["connection"]["port"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'connection.driver = "mysql"',
+            "outgoing_pools.rdbms.default.connection.driver: driver 'mysql' is not available in "
+            "this version",
+        ),
+        (
+            'connection.driver = "oracle"',
+            "outgoing_pools.rdbms.default.connection.driver: expected one of pgsql, sqlite",
+        ),
+        (
+            'connection.driver = "sqlite"\nconnection.database = "x.db"\nconnection.host = "h"',
+            "outgoing_pools.rdbms.default.connection.host: not used by the sqlite driver",
+        ),
+        (
+            'connection.driver = "sqlite"',
+            "outgoing_pools.rdbms.default.connection.database: required for the sqlite driver "
+            "(a file path)",
+        ),
+        (
+            'connection.driver = "pgsql"\nconnection.database = "d"\nconnection.username = "u"\n'
+            'connection.password = "p"',
+            "outgoing_pools.rdbms.default.connection.host: required for the pgsql driver",
+        ),
+        ("workers = 0", "outgoing_pools.rdbms.default.workers: expected a positive integer, got 0"),
+        ('scope = "host"', "outgoing_pools.rdbms.default.scope: expected one of global, host_type"),
+        ("", "outgoing_pools.rdbms.default.connection: missing required section"),
+    ],
+)
+def test_pool_refused(text: str, expected: str) -> None:
+    refused(f"[outgoing_pools.rdbms.default]\n{text}\n", expected)
+
+
+def test_other_pool_types_are_unavailable() -> None:
+    refused(
+        "[outgoing_pools.redis.default]\nworkers = 1\n",
+        "outgoing_pools.redis: redis pools are not available in this version of Suricate",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Modules
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("mod_ping", {"send_pings": False, "ping_interval": 60, "ping_req_timeout": 32}),
+        ("mod_vcard", {"host": "vjud.@HOST@", "search": True, "matches": 30}),
+        ("mod_register", {"access": "all", "password_strength": 0, "ip_access": []}),
+        ("mod_roster", {"versioning": False, "store_current_id": False, "backend": "rdbms"}),
+        (
+            "mod_offline",
+            {"access_max_user_messages": "max_user_offline_messages", "backend": "rdbms"},
+        ),
+        ("mod_disco", {"extra_domains": [], "users_can_see_hidden_services": True}),
+        ("mod_version", {"os_info": False}),
+        ("mod_last", {"backend": "rdbms"}),
+        ("mod_private", {"backend": "rdbms"}),
+        ("mod_blocking", {"backend": "rdbms"}),
+        ("mod_time", {}),
+        ("mod_presence", {}),
+    ],
+)
+def test_module_defaults(module: str, expected: dict[str, Any]) -> None:
+    options = parse(f"[modules.{module}]\n")["modules"][module]
+    for key, value in expected.items():
+        assert options[key] == value
+
+
+def test_module_iqdisc_defaults() -> None:
+    modules = parse("[modules.mod_ping]\n[modules.mod_vcard]\n[modules.mod_roster]\n")["modules"]
+    assert modules["mod_ping"]["iqdisc"] == {"type": "no_queue", "workers": None}
+    assert modules["mod_vcard"]["iqdisc"]["type"] == "parallel"
+    assert modules["mod_roster"]["iqdisc"]["type"] == "one_queue"
+    cfg = parse('[modules.mod_ping]\niqdisc.type = "queues"\niqdisc.workers = 4\n')
+    assert cfg["modules"]["mod_ping"]["iqdisc"] == {"type": "queues", "workers": 4}
+
+
+def test_module_options_accepted() -> None:
+    text = """
+    [modules.mod_register]
+    welcome_message = {subject = "Hi", body = "Welcome"}
+    ip_access = [{address = "127.0.0.0/8", policy = "allow"}, {address = "::1", policy = "deny"}]
+    registration_watchers = ["admin@localhost"]
+    [modules.mod_vcard]
+    matches = "infinity"
+    [modules.mod_disco]
+    server_info = [{name = "abuse-addresses", urls = ["mailto:abuse@localhost"]}]
+    """
+    modules = parse(text)["modules"]
+    assert modules["mod_register"]["welcome_message"] == {"subject": "Hi", "body": "Welcome"}
+    assert modules["mod_register"]["ip_access"][1] == {"address": "::1/128", "policy": "deny"}
+    assert modules["mod_vcard"]["matches"] is None
+    assert modules["mod_disco"]["server_info"][0]["modules"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[modules.mod_mam]",
+            "modules.mod_mam: module is not available in this version of Suricate",
+        ),
+        (
+            "[modules.mod_stream_management]",
+            "modules.mod_stream_management: module is not available in this version of Suricate",
+        ),
+        ("[modules.mod_foo]", "modules.mod_foo: unknown module"),
+        (
+            '[modules.mod_ping]\ntimeout_action = "ban"',
+            "modules.mod_ping.timeout_action: expected one of none, kill",
+        ),
+        (
+            "[modules.mod_ping]\nping_interval = 0",
+            "modules.mod_ping.ping_interval: expected a positive integer (seconds), got 0",
+        ),
+        (
+            '[modules.mod_ping]\niqdisc.type = "queues"',
+            'modules.mod_ping.iqdisc.workers: required when iqdisc.type is "queues"',
+        ),
+        (
+            "[modules.mod_ping]\niqdisc.workers = 2",
+            'modules.mod_ping.iqdisc.workers: only allowed when iqdisc.type is "queues"',
+        ),
+        (
+            '[modules.mod_ping]\niqdisc.type = "serial"',
+            "modules.mod_ping.iqdisc.type: expected one of one_queue, no_queue, queues, parallel",
+        ),
+        (
+            '[modules.mod_roster]\nbackend = "mnesia"',
+            "modules.mod_roster.backend: backend 'mnesia' is not available in this version of Suricate",
+        ),
+        (
+            '[modules.mod_register]\naccess = "nobody"',
+            "modules.mod_register.access: access rule 'nobody' is not defined in [access]",
+        ),
+        (
+            "[modules.mod_register]\npassword_strength = -1",
+            "modules.mod_register.password_strength: expected a non-negative integer, got -1",
+        ),
+        (
+            '[modules.mod_register]\nip_access = [{address = "x", policy = "allow"}]',
+            'modules.mod_register.ip_access[0].address: "x" is not a valid IP address or network',
+        ),
+        (
+            '[modules.mod_register]\nwelcome_message = {title = "x"}',
+            "modules.mod_register.welcome_message.title: unknown option",
+        ),
+        (
+            '[modules.mod_offline]\naccess_max_user_messages = "lots"',
+            "modules.mod_offline.access_max_user_messages: access rule 'lots' is not defined in [access]",
+        ),
+        (
+            "[modules.mod_vcard]\nmatches = -1",
+            'modules.mod_vcard.matches: expected a non-negative integer or "infinity", got -1',
+        ),
+        ("[modules.mod_presence]\nx = 1", "modules.mod_presence.x: unknown option"),
+    ],
+)
+def test_module_refused(text: str, expected: str) -> None:
+    refused(text + "\n", expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Problem collection, syntax errors, files
+
+
+def test_multiple_problems_are_collected() -> None:
+    text = """
+    [general]
+    hosts = ["localhost"]
+    default_server_domain = "localhost"
+    hostz = ["x"]
+    [[listen.c2s]]
+    port = 5222
+    shaper = "x"
+    [[listen.c2s]]
+    port = 5223
+    tls.mode = "foo"
+    [auth]
+    methods = ["ldap"]
+    [modules.mod_mam]
+    """
+    found = problems(text, general=False)
+    assert set(found) >= {
+        "general.hostz: unknown option",
+        "listen.c2s[0].shaper: shaper 'x' is not defined in [shaper]",
+        "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
+        "auth.methods: method 'ldap' is not available in this version",
+        "modules.mod_mam: module is not available in this version of Suricate",
+    }
+
+
+def test_problem_str_and_error_message() -> None:
+    problem = Problem("listen.c2s[0].tls.mode", "expected one of tls, starttls, starttls_required")
+    assert (
+        str(problem) == "listen.c2s[0].tls.mode: expected one of tls, starttls, starttls_required"
+    )
+    error = ConfigError([problem, Problem("a", "b")])
+    assert str(error) == f"{problem}\na: b"
+
+
+def test_toml_syntax_error_is_one_problem_with_line() -> None:
+    found = problems("[general\nhosts = 1\n", general=False)
+    assert len(found) == 1
+    assert found[0].startswith("<file>: invalid TOML:")
+    assert "line 1" in found[0]
+
+
+def test_load_config_reads_file_relative_to_its_directory(certdir: Path) -> None:
+    path = certdir / "suricate.toml"
+    path.write_text(GENERAL + '[[listen.c2s]]\nport = 5222\ntls.certfile = "cert.pem"\n')
+    cfg = load_config(path)
+    assert cfg["listen"]["c2s"][0]["tls"]["certfile"] == str(certdir / "cert.pem")
+
+
+def test_load_config_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "absent.toml")
+    assert info.value.problems[0].message.startswith("cannot read the configuration file")
+
+
+# --------------------------------------------------------------------------------------------
+# The example from the MongooseIM 6.4 release announcement
+
+
+RELEASE_EXAMPLE = """
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+
+[[listen.component]]
+port = 8190
+shaper = "fast"
+ip_address = "127.0.0.1"
+password = "secret"
+tls.certfile = "priv/ssl/cert.pem"
+tls.keyfile = "priv/ssl/key.pem"
+
+[[listen.s2s]]
+port = 5269
+shaper = "fast"
+tls.certfile = "priv/ssl/cert.pem"
+tls.keyfile = "priv/ssl/key.pem"
+
+[s2s]
+default_policy = "allow"
+
+[s2s.outgoing]
+port = 5269
+shaper = "fast"
+tls.certfile = "priv/ssl/cert.pem"
+tls.keyfile = "priv/ssl/key.pem"
+"""
+
+
+def test_mongooseim_64_release_example(certdir: Path) -> None:
+    ssl = certdir / "priv" / "ssl"
+    ssl.mkdir(parents=True)
+    (certdir / "cert.pem").rename(ssl / "cert.pem")
+    (certdir / "key.pem").rename(ssl / "key.pem")
+    path = certdir / "mongooseim.toml"
+    path.write_text(RELEASE_EXAMPLE)
+    cfg = load_config(path)
+    component = cfg["listen"]["component"][0]
+    assert component["port"] == 8190
+    assert component["ip_address"] == "127.0.0.1"
+    assert component["shaper"] == "fast"
+    assert component["tls"]["mode"] == "tls"
+    assert component["tls"]["keyfile"] == str(ssl / "key.pem")
+    s2s = cfg["listen"]["s2s"][0]
+    assert s2s["tls"]["mode"] == "starttls"
+    assert s2s["tls"]["certfile"] == str(ssl / "cert.pem")
+    assert cfg["s2s"]["default_policy"] == "allow"
+    assert cfg["s2s"]["outgoing"]["shaper"] == "fast"
+    assert cfg["s2s"]["outgoing"]["tls"]["keyfile"] == str(ssl / "key.pem")
+
+
+def test_release_example_without_cert_files_is_refused(tmp_path: Path) -> None:
+    found = problems(RELEASE_EXAMPLE, tmp_path, general=False)
+    assert len(found) == 6
+    assert all("does not exist" in p for p in found)
