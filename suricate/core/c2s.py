@@ -365,17 +365,17 @@ class C2S:
             self.send(P.sasl_failure("encryption-required"))
             return None
         name = el.attrs.get("mechanism", "")
+        self.mechanism_name = name
         if name not in self._mechanisms():
-            # RFC 6120 §6.4.6: a mechanism we did not offer
-            self.send(P.sasl_failure("invalid-mechanism"))
+            # RFC 6120 §6.4.6: a mechanism we did not offer; counts as a failed attempt
+            self._sasl_fail(sasl.Failure("invalid-mechanism"))
             return None
         try:
             data = _b64decode(el.text)
         except ValueError:
-            self.send(P.sasl_failure("incorrect-encoding"))
+            self._sasl_fail(sasl.Failure("incorrect-encoding"))
             return None
         self.mechanism = sasl.create_mechanism(name, self._sasl_context())
-        self.mechanism_name = name
         self._goto(S.WAIT_FOR_SASL_RESPONSE)
         return self._sasl_step(data)
 
@@ -419,7 +419,8 @@ class C2S:
         if self.auth_failures >= MAX_AUTH_FAILURES:
             self.stream_error(StreamError("policy-violation", "too many authentication failures"))
             return
-        self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+        if self.state == S.WAIT_FOR_SASL_RESPONSE:
+            self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
 
     async def _sasl_success(self, result: Any) -> None:
         domain = self.domain or self.server.default_domain

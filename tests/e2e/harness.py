@@ -32,7 +32,8 @@ def free_port() -> int:
 
 
 def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
-                modules: str | None = None, c2s_extra: str = "") -> str:
+                modules: str | None = None, c2s_extra: str = "",
+                tls_mode: str = "starttls") -> str:
     default, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     if modules is None:
         modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
@@ -45,7 +46,7 @@ loglevel = "info"
 [[listen.c2s]]
 port = {c2s_port}
 ip_address = "127.0.0.1"
-tls.mode = "starttls"
+tls.mode = "{tls_mode}"
 tls.certfile = "{default.certfile}"
 tls.keyfile = "{default.keyfile}"
 tls.verify_mode = "none"
@@ -75,9 +76,10 @@ database = "{tmp / 'suricate.db'}"
 
 @contextlib.asynccontextmanager
 async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
-                         c2s_extra: str = "") -> AsyncIterator[Server]:
+                         c2s_extra: str = "", tls_mode: str = "starttls") -> AsyncIterator[Server]:
     c2s_port, tls_port = free_port(), free_port()
-    cfg = parse_config(server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra), tmp)
+    cfg = parse_config(
+        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode), tmp)
     server = Server(cfg, tmp, MODULES)
     await server.start()
     server.c2s_port = c2s_port  # type: ignore[attr-defined]

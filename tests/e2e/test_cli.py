@@ -1,0 +1,184 @@
+"""The command line as an operator uses it: real processes, real signals, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import connect, disconnect, free_port, server_toml
+
+SURICATE = [sys.executable, "-m", "suricate"]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SURICATE, *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, cwd=cwd)
+
+
+def test_version_and_help_everywhere() -> None:
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("suricate ")
+    for cmd in (["--help"], ["serve", "--help"], ["check-config", "--help"],
+                ["account", "--help"], ["account", "register", "--help"],
+                ["account", "unregister", "--help"], ["account", "change-password", "--help"],
+                ["account", "list", "--help"], ["account", "check", "--help"]):
+        res = run(*cmd)
+        assert res.returncode == 0, (cmd, res.stderr)
+        assert "usage: suricate" in res.stdout
+
+
+def test_check_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(server_toml(tmp_path, 15222, 15223))
+    res = run("check-config", str(good))
+    assert res.returncode == 0, res.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace('tls.mode = "starttls"', 'tls.mode = "sometimes"')
+                   .replace('loglevel = "info"', 'loglevel = "info"\nhostz = ["x"]'))
+    res = run("check-config", str(bad))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert any(line.startswith("listen.c2s[0].tls.mode: ") for line in lines), lines
+    assert any(line.startswith("general.hostz: ") for line in lines), lines
+    missing = run("check-config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "no such configuration file" in missing.stderr
+
+
+def test_release_example_is_accepted(tmp_path: Path) -> None:
+    """The snippet of the MongooseIM 6.4 release post, with real certificate paths."""
+    from suricate.net.certs import ensure_self_signed
+
+    cert, _ = ensure_self_signed(tmp_path / "c", ["localhost"])
+    text = f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+
+[[listen.component]]
+port = 8190
+shaper = "fast"
+ip_address = "127.0.0.1"
+password = "secret"
+tls.certfile = "{cert.certfile}"
+tls.keyfile = "{cert.keyfile}"
+
+[[listen.s2s]]
+port = 5269
+shaper = "fast"
+tls.certfile = "{cert.certfile}"
+tls.keyfile = "{cert.keyfile}"
+
+[s2s]
+default_policy = "allow"
+
+[s2s.outgoing]
+port = 5269
+shaper = "fast"
+tls.certfile = "{cert.certfile}"
+tls.keyfile = "{cert.keyfile}"
+"""
+    path = tmp_path / "release.toml"
+    path.write_text(text)
+    res = run("check-config", str(path))
+    assert res.returncode == 0, res.stderr
+
+
+def test_account_commands_without_a_server(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert run("account", "register", "carol@localhost", "--password", "s3cret",
+               *data).returncode == 0
+    dup = run("account", "register", "carol@localhost", "--password", "x", *data)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert run("account", "register", "dave@localhost", *data, stdin="pw2\n").returncode == 0
+    listed = run("account", "list", *data)
+    assert listed.stdout.split() == ["carol@localhost", "dave@localhost"]
+    assert run("account", "check", "carol@localhost", "--password", "s3cret",
+               *data).returncode == 0
+    wrong = run("account", "check", "carol@localhost", "--password", "nope", *data)
+    assert wrong.returncode == 1
+    assert run("account", "change-password", "carol@localhost", "--password", "new",
+               *data).returncode == 0
+    assert run("account", "check", "carol@localhost", "--password", "new",
+               *data).returncode == 0
+    assert run("account", "unregister", "carol@localhost", *data).returncode == 0
+    gone = run("account", "check", "carol@localhost", *data)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    bad = run("account", "register", "not a jid@@", "--password", "x", *data)
+    assert bad.returncode == 2 and "invalid JID" in bad.stderr
+    other = run("account", "register", "x@elsewhere.example", "--password", "x", *data)
+    assert other.returncode == 2 and "not a domain of this server" in other.stderr
+    # the data folder holds the generated certificate and the SQLite database
+    assert (tmp_path / "data" / "certs" / "server.crt").is_file()
+    assert (tmp_path / "data" / "suricate.db").is_file()
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> None:
+    c2s, tls = free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, c2s, tls))
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.to_thread(_wait_port, c2s)
+        # the CLI works while the server runs (same SQLite file, WAL)
+        for user in ("erin", "frank"):
+            res = await asyncio.to_thread(run, "account", "register", f"{user}@localhost",
+                                          "--password", "pw", "--config", str(config))
+            assert res.returncode == 0, res.stderr
+
+        class Addr:
+            c2s_port = c2s
+            tls_port = tls
+
+        erin = await connect(Addr, "erin@localhost/a", "pw")  # type: ignore[arg-type]
+        frank = await connect(Addr, "frank@localhost/b", "pw")  # type: ignore[arg-type]
+        erin.send_message(mto="frank@localhost/b", mbody="over the CLI", mtype="chat")
+        assert (await frank.next_message())["body"] == "over the CLI"
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 20)
+        assert code == 0
+        out = proc.stdout.read() if proc.stdout else ""
+        assert "serving localhost" in out and "shutting down" in out
+        await disconnect(erin, frank)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
+    for port in (5222, 5223):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is taken by another program on this machine")
+    env = dict(os.environ, SURICATE_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen([*SURICATE, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        _wait_port(5222)
+        _wait_port(5223)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        assert (tmp_path / "data" / "certs" / "server.crt").is_file()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,119 @@
+"""The stream parser against each construct RFC 6120 §11 restricts, and the serializer."""
+
+from __future__ import annotations
+
+import pytest
+
+from suricate.xml import Element, StreamClose, StreamOpen, StreamParser, XMLStreamError, ns
+
+HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+          b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' "
+          b"xml:lang='en'>")
+
+
+def opened(max_size: int | None = None) -> StreamParser:
+    parser = StreamParser(max_size)
+    events = parser.feed(HEADER)
+    assert isinstance(events[0], StreamOpen)
+    return parser
+
+
+def test_header_event() -> None:
+    (event,) = StreamParser().feed(HEADER)
+    assert isinstance(event, StreamOpen)
+    assert event.name == "stream" and event.xmlns == ns.STREAM
+    assert event.content_ns == ns.CLIENT
+    assert event.attrs == {"to": "localhost", "version": "1.0", "xml:lang": "en"}
+
+
+def test_stanzas_arrive_whole_whatever_the_chunking() -> None:
+    parser = opened()
+    data = b"<message to='a@b'><body>h\xc3\xa9 &amp; &lt;</body><x xmlns='urn:x'/></message>"
+    events: list[object] = []
+    for i in range(len(data)):
+        events += parser.feed(data[i:i + 1])
+    (msg,) = events
+    assert isinstance(msg, Element)
+    assert msg.name == "message" and msg.xmlns == ns.CLIENT
+    assert msg.find_text("body") == "hé & <"
+    x = msg.find("x", "urn:x")
+    assert x is not None
+    assert msg.serialize(ns.CLIENT) == (
+        '<message to="a@b"><body>hé &amp; &lt;</body><x xmlns="urn:x"/></message>')
+
+
+def test_stream_close_and_whitespace() -> None:
+    parser = opened()
+    assert parser.feed(b"  \n\t ") == []
+    (event,) = parser.feed(b"</stream:stream>")
+    assert isinstance(event, StreamClose)
+
+
+@pytest.mark.parametrize(("data", "condition"), [
+    (b"<!-- comment -->", "restricted-xml"),
+    (b"<?target data?>", "restricted-xml"),
+    (b"<message><body>&ent;</body></message>", "restricted-xml"),
+    (b"<message><body>&#0;</body></message>", "not-well-formed"),
+    (b"<message><body></message>", "not-well-formed"),
+    (b"<a:b/>", "not-well-formed"),  # undeclared prefix
+    (b"\xff\xfe", "not-well-formed"),  # invalid UTF-8
+    (b"text at the top level", "not-well-formed"),
+])
+def test_restricted_and_malformed(data: bytes, condition: str) -> None:
+    parser = opened()
+    with pytest.raises(XMLStreamError) as exc:
+        parser.feed(data)
+    assert exc.value.condition == condition
+
+
+@pytest.mark.parametrize("doctype", [
+    b"<!DOCTYPE stream>",
+    b"<!DOCTYPE s [<!ENTITY a 'b'>]>",
+    b"<!DOCTYPE s SYSTEM 'http://example.com/x.dtd'>",
+    b"<!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;&lol;'>]>",
+])
+def test_every_dtd_form_is_refused(doctype: bytes) -> None:
+    with pytest.raises(XMLStreamError) as exc:
+        StreamParser().feed(b"<?xml version='1.0'?>" + doctype + HEADER[21:])
+    assert exc.value.condition == "restricted-xml"
+
+
+def test_stanza_size_limit_while_streaming_and_whole() -> None:
+    parser = opened(100)
+    with pytest.raises(XMLStreamError) as exc:
+        parser.feed(b"<message><body>" + b"x" * 200)  # never finished: still caught
+    assert exc.value.condition == "policy-violation"
+    parser = opened(100)
+    with pytest.raises(XMLStreamError):
+        parser.feed(b"<message><body>" + b"x" * 200 + b"</body></message>")
+    parser = opened(100)
+    assert len(parser.feed(b"<message><body>ok</body></message>")) == 1
+
+
+def test_deep_nesting_is_refused() -> None:
+    parser = opened()
+    with pytest.raises(XMLStreamError) as exc:
+        parser.feed(b"<a>" * 100)
+    assert exc.value.condition == "policy-violation"
+
+
+def test_serializer_escapes_and_prefixes() -> None:
+    el = Element("features", ns.STREAM)
+    el.add("starttls", ns.TLS).add("required")
+    el.add("x", "urn:x", {"a": "\"'<&>"}, "1 < 2 & 3")
+    assert el.serialize(ns.CLIENT, {ns.STREAM: "stream"}) == (
+        '<stream:features><starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"><required/>'
+        '</starttls><x xmlns="urn:x" a="&quot;&apos;&lt;&amp;&gt;">1 &lt; 2 &amp; 3</x>'
+        "</stream:features>")
+
+
+def test_copy_is_deep() -> None:
+    el = Element("message", ns.CLIENT, {"to": "a@b"})
+    el.add("body", text="x")
+    dup = el.copy()
+    dup.attrs["to"] = "c@d"
+    body = dup.find("body")
+    assert body is not None
+    body.text = "y"
+    assert el.attrs["to"] == "a@b" and el.find_text("body") == "x"
+    assert el != dup
