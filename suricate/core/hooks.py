@@ -90,6 +90,18 @@ DISCO_SM_FEATURES = Hook(
 DISCO_INFO_EXTRA = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
 
+# -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
+ROSTER_OUT_SUBSCRIPTION = Hook(
+    "roster_out_subscription",
+    "fold_async(outcome: subscription.Transition|None, user: JID, contact: JID, type: str, "
+    "stanza) -> Transition|None: the user sent subscribe/subscribed/unsubscribe/unsubscribed "
+    "to the contact (both bare); the roster owner updates the item and says what to route")
+ROSTER_IN_SUBSCRIPTION = Hook(
+    "roster_in_subscription",
+    "fold_async(outcome: subscription.Transition|None, user: JID, contact: JID, type: str, "
+    "stanza) -> Transition|None: the contact's subscription stanza reached the local user "
+    "(both bare); the roster owner updates the item and says what to deliver or answer")
+
 
 class Hooks:
     __slots__ = ("_handlers",)

@@ -31,3 +31,4 @@ BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 DELAY = "urn:xmpp:delay"
 OFFLINE = "msgoffline"
 DATA_FORMS = "jabber:x:data"
+SERVERINFO = "http://jabber.org/network/serverinfo"  # XEP-0157 FORM_TYPE

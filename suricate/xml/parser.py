@@ -191,3 +191,12 @@ class StreamParser:
         elif self._depth == 1 and data.strip():
             # RFC 6120 §11.7: only whitespace may appear between top-level elements.
             raise XMLStreamError("not-well-formed", "text outside a stanza")
+
+
+def parse_fragment(xml: str) -> list[Element]:
+    """The top-level elements of ``xml``, a sequence of serialized elements (as stored by
+    modules: private XML, vCards, offline stanzas), parsed with the same RFC 6120 §11
+    restrictions as a stream; raises ``XMLStreamError`` on anything else."""
+    parser = StreamParser()
+    events = parser.feed(b"<fragment>" + xml.encode() + b"</fragment>")
+    return [e for e in events if isinstance(e, Element)]

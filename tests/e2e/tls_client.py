@@ -6,6 +6,7 @@ tampered channel bindings, exact stream bytes. Tests run it in a thread.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import select
@@ -105,10 +106,8 @@ class TestClient:
         raise AssertionError(f"server did not close; got {self.buffer!r}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     # -- XMPP --------------------------------------------------------------------------------
     def open_stream(self, to: str = "localhost") -> str:
