@@ -199,6 +199,12 @@ class C2S:
         log.info("c2s_stream_error condition=%s text=%s peer=%s jid=%s", err.condition, err.text,
                  self.conn.peer, self.jid)
         if not self.stream_id:
+            if self.server.cfg["general"].get("hide_service_name"):
+                # general.hide_service_name: no header, no error, just the close
+                self._closing = True
+                self.fsm.goto(S.CLOSED)
+                self.conn.abort()
+                return
             # RFC 6120 §4.9.1.1: an error before our header still opens the stream first.
             self.stream_id = secrets.token_hex(8)
             self.conn.write(P.stream_header(self.stream_id, self.domain or
@@ -232,7 +238,6 @@ class C2S:
     def _stream_open(self, header: StreamOpen) -> None:
         if self.state != S.WAIT_FOR_STREAM:
             raise StreamError("not-well-formed")
-        self.stream_id = secrets.token_hex(8)
         to = header.attrs.get("to")
         self.lang = header.attrs.get("xml:lang") or "en"
         domain = None
@@ -243,32 +248,50 @@ class C2S:
                 domain = None
         if self.domain is None:
             self.domain = domain if domain and self.server.is_local_domain(domain) else None
+        error = self._check_header(header, to, domain)
+        if error is not None and self.server.cfg["general"].get("hide_service_name") \
+                and self.user is None:
+            # general.hide_service_name: a peer that cannot open a valid stream learns
+            # nothing about what listens here (no header, no stream error, RFC 6120 §4.9.1.1
+            # notwithstanding): the connection just closes.
+            self._closing = True
+            self.fsm.goto(S.CLOSED)
+            self.conn.abort()
+            return
+        self.stream_id = secrets.token_hex(8)
         self.conn.write(P.stream_header(self.stream_id, self.domain or self.server.default_domain,
                                         "en"))
-        # RFC 6120 §4.9.3: checks in the order a peer would want to hear about them.
-        if header.name != "stream" or header.xmlns != ns.STREAM:
-            raise StreamError("invalid-namespace")
-        if header.content_ns != ns.CLIENT:
-            raise StreamError("invalid-namespace")
-        if not to:
-            raise StreamError("host-unknown", "no 'to' in the stream header")
-        if domain is None or not self.server.is_local_domain(domain):
-            raise StreamError("host-unknown")
-        if self.domain != domain:
-            raise StreamError("host-unknown", "the domain changed on stream restart")
-        version = header.attrs.get("version", "0.9")
-        try:
-            major = int(version.split(".")[0])
-        except ValueError:
-            major = 0
-        if major < 1:
-            raise StreamError("unsupported-version")
+        if error is not None:
+            raise error
         if self.user is None:
             self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
             self.send(P.features_element(self._features_before_auth()))
         else:
             self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
             self.send(P.features_element(self._features_after_auth()))
+
+    def _check_header(self, header: StreamOpen, to: str | None,
+                      domain: str | None) -> StreamError | None:
+        """RFC 6120 §4.9.3: the stream error a bad header deserves, in the order a peer would
+        want to hear about them."""
+        if header.name != "stream" or header.xmlns != ns.STREAM:
+            return StreamError("invalid-namespace")
+        if header.content_ns != ns.CLIENT:
+            return StreamError("invalid-namespace")
+        if not to:
+            return StreamError("host-unknown", "no 'to' in the stream header")
+        if domain is None or not self.server.is_local_domain(domain):
+            return StreamError("host-unknown")
+        if self.domain != domain:
+            return StreamError("host-unknown", "the domain changed on stream restart")
+        version = header.attrs.get("version", "0.9")
+        try:
+            major = int(version.split(".")[0])
+        except ValueError:
+            major = 0
+        if major < 1:
+            return StreamError("unsupported-version")
+        return None
 
     # -- before authentication ----------------------------------------------------------------
     def _tls_mode(self) -> str | None:

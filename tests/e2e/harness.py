@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
                 modules: str | None = None, c2s_extra: str = "",
-                tls_mode: str = "starttls") -> str:
+                tls_mode: str = "starttls", auth_extra: str = "") -> str:
     default, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     if modules is None:
         modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
@@ -61,7 +61,7 @@ tls.keyfile = "{default.keyfile}"
 tls.verify_mode = "none"
 
 [auth]
-methods = ["rdbms"]
+{auth_extra or 'methods = ["rdbms"]'}
 password.scram_iterations = 4096
 
 [outgoing_pools.rdbms.default.connection]
@@ -76,10 +76,12 @@ database = "{tmp / 'suricate.db'}"
 
 @contextlib.asynccontextmanager
 async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
-                         c2s_extra: str = "", tls_mode: str = "starttls") -> AsyncIterator[Server]:
+                         c2s_extra: str = "", tls_mode: str = "starttls",
+                         auth_extra: str = "") -> AsyncIterator[Server]:
     c2s_port, tls_port = free_port(), free_port()
     cfg = parse_config(
-        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode), tmp)
+        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra),
+        tmp)
     server = Server(cfg, tmp, MODULES)
     await server.start()
     server.c2s_port = c2s_port  # type: ignore[attr-defined]

@@ -230,3 +230,23 @@ async def test_certificate_chosen_by_sni(tmp_path: Path) -> None:
         assert await asyncio.to_thread(names, "localhost") == ["localhost"]
     finally:
         await srv.stop()
+
+
+async def test_hide_service_name_closes_silently(tmp_path: Path) -> None:
+    from suricate.config import parse_config
+    from suricate.modules import MODULES
+    from tests.e2e.harness import free_port, server_toml
+
+    text = server_toml(tmp_path, free_port(), free_port()).replace(
+        'loglevel = "info"', 'loglevel = "info"\nhide_service_name = true')
+    srv = Server(parse_config(text, tmp_path), tmp_path, MODULES)
+    await srv.start()
+    try:
+        port = srv.listeners[0].port
+        garbage = await asyncio.to_thread(_raw, port, "GET / HTTP/1.1\r\n\r\n")
+        wrong_host = await asyncio.to_thread(_raw, port, STREAM_OPEN.format(to="other.example"))
+        good = await asyncio.to_thread(_raw, port, HEADER, "</stream:stream>")
+    finally:
+        await srv.stop()
+    assert garbage == "" and wrong_host == ""
+    assert "<stream:features>" in good
