@@ -149,11 +149,10 @@ async def connect(server: Server, jid: str, password: str, direct_tls: bool = Fa
 
 
 async def disconnect(*clients: Client) -> None:
-    for client in clients:
-        client.disconnect()
-    for client in clients:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnected, 5)
+    """Close each stream properly and wait for the server's closing tag."""
+    pending = [client.disconnect() for client in clients]
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*pending), 10)
 
 
 class RawClient:
