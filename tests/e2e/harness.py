@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
                 modules: str | None = None, c2s_extra: str = "",
-                tls_mode: str = "starttls", auth_extra: str = "") -> str:
+                tls_mode: str = "starttls", auth_extra: str = "", pool_toml: str = "") -> str:
     default, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     if modules is None:
         modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
@@ -64,9 +64,7 @@ tls.verify_mode = "none"
 {auth_extra or 'methods = ["rdbms"]'}
 password.scram_iterations = 4096
 
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{tmp / 'suricate.db'}"
+{pool_toml or _sqlite_pool(tmp)}
 
 {extra}
 
@@ -74,13 +72,22 @@ database = "{tmp / 'suricate.db'}"
 """
 
 
+def _sqlite_pool(tmp: Path) -> str:
+    return f"""
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{tmp / 'suricate.db'}"
+"""
+
+
 @contextlib.asynccontextmanager
 async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
                          c2s_extra: str = "", tls_mode: str = "starttls",
-                         auth_extra: str = "") -> AsyncIterator[Server]:
+                         auth_extra: str = "", pool_toml: str = "") -> AsyncIterator[Server]:
     c2s_port, tls_port = free_port(), free_port()
     cfg = parse_config(
-        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra),
+        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra,
+                    pool_toml),
         tmp)
     server = Server(cfg, tmp, MODULES)
     await server.start()
@@ -217,3 +224,13 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+async def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Wait until ``await check()`` is true (state the server reaches asynchronously)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout} s: {check}")
+        await asyncio.sleep(interval)
