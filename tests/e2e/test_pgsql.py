@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -33,7 +32,7 @@ async def pg_server(tmp_path: Path) -> AsyncIterator[Server]:
     name = f"suricate_e2e_{secrets.token_hex(5)}"
     try:
         await _admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
