@@ -1,0 +1,124 @@
+"""mod_disco: XEP-0030 Service Discovery for the served domains and, on their behalf, for the
+accounts they host; XEP-0128 extended information carrying the XEP-0157 contact addresses.
+
+The module only answers the queries: what the server can do is gathered from the other modules
+through the ``disco_*`` hooks (each module declares its features as class data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+SERVER_NAME = "Suricate"
+
+
+def server_info_form(entries: Sequence[Mapping[str, Any]], module: str) -> Element | None:
+    """The XEP-0157 form (XEP-0128 extension of disco#info) for the disco#info answered by
+    ``module``: an entry without ``modules`` applies to every module (MongooseIM 6.4
+    ``server_info``)."""
+    fields = [e for e in entries if e.get("modules") is None or module in e["modules"]]
+    if not fields:
+        return None
+    form = Element("x", ns.DATA_FORMS, {"type": "result"})
+    # XEP-0128 §3: the form is scoped by a hidden FORM_TYPE field.
+    form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add(
+        "value", text=ns.SERVERINFO)
+    for entry in fields:
+        # XEP-0157 §5.1 registers the address fields as list-multi.
+        field = form.add("field", attrs={"var": entry["name"], "type": "list-multi"})
+        for url in entry["urls"]:
+            field.add("value", text=url)
+    return form
+
+
+class ModDisco(Module):
+    name = "mod_disco"
+    xeps = ("0030", "0128", "0157")
+    iq_handlers = (
+        ("local", ns.DISCO_INFO, "local_info"),
+        ("local", ns.DISCO_ITEMS, "local_items"),
+        ("sm", ns.DISCO_INFO, "account_info"),
+        ("sm", ns.DISCO_ITEMS, "account_items"),
+    )
+    # XEP-0030 §3.1: every entity that answers disco#info lists the disco namespaces it speaks.
+    features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
+    sm_features = (ns.DISCO_INFO, ns.DISCO_ITEMS)
+
+    # -- the served domain ------------------------------------------------------------------
+    def local_info(self, iq: IqRequest) -> Element:
+        query = _query(iq, ns.DISCO_INFO)
+        if iq.payload.attrs.get("node"):
+            # No node of the server carries information yet (XEP-0030 §3.1: unknown node).
+            raise StanzaError("item-not-found")
+        domain = iq.to.domain
+        query.add("identity", attrs={"category": "server", "type": "im", "name": SERVER_NAME})
+        features: set[str] = self.server.hooks.fold(H.DISCO_LOCAL_FEATURES, set(), domain)
+        for var in sorted(features):
+            query.add("feature", attrs={"var": var})
+        extra: list[Element] = []
+        form = server_info_form(self.opts.get("server_info", []), self.name)
+        if form is not None:
+            extra.append(form)
+        extra = self.server.hooks.fold(H.DISCO_INFO_EXTRA, extra, domain)
+        for element in extra:
+            query.append(element)
+        return query
+
+    def local_items(self, iq: IqRequest) -> Element:
+        query = _query(iq, ns.DISCO_ITEMS)
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        # MongooseIM's extra_domains are listed as they are, unverified.
+        items = [Element("item", ns.DISCO_ITEMS, {"jid": d})
+                 for d in self.opts.get("extra_domains", [])]
+        items = self.server.hooks.fold(H.DISCO_LOCAL_ITEMS, items, iq.to.domain)
+        for item in items:
+            query.append(item)
+        return query
+
+    # -- an account, answered by the server on its behalf (RFC 6120 §10.3.3) ----------------
+    async def account_info(self, iq: IqRequest) -> Element:
+        await self._require_account(iq)
+        query = _query(iq, ns.DISCO_INFO)
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        # XEP-0030 §3.1 and the registry: a registered account is account/registered.
+        query.add("identity", attrs={"category": "account", "type": "registered"})
+        features: set[str] = self.server.hooks.fold(H.DISCO_SM_FEATURES, set(), iq.to.bare)
+        for var in sorted(features):
+            query.add("feature", attrs={"var": var})
+        return query
+
+    async def account_items(self, iq: IqRequest) -> Element:
+        await self._require_account(iq)
+        query = _query(iq, ns.DISCO_ITEMS)
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        return query  # PEP nodes will be listed here once mod_pep exists
+
+    async def _require_account(self, iq: IqRequest) -> None:
+        if iq.type != "get":
+            raise StanzaError("not-allowed")
+        # RFC 6121 §8.5.1: an IQ to an account that does not exist gets service-unavailable,
+        # the same answer as an unsupported namespace, so nothing leaks about the account.
+        if not await self.server.user_exists(iq.to.bare):
+            raise StanzaError("service-unavailable")
+
+
+def _query(iq: IqRequest, xmlns: str) -> Element:
+    if iq.type != "get":
+        # Discovery is read-only: there is nothing to set (XEP-0030 defines only "get").
+        raise StanzaError("not-allowed")
+    query = Element("query", xmlns)
+    node = iq.payload.attrs.get("node")
+    if node:
+        query.attrs["node"] = node  # XEP-0030 §3.1: the answer echoes the node
+    return query

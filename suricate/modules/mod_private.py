@@ -1,0 +1,76 @@
+"""mod_private: XEP-0049 Private XML Storage: an account keeps XML fragments on its server,
+one slot per namespace, readable and writable by the account alone.
+"""
+
+from __future__ import annotations
+
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+# A child with no namespace of its own inherits jabber:iq:private (or jabber:client): it has
+# no slot to be stored in (XEP-0049 §2.3: "a proper namespace").
+_NOT_A_SLOT = frozenset({ns.PRIVATE, ns.CLIENT, ""})
+
+
+class ModPrivate(Module):
+    name = "mod_private"
+    xeps = ("0049",)
+    iq_handlers = (("sm", ns.PRIVATE, "private"),)
+    sm_features = (ns.PRIVATE,)
+
+    async def private(self, iq: IqRequest) -> Element | None:
+        user = iq.to.bare
+        # XEP-0049 §2.3 and §4: only the account itself reads or writes its private XML.
+        if iq.frm.bare != user:
+            raise StanzaError("forbidden")
+        assert user.local is not None
+        query = iq.payload
+        if query.name != "query":
+            raise StanzaError("bad-request")
+        children = query.find_all()
+        # §2.3: at least one child element in its own namespace, else not-acceptable.
+        if not children or any(c.xmlns in _NOT_A_SLOT for c in children):
+            raise StanzaError("not-acceptable", "one child element in its own namespace "
+                                                "is required")
+        if iq.type == "set":
+            await self._store(user.domain, user.local, children)
+            return None
+        return await self._retrieve(user.domain, user.local, children)
+
+    async def _store(self, domain: str, local: str, children: list[Element]) -> None:
+        # §2.3: a set may hold several elements of one namespace; they share its slot.
+        by_ns: dict[str, list[Element]] = {}
+        for child in children:
+            by_ns.setdefault(child.xmlns, []).append(child)
+        for namespace, elements in by_ns.items():
+            xml = "".join(e.serialize() for e in elements)
+            await self.server.storage.set_private(domain, local, namespace, xml)
+
+    async def _retrieve(self, domain: str, local: str, children: list[Element]) -> Element:
+        result = Element("query", ns.PRIVATE)
+        seen: set[str] = set()
+        for child in children:
+            if child.xmlns in seen:
+                continue
+            seen.add(child.xmlns)
+            stored = await self.server.storage.get_private(domain, local, child.xmlns)
+            elements = _parse_stored(stored) if stored else []
+            if elements:
+                for element in elements:
+                    result.append(element)
+            else:
+                # Nothing stored: the requested element comes back empty (XEP-0049 §2.3
+                # examples), so the client can tell "empty" from an error.
+                result.append(Element(child.name, child.xmlns))
+        return result
+
+
+def _parse_stored(xml: str) -> list[Element]:
+    try:
+        return parse_fragment(xml)
+    except XMLStreamError:
+        raise StanzaError("internal-server-error", "stored data is unreadable") from None

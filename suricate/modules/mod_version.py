@@ -1,0 +1,31 @@
+"""mod_version: XEP-0092 Software Version of the server."""
+
+from __future__ import annotations
+
+import platform
+
+import suricate
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.modules.mod_disco import SERVER_NAME
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+
+class ModVersion(Module):
+    name = "mod_version"
+    xeps = ("0092",)
+    iq_handlers = (("local", ns.VERSION, "version"),)
+    features = (ns.VERSION,)
+
+    def version(self, iq: IqRequest) -> Element:
+        if iq.type != "get":
+            raise StanzaError("not-allowed")  # XEP-0092 §2 only defines retrieval
+        query = Element("query", ns.VERSION)
+        query.add("name", text=SERVER_NAME)
+        query.add("version", text=suricate.__version__)
+        # XEP-0092 §2 makes <os/> optional and §4 notes it helps attackers: opt-in.
+        if self.opts.get("os_info", False):
+            query.add("os", text=f"{platform.system()} {platform.release()}".strip())
+        return query
