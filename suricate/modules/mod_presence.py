@@ -1,0 +1,292 @@
+"""mod_presence: presence broadcast, probes, directed presence and the stanza side of
+subscriptions (RFC 6121 §3, §4).
+
+Presence a client sends without 'to' is broadcast by the server (§4.2, §4.4, §4.5); with 'to'
+it is either a subscription stanza, whose effect on the roster the roster owner decides
+(the ROSTER_*_SUBSCRIPTION hooks, see ``subscription.py``), or directed presence (§4.6).
+Broadcast reads the roster from the session's cache, never from storage, so it stays
+synchronous; only subscription stanzas (which change the roster) go through a task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from suricate.core import hooks as H
+from suricate.core.module import Module
+from suricate.jid import JID, InvalidJID
+from suricate.modules import subscription as sub
+from suricate.storage.base import RosterItem
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_presence")
+
+SUBSCRIPTION_TYPES = frozenset(sub.EVENTS)
+
+
+def presence_priority(stanza: Element) -> int:
+    """RFC 6121 §4.7.2.3: an integer from -128 to +127, 0 when absent; a value outside the
+    range is the client's mistake and counts as the default."""
+    text = stanza.find_text("priority")
+    if not text:
+        return 0
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return 0
+    return value if -128 <= value <= 127 else 0
+
+
+def _state(item: RosterItem | None) -> sub.State:
+    return sub.normalize(item.subscription, item.ask) if item is not None else sub.NONE
+
+
+class ModPresence(Module):
+    name = "mod_presence"
+    hooks = (
+        # After stanza filters (blocking, privacy) that may drop the stanza first.
+        (H.USER_SEND_PACKET, "user_send_presence", 80),
+        (H.PRESENCE_TO_USER, "presence_to_user", 50),
+        (H.UNSET_PRESENCE, "unset_presence", 50),
+    )
+
+    # -- presence from our clients -------------------------------------------------------------
+    def user_send_presence(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "presence":
+            return stanza
+        type_ = stanza.attrs.get("type")
+        to_attr = stanza.attrs.get("to")
+        if not to_attr:
+            if type_ is None:
+                self._available(c2s, stanza)
+            elif type_ == "unavailable":
+                self._unavailable(c2s, stanza)
+            # Other types without 'to' have no meaning for the server: dropped.
+            return None
+        try:
+            to = JID.parse(to_attr)
+        except (InvalidJID, ValueError):
+            return stanza  # the c2s answers jid-malformed
+        if type_ in SUBSCRIPTION_TYPES:
+            self.server.spawn(self._outbound_subscription(c2s.jid, to.bare, type_, stanza))
+            return None
+        if type_ is None:
+            c2s.directed.add(to)  # §4.6.2: remembered for the unavailable at logout
+        elif type_ == "unavailable":
+            c2s.directed.discard(to)
+        return stanza  # directed presence, probe, error: routed by the c2s
+
+    def _available(self, c2s: C2S, stanza: Element) -> None:
+        """RFC 6121 §4.2.2 (initial presence) and §4.4.2 (later updates)."""
+        first = c2s.presence is None
+        c2s.presence = stanza
+        c2s.priority = presence_priority(stanza)
+        user = c2s.jid.bare
+        roster = self._roster(c2s)
+        for contact, item in roster.items():
+            if _state(item).has_from and not self._blocked(c2s, contact):
+                self._route_copy(c2s.jid, contact, stanza)
+        # §4.2.2: also to all of the user's available resources, the sender included.
+        for session in self._available_sessions(user):
+            self._deliver_copy(session, stanza)
+        if not first:
+            return
+        # §4.2.2: probe the contacts the user is subscribed to (§4.3.1: from the bare JID).
+        for contact, item in roster.items():
+            if _state(item).has_to and not self._blocked(c2s, contact):
+                probe = Element("presence", ns.CLIENT, {"type": "probe", "from": str(user),
+                                                         "to": str(contact)})
+                self.server.router.route(user, contact, probe)
+        # The new resource learns about the user's other available resources.
+        for session in self._available_sessions(user):
+            if session is not c2s and session.presence is not None:
+                copy = session.presence.copy()
+                copy.attrs["from"] = str(session.jid)
+                copy.attrs["to"] = str(c2s.jid)
+                c2s.deliver(copy)
+        # §3.1.3: requests that arrived while the user was away are shown now.
+        for contact, item in roster.items():
+            if _state(item).pending_in:
+                request = Element("presence", ns.CLIENT, {"type": "subscribe",
+                                                          "from": str(contact), "to": str(user)})
+                if item.ask_message:
+                    request.add("status", text=item.ask_message)
+                c2s.deliver(request)
+        # Offline messages and the like (mod_offline).
+        self.server.spawn(self.server.hooks.fold_async(H.USER_AVAILABLE, None, c2s))
+
+    def _unavailable(self, c2s: C2S, stanza: Element) -> None:
+        """RFC 6121 §4.5.2: to the subscribers, the user's other resources and every entity
+        that got directed presence (§4.6.3)."""
+        was_available = c2s.presence is not None
+        c2s.presence = None
+        targets: set[JID] = set()
+        if was_available:
+            for contact, item in self._roster(c2s).items():
+                if _state(item).has_from and not self._blocked(c2s, contact):
+                    targets.add(contact)
+        targets |= c2s.directed
+        c2s.directed.clear()
+        for target in targets:
+            self._route_copy(c2s.jid, target, stanza)
+        if was_available:
+            for session in self._available_sessions(c2s.jid.bare):
+                if session is not c2s:
+                    self._deliver_copy(session, stanza)
+
+    async def unset_presence(self, acc: None, c2s: C2S, status: str) -> None:
+        """The session ended while available: the server says goodbye for it (§4.5.2). The
+        session has already left the table, so it is not among "the other resources"."""
+        if c2s.presence is None and not c2s.directed:
+            return acc
+        stanza = Element("presence", ns.CLIENT, {"type": "unavailable", "from": str(c2s.jid)})
+        self._unavailable(c2s, stanza)
+        return acc
+
+    # -- subscriptions the user sends (RFC 6121 §3.1.2, §3.1.5, §3.2.2, §3.3.2) ------------------
+    async def _outbound_subscription(self, sender: JID, contact: JID, type_: str,
+                                     stanza: Element) -> None:
+        user = sender.bare
+        if contact == user:
+            return  # an account is not its own contact
+        # The subscription is between bare JIDs: stamp both (§3.1.2).
+        stanza.attrs["from"] = str(user)
+        stanza.attrs["to"] = str(contact)
+        outcome: sub.Transition | None = await self.server.hooks.fold_async(
+            H.ROSTER_OUT_SUBSCRIPTION, None, user, contact, type_, stanza)
+        if outcome is None or outcome.forward:
+            self.server.router.route(user, contact, stanza)
+        if outcome is None:
+            return
+        if outcome.gained_from:
+            # §3.1.5: the new subscriber gets the user's current presence at once.
+            self._send_current_presence(user, contact)
+        elif outcome.lost_from:
+            # §3.2.2: a cancelled subscriber sees the user go unavailable.
+            self._send_unavailable(user, contact)
+
+    # -- presence to a local bare JID ------------------------------------------------------------
+    async def presence_to_user(self, handled: bool, frm: JID, to: JID,
+                               stanza: Element) -> bool:
+        if handled:
+            return handled
+        type_ = stanza.attrs.get("type")
+        if type_ in SUBSCRIPTION_TYPES:
+            await self._inbound_subscription(frm.bare, to.bare, type_, stanza)
+            return True
+        if type_ == "probe":
+            await self._probe(frm, to.bare)
+            return True
+        if type_ in (None, "unavailable"):
+            # §8.5.2.1.2 / §4.6: presence to the bare JID reaches every available resource.
+            for session in self._available_sessions(to.bare):
+                session.deliver(stanza.copy())
+            return True
+        return handled
+
+    async def _inbound_subscription(self, contact: JID, user: JID, type_: str,
+                                    stanza: Element) -> None:
+        """RFC 6121 §3.1.3, §3.1.6, §3.2.3, §3.3.3: the contact's stanza reaches the user."""
+        # A connected account exists; asking storage only when none is keeps stanzas from one
+        # contact in order in the common case.
+        if not self.server.sessions.count_user(user) and not await self.server.user_exists(user):
+            if type_ == "subscribe":
+                # §3.1.3: there is no such account to subscribe to.
+                self._send_type(user, contact, "unsubscribed")
+            return
+        stanza.attrs["from"] = str(contact)
+        stanza.attrs["to"] = str(user)
+        outcome: sub.Transition | None = await self.server.hooks.fold_async(
+            H.ROSTER_IN_SUBSCRIPTION, None, user, contact, type_, stanza)
+        if outcome is None or outcome.forward:
+            sessions = self._available_sessions(user)
+            if type_ == "subscribe":
+                # A request goes to resources that take stanzas for the account; without one it
+                # stays pending in the roster and is shown at the next login (§3.1.3).
+                sessions = [s for s in sessions if s.priority >= 0]
+            for session in sessions:
+                session.deliver(stanza.copy())
+        if outcome is None:
+            return
+        if outcome.reply is not None:
+            # §3.1.3 (already subscribed) and §3.4 (pre-approved): the server answers.
+            self._send_type(user, contact, outcome.reply)
+            if outcome.reply == "subscribed":
+                self._send_current_presence(user, contact)
+        elif outcome.lost_from:
+            # §3.3.3: the former subscriber sees the user go unavailable.
+            self._send_unavailable(user, contact)
+
+    async def _probe(self, prober: JID, user: JID) -> None:
+        """RFC 6121 §4.3.2: answer only a contact subscribed to the user's presence."""
+        sessions = list(self.server.sessions.resources(user))
+        item = await self._item(user, prober.bare, sessions)
+        if not _state(item).has_from:
+            # Not a subscriber: reveal nothing, and tell its server so its roster can catch up.
+            if item is not None or await self.server.user_exists(user):
+                self._send_type(user, prober.bare, "unsubscribed")
+            return
+        for session in sessions:
+            if session.presence is not None and not self._blocked(session, prober.bare):
+                copy = session.presence.copy()
+                copy.attrs["from"] = str(session.jid)
+                copy.attrs["to"] = str(prober)
+                self.server.router.route(session.jid, prober, copy)
+        # No available resource: no answer (§4.3.2 lets the server stay silent).
+
+    # -- helpers -----------------------------------------------------------------------------------
+    async def _item(self, user: JID, contact: JID, sessions: list[Any]) -> RosterItem | None:
+        for session in sessions:
+            cache = session.roster_cache
+            if cache is not None:
+                item: RosterItem | None = cache.get(contact)
+                return item
+        if not self.server.is_local_domain(user.domain) or user.local is None:
+            return None
+        return await self.server.storage.get_roster_item(user.domain, user.local,
+                                                         str(contact))
+
+    @staticmethod
+    def _roster(c2s: Any) -> dict[JID, RosterItem]:
+        cache = c2s.roster_cache
+        return cache if cache is not None else {}
+
+    @staticmethod
+    def _blocked(c2s: Any, jid: JID) -> bool:
+        blocklist = c2s.blocklist
+        return bool(blocklist) and (jid in blocklist or JID(None, jid.domain) in blocklist)
+
+    def _available_sessions(self, user: JID) -> list[Any]:
+        return [s for s in self.server.sessions.resources(user) if s.available]
+
+    def _route_copy(self, frm: JID, to: JID, stanza: Element) -> None:
+        copy = stanza.copy()
+        copy.attrs["from"] = str(frm)
+        copy.attrs["to"] = str(to)
+        self.server.router.route(frm, to, copy)
+
+    @staticmethod
+    def _deliver_copy(session: Any, stanza: Element) -> None:
+        copy = stanza.copy()
+        copy.attrs["to"] = str(session.jid)
+        session.deliver(copy)
+
+    def _send_type(self, user: JID, contact: JID, type_: str) -> None:
+        stanza = Element("presence", ns.CLIENT, {"type": type_, "from": str(user),
+                                                  "to": str(contact)})
+        self.server.router.route(user, contact, stanza)
+
+    def _send_current_presence(self, user: JID, contact: JID) -> None:
+        for session in self._available_sessions(user):
+            if session.presence is not None and not self._blocked(session, contact):
+                self._route_copy(session.jid, contact, session.presence)
+
+    def _send_unavailable(self, user: JID, contact: JID) -> None:
+        for session in self._available_sessions(user):
+            unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
+            self._route_copy(session.jid, contact, unavailable)

@@ -1,0 +1,367 @@
+"""Roster (RFC 6121 §2, XEP-0237) and presence (RFC 6121 §3, §4) with real clients: slixmpp for
+the subscription dances, a raw client where the exact XML matters."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.modules import MODULES
+from tests.e2e.harness import ALL_MODULES, RawClient, connect, disconnect, running_server
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROSTER = "jabber:iq:roster"
+
+
+async def raw_session(server: Server, user: str, password: str, resource: str) -> RawClient:
+    """Log in over direct TLS with PLAIN and bind ``resource``; return the raw stream."""
+    client = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+    await client.open_stream()
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    await client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{token}</auth>")
+    await client.expect(r"<success[^>]*?(/>|>.*?</success>)")
+    await client.send("<stream:stream to='localhost' xmlns='jabber:client' "
+                      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+    features = await client.expect(r"<stream:features.*?(</stream:features>|<stream:features/>)")
+    client.features = features  # type: ignore[attr-defined]
+    await client.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                      f"<resource>{resource}</resource></bind></iq>")
+    await client.expect(r"<iq[^>]*id=.bind.*?</iq>")
+    return client
+
+
+def iq_reply(iq_id: str) -> str:
+    """A regexp for the whole answer to our IQ ``iq_id`` (empty or with a payload)."""
+    return rf"<iq(?=[^>]*id=.{iq_id}.)[^>]*?(/>|>.*?</iq>)"
+
+
+PUSH = r"<iq(?=[^>]*type=.set.)[^>]*>\s*<query xmlns=.jabber:iq:roster.*?</iq>"
+
+
+async def roster_get(client: RawClient, iq_id: str, ver: str | None = None) -> str:
+    ver_attr = f" ver='{ver}'" if ver is not None else ""
+    await client.send(f"<iq type='get' id='{iq_id}'><query xmlns='{ROSTER}'{ver_attr}/></iq>")
+    return await client.expect(iq_reply(iq_id))
+
+
+async def register(server: Server, *names: str) -> None:
+    for name in names:
+        await server.auth.register(JID.parse(f"{name}@localhost"), f"{name}-pw")
+
+
+async def item(server: Server, user: str, contact: str) -> Any:
+    return await server.storage.get_roster_item("localhost", user, f"{contact}@localhost")
+
+
+async def client(server: Server, name: str, resource: str) -> Any:
+    c = await connect(server, f"{name}@localhost/{resource}", f"{name}-pw")
+    # The test decides every answer to a subscription request (slixmpp would auto-accept).
+    c.auto_authorize = None
+    c.auto_subscribe = False
+    return c
+
+
+async def presence_from(c: Any, frm: str, type_: str = "available") -> Any:
+    while True:
+        pres = await c.next_presence()
+        # slixmpp reports an available presence's <show/> as its type
+        kind = "available" if pres["type"] in ("away", "chat", "dnd", "xa") else pres["type"]
+        if str(pres["from"]) == frm and kind == type_:
+            return pres
+
+
+# -- roster IQs --------------------------------------------------------------------------------
+
+
+async def test_roster_set_get_remove_pushes_to_interested_resources(server: Server) -> None:
+    await register(server, "alice", "bob")
+    one = await raw_session(server, "alice", "alice-pw", "one")
+    two = await raw_session(server, "alice", "alice-pw", "two")
+    assert re.search(r"<query xmlns=.jabber:iq:roster.\s*/>", await roster_get(one, "g1"))
+    await roster_get(two, "g2")  # both resources are now interested (RFC 6121 §2.2)
+
+    await one.send(f"<iq type='set' id='s1'><query xmlns='{ROSTER}'>"
+                   "<item jid='bob@localhost' name='Bob' subscription='both' ask='subscribe'>"
+                   "<group>Friends</group></item></query></iq>")
+    for c in (one, two):
+        push = await c.expect(PUSH)
+        assert "jid=\"bob@localhost\"" in push and "name=\"Bob\"" in push
+        assert "subscription=\"none\"" in push  # §2.1.2.5: a client cannot set it
+        assert "ask=" not in push
+        assert "<group>Friends</group>" in push
+    await one.expect(iq_reply("s1"))
+
+    listed = await roster_get(two, "g3")
+    assert "jid=\"bob@localhost\"" in listed and "<group>Friends</group>" in listed
+
+    await two.send(f"<iq type='set' id='r1'><query xmlns='{ROSTER}'>"
+                   "<item jid='bob@localhost' subscription='remove'/></query></iq>")
+    for c in (one, two):
+        push = await c.expect(PUSH)
+        assert "subscription=\"remove\"" in push
+    await two.expect(iq_reply("r1"))
+    assert "bob@localhost" not in await roster_get(one, "g4")
+    # §2.5.3: removing what is not there
+    await one.send(f"<iq type='set' id='r2'><query xmlns='{ROSTER}'>"
+                   "<item jid='bob@localhost' subscription='remove'/></query></iq>")
+    assert "item-not-found" in await one.expect(iq_reply("r2"))
+    await one.close()
+    await two.close()
+
+
+@pytest.mark.parametrize(("payload", "condition"), [
+    ("<item jid='a@localhost'/><item jid='b@localhost'/>", "bad-request"),
+    ("<item jid='a@localhost'><group>X</group><group>X</group></item>", "bad-request"),
+    ("<item jid='a@localhost'><group></group></item>", "not-acceptable"),
+    ("<item jid='alice@localhost'/>", "bad-request"),
+    ("<item/>", "bad-request"),
+    ("<item jid='a@localhost' name='" + "n" * 2000 + "'/>", "not-acceptable"),
+])
+async def test_roster_set_errors(server: Server, payload: str, condition: str) -> None:
+    """RFC 6121 §2.3.3."""
+    await register(server, "alice")
+    one = await raw_session(server, "alice", "alice-pw", "one")
+    await one.send(f"<iq type='set' id='e1'><query xmlns='{ROSTER}'>{payload}</query></iq>")
+    reply = await one.expect(iq_reply("e1"))
+    assert "type=\"error\"" in reply and condition in reply
+    await one.close()
+
+
+async def test_another_accounts_roster_is_forbidden(server: Server) -> None:
+    await register(server, "alice", "bob")
+    one = await raw_session(server, "alice", "alice-pw", "one")
+    await one.send(f"<iq type='get' id='f1' to='bob@localhost'><query xmlns='{ROSTER}'/></iq>")
+    assert "forbidden" in await one.expect(iq_reply("f1"))
+    await one.close()
+
+
+async def test_pre_approval_is_a_stream_feature(server: Server) -> None:
+    await register(server, "alice")
+    one = await raw_session(server, "alice", "alice-pw", "one")
+    features = one.features  # type: ignore[attr-defined]
+    assert "urn:xmpp:features:pre-approval" in features
+    assert "urn:xmpp:features:rosterver" not in features  # versioning is off by default
+    await one.close()
+
+
+# -- roster versioning (XEP-0237) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_current_id", [False, True])
+async def test_roster_versioning(tmp_path: Path, store_current_id: bool) -> None:
+    options = f"versioning = true\nstore_current_id = {str(store_current_id).lower()}"
+    modules = "\n".join(f"[modules.{m}]" + (f"\n{options}" if m == "mod_roster" else "")
+                        for m in ALL_MODULES if m in MODULES)
+    async with running_server(tmp_path, modules=modules) as server:
+        await register(server, "alice")
+        one = await raw_session(server, "alice", "alice-pw", "one")
+        assert "urn:xmpp:features:rosterver" in one.features  # type: ignore[attr-defined]
+        first = await roster_get(one, "v1", ver="")
+        ver = re.search(r"ver=\"([^\"]+)\"", first)
+        assert ver is not None
+        # XEP-0237 §3: the client's version is current -> an empty result.
+        again = await roster_get(one, "v2", ver=ver.group(1))
+        assert re.fullmatch(r"<iq[^>]*/>", again), again
+        await one.send(f"<iq type='set' id='v3'><query xmlns='{ROSTER}'>"
+                       "<item jid='carol@localhost'/></query></iq>")
+        push = await one.expect(PUSH)
+        new_ver = re.search(r"ver=\"([^\"]+)\"", push)
+        assert new_ver is not None and new_ver.group(1) != ver.group(1)
+        await one.expect(iq_reply("v3"))
+        # An old version gets the whole roster with the current version.
+        full = await roster_get(one, "v4", ver=ver.group(1))
+        assert "carol@localhost" in full and f"ver=\"{new_ver.group(1)}\"" in full
+        assert re.fullmatch(r"<iq[^>]*/>", await roster_get(one, "v5", ver=new_ver.group(1)))
+        await one.close()
+
+
+# -- subscriptions and presence ----------------------------------------------------------------
+
+
+async def test_subscribe_approve_and_exchange_presence(server: Server) -> None:
+    await register(server, "alice", "bob")
+    alice = await client(server, "alice", "phone")
+    bob = await client(server, "bob", "laptop")
+    alice.send_presence()
+    bob.send_presence()
+    await presence_from(alice, "alice@localhost/phone")  # §4.2.2: one's own presence too
+
+    # RFC 6121 §3.1: alice asks, bob sees the request from alice's bare JID.
+    alice.send_presence(pto="bob@localhost", ptype="subscribe", pstatus="hi bob")
+    request = await presence_from(bob, "alice@localhost", "subscribe")
+    assert request["status"] == "hi bob"
+    stored = await item(server, "alice", "bob")
+    assert (stored.subscription, stored.ask) == ("none", "out")
+
+    # §3.1.5: bob approves; alice gets the approval and bob's current presence.
+    bob.send_presence(pto="alice@localhost", ptype="subscribed")
+    await presence_from(alice, "bob@localhost", "subscribed")
+    await presence_from(alice, "bob@localhost/laptop")
+    assert (await item(server, "alice", "bob")).subscription == "to"
+    assert (await item(server, "bob", "alice")).subscription == "from"
+
+    # And the other way round: now both.
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    await presence_from(alice, "bob@localhost", "subscribe")
+    alice.send_presence(pto="bob@localhost", ptype="subscribed")
+    await presence_from(bob, "alice@localhost", "subscribed")
+    await presence_from(bob, "alice@localhost/phone")
+    assert (await item(server, "alice", "bob")).subscription == "both"
+    assert (await item(server, "bob", "alice")).subscription == "both"
+
+    # A presence update is broadcast to the subscriber (§4.4).
+    alice.send_presence(pshow="away", pstatus="lunch")
+    update = await presence_from(bob, "alice@localhost/phone")
+    assert update["status"] == "lunch"
+
+    # §4.5: bob's session ends; alice learns he is gone.
+    await disconnect(bob)
+    await presence_from(alice, "bob@localhost/laptop", "unavailable")
+
+    # bob comes back: his initial presence reaches alice, and his probe brings him alice's.
+    bob = await client(server, "bob", "desk")
+    bob.send_presence()
+    await presence_from(alice, "bob@localhost/desk")
+    back = await presence_from(bob, "alice@localhost/phone")
+    assert back["status"] == "lunch"
+    await disconnect(alice, bob)
+
+
+async def test_roster_remove_cancels_both_subscriptions(server: Server) -> None:
+    await register(server, "alice", "bob")
+    alice = await client(server, "alice", "phone")
+    bob = await client(server, "bob", "laptop")
+    alice.send_presence()
+    bob.send_presence()
+    alice.send_presence(pto="bob@localhost", ptype="subscribe")
+    await presence_from(bob, "alice@localhost", "subscribe")
+    bob.send_presence(pto="alice@localhost", ptype="subscribed")
+    await presence_from(alice, "bob@localhost/laptop")
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    await presence_from(alice, "bob@localhost", "subscribe")
+    alice.send_presence(pto="bob@localhost", ptype="subscribed")
+    await presence_from(bob, "alice@localhost/phone")
+
+    # RFC 6121 §2.5.2: removing the item sends unsubscribe and unsubscribed for the user.
+    await alice.update_roster("bob@localhost", subscription="remove")
+    await presence_from(bob, "alice@localhost", "unsubscribe")
+    await presence_from(bob, "alice@localhost", "unsubscribed")
+    await presence_from(bob, "alice@localhost/phone", "unavailable")
+    assert await item(server, "alice", "bob") is None
+    stored = await item(server, "bob", "alice")
+    assert stored.subscription == "none"
+    await disconnect(alice, bob)
+
+
+async def test_pending_request_is_delivered_at_next_login(server: Server) -> None:
+    await register(server, "alice", "bob")
+    alice = await client(server, "alice", "phone")
+    alice.send_presence()
+    await alice.get_roster()
+    alice.send_presence(pto="bob@localhost", ptype="subscribe", pstatus="remember me")
+    # alice's roster push says her side is recorded; the request has then been routed, and the
+    # server's pending work (bob's side) finishes in drain().
+    await roster_push(alice, "bob@localhost")
+    await server.drain(5)
+    # bob is offline: the request is kept (RFC 6121 §3.1.3) but not in his visible roster.
+    stored = await item(server, "bob", "alice")
+    assert stored is not None and stored.ask == "in"
+
+    bob = await client(server, "bob", "laptop")
+    roster = await bob.get_roster()
+    assert "alice@localhost" not in [str(j) for j in roster["roster"]["items"]]
+    bob.send_presence()
+    request = await presence_from(bob, "alice@localhost", "subscribe")
+    assert request["status"] == "remember me"
+
+    # Answering it clears the pending request.
+    bob.send_presence(pto="alice@localhost", ptype="subscribed")
+    await presence_from(alice, "bob@localhost", "subscribed")
+    stored = await item(server, "bob", "alice")
+    assert (stored.subscription, stored.ask, stored.ask_message) == ("from", "none", None)
+    await disconnect(alice, bob)
+
+
+async def test_pre_approval_auto_accepts(server: Server) -> None:
+    await register(server, "alice", "bob")
+    alice = await client(server, "alice", "phone")
+    alice.send_presence()
+    bob = await raw_session(server, "bob", "bob-pw", "laptop")
+    await roster_get(bob, "g1")
+    await bob.send("<presence/>")
+    await bob.expect(r"<presence[^>]*from=.bob@localhost/laptop.[^>]*(/>|>.*?</presence>)")
+    # RFC 6121 §3.4.1: bob approves before alice asks; the server only records it.
+    await bob.send("<presence to='alice@localhost' type='subscribed'/>")
+    push = await bob.expect(PUSH)
+    assert "approved=\"true\"" in push and "subscription=\"none\"" in push
+
+    # §3.4.2: alice's request is answered by the server; bob never sees it.
+    alice.send_presence(pto="bob@localhost", ptype="subscribe")
+    await presence_from(alice, "bob@localhost", "subscribed")
+    await presence_from(alice, "bob@localhost/laptop")
+    seen = await bob.expect(r".*?" + PUSH)  # everything up to the push
+    push = seen[seen.rindex("<iq"):]
+    assert "subscription=\"from\"" in push and "approved" not in push
+    assert (await item(server, "alice", "bob")).subscription == "to"
+    assert "type=\"subscribe\"" not in seen
+    await bob.close()
+    await disconnect(alice)
+
+
+async def roster_push(c: Any, jid: str) -> Any:
+    """Wait until slixmpp's roster holds ``jid`` after a roster push."""
+
+
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_update(iq: Any) -> None:
+        if iq["type"] == "set" and jid in [str(k) for k in iq["roster"]["items"]] \
+                and not fut.done():
+            fut.set_result(iq)
+
+    c.add_event_handler("roster_update", on_update)
+    try:
+        return await asyncio.wait_for(fut, 5)
+    finally:
+        c.del_event_handler("roster_update", on_update)
+
+
+async def test_directed_presence_and_unavailable_on_logout(server: Server) -> None:
+    await register(server, "alice", "carol")
+    alice = await client(server, "alice", "phone")
+    carol = await client(server, "carol", "desk")
+    alice.send_presence()
+    carol.send_presence()
+    # RFC 6121 §4.6: no subscription, a presence sent to carol's full JID.
+    alice.send_presence(pto="carol@localhost/desk", pstatus="psst")
+    directed = await presence_from(carol, "alice@localhost/phone")
+    assert directed["status"] == "psst"
+    # §4.6.3: when alice goes, carol is told.
+    await disconnect(alice)
+    await presence_from(carol, "alice@localhost/phone", "unavailable")
+    await disconnect(carol)
+
+
+async def test_probe_from_a_stranger_reveals_nothing(server: Server) -> None:
+    await register(server, "alice", "mallory")
+    alice = await client(server, "alice", "phone")
+    alice.send_presence()
+    mallory = await raw_session(server, "mallory", "mallory-pw", "x")
+    await mallory.send("<presence type='probe' to='alice@localhost'/>")
+    # RFC 6121 §4.3.2: alice's presence is not revealed (her server answers 'unsubscribed',
+    # which changes nothing in mallory's roster and so is not shown to her either).
+    await server.drain(5)
+    await mallory.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    seen = await mallory.expect(r".*?" + iq_reply("p1"))  # everything up to the pong
+    assert "alice@localhost" not in seen
+    await mallory.close()
+    await disconnect(alice)
