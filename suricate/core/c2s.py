@@ -604,7 +604,8 @@ class C2S:
     async def _run_close_hooks(self, reason: str) -> None:
         # The session has left the table already; modules still see its JID and presence.
         if self.presence is not None:
-            await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, reason)
+            # The connection ended while available: no unavailable presence carried a status.
+            await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
         await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
         log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
 

@@ -54,7 +54,9 @@ SESSION_CLOSED = Hook("session_closed", "fold_async(None, c2s, reason: str): a s
 USER_AVAILABLE = Hook(
     "user_available", "fold_async(None, c2s): first available presence of a session")
 UNSET_PRESENCE = Hook(
-    "unset_presence", "fold_async(None, c2s, status: str): a session became unavailable")
+    "unset_presence",
+    "fold_async(None, c2s, status: str): a session ended while available; status is '' "
+    "(a client's own unavailable presence is seen by user_send_packet)")
 
 # -- stanza flow -------------------------------------------------------------------------------
 USER_SEND_PACKET = Hook(
