@@ -191,7 +191,9 @@ class C2S:
 
     # -- output -------------------------------------------------------------------------------
     def send(self, element: Element) -> None:
-        self.conn.write(element.to_bytes(ns.CLIENT, P.STREAM_PREFIXES))
+        data = element.to_bytes(ns.CLIENT, P.STREAM_PREFIXES)
+        self.server.instrument.xmpp_element_out("c2s", self.domain or "", element, len(data))
+        self.conn.write(data)
 
     def stream_error(self, err: StreamError) -> None:
         if self.state == S.CLOSED or self._closing:
@@ -209,7 +211,7 @@ class C2S:
             self.stream_id = secrets.token_hex(8)
             self.conn.write(P.stream_header(self.stream_id, self.domain or
                                             self.server.default_domain))
-        self.conn.write(err.to_element().to_bytes(ns.CLIENT, P.STREAM_PREFIXES))
+        self.send(err.to_element())
         self.close()
 
     def close(self) -> None:
@@ -226,6 +228,7 @@ class C2S:
     # -- events -------------------------------------------------------------------------------
     def _handle_event(self, event: Any) -> Awaitable[None] | None:
         if isinstance(event, Element):
+            self.server.instrument.xmpp_element_in("c2s", self.domain or "", event)
             return self._handle_element(event)
         if isinstance(event, StreamOpen):
             self._stream_open(event)
@@ -358,10 +361,10 @@ class C2S:
     def _starttls(self) -> None:
         if not self._starttls_offered() or self.tls_config is None:
             # RFC 6120 §5.4.2.2: STARTTLS not offered -> <failure/> and close.
-            self.conn.write(Element("failure", ns.TLS).to_bytes())
+            self.send(Element("failure", ns.TLS))
             self.close()
             return
-        self.conn.write(Element("proceed", ns.TLS).to_bytes())
+        self.send(Element("proceed", ns.TLS))
         self.conn.start_tls(self.tls_config)
         self._goto(S.WAIT_FOR_STREAM)
 

@@ -40,16 +40,20 @@ class Router:
         if self.server.is_local_domain(to.domain):
             self._route_local(frm, to, stanza)
         else:
-            # Federation arrives with the s2s issue; until then a remote domain is unreachable
-            # and the sender learns it (RFC 6120 §8.3.3.16), rather than a silent drop.
+            # No route to a domain we do not serve: the sender learns it (RFC 6120 §8.3.3.16)
+            # rather than a silent drop.
+            self.server.instrument.router_no_route_found(frm.domain)
             self.bounce(stanza, StanzaError("remote-server-not-found"))
 
     def bounce(self, stanza: Element, error: StanzaError) -> None:
         """Answer ``stanza`` with ``error`` unless it is itself an error or a result."""
         if stanza.attrs.get("type") in ("error", "result"):
+            # RFC 6120 §8.3.1: never answer an error (or a result) with an error
+            self.server.instrument.router_stanza_dropped("")
             return
         frm = stanza.attrs.get("from")
         if not frm:
+            self.server.instrument.router_stanza_dropped("")
             return
         try:
             reply_to = JID.parse(frm)
@@ -142,6 +146,7 @@ class Router:
         stored = await self.hooks.fold_async(H.OFFLINE_MESSAGE, False, frm, to, stanza)
         if not stored:
             # §8.5.2.2.1: no offline storage (or the quota is full): tell the sender.
+            self.server.instrument.sm_message_bounced(to.domain)
             self.bounce(stanza, StanzaError("service-unavailable"))
 
     async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:

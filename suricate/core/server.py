@@ -22,6 +22,7 @@ from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, load_order
 from suricate.core.router import Router
 from suricate.core.sessions import SessionTable
+from suricate.instrument import Instrumentation
 from suricate.jid import JID
 from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
@@ -45,6 +46,7 @@ class Server:
         self.hosts: frozenset[str] = frozenset(h.lower() for h in general["hosts"])
         self.default_domain: str = general["default_server_domain"]
         self.hooks = Hooks()
+        self.instrument = Instrumentation()
         self.sessions = SessionTable()
         self.iq = IqDispatcher(self)
         self.router = Router(self)
@@ -78,7 +80,7 @@ class Server:
         await self._start_modules()
         for opts in self.cfg["listen"].get("c2s", []):
             tls = self._tls_config(opts.get("tls"), alpn=[b"xmpp-client"])
-            listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls)
+            listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls, self.instrument)
             await listener.start()
             self.listeners.append(listener)
         for kind in ("s2s", "component", "http"):
@@ -180,12 +182,15 @@ class Server:
         elif stanza.name == "iq" and stanza.attrs.get("type") in ("get", "set"):
             self.router.bounce(stanza, StanzaError("service-unavailable"))
 
-    # -- counters (the instrumentation issue turns these into labelled events) ---------------
+    # -- events (suricate.instrument; handlers come with [instrumentation]) -----------------
     def sm_session_opened(self, session: Any) -> None:
         self.counters["sessions_opened"] += 1
+        self.instrument.sm_session(session.jid.domain, logins=1)
 
     def sm_session_closed(self, session: Any, reason: str) -> None:
         self.counters["sessions_closed"] += 1
+        self.instrument.sm_session(session.jid.domain, logouts=1)
 
     def metrics_auth_failed(self, session: Any) -> None:
         self.counters["c2s_auth_failed"] += 1
+        self.instrument.auth_failed("c2s", session.domain or "")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from suricate.instrument import Instrumentation
 from suricate.net.tls import TLSConfig, TLSError, TLSLayer
 
 if TYPE_CHECKING:
@@ -36,12 +37,14 @@ class StreamHandler(Protocol):
 class Connection(asyncio.Protocol):
     __slots__ = (
         "loop", "transport", "tls", "handler", "_out", "_flush_handle", "closing", "peer",
-        "_handler_factory", "_on_close", "_paused",
+        "_handler_factory", "_on_close", "_paused", "connection_type", "instrument",
     )
 
     def __init__(self, handler_factory: Callable[[Connection], StreamHandler],
                  tls: TLSConfig | None = None,
-                 on_close: Callable[[Connection], None] | None = None) -> None:
+                 on_close: Callable[[Connection], None] | None = None,
+                 connection_type: str = "c2s",
+                 instrument: Instrumentation | None = None) -> None:
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
         self.tls: TLSLayer | None = tls.new_session() if tls is not None else None
@@ -53,6 +56,8 @@ class Connection(asyncio.Protocol):
         self.peer: Any = None
         self._on_close = on_close
         self._paused = False
+        self.connection_type = connection_type
+        self.instrument = instrument if instrument is not None else Instrumentation()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -64,6 +69,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.handler is None:
             return
+        self.instrument.data_in(self.connection_type, False, len(data))
         tls = self.tls
         if tls is not None:
             try:
@@ -79,6 +85,7 @@ class Connection(asyncio.Protocol):
                 return
             if not data:
                 return
+            self.instrument.data_in(self.connection_type, True, len(data))
         self.handler.data_received(data)
 
     def eof_received(self) -> bool:
@@ -113,11 +120,13 @@ class Connection(asyncio.Protocol):
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
         if self.tls is not None:
+            self.instrument.data_out(self.connection_type, True, len(data))
             try:
                 data = self.tls.send(data)
             except TLSError:
                 self.abort()
                 return
+        self.instrument.data_out(self.connection_type, False, len(data))
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
             self.handler.write_overflow()

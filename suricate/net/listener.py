@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from suricate.instrument import Instrumentation
 from suricate.net.connection import Connection, StreamHandler
 from suricate.net.tls import TLSConfig
 
@@ -16,12 +17,13 @@ log = logging.getLogger("suricate.net")
 
 class Listener:
     __slots__ = ("opts", "kind", "handler_factory", "tls", "direct_tls", "server",
-                 "connections")
+                 "connections", "instrument")
 
     def __init__(self, kind: str, opts: Mapping[str, Any],
                  handler_factory: Callable[[Connection], StreamHandler],
-                 tls: TLSConfig | None) -> None:
+                 tls: TLSConfig | None, instrument: Instrumentation | None = None) -> None:
         self.kind = kind
+        self.instrument = instrument
         self.opts = opts
         self.handler_factory = handler_factory
         self.tls = tls
@@ -37,7 +39,8 @@ class Listener:
         return int(self.opts["port"])
 
     def _make_connection(self) -> Connection:
-        conn = Connection(self._admit, self.tls if self.direct_tls else None, self._closed)
+        conn = Connection(self._admit, self.tls if self.direct_tls else None, self._closed,
+                          self.kind, self.instrument)
         return conn
 
     def _admit(self, conn: Connection) -> StreamHandler:

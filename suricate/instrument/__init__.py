@@ -1,0 +1,49 @@
+"""Instrumentation: the events the server emits, named as in MongooseIM 6.4.
+
+``Instrumentation`` is the interface the rest of the server calls; this base records nothing,
+so a server without ``[instrumentation]`` pays one method call per event. Handlers (Prometheus,
+log) implement it in their own modules. Labels follow 6.4: ``connection_type`` (c2s, s2s,
+component) and ``host_type`` (the domain for static hosts; "" when not known yet).
+"""
+
+from __future__ import annotations
+
+from suricate.xml.element import Element
+
+
+class Instrumentation:
+    enabled = False
+
+    # -- xmpp_element_in / xmpp_element_out: once per parsed element, once per element sent --
+    def xmpp_element_in(self, connection_type: str, host_type: str, element: Element) -> None:
+        pass
+
+    def xmpp_element_out(self, connection_type: str, host_type: str, element: Element,
+                         size: int) -> None:
+        pass
+
+    # -- tcp_data_in/out (bytes on the wire), tls_data_in/out (plaintext through TLS) ---------
+    def data_in(self, connection_type: str, tls: bool, size: int) -> None:
+        pass
+
+    def data_out(self, connection_type: str, tls: bool, size: int) -> None:
+        pass
+
+    # -- authentication, sessions, routing ------------------------------------------------------
+    def auth_failed(self, connection_type: str, host_type: str) -> None:
+        pass
+
+    def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
+        pass
+
+    def sm_message_bounced(self, host_type: str) -> None:
+        pass
+
+    def router_no_route_found(self, host_type: str) -> None:
+        pass
+
+    def router_stanza_dropped(self, host_type: str) -> None:
+        pass
+
+    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+        """Any other declared event (module events such as mod_roster_get, mod_ping_response)."""
