@@ -65,7 +65,7 @@ USER_SEND_PACKET = Hook(
     "None means a handler consumed it")
 USER_RECEIVE_PACKET = Hook(
     "user_receive_packet",
-    "fold(stanza|None, c2s, from_jid, to_jid) -> stanza|None: about to be delivered to a session")
+    "fold(stanza|None, c2s) -> stanza|None: about to be delivered to a session")
 PRIVACY_CHECK_INBOUND = Hook(
     "privacy_check_inbound",
     "fold_async(allow: bool, server, user_jid, from_jid, stanza) -> bool; for an offline "
