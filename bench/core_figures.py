@@ -79,7 +79,7 @@ database = "{tmp / 'bench.db'}"
 
 
 def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
+    text = Path(f"/proc/{pid}/status").read_text()  # the server must still run
     m = re.search(r"VmRSS:\s+(\d+) kB", text)
     assert m
     return int(m.group(1))
@@ -97,7 +97,7 @@ def wait_port(port: int, deadline: float) -> None:
 def start_server(config: Path) -> tuple[subprocess.Popen[bytes], float]:
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "suricate", "serve", "--config", str(config)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     return proc, t0
 
 
