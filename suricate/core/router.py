@@ -36,12 +36,26 @@ class Router:
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
-        """Deliver ``stanza`` (from/to attributes already set) according to ``to``."""
+        """Deliver ``stanza`` (from/to attributes already set) according to ``to``.
+
+        A failure on the way (a module's handler, a bug of ours) is logged with its trace and
+        answered with internal-server-error (RFC 6120 §8.3.3.8): the sender's connection stays
+        up and the sender knows the stanza went nowhere."""
+        try:
+            self._route(frm, to, stanza)
+        except Exception:
+            log.exception("route_failed name=%s from=%s to=%s", stanza.name, frm, to)
+            # An error reply is never answered (bounce drops it): no loop if this fails too.
+            self.bounce(stanza, StanzaError("internal-server-error"))
+
+    def _route(self, frm: JID, to: JID, stanza: Element) -> None:
         if self.server.is_local_domain(to.domain):
             self._route_local(frm, to, stanza)
-        else:
-            # No route to a domain we do not serve: the sender learns it (RFC 6120 §8.3.3.16)
-            # rather than a silent drop.
+        elif self.server.components.route(frm, to, stanza):
+            pass  # a connected component serves the domain (XEP-0114)
+        elif not self.server.s2s.route(frm, to, stanza):
+            # Neither a component nor federation takes it: the sender learns the domain is
+            # unreachable (RFC 6120 §8.3.3.16) rather than a silent drop.
             self.server.instrument.router_no_route_found(frm.domain)
             self.bounce(stanza, StanzaError("remote-server-not-found"))
 
@@ -126,12 +140,21 @@ class Router:
             return
         if stype == "headline":
             return  # §8.5.2.1.1: headlines to no resource are ignored
-        self.server.spawn(self._offline(frm, to, stanza))
+        self.server.spawn(self._offline_or_error(frm, to, stanza))
 
     def _available(self, bare: JID) -> list[Session]:
         sessions = [s for s in self.sessions.resources(bare) if s.available]
         sessions.sort(key=lambda s: -s.priority)
         return sessions
+
+    async def _offline_or_error(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            await self._offline(frm, to, stanza)
+        except Exception:
+            # The database is down (or a bug): the message was not stored, so the sender must
+            # hear it rather than lose it silently.
+            log.exception("offline_failed from=%s to=%s", frm, to)
+            self.bounce(stanza, StanzaError("internal-server-error"))
 
     async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
         if not await self.server.user_exists(to):
@@ -143,8 +166,13 @@ class Router:
             # XEP-0191 §3.2: stanzas from a blocked entity are dropped without telling it
             # (the blocker's privacy is the point).
             return
-        stored = await self.hooks.fold_async(H.OFFLINE_MESSAGE, False, frm, to, stanza)
-        if not stored:
+        stored, failed = await self.hooks.fold_async_checked(H.OFFLINE_MESSAGE, False, frm, to,
+                                                             stanza)
+        if not stored and failed:
+            # A storage handler failed (database outage): not stored, and not the user's
+            # choice either; the sender may retry later.
+            self.bounce(stanza, StanzaError("internal-server-error"))
+        elif not stored:
             # §8.5.2.2.1: no offline storage (or the quota is full): tell the sender.
             self.server.instrument.sm_message_bounced(to.domain)
             self.bounce(stanza, StanzaError("service-unavailable"))

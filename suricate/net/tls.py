@@ -59,12 +59,16 @@ class CertKey:
 class TLSConfig:
     """One listener's TLS settings, turned into OpenSSL contexts once at start-up."""
 
-    __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point")
+    __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point", "_verify_after_handshake")
 
     def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = (),
-                 certs_by_name: Mapping[str, CertKey] | None = None) -> None:
+                 certs_by_name: Mapping[str, CertKey] | None = None,
+                 verify_after_handshake: bool = False) -> None:
         self.mode: str = opts.get("mode") or "starttls"
         self.alpn = tuple(alpn)
+        # s2s: ask for the peer's certificate but never fail the handshake on it; the stream
+        # decides afterwards (SASL EXTERNAL when it proves the domain, dialback otherwise).
+        self._verify_after_handshake = verify_after_handshake
         default = CertKey(opts["certfile"], opts.get("keyfile") or opts["certfile"])
         self._end_point: dict[int, bytes] = {}
         self.context = self._make_context(opts, default)
@@ -93,6 +97,8 @@ class TLSConfig:
         verify_mode = opts.get("verify_mode") or "none"
         if verify_mode == "none":
             ctx.set_verify(SSL.VERIFY_NONE, None)
+        elif self._verify_after_handshake:
+            ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         else:
             # Ask for a client certificate, do not require one: a c2s client normally logs in
             # with SASL; the certificate is only evidence for SASL EXTERNAL.
@@ -134,17 +140,100 @@ class TLSConfig:
         return TLSLayer(self)
 
 
+class TLSClientConfig:
+    """TLS for connections we open (s2s outgoing): one OpenSSL context, one session per
+    connection naming the server it expects (SNI, RFC 6066 §3).
+
+    The server's certificate is not judged during the handshake: the stream checks it
+    afterwards against the trust store and the domain (RFC 6120 §13.7.2, ``peer_cert``), so
+    that ``verify_mode`` is applied in one place and its failure can be reported clearly."""
+
+    __slots__ = ("context", "mode", "opts")
+
+    def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = ()) -> None:
+        self.opts = opts
+        self.mode: str = opts.get("mode") or "starttls"
+        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        versions = [_VERSIONS[v] for v in (opts.get("versions") or ["tlsv1.2", "tlsv1.3"])]
+        ctx.set_min_proto_version(min(versions))
+        ctx.set_max_proto_version(max(versions))
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        ctx.set_cipher_list((opts.get("ciphers") or DEFAULT_CIPHERS).encode())
+        password = opts.get("password")
+        if password:
+            ctx.set_passwd_cb(lambda *_: password.encode())
+        if opts.get("certfile"):
+            # Our certificate, the evidence for SASL EXTERNAL (XEP-0178).
+            ctx.use_certificate_chain_file(opts["certfile"])
+            ctx.use_privatekey_file(opts.get("keyfile") or opts["certfile"])
+            ctx.check_privatekey()
+        ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
+        if alpn:
+            ctx.set_alpn_protos(list(alpn))
+        self.context = ctx
+
+    @property
+    def has_certificate(self) -> bool:
+        return bool(self.opts.get("certfile"))
+
+    def for_server(self, name: str) -> TLSClientTarget:
+        return TLSClientTarget(self, name)
+
+
+class TLSClientTarget:
+    """A client config bound to the server name it will send in SNI."""
+
+    __slots__ = ("config", "server_name")
+
+    def __init__(self, config: TLSClientConfig, server_name: str) -> None:
+        self.config = config
+        self.server_name = server_name
+
+    def new_session(self) -> TLSLayer:
+        sni = self.config.opts.get("server_name_indication") or {}
+        name = self.server_name
+        if sni.get("enabled", True) is False:
+            name = ""
+        elif sni.get("host"):
+            name = sni["host"]
+        return TLSLayer(self.config, client_server_name=name)
+
+
 class TLSLayer:
-    """One connection's TLS state over memory BIOs."""
+    """One connection's TLS state over memory BIOs (server side, or client side for the
+    connections we open)."""
 
-    __slots__ = ("config", "conn", "established", "closed")
+    __slots__ = ("config", "conn", "established", "closed", "client", "_pending")
 
-    def __init__(self, config: TLSConfig) -> None:
+    def __init__(self, config: TLSConfig | TLSClientConfig,
+                 client_server_name: str | None = None) -> None:
         self.config = config
         self.conn = SSL.Connection(config.context, None)
-        self.conn.set_accept_state()
+        self.client = client_server_name is not None
+        if self.client:
+            if client_server_name:
+                self.conn.set_tlsext_host_name(client_server_name.encode("idna"))
+            self.conn.set_connect_state()
+        else:
+            self.conn.set_accept_state()
         self.established = False
         self.closed = False
+        # Plaintext written before the handshake finished (a client writes its stream header
+        # right after <proceed/>): sent once the handshake completes.
+        self._pending: list[bytes] = []
+
+    def start(self) -> bytes:
+        """The bytes that open the handshake: the ClientHello on the client side."""
+        if not self.client:
+            return b""
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            pass
+        except SSL.Error as exc:
+            raise TLSError(str(exc)) from None
+        return self._drain()
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext for the parser, ciphertext to write back)."""
@@ -158,6 +247,9 @@ class TLSLayer:
                     self.established = True
                 except SSL.WantReadError:
                     pass
+                if self.established and self._pending:
+                    pending, self._pending = b"".join(self._pending), []
+                    self._write_all(pending)
             if self.established:
                 while True:
                     try:
@@ -176,6 +268,13 @@ class TLSLayer:
 
     def send(self, data: bytes) -> bytes:
         """Encrypt ``data``; return the records to write."""
+        if not self.established:
+            self._pending.append(data)
+            return self._drain()
+        self._write_all(data)
+        return self._drain()
+
+    def _write_all(self, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
@@ -183,7 +282,6 @@ class TLSLayer:
                 view = view[sent:]
         except SSL.Error as exc:
             raise TLSError(str(exc)) from None
-        return self._drain()
 
     def shutdown(self) -> bytes:
         with contextlib.suppress(SSL.Error):
@@ -222,6 +320,15 @@ class TLSLayer:
         cert = self.conn.get_peer_certificate()
         return cert.to_cryptography() if cert is not None else None
 
+    def peer_chain(self) -> list[x509.Certificate]:
+        """The peer's certificate followed by the intermediates it sent."""
+        leaf = self.conn.get_peer_certificate()
+        if leaf is None:
+            return []
+        chain = [c.to_cryptography() for c in (self.conn.get_peer_cert_chain() or [])]
+        first = leaf.to_cryptography()
+        return [first] + [c for c in chain if c != first]
+
     def binding(self, cb_type: str) -> bytes | None:
         """Channel-binding data of ``cb_type`` (RFC 5929, RFC 9266), or None if unavailable."""
         if not self.established:
@@ -229,6 +336,8 @@ class TLSLayer:
         if cb_type == "tls-exporter":
             return self.conn.export_keying_material(EXPORTER_LABEL, 32)
         if cb_type == "tls-server-end-point":
+            if not isinstance(self.config, TLSConfig):
+                return None
             return self.config.end_point_hash(self.conn.get_context())
         if cb_type == "tls-unique":
             # RFC 5929 §3.1: the first Finished message of the handshake; on a full handshake

@@ -1,0 +1,164 @@
+"""The federation service: policy (``[s2s] default_policy`` / ``host_policy``), the dialback
+secret (``[s2s] shared``, or a random one per start), the outgoing connection pool and the
+routing entry the router calls for domains that are neither ours nor a component's.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.core.s2s_in import S2SIn
+from suricate.core.s2s_out import OutgoingLink, Target
+from suricate.jid import JID
+from suricate.net import dns
+from suricate.net.peer_cert import TrustStore, names_domain
+from suricate.net.tls import TLSClientConfig, TLSConfig, TLSLayer
+from suricate.protocol.errors import StanzaError
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from suricate.core.server import Server
+    from suricate.net.connection import Connection
+
+log = logging.getLogger("suricate.s2s")
+
+ALPN_S2S = b"xmpp-server"  # XEP-0368 §3
+
+
+class S2SService:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        cfg: Mapping[str, Any] = server.cfg["s2s"]
+        self.opts: Mapping[str, Any] = cfg["outgoing"]
+        self.default_policy: str = cfg.get("default_policy") or "allow"
+        self.host_policy = {p["host"].lower(): p["policy"] for p in cfg.get("host_policy", [])}
+        # XEP-0185: keys derive from a secret; without [s2s] shared one is made per start
+        # (keys then only verify while this process runs, which is what dialback needs).
+        self.secret: str = cfg.get("shared") or secrets.token_hex(32)
+        dns_opts = self.opts.get("dns") or {}
+        self.resolver = dns.Resolver(dns_opts.get("timeout", 10), dns_opts.get("retries", 2))
+        self.overrides = {a["host"].lower(): (a["ip_address"], a.get("port") or self.opts["port"])
+                          for a in self.opts.get("address", [])}
+        tls_opts: Mapping[str, Any] | None = self.opts.get("tls")
+        # No [s2s.outgoing.tls]: STARTTLS when offered, no client certificate, and the peer's
+        # certificate is not judged (dialback authenticates it).
+        self.tls_mode = (tls_opts or {}).get("mode") or "starttls"
+        self.verify_mode = (tls_opts or {}).get("verify_mode", "peer") if tls_opts else "none"
+        self.tls_client = TLSClientConfig(tls_opts or {}, alpn=[ALPN_S2S])
+        self.trust: TrustStore | None = None
+        if self.verify_mode != "none":
+            self.trust = TrustStore((tls_opts or {}).get("cacertfile"))
+        self.links: dict[tuple[str, str], OutgoingLink] = {}
+        self.incoming: set[S2SIn] = set()
+        self.stopping = False
+
+    # -- policy ---------------------------------------------------------------------------
+    def allows(self, domain: str) -> bool:
+        return self.host_policy.get(domain.lower(), self.default_policy) == "allow"
+
+    def serves(self, domain: str) -> bool:
+        """A domain an incoming stream may address: ours, or a connected component's."""
+        return self.server.is_local_domain(domain) \
+            or self.server.components.lookup(domain) is not None
+
+    # -- routing --------------------------------------------------------------------------
+    def route(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """Send ``stanza`` to a remote domain; False when federation cannot take it (the
+        sender is not one of our domains: we relay for nobody)."""
+        local = frm.domain
+        if not self.serves(local):
+            return False
+        remote = to.domain
+        if not self.allows(remote):
+            # RFC 6120 §8.3.3.12: not-allowed, e.g. "sending to entities at a blacklisted
+            # domain" ([s2s] default_policy / host_policy).
+            self.server.router.bounce(stanza, StanzaError(
+                "not-allowed", f"federation with {remote} is not allowed"))
+            return True
+        if self.stopping:
+            self.bounce(stanza, "remote-server-timeout", "server shutting down")
+            return True
+        self.link(local, remote).send(stanza)
+        return True
+
+    def link(self, local: str, remote: str) -> OutgoingLink:
+        key = (local, remote)
+        link = self.links.get(key)
+        if link is None:
+            link = self.links[key] = OutgoingLink(self, local, remote)
+        return link
+
+    def bounce(self, stanza: Element, condition: str, reason: str) -> None:
+        self.server.router.bounce(stanza, StanzaError(
+            condition, f"server-to-server connection failed: {reason}"))
+
+    # -- dialback -------------------------------------------------------------------------
+    def verify_dialback(self, local: str, remote: str, stream_id: str,
+                        key: str) -> asyncio.Future[bool]:
+        """XEP-0220 §2.3: ask ``remote``'s authoritative server about ``key``."""
+        return self.link(local, remote).verify(stream_id, key)
+
+    # -- DNS (RFC 6120 §3.2, XEP-0368) ----------------------------------------------------
+    async def targets(self, domain: str) -> list[Target]:
+        direct = self.tls_mode == "tls"
+        override = self.overrides.get(domain.lower())
+        if override is not None:
+            return [Target(override[0], int(override[1]), direct)]
+        records: list[tuple[dns.SRVRecord, bool]] = []
+        for service, is_direct in (("xmpps-server", True), ("xmpp-server", False)):
+            try:
+                found = await self.resolver.srv(service, domain)
+            except dns.DNSError as exc:
+                log.info("s2s_dns_failed connection_type=s2s domain=%s service=%s reason=%s",
+                         domain, service, exc)
+                continue
+            if dns.service_unavailable(found):
+                continue
+            records.extend((r, is_direct) for r in found)
+        if records:
+            ordered = dns.srv_order([r for r, _ in records])
+            kinds = {id(r): d for r, d in records}
+            # XEP-0368 §3: among equal priorities, direct TLS first.
+            ordered.sort(key=lambda r: (r.priority, not kinds[id(r)]))
+            return [Target(r.target, r.port, kinds[id(r)] or direct) for r in ordered]
+        # RFC 6120 §3.2.2: no SRV record, fall back to the domain itself.
+        return [Target(domain, int(self.opts["port"]), direct)]
+
+    # -- certificates ---------------------------------------------------------------------
+    def server_cert_problem(self, tls: TLSLayer, domain: str) -> str | None:
+        """Why the certificate of an outgoing connection's peer is refused, or None."""
+        if self.trust is None:
+            return None
+        chain = tls.peer_chain()
+        if not self.trust.verifies(chain, self.verify_mode == "selfsigned_peer"):
+            return "certificate not trusted"
+        if not names_domain(chain[0], domain):
+            return f"certificate does not name {domain}"
+        return None
+
+    # -- incoming -------------------------------------------------------------------------
+    def incoming_factory(self, opts: Mapping[str, Any], tls: TLSConfig | None) -> Any:
+        trust = None
+        tls_opts = opts.get("tls") or {}
+        if tls is not None and tls_opts.get("verify_mode", "peer") != "none":
+            trust = TrustStore(tls_opts.get("cacertfile"))
+
+        def factory(conn: Connection) -> S2SIn:
+            stream = S2SIn(self, conn, opts, tls, trust)
+            self.incoming.add(stream)
+            return stream
+        return factory
+
+    def stop(self) -> None:
+        """Server stop: incoming streams end with system-shutdown, outgoing ones close,
+        stanzas that never left are bounced."""
+        self.stopping = True
+        for stream in list(self.incoming):
+            stream.shutdown()
+        for link in list(self.links.values()):
+            link.shutdown()

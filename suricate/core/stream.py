@@ -1,0 +1,192 @@
+"""What the component and server-to-server streams share: feeding the parser, the negotiation
+timer, writing elements, ending with a stream error. (The c2s stream has its own copy of this
+plumbing, tuned for its back-pressure on database steps.)
+
+Every handler has a ``connection_type`` ("s2s" or "component"), the label MongooseIM 6.4 puts on
+the events of these connections; every log line carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.protocol.errors import StreamError
+from suricate.protocol.fsm import StateMachine
+from suricate.protocol.stanza import PREFIXES, to_wire
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+    from suricate.net.connection import Connection
+
+log = logging.getLogger("suricate.stream")
+
+
+class XmppStream:
+    """Base of one stream over one connection; subclasses handle the parsed events."""
+
+    connection_type = "unknown"
+    content_ns = ns.SERVER
+
+    def __init__(self, server: Server, conn: Connection, fsm: StateMachine[Any],
+                 timed_states: frozenset[Any], closed_state: enum.Enum,
+                 max_stanza_size: int | None, state_timeout_ms: int) -> None:
+        self.server = server
+        self.conn = conn
+        self.fsm = fsm
+        self._timed_states = timed_states
+        self._closed_state = closed_state
+        self._max_stanza_size = max_stanza_size
+        self._state_timeout = state_timeout_ms / 1000
+        self.parser: StreamParser | None = StreamParser(max_stanza_size)
+        self.stream_id = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self.log = logging.getLogger(f"suricate.{self.connection_type}")
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        return self.fsm.state
+
+    @property
+    def closed(self) -> bool:
+        return self.fsm.state is self._closed_state
+
+    def goto(self, new: Any, restart: bool = False) -> None:
+        """Move to ``new``; ``restart`` makes a new parser (RFC 6120 §4.3.3, §6.4.6)."""
+        self.fsm.goto(new)
+        if restart:
+            self.parser = StreamParser(self._max_stanza_size)
+        self._cancel_timer()
+        if new in self._timed_states and self._state_timeout > 0:
+            self._timer = self.conn.loop.call_later(self._state_timeout, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.state in self._timed_states:
+            self.log.info("%s_state_timeout connection_type=%s state=%s peer=%s",
+                          self.connection_type, self.connection_type, self.state.value,
+                          self.conn.peer)
+            self.on_timeout()
+
+    def on_timeout(self) -> None:
+        self.stream_error(StreamError("connection-timeout"))
+
+    # -- driver callbacks -----------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None or self.closed:
+            return
+        try:
+            events = parser.feed(data)
+        except XMLStreamError as exc:
+            self.stream_error(StreamError(exc.condition, exc.text))
+            return
+        for event in events:
+            if self.closed or self._closing:
+                return
+            try:
+                if isinstance(event, Element):
+                    self.server.instrument.xmpp_element_in(self.connection_type,
+                                                           self.host_type, event)
+                    self.handle_element(event)
+                elif isinstance(event, StreamOpen):
+                    self.handle_stream_open(event)
+                elif isinstance(event, StreamClose):
+                    self.handle_stream_close()
+            except StreamError as err:
+                self.stream_error(err)
+                return
+            except Exception:
+                self.log.exception("%s_internal_error connection_type=%s state=%s",
+                                   self.connection_type, self.connection_type,
+                                   self.state.value)
+                self.stream_error(StreamError("internal-server-error"))
+                return
+            if self.parser is not parser:
+                return  # the stream restarted: later events belonged to the old stream
+
+    def eof_received(self) -> None:
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if not self.closed:
+            self.fsm.goto(self._closed_state)
+        self.on_closed(exc)
+
+    def write_overflow(self) -> None:
+        self.stream_error(StreamError("policy-violation", "peer does not read its socket"))
+
+    # -- to be provided by subclasses -----------------------------------------------------
+    def handle_stream_open(self, header: StreamOpen) -> None:
+        raise NotImplementedError
+
+    def handle_element(self, el: Element) -> None:
+        raise NotImplementedError
+
+    def handle_stream_close(self) -> None:
+        self.close()
+
+    def on_closed(self, exc: Exception | None) -> None:
+        """The connection is gone (called once)."""
+
+    def opening_header(self) -> bytes:
+        """Our header, written before a stream error when none was sent yet (§4.9.1.1)."""
+        raise NotImplementedError
+
+    @property
+    def host_type(self) -> str:
+        """The local domain of this stream (the ``host_type`` label), "" when not known."""
+        return ""
+
+    # -- output ---------------------------------------------------------------------------
+    def send_element(self, el: Element, prefixes: Mapping[str, str] | None = None) -> None:
+        data = el.to_bytes(self.content_ns, dict(prefixes or PREFIXES))
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, el,
+                                                len(data))
+        self.conn.write(data)
+
+    def send_stanza(self, stanza: Element) -> None:
+        data = to_wire(stanza)
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
+                                                len(data))
+        self.conn.write(data)
+
+    def stream_error(self, err: StreamError) -> None:
+        if self.closed or self._closing:
+            return
+        self.log.info("%s_stream_error connection_type=%s condition=%s text=%s peer=%s",
+                      self.connection_type, self.connection_type, err.condition, err.text,
+                      self.conn.peer)
+        if not self.stream_id:
+            # RFC 6120 §4.9.1.1: an error before our header still opens the stream first.
+            self.stream_id = secrets.token_hex(8)
+            self.conn.write(self.opening_header())
+        self.send_element(err.to_element())
+        self.close()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_timer()
+        if self.stream_id:
+            self.conn.write(b"</stream:stream>")
+        if not self.closed:
+            self.fsm.goto(self._closed_state)
+        self.conn.close()
+        # connection_lost follows and calls on_closed

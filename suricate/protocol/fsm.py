@@ -1,0 +1,42 @@
+"""A state machine whose transitions are data: any move not in the table raises, so a bug shows
+at the faulty step, and a diagram can be generated from the table (as for c2s)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+from suricate.protocol.c2s import InvalidTransition
+
+State = TypeVar("State", bound=enum.Enum)
+
+
+class StateMachine(Generic[State]):
+    __slots__ = ("state", "_table")
+
+    def __init__(self, table: Mapping[State, frozenset[State]], initial: State) -> None:
+        self._table = table
+        self.state = initial
+
+    def goto(self, new: State) -> None:
+        if new not in self._table[self.state]:
+            raise InvalidTransition(f"{self.state.value} -> {new.value}")
+        self.state = new
+
+
+def mermaid(table: Mapping[State, frozenset[State]]) -> str:
+    lines = ["```mermaid", "stateDiagram-v2"]
+    for state, targets in table.items():
+        for target in sorted(targets, key=lambda s: s.value):
+            lines.append(f"    {state.value} --> {target.value}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # The diagrams of docs/architecture.md: python -m suricate.protocol.fsm
+    from suricate.protocol import component, s2s
+    print(f"s2s incoming:\n{mermaid(s2s.IN_TRANSITIONS)}\n")
+    print(f"s2s outgoing:\n{mermaid(s2s.OUT_TRANSITIONS)}\n")
+    print(f"component:\n{mermaid(component.TRANSITIONS)}")

@@ -1,0 +1,32 @@
+"""Stanzas crossing stream kinds. Inside the server every stanza is in ``jabber:client``; a
+stanza read from a ``jabber:server`` (RFC 6120 §4.8.3) or ``jabber:component:accept``
+(XEP-0114) stream is moved into it once on arrival. On the way out nothing is rewritten: the
+serializer is told the parent namespace is ``jabber:client`` and omits it, so the stanza lands
+in whatever default namespace the outgoing stream declared."""
+
+from __future__ import annotations
+
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+STANZA_NAMES = frozenset({"message", "presence", "iq"})
+PREFIXES = {ns.STREAM: "stream"}
+
+
+def to_internal(stanza: Element, stream_ns: str) -> Element:
+    """Move ``stanza`` and its descendants from ``stream_ns`` to ``jabber:client``, in place.
+
+    Only elements of the stream's content namespace move (the stanza itself, its ``body``,
+    ``error`` ...): payloads in their own namespaces keep them."""
+    stack = [stanza]
+    while stack:
+        el = stack.pop()
+        if el.xmlns == stream_ns:
+            el.xmlns = ns.CLIENT
+            stack.extend(el.elements())
+    return stanza
+
+
+def to_wire(stanza: Element) -> bytes:
+    """Serialize an internal stanza for any XMPP stream whose default namespace carries it."""
+    return stanza.to_bytes(ns.CLIENT, PREFIXES)

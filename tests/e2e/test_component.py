@@ -1,0 +1,271 @@
+"""External components (XEP-0114) against a real server: slixmpp's ComponentXMPP over plain
+TCP and over direct TLS, and raw streams for what a library would not send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import slixmpp
+
+from suricate.core.server import Server
+from suricate.net.certs import ensure_self_signed
+from tests.e2e.harness import RawClient, connect, disconnect, free_port, running_server
+
+SECRET = "s3cret"
+
+
+class Component(slixmpp.ComponentXMPP):
+    def __init__(self, jid: str, secret: str) -> None:
+        super().__init__(jid, secret)
+        self.messages: asyncio.Queue[Any] = asyncio.Queue()
+        self.started = asyncio.get_event_loop().create_future()
+        self.ended = asyncio.get_event_loop().create_future()
+        self.ssl_context.check_hostname = False
+        self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.add_event_handler("session_start", self._start)
+        self.add_event_handler("message", self.messages.put_nowait)
+        self.add_event_handler("disconnected", self._end)
+        self.add_event_handler("stream_error", self._stream_error)
+        self.stream_errors: list[str] = []
+
+    def _start(self, _: Any) -> None:
+        if not self.started.done():
+            self.started.set_result(True)
+
+    def _stream_error(self, err: Any) -> None:
+        self.stream_errors.append(err["condition"])
+
+    def _end(self, _: Any) -> None:
+        if not self.ended.done():
+            self.ended.set_result(True)
+        if not self.started.done():
+            self.started.set_exception(ConnectionError("disconnected"))
+
+
+def component_toml(tmp: Path, plain: int, tls: int, extra: str = "") -> str:
+    cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
+    return f"""
+[[listen.component]]
+port = {plain}
+ip_address = "127.0.0.1"
+password = "{SECRET}"
+{extra}
+
+[[listen.component]]
+port = {tls}
+ip_address = "127.0.0.1"
+password = "{SECRET}"
+hidden_components = true
+tls.certfile = "{cert.certfile}"
+tls.keyfile = "{cert.keyfile}"
+tls.verify_mode = "none"
+
+# a domain nobody serves goes to federation: keep its DNS lookups short
+[s2s.outgoing]
+dns.timeout = 1
+dns.retries = 1
+"""
+
+
+@contextlib.asynccontextmanager
+async def server_with_components(tmp: Path, extra: str = "") -> AsyncIterator[Server]:
+    plain, tls = free_port(), free_port()
+    async with running_server(tmp, extra=component_toml(tmp, plain, tls, extra)) as server:
+        server.component_port = plain  # type: ignore[attr-defined]
+        server.component_tls_port = tls  # type: ignore[attr-defined]
+        yield server
+
+
+async def start_component(server: Server, jid: str, secret: str = SECRET,
+                          tls: bool = False) -> Component:
+    comp = Component(jid, secret)
+    comp.register_plugin("xep_0199")
+    if tls:
+        comp.enable_direct_tls = True
+        comp.enable_plaintext = False
+        # slixmpp knows no direct-TLS service name for components: name one so its connect
+        # loop tries TLS first (MongooseIM 6.4 serves component TLS as direct TLS).
+        comp.tls_services = {"xmpps-component"}
+        comp.connect("127.0.0.1", server.component_tls_port)  # type: ignore[attr-defined]
+    else:
+        comp.enable_direct_tls = False
+        comp.connect("127.0.0.1", server.component_port)  # type: ignore[attr-defined]
+    await asyncio.wait_for(asyncio.shield(comp.started), 10)
+    return comp
+
+
+async def _register(server: Server, user: str) -> None:
+    from suricate.jid import JID
+    await server.auth.register(JID(user, "localhost", None), "pass")
+
+
+async def test_component_exchanges_messages_with_a_client_over_tcp_and_tls(
+        tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        for tls, domain in ((False, "echo.localhost"), (True, "secure.localhost")):
+            comp = await start_component(server, domain, tls=tls)
+            alice = await connect(server, "alice@localhost/a", "pass")
+            try:
+                alice.send_message(mto=f"bot@{domain}", mbody="hello component")
+                got = await asyncio.wait_for(comp.messages.get(), 5)
+                assert str(got["from"]) == "alice@localhost/a"
+                assert got["body"] == "hello component"
+                comp.send_message(mto="alice@localhost/a", mfrom=f"bot@{domain}",
+                                  mbody="hello human")
+                back = await alice.next_message()
+                assert str(back["from"]) == f"bot@{domain}"
+                assert back["body"] == "hello human"
+                # an IQ from the component to the server is answered (ping)
+                rtt = await comp.plugin["xep_0199"].ping(jid="localhost", ifrom=domain, timeout=5)
+                assert rtt is not None
+            finally:
+                await disconnect(alice)
+                comp.disconnect()
+                await asyncio.wait_for(asyncio.shield(comp.ended), 5)
+
+
+async def test_components_appear_in_disco_items_unless_hidden(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        shown = await start_component(server, "shown.localhost")
+        hidden = await start_component(server, "hidden.localhost", tls=True)
+        alice = await connect(server, "alice@localhost/a", "pass", plugins=("xep_0030",))
+        try:
+            items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
+            jids = {item[0] for item in items["disco_items"]["items"]}
+            assert "shown.localhost" in jids
+            assert "hidden.localhost" not in jids
+        finally:
+            await disconnect(alice)
+            for comp in (shown, hidden):
+                comp.disconnect()
+
+
+async def _raw_component(port: int, domain: str, extra: str = "") -> tuple[RawClient, str]:
+    raw = await RawClient.open(port)
+    await raw.send(f"<stream:stream xmlns='jabber:component:accept' "
+                   f"xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'{extra}>")
+    header = await raw.expect(r"<stream:stream[^>]*>")
+    stream_id = header.split("id='")[1].split("'")[0]
+    return raw, stream_id
+
+
+def _digest(stream_id: str, secret: str = SECRET) -> str:
+    return hashlib.sha1((stream_id + secret).encode()).hexdigest()
+
+
+async def test_wrong_secret_is_not_authorized(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "bad.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id, 'wrong')}</handshake>")
+        out = (await raw.closed()).decode()
+        assert "<not-authorized xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert out.endswith("</stream:stream>")
+        assert server.components.lookup("bad.localhost") is None
+        # slixmpp with a wrong secret: the stream ends, no session
+        comp = Component("bad.localhost", "wrong")
+        comp.connect("127.0.0.1", server.component_port)  # type: ignore[attr-defined]
+        await asyncio.wait_for(asyncio.shield(comp.ended), 5)
+        assert not comp.started.done() or comp.started.exception() is not None
+
+
+async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        await raw.send("<message from='mallory@localhost' to='alice@localhost'>"
+                       "<body>spoof</body></message>")
+        out = (await raw.closed()).decode()
+        assert "<invalid-from xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert server.components.lookup("echo.localhost") is None
+
+
+async def test_missing_addresses_are_improper_addressing(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        await raw.send("<message from='bot@echo.localhost'><body>to whom?</body></message>")
+        out = (await raw.closed()).decode()
+        assert "<improper-addressing " in out
+
+
+async def test_check_from_false_lets_the_component_speak_for_others(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path, extra="check_from = false") as server:
+        await _register(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "pass")
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "gateway.localhost")
+        try:
+            await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+            await raw.expect("<handshake/>")
+            await raw.send("<message from='someone@legacy.example' to='alice@localhost/a' "
+                           "type='chat'><body>via gateway</body></message>")
+            msg = await alice.next_message()
+            assert str(msg["from"]) == "someone@legacy.example"
+        finally:
+            await disconnect(alice)
+            await raw.close()
+
+
+async def test_second_connection_for_a_domain_is_refused_by_default(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        first = await start_component(server, "echo.localhost")
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        out = (await raw.closed()).decode()
+        assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        # the first one is still connected and registered
+        assert server.components.lookup("echo.localhost") is not None
+        assert not first.ended.done()
+        first.disconnect()
+
+
+async def test_kick_old_replaces_the_first_connection(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path, extra='conflict_behaviour = "kick_old"') \
+            as server:
+        first = await start_component(server, "echo.localhost")
+        second = await start_component(server, "echo.localhost")
+        await asyncio.wait_for(asyncio.shield(first.ended), 5)
+        assert "conflict" in first.stream_errors
+        registered = server.components.lookup("echo.localhost")
+        assert registered is not None and not registered.closed
+        second.disconnect()
+
+
+async def test_is_subdomain_registers_under_every_host(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "muc", " is_subdomain='true'")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        assert server.components.lookup("muc.localhost") is not None
+        await raw.send("<message from='room@muc.localhost' to='nobody@localhost'>"
+                       "<body>x</body></message>")
+        await raw.close()
+
+
+async def test_stanza_to_a_gone_component_domain_is_bounced(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "pass")
+        try:
+            alice.send_message(mto="bot@nothing.localhost", mbody="anyone?")
+            err = await alice.next_message()
+            assert err["type"] == "error"
+            assert err["error"]["condition"] in ("remote-server-not-found",
+                                                 "remote-server-timeout")
+        finally:
+            await disconnect(alice)

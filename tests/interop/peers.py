@@ -1,0 +1,273 @@
+"""Prosody 0.12 and ejabberd 23.01 (Debian packages) as federation peers, each on its own
+loopback address, with its own configuration and data directory, started and stopped by the
+tests (never the system services).
+
+Name resolution (DESIGN §6): Suricate uses ``[[s2s.outgoing.address]]``; Prosody has no
+address override, so a small plugin wraps ``net.resolvers.service.new``; ejabberd resolves
+through the OS, so it runs under libnss-wrapper (``LD_PRELOAD`` + ``NSS_WRAPPER_HOSTS``).
+All three listen for s2s on the same port number because ejabberd has one
+``outgoing_s2s_port`` for every peer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.s2s.pki import CertificateAuthority
+
+SURICATE_IP, PROSODY_IP, EJABBERD_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+SURICATE, PROSODY, EJABBERD = "suricate.test", "prosody.test", "ejabberd.test"
+ADDRESSES = {SURICATE: SURICATE_IP, PROSODY: PROSODY_IP, EJABBERD: EJABBERD_IP}
+NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
+START_TIMEOUT = 20.0
+
+
+def port_free_everywhere() -> int:
+    """A port free on all three loopback addresses (one s2s port for everyone)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((SURICATE_IP, 0))
+            port = int(s.getsockname()[1])
+        ok = True
+        for ip in (PROSODY_IP, EJABBERD_IP):
+            with socket.socket() as s:
+                try:
+                    s.bind((ip, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no common free port")
+
+
+def wait_port(ip: str, port: int, proc: subprocess.Popen[bytes], log: Path,
+              timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {_tail(log)}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex((ip, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {ip}:{port} after {timeout} s: {_tail(log)}")
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-3000:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Peers:
+    root: Path
+    ca: CertificateAuthority
+    s2s_port: int
+    c2s_ports: dict[str, int] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def combined_pem(self, domain: str) -> tuple[str, str, str]:
+        issued = self.ca.issue(domain)
+        pem = self.root / f"{domain}.pem"
+        pem.write_text(Path(issued.certfile).read_text() + Path(issued.keyfile).read_text())
+        return issued.certfile, issued.keyfile, str(pem)
+
+    # -- Prosody --------------------------------------------------------------------------
+    def start_prosody(self, users: dict[str, str]) -> None:
+        home = self.root / "prosody"
+        (home / "plugins").mkdir(parents=True)
+        data = home / "data"
+        cert, key, _ = self.combined_pem(PROSODY)
+        c2s = self.c2s_ports[PROSODY] = port_free_everywhere()
+        overrides = ", ".join(f'["{d}"] = {{ "{ip}", {self.s2s_port} }}'
+                              for d, ip in ADDRESSES.items() if d != PROSODY)
+        # The address override Prosody lacks (DESIGN §6): listed domains resolve to a fixed
+        # address and port; no direct-TLS (xmpps-server) target for them.
+        (home / "plugins" / "mod_s2s_override.lua").write_text(f"""
+local service = require "net.resolvers.service";
+local basic = require "net.resolvers.basic";
+local overrides = {{ {overrides} }};
+local empty_mt = {{ __index = {{ next = function(self, cb) cb(nil); end }} }};
+if not service._suricate_original_new then
+  service._suricate_original_new = service.new;
+end
+local original = service._suricate_original_new;
+service.new = function(hostname, srv, conn_type, extra)
+  local target = overrides[hostname];
+  if target then
+    if srv == "xmpps-server" then return setmetatable({{}}, empty_mt); end
+    return basic.new(target[1], target[2], conn_type, extra);
+  end
+  return original(hostname, srv, conn_type, extra);
+end
+""")
+        for user, password in users.items():
+            accounts = data / "prosody%2etest" / "accounts"
+            accounts.mkdir(parents=True, exist_ok=True)
+            (accounts / f"{user}.dat").write_text(f'return {{ ["password"] = "{password}"; }};\n')
+        cfg = home / "prosody.cfg.lua"
+        cfg.write_text(f"""
+run_as_root = true
+pidfile = "{home}/prosody.pid"
+data_path = "{data}"
+plugin_paths = {{ "{home}/plugins" }}
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{home}/prosody.log" }} }}
+interfaces = {{ "{PROSODY_IP}" }}
+c2s_ports = {{ {c2s} }}
+s2s_ports = {{ {self.s2s_port} }}
+c2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "s2s_override" }}
+modules_disabled = {{ "s2s_bidi", "posix" }}
+authentication = "internal_plain"
+storage = "internal"
+c2s_require_encryption = false
+s2s_require_encryption = true
+s2s_secure_auth = false
+ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
+VirtualHost "{PROSODY}"
+  ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
+""")
+        log = home / "prosody.log"
+        out = open(home / "stdout.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(["prosody", "-F", "--config", str(cfg)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=home, start_new_session=True)
+        self.procs.append(proc)
+        wait_port(PROSODY_IP, c2s, proc, log)
+        wait_port(PROSODY_IP, self.s2s_port, proc, log)
+
+    # -- ejabberd -------------------------------------------------------------------------
+    def start_ejabberd(self, users: dict[str, str]) -> None:
+        home = self.root / "ejabberd"
+        (home / "spool").mkdir(parents=True)
+        (home / "logs").mkdir()
+        _, _, pem = self.combined_pem(EJABBERD)
+        c2s = self.c2s_ports[EJABBERD] = port_free_everywhere()
+        hosts = home / "hosts"
+        # localhost too: the Erlang distribution (ejabberdctl -> node) resolves it
+        hosts.write_text("127.0.0.1 localhost\n"
+                         + "".join(f"{ip} {d}\n" for d, ip in ADDRESSES.items()))
+        (home / "inetrc").write_text("{lookup,[\"native\"]}.\n")
+        cfg = home / "ejabberd.yml"
+        cfg.write_text(f"""
+hosts: ["{EJABBERD}"]
+loglevel: info
+certfiles: ["{pem}"]
+ca_file: "{self.ca.certfile}"
+listen:
+  - port: {c2s}
+    ip: "{EJABBERD_IP}"
+    module: ejabberd_c2s
+    starttls: true
+    shaper: none
+  - port: {self.s2s_port}
+    ip: "{EJABBERD_IP}"
+    module: ejabberd_s2s_in
+    shaper: none
+s2s_use_starttls: required
+s2s_access: all
+outgoing_s2s_port: {self.s2s_port}
+outgoing_s2s_families: [ipv4]
+s2s_dns_timeout: 2
+s2s_dns_retries: 1
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  c2s:
+    allow: all
+  local:
+    allow: local
+shaper_rules:
+  c2s_shaper: none
+  s2s_shaper: none
+api_permissions:
+  "console commands":
+    from: [ejabberd_ctl]
+    who: all
+    what: "*"
+modules:
+  mod_roster: {{}}
+  mod_ping: {{}}
+  mod_disco: {{}}
+  mod_s2s_dialback: {{}}
+  mod_offline: {{}}
+""")
+        # A copy of ejabberdctl that runs as the current user (the packaged one switches to
+        # the ejabberd user, who cannot read a test's private directory).
+        ctl = home / "ejabberdctl"
+        text = Path("/usr/sbin/ejabberdctl").read_text().replace("INSTALLUSER=ejabberd",
+                                                                  "INSTALLUSER=")
+        ctl.write_text(text)
+        ctl.chmod(0o755)
+        node = f"ejabberd-interop-{os.getpid()}@localhost"
+        # our own ejabberdctl.cfg and config dir: the packaged ones name /etc/ejabberd paths
+        (home / "ejabberdctl.cfg").write_text(
+            f'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'
+            f'EJABBERD_PID_PATH={home}/ejabberd.pid\n')
+        base = [str(ctl), "--config-dir", str(home), "--ctl-config",
+                str(home / "ejabberdctl.cfg"), "--config", str(cfg), "--spool",
+                str(home / "spool"), "--logs", str(home / "logs"), "--node", node]
+        env = dict(os.environ, NSS_WRAPPER_HOSTS=str(hosts), LD_PRELOAD=NSS_WRAPPER,
+                   ERL_INETRC=str(home / "inetrc"), HOME=str(home))
+        (home / ".erlang.cookie").write_text("suricate-interop-cookie")
+        (home / ".erlang.cookie").chmod(0o400)
+        out = open(home / "stdout.log", "wb")  # noqa: SIM115 - closed with the process
+        # ejabberdctl lowers the open-file limit (DESIGN §6): raise it first.
+        proc = subprocess.Popen(["bash", "-c", 'ulimit -n 65536 2>/dev/null || true; exec "$@"',
+                                 "ejabberd", *base, "foreground"], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, cwd=home,
+                                start_new_session=True)
+        self.procs.append(proc)
+        log = home / "logs" / "ejabberd.log"
+        wait_port(EJABBERD_IP, c2s, proc, log)
+        wait_port(EJABBERD_IP, self.s2s_port, proc, log)
+        for user, password in users.items():
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                done = subprocess.run([*base, "register", user, EJABBERD, password], env=env,
+                                      timeout=30, capture_output=True, text=True)
+                if done.returncode == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ejabberdctl register: {done.stdout} {done.stderr}")
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        # Each peer runs in its own session (process group) started here: signal that group,
+        # so ejabberd's Erlang VM under the ejabberdctl script ends too.
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+
+def make_peers() -> Peers:
+    root = Path(tempfile.mkdtemp(prefix="suricate-interop-"))
+    return Peers(root, CertificateAuthority(root / "ca"), port_free_everywhere())
+
+
+def remove(peers: Peers) -> None:
+    peers.stop()
+    shutil.rmtree(peers.root, ignore_errors=True)

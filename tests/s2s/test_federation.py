@@ -1,0 +1,133 @@
+"""Two Suricate servers federating in one process: messages, presence subscriptions and pings
+in both directions, over TLS, once authenticated with SASL EXTERNAL (XEP-0178) and once with
+Server Dialback (XEP-0220)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from suricate.core.server import Server
+from tests.e2e.harness import disconnect, eventually
+from tests.s2s.harness import login, register, two_servers
+
+
+def _out_auth(server: Server, remote: str) -> str:
+    link = server.s2s.links.get((server.default_domain, remote))
+    return link.stream.auth_method if link is not None and link.stream is not None else ""
+
+
+@pytest.mark.parametrize("auth", ["external", "dialback"])
+async def test_two_servers_exchange_messages_presence_and_pings(tmp_path: Path,
+                                                                auth: str) -> None:
+    async with two_servers(tmp_path, auth) as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        plugins = ("xep_0199", "xep_0030")
+        alice = await login(alpha, "alice@alpha.test/a", plugins=plugins)
+        bob = await login(beta, "bob@beta.test/b", plugins=plugins)
+        try:
+            alice.send_presence()
+            bob.send_presence()
+            await alice.next_presence(type_="available")  # own presence echo
+            await bob.next_presence(type_="available")
+            # messages, both directions
+            alice.send_message(mto="bob@beta.test/b", mbody="hi bob", mtype="chat")
+            msg = await bob.next_message()
+            assert (str(msg["from"]), msg["body"]) == ("alice@alpha.test/a", "hi bob")
+            bob.send_message(mto="alice@alpha.test", mbody="hi alice", mtype="chat")
+            msg = await alice.next_message()
+            assert (str(msg["from"]), msg["body"]) == ("bob@beta.test/b", "hi alice")
+
+            # both directions authenticated the way the test asked for
+            assert _out_auth(alpha, "beta.test") == auth
+            assert _out_auth(beta, "alpha.test") == auth
+            assert all(s.conn.tls is not None for s in beta.s2s.incoming)
+
+            # pings: to the remote server and to the remote client's full JID
+            assert await alice.plugin["xep_0199"].ping("beta.test", timeout=5) is not None
+            assert await bob.plugin["xep_0199"].ping("alpha.test", timeout=5) is not None
+            assert await alice.plugin["xep_0199"].ping("bob@beta.test/b",
+                                                       timeout=5) is not None
+            assert await bob.plugin["xep_0199"].ping("alice@alpha.test/a",
+                                                     timeout=5) is not None
+
+            # presence subscription alice -> bob, approved; then bob -> alice
+            alice.send_presence(pto="bob@beta.test", ptype="subscribe")
+            request = await bob.next_presence(type_="subscribe")
+            assert str(request["from"]) == "alice@alpha.test"
+            bob.send_presence(pto="alice@alpha.test", ptype="subscribed")
+            approved = await alice.next_presence(type_="subscribed")
+            assert str(approved["from"]) == "bob@beta.test"
+
+            async def bob_seen() -> bool:
+                while not alice.presences.empty():
+                    pres = alice.presences.get_nowait()
+                    if str(pres["from"]) == "bob@beta.test/b" and pres["type"] == "available":
+                        return True
+                return False
+            await eventually(bob_seen, timeout=5)
+
+            bob.send_presence(pto="alice@alpha.test", ptype="subscribe")
+            request = await alice.next_presence(type_="subscribe")
+            assert str(request["from"]) == "bob@beta.test"
+            alice.send_presence(pto="bob@beta.test", ptype="subscribed")
+            approved = await bob.next_presence(type_="subscribed")
+            assert str(approved["from"]) == "alice@alpha.test"
+        finally:
+            await disconnect(alice, bob)
+
+
+async def test_messages_queued_while_connecting_all_arrive_in_order(tmp_path: Path) -> None:
+    async with two_servers(tmp_path, "dialback") as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        try:
+            for i in range(20):
+                alice.send_message(mto="bob@beta.test/b", mbody=f"m{i}", mtype="chat")
+            bodies = [(await bob.next_message())["body"] for _ in range(20)]
+            assert bodies == [f"m{i}" for i in range(20)]
+            # one pooled connection for the domain pair
+            assert len(alpha.s2s.links) == 1
+        finally:
+            await disconnect(alice, bob)
+
+
+async def test_message_to_a_remote_user_without_session_is_handled_remotely(
+        tmp_path: Path) -> None:
+    async with two_servers(tmp_path, "dialback") as (alpha, beta):
+        await register(alpha, "alice")
+        alice = await login(alpha, "alice@alpha.test/a")
+        try:
+            # no such account on beta: beta answers service-unavailable over s2s
+            alice.send_message(mto="nobody@beta.test", mbody="hello?", mtype="chat")
+            err = await alice.next_message(timeout=10)
+            assert err["type"] == "error"
+            assert err["error"]["condition"] == "service-unavailable"
+            assert str(err["from"]) == "nobody@beta.test"
+        finally:
+            await disconnect(alice)
+
+
+async def test_shutdown_ends_incoming_streams_with_system_shutdown(tmp_path: Path) -> None:
+    async with two_servers(tmp_path, "dialback") as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        try:
+            alice.send_message(mto="bob@beta.test/b", mbody="x", mtype="chat")
+            await bob.next_message()
+            assert beta.s2s.incoming
+            await beta.stop()
+
+            async def gone() -> bool:
+                return not alpha.s2s.links[("alpha.test", "beta.test")].established
+            await eventually(gone, timeout=5)
+        finally:
+            await disconnect(alice, bob)
+        await asyncio.sleep(0)
