@@ -1,4 +1,6 @@
-"""The ``suricate`` command line: serve, check-config, account ...
+"""The ``suricate`` command line: serve, check-config, account ..., and every category of the
+admin GraphQL API (``suricate session kickUser --user ...``, generated from the schema, see
+``suricate.cli.admin``) plus ``suricate graphql '<document>'``, both sent to the running server.
 
 Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage or
 configuration (one line per problem, naming the TOML path).
@@ -71,14 +73,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES, sni_certs=sni)
         await server.start()
-        ports = ", ".join(f"{lst.kind}:{lst.port}" for lst in server.listeners)
+        ports = ", ".join(f"{lst.kind}:{lst.port}"
+                          for lst in [*server.listeners, *server.http_listeners])
         print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
               f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
-        stop = asyncio.Event()
+        stop = server.stop_requested or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop.wait()  # a signal, or the admin API's server stop
         print("suricate: shutting down", flush=True)
         await server.stop()
 
@@ -187,8 +190,37 @@ async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -
     return 0
 
 
+# -- admin API: generated categories and raw GraphQL -----------------------------------------------
+def cmd_admin_operation(args: argparse.Namespace) -> int:
+    from suricate.cli.admin import AdminCliError, run_operation
+
+    cfg, _, _ = load(args)
+    try:
+        return run_operation(cfg, args)
+    except AdminCliError as err:
+        raise CliError(str(err)) from None
+
+
+def cmd_graphql(args: argparse.Namespace) -> int:
+    import json
+
+    from suricate.cli.admin import AdminCliError, find_target, post, print_result
+
+    cfg, _, _ = load(args)
+    try:
+        variables = json.loads(args.variables) if args.variables else None
+    except json.JSONDecodeError as err:
+        raise CliError(f"--variables: not JSON ({err})", 2) from None
+    try:
+        return print_result(post(find_target(cfg, args.url), args.document, variables))
+    except AdminCliError as err:
+        raise CliError(str(err)) from None
+
+
 # -- parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``with_admin=False`` leaves out the commands generated from the
+    admin schema (``serve`` does not pay for loading GraphQL)."""
     parser = argparse.ArgumentParser(
         prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.")
     parser.add_argument("--version", action="version", version=f"suricate {__version__}")
@@ -216,8 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     account = sub.add_parser("account", help="manage accounts (server running or not)",
-                             description="Manage accounts directly in the database; works "
-                                         "whether or not the server is running.")
+                             description="Manage accounts. register, unregister, "
+                                         "change-password, list and check work directly in the "
+                                         "database, whether or not the server is running; the "
+                                         "camelCase operations (registerUser, listUsers, ...) "
+                                         "are the admin API's, run by the running server.")
     acc_sub = account.add_subparsers(dest="action", metavar="ACTION")
     acc_sub.required = True
     for name, helptext in (("register", "create an account"),
@@ -236,12 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("domain", nargs="?", metavar="DOMAIN")
     config_args(lst)
     lst.set_defaults(func=cmd_account, action="list")
+    if with_admin:
+        raw = sub.add_parser("graphql", help="run a GraphQL document on the admin API",
+                             description="Send DOCUMENT to the running server's admin GraphQL "
+                                         "endpoint and print the JSON result.")
+        raw.add_argument("document", metavar="DOCUMENT")
+        raw.add_argument("--variables", metavar="JSON", help="variables, as a JSON object")
+        raw.add_argument("--url", help="admin endpoint URL (default: from the configuration)")
+        config_args(raw)
+        raw.set_defaults(func=cmd_graphql)
+        from suricate.cli.admin import add_categories
+
+        add_categories(sub, {"account": acc_sub}, config_args)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(with_admin=command not in ("serve", "check-config"))
+    args = parser.parse_args(words)
+    if getattr(args, "func", None) is None and hasattr(args, "admin_operation"):
+        args.func = cmd_admin_operation
     try:
         code: int = args.func(args)
     except CliError as err:

@@ -2,7 +2,8 @@
 
 ``Instrumentation`` is the interface the rest of the server calls; this base records nothing,
 so a server without ``[instrumentation]`` pays one method call per event. Handlers (Prometheus,
-log) implement it in their own modules. Labels follow 6.4: ``connection_type`` (c2s, s2s,
+log) implement it in their own modules (``handler.py`` says how to add one); events are
+declared in ``events.py`` and next to the modules that emit them. Labels follow 6.4: ``connection_type`` (c2s, s2s,
 component) and ``host_type`` (the domain for static hosts; "" when not known yet).
 """
 
@@ -47,3 +48,7 @@ class Instrumentation:
 
     def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
         """Any other declared event (module events such as mod_roster_get, mod_ping_response)."""
+
+    # -- not an event: dynamic domains moved, so cached label keys are stale ----------------
+    def labels_changed(self) -> None:
+        pass

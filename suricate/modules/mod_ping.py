@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
+from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.xml import ns
@@ -31,6 +32,14 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 log = logging.getLogger("suricate.mod_ping")
+
+MOD_PING_RESPONSE = declare(
+    "mod_ping_response", ("host_type",), {"count": SPIRAL, "time": HISTOGRAM},
+    "Clients that answered a server ping; time in microseconds (as seen by the timer wheel, "
+    "so at most one slot late)", buckets={"time": TIME_BUCKETS})
+MOD_PING_RESPONSE_TIMEOUT = declare(
+    "mod_ping_response_timeout", ("host_type",), {"count": SPIRAL},
+    "Server pings left unanswered for ping_req_timeout")
 
 SLOT = 1.0  # seconds per slot of the timer wheel: the precision of ping_interval
 
@@ -140,6 +149,9 @@ class ModPing(Module):
             return  # the session ended: it simply leaves the wheel
         if state.ping_sent is not None:
             if state.last_active >= state.ping_sent:
+                self.server.instrument.emit(
+                    "mod_ping_response", {"host_type": c2s.jid.domain},
+                    {"count": 1, "time": (state.last_active - state.ping_sent) * 1e6})
                 state.ping_sent = None  # it answered (or said anything at all)
             elif now - state.ping_sent >= self.req_timeout:
                 self._timed_out(c2s, state)
@@ -170,6 +182,8 @@ class ModPing(Module):
 
     def _timed_out(self, c2s: C2S, state: PingState) -> None:
         log.info("ping_timeout jid=%s action=%s", c2s.jid, "kill" if self.kill else "none")
+        self.server.instrument.emit("mod_ping_response_timeout", {"host_type": c2s.jid.domain},
+                                    {"count": 1})
         if self.kill:
             # XEP-0199 §4.1: no pong in time, the server may consider the client gone.
             c2s.stream_error(StreamError("connection-timeout"))

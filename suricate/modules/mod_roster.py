@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
+from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules import subscription as sub
 from suricate.protocol.errors import StanzaError
@@ -90,6 +91,14 @@ def computed_version(items: Iterable[RosterItem]) -> str:
     return digest.hexdigest()
 
 
+MOD_ROSTER_GET = declare("mod_roster_get", ("host_type",), {"count": SPIRAL},
+                         "Roster gets (RFC 6121 §2.2)")
+MOD_ROSTER_SET = declare("mod_roster_set", ("host_type",), {"count": SPIRAL},
+                         "Roster sets (RFC 6121 §2.3)")
+MOD_ROSTER_PUSH = declare("mod_roster_push", ("host_type",), {"count": SPIRAL},
+                          "Roster pushes sent to sessions (RFC 6121 §2.1.6)")
+
+
 class ModRoster(Module):
     name = "mod_roster"
     xeps = ("0237",)
@@ -145,7 +154,9 @@ class ModRoster(Module):
             # RFC 6121 §2.1.5 / §2.3.3: only the account's own resources see or edit its roster.
             raise StanzaError("forbidden")
         if iq.type == "get":
+            self.server.instrument.emit("mod_roster_get", {"host_type": user.domain}, {"count": 1})
             return await self._get(iq, user)
+        self.server.instrument.emit("mod_roster_set", {"host_type": user.domain}, {"count": 1})
         await self._set(iq, user)
         return None
 
@@ -302,6 +313,8 @@ class ModRoster(Module):
             query = Element("query", ns.ROSTER, {}, [item.copy()])
             if version is not None:
                 query.attrs["ver"] = version
+            self.server.instrument.emit("mod_roster_push", {"host_type": user.domain},
+                                        {"count": 1})
             session.send(Element("iq", ns.CLIENT, {
                 "type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid),
             }, [query]))

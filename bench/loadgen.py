@@ -1,0 +1,444 @@
+"""XMPP load generator for the side-by-side benchmark (bench/run.py drives it).
+
+Raw asyncio protocols, pre-built stanzas, one shared client TLS context, no XML parsing: the
+generator matches byte markers (``</stream:features>``, ``</challenge>``, ``</message>``) in
+what it reads. SCRAM-SHA-256 is done by hand with the salted password cached per
+(password, salt, iterations), as RFC 5802 §5.1 allows clients to do, so the generator does not
+spend its core on PBKDF2.
+
+Every scenario is bounded in time and count and prints one JSON object on stdout, including the
+generator's own CPU use (user+system seconds / wall seconds of the measured window), so the
+runner can tell when the generator rather than the server is the bottleneck.
+
+    python bench/loadgen.py messages --port 5222 --pairs 100 --inflight 20 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import json
+import os
+import resource
+import secrets
+import ssl
+import statistics
+import sys
+import time
+from typing import Any
+
+try:
+    import uvloop
+except ImportError:  # the generator still works on the stdlib loop, only slower
+    uvloop = None
+
+DOMAIN = "localhost"
+PASSWORD = "pw"
+CLOSE = b"</stream:stream>"
+BODY = b"<body>Hello! This is a benchmark message of a typical chat size.</body>"
+FAILURE_MARKERS = (b"<failure", b"<stream:error", b"type='error'", b'type="error"')
+
+
+def header(domain: str = DOMAIN) -> bytes:
+    return (f"<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
+
+
+def client_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class XMPPError(Exception):
+    pass
+
+
+class Client(asyncio.Protocol):
+    """A connection that either waits for byte markers (login) or counts messages."""
+
+    __slots__ = ("transport", "buf", "_marker", "_fut", "counting", "on_messages", "_tail",
+                 "lost")
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.buf = bytearray()
+        self._marker: bytes | tuple[bytes, ...] | None = None
+        self._fut: asyncio.Future[bytes] | None = None
+        self.counting = False
+        self.on_messages: Any = None
+        self._tail = b""
+        self.lost = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.counting:
+            # Count '</message>' without parsing; keep a tail for markers split across reads.
+            chunk = self._tail + data if self._tail else data
+            n = chunk.count(b"</message>")
+            self._tail = chunk[-9:]
+            if n:
+                self.on_messages(n)
+            return
+        self.buf += data
+        self._check()
+
+    def _check(self) -> None:
+        fut, marker = self._fut, self._marker
+        if fut is None or marker is None or fut.done():
+            return
+        if isinstance(marker, tuple):
+            hits = [(i, m) for m in marker if (i := self.buf.find(m)) >= 0]
+            i, marker = min(hits) if hits else (-1, b"")
+        else:
+            i = self.buf.find(marker)
+        if i >= 0:
+            end = i + len(marker)
+            out = bytes(self.buf[:end])
+            del self.buf[:end]
+            self._fut = self._marker = None
+            fut.set_result(out)
+            return
+        for bad in FAILURE_MARKERS:
+            if bad in self.buf:
+                self._fut = self._marker = None
+                fut.set_exception(XMPPError(bytes(self.buf[-400:]).decode(errors="replace")))
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_exception(ConnectionError(f"closed: {bytes(self.buf[-300:])!r}"))
+
+    async def expect(self, marker: bytes | tuple[bytes, ...], timeout: float = 30.0) -> bytes:
+        loop = asyncio.get_running_loop()
+        fut = self._fut = loop.create_future()
+        self._marker = marker
+        self._check()
+        return await asyncio.wait_for(fut, timeout)
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+_SALTED: dict[tuple[str, bytes, int], bytes] = {}
+
+
+def _scram_final(first_bare: str, server_first: bytes, password: str) -> tuple[bytes, bytes]:
+    """RFC 5802 §3: the client-final message and the expected server signature."""
+    fields = dict(p.split("=", 1) for p in server_first.decode().split(","))
+    salt = base64.b64decode(fields["s"])
+    iterations = int(fields["i"])
+    key = (password, salt, iterations)
+    salted = _SALTED.get(key)
+    if salted is None:
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+        _SALTED[key] = salted
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{first_bare},{server_first.decode()},{without_proof}".encode()
+    signature = hmac.digest(stored_key, auth_message, "sha256")
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    server_sig = hmac.digest(server_key, auth_message, "sha256")
+    final = f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+    return final, server_sig
+
+
+def _between(data: bytes, start: bytes, end: bytes) -> bytes:
+    i = data.rindex(start)
+    j = data.index(b">", i) + 1
+    return data[j:data.index(end, j)]
+
+
+async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
+                resource: str | None = "bench", presence: bool = True) -> Client:
+    """Connect, optionally STARTTLS, SCRAM-SHA-256, bind; return the logged-in client."""
+    loop = asyncio.get_running_loop()
+    transport, c = await loop.create_connection(Client, host, port)
+    c.send(header())
+    await c.expect(b"</stream:features>")
+    if tls:
+        c.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        await c.expect(b"<proceed")
+        tls_transport = await loop.start_tls(transport, c, ctx, server_hostname=DOMAIN)
+        c.transport = tls_transport
+        c.buf.clear()
+        c.send(header())
+        await c.expect(b"</stream:features>")
+    nonce = secrets.token_urlsafe(18)
+    first_bare = f"n={user},r={nonce}"
+    c.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>"
+           + base64.b64encode(b"n,," + first_bare.encode()) + b"</auth>")
+    data = await c.expect(b"</challenge>")
+    server_first = base64.b64decode(_between(data, b"<challenge", b"</challenge>"))
+    final, server_sig = _scram_final(first_bare, server_first, PASSWORD)
+    c.send(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + base64.b64encode(final)
+           + b"</response>")
+    data = await c.expect(b"</success>")
+    verifier = base64.b64decode(_between(data, b"<success", b"</success>"))
+    if verifier != b"v=" + base64.b64encode(server_sig):
+        raise XMPPError(f"bad server signature {verifier!r}")
+    c.send(header())
+    await c.expect(b"</stream:features>")
+    res = f"<resource>{resource}</resource>" if resource else ""
+    c.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}"
+           "</bind></iq>".encode())
+    await c.expect(b"</iq>")
+    if presence:
+        c.send(b"<presence/>")
+    return c
+
+
+async def gather_bounded(coros: list[Any], parallel: int) -> list[Any]:
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(coro: Any) -> Any:
+        async with sem:
+            return await coro
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+async def scenario_hold(a: argparse.Namespace) -> dict[str, Any]:
+    """Log in ``count`` connections, report, then keep them until stdin says 'close'."""
+    ctx = client_context()
+    t0 = time.monotonic()
+    clients = await gather_bounded(
+        [login(a.host, a.port, f"u{a.first + i}", a.tls, ctx) for i in range(a.count)],
+        a.parallel)
+    await asyncio.sleep(a.settle)
+    print(json.dumps({"held": len(clients), "seconds": time.monotonic() - t0}), flush=True)
+    loop = asyncio.get_running_loop()
+    line = await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), a.max_hold)
+    for c in clients:
+        c.transport.abort()
+    await asyncio.sleep(0.2)
+    return {"closed": line.strip()}
+
+
+async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
+    """SCRAM-SHA-256 (+ STARTTLS when --tls) logins to bind, with ``parallel`` in flight."""
+    ctx = client_context()
+    done = 0
+    errors: list[str] = []
+    stop_at = 0.0
+    window: list[float] = []
+
+    async def worker(k: int) -> None:
+        nonlocal done
+        i = 0
+        while time.monotonic() < stop_at:
+            user = f"u{a.first + (k + i * a.parallel) % a.users}"
+            i += 1
+            try:
+                c = await login(a.host, a.port, user, a.tls, ctx, resource=None, presence=False)
+            except (OSError, XMPPError, TimeoutError) as exc:
+                errors.append(repr(exc)[:200])
+                if len(errors) > 50:
+                    return
+                continue
+            if window and time.monotonic() >= window[0]:
+                done += 1
+            c.send(CLOSE)
+            c.transport.close()
+
+    # warm the salted-password cache and the server (one login per user, untimed)
+    await gather_bounded([login(a.host, a.port, f"u{a.first + i}", a.tls, ctx, resource=None,
+                                presence=False) for i in range(min(a.users, 200))], a.parallel)
+    start = time.monotonic()
+    stop_at = start + a.warmup + a.seconds
+    window.append(start + a.warmup)
+    workers = [asyncio.create_task(worker(k)) for k in range(a.parallel)]
+    await asyncio.sleep(a.warmup)
+    cpu0 = cpu_seconds()
+    t0 = time.monotonic()
+    done = 0
+    await asyncio.sleep(a.seconds)
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds() - cpu0
+    count = done
+    await asyncio.wait(workers, timeout=30)
+    return {"logins_per_s": count / elapsed, "logins": count, "errors": len(errors),
+            "first_errors": errors[:3], "gen_cpu": cpu / elapsed}
+
+
+async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
+    """``pairs`` sender->receiver pairs, each with ``inflight`` messages outstanding."""
+    ctx = client_context()
+    n = a.pairs
+    senders = await gather_bounded(
+        [login(a.host, a.port, f"u{a.first + 2 * i}", a.tls, ctx) for i in range(n)], a.parallel)
+    receivers = await gather_bounded(
+        [login(a.host, a.port, f"u{a.first + 2 * i + 1}", a.tls, ctx) for i in range(n)],
+        a.parallel)
+    await asyncio.sleep(min(0.5, a.settle))  # presence and other post-login traffic settles
+    perf = time.perf_counter
+    state = {"measuring": False, "running": True, "count": 0}
+    latencies: list[float] = []
+
+    def make_pair(i: int) -> None:
+        s, r = senders[i], receivers[i]
+        stanza = (f"<message to='u{a.first + 2 * i + 1}@{DOMAIN}/bench' type='chat' id='b{i}'>"
+                  ).encode() + BODY + b"</message>"
+        sent: collections.deque[float] = collections.deque()
+        write = s.transport.write
+
+        def on_messages(k: int) -> None:
+            now = perf()
+            measuring = state["measuring"]
+            for _ in range(k):
+                if not sent:
+                    break
+                t = sent.popleft()
+                if measuring:
+                    latencies.append(now - t)
+            if measuring:
+                state["count"] += k
+            if state["running"]:
+                for _ in range(k):
+                    sent.append(now)
+                write(stanza * k if k > 1 else stanza)
+
+        r.buf.clear()
+        r.counting = True
+        r.on_messages = on_messages
+        t = perf()
+        for _ in range(a.inflight):
+            sent.append(t)
+        write(stanza * a.inflight)
+
+    for i in range(n):
+        make_pair(i)
+    await asyncio.sleep(a.warmup)
+    state["measuring"] = True
+    cpu0 = cpu_seconds()
+    t0 = time.monotonic()
+    await asyncio.sleep(a.seconds)
+    state["measuring"] = False
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds() - cpu0
+    count = state["count"]
+    state["running"] = False
+    await asyncio.sleep(0.3)
+    lost = sum(c.lost for c in senders + receivers)
+    for c in senders + receivers:
+        c.transport.abort()
+    lat = sorted(latencies)
+    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0.0)
+    return {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
+            "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost}
+
+
+async def scenario_roster(a: argparse.Namespace) -> dict[str, Any]:
+    """Time a full login of an account with a big roster: STARTTLS (if --tls), SCRAM, bind,
+    roster get (until its result), initial presence."""
+    ctx = client_context()
+    times = []
+    items = []
+    for _ in range(a.count):
+        t0 = time.perf_counter()
+        c = await login(a.host, a.port, a.user, a.tls, ctx, resource=None, presence=False)
+        c.send(b"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
+        await c.expect((b"id='roster1'", b'id="roster1"'))
+        data = await c.expect(b"</iq>")  # no 'ver' sent: the result always has a <query>
+        c.send(b"<presence/>")
+        times.append((time.perf_counter() - t0) * 1000)
+        items.append(data.count(b"<item"))
+        c.send(CLOSE)
+        c.transport.close()
+        await asyncio.sleep(0.05)
+    return {"roster_login_ms": statistics.median(times), "min_ms": min(times),
+            "items": items[-1]}
+
+
+async def scenario_make_roster(a: argparse.Namespace) -> dict[str, Any]:
+    """Give ``user`` a roster of ``count`` contacts with subscription 'both', through the
+    protocol (the same steps on every server): roster set, subscribe, the contact accepts and
+    subscribes back, the user accepts."""
+    ctx = client_context()
+    owner = await login(a.host, a.port, a.user, False, ctx, resource="owner")
+    contacts = [f"c{i}" for i in range(a.count)]
+    for name in contacts:
+        owner.send(f"<iq type='set' id='r{name}'><query xmlns='jabber:iq:roster'><item "
+                   f"jid='{name}@{DOMAIN}' name='{name}'><group>Bench</group></item></query>"
+                   "</iq>".encode())
+    # wait for the last roster result (results may be self-closed: match the id)
+    last = contacts[-1]
+    await owner.expect((f"id='r{last}'".encode(), f'id="r{last}"'.encode()))
+    for name in contacts:
+        owner.send(f"<presence to='{name}@{DOMAIN}' type='subscribe'/>".encode())
+    await asyncio.sleep(min(1.0, a.settle))
+
+    async def accept(name: str) -> None:
+        c = await login(a.host, a.port, name, False, ctx, resource="c", presence=False)
+        me = f"{a.user}@{DOMAIN}"
+        c.send(f"<presence to='{me}' type='subscribed'/><presence to='{me}' type='subscribe'/>"
+               "<presence/>".encode())
+        await asyncio.sleep(min(0.5, a.settle))
+        c.send(CLOSE)
+        await asyncio.sleep(0.2)
+        c.transport.close()
+
+    owner.counting = True  # ignore what arrives; we only answer
+    owner.on_messages = lambda k: None
+    await gather_bounded([accept(n) for n in contacts], 20)
+    for name in contacts:
+        owner.send(f"<presence to='{name}@{DOMAIN}' type='subscribed'/>".encode())
+    await asyncio.sleep(min(1.0, a.settle))
+    owner.send(CLOSE)
+    await asyncio.sleep(0.3)
+    owner.transport.close()
+    return {"contacts": len(contacts)}
+
+
+SCENARIOS = {"hold": scenario_hold, "logins": scenario_logins, "messages": scenario_messages,
+             "roster": scenario_roster, "make_roster": scenario_make_roster}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--tls", action="store_true", help="STARTTLS before authenticating")
+    p.add_argument("--first", type=int, default=0, help="first user index (u<first>)")
+    p.add_argument("--users", type=int, default=200, help="accounts used by 'logins'")
+    p.add_argument("--user", default="r0")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--inflight", type=int, default=1)
+    p.add_argument("--parallel", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--max-hold", type=float, default=300.0)
+    p.add_argument("--stdloop", action="store_true", help="do not use uvloop")
+    a = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if uvloop is not None and not a.stdloop:
+        uvloop.install()
+    result = asyncio.run(asyncio.wait_for(SCENARIOS[a.scenario](a), a.max_hold + 120))
+    result["pid"] = os.getpid()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Who is calling and what they may see: passed to every resolver as ``info.context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from graphql import GraphQLError
+
+from suricate.jid import JID, InvalidJID
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+
+CallerKind = Literal["admin", "domain_admin", "user"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: CallerKind
+    domain: str | None = None  # the domain of a domain admin
+    jid: JID | None = None  # the account on the user endpoint
+
+
+@dataclass
+class Context:
+    server: Server
+    caller: Caller
+    allowed_categories: frozenset[str] | None = None
+
+
+def fail(message: str, code: str = "bad_request") -> GraphQLError:
+    """An error the caller caused, with a machine-readable code (``extensions.code``)."""
+    return GraphQLError(message, extensions={"code": code})
+
+
+def parse_jid(value: Any, what: str = "user", bare: bool | None = None) -> JID:
+    """A JID argument: ``bare=True`` wants user@domain, ``False`` a full JID, ``None`` either;
+    a local part is always required."""
+    try:
+        jid = JID.parse(str(value))
+    except (InvalidJID, ValueError) as exc:
+        raise fail(f"{what}: invalid JID {value!r} ({exc})", "bad_jid") from None
+    if jid.local is None:
+        raise fail(f"{what}: {value!r} has no user part", "bad_jid")
+    if bare is True and jid.resource is not None:
+        raise fail(f"{what}: give a bare JID (user@domain), not {value!r}", "bad_jid")
+    if bare is False and jid.resource is None:
+        raise fail(f"{what}: give a full JID (user@domain/resource), not {value!r}", "bad_jid")
+    return jid
+
+
+def served_domain(ctx: Context, domain: Any) -> str:
+    name = str(domain).strip().lower()
+    if not ctx.server.is_local_domain(name):
+        raise fail(f"domain {name} is not served here", "domain_not_found")
+    return name

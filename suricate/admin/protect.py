@@ -1,0 +1,93 @@
+"""``@protected`` and ``allowed_categories``, enforced on every field as it is resolved.
+
+The rules are read from the schema's own directives once, when the schema is built, so what
+the SDL says is what is enforced: a GLOBAL field is refused to a domain admin; a DOMAIN field
+is allowed when each argument it names is the domain admin's domain (or a JID in it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    EnumValueNode,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    ListValueNode,
+    StringValueNode,
+)
+
+from suricate.admin.context import Context, fail
+from suricate.jid import JID, InvalidJID
+
+ALWAYS_ALLOWED = frozenset({"checkAuth", "__typename", "__schema", "__type"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    scope: str  # GLOBAL or DOMAIN
+    args: tuple[str, ...]
+
+
+def read_rules(schema: GraphQLSchema) -> dict[tuple[str, str], Rule]:
+    rules: dict[tuple[str, str], Rule] = {}
+    for type_name, gtype in schema.type_map.items():
+        if not isinstance(gtype, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, field in gtype.fields.items():
+            node = field.ast_node
+            for directive in (node.directives if node is not None else ()) or ():
+                if directive.name.value != "protected":
+                    continue
+                scope: str = "DOMAIN"
+                args: tuple[str, ...] = ()
+                for arg in directive.arguments or ():
+                    if arg.name.value == "type" and isinstance(arg.value, EnumValueNode):
+                        scope = arg.value.value
+                    elif arg.name.value == "args" and isinstance(arg.value, ListValueNode):
+                        args = tuple(v.value for v in arg.value.values
+                                     if isinstance(v, StringValueNode))
+                rules[(type_name, field_name)] = Rule(scope, args)
+    return rules
+
+
+def _domain_of(value: Any) -> str:
+    text = str(value)
+    if "@" in text or "/" in text:
+        try:
+            return JID.parse(text).domain
+        except (InvalidJID, ValueError):
+            return ""
+    return text.strip().lower()
+
+
+def middleware(rules: dict[tuple[str, str], Rule]) -> Callable[..., Any]:
+    def protect(next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo,
+                **args: Any) -> Any:
+        ctx: Context = info.context
+        if info.path.prev is None and ctx.allowed_categories is not None \
+                and info.field_name not in ALWAYS_ALLOWED \
+                and info.field_name not in ctx.allowed_categories:
+            raise fail(f"category {info.field_name} is not allowed on this endpoint",
+                       "category_not_allowed")
+        caller = ctx.caller
+        if caller.kind == "domain_admin":
+            rule = rules.get((info.parent_type.name, info.field_name))
+            if rule is not None:
+                if rule.scope == "GLOBAL":
+                    raise fail(f"{info.field_name} is only for the global admin",
+                               "no_permissions")
+                for name in rule.args:
+                    value = args.get(name)
+                    if value is None:
+                        raise fail(f"{info.field_name}: a domain admin must give {name}",
+                                   "no_permissions")
+                    if _domain_of(value) != caller.domain:
+                        raise fail(f"{info.field_name}: {name} is outside the domain "
+                                   f"{caller.domain} of this admin", "no_permissions")
+        return next_(root, info, **args)
+
+    return protect

@@ -1,0 +1,37 @@
+"""last: XEP-0012 last activity."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from suricate.admin.context import Context, fail, parse_jid, served_domain
+
+
+async def get_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    found = await ctx.server.storage.get_last(user.domain, user.local or "")
+    if found is None:
+        raise fail(f"no last activity for {user}", "not_found")
+    return {"user": str(user), "timestamp": found[0], "status": found[1]}
+
+
+async def set_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    stamp = int(a["timestamp"]) if a.get("timestamp") is not None else int(time.time())
+    await ctx.server.storage.set_last(user.domain, user.local or "", stamp, a["status"])
+    return {"user": str(user), "timestamp": stamp, "status": a["status"]}
+
+
+async def count_active_users(ctx: Context, a: dict[str, Any]) -> int:
+    return await ctx.server.storage.count_active_users(served_domain(ctx, a["domain"]),
+                                                       int(a["timestamp"]))
+
+
+RESOLVERS = {
+    ("LastAdminQuery", "getLast"): get_last,
+    ("LastAdminQuery", "countActiveUsers"): count_active_users,
+    ("LastAdminMutation", "setLast"): set_last,
+}

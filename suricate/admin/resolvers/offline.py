@@ -1,0 +1,31 @@
+"""offline: maintenance of stored offline messages (XEP-0160)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from suricate.admin.context import Context, fail, served_domain
+
+
+async def delete_expired_messages(ctx: Context, a: dict[str, Any]) -> str:
+    served_domain(ctx, a["domain"])
+    # Expired messages are never delivered (XEP-0079), whoever they were for: removing them
+    # all is safe for a domain admin too.
+    removed = await ctx.server.storage.remove_expired_offline(time.time())
+    return f"Removed {removed} messages"
+
+
+async def delete_old_messages(ctx: Context, a: dict[str, Any]) -> str:
+    domain = served_domain(ctx, a["domain"])
+    days = int(a["days"])
+    if days < 0:
+        raise fail("days must not be negative", "bad_request")
+    removed = await ctx.server.storage.remove_old_offline(domain, time.time() - days * 86400)
+    return f"Removed {removed} messages"
+
+
+RESOLVERS = {
+    ("OfflineAdminMutation", "deleteExpiredMessages"): delete_expired_messages,
+    ("OfflineAdminMutation", "deleteOldMessages"): delete_old_messages,
+}

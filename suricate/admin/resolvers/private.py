@@ -1,0 +1,38 @@
+"""private: XEP-0049 private XML storage, one element per namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+
+async def get_private(ctx: Context, a: dict[str, Any]) -> str:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    xml = await ctx.server.storage.get_private(user.domain, user.local or "", a["nameSpace"])
+    # XEP-0049 §3.2: nothing stored reads as the empty element that was asked for.
+    return xml if xml is not None else Element(a["element"], a["nameSpace"]).serialize()
+
+
+async def set_private(ctx: Context, a: dict[str, Any]) -> str:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    try:
+        elements = parse_fragment(a["elementString"])
+    except XMLStreamError as err:
+        raise fail(f"elementString: not well-formed XML ({err})", "bad_element") from None
+    if len(elements) != 1 or not elements[0].xmlns:
+        raise fail("elementString: give one element with its namespace", "bad_element")
+    element = elements[0]
+    await ctx.server.storage.set_private(user.domain, user.local or "", element.xmlns,
+                                         element.serialize())
+    return "Private data stored successfully"
+
+
+RESOLVERS = {
+    ("PrivateAdminQuery", "getPrivate"): get_private,
+    ("PrivateAdminMutation", "setPrivate"): set_private,
+}

@@ -1,0 +1,77 @@
+"""stanza: send a message, a headline, or any stanza, routed like one from a client."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.jid import JID, InvalidJID
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+
+def _route(ctx: Context, frm: JID, to: JID, stanza: Element) -> dict[str, Any]:
+    stanza.attrs.setdefault("id", secrets.token_hex(8))
+    stanza.attrs["from"] = str(frm)
+    stanza.attrs["to"] = str(to)
+    ctx.server.router.route(frm, to, stanza)
+    return {"id": stanza.attrs["id"]}
+
+
+def _to(value: Any) -> JID:
+    try:
+        return JID.parse(str(value))
+    except (InvalidJID, ValueError) as exc:
+        raise fail(f"to: invalid JID {value!r} ({exc})", "bad_jid") from None
+
+
+async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    frm = parse_jid(a["from"], "from")
+    served_domain(ctx, frm.domain)
+    message = Element("message", ns.CLIENT, {"type": "chat"})
+    message.add("body", text=a["body"])
+    return _route(ctx, frm, _to(a["to"]), message)
+
+
+async def send_message_headline(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    frm = parse_jid(a["from"], "from")
+    served_domain(ctx, frm.domain)
+    message = Element("message", ns.CLIENT, {"type": "headline"})
+    if a.get("subject"):
+        message.add("subject", text=a["subject"])
+    if a.get("body"):
+        message.add("body", text=a["body"])
+    return _route(ctx, frm, _to(a["to"]), message)
+
+
+def _default_namespace(element: Element, xmlns: str) -> None:
+    """A stanza written without xmlns is in jabber:client, like one a client sends."""
+    if not element.xmlns:
+        element.xmlns = xmlns
+    for child in element.elements():
+        if not child.xmlns:
+            _default_namespace(child, xmlns)
+
+
+async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    try:
+        elements = parse_fragment(a["stanza"])
+    except XMLStreamError as err:
+        raise fail(f"stanza: not well-formed XML ({err})", "bad_stanza") from None
+    if len(elements) != 1 or elements[0].name not in ("message", "presence", "iq"):
+        raise fail("stanza: give exactly one message, presence or iq element", "bad_stanza")
+    stanza = elements[0]
+    _default_namespace(stanza, ns.CLIENT)
+    if not stanza.attrs.get("from") or not stanza.attrs.get("to"):
+        raise fail("stanza: both 'from' and 'to' are required", "bad_stanza")
+    frm = _to(stanza.attrs["from"])
+    return _route(ctx, frm, _to(stanza.attrs["to"]), stanza)
+
+
+RESOLVERS = {
+    ("StanzaAdminMutation", "sendMessage"): send_message,
+    ("StanzaAdminMutation", "sendMessageHeadLine"): send_message_headline,
+    ("StanzaAdminMutation", "sendStanza"): send_stanza,
+}

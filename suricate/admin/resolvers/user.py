@@ -1,0 +1,95 @@
+"""The user endpoint: the same operations, on the logged-in account only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suricate.admin.context import Context, fail, parse_jid
+from suricate.admin.resolvers import (
+    last,
+    private,
+    roster,
+    session,
+    stanza,
+    token,
+    vcard,
+)
+from suricate.jid import JID
+
+
+def _me(ctx: Context) -> JID:
+    assert ctx.caller.jid is not None
+    return ctx.caller.jid
+
+
+async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    return {"username": str(_me(ctx)), "authStatus": "AUTHORIZED"}
+
+
+async def unregister(ctx: Context, a: dict[str, Any]) -> str:
+    me = _me(ctx)
+    ctx.server.kick_user(me, "account removed")
+    await ctx.server.auth.remove(me)
+    return "Your account has been removed"
+
+
+async def change_password(ctx: Context, a: dict[str, Any]) -> str:
+    if not a["newPassword"]:
+        raise fail("the password must not be empty", "bad_password")
+    await ctx.server.auth.set_password(_me(ctx), a["newPassword"])
+    return "Password changed"
+
+
+async def list_resources(ctx: Context, a: dict[str, Any]) -> list[str]:
+    return [s.jid.resource or "" for s in session.user_sessions(ctx, str(_me(ctx)))]
+
+
+async def count_resources(ctx: Context, a: dict[str, Any]) -> int:
+    return len(session.user_sessions(ctx, str(_me(ctx))))
+
+
+async def list_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return [session.session_info(s) for s in session.user_sessions(ctx, str(_me(ctx)))]
+
+
+async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    me = _me(ctx)
+    frm = parse_jid(a["from"], "from") if a.get("from") else me
+    if frm.bare != me:
+        raise fail("from: you can only send as yourself", "no_permissions")
+    return await stanza.send_message(ctx, {"from": str(frm), "to": a["to"], "body": a["body"]})
+
+
+def _as_me(fn: Any) -> Any:
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": str(_me(ctx))})
+    return run
+
+
+def _user_or_me(fn: Any) -> Any:
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": a.get("user") or str(_me(ctx))})
+    return run
+
+
+RESOLVERS = {
+    ("UserQuery", "checkAuth"): check_auth,
+    ("AccountUserMutation", "unregister"): unregister,
+    ("AccountUserMutation", "changePassword"): change_password,
+    ("SessionUserQuery", "listResources"): list_resources,
+    ("SessionUserQuery", "countResources"): count_resources,
+    ("SessionUserQuery", "listSessions"): list_sessions,
+    ("StanzaUserMutation", "sendMessage"): send_message,
+    ("RosterUserQuery", "listContacts"): _as_me(roster.list_contacts),
+    ("RosterUserQuery", "getContact"): _as_me(roster.get_contact),
+    ("RosterUserMutation", "addContact"): _as_me(roster.add_contact),
+    ("RosterUserMutation", "deleteContact"): _as_me(roster.delete_contact),
+    ("VcardUserQuery", "getVcard"): _user_or_me(vcard.get_vcard),
+    ("VcardUserMutation", "setVcard"): _as_me(vcard.set_vcard),
+    ("PrivateUserQuery", "getPrivate"): _as_me(private.get_private),
+    ("PrivateUserMutation", "setPrivate"): _as_me(private.set_private),
+    ("LastUserQuery", "getLast"): _user_or_me(last.get_last),
+    ("LastUserMutation", "setLast"): _as_me(last.set_last),
+    ("TokenUserQuery", "listTokens"): _as_me(token.list_tokens),
+    ("TokenUserMutation", "revokeToken"): _as_me(token.revoke_token),
+}

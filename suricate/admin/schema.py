@@ -1,0 +1,87 @@
+"""Loading the shipped ``.graphql`` files and binding resolvers to them.
+
+A category type (``AccountAdminQuery``, ``SessionUserQuery``, ...) must have a resolver for
+every field: a field without one is refused when the schema is built (tests build both), so the
+SDL cannot promise what the code does not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+
+from graphql import GraphQLObjectType, GraphQLSchema, build_schema
+
+from suricate.admin.protect import Rule, read_rules
+from suricate.admin.resolvers import ADMIN_RESOLVERS, USER_RESOLVERS, Resolver
+
+SCHEMA_FOLDERS = {"admin": ("common", "admin"), "domain_admin": ("common", "admin"),
+                  "user": ("common", "user")}
+
+
+def sdl(endpoint: str) -> str:
+    """The schema text of an endpoint, the files of each folder in name order."""
+    base = resources.files("suricate.admin").joinpath("schema")
+    texts: list[str] = []
+    for folder in SCHEMA_FOLDERS[endpoint]:
+        entries = sorted(base.joinpath(folder).iterdir(), key=lambda e: e.name)
+        texts += [e.read_text(encoding="utf-8") for e in entries if e.name.endswith(".graphql")]
+    return "\n".join(texts)
+
+
+def _bind(fn: Resolver) -> Callable[..., Any]:
+    # GraphQL argument names are not always Python names (`from`): resolvers take a dict.
+    def resolve(_root: Any, info: Any, **args: Any) -> Any:
+        return fn(info.context, args)
+    return resolve
+
+
+def _category(_root: Any, _info: Any, **_args: Any) -> Any:
+    return {}  # a category object carries nothing; its fields do the work
+
+
+class BuiltSchema:
+    def __init__(self, schema: GraphQLSchema, rules: dict[tuple[str, str], Rule]) -> None:
+        self.schema = schema
+        self.rules = rules
+
+
+def build(endpoint: str) -> BuiltSchema:
+    schema = build_schema(sdl(endpoint))
+    resolvers: Mapping[tuple[str, str], Resolver] = (
+        USER_RESOLVERS if endpoint == "user" else ADMIN_RESOLVERS)
+    roots = [t for t in (schema.query_type, schema.mutation_type) if t is not None]
+    missing: list[str] = []
+    for root in roots:
+        for name, field in root.fields.items():
+            fn = resolvers.get((root.name, name))
+            if fn is not None:
+                field.resolve = _bind(fn)
+                continue
+            field.resolve = _category
+            category = field.type
+            if not isinstance(category, GraphQLObjectType):
+                missing.append(f"{root.name}.{name}")
+                continue
+            for op_name, op in category.fields.items():
+                op_fn = resolvers.get((category.name, op_name))
+                if op_fn is None:
+                    missing.append(f"{category.name}.{op_name}")
+                else:
+                    op.resolve = _bind(op_fn)
+    if missing:
+        raise RuntimeError(f"{endpoint} schema fields without a resolver: {missing}")
+    return BuiltSchema(schema, read_rules(schema))
+
+
+def categories(schema: GraphQLSchema) -> list[tuple[str, str, GraphQLObjectType]]:
+    """(root kind, category name, category type) of a schema: ``query``/``mutation``."""
+    found = []
+    for kind, root in (("query", schema.query_type), ("mutation", schema.mutation_type)):
+        if root is None:
+            continue
+        for name, field in root.fields.items():
+            if isinstance(field.type, GraphQLObjectType) and name != "checkAuth":
+                found.append((kind, name, field.type))
+    return found

@@ -1,0 +1,162 @@
+"""Declared events: a name, the labels it carries and its typed measurements (MongooseIM 6.4).
+
+An event is declared once, by the code that emits it, with ``declare(...)`` at import time
+(like a hook): the server core's events are declared here, a module's next to the module
+(``mod_roster_get`` in ``suricate/modules/mod_roster.py``). Handlers learn every event from
+``EVENTS``; emitting an event nobody declared is our bug and handlers log it.
+
+Measurement types follow 6.4:
+- ``spiral``: how many times something happened (a Prometheus counter),
+- ``counter``: a value moved up and down by deltas (``sm_session`` count; a Prometheus gauge),
+- ``gauge``: a value set as a whole (probes; a Prometheus gauge),
+- ``histogram``: a distribution of observed values (``byte_size``; a Prometheus histogram).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class MetricType(StrEnum):
+    SPIRAL = "spiral"
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+SPIRAL = MetricType.SPIRAL
+COUNTER = MetricType.COUNTER
+GAUGE = MetricType.GAUGE
+HISTOGRAM = MetricType.HISTOGRAM
+
+#: Upper bounds for sizes in bytes: small stanzas dominate, large ones are what hurt.
+BYTE_BUCKETS: tuple[float, ...] = (
+    32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576,
+)
+#: Upper bounds for durations in microseconds (6.4 measures `time` in µs).
+TIME_BUCKETS: tuple[float, ...] = (
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
+)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    labels: tuple[str, ...]
+    metrics: Mapping[str, MetricType]
+    doc: str = ""
+    #: Histogram bucket bounds per histogram metric; BYTE_BUCKETS when not given.
+    buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    #: Polled every `probe_interval` rather than emitted by the code (system probes).
+    probe: bool = False
+
+    def buckets_of(self, metric: str) -> tuple[float, ...]:
+        return self.buckets.get(metric, BYTE_BUCKETS)
+
+
+#: Every declared event by name. Filled at import by `declare`, never at run time: it is a
+#: table of constants like the hooks, not state.
+EVENTS: dict[str, EventSpec] = {}
+
+
+def declare(name: str, labels: Sequence[str], metrics: Mapping[str, MetricType], doc: str,
+            buckets: Mapping[str, tuple[float, ...]] | None = None,
+            probe: bool = False) -> EventSpec:
+    spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe)
+    old = EVENTS.get(name)
+    if old is not None and old != spec:
+        raise ValueError(f"event {name} declared twice, differently")
+    EVENTS[name] = spec
+    return spec
+
+
+# -- XMPP traffic --------------------------------------------------------------------------
+_ELEMENT_METRICS = {
+    "count": SPIRAL, "stanza_count": SPIRAL, "message_count": SPIRAL, "iq_count": SPIRAL,
+    "presence_count": SPIRAL, "error_count": SPIRAL, "message_error_count": SPIRAL,
+    "iq_error_count": SPIRAL, "presence_error_count": SPIRAL, "byte_size": HISTOGRAM,
+}
+#: Order of the element counters in a series (the Prometheus handler keeps them in a list).
+ELEMENT_COUNTERS: tuple[str, ...] = tuple(m for m in _ELEMENT_METRICS if m != "byte_size")
+
+XMPP_ELEMENT_IN = declare(
+    "xmpp_element_in", ("connection_type", "host_type"), _ELEMENT_METRICS,
+    "XML elements received, once per parsed element (stream features, SASL and stanzas); "
+    "byte_size is the size of the element as serialized")
+XMPP_ELEMENT_OUT = declare(
+    "xmpp_element_out", ("connection_type", "host_type"), _ELEMENT_METRICS,
+    "XML elements sent, once per element written")
+
+TCP_DATA_IN = declare("tcp_data_in", ("connection_type",), {"byte_size": SPIRAL},
+                      "Bytes read from sockets (TLS records included)")
+TCP_DATA_OUT = declare("tcp_data_out", ("connection_type",), {"byte_size": SPIRAL},
+                       "Bytes written to sockets")
+TLS_DATA_IN = declare("tls_data_in", ("connection_type",), {"byte_size": SPIRAL},
+                      "Plaintext bytes that came out of TLS")
+TLS_DATA_OUT = declare("tls_data_out", ("connection_type",), {"byte_size": SPIRAL},
+                       "Plaintext bytes that went into TLS")
+
+# -- authentication ------------------------------------------------------------------------
+C2S_AUTH_FAILED = declare("c2s_auth_failed", ("host_type",), {"count": SPIRAL},
+                          "Failed client authentications")
+S2S_AUTH_FAILED = declare("s2s_auth_failed", ("host_type",), {"count": SPIRAL},
+                          "Failed server-to-server authentications")
+COMPONENT_AUTH_FAILED = declare("component_auth_failed", ("host_type",), {"count": SPIRAL},
+                                "Failed component handshakes")
+AUTH_FAILED_BY_TYPE = {"c2s": C2S_AUTH_FAILED, "s2s": S2S_AUTH_FAILED,
+                       "component": COMPONENT_AUTH_FAILED}
+
+# -- sessions and routing ------------------------------------------------------------------
+SM_SESSION = declare(
+    "sm_session", ("host_type",), {"count": COUNTER, "logins": SPIRAL, "logouts": SPIRAL},
+    "Client sessions: count is how many are open now")
+SM_MESSAGE_BOUNCED = declare("sm_message_bounced", ("host_type",), {"count": SPIRAL},
+                             "Messages to an account that could not take them (bounced)")
+ROUTER_NO_ROUTE_FOUND = declare("router_no_route_found", ("host_type",), {"count": SPIRAL},
+                                "Stanzas to a domain with no route")
+ROUTER_STANZA_DROPPED = declare("router_stanza_dropped", ("host_type",), {"count": SPIRAL},
+                                "Stanzas dropped by the router (errors to errors, no sender)")
+
+# -- events of modules written elsewhere (declared here until their module exists) ---------
+MOD_CSI_ACTIVE = declare("mod_csi_active", ("host_type",), {"count": SPIRAL},
+                         "XEP-0352: clients that became active")
+MOD_CSI_INACTIVE = declare("mod_csi_inactive", ("host_type",), {"count": SPIRAL},
+                           "XEP-0352: clients that became inactive")
+MOD_FAST_AUTH_TOKEN_AUTH = declare(
+    "mod_fast_auth_token_auth", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
+    "XEP-0484: logins with a FAST token")
+MOD_FAST_AUTH_TOKEN_REQUEST = declare(
+    "mod_fast_auth_token_request", ("host_type",), {"count": SPIRAL},
+    "XEP-0484: tokens issued")
+MOD_STREAM_MANAGEMENT_RESUME = declare(
+    "mod_stream_management_resume", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
+    "XEP-0198: stream resumptions")
+MOD_STREAM_MANAGEMENT_STALE = declare(
+    "mod_stream_management_stale_h", ("host_type",), {"count": SPIRAL},
+    "XEP-0198: sessions kept waiting for resumption")
+
+# -- system probes (polled every probe_interval) -------------------------------------------
+SYSTEM_UP_TIME = declare("system_up_time", (), {"seconds": GAUGE},
+                         "Seconds since the server started", probe=True)
+SYSTEM_MEMORY = declare("system_memory", (), {"total": GAUGE, "peak": GAUGE},
+                        "Resident memory of the process in bytes (now, and its peak)",
+                        probe=True)
+SYSTEM_TCP_PORTS = declare("system_tcp_ports", ("connection_type",), {"count": GAUGE},
+                           "Open connections per listener kind", probe=True)
+SYSTEM_EVENT_LOOP_LAG = declare(
+    "system_event_loop_lag", (), {"seconds": GAUGE},
+    "How late the last probe timer fired: a busy event loop answers late", probe=True)
+SM_TOTAL_SESSIONS = declare("sm_total_sessions", (), {"count": GAUGE},
+                            "Client sessions on this node", probe=True)
+SM_UNIQUE_SESSIONS = declare("sm_unique_sessions", (), {"count": GAUGE},
+                             "Accounts with at least one session", probe=True)
+
+
+def element_kind(name: str) -> int:
+    """Index of the per-kind counter (message/iq/presence) in ELEMENT_COUNTERS, or -1."""
+    return _KIND_INDEX.get(name, -1)
+
+
+_KIND_INDEX = {"message": 2, "iq": 3, "presence": 4}

@@ -1,0 +1,126 @@
+"""``[[listen.http]]``: one HTTP(S) server, its requests routed to handlers by host and path.
+
+A handler answers its ``path`` and everything under it (``/api/graphql`` also serves
+``/api/graphql/sse``); ``host = "_"`` matches any Host header. The most specific path wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from suricate.net.http.connection import HttpConnection
+from suricate.net.http.message import HttpHandler, Request, Response
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.http")
+
+
+@dataclass
+class Route:
+    kind: str
+    host: str
+    path: str
+    handler: HttpHandler
+
+    def matches(self, request: Request) -> bool:
+        if self.host != "_" and self.host != request.host:
+            return False
+        path = self.path.rstrip("/")
+        return request.path == self.path or request.path == path \
+            or request.path.startswith(path + "/")
+
+
+def build_handler(kind: str, opts: Mapping[str, Any], server: Server) -> HttpHandler | None:
+    """The handler of one ``[[listen.http.handlers.<kind>]]`` entry, or None if not served yet."""
+    if kind == "mongoose_prometheus_handler":
+        from suricate.instrument.prometheus import PrometheusHandler
+        from suricate.instrument.setup import find_handler
+        from suricate.net.http.prometheus import PrometheusEndpoint
+
+        handler = find_handler(server.instrument, "prometheus")
+        if handler is None:
+            log.warning("prometheus_handler_without_instrumentation: add "
+                        "[instrumentation.prometheus] to measure anything")
+        return PrometheusEndpoint(handler if isinstance(handler, PrometheusHandler) else None)
+    if kind == "mongoose_graphql_handler":
+        from suricate.admin.endpoint import GraphQLEndpoint
+
+        return GraphQLEndpoint(server, opts)
+    return None  # mod_websockets, mod_bosh: accepted by the configuration, not served yet
+
+
+class HttpListener:
+    kind = "http"
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        self.server = server
+        self.opts = opts
+        self.routes: list[Route] = []
+        for kind, entries in opts.get("handlers", {}).items():
+            for entry in entries:
+                handler = build_handler(kind, entry, server)
+                if handler is None:
+                    log.warning("http_handler_not_available kind=%s path=%s: accepted by the "
+                                "configuration, served by a later version", kind, entry["path"])
+                    continue
+                self.routes.append(Route(kind, entry["host"], entry["path"], handler))
+        # Longest path first: /api/graphql/user before /api/graphql.
+        self.routes.sort(key=lambda r: -len(r.path))
+        self.connections: set[HttpConnection] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return int(self.opts["port"])
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.opts.get("tls")
+        if not tls or not tls.get("certfile"):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
+                            password=tls.get("password"))
+        if tls.get("ciphers"):
+            ctx.set_ciphers(tls["ciphers"])
+        return ctx
+
+    async def dispatch(self, request: Request) -> Response:
+        for route in self.routes:
+            if route.matches(request):
+                return await route.handler.handle(request)
+        return Response.text(404, "not found\n")
+
+    def _make(self) -> HttpConnection:
+        conn = HttpConnection(self.dispatch, self.connections.discard, self.server.spawn)
+        self.connections.add(conn)
+        max_conns = self.opts.get("transport", {}).get("max_connections")
+        if max_conns is not None and len(self.connections) > max_conns:
+            asyncio.get_running_loop().call_soon(conn.close)
+        return conn
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ip = self.opts.get("ip_address") or "0.0.0.0"
+        family = socket.AF_INET6 if self.opts.get("ip_version") == 6 or ":" in ip \
+            else socket.AF_INET
+        self._server = await loop.create_server(
+            self._make, host=ip, port=self.opts["port"], family=family,
+            ssl=self._ssl_context(), reuse_address=True, backlog=1024)
+        log.info("listener_started kind=http ip=%s port=%s handlers=%s", ip, self.port,
+                 ",".join(f"{r.kind}:{r.path}" for r in self.routes))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()

@@ -1,0 +1,295 @@
+"""The admin, domain_admin and user GraphQL endpoints over real HTTP, with real clients."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suricate.admin.schema import build
+from tests.e2e.harness import Client, connect, disconnect, eventually
+from tests.ops.harness import ADMIN, admin, basic, gql, http, ops_server
+
+REGISTER = ('mutation($d: DomainName!, $u: String, $p: String!) { account { '
+            'registerUser(domain: $d, username: $u, password: $p) { jid message } } }')
+
+
+def watch_disconnect(client: Client) -> asyncio.Future[bool]:
+    gone: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    client.add_event_handler("disconnected",
+                             lambda _: gone.done() or gone.set_result(True))
+    return gone
+
+
+def code_of(result: dict[str, Any]) -> str:
+    return str(result["errors"][0]["extensions"]["code"])
+
+
+def test_every_schema_field_has_a_resolver() -> None:
+    for endpoint in ("admin", "domain_admin", "user"):
+        build(endpoint)  # raises on a field without a resolver
+
+
+async def test_register_login_kick(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        data = await admin(server, REGISTER, d="localhost", u="alice", p="pw")
+        assert data["account"]["registerUser"]["jid"] == "alice@localhost"
+        dup_status, dup = await gql(server, REGISTER, {"d": "localhost", "u": "alice",
+                                                       "p": "x"})
+        assert dup_status == 200 and code_of(dup) == "user_exists"
+        alice = await connect(server, "alice@localhost/phone", "pw")
+        gone = watch_disconnect(alice)
+        sessions = await admin(server, '{ session { listSessions(domain: "localhost") '
+                               '{ user connection ip } countSessions } }')
+        assert sessions["session"]["listSessions"] == [
+            {"user": "alice@localhost/phone", "connection": "c2s_tls", "ip": "127.0.0.1"}]
+        assert sessions["session"]["countSessions"] == 1
+        kicked = await admin(server, 'mutation { session { kickUserSession(user: '
+                             '"alice@localhost/phone", reason: "bye") { jid message } } }')
+        assert kicked["session"]["kickUserSession"]["jid"] == "alice@localhost/phone"
+        await asyncio.wait_for(gone, 5)
+        await eventually(lambda: _no_sessions(server))
+
+
+async def _no_sessions(server: Any) -> bool:
+    return len(server.sessions) == 0
+
+
+async def test_dynamic_domain_add_login_disable(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        added = await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                            'hostType: "dynamic") { domain hostType status } } }')
+        assert added["domain"]["addDomain"] == {"domain": "dyn.example", "hostType": "dynamic",
+                                                "status": "ENABLED"}
+        await admin(server, REGISTER, d="dyn.example", u="zoe", p="pw")
+        zoe = await connect(server, "zoe@dyn.example/r", "pw")  # no restart
+        listed = await admin(server, '{ domain { domainsByHostType(hostType: "dynamic") } }')
+        assert listed["domain"]["domainsByHostType"] == ["dyn.example"]
+        gone = watch_disconnect(zoe)
+        await admin(server, 'mutation { domain { disableDomain(domain: "dyn.example") '
+                    '{ status } } }')
+        await asyncio.wait_for(gone, 5)
+        with pytest.raises((ConnectionError, PermissionError, asyncio.TimeoutError)):
+            await connect(server, "zoe@dyn.example/r", "pw", timeout=5)
+        await admin(server, 'mutation { domain { enableDomain(domain: "dyn.example") '
+                    '{ status } } }')
+        zoe = await connect(server, "zoe@dyn.example/r", "pw")
+        await disconnect(zoe)
+        status, bad = await gql(server, 'mutation { domain { addDomain(domain: "x.example", '
+                                'hostType: "nope") { domain } } }')
+        assert code_of(bad) == "domain_error" and "unknown host type" in bad["errors"][0][
+            "message"]
+        await admin(server, 'mutation { domain { removeDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { status } } }')
+        assert await server.storage.list_users("dyn.example") == []
+        assert not server.is_local_domain("dyn.example")
+
+
+async def test_refusals(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        # bad credentials
+        status, result = await gql(server, "{ checkAuth { authType } }", auth=("admin", "no"))
+        assert status == 401 and code_of(result) == "no_permissions"
+        status, result = await gql(server, "{ checkAuth { authType } }", auth=None)
+        assert status == 401
+        # malformed GraphQL, unknown field, GET mutation
+        status, result = await gql(server, "{ account { listUsers(domain: ")
+        assert status == 400 and code_of(result) == "parsing_error"
+        status, result = await gql(server, "{ account { noSuchThing } }")
+        assert status == 400 and code_of(result) == "validation_error"
+        status, _, body = await http(server, "/api/graphql?query=mutation%7Bserver%7Bstop%7D%7D",
+                                     headers=basic(*ADMIN))
+        assert status == 405 and not server.stop_requested.is_set()  # type: ignore[union-attr]
+        status, _, body = await http(server, "/api/graphql", b"not json",
+                                     {"content-type": "application/json", **basic(*ADMIN)})
+        assert status == 400 and b"not JSON" in body
+        # a domain admin reaches only its own domain
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        await admin(server, 'mutation { domain { setDomainPassword(domain: "dyn.example", '
+                    'password: "dpw") } }')
+        await admin(server, REGISTER, d="dyn.example", u="yan", p="pw")
+        await admin(server, REGISTER, d="localhost", u="local", p="pw")
+        dom = ("admin@dyn.example", "dpw")
+        status, result = await gql(server, '{ checkAuth { domain authType } account { '
+                                   'listUsers(domain: "dyn.example") } }', auth=dom,
+                                   path="/api/graphql/domain")
+        assert status == 200 and "errors" not in result, result
+        assert result["data"] == {"checkAuth": {"domain": "dyn.example",
+                                                "authType": "DOMAIN_ADMIN"},
+                                  "account": {"listUsers": ["yan@dyn.example"]}}
+        for query in ('{ account { listUsers(domain: "localhost") } }',
+                      'mutation { account { removeUser(user: "local@localhost") { jid } } }',
+                      '{ session { listSessions { user } } }',
+                      'mutation { domain { addDomain(domain: "b.example", hostType: "dynamic")'
+                      ' { domain } } }',
+                      '{ server { status { statusCode } } }'):
+            status, result = await gql(server, query, auth=dom, path="/api/graphql/domain")
+            assert status == 200 and code_of(result) == "no_permissions", (query, result)
+        assert await server.storage.user_exists("localhost", "local")
+        status, _ = await gql(server, "{ checkAuth { authType } }",
+                              auth=("admin@dyn.example", "wrong"), path="/api/graphql/domain")
+        assert status == 401
+        status, _ = await gql(server, "{ checkAuth { authType } }",
+                              auth=("admin@localhost", "dpw"), path="/api/graphql/domain")
+        assert status == 401
+
+
+async def test_allowed_categories(tmp_path: Path) -> None:
+    async with ops_server(tmp_path, allowed='allowed_categories = ["account"]') as server:
+        await admin(server, '{ checkAuth { authType } account { countUsers(domain: '
+                    '"localhost") } }')
+        status, result = await gql(server, "{ server { status { statusCode } } }")
+        assert status == 200 and code_of(result) == "category_not_allowed"
+
+
+async def test_every_admin_category(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        for user in ("ann", "ben"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        ann = await connect(server, "ann@localhost/a", "pw")
+        ann.send_presence()
+        # account
+        data = await admin(server, '{ account { listUsers(domain: "localhost") '
+                           'countUsers(domain: "localhost") '
+                           'checkPassword(user: "ann@localhost", password: "pw") { correct } '
+                           'checkUser(user: "zed@localhost") { exist } } }')
+        assert data["account"] == {"listUsers": ["ann@localhost", "ben@localhost"],
+                                   "countUsers": 2, "checkPassword": {"correct": True},
+                                   "checkUser": {"exist": False}}
+        await admin(server, 'mutation { account { changeUserPassword(user: "ben@localhost", '
+                    'newPassword: "new") { message } } }')
+        assert await server.auth.check_password(_jid("ben@localhost"), "new")
+        # stanza: the connected client receives it
+        await admin(server, 'mutation { stanza { sendMessage(from: "ben@localhost", '
+                    'to: "ann@localhost/a", body: "from the API") { id } } }')
+        assert (await ann.next_message())["body"] == "from the API"
+        await admin(server, 'mutation($s: String!) { stanza { sendStanza(stanza: $s) { id } } }',
+                    s="<message from='ben@localhost' to='ann@localhost/a' type='chat'>"
+                      "<body>raw</body></message>")
+        assert (await ann.next_message())["body"] == "raw"
+        # session
+        data = await admin(server, '{ session { listUserSessions(user: "ann@localhost") '
+                           '{ user } countUserResources(user: "ann@localhost") '
+                           'getUserResource(user: "ann@localhost", number: 1) } }')
+        assert data["session"] == {"listUserSessions": [{"user": "ann@localhost/a"}],
+                                   "countUserResources": 1, "getUserResource": "a"}
+        await admin(server, 'mutation { session { setPresence(user: "ann@localhost/a", '
+                    'type: AVAILABLE, show: AWAY, status: "lunch", priority: 1) { message } } }')
+
+        async def away() -> bool:
+            data = await admin(server, '{ session { countUsersWithStatus(status: "away") } }')
+            return bool(data["session"]["countUsersWithStatus"] == 1)
+
+        await eventually(away)
+        # roster
+        await admin(server, 'mutation { roster { addContact(user: "ann@localhost", contact: '
+                    '"ben@localhost", name: "Ben", groups: ["work"]) } }')
+        data = await admin(server, '{ roster { listContacts(user: "ann@localhost") '
+                           '{ jid name groups subscription } } }')
+        assert data["roster"]["listContacts"] == [{"jid": "ben@localhost", "name": "Ben",
+                                                   "groups": ["work"], "subscription": "none"}]
+        await admin(server, 'mutation { roster { deleteContact(user: "ann@localhost", '
+                    'contact: "ben@localhost") } }')
+        # vcard, private, last
+        await admin(server, 'mutation($v: String!) { vcard { setVcard(user: "ann@localhost", '
+                    'vcard: $v) } }', v="<vCard xmlns='vcard-temp'><FN>Ann</FN></vCard>")
+        data = await admin(server, '{ vcard { getVcard(user: "ann@localhost") } }')
+        assert "<FN>Ann</FN>" in data["vcard"]["getVcard"]
+        await admin(server, 'mutation($e: String!) { private { setPrivate(user: '
+                    '"ann@localhost", elementString: $e) } }',
+                    e="<notes xmlns='storage:rosternotes'><note>x</note></notes>")
+        data = await admin(server, '{ private { getPrivate(user: "ann@localhost", '
+                           'element: "notes", nameSpace: "storage:rosternotes") } }')
+        assert "<note>x</note>" in data["private"]["getPrivate"]
+        await admin(server, 'mutation { last { setLast(user: "ben@localhost", '
+                    'timestamp: 1700000000, status: "gone") { timestamp } } }')
+        data = await admin(server, '{ last { getLast(user: "ben@localhost") { status } '
+                           'countActiveUsers(domain: "localhost", timestamp: 1600000000) } }')
+        assert data["last"] == {"getLast": {"status": "gone"}, "countActiveUsers": 1}
+        # offline, token, stat, metric, server
+        data = await admin(server, 'mutation { offline { deleteOldMessages(domain: '
+                           '"localhost", days: 0) deleteExpiredMessages(domain: "localhost") } }')
+        assert data["offline"]["deleteOldMessages"].startswith("Removed")
+        data = await admin(server, '{ token { listTokens(user: "ann@localhost") '
+                           '{ userAgentId } } }')
+        assert data["token"]["listTokens"] == []
+        await admin(server, 'mutation { token { revokeToken(user: "ann@localhost") } }')
+        data = await admin(server, '{ stat { globalStats { registeredUsers onlineUsers } '
+                           'domainStats(domain: "localhost") { registeredUsers onlineUsers } } }')
+        assert data["stat"] == {"globalStats": {"registeredUsers": 2, "onlineUsers": 1},
+                                "domainStats": {"registeredUsers": 2, "onlineUsers": 1}}
+        data = await admin(server, '{ metric { getMetrics(name: ["sm_session", "count"]) '
+                           '{ name value labels { key value } } } }')
+        assert data["metric"]["getMetrics"] == [
+            {"name": ["sm_session", "count"], "value": 1.0,
+             "labels": [{"key": "host_type", "value": "localhost"}]}]
+        data = await admin(server, '{ metric { getMetricsAsDicts(name: ["xmpp_element_in"], '
+                           'keys: ["count"]) { labels { value } dict { key value } } } }')
+        assert data["metric"]["getMetricsAsDicts"][0]["dict"][0]["key"] == "count"
+        data = await admin(server, '{ server { status { statusCode } getLoglevel } }')
+        assert data["server"]["status"]["statusCode"] == "RUNNING"
+        level = data["server"]["getLoglevel"]
+        await admin(server, 'mutation { server { setLoglevel(level: DEBUG) } }')
+        data = await admin(server, '{ server { getLoglevel } }')
+        assert data["server"]["getLoglevel"] == "DEBUG"
+        await admin(server, f'mutation {{ server {{ setLoglevel(level: {level}) }} }}')
+        # ban, then remove
+        gone = watch_disconnect(ann)
+        await admin(server, 'mutation { account { banUser(user: "ann@localhost", '
+                    'reason: "spam") { message } } }')
+        await asyncio.wait_for(gone, 5)
+        assert not await server.auth.check_password(_jid("ann@localhost"), "pw")
+        await admin(server, 'mutation { account { removeUser(user: "ann@localhost") '
+                    '{ message } } }')
+        assert not await server.storage.user_exists("localhost", "ann")
+
+
+async def test_user_api(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        for user in ("uma", "vic"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        uma = await connect(server, "uma@localhost/u", "pw")
+        vic = await connect(server, "vic@localhost/v", "pw")
+        me = ("uma@localhost", "pw")
+        status, result = await gql(server, '{ checkAuth { username } session { listResources '
+                                   'countResources } }', auth=me, path="/api/graphql/user")
+        assert status == 200 and result["data"] == {
+            "checkAuth": {"username": "uma@localhost"},
+            "session": {"listResources": ["u"], "countResources": 1}}
+        status, result = await gql(server, 'mutation { stanza { sendMessage(to: '
+                                   '"vic@localhost/v", body: "hi from my API") { id } } }',
+                                   auth=me, path="/api/graphql/user")
+        assert status == 200 and "errors" not in result
+        msg = await vic.next_message()
+        assert msg["body"] == "hi from my API" and str(msg["from"]) == "uma@localhost"
+        status, result = await gql(server, 'mutation { stanza { sendMessage(from: '
+                                   '"vic@localhost", to: "uma@localhost", body: "x") { id } } }',
+                                   auth=me, path="/api/graphql/user")
+        assert code_of(result) == "no_permissions"
+        status, result = await gql(server, '{ session { countResources } }',
+                                   auth=("uma@localhost", "bad"), path="/api/graphql/user")
+        assert status == 401
+        status, result = await gql(server, 'mutation { account { changePassword('
+                                   'newPassword: "pw2") } }', auth=me, path="/api/graphql/user")
+        assert "errors" not in result
+        assert await server.auth.check_password(_jid("uma@localhost"), "pw2")
+        await disconnect(uma, vic)
+
+
+async def test_graphiql_page(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        status, headers, body = await http(server, "/api/graphql",
+                                           headers={"accept": "text/html"})
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert b"GraphiQL" in body and b"/api/graphql" in body
+        status, _, _ = await http(server, "/nowhere")
+        assert status == 404
+
+
+def _jid(text: str) -> Any:
+    from suricate.jid import JID
+
+    return JID.parse(text)
