@@ -11,8 +11,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: serve test lint install
+# xmpp.js for the end-to-end tests in tests/mobile/test_xmppjs.py (skipped without node).
+JS_STAMP := tests/js/node_modules/.installed
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/js --no-audit --no-fund && touch $(JS_STAMP); \
+	else echo "npm not found: the xmpp.js tests will be skipped"; fi
+
+.PHONY: serve test lint install js
 install: $(STAMP)
+js: $(JS_STAMP)
 
 serve: $(STAMP)
 	$(BIN)/suricate serve $(ARGS)
@@ -21,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
 	$(BIN)/pytest -q -p no:cacheprovider tests

@@ -14,7 +14,8 @@ import binascii
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
@@ -23,6 +24,7 @@ from suricate.jid import JID, InvalidJID
 from suricate.protocol import c2s as P
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.protocol.sm import BufferOverflow, StreamManagement
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
@@ -36,6 +38,20 @@ log = logging.getLogger("suricate.c2s")
 
 MAX_AUTH_FAILURES = 3  # RFC 6120 §6.4.5: "at least 2 and no more than 5" retries
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
+_SM_REQUEST = Element("r", ns.SM).to_bytes(ns.CLIENT)
+
+# A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
+CredentialSource = Callable[["C2S", str], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class UserAgent:
+    """XEP-0388 §2.4 <user-agent/>: a stable id per client installation (FAST tokens are kept
+    per user and agent id), and what the client says it is."""
+
+    id: str | None
+    software: str | None = None
+    device: str | None = None
 
 
 class C2S:
@@ -46,6 +62,9 @@ class C2S:
         "jid", "user", "auth_failures", "mechanism", "mechanism_name", "_timer", "_busy",
         "_backlog", "priority", "presence", "directed", "roster_cache", "blocklist",
         "anonymous", "started_at", "module_state", "_closing", "_ended",
+        # mobile sessions (XEP-0388, XEP-0386, XEP-0484, XEP-0198)
+        "sasl2", "user_agent", "credential_source", "sm", "_sasl2_offered", "_sasl2_inline",
+        "early_data_auth", "_resend",
     )
 
     def __init__(self, server: Server, conn: Connection, opts: Mapping[str, Any],
@@ -79,6 +98,18 @@ class C2S:
         self.anonymous = False
         self.started_at = time.time()
         self.module_state: dict[str, Any] = {}
+        # SASL2: the <authenticate/> being processed (its inline requests are answered in
+        # <success/>), None for legacy SASL.
+        self.sasl2: Element | None = None
+        self.user_agent: UserAgent | None = None
+        self.credential_source: CredentialSource | None = None
+        self.sm: StreamManagement | None = None
+        self._sasl2_offered = False
+        self._sasl2_inline: frozenset[str] = frozenset()
+        # The authentication arrived as TLS 1.3 early data (RFC 8446 §2.3): FAST insists on
+        # a replay counter then (XEP-0484 §3.4).
+        self.early_data_auth = False
+        self._resend: list[Element] = []
         self._goto(S.WAIT_FOR_STREAM)
 
     # -- state machine plumbing ---------------------------------------------------------------
@@ -112,6 +143,18 @@ class C2S:
     @property
     def available(self) -> bool:
         return self.presence is not None
+
+    @property
+    def in_early_data(self) -> bool:
+        """Bytes are being read before the TLS handshake finished: TLS 1.3 0-RTT data, which an
+        attacker may replay (RFC 8446 §8)."""
+        tls = self.conn.tls
+        return tls is not None and not tls.established
+
+    @property
+    def sasl2_offered_inline(self) -> frozenset[str]:
+        """Namespaces of the SASL2 inline features offered to this stream."""
+        return self._sasl2_inline
 
     # -- driver callbacks ---------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -175,6 +218,11 @@ class C2S:
     def eof_received(self) -> None:
         # The client half-closed without </stream:stream>: nothing more can arrive, so the
         # session ends; our pending output is still flushed before the socket closes.
+        if self.state == S.SESSION_ESTABLISHED and self.sm is not None and self.sm.resume:
+            # XEP-0198 §5: no </stream:stream>, so not a clean end: the session stays
+            # resumable (connection_lost follows the abort).
+            self.conn.abort()
+            return
         self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -182,18 +230,46 @@ class C2S:
             self._timer.cancel()
             self._timer = None
         was_state = self.state
+        if was_state == S.SESSION_ESTABLISHED and not self._closing and self.sm is not None \
+                and self.sm.resume and not self._ended \
+                and self.server.hooks.fold(H.SESSION_SUSPEND, False, self):
+            # XEP-0198 §5: the session outlives its connection for resume_timeout.
+            self.fsm.goto(S.RESUME_SESSION)
+            log.info("c2s_session_suspended jid=%s", self.jid)
+            return
         if was_state != S.CLOSED:
             self.fsm.goto(S.CLOSED)
         self._end_session("connection lost" if exc is None else f"connection lost: {exc}")
+
+    def resume_timed_out(self) -> None:
+        """mod_stream_management: nobody resumed this session in time; it ends now and its
+        unacknowledged stanzas go elsewhere (XEP-0198 §5)."""
+        if self.state != S.RESUME_SESSION:
+            return
+        self.fsm.goto(S.CLOSED)
+        self._end_session("resumption timed out")
 
     def write_overflow(self) -> None:
         self.stream_error(StreamError("policy-violation", "client does not read its socket"))
 
     # -- output -------------------------------------------------------------------------------
     def send(self, element: Element) -> None:
+        sm = self.sm
+        request = False
+        if sm is not None and element.name in STANZA_NAMES and element.xmlns == ns.CLIENT:
+            try:
+                request = sm.stanza_out(element)
+            except BufferOverflow:
+                # XEP-0198 §4 leaves the limit to the server; past buffer_max the session
+                # ends, and what the client did not acknowledge is delivered elsewhere.
+                self.stream_error(StreamError("resource-constraint",
+                                              "too many unacknowledged stanzas"))
+                return
         data = element.to_bytes(ns.CLIENT, P.STREAM_PREFIXES)
         self.server.instrument.xmpp_element_out("c2s", self.domain or "", element, len(data))
         self.conn.write(data)
+        if request:
+            self.conn.write(_SM_REQUEST)
 
     def stream_error(self, err: StreamError) -> None:
         if self.state == S.CLOSED or self._closing:
@@ -328,7 +404,26 @@ class C2S:
             if self.conn.tls is not None:
                 features.append(P.channel_binding_feature(self.conn.tls.channel_binding_types()))
         result: list[Element] = self.server.hooks.fold(H.C2S_PREAUTH_FEATURES, features, self)
+        for el in result:
+            if el.name == "authentication" and el.xmlns == ns.SASL2:
+                # XEP-0388: <authenticate/> is only valid when offered; remember which
+                # inline features (Bind 2, FAST, SM) the client may use with it.
+                self._sasl2_offered = True
+                inline = el.find("inline", ns.SASL2)
+                self._sasl2_inline = frozenset(
+                    child.xmlns for child in (inline.elements() if inline is not None else ()))
         return result
+
+    def sasl_mechanisms(self) -> list[str]:
+        """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
+        return self._mechanisms()
+
+    def sasl_context(self) -> sasl.SaslContext:
+        return self._sasl_context()
+
+    def after_takeover(self) -> None:
+        """Send what the resumed session had not had acknowledged (after <resumed/>)."""
+        self._after_takeover()
 
     def _handle_element(self, el: Element) -> Awaitable[None] | None:
         state = self.state
@@ -340,21 +435,28 @@ class C2S:
                 return None
             if el.xmlns == ns.SASL and el.name == "auth":
                 return self._sasl_auth(el)
+            if el.xmlns == ns.SASL2 and el.name == "authenticate" and self._sasl2_offered:
+                return self._sasl2_authenticate(el)
             if el.name == "iq" and el.xmlns == ns.CLIENT:
                 return self._preauth_iq(el)
             raise StreamError("not-authorized")
         if state == S.WAIT_FOR_SASL_RESPONSE:
-            if el.xmlns == ns.SASL and el.name == "response":
+            sasl_ns = ns.SASL2 if self.sasl2 is not None else ns.SASL
+            if el.xmlns == sasl_ns and el.name == "response":
                 return self._sasl_response(el)
-            if el.xmlns == ns.SASL and el.name == "abort":
+            if el.xmlns == sasl_ns and el.name == "abort":
                 self.mechanism = None
-                self.send(P.sasl_failure("aborted"))
+                self.send(self._failure_element("aborted"))
+                self.sasl2 = None
                 self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
                 return None
             raise StreamError("not-authorized")
         if state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
             if el.name == "iq" and el.xmlns == ns.CLIENT and el.find("bind", ns.BIND) is not None:
                 return self._bind(el)
+            if el.xmlns != ns.CLIENT and self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False,
+                                                                 self, el):
+                return None  # XEP-0198 <resume/> after legacy authentication
             raise StreamError("not-authorized")
         raise StreamError("not-authorized")
 
@@ -421,7 +523,8 @@ class C2S:
         if isinstance(result, sasl.NeedCredentials):
             return self._sasl_fetch(result.username)
         if isinstance(result, sasl.Challenge):
-            self.send(Element("challenge", ns.SASL, {}, [_b64encode(result.data)]))
+            sasl_ns = ns.SASL2 if self.sasl2 is not None else ns.SASL
+            self.send(Element("challenge", sasl_ns, {}, [_b64encode(result.data)]))
             return None
         if isinstance(result, sasl.Success):
             return self._sasl_success(result)
@@ -430,10 +533,20 @@ class C2S:
         return None
 
     async def _sasl_fetch(self, username: str) -> None:
-        record = await self.server.auth.credentials(username, self.domain or "")
-        nxt = self._sasl_result(self.mechanism.credentials(record))
+        if self.credential_source is not None:
+            # A mechanism with its own credentials (FAST: the user's tokens).
+            result = await self.credential_source(self, username)
+        else:
+            record = await self.server.auth.credentials(username, self.domain or "")
+            result = self.mechanism.credentials(record)
+        nxt = self._sasl_result(result)
         if nxt is not None:
             await nxt
+
+    def _failure_element(self, condition: str, text: str | None = None) -> Element:
+        if self.sasl2 is not None:
+            return P.sasl2_failure(condition, text)
+        return P.sasl_failure(condition, text)
 
     def _sasl_fail(self, failure: Any) -> None:
         self.mechanism = None
@@ -441,7 +554,9 @@ class C2S:
         self.server.metrics_auth_failed(self)
         log.info("c2s_auth_failed mech=%s condition=%s peer=%s domain=%s", self.mechanism_name,
                  failure.condition, self.conn.peer, self.domain)
-        self.send(P.sasl_failure(failure.condition, failure.text))
+        self.send(self._failure_element(failure.condition, failure.text))
+        self.sasl2 = None
+        self.credential_source = None
         if self.auth_failures >= MAX_AUTH_FAILURES:
             self.stream_error(StreamError("policy-violation", "too many authentication failures"))
             return
@@ -464,12 +579,97 @@ class C2S:
         self.anonymous = anonymous
         if anonymous:
             self.server.auth.anonymous_login(user)
+        log.info("c2s_auth_success user=%s mech=%s peer=%s", user, self.mechanism_name,
+                 self.conn.peer)
+        if self.sasl2 is not None:
+            await self._sasl2_success(result)
+            return
         self.mechanism = None
         extra = result.additional_data
         self.send(Element("success", ns.SASL, {}, [_b64encode(extra)] if extra else []))
-        log.info("c2s_auth_success user=%s mech=%s peer=%s", user, self.mechanism_name,
-                 self.conn.peer)
         self._goto(S.WAIT_FOR_STREAM)
+
+    # -- SASL2 (XEP-0388) ---------------------------------------------------------------------
+    def _sasl2_authenticate(self, el: Element) -> Awaitable[None] | None:
+        self.sasl2 = el
+        self.credential_source = None
+        agent = el.find("user-agent", ns.SASL2)
+        if agent is not None:
+            self.user_agent = UserAgent(agent.attrs.get("id"), agent.find_text("software"),
+                                        agent.find_text("device"))
+        if self._tls_required_but_missing():
+            self._sasl_fail(sasl.Failure("encryption-required"))
+            return None
+        name = el.attrs.get("mechanism", "")
+        self.mechanism_name = name
+        self.early_data_auth = self.in_early_data
+        mechanism = None
+        if name in self._mechanisms():
+            mechanism = sasl.create_mechanism(name, self._sasl_context())
+        else:
+            # Mechanisms offered only inline (FAST's HT-*, XEP-0484 §3.1) come from modules,
+            # which then also provide the credentials.
+            mechanism = self.server.hooks.fold(H.SASL2_MECHANISM, None, self, name, el)
+        if mechanism is None:
+            self._sasl_fail(sasl.Failure("invalid-mechanism"))
+            return None
+        initial = el.find("initial-response", ns.SASL2)
+        try:
+            # XEP-0388 §2.5: no <initial-response/> is not the same as an empty one; a
+            # mechanism that needs one then answers with an (empty) challenge.
+            data = _b64decode(initial.text) if initial is not None else b""
+        except ValueError:
+            self._sasl_fail(sasl.Failure("incorrect-encoding"))
+            return None
+        self.mechanism = mechanism
+        self._goto(S.WAIT_FOR_SASL_RESPONSE)
+        return self._sasl_step(data)
+
+    async def _sasl2_success(self, result: Any) -> None:
+        """XEP-0388 §2.6.3: one <success/> says who the client is, carries what the inline
+        requests produced (XEP-0198 resumption, XEP-0386 binding, XEP-0484 token), and the
+        stream goes on without a restart."""
+        request = self.sasl2
+        assert request is not None and self.user is not None
+        self.mechanism = None
+        self.credential_source = None
+        # Modules act on their inline requests first: FAST issues or rotates tokens, stream
+        # management may take over a waiting session (then we are bound already).
+        extra: list[Element] = await self.server.hooks.fold_async(H.SASL2_SUCCESS, [], self,
+                                                                  request)
+        if self.state == S.CLOSED:
+            return
+        resumed = self.state == S.SESSION_ESTABLISHED
+        bound: Element | None = None
+        bind = request.find("bind", ns.BIND2)
+        if not resumed and bind is not None and ns.BIND2 in self._sasl2_inline:
+            bound = await self._bind2(bind)
+            if bound is None:
+                return  # refused: the stream is gone
+        success = Element("success", ns.SASL2)
+        if result.additional_data:
+            success.add("additional-data", text=_b64encode(result.additional_data))
+        identity = self.jid if self.jid is not None else self.user
+        success.add("authorization-identifier", text=str(identity))
+        if bound is not None:
+            success.append(bound)
+        success.children.extend(extra)
+        self.sasl2 = None
+        if resumed:
+            # XEP-0198 inline resumption: the session exists already; what the client had
+            # not acknowledged follows the <success/>.
+            self.send(success)
+            self._after_takeover()
+            return
+        if bound is not None:
+            self._goto(S.SESSION_ESTABLISHED)
+            self.send(success)
+            self._session_ready()
+            return
+        self.send(success)
+        # XEP-0388 §2.6.3: no restart; the post-authentication features come right away.
+        self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
+        self.send(P.features_element(self._features_after_auth()))
 
     # -- after authentication -----------------------------------------------------------------
     def _features_after_auth(self) -> list[Element]:
@@ -496,18 +696,10 @@ class C2S:
         else:
             # RFC 6120 §7.6.2.1: the server generates a resource
             full = self.user.with_resource(f"{int(time.time())}-{secrets.token_hex(8)}")
-        limit = self.server.max_user_sessions(self.user)
-        existing = self.server.sessions.lookup(full)
-        current = self.server.sessions.count_user(self.user) - (1 if existing else 0)
-        if limit is not None and current >= limit:
-            self.send(error_reply(iq, StanzaError("resource-constraint",
-                                                  "too many sessions for this account")))
+        error = self._open_session(full)
+        if error is not None:
+            self.send(error_reply(iq, error))
             return
-        self.jid = full
-        old = self.server.sessions.register(self)
-        if old is not None:
-            # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
-            old.replaced()
         self._goto(S.SESSION_ESTABLISHED)
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         reply = Element("iq", ns.CLIENT, {"type": "result"})
@@ -515,16 +707,97 @@ class C2S:
             reply.attrs["id"] = iq.attrs["id"]
         reply.add("bind", ns.BIND).add("jid", text=str(full))
         self.send(reply)
+        self._session_ready()
+
+    def _open_session(self, full: JID) -> StanzaError | None:
+        """Enter the session table as ``full`` (RFC 6120 §7), within max_user_sessions."""
+        assert self.user is not None
+        limit = self.server.max_user_sessions(self.user)
+        existing = self.server.sessions.lookup(full)
+        current = self.server.sessions.count_user(self.user) - (1 if existing else 0)
+        if limit is not None and current >= limit:
+            return StanzaError("resource-constraint", "too many sessions for this account")
+        self.jid = full
+        old = self.server.sessions.register(self)
+        if old is not None:
+            # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
+            old.replaced()
+        return None
+
+    def _session_ready(self) -> None:
         self.server.sm_session_opened(self)
-        log.info("c2s_session_opened jid=%s peer=%s", full, self.conn.peer)
+        log.info("c2s_session_opened jid=%s peer=%s", self.jid, self.conn.peer)
+
+    async def _bind2(self, bind: Element) -> Element | None:
+        """XEP-0386 §3: bind inside the SASL2 <authenticate/>; the resource is the client's
+        <tag/> plus a unique suffix (§3.2: the server picks the resource, the tag only makes
+        it readable). Returns <bound/>, or None when the stream ended."""
+        assert self.user is not None
+        tag = (bind.find_text("tag", ns.BIND2) or "").strip()
+        suffix = secrets.token_hex(6)
+        full: JID | None = None
+        if tag:
+            try:
+                full = self.user.with_resource(f"{tag[:64]}.{suffix}")
+            except (InvalidJID, ValueError):
+                full = None  # a tag that cannot be a resource is just not used
+        if full is None:
+            full = self.user.with_resource(f"{int(time.time())}-{suffix}")
+        error = self._open_session(full)
+        if error is not None:
+            self.stream_error(StreamError("policy-violation", error.text))
+            return None
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        children: list[Element] = await self.server.hooks.fold_async(H.BIND2_BIND, [], self,
+                                                                     bind)
+        return Element("bound", ns.BIND2, {}, list(children))
+
+    def take_over(self, old: C2S, client_h: int) -> None:
+        """XEP-0198 §5: this stream continues ``old``'s session. The old stream, connected or
+        not, leaves without ending the session; what the client had not acknowledged is sent
+        again once the caller has answered <resumed/> (``_after_takeover``)."""
+        sm = old.sm
+        assert sm is not None and self.user is not None
+        sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
+        self._resend = sm.take_unacked()
+        for name in ("jid", "priority", "presence", "directed", "roster_cache", "blocklist",
+                     "anonymous", "started_at", "module_state", "sm", "lang"):
+            setattr(self, name, getattr(old, name))
+        old.sm = None
+        old._ended = True  # its session continues here: no close hooks, nothing re-routed
+        if old.state == S.RESUME_SESSION:
+            old.fsm.goto(S.CLOSED)
+        elif old.state != S.CLOSED:
+            # The client came back before we noticed its old connection was dead.
+            old._closing = True
+            old.fsm.goto(S.CLOSED)
+            old.conn.abort()
+        self.server.sessions.register(self)
+        self._goto(S.SESSION_ESTABLISHED)
+        self.server.hooks.fold(H.SESSION_RESUMED, None, self, old)
+        log.info("c2s_session_resumed jid=%s peer=%s unacked=%d", self.jid, self.conn.peer,
+                 len(self._resend))
+
+    def _after_takeover(self) -> None:
+        resend, self._resend = self._resend, []
+        for stanza in resend:
+            self.send(stanza)
 
     def replaced(self) -> None:
+        if self.state == S.RESUME_SESSION:
+            self.fsm.goto(S.CLOSED)
+            self._end_session("replaced")
+            return
         self.stream_error(StreamError("conflict", "replaced by a new connection"))
 
     # -- session established: stanzas ----------------------------------------------------------
     def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
         if el.name not in STANZA_NAMES or el.xmlns != ns.CLIENT:
+            if self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False, self, el):
+                return None  # XEP-0198 <r/> <a/> <enable/>, XEP-0352 <active/> ...
             raise StreamError("unsupported-stanza-type")
+        if self.sm is not None:
+            self.sm.stanza_in()  # XEP-0198 §4: handled, whatever the outcome
         attrs = el.attrs
         frm = attrs.get("from")
         if frm is not None and frm != str(self.jid):
@@ -582,6 +855,16 @@ class C2S:
 
     def deliver(self, stanza: Element) -> None:
         """The router hands us a stanza for this session."""
+        if self.state == S.RESUME_SESSION and self.sm is not None:
+            # XEP-0198 §5: kept for the client that resumes (or re-routed if none does).
+            filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
+            if filtered is not None:
+                try:
+                    self.sm.stanza_out(filtered)
+                except BufferOverflow:
+                    self.fsm.goto(S.CLOSED)
+                    self._end_session("stream management buffer full")
+            return
         if self.state != S.SESSION_ESTABLISHED or self._closing:
             self.server.undeliverable(stanza, self)
             return
@@ -599,6 +882,14 @@ class C2S:
             return
         self._ended = True
         self.server.sessions.unregister(self)
+        if self.sm is not None:
+            # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
+            # never acknowledged go to the account's other resources or offline storage.
+            sm, self.sm = self.sm, None
+            for stanza in sm.take_unacked():
+                if _is_carbon_copy(stanza):
+                    continue  # a copy: the original reached its own recipient
+                self.server.undeliverable(stanza, self)
         self.server.sm_session_closed(self, reason)
         if self.anonymous:
             self.server.auth.anonymous_logout(jid.bare)
@@ -611,6 +902,11 @@ class C2S:
             await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
         await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
         log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+
+
+def _is_carbon_copy(stanza: Element) -> bool:
+    return stanza.name == "message" and any(
+        child.xmlns == ns.CARBONS for child in stanza.elements())
 
 
 def _b64decode(text: str) -> bytes:

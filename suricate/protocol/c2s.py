@@ -21,6 +21,9 @@ class C2SState(enum.Enum):
     WAIT_FOR_SASL_RESPONSE = "wait_for_sasl_response"
     WAIT_FOR_FEATURE_AFTER_AUTH = "wait_for_feature_after_auth"
     SESSION_ESTABLISHED = "session_established"
+    # XEP-0198: the connection is gone but the session waits resume_timeout for a client to
+    # take it over (MongooseIM's resume_session); the router still delivers to it (buffered).
+    RESUME_SESSION = "resume_session"
     CLOSED = "closed"
 
 
@@ -34,10 +37,19 @@ TRANSITIONS: dict[C2SState, frozenset[C2SState]] = {
     # <starttls/> restarts the stream; <auth/> starts SASL (or succeeds at once)
     S.WAIT_FOR_FEATURE_BEFORE_AUTH: frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_SASL_RESPONSE,
                                                S.CLOSED}),
+    # Legacy SASL success restarts the stream (RFC 6120 §6.4.6). SASL2 success does not
+    # (XEP-0388 §2.6.3): the post-auth features follow at once, or, with Bind 2 inline
+    # (XEP-0386 §3) or an inline XEP-0198 resumption, the session is established by the same
+    # <success/>.
     S.WAIT_FOR_SASL_RESPONSE: frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
+                                         S.WAIT_FOR_FEATURE_AFTER_AUTH, S.SESSION_ESTABLISHED,
                                          S.CLOSED}),
+    # <bind/> (RFC 6120 §7) or an XEP-0198 <resume/> taking over a waiting session
     S.WAIT_FOR_FEATURE_AFTER_AUTH: frozenset({S.SESSION_ESTABLISHED, S.CLOSED}),
-    S.SESSION_ESTABLISHED: frozenset({S.CLOSED}),
+    # XEP-0198 with resume='true': a lost connection leaves the session waiting
+    S.SESSION_ESTABLISHED: frozenset({S.RESUME_SESSION, S.CLOSED}),
+    # resumed by another stream, or resume_timeout passed
+    S.RESUME_SESSION: frozenset({S.CLOSED}),
     S.CLOSED: frozenset(),
 }
 
@@ -120,4 +132,32 @@ def sasl_failure(condition: str, text: str | None = None) -> Element:
     el.add(condition)
     if text:
         el.add("text", attrs={"xml:lang": "en"}, text=text)
+    return el
+
+
+# -- SASL2 (XEP-0388) ---------------------------------------------------------------------------
+
+SASL2_NS = "urn:xmpp:sasl:2"
+
+
+def sasl2_feature(mechanisms: list[str], inline: list[Element],
+                  upgrades: list[str] | None = None) -> Element:
+    """XEP-0388 §2.1: <authentication/> with the mechanisms and the inline features;
+    XEP-0480 §2: the SASL upgrade tasks on offer."""
+    el = Element("authentication", SASL2_NS)
+    for name in mechanisms:
+        el.add("mechanism", text=name)
+    if inline:
+        el.add("inline").children.extend(inline)
+    for task in upgrades or ():
+        el.add("upgrade", ns.SASL_UPGRADE, text=task)
+    return el
+
+
+def sasl2_failure(condition: str, text: str | None = None) -> Element:
+    """XEP-0388 §2.6.4: the RFC 6120 condition, then an optional text."""
+    el = Element("failure", SASL2_NS)
+    el.add(condition, ns.SASL)
+    if text:
+        el.add("text", text=text)
     return el

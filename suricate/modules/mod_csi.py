@@ -1,0 +1,108 @@
+"""mod_csi: XEP-0352 Client State Indication.
+
+While a client says it is <inactive/> (a phone in a pocket), stanzas that need no immediate
+attention (presence, messages without a body: chat states, receipts) wait in a queue of at
+most ``buffer_max``; the queue is flushed, in order, when the client becomes <active/>, when
+something urgent (a message with a body or subject, an IQ) arrives, or when it is full. A
+session that ends with a queue hands its stanzas back to the router: nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from suricate.core import hooks as H
+from suricate.core.module import Module
+from suricate.protocol.c2s import C2SState as S
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+
+@dataclass(slots=True)
+class CsiState:
+    inactive: bool = False
+    queue: list[Element] = field(default_factory=list)
+
+
+class ModCsi(Module):
+    name = "mod_csi"
+    xeps = ("0352",)
+    hooks = (
+        (H.C2S_STREAM_FEATURES, "stream_features", 60),
+        (H.C2S_STREAM_ELEMENT, "stream_element", 60),
+        (H.BIND2_INLINE_FEATURES, "bind2_inline", 70),
+        (H.BIND2_BIND, "bind2_state", 70),
+        # late: after privacy and carbons decided what the session gets at all
+        (H.USER_RECEIVE_PACKET, "filter", 90),
+        (H.SESSION_CLOSED, "session_closed", 40),
+    )
+
+    def __init__(self, server: Any, opts: Any) -> None:
+        super().__init__(server, opts)
+        self.buffer_max: int = opts.get("buffer_max", 20)
+
+    def _state(self, c2s: C2S) -> CsiState:
+        state = c2s.module_state.get(self.name)
+        if state is None:
+            state = c2s.module_state[self.name] = CsiState()
+        return state  # type: ignore[no-any-return]
+
+    def stream_features(self, acc: list[Element], c2s: C2S) -> list[Element]:
+        return [*acc, Element("csi", ns.CSI)]  # XEP-0352 §4
+
+    def bind2_inline(self, acc: list[str], c2s: C2S) -> list[str]:
+        return [*acc, ns.CSI]
+
+    async def bind2_state(self, acc: list[Element], c2s: C2S, bind: Element) -> list[Element]:
+        if bind.find("inactive", ns.CSI) is not None:
+            self._state(c2s).inactive = True
+        return acc
+
+    def stream_element(self, handled: bool, c2s: C2S, el: Element) -> bool:
+        if handled or el.xmlns != ns.CSI or c2s.state != S.SESSION_ESTABLISHED:
+            return handled
+        if el.name == "inactive":
+            self._state(c2s).inactive = True
+            return True
+        if el.name == "active":
+            state = self._state(c2s)
+            state.inactive = False
+            self._flush(c2s, state)
+            return True
+        return False
+
+    def filter(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        state = c2s.module_state.get(self.name)
+        if stanza is None or state is None or not state.inactive \
+                or c2s.state != S.SESSION_ESTABLISHED:
+            return stanza
+        if urgent(stanza) or len(state.queue) >= self.buffer_max:
+            self._flush(c2s, state)  # in order: what waited goes first
+            return stanza
+        state.queue.append(stanza)
+        return None
+
+    def _flush(self, c2s: C2S, state: CsiState) -> None:
+        queue, state.queue = state.queue, []
+        for stanza in queue:
+            c2s.send(stanza)
+
+    def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
+        state = c2s.module_state.get(self.name)
+        if state is not None and state.queue:
+            queue, state.queue = state.queue, []
+            for stanza in queue:
+                self.server.undeliverable(stanza, c2s)
+        return acc
+
+
+def urgent(stanza: Element) -> bool:
+    if stanza.name == "iq":
+        return True  # someone waits for an answer
+    if stanza.name == "message":
+        return stanza.find("body") is not None or stanza.find("subject") is not None
+    return False

@@ -1,0 +1,36 @@
+"""mod_sasl2: XEP-0388 Extensible SASL Profile, offered next to legacy SASL (RFC 6120 §6).
+
+The negotiation itself lives in the c2s stream (``suricate.core.c2s``): one <authenticate/>
+carries the initial response, the client's <user-agent/> and inline requests; the <success/>
+answers all of them and the stream goes on without a restart. This module advertises the
+feature: the same mechanisms as legacy SASL, and an <inline/> list that other modules fill
+(Bind 2, FAST, stream management) through the ``sasl2_inline_features`` hook.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from suricate.core import hooks as H
+from suricate.core.module import Module
+from suricate.protocol import c2s as P
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+
+class ModSasl2(Module):
+    name = "mod_sasl2"
+    xeps = ("0388",)
+    # After legacy <mechanisms/>, so old clients see what they always saw first.
+    hooks = ((H.C2S_PREAUTH_FEATURES, "stream_features", 60),)
+
+    def stream_features(self, acc: list[Element], c2s: C2S) -> list[Element]:
+        mechanisms = c2s.sasl_mechanisms()
+        inline: list[Element] = self.server.hooks.fold(H.SASL2_INLINE_FEATURES, [], c2s)
+        if not mechanisms and not inline:
+            return acc  # e.g. STARTTLS still required: nothing to authenticate with yet
+        return [*acc, P.sasl2_feature(mechanisms, inline)]
+
+

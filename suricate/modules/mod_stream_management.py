@@ -1,0 +1,221 @@
+"""mod_stream_management: XEP-0198 Stream Management.
+
+The counting happens in the c2s stream (``suricate.protocol.sm``: every stanza in and out,
+the buffer of what the client has not acknowledged). This module is the policy around it:
+
+- ``<enable/>`` after binding, or inline in Bind 2 (XEP-0198 §3, XEP-0386 §2.3);
+- ``<r/>``/``<a/>`` (§4), with an ``<r/>`` after every ``ack_freq`` stanzas sent;
+- resumption (§5): a session whose connection is lost waits ``resume_timeout`` seconds in
+  the ``resume_session`` state, still receiving (buffered); ``<resume/>`` after
+  authentication, or inline in the SASL2 <authenticate/>, hands it to the new stream, which
+  sends again what was not acknowledged;
+- nothing lost: a session that ends unresumed gives its unacknowledged stanzas back to the
+  router (other resources or offline storage, see ``C2S._end_session``);
+- ``stale_h``: after a timeout the last 'h' is remembered for ``geriatric`` seconds, so a late
+  <resume/> learns which of its stanzas the server handled (<failed h=.../>).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from suricate.core import hooks as H
+from suricate.core.module import Module
+from suricate.protocol.c2s import C2SState as S
+from suricate.protocol.errors import StreamError
+from suricate.protocol.sm import HandledCountTooHigh, StreamManagement
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.mod_stream_management")
+
+
+class ModStreamManagement(Module):
+    name = "mod_stream_management"
+    xeps = ("0198",)
+    hooks = (
+        (H.C2S_STREAM_FEATURES, "stream_features", 50),
+        (H.SASL2_INLINE_FEATURES, "sasl2_inline", 60),
+        (H.BIND2_INLINE_FEATURES, "bind2_inline", 50),
+        (H.BIND2_BIND, "bind2_enable", 50),
+        (H.SASL2_SUCCESS, "sasl2_resume", 40),
+        (H.C2S_STREAM_ELEMENT, "stream_element", 50),
+        (H.SESSION_SUSPEND, "suspend", 50),
+        (H.SESSION_CLOSED, "session_closed", 50),
+    )
+
+    def __init__(self, server: Server, opts: Any) -> None:
+        super().__init__(server, opts)
+        self.buffer_max: int | None = opts.get("buffer_max", 100)
+        self.ack_freq: int | None = opts.get("ack_freq", 1)
+        self.resume_timeout: int = opts.get("resume_timeout", 600)
+        stale = opts.get("stale_h") or {}
+        self.stale_enabled = bool(stale.get("enabled", False))
+        self.stale_repeat: int = stale.get("repeat_after", 1800)
+        self.stale_geriatric: int = stale.get("geriatric", 3600)
+        # resumable sessions by their SM id, live or waiting
+        self.sessions: dict[str, C2S] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # stale_h: SM id -> (last h, when the session timed out)
+        self.stale: dict[str, tuple[int, float]] = {}
+        self._stale_timer: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        if self.stale_enabled:
+            self._stale_timer = asyncio.get_running_loop().call_later(
+                self.stale_repeat, self._clean_stale)
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+
+    # -- advertisement ------------------------------------------------------------------------
+    def stream_features(self, acc: list[Element], c2s: C2S) -> list[Element]:
+        return [*acc, Element("sm", ns.SM)]
+
+    def sasl2_inline(self, acc: list[Element], c2s: C2S) -> list[Element]:
+        return [*acc, Element("sm", ns.SM)]  # XEP-0198 §5 inline resumption (XEP-0388)
+
+    def bind2_inline(self, acc: list[str], c2s: C2S) -> list[str]:
+        return [*acc, ns.SM]
+
+    # -- enabling (§3) --------------------------------------------------------------------------
+    def _enable(self, c2s: C2S, request: Element) -> Element:
+        if c2s.sm is not None:
+            return _failed("unexpected-request")
+        resume = request.attrs.get("resume") in ("true", "1")
+        sm_id = secrets.token_urlsafe(18)
+        c2s.sm = StreamManagement(sm_id, resume, self.buffer_max, self.ack_freq)
+        attrs = {"id": sm_id}
+        if resume:
+            attrs.update({"resume": "true", "max": str(self.resume_timeout)})
+            self.sessions[sm_id] = c2s
+            c2s.module_state[self.name] = sm_id
+        return Element("enabled", ns.SM, attrs)
+
+    async def bind2_enable(self, acc: list[Element], c2s: C2S, bind: Element) -> list[Element]:
+        request = bind.find("enable", ns.SM)
+        if request is None:
+            return acc
+        return [*acc, self._enable(c2s, request)]
+
+    # -- elements on the stream (§3, §4, §5) -------------------------------------------------
+    def stream_element(self, handled: bool, c2s: C2S, el: Element) -> bool:
+        if handled or el.xmlns != ns.SM:
+            return handled
+        state = c2s.state
+        if el.name == "resume" and state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
+            answer = self._resume(c2s, el)
+            c2s.send(answer)
+            if answer.name == "resumed":
+                c2s.after_takeover()
+            return True
+        if state != S.SESSION_ESTABLISHED:
+            return False
+        if el.name == "enable":
+            c2s.send(self._enable(c2s, el))
+            return True
+        sm = c2s.sm
+        if sm is None:
+            return el.name in ("r", "a")  # §3: not enabled, nothing to count; ignored
+        if el.name == "r":
+            c2s.send(Element("a", ns.SM, {"h": str(sm.h_in)}))
+            return True
+        if el.name == "a":
+            try:
+                sm.ack(int(el.attrs.get("h", "")))
+            except ValueError:
+                raise StreamError("undefined-condition", "bad 'h'") from None
+            except HandledCountTooHigh as exc:
+                # §4: the client acknowledges more than we sent
+                raise StreamError("undefined-condition",
+                                  f"handled-count-too-high h={exc.h} send-count={exc.send_count}"
+                                  ) from None
+            return True
+        return False
+
+    # -- resumption (§5) --------------------------------------------------------------------------
+    def _resume(self, c2s: C2S, request: Element) -> Element:
+        previd = request.attrs.get("previd", "")
+        try:
+            h = int(request.attrs.get("h", ""))
+        except ValueError:
+            return _failed("bad-request")
+        old = self.sessions.get(previd)
+        if old is None or old is c2s or c2s.user is None or old.jid is None \
+                or old.jid.bare != c2s.user.bare or old.sm is None:
+            stale = self.stale.get(previd)
+            if stale is not None and c2s.user is not None:
+                return _failed("item-not-found", stale[0])
+            return _failed("item-not-found")
+        try:
+            c2s.take_over(old, h)
+        except HandledCountTooHigh:
+            return _failed("unexpected-request")
+        timer = self._timers.pop(previd, None)
+        if timer is not None:
+            timer.cancel()
+        self.sessions[previd] = c2s
+        sm = c2s.sm
+        assert sm is not None
+        return Element("resumed", ns.SM, {"h": str(sm.h_in), "previd": previd})
+
+    async def sasl2_resume(self, acc: list[Element], c2s: C2S,
+                           request: Element) -> list[Element]:
+        resume = request.find("resume", ns.SM)
+        if resume is None or ns.SM not in c2s.sasl2_offered_inline:
+            return acc
+        return [*acc, self._resume(c2s, resume)]
+
+    def suspend(self, kept: bool, c2s: C2S) -> bool:
+        sm = c2s.sm
+        if kept or sm is None or self.sessions.get(sm.id) is not c2s:
+            return kept
+        self._timers[sm.id] = asyncio.get_running_loop().call_later(
+            self.resume_timeout, self._expire, sm.id, c2s)
+        return True
+
+    def _expire(self, sm_id: str, c2s: C2S) -> None:
+        self._timers.pop(sm_id, None)
+        if self.sessions.get(sm_id) is not c2s or c2s.state != S.RESUME_SESSION:
+            return
+        del self.sessions[sm_id]
+        if self.stale_enabled and c2s.sm is not None:
+            self.stale[sm_id] = (c2s.sm.h_in, time.monotonic())
+        log.info("sm_resume_timeout jid=%s", c2s.jid)
+        c2s.resume_timed_out()
+
+    def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
+        sm_id = c2s.module_state.get(self.name)
+        if sm_id is not None and self.sessions.get(sm_id) is c2s:
+            del self.sessions[sm_id]
+            timer = self._timers.pop(sm_id, None)
+            if timer is not None:
+                timer.cancel()
+        return acc
+
+    def _clean_stale(self) -> None:
+        cutoff = time.monotonic() - self.stale_geriatric
+        for sm_id, (_, when) in list(self.stale.items()):
+            if when < cutoff:
+                del self.stale[sm_id]
+        self._stale_timer = asyncio.get_running_loop().call_later(
+            self.stale_repeat, self._clean_stale)
+
+
+def _failed(condition: str, h: int | None = None) -> Element:
+    attrs = {"h": str(h)} if h is not None else {}
+    el = Element("failed", ns.SM, attrs)
+    el.add(condition, ns.STANZAS_ERRORS)
+    return el

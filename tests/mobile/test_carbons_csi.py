@@ -1,0 +1,80 @@
+"""XEP-0280 carbons and XEP-0352 CSI, enabled inline through Bind 2."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from suricate.core.server import Server
+from tests.e2e.harness import connect, disconnect
+from tests.mobile.client import Sasl2Client, bind2
+
+
+def _login(server: Server, tag: str, inline: str) -> tuple[Sasl2Client, str]:
+    c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+    c.features()
+    out = c.plain("alice", "secret", bind2(tag, inline))
+    assert out.ok and out.jid, out.xml
+    return c, out.jid
+
+
+async def test_carbons_copy_sent_and_received_messages(server: Server) -> None:
+    phone, phone_jid = await asyncio.to_thread(
+        _login, server, "phone", "<enable xmlns='urn:xmpp:carbons:2'/>")
+    laptop, laptop_jid = await asyncio.to_thread(
+        _login, server, "laptop", "<enable xmlns='urn:xmpp:carbons:2'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        bob.send_message(mto=phone_jid, mbody="to the phone", mtype="chat")
+        got = await asyncio.to_thread(laptop.expect, r"<message[^>]*>.*?</message>")
+        assert re.search(r"<received xmlns='urn:xmpp:carbons:2'><forwarded "
+                         r"xmlns='urn:xmpp:forward:0'><message [^>]*>.*to the phone",
+                         got.group(0)), got.group(0)
+        await asyncio.to_thread(phone.expect, r"<body>to the phone</body>")
+        phone.send("<message to='bob@localhost/desk' type='chat'><body>from the phone</body>"
+                   "</message>")
+        got = await asyncio.to_thread(laptop.expect, r"<message[^>]*>.*?</message>")
+        assert "<sent xmlns='urn:xmpp:carbons:2'>" in got.group(0)
+        msg = await bob.next_message()
+        assert msg["body"] == "from the phone"
+        # <private/> is not copied (XEP-0280 §7)
+        phone.send("<message to='bob@localhost/desk' type='chat'><body>secret</body>"
+                   "<private xmlns='urn:xmpp:carbons:2'/></message>")
+        assert (await bob.next_message())["body"] == "secret"
+        await asyncio.sleep(0.2)
+        assert "secret" not in laptop.buffer.decode()
+    finally:
+        phone.close()
+        laptop.close()
+        await disconnect(bob)
+
+
+async def test_csi_holds_chat_states_until_urgent_traffic(server: Server) -> None:
+    phone, phone_jid = await asyncio.to_thread(
+        _login, server, "phone", "<inactive xmlns='urn:xmpp:csi:0'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        for state in ("composing", "paused"):
+            bob.send_raw(f"<message to='{phone_jid}' type='chat'><{state} "
+                         "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await asyncio.sleep(0.3)
+
+        def pending() -> Any:
+            data = phone._recv(0.05)  # noqa: SLF001 - whatever arrived so far
+            if data:
+                phone.buffer += data
+            return phone.buffer.decode()
+        assert "composing" not in await asyncio.to_thread(pending)
+        # a message with a body is urgent: what waited comes first, in order
+        bob.send_message(mto=phone_jid, mbody="wake up", mtype="chat")
+        got = (await asyncio.to_thread(phone.expect, r".*<body>wake up</body>")).group(0)
+        assert got.index("composing") < got.index("paused") < got.index("wake up")
+        # active again: nothing is held any more
+        phone.send("<active xmlns='urn:xmpp:csi:0'/>")
+        bob.send_raw(f"<message to='{phone_jid}' type='chat'><gone "
+                     "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await asyncio.to_thread(phone.expect, r"<gone ")
+    finally:
+        phone.close()
+        await disconnect(bob)

@@ -1,0 +1,185 @@
+"""XEP-0198 with a real client (slixmpp's xep_0198) and with our own client for the exact
+counters: kill the socket mid-conversation, resume, get every unacknowledged message exactly
+once; let the resumption time out and find the messages offline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+from suricate.core.server import Server
+from suricate.protocol.c2s import C2SState
+from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
+from tests.mobile.client import Sasl2Client, bind2
+from tests.mobile.conftest import add_user, modules_toml
+
+
+def _session(server: Server, jid: str) -> Any:
+    for session in server.sessions:
+        if str(session.jid) == jid:
+            return session
+    return None
+
+
+async def _collect(client: Client, count: int, timeout: float = 5.0) -> list[str]:
+    bodies = []
+    for _ in range(count):
+        msg = await client.next_message(timeout)
+        bodies.append(msg["body"])
+    return bodies
+
+
+async def _no_more(client: Client, wait: float = 0.5) -> None:
+    with contextlib.suppress(TimeoutError):
+        extra = await client.next_message(wait)
+        raise AssertionError(f"unexpected message {extra['body']!r}")
+
+
+async def _kill(client: Client) -> None:
+    # The socket dies without </stream:stream>: as when a phone loses its network.
+    client.abort()
+    await asyncio.sleep(0)
+
+
+async def test_slixmpp_kill_socket_resume_gets_every_message_once(tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        alice = await connect(server, "alice@localhost/phone", "secret",
+                              plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            alice.send_presence()
+            await eventually(lambda: _async(_session(server, "alice@localhost/phone")
+                                            is not None
+                                            and _session(server, "alice@localhost/phone").sm
+                                            is not None))
+            for i in range(1, 4):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
+            assert await _collect(alice, 3) == ["m1", "m2", "m3"]
+            resumed = asyncio.get_running_loop().create_future()
+            alice.add_event_handler("session_resumed",
+                                    lambda _: resumed.done() or resumed.set_result(True))
+            await _kill(alice)
+            for i in range(4, 7):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
+            await eventually(lambda: _async(
+                _session(server, "alice@localhost/phone") is not None
+                and _session(server, "alice@localhost/phone").state
+                == C2SState.RESUME_SESSION))
+            alice.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
+            await asyncio.wait_for(resumed, 10)
+            assert await _collect(alice, 3) == ["m4", "m5", "m6"]
+            await _no_more(alice)
+            # the conversation goes on over the resumed stream
+            bob.send_message(mto="alice@localhost/phone", mbody="m7", mtype="chat")
+            assert await _collect(alice, 1) == ["m7"]
+            assert await server.storage.count_offline("localhost", "alice") == 0
+        finally:
+            await disconnect(alice, bob)
+
+
+async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path) -> None:
+    modules = modules_toml().replace("[modules.mod_stream_management]",
+                                     "[modules.mod_stream_management]\nresume_timeout = 1")
+    async with running_server(tmp_path, modules=modules) as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        alice = await connect(server, "alice@localhost/phone", "secret",
+                              plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            alice.send_presence()
+            await eventually(lambda: _async(_session(server, "alice@localhost/phone")
+                                            is not None
+                                            and _session(server, "alice@localhost/phone").sm
+                                            is not None))
+            await _kill(alice)
+            for i in range(1, 4):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"late{i}", mtype="chat")
+            await eventually(lambda: _async(_session(server, "alice@localhost/phone") is None),
+                             timeout=5)
+
+            async def stored() -> bool:
+                return await server.storage.count_offline("localhost", "alice") == 3
+            await eventually(stored)
+        finally:
+            await disconnect(bob)
+            with contextlib.suppress(Exception):
+                alice.abort()
+
+
+async def _async_value(value: bool) -> bool:
+    return value
+
+
+def _async(value: bool) -> Any:
+    return _async_value(value)
+
+
+# -- exact counters with our own client ---------------------------------------------------------
+
+
+def _sm_login(server: Server, inline: str) -> tuple[Sasl2Client, str]:
+    c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+    c.features()
+    out = c.plain("alice", "secret", bind2("raw", inline))
+    assert out.ok, out.xml
+    sm_id = re.search(r"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", out.xml)
+    assert sm_id, out.xml
+    return c, sm_id.group(1)
+
+
+async def test_inline_resume_retransmits_exactly_what_was_not_acknowledged(
+        server: Server) -> None:
+    c, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        for i in range(1, 4):
+            bob.send_message(mto=jid, mbody=f"x{i}", mtype="chat")
+        # the client reads all three and the server's <r/> requests, acks none, then dies
+        await asyncio.to_thread(c.expect, r"<body>x3</body>.*<r xmlns='urn:xmpp:sm:3'/>")
+        c.close()
+        await eventually(lambda: _async(_session(server, jid) is not None
+                                        and _session(server, jid).state
+                                        == C2SState.RESUME_SESSION))
+        bob.send_message(mto=jid, mbody="x4", mtype="chat")
+
+        def resume() -> tuple[Any, str]:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            # it had handled x1 only
+            out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='1' "
+                          f"previd='{sm_id}'/>" + bind2("raw"))
+            rest = n.expect(r".*?<body>x4</body>").group(0)
+            n.send("<r xmlns='urn:xmpp:sm:3'/>")
+            ack = n.expect(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>").group(0)
+            n.close()
+            return out, rest + ack
+        out, rest = await asyncio.to_thread(resume)
+        assert out.ok and out.jid == jid, out.xml  # same session, same full JID
+        assert re.search(r"<resumed xmlns='urn:xmpp:sm:3' h='0' previd='[^']+'/>", out.xml)
+        assert "<bound" not in out.xml  # resumed, so not bound again
+        bodies = re.findall(r"<body>(x\d)</body>", rest)
+        assert bodies == ["x2", "x3", "x4"], rest
+    finally:
+        await disconnect(bob)
+
+
+async def test_resume_unknown_id_fails_and_binds(server: Server) -> None:
+    def run() -> Any:
+        c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+        c.features()
+        out = c.plain("alice", "secret", "<resume xmlns='urn:xmpp:sm:3' h='0' previd='nope'/>"
+                      + bind2("raw"))
+        c.close()
+        return out
+    out = await asyncio.to_thread(run)
+    assert out.ok
+    assert "<failed xmlns='urn:xmpp:sm:3'><item-not-found" in out.xml
+    assert "<bound xmlns='urn:xmpp:bind:0'/>" in out.xml
