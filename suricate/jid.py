@@ -141,13 +141,14 @@ def nameprep(domain: str) -> str:
 class JID:
     """An immutable, prepared XMPP address."""
 
-    __slots__ = ("local", "domain", "resource", "_hash", "_str")
+    __slots__ = ("local", "domain", "resource", "_hash", "_str", "_bare")
 
     local: str | None
     domain: str
     resource: str | None
     _hash: int | None
     _str: str | None
+    _bare: JID | None
 
     def __init__(self, local: str | None, domain: str, resource: str | None = None) -> None:
         """Build a JID from raw parts, preparing each one. Raises InvalidJID."""
@@ -157,6 +158,7 @@ class JID:
         _set(self, "resource", None if resource is None else resourceprep(resource))
         _set(self, "_hash", None)
         _set(self, "_str", None)
+        _set(self, "_bare", None)
 
     @classmethod
     def _prepared(cls, local: str | None, domain: str, resource: str | None) -> JID:
@@ -168,6 +170,7 @@ class JID:
         _set(j, "resource", resource)
         _set(j, "_hash", None)
         _set(j, "_str", None)
+        _set(j, "_bare", None)
         return j
 
     @staticmethod
@@ -185,7 +188,13 @@ class JID:
     def bare(self) -> JID:
         if self.resource is None:
             return self
-        return JID._prepared(self.local, self.domain, None)
+        # Hot path: the session table and the router ask for it on every stanza; cached
+        # (JID.parse results are themselves cached, so the routed 'to' JIDs are reused).
+        bare = self._bare
+        if bare is None:
+            bare = JID._prepared(self.local, self.domain, None)
+            object.__setattr__(self, "_bare", bare)
+        return bare
 
     @property
     def is_bare(self) -> bool:

@@ -76,6 +76,28 @@ def backend() -> Option:
     )
 
 
+#: Units of a MongooseIM time period (`{value = 3, unit = "days"}`), in seconds.
+TIME_UNITS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+
+
+def period(value: int, unit: str, doc: str) -> Option:
+    return Option(
+        Section(
+            {
+                "value": Option(Int(min=0), doc="Number of units."),
+                "unit": Option(OneOf(list(TIME_UNITS)), doc="days, hours, minutes or seconds."),
+            }
+        ),
+        {"value": value, "unit": unit},
+        doc,
+    )
+
+
+def period_seconds(p: Mapping[str, Any]) -> int:
+    """A normalized `period()` value in seconds."""
+    return int(p["value"]) * TIME_UNITS[p["unit"]]
+
+
 MODULES: dict[str, Section] = {
     "mod_disco": Section(
         {
@@ -224,6 +246,74 @@ MODULES: dict[str, Section] = {
         },
         doc="XEP-0160 offline message storage.",
     ),
+    "mod_sasl2": Section({}, doc="XEP-0388 Extensible SASL Profile (SASL2)."),
+    "mod_bind2": Section(
+        {}, doc="XEP-0386 Bind 2: resource binding inline in SASL2, with SM, carbons and CSI."
+    ),
+    "mod_fast_auth_token": Section(
+        {
+            "backend": backend(),
+            "validity_period": Option(
+                Section(
+                    {
+                        "access": period(3, "days", "How long a token can be used."),
+                        "rotate_before_expire": period(
+                            6,
+                            "hours",
+                            "A login this close to the token's expiry gets a new token; "
+                            "0 disables rotation.",
+                        ),
+                    }
+                ),
+                DEFAULTS,
+                "Token lifetimes.",
+            ),
+        },
+        doc="XEP-0484 Fast Authentication Streamlining Tokens (HT-* mechanisms).",
+    ),
+    "mod_stream_management": Section(
+        {
+            "buffer_max": Option(
+                IntOrInfinity(min=1), 100, "Stanzas kept until the client acknowledges them."
+            ),
+            "ack_freq": Option(
+                IntOrInfinity(min=1),
+                1,
+                'Ask for an acknowledgement after this many stanzas ("infinity": never ask).',
+            ),
+            "resume_timeout": Option(
+                Int(min=1, unit="seconds"), 600, "How long a lost session waits to be resumed."
+            ),
+            "stale_h": Option(
+                Section(
+                    {
+                        "enabled": Option(
+                            Bool(), False, "Remember the counter of sessions that timed out."
+                        ),
+                        "repeat_after": Option(
+                            Int(min=1, unit="seconds"), 1800, "How often old entries are removed."
+                        ),
+                        "geriatric": Option(
+                            Int(min=1, unit="seconds"), 3600, "How long an entry is kept."
+                        ),
+                    }
+                ),
+                DEFAULTS,
+                "Answer a late resumption with the last 'h' of the session (XEP-0198 §5).",
+            ),
+        },
+        doc="XEP-0198 Stream Management.",
+        unavailable={"backend": "the session table is in memory; 'backend' is not used"},
+    ),
+    "mod_carboncopy": Section({"iqdisc": iqdisc("no_queue")}, doc="XEP-0280 Message Carbons."),
+    "mod_csi": Section(
+        {
+            "buffer_max": Option(
+                Int(min=1), 20, "Stanzas held while the client is inactive before a flush."
+            )
+        },
+        doc="XEP-0352 Client State Indication.",
+    ),
 }
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate.
@@ -231,16 +321,12 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_adhoc",
     "mod_amp",
     "mod_auth_token",
-    "mod_bind2",
     "mod_bosh",
     "mod_cache_users",
     "mod_caps",
-    "mod_carboncopy",
-    "mod_csi",
     "mod_domain_isolation",
     "mod_event_pusher",
     "mod_extdisco",
-    "mod_fast_auth_token",
     "mod_global_distrib",
     "mod_http_upload",
     "mod_inbox",
@@ -254,10 +340,8 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_privacy",
     "mod_pubsub",
     "mod_push_service_mongoosepush",
-    "mod_sasl2",
     "mod_shared_roster_ldap",
     "mod_sic",
     "mod_smart_markers",
-    "mod_stream_management",
     "mod_websockets",
 ]

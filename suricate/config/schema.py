@@ -972,6 +972,29 @@ _INTERNAL_DATABASES = Section(
     unavailable={"mnesia": NOT_AVAILABLE, "cets": NOT_AVAILABLE},
 )
 
+_INSTRUMENTATION = Section(
+    {
+        "probe_interval": Option(
+            Int(min=1, unit="seconds"), 15, "How often system probes (uptime, memory, "
+            "connections, event-loop lag, session counts) are measured."
+        ),
+        "prometheus": Option(
+            Section({}, doc="Keep every event in memory for `mongoose_prometheus_handler`."),
+            OMIT,
+            "Enables the Prometheus handler (an empty table); serve it with a "
+            "`[[listen.http.handlers.mongoose_prometheus_handler]]`.",
+        ),
+        "log": Option(
+            Section({"level": Option(OneOf(LOGLEVELS), "debug", "Level of the event lines.")}),
+            OMIT,
+            "Enables the log handler: one log line per event.",
+        ),
+    },
+    doc="Instrumentation: events with labels and typed measurements, sent to the handlers "
+    "whose tables are present. Without handlers nothing is measured.",
+    unavailable={"exometer": "the exometer handler is " + NOT_AVAILABLE},
+)
+
 ROOT = Section(
     {
         "general": Option(_GENERAL, doc=_GENERAL.doc),
@@ -984,10 +1007,10 @@ ROOT = Section(
         "access": Option(_ACCESS, DEFAULTS, _ACCESS.doc),
         "modules": Option(_MODULES, DEFAULTS, _MODULES.doc),
         "internal_databases": Option(_INTERNAL_DATABASES, DEFAULTS, _INTERNAL_DATABASES.doc),
+        "instrumentation": Option(_INSTRUMENTATION, OMIT, _INSTRUMENTATION.doc),
     },
     doc="The whole file.",
     unavailable={
-        "instrumentation": NOT_AVAILABLE,
         "host_config": NOT_AVAILABLE,
         "services": NOT_AVAILABLE,
     },

@@ -48,6 +48,40 @@ C2S_PREAUTH_IQ = Hook(
     "c2s_preauth_iq",
     "fold_async(handled: bool, c2s, iq) -> bool; an IQ before authentication (XEP-0077)")
 
+# -- mobile sessions: SASL2, Bind 2, FAST, stream management, CSI ----------------------------
+SASL2_INLINE_FEATURES = Hook(
+    "sasl2_inline_features",
+    "fold(inline: list[Element], c2s) -> list[Element]; children of the SASL2 <inline/> "
+    "feature (XEP-0388 §2.1): Bind 2, FAST, stream management")
+SASL2_MECHANISM = Hook(
+    "sasl2_mechanism",
+    "fold(mech|None, c2s, name: str, authenticate: Element) -> Mechanism|None; a mechanism "
+    "only offered inline (FAST's HT-*); its owner also supplies the credentials")
+SASL2_SUCCESS = Hook(
+    "sasl2_success",
+    "fold_async(extra: list[Element]|StanzaError..., c2s, authenticate: Element) -> "
+    "list[Element]; the user is authenticated, before the session exists: children for "
+    "<success/> (FAST <token/>, XEP-0198 <resumed/>); may set c2s.resumed_from")
+BIND2_BIND = Hook(
+    "bind2_bind",
+    "fold_async(bound: list[Element], c2s, bind: Element) -> list[Element]; a resource was "
+    "bound inline (XEP-0386 §3): enable what <bind/> asks for (SM, carbons, CSI), return the "
+    "children of <bound/>")
+BIND2_INLINE_FEATURES = Hook(
+    "bind2_inline_features",
+    "fold(vars: list[str], c2s) -> list[str]; the features Bind 2 can enable inline")
+C2S_STREAM_ELEMENT = Hook(
+    "c2s_stream_element",
+    "fold(handled: bool, c2s, el) -> bool; a top-level non-stanza element after auth "
+    "(XEP-0198 <enable/> <r/> <a/> <resume/>, XEP-0352 <active/> <inactive/>)")
+SESSION_SUSPEND = Hook(
+    "session_suspend",
+    "fold(kept: bool, c2s) -> bool; the connection of a bound session is gone: True when a "
+    "module keeps the session waiting for resumption (XEP-0198)")
+SESSION_RESUMED = Hook(
+    "session_resumed",
+    "fold(None, new_c2s, old_c2s): a stream took over a waiting session (XEP-0198 §5)")
+
 # -- sessions ----------------------------------------------------------------------------------
 SESSION_OPENED = Hook("session_opened", "fold_async(None, c2s): a resource is bound")
 SESSION_CLOSED = Hook("session_closed", "fold_async(None, c2s, reason: str): a session ended")
@@ -138,6 +172,14 @@ class Hooks:
         return acc
 
     async def fold_async(self, hook: Hook, acc: Any, *args: Any) -> Any:
+        acc, _ = await self.fold_async_checked(hook, acc, *args)
+        return acc
+
+    async def fold_async_checked(self, hook: Hook, acc: Any, *args: Any) -> tuple[Any, bool]:
+        """``fold_async``, also saying whether a handler failed: a caller whose answer depends
+        on the result (was the message stored?) then tells the peer internal-server-error
+        (RFC 6120 §8.3.3.8) instead of answering as if the handler had said no."""
+        failed = False
         for _, handler in self._handlers.get(hook, ()):
             try:
                 result = handler(acc, *args)
@@ -145,11 +187,12 @@ class Hooks:
                     result = await result
             except Exception:
                 log.exception("hook_handler_failed hook=%s handler=%r", hook.name, handler)
+                failed = True
                 continue
             if isinstance(result, Stop):
-                return result.acc
+                return result.acc, failed
             acc = result
-        return acc
+        return acc, failed
 
 
 AsyncHandler = Callable[..., Awaitable[Any]]

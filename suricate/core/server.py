@@ -17,12 +17,17 @@ from typing import TYPE_CHECKING, Any
 from suricate.auth.service import AuthService
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
+from suricate.core.component import Component, ComponentTable
+from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, load_order
 from suricate.core.router import Router
+from suricate.core.s2s import ALPN_S2S, S2SService
 from suricate.core.sessions import SessionTable
 from suricate.instrument import Instrumentation
+from suricate.instrument.probes import Prober
+from suricate.instrument.setup import build_handlers, combine
 from suricate.jid import JID
 from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
@@ -46,12 +51,20 @@ class Server:
         self.hosts: frozenset[str] = frozenset(h.lower() for h in general["hosts"])
         self.default_domain: str = general["default_server_domain"]
         self.hooks = Hooks()
-        self.instrument = Instrumentation()
+        self.storage: Storage = create_storage(self._rdbms_connection(), base_dir)
+        self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage)
+        self.domains.listeners.append(self._domain_changed)
+        # [instrumentation]: the no-op base without handlers (DESIGN §3: nothing on the hot
+        # path but a method call); labels carry the host type of a dynamic domain.
+        self.handlers = build_handlers(cfg.get("instrumentation"), self.domains.host_type)
+        self.instrument: Instrumentation = combine(self.handlers)
+        self._prober: Prober | None = None
         self.sessions = SessionTable()
         self.iq = IqDispatcher(self)
         self.router = Router(self)
+        self.components = ComponentTable(self)
+        self.s2s = S2SService(self)
         self.access = AccessControl(cfg["acl"], cfg["access"], sorted(self.hosts))
-        self.storage: Storage = create_storage(self._rdbms_connection(), base_dir)
         self.auth = AuthService(self)
         self.module_registry = module_registry
         self.modules: dict[str, Module] = {}
@@ -60,6 +73,8 @@ class Server:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
         self.stopping = False
+        self.stop_requested: asyncio.Event | None = None
+        self.http_listeners: list[Any] = []
         self.counters: dict[str, int] = {
             "sessions_opened": 0, "sessions_closed": 0, "c2s_auth_failed": 0,
         }
@@ -76,24 +91,71 @@ class Server:
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self.stop_requested = asyncio.Event()
         await self.storage.open()
+        await self.domains.load()
+        self.domains.start()
+        for instrument_handler in self.handlers:
+            await instrument_handler.start()
         await self._start_modules()
         for opts in self.cfg["listen"].get("c2s", []):
-            tls = self._tls_config(opts.get("tls"), alpn=[b"xmpp-client"])
-            listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls, self.instrument)
+            tls = self._c2s_tls_config(opts.get("tls"))
+            listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls, self.instrument,
+                                shapers=self.cfg["shaper"])
             await listener.start()
             self.listeners.append(listener)
-        for kind in ("s2s", "component", "http"):
-            for opts in self.cfg["listen"].get(kind, []):
-                log.warning("listener_not_available kind=%s port=%s: accepted by the "
-                            "configuration, served by a later version", kind, opts.get("port"))
+        for opts in self.cfg["listen"].get("s2s", []):
+            # s2s: the peer's certificate is asked for but judged after the handshake
+            # (SASL EXTERNAL when it proves the domain, dialback otherwise).
+            tls = self._tls_config(opts.get("tls"), alpn=[ALPN_S2S], verify_after_handshake=True)
+            listener = Listener("s2s", opts, self.s2s.incoming_factory(opts, tls), tls,
+                                self.instrument, shapers=self.cfg["shaper"])
+            await listener.start()
+            self.listeners.append(listener)
+        for opts in self.cfg["listen"].get("component", []):
+            tls_opts = opts.get("tls")
+            if tls_opts and tls_opts.get("mode") != "tls":
+                # XEP-0114 has no STARTTLS: TLS for components is direct TLS (MongooseIM 6.4).
+                log.warning("component_tls_mode port=%s mode=%s: components use direct TLS",
+                            opts.get("port"), tls_opts.get("mode"))
+                tls_opts = dict(tls_opts, mode="tls")
+            tls = self._tls_config(tls_opts, alpn=[])
+            listener = Listener("component", opts, self._component_factory(opts), tls,
+                                self.instrument, shapers=self.cfg["shaper"])
+            await listener.start()
+            self.listeners.append(listener)
+        for opts in self.cfg["listen"].get("http", []):
+            # Imported only when configured: a server without HTTP pays nothing for it.
+            from suricate.net.http.listener import HttpListener
+            http = HttpListener(self, opts)
+            await http.start()
+            self.http_listeners.append(http)
         self.started_at = time.time()
+        if self.handlers:
+            interval = self.cfg["instrumentation"]["probe_interval"]
+            self._prober = Prober(self, self.instrument, interval)
+            self._prober.start()
         log.info("server_started hosts=%s", ",".join(sorted(self.hosts)))
 
-    def _tls_config(self, opts: Mapping[str, Any] | None, alpn: list[bytes]) -> TLSConfig | None:
+    def _c2s_tls_config(self, opts: Mapping[str, Any] | None) -> TLSConfig | None:
+        if opts and opts.get("certfile") and opts.get("early_data") \
+                and opts.get("session_tickets") == "stateless":
+            # TLS 1.3 0-RTT for FAST logins (XEP-0484 §3.4), see suricate.net.early_data
+            from suricate.net.early_data import EarlyDataTLSConfig
+            return EarlyDataTLSConfig(opts, alpn=[b"xmpp-client"], certs_by_name=self._sni_certs)
+        return self._tls_config(opts, alpn=[b"xmpp-client"])
+
+    def _tls_config(self, opts: Mapping[str, Any] | None, alpn: list[bytes],
+                    verify_after_handshake: bool = False) -> TLSConfig | None:
         if not opts or not opts.get("certfile"):
             return None
-        return TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs)
+        return TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs,
+                         verify_after_handshake=verify_after_handshake)
+
+    def _component_factory(self, opts: Mapping[str, Any]) -> Any:
+        def factory(conn: Connection) -> Component:
+            return Component(self, conn, opts)
+        return factory
 
     def _c2s_factory(self, opts: Mapping[str, Any], tls: TLSConfig | None) -> Any:
         def factory(conn: Connection) -> C2S:
@@ -117,20 +179,29 @@ class Server:
         self.stopping = True
         for listener in self.listeners:
             listener.stop_accepting()
+        for http in self.http_listeners:
+            await http.stop()
+        if self._prober is not None:
+            await self._prober.stop()
+        await self.domains.stop()
         for session in list(self.sessions):
             if isinstance(session, C2S):
                 session.stream_error(StreamError("system-shutdown"))
         for listener in self.listeners:
             for conn in list(listener.connections):
                 handler = conn.handler
-                if isinstance(handler, C2S):
+                if isinstance(handler, C2S | Component):
                     handler.stream_error(StreamError("system-shutdown"))
+        await self.drain()
+        self.s2s.stop()  # incoming: system-shutdown; outgoing: closed, queued ones bounced
         await self.drain()
         for name in reversed(list(self.modules)):
             module = self.modules.pop(name)
             await module.stop()
             module.unwire()
         await self.drain()
+        for instrument_handler in self.handlers:
+            await instrument_handler.stop()
         await self.storage.close()
         log.info("server_stopped")
 
@@ -153,7 +224,36 @@ class Server:
 
     # -- facts used by the rest -------------------------------------------------------------
     def is_local_domain(self, domain: str) -> bool:
-        return domain in self.hosts
+        return domain in self.domains.served
+
+    def request_stop(self) -> None:
+        """Ask ``suricate serve`` to shut down (GraphQL ``server.stop``), as SIGTERM does."""
+        if self.stop_requested is not None:
+            self.stop_requested.set()
+
+    # -- administration (suricate.admin) --------------------------------------------------
+    def kick_session(self, jid: JID, reason: str) -> bool:
+        """End the session of a full JID with a stream error that carries ``reason``."""
+        session = self.sessions.lookup(jid)
+        if not isinstance(session, C2S):
+            return False
+        session.stream_error(StreamError("policy-violation", reason or "kicked"))
+        return True
+
+    def kick_user(self, bare: JID, reason: str) -> int:
+        sessions = [s for s in self.sessions.resources(bare) if isinstance(s, C2S)]
+        for session in sessions:
+            session.stream_error(StreamError("policy-violation", reason or "kicked"))
+        return len(sessions)
+
+    def _domain_changed(self, domain: str, now: Domain | None) -> None:
+        self.instrument.labels_changed()
+        self.access.set_hosts(self.domains.served)
+        if now is None or not now.enabled:
+            # A removed or disabled domain serves nobody: its sessions end now.
+            for session in list(self.sessions):
+                if isinstance(session, C2S) and session.jid.domain == domain:
+                    session.stream_error(StreamError("host-unknown", "domain disabled"))
 
     async def user_exists(self, jid: JID) -> bool:
         if jid.local is None or not self.is_local_domain(jid.domain):

@@ -12,6 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
+from suricate.net import proxy_protocol
+from suricate.net.shaper import TokenBucket
 from suricate.net.tls import TLSConfig, TLSError, TLSLayer
 
 if TYPE_CHECKING:
@@ -22,6 +24,13 @@ log = logging.getLogger("suricate.net")
 # A peer that does not read its socket must not grow our memory without bound: past this much
 # unsent data the handler is told (it ends the stream with a policy-violation).
 MAX_WRITE_BUFFER = 4 * 1024 * 1024
+# After close(), how long a peer gets to read what is still buffered (the closing stream error
+# included) before the socket is aborted: a peer that never reads must not pin the buffer.
+CLOSE_TIMEOUT = 5.0
+
+# Why reading is paused; the socket reads again only when no reason is left.
+_PAUSED_BY_HANDLER = 1  # the stream is busy with a step (database, ...)
+_PAUSED_BY_SHAPER = 2  # the peer is over its [shaper] max_rate
 
 
 class StreamHandler(Protocol):
@@ -34,17 +43,25 @@ class StreamHandler(Protocol):
     def write_overflow(self) -> None: ...
 
 
+class TLSSessionFactory(Protocol):
+    """A server ``TLSConfig``, or a client config bound to the server name it expects."""
+
+    def new_session(self) -> TLSLayer: ...
+
+
 class Connection(asyncio.Protocol):
     __slots__ = (
         "loop", "transport", "tls", "handler", "_out", "_flush_handle", "closing", "peer",
         "_handler_factory", "_on_close", "_paused", "connection_type", "instrument",
+        "tls_failure", "_shaper", "_shaper_timer", "_proxy_buffer", "_close_timer",
     )
 
     def __init__(self, handler_factory: Callable[[Connection], StreamHandler],
-                 tls: TLSConfig | None = None,
+                 tls: TLSConfig | TLSSessionFactory | None = None,
                  on_close: Callable[[Connection], None] | None = None,
                  connection_type: str = "c2s",
-                 instrument: Instrumentation | None = None) -> None:
+                 instrument: Instrumentation | None = None, *,
+                 shaper: TokenBucket | None = None, proxy_protocol: bool = False) -> None:
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
         self.tls: TLSLayer | None = tls.new_session() if tls is not None else None
@@ -55,8 +72,15 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self.peer: Any = None
         self._on_close = on_close
-        self._paused = False
+        self._paused = 0  # a set of _PAUSED_BY_* bits
+        self._shaper = shaper
+        self._shaper_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        # Until the PROXY header is complete, what arrived of it (None: no header expected).
+        self._proxy_buffer: bytes | None = b"" if proxy_protocol else None
         self.connection_type = connection_type
+        # Why TLS failed, for a handler that must tell its users (s2s bounces).
+        self.tls_failure: str | None = None
         self.instrument = instrument if instrument is not None else Instrumentation()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -65,17 +89,27 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.handler = self._handler_factory(self)
+        if self.tls is not None:
+            self._tls_start()  # direct TLS as a client: the ClientHello goes first
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.handler is None:
             return
+        if self._shaper is not None:
+            self._shape(len(data))
+        if self._proxy_buffer is not None:
+            data = self._proxy_header(data)
+            if not data:
+                return
         self.instrument.data_in(self.connection_type, False, len(data))
         tls = self.tls
         if tls is not None:
             try:
                 data, out = tls.receive(data)
             except TLSError as exc:
-                log.info("tls_failed peer=%s reason=%s", self.peer, exc)
+                log.info("tls_failed connection_type=%s peer=%s reason=%s",
+                         self.connection_type, self.peer, exc)
+                self.tls_failure = str(exc) or "handshake failed"
                 self.abort()
                 return
             if out and self.transport is not None:
@@ -99,6 +133,10 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        for timer in (self._shaper_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._shaper_timer = self._close_timer = None
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.connection_lost(exc)
@@ -131,21 +169,80 @@ class Connection(asyncio.Protocol):
         if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
             self.handler.write_overflow()
 
-    def start_tls(self, config: TLSConfig) -> None:
+    def start_tls(self, config: TLSConfig | TLSSessionFactory) -> None:
         """STARTTLS (RFC 6120 §5.4.3.3): what was written so far leaves in clear, the rest
         (and every byte read from now on) goes through TLS."""
         self.flush()
         self.tls = config.new_session()
+        self._tls_start()
+
+    def _tls_start(self) -> None:
+        assert self.tls is not None
+        try:
+            hello = self.tls.start()
+        except TLSError as exc:
+            self.tls_failure = str(exc) or "handshake failed"
+            self.abort()
+            return
+        if hello and self.transport is not None:
+            self.transport.write(hello)
 
     def pause_reading(self) -> None:
-        if not self._paused and self.transport is not None and not self.closing:
-            self._paused = True
-            self.transport.pause_reading()
+        """The handler is busy: stop reading until ``resume_reading``."""
+        self._pause(_PAUSED_BY_HANDLER)
 
     def resume_reading(self) -> None:
-        if self._paused and self.transport is not None and not self.closing:
-            self._paused = False
+        self._resume(_PAUSED_BY_HANDLER)
+
+    def _pause(self, reason: int) -> None:
+        if self.transport is None or self.closing:
+            return
+        if not self._paused:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None and not self.closing:
             self.transport.resume_reading()
+
+    # -- [shaper] max_rate and the PROXY protocol -----------------------------------------------
+    def _shape(self, size: int) -> None:
+        assert self._shaper is not None
+        delay = self._shaper.consume(size)
+        if delay > 0.0 and self._shaper_timer is None:
+            # Over the rate: what arrived is processed, the socket is not read again until the
+            # bucket is out of debt; meanwhile TCP's window pushes back on the sender.
+            self._pause(_PAUSED_BY_SHAPER)
+            self._shaper_timer = self.loop.call_later(delay, self._shaper_done)
+
+    def _shaper_done(self) -> None:
+        self._shaper_timer = None
+        self._resume(_PAUSED_BY_SHAPER)
+
+    def _proxy_header(self, data: bytes) -> bytes:
+        """Collect and parse the PROXY header; return the bytes after it (b"" until then).
+        The real client address replaces ``peer`` for everything that follows (logs, per-IP
+        limits such as mod_register's)."""
+        assert self._proxy_buffer is not None
+        buffered = self._proxy_buffer + data
+        try:
+            parsed = proxy_protocol.parse(buffered)
+        except proxy_protocol.ProxyProtocolError as exc:
+            log.info("proxy_protocol_refused peer=%s reason=%s", self.peer, exc)
+            self._proxy_buffer = None
+            self.abort()
+            return b""
+        if parsed is None:
+            self._proxy_buffer = buffered  # bounded: parse() refuses an overlong header
+            return b""
+        header, rest = parsed
+        self._proxy_buffer = None
+        if header.source is not None:
+            self.peer = header.source
+        return rest
 
     def close(self) -> None:
         """Flush what is pending, send close_notify, close the socket."""
@@ -160,6 +257,9 @@ class Connection(asyncio.Protocol):
             if out:
                 self.transport.write(out)
         self.transport.close()
+        if self.transport.get_write_buffer_size():
+            # asyncio keeps a closing socket until its buffer drains, with no deadline.
+            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def abort(self) -> None:
         self.closing = True

@@ -1,4 +1,8 @@
-"""Listeners: one asyncio server per ``[[listen.*]]`` entry, counting its connections."""
+"""Listeners: one asyncio server per ``[[listen.*]]`` entry, counting its connections.
+
+Each connection gets the listener's limits: ``max_connections``, ``backlog``, the
+``shaper`` (a token bucket per connection, ``[shaper.NAME] max_rate``) and, with
+``proxy_protocol``, the real client address from the HAProxy header."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from suricate.instrument import Instrumentation
 from suricate.net.connection import Connection, StreamHandler
+from suricate.net.shaper import TokenBucket, bucket_factory
 from suricate.net.tls import TLSConfig
 
 log = logging.getLogger("suricate.net")
@@ -17,11 +22,12 @@ log = logging.getLogger("suricate.net")
 
 class Listener:
     __slots__ = ("opts", "kind", "handler_factory", "tls", "direct_tls", "server",
-                 "connections", "instrument")
+                 "connections", "instrument", "new_bucket", "proxy_protocol")
 
     def __init__(self, kind: str, opts: Mapping[str, Any],
                  handler_factory: Callable[[Connection], StreamHandler],
-                 tls: TLSConfig | None, instrument: Instrumentation | None = None) -> None:
+                 tls: TLSConfig | None, instrument: Instrumentation | None = None,
+                 shapers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.kind = kind
         self.instrument = instrument
         self.opts = opts
@@ -31,6 +37,17 @@ class Listener:
         self.direct_tls = tls is not None and tls.mode == "tls"
         self.server: asyncio.Server | None = None
         self.connections: set[Connection] = set()
+        self.proxy_protocol = bool(opts.get("proxy_protocol"))
+        self.new_bucket: Callable[[], TokenBucket] | None = None
+        shaper = opts.get("shaper")
+        if shaper and shaper != "none":
+            if shapers is None or shaper not in shapers:
+                # The config loader refuses an undefined shaper; a caller that did not pass
+                # [shaper] is our bug, and serving unshaped must not go unnoticed.
+                log.error("listener_shaper_unknown kind=%s port=%s shaper=%s", kind,
+                          opts.get("port"), shaper)
+            else:
+                self.new_bucket = bucket_factory(shaper, shapers)
 
     @property
     def port(self) -> int:
@@ -40,7 +57,9 @@ class Listener:
 
     def _make_connection(self) -> Connection:
         conn = Connection(self._admit, self.tls if self.direct_tls else None, self._closed,
-                          self.kind, self.instrument)
+                          self.kind, self.instrument,
+                          shaper=self.new_bucket() if self.new_bucket is not None else None,
+                          proxy_protocol=self.proxy_protocol)
         return conn
 
     def _admit(self, conn: Connection) -> StreamHandler:

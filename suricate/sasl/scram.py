@@ -318,7 +318,8 @@ class Scram(Mechanism):
             raise _Refused("malformed-request", "bad proof length")
         if not hmac.compare_digest(cb, self._cb_expected):
             raise _Refused("not-authorized", "channel-bindings-dont-match")
-        if not hmac.compare_digest(attrs[1][2:].encode("ascii"), self._nonce.encode("ascii")):
+        # The client's copy may hold any UTF-8 (ours is printable ASCII): compare bytes.
+        if not hmac.compare_digest(attrs[1][2:].encode("utf-8"), self._nonce.encode("utf-8")):
             raise _Refused("not-authorized", "nonce mismatch")
 
         keys = self._keys

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ASK_STATES",
+    "DomainRecord",
     "SUBSCRIPTION_STATES",
     "OfflineMessage",
     "RosterItem",
@@ -87,6 +88,31 @@ class OfflineMessage:
     to_jid: str
     packet: str  # the stanza, serialized XML
     expire: float | None = None  # Unix time after which it must not be delivered (XEP-0079)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A dynamic domain (MongooseIM's service_domain_db): added at run time under a host type."""
+
+    domain: str
+    host_type: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FastToken:
+    """One XEP-0484 token slot: the seed the token is derived from (never the token)."""
+
+    seed: str
+    expire: float  # Unix time
+    mechanism: str  # the HT-* mechanism the token is bound to (XEP-0484 §3.4)
+    count: int | None = None  # highest replay counter accepted so far
+
+
+@dataclass(frozen=True, slots=True)
+class FastTokenSlots:
+    current: FastToken | None
+    new: FastToken | None
 
 
 class Storage(ABC):
@@ -226,3 +252,72 @@ class Storage(ABC):
     @abstractmethod
     async def unblock_all(self, server: str, user: str) -> list[str]:
         """Empty the blocklist; return what it held, sorted."""
+
+    # -- dynamic domains and domain admins --------------------------------------------------
+
+    @abstractmethod
+    async def list_domains(self) -> list[DomainRecord]:
+        """Every stored domain, sorted."""
+
+    @abstractmethod
+    async def insert_domain(self, domain: str, host_type: str) -> bool:
+        """Add an enabled domain; False if the domain exists already."""
+
+    @abstractmethod
+    async def delete_domain(self, domain: str) -> bool:
+        """Remove the domain, its admin password and every account of it with their data."""
+
+    @abstractmethod
+    async def set_domain_enabled(self, domain: str, enabled: bool) -> bool:
+        """False if there is no such domain."""
+
+    @abstractmethod
+    async def set_domain_admin(self, domain: str, pass_details: str) -> None: ...
+
+    @abstractmethod
+    async def get_domain_admin(self, domain: str) -> str | None: ...
+
+    @abstractmethod
+    async def delete_domain_admin(self, domain: str) -> bool: ...
+
+    # -- administration queries ------------------------------------------------------------
+
+    @abstractmethod
+    async def list_fast_tokens(self, server: str, user: str) -> list[tuple[str, FastToken]]:
+        """Every live token slot of an account as (user agent id, token), for the admin API."""
+
+    @abstractmethod
+    async def revoke_fast_tokens(self, server: str, user: str) -> int:
+        """Forget every FAST token of an account; return how many clients had some."""
+
+    @abstractmethod
+    async def count_active_users(self, server: str, since: int) -> int:
+        """Accounts of `server` whose last activity (XEP-0012) is at or after `since`."""
+
+    @abstractmethod
+    async def remove_old_offline(self, server: str, before: float) -> int:
+        """Delete offline messages of `server` stored before `before`; return how many."""
+
+    # -- FAST tokens (XEP-0484) ---------------------------------------------------------------
+
+    @abstractmethod
+    async def get_fast_tokens(self, server: str, user: str, agent_id: str
+                              ) -> FastTokenSlots | None:
+        """Both slots of the user's client `agent_id`, None if it has none."""
+
+    @abstractmethod
+    async def store_fast_token(self, server: str, user: str, agent_id: str,
+                               token: FastToken) -> None:
+        """Put `token` in the 'new' slot, replacing an unused one (XEP-0484 §3.5)."""
+
+    @abstractmethod
+    async def use_fast_token(self, server: str, user: str, agent_id: str, slot: str,
+                             seed: str, count: int | None) -> bool:
+        """Record a successful login with the token of `slot` ('new' or 'current') whose
+        seed is `seed`, atomically: a 'new' token moves to 'current' (XEP-0484 §5), and a
+        `count` must exceed the one last accepted (XEP-0484 §3.4 replay protection).
+        False when the slot no longer holds that token or the count was seen already."""
+
+    @abstractmethod
+    async def remove_fast_tokens(self, server: str, user: str, agent_id: str) -> None:
+        """Invalidate both slots (XEP-0484 §3.6)."""

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ClassVar, Protocol
 
-from .base import OfflineMessage, RosterItem, Storage, StorageError, UserRecord
+from .base import (
+    DomainRecord,
+    FastToken,
+    FastTokenSlots,
+    OfflineMessage,
+    RosterItem,
+    Storage,
+    StorageError,
+    UserRecord,
+)
 
 __all__ = ["Executor", "Migration", "SqlStorage", "load_migrations"]
 
@@ -57,8 +66,10 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 def load_migrations(dialect: str) -> list[Migration]:
     """The numbered scripts of `migrations/<dialect>/`, in order.
 
-    Numbers must run 1, 2, 3 ... without gaps, so a missing or duplicated file is caught
-    here, at start-up, rather than leaving a database half upgraded.
+    Numbers must be unique, so a duplicated file is caught here, at start-up. A gap is
+    allowed: features are developed side by side and their migrations may land in either
+    order (0003 before 0002); each is applied once, whenever it appears, because the runner
+    looks at what is recorded, not at the highest number.
     """
     folder = resources.files("suricate.storage").joinpath("migrations", dialect)
     if not folder.is_dir():
@@ -71,8 +82,9 @@ def load_migrations(dialect: str) -> list[Migration]:
         found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StorageError(f"{dialect} migrations must be numbered 1..n, found {versions}")
+    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
+        raise StorageError(f"{dialect} migrations must have distinct numbers >= 1, "
+                           f"found {versions}")
     return found
 
 
@@ -93,6 +105,7 @@ _USER_DATA_TABLES: tuple[str, ...] = (
     "private_storage",
     "vcards",
     "blocklist",
+    "fast_auth_token",
 )
 
 _ROSTER_SELECT = (
@@ -195,12 +208,13 @@ class SqlStorage(Storage):
             async with self._session(transaction=True) as ex:
                 await self._lock_migrations(ex)
                 applied = {row[0] for row in await ex.fetch("SELECT version FROM schema_version")}
-                if applied and max(applied) > len(migrations):
+                known = migrations[-1].version
+                if applied and max(applied) > known:
                     # A newer Suricate upgraded this database; running older code against
                     # a schema it does not know risks silent data loss.
                     raise StorageError(
                         f"database schema version {max(applied)} is newer than this "
-                        f"Suricate supports ({len(migrations)})"
+                        f"Suricate supports ({known})"
                     )
                 if migration.version in applied:
                     continue
@@ -532,6 +546,163 @@ class SqlStorage(Storage):
             user,
         )
         return sorted(row[0] for row in rows)
+
+
+    # -- dynamic domains and domain admins ---------------------------------------------------
+
+    async def list_domains(self) -> list[DomainRecord]:
+        rows = await self._fetch(
+            "SELECT domain, host_type, enabled FROM domain_settings ORDER BY domain"
+        )
+        return [DomainRecord(row[0], row[1], bool(row[2])) for row in rows]
+
+    async def insert_domain(self, domain: str, host_type: str) -> bool:
+        changed = await self._execute(
+            "INSERT INTO domain_settings (domain, host_type, enabled, created_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (domain) DO NOTHING",
+            domain,
+            host_type,
+            True,
+            time.time(),
+        )
+        return changed == 1
+
+    async def delete_domain(self, domain: str) -> bool:
+        async with self._session(transaction=True) as ex:
+            for table in _USER_DATA_TABLES:
+                await ex.execute(f"DELETE FROM {table} WHERE server = ?", domain)
+            await ex.execute("DELETE FROM users WHERE server = ?", domain)
+            await ex.execute("DELETE FROM domain_admins WHERE domain = ?", domain)
+            changed = await ex.execute("DELETE FROM domain_settings WHERE domain = ?", domain)
+        return changed > 0
+
+    async def set_domain_enabled(self, domain: str, enabled: bool) -> bool:
+        changed = await self._execute(
+            "UPDATE domain_settings SET enabled = ? WHERE domain = ?", enabled, domain
+        )
+        return changed > 0
+
+    async def set_domain_admin(self, domain: str, pass_details: str) -> None:
+        await self._execute(
+            "INSERT INTO domain_admins (domain, pass_details) VALUES (?, ?)"
+            " ON CONFLICT (domain) DO UPDATE SET pass_details = excluded.pass_details",
+            domain,
+            pass_details,
+        )
+
+    async def get_domain_admin(self, domain: str) -> str | None:
+        row = await self._fetch_one(
+            "SELECT pass_details FROM domain_admins WHERE domain = ?", domain
+        )
+        return None if row is None else str(row[0])
+
+    async def delete_domain_admin(self, domain: str) -> bool:
+        return await self._execute("DELETE FROM domain_admins WHERE domain = ?", domain) > 0
+
+    # -- administration queries --------------------------------------------------------------
+
+    async def list_fast_tokens(self, server: str, user: str) -> list[tuple[str, FastToken]]:
+        rows = await self._fetch(
+            "SELECT user_agent_id, current_seed, current_expire, current_mech, current_count,"
+            " new_seed, new_expire, new_mech, new_count FROM fast_auth_token"
+            " WHERE server = ? AND username = ? ORDER BY user_agent_id",
+            server,
+            user,
+        )
+        found: list[tuple[str, FastToken]] = []
+        for row in rows:
+            for cols in (row[1:5], row[5:9]):
+                token = _fast_token(cols)
+                if token is not None:
+                    found.append((row[0], token))
+        return found
+
+    async def revoke_fast_tokens(self, server: str, user: str) -> int:
+        return await self._execute(
+            "DELETE FROM fast_auth_token WHERE server = ? AND username = ?", server, user
+        )
+
+    async def count_active_users(self, server: str, since: int) -> int:
+        row = await self._fetch_one(
+            "SELECT COUNT(*) FROM last_activity WHERE server = ? AND seconds >= ?",
+            server,
+            int(since),
+        )
+        return int(row[0]) if row else 0
+
+    async def remove_old_offline(self, server: str, before: float) -> int:
+        return await self._execute(
+            "DELETE FROM offline_messages WHERE server = ? AND stamp < ?", server, float(before)
+        )
+
+
+    # -- FAST tokens (XEP-0484) ---------------------------------------------------------------
+
+    async def get_fast_tokens(self, server: str, user: str, agent_id: str
+                              ) -> FastTokenSlots | None:
+        row = await self._fetch_one(
+            "SELECT current_seed, current_expire, current_mech, current_count,"
+            " new_seed, new_expire, new_mech, new_count FROM fast_auth_token"
+            " WHERE server = ? AND username = ? AND user_agent_id = ?",
+            server,
+            user,
+            agent_id,
+        )
+        if row is None:
+            return None
+        return FastTokenSlots(_fast_token(row[0:4]), _fast_token(row[4:8]))
+
+    async def store_fast_token(self, server: str, user: str, agent_id: str,
+                               token: FastToken) -> None:
+        await self._execute(
+            "INSERT INTO fast_auth_token (server, username, user_agent_id,"
+            " new_seed, new_expire, new_mech, new_count) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (server, username, user_agent_id) DO UPDATE SET"
+            " new_seed = excluded.new_seed, new_expire = excluded.new_expire,"
+            " new_mech = excluded.new_mech, new_count = excluded.new_count",
+            server,
+            user,
+            agent_id,
+            token.seed,
+            float(token.expire),
+            token.mechanism,
+            token.count,
+        )
+
+    async def use_fast_token(self, server: str, user: str, agent_id: str, slot: str,
+                             seed: str, count: int | None) -> bool:
+        # One conditional UPDATE is the check and the write: two logins racing with the
+        # same counter (a replayed 0-RTT flight) cannot both see the old value.
+        if slot not in ("new", "current"):
+            raise ValueError(f"no FAST token slot {slot!r}")
+        where = (f" WHERE server = ? AND username = ? AND user_agent_id = ? AND {slot}_seed = ?"
+                 f" AND (CAST(? AS BIGINT) IS NULL OR {slot}_count IS NULL"
+                 f" OR {slot}_count < ?)")
+        if slot == "new":
+            sql = ("UPDATE fast_auth_token SET current_seed = new_seed,"
+                   " current_expire = new_expire, current_mech = new_mech,"
+                   " current_count = COALESCE(?, new_count), new_seed = NULL,"
+                   " new_expire = NULL, new_mech = NULL, new_count = NULL" + where)
+        else:
+            sql = ("UPDATE fast_auth_token SET current_count = COALESCE(?, current_count)"
+                   + where)
+        changed = await self._execute(sql, count, server, user, agent_id, seed, count, count)
+        return changed > 0
+
+    async def remove_fast_tokens(self, server: str, user: str, agent_id: str) -> None:
+        await self._execute(
+            "DELETE FROM fast_auth_token WHERE server = ? AND username = ? AND user_agent_id = ?",
+            server,
+            user,
+            agent_id,
+        )
+
+
+def _fast_token(cols: Sequence[Any]) -> FastToken | None:
+    seed, expire, mech, count = cols
+    if seed is None:
+        return None
+    return FastToken(seed, float(expire), mech, None if count is None else int(count))
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -10,23 +10,33 @@ literal key ``"xml:lang"`` because it is the only namespaced attribute XMPP core
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Union
 
 Node = Union["Element", str]
 
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+# A parser turns a literal CR into LF (XML 1.0 §2.11) and a literal TAB, LF or CR in an
+# attribute into a space (§3.3.3): written as character references they survive the trip.
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _ATTR_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
+     "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 )
 
 
+# Hot path (serializing every routed stanza): most values need no escaping, and a regex search
+# is several times cheaper than str.translate with a dict. The classes follow the tables above.
+_TEXT_SPECIAL = re.compile("[" + re.escape("".join(map(chr, _TEXT_ESCAPES))) + "]").search
+_ATTR_SPECIAL = re.compile("[" + re.escape("".join(map(chr, _ATTR_ESCAPES))) + "]").search
+
+
 def escape_text(text: str) -> str:
-    return text.translate(_TEXT_ESCAPES)
+    return text.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL(text) else text
 
 
 def escape_attr(value: str) -> str:
-    return value.translate(_ATTR_ESCAPES)
+    return value.translate(_ATTR_ESCAPES) if _ATTR_SPECIAL(value) else value
 
 
 class Element:
@@ -129,25 +139,35 @@ class Element:
         return self.serialize(parent_ns, prefixes).encode()
 
     def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
-        prefix = prefixes.get(self.xmlns) if prefixes else None
-        tag = f"{prefix}:{self.name}" if prefix else self.name
-        out.append("<" + tag)
+        # Hot path: one string per element start where possible, escapes only when needed.
+        xmlns = self.xmlns
+        prefix = prefixes.get(xmlns) if prefixes else None
         ns = parent_ns
-        if prefix is None and self.xmlns != parent_ns:
-            out.append(f' xmlns="{escape_attr(self.xmlns)}"')
-            ns = self.xmlns
-        for key, value in self.attrs.items():
-            out.append(f' {key}="{escape_attr(value)}"')
-        if not self.children:
-            out.append("/>")
+        if prefix:
+            tag = prefix + ":" + self.name
+            start = "<" + tag
+        else:
+            tag = self.name
+            if xmlns != parent_ns:
+                start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"'
+                ns = xmlns
+            else:
+                start = "<" + tag
+        attrs = self.attrs
+        if attrs:
+            start += "".join([" " + key + '="' + escape_attr(value) + '"'
+                              for key, value in attrs.items()])
+        children = self.children
+        if not children:
+            out.append(start + "/>")
             return
-        out.append(">")
-        for child in self.children:
+        out.append(start + ">")
+        for child in children:
             if isinstance(child, str):
-                out.append(child.translate(_TEXT_ESCAPES))
+                out.append(escape_text(child))
             else:
                 child._write(out, ns, prefixes)
-        out.append(f"</{tag}>")
+        out.append("</" + tag + ">")
 
     def __repr__(self) -> str:
         return f"<Element {self.serialize()[:200]}>"

@@ -32,3 +32,14 @@ DELAY = "urn:xmpp:delay"
 OFFLINE = "msgoffline"
 DATA_FORMS = "jabber:x:data"
 SERVERINFO = "http://jabber.org/network/serverinfo"  # XEP-0157 FORM_TYPE
+# Mobile sessions (issue 3)
+SASL2 = "urn:xmpp:sasl:2"  # XEP-0388
+SASL_UPGRADE = "urn:xmpp:sasl:upgrade:0"  # XEP-0480
+SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0"  # XEP-0480 §4
+BIND2 = "urn:xmpp:bind:0"  # XEP-0386
+FAST = "urn:xmpp:fast:0"  # XEP-0484
+SM = "urn:xmpp:sm:3"  # XEP-0198
+CARBONS = "urn:xmpp:carbons:2"  # XEP-0280
+FORWARD = "urn:xmpp:forward:0"  # XEP-0297
+CSI = "urn:xmpp:csi:0"  # XEP-0352
+HINTS = "urn:xmpp:hints"  # XEP-0334

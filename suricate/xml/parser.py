@@ -4,7 +4,10 @@ RFC 6120 §11.1 forbids comments, processing instructions, internal or external 
 and entity references other than the five predefined ones; each is refused with the
 ``restricted-xml`` stream error (§4.9.3.18). Anything expat cannot parse is ``not-well-formed``
 (§4.9.3.13). A stanza larger than the listener's ``max_stanza_size`` is a ``policy-violation``
-(§4.9.3.14), detected while it streams in, so an endless stanza never fills memory.
+(§4.9.3.14), detected while it streams in, so an endless stanza never fills memory; the same
+limit applies to a tag that never ends (an endless attribute, an endless stream header), which
+expat buffers whole before it reports anything. An encoding declaration other than UTF-8 is
+``unsupported-encoding`` (§11.6, §4.9.3.22).
 
 A parser lives for one stream: at every stream restart (after STARTTLS, after SASL) the caller
 makes a new one, as §4.3.3 and §6.4.6 require.
@@ -23,12 +26,16 @@ MAX_DEPTH = 64  # deeper nesting has no use in XMPP and costs stack: policy-viol
 
 
 class XMLStreamError(Exception):
-    """The peer sent bytes that end the stream with ``condition`` (RFC 6120 §4.9.3)."""
+    """The peer sent bytes that end the stream with ``condition`` (RFC 6120 §4.9.3).
+
+    ``events`` are those the same ``feed`` completed before the bad bytes: a caller that
+    handles them before ending the stream behaves the same however the bytes were chunked."""
 
     def __init__(self, condition: str, text: str | None = None) -> None:
         super().__init__(condition if text is None else f"{condition}: {text}")
         self.condition = condition
         self.text = text
+        self.events: list[Event] = []
 
 
 @dataclass(slots=True)
@@ -65,7 +72,7 @@ def _split(name: str) -> tuple[str, str]:
 class StreamParser:
     __slots__ = (
         "_parser", "_events", "_stack", "_depth", "_max_stanza_size", "_stanza_start",
-        "_fed", "_ns_decls", "_closed",
+        "_fed", "_ns_decls", "_closed", "_error",
     )
 
     def __init__(self, max_stanza_size: int | None = None) -> None:
@@ -77,6 +84,7 @@ class StreamParser:
         self._fed = 0
         self._ns_decls: dict[str, str] = {}
         self._closed = False
+        self._error: XMLStreamError | None = None
         p = pyexpat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
         p.ordered_attributes = False
@@ -94,14 +102,27 @@ class StreamParser:
         p.ExternalEntityRefHandler = self._restricted_ref
         p.SkippedEntityHandler = self._restricted
         p.DefaultHandler = self._default
+        p.XmlDeclHandler = self._xml_decl
         self._parser = p
 
     # -- public -----------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the complete events it finished (may be empty)."""
+        if self._error is not None:
+            raise XMLStreamError(self._error.condition, self._error.text)  # errors are final
         if self._closed:
             return []
         self._fed += len(data)
+        try:
+            self._parse(data)
+        except XMLStreamError as exc:
+            self._error = exc
+            exc.events, self._events = self._events, []
+            raise
+        events, self._events = self._events, []
+        return events
+
+    def _parse(self, data: bytes) -> None:
         try:
             self._parser.Parse(data, False)
         except pyexpat.ExpatError as exc:
@@ -109,14 +130,16 @@ class StreamParser:
                 # §11.1: only the five predefined entities may be referenced.
                 raise XMLStreamError("restricted-xml", "entity reference") from None
             raise XMLStreamError("not-well-formed", pyexpat.errors.messages[exc.code]) from None
-        if (
-            self._max_stanza_size is not None
-            and self._stanza_start >= 0
-            and self._fed - self._stanza_start > self._max_stanza_size
-        ):
-            raise XMLStreamError("policy-violation", "stanza too large")
-        events, self._events = self._events, []
-        return events
+        limit = self._max_stanza_size
+        if limit is not None:
+            if self._stanza_start >= 0:
+                pending = self._fed - self._stanza_start
+            else:
+                # Between stanzas: what expat holds back is the unfinished token after its last
+                # event (an endless start tag or header is one token, never reported).
+                pending = self._fed - max(self._parser.CurrentByteIndex, 0)
+            if pending > limit:
+                raise XMLStreamError("policy-violation", "stanza too large")
 
     @property
     def depth(self) -> int:
@@ -134,6 +157,11 @@ class StreamParser:
         # reaches it (e.g. "&foo;" after a DTD we refused anyway) is restricted.
         if data.startswith("&"):
             raise XMLStreamError("restricted-xml")
+
+    def _xml_decl(self, version: str | None, encoding: str | None, standalone: int) -> None:
+        # RFC 6120 §11.6: UTF-8 only; another declared encoding is unsupported-encoding.
+        if encoding is not None and encoding.upper() not in ("UTF-8", "UTF8"):
+            raise XMLStreamError("unsupported-encoding")
 
     def _ns_decl(self, prefix: str | None, uri: str) -> None:
         if self._depth == 0:

@@ -167,7 +167,10 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
 def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
     for port in (5222, 5223):
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
                 pytest.skip(f"port {port} is taken by another program on this machine")
     env = dict(os.environ, SURICATE_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.Popen([*SURICATE, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -464,3 +464,56 @@ async def test_closed_storage_raises_storage_error(storage: SqlStorage) -> None:
     await storage.close()
     with pytest.raises(StorageError):
         await storage.get_user(S, "alice")
+
+
+# -- FAST tokens (XEP-0484) ------------------------------------------------------------------
+
+
+async def test_fast_token_slots_rotation_and_replay_counter(storage: SqlStorage) -> None:
+    from suricate.storage.base import FastToken
+
+    assert await storage.get_fast_tokens(S, "alice", "agent-1") is None
+    first = FastToken("seed-1", 2000.0, "HT-SHA-256-NONE")
+    await storage.store_fast_token(S, "alice", "agent-1", first)
+    slots = await storage.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is None and slots.new == first
+    # Using the new token moves it to 'current' (XEP-0484 §5) with the counter seen.
+    assert await storage.use_fast_token(S, "alice", "agent-1", "new", "seed-1", 5)
+    slots = await storage.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.new is None
+    assert slots.current == FastToken("seed-1", 2000.0, "HT-SHA-256-NONE", 5)
+    # The same or a lower counter again is a replay; a higher one is fine; none is fine.
+    assert not await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 5)
+    assert not await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 4)
+    assert await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 6)
+    assert await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", None)
+    slots = await storage.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is not None and slots.current.count == 6
+    # A rotated token waits in 'new' while 'current' keeps working.
+    await storage.store_fast_token(S, "alice", "agent-1", FastToken("seed-2", 3000.0, "HT-SHA-256-NONE"))
+    assert await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 7)
+    assert not await storage.use_fast_token(S, "alice", "agent-1", "new", "seed-x", None)
+    assert await storage.use_fast_token(S, "alice", "agent-1", "new", "seed-2", None)
+    slots = await storage.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is not None and slots.current.seed == "seed-2"
+    assert not await storage.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 8)
+    with pytest.raises(ValueError):
+        await storage.use_fast_token(S, "alice", "agent-1", "old", "seed-2", None)
+
+
+async def test_fast_tokens_per_agent_removed_with_invalidation_and_account(
+    storage: SqlStorage,
+) -> None:
+    from suricate.storage.base import FastToken
+
+    await storage.create_user(S, "alice", None, "x")
+    token = FastToken("s", 2000.0, "HT-SHA-256-NONE")
+    await storage.store_fast_token(S, "alice", "phone", token)
+    await storage.store_fast_token(S, "alice", "laptop", token)
+    await storage.store_fast_token(S, "bob", "phone", token)
+    await storage.remove_fast_tokens(S, "alice", "phone")
+    assert await storage.get_fast_tokens(S, "alice", "phone") is None
+    assert await storage.get_fast_tokens(S, "alice", "laptop") is not None
+    await storage.remove_user(S, "alice")
+    assert await storage.get_fast_tokens(S, "alice", "laptop") is None
+    assert await storage.get_fast_tokens(S, "bob", "phone") is not None

@@ -551,8 +551,8 @@ REFUSED: list[tuple[str, str]] = [
     ('[acl]\nx = [{jid = "a@b"}]', "acl.x[0].jid: unknown option"),
     ('[acl]\nall = [{user = "a"}]', "acl.all: 'all' is predefined and cannot be redefined"),
     (
-        "[instrumentation]\nprobe_interval = 10",
-        "instrumentation: not available in this version of Suricate",
+        "[instrumentation.exometer]",
+        "instrumentation.exometer: the exometer handler is not available in this version of Suricate",
     ),
     (
         '[[host_config]]\nhost = "localhost"',
@@ -958,8 +958,18 @@ def test_module_options_accepted() -> None:
             "modules.mod_mam: module is not available in this version of Suricate",
         ),
         (
-            "[modules.mod_stream_management]",
-            "modules.mod_stream_management: module is not available in this version of Suricate",
+            "[modules.mod_muc]",
+            "modules.mod_muc: module is not available in this version of Suricate",
+        ),
+        (
+            '[modules.mod_stream_management]\nbackend = "mnesia"',
+            "modules.mod_stream_management.backend: the session table is in memory; "
+            "'backend' is not used",
+        ),
+        (
+            '[modules.mod_fast_auth_token]\nvalidity_period.access = {value = 3, unit = "weeks"}',
+            "modules.mod_fast_auth_token.validity_period.access.unit: expected one of days, "
+            "hours, minutes, seconds",
         ),
         ("[modules.mod_foo]", "modules.mod_foo: unknown module"),
         (

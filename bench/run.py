@@ -1,0 +1,669 @@
+"""Side-by-side benchmark: Suricate vs Prosody 0.12 vs ejabberd 23.01 on loopback.
+
+Each server runs as our own subprocess (own config and data directory under --workdir, never
+the system service), pinned to one core with ``taskset``; the load generator
+(bench/loadgen.py) runs in its own process pinned to the other core. Every server gets the
+same accounts (SCRAM-SHA-256, 4096 iterations), the same certificate (EC P-256), its own
+loopback address, and no rate limits.
+
+    .venv/bin/python bench/run.py                          # all three, full sizes, prints table
+    .venv/bin/python bench/run.py --write docs/performance.md
+    .venv/bin/python bench/run.py --servers suricate --smoke   # what the CI smoke test runs
+
+Measured, per server: start-up to accepting connections; SCRAM-SHA-256 logins/s over STARTTLS;
+RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s with p50/p99
+latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
+login of an account with a 200-contact roster. Each figure is the median of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+LOADGEN = ROOT / "bench" / "loadgen.py"
+ITERATIONS = 4096
+SALT = b"suricate-bench-salt"  # one salt for all accounts: the generator caches SaltedPassword
+PASSWORD = "pw"
+ROSTER_OWNER = "r0"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def scram_keys(hash_name: str = "sha256") -> tuple[bytes, bytes]:
+    salted = hashlib.pbkdf2_hmac(hash_name, PASSWORD.encode(), SALT, ITERATIONS)
+    client_key = hmac.digest(salted, b"Client Key", hash_name)
+    stored = hashlib.new(hash_name, client_key).digest()
+    server = hmac.digest(salted, b"Server Key", hash_name)
+    return stored, server
+
+
+def account_names(users: int, contacts: int) -> list[str]:
+    return [f"u{i}" for i in range(users)] + [f"c{i}" for i in range(contacts)] + [ROSTER_OWNER]
+
+
+def wait_port(addr: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((addr, port)) == 0:
+                return time.monotonic()
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        time.sleep(0.002)
+    raise TimeoutError(f"nothing on {addr}:{port} after {timeout} s")
+
+
+def tree_pids(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo and len(out) < 64:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    total = 0
+    for p in tree_pids(pid):
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def cpu_ticks(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+@dataclass
+class ServerSpec:
+    name: str
+    addr: str
+    port: int
+    workdir: Path
+    cores: str
+    proc: subprocess.Popen[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def provision(self, names: list[str]) -> None:
+        raise NotImplementedError
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self) -> float:
+        """Start the server; return seconds from spawn to accepting connections."""
+        cmd, env = self.command()
+        full_env = dict(os.environ)
+        full_env.update(env)
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", self.cores, *cmd], cwd=self.workdir,
+                                     env=full_env, stdout=self.logfile(), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return wait_port(self.addr, self.port, 60, self.proc) - t0
+
+    def logfile(self) -> Any:
+        return open(self.workdir / "server.out", "ab")  # noqa: SIM115
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+class Suricate(ServerSpec):
+    def version(self) -> str:
+        from suricate import __version__
+        return f"Suricate {__version__} (Python {platform.python_version()})"
+
+    def config_path(self) -> Path:
+        return self.workdir / "suricate.toml"
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        workers = self.extra.get("workers")
+        worker_line = f"workers = {workers}\n" if workers else ""
+        self.config_path().write_text(f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+loglevel = "error"
+{worker_line}
+[[listen.c2s]]
+port = {self.port}
+ip_address = "{self.addr}"
+backlog = 4096
+max_stanza_size = 262144
+tls.mode = "starttls"
+tls.certfile = "{cert}"
+tls.keyfile = "{key}"
+tls.verify_mode = "none"
+
+[auth]
+methods = ["rdbms"]
+sasl_mechanisms = ["scram_sha256", "plain"]
+password.hash = ["sha256"]
+password.scram_iterations = {ITERATIONS}
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{self.workdir / 'suricate.db'}"
+
+[modules.mod_presence]
+[modules.mod_roster]
+[modules.mod_disco]
+[modules.mod_ping]
+[modules.mod_offline]
+""")
+
+    def provision(self, names: list[str]) -> None:
+        code = (
+            "import asyncio\nfrom pathlib import Path\n"
+            "from suricate.config import load_config\nfrom suricate.core.server import Server\n"
+            "async def main():\n"
+            f"    cfg = load_config(Path({str(self.config_path())!r}))\n"
+            f"    s = Server(cfg, Path({str(self.workdir)!r}), {{}})\n"
+            "    await s.storage.open()\n    await s.storage.close()\n"
+            "asyncio.run(main())\n")
+        subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
+        stored, server = scram_keys()
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        record = (f"==MULTI_SCRAM==,{ITERATIONS},==SHA256=={b64(SALT)}|{b64(stored)}|"
+                  f"{b64(server)}")
+        db = sqlite3.connect(self.workdir / "suricate.db")
+        with db:
+            db.executemany(
+                "INSERT OR REPLACE INTO users (server, username, password, pass_details, "
+                "created_at) VALUES ('localhost', ?, NULL, ?, ?)",
+                [(n, record, time.time()) for n in names])
+        db.close()
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return [PY, "-m", "suricate", "serve", "--config", str(self.config_path())], \
+            {"PYTHONPATH": str(ROOT)}
+
+
+class Prosody(ServerSpec):
+    def version(self) -> str:
+        out = subprocess.run(["prosodyctl", "about"], capture_output=True, text=True,
+                             timeout=20).stdout
+        m = re.search(r"Prosody ([\d.]+)", out)
+        lua = re.search(r"(Lua [\d.]+)", out)
+        return f"Prosody {m.group(1) if m else '?'} ({lua.group(1) if lua else 'Lua'})"
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        (self.workdir / "data").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "prosody.cfg.lua").write_text(f"""
+pidfile = "{self.workdir}/prosody.pid"
+data_path = "{self.workdir}/data"
+log = {{ error = "{self.workdir}/prosody.log" }}
+interfaces = {{ "{self.addr}" }}
+c2s_ports = {{ {self.port} }}
+c2s_interfaces = {{ "{self.addr}" }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+network_backend = "epoll"
+run_as_root = true  -- our own subprocess in a throwaway directory
+-- Nagle off (asyncio and ejabberd set TCP_NODELAY; without it a login waits on delayed ACKs)
+network_settings = {{ nagle = false; tcp_backlog = 4096; }}
+authentication = "internal_hashed"
+password_hash = "SHA-256"
+default_iteration_count = {ITERATIONS}
+c2s_require_encryption = false
+allow_registration = false
+storage = "internal"
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "offline" }}
+ssl = {{ certificate = "{cert}"; key = "{key}"; }}
+VirtualHost "localhost"
+""")
+
+    def provision(self, names: list[str]) -> None:
+        stored, server = scram_keys()
+        accounts = self.workdir / "data" / "localhost" / "accounts"
+        accounts.mkdir(parents=True, exist_ok=True)
+        body = ("return {\n"
+                f"\t[\"iteration_count\"] = {ITERATIONS};\n"
+                f"\t[\"salt\"] = \"{SALT.decode()}\";\n"
+                f"\t[\"server_key\"] = \"{server.hex()}\";\n"
+                f"\t[\"stored_key\"] = \"{stored.hex()}\";\n"
+                "};\n")
+        for n in names:
+            (accounts / f"{n}.dat").write_text(body)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return ["prosody", "--config", str(self.workdir / "prosody.cfg.lua"), "-F"], {}
+
+
+class Ejabberd(ServerSpec):
+    def version(self) -> str:
+        lib = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("ejabberd-*"))
+        otp = subprocess.run(["erl", "-noshell", "-eval",
+                              "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        ver = lib[0].name.split("-", 1)[1] if lib else "?"
+        return f"ejabberd {ver} (Erlang/OTP {otp})"
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        pem = self.workdir / "cert.pem"
+        pem.write_text(cert.read_text() + key.read_text())
+        (self.workdir / "spool").mkdir(parents=True, exist_ok=True)
+        # No shaper, no c2s_shaper, a huge max_fsm_queue, backlog raised from 5: the defaults
+        # rate-limit clients, which is not what this benchmark is about.
+        (self.workdir / "ejabberd.yml").write_text(f"""
+hosts: [localhost]
+loglevel: error
+certfiles: ["{pem}"]
+listen:
+  - port: {self.port}
+    ip: "{self.addr}"
+    module: ejabberd_c2s
+    starttls: true
+    backlog: 4096
+    max_stanza_size: 262144
+    max_fsm_queue: 1000000
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha256
+max_fsm_queue: 1000000
+shaper: {{}}
+shaper_rules: {{}}
+acl: {{}}
+access_rules:
+  c2s: {{allow: all}}
+modules:
+  mod_roster: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_offline: {{}}
+""")
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        # Not ejabberdctl: run as root it re-executes through `su ejabberd`, which resets the
+        # open-file limit to 1024. The same erl command line, run directly, keeps ours.
+        return ["erl", "-noinput", "+K", "true", "+P", "1000000", "-sname", "ejbench",
+                "-mnesia", "dir", f'"{self.workdir / "spool"}"', "-s", "ejabberd",
+                *self.extra.get("eval", [])], self._env()
+
+    def _env(self) -> dict[str, str]:
+        return {"ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
+                "EJABBERD_CONFIG_PATH": str(self.workdir / "ejabberd.yml"),
+                "EJABBERD_LOG_PATH": str(self.workdir / "ejabberd.log"),
+                "ERL_MAX_PORTS": "65536", "ERL_INETRC": "/etc/ejabberd/inetrc",
+                "HOME": str(self.workdir), "ERL_CRASH_DUMP": str(self.workdir / "crash.dump")}
+
+    def provision(self, names: list[str]) -> None:
+        # ejabberd_auth:try_register/3 through the running node (same hashing as ejabberdctl
+        # register), in one -eval, then a clean stop.
+        users = ",".join(f'<<"{n}">>' for n in names)
+        code = (f"[ejabberd_auth:try_register(U, <<\"localhost\">>, <<\"{PASSWORD}\">>) "
+                f"|| U <- [{users}]], init:stop().")
+        script = self.workdir / "provision.erl-eval"
+        script.write_text(code)
+        self.extra["eval"] = ["-eval", code]
+        try:
+            self.start()
+            assert self.proc is not None
+            self.proc.wait(600)
+        finally:
+            self.extra.pop("eval", None)
+            self.stop()
+
+
+SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
+           "ejabberd": (Ejabberd, "127.0.0.4")}
+
+
+# -- the generator ------------------------------------------------------------------------------
+
+def loadgen(spec: ServerSpec, gen_cores: str, scenario: str, *args: str,
+            timeout: float = 600) -> dict[str, Any]:
+    cmd = ["taskset", "-c", gen_cores, PY, str(LOADGEN), scenario, "--host", spec.addr,
+           "--port", str(spec.port), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen {scenario} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_rss(spec: ServerSpec, gen_cores: str, count: int, tls: bool,
+                parallel: int, settle: float) -> float:
+    before = rss_kib(spec.pid)
+    cmd = ["taskset", "-c", gen_cores, PY, str(LOADGEN), "hold", "--host", spec.addr,
+           "--port", str(spec.port), "--count", str(count), "--parallel", str(parallel),
+           "--settle", str(settle), "--max-hold", "300"] + (["--tls"] if tls else [])
+    gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert gen.stdout is not None and gen.stdin is not None
+        line = gen.stdout.readline()
+        if not line:
+            raise RuntimeError("hold generator died")
+        held = json.loads(line)["held"]
+        after = rss_kib(spec.pid)
+        gen.stdin.write("close\n")
+        gen.stdin.flush()
+        gen.wait(120)
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait(10)
+    return (after - before) / held
+
+
+@dataclass
+class Sizes:
+    users: int = 5000
+    contacts: int = 200
+    startups: int = 5
+    repeat: int = 3
+    seconds: float = 5.0
+    warmup: float = 1.0
+    login_users: int = 200
+    parallel_logins: int = 50
+    roster_logins: int = 10
+    big_pairs: int = 100
+    big_inflight: int = 20
+    settle: float = 2.0  # seconds between start-up (or logins) and a measurement
+
+
+SMOKE = Sizes(users=20, contacts=5, startups=1, repeat=1, seconds=0.5, warmup=0.2,
+              login_users=10, parallel_logins=4, roster_logins=2, big_pairs=4, big_inflight=2,
+              settle=0.2)
+
+
+def server_cpu_during(spec: ServerSpec, fn: Any) -> tuple[Any, float]:
+    c0, t0 = cpu_ticks(spec.pid), time.monotonic()
+    result = fn()
+    return result, (cpu_ticks(spec.pid) - c0) / (time.monotonic() - t0)
+
+
+def restart(spec: ServerSpec, sizes: Sizes) -> None:
+    """A fresh server for each group of measurements: what an earlier group left behind
+    (allocator pools, a grown heap, lingering sessions) must not weigh on the next."""
+    spec.stop()
+    time.sleep(0.3)
+    spec.start()
+    time.sleep(sizes.settle)
+
+
+def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
+                 only: set[str] | None) -> dict[str, Any]:
+    r: dict[str, Any] = {"version": spec.version()}
+
+    def want(k: str) -> bool:
+        return only is None or k in only
+
+    if want("startup"):
+        times = []
+        for _ in range(sizes.startups):
+            times.append(spec.start())
+            spec.stop()
+            time.sleep(0.3)
+        r["startup_s"] = statistics.median(times)
+        r["startup_all"] = times
+        log(f"{spec.name}: start-up {times}")
+    spec.start()
+    time.sleep(sizes.settle / 2)
+    try:
+        if want("roster") and sizes.contacts:
+            marker = spec.workdir / "roster.done"
+            if not marker.exists():
+                loadgen(spec, gen_cores, "make_roster", "--user", ROSTER_OWNER,
+                        "--count", str(sizes.contacts), "--settle", str(sizes.settle))
+                marker.write_text("ok")
+            res = loadgen(spec, gen_cores, "roster", "--tls", "--user", ROSTER_OWNER,
+                          "--count", str(sizes.roster_logins))
+            r["roster_login_ms"] = res["roster_login_ms"]
+            r["roster_items"] = res["items"]
+            log(f"{spec.name}: roster {res}")
+        if want("logins"):
+            restart(spec, sizes)
+            runs = []
+            for _ in range(sizes.repeat):
+                res, cpu = server_cpu_during(spec, lambda: loadgen(
+                    spec, gen_cores, "logins", "--tls", "--users", str(sizes.login_users),
+                    "--parallel", str(sizes.parallel_logins), "--seconds", str(sizes.seconds),
+                    "--warmup", str(sizes.warmup)))
+                res["server_cpu"] = cpu
+                runs.append(res)
+                log(f"{spec.name}: logins {res}")
+            r["logins_per_s"] = statistics.median(x["logins_per_s"] for x in runs)
+            r["logins_gen_cpu"] = max(x["gen_cpu"] for x in runs)
+            r["logins_runs"] = runs
+        for tls in (False, True):
+            tag = "tls" if tls else "plain"
+            for pairs, inflight in ((5, 1), (sizes.big_pairs, sizes.big_inflight)):
+                key = f"msg_{pairs}x{inflight}_{tag}"
+                if not want("messages"):
+                    continue
+                restart(spec, sizes)
+                runs = []
+                for _ in range(sizes.repeat):
+                    args = ["--pairs", str(pairs), "--inflight", str(inflight),
+                            "--settle", str(sizes.settle),
+                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup)]
+                    if tls:
+                        args.append("--tls")
+                    res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
+                        spec, gen_cores, "messages", *a))
+                    res["server_cpu"] = cpu
+                    runs.append(res)
+                    log(f"{spec.name}: {key} {res}")
+                r[key] = {k: statistics.median(x[k] for x in runs)
+                          for k in ("msgs_per_s", "p50_ms", "p99_ms")}
+                r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
+                r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
+                r[key]["runs"] = runs
+        if want("rss"):
+            for tls in (False, True):
+                key = "rss_tls_kib" if tls else "rss_plain_kib"
+                # A fresh server for each: allocators (Erlang's, Lua's, pymalloc) keep what
+                # the previous connections freed, which would hide the next ones' cost.
+                restart(spec, sizes)
+                r[key] = measure_rss(spec, gen_cores, sizes.users, tls, 100, sizes.settle)
+                log(f"{spec.name}: {key} {r[key]:.1f}")
+    finally:
+        spec.stop()
+    return r
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+ROWS = [
+    ("start-up to accepting connections (s)", lambda r: r.get("startup_s"), "{:.3f}", False),
+    ("SCRAM-SHA-256 logins/s over STARTTLS", lambda r: r.get("logins_per_s"), "{:.0f}", True),
+    ("RSS per idle connection, plain (KiB)", lambda r: r.get("rss_plain_kib"), "{:.1f}", False),
+    ("RSS per idle connection, STARTTLS (KiB)", lambda r: r.get("rss_tls_kib"), "{:.1f}", False),
+]
+for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
+    for _shape in ("5x1", "BIG"):
+        ROWS.append((f"messages/s, {_shape} pairs x in flight, {_label}",
+                     (lambda r, t=_tag, s=_shape: _msg(r, s, t, "msgs_per_s")), "{:.0f}", True))
+        ROWS.append((f"latency p50 (ms), {_shape}, {_label}",
+                     (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p50_ms")), "{:.2f}", False))
+        ROWS.append((f"latency p99 (ms), {_shape}, {_label}",
+                     (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
+ROWS.append(("login with a 200-contact roster, STARTTLS (ms)",
+             lambda r: r.get("roster_login_ms"), "{:.1f}", False))
+
+
+def _msg(r: dict[str, Any], shape: str, tag: str, field_name: str) -> float | None:
+    for key, value in r.items():
+        if not key.startswith("msg_") or not key.endswith("_" + tag):
+            continue
+        is_small = key.startswith("msg_5x1_")
+        if (shape == "5x1") == is_small:
+            return value.get(field_name)
+    return None
+
+
+def table(results: dict[str, dict[str, Any]], sizes: Sizes) -> str:
+    names = list(results)
+    peers = [n for n in names if n != "suricate"]
+    head = ["| figure | " + " | ".join(names) + " | "
+            + " | ".join(f"suricate / {p}" for p in peers) + " |"]
+    head.append("|---" * (1 + len(names) + len(peers)) + "|")
+    big = f"{sizes.big_pairs}x{sizes.big_inflight}"
+    for label, get, fmt, _higher_better in ROWS:
+        label = label.replace("BIG", big)
+        cells = []
+        for n in names:
+            v = get(results[n])
+            cells.append(fmt.format(v) if v is not None else "-")
+        ratios = []
+        mine = get(results["suricate"]) if "suricate" in results else None
+        for p in peers:
+            theirs = get(results[p])
+            ratios.append(f"{mine / theirs:.2f}" if mine and theirs else "-")
+        head.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    return "\n".join(head)
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    return (f"{cpu}, {os.cpu_count()} cores, {int(mem) // 1024} MiB RAM, Linux "
+            f"{platform.release()}")
+
+
+BEGIN, END = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
+
+
+def write_block(path: Path, block: str) -> None:
+    """Replace the generated block of ``path`` (between the markers), keeping the prose."""
+    text = path.read_text() if path.exists() else (
+        "# Performance: Suricate side by side with Prosody and ejabberd\n\n"
+        f"{BEGIN}\n{END}\n")
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{BEGIN}\n{block}{END}{tail}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", default="suricate,prosody,ejabberd")
+    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))
+    p.add_argument("--server-cores", default="0")
+    p.add_argument("--gen-cores", default="1")
+    p.add_argument("--port", type=int, default=5222)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (CI: checks it works)")
+    p.add_argument("--users", type=int)
+    p.add_argument("--repeat", type=int)
+    p.add_argument("--seconds", type=float)
+    p.add_argument("--workers", type=int, help="Suricate worker processes (needs support)")
+    p.add_argument("--fresh", action="store_true", help="re-provision from scratch")
+    p.add_argument("--json", type=Path, help="also write raw results here")
+    p.add_argument("--write", type=Path, help="write the table as markdown here")
+    a = p.parse_args()
+    sizes = SMOKE if a.smoke else Sizes()
+    if a.users is not None:
+        sizes.users = a.users
+    if a.repeat is not None:
+        sizes.repeat = a.repeat
+    if a.seconds is not None:
+        sizes.seconds = a.seconds
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    only = set(a.only.split(",")) if a.only else None
+    from suricate.net.certs import ensure_self_signed
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    cert = ensure_self_signed(a.workdir / "certs", ["localhost"])[0]
+    results: dict[str, dict[str, Any]] = {}
+    names = account_names(sizes.users, sizes.contacts)
+    for name in a.servers.split(","):
+        cls, addr = SERVERS[name]
+        workdir = a.workdir / name
+        if a.fresh and workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec = cls(name, addr, a.port, workdir, a.server_cores)
+        if a.workers and name == "suricate":
+            spec.extra["workers"] = a.workers
+        spec.write_config(Path(cert.certfile), Path(cert.keyfile))  # type: ignore[attr-defined]
+        marker = workdir / "accounts.done"
+        if not marker.exists() or int(marker.read_text()) < len(names):
+            log(f"{name}: provisioning {len(names)} accounts")
+            t0 = time.monotonic()
+            spec.provision(names)
+            marker.write_text(str(len(names)))
+            log(f"{name}: provisioned in {time.monotonic() - t0:.1f} s")
+        results[name] = bench_server(spec, sizes, a.gen_cores, only)
+    text = table(results, sizes)
+    versions = "; ".join(r["version"] for r in results.values())
+    print(text)
+    print(f"\n{machine()}; {versions}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1, default=str))
+    if a.write:
+        load = os.getloadavg()
+        block = (
+            "Generated by `bench/run.py` (see its docstring and bench/loadgen.py). Each server "
+            f"pinned to core {a.server_cores}, the load generator to core {a.gen_cores}, "
+            "loopback only, same accounts (SCRAM-SHA-256, 4096 iterations), same EC P-256 "
+            "certificate, no rate limits. Each figure is the median of "
+            f"{sizes.repeat} runs ({sizes.seconds:g} s each after {sizes.warmup:g} s warm-up); "
+            f"RSS over {sizes.users} idle logged-in connections. Ratios are Suricate / peer "
+            "(above 1 is better for Suricate on rates, worse on times and memory).\n\n"
+            f"Machine: {machine()}. Versions: {versions}. Load average at the end: "
+            f"{load[0]:.2f} (the machine is shared: figures are noisy).\n\n"
+            "    " + " ".join([Path(sys.executable).name, *sys.argv]) + "\n\n"
+            + text + "\n")
+        write_block(a.write, block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,554 @@
+"""Soak test: thousands of clients connecting, chatting, leaving (cleanly or with a TCP reset)
+and coming back for minutes, some of them hostile; then an account of every message.
+
+    python bench/soak.py --clients 2000 --minutes 3
+
+The server runs as its own process (``suricate serve``, SQLite, one plain-TCP c2s listener on
+loopback) so that its memory can be read from /proc: before the clients (after a warm-up
+round), at its peak, and after every client has gone.
+
+Accounting. A message counts as *sent* once the server has answered a ping the sender wrote
+after it (processing is in order per connection, so the server had taken the message). Each
+sent message must then be *delivered* (seen by the recipient, live or from offline storage
+when the recipient comes back) or *bounced* (an error with its id came back to the sender);
+anything else is *lost*. At the end every account logs in once more to collect what is stored.
+
+Honest clients leave in one of two ways: a clean ``</stream:stream>``, or a TCP reset (abort)
+after an unavailable presence and a ping. Without stream management (XEP-0198) a recipient
+that vanishes with messages in its socket loses them, whatever the server does; the
+unavailable presence first is what an XEP-0198-less client can do to make its exit safe, so the
+reset exercises the server's handling of dead sockets, not an impossible guarantee.
+
+Hostile clients (``--hostile`` of them) loop over: random bytes, a billion-laughs DTD, an
+oversized stanza, endless stream restarts, wrong passwords until cut off, a slow drip of the
+header (state_timeout), and a client that never reads its socket while messages pour in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import gc
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from suricate.xml.element import Element  # noqa: E402
+from suricate.xml.parser import StreamClose, StreamParser, XMLStreamError  # noqa: E402
+
+DOMAIN = "localhost"
+PASSWORD = "soak-pw"
+HEADER = (f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' "
+          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
+CONFIG = """
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+loglevel = "warning"
+registration_timeout = "infinity"
+
+[[listen.c2s]]
+port = {port}
+ip_address = "127.0.0.1"
+max_stanza_size = 65536
+state_timeout = 5000
+backlog = 4096
+
+[auth]
+methods = ["rdbms"]
+password.format = "plain"
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{db}"
+
+[access]
+max_user_offline_messages = [{{acl = "all", value = 100000}}]
+
+[modules.mod_presence]
+[modules.mod_roster]
+[modules.mod_offline]
+[modules.mod_ping]
+[modules.mod_disco]
+"""
+
+
+# -- the ledger -------------------------------------------------------------------------------
+@dataclass
+class Ledger:
+    sent: dict[str, str] = field(default_factory=dict)  # id -> recipient user
+    unconfirmed: set[str] = field(default_factory=set)  # written, no ping answered after
+    delivered_live: set[str] = field(default_factory=set)
+    delivered_offline: set[str] = field(default_factory=set)
+    bounced: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def received(self, msg_id: str, offline: bool) -> None:
+        if msg_id in self.delivered_live or msg_id in self.delivered_offline:
+            self.duplicates += 1
+        (self.delivered_offline if offline else self.delivered_live).add(msg_id)
+
+
+# -- a raw client -----------------------------------------------------------------------------
+class Stream(asyncio.Protocol):
+    """One client socket: parses what arrives with the server's own parser."""
+
+    def __init__(self, ledger: Ledger, user: str) -> None:
+        self.ledger = ledger
+        self.user = user
+        self.transport: asyncio.Transport | None = None
+        self.parser = StreamParser()
+        self.elements: asyncio.Queue[Element | None] = asyncio.Queue()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.reading = True
+        self.pending_iq: dict[str, asyncio.Future[Element]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.parser.feed(data)
+        except XMLStreamError as exc:
+            self.ledger.counts[f"client_parse_error_{exc.condition}"] += 1
+            events = exc.events
+        for event in events:
+            if isinstance(event, StreamClose):
+                self.elements.put_nowait(None)
+            elif isinstance(event, Element):
+                self._element(event)
+
+    def _element(self, el: Element) -> None:
+        if el.name == "message":
+            msg_id = el.attrs.get("id", "")
+            if el.attrs.get("type") == "error":
+                self.ledger.bounced.add(msg_id)
+            elif msg_id.startswith("s"):
+                offline = any(c.name == "delay" for c in el.elements())
+                self.ledger.received(msg_id, offline)
+            return
+        if el.name == "iq" and el.attrs.get("id") in self.pending_iq:
+            fut = self.pending_iq.pop(el.attrs["id"])
+            if not fut.done():
+                fut.set_result(el)
+            return
+        self.elements.put_nowait(el)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.elements.put_nowait(None)
+        for fut in self.pending_iq.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def restart(self) -> None:
+        self.parser = StreamParser()
+
+    async def expect(self, name: str, timeout: float = 30.0) -> Element:
+        while True:
+            el = await asyncio.wait_for(self.elements.get(), timeout)
+            if el is None:
+                raise ConnectionError(f"closed while waiting for {name}")
+            if el.name == name:
+                return el
+
+    async def ping(self, ident: str, timeout: float = 60.0) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self.pending_iq[ident] = fut
+        self.write(f"<iq type='get' id='{ident}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/>"
+                   "</iq>".encode())
+        await asyncio.wait_for(fut, timeout)
+
+
+async def open_stream(port: int, ledger: Ledger, user: str, rcvbuf: int | None = None) -> Stream:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if rcvbuf is not None:
+        # A small window: the kernel cannot soak up megabytes for a client that never reads.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    _, stream = await loop.create_connection(lambda: Stream(ledger, user), sock=sock)
+    return stream
+
+
+async def login(port: int, ledger: Ledger, user: str, resource: str,
+                password: str = PASSWORD, rcvbuf: int | None = None) -> Stream:
+    stream = await open_stream(port, ledger, user, rcvbuf)
+    stream.write(HEADER)
+    await stream.expect("features")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    stream.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}"
+                 "</auth>".encode())
+    result = await stream.elements.get()
+    if result is None or result.name != "success":
+        raise PermissionError(f"login {user} refused")
+    stream.restart()
+    stream.write(HEADER)
+    await stream.expect("features")
+    stream.write(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                 f"<resource>{resource}</resource></bind></iq>".encode())
+    await stream.expect("iq")
+    return stream
+
+
+# -- honest users -----------------------------------------------------------------------------
+@dataclass
+class Run:
+    port: int
+    users: list[str]
+    deadline: float
+    rate: float  # messages per second per connected client
+    ledger: Ledger
+    rng: random.Random
+    seq: int = 0
+
+    def next_id(self, sender: str) -> str:
+        self.seq += 1
+        return f"s{self.seq}-{sender}"
+
+
+async def honest(run: Run, user: str) -> None:
+    ledger, rng = run.ledger, run.rng
+    life = 0
+    await asyncio.sleep(rng.uniform(0, 5))  # spread the first logins
+    while time.monotonic() < run.deadline:
+        life += 1
+        try:
+            stream = await login(run.port, ledger, user, f"r{life}")
+        except (TimeoutError, OSError, ConnectionError, PermissionError):
+            ledger.counts["login_failed"] += 1
+            await asyncio.sleep(1)
+            continue
+        ledger.counts["logins"] += 1
+        written: list[str] = []
+        expecting_bounce: set[str] = set()
+        try:
+            stream.write(b"<presence/>")
+            until = min(run.deadline, time.monotonic() + rng.uniform(2, 20))
+            while time.monotonic() < until and not stream.closed.done():
+                await asyncio.sleep(rng.expovariate(run.rate))
+                msg_id = run.next_id(user)
+                if rng.random() < 0.01:
+                    to = f"nobody{rng.randrange(1000)}"  # no such account: a bounce
+                    expecting_bounce.add(msg_id)
+                else:
+                    to = rng.choice(run.users)
+                body = "x" * rng.choice((10, 100, 1000))
+                stream.write(f"<message to='{to}@{DOMAIN}' id='{msg_id}' type='chat'>"
+                             f"<body>{body}</body></message>".encode())
+                ledger.unconfirmed.add(msg_id)
+                written.append(msg_id)
+                ledger.sent[msg_id] = to
+                if len(written) % 20 == 0:
+                    await stream.ping(f"c{msg_id}")
+                    ledger.unconfirmed.difference_update(written)
+                    written.clear()
+            # Leaving: unavailable first (no more live messages for us), a ping to confirm
+            # everything written, bounces given time to come back, then the way out.
+            stream.write(b"<presence type='unavailable'/>")
+            await stream.ping(f"bye{life}")
+            ledger.unconfirmed.difference_update(written)
+            limit = time.monotonic() + 10
+            while expecting_bounce - ledger.bounced and time.monotonic() < limit:
+                await asyncio.sleep(0.1)
+            if rng.random() < 0.5:
+                stream.write(b"</stream:stream>")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(stream.closed), 10)
+                ledger.counts["left_clean"] += 1
+            else:
+                ledger.counts["left_reset"] += 1
+            if stream.transport is not None:
+                stream.transport.abort()
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            ledger.counts[f"honest_error_{type(exc).__name__}"] += 1
+            if stream.transport is not None:
+                stream.transport.abort()
+        await asyncio.sleep(rng.uniform(0, 2))
+
+
+async def collect(run: Run, user: str) -> None:
+    """Log in once more: what was stored offline for ``user`` arrives now."""
+    for _ in range(3):
+        try:
+            stream = await login(run.port, run.ledger, user, "collect")
+            break
+        except (TimeoutError, OSError, ConnectionError, PermissionError):
+            await asyncio.sleep(1)
+    else:
+        run.ledger.counts["collect_failed"] += 1
+        return
+    stream.write(b"<presence/>")
+    await stream.ping("collect")
+    await asyncio.sleep(2)  # offline messages come after the available presence is handled
+    stream.write(b"</stream:stream>")
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(stream.closed), 10)
+    if stream.transport is not None:
+        stream.transport.abort()
+
+
+# -- hostile clients --------------------------------------------------------------------------
+async def hostile(run: Run, user: str) -> None:
+    rng, ledger = run.rng, run.ledger
+    behaviours = [_garbage, _bomb, _oversized, _restarts, _bad_passwords, _slow_drip,
+                  _non_reader]
+    while time.monotonic() < run.deadline:
+        behaviour = rng.choice(behaviours)
+        try:
+            await asyncio.wait_for(behaviour(run, user), 60)
+            ledger.counts[f"hostile_{behaviour.__name__.strip('_')}"] += 1
+        except (TimeoutError, OSError, ConnectionError, PermissionError) as exc:
+            ledger.counts[f"hostile_{behaviour.__name__.strip('_')}_{type(exc).__name__}"] += 1
+        await asyncio.sleep(rng.uniform(0, 1))
+
+
+async def _until_closed(stream: Stream, timeout: float = 30) -> None:
+    await asyncio.wait_for(asyncio.shield(stream.closed), timeout)
+
+
+async def _garbage(run: Run, user: str) -> None:
+    stream = await open_stream(run.port, run.ledger, user)
+    stream.write(HEADER + os.urandom(run.rng.randrange(1, 4096)))
+    await _until_closed(stream)
+
+
+async def _bomb(run: Run, user: str) -> None:
+    stream = await open_stream(run.port, run.ledger, user)
+    entities = "".join(f"<!ENTITY l{i} '{f'&l{i - 1};' * 10 if i else 'lol'}'>" for i in range(9))
+    stream.write(f"<?xml version='1.0'?><!DOCTYPE s [{entities}]>".encode() + HEADER[21:])
+    await _until_closed(stream)
+
+
+async def _oversized(run: Run, user: str) -> None:
+    stream = await login(run.port, run.ledger, user, "big")
+    stream.write(b"<message to='" + user.encode() + b"@localhost'><body>"
+                 + b"y" * 100_000 + b"</body></message>")
+    await _until_closed(stream)
+
+
+async def _restarts(run: Run, user: str) -> None:
+    stream = await open_stream(run.port, run.ledger, user)
+    stream.write(HEADER * 50)
+    await _until_closed(stream)
+
+
+async def _bad_passwords(run: Run, user: str) -> None:
+    stream = await open_stream(run.port, run.ledger, user)
+    stream.write(HEADER)
+    for _ in range(5):
+        token = base64.b64encode(f"\0{user}\0wrong".encode()).decode()
+        stream.write(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                     f"{token}</auth>".encode())
+    await _until_closed(stream)
+
+
+async def _slow_drip(run: Run, user: str) -> None:
+    stream = await open_stream(run.port, run.ledger, user)
+    for byte in HEADER[:40]:
+        if stream.closed.done():
+            break
+        stream.write(bytes([byte]))
+        await asyncio.sleep(0.5)
+    await _until_closed(stream)
+
+
+async def _non_reader(run: Run, user: str) -> None:
+    stream = await login(run.port, run.ledger, user, "deaf", rcvbuf=4096)
+    assert stream.transport is not None
+    stream.write(b"<presence/>")
+    stream.transport.pause_reading()  # never reads again: the server must cut it off
+    body = b"z" * 30_000
+    for _ in range(400):  # 12 MB: more than the server's cap plus both socket buffers
+        if stream.closed.done():
+            return
+        stream.write(b"<message to='" + user.encode() + b"@localhost/deaf' type='chat'><body>"
+                     + body + b"</body></message>")
+        await asyncio.sleep(0.01)
+    # Reading again only to notice the close (a paused transport does not see it).
+    stream.elements = asyncio.Queue()
+    stream.data_received = lambda data: None  # type: ignore[method-assign]
+    stream.transport.resume_reading()
+    await _until_closed(stream)
+
+
+# -- the server process -----------------------------------------------------------------------
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def prepare_accounts(tmp: Path, cfg_text: str, users: list[str]) -> None:
+    from suricate.config import parse_config
+    from suricate.core.server import Server
+    from suricate.jid import JID
+    from suricate.modules import MODULES
+
+    server = Server(parse_config(cfg_text, tmp), tmp, MODULES)
+    await server.storage.open()
+    try:
+        for user in users:
+            await server.auth.register(JID(user, DOMAIN, None), PASSWORD)
+    finally:
+        await server.storage.close()
+
+
+def start_server(tmp: Path, cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
+    with open(tmp / "server.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "suricate", "serve", "--config", str(cfg_path),
+             "--data-dir", str(tmp)],
+            stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {(tmp / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="suricate-soak-"))
+    port = free_port()
+    cfg_text = CONFIG.format(port=port, db=tmp / "soak.db")
+    cfg_path = tmp / "soak.toml"
+    cfg_path.write_text(cfg_text)
+    users = [f"u{i}" for i in range(args.clients)]
+    hostiles = [f"h{i}" for i in range(args.hostile)]
+    await prepare_accounts(tmp, cfg_text, users + hostiles)
+    proc = start_server(tmp, cfg_path, port)
+    ledger = Ledger()
+    ledger_seq = 0
+    rng = random.Random(args.seed)
+    try:
+        # Warm-up: one round of logins so that what stays allocated after first use (code
+        # paths, caches, the SQLite page cache) is in the baseline.
+        warm = Run(port, users[:50], time.monotonic(), args.rate, Ledger(), rng)
+        await asyncio.gather(*(collect(warm, u) for u in warm.users))
+        await asyncio.sleep(1)
+        baseline = rss_kib(proc.pid)
+        peak = baseline
+        chat_seconds = 0.0
+        after_rounds: list[int] = []
+        sem = asyncio.Semaphore(500)
+        for _ in range(args.rounds):
+            # A second round on the same server tells a leak (grows every round) from memory
+            # the allocator keeps after the first peak (stays level).
+            started = time.monotonic()
+            run = Run(port, users, started + args.seconds, args.rate, ledger, rng, ledger_seq)
+            tasks = [asyncio.create_task(honest(run, u)) for u in users]
+            tasks += [asyncio.create_task(hostile(run, h)) for h in hostiles]
+            while not all(t.done() for t in tasks):
+                await asyncio.sleep(1)
+                peak = max(peak, rss_kib(proc.pid))
+            for task in tasks:
+                task.result()  # a bug in the soak itself must not pass silently
+            chat_seconds += time.monotonic() - started
+            ledger_seq = run.seq
+            # Everyone logs in once more to collect what waited offline.
+
+            async def bounded(user: str, run: Run = run) -> None:
+                async with sem:
+                    await collect(run, user)
+
+            await asyncio.gather(*(bounded(u) for u in users))
+            await asyncio.sleep(3)  # the server finishes closing the last streams
+            after_rounds.append(rss_kib(proc.pid))
+        after = after_rounds[-1]
+    finally:
+        proc.terminate()
+        try:
+            exit_code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            exit_code = proc.wait()
+    sent = set(ledger.sent)
+    confirmed = sent - ledger.unconfirmed
+    delivered = ledger.delivered_live | ledger.delivered_offline
+    lost = confirmed - delivered - ledger.bounced
+    log_text = (tmp / "server.log").read_text(errors="replace")
+    result = {
+        "clients": args.clients, "hostile": args.hostile, "seconds": round(chat_seconds, 1),
+        "logins": ledger.counts["logins"], "sent": len(sent), "confirmed": len(confirmed),
+        "unconfirmed": len(ledger.unconfirmed),
+        "delivered_live": len(ledger.delivered_live),
+        "delivered_from_offline": len(ledger.delivered_offline - ledger.delivered_live),
+        "bounced": len(ledger.bounced), "lost": len(lost), "duplicates": ledger.duplicates,
+        "rss_kib": {"baseline": baseline, "peak": peak, "after": after,
+                    "after_each_round": after_rounds},
+        "server_exit_code": exit_code,
+        "server_errors_logged": log_text.count(" ERROR "),
+        "events": dict(sorted(ledger.counts.items())),
+        "lost_sample": sorted(lost)[:10],
+    }
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        result["data_dir"] = str(tmp)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--hostile", type=int, default=None,
+                        help="hostile clients (default: 5%% of --clients)")
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--rate", type=float, default=0.5,
+                        help="messages per second per connected client")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="chat rounds on the same server (memory after each is reported)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args(argv)
+    if args.hostile is None:
+        args.hostile = max(1, args.clients // 20)
+    args.seconds = args.seconds if args.seconds is not None else (args.minutes or 3) * 60
+    gc.collect()
+    result = asyncio.run(soak(args))
+    print(json.dumps(result, indent=2))
+    return 0 if result["lost"] == 0 and result["server_exit_code"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Each limit acting over real sockets: the shaper's measured rate, a client that does not read
+cut off, an endless tag refused, max_connections, the PROXY protocol feeding per-IP limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from suricate.jid import JID
+from suricate.net import connection as connection_module
+from suricate.net.proxy_protocol import v1_header, v2_header
+from tests.robustness.conftest import HEADER, Client, limited_server
+
+RATE = 100_000  # bytes per second
+
+
+async def _time_to_read(port: int, total: int, user: str = "alice") -> float:
+    """Seconds the server takes to read ``total`` bytes from one logged-in client, sent in
+    10 kB rounds of whitespace, each followed by a ping the client waits for (so no round
+    is read before the previous one is answered, and the shaper's last debt is small)."""
+    client = await Client.plain(port)
+    try:
+        await client.login(user)
+        chunk = 10_000
+        start = time.monotonic()
+        for i in range(total // chunk):
+            # Whitespace between top-level elements is allowed (RFC 6120 §11.7) and costs the
+            # parser nothing: what is measured is the reading.
+            await client.send(b" " * (chunk - 100))
+            await client.ping(f"p{i}")
+        return time.monotonic() - start
+    finally:
+        await client.close()
+
+
+async def test_the_shaper_holds_a_connection_to_max_rate(tmp_path: Path) -> None:
+    async with limited_server(tmp_path, listener='shaper = "limited"',
+                              extra=f"[shaper.limited]\nmax_rate = {RATE}") as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        total = 3 * RATE
+        elapsed = await _time_to_read(port, total)
+        # The bucket holds one second of traffic (the login spent a little of it): the rest
+        # goes at max_rate.
+        measured = (total - RATE) / elapsed
+        assert 0.85 * RATE < measured < 1.15 * RATE, (elapsed, measured)
+        # The shaper is per connection: two clients at once each get the full rate.
+        both = await asyncio.gather(_time_to_read(port, 2 * RATE, "alice"),
+                                    _time_to_read(port, 2 * RATE, "bob"))
+        assert all(0.8 < t < 1.3 for t in both), both
+
+
+async def test_without_a_shaper_reading_is_not_limited(tmp_path: Path) -> None:
+    async with limited_server(tmp_path) as server:
+        elapsed = await _time_to_read(server.plain_port, 3 * RATE)  # type: ignore[attr-defined]
+        assert elapsed < 1.0
+
+
+async def test_a_client_that_does_not_read_is_cut_off(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "suricate")
+    monkeypatch.setattr(connection_module, "MAX_WRITE_BUFFER", 256 * 1024)
+    monkeypatch.setattr(connection_module, "CLOSE_TIMEOUT", 0.5)
+    async with limited_server(tmp_path) as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        reader = await Client.plain(port, rcvbuf=4096)
+        await reader.login("bob")
+        sender = await Client.plain(port)
+        await sender.login("alice")
+        body = "x" * 4000
+        # bob never reads again; alice keeps writing to him until the server gives up on him.
+        deadline = time.monotonic() + 20
+        while any(c.handler is not None and getattr(c.handler, "jid", None) is not None
+                  and c.handler.jid.local == "bob"
+                  for listener in server.listeners for c in listener.connections):
+            assert time.monotonic() < deadline, "bob was never cut off"
+            await sender.send("".join(f"<message to='bob@localhost/r' type='chat'><body>{body}"
+                                      "</body></message>" for _ in range(20)))
+            await asyncio.sleep(0.01)
+        # alice is not punished for bob's socket
+        await sender.ping()
+        assert server.sessions.lookup(JID.parse("bob@localhost/r")) is None
+        assert any("policy-violation" in r.getMessage() and "bob@localhost" in r.getMessage()
+                   for r in caplog.records)
+        await sender.close()
+        await reader.close()
+
+
+async def test_an_endless_start_tag_is_refused(tmp_path: Path) -> None:
+    async with limited_server(tmp_path, listener="max_stanza_size = 10000") as server:
+        client = await Client.plain(server.plain_port)  # type: ignore[attr-defined]
+        await client.login("alice")
+        # One tag that never ends: expat reports nothing until it does, yet it is refused as
+        # soon as it is larger than a stanza may be.
+        await client.send("<message to='bob@localhost' x='" + "y" * 11000)
+        text = (await client.closed()).decode()
+        assert "<policy-violation" in text and text.endswith("</stream:stream>")
+
+
+async def test_an_endless_stream_header_is_refused(tmp_path: Path) -> None:
+    async with limited_server(tmp_path, listener="max_stanza_size = 10000") as server:
+        client = await Client.plain(server.plain_port)  # type: ignore[attr-defined]
+        await client.send("<?xml version='1.0'?><stream:stream to='localhost' a='" + "y" * 11000)
+        text = (await client.closed()).decode()
+        assert "<policy-violation" in text
+
+
+async def test_max_connections_refuses_the_newest(tmp_path: Path) -> None:
+    async with limited_server(tmp_path, listener="max_connections = 3") as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        kept = [await Client.plain(port) for _ in range(3)]
+        for client in kept:
+            await client.open_stream()
+        refused = await Client.plain(port)
+        assert await refused.closed(timeout=5) == b""
+        for client in kept:
+            await client.close()
+        await asyncio.sleep(0.1)
+        again = await Client.plain(port)  # the slots are free again
+        await again.open_stream()
+        await again.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_proxy_protocol_gives_the_real_address(tmp_path: Path, version: int) -> None:
+    async with limited_server(tmp_path, listener="proxy_protocol = true") as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        src, dst = ("203.0.113.7", 51000), ("198.51.100.1", 5222)
+        header = v1_header(src, dst) if version == 1 else v2_header(src, dst)
+        client = await Client.plain(port, preamble=header)
+        await client.login("alice")
+        peers = {c.peer for listener in server.listeners for c in listener.connections}
+        assert src in peers
+        # LOCAL (a health check of the proxy): the socket's own address is kept
+        local = await Client.plain(port, preamble=v2_header(None, None))
+        await local.open_stream()
+        await local.close()
+        await client.close()
+
+
+@pytest.mark.parametrize("preamble", [
+    HEADER.encode(),  # straight to the server, around the proxy
+    b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n",
+    b"PROXY TCP4 1.2.3.4\r\n",
+    b"PROXY " + b"x" * 200,
+    b"\r\n\r\n\x00\r\nQUIT\n\x23\x11\x00\x0c" + b"\x00" * 12,  # v2, unknown command
+])
+async def test_proxy_protocol_refuses_a_bad_or_missing_header(tmp_path: Path,
+                                                              preamble: bytes) -> None:
+    async with limited_server(tmp_path, listener="proxy_protocol = true") as server:
+        client = await Client.plain(server.plain_port, preamble=preamble)  # type: ignore[attr-defined]
+        assert await client.closed(timeout=5) == b""
+
+
+async def test_registration_rate_limit_per_proxied_address(tmp_path: Path) -> None:
+    async with limited_server(tmp_path, listener="proxy_protocol = true",
+                              extra="") as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+
+        async def register(ip: str, user: str) -> str:
+            client = await Client.plain(port, preamble=v1_header((ip, 4000), ("10.0.0.1", 5222)))
+            try:
+                await client.open_stream()
+                await client.send(f"<iq type='set' id='reg'><query xmlns='jabber:iq:register'>"
+                                  f"<username>{user}</username><password>secret-{user}</password>"
+                                  "</query></iq>")
+                return await client.expect(r"<iq [^>]*id=.reg.*?(/>|</iq>)")
+            finally:
+                await client.close()
+
+        assert "type=\"result\"" in await register("203.0.113.10", "carol")
+        # general.registration_timeout (600 s): the same address is refused, another is not
+        assert "resource-constraint" in await register("203.0.113.10", "dave")
+        assert "type=\"result\"" in await register("203.0.113.11", "erin")
