@@ -34,7 +34,7 @@ from typing import Any
 try:
     import uvloop
 except ImportError:  # the generator still works on the stdlib loop, only slower
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 DOMAIN = "localhost"
 PASSWORD = "pw"

@@ -78,7 +78,8 @@ def wait_port(addr: str, port: int, timeout: float, proc: subprocess.Popen[bytes
 
 
 def tree_pids(pid: int) -> list[int]:
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 64:
         p = todo.pop()
         out.append(p)
@@ -514,7 +515,7 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
 
 # -- the table ---------------------------------------------------------------------------------
 
-ROWS = [
+ROWS: list[tuple[str, Any, str, bool]] = [
     ("start-up to accepting connections (s)", lambda r: r.get("startup_s"), "{:.3f}", False),
     ("SCRAM-SHA-256 logins/s over STARTTLS", lambda r: r.get("logins_per_s"), "{:.0f}", True),
     ("RSS per idle connection, plain (KiB)", lambda r: r.get("rss_plain_kib"), "{:.1f}", False),
