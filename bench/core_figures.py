@@ -169,7 +169,7 @@ def register(config: Path, n: int) -> None:
 async def measure_rss(pid: int, port: int, n: int, tls: bool) -> float:
     before = rss_kib(pid)
     writers = await hold(port, n, tls)
-    await asyncio.sleep(2.0)  # let the server settle (offline checks, presence)
+    await asyncio.sleep(5.0)  # let the server settle (offline checks, presence, hibernation)
     after = rss_kib(pid)
     for w in writers:
         w.close()

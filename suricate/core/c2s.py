@@ -39,6 +39,10 @@ log = logging.getLogger("suricate.c2s")
 MAX_AUTH_FAILURES = 3  # RFC 6120 §6.4.5: "at least 2 and no more than 5" retries
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 _SM_REQUEST = Element("r", ns.SM).to_bytes(ns.CLIENT)
+# What a re-made parser is fed before the bytes that woke the session (the header's 'to',
+# 'version' and language were checked when the client sent it).
+_HIBERNATION_HEADER = (
+    f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}'>".encode())
 
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[["C2S", str], Awaitable[Any]]
@@ -65,6 +69,8 @@ class C2S:
         # mobile sessions (XEP-0388, XEP-0386, XEP-0484, XEP-0198)
         "sasl2", "user_agent", "credential_source", "sm", "_sasl2_offered", "_sasl2_inline",
         "early_data_auth", "_resend",
+        # hibernation (DESIGN §3): was data seen since the last sweep; may the parser go
+        "_active", "_hibernatable",
     )
 
     def __init__(self, server: Server, conn: Connection, opts: Mapping[str, Any],
@@ -110,6 +116,8 @@ class C2S:
         # a replay counter then (XEP-0484 §3.4).
         self.early_data_auth = False
         self._resend: list[Element] = []
+        self._active = True
+        self._hibernatable = True
         self._goto(S.WAIT_FOR_STREAM)
 
     # -- state machine plumbing ---------------------------------------------------------------
@@ -126,7 +134,10 @@ class C2S:
             if self.parser is None or new == S.WAIT_FOR_STREAM:
                 # A new stream (first, or restart after TLS/SASL) needs a new parser
                 # (RFC 6120 §4.3.3, §6.4.6).
+                old_parser = self.parser
                 self.parser = StreamParser(self.opts.get("max_stanza_size"))
+                if old_parser is not None:
+                    old_parser.release()
             timeout = (self.opts.get("state_timeout") or 5000) / 1000
             self._timer = self.conn.loop.call_later(timeout, self._state_timeout)
 
@@ -161,8 +172,15 @@ class C2S:
         if self._busy:
             self._backlog.append(data)
             return
+        self._active = True
         parser = self.parser
-        if parser is None or self.state == S.CLOSED:
+        if parser is None:
+            if self.state != S.SESSION_ESTABLISHED:
+                return
+            # Waking from hibernation: a parser inside the stream the client opened.
+            parser = self.parser = StreamParser.primed(self.opts.get("max_stanza_size"),
+                                                       _HIBERNATION_HEADER)
+        elif self.state == S.CLOSED:
             return
         try:
             events = parser.feed(data)
@@ -314,9 +332,27 @@ class C2S:
             return None
         return None
 
+    def hibernate(self) -> bool:
+        """Drop the parser of an idle established session (it is most of an idle connection's
+        memory, DESIGN §3); ``data_received`` makes a primed one when bytes arrive. Called by
+        the listener's periodic sweep: a session is idle if no byte came since the last one."""
+        parser = self.parser
+        if self._active:
+            self._active = False
+            return False
+        if (parser is None or not parser.idle or not self._hibernatable
+                or self.state != S.SESSION_ESTABLISHED or self._busy):
+            return False
+        self.parser = None
+        parser.release()
+        return True
+
     def _stream_open(self, header: StreamOpen) -> None:
         if self.state != S.WAIT_FOR_STREAM:
             raise StreamError("not-well-formed")
+        if set(header.prefixes) - {"stream"}:
+            # Prefixes we would not re-declare when re-making the parser: keep this one.
+            self._hibernatable = False
         to = header.attrs.get("to")
         self.lang = header.attrs.get("xml:lang") or "en"
         domain = None

@@ -19,6 +19,7 @@ from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
 from suricate.core.component import Component, ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
+from suricate.core.hibernation import HibernationSweep
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, load_order
@@ -69,6 +70,7 @@ class Server:
         self.module_registry = module_registry
         self.modules: dict[str, Module] = {}
         self.listeners: list[Listener] = []
+        self._sweeps: list[HibernationSweep] = []
         self._sni_certs = dict(sni_certs or {})
         self._tasks: set[asyncio.Task[Any]] = set()
         self.started_at = time.time()
@@ -104,6 +106,9 @@ class Server:
                                 shapers=self.cfg["shaper"])
             await listener.start()
             self.listeners.append(listener)
+            sweep = HibernationSweep(listener)
+            sweep.start()
+            self._sweeps.append(sweep)
         for opts in self.cfg["listen"].get("s2s", []):
             # s2s: the peer's certificate is asked for but judged after the handshake
             # (SASL EXTERNAL when it proves the domain, dialback otherwise).
@@ -177,6 +182,8 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
+        for sweep in self._sweeps:
+            sweep.stop()
         for listener in self.listeners:
             listener.stop_accepting()
         for http in self.http_listeners:

@@ -16,6 +16,7 @@ makes a new one, as §4.3.3 and §6.4.6 require.
 from __future__ import annotations
 
 import pyexpat
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ Event = StreamOpen | Element | StreamClose
 
 _XML_LANG = ns.XML + " lang"
 _UNDEFINED_ENTITY = pyexpat.errors.codes[pyexpat.errors.XML_ERROR_UNDEFINED_ENTITY]
+# A closing tag (or a whole empty-element tag) and nothing but whitespace after it. An
+# attribute value holding '>' does not match: the parser then just stays (conservative).
+# (expat reports an empty-element tag's end after its "/>", a closing tag's at its "<".)
+_BOUNDARY = re.compile(rb"(?:<[^<>]*>)?\s*")
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -72,7 +77,7 @@ def _split(name: str) -> tuple[str, str]:
 class StreamParser:
     __slots__ = (
         "_parser", "_events", "_stack", "_depth", "_max_stanza_size", "_stanza_start",
-        "_fed", "_ns_decls", "_closed", "_error",
+        "_fed", "_ns_decls", "_closed", "_error", "_last_end", "idle",
     )
 
     def __init__(self, max_stanza_size: int | None = None) -> None:
@@ -85,6 +90,11 @@ class StreamParser:
         self._ns_decls: dict[str, str] = {}
         self._closed = False
         self._error: XMLStreamError | None = None
+        self._last_end = -1
+        # True when everything fed so far ended at a stanza boundary (only whitespace after
+        # the last top-level element): the parser then holds no partial token and can be
+        # dropped and re-made (``primed``) without losing a byte.
+        self.idle = False
         p = pyexpat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
         p.ordered_attributes = False
@@ -119,8 +129,41 @@ class StreamParser:
             self._error = exc
             exc.events, self._events = self._events, []
             raise
+        self._update_idle(data)
         events, self._events = self._events, []
         return events
+
+    def release(self) -> None:
+        """Free expat now: its handlers are our bound methods, a reference cycle the garbage
+        collector would only break at some later full collection (after a stream restart, or
+        when an idle connection hibernates, that memory should go at once)."""
+        self._parser = None  # type: ignore[assignment]
+        self._closed = True
+        self._stack.clear()
+
+    @classmethod
+    def primed(cls, max_stanza_size: int | None, header: bytes) -> StreamParser:
+        """A parser already inside the stream ``header`` opened: for a connection that dropped
+        its parser while idle (DESIGN §3) and now receives bytes again."""
+        parser = cls(max_stanza_size)
+        parser.feed(header)
+        parser._fed = 0  # stanza sizes and boundaries count from here
+        parser._last_end = -1
+        return parser
+
+    def _update_idle(self, data: bytes) -> None:
+        if self._depth != 1:
+            self.idle = False
+            return
+        start = self._last_end - (self._fed - len(data))
+        if start >= 0:
+            # The last top-level element ended in this chunk: idle if what follows is its
+            # closing tag (when expat reported the tag's start) and whitespace.
+            self.idle = _BOUNDARY.fullmatch(data, start) is not None
+        elif not data.strip():
+            pass  # whitespace keepalive: the previous state stands
+        else:
+            self.idle = False
 
     def _parse(self, data: bytes) -> None:
         try:
@@ -203,6 +246,7 @@ class StreamParser:
             return
         element = self._stack.pop()
         if self._depth == 1:
+            self._last_end = self._parser.CurrentByteIndex
             limit = self._max_stanza_size
             if limit is not None and self._parser.CurrentByteIndex - self._stanza_start > limit:
                 raise XMLStreamError("policy-violation", "stanza too large")

@@ -1,0 +1,71 @@
+"""Hibernation of idle client connections (MongooseIM's ``hibernate_after``, DESIGN §3).
+
+An idle connection's XML parser is most of its memory. A periodic sweep per c2s listener asks
+each connection to drop its parser when no byte arrived since the previous sweep and the
+parser stands at a stanza boundary; the connection makes a new one, already inside the
+stream, when bytes come again. One timer per listener, not one per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from suricate.net.listener import Listener
+
+log = logging.getLogger("suricate.hibernation")
+
+MIN_SWEEP_SECONDS = 2.0  # hibernate_after = 0 ("whenever possible") still waits one sweep
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim: expat frees its buffers to malloc's free lists, which keep them
+    from the OS; trimming after a sweep hands the pages back, so RSS follows."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+_TRIM = _malloc_trim()
+
+
+class HibernationSweep:
+    __slots__ = ("listener", "period", "_handle")
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        after_ms = listener.opts.get("hibernate_after") or 0
+        self.period = max(MIN_SWEEP_SECONDS, after_ms / 1000)
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self.period, self._sweep)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _sweep(self) -> None:
+        count = 0
+        for conn in list(self.listener.connections):
+            hibernate = getattr(conn.handler, "hibernate", None)
+            if hibernate is not None and hibernate():
+                count += 1
+        if count:
+            log.debug("c2s_hibernated port=%s count=%d", self.listener.port, count)
+            if _TRIM is not None:
+                _TRIM(0)
+        self.start()
