@@ -114,6 +114,13 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
     # "the key is in the certfile" rather than "no key".
     if out.get("keyfile") is None and out.get("certfile") is not None:
         out["keyfile"] = out["certfile"]
+    if out.get("early_data"):
+        # 0-RTT needs a ticket from an earlier connection (RFC 8446 §2.3) and only makes sense
+        # where the handshake comes first (direct TLS, XEP-0368): refuse rather than ignore.
+        if out.get("session_tickets") != "stateless":
+            ctx.error(join(path, "early_data"), 'needs session_tickets = "stateless"')
+        if out.get("mode", "tls") != "tls":
+            ctx.error(join(path, "early_data"), 'needs mode = "tls" (direct TLS)')
 
 
 def _tls_common() -> dict[str, Option]:

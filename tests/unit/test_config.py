@@ -653,7 +653,7 @@ TLS_ACCEPTED: list[tuple[str, str, Any]] = [
     ('versions = ["tlsv1.3"]', "versions", ["tlsv1.3"]),
     ('crl_files = ["ca.pem"]', "crl_files", ["CA"]),
     ("disconnect_on_failure = false", "disconnect_on_failure", False),
-    ("early_data = true", "early_data", True),
+    ('early_data = true\nmode = "tls"\nsession_tickets = "stateless"', "early_data", True),
     ('session_tickets = "stateless"', "session_tickets", "stateless"),
 ]
 
@@ -1146,3 +1146,27 @@ def test_release_example_without_cert_files_is_refused(tmp_path: Path) -> None:
     found = problems(RELEASE_EXAMPLE, tmp_path, general=False)
     assert len(found) == 6
     assert all("does not exist" in p for p in found)
+
+
+def test_early_data_needs_stateless_tickets_and_direct_tls(tmp_path: Path) -> None:
+    from suricate.config import ConfigError, parse_config
+    from suricate.net.certs import ensure_self_signed
+
+    cert, _ = ensure_self_signed(tmp_path / "c", ["localhost"])
+    base = f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+[[listen.c2s]]
+port = 5223
+tls.certfile = "{cert.certfile}"
+tls.keyfile = "{cert.keyfile}"
+tls.early_data = true
+"""
+    ok = base + 'tls.mode = "tls"\ntls.session_tickets = "stateless"\n'
+    parse_config(ok, tmp_path)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(base + 'tls.mode = "starttls"\n', tmp_path)
+    messages = [str(p) for p in exc.value.problems]
+    assert 'listen.c2s[0].tls.early_data: needs session_tickets = "stateless"' in messages
+    assert 'listen.c2s[0].tls.early_data: needs mode = "tls" (direct TLS)' in messages
