@@ -25,6 +25,7 @@ from suricate.protocol import c2s as P
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.protocol.sm import BufferOverflow, StreamManagement
+from suricate.storage import StorageError
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
@@ -185,7 +186,16 @@ class C2S:
         try:
             events = parser.feed(data)
         except XMLStreamError as exc:
-            self.stream_error(StreamError(exc.condition, exc.text))
+            # Stanzas completed before the bad bytes are handled first, so the outcome does
+            # not depend on how the peer's bytes were split into reads.
+            done = exc.events
+            if done:
+                self._process(done)
+                if self._busy:
+                    self._backlog.append(exc)  # the error follows the step now running
+                    return
+            if self.state != S.CLOSED:
+                self.stream_error(StreamError(exc.condition, exc.text))
             return
         if events:
             self._process(events)
@@ -228,7 +238,13 @@ class C2S:
             self._process(rest)
         if not self._busy:
             backlog, self._backlog = self._backlog, []
-            for chunk in backlog:
+            for index, chunk in enumerate(backlog):
+                if self._busy:
+                    self._backlog.extend(backlog[index:])
+                    break
+                if isinstance(chunk, XMLStreamError):
+                    self.stream_error(StreamError(chunk.condition, chunk.text))
+                    return
                 self.data_received(chunk)
             if not self._busy:
                 self.conn.resume_reading()
@@ -573,7 +589,14 @@ class C2S:
             # A mechanism with its own credentials (FAST: the user's tokens).
             result = await self.credential_source(self, username)
         else:
-            record = await self.server.auth.credentials(username, self.domain or "")
+            try:
+                record = await self.server.auth.credentials(username, self.domain or "")
+            except StorageError:
+                # RFC 6120 §6.5.12: the database is down; the client may try again later
+                # and the stream stays up.
+                log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
+                self._sasl_fail(sasl.Failure("temporary-auth-failure"))
+                return
             result = self.mechanism.credentials(record)
         nxt = self._sasl_result(result)
         if nxt is not None:

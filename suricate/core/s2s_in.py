@@ -236,7 +236,8 @@ class S2SIn(XmppStream):
         valid = False
         if self.server.is_local_domain(to) or self.service.serves(to):
             expected = P.dialback_key(self.service.secret, frm, to, stream_id)
-            valid = secrets.compare_digest(expected, el.text.strip())
+            # bytes: compare_digest refuses non-ASCII str, and a peer may send anything
+            valid = secrets.compare_digest(expected.encode(), el.text.strip().encode())
         self.send_element(P.db_element("verify", to, frm, "valid" if valid else "invalid",
                                        stream_id=stream_id), P.PREFIXES)
 

@@ -90,11 +90,18 @@ class XmppStream:
         parser = self.parser
         if parser is None or self.closed:
             return
+        error: XMLStreamError | None = None
         try:
             events = parser.feed(data)
         except XMLStreamError as exc:
-            self.stream_error(StreamError(exc.condition, exc.text))
-            return
+            # What completed before the bad bytes is handled first: the outcome must not
+            # depend on how the peer's bytes were split into reads.
+            events, error = exc.events, exc
+        self._handle_events(parser, events)
+        if error is not None and not (self.closed or self._closing):
+            self.stream_error(StreamError(error.condition, error.text))
+
+    def _handle_events(self, parser: StreamParser, events: list[Any]) -> None:
         for event in events:
             if self.closed or self._closing:
                 return

@@ -147,8 +147,7 @@ class StreamParser:
         its parser while idle (DESIGN §3) and now receives bytes again."""
         parser = cls(max_stanza_size)
         parser.feed(header)
-        parser._fed = 0  # stanza sizes and boundaries count from here
-        parser._last_end = -1
+        parser._last_end = -1  # byte counts stay those of expat, header included
         return parser
 
     def _update_idle(self, data: bytes) -> None:

@@ -250,3 +250,25 @@ async def test_hide_service_name_closes_silently(tmp_path: Path) -> None:
         await srv.stop()
     assert garbage == "" and wrong_host == ""
     assert "<stream:features>" in good
+
+
+async def test_stanzas_before_bad_bytes_in_the_same_read_are_delivered(limited: Server) -> None:
+    def run() -> tuple[str, str]:
+        bob = logged_in(limited.c2s_port, "bob", "pw", "b")  # type: ignore[attr-defined]
+        alice = logged_in(limited.c2s_port, "alice", "pw", "a")  # type: ignore[attr-defined]
+        try:
+            bob.send("<presence/>")
+            bob.expect(r"<presence[^>]*/>|<presence[^>]*>.*?</presence>")
+            # one write: a good message, then garbage
+            alice.send("<message to='bob@localhost/b' type='chat'><body>first</body></message>"
+                       "<<<")
+            ended = alice.read_until_closed()
+            got = bob.expect(r"<message[^>]*>.*?</message>").group(0)
+            return ended, got
+        finally:
+            alice.close()
+            bob.close()
+
+    ended, got = await asyncio.to_thread(run)
+    assert "<not-well-formed" in ended
+    assert "<body>first</body>" in got
