@@ -42,13 +42,14 @@ _TRIM = _malloc_trim()
 
 
 class HibernationSweep:
-    __slots__ = ("listener", "period", "_handle")
+    __slots__ = ("listener", "period", "_handle", "_last_count")
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
         after_ms = listener.opts.get("hibernate_after") or 0
         self.period = max(MIN_SWEEP_SECONDS, after_ms / 1000)
         self._handle: asyncio.TimerHandle | None = None
+        self._last_count = 0
 
     def start(self) -> None:
         self._handle = asyncio.get_running_loop().call_later(self.period, self._sweep)
@@ -66,6 +67,10 @@ class HibernationSweep:
                 count += 1
         if count:
             log.debug("c2s_hibernated port=%s count=%d", self.listener.port, count)
-            if _TRIM is not None:
-                _TRIM(0)
+        connections = len(self.listener.connections)
+        # After parsers were dropped, or after many connections went away (a wave of
+        # logouts), give the freed pages back so RSS follows the load down.
+        if _TRIM is not None and (count or connections + 100 < self._last_count):
+            _TRIM(0)
+        self._last_count = connections
         self.start()
