@@ -166,14 +166,11 @@ class Suricate(ServerSpec):
         return self.workdir / "suricate.toml"
 
     def write_config(self, cert: Path, key: Path) -> None:
-        workers = self.extra.get("workers")
-        worker_line = f"workers = {workers}\n" if workers else ""
         self.config_path().write_text(f"""
 [general]
 hosts = ["localhost"]
 default_server_domain = "localhost"
 loglevel = "error"
-{worker_line}
 [[listen.c2s]]
 port = {self.port}
 ip_address = "{self.addr}"
@@ -224,7 +221,9 @@ database = "{self.workdir / 'suricate.db'}"
         db.close()
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        return [PY, "-m", "suricate", "serve", "--config", str(self.config_path())], \
+        workers = self.extra.get("workers")
+        extra = ["--workers", str(workers)] if workers else []
+        return [PY, "-m", "suricate", "serve", "--config", str(self.config_path()), *extra], \
             {"PYTHONPATH": str(ROOT)}
 
 
@@ -604,7 +603,7 @@ def main() -> int:
     p.add_argument("--users", type=int)
     p.add_argument("--repeat", type=int)
     p.add_argument("--seconds", type=float)
-    p.add_argument("--workers", type=int, help="Suricate worker processes (needs support)")
+    p.add_argument("--workers", type=int, help="Suricate worker processes (suricate serve --workers)")
     p.add_argument("--fresh", action="store_true", help="re-provision from scratch")
     p.add_argument("--json", type=Path, help="also write raw results here")
     p.add_argument("--write", type=Path, help="write the table as markdown here")

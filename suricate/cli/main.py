@@ -67,6 +67,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg, base_dir, sni = load(args)
     level = LOGLEVELS.get(cfg["general"]["loglevel"], logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.workers < 1:
+        raise CliError("--workers: at least 1", 2)
+    if args.workers > 1:
+        from suricate.cluster.supervisor import StartFailed, serve_workers
+
+        try:
+            return serve_workers(cfg, base_dir, sni, args.workers, t0)
+        except StartFailed as exc:
+            raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
@@ -239,6 +248,10 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
                            description="Run the server in the foreground until SIGTERM or "
                                        "SIGINT, then shut down cleanly.")
     config_args(serve)
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes sharing the listening ports (SO_REUSEPORT), the "
+                            "sessions and the routing, to use N cores (default: 1, a single "
+                            "process)")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a configuration file",

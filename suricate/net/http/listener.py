@@ -115,7 +115,8 @@ class HttpListener:
             else socket.AF_INET
         self._server = await loop.create_server(
             self._make, host=ip, port=self.opts["port"], family=family,
-            ssl=self._ssl_context(), reuse_address=True, backlog=1024)
+            ssl=self._ssl_context(), reuse_address=True, backlog=1024,
+            reuse_port=bool(self.opts.get("reuse_port")))  # set for several workers
         log.info("listener_started kind=http ip=%s port=%s handlers=%s", ip, self.port,
                  ",".join(f"{r.kind}:{r.path}" for r in self.routes))
 

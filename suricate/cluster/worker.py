@@ -1,0 +1,80 @@
+"""One worker process: a whole ``Server`` plus its place on the bus.
+
+It tells the supervisor over a pipe when it serves (``("ready", ports, hosts)``) or why it
+could not start (``("failed", message)``), then runs until SIGTERM/SIGINT (or the admin API's
+server stop) and shuts down like a single server does. Exit status 0 means "asked to stop";
+anything else is a crash the supervisor answers by starting the worker again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from suricate.net.tls import CertKey
+
+log = logging.getLogger("suricate.cluster")
+
+# How long a starting worker waits for its links to the others before serving anyway (a
+# peer that is slow to start is linked later; its replica starts with the snapshot then).
+LINK_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    count: int
+    run_dir: Path
+    cfg: dict[str, Any]
+    base_dir: Path
+    sni: dict[str, CertKey]
+
+
+def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
+    """The process entry point (forked by the supervisor)."""
+    # The supervisor's handlers came with the fork; until the loop installs ours, a signal
+    # acts as on any process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Which worker says what: the index goes into every log line.
+    for handler in logging.getLogger().handlers:
+        fmt = handler.formatter._fmt if handler.formatter is not None else None
+        if fmt and "%(message)s" in fmt:
+            handler.setFormatter(logging.Formatter(
+                fmt.replace("%(message)s", f"w{spec.index} %(message)s")))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(spec, pipe))
+
+
+async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
+    from suricate.cluster.node import ClusterNode
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+
+    server = Server(spec.cfg, spec.base_dir, MODULES, sni_certs=spec.sni)
+    node = ClusterNode(server, spec.index, spec.count, spec.run_dir)
+    await node.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        pipe.send(("failed", str(exc)))
+        await node.stop()
+        raise SystemExit(1) from None
+    if not await node.wait_linked(LINK_TIMEOUT):
+        log.warning("cluster_not_linked worker=%d", spec.index)
+    ports = ", ".join(f"{lst.kind}:{lst.port}"
+                      for lst in [*server.listeners, *server.http_listeners])
+    pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))
+    stop = server.stop_requested or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+    await node.stop()
