@@ -18,14 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suricate import __version__
 from suricate.config import ConfigError, load_config, parse_config
-from suricate.core.defaults import default_config_toml
 from suricate.jid import JID, InvalidJID
-from suricate.net.certs import ensure_self_signed
-from suricate.net.tls import CertKey
+
+if TYPE_CHECKING:
+    from suricate.net.tls import CertKey
 
 # MongooseIM log levels -> Python logging
 LOGLEVELS = {
@@ -55,6 +55,10 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[str, Cert
             return load_config(path), path.resolve().parent, {}
         except ConfigError as err:
             raise CliError("\n".join(str(p) for p in err.problems), 2) from None
+    # Only the embedded default needs these (certificate generation: cryptography).
+    from suricate.core.defaults import default_config_toml
+    from suricate.net.certs import ensure_self_signed
+
     data = _data_dir(args)
     default, per_host = ensure_self_signed(data / "certs", ["localhost"])
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"))

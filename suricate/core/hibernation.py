@@ -9,8 +9,7 @@ stream, when bytes come again. One timer per listener, not one per connection.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,9 +22,16 @@ log = logging.getLogger("suricate.hibernation")
 MIN_SWEEP_SECONDS = 2.0  # hibernate_after = 0 ("whenever possible") still waits one sweep
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim: expat frees its buffers to malloc's free lists, which keep them
-    from the OS; trimming after a sweep hands the pages back, so RSS follows."""
+    from the OS; trimming after a sweep hands the pages back, so RSS follows.
+
+    Looked up at the first trim, not at import: ctypes and ``find_library`` cost start-up
+    time (several ms) for a sweep that runs seconds later."""
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     if not name:
         return None
@@ -38,7 +44,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim  # type: ignore[no-any-return]
 
 
-_TRIM = _malloc_trim()
+def _trim() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class HibernationSweep:
@@ -70,7 +79,7 @@ class HibernationSweep:
         connections = len(self.listener.connections)
         # After parsers were dropped, or after many connections went away (a wave of
         # logouts), give the freed pages back so RSS follows the load down.
-        if _TRIM is not None and (count or connections + 100 < self._last_count):
-            _TRIM(0)
+        if count or connections + 100 < self._last_count:
+            _trim()
         self._last_count = connections
         self.start()

@@ -3,6 +3,11 @@
 Start-up order: storage (migrations), modules, listeners. Shutdown reverses it: stop accepting,
 end every stream with ``system-shutdown`` (after which messages still in flight are stored
 offline by the normal delivery rules), wait for pending work, stop modules, close storage.
+
+Start-up time is mostly imports, so subsystems a configuration does not use are imported when
+first needed: federation (``server.s2s`` is made on first use: the first stanza to a remote
+domain, an s2s listener, or a non-default ``[s2s]`` section at start), component streams (the
+``ComponentTable`` itself is light), instrumentation handlers and probes, HTTP.
 """
 
 from __future__ import annotations
@@ -17,18 +22,15 @@ from typing import TYPE_CHECKING, Any
 from suricate.auth.service import AuthService
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
-from suricate.core.component import Component, ComponentTable
+from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, load_order
 from suricate.core.router import Router
-from suricate.core.s2s import ALPN_S2S, S2SService
 from suricate.core.sessions import SessionTable
 from suricate.instrument import Instrumentation
-from suricate.instrument.probes import Prober
-from suricate.instrument.setup import build_handlers, combine
 from suricate.jid import JID
 from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
@@ -37,6 +39,10 @@ from suricate.storage import Storage, create_storage
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
+    from suricate.core.component import Component
+    from suricate.core.s2s import S2SService
+    from suricate.instrument.handler import Handler
+    from suricate.instrument.probes import Prober
     from suricate.net.connection import Connection
 
 log = logging.getLogger("suricate.server")
@@ -57,14 +63,20 @@ class Server:
         self.domains.listeners.append(self._domain_changed)
         # [instrumentation]: the no-op base without handlers (DESIGN §3: nothing on the hot
         # path but a method call); labels carry the host type of a dynamic domain.
-        self.handlers = build_handlers(cfg.get("instrumentation"), self.domains.host_type)
-        self.instrument: Instrumentation = combine(self.handlers)
+        self.handlers: list[Handler] = []
+        self.instrument: Instrumentation = Instrumentation()
+        if cfg.get("instrumentation"):
+            from suricate.instrument.setup import build_handlers, combine
+            self.handlers = build_handlers(cfg["instrumentation"], self.domains.host_type)
+            self.instrument = combine(self.handlers)
         self._prober: Prober | None = None
         self.sessions = SessionTable()
         self.iq = IqDispatcher(self)
         self.router = Router(self)
         self.components = ComponentTable(self)
-        self.s2s = S2SService(self)
+        self._s2s: S2SService | None = None
+        if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
+            self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
         self.access = AccessControl(cfg["acl"], cfg["access"], sorted(self.hosts))
         self.auth = AuthService(self)
         self.module_registry = module_registry
@@ -73,6 +85,8 @@ class Server:
         self._sweeps: list[HibernationSweep] = []
         self._sni_certs = dict(sni_certs or {})
         self._tasks: set[asyncio.Task[Any]] = set()
+        # What stop() ends with system-shutdown: C2S, and Component once a listener exists.
+        self._stream_types: tuple[type[C2S | Component], ...] = (C2S,)
         self.started_at = time.time()
         self.stopping = False
         self.stop_requested: asyncio.Event | None = None
@@ -80,6 +94,19 @@ class Server:
         self.counters: dict[str, int] = {
             "sessions_opened": 0, "sessions_closed": 0, "c2s_auth_failed": 0,
         }
+
+    @property
+    def s2s(self) -> S2SService:
+        """Federation: made on first use when nothing configures it (the default ``[s2s]``
+        cannot fail to load, and the dialback secret is per process either way)."""
+        s2s = self._s2s
+        if s2s is None:
+            s2s = self._s2s = self._make_s2s()
+        return s2s
+
+    def _make_s2s(self) -> S2SService:
+        from suricate.core.s2s import S2SService
+        return S2SService(self)
 
     def _rdbms_connection(self) -> Mapping[str, Any]:
         pools = self.cfg.get("outgoing_pools", {}).get("rdbms", {})
@@ -110,6 +137,7 @@ class Server:
             sweep.start()
             self._sweeps.append(sweep)
         for opts in self.cfg["listen"].get("s2s", []):
+            from suricate.core.s2s import ALPN_S2S
             # s2s: the peer's certificate is asked for but judged after the handshake
             # (SASL EXTERNAL when it proves the domain, dialback otherwise).
             tls = self._tls_config(opts.get("tls"), alpn=[ALPN_S2S], verify_after_handshake=True)
@@ -118,6 +146,8 @@ class Server:
             await listener.start()
             self.listeners.append(listener)
         for opts in self.cfg["listen"].get("component", []):
+            from suricate.core.component import Component
+            self._stream_types = (C2S, Component)
             tls_opts = opts.get("tls")
             if tls_opts and tls_opts.get("mode") != "tls":
                 # XEP-0114 has no STARTTLS: TLS for components is direct TLS (MongooseIM 6.4).
@@ -137,6 +167,7 @@ class Server:
             self.http_listeners.append(http)
         self.started_at = time.time()
         if self.handlers:
+            from suricate.instrument.probes import Prober
             interval = self.cfg["instrumentation"]["probe_interval"]
             self._prober = Prober(self, self.instrument, interval)
             self._prober.start()
@@ -158,6 +189,8 @@ class Server:
                          verify_after_handshake=verify_after_handshake)
 
     def _component_factory(self, opts: Mapping[str, Any]) -> Any:
+        from suricate.core.component import Component
+
         def factory(conn: Connection) -> Component:
             return Component(self, conn, opts)
         return factory
@@ -197,10 +230,11 @@ class Server:
         for listener in self.listeners:
             for conn in list(listener.connections):
                 handler = conn.handler
-                if isinstance(handler, C2S | Component):
+                if isinstance(handler, self._stream_types):
                     handler.stream_error(StreamError("system-shutdown"))
         await self.drain()
-        self.s2s.stop()  # incoming: system-shutdown; outgoing: closed, queued ones bounced
+        if self._s2s is not None:  # never made: no stream and nothing queued
+            self._s2s.stop()  # incoming: system-shutdown; outgoing: closed, queued ones bounced
         await self.drain()
         for name in reversed(list(self.modules)):
             module = self.modules.pop(name)
@@ -301,3 +335,11 @@ class Server:
     def metrics_auth_failed(self, session: Any) -> None:
         self.counters["c2s_auth_failed"] += 1
         self.instrument.auth_failed("c2s", session.domain or "")
+
+
+def _s2s_configured(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``[s2s]`` says more than its defaults (then S2SService is made at start, so a
+    bad certificate or CA file is reported there, not at the first remote stanza)."""
+    out = cfg["outgoing"]
+    return bool(cfg.get("shared") or cfg.get("host_policy") or out.get("tls")
+                or out.get("address"))

@@ -1,0 +1,82 @@
+"""The table of connected external components (XEP-0114), by domain: the router asks it before
+federation. Apart from ``suricate.core.component`` (the stream handler) so that a server
+without component listeners does not import the stream machinery at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from suricate.core import hooks as H
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.component import Component
+    from suricate.core.server import Server
+    from suricate.jid import JID
+
+
+class ComponentTable:
+    """Connected components by domain; the router asks it before federation."""
+
+    __slots__ = ("server", "_by_domain")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._by_domain: dict[str, Component] = {}
+        server.hooks.add(H.DISCO_LOCAL_ITEMS, self._disco_items)
+
+    def lookup(self, domain: str) -> Component | None:
+        return self._by_domain.get(domain)
+
+    def register(self, component: Component) -> str | None:
+        """Add ``component`` for its domains; return a domain already taken (refused)."""
+        behaviour = component.opts.get("conflict_behaviour") or "disconnect"
+        for domain in component.domains:
+            old = self._by_domain.get(domain)
+            if old is not None and old is not component:
+                if behaviour != "kick_old":
+                    return domain
+                # MongooseIM conflict_behaviour = "kick_old": the newcomer wins.
+                self.unregister(old)
+                old.kicked()
+        for domain in component.domains:
+            self._by_domain[domain] = component
+        return None
+
+    def unregister(self, component: Component) -> None:
+        for domain in component.domains:
+            if self._by_domain.get(domain) is component:
+                del self._by_domain[domain]
+
+    def route(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """Deliver to the component serving ``to``'s domain; False when there is none."""
+        component = self._by_domain.get(to.domain)
+        if component is None:
+            return False
+        access = component.opts.get("access") or "all"
+        if access != "all" and self.server.access.evaluate(
+                access, frm.local, frm.domain, frm.resource, frm.domain) != "allow":
+            # listen.component.access decides who may send to the components.
+            self.server.router.bounce(stanza, StanzaError("forbidden"))
+            return True
+        component.deliver(frm, stanza)
+        return True
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(set(self._by_domain.values()))
+
+    def _disco_items(self, items: list[Element], domain: str) -> list[Element]:
+        # Components under the queried domain, unless their listener hides them
+        # (listen.component.hidden_components).
+        known = {i.attrs.get("jid") for i in items}
+        for name, component in sorted(self._by_domain.items()):
+            if component.opts.get("hidden_components"):
+                continue
+            if name.endswith("." + domain) and name not in known:
+                items.append(Element("item", ns.DISCO_ITEMS, {"jid": name}))
+                known.add(name)
+        return items

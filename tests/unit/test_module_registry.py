@@ -1,0 +1,41 @@
+"""The lazy ``suricate.modules.MODULES``: names known without imports, classes on lookup."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from suricate.config.modules_spec import MODULES as SPECS
+from suricate.core.module import Module
+from suricate.modules import MODULES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_module_file_is_registered_under_its_name() -> None:
+    files = {p.stem for p in (ROOT / "suricate" / "modules").glob("mod_*.py")}
+    assert set(MODULES) == files
+    for name in MODULES:
+        cls = MODULES[name]
+        assert issubclass(cls, Module)
+        assert cls.name == name
+        assert MODULES[name] is cls  # looked up once
+        assert name in SPECS  # a [modules.<name>] section validates
+
+
+def test_mapping_behaviour() -> None:
+    assert "mod_ping" in MODULES
+    assert "mod_nothing" not in MODULES
+    assert MODULES.get("mod_nothing") is None
+    assert len(MODULES) == len(list(MODULES))
+    assert dict(MODULES.items())["mod_ping"] is MODULES["mod_ping"]
+
+
+def test_names_import_nothing() -> None:
+    code = ("import sys\nfrom suricate.modules import MODULES\n"
+            "assert 'mod_roster' in MODULES and len(MODULES) > 10\n"
+            "print(sorted(m for m in sys.modules if m.startswith('suricate.modules.')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
