@@ -60,6 +60,18 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def pid_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a process and its threads (Linux /proc), 0 without a pid."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class XMPPError(Exception):
     pass
 
@@ -240,8 +252,10 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
     stop_at = 0.0
     window: list[float] = []
 
+    total = 0  # every login, warm-up included (to divide whole-run counters by)
+
     async def worker(k: int) -> None:
-        nonlocal done
+        nonlocal done, total
         i = 0
         while time.monotonic() < stop_at:
             user = f"u{a.first + (k + i * a.parallel) % a.users}"
@@ -253,29 +267,39 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
                 if len(errors) > 50:
                     return
                 continue
+            total += 1
             if window and time.monotonic() >= window[0]:
                 done += 1
             c.send(CLOSE)
             c.transport.close()
 
     # warm the salted-password cache and the server (one login per user, untimed)
-    await gather_bounded([login(a.host, a.port, f"u{a.first + i}", a.tls, ctx, resource=None,
-                                presence=False) for i in range(min(a.users, 200))], a.parallel)
+    warm = await gather_bounded([login(a.host, a.port, f"u{a.first + i}", a.tls, ctx,
+                                       resource=None, presence=False)
+                                 for i in range(min(a.users, 200))], a.parallel)
+    total += len(warm)
     start = time.monotonic()
     stop_at = start + a.warmup + a.seconds
     window.append(start + a.warmup)
     workers = [asyncio.create_task(worker(k)) for k in range(a.parallel)]
     await asyncio.sleep(a.warmup)
     cpu0 = cpu_seconds()
+    server_cpu0 = pid_cpu_seconds(a.server_pid)
     t0 = time.monotonic()
     done = 0
     await asyncio.sleep(a.seconds)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
+    server_cpu = pid_cpu_seconds(a.server_pid) - server_cpu0
     count = done
     await asyncio.wait(workers, timeout=30)
-    return {"logins_per_s": count / elapsed, "logins": count, "errors": len(errors),
-            "first_errors": errors[:3], "gen_cpu": cpu / elapsed}
+    result = {"logins_per_s": count / elapsed, "logins": count, "errors": len(errors),
+              "first_errors": errors[:3], "gen_cpu": cpu / elapsed, "total_logins": total}
+    if a.server_pid and count:
+        # the figure that matters on a shared machine: the server's CPU per login
+        result["server_cpu_ms_per_login"] = 1000 * server_cpu / count
+        result["server_cpu"] = server_cpu / elapsed
+    return result
 
 
 async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
@@ -430,6 +454,8 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--max-hold", type=float, default=300.0)
     p.add_argument("--stdloop", action="store_true", help="do not use uvloop")
+    p.add_argument("--server-pid", type=int, default=0,
+                   help="'logins': also report this process's CPU per login (Linux)")
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

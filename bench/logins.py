@@ -2,6 +2,7 @@
 in TLS 1.3 0-RTT (XEP-0484 HT-SHA-256-NONE with the replay counter).
 
     .venv/bin/python bench/logins.py [--duration 5] [--workers 2] [--iterations 10000]
+                                     [--server-cores 0 --client-cores 1]
 
 The server runs in its own process (one core, as in DESIGN §6) on a Direct TLS listener with
 early data. Each client worker opens a new TCP connection per login and goes all the way to a
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import functools
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -73,7 +75,20 @@ database = "{tmp / 'bench.db'}"
 """
 
 
-def run_server(tmp: str, port: int, iterations: int, users: int, ready: Any) -> None:
+def pin(cores: str | None) -> None:
+    if cores:
+        os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+
+
+def process_cpu(pid: int) -> float:
+    """user+system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_server(tmp: str, port: int, iterations: int, users: int, ready: Any,
+               cores: str | None = None) -> None:
+    pin(cores)
     from suricate.config import parse_config
     from suricate.core.server import Server
     from suricate.jid import JID
@@ -139,7 +154,9 @@ def login_fast(port: int, ctx: Any, user: str, token: str, agent: str, count: in
     c.close()
 
 
-def worker(mode: str, port: int, index: int, duration: float, start: Any, out: Any) -> None:
+def worker(mode: str, port: int, index: int, duration: float, start: Any, out: Any,
+           cores: str | None = None) -> None:
+    pin(cores)
     # RFC 5802 §5.1: a client may cache the salted password for a salt and iteration count.
     scram_client.salted_password = functools.lru_cache(maxsize=16)(  # type: ignore[assignment]
         scram_client.salted_password)
@@ -163,21 +180,25 @@ def worker(mode: str, port: int, index: int, duration: float, start: Any, out: A
     out.put(done)
 
 
-def measure(mode: str, port: int, workers: int, duration: float) -> float:
+def measure(mode: str, port: int, workers: int, duration: float, server_pid: int,
+            cores: str | None = None) -> tuple[float, float]:
+    """Logins per second and the server's CPU milliseconds per login."""
     start = mp.Event()
     out: Any = mp.Queue()
-    procs = [mp.Process(target=worker, args=(mode, port, i, duration, start, out))
+    procs = [mp.Process(target=worker, args=(mode, port, i, duration, start, out, cores))
              for i in range(workers)]
     for p in procs:
         p.start()
     time.sleep(1.0)  # tokens fetched, TLS sessions ready
     began = time.monotonic()
+    cpu0 = process_cpu(server_pid)
     start.set()
     total = sum(out.get(timeout=duration + 60) for _ in procs)
     elapsed = time.monotonic() - began
+    cpu = process_cpu(server_pid) - cpu0
     for p in procs:
         p.join()
-    return total / elapsed
+    return total / elapsed, 1000 * cpu / max(total, 1)
 
 
 def main() -> None:
@@ -186,23 +207,30 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--iterations", type=int, default=10000, help="SCRAM iterations")
+    parser.add_argument("--server-cores", help="pin the server process to these cores (0,1)")
+    parser.add_argument("--client-cores", help="pin the client processes to these cores")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         ready = mp.Event()
         server = mp.Process(target=run_server,
-                            args=(tmp, port, args.iterations, args.workers, ready), daemon=True)
+                            args=(tmp, port, args.iterations, args.workers, ready,
+                                  args.server_cores), daemon=True)
         server.start()
         if not ready.wait(30):
             raise SystemExit("server did not start")
-        results = {mode: measure(mode, port, args.workers, args.duration) for mode in MODES}
+        assert server.pid is not None
+        results = {mode: measure(mode, port, args.workers, args.duration, server.pid,
+                                 args.client_cores) for mode in MODES}
         server.terminate()
         server.join()
     print(f"logins/s, {args.workers} client processes x {args.duration:.0f} s each, "
           f"server on one process, new TCP+TLS 1.3 connection per login, SASL2 + Bind 2")
+    print(f"  {'':<34} {'logins/s':>8}   ratio   server CPU ms/login")
     for mode in MODES:
-        ratio = results[mode] / results["scram"]
-        print(f"  {LABELS[mode]:<34} {results[mode]:8.0f}   x{ratio:.2f}")
+        rate, cpu_ms = results[mode]
+        ratio = rate / results["scram"][0]
+        print(f"  {LABELS[mode]:<34} {rate:8.0f}   x{ratio:.2f}   {cpu_ms:6.3f}")
 
 
 if __name__ == "__main__":

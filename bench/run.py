@@ -468,12 +468,14 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 res, cpu = server_cpu_during(spec, lambda: loadgen(
                     spec, gen_cores, "logins", "--tls", "--users", str(sizes.login_users),
                     "--parallel", str(sizes.parallel_logins), "--seconds", str(sizes.seconds),
-                    "--warmup", str(sizes.warmup)))
+                    "--warmup", str(sizes.warmup), "--server-pid", str(spec.pid)))
                 res["server_cpu"] = cpu
                 runs.append(res)
                 log(f"{spec.name}: logins {res}")
             r["logins_per_s"] = statistics.median(x["logins_per_s"] for x in runs)
             r["logins_gen_cpu"] = max(x["gen_cpu"] for x in runs)
+            if all("server_cpu_ms_per_login" in x for x in runs):
+                r["login_cpu_ms"] = statistics.median(x["server_cpu_ms_per_login"] for x in runs)
             r["logins_runs"] = runs
         for tls in (False, True):
             tag = "tls" if tls else "plain"
@@ -517,6 +519,8 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
 ROWS: list[tuple[str, Any, str, bool]] = [
     ("start-up to accepting connections (s)", lambda r: r.get("startup_s"), "{:.3f}", False),
     ("SCRAM-SHA-256 logins/s over STARTTLS", lambda r: r.get("logins_per_s"), "{:.0f}", True),
+    ("server CPU per SCRAM-SHA-256 login (ms)", lambda r: r.get("login_cpu_ms"), "{:.2f}",
+     False),
     ("RSS per idle connection, plain (KiB)", lambda r: r.get("rss_plain_kib"), "{:.1f}", False),
     ("RSS per idle connection, STARTTLS (KiB)", lambda r: r.get("rss_tls_kib"), "{:.1f}", False),
 ]

@@ -14,7 +14,8 @@ import binascii
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import types
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -215,13 +216,37 @@ class C2S:
                 self.stream_error(StreamError("internal-server-error"))
                 return
             if pending is not None:
-                rest = events[index + 1:] if self.parser is parser else []
-                self._busy = True
-                self.conn.pause_reading()
-                self.server.spawn(self._await_step(pending, rest))
-                return
+                # Run the step right away: most never really suspend (SQLite answers inline),
+                # and then the connection needs no task, no pause and no resume.
+                rest_of_step = (self._step_now(pending) if self.server.storage.inline
+                                else pending)
+                if rest_of_step is not None:
+                    rest = events[index + 1:] if self.parser is parser else []
+                    self._busy = True
+                    self.conn.pause_reading()
+                    self.server.spawn(self._await_step(rest_of_step, rest))
+                    return
+                if self.state == S.CLOSED:
+                    return
             if self.parser is not parser:
                 return  # stream restarted: later events belonged to the old stream
+
+    def _step_now(self, pending: Awaitable[None]) -> Awaitable[None] | None:
+        """Run ``pending`` up to its first real suspension; None when it finished (errors
+        handled as ``_await_step`` does), else what is left of it to await."""
+        steps = pending.__await__()
+        try:
+            yielded = steps.send(None)
+        except StopIteration:
+            return None
+        except StreamError as err:
+            self.stream_error(err)
+            return None
+        except Exception:
+            log.exception("c2s_internal_error state=%s", self.state.value)
+            self.stream_error(StreamError("internal-server-error"))
+            return None
+        return _resume(steps, yielded)
 
     async def _await_step(self, pending: Awaitable[None], rest: list[Any]) -> None:
         try:
@@ -961,6 +986,22 @@ class C2S:
             await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
         await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
         log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+
+
+@types.coroutine
+def _resume(steps: Generator[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of a coroutine that already ran up to ``yielded`` (a future for the
+    task to wait on): what ``await`` would have done from there on."""
+    try:
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as exc:  # cancellation included: it goes to the step
+                yielded = steps.throw(exc)
+            else:
+                yielded = steps.send(sent)
+    except StopIteration as stop:
+        return stop.value
 
 
 def _is_carbon_copy(stanza: Element) -> bool:

@@ -54,6 +54,7 @@ class Connection(asyncio.Protocol):
         "loop", "transport", "tls", "handler", "_out", "_flush_handle", "closing", "peer",
         "_handler_factory", "_on_close", "_paused", "connection_type", "instrument",
         "tls_failure", "_shaper", "_shaper_timer", "_proxy_buffer", "_close_timer",
+        "_tls_out",
     )
 
     def __init__(self, handler_factory: Callable[[Connection], StreamHandler],
@@ -68,6 +69,9 @@ class Connection(asyncio.Protocol):
         self._handler_factory = handler_factory
         self.handler: StreamHandler | None = None
         self._out: list[bytes] = []
+        # TLS records OpenSSL produced while reading (session tickets after the handshake),
+        # held to leave with the answer to the plaintext read with them: one write, not two.
+        self._tls_out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self.closing = False
         self.peer: Any = None
@@ -113,7 +117,14 @@ class Connection(asyncio.Protocol):
                 self.abort()
                 return
             if out and self.transport is not None:
-                self.transport.write(out)
+                if data or self._tls_out:
+                    # The handler is about to answer what came with these records; they go
+                    # first, in the same write (ciphertext order is OpenSSL's order).
+                    self._tls_out.append(out)
+                    if self._flush_handle is None:
+                        self._flush_handle = self.loop.call_soon(self.flush)
+                else:
+                    self.transport.write(out)
             if tls.closed and not data:
                 self.handler.eof_received()
                 return
@@ -153,8 +164,22 @@ class Connection(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush_handle = None
-        if not self._out or self.transport is None:
+        if self.transport is None:
             return
+        data = self._take_output()
+        if not data:
+            return
+        self.transport.write(data)
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
+            self.handler.write_overflow()
+
+    def _take_output(self) -> bytes | None:
+        """What is to be written now: held TLS records, then the pending writes (encrypted on
+        a TLS connection). None when the connection was aborted meanwhile."""
+        held = b"".join(self._tls_out) if self._tls_out else b""
+        self._tls_out.clear()
+        if not self._out:
+            return held
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
         if self.tls is not None:
@@ -163,11 +188,9 @@ class Connection(asyncio.Protocol):
                 data = self.tls.send(data)
             except TLSError:
                 self.abort()
-                return
+                return None
         self.instrument.data_out(self.connection_type, False, len(data))
-        self.transport.write(data)
-        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
-            self.handler.write_overflow()
+        return held + data if held else data
 
     def start_tls(self, config: TLSConfig | TLSSessionFactory) -> None:
         """STARTTLS (RFC 6120 §5.4.3.3): what was written so far leaves in clear, the rest
@@ -248,14 +271,21 @@ class Connection(asyncio.Protocol):
         """Flush what is pending, send close_notify, close the socket."""
         if self.closing:
             return
-        self.flush()
-        self.closing = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         if self.transport is None:
+            self.closing = True
             return
+        data = self._take_output()
+        if data is None:  # aborted
+            return
+        self.closing = True
         if self.tls is not None and self.tls.established:
-            out = self.tls.shutdown()
-            if out:
-                self.transport.write(out)
+            # the last records and close_notify in one write
+            data += self.tls.shutdown()
+        if data:
+            self.transport.write(data)
         self.transport.close()
         if self.transport.get_write_buffer_size():
             # asyncio keeps a closing socket until its buffer drains, with no deadline.

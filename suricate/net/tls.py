@@ -22,6 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL, crypto
 
+try:  # cryptography's bundled OpenSSL bindings, through pyOpenSSL
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+
+    _BIO_get_mem_data = _lib.BIO_get_mem_data
+    _NO_DATA = _ffi.NULL
+except (ImportError, AttributeError):  # pragma: no cover - older bindings: exceptions then
+    _BIO_get_mem_data = None
+    _NO_DATA = None
+
 log = logging.getLogger("suricate.tls")
 
 _VERSIONS = {"tlsv1.2": SSL.TLS1_2_VERSION, "tlsv1.3": SSL.TLS1_3_VERSION}
@@ -88,6 +98,10 @@ class TLSConfig:
                         | SSL.OP_NO_RENEGOTIATION)
         ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
         ctx.set_cipher_list((opts.get("ciphers") or DEFAULT_CIPHERS).encode())
+        # A session resumes only where its context id matches; OpenSSL refuses to resume at
+        # all, failing the handshake, when it is unset and peer certificates are asked for
+        # (verify_mode peer, s2s): clients resuming from a session ticket were cut off.
+        ctx.set_session_id(hashlib.sha256(b"suricate:" + cert.certfile.encode()).digest())
         password = opts.get("password")
         if password:
             ctx.set_passwd_cb(lambda *_: password.encode())
@@ -250,7 +264,7 @@ class TLSLayer:
                 if self.established and self._pending:
                     pending, self._pending = b"".join(self._pending), []
                     self._write_all(pending)
-            if self.established:
+            if self.established and not self._input_consumed():
                 while True:
                     try:
                         chunk = conn.recv(65536)
@@ -262,6 +276,8 @@ class TLSLayer:
                     if not chunk:
                         break
                     plain.append(chunk)
+                    if self._input_consumed():
+                        break
         except SSL.Error as exc:
             raise TLSError(str(exc)) from None
         return b"".join(plain), self._drain()
@@ -289,13 +305,28 @@ class TLSLayer:
         return self._drain()
 
     def _drain(self) -> bytes:
+        conn = self.conn
+        if _BIO_get_mem_data is not None:
+            # How much the memory BIO holds, read in one call: pyOpenSSL reports an empty BIO
+            # with an exception, and a handshake drains an empty one a dozen times.
+            size = _BIO_get_mem_data(conn._from_ssl, _NO_DATA)  # noqa: SLF001
+            return conn.bio_read(size) if size > 0 else b""
         out = []
         while True:
             try:
-                out.append(self.conn.bio_read(65536))
+                out.append(conn.bio_read(65536))
             except SSL.WantReadError:
                 break
         return b"".join(out)
+
+    def _input_consumed(self) -> bool:
+        """OpenSSL holds no more input: no ciphertext left in the memory BIO, no decrypted
+        bytes waiting (without read-ahead, OpenSSL reads records from the BIO exactly)."""
+        if _BIO_get_mem_data is None:
+            return False
+        conn = self.conn
+        return (_BIO_get_mem_data(conn._into_ssl, _NO_DATA) <= 0  # noqa: SLF001
+                and conn.pending() <= 0)
 
     # -- facts for SASL channel binding and the rest of the server --------------------------
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 __all__ = [
     "ASK_STATES",
@@ -117,6 +118,12 @@ class FastTokenSlots:
 
 class Storage(ABC):
     """Persistent state of accounts. One instance per server, shared by all modules."""
+
+    # Its calls finish without suspending and need no asyncio task of their own (SQLite runs
+    # inline on the loop thread): the c2s runs steps that only touch storage right away,
+    # without a task. A driver whose library needs a current task (asyncpg's timeouts) must
+    # leave this False.
+    inline: ClassVar[bool] = False
 
     # -- life cycle -------------------------------------------------------------------
 

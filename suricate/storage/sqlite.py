@@ -98,6 +98,7 @@ class SqliteStorage(SqlStorage):
     """Storage in one SQLite file (or `:memory:`)."""
 
     dialect: ClassVar[str] = "sqlite"
+    inline: ClassVar[bool] = True  # see Storage.inline: queries run on the loop thread
     _NO_LIMIT: ClassVar[int | None] = -1
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
