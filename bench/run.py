@@ -408,7 +408,9 @@ class Sizes:
     roster_logins: int = 10
     big_pairs: int = 100
     big_inflight: int = 20
-    settle: float = 2.0  # seconds between start-up (or logins) and a measurement
+    # seconds between start-up (or logins) and a measurement; long enough for idle connections
+    # to reach their steady state (Suricate hibernates idle parsers after two 2 s sweeps)
+    settle: float = 5.0
 
 
 SMOKE = Sizes(users=20, contacts=5, startups=1, repeat=1, seconds=0.5, warmup=0.2,
