@@ -52,45 +52,6 @@ def test_check_config(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such configuration file" in missing.stderr
 
 
-def test_release_example_is_accepted(tmp_path: Path) -> None:
-    """The snippet of the MongooseIM 6.4 release post, with real certificate paths."""
-    from suricate.net.certs import ensure_self_signed
-
-    cert, _ = ensure_self_signed(tmp_path / "c", ["localhost"])
-    text = f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-
-[[listen.component]]
-port = 8190
-shaper = "fast"
-ip_address = "127.0.0.1"
-password = "secret"
-tls.certfile = "{cert.certfile}"
-tls.keyfile = "{cert.keyfile}"
-
-[[listen.s2s]]
-port = 5269
-shaper = "fast"
-tls.certfile = "{cert.certfile}"
-tls.keyfile = "{cert.keyfile}"
-
-[s2s]
-default_policy = "allow"
-
-[s2s.outgoing]
-port = 5269
-shaper = "fast"
-tls.certfile = "{cert.certfile}"
-tls.keyfile = "{cert.keyfile}"
-"""
-    path = tmp_path / "release.toml"
-    path.write_text(text)
-    res = run("check-config", str(path))
-    assert res.returncode == 0, res.stderr
-
-
 def test_account_commands_without_a_server(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     assert run("account", "register", "carol@localhost", "--password", "s3cret",
