@@ -19,7 +19,11 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 		npm ci --prefix tests/js --no-audit --no-fund && touch $(JS_STAMP); \
 	else echo "npm not found: the xmpp.js tests will be skipped"; fi
 
-.PHONY: serve test lint install js
+# Prosody and ejabberd (Debian packages) for tests/interop; idempotent.
+peers:
+	bash .ci/install-peers
+
+.PHONY: serve test lint install js peers
 install: $(STAMP)
 js: $(JS_STAMP)
 
@@ -33,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) peers
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
 	$(BIN)/pytest -q -p no:cacheprovider tests
