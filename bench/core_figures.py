@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import base64
 import os
-import re
-import socket
 import ssl
 import statistics
 import subprocess
@@ -27,71 +25,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import c2s_listener, free_port, rss_kib, suricate_config, wait_port  # noqa: E402
 from suricate.net.certs import ensure_self_signed  # noqa: E402
 
 HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
           "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_config(tmp: Path, plain: int, starttls: int) -> Path:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     path = tmp / "bench.toml"
-    path.write_text(f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "error"
-
-[[listen.c2s]]
-port = {plain}
-ip_address = "127.0.0.1"
-backlog = 4096
-
-[[listen.c2s]]
-port = {starttls}
-ip_address = "127.0.0.1"
-backlog = 4096
-tls.mode = "starttls"
-tls.certfile = "{cert.certfile}"
-tls.keyfile = "{cert.keyfile}"
-tls.verify_mode = "none"
-
-[auth]
-methods = ["rdbms"]
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{tmp / 'bench.db'}"
-
-[modules.mod_presence]
-[modules.mod_roster]
-[modules.mod_disco]
-[modules.mod_ping]
-[modules.mod_offline]
-""")
+    path.write_text(suricate_config(tmp / "bench.db", [
+        c2s_listener(plain, "backlog = 4096"),
+        c2s_listener(starttls, "backlog = 4096", 'tls.mode = "starttls"',
+                     f'tls.certfile = "{cert.certfile}"', f'tls.keyfile = "{cert.keyfile}"',
+                     'tls.verify_mode = "none"'),
+    ], loglevel="error"))
     return path
-
-
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()  # the server must still run
-    m = re.search(r"VmRSS:\s+(\d+) kB", text)
-    assert m
-    return int(m.group(1))
-
-
-def wait_port(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.002)
-    raise TimeoutError(f"nothing on port {port}")
 
 
 def start_server(config: Path) -> tuple[subprocess.Popen[bytes], float]:
@@ -190,12 +140,12 @@ def main() -> None:
         startups = []
         for _ in range(args.startups):
             proc, t0 = start_server(config)
-            wait_port(plain, time.monotonic() + 30)
+            wait_port(plain, 30)
             startups.append(time.monotonic() - t0)
             proc.terminate()
             proc.wait(20)
         proc, t0 = start_server(config)
-        wait_port(plain, time.monotonic() + 30)
+        wait_port(plain, 30)
         try:
             time.sleep(0.5)
             plain_kib = asyncio.run(measure_rss(proc.pid, plain, args.connections, False))

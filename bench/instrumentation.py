@@ -16,15 +16,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import c2s_listener, free_port, suricate_config, wait_port  # noqa: E402
+
 PY = sys.executable
 LOADGEN = ROOT / "bench" / "loadgen.py"
 
@@ -36,43 +38,13 @@ CONFIGS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def config_text(work: Path, port: int, instrumentation: str) -> str:
-    return f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "warning"
-
-[[listen.c2s]]
-port = {port}
-ip_address = "127.0.0.1"
-max_connections = 100000
-
-[auth]
-methods = ["rdbms"]
-password.hash = ["sha256"]
-password.scram_iterations = 4096
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{work / 'bench.db'}"
-
-[access]
-max_user_sessions = [{{acl = "all", value = 100}}]
-
-{instrumentation}
-
-[modules.mod_presence]
-[modules.mod_roster]
-[modules.mod_disco]
-[modules.mod_ping]
-"""
+    return suricate_config(
+        work / "bench.db", [c2s_listener(port, "max_connections = 100000")],
+        auth=['password.hash = ["sha256"]', "password.scram_iterations = 4096"],
+        modules=("mod_presence", "mod_roster", "mod_disco", "mod_ping"),
+        extra="[access]\nmax_user_sessions = [{acl = \"all\", value = 100}]\n\n"
+              + instrumentation)
 
 
 def provision(config: Path, work: Path, users: int) -> None:
@@ -91,16 +63,6 @@ def provision(config: Path, work: Path, users: int) -> None:
     subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
-
-
 def pin(cores: str) -> list[str]:
     return ["taskset", "-c", cores] if shutil.which("taskset") and os.cpu_count() \
         and os.cpu_count() > 1 else []  # type: ignore[operator]
@@ -114,7 +76,7 @@ def one_run(name: str, args: argparse.Namespace, work: Path) -> dict[str, float]
                                "--config", str(config)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, 20, interval=0.05)
         out = subprocess.run(
             [*pin(args.gen_core), PY, str(LOADGEN), "messages", "--port", str(port),
              "--pairs", str(args.pairs), "--inflight", str(args.inflight),

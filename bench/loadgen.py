@@ -29,7 +29,12 @@ import ssl
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import cpu_seconds as process_cpu_seconds  # noqa: E402
 
 try:
     import uvloop
@@ -61,15 +66,13 @@ def cpu_seconds() -> float:
 
 
 def pid_cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds of a process and its threads (Linux /proc), 0 without a pid."""
+    """user+system CPU seconds of a server process (Linux /proc), 0 without a pid or once gone."""
     if not pid:
         return 0.0
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        return process_cpu_seconds(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class XMPPError(Exception):

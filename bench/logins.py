@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import c2s_listener, cpu_seconds, free_port, suricate_config  # noqa: E402
 from suricate.sasl import scram_client  # noqa: E402
-from tests.e2e.harness import free_port  # noqa: E402
 from tests.mobile.client import authenticate_xml, bind2, ht_response, request_token  # noqa: E402
 from tests.mobile.zero_rtt import STREAM_OPEN, ZeroRttClient, client_context  # noqa: E402
 
@@ -41,49 +41,20 @@ def config(tmp: Path, port: int, iterations: int) -> str:
     from suricate.net.certs import ensure_self_signed
 
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
-    modules = "\n".join(f"[modules.{m}]" for m in (
-        "mod_sasl2", "mod_bind2", "mod_fast_auth_token", "mod_stream_management",
-        "mod_presence", "mod_roster"))
-    return f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "warning"
-
-[[listen.c2s]]
-port = {port}
-ip_address = "127.0.0.1"
-backlog = 4096
-tls.mode = "tls"
-tls.certfile = "{cert.certfile}"
-tls.keyfile = "{cert.keyfile}"
-tls.verify_mode = "none"
-tls.early_data = true
-tls.session_tickets = "stateless"
-max_stanza_size = 65536
-
-[auth]
-methods = ["rdbms"]
-password.hash = ["sha256"]
-password.scram_iterations = {iterations}
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{tmp / 'bench.db'}"
-
-{modules}
-"""
+    listener = c2s_listener(
+        port, "backlog = 4096", 'tls.mode = "tls"', f'tls.certfile = "{cert.certfile}"',
+        f'tls.keyfile = "{cert.keyfile}"', 'tls.verify_mode = "none"', "tls.early_data = true",
+        'tls.session_tickets = "stateless"', "max_stanza_size = 65536")
+    return suricate_config(
+        tmp / "bench.db", [listener],
+        auth=['password.hash = ["sha256"]', f"password.scram_iterations = {iterations}"],
+        modules=("mod_sasl2", "mod_bind2", "mod_fast_auth_token", "mod_stream_management",
+                 "mod_presence", "mod_roster"))
 
 
 def pin(cores: str | None) -> None:
     if cores:
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
-
-
-def process_cpu(pid: int) -> float:
-    """user+system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_server(tmp: str, port: int, iterations: int, users: int, ready: Any,
@@ -191,11 +162,11 @@ def measure(mode: str, port: int, workers: int, duration: float, server_pid: int
         p.start()
     time.sleep(1.0)  # tokens fetched, TLS sessions ready
     began = time.monotonic()
-    cpu0 = process_cpu(server_pid)
+    cpu0 = cpu_seconds(server_pid)
     start.set()
     total = sum(out.get(timeout=duration + 60) for _ in procs)
     elapsed = time.monotonic() - began
-    cpu = process_cpu(server_pid) - cpu0
+    cpu = cpu_seconds(server_pid) - cpu0
     for p in procs:
         p.join()
     return total / elapsed, 1000 * cpu / max(total, 1)

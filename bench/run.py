@@ -29,7 +29,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +40,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    c2s_listener,
+    cpu_seconds,
+    rss_kib,
+    suricate_config,
+    wait_port,
+)
+
 PY = sys.executable
 LOADGEN = ROOT / "bench" / "loadgen.py"
 ITERATIONS = 4096
@@ -63,45 +71,6 @@ def scram_keys(hash_name: str = "sha256") -> tuple[bytes, bytes]:
 
 def account_names(users: int, contacts: int) -> list[str]:
     return [f"u{i}" for i in range(users)] + [f"c{i}" for i in range(contacts)] + [ROSTER_OWNER]
-
-
-def wait_port(addr: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex((addr, port)) == 0:
-                return time.monotonic()
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        time.sleep(0.002)
-    raise TimeoutError(f"nothing on {addr}:{port} after {timeout} s")
-
-
-def tree_pids(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = [pid]
-    while todo and len(out) < 64:
-        p = todo.pop()
-        out.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            todo.extend(int(c) for c in task.read_text().split())
-    return out
-
-
-def rss_kib(pid: int) -> int:
-    total = 0
-    for p in tree_pids(pid):
-        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
-        total += int(m.group(1)) if m else 0
-    return total
-
-
-def cpu_ticks(pid: int) -> float:
-    total = 0.0
-    for p in tree_pids(pid):
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- servers -------------------------------------------------------------------------------------
@@ -134,7 +103,7 @@ class ServerSpec:
         self.proc = subprocess.Popen(["taskset", "-c", self.cores, *cmd], cwd=self.workdir,
                                      env=full_env, stdout=self.logfile(), stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        return wait_port(self.addr, self.port, 60, self.proc) - t0
+        return wait_port(self.port, 60, host=self.addr, proc=self.proc) - t0
 
     def logfile(self) -> Any:
         return open(self.workdir / "server.out", "ab")  # noqa: SIM115
@@ -166,37 +135,14 @@ class Suricate(ServerSpec):
         return self.workdir / "suricate.toml"
 
     def write_config(self, cert: Path, key: Path) -> None:
-        self.config_path().write_text(f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "error"
-[[listen.c2s]]
-port = {self.port}
-ip_address = "{self.addr}"
-backlog = 4096
-max_stanza_size = 262144
-tls.mode = "starttls"
-tls.certfile = "{cert}"
-tls.keyfile = "{key}"
-tls.verify_mode = "none"
-
-[auth]
-methods = ["rdbms"]
-sasl_mechanisms = ["scram_sha256", "plain"]
-password.hash = ["sha256"]
-password.scram_iterations = {ITERATIONS}
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{self.workdir / 'suricate.db'}"
-
-[modules.mod_presence]
-[modules.mod_roster]
-[modules.mod_disco]
-[modules.mod_ping]
-[modules.mod_offline]
-""")
+        listener = c2s_listener(
+            self.port, "backlog = 4096", "max_stanza_size = 262144", 'tls.mode = "starttls"',
+            f'tls.certfile = "{cert}"', f'tls.keyfile = "{key}"', 'tls.verify_mode = "none"',
+            host=self.addr)
+        self.config_path().write_text(suricate_config(
+            self.workdir / "suricate.db", [listener], loglevel="error",
+            auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
+                  f"password.scram_iterations = {ITERATIONS}"]))
 
     def provision(self, names: list[str]) -> None:
         code = (
@@ -419,9 +365,9 @@ SMOKE = Sizes(users=20, contacts=5, startups=1, repeat=1, seconds=0.5, warmup=0.
 
 
 def server_cpu_during(spec: ServerSpec, fn: Any) -> tuple[Any, float]:
-    c0, t0 = cpu_ticks(spec.pid), time.monotonic()
+    c0, t0 = cpu_seconds(spec.pid), time.monotonic()
     result = fn()
-    return result, (cpu_ticks(spec.pid) - c0) / (time.monotonic() - t0)
+    return result, (cpu_seconds(spec.pid) - c0) / (time.monotonic() - t0)
 
 
 def restart(spec: ServerSpec, sizes: Sizes) -> None:

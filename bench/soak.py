@@ -47,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import c2s_listener, free_port, rss_kib, suricate_config, wait_port  # noqa: E402
 from suricate.xml.element import Element  # noqa: E402
 from suricate.xml.parser import StreamClose, StreamParser, XMLStreamError  # noqa: E402
 
@@ -54,37 +55,14 @@ DOMAIN = "localhost"
 PASSWORD = "soak-pw"
 HEADER = (f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:client' "
           "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
-CONFIG = """
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "warning"
-registration_timeout = "infinity"
 
-[[listen.c2s]]
-port = {port}
-ip_address = "127.0.0.1"
-max_stanza_size = 65536
-state_timeout = 5000
-backlog = 4096
 
-[auth]
-methods = ["rdbms"]
-password.format = "plain"
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{db}"
-
-[access]
-max_user_offline_messages = [{{acl = "all", value = 100000}}]
-
-[modules.mod_presence]
-[modules.mod_roster]
-[modules.mod_offline]
-[modules.mod_ping]
-[modules.mod_disco]
-"""
+def soak_config(port: int, db: Path) -> str:
+    return suricate_config(
+        db, [c2s_listener(port, "max_stanza_size = 65536", "state_timeout = 5000",
+                          "backlog = 4096")],
+        general=['registration_timeout = "infinity"'], auth=['password.format = "plain"'],
+        extra='[access]\nmax_user_offline_messages = [{acl = "all", value = 100000}]')
 
 
 # -- the ledger -------------------------------------------------------------------------------
@@ -400,19 +378,6 @@ async def _non_reader(run: Run, user: str) -> None:
 
 
 # -- the server process -----------------------------------------------------------------------
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def prepare_accounts(tmp: Path, cfg_text: str, users: list[str]) -> None:
     from suricate.config import parse_config
     from suricate.core.server import Server
@@ -434,22 +399,21 @@ def start_server(tmp: Path, cfg_path: Path, port: int) -> subprocess.Popen[bytes
             [sys.executable, "-m", "suricate", "serve", "--config", str(cfg_path),
              "--data-dir", str(tmp)],
             stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {(tmp / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the server did not start")
+    try:
+        wait_port(port, 30, proc=proc, interval=0.05)
+    except RuntimeError as exc:  # exited
+        raise RuntimeError(f"the server exited: {(tmp / 'server.log').read_text()[-2000:]}") \
+            from exc
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError("the server did not start") from None
+    return proc
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="suricate-soak-"))
     port = free_port()
-    cfg_text = CONFIG.format(port=port, db=tmp / "soak.db")
+    cfg_text = soak_config(port, tmp / "soak.db")
     cfg_path = tmp / "soak.toml"
     cfg_path.write_text(cfg_text)
     users = [f"u{i}" for i in range(args.clients)]

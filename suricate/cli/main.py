@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import __version__
-from suricate.config import ConfigError, load_config, parse_config
+from suricate.config import ConfigError, Problem, load_config_with_warnings, parse_config
 from suricate.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
@@ -47,14 +47,22 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def load(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[str, CertKey]]:
     """The configuration to use: ``--config`` or the embedded default in the data folder."""
+    return load_with_warnings(args)[:3]
+
+
+def load_with_warnings(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], Path, dict[str, CertKey], list[Problem]]:
+    """`load`, also returning the config's warnings (options without effect)."""
     if args.config:
         path = Path(args.config)
         if not path.is_file():
             raise CliError(f"{path}: no such configuration file", 2)
         try:
-            return load_config(path), path.resolve().parent, {}
+            cfg, warnings = load_config_with_warnings(path)
         except ConfigError as err:
             raise CliError("\n".join(str(p) for p in err.problems), 2) from None
+        return cfg, path.resolve().parent, {}, warnings
     # Only the embedded default needs these (certificate generation: cryptography).
     from suricate.core.defaults import default_config_toml
     from suricate.net.certs import ensure_self_signed
@@ -62,15 +70,17 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Path, dict[str, Cert
     data = _data_dir(args)
     default, per_host = ensure_self_signed(data / "certs", ["localhost"])
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"))
-    return parse_config(text, data), data, per_host
+    return parse_config(text, data), data, per_host, []
 
 
 # -- serve -------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    cfg, base_dir, sni = load(args)
+    cfg, base_dir, sni, warnings = load_with_warnings(args)
     level = LOGLEVELS.get(cfg["general"]["loglevel"], logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for warning in warnings:
+        logging.getLogger("suricate.config").warning("%s", warning)
     if args.workers < 1:
         raise CliError("--workers: at least 1", 2)
     if args.workers > 1:
@@ -111,11 +121,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CliError(f"{path}: no such configuration file", 2)
     try:
-        load_config(path)
+        _, warnings = load_config_with_warnings(path)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 2
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: configuration is valid")
     return 0
 

@@ -36,7 +36,10 @@ refers to nothing (a shaper, an access rule, an ACL) or a missing certificate fi
 server with the TOML path of each problem, for example
 `listen.c2s[0].tls.mode: expected one of tls, starttls, starttls_required`.
 Options that MongooseIM 6.4 has but Suricate does not implement yet are refused with
-"not available in this version" rather than ignored.
+"not available in this version" rather than ignored. A few are accepted so that MongooseIM
+configurations load unchanged, but have no effect: they are marked below, and giving one makes
+`suricate check-config` and `suricate serve` warn
+(`general.language: accepted for compatibility, has no effect in this version`).
 
 Notation: `listen.c2s[]` is an array of tables (`[[listen.c2s]]`), `shaper.NAME` a table whose
 keys you choose. Relative file paths are relative to the directory of the configuration file.
@@ -75,12 +78,16 @@ def _drop_unset(value: Any) -> Any:
     return value
 
 
+_INERT_DOC = "- Accepted for compatibility with MongooseIM 6.4; has no effect in this version.\n"
+
+
 def _option(path: str, option: Option, out: list[str], level: int) -> None:
     spec = option.type
     heading = "#" * min(level, 6)
+    inert = _INERT_DOC if option.inert else ""
     if isinstance(spec, Section) and spec.options:
         out.append(f"{heading} `{path}`\n")
-        out.append(f"{option.doc or spec.doc}\n")
+        out.append(f"{option.doc or spec.doc}\n{inert}")
         if option.default is not DEFAULTS or option.default_doc is not None:
             out.append(f"- Default: {_default(option)}\n")
         _section(path, spec, out, level + 1)
@@ -88,7 +95,7 @@ def _option(path: str, option: Option, out: list[str], level: int) -> None:
     if isinstance(spec, ListOf) and isinstance(spec.item, Section):
         out.append(f"{heading} `{path}[]`\n")
         out.append(f"{option.doc}\n")
-        out.append(f"- Syntax: {spec.describe()}\n- Default: {_default(option)}\n")
+        out.append(f"- Syntax: {spec.describe()}\n- Default: {_default(option)}\n{inert}")
         _section(f"{path}[]", spec.item, out, level + 1)
         return
     if isinstance(spec, MapOf):
@@ -113,7 +120,7 @@ def _option(path: str, option: Option, out: list[str], level: int) -> None:
             _section(name, inner, out, level + 1)
         return
     out.append(f"{heading} `{path}`\n")
-    out.append(f"- Syntax: {_describe(spec)}\n- Default: {_default(option)}\n")
+    out.append(f"- Syntax: {_describe(spec)}\n- Default: {_default(option)}\n{inert}")
     if option.doc:
         out.append(f"{option.doc}\n")
 

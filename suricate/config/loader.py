@@ -20,6 +20,15 @@ def parse_config(text: str, base_dir: Path) -> dict[str, Any]:
     Relative file paths are resolved against `base_dir`. Raises `ConfigError` with every
     problem found (not only the first) when the configuration is refused.
     """
+    return parse_config_with_warnings(text, base_dir)[0]
+
+
+def parse_config_with_warnings(text: str, base_dir: Path) -> tuple[dict[str, Any], list[Problem]]:
+    """`parse_config`, also returning the warnings of an accepted configuration.
+
+    A warning is a `Problem` that does not refuse the file: an option given although it has
+    no effect in this version (`Option(inert=True)`).
+    """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -36,18 +45,23 @@ def parse_config(text: str, base_dir: Path) -> dict[str, Any]:
     if ctx.problems:
         raise ConfigError(_dedup(ctx.problems))
     assert isinstance(result, dict)
-    return result
+    return result, _dedup(ctx.warnings)
 
 
 def load_config(path: Path) -> dict[str, Any]:
     """Read and validate the configuration file at `path` (see `parse_config`)."""
+    return load_config_with_warnings(path)[0]
+
+
+def load_config_with_warnings(path: Path) -> tuple[dict[str, Any], list[Problem]]:
+    """`load_config`, also returning the warnings (see `parse_config_with_warnings`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             [Problem(str(path), f"cannot read the configuration file: {exc}")]
         ) from None
-    return parse_config(text, path.absolute().parent)
+    return parse_config_with_warnings(text, path.absolute().parent)
 
 
 _DEFINITIONS = ("shaper", "acl", "access", "auth")

@@ -60,6 +60,7 @@ def iqdisc(default: str) -> Option:
         ),
         DEFAULTS,
         "How incoming IQs for this module are processed.",
+        inert=True,
     )
 
 
@@ -123,7 +124,7 @@ MODULES: dict[str, Section] = {
                 "XEP-0157 contact addresses added to the server's disco#info.",
             ),
             "users_can_see_hidden_services": Option(
-                Bool(), True, "Whether users see components marked as hidden."
+                Bool(), True, "Whether users see components marked as hidden.", inert=True
             ),
         },
         doc="XEP-0030 Service Discovery.",
@@ -168,10 +169,16 @@ MODULES: dict[str, Section] = {
                 Str(lower=True),
                 "vjud.@HOST@",
                 "Domain of the user directory; @HOST@ is replaced by each served domain.",
+                inert=True,
             ),
-            "search": Option(Bool(), True, "Whether the user directory can be searched."),
+            "search": Option(
+                Bool(), True, "Whether the user directory can be searched.", inert=True
+            ),
             "matches": Option(
-                IntOrInfinity(min=0), 30, "Maximum number of search results returned."
+                IntOrInfinity(min=0),
+                30,
+                "Maximum number of search results returned.",
+                inert=True,
             ),
         },
         doc="XEP-0054 vcard-temp and XEP-0055 Jabber Search.",

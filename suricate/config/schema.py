@@ -2,7 +2,8 @@
 
 Names, defaults and value sets follow MongooseIM 6.4 (doc/configuration/*.md). Options MongooseIM
 has but Suricate does not implement are refused with "not available in this version" rather than
-ignored, so a config never silently means less than it says.
+ignored, so a config never silently means less than it says. The few accepted so that MongooseIM
+configurations load unchanged but without effect are `Option(..., inert=True)`: they warn.
 """
 
 from __future__ import annotations
@@ -164,12 +165,15 @@ def listener_tls(default_mode: str) -> Section:
                 "`tls`: Direct TLS from the first byte (XEP-0368); `starttls`: optional "
                 "STARTTLS; `starttls_required`: STARTTLS before authentication.",
             ),
-            "dhfile": Option(FilePath(), None, "Diffie-Hellman parameters (PEM)."),
+            "dhfile": Option(FilePath(), None, "Diffie-Hellman parameters (PEM).", inert=True),
             "crl_files": Option(
-                ListOf(FilePath()), [], "Certificate revocation lists checked for peers."
+                ListOf(FilePath()),
+                [],
+                "Certificate revocation lists checked for peers.",
+                inert=True,
             ),
             "disconnect_on_failure": Option(
-                Bool(), True, "Close the connection when peer verification fails."
+                Bool(), True, "Close the connection when peer verification fails.", inert=True
             ),
             "early_data": Option(
                 Bool(), False, "Accept TLS 1.3 0-RTT data (meant for FAST on Direct TLS)."
@@ -186,6 +190,9 @@ def http_tls() -> Section:
     options = _tls_common()
     options["certfile"] = Option(FilePath(), doc="Certificate (PEM); may also contain the key.")
     options["dhfile"] = Option(FilePath(), None, "Diffie-Hellman parameters (PEM).")
+    # The HTTPS listener only loads the certificate, key, password and ciphers.
+    for key in ("cacertfile", "verify_mode", "versions", "dhfile"):
+        options[key].inert = True
     return Section(options, doc="HTTPS settings.", post=_tls_post)
 
 
@@ -271,7 +278,7 @@ def _xmpp_listener_options(default_tls_mode: str) -> dict[str, Option]:
                 "Soft limit of open connections.",
                 default_doc='"infinity"',
             ),
-            "num_acceptors": Option(Int(min=1), 100, "Number of accepting processes."),
+            "num_acceptors": Option(Int(min=1), 100, "Number of accepting processes.", inert=True),
             "reuse_port": Option(Bool(), False, "Set SO_REUSEPORT on the socket."),
             "proxy_protocol": Option(
                 Bool(), False, "Expect an HAProxy PROXY protocol (v1 or v2) header."
@@ -332,9 +339,15 @@ def _c2s_listener() -> Section:
     return Section(options, doc="Client-to-server listener.", post=_listener_address_post)
 
 
+def _not_hibernating(options: dict[str, Option]) -> dict[str, Option]:
+    """Only c2s connections hibernate (core/hibernation.py): the option does nothing elsewhere."""
+    options["hibernate_after"].inert = True
+    return options
+
+
 def _s2s_listener() -> Section:
     return Section(
-        _xmpp_listener_options("starttls"),
+        _not_hibernating(_xmpp_listener_options("starttls")),
         doc="Server-to-server listener (most S2S options are in [s2s]).",
         post=_listener_address_post,
     )
@@ -360,7 +373,9 @@ def _component_listener() -> Section:
         }
     )
     return Section(
-        options, doc="External component (XEP-0114) listener.", post=_listener_address_post
+        _not_hibernating(options),
+        doc="External component (XEP-0114) listener.",
+        post=_listener_address_post,
     )
 
 
@@ -392,7 +407,9 @@ def _http_listener() -> Section:
             "transport": Option(
                 Section(
                     {
-                        "num_acceptors": Option(Int(min=1), 100, "Number of acceptors."),
+                        "num_acceptors": Option(
+                            Int(min=1), 100, "Number of acceptors.", inert=True
+                        ),
                         "max_connections": Option(
                             IntOrInfinity(min=1), 1024, "Maximum open connections."
                         ),
@@ -402,7 +419,9 @@ def _http_listener() -> Section:
                 "Socket settings.",
             ),
             "protocol": Option(
-                Section({"compress": Option(Bool(), False, "Compress HTTP responses.")}),
+                Section(
+                    {"compress": Option(Bool(), False, "Compress HTTP responses.", inert=True)}
+                ),
                 DEFAULTS,
                 "HTTP protocol settings.",
             ),
@@ -410,7 +429,7 @@ def _http_listener() -> Section:
             "handlers": Option(
                 Section(
                     {
-                        "mod_bosh": Option(_handler(), [], "BOSH (XEP-0124/0206)."),
+                        "mod_bosh": Option(_handler(), [], "BOSH (XEP-0124/0206).", inert=True),
                         "mod_websockets": Option(
                             _handler(
                                 {
@@ -443,6 +462,7 @@ def _http_listener() -> Section:
                             ),
                             [],
                             "XMPP over WebSocket (RFC 7395).",
+                            inert=True,
                         ),
                         "mongoose_graphql_handler": Option(
                             _handler(
@@ -462,6 +482,7 @@ def _http_listener() -> Section:
                                         IntOrInfinity(min=1, unit="milliseconds"),
                                         3600000,
                                         "Idle timeout of server-sent-event subscriptions.",
+                                        inert=True,
                                     ),
                                 },
                                 post=_graphql_post,
@@ -484,7 +505,7 @@ def _http_listener() -> Section:
             ),
         }
     )
-    return Section(options, doc="HTTP listener.", post=_listener_address_post)
+    return Section(_not_hibernating(options), doc="HTTP listener.", post=_listener_address_post)
 
 
 def _listen() -> Section:
@@ -533,7 +554,7 @@ _GENERAL = Section(
         "default_server_domain": Option(
             Domain(), doc="Domain used when no other applies; must be one of hosts."
         ),
-        "language": Option(Str(), "en", "Default language of server-generated texts."),
+        "language": Option(Str(), "en", "Default language of server-generated texts.", inert=True),
         "registration_timeout": Option(
             IntOrInfinity(min=0, unit="seconds"),
             600,
@@ -549,6 +570,7 @@ _GENERAL = Section(
             Int(min=1, unit="milliseconds"),
             2000,
             "How long a new session waits for the session it replaces to close.",
+            inert=True,
         ),
     },
     doc="Basic settings.",
@@ -580,7 +602,10 @@ def _auth_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
 _ANONYMOUS = Section(
     {
         "allow_multiple_connections": Option(
-            Bool(), False, "Allow several connections with the same anonymous username."
+            Bool(),
+            False,
+            "Allow several connections with the same anonymous username.",
+            inert=True,
         ),
         "protocol": Option(
             OneOf(["sasl_anon", "login_anon", "both"]),
@@ -623,6 +648,7 @@ _AUTH = Section(
             ListOf(OneOf(["standard", "common_name", "auth_id"]), unique=True, nonempty=True),
             ["standard"],
             "How SASL EXTERNAL maps a client certificate to a user.",
+            inert=True,
         ),
         "max_users_per_domain": Option(
             IntOrInfinity(min=1),
@@ -662,7 +688,10 @@ _AUTH = Section(
             Section(
                 {
                     "users_number_estimate": Option(
-                        Bool(), False, "Estimate user counts instead of counting (PostgreSQL)."
+                        Bool(),
+                        False,
+                        "Estimate user counts instead of counting (PostgreSQL).",
+                        inert=True,
                     )
                 }
             ),
@@ -813,7 +842,10 @@ def _rdbms_connection_post(
 _RDBMS_POOL = Section(
     {
         "scope": Option(
-            OneOf(["global", "host_type"]), "global", "One pool, or one per host type."
+            OneOf(["global", "host_type"]),
+            "global",
+            "One pool, or one per host type.",
+            inert=True,
         ),
         "workers": Option(Int(min=1), 10, "Number of connections."),
         "strategy": Option(
@@ -828,9 +860,10 @@ _RDBMS_POOL = Section(
             ),
             "best_worker",
             "How a worker is picked for a query.",
+            inert=True,
         ),
         "call_timeout": Option(
-            Int(min=1, unit="milliseconds"), 60000, "Timeout of a call to a worker."
+            Int(min=1, unit="milliseconds"), 60000, "Timeout of a call to a worker.", inert=True
         ),
         "connection": Option(
             Section(
@@ -856,18 +889,25 @@ _RDBMS_POOL = Section(
                     "username": Option(Str(), None, "User name (pgsql)."),
                     "password": Option(Str(nonempty=False), None, "Password (pgsql)."),
                     "query_timeout": Option(
-                        Int(min=1, unit="milliseconds"), 5000, "Timeout of one query."
+                        Int(min=1, unit="milliseconds"), 5000, "Timeout of one query.", inert=True
                     ),
                     "keepalive_interval": Option(
-                        Int(min=1, unit="seconds"), None, "Interval of keep-alive queries."
+                        Int(min=1, unit="seconds"),
+                        None,
+                        "Interval of keep-alive queries.",
+                        inert=True,
                     ),
                     "max_start_interval": Option(
                         Int(min=1, unit="seconds"),
                         30,
                         "Upper bound of the back-off between connection attempts.",
+                        inert=True,
                     ),
                     "tls": Option(
-                        outgoing_tls(with_mode=False), None, "TLS to the database (pgsql)."
+                        outgoing_tls(with_mode=False),
+                        None,
+                        "TLS to the database (pgsql).",
+                        inert=True,
                     ),
                 },
                 post=_rdbms_connection_post,
@@ -982,8 +1022,10 @@ _INTERNAL_DATABASES = Section(
 _INSTRUMENTATION = Section(
     {
         "probe_interval": Option(
-            Int(min=1, unit="seconds"), 15, "How often system probes (uptime, memory, "
-            "connections, event-loop lag, session counts) are measured."
+            Int(min=1, unit="seconds"),
+            15,
+            "How often system probes (uptime, memory, "
+            "connections, event-loop lag, session counts) are measured.",
         ),
         "prometheus": Option(
             Section({}, doc="Keep every event in memory for `mongoose_prometheus_handler`."),

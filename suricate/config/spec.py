@@ -30,6 +30,9 @@ class _Sentinel:
         return self.name
 
 
+#: Warning for an option given in the file although it does nothing (`Option.inert`).
+INERT_MESSAGE = "accepted for compatibility, has no effect in this version"
+
 #: Option default meaning "the option must be given".
 REQUIRED: Any = _Sentinel("REQUIRED")
 #: Option default for a nested section: build it from the section's own defaults.
@@ -67,9 +70,14 @@ class Context:
         # not to the working directory the server happens to be started from.
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        #: Not refusals: options that were given but do nothing (see `Option.inert`).
+        self.warnings: list[Problem] = []
 
     def error(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(Problem(path, message))
 
 
 def join(path: str, key: str) -> str:
@@ -425,6 +433,10 @@ class Option:
     `default` is a value, or REQUIRED, DEFAULTS (nested section filled with its defaults) or
     OMIT (key absent from the result). `default_doc` overrides how the default is documented
     when it is computed by a section's `post` hook.
+
+    `inert` marks an option accepted for MongooseIM 6.4 compatibility that has no effect in
+    this version: it is validated as usual, and giving it yields a warning (`INERT_MESSAGE`)
+    instead of passing silently; the generated docs say so too.
     """
 
     type: Spec
@@ -433,6 +445,7 @@ class Option:
     validators: Sequence[Validator] = ()
     default_doc: str | None = None
     example: str | None = None
+    inert: bool = False
 
     def missing(self, path: str, ctx: Context) -> Any:
         if self.default is REQUIRED:
@@ -485,11 +498,12 @@ class Section(Spec):
         result: dict[str, Any] = {}
         for name, option in self.options.items():
             sub = join(path, name)
-            item = (
-                option.normalize(value[name], sub, ctx)
-                if name in value
-                else option.missing(sub, ctx)
-            )
+            if name in value:
+                item = option.normalize(value[name], sub, ctx)
+                if option.inert:
+                    ctx.warn(sub, INERT_MESSAGE)
+            else:
+                item = option.missing(sub, ctx)
             if item is OMIT:
                 continue
             result[name] = item

@@ -337,10 +337,7 @@ class C2S:
                  self.conn.peer, self.jid)
         if not self.stream_id:
             if self.server.cfg["general"].get("hide_service_name"):
-                # general.hide_service_name: no header, no error, just the close
-                self._closing = True
-                self.fsm.goto(S.CLOSED)
-                self.conn.abort()
+                self._vanish()  # general.hide_service_name: no header, no error
                 return
             # RFC 6120 §4.9.1.1: an error before our header still opens the stream first.
             self.stream_id = secrets.token_hex(8)
@@ -348,6 +345,12 @@ class C2S:
                                             self.server.default_domain))
         self.send(err.to_element())
         self.close()
+
+    def _vanish(self) -> None:
+        """Close at once: nothing more is written (no stream error, no </stream:stream>)."""
+        self._closing = True
+        self.fsm.goto(S.CLOSED)
+        self.conn.abort()
 
     def close(self) -> None:
         if self._closing:
@@ -410,9 +413,7 @@ class C2S:
             # general.hide_service_name: a peer that cannot open a valid stream learns
             # nothing about what listens here (no header, no stream error, RFC 6120 §4.9.1.1
             # notwithstanding): the connection just closes.
-            self._closing = True
-            self.fsm.goto(S.CLOSED)
-            self.conn.abort()
+            self._vanish()
             return
         self.stream_id = secrets.token_hex(8)
         self.conn.write(P.stream_header(self.stream_id, self.domain or self.server.default_domain,
@@ -459,7 +460,8 @@ class C2S:
     def _tls_required_but_missing(self) -> bool:
         return self._tls_mode() == "starttls_required" and not self.is_tls
 
-    def _mechanisms(self) -> list[str]:
+    def sasl_mechanisms(self) -> list[str]:
+        """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
         if self._tls_required_but_missing():
             return []
         cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
@@ -475,7 +477,7 @@ class C2S:
         features: list[Element] = []
         if self._starttls_offered():
             features.append(P.starttls_feature(self._tls_mode() == "starttls_required"))
-        mechs = self._mechanisms()
+        mechs = self.sasl_mechanisms()
         if mechs:
             features.append(P.mechanisms_feature(mechs))
             if self.conn.tls is not None:
@@ -490,17 +492,6 @@ class C2S:
                 self._sasl2_inline = frozenset(
                     child.xmlns for child in (inline.elements() if inline is not None else ()))
         return result
-
-    def sasl_mechanisms(self) -> list[str]:
-        """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
-        return self._mechanisms()
-
-    def sasl_context(self) -> sasl.SaslContext:
-        return self._sasl_context()
-
-    def after_takeover(self) -> None:
-        """Send what the resumed session had not had acknowledged (after <resumed/>)."""
-        self._after_takeover()
 
     def _handle_element(self, el: Element) -> Awaitable[None] | None:
         state = self.state
@@ -555,11 +546,11 @@ class C2S:
     def _preauth_iq(self, iq: Element) -> Awaitable[None]:
         return self._preauth_iq_async(iq)
 
-    def _sasl_context(self) -> sasl.SaslContext:
+    def sasl_context(self) -> sasl.SaslContext:
         return sasl.SaslContext(
             server=self.domain or self.server.default_domain,
             channel_binding=self.conn.tls if self.conn.tls is not None else None,
-            advertised_mechanisms=self._mechanisms(),
+            advertised_mechanisms=self.sasl_mechanisms(),
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
             scram_iterations=self.server.auth.scram_iterations,
@@ -571,7 +562,7 @@ class C2S:
             return None
         name = el.attrs.get("mechanism", "")
         self.mechanism_name = name
-        if name not in self._mechanisms():
+        if name not in self.sasl_mechanisms():
             # RFC 6120 §6.4.6: a mechanism we did not offer; counts as a failed attempt
             self._sasl_fail(sasl.Failure("invalid-mechanism"))
             return None
@@ -580,7 +571,7 @@ class C2S:
         except ValueError:
             self._sasl_fail(sasl.Failure("incorrect-encoding"))
             return None
-        self.mechanism = sasl.create_mechanism(name, self._sasl_context())
+        self.mechanism = sasl.create_mechanism(name, self.sasl_context())
         self._goto(S.WAIT_FOR_SASL_RESPONSE)
         return self._sasl_step(data)
 
@@ -688,8 +679,8 @@ class C2S:
         self.mechanism_name = name
         self.early_data_auth = self.in_early_data
         mechanism = None
-        if name in self._mechanisms():
-            mechanism = sasl.create_mechanism(name, self._sasl_context())
+        if name in self.sasl_mechanisms():
+            mechanism = sasl.create_mechanism(name, self.sasl_context())
         else:
             # Mechanisms offered only inline (FAST's HT-*, XEP-0484 §3.1) come from modules,
             # which then also provide the credentials.
@@ -743,7 +734,7 @@ class C2S:
             # XEP-0198 inline resumption: the session exists already; what the client had
             # not acknowledged follows the <success/>.
             self.send(success)
-            self._after_takeover()
+            self.after_takeover()
             return
         if bound is not None:
             self._goto(S.SESSION_ESTABLISHED)
@@ -839,7 +830,7 @@ class C2S:
     def take_over(self, old: C2S, client_h: int) -> None:
         """XEP-0198 §5: this stream continues ``old``'s session. The old stream, connected or
         not, leaves without ending the session; what the client had not acknowledged is sent
-        again once the caller has answered <resumed/> (``_after_takeover``)."""
+        again once the caller has answered <resumed/> (``after_takeover``)."""
         sm = old.sm
         assert sm is not None and self.user is not None
         sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
@@ -853,16 +844,15 @@ class C2S:
             old.fsm.goto(S.CLOSED)
         elif old.state != S.CLOSED:
             # The client came back before we noticed its old connection was dead.
-            old._closing = True
-            old.fsm.goto(S.CLOSED)
-            old.conn.abort()
+            old._vanish()
         self.server.sessions.register(self)
         self._goto(S.SESSION_ESTABLISHED)
         self.server.hooks.fold(H.SESSION_RESUMED, None, self, old)
         log.info("c2s_session_resumed jid=%s peer=%s unacked=%d", self.jid, self.conn.peer,
                  len(self._resend))
 
-    def _after_takeover(self) -> None:
+    def after_takeover(self) -> None:
+        """Send what the resumed session had not had acknowledged (after <resumed/>)."""
         resend, self._resend = self._resend, []
         for stanza in resend:
             self.send(stanza)
@@ -939,22 +929,23 @@ class C2S:
 
     def deliver(self, stanza: Element) -> None:
         """The router hands us a stanza for this session."""
-        if self.state == S.RESUME_SESSION and self.sm is not None:
-            # XEP-0198 §5: kept for the client that resumes (or re-routed if none does).
-            filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
-            if filtered is not None:
-                try:
-                    self.sm.stanza_out(filtered)
-                except BufferOverflow:
-                    self.fsm.goto(S.CLOSED)
-                    self._end_session("stream management buffer full")
-            return
-        if self.state != S.SESSION_ESTABLISHED or self._closing:
+        # XEP-0198 §5: a waiting session keeps it for the client that resumes (or re-routes
+        # it if none does).
+        waiting = self.sm if self.state == S.RESUME_SESSION else None
+        if waiting is None and (self.state != S.SESSION_ESTABLISHED or self._closing):
             self.server.undeliverable(stanza, self)
             return
         filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
-        if filtered is not None:
+        if filtered is None:
+            return
+        if waiting is None:
             self.send(filtered)
+            return
+        try:
+            waiting.stanza_out(filtered)
+        except BufferOverflow:
+            self.fsm.goto(S.CLOSED)
+            self._end_session("stream management buffer full")
 
     # -- end ------------------------------------------------------------------------------------
     def _end_session(self, reason: str) -> None:

@@ -79,7 +79,7 @@ class Component(XmppStream):
         if any(self.server.is_local_domain(d) for d in self.domains):
             raise StreamError("host-unknown", "a served domain cannot be a component")
         self.stream_id = secrets.token_hex(8)
-        self.conn.write(P.stream_header(self.stream_id, domain))
+        self.conn.write(self.opening_header())
         self.goto(S.WAIT_FOR_HANDSHAKE)
 
     def handle_element(self, el: Element) -> None:

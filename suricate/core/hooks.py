@@ -59,9 +59,9 @@ SASL2_MECHANISM = Hook(
     "only offered inline (FAST's HT-*); its owner also supplies the credentials")
 SASL2_SUCCESS = Hook(
     "sasl2_success",
-    "fold_async(extra: list[Element]|StanzaError..., c2s, authenticate: Element) -> "
-    "list[Element]; the user is authenticated, before the session exists: children for "
-    "<success/> (FAST <token/>, XEP-0198 <resumed/>); may set c2s.resumed_from")
+    "fold_async(extra: list[Element], c2s, authenticate: Element) -> list[Element]; the "
+    "user is authenticated, before the session exists: children for <success/> (FAST "
+    "<token/>, XEP-0198 <resumed/>, after which c2s is already established)")
 BIND2_BIND = Hook(
     "bind2_bind",
     "fold_async(bound: list[Element], c2s, bind: Element) -> list[Element]; a resource was "

@@ -15,6 +15,7 @@ from suricate.core.s2s_out import OutgoingLink, Target
 from suricate.jid import JID
 from suricate.net import dns
 from suricate.net.peer_cert import TrustStore, names_domain
+from suricate.net.shaper import bucket_factory
 from suricate.net.tls import TLSClientConfig, TLSConfig, TLSLayer
 from suricate.protocol.errors import StanzaError
 from suricate.xml.element import Element
@@ -42,6 +43,8 @@ class S2SService:
         self.secret: str = cfg.get("shared") or secrets.token_hex(32)
         dns_opts = self.opts.get("dns") or {}
         self.resolver = dns.Resolver(dns_opts.get("timeout", 10), dns_opts.get("retries", 2))
+        # s2s.outgoing.shaper: the traffic each outgoing connection may receive
+        self.new_bucket = bucket_factory(self.opts.get("shaper"), server.cfg["shaper"])
         self.overrides = {a["host"].lower(): (a["ip_address"], a.get("port") or self.opts["port"])
                           for a in self.opts.get("address", [])}
         tls_opts: Mapping[str, Any] | None = self.opts.get("tls")

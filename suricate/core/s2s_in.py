@@ -22,7 +22,12 @@ from suricate.core.stream import XmppStream
 from suricate.jid import JID, InvalidJID
 from suricate.net.peer_cert import names_domain
 from suricate.protocol import s2s as P
-from suricate.protocol.c2s import mechanisms_feature, sasl_failure, starttls_feature
+from suricate.protocol.c2s import (
+    features_element,
+    mechanisms_feature,
+    sasl_failure,
+    starttls_feature,
+)
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SInState as In
@@ -120,12 +125,12 @@ class S2SIn(XmppStream):
         if self.sasl_domain is not None:
             # XEP-0178 §2: after SASL success the restarted stream has nothing left to
             # negotiate.
-            self.send_element(Element("features", ns.STREAM))
+            self.send_element(features_element([]))
             self.goto(In.STREAM_ESTABLISHED)
             return
         self.goto(In.WAIT_FOR_FEATURE_BEFORE_AUTH)
         if self.version:
-            self.send_element(Element("features", ns.STREAM, {}, list(self._features())))
+            self.send_element(features_element(self._features()))
 
     def _tls_mode(self) -> str | None:
         return self.tls_config.mode if self.tls_config is not None else None
@@ -136,8 +141,8 @@ class S2SIn(XmppStream):
     def _tls_missing(self) -> bool:
         return self.conn.tls is None and self._tls_mode() == "starttls_required"
 
-    def _features(self) -> list[Element | str]:
-        features: list[Element | str] = []
+    def _features(self) -> list[Element]:
+        features: list[Element] = []
         if self._starttls_offered():
             features.append(starttls_feature(self._tls_mode() == "starttls_required"))
         if self._tls_missing():
@@ -208,16 +213,16 @@ class S2SIn(XmppStream):
                                            else "not-authorized"))
             return
         self.sasl_domain = domain
-        self._authenticated(domain, "external")
+        self._authenticated(self.local, domain, "external")
         self.send_element(Element("success", ns.SASL))
         self.goto(In.WAIT_FOR_STREAM, restart=True)
 
-    def _authenticated(self, remote: str, method: str) -> None:
-        self.pairs.add((self.local, remote))
+    def _authenticated(self, local: str, remote: str, method: str) -> None:
+        self.pairs.add((local, remote))
         self.remote_domains.add(remote)
         self.auth_methods[remote] = method
         log.info("s2s_in_authenticated connection_type=s2s local=%s remote=%s auth=%s "
-                 "tls=%s peer=%s", self.local, remote, method, self.conn.tls is not None,
+                 "tls=%s peer=%s", local, remote, method, self.conn.tls is not None,
                  self.conn.peer)
 
     # -- dialback (XEP-0220) --------------------------------------------------------------
@@ -285,12 +290,7 @@ class S2SIn(XmppStream):
         if valid:
             if not self.local:
                 self.local = local
-            self.pairs.add((local, remote))
-            self.remote_domains.add(remote)
-            self.auth_methods[remote] = "dialback"
-            log.info("s2s_in_authenticated connection_type=s2s local=%s remote=%s "
-                     "auth=dialback tls=%s peer=%s", local, remote, self.conn.tls is not None,
-                     self.conn.peer)
+            self._authenticated(local, remote, "dialback")
             if self.state == In.WAIT_FOR_DIALBACK_VERIFICATION:
                 self.goto(In.STREAM_ESTABLISHED)
             return

@@ -144,7 +144,9 @@ class OutgoingLink:
             await asyncio.wait_for(
                 loop.create_connection(
                     lambda: Connection(factory, tls, connection_type="s2s",
-                                       instrument=service.server.instrument),
+                                       instrument=service.server.instrument,
+                                       shaper=service.new_bucket() if service.new_bucket
+                                       else None),
                     host=address, port=target.port, family=family),
                 None if timeout == "infinity" else timeout / 1000)
         except TimeoutError:
@@ -256,7 +258,7 @@ class S2SOut(XmppStream):
     def _open(self) -> None:
         # RFC 6120 §4.7.1: the initiating server names itself and the peer.
         self.stream_id = "out"  # our header is always written first
-        self.conn.write(P.stream_header(self.link.local, self.link.remote))
+        self.conn.write(self.opening_header())
         self.goto(Out.WAIT_FOR_STREAM, restart=True)
 
     # -- failure --------------------------------------------------------------------------

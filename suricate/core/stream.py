@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from suricate.protocol.c2s import STREAM_CLOSE
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.stanza import PREFIXES, to_wire
@@ -192,7 +193,7 @@ class XmppStream:
         self._closing = True
         self._cancel_timer()
         if self.stream_id:
-            self.conn.write(b"</stream:stream>")
+            self.conn.write(STREAM_CLOSE)
         if not self.closed:
             self.fsm.goto(self._closed_state)
         self.conn.close()

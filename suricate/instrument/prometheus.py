@@ -49,6 +49,18 @@ _PROM_TYPE = {SPIRAL: "counter", COUNTER: "gauge", GAUGE: "gauge", HISTOGRAM: "h
 _KIND = {"message": 2, "iq": 3, "presence": 4}
 
 
+
+def _count_element(values: list[float], element: Element) -> None:
+    """Bump the counters of one element: all, stanzas, its kind, errors, errors of its kind."""
+    values[0] += 1
+    kind = _KIND.get(element.name)
+    if kind is not None:
+        values[1] += 1
+        values[kind] += 1
+        if element.attrs.get("type") == "error":
+            values[5] += 1
+            values[kind + 4] += 1
+
 class PrometheusHandler(Handler):
     name = "prometheus"
 
@@ -86,15 +98,7 @@ class PrometheusHandler(Handler):
         if series is None:
             series = self._element_series(self._in_cache, self._element_in, connection_type,
                                           host_type)
-        values = series.values
-        values[0] += 1
-        kind = _KIND.get(element.name)
-        if kind is not None:
-            values[1] += 1
-            values[kind] += 1
-            if element.attrs.get("type") == "error":
-                values[5] += 1
-                values[kind + 4] += 1
+        _count_element(series.values, element)
         series.hists[0].observe(xml_size(element, STREAM_NS.get(connection_type, ns.CLIENT)))
 
     def xmpp_element_out(self, connection_type: str, host_type: str, element: Element,
@@ -103,15 +107,7 @@ class PrometheusHandler(Handler):
         if series is None:
             series = self._element_series(self._out_cache, self._element_out, connection_type,
                                           host_type)
-        values = series.values
-        values[0] += 1
-        kind = _KIND.get(element.name)
-        if kind is not None:
-            values[1] += 1
-            values[kind] += 1
-            if element.attrs.get("type") == "error":
-                values[5] += 1
-                values[kind + 4] += 1
+        _count_element(series.values, element)
         series.hists[0].observe(size)
 
     def _data_series(self, connection_type: str, tls: bool, incoming: bool) -> Series:

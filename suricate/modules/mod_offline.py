@@ -23,7 +23,7 @@ from suricate.jid import JID
 from suricate.storage.base import OfflineMessage
 from suricate.xml import ns
 from suricate.xml.element import Element
-from suricate.xml.parser import StreamParser, XMLStreamError
+from suricate.xml.parser import XMLStreamError, parse_fragment
 
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
@@ -36,11 +36,6 @@ HINTS = "urn:xmpp:hints"  # XEP-0334
 # XEP-0160 §3: normal and chat are stored; groupchat only when configured; headline and error
 # never (the router does not even offer those to us).
 _STORED_TYPES = frozenset({"normal", "chat"})
-
-# The wrapper a stored stanza is parsed in: the same default namespace as a client stream, so
-# the stanza comes back exactly as it was serialized.
-_WRAPPER = (b"<stream:stream xmlns='jabber:client' "
-            b"xmlns:stream='http://etherx.jabber.org/streams'>")
 
 
 class ModOffline(Module):
@@ -168,12 +163,8 @@ def _is_standalone_chat_state(stanza: Element) -> bool:
 
 def parse_stored(packet: str) -> Element | None:
     """A stanza serialized by ``store`` back into an Element; None if it cannot be read."""
-    parser = StreamParser()
     try:
-        events = parser.feed(_WRAPPER + packet.encode())
+        elements = parse_fragment(packet, ns.CLIENT)
     except XMLStreamError:
         return None
-    for event in events:
-        if isinstance(event, Element):
-            return event
-    return None
+    return elements[0] if elements else None

@@ -17,6 +17,7 @@ from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
 from suricate.modules import subscription as sub
+from suricate.modules.mod_blocking import is_blocked
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -233,10 +234,7 @@ class ModPresence(Module):
             return
         for session in sessions:
             if session.presence is not None and not self._blocked(session, prober.bare):
-                copy = session.presence.copy()
-                copy.attrs["from"] = str(session.jid)
-                copy.attrs["to"] = str(prober)
-                self.server.router.route(session.jid, prober, copy)
+                self._route_copy(session.jid, prober, session.presence)
         # No available resource: no answer (§4.3.2 lets the server stay silent).
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -258,8 +256,7 @@ class ModPresence(Module):
 
     @staticmethod
     def _blocked(c2s: Any, jid: JID) -> bool:
-        blocklist = c2s.blocklist
-        return bool(blocklist) and (jid in blocklist or JID(None, jid.domain) in blocklist)
+        return is_blocked(c2s.blocklist, jid)
 
     def _available_sessions(self, user: JID) -> list[Any]:
         return [s for s in self.server.sessions.resources(user) if s.available]
@@ -287,6 +284,6 @@ class ModPresence(Module):
                 self._route_copy(session.jid, contact, session.presence)
 
     def _send_unavailable(self, user: JID, contact: JID) -> None:
+        unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
         for session in self._available_sessions(user):
-            unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
             self._route_copy(session.jid, contact, unavailable)

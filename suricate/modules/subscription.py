@@ -13,11 +13,7 @@ Everything here is pure data and functions, so the tables are tested against the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Subscription = Literal["none", "to", "from", "both"]
-Ask = Literal["none", "out", "in", "both"]
-Direction = Literal["out", "in"]
 EVENTS = ("subscribe", "subscribed", "unsubscribe", "unsubscribed")
 
 

@@ -77,45 +77,19 @@ class EarlyDataTLSLayer(TLSLayer):
         super().__init__(config)
         self.early_phase = True
         self.early_bytes = 0  # how much 0-RTT data was read (for tests and logs)
-        self._held: list[bytes] = []
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         if not self.early_phase:
-            plain, out = super().receive(data)
-            return plain, out + self._release()
+            return super().receive(data)
         self.conn.bio_write(data)
         plain = self._read_early()
         out = self._drain()
         if self.early_phase:
             return plain, out
         # Early data is over: go on with the handshake and the application data behind it.
-        more = self._continue_handshake()
-        return plain + more, out + self._drain() + self._release()
-
-    def _continue_handshake(self) -> bytes:
-        conn = self.conn
-        plain: list[bytes] = []
-        try:
-            if not self.established:
-                try:
-                    conn.do_handshake()
-                    self.established = True
-                except SSL.WantReadError:
-                    pass
-            while self.established:
-                try:
-                    chunk = conn.recv(65536)
-                except SSL.WantReadError:
-                    break
-                except SSL.ZeroReturnError:
-                    self.closed = True
-                    break
-                if not chunk:
-                    break
-                plain.append(chunk)
-        except SSL.Error as exc:
-            raise TLSError(str(exc)) from None
-        return b"".join(plain)
+        # (what the server wrote meanwhile is held by TLSLayer until the handshake is done)
+        more = self._advance()
+        return plain + more, out + self._drain()
 
     def _read_early(self) -> bytes:
         ssl = self.conn._ssl  # noqa: SLF001 - the bindings need the SSL pointer
@@ -139,15 +113,3 @@ class EarlyDataTLSLayer(TLSLayer):
                 break  # the rest of the ClientHello or of the early data is still coming
             raise TLSError(f"early data read failed (SSL error {error})")
         return b"".join(plain)
-
-    def send(self, data: bytes) -> bytes:
-        if not self.established:
-            self._held.append(data)
-            return self._drain()
-        return super().send(data)
-
-    def _release(self) -> bytes:
-        if not self.established or not self._held:
-            return b""
-        held, self._held = b"".join(self._held), []
-        return super().send(held)

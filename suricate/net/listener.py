@@ -14,7 +14,7 @@ from typing import Any
 
 from suricate.instrument import Instrumentation
 from suricate.net.connection import Connection, StreamHandler
-from suricate.net.shaper import TokenBucket, bucket_factory
+from suricate.net.shaper import NO_SHAPER, TokenBucket, bucket_factory
 from suricate.net.tls import TLSConfig
 
 log = logging.getLogger("suricate.net")
@@ -40,14 +40,13 @@ class Listener:
         self.proxy_protocol = bool(opts.get("proxy_protocol"))
         self.new_bucket: Callable[[], TokenBucket] | None = None
         shaper = opts.get("shaper")
-        if shaper and shaper != "none":
-            if shapers is None or shaper not in shapers:
-                # The config loader refuses an undefined shaper; a caller that did not pass
-                # [shaper] is our bug, and serving unshaped must not go unnoticed.
-                log.error("listener_shaper_unknown kind=%s port=%s shaper=%s", kind,
-                          opts.get("port"), shaper)
-            else:
-                self.new_bucket = bucket_factory(shaper, shapers)
+        if shaper and shaper != NO_SHAPER and (shapers is None or shaper not in shapers):
+            # The config loader refuses an undefined shaper; a caller that did not pass
+            # [shaper] is our bug, and serving unshaped must not go unnoticed.
+            log.error("listener_shaper_unknown kind=%s port=%s shaper=%s", kind,
+                      opts.get("port"), shaper)
+        else:
+            self.new_bucket = bucket_factory(shaper, shapers or {})
 
     @property
     def port(self) -> int:

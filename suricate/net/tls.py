@@ -251,8 +251,13 @@ class TLSLayer:
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
         """Feed ciphertext; return (plaintext for the parser, ciphertext to write back)."""
+        self.conn.bio_write(data)
+        return self._advance(), self._drain()
+
+    def _advance(self) -> bytes:
+        """Go on with what OpenSSL was fed: finish the handshake (then encrypt what was sent
+        before it), return the plaintext now readable."""
         conn = self.conn
-        conn.bio_write(data)
         plain = []
         try:
             if not self.established:
@@ -280,7 +285,7 @@ class TLSLayer:
                         break
         except SSL.Error as exc:
             raise TLSError(str(exc)) from None
-        return b"".join(plain), self._drain()
+        return b"".join(plain)
 
     def send(self, data: bytes) -> bytes:
         """Encrypt ``data``; return the records to write."""

@@ -1,15 +1,17 @@
 """The client-to-server stream as data: its states, the allowed transitions, and the pure
 pieces of negotiation (stream header, features). Named like MongooseIM's ``mongoose_c2s``.
 
-The transition table is the single source of truth: ``C2SStateMachine.goto`` refuses any move
-not listed, so a bug shows as an exception at the faulty step, and the diagram in
-docs/architecture.md is generated from ``TRANSITIONS``.
+The transition table is the single source of truth: ``C2SStateMachine`` (the generic
+``protocol.fsm.StateMachine`` over ``TRANSITIONS``) refuses any move not listed, so a bug shows
+as an exception at the faulty step, and the diagram in docs/architecture.md is generated from
+``TRANSITIONS``.
 """
 
 from __future__ import annotations
 
 import enum
 
+from suricate.protocol.fsm import StateMachine
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
 
@@ -58,20 +60,11 @@ TIMED_STATES = frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
                           S.WAIT_FOR_SASL_RESPONSE, S.WAIT_FOR_FEATURE_AFTER_AUTH})
 
 
-class InvalidTransition(RuntimeError):
-    pass
-
-
-class C2SStateMachine:
-    __slots__ = ("state",)
+class C2SStateMachine(StateMachine[C2SState]):
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self.state = S.CONNECT
-
-    def goto(self, new: C2SState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise InvalidTransition(f"{self.state.value} -> {new.value}")
-        self.state = new
+        super().__init__(TRANSITIONS, S.CONNECT)
 
 
 def stream_header(stream_id: str, domain: str | None, lang: str = "en",
@@ -137,14 +130,11 @@ def sasl_failure(condition: str, text: str | None = None) -> Element:
 
 # -- SASL2 (XEP-0388) ---------------------------------------------------------------------------
 
-SASL2_NS = "urn:xmpp:sasl:2"
-
-
 def sasl2_feature(mechanisms: list[str], inline: list[Element],
                   upgrades: list[str] | None = None) -> Element:
     """XEP-0388 §2.1: <authentication/> with the mechanisms and the inline features;
     XEP-0480 §2: the SASL upgrade tasks on offer."""
-    el = Element("authentication", SASL2_NS)
+    el = Element("authentication", ns.SASL2)
     for name in mechanisms:
         el.add("mechanism", text=name)
     if inline:
@@ -156,7 +146,7 @@ def sasl2_feature(mechanisms: list[str], inline: list[Element],
 
 def sasl2_failure(condition: str, text: str | None = None) -> Element:
     """XEP-0388 §2.6.4: the RFC 6120 condition, then an optional text."""
-    el = Element("failure", SASL2_NS)
+    el = Element("failure", ns.SASL2)
     el.add(condition, ns.SASL)
     if text:
         el.add("text", text=text)

@@ -7,9 +7,11 @@ import enum
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from suricate.protocol.c2s import InvalidTransition
-
 State = TypeVar("State", bound=enum.Enum)
+
+
+class InvalidTransition(RuntimeError):
+    """A move the table does not list: our bug, caught at the faulty step."""
 
 
 class StateMachine(Generic[State]):

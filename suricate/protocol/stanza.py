@@ -6,11 +6,11 @@ in whatever default namespace the outgoing stream declared."""
 
 from __future__ import annotations
 
+from suricate.protocol.c2s import STREAM_PREFIXES as PREFIXES
 from suricate.xml import ns
 from suricate.xml.element import Element
 
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
-PREFIXES = {ns.STREAM: "stream"}
 
 
 def to_internal(stanza: Element, stream_ns: str) -> Element:

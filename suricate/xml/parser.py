@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from suricate.xml import ns
-from suricate.xml.element import Element
+from suricate.xml.element import Element, escape_attr
 
 MAX_DEPTH = 64  # deeper nesting has no use in XMPP and costs stack: policy-violation
 
@@ -264,10 +264,15 @@ class StreamParser:
             raise XMLStreamError("not-well-formed", "text outside a stanza")
 
 
-def parse_fragment(xml: str) -> list[Element]:
+def parse_fragment(xml: str, default_ns: str | None = None) -> list[Element]:
     """The top-level elements of ``xml``, a sequence of serialized elements (as stored by
     modules: private XML, vCards, offline stanzas), parsed with the same RFC 6120 §11
-    restrictions as a stream; raises ``XMLStreamError`` on anything else."""
+    restrictions as a stream; raises ``XMLStreamError`` on anything else.
+
+    ``default_ns`` is the namespace of elements written without one: stanzas are serialized
+    inside a ``jabber:client`` stream, so they carry no xmlns of their own."""
     parser = StreamParser()
-    events = parser.feed(b"<fragment>" + xml.encode() + b"</fragment>")
+    root = (b"<fragment>" if default_ns is None
+            else b"<fragment xmlns='" + escape_attr(default_ns).encode() + b"'>")
+    events = parser.feed(root + xml.encode() + b"</fragment>")
     return [e for e in events if isinstance(e, Element)]

@@ -6,20 +6,16 @@ Not a performance test: nothing here asserts a timing, only that every figure wa
 from __future__ import annotations
 
 import json
-import socket
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench.common import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port(addr: str) -> int:
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.timeout(60)
@@ -29,7 +25,7 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
         pytest.skip("taskset not available")
     out = tmp_path / "results.json"
     cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "suricate", "--smoke",
-           "--workdir", str(tmp_path / "work"), "--port", str(_free_port("127.0.0.2")),
+           "--workdir", str(tmp_path / "work"), "--port", str(free_port("127.0.0.2")),
            "--server-cores", "0", "--gen-cores", "0-1", "--json", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=55)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -40,5 +36,6 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
     for key in ("msg_5x1_plain", "msg_4x2_plain", "msg_5x1_tls", "msg_4x2_tls"):
         assert results[key]["msgs_per_s"] > 0, key
         assert results[key]["p50_ms"] > 0, key
-    assert "rss_plain_kib" in results and "rss_tls_kib" in results
+    for key in ("rss_plain_kib", "rss_tls_kib"):  # a per-connection delta: may be noise-small
+        assert isinstance(results[key], float) and math.isfinite(results[key]), key
     assert "| SCRAM-SHA-256 logins/s over STARTTLS |" in proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 import socket
 import ssl
@@ -23,6 +24,7 @@ ALL_MODULES = (
     "mod_disco", "mod_ping", "mod_version", "mod_last", "mod_time", "mod_private", "mod_vcard",
     "mod_register", "mod_blocking", "mod_presence", "mod_roster", "mod_offline",
 )
+MODULES_TOML = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
 
 
 def free_port() -> int:
@@ -36,35 +38,14 @@ def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
                 tls_mode: str = "starttls", auth_extra: str = "", pool_toml: str = "") -> str:
     default, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     if modules is None:
-        modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
+        modules = MODULES_TOML
     return f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-loglevel = "info"
-
-[[listen.c2s]]
-port = {c2s_port}
-ip_address = "127.0.0.1"
-tls.mode = "{tls_mode}"
-tls.certfile = "{default.certfile}"
-tls.keyfile = "{default.keyfile}"
-tls.verify_mode = "none"
+{general_toml("localhost")}
+{c2s_listener_toml(c2s_port, default.certfile, default.keyfile, tls_mode)}
 {c2s_extra}
-
-[[listen.c2s]]
-port = {tls_port}
-ip_address = "127.0.0.1"
-tls.mode = "tls"
-tls.certfile = "{default.certfile}"
-tls.keyfile = "{default.keyfile}"
-tls.verify_mode = "none"
-
-[auth]
-{auth_extra or 'methods = ["rdbms"]'}
-password.scram_iterations = 4096
-
-{pool_toml or _sqlite_pool(tmp)}
+{c2s_listener_toml(tls_port, default.certfile, default.keyfile, "tls")}
+{auth_toml(auth_extra)}
+{pool_toml or sqlite_pool_toml(tmp / 'suricate.db')}
 
 {extra}
 
@@ -72,11 +53,42 @@ password.scram_iterations = 4096
 """
 
 
-def _sqlite_pool(tmp: Path) -> str:
+def general_toml(domain: str) -> str:
+    return f"""
+[general]
+hosts = ["{domain}"]
+default_server_domain = "{domain}"
+loglevel = "info"
+"""
+
+
+def c2s_listener_toml(port: int, certfile: Any, keyfile: Any, tls_mode: str = "starttls") -> str:
+    """A loopback c2s listener whose clients' certificates nobody checks."""
+    return f"""
+[[listen.c2s]]
+port = {port}
+ip_address = "127.0.0.1"
+tls.mode = "{tls_mode}"
+tls.certfile = "{certfile}"
+tls.keyfile = "{keyfile}"
+tls.verify_mode = "none"
+"""
+
+
+def auth_toml(methods: str = "") -> str:
+    """``methods``: the line choosing the auth methods (default: rdbms)."""
+    return f"""
+[auth]
+{methods or 'methods = ["rdbms"]'}
+password.scram_iterations = 4096
+"""
+
+
+def sqlite_pool_toml(database: Path) -> str:
     return f"""
 [outgoing_pools.rdbms.default.connection]
 driver = "sqlite"
-database = "{tmp / 'suricate.db'}"
+database = "{database}"
 """
 
 
@@ -85,14 +97,20 @@ async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
                          c2s_extra: str = "", tls_mode: str = "starttls",
                          auth_extra: str = "", pool_toml: str = "") -> AsyncIterator[Server]:
     c2s_port, tls_port = free_port(), free_port()
-    cfg = parse_config(
-        server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra,
-                    pool_toml),
-        tmp)
-    server = Server(cfg, tmp, MODULES)
+    toml = server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra,
+                       pool_toml)
+    async with serving(tmp, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp: Path, toml: str, **ports: int) -> AsyncIterator[Server]:
+    """Start a server from ``toml``; each of ``ports`` becomes an attribute (``c2s_port``...)
+    that the helpers below connect to."""
+    server = Server(parse_config(toml, tmp), tmp, MODULES)
     await server.start()
-    server.c2s_port = c2s_port  # type: ignore[attr-defined]
-    server.tls_port = tls_port  # type: ignore[attr-defined]
+    for name, port in ports.items():
+        setattr(server, name, port)
     try:
         yield server
     finally:
@@ -227,10 +245,15 @@ class RawClient:
 
 
 async def eventually(check: Any, timeout: float = 5.0, interval: float = 0.02) -> None:
-    """Wait until ``await check()`` is true (state the server reaches asynchronously)."""
+    """Wait until ``check()`` (awaited if it returns an awaitable) is true: state the server
+    reaches asynchronously."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await check():
+    while not await _value(check()):
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached in {timeout} s: {check}")
         await asyncio.sleep(interval)
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result

@@ -42,6 +42,9 @@ async def test_slixmpp_scram_plus_with_tls_unique_on_tls12(server: Server, alice
     client.enable_direct_tls = False
     client.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
     await asyncio.wait_for(client.session_started, 10)
+    assert str(client.boundjid) == f"{alice}/plus"
+    tls = client.transport.get_extra_info("ssl_object")  # type: ignore[union-attr]
+    assert tls is not None and tls.version() == "TLSv1.2"
     await disconnect(client)
 
 
@@ -54,9 +57,11 @@ def _plus_login(port: int, cb_type: str, version: str, direct: bool,
                 tamper: bool = False) -> tuple[bool, str, str, str]:
     client = TestClient(port, direct_tls=direct, tls_version=version)
     try:
-        features = client.open_stream() if direct else client.open_stream()
+        features = client.open_stream()
         if not direct:
             features = client.starttls()
+        # the binding is checked on the TLS version the case is about
+        assert client.negotiated_version == f"TLSv{version}", client.negotiated_version
         ok, answer = client.scram_login("alice", "wonderland", "SHA-256", cb_type=cb_type,
                                         tamper=tamper)
         jid = client.bind() if ok else ""

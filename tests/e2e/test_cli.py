@@ -146,3 +146,18 @@ def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_check_config_warns_about_options_without_effect(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text(server_toml(tmp_path, 15222, 15223))
+    res = run("check-config", str(plain))
+    assert res.returncode == 0 and "warning:" not in res.stderr, res.stderr
+    path = tmp_path / "inert.toml"
+    path.write_text(server_toml(tmp_path, 15222, 15223).replace(
+        'loglevel = "info"', 'loglevel = "info"\nlanguage = "fr"'))
+    res = run("check-config", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "configuration is valid" in res.stdout
+    assert ("warning: general.language: accepted for compatibility, has no effect in this "
+            "version") in res.stderr.splitlines()

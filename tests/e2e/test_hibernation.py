@@ -48,15 +48,26 @@ async def test_idle_session_hibernates_and_wakes(tmp_path: Path,
 async def test_half_a_stanza_keeps_the_parser(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hibernation, "MIN_SWEEP_SECONDS", 0.1)
+    sweeps: list[float] = []
+    sweep = hibernation.HibernationSweep._sweep
+
+    def counted(self: hibernation.HibernationSweep) -> None:
+        sweep(self)
+        sweeps.append(asyncio.get_running_loop().time())
+
+    monkeypatch.setattr(hibernation.HibernationSweep, "_sweep", counted)
     async with running_server(tmp_path) as srv:
         await srv.auth.register(JID.parse("carol@localhost"), "pw")
         client = await asyncio.to_thread(logged_in, srv.c2s_port,  # type: ignore[attr-defined]
                                          "carol", "pw", "r")
         try:
             session = _session(srv, "carol@localhost/r")
-            await eventually(lambda: _true(session.parser is None))
+            await eventually(lambda: session.parser is None)
             await asyncio.to_thread(client.send, "<iq type='get' id='p1'><ping xmlns='urn:x")
-            await asyncio.sleep(0.5)  # several sweeps while the stanza is unfinished
+            await eventually(lambda: session.parser is not None)  # the bytes arrived
+            # several sweeps (counted, not assumed from a sleep) while the stanza is unfinished
+            start = len(sweeps)
+            await eventually(lambda: len(sweeps) >= start + 3)
             assert session.parser is not None
             await asyncio.to_thread(client.send, "mpp:ping'/></iq>")
             answer = await asyncio.to_thread(client.expect, r"<iq[^>]*id=\"p1\"[^>]*/?>")
@@ -64,6 +75,3 @@ async def test_half_a_stanza_keeps_the_parser(tmp_path: Path,
         finally:
             client.close()
 
-
-async def _true(value: bool) -> bool:
-    return value

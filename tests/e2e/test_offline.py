@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules import MODULES
 from tests.e2e.harness import Client, connect, disconnect, running_server
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -31,8 +28,6 @@ async def stored(server: Server, sender: Client, user: str, count: int) -> None:
 
 
 async def test_offline_messages_are_delivered_in_order_with_delay(server: Server) -> None:
-    if not MODULES["mod_presence"].hooks:
-        pytest.skip("mod_presence (which fires user_available) is not implemented yet")
     await accounts(server, "alice", "bob")
     bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
     for n in range(3):

@@ -130,7 +130,9 @@ class TestClient:
         if cb_type == "tls-exporter":
             return self.tls.export_keying_material(b"EXPORTER-Channel-Binding", 32)
         if cb_type == "tls-unique":
-            return self.tls.get_finished()  # the client's Finished: first in a full handshake
+            finished = self.tls.get_finished()  # the client's Finished: first in a full handshake
+            assert finished is not None
+            return finished
         if cb_type == "tls-server-end-point":
             cert = self.tls.get_peer_certificate()
             assert cert is not None

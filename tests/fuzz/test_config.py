@@ -113,7 +113,8 @@ def _load(text: str, tmp: Path) -> None:
 
 
 def test_the_base_document_is_valid(tmp_path: Path) -> None:
-    parse_config(_toml(BASE), tmp_path)
+    cfg = parse_config(_toml(BASE), tmp_path)  # raises ConfigError if not
+    assert cfg["listen"]
 
 
 @given(mutated())

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from suricate.core.server import Server
-from tests.e2e.harness import Client, disconnect, eventually, free_port
+from tests.e2e.harness import (
+    Client,
+    auth_toml,
+    c2s_listener_toml,
+    disconnect,
+    eventually,
+    free_port,
+    general_toml,
+    sqlite_pool_toml,
+)
 from tests.interop import peers as P
 from tests.s2s.harness import federated_server, register
 
@@ -75,16 +84,8 @@ port = {peers.s2s_port}
     modules = "\n".join(f"[modules.{m}]" for m in (
         "mod_disco", "mod_ping", "mod_presence", "mod_roster", "mod_offline"))
     return f"""
-[general]
-hosts = ["{P.SURICATE}"]
-default_server_domain = "{P.SURICATE}"
-
-[[listen.c2s]]
-port = {c2s_port}
-ip_address = "127.0.0.1"
-tls.certfile = "{cert}"
-tls.keyfile = "{key}"
-tls.verify_mode = "none"
+{general_toml(P.SURICATE)}
+{c2s_listener_toml(c2s_port, cert, key)}
 
 [[listen.s2s]]
 port = {peers.s2s_port}
@@ -93,13 +94,8 @@ tls.certfile = "{cert}"
 tls.keyfile = "{key}"
 {listen_verify}
 
-[auth]
-methods = ["rdbms"]
-password.scram_iterations = 4096
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{peers.root / f'suricate-{auth}.db'}"
+{auth_toml()}
+{sqlite_pool_toml(peers.root / f'suricate-{auth}.db')}
 
 [s2s]
 default_policy = "allow"

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from suricate.core.server import Server
-from tests.e2e.harness import connect, disconnect
+from tests.e2e.harness import connect, disconnect, eventually
 from tests.mobile.client import Sasl2Client, bind2
 
 
@@ -42,8 +42,13 @@ async def test_carbons_copy_sent_and_received_messages(server: Server) -> None:
         phone.send("<message to='bob@localhost/desk' type='chat'><body>secret</body>"
                    "<private xmlns='urn:xmpp:carbons:2'/></message>")
         assert (await bob.next_message())["body"] == "secret"
-        await asyncio.sleep(0.2)
-        assert "secret" not in laptop.buffer.decode()
+        # The next, ordinary message is carbon-copied: everything the laptop got up to its
+        # copy must be free of the private one (the laptop reads, not just its old buffer).
+        phone.send("<message to='bob@localhost/desk' type='chat'><body>after</body></message>")
+        assert (await bob.next_message())["body"] == "after"
+        got = await asyncio.to_thread(laptop.expect, r"\A.*?<body>after</body>")
+        assert "<sent xmlns='urn:xmpp:carbons:2'>" in got.group(0)
+        assert "secret" not in got.group(0), got.group(0)
     finally:
         phone.close()
         laptop.close()
@@ -58,7 +63,9 @@ async def test_csi_holds_chat_states_until_urgent_traffic(server: Server) -> Non
         for state in ("composing", "paused"):
             bob.send_raw(f"<message to='{phone_jid}' type='chat'><{state} "
                          "xmlns='http://jabber.org/protocol/chatstates'/></message>")
-        await asyncio.sleep(0.3)
+        # both chat states are held in the session's CSI queue, not on their way
+        session = next(s for s in server.sessions if str(s.jid) == phone_jid)
+        await eventually(lambda: len(session.module_state["mod_csi"].queue) == 2)
 
         def pending() -> Any:
             data = phone._recv(0.05)  # noqa: SLF001 - whatever arrived so far

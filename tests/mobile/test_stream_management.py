@@ -24,6 +24,11 @@ def _session(server: Server, jid: str) -> Any:
     return None
 
 
+def _state(server: Server, jid: str) -> Any:
+    session = _session(server, jid)
+    return None if session is None else session.state
+
+
 async def _collect(client: Client, count: int, timeout: float = 5.0) -> list[str]:
     bodies = []
     for _ in range(count):
@@ -44,19 +49,23 @@ async def _kill(client: Client) -> None:
     await asyncio.sleep(0)
 
 
+async def _phone_with_sm_and_desk(server: Server) -> tuple[Client, Client]:
+    """alice@localhost/phone (slixmpp xep_0198, stream management enabled, available) and
+    bob@localhost/desk, both logged in."""
+    await add_user(server, "alice")
+    await add_user(server, "bob")
+    alice = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    alice.send_presence()
+    await eventually(lambda: getattr(_session(server, "alice@localhost/phone"), "sm", None)
+                     is not None)
+    return alice, bob
+
+
 async def test_slixmpp_kill_socket_resume_gets_every_message_once(tmp_path: Path) -> None:
     async with running_server(tmp_path, modules=modules_toml()) as server:
-        await add_user(server, "alice")
-        await add_user(server, "bob")
-        alice = await connect(server, "alice@localhost/phone", "secret",
-                              plugins=("xep_0198",))
-        bob = await connect(server, "bob@localhost/desk", "secret")
+        alice, bob = await _phone_with_sm_and_desk(server)
         try:
-            alice.send_presence()
-            await eventually(lambda: _async(_session(server, "alice@localhost/phone")
-                                            is not None
-                                            and _session(server, "alice@localhost/phone").sm
-                                            is not None))
             for i in range(1, 4):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
             assert await _collect(alice, 3) == ["m1", "m2", "m3"]
@@ -66,10 +75,8 @@ async def test_slixmpp_kill_socket_resume_gets_every_message_once(tmp_path: Path
             await _kill(alice)
             for i in range(4, 7):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
-            await eventually(lambda: _async(
-                _session(server, "alice@localhost/phone") is not None
-                and _session(server, "alice@localhost/phone").state
-                == C2SState.RESUME_SESSION))
+            await eventually(lambda: _state(server, "alice@localhost/phone")
+                             == C2SState.RESUME_SESSION)
             alice.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
             await asyncio.wait_for(resumed, 10)
             assert await _collect(alice, 3) == ["m4", "m5", "m6"]
@@ -86,21 +93,12 @@ async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path
     modules = modules_toml().replace("[modules.mod_stream_management]",
                                      "[modules.mod_stream_management]\nresume_timeout = 1")
     async with running_server(tmp_path, modules=modules) as server:
-        await add_user(server, "alice")
-        await add_user(server, "bob")
-        alice = await connect(server, "alice@localhost/phone", "secret",
-                              plugins=("xep_0198",))
-        bob = await connect(server, "bob@localhost/desk", "secret")
+        alice, bob = await _phone_with_sm_and_desk(server)
         try:
-            alice.send_presence()
-            await eventually(lambda: _async(_session(server, "alice@localhost/phone")
-                                            is not None
-                                            and _session(server, "alice@localhost/phone").sm
-                                            is not None))
             await _kill(alice)
             for i in range(1, 4):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"late{i}", mtype="chat")
-            await eventually(lambda: _async(_session(server, "alice@localhost/phone") is None),
+            await eventually(lambda: _session(server, "alice@localhost/phone") is None,
                              timeout=5)
 
             async def stored() -> bool:
@@ -110,14 +108,6 @@ async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path
             await disconnect(bob)
             with contextlib.suppress(Exception):
                 alice.abort()
-
-
-async def _async_value(value: bool) -> bool:
-    return value
-
-
-def _async(value: bool) -> Any:
-    return _async_value(value)
 
 
 # -- exact counters with our own client ---------------------------------------------------------
@@ -145,9 +135,7 @@ async def test_inline_resume_retransmits_exactly_what_was_not_acknowledged(
         # the client reads all three and the server's <r/> requests, acks none, then dies
         await asyncio.to_thread(c.expect, r"<body>x3</body>.*<r xmlns='urn:xmpp:sm:3'/>")
         c.close()
-        await eventually(lambda: _async(_session(server, jid) is not None
-                                        and _session(server, jid).state
-                                        == C2SState.RESUME_SESSION))
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
         bob.send_message(mto=jid, mbody="x4", mtype="chat")
 
         def resume() -> tuple[Any, str]:

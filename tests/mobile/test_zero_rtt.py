@@ -86,13 +86,15 @@ async def test_zero_rtt_login_and_replay_refused(server: Server) -> None:
     # FAST counter (1, already used) refuses the login; no session appears.
     failed_before = server.counters["c2s_auth_failed"]
     sessions_before = len(server.sessions)
+    connections_before = _connections(server)
     await asyncio.to_thread(replay, port, flight)
 
     async def refused() -> bool:
         return server.counters["c2s_auth_failed"] == failed_before + 1
     await eventually(refused)
     assert fast.early_data_logins == 1  # type: ignore[attr-defined]
-    await asyncio.sleep(0.1)
+    # the replayed connection is gone (the attacker hung up) and left no session behind
+    await eventually(lambda: _connections(server) == connections_before)
     assert len(server.sessions) <= sessions_before
 
     # The real client, counting on, logs in with 0-RTT again.
@@ -130,3 +132,7 @@ async def test_without_early_data_the_same_login_still_works(server: Server) -> 
         c.close()
         return out
     assert (await asyncio.to_thread(run)).startswith("<success")
+
+
+def _connections(server: Server) -> int:
+    return sum(len(listener.connections) for listener in server.listeners)

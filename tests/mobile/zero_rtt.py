@@ -82,7 +82,9 @@ class ZeroRttClient:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             self._read(0.02)
-        return self.conn.get_session()
+        session = self.conn.get_session()
+        assert session is not None
+        return session
 
     @property
     def resumed(self) -> bool:

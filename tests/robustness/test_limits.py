@@ -13,6 +13,7 @@ import pytest
 from suricate.jid import JID
 from suricate.net import connection as connection_module
 from suricate.net.proxy_protocol import v1_header, v2_header
+from tests.e2e.harness import eventually
 from tests.robustness.conftest import HEADER, Client, limited_server
 
 RATE = 100_000  # bytes per second
@@ -119,7 +120,7 @@ async def test_max_connections_refuses_the_newest(tmp_path: Path) -> None:
         assert await refused.closed(timeout=5) == b""
         for client in kept:
             await client.close()
-        await asyncio.sleep(0.1)
+        await eventually(lambda: not any(listener.connections for listener in server.listeners))
         again = await Client.plain(port)  # the slots are free again
         await again.open_stream()
         await again.close()

@@ -9,15 +9,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import ALL_MODULES, Client, free_port
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    auth_toml,
+    c2s_listener_toml,
+    connect,
+    free_port,
+    general_toml,
+    serving,
+    sqlite_pool_toml,
+)
 from tests.s2s.pki import CertificateAuthority
-
-MODULES_TOML = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
 
 
 def federated_toml(tmp: Path, domain: str, c2s_port: int, s2s_port: int,
@@ -54,17 +60,8 @@ ip_address = "{ip}"
 port = {port}
 """ for host, (ip, port) in peers.items())
     return f"""
-[general]
-hosts = ["{domain}"]
-default_server_domain = "{domain}"
-loglevel = "info"
-
-[[listen.c2s]]
-port = {c2s_port}
-ip_address = "127.0.0.1"
-tls.certfile = "{c2s_cert.certfile}"
-tls.keyfile = "{c2s_cert.keyfile}"
-tls.verify_mode = "none"
+{general_toml(domain)}
+{c2s_listener_toml(c2s_port, c2s_cert.certfile, c2s_cert.keyfile)}
 
 [[listen.s2s]]
 port = {s2s_port}
@@ -72,13 +69,8 @@ ip_address = "127.0.0.1"
 {listen_tls_toml if listen_tls else ""}
 {s2s_extra}
 
-[auth]
-methods = ["rdbms"]
-password.scram_iterations = 4096
-
-[outgoing_pools.rdbms.default.connection]
-driver = "sqlite"
-database = "{tmp / 'suricate.db'}"
+{auth_toml()}
+{sqlite_pool_toml(tmp / 'suricate.db')}
 
 [s2s]
 default_policy = "allow"
@@ -101,14 +93,8 @@ max_retry_delay = 2
 async def federated_server(tmp: Path, domain: str, toml: str, c2s_port: int,
                            s2s_port: int) -> AsyncIterator[Server]:
     tmp.mkdir(parents=True, exist_ok=True)
-    server = Server(parse_config(toml, tmp), tmp, MODULES)
-    await server.start()
-    server.c2s_port = c2s_port  # type: ignore[attr-defined]
-    server.s2s_port = s2s_port  # type: ignore[attr-defined]
-    try:
+    async with serving(tmp, toml, c2s_port=c2s_port, s2s_port=s2s_port) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -132,5 +118,4 @@ async def register(server: Server, user: str, password: str = "pass") -> None:
 
 async def login(server: Server, jid: str, password: str = "pass",
                 plugins: tuple[str, ...] = ()) -> Client:
-    from tests.e2e.harness import connect
     return await connect(server, jid, password, plugins=plugins)

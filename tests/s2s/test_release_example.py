@@ -12,43 +12,19 @@ from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
-
-EXAMPLE = """
-[[listen.component]]
-port = 8190
-shaper = "fast"
-ip_address = "127.0.0.1"
-password = "secret"
-tls.certfile = "priv/ssl/cert.pem"
-tls.keyfile = "priv/ssl/key.pem"
-[[listen.s2s]]
-port = 5269
-shaper = "fast"
-tls.certfile = "priv/ssl/cert.pem"
-tls.keyfile = "priv/ssl/key.pem"
-[s2s]
-default_policy = "allow"
-[s2s.outgoing]
-port = 5269
-shaper = "fast"
-tls.certfile = "priv/ssl/cert.pem"
-tls.keyfile = "priv/ssl/key.pem"
-"""
+from tests.unit.test_config import RELEASE_EXAMPLE  # the text of the release notes
 
 
 def _config(tmp: Path) -> str:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
-    body = EXAMPLE.replace("priv/ssl/cert.pem", cert.certfile).replace(
+    example = RELEASE_EXAMPLE.replace("priv/ssl/cert.pem", cert.certfile).replace(
         "priv/ssl/key.pem", cert.keyfile)
-    return f"""
-[general]
-hosts = ["localhost"]
-default_server_domain = "localhost"
-
+    assert example != RELEASE_EXAMPLE  # the paths were there to replace
+    return f"""{example}
 [outgoing_pools.rdbms.default.connection]
 driver = "sqlite"
 database = "{tmp / 'suricate.db'}"
-{body}"""
+"""
 
 
 def test_the_example_validates(tmp_path: Path) -> None:

@@ -15,8 +15,7 @@ from suricate.net import dns
 from suricate.net.peer_cert import TrustStore, names_domain
 from suricate.protocol import component as C
 from suricate.protocol import s2s as P
-from suricate.protocol.c2s import InvalidTransition
-from suricate.protocol.fsm import StateMachine, mermaid
+from suricate.protocol.fsm import InvalidTransition, StateMachine, mermaid
 from tests.s2s.pki import CertificateAuthority
 
 
@@ -172,3 +171,16 @@ def test_component_handshake_digest() -> None:
     digest = C.handshake_digest("3BF96D32", "test")
     assert C.handshake_matches(digest.upper(), "3BF96D32", "test")
     assert not C.handshake_matches(digest, "3BF96D32", "other")
+
+
+async def test_outgoing_shaper_gives_each_connection_a_bucket(tmp_path: Path) -> None:
+    # s2s.outgoing.shaper was accepted by the config and then ignored.
+    from tests.e2e.harness import free_port
+    from tests.s2s.harness import federated_server, federated_toml
+    c2s, s2s = free_port(), free_port()
+    toml = federated_toml(tmp_path, "alpha.test", c2s, s2s, {}, "dialback", None,
+                          extra="[shaper.slow]\nmax_rate = 1000",
+                          outgoing_extra='shaper = "slow"')
+    async with federated_server(tmp_path, "alpha.test", toml, c2s, s2s) as server:
+        assert server.s2s.new_bucket is not None
+        assert server.s2s.new_bucket().rate == 1000

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from suricate.protocol.c2s import TRANSITIONS, C2SState, C2SStateMachine, InvalidTransition
+from suricate.protocol.c2s import TRANSITIONS, C2SState, C2SStateMachine
+from suricate.protocol.fsm import InvalidTransition
 
 S = C2SState
 

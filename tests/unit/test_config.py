@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from suricate.config import ConfigError, Problem, load_config, parse_config
+from suricate.config import (
+    ConfigError,
+    Problem,
+    load_config,
+    load_config_with_warnings,
+    parse_config,
+    parse_config_with_warnings,
+)
 
 GENERAL = """
 [general]
@@ -1170,3 +1177,53 @@ tls.early_data = true
     messages = [str(p) for p in exc.value.problems]
     assert 'listen.c2s[0].tls.early_data: needs session_tickets = "stateless"' in messages
     assert 'listen.c2s[0].tls.early_data: needs mode = "tls" (direct TLS)' in messages
+
+
+# --------------------------------------------------------------------------------------------
+# Options accepted for MongooseIM compatibility but without effect (Option(inert=True))
+
+INERT = "accepted for compatibility, has no effect in this version"
+
+
+def warnings_of(text: str) -> list[str]:
+    _, found = parse_config_with_warnings(GENERAL + textwrap.dedent(text), Path("/nonexistent"))
+    return [str(p) for p in found]
+
+
+def test_an_inert_option_is_accepted_with_a_warning() -> None:
+    text = """
+    [[listen.c2s]]
+    port = 5222
+    num_acceptors = 10
+    [modules.mod_ping]
+    iqdisc.type = "parallel"
+    """
+    assert warnings_of(text) == [
+        f"listen.c2s[0].num_acceptors: {INERT}",
+        f"modules.mod_ping.iqdisc: {INERT}",
+    ]
+    # Still validated like any option, and still in the result with its value.
+    cfg = parse(text)
+    assert cfg["listen"]["c2s"][0]["num_acceptors"] == 10
+    refused(
+        "[[listen.c2s]]\nport = 5222\nnum_acceptors = 0\n",
+        "listen.c2s[0].num_acceptors: expected a positive integer, got 0",
+    )
+
+
+def test_used_or_defaulted_options_give_no_warning() -> None:
+    # hibernate_after has an effect on c2s listeners (not on s2s ones); an inert option left
+    # at its default is not a warning either.
+    assert warnings_of("[[listen.c2s]]\nport = 5222\nhibernate_after = 100\n") == []
+    assert warnings_of("[[listen.s2s]]\nport = 5269\nhibernate_after = 100\n") == [
+        f"listen.s2s[0].hibernate_after: {INERT}"
+    ]
+    assert warnings_of("") == []
+
+
+def test_load_config_with_warnings_matches_load_config(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(GENERAL + 'language = "fr"\n')
+    cfg, found = load_config_with_warnings(path)
+    assert cfg == load_config(path)
+    assert found == [Problem("general.language", INERT)]

@@ -46,24 +46,15 @@ async def send_message_headline(ctx: Context, a: dict[str, Any]) -> dict[str, An
     return _route(ctx, frm, _to(a["to"]), message)
 
 
-def _default_namespace(element: Element, xmlns: str) -> None:
-    """A stanza written without xmlns is in jabber:client, like one a client sends."""
-    if not element.xmlns:
-        element.xmlns = xmlns
-    for child in element.elements():
-        if not child.xmlns:
-            _default_namespace(child, xmlns)
-
-
 async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     try:
-        elements = parse_fragment(a["stanza"])
+        # A stanza written without xmlns is in jabber:client, like one a client sends.
+        elements = parse_fragment(a["stanza"], ns.CLIENT)
     except XMLStreamError as err:
         raise fail(f"stanza: not well-formed XML ({err})", "bad_stanza") from None
     if len(elements) != 1 or elements[0].name not in ("message", "presence", "iq"):
         raise fail("stanza: give exactly one message, presence or iq element", "bad_stanza")
     stanza = elements[0]
-    _default_namespace(stanza, ns.CLIENT)
     if not stanza.attrs.get("from") or not stanza.attrs.get("to"):
         raise fail("stanza: both 'from' and 'to' are required", "bad_stanza")
     frm = _to(stanza.attrs["from"])

@@ -1,0 +1,107 @@
+"""What the bench scripts share: a free loopback port, waiting for a server to listen, the RSS
+and CPU time of a server process (and its children) from /proc, and a Suricate config.
+
+The scripts run as ``python bench/<name>.py`` with the repository root put on ``sys.path``,
+and import this module as ``bench.common``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODULES = ("mod_presence", "mod_roster", "mod_disco", "mod_ping", "mod_offline")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0, *, host: str = "127.0.0.1",
+              proc: subprocess.Popen[bytes] | None = None, interval: float = 0.002) -> float:
+    """Wait until something accepts on host:port; return the monotonic time it did.
+
+    With ``proc``, fail as soon as that process has exited instead of waiting out the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return time.monotonic()
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        time.sleep(interval)
+    raise TimeoutError(f"nothing on {host}:{port} after {timeout} s")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """pid and its descendants (bounded), from /proc/<pid>/task/*/children."""
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 64:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo.extend(int(c) for c in task.read_text().split())
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process and its children; raises if the process itself is gone."""
+    total = 0
+    for p in tree_pids(pid):
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a process, its threads and its children."""
+    total = 0
+    for p in tree_pids(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def c2s_listener(port: int, *options: str, host: str = "127.0.0.1") -> str:
+    """One ``[[listen.c2s]]`` table; ``options`` are extra ``key = value`` lines."""
+    return "\n".join(["[[listen.c2s]]", f"port = {port}", f'ip_address = "{host}"', *options])
+
+
+def suricate_config(database: Path, listeners: Iterable[str], *, loglevel: str = "warning",
+                    general: Iterable[str] = (), auth: Iterable[str] = (),
+                    modules: Iterable[str] = DEFAULT_MODULES, extra: str = "") -> str:
+    """A single-host (localhost) Suricate config on SQLite, for a bench server."""
+    general_lines = "\n".join(general)
+    auth_lines = "\n".join(['methods = ["rdbms"]', *auth])
+    listen = "\n\n".join(listeners)
+    mods = "\n".join(f"[modules.{m}]" for m in modules)
+    return f"""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+loglevel = "{loglevel}"
+{general_lines}
+
+{listen}
+
+[auth]
+{auth_lines}
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{database}"
+
+{extra}
+
+{mods}
+"""
