@@ -90,7 +90,8 @@ class AuthService:
 
     async def remove(self, jid: JID) -> bool:
         assert jid.local is not None
-        removed = await self.server.storage.remove_user(jid.domain, jid.local)
+        removed = await self.server.storage.remove_user(
+            jid.domain, jid.local, self.server.module_user_tables())
         if removed:
             await self.server.hooks.fold_async(H.REMOVE_USER, None, jid)
             log.info("auth_unregister_user jid=%s", jid)
@@ -118,7 +119,8 @@ class AuthService:
         if count <= 0:
             self._anonymous.pop(jid.bare, None)
             # An anonymous account ends with its last session: its data goes with it.
-            self.server.spawn(self.server.storage.remove_user(jid.domain, jid.local or ""))
+            self.server.spawn(self.server.storage.remove_user(
+                jid.domain, jid.local or "", self.server.module_user_tables()))
         else:
             self._anonymous[jid.bare] = count
 

@@ -163,11 +163,13 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
 def cmd_account(args: argparse.Namespace) -> int:
     cfg, base_dir, _ = load(args)
     from suricate.core.server import Server
+    from suricate.modules import MODULES
 
     async def run() -> int:
-        server = Server(cfg, base_dir, {})
+        server = Server(cfg, base_dir, MODULES)
         await server.storage.open()
         try:
+            await server.open_module_stores()
             return await _account(server, cfg, args)
         finally:
             await server.storage.close()

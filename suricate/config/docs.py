@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from suricate.config.schema import ROOT
+from suricate.config.catalog import module_options
+from suricate.config.schema import ROOT, ModulesSpec
 from suricate.config.spec import (
     DEFAULTS,
     OMIT,
@@ -91,6 +92,17 @@ def _option(path: str, option: Option, out: list[str], level: int) -> None:
         if option.default is not DEFAULTS or option.default_doc is not None:
             out.append(f"- Default: {_default(option)}\n")
         _section(path, spec, out, level + 1)
+        return
+    if isinstance(spec, ModulesSpec):
+        # Each shipped module documents the spec it declares; installed plugins are left out
+        # so the reference is the same on every machine.
+        out.append(f"{heading} `{path}`\n")
+        out.append(f"{option.doc or spec.doc}\n")
+        names = ", ".join(f"`{k}`" for k in spec.unavailable)
+        out.append(f"Not available in this version (refused in `{path}`): {names}.\n")
+        for name in spec.catalog.builtin_names():
+            section = module_options(spec.catalog, name)
+            _option(f"{path}.{name}", Option(section, OMIT, section.doc), out, level + 1)
         return
     if isinstance(spec, ListOf) and isinstance(spec.item, Section):
         out.append(f"{heading} `{path}[]`\n")

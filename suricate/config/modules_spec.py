@@ -157,10 +157,6 @@ MODULES: dict[str, Section] = {
         doc="XEP-0012 Last Activity.",
     ),
     "mod_time": Section({"iqdisc": iqdisc("one_queue")}, doc="XEP-0202 Entity Time."),
-    "mod_private": Section(
-        {"iqdisc": iqdisc("one_queue"), "backend": backend()},
-        doc="XEP-0049 Private XML Storage.",
-    ),
     "mod_vcard": Section(
         {
             "iqdisc": iqdisc("parallel"),

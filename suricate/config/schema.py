@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from suricate.config.modules_spec import MODULES, UNAVAILABLE_MODULES
+from suricate.config.catalog import CATALOG, ModuleCatalog, ModuleNotLoadable, module_options
+from suricate.config.modules_spec import UNAVAILABLE_MODULES
 from suricate.config.spec import (
     DEFAULTS,
+    INVALID,
     OMIT,
     AnyScalar,
     Bool,
@@ -30,6 +32,7 @@ from suricate.config.spec import (
     PostHook,
     Regexp,
     Section,
+    Spec,
     Str,
     ip_version_of,
     join,
@@ -1004,13 +1007,43 @@ _ACCESS = MapOf(
     defaults=DEFAULT_ACCESS,
 )
 
-_MODULES = Section(
-    {name: Option(spec, OMIT, spec.doc) for name, spec in MODULES.items()},
-    doc="Extension modules; a module is enabled by its `[modules.NAME]` table.",
-    unavailable={
-        name: "module is not available in this version of Suricate" for name in UNAVAILABLE_MODULES
-    },
-    unknown_message="unknown module",
+class ModulesSpec(Spec):
+    """`[modules]`: one table per enabled module, each validated by the spec its module
+    declares (`Module.options`), looked up in the module catalogue by section name."""
+
+    doc = "Extension modules; a module is enabled by its `[modules.NAME]` table."
+
+    def __init__(self, catalog: ModuleCatalog, unavailable: Mapping[str, str]) -> None:
+        self.catalog = catalog
+        self.unavailable = dict(unavailable)
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, dict):
+            return self._wrong_type(value, path, ctx)
+        before = len(ctx.problems)
+        result: dict[str, Any] = {}
+        for name, raw in value.items():
+            sub = join(path, name)
+            if name in self.catalog:
+                try:
+                    section = module_options(self.catalog, name)
+                except ModuleNotLoadable as exc:
+                    ctx.error(sub, str(exc))
+                    continue
+                result[name] = section.normalize(raw, sub, ctx)
+            elif name in self.unavailable:
+                ctx.error(sub, self.unavailable[name])
+            else:
+                ctx.error(sub, "unknown module")
+        return INVALID if len(ctx.problems) > before else result
+
+    def describe(self) -> str:
+        return "a table of module tables"
+
+
+_MODULES = ModulesSpec(
+    CATALOG,
+    {name: "module is not available in this version of Suricate" for name in UNAVAILABLE_MODULES},
 )
 
 _INTERNAL_DATABASES = Section(

@@ -1,18 +1,33 @@
 """The module API: a module declares what it provides as class data; the loader wires it.
 
-A module is one feature, named like MongooseIM's (``mod_ping``). It declares its XEPs, the
-modules it needs, its hooks (hook, method name, priority), its IQ handlers (scope, namespace,
-method name) and its disco features; ``start``/``stop`` are for anything else. Options come
-from ``[modules.<name>]`` already validated and defaulted by the config spec.
+A module is one feature, named like MongooseIM's (``mod_ping``), in one place: a file of
+``suricate/modules/`` or a package for a big one (``mod_muc/``), or an operator's own package
+registered under the entry-point group ``suricate.modules`` (see docs/modules.md). It declares:
+
+- ``options``: the spec of its ``[modules.<name>]`` table; ``check-config`` validates it with
+  the TOML path of every problem and ``docs/configuration.md`` is generated from it. The
+  module receives the validated, defaulted table as ``self.opts``;
+- ``store``: its storage (a ``ModuleStore`` subclass with its own numbered migrations), built
+  over the server's database as ``self.store`` when the module starts;
+- its XEPs, the modules it needs (``deps``), hooks (hook, method name, priority), IQ handlers
+  (scope, namespace, method name), disco features, and per-session state through
+  ``SessionSlot``; instrumentation events are declared next to the code that emits them
+  (``suricate.instrument.events.declare``);
+- ``start``/``stop`` for anything else (timers, caches).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from suricate.config.spec import ConfigError, Context, Section
 from suricate.core import hooks as H
+from suricate.storage.base import Storage
+from suricate.storage.module_store import ModuleStore, load_module_migrations, migrate_module
+from suricate.storage.sql import SqlStorage
 
 if TYPE_CHECKING:
     from suricate.core.iq import Scope
@@ -20,9 +35,47 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.modules")
 
+T = TypeVar("T")
+
+
+class SessionSlot(Generic[T]):
+    """Per-session state a module owns, kept in ``session.module_state`` under ``key`` (the
+    module's name, or ``"<module>.<what>"`` for a module with several), never as a new
+    attribute of the c2s object. One dict lookup: cheap enough for the delivery path."""
+
+    __slots__ = ("key", "factory")
+
+    def __init__(self, key: str, factory: Callable[[], T] | None = None) -> None:
+        self.key = key
+        self.factory = factory
+
+    def get(self, session: Any) -> T | None:
+        return session.module_state.get(self.key)  # type: ignore[no-any-return]
+
+    def setdefault(self, session: Any) -> T:
+        state: dict[str, Any] = session.module_state
+        value = state.get(self.key)
+        if value is None:
+            if self.factory is None:
+                raise LookupError(f"session slot {self.key} has no value and no factory")
+            value = state[self.key] = self.factory()
+        return value  # type: ignore[no-any-return]
+
+    def set(self, session: Any, value: T) -> None:
+        session.module_state[self.key] = value
+
+    def pop(self, session: Any) -> T | None:
+        return session.module_state.pop(self.key, None)  # type: ignore[no-any-return]
+
 
 class Module:
     name: ClassVar[str]
+    #: The spec of ``[modules.<name>]`` (its ``doc`` is the module's line in the reference).
+    options: ClassVar[Section] = Section({})
+    #: The module's storage, or None; an instance is ``self.store`` once the module started.
+    store_class: ClassVar[type[ModuleStore] | None] = None
+    #: The ``store_class`` instance, set by the loader before ``start`` (modules with one only).
+    store: Any
     xeps: ClassVar[tuple[str, ...]] = ()
     deps: ClassVar[tuple[str, ...]] = ()
     hooks: ClassVar[tuple[tuple[H.Hook, str, int], ...]] = ()
@@ -86,3 +139,23 @@ def load_order(selected: Mapping[str, Any], registry: Mapping[str, type[Module]]
     for name in selected:
         visit(name)
     return order
+
+
+def module_defaults(options: Section, name: str, base_dir: Path) -> dict[str, Any]:
+    """The options of a module enabled without a table of its own (a dependency)."""
+    ctx = Context(base_dir)
+    opts = options.normalize({}, f"modules.{name}", ctx)
+    if ctx.problems:  # a required option: the config check names the dependency
+        raise ConfigError(ctx.problems)
+    return opts  # type: ignore[no-any-return]
+
+
+async def open_module_store(storage: Storage, name: str,
+                            store_class: type[ModuleStore]) -> ModuleStore:
+    """Build a module's store over the server's database, applying its migrations first."""
+    if not isinstance(storage, SqlStorage):
+        raise TypeError(f"{name}: module stores need an SQL backend, not {storage!r}")
+    if store_class.migrations is not None:
+        await migrate_module(
+            storage, name, load_module_migrations(store_class.migrations, storage.dialect))
+    return store_class(storage)

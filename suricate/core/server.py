@@ -27,7 +27,7 @@ from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
-from suricate.core.module import Module, load_order
+from suricate.core.module import Module, load_order, module_defaults, open_module_store
 from suricate.core.router import Router
 from suricate.core.sessions import SessionTable
 from suricate.instrument import Instrumentation
@@ -36,6 +36,7 @@ from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.storage import Storage, create_storage
+from suricate.storage.module_store import ModuleStore
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Server:
         self.auth = AuthService(self)
         self.module_registry = module_registry
         self.modules: dict[str, Module] = {}
+        self.module_stores: dict[str, ModuleStore] = {}
         self.listeners: list[Listener] = []
         self._sweeps: list[HibernationSweep] = []
         self._sni_certs = dict(sni_certs or {})
@@ -204,7 +206,13 @@ class Server:
         selected = self.cfg.get("modules", {})
         for name in load_order(selected, self.module_registry):
             cls = self.module_registry[name]
-            module = cls(self, selected.get(name, {}))
+            opts = selected.get(name)
+            if opts is None:
+                # A dependency nobody configured runs with its declared defaults (MongooseIM).
+                opts = module_defaults(cls.options, name, self.base_dir)
+            module = cls(self, opts)
+            if cls.store_class is not None:
+                module.store = await self.open_module_store(name, cls.store_class)
             module.wire()
             await module.start()
             self.modules[name] = module
@@ -295,6 +303,25 @@ class Server:
             for session in list(self.sessions):
                 if isinstance(session, C2S) and session.jid.domain == domain:
                     session.stream_error(StreamError("host-unknown", "domain disabled"))
+
+    async def open_module_store(self, name: str, store_class: type[ModuleStore]) -> ModuleStore:
+        store = self.module_stores.get(name)
+        if store is None:
+            store = self.module_stores[name] = await open_module_store(
+                self.storage, name, store_class)
+        return store
+
+    async def open_module_stores(self) -> None:
+        """The stores of the configured modules without starting them: what account commands
+        of the CLI need so that removing an account removes the modules' data too."""
+        for name in load_order(self.cfg.get("modules", {}), self.module_registry):
+            store_class = self.module_registry[name].store_class
+            if store_class is not None:
+                await self.open_module_store(name, store_class)
+
+    def module_user_tables(self) -> tuple[str, ...]:
+        """The account-keyed tables of the open module stores (removed with an account)."""
+        return tuple(t for store in self.module_stores.values() for t in store.user_tables)
 
     async def user_exists(self, jid: JID) -> bool:
         if jid.local is None or not self.is_local_domain(jid.domain):

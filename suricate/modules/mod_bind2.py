@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.xml import ns
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 class ModBind2(Module):
     name = "mod_bind2"
+    options = MODULE_SPECS["mod_bind2"]
     xeps = ("0386",)
     deps = ("mod_sasl2",)
     hooks = ((H.SASL2_INLINE_FEATURES, "inline_feature", 40),)

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -61,6 +62,7 @@ def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
 
 class ModBlocking(Module):
     name = "mod_blocking"
+    options = MODULE_SPECS["mod_blocking"]
     xeps = ("0191",)
     hooks = (
         (H.SESSION_OPENED, "load_blocklist", 20),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 class ModCarboncopy(Module):
     name = "mod_carboncopy"
+    options = MODULE_SPECS["mod_carboncopy"]
     xeps = ("0280",)
     iq_handlers = (("sm", ns.CARBONS, "iq_enable"),)
     features = (ns.CARBONS,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.protocol.c2s import C2SState as S
@@ -30,6 +31,7 @@ class CsiState:
 
 class ModCsi(Module):
     name = "mod_csi"
+    options = MODULE_SPECS["mod_csi"]
     xeps = ("0352",)
     hooks = (
         (H.C2S_STREAM_FEATURES, "stream_features", 60),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -41,6 +42,7 @@ def server_info_form(entries: Sequence[Mapping[str, Any]], module: str) -> Eleme
 
 class ModDisco(Module):
     name = "mod_disco"
+    options = MODULE_SPECS["mod_disco"]
     xeps = ("0030", "0128", "0157")
     iq_handlers = (
         ("local", ns.DISCO_INFO, "local_info"),

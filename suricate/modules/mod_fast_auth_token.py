@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
@@ -76,6 +77,7 @@ class FastAttempt:
 
 class ModFastAuthToken(Module):
     name = "mod_fast_auth_token"
+    options = MODULE_SPECS["mod_fast_auth_token"]
     xeps = ("0484",)
     deps = ("mod_sasl2",)
     hooks = (

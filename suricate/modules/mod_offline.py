@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID
@@ -40,6 +41,7 @@ _STORED_TYPES = frozenset({"normal", "chat"})
 
 class ModOffline(Module):
     name = "mod_offline"
+    options = MODULE_SPECS["mod_offline"]
     xeps = ("0160", "0203")
     hooks = (
         (H.OFFLINE_MESSAGE, "store", 50),

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -54,6 +55,7 @@ class PingState:
 
 class ModPing(Module):
     name = "mod_ping"
+    options = MODULE_SPECS["mod_ping"]
     xeps = ("0199",)
     iq_handlers = (
         ("local", ns.PING, "ping_server"),

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from suricate.auth.service import STORED_METHODS, TooManyUsers
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -66,6 +67,7 @@ def password_entropy(password: str) -> float:
 
 class ModRegister(Module):
     name = "mod_register"
+    options = MODULE_SPECS["mod_register"]
     xeps = ("0077",)
     hooks = (
         (H.C2S_PREAUTH_IQ, "preauth_iq", 50),

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -101,6 +102,7 @@ MOD_ROSTER_PUSH = declare("mod_roster_push", ("host_type",), {"count": SPIRAL},
 
 class ModRoster(Module):
     name = "mod_roster"
+    options = MODULE_SPECS["mod_roster"]
     xeps = ("0237",)
     hooks = (
         (H.SESSION_OPENED, "load_roster", 10),

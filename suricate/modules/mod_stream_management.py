@@ -23,6 +23,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.protocol.c2s import C2SState as S
@@ -40,6 +41,7 @@ log = logging.getLogger("suricate.mod_stream_management")
 
 class ModStreamManagement(Module):
     name = "mod_stream_management"
+    options = MODULE_SPECS["mod_stream_management"]
     xeps = ("0198",)
     hooks = (
         (H.C2S_STREAM_FEATURES, "stream_features", 50),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.protocol.errors import StanzaError
@@ -23,6 +24,7 @@ def entity_time(now: datetime.datetime | None = None) -> Element:
 
 class ModTime(Module):
     name = "mod_time"
+    options = MODULE_SPECS["mod_time"]
     xeps = ("0202",)
     iq_handlers = (("local", ns.TIME, "time"),)
     features = (ns.TIME,)

@@ -6,6 +6,7 @@ are accepted so that MongooseIM configurations load unchanged.
 
 from __future__ import annotations
 
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.modules.mod_disco import SERVER_NAME
@@ -20,6 +21,7 @@ MAX_VCARD_BYTES = 64 * 1024
 
 class ModVcard(Module):
     name = "mod_vcard"
+    options = MODULE_SPECS["mod_vcard"]
     xeps = ("0054",)
     iq_handlers = (
         ("sm", ns.VCARD, "account_vcard"),

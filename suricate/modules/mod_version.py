@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 
 import suricate
+from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.modules.mod_disco import SERVER_NAME
@@ -15,6 +16,7 @@ from suricate.xml.element import Element
 
 class ModVersion(Module):
     name = "mod_version"
+    options = MODULE_SPECS["mod_version"]
     xeps = ("0092",)
     iq_handlers = (("local", ns.VERSION, "version"),)
     features = (ns.VERSION,)

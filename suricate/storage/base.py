@@ -157,7 +157,8 @@ class Storage(ABC):
         """Replace the credentials; False if the account does not exist."""
 
     @abstractmethod
-    async def remove_user(self, server: str, username: str) -> bool:
+    async def remove_user(self, server: str, username: str,
+                          module_tables: Sequence[str] = ()) -> bool:
         """Delete the account and all its data (roster, offline, ...) atomically.
 
         Returns whether the account row existed; the data of a user without an account
@@ -225,14 +226,6 @@ class Storage(ABC):
 
     @abstractmethod
     async def get_last(self, server: str, user: str) -> tuple[int, str] | None: ...
-
-    # -- private XML storage (XEP-0049) ---------------------------------------------------
-
-    @abstractmethod
-    async def set_private(self, server: str, user: str, namespace: str, xml: str) -> None: ...
-
-    @abstractmethod
-    async def get_private(self, server: str, user: str, namespace: str) -> str | None: ...
 
     # -- vCard (XEP-0054) -----------------------------------------------------------------
 

@@ -102,7 +102,6 @@ _USER_DATA_TABLES: tuple[str, ...] = (
     "roster_versions",
     "offline_messages",
     "last_activity",
-    "private_storage",
     "vcards",
     "blocklist",
     "fast_auth_token",
@@ -285,9 +284,12 @@ class SqlStorage(Storage):
         )
         return changed > 0
 
-    async def remove_user(self, server: str, username: str) -> bool:
+    async def remove_user(self, server: str, username: str,
+                          module_tables: Sequence[str] = ()) -> bool:
         async with self._session(transaction=True) as ex:
-            for table in _USER_DATA_TABLES:
+            # Modules' tables (ModuleStore.user_tables) go in the same transaction: an account
+            # is removed with all of its data or not at all.
+            for table in (*module_tables, *_USER_DATA_TABLES):
                 await ex.execute(
                     f"DELETE FROM {table} WHERE server = ? AND username = ?", server, username
                 )
@@ -462,27 +464,6 @@ class SqlStorage(Storage):
             user,
         )
         return None if row is None else (int(row[0]), row[1])
-
-    # -- private XML storage -------------------------------------------------------------------
-
-    async def set_private(self, server: str, user: str, namespace: str, xml: str) -> None:
-        await self._execute(
-            "INSERT INTO private_storage (server, username, namespace, data) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (server, username, namespace) DO UPDATE SET data = excluded.data",
-            server,
-            user,
-            namespace,
-            xml,
-        )
-
-    async def get_private(self, server: str, user: str, namespace: str) -> str | None:
-        row = await self._fetch_one(
-            "SELECT data FROM private_storage WHERE server = ? AND username = ? AND namespace = ?",
-            server,
-            user,
-            namespace,
-        )
-        return None if row is None else row[0]
 
     # -- vCard ---------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from suricate.core.module import open_module_store
+from suricate.modules.mod_private.store import PrivateStore
 from suricate.storage import OfflineMessage, RosterItem, StorageError
 from suricate.storage.sql import SqlStorage
 
@@ -90,12 +92,18 @@ async def test_unicode_user(storage: SqlStorage) -> None:
 # -- remove_user cascades --------------------------------------------------------------------
 
 
+async def _private(storage: SqlStorage) -> PrivateStore:
+    store = await open_module_store(storage, "mod_private", PrivateStore)
+    assert isinstance(store, PrivateStore)
+    return store
+
+
 async def _fill(storage: SqlStorage, user: str) -> None:
     await storage.put_roster_item(S, user, RosterItem("c@x.org", groups=("G",)))
     await storage.set_roster_version(S, user, "v1")
     await storage.store_offline(S, user, OfflineMessage(1.0, "c@x.org", f"{user}@{S}", "<m/>"))
     await storage.set_last(S, user, 100, "gone")
-    await storage.set_private(S, user, "storage:bookmarks", "<storage/>")
+    await (await _private(storage)).set_private(S, user, "storage:bookmarks", "<storage/>")
     await storage.set_vcard(S, user, "<vCard/>")
     await storage.block(S, user, ["spam@x.org"])
 
@@ -106,7 +114,7 @@ async def _data(storage: SqlStorage, user: str) -> tuple[object, ...]:
         await storage.get_roster_version(S, user),
         await storage.count_offline(S, user),
         await storage.get_last(S, user),
-        await storage.get_private(S, user, "storage:bookmarks"),
+        await (await _private(storage)).get_private(S, user, "storage:bookmarks"),
         await storage.get_vcard(S, user),
         await storage.get_blocklist(S, user),
     )
@@ -118,7 +126,7 @@ async def test_remove_user_deletes_all_their_data(storage: SqlStorage) -> None:
         await _fill(storage, user)
     bob_before = await _data(storage, "bob")
 
-    assert await storage.remove_user(S, "alice") is True
+    assert await storage.remove_user(S, "alice", PrivateStore.user_tables) is True
 
     assert await storage.get_user(S, "alice") is None
     assert await _data(storage, "alice") == ([], None, 0, None, None, None, [])
@@ -131,7 +139,7 @@ async def test_remove_user_deletes_all_their_data(storage: SqlStorage) -> None:
 async def test_remove_user_without_account_row_still_clears_data(storage: SqlStorage) -> None:
     # Anonymous / external-auth users have data but no users row.
     await _fill(storage, "anon-1234")
-    assert await storage.remove_user(S, "anon-1234") is False
+    assert await storage.remove_user(S, "anon-1234", PrivateStore.user_tables) is False
     assert await _data(storage, "anon-1234") == ([], None, 0, None, None, None, [])
 
 
@@ -331,20 +339,21 @@ async def test_last_activity(storage: SqlStorage) -> None:
 
 
 async def test_private_storage(storage: SqlStorage) -> None:
-    assert await storage.get_private(S, "alice", "storage:bookmarks") is None
-    await storage.set_private(
+    private = await _private(storage)
+    assert await private.get_private(S, "alice", "storage:bookmarks") is None
+    await private.set_private(
         S, "alice", "storage:bookmarks", "<storage xmlns='storage:bookmarks'/>"
     )
-    await storage.set_private(
+    await private.set_private(
         S, "alice", "storage:rosternotes", "<storage xmlns='storage:rosternotes'/>"
     )
     xml = "<storage xmlns='storage:bookmarks'><conference name='Café ☕'/></storage>"
-    await storage.set_private(S, "alice", "storage:bookmarks", xml)
-    assert await storage.get_private(S, "alice", "storage:bookmarks") == xml
-    assert await storage.get_private(S, "alice", "storage:rosternotes") == (
+    await private.set_private(S, "alice", "storage:bookmarks", xml)
+    assert await private.get_private(S, "alice", "storage:bookmarks") == xml
+    assert await private.get_private(S, "alice", "storage:rosternotes") == (
         "<storage xmlns='storage:rosternotes'/>"
     )
-    assert await storage.get_private(S, "bob", "storage:bookmarks") is None
+    assert await private.get_private(S, "bob", "storage:bookmarks") is None
 
 
 async def test_vcard(storage: SqlStorage) -> None:

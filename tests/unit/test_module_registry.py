@@ -1,4 +1,5 @@
-"""The lazy ``suricate.modules.MODULES``: names known without imports, classes on lookup."""
+"""The module catalogue (``suricate.modules.MODULES``): names known without imports, classes on
+lookup, every shipped module found by listing the folder."""
 
 from __future__ import annotations
 
@@ -6,22 +7,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suricate.config.modules_spec import MODULES as SPECS
+from suricate.config.catalog import CATALOG as MODULES
+from suricate.config.spec import Section
 from suricate.core.module import Module
-from suricate.modules import MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_module_file_is_registered_under_its_name() -> None:
-    files = {p.stem for p in (ROOT / "suricate" / "modules").glob("mod_*.py")}
-    assert set(MODULES) == files
+    folder = ROOT / "suricate" / "modules"
+    files = {p.stem for p in folder.glob("mod_*.py")}
+    packages = {p.parent.name for p in folder.glob("mod_*/__init__.py")}
+    assert packages, "at least one module is a package (mod_private)"
+    assert set(MODULES.builtin_names()) == files | packages
     for name in MODULES:
         cls = MODULES[name]
         assert issubclass(cls, Module)
         assert cls.name == name
         assert MODULES[name] is cls  # looked up once
-        assert name in SPECS  # a [modules.<name>] section validates
+        assert isinstance(cls.options, Section)  # a [modules.<name>] section validates
 
 
 def test_mapping_behaviour() -> None:

@@ -5,14 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.modules.mod_private.store import PrivateStore
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
+
+
+def _store(ctx: Context) -> PrivateStore:
+    # The category is mod_private's: without the module there is nothing to read or write.
+    module = ctx.server.modules.get("mod_private")
+    if module is None:
+        raise fail("mod_private is not enabled", "module_not_loaded")
+    store: PrivateStore = module.store
+    return store
 
 
 async def get_private(ctx: Context, a: dict[str, Any]) -> str:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
-    xml = await ctx.server.storage.get_private(user.domain, user.local or "", a["nameSpace"])
+    xml = await _store(ctx).get_private(user.domain, user.local or "", a["nameSpace"])
     # XEP-0049 §3.2: nothing stored reads as the empty element that was asked for.
     return xml if xml is not None else Element(a["element"], a["nameSpace"]).serialize()
 
@@ -27,7 +37,7 @@ async def set_private(ctx: Context, a: dict[str, Any]) -> str:
     if len(elements) != 1 or not elements[0].xmlns:
         raise fail("elementString: give one element with its namespace", "bad_element")
     element = elements[0]
-    await ctx.server.storage.set_private(user.domain, user.local or "", element.xmlns,
+    await _store(ctx).set_private(user.domain, user.local or "", element.xmlns,
                                          element.serialize())
     return "Private data stored successfully"
 

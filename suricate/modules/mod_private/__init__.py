@@ -4,8 +4,11 @@ one slot per namespace, readable and writable by the account alone.
 
 from __future__ import annotations
 
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Section
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
+from suricate.modules.mod_private.store import PrivateStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -18,6 +21,10 @@ _NOT_A_SLOT = frozenset({ns.PRIVATE, ns.CLIENT, ""})
 
 class ModPrivate(Module):
     name = "mod_private"
+    options = Section({"iqdisc": iqdisc("one_queue"), "backend": backend()},
+                      doc="XEP-0049 Private XML Storage.")
+    store_class = PrivateStore
+    store: PrivateStore
     xeps = ("0049",)
     iq_handlers = (("sm", ns.PRIVATE, "private"),)
     sm_features = (ns.PRIVATE,)
@@ -48,7 +55,7 @@ class ModPrivate(Module):
             by_ns.setdefault(child.xmlns, []).append(child)
         for namespace, elements in by_ns.items():
             xml = "".join(e.serialize() for e in elements)
-            await self.server.storage.set_private(domain, local, namespace, xml)
+            await self.store.set_private(domain, local, namespace, xml)
 
     async def _retrieve(self, domain: str, local: str, children: list[Element]) -> Element:
         result = Element("query", ns.PRIVATE)
@@ -57,7 +64,7 @@ class ModPrivate(Module):
             if child.xmlns in seen:
                 continue
             seen.add(child.xmlns)
-            stored = await self.server.storage.get_private(domain, local, child.xmlns)
+            stored = await self.store.get_private(domain, local, child.xmlns)
             elements = _parse_stored(stored) if stored else []
             if elements:
                 for element in elements:

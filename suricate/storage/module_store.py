@@ -1,0 +1,132 @@
+"""A module's own storage: its queries and its versioned migrations, over the shared backend.
+
+The core `Storage` keeps what is not a feature (accounts, domains, the schema bookkeeping). A
+feature module that stores something declares a `ModuleStore` subclass (`Module.store`) in its
+own room, next to its numbered SQL scripts:
+
+    suricate/modules/mod_x/
+        __init__.py          class ModX(Module): store = XStore
+        store.py             class XStore(ModuleStore): migrations = __package__; queries
+        migrations/sqlite/0001_x.sql
+        migrations/pgsql/0001_x.sql
+
+The SQL is written once with `?` placeholders, as in `storage/sql.py`; the backend spells them
+for its driver. Migrations are numbered per module and recorded in `module_schema_version`
+(module, version), so two modules never compete for a number and a module can be developed,
+enabled or upgraded on its own. They run when the server starts with the module enabled.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .base import StorageError
+from .sql import Executor, Migration, Row
+
+if TYPE_CHECKING:
+    from .sql import SqlStorage
+
+__all__ = ["ModuleStore", "load_module_migrations", "migrate_module"]
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+# Valid in both dialects; created by the first module migration run.
+_MODULE_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS module_schema_version ("
+    "module TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
+    "applied_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (module, version))"
+)
+
+
+class ModuleStore:
+    """Base of a module's store. Subclasses add the queries of their feature."""
+
+    #: The package whose `migrations/<dialect>/` folder holds this store's scripts, usually
+    #: the module package itself (`__package__`); None for a store without tables of its own.
+    migrations: ClassVar[str | None] = None
+    #: Tables keyed by (server, username): erased with the account, in the same transaction.
+    user_tables: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, db: SqlStorage) -> None:
+        self.db = db
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    @property
+    def no_limit(self) -> int | None:
+        """What `LIMIT ?` takes to mean "no limit" in this dialect."""
+        return self.db._NO_LIMIT
+
+    # -- running statements --------------------------------------------------------------
+    def session(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Executor]:
+        """A connection (inside a transaction if asked): several statements, one round trip
+        to the pool, all or nothing with `transaction`."""
+        return self.db._session(transaction=transaction)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self.db._execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self.db._fetch(sql, *args)
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        return await self.db._fetch_one(sql, *args)
+
+
+def load_module_migrations(package: str, dialect: str) -> list[Migration]:
+    """The numbered scripts of `<package>/migrations/<dialect>/`, in order."""
+    folder = resources.files(package).joinpath("migrations", dialect)
+    if not folder.is_dir():
+        raise StorageError(f"{package} has no migrations for storage dialect {dialect!r}")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match is not None:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
+        raise StorageError(f"{package} {dialect} migrations must have distinct numbers >= 1, "
+                           f"found {versions}")
+    return found
+
+
+async def migrate_module(db: SqlStorage, module: str, migrations: Sequence[Migration]) -> None:
+    """Apply `module`'s migrations not yet recorded, one transaction each (a failure leaves the
+    module at its last good version), under the backend's migration lock."""
+    if not migrations:
+        return
+    async with db._session(transaction=True) as ex:
+        await db._lock_migrations(ex)
+        await ex.script(_MODULE_VERSION_DDL)
+    known = migrations[-1].version
+    for migration in migrations:
+        async with db._session(transaction=True) as ex:
+            await db._lock_migrations(ex)
+            rows = await ex.fetch(
+                "SELECT version FROM module_schema_version WHERE module = ?", module)
+            applied = {row[0] for row in rows}
+            if applied and max(applied) > known:
+                raise StorageError(
+                    f"{module}: database schema version {max(applied)} is newer than this "
+                    f"Suricate supports ({known})")
+            if migration.version in applied:
+                continue
+            await ex.script(migration.sql)
+            await ex.execute(
+                "INSERT INTO module_schema_version (module, version, name, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                module, migration.version, migration.name, time.time())
+
+
+async def module_versions(db: SqlStorage, module: str) -> list[int]:
+    rows = await db._fetch(
+        "SELECT version FROM module_schema_version WHERE module = ? ORDER BY version", module)
+    return [row[0] for row in rows]
