@@ -36,8 +36,10 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
+	$(BIN)/lint-imports
 
 test: $(STAMP) $(JS_STAMP) peers
 	$(BIN)/ruff check suricate tests
 	$(BIN)/mypy suricate
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider tests
