@@ -337,10 +337,8 @@ class Server:
         return await self.auth.user_exists(jid)
 
     def access_allows(self, rule: str, user: JID) -> bool:
-        if rule == "all":
-            return True
-        value = self.access.evaluate(rule, user.local, user.domain, user.resource, user.domain)
-        return value == "allow"
+        """Access rule ``rule`` for a JID of ours, checked for its own domain."""
+        return self.access.allows(rule, user.local, user.domain, user.resource, user.domain)
 
     def max_user_sessions(self, user: JID) -> int | None:
         value = self.access.evaluate("max_user_sessions", user.local, user.domain, None,
