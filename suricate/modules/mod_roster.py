@@ -28,7 +28,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
-from suricate.modules import subscription as sub
+from suricate.protocol import subscription as sub
 from suricate.protocol.errors import StanzaError
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
