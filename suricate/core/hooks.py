@@ -36,7 +36,13 @@ Handler = Callable[..., Any]
 #: The handler type a hook declares. Contravariant: a hook takes handlers (it never gives one
 #: out), so ``Hooks.add(hook, handler)`` holds exactly when the handler's type is a subtype of
 #: the declared one (mypy reports a mismatch as "Cannot infer value of type parameter").
-F = TypeVar("F", bound=Handler, contravariant=True)
+#: A hook declared without a type (``X = Hook(name, doc)``) takes any handler (the default).
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as TypeVarWithDefault  # PEP 696, Python 3.13
+
+    F = TypeVarWithDefault("F", bound=Handler, contravariant=True, default=Handler)
+else:
+    F = TypeVar("F", bound=Handler, contravariant=True)
 R = TypeVar("R")
 
 

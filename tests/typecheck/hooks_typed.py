@@ -34,7 +34,13 @@ def no_arguments(acc: None) -> None:
     pass
 
 
+#: Declared without a handler type (the form hooks may still be added in): takes any handler.
+UNTYPED = H.Hook("untyped", "fold(acc, ...) -> acc")
+
+
 def check(hooks: H.Hooks) -> None:
+    hooks.add(UNTYPED, features)
+    hooks.add(UNTYPED, account_created, 60)
     hooks.add(H.USER_SEND_PACKET, consumes)
     hooks.add(H.USER_SEND_PACKET, stops, 10)
     hooks.add(H.REGISTER_USER, account_created)
