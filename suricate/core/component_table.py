@@ -101,8 +101,8 @@ class ComponentTable:
         if component is None:
             return False
         access = component.opts.get("access") or "all"
-        if access != "all" and self.server.access.evaluate(
-                access, frm.local, frm.domain, frm.resource, frm.domain) != "allow":
+        if not self.server.access.allows(access, frm.local, frm.domain, frm.resource,
+                                         frm.domain):
             # listen.component.access decides who may send to the components.
             self.server.router.bounce(stanza, StanzaError("forbidden"))
             return True
