@@ -150,18 +150,18 @@ class ModHttpUpload(Module):
         size_text = request.get("size") or ""
         content_type = request.get("content-type") or "application/octet-stream"
         if not filename or not size_text.isdigit() or int(size_text) <= 0:
-            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT.name, labels, {"refused_count": 1})
+            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"refused_count": 1})
             raise StanzaError("bad-request", "a slot needs a filename and a positive size")
         size = int(size_text)
         if size > self.max_size:
-            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT.name, labels, {"refused_count": 1})
+            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"refused_count": 1})
             too_large = Element("file-too-large", UPLOAD)
             too_large.add("max-file-size", text=str(self.max_size))
             raise StanzaError("not-acceptable",
                               f"File too large. The maximum file size is {self.max_size} bytes",
                               "modify", too_large)
         slot = self._s3_slot(filename, size, content_type)
-        self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT.name, labels, {"count": 1})
+        self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
         out = Element("slot", UPLOAD)
         put = out.add("put", attrs={"url": slot.put})
         for name, value in slot.put_headers:
