@@ -35,9 +35,11 @@ serve: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check suricate tests
-	$(BIN)/mypy suricate
+	$(BIN)/mypy suricate tests/typecheck
+	$(BIN)/lint-imports
 
 test: $(STAMP) $(JS_STAMP) peers
 	$(BIN)/ruff check suricate tests
-	$(BIN)/mypy suricate
+	$(BIN)/mypy suricate tests/typecheck
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider tests

@@ -4,3 +4,23 @@ Schema first: the ``.graphql`` files under ``schema/`` are the API; ``resolvers/
 field its code (one file per category) and ``schema.py`` refuses to build a schema with a field
 left without one. The command line is generated from the same admin schema (``suricate.cli``).
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from suricate.core.server import HttpHandlerFactory, Server
+    from suricate.net.http.message import HttpHandler
+
+
+def graphql_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:
+    """``mongoose_graphql_handler``; graphql-core is imported only when one is configured."""
+    from suricate.admin.endpoint import GraphQLEndpoint
+
+    return GraphQLEndpoint(server, opts)
+
+
+#: The HTTP handlers of this package, for ``Server(..., http_handlers=HTTP_HANDLERS)``.
+HTTP_HANDLERS: Mapping[str, HttpHandlerFactory] = {"mongoose_graphql_handler": graphql_handler}

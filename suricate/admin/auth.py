@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.admin.context import Caller
-from suricate.auth.passwords import verify_password
 from suricate.jid import JID, InvalidJID
+from suricate.sasl.passwords import verify_password
 
 if TYPE_CHECKING:
     from suricate.core.server import Server

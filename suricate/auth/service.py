@@ -4,31 +4,45 @@ configured database here) and ``anonymous`` (accounts that live as long as their
 Passwords are stored as SCRAM keys (``password.format = "scram"``, the default): salt,
 iterations, stored key and server key per configured hash, so the database never holds a
 password (RFC 5802 §3). ``format = "plain"`` keeps the password itself, as in MongooseIM.
+
+The service sits below the server core (DESIGN §1): what it needs from the server (the
+``[auth]`` section, the storage, a way to run background work and to tell the rest of the
+server that an account came or went) is handed to it by ``Server``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from suricate import sasl
-from suricate.auth.passwords import make_scram_record, verify_password
-from suricate.core import hooks as H
 from suricate.jid import JID
-
-if TYPE_CHECKING:
-    from suricate.core.server import Server
+from suricate.sasl.passwords import make_scram_record, verify_password
+from suricate.storage import Storage
 
 log = logging.getLogger("suricate.auth")
 
 STORED_METHODS = frozenset({"rdbms", "internal"})
 
+#: Told about an account that was created or removed (the server folds its register_user /
+#: remove_user hooks).
+AccountEvent = Callable[[JID], Awaitable[None]]
+#: Runs a coroutine in the background and keeps track of it (``Server.spawn``).
+Spawn = Callable[[Coroutine[Any, Any, Any]], object]
+
 
 class AuthService:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        cfg = server.cfg["auth"]
+    def __init__(self, cfg: Mapping[str, Any], storage: Storage, spawn: Spawn,
+                 registered: AccountEvent, removed: AccountEvent,
+                 module_tables: Callable[[], Sequence[str]] = tuple) -> None:
+        self.cfg = cfg
+        self.storage = storage
+        self._spawn = spawn
+        self._registered = registered
+        self._removed = removed
+        # The enabled modules' account tables: removed with the account, in one transaction.
+        self._module_tables = module_tables
         self.methods: list[str] = list(cfg["methods"])
         password = cfg["password"]
         self.password_format: str = password["format"]
@@ -59,7 +73,7 @@ class AuthService:
             jid = JID(username, domain, None)
         except ValueError:
             return None
-        record = await self.server.storage.get_user(jid.domain, jid.local or "")
+        record = await self.storage.get_user(jid.domain, jid.local or "")
         if record is None:
             return None
         return sasl.CredentialRecord(password=record.password, pass_details=record.pass_details)
@@ -73,33 +87,32 @@ class AuthService:
     async def register(self, jid: JID, password: str) -> bool:
         """Create the account; False if it exists already."""
         assert jid.local is not None
-        limit = self.server.cfg["auth"].get("max_users_per_domain")
-        if limit is not None and await self.server.storage.count_users(jid.domain) >= limit:
+        limit = self.cfg.get("max_users_per_domain")
+        if limit is not None and await self.storage.count_users(jid.domain) >= limit:
             raise TooManyUsers(jid.domain)
         plain, details = self._password_fields(password)
-        created = await self.server.storage.create_user(jid.domain, jid.local, plain, details)
+        created = await self.storage.create_user(jid.domain, jid.local, plain, details)
         if created:
-            await self.server.hooks.fold_async(H.REGISTER_USER, None, jid)
+            await self._registered(jid)
             log.info("auth_register_user jid=%s", jid)
         return created
 
     async def set_password(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
         plain, details = self._password_fields(password)
-        return await self.server.storage.set_password(jid.domain, jid.local, plain, details)
+        return await self.storage.set_password(jid.domain, jid.local, plain, details)
 
     async def remove(self, jid: JID) -> bool:
         assert jid.local is not None
-        removed = await self.server.storage.remove_user(
-            jid.domain, jid.local, self.server.module_user_tables())
+        removed = await self.storage.remove_user(jid.domain, jid.local, self._module_tables())
         if removed:
-            await self.server.hooks.fold_async(H.REMOVE_USER, None, jid)
+            await self._removed(jid)
             log.info("auth_unregister_user jid=%s", jid)
         return removed
 
     async def check_password(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
-        record = await self.server.storage.get_user(jid.domain, jid.local)
+        record = await self.storage.get_user(jid.domain, jid.local)
         if record is None:
             return False
         return verify_password(record.password, record.pass_details, password)
@@ -108,7 +121,7 @@ class AuthService:
         if jid.bare in self._anonymous:
             return True
         assert jid.local is not None
-        return await self.server.storage.user_exists(jid.domain, jid.local)
+        return await self.storage.user_exists(jid.domain, jid.local)
 
     # -- anonymous -------------------------------------------------------------------------
     def anonymous_login(self, jid: JID) -> None:
@@ -119,8 +132,8 @@ class AuthService:
         if count <= 0:
             self._anonymous.pop(jid.bare, None)
             # An anonymous account ends with its last session: its data goes with it.
-            self.server.spawn(self.server.storage.remove_user(
-                jid.domain, jid.local or "", self.server.module_user_tables()))
+            self._spawn(self.storage.remove_user(jid.domain, jid.local or "",
+                                                self._module_tables()))
         else:
             self._anonymous[jid.bare] = count
 

@@ -90,11 +90,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return serve_workers(cfg, base_dir, sni, args.workers, t0)
         except StartFailed as exc:
             raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+    from suricate.admin import HTTP_HANDLERS
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
     async def run() -> None:
-        server = Server(cfg, base_dir, MODULES, sni_certs=sni)
+        server = Server(cfg, base_dir, MODULES, sni_certs=sni, http_handlers=HTTP_HANDLERS)
         await server.start()
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])

@@ -53,11 +53,13 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
 
 
 async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
+    from suricate.admin import HTTP_HANDLERS
     from suricate.cluster.node import ClusterNode
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
-    server = Server(spec.cfg, spec.base_dir, MODULES, sni_certs=spec.sni)
+    server = Server(spec.cfg, spec.base_dir, MODULES, sni_certs=spec.sni,
+                    http_handlers=HTTP_HANDLERS)
     node = ClusterNode(server, spec.index, spec.count, spec.run_dir)
     await node.start()
     try:

@@ -23,6 +23,13 @@ DENY = "deny"
 ALLOW = "allow"
 
 
+def allowed(value: Any) -> bool:
+    """Whether a rule value or a policy (``[s2s] default_policy``, ``mod_register``'s
+    ``ip_access``) grants. The one place "allow" is read: every access decision ends here,
+    through ``AccessControl.allows`` for access rules."""
+    return value == ALLOW
+
+
 def _glob(pattern: str) -> re.Pattern[str]:
     # fnmatchcase semantics (whole value, case-sensitive), compiled once instead of per call.
     return re.compile(fnmatch.translate(pattern))
@@ -162,7 +169,7 @@ class AccessControl:
                 return value
         return DENY if default is _NO_DEFAULT else default
 
-    def is_allowed(
+    def allows(
         self,
         rule: str,
         user: str | None,
@@ -170,5 +177,6 @@ class AccessControl:
         resource: str | None,
         current_domain: str,
     ) -> bool:
-        """Shorthand for rules whose values are "allow"/"deny"."""
-        return self.evaluate(rule, user, server, resource, current_domain) == ALLOW
+        """The access decision: whether rule `rule` (values "allow"/"deny"; "all" and "none"
+        are always defined) lets the JID user@server/resource through."""
+        return allowed(self.evaluate(rule, user, server, resource, current_domain))

@@ -6,6 +6,12 @@ A handler is registered with a priority (lower runs first, as in MongooseIM). Tw
 - ``fold_async``: handlers may be coroutines; used where storage is involved.
 A failing handler is our bug: it is logged with a trace and skipped, so one module cannot take a
 connection down (the caller decides how to answer the peer).
+
+Each hook declares the type of its handlers: ``Hook[F]`` where ``F`` is a ``Callable`` taking
+the accumulator and the hook's arguments and returning ``Folded[acc]`` (fold) or
+``AsyncFolded[acc]`` (fold_async, where a handler may also be a coroutine function).
+``Hooks.add(hook, handler)`` is then checked by mypy against it; the docstring says what the
+arguments mean. The types are for the checker only: a ``Hook`` is a name and a doc at run time.
 """
 
 from __future__ import annotations
@@ -14,13 +20,35 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+    from suricate.jid import JID
+    from suricate.protocol.subscription import Transition
+    from suricate.sasl.base import Mechanism
+    from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.hooks")
 
+Handler = Callable[..., Any]
+#: The handler type a hook declares. Contravariant: a hook takes handlers (it never gives one
+#: out), so ``Hooks.add(hook, handler)`` holds exactly when the handler's type is a subtype of
+#: the declared one (mypy reports a mismatch as "Cannot infer value of type parameter").
+#: A hook declared without a type (``X = Hook(name, doc)``) takes any handler (the default).
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as TypeVarWithDefault  # PEP 696, Python 3.13
 
-@dataclass(frozen=True, slots=True)
-class Hook:
+    F = TypeVarWithDefault("F", bound=Handler, contravariant=True, default=Handler)
+else:
+    F = TypeVar("F", bound=Handler, contravariant=True)
+R = TypeVar("R")
+
+
+# eq=False: a hook is its own identity (hashed by id, the cheapest dict key on the hot path).
+@dataclass(frozen=True, slots=True, eq=False)
+class Hook(Generic[F]):
     name: str
     doc: str
 
@@ -35,104 +63,119 @@ class Stop:
     acc: Any
 
 
-Handler = Callable[..., Any]
+#: What a ``fold`` handler returns: the new accumulator, or ``Stop(acc)``.
+Folded: TypeAlias = R | Stop
+#: What a ``fold_async`` handler returns: the same, or an awaitable of it.
+AsyncFolded: TypeAlias = R | Stop | Awaitable[R | Stop]
 
 # -- c2s stream --------------------------------------------------------------------------------
-C2S_STREAM_FEATURES = Hook(
+C2S_STREAM_FEATURES: Hook[Callable[[list[Element], C2S], Folded[list[Element]]]] = Hook(
     "c2s_stream_features",
     "fold(features: list[Element], c2s) -> list[Element]; the features after authentication "
     "(before auth: c2s_preauth_features)")
-C2S_PREAUTH_FEATURES = Hook(
+C2S_PREAUTH_FEATURES: Hook[Callable[[list[Element], C2S], Folded[list[Element]]]] = Hook(
     "c2s_preauth_features", "fold(features: list[Element], c2s) -> list[Element]")
-C2S_PREAUTH_IQ = Hook(
+C2S_PREAUTH_IQ: Hook[Callable[[bool, C2S, Element], AsyncFolded[bool]]] = Hook(
     "c2s_preauth_iq",
     "fold_async(handled: bool, c2s, iq) -> bool; an IQ before authentication (XEP-0077)")
 
 # -- mobile sessions: SASL2, Bind 2, FAST, stream management, CSI ----------------------------
-SASL2_INLINE_FEATURES = Hook(
+SASL2_INLINE_FEATURES: Hook[Callable[[list[Element], C2S], Folded[list[Element]]]] = Hook(
     "sasl2_inline_features",
     "fold(inline: list[Element], c2s) -> list[Element]; children of the SASL2 <inline/> "
     "feature (XEP-0388 §2.1): Bind 2, FAST, stream management")
-SASL2_MECHANISM = Hook(
+SASL2_MECHANISM: Hook[
+    Callable[[Mechanism | None, C2S, str, Element], Folded[Mechanism | None]]
+] = Hook(
     "sasl2_mechanism",
     "fold(mech|None, c2s, name: str, authenticate: Element) -> Mechanism|None; a mechanism "
     "only offered inline (FAST's HT-*); its owner also supplies the credentials")
-SASL2_SUCCESS = Hook(
+SASL2_SUCCESS: Hook[Callable[[list[Element], C2S, Element], AsyncFolded[list[Element]]]] = Hook(
     "sasl2_success",
     "fold_async(extra: list[Element], c2s, authenticate: Element) -> list[Element]; the "
     "user is authenticated, before the session exists: children for <success/> (FAST "
     "<token/>, XEP-0198 <resumed/>, after which c2s is already established)")
-BIND2_BIND = Hook(
+BIND2_BIND: Hook[Callable[[list[Element], C2S, Element], AsyncFolded[list[Element]]]] = Hook(
     "bind2_bind",
     "fold_async(bound: list[Element], c2s, bind: Element) -> list[Element]; a resource was "
     "bound inline (XEP-0386 §3): enable what <bind/> asks for (SM, carbons, CSI), return the "
     "children of <bound/>")
-BIND2_INLINE_FEATURES = Hook(
+BIND2_INLINE_FEATURES: Hook[Callable[[list[str], C2S], Folded[list[str]]]] = Hook(
     "bind2_inline_features",
     "fold(vars: list[str], c2s) -> list[str]; the features Bind 2 can enable inline")
-C2S_STREAM_ELEMENT = Hook(
+C2S_STREAM_ELEMENT: Hook[Callable[[bool, C2S, Element], Folded[bool]]] = Hook(
     "c2s_stream_element",
     "fold(handled: bool, c2s, el) -> bool; a top-level non-stanza element after auth "
     "(XEP-0198 <enable/> <r/> <a/> <resume/>, XEP-0352 <active/> <inactive/>)")
-SESSION_SUSPEND = Hook(
+SESSION_SUSPEND: Hook[Callable[[bool, C2S], Folded[bool]]] = Hook(
     "session_suspend",
     "fold(kept: bool, c2s) -> bool; the connection of a bound session is gone: True when a "
     "module keeps the session waiting for resumption (XEP-0198)")
-SESSION_RESUMED = Hook(
+SESSION_RESUMED: Hook[Callable[[None, C2S, C2S], Folded[None]]] = Hook(
     "session_resumed",
     "fold(None, new_c2s, old_c2s): a stream took over a waiting session (XEP-0198 §5)")
 
 # -- sessions ----------------------------------------------------------------------------------
-SESSION_OPENED = Hook("session_opened", "fold_async(None, c2s): a resource is bound")
-SESSION_CLOSED = Hook("session_closed", "fold_async(None, c2s, reason: str): a session ended")
-USER_AVAILABLE = Hook(
+SESSION_OPENED: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(
+    "session_opened", "fold_async(None, c2s): a resource is bound")
+SESSION_CLOSED: Hook[Callable[[None, C2S, str], AsyncFolded[None]]] = Hook(
+    "session_closed", "fold_async(None, c2s, reason: str): a session ended")
+USER_AVAILABLE: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(
     "user_available", "fold_async(None, c2s): first available presence of a session")
-UNSET_PRESENCE = Hook(
+UNSET_PRESENCE: Hook[Callable[[None, C2S, str], AsyncFolded[None]]] = Hook(
     "unset_presence",
     "fold_async(None, c2s, status: str): a session ended while available; status is '' "
     "(a client's own unavailable presence is seen by user_send_packet)")
 
 # -- stanza flow -------------------------------------------------------------------------------
-USER_SEND_PACKET = Hook(
+USER_SEND_PACKET: Hook[Callable[[Element | None, C2S], Folded[Element | None]]] = Hook(
     "user_send_packet",
     "fold(stanza|None, c2s) -> stanza|None: a stanza from a client, from already stamped; "
     "None means a handler consumed it")
-USER_RECEIVE_PACKET = Hook(
+USER_RECEIVE_PACKET: Hook[Callable[[Element | None, C2S], Folded[Element | None]]] = Hook(
     "user_receive_packet",
     "fold(stanza|None, c2s) -> stanza|None: about to be delivered to a session")
-PRIVACY_CHECK_INBOUND = Hook(
+PRIVACY_CHECK_INBOUND: Hook[
+    Callable[[bool, Server, JID, JID, Element], AsyncFolded[bool]]
+] = Hook(
     "privacy_check_inbound",
     "fold_async(allow: bool, server, user_jid, from_jid, stanza) -> bool; for an offline "
     "recipient (online ones are filtered by user_receive_packet)")
-PRESENCE_TO_USER = Hook(
+PRESENCE_TO_USER: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "presence_to_user",
     "fold_async(handled: bool, from_jid, to_jid, stanza) -> bool; a presence addressed to a "
     "local user's bare JID (subscriptions, probes, directed presence)")
-OFFLINE_MESSAGE = Hook(
+OFFLINE_MESSAGE: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "offline_message",
     "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took")
 
 # -- accounts ----------------------------------------------------------------------------------
-REGISTER_USER = Hook("register_user", "fold_async(None, jid): an account was created")
-REMOVE_USER = Hook("remove_user", "fold_async(None, jid): an account was removed")
+REGISTER_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
+    "register_user", "fold_async(None, jid): an account was created")
+REMOVE_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
+    "remove_user", "fold_async(None, jid): an account was removed")
 
 # -- discovery ---------------------------------------------------------------------------------
-DISCO_LOCAL_FEATURES = Hook(
+DISCO_LOCAL_FEATURES: Hook[Callable[[set[str], str], Folded[set[str]]]] = Hook(
     "disco_local_features", "fold(features: set[str], domain) -> set[str]: the server's features")
-DISCO_LOCAL_ITEMS = Hook(
+DISCO_LOCAL_ITEMS: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_local_items", "fold(items: list[Element], domain) -> list[Element]")
-DISCO_SM_FEATURES = Hook(
+DISCO_SM_FEATURES: Hook[Callable[[set[str], JID], Folded[set[str]]]] = Hook(
     "disco_sm_features", "fold(features: set[str], user_jid) -> set[str]: an account's features")
-DISCO_INFO_EXTRA = Hook(
+DISCO_INFO_EXTRA: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
-ROSTER_OUT_SUBSCRIPTION = Hook(
+ROSTER_OUT_SUBSCRIPTION: Hook[
+    Callable[[Transition | None, JID, JID, str, Element], AsyncFolded[Transition | None]]
+] = Hook(
     "roster_out_subscription",
     "fold_async(outcome: subscription.Transition|None, user: JID, contact: JID, type: str, "
     "stanza) -> Transition|None: the user sent subscribe/subscribed/unsubscribe/unsubscribed "
     "to the contact (both bare); the roster owner updates the item and says what to route")
-ROSTER_IN_SUBSCRIPTION = Hook(
+ROSTER_IN_SUBSCRIPTION: Hook[
+    Callable[[Transition | None, JID, JID, str, Element], AsyncFolded[Transition | None]]
+] = Hook(
     "roster_in_subscription",
     "fold_async(outcome: subscription.Transition|None, user: JID, contact: JID, type: str, "
     "stanza) -> Transition|None: the contact's subscription stanza reached the local user "
@@ -143,23 +186,23 @@ class Hooks:
     __slots__ = ("_handlers",)
 
     def __init__(self) -> None:
-        self._handlers: dict[Hook, list[tuple[int, Handler]]] = {}
+        self._handlers: dict[Hook[Any], list[tuple[int, Handler]]] = {}
 
-    def add(self, hook: Hook, handler: Handler, priority: int = 50) -> None:
+    def add(self, hook: Hook[F], handler: F, priority: int = 50) -> None:
         if not isinstance(hook, Hook):
             raise TypeError(f"not a hook: {hook!r}")
         entries = self._handlers.setdefault(hook, [])
         entries.append((priority, handler))
         entries.sort(key=lambda e: e[0])
 
-    def remove(self, hook: Hook, handler: Handler) -> None:
+    def remove(self, hook: Hook[F], handler: F) -> None:
         entries = self._handlers.get(hook, [])
         self._handlers[hook] = [e for e in entries if e[1] != handler]
 
-    def has(self, hook: Hook) -> bool:
+    def has(self, hook: Hook[Any]) -> bool:
         return bool(self._handlers.get(hook))
 
-    def fold(self, hook: Hook, acc: Any, *args: Any) -> Any:
+    def fold(self, hook: Hook[Any], acc: Any, *args: Any) -> Any:
         for _, handler in self._handlers.get(hook, ()):
             try:
                 result = handler(acc, *args)
@@ -171,11 +214,11 @@ class Hooks:
             acc = result
         return acc
 
-    async def fold_async(self, hook: Hook, acc: Any, *args: Any) -> Any:
+    async def fold_async(self, hook: Hook[Any], acc: Any, *args: Any) -> Any:
         acc, _ = await self.fold_async_checked(hook, acc, *args)
         return acc
 
-    async def fold_async_checked(self, hook: Hook, acc: Any, *args: Any) -> tuple[Any, bool]:
+    async def fold_async_checked(self, hook: Hook[Any], acc: Any, *args: Any) -> tuple[Any, bool]:
         """``fold_async``, also saying whether a handler failed: a caller whose answer depends
         on the result (was the message stored?) then tells the peer internal-server-error
         (RFC 6120 §8.3.3.8) instead of answering as if the handler had said no."""

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from suricate.core.acl import ALLOW, allowed
 from suricate.core.s2s_in import S2SIn
 from suricate.core.s2s_out import OutgoingLink, Target
 from suricate.jid import JID
@@ -36,7 +37,7 @@ class S2SService:
         self.server = server
         cfg: Mapping[str, Any] = server.cfg["s2s"]
         self.opts: Mapping[str, Any] = cfg["outgoing"]
-        self.default_policy: str = cfg.get("default_policy") or "allow"
+        self.default_policy: str = cfg.get("default_policy") or ALLOW
         self.host_policy = {p["host"].lower(): p["policy"] for p in cfg.get("host_policy", [])}
         # XEP-0185: keys derive from a secret; without [s2s] shared one is made per start
         # (keys then only verify while this process runs, which is what dialback needs).
@@ -62,7 +63,7 @@ class S2SService:
 
     # -- policy ---------------------------------------------------------------------------
     def allows(self, domain: str) -> bool:
-        return self.host_policy.get(domain.lower(), self.default_policy) == "allow"
+        return allowed(self.host_policy.get(domain.lower(), self.default_policy))
 
     def serves(self, domain: str) -> bool:
         """A domain an incoming stream may address: ours, or a connected component's."""

@@ -13,13 +13,15 @@ domain, an s2s listener, or a non-default ``[s2s]`` section at start), component
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate.auth.service import AuthService
+from suricate.core import hooks as H
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
 from suricate.core.component_table import ComponentTable
@@ -45,14 +47,21 @@ if TYPE_CHECKING:
     from suricate.instrument.handler import Handler
     from suricate.instrument.probes import Prober
     from suricate.net.connection import Connection
+    from suricate.net.http.message import HttpHandler
 
 log = logging.getLogger("suricate.server")
+
+#: Makes the handler of one ``[[listen.http.handlers.<kind>]]`` entry. The server makes its
+#: own (``mongoose_prometheus_handler``); handlers of higher layers come from whoever builds
+#: the server (``mongoose_graphql_handler``: ``suricate.admin.HTTP_HANDLERS``), as modules do.
+HttpHandlerFactory = Callable[["Server", Mapping[str, Any]], "HttpHandler"]
 
 
 class Server:
     def __init__(self, cfg: Mapping[str, Any], base_dir: Path,
                  module_registry: Mapping[str, type[Module]],
-                 sni_certs: Mapping[str, CertKey] | None = None) -> None:
+                 sni_certs: Mapping[str, CertKey] | None = None,
+                 http_handlers: Mapping[str, HttpHandlerFactory] | None = None) -> None:
         self.cfg = cfg
         self.base_dir = base_dir
         general = cfg["general"]
@@ -79,8 +88,11 @@ class Server:
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
             self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
         self.access = AccessControl(cfg["acl"], cfg["access"], sorted(self.hosts))
-        self.auth = AuthService(self)
+        self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
+                                registered=self._user_registered, removed=self._user_removed,
+                                module_tables=self.module_user_tables)
         self.module_registry = module_registry
+        self.http_handlers = dict(http_handlers or {})
         self.modules: dict[str, Module] = {}
         self.module_stores: dict[str, ModuleStore] = {}
         self.listeners: list[Listener] = []
@@ -164,7 +176,7 @@ class Server:
         for opts in self.cfg["listen"].get("http", []):
             # Imported only when configured: a server without HTTP pays nothing for it.
             from suricate.net.http.listener import HttpListener
-            http = HttpListener(self, opts)
+            http = HttpListener(opts, self._http_factories(), self.spawn)
             await http.start()
             self.http_listeners.append(http)
         self.started_at = time.time()
@@ -174,6 +186,24 @@ class Server:
             self._prober = Prober(self, self.instrument, interval)
             self._prober.start()
         log.info("server_started hosts=%s", ",".join(sorted(self.hosts)))
+
+    def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:
+        factories: dict[str, Callable[[Mapping[str, Any]], HttpHandler]] = {
+            "mongoose_prometheus_handler": self._prometheus_endpoint}
+        for kind, make in self.http_handlers.items():
+            factories[kind] = functools.partial(make, self)
+        return factories
+
+    def _prometheus_endpoint(self, opts: Mapping[str, Any]) -> HttpHandler:
+        from suricate.instrument.prometheus import PrometheusHandler
+        from suricate.instrument.setup import find_handler
+        from suricate.net.http.prometheus import PrometheusEndpoint
+
+        handler = find_handler(self.instrument, "prometheus")
+        if handler is None:
+            log.warning("prometheus_handler_without_instrumentation: add "
+                        "[instrumentation.prometheus] to measure anything")
+        return PrometheusEndpoint(handler if isinstance(handler, PrometheusHandler) else None)
 
     def _c2s_tls_config(self, opts: Mapping[str, Any] | None) -> TLSConfig | None:
         if opts and opts.get("certfile") and opts.get("early_data") \
@@ -323,16 +353,20 @@ class Server:
         """The account-keyed tables of the open module stores (removed with an account)."""
         return tuple(t for store in self.module_stores.values() for t in store.user_tables)
 
+    async def _user_registered(self, jid: JID) -> None:
+        await self.hooks.fold_async(H.REGISTER_USER, None, jid)
+
+    async def _user_removed(self, jid: JID) -> None:
+        await self.hooks.fold_async(H.REMOVE_USER, None, jid)
+
     async def user_exists(self, jid: JID) -> bool:
         if jid.local is None or not self.is_local_domain(jid.domain):
             return False
         return await self.auth.user_exists(jid)
 
     def access_allows(self, rule: str, user: JID) -> bool:
-        if rule == "all":
-            return True
-        value = self.access.evaluate(rule, user.local, user.domain, user.resource, user.domain)
-        return value == "allow"
+        """Access rule ``rule`` for a JID of ours, checked for its own domain."""
+        return self.access.allows(rule, user.local, user.domain, user.resource, user.domain)
 
     def max_user_sessions(self, user: JID) -> int | None:
         value = self.access.evaluate("max_user_sessions", user.local, user.domain, None,

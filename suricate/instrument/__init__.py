@@ -9,7 +9,13 @@ component) and ``host_type`` (the domain for static hosts; "" when not known yet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.instrument.events import EventSpec
 
 
 class Instrumentation:
@@ -46,8 +52,11 @@ class Instrumentation:
     def router_stanza_dropped(self, host_type: str) -> None:
         pass
 
-    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
-        """Any other declared event (module events such as mod_roster_get, mod_ping_response)."""
+    def emit(self, event: EventSpec, labels: Mapping[str, str],
+             measurements: Mapping[str, float]) -> None:
+        """Any other event, given as the ``EventSpec`` its ``declare(...)`` returned (module
+        events such as ``MOD_ROSTER_GET``, ``MOD_PING_RESPONSE``), never by name: a misspelt
+        event is then an error at import, like a misspelt hook."""
 
     # -- not an event: dynamic domains moved, so cached label keys are stale ----------------
     def labels_changed(self) -> None:

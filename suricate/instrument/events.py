@@ -2,8 +2,10 @@
 
 An event is declared once, by the code that emits it, with ``declare(...)`` at import time
 (like a hook): the server core's events are declared here, a module's next to the module
-(``mod_roster_get`` in ``suricate/modules/mod_roster.py``). Handlers learn every event from
-``EVENTS``; emitting an event nobody declared is our bug and handlers log it.
+(``MOD_ROSTER_GET`` in ``suricate/modules/mod_roster.py``). Code emits the object ``declare``
+returned, never a name (``instrument.emit(MOD_ROSTER_GET, labels, measurements)``), so a
+misspelt event fails at import. Handlers learn every event from ``EVENTS``; emitting an
+``EventSpec`` that was not declared is our bug and handlers log it.
 
 Measurement types follow 6.4:
 - ``spiral``: how many times something happened (a Prometheus counter),
@@ -66,8 +68,10 @@ def declare(name: str, labels: Sequence[str], metrics: Mapping[str, MetricType],
             probe: bool = False) -> EventSpec:
     spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe)
     old = EVENTS.get(name)
-    if old is not None and old != spec:
-        raise ValueError(f"event {name} declared twice, differently")
+    if old is not None:
+        if old != spec:
+            raise ValueError(f"event {name} declared twice, differently")
+        return old  # the same object for everyone: handlers may compare specs by identity
     EVENTS[name] = spec
     return spec
 

@@ -1,8 +1,8 @@
 """The handler interface: what an instrumentation back end (Prometheus, log, ...) implements.
 
 A handler *is* an ``Instrumentation``: the server calls the same typed methods on it as on the
-no-op base. This base turns every typed call into the generic ``emit(event, labels,
-measurements)``, so a new handler only writes ``emit``; a handler that sits on the message
+no-op base. This base turns every typed call into the generic ``emit(spec, labels,
+measurements)`` (``spec`` is the declared ``EventSpec``), so a new handler only writes ``emit``; a handler that sits on the message
 hot path (Prometheus) overrides the typed calls with O(1) updates instead.
 
 To add a handler: subclass ``Handler``, give it a ``name`` and an ``emit``, add it to
@@ -16,7 +16,22 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from suricate.instrument import Instrumentation
-from suricate.instrument.events import AUTH_FAILED_BY_TYPE, ELEMENT_COUNTERS, element_kind
+from suricate.instrument.events import (
+    AUTH_FAILED_BY_TYPE,
+    ELEMENT_COUNTERS,
+    ROUTER_NO_ROUTE_FOUND,
+    ROUTER_STANZA_DROPPED,
+    SM_MESSAGE_BOUNCED,
+    SM_SESSION,
+    TCP_DATA_IN,
+    TCP_DATA_OUT,
+    TLS_DATA_IN,
+    TLS_DATA_OUT,
+    XMPP_ELEMENT_IN,
+    XMPP_ELEMENT_OUT,
+    EventSpec,
+    element_kind,
+)
 from suricate.instrument.size import xml_size
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -70,46 +85,47 @@ class Handler(Instrumentation):
 
     # -- typed calls, as generic events ---------------------------------------------------------
     def xmpp_element_in(self, connection_type: str, host_type: str, element: Element) -> None:
-        self.emit("xmpp_element_in", {"connection_type": connection_type,
-                                      "host_type": self.host_type_of(host_type)},
+        self.emit(XMPP_ELEMENT_IN, {"connection_type": connection_type,
+                                   "host_type": self.host_type_of(host_type)},
                   element_measurements(element, element_size(connection_type, element)))
 
     def xmpp_element_out(self, connection_type: str, host_type: str, element: Element,
                          size: int) -> None:
-        self.emit("xmpp_element_out", {"connection_type": connection_type,
-                                       "host_type": self.host_type_of(host_type)},
+        self.emit(XMPP_ELEMENT_OUT, {"connection_type": connection_type,
+                                    "host_type": self.host_type_of(host_type)},
                   element_measurements(element, size))
 
     def data_in(self, connection_type: str, tls: bool, size: int) -> None:
-        self.emit("tls_data_in" if tls else "tcp_data_in", {"connection_type": connection_type},
+        self.emit(TLS_DATA_IN if tls else TCP_DATA_IN, {"connection_type": connection_type},
                   {"byte_size": size})
 
     def data_out(self, connection_type: str, tls: bool, size: int) -> None:
-        self.emit("tls_data_out" if tls else "tcp_data_out", {"connection_type": connection_type},
+        self.emit(TLS_DATA_OUT if tls else TCP_DATA_OUT, {"connection_type": connection_type},
                   {"byte_size": size})
 
     def auth_failed(self, connection_type: str, host_type: str) -> None:
         spec = AUTH_FAILED_BY_TYPE.get(connection_type)
         if spec is not None:
-            self.emit(spec.name, {"host_type": self.host_type_of(host_type)}, {"count": 1})
+            self.emit(spec, {"host_type": self.host_type_of(host_type)}, {"count": 1})
 
     def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
-        self.emit("sm_session", {"host_type": self.host_type_of(host_type)},
+        self.emit(SM_SESSION, {"host_type": self.host_type_of(host_type)},
                   {"count": logins - logouts, "logins": logins, "logouts": logouts})
 
     def sm_message_bounced(self, host_type: str) -> None:
-        self.emit("sm_message_bounced", {"host_type": self.host_type_of(host_type)},
+        self.emit(SM_MESSAGE_BOUNCED, {"host_type": self.host_type_of(host_type)},
                   {"count": 1})
 
     def router_no_route_found(self, host_type: str) -> None:
-        self.emit("router_no_route_found", {"host_type": self.host_type_of(host_type)},
+        self.emit(ROUTER_NO_ROUTE_FOUND, {"host_type": self.host_type_of(host_type)},
                   {"count": 1})
 
     def router_stanza_dropped(self, host_type: str) -> None:
-        self.emit("router_stanza_dropped", {"host_type": self.host_type_of(host_type)},
+        self.emit(ROUTER_STANZA_DROPPED, {"host_type": self.host_type_of(host_type)},
                   {"count": 1})
 
-    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+    def emit(self, event: EventSpec, labels: Mapping[str, str],
+             measurements: Mapping[str, float]) -> None:
         raise NotImplementedError
 
 
@@ -158,6 +174,7 @@ class Fanout(Instrumentation):
         for h in self.handlers:
             h.router_stanza_dropped(host_type)
 
-    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+    def emit(self, event: EventSpec, labels: Mapping[str, str],
+             measurements: Mapping[str, float]) -> None:
         for h in self.handlers:
             h.emit(event, labels, measurements)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from suricate.instrument.events import EventSpec
 from suricate.instrument.handler import Handler, same
 
 LEVELS = {
@@ -24,12 +25,13 @@ class LogHandler(Handler):
         self.level = LEVELS.get(str(opts.get("level", "debug")), logging.DEBUG)
         self.logger = logging.getLogger("suricate.instrument.log")
 
-    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+    def emit(self, event: EventSpec, labels: Mapping[str, str],
+             measurements: Mapping[str, float]) -> None:
         # Checked per call: the log level can change at run time (server setLoglevel).
         if not self.logger.isEnabledFor(self.level):
             return
         fields = " ".join(f"{k}={v}" for k, v in (*labels.items(), *measurements.items()))
-        self.logger.log(self.level, "event=%s %s", event, fields)
+        self.logger.log(self.level, "event=%s %s", event.name, fields)
 
     # The element and data calls happen per stanza: skip building their measurements when
     # the level is off.

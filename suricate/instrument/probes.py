@@ -13,6 +13,15 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from suricate.instrument import Instrumentation
+from suricate.instrument.events import (
+    SM_TOTAL_SESSIONS,
+    SM_UNIQUE_SESSIONS,
+    SYSTEM_EVENT_LOOP_LAG,
+    SYSTEM_MEMORY,
+    SYSTEM_TCP_PORTS,
+    SYSTEM_UP_TIME,
+    EventSpec,
+)
 
 log = logging.getLogger("suricate.instrument")
 
@@ -39,23 +48,23 @@ def peak_memory() -> int:
 
 
 def probe_events(server: ProbedServer, lag: float
-                 ) -> Iterable[tuple[str, dict[str, str], dict[str, float]]]:
-    yield "system_up_time", {}, {"seconds": round(time.time() - server.started_at, 3)}
-    yield "system_memory", {}, {"total": resident_memory(), "peak": peak_memory()}
+                 ) -> Iterable[tuple[EventSpec, dict[str, str], dict[str, float]]]:
+    yield SYSTEM_UP_TIME, {}, {"seconds": round(time.time() - server.started_at, 3)}
+    yield SYSTEM_MEMORY, {}, {"total": resident_memory(), "peak": peak_memory()}
     by_kind: dict[str, int] = {}
     for listener in [*server.listeners, *getattr(server, "http_listeners", [])]:
         kind = getattr(listener, "kind", "http")
         by_kind[kind] = by_kind.get(kind, 0) + len(getattr(listener, "connections", ()))
     for kind, count in sorted(by_kind.items()):
-        yield "system_tcp_ports", {"connection_type": kind}, {"count": count}
-    yield "system_event_loop_lag", {}, {"seconds": round(lag, 6)}
+        yield SYSTEM_TCP_PORTS, {"connection_type": kind}, {"count": count}
+    yield SYSTEM_EVENT_LOOP_LAG, {}, {"seconds": round(lag, 6)}
     total = 0
     users = set()
     for session in server.sessions:
         total += 1
         users.add(session.jid.bare)
-    yield "sm_total_sessions", {}, {"count": total}
-    yield "sm_unique_sessions", {}, {"count": len(users)}
+    yield SM_TOTAL_SESSIONS, {}, {"count": total}
+    yield SM_UNIQUE_SESSIONS, {}, {"count": len(users)}
 
 
 class Prober:

@@ -148,13 +148,14 @@ class PrometheusHandler(Handler):
     def router_stanza_dropped(self, host_type: str) -> None:
         self._count(ROUTER_STANZA_DROPPED, host_type)
 
-    def emit(self, event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+    def emit(self, event: EventSpec, labels: Mapping[str, str],
+             measurements: Mapping[str, float]) -> None:
         if "host_type" in labels and labels["host_type"]:
             labels = dict(labels, host_type=self.host_type_of(labels["host_type"]))
         if not self.store.update(event, labels, measurements) \
-                and event not in self._unknown_reported:
-            self._unknown_reported.add(event)
-            log.error("instrumentation_undeclared_event event=%s", event)
+                and event.name not in self._unknown_reported:
+            self._unknown_reported.add(event.name)
+            log.error("instrumentation_undeclared_event event=%s", event.name)
 
     # -- exposition -------------------------------------------------------------------------
     def render(self) -> bytes:

@@ -88,11 +88,10 @@ class MetricStore:
             fam = self.families[spec.name] = Family(spec)
         return fam
 
-    def update(self, event: str, labels: Mapping[str, str],
+    def update(self, spec: EventSpec, labels: Mapping[str, str],
                measurements: Mapping[str, float]) -> bool:
-        """Record one generic event; False when the event was never declared."""
-        spec = EVENTS.get(event)
-        if spec is None:
+        """Record one generic event; False when the spec is not the declared one."""
+        if EVENTS.get(spec.name) is not spec:
             return False
         key = tuple(str(labels.get(name, "")) for name in spec.labels)
         self.family(spec).update(key, measurements)

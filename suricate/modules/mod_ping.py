@@ -152,7 +152,7 @@ class ModPing(Module):
         if state.ping_sent is not None:
             if state.last_active >= state.ping_sent:
                 self.server.instrument.emit(
-                    "mod_ping_response", {"host_type": c2s.jid.domain},
+                    MOD_PING_RESPONSE, {"host_type": c2s.jid.domain},
                     {"count": 1, "time": (state.last_active - state.ping_sent) * 1e6})
                 state.ping_sent = None  # it answered (or said anything at all)
             elif now - state.ping_sent >= self.req_timeout:
@@ -184,7 +184,7 @@ class ModPing(Module):
 
     def _timed_out(self, c2s: C2S, state: PingState) -> None:
         log.info("ping_timeout jid=%s action=%s", c2s.jid, "kill" if self.kill else "none")
-        self.server.instrument.emit("mod_ping_response_timeout", {"host_type": c2s.jid.domain},
+        self.server.instrument.emit(MOD_PING_RESPONSE_TIMEOUT, {"host_type": c2s.jid.domain},
                                     {"count": 1})
         if self.kill:
             # XEP-0199 §4.1: no pong in time, the server may consider the client gone.

@@ -3,7 +3,7 @@ subscriptions (RFC 6121 §3, §4).
 
 Presence a client sends without 'to' is broadcast by the server (§4.2, §4.4, §4.5); with 'to'
 it is either a subscription stanza, whose effect on the roster the roster owner decides
-(the ROSTER_*_SUBSCRIPTION hooks, see ``subscription.py``), or directed presence (§4.6).
+(the ROSTER_*_SUBSCRIPTION hooks, see ``protocol/subscription.py``), or directed presence (§4.6).
 Broadcast reads the roster from the session's cache, never from storage, so it stays
 synchronous; only subscription stanzas (which change the roster) go through a task.
 """
@@ -17,8 +17,8 @@ from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
-from suricate.modules import subscription as sub
 from suricate.modules.mod_blocking import is_blocked
+from suricate.protocol import subscription as sub
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element

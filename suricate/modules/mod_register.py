@@ -31,6 +31,7 @@ from suricate.auth.service import STORED_METHODS, TooManyUsers
 from suricate.config.loader import References
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
+from suricate.core.acl import allowed
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
@@ -185,7 +186,7 @@ class ModRegister(Module):
             return True
         for network, policy in self.ip_access:
             if address.version == network.version and address in network:
-                return policy == "allow"
+                return allowed(policy)
         return True
 
     def _check_strength(self, password: str) -> None:

@@ -29,7 +29,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
-from suricate.modules import subscription as sub
+from suricate.protocol import subscription as sub
 from suricate.protocol.errors import StanzaError
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
@@ -156,9 +156,9 @@ class ModRoster(Module):
             # RFC 6121 §2.1.5 / §2.3.3: only the account's own resources see or edit its roster.
             raise StanzaError("forbidden")
         if iq.type == "get":
-            self.server.instrument.emit("mod_roster_get", {"host_type": user.domain}, {"count": 1})
+            self.server.instrument.emit(MOD_ROSTER_GET, {"host_type": user.domain}, {"count": 1})
             return await self._get(iq, user)
-        self.server.instrument.emit("mod_roster_set", {"host_type": user.domain}, {"count": 1})
+        self.server.instrument.emit(MOD_ROSTER_SET, {"host_type": user.domain}, {"count": 1})
         await self._set(iq, user)
         return None
 
@@ -315,7 +315,7 @@ class ModRoster(Module):
             query = Element("query", ns.ROSTER, {}, [item.copy()])
             if version is not None:
                 query.attrs["ver"] = version
-            self.server.instrument.emit("mod_roster_push", {"host_type": user.domain},
+            self.server.instrument.emit(MOD_ROSTER_PUSH, {"host_type": user.domain},
                                         {"count": 1})
             session.send(Element("iq", ns.CLIENT, {
                 "type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid),

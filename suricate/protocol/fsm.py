@@ -35,10 +35,3 @@ def mermaid(table: Mapping[State, frozenset[State]]) -> str:
     lines.append("```")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    # The diagrams of docs/architecture.md: python -m suricate.protocol.fsm
-    from suricate.protocol import component, s2s
-    print(f"s2s incoming:\n{mermaid(s2s.IN_TRANSITIONS)}\n")
-    print(f"s2s outgoing:\n{mermaid(s2s.OUT_TRANSITIONS)}\n")
-    print(f"component:\n{mermaid(component.TRANSITIONS)}")

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from suricate.auth.passwords import DEFAULT_ITERATIONS
 from suricate.jid import JID, InvalidJID, nameprep, nodeprep
+from suricate.sasl.passwords import DEFAULT_ITERATIONS
 
 __all__ = [
     "CONDITIONS",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from suricate.auth.passwords import verify_password
 from suricate.jid import InvalidJID
 from suricate.sasl.base import (
     Challenge,
@@ -17,6 +16,7 @@ from suricate.sasl.base import (
     authzid_ok,
     prepare_authcid,
 )
+from suricate.sasl.passwords import verify_password
 
 __all__ = ["Plain"]
 

@@ -27,14 +27,6 @@ import hmac
 import secrets
 from collections.abc import Sequence
 
-from suricate.auth.passwords import (
-    SaslPrepError,
-    ScramKeys,
-    hashlib_name,
-    is_scram_record,
-    keys_from_plain,
-    parse_scram_record,
-)
 from suricate.jid import InvalidJID
 from suricate.sasl.base import (
     Challenge,
@@ -50,6 +42,14 @@ from suricate.sasl.base import (
     prepare_authcid,
 )
 from suricate.sasl.channel_binding import channel_binding_types
+from suricate.sasl.passwords import (
+    SaslPrepError,
+    ScramKeys,
+    hashlib_name,
+    is_scram_record,
+    keys_from_plain,
+    parse_scram_record,
+)
 
 __all__ = [
     "SCRAM_HASHES",

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 
-from suricate.auth.passwords import SaslPrepError, hashlib_name, salted_password
+from suricate.sasl.passwords import SaslPrepError, hashlib_name, salted_password
 from suricate.sasl.scram import SCRAM_HASHES, escape_saslname, scram_mechanism_name
 
 __all__ = ["ScramClient", "ScramClientError"]

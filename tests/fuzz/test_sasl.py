@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suricate import sasl
-from suricate.auth.passwords import make_scram_record
+from suricate.sasl.passwords import make_scram_record
 from suricate.sasl.scram_client import ScramClient
 
 MECHANISMS = ["PLAIN", "ANONYMOUS", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suricate.modules import subscription as sub
+from suricate.protocol import subscription as sub
 
 S = {str(state): state for state in sub.STATES}
 NO_CHANGE = "no state change"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from suricate.admin import HTTP_HANDLERS
 from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.modules import MODULES
@@ -63,7 +64,7 @@ schema_endpoint = "user"
 async def ops_server(tmp: Path, **kwargs: Any) -> AsyncIterator[Server]:
     c2s, tls, http = free_port(), free_port(), free_port()
     cfg = parse_config(ops_toml(tmp, c2s, tls, http, **kwargs), tmp)
-    server = Server(cfg, tmp, MODULES)
+    server = Server(cfg, tmp, MODULES, http_handlers=HTTP_HANDLERS)
     await server.start()
     server.c2s_port = c2s  # type: ignore[attr-defined]
     server.tls_port = tls  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from suricate.instrument.events import SM_MESSAGE_BOUNCED, SPIRAL, EventSpec
 from suricate.instrument.prometheus import PrometheusHandler
 from suricate.instrument.store import MetricStore
 from suricate.xml.element import Element
@@ -160,7 +161,7 @@ async def test_without_instrumentation_nothing_is_measured(tmp_path: Path) -> No
 
 def test_exposition_format_escapes_and_types() -> None:
     handler = PrometheusHandler({})
-    handler.emit("sm_message_bounced", {"host_type": 'we"ird\\domain\n'}, {"count": 2})
+    handler.emit(SM_MESSAGE_BOUNCED, {"host_type": 'we"ird\\domain\n'}, {"count": 2})
     handler.sm_session("localhost", logins=1)
     handler.sm_session("localhost", logouts=1)
     handler.xmpp_element_out("c2s", "localhost", Element("iq", "jabber:client",
@@ -179,4 +180,5 @@ def test_exposition_format_escapes_and_types() -> None:
 
 
 def test_undeclared_event_is_refused_by_the_store() -> None:
-    assert not MetricStore().update("no_such_event", {}, {"count": 1})
+    undeclared = EventSpec("no_such_event", (), {"count": SPIRAL})
+    assert not MetricStore().update(undeclared, {}, {"count": 1})

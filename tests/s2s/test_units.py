@@ -163,7 +163,7 @@ def test_state_tables_refuse_undeclared_moves() -> None:
 def test_state_diagrams_in_docs_match_the_tables() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "architecture.md").read_text()
     for table in (P.IN_TRANSITIONS, P.OUT_TRANSITIONS, C.TRANSITIONS):
-        assert mermaid(table) in doc, "regenerate with: python -m suricate.protocol.fsm"
+        assert mermaid(table) in doc, "regenerate with: python -m suricate.protocol.diagram"
 
 
 def test_component_handshake_digest() -> None:

@@ -120,9 +120,9 @@ def test_default_for_unknown_rule_or_no_match(ac: AccessControl) -> None:
     assert ac.evaluate("only_admins", "alice", "localhost", None, "localhost", default=0) == "allow"
 
 
-def test_is_allowed(ac: AccessControl) -> None:
-    assert ac.is_allowed("c2s", "bob", "localhost", None, "localhost")
-    assert not ac.is_allowed("c2s", "mallory", "localhost", None, "localhost")
+def test_allows(ac: AccessControl) -> None:
+    assert ac.allows("c2s", "bob", "localhost", None, "localhost")
+    assert not ac.allows("c2s", "mallory", "localhost", None, "localhost")
 
 
 def test_hosts_can_change_at_run_time() -> None:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from suricate.auth.passwords import (
+from suricate.sasl.passwords import (
     HASH_NAMES,
     SaslPrepError,
     ScramKeys,

@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from suricate.auth.passwords import make_scram_record
 from suricate.sasl import (
     Challenge,
     CredentialRecord,
@@ -26,6 +25,7 @@ from suricate.sasl import (
     mechanism_names,
     server_end_point_hash,
 )
+from suricate.sasl.passwords import make_scram_record
 
 CTX = SaslContext("example.org")
 PLAIN_REC = CredentialRecord("pencil", None)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from suricate.auth.passwords import format_scram_record, keys_from_plain, make_scram_record
 from suricate.sasl import (
     Challenge,
     CredentialRecord,
@@ -19,6 +18,7 @@ from suricate.sasl import (
     create_mechanism,
     ssdp_hash,
 )
+from suricate.sasl.passwords import format_scram_record, keys_from_plain, make_scram_record
 from suricate.sasl.scram_client import ScramClient, ScramClientError
 
 SERVER = "example.org"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from suricate.admin.context import Context, fail
-from suricate.auth.passwords import make_scram_record
 from suricate.core.domains import Domain, DomainError
+from suricate.sasl.passwords import make_scram_record
 
 
 def _out(domain: Domain, deleted: bool = False) -> dict[str, Any]:

@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
-from suricate.modules.mod_private.store import PrivateStore
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 
-def _store(ctx: Context) -> PrivateStore:
+def _store(ctx: Context) -> Any:
     # The category is mod_private's: without the module there is nothing to read or write.
     module = ctx.server.modules.get("mod_private")
     if module is None:
         raise fail("mod_private is not enabled", "module_not_loaded")
-    store: PrivateStore = module.store
-    return store
+    return module.store
 
 
 async def get_private(ctx: Context, a: dict[str, Any]) -> str:

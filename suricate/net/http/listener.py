@@ -2,6 +2,10 @@
 
 A handler answers its ``path`` and everything under it (``/api/graphql`` also serves
 ``/api/graphql/sse``); ``host = "_"`` matches any Host header. The most specific path wins.
+
+The listener knows no handler itself: whoever makes it (the server) passes one factory per
+handler kind it serves, so this package stays below the server core and the GraphQL API
+(DESIGN §1).
 """
 
 from __future__ import annotations
@@ -10,15 +14,15 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from suricate.net.http.connection import HttpConnection
 from suricate.net.http.message import HttpHandler, Request, Response
 
-if TYPE_CHECKING:
-    from suricate.core.server import Server
+#: Makes the handler of one ``[[listen.http.handlers.<kind>]]`` entry from its options.
+HandlerFactory = Callable[[Mapping[str, Any]], HttpHandler]
 
 log = logging.getLogger("suricate.http")
 
@@ -38,40 +42,24 @@ class Route:
             or request.path.startswith(path + "/")
 
 
-def build_handler(kind: str, opts: Mapping[str, Any], server: Server) -> HttpHandler | None:
-    """The handler of one ``[[listen.http.handlers.<kind>]]`` entry, or None if not served yet."""
-    if kind == "mongoose_prometheus_handler":
-        from suricate.instrument.prometheus import PrometheusHandler
-        from suricate.instrument.setup import find_handler
-        from suricate.net.http.prometheus import PrometheusEndpoint
-
-        handler = find_handler(server.instrument, "prometheus")
-        if handler is None:
-            log.warning("prometheus_handler_without_instrumentation: add "
-                        "[instrumentation.prometheus] to measure anything")
-        return PrometheusEndpoint(handler if isinstance(handler, PrometheusHandler) else None)
-    if kind == "mongoose_graphql_handler":
-        from suricate.admin.endpoint import GraphQLEndpoint
-
-        return GraphQLEndpoint(server, opts)
-    return None  # mod_websockets, mod_bosh: accepted by the configuration, not served yet
-
-
 class HttpListener:
     kind = "http"
 
-    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
-        self.server = server
+    def __init__(self, opts: Mapping[str, Any], factories: Mapping[str, HandlerFactory],
+                 spawn: Callable[[Any], Any]) -> None:
         self.opts = opts
+        self.spawn = spawn
         self.routes: list[Route] = []
         for kind, entries in opts.get("handlers", {}).items():
+            factory = factories.get(kind)
             for entry in entries:
-                handler = build_handler(kind, entry, server)
-                if handler is None:
+                if factory is None:
+                    # mod_websockets, mod_bosh: accepted by the configuration, not served yet
                     log.warning("http_handler_not_available kind=%s path=%s: accepted by the "
-                                "configuration, served by a later version", kind, entry["path"])
+                                "configuration, not served by this server", kind,
+                                entry["path"])
                     continue
-                self.routes.append(Route(kind, entry["host"], entry["path"], handler))
+                self.routes.append(Route(kind, entry["host"], entry["path"], factory(entry)))
         # Longest path first: /api/graphql/user before /api/graphql.
         self.routes.sort(key=lambda r: -len(r.path))
         self.connections: set[HttpConnection] = set()
@@ -101,7 +89,7 @@ class HttpListener:
         return Response.text(404, "not found\n")
 
     def _make(self) -> HttpConnection:
-        conn = HttpConnection(self.dispatch, self.connections.discard, self.server.spawn)
+        conn = HttpConnection(self.dispatch, self.connections.discard, self.spawn)
         self.connections.add(conn)
         max_conns = self.opts.get("transport", {}).get("max_connections")
         if max_conns is not None and len(self.connections) > max_conns:

@@ -1,5 +1,9 @@
 """Password records, compatible with MongooseIM 6.4's users table.
 
+They live with the SASL mechanisms because the mechanisms verify against them (PLAIN checks a
+row, SCRAM reads its keys); ``suricate.auth`` uses them to make records (DESIGN §1: sasl/ is
+below auth/).
+
 Two storage formats (MongooseIM `password.format`):
 - plain: the `password` column holds the password itself, `pass_details` is NULL;
 - scram: `password` is empty and `pass_details` holds the serialized SCRAM keys
