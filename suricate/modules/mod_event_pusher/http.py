@@ -95,4 +95,4 @@ class HttpBackend:
         elapsed = (time.perf_counter() - started) * 1e6
         measurements = ({"count": 1, "response_time": elapsed} if ok
                         else {"failure_count": 1, "response_time": elapsed})
-        self.server.instrument.emit(MOD_EVENT_PUSHER_HTTP_SENT.name, labels, measurements)
+        self.server.instrument.emit(MOD_EVENT_PUSHER_HTTP_SENT, labels, measurements)

@@ -154,7 +154,7 @@ class PushBackend:
         except TimeoutError:
             # Slow is not dead: keep the registration, count the failure.
             log.warning("push_timeout user=%s service=%s", user, reg.service)
-            self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT.name, labels,
+            self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
         if answer.get("type") == "error":
@@ -162,7 +162,7 @@ class PushBackend:
                      reg.node)
             assert user.local is not None
             await self.store.disable(user.domain, user.local, reg.service, reg.node)
-            self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT.name, labels,
+            self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
-        self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT.name, labels, {"count": 1})
+        self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels, {"count": 1})

@@ -104,7 +104,7 @@ class RabbitBackend:
             self._count("count")
 
     def _count(self, what: str) -> None:
-        self.server.instrument.emit(WPOOL_RABBIT_MESSAGES_PUBLISHED.name,
+        self.server.instrument.emit(WPOOL_RABBIT_MESSAGES_PUBLISHED,
                                     {"pool_tag": POOL_TAG}, {what: 1})
 
     # -- events ----------------------------------------------------------------------------------
