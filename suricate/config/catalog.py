@@ -26,6 +26,8 @@ import pkgutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from suricate.config.spec import Section
+
 log = logging.getLogger("suricate.config")
 
 #: The entry-point group operators' packages register their modules in.
@@ -98,10 +100,17 @@ class ModuleCatalog(Mapping[str, Any]):
         except Exception as exc:  # an operator's package failing to import is their bug
             raise ModuleNotLoadable(
                 f"entry point {ep.value!r} ({self._group}) could not be loaded: {exc}") from exc
+        if not isinstance(cls, type):
+            raise ModuleNotLoadable(f"entry point {ep.value!r} ({self._group}) is not a class")
         if getattr(cls, "name", None) != name:
             raise ModuleNotLoadable(
                 f"entry point {ep.value!r} is registered as {name!r} but its class is named "
                 f"{getattr(cls, 'name', None)!r}")
+        if not isinstance(getattr(cls, "options", None), Section):
+            # Checked here because check-config validates the section with it.
+            raise ModuleNotLoadable(
+                f"entry point {ep.value!r}: the class has no options Section "
+                "(subclass suricate.core.module.Module)")
         return cls
 
     def __contains__(self, name: object) -> bool:
