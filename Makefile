@@ -5,10 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-$(STAMP): pyproject.toml
+# The example operator module (examples/mod_hello, its own package registered under the
+# entry-point group suricate.modules) is installed too: the tests drive it like a plugin.
+$(STAMP): pyproject.toml examples/mod_hello/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e examples/mod_hello
 	touch $(STAMP)
 
 # xmpp.js for the end-to-end tests in tests/mobile/test_xmppjs.py (skipped without node).
@@ -34,12 +37,12 @@ serve: $(STAMP)
 	$(BIN)/suricate serve $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check suricate tests
+	$(BIN)/ruff check suricate tests examples
 	$(BIN)/mypy suricate tests/typecheck
 	$(BIN)/lint-imports
 
 test: $(STAMP) $(JS_STAMP) peers
-	$(BIN)/ruff check suricate tests
+	$(BIN)/ruff check suricate tests examples
 	$(BIN)/mypy suricate tests/typecheck
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider tests

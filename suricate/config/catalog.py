@@ -19,12 +19,16 @@ built-in feature behind the operator's back.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import pkgutil
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.spec import Section
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger("suricate.config")
 
@@ -46,7 +50,7 @@ class ModuleCatalog(Mapping[str, Any]):
         self._package = package
         self._group = group
         self._builtin: list[str] | None = None
-        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+        self._entry_points: dict[str, EntryPoint] | None = None
         self._loaded: dict[str, Any] = {}
 
     # -- names -----------------------------------------------------------------------------
@@ -62,11 +66,14 @@ class ModuleCatalog(Mapping[str, Any]):
     def plugin_names(self) -> list[str]:
         return sorted(n for n in self._plugins() if n not in self.builtin_names())
 
-    def _plugins(self) -> dict[str, importlib.metadata.EntryPoint]:
-        # Reading the installed distributions' metadata costs milliseconds: only done when a
-        # name is not built in, or when every module is listed.
+    def _plugins(self) -> dict[str, EntryPoint]:
+        # Reading the installed distributions' metadata costs milliseconds, and importing
+        # importlib.metadata (email, csv, zipfile...) tens of them: both only done when a name
+        # is not built in, or when every module is listed.
         if self._entry_points is None:
-            found = importlib.metadata.entry_points(group=self._group)
+            from importlib.metadata import entry_points
+
+            found = entry_points(group=self._group)
             self._entry_points = {ep.name: ep for ep in found}
         return self._entry_points
 
@@ -92,16 +99,23 @@ class ModuleCatalog(Mapping[str, Any]):
                 return value
         raise ModuleNotLoadable(f"{module_path} defines no module class named {name!r}")
 
-    def _from_entry_point(self, ep: importlib.metadata.EntryPoint, name: str) -> Any:
+    def _from_entry_point(self, ep: EntryPoint, name: str) -> Any:
         try:
             cls = ep.load()
         except Exception as exc:  # an operator's package failing to import is their bug
             raise ModuleNotLoadable(
                 f"entry point {ep.value!r} ({self._group}) could not be loaded: {exc}") from exc
+        if not isinstance(cls, type):
+            raise ModuleNotLoadable(f"entry point {ep.value!r} ({self._group}) is not a class")
         if getattr(cls, "name", None) != name:
             raise ModuleNotLoadable(
                 f"entry point {ep.value!r} is registered as {name!r} but its class is named "
                 f"{getattr(cls, 'name', None)!r}")
+        if not isinstance(getattr(cls, "options", None), Section):
+            # Checked here because check-config validates the section with it.
+            raise ModuleNotLoadable(
+                f"entry point {ep.value!r}: the class has no options Section "
+                "(subclass suricate.core.module.Module)")
         return cls
 
     def __contains__(self, name: object) -> bool:

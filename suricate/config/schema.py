@@ -922,18 +922,89 @@ _RDBMS_POOL = Section(
     doc="An RDBMS connection pool.",
 )
 
+def _pool_common(workers: int) -> dict[str, Option]:
+    return {
+        "scope": Option(OneOf(["global", "host_type"]), "global",
+                        "One pool, or one per host type.", inert=True),
+        "workers": Option(Int(min=1), workers, "Number of connections kept open at most."),
+        "strategy": Option(
+            OneOf(["best_worker", "random_worker", "next_worker", "available_worker",
+                   "next_available_worker"]),
+            "best_worker", "How a worker is picked for a request.", inert=True),
+        "call_timeout": Option(Int(min=1, unit="milliseconds"), 5000,
+                               "Timeout of a call to a worker.", inert=True),
+    }
+
+
+def _http_url_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    if not str(out["host"]).startswith(("http://", "https://")):
+        ctx.error(join(path, "host"), 'expected a URL starting with "http://" or "https://"')
+
+
+_HTTP_POOL = Section(
+    {
+        **_pool_common(100),
+        "connection": Option(
+            Section(
+                {
+                    "host": Option(Str(), doc='Base URL of the service, e.g. '
+                                   '"https://example.com:8443".'),
+                    "path_prefix": Option(Str(nonempty=False), "/",
+                                          "Prefix of every request path."),
+                    "request_timeout": Option(Int(min=1, unit="milliseconds"), 2000,
+                                              "Timeout of one request."),
+                    "tls": Option(outgoing_tls(with_mode=False), None,
+                                  "TLS options for https URLs.", inert=True),
+                },
+                post=_http_url_post,
+            ),
+            doc="Where requests go.",
+        ),
+    },
+    doc="An HTTP client pool (used by `mod_event_pusher`'s http backend).",
+)
+
+_RABBIT_POOL = Section(
+    {
+        **_pool_common(20),
+        "connection": Option(
+            Section(
+                {
+                    "host": Option(Str(), "localhost", "RabbitMQ server."),
+                    "port": Option(Int(min=1, max=65535), 5672, "AMQP port."),
+                    "username": Option(Str(), "guest", "User name."),
+                    "password": Option(Str(nonempty=False), "guest", "Password."),
+                    "virtual_host": Option(Str(), "/", "AMQP virtual host."),
+                    "confirms_enabled": Option(
+                        Bool(), False, "Wait for the broker to confirm each publication."),
+                    "max_worker_queue_len": Option(
+                        IntOrInfinity(min=0), 1000,
+                        "Events waiting to be published at most; more are dropped and counted."),
+                },
+            ),
+            DEFAULTS,
+            "How to connect.",
+        ),
+    },
+    doc="A RabbitMQ (AMQP 0-9-1) connection pool (used by `mod_event_pusher`'s rabbit "
+    "backend through the tag `event_pusher`).",
+)
+
 _OUTGOING_POOLS = Section(
     {
         "rdbms": Option(
             MapOf(_RDBMS_POOL, key_doc="TAG"),
             {},
             "RDBMS pools by tag; the `default` tag is used by auth and modules.",
-        )
+        ),
+        "http": Option(MapOf(_HTTP_POOL, key_doc="TAG"), {}, "HTTP client pools by tag."),
+        "rabbit": Option(MapOf(_RABBIT_POOL, key_doc="TAG"), {},
+                         "RabbitMQ pools by tag; `mod_event_pusher` uses `event_pusher`."),
     },
     doc="Connection pools to external services.",
     unavailable={
         kind: f"{kind} pools are {NOT_AVAILABLE}"
-        for kind in ("http", "redis", "cassandra", "elastic", "rabbit", "ldap")
+        for kind in ("redis", "cassandra", "elastic", "ldap")
     },
     unknown_message="unknown pool type",
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.xml import ns
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 class ModBind2(Module):
     name = "mod_bind2"
-    options = MODULE_SPECS["mod_bind2"]
+    options = Section(
+        {}, doc="XEP-0386 Bind 2: resource binding inline in SASL2, with SM, carbons and CSI."
+    )
     xeps = ("0386",)
     deps = ("mod_sasl2",)
     hooks = ((H.SASL2_INLINE_FEATURES, "inline_feature", 40),)

@@ -24,7 +24,8 @@ import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -62,7 +63,10 @@ def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
 
 class ModBlocking(Module):
     name = "mod_blocking"
-    options = MODULE_SPECS["mod_blocking"]
+    options = Section(
+        {"iqdisc": iqdisc("one_queue"), "backend": backend()},
+        doc="XEP-0191 Blocking Command.",
+    )
     xeps = ("0191",)
     hooks = (
         (H.SESSION_OPENED, "load_blocklist", 20),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 class ModCarboncopy(Module):
     name = "mod_carboncopy"
-    options = MODULE_SPECS["mod_carboncopy"]
+    options = Section({"iqdisc": iqdisc("no_queue")}, doc="XEP-0280 Message Carbons.")
     xeps = ("0280",)
     iq_handlers = (("sm", ns.CARBONS, "iq_enable"),)
     features = (ns.CARBONS,)

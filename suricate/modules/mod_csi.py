@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.spec import Int, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.protocol.c2s import C2SState as S
@@ -31,7 +31,14 @@ class CsiState:
 
 class ModCsi(Module):
     name = "mod_csi"
-    options = MODULE_SPECS["mod_csi"]
+    options = Section(
+        {
+            "buffer_max": Option(
+                Int(min=1), 20, "Stanzas held while the client is inactive before a flush."
+            )
+        },
+        doc="XEP-0352 Client State Indication.",
+    )
     xeps = ("0352",)
     hooks = (
         (H.C2S_STREAM_FEATURES, "stream_features", 60),

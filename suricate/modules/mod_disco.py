@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import Bool, ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -42,7 +43,35 @@ def server_info_form(entries: Sequence[Mapping[str, Any]], module: str) -> Eleme
 
 class ModDisco(Module):
     name = "mod_disco"
-    options = MODULE_SPECS["mod_disco"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("one_queue"),
+            "extra_domains": Option(
+                ListOf(Str(lower=True), unique=True), [], "Extra domains listed in disco#items."
+            ),
+            "server_info": Option(
+                ListOf(
+                    Section(
+                        {
+                            "name": Option(Str(), doc="Form field name (e.g. abuse-addresses)."),
+                            "urls": Option(ListOf(Str()), doc="Addresses listed for this field."),
+                            "modules": Option(
+                                ListOf(Str()),
+                                None,
+                                "Only advertise when one of these modules is enabled.",
+                            ),
+                        }
+                    )
+                ),
+                [],
+                "XEP-0157 contact addresses added to the server's disco#info.",
+            ),
+            "users_can_see_hidden_services": Option(
+                Bool(), True, "Whether users see components marked as hidden.", inert=True
+            ),
+        },
+        doc="XEP-0030 Service Discovery.",
+    )
     xeps = ("0030", "0128", "0157")
     iq_handlers = (
         ("local", ns.DISCO_INFO, "local_info"),

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend, period
+from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
@@ -77,7 +78,27 @@ class FastAttempt:
 
 class ModFastAuthToken(Module):
     name = "mod_fast_auth_token"
-    options = MODULE_SPECS["mod_fast_auth_token"]
+    options = Section(
+        {
+            "backend": backend(),
+            "validity_period": Option(
+                Section(
+                    {
+                        "access": period(3, "days", "How long a token can be used."),
+                        "rotate_before_expire": period(
+                            6,
+                            "hours",
+                            "A login this close to the token's expiry gets a new token; "
+                            "0 disables rotation.",
+                        ),
+                    }
+                ),
+                DEFAULTS,
+                "Token lifetimes.",
+            ),
+        },
+        doc="XEP-0484 Fast Authentication Streamlining Tokens (HT-* mechanisms).",
+    )
     xeps = ("0484",)
     deps = ("mod_sasl2",)
     hooks = (

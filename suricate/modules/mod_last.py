@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -26,7 +27,10 @@ _SEES_PRESENCE = frozenset({"from", "both"})
 
 class ModLast(Module):
     name = "mod_last"
-    options = MODULE_SPECS["mod_last"]
+    options = Section(
+        {"iqdisc": iqdisc("one_queue"), "backend": backend()},
+        doc="XEP-0012 Last Activity.",
+    )
     xeps = ("0012",)
     hooks = (
         # Before mod_presence (80) forgets that the session was available.

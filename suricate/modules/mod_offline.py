@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.loader import References
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend
+from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID
@@ -43,7 +44,20 @@ _STORED_TYPES = frozenset({"normal", "chat"})
 
 class ModOffline(Module):
     name = "mod_offline"
-    options = MODULE_SPECS["mod_offline"]
+    options = Section(
+        {
+            "access_max_user_messages": Option(
+                Str(),
+                "max_user_offline_messages",
+                "Access rule giving the maximum number of stored messages per user.",
+            ),
+            "backend": backend(),
+            "store_groupchat_messages": Option(
+                Bool(), False, "Also store groupchat messages for offline users."
+            ),
+        },
+        doc="XEP-0160 offline message storage.",
+    )
     xeps = ("0160", "0203")
     hooks = (
         (H.OFFLINE_MESSAGE, "store", 50),

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import Bool, Int, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -55,7 +56,22 @@ class PingState:
 
 class ModPing(Module):
     name = "mod_ping"
-    options = MODULE_SPECS["mod_ping"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("no_queue"),
+            "send_pings": Option(Bool(), False, "Ping clients that have been idle."),
+            "ping_interval": Option(
+                Int(min=1, unit="seconds"), 60, "Idle time after which a ping is sent."
+            ),
+            "ping_req_timeout": Option(
+                Int(min=1, unit="seconds"), 32, "How long to wait for the ping reply."
+            ),
+            "timeout_action": Option(
+                OneOf(["none", "kill"]), "none", "What to do when a ping is not answered."
+            ),
+        },
+        doc="XEP-0199 XMPP Ping.",
+    )
     xeps = ("0199",)
     iq_handlers = (
         ("local", ns.PING, "ping_server"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
@@ -50,7 +50,7 @@ def _state(item: RosterItem | None) -> sub.State:
 
 class ModPresence(Module):
     name = "mod_presence"
-    options = MODULE_SPECS["mod_presence"]
+    options = Section({}, doc="RFC 6121 presence handling.")
     hooks = (
         # After stanza filters (blocking, privacy) that may drop the stanza first.
         (H.USER_SEND_PACKET, "user_send_presence", 80),

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from suricate.auth.service import STORED_METHODS, TooManyUsers
 from suricate.config.loader import References
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import DEFAULTS, Int, IPNetwork, ListOf, OneOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.acl import allowed
 from suricate.core.iq import IqRequest
@@ -70,7 +71,45 @@ def password_entropy(password: str) -> float:
 
 class ModRegister(Module):
     name = "mod_register"
-    options = MODULE_SPECS["mod_register"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("one_queue"),
+            "access": Option(
+                Str(),
+                "all",
+                'Access rule deciding whether a username may be registered ("all" allows any).',
+            ),
+            "registration_watchers": Option(
+                ListOf(Str()), [], "JIDs notified by message of every registration."
+            ),
+            "password_strength": Option(
+                Int(min=0), 0, "Minimum password entropy in bits; 0 disables the check."
+            ),
+            "ip_access": Option(
+                ListOf(
+                    Section(
+                        {
+                            "address": Option(IPNetwork(), doc="Address or network."),
+                            "policy": Option(OneOf(["allow", "deny"]), doc="Decision."),
+                        }
+                    )
+                ),
+                [],
+                "Ordered allow/deny list of client addresses; the first match decides.",
+            ),
+            "welcome_message": Option(
+                Section(
+                    {
+                        "subject": Option(Str(nonempty=False), "", "Subject."),
+                        "body": Option(Str(nonempty=False), "", "Body."),
+                    }
+                ),
+                DEFAULTS,
+                "Message sent to new users; nothing is sent when both fields are empty.",
+            ),
+        },
+        doc="XEP-0077 In-Band Registration.",
+    )
     xeps = ("0077",)
     hooks = (
         (H.C2S_PREAUTH_IQ, "preauth_iq", 50),

@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Bool, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -102,7 +103,17 @@ MOD_ROSTER_PUSH = declare("mod_roster_push", ("host_type",), {"count": SPIRAL},
 
 class ModRoster(Module):
     name = "mod_roster"
-    options = MODULE_SPECS["mod_roster"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("one_queue"),
+            "versioning": Option(Bool(), False, "XEP-0237 roster versioning."),
+            "store_current_id": Option(
+                Bool(), False, "Store the roster version instead of computing it."
+            ),
+            "backend": backend(),
+        },
+        doc="RFC 6121 roster management.",
+    )
     xeps = ("0237",)
     hooks = (
         (H.SESSION_OPENED, "load_roster", 10),

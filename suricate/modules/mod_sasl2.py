@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.protocol import c2s as P
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class ModSasl2(Module):
     name = "mod_sasl2"
-    options = MODULE_SPECS["mod_sasl2"]
+    options = Section({}, doc="XEP-0388 Extensible SASL Profile (SASL2).")
     xeps = ("0388",)
     # After legacy <mechanisms/>, so old clients see what they always saw first.
     hooks = ((H.C2S_PREAUTH_FEATURES, "stream_features", 60),)

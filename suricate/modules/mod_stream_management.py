@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.spec import DEFAULTS, Bool, Int, IntOrInfinity, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.protocol.c2s import C2SState as S
@@ -41,7 +41,40 @@ log = logging.getLogger("suricate.mod_stream_management")
 
 class ModStreamManagement(Module):
     name = "mod_stream_management"
-    options = MODULE_SPECS["mod_stream_management"]
+    options = Section(
+        {
+            "buffer_max": Option(
+                IntOrInfinity(min=1), 100, "Stanzas kept until the client acknowledges them."
+            ),
+            "ack_freq": Option(
+                IntOrInfinity(min=1),
+                1,
+                'Ask for an acknowledgement after this many stanzas ("infinity": never ask).',
+            ),
+            "resume_timeout": Option(
+                Int(min=1, unit="seconds"), 600, "How long a lost session waits to be resumed."
+            ),
+            "stale_h": Option(
+                Section(
+                    {
+                        "enabled": Option(
+                            Bool(), False, "Remember the counter of sessions that timed out."
+                        ),
+                        "repeat_after": Option(
+                            Int(min=1, unit="seconds"), 1800, "How often old entries are removed."
+                        ),
+                        "geriatric": Option(
+                            Int(min=1, unit="seconds"), 3600, "How long an entry is kept."
+                        ),
+                    }
+                ),
+                DEFAULTS,
+                "Answer a late resumption with the last 'h' of the session (XEP-0198 §5).",
+            ),
+        },
+        doc="XEP-0198 Stream Management.",
+        unavailable={"backend": "the session table is in memory; 'backend' is not used"},
+    )
     xeps = ("0198",)
     hooks = (
         (H.C2S_STREAM_FEATURES, "stream_features", 50),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import Section
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.protocol.errors import StanzaError
@@ -24,7 +25,7 @@ def entity_time(now: datetime.datetime | None = None) -> Element:
 
 class ModTime(Module):
     name = "mod_time"
-    options = MODULE_SPECS["mod_time"]
+    options = Section({"iqdisc": iqdisc("one_queue")}, doc="XEP-0202 Entity Time.")
     xeps = ("0202",)
     iq_handlers = (("local", ns.TIME, "time"),)
     features = (ns.TIME,)

@@ -6,7 +6,8 @@ are accepted so that MongooseIM configurations load unchanged.
 
 from __future__ import annotations
 
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Bool, IntOrInfinity, Option, Section, Str
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.modules.mod_disco import SERVER_NAME
@@ -21,7 +22,29 @@ MAX_VCARD_BYTES = 64 * 1024
 
 class ModVcard(Module):
     name = "mod_vcard"
-    options = MODULE_SPECS["mod_vcard"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("parallel"),
+            "backend": backend(),
+            "host": Option(
+                Str(lower=True),
+                "vjud.@HOST@",
+                "Domain of the user directory; @HOST@ is replaced by each served domain.",
+                inert=True,
+            ),
+            "search": Option(
+                Bool(), True, "Whether the user directory can be searched.", inert=True
+            ),
+            "matches": Option(
+                IntOrInfinity(min=0),
+                30,
+                "Maximum number of search results returned.",
+                inert=True,
+            ),
+        },
+        doc="XEP-0054 vcard-temp and XEP-0055 Jabber Search.",
+        unavailable={"ldap": "the ldap backend is not available in this version of Suricate"},
+    )
     xeps = ("0054",)
     iq_handlers = (
         ("sm", ns.VCARD, "account_vcard"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import platform
 
 import suricate
-from suricate.config.modules_spec import MODULES as MODULE_SPECS
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import Bool, Option, Section
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.modules.mod_disco import SERVER_NAME
@@ -16,7 +17,13 @@ from suricate.xml.element import Element
 
 class ModVersion(Module):
     name = "mod_version"
-    options = MODULE_SPECS["mod_version"]
+    options = Section(
+        {
+            "iqdisc": iqdisc("no_queue"),
+            "os_info": Option(Bool(), False, "Include the operating system in the reply."),
+        },
+        doc="XEP-0092 Software Version.",
+    )
     xeps = ("0092",)
     iq_handlers = (("local", ns.VERSION, "version"),)
     features = (ns.VERSION,)

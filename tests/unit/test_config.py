@@ -127,7 +127,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
     assert cfg["auth"]["sasl_mechanisms"][-2:] == ["plain", "anonymous"]
     assert cfg["s2s"]["outgoing"]["port"] == 5269
     assert cfg["s2s"]["outgoing"]["dns"] == {"timeout": 10, "retries": 2}
-    assert cfg["outgoing_pools"] == {"rdbms": {}}
+    assert cfg["outgoing_pools"] == {"rdbms": {}, "http": {}, "rabbit": {}}
 
 
 def test_c2s_listener_has_every_option() -> None:

@@ -1,0 +1,267 @@
+"""mod_event_pusher: events of the server pushed out to other systems (MongooseIM 6.4).
+
+Each backend is enabled by its own table, as in 6.4:
+- `[modules.mod_event_pusher.push]`: XEP-0357 push notifications to a mobile app's server
+  (`push.py`);
+- `[modules.mod_event_pusher.http]`: chat messages POSTed to HTTP services (`http.py`);
+- `[modules.mod_event_pusher.rabbit]`: presence and message events to RabbitMQ (`rabbit.py`).
+`sns` (AWS) is refused as not available.
+
+Only the hooks of the enabled backends are wired, so a server without `http` or `rabbit` pays
+nothing per stanza for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.loader import References
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import DEFAULTS, OMIT, Bool, Int, ListOf, OneOf, Option, Section, Str
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.jid import JID
+from suricate.protocol.c2s import C2SState
+from suricate.protocol.errors import StanzaError
+from suricate.xml.element import Element
+
+from .http import HttpBackend
+from .push import PUSH, PushBackend
+from .rabbit import POOL_TAG, RabbitBackend
+from .store import PushStore
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+
+DEFAULT_PLUGIN = "mod_event_pusher_push_plugin_defaults"
+DEFAULT_HTTP_CALLBACK = "mod_event_pusher_http_defaults"
+
+
+def _exchange(name: str, topics: bool) -> Option:
+    fields: dict[str, Option] = {
+        "name": Option(Str(), name, "Exchange name."),
+        "type": Option(OneOf(["topic", "direct", "fanout", "headers"]), "topic",
+                       "Exchange type."),
+    }
+    if topics:
+        fields["sent_topic"] = Option(Str(), f"{name}_sent", "Topic of sent messages.")
+        fields["recv_topic"] = Option(Str(), f"{name}_recv", "Topic of received messages.")
+    return Option(Section(fields), DEFAULTS, f"The `{name}` exchange.")
+
+
+_PUSH = Section(
+    {
+        "iqdisc": iqdisc("one_queue"),
+        "backend": backend(),
+        "wpool": Option(
+            Section({"workers": Option(Int(min=1), 100, "Concurrent publications."),
+                     "strategy": Option(Str(), "available_worker", "Worker choice."),
+                     "call_timeout": Option(Int(min=1, unit="milliseconds"), 5000,
+                                            "Timeout of a call.")}),
+            DEFAULTS, "Worker pool of the publications (asyncio needs none).", inert=True),
+        "plugin_module": Option(
+            OneOf([DEFAULT_PLUGIN]),
+            DEFAULT_PLUGIN, "Which messages are notified and how (6.4's default behaviour)."),
+        "virtual_pubsub_hosts": Option(
+            ListOf(Str(lower=True), unique=True), [],
+            "Domains whose PubSub push nodes are served locally. Needs mod_pubsub's push "
+            "nodes; only the empty list is accepted in this version.",
+            validators=[lambda v: "not available in this version of Suricate" if v else None]),
+        "include_body": Option(
+            Bool(), True,
+            "Suricate: put `last-message-body` in notifications (6.4 always does). Turn off so "
+            "that message text never reaches the app server and its push provider."),
+    },
+    doc="XEP-0357 push notifications for accounts that enabled them.",
+)
+
+_HTTP = Section(
+    {
+        "handlers": Option(
+            ListOf(Section({
+                "pool_name": Option(Str(), "http_pool",
+                                    "A pool of `[outgoing_pools.http]`."),
+                "path": Option(Str(nonempty=False), "", "Appended to the pool's path_prefix."),
+                "callback_module": Option(
+                    OneOf([DEFAULT_HTTP_CALLBACK]),
+                    DEFAULT_HTTP_CALLBACK, "What is sent: chat messages with a body."),
+            })),
+            [], "Where each event is POSTed; every handler gets every event."),
+    },
+    doc="POST each chat message sent by a local user to HTTP services.",
+)
+
+_RABBIT = Section(
+    {
+        "presence_exchange": _exchange("presence", topics=False),
+        "chat_msg_exchange": _exchange("chat_msg", topics=True),
+        "groupchat_msg_exchange": _exchange("groupchat_msg", topics=True),
+    },
+    doc="Publish presence and message events to RabbitMQ through "
+    "`[outgoing_pools.rabbit.event_pusher]`.",
+)
+
+
+class ModEventPusher(Module):
+    name = "mod_event_pusher"
+    xeps = ("0357",)
+    options = Section(
+        {
+            "push": Option(_PUSH, OMIT, _PUSH.doc),
+            "http": Option(_HTTP, OMIT, _HTTP.doc),
+            "rabbit": Option(_RABBIT, OMIT, _RABBIT.doc),
+        },
+        doc="Pushes events to other systems: XEP-0357 push, HTTP, RabbitMQ.",
+        unavailable={"sns": "the sns backend is not available in this version of Suricate"},
+    )
+    store_class = PushStore
+    store: PushStore
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        for i, handler in enumerate(opts.get("http", {}).get("handlers", [])):
+            refs.pool_defined(f"{path}.http.handlers[{i}].pool_name", "http",
+                              handler.get("pool_name"))
+        if "rabbit" in opts:
+            refs.pool_defined(f"{path}.rabbit", "rabbit", POOL_TAG)
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.push: PushBackend | None = None
+        self.http: HttpBackend | None = None
+        self.rabbit: RabbitBackend | None = None
+        self._wired: list[tuple[H.Hook, Any, int]] = []
+
+    async def start(self) -> None:
+        pools = self.server.cfg.get("outgoing_pools", {})
+        if "push" in self.opts:
+            self.push = PushBackend(self.server, self.store, self.opts["push"])
+            self.server.iq.register("sm", PUSH, self.push_iq)
+            self._hook(H.DISCO_SM_FEATURES, self._sm_features, 50)
+            self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
+            self._hook(H.USER_AVAILABLE, self.user_available, 50)
+        if "http" in self.opts and self.opts["http"]["handlers"]:
+            self.http = HttpBackend(self.server, self.opts["http"]["handlers"],
+                                    pools.get("http", {}))
+            await self.http.start()
+        if "rabbit" in self.opts:
+            self.rabbit = RabbitBackend(self.server, self.opts["rabbit"],
+                                        pools["rabbit"][POOL_TAG])
+            await self.rabbit.start()
+            self._hook(H.USER_AVAILABLE, self.user_available, 50)
+            self._hook(H.UNSET_PRESENCE, self.unset_presence, 50)
+        if self.http is not None or self.rabbit is not None:
+            self._hook(H.USER_SEND_PACKET, self.user_send_packet, 90)
+        if self.push is not None or self.rabbit is not None:
+            self._hook(H.USER_RECEIVE_PACKET, self.user_receive_packet, 95)
+
+    def _hook(self, hook: H.Hook, handler: Any, priority: int) -> None:
+        if any(h is hook and f == handler for h, f, _ in self._wired):
+            return
+        self.server.hooks.add(hook, handler, priority)
+        self._wired.append((hook, handler, priority))
+
+    async def stop(self) -> None:
+        for hook, handler, _ in self._wired:
+            self.server.hooks.remove(hook, handler)
+        self._wired.clear()
+        if self.push is not None:
+            self.server.iq.unregister("sm", PUSH)
+        for backend_ in (self.http, self.rabbit):
+            if backend_ is not None:
+                await backend_.stop()
+
+    # -- XEP-0357 enable/disable -------------------------------------------------------------
+    async def push_iq(self, iq: IqRequest) -> Element | None:
+        assert self.push is not None
+        # §5: a client enables push for its own account only.
+        if iq.frm.bare != iq.to.bare:
+            raise StanzaError("forbidden", "push is enabled by the account itself")
+        if iq.type != "set":
+            raise StanzaError("bad-request", "enable and disable are IQs of type set")
+        if iq.payload.name == "enable":
+            await self.push.enable(iq.to.bare, iq.payload)
+        elif iq.payload.name == "disable":
+            await self.push.disable(iq.to.bare, iq.payload)
+        else:
+            raise StanzaError("bad-request", "expected enable or disable")
+        return None
+
+    def _sm_features(self, acc: set[str], jid: Any) -> set[str]:
+        return acc | {PUSH}
+
+    # -- events ---------------------------------------------------------------------------------
+    async def offline_message(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
+        # Only a message the account will find later is worth waking the phone for: stored
+        # offline, or archived (mod_mam). A bounced one is the sender's news, not theirs.
+        if self.push is not None and (stored or "mod_mam" in self.server.modules) \
+                and _notifiable(stanza):
+            self.push.message_missed(to.bare, frm, stanza)
+        return stored
+
+    async def user_available(self, acc: Any, c2s: C2S) -> Any:
+        if self.push is not None:
+            self.push.user_online(c2s.jid.bare)
+        if self.rabbit is not None:
+            self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), True)
+        return acc
+
+    async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:
+        if self.rabbit is not None:
+            self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), False)
+        return acc
+
+    def user_send_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None:
+            return None
+        if stanza.name == "presence":
+            # A client's own unavailable presence (unset_presence covers lost connections).
+            if self.rabbit is not None and stanza.get("type") == "unavailable" \
+                    and stanza.get("to") is None:
+                self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), False)
+            return stanza
+        if stanza.name != "message":
+            return stanza
+        body = stanza.find_text("body")
+        to = stanza.get("to")
+        if body is None or to is None:
+            return stanza
+        mtype = stanza.get("type", "normal")
+        try:
+            receiver = JID.parse(to)
+        except ValueError:
+            return stanza  # the router answers jid-malformed
+        if self.http is not None and mtype == "chat":
+            self.http.message_sent(c2s.jid, receiver, body)
+        if self.rabbit is not None and mtype in ("chat", "groupchat"):
+            self.rabbit.chat(str(c2s.jid), str(c2s.jid.bare), str(receiver), str(receiver.bare),
+                             body, mtype == "groupchat", "sent")
+        return stanza
+
+    def user_receive_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "message":
+            return stanza
+        if self.push is not None and c2s.state == C2SState.RESUME_SESSION \
+                and _notifiable(stanza):
+            # XEP-0198 §5: the connection is gone and the session waits to be resumed; the
+            # message is queued for it, but the phone will not see it until woken up.
+            sender = stanza.get("from")
+            if sender:
+                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza)
+        if self.rabbit is not None and stanza.get("type") in ("chat", "groupchat"):
+            body, sender = stanza.find_text("body"), stanza.get("from")
+            if body is not None and sender:
+                frm = JID.parse(sender)
+                self.rabbit.chat(sender, str(frm.bare), str(c2s.jid), str(c2s.jid.bare), body,
+                                 stanza.get("type") == "groupchat", "recv")
+        return stanza
+
+
+def _notifiable(stanza: Element) -> bool:
+    # XEP-0357 §7 leaves the choice to the server; 6.4 notifies messages with a body (chat
+    # states and receipts alone would wake a phone for nothing).
+    return stanza.get("type", "normal") in ("chat", "normal", "groupchat") \
+        and stanza.find("body") is not None

@@ -1,0 +1,151 @@
+"""mod_event_pusher's http and rabbit backends against real services: a local aiohttp server
+that records the POSTs, and the RabbitMQ broker of this machine (127.0.0.1:5672, guest/guest)
+read by an aio-pika consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from aiohttp import web
+
+from suricate.config import ConfigError, parse_config
+from tests.e2e.harness import connect, disconnect, free_port, running_server
+from tests.mobile.conftest import add_user, modules_toml
+
+RABBIT = ("127.0.0.1", 5672)
+
+
+def _rabbit_up() -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(RABBIT) == 0
+
+
+async def test_http_backend_posts_each_chat_message(tmp_path: Path) -> None:
+    received: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+
+    async def notify(request: web.Request) -> web.Response:
+        received.put_nowait((request.path, dict(await request.post())))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/api/notifications", notify)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pools = f"""
+[outgoing_pools.http.http_pool.connection]
+host = "http://127.0.0.1:{port}"
+path_prefix = "/api"
+"""
+    modules = modules_toml('[modules.mod_event_pusher.http]\nhandlers = [{path = "/notifications"}]')
+    try:
+        async with running_server(tmp_path, extra=pools, modules=modules) as server:
+            await add_user(server, "alice")
+            await add_user(server, "bob")
+            alice = await connect(server, "alice@localhost/a", "secret")
+            try:
+                alice.send_message(mto="bob@localhost", mbody="hi Bob", mtype="chat")
+                alice.send_message(mto="bob@localhost", mtype="chat")  # no body: nothing sent
+                path, form = await asyncio.wait_for(received.get(), 5)
+                assert path == "/api/notifications"
+                assert form == {"author": "alice", "server": "localhost", "receiver": "bob",
+                                "message": "hi Bob"}
+                await asyncio.sleep(0.3)
+                assert received.empty()
+            finally:
+                await disconnect(alice)
+    finally:
+        await runner.cleanup()
+
+
+async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) -> None:
+    if not _rabbit_up():
+        if os.environ.get("CI") == "true":
+            raise AssertionError("RabbitMQ is not running at 127.0.0.1:5672 (needed in CI)")
+        pytest.skip("RabbitMQ is not running at 127.0.0.1:5672")
+    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+    events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue()
+    prefix = f"t{os.getpid()}{free_port()}"  # exchanges of this test run only
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        for name in ("presence", "chat_msg"):
+            exchange = await channel.declare_exchange(f"{prefix}_{name}", "topic")
+            await queue.bind(exchange, "#")
+
+        async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            async with message.process():
+                events.put_nowait((message.exchange, message.routing_key or "",
+                                   json.loads(message.body)))
+
+        await queue.consume(consume)
+        modules = modules_toml(f"""
+[modules.mod_event_pusher.rabbit]
+presence_exchange.name = "{prefix}_presence"
+chat_msg_exchange.name = "{prefix}_chat_msg"
+""")
+        pools = "[outgoing_pools.rabbit.event_pusher.connection]\nhost = \"127.0.0.1\"\n"
+        async with running_server(tmp_path, extra=pools, modules=modules) as server:
+            await add_user(server, "alice")
+            await add_user(server, "bob")
+            module = server.modules["mod_event_pusher"]
+            await asyncio.wait_for(module.rabbit.connected.wait(), 10)
+            alice = await connect(server, "alice@localhost/a", "secret")
+            bob = await connect(server, "bob@localhost/b", "secret")
+            try:
+                alice.send_presence()
+                bob.send_presence()
+                alice.send_message(mto="bob@localhost/b", mbody="over AMQP", mtype="chat")
+                seen: list[tuple[str, str, dict[str, Any]]] = []
+                while len(seen) < 4:
+                    seen.append(await asyncio.wait_for(events.get(), 5))
+            finally:
+                await disconnect(alice, bob)
+            offline = await asyncio.wait_for(events.get(), 5)
+    assert (f"{prefix}_presence", "alice@localhost.status",
+            {"user_id": "alice@localhost/a", "present": True}) in seen
+    assert (f"{prefix}_chat_msg", "alice@localhost.chat_msg_sent",
+            {"from_user_id": "alice@localhost/a", "to_user_id": "bob@localhost/b",
+             "message": "over AMQP"}) in seen
+    assert (f"{prefix}_chat_msg", "bob@localhost.chat_msg_recv",
+            {"from_user_id": "alice@localhost/a", "to_user_id": "bob@localhost/b",
+             "message": "over AMQP"}) in seen
+    assert offline[0] == f"{prefix}_presence" and offline[2]["present"] is False
+
+
+BASE = """
+[general]
+hosts = ["localhost"]
+"""
+
+
+@pytest.mark.parametrize(("toml", "problem"), [
+    ('[modules.mod_event_pusher.http]\nhandlers = [{pool_name = "nope"}]',
+     "modules.mod_event_pusher.http.handlers[0].pool_name: pool 'nope' is not defined in "
+     "[outgoing_pools.http]"),
+    ("[modules.mod_event_pusher.rabbit]",
+     "modules.mod_event_pusher.rabbit: pool 'event_pusher' is not defined in "
+     "[outgoing_pools.rabbit]"),
+    ("[modules.mod_event_pusher.sns]",
+     "modules.mod_event_pusher.sns: the sns backend is not available in this version of "
+     "Suricate"),
+    ('[modules.mod_event_pusher.push]\nvirtual_pubsub_hosts = ["pubsub.localhost"]',
+     "modules.mod_event_pusher.push.virtual_pubsub_hosts: not available in this version of "
+     "Suricate"),
+    ('[outgoing_pools.http.p.connection]\nhost = "localhost:80"',
+     'outgoing_pools.http.p.connection.host: expected a URL starting with "http://" or '
+     '"https://"'),
+])
+def test_config_errors_name_the_path(tmp_path: Path, toml: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE + toml, tmp_path)
+    assert problem in [str(p) for p in err.value.problems]

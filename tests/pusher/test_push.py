@@ -1,0 +1,209 @@
+"""XEP-0357 push through mod_event_pusher's push backend, end to end: a phone-like slixmpp
+client (stream management on) enables push with an app server, loses its connection without
+closing the stream, and a message to it makes the server publish a notification that a real
+XEP-0114 component standing in for the app server records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import slixmpp
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from suricate.core.server import Server
+from suricate.protocol.c2s import C2SState
+from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, running_server
+from tests.e2e.test_component import SECRET, Component, component_toml
+from tests.mobile.conftest import add_user, modules_toml
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+PUSH = "urn:xmpp:push:0"
+APP = "push.localhost"
+
+
+class AppServer(Component):
+    """An app server stand-in: records each publish, answers result (or the error it is told)."""
+
+    def __init__(self, jid: str, secret: str) -> None:
+        super().__init__(jid, secret)
+        self.published: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+        self.answer_error: str | None = None
+        self.register_handler(Callback(
+            "publish", MatchXPath(f"{{jabber:component:accept}}iq/{{{PUBSUB}}}pubsub"),
+            self._publish))
+
+    def _publish(self, iq: Any) -> None:
+        self.published.put_nowait((time.monotonic(), iq))
+        reply = iq.reply()
+        if self.answer_error:
+            reply["type"] = "error"
+            reply["error"]["condition"] = self.answer_error
+            reply["error"]["type"] = "cancel"
+        reply.send()
+
+
+def summary(iq: Any) -> dict[str, str]:
+    """The XEP-0357 §7 summary form of a publish, as var -> value."""
+    xml = iq.xml
+    form = xml.find(f".//{{{PUSH}}}notification/{{jabber:x:data}}x")
+    assert form is not None, ET.tostring(xml)
+    return {f.get("var"): (f.findtext("{jabber:x:data}value") or "")
+            for f in form.findall("{jabber:x:data}field")}
+
+
+@contextlib.asynccontextmanager
+async def push_server(tmp: Path, push_opts: str = "") -> AsyncIterator[tuple[Server, AppServer]]:
+    plain, tls = free_port(), free_port()
+    extra = component_toml(tmp, plain, tls)
+    modules = modules_toml(f"[modules.mod_event_pusher.push]\n{push_opts}\n")
+    async with running_server(tmp, extra=extra, modules=modules) as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        app = AppServer(APP, SECRET)
+        app.connect("127.0.0.1", plain)
+        await asyncio.wait_for(asyncio.shield(app.started), 10)
+        try:
+            yield server, app
+        finally:
+            app.disconnect()
+
+
+async def enable(client: Client, node: str = "phone-node", form: str = "") -> Any:
+    iq = client.make_iq_set()
+    iq.append(ET.fromstring(f"<enable xmlns='{PUSH}' jid='{APP}' node='{node}'>{form}</enable>"))
+    return await iq.send(timeout=5)
+
+
+def _session(server: Server, jid: str) -> Any:
+    return next((s for s in server.sessions if str(s.jid) == jid), None)
+
+
+async def test_suspended_phone_gets_a_notification_within_a_second(tmp_path: Path) -> None:
+    options = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>"
+               "http://jabber.org/protocol/pubsub#publish-options</value></field>"
+               "<field var='secret'><value>app-secret</value></field></x>")
+    async with push_server(tmp_path) as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            phone.send_presence()
+            await eventually(lambda: getattr(_session(server, "alice@localhost/phone"), "sm",
+                                             None) is not None)
+            await enable(phone, form=options)
+            phone.abort()  # the network is gone; the stream was never closed
+            await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),
+                                             "state", None) == C2SState.RESUME_SESSION)
+            sent = time.monotonic()
+            bob.send_message(mto="alice@localhost", mbody="are you there?", mtype="chat")
+            arrived, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert arrived - sent < 1.0
+            assert iq["from"] == "alice@localhost"
+            publish = iq.xml.find(f"{{{PUBSUB}}}pubsub/{{{PUBSUB}}}publish")
+            assert publish is not None and publish.get("node") == "phone-node"
+            form = summary(iq)
+            assert form["FORM_TYPE"] == "urn:xmpp:push:summary"
+            assert form["message-count"] == "1"
+            assert form["last-message-sender"] == "bob@localhost/desk"
+            assert form["last-message-body"] == "are you there?"
+            # The client's publish-options travel with every notification (XEP-0357 §5).
+            secret = iq.xml.find(f".//{{{PUBSUB}}}publish-options/{{jabber:x:data}}x/"
+                                 "{jabber:x:data}field[@var='secret']")
+            assert secret is not None and secret.findtext("{jabber:x:data}value") == "app-secret"
+            bob.send_message(mto="alice@localhost", mbody="hello?", mtype="chat")
+            _, second = await asyncio.wait_for(app.published.get(), 5)
+            assert summary(second)["message-count"] == "2"
+        finally:
+            await disconnect(bob)
+
+
+async def test_offline_message_notifies_without_body_when_configured(tmp_path: Path) -> None:
+    async with push_server(tmp_path, "include_body = false") as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret")
+        await enable(phone)
+        await disconnect(phone)
+        await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="secret text", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            form = summary(iq)
+            assert form["message-count"] == "1"
+            assert "last-message-body" not in form
+            # A chat state alone is not worth waking a phone for.
+            msg = bob.make_message(mto="alice@localhost", mtype="chat")
+            msg.append(ET.fromstring("<composing xmlns='http://jabber.org/protocol/chatstates'/>"))
+            msg.send()
+            with contextlib.suppress(TimeoutError):
+                _, extra = await asyncio.wait_for(app.published.get(), 0.5)
+                raise AssertionError(f"unexpected notification {extra}")
+        finally:
+            await disconnect(bob)
+
+
+async def test_app_server_error_disables_the_registration(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret")
+        await enable(phone, node="n1")
+        await enable(phone, node="n2")
+        await disconnect(phone)
+        module = server.modules["mod_event_pusher"]
+        assert len(await module.store.registrations("localhost", "alice")) == 2
+        app.answer_error = "item-not-found"
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="one", mtype="chat")
+            for _ in range(2):
+                await asyncio.wait_for(app.published.get(), 5)
+
+            async def gone() -> bool:
+                return await module.store.registrations("localhost", "alice") == []
+            await eventually(gone)
+        finally:
+            await disconnect(bob)
+
+
+async def test_enable_disable_and_bad_requests(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        alice = await connect(server, "alice@localhost/phone", "secret",
+                              plugins=("xep_0030",))
+        try:
+            info = await alice.plugin["xep_0030"].get_info(jid="alice@localhost", timeout=5)
+            assert PUSH in info["disco_info"]["features"]
+            module = server.modules["mod_event_pusher"]
+            await enable(alice, node="a")
+            await enable(alice, node="b")
+            iq = alice.make_iq_set()
+            iq.append(ET.fromstring(f"<disable xmlns='{PUSH}' jid='{APP}' node='a'/>"))
+            await iq.send(timeout=5)
+            regs = await module.store.registrations("localhost", "alice")
+            assert [r.node for r in regs] == ["b"]
+            iq = alice.make_iq_set()
+            iq.append(ET.fromstring(f"<disable xmlns='{PUSH}' jid='{APP}'/>"))
+            await iq.send(timeout=5)
+            assert await module.store.registrations("localhost", "alice") == []
+            # A form of the wrong type, a missing node, someone else's account.
+            for payload, to, condition in (
+                (f"<enable xmlns='{PUSH}' jid='{APP}' node='x'><x xmlns='jabber:x:data' "
+                 "type='submit'><field var='FORM_TYPE'><value>urn:other</value></field></x>"
+                 "</enable>", None, "bad-request"),
+                (f"<enable xmlns='{PUSH}' jid='{APP}'/>", None, "bad-request"),
+                (f"<enable xmlns='{PUSH}' jid='{APP}' node='x'/>", "bob@localhost",
+                 "forbidden"),
+            ):
+                iq = alice.make_iq_set(ito=to)
+                iq.append(ET.fromstring(payload))
+                try:
+                    await iq.send(timeout=5)
+                except slixmpp.exceptions.IqError as err:
+                    assert err.iq["error"]["condition"] == condition
+                else:
+                    raise AssertionError(f"accepted: {payload}")
+        finally:
+            await disconnect(alice)
