@@ -1,0 +1,188 @@
+"""mod_http_upload: XEP-0363 HTTP File Upload at `upload.@HOST@` (MongooseIM 6.4's names).
+
+A client asks the upload service for a slot (file name, size, content type) and gets a PUT URL
+to upload to and a GET URL to share. The files never pass through the XMPP streams: with the
+`s3` backend they go to an S3-compatible store through presigned URLs (`s3.py`).
+
+Refusals follow XEP-0363 §4: a file over `max_file_size` gets `not-acceptable` with
+`<file-too-large><max-file-size/>`; a request without a name or with a size that is not a
+positive integer gets `bad-request`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import iqdisc
+from suricate.config.spec import (
+    OMIT,
+    Bool,
+    Context,
+    Int,
+    OneOf,
+    Option,
+    Section,
+    Str,
+)
+from suricate.core.iq import error_for
+from suricate.core.module import Module
+from suricate.instrument.events import SPIRAL, declare
+from suricate.jid import JID
+from suricate.protocol.errors import StanzaError, error_reply
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+from . import s3
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+
+UPLOAD = "urn:xmpp:http:upload:0"
+
+MOD_HTTP_UPLOAD_SLOT = declare(
+    "mod_http_upload_slot", ("host_type",), {"count": SPIRAL, "refused_count": SPIRAL},
+    "Upload slots handed out, and requests refused (too large, malformed)")
+
+
+def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    if out["backend"] == "s3" and "s3" not in out:
+        ctx.error(f"{path}.s3", 'required when backend is "s3"')
+
+
+_S3 = Section(
+    {
+        "bucket_url": Option(Str(), doc='The bucket\'s URL, e.g. '
+                             '"https://my-bucket.s3.eu-west-1.amazonaws.com".'),
+        "add_acl": Option(Bool(), False, "Make uploaded objects public-read (x-amz-acl)."),
+        "region": Option(Str(), doc='The bucket\'s region, e.g. "eu-west-1".'),
+        "access_key_id": Option(Str(), doc="Access key of an account that may put objects."),
+        "secret_access_key": Option(Str(), doc="Its secret key."),
+    },
+    doc="The S3-compatible store.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    put: str
+    get: str
+    put_headers: tuple[tuple[str, str], ...] = ()
+
+
+class ModHttpUpload(Module):
+    name = "mod_http_upload"
+    xeps = ("0363",)
+    options = Section(
+        {
+            "iqdisc": iqdisc("one_queue"),
+            "host": Option(Str(lower=True), "upload.@HOST@",
+                           "Domain of the upload service; @HOST@ is each served domain."),
+            "backend": Option(OneOf(["s3"]), "s3", "Where files go."),
+            "expiration_time": Option(Int(min=1, unit="seconds"), 60,
+                                      "How long a PUT URL is valid."),
+            "token_bytes": Option(Int(min=1), 32,
+                                  "Random bytes in each file's path (unguessable URLs)."),
+            "max_file_size": Option(Int(min=1, unit="bytes"), 10485760,
+                                    "Largest file accepted."),
+            "s3": Option(_S3, OMIT, _S3.doc),
+        },
+        doc="XEP-0363 HTTP File Upload.",
+        post=_post,
+    )
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.max_size: int = opts["max_file_size"]
+        self.domains: list[str] = []
+
+    async def start(self) -> None:
+        self.domains = self.serve_subdomains(self.opts["host"], self.handle)
+
+    # -- the service domain --------------------------------------------------------------------
+    def handle(self, frm: JID, to: JID, stanza: Element) -> None:
+        if stanza.name != "iq" or stanza.get("type") not in ("get", "set"):
+            if stanza.name == "message" and stanza.get("type") != "error":
+                self.server.router.route(to, frm, error_for(stanza, "service-unavailable"))
+            return  # RFC 6120 §8.2.3: results and errors are never answered
+        payload = stanza.first_element()
+        try:
+            if payload is None or to.local is not None:
+                raise StanzaError("service-unavailable")
+            reply = self._iq(frm, to, stanza.get("type") or "", payload)
+        except StanzaError as err:
+            self.server.router.route(to, frm, error_reply(stanza, err))
+            return
+        answer = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm),
+                                            "id": stanza.get("id") or ""})
+        answer.append(reply)
+        self.server.router.route(to, frm, answer)
+
+    def _iq(self, frm: JID, to: JID, type_: str, payload: Element) -> Element:
+        if type_ == "get" and payload.name == "query" and payload.xmlns == ns.DISCO_INFO:
+            return self._disco_info()
+        if type_ == "get" and payload.name == "query" and payload.xmlns == ns.DISCO_ITEMS:
+            return Element("query", ns.DISCO_ITEMS)
+        if type_ == "get" and payload.name == "request" and payload.xmlns == UPLOAD:
+            return self._request(frm, payload)
+        raise StanzaError("service-unavailable")
+
+    def _disco_info(self) -> Element:
+        # XEP-0363 §2: identity store/file, the feature, and max-file-size in an XEP-0128 form.
+        query = Element("query", ns.DISCO_INFO)
+        query.add("identity", attrs={"category": "store", "type": "file",
+                                     "name": "HTTP File Upload"})
+        for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, UPLOAD):
+            query.add("feature", attrs={"var": feature})
+        form = query.add("x", ns.DATA_FORMS, {"type": "result"})
+        for var, value, hidden in (("FORM_TYPE", UPLOAD, True),
+                                   ("max-file-size", str(self.max_size), False)):
+            field = form.add("field", attrs={"var": var, **({"type": "hidden"} if hidden else {})})
+            field.add("value", text=value)
+        return query
+
+    def _request(self, frm: JID, request: Element) -> Element:
+        labels = {"host_type": frm.domain}
+        filename = request.get("filename") or ""
+        size_text = request.get("size") or ""
+        content_type = request.get("content-type") or "application/octet-stream"
+        if not filename or not size_text.isdigit() or int(size_text) <= 0:
+            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"refused_count": 1})
+            raise StanzaError("bad-request", "a slot needs a filename and a positive size")
+        size = int(size_text)
+        if size > self.max_size:
+            self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"refused_count": 1})
+            too_large = Element("file-too-large", UPLOAD)
+            too_large.add("max-file-size", text=str(self.max_size))
+            raise StanzaError("not-acceptable",
+                              f"File too large. The maximum file size is {self.max_size} bytes",
+                              "modify", too_large)
+        slot = self._s3_slot(filename, size, content_type)
+        self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
+        out = Element("slot", UPLOAD)
+        put = out.add("put", attrs={"url": slot.put})
+        for name, value in slot.put_headers:
+            put.add("header", attrs={"name": name}, text=value)
+        out.add("get", attrs={"url": slot.get})
+        return out
+
+    def _key(self, filename: str) -> str:
+        # The random part makes URLs unguessable; the name stays readable for recipients.
+        # A slash would make a path of the name: replaced (XEP-0363 §4 lets the service alter
+        # the name).
+        safe_name = filename.replace("/", "_").replace("\\", "_")
+        return f"{secrets.token_hex(self.opts['token_bytes'])}/{safe_name}"
+
+    def _s3_slot(self, filename: str, size: int, content_type: str) -> Slot:
+        conf = self.opts["s3"]
+        key = self._key(filename)
+        put = s3.presign(
+            "PUT", conf["bucket_url"], key, region=conf["region"],
+            access_key_id=conf["access_key_id"], secret_access_key=conf["secret_access_key"],
+            expires=self.opts["expiration_time"], now=datetime.now(UTC),
+            headers={"content-length": str(size), "content-type": content_type},
+            query={"x-amz-acl": "public-read"} if conf["add_acl"] else None)
+        return Slot(put, s3.object_url(conf["bucket_url"], key))
