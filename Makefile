@@ -45,4 +45,6 @@ test: $(STAMP) $(JS_STAMP) peers
 	$(BIN)/ruff check suricate tests examples
 	$(BIN)/mypy suricate tests/typecheck
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	@# Two workers; tests sharing a fixed resource (ports 5222/5269, worker processes, a
+	@# module-wide server) carry the same xdist_group and so run in one worker.
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests

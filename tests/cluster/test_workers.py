@@ -23,6 +23,10 @@ from suricate.jid import JID
 from tests.e2e.harness import Client, connect, disconnect, free_port, server_toml
 from tests.e2e.tls_client import TestClient
 
+# A module-wide fixture (or a fixed resource): one xdist worker runs the whole file.
+pytestmark = pytest.mark.xdist_group("workers")
+
+
 SURICATE = [sys.executable, "-m", "suricate"]
 LIMIT = '[access]\nmax_user_sessions = [{acl = "all", value = 2}]'
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank")

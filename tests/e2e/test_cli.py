@@ -125,6 +125,8 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
             proc.wait()
 
 
+# The interop peers listen on 127.0.0.2-3:5222: same xdist worker, never at the same time.
+@pytest.mark.xdist_group("fixed-ports")
 def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
     for port in (5222, 5223):
         with socket.socket() as s:

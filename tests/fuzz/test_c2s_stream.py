@@ -35,6 +35,10 @@ from suricate.xml.parser import StreamParser, XMLStreamError
 from tests.e2e.harness import ALL_MODULES
 from tests.fuzz.strategies import HOSTILE
 
+# A module-wide fixture (or a fixed resource): one xdist worker runs the whole file.
+pytestmark = pytest.mark.xdist_group("fuzz-c2s")
+
+
 OPTS = {"max_stanza_size": 20000, "state_timeout": 60000, "access": "all",
         "backwards_compatible_session": True}
 HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "

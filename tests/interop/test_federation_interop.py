@@ -28,7 +28,7 @@ from tests.e2e.harness import (
 from tests.interop import peers as P
 from tests.s2s.harness import federated_server, register
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports")]
 
 
 def _missing() -> str | None:

@@ -14,6 +14,9 @@ from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
 from tests.unit.test_config import RELEASE_EXAMPLE  # the text of the release notes
 
+# Shares a fixed resource with other files: one xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("fixed-ports")
+
 
 def _config(tmp: Path) -> str:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
