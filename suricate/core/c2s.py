@@ -66,8 +66,7 @@ class C2S:
     __slots__ = (
         "server", "conn", "opts", "tls_config", "fsm", "parser", "stream_id", "domain", "lang",
         "jid", "user", "auth_failures", "mechanism", "mechanism_name", "_timer", "_busy",
-        "_backlog", "priority", "presence", "directed", "roster_cache", "blocklist",
-        "anonymous", "started_at", "module_state", "_closing", "_ended",
+        "_backlog", "priority", "presence", "anonymous", "started_at", "module_state", "_closing", "_ended",
         # mobile sessions (XEP-0388, XEP-0386, XEP-0484, XEP-0198)
         "sasl2", "user_agent", "credential_source", "sm", "_sasl2_offered", "_sasl2_inline",
         "early_data_auth", "_resend",
@@ -100,9 +99,6 @@ class C2S:
         # session state (RFC 6121)
         self.priority = 0
         self.presence: Element | None = None
-        self.directed: set[JID] = set()
-        self.roster_cache: Any = None
-        self.blocklist: frozenset[JID] = frozenset()
         self.anonymous = False
         self.started_at = time.time()
         self.module_state: dict[str, Any] = {}
@@ -140,8 +136,10 @@ class C2S:
                 self.parser = StreamParser(self.opts.get("max_stanza_size"))
                 if old_parser is not None:
                     old_parser.release()
-            timeout = (self.opts.get("state_timeout") or 5000) / 1000
-            self._timer = self.conn.loop.call_later(timeout, self._state_timeout)
+            # state_timeout is in milliseconds; 0 means no deadline, as on every stream.
+            timeout = self.opts.get("state_timeout", 5000)
+            if timeout:
+                self._timer = self.conn.loop.call_later(timeout / 1000, self._state_timeout)
 
     def _state_timeout(self) -> None:
         self._timer = None
@@ -835,8 +833,7 @@ class C2S:
         assert sm is not None and self.user is not None
         sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
         self._resend = sm.take_unacked()
-        for name in ("jid", "priority", "presence", "directed", "roster_cache", "blocklist",
-                     "anonymous", "started_at", "module_state", "sm", "lang"):
+        for name in ("jid", "priority", "presence", "anonymous", "started_at", "module_state", "sm", "lang"):
             setattr(self, name, getattr(old, name))
         old.sm = None
         old._ended = True  # its session continues here: no close hooks, nothing re-routed
