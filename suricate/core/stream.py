@@ -15,10 +15,10 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from suricate.protocol.c2s import STREAM_CLOSE
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.stanza import PREFIXES, to_wire
+from suricate.protocol.stream import STREAM_CLOSE
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
