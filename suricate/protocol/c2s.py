@@ -26,7 +26,8 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 __all__ = [
-    "STREAM_CLOSE", "STREAM_PREFIXES", "TIMED_STATES", "TRANSITIONS", "C2SState",
+    "DEFAULT_HANDLERS", "ELEMENT_HANDLERS", "STREAM_CLOSE", "STREAM_PREFIXES", "TIMED_STATES",
+    "TRANSITIONS", "C2SState",
     "C2SStateMachine", "bind_feature", "channel_binding_feature", "features_element",
     "mechanisms_feature", "sasl2_failure", "sasl2_feature", "sasl_failure", "session_feature",
     "starttls_feature", "stream_header",
@@ -75,6 +76,36 @@ TRANSITIONS: dict[C2SState, frozenset[C2SState]] = {
 # States with a negotiation deadline (the listener's state_timeout).
 TIMED_STATES = frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
                           S.WAIT_FOR_SASL_RESPONSE, S.WAIT_FOR_FEATURE_AFTER_AUTH})
+
+
+# What each state does with a top-level element, by (namespace, name): the name of the
+# handler the c2s runs (``_on_<name>``). An element not listed gets the state's default
+# (``DEFAULT_HANDLERS``, else "not_authorized": RFC 6120 §6.4.1/§7.1, nothing but negotiation
+# before a session exists). An established session has only its default: every stanza goes
+# through one handler, with no lookup by name on the hot path.
+ELEMENT_HANDLERS: dict[C2SState, dict[tuple[str, str], str]] = {
+    S.WAIT_FOR_FEATURE_BEFORE_AUTH: {
+        (ns.TLS, "starttls"): "starttls",  # RFC 6120 §5.4.2
+        (ns.SASL, "auth"): "sasl_auth",  # RFC 6120 §6.4.2
+        (ns.SASL2, "authenticate"): "sasl2_authenticate",  # XEP-0388 §2.5
+        (ns.CLIENT, "iq"): "preauth_iq",  # XEP-0077 registration before authentication
+    },
+    S.WAIT_FOR_SASL_RESPONSE: {
+        (ns.SASL, "response"): "sasl_response",  # RFC 6120 §6.4.3
+        (ns.SASL2, "response"): "sasl_response",  # XEP-0388 §2.6.1
+        (ns.SASL, "abort"): "sasl_abort",  # RFC 6120 §6.4.4
+        (ns.SASL2, "abort"): "sasl_abort",
+    },
+    S.WAIT_FOR_FEATURE_AFTER_AUTH: {
+        (ns.CLIENT, "iq"): "bind",  # RFC 6120 §7
+    },
+}
+DEFAULT_HANDLERS: dict[C2SState, str] = {
+    # XEP-0198 <resume/> after legacy authentication, through the modules
+    S.WAIT_FOR_FEATURE_AFTER_AUTH: "stream_element",
+    # RFC 6120 §8: stanzas; XEP-0198 / XEP-0352 elements through the modules
+    S.SESSION_ESTABLISHED: "stanza",
+}
 
 
 class C2SStateMachine(StateMachine[C2SState]):
