@@ -42,6 +42,7 @@ log = logging.getLogger("suricate.mod_blocking")
 # The account's blocklist cached on each of its sessions (replicated to other workers by
 # suricate.cluster, which reads and writes the same slot on its RemoteSession proxies).
 BLOCKLIST: SessionSlot[frozenset[JID]] = SessionSlot("mod_blocking.list", frozenset)
+_BLOCKLIST_KEY = BLOCKLIST.key  # read on every stanza: one global, one dict lookup
 _NOTHING: frozenset[JID] = frozenset()
 
 
@@ -232,7 +233,7 @@ class ModBlocking(Module):
         """§3.3: the user's server does not route a stanza from the user to a blocked entity."""
         if stanza is None:
             return None
-        blocked = c2s.module_state.get(BLOCKLIST.key)
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
         if not blocked:
             return stanza
         to = _to(stanza)
@@ -251,7 +252,7 @@ class ModBlocking(Module):
         frm = _from(stanza)
         if frm is None:
             return stanza
-        blocked = c2s.module_state.get(BLOCKLIST.key)
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
         if blocked and not _exempt(c2s.jid, frm) and is_blocked(blocked, frm):
             # §3.3: IQ get/set MUST be answered service-unavailable; presence MUST NOT be
             # answered. For messages the XEP suggests service-unavailable too, but with
