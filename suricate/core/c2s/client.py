@@ -83,5 +83,4 @@ def _compile(cls: type[C2S]) -> DispatchTable:
     return table
 
 
-C2S._on_stanza = C2S._handle_stanza  # type: ignore[attr-defined]
 C2S.DISPATCH = _compile(C2S)

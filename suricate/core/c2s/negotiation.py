@@ -47,9 +47,6 @@ class Negotiation(Delivery):
     early_data_auth: bool
 
     # -- provided by the session layer ------------------------------------------------------
-    def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
-        raise NotImplementedError
-
     def _open_session(self, full: JID) -> StanzaError | None:
         raise NotImplementedError
 

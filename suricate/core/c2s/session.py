@@ -111,6 +111,8 @@ class EstablishedSession(Negotiation):
         self.server.router.route(self.jid, to, filtered)
         return None
 
+    _on_stanza = _handle_stanza  # the default of session_established (protocol.c2s)
+
     def _reply_result(self, iq: Element) -> None:
         reply = Element("iq", ns.CLIENT, {"type": "result", "to": str(self.jid)})
         if "id" in iq.attrs:
