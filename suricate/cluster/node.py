@@ -8,7 +8,7 @@ boolean module flags (mod_roster's "interested", mod_carboncopy's enabled) and t
 which IQs change (hence a look at each IQ answer delivered to the session). Each look compares
 with what was last announced and costs a few attribute reads.
 
-Roster caches: each session keeps its roster in ``roster_cache`` (mod_roster), which mod_roster
+Roster caches: each session keeps its roster in mod_roster's ``ROSTER_CACHE`` slot, which it
 updates in the sessions of the worker that changed the roster. When the account also has
 sessions elsewhere, their workers are told to reload it from storage: after a subscription
 stanza changed it (the ROSTER_*_SUBSCRIPTION hooks, after mod_roster), and after a roster set
@@ -28,6 +28,8 @@ from suricate.cluster.bus import Bus, Link
 from suricate.cluster.remote import RemoteSession
 from suricate.core import hooks as H
 from suricate.jid import JID
+from suricate.modules.mod_blocking import BLOCKLIST, blocklist
+from suricate.modules.mod_roster import ROSTER_CACHE
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 
@@ -131,12 +133,12 @@ class ClusterNode:
         lock = roster.locked(user) if roster is not None else contextlib.nullcontext()
         async with lock:
             sessions: list[Any] = [s for s in self.server.sessions.resources(user)
-                                   if getattr(s, "roster_cache", None) is not None]
+                                   if ROSTER_CACHE.get(s) is not None]
             if not sessions or user.local is None:
                 return
             items = await self.server.storage.get_roster(user.domain, user.local)
             for session in sessions:
-                session.roster_cache = {JID.parse(item.jid): item for item in items}
+                ROSTER_CACHE.set(session, {JID.parse(item.jid): item for item in items})
 
     def _refresh(self, session: Any) -> None:
         jid = session.jid
@@ -146,11 +148,12 @@ class ClusterNode:
         if owner is not session:
             return  # not bound (yet), or another stream's
         flags = _flags(session)
+        blocked = blocklist(session)
         last = self._announced.get(session)
         if last is not None and last[0] == session.priority and last[1] is session.presence \
-                and last[2] == flags and last[3] is session.blocklist:
+                and last[2] == flags and last[3] is blocked:
             return
-        self._announced[session] = (session.priority, session.presence, flags, session.blocklist)
+        self._announced[session] = (session.priority, session.presence, flags, blocked)
         self.bus.broadcast(self._state(session, flags))
 
     @staticmethod
@@ -158,7 +161,7 @@ class ClusterNode:
         presence = session.presence
         return wire.frame(wire.STATE, str(session.jid), session.priority,
                           wire.pack(presence) if presence is not None else None, flags,
-                          tuple(str(j) for j in session.blocklist))
+                          tuple(str(j) for j in blocklist(session)))
 
     # -- the bus ----------------------------------------------------------------------------------
     def link_up(self, link: Link) -> Iterable[bytes]:
@@ -206,7 +209,7 @@ class ClusterNode:
             log.error("cluster_unknown_frame peer=%d kind=%r", peer, kind)
 
     def _remote_state(self, peer: int, jid_text: str, priority: int, presence: Any,
-                      flags: tuple[str, ...], blocklist: tuple[str, ...]) -> None:
+                      flags: tuple[str, ...], blocked: tuple[str, ...]) -> None:
         jid = JID.parse(jid_text)
         replica = self._replica.setdefault(peer, {})
         session = replica.get(jid)
@@ -216,7 +219,8 @@ class ClusterNode:
         session.priority = priority
         session.presence = wire.unpack(presence) if presence is not None else None
         session.module_state = dict.fromkeys(flags, True)
-        session.blocklist = frozenset(JID.parse(j) for j in blocklist)
+        if blocked:
+            BLOCKLIST.set(session, frozenset(JID.parse(j) for j in blocked))
 
     def _deliver(self, jid: JID, stanza: Element, hops: int) -> None:
         session = self.server.sessions.local(jid)

@@ -21,30 +21,26 @@ if TYPE_CHECKING:
 class RemoteSession:
     """Implements ``suricate.core.sessions.Session`` by forwarding to worker ``link.peer``."""
 
-    __slots__ = ("jid", "priority", "presence", "module_state", "blocklist", "node", "link")
+    __slots__ = ("jid", "priority", "presence", "module_state", "node", "link")
 
-    # What modules read on a local C2S and must find here too: no roster cache (they fall
-    # back to storage), no directed presence of ours, never anonymous from our side.
-    roster_cache: Any = None
+    # What modules read on a local C2S and must find here too: never anonymous from our side.
+    # Modules' session slots (suricate.core.module.SessionSlot) find only what is replicated:
+    # no roster cache (they fall back to storage), no directed presence of ours.
     anonymous = False
 
     def __init__(self, jid: JID, node: ClusterNode, link: Link) -> None:
         self.jid = jid
         self.priority = 0
         self.presence: Element | None = None
-        # The owner's boolean module flags (mod_roster "interested", mod_carboncopy enabled).
+        # The owner's boolean module flags (mod_roster "interested", mod_carboncopy enabled)
+        # and its blocklist (mod_blocking's slot).
         self.module_state: dict[str, Any] = {}
-        self.blocklist: frozenset[JID] = frozenset()
         self.node = node
         self.link = link
 
     @property
     def available(self) -> bool:
         return self.presence is not None
-
-    @property
-    def directed(self) -> set[JID]:
-        return set()
 
     def deliver(self, stanza: Element) -> None:
         self.link.send(wire.frame(wire.STANZA, self.node.hops, str(self.jid),

@@ -300,7 +300,7 @@ def _xmpp_listener_options(default_tls_mode: str) -> dict[str, Option]:
             "state_timeout": Option(
                 Int(min=0, unit="milliseconds"),
                 5000,
-                "Time allowed for each step of stream negotiation and authentication.",
+                "Time allowed for each step of stream negotiation and authentication; 0: no limit.",
             ),
             "tls": Option(
                 listener_tls(default_tls_mode),
@@ -456,7 +456,7 @@ def _http_listener() -> Section:
                                     "state_timeout": Option(
                                         Int(min=0, unit="milliseconds"),
                                         5000,
-                                        "Time allowed for each negotiation step.",
+                                        "Time allowed for each negotiation step; 0: no limit.",
                                     ),
                                     "backwards_compatible_session": Option(
                                         Bool(), True, "Accept the RFC 3921 session IQ."
@@ -790,7 +790,8 @@ _S2S = Section(
                     "port": Option(Int(min=1, max=65535), 5269, "Default remote port."),
                     "shaper": Option(Str(), "none", "Shaper of outgoing connections."),
                     "state_timeout": Option(
-                        Int(min=0, unit="milliseconds"), 5000, "Negotiation step timeout."
+                        Int(min=0, unit="milliseconds"), 5000,
+                        "Negotiation step timeout; 0: no limit."
                     ),
                     "stream_timeout": Option(
                         IntOrInfinity(min=1, unit="milliseconds"),

@@ -114,6 +114,11 @@ SESSION_SUSPEND: Hook[Callable[[bool, C2S], Folded[bool]]] = Hook(
 SESSION_RESUMED: Hook[Callable[[None, C2S, C2S], Folded[None]]] = Hook(
     "session_resumed",
     "fold(None, new_c2s, old_c2s): a stream took over a waiting session (XEP-0198 §5)")
+SESSION_RESUMPTION_ANSWERED = Hook(
+    "session_resumption_answered",
+    "fold(None, c2s): the client was told its session resumed, by <resumed/> or by the SASL2 "
+    "<success/> carrying it (XEP-0198 §5, XEP-0388 §2.6.3): what the old stream had not had "
+    "acknowledged is sent again now")
 
 # -- sessions ----------------------------------------------------------------------------------
 SESSION_OPENED: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(

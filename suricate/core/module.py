@@ -41,9 +41,17 @@ T = TypeVar("T")
 
 
 class SessionSlot(Generic[T]):
-    """Per-session state a module owns, kept in ``session.module_state`` under ``key`` (the
-    module's name, or ``"<module>.<what>"`` for a module with several), never as a new
-    attribute of the c2s object. One dict lookup: cheap enough for the delivery path."""
+    """Per-session state a module owns, kept in c2s.module_state under the module's key.
+
+    DESIGN §7: a module's per-session state belongs to the module, never to a new attribute
+    on the c2s. The slot is declared once (at module level, next to its owner) and is the only
+    way to reach that entry, so the key and the type are written in one place. Each access is
+    one dict operation on ``session.module_state``: cheap enough for the delivery path.
+
+    The key is the owning module's name; a module keeping more than one independent piece
+    uses ``"<module>.<piece>"`` (``"mod_roster.cache"``). Sessions of other workers
+    (``cluster.remote.RemoteSession``) have a ``module_state`` too, holding what is replicated.
+    """
 
     __slots__ = ("key", "factory")
 
@@ -52,22 +60,28 @@ class SessionSlot(Generic[T]):
         self.factory = factory
 
     def get(self, session: Any) -> T | None:
-        return session.module_state.get(self.key)  # type: ignore[no-any-return]
+        value: T | None = session.module_state.get(self.key)
+        return value
 
     def setdefault(self, session: Any) -> T:
-        state: dict[str, Any] = session.module_state
-        value = state.get(self.key)
+        """The session's value, created with the factory on first use."""
+        state = session.module_state
+        value: T | None = state.get(self.key)
         if value is None:
             if self.factory is None:
-                raise LookupError(f"session slot {self.key} has no value and no factory")
+                raise TypeError(f"session slot {self.key!r} has no factory")
             value = state[self.key] = self.factory()
-        return value  # type: ignore[no-any-return]
+        return value
 
     def set(self, session: Any, value: T) -> None:
         session.module_state[self.key] = value
 
     def pop(self, session: Any) -> T | None:
-        return session.module_state.pop(self.key, None)  # type: ignore[no-any-return]
+        value: T | None = session.module_state.pop(self.key, None)
+        return value
+
+    def __repr__(self) -> str:
+        return f"SessionSlot({self.key!r})"
 
 
 class Module:

@@ -22,16 +22,16 @@ from suricate.core.stream import XmppStream
 from suricate.jid import JID, InvalidJID
 from suricate.net.peer_cert import names_domain
 from suricate.protocol import s2s as P
-from suricate.protocol.c2s import (
+from suricate.protocol.errors import StanzaError, StreamError
+from suricate.protocol.fsm import StateMachine
+from suricate.protocol.s2s import S2SInState as In
+from suricate.protocol.stanza import STANZA_NAMES, to_internal
+from suricate.protocol.stream import (
     features_element,
     mechanisms_feature,
     sasl_failure,
     starttls_feature,
 )
-from suricate.protocol.errors import StanzaError, StreamError
-from suricate.protocol.fsm import StateMachine
-from suricate.protocol.s2s import S2SInState as In
-from suricate.protocol.stanza import STANZA_NAMES, to_internal
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen

@@ -1,9 +1,15 @@
-"""What the component and server-to-server streams share: feeding the parser, the negotiation
-timer, writing elements, ending with a stream error. (The c2s stream has its own copy of this
-plumbing, tuned for its back-pressure on database steps.)
+"""What every stream over one connection shares, whatever its kind (c2s, s2s in and out,
+component): a parser per stream, made anew at each restart (RFC 6120 §4.3.3, §6.4.6), the
+negotiation deadline of each timed state (the listener's ``state_timeout``), writing elements,
+ending with a stream error written after our header (RFC 6120 §4.9.1.1) and the closing tag.
 
-Every handler has a ``connection_type`` ("s2s" or "component"), the label MongooseIM 6.4 puts on
-the events of these connections; every log line carries it.
+``state_timeout`` is in milliseconds (MongooseIM's meaning); 0 means no deadline, on every kind
+of stream alike (the config spec accepts a non-negative integer and has no "infinity").
+
+Every handler has a ``connection_type`` ("c2s", "s2s" or "component"), the label MongooseIM
+6.4 puts on the events of these connections; every log line carries it. The c2s stream
+(``suricate.core.c2s``) drives its own event loop on top of this, for its back-pressure on
+database steps and its hibernation.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from suricate.protocol.c2s import STREAM_CLOSE
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.stanza import PREFIXES, to_wire
+from suricate.protocol.stream import STREAM_CLOSE
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
@@ -30,8 +36,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.stream")
 
 
+def state_timeout_seconds(state_timeout_ms: int | None) -> float | None:
+    """The deadline of a negotiation step, None for none (``state_timeout = 0``)."""
+    if not state_timeout_ms:
+        return None
+    return state_timeout_ms / 1000
+
+
+def parse(parser: StreamParser, data: bytes) -> tuple[list[Any], XMLStreamError | None]:
+    """Feed ``data``: the events it completed and, when the bytes went bad, the error. What
+    completed before the bad bytes is handled first, so the outcome does not depend on how
+    the peer's bytes were split into reads."""
+    try:
+        return parser.feed(data), None
+    except XMLStreamError as exc:
+        return exc.events, exc
+
+
 class XmppStream:
     """Base of one stream over one connection; subclasses handle the parsed events."""
+
+    __slots__ = ("server", "conn", "fsm", "_timed_states", "_closed_state", "_max_stanza_size",
+                 "_state_timeout", "parser", "stream_id", "_timer", "_closing", "log")
 
     connection_type = "unknown"
     content_ns = ns.SERVER
@@ -45,7 +71,7 @@ class XmppStream:
         self._timed_states = timed_states
         self._closed_state = closed_state
         self._max_stanza_size = max_stanza_size
-        self._state_timeout = state_timeout_ms / 1000
+        self._state_timeout = state_timeout_seconds(state_timeout_ms)
         self.parser: StreamParser | None = StreamParser(max_stanza_size)
         self.stream_id = ""
         self._timer: asyncio.TimerHandle | None = None
@@ -65,9 +91,12 @@ class XmppStream:
         """Move to ``new``; ``restart`` makes a new parser (RFC 6120 §4.3.3, §6.4.6)."""
         self.fsm.goto(new)
         if restart:
+            old = self.parser
             self.parser = StreamParser(self._max_stanza_size)
+            if old is not None:
+                old.release()
         self._cancel_timer()
-        if new in self._timed_states and self._state_timeout > 0:
+        if self._state_timeout is not None and new in self._timed_states:
             self._timer = self.conn.loop.call_later(self._state_timeout, self._timed_out)
 
     def _cancel_timer(self) -> None:
@@ -91,13 +120,7 @@ class XmppStream:
         parser = self.parser
         if parser is None or self.closed:
             return
-        error: XMLStreamError | None = None
-        try:
-            events = parser.feed(data)
-        except XMLStreamError as exc:
-            # What completed before the bad bytes is handled first: the outcome must not
-            # depend on how the peer's bytes were split into reads.
-            events, error = exc.events, exc
+        events, error = parse(parser, data)
         self._handle_events(parser, events)
         if error is not None and not (self.closed or self._closing):
             self.stream_error(StreamError(error.condition, error.text))
@@ -152,6 +175,9 @@ class XmppStream:
     def on_closed(self, exc: Exception | None) -> None:
         """The connection is gone (called once)."""
 
+    def on_closing(self) -> None:
+        """We are closing the stream (after the closing tag, before the socket closes)."""
+
     def opening_header(self) -> bytes:
         """Our header, written before a stream error when none was sent yet (§4.9.1.1)."""
         raise NotImplementedError
@@ -177,15 +203,18 @@ class XmppStream:
     def stream_error(self, err: StreamError) -> None:
         if self.closed or self._closing:
             return
-        self.log.info("%s_stream_error connection_type=%s condition=%s text=%s peer=%s",
-                      self.connection_type, self.connection_type, err.condition, err.text,
-                      self.conn.peer)
+        self.log_stream_error(err)
         if not self.stream_id:
             # RFC 6120 §4.9.1.1: an error before our header still opens the stream first.
             self.stream_id = secrets.token_hex(8)
             self.conn.write(self.opening_header())
         self.send_element(err.to_element())
         self.close()
+
+    def log_stream_error(self, err: StreamError) -> None:
+        self.log.info("%s_stream_error connection_type=%s condition=%s text=%s peer=%s",
+                      self.connection_type, self.connection_type, err.condition, err.text,
+                      self.conn.peer)
 
     def close(self) -> None:
         if self._closing:
@@ -196,5 +225,6 @@ class XmppStream:
             self.conn.write(STREAM_CLOSE)
         if not self.closed:
             self.fsm.goto(self._closed_state)
+        self.on_closing()
         self.conn.close()
         # connection_lost follows and calls on_closed

@@ -1,7 +1,7 @@
 """mod_blocking: XEP-0191 Blocking Command.
 
 The blocklist lives in storage and is cached on every session of the account
-(``c2s.blocklist``), loaded when the resource is bound and replaced on each change, so the
+(the ``BLOCKLIST`` session slot), loaded when the resource is bound and replaced on each change, so the
 per-stanza checks never touch the database. Checks made here:
 - outbound, from the user to a blocked entity: refused with ``not-acceptable`` + ``<blocked/>``
   (§3.3), presence dropped;
@@ -28,7 +28,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID, InvalidJID
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
@@ -40,6 +40,17 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 log = logging.getLogger("suricate.mod_blocking")
+
+# The account's blocklist cached on each of its sessions (replicated to other workers by
+# suricate.cluster, which reads and writes the same slot on its RemoteSession proxies).
+BLOCKLIST: SessionSlot[frozenset[JID]] = SessionSlot("mod_blocking.list", frozenset)
+_BLOCKLIST_KEY = BLOCKLIST.key  # read on every stanza: one global, one dict lookup
+_NOTHING: frozenset[JID] = frozenset()
+
+
+def blocklist(session: Any) -> frozenset[JID]:
+    """The blocklist cached on ``session`` (empty before it is loaded)."""
+    return BLOCKLIST.get(session) or _NOTHING
 
 
 def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
@@ -89,13 +100,13 @@ class ModBlocking(Module):
             log.exception("blocklist_load_failed user=%s", user)
             c2s.stream_error(StreamError("internal-server-error"))
             return acc
-        c2s.blocklist = frozenset(_parse_all(items))
+        BLOCKLIST.set(c2s, frozenset(_parse_all(items)))
         return acc
 
     async def _blocklist_of(self, user: JID) -> frozenset[JID]:
         """The account's blocklist: from a session when one is bound, else from storage."""
         for session in self._sessions(user):
-            return session.blocklist
+            return blocklist(session)
         items = await self.server.storage.get_blocklist(user.domain, user.local or "")
         return frozenset(_parse_all(items))
 
@@ -137,7 +148,7 @@ class ModBlocking(Module):
     async def _block(self, user: JID, jids: list[JID]) -> None:
         await self.server.storage.block(user.domain, user.local or "", [str(j) for j in jids])
         for session in self._sessions(user):
-            session.blocklist = session.blocklist | frozenset(jids)
+            BLOCKLIST.set(session, blocklist(session) | frozenset(jids))
         self._push(user, "block", jids)
         await self._send_unavailable(user, jids)
 
@@ -150,7 +161,7 @@ class ModBlocking(Module):
             held = await self.server.storage.unblock_all(user.domain, user.local or "")
             removed = frozenset(_parse_all(held))
         for session in self._sessions(user):
-            session.blocklist = session.blocklist - removed if jids else frozenset()
+            BLOCKLIST.set(session, blocklist(session) - removed if jids else _NOTHING)
         self._push(user, "unblock", jids)
         await self._send_current_presence(user, removed)
 
@@ -176,7 +187,10 @@ class ModBlocking(Module):
             return
         subscribers = await self._subscribers_matching(user, blocked)
         for session in available:
-            targets = subscribers | {j for j in session.directed if is_blocked(blocked, j)}
+            # mod_presence imports this module: its slot is looked up at call time.
+            from suricate.modules.mod_presence import DIRECTED
+            directed = DIRECTED.get(session) or ()
+            targets = subscribers | {j for j in directed if is_blocked(blocked, j)}
             for target in targets:
                 presence = Element("presence", ns.CLIENT, {
                     "type": "unavailable", "from": str(session.jid), "to": str(target)})
@@ -192,7 +206,7 @@ class ModBlocking(Module):
         for session in available:
             assert session.presence is not None
             for target in subscribers:
-                if is_blocked(session.blocklist, target):
+                if is_blocked(blocklist(session), target):
                     continue
                 presence = session.presence.copy()
                 presence.attrs["from"] = str(session.jid)
@@ -223,10 +237,13 @@ class ModBlocking(Module):
     # -- filtering ------------------------------------------------------------------------------
     def filter_outbound(self, stanza: Element | None, c2s: C2S) -> Element | None:
         """§3.3: the user's server does not route a stanza from the user to a blocked entity."""
-        if stanza is None or not c2s.blocklist:
+        if stanza is None:
+            return None
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
+        if not blocked:
             return stanza
         to = _to(stanza)
-        if to is None or _exempt(c2s.jid, to) or not is_blocked(c2s.blocklist, to):
+        if to is None or _exempt(c2s.jid, to) or not is_blocked(blocked, to):
             return stanza
         stype = stanza.attrs.get("type")
         if stanza.name != "presence" and stype not in ("error", "result"):
@@ -241,7 +258,8 @@ class ModBlocking(Module):
         frm = _from(stanza)
         if frm is None:
             return stanza
-        if c2s.blocklist and not _exempt(c2s.jid, frm) and is_blocked(c2s.blocklist, frm):
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
+        if blocked and not _exempt(c2s.jid, frm) and is_blocked(blocked, frm):
             # §3.3: IQ get/set MUST be answered service-unavailable; presence MUST NOT be
             # answered. For messages the XEP suggests service-unavailable too, but with
             # offline storage an error would tell the sender it is blocked (an offline user
@@ -263,7 +281,7 @@ class ModBlocking(Module):
 
     def _sender_blocks(self, sender: JID, recipient: JID) -> bool:
         for session in self._sessions(sender.bare):
-            return is_blocked(session.blocklist, recipient)
+            return is_blocked(blocklist(session), recipient)
         return False
 
     def _sessions(self, user: JID) -> list[C2S]:

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.spec import Section
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_blocking import is_blocked
+from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
+from suricate.modules.mod_roster import ROSTER_CACHE
 from suricate.protocol import subscription as sub
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from suricate.core.c2s import C2S
 
 log = logging.getLogger("suricate.mod_presence")
+
+# RFC 6121 §4.6: the entities this session sent directed available presence to (they get
+# unavailable presence when it goes offline, §4.6.3); created on the first one.
+DIRECTED: SessionSlot[set[JID]] = SessionSlot("mod_presence.directed", set)
 
 SUBSCRIPTION_TYPES = frozenset(sub.EVENTS)
 
@@ -79,9 +84,11 @@ class ModPresence(Module):
             self.server.spawn(self._outbound_subscription(c2s.jid, to.bare, type_, stanza))
             return None
         if type_ is None:
-            c2s.directed.add(to)  # §4.6.2: remembered for the unavailable at logout
+            DIRECTED.setdefault(c2s).add(to)  # §4.6.2: remembered for the logout
         elif type_ == "unavailable":
-            c2s.directed.discard(to)
+            directed = DIRECTED.get(c2s)
+            if directed:
+                directed.discard(to)
         return stanza  # directed presence, probe, error: routed by the c2s
 
     def _available(self, c2s: C2S, stanza: Element) -> None:
@@ -133,8 +140,9 @@ class ModPresence(Module):
             for contact, item in self._roster(c2s).items():
                 if _state(item).has_from and not self._blocked(c2s, contact):
                     targets.add(contact)
-        targets |= c2s.directed
-        c2s.directed.clear()
+        directed = DIRECTED.pop(c2s)
+        if directed:
+            targets |= directed
         for target in targets:
             self._route_copy(c2s.jid, target, stanza)
         if was_available:
@@ -145,7 +153,7 @@ class ModPresence(Module):
     async def unset_presence(self, acc: None, c2s: C2S, status: str) -> None:
         """The session ended while available: the server says goodbye for it (§4.5.2). The
         session has already left the table, so it is not among "the other resources"."""
-        if c2s.presence is None and not c2s.directed:
+        if c2s.presence is None and not DIRECTED.get(c2s):
             return acc
         stanza = Element("presence", ns.CLIENT, {"type": "unavailable", "from": str(c2s.jid)})
         self._unavailable(c2s, stanza)
@@ -242,7 +250,7 @@ class ModPresence(Module):
     # -- helpers -----------------------------------------------------------------------------------
     async def _item(self, user: JID, contact: JID, sessions: list[Any]) -> RosterItem | None:
         for session in sessions:
-            cache = session.roster_cache
+            cache = ROSTER_CACHE.get(session)
             if cache is not None:
                 item: RosterItem | None = cache.get(contact)
                 return item
@@ -253,12 +261,13 @@ class ModPresence(Module):
 
     @staticmethod
     def _roster(c2s: Any) -> dict[JID, RosterItem]:
-        cache = c2s.roster_cache
+        cache = ROSTER_CACHE.get(c2s)
         return cache if cache is not None else {}
 
     @staticmethod
     def _blocked(c2s: Any, jid: JID) -> bool:
-        return is_blocked(c2s.blocklist, jid)
+        blocked = BLOCKLIST.get(c2s)
+        return is_blocked(blocked, jid) if blocked else False
 
     def _available_sessions(self, user: JID) -> list[Any]:
         return [s for s in self.server.sessions.resources(user) if s.available]

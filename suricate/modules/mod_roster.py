@@ -1,7 +1,7 @@
 """mod_roster: the roster (RFC 6121 §2), the subscription state it records (§3, Appendix A),
 pre-approval (§3.4) and roster versioning (XEP-0237).
 
-The roster lives in storage; every bound session also keeps a copy in ``c2s.roster_cache``
+The roster lives in storage; every bound session also keeps a copy in its ``ROSTER_CACHE`` slot
 (contact bare JID -> RosterItem), loaded when the session opens and updated on every change,
 so presence broadcast never reads the database per stanza. All changes to one account's roster
 run one at a time under a per-account lock, which keeps storage, the caches and the order of
@@ -27,7 +27,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Bool, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, SessionSlot
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.protocol import subscription as sub
@@ -35,6 +35,11 @@ from suricate.protocol.errors import StanzaError
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
+
+# Each bound session's copy of the account's roster (contact bare JID -> item), None while it
+# loads; the "interested" flag (RFC 6121 §2.2) is the separate boolean under "mod_roster",
+# which suricate.cluster replicates to the other workers.
+ROSTER_CACHE: SessionSlot[dict[JID, RosterItem]] = SessionSlot("mod_roster.cache")
 
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
@@ -150,7 +155,7 @@ class ModRoster(Module):
         user = c2s.jid.bare
         async with self.locked(user):
             items = await self.server.storage.get_roster(user.domain, user.local or "")
-            c2s.roster_cache = {_jid(item.jid): item for item in items}
+            ROSTER_CACHE.set(c2s, {_jid(item.jid): item for item in items})
         return acc
 
     def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
@@ -297,7 +302,7 @@ class ModRoster(Module):
             await storage.put_roster_item(user.domain, local, new)
         key = _jid(new.jid if new is not None else str(contact))
         for session in self._sessions(user):
-            cache = session.roster_cache
+            cache = ROSTER_CACHE.get(session)
             if cache is None:
                 continue  # still loading: it reads storage after us (same lock)
             if new is None:

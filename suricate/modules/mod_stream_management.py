@@ -1,14 +1,16 @@
 """mod_stream_management: XEP-0198 Stream Management.
 
 The counting happens in the c2s stream (``suricate.protocol.sm``: every stanza in and out,
-the buffer of what the client has not acknowledged). This module is the policy around it:
+the buffer of what the client has not acknowledged), through the session slot
+``STREAM_MANAGEMENT`` this module fills on <enable/>. This module is the policy around it:
 
 - ``<enable/>`` after binding, or inline in Bind 2 (XEP-0198 §3, XEP-0386 §2.3);
 - ``<r/>``/``<a/>`` (§4), with an ``<r/>`` after every ``ack_freq`` stanzas sent;
 - resumption (§5): a session whose connection is lost waits ``resume_timeout`` seconds in
   the ``resume_session`` state, still receiving (buffered); ``<resume/>`` after
-  authentication, or inline in the SASL2 <authenticate/>, hands it to the new stream, which
-  sends again what was not acknowledged;
+  authentication, or inline in the SASL2 <authenticate/>, hands it to the new stream
+  (``_take_over``: the c2s ``adopt``s the session), which sends again what was not
+  acknowledged once the client was told (``session_resumption_answered``);
 - nothing lost: a session that ends unresumed gives its unacknowledged stanzas back to the
   router (other resources or offline storage, see ``C2S._end_session``);
 - ``stale_h``: after a timeout the last 'h' is remembered for ``geriatric`` seconds, so a late
@@ -25,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.spec import DEFAULTS, Bool, Int, IntOrInfinity, Option, Section
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.c2s import STREAM_MANAGEMENT as SM
+from suricate.core.module import Module, SessionSlot
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
 from suricate.protocol.sm import HandledCountTooHigh, StreamManagement
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 log = logging.getLogger("suricate.mod_stream_management")
+
+# What a resumed session had not had acknowledged, sent again after <resumed/> (XEP-0198 §5).
+RESEND: SessionSlot[list[Element]] = SessionSlot("mod_stream_management.resend")
 
 
 class ModStreamManagement(Module):
@@ -85,6 +91,7 @@ class ModStreamManagement(Module):
         (H.C2S_STREAM_ELEMENT, "stream_element", 50),
         (H.SESSION_SUSPEND, "suspend", 50),
         (H.SESSION_CLOSED, "session_closed", 50),
+        (H.SESSION_RESUMPTION_ANSWERED, "resend", 50),
     )
 
     def __init__(self, server: Server, opts: Any) -> None:
@@ -127,16 +134,15 @@ class ModStreamManagement(Module):
 
     # -- enabling (§3) --------------------------------------------------------------------------
     def _enable(self, c2s: C2S, request: Element) -> Element:
-        if c2s.sm is not None:
+        if SM.get(c2s) is not None:
             return _failed("unexpected-request")
         resume = request.attrs.get("resume") in ("true", "1")
         sm_id = secrets.token_urlsafe(18)
-        c2s.sm = StreamManagement(sm_id, resume, self.buffer_max, self.ack_freq)
+        SM.set(c2s, StreamManagement(sm_id, resume, self.buffer_max, self.ack_freq))
         attrs = {"id": sm_id}
         if resume:
             attrs.update({"resume": "true", "max": str(self.resume_timeout)})
             self.sessions[sm_id] = c2s
-            c2s.module_state[self.name] = sm_id
         return Element("enabled", ns.SM, attrs)
 
     async def bind2_enable(self, acc: list[Element], c2s: C2S, bind: Element) -> list[Element]:
@@ -154,14 +160,14 @@ class ModStreamManagement(Module):
             answer = self._resume(c2s, el)
             c2s.send(answer)
             if answer.name == "resumed":
-                c2s.after_takeover()
+                self.resend(None, c2s)
             return True
         if state != S.SESSION_ESTABLISHED:
             return False
         if el.name == "enable":
             c2s.send(self._enable(c2s, el))
             return True
-        sm = c2s.sm
+        sm = SM.get(c2s)
         if sm is None:
             return el.name in ("r", "a")  # §3: not enabled, nothing to count; ignored
         if el.name == "r":
@@ -188,23 +194,40 @@ class ModStreamManagement(Module):
         except ValueError:
             return _failed("bad-request")
         old = self.sessions.get(previd)
+        old_sm = SM.get(old) if old is not None else None
         if old is None or old is c2s or c2s.user is None or old.jid is None \
-                or old.jid.bare != c2s.user.bare or old.sm is None:
+                or old.jid.bare != c2s.user.bare or old_sm is None:
             stale = self.stale.get(previd)
             if stale is not None and c2s.user is not None:
                 return _failed("item-not-found", stale[0])
             return _failed("item-not-found")
         try:
-            c2s.take_over(old, h)
+            self._take_over(c2s, old, old_sm, h)
         except HandledCountTooHigh:
             return _failed("unexpected-request")
         timer = self._timers.pop(previd, None)
         if timer is not None:
             timer.cancel()
         self.sessions[previd] = c2s
-        sm = c2s.sm
-        assert sm is not None
-        return Element("resumed", ns.SM, {"h": str(sm.h_in), "previd": previd})
+        return Element("resumed", ns.SM, {"h": str(old_sm.h_in), "previd": previd})
+
+    @staticmethod
+    def _take_over(c2s: C2S, old: C2S, sm: StreamManagement, client_h: int) -> None:
+        """§5: ``c2s`` continues ``old``'s session. What the client acknowledges in its
+        <resume/> is forgotten; the rest is sent again once the client has been told."""
+        sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
+        unacked = sm.take_unacked()
+        c2s.adopt(old)  # the session (its module state, these counters included) moves
+        RESEND.set(c2s, unacked)
+        log.info("c2s_session_resumed jid=%s peer=%s unacked=%d", c2s.jid, c2s.conn.peer,
+                 len(unacked))
+
+    def resend(self, acc: Any, c2s: C2S) -> Any:
+        """§5: after <resumed/> (or the SASL2 <success/> carrying it), what the old stream
+        had not had acknowledged."""
+        for stanza in RESEND.pop(c2s) or ():
+            c2s.send(stanza)
+        return acc
 
     async def sasl2_resume(self, acc: list[Element], c2s: C2S,
                            request: Element) -> list[Element]:
@@ -214,7 +237,7 @@ class ModStreamManagement(Module):
         return [*acc, self._resume(c2s, resume)]
 
     def suspend(self, kept: bool, c2s: C2S) -> bool:
-        sm = c2s.sm
+        sm = SM.get(c2s)
         if kept or sm is None or self.sessions.get(sm.id) is not c2s:
             return kept
         self._timers[sm.id] = asyncio.get_running_loop().call_later(
@@ -226,13 +249,15 @@ class ModStreamManagement(Module):
         if self.sessions.get(sm_id) is not c2s or c2s.state != S.RESUME_SESSION:
             return
         del self.sessions[sm_id]
-        if self.stale_enabled and c2s.sm is not None:
-            self.stale[sm_id] = (c2s.sm.h_in, time.monotonic())
+        sm = SM.get(c2s)
+        if self.stale_enabled and sm is not None:
+            self.stale[sm_id] = (sm.h_in, time.monotonic())
         log.info("sm_resume_timeout jid=%s", c2s.jid)
         c2s.resume_timed_out()
 
     def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
-        sm_id = c2s.module_state.get(self.name)
+        sm = SM.get(c2s)
+        sm_id = sm.id if sm is not None else None
         if sm_id is not None and self.sessions.get(sm_id) is c2s:
             del self.sessions[sm_id]
             timer = self._timers.pop(sm_id, None)

@@ -1,5 +1,5 @@
 """The client-to-server stream as data: its states, the allowed transitions, and the pure
-pieces of negotiation (stream header, features). Named like MongooseIM's ``mongoose_c2s``.
+pieces of negotiation (features after authentication, SASL2). Named like MongooseIM's ``mongoose_c2s``.
 
 The transition table is the single source of truth: ``C2SStateMachine`` (the generic
 ``protocol.fsm.StateMachine`` over ``TRANSITIONS``) refuses any move not listed, so a bug shows
@@ -12,8 +12,26 @@ from __future__ import annotations
 import enum
 
 from suricate.protocol.fsm import StateMachine
+from suricate.protocol.stream import (
+    STREAM_CLOSE,
+    STREAM_PREFIXES,
+    channel_binding_feature,
+    features_element,
+    mechanisms_feature,
+    sasl_failure,
+    starttls_feature,
+    stream_header,
+)
 from suricate.xml import ns
-from suricate.xml.element import Element, escape_attr
+from suricate.xml.element import Element
+
+__all__ = [
+    "DEFAULT_HANDLERS", "ELEMENT_HANDLERS", "STREAM_CLOSE", "STREAM_PREFIXES", "TIMED_STATES",
+    "TRANSITIONS", "C2SState",
+    "C2SStateMachine", "bind_feature", "channel_binding_feature", "features_element",
+    "mechanisms_feature", "sasl2_failure", "sasl2_feature", "sasl_failure", "session_feature",
+    "starttls_feature", "stream_header",
+]
 
 
 class C2SState(enum.Enum):
@@ -60,52 +78,41 @@ TIMED_STATES = frozenset({S.WAIT_FOR_STREAM, S.WAIT_FOR_FEATURE_BEFORE_AUTH,
                           S.WAIT_FOR_SASL_RESPONSE, S.WAIT_FOR_FEATURE_AFTER_AUTH})
 
 
+# What each state does with a top-level element, by (namespace, name): the name of the
+# handler the c2s runs (``_on_<name>``). An element not listed gets the state's default
+# (``DEFAULT_HANDLERS``, else "not_authorized": RFC 6120 §6.4.1/§7.1, nothing but negotiation
+# before a session exists). An established session has only its default: every stanza goes
+# through one handler, with no lookup by name on the hot path.
+ELEMENT_HANDLERS: dict[C2SState, dict[tuple[str, str], str]] = {
+    S.WAIT_FOR_FEATURE_BEFORE_AUTH: {
+        (ns.TLS, "starttls"): "starttls",  # RFC 6120 §5.4.2
+        (ns.SASL, "auth"): "sasl_auth",  # RFC 6120 §6.4.2
+        (ns.SASL2, "authenticate"): "sasl2_authenticate",  # XEP-0388 §2.5
+        (ns.CLIENT, "iq"): "preauth_iq",  # XEP-0077 registration before authentication
+    },
+    S.WAIT_FOR_SASL_RESPONSE: {
+        (ns.SASL, "response"): "sasl_response",  # RFC 6120 §6.4.3
+        (ns.SASL2, "response"): "sasl_response",  # XEP-0388 §2.6.1
+        (ns.SASL, "abort"): "sasl_abort",  # RFC 6120 §6.4.4
+        (ns.SASL2, "abort"): "sasl_abort",
+    },
+    S.WAIT_FOR_FEATURE_AFTER_AUTH: {
+        (ns.CLIENT, "iq"): "bind",  # RFC 6120 §7
+    },
+}
+DEFAULT_HANDLERS: dict[C2SState, str] = {
+    # XEP-0198 <resume/> after legacy authentication, through the modules
+    S.WAIT_FOR_FEATURE_AFTER_AUTH: "stream_element",
+    # RFC 6120 §8: stanzas; XEP-0198 / XEP-0352 elements through the modules
+    S.SESSION_ESTABLISHED: "stanza",
+}
+
+
 class C2SStateMachine(StateMachine[C2SState]):
     __slots__ = ()
 
     def __init__(self) -> None:
         super().__init__(TRANSITIONS, S.CONNECT)
-
-
-def stream_header(stream_id: str, domain: str | None, lang: str = "en",
-                  content_ns: str = ns.CLIENT) -> bytes:
-    """Our response stream header (RFC 6120 §4.7): id, from, version 1.0."""
-    frm = f" from='{escape_attr(domain)}'" if domain else ""
-    return (
-        f"<?xml version='1.0'?><stream:stream xmlns='{content_ns}' "
-        f"xmlns:stream='{ns.STREAM}' id='{stream_id}'{frm} version='1.0' "
-        f"xml:lang='{escape_attr(lang)}'>"
-    ).encode()
-
-
-STREAM_CLOSE = b"</stream:stream>"
-STREAM_PREFIXES = {ns.STREAM: "stream"}
-
-
-def features_element(children: list[Element]) -> Element:
-    return Element("features", ns.STREAM, {}, list(children))
-
-
-def starttls_feature(required: bool) -> Element:
-    el = Element("starttls", ns.TLS)
-    if required:
-        el.add("required")
-    return el
-
-
-def mechanisms_feature(names: list[str]) -> Element:
-    el = Element("mechanisms", ns.SASL)
-    for name in names:
-        el.add("mechanism", text=name)
-    return el
-
-
-def channel_binding_feature(types: list[str]) -> Element:
-    """XEP-0440 §3: the channel-binding types the server can check."""
-    el = Element("sasl-channel-binding", ns.SASL_CB)
-    for cb in types:
-        el.add("channel-binding", attrs={"type": cb})
-    return el
 
 
 def bind_feature() -> Element:
@@ -117,14 +124,6 @@ def session_feature() -> Element:
     # (draft-cridland-xmpp-session-01) so new ones skip the round trip.
     el = Element("session", ns.SESSION)
     el.add("optional")
-    return el
-
-
-def sasl_failure(condition: str, text: str | None = None) -> Element:
-    el = Element("failure", ns.SASL)
-    el.add(condition)
-    if text:
-        el.add("text", attrs={"xml:lang": "en"}, text=text)
     return el
 
 

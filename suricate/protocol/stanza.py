@@ -6,7 +6,7 @@ in whatever default namespace the outgoing stream declared."""
 
 from __future__ import annotations
 
-from suricate.protocol.c2s import STREAM_PREFIXES as PREFIXES
+from suricate.protocol.stream import STREAM_PREFIXES as PREFIXES
 from suricate.xml import ns
 from suricate.xml.element import Element
 

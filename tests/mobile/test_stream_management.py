@@ -10,11 +10,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
 from tests.mobile.client import Sasl2Client, bind2
 from tests.mobile.conftest import add_user, modules_toml
+
+
+def _sm_enabled(server: Server, jid: str) -> bool:
+    session = _session(server, jid)
+    return session is not None and STREAM_MANAGEMENT.get(session) is not None
 
 
 def _session(server: Server, jid: str) -> Any:
@@ -57,8 +63,7 @@ async def _phone_with_sm_and_desk(server: Server) -> tuple[Client, Client]:
     alice = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
     bob = await connect(server, "bob@localhost/desk", "secret")
     alice.send_presence()
-    await eventually(lambda: getattr(_session(server, "alice@localhost/phone"), "sm", None)
-                     is not None)
+    await eventually(lambda: _sm_enabled(server, "alice@localhost/phone"))
     return alice, bob
 
 

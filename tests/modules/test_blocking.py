@@ -11,7 +11,7 @@ import pytest
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules.mod_blocking import ModBlocking, is_blocked
+from suricate.modules.mod_blocking import BLOCKLIST, ModBlocking, blocklist, is_blocked
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -37,9 +37,15 @@ class Session(FakeSession):
 
     def __init__(self, server: Server, jid: str, available: bool = True) -> None:
         super().__init__(server, jid, available)
-        self.blocklist: frozenset[JID] = frozenset()
-        self.directed: set[JID] = set()
         self.sent: list[Element] = []
+
+    @property
+    def blocklist(self) -> frozenset[JID]:
+        return blocklist(self)  # mod_blocking's session slot
+
+    @blocklist.setter
+    def blocklist(self, value: frozenset[JID]) -> None:
+        BLOCKLIST.set(self, value)
 
     def send(self, element: Element) -> None:
         self.sent.append(element)

@@ -12,7 +12,7 @@ import pytest
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules.mod_roster import computed_version, is_visible, item_element
+from suricate.modules.mod_roster import ROSTER_CACHE, computed_version, is_visible, item_element
 from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -23,13 +23,16 @@ BOB = JID.parse("bob@localhost")
 
 
 class Session(FakeSession):
-    """A FakeSession with the per-session state mod_roster and mod_presence use."""
+    """A FakeSession; the per-session state mod_roster and mod_presence use is in their
+    session slots (``module_state``)."""
 
-    def __init__(self, server: Server, jid: str, available: bool = True) -> None:
-        super().__init__(server, jid, available)
-        self.roster_cache: dict[JID, RosterItem] | None = None
-        self.blocklist: frozenset[JID] = frozenset()
-        self.directed: set[JID] = set()
+    @property
+    def roster_cache(self) -> dict[JID, RosterItem] | None:
+        return ROSTER_CACHE.get(self)
+
+    @roster_cache.setter
+    def roster_cache(self, cache: dict[JID, RosterItem]) -> None:
+        ROSTER_CACHE.set(self, cache)
 
     def send(self, stanza: Element) -> None:
         self.received.put_nowait(stanza)

@@ -17,6 +17,7 @@ import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, running_server
@@ -94,8 +95,8 @@ async def test_suspended_phone_gets_a_notification_within_a_second(tmp_path: Pat
         bob = await connect(server, "bob@localhost/desk", "secret")
         try:
             phone.send_presence()
-            await eventually(lambda: getattr(_session(server, "alice@localhost/phone"), "sm",
-                                             None) is not None)
+            await eventually(lambda: STREAM_MANAGEMENT.get(
+                _session(server, "alice@localhost/phone")) is not None)
             await enable(phone, form=options)
             phone.abort()  # the network is gone; the stream was never closed
             await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),

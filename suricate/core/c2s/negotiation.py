@@ -1,0 +1,346 @@
+"""Stream negotiation on a client stream: STARTTLS (RFC 6120 §5), SASL (§6) and SASL2
+(XEP-0388), resource binding (§7) and Bind 2 (XEP-0386).
+
+The protocol decisions are made by the sans-IO ``suricate.protocol.negotiation.SaslNegotiator``
+and its binding helpers; this layer executes what they ask for: it writes the replies, moves
+the state machine, fetches credentials (the account store, or a module's own source such as
+FAST tokens), applies the access rules, and runs the hooks modules take part through
+(features, SASL2 inline requests, Bind 2, pre-authentication IQs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from suricate import sasl
+from suricate.core import hooks as H
+from suricate.core.c2s.delivery import Delivery
+from suricate.jid import JID, InvalidJID
+from suricate.protocol import c2s as P
+from suricate.protocol import negotiation as N
+from suricate.protocol.c2s import C2SState as S
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.storage import StorageError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.net.tls import TLSConfig
+
+log = logging.getLogger("suricate.c2s")
+
+# A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
+CredentialSource = Callable[[Any, str], Awaitable[Any]]
+
+
+class Negotiation(Delivery):
+    __slots__ = ("tls_config", "negotiator", "anonymous", "user_agent", "credential_source",
+                 "early_data_auth")
+
+    tls_config: TLSConfig | None
+    negotiator: N.SaslNegotiator
+    anonymous: bool
+    user_agent: N.UserAgent | None
+    credential_source: CredentialSource | None
+    early_data_auth: bool
+
+    # -- provided by the session layer ------------------------------------------------------
+    def _open_session(self, full: JID) -> StanzaError | None:
+        raise NotImplementedError
+
+    # -- what the negotiator knows, as modules read it -------------------------------------
+    @property
+    def mechanism(self) -> Any:
+        """The SASL mechanism object of the exchange in progress (FAST checks its tokens)."""
+        return self.negotiator.mechanism
+
+    @property
+    def mechanism_name(self) -> str:
+        return self.negotiator.mechanism_name
+
+    @property
+    def sasl2(self) -> Element | None:
+        """The SASL2 <authenticate/> being processed, None for legacy SASL."""
+        return self.negotiator.sasl2
+
+    @property
+    def auth_failures(self) -> int:
+        return self.negotiator.failures
+
+    @property
+    def sasl2_offered_inline(self) -> frozenset[str]:
+        """Namespaces of the SASL2 inline features offered to this stream."""
+        return self.negotiator.sasl2_inline
+
+    @property
+    def is_tls(self) -> bool:
+        return self.conn.tls is not None
+
+    @property
+    def in_early_data(self) -> bool:
+        """Bytes are being read before the TLS handshake finished: TLS 1.3 0-RTT data, which an
+        attacker may replay (RFC 8446 §8)."""
+        tls = self.conn.tls
+        return tls is not None and not tls.established
+
+    # -- executing the negotiator's actions --------------------------------------------------
+    def _run(self, actions: list[N.Action]) -> Awaitable[None] | None:
+        for action in actions:
+            if isinstance(action, N.Reply):
+                self.send(action.element)
+            elif isinstance(action, N.Goto):
+                self._goto(action.state)
+            elif isinstance(action, N.AuthFailed):
+                self.credential_source = None
+                self.server.metrics_auth_failed(self)
+                log.info("c2s_auth_failed mech=%s condition=%s peer=%s domain=%s",
+                         self.negotiator.mechanism_name, action.condition, self.conn.peer,
+                         self.domain)
+            elif isinstance(action, N.CloseStream):
+                self.stream_error(action.error)
+                return None
+            elif isinstance(action, N.NeedCredentials):
+                return self._fetch_credentials(action.username)
+            elif isinstance(action, N.Authenticated):
+                return self._authenticated(action.result)
+        return None
+
+    async def _fetch_credentials(self, username: str) -> None:
+        if self.credential_source is not None:
+            # A mechanism with its own credentials (FAST: the user's tokens).
+            actions = self.negotiator.result(await self.credential_source(self, username))
+        else:
+            try:
+                record = await self.server.auth.credentials(username, self.domain or "")
+            except StorageError:
+                # RFC 6120 §6.5.12: the database is down; the client may try again later
+                # and the stream stays up.
+                log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
+                actions = self.negotiator.fail("temporary-auth-failure")
+            else:
+                actions = self.negotiator.credentials(record)
+        nxt = self._run(actions)
+        if nxt is not None:
+            await nxt
+
+    # -- before authentication: features, STARTTLS -------------------------------------------
+    def _tls_mode(self) -> str | None:
+        return self.tls_config.mode if self.tls_config is not None else None
+
+    def _starttls_offered(self) -> bool:
+        return self._tls_mode() in ("starttls", "starttls_required") and not self.is_tls
+
+    def _tls_required_but_missing(self) -> bool:
+        return self._tls_mode() == "starttls_required" and not self.is_tls
+
+    def sasl_mechanisms(self) -> list[str]:
+        """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
+        if self._tls_required_but_missing():
+            return []
+        cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
+        names = self.server.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
+                                            listener=self.opts)
+        if not self.is_tls and self._tls_mode() is not None:
+            # PLAIN sends the password itself: never before TLS on a listener that offers TLS
+            # (a listener without any TLS table is the operator's explicit choice).
+            names = [n for n in names if n != "PLAIN"]
+        return names
+
+    def sasl_context(self) -> sasl.SaslContext:
+        return sasl.SaslContext(
+            server=self.domain or self.server.default_domain,
+            channel_binding=self.conn.tls if self.conn.tls is not None else None,
+            advertised_mechanisms=self.sasl_mechanisms(),
+            advertised_cb_types=(self.conn.tls.channel_binding_types()
+                                 if self.conn.tls is not None else []),
+            scram_iterations=self.server.auth.scram_iterations,
+        )
+
+    def _features_before_auth(self) -> list[Element]:
+        features: list[Element] = []
+        if self._starttls_offered():
+            features.append(P.starttls_feature(self._tls_mode() == "starttls_required"))
+        mechs = self.sasl_mechanisms()
+        if mechs:
+            features.append(P.mechanisms_feature(mechs))
+            if self.conn.tls is not None:
+                features.append(P.channel_binding_feature(self.conn.tls.channel_binding_types()))
+        result: list[Element] = self.server.hooks.fold(H.C2S_PREAUTH_FEATURES, features, self)
+        self.negotiator.offered(result)
+        return result
+
+    def _on_not_authorized(self, el: Element) -> None:
+        # RFC 6120 §6.4.1 / §7.1: nothing but negotiation before the session exists.
+        raise StreamError("not-authorized")
+
+    def _on_starttls(self, el: Element) -> None:
+        if not self._starttls_offered() or self.tls_config is None:
+            # RFC 6120 §5.4.2.2: STARTTLS not offered -> <failure/> and close.
+            self.send(Element("failure", ns.TLS))
+            self.close()
+            return
+        self.send(Element("proceed", ns.TLS))
+        self.conn.start_tls(self.tls_config)
+        self._goto(S.WAIT_FOR_STREAM)
+
+    def _on_preauth_iq(self, iq: Element) -> Awaitable[None]:
+        return self._preauth_iq(iq)
+
+    async def _preauth_iq(self, iq: Element) -> None:
+        # XEP-0077 in-band registration and the like, before authentication.
+        handled = await self.server.hooks.fold_async(H.C2S_PREAUTH_IQ, False, self, iq)
+        if not handled:
+            self.stream_error(StreamError("not-authorized"))
+
+    # -- SASL (RFC 6120 §6) and SASL2 (XEP-0388) ----------------------------------------------
+    def _offered_mechanism(self, name: str) -> Any:
+        if name in self.sasl_mechanisms():
+            return sasl.create_mechanism(name, self.sasl_context())
+        return None
+
+    def _inline_mechanism(self, name: str) -> Any:
+        mechanism = self._offered_mechanism(name)
+        if mechanism is not None:
+            return mechanism
+        # Mechanisms offered only inline (FAST's HT-*, XEP-0484 §3.1) come from modules,
+        # which then also provide the credentials.
+        sasl2 = self.negotiator.sasl2
+        return self.server.hooks.fold(H.SASL2_MECHANISM, None, self, name, sasl2)
+
+    def _on_sasl_auth(self, el: Element) -> Awaitable[None] | None:
+        return self._run(self.negotiator.auth(el, self._offered_mechanism,
+                                              self._tls_required_but_missing()))
+
+    def _on_sasl2_authenticate(self, el: Element) -> Awaitable[None] | None:
+        if not self.negotiator.sasl2_offered:
+            raise StreamError("not-authorized")  # XEP-0388: only when offered
+        self.credential_source = None
+        self.user_agent = N.user_agent(el) or self.user_agent
+        self.early_data_auth = self.in_early_data
+        return self._run(self.negotiator.authenticate(el, self._inline_mechanism,
+                                                      self._tls_required_but_missing()))
+
+    def _on_sasl_response(self, el: Element) -> Awaitable[None] | None:
+        if not self.negotiator.accepts(el, "response"):
+            raise StreamError("not-authorized")
+        return self._run(self.negotiator.response(el))
+
+    def _on_sasl_abort(self, el: Element) -> Awaitable[None] | None:
+        if not self.negotiator.accepts(el, "abort"):
+            raise StreamError("not-authorized")
+        return self._run(self.negotiator.abort())
+
+    async def _authenticated(self, result: sasl.Success) -> None:
+        """The mechanism accepted the client: the account's access rules decide."""
+        domain = self.domain or self.server.default_domain
+        try:
+            user = JID(result.username, domain, None)
+        except (InvalidJID, ValueError):
+            self._run(self.negotiator.fail("not-authorized"))
+            return
+        anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
+        if not self.server.access.allows("c2s", user.local, domain, None, domain) \
+                or not self.server.access_allows(self.opts.get("access") or "all", user):
+            self._run(self.negotiator.fail("not-authorized", "access denied"))
+            return
+        self.user = user
+        self.anonymous = anonymous
+        if anonymous:
+            self.server.auth.anonymous_login(user)
+        log.info("c2s_auth_success user=%s mech=%s peer=%s", user,
+                 self.negotiator.mechanism_name, self.conn.peer)
+        if self.negotiator.sasl2 is not None:
+            await self._sasl2_success(result)
+            return
+        self._run(self.negotiator.legacy_success(result))
+
+    async def _sasl2_success(self, result: sasl.Success) -> None:
+        """XEP-0388 §2.6.3: one <success/> says who the client is, carries what the inline
+        requests produced (XEP-0198 resumption, XEP-0386 binding, XEP-0484 token), and the
+        stream goes on without a restart."""
+        request = self.negotiator.finish()
+        assert self.user is not None
+        self.credential_source = None
+        # Modules act on their inline requests first: FAST issues or rotates tokens, stream
+        # management may take over a waiting session (then we are bound already).
+        extra: list[Element] = await self.server.hooks.fold_async(H.SASL2_SUCCESS, [], self,
+                                                                  request)
+        if self.fsm.state is S.CLOSED:
+            return
+        resumed = self.fsm.state is S.SESSION_ESTABLISHED
+        bound: Element | None = None
+        bind = request.find("bind", ns.BIND2)
+        if not resumed and bind is not None and ns.BIND2 in self.negotiator.sasl2_inline:
+            bound = await self._bind2(bind)
+            if bound is None:
+                return  # refused: the stream is gone
+        identity = self.jid if self.jid is not None else self.user
+        success = N.sasl2_success(result, identity, bound, extra)
+        if resumed:
+            # XEP-0198 inline resumption: the session exists already; what the client had
+            # not acknowledged follows the <success/>.
+            self.send(success)
+            self.server.hooks.fold(H.SESSION_RESUMPTION_ANSWERED, None, self)
+            return
+        if bound is not None:
+            self._goto(S.SESSION_ESTABLISHED)
+            self.send(success)
+            self._session_ready()
+            return
+        self.send(success)
+        # XEP-0388 §2.6.3: no restart; the post-authentication features come right away.
+        self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
+        self.send(P.features_element(self._features_after_auth()))
+
+    # -- after authentication: binding (RFC 6120 §7, XEP-0386) --------------------------------
+    def _features_after_auth(self) -> list[Element]:
+        features = [P.bind_feature()]
+        if self.opts.get("backwards_compatible_session", True):
+            features.append(P.session_feature())
+        result: list[Element] = self.server.hooks.fold(H.C2S_STREAM_FEATURES, features, self)
+        return result
+
+    def _on_bind(self, iq: Element) -> Awaitable[None] | None:
+        if iq.find("bind", ns.BIND) is None:
+            raise StreamError("not-authorized")
+        return self._bind(iq)
+
+    def _on_stream_element(self, el: Element) -> None:
+        if el.xmlns != ns.CLIENT and self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False,
+                                                             self, el):
+            return  # XEP-0198 <resume/> after legacy authentication
+        raise StreamError("not-authorized")
+
+    async def _bind(self, iq: Element) -> None:
+        assert self.user is not None
+        full = N.bind_request(iq, self.user)
+        if isinstance(full, StanzaError):
+            self.send(error_reply(iq, full))
+            return
+        error = self._open_session(full)
+        if error is not None:
+            self.send(error_reply(iq, error))
+            return
+        self._goto(S.SESSION_ESTABLISHED)
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        self.send(N.bind_result(iq, full))
+        self._session_ready()
+
+    async def _bind2(self, bind: Element) -> Element | None:
+        """XEP-0386 §3: bind inside the SASL2 <authenticate/>. Returns <bound/>, or None when
+        the stream ended."""
+        assert self.user is not None
+        error = self._open_session(N.bind2_resource(bind, self.user))
+        if error is not None:
+            self.stream_error(StreamError("policy-violation", error.text))
+            return None
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        children: list[Element] = await self.server.hooks.fold_async(H.BIND2_BIND, [], self,
+                                                                     bind)
+        return Element("bound", ns.BIND2, {}, list(children))
+
+    def _session_ready(self) -> None:
+        self.server.sm_session_opened(self)
+        log.info("c2s_session_opened jid=%s peer=%s", self.jid, self.conn.peer)

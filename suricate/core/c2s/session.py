@@ -1,0 +1,197 @@
+"""The established session: what the client sends once bound, and how the session ends.
+
+- Stanza checks (RFC 6120 §8.1.2.1: a 'from' other than the session's full or bare JID is a
+  spoof, ``invalid-from``; §8.3.3.8 ``jid-malformed`` for a bad 'to'), 'from' stamping, the
+  ``user_send_packet`` filters, then routing (§10.3: no 'to' means the account itself).
+- Top-level elements that are not stanzas go to the modules (``c2s_stream_element``:
+  XEP-0198 <r/> <a/> <enable/>, XEP-0352 <active/> ...), else ``unsupported-stanza-type``.
+- A session another stream takes over (XEP-0198 §5 resumption, driven by
+  mod_stream_management through ``adopt``), one replaced by a new login (RFC 6120 §7.7.2.2),
+  and the end: the session leaves the table, what the client never acknowledged goes back to
+  the router, the close hooks run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from suricate.core import hooks as H
+from suricate.core.c2s.negotiation import Negotiation
+from suricate.core.c2s.stream import SM_KEY
+from suricate.jid import JID, InvalidJID
+from suricate.protocol.c2s import C2SState as S
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.protocol.sm import StreamManagement
+from suricate.protocol.stanza import STANZA_NAMES
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+log = logging.getLogger("suricate.c2s")
+
+# What a session keeps when another stream takes it over (its per-module state included).
+_SESSION_FIELDS = ("jid", "priority", "presence", "anonymous", "started_at", "module_state",
+                   "lang")
+
+
+class EstablishedSession(Negotiation):
+    __slots__ = ("priority", "presence", "started_at")
+
+    priority: int  # RFC 6121 §4.7.2.3, of the last available presence
+    presence: Element | None  # the last available presence broadcast, None when unavailable
+    started_at: float
+
+    @property
+    def available(self) -> bool:
+        return self.presence is not None
+
+    def _open_session(self, full: JID) -> StanzaError | None:
+        """Enter the session table as ``full`` (RFC 6120 §7), within max_user_sessions."""
+        assert self.user is not None
+        limit = self.server.max_user_sessions(self.user)
+        existing = self.server.sessions.lookup(full)
+        current = self.server.sessions.count_user(self.user) - (1 if existing else 0)
+        if limit is not None and current >= limit:
+            return StanzaError("resource-constraint", "too many sessions for this account")
+        self.jid = full
+        old = self.server.sessions.register(self)
+        if old is not None:
+            # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
+            old.replaced()
+        return None
+
+    # -- what the client sends ------------------------------------------------------------------
+    def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
+        if el.name not in STANZA_NAMES or el.xmlns != ns.CLIENT:
+            if self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False, self, el):
+                return None  # XEP-0198 <r/> <a/> <enable/>, XEP-0352 <active/> ...
+            raise StreamError("unsupported-stanza-type")
+        sm: StreamManagement | None = self.module_state.get(SM_KEY)
+        if sm is not None:
+            sm.stanza_in()  # XEP-0198 §4: handled, whatever the outcome
+        attrs = el.attrs
+        frm = attrs.get("from")
+        if frm is not None and frm != str(self.jid):
+            try:
+                claimed = JID.parse(frm)
+            except (InvalidJID, ValueError):
+                raise StreamError("invalid-from") from None
+            # RFC 6120 §8.1.2.1: a from other than our full or bare JID is a spoof.
+            if claimed != self.jid and claimed != self.jid.bare:
+                raise StreamError("invalid-from")
+        attrs["from"] = str(self.jid)
+        to_attr = attrs.get("to")
+        if to_attr:
+            try:
+                to = JID.parse(to_attr)
+            except (InvalidJID, ValueError):
+                self._reply_error(el, StanzaError("jid-malformed"))
+                return None
+        else:
+            to = None
+        if el.name == "iq":
+            child = el.first_element()
+            if child is not None and child.xmlns == ns.SESSION and child.name == "session":
+                self._reply_result(el)  # RFC 3921 §3: kept for old clients
+                return None
+            if child is not None and child.xmlns == ns.BIND:
+                self._reply_error(el, StanzaError("not-allowed", "already bound"))
+                return None
+        filtered = self.server.hooks.fold(H.USER_SEND_PACKET, el, self)
+        if filtered is None:
+            return None
+        if to is None:
+            if el.name == "presence":
+                return None  # only mod_presence acts on broadcast presence
+            # RFC 6120 §10.3: no 'to' means the account itself.
+            to = self.jid.bare
+        else:
+            filtered.attrs["to"] = str(to)
+        self.server.router.route(self.jid, to, filtered)
+        return None
+
+    _on_stanza = _handle_stanza  # the default of session_established (protocol.c2s)
+
+    def _reply_result(self, iq: Element) -> None:
+        reply = Element("iq", ns.CLIENT, {"type": "result", "to": str(self.jid)})
+        if "id" in iq.attrs:
+            reply.attrs["id"] = iq.attrs["id"]
+        self.send(reply)
+
+    def _reply_error(self, stanza: Element, err: StanzaError) -> None:
+        if stanza.attrs.get("type") == "error":
+            return  # RFC 6120 §8.3.1: never an error about an error
+        reply = error_reply(stanza, err)
+        reply.attrs["to"] = str(self.jid)
+        reply.attrs.pop("from", None)
+        self.send(reply)
+
+    # -- another stream takes over, a new login replaces ----------------------------------------
+    def adopt(self, old: Any) -> None:
+        """XEP-0198 §5: this (authenticated) stream continues ``old``'s session, connected or
+        not; ``old`` leaves without ending it (no close hooks, nothing re-routed). The
+        per-module state moves along. mod_stream_management decides and does the rest."""
+        for name in _SESSION_FIELDS:
+            setattr(self, name, getattr(old, name))
+        old.module_state = {}
+        old._ended = True  # its session continues here
+        if old.fsm.state is S.RESUME_SESSION:
+            old.fsm.goto(S.CLOSED)
+        elif old.fsm.state is not S.CLOSED:
+            # The client came back before we noticed its old connection was dead.
+            old._vanish()
+        self.server.sessions.register(self)
+        self._goto(S.SESSION_ESTABLISHED)
+        self.server.hooks.fold(H.SESSION_RESUMED, None, self, old)
+
+    def replaced(self) -> None:
+        if self.fsm.state is S.RESUME_SESSION:
+            self.fsm.goto(S.CLOSED)
+            self._end_session("replaced")
+            return
+        self.stream_error(StreamError("conflict", "replaced by a new connection"))
+
+    def resume_timed_out(self) -> None:
+        """mod_stream_management: nobody resumed this session in time; it ends now and its
+        unacknowledged stanzas go elsewhere (XEP-0198 §5)."""
+        if self.fsm.state is not S.RESUME_SESSION:
+            return
+        self.fsm.goto(S.CLOSED)
+        self._end_session("resumption timed out")
+
+    # -- the end ----------------------------------------------------------------------------------
+    def _end_session(self, reason: str) -> None:
+        jid = self.jid
+        if jid is None or self._ended:
+            if jid is None and self.anonymous and self.user is not None and not self._ended:
+                self._ended = True
+                self.server.auth.anonymous_logout(self.user)
+            return
+        self._ended = True
+        self.server.sessions.unregister(self)
+        sm: StreamManagement | None = self.module_state.get(SM_KEY)
+        if sm is not None:
+            # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
+            # never acknowledged go to the account's other resources or offline storage.
+            for stanza in sm.take_unacked():
+                if _is_carbon_copy(stanza):
+                    continue  # a copy: the original reached its own recipient
+                self.server.undeliverable(stanza, self)
+        self.server.sm_session_closed(self, reason)
+        if self.anonymous:
+            self.server.auth.anonymous_logout(jid.bare)
+        self.server.spawn(self._run_close_hooks(reason))
+
+    async def _run_close_hooks(self, reason: str) -> None:
+        # The session has left the table already; modules still see its JID and presence.
+        if self.presence is not None:
+            # The connection ended while available: no unavailable presence carried a status.
+            await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
+        await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
+        log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+
+
+def _is_carbon_copy(stanza: Element) -> bool:
+    return stanza.name == "message" and any(
+        child.xmlns == ns.CARBONS for child in stanza.elements())

@@ -1,0 +1,68 @@
+"""``state_timeout`` means the same on every stream kind (MongooseIM: milliseconds for each
+negotiation step): a configured 0 is no deadline at all, on c2s as on s2s and components;
+any other value arms a timer of that many milliseconds in each timed state."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+
+from suricate.core.c2s import C2S
+from suricate.core.component import Component
+from suricate.core.s2s_in import S2SIn
+
+
+class Loop:
+    """The loop a stream asks for timers, recording the delays."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> Any:
+        self.delays.append(delay)
+        return types.SimpleNamespace(cancel=lambda: None)
+
+
+def _conn(loop: Loop) -> Any:
+    return types.SimpleNamespace(loop=loop, peer=("192.0.2.1", 1), tls=None)
+
+
+def _c2s(opts: dict[str, Any], loop: Loop) -> Any:
+    return C2S(types.SimpleNamespace(), _conn(loop), opts, None)
+
+
+def _s2s_in(opts: dict[str, Any], loop: Loop) -> Any:
+    service = types.SimpleNamespace(server=types.SimpleNamespace())
+    return S2SIn(service, _conn(loop), opts, None, None)  # type: ignore[arg-type]
+
+
+def _component(opts: dict[str, Any], loop: Loop) -> Any:
+    return Component(types.SimpleNamespace(), _conn(loop), opts)  # type: ignore[arg-type]
+
+
+KINDS = [_c2s, _s2s_in, _component]
+
+
+@pytest.mark.parametrize("make", KINDS, ids=["c2s", "s2s_in", "component"])
+def test_zero_means_no_deadline(make: Any) -> None:
+    loop = Loop()
+    stream = make({"state_timeout": 0, "max_stanza_size": None}, loop)
+    assert stream.state.value == "wait_for_stream"
+    assert loop.delays == []
+    assert stream._timer is None
+
+
+@pytest.mark.parametrize("make", KINDS, ids=["c2s", "s2s_in", "component"])
+def test_milliseconds_everywhere(make: Any) -> None:
+    loop = Loop()
+    make({"state_timeout": 400, "max_stanza_size": None}, loop)
+    assert loop.delays == [0.4]
+
+
+def test_c2s_and_s2s_agree_on_zero() -> None:
+    c2s_loop, s2s_loop = Loop(), Loop()
+    _c2s({"state_timeout": 0}, c2s_loop)
+    _s2s_in({"state_timeout": 0}, s2s_loop)
+    assert c2s_loop.delays == s2s_loop.delays == []
