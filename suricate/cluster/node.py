@@ -134,7 +134,9 @@ class ClusterNode:
                                    if getattr(s, "roster_cache", None) is not None]
             if not sessions or user.local is None:
                 return
-            items = await self.server.storage.get_roster(user.domain, user.local)
+            if roster is None:
+                return
+            items = await roster.get_roster(user)
             for session in sessions:
                 session.roster_cache = {JID.parse(item.jid): item for item in items}
 

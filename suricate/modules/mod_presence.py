@@ -19,7 +19,8 @@ from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
 from suricate.modules import subscription as sub
 from suricate.modules.mod_blocking import is_blocked
-from suricate.storage.base import RosterItem
+from suricate.modules.mod_roster import roster_module
+from suricate.modules.mod_roster.store import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -248,8 +249,8 @@ class ModPresence(Module):
                 return item
         if not self.server.is_local_domain(user.domain) or user.local is None:
             return None
-        return await self.server.storage.get_roster_item(user.domain, user.local,
-                                                         str(contact))
+        roster = roster_module(self.server)  # without mod_roster nobody has a contact
+        return None if roster is None else await roster.get_roster_item(user, contact)
 
     @staticmethod
     def _roster(c2s: Any) -> dict[JID, RosterItem]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from suricate.admin.context import Context, fail, served_domain
+from suricate.admin.context import Context, enabled_module, fail, served_domain
+from suricate.modules.mod_offline import ModOffline
 
 
 async def delete_expired_messages(ctx: Context, a: dict[str, Any]) -> str:
     served_domain(ctx, a["domain"])
     # Expired messages are never delivered (XEP-0079), whoever they were for: removing them
     # all is safe for a domain admin too.
-    removed = await ctx.server.storage.remove_expired_offline(time.time())
+    removed = await enabled_module(ctx, ModOffline).store.remove_expired_offline(time.time())
     return f"Removed {removed} messages"
 
 
@@ -21,7 +22,7 @@ async def delete_old_messages(ctx: Context, a: dict[str, Any]) -> str:
     days = int(a["days"])
     if days < 0:
         raise fail("days must not be negative", "bad_request")
-    removed = await ctx.server.storage.remove_old_offline(domain, time.time() - days * 86400)
+    removed = await enabled_module(ctx, ModOffline).store.remove_old_offline(domain, time.time() - days * 86400)
     return f"Removed {removed} messages"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
+from suricate.modules.mod_private import ModPrivate
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -12,11 +13,7 @@ from suricate.xml.parser import XMLStreamError, parse_fragment
 
 def _store(ctx: Context) -> PrivateStore:
     # The category is mod_private's: without the module there is nothing to read or write.
-    module = ctx.server.modules.get("mod_private")
-    if module is None:
-        raise fail("mod_private is not enabled", "module_not_loaded")
-    store: PrivateStore = module.store
-    return store
+    return enabled_module(ctx, ModPrivate).store
 
 
 async def get_private(ctx: Context, a: dict[str, Any]) -> str:

@@ -1,15 +1,17 @@
-"""roster: read and edit contact lists; with mod_roster running, its locking, caches and
-roster pushes apply as for a client's own roster set."""
+"""roster: read and edit contact lists through mod_roster, so that its locking, caches and
+roster pushes apply as for a client's own roster set. Without mod_roster nobody has a roster:
+the category answers ``module_not_loaded``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
-from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
 from suricate.jid import JID
+from suricate.modules.mod_roster import ModRoster
+from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol.errors import StanzaError
-from suricate.storage.base import RosterItem
 
 
 def contact_out(item: RosterItem) -> dict[str, Any]:
@@ -25,14 +27,14 @@ def _user(ctx: Context, value: Any) -> JID:
 
 async def list_contacts(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     user = _user(ctx, a["user"])
-    return [contact_out(i) for i in
-            await ctx.server.storage.get_roster(user.domain, user.local or "")]
+    module = enabled_module(ctx, ModRoster)
+    return [contact_out(i) for i in await module.get_roster(user)]
 
 
 async def get_contact(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     user = _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
-    item = await ctx.server.storage.get_roster_item(user.domain, user.local or "", str(contact))
+    item = await enabled_module(ctx, ModRoster).get_roster_item(user, contact)
     if item is None:
         raise fail(f"{contact} is not in the roster of {user}", "contact_not_found")
     return contact_out(item)
@@ -42,15 +44,9 @@ async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
     user = _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
     groups = tuple(dict.fromkeys(a.get("groups") or ()))
-    storage = ctx.server.storage
-    module: Any = ctx.server.modules.get("mod_roster")
-    if module is None:
-        old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
-        new = replace(old or RosterItem(jid=str(contact)), name=a.get("name"), groups=groups)
-        await storage.put_roster_item(user.domain, user.local or "", new)
-        return "Contact added successfully"
+    module = enabled_module(ctx, ModRoster)
     async with module.locked(user):
-        old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
+        old = await module.get_roster_item(user, contact)
         new = replace(old or RosterItem(jid=str(contact)), name=a.get("name"), groups=groups)
         await module._save(user, contact, old, new, force_push=True)
     return "Contact added successfully"
@@ -59,12 +55,7 @@ async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
 async def delete_contact(ctx: Context, a: dict[str, Any]) -> str:
     user = _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
-    module: Any = ctx.server.modules.get("mod_roster")
-    if module is None:
-        if not await ctx.server.storage.delete_roster_item(user.domain, user.local or "",
-                                                           str(contact)):
-            raise fail(f"{contact} is not in the roster of {user}", "contact_not_found")
-        return "Contact deleted successfully"
+    module = enabled_module(ctx, ModRoster)
     try:
         # As a client's remove (RFC 6121 §2.5.2): subscriptions end in both directions.
         await module._remove(user, contact)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from suricate.admin.context import Context, parse_jid, served_domain
+from suricate.admin.context import Context, enabled_module, parse_jid, served_domain
+from suricate.modules.mod_fast_auth_token import ModFastAuthToken
 
 
 async def list_tokens(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
-    tokens = await ctx.server.storage.list_fast_tokens(user.domain, user.local or "")
+    tokens = await enabled_module(ctx, ModFastAuthToken).store.list_fast_tokens(user.domain, user.local or "")
     # Never the secret: which client holds one, for what mechanism, until when.
     return [{"userAgentId": agent, "mechanism": t.mechanism, "expiresAt": int(t.expire)}
             for agent, t in tokens]
@@ -19,7 +20,7 @@ async def list_tokens(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
 async def revoke_token(ctx: Context, a: dict[str, Any]) -> str:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
-    count = await ctx.server.storage.revoke_fast_tokens(user.domain, user.local or "")
+    count = await enabled_module(ctx, ModFastAuthToken).store.revoke_fast_tokens(user.domain, user.local or "")
     return f"Revoked the tokens of {count} clients"
 
 

@@ -29,6 +29,8 @@ from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_blocking.store import BlockingStore
+from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
 from suricate.xml import ns
@@ -73,12 +75,14 @@ class ModBlocking(Module):
     )
     iq_handlers = (("sm", ns.BLOCKING, "handle_iq"),)
     features = (ns.BLOCKING,)
+    store_class = BlockingStore
+    store: BlockingStore
 
     # -- the cache ------------------------------------------------------------------------------
     async def load_blocklist(self, acc: Any, c2s: C2S) -> Any:
         user = c2s.jid.bare
         try:
-            items = await self.server.storage.get_blocklist(user.domain, user.local or "")
+            items = await self.store.get_blocklist(user.domain, user.local or "")
         except StorageError:
             # Without its blocklist the session would receive what the user refused: end it
             # rather than deliver blocked stanzas.
@@ -92,7 +96,7 @@ class ModBlocking(Module):
         """The account's blocklist: from a session when one is bound, else from storage."""
         for session in self._sessions(user):
             return session.blocklist
-        items = await self.server.storage.get_blocklist(user.domain, user.local or "")
+        items = await self.store.get_blocklist(user.domain, user.local or "")
         return frozenset(_parse_all(items))
 
     # -- IQ: §3.2 blocklist, §3.3 block, §3.4 unblock, §3.5 unblock all -------------------------
@@ -120,7 +124,7 @@ class ModBlocking(Module):
         raise StanzaError("bad-request")
 
     async def _get(self, iq: IqRequest, user: JID) -> Element:
-        items = await self.server.storage.get_blocklist(user.domain, user.local or "")
+        items = await self.store.get_blocklist(user.domain, user.local or "")
         # §3.3: pushes go to the resources that asked for the list.
         session = self.server.sessions.lookup(iq.frm)
         if session is not None:
@@ -131,7 +135,7 @@ class ModBlocking(Module):
         return result
 
     async def _block(self, user: JID, jids: list[JID]) -> None:
-        await self.server.storage.block(user.domain, user.local or "", [str(j) for j in jids])
+        await self.store.block(user.domain, user.local or "", [str(j) for j in jids])
         for session in self._sessions(user):
             session.blocklist = session.blocklist | frozenset(jids)
         self._push(user, "block", jids)
@@ -139,11 +143,11 @@ class ModBlocking(Module):
 
     async def _unblock(self, user: JID, jids: list[JID]) -> None:
         if jids:
-            await self.server.storage.unblock(user.domain, user.local or "",
+            await self.store.unblock(user.domain, user.local or "",
                                               [str(j) for j in jids])
             removed = frozenset(jids)
         else:
-            held = await self.server.storage.unblock_all(user.domain, user.local or "")
+            held = await self.store.unblock_all(user.domain, user.local or "")
             removed = frozenset(_parse_all(held))
         for session in self._sessions(user):
             session.blocklist = session.blocklist - removed if jids else frozenset()
@@ -199,7 +203,8 @@ class ModBlocking(Module):
         """The contacts with a subscription to the user's presence (RFC 6121 'from'/'both')
         that ``items`` match."""
         try:
-            roster = await self.server.storage.get_roster(user.domain, user.local or "")
+            module = roster_module(self.server)  # without mod_roster nobody subscribes
+            roster = [] if module is None else await module.get_roster(user)
         except StorageError:
             # The (un)block itself is done and stored; only this courtesy is missed.
             log.exception("blocking_roster_unavailable user=%s", user)

@@ -44,8 +44,9 @@ from suricate import sasl
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
+from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
-from suricate.storage.base import FastToken, UserRecord
+from suricate.storage.base import UserRecord
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -85,6 +86,8 @@ class ModFastAuthToken(Module):
         (H.SASL2_MECHANISM, "mechanism", 50),
         (H.SASL2_SUCCESS, "issue_token", 70),
     )
+    store_class = FastTokenStore
+    store: FastTokenStore
 
     def __init__(self, server: Server, opts: Any) -> None:
         super().__init__(server, opts)
@@ -151,7 +154,7 @@ class ModFastAuthToken(Module):
             # XEP-0484 §3.4: 0-RTT data may be replayed; only a counted attempt is safe.
             return sasl.Failure("not-authorized", "a count is required in TLS early data")
         user = await self.server.storage.get_user(domain, username)
-        slots = await self.server.storage.get_fast_tokens(domain, username, attempt.agent_id)
+        slots = await self.store.get_fast_tokens(domain, username, attempt.agent_id)
         now = time.time()
         candidates: list[TokenCandidate] = []
         by_slot: dict[str, FastToken] = {}
@@ -172,7 +175,7 @@ class ModFastAuthToken(Module):
         if slot.startswith("expired-"):
             # XEP-0484 §4.2: a token we no longer trust -> credentials-expired
             return sasl.Failure("credentials-expired")
-        if not await self.server.storage.use_fast_token(domain, username, attempt.agent_id, slot,
+        if not await self.store.use_fast_token(domain, username, attempt.agent_id, slot,
                                                         token.seed, attempt.count):
             log.info("fast_token_replay user=%s@%s count=%s", username, domain, attempt.count)
             return sasl.Failure("not-authorized", "token counter already used")
@@ -197,7 +200,7 @@ class ModFastAuthToken(Module):
                 mechanism = requested
         if attempt is not None and attempt.used is not None:
             if attempt.invalidate:
-                await self.server.storage.remove_fast_tokens(user.domain, user.local, agent_id)
+                await self.store.remove_fast_tokens(user.domain, user.local, agent_id)
                 log.info("fast_token_invalidated user=%s agent=%s", user, agent_id)
             elif mechanism is None and self.rotate_before > 0 \
                     and attempt.used.expire - time.time() <= self.rotate_before:
@@ -209,7 +212,7 @@ class ModFastAuthToken(Module):
             return acc  # anonymous or external accounts have no credentials to bind to
         seed = secrets.token_urlsafe(18)
         expire = time.time() + self.access
-        await self.server.storage.store_fast_token(user.domain, user.local, agent_id,
+        await self.store.store_fast_token(user.domain, user.local, agent_id,
                                                    FastToken(seed, expire, mechanism))
         token = self.derive(seed, record).decode()
         log.info("fast_token_issued user=%s agent=%s mech=%s", user, agent_id, mechanism)

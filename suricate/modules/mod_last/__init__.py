@@ -11,6 +11,8 @@ from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
+from suricate.modules.mod_last.store import LastStore
+from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -38,6 +40,8 @@ class ModLast(Module):
         ("sm", ns.LAST, "account_last"),
     )
     features = (ns.LAST,)
+    store_class = LastStore
+    store: LastStore
 
     def server_uptime(self, iq: IqRequest) -> Element:
         if iq.type != "get":
@@ -59,7 +63,7 @@ class ModLast(Module):
             # §3: at least one available resource -> seconds='0', empty query.
             return Element("query", ns.LAST, {"seconds": "0"})
         assert user.local is not None
-        record = await self.server.storage.get_last(user.domain, user.local)
+        record = await self.store.get_last(user.domain, user.local)
         if record is None:
             raise StanzaError("item-not-found", "no recorded activity")
         timestamp, status = record
@@ -72,9 +76,8 @@ class ModLast(Module):
     async def may_see_presence(self, requester: JID, user: JID) -> bool:
         if requester == user:
             return True
-        assert user.local is not None
-        item = await self.server.storage.get_roster_item(user.domain, user.local,
-                                                         str(requester))
+        roster = roster_module(self.server)  # without mod_roster nobody is subscribed
+        item = None if roster is None else await roster.get_roster_item(user, requester)
         return item is not None and item.subscription in _SEES_PRESENCE
 
     def watch_unavailable(self, stanza: Element | None, c2s: C2S) -> Element | None:
@@ -101,4 +104,4 @@ class ModLast(Module):
         # Anonymous accounts vanish at logout: there is nothing to remember them by.
         if user is None or user.local is None or c2s.anonymous:
             return
-        await self.server.storage.set_last(user.domain, user.local, int(time.time()), status)
+        await self.store.set_last(user.domain, user.local, int(time.time()), status)

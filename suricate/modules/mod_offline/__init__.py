@@ -21,7 +21,7 @@ from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.jid import JID
-from suricate.storage.base import OfflineMessage
+from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -44,10 +44,12 @@ class ModOffline(Module):
     options = MODULE_SPECS["mod_offline"]
     xeps = ("0160", "0203")
     hooks = (
-        (H.OFFLINE_MESSAGE, "store", 50),
+        (H.OFFLINE_MESSAGE, "store_offline", 50),
         (H.USER_AVAILABLE, "deliver_stored", 50),
     )
     features = (ns.OFFLINE,)
+    store_class = OfflineStore
+    store: OfflineStore
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)
@@ -81,7 +83,7 @@ class ModOffline(Module):
         return value if isinstance(value, int) else None
 
     # -- offline_message hook ------------------------------------------------------------------
-    async def store(self, stored: bool, frm: JID, to: JID, stanza: Element) -> Any:
+    async def store_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> Any:
         if stored:
             return stored
         if not self.worth_storing(stanza):
@@ -100,11 +102,11 @@ class ModOffline(Module):
             async with writers.lock:
                 limit = self.quota(user)
                 if limit is not None and \
-                        await self.server.storage.count_offline(user.domain, user.local) >= limit:
+                        await self.store.count_offline(user.domain, user.local) >= limit:
                     # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
                     log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
                     return False
-                await self.server.storage.store_offline(user.domain, user.local, OfflineMessage(
+                await self.store.store_offline(user.domain, user.local, OfflineMessage(
                     timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
                     packet=stanza.serialize(ns.CLIENT)))
         finally:
@@ -120,7 +122,7 @@ class ModOffline(Module):
             return acc
         user = c2s.jid.bare
         assert user.local is not None
-        messages = await self.server.storage.pop_offline(user.domain, user.local)
+        messages = await self.store.pop_offline(user.domain, user.local)
         for msg in messages:
             stanza = parse_stored(msg.packet)
             if stanza is None:
@@ -164,7 +166,7 @@ def _is_standalone_chat_state(stanza: Element) -> bool:
 
 
 def parse_stored(packet: str) -> Element | None:
-    """A stanza serialized by ``store`` back into an Element; None if it cannot be read."""
+    """A stanza serialized by ``store_offline`` back into an Element; None if it cannot be read."""
     try:
         elements = parse_fragment(packet, ns.CLIENT)
     except XMLStreamError:

@@ -30,8 +30,8 @@ from suricate.core.module import Module
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules import subscription as sub
+from suricate.modules.mod_roster.store import RosterItem, RosterStore
 from suricate.protocol.errors import StanzaError
-from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -111,6 +111,8 @@ class ModRoster(Module):
         (H.ROSTER_IN_SUBSCRIPTION, "in_subscription", 50),
     )
     iq_handlers = (("sm", ns.ROSTER, "process_iq"),)
+    store_class = RosterStore
+    store: RosterStore
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)
@@ -134,11 +136,19 @@ class ModRoster(Module):
             if entry.users == 0:
                 del self._locks[user]
 
+    # -- what other modules and the admin API read (never the tables themselves) ------------
+    async def get_roster(self, user: JID) -> list[RosterItem]:
+        """The account's roster items, sorted by JID."""
+        return await self.store.get_roster(user.domain, user.local or "")
+
+    async def get_roster_item(self, user: JID, contact: JID | str) -> RosterItem | None:
+        return await self.store.get_roster_item(user.domain, user.local or "", str(contact))
+
     # -- sessions ----------------------------------------------------------------------------
     async def load_roster(self, acc: None, c2s: C2S) -> None:
         user = c2s.jid.bare
         async with self.locked(user):
-            items = await self.server.storage.get_roster(user.domain, user.local or "")
+            items = await self.store.get_roster(user.domain, user.local or "")
             c2s.roster_cache = {_jid(item.jid): item for item in items}
         return acc
 
@@ -167,7 +177,7 @@ class ModRoster(Module):
         if session is not None:
             # §2.2: asking for the roster makes the resource "interested" in pushes.
             session.module_state[self.name] = True
-        storage = self.server.storage
+        storage = self.store
         async with self.locked(user):
             items = await storage.get_roster(user.domain, user.local or "")
             version = await self._current_version(user, items) if self.versioning else None
@@ -212,7 +222,7 @@ class ModRoster(Module):
             if group in groups:
                 raise StanzaError("bad-request", "duplicate group")  # §2.3.3
             groups.append(group)
-        storage = self.server.storage
+        storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
             new = replace(old or RosterItem(jid=str(contact)), name=name, groups=tuple(groups))
@@ -220,7 +230,7 @@ class ModRoster(Module):
 
     async def _remove(self, user: JID, contact: JID) -> None:
         """RFC 6121 §2.5.2: delete the item and end the subscriptions in both directions."""
-        storage = self.server.storage
+        storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
             if old is None:
@@ -238,7 +248,7 @@ class ModRoster(Module):
     # -- subscription state (RFC 6121 §3, Appendix A) ---------------------------------------
     async def out_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
                                type_: str, stanza: Element) -> sub.Transition:
-        storage = self.server.storage
+        storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
             state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
@@ -249,7 +259,7 @@ class ModRoster(Module):
 
     async def in_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
                               type_: str, stanza: Element) -> sub.Transition:
-        storage = self.server.storage
+        storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
             state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
@@ -278,7 +288,7 @@ class ModRoster(Module):
                     new: RosterItem | None, force_push: bool = False) -> None:
         """Write the change, mirror it in every session's cache, push it if the user sees it.
         Called with the account lock held."""
-        storage = self.server.storage
+        storage = self.store
         local = user.local or ""
         if new is None:
             await storage.delete_roster_item(user.domain, local, str(contact))
@@ -327,7 +337,7 @@ class ModRoster(Module):
     async def _current_version(self, user: JID, items: list[RosterItem]) -> str:
         if not self.store_current_id:
             return computed_version(items)
-        storage = self.server.storage
+        storage = self.store
         version = await storage.get_roster_version(user.domain, user.local or "")
         if version is None:
             version = _fresh_id()
@@ -335,7 +345,7 @@ class ModRoster(Module):
         return version
 
     async def _next_version(self, user: JID) -> str:
-        storage = self.server.storage
+        storage = self.store
         if self.store_current_id:
             version = _fresh_id()
             await storage.set_roster_version(user.domain, user.local or "", version)
@@ -362,3 +372,10 @@ def _jid(value: str) -> JID:
 
 def _fresh_id() -> str:
     return f"{time.time_ns():x}"
+
+
+def roster_module(server: Any) -> ModRoster | None:
+    """The running mod_roster, for a module or the admin API that reads rosters (None when
+    the module is not enabled: then nobody has a roster)."""
+    module = server.modules.get("mod_roster")
+    return module if isinstance(module, ModRoster) else None

@@ -10,6 +10,7 @@ from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.modules.mod_disco import SERVER_NAME
+from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -30,6 +31,8 @@ class ModVcard(Module):
     # XEP-0054 §4: support is advertised as the "vcard-temp" feature.
     features = (ns.VCARD,)
     sm_features = (ns.VCARD,)
+    store_class = VcardStore
+    store: VcardStore
 
     async def account_vcard(self, iq: IqRequest) -> Element | None:
         if iq.payload.name != "vCard":
@@ -45,7 +48,7 @@ class ModVcard(Module):
         assert owner.local is not None
         stored = None
         if own or await self.server.user_exists(owner):
-            stored = await self.server.storage.get_vcard(owner.domain, owner.local)
+            stored = await self.store.get_vcard(owner.domain, owner.local)
         if stored:
             return _parse_stored(stored)
         if own:
@@ -63,7 +66,7 @@ class ModVcard(Module):
         user = iq.to.bare
         assert user.local is not None
         # §3.2: the set replaces the whole vCard (there are no partial updates).
-        await self.server.storage.set_vcard(user.domain, user.local, xml)
+        await self.store.set_vcard(user.domain, user.local, xml)
 
     def server_vcard(self, iq: IqRequest) -> Element:
         """The server's own vCard (XEP-0054 §3.3 note: a server may have one)."""
