@@ -67,6 +67,11 @@ async def open_stores(db: SqlStorage) -> Stores:
     return Stores(*opened)  # type: ignore[arg-type]
 
 
+def stores_of(opened: dict[str, ModuleStore]) -> Stores:
+    """The Stores of a server's `module_stores` (every module of MODULE_STORES enabled)."""
+    return Stores(*(opened[name] for name in MODULE_STORES))  # type: ignore[arg-type]
+
+
 def unmigrated_stores(db: SqlStorage) -> Stores:
     """The stores over tables that exist already, without running any module migration."""
     return Stores(*(cls(db) for cls in MODULE_STORES.values()))  # type: ignore[arg-type]
@@ -195,27 +200,30 @@ async def test_domain_removal_erases_module_rows(storage: SqlStorage, ms: Stores
 # -- account removal erases every module's rows --------------------------------------------------
 
 
-async def _fill(ms: Stores, user: str) -> None:
-    await ms.roster.put_roster_item(S, user, RosterItem("c@x.org", groups=("G",)))
-    await ms.roster.set_roster_version(S, user, "v1")
-    await ms.offline.store_offline(S, user, OfflineMessage(1.0, "c@x.org", f"{user}@{S}", "<m/>"))
-    await ms.last.set_last(S, user, 100, "gone")
-    await ms.private.set_private(S, user, "storage:bookmarks", "<storage/>")
-    await ms.vcard.set_vcard(S, user, "<vCard/>")
-    await ms.blocking.block(S, user, ["spam@x.org"])
-    await ms.fast.store_fast_token(S, user, "phone", FastToken("s", 2000.0, "HT-SHA-256-NONE"))
+async def _fill(ms: Stores, user: str, domain: str = S) -> None:
+    """A row in every table of every module for user@domain."""
+    await ms.roster.put_roster_item(domain, user, RosterItem("c@x.org", groups=("G",)))
+    await ms.roster.set_roster_version(domain, user, "v1")
+    await ms.offline.store_offline(domain, user,
+                                   OfflineMessage(1.0, "c@x.org", f"{user}@{domain}", "<m/>"))
+    await ms.last.set_last(domain, user, 100, "gone")
+    await ms.private.set_private(domain, user, "storage:bookmarks", "<storage/>")
+    await ms.vcard.set_vcard(domain, user, "<vCard/>")
+    await ms.blocking.block(domain, user, ["spam@x.org"])
+    await ms.fast.store_fast_token(domain, user, "phone",
+                                   FastToken("s", 2000.0, "HT-SHA-256-NONE"))
 
 
-async def _data(ms: Stores, user: str) -> tuple[object, ...]:
+async def _data(ms: Stores, user: str, domain: str = S) -> tuple[object, ...]:
     return (
-        await ms.roster.get_roster(S, user),
-        await ms.roster.get_roster_version(S, user),
-        await ms.offline.count_offline(S, user),
-        await ms.last.get_last(S, user),
-        await ms.private.get_private(S, user, "storage:bookmarks"),
-        await ms.vcard.get_vcard(S, user),
-        await ms.blocking.get_blocklist(S, user),
-        await ms.fast.list_fast_tokens(S, user),
+        await ms.roster.get_roster(domain, user),
+        await ms.roster.get_roster_version(domain, user),
+        await ms.offline.count_offline(domain, user),
+        await ms.last.get_last(domain, user),
+        await ms.private.get_private(domain, user, "storage:bookmarks"),
+        await ms.vcard.get_vcard(domain, user),
+        await ms.blocking.get_blocklist(domain, user),
+        await ms.fast.list_fast_tokens(domain, user),
     )
 
 
