@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -47,6 +48,29 @@ def enabled_module(ctx: Context, cls: type[ModuleT]) -> ModuleT:
     if not isinstance(module, cls):
         raise fail(f"{cls.name} is not enabled", "module_not_loaded")
     return module
+
+
+def me(ctx: Context) -> JID:
+    """The account calling the user endpoint."""
+    assert ctx.caller.jid is not None
+    return ctx.caller.jid
+
+
+UserResolver = Callable[[Context, dict[str, Any]], Awaitable[Any]]
+
+
+def as_me(fn: UserResolver) -> UserResolver:
+    """An admin resolver run on the user endpoint for the caller's own account."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": str(me(ctx))})
+    return run
+
+
+def user_or_me(fn: UserResolver) -> UserResolver:
+    """An admin resolver run on the user endpoint for `user`, the caller when omitted."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": a.get("user") or str(me(ctx))})
+    return run
 
 
 def parse_jid(value: Any, what: str = "user", bare: bool | None = None) -> JID:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from suricate import sasl
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
 from suricate.storage.base import UserRecord
@@ -78,6 +78,7 @@ class FastAttempt:
 
 class ModFastAuthToken(Module):
     name = "mod_fast_auth_token"
+    graphql = GraphQLCategory("suricate.modules.mod_fast_auth_token.graphql")
     options = MODULE_SPECS["mod_fast_auth_token"]
     xeps = ("0484",)
     deps = ("mod_sasl2",)

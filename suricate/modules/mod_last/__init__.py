@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_last.store import LastStore
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
@@ -28,6 +28,7 @@ _SEES_PRESENCE = frozenset({"from", "both"})
 
 class ModLast(Module):
     name = "mod_last"
+    graphql = GraphQLCategory("suricate.modules.mod_last.graphql")
     options = MODULE_SPECS["mod_last"]
     xeps = ("0012",)
     hooks = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.xml import ns
@@ -41,6 +41,7 @@ _STORED_TYPES = frozenset({"normal", "chat"})
 
 class ModOffline(Module):
     name = "mod_offline"
+    graphql = GraphQLCategory("suricate.modules.mod_offline.graphql")
     options = MODULE_SPECS["mod_offline"]
     xeps = ("0160", "0203")
     hooks = (

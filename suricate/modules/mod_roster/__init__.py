@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules import subscription as sub
@@ -102,6 +102,7 @@ MOD_ROSTER_PUSH = declare("mod_roster_push", ("host_type",), {"count": SPIRAL},
 
 class ModRoster(Module):
     name = "mod_roster"
+    graphql = GraphQLCategory("suricate.modules.mod_roster.graphql")
     options = MODULE_SPECS["mod_roster"]
     xeps = ("0237",)
     hooks = (

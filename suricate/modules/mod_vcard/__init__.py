@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_disco import SERVER_NAME
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError
@@ -22,6 +22,7 @@ MAX_VCARD_BYTES = 64 * 1024
 
 class ModVcard(Module):
     name = "mod_vcard"
+    graphql = GraphQLCategory("suricate.modules.mod_vcard.graphql")
     options = MODULE_SPECS["mod_vcard"]
     xeps = ("0054",)
     iq_handlers = (

@@ -1,13 +1,14 @@
-"""roster: read and edit contact lists through mod_roster, so that its locking, caches and
-roster pushes apply as for a client's own roster set. Without mod_roster nobody has a roster:
-the category answers ``module_not_loaded``."""
+"""mod_roster's `roster` category of the GraphQL API (SDL next to this file, collected through
+`ModRoster.graphql`). Read and edit contact lists through mod_roster, so that its locking,
+caches and roster pushes apply as for a client's own roster set. Without mod_roster nobody has
+a roster: the category answers ``module_not_loaded``."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
-from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
+from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
 from suricate.jid import JID
 from suricate.modules.mod_roster import ModRoster
 from suricate.modules.mod_roster.store import RosterItem
@@ -64,9 +65,15 @@ async def delete_contact(ctx: Context, a: dict[str, Any]) -> str:
     return "Contact deleted successfully"
 
 
-RESOLVERS = {
+ADMIN_RESOLVERS = {
     ("RosterAdminQuery", "listContacts"): list_contacts,
     ("RosterAdminQuery", "getContact"): get_contact,
     ("RosterAdminMutation", "addContact"): add_contact,
     ("RosterAdminMutation", "deleteContact"): delete_contact,
+}
+USER_RESOLVERS = {
+    ("RosterUserQuery", "listContacts"): as_me(list_contacts),
+    ("RosterUserQuery", "getContact"): as_me(get_contact),
+    ("RosterUserMutation", "addContact"): as_me(add_contact),
+    ("RosterUserMutation", "deleteContact"): as_me(delete_contact),
 }

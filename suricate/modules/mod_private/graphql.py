@@ -1,10 +1,11 @@
-"""private: XEP-0049 private XML storage, one element per namespace."""
+"""mod_private's `private` category of the GraphQL API (SDL next to this file, collected through
+`ModPrivate.graphql`). XEP-0049 private XML storage, one element per namespace."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
+from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
 from suricate.modules.mod_private import ModPrivate
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.xml.element import Element
@@ -39,7 +40,11 @@ async def set_private(ctx: Context, a: dict[str, Any]) -> str:
     return "Private data stored successfully"
 
 
-RESOLVERS = {
+ADMIN_RESOLVERS = {
     ("PrivateAdminQuery", "getPrivate"): get_private,
     ("PrivateAdminMutation", "setPrivate"): set_private,
+}
+USER_RESOLVERS = {
+    ("PrivateUserQuery", "getPrivate"): as_me(get_private),
+    ("PrivateUserMutation", "setPrivate"): as_me(set_private),
 }
