@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from graphql import GraphQLError
 
 from suricate.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
+    from suricate.core.module import Module
     from suricate.core.server import Server
+
+ModuleT = TypeVar("ModuleT", bound="Module")
 
 CallerKind = Literal["admin", "domain_admin", "user"]
 
@@ -32,6 +36,41 @@ class Context:
 def fail(message: str, code: str = "bad_request") -> GraphQLError:
     """An error the caller caused, with a machine-readable code (``extensions.code``)."""
     return GraphQLError(message, extensions={"code": code})
+
+
+def enabled_module(ctx: Context, cls: type[ModuleT]) -> ModuleT:
+    """The running module a category's data belongs to (roster, offline, vCard, ...).
+
+    Without it the data has no owner to read or write it: the call fails with
+    ``module_not_loaded``, as MongooseIM answers for a category whose module is not loaded.
+    """
+    module = ctx.server.modules.get(cls.name)
+    if not isinstance(module, cls):
+        raise fail(f"{cls.name} is not enabled", "module_not_loaded")
+    return module
+
+
+def me(ctx: Context) -> JID:
+    """The account calling the user endpoint."""
+    assert ctx.caller.jid is not None
+    return ctx.caller.jid
+
+
+UserResolver = Callable[[Context, dict[str, Any]], Awaitable[Any]]
+
+
+def as_me(fn: UserResolver) -> UserResolver:
+    """An admin resolver run on the user endpoint for the caller's own account."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": str(me(ctx))})
+    return run
+
+
+def user_or_me(fn: UserResolver) -> UserResolver:
+    """An admin resolver run on the user endpoint for `user`, the caller when omitted."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, "user": a.get("user") or str(me(ctx))})
+    return run
 
 
 def parse_jid(value: Any, what: str = "user", bare: bool | None = None) -> JID:

@@ -7,27 +7,63 @@ SDL cannot promise what the code does not do.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLObjectType, GraphQLSchema, build_schema
 
 from suricate.admin.protect import Rule, read_rules
 from suricate.admin.resolvers import ADMIN_RESOLVERS, USER_RESOLVERS, Resolver
 
+if TYPE_CHECKING:
+    from suricate.core.module import GraphQLCategory
+
 SCHEMA_FOLDERS = {"admin": ("common", "admin"), "domain_admin": ("common", "admin"),
                   "user": ("common", "user")}
 
 
+# What a module's package holds for each endpoint (see GraphQLCategory).
+MODULE_SDL = {"admin": ("common.graphql", "admin.graphql"),
+              "domain_admin": ("common.graphql", "admin.graphql"),
+              "user": ("common.graphql", "user.graphql")}
+
+
+def module_categories() -> list[GraphQLCategory]:
+    """The categories the feature modules declare (``Module.graphql``), by module name: of every
+    module of the catalogue, enabled or not, so the schema does not depend on the
+    configuration (a category whose module is not enabled answers ``module_not_loaded``)."""
+    # The catalogue (config layer) imports each module by name: admin sits below modules.
+    from suricate.config.catalog import CATALOG
+
+    return [cls.graphql for _, cls in sorted(CATALOG.items()) if cls.graphql is not None]
+
+
 def sdl(endpoint: str) -> str:
-    """The schema text of an endpoint, the files of each folder in name order."""
+    """The schema text of an endpoint: the files of each folder in name order, then the
+    modules' files (``extend type AdminQuery ...``)."""
     base = resources.files("suricate.admin").joinpath("schema")
     texts: list[str] = []
     for folder in SCHEMA_FOLDERS[endpoint]:
         entries = sorted(base.joinpath(folder).iterdir(), key=lambda e: e.name)
         texts += [e.read_text(encoding="utf-8") for e in entries if e.name.endswith(".graphql")]
+    for category in module_categories():
+        for name in MODULE_SDL[endpoint]:
+            entry = resources.files(category.package).joinpath(name)
+            if entry.is_file():
+                texts.append(entry.read_text(encoding="utf-8"))
     return "\n".join(texts)
+
+
+def resolvers(endpoint: str) -> dict[tuple[str, str], Resolver]:
+    """The resolvers of an endpoint: admin/resolvers/ and the modules' ``resolvers`` code."""
+    user = endpoint == "user"
+    found = dict(USER_RESOLVERS if user else ADMIN_RESOLVERS)
+    for category in module_categories():
+        code = importlib.import_module(category.resolvers)
+        found.update(getattr(code, "USER_RESOLVERS" if user else "ADMIN_RESOLVERS"))
+    return found
 
 
 def _bind(fn: Resolver) -> Callable[..., Any]:
@@ -49,13 +85,12 @@ class BuiltSchema:
 
 def build(endpoint: str) -> BuiltSchema:
     schema = build_schema(sdl(endpoint))
-    resolvers: Mapping[tuple[str, str], Resolver] = (
-        USER_RESOLVERS if endpoint == "user" else ADMIN_RESOLVERS)
+    bound: Mapping[tuple[str, str], Resolver] = resolvers(endpoint)
     roots = [t for t in (schema.query_type, schema.mutation_type) if t is not None]
     missing: list[str] = []
     for root in roots:
         for name, field in root.fields.items():
-            fn = resolvers.get((root.name, name))
+            fn = bound.get((root.name, name))
             if fn is not None:
                 field.resolve = _bind(fn)
                 continue
@@ -65,7 +100,7 @@ def build(endpoint: str) -> BuiltSchema:
                 missing.append(f"{root.name}.{name}")
                 continue
             for op_name, op in category.fields.items():
-                op_fn = resolvers.get((category.name, op_name))
+                op_fn = bound.get((category.name, op_name))
                 if op_fn is None:
                     missing.append(f"{category.name}.{op_name}")
                 else:

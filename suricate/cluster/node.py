@@ -136,7 +136,9 @@ class ClusterNode:
                                    if ROSTER_CACHE.get(s) is not None]
             if not sessions or user.local is None:
                 return
-            items = await self.server.storage.get_roster(user.domain, user.local)
+            if roster is None:
+                return
+            items = await roster.get_roster(user)
             for session in sessions:
                 ROSTER_CACHE.set(session, {JID.parse(item.jid): item for item in items})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,8 +42,11 @@ class Domain:
 
 
 class DomainRegistry:
-    def __init__(self, hosts: frozenset[str], host_types: list[str], storage: Storage) -> None:
+    def __init__(self, hosts: frozenset[str], host_types: list[str], storage: Storage,
+                 module_tables: Callable[[], Sequence[str]] = tuple) -> None:
         self.static = hosts
+        #: The account-keyed tables of the enabled modules: a removed domain takes their rows.
+        self.module_tables = module_tables
         self.host_types = list(host_types)
         self.storage = storage
         self.dynamic: dict[str, DomainRecord] = {}
@@ -142,7 +145,7 @@ class DomainRegistry:
         # Out of `served` first: no new login while its data goes away.
         del self.dynamic[domain]
         self._changed(domain)
-        await self.storage.delete_domain(domain)
+        await self.storage.delete_domain(domain, self.module_tables())
         log.info("domain_removed domain=%s", domain)
         return Domain(domain, host_type, False, False)
 

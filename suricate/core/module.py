@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -84,6 +85,26 @@ class SessionSlot(Generic[T]):
         return f"SessionSlot({self.key!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class GraphQLCategory:
+    """A module's part of the GraphQL API, collected by ``suricate.admin.schema``.
+
+    ``resolvers`` names a Python module (imported only when a GraphQL schema is built, so a
+    server without an admin endpoint does not load GraphQL) defining ``ADMIN_RESOLVERS`` and
+    ``USER_RESOLVERS``, maps of (GraphQL type, field) to ``fn(ctx, args)``. Its package holds the
+    SDL: ``common.graphql`` (types of every endpoint), ``admin.graphql`` (admin and domain admin)
+    and ``user.graphql``, each adding its categories with ``extend type AdminQuery {...}``.
+    The category exists whether the module is enabled or not (the schema does not depend on the
+    configuration); its resolvers answer ``module_not_loaded`` when it is not.
+    """
+
+    resolvers: str
+
+    @property
+    def package(self) -> str:
+        return self.resolvers.rpartition(".")[0]
+
+
 class Module:
     name: ClassVar[str]
     #: The spec of ``[modules.<name>]`` (its ``doc`` is the module's line in the reference).
@@ -92,6 +113,8 @@ class Module:
     store_class: ClassVar[type[ModuleStore] | None] = None
     #: The ``store_class`` instance, set by the loader before ``start`` (modules with one only).
     store: Any
+    #: Its categories of the GraphQL admin and user APIs (GraphQLCategory), if any.
+    graphql: ClassVar[GraphQLCategory | None] = None
     xeps: ClassVar[tuple[str, ...]] = ()
     deps: ClassVar[tuple[str, ...]] = ()
     hooks: ClassVar[tuple[tuple[H.Hook, str, int], ...]] = ()

@@ -69,7 +69,8 @@ class Server:
         self.default_domain: str = general["default_server_domain"]
         self.hooks = Hooks()
         self.storage: Storage = create_storage(self._rdbms_connection(), base_dir)
-        self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage)
+        self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage,
+                                      self.module_user_tables)
         self.domains.listeners.append(self._domain_changed)
         # [instrumentation]: the no-op base without handlers (DESIGN §3: nothing on the hot
         # path but a method call); labels carry the host type of a dynamic domain.

@@ -18,9 +18,9 @@ from suricate.core import hooks as H
 from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
-from suricate.modules.mod_roster import ROSTER_CACHE
+from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
+from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol import subscription as sub
-from suricate.storage.base import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -256,8 +256,8 @@ class ModPresence(Module):
                 return item
         if not self.server.is_local_domain(user.domain) or user.local is None:
             return None
-        return await self.server.storage.get_roster_item(user.domain, user.local,
-                                                         str(contact))
+        roster = roster_module(self.server)  # without mod_roster nobody has a contact
+        return None if roster is None else await roster.get_roster_item(user, contact)
 
     @staticmethod
     def _roster(c2s: Any) -> dict[JID, RosterItem]:

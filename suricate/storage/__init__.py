@@ -13,18 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import (
-    OfflineMessage,
-    RosterItem,
-    Storage,
-    StorageError,
-    StorageUnavailable,
-    UserRecord,
-)
+from .base import Storage, StorageError, StorageUnavailable, UserRecord
 
 __all__ = [
-    "OfflineMessage",
-    "RosterItem",
     "Storage",
     "StorageError",
     "StorageUnavailable",

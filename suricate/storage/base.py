@@ -17,11 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
-    "ASK_STATES",
     "DomainRecord",
-    "SUBSCRIPTION_STATES",
-    "OfflineMessage",
-    "RosterItem",
     "Storage",
     "StorageError",
     "StorageUnavailable",
@@ -41,12 +37,6 @@ class StorageUnavailable(StorageError):
     """
 
 
-# RFC 6121 §2.1.2.5: the four subscription states a roster item can be in.
-SUBSCRIPTION_STATES: frozenset[str] = frozenset({"none", "to", "from", "both"})
-# Pending requests: 'out' = we asked the contact (RFC 6121 §2.1.2.2 ask='subscribe'),
-# 'in' = the contact asked us and we have not answered yet (not sent to clients, but the
-# server must remember it, RFC 6121 §3.1.3), 'both' = each side asked the other.
-ASK_STATES: frozenset[str] = frozenset({"none", "out", "in", "both"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,34 +51,6 @@ class UserRecord:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RosterItem:
-    jid: str  # bare JID of the contact
-    name: str | None = None
-    subscription: str = "none"
-    ask: str = "none"
-    groups: tuple[str, ...] = ()
-    # RFC 6121 §3.4: the user pre-approved a subscription request from this contact.
-    approved: bool = False
-    # The status text that came with a pending inbound subscription request, so it can be
-    # shown to the user when they come online (RFC 6121 §3.1.3).
-    ask_message: str | None = None
-
-    def __post_init__(self) -> None:
-        # Reject nonsense at construction rather than as an opaque database CHECK failure.
-        if self.subscription not in SUBSCRIPTION_STATES:
-            raise ValueError(f"invalid roster subscription {self.subscription!r}")
-        if self.ask not in ASK_STATES:
-            raise ValueError(f"invalid roster ask {self.ask!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class OfflineMessage:
-    timestamp: float  # Unix time the message was stored (XEP-0203 delay stamp)
-    from_jid: str
-    to_jid: str
-    packet: str  # the stanza, serialized XML
-    expire: float | None = None  # Unix time after which it must not be delivered (XEP-0079)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +62,6 @@ class DomainRecord:
     enabled: bool
 
 
-@dataclass(frozen=True, slots=True)
-class FastToken:
-    """One XEP-0484 token slot: the seed the token is derived from (never the token)."""
-
-    seed: str
-    expire: float  # Unix time
-    mechanism: str  # the HT-* mechanism the token is bound to (XEP-0484 §3.4)
-    count: int | None = None  # highest replay counter accepted so far
-
-
-@dataclass(frozen=True, slots=True)
-class FastTokenSlots:
-    current: FastToken | None
-    new: FastToken | None
 
 
 class Storage(ABC):
@@ -159,7 +107,8 @@ class Storage(ABC):
     @abstractmethod
     async def remove_user(self, server: str, username: str,
                           module_tables: Sequence[str] = ()) -> bool:
-        """Delete the account and all its data (roster, offline, ...) atomically.
+        """Delete the account and all its data (the rows of `module_tables`, the modules'
+        ModuleStore.user_tables) atomically.
 
         Returns whether the account row existed; the data of a user without an account
         row (anonymous or external auth) is removed all the same.
@@ -175,84 +124,6 @@ class Storage(ABC):
     @abstractmethod
     async def user_exists(self, server: str, username: str) -> bool: ...
 
-    # -- roster (RFC 6121) ----------------------------------------------------------------
-
-    @abstractmethod
-    async def get_roster(self, server: str, user: str) -> list[RosterItem]:
-        """All items, sorted by JID."""
-
-    @abstractmethod
-    async def get_roster_item(self, server: str, user: str, jid: str) -> RosterItem | None: ...
-
-    @abstractmethod
-    async def put_roster_item(self, server: str, user: str, item: RosterItem) -> None:
-        """Insert or replace the item (groups included)."""
-
-    @abstractmethod
-    async def delete_roster_item(self, server: str, user: str, jid: str) -> bool: ...
-
-    @abstractmethod
-    async def get_roster_version(self, server: str, user: str) -> str | None: ...
-
-    @abstractmethod
-    async def set_roster_version(self, server: str, user: str, version: str) -> None: ...
-
-    # -- offline messages (XEP-0160) ------------------------------------------------------
-
-    @abstractmethod
-    async def store_offline(self, server: str, user: str, msg: OfflineMessage) -> None: ...
-
-    @abstractmethod
-    async def count_offline(self, server: str, user: str) -> int: ...
-
-    @abstractmethod
-    async def pop_offline(
-        self, server: str, user: str, now: float | None = None
-    ) -> list[OfflineMessage]:
-        """Remove and return the user's messages in arrival order, atomically.
-
-        Messages whose `expire` is before `now` (default: the current time) are deleted
-        but not returned (XEP-0079: an expired message is not delivered).
-        """
-
-    @abstractmethod
-    async def remove_expired_offline(self, now: float) -> int:
-        """Delete messages of every user whose `expire` is before `now`; return how many."""
-
-    # -- last activity (XEP-0012) ---------------------------------------------------------
-
-    @abstractmethod
-    async def set_last(self, server: str, user: str, timestamp: int, status: str) -> None: ...
-
-    @abstractmethod
-    async def get_last(self, server: str, user: str) -> tuple[int, str] | None: ...
-
-    # -- vCard (XEP-0054) -----------------------------------------------------------------
-
-    @abstractmethod
-    async def set_vcard(self, server: str, user: str, xml: str) -> None: ...
-
-    @abstractmethod
-    async def get_vcard(self, server: str, user: str) -> str | None: ...
-
-    # -- blocking (XEP-0191) --------------------------------------------------------------
-
-    @abstractmethod
-    async def get_blocklist(self, server: str, user: str) -> list[str]:
-        """Blocked JIDs, sorted."""
-
-    @abstractmethod
-    async def block(self, server: str, user: str, jids: Sequence[str]) -> list[str]:
-        """Add `jids`; return those that were not blocked before, in request order."""
-
-    @abstractmethod
-    async def unblock(self, server: str, user: str, jids: Sequence[str]) -> list[str]:
-        """Remove `jids`; return those that were blocked, in request order."""
-
-    @abstractmethod
-    async def unblock_all(self, server: str, user: str) -> list[str]:
-        """Empty the blocklist; return what it held, sorted."""
-
     # -- dynamic domains and domain admins --------------------------------------------------
 
     @abstractmethod
@@ -264,8 +135,9 @@ class Storage(ABC):
         """Add an enabled domain; False if the domain exists already."""
 
     @abstractmethod
-    async def delete_domain(self, domain: str) -> bool:
-        """Remove the domain, its admin password and every account of it with their data."""
+    async def delete_domain(self, domain: str, module_tables: Sequence[str] = ()) -> bool:
+        """Remove the domain, its admin password and every account of it with their data
+        (the rows of `module_tables`, keyed by server), atomically."""
 
     @abstractmethod
     async def set_domain_enabled(self, domain: str, enabled: bool) -> bool:
@@ -279,45 +151,3 @@ class Storage(ABC):
 
     @abstractmethod
     async def delete_domain_admin(self, domain: str) -> bool: ...
-
-    # -- administration queries ------------------------------------------------------------
-
-    @abstractmethod
-    async def list_fast_tokens(self, server: str, user: str) -> list[tuple[str, FastToken]]:
-        """Every live token slot of an account as (user agent id, token), for the admin API."""
-
-    @abstractmethod
-    async def revoke_fast_tokens(self, server: str, user: str) -> int:
-        """Forget every FAST token of an account; return how many clients had some."""
-
-    @abstractmethod
-    async def count_active_users(self, server: str, since: int) -> int:
-        """Accounts of `server` whose last activity (XEP-0012) is at or after `since`."""
-
-    @abstractmethod
-    async def remove_old_offline(self, server: str, before: float) -> int:
-        """Delete offline messages of `server` stored before `before`; return how many."""
-
-    # -- FAST tokens (XEP-0484) ---------------------------------------------------------------
-
-    @abstractmethod
-    async def get_fast_tokens(self, server: str, user: str, agent_id: str
-                              ) -> FastTokenSlots | None:
-        """Both slots of the user's client `agent_id`, None if it has none."""
-
-    @abstractmethod
-    async def store_fast_token(self, server: str, user: str, agent_id: str,
-                               token: FastToken) -> None:
-        """Put `token` in the 'new' slot, replacing an unused one (XEP-0484 §3.5)."""
-
-    @abstractmethod
-    async def use_fast_token(self, server: str, user: str, agent_id: str, slot: str,
-                             seed: str, count: int | None) -> bool:
-        """Record a successful login with the token of `slot` ('new' or 'current') whose
-        seed is `seed`, atomically: a 'new' token moves to 'current' (XEP-0484 §5), and a
-        `count` must exceed the one last accepted (XEP-0484 §3.4 replay protection).
-        False when the slot no longer holds that token or the count was seen already."""
-
-    @abstractmethod
-    async def remove_fast_tokens(self, server: str, user: str, agent_id: str) -> None:
-        """Invalidate both slots (XEP-0484 §3.6)."""

@@ -106,15 +106,15 @@ async def test_block_is_pushed_to_resources_that_asked_for_the_list(server: Serv
 
 async def test_offline_messages_from_a_blocked_jid_are_not_stored(server: Server) -> None:
     await accounts(server, "alice", "bob", "carol")
-    await server.storage.block("localhost", "alice", ["bob@localhost"])
+    await server.modules["mod_blocking"].store.block("localhost", "alice", ["bob@localhost"])
     bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PLUGINS)
     bob_errors = message_errors(bob)
     bob.send_message(mto="alice@localhost", mbody="are you there?", mtype="chat")
     bob.send_message(mto="carol@localhost", mbody="are you there?", mtype="chat")
     await barrier(bob)
     await server.drain(5)
-    assert await server.storage.count_offline("localhost", "alice") == 0
-    assert await server.storage.count_offline("localhost", "carol") == 1
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "carol") == 1
     await barrier(bob)
     assert bob_errors.empty()
     await disconnect(bob)

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from suricate.jid import JID
 from tests.e2e.harness import connect, disconnect, free_port, server_toml
 
 SURICATE = [sys.executable, "-m", "suricate"]
@@ -163,3 +165,45 @@ def test_check_config_warns_about_options_without_effect(tmp_path: Path) -> None
     assert "configuration is valid" in res.stdout
     assert ("warning: general.language: accepted for compatibility, has no effect in this "
             "version") in res.stderr.splitlines()
+
+
+async def test_account_unregister_removes_the_data_of_every_configured_module(
+        tmp_path: Path) -> None:
+    from suricate.config import parse_config
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+    from tests.storage.test_module_stores import EMPTY, MODULE_STORES, _data, _fill, stores_of
+
+    config = tmp_path / "suricate.toml"
+    # Every module with a store (mod_fast_auth_token brings mod_sasl2 along).
+    modules = "\n".join(f"[modules.{name}]" for name in MODULE_STORES)
+    config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=modules))
+
+    async def with_stores(work: Any) -> Any:
+        server = Server(parse_config(config.read_text(), tmp_path), tmp_path, MODULES)
+        await server.storage.open()
+        try:
+            await server.open_module_stores()
+            return await work(server, stores_of(server.module_stores))
+        finally:
+            await server.storage.close()
+
+    async def fill(server: Server, stores: Any) -> tuple[object, ...]:
+        for user in ("dave", "erin"):
+            assert await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+            await _fill(stores, user, "localhost")
+        dave = await _data(stores, "dave", "localhost")
+        assert dave != EMPTY
+        return dave
+
+    erin_before = await with_stores(fill)
+    res = await asyncio.to_thread(run, "account", "unregister", "dave@localhost",
+                                  "--config", str(config))
+    assert res.returncode == 0, res.stderr
+
+    async def check(server: Server, stores: Any) -> None:
+        assert not await server.storage.user_exists("localhost", "dave")
+        assert await _data(stores, "dave", "localhost") == EMPTY
+        assert await _data(stores, "erin", "localhost") == erin_before
+
+    await with_stores(check)

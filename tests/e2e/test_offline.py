@@ -24,7 +24,7 @@ async def stored(server: Server, sender: Client, user: str, count: int) -> None:
     stream) and finished the storage work it started, ``user`` has ``count`` messages."""
     await sender.plugin["xep_0199"].send_ping("localhost", timeout=5)
     await server.drain(5)
-    assert await server.storage.count_offline("localhost", user) == count
+    assert await server.modules["mod_offline"].store.count_offline("localhost", user) == count
 
 
 async def test_offline_messages_are_delivered_in_order_with_delay(server: Server) -> None:
@@ -46,7 +46,7 @@ async def test_offline_messages_are_delivered_in_order_with_delay(server: Server
         assert msg["from"] == "bob@localhost/laptop"
         bodies.append(msg["body"])
     assert bodies == ["message 0", "message 1", "message 2"]
-    assert await server.storage.count_offline("localhost", "alice") == 0
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
     await disconnect(alice, bob)
 
 

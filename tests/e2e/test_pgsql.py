@@ -64,7 +64,7 @@ async def test_chat_and_offline_on_postgresql(pg_server: Server) -> None:
     alice.send_message(mto="bob@localhost", mbody="while you were away", mtype="chat")
 
     async def stored() -> bool:
-        return await srv.storage.count_offline("localhost", "bob") == 1
+        return await srv.modules["mod_offline"].store.count_offline("localhost", "bob") == 1
 
     await eventually(stored)
     bob = await connect(srv, "bob@localhost/b", "pw")

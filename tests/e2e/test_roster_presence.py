@@ -59,7 +59,7 @@ async def register(server: Server, *names: str) -> None:
 
 
 async def item(server: Server, user: str, contact: str) -> Any:
-    return await server.storage.get_roster_item("localhost", user, f"{contact}@localhost")
+    return await server.modules["mod_roster"].store.get_roster_item("localhost", user, f"{contact}@localhost")
 
 
 async def client(server: Server, name: str, resource: str) -> Any:

@@ -15,7 +15,7 @@ from slixmpp.exceptions import IqError
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
-from suricate.storage.base import RosterItem
+from suricate.modules.mod_roster.store import RosterItem
 from tests.e2e.harness import (
     ALL_MODULES,
     RawClient,
@@ -81,9 +81,9 @@ async def test_ping_version_time_of_the_server(server: Server) -> None:
 async def test_last_activity_of_a_contact(server: Server) -> None:
     await register(server, "alice", "bob", "carol")
     # bob's roster lets alice see his presence (set directly: mod_roster is not needed here).
-    await server.storage.put_roster_item("localhost", "bob", RosterItem(
+    await server.modules["mod_roster"].store.put_roster_item("localhost", "bob", RosterItem(
         "alice@localhost", subscription="both"))
-    await server.storage.set_last("localhost", "bob", int(time.time()) - 903, "Heading Home")
+    await server.modules["mod_last"].store.set_last("localhost", "bob", int(time.time()) - 903, "Heading Home")
     alice = await connect(server, "alice@localhost/phone", "alice-pw", plugins=PLUGINS)
     last = await alice.plugin["xep_0012"].get_last_activity("bob@localhost")
     assert 903 <= last["last_activity"]["seconds"] < 1000
@@ -97,7 +97,7 @@ async def test_last_activity_of_a_contact(server: Server) -> None:
 
 async def test_last_activity_follows_the_contacts_logout(server: Server) -> None:
     await register(server, "alice", "bob")
-    await server.storage.put_roster_item("localhost", "bob", RosterItem(
+    await server.modules["mod_roster"].store.put_roster_item("localhost", "bob", RosterItem(
         "alice@localhost", subscription="from"))
     alice = await connect(server, "alice@localhost/phone", "alice-pw", plugins=PLUGINS)
     bob = await connect(server, "bob@localhost/desk", "bob-pw", plugins=PLUGINS)
@@ -113,7 +113,7 @@ async def test_last_activity_follows_the_contacts_logout(server: Server) -> None
     await disconnect(bob)
 
     async def recorded() -> bool:
-        last = await server.storage.get_last("localhost", "bob")
+        last = await server.modules["mod_last"].store.get_last("localhost", "bob")
         return last is not None and not await bob_online()
 
     await eventually(recorded)

@@ -89,7 +89,7 @@ async def test_slixmpp_kill_socket_resume_gets_every_message_once(tmp_path: Path
             # the conversation goes on over the resumed stream
             bob.send_message(mto="alice@localhost/phone", mbody="m7", mtype="chat")
             assert await _collect(alice, 1) == ["m7"]
-            assert await server.storage.count_offline("localhost", "alice") == 0
+            assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
         finally:
             await disconnect(alice, bob)
 
@@ -107,7 +107,7 @@ async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path
                              timeout=5)
 
             async def stored() -> bool:
-                return await server.storage.count_offline("localhost", "alice") == 3
+                return await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 3
             await eventually(stored)
         finally:
             await disconnect(bob)

@@ -12,14 +12,16 @@ from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_blocking import BLOCKLIST, ModBlocking, blocklist, is_blocked
-from suricate.storage.base import RosterItem
+from suricate.modules.mod_roster.store import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
 from tests.modules.services_harness import FakeSession, error_condition, module_server
 
+# mod_roster: a block or unblock tells the subscribed contacts (their roster is mod_roster's).
 MODULES = """
 [modules.mod_blocking]
 [modules.mod_offline]
+[modules.mod_roster]
 """
 
 
@@ -115,7 +117,7 @@ async def test_blocklist_get_block_unblock(server: Server) -> None:
     reply = await alice.iq("set", blocking("unblock"))  # §3.5: unblock all
     assert reply.attrs["type"] == "result"
     assert alice.blocklist == frozenset()
-    assert await server.storage.get_blocklist("localhost", "alice") == []
+    assert await server.modules["mod_blocking"].store.get_blocklist("localhost", "alice") == []
 
 
 @pytest.mark.parametrize(("payload", "condition"), [
@@ -157,14 +159,14 @@ async def test_pushes_go_to_resources_that_requested_the_list(server: Server) ->
 
 
 async def test_blocklist_is_loaded_when_a_session_opens(server: Server) -> None:
-    await server.storage.block("localhost", "alice", ["bob@localhost"])
+    await server.modules["mod_blocking"].store.block("localhost", "alice", ["bob@localhost"])
     alice = await bound(server, "alice@localhost/phone")
     assert alice.blocklist == jids("bob@localhost")
 
 
 async def test_block_sends_unavailable_to_a_subscribed_contact(server: Server) -> None:
-    await server.storage.put_roster_item("localhost", "alice",
-                                         RosterItem(jid="bob@localhost", subscription="both"))
+    await server.modules["mod_roster"].store.put_roster_item(
+        "localhost", "alice", RosterItem(jid="bob@localhost", subscription="both"))
     alice = await bound(server, "alice@localhost/phone")
     bob = await bound(server, "bob@localhost/laptop")
     await alice.iq("set", blocking("block", "bob@localhost"))
@@ -176,8 +178,8 @@ async def test_block_sends_unavailable_to_a_subscribed_contact(server: Server) -
 
 
 async def test_unblock_sends_current_presence_to_a_subscriber(server: Server) -> None:
-    await server.storage.put_roster_item("localhost", "alice",
-                                         RosterItem(jid="bob@localhost", subscription="from"))
+    await server.modules["mod_roster"].store.put_roster_item(
+        "localhost", "alice", RosterItem(jid="bob@localhost", subscription="from"))
     alice = await bound(server, "alice@localhost/phone")
     alice.presence = Element("presence", ns.CLIENT, {}, [Element("show", ns.CLIENT, {}, ["dnd"])])
     bob = await bound(server, "bob@localhost/laptop")
@@ -236,7 +238,7 @@ async def test_inbound_from_blocked_is_dropped_iq_refused(server: Server) -> Non
 
 
 async def test_presence_from_blocked_is_dropped_even_offline(server: Server) -> None:
-    await server.storage.block("localhost", "alice", ["bob@localhost"])
+    await server.modules["mod_blocking"].store.block("localhost", "alice", ["bob@localhost"])
     handled = await server.hooks.fold_async(
         H.PRESENCE_TO_USER, False, JID.parse("bob@localhost"), JID.parse("alice@localhost"),
         Element("presence", ns.CLIENT, {"type": "subscribe"}))
@@ -244,14 +246,14 @@ async def test_presence_from_blocked_is_dropped_even_offline(server: Server) -> 
 
 
 async def test_offline_message_from_blocked_is_not_stored(server: Server) -> None:
-    await server.storage.block("localhost", "alice", ["bob@localhost"])
+    await server.modules["mod_blocking"].store.block("localhost", "alice", ["bob@localhost"])
     bob = await bound(server, "bob@localhost/laptop")
     msg = Element("message", ns.CLIENT, {"from": str(bob.jid), "to": "alice@localhost",
                                          "type": "chat"})
     msg.add("body", text="hi")
     server.router.route(bob.jid, JID.parse("alice@localhost"), msg)
     await server.drain(5)
-    assert await server.storage.count_offline("localhost", "alice") == 0
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
     assert bob.received.empty()
 
 

@@ -71,8 +71,8 @@ async def test_what_is_worth_storing(server: Server, stanza: Element, kept: bool
 async def test_standalone_chat_state_is_consumed_not_stored(server: Server) -> None:
     bob, alice = JID.parse("bob@localhost/laptop"), JID.parse("alice@localhost")
     stanza = message(body=None, extra=[Element("composing", CHATSTATES)])
-    assert await offline(server).store(False, bob, alice, stanza) is True
-    assert await server.storage.count_offline("localhost", "alice") == 0
+    assert await offline(server).store_offline(False, bob, alice, stanza) is True
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
 
 
 async def test_stored_then_delivered_in_order_with_delay(server: Server) -> None:
@@ -81,7 +81,7 @@ async def test_stored_then_delivered_in_order_with_delay(server: Server) -> None
         msg = message(body=f"m{n}")
         server.router.route(bob.jid, JID.parse("alice@localhost"), msg)
     await server.drain(5)
-    assert await server.storage.count_offline("localhost", "alice") == 2
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 2
     assert bob.received.empty()  # stored: the sender hears nothing
 
     alice = FakeSession(server, "alice@localhost/phone")
@@ -94,7 +94,7 @@ async def test_stored_then_delivered_in_order_with_delay(server: Server) -> None
         assert delay.attrs["from"] == "localhost"
         assert delay.attrs["stamp"].endswith("Z") and "T" in delay.attrs["stamp"]
         assert m.attrs["from"] == "bob@localhost/laptop"
-    assert await server.storage.count_offline("localhost", "alice") == 0
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
 
 
 async def test_quota_exceeded_bounces_service_unavailable(server: Server) -> None:
@@ -102,7 +102,7 @@ async def test_quota_exceeded_bounces_service_unavailable(server: Server) -> Non
     for n in range(3):
         server.router.route(bob.jid, JID.parse("alice@localhost"), message(body=f"m{n}"))
     await server.drain(5)
-    assert await server.storage.count_offline("localhost", "alice") == 2
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 2
     bounce = bob.received.get_nowait()
     assert error_condition(bounce) == "service-unavailable"
     assert bounce.find_text("body") == "m2"
@@ -116,7 +116,7 @@ async def test_negative_priority_resource_gets_nothing(server: Server) -> None:
     alice.priority = -1
     await offline(server).deliver_stored(None, alice)
     assert alice.received.empty()
-    assert await server.storage.count_offline("localhost", "alice") == 1
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 1
 
 
 async def test_stamp_is_kept_when_stored_twice(server: Server) -> None:

@@ -108,7 +108,7 @@ async def test_register_creates_account_welcomes_and_notifies(server: Server) ->
     assert await server.auth.check_password(jid, GOOD)
     await server.drain(5)
     # The welcome message waits offline for the new account.
-    assert await server.storage.count_offline("localhost", "newbie") == 1
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "newbie") == 1
     note = watcher.received.get_nowait()
     body = note.find_text("body") or ""
     assert "newbie@localhost" in body and "127.0.0.1" in body and GOOD not in body

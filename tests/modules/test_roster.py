@@ -13,7 +13,7 @@ from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_roster import ROSTER_CACHE, computed_version, is_visible, item_element
-from suricate.storage.base import RosterItem
+from suricate.modules.mod_roster.store import RosterItem
 from suricate.xml import ns
 from suricate.xml.element import Element
 from tests.modules.services_harness import FakeSession, module_server
@@ -102,7 +102,7 @@ async def test_inbound_request_is_kept_hidden_with_its_message(server: Server) -
     outcome = await server.hooks.fold_async(H.ROSTER_IN_SUBSCRIPTION, None, BOB, ALICE,
                                             "subscribe", presence("subscribe", "hello"))
     assert outcome.forward
-    stored = await server.storage.get_roster_item("localhost", "bob", "alice@localhost")
+    stored = await server.modules["mod_roster"].store.get_roster_item("localhost", "bob", "alice@localhost")
     assert stored is not None and (stored.ask, stored.ask_message) == ("in", "hello")
     assert bob.roster_cache is not None and bob.roster_cache[ALICE].ask == "in"
     assert bob.received.empty()  # nothing visible changed: no push
@@ -122,8 +122,8 @@ async def test_probe_is_answered_only_for_a_subscriber(server: Server) -> None:
     assert await server.hooks.fold_async(H.PRESENCE_TO_USER, False, bob.jid, ALICE, probe)
     await server.drain(5)
     assert bob.received.empty()
-    await server.storage.put_roster_item("localhost", "alice",
-                                         RosterItem(jid="bob@localhost", subscription="from"))
+    await server.modules["mod_roster"].store.put_roster_item(
+        "localhost", "alice", RosterItem(jid="bob@localhost", subscription="from"))
     alice.roster_cache = {BOB: RosterItem(jid="bob@localhost", subscription="from")}
     assert await server.hooks.fold_async(H.PRESENCE_TO_USER, False, bob.jid, ALICE, probe)
     answer: Any = bob.received.get_nowait()

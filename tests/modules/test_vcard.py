@@ -67,7 +67,7 @@ async def test_set_another_users_vcard_is_forbidden(server: Server) -> None:
     jer = FakeSession(server, "jer@localhost/home")
     reply = await jer.iq("set", vcard(PETER), to="stpeter@localhost")
     assert error_condition(reply) == "forbidden"
-    assert await server.storage.get_vcard("localhost", "stpeter") is None
+    assert await server.modules["mod_vcard"].store.get_vcard("localhost", "stpeter") is None
 
 
 async def test_oversized_vcard_is_not_acceptable(server: Server) -> None:

@@ -18,6 +18,7 @@ from suricate.core.router import Router
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
+from suricate.modules.mod_offline.store import OfflineStore
 from suricate.xml.element import Element
 from tests.robustness.conftest import Client, limited_server
 
@@ -65,8 +66,10 @@ async def test_shutdown_stores_every_message_in_flight(tmp_path: Path) -> None:
     again = Server(cfg, tmp_path, MODULES)
     await again.storage.open()
     try:
-        stored = [*await again.storage.pop_offline("localhost", "bob"),
-                  *await again.storage.pop_offline("localhost", "carol")]
+        offline = await again.open_module_store("mod_offline", OfflineStore)
+        assert isinstance(offline, OfflineStore)
+        stored = [*await offline.pop_offline("localhost", "bob"),
+                  *await offline.pop_offline("localhost", "carol")]
     finally:
         await again.storage.close()
     stored_ids = [m for msg in stored for m in re.findall(r"id=\"(m\d+)\"", msg.packet)]
@@ -152,7 +155,7 @@ async def test_a_database_outage_fails_loudly_and_recovers(
         port = server.plain_port  # type: ignore[attr-defined]
         alice = await Client.plain(port)
         await alice.login("alice")
-        storage = type(server.storage)
+        storage = type(server.modules["mod_offline"].store)
         real_store = storage.store_offline
 
         async def down(*args: Any, **kwargs: Any) -> None:

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from suricate.core.module import open_module_store
+from suricate.modules.mod_vcard.store import VcardStore
 from suricate.storage import StorageError, StorageUnavailable, create_storage
+from suricate.storage.module_store import load_module_migrations
 from suricate.storage.pgsql import PgsqlStorage, to_pg
 from suricate.storage.sql import load_migrations
 from suricate.storage.sqlite import SqliteStorage, _statements
@@ -42,8 +45,11 @@ async def test_sqlite_in_memory_works() -> None:
     storage = SqliteStorage(":memory:")
     await storage.open()
     try:
-        await storage.set_vcard("example.com", "alice", "<vCard/>")
-        assert await storage.get_vcard("example.com", "alice") == "<vCard/>"
+        # A module's migrations and queries on the one in-memory connection.
+        vcards = await open_module_store(storage, "mod_vcard", VcardStore)
+        assert isinstance(vcards, VcardStore)
+        await vcards.set_vcard("example.com", "alice", "<vCard/>")
+        assert await vcards.get_vcard("example.com", "alice") == "<vCard/>"
     finally:
         await storage.close()
 
@@ -119,13 +125,13 @@ async def test_sqlite_locked_database_is_unavailable(tmp_path: Path) -> None:
     other.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StorageUnavailable):
-            await storage.set_vcard("example.com", "alice", "<vCard/>")
+            await storage.create_user("example.com", "alice", None, "x")
         # Reads still work in WAL mode while someone writes.
-        assert await storage.get_vcard("example.com", "alice") is None
+        assert await storage.user_exists("example.com", "alice") is False
     finally:
         other.execute("ROLLBACK")
         other.close()
-    await storage.set_vcard("example.com", "alice", "<vCard/>")
+    assert await storage.create_user("example.com", "alice", None, "x")
     await storage.close()
 
 
@@ -193,7 +199,7 @@ def test_pgsql_rejects_empty_pool() -> None:
 
 
 def _tables(sql: str) -> set[str]:
-    return set(re.findall(r"CREATE TABLE (\w+)", sql))
+    return set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", sql))
 
 
 def test_dialects_migrate_in_step() -> None:
@@ -201,7 +207,23 @@ def test_dialects_migrate_in_step() -> None:
     assert [(m.version, m.name) for m in sqlite_m] == [(m.version, m.name) for m in pgsql_m]
     for lite, pg in zip(sqlite_m, pgsql_m, strict=True):
         assert _tables(lite.sql) == _tables(pg.sql)
-        assert "BIGSERIAL" in pgsql_m[0].sql
+
+
+@pytest.mark.parametrize("package", [
+    "suricate.modules.mod_roster", "suricate.modules.mod_offline", "suricate.modules.mod_last",
+    "suricate.modules.mod_private", "suricate.modules.mod_vcard", "suricate.modules.mod_blocking",
+    "suricate.modules.mod_fast_auth_token"])
+def test_module_dialects_migrate_in_step(package: str) -> None:
+    sqlite_m = load_module_migrations(package, "sqlite")
+    pgsql_m = load_module_migrations(package, "pgsql")
+    assert sqlite_m and [(m.version, m.name) for m in sqlite_m] == [
+        (m.version, m.name) for m in pgsql_m]
+    for lite, pg in zip(sqlite_m, pgsql_m, strict=True):
+        assert _tables(lite.sql) == _tables(pg.sql)
+        # Databases created before modules had migrations have these tables already.
+        assert not re.search(r"CREATE (TABLE|INDEX) (?!IF NOT EXISTS)", lite.sql + pg.sql)
+    if package.endswith("mod_offline"):
+        assert "BIGSERIAL" in pgsql_m[0].sql  # arrival order, see pop_offline
 
 
 def test_unknown_dialect_has_no_migrations() -> None:

@@ -23,23 +23,17 @@ from suricate.admin.resolvers import (  # noqa: E402 - after Resolver, which the
     account,
     check_auth,
     domain,
-    last,
     metric,
-    offline,
-    private,
-    roster,
     server,
     session,
     stanza,
     stat,
-    token,
     user,
-    vcard,
 )
 
 ADMIN_RESOLVERS = _collect(
-    check_auth.RESOLVERS, account.RESOLVERS, domain.RESOLVERS, session.RESOLVERS, stanza.RESOLVERS, roster.RESOLVERS,
-    vcard.RESOLVERS, private.RESOLVERS, last.RESOLVERS, offline.RESOLVERS, token.RESOLVERS,
+    check_auth.RESOLVERS, account.RESOLVERS, domain.RESOLVERS, session.RESOLVERS, stanza.RESOLVERS,
+
     stat.RESOLVERS, metric.RESOLVERS, server.RESOLVERS,
 )
 USER_RESOLVERS = user.RESOLVERS

@@ -5,21 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid
-from suricate.admin.resolvers import (
-    last,
-    private,
-    roster,
-    session,
-    stanza,
-    token,
-    vcard,
-)
-from suricate.jid import JID
-
-
-def _me(ctx: Context) -> JID:
-    assert ctx.caller.jid is not None
-    return ctx.caller.jid
+from suricate.admin.context import me as _me
+from suricate.admin.resolvers import session, stanza
 
 
 async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
@@ -60,17 +47,6 @@ async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     return await stanza.send_message(ctx, {"from": str(frm), "to": a["to"], "body": a["body"]})
 
 
-def _as_me(fn: Any) -> Any:
-    async def run(ctx: Context, a: dict[str, Any]) -> Any:
-        return await fn(ctx, {**a, "user": str(_me(ctx))})
-    return run
-
-
-def _user_or_me(fn: Any) -> Any:
-    async def run(ctx: Context, a: dict[str, Any]) -> Any:
-        return await fn(ctx, {**a, "user": a.get("user") or str(_me(ctx))})
-    return run
-
 
 RESOLVERS = {
     ("UserQuery", "checkAuth"): check_auth,
@@ -80,16 +56,4 @@ RESOLVERS = {
     ("SessionUserQuery", "countResources"): count_resources,
     ("SessionUserQuery", "listSessions"): list_sessions,
     ("StanzaUserMutation", "sendMessage"): send_message,
-    ("RosterUserQuery", "listContacts"): _as_me(roster.list_contacts),
-    ("RosterUserQuery", "getContact"): _as_me(roster.get_contact),
-    ("RosterUserMutation", "addContact"): _as_me(roster.add_contact),
-    ("RosterUserMutation", "deleteContact"): _as_me(roster.delete_contact),
-    ("VcardUserQuery", "getVcard"): _user_or_me(vcard.get_vcard),
-    ("VcardUserMutation", "setVcard"): _as_me(vcard.set_vcard),
-    ("PrivateUserQuery", "getPrivate"): _as_me(private.get_private),
-    ("PrivateUserMutation", "setPrivate"): _as_me(private.set_private),
-    ("LastUserQuery", "getLast"): _user_or_me(last.get_last),
-    ("LastUserMutation", "setLast"): _as_me(last.set_last),
-    ("TokenUserQuery", "listTokens"): _as_me(token.list_tokens),
-    ("TokenUserMutation", "revokeToken"): _as_me(token.revoke_token),
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
@@ -21,6 +21,7 @@ _NOT_A_SLOT = frozenset({ns.PRIVATE, ns.CLIENT, ""})
 
 class ModPrivate(Module):
     name = "mod_private"
+    graphql = GraphQLCategory("suricate.modules.mod_private.graphql")
     options = Section({"iqdisc": iqdisc("one_queue"), "backend": backend()},
                       doc="XEP-0049 Private XML Storage.")
     store_class = PrivateStore

@@ -1,0 +1,372 @@
+"""mod_blocking: XEP-0191 Blocking Command.
+
+The blocklist lives in storage and is cached on every session of the account
+(the ``BLOCKLIST`` session slot), loaded when the resource is bound and replaced on each change, so the
+per-stanza checks never touch the database. Checks made here:
+- outbound, from the user to a blocked entity: refused with ``not-acceptable`` + ``<blocked/>``
+  (§3.3), presence dropped;
+- inbound, to an online session from a blocked entity: presence and messages dropped without
+  a word, IQ get/set answered ``service-unavailable`` (§3.3);
+- presence to the account's bare JID (subscriptions, probes) and messages for an offline
+  account, through ``presence_to_user`` and ``privacy_check_inbound``;
+- stanzas the server generates on behalf of a user who blocked the recipient (presence
+  broadcasts, probe answers) are stopped before delivery to a local recipient.
+On a block, subscribers the block matches see the user go unavailable; on an unblock they get
+the user's current presence again (§3.3, §3.4).
+JID matching follows §6 "JID Matching" (the XEP-0016 order): a full JID item matches only that resource, a
+bare JID item every resource, a domain item the domain and everything at it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Section
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module, SessionSlot
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_blocking.store import BlockingStore
+from suricate.modules.mod_roster import roster_module
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.storage.base import StorageError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.mod_blocking")
+
+# The account's blocklist cached on each of its sessions (replicated to other workers by
+# suricate.cluster, which reads and writes the same slot on its RemoteSession proxies).
+BLOCKLIST: SessionSlot[frozenset[JID]] = SessionSlot("mod_blocking.list", frozenset)
+_BLOCKLIST_KEY = BLOCKLIST.key  # read on every stanza: one global, one dict lookup
+_NOTHING: frozenset[JID] = frozenset()
+
+
+def blocklist(session: Any) -> frozenset[JID]:
+    """The blocklist cached on ``session`` (empty before it is loaded)."""
+    return BLOCKLIST.get(session) or _NOTHING
+
+
+def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
+    """XEP-0191 §6 (JID Matching): whether ``jid`` is matched by any item of ``blocklist``."""
+    if not blocklist:
+        return False
+    if jid in blocklist:  # user@domain/resource or domain/resource, exactly
+        return True
+    if jid.resource is not None and jid.bare in blocklist:  # user@domain: any resource
+        return True
+    if (jid.local is not None or jid.resource is not None) and \
+            JID._prepared(None, jid.domain, None) in blocklist:
+        return True  # domain: the domain itself and every address at it
+    # "... or address containing a subdomain": a blocked domain covers its subdomains.
+    labels = jid.domain.split(".")
+    for i in range(1, len(labels)):
+        if JID._prepared(None, ".".join(labels[i:]), None) in blocklist:
+            return True
+    return False
+
+
+class ModBlocking(Module):
+    name = "mod_blocking"
+    options = Section(
+        {"iqdisc": iqdisc("one_queue"), "backend": backend()},
+        doc="XEP-0191 Blocking Command.",
+    )
+    xeps = ("0191",)
+    hooks = (
+        (H.SESSION_OPENED, "load_blocklist", 20),
+        (H.USER_SEND_PACKET, "filter_outbound", 40),
+        (H.USER_RECEIVE_PACKET, "filter_inbound", 10),
+        (H.PRESENCE_TO_USER, "filter_presence_to_user", 10),
+        (H.PRIVACY_CHECK_INBOUND, "check_offline", 50),
+    )
+    iq_handlers = (("sm", ns.BLOCKING, "handle_iq"),)
+    features = (ns.BLOCKING,)
+    store_class = BlockingStore
+    store: BlockingStore
+
+    # -- the cache ------------------------------------------------------------------------------
+    async def load_blocklist(self, acc: Any, c2s: C2S) -> Any:
+        user = c2s.jid.bare
+        try:
+            items = await self.store.get_blocklist(user.domain, user.local or "")
+        except StorageError:
+            # Without its blocklist the session would receive what the user refused: end it
+            # rather than deliver blocked stanzas.
+            log.exception("blocklist_load_failed user=%s", user)
+            c2s.stream_error(StreamError("internal-server-error"))
+            return acc
+        BLOCKLIST.set(c2s, frozenset(_parse_all(items)))
+        return acc
+
+    async def _blocklist_of(self, user: JID) -> frozenset[JID]:
+        """The account's blocklist: from a session when one is bound, else from storage."""
+        for session in self._sessions(user):
+            return blocklist(session)
+        items = await self.store.get_blocklist(user.domain, user.local or "")
+        return frozenset(_parse_all(items))
+
+    # -- IQ: §3.2 blocklist, §3.3 block, §3.4 unblock, §3.5 unblock all -------------------------
+    async def handle_iq(self, iq: IqRequest) -> Element | None:
+        user = iq.to.bare
+        if iq.frm.bare != user:
+            # The blocklist is the account's own business; to anyone else the account
+            # offers no such service.
+            raise StanzaError("service-unavailable")
+        payload = iq.payload
+        if iq.type == "get":
+            if payload.name != "blocklist":
+                raise StanzaError("bad-request")
+            return await self._get(iq, user)
+        if payload.name == "block":
+            jids = _items(payload)
+            if not jids:
+                # §3.3: a block without any item is a bad request.
+                raise StanzaError("bad-request", "nothing to block")
+            await self._block(user, jids)
+            return None
+        if payload.name == "unblock":
+            await self._unblock(user, _items(payload))
+            return None
+        raise StanzaError("bad-request")
+
+    async def _get(self, iq: IqRequest, user: JID) -> Element:
+        items = await self.store.get_blocklist(user.domain, user.local or "")
+        # §3.3: pushes go to the resources that asked for the list.
+        session = self.server.sessions.lookup(iq.frm)
+        if session is not None:
+            _state(session)["requested"] = True
+        result = Element("blocklist", ns.BLOCKING)
+        for jid in items:
+            result.add("item", attrs={"jid": jid})
+        return result
+
+    async def _block(self, user: JID, jids: list[JID]) -> None:
+        await self.store.block(user.domain, user.local or "", [str(j) for j in jids])
+        for session in self._sessions(user):
+            BLOCKLIST.set(session, blocklist(session) | frozenset(jids))
+        self._push(user, "block", jids)
+        await self._send_unavailable(user, jids)
+
+    async def _unblock(self, user: JID, jids: list[JID]) -> None:
+        if jids:
+            await self.store.unblock(user.domain, user.local or "",
+                                              [str(j) for j in jids])
+            removed = frozenset(jids)
+        else:
+            held = await self.store.unblock_all(user.domain, user.local or "")
+            removed = frozenset(_parse_all(held))
+        for session in self._sessions(user):
+            BLOCKLIST.set(session, blocklist(session) - removed if jids else _NOTHING)
+        self._push(user, "unblock", jids)
+        await self._send_current_presence(user, removed)
+
+    def _push(self, user: JID, action: str, jids: list[JID]) -> None:
+        """§3.3/§3.4/§3.5: an IQ-set with the change to every resource that requested the
+        blocklist (an unblock without items means "unblock all")."""
+        for session in self._sessions(user):
+            if not _state(session).get("requested"):
+                continue
+            push = Element("iq", ns.CLIENT, {"type": "set", "id": f"block-{secrets.token_hex(6)}",
+                                             "from": str(user), "to": str(session.jid)})
+            body = push.add(action, ns.BLOCKING)
+            for jid in jids:
+                body.add("item", attrs={"jid": str(jid)})
+            session.deliver(push)
+
+    async def _send_unavailable(self, user: JID, jids: list[JID]) -> None:
+        """§3.3: a blocked contact that may see the user's presence is told the user went
+        offline: subscribers (from/both) and entities that got directed presence."""
+        blocked = frozenset(jids)
+        available = [s for s in self._sessions(user) if s.available]
+        if not available:
+            return
+        subscribers = await self._subscribers_matching(user, blocked)
+        for session in available:
+            # mod_presence imports this module: its slot is looked up at call time.
+            from suricate.modules.mod_presence import DIRECTED
+            directed = DIRECTED.get(session) or ()
+            targets = subscribers | {j for j in directed if is_blocked(blocked, j)}
+            for target in targets:
+                presence = Element("presence", ns.CLIENT, {
+                    "type": "unavailable", "from": str(session.jid), "to": str(target)})
+                self.server.router.route(session.jid, target, presence)
+
+    async def _send_current_presence(self, user: JID, unblocked: frozenset[JID]) -> None:
+        """§3.4/§3.5: an unblocked subscriber gets the user's current presence again (unless
+        another item still blocks it)."""
+        available = [s for s in self._sessions(user) if s.presence is not None]
+        if not available or not unblocked:
+            return
+        subscribers = await self._subscribers_matching(user, unblocked)
+        for session in available:
+            assert session.presence is not None
+            for target in subscribers:
+                if is_blocked(blocklist(session), target):
+                    continue
+                presence = session.presence.copy()
+                presence.attrs["from"] = str(session.jid)
+                presence.attrs["to"] = str(target)
+                self.server.router.route(session.jid, target, presence)
+
+    async def _subscribers_matching(self, user: JID, items: frozenset[JID]) -> set[JID]:
+        """The contacts with a subscription to the user's presence (RFC 6121 'from'/'both')
+        that ``items`` match."""
+        try:
+            module = roster_module(self.server)  # without mod_roster nobody subscribes
+            roster = [] if module is None else await module.get_roster(user)
+        except StorageError:
+            # The (un)block itself is done and stored; only this courtesy is missed.
+            log.exception("blocking_roster_unavailable user=%s", user)
+            return set()
+        found: set[JID] = set()
+        for item in roster:
+            if item.subscription not in ("from", "both"):
+                continue
+            try:
+                contact = JID.parse(item.jid)
+            except InvalidJID:
+                continue
+            if is_blocked(items, contact):
+                found.add(contact)
+        return found
+
+    # -- filtering ------------------------------------------------------------------------------
+    def filter_outbound(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        """§3.3: the user's server does not route a stanza from the user to a blocked entity."""
+        if stanza is None:
+            return None
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
+        if not blocked:
+            return stanza
+        to = _to(stanza)
+        if to is None or _exempt(c2s.jid, to) or not is_blocked(blocked, to):
+            return stanza
+        stype = stanza.attrs.get("type")
+        if stanza.name != "presence" and stype not in ("error", "result"):
+            error = StanzaError("not-acceptable", type_="cancel",
+                                app_condition=Element("blocked", ns.BLOCKING_ERRORS))
+            c2s.send(error_reply(stanza, error))
+        return None
+
+    def filter_inbound(self, stanza: Element | None, c2s: C2S, *_: Any) -> Element | None:
+        if stanza is None:
+            return None
+        frm = _from(stanza)
+        if frm is None:
+            return stanza
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
+        if blocked and not _exempt(c2s.jid, frm) and is_blocked(blocked, frm):
+            # §3.3: IQ get/set MUST be answered service-unavailable; presence MUST NOT be
+            # answered. For messages the XEP suggests service-unavailable too, but with
+            # offline storage an error would tell the sender it is blocked (an offline user
+            # gives none), so messages are dropped in silence, here and for offline accounts.
+            if stanza.name == "iq" and stanza.attrs.get("type") in ("get", "set"):
+                self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+            return None
+        if frm.local is not None and frm.bare != c2s.jid.bare and \
+                self.server.is_local_domain(frm.domain) and \
+                self._sender_blocks(frm, c2s.jid):
+            # Made by the server for a user who blocked this recipient (presence broadcast,
+            # probe answer): the user's server must not route it (§3.3). Unavailable presence
+            # is what a blocked contact is meant to see, and errors must get through.
+            if (stanza.name == "presence" and stanza.attrs.get("type") == "unavailable") or \
+                    stanza.attrs.get("type") == "error":
+                return stanza
+            return None
+        return stanza
+
+    def _sender_blocks(self, sender: JID, recipient: JID) -> bool:
+        for session in self._sessions(sender.bare):
+            return is_blocked(blocklist(session), recipient)
+        return False
+
+    def _sessions(self, user: JID) -> list[C2S]:
+        return cast("list[C2S]", self.server.sessions.resources(user))
+
+    async def filter_presence_to_user(self, handled: bool, frm: JID, to: JID,
+                                      stanza: Element) -> Any:
+        """§3.3: presence from a blocked entity (subscriptions and probes included) is
+        dropped without an answer, whether or not the user is online."""
+        if handled:
+            return handled
+        if is_blocked(await self._blocklist_of(to.bare), frm):
+            return H.Stop(True)
+        return handled
+
+    async def check_offline(self, allow: bool, server: Server, user: JID, frm: JID,
+                            stanza: Element) -> Any:
+        """A message from a blocked entity to an offline account is neither stored nor
+        answered, as when the user is online (§3.3)."""
+        if not allow:
+            return allow
+        if is_blocked(await self._blocklist_of(user.bare), frm):
+            return H.Stop(False)
+        return allow
+
+
+def _exempt(user: JID, other: JID) -> bool:
+    """The own account and the own server are never blocked: a domain item naming the
+    user's server blocks the accounts there, not the answers to the user's own requests."""
+    return other.bare == user.bare or (other.local is None and other.domain == user.domain
+                                       and other.resource is None)
+
+
+def _state(session: Any) -> dict[str, Any]:
+    state: dict[str, Any] = session.module_state.setdefault(ModBlocking.name, {})
+    return state
+
+
+def _items(payload: Element) -> list[JID]:
+    """The JIDs of a block/unblock request, in order, without repeats; XEP-0191 schema (§10):
+    every item carries a 'jid'."""
+    jids: list[JID] = []
+    for child in payload.elements():
+        if child.name != "item" or child.xmlns != ns.BLOCKING:
+            raise StanzaError("bad-request", f"unexpected <{child.name}/>")
+        raw = child.attrs.get("jid")
+        if not raw:
+            raise StanzaError("bad-request", "an item needs a 'jid'")
+        try:
+            jid = JID.parse(raw)
+        except InvalidJID:
+            raise StanzaError("jid-malformed", f"cannot block {raw!r}") from None
+        if jid not in jids:
+            jids.append(jid)
+    return jids
+
+
+def _parse_all(items: Iterable[str]) -> Iterable[JID]:
+    for item in items:
+        try:
+            yield JID.parse(item)
+        except InvalidJID:
+            log.warning("blocklist_item_unreadable jid=%r", item)
+
+
+def _to(stanza: Element) -> JID | None:
+    raw = stanza.attrs.get("to")
+    if not raw:
+        return None
+    try:
+        return JID.parse(raw)
+    except InvalidJID:
+        return None
+
+
+def _from(stanza: Element) -> JID | None:
+    raw = stanza.attrs.get("from")
+    if not raw:
+        return None
+    try:
+        return JID.parse(raw)
+    except InvalidJID:
+        return None

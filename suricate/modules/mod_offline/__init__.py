@@ -1,0 +1,196 @@
+"""mod_offline: XEP-0160 offline message storage.
+
+A message the router could not deliver (no available resource with a non-negative priority,
+RFC 6121 §8.5.2.1.1) reaches the ``offline_message`` hook. We keep it when it is worth keeping
+and the account's quota allows it; otherwise the router answers the sender with
+``service-unavailable`` (XEP-0160 §2 step 3), so nothing disappears without the sender knowing.
+When the account next sends available presence with a non-negative priority, its messages
+are taken out of storage and delivered to that resource, in arrival order, each with an
+XEP-0203 delay stamp (XEP-0160 §2 step 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.loader import References
+from suricate.config.modules_spec import backend
+from suricate.config.spec import Bool, Option, Section, Str
+from suricate.core import hooks as H
+from suricate.core.module import GraphQLCategory, Module
+from suricate.jid import JID
+from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_offline")
+
+CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
+HINTS = "urn:xmpp:hints"  # XEP-0334
+
+# XEP-0160 §3: normal and chat are stored; groupchat only when configured; headline and error
+# never (the router does not even offer those to us).
+_STORED_TYPES = frozenset({"normal", "chat"})
+
+
+class ModOffline(Module):
+    name = "mod_offline"
+    graphql = GraphQLCategory("suricate.modules.mod_offline.graphql")
+    options = Section(
+        {
+            "access_max_user_messages": Option(
+                Str(),
+                "max_user_offline_messages",
+                "Access rule giving the maximum number of stored messages per user.",
+            ),
+            "backend": backend(),
+            "store_groupchat_messages": Option(
+                Bool(), False, "Also store groupchat messages for offline users."
+            ),
+        },
+        doc="XEP-0160 offline message storage.",
+    )
+    xeps = ("0160", "0203")
+    hooks = (
+        (H.OFFLINE_MESSAGE, "store_offline", 50),
+        (H.USER_AVAILABLE, "deliver_stored", 50),
+    )
+    features = (ns.OFFLINE,)
+    store_class = OfflineStore
+    store: OfflineStore
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        refs.access_defined(f"{path}.access_max_user_messages",
+                            opts.get("access_max_user_messages"))
+
+    def __init__(self, server: Any, opts: Any) -> None:
+        super().__init__(server, opts)
+        self.quota_rule: str = opts.get("access_max_user_messages", "max_user_offline_messages")
+        self.store_groupchat: bool = bool(opts.get("store_groupchat_messages", False))
+        # One lock per account being written to, so that two messages arriving together
+        # cannot both pass the quota check (count, then store, are two awaits).
+        self._writers: dict[JID, _Writers] = {}
+
+    # -- what is worth storing ----------------------------------------------------------------
+    def worth_storing(self, stanza: Element) -> bool:
+        """XEP-0160 §3 for the message types, XEP-0085 ("Server Handling of Notifications")
+        for standalone chat states, XEP-0334 §4 for the sender's storage hints."""
+        stype = stanza.attrs.get("type", "normal")
+        if stype == "groupchat":
+            if not self.store_groupchat:
+                return False
+        elif stype not in _STORED_TYPES:
+            return False
+        if stanza.find("no-store", HINTS) is not None:
+            return False
+        if stanza.find("store", HINTS) is not None:
+            return True
+        return any(child.name != "thread" and child.xmlns != CHATSTATES
+                   and child.xmlns != HINTS for child in stanza.elements())
+
+    def quota(self, user: JID) -> int | None:
+        """The account's maximum number of stored messages; None when unlimited."""
+        value = self.server.access.evaluate(self.quota_rule, user.local, user.domain, None,
+                                            user.domain, default="infinity")
+        return value if isinstance(value, int) else None
+
+    # -- offline_message hook ------------------------------------------------------------------
+    async def store_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> Any:
+        if stored:
+            return stored
+        if not self.worth_storing(stanza):
+            # XEP-0085 ("Server Handling of Notifications"): a standalone chat state is not
+            # stored, and an error back would be noise about something ephemeral: it is
+            # consumed here (True). Anything else we do not keep goes back to the router,
+            # which tells the sender (False).
+            return _is_standalone_chat_state(stanza)
+        user = to.bare
+        assert user.local is not None
+        writers = self._writers.get(user)
+        if writers is None:
+            writers = self._writers[user] = _Writers()
+        writers.count += 1
+        try:
+            async with writers.lock:
+                limit = self.quota(user)
+                if limit is not None and \
+                        await self.store.count_offline(user.domain, user.local) >= limit:
+                    # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
+                    log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
+                    return False
+                await self.store.store_offline(user.domain, user.local, OfflineMessage(
+                    timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
+                    packet=stanza.serialize(ns.CLIENT)))
+        finally:
+            writers.count -= 1
+            if writers.count == 0:
+                del self._writers[user]
+        return True
+
+    # -- user_available hook -------------------------------------------------------------------
+    async def deliver_stored(self, acc: Any, c2s: C2S) -> Any:
+        # XEP-0160 §2 step 5: only a resource with non-negative presence gets them.
+        if c2s.priority < 0 or c2s.jid is None or not c2s.available:
+            return acc
+        user = c2s.jid.bare
+        assert user.local is not None
+        messages = await self.store.pop_offline(user.domain, user.local)
+        for msg in messages:
+            stanza = parse_stored(msg.packet)
+            if stanza is None:
+                log.error("offline_message_unreadable user=%s from=%s", user, msg.from_jid)
+                continue
+            stanza.attrs.setdefault("from", msg.from_jid)
+            stanza.attrs.setdefault("to", msg.to_jid)
+            self._stamp(stanza, user.domain, msg.timestamp)
+            # deliver() hands the stanza back to the router if this session has gone away
+            # meanwhile (server.undeliverable): it then reaches another resource or storage.
+            c2s.deliver(stanza)
+        if messages:
+            log.debug("offline_delivered user=%s count=%d", c2s.jid, len(messages))
+        return acc
+
+    @staticmethod
+    def _stamp(stanza: Element, domain: str, timestamp: float) -> None:
+        """XEP-0203 delay, unless we stamped it already (a message stored twice keeps its
+        first, true, stamp)."""
+        for delay in stanza.find_all("delay", ns.DELAY):
+            if delay.attrs.get("from") == domain:
+                return
+        when = datetime.fromtimestamp(timestamp, UTC)
+        # XEP-0082 §3.2 DateTime, UTC, millisecond precision.
+        stamp = f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+        stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp}, "Offline Storage")
+
+
+class _Writers:
+    __slots__ = ("lock", "count")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.count = 0
+
+
+def _is_standalone_chat_state(stanza: Element) -> bool:
+    children = list(stanza.elements())
+    return any(c.xmlns == CHATSTATES for c in children) and all(
+        c.xmlns in (CHATSTATES, HINTS) or c.name == "thread" for c in children)
+
+
+def parse_stored(packet: str) -> Element | None:
+    """A stanza serialized by ``store_offline`` back into an Element; None if it cannot be read."""
+    try:
+        elements = parse_fragment(packet, ns.CLIENT)
+    except XMLStreamError:
+        return None
+    return elements[0] if elements else None

@@ -1,0 +1,89 @@
+"""mod_offline's storage: messages kept for an account until it comes online (XEP-0160)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from suricate.storage.module_store import ModuleStore
+
+__all__ = ["OfflineMessage", "OfflineStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineMessage:
+    timestamp: float  # Unix time the message was stored (XEP-0203 delay stamp)
+    from_jid: str
+    to_jid: str
+    packet: str  # the stanza, serialized XML
+    expire: float | None = None  # Unix time after which it must not be delivered (XEP-0079)
+
+
+class OfflineStore(ModuleStore):
+    migrations = __package__
+    user_tables = ("offline_messages",)
+
+    async def store_offline(self, server: str, user: str, msg: OfflineMessage) -> None:
+        await self.execute(
+            "INSERT INTO offline_messages"
+            " (server, username, stamp, expire, from_jid, to_jid, packet)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            server,
+            user,
+            float(msg.timestamp),
+            None if msg.expire is None else float(msg.expire),
+            msg.from_jid,
+            msg.to_jid,
+            msg.packet,
+        )
+
+    async def count_offline(self, server: str, user: str) -> int:
+        row = await self.fetch_one(
+            "SELECT COUNT(*) FROM offline_messages WHERE server = ? AND username = ?",
+            server,
+            user,
+        )
+        return int(row[0]) if row else 0
+
+    async def pop_offline(
+        self, server: str, user: str, now: float | None = None
+    ) -> list[OfflineMessage]:
+        """Remove and return the user's messages in arrival order, atomically.
+
+        Messages whose `expire` is before `now` (default: the current time) are deleted
+        but not returned (XEP-0079: an expired message is not delivered).
+        """
+        # One DELETE ... RETURNING is the fetch and the delete at once: two sessions popping
+        # together each get a disjoint set (PostgreSQL row locks, SQLite's writer lock),
+        # so a message is never delivered twice, and nothing arrives between a SELECT and a
+        # DELETE to be lost. RETURNING has no ORDER BY, hence the sort on the serial id.
+        rows = await self.fetch(
+            "DELETE FROM offline_messages WHERE server = ? AND username = ?"
+            " RETURNING id, stamp, expire, from_jid, to_jid, packet",
+            server,
+            user,
+        )
+        rows = sorted(rows, key=lambda row: row[0])
+        cutoff = time.time() if now is None else now
+        return [
+            OfflineMessage(float(row[1]), row[3], row[4], row[5], _float_or_none(row[2]))
+            for row in rows
+            if row[2] is None or row[2] >= cutoff
+        ]
+
+    async def remove_expired_offline(self, now: float) -> int:
+        """Delete messages of every user whose `expire` is before `now`; return how many."""
+        return await self.execute(
+            "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ?", float(now)
+        )
+
+    async def remove_old_offline(self, server: str, before: float) -> int:
+        """Delete offline messages of `server` stored before `before`; return how many."""
+        return await self.execute(
+            "DELETE FROM offline_messages WHERE server = ? AND stamp < ?", server, float(before)
+        )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

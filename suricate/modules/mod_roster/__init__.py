@@ -1,0 +1,398 @@
+"""mod_roster: the roster (RFC 6121 §2), the subscription state it records (§3, Appendix A),
+pre-approval (§3.4) and roster versioning (XEP-0237).
+
+The roster lives in storage; every bound session also keeps a copy in its ``ROSTER_CACHE`` slot
+(contact bare JID -> RosterItem), loaded when the session opens and updated on every change,
+so presence broadcast never reads the database per stanza. All changes to one account's roster
+run one at a time under a per-account lock, which keeps storage, the caches and the order of
+roster pushes consistent when IQs and subscription stanzas arrive together.
+
+Roster pushes (§2.1.6) go to the "interested" resources: those that asked for the roster in
+this session (§2.2), marked in ``c2s.module_state["mod_roster"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import Bool, Option, Section
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import GraphQLCategory, Module, SessionSlot
+from suricate.instrument.events import SPIRAL, declare
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_roster.store import RosterItem, RosterStore
+from suricate.protocol import subscription as sub
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+# Each bound session's copy of the account's roster (contact bare JID -> item), None while it
+# loads; the "interested" flag (RFC 6121 §2.2) is the separate boolean under "mod_roster",
+# which suricate.cluster replicates to the other workers.
+ROSTER_CACHE: SessionSlot[dict[JID, RosterItem]] = SessionSlot("mod_roster.cache")
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_roster")
+
+# RFC 6121 §2.3.3: the server may limit the length of names and groups (not-acceptable).
+MAX_NAME_LENGTH = 1023
+
+
+class _AccountLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+def item_element(item: RosterItem, remove: bool = False) -> Element:
+    """The <item/> a client sees (RFC 6121 §2.1.2)."""
+    el = Element("item", ns.ROSTER, {"jid": item.jid})
+    if remove:
+        el.attrs["subscription"] = "remove"
+        return el
+    if item.name:
+        el.attrs["name"] = item.name
+    state = sub.normalize(item.subscription, item.ask)
+    el.attrs["subscription"] = state.subscription
+    if state.pending_out:
+        el.attrs["ask"] = "subscribe"  # §2.1.2.2: only our own pending request is shown
+    if item.approved:
+        el.attrs["approved"] = "true"  # §2.1.2.1
+    for group in item.groups:
+        el.add("group", text=group)
+    return el
+
+
+def is_visible(item: RosterItem | None) -> bool:
+    """A record kept only to remember a contact's pending request (§3.1.3) is not part of the
+    roster the user sees: the user has not added the contact."""
+    if item is None:
+        return False
+    state = sub.normalize(item.subscription, item.ask)
+    return not (state == sub.NONE_IN and not item.name and not item.groups
+                and not item.approved)
+
+
+def computed_version(items: Iterable[RosterItem]) -> str:
+    """XEP-0237 §4: the version is opaque; a digest of the visible roster changes exactly when
+    the roster does."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for item in sorted(items, key=lambda i: i.jid):
+        if is_visible(item):
+            digest.update(item_element(item).serialize().encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+MOD_ROSTER_GET = declare("mod_roster_get", ("host_type",), {"count": SPIRAL},
+                         "Roster gets (RFC 6121 §2.2)")
+MOD_ROSTER_SET = declare("mod_roster_set", ("host_type",), {"count": SPIRAL},
+                         "Roster sets (RFC 6121 §2.3)")
+MOD_ROSTER_PUSH = declare("mod_roster_push", ("host_type",), {"count": SPIRAL},
+                          "Roster pushes sent to sessions (RFC 6121 §2.1.6)")
+
+
+class ModRoster(Module):
+    name = "mod_roster"
+    graphql = GraphQLCategory("suricate.modules.mod_roster.graphql")
+    options = Section(
+        {
+            "iqdisc": iqdisc("one_queue"),
+            "versioning": Option(Bool(), False, "XEP-0237 roster versioning."),
+            "store_current_id": Option(
+                Bool(), False, "Store the roster version instead of computing it."
+            ),
+            "backend": backend(),
+        },
+        doc="RFC 6121 roster management.",
+    )
+    xeps = ("0237",)
+    hooks = (
+        (H.SESSION_OPENED, "load_roster", 10),
+        (H.C2S_STREAM_FEATURES, "stream_features", 50),
+        (H.ROSTER_OUT_SUBSCRIPTION, "out_subscription", 50),
+        (H.ROSTER_IN_SUBSCRIPTION, "in_subscription", 50),
+    )
+    iq_handlers = (("sm", ns.ROSTER, "process_iq"),)
+    store_class = RosterStore
+    store: RosterStore
+
+    def __init__(self, server: Any, opts: Any) -> None:
+        super().__init__(server, opts)
+        self.versioning = bool(opts.get("versioning", False))
+        self.store_current_id = bool(opts.get("store_current_id", False))
+        self._locks: dict[JID, _AccountLock] = {}
+        self._push_ids = itertools.count(1)
+
+    # -- one account at a time ---------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def locked(self, user: JID) -> AsyncIterator[None]:
+        entry = self._locks.get(user)
+        if entry is None:
+            entry = self._locks[user] = _AccountLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[user]
+
+    # -- what other modules and the admin API read (never the tables themselves) ------------
+    async def get_roster(self, user: JID) -> list[RosterItem]:
+        """The account's roster items, sorted by JID."""
+        return await self.store.get_roster(user.domain, user.local or "")
+
+    async def get_roster_item(self, user: JID, contact: JID | str) -> RosterItem | None:
+        return await self.store.get_roster_item(user.domain, user.local or "", str(contact))
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def load_roster(self, acc: None, c2s: C2S) -> None:
+        user = c2s.jid.bare
+        async with self.locked(user):
+            items = await self.store.get_roster(user.domain, user.local or "")
+            ROSTER_CACHE.set(c2s, {_jid(item.jid): item for item in items})
+        return acc
+
+    def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
+        # RFC 6121 §3.4: pre-approval is announced as a stream feature; XEP-0237 §2 likewise.
+        extra = [Element("sub", ns.PRE_APPROVAL)]
+        if self.versioning:
+            extra.append(Element("ver", ns.ROSTER_VER))
+        return features + extra
+
+    # -- jabber:iq:roster --------------------------------------------------------------------
+    async def process_iq(self, iq: IqRequest) -> Element | None:
+        user = iq.to.bare
+        if iq.frm.bare != user:
+            # RFC 6121 §2.1.5 / §2.3.3: only the account's own resources see or edit its roster.
+            raise StanzaError("forbidden")
+        if iq.type == "get":
+            self.server.instrument.emit(MOD_ROSTER_GET, {"host_type": user.domain}, {"count": 1})
+            return await self._get(iq, user)
+        self.server.instrument.emit(MOD_ROSTER_SET, {"host_type": user.domain}, {"count": 1})
+        await self._set(iq, user)
+        return None
+
+    async def _get(self, iq: IqRequest, user: JID) -> Element | None:
+        session: Any = self.server.sessions.lookup(iq.frm)
+        if session is not None:
+            # §2.2: asking for the roster makes the resource "interested" in pushes.
+            session.module_state[self.name] = True
+        storage = self.store
+        async with self.locked(user):
+            items = await storage.get_roster(user.domain, user.local or "")
+            version = await self._current_version(user, items) if self.versioning else None
+        query = Element("query", ns.ROSTER)
+        if version is not None:
+            # XEP-0237 §3: the client's version is current -> empty result, pushes follow.
+            if iq.payload.attrs.get("ver") == version:
+                return None
+            query.attrs["ver"] = version
+        for item in items:
+            if is_visible(item):
+                query.append(item_element(item))
+        return query
+
+    async def _set(self, iq: IqRequest, user: JID) -> None:
+        entries = iq.payload.find_all("item", ns.ROSTER)
+        if len(entries) != 1:
+            # RFC 6121 §2.3.3: a roster set carries exactly one item.
+            raise StanzaError("bad-request", "a roster set carries exactly one item")
+        entry = entries[0]
+        try:
+            contact = JID.parse(entry.attrs.get("jid", ""))
+        except (InvalidJID, ValueError):
+            raise StanzaError("bad-request", "the item has no valid 'jid'") from None
+        if contact.bare == user:
+            raise StanzaError("bad-request", "an account is not a contact of itself")
+        if entry.attrs.get("subscription") == "remove":
+            await self._remove(user, contact)
+            return
+        # §2.1.2.5 / §2.1.2.2 / §2.1.2.1: 'subscription', 'ask' and 'approved' set by a client
+        # are ignored; only the name and the groups are the user's to edit.
+        name = entry.attrs.get("name") or None
+        if name is not None and len(name) > MAX_NAME_LENGTH:
+            raise StanzaError("not-acceptable", "name too long")
+        groups: list[str] = []
+        for group_el in entry.find_all("group", ns.ROSTER):
+            group = group_el.text
+            if not group:
+                raise StanzaError("not-acceptable", "empty group name")  # §2.3.3
+            if len(group) > MAX_NAME_LENGTH:
+                raise StanzaError("not-acceptable", "group name too long")
+            if group in groups:
+                raise StanzaError("bad-request", "duplicate group")  # §2.3.3
+            groups.append(group)
+        storage = self.store
+        async with self.locked(user):
+            old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
+            new = replace(old or RosterItem(jid=str(contact)), name=name, groups=tuple(groups))
+            await self._save(user, contact, old, new, force_push=True)
+
+    async def _remove(self, user: JID, contact: JID) -> None:
+        """RFC 6121 §2.5.2: delete the item and end the subscriptions in both directions."""
+        storage = self.store
+        async with self.locked(user):
+            old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
+            if old is None:
+                raise StanzaError("item-not-found")  # §2.5.3
+            await self._save(user, contact, old, None, force_push=True)
+            state = sub.normalize(old.subscription, old.ask)
+            if state.has_to or state.pending_out:
+                self._send_presence(user, contact, "unsubscribe")
+            if state.has_from or state.pending_in:
+                self._send_presence(user, contact, "unsubscribed")
+            if state.has_from:
+                # The contact will not hear from us again: tell it we are gone (§3.2.2).
+                self.send_unavailable(user, contact)
+
+    # -- subscription state (RFC 6121 §3, Appendix A) ---------------------------------------
+    async def out_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
+                               type_: str, stanza: Element) -> sub.Transition:
+        storage = self.store
+        async with self.locked(user):
+            old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
+            state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
+            outcome = sub.outbound(state, old.approved if old else False, type_)
+            if outcome.changed:
+                await self._save(user, contact, old, self._apply(old, contact, outcome))
+            return outcome
+
+    async def in_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
+                              type_: str, stanza: Element) -> sub.Transition:
+        storage = self.store
+        async with self.locked(user):
+            old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
+            state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
+            outcome = sub.inbound(state, old.approved if old else False, type_)
+            new = self._apply(old, contact, outcome)
+            if type_ == "subscribe" and outcome.after.pending_in:
+                # §3.1.3: the request is kept until answered and shown again at the next
+                # login; remember what the contact wrote with it.
+                new = replace(new, ask_message=stanza.find_text("status") or None)
+            if old is None and not outcome.changed:
+                return outcome  # nothing to remember about a stranger
+            if new != old:
+                await self._save(user, contact, old, new)
+            return outcome
+
+    @staticmethod
+    def _apply(old: RosterItem | None, contact: JID, outcome: sub.Transition) -> RosterItem:
+        base = old or RosterItem(jid=str(contact))
+        after = outcome.after
+        return replace(base, subscription=after.subscription, ask=after.ask,
+                       approved=outcome.approved,
+                       ask_message=base.ask_message if after.pending_in else None)
+
+    # -- storage, caches, pushes -------------------------------------------------------------
+    async def _save(self, user: JID, contact: JID, old: RosterItem | None,
+                    new: RosterItem | None, force_push: bool = False) -> None:
+        """Write the change, mirror it in every session's cache, push it if the user sees it.
+        Called with the account lock held."""
+        storage = self.store
+        local = user.local or ""
+        if new is None:
+            await storage.delete_roster_item(user.domain, local, str(contact))
+        else:
+            await storage.put_roster_item(user.domain, local, new)
+        key = _jid(new.jid if new is not None else str(contact))
+        for session in self._sessions(user):
+            cache = ROSTER_CACHE.get(session)
+            if cache is None:
+                continue  # still loading: it reads storage after us (same lock)
+            if new is None:
+                cache.pop(key, None)
+            else:
+                cache[key] = new
+        seen_before, seen_after = is_visible(old), is_visible(new)
+        if not force_push:
+            if not (seen_before or seen_after):
+                return
+            if seen_before and seen_after and old is not None and new is not None \
+                    and item_element(old) == item_element(new):
+                return  # nothing the client sees has changed (e.g. a pending inbound request)
+        version = await self._next_version(user) if self.versioning else None
+        if new is None or not (seen_after or force_push):
+            self._push(user, item_element(old or RosterItem(jid=str(contact)), remove=True),
+                       version)
+        else:
+            self._push(user, item_element(new), version)
+
+    def _push(self, user: JID, item: Element, version: str | None) -> None:
+        """RFC 6121 §2.1.6: a roster set from the server to each interested resource."""
+        for session in self._sessions(user):
+            if not session.module_state.get(self.name):
+                continue
+            query = Element("query", ns.ROSTER, {}, [item.copy()])
+            if version is not None:
+                query.attrs["ver"] = version
+            self.server.instrument.emit(MOD_ROSTER_PUSH, {"host_type": user.domain},
+                                        {"count": 1})
+            session.send(Element("iq", ns.CLIENT, {
+                "type": "set", "id": f"push{next(self._push_ids)}", "to": str(session.jid),
+            }, [query]))
+
+    def _sessions(self, user: JID) -> list[Any]:
+        return list(self.server.sessions.resources(user))
+
+    async def _current_version(self, user: JID, items: list[RosterItem]) -> str:
+        if not self.store_current_id:
+            return computed_version(items)
+        storage = self.store
+        version = await storage.get_roster_version(user.domain, user.local or "")
+        if version is None:
+            version = _fresh_id()
+            await storage.set_roster_version(user.domain, user.local or "", version)
+        return version
+
+    async def _next_version(self, user: JID) -> str:
+        storage = self.store
+        if self.store_current_id:
+            version = _fresh_id()
+            await storage.set_roster_version(user.domain, user.local or "", version)
+            return version
+        return computed_version(await storage.get_roster(user.domain, user.local or ""))
+
+    # -- presence the roster itself sends ---------------------------------------------------
+    def _send_presence(self, user: JID, contact: JID, type_: str) -> None:
+        stanza = Element("presence", ns.CLIENT, {"type": type_, "from": str(user),
+                                                  "to": str(contact)})
+        self.server.router.route(user, contact, stanza)
+
+    def send_unavailable(self, user: JID, contact: JID) -> None:
+        for session in self._sessions(user):
+            if session.available:
+                stanza = Element("presence", ns.CLIENT, {
+                    "type": "unavailable", "from": str(session.jid), "to": str(contact)})
+                self.server.router.route(session.jid, contact, stanza)
+
+
+def _jid(value: str) -> JID:
+    return JID.parse(value)
+
+
+def _fresh_id() -> str:
+    return f"{time.time_ns():x}"
+
+
+def roster_module(server: Any) -> ModRoster | None:
+    """The running mod_roster, for a module or the admin API that reads rosters (None when
+    the module is not enabled: then nobody has a roster)."""
+    module = server.modules.get("mod_roster")
+    return module if isinstance(module, ModRoster) else None

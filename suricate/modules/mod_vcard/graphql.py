@@ -1,0 +1,58 @@
+"""mod_vcard's `vcard` category of the GraphQL API (SDL next to this file, collected through
+`ModVcard.graphql`). An account's vCard (XEP-0054) as XML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suricate.admin.context import (
+    Context,
+    as_me,
+    enabled_module,
+    fail,
+    parse_jid,
+    served_domain,
+    user_or_me,
+)
+from suricate.modules.mod_vcard import ModVcard
+from suricate.modules.mod_vcard.store import VcardStore
+from suricate.xml import ns
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+
+def _store(ctx: Context) -> VcardStore:
+    # The category is mod_vcard's: without the module there is nothing to read or write.
+    return enabled_module(ctx, ModVcard).store
+
+
+async def get_vcard(ctx: Context, a: dict[str, Any]) -> str:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    xml = await _store(ctx).get_vcard(user.domain, user.local or "")
+    if xml is None:
+        raise fail(f"{user} has no vCard", "vcard_not_found")
+    return xml
+
+
+async def set_vcard(ctx: Context, a: dict[str, Any]) -> str:
+    user = parse_jid(a["user"], bare=True)
+    served_domain(ctx, user.domain)
+    try:
+        elements = parse_fragment(a["vcard"])
+    except XMLStreamError as err:
+        raise fail(f"vcard: not well-formed XML ({err})", "bad_vcard") from None
+    if len(elements) != 1 or elements[0].name != "vCard" or elements[0].xmlns != ns.VCARD:
+        raise fail("vcard: give one <vCard xmlns='vcard-temp'> element", "bad_vcard")
+    await _store(ctx).set_vcard(user.domain, user.local or "",
+                                       elements[0].serialize())
+    return "vCard stored successfully"
+
+
+ADMIN_RESOLVERS = {
+    ("VcardAdminQuery", "getVcard"): get_vcard,
+    ("VcardAdminMutation", "setVcard"): set_vcard,
+}
+USER_RESOLVERS = {
+    ("VcardUserQuery", "getVcard"): user_or_me(get_vcard),
+    ("VcardUserMutation", "setVcard"): as_me(set_vcard),
+}

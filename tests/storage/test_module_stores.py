@@ -1,0 +1,566 @@
+"""Every feature module's store (suricate/modules/mod_*/store.py), on every backend
+(conftest.py): its queries, its migrations recorded in `module_schema_version`, the upgrade of
+a database created when the core schema held every table, and account removal erasing the
+rows of every module."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from importlib import resources
+
+import pytest
+
+from suricate.core.module import open_module_store
+from suricate.modules.mod_blocking.store import BlockingStore
+from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
+from suricate.modules.mod_last.store import LastStore
+from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
+from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_roster.store import RosterItem, RosterStore
+from suricate.modules.mod_vcard.store import VcardStore
+from suricate.storage import StorageError
+from suricate.storage.module_store import ModuleStore, module_versions
+from suricate.storage.sql import SqlStorage
+
+from .conftest import StorageFactory
+
+S = "example.com"
+
+MODULE_STORES: dict[str, type[ModuleStore]] = {
+    "mod_roster": RosterStore,
+    "mod_offline": OfflineStore,
+    "mod_last": LastStore,
+    "mod_private": PrivateStore,
+    "mod_vcard": VcardStore,
+    "mod_blocking": BlockingStore,
+    "mod_fast_auth_token": FastTokenStore,
+}
+
+# Every table the feature modules own: none of them is created by the core schema any more.
+FEATURE_TABLES = ("roster_items", "roster_groups", "roster_versions", "offline_messages",
+                  "last_activity", "private_storage", "vcards", "blocklist", "fast_auth_token")
+
+
+@dataclass
+class Stores:
+    roster: RosterStore
+    offline: OfflineStore
+    last: LastStore
+    private: PrivateStore
+    vcard: VcardStore
+    blocking: BlockingStore
+    fast: FastTokenStore
+
+    def all(self) -> list[ModuleStore]:
+        return [self.roster, self.offline, self.last, self.private, self.vcard, self.blocking,
+                self.fast]
+
+    def user_tables(self) -> tuple[str, ...]:
+        """What Server.module_user_tables gives with all these modules enabled."""
+        return tuple(t for store in self.all() for t in store.user_tables)
+
+
+async def open_stores(db: SqlStorage) -> Stores:
+    """What the server does at start for each enabled module (migrations, then the store)."""
+    opened = [await open_module_store(db, name, cls) for name, cls in MODULE_STORES.items()]
+    return Stores(*opened)  # type: ignore[arg-type]
+
+
+def stores_of(opened: dict[str, ModuleStore]) -> Stores:
+    """The Stores of a server's `module_stores` (every module of MODULE_STORES enabled)."""
+    return Stores(*(opened[name] for name in MODULE_STORES))  # type: ignore[arg-type]
+
+
+def unmigrated_stores(db: SqlStorage) -> Stores:
+    """The stores over tables that exist already, without running any module migration."""
+    return Stores(*(cls(db) for cls in MODULE_STORES.values()))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ms(storage: SqlStorage) -> Stores:
+    return await open_stores(storage)
+
+
+async def _table_exists(db: SqlStorage, table: str) -> bool:
+    try:
+        await db._fetch(f"SELECT COUNT(*) FROM {table}")
+    except StorageError:
+        return False
+    return True
+
+
+# -- module migrations ----------------------------------------------------------------------------
+
+
+async def test_fresh_database_gets_feature_tables_only_from_their_modules(
+    storage: SqlStorage,
+) -> None:
+    # The core schema alone: accounts and domains, none of the modules' tables.
+    assert await _table_exists(storage, "users")
+    for table in FEATURE_TABLES:
+        assert not await _table_exists(storage, table), table
+    await open_module_store(storage, "mod_vcard", VcardStore)
+    assert await _table_exists(storage, "vcards")
+    assert not await _table_exists(storage, "roster_items")  # mod_roster is not enabled
+    await open_stores(storage)
+    for table in FEATURE_TABLES:
+        assert await _table_exists(storage, table), table
+
+
+async def test_module_migrations_recorded_per_module(storage: SqlStorage, ms: Stores) -> None:
+    for name in MODULE_STORES:
+        assert await module_versions(storage, name) == [1], name
+    # Opening again (a restart) applies nothing twice.
+    await open_stores(storage)
+    rows = await storage._fetch("SELECT module, COUNT(*) FROM module_schema_version GROUP BY module")
+    assert dict((row[0], int(row[1])) for row in rows) == dict.fromkeys(MODULE_STORES, 1)
+
+
+async def test_concurrent_first_open_applies_module_migrations_once(
+    make_storage: StorageFactory,
+) -> None:
+    # Server and CLI starting together on an empty database, each opening every module.
+    first, second = make_storage(), make_storage()
+    await asyncio.gather(first.open(), second.open())
+    await asyncio.gather(open_stores(first), open_stores(second))
+    rows = await first._fetch("SELECT module, version FROM module_schema_version")
+    assert sorted((row[0], row[1]) for row in rows) == sorted(
+        (name, 1) for name in MODULE_STORES)
+
+
+async def test_newer_module_schema_refused(storage: SqlStorage, ms: Stores) -> None:
+    await storage._execute(
+        "INSERT INTO module_schema_version (module, version, name, applied_at)"
+        " VALUES (?, ?, ?, ?)", "mod_roster", 99, "from_the_future", 0.0)
+    with pytest.raises(StorageError, match="mod_roster.*newer"):
+        await open_module_store(storage, "mod_roster", RosterStore)
+
+
+# -- upgrade from the schema where the core held every table --------------------------------------
+
+
+async def _create_old_schema(db: SqlStorage) -> None:
+    """What Suricate did before modules owned their tables: core migrations 0001-0003 (kept
+    verbatim in tests/storage/old_schema/) creating every feature's tables."""
+    from suricate.storage.sql import _SCHEMA_VERSION_DDL
+
+    folder = resources.files("tests.storage").joinpath("old_schema", db.dialect)
+    scripts = sorted(folder.iterdir(), key=lambda entry: entry.name)
+    assert [s.name[:4] for s in scripts] == ["0001", "0002", "0003"]
+    await db._connect()
+    async with db._session(transaction=True) as ex:
+        await ex.script(_SCHEMA_VERSION_DDL)
+        for entry in scripts:
+            await ex.script(entry.read_text(encoding="utf-8"))
+            await ex.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                int(entry.name[:4]), entry.name[5:-4], 0.0)
+
+
+async def test_upgrade_from_old_schema_keeps_data(make_storage: StorageFactory) -> None:
+    old = make_storage()
+    await _create_old_schema(old)
+    for table in FEATURE_TABLES:
+        assert await _table_exists(old, table), table
+    await old.create_user(S, "alice", None, "x")
+    for user in ("alice", "bob"):
+        await _fill(unmigrated_stores(old), user)
+    before = {user: await _data(unmigrated_stores(old), user) for user in ("alice", "bob")}
+    assert before["alice"] != EMPTY
+    await old.close()
+
+    new = make_storage()
+    await new.open()  # core versions 1-3 are recorded: nothing to apply
+    assert await new.schema_versions() == [1, 2, 3]
+    ms = await open_stores(new)  # each module's 0001 finds its tables (IF NOT EXISTS)
+    for name in MODULE_STORES:
+        assert await module_versions(new, name) == [1], name
+    for user in ("alice", "bob"):
+        assert await _data(ms, user) == before[user]
+    # Still writable, and account removal reaches the old tables through the modules.
+    await ms.offline.store_offline(S, "alice", OfflineMessage(2.0, "d@x.org", "alice@x", "<m/>"))
+    assert await ms.offline.count_offline(S, "alice") == 2
+    assert await new.remove_user(S, "alice", ms.user_tables()) is True
+    assert await _data(ms, "alice") == EMPTY
+    assert await _data(ms, "bob") == before["bob"]
+
+
+async def test_domain_removal_erases_module_rows(storage: SqlStorage, ms: Stores) -> None:
+    assert await storage.insert_domain(S, "dynamic")
+    await storage.create_user(S, "alice", None, "x")
+    await _fill(ms, "alice")
+    await ms.vcard.set_vcard("other.org", "alice", "<vCard/>")
+    assert await storage.delete_domain(S, ms.user_tables()) is True
+    assert await _data(ms, "alice") == EMPTY
+    assert await storage.get_user(S, "alice") is None
+    assert await ms.vcard.get_vcard("other.org", "alice") == "<vCard/>"
+
+
+# -- account removal erases every module's rows --------------------------------------------------
+
+
+async def _fill(ms: Stores, user: str, domain: str = S) -> None:
+    """A row in every table of every module for user@domain."""
+    await ms.roster.put_roster_item(domain, user, RosterItem("c@x.org", groups=("G",)))
+    await ms.roster.set_roster_version(domain, user, "v1")
+    await ms.offline.store_offline(domain, user,
+                                   OfflineMessage(1.0, "c@x.org", f"{user}@{domain}", "<m/>"))
+    await ms.last.set_last(domain, user, 100, "gone")
+    await ms.private.set_private(domain, user, "storage:bookmarks", "<storage/>")
+    await ms.vcard.set_vcard(domain, user, "<vCard/>")
+    await ms.blocking.block(domain, user, ["spam@x.org"])
+    await ms.fast.store_fast_token(domain, user, "phone",
+                                   FastToken("s", 2000.0, "HT-SHA-256-NONE"))
+
+
+async def _data(ms: Stores, user: str, domain: str = S) -> tuple[object, ...]:
+    return (
+        await ms.roster.get_roster(domain, user),
+        await ms.roster.get_roster_version(domain, user),
+        await ms.offline.count_offline(domain, user),
+        await ms.last.get_last(domain, user),
+        await ms.private.get_private(domain, user, "storage:bookmarks"),
+        await ms.vcard.get_vcard(domain, user),
+        await ms.blocking.get_blocklist(domain, user),
+        await ms.fast.list_fast_tokens(domain, user),
+    )
+
+
+EMPTY = ([], None, 0, None, None, None, [], [])
+
+
+async def test_remove_user_deletes_all_their_data(storage: SqlStorage, ms: Stores) -> None:
+    for user in ("alice", "bob"):
+        await storage.create_user(S, user, None, "x")
+        await _fill(ms, user)
+    bob_before = await _data(ms, "bob")
+    assert bob_before != EMPTY
+
+    assert await storage.remove_user(S, "alice", ms.user_tables()) is True
+
+    assert await storage.get_user(S, "alice") is None
+    assert await _data(ms, "alice") == EMPTY
+    assert await _data(ms, "bob") == bob_before
+    # Nothing orphaned in the child table either.
+    rows = await storage._fetch("SELECT COUNT(*) FROM roster_groups WHERE username = ?", "alice")
+    assert rows[0][0] == 0
+
+
+async def test_remove_user_without_account_row_still_clears_data(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    # Anonymous / external-auth users have data but no users row.
+    await _fill(ms, "anon-1234")
+    assert await storage.remove_user(S, "anon-1234", ms.user_tables()) is False
+    assert await _data(ms, "anon-1234") == EMPTY
+
+
+# -- roster ------------------------------------------------------------------------------------
+
+
+async def test_roster_put_and_get(storage: SqlStorage, ms: Stores) -> None:
+    item = RosterItem(
+        jid="juliet@example.com",
+        name="Juliet",
+        subscription="both",
+        ask="none",
+        groups=("Friends", "Capulets"),
+        approved=False,
+        ask_message=None,
+    )
+    await ms.roster.put_roster_item(S, "romeo", item)
+    assert await ms.roster.get_roster_item(S, "romeo", "juliet@example.com") == item
+    assert await ms.roster.get_roster(S, "romeo") == [item]
+    assert await ms.roster.get_roster(S, "juliet") == []
+    assert await ms.roster.get_roster_item(S, "romeo", "nurse@example.com") is None
+
+
+async def test_roster_defaults_and_pending_fields(storage: SqlStorage, ms: Stores) -> None:
+    bare = RosterItem("nurse@example.com")
+    pending = RosterItem(
+        "tybalt@example.com",
+        subscription="none",
+        ask="in",
+        approved=True,
+        ask_message="Let me in ✉",
+    )
+    await ms.roster.put_roster_item(S, "romeo", bare)
+    await ms.roster.put_roster_item(S, "romeo", pending)
+    got = await ms.roster.get_roster_item(S, "romeo", "tybalt@example.com")
+    assert got == pending and got is not None and got.approved is True
+    assert await ms.roster.get_roster_item(S, "romeo", "nurse@example.com") == bare
+
+
+async def test_roster_upsert_replaces_everything(storage: SqlStorage, ms: Stores) -> None:
+    jid = "juliet@example.com"
+    await ms.roster.put_roster_item(S, "romeo", RosterItem(jid, "J", "to", "out", ("A", "B")))
+    new = RosterItem(jid, None, "both", "none", ("C",), approved=True, ask_message="hi")
+    await ms.roster.put_roster_item(S, "romeo", new)
+    assert await ms.roster.get_roster(S, "romeo") == [new]
+    emptied = RosterItem(jid, subscription="both")
+    await ms.roster.put_roster_item(S, "romeo", emptied)
+    assert await ms.roster.get_roster_item(S, "romeo", jid) == emptied
+
+
+async def test_roster_groups_keep_order_and_drop_duplicates(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    await ms.roster.put_roster_item(
+        S, "romeo", RosterItem("a@x.org", groups=("Zeta", "alpha", "Zeta", "Ωmega"))
+    )
+    got = await ms.roster.get_roster_item(S, "romeo", "a@x.org")
+    assert got is not None and got.groups == ("Zeta", "alpha", "Ωmega")
+
+
+async def test_roster_sorted_with_groups_attached_to_the_right_item(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    items = [
+        RosterItem("c@x.org", groups=("G1",)),
+        RosterItem("a@x.org", groups=("G2", "G3")),
+        RosterItem("b@x.org"),
+        RosterItem("d@x.org", groups=("G1", "G4")),
+    ]
+    for item in items:
+        await ms.roster.put_roster_item(S, "romeo", item)
+    assert await ms.roster.get_roster(S, "romeo") == sorted(items, key=lambda i: i.jid)
+
+
+async def test_roster_delete(storage: SqlStorage, ms: Stores) -> None:
+    await ms.roster.put_roster_item(S, "romeo", RosterItem("a@x.org", groups=("G",)))
+    await ms.roster.put_roster_item(S, "romeo", RosterItem("b@x.org"))
+    assert await ms.roster.delete_roster_item(S, "romeo", "a@x.org") is True
+    assert await ms.roster.delete_roster_item(S, "romeo", "a@x.org") is False
+    assert [i.jid for i in await ms.roster.get_roster(S, "romeo")] == ["b@x.org"]
+    # The old groups went with the item (cascade), they do not come back.
+    await ms.roster.put_roster_item(S, "romeo", RosterItem("a@x.org"))
+    got = await ms.roster.get_roster_item(S, "romeo", "a@x.org")
+    assert got is not None and got.groups == ()
+
+
+async def test_roster_unicode(storage: SqlStorage, ms: Stores) -> None:
+    item = RosterItem("ромео@пример.рф", "Ромео 🌹", "from", "out", ("Семья", "家族"))
+    await ms.roster.put_roster_item(S, "джульетта", item)
+    assert await ms.roster.get_roster(S, "джульетта") == [item]
+
+
+async def test_roster_item_rejects_unknown_states() -> None:
+    with pytest.raises(ValueError):
+        RosterItem("a@x.org", subscription="pending")
+    with pytest.raises(ValueError):
+        RosterItem("a@x.org", ask="subscribe")
+
+
+async def test_roster_version(storage: SqlStorage, ms: Stores) -> None:
+    assert await ms.roster.get_roster_version(S, "romeo") is None
+    await ms.roster.set_roster_version(S, "romeo", "1")
+    await ms.roster.set_roster_version(S, "romeo", "2")
+    assert await ms.roster.get_roster_version(S, "romeo") == "2"
+    assert await ms.roster.get_roster_version(S, "juliet") is None
+
+
+# -- offline messages ---------------------------------------------------------------------------
+
+
+def _msg(n: int, expire: float | None = None) -> OfflineMessage:
+    return OfflineMessage(
+        timestamp=1_700_000_000.123456 + n,
+        from_jid=f"sender{n}@x.org/res",
+        to_jid=f"alice@{S}",
+        packet=f"<message to='alice@{S}'><body>n°{n} ✓</body></message>",
+        expire=expire,
+    )
+
+
+async def test_offline_store_count_pop_in_arrival_order(storage: SqlStorage, ms: Stores) -> None:
+    # Timestamps deliberately out of order: arrival order, not the stamp, decides.
+    msgs = [_msg(3), _msg(1), _msg(2), _msg(0, expire=4_000_000_000.5)]
+    for msg in msgs:
+        await ms.offline.store_offline(S, "alice", msg)
+    await ms.offline.store_offline(S, "bob", _msg(9))
+    assert await ms.offline.count_offline(S, "alice") == 4
+    assert await ms.offline.pop_offline(S, "alice") == msgs
+    assert await ms.offline.count_offline(S, "alice") == 0
+    assert await ms.offline.pop_offline(S, "alice") == []
+    assert await ms.offline.count_offline(S, "bob") == 1
+
+
+async def test_offline_pop_drops_expired(storage: SqlStorage, ms: Stores) -> None:
+    await ms.offline.store_offline(S, "alice", _msg(1, expire=100.0))
+    await ms.offline.store_offline(S, "alice", _msg(2, expire=300.0))
+    await ms.offline.store_offline(S, "alice", _msg(3))
+    assert await ms.offline.pop_offline(S, "alice", now=200.0) == [_msg(2, 300.0), _msg(3)]
+    assert await ms.offline.count_offline(S, "alice") == 0
+
+
+async def test_remove_expired_offline(storage: SqlStorage, ms: Stores) -> None:
+    await ms.offline.store_offline(S, "alice", _msg(1, expire=100.0))
+    await ms.offline.store_offline(S, "bob", _msg(2, expire=150.0))
+    await ms.offline.store_offline(S, "alice", _msg(3, expire=500.0))
+    await ms.offline.store_offline(S, "alice", _msg(4))
+    assert await ms.offline.remove_expired_offline(200.0) == 2
+    assert await ms.offline.remove_expired_offline(200.0) == 0
+    assert await ms.offline.count_offline(S, "bob") == 0
+    assert await ms.offline.pop_offline(S, "alice", now=0.0) == [_msg(3, 500.0), _msg(4)]
+
+
+async def test_offline_concurrent_pops_deliver_each_message_once(
+    ms: Stores, make_storage: StorageFactory
+) -> None:
+    # A second storage on the same database plays another process (or node) popping at
+    # the same moment; with pgsql the pops really run in parallel on pooled connections.
+    other_db = make_storage()
+    await other_db.open()
+    other = await open_module_store(other_db, "mod_offline", OfflineStore)
+    msgs = [_msg(n) for n in range(60)]
+    for msg in msgs:
+        await ms.offline.store_offline(S, "alice", msg)
+    results = await asyncio.gather(
+        *(s.pop_offline(S, "alice") for s in (ms.offline, other, ms.offline, other, ms.offline))
+    )
+    delivered = [m for batch in results for m in batch]
+    assert sorted(delivered, key=lambda m: m.timestamp) == msgs  # none lost, none twice
+    for batch in results:
+        assert batch == sorted(batch, key=lambda m: m.timestamp)  # each batch in order
+    assert await ms.offline.count_offline(S, "alice") == 0
+
+
+async def test_offline_store_while_popping_loses_nothing(storage: SqlStorage, ms: Stores) -> None:
+    delivered: list[OfflineMessage] = []
+
+    async def producer() -> None:
+        for n in range(40):
+            await ms.offline.store_offline(S, "alice", _msg(n))
+            await asyncio.sleep(0)
+
+    async def consumer() -> None:
+        for _ in range(40):
+            delivered.extend(await ms.offline.pop_offline(S, "alice"))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(producer(), consumer())
+    delivered.extend(await ms.offline.pop_offline(S, "alice"))
+    assert delivered == [_msg(n) for n in range(40)]
+
+
+# -- last activity, private XML, vCard -----------------------------------------------------------
+
+
+async def test_last_activity(storage: SqlStorage, ms: Stores) -> None:
+    assert await ms.last.get_last(S, "alice") is None
+    await ms.last.set_last(S, "alice", 1_700_000_000, "Gone fishing")
+    await ms.last.set_last(S, "alice", 2**40, "Partie à la pêche 🎣")
+    assert await ms.last.get_last(S, "alice") == (2**40, "Partie à la pêche 🎣")
+    await ms.last.set_last(S, "alice", 5, "")
+    assert await ms.last.get_last(S, "alice") == (5, "")
+
+
+async def test_private_storage(storage: SqlStorage, ms: Stores) -> None:
+    private = ms.private
+    assert await private.get_private(S, "alice", "storage:bookmarks") is None
+    await private.set_private(
+        S, "alice", "storage:bookmarks", "<storage xmlns='storage:bookmarks'/>"
+    )
+    await private.set_private(
+        S, "alice", "storage:rosternotes", "<storage xmlns='storage:rosternotes'/>"
+    )
+    xml = "<storage xmlns='storage:bookmarks'><conference name='Café ☕'/></storage>"
+    await private.set_private(S, "alice", "storage:bookmarks", xml)
+    assert await private.get_private(S, "alice", "storage:bookmarks") == xml
+    assert await private.get_private(S, "alice", "storage:rosternotes") == (
+        "<storage xmlns='storage:rosternotes'/>"
+    )
+    assert await private.get_private(S, "bob", "storage:bookmarks") is None
+
+
+async def test_vcard(storage: SqlStorage, ms: Stores) -> None:
+    assert await ms.vcard.get_vcard(S, "alice") is None
+    await ms.vcard.set_vcard(S, "alice", "<vCard xmlns='vcard-temp'/>")
+    xml = "<vCard xmlns='vcard-temp'><FN>Алиса 🐇</FN></vCard>"
+    await ms.vcard.set_vcard(S, "alice", xml)
+    assert await ms.vcard.get_vcard(S, "alice") == xml
+    assert await ms.vcard.get_vcard(S, "bob") is None
+
+
+# -- blocking -------------------------------------------------------------------------------------
+
+
+async def test_block_returns_only_new_jids(storage: SqlStorage, ms: Stores) -> None:
+    assert await ms.blocking.get_blocklist(S, "alice") == []
+    assert await ms.blocking.block(S, "alice", ["z@x.org", "a@x.org", "z@x.org"]) == [
+        "z@x.org",
+        "a@x.org",
+    ]
+    assert await ms.blocking.block(S, "alice", ["a@x.org", "m@x.org"]) == ["m@x.org"]
+    assert await ms.blocking.block(S, "alice", []) == []
+    assert await ms.blocking.get_blocklist(S, "alice") == ["a@x.org", "m@x.org", "z@x.org"]
+    assert await ms.blocking.get_blocklist(S, "bob") == []
+
+
+async def test_unblock_returns_only_removed_jids(storage: SqlStorage, ms: Stores) -> None:
+    await ms.blocking.block(S, "alice", ["a@x.org", "b@x.org", "x.org"])
+    assert await ms.blocking.unblock(S, "alice", ["b@x.org", "nope@x.org", "b@x.org"]) == ["b@x.org"]
+    assert await ms.blocking.get_blocklist(S, "alice") == ["a@x.org", "x.org"]
+
+
+async def test_unblock_all(storage: SqlStorage, ms: Stores) -> None:
+    await ms.blocking.block(S, "alice", ["z@x.org", "спам@пример.рф", "a@x.org/res"])
+    await ms.blocking.block(S, "bob", ["a@x.org"])
+    assert await ms.blocking.unblock_all(S, "alice") == sorted(
+        ["z@x.org", "спам@пример.рф", "a@x.org/res"]
+    )
+    assert await ms.blocking.get_blocklist(S, "alice") == []
+    assert await ms.blocking.unblock_all(S, "alice") == []
+    assert await ms.blocking.get_blocklist(S, "bob") == ["a@x.org"]
+
+
+# -- FAST tokens (XEP-0484) ------------------------------------------------------------------
+
+
+async def test_fast_token_slots_rotation_and_replay_counter(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    assert await ms.fast.get_fast_tokens(S, "alice", "agent-1") is None
+    first = FastToken("seed-1", 2000.0, "HT-SHA-256-NONE")
+    await ms.fast.store_fast_token(S, "alice", "agent-1", first)
+    slots = await ms.fast.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is None and slots.new == first
+    # Using the new token moves it to 'current' (XEP-0484 §5) with the counter seen.
+    assert await ms.fast.use_fast_token(S, "alice", "agent-1", "new", "seed-1", 5)
+    slots = await ms.fast.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.new is None
+    assert slots.current == FastToken("seed-1", 2000.0, "HT-SHA-256-NONE", 5)
+    # The same or a lower counter again is a replay; a higher one is fine; none is fine.
+    assert not await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 5)
+    assert not await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 4)
+    assert await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 6)
+    assert await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", None)
+    slots = await ms.fast.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is not None and slots.current.count == 6
+    # A rotated token waits in 'new' while 'current' keeps working.
+    await ms.fast.store_fast_token(S, "alice", "agent-1", FastToken("seed-2", 3000.0, "HT-SHA-256-NONE"))
+    assert await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 7)
+    assert not await ms.fast.use_fast_token(S, "alice", "agent-1", "new", "seed-x", None)
+    assert await ms.fast.use_fast_token(S, "alice", "agent-1", "new", "seed-2", None)
+    slots = await ms.fast.get_fast_tokens(S, "alice", "agent-1")
+    assert slots is not None and slots.current is not None and slots.current.seed == "seed-2"
+    assert not await ms.fast.use_fast_token(S, "alice", "agent-1", "current", "seed-1", 8)
+    with pytest.raises(ValueError):
+        await ms.fast.use_fast_token(S, "alice", "agent-1", "old", "seed-2", None)
+
+
+async def test_fast_tokens_per_agent_removed_with_invalidation_and_account(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    await storage.create_user(S, "alice", None, "x")
+    token = FastToken("s", 2000.0, "HT-SHA-256-NONE")
+    await ms.fast.store_fast_token(S, "alice", "phone", token)
+    await ms.fast.store_fast_token(S, "alice", "laptop", token)
+    await ms.fast.store_fast_token(S, "bob", "phone", token)
+    await ms.fast.remove_fast_tokens(S, "alice", "phone")
+    assert await ms.fast.get_fast_tokens(S, "alice", "phone") is None
+    assert await ms.fast.get_fast_tokens(S, "alice", "laptop") is not None
+    await storage.remove_user(S, "alice", ms.user_tables())
+    assert await ms.fast.get_fast_tokens(S, "alice", "laptop") is None
+    assert await ms.fast.get_fast_tokens(S, "bob", "phone") is not None
