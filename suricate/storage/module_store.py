@@ -22,11 +22,10 @@ import re
 import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from importlib import resources
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import StorageError
-from .sql import Executor, Migration, Row
+from .sql import Executor, Migration, Row, load_migrations
 
 if TYPE_CHECKING:
     from .sql import SqlStorage
@@ -82,20 +81,7 @@ class ModuleStore:
 
 def load_module_migrations(package: str, dialect: str) -> list[Migration]:
     """The numbered scripts of `<package>/migrations/<dialect>/`, in order."""
-    folder = resources.files(package).joinpath("migrations", dialect)
-    if not folder.is_dir():
-        raise StorageError(f"{package} has no migrations for storage dialect {dialect!r}")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match is not None:
-            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
-        raise StorageError(f"{package} {dialect} migrations must have distinct numbers >= 1, "
-                           f"found {versions}")
-    return found
+    return load_migrations(dialect, package)
 
 
 async def migrate_module(db: SqlStorage, module: str, migrations: Sequence[Migration]) -> None:

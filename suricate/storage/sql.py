@@ -54,17 +54,18 @@ class Migration:
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-def load_migrations(dialect: str) -> list[Migration]:
-    """The numbered scripts of `migrations/<dialect>/`, in order.
+def load_migrations(dialect: str, package: str = "suricate.storage") -> list[Migration]:
+    """The numbered scripts of `<package>/migrations/<dialect>/`, in order: the core's by
+    default, a module's with its package (`ModuleStore.migrations`).
 
     Numbers must be unique, so a duplicated file is caught here, at start-up. A gap is
     allowed: features are developed side by side and their migrations may land in either
     order (0003 before 0002); each is applied once, whenever it appears, because the runner
     looks at what is recorded, not at the highest number.
     """
-    folder = resources.files("suricate.storage").joinpath("migrations", dialect)
+    folder = resources.files(package).joinpath("migrations", dialect)
     if not folder.is_dir():
-        raise StorageError(f"no migrations for storage dialect {dialect!r}")
+        raise StorageError(f"{package} has no migrations for storage dialect {dialect!r}")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_FILE.match(entry.name)
@@ -74,7 +75,7 @@ def load_migrations(dialect: str) -> list[Migration]:
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions) or (versions and versions[0] < 1):
-        raise StorageError(f"{dialect} migrations must have distinct numbers >= 1, "
+        raise StorageError(f"{package} {dialect} migrations must have distinct numbers >= 1, "
                            f"found {versions}")
     return found
 
