@@ -123,8 +123,23 @@ DISCO_LOCAL_ITEMS = Hook(
     "disco_local_items", "fold(items: list[Element], domain) -> list[Element]")
 DISCO_SM_FEATURES = Hook(
     "disco_sm_features", "fold(features: set[str], user_jid) -> set[str]: an account's features")
+DISCO_SM_IDENTITY = Hook(
+    "disco_sm_identity",
+    "fold(identities: list[Element], user_jid) -> list[Element]: identities of an account "
+    "besides account/registered (XEP-0163 §6: pubsub/pep)")
+DISCO_SM_ITEMS = Hook(
+    "disco_sm_items",
+    "fold_async(items: list[Element], from_jid, user_jid) -> list[Element]: an account's items "
+    "as the requester may see them (XEP-0163 PEP nodes)")
 DISCO_INFO_EXTRA = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
+
+# -- entity capabilities (XEP-0115) -------------------------------------------------------------
+CAPS_RECOGNISED = Hook(
+    "caps_recognised",
+    "fold_async(None, c2s, features: frozenset[str]): the features of a session's client are "
+    "known (first available presence or a changed caps hash); PEP sends the last items of the "
+    "nodes the client asked for with '+notify' (XEP-0163 §4.3.4)")
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
 ROSTER_OUT_SUBSCRIPTION = Hook(

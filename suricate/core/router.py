@@ -51,6 +51,8 @@ class Router:
     def _route(self, frm: JID, to: JID, stanza: Element) -> None:
         if self.server.is_local_domain(to.domain):
             self._route_local(frm, to, stanza)
+        elif self.server.service_domains.route(frm, to, stanza):
+            pass  # a module serves the subdomain (pubsub.@HOST@, see core/services.py)
         elif self.server.components.route(frm, to, stanza):
             pass  # a connected component serves the domain (XEP-0114)
         elif not self.server.s2s.route(frm, to, stanza):

@@ -29,6 +29,7 @@ from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, load_order, module_defaults, open_module_store
 from suricate.core.router import Router
+from suricate.core.services import ServiceDomains
 from suricate.core.sessions import SessionTable
 from suricate.instrument import Instrumentation
 from suricate.jid import JID
@@ -75,6 +76,7 @@ class Server:
         self.iq = IqDispatcher(self)
         self.router = Router(self)
         self.components = ComponentTable(self)
+        self.service_domains = ServiceDomains()
         self._s2s: S2SService | None = None
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
             self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
