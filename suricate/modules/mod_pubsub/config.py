@@ -145,9 +145,7 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
     for key, (kind, allowed, label) in FIELDS.items():
         if key not in config:
             continue
-        attrs = {"var": f"pubsub#{key}", "label": label}
-        if type_ == "form":
-            attrs["type"] = kind
+        attrs = {"var": f"pubsub#{key}", "type": kind, "label": label}
         field = form.add("field", attrs=attrs)
         value = config[key]
         if type_ == "form" and allowed is not None:
