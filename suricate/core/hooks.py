@@ -116,6 +116,12 @@ OFFLINE_MESSAGE = Hook(
 REGISTER_USER = Hook("register_user", "fold_async(None, jid): an account was created")
 REMOVE_USER = Hook("remove_user", "fold_async(None, jid): an account was removed")
 
+# -- private XML storage (XEP-0049) -------------------------------------------------------------
+PRIVATE_STORED = Hook(
+    "private_stored",
+    "fold_async(None, user_jid, namespace: str, elements: list[Element]): an account stored "
+    "private XML under namespace (XEP-0411: storage:bookmarks mirrored into PEP)")
+
 # -- discovery ---------------------------------------------------------------------------------
 DISCO_LOCAL_FEATURES = Hook(
     "disco_local_features", "fold(features: set[str], domain) -> set[str]: the server's features")

@@ -52,3 +52,40 @@ async def test_bookmarks_reach_own_resources_only(server: Server) -> None:
     retract = await laptop_events.next("retract")
     assert retract["pubsub_event"]["items"]["retract"]["id"] == ROOM
     await disconnect(phone, laptop, romeo)
+
+
+async def test_xep_0411_private_and_pep_bookmarks_are_one_list(server: Server) -> None:
+    from slixmpp.plugins.xep_0048.stanza import Bookmarks
+
+    await accounts(server, "juliet")
+    plugins = (*PLUGINS, "xep_0049", "xep_0048", "xep_0402")
+    old, _ = await online(server, "juliet", resource="old", plugins=plugins)
+    new, new_events = await online(server, "juliet", (BOOKMARKS,), resource="new",
+                                   plugins=plugins)
+    info = await new.plugin["xep_0030"].get_info(jid="juliet@localhost")
+    assert f"{BOOKMARKS}#compat" in info["disco_info"]["features"]
+    # An old client stores XEP-0048 bookmarks in private XML: the new one sees a PEP item.
+    legacy = Bookmarks()
+    legacy.add_conference(ROOM, "JC", name="The Coven", autojoin=True)
+    await old.plugin["xep_0048"].set_bookmarks(legacy)
+    event = await new_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == ROOM
+    items = await new.plugin["xep_0060"].get_items("juliet@localhost", BOOKMARKS)
+    conf = items["pubsub"]["items"]["item"].xml.find(f"{{{BOOKMARKS}}}conference")
+    assert conf.get("name") == "The Coven" and conf.get("autojoin") == "true"
+    assert conf.findtext(f"{{{BOOKMARKS}}}nick") == "JC"
+    # A new client adds one through PEP: the old one reads both from private XML.
+    other = "balcony@chat.shakespeare.lit"
+    await new.plugin["xep_0060"].publish(
+        "juliet@localhost", BOOKMARKS, id=other, options=bookmark_options(),
+        payload=payload(f"<conference xmlns='{BOOKMARKS}' name='Balcony' autojoin='false'/>"))
+    stored = await old.plugin["xep_0048"].get_bookmarks()
+    rooms = {str(c["jid"]): c["name"] for c in stored["private"]["bookmarks"]["conferences"]}
+    assert rooms == {ROOM: "The Coven", other: "Balcony"}
+    # The old client removes one: it is retracted from PEP.
+    await new_events.next("publish")
+    legacy = Bookmarks()
+    legacy.add_conference(other, None, name="Balcony")
+    await old.plugin["xep_0048"].set_bookmarks(legacy)
+    assert (await new_events.next("retract"))["pubsub_event"]["items"]["retract"]["id"] == ROOM
+    await disconnect(old, new)

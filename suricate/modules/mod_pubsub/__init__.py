@@ -36,6 +36,8 @@ from suricate.core.module import Module
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_caps import session_features
+from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_pubsub import bookmarks as B
 from suricate.modules.mod_pubsub import config as C
 from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.protocol.errors import StanzaError
@@ -160,6 +162,7 @@ class ModPubsub(Module):
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.DISCO_LOCAL_ITEMS, "local_items", 50),
+        (H.PRIVATE_STORED, "private_stored", 50),
     )
     iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
     sm_features = (PUBSUB, *FEATURES)
@@ -182,7 +185,11 @@ class ModPubsub(Module):
         self.services.clear()
 
     def _add_sm_features(self, acc: set[str], jid: Any) -> set[str]:
-        return acc | set(self.sm_features) if self.pep else acc
+        if not self.pep:
+            return acc
+        if "mod_private" in self.server.modules:
+            acc = acc | {B.BOOKMARKS + "#compat"}  # XEP-0402 §3.3 / XEP-0411
+        return acc | set(self.sm_features)
 
     # -- entry points ----------------------------------------------------------------------
     async def pep_iq(self, iq: IqRequest) -> Element | None:
@@ -372,6 +379,7 @@ class ModPubsub(Module):
             await self._broadcast(host, node, config, event)
         else:
             self.server.spawn(self._broadcast(host, node, config, event))
+        await self._changed(host, node)
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
         return result
@@ -397,6 +405,7 @@ class ModPubsub(Module):
             for item_id in removed:
                 items_el.add("retract", attrs={"id": item_id})
             await self._broadcast(host, node, config, event)
+        await self._changed(host, node)
         return None
 
     async def items(self, host: Host, frm: JID, action: Element,
@@ -548,6 +557,7 @@ class ModPubsub(Module):
         await self.store.delete_node(host.key, node)
         if config["notify_delete"] or not host.pep:
             self._deliver(host, targets, event, config)
+        await self._changed(host, node)
         return None
 
     async def purge(self, host: Host, frm: JID, action: Element,
@@ -560,6 +570,7 @@ class ModPubsub(Module):
         event = Element("event", PUBSUB_EVENT)
         event.add("purge", attrs={"node": node})
         await self._broadcast(host, node, config, event)  # §8.5.2
+        await self._changed(host, node)
         return None
 
     async def get_subscriptions(self, host: Host, frm: JID, action: Element,
@@ -820,6 +831,62 @@ class ModPubsub(Module):
         for jid in jids:
             self.server.router.route(host.jid, jid, self._message(host, jid, event, config))
 
+    # -- XEP-0411: bookmarks in PEP and in private XML are one list -----------------------
+    def _private_store(self) -> PrivateStore | None:
+        store = self.server.module_stores.get("mod_private")
+        if "mod_private" not in self.server.modules or not isinstance(store, PrivateStore):
+            return None
+        return store
+
+    async def _changed(self, host: Host, node: str) -> None:
+        """PEP bookmarks changed: rewrite the XEP-0048 copy in private storage."""
+        private = self._private_store()
+        if not host.pep or node != B.BOOKMARKS or private is None:
+            return
+        domain, user = host.key
+        pairs: list[tuple[str, Element]] = []
+        for item in await self.store.get_items(host.key, node):
+            element = _parse_one(item.payload)
+            if element is not None and element.name == "conference":
+                pairs.append((item.id, element))
+        keep: list[Element] = []
+        old = await private.get_private(domain, user, B.LEGACY)
+        storage = _parse_one(old) if old else None
+        if storage is not None:
+            keep = [e for e in storage.find_all() if e.name != "conference"]  # <url/>
+        await private.set_private(domain, user, B.LEGACY, B.to_legacy(pairs, keep).serialize())
+
+    async def private_stored(self, acc: None, user: JID, namespace: str,
+                             elements: list[Element]) -> None:
+        """XEP-0048 bookmarks stored by an old client: the PEP node follows (XEP-0411 §4)."""
+        if not self.pep or namespace != B.LEGACY or not elements:
+            return acc
+        host = Host(user.bare, True)
+        wanted = dict(B.from_legacy(elements[0]))
+        stored = await self.store.get_node(host.key, B.BOOKMARKS)
+        if stored is None:
+            stored = {**self.defaults(host), **B.NODE_CONFIG}
+            await self.store.create_node(host.key, B.BOOKMARKS, stored, str(host.jid))
+        config = {**self.defaults(host), **stored}
+        current = {i.id: i.payload for i in await self.store.get_items(host.key, B.BOOKMARKS)}
+        for room, conference in wanted.items():
+            payload = conference.serialize()
+            if current.get(room) == payload:
+                continue
+            item = Item(room, str(host.jid), payload, time.time_ns())
+            await self.store.publish(host.key, B.BOOKMARKS, item, self.keep(config))
+            await self._broadcast(host, B.BOOKMARKS, config,
+                                  self._items_event(B.BOOKMARKS, [item], config))
+        gone = [room for room in current if room not in wanted]
+        if gone:
+            event = Element("event", PUBSUB_EVENT)
+            items_el = event.add("items", attrs={"node": B.BOOKMARKS})
+            for room in gone:
+                await self.store.retract(host.key, B.BOOKMARKS, room)
+                items_el.add("retract", attrs={"id": room})
+            await self._broadcast(host, B.BOOKMARKS, config, event)
+        return acc
+
     # -- hooks -----------------------------------------------------------------------------
     async def caps_recognised(self, acc: None, c2s: C2S, features: frozenset[str]) -> None:
         """XEP-0163 §4.3.4 (and the account's own resources, §4.3.2): a client that asks
@@ -933,6 +1000,14 @@ class ModPubsub(Module):
         for stored_item in await self.store.get_items(host.key, node):
             result.add("item", attrs={"jid": str(host.jid), "name": stored_item.id})
         return result
+
+
+def _parse_one(xml: str) -> Element | None:
+    try:
+        elements = parse_fragment(xml)
+    except XMLStreamError:
+        return None
+    return elements[0] if elements else None
 
 
 def _jid_attr(el: Element) -> JID:
