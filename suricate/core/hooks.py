@@ -129,6 +129,10 @@ DISCO_LOCAL_ITEMS = Hook(
     "disco_local_items", "fold(items: list[Element], domain) -> list[Element]")
 DISCO_SM_FEATURES = Hook(
     "disco_sm_features", "fold(features: set[str], user_jid) -> set[str]: an account's features")
+DISCO_LOCAL_NODE = Hook(
+    "disco_local_node",
+    "fold(known: bool, domain, node: str) -> bool: a node whose disco#info is the server's own "
+    "(XEP-0115 §6.2: the node#ver the server announces in its caps)")
 DISCO_SM_IDENTITY = Hook(
     "disco_sm_identity",
     "fold(identities: list[Element], user_jid) -> list[Element]: identities of an account "

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Int, Option, Section
 from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
 from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID
 from suricate.xml import ns
@@ -36,6 +37,8 @@ CAPS = "http://jabber.org/protocol/caps"
 #: XEP-0115 §5.1 hash names (IANA "Hash Function Textual Names") we can compute.
 HASHES = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256", "sha-384": "sha384",
           "sha-512": "sha512"}
+#: The node of the server's own caps (XEP-0115 §4: a URI identifying the software).
+SERVER_NODE = "urn:suricate:server"
 #: How long the server waits for a client to answer its disco#info query.
 QUERY_TIMEOUT = 10.0
 
@@ -113,6 +116,8 @@ class ModCaps(Module):
     hooks = (
         # Before mod_presence (80), which consumes broadcast presence.
         (H.USER_SEND_PACKET, "user_send_packet", 70),
+        (H.C2S_STREAM_FEATURES, "stream_features", 90),
+        (H.DISCO_LOCAL_NODE, "local_node", 50),
     )
 
     def __init__(self, server: Any, opts: Any) -> None:
@@ -120,6 +125,7 @@ class ModCaps(Module):
         # (node, ver, hash) -> (features, expires at); least recently used first.
         self._cache: OrderedDict[tuple[str, str, str], tuple[frozenset[str], float]] = \
             OrderedDict()
+        self._own: dict[str, str] = {}  # domain -> the server's own caps 'ver'
         self._inflight: dict[tuple[str, str, str], asyncio.Future[frozenset[str] | None]] = {}
 
     # -- cache -----------------------------------------------------------------------------
@@ -139,6 +145,31 @@ class ModCaps(Module):
         self._cache.move_to_end(key)
         while len(self._cache) > self.opts["cache_size"]:
             self._cache.popitem(last=False)
+
+    # -- the server's own caps (XEP-0115 §6.3: in stream features) -----------------------
+    def _own_ver(self, domain: str) -> str | None:
+        ver = self._own.get(domain)
+        if ver is None:
+            disco: Any = self.server.modules.get("mod_disco")
+            if disco is None:
+                return None  # nobody answers disco#info: nothing to announce
+            jid = JID(None, domain, None)
+            request = IqRequest(jid, jid, "get", Element("query", ns.DISCO_INFO),
+                                Element("iq", ns.CLIENT))
+            # The features are fixed once the modules started: hashed once per domain.
+            ver = self._own[domain] = caps_hash(disco.local_info(request), "sha-1")
+        return ver
+
+    def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
+        domain = c2s.jid.domain if c2s.jid is not None else c2s.domain
+        ver = self._own_ver(domain) if domain else None
+        if ver is not None:
+            features.append(Element("c", CAPS, {"hash": "sha-1", "node": SERVER_NODE,
+                                                "ver": ver}))
+        return features
+
+    def local_node(self, known: bool, domain: str, node: str) -> bool:
+        return known or node == f"{SERVER_NODE}#{self._own.get(domain)}"
 
     # -- presence from our clients ---------------------------------------------------------
     def user_send_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:

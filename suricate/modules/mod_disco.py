@@ -57,10 +57,11 @@ class ModDisco(Module):
     # -- the served domain ------------------------------------------------------------------
     def local_info(self, iq: IqRequest) -> Element:
         query = _query(iq, ns.DISCO_INFO)
-        if iq.payload.attrs.get("node"):
-            # No node of the server carries information yet (XEP-0030 §3.1: unknown node).
-            raise StanzaError("item-not-found")
         domain = iq.to.domain
+        node = iq.payload.attrs.get("node")
+        if node and not self.server.hooks.fold(H.DISCO_LOCAL_NODE, False, domain, node):
+            # No other node of the server carries information (XEP-0030 §3.1: unknown node).
+            raise StanzaError("item-not-found")
         query.add("identity", attrs={"category": "server", "type": "im", "name": SERVER_NAME})
         features: set[str] = self.server.hooks.fold(H.DISCO_LOCAL_FEATURES, set(), domain)
         for var in sorted(features):
