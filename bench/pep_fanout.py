@@ -1,44 +1,63 @@
-"""PEP notification fan-out: one account publishes to a node that N contacts (mutual presence
-subscription, '+notify' in their entity capabilities) are interested in; how many publishes,
-and so notifications, per second does the server deliver?
+"""PEP notification fan-out, side by side: one account publishes to a PEP node that N contacts
+(mutual presence subscription, '+notify' in their entity capabilities) are interested in; how
+many publishes, and so notifications, per second does each server deliver?
 
-    .venv/bin/python bench/pep_fanout.py [--contacts 200] [--publishes 200] [--server-cores 0]
+    .venv/bin/python bench/pep_fanout.py [--servers suricate,prosody,ejabberd]
+        [--contacts 200] [--publishes 100] [--server-cores 0] [--gen-cores 1]
 
-The server runs in its own process (pinned to one core when asked, as in DESIGN §6) with
-mod_caps and mod_pubsub over SQLite, on a plain c2s listener (TLS would measure the client's
-encryption more than the fan-out). The publisher waits for each publish's result before the
-next (a client's pace); the clock stops when every contact has received every notification.
+Each server is bench/run.py's own subprocess (own config and data under --workdir, one core
+with taskset), with PEP turned on: Suricate mod_caps + mod_pubsub (SQLite), Prosody mod_pep,
+ejabberd mod_caps + mod_pubsub (pep plugin). Rosters are made through the protocol
+(loadgen.py make_roster) so every server gets the same ones. Clients log in over plain TCP
+(TLS would measure the generator's encryption more than the fan-out) and answer the servers'
+disco#info queries for their caps. The publisher waits for each publish's result before the
+next (a client's pace; --inflight N keeps N publishes in flight); the clock stops when every contact has received every notification.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import multiprocessing as mp
 import os
 import re
+import shutil
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import c2s_listener, cpu_seconds, free_port, suricate_config  # noqa: E402
-from bench.loadgen import PASSWORD, Client, gather_bounded, login  # noqa: E402
+from bench.common import DEFAULT_MODULES, c2s_listener, cpu_seconds, suricate_config  # noqa: E402
+from bench.loadgen import Client, gather_bounded, login  # noqa: E402
+from bench.run import (  # noqa: E402
+    ITERATIONS,
+    LOADGEN,
+    PY,
+    SERVERS,
+    Ejabberd,
+    Prosody,
+    ServerSpec,
+    Suricate,
+    log,
+)
 
 NODE = "http://jabber.org/protocol/tune"
 CAPS_NODE = "https://suricate.example/bench"
 FEATURES = ("http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#info",
             f"{NODE}+notify")
+OWNER = "r0"
 
 
-def disco_info() -> str:
+def disco_info(node: str | None = None) -> str:
     identity = "<identity category='client' type='bot' name='bench'/>"
     features = "".join(f"<feature var='{f}'/>" for f in FEATURES)
-    return f"<query xmlns='http://jabber.org/protocol/disco#info'>{identity}{features}</query>"
+    attr = f" node='{node}'" if node else ""
+    return (f"<query xmlns='http://jabber.org/protocol/disco#info'{attr}>{identity}{features}"
+            "</query>")
 
 
 def caps_ver() -> str:
@@ -47,67 +66,87 @@ def caps_ver() -> str:
     return caps_hash(parse_fragment(disco_info())[0], "sha-1")
 
 
-def run_server(tmp: str, port: int, contacts: int, ready: Any, cores: str | None) -> None:
-    if cores:
-        os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
-    from suricate.config import parse_config
-    from suricate.core.server import Server
-    from suricate.jid import JID
-    from suricate.modules import MODULES
-    from suricate.storage.base import RosterItem
+# -- servers with PEP ---------------------------------------------------------------------------
 
-    async def main() -> None:
-        listener = c2s_listener(port, "backlog = 4096", "max_stanza_size = 65536")
-        toml = suricate_config(Path(tmp) / "bench.db", [listener],
-                               auth=["password.scram_iterations = 4096"],
-                               modules=("mod_presence", "mod_roster", "mod_disco", "mod_caps",
-                                        "mod_pubsub"))
-        server = Server(parse_config(toml, Path(tmp)), Path(tmp), MODULES)
-        await server.start()
-        await server.auth.register(JID("owner", "localhost", None), PASSWORD)
-        for i in range(contacts):
-            name = f"contact{i}"
-            await server.auth.register(JID(name, "localhost", None), PASSWORD)
-            await server.storage.put_roster_item(
-                "localhost", "owner", RosterItem(f"{name}@localhost", subscription="both"))
-            await server.storage.put_roster_item(
-                "localhost", name, RosterItem("owner@localhost", subscription="both"))
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+class SuricatePep(Suricate):
+    def write_config(self, cert: Path, key: Path) -> None:
+        listener = c2s_listener(self.port, "backlog = 4096", "max_stanza_size = 262144",
+                                host=self.addr)
+        self.config_path().write_text(suricate_config(
+            self.workdir / "suricate.db", [listener], loglevel="error",
+            auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
+                  f"password.scram_iterations = {ITERATIONS}"],
+            modules=(*DEFAULT_MODULES, "mod_caps", "mod_pubsub")))
 
 
-def presence(ver: str) -> bytes:
-    return (f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
-            f"node='{CAPS_NODE}' ver='{ver}'/></presence>").encode()
+class ProsodyPep(Prosody):
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "prosody.cfg.lua"
+        path.write_text(path.read_text().replace('"offline" }', '"offline", "pep" }'))
 
 
-async def first_contact_caps(c: Client, ver: str) -> None:
-    """The first contact answers the server's disco#info query (XEP-0115 §6.2): the hash is
-    then cached and the other contacts' presence is recognised at once."""
-    c.send(presence(ver))
-    data = await c.expect(b"disco#info")
-    iq_id = re.findall(rb"<iq[^>]*id=['\"]([^'\"]+)['\"]", data)[-1].decode()
-    query = disco_info().replace("<query ", f"<query node='{CAPS_NODE}#{ver}' ", 1)
-    c.send(f"<iq type='result' id='{iq_id}' to='localhost'>{query}</iq>".encode())
+class EjabberdPep(Ejabberd):
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "ejabberd.yml"
+        path.write_text(path.read_text().replace(
+            "  mod_offline: {}\n",
+            "  mod_offline: {}\n  mod_caps: {}\n  mod_pubsub:\n    plugins: [flat, pep]\n"))
 
 
-async def bench(port: int, contacts: int, publishes: int, server_pid: int) -> dict[str, Any]:
+PEP_SERVERS: dict[str, type[ServerSpec]] = {"suricate": SuricatePep, "prosody": ProsodyPep,
+                                            "ejabberd": EjabberdPep}
+
+
+# -- the clients ---------------------------------------------------------------------------------
+
+class Contact(Client):
+    """Counts notifications and answers disco#info queries about its caps (XEP-0115 §6.2)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self.counting and b"disco#info" in data:
+            for iq in re.findall(rb"<iq[^>]*>\s*<query[^>]*disco#info[^>]*>", data):
+                if b"'get'" not in iq and b'"get"' not in iq:
+                    continue
+                iq_id = re.search(rb"id=['\"]([^'\"]+)", iq)
+                frm = re.search(rb"from=['\"]([^'\"]+)", iq)
+                node = re.search(rb"node=['\"]([^'\"]+)", iq)
+                if iq_id and frm:
+                    self.send(f"<iq type='result' id='{iq_id[1].decode()}' "
+                              f"to='{frm[1].decode()}'>"
+                              f"{disco_info(node[1].decode() if node else None)}</iq>".encode())
+        super().data_received(data)
+
+
+async def contact_login(host: str, port: int, name: str) -> Contact:
+    c = await login(host, port, name, False, None, presence=False)  # type: ignore[arg-type]
+    contact = Contact()
+    contact.transport = c.transport
+    c.transport.set_protocol(contact)
+    contact.counting = True
+    contact.on_messages = lambda n: None
+    return contact
+
+
+async def fanout(host: str, port: int, contacts: int, publishes: int, inflight: int,
+                 server_pid: int) -> dict[str, Any]:
     ver = caps_ver()
-    ctx = None
-    clients: list[Client] = await gather_bounded(
-        [login("127.0.0.1", port, f"contact{i}", False, ctx, presence=False)  # type: ignore[arg-type]
-         for i in range(contacts)], 50)
-    await first_contact_caps(clients[0], ver)
-    await asyncio.sleep(0.5)
+    presence = (f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+                f"node='{CAPS_NODE}' ver='{ver}'/></presence>").encode()
+    owner = await login(host, port, OWNER, False, None, presence=True)  # type: ignore[arg-type]
+    clients: list[Contact] = await gather_bounded(
+        [contact_login(host, port, f"c{i}") for i in range(contacts)], 50)
+    clients[0].send(presence)
+    await asyncio.sleep(1.0)  # its caps get asked for once, then cached by hash
     for c in clients[1:]:
-        c.send(presence(ver))
-    owner = await login("127.0.0.1", port, "owner", False, ctx, presence=True)  # type: ignore[arg-type]
-    await asyncio.sleep(1.0)  # every contact's caps recognised
+        c.send(presence)
+    await asyncio.sleep(3.0)  # every contact's caps recognised
     received = [0]
-    done = asyncio.get_running_loop().create_future()
     expected = contacts * publishes
+    done = asyncio.get_running_loop().create_future()
 
     def counted(n: int) -> None:
         received[0] += n
@@ -115,48 +154,78 @@ async def bench(port: int, contacts: int, publishes: int, server_pid: int) -> di
             done.set_result(None)
 
     for c in clients:
-        c.buf.clear()
-        c.counting = True
         c.on_messages = counted
+    owner.buf.clear()
     cpu0 = cpu_seconds(server_pid)
     start = time.perf_counter()
-    for i in range(publishes):
-        owner.send(f"<iq type='set' id='p{i}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
-                   f"<publish node='{NODE}'><item id='current'><tune xmlns='{NODE}'>"
-                   f"<title>song {i}</title></tune></item></publish></pubsub></iq>".encode())
-        await owner.expect(f'id="p{i}"'.encode())
-    await asyncio.wait_for(done, 120)
+    for first in range(0, publishes, inflight):
+        # A window of `inflight` publishes, then the result of the last one.
+        last = min(first + inflight, publishes) - 1
+        for i in range(first, last + 1):
+            owner.send(f"<iq type='set' id='p{i}' to='{OWNER}@localhost'><pubsub "
+                       f"xmlns='http://jabber.org/protocol/pubsub'><publish node='{NODE}'>"
+                       f"<item id='current'><tune xmlns='{NODE}'><title>song {i}</title>"
+                       "</tune></item></publish></pubsub></iq>".encode())
+        await owner.expect((f"id='p{last}'".encode(), f'id="p{last}"'.encode()))
+    with contextlib.suppress(TimeoutError):  # then reported as fewer than expected
+        await asyncio.wait_for(done, 60)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds(server_pid) - cpu0
-    return {"contacts": contacts, "publishes": publishes, "seconds": round(elapsed, 3),
+    for conn in [owner, *clients]:
+        conn.transport.close()
+    return {"contacts": contacts, "publishes": publishes, "inflight": inflight, "seconds": round(elapsed, 3),
+            "notifications": received[0], "expected": expected,
             "publishes_per_s": round(publishes / elapsed, 1),
-            "notifications_per_s": round(expected / elapsed),
+            "notifications_per_s": round(received[0] / elapsed),
             "server_cpu_share": round(cpu / elapsed, 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="suricate,prosody,ejabberd")
     parser.add_argument("--contacts", type=int, default=200)
-    parser.add_argument("--publishes", type=int, default=200)
-    parser.add_argument("--server-cores", default=None)
-    args = parser.parse_args()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = mp.get_context("spawn").Event()
-        proc = mp.get_context("spawn").Process(
-            target=run_server, args=(tmp, port, args.contacts, ready, args.server_cores),
-            daemon=True)
-        proc.start()
+    parser.add_argument("--publishes", type=int, default=100)
+    parser.add_argument("--inflight", type=int, default=1,
+                        help="publishes sent before waiting for a result (1: a client's pace)")
+    parser.add_argument("--server-cores", default="0")
+    parser.add_argument("--gen-cores", default="1")
+    parser.add_argument("--port", type=int, default=5232)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-pep-bench"))
+    a = parser.parse_args()
+    from suricate.net.certs import ensure_self_signed
+    if a.workdir.exists():
+        shutil.rmtree(a.workdir)  # fresh rosters and nodes every run
+    a.workdir.mkdir(parents=True)
+    cert = ensure_self_signed(a.workdir / "certs", ["localhost"])[0]
+    names = [OWNER] + [f"c{i}" for i in range(a.contacts)]
+    os.sched_setaffinity(0, {int(c) for c in a.gen_cores.split(",")})
+    results = {}
+    for name in a.servers.split(","):
+        addr = SERVERS[name][1]
+        workdir = a.workdir / name
+        workdir.mkdir()
+        spec = PEP_SERVERS[name](name, addr, a.port, workdir, a.server_cores)
+        spec.write_config(Path(cert.certfile), Path(cert.keyfile))  # type: ignore[attr-defined]
+        log(f"{name}: provisioning {len(names)} accounts")
+        spec.provision(names)
+        spec.start()
         try:
-            if not ready.wait(120):
-                raise SystemExit("server did not start")
-            assert proc.pid is not None
-            result = asyncio.run(bench(port, args.contacts, args.publishes, proc.pid))
-            print(json.dumps(result))
+            time.sleep(1.0)
+            subprocess.run([PY, str(LOADGEN), "make_roster", "--host", addr, "--port",
+                            str(a.port), "--user", OWNER, "--count", str(a.contacts),
+                            "--settle", "1"], check=True, capture_output=True, timeout=300)
+            result = asyncio.run(fanout(addr, a.port, a.contacts, a.publishes, a.inflight,
+                                        spec.pid))
+            result["version"] = spec.version()
+            results[name] = result
+            log(f"{name}: {json.dumps(result)}")
         finally:
-            proc.terminate()
-            proc.join(10)
+            spec.stop()
+    print(json.dumps(results, indent=1))
+    print(f"\nload average: {os.getloadavg()[0]:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
