@@ -157,3 +157,14 @@ async def test_discovery_and_limits(server: Server) -> None:
     answer = await owner.create_node(SERVICE, None)
     assert answer["pubsub"]["create"]["node"]
     await disconnect(alice)
+
+
+async def test_a_message_to_the_service_is_bounced(server: Server) -> None:
+    await accounts(server, "alice")
+    alice, _ = await online(server, "alice")
+    errors: asyncio.Queue[Any] = asyncio.Queue()
+    alice.add_event_handler("message_error", errors.put_nowait)
+    alice.send_message(mto=SERVICE, mbody="hello?")
+    error = await asyncio.wait_for(errors.get(), 5)
+    assert error["error"]["condition"] == "service-unavailable"
+    await disconnect(alice)

@@ -203,8 +203,14 @@ class ModPubsub(Module):
 
     def route_service(self, frm: JID, to: JID, stanza: Element) -> None:
         """Every stanza to pubsub.<domain> (core/services.py)."""
+        if stanza.name == "message":
+            if stanza.attrs.get("type") not in ("error", "headline", "groupchat"):
+                # Nobody reads messages here (the §8.6 authorization form is answered with
+                # the owner subscriptions IQ): the sender learns it rather than losing it.
+                self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+            return
         if stanza.name != "iq":
-            return  # messages and presence carry nothing the service acts on
+            return  # presence carries nothing the service acts on
         stype = stanza.attrs.get("type")
         if stype not in ("get", "set"):
             return  # RFC 6120 §8.2.3: results and errors are never answered
