@@ -168,3 +168,31 @@ async def test_a_message_to_the_service_is_bounced(server: Server) -> None:
     error = await asyncio.wait_for(errors.get(), 5)
     assert error["error"]["condition"] == "service-unavailable"
     await disconnect(alice)
+
+
+async def test_owner_approves_a_subscription_with_the_authorization_form(server: Server) -> None:
+    await accounts(server, "alice", "eve")
+    alice, _ = await online(server, "alice")
+    eve, _ = await online(server, "eve")
+    forms: asyncio.Queue[Any] = asyncio.Queue()
+    alice.add_event_handler("message_xform", forms.put_nowait)
+    outcome: asyncio.Queue[Any] = asyncio.Queue()
+    eve.add_event_handler("pubsub_subscription", outcome.put_nowait)
+    await alice.plugin["xep_0060"].create_node(SERVICE, "vip",
+                                               config=node_config(access_model="authorize"))
+    answer = await eve.plugin["xep_0060"].subscribe(SERVICE, "vip")
+    assert answer["pubsub"]["subscription"]["subscription"] == "pending"
+    request = await asyncio.wait_for(forms.get(), 5)
+    fields = request["form"].get_fields()
+    reply = Form()
+    reply["type"] = "submit"
+    for var in ("FORM_TYPE", "pubsub#node", "pubsub#subscriber_jid"):
+        reply.add_field(var=var, value=fields[var]["value"])
+    reply.add_field(var="pubsub#allow", ftype="boolean", value=True)
+    message = alice.make_message(mto=SERVICE)
+    message.append(reply)
+    message.send()
+    event = await asyncio.wait_for(outcome.get(), 5)  # XEP-0060 §8.6
+    assert event["pubsub_event"]["subscription"]["subscription"] == "subscribed"
+    await eve.plugin["xep_0060"].get_items(SERVICE, "vip")  # now allowed
+    await disconnect(alice, eve)

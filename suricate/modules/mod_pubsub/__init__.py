@@ -204,9 +204,12 @@ class ModPubsub(Module):
     def route_service(self, frm: JID, to: JID, stanza: Element) -> None:
         """Every stanza to pubsub.<domain> (core/services.py)."""
         if stanza.name == "message":
-            if stanza.attrs.get("type") not in ("error", "headline", "groupchat"):
-                # Nobody reads messages here (the §8.6 authorization form is answered with
-                # the owner subscriptions IQ): the sender learns it rather than losing it.
+            form = stanza.find("x", ns.DATA_FORMS)
+            if form is not None and form.attrs.get("type") == "submit":
+                # XEP-0060 §8.6: an owner answers a subscription authorization request.
+                self.server.spawn(self._authorization(frm, to, stanza, form))
+            elif stanza.attrs.get("type") not in ("error", "headline", "groupchat"):
+                # Nobody reads other messages here: the sender learns it rather than losing it.
                 self.server.router.bounce(stanza, StanzaError("service-unavailable"))
             return
         if stanza.name != "iq":
@@ -246,6 +249,45 @@ class ModPubsub(Module):
         if result is not None:
             reply.append(result)
         self.server.router.route(to, frm, reply)
+
+    async def _authorization(self, frm: JID, to: JID, stanza: Element, form: Element) -> None:
+        values = {f.attrs.get("var", ""): f.find_text("value", ns.DATA_FORMS) or ""
+                  for f in form.find_all("field", ns.DATA_FORMS)}
+        host = Host(JID(None, to.domain, None), False)
+        node = values.get("pubsub#node", "")
+        try:
+            if values.get("FORM_TYPE") != f"{PUBSUB}#subscribe_authorization":
+                raise StanzaError("bad-request", "not a subscription authorization form")
+            config = await self._node(host, node)
+            await self._require_owner(host, node, frm)
+            subscriber = JID.parse(values.get("pubsub#subscriber_jid", ""))
+        except (InvalidJID, ValueError):
+            self.server.router.bounce(stanza, StanzaError("jid-malformed"))
+            return
+        except StanzaError as err:
+            self.server.router.bounce(stanza, err)
+            return
+        allow = values.get("pubsub#allow") in ("1", "true")
+        pending = [subid for jid, subid, state in await self.store.subscriptions(host.key, node)
+                   if jid == str(subscriber) and state == "pending"]
+        if not pending:
+            return  # already decided (by another owner or the subscriptions IQ)
+        state = "subscribed" if allow else "none"
+        for subid in pending:
+            if allow:
+                await self.store.set_subscription(host.key, node, str(subscriber), subid, state)
+            else:
+                await self.store.remove_subscription(host.key, node, str(subscriber), subid)
+        # §8.6: the subscriber is told the outcome.
+        event = Element("event", PUBSUB_EVENT)
+        event.add("subscription", attrs={"node": node, "jid": str(subscriber),
+                                         "subscription": state})
+        self.server.router.route(host.jid, subscriber,
+                                 self._message(host, subscriber, event, config))
+        if allow and config["send_last_published_item"] != "never":
+            last = await self.store.last_item(host.key, node)
+            if last is not None:
+                self._send_last(host, subscriber, node, last, config)
 
     # -- the engine ------------------------------------------------------------------------
     async def handle(self, host: Host, frm: JID, stype: str, payload: Element) -> Element | None:
