@@ -39,6 +39,8 @@ HASHES = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256", "sha-384": 
           "sha-512": "sha512"}
 #: The node of the server's own caps (XEP-0115 §4: a URI identifying the software).
 SERVER_NODE = "urn:suricate:server"
+#: Remote contacts remembered at most (their servers may vanish without unavailable presence).
+REMOTE_LIMIT = 100_000
 #: How long the server waits for a client to answer its disco#info query.
 QUERY_TIMEOUT = 10.0
 
@@ -118,6 +120,8 @@ class ModCaps(Module):
         (H.USER_SEND_PACKET, "user_send_packet", 70),
         (H.C2S_STREAM_FEATURES, "stream_features", 90),
         (H.DISCO_LOCAL_NODE, "local_node", 50),
+        # Before mod_presence (50), which delivers it: a remote contact's caps.
+        (H.PRESENCE_TO_USER, "presence_to_user", 10),
     )
 
     def __init__(self, server: Any, opts: Any) -> None:
@@ -125,7 +129,10 @@ class ModCaps(Module):
         # (node, ver, hash) -> (features, expires at); least recently used first.
         self._cache: OrderedDict[tuple[str, str, str], tuple[frozenset[str], float]] = \
             OrderedDict()
-        self._own: dict[str, str] = {}  # domain -> the server's own caps 'ver'
+        self._own: dict[str, str] = {}
+        # Remote contacts' available resources (bare -> full -> features), from the presence
+        # they send our users; dropped at their unavailable presence.
+        self._remote: dict[JID, dict[JID, frozenset[str]]] = {}  # domain -> the server's own caps 'ver'
         self._inflight: dict[tuple[str, str, str], asyncio.Future[frozenset[str] | None]] = {}
 
     # -- cache -----------------------------------------------------------------------------
@@ -195,23 +202,27 @@ class ModCaps(Module):
             self.server.spawn(self._learn(c2s, key))
         return stanza
 
-    async def _learn(self, c2s: C2S, key: tuple[str, str, str]) -> None:
+    async def _features(self, key: tuple[str, str, str], domain: str,
+                        jid: JID) -> frozenset[str] | None:
+        """The features behind ``key``, asking ``jid`` (from our ``domain``) when unknown."""
         pending = self._inflight.get(key)
         if pending is not None:
-            # Another client with the same hash is being asked: one query is enough.
-            features = await asyncio.shield(pending)
-        else:
-            fut: asyncio.Future[frozenset[str] | None] = \
-                asyncio.get_running_loop().create_future()
-            self._inflight[key] = fut
-            try:
-                features = await self._query(c2s.jid, key)
-                fut.set_result(features)
-            except BaseException:
-                fut.set_result(None)
-                raise
-            finally:
-                self._inflight.pop(key, None)
+            # Another entity with the same hash is being asked: one query is enough.
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[frozenset[str] | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            features = await self._query(domain, jid, key)
+            fut.set_result(features)
+        except BaseException:
+            fut.set_result(None)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        return features
+
+    async def _learn(self, c2s: C2S, key: tuple[str, str, str]) -> None:
+        features = await self._features(key, c2s.jid.domain, c2s.jid)
         if features is None or c2s.jid is None:
             return
         # The client may have sent another hash meanwhile: the newest presence wins.
@@ -221,12 +232,53 @@ class ModCaps(Module):
         CAPS_SLOT.set(c2s, SessionCaps(key, features))
         await self._recognised(c2s, features)
 
-    async def _query(self, jid: JID, key: tuple[str, str, str]) -> frozenset[str] | None:
+    # -- presence from remote entities to our users (notifications across servers) ---------
+    def remote_features(self, bare: JID) -> list[tuple[JID, frozenset[str]]]:
+        """The known resources of a remote contact and their features."""
+        return list(self._remote.get(bare, {}).items())
+
+    async def presence_to_user(self, handled: bool, frm: JID, to: JID,
+                               stanza: Element) -> bool:
+        if handled or frm.resource is None or self.server.is_local_domain(frm.domain):
+            return handled
+        type_ = stanza.attrs.get("type")
+        resources = self._remote.get(frm.bare)
+        if type_ == "unavailable":
+            if resources is not None:
+                resources.pop(frm, None)
+                if not resources:
+                    del self._remote[frm.bare]
+            return handled
+        c = stanza.find("c", CAPS) if type_ is None else None
+        if c is None or not c.attrs.get("ver"):
+            return handled
+        key = (c.attrs.get("node", ""), c.attrs["ver"], c.attrs.get("hash", ""))
+        features = self.cached(key)
+        if features is not None:
+            self._remember_remote(frm, features)
+        else:
+            # Asked in a task: the presence itself is not held up by the query.
+            self.server.spawn(self._learn_remote(key, to.domain, frm))
+        return handled
+
+    async def _learn_remote(self, key: tuple[str, str, str], domain: str, frm: JID) -> None:
+        features = await self._features(key, domain, frm)
+        if features is not None:
+            self._remember_remote(frm, features)
+
+    def _remember_remote(self, frm: JID, features: frozenset[str]) -> None:
+        if frm.bare not in self._remote and len(self._remote) >= REMOTE_LIMIT:
+            # Entities whose server never said goodbye: the oldest are forgotten.
+            self._remote.pop(next(iter(self._remote)))
+        self._remote.setdefault(frm.bare, {})[frm] = features
+
+    async def _query(self, domain: str, jid: JID,
+                     key: tuple[str, str, str]) -> frozenset[str] | None:
         node, ver, algo = key
         # XEP-0115 §6.2: ask the entity itself for the info of node#ver.
         query = Element("query", ns.DISCO_INFO, {"node": f"{node}#{ver}"} if node else {})
         try:
-            answer = await self.server.iq.request(JID(None, jid.domain, None), jid, "get", query,
+            answer = await self.server.iq.request(JID(None, domain, None), jid, "get", query,
                                                   QUERY_TIMEOUT)
         except TimeoutError:
             log.info("caps_query_timeout jid=%s", jid)

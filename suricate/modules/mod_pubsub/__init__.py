@@ -820,7 +820,9 @@ class ModPubsub(Module):
         """Who hears about ``node``: sessions (PEP, filtered by +notify caps) and JIDs
         (explicit subscriptions)."""
         sessions: list[Any] = []
+        remote: list[JID] = []
         seen: set[JID] = set()
+        caps: Any = self.server.modules.get("mod_caps")
         if host.pep:
             notify = node + "+notify"
             model = config["access_model"]
@@ -834,12 +836,20 @@ class ModPubsub(Module):
                         continue  # XEP-0163 §4.3.1: contacts subscribed to the presence
                     if model == "roster" and not allowed & set(item.groups):
                         continue
+                    if not self.server.is_local_domain(contact.domain):
+                        # A contact on another server: its resources whose presence (with
+                        # caps) reached us, learnt by mod_caps.
+                        for full, features in caps.remote_features(contact) if caps else ():
+                            if notify in features:
+                                remote.append(full)
+                                seen.add(contact)
+                        continue
                     for session in self.server.sessions.resources(contact):
                         if session.available and notify in session_features(session):
                             sessions.append(session)
                             seen.add(contact)
             seen.add(host.jid)
-        jids: list[JID] = []
+        jids: list[JID] = remote
         for jid_text, _, state in await self.store.subscriptions(host.key, node):
             if state != "subscribed":
                 continue
