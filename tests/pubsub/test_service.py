@@ -196,3 +196,24 @@ async def test_owner_approves_a_subscription_with_the_authorization_form(server:
     assert event["pubsub_event"]["subscription"]["subscription"] == "subscribed"
     await eve.plugin["xep_0060"].get_items(SERVICE, "vip")  # now allowed
     await disconnect(alice, eve)
+
+
+async def test_actions_emit_mongooseim_events(server: Server) -> None:
+    seen: list[tuple[str, dict[str, float]]] = []
+    emit = server.instrument.emit
+
+    def record(event: str, labels: dict[str, str], measurements: dict[str, float]) -> None:
+        seen.append((event, measurements))
+        emit(event, labels, measurements)
+
+    server.instrument.emit = record  # type: ignore[method-assign]
+    await accounts(server, "alice")
+    alice, _ = await online(server, "alice")
+    await alice.plugin["xep_0060"].create_node(SERVICE, "ev")
+    with pytest.raises(IqError):
+        await alice.plugin["xep_0060"].create_node(SERVICE, "ev")
+    await alice.plugin["xep_0060"].get_items(SERVICE, "ev")
+    assert any(e == "mod_pubsub_set_create" and m.get("count") == 1 for e, m in seen)
+    assert ("mod_pubsub_set_create", {"errors": 1}) in seen
+    assert any(e == "mod_pubsub_get_items" and m.get("time", -1) >= 0 for e, m in seen)
+    await disconnect(alice)
