@@ -9,6 +9,7 @@ subscribers; the last item goes to a client when its caps become known (§4.3.4)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -171,6 +172,8 @@ class ModPubsub(Module):
         super().__init__(server, opts)
         self.pep = "pep" in opts["plugins"]
         self.services: dict[str, str] = {}  # service domain -> served domain
+        self._ids = itertools.count(1)
+        self._ids_prefix = uuid.uuid4().hex[:8] + "-"  # unique across restarts
 
     async def start(self) -> None:
         if "flat" in self.opts["plugins"]:
@@ -875,7 +878,8 @@ class ModPubsub(Module):
 
     def _message(self, host: Host, to: JID, event: Element,
                  config: Mapping[str, Any]) -> Element:
-        attrs = {"from": str(host.jid), "to": str(to), "id": uuid.uuid4().hex}
+        # A counter, not a uuid per copy: the fan-out makes one message per recipient.
+        attrs = {"from": str(host.jid), "to": str(to), "id": f"{self._ids_prefix}{next(self._ids)}"}
         if config["notification_type"] == "headline":
             attrs["type"] = "headline"
         return Element("message", ns.CLIENT, attrs, [event])
