@@ -9,6 +9,7 @@ from slixmpp.plugins.xep_0004 import Form
 
 from suricate.core.server import Server
 from suricate.jid import JID
+from suricate.storage.base import RosterItem
 from tests.e2e.harness import disconnect
 from tests.pubsub.conftest import accounts, friends, online, payload
 
@@ -129,3 +130,30 @@ async def test_retract_delete_and_account_removal(server: Server) -> None:
     assert await server.module_stores["mod_pubsub"].list_nodes(("localhost", "alice"))
     await server.auth.remove(JID.parse("alice@localhost"))
     assert not await server.module_stores["mod_pubsub"].list_nodes(("localhost", "alice"))
+
+
+async def test_roster_and_whitelist_access_models(server: Server) -> None:
+    await accounts(server, "alice", "bob", "carol")
+    await server.storage.put_roster_item("localhost", "alice", RosterItem(
+        "bob@localhost", subscription="both", groups=("Family",)))
+    await friends(server, "alice", "carol")  # a contact, but in no group
+    alice, _ = await online(server, "alice")
+    bob, _ = await online(server, "bob")
+    carol, _ = await online(server, "carol")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", "urn:example:family", id="f",
+        payload=payload("<f xmlns='urn:example:family'/>"),
+        options=options(access_model="roster", roster_groups_allowed="Family"))
+    items = await bob.plugin["xep_0060"].get_items("alice@localhost", "urn:example:family")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["f"]
+    with pytest.raises(IqError) as err:
+        await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:family")
+    assert err.value.condition == "not-authorized" and "not-in-roster-group" in str(err.value.iq)
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", "urn:example:secret", id="s",
+        payload=payload("<s xmlns='urn:example:secret'/>"),
+        options=options(access_model="whitelist"))
+    with pytest.raises(IqError) as err:
+        await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:secret")
+    assert err.value.condition == "not-allowed" and "closed-node" in str(err.value.iq)
+    await disconnect(alice, bob, carol)

@@ -4,6 +4,7 @@ subscriptions and notifications, affiliations and access models, discovery."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,8 @@ from slixmpp.exceptions import IqError
 from slixmpp.plugins.xep_0004 import Form
 
 from suricate.core.server import Server
-from tests.e2e.harness import disconnect
-from tests.pubsub.conftest import accounts, online, payload
+from tests.e2e.harness import disconnect, running_server
+from tests.pubsub.conftest import PUBSUB_MODULES, accounts, online, payload
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -217,3 +218,24 @@ async def test_actions_emit_mongooseim_events(server: Server) -> None:
     assert ("mod_pubsub_set_create", {"errors": 1}) in seen
     assert any(e == "mod_pubsub_get_items" and m.get("time", -1) >= 0 for e, m in seen)
     await disconnect(alice)
+
+
+async def test_notifications_without_payload_and_subscription_limit(tmp_path: Path) -> None:
+    modules = PUBSUB_MODULES.replace("[modules.mod_pubsub]\n",
+                                     "[modules.mod_pubsub]\nmax_subscriptions_node = 1\n")
+    async with running_server(tmp_path, modules=modules) as server:
+        await accounts(server, "alice", "bob", "carol")
+        alice, _ = await online(server, "alice")
+        bob, bob_events = await online(server, "bob")
+        carol, _ = await online(server, "carol")
+        await alice.plugin["xep_0060"].create_node(SERVICE, "ids",
+                                                   config=node_config(deliver_payloads="0"))
+        await bob.plugin["xep_0060"].subscribe(SERVICE, "ids")
+        with pytest.raises(IqError) as err:
+            await carol.plugin["xep_0060"].subscribe(SERVICE, "ids")
+        assert err.value.condition == "not-allowed"
+        assert "too-many-subscriptions" in str(err.value.iq)
+        await alice.plugin["xep_0060"].publish(SERVICE, "ids", id="n1", payload=payload(NEWS))
+        item = (await bob_events.next("publish"))["pubsub_event"]["items"]["item"]
+        assert item["id"] == "n1" and len(item.xml) == 0  # §7.1.2.2: no payload
+        await disconnect(alice, bob, carol)
