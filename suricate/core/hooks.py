@@ -160,6 +160,12 @@ REGISTER_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
 REMOVE_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "remove_user", "fold_async(None, jid): an account was removed")
 
+# -- private XML storage (XEP-0049) -------------------------------------------------------------
+PRIVATE_STORED: Hook[Callable[[None, JID, str, list[Element]], AsyncFolded[None]]] = Hook(
+    "private_stored",
+    "fold_async(None, user_jid, namespace: str, elements: list[Element]): an account stored "
+    "private XML under namespace (XEP-0411: storage:bookmarks mirrored into PEP)")
+
 # -- discovery ---------------------------------------------------------------------------------
 DISCO_LOCAL_FEATURES: Hook[Callable[[set[str], str], Folded[set[str]]]] = Hook(
     "disco_local_features", "fold(features: set[str], domain) -> set[str]: the server's features")
@@ -167,8 +173,27 @@ DISCO_LOCAL_ITEMS: Hook[Callable[[list[Element], str], Folded[list[Element]]]] =
     "disco_local_items", "fold(items: list[Element], domain) -> list[Element]")
 DISCO_SM_FEATURES: Hook[Callable[[set[str], JID], Folded[set[str]]]] = Hook(
     "disco_sm_features", "fold(features: set[str], user_jid) -> set[str]: an account's features")
+DISCO_LOCAL_NODE: Hook[Callable[[bool, str, str], Folded[bool]]] = Hook(
+    "disco_local_node",
+    "fold(known: bool, domain, node: str) -> bool: a node whose disco#info is the server's own "
+    "(XEP-0115 §6.2: the node#ver the server announces in its caps)")
+DISCO_SM_IDENTITY: Hook[Callable[[list[Element], JID], Folded[list[Element]]]] = Hook(
+    "disco_sm_identity",
+    "fold(identities: list[Element], user_jid) -> list[Element]: identities of an account "
+    "besides account/registered (XEP-0163 §6: pubsub/pep)")
+DISCO_SM_ITEMS: Hook[Callable[[list[Element], JID, JID], AsyncFolded[list[Element]]]] = Hook(
+    "disco_sm_items",
+    "fold_async(items: list[Element], from_jid, user_jid) -> list[Element]: an account's items "
+    "as the requester may see them (XEP-0163 PEP nodes)")
 DISCO_INFO_EXTRA: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
+
+# -- entity capabilities (XEP-0115) -------------------------------------------------------------
+CAPS_RECOGNISED: Hook[Callable[[None, C2S, frozenset[str]], AsyncFolded[None]]] = Hook(
+    "caps_recognised",
+    "fold_async(None, c2s, features: frozenset[str]): the features of a session's client are "
+    "known (first available presence or a changed caps hash); PEP sends the last items of the "
+    "nodes the client asked for with '+notify' (XEP-0163 §4.3.4)")
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
 ROSTER_OUT_SUBSCRIPTION: Hook[

@@ -86,10 +86,11 @@ class ModDisco(Module):
     # -- the served domain ------------------------------------------------------------------
     def local_info(self, iq: IqRequest) -> Element:
         query = _query(iq, ns.DISCO_INFO)
-        if iq.payload.attrs.get("node"):
-            # No node of the server carries information yet (XEP-0030 §3.1: unknown node).
-            raise StanzaError("item-not-found")
         domain = iq.to.domain
+        node = iq.payload.attrs.get("node")
+        if node and not self.server.hooks.fold(H.DISCO_LOCAL_NODE, False, domain, node):
+            # No other node of the server carries information (XEP-0030 §3.1: unknown node).
+            raise StanzaError("item-not-found")
         query.add("identity", attrs={"category": "server", "type": "im", "name": SERVER_NAME})
         features: set[str] = self.server.hooks.fold(H.DISCO_LOCAL_FEATURES, set(), domain)
         for var in sorted(features):
@@ -123,6 +124,8 @@ class ModDisco(Module):
             raise StanzaError("item-not-found")
         # XEP-0030 §3.1 and the registry: a registered account is account/registered.
         query.add("identity", attrs={"category": "account", "type": "registered"})
+        for identity in self.server.hooks.fold(H.DISCO_SM_IDENTITY, [], iq.to.bare):
+            query.append(identity)
         features: set[str] = self.server.hooks.fold(H.DISCO_SM_FEATURES, set(), iq.to.bare)
         for var in sorted(features):
             query.add("feature", attrs={"var": var})
@@ -133,7 +136,10 @@ class ModDisco(Module):
         query = _query(iq, ns.DISCO_ITEMS)
         if iq.payload.attrs.get("node"):
             raise StanzaError("item-not-found")
-        return query  # PEP nodes will be listed here once mod_pep exists
+        items = await self.server.hooks.fold_async(H.DISCO_SM_ITEMS, [], iq.frm, iq.to.bare)
+        for item in items:
+            query.append(item)
+        return query
 
     async def _require_account(self, iq: IqRequest) -> None:
         if iq.type != "get":

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
+from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module
+from suricate.jid import JID
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
@@ -57,6 +59,8 @@ class ModPrivate(Module):
         for namespace, elements in by_ns.items():
             xml = "".join(e.serialize() for e in elements)
             await self.store.set_private(domain, local, namespace, xml)
+            await self.server.hooks.fold_async(H.PRIVATE_STORED, None, JID(local, domain),
+                                               namespace, elements)
 
     async def _retrieve(self, domain: str, local: str, children: list[Element]) -> Element:
         result = Element("query", ns.PRIVATE)

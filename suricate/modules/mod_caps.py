@@ -1,0 +1,301 @@
+"""mod_caps: XEP-0115 Entity Capabilities. The server learns what each client supports from
+the ``<c/>`` element of its presence, so PEP (mod_pubsub) notifies only the clients that asked
+for a node with ``<node>+notify`` (XEP-0163 §4.3).
+
+A known verification string is answered from the cache at once; an unknown one costs one
+disco#info query to the client (XEP-0115 §6.2), whose answer is hashed as §5.1 says and cached
+only when the hash matches (§5.4: a mismatch is never cached nor trusted). Nothing runs per
+stanza but a name check on the client's own stanzas, and only while the module is enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import backend
+from suricate.config.spec import Int, Option, Section
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module, SessionSlot
+from suricate.jid import JID
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_caps")
+
+CAPS = "http://jabber.org/protocol/caps"
+#: XEP-0115 §5.1 hash names (IANA "Hash Function Textual Names") we can compute.
+HASHES = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256", "sha-384": "sha384",
+          "sha-512": "sha512"}
+#: The node of the server's own caps (XEP-0115 §4: a URI identifying the software).
+SERVER_NODE = "urn:suricate:server"
+#: Remote contacts remembered at most (their servers may vanish without unavailable presence).
+REMOTE_LIMIT = 100_000
+#: How long the server waits for a client to answer its disco#info query.
+QUERY_TIMEOUT = 10.0
+
+
+class SessionCaps:
+    """What the server knows of one session's client."""
+
+    __slots__ = ("key", "features")
+
+    def __init__(self, key: tuple[str, str, str], features: frozenset[str]) -> None:
+        self.key = key  # (node, ver, hash)
+        self.features = features
+
+
+CAPS_SLOT: SessionSlot[SessionCaps] = SessionSlot("mod_caps")
+
+
+def session_features(session: Any) -> frozenset[str]:
+    """The features of a session's client as far as the server knows (empty when unknown)."""
+    caps = CAPS_SLOT.get(session)
+    return caps.features if caps is not None else frozenset()
+
+
+def verification_string(query: Element) -> str:
+    """XEP-0115 §5.1: the string hashed into 'ver', from a disco#info result."""
+    out: list[str] = []
+    identities = sorted(
+        (i.attrs.get("category", ""), i.attrs.get("type", ""), i.attrs.get("xml:lang", ""),
+         i.attrs.get("name", ""))
+        for i in query.find_all("identity", ns.DISCO_INFO))
+    for identity in identities:
+        out.append("/".join(identity) + "<")
+    for var in sorted(f.attrs.get("var", "") for f in query.find_all("feature", ns.DISCO_INFO)):
+        out.append(var + "<")
+    forms: list[tuple[str, list[str]]] = []
+    for form in query.find_all("x", ns.DATA_FORMS):
+        form_type = ""
+        fields: list[tuple[str, list[str]]] = []
+        for field in form.find_all("field", ns.DATA_FORMS):
+            var = field.attrs.get("var", "")
+            values = sorted(v.text for v in field.find_all("value", ns.DATA_FORMS))
+            if var == "FORM_TYPE":
+                form_type = values[0] if values else ""
+            else:
+                fields.append((var, values))
+        # §5.4 step 3.6: an extension without FORM_TYPE is ignored.
+        if not form_type:
+            continue
+        parts = [form_type + "<"]
+        for var, values in sorted(fields):
+            parts.append(var + "<")
+            parts.extend(v + "<" for v in values)
+        forms.append((form_type, parts))
+    for _, parts in sorted(forms):
+        out.extend(parts)
+    return "".join(out)
+
+
+def caps_hash(query: Element, algo: str) -> str:
+    digest = hashlib.new(HASHES[algo], verification_string(query).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+class ModCaps(Module):
+    name = "mod_caps"
+    options = Section({
+        "cache_size": Option(Int(min=1), 1000, "How many verified caps hashes are remembered."),
+        "cache_life_time": Option(Int(min=1), 86400,
+                                  "Seconds a verified caps hash stays in the cache."),
+        # The cache lives in memory; MongooseIM's choice of table has no meaning here.
+        "backend": dataclasses.replace(backend(), inert=True),
+    }, doc="XEP-0115 Entity Capabilities: the clients' features, learnt from their presence, "
+           "decide PEP notifications. The cache of verified hashes is kept in memory.")
+    xeps = ("0115",)
+    hooks = (
+        # Before mod_presence (80), which consumes broadcast presence.
+        (H.USER_SEND_PACKET, "user_send_packet", 70),
+        (H.C2S_STREAM_FEATURES, "stream_features", 90),
+        (H.DISCO_LOCAL_NODE, "local_node", 50),
+        # Before mod_presence (50), which delivers it: a remote contact's caps.
+        (H.PRESENCE_TO_USER, "presence_to_user", 10),
+    )
+
+    def __init__(self, server: Any, opts: Any) -> None:
+        super().__init__(server, opts)
+        # (node, ver, hash) -> (features, expires at); least recently used first.
+        self._cache: OrderedDict[tuple[str, str, str], tuple[frozenset[str], float]] = \
+            OrderedDict()
+        self._own: dict[str, str] = {}
+        # Remote contacts' available resources (bare -> full -> features), from the presence
+        # they send our users; dropped at their unavailable presence.
+        self._remote: dict[JID, dict[JID, frozenset[str]]] = {}  # domain -> the server's own caps 'ver'
+        self._inflight: dict[tuple[str, str, str], asyncio.Future[frozenset[str] | None]] = {}
+
+    # -- cache -----------------------------------------------------------------------------
+    def cached(self, key: tuple[str, str, str]) -> frozenset[str] | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        features, expires = entry
+        if expires < time.monotonic():
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return features
+
+    def remember(self, key: tuple[str, str, str], features: frozenset[str]) -> None:
+        self._cache[key] = (features, time.monotonic() + self.opts["cache_life_time"])
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.opts["cache_size"]:
+            self._cache.popitem(last=False)
+
+    # -- the server's own caps (XEP-0115 §6.3: in stream features) -----------------------
+    def _own_ver(self, domain: str) -> str | None:
+        ver = self._own.get(domain)
+        if ver is None:
+            disco: Any = self.server.modules.get("mod_disco")
+            if disco is None:
+                return None  # nobody answers disco#info: nothing to announce
+            jid = JID(None, domain, None)
+            request = IqRequest(jid, jid, "get", Element("query", ns.DISCO_INFO),
+                                Element("iq", ns.CLIENT))
+            # The features are fixed once the modules started: hashed once per domain.
+            ver = self._own[domain] = caps_hash(disco.local_info(request), "sha-1")
+        return ver
+
+    def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
+        domain = c2s.jid.domain if c2s.jid is not None else c2s.domain
+        ver = self._own_ver(domain) if domain else None
+        if ver is not None:
+            features.append(Element("c", CAPS, {"hash": "sha-1", "node": SERVER_NODE,
+                                                "ver": ver}))
+        return features
+
+    def local_node(self, known: bool, domain: str, node: str) -> bool:
+        return known or node == f"{SERVER_NODE}#{self._own.get(domain)}"
+
+    # -- presence from our clients ---------------------------------------------------------
+    def user_send_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "presence" or "type" in stanza.attrs \
+                or "to" in stanza.attrs:
+            return stanza
+        c = stanza.find("c", CAPS)
+        if c is None:
+            return stanza
+        node, ver = c.attrs.get("node", ""), c.attrs.get("ver", "")
+        algo = c.attrs.get("hash", "")
+        if not ver:
+            return stanza
+        key = (node, ver, algo)
+        current = CAPS_SLOT.get(c2s)
+        if current is not None and current.key == key:
+            return stanza  # nothing new (a status change)
+        features = self.cached(key)
+        if features is not None:
+            CAPS_SLOT.set(c2s, SessionCaps(key, features))
+            self.server.spawn(self._recognised(c2s, features))
+        else:
+            self.server.spawn(self._learn(c2s, key))
+        return stanza
+
+    async def _features(self, key: tuple[str, str, str], domain: str,
+                        jid: JID) -> frozenset[str] | None:
+        """The features behind ``key``, asking ``jid`` (from our ``domain``) when unknown."""
+        pending = self._inflight.get(key)
+        if pending is not None:
+            # Another entity with the same hash is being asked: one query is enough.
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[frozenset[str] | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            features = await self._query(domain, jid, key)
+            fut.set_result(features)
+        except BaseException:
+            fut.set_result(None)
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        return features
+
+    async def _learn(self, c2s: C2S, key: tuple[str, str, str]) -> None:
+        features = await self._features(key, c2s.jid.domain, c2s.jid)
+        if features is None or c2s.jid is None:
+            return
+        # The client may have sent another hash meanwhile: the newest presence wins.
+        current = CAPS_SLOT.get(c2s)
+        if current is not None and current.key != key and current.features:
+            return
+        CAPS_SLOT.set(c2s, SessionCaps(key, features))
+        await self._recognised(c2s, features)
+
+    # -- presence from remote entities to our users (notifications across servers) ---------
+    def remote_features(self, bare: JID) -> list[tuple[JID, frozenset[str]]]:
+        """The known resources of a remote contact and their features."""
+        return list(self._remote.get(bare, {}).items())
+
+    async def presence_to_user(self, handled: bool, frm: JID, to: JID,
+                               stanza: Element) -> bool:
+        if handled or frm.resource is None or self.server.is_local_domain(frm.domain):
+            return handled
+        type_ = stanza.attrs.get("type")
+        resources = self._remote.get(frm.bare)
+        if type_ == "unavailable":
+            if resources is not None:
+                resources.pop(frm, None)
+                if not resources:
+                    del self._remote[frm.bare]
+            return handled
+        c = stanza.find("c", CAPS) if type_ is None else None
+        if c is None or not c.attrs.get("ver"):
+            return handled
+        key = (c.attrs.get("node", ""), c.attrs["ver"], c.attrs.get("hash", ""))
+        features = self.cached(key)
+        if features is not None:
+            self._remember_remote(frm, features)
+        else:
+            # Asked in a task: the presence itself is not held up by the query.
+            self.server.spawn(self._learn_remote(key, to.domain, frm))
+        return handled
+
+    async def _learn_remote(self, key: tuple[str, str, str], domain: str, frm: JID) -> None:
+        features = await self._features(key, domain, frm)
+        if features is not None:
+            self._remember_remote(frm, features)
+
+    def _remember_remote(self, frm: JID, features: frozenset[str]) -> None:
+        if frm.bare not in self._remote and len(self._remote) >= REMOTE_LIMIT:
+            # Entities whose server never said goodbye: the oldest are forgotten.
+            self._remote.pop(next(iter(self._remote)))
+        self._remote.setdefault(frm.bare, {})[frm] = features
+
+    async def _query(self, domain: str, jid: JID,
+                     key: tuple[str, str, str]) -> frozenset[str] | None:
+        node, ver, algo = key
+        # XEP-0115 §6.2: ask the entity itself for the info of node#ver.
+        query = Element("query", ns.DISCO_INFO, {"node": f"{node}#{ver}"} if node else {})
+        try:
+            answer = await self.server.iq.request(JID(None, domain, None), jid, "get", query,
+                                                  QUERY_TIMEOUT)
+        except TimeoutError:
+            log.info("caps_query_timeout jid=%s", jid)
+            return None
+        result = answer.find("query", ns.DISCO_INFO)
+        if answer.attrs.get("type") != "result" or result is None:
+            return None
+        features = frozenset(f.attrs.get("var", "")
+                             for f in result.find_all("feature", ns.DISCO_INFO))
+        if algo in HASHES:
+            if caps_hash(result, algo) != ver:
+                # §5.4 step 6: a hash that does not match is not to be trusted or cached.
+                log.info("caps_hash_mismatch jid=%s node=%s", jid, node)
+                return None
+            self.remember(key, features)
+        # Legacy caps (no 'hash', §7.1): used for this session, never cached.
+        return features
+
+    async def _recognised(self, c2s: C2S, features: frozenset[str]) -> None:
+        await self.server.hooks.fold_async(H.CAPS_RECOGNISED, None, c2s, features)

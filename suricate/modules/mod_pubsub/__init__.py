@@ -1,0 +1,1096 @@
+"""mod_pubsub: XEP-0060 Publish-Subscribe as a service at ``pubsub.<domain>`` (the ``flat``
+plugin) and XEP-0163 Personal Eventing Protocol on every account (the ``pep`` plugin).
+
+One engine serves both; a node lives on a ``Host``: an account's bare JID (PEP) or the service
+domain. PEP notifications go to the owner's and the contacts' sessions whose client asked for
+``<node>+notify`` in its entity capabilities (XEP-0163 §4.3, learnt by mod_caps), plus explicit
+subscribers; the last item goes to a client when its caps become known (§4.3.4).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import backend, iqdisc
+from suricate.config.spec import (
+    OMIT,
+    Bool,
+    Context,
+    Int,
+    ListOf,
+    OneOf,
+    Option,
+    Section,
+    Spec,
+    Str,
+)
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.instrument.events import HISTOGRAM, SPIRAL, EventSpec, declare
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_caps import session_features
+from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_pubsub import bookmarks as B
+from suricate.modules.mod_pubsub import config as C
+from suricate.modules.mod_pubsub.store import Item, PubsubStore
+from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
+from suricate.modules.mod_roster.store import RosterItem
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_pubsub")
+
+PUBSUB = C.PUBSUB
+PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
+PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+
+#: XEP-0060 §10 features this implementation supports (disco#info).
+FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
+    "access-authorize", "access-open", "access-presence", "access-roster", "access-whitelist",
+    "auto-create", "config-node", "create-and-configure", "create-nodes", "delete-items",
+    "delete-nodes", "filtered-notifications", "get-pending", "instant-nodes", "item-ids",
+    "last-published", "manage-subscriptions", "meta-data", "modify-affiliations",
+    "multi-items", "outcast-affiliation", "persistent-items", "presence-notifications",
+    "publish", "publish-options", "publisher-affiliation", "purge-nodes", "retract-items",
+    "retrieve-affiliations", "retrieve-default", "retrieve-items", "retrieve-subscriptions",
+    "subscribe", "member-affiliation"))
+
+#: MongooseIM 6.4 event names: mod_pubsub_{get,set}_<action>.
+ACTIONS = {
+    "get": ("items", "options", "configure", "default", "subscriptions", "affiliations"),
+    "set": ("create", "publish", "retract", "subscribe", "unsubscribe", "options", "configure",
+            "delete", "purge", "subscriptions", "affiliations"),
+}
+#: mod_pubsub_{get,set}_<action> (6.4), by (type, action).
+EVENTS: dict[tuple[str, str], EventSpec] = {
+    (_type, _name): declare(f"mod_pubsub_{_type}_{_name}", ("host_type",),
+                            {"count": SPIRAL, "errors": SPIRAL, "time": HISTOGRAM},
+                            f"PubSub {_type} {_name} requests (XEP-0060); time in microseconds")
+    for _type, _names in ACTIONS.items() for _name in _names
+}
+
+AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
+
+
+class NodeConfigSpec(Spec):
+    """``default_node_config``: node configuration fields with TOML values."""
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, dict):
+            return self._wrong_type(value, path, ctx)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in C.FIELDS:
+                ctx.error(f"{path}.{key}", "not a node configuration option of this version "
+                          f"(known: {', '.join(C.FIELDS)})")
+                continue
+            try:
+                out[key] = C.check_value(key, item)
+            except ValueError:
+                ctx.error(f"{path}.{key}", f"invalid value {item!r}")
+        return out
+
+    def describe(self) -> str:
+        return "a table of node configuration options"
+
+
+_NOT_AVAILABLE = "'{value}' is not available in this version of Suricate"
+
+OPTIONS = Section({
+    "iqdisc": iqdisc("one_queue"),
+    "host": Option(Str(), "pubsub.@HOST@",
+                   "Subdomain of the pubsub service; @HOST@ is replaced with each served domain."),
+    "backend": backend(),
+    "access_createnode": Option(Str(), "all", "Access rule deciding who may create nodes."),
+    "max_items_node": Option(Int(min=0), 10, "Most items a node stores; what max_items = "
+                             "\"max\" means."),
+    "max_subscriptions_node": Option(Int(min=0), OMIT,
+                                     "Most subscriptions of one node (default: no limit)."),
+    "nodetree": Option(OneOf(["tree"], ["dag"], _NOT_AVAILABLE), "tree",
+                       "Node organisation: flat node names (no collections)."),
+    "ignore_pep_from_offline": Option(Bool(), True, "Send the last PEP items only of contacts "
+                                      "that are online when a client comes online."),
+    "last_item_cache": Option(OneOf(["false"], ["mnesia", "rdbms"], _NOT_AVAILABLE), "false",
+                              "Cache of last items (none: items are read from the database)."),
+    "plugins": Option(ListOf(OneOf(["flat", "pep"], ["hometree", "dag", "push", "dispatch",
+                                                     "mb", "online", "public"], _NOT_AVAILABLE),
+                             unique=True, nonempty=True), ["flat", "pep"],
+                      "Node plugins: \"flat\" is the pubsub service, \"pep\" the accounts' "
+                      "PEP (on by default here, unlike MongooseIM's [\"flat\"])."),
+    "default_node_config": Option(NodeConfigSpec(), {},
+                                  "Overrides of the default node configuration."),
+    "item_publisher": Option(Bool(), False,
+                             "Say who published an item (the 'publisher' attribute)."),
+    "sync_broadcast": Option(Bool(), False, "Send notifications before answering the publisher "
+                             "(otherwise right after, in a task)."),
+}, doc="XEP-0060 Publish-Subscribe service and XEP-0163 PEP (OMEMO, avatars, bookmarks).",
+    unavailable={"pep_mapping": "pep_mapping is not available in this version of Suricate "
+                 "(there are no custom node plugins)"})
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Where a node lives: an account's bare JID (PEP) or the service domain."""
+
+    jid: JID
+    pep: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.jid.domain, self.jid.local or "")
+
+
+class ModPubsub(Module):
+    name = "mod_pubsub"
+    options = OPTIONS
+    store_class = PubsubStore
+    store: PubsubStore
+    xeps = ("0060", "0163", "0402")
+    deps = ("mod_caps",)
+    hooks = (
+        (H.CAPS_RECOGNISED, "caps_recognised", 50),
+        (H.REMOVE_USER, "remove_user", 50),
+        (H.DISCO_SM_IDENTITY, "sm_identity", 50),
+        (H.DISCO_SM_ITEMS, "sm_items", 50),
+        (H.PRIVATE_STORED, "private_stored", 50),
+    )
+    iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
+    sm_features = (PUBSUB, *FEATURES)
+
+    def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.pep = "pep" in opts["plugins"]
+        self.services: dict[str, str] = {}  # service domain -> served domain
+        self._ids = itertools.count(1)
+        self._ids_prefix = uuid.uuid4().hex[:8] + "-"  # unique across restarts
+
+    async def start(self) -> None:
+        if "flat" in self.opts["plugins"]:
+            # Routed like a component and listed in the domain's disco#items (unwire undoes it).
+            hosts = sorted(self.server.domains.served)
+            for domain, service in zip(
+                    hosts, self.serve_subdomains(self.opts["host"], self.route_service),
+                    strict=True):
+                self.services[service] = domain
+
+    def _add_sm_features(self, acc: set[str], jid: Any) -> set[str]:
+        if not self.pep:
+            return acc
+        if "mod_private" in self.server.modules:
+            acc = acc | {B.BOOKMARKS + "#compat"}  # XEP-0402 §3.3 / XEP-0411
+        return acc | set(self.sm_features)
+
+    # -- entry points ----------------------------------------------------------------------
+    async def pep_iq(self, iq: IqRequest) -> Element | None:
+        if not self.pep:
+            raise StanzaError("service-unavailable")
+        owner = iq.to.bare
+        if not self.server.sessions.count_user(owner) \
+                and not await self.server.user_exists(owner):
+            raise StanzaError("service-unavailable")  # RFC 6121 §8.5.1: no such account
+        return await self.handle(Host(owner, True), iq.frm, iq.type, iq.payload)
+
+    def route_service(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Every stanza to pubsub.<domain> (served with Module.serve_subdomains)."""
+        if stanza.name == "message":
+            form = stanza.find("x", ns.DATA_FORMS)
+            if form is not None and form.attrs.get("type") == "submit":
+                # XEP-0060 §8.6: an owner answers a subscription authorization request.
+                self.server.spawn(self._authorization(frm, to, stanza, form))
+            elif stanza.attrs.get("type") not in ("error", "headline", "groupchat"):
+                # Nobody reads other messages here: the sender learns it rather than losing it.
+                self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+            return
+        if stanza.name != "iq":
+            return  # presence carries nothing the service acts on
+        stype = stanza.attrs.get("type")
+        if stype not in ("get", "set"):
+            return  # RFC 6120 §8.2.3: results and errors are never answered
+        payload = stanza.first_element()
+        if payload is None or len(stanza.find_all()) != 1 or to.local or to.resource:
+            self.server.router.bounce(stanza, StanzaError("bad-request" if payload is None
+                                                          else "service-unavailable"))
+            return
+        self.server.spawn(self._serve(frm, to, stype, payload, stanza))
+
+    async def _serve(self, frm: JID, to: JID, stype: str, payload: Element,
+                     stanza: Element) -> None:
+        host = Host(JID(None, to.domain, None), False)
+        try:
+            if payload.xmlns in (PUBSUB, PUBSUB_OWNER):
+                result = await self.handle(host, frm, stype, payload)
+            elif payload.xmlns == ns.DISCO_INFO and stype == "get":
+                result = await self._service_info(host, frm, payload)
+            elif payload.xmlns == ns.DISCO_ITEMS and stype == "get":
+                result = await self._service_items(host, frm, payload)
+            else:
+                raise StanzaError("service-unavailable")
+        except StanzaError as err:
+            self.server.router.bounce(stanza, err)
+            return
+        except Exception:
+            log.exception("pubsub_service_failed")
+            self.server.router.bounce(stanza, StanzaError("internal-server-error"))
+            return
+        reply = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm)})
+        if "id" in stanza.attrs:
+            reply.attrs["id"] = stanza.attrs["id"]
+        if result is not None:
+            reply.append(result)
+        self.server.router.route(to, frm, reply)
+
+    async def _authorization(self, frm: JID, to: JID, stanza: Element, form: Element) -> None:
+        values = {f.attrs.get("var", ""): f.find_text("value", ns.DATA_FORMS) or ""
+                  for f in form.find_all("field", ns.DATA_FORMS)}
+        host = Host(JID(None, to.domain, None), False)
+        node = values.get("pubsub#node", "")
+        try:
+            if values.get("FORM_TYPE") != f"{PUBSUB}#subscribe_authorization":
+                raise StanzaError("bad-request", "not a subscription authorization form")
+            config = await self._node(host, node)
+            await self._require_owner(host, node, frm)
+            subscriber = JID.parse(values.get("pubsub#subscriber_jid", ""))
+        except (InvalidJID, ValueError):
+            self.server.router.bounce(stanza, StanzaError("jid-malformed"))
+            return
+        except StanzaError as err:
+            self.server.router.bounce(stanza, err)
+            return
+        allow = values.get("pubsub#allow") in ("1", "true")
+        pending = [subid for jid, subid, state in await self.store.subscriptions(host.key, node)
+                   if jid == str(subscriber) and state == "pending"]
+        if not pending:
+            return  # already decided (by another owner or the subscriptions IQ)
+        state = "subscribed" if allow else "none"
+        for subid in pending:
+            if allow:
+                await self.store.set_subscription(host.key, node, str(subscriber), subid, state)
+            else:
+                await self.store.remove_subscription(host.key, node, str(subscriber), subid)
+        # §8.6: the subscriber is told the outcome.
+        event = Element("event", PUBSUB_EVENT)
+        event.add("subscription", attrs={"node": node, "jid": str(subscriber),
+                                         "subscription": state})
+        self.server.router.route(host.jid, subscriber,
+                                 self._message(host, subscriber, event, config))
+        if allow and config["send_last_published_item"] != "never":
+            last = await self.store.last_item(host.key, node)
+            if last is not None:
+                self._send_last(host, subscriber, node, last, config)
+
+    # -- the engine ------------------------------------------------------------------------
+    async def handle(self, host: Host, frm: JID, stype: str, payload: Element) -> Element | None:
+        if payload.name != "pubsub":
+            raise StanzaError("bad-request")
+        children = payload.find_all()
+        if not children:
+            raise StanzaError("bad-request")
+        action = children[0]
+        owner_ns = payload.xmlns == PUBSUB_OWNER
+        method = _DISPATCH.get((stype, owner_ns, action.name))
+        if method is None:
+            if action.name in ("options",):
+                raise C.pubsub_error("feature-not-implemented", "unsupported",
+                                     attrs={"feature": "subscription-options"})
+            raise StanzaError("feature-not-implemented" if action.name in _KNOWN
+                              else "bad-request")
+        event = EVENTS[(stype, action.name)]
+        labels = {"host_type": self.server.domains.host_type(frm.domain)
+                  if self.server.is_local_domain(frm.domain) else host.jid.domain}
+        started = time.perf_counter()
+        try:
+            result: Element | None = await getattr(self, method)(host, frm, action, children)
+        except StanzaError:
+            self.server.instrument.emit(event, labels, {"errors": 1})
+            raise
+        self.server.instrument.emit(event, labels, {
+            "count": 1, "time": int((time.perf_counter() - started) * 1e6)})
+        return result
+
+    # -- nodes -----------------------------------------------------------------------------
+    def defaults(self, host: Host) -> dict[str, Any]:
+        config = dict(C.DEFAULTS["pep" if host.pep else "flat"])
+        config.update(self.opts["default_node_config"])
+        return config
+
+    def _check_config(self, config: Mapping[str, Any]) -> None:
+        limit = self.opts["max_items_node"]
+        max_items = config.get("max_items")
+        if isinstance(max_items, int) and max_items > limit:
+            raise C.pubsub_error("not-acceptable", "max-items-exceeded",
+                                 f"max_items {max_items} exceeds max_items_node ({limit})")
+
+    def keep(self, config: Mapping[str, Any]) -> int:
+        limit: int = self.opts["max_items_node"]
+        max_items = config.get("max_items", limit)
+        keep = limit if max_items == "max" else min(int(max_items), limit)
+        # A node that does not persist items still keeps the last one, for
+        # send_last_published_item (XEP-0060 §7.1.2 allows keeping the last item).
+        return keep if config.get("persist_items", True) else min(keep, 1)
+
+    async def _node(self, host: Host, node: str | None) -> dict[str, Any]:
+        if not node:
+            raise C.pubsub_error("bad-request", "nodeid-required")
+        config = await self.store.get_node(host.key, node)
+        if config is None:
+            raise StanzaError("item-not-found", f"no node {node}")
+        return {**self.defaults(host), **config}
+
+    async def affiliation(self, host: Host, node: str, who: JID) -> str:
+        if host.pep and who.bare == host.jid:
+            return "owner"  # XEP-0163 §4: the account owns its PEP nodes
+        return await self.store.get_affiliation(host.key, node, str(who.bare))
+
+    async def _require_owner(self, host: Host, node: str, who: JID) -> None:
+        if await self.affiliation(host, node, who) != "owner":
+            raise StanzaError("forbidden", "only an owner of the node may do this")
+
+    async def _create_node(self, host: Host, frm: JID, node: str,
+                           config: dict[str, Any]) -> None:
+        if host.pep and frm.bare != host.jid:
+            raise StanzaError("forbidden", "only the account creates its PEP nodes")
+        rule = self.opts["access_createnode"]
+        if not self.server.access_allows(rule, frm):
+            raise StanzaError("forbidden", "node creation is not allowed")
+        self._check_config(config)
+        if not await self.store.create_node(host.key, node, config, str(frm.bare)):
+            raise StanzaError("conflict", f"node {node} exists")
+
+    async def create(self, host: Host, frm: JID, action: Element,
+                     children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        instant = not node
+        if instant:
+            node = uuid.uuid4().hex  # XEP-0060 §8.1.2: an instant node
+        assert node is not None
+        config = self.defaults(host)
+        configure = next((c for c in children[1:] if c.name == "configure"), None)
+        if configure is not None:
+            config.update(C.parse_form(configure.find("x", ns.DATA_FORMS), C.NODE_CONFIG))
+        await self._create_node(host, frm, node, config)
+        if instant:
+            return Element("pubsub", PUBSUB, {}, [Element("create", PUBSUB, {"node": node})])
+        return None
+
+    async def publish(self, host: Host, frm: JID, action: Element,
+                      children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        if not node:
+            raise C.pubsub_error("bad-request", "nodeid-required")
+        items = action.find_all("item", PUBSUB)
+        if len(items) != 1:
+            raise C.pubsub_error("bad-request", "item-required" if not items
+                                 else "invalid-payload", "publish exactly one item")
+        item = items[0]
+        payloads = item.find_all()
+        if len(payloads) != 1:
+            raise C.pubsub_error("bad-request", "invalid-payload" if payloads
+                                 else "payload-required")
+        options_el = next((c for c in children[1:] if c.name == "publish-options"), None)
+        options = C.parse_form(options_el.find("x", ns.DATA_FORMS)
+                               if options_el is not None else None, C.PUBLISH_OPTIONS)
+        stored = await self.store.get_node(host.key, node)
+        if stored is None:
+            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
+            # become the new node's configuration (§7.1.5).
+            config = {**self.defaults(host), **options}
+            await self._create_node(host, frm, node, config)
+        else:
+            config = {**self.defaults(host), **stored}
+            for key, value in options.items():
+                if config.get(key) != value:
+                    raise C.precondition_error()
+        aff = await self.affiliation(host, node, frm)
+        model = config["publish_model"]
+        if aff == "outcast" or not (aff in ("owner", "publisher") or model == "open" or (
+                model == "subscribers" and await self._subscribed(host, node, frm))):
+            raise StanzaError("forbidden", "not a publisher of the node")
+        payload = payloads[0].serialize()
+        if len(payload.encode()) > int(config.get("max_payload_size", 60000)):
+            raise C.pubsub_error("not-acceptable", "payload-too-big")
+        item_id = item.attrs.get("id") or uuid.uuid4().hex
+        stored_item = Item(item_id, str(frm.bare), payload, time.time_ns())
+        await self.store.publish(host.key, node, stored_item, self.keep(config))
+        event = self._items_event(node, [stored_item], config)
+        if self.opts["sync_broadcast"]:
+            await self._broadcast(host, node, config, event)
+        else:
+            self.server.spawn(self._broadcast(host, node, config, event))
+        await self._changed(host, node)
+        result = Element("pubsub", PUBSUB)
+        result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
+        return result
+
+    async def retract(self, host: Host, frm: JID, action: Element,
+                      children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        items = action.find_all("item", PUBSUB)
+        if not items or not items[0].attrs.get("id"):
+            raise C.pubsub_error("bad-request", "item-required")
+        if await self.affiliation(host, node, frm) not in ("owner", "publisher"):
+            raise StanzaError("forbidden", "not a publisher of the node")
+        ids = [i.attrs["id"] for i in items if i.attrs.get("id")]
+        removed = [i for i in ids if await self.store.retract(host.key, node, i)]
+        if not removed:
+            raise StanzaError("item-not-found")
+        notify = action.attrs.get("notify") in ("1", "true") or config["notify_retract"]
+        if notify:
+            event = Element("event", PUBSUB_EVENT)
+            items_el = event.add("items", attrs={"node": node})
+            for item_id in removed:
+                items_el.add("retract", attrs={"id": item_id})
+            await self._broadcast(host, node, config, event)
+        await self._changed(host, node)
+        return None
+
+    async def items(self, host: Host, frm: JID, action: Element,
+                    children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._check_access(host, node, config, frm)
+        ids = [i.attrs["id"] for i in action.find_all("item", PUBSUB) if i.attrs.get("id")]
+        max_items: int | None = None
+        if action.attrs.get("max_items"):
+            try:
+                max_items = int(action.attrs["max_items"])
+            except ValueError:
+                raise StanzaError("bad-request", "max_items is not a number") from None
+        found = await self.store.get_items(host.key, node, ids or None, max_items)
+        result = Element("pubsub", PUBSUB)
+        items_el = result.add("items", attrs={"node": node})
+        for item in found:
+            items_el.append(self._item_element(item, PUBSUB, True))
+        return result
+
+    async def subscribe(self, host: Host, frm: JID, action: Element,
+                        children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        jid = _jid_attr(action)
+        if jid.bare != frm.bare:
+            raise C.pubsub_error("bad-request", "invalid-jid")
+        if not config["subscribe"]:
+            raise C.pubsub_error("feature-not-implemented", "unsupported",
+                                 attrs={"feature": "subscribe"})
+        aff = await self.affiliation(host, node, frm)
+        pending = config["access_model"] == "authorize" and aff not in ("owner", "publisher",
+                                                                        "member")
+        if not pending:
+            await self._check_access(host, node, config, frm, subscribing=True)
+        existing = [s for s in await self.store.subscriptions(host.key, node)
+                    if s[0] == str(jid)]
+        if existing:
+            subid = existing[0][1]
+            state = existing[0][2] if existing[0][2] == "subscribed" or pending else "subscribed"
+        else:
+            limit = self.opts.get("max_subscriptions_node")
+            if limit is not None and len(await self.store.subscriptions(host.key, node)) >= limit:
+                raise C.pubsub_error("not-allowed", "too-many-subscriptions",
+                                     f"the node has its maximum of {limit} subscriptions")
+            subid = uuid.uuid4().hex
+            state = "pending" if pending else "subscribed"
+        await self.store.set_subscription(host.key, node, str(jid), subid, state)
+        if state == "pending":
+            await self._ask_owners(host, node, jid)
+        elif config["send_last_published_item"] != "never":
+            last = await self.store.last_item(host.key, node)
+            if last is not None:
+                self._send_last(host, jid, node, last, config)
+        result = Element("pubsub", PUBSUB)
+        result.add("subscription", attrs={"node": node, "jid": str(jid), "subid": subid,
+                                          "subscription": state})
+        return result
+
+    async def unsubscribe(self, host: Host, frm: JID, action: Element,
+                          children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        await self._node(host, node)
+        assert node is not None
+        jid = _jid_attr(action)
+        if jid.bare != frm.bare and await self.affiliation(host, node, frm) != "owner":
+            raise C.pubsub_error("bad-request", "invalid-jid")
+        removed = await self.store.remove_subscription(host.key, node, str(jid),
+                                                       action.attrs.get("subid"))
+        if not removed:
+            raise C.pubsub_error("unexpected-request", "not-subscribed")
+        return None
+
+    async def user_subscriptions(self, host: Host, frm: JID, action: Element,
+                                 children: list[Element]) -> Element | None:
+        only = action.attrs.get("node")
+        result = Element("pubsub", PUBSUB)
+        subs = result.add("subscriptions", attrs={"node": only} if only else {})
+        for node, jid, subid, state in await self.store.user_subscriptions(host.key,
+                                                                           str(frm.bare)):
+            if only is None or node == only:
+                subs.add("subscription", attrs={"node": node, "jid": jid, "subid": subid,
+                                                "subscription": state})
+        return result
+
+    async def user_affiliations(self, host: Host, frm: JID, action: Element,
+                                children: list[Element]) -> Element | None:
+        only = action.attrs.get("node")
+        result = Element("pubsub", PUBSUB)
+        affs = result.add("affiliations", attrs={"node": only} if only else {})
+        found = await self.store.user_affiliations(host.key, str(frm.bare))
+        if host.pep and frm.bare == host.jid:
+            found = [(n, "owner") for n, _ in await self.store.list_nodes(host.key)]
+        for node, aff in found:
+            if only is None or node == only:
+                affs.add("affiliation", attrs={"node": node, "affiliation": aff})
+        return result
+
+    # -- owner use cases (XEP-0060 §8) -----------------------------------------------------
+    async def get_configure(self, host: Host, frm: JID, action: Element,
+                            children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        result = Element("pubsub", PUBSUB_OWNER)
+        result.add("configure", attrs={"node": node}).append(C.config_form(config))
+        return result
+
+    async def set_configure(self, host: Host, frm: JID, action: Element,
+                            children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        form = action.find("x", ns.DATA_FORMS)
+        if form is None:
+            raise StanzaError("bad-request", "a data form is required")
+        if form.attrs.get("type") == "cancel":
+            return None
+        config.update(C.parse_form(form, C.NODE_CONFIG))
+        self._check_config(config)
+        await self.store.set_config(host.key, node, config)
+        if config["notify_config"]:
+            event = Element("event", PUBSUB_EVENT)
+            event.add("configuration", attrs={"node": node})
+            await self._broadcast(host, node, config, event)
+        return None
+
+    async def get_default(self, host: Host, frm: JID, action: Element,
+                          children: list[Element]) -> Element | None:
+        result = Element("pubsub", PUBSUB_OWNER)
+        result.add("default").append(C.config_form(self.defaults(host)))
+        return result
+
+    async def delete(self, host: Host, frm: JID, action: Element,
+                     children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        event = Element("event", PUBSUB_EVENT)
+        event.add("delete", attrs={"node": node})
+        # Subscribers are read before the node goes (§8.4.2: they are told it is gone).
+        targets = await self._targets(host, node, config)
+        await self.store.delete_node(host.key, node)
+        if config["notify_delete"] or not host.pep:
+            self._deliver(host, targets, event, config)
+        await self._changed(host, node)
+        return None
+
+    async def purge(self, host: Host, frm: JID, action: Element,
+                    children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        await self.store.purge(host.key, node)
+        event = Element("event", PUBSUB_EVENT)
+        event.add("purge", attrs={"node": node})
+        await self._broadcast(host, node, config, event)  # §8.5.2
+        await self._changed(host, node)
+        return None
+
+    async def get_subscriptions(self, host: Host, frm: JID, action: Element,
+                                children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        result = Element("pubsub", PUBSUB_OWNER)
+        subs = result.add("subscriptions", attrs={"node": node})
+        for jid, subid, state in await self.store.subscriptions(host.key, node):
+            subs.add("subscription", attrs={"jid": jid, "subid": subid, "subscription": state})
+        return result
+
+    async def set_subscriptions(self, host: Host, frm: JID, action: Element,
+                                children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        current = {(j, s) for j, s, _ in await self.store.subscriptions(host.key, node)}
+        for sub in action.find_all("subscription", PUBSUB_OWNER):
+            jid = _jid_attr(sub)
+            state = sub.attrs.get("subscription", "")
+            if state not in ("none", "pending", "subscribed", "unconfigured"):
+                raise StanzaError("bad-request", f"invalid subscription state {state!r}")
+            subid = sub.attrs.get("subid") or next(
+                (s for j, s in current if j == str(jid)), uuid.uuid4().hex)
+            if state == "none":
+                await self.store.remove_subscription(host.key, node, str(jid), None)
+            else:
+                await self.store.set_subscription(host.key, node, str(jid), subid, state)
+                if state == "subscribed" and config["send_last_published_item"] != "never":
+                    last = await self.store.last_item(host.key, node)
+                    if last is not None:
+                        self._send_last(host, jid, node, last, config)
+        return None
+
+    async def get_affiliations(self, host: Host, frm: JID, action: Element,
+                               children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        result = Element("pubsub", PUBSUB_OWNER)
+        affs = result.add("affiliations", attrs={"node": node})
+        found = await self.store.affiliations(host.key, node)
+        if host.pep and not any(j == str(host.jid) for j, _ in found):
+            found.insert(0, (str(host.jid), "owner"))
+        for jid, aff in found:
+            affs.add("affiliation", attrs={"jid": jid, "affiliation": aff})
+        return result
+
+    async def set_affiliations(self, host: Host, frm: JID, action: Element,
+                               children: list[Element]) -> Element | None:
+        node = action.attrs.get("node")
+        await self._node(host, node)
+        assert node is not None
+        await self._require_owner(host, node, frm)
+        changes = []
+        for el in action.find_all("affiliation", PUBSUB_OWNER):
+            jid = _jid_attr(el).bare
+            aff = el.attrs.get("affiliation", "")
+            if aff not in AFFILIATIONS:
+                raise StanzaError("bad-request", f"invalid affiliation {aff!r}")
+            if host.pep and jid == host.jid:
+                raise StanzaError("not-acceptable", "the account always owns its PEP nodes")
+            changes.append((jid, aff))
+        owners = {j for j, a in await self.store.affiliations(host.key, node) if a == "owner"}
+        for jid, aff in changes:
+            if aff == "owner":
+                owners.add(str(jid))
+            else:
+                owners.discard(str(jid))
+        if not host.pep and not owners:
+            # XEP-0060 §8.9.2.4: a node keeps at least one owner.
+            raise StanzaError("not-acceptable", "a node needs an owner")
+        for jid, aff in changes:
+            await self.store.set_affiliation(host.key, node, str(jid), aff)
+            if aff == "outcast":
+                # §4.1: an outcast cannot be subscribed.
+                for sub_jid, _, _ in await self.store.subscriptions(host.key, node):
+                    if JID.parse(sub_jid).bare == jid:
+                        await self.store.remove_subscription(host.key, node, sub_jid, None)
+        return None
+
+    # -- access (XEP-0060 §4.5) ------------------------------------------------------------
+    async def _check_access(self, host: Host, node: str, config: Mapping[str, Any], who: JID,
+                            subscribing: bool = False) -> None:
+        aff = await self.affiliation(host, node, who)
+        if aff in ("owner", "publisher"):
+            return
+        if aff == "outcast":
+            raise StanzaError("forbidden", "blocked from the node")
+        model = config["access_model"]
+        if model == "open":
+            return
+        if model == "presence":
+            if not await self._any_owner(host, node, lambda item: item is not None
+                                         and item.subscription in ("from", "both"), who):
+                raise C.pubsub_error("not-authorized", "presence-subscription-required")
+        elif model == "roster":
+            allowed = set(config.get("roster_groups_allowed") or ())
+            if not await self._any_owner(host, node, lambda item: item is not None
+                                         and bool(allowed & set(item.groups)), who):
+                raise C.pubsub_error("not-authorized", "not-in-roster-group")
+        elif model == "whitelist":
+            if aff != "member":
+                raise C.pubsub_error("not-allowed", "closed-node")
+        elif model == "authorize" and not subscribing and aff != "member" \
+                and not await self._subscribed(host, node, who):
+            raise C.pubsub_error("not-authorized", "not-subscribed")
+
+    async def _any_owner(self, host: Host, node: str, test: Any, who: JID) -> bool:
+        owners = [host.jid] if host.pep else [
+            JID.parse(j) for j, a in await self.store.affiliations(host.key, node)
+            if a == "owner"]
+        for owner in owners:
+            if owner.local is None or not self.server.is_local_domain(owner.domain):
+                continue
+            if test(await self._roster_item(owner, who.bare)):
+                return True
+        return False
+
+    async def _subscribed(self, host: Host, node: str, who: JID) -> bool:
+        return any(JID.parse(j).bare == who.bare and s == "subscribed"
+                   for j, _, s in await self.store.subscriptions(host.key, node))
+
+    async def _roster_item(self, owner: JID, contact: JID) -> RosterItem | None:
+        for session in self.server.sessions.resources(owner):
+            cache = ROSTER_CACHE.get(session)
+            if cache is not None:
+                return cache.get(contact)
+        roster = roster_module(self.server)
+        # Without mod_roster nobody has a roster: the roster and presence models see no one.
+        return None if roster is None else await roster.get_roster_item(owner, contact)
+
+    async def _roster(self, owner: JID) -> Mapping[JID, RosterItem]:
+        for session in self.server.sessions.resources(owner):
+            cache = ROSTER_CACHE.get(session)
+            if cache is not None:
+                return cache
+        roster = roster_module(self.server)
+        items = [] if roster is None else await roster.get_roster(owner)
+        return {JID.parse(i.jid): i for i in items}
+
+    async def _ask_owners(self, host: Host, node: str, jid: JID) -> None:
+        """XEP-0060 §8.6: the owners get a subscription authorization form; they answer
+        through the subscriptions of the owner use cases (§8.8.2)."""
+        form = Element("x", ns.DATA_FORMS, {"type": "form"})
+        form.add("title", text="PubSub subscriber request")
+        for var, value in (("FORM_TYPE", f"{PUBSUB}#subscribe_authorization"),
+                           ("pubsub#node", node), ("pubsub#subscriber_jid", str(jid))):
+            form.add("field", attrs={"var": var, "type": "hidden" if var == "FORM_TYPE"
+                                     else "text-single"}).add("value", text=value)
+        form.add("field", attrs={"var": "pubsub#allow", "type": "boolean"}).add(
+            "value", text="false")
+        for owner, aff in await self.store.affiliations(host.key, node):
+            if aff == "owner":
+                msg = Element("message", ns.CLIENT, {"from": str(host.jid), "to": owner,
+                                                     "id": uuid.uuid4().hex}, [form])
+                self.server.router.route(host.jid, JID.parse(owner), msg)
+
+    # -- notifications ---------------------------------------------------------------------
+    def _item_element(self, item: Item, xmlns: str, with_payload: bool) -> Element:
+        el = Element("item", xmlns, {"id": item.id})
+        if self.opts["item_publisher"]:
+            el.attrs["publisher"] = item.publisher
+        if with_payload and item.payload:
+            try:
+                for child in parse_fragment(item.payload):
+                    el.append(child)
+            except XMLStreamError:
+                log.error("pubsub_item_unreadable id=%s", item.id)
+        return el
+
+    def _items_event(self, node: str, items: list[Item], config: Mapping[str, Any]) -> Element:
+        event = Element("event", PUBSUB_EVENT)
+        items_el = event.add("items", attrs={"node": node})
+        for item in items:
+            items_el.append(self._item_element(item, PUBSUB_EVENT, config["deliver_payloads"]))
+        return event
+
+    def _send_last(self, host: Host, to: JID, node: str, item: Item,
+                   config: Mapping[str, Any], session: Any = None) -> None:
+        """The last item, stamped with when it was published (XEP-0060 §12.2, XEP-0203)."""
+        msg = self._message(host, to, self._items_event(node, [item], config), config)
+        stamp = datetime.fromtimestamp(item.published_at / 1e9, UTC)
+        msg.add("delay", ns.DELAY, {"stamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                    "from": str(host.jid)})
+        if session is not None:
+            session.deliver(msg)
+        else:
+            self.server.router.route(host.jid, to, msg)
+
+    async def _targets(self, host: Host, node: str,
+                       config: Mapping[str, Any]) -> tuple[list[Any], list[JID]]:
+        """Who hears about ``node``: sessions (PEP, filtered by +notify caps) and JIDs
+        (explicit subscriptions)."""
+        sessions: list[Any] = []
+        remote: list[JID] = []
+        seen: set[JID] = set()
+        caps: Any = self.server.modules.get("mod_caps")
+        if host.pep:
+            notify = node + "+notify"
+            model = config["access_model"]
+            for session in self.server.sessions.resources(host.jid):
+                if session.available and notify in session_features(session):
+                    sessions.append(session)
+            if model in ("open", "presence", "roster"):
+                allowed = set(config.get("roster_groups_allowed") or ())
+                for contact, item in (await self._roster(host.jid)).items():
+                    if item.subscription not in ("from", "both"):
+                        continue  # XEP-0163 §4.3.1: contacts subscribed to the presence
+                    if model == "roster" and not allowed & set(item.groups):
+                        continue
+                    if not self.server.is_local_domain(contact.domain):
+                        # A contact on another server: its resources whose presence (with
+                        # caps) reached us, learnt by mod_caps.
+                        for full, features in caps.remote_features(contact) if caps else ():
+                            if notify in features:
+                                remote.append(full)
+                                seen.add(contact)
+                        continue
+                    for session in self.server.sessions.resources(contact):
+                        if session.available and notify in session_features(session):
+                            sessions.append(session)
+                            seen.add(contact)
+            seen.add(host.jid)
+        jids: list[JID] = remote
+        for jid_text, _, state in await self.store.subscriptions(host.key, node):
+            if state != "subscribed":
+                continue
+            try:
+                jid = JID.parse(jid_text)
+            except (InvalidJID, ValueError):
+                continue
+            if jid.bare in seen and host.pep:
+                continue
+            if config.get("presence_based_delivery") and self.server.is_local_domain(
+                    jid.domain) and not any(s.available for s in
+                                            self.server.sessions.resources(jid.bare)):
+                continue
+            jids.append(jid)
+        return sessions, jids
+
+    async def _broadcast(self, host: Host, node: str, config: Mapping[str, Any],
+                         event: Element) -> None:
+        if not config["deliver_notifications"]:
+            return
+        targets = await self._targets(host, node, config)
+        self._deliver(host, targets, event, config)
+
+    def _message(self, host: Host, to: JID, event: Element,
+                 config: Mapping[str, Any]) -> Element:
+        # A counter, not a uuid per copy: the fan-out makes one message per recipient.
+        attrs = {"from": str(host.jid), "to": str(to), "id": f"{self._ids_prefix}{next(self._ids)}"}
+        if config["notification_type"] == "headline":
+            attrs["type"] = "headline"
+        return Element("message", ns.CLIENT, attrs, [event])
+
+    def _deliver(self, host: Host, targets: tuple[list[Any], list[JID]], event: Element,
+                 config: Mapping[str, Any]) -> None:
+        sessions, jids = targets
+        # One event element shared by every copy: it is only read from here on.
+        for session in sessions:
+            session.deliver(self._message(host, session.jid, event, config))
+        for jid in jids:
+            self.server.router.route(host.jid, jid, self._message(host, jid, event, config))
+
+    # -- XEP-0411: bookmarks in PEP and in private XML are one list -----------------------
+    def _private_store(self) -> PrivateStore | None:
+        store = self.server.module_stores.get("mod_private")
+        if "mod_private" not in self.server.modules or not isinstance(store, PrivateStore):
+            return None
+        return store
+
+    async def _changed(self, host: Host, node: str) -> None:
+        """PEP bookmarks changed: rewrite the XEP-0048 copy in private storage."""
+        private = self._private_store()
+        if not host.pep or node != B.BOOKMARKS or private is None:
+            return
+        domain, user = host.key
+        pairs: list[tuple[str, Element]] = []
+        for item in await self.store.get_items(host.key, node):
+            element = _parse_one(item.payload)
+            if element is not None and element.name == "conference":
+                pairs.append((item.id, element))
+        keep: list[Element] = []
+        old = await private.get_private(domain, user, B.LEGACY)
+        storage = _parse_one(old) if old else None
+        if storage is not None:
+            keep = [e for e in storage.find_all() if e.name != "conference"]  # <url/>
+        await private.set_private(domain, user, B.LEGACY, B.to_legacy(pairs, keep).serialize())
+
+    async def private_stored(self, acc: None, user: JID, namespace: str,
+                             elements: list[Element]) -> None:
+        """XEP-0048 bookmarks stored by an old client: the PEP node follows (XEP-0411 §4)."""
+        if not self.pep or namespace != B.LEGACY or not elements:
+            return acc
+        host = Host(user.bare, True)
+        wanted = dict(B.from_legacy(elements[0]))
+        stored = await self.store.get_node(host.key, B.BOOKMARKS)
+        if stored is None:
+            stored = {**self.defaults(host), **B.NODE_CONFIG}
+            await self.store.create_node(host.key, B.BOOKMARKS, stored, str(host.jid))
+        config = {**self.defaults(host), **stored}
+        current = {i.id: i.payload for i in await self.store.get_items(host.key, B.BOOKMARKS)}
+        for room, conference in wanted.items():
+            payload = conference.serialize()
+            if current.get(room) == payload:
+                continue
+            item = Item(room, str(host.jid), payload, time.time_ns())
+            await self.store.publish(host.key, B.BOOKMARKS, item, self.keep(config))
+            await self._broadcast(host, B.BOOKMARKS, config,
+                                  self._items_event(B.BOOKMARKS, [item], config))
+        gone = [room for room in current if room not in wanted]
+        if gone:
+            event = Element("event", PUBSUB_EVENT)
+            items_el = event.add("items", attrs={"node": B.BOOKMARKS})
+            for room in gone:
+                await self.store.retract(host.key, B.BOOKMARKS, room)
+                items_el.add("retract", attrs={"id": room})
+            await self._broadcast(host, B.BOOKMARKS, config, event)
+        return acc
+
+    # -- hooks -----------------------------------------------------------------------------
+    async def caps_recognised(self, acc: None, c2s: C2S, features: frozenset[str]) -> None:
+        """XEP-0163 §4.3.4 (and the account's own resources, §4.3.2): a client that asks
+        for notifications gets the last item of each node it may see."""
+        if not self.pep or c2s.jid is None:
+            return acc
+        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        if not wanted:
+            return acc
+        me = c2s.jid.bare
+        owners = [me]
+        cache = ROSTER_CACHE.get(c2s) or {}
+        for contact, item in cache.items():
+            # The user is subscribed to the contact's presence: the contact's roster has
+            # the user with 'from', which the presence access model asks for.
+            if item.subscription not in ("to", "both") or contact.local is None \
+                    or not self.server.is_local_domain(contact.domain):
+                continue
+            if self.opts["ignore_pep_from_offline"] and not any(
+                    s.available for s in self.server.sessions.resources(contact)):
+                continue
+            owners.append(contact)
+        for owner in owners:
+            host = Host(owner, True)
+            for node, stored in await self.store.list_nodes(host.key):
+                if node not in wanted:
+                    continue
+                config = {**self.defaults(host), **stored}
+                if config["send_last_published_item"] != "on_sub_and_presence" \
+                        or not config["deliver_notifications"]:
+                    continue
+                if owner != me:
+                    try:
+                        await self._check_access(host, node, config, me)
+                    except StanzaError:
+                        continue
+                last = await self.store.last_item(host.key, node)
+                if last is not None:
+                    self._send_last(host, c2s.jid, node, last, config, c2s)
+        return acc
+
+    async def remove_user(self, acc: None, jid: JID) -> None:
+        # The account's own nodes go with its rows (user_tables); its subscriptions to and
+        # affiliations with other hosts' nodes go here.
+        await self.store.forget_jid(str(jid.bare))
+        return acc
+
+    def sm_identity(self, acc: list[Element], jid: JID) -> list[Element]:
+        if self.pep:
+            # XEP-0163 §6: the account is a virtual pubsub service.
+            acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
+                                                           "type": "pep"}))
+        return acc
+
+    async def sm_items(self, acc: list[Element], frm: JID, jid: JID) -> list[Element]:
+        if not self.pep:
+            return acc
+        host = Host(jid.bare, True)
+        for node, stored in await self.store.list_nodes(host.key):
+            config = {**self.defaults(host), **stored}
+            try:
+                await self._check_access(host, node, config, frm)
+            except StanzaError:
+                continue
+            acc.append(Element("item", ns.DISCO_ITEMS, {"jid": str(jid.bare), "node": node}))
+        return acc
+
+    # -- discovery of the service (XEP-0060 §5) --------------------------------------------
+    async def _service_info(self, host: Host, frm: JID, query: Element) -> Element:
+        node = query.attrs.get("node")
+        result = Element("query", ns.DISCO_INFO, {"node": node} if node else {})
+        if not node:
+            result.add("identity", attrs={"category": "pubsub", "type": "service",
+                                          "name": "Publish-Subscribe"})
+            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
+                result.add("feature", attrs={"var": var})
+            return result
+        config = await self._node(host, node)
+        result.add("identity", attrs={"category": "pubsub", "type": "leaf"})
+        result.add("feature", attrs={"var": PUBSUB})
+        result.add("feature", attrs={"var": ns.DISCO_INFO})
+        # §5.4: pubsub#meta-data.
+        meta = C.config_form(config, C.META_DATA, "result")
+        owners = [j for j, a in await self.store.affiliations(host.key, node) if a == "owner"]
+        field = meta.add("field", attrs={"var": "pubsub#owner"})
+        for owner in owners:
+            field.add("value", text=owner)
+        result.append(meta)
+        return result
+
+    async def _service_items(self, host: Host, frm: JID, query: Element) -> Element:
+        node = query.attrs.get("node")
+        result = Element("query", ns.DISCO_ITEMS, {"node": node} if node else {})
+        if not node:
+            for name, stored in await self.store.list_nodes(host.key):
+                item = result.add("item", attrs={"jid": str(host.jid), "node": name})
+                title = stored.get("title")
+                if title:
+                    item.attrs["name"] = title
+            return result
+        config = await self._node(host, node)
+        await self._check_access(host, node, config, frm)
+        # §5.5: the items of a node, by id.
+        for stored_item in await self.store.get_items(host.key, node):
+            result.add("item", attrs={"jid": str(host.jid), "name": stored_item.id})
+        return result
+
+
+def _parse_one(xml: str) -> Element | None:
+    try:
+        elements = parse_fragment(xml)
+    except XMLStreamError:
+        return None
+    return elements[0] if elements else None
+
+
+def _jid_attr(el: Element) -> JID:
+    text = el.attrs.get("jid")
+    if not text:
+        raise C.pubsub_error("bad-request", "jid-required")
+    try:
+        return JID.parse(text)
+    except (InvalidJID, ValueError):
+        raise StanzaError("jid-malformed") from None
+
+
+_DISPATCH: dict[tuple[str, bool, str], str] = {
+    ("set", False, "create"): "create",
+    ("set", False, "publish"): "publish",
+    ("set", False, "retract"): "retract",
+    ("set", False, "subscribe"): "subscribe",
+    ("set", False, "unsubscribe"): "unsubscribe",
+    ("get", False, "items"): "items",
+    ("get", False, "subscriptions"): "user_subscriptions",
+    ("get", False, "affiliations"): "user_affiliations",
+    ("get", True, "configure"): "get_configure",
+    ("set", True, "configure"): "set_configure",
+    ("get", True, "default"): "get_default",
+    ("get", False, "default"): "get_default",
+    ("set", True, "delete"): "delete",
+    ("set", True, "purge"): "purge",
+    ("get", True, "subscriptions"): "get_subscriptions",
+    ("set", True, "subscriptions"): "set_subscriptions",
+    ("get", True, "affiliations"): "get_affiliations",
+    ("set", True, "affiliations"): "set_affiliations",
+}
+_KNOWN = frozenset(name for _, _, name in _DISPATCH)

@@ -1,0 +1,173 @@
+"""Node configuration (XEP-0060 §16.4.4 ``pubsub#node_config``): the fields Suricate honours,
+their defaults per node type (MongooseIM's node_flat and node_pep), and the data forms that
+carry them (configure, publish-options, meta-data). Pure functions, tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+PUBSUB = "http://jabber.org/protocol/pubsub"
+PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
+NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
+PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
+META_DATA = "http://jabber.org/protocol/pubsub#meta_data"
+
+ACCESS_MODELS = ("open", "presence", "roster", "whitelist", "authorize")
+SEND_LAST = ("never", "on_sub", "on_sub_and_presence")
+
+# field -> (form type, allowed values or None, description)
+FIELDS: dict[str, tuple[str, tuple[str, ...] | None, str]] = {
+    "access_model": ("list-single", ACCESS_MODELS, "Who may subscribe and retrieve items"),
+    "deliver_notifications": ("boolean", None, "Deliver event notifications"),
+    "deliver_payloads": ("boolean", None, "Deliver payloads with event notifications"),
+    "max_items": ("text-single", None, "Max # of items to persist ('max': the service limit)"),
+    "max_payload_size": ("text-single", None, "Max payload size in bytes"),
+    "notification_type": ("list-single", ("normal", "headline"), "Message type of notifications"),
+    "notify_config": ("boolean", None, "Notify subscribers when the configuration changes"),
+    "notify_delete": ("boolean", None, "Notify subscribers when the node is deleted"),
+    "notify_retract": ("boolean", None, "Notify subscribers when items are removed"),
+    "persist_items": ("boolean", None, "Persist items to storage"),
+    "presence_based_delivery": ("boolean", None, "Deliver notifications only to available users"),
+    "publish_model": ("list-single", ("publishers", "subscribers", "open"),
+                      "Who may publish items"),
+    "roster_groups_allowed": ("text-multi", None, "Roster groups allowed to subscribe"),
+    "send_last_published_item": ("list-single", SEND_LAST, "When to send the last item"),
+    "subscribe": ("boolean", None, "Allow subscriptions"),
+    "title": ("text-single", None, "A friendly name for the node"),
+    "type": ("text-single", None, "The type of node data (payload namespace)"),
+}
+
+_COMMON = {
+    "deliver_notifications": True, "deliver_payloads": True, "max_payload_size": 60000,
+    "notification_type": "headline", "notify_config": False, "notify_delete": False,
+    "notify_retract": False, "persist_items": True, "publish_model": "publishers",
+    "roster_groups_allowed": [], "subscribe": True, "title": "", "type": "",
+}
+#: MongooseIM 6.4's defaults of node_flat and node_pep (docs of default_node_config).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "flat": {**_COMMON, "access_model": "open", "max_items": 10,
+             "presence_based_delivery": False, "send_last_published_item": "never"},
+    "pep": {**_COMMON, "access_model": "presence", "max_items": 1,
+            "presence_based_delivery": True, "send_last_published_item": "on_sub_and_presence"},
+}
+
+
+def _bool(text: str) -> bool:
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false"):
+        return False
+    raise ValueError(text)
+
+
+def coerce(key: str, values: list[str]) -> Any:
+    """A field's form values as the stored value; ValueError when they do not fit."""
+    kind, allowed, _ = FIELDS[key]
+    if kind == "text-multi":
+        return [v for v in values if v]
+    text = values[0].strip() if values else ""
+    if kind == "boolean":
+        return _bool(text)
+    if key == "max_items":
+        return "max" if text == "max" else _non_negative(text)
+    if key == "max_payload_size":
+        return _non_negative(text)
+    if allowed is not None and text not in allowed:
+        raise ValueError(text)
+    return text
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def check_value(key: str, value: Any) -> Any:
+    """A default_node_config value (TOML) as the stored value; ValueError when wrong."""
+    kind, allowed, _ = FIELDS[key]
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError(value)
+        return value
+    if kind == "text-multi":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(value)
+        return value
+    if key in ("max_items", "max_payload_size"):
+        if isinstance(value, bool) or not (isinstance(value, int) and value >= 0
+                                           or value == "max" and key == "max_items"):
+            raise ValueError(value)
+        return value
+    if not isinstance(value, str) or allowed is not None and value not in allowed:
+        raise ValueError(value)
+    return value
+
+
+def parse_form(form: Element | None, form_type: str) -> dict[str, Any]:
+    """The fields of a submitted form (XEP-0004 type 'submit') we know, as stored values.
+
+    Unknown fields are left out: a client submits back the whole form it got, and the
+    publish-options precondition check compares only what we implement (§7.1.5)."""
+    if form is None:
+        return {}
+    if form.attrs.get("type", "submit") not in ("submit", "result"):
+        raise StanzaError("bad-request", "a submitted data form is expected")
+    out: dict[str, Any] = {}
+    for field in form.find_all("field", ns.DATA_FORMS):
+        var = field.attrs.get("var", "")
+        values = [v.text for v in field.find_all("value", ns.DATA_FORMS)]
+        if var == "FORM_TYPE":
+            if values and values[0] != form_type:
+                raise StanzaError("bad-request", f"FORM_TYPE must be {form_type}")
+            continue
+        key = var.removeprefix("pubsub#")
+        if key not in FIELDS or not var.startswith("pubsub#"):
+            continue
+        try:
+            out[key] = coerce(key, values)
+        except ValueError:
+            raise StanzaError("not-acceptable", f"invalid value for {var}") from None
+    return out
+
+
+def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
+                type_: str = "form") -> Element:
+    form = Element("x", ns.DATA_FORMS, {"type": type_})
+    form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add("value", text=form_type)
+    for key, (kind, allowed, label) in FIELDS.items():
+        if key not in config:
+            continue
+        attrs = {"var": f"pubsub#{key}", "type": kind, "label": label}
+        field = form.add("field", attrs=attrs)
+        value = config[key]
+        if type_ == "form" and allowed is not None:
+            for option in allowed:
+                field.add("option").add("value", text=option)
+        if kind == "text-multi":
+            for v in value:
+                field.add("value", text=v)
+        elif kind == "boolean":
+            field.add("value", text="1" if value else "0")
+        else:
+            field.add("value", text=str(value))
+    return form
+
+
+def precondition_error() -> StanzaError:
+    # XEP-0060 §7.1.5: a publish-options value that the existing node does not have.
+    return StanzaError("conflict", "publish-options do not match the node's configuration",
+                       app_condition=Element("precondition-not-met", PUBSUB_ERRORS))
+
+
+def pubsub_error(condition: str, app: str, text: str | None = None,
+                 attrs: dict[str, str] | None = None) -> StanzaError:
+    """A stanza error with its pubsub#errors application condition (XEP-0060 §7, §6)."""
+    return StanzaError(condition, text, app_condition=Element(app, PUBSUB_ERRORS, attrs or {}))

@@ -1,0 +1,91 @@
+"""XEP-0402 PEP native bookmarks with real clients: the account's other resources hear about
+a new bookmark, contacts do not (whitelist), and the bookmarks are read back."""
+
+from __future__ import annotations
+
+import pytest
+from slixmpp.plugins.xep_0004 import Form
+
+from suricate.core.server import Server
+from tests.e2e.harness import disconnect
+from tests.pubsub.conftest import PLUGINS, accounts, friends, online, payload
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+BOOKMARKS = "urn:xmpp:bookmarks:1"
+ROOM = "coven@chat.shakespeare.lit"
+
+
+def bookmark_options() -> Form:
+    """XEP-0402 §3: the publish-options a client sends with each bookmark."""
+    form = Form()
+    form["type"] = "submit"
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    for var, value in (("persist_items", "true"), ("max_items", "max"),
+                       ("send_last_published_item", "never"), ("access_model", "whitelist")):
+        form.add_field(var=f"pubsub#{var}", value=value)
+    return form
+
+
+async def test_bookmarks_reach_own_resources_only(server: Server) -> None:
+    await accounts(server, "juliet", "romeo")
+    await friends(server, "juliet", "romeo")
+    plugins = (*PLUGINS, "xep_0402")
+    phone, _ = await online(server, "juliet", (BOOKMARKS,), resource="phone", plugins=plugins)
+    laptop, laptop_events = await online(server, "juliet", (BOOKMARKS,), resource="laptop",
+                                         plugins=plugins)
+    romeo, romeo_events = await online(server, "romeo", (BOOKMARKS,), plugins=plugins)
+    conference = payload(f"<conference xmlns='{BOOKMARKS}' name='The Coven' autojoin='true'>"
+                         "<nick>JC</nick></conference>")
+    await phone.plugin["xep_0060"].publish("juliet@localhost", BOOKMARKS, id=ROOM,
+                                           payload=conference, options=bookmark_options())
+    event = await laptop_events.next("publish")
+    item = event["pubsub_event"]["items"]["item"]
+    conf = item.xml.find(f"{{{BOOKMARKS}}}conference")
+    assert item["id"] == ROOM and conf.get("autojoin") == "true"
+    assert conf.findtext(f"{{{BOOKMARKS}}}nick") == "JC"
+    await romeo_events.none("publish")  # whitelist: the contact is not told
+    items = await laptop.plugin["xep_0060"].get_items("juliet@localhost", BOOKMARKS)
+    assert [i["conference"]["name"] for i in items["pubsub"]["items"]] == ["The Coven"]
+    await phone.plugin["xep_0060"].retract("juliet@localhost", BOOKMARKS, ROOM, notify=True)
+    retract = await laptop_events.next("retract")
+    assert retract["pubsub_event"]["items"]["retract"]["id"] == ROOM
+    await disconnect(phone, laptop, romeo)
+
+
+async def test_xep_0411_private_and_pep_bookmarks_are_one_list(server: Server) -> None:
+    from slixmpp.plugins.xep_0048.stanza import Bookmarks
+
+    await accounts(server, "juliet")
+    plugins = (*PLUGINS, "xep_0049", "xep_0048", "xep_0402")
+    old, _ = await online(server, "juliet", resource="old", plugins=plugins)
+    new, new_events = await online(server, "juliet", (BOOKMARKS,), resource="new",
+                                   plugins=plugins)
+    info = await new.plugin["xep_0030"].get_info(jid="juliet@localhost")
+    assert f"{BOOKMARKS}#compat" in info["disco_info"]["features"]
+    # An old client stores XEP-0048 bookmarks in private XML: the new one sees a PEP item.
+    legacy = Bookmarks()
+    legacy.add_conference(ROOM, "JC", name="The Coven", autojoin=True)
+    await old.plugin["xep_0048"].set_bookmarks(legacy)
+    event = await new_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == ROOM
+    items = await new.plugin["xep_0060"].get_items("juliet@localhost", BOOKMARKS)
+    conf = items["pubsub"]["items"]["item"].xml.find(f"{{{BOOKMARKS}}}conference")
+    assert conf.get("name") == "The Coven" and conf.get("autojoin") == "true"
+    assert conf.findtext(f"{{{BOOKMARKS}}}nick") == "JC"
+    # A new client adds one through PEP: the old one reads both from private XML.
+    other = "balcony@chat.shakespeare.lit"
+    await new.plugin["xep_0060"].publish(
+        "juliet@localhost", BOOKMARKS, id=other, options=bookmark_options(),
+        payload=payload(f"<conference xmlns='{BOOKMARKS}' name='Balcony' autojoin='false'/>"))
+    stored = await old.plugin["xep_0048"].get_bookmarks()
+    rooms = {str(c["jid"]): c["name"] for c in stored["private"]["bookmarks"]["conferences"]}
+    assert rooms == {ROOM: "The Coven", other: "Balcony"}
+    # The old client removes one: it is retracted from PEP.
+    await new_events.next("publish")
+    legacy = Bookmarks()
+    legacy.add_conference(other, None, name="Balcony")
+    await old.plugin["xep_0048"].set_bookmarks(legacy)
+    assert (await new_events.next("retract"))["pubsub_event"]["items"]["retract"]["id"] == ROOM
+    await disconnect(old, new)

@@ -1,0 +1,54 @@
+"""PEP across servers: a contact on another Suricate (s2s over loopback) whose client asked for
+the node with +notify gets the notification; its caps were learnt from the presence it sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from suricate.jid import JID
+from suricate.modules.mod_caps import ModCaps
+from suricate.modules.mod_roster.store import RosterItem
+from tests.e2e.harness import connect, disconnect
+from tests.pubsub.conftest import PLUGINS, Events, payload
+from tests.s2s.harness import register, two_servers
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TUNE = "http://jabber.org/protocol/tune"
+PEP = {"extra": "[modules.mod_caps]\n[modules.mod_pubsub]\n"}
+
+
+async def test_pep_notification_reaches_a_contact_on_another_server(tmp_path: Path) -> None:
+    async with two_servers(tmp_path, "dialback", **{"alpha.test": PEP,
+                                                    "beta.test": PEP}) as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        await alpha.modules["mod_roster"].store.put_roster_item("alpha.test", "alice", RosterItem(
+            "bob@beta.test", subscription="both"))
+        await beta.modules["mod_roster"].store.put_roster_item("beta.test", "bob", RosterItem(
+            "alice@alpha.test", subscription="both"))
+        alice = await connect(alpha, "alice@alpha.test/a", "pass", plugins=PLUGINS)
+        bob = await connect(beta, "bob@beta.test/b", "pass", plugins=PLUGINS)
+        bob_events = Events(bob)
+        bob.plugin["xep_0030"].add_feature(f"{TUNE}+notify")
+        await bob.plugin["xep_0115"].update_caps(broadcast=False)
+        alice.send_presence()
+        bob.send_presence()  # to alice@alpha.test, through s2s, with caps
+        caps = alpha.modules["mod_caps"]
+        assert isinstance(caps, ModCaps)
+        for _ in range(250):
+            known = caps.remote_features(JID.parse("bob@beta.test"))
+            if any(f"{TUNE}+notify" in features for _, features in known):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("alpha never learnt bob's caps")
+        await alice.plugin["xep_0060"].publish("alice@alpha.test", TUNE, id="t1",
+                                               payload=payload(f"<tune xmlns='{TUNE}'/>"))
+        event = await bob_events.next("publish")
+        assert str(event["from"]) == "alice@alpha.test"
+        assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+        await disconnect(alice, bob)

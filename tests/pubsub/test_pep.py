@@ -1,0 +1,159 @@
+"""XEP-0163 PEP with real clients: notifications filtered by +notify caps, the last item on
+presence, access models, publish-options preconditions, retract, delete, account removal."""
+
+from __future__ import annotations
+
+import pytest
+from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0004 import Form
+
+from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.modules.mod_roster.store import RosterItem
+from tests.e2e.harness import disconnect
+from tests.pubsub.conftest import accounts, friends, online, payload
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TUNE = "http://jabber.org/protocol/tune"
+SONG = f"<tune xmlns='{TUNE}'><title>Yesterday</title></tune>"
+
+
+def options(**fields: str) -> Form:
+    form = Form()
+    form["type"] = "submit"
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    for var, value in fields.items():
+        form.add_field(var=f"pubsub#{var}", value=value)
+    return form
+
+
+async def test_publish_notifies_contacts_with_notify_caps_only(server: Server) -> None:
+    await accounts(server, "alice", "bob", "carol")
+    await friends(server, "alice", "bob")
+    await friends(server, "alice", "carol")
+    alice, alice_events = await online(server, "alice", (TUNE,))
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    carol, carol_events = await online(server, "carol", ())  # caps, but no +notify
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="current",
+                                           payload=payload(SONG))
+    event = await bob_events.next("publish")
+    assert str(event["from"]) == "alice@localhost"
+    item = event["pubsub_event"]["items"]["item"]
+    assert item["id"] == "current" and "Yesterday" in str(item)
+    # XEP-0163 §4.3.2: the owner's own resources that asked for it are told too.
+    assert (await alice_events.next("publish"))["pubsub_event"]["items"]["node"] == TUNE
+    await carol_events.none("publish")
+    await disconnect(alice, bob, carol)
+
+
+async def test_last_item_on_presence_and_access_models(server: Server) -> None:
+    await accounts(server, "alice", "bob", "dave")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="t1",
+                                           payload=payload(SONG))
+    # bob comes online later with +notify: the last item arrives with its delay stamp.
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+    assert event["delay"]["stamp"] is not None
+    # Access model presence (the PEP default): bob (a contact) may read, dave may not.
+    items = await bob.plugin["xep_0060"].get_items("alice@localhost", TUNE)
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["t1"]
+    dave, _ = await online(server, "dave")
+    with pytest.raises(IqError) as err:
+        await dave.plugin["xep_0060"].get_items("alice@localhost", TUNE)
+    assert err.value.condition == "not-authorized"
+    assert "presence-subscription-required" in str(err.value.iq)
+    # An open node (as OMEMO uses) is readable by anyone.
+    await alice.plugin["xep_0060"].publish("alice@localhost", "urn:example:open", id="x",
+                                           payload=payload("<x xmlns='urn:example:open'/>"),
+                                           options=options(access_model="open"))
+    items = await dave.plugin["xep_0060"].get_items("alice@localhost", "urn:example:open")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["x"]
+    await disconnect(alice, bob, dave)
+
+
+async def test_publish_options_precondition_and_max_items(server: Server) -> None:
+    await accounts(server, "alice")
+    alice, _ = await online(server, "alice")
+    pubsub = alice.plugin["xep_0060"]
+    node = "urn:example:list"
+    for n in range(3):
+        await pubsub.publish("alice@localhost", node, id=f"i{n}",
+                             payload=payload(f"<v xmlns='urn:example:list'>{n}</v>"),
+                             options=options(max_items="max", access_model="open"))
+    items = await pubsub.get_items("alice@localhost", node)
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["i0", "i1", "i2"]
+    newest = await pubsub.get_items("alice@localhost", node, max_items=1)
+    assert [i["id"] for i in newest["pubsub"]["items"]] == ["i2"]
+    by_id = await pubsub.get_item("alice@localhost", node, "i1")
+    assert [i["id"] for i in by_id["pubsub"]["items"]] == ["i1"]
+    # XEP-0060 §7.1.5: options that contradict the node's configuration are refused.
+    with pytest.raises(IqError) as err:
+        await pubsub.publish("alice@localhost", node, id="i3",
+                             payload=payload("<v xmlns='urn:example:list'>3</v>"),
+                             options=options(access_model="whitelist"))
+    assert err.value.condition == "conflict"
+    assert "precondition-not-met" in str(err.value.iq)
+    # A node default of max_items = 1 keeps only the newest item.
+    for n in range(2):
+        await pubsub.publish("alice@localhost", TUNE, id=f"s{n}", payload=payload(SONG))
+    items = await pubsub.get_items("alice@localhost", TUNE)
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["s1"]
+    await disconnect(alice)
+
+
+async def test_retract_delete_and_account_removal(server: Server) -> None:
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    pubsub = alice.plugin["xep_0060"]
+    await pubsub.publish("alice@localhost", TUNE, id="t1", payload=payload(SONG))
+    await bob_events.next("publish")
+    await pubsub.retract("alice@localhost", TUNE, "t1", notify=True)
+    retract = await bob_events.next("retract")
+    assert retract["pubsub_event"]["items"]["retract"]["id"] == "t1"
+    with pytest.raises(IqError) as err:
+        await bob.plugin["xep_0060"].publish("alice@localhost", TUNE, id="x",
+                                             payload=payload(SONG))
+    assert err.value.condition == "forbidden"
+    await pubsub.delete_node("alice@localhost", TUNE)
+    with pytest.raises(IqError) as err:
+        await pubsub.get_items("alice@localhost", TUNE)
+    assert err.value.condition == "item-not-found"
+    await pubsub.publish("alice@localhost", TUNE, id="t2", payload=payload(SONG))
+    await disconnect(alice, bob)
+    assert await server.module_stores["mod_pubsub"].list_nodes(("localhost", "alice"))
+    await server.auth.remove(JID.parse("alice@localhost"))
+    assert not await server.module_stores["mod_pubsub"].list_nodes(("localhost", "alice"))
+
+
+async def test_roster_and_whitelist_access_models(server: Server) -> None:
+    await accounts(server, "alice", "bob", "carol")
+    await server.modules["mod_roster"].store.put_roster_item("localhost", "alice", RosterItem(
+        "bob@localhost", subscription="both", groups=("Family",)))
+    await friends(server, "alice", "carol")  # a contact, but in no group
+    alice, _ = await online(server, "alice")
+    bob, _ = await online(server, "bob")
+    carol, _ = await online(server, "carol")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", "urn:example:family", id="f",
+        payload=payload("<f xmlns='urn:example:family'/>"),
+        options=options(access_model="roster", roster_groups_allowed="Family"))
+    items = await bob.plugin["xep_0060"].get_items("alice@localhost", "urn:example:family")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["f"]
+    with pytest.raises(IqError) as err:
+        await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:family")
+    assert err.value.condition == "not-authorized" and "not-in-roster-group" in str(err.value.iq)
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", "urn:example:secret", id="s",
+        payload=payload("<s xmlns='urn:example:secret'/>"),
+        options=options(access_model="whitelist"))
+    with pytest.raises(IqError) as err:
+        await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:secret")
+    assert err.value.condition == "not-allowed" and "closed-node" in str(err.value.iq)
+    await disconnect(alice, bob, carol)
