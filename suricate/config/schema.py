@@ -193,10 +193,14 @@ def http_tls() -> Section:
     options = _tls_common()
     options["certfile"] = Option(FilePath(), doc="Certificate (PEM); may also contain the key.")
     options["dhfile"] = Option(FilePath(), None, "Diffie-Hellman parameters (PEM).")
-    # The HTTPS listener only loads the certificate, key, password and ciphers.
-    for key in ("cacertfile", "verify_mode", "versions", "dhfile"):
-        options[key].inert = True
-    return Section(options, doc="HTTPS settings.", post=_tls_post)
+    return Section(options, doc="HTTPS settings.", post=_http_tls_post)
+
+
+def _http_tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    _tls_post(out, raw, path, ctx)
+    if out.get("verify_mode") == "selfsigned_peer":
+        # HTTPS is served by stdlib ssl (aiohttp), which has no verification callback.
+        ctx.error(join(path, "verify_mode"), 'HTTP listeners support "peer" and "none" only')
 
 
 def outgoing_tls(with_mode: bool, mode_default: str = "starttls") -> Section:
@@ -411,7 +415,10 @@ def _http_listener() -> Section:
                 Section(
                     {
                         "num_acceptors": Option(
-                            Int(min=1), 100, "Number of acceptors.", inert=True
+                            Int(min=1),
+                            100,
+                            "Number of acceptors (meaningless here: one asyncio loop accepts).",
+                            inert=True,
                         ),
                         "max_connections": Option(
                             IntOrInfinity(min=1), 1024, "Maximum open connections."
@@ -423,7 +430,14 @@ def _http_listener() -> Section:
             ),
             "protocol": Option(
                 Section(
-                    {"compress": Option(Bool(), False, "Compress HTTP responses.", inert=True)}
+                    {
+                        "compress": Option(
+                            Bool(),
+                            False,
+                            "Compress responses (gzip/deflate as the client accepts; "
+                            "not WebSocket messages).",
+                        )
+                    }
                 ),
                 DEFAULTS,
                 "HTTP protocol settings.",
@@ -438,14 +452,15 @@ def _http_listener() -> Section:
                                 {
                                     "timeout": Option(
                                         IntOrInfinity(min=1, unit="milliseconds"),
-                                        None,
-                                        "Idle timeout.",
-                                        default_doc='"infinity"',
+                                        60000,
+                                        "Idle timeout: the stream ends with connection-timeout "
+                                        "when nothing (not even a pong) arrived for this long.",
                                     ),
                                     "ping_rate": Option(
                                         Int(min=1, unit="milliseconds"),
                                         None,
-                                        "Interval of websocket pings; none by default.",
+                                        "Interval of WebSocket pings; none by default. A "
+                                        "ping unanswered for half the interval closes.",
                                     ),
                                     "max_stanza_size": Option(
                                         IntOrInfinity(min=1, unit="bytes"),
@@ -464,8 +479,7 @@ def _http_listener() -> Section:
                                 }
                             ),
                             [],
-                            "XMPP over WebSocket (RFC 7395).",
-                            inert=True,
+                            "XMPP over WebSocket (RFC 7395), see http.md.",
                         ),
                         "mongoose_graphql_handler": Option(
                             _handler(
