@@ -1,6 +1,7 @@
 """The embedded default configuration of ``suricate serve`` without ``--config``: domain
-``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), a generated
-certificate, SQLite in the data folder, and the core IM modules."""
+``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), XMPP over
+WebSocket on http://localhost:5280/ws-xmpp (loopback only: plain HTTP is for a browser on
+this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _q(value: str) -> str:
 
 
 def default_config_toml(certfile: str, keyfile: str, database: str,
-                        c2s_port: int = 5222, tls_port: int = 5223) -> str:
+                        c2s_port: int = 5222, tls_port: int = 5223,
+                        http_port: int = 5280) -> str:
     modules = "\n".join(f"[modules.{name}]" for name in DEFAULT_MODULES)
     return f"""
 [general]
@@ -36,6 +38,14 @@ tls.mode = "tls"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}
 tls.verify_mode = "none"
+
+[[listen.http]]
+port = {http_port}
+ip_address = "127.0.0.1"
+
+[[listen.http.handlers.mod_websockets]]
+host = "_"
+path = "/ws-xmpp"
 
 [auth]
 methods = ["rdbms"]

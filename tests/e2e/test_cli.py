@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -125,8 +126,8 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
             proc.wait()
 
 
-def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
-    for port in (5222, 5223):
+def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
+    for port in (5222, 5223, 5280):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -139,6 +140,14 @@ def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
     try:
         _wait_port(5222)
         _wait_port(5223)
+        _wait_port(5280)
+        # XMPP over WebSocket on loopback, announced by XEP-0156 discovery
+        import urllib.request
+        with urllib.request.urlopen("http://localhost:5280/.well-known/host-meta.json",
+                                    timeout=10) as resp:
+            links = json.loads(resp.read())["links"]
+        assert {"rel": "urn:xmpp:alt-connections:websocket",
+                "href": "ws://localhost:5280/ws-xmpp"} in links
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         assert (tmp_path / "data" / "certs" / "server.crt").is_file()

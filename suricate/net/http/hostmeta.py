@@ -9,7 +9,6 @@ domain nor a handler's explicit host gets 404.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from suricate.net.http.message import Request, Response
@@ -61,6 +60,8 @@ class HostMeta:
         if links is None:
             return Response.text(404, "not a domain served here\n")
         if request.path.endswith(".json"):
+            import json  # not at start-up
+
             doc = {"links": [{"rel": rel, "href": href} for rel, href in links]}
             return Response(200, json.dumps(doc, indent=1).encode(),
                             {"content-type": "application/json", **CORS})

@@ -7,10 +7,8 @@ aiohttp's request themselves."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qs
 
 
 @dataclass
@@ -29,14 +27,9 @@ class Request:
 
     @property
     def query(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        from urllib.parse import parse_qs  # not at start-up: urllib.parse costs milliseconds
 
-    @property
-    def keep_alive(self) -> bool:
-        conn = self.headers.get("connection", "").lower()
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in conn
-        return "close" not in conn
+        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
 
 
 @dataclass
@@ -52,6 +45,8 @@ class Response:
 
     @classmethod
     def json(cls, status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
+        import json
+
         body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         return cls(status, body, {"content-type": "application/json", **(headers or {})})
 
