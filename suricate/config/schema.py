@@ -446,7 +446,9 @@ def _http_listener() -> Section:
             "handlers": Option(
                 Section(
                     {
-                        "mod_bosh": Option(_handler(), [], "BOSH (XEP-0124/0206).", inert=True),
+                        "mod_bosh": Option(
+                            _handler(), [], "XMPP over BOSH (XEP-0124/0206), see http.md."
+                        ),
                         "mod_websockets": Option(
                             _handler(
                                 {

@@ -1,13 +1,13 @@
 """The embedded default configuration of ``suricate serve`` without ``--config``: domain
 ``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), XMPP over
-WebSocket on http://localhost:5280/ws-xmpp (loopback only: plain HTTP is for a browser on
-this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
+WebSocket on http://localhost:5280/ws-xmpp and BOSH on /http-bind (loopback only: plain
+HTTP is for a browser on this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
 
 from __future__ import annotations
 
 DEFAULT_MODULES = (
     "mod_disco", "mod_ping", "mod_version", "mod_last", "mod_time", "mod_private", "mod_vcard",
-    "mod_register", "mod_blocking", "mod_presence", "mod_roster", "mod_offline",
+    "mod_register", "mod_blocking", "mod_presence", "mod_roster", "mod_offline", "mod_bosh",
 )
 
 
@@ -46,6 +46,10 @@ ip_address = "127.0.0.1"
 [[listen.http.handlers.mod_websockets]]
 host = "_"
 path = "/ws-xmpp"
+
+[[listen.http.handlers.mod_bosh]]
+host = "_"
+path = "/http-bind"
 
 [auth]
 methods = ["rdbms"]

@@ -148,6 +148,8 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
             links = json.loads(resp.read())["links"]
         assert {"rel": "urn:xmpp:alt-connections:websocket",
                 "href": "ws://localhost:5280/ws-xmpp"} in links
+        assert {"rel": "urn:xmpp:alt-connections:xbosh",
+                "href": "http://localhost:5280/http-bind"} in links
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         assert (tmp_path / "data" / "certs" / "server.crt").is_file()

@@ -66,6 +66,10 @@ def build_handler(kind: str, opts: Mapping[str, Any], server: Server) -> HttpHan
         from suricate.net.http.websocket import WebSocketEndpoint
 
         return WebSocketEndpoint(server, opts)
+    if kind == "mod_bosh":
+        from suricate.net.http.bosh import BoshEndpoint
+
+        return BoshEndpoint(server, opts)
     return None
 
 
