@@ -512,6 +512,40 @@ def _http_listener() -> Section:
                         "mongoose_prometheus_handler": Option(
                             _handler(), [], "Prometheus metrics endpoint."
                         ),
+                        "mod_conversejs": Option(
+                            _handler(
+                                {
+                                    "websocket_url": Option(
+                                        Str(),
+                                        None,
+                                        "WebSocket endpoint the client uses.",
+                                        default_doc="the mod_websockets handler of this "
+                                        "listener, on the page's own host",
+                                    ),
+                                    "bosh_service_url": Option(
+                                        Str(),
+                                        None,
+                                        "BOSH endpoint the client uses.",
+                                        default_doc="the mod_bosh handler of this listener",
+                                    ),
+                                    "default_domain": Option(
+                                        Str(),
+                                        None,
+                                        "Domain of the accounts that log in and register.",
+                                        default_doc="general.default_server_domain",
+                                    ),
+                                    "conversejs_resources": Option(
+                                        Str(),
+                                        None,
+                                        "Folder of Converse.js's dist files.",
+                                        default_doc="webclient/node_modules/converse.js/dist "
+                                        "of the source tree (`make webclient`)",
+                                    ),
+                                }
+                            ),
+                            [],
+                            "Converse.js web client (as ejabberd's mod_conversejs), see http.md.",
+                        ),
                     },
                     unavailable={
                         "mongoose_admin_api": "the deprecated REST API is " + NOT_AVAILABLE,

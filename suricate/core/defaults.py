@@ -1,7 +1,7 @@
 """The embedded default configuration of ``suricate serve`` without ``--config``: domain
-``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), XMPP over
-WebSocket on http://localhost:5280/ws-xmpp and BOSH on /http-bind (loopback only: plain
-HTTP is for a browser on this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
+``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), the web
+client on http://localhost:5280/chat with XMPP over WebSocket on /ws-xmpp and BOSH on
+/http-bind (loopback only: plain HTTP is for a browser on this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ path = "/ws-xmpp"
 [[listen.http.handlers.mod_bosh]]
 host = "_"
 path = "/http-bind"
+
+[[listen.http.handlers.mod_conversejs]]
+host = "_"
+path = "/chat"
 
 [auth]
 methods = ["rdbms"]

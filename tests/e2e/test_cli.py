@@ -142,6 +142,7 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
         _wait_port(5223)
         _wait_port(5280)
         # XMPP over WebSocket on loopback, announced by XEP-0156 discovery
+        import urllib.error
         import urllib.request
         with urllib.request.urlopen("http://localhost:5280/.well-known/host-meta.json",
                                     timeout=10) as resp:
@@ -150,6 +151,16 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
                 "href": "ws://localhost:5280/ws-xmpp"} in links
         assert {"rel": "urn:xmpp:alt-connections:xbosh",
                 "href": "http://localhost:5280/http-bind"} in links
+        # the web client: served once `make webclient` fetched it, else a page saying how
+        installed = (Path(__file__).parents[2] / "webclient" / "node_modules" / "converse.js"
+                     / "dist" / "converse.min.js").is_file()
+        try:
+            with urllib.request.urlopen("http://localhost:5280/chat", timeout=10) as resp:
+                status, page = resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            status, page = err.code, err.read().decode()
+        assert (status, "converse.initialize" in page) == ((200, True) if installed
+                                                           else (503, False))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         assert (tmp_path / "data" / "certs" / "server.crt").is_file()

@@ -70,6 +70,10 @@ def build_handler(kind: str, opts: Mapping[str, Any], server: Server) -> HttpHan
         from suricate.net.http.bosh import BoshEndpoint
 
         return BoshEndpoint(server, opts)
+    if kind == "mod_conversejs":
+        from suricate.net.http.conversejs import ConverseEndpoint
+
+        return ConverseEndpoint(server, opts)
     return None
 
 
@@ -90,6 +94,9 @@ class HttpListener:
                 self.routes.append(Route(kind, entry["host"], entry["path"], handler))
         # Longest path first: /api/graphql/user before /api/graphql.
         self.routes.sort(key=lambda r: -len(r.path))
+        for route in self.routes:
+            if route.kind == "mod_conversejs":
+                route.handler.listener = self  # type: ignore[attr-defined]  # its endpoints
         from suricate.net.http.hostmeta import HostMeta
 
         # XEP-0156 §3: /.well-known/host-meta(.json) lists the WebSocket and BOSH endpoints.
