@@ -163,7 +163,12 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
                                                            else (503, False))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
-        assert (tmp_path / "data" / "certs" / "server.crt").is_file()
+        from cryptography import x509
+        cert = x509.load_pem_x509_certificate(
+            (tmp_path / "data" / "certs" / "server.crt").read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert set(san.get_values_for_type(x509.DNSName)) >= {
+            "localhost", "conference.localhost", "pubsub.localhost", "upload.localhost"}
     finally:
         if proc.poll() is None:
             proc.kill()
