@@ -10,9 +10,7 @@ them (503) instead of failing silently.
 
 from __future__ import annotations
 
-import json
 import logging
-import mimetypes
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +78,8 @@ class ConverseEndpoint:
                     ws = route.path
                 if bosh is None and route.kind == "mod_bosh":
                     bosh = route.path
+            import json  # not at start-up
+
             domain = self.opts.get("default_domain") or self.server.default_domain
             settings: dict[str, Any] = {
                 "assets_path": f"{self.base}/dist/",
@@ -120,6 +120,8 @@ class ConverseEndpoint:
         # Only files under the resources folder (no "..", no symlink out of it).
         if not target.is_relative_to(self.resources) or not target.is_file():
             return web.Response(status=404, text="not found\n")
+        import mimetypes
+
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if target.suffix == ".wasm":
             content_type = "application/wasm"
