@@ -46,6 +46,7 @@ ip_address = "127.0.0.1"
 [[listen.http.handlers.mod_websockets]]
 host = "_"
 path = "/ws-xmpp"
+ping_rate = 30000  # browsers answer pings: an idle tab stays within the 60 s idle timeout
 
 [[listen.http.handlers.mod_bosh]]
 host = "_"

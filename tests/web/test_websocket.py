@@ -153,6 +153,22 @@ async def test_idle_timeout_and_stanza_size(tmp_path: Path) -> None:
             assert "<connection-timeout" in got[-2] and loop.time() - start < 3
 
 
+async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
+    # ping_rate: the client's automatic pongs are activity for the idle timeout
+    handlers = "timeout = 600\nping_rate = 200\n"
+    async with web_server(tmp_path, handlers=handlers) as server, \
+            aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=True) as ws:
+        await login(ws)
+        # (the client answers pings inside receive(), which restarts its own timeout on
+        # each: so the deadline is put around it)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.receive(), 1.5)  # nothing, not even a stream error
+        await ws.send_str("<iq xmlns='jabber:client' type='get' id='p'>"
+                          "<ping xmlns='urn:xmpp:ping'/></iq>")
+        assert "type=\"result\"" in await ws.receive_str(timeout=5)
+
+
 def _node_missing() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed"
