@@ -22,15 +22,25 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 		npm ci --prefix tests/js --no-audit --no-fund && touch $(JS_STAMP); \
 	else echo "npm not found: the xmpp.js tests will be skipped"; fi
 
+# The web client served by mod_conversejs (Converse.js, pinned in webclient/package.json) and
+# playwright-core for its browser test; fetched from npm, never committed.
+WEB_STAMP := webclient/node_modules/.installed
+
+$(WEB_STAMP): webclient/package.json webclient/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix webclient --no-audit --no-fund && touch $(WEB_STAMP); \
+	else echo "npm not found: /chat (mod_conversejs) will say how to install the web client"; fi
+
 # Prosody and ejabberd (Debian packages) for tests/interop; idempotent.
 peers:
 	bash .ci/install-peers
 
-.PHONY: serve test lint install js peers
-install: $(STAMP)
+.PHONY: serve test lint install js peers webclient
+install: $(STAMP) $(WEB_STAMP)
 js: $(JS_STAMP)
+webclient: $(WEB_STAMP)
 
-serve: $(STAMP)
+serve: $(STAMP) $(WEB_STAMP)
 	@# Byte-compile first: with PYTHONDONTWRITEBYTECODE set (as on our machines) every start
 	@# would otherwise recompile the package from source (~60 ms of start-up).
 	@$(BIN)/python -m compileall -q suricate
@@ -41,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/mypy suricate tests/typecheck
 	$(BIN)/lint-imports
 
-test: $(STAMP) $(JS_STAMP) peers
+test: $(STAMP) $(JS_STAMP) $(WEB_STAMP) peers
 	$(BIN)/ruff check suricate tests examples
 	$(BIN)/mypy suricate tests/typecheck
 	$(BIN)/lint-imports

@@ -68,7 +68,10 @@ def load_with_warnings(
     from suricate.net.certs import ensure_self_signed
 
     data = _data_dir(args)
-    default, per_host = ensure_self_signed(data / "certs", ["localhost"])
+    # The service subdomains MongooseIM's default config serves (MUC, pubsub, HTTP upload):
+    # a client that connects to them over TLS finds them in the certificate.
+    default, per_host = ensure_self_signed(data / "certs", ["localhost"],
+                                           services=("conference", "pubsub", "upload"))
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"))
     return parse_config(text, data), data, per_host, []
 

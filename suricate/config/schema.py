@@ -193,10 +193,14 @@ def http_tls() -> Section:
     options = _tls_common()
     options["certfile"] = Option(FilePath(), doc="Certificate (PEM); may also contain the key.")
     options["dhfile"] = Option(FilePath(), None, "Diffie-Hellman parameters (PEM).")
-    # The HTTPS listener only loads the certificate, key, password and ciphers.
-    for key in ("cacertfile", "verify_mode", "versions", "dhfile"):
-        options[key].inert = True
-    return Section(options, doc="HTTPS settings.", post=_tls_post)
+    return Section(options, doc="HTTPS settings.", post=_http_tls_post)
+
+
+def _http_tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    _tls_post(out, raw, path, ctx)
+    if out.get("verify_mode") == "selfsigned_peer":
+        # HTTPS is served by stdlib ssl (aiohttp), which has no verification callback.
+        ctx.error(join(path, "verify_mode"), 'HTTP listeners support "peer" and "none" only')
 
 
 def outgoing_tls(with_mode: bool, mode_default: str = "starttls") -> Section:
@@ -411,7 +415,10 @@ def _http_listener() -> Section:
                 Section(
                     {
                         "num_acceptors": Option(
-                            Int(min=1), 100, "Number of acceptors.", inert=True
+                            Int(min=1),
+                            100,
+                            "Number of acceptors (meaningless here: one asyncio loop accepts).",
+                            inert=True,
                         ),
                         "max_connections": Option(
                             IntOrInfinity(min=1), 1024, "Maximum open connections."
@@ -423,7 +430,14 @@ def _http_listener() -> Section:
             ),
             "protocol": Option(
                 Section(
-                    {"compress": Option(Bool(), False, "Compress HTTP responses.", inert=True)}
+                    {
+                        "compress": Option(
+                            Bool(),
+                            False,
+                            "Compress responses (gzip/deflate as the client accepts; "
+                            "not WebSocket messages).",
+                        )
+                    }
                 ),
                 DEFAULTS,
                 "HTTP protocol settings.",
@@ -432,20 +446,23 @@ def _http_listener() -> Section:
             "handlers": Option(
                 Section(
                     {
-                        "mod_bosh": Option(_handler(), [], "BOSH (XEP-0124/0206).", inert=True),
+                        "mod_bosh": Option(
+                            _handler(), [], "XMPP over BOSH (XEP-0124/0206), see http.md."
+                        ),
                         "mod_websockets": Option(
                             _handler(
                                 {
                                     "timeout": Option(
                                         IntOrInfinity(min=1, unit="milliseconds"),
-                                        None,
-                                        "Idle timeout.",
-                                        default_doc='"infinity"',
+                                        60000,
+                                        "Idle timeout: the stream ends with connection-timeout "
+                                        "when nothing (not even a pong) arrived for this long.",
                                     ),
                                     "ping_rate": Option(
                                         Int(min=1, unit="milliseconds"),
                                         None,
-                                        "Interval of websocket pings; none by default.",
+                                        "Interval of WebSocket pings; none by default. A "
+                                        "ping unanswered for half the interval closes.",
                                     ),
                                     "max_stanza_size": Option(
                                         IntOrInfinity(min=1, unit="bytes"),
@@ -464,8 +481,7 @@ def _http_listener() -> Section:
                                 }
                             ),
                             [],
-                            "XMPP over WebSocket (RFC 7395).",
-                            inert=True,
+                            "XMPP over WebSocket (RFC 7395), see http.md.",
                         ),
                         "mongoose_graphql_handler": Option(
                             _handler(
@@ -495,6 +511,40 @@ def _http_listener() -> Section:
                         ),
                         "mongoose_prometheus_handler": Option(
                             _handler(), [], "Prometheus metrics endpoint."
+                        ),
+                        "mod_conversejs": Option(
+                            _handler(
+                                {
+                                    "websocket_url": Option(
+                                        Str(),
+                                        None,
+                                        "WebSocket endpoint the client uses.",
+                                        default_doc="the mod_websockets handler of this "
+                                        "listener, on the page's own host",
+                                    ),
+                                    "bosh_service_url": Option(
+                                        Str(),
+                                        None,
+                                        "BOSH endpoint the client uses.",
+                                        default_doc="the mod_bosh handler of this listener",
+                                    ),
+                                    "default_domain": Option(
+                                        Str(),
+                                        None,
+                                        "Domain of the accounts that log in and register.",
+                                        default_doc="general.default_server_domain",
+                                    ),
+                                    "conversejs_resources": Option(
+                                        Str(),
+                                        None,
+                                        "Folder of Converse.js's dist files.",
+                                        default_doc="webclient/node_modules/converse.js/dist "
+                                        "of the source tree (`make webclient`)",
+                                    ),
+                                }
+                            ),
+                            [],
+                            "Converse.js web client (as ejabberd's mod_conversejs), see http.md.",
                         ),
                     },
                     unavailable={

@@ -177,7 +177,7 @@ class Server:
         for opts in self.cfg["listen"].get("http", []):
             # Imported only when configured: a server without HTTP pays nothing for it.
             from suricate.net.http.listener import HttpListener
-            http = HttpListener(opts, self._http_factories(), self.spawn)
+            http = HttpListener(opts, self._http_factories(), self.spawn, self.is_local_domain)
             await http.start()
             self.http_listeners.append(http)
         self.started_at = time.time()
@@ -189,11 +189,31 @@ class Server:
         log.info("server_started hosts=%s", ",".join(sorted(self.hosts)))
 
     def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:
+        # Imported only when an HTTP listener is configured (start-up time).
+        from suricate.net.http.bosh import BoshEndpoint
+        from suricate.net.http.conversejs import ConverseEndpoint
+        from suricate.net.http.websocket import WebSocketEndpoint
+
         factories: dict[str, Callable[[Mapping[str, Any]], HttpHandler]] = {
-            "mongoose_prometheus_handler": self._prometheus_endpoint}
+            "mongoose_prometheus_handler": self._prometheus_endpoint,
+            "mod_websockets": functools.partial(WebSocketEndpoint, self),
+            "mod_bosh": lambda opts: BoshEndpoint(self, opts, self._bosh_options()),
+            "mod_conversejs": functools.partial(ConverseEndpoint, self),
+        }
         for kind, make in self.http_handlers.items():
             factories[kind] = functools.partial(make, self)
         return factories
+
+    def _bosh_options(self) -> Mapping[str, Any]:
+        module = self.modules.get("mod_bosh")
+        if module is not None:
+            return module.opts
+        # MongooseIM 6.4 needs both the handler and the module; without the module its
+        # defaults apply, and the operator is told.
+        log.warning("bosh_without_module: [modules.mod_bosh] is not configured, its defaults "
+                    "apply")
+        return module_defaults(self.module_registry["mod_bosh"].options, "mod_bosh",
+                               self.base_dir)
 
     def _prometheus_endpoint(self, opts: Mapping[str, Any]) -> HttpHandler:
         from suricate.instrument.prometheus import PrometheusHandler
@@ -227,6 +247,11 @@ class Server:
         def factory(conn: Connection) -> Component:
             return Component(self, conn, opts)
         return factory
+
+    def make_c2s(self, conn: Any, opts: Mapping[str, Any]) -> C2S:
+        """A c2s session over another transport (WebSocket, BOSH): the same engine as TCP,
+        ``conn`` being the transport adapter (TLS, if any, is the transport's)."""
+        return C2S(self, conn, opts, None)
 
     def _c2s_factory(self, opts: Mapping[str, Any], tls: TLSConfig | None) -> Any:
         def factory(conn: Connection) -> C2S:

@@ -58,16 +58,23 @@ def _covers(certfile: Path, names: Sequence[str]) -> bool:
     return set(names) <= have and fresh
 
 
-def ensure_self_signed(directory: Path, hosts: Sequence[str]) -> tuple[CertKey, dict[str, CertKey]]:
-    """Return the default certificate and one per host, generating what is missing."""
+def ensure_self_signed(directory: Path, hosts: Sequence[str], services: Sequence[str] = ()
+                       ) -> tuple[CertKey, dict[str, CertKey]]:
+    """Return the default certificate and one per host, generating what is missing. Each
+    host's certificate also names its ``services`` subdomains (``conference.<host>``...)."""
     directory.mkdir(parents=True, exist_ok=True)
+
+    def names(host: str) -> list[str]:
+        return [host, *(f"{service}.{host}" for service in services)]
+
     default_cert, default_key = directory / "server.crt", directory / "server.key"
-    if not _covers(default_cert, hosts):
-        _generate(list(hosts), default_cert, default_key)
+    everything = [name for host in hosts for name in names(host)]
+    if not _covers(default_cert, everything):
+        _generate(everything, default_cert, default_key)
     per_host: dict[str, CertKey] = {}
     for host in hosts:
         cert, key = directory / f"{host}.crt", directory / f"{host}.key"
-        if not _covers(cert, [host]):
-            _generate([host], cert, key)
+        if not _covers(cert, names(host)):
+            _generate(names(host), cert, key)
         per_host[host] = CertKey(str(cert), str(key))
     return CertKey(str(default_cert), str(default_key)), per_host

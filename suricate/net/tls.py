@@ -391,3 +391,39 @@ class TLSLayer:
         # TLS 1.2: tls-exporter is only safe with the extended master secret (RFC 9266 §3),
         # which we cannot check through pyOpenSSL; offer the two classic types.
         return ["tls-unique", "tls-server-end-point"]
+
+
+# -- stdlib ssl for the HTTP listeners ----------------------------------------------------------
+_STDLIB_VERSIONS = {"tlsv1.2": "TLSv1_2", "tlsv1.3": "TLSv1_3"}
+
+
+def stdlib_server_context(opts: Mapping[str, Any]) -> Any:
+    """An ``ssl.SSLContext`` from ``listen.http[].tls``: aiohttp's server takes stdlib contexts
+    only (no memory BIO), so HTTPS is the one place where stdlib ``ssl`` serves. Same options,
+    same meaning as ``TLSConfig``: versions, ciphers, verify_mode with cacertfile, password,
+    dhfile. ``selfsigned_peer`` is refused by the configuration (stdlib ssl has no verify
+    callback)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    versions = [getattr(ssl.TLSVersion, _STDLIB_VERSIONS[v])
+                for v in (opts.get("versions") or ["tlsv1.2", "tlsv1.3"])]
+    ctx.minimum_version = min(versions)
+    ctx.maximum_version = max(versions)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    ctx.set_ciphers(opts.get("ciphers") or DEFAULT_CIPHERS)
+    ctx.load_cert_chain(opts["certfile"], opts.get("keyfile") or opts["certfile"],
+                        password=opts.get("password"))
+    if opts.get("dhfile"):
+        ctx.load_dh_params(opts["dhfile"])
+    if (opts.get("verify_mode") or "none") == "none":
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        # Ask for a client certificate, do not require one (as TLSConfig does for c2s).
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        if opts.get("cacertfile"):
+            ctx.load_verify_locations(opts["cacertfile"])
+        else:
+            ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    return ctx

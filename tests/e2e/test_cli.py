@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -129,8 +130,8 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
 
 # The interop peers listen on 127.0.0.2-3:5222: same xdist worker, never at the same time.
 @pytest.mark.xdist_group("fixed-ports")
-def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
-    for port in (5222, 5223):
+def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
+    for port in (5222, 5223, 5280):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -143,9 +144,35 @@ def test_default_serve_starts_on_5222_and_5223(tmp_path: Path) -> None:
     try:
         _wait_port(5222)
         _wait_port(5223)
+        _wait_port(5280)
+        # XMPP over WebSocket on loopback, announced by XEP-0156 discovery
+        import urllib.error
+        import urllib.request
+        with urllib.request.urlopen("http://localhost:5280/.well-known/host-meta.json",
+                                    timeout=10) as resp:
+            links = json.loads(resp.read())["links"]
+        assert {"rel": "urn:xmpp:alt-connections:websocket",
+                "href": "ws://localhost:5280/ws-xmpp"} in links
+        assert {"rel": "urn:xmpp:alt-connections:xbosh",
+                "href": "http://localhost:5280/http-bind"} in links
+        # the web client: served once `make webclient` fetched it, else a page saying how
+        installed = (Path(__file__).parents[2] / "webclient" / "node_modules" / "converse.js"
+                     / "dist" / "converse.min.js").is_file()
+        try:
+            with urllib.request.urlopen("http://localhost:5280/chat", timeout=10) as resp:
+                status, page = resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            status, page = err.code, err.read().decode()
+        assert (status, "converse.initialize" in page) == ((200, True) if installed
+                                                           else (503, False))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
-        assert (tmp_path / "data" / "certs" / "server.crt").is_file()
+        from cryptography import x509
+        cert = x509.load_pem_x509_certificate(
+            (tmp_path / "data" / "certs" / "server.crt").read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert set(san.get_values_for_type(x509.DNSName)) >= {
+            "localhost", "conference.localhost", "pubsub.localhost", "upload.localhost"}
     finally:
         if proc.poll() is None:
             proc.kill()

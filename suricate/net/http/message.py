@@ -1,21 +1,14 @@
-"""HTTP/1.1 requests and responses as plain data (RFC 9112), and the handler interface."""
+"""HTTP requests and responses as plain data, and the handler interface.
+
+Handlers that answer one request with one document (GraphQL, metrics, host-meta) see only
+these dataclasses, so they do not depend on the HTTP library; the listener converts. Handlers
+that hold the connection (WebSocket, BOSH long polls) implement ``handle_web`` and get
+aiohttp's request themselves."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qs
-
-REASONS = {
-    101: "Switching Protocols", 200: "OK", 204: "No Content", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
-    415: "Unsupported Media Type", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
 
 
 @dataclass
@@ -30,22 +23,13 @@ class Request:
 
     @property
     def host(self) -> str:
-        """The Host header without its port (RFC 9110 §7.2)."""
-        host = self.headers.get("host", "")
-        if host.startswith("["):
-            return host[1:host.find("]")] if "]" in host else host
-        return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
+        return host_of(self.headers.get("host", ""))
 
     @property
     def query(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
+        from urllib.parse import parse_qs  # not at start-up: urllib.parse costs milliseconds
 
-    @property
-    def keep_alive(self) -> bool:
-        conn = self.headers.get("connection", "").lower()
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in conn
-        return "close" not in conn
+        return {k: v[-1] for k, v in parse_qs(self.query_string, keep_blank_values=True).items()}
 
 
 @dataclass
@@ -53,9 +37,6 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    #: For protocol upgrades (WebSocket): after the response is written, the connection's
-    #: transport is handed to the protocol this returns.
-    upgrade: Callable[[Any], Any] | None = None
 
     @classmethod
     def text(cls, status: int, text: str, content_type: str = "text/plain; charset=utf-8",
@@ -64,18 +45,17 @@ class Response:
 
     @classmethod
     def json(cls, status: int, value: Any, headers: dict[str, str] | None = None) -> Response:
+        import json
+
         body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         return cls(status, body, {"content-type": "application/json", **(headers or {})})
 
-    def head(self, keep_alive: bool) -> bytes:
-        lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}"]
-        headers = dict(self.headers)
-        if self.upgrade is None:
-            headers["content-length"] = str(len(self.body))
-            headers.setdefault("connection", "keep-alive" if keep_alive else "close")
-        headers.setdefault("server", "suricate")
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+def host_of(header: str) -> str:
+    """The Host header without its port, lowercased (RFC 9110 §7.2)."""
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0].lower() if ":" in header else header.lower()
 
 
 class HttpHandler(Protocol):

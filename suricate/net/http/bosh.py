@@ -1,0 +1,444 @@
+"""``mod_bosh``: XMPP over BOSH (XEP-0124, XEP-0206) as a ``[[listen.http]]`` handler.
+
+A BOSH session is one c2s session, whatever the HTTP connections under it: ``BoshSession``
+offers the ``C2S`` engine the TCP driver's interface (as the WebSocket adapter does), so SASL,
+SASL2, stream management and every module work unchanged. Translation at the edge:
+
+- in: the session creation request and every ``xmpp:restart`` become the stream header the
+  C2S parser expects; the children of each ``<body/>`` are fed in ``rid`` order;
+  ``type='terminate'`` becomes ``</stream:stream>``.
+- out: every element the C2S writes waits in the session until a request is held, then
+  leaves in that request's response (all the elements of one loop tick in one body). Our
+  stream header is not sent (its id is the creation response's ``authid``), the stream end
+  becomes ``type='terminate'``.
+
+Requests (XEP-0124 §§7-14): the server holds up to ``hold`` requests, answers the oldest when
+it has data or after ``wait`` seconds, processes payloads strictly in ``rid`` order (a request
+ahead of a gap waits for it, within the ``requests`` window), replays the cached response of
+a ``rid`` it already answered (§14.3), and ends the session with ``item-not-found`` for a
+``rid`` outside the window or an unknown ``sid``, ``bad-request`` for a malformed body. With
+no request held for ``inactivity`` seconds (or the ``pause`` asked for, up to ``max_pause``),
+the session ends as a lost connection (stream management may keep it resumable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.instrument.events import SPIRAL, declare
+from suricate.net.http.message import Request, Response
+from suricate.net.http.websocket import _to_message
+from suricate.protocol.errors import StreamError
+from suricate.xml import ns
+from suricate.xml.element import Element, escape_attr
+from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.bosh")
+
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+XBOSH = "urn:xmpp:xbosh"
+VERSION = "1.11"
+DEFAULT_WAIT = 60
+MAX_HOLD = 2
+CORS = {"Access-Control-Allow-Origin": "*"}
+PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
+             "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
+
+BOSH_DATA_RECEIVED = declare(
+    "mod_bosh_data_received", (), {"byte_size": SPIRAL},
+    "Data received from clients over BOSH (request bodies).")
+BOSH_DATA_SENT = declare(
+    "mod_bosh_data_sent", (), {"byte_size": SPIRAL},
+    "Data sent to clients over BOSH (response bodies).")
+
+_STREAM_CLOSE = b"</stream:stream>"
+_RESTART = re.compile(rb"""\s[\w.-]+:restart=['"]true['"]""")
+_XMPP_VERSION = re.compile(rb"""\s[\w.-]+:version=['"]([0-9.]+)['"]""")
+_STREAM_ID = re.compile(rb"""\sid=['"]([^'"]+)['"]""")
+_EMPTY = f"<body xmlns='{HTTPBIND}'/>".encode()
+
+
+def _terminate(condition: str | None = None, content: bytes = b"") -> bytes:
+    cond = f" condition='{condition}'" if condition else ""
+    head = f"<body xmlns='{HTTPBIND}' type='terminate'{cond}"
+    if not content:
+        return (head + "/>").encode()
+    return head.encode() + b" xmlns:stream='" + ns.STREAM.encode() + b"'>" + content + b"</body>"
+
+
+class BoshEndpoint:
+    """One ``[[listen.http.handlers.mod_bosh]]`` entry: the sessions by ``sid``."""
+
+    def __init__(self, server: Server, opts: Mapping[str, Any],
+                 mod_opts: Mapping[str, Any]) -> None:
+        self.server = server
+        self.opts = opts
+        # [modules.mod_bosh] (inactivity, max_wait, server_acks, max_pause), or its defaults
+        # when only the handler is configured: handed over by the server.
+        self.mod_opts: Mapping[str, Any] = mod_opts
+        self.c2s_opts: dict[str, Any] = {"access": "all", "shaper": "none",
+                                         "max_stanza_size": None, "state_timeout": 5000,
+                                         "backwards_compatible_session": True}
+        self.sessions: dict[str, BoshSession] = {}
+
+    async def handle(self, request: Request) -> Response:
+        return Response.text(405, "BOSH: POST only\n", headers={"allow": "POST, OPTIONS"})
+
+    async def handle_web(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web
+
+        if request.method == "OPTIONS":  # CORS preflight of a page on another origin
+            return web.Response(status=200, headers=PREFLIGHT)
+        if request.method != "POST":
+            return web.Response(status=405, text="XMPP over BOSH (XEP-0206): POST only\n",
+                                headers={"Allow": "POST, OPTIONS", **CORS})
+        body = await request.read()
+        instrument = self.server.instrument
+        if instrument.enabled:
+            instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
+        out = await self.serve(body, request)
+        if instrument.enabled:
+            instrument.emit(BOSH_DATA_SENT, {}, {"byte_size": len(out)})
+        return web.Response(body=out, headers={"Content-Type": "text/xml; charset=utf-8",
+                                               **CORS})
+
+    async def serve(self, raw: bytes, request: web.BaseRequest) -> bytes:
+        try:
+            attrs, children = _parse_body(raw)
+            rid = int(attrs["rid"])
+        except (XMLStreamError, KeyError, ValueError):
+            # XEP-0124 §17.2: a malformed body ends the session it names, if any.
+            session = self.sessions.get(_sid_of(raw) or "")
+            if session is not None:
+                session.fail("bad-request")
+            return _terminate("bad-request")
+        sid = attrs.get("sid")
+        if sid is None:
+            session = BoshSession(self, secrets.token_urlsafe(16), request)
+            self.sessions[session.sid] = session
+            return await session.create(rid, attrs)
+        session = self.sessions.get(sid)
+        if session is None:
+            return _terminate("item-not-found")  # XEP-0124 §17.3: unknown sid
+        return await session.request(rid, attrs, children, raw)
+
+    def shutdown(self) -> None:
+        for session in list(self.sessions.values()):
+            if session.handler is not None:
+                session.handler.stream_error(StreamError("system-shutdown"))
+
+
+class BoshSession:
+    """One BOSH session; what its C2S sees is the TCP driver's interface."""
+
+    __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
+                 "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
+                 "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
+                 "_ack_pending", "_created_rid")
+
+    def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
+        self.endpoint = endpoint
+        self.sid = sid
+        self.loop = asyncio.get_running_loop()
+        transport = request.transport
+        self.peer = transport.get_extra_info("peername") if transport else None
+        ssl_object = transport.get_extra_info("ssl_object") if transport else None
+        from suricate.net.http.websocket import _StdlibTLS
+
+        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None else None
+        self.handler: C2S | None = None
+        self.closing = False
+        self.wait = DEFAULT_WAIT
+        self.hold = 1
+        self.requests = 2
+        self.rid = 0  # the last rid whose payload was processed
+        # Requests held for the server's next words: (rid, future of the response body).
+        self.held: deque[tuple[int, asyncio.Future[bytes], asyncio.TimerHandle]] = deque()
+        # Requests ahead of a gap in rids, waiting for it to fill (XEP-0124 §14.3).
+        self.ahead: dict[int, tuple[dict[str, str], list[bytes], bytes,
+                                    asyncio.Future[bytes]]] = {}
+        self.out: list[bytes] = []  # elements for the next response
+        self.cache: dict[int, bytes] = {}  # responses by rid, for replays
+        self.stream_id = ""
+        self.domain = ""
+        self.lang = "en"
+        self._timer: asyncio.TimerHandle | None = None  # inactivity
+        self._flush_handle: asyncio.Handle | None = None
+        self._terminated: bytes | None = None  # the terminate body, once the stream ended
+        self._pause: int | None = None
+        self._ack_pending = False
+        self._created_rid = -1
+
+    # -- requests -------------------------------------------------------------------------------
+    async def create(self, rid: int, attrs: dict[str, str]) -> bytes:
+        mod = self.endpoint.mod_opts
+        try:
+            wait = int(attrs.get("wait", DEFAULT_WAIT))
+            hold = int(attrs.get("hold", 1))
+        except ValueError:
+            self._forget()
+            return _terminate("bad-request")
+        max_wait = mod.get("max_wait")
+        self.wait = max(1, min(wait, max_wait) if max_wait else wait)
+        self.hold = max(0, min(hold, MAX_HOLD))
+        self.requests = self.hold + 1  # XEP-0124 §7.1: at least hold + 1
+        self.rid = rid
+        self.domain = attrs.get("to", "")
+        self.lang = attrs.get("xml:lang", "en")
+        self._ack_pending = attrs.get("ack") == "1" and bool(mod.get("server_acks"))
+        self._created_rid = rid
+        self.handler = self.endpoint.server.make_c2s(
+            self, self.endpoint.c2s_opts)  # the same c2s engine as TCP
+        future = self.loop.create_future()
+        self._hold(rid, future)
+        self._feed(self._stream_header(attrs.get("xmpp:version") or "1.0"))
+        return await future
+
+    async def request(self, rid: int, attrs: dict[str, str], children: list[bytes],
+                      raw: bytes) -> bytes:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if rid <= self.rid:
+            cached = self.cache.get(rid)
+            if cached is not None:
+                return cached  # XEP-0124 §14.3: the client lost our response; same again
+            self.fail("item-not-found")
+            return _terminate("item-not-found")
+        if rid > self.rid + self.requests:
+            self.fail("item-not-found")  # far outside the window: not this client
+            return _terminate("item-not-found")
+        future = self.loop.create_future()
+        self.ahead[rid] = (attrs, children, raw, future)
+        while self.rid + 1 in self.ahead:
+            next_rid = self.rid + 1
+            a, c, r, f = self.ahead.pop(next_rid)
+            self.rid = next_rid
+            self._process(next_rid, a, c, r, f)
+        return await future
+
+    def _process(self, rid: int, attrs: dict[str, str], children: list[bytes], raw: bytes,
+                 future: asyncio.Future[bytes]) -> None:
+        if self._terminated is not None:
+            self._answer(rid, future, self._terminated)
+            self._forget()
+            return
+        self._hold(rid, future)
+        pause = attrs.get("pause")
+        if pause is not None:
+            try:
+                seconds = int(pause)
+            except ValueError:
+                seconds = -1
+            if not 0 < seconds <= self.endpoint.mod_opts.get("max_pause", 120):
+                self.fail("policy-violation")  # XEP-0124 §10: pause over maxpause
+                return
+            self._pause = seconds
+            self._release(all_held=True)  # §10: answer every held request now
+        if _RESTART.search(raw[:raw.find(b">")]):
+            # XEP-0206 §5: a stream restart (after SASL); the C2S made a new parser for it.
+            self._feed(self._stream_header("1.0"))
+        for child in children:
+            self._feed(child)
+        if attrs.get("type") == "terminate":
+            self._feed(_STREAM_CLOSE)  # XEP-0124 §12: the client ends the session
+        self._schedule()
+
+    def _hold(self, rid: int, future: asyncio.Future[bytes]) -> None:
+        timer = self.loop.call_later(self.wait, self._wait_expired, future)
+        self.held.append((rid, future, timer))
+        while len(self.held) > max(self.hold, 1):
+            self._release()  # §11: over hold, the oldest is answered (empty if nothing)
+
+    def _wait_expired(self, future: asyncio.Future[bytes]) -> None:
+        for index, (rid, held, _timer) in enumerate(self.held):
+            if held is future:
+                del self.held[index]
+                self._answer(rid, future, self._body(b""))
+                break
+        self._idle()
+
+    def _release(self, all_held: bool = False) -> None:
+        while self.held:
+            rid, future, timer = self.held.popleft()
+            timer.cancel()
+            content = b"".join(self.out)
+            self.out.clear()
+            self._answer(rid, future, self._body(content, rid))
+            if not all_held:
+                break
+        self._idle()
+
+    def _answer(self, rid: int, future: asyncio.Future[bytes], body: bytes) -> None:
+        if not future.done():
+            future.set_result(body)
+        self.cache[rid] = body
+        # Keep the responses a client may still ask for again (its window of requests).
+        for old in [r for r in self.cache if r <= rid - self.requests]:
+            del self.cache[old]
+
+    def _body(self, content: bytes, rid: int = -1) -> bytes:
+        attrs = ""
+        if rid == self._created_rid:
+            mod = self.endpoint.mod_opts
+            inactivity = mod.get("inactivity")
+            attrs = (f" sid='{self.sid}' wait='{self.wait}' requests='{self.requests}'"
+                     f" hold='{self.hold}' ver='{VERSION}' polling='1'"
+                     f" maxpause='{mod.get('max_pause', 120)}'"
+                     + (f" inactivity='{inactivity}'" if inactivity else "")
+                     + f" from='{escape_attr(self.domain)}' authid='{self.stream_id}'"
+                     f" xmlns:xmpp='{XBOSH}' xmpp:version='1.0' xmpp:restartlogic='true'")
+            if self.tls is not None:
+                attrs += " secure='true'"
+            if self._ack_pending:
+                attrs += f" ack='{rid}'"
+        elif self._ack_pending and rid != self.rid and rid >= 0:
+            attrs = f" ack='{self.rid}'"  # XEP-0124 §9.1: the highest rid processed
+        if not content:
+            return f"<body xmlns='{HTTPBIND}'{attrs}/>".encode() if attrs else _EMPTY
+        return (f"<body xmlns='{HTTPBIND}' xmlns:stream='{ns.STREAM}'{attrs}>".encode()
+                + content + b"</body>")
+
+    def _idle(self) -> None:
+        """No request held: the inactivity clock runs (XEP-0124 §7.1, §10)."""
+        if self.held or self._timer is not None:
+            return
+        seconds = self._pause or self.endpoint.mod_opts.get("inactivity")
+        self._pause = None
+        if seconds:
+            self._timer = self.loop.call_later(seconds, self._inactive)
+
+    def _inactive(self) -> None:
+        self._timer = None
+        if self.held:
+            return
+        log.info("bosh_session_inactive sid=%s", self.sid)
+        self.fail("item-not-found")  # requests still ahead of a gap learn it ended
+
+    def fail(self, condition: str) -> None:
+        """End the session with a terminal binding condition (XEP-0124 §17)."""
+        body = _terminate(condition)
+        while self.held:
+            rid, future, timer = self.held.popleft()
+            timer.cancel()
+            self._answer(rid, future, body)
+        for _, _, _, future in self.ahead.values():
+            if not future.done():
+                future.set_result(body)
+        self.ahead.clear()
+        self._forget()
+        self._lost()
+
+    def _forget(self) -> None:
+        self.endpoint.sessions.pop(self.sid, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _lost(self) -> None:
+        self.closing = True
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(None)
+
+    # -- the C2S side ---------------------------------------------------------------------------
+    def _stream_header(self, version: str) -> bytes:
+        return (f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}'"
+                f" to='{escape_attr(self.domain)}' version='{escape_attr(version)}'"
+                f" xml:lang='{escape_attr(self.lang)}'>").encode()
+
+    def _feed(self, data: bytes) -> None:
+        if self.handler is not None and not self.closing:
+            self.handler.data_received(data)
+
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if data.startswith(b"<?xml") or data.startswith(b"<stream:stream"):
+            found = _STREAM_ID.search(data)
+            if found:
+                self.stream_id = found.group(1).decode()
+            return
+        if data == _STREAM_CLOSE:
+            return  # the terminate body says it (close() follows)
+        self.out.append(_to_message(data))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self.out and self.held:
+            self._release()
+
+    def close(self) -> None:
+        """The stream ended (our </stream:stream>): the next response terminates."""
+        if self.closing:
+            return
+        self.closing = True
+        body = _terminate("remote-stream-error" if any(
+            o.startswith(b"<stream:error") for o in self.out) else None, b"".join(self.out))
+        self.out.clear()
+        self._terminated = body
+        if self.held:
+            rid, future, timer = self.held.popleft()
+            timer.cancel()
+            self._answer(rid, future, body)
+            while self.held:
+                rid, future, timer = self.held.popleft()
+                timer.cancel()
+                self._answer(rid, future, _terminate())
+            self._forget()
+        else:
+            # Delivered on the next request; gone after the inactivity time anyway.
+            self._idle()
+        self.handler = None  # the C2S ended its session itself
+
+    def abort(self) -> None:
+        self.fail("undefined-condition")
+
+    def pause_reading(self) -> None:
+        pass  # requests are fed as they come; the C2S keeps its own backlog while busy
+
+    def resume_reading(self) -> None:
+        pass
+
+    def start_tls(self, config: Any) -> None:
+        raise RuntimeError("no STARTTLS over BOSH")
+
+
+def _parse_body(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
+    """The attributes of ``<body/>`` and its children serialized for the C2S stream (RFC 6120
+    §11 restrictions apply: no DTD, no entities)."""
+    parser = StreamParser()
+    events = parser.feed(raw)
+    if not events or not isinstance(events[0], StreamOpen):
+        raise XMLStreamError("bad-format")
+    head = events[0]
+    if head.name != "body" or head.xmlns != HTTPBIND or not isinstance(events[-1], StreamClose):
+        raise XMLStreamError("bad-format")
+    attrs = dict(head.attrs)
+    found = _XMPP_VERSION.search(raw[:raw.find(b">")])
+    if found:
+        attrs["xmpp:version"] = found.group(1).decode()
+    children = [e.to_bytes(ns.CLIENT) for e in events[1:-1] if isinstance(e, Element)]
+    return attrs, children
+
+
+def _sid_of(raw: bytes) -> str | None:
+    found = re.search(rb"""\ssid=['"]([^'"]+)['"]""", raw[:2048])
+    return found.group(1).decode() if found else None

@@ -1,0 +1,129 @@
+"""``mod_conversejs``: the Converse.js web client served by the server itself (named after
+ejabberd's handler), preconfigured for the domain and this listener's WebSocket (or BOSH)
+endpoint, so a browser on ``http://localhost:5280/chat`` can register and chat with no set-up.
+
+Converse.js is not committed: ``make webclient`` (run by ``make install``) fetches the pinned
+npm package into ``webclient/node_modules/converse.js`` (see ``webclient/package.json``); the
+``conversejs_resources`` option points elsewhere. Without the files the page says how to get
+them (503) instead of failing silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suricate.net.http.message import Request, Response
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from suricate.core.server import Server
+    from suricate.net.http.listener import HttpListener
+
+log = logging.getLogger("suricate.http")
+
+#: Where `make webclient` puts Converse.js in a source tree.
+DEFAULT_RESOURCES = Path(__file__).parents[3] / "webclient" / "node_modules" / "converse.js" \
+    / "dist"
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Suricate chat</title>
+<link rel="stylesheet" href="{base}/dist/converse.min.css">
+</head>
+<body class="converse-fullscreen">
+<noscript>This XMPP web client (Converse.js) needs JavaScript.</noscript>
+<script type="module">
+import converse from "{base}/dist/converse.min.js";
+const settings = {settings};
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+if (settings.websocket_url && settings.websocket_url.startsWith("/")) {{
+  settings.websocket_url = scheme + location.host + settings.websocket_url;
+}}
+if (settings.bosh_service_url && settings.bosh_service_url.startsWith("/")) {{
+  settings.bosh_service_url = location.origin + settings.bosh_service_url;
+}}
+converse.initialize(settings);
+</script>
+</body>
+</html>
+"""
+
+
+class ConverseEndpoint:
+    def __init__(self, server: Server, opts: Mapping[str, Any],
+                 listener: HttpListener | None = None) -> None:
+        self.server = server
+        self.opts = opts
+        self.base = opts["path"].rstrip("/")
+        self.resources = Path(opts.get("conversejs_resources") or DEFAULT_RESOURCES).resolve()
+        if not (self.resources / "converse.min.js").is_file():
+            log.warning("conversejs_missing resources=%s: run `make webclient` (npm) or set "
+                        "conversejs_resources", self.resources)
+        self.listener = listener
+        self._page: bytes | None = None
+
+    def page(self) -> bytes:
+        if self._page is None:
+            ws, bosh = self.opts.get("websocket_url"), self.opts.get("bosh_service_url")
+            routes = self.listener.routes if self.listener is not None else []
+            for route in routes:
+                if ws is None and route.kind == "mod_websockets":
+                    ws = route.path
+                if bosh is None and route.kind == "mod_bosh":
+                    bosh = route.path
+            import json  # not at start-up
+
+            domain = self.opts.get("default_domain") or self.server.default_domain
+            settings: dict[str, Any] = {
+                "assets_path": f"{self.base}/dist/",
+                "view_mode": "fullscreen",
+                "default_domain": domain,
+                "registration_domain": domain,
+                "allow_registration": True,
+                "discover_connection_methods": False,
+                "auto_reconnect": True,
+                "show_client_info": False,
+            }
+            if ws:
+                settings["websocket_url"] = ws
+            if bosh:
+                settings["bosh_service_url"] = bosh
+            self._page = _PAGE.format(base=self.base,
+                                      settings=json.dumps(settings, indent=1)).encode()
+        return self._page
+
+    async def handle(self, request: Request) -> Response:
+        return Response.text(405, "GET only\n")
+
+    async def handle_web(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web
+
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="GET only\n", headers={"Allow": "GET, HEAD"})
+        rest = request.path[len(self.base):]
+        if rest in ("", "/"):
+            if not (self.resources / "converse.min.js").is_file():
+                return web.Response(status=503, text="The web client is not installed: run "
+                                    "`make webclient` (needs npm).\n")
+            return web.Response(body=self.page(), content_type="text/html", charset="utf-8",
+                                headers={"Cache-Control": "no-cache"})
+        if not rest.startswith("/dist/"):
+            return web.Response(status=404, text="not found\n")
+        target = (self.resources / rest[len("/dist/"):]).resolve()
+        # Only files under the resources folder (no "..", no symlink out of it).
+        if not target.is_relative_to(self.resources) or not target.is_file():
+            return web.Response(status=404, text="not found\n")
+        import mimetypes
+
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if target.suffix == ".wasm":
+            content_type = "application/wasm"
+        return web.FileResponse(target, headers={"Content-Type": content_type,
+                                                 "Cache-Control": "max-age=86400"})

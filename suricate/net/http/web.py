@@ -1,0 +1,59 @@
+"""The aiohttp side of ``[[listen.http]]``: imported when the first HTTP connection arrives
+(see listener.py), never at start-up.
+
+aiohttp's low-level ``web.Server`` is the protocol factory of our listening socket; every
+request comes to ``dispatch``, which finds the route and either converts the request to our
+plain ``Request`` (document handlers: GraphQL, metrics, host-meta) or hands aiohttp's request
+to the handler's ``handle_web`` (connection-holding handlers: WebSocket, BOSH).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from suricate.net.http.message import Request, Response, host_of
+
+if TYPE_CHECKING:
+    from suricate.net.http.listener import HttpListener
+
+def make_server(listener: HttpListener) -> web.Server:
+    async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+        host = host_of(request.headers.get("Host", ""))
+        path = request.path
+        if listener.host_meta is not None and path.startswith("/.well-known/host-meta"):
+            return to_aiohttp(await listener.host_meta.handle(_convert(request, b"")),
+                              request, listener.compress)
+        route = listener.find(host, path)
+        if route is None:
+            return web.Response(status=404, text="not found\n")
+        native = getattr(route.handler, "handle_web", None)
+        if native is not None:
+            return await native(request)  # type: ignore[no-any-return]
+        body = await request.read() if request.can_read_body else b""
+        response = await route.handler.handle(_convert(request, body))
+        return to_aiohttp(response, request, listener.compress)
+
+    # Bodies over 1 MiB are refused with 413 by aiohttp's request (client_max_size).
+    return web.Server(dispatch, access_log=None)
+
+
+def _convert(request: web.BaseRequest, body: bytes) -> Request:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    version = f"HTTP/{request.version.major}.{request.version.minor}"
+    peer: Any = request.transport.get_extra_info("peername") if request.transport else None
+    return Request(request.method, request.path, request.query_string, version, headers,
+                   body, peer)
+
+
+def to_aiohttp(response: Response, request: web.BaseRequest,
+               compress: bool) -> web.Response:
+    out = web.Response(status=response.status, body=response.body, headers=response.headers)
+    if compress and len(response.body) > 256:
+        # listen.http protocol.compress: gzip or deflate as the client's Accept-Encoding allows.
+        out.enable_compression()
+    return out

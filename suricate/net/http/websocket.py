@@ -1,0 +1,396 @@
+"""``mod_websockets``: XMPP over WebSocket (RFC 7395) as a ``[[listen.http]]`` handler.
+
+A WebSocket session is a c2s session like any other: the same ``C2S`` engine (SASL, SASL2,
+Bind 2, FAST, stream management, every module) is driven through ``WebSocketTransport``, which
+offers the C2S the interface of the TCP driver (``net/connection.py``: write, close, abort,
+pause/resume reading, ``peer``, ``tls``, ``loop``). Only the framing differs, and it is
+translated here, at the edge, so the engine never knows:
+
+- in: ``<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' .../>`` becomes the stream header
+  the C2S parser expects (``<stream:stream xmlns='jabber:client' ...>``, same attributes);
+  ``<close/>`` becomes ``</stream:stream>``; every other message (one complete element,
+  RFC 7395 §3.3.3) is fed unchanged after it.
+- out: each write of the C2S is one element (or our header, or ``</stream:stream>``) and
+  becomes one text message: the header becomes ``<open/>``, the stream end ``<close/>``, and
+  elements that relied on the stream's declarations get them (``xmlns='jabber:client'`` on
+  stanzas, ``xmlns:stream`` on ``<stream:features/>`` and ``<stream:error/>``, §3.3.3).
+
+Frames are written by us straight to the transport (unmasked text frames, RFC 6455 §5.2), all
+the messages of one loop tick in one write, as the TCP driver coalesces; aiohttp does the
+handshake, reads frames, answers pings and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from xml.parsers import expat
+
+from suricate.instrument.events import SPIRAL, declare
+from suricate.net.http.message import Request, Response
+from suricate.protocol.errors import StreamError
+from suricate.xml import ns
+from suricate.xml.element import escape_attr
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from suricate.core.c2s import C2S
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.websocket")
+
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+SUBPROTOCOL = "xmpp"
+# Past this much unsent data the C2S is told (it ends the stream), as on TCP.
+MAX_WRITE_BUFFER = 4 * 1024 * 1024
+# How long a closing handshake may take before the connection is dropped.
+CLOSE_TIMEOUT = 5.0
+
+WS_DATA_RECEIVED = declare(
+    "mod_websocket_data_received", (), {"byte_size": SPIRAL},
+    "Data received from clients over WebSocket (text message payloads).")
+WS_DATA_SENT = declare(
+    "mod_websocket_data_sent", (), {"byte_size": SPIRAL},
+    "Data sent to clients over WebSocket (text message payloads).")
+
+_OPEN = f"<open xmlns='{FRAMING}'".encode()
+_CLOSE = f"<close xmlns='{FRAMING}'/>".encode()
+_STREAM_CLOSE = b"</stream:stream>"
+_CLIENT_NS = f' xmlns="{ns.CLIENT}"'.encode()
+_STREAM_NS = f' xmlns:stream="{ns.STREAM}"'.encode()
+_TAG = re.compile(rb"<[^\s/>]+")
+_HEADER_ATTR = re.compile(rb"""([\w:.-]+)=(?:'([^']*)'|"([^"]*)")""")
+
+
+class WebSocketEndpoint:
+    """One ``[[listen.http.handlers.mod_websockets]]`` entry."""
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        self.server = server
+        self.opts = opts
+        self.timeout: float | None = opts["timeout"] / 1000 if opts.get("timeout") else None
+        self.ping_rate: float | None = opts["ping_rate"] / 1000 if opts.get("ping_rate") \
+            else None
+        # What the C2S reads from a c2s listener's options (MongooseIM 6.4 starts its
+        # mongoose_c2s with the same defaults: access all, no shaper).
+        self.c2s_opts: dict[str, Any] = {
+            "access": "all", "shaper": "none",
+            "max_stanza_size": opts.get("max_stanza_size"),
+            "state_timeout": opts.get("state_timeout", 5000),
+            "backwards_compatible_session": opts.get("backwards_compatible_session", True),
+        }
+        self.sessions: set[WebSocketTransport] = set()
+
+    async def handle(self, request: Request) -> Response:
+        # Only reached without aiohttp (never in practice): handle_web serves the path.
+        return Response.text(426, "WebSocket (RFC 7395) only\n", headers={"upgrade": "websocket"})
+
+    async def handle_web(self, request: web.BaseRequest) -> web.StreamResponse:
+        from aiohttp import web
+
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            # A plain GET (a browser opening the URL): say what is served here.
+            return web.Response(status=426, text="XMPP over WebSocket (RFC 7395) only\n",
+                                headers={"Upgrade": "websocket"})
+        max_size = self.opts.get("max_stanza_size")
+        ws = web.WebSocketResponse(
+            protocols=(SUBPROTOCOL,), autoping=True, heartbeat=self.ping_rate,
+            receive_timeout=self.timeout, timeout=CLOSE_TIMEOUT,
+            # A message a little over the stanza limit reaches the parser, which answers
+            # with the policy-violation stream error; far over it, aiohttp closes (1009).
+            max_msg_size=max_size * 2 + 4096 if max_size else 0,
+            compress=False)
+        await ws.prepare(request)
+        if ws.ws_protocol != SUBPROTOCOL:
+            # RFC 7395 §3.1: without the "xmpp" subprotocol this is no XMPP session; the
+            # client did not offer it, so we close at once (1002: protocol error).
+            log.info("websocket_refused peer=%s reason=no_xmpp_subprotocol offered=%s",
+                     request.remote, request.headers.get("Sec-WebSocket-Protocol"))
+            await ws.close(code=1002, message=b"RFC 7395: the xmpp subprotocol is required")
+            return ws
+        session = WebSocketTransport(self, ws, request)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+        return ws
+
+    def shutdown(self) -> None:
+        """Server stopping: every WebSocket stream ends with system-shutdown."""
+        for session in list(self.sessions):
+            handler = session.handler
+            if handler is not None:
+                handler.stream_error(StreamError("system-shutdown"))
+
+
+class WebSocketTransport:
+    """What a C2S sees of its WebSocket: the TCP driver's interface."""
+
+    __slots__ = ("endpoint", "ws", "transport", "loop", "peer", "tls", "handler", "closing",
+                 "instrument", "connection_type", "_readable", "_out", "_flush_handle",
+                 "_lost", "_close_task")
+
+    def __init__(self, endpoint: WebSocketEndpoint, ws: web.WebSocketResponse,
+                 request: web.BaseRequest) -> None:
+        self.endpoint = endpoint
+        self.ws = ws
+        self.transport = request.transport
+        self.loop = asyncio.get_running_loop()
+        self.peer = self.transport.get_extra_info("peername") if self.transport else None
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None else None
+        self.instrument = endpoint.server.instrument
+        self.connection_type = "c2s"
+        self.closing = False
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._lost = False
+        self._close_task: asyncio.Task[Any] | None = None
+        self.handler: C2S | None = endpoint.server.make_c2s(
+            self, endpoint.c2s_opts)  # the same c2s engine as TCP
+
+    # -- reading --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        from aiohttp import WSMsgType
+
+        ws = self.ws
+        reason: Exception | None = None
+        try:
+            while not self.closing:
+                if not self._readable.is_set():
+                    await self._readable.wait()
+                    if self.closing:
+                        break
+                try:
+                    msg = await ws.receive()
+                except TimeoutError:
+                    # mod_websockets timeout: nothing (not even a pong) for that long.
+                    self._error(StreamError("connection-timeout"))
+                    continue
+                if msg.type == WSMsgType.TEXT:
+                    self._text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    # RFC 7395 §3.2: XMPP messages are text frames (UTF-8) only.
+                    self._error(StreamError("bad-format", "binary frames are not XMPP "
+                                                          "(RFC 7395 §3.2)"))
+                else:  # CLOSE, CLOSING, CLOSED, ERROR: the client went away
+                    if msg.type == WSMsgType.ERROR:
+                        reason = msg.data if isinstance(msg.data, Exception) else None
+                    break
+        finally:
+            if self._close_task is not None and not self._close_task.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._close_task), CLOSE_TIMEOUT)
+            self._connection_lost(reason)
+
+    def _text(self, text: str) -> None:
+        handler = self.handler
+        if handler is None:
+            return
+        data = text.encode()
+        if self.instrument.enabled:
+            self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(data)})
+        start = text.lstrip()[:6]
+        if not start.startswith("<"):
+            # Not XML at all: expat could wait for more before it complains (text before the
+            # root), and RFC 7395 §3.3.3 promises a complete element per message.
+            self._error(StreamError("not-well-formed", "a WebSocket message must be an XML "
+                                                       "element (RFC 7395 §3.3.3)"))
+            return
+        if start.startswith("<open"):
+            handler.data_received(self._stream_header(data))
+            return
+        if start.startswith("<close"):
+            # RFC 7395 §3.6: the client ends the stream; the C2S answers <close/> and we
+            # close the WebSocket.
+            handler.data_received(_STREAM_CLOSE)
+            return
+        handler.data_received(data)
+        parser = handler.parser
+        if parser is not None and parser.depth > 1 and not self.closing:
+            # RFC 7395 §3.3.3: each message is one complete element; an unfinished one
+            # would leave the stream waiting for a continuation that must never come.
+            self._error(StreamError("not-well-formed", "a WebSocket message must hold "
+                                                       "complete elements (RFC 7395 §3.3.3)"))
+
+    def _stream_header(self, data: bytes) -> bytes:
+        """``<open/>`` (RFC 7395 §3.4) as the stream header the C2S parser expects: the same
+        attributes, the framing namespace standing for the stream's. Another element or
+        namespace gets the C2S's invalid-namespace stream error (RFC 6120 §4.9.3.10)."""
+        attrs: dict[str, str] = {}
+        tag: list[str] = []
+
+        def start(name: str, attributes: dict[str, str]) -> None:
+            if not tag:
+                tag.append(name)
+                attrs.update(attributes)
+
+        parser = expat.ParserCreate("UTF-8", " ")
+        parser.StartElementHandler = start
+        parser.StartDoctypeDeclHandler = _refuse  # no DTD, no entities (RFC 6120 §11.1)
+        parser.EntityDeclHandler = _refuse
+        try:
+            parser.Parse(data, True)
+        except (expat.ExpatError, ValueError):
+            return b"<>"  # the C2S parser reports not-well-formed
+        name = tag[0] if tag else ""
+        xmlns, _, local = name.rpartition(" ")
+        # Anything but the framing namespace's <open/> gets a header in a namespace that is
+        # not the stream's: the C2S answers with invalid-namespace.
+        stream_ns = ns.STREAM if xmlns == FRAMING and local == "open" \
+            else escape_attr(xmlns or "urn:suricate:no-namespace")
+        out = [f"<stream:stream xmlns:stream='{stream_ns}' xmlns='{ns.CLIENT}'"]
+        for key, value in attrs.items():
+            key = "xml:lang" if key == "http://www.w3.org/XML/1998/namespace lang" else key
+            if " " not in key:
+                out.append(f" {key}='{escape_attr(value)}'")
+        out.append(">")
+        return "".join(out).encode()
+
+    def _error(self, err: StreamError) -> None:
+        if self.handler is not None and not self.closing:
+            self.handler.stream_error(err)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self.closing = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
+
+    # -- what the C2S uses ----------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        if not self._out or self.transport is None or self.transport.is_closing():
+            self._out.clear()
+            return
+        messages = [_to_message(data) for data in self._out]
+        self._out.clear()
+        if self.instrument.enabled:
+            for message in messages:
+                self.instrument.emit(WS_DATA_SENT, {}, {"byte_size": len(message)})
+        frames = [_text_frame(message) for message in messages]
+        self.transport.write(b"".join(frames) if len(frames) > 1 else frames[0])
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
+            self.handler.write_overflow()
+
+    def close(self) -> None:
+        """Flush, then the WebSocket closing handshake (1000, RFC 6455 §7.4.1)."""
+        if self.closing:
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush()
+        self.closing = True
+        self._readable.set()  # a paused reader wakes up to see it
+        self._close_task = self.loop.create_task(self.ws.close(code=1000))
+
+    def abort(self) -> None:
+        self.closing = True
+        self._readable.set()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    def start_tls(self, config: Any) -> None:  # never offered: the C2S has no TLS config
+        raise RuntimeError("no STARTTLS over WebSocket")
+
+
+class _StdlibTLS:
+    """What the C2S and its modules ask of a TLS layer, for wss (stdlib ssl inside aiohttp):
+    the stream is encrypted (PLAIN and FAST are offered, XEP-0484 §6), but stdlib ssl cannot
+    export keying material (DESIGN §4), so no channel binding is offered: no -PLUS
+    mechanisms, HT-*-NONE for FAST."""
+
+    __slots__ = ("_ssl",)
+    established = True
+    closed = False
+    alpn = None
+
+    def __init__(self, ssl_object: Any) -> None:
+        self._ssl = ssl_object
+
+    @property
+    def version(self) -> str:
+        return str(self._ssl.version() or "")
+
+    @property
+    def tls_version(self) -> str:
+        return self.version
+
+    @property
+    def server_name(self) -> str | None:
+        return getattr(self._ssl, "server_hostname", None)
+
+    def peer_certificate(self) -> None:
+        return None
+
+    def binding(self, cb_type: str) -> bytes | None:
+        return None
+
+    def channel_binding_types(self) -> list[str]:
+        return []
+
+
+def _to_message(data: bytes) -> bytes:
+    """One C2S write (an element, our stream header, or the stream end) as an RFC 7395
+    message."""
+    if data.startswith(b"<?xml") or data.startswith(b"<stream:stream"):
+        data = data[data.find(b"<stream:stream"):]  # not the XML declaration's version
+        attrs = b"".join(
+            b" " + key + b"='" + (single or double) + b"'"
+            for key, single, double in _HEADER_ATTR.findall(data)
+            if not key.startswith(b"xmlns"))
+        return _OPEN + attrs + b"/>"
+    if data == _STREAM_CLOSE:
+        return _CLOSE
+    tag = _TAG.match(data)
+    if tag is None:
+        return data
+    end = tag.end()
+    if data.startswith(b"<stream:"):
+        return data[:end] + _STREAM_NS + data[end:]
+    start_tag = data[:data.find(b">")]
+    if b" xmlns=" in start_tag:
+        return data
+    return data[:end] + _CLIENT_NS + data[end:]
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, final text frame (RFC 6455 §5.2; servers do not mask, §5.1)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+def _refuse(*args: Any) -> None:
+    raise ValueError("DTD refused")

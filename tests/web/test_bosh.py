@@ -1,0 +1,124 @@
+"""XMPP over BOSH (XEP-0124/XEP-0206) end to end, with a client that writes the bodies itself:
+session creation, SASL, restart, bind, a long poll answered by a message from a slixmpp user
+on c2s, replay of a lost response, terminate, and the terminal conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from pathlib import Path
+
+import aiohttp
+
+from tests.e2e.harness import connect, disconnect
+from tests.web.conftest import web_server
+
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+BOSH = '[[listen.http.handlers.mod_bosh]]\nhost = "_"\npath = "/http-bind"\n'
+
+
+class Bosh:
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http, self.url, self.rid, self.sid = http, url, 1000, ""
+
+    async def post(self, body: str, rid: int | None = None) -> str:
+        async with self.http.post(self.url, data=body.encode(),
+                                  # every request on a new connection: churn as on mobiles
+                                  headers={"Content-Type": "text/xml; charset=utf-8",
+                                           "Connection": "close"}) as resp:
+            assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
+            return await resp.text()
+
+    async def send(self, payload: str = "", **attrs: str) -> str:
+        self.rid += 1
+        extra = "".join(f" {k.replace('_', ':')}='{v}'" for k, v in attrs.items())
+        return await self.post(f"<body xmlns='{HTTPBIND}' rid='{self.rid}' sid='{self.sid}'"
+                               f"{extra}>{payload}</body>")
+
+
+async def test_bosh_login_long_poll_replay_and_terminate(tmp_path: Path) -> None:
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "max_pause = 10\n") as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.http_port}"  # type: ignore[attr-defined]
+        c = Bosh(http, base + "/http-bind")
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+
+        created = await c.post(
+            f"<body xmlns='{HTTPBIND}' content='text/xml; charset=utf-8' hold='1' rid='1000'"
+            " to='localhost' ver='1.6' wait='5' xml:lang='en' xmpp:version='1.0'"
+            " xmlns:xmpp='urn:xmpp:xbosh'/>")
+        c.sid = re.search(r"sid='([^']+)'", created).group(1)  # type: ignore[union-attr]
+        assert re.search(r"authid='\w+'", created) and "requests='2'" in created
+        assert "wait='5'" in created and "xmpp:restartlogic='true'" in created
+        assert "<mechanism>PLAIN</mechanism>" in created  # the stream features come with it
+        # SASL, restart (XEP-0206 §5), bind: the same c2s engine as TCP
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        assert "<success" in await c.send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>")
+        assert "urn:ietf:params:xml:ns:xmpp-bind" in await c.send(
+            xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        bound = await c.send("<iq xmlns='jabber:client' type='set' id='b1'>"
+                             "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+        jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+        assert jid.startswith("alice@localhost/")
+        # one session, whatever the HTTP connections under it
+        assert [str(s.jid) for s in server.sessions if s.jid.local == "alice"] == [jid]
+        # a message out, in the body of a request
+        assert await c.send("<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+                            "<body>over bosh</body></message>") == f"<body xmlns='{HTTPBIND}'/>"
+        assert (await bob.next_message())["body"] == "over bosh"
+        # a long poll: held until the message for alice arrives
+        poll = asyncio.ensure_future(c.send())
+        await asyncio.sleep(0.3)
+        assert not poll.done()
+        bob.send_message(mto=jid, mbody="over tcp", mtype="chat")
+        answered = await asyncio.wait_for(poll, 4)
+        assert '<message xmlns="jabber:client"' in answered and "<body>over tcp</body>" in answered
+        # XEP-0124 §14.3: the client lost that response and asks again with the same rid
+        assert await c.post(f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'/>") == answered
+        # a pause longer than max_pause ends the session (XEP-0124 §10)
+        assert "condition='policy-violation'" in await c.send(pause="3600")
+        assert "condition='item-not-found'" in await c.send()  # the session is gone
+        await disconnect(bob)
+
+
+async def test_terminate_bad_request_and_cors(tmp_path: Path) -> None:
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.http_port}"  # type: ignore[attr-defined]
+        c = Bosh(http, base + "/http-bind")
+        created = await c.post(f"<body xmlns='{HTTPBIND}' rid='1000' to='localhost' wait='1'"
+                               " hold='1' ver='1.6'/>")
+        c.sid = re.search(r"sid='([^']+)'", created).group(1)  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await c.send() == f"<body xmlns='{HTTPBIND}'/>"  # nothing to say: after wait
+        assert 0.8 < loop.time() - start < 3
+        # a rid outside the window (hold + 1 requests) ends the session: item-not-found
+        c.rid += 5
+        assert "condition='item-not-found'" in await c.send()
+        created = await c.post(f"<body xmlns='{HTTPBIND}' rid='2000' to='localhost' wait='1'"
+                               " hold='1' ver='1.6'/>")
+        c.sid = re.search(r"sid='([^']+)'", created).group(1)  # type: ignore[union-attr]
+        c.rid = 2000
+        # the client ends the session; the server answers terminate, then knows it no more
+        assert await c.send(type="terminate") == f"<body xmlns='{HTTPBIND}' type='terminate'/>"
+        assert "condition='item-not-found'" in await c.send()
+        # not XML, not a <body/>: bad-request
+        assert "condition='bad-request'" in await c.post("hello")
+        assert "condition='bad-request'" in await c.post("<body xmlns='jabber:client' rid='1'/>")
+        # CORS preflight of a page on another origin; GET is refused
+        async with http.options(c.url, headers={"Origin": "http://app.example",
+                                                "Access-Control-Request-Method": "POST"}) as r:
+            assert r.status == 200 and "POST" in r.headers["Access-Control-Allow-Methods"]
+        async with http.get(c.url) as r:
+            assert r.status == 405
+        # discovery lists both endpoints (XEP-0156)
+        async with http.get(base + "/.well-known/host-meta.json",
+                            headers={"Host": "localhost"}) as r:
+            links = json.loads(await r.text())["links"]
+        assert {"rel": "urn:xmpp:alt-connections:xbosh",
+                "href": "http://localhost/http-bind"} in links
+        assert {"rel": "urn:xmpp:alt-connections:websocket",
+                "href": "ws://localhost/ws-xmpp"} in links

@@ -1,0 +1,211 @@
+"""XMPP over WebSocket (RFC 7395) end to end: raw frames from aiohttp's client, xmpp.js
+(@xmpp/client from npm) with SASL2 + Bind 2 + FAST, a slixmpp user on c2s at the other end."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from suricate.core.server import Server
+from tests.e2e.harness import connect, disconnect
+from tests.mobile.conftest import make_test_ca
+from tests.web.conftest import web_server
+
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+OPEN = f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
+JS_DIR = Path(__file__).parents[1] / "js"
+
+
+def ws_url(server: Server, path: str = "/ws-xmpp") -> str:
+    return f"http://127.0.0.1:{server.http_port}{path}"  # type: ignore[attr-defined]
+
+
+async def texts_until_close(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+    """Every text message until the server closes the WebSocket."""
+    out: list[str] = []
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+            return out
+        out.append(msg.data)
+
+
+async def login(ws: aiohttp.ClientWebSocketResponse, user: str = "alice") -> list[str]:
+    """PLAIN login and resource binding; returns every message received."""
+    seen = []
+    await ws.send_str(OPEN)
+    seen += [await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)]
+    creds = base64.b64encode(f"\0{user}\0secret".encode()).decode()
+    await ws.send_str(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{creds}</auth>")
+    seen.append(await ws.receive_str(timeout=5))
+    await ws.send_str(OPEN)
+    seen += [await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)]
+    await ws.send_str("<iq xmlns='jabber:client' type='set' id='b1'>"
+                      "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    seen.append(await ws.receive_str(timeout=5))
+    return seen
+
+
+async def test_framing_login_message_and_close(tmp_path: Path) -> None:
+    extra = "[instrumentation]\n[instrumentation.prometheus]\n"
+    async with web_server(tmp_path, extra=extra) as server:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert ws.protocol == "xmpp"
+            opened, features, success, reopened, features2, bound = await login(ws)
+            # RFC 7395 §3.4: <open/> instead of the stream header, with our id and from
+            assert re.fullmatch(rf"<open xmlns='{FRAMING}' id='\w+' from='localhost' "
+                                r"version='1.0' xml:lang='en'/>", opened), opened
+            # §3.3.3: the stream prefix is declared on the element itself
+            assert features.startswith(
+                '<stream:features xmlns:stream="http://etherx.jabber.org/streams">')
+            assert "<mechanism>PLAIN</mechanism>" in features
+            assert success.startswith("<success xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"")
+            assert reopened.startswith(f"<open xmlns='{FRAMING}'")
+            assert '<bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' in features2
+            # stanzas carry xmlns='jabber:client' (§3.3.3)
+            assert re.match(r'<iq xmlns="jabber:client" type="result" id="b1">.*'
+                            r"<jid>alice@localhost/[^<]+</jid>", bound), bound
+            # a WebSocket session is a session like any other: it routes both ways
+            await ws.send_str("<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+                              "<body>over websocket</body></message>")
+            assert (await bob.next_message())["body"] == "over websocket"
+            full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+            bob.send_message(mto=full, mbody="over tcp", mtype="chat")
+            incoming = await ws.receive_str(timeout=5)
+            assert incoming.startswith('<message xmlns="jabber:client"') \
+                and "<body>over tcp</body>" in incoming
+            # RFC 7395 §3.6: <close/> is answered with <close/>, then the WebSocket closes
+            await ws.send_str(f"<close xmlns='{FRAMING}'/>")
+            assert await texts_until_close(ws) == [f"<close xmlns='{FRAMING}'/>"]
+            assert ws.close_code == 1000
+        render = server.handlers[0].render().decode()  # type: ignore[attr-defined]
+        received = re.search(r"^mod_websocket_data_received_byte_size (\d+)", render, re.M)
+        sent = re.search(r"^mod_websocket_data_sent_byte_size (\d+)", render, re.M)
+        assert received and int(received.group(1)) > 300, render
+        assert sent and int(sent.group(1)) > 1000
+        await disconnect(bob)
+
+
+async def test_refusals_end_with_the_rfc_7395_error_and_a_close(tmp_path: Path) -> None:
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        # §3.1: no "xmpp" subprotocol offered: the WebSocket is closed at once (1002)
+        async with http.ws_connect(ws_url(server)) as ws:
+            assert await texts_until_close(ws) == [] and ws.close_code == 1002
+
+        async def refused(*frames: str | bytes) -> str:
+            async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+                for frame in frames:
+                    if isinstance(frame, bytes):
+                        await ws.send_bytes(frame)
+                    else:
+                        await ws.send_str(frame)
+                got = await texts_until_close(ws)
+                assert got[-1] == f"<close xmlns='{FRAMING}'/>", got
+                assert got[-2].startswith(
+                    '<stream:error xmlns:stream="http://etherx.jabber.org/streams">'), got
+                return got[-2]
+
+        # §3.2: binary frames are not XMPP
+        assert "<bad-format" in await refused(OPEN, b"<presence/>")
+        # text that is not XML, before and after the stream opened
+        assert "<not-well-formed" in await refused("hello")
+        assert "<not-well-formed" in await refused(OPEN, "hello")
+        # §3.3.3: one complete element per message
+        assert "<not-well-formed" in await refused(OPEN, "<message xmlns='jabber:client'>")
+        # the stream header must be the framing namespace's <open/>
+        assert "<invalid-namespace" in await refused("<open xmlns='jabber:client' to='localhost'"
+                                                     " version='1.0'/>")
+        assert "<host-unknown" in await refused(
+            f"<open xmlns='{FRAMING}' to='elsewhere.example' version='1.0'/>")
+        # a plain GET of the endpoint is told what is served there
+        async with http.get(ws_url(server)) as resp:
+            assert resp.status == 426
+
+
+async def test_idle_timeout_and_stanza_size(tmp_path: Path) -> None:
+    handlers = "timeout = 300\nmax_stanza_size = 2000\n"
+    async with web_server(tmp_path, handlers=handlers) as server, \
+            aiohttp.ClientSession() as http:
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await login(ws)
+            await ws.send_str("<message xmlns='jabber:client' to='bob@localhost'><body>"
+                              + "x" * 3000 + "</body></message>")
+            got = await texts_until_close(ws)
+            assert "<policy-violation" in got[-2]
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await login(ws)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            got = await texts_until_close(ws)  # nothing sent: timeout (300 ms) ends it
+            assert "<connection-timeout" in got[-2] and loop.time() - start < 3
+
+
+async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
+    # ping_rate: the client's automatic pongs are activity for the idle timeout
+    handlers = "timeout = 600\nping_rate = 200\n"
+    async with web_server(tmp_path, handlers=handlers) as server, \
+            aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=True) as ws:
+        await login(ws)
+        # (the client answers pings inside receive(), which restarts its own timeout on
+        # each: so the deadline is put around it)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.receive(), 1.5)  # nothing, not even a stream error
+        await ws.send_str("<iq xmlns='jabber:client' type='get' id='p'>"
+                          "<ping xmlns='urn:xmpp:ping'/></iq>")
+        assert "type=\"result\"" in await ws.receive_str(timeout=5)
+
+
+def _node_missing() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (JS_DIR / "node_modules" / "@xmpp" / "client").is_dir():
+        return "npm packages missing: run `npm ci --prefix tests/js`"
+    return None
+
+
+_MISSING = _node_missing()
+if _MISSING and os.environ.get("CI") == "true":
+    raise RuntimeError(f"xmpp.js tests cannot run under CI: {_MISSING}")
+
+
+@pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+async def test_xmppjs_sasl2_fast_over_websocket_with_a_slixmpp_peer(tmp_path: Path) -> None:
+    # FAST is only offered over TLS (XEP-0484 §6): wss, with a CA node trusts
+    make_test_ca(tmp_path / "certs")
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(tmp_path / "certs" / "ca.crt"))
+    async with web_server(tmp_path, https=True) as server:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.add_event_handler("message", lambda m: m.reply("echo: " + m["body"]).send())
+        # Node 20 has the browser WebSocket API behind a flag (Node 22: by default).
+        proc = await asyncio.create_subprocess_exec(
+            "node", "--experimental-websocket", "--no-warnings", str(JS_DIR / "websocket.mjs"),
+            f"wss://localhost:{server.http_port}/ws-xmpp",  # type: ignore[attr-defined]
+            "alice", "secret", "bob@localhost/c2s",
+            cwd=JS_DIR, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        await disconnect(bob)
+    assert out, err.decode()[-2000:]
+    r: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    assert "error" not in r, r["error"]
+    assert r["reply"] == "echo: hello from xmpp.js"
+    assert re.fullmatch(r"alice@localhost/web\.[0-9a-f]+", r["firstJid"]), r["firstJid"]
+    # SASL2 with Bind 2 inline and a FAST token asked for, then the token alone
+    assert "urn:xmpp:sasl:2" in r["firstAuth"] and "request-token" in r["firstAuth"]
+    assert "urn:xmpp:bind:0" in r["firstAuth"]
+    assert r["token"]["mechanism"] == "HT-SHA-256-NONE"
+    assert re.search(r"mechanism=[\"']HT-SHA-256-NONE", r["secondAuth"]), r["secondAuth"]
+    assert r["secondJid"].startswith("alice@localhost/web.")
