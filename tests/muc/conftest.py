@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from suricate.core.server import Server
 from suricate.jid import JID
@@ -46,6 +48,10 @@ async def user(server: Server, name: str, resource: str = "r") -> Client:
     # from it: the MUC presences are collected here instead.
     client.muc_presences = asyncio.Queue()  # type: ignore[attr-defined]
     client.add_event_handler("groupchat_presence", client.muc_presences.put_nowait)
+    # Message errors without a body do not raise slixmpp's "message" event.
+    client.errors = asyncio.Queue()  # type: ignore[attr-defined]
+    client.register_handler(Callback("errors", StanzaPath("message@type=error"),
+                                     client.errors.put_nowait))
     client.send_presence()
     return client
 
@@ -87,3 +93,16 @@ def drain(*clients: Client) -> None:
         for queue in (client.muc_presences, client.messages):  # type: ignore[attr-defined]
             while not queue.empty():
                 queue.get_nowait()
+
+
+async def create_room(client: Client, room: str, nick: str, fields: dict[str, Any]) -> None:
+    """Join a new room and submit its configuration form (XEP-0045 §10.1.3, reserved room)."""
+    await client.plugin["xep_0045"].join_muc_wait(SJID(room), nick, timeout=5)
+    form = client.plugin["xep_0004"].make_form(ftype="submit")
+    for var, value in fields.items():
+        form.add_field(var=var, value=value)
+    await client.plugin["xep_0045"].set_room_config(SJID(room), form, timeout=5)
+
+
+async def error_message(client: Client, timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(client.errors.get(), timeout)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from tests.muc.conftest import (
     codes,
     create_instant,
     drain,
+    error_message,
     next_groupchat,
     presence_from,
     user,
@@ -147,8 +148,6 @@ async def test_history_subject_nick_change_private(server: Server) -> None:
     assert str(pm["from"]) == f"{ROOM}/Alice" and pm["type"] == "chat"
     # To a nick nobody has: item-not-found; groupchat to an occupant: bad-request.
     alice.send_message(mto=f"{ROOM}/Nobody", mbody="?", mtype="chat")
-    err = await alice.next_message()
-    while err["type"] != "error":
-        err = await alice.next_message()
+    err = await error_message(alice)
     assert err["error"]["condition"] == "item-not-found"
     await disconnect(alice, bob, carol)

@@ -260,6 +260,13 @@ class ModMuc(Module):
         for var in sorted((ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, ns.PING,
                            "urn:xmpp:occupant-id:0", "urn:xmpp:sid:0")):
             query.add("feature", attrs={"var": var})
+        # mod_disco's server_info entries that name mod_muc (XEP-0157 on the service).
+        disco = self.server.modules.get("mod_disco")
+        if disco is not None:
+            from suricate.modules.mod_disco import server_info_form
+            form = server_info_form(disco.opts.get("server_info", []), self.name)
+            if form is not None:
+                query.append(form)
         return query
 
     async def _service_items(self, frm: JID, to: JID, stanza: Element,
