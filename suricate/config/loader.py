@@ -183,5 +183,5 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
             )
         muc = modules.get("mod_muc")
         if isinstance(muc, dict):
-            for key in ("access", "access_create", "access_admin", "access_persistent"):
-                access_defined(f"modules.mod_muc.{key}", muc.get(key))
+            for option in ("access", "access_create", "access_admin", "access_persistent"):
+                access_defined(f"modules.mod_muc.{option}", muc.get(option))
