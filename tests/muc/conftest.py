@@ -106,3 +106,34 @@ async def create_room(client: Client, room: str, nick: str, fields: dict[str, An
 
 async def error_message(client: Client, timeout: float = 5.0) -> Any:
     return await asyncio.wait_for(client.errors.get(), timeout)  # type: ignore[attr-defined]
+
+
+# The storage suite's backends (sqlite, and pgsql when PostgreSQL answers): the MUC store
+# and the persistence tests run on both.
+from tests.storage.conftest import (  # noqa: E402, F401
+    PgDatabase,
+    _reset_schema,
+    backend,
+    make_storage,
+    pg_database,
+    storage,
+)
+
+
+async def pool_toml(db: PgDatabase | None) -> str:
+    """The [outgoing_pools] of a server on ``db`` (None: the harness's SQLite file)."""
+    if db is None:
+        return ""
+    await _reset_schema(db)
+    return f"""
+[outgoing_pools.rdbms.default]
+workers = 4
+
+[outgoing_pools.rdbms.default.connection]
+driver = "pgsql"
+host = "{db.host}"
+port = {db.port}
+database = "{db.name}"
+username = "{db.user}"
+password = ""
+"""
