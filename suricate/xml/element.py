@@ -183,3 +183,47 @@ class Element:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+class SharedElement(Element):
+    """An element whose children are shared with its sibling copies and serialized once for
+    all of them: a room's fan-out (XEP-0045 §7.4) sends one message to every occupant, only
+    its ``to`` differs. The start tag is written per copy, the children's XML is cached in
+    ``shared`` (one dict for all siblings) per namespace context.
+
+    The children must not change once the first copy is serialized: code on the delivery
+    path that wants to change a stanza's payload copies it first (``copy()`` gives a plain
+    ``Element``)."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, name: str, xmlns: str, attrs: dict[str, str], children: list[Node],
+                 shared: dict[object, str]) -> None:
+        super().__init__(name, xmlns, attrs, children)
+        self.shared = shared
+
+    def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
+        xmlns = self.xmlns
+        if (prefixes and xmlns in prefixes) or not self.children:
+            Element._write(self, out, parent_ns, prefixes)
+            return
+        tag = self.name
+        if xmlns != parent_ns:
+            start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"'
+        else:
+            start = "<" + tag
+        attrs = self.attrs
+        if attrs:
+            start += "".join([" " + key + '="' + escape_attr(value) + '"'
+                              for key, value in attrs.items()])
+        key: object = (xmlns, tuple(prefixes.items())) if prefixes else xmlns
+        inner = self.shared.get(key)
+        if inner is None:
+            parts: list[str] = []
+            for child in self.children:
+                if isinstance(child, str):
+                    parts.append(escape_text(child))
+                else:
+                    child._write(parts, xmlns, prefixes)
+            inner = self.shared[key] = "".join(parts)
+        out.append(start + ">" + inner + "</" + tag + ">")

@@ -29,7 +29,7 @@ from suricate.modules.mod_muc.room import MUC, Room
 from suricate.modules.mod_muc.store import MucStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
-from suricate.xml.element import Element
+from suricate.xml.element import Element, SharedElement
 
 if TYPE_CHECKING:
     from suricate.core.domains import Domain
@@ -319,15 +319,17 @@ class ModMuc(Module):
             self.user_rooms.pop(bare, None)
 
     def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:
-        """One groupchat message to every occupant. The copies share the children (nobody
-        downstream changes a routed stanza's children: they copy first)."""
+        """One groupchat message to every occupant, serialized once (DESIGN §7 "Rooms"):
+        the copies differ by ``to`` only, so they share their children and the children's
+        XML (``SharedElement``)."""
         route = self.server.router.route
         name, xmlns, attrs, children = message.name, message.xmlns, message.attrs, \
             message.children
+        shared: dict[object, str] = {}
         for jid in targets:
             copy_attrs = dict(attrs)
             copy_attrs["to"] = str(jid)
-            route(frm, jid, Element(name, xmlns, copy_attrs, children))
+            route(frm, jid, SharedElement(name, xmlns, copy_attrs, children, shared))
 
     def room_emptied(self, room: Room) -> None:
         if room.locked or not room.config.persistent:
