@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 from slixmpp import JID as SJID
 
 from suricate.core.module import open_module_store
@@ -84,9 +85,17 @@ async def test_room_survives_restart(tmp_path: Path, backend: PgDatabase | None)
         await disconnect(alice, bob)
 
 
+def _metrics(server: object) -> dict[str, float]:
+    handler = server.handlers[0]  # type: ignore[attr-defined]
+    return {s.name: s.value for family in text_string_to_metric_families(
+        handler.render().decode()) for s in family.samples
+        if s.labels.get("host_type") == "localhost"}
+
+
 async def test_hibernation_and_wake_up(tmp_path: Path) -> None:
     options = "hibernate_timeout = 100\n"
-    async with running_server(tmp_path, modules=muc_toml(options)) as server:
+    extra = "[instrumentation]\n[instrumentation.prometheus]\n"
+    async with running_server(tmp_path, extra=extra, modules=muc_toml(options)) as server:
         muc = server.modules["mod_muc"]
         alice, bob = await user(server, "alice"), await user(server, "bob")
         await create_room(alice, ROOM, "Alice", {"muc#roomconfig_persistentroom": True,
@@ -100,6 +109,12 @@ async def test_hibernation_and_wake_up(tmp_path: Path) -> None:
         await eventually(lambda: JID.parse(ROOM) not in muc.rooms)  # type: ignore[attr-defined]
         assert muc.hibernations == 1  # type: ignore[attr-defined]
         assert muc.counts() == (0, 1)  # type: ignore[attr-defined]
+        # Instrumentation (MongooseIM 6.4 names): mod_muc_rooms online/hibernated gauges,
+        # mod_muc_hibernations.
+        metrics = _metrics(server)
+        assert metrics["mod_muc_rooms_online"] == 0
+        assert metrics["mod_muc_rooms_hibernated"] == 1
+        assert metrics["mod_muc_hibernations_count_total"] == 1
         # The next stanza wakes it up from storage: configuration and owner kept.
         info = await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
         assert ("conference", "text", None, "Sleepy") in info["disco_info"]["identities"]
@@ -108,6 +123,7 @@ async def test_hibernation_and_wake_up(tmp_path: Path) -> None:
         assert pres["muc"]["affiliation"] == "owner"
         alice.make_message(mto=ROOM, mbody="good morning", mtype="groupchat").send()
         again = await next_groupchat(alice)
+        assert _metrics(server)["mod_muc_rooms_online"] == 1
         # XEP-0421 §3: the occupant-id is stable across hibernation.
         assert again.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id") == first_id
         await disconnect(alice, bob)
