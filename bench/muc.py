@@ -44,11 +44,12 @@ MUC = "http://jabber.org/protocol/muc"
 BODY = b"<body>Hello room! This is a benchmark message of a typical chat size.</body>"
 
 
-def write_config(tmp: Path, port: int, hibernate_ms: int) -> Path:
+def write_config(tmp: Path, port: int, hibernate_ms: int | None) -> Path:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     path = tmp / "bench.toml"
     modules = [m for m in DEFAULT_MODULES if m != "mod_muc"]
-    extra = f"[modules.mod_muc]\nhibernate_timeout = {hibernate_ms}\nmax_users = 1000\n" \
+    timeout = '"infinity"' if hibernate_ms is None else hibernate_ms
+    extra = f"[modules.mod_muc]\nhibernate_timeout = {timeout}\nmax_users = 1000\n" \
             "default_room.max_users = 1000\n"
     path.write_text(suricate_config(tmp / "bench.db", [
         c2s_listener(port, "backlog = 4096", 'tls.mode = "starttls"',
@@ -135,22 +136,41 @@ async def fan_out(a: argparse.Namespace, port: int) -> dict[str, Any]:
             "room_messages_per_s": state["sent"] / elapsed, "lost_connections": lost}
 
 
-async def idle_rooms(a: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
+async def idle_rooms(a: argparse.Namespace, port: int, pid: int) -> float:
+    """RSS growth per empty persistent room, ``a.idle_rooms`` of them, 3 s after the last."""
     ctx = client_context()
     c = await login("127.0.0.1", port, "u0", True, ctx)
+    await asyncio.sleep(1.0)
     before = rss_kib(pid)
     for r in range(a.idle_rooms):
         await create(c, f"idle{r}", persistent=True)
         c.send(f"<presence type='unavailable' to='idle{r}@{SERVICE}/owner'/>".encode())
-    await asyncio.sleep(0.3)
-    in_memory = rss_kib(pid)
-    await asyncio.sleep(a.hibernate_ms / 1000 * 2 + 1)
-    hibernated = rss_kib(pid)
+    await asyncio.sleep(3.0)
+    after = rss_kib(pid)
     c.transport.abort()
-    return {"rooms": a.idle_rooms, "rss_before_kib": before, "rss_in_memory_kib": in_memory,
-            "rss_hibernated_kib": hibernated,
-            "kib_per_room_in_memory": (in_memory - before) / a.idle_rooms,
-            "kib_per_room_hibernated": (hibernated - before) / a.idle_rooms}
+    return (after - before) / a.idle_rooms
+
+
+def idle_rooms_run(a: argparse.Namespace, tmp: Path, hibernate_ms: int | None) -> float:
+    """A fresh server (its own database) holding ``a.idle_rooms`` idle persistent rooms."""
+    port = free_port()
+    sub = tmp / f"idle-{hibernate_ms}"
+    sub.mkdir()
+    config = write_config(sub, port, hibernate_ms)
+    register(config, 1)
+    proc, _ = start_server(config)
+    try:
+        pin(proc.pid, a.server_core)
+        wait_port(port, 30)
+        return asyncio.run(idle_rooms(a, port, proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def pin(pid: int, cores: str) -> None:
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(pid, {int(c) for c in cores.split(",")})
 
 
 def main() -> None:
@@ -161,25 +181,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--idle-rooms", type=int, default=1000)
-    parser.add_argument("--hibernate-ms", type=int, default=3000)
+    parser.add_argument("--hibernate-ms", type=int, default=0,
+                        help="hibernate_timeout of the hibernating run (0: at once)")
     parser.add_argument("--server-core", default="0", help="taskset core list of the server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()
-        config = write_config(tmp, port, args.hibernate_ms)
+        config = write_config(tmp, port, None)
         register(config, args.rooms * args.occupants)
         proc, _ = start_server(config)
+        result: dict[str, Any] = {}
         try:
-            if args.server_core and hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(proc.pid, {int(c) for c in args.server_core.split(",")})
+            pin(proc.pid, args.server_core)
             wait_port(port, 30)
-            result = {"fan_out": asyncio.run(fan_out(args, port))}
-            if args.idle_rooms:
-                result["hibernation"] = asyncio.run(idle_rooms(args, port, proc.pid))
+            result["fan_out"] = asyncio.run(fan_out(args, port))
         finally:
             proc.terminate()
             proc.wait(20)
+        if args.idle_rooms:
+            result["idle_persistent_rooms"] = {
+                "rooms": args.idle_rooms,
+                "kib_per_room_kept_in_memory": idle_rooms_run(args, tmp, None),
+                "kib_per_room_hibernated": idle_rooms_run(args, tmp, args.hibernate_ms)}
     result["params"] = {"rooms": args.rooms, "occupants": args.occupants,
                         "inflight": args.inflight, "seconds": args.seconds}
     print(json.dumps(result, indent=1))
