@@ -19,6 +19,7 @@ from tests.muc.conftest import (
     codes,
     create_instant,
     muc_toml,
+    presence_from,
     user,
 )
 
@@ -121,3 +122,17 @@ admins = [{acl = "admin", value = "allow"}]
                                                        timeout=5)
         assert err.value.condition == "resource-constraint"
         await disconnect(alice, bob, carol)
+
+
+async def test_occupant_whose_session_ends_leaves(tmp_path: Any) -> None:
+    # Without mod_presence nobody sends the unavailable presence for a session that ends:
+    # the room notices the end of the session itself (§7.14 for the others).
+    async with running_server(tmp_path, modules="[modules.mod_disco]\n[modules.mod_muc]\n") \
+            as server:
+        alice, bob = await user(server, "alice"), await user(server, "bob")
+        await create_instant(alice, ROOM, "Alice")
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+        await disconnect(bob)
+        gone = await presence_from(alice, f"{ROOM}/Bob", "unavailable")
+        assert gone["muc"]["role"] == "none"
+        await disconnect(alice)

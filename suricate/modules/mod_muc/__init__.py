@@ -54,7 +54,8 @@ class ModMuc(Module):
     store_class = MucStore
     store: MucStore
     xeps = ("0045", "0249", "0359", "0410", "0421")
-    hooks = ((H.DISCO_LOCAL_ITEMS, "disco_local_items", 60),)
+    hooks = ((H.DISCO_LOCAL_ITEMS, "disco_local_items", 60),
+             (H.SESSION_CLOSED, "session_closed", 60))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -63,6 +64,7 @@ class ModMuc(Module):
         self.loading: dict[JID, list[Pending]] = {}
         self.services: dict[str, str] = {}  # service domain -> the host it serves
         self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
+        self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
         self.hibernations = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._locks: dict[JID, asyncio.Lock] = {}
@@ -306,17 +308,32 @@ class ModMuc(Module):
         limit = self.opts["max_user_conferences"]
         return not limit or self.user_rooms.get(jid.bare, 0) < limit
 
-    def occupant_joined(self, jid: JID) -> None:
+    def occupant_joined(self, jid: JID, room: Room) -> None:
         bare = jid.bare
         self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
+        self.joined.setdefault(jid, set()).add(room)
 
-    def occupant_left(self, jid: JID) -> None:
+    def occupant_left(self, jid: JID, room: Room) -> None:
+        rooms = self.joined.get(jid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.joined[jid]
         bare = jid.bare
         n = self.user_rooms.get(bare, 0) - 1
         if n > 0:
             self.user_rooms[bare] = n
         else:
             self.user_rooms.pop(bare, None)
+
+    async def session_closed(self, acc: None, c2s: Any, reason: str) -> None:
+        """A local session ended: it leaves the rooms it is still in (mod_presence, when
+        enabled, has already sent their unavailable presence for it)."""
+        jid = c2s.jid
+        if jid is not None and jid in self.joined:
+            for room in list(self.joined.get(jid, ())):
+                room.session_closed(jid)
+        return acc
 
     def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:
         """One groupchat message to every occupant, serialized once (DESIGN §7 "Rooms"):

@@ -87,8 +87,9 @@ class Room:
         self.affiliations: dict[JID, tuple[str, str]] = affiliations or {}
         self.occupants: dict[str, Occupant] = {}
         self.by_jid: dict[JID, Occupant] = {}
+        # history_size = 0 keeps none (maxlen 0), never an unbounded deque.
         self.history: deque[tuple[float, Element, int]] = deque(
-            maxlen=module.opts["history_size"] or None)
+            maxlen=module.opts["history_size"])
         self.subject = subject
         self.subject_author = subject_author
         self.locked = locked  # XEP-0045 §10.1.1: new rooms are locked until configured
@@ -245,7 +246,7 @@ class Room:
                        self._presence_of(present, with_jid=sees))
         self.occupants[nick] = occ
         self.by_jid[frm] = occ
-        self.module.occupant_joined(frm)
+        self.module.occupant_joined(frm, self)
         # ... then the newcomer's to everyone, its own last with the status codes of §7.2.
         own: list[str] = ["110"]
         if not cfg.anonymous:
@@ -328,7 +329,7 @@ class Room:
     def _drop(self, occ: Occupant) -> None:
         self.occupants.pop(occ.nick, None)
         self.by_jid.pop(occ.jid, None)
-        self.module.occupant_left(occ.jid)
+        self.module.occupant_left(occ.jid, self)
         if not self.occupants:
             self.module.room_emptied(self)
 
@@ -438,7 +439,7 @@ class Room:
         frm = self._occupant_jid(nick) if nick else self.jid
         attrs["from"] = str(frm)
         message = Element("message", ns.CLIENT, attrs, children)
-        if self.history.maxlen != 0 and message.find("body", ns.CLIENT) is not None:
+        if self.history.maxlen and message.find("body", ns.CLIENT) is not None:
             self.history.append((time.time(), message, len(message.serialize())))
         self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
         return stanza_id
@@ -850,9 +851,17 @@ class Room:
                 d.add("reason", text=reason)
             self._send(self._occupant_jid(occ.nick), occ.jid, pres)
             self.by_jid.pop(occ.jid, None)
-            self.module.occupant_left(occ.jid)
+            self.module.occupant_left(occ.jid, self)
         self.occupants.clear()
         self.module.room_destroyed(self)
+
+    def session_closed(self, jid: JID) -> None:
+        """The occupant's session ended without leaving (no mod_presence to say goodbye
+        for it): it leaves as with an unavailable presence (§7.14)."""
+        occ = self.by_jid.get(jid)
+        if occ is not None:
+            occ.presence = Element("presence", ns.CLIENT)
+            self._remove(occ)
 
     # -- shutdown (status 332) -----------------------------------------------------------------
     def shutdown(self) -> None:
