@@ -135,8 +135,21 @@ async def test_kick_voice_and_destroy(server: Server) -> None:
     assert pres["muc"]["role"] == "visitor"
     bob.make_message(mto=ROOM, mbody="can I talk?", mtype="groupchat").send()
     assert (await error_message(bob))["error"]["condition"] == "forbidden"
-    # §8.3: voice again.
-    await muc_a.set_role(SJID(ROOM), "Bob", "participant", timeout=5)
+    # §7.13: Bob asks for voice; the moderators get the request form, Alice approves it
+    # (§8.6) and Bob becomes a participant again.
+    requests: asyncio.Queue[Any] = asyncio.Queue()
+    alice.register_handler(Callback("voice", StanzaPath("message/form"), requests.put_nowait))
+    bob.plugin["xep_0045"].request_voice(SJID(ROOM), "participant")
+    request = await asyncio.wait_for(requests.get(), 5)
+    fields = request["form"].get_values()
+    assert fields["muc#roomnick"] == "Bob" and str(fields["muc#jid"]) == "bob@localhost/r"
+    answer = alice.make_message(mto=ROOM)
+    form = answer["form"]
+    form["type"] = "submit"
+    form.add_field(var="FORM_TYPE", value="http://jabber.org/protocol/muc#request")
+    form.add_field(var="muc#roomnick", value="Bob")
+    form.add_field(var="muc#request_allow", ftype="boolean", value=True)
+    answer.send()
     assert (await presence_from(bob, f"{ROOM}/Bob"))["muc"]["role"] == "participant"
     bob.make_message(mto=ROOM, mbody="thanks", mtype="groupchat").send()
     assert (await next_groupchat(carol))["body"] == "thanks"

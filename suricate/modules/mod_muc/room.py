@@ -44,6 +44,7 @@ MUC_OWNER = MUC + "#owner"
 SID = "urn:xmpp:sid:0"  # XEP-0359
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 CONFERENCE = "jabber:x:conference"  # XEP-0249
+MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
@@ -394,6 +395,10 @@ class Room:
                                   or x.find("decline", MUC_USER) is not None):
                 self._invitations(frm, occ, x, stanza)
                 return
+            form = stanza.find("x", ns.DATA_FORMS)
+            if form is not None and _form_type(form) == MUC_REQUEST:
+                self._voice_request(occ, form, stanza)
+                return
             self._error(stanza, "bad-request", "only groupchat messages go to the room")
             return
         if occ is None:
@@ -534,6 +539,47 @@ class Room:
             if self.config.password_protected:
                 ux.add("password", text=self.config.password)
             self._send(self.jid, to, out)
+
+    def _voice_request(self, occ: Occupant | None, form: Element, stanza: Element) -> None:
+        """§7.13: a visitor asks for voice (form to the moderators); a moderator's
+        submitted answer with muc#request_allow grants it (§8.6)."""
+        if occ is None:
+            self._error(stanza, "not-acceptable", "only occupants may ask for voice")
+            return
+        values = _form_values(form)
+        if form.attrs.get("type") == "submit" and "muc#request_allow" in values:
+            if occ.role != "moderator":
+                self._error(stanza, "forbidden", "only moderators approve voice requests")
+                return
+            if values["muc#request_allow"] not in ("1", "true"):
+                return
+            target = self.occupants.get(values.get("muc#roomnick", ""))
+            if target is not None and target.role == "visitor":
+                self._set_role(target, "participant", "", occ.nick)
+            return
+        if values.get("muc#role", "participant") != "participant":
+            self._error(stanza, "not-acceptable", "only voice (participant) can be requested")
+            return
+        if occ.role != "visitor":
+            return  # already has voice: nothing to ask for
+        request = Element("message", ns.CLIENT)
+        x = request.add("x", ns.DATA_FORMS, {"type": "form"})
+        x.add("title", text="Voice request")
+        x.add("instructions", text="To approve this request for voice, select the "
+              "\"Grant voice to this person?\" checkbox and submit the form.")
+        for var, ftype, label, value in (
+                ("FORM_TYPE", "hidden", "", MUC_REQUEST),
+                ("muc#role", "list-single", "Requested role", "participant"),
+                ("muc#jid", "jid-single", "User ID", str(occ.jid)),
+                ("muc#roomnick", "text-single", "Room nickname", occ.nick),
+                ("muc#request_allow", "boolean", "Grant voice to this person?", "false")):
+            f = x.add("field", attrs={"var": var, "type": ftype})
+            if label:
+                f.attrs["label"] = label
+            f.add("value", text=value)
+        for moderator in self.occupants.values():
+            if moderator.role == "moderator":
+                self._send(self.jid, moderator.jid, request.copy())
 
     # -- IQs --------------------------------------------------------------------------------
     def _iq_to_occupant(self, frm: JID, nick: str, stanza: Element) -> None:
@@ -879,6 +925,19 @@ class Room:
 
     def snapshot(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+
+def _form_type(form: Element) -> str | None:
+    return _form_values(form).get("FORM_TYPE")
+
+
+def _form_values(form: Element) -> dict[str, str]:
+    """The first value of each field of a data form (XEP-0004)."""
+    out: dict[str, str] = {}
+    for f in form.find_all("field", ns.DATA_FORMS):
+        value = f.find("value", ns.DATA_FORMS)
+        out[f.attrs.get("var", "")] = value.text if value is not None else ""
+    return out
 
 
 def make_error(stanza: Element, condition: str) -> Element:
