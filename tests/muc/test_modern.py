@@ -18,7 +18,9 @@ from tests.muc.conftest import (
     SERVICE,
     codes,
     create_instant,
+    error_message,
     muc_toml,
+    next_groupchat,
     presence_from,
     user,
 )
@@ -136,3 +138,40 @@ async def test_occupant_whose_session_ends_leaves(tmp_path: Any) -> None:
         gone = await presence_from(alice, f"{ROOM}/Bob", "unavailable")
         assert gone["muc"]["role"] == "none"
         await disconnect(alice)
+
+
+async def test_moderation_and_retraction(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    moderated: asyncio.Queue[Any] = asyncio.Queue()
+    bob.add_event_handler("moderated_message", moderated.put_nowait)
+
+    async def say(client: Any, body: str) -> str:
+        client.make_message(mto=ROOM, mbody=body, mtype="groupchat").send()
+        while True:
+            msg = await next_groupchat(client)
+            if msg["body"] == body:
+                return str(msg["stanza_id"]["id"])
+
+    bad = await say(bob, "something rude")
+    oops = await say(bob, "a typo")
+    kept = await say(bob, "fine")
+    # Only the author retracts its message (XEP-0424 in a room).
+    alice.plugin["xep_0424"].send_retraction(SJID(ROOM), oops, mtype="groupchat")
+    assert (await error_message(alice))["error"]["condition"] == "forbidden"
+    bob.plugin["xep_0424"].send_retraction(SJID(ROOM), oops, mtype="groupchat")
+    # XEP-0425: a participant may not moderate, a moderator may.
+    with pytest.raises(IqError) as err:
+        await bob.plugin["xep_0425"].moderate(SJID(ROOM), kept, timeout=5)
+    assert err.value.condition == "forbidden"
+    await alice.plugin["xep_0425"].moderate(SJID(ROOM), bad, reason="be nice", timeout=5)
+    notice = await asyncio.wait_for(moderated.get(), 5)
+    assert notice["retract"]["id"] == bad
+    assert str(notice["retract"]["moderated"]["by"]) == f"{ROOM}/Alice"
+    # The history forgets both.
+    _, _, _, history = await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol",
+                                                                    maxstanzas=10, timeout=5)
+    assert [m["body"] for m in history] == ["fine"]
+    await disconnect(alice, bob, carol)

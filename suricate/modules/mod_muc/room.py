@@ -45,6 +45,8 @@ SID = "urn:xmpp:sid:0"  # XEP-0359
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 CONFERENCE = "jabber:x:conference"  # XEP-0249
 MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
+MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
@@ -89,7 +91,8 @@ class Room:
         self.occupants: dict[str, Occupant] = {}
         self.by_jid: dict[JID, Occupant] = {}
         # history_size = 0 keeps none (maxlen 0), never an unbounded deque.
-        self.history: deque[tuple[float, Element, int]] = deque(
+        # (time, message, its size in characters, stanza-id, sender's occupant-id)
+        self.history: deque[tuple[float, Element, int, str, str | None]] = deque(
             maxlen=module.opts["history_size"])
         self.subject = subject
         self.subject_author = subject_author
@@ -357,7 +360,7 @@ class Room:
                     after = since if after is None else max(after, since)
         chosen: list[tuple[float, Element]] = []
         chars = 0
-        for stamp, message, size in reversed(self.history):
+        for stamp, message, size, _, _ in reversed(self.history):
             if maxstanzas is not None and len(chosen) >= maxstanzas:
                 break
             if after is not None and stamp < after:
@@ -414,7 +417,23 @@ class Room:
         if occ.role == "none":
             self._error(stanza, "forbidden")
             return
+        retract = stanza.find("retract", RETRACT)
+        if retract is not None:
+            # XEP-0424 §5.1 in a room: the id is the room's stanza-id, and only the author
+            # retracts its message (a moderator uses XEP-0425).
+            entry = self._history_entry(retract.attrs.get("id", ""))
+            if entry is not None:
+                if entry[4] != occ.occupant_id:
+                    self._error(stanza, "forbidden", "not your message")
+                    return
+                self.history.remove(entry)
         self.broadcast_message(occ.nick, occ.occupant_id, stanza)
+
+    def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
+        for entry in self.history:
+            if entry[3] == stanza_id:
+                return entry
+        return None
 
     def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element) -> str:
         """A groupchat message from ``nick`` to every occupant, with the room's stanza-id
@@ -444,8 +463,10 @@ class Room:
         frm = self._occupant_jid(nick) if nick else self.jid
         attrs["from"] = str(frm)
         message = Element("message", ns.CLIENT, attrs, children)
-        if self.history.maxlen and message.find("body", ns.CLIENT) is not None:
-            self.history.append((time.time(), message, len(message.serialize())))
+        if self.history.maxlen and message.find("body", ns.CLIENT) is not None \
+                and message.find("retract", RETRACT) is None:
+            self.history.append((time.time(), message, len(message.serialize()), stanza_id,
+                                 occupant_id))
         self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
         return stanza_id
 
@@ -635,15 +656,45 @@ class Room:
                 self._owner(frm, itype, payload, stanza)
             elif xmlns == ns.PING and itype == "get":
                 self._result(stanza)
+            elif xmlns == MODERATE and itype == "set" and payload.name == "moderate":
+                self._moderate(frm, payload, stanza)
             else:
                 self._error(stanza, "service-unavailable")
         except StanzaError as err:
             if stanza.attrs.get("type") not in ("error", "result"):
                 self.server.router.bounce(stanza, err)
 
+    def _moderate(self, frm: JID, moderate: Element, stanza: Element) -> None:
+        """XEP-0425 §4: a moderator retracts a message; every occupant gets the
+        retraction (XEP-0424) marked as moderated, and the history forgets it."""
+        occ = self.by_jid.get(frm)
+        if occ is None or occ.role != "moderator":
+            raise StanzaError("forbidden", "only moderators moderate messages")
+        if moderate.find("retract", RETRACT) is None:
+            raise StanzaError("bad-request", "only retraction is supported")
+        stanza_id = moderate.attrs.get("id", "")
+        if not stanza_id:
+            raise StanzaError("bad-request", "the stanza-id to moderate is required")
+        entry = self._history_entry(stanza_id)
+        if entry is not None:
+            self.history.remove(entry)
+        notice = Element("message", ns.CLIENT, {"type": "groupchat",
+                                                "id": uuid.uuid4().hex})
+        retract = notice.add("retract", RETRACT, {"id": stanza_id})
+        moderated = retract.add("moderated", MODERATE,
+                                {"by": str(self._occupant_jid(occ.nick))})
+        moderated.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
+        reason = moderate.find_text("reason", MODERATE)
+        if reason:
+            retract.add("reason", RETRACT, text=reason)
+        self._result(stanza)
+        for other in list(self.occupants.values()):
+            self._send(self.jid, other.jid, notice.copy())
+
     def features(self) -> list[str]:
         cfg = self.config
-        return [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING,
+        return [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
+                RETRACT,
                 "muc_public" if cfg.public else "muc_hidden",
                 "muc_persistent" if cfg.persistent else "muc_temporary",
                 "muc_membersonly" if cfg.members_only else "muc_open",
