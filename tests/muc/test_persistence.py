@@ -49,6 +49,9 @@ async def test_store_round_trip(storage: SqlStorage) -> None:
     assert room.affiliations == {"bob@localhost": ("outcast", "spam"),
                                  "carol@localhost": ("admin", "")}
     assert await store.all_rooms() == [(SERVICE, "keep")]
+    await store.remove_user("carol@localhost")  # an account removed
+    room = await store.load_room(SERVICE, "keep")
+    assert room is not None and "carol@localhost" not in room.affiliations
     assert [name for name, _ in await store.list_rooms(SERVICE)] == ["keep"]
     await store.delete_room(SERVICE, "keep")
     assert await store.load_room(SERVICE, "keep") is None

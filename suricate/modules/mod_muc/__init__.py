@@ -55,7 +55,8 @@ class ModMuc(Module):
     store: MucStore
     xeps = ("0045", "0249", "0359", "0410", "0421")
     hooks = ((H.DISCO_LOCAL_ITEMS, "disco_local_items", 60),
-             (H.SESSION_CLOSED, "session_closed", 60))
+             (H.SESSION_CLOSED, "session_closed", 60),
+             (H.REMOVE_USER, "remove_user", 60))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -333,6 +334,13 @@ class ModMuc(Module):
         if jid is not None and jid in self.joined:
             for room in list(self.joined.get(jid, ())):
                 room.session_closed(jid)
+        return acc
+
+    async def remove_user(self, acc: None, jid: JID) -> None:
+        bare = jid.bare
+        for room in self.rooms.values():
+            room.affiliations.pop(bare, None)
+        await self.store.remove_user(str(bare))
         return acc
 
     def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:

@@ -74,6 +74,11 @@ class MucStore(ModuleStore):
             " affiliation = excluded.affiliation, reason = excluded.reason",
             muc_host, room, jid, affiliation, reason)
 
+    async def remove_user(self, jid: str) -> None:
+        """An account was removed: its affiliations go (a new account of the same name
+        must not inherit ownership or a ban)."""
+        await self.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
+
     async def delete_room(self, muc_host: str, room: str) -> None:
         async with self.session(transaction=True) as ex:
             await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",
