@@ -10,6 +10,11 @@
     .venv/bin/python bench/muc.py --rooms 4 --occupants 50 --seconds 5 --idle-rooms 1000
 
 Raw sockets and pre-built stanzas (bench/loadgen.py's client), STARTTLS, SCRAM-SHA-256.
+
+With ``--host``/``--port`` it only drives the fan-out against a running server whose
+accounts u0, u1, ... (password "pw") exist and whose MUC service is conference.localhost,
+and prints one JSON object: how bench/run.py measures Suricate, Prosody and ejabberd side
+by side (``--only muc``).
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ async def fan_out(a: argparse.Namespace, port: int) -> dict[str, Any]:
     ctx = client_context()
     n = a.rooms * a.occupants
     clients = await gather_bounded(
-        [login("127.0.0.1", port, f"u{i}", True, ctx) for i in range(n)], 50)
+        [login(a.host, port, f"u{i}", True, ctx) for i in range(n)], 50)
     for r in range(a.rooms):
         owner = clients[r * a.occupants]
         await create(owner, f"bench{r}")
@@ -184,7 +189,18 @@ def main() -> None:
     parser.add_argument("--hibernate-ms", type=int, default=0,
                         help="hibernate_timeout of the hibernating run (0: at once)")
     parser.add_argument("--server-core", default="0", help="taskset core list of the server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0,
+                        help="drive a running server instead of starting one")
     args = parser.parse_args()
+    if args.port:
+        try:
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
+        print(json.dumps(asyncio.run(fan_out(args, args.port))), flush=True)
+        return
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from slixmpp import JID as SJID
+from slixmpp.exceptions import IqError
 
 from suricate.core.module import open_module_store
 from suricate.jid import JID
@@ -130,3 +132,20 @@ async def test_hibernation_and_wake_up(tmp_path: Path) -> None:
         # XEP-0421 §3: the occupant-id is stable across hibernation.
         assert again.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id") == first_id
         await disconnect(alice, bob)
+
+
+async def test_stanzas_for_a_room_gone_from_storage(tmp_path: Path) -> None:
+    # A room believed stored but no longer in the database (deleted by another node or by
+    # hand): the stanzas that waited for it meet a missing room, in order.
+    async with running_server(tmp_path, modules=muc_toml()) as server:
+        muc = server.modules["mod_muc"]
+        muc.stored.add(JID.parse(ROOM))  # type: ignore[attr-defined]
+        bob = await user(server, "bob")
+        with pytest.raises(IqError) as err:
+            await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+        assert err.value.condition == "item-not-found"
+        # The first presence then creates it as a new room.
+        pres, _, _, _ = await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob",
+                                                                   timeout=5)
+        assert "201" in {str(c) for c in pres["muc"]["status_codes"]}
+        await disconnect(bob)

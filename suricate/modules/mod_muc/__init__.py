@@ -169,14 +169,14 @@ class ModMuc(Module):
             self.rooms[key] = room
             self._gauges(key.domain)
         else:
-            self.stored.discard(key)
-        while queue:
-            frm, to, stanza = queue.pop(0)
+            self.stored.discard(key)  # deleted meanwhile: the stanzas meet a missing room
+        # No await from here on: nothing can join the queue while it is drained in order.
+        del self.loading[key]
+        for frm, to, stanza in queue:
             if room is not None and not room.gone:
                 room.route(frm, to, stanza)
             else:
                 self.route(frm, to, stanza)
-        del self.loading[key]
 
     def _to_missing_room(self, frm: JID, to: JID, stanza: Element) -> None:
         stype = stanza.attrs.get("type")
