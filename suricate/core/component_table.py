@@ -1,12 +1,18 @@
-"""The table of connected external components (XEP-0114), by domain: the router asks it before
-federation. Apart from ``suricate.core.component`` (the stream handler) so that a server
-without component listeners does not import the stream machinery at start-up.
+"""The table of services by domain that are not accounts' domains: connected external
+components (XEP-0114) and the service domains modules serve inside the server
+(`conference.@HOST@`, `pubsub.@HOST@`, `upload.@HOST@`). The router asks it before federation.
+Apart from ``suricate.core.component`` (the stream handler) so that a server without component
+listeners does not import the stream machinery at start-up.
+
+A module's service is routed exactly like a component: one table, one lookup on the routing
+path, and both are listed in the parent domain's disco#items (XEP-0030 §4.2), which is how
+clients find the MUC, PubSub and upload services.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
 from suricate.protocol.errors import StanzaError
@@ -19,8 +25,33 @@ if TYPE_CHECKING:
     from suricate.jid import JID
 
 
+#: A module's handler of every stanza addressed to its service domain: (from, to, stanza).
+ServiceHandler = Callable[["JID", "JID", Element], None]
+
+
+class LocalService:
+    """A service domain served by a module in this process; quacks like a component."""
+
+    __slots__ = ("domains", "handler")
+
+    #: No listener options: no access rule, listed in disco#items.
+    opts: Mapping[str, Any] = {}
+
+    def __init__(self, domain: str, handler: ServiceHandler) -> None:
+        self.domains = (domain,)
+        self.handler = handler
+
+    def deliver(self, frm: JID, stanza: Element) -> None:
+        from suricate.jid import JID
+
+        self.handler(frm, JID.parse(stanza.attrs["to"]), stanza)
+
+    def kicked(self) -> None:
+        """A service is never replaced by a component (``serve`` refuses the domain)."""
+
+
 class ComponentTable:
-    """Connected components by domain; the router asks it before federation."""
+    """Components and module services by domain; the router asks it before federation."""
 
     __slots__ = ("server", "_by_domain")
 
@@ -51,6 +82,18 @@ class ComponentTable:
         for domain in component.domains:
             if self._by_domain.get(domain) is component:
                 del self._by_domain[domain]
+
+    def serve(self, domain: str, handler: ServiceHandler) -> LocalService:
+        """Serve ``domain`` with a module's ``handler`` until ``unserve``. A domain a component
+        or another module already serves is our configuration's bug: refused loudly."""
+        service = LocalService(domain.lower(), handler)
+        taken = self.register(service)  # type: ignore[arg-type]
+        if taken is not None:
+            raise RuntimeError(f"service domain {taken} is already served")
+        return service
+
+    def unserve(self, service: LocalService) -> None:
+        self.unregister(service)  # type: ignore[arg-type]
 
     def route(self, frm: JID, to: JID, stanza: Element) -> bool:
         """Deliver to the component serving ``to``'s domain; False when there is none."""

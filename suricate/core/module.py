@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from suricate.config.spec import ConfigError, Context, Section
 from suricate.core import hooks as H
+from suricate.core.component_table import ServiceHandler
 from suricate.storage.base import Storage
 from suricate.storage.module_store import ModuleStore, load_module_migrations, migrate_module
 from suricate.storage.sql import SqlStorage
@@ -104,7 +105,21 @@ class Module:
         if self.sm_features:
             self.server.hooks.add(H.DISCO_SM_FEATURES, self._add_sm_features, 50)
 
+    def serve_subdomains(self, pattern: str, handler: ServiceHandler) -> list[str]:
+        """Serve MongooseIM's subdomain ``pattern`` (``"conference.@HOST@"``) for each served
+        domain with ``handler`` (from, to, stanza), routed like a component and listed in the
+        domain's disco#items; undone by ``unwire``. Returns the domains now served."""
+        served = []
+        for host in sorted(self.server.domains.served):
+            domain = pattern.replace("@HOST@", host)
+            service = self.server.components.serve(domain, handler)
+            self.__dict__.setdefault("_services", []).append(service)
+            served.append(domain)
+        return served
+
     def unwire(self) -> None:
+        for service in self.__dict__.pop("_services", []):
+            self.server.components.unserve(service)
         for hook, method, _ in self.hooks:
             self.server.hooks.remove(hook, getattr(self, method))
         for scope, xmlns, _ in self.iq_handlers:
