@@ -9,7 +9,6 @@ wait for them and nothing accepted is lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from suricate.core import hooks as H
@@ -26,33 +25,14 @@ log = logging.getLogger("suricate.router")
 # RFC 6121 §8.5.2.1.1 / §8.5.3.2.1 message types.
 _TO_BARE_ON_NO_RESOURCE = frozenset({"normal", "chat"})
 
-#: A local service: takes every stanza addressed to its domain (``route`` signature).
-ServiceHandler = Callable[[JID, JID, Element], None]
-
 
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "services")
+    __slots__ = ("server", "sessions", "hooks")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
-        #: Service domains a module serves in this process (``conference.localhost`` for
-        #: mod_muc, later ``pubsub.@HOST@``, ``upload.@HOST@``): MongooseIM's subdomain
-        #: routing. Asked after the served domains, so the hot path pays nothing for it.
-        self.services: dict[str, ServiceHandler] = {}
-
-    # -- local services -------------------------------------------------------------------
-    def register_service(self, domain: str, handler: ServiceHandler) -> None:
-        """Route every stanza to ``domain`` to ``handler(frm, to, stanza)``; a domain that is
-        already a host or another service is our configuration bug."""
-        if domain in self.services or self.server.is_local_domain(domain):
-            raise ValueError(f"service domain {domain} is already served")
-        self.services[domain] = handler
-
-    def unregister_service(self, domain: str, handler: ServiceHandler) -> None:
-        if self.services.get(domain) == handler:
-            del self.services[domain]
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -71,8 +51,6 @@ class Router:
     def _route(self, frm: JID, to: JID, stanza: Element) -> None:
         if self.server.is_local_domain(to.domain):
             self._route_local(frm, to, stanza)
-        elif (service := self.services.get(to.domain)) is not None:
-            service(frm, to, stanza)  # a module's service domain (mod_muc, ...)
         elif self.server.components.route(frm, to, stanza):
             pass  # a connected component serves the domain (XEP-0114)
         elif not self.server.s2s.route(frm, to, stanza):

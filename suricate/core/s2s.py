@@ -67,7 +67,6 @@ class S2SService:
     def serves(self, domain: str) -> bool:
         """A domain an incoming stream may address: ours, or a connected component's."""
         return self.server.is_local_domain(domain) \
-            or domain in self.server.router.services \
             or self.server.components.lookup(domain) is not None
 
     # -- routing --------------------------------------------------------------------------

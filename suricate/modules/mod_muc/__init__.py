@@ -1,7 +1,7 @@
 """mod_muc: XEP-0045 Multi-User Chat on a service subdomain (``conference.@HOST@``).
 
-The module owns its service domains through the router's local-service seam
-(``server.router.register_service``): every stanza to ``conference.<host>`` or a room or
+The module owns its service domains through the module seam for subdomains
+(``Module.serve_subdomains``, routed by the component table): every stanza to ``conference.<host>`` or a room or
 occupant JID under it arrives in ``route``. Rooms (``room.Room``) are objects of this process;
 a persistent room is written to the module's store after each change, so an idle one can be
 dropped from memory (hibernation, ``hibernate_timeout``) and rebuilt from the store on its
@@ -32,6 +32,7 @@ from suricate.xml import ns
 from suricate.xml.element import Element, SharedElement
 
 if TYPE_CHECKING:
+    from suricate.core.component_table import LocalService
     from suricate.core.domains import Domain
     from suricate.core.server import Server
 
@@ -54,8 +55,7 @@ class ModMuc(Module):
     store_class = MucStore
     store: MucStore
     xeps = ("0045", "0249", "0359", "0410", "0421")
-    hooks = ((H.DISCO_LOCAL_ITEMS, "disco_local_items", 60),
-             (H.SESSION_CLOSED, "session_closed", 60),
+    hooks = ((H.SESSION_CLOSED, "session_closed", 60),
              (H.REMOVE_USER, "remove_user", 60))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
@@ -64,6 +64,7 @@ class ModMuc(Module):
         self.stored: set[JID] = set()  # persistent rooms in the store (online or not)
         self.loading: dict[JID, list[Pending]] = {}
         self.services: dict[str, str] = {}  # service domain -> the host it serves
+        self._added: dict[str, LocalService] = {}  # services of dynamic domains added later
         self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
         self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
         self.hibernations = 0
@@ -74,8 +75,12 @@ class ModMuc(Module):
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        for domain in sorted(self.server.domains.served):
-            self._add_service(domain)
+        # The service domains, routed to ``route`` through the component table (the
+        # module seam for subdomains) and listed in each host's disco#items.
+        hosts = sorted(self.server.domains.served)
+        for host, service in zip(hosts, self.serve_subdomains(self.opts["host"], self.route),
+                                 strict=True):
+            self.services[service] = host
         self.server.domains.listeners.append(self._domain_changed)
         for host, room in await self.store.all_rooms():
             self.stored.add(JID._prepared(room, host, None))
@@ -92,27 +97,25 @@ class ModMuc(Module):
         self.rooms.clear()
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
-        for service in list(self.services):
-            self.server.router.unregister_service(service, self.route)
-        self.services.clear()
+        for local in self._added.values():
+            self.server.components.unserve(local)
+        self._added.clear()
+        self.services.clear()  # those of serve_subdomains are undone by unwire
         # Storage writes in flight finish before the store closes (server.drain).
 
     def _service_of(self, domain: str) -> str:
         return self.opts["host"].replace("@HOST@", domain)
 
-    def _add_service(self, domain: str) -> None:
-        service = self._service_of(domain)
-        if service in self.services:
-            return
-        self.server.router.register_service(service, self.route)
-        self.services[service] = domain
-
     def _domain_changed(self, domain: str, now: Domain | None) -> None:
+        """A dynamic domain was added (it gets its service) or removed (the service it got
+        that way goes)."""
         service = self._service_of(domain)
         if now is not None and now.enabled and domain in self.server.domains.served:
-            self._add_service(domain)
-        elif service in self.services:
-            self.server.router.unregister_service(service, self.route)
+            if service not in self.services:
+                self._added[service] = self.server.components.serve(service, self.route)
+                self.services[service] = domain
+        elif service in self._added:
+            self.server.components.unserve(self._added.pop(service))
             del self.services[service]
 
     # -- routing ----------------------------------------------------------------------------
@@ -292,13 +295,6 @@ class ModMuc(Module):
         for name in sorted(listed):
             query.add("item", attrs={"jid": f"{name}@{to.domain}", "name": listed[name]})
         self._iq_result(to, frm, stanza, query)
-
-    def disco_local_items(self, items: list[Element], domain: str) -> list[Element]:
-        service = self._service_of(domain)
-        if service in self.services:
-            items.append(Element("item", ns.DISCO_ITEMS, {"jid": service,
-                                                          "name": "Chatrooms"}))
-        return items
 
     # -- what rooms ask of the service --------------------------------------------------------
     def is_service_admin(self, jid: JID) -> bool:
