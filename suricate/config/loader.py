@@ -181,7 +181,3 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
                 "modules.mod_offline.access_max_user_messages",
                 offline.get("access_max_user_messages"),
             )
-        muc = modules.get("mod_muc")
-        if isinstance(muc, dict):
-            for option in ("access", "access_create", "access_admin", "access_persistent"):
-                access_defined(f"modules.mod_muc.{option}", muc.get(option))
