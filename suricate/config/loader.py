@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from suricate.config.catalog import CATALOG, ModuleNotLoadable
 from suricate.config.schema import ROOT
 from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, join
 
@@ -109,6 +111,24 @@ def _listeners(cfg: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]
                     yield kind, at(join("listen", kind), i), listener
 
 
+class References:
+    """What a module's ``check_config`` can ask of the rest of the configuration: whether a
+    name it refers to is defined, reporting the problem at the module option's TOML path."""
+
+    def __init__(self, access: Callable[[str, Any], None], shaper: Callable[[str, Any], None],
+                 pools: Any, report: Context) -> None:
+        self.access_defined = access
+        self.shaper_defined = shaper
+        self._pools = pools if isinstance(pools, dict) else {}
+        self.report = report
+
+    def pool_defined(self, path: str, kind: str, tag: Any) -> None:
+        """``[outgoing_pools.<kind>.<tag>]`` must exist."""
+        pools = self._pools.get(kind)
+        if isinstance(tag, str) and (not isinstance(pools, dict) or tag not in pools):
+            self.report.error(path, f"pool '{tag}' is not defined in [outgoing_pools.{kind}]")
+
+
 def _cross_check(cfg: dict[str, Any], report: Context) -> None:
     """Checks that span sections: names referring to [shaper], [acl], [access], [auth].
 
@@ -172,12 +192,10 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
                     )
 
     if isinstance(modules, dict):
-        register = modules.get("mod_register")
-        if isinstance(register, dict):
-            access_defined("modules.mod_register.access", register.get("access"))
-        offline = modules.get("mod_offline")
-        if isinstance(offline, dict):
-            access_defined(
-                "modules.mod_offline.access_max_user_messages",
-                offline.get("access_max_user_messages"),
-            )
+        # Each module checks its own references (Module.check_config): the loader knows
+        # nothing of any module's options.
+        refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
+        for name, opts in modules.items():
+            if isinstance(opts, dict) and name in CATALOG:
+                with contextlib.suppress(ModuleNotLoadable):
+                    CATALOG[name].check_config(opts, join("modules", name), refs)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from suricate.config.loader import References
 from suricate.config.spec import ConfigError, Context, Section
 from suricate.core import hooks as H
 from suricate.core.component_table import ServiceHandler
@@ -87,6 +88,12 @@ class Module:
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         self.server = server
         self.opts = opts
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        """Check what the options refer to elsewhere in the configuration (access rules,
+        shapers, pools), with ``refs.access_defined(path, name)`` and the like. Runs at
+        ``check-config`` and start-up, after ``options`` validated the table itself."""
 
     async def start(self) -> None:
         """Anything beyond the declared wiring (timers, caches)."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.loader import References
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.module import Module
@@ -48,6 +50,11 @@ class ModOffline(Module):
         (H.USER_AVAILABLE, "deliver_stored", 50),
     )
     features = (ns.OFFLINE,)
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        refs.access_defined(f"{path}.access_max_user_messages",
+                            opts.get("access_max_user_messages"))
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)

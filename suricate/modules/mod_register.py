@@ -23,10 +23,12 @@ import ipaddress
 import logging
 import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from suricate.auth.service import STORED_METHODS, TooManyUsers
+from suricate.config.loader import References
 from suricate.config.modules_spec import MODULES as MODULE_SPECS
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
@@ -78,6 +80,10 @@ class ModRegister(Module):
         ("local", ns.REGISTER, "server_iq"),
     )
     features = (ns.REGISTER,)  # XEP-0077 "Determining Support"
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        refs.access_defined(f"{path}.access", opts.get("access"))
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)
