@@ -32,6 +32,7 @@ from suricate.xml import ns
 from suricate.xml.element import Element, SharedElement
 
 if TYPE_CHECKING:
+    from suricate.config.loader import References
     from suricate.core.component_table import LocalService
     from suricate.core.domains import Domain
     from suricate.core.server import Server
@@ -57,6 +58,11 @@ class ModMuc(Module):
     xeps = ("0045", "0249", "0359", "0410", "0421")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
              (H.REMOVE_USER, "remove_user", 60))
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        for option in ("access", "access_create", "access_admin", "access_persistent"):
+            refs.access_defined(f"{path}.{option}", opts.get(option))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
