@@ -81,7 +81,7 @@ async def create(c: Client, room: str, persistent: bool = False) -> None:
     c.send(join(room, "owner"))
     await c.expect(b"</message>")  # §7.2.16: the subject ends the join
     c.send(unlock(room, persistent))
-    await c.expect(b"id=\"cfg\"")
+    await c.expect((b"id=\"cfg\"", b"id='cfg'"))
 
 
 async def fan_out(a: argparse.Namespace, port: int) -> dict[str, Any]:
