@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Union
+from typing import Any, Union
 
 Node = Union["Element", str]
 
@@ -198,7 +198,7 @@ class SharedElement(Element):
     __slots__ = ("shared",)
 
     def __init__(self, name: str, xmlns: str, attrs: dict[str, str], children: list[Node],
-                 shared: dict[object, str]) -> None:
+                 shared: dict[object, Any]) -> None:
         super().__init__(name, xmlns, attrs, children)
         self.shared = shared
 
@@ -208,16 +208,29 @@ class SharedElement(Element):
             Element._write(self, out, parent_ns, prefixes)
             return
         tag = self.name
-        if xmlns != parent_ns:
-            start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"'
-        else:
-            start = "<" + tag
+        declared = xmlns != parent_ns
         attrs = self.attrs
-        if attrs:
-            start += "".join([" " + key + '="' + escape_attr(value) + '"'
-                              for key, value in attrs.items()])
+        # The start tag without 'to' (the last attribute: the fan-out adds it to a copy of
+        # the shared attributes) is cached too; it is used only while the other attributes
+        # are still the very objects it was made from.
+        cached = self.shared.get(declared) if attrs and next(reversed(attrs)) == "to" \
+            else None
+        if cached is not None and len(cached[0]) == len(attrs) - 1 and all(
+                attrs.get(k) is v for k, v in cached[0]):
+            start = cached[1] + ' to="' + escape_attr(attrs["to"]) + '"'
+        else:
+            start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"' if declared \
+                else "<" + tag
+            items = [(k, v) for k, v in attrs.items() if k != "to"]
+            head = start + "".join([" " + k + '="' + escape_attr(v) + '"' for k, v in items])
+            if attrs and next(reversed(attrs)) == "to":
+                self.shared[declared] = (tuple(items), head)
+                start = head + ' to="' + escape_attr(attrs["to"]) + '"'
+            else:
+                start += "".join([" " + k + '="' + escape_attr(v) + '"'
+                                  for k, v in attrs.items()])
         key: object = (xmlns, tuple(prefixes.items())) if prefixes else xmlns
-        inner = self.shared.get(key)
+        inner: str | None = self.shared.get(key)
         if inner is None:
             parts: list[str] = []
             for child in self.children:

@@ -4,6 +4,8 @@ context, and a copy taken on the delivery path is a plain, independent element."
 
 from __future__ import annotations
 
+from typing import Any
+
 from suricate.xml import ns
 from suricate.xml.element import Element, SharedElement
 
@@ -19,7 +21,7 @@ def _message() -> Element:
 
 def test_shared_children_serialize_like_plain_copies() -> None:
     m = _message()
-    shared: dict[object, str] = {}
+    shared: dict[object, Any] = {}
     for to in ("a@x/1", "b@x/2", "c@y/3"):
         attrs = dict(m.attrs, to=to)
         fast = SharedElement(m.name, m.xmlns, dict(attrs), m.children, shared)
@@ -31,7 +33,8 @@ def test_shared_children_serialize_like_plain_copies() -> None:
         wrapper = Element("forwarded", "urn:xmpp:forward:0", {}, [fast])
         plain_wrapper = Element("forwarded", "urn:xmpp:forward:0", {}, [slow])
         assert wrapper.serialize(ns.CLIENT) == plain_wrapper.serialize(ns.CLIENT)
-    assert len(shared) == 2  # one serialization per namespace context, not per copy
+    # One start tag (without "to") and one payload per namespace context, not per copy.
+    assert len(shared) == 4
 
 
 def test_copy_of_a_shared_element_is_independent() -> None:
@@ -43,3 +46,18 @@ def test_copy_of_a_shared_element_is_independent() -> None:
     copy.add("delay", ns.DELAY)
     assert fast.find("delay", ns.DELAY) is None
     assert "delay" not in fast.serialize()
+
+
+def test_a_changed_attribute_is_not_served_from_the_cache() -> None:
+    m = _message()
+    shared: dict[object, Any] = {}
+    first = SharedElement(m.name, m.xmlns, dict(m.attrs, to="a@x/1"), m.children, shared)
+    first.serialize(ns.CLIENT)
+    second = SharedElement(m.name, m.xmlns, dict(m.attrs, to="b@x/2"), m.children, shared)
+    second.attrs["from"] = "other@conference.x/n"  # a hook changed it on its copy
+    second.attrs["to"] = second.attrs.pop("to")  # 'to' last again
+    plain = Element(m.name, m.xmlns, dict(second.attrs), m.children)
+    assert second.serialize(ns.CLIENT) == plain.serialize(ns.CLIENT)
+    third = SharedElement(m.name, m.xmlns, {"to": "c@x/3", **m.attrs}, m.children, shared)
+    assert third.serialize(ns.CLIENT) == Element(m.name, m.xmlns, dict(third.attrs),
+                                                 m.children).serialize(ns.CLIENT)

@@ -352,7 +352,7 @@ class ModMuc(Module):
         route = self.server.router.route
         name, xmlns, attrs, children = message.name, message.xmlns, message.attrs, \
             message.children
-        shared: dict[object, str] = {}
+        shared: dict[object, Any] = {}
         for jid in targets:
             copy_attrs = dict(attrs)
             copy_attrs["to"] = str(jid)
