@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    DEFAULT_MODULES,
     c2s_listener,
     cpu_seconds,
     rss_kib,
@@ -141,6 +142,7 @@ class Suricate(ServerSpec):
             host=self.addr)
         self.config_path().write_text(suricate_config(
             self.workdir / "suricate.db", [listener], loglevel="error",
+            modules=(*DEFAULT_MODULES, "mod_muc"),
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
 
@@ -207,6 +209,7 @@ storage = "internal"
 modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "offline" }}
 ssl = {{ certificate = "{cert}"; key = "{key}"; }}
 VirtualHost "localhost"
+Component "conference.localhost" "muc"
 """)
 
     def provision(self, names: list[str]) -> None:
@@ -267,6 +270,7 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_offline: {{}}
+  mod_muc: {{host: "conference.localhost", access_create: all, max_users: 1000}}
 """)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -449,6 +453,23 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
                 r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
                 r[key]["runs"] = runs
+        if want("muc"):
+            # bench/muc.py: groupchat fan-out, one sender per room (DESIGN §7 "Rooms").
+            restart(spec, sizes)
+            rooms, occupants = (2, 5) if sizes.users < 200 else (4, 50)
+            runs = []
+            for _ in range(sizes.repeat):
+                cmd = ["taskset", "-c", gen_cores, PY, str(ROOT / "bench" / "muc.py"),
+                       "--host", spec.addr, "--port", str(spec.port), "--rooms", str(rooms),
+                       "--occupants", str(occupants), "--seconds", str(sizes.seconds),
+                       "--warmup", str(sizes.warmup)]
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"bench/muc.py failed: {out.stderr[-2000:]}")
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                log(f"{spec.name}: muc {runs[-1]}")
+            r["muc_delivered_per_s"] = statistics.median(x["delivered_per_s"] for x in runs)
+            r["muc_runs"] = runs
         if want("rss"):
             for tls in (False, True):
                 key = "rss_tls_kib" if tls else "rss_plain_kib"
@@ -480,6 +501,8 @@ for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p50_ms")), "{:.2f}", False))
         ROWS.append((f"latency p99 (ms), {_shape}, {_label}",
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
+ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
+             lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
 ROWS.append(("login with a 200-contact roster, STARTTLS (ms)",
              lambda r: r.get("roster_login_ms"), "{:.1f}", False))
 
@@ -546,7 +569,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="suricate,prosody,ejabberd")
-    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster")
+    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))
     p.add_argument("--server-cores", default="0")
     p.add_argument("--gen-cores", default="1")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Union
+from typing import Any, Union
 
 Node = Union["Element", str]
 
@@ -183,3 +183,60 @@ class Element:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+class SharedElement(Element):
+    """An element whose children are shared with its sibling copies and serialized once for
+    all of them: a room's fan-out (XEP-0045 §7.4) sends one message to every occupant, only
+    its ``to`` differs. The start tag is written per copy, the children's XML is cached in
+    ``shared`` (one dict for all siblings) per namespace context.
+
+    The children must not change once the first copy is serialized: code on the delivery
+    path that wants to change a stanza's payload copies it first (``copy()`` gives a plain
+    ``Element``)."""
+
+    __slots__ = ("shared",)
+
+    def __init__(self, name: str, xmlns: str, attrs: dict[str, str], children: list[Node],
+                 shared: dict[object, Any]) -> None:
+        super().__init__(name, xmlns, attrs, children)
+        self.shared = shared
+
+    def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
+        xmlns = self.xmlns
+        if (prefixes and xmlns in prefixes) or not self.children:
+            Element._write(self, out, parent_ns, prefixes)
+            return
+        tag = self.name
+        declared = xmlns != parent_ns
+        attrs = self.attrs
+        # The start tag without 'to' (the last attribute: the fan-out adds it to a copy of
+        # the shared attributes) is cached too; it is used only while the other attributes
+        # are still the very objects it was made from.
+        cached = self.shared.get(declared) if attrs and next(reversed(attrs)) == "to" \
+            else None
+        if cached is not None and len(cached[0]) == len(attrs) - 1 and all(
+                attrs.get(k) is v for k, v in cached[0]):
+            start = cached[1] + ' to="' + escape_attr(attrs["to"]) + '"'
+        else:
+            start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"' if declared \
+                else "<" + tag
+            items = [(k, v) for k, v in attrs.items() if k != "to"]
+            head = start + "".join([" " + k + '="' + escape_attr(v) + '"' for k, v in items])
+            if attrs and next(reversed(attrs)) == "to":
+                self.shared[declared] = (tuple(items), head)
+                start = head + ' to="' + escape_attr(attrs["to"]) + '"'
+            else:
+                start += "".join([" " + k + '="' + escape_attr(v) + '"'
+                                  for k, v in attrs.items()])
+        key: object = (xmlns, tuple(prefixes.items())) if prefixes else xmlns
+        inner: str | None = self.shared.get(key)
+        if inner is None:
+            parts: list[str] = []
+            for child in self.children:
+                if isinstance(child, str):
+                    parts.append(escape_text(child))
+                else:
+                    child._write(parts, xmlns, prefixes)
+            inner = self.shared[key] = "".join(parts)
+        out.append(start + ">" + inner + "</" + tag + ">")

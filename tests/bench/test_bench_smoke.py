@@ -38,4 +38,5 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
         assert results[key]["p50_ms"] > 0, key
     for key in ("rss_plain_kib", "rss_tls_kib"):  # a per-connection delta: may be noise-small
         assert isinstance(results[key], float) and math.isfinite(results[key]), key
+    assert results["muc_delivered_per_s"] > 0  # bench/muc.py through the runner
     assert "| SCRAM-SHA-256 logins/s over STARTTLS |" in proc.stdout

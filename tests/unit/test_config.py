@@ -965,8 +965,22 @@ def test_module_options_accepted() -> None:
             "modules.mod_mam: module is not available in this version of Suricate",
         ),
         (
-            "[modules.mod_muc]",
-            "modules.mod_muc: module is not available in this version of Suricate",
+            "[modules.mod_muc_light]",
+            "modules.mod_muc_light: module is not available in this version of Suricate",
+        ),
+        (
+            '[modules.mod_muc]\nroom_shaper = "fast"',
+            "modules.mod_muc.room_shaper: option room_shaper is not available in this version "
+            "of Suricate",
+        ),
+        (
+            "[modules.mod_muc]\ndefault_room.allow_multiple_sessions = true",
+            "modules.mod_muc.default_room.allow_multiple_sessions: true is not available in "
+            "this version of Suricate",
+        ),
+        (
+            '[modules.mod_muc]\naccess_create = "muc_create"',
+            "modules.mod_muc.access_create: access rule 'muc_create' is not defined in [access]",
         ),
         (
             '[modules.mod_stream_management]\nbackend = "mnesia"',

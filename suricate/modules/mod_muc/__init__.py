@@ -1,0 +1,452 @@
+"""mod_muc: XEP-0045 Multi-User Chat on a service subdomain (``conference.@HOST@``).
+
+The module owns its service domains through the module seam for subdomains
+(``Module.serve_subdomains``, routed by the component table): every stanza to ``conference.<host>`` or a room or
+occupant JID under it arrives in ``route``. Rooms (``room.Room``) are objects of this process;
+a persistent room is written to the module's store after each change, so an idle one can be
+dropped from memory (hibernation, ``hibernate_timeout``) and rebuilt from the store on its
+next stanza. Stanzas arriving while a room is being read back wait in order.
+
+Also: XEP-0249 direct invitations need nothing from the server (they go user to user);
+XEP-0359 stanza-ids and XEP-0421 occupant-ids are stamped on every groupchat message;
+XEP-0410 self-pings are answered by the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.core import hooks as H
+from suricate.core.module import Module
+from suricate.instrument.events import GAUGE, SPIRAL, declare
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
+from suricate.modules.mod_muc.room import MUC, Room
+from suricate.modules.mod_muc.store import MucStore
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element, SharedElement
+
+if TYPE_CHECKING:
+    from suricate.config.loader import References
+    from suricate.core.component_table import LocalService
+    from suricate.core.domains import Domain
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.mod_muc")
+
+MOD_MUC_ROOMS = declare(
+    "mod_muc_rooms", ("host_type",), {"online": GAUGE, "hibernated": GAUGE},
+    "Rooms of the MUC service: online (in memory) and hibernated (persistent rooms whose "
+    "state is only in storage)")
+MOD_MUC_HIBERNATIONS = declare(
+    "mod_muc_hibernations", ("host_type",), {"count": SPIRAL},
+    "Idle persistent rooms dropped from memory after hibernate_timeout")
+
+Pending = tuple[JID, JID, Element]
+
+
+class ModMuc(Module):
+    name = "mod_muc"
+    options = MUC_OPTIONS
+    store_class = MucStore
+    store: MucStore
+    xeps = ("0045", "0249", "0359", "0410", "0421")
+    hooks = ((H.SESSION_CLOSED, "session_closed", 60),
+             (H.REMOVE_USER, "remove_user", 60))
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        for option in ("access", "access_create", "access_admin", "access_persistent"):
+            refs.access_defined(f"{path}.{option}", opts.get(option))
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.rooms: dict[JID, Room] = {}
+        self.stored: set[JID] = set()  # persistent rooms in the store (online or not)
+        self.loading: dict[JID, list[Pending]] = {}
+        self.services: dict[str, str] = {}  # service domain -> the host it serves
+        self._added: dict[str, LocalService] = {}  # services of dynamic domains added later
+        self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
+        self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
+        self.hibernations = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._locks: dict[JID, asyncio.Lock] = {}
+        timeout = opts["hibernate_timeout"]
+        self.hibernate_after: float | None = None if timeout is None else timeout / 1000.0
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        # The service domains, routed to ``route`` through the component table (the
+        # module seam for subdomains) and listed in each host's disco#items.
+        hosts = sorted(self.server.domains.served)
+        for host, service in zip(hosts, self.serve_subdomains(self.opts["host"], self.route),
+                                 strict=True):
+            self.services[service] = host
+        self.server.domains.listeners.append(self._domain_changed)
+        for host, room in await self.store.all_rooms():
+            self.stored.add(JID._prepared(room, host, None))
+        self._gauges()
+        if self.hibernate_after is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for room in list(self.rooms.values()):
+            room.shutdown()
+        self.rooms.clear()
+        if self._domain_changed in self.server.domains.listeners:
+            self.server.domains.listeners.remove(self._domain_changed)
+        for local in self._added.values():
+            self.server.components.unserve(local)
+        self._added.clear()
+        self.services.clear()  # those of serve_subdomains are undone by unwire
+        # Storage writes in flight finish before the store closes (server.drain).
+
+    def _service_of(self, domain: str) -> str:
+        return self.opts["host"].replace("@HOST@", domain)
+
+    def _domain_changed(self, domain: str, now: Domain | None) -> None:
+        """A dynamic domain was added (it gets its service) or removed (the service it got
+        that way goes)."""
+        service = self._service_of(domain)
+        if now is not None and now.enabled and domain in self.server.domains.served:
+            if service not in self.services:
+                self._added[service] = self.server.components.serve(service, self.route)
+                self.services[service] = domain
+        elif service in self._added:
+            self.server.components.unserve(self._added.pop(service))
+            del self.services[service]
+
+    # -- routing ----------------------------------------------------------------------------
+    def route(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Every stanza to the service, a room or an occupant (the router's service seam)."""
+        stype = stanza.attrs.get("type")
+        if stype not in ("error", "result", "unavailable") \
+                and not self.server.access_allows(self.opts["access"], frm):
+            self.server.router.bounce(stanza, StanzaError(
+                "forbidden", "access denied by service policy"))
+            return
+        if to.local is None:
+            self._to_service(frm, to, stanza)
+            return
+        key = to.bare
+        room = self.rooms.get(key)
+        if room is not None:
+            room.route(frm, to, stanza)
+            return
+        queue = self.loading.get(key)
+        if queue is not None:
+            queue.append((frm, to, stanza))
+        elif key in self.stored:
+            # A hibernated room: read it back, stanzas wait in order meanwhile.
+            self.loading[key] = [(frm, to, stanza)]
+            self.server.spawn(self._wake(key))
+        else:
+            self._to_missing_room(frm, to, stanza)
+
+    async def _wake(self, key: JID) -> None:
+        queue = self.loading[key]
+        try:
+            stored = await self.store.load_room(key.domain, key.local or "")
+        except Exception:
+            log.exception("muc_room_load_failed room=%s", key)
+            stored = None
+            del self.loading[key]
+            for _, _, stanza in queue:
+                self.server.router.bounce(stanza, StanzaError("internal-server-error"))
+            return
+        room = None
+        if stored is not None:
+            config = RoomConfig.from_dict(stored.config)
+            secret = stored.config.get("_secret")
+            affiliations: dict[JID, tuple[str, str]] = {}
+            for jid, entry in stored.affiliations.items():
+                try:
+                    affiliations[JID.parse(jid)] = entry
+                except (InvalidJID, ValueError):
+                    log.warning("muc_bad_stored_affiliation room=%s jid=%r", key, jid)
+            room = Room(self, key, config, affiliations=affiliations, subject=stored.subject,
+                        subject_author=stored.subject_author,
+                        secret=bytes.fromhex(secret) if secret else None)
+            self.rooms[key] = room
+            self._gauges(key.domain)
+        else:
+            self.stored.discard(key)  # deleted meanwhile: the stanzas meet a missing room
+        # No await from here on: nothing can join the queue while it is drained in order.
+        del self.loading[key]
+        for frm, to, stanza in queue:
+            if room is not None and not room.gone:
+                room.route(frm, to, stanza)
+            else:
+                self.route(frm, to, stanza)
+
+    def _to_missing_room(self, frm: JID, to: JID, stanza: Element) -> None:
+        stype = stanza.attrs.get("type")
+        if stanza.name != "presence":
+            # §7.? / XEP-0030: nothing lives at this address.
+            self.server.router.bounce(stanza, StanzaError("item-not-found", "no such room"))
+            return
+        if stype is not None:
+            return  # unavailable, error, subscriptions: nothing to leave or answer
+        if not to.resource:
+            self.server.router.bounce(stanza, StanzaError("jid-malformed",
+                                                          "a room nickname is required"))
+            return
+        if not self.server.access_allows(self.opts["access_create"], frm):
+            # §10.1.1: a user who may not create rooms gets not-allowed.
+            self.server.router.bounce(stanza, StanzaError(
+                "not-allowed", "room creation is denied by service policy"))
+            return
+        max_id = self.opts["max_room_id"]
+        if max_id is not None and len(to.local or "") > max_id:
+            self.server.router.bounce(stanza, StanzaError("not-acceptable",
+                                                          "room name too long (max_room_id)"))
+            return
+        defaults = self.opts["default_room"]
+        config = RoomConfig.from_options(defaults)
+        config.max_users = min(config.max_users, self.opts["max_users"])
+        affiliations: dict[JID, tuple[str, str]] = {}
+        for entry in defaults["affiliations"]:
+            try:
+                affiliations[JID(entry["user"], entry["server"])] = (entry["affiliation"], "")
+            except InvalidJID:
+                log.warning("muc_bad_default_affiliation %r", entry)
+        affiliations[frm.bare] = ("owner", "")
+        # §10.1.1: a client speaking MUC gets a locked room to configure; an older
+        # (groupchat 1.0) client gets an instant room at once.
+        locked = stanza.find("x", MUC) is not None
+        room = Room(self, to.bare, config, affiliations=affiliations,
+                    subject=defaults["subject"], subject_author=defaults["subject_author"],
+                    locked=locked)
+        self.rooms[room.jid] = room
+        self._gauges(room.jid.domain)
+        room.created(frm, to.resource, stanza)
+        if not room.occupants:
+            # The creator could not join (a limit): the room goes as it came.
+            self._forget(room)
+        elif not locked and config.persistent:
+            self.store_room(room)
+
+    # -- the service itself (XEP-0045 §6.1, §6.3) ------------------------------------------
+    def _to_service(self, frm: JID, to: JID, stanza: Element) -> None:
+        stype = stanza.attrs.get("type")
+        if stanza.name == "iq" and stype in ("get", "set"):
+            payload = stanza.first_element()
+            if stype == "get" and payload is not None and payload.xmlns == ns.DISCO_INFO:
+                try:
+                    info = self._service_info(payload)
+                except StanzaError as err:
+                    self.server.router.bounce(stanza, err)
+                    return
+                self._iq_result(to, frm, stanza, info)
+            elif stype == "get" and payload is not None and payload.xmlns == ns.DISCO_ITEMS:
+                self.server.spawn(self._service_items(frm, to, stanza, payload))
+            elif stype == "get" and payload is not None and payload.xmlns == ns.PING:
+                self._iq_result(to, frm, stanza, None)
+            else:
+                self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+        elif stanza.name == "message" and stype != "error":
+            self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+        # presence to the service carries nothing for it
+
+    def _iq_result(self, frm: JID, to: JID, iq: Element, payload: Element | None) -> None:
+        attrs = {"type": "result", "from": str(frm), "to": str(to)}
+        if "id" in iq.attrs:
+            attrs["id"] = iq.attrs["id"]
+        self.server.router.route(frm, to, Element("iq", ns.CLIENT, attrs,
+                                                  [payload] if payload is not None else []))
+
+    def _service_info(self, payload: Element) -> Element:
+        if payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        query = Element("query", ns.DISCO_INFO)
+        query.add("identity", attrs={"category": "conference", "type": "text",
+                                     "name": "Chatrooms"})
+        for var in sorted((ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, ns.PING,
+                           "urn:xmpp:occupant-id:0", "urn:xmpp:sid:0")):
+            query.add("feature", attrs={"var": var})
+        # mod_disco's server_info entries that name mod_muc (XEP-0157 on the service).
+        disco = self.server.modules.get("mod_disco")
+        if disco is not None:
+            from suricate.modules.mod_disco import server_info_form
+            form = server_info_form(disco.opts.get("server_info", []), self.name)
+            if form is not None:
+                query.append(form)
+        return query
+
+    async def _service_items(self, frm: JID, to: JID, stanza: Element,
+                             payload: Element) -> None:
+        """§6.3: the public rooms, online or hibernated."""
+        query = Element("query", ns.DISCO_ITEMS)
+        listed: dict[str, str] = {}
+        try:
+            for name, config in await self.store.list_rooms(to.domain):
+                jid = JID._prepared(name, to.domain, None)
+                if jid not in self.rooms and config.get("public", True):
+                    listed[name] = config.get("title") or name
+        except Exception:
+            log.exception("muc_list_rooms_failed service=%s", to.domain)
+            self.server.router.bounce(stanza, StanzaError("internal-server-error"))
+            return
+        for jid, room in self.rooms.items():
+            if jid.domain == to.domain and room.config.public and not room.locked:
+                listed[jid.local or ""] = room.config.title or jid.local or ""
+        for name in sorted(listed):
+            query.add("item", attrs={"jid": f"{name}@{to.domain}", "name": listed[name]})
+        self._iq_result(to, frm, stanza, query)
+
+    # -- what rooms ask of the service --------------------------------------------------------
+    def is_service_admin(self, jid: JID) -> bool:
+        rule = self.opts["access_admin"]
+        return rule != "none" and self.server.access_allows(rule, jid)
+
+    def may_join_another(self, jid: JID) -> bool:
+        limit = self.opts["max_user_conferences"]
+        return not limit or self.user_rooms.get(jid.bare, 0) < limit
+
+    def occupant_joined(self, jid: JID, room: Room) -> None:
+        bare = jid.bare
+        self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
+        self.joined.setdefault(jid, set()).add(room)
+
+    def occupant_left(self, jid: JID, room: Room) -> None:
+        rooms = self.joined.get(jid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.joined[jid]
+        bare = jid.bare
+        n = self.user_rooms.get(bare, 0) - 1
+        if n > 0:
+            self.user_rooms[bare] = n
+        else:
+            self.user_rooms.pop(bare, None)
+
+    async def session_closed(self, acc: None, c2s: Any, reason: str) -> None:
+        """A local session ended: it leaves the rooms it is still in (mod_presence, when
+        enabled, has already sent their unavailable presence for it)."""
+        jid = c2s.jid
+        if jid is not None and jid in self.joined:
+            for room in list(self.joined.get(jid, ())):
+                room.session_closed(jid)
+        return acc
+
+    async def remove_user(self, acc: None, jid: JID) -> None:
+        bare = jid.bare
+        for room in self.rooms.values():
+            room.affiliations.pop(bare, None)
+        await self.store.remove_user(str(bare))
+        return acc
+
+    def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:
+        """One groupchat message to every occupant, serialized once (DESIGN §7 "Rooms"):
+        the copies differ by ``to`` only, so they share their children and the children's
+        XML (``SharedElement``)."""
+        route = self.server.router.route
+        name, xmlns, attrs, children = message.name, message.xmlns, message.attrs, \
+            message.children
+        shared: dict[object, Any] = {}
+        for jid in targets:
+            copy_attrs = dict(attrs)
+            copy_attrs["to"] = str(jid)
+            route(frm, jid, SharedElement(name, xmlns, copy_attrs, children, shared))
+
+    def room_emptied(self, room: Room) -> None:
+        if room.locked or not room.config.persistent:
+            # §10.1 / §10.9: a temporary room ends with its last occupant.
+            self._forget(room)
+        elif self.hibernate_after == 0:
+            self._hibernate(room)
+
+    def room_destroyed(self, room: Room) -> None:
+        self._forget(room)
+        if room.jid in self.stored:
+            self.stored.discard(room.jid)
+            self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))
+
+    def _forget(self, room: Room) -> None:
+        room.gone = True
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+            self._gauges(room.jid.domain)
+
+    def store_room(self, room: Room) -> None:
+        self.stored.add(room.jid)
+        config = room.config.to_dict()
+        config["_secret"] = room.secret.hex()
+        affiliations = {str(j): entry for j, entry in room.affiliations.items()}
+        self.write(room, self.store.store_room(room.jid.domain, room.jid.local or "", config,
+                                               room.subject, room.subject_author,
+                                               affiliations))
+
+    def persistence_changed(self, room: Room, old: bool, new: bool) -> None:
+        if old and not new:
+            self.stored.discard(room.jid)
+            if room.is_empty():
+                self._forget(room)
+
+    def write(self, room: Room, coro: Coroutine[Any, Any, Any]) -> None:
+        """A storage write for ``room``, in order with its other writes; the room is not
+        hibernated while one is pending."""
+        room.pending_writes += 1
+        lock = self._locks.get(room.jid)
+        if lock is None:
+            lock = self._locks[room.jid] = asyncio.Lock()
+        self.server.spawn(self._write(room, lock, coro))
+
+    async def _write(self, room: Room, lock: asyncio.Lock, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            async with lock:
+                await coro
+        except Exception:
+            log.exception("muc_room_write_failed room=%s", room.jid)
+        finally:
+            room.pending_writes -= 1
+            if room.pending_writes == 0 and not lock.locked():
+                self._locks.pop(room.jid, None)
+
+    # -- hibernation -----------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        assert self.hibernate_after is not None
+        interval = min(max(self.hibernate_after / 2, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = time.monotonic() - self.hibernate_after
+            for room in list(self.rooms.values()):
+                if room.is_empty() and room.last_active <= deadline:
+                    self._hibernate(room)
+
+    def _hibernate(self, room: Room) -> None:
+        if not room.config.persistent or room.locked or room.pending_writes \
+                or room.jid not in self.stored:
+            return
+        room.gone = True
+        del self.rooms[room.jid]
+        self.hibernations += 1
+        domain = self.services.get(room.jid.domain, room.jid.domain)
+        self.server.instrument.emit(MOD_MUC_HIBERNATIONS, {"host_type": domain},
+                                    {"count": 1})
+        self._gauges(room.jid.domain)
+
+    def _gauges(self, service: str | None = None) -> None:
+        if not self.server.handlers:
+            return  # no [instrumentation]: nothing to count for
+        services = [service] if service is not None else list(self.services)
+        for svc in services:
+            online = sum(1 for j in self.rooms if j.domain == svc)
+            hibernated = sum(1 for j in self.stored if j.domain == svc and j not in self.rooms)
+            self.server.instrument.emit(
+                MOD_MUC_ROOMS, {"host_type": self.services.get(svc, svc)},
+                {"online": online, "hibernated": hibernated})
+
+    def counts(self) -> tuple[int, int]:
+        """(online, hibernated) rooms of this node."""
+        return len(self.rooms), sum(1 for j in self.stored if j not in self.rooms)
+

@@ -1,0 +1,998 @@
+"""One XEP-0045 room: its configuration, affiliations, occupants, history and subject.
+
+A room lives on this node as a plain object; every stanza addressed to it (its bare JID or
+an occupant JID) arrives through ``route`` in order, and everything it sends leaves through
+the server's router. The room never awaits: storage writes are spawned (a persistent room is
+written after each change, so that dropping it from memory — hibernation — loses nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.config import (
+    ROOMCONFIG,
+    ROOMINFO,
+    RoomConfig,
+    apply_form,
+    config_form,
+)
+from suricate.protocol.errors import StanzaError, error_reply
+from suricate.xml import ns
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.modules.mod_muc import ModMuc
+
+log = logging.getLogger("suricate.mod_muc")
+
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = MUC + "#user"
+MUC_ADMIN = MUC + "#admin"
+MUC_OWNER = MUC + "#owner"
+SID = "urn:xmpp:sid:0"  # XEP-0359
+OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
+CONFERENCE = "jabber:x:conference"  # XEP-0249
+MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
+MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+
+AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
+ROLES = ("moderator", "participant", "visitor", "none")
+_AFF_RANK = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
+
+_iq_ids = itertools.count(1)
+
+
+def _now_stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_stamp(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Occupant:
+    __slots__ = ("nick", "jid", "role", "presence", "occupant_id")
+
+    def __init__(self, nick: str, jid: JID, role: str, presence: Element,
+                 occupant_id: str) -> None:
+        self.nick = nick
+        self.jid = jid  # the real full JID
+        self.role = role
+        self.presence = presence  # the client's presence, without the MUC x
+        self.occupant_id = occupant_id
+
+
+class Room:
+    def __init__(self, module: ModMuc, jid: JID, config: RoomConfig, *,
+                 affiliations: dict[JID, tuple[str, str]] | None = None,
+                 subject: str = "", subject_author: str = "", locked: bool = False,
+                 secret: bytes | None = None) -> None:
+        self.module = module
+        self.server = module.server
+        self.jid = jid  # bare room JID
+        self.config = config
+        self.affiliations: dict[JID, tuple[str, str]] = affiliations or {}
+        self.occupants: dict[str, Occupant] = {}
+        self.by_jid: dict[JID, Occupant] = {}
+        # history_size = 0 keeps none (maxlen 0), never an unbounded deque.
+        # (time, message, its size in characters, stanza-id, sender's occupant-id)
+        self.history: deque[tuple[float, Element, int, str, str | None]] = deque(
+            maxlen=module.opts["history_size"])
+        self.subject = subject
+        self.subject_author = subject_author
+        self.locked = locked  # XEP-0045 §10.1.1: new rooms are locked until configured
+        self.last_active = time.monotonic()
+        self.pending_writes = 0
+        self.gone = False
+        # XEP-0421 §3: occupant ids are stable per room and real bare JID, opaque to others.
+        self.secret = secret or secrets.token_bytes(16)
+        self._forwarded: dict[str, tuple[JID, str | None, str]] = {}
+
+    # -- facts -------------------------------------------------------------------------------
+    def affiliation(self, jid: JID) -> str:
+        if self.module.is_service_admin(jid):
+            return "owner"
+        entry = self.affiliations.get(jid.bare)
+        if entry is None and jid.local is not None:
+            entry = self.affiliations.get(JID(None, jid.domain))  # a whole server
+        return entry[0] if entry else "none"
+
+    def _default_role(self, aff: str) -> str:
+        if aff in ("owner", "admin"):
+            return "moderator"
+        if aff == "member":
+            return "participant"
+        if aff == "outcast" or self.config.members_only:
+            return "none"
+        return "participant" if self.config.members_by_default else "visitor"
+
+    def _sees_jids(self, occ: Occupant) -> bool:
+        return not self.config.anonymous or occ.role == "moderator"
+
+    def occupant_id_of(self, jid: JID) -> str:
+        digest = hashlib.sha256(self.secret + str(jid.bare).encode()).digest()
+        return base64.urlsafe_b64encode(digest[:15]).decode()
+
+    def is_empty(self) -> bool:
+        return not self.occupants
+
+    def _occupant_jid(self, nick: str) -> JID:
+        # Nicks in the table come from prepared occupant JIDs (resourceprep, §7.2.1).
+        return JID._prepared(self.jid.local, self.jid.domain, nick)
+
+    # -- sending -----------------------------------------------------------------------------
+    def _send(self, frm: JID, to: JID, stanza: Element) -> None:
+        stanza.attrs["from"] = str(frm)
+        stanza.attrs["to"] = str(to)
+        self.server.router.route(frm, to, stanza)
+
+    def _error(self, stanza: Element, condition: str, text: str | None = None) -> None:
+        if stanza.attrs.get("type") in ("error", "result"):
+            return
+        self.server.router.bounce(stanza, StanzaError(condition, text))
+
+    def _result(self, iq: Element, payload: Element | None = None) -> None:
+        attrs = {"type": "result"}
+        if "id" in iq.attrs:
+            attrs["id"] = iq.attrs["id"]
+        reply = Element("iq", ns.CLIENT, attrs, [payload] if payload is not None else [])
+        self._send(JID.parse(iq.attrs["to"]), JID.parse(iq.attrs["from"]), reply)
+
+    # -- entry point -------------------------------------------------------------------------
+    def route(self, frm: JID, to: JID, stanza: Element) -> None:
+        self.last_active = time.monotonic()
+        kind = stanza.name
+        if self.locked and self.affiliation(frm) != "owner" and frm not in self.by_jid:
+            # §10.1.1: a locked room does not exist for anyone but its owner.
+            if not (kind == "presence" and stanza.attrs.get("type") in ("unavailable", "error")):
+                self._error(stanza, "item-not-found", "the room is locked")
+            return
+        if kind == "presence":
+            self._presence(frm, to, stanza)
+        elif kind == "message":
+            if to.resource is None:
+                self._message_to_room(frm, stanza)
+            else:
+                self._private_message(frm, to.resource, stanza)
+        elif kind == "iq":
+            if to.resource is None:
+                self._iq_to_room(frm, stanza)
+            else:
+                self._iq_to_occupant(frm, to.resource, stanza)
+
+    # -- presence (§7.2, §7.6, §7.7, §7.14) --------------------------------------------------
+    def _presence(self, frm: JID, to: JID, stanza: Element) -> None:
+        ptype = stanza.attrs.get("type")
+        occ = self.by_jid.get(frm)
+        if ptype == "error":
+            if occ is not None:
+                # The occupant's client or server is gone: it leaves (status 333, §7.2.? of
+                # XEP-0045 1.34: removed because of a technical problem).
+                self._remove(occ, codes=("333",))
+            return
+        if ptype == "unavailable":
+            if occ is not None:
+                self._leave(occ, stanza)
+            return
+        if ptype is not None:
+            return  # subscription stanzas and probes mean nothing to a room
+        nick = to.resource
+        if not nick:
+            # §7.2.1: a join without a nick (the bare room JID) is jid-malformed.
+            self._error(stanza, "jid-malformed", "a room nickname is required")
+            return
+        if occ is None:
+            self._join(frm, nick, stanza)
+        elif occ.nick != nick:
+            self._change_nick(occ, nick, stanza)
+        else:
+            occ.presence = self._clean_presence(stanza, occ.role)
+            self._broadcast_presence(occ)
+
+    def _clean_presence(self, stanza: Element, role: str) -> Element:
+        kept = [c for c in stanza.children
+                if not (isinstance(c, Element) and c.xmlns in (MUC, MUC_USER, OCCUPANT_ID))]
+        if role == "visitor" and not self.config.allow_visitor_status:
+            kept = [c for c in kept if not (isinstance(c, Element) and c.name == "status")]
+        return Element("presence", ns.CLIENT, {}, kept)
+
+    def _join(self, frm: JID, nick: str, stanza: Element, created: bool = False) -> None:
+        aff = self.affiliation(frm)
+        cfg = self.config
+        if aff == "outcast":
+            self._error(stanza, "forbidden", "you are banned from this room")  # §7.2.7
+            return
+        if cfg.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            self._error(stanza, "registration-required", "members only")  # §7.2.6
+            return
+        other = self.occupants.get(nick)
+        if other is not None:
+            self._error(stanza, "conflict", "nickname in use")  # §7.2.9
+            return
+        limit = cfg.max_users
+        if aff in ("owner", "admin"):
+            limit += self.module.opts["max_users_admin_threshold"]
+        if len(self.occupants) >= limit:
+            self._error(stanza, "service-unavailable", "the room is full")  # §7.2.10
+            return
+        if cfg.password_protected and aff != "owner":
+            x = stanza.find("x", MUC)
+            given = x.find_text("password", MUC) if x is not None else None
+            if given != cfg.password:
+                self._error(stanza, "not-authorized", "password required")  # §7.2.5
+                return
+        if not self.module.may_join_another(frm):
+            self._error(stanza, "resource-constraint", "too many rooms (max_user_conferences)")
+            return
+        role = self._default_role(aff)
+        occ = Occupant(nick, frm, role, self._clean_presence(stanza, role),
+                       self.occupant_id_of(frm))
+        # §7.2.3: first the presence of every occupant already there, ...
+        sees = self._sees_jids(occ)
+        for present in self.occupants.values():
+            self._send(self._occupant_jid(present.nick), frm,
+                       self._presence_of(present, with_jid=sees))
+        self.occupants[nick] = occ
+        self.by_jid[frm] = occ
+        self.module.occupant_joined(frm, self)
+        # ... then the newcomer's to everyone, its own last with the status codes of §7.2.
+        own: list[str] = ["110"]
+        if not cfg.anonymous:
+            own.append("100")  # §7.2.4: the room is non-anonymous
+        if cfg.logging:
+            own.append("170")  # §7.2.12: the room is logged
+        if created:
+            own.append("201")  # §10.1.1: the room was created (and is locked)
+        self._broadcast_presence(occ, own=own)
+        self._send_history(occ, stanza.find("x", MUC))
+        self._send_subject(occ)
+
+    def _presence_of(self, occ: Occupant, *, with_jid: bool, codes: Iterable[str] = (),
+                     ptype: str | None = None, new_nick: str | None = None,
+                     reason: str | None = None, actor: str | None = None,
+                     role: str | None = None, affiliation: str | None = None) -> Element:
+        """The presence ``occ`` shows to one receiver (§7.2.3): with the real JID or not."""
+        base = occ.presence
+        pres = Element("presence", ns.CLIENT, {}, list(base.children) if ptype is None else [
+            c for c in base.children if isinstance(c, Element) and c.name == "status"])
+        if ptype is not None:
+            pres.attrs["type"] = ptype
+        x = pres.add("x", MUC_USER)
+        item = x.add("item", attrs={
+            "affiliation": affiliation or self.affiliation(occ.jid),
+            "role": role or occ.role})
+        if with_jid:
+            item.attrs["jid"] = str(occ.jid)
+        if new_nick is not None:
+            item.attrs["nick"] = new_nick
+        if actor is not None:
+            item.add("actor", attrs={"nick": actor})
+        if reason:
+            item.add("reason", text=reason)
+        for code in codes:
+            x.add("status", attrs={"code": code})
+        pres.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
+        return pres
+
+    def _broadcast_presence(self, occ: Occupant, *, codes: Iterable[str] = (),
+                            own: Iterable[str] = ("110",), ptype: str | None = None,
+                            **extra: Any) -> None:
+        codes = list(codes)
+        frm = self._occupant_jid(occ.nick)
+        for other in list(self.occupants.values()):
+            if other is occ:
+                continue
+            self._send(frm, other.jid, self._presence_of(
+                occ, with_jid=self._sees_jids(other), codes=codes, ptype=ptype, **extra))
+        # The occupant's own copy last (§7.2.3), always with its real JID and status 110.
+        own_codes = list(own) + [c for c in codes if c not in own]
+        self._send(frm, occ.jid, self._presence_of(occ, with_jid=True, codes=own_codes,
+                                                   ptype=ptype, **extra))
+
+    def _change_nick(self, occ: Occupant, nick: str, stanza: Element) -> None:
+        """§7.6: unavailable with 303 from the old nick, then available from the new one."""
+        if nick in self.occupants:
+            self._error(stanza, "conflict", "nickname in use")
+            return
+        if occ.role == "visitor" and not self.config.allow_visitor_nickchange:
+            self._error(stanza, "not-acceptable", "visitors may not change their nick")
+            return
+        self._broadcast_presence(occ, codes=["303"], ptype="unavailable", new_nick=nick)
+        del self.occupants[occ.nick]
+        occ.nick = nick
+        occ.presence = self._clean_presence(stanza, occ.role)
+        self.occupants[nick] = occ
+        self._broadcast_presence(occ)
+
+    def _leave(self, occ: Occupant, stanza: Element) -> None:
+        """§7.14: the occupant leaves; everybody, itself included, sees it go."""
+        occ.presence = self._clean_presence(stanza, occ.role)
+        self._remove(occ)
+
+    def _remove(self, occ: Occupant, codes: Iterable[str] = (), **extra: Any) -> None:
+        extra.setdefault("role", "none")  # §7.14: an occupant who left has no role
+        self._broadcast_presence(occ, codes=codes, ptype="unavailable", **extra)
+        self._drop(occ)
+
+    def _drop(self, occ: Occupant) -> None:
+        self.occupants.pop(occ.nick, None)
+        self.by_jid.pop(occ.jid, None)
+        self.module.occupant_left(occ.jid, self)
+        if not self.occupants:
+            self.module.room_emptied(self)
+
+    # -- history and subject (§7.2.15, §7.2.16) -------------------------------------------
+    def _send_history(self, occ: Occupant, x: Element | None) -> None:
+        if not self.history:
+            return
+        spec = x.find("history", MUC) if x is not None else None
+        maxstanzas = maxchars = None
+        after = None
+        if spec is not None:
+            try:
+                if "maxstanzas" in spec.attrs:
+                    maxstanzas = int(spec.attrs["maxstanzas"])
+                if "maxchars" in spec.attrs:
+                    maxchars = int(spec.attrs["maxchars"])
+                if "seconds" in spec.attrs:
+                    after = time.time() - int(spec.attrs["seconds"])
+            except ValueError:
+                pass  # §7.2.15 leaves a malformed limit to the service: the default applies
+            if "since" in spec.attrs:
+                since = _parse_stamp(spec.attrs["since"])
+                if since is not None:
+                    after = since if after is None else max(after, since)
+        chosen: list[tuple[float, Element]] = []
+        chars = 0
+        for stamp, message, size, _, _ in reversed(self.history):
+            if maxstanzas is not None and len(chosen) >= maxstanzas:
+                break
+            if after is not None and stamp < after:
+                break
+            if maxchars is not None and chars + size > maxchars:
+                break
+            chars += size
+            chosen.append((stamp, message))
+        room = str(self.jid)
+        for stamp, message in reversed(chosen):
+            copy = message.copy()
+            copy.add("delay", ns.DELAY, {"from": room, "stamp": _now_stamp(stamp)})
+            self._send(JID.parse(message.attrs["from"]), occ.jid, copy)
+
+    def _subject_message(self) -> tuple[JID, Element]:
+        msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": uuid.uuid4().hex})
+        msg.add("subject", text=self.subject or None)
+        frm = self._occupant_jid(self.subject_author) if self.subject_author else self.jid
+        return frm, msg
+
+    def _send_subject(self, occ: Occupant) -> None:
+        # §7.2.16: always sent (empty when there is none): clients take it as the end of join.
+        frm, msg = self._subject_message()
+        self._send(frm, occ.jid, msg)
+
+    # -- messages (§7.4, §7.5, §7.8, §8.1) ------------------------------------------------
+    def _message_to_room(self, frm: JID, stanza: Element) -> None:
+        mtype = stanza.attrs.get("type", "normal")
+        if mtype == "error":
+            return
+        occ = self.by_jid.get(frm)
+        if mtype != "groupchat":
+            x = stanza.find("x", MUC_USER)
+            if x is not None and (x.find("invite", MUC_USER) is not None
+                                  or x.find("decline", MUC_USER) is not None):
+                self._invitations(frm, occ, x, stanza)
+                return
+            form = stanza.find("x", ns.DATA_FORMS)
+            if form is not None and _form_type(form) == MUC_REQUEST:
+                self._voice_request(occ, form, stanza)
+                return
+            self._error(stanza, "bad-request", "only groupchat messages go to the room")
+            return
+        if occ is None:
+            self._error(stanza, "not-acceptable", "only occupants may send messages")  # §7.4
+            return
+        subject = stanza.find("subject", ns.CLIENT)
+        if subject is not None and stanza.find("body", ns.CLIENT) is None:
+            self._change_subject(occ, subject.text, stanza)
+            return
+        if occ.role == "visitor" and self.config.moderated:
+            self._error(stanza, "forbidden", "visitors have no voice")  # §7.4
+            return
+        if occ.role == "none":
+            self._error(stanza, "forbidden")
+            return
+        retract = stanza.find("retract", RETRACT)
+        if retract is not None:
+            # XEP-0424 §5.1 in a room: the id is the room's stanza-id, and only the author
+            # retracts its message (a moderator uses XEP-0425).
+            entry = self._history_entry(retract.attrs.get("id", ""))
+            if entry is not None:
+                if entry[4] != occ.occupant_id:
+                    self._error(stanza, "forbidden", "not your message")
+                    return
+                self.history.remove(entry)
+        self.broadcast_message(occ.nick, occ.occupant_id, stanza)
+
+    def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
+        for entry in self.history:
+            if entry[3] == stanza_id:
+                return entry
+        return None
+
+    def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element) -> str:
+        """A groupchat message from ``nick`` to every occupant, with the room's stanza-id
+        (XEP-0359) and the sender's occupant-id (XEP-0421); kept in the history. Returns the
+        stanza-id."""
+        room = str(self.jid)
+        children: list[Any] = []
+        for child in stanza.children:
+            if isinstance(child, Element):
+                # XEP-0359 §5 and XEP-0421 §4: ids claimed by a client in the room's name are
+                # removed, only the room sets them.
+                if child.xmlns == SID and child.name == "stanza-id" \
+                        and child.attrs.get("by") == room:
+                    continue
+                if child.xmlns == OCCUPANT_ID:
+                    continue
+            children.append(child)
+        stanza_id = uuid.uuid4().hex
+        children.append(Element("stanza-id", SID, {"id": stanza_id, "by": room}))
+        if occupant_id is not None:
+            children.append(Element("occupant-id", OCCUPANT_ID, {"id": occupant_id}))
+        attrs = {"type": "groupchat"}
+        if "id" in stanza.attrs:
+            attrs["id"] = stanza.attrs["id"]
+        if "xml:lang" in stanza.attrs:
+            attrs["xml:lang"] = stanza.attrs["xml:lang"]
+        frm = self._occupant_jid(nick) if nick else self.jid
+        attrs["from"] = str(frm)
+        message = Element("message", ns.CLIENT, attrs, children)
+        if self.history.maxlen and message.find("body", ns.CLIENT) is not None \
+                and message.find("retract", RETRACT) is None:
+            self.history.append((time.time(), message, len(message.serialize()), stanza_id,
+                                 occupant_id))
+        self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
+        return stanza_id
+
+    def _change_subject(self, occ: Occupant, subject: str, stanza: Element) -> None:
+        # §8.1: moderators always; participants when the room lets them.
+        if not (occ.role == "moderator"
+                or (self.config.allow_change_subj and occ.role == "participant")):
+            self._error(stanza, "forbidden", "you may not change the subject")
+            return
+        self.subject = subject
+        self.subject_author = occ.nick
+        frm, msg = self._subject_message()
+        for other in self.occupants.values():
+            self._send(frm, other.jid, msg.copy())
+        if self.config.persistent:
+            self.module.write(self, self.module.store.set_subject(
+                self.jid.domain, self.jid.local or "", subject, occ.nick))
+
+    def _private_message(self, frm: JID, nick: str, stanza: Element) -> None:
+        """§7.5: a message to an occupant JID goes to the occupant's real JID."""
+        mtype = stanza.attrs.get("type", "normal")
+        if mtype == "error":
+            return
+        if mtype == "groupchat":
+            self._error(stanza, "bad-request", "private messages are not groupchat")
+            return
+        occ = self.by_jid.get(frm)
+        if occ is None:
+            self._error(stanza, "not-acceptable", "only occupants may send private messages")
+            return
+        if not self.config.allow_private_messages:
+            self._error(stanza, "forbidden", "private messages are disabled in this room")
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            self._error(stanza, "item-not-found", "no such occupant")
+            return
+        msg = Element("message", ns.CLIENT, dict(stanza.attrs), [
+            c for c in stanza.children
+            if not (isinstance(c, Element) and c.xmlns in (MUC_USER, OCCUPANT_ID))])
+        msg.add("x", MUC_USER)
+        msg.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
+        self._send(self._occupant_jid(occ.nick), target.jid, msg)
+
+    def _invitations(self, frm: JID, occ: Occupant | None, x: Element,
+                     stanza: Element) -> None:
+        """§7.8.2 mediated invitations and their declines."""
+        for decline in x.find_all("decline", MUC_USER):
+            try:
+                to = JID.parse(decline.attrs.get("to", ""))
+            except (InvalidJID, ValueError):
+                self._error(stanza, "jid-malformed")
+                return
+            out = Element("message", ns.CLIENT)
+            ux = out.add("x", MUC_USER)
+            d = ux.add("decline", attrs={"from": str(frm.bare)})
+            reason = decline.find_text("reason", MUC_USER)
+            if reason:
+                d.add("reason", text=reason)
+            self._send(self.jid, to, out)
+        invites = x.find_all("invite", MUC_USER)
+        if not invites:
+            return
+        if occ is None:
+            self._error(stanza, "not-acceptable", "only occupants may invite")
+            return
+        aff = self.affiliation(frm)
+        privileged = aff in ("owner", "admin")
+        if self.config.members_only and not (self.config.allow_user_invites or privileged):
+            self._error(stanza, "forbidden", "only admins may invite to this room")
+            return
+        targets: list[tuple[JID, str]] = []
+        for invite in invites:
+            try:
+                targets.append((JID.parse(invite.attrs.get("to", "")).bare,
+                                invite.find_text("reason", MUC_USER) or ""))
+            except (InvalidJID, ValueError):
+                self._error(stanza, "jid-malformed")
+                return
+        for to, reason in targets:
+            if self.config.members_only and _AFF_RANK[self.affiliation(to)] < _AFF_RANK["member"]:
+                # §7.8.2: in a members-only room the invitee becomes a member.
+                self._set_affiliation(to, "member", "", actor=None)
+            out = Element("message", ns.CLIENT)
+            out.add("body", text=f"{frm.bare} invites you to the room {self.jid}"
+                    + (f": {reason}" if reason else ""))
+            ux = out.add("x", MUC_USER)
+            inv = ux.add("invite", attrs={"from": str(frm.bare)})
+            if reason:
+                inv.add("reason", text=reason)
+            if self.config.password_protected:
+                ux.add("password", text=self.config.password)
+            self._send(self.jid, to, out)
+
+    def _voice_request(self, occ: Occupant | None, form: Element, stanza: Element) -> None:
+        """§7.13: a visitor asks for voice (form to the moderators); a moderator's
+        submitted answer with muc#request_allow grants it (§8.6)."""
+        if occ is None:
+            self._error(stanza, "not-acceptable", "only occupants may ask for voice")
+            return
+        values = _form_values(form)
+        if form.attrs.get("type") == "submit" and "muc#request_allow" in values:
+            if occ.role != "moderator":
+                self._error(stanza, "forbidden", "only moderators approve voice requests")
+                return
+            if values["muc#request_allow"] not in ("1", "true"):
+                return
+            target = self.occupants.get(values.get("muc#roomnick", ""))
+            if target is not None and target.role == "visitor":
+                self._set_role(target, "participant", "", occ.nick)
+            return
+        if values.get("muc#role", "participant") != "participant":
+            self._error(stanza, "not-acceptable", "only voice (participant) can be requested")
+            return
+        if occ.role != "visitor":
+            return  # already has voice: nothing to ask for
+        request = Element("message", ns.CLIENT)
+        x = request.add("x", ns.DATA_FORMS, {"type": "form"})
+        x.add("title", text="Voice request")
+        x.add("instructions", text="To approve this request for voice, select the "
+              "\"Grant voice to this person?\" checkbox and submit the form.")
+        for var, ftype, label, value in (
+                ("FORM_TYPE", "hidden", "", MUC_REQUEST),
+                ("muc#role", "list-single", "Requested role", "participant"),
+                ("muc#jid", "jid-single", "User ID", str(occ.jid)),
+                ("muc#roomnick", "text-single", "Room nickname", occ.nick),
+                ("muc#request_allow", "boolean", "Grant voice to this person?", "false")):
+            f = x.add("field", attrs={"var": var, "type": ftype})
+            if label:
+                f.attrs["label"] = label
+            f.add("value", text=value)
+        for moderator in self.occupants.values():
+            if moderator.role == "moderator":
+                self._send(self.jid, moderator.jid, request.copy())
+
+    # -- IQs --------------------------------------------------------------------------------
+    def _iq_to_occupant(self, frm: JID, nick: str, stanza: Element) -> None:
+        itype = stanza.attrs.get("type")
+        if itype in ("result", "error"):
+            # The answer to an IQ we forwarded to an occupant (§7.? "IQ to an occupant").
+            pending = self._forwarded.pop(stanza.attrs.get("id", ""), None)
+            if pending is None:
+                return
+            asker, asker_id, target_nick = pending
+            reply = Element("iq", ns.CLIENT, dict(stanza.attrs), list(stanza.children))
+            reply.set("id", asker_id)
+            self._send(self._occupant_jid(target_nick), asker, reply)
+            return
+        occ = self.by_jid.get(frm)
+        if occ is None:
+            # XEP-0410 §3: a self-ping from someone not joined is not-acceptable.
+            self._error(stanza, "not-acceptable", "not an occupant of the room")
+            return
+        target = self.occupants.get(nick)
+        if target is None:
+            self._error(stanza, "item-not-found", "no such occupant")
+            return
+        payload = stanza.first_element()
+        if target is occ and payload is not None and payload.xmlns == ns.PING:
+            self._result(stanza)  # XEP-0410 §3: the room answers a joined client's self-ping
+            return
+        new_id = f"muc{next(_iq_ids)}"
+        self._forwarded[new_id] = (frm, stanza.attrs.get("id"), target.nick)
+        if len(self._forwarded) > 1000:  # never answered: forget the oldest
+            self._forwarded.pop(next(iter(self._forwarded)))
+        fwd = Element("iq", ns.CLIENT, {"type": itype or "get", "id": new_id},
+                      list(stanza.children))
+        self._send(self._occupant_jid(occ.nick), target.jid, fwd)
+
+    def _iq_to_room(self, frm: JID, stanza: Element) -> None:
+        itype = stanza.attrs.get("type")
+        if itype in ("result", "error"):
+            return
+        payload = stanza.first_element()
+        if payload is None or len(stanza.find_all()) != 1:
+            self._error(stanza, "bad-request")
+            return
+        xmlns = payload.xmlns
+        try:
+            if xmlns == ns.DISCO_INFO and itype == "get":
+                self._result(stanza, self._disco_info(payload))
+            elif xmlns == ns.DISCO_ITEMS and itype == "get":
+                self._result(stanza, self._disco_items(frm, payload))
+            elif xmlns == MUC_ADMIN:
+                self._admin(frm, itype, payload, stanza)
+            elif xmlns == MUC_OWNER:
+                self._owner(frm, itype, payload, stanza)
+            elif xmlns == ns.PING and itype == "get":
+                self._result(stanza)
+            elif xmlns == MODERATE and itype == "set" and payload.name == "moderate":
+                self._moderate(frm, payload, stanza)
+            else:
+                self._error(stanza, "service-unavailable")
+        except StanzaError as err:
+            if stanza.attrs.get("type") not in ("error", "result"):
+                self.server.router.bounce(stanza, err)
+
+    def _moderate(self, frm: JID, moderate: Element, stanza: Element) -> None:
+        """XEP-0425 §4: a moderator retracts a message; every occupant gets the
+        retraction (XEP-0424) marked as moderated, and the history forgets it."""
+        occ = self.by_jid.get(frm)
+        if occ is None or occ.role != "moderator":
+            raise StanzaError("forbidden", "only moderators moderate messages")
+        if moderate.find("retract", RETRACT) is None:
+            raise StanzaError("bad-request", "only retraction is supported")
+        stanza_id = moderate.attrs.get("id", "")
+        if not stanza_id:
+            raise StanzaError("bad-request", "the stanza-id to moderate is required")
+        entry = self._history_entry(stanza_id)
+        if entry is not None:
+            self.history.remove(entry)
+        notice = Element("message", ns.CLIENT, {"type": "groupchat",
+                                                "id": uuid.uuid4().hex})
+        retract = notice.add("retract", RETRACT, {"id": stanza_id})
+        moderated = retract.add("moderated", MODERATE,
+                                {"by": str(self._occupant_jid(occ.nick))})
+        moderated.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
+        reason = moderate.find_text("reason", MODERATE)
+        if reason:
+            retract.add("reason", RETRACT, text=reason)
+        self._result(stanza)
+        for other in list(self.occupants.values()):
+            self._send(self.jid, other.jid, notice.copy())
+
+    def features(self) -> list[str]:
+        cfg = self.config
+        return [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
+                RETRACT,
+                "muc_public" if cfg.public else "muc_hidden",
+                "muc_persistent" if cfg.persistent else "muc_temporary",
+                "muc_membersonly" if cfg.members_only else "muc_open",
+                "muc_moderated" if cfg.moderated else "muc_unmoderated",
+                "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
+                "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
+
+    def _disco_info(self, payload: Element) -> Element:
+        if payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        query = Element("query", ns.DISCO_INFO)
+        query.add("identity", attrs={"category": "conference", "type": "text",
+                                     "name": self.config.title or self.jid.local or ""})
+        for var in sorted(self.features()):
+            query.add("feature", attrs={"var": var})
+        # §15.5.4 muc#roominfo (XEP-0128 extended info).
+        form = query.add("x", ns.DATA_FORMS, {"type": "result"})
+        for var, value in (("FORM_TYPE", ROOMINFO),
+                           ("muc#roominfo_description", self.config.description),
+                           ("muc#roominfo_subject", self.subject),
+                           ("muc#roominfo_occupants", str(len(self.occupants))),
+                           ("muc#roomconfig_roomname", self.config.title)):
+            f = form.add("field", attrs={"var": var})
+            if var == "FORM_TYPE":
+                f.attrs["type"] = "hidden"
+            f.add("value", text=value)
+        return query
+
+    def _disco_items(self, frm: JID, payload: Element) -> Element:
+        query = Element("query", ns.DISCO_ITEMS)
+        # §6.5: occupants may be listed; only when the room allows it (public_list, or the
+        # asker is an occupant and allow_query_users).
+        asker = self.by_jid.get(frm)
+        if self.config.public_list or (asker is not None and self.config.allow_query_users):
+            for nick in sorted(self.occupants):
+                query.add("item", attrs={"jid": str(self._occupant_jid(nick))})
+        return query
+
+    # -- muc#admin (§8, §9) -----------------------------------------------------------------
+    def _admin(self, frm: JID, itype: str | None, query: Element, stanza: Element) -> None:
+        items = query.find_all("item", MUC_ADMIN)
+        if not items:
+            raise StanzaError("bad-request", "an item is required")
+        actor_aff = self.affiliation(frm)
+        actor = self.by_jid.get(frm)
+        actor_role = actor.role if actor is not None else "none"
+        if itype == "get":
+            self._result(stanza, self._admin_list(items[0], actor_aff, actor_role))
+            return
+        # Validate everything first: one set is all or nothing (§9.? "the service MUST apply
+        # all changes or none").
+        changes: list[tuple[str, Any, str, str]] = []
+        for item in items:
+            reason = item.find_text("reason", MUC_ADMIN) or ""
+            if "role" in item.attrs and "nick" in item.attrs:
+                role = item.attrs["role"]
+                target = self.occupants.get(item.attrs["nick"])
+                if role not in ROLES:
+                    raise StanzaError("bad-request", f"unknown role {role}")
+                if target is None:
+                    raise StanzaError("item-not-found", "no such occupant")
+                self._check_role_change(actor_role, actor_aff, target, role)
+                changes.append(("role", target, role, reason))
+            elif "affiliation" in item.attrs and ("jid" in item.attrs or "nick" in item.attrs):
+                aff = item.attrs["affiliation"]
+                if aff not in AFFILIATIONS:
+                    raise StanzaError("bad-request", f"unknown affiliation {aff}")
+                if "jid" in item.attrs:
+                    try:
+                        jid = JID.parse(item.attrs["jid"]).bare
+                    except (InvalidJID, ValueError):
+                        raise StanzaError("jid-malformed") from None
+                else:
+                    occ = self.occupants.get(item.attrs["nick"])
+                    if occ is None:
+                        raise StanzaError("item-not-found", "no such occupant")
+                    jid = occ.jid.bare
+                self._check_affiliation_change(actor_aff, jid, aff)
+                changes.append(("affiliation", jid, aff, reason))
+            else:
+                raise StanzaError("bad-request", "an item needs nick and role, or jid and "
+                                                 "affiliation")
+        actor_nick = actor.nick if actor is not None else None
+        for kind, target, value, reason in changes:
+            if kind == "role":
+                self._set_role(target, value, reason, actor_nick)
+            else:
+                self._set_affiliation(target, value, reason, actor=actor_nick)
+        self._result(stanza)
+
+    def _admin_list(self, item: Element, actor_aff: str, actor_role: str) -> Element:
+        out = Element("query", MUC_ADMIN)
+        if "affiliation" in item.attrs:
+            aff = item.attrs["affiliation"]
+            if aff not in AFFILIATIONS or aff == "none":
+                raise StanzaError("bad-request", f"cannot list affiliation {aff}")
+            allowed = actor_aff in ("owner", "admin") or (
+                aff == "member" and (actor_role in self.config.maygetmemberlist
+                                     or actor_aff in self.config.maygetmemberlist))
+            if not allowed:
+                raise StanzaError("forbidden")  # §9.5
+            for jid, (a, reason) in sorted(self.affiliations.items(), key=lambda e: str(e[0])):
+                if a == aff:
+                    i = out.add("item", attrs={"affiliation": a, "jid": str(jid)})
+                    if reason:
+                        i.add("reason", text=reason)
+            return out
+        role = item.attrs.get("role")
+        if role not in ("moderator", "participant", "visitor"):
+            raise StanzaError("bad-request")
+        if actor_role != "moderator":
+            raise StanzaError("forbidden")  # §8.5 / §9.8
+        for occ in sorted(self.occupants.values(), key=lambda o: o.nick):
+            if occ.role == role:
+                out.add("item", attrs={"nick": occ.nick, "role": occ.role,
+                                       "affiliation": self.affiliation(occ.jid),
+                                       "jid": str(occ.jid)})
+        return out
+
+    def _check_role_change(self, actor_role: str, actor_aff: str, target: Occupant,
+                           role: str) -> None:
+        if actor_role != "moderator":
+            raise StanzaError("forbidden", "only moderators change roles")  # §8
+        target_aff = self.affiliation(target.jid)
+        if role in ("none", "visitor") and target_aff in ("owner", "admin"):
+            # §8.2 / §8.4: an admin or owner cannot be kicked or silenced.
+            raise StanzaError("not-allowed", "cannot change the role of an admin or owner")
+        if (role == "moderator" or target.role == "moderator") \
+                and actor_aff not in ("owner", "admin"):
+            # §9.6 / §9.7: granting or revoking moderator is for admins and owners.
+            raise StanzaError("forbidden", "only admins change moderators")
+
+    def _check_affiliation_change(self, actor_aff: str, jid: JID, aff: str) -> None:
+        current = self.affiliation(jid)
+        if actor_aff not in ("owner", "admin"):
+            raise StanzaError("forbidden", "only admins and owners change affiliations")
+        if actor_aff == "admin":
+            # §9: admins manage members and outcasts below them.
+            if aff in ("owner", "admin"):
+                raise StanzaError("forbidden", "only owners grant admin or owner")
+            if current in ("owner", "admin"):
+                raise StanzaError("not-allowed", "cannot change an admin or owner")
+        if current == "owner" and aff != "owner":
+            owners = [j for j, (a, _) in self.affiliations.items() if a == "owner"]
+            if owners == [jid]:
+                raise StanzaError("conflict", "a room keeps at least one owner")  # §10.4
+
+    def _set_role(self, occ: Occupant, role: str, reason: str, actor: str | None) -> None:
+        if role == "none":
+            # §8.2 kick: 307 to everyone, the kicked occupant's copy with 110 too.
+            self._remove(occ, codes=["307"], reason=reason, actor=actor, role="none")
+            return
+        occ.role = role
+        self._broadcast_presence(occ, reason=reason, actor=actor)
+
+    def _set_affiliation(self, jid: JID, aff: str, reason: str, actor: str | None) -> None:
+        if aff == "none":
+            self.affiliations.pop(jid, None)
+        else:
+            self.affiliations[jid] = (aff, reason)
+        if self.config.persistent:
+            self.module.write(self, self.module.store.set_affiliation(
+                self.jid.domain, self.jid.local or "", str(jid), aff, reason))
+        for occ in [o for o in self.occupants.values() if o.jid.bare == jid]:
+            if aff == "outcast":
+                self._remove(occ, codes=["301"], reason=reason, actor=actor, role="none")
+            elif aff == "none" and self.config.members_only:
+                # §9.4: out of a members-only room with the membership (321).
+                self._remove(occ, codes=["321"], reason=reason, actor=actor, role="none")
+            else:
+                occ.role = self._default_role(aff)
+                self._broadcast_presence(occ, reason=reason, actor=actor)
+
+    # -- muc#owner (§10) --------------------------------------------------------------------
+    def _owner(self, frm: JID, itype: str | None, query: Element, stanza: Element) -> None:
+        if self.affiliation(frm) != "owner":
+            raise StanzaError("forbidden", "only owners configure the room")  # §10.2
+        destroy = query.find("destroy", MUC_OWNER)
+        if itype == "set" and destroy is not None:
+            self._result(stanza)
+            self.destroy(destroy.attrs.get("jid"), destroy.find_text("reason", MUC_OWNER))
+            return
+        if itype == "get":
+            out = Element("query", MUC_OWNER)
+            out.append(config_form(self.config, self.module.opts["max_users"]))
+            self._result(stanza, out)
+            return
+        form = query.find("x", ns.DATA_FORMS)
+        if form is None:
+            raise StanzaError("bad-request", "a data form is required")
+        ftype = form.attrs.get("type")
+        if ftype == "cancel":
+            self._result(stanza)
+            if self.locked:
+                # §10.1.3: cancelling the first configuration destroys the new room.
+                self.destroy(None, None)
+            return
+        if ftype != "submit":
+            raise StanzaError("bad-request", "expected a submitted form")
+        opts = self.module.opts
+        new = apply_form(self.config, form, opts["max_users"], opts["max_room_name"],
+                         opts["max_room_desc"])
+        if new.persistent and not self.config.persistent \
+                and not self.server.access_allows(opts["access_persistent"], frm):
+            raise StanzaError("forbidden", "you may not make rooms persistent "
+                                           "(access_persistent)")
+        self._reconfigure(new)
+        self._result(stanza)
+
+    def _reconfigure(self, new: RoomConfig) -> None:
+        old, self.config = self.config, new
+        was_locked, self.locked = self.locked, False
+        if new.persistent:
+            self.module.store_room(self)
+        elif old.persistent:
+            self.module.write(self, self.module.store.delete_room(self.jid.domain,
+                                                                  self.jid.local or ""))
+        self.module.persistence_changed(self, old.persistent, new.persistent)
+        if was_locked:
+            return
+        # §10.2.1: occupants hear of the change (104), and of anonymity changes (172/173).
+        codes = ["104"]
+        if old.anonymous and not new.anonymous:
+            codes.append("172")
+        elif new.anonymous and not old.anonymous:
+            codes.append("173")
+        if new.logging != old.logging:
+            codes.append("170" if new.logging else "171")
+        notice = Element("message", ns.CLIENT, {"type": "groupchat"})
+        x = notice.add("x", MUC_USER)
+        for code in codes:
+            x.add("status", attrs={"code": code})
+        for occ in list(self.occupants.values()):
+            self._send(self.jid, occ.jid, notice.copy())
+        if new.members_only and not old.members_only:
+            # §9.? : non-members leave when the room becomes members-only (322).
+            for occ in list(self.occupants.values()):
+                if _AFF_RANK[self.affiliation(occ.jid)] < _AFF_RANK["member"]:
+                    self._remove(occ, codes=["322"], role="none")
+
+    def destroy(self, alternate: str | None, reason: str | None) -> None:
+        """§10.9: every occupant leaves with the <destroy/> (and its alternate venue)."""
+        for occ in list(self.occupants.values()):
+            pres = Element("presence", ns.CLIENT, {"type": "unavailable"})
+            x = pres.add("x", MUC_USER)
+            x.add("item", attrs={"affiliation": "none", "role": "none"})
+            d = x.add("destroy")
+            if alternate:
+                d.attrs["jid"] = alternate
+            if reason:
+                d.add("reason", text=reason)
+            self._send(self._occupant_jid(occ.nick), occ.jid, pres)
+            self.by_jid.pop(occ.jid, None)
+            self.module.occupant_left(occ.jid, self)
+        self.occupants.clear()
+        self.module.room_destroyed(self)
+
+    def session_closed(self, jid: JID) -> None:
+        """The occupant's session ended without leaving (no mod_presence to say goodbye
+        for it): it leaves as with an unavailable presence (§7.14)."""
+        occ = self.by_jid.get(jid)
+        if occ is not None:
+            occ.presence = Element("presence", ns.CLIENT)
+            self._remove(occ)
+
+    # -- shutdown (status 332) -----------------------------------------------------------------
+    def shutdown(self) -> None:
+        """The service stops: occupants leave with status 332 (§15.6: system shutdown)."""
+        for occ in list(self.occupants.values()):
+            self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
+                occ, with_jid=True, codes=["110", "332"], ptype="unavailable", role="none"))
+        self.occupants.clear()
+        self.by_jid.clear()
+
+    # -- creation -------------------------------------------------------------------------------
+    def created(self, frm: JID, nick: str, stanza: Element) -> None:
+        """The first presence made the room: its sender joins as owner (§10.1.1)."""
+        self._join(frm, nick, stanza, created=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
+def _form_type(form: Element) -> str | None:
+    return _form_values(form).get("FORM_TYPE")
+
+
+def _form_values(form: Element) -> dict[str, str]:
+    """The first value of each field of a data form (XEP-0004)."""
+    out: dict[str, str] = {}
+    for f in form.find_all("field", ns.DATA_FORMS):
+        value = f.find("value", ns.DATA_FORMS)
+        out[f.attrs.get("var", "")] = value.text if value is not None else ""
+    return out
+
+
+def make_error(stanza: Element, condition: str) -> Element:
+    return error_reply(stanza, StanzaError(condition))
+
+
+__all__ = ["Room", "Occupant", "MUC", "MUC_USER", "MUC_ADMIN", "MUC_OWNER", "ROOMCONFIG"]

@@ -1,0 +1,102 @@
+"""mod_muc's storage: persistent rooms (configuration, subject) and their affiliations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from suricate.storage.module_store import ModuleStore
+
+
+@dataclass(slots=True)
+class StoredRoom:
+    config: dict[str, Any]
+    subject: str
+    subject_author: str
+    affiliations: dict[str, tuple[str, str]]  # bare JID -> (affiliation, reason)
+
+
+class MucStore(ModuleStore):
+    migrations = __package__
+    # Rows are keyed by room, not by account: an account's affiliations go with the room.
+    user_tables = ()
+
+    async def load_room(self, muc_host: str, room: str) -> StoredRoom | None:
+        async with self.session() as ex:
+            rows = await ex.fetch(
+                "SELECT config, subject, subject_author FROM muc_rooms"
+                " WHERE muc_host = ? AND room = ?", muc_host, room)
+            if not rows:
+                return None
+            affs = await ex.fetch(
+                "SELECT jid, affiliation, reason FROM muc_affiliations"
+                " WHERE muc_host = ? AND room = ?", muc_host, room)
+        config, subject, author = rows[0]
+        return StoredRoom(json.loads(config), subject, author,
+                          {jid: (aff, reason) for jid, aff, reason in affs})
+
+    async def store_room(self, muc_host: str, room: str, config: dict[str, Any],
+                         subject: str, subject_author: str,
+                         affiliations: dict[str, tuple[str, str]]) -> None:
+        """The whole room at once (it became persistent, or its configuration changed)."""
+        async with self.session(transaction=True) as ex:
+            await ex.execute(
+                "INSERT INTO muc_rooms (muc_host, room, config, subject, subject_author)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (muc_host, room) DO UPDATE SET"
+                " config = excluded.config, subject = excluded.subject,"
+                " subject_author = excluded.subject_author",
+                muc_host, room, json.dumps(config, sort_keys=True), subject, subject_author)
+            await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+            if affiliations:
+                await ex.execute_many(
+                    "INSERT INTO muc_affiliations (muc_host, room, jid, affiliation, reason)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(muc_host, room, jid, aff, reason)
+                     for jid, (aff, reason) in sorted(affiliations.items())])
+
+    async def set_subject(self, muc_host: str, room: str, subject: str, author: str) -> None:
+        await self.execute(
+            "UPDATE muc_rooms SET subject = ?, subject_author = ? WHERE muc_host = ? AND room = ?",
+            subject, author, muc_host, room)
+
+    async def set_affiliation(self, muc_host: str, room: str, jid: str, affiliation: str,
+                              reason: str) -> None:
+        if affiliation == "none":
+            await self.execute(
+                "DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ? AND jid = ?",
+                muc_host, room, jid)
+            return
+        await self.execute(
+            "INSERT INTO muc_affiliations (muc_host, room, jid, affiliation, reason)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (muc_host, room, jid) DO UPDATE SET"
+            " affiliation = excluded.affiliation, reason = excluded.reason",
+            muc_host, room, jid, affiliation, reason)
+
+    async def remove_user(self, jid: str) -> None:
+        """An account was removed: its affiliations go (a new account of the same name
+        must not inherit ownership or a ban)."""
+        await self.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
+
+    async def delete_room(self, muc_host: str, room: str) -> None:
+        async with self.session(transaction=True) as ex:
+            await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+            await ex.execute("DELETE FROM muc_rooms WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+
+    async def list_rooms(self, muc_host: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every stored room of a service with its configuration (disco#items)."""
+        rows = await self.fetch(
+            "SELECT room, config FROM muc_rooms WHERE muc_host = ? ORDER BY room", muc_host)
+        return [(room, json.loads(config)) for room, config in rows]
+
+    async def all_rooms(self) -> list[tuple[str, str]]:
+        """(service, room) of every stored room: what may be woken from hibernation."""
+        rows = await self.fetch("SELECT muc_host, room FROM muc_rooms")
+        return [(host, room) for host, room in rows]
+
+    async def count_rooms(self) -> int:
+        row = await self.fetch_one("SELECT COUNT(*) FROM muc_rooms")
+        return int(row[0]) if row else 0
