@@ -27,3 +27,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         for user in ("alice", "bob", "carol"):
             await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
         yield srv
+
+
+# The storage suite's fixtures: every store test runs on SQLite and on PostgreSQL.
+from tests.storage.conftest import backend, make_storage, pg_database, storage  # noqa: E402,F401
