@@ -127,6 +127,8 @@ class ServerSpec:
 
 
 class Suricate(ServerSpec):
+    MODULES = ""  # extra [modules.*] tables
+
     def version(self) -> str:
         from suricate import __version__
         return f"Suricate {__version__} (Python {platform.python_version()})"
@@ -140,7 +142,7 @@ class Suricate(ServerSpec):
             f'tls.certfile = "{cert}"', f'tls.keyfile = "{key}"', 'tls.verify_mode = "none"',
             host=self.addr)
         self.config_path().write_text(suricate_config(
-            self.workdir / "suricate.db", [listener], loglevel="error",
+            self.workdir / "suricate.db", [listener], loglevel="error", extra=self.MODULES,
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
 
@@ -301,8 +303,14 @@ modules:
             self.stop()
 
 
+class SuricateMam(Suricate):
+    """Suricate archiving every message (mod_mam, XEP-0313, default async writer)."""
+
+    MODULES = "[modules.mod_mam]\n[modules.mod_mam.pm]\n"
+
+
 SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
-           "ejabberd": (Ejabberd, "127.0.0.4")}
+           "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5")}
 
 
 # -- the generator ------------------------------------------------------------------------------

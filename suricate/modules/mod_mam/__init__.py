@@ -487,6 +487,7 @@ class ModMam(Module):
         if not self._unchecked:
             return rows
         kept: list[Row] = []
+        seen: dict[JID, Prefs] = {}  # one read per archive per batch
         for row in rows:
             if row[0] not in self._unchecked:
                 kept.append(row)
@@ -494,7 +495,10 @@ class ModMam(Module):
             self._unchecked.discard(row[0])
             owner = JID(row[2], row[1], None)
             peer = JID.parse(row[3])
-            decision = self._decide_with(await self._load_prefs(owner), owner, peer)
+            prefs = seen.get(owner)
+            if prefs is None:
+                prefs = seen[owner] = await self._load_prefs(owner)
+            decision = self._decide_with(prefs, owner, peer)
             if decision is None:  # roster mode: archived when the peer is a contact
                 decision = await self.server.storage.get_roster_item(
                     row[1], row[2], row[3]) is not None
