@@ -265,9 +265,14 @@ class ModMam(Module):
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
+        self._last_out: tuple[Element, str] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        # With several worker processes (suricate serve --workers), each worker is a node of
+        # the id space, so two workers never give the same id in the same microsecond.
+        node = getattr(self.server.sessions, "observer", None)
+        self.ids = IdGenerator(int(getattr(node, "index", 0) or 0))
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(
@@ -427,9 +432,18 @@ class ModMam(Module):
         body = stanza.find_text("body") if self.full_text else None
         origin = stanza.find("origin-id", SID)
         origin_id = origin.attrs.get("id") if origin is not None else stanza.attrs.get("id")
+        # Between a local sender and a local recipient the stanza is the same object, with
+        # the same content, on both sides: one serialization serves both archives.
+        last = self._last_out
+        if last is not None and last[0] is stanza:
+            xml = last[1]
+            self._last_out = None
+        else:
+            xml = stanza.serialize(ns.CLIENT)
+            self._last_out = (stanza, xml) if direction == "O" else None
         row: Row = (mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
                     direction, str(frm), origin_id,
-                    normalize_body(body) if body else None, stanza.serialize(ns.CLIENT))
+                    normalize_body(body) if body else None, xml)
         if check:
             self._unchecked.add(mam_id)
         self.writer.add(row)

@@ -55,7 +55,10 @@ class MamStore(ModuleStore):
             for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
                 chunk = rows[start:start + MAX_ROWS_PER_INSERT]
                 args = [value for row in chunk for value in row]
-                await ex.execute(_INSERT + ", ".join([_ONE_ROW] * len(chunk)), *args)
+                # A row already there (the same batch retried after a lost reply) stays
+                # as it is instead of failing the whole batch.
+                await ex.execute(_INSERT + ", ".join([_ONE_ROW] * len(chunk))
+                                 + " ON CONFLICT DO NOTHING", *args)
 
     async def find_retractable(self, server: str, user: str, peer: str, origin_id: str,
                                direction: str, before: int) -> tuple[int, str] | None:
