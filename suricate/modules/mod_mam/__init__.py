@@ -212,7 +212,8 @@ class IdGenerator:
     def next(self) -> int:
         candidate = (time.time_ns() // 1000) << 8 | self.node
         if candidate <= self.last:
-            candidate = self.last + 0x100  # same microsecond: the next one, same node
+            # Same microsecond (or the clock went back): the next microsecond, our node.
+            candidate = ((self.last >> 8) + 1) << 8 | self.node
         self.last = candidate
         return candidate
 
@@ -273,6 +274,8 @@ class ModMam(Module):
         # the id space, so two workers never give the same id in the same microsecond.
         node = getattr(self.server.sessions, "observer", None)
         self.ids = IdGenerator(int(getattr(node, "index", 0) or 0))
+        # Ids are the table's key: never below one already given (a clock set back).
+        self.ids.last = await self.store.max_id()
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(

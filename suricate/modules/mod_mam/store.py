@@ -90,6 +90,10 @@ class MamStore(ModuleStore):
             server, user, mam_id)
         return row is not None
 
+    async def max_id(self) -> int:
+        row = await self.fetch_one("SELECT MAX(id) FROM mam_message")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
     async def bounds(self, server: str, user: str) -> tuple[int, int] | None:
         """The first and last ids of the archive (XEP-0313 §5 metadata)."""
         row = await self.fetch_one(

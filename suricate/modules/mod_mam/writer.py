@@ -47,7 +47,12 @@ class AsyncWriter:
         self.store = store
         self.batch_size = max(1, batch_size)
         self.interval = flush_interval_ms / 1000
-        self.shards = [_Shard() for _ in range(max(1, pool_size))]
+        # SQLite has one connection and runs statements on the loop: its writes are serial
+        # whatever we do, so one lane lets each flush take every pending row in one
+        # transaction (a commit costs per page touched, not per row). PostgreSQL gets
+        # pool_size lanes flushing in parallel on the pool's connections.
+        lanes = 1 if getattr(store.db, "inline", False) else pool_size
+        self.shards = [_Shard() for _ in range(max(1, lanes))]
         self._spawn = spawn
         self._retract = retract
         self._admit = admit
