@@ -218,6 +218,20 @@ class IdGenerator:
         return candidate
 
 
+_NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
+
+
+class _Scan:
+    """What the archive keeps of a message, found in one pass (``ModMam.scan``)."""
+
+    __slots__ = ("search_body", "origin_id", "retract", "sid")
+
+    def __init__(self, search_body: str | None, origin_id: str | None, retract: str | None,
+                 sid: bool) -> None:
+        self.search_body, self.origin_id, self.retract, self.sid = \
+            search_body, origin_id, retract, sid
+
+
 class ModMam(Module):
     name = "mod_mam"
     options = OPTIONS
@@ -309,33 +323,57 @@ class ModMam(Module):
         return acc | extra
 
     # -- what is archived (XEP-0313 §5 "Business rules", XEP-0334) -------------------------------
-    def archivable(self, stanza: Element) -> bool:
+    def scan(self, stanza: Element) -> _Scan | None:
+        """One pass over a message's children: None when it is not archived, else what the
+        archive needs of it (the message path pays for this scan only)."""
         stype = stanza.attrs.get("type", "normal")
         if stype != "chat" and stype != "normal":
-            return False  # error, headline; groupchat only with archive_groupchats
-        body = store = marker = retract = False
+            return None  # error, headline; groupchat only with archive_groupchats
+        body: Element | None = None
+        origin: str | None = None
+        retract: str | None = None
+        store = marker = sid = False
         for child in stanza.children:
             if not isinstance(child, Element):
                 continue
             name, xmlns = child.name, child.xmlns
             if name == "body":
-                body = True
+                if body is None:
+                    body = child
+            elif xmlns == SID:
+                if name == "origin-id":
+                    origin = child.attrs.get("id")
+                else:
+                    sid = True
             elif xmlns == HINTS:
                 if name == "no-store" or name == "no-permanent-store":
-                    return False  # XEP-0334 §4.2/§4.3
+                    return None  # XEP-0334 §4.2/§4.3
                 if name == "store":
                     store = True
-            elif xmlns in (ns.CARBONS, MAM, MUC_USER):
-                return False  # copies and archive results are never archived again
+            elif xmlns in _NEVER_ARCHIVED:
+                return None  # copies and archive results are never archived again
             elif xmlns == MARKERS:
                 marker = True
-            elif xmlns == RETRACT or (name == "apply-to" and xmlns == FASTEN):
-                retract = True
-        return body or store or retract or (marker and self.chat_markers)
+            elif (xmlns == RETRACT and name == "retract") or (
+                    name == "apply-to" and xmlns == FASTEN
+                    and child.find("retract", RETRACT_0) is not None):
+                retract = child.attrs.get("id") or None
+        if body is None and not store and retract is None and not (marker and self.chat_markers):
+            return None
+        text = body.text if body is not None and self.full_text else None
+        return _Scan(normalize_body(text) if text else None,
+                     origin if origin is not None else stanza.attrs.get("id"),
+                     retract if self.retraction else None, sid)
+
+    def archivable(self, stanza: Element) -> bool:
+        return self.scan(stanza) is not None
 
     # -- outgoing: the sender's archive ----------------------------------------------------------
     def outgoing(self, stanza: Element | None, c2s: C2S) -> Element | None:
-        if stanza is None or stanza.name != "message" or not self.archivable(stanza):
+        if stanza is None or stanza.name != "message":
+            return stanza
+        scan = self.scan(stanza)
+        if scan is None:
             return stanza
         owner = c2s.jid.bare
         to_attr = stanza.attrs.get("to")
@@ -343,19 +381,21 @@ class ModMam(Module):
             peer = JID.parse(to_attr) if to_attr else owner
         except (InvalidJID, ValueError):
             return stanza  # c2s answers jid-malformed
-        # XEP-0359 §3: a stanza-id the client wrote in our name (or in its peer's, when the
-        # peer is local and we are about to vouch for it) is removed.
-        _strip_ids(stanza, owner, peer.bare)
-        mam_id = self.ids.next()
+        if scan.sid:
+            # XEP-0359 §3: a stanza-id the client wrote in our name (or in its peer's, when
+            # the peer is local and we are about to vouch for it) is removed.
+            _strip_ids(stanza, owner, peer.bare)
         archive = self._decide(owner, peer.bare)
         if archive is False:
             return stanza
+        mam_id = self.ids.next()
         stanza.attrs["to"] = str(peer)
-        self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, check=archive is None)
-        if self.retraction:
-            self._retraction_of(stanza, owner, peer.bare, owner, "O", mam_id)
+        self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
+        if scan.retract is not None:
+            self._retract(owner, peer.bare, scan.retract, "O", mam_id)
         if self.stanza_ids:
-            sid = stanza.add("stanza-id", SID, {"by": str(owner), "id": id_to_text(mam_id)})
+            sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
+            stanza.children.append(sid)
             self._own_id = (stanza, sid)
         return stanza
 
@@ -372,44 +412,45 @@ class ModMam(Module):
     # -- incoming: the recipient's archive -----------------------------------------------------
     def incoming(self, stanza: Element | None, frm: JID, to: JID,
                  sessions: list[Any]) -> Element | None:
-        if stanza is None or not self.archivable(stanza):
+        if stanza is None:
             return stanza
         owner = to.bare
         if frm.bare == owner:
             return stanza  # the account's own message: archived once, as outgoing
-        if self._already_archived(stanza, frm, owner):
+        scan = self.scan(stanza)
+        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
         if sessions:
             blocklist = getattr(sessions[0], "blocklist", None)
             if blocklist and is_blocked(blocklist, frm):
                 return stanza  # XEP-0191: dropped on delivery; nothing to archive
-        archive = self._decide(owner, frm.bare)
-        self._archive_incoming(stanza, frm, owner, archive)
+        self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
         return stanza
 
     async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
-        if stored or not self.archivable(stanza):
-            return stored
         owner = to.bare
-        if frm.bare == owner or self._already_archived(stanza, frm, owner):
+        if stored or frm.bare == owner:
+            return stored
+        scan = self.scan(stanza)
+        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stored
         archive = self._decide(owner, frm.bare)
         if archive is None:
             archive = self._decide_with(await self._load_prefs(owner), owner, frm.bare)
-        self._archive_incoming(stanza, frm, owner, archive)
+        self._archive_incoming(stanza, frm, owner, scan, archive)
         return stored  # mod_offline still stores it (now with its stanza-id)
 
-    def _archive_incoming(self, stanza: Element, frm: JID, owner: JID,
+    def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
                           archive: bool | None) -> None:
         if archive is False:
             return
         mam_id = self.ids.next()
-        self._enqueue(mam_id, owner, frm, "I", frm, stanza, check=archive is None)
-        if self.retraction:
-            self._retraction_of(stanza, owner, frm.bare, frm.bare, "I", mam_id)
+        self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
+        if scan.retract is not None:
+            self._retract(owner, frm.bare, scan.retract, "I", mam_id)
         if self.stanza_ids:
-            text = id_to_text(mam_id)
-            stanza.add("stanza-id", SID, {"by": str(owner), "id": text})
+            text = str(mam_id)
+            stanza.children.append(Element("stanza-id", SID, {"by": str(owner), "id": text}))
             if not self.server.is_local_domain(frm.domain):
                 self._issued[(owner, text)] = None
                 if len(self._issued) > 100_000:
@@ -430,11 +471,9 @@ class ModMam(Module):
         return False
 
     def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
-                 stanza: Element, check: bool) -> None:
-        assert self.writer is not None and owner.local is not None
-        body = stanza.find_text("body") if self.full_text else None
-        origin = stanza.find("origin-id", SID)
-        origin_id = origin.attrs.get("id") if origin is not None else stanza.attrs.get("id")
+                 stanza: Element, scan: _Scan, check: bool) -> None:
+        writer = self.writer
+        assert writer is not None and owner.local is not None
         # Between a local sender and a local recipient the stanza is the same object, with
         # the same content, on both sides: one serialization serves both archives.
         last = self._last_out
@@ -444,12 +483,10 @@ class ModMam(Module):
         else:
             xml = stanza.serialize(ns.CLIENT)
             self._last_out = (stanza, xml) if direction == "O" else None
-        row: Row = (mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
-                    direction, str(frm), origin_id,
-                    normalize_body(body) if body else None, xml)
         if check:
             self._unchecked.add(mam_id)
-        self.writer.add(row)
+        writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
+                    direction, str(frm), scan.origin_id, scan.search_body, xml))
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit("mod_mam_pm_archive_message", {"host_type": owner.domain},
@@ -524,21 +561,12 @@ class ModMam(Module):
         return kept
 
     # -- XEP-0424 retraction ---------------------------------------------------------------------
-    def _retraction_of(self, stanza: Element, owner: JID, peer: JID, author: JID,
-                       direction: str, mam_id: int) -> None:
-        """Queue the tombstone for the message ``stanza`` retracts, in ``owner``'s archive.
-        XEP-0424 §4: only the author's own message (same sender, same conversation)."""
-        target = None
-        retract = stanza.find("retract", RETRACT)
-        if retract is not None:
-            target = retract.attrs.get("id")
-        else:
-            apply_to = stanza.find("apply-to", FASTEN)
-            if apply_to is not None and apply_to.find("retract", RETRACT_0) is not None:
-                target = apply_to.attrs.get("id")
-        if not target or self.writer is None:
-            return
-        assert owner.local is not None
+    def _retract(self, owner: JID, peer: JID, target: str, direction: str,
+                 mam_id: int) -> None:
+        """Queue the tombstone for the message ``target`` (its origin-id) in ``owner``'s
+        archive. XEP-0424 §4: only the author's own message: same conversation, same
+        direction (the sender's outgoing one, the recipient's incoming one)."""
+        assert owner.local is not None and self.writer is not None
         self.writer.add_retraction((owner.domain, owner.local, str(peer), target, direction,
                                     mam_id, stamp_of(mam_id)))
 

@@ -64,7 +64,8 @@ class AsyncWriter:
         self.max_pending = max(10_000, self.batch_size * 100)
 
     def _shard(self, server: str, user: str) -> _Shard:
-        return self.shards[hash((server, user)) % len(self.shards)]
+        shards = self.shards
+        return shards[0] if len(shards) == 1 else shards[hash((server, user)) % len(shards)]
 
     # -- hot path (sync) ---------------------------------------------------------------------
     def add(self, row: Row) -> None:
