@@ -89,7 +89,7 @@ async def test_writer_batches_orders_and_drains(storage: SqlStorage) -> None:
     async def no_retract(_: Any) -> None:
         return None
 
-    writer = AsyncWriter(store, pool_size=2, batch_size=10, flush_interval_ms=60_000,
+    writer = AsyncWriter(store, batch_size=10, flush_interval_ms=60_000,
                          spawn=spawn, retract=no_retract)
     ids = IdGenerator()
     for _ in range(10):

@@ -133,10 +133,11 @@ def _common(default: Any) -> dict[str, Option]:
         "flush_interval": Option(Int(min=1, unit="milliseconds"), 2000,
                                  "Longest time a row waits in memory before its batch is "
                                  "written (and what a crash can lose)."),
-        "batch_size": Option(Int(min=1), 30, "Rows per batch: a full batch is written at "
+        "batch_size": Option(Int(min=1), 30, "Rows per writer: a full batch is written at "
                                              "once."),
         "pool_size": Option(Int(min=1), 4 * (os.cpu_count() or 1),
-                            "Writer shards; an archive always uses the same one (ordering).",
+                            "MongooseIM's number of writers: the lane of this process (one "
+                            "event loop) flushes at batch_size x pool_size rows.",
                             default_doc="4 x CPU cores"),
     }, doc="MongooseIM's async_writer.")
     return {
@@ -293,8 +294,7 @@ class ModMam(Module):
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(
-            self.store, pool_size=aw["pool_size"],
-            batch_size=aw["batch_size"] if enabled else 1,
+            self.store, batch_size=aw["batch_size"] * aw["pool_size"] if enabled else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
 

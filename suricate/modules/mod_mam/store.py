@@ -17,9 +17,11 @@ INSERT_COLUMNS = ("id", "server", "username", "remote_bare_jid", "remote_resourc
                   "direction", "from_jid", "origin_id", "search_body", "message")
 _ONE_ROW = "(" + ", ".join("?" * len(INSERT_COLUMNS)) + ")"
 _INSERT = f"INSERT INTO mam_message ({', '.join(INSERT_COLUMNS)}) VALUES "
-#: Rows per INSERT statement: 1000 x 10 parameters stays under SQLite's 32766 and asyncpg's
-#: 32767 bind parameters.
-MAX_ROWS_PER_INSERT = 1000
+#: Rows per INSERT statement, largest first (256 x 10 parameters stays far under SQLite's
+#: 32766 and asyncpg's 32767 bind parameters).
+CHUNK_SIZES = (256, 64, 16, 4, 1)
+_INSERTS = {size: _INSERT + ", ".join([_ONE_ROW] * size) + " ON CONFLICT DO NOTHING"
+            for size in CHUNK_SIZES}
 
 
 @dataclass(slots=True)
@@ -50,15 +52,18 @@ class MamStore(ModuleStore):
 
     # -- writing ------------------------------------------------------------------------
     async def insert_many(self, rows: Sequence[Row]) -> None:
-        """One multi-row INSERT per ``MAX_ROWS_PER_INSERT`` rows, in one transaction."""
+        """All ``rows`` in one transaction, as multi-row INSERTs of the sizes of
+        ``CHUNK_SIZES``: the same few statement texts every time, so SQLite's statement cache
+        and asyncpg's prepared statements are reused instead of compiled per flush."""
         async with self.session(transaction=True) as ex:
-            for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
-                chunk = rows[start:start + MAX_ROWS_PER_INSERT]
-                args = [value for row in chunk for value in row]
-                # A row already there (the same batch retried after a lost reply) stays
-                # as it is instead of failing the whole batch.
-                await ex.execute(_INSERT + ", ".join([_ONE_ROW] * len(chunk))
-                                 + " ON CONFLICT DO NOTHING", *args)
+            start = 0
+            for size in CHUNK_SIZES:
+                while len(rows) - start >= size:
+                    chunk = rows[start:start + size]
+                    start += size
+                    # A row already there (the same batch retried after a lost reply) stays
+                    # as it is instead of failing the whole batch.
+                    await ex.execute(_INSERTS[size], *[v for row in chunk for v in row])
 
     async def find_retractable(self, server: str, user: str, peer: str, origin_id: str,
                                direction: str, before: int) -> tuple[int, str] | None:

@@ -1,10 +1,11 @@
 """The archive's async writer (MongooseIM's ``async_writer``): archiving never waits for the
 database on the message's path.
 
-Rows are appended to one of ``pool_size`` shards chosen by archive (server, username), so one
-archive's rows always go through the same shard, in arrival order. A shard is flushed with one
-multi-row INSERT when it holds ``batch_size`` rows or ``flush_interval`` ms after its first
-pending row, whichever comes first; a shard's flushes never overlap (per-archive ordering).
+Rows are appended, in arrival order, to the writer's lane. It is flushed when it holds
+``batch_size`` rows or ``flush_interval`` ms after its first pending row, whichever comes
+first: every pending row in one transaction, as multi-row INSERTs of a few fixed sizes (so the
+database reuses their prepared statements); flushes never overlap, so each archive's rows land
+in order.
 
 What this costs: rows wait in memory up to one flush interval. ``stop`` drains every shard (a
 clean shutdown loses nothing); a crash of the process loses at most the rows of one flush
@@ -39,20 +40,19 @@ class _Shard:
 
 
 class AsyncWriter:
-    def __init__(self, store: MamStore, *, pool_size: int, batch_size: int,
+    def __init__(self, store: MamStore, *, batch_size: int,
                  flush_interval_ms: int, spawn: Callable[[Coroutine[Any, Any, None]], object],
                  retract: Callable[[Retraction], Awaitable[None]],
                  admit: Callable[[list[Row]], Awaitable[list[Row]]] | None = None,
                  on_flushed: Callable[[str, int], None] | None = None) -> None:
         self.store = store
-        self.batch_size = max(1, batch_size)
         self.interval = flush_interval_ms / 1000
-        # SQLite has one connection and runs statements on the loop: its writes are serial
-        # whatever we do, so one lane lets each flush take every pending row in one
-        # transaction (a commit costs per page touched, not per row). PostgreSQL gets
-        # pool_size lanes flushing in parallel on the pool's connections.
-        lanes = 1 if getattr(store.db, "inline", False) else pool_size
-        self.shards = [_Shard() for _ in range(max(1, lanes))]
+        # One lane: this process has one event loop, so writers in parallel would only share
+        # its CPU, and the cost of a flush is mostly per flush (a transaction, statements),
+        # not per row. The module gives it MongooseIM's batch_size x pool_size: what the
+        # pool's writers would hold before flushing.
+        self.batch_size = max(1, batch_size)
+        self.shards = [_Shard()]
         self._spawn = spawn
         self._retract = retract
         self._admit = admit
