@@ -12,7 +12,9 @@ IQ round trip, 50 result messages included:
 
     .venv/bin/python bench/mam_query.py                      # SQLite, 100k messages
     .venv/bin/python bench/mam_query.py --simple
-    .venv/bin/python bench/mam_query.py --pgsql test          # PostgreSQL database 'test'
+    .venv/bin/python bench/mam_query.py --pgsql               # PostgreSQL (127.0.0.1:5432)
+
+On PostgreSQL the script creates the database suricate_mam_query and drops it at the end.
 """
 
 from __future__ import annotations
@@ -138,8 +140,29 @@ async def main() -> None:
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--simple", action="store_true", help="enforce_simple_queries = true")
-    p.add_argument("--pgsql", help="PostgreSQL database on 127.0.0.1 (user postgres)")
+    p.add_argument("--pgsql", action="store_const", const="suricate_mam_query",
+                   help="PostgreSQL on 127.0.0.1 (user postgres), own database")
     a = p.parse_args()
+    if a.pgsql:
+        await _pg_admin(f"DROP DATABASE IF EXISTS {a.pgsql} WITH (FORCE)")
+        await _pg_admin(f"CREATE DATABASE {a.pgsql}")
+    try:
+        await _run(a)
+    finally:
+        if a.pgsql:
+            await _pg_admin(f"DROP DATABASE IF EXISTS {a.pgsql} WITH (FORCE)")
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+    conn = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _run(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         import socket
@@ -152,11 +175,11 @@ async def main() -> None:
             await server.auth.register(JID.parse("u0@localhost"), "pw")
             mam = server.modules["mod_mam"]
             assert isinstance(mam, ModMam)
-            await mam.store.execute("DELETE FROM mam_message WHERE server = ? AND username = ?",
-                                    "localhost", "u0")
             t0 = time.perf_counter()
             ids = await fill(mam, a.messages)
             fill_s = time.perf_counter() - t0
+            if a.pgsql:  # what autovacuum does after a bulk load: statistics, visibility map
+                await mam.store.execute("VACUUM ANALYZE mam_message")
             raw = await login(port)
             rng = random.Random(1)
             rsm = f"<set xmlns='{RSM}'><max>50</max>{{}}</set>"
@@ -181,9 +204,6 @@ async def main() -> None:
             print("\n".join(rows))
             raw.writer.close()
         finally:
-            if a.pgsql:
-                await mam.store.execute("DELETE FROM mam_message WHERE server = ? AND "
-                                        "username = ?", "localhost", "u0")
             await server.stop()
 
 

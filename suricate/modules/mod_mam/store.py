@@ -145,8 +145,13 @@ class MamStore(ModuleStore):
         count = int(count_row[0]) if count_row else 0
         first_index: int | None = None
         if messages:
+            # The index is known without counting at either end of the archive.
             if q.index is not None:
                 first_index = q.index
+            elif q.after is None and not q.backward:
+                first_index = 0
+            elif q.last_page or (q.after is not None and not more):
+                first_index = count - len(messages)
             else:
                 row = await self.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
                 first_index = int(row[0]) if row else 0
