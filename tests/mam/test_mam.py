@@ -333,3 +333,14 @@ password = ""
             await disconnect(alice, bob)
     finally:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_without_pm_section_check_config_warns(tmp_path: Path) -> None:
+    from suricate.config.loader import parse_config_with_warnings
+    from tests.e2e.harness import server_toml
+
+    _, warnings = parse_config_with_warnings(
+        server_toml(tmp_path, 5222, 5223, modules="[modules.mod_mam]"), tmp_path)
+    assert [str(w) for w in warnings] == [
+        "modules.mod_mam: no [modules.mod_mam.pm] section: nothing is archived (as in "
+        "MongooseIM, the pm section enables one-to-one archives)"]

@@ -642,8 +642,6 @@ class ModMam(Module):
         for archived in messages:
             self.server.router.route(owner, iq.frm, self._result(q, owner, iq.frm, archived))
         fin = Element("fin", MAM, {"complete": "true" if page.complete else "false"})
-        if q.query_id is not None:
-            fin.attrs["queryid"] = q.query_id
         rsm = fin.add("set", RSM)
         if page.messages:
             first = rsm.add("first", RSM, text=id_to_text(page.messages[0].id))
