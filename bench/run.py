@@ -128,6 +128,8 @@ class ServerSpec:
 
 
 class Suricate(ServerSpec):
+    MODULES = ""  # extra [modules.*] tables
+
     def version(self) -> str:
         from suricate import __version__
         return f"Suricate {__version__} (Python {platform.python_version()})"
@@ -141,7 +143,7 @@ class Suricate(ServerSpec):
             f'tls.certfile = "{cert}"', f'tls.keyfile = "{key}"', 'tls.verify_mode = "none"',
             host=self.addr)
         self.config_path().write_text(suricate_config(
-            self.workdir / "suricate.db", [listener], loglevel="error",
+            self.workdir / "suricate.db", [listener], loglevel="error", extra=self.MODULES,
             modules=(*DEFAULT_MODULES, "mod_muc"),
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
@@ -305,8 +307,52 @@ modules:
             self.stop()
 
 
+class SuricateMam(Suricate):
+    """Suricate archiving every message (mod_mam, XEP-0313, default async writer)."""
+
+    MODULES = "[modules.mod_mam]\n[modules.mod_mam.pm]\n"
+
+
+class SuricateMamPg(SuricateMam):
+    """The same on PostgreSQL (127.0.0.1:5432, user postgres, database suricate_bench_mam)."""
+
+    DB = "suricate_bench_mam"
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.config_path()
+        sqlite = f'driver = "sqlite"\ndatabase = "{self.workdir / "suricate.db"}"'
+        path.write_text(path.read_text().replace(
+            sqlite, f'driver = "pgsql"\nhost = "127.0.0.1"\ndatabase = "{self.DB}"\n'
+            'username = "postgres"\npassword = ""'))
+
+    def provision(self, names: list[str]) -> None:
+        stored, server = scram_keys()
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        record = (f"==MULTI_SCRAM==,{ITERATIONS},==SHA256=={b64(SALT)}|{b64(stored)}|"
+                  f"{b64(server)}")
+        code = (
+            "import asyncio, time, asyncpg\nfrom pathlib import Path\n"
+            "from suricate.config import load_config\nfrom suricate.core.server import Server\n"
+            "async def main():\n"
+            "    c = await asyncpg.connect(host='127.0.0.1', user='postgres', database='postgres')\n"
+            f"    await c.execute('DROP DATABASE IF EXISTS {self.DB} WITH (FORCE)')\n"
+            f"    await c.execute('CREATE DATABASE {self.DB}')\n    await c.close()\n"
+            f"    cfg = load_config(Path({str(self.config_path())!r}))\n"
+            f"    s = Server(cfg, Path({str(self.workdir)!r}), {{}})\n"
+            "    await s.storage.open()\n    await s.storage.close()\n"
+            f"    c = await asyncpg.connect(host='127.0.0.1', user='postgres', database='{self.DB}')\n"
+            "    await c.executemany('INSERT INTO users (server, username, password, pass_details,"
+            " created_at) VALUES ($1, $2, NULL, $3, $4)',"
+            f" [('localhost', n, {record!r}, time.time()) for n in {names!r}])\n"
+            "    await c.close()\n"
+            "asyncio.run(main())\n")
+        subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
+
+
 SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
-           "ejabberd": (Ejabberd, "127.0.0.4")}
+           "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5"),
+           "suricate_mam_pg": (SuricateMamPg, "127.0.0.6")}
 
 
 # -- the generator ------------------------------------------------------------------------------

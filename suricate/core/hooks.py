@@ -140,6 +140,14 @@ USER_SEND_PACKET: Hook[Callable[[Element | None, C2S], Folded[Element | None]]] 
 USER_RECEIVE_PACKET: Hook[Callable[[Element | None, C2S], Folded[Element | None]]] = Hook(
     "user_receive_packet",
     "fold(stanza|None, c2s) -> stanza|None: about to be delivered to a session")
+FILTER_LOCAL_PACKET: Hook[
+    Callable[[Element | None, JID, JID, list[Any]], Folded[Element | None]]
+] = Hook(
+    "filter_local_packet",
+    "fold(stanza|None, from_jid, to_jid, sessions: list) -> stanza|None: a message the router "
+    "is about to deliver to these sessions of a local account (once, before the copies for "
+    "several resources are made); None means a handler consumed it (XEP-0313 archiving adds "
+    "its <stanza-id/> here)")
 PRIVACY_CHECK_INBOUND: Hook[
     Callable[[bool, Server, JID, JID, Element], AsyncFolded[bool]]
 ] = Hook(

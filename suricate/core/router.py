@@ -88,6 +88,11 @@ class Router:
                 if name == "presence" and stanza.attrs.get("type") in _SUBSCRIPTION_TYPES:
                     # RFC 6121 §3: subscription requests concern the bare JID.
                     self._to_bare(frm, to.bare, stanza)
+                elif name == "message" and self.hooks.has(H.FILTER_LOCAL_PACKET):
+                    filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
+                                               [session])
+                    if filtered is not None:
+                        session.deliver(filtered)
                 else:
                     session.deliver(stanza)
             else:
@@ -135,6 +140,11 @@ class Router:
             return
         targets = [s for s in self._available(to) if s.priority >= 0]
         if targets:
+            if self.hooks.has(H.FILTER_LOCAL_PACKET):
+                filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to, targets)
+                if filtered is None:
+                    return
+                stanza = filtered
             for session in targets:
                 session.deliver(stanza if len(targets) == 1 else stanza.copy())
             return

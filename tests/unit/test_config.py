@@ -961,8 +961,8 @@ def test_module_options_accepted() -> None:
     ("text", "expected"),
     [
         (
-            "[modules.mod_mam]",
-            "modules.mod_mam: module is not available in this version of Suricate",
+            "[modules.mod_inbox]",
+            "modules.mod_inbox: module is not available in this version of Suricate",
         ),
         (
             "[modules.mod_muc_light]",
@@ -1066,7 +1066,7 @@ def test_multiple_problems_are_collected() -> None:
     tls.mode = "foo"
     [auth]
     methods = ["ldap"]
-    [modules.mod_mam]
+    [modules.mod_inbox]
     """
     found = problems(text, general=False)
     assert set(found) >= {
@@ -1074,7 +1074,7 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[0].shaper: shaper 'x' is not defined in [shaper]",
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: method 'ldap' is not available in this version",
-        "modules.mod_mam: module is not available in this version of Suricate",
+        "modules.mod_inbox: module is not available in this version of Suricate",
     }
 
 

@@ -1,0 +1,752 @@
+"""mod_mam: XEP-0313 Message Archive Management for one-to-one chats.
+
+Every archivable message is kept once in each local account it concerns: the sender's archive
+(``user_send_packet``) and the recipient's (``filter_local_packet`` for a recipient with
+sessions, ``offline_message`` for one without, before mod_offline stores it). Each copy gets a
+64-bit id (``microseconds << 8 | node``, DESIGN §7) that is also its XEP-0359
+``<stanza-id by='account'/>``: on the live copy the recipient gets, on the offline copy, and on
+the carbons (XEP-0280) of the sender's other resources.
+
+Rows leave the message path at once: they are written in batches by the async writer
+(``writer.py``); a query flushes its archive's pending rows first. Queries (``query.py``) use the
+XEP-0313 form (urn:xmpp:mam:2 and #extended) with XEP-0059 paging; preferences are XEP-0441;
+XEP-0424 retractions turn the archived message into a tombstone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import backend
+from suricate.config.spec import (
+    DEFAULTS,
+    INVALID,
+    OMIT,
+    Bool,
+    Context,
+    Int,
+    Option,
+    Section,
+    Spec,
+)
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module
+from suricate.instrument.events import SPIRAL, TIME_BUCKETS, declare
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_blocking import is_blocked
+from suricate.modules.mod_mam.query import (
+    MAM,
+    MAM_EXTENDED,
+    RSM,
+    Query,
+    fields_form,
+    id_from_text,
+    id_to_text,
+    normalize_body,
+    parse_query,
+    stamp_of,
+)
+from suricate.modules.mod_mam.store import MamStore, Prefs, Row
+from suricate.modules.mod_mam.writer import AsyncWriter, Retraction
+from suricate.modules.mod_roster import roster_module
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_mam")
+
+SID = "urn:xmpp:sid:0"  # XEP-0359
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424 (v0.4)
+RETRACT_0 = "urn:xmpp:message-retract:0"  # XEP-0424 before v0.4, inside XEP-0422 apply-to
+FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
+MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+HINTS = "urn:xmpp:hints"  # XEP-0334
+MUC_USER = "http://jabber.org/protocol/muc#user"
+
+UNAVAILABLE = "not available in this version of Suricate"
+
+# -- instrumentation (MongooseIM 6.4 names) -----------------------------------------------------
+ARCHIVE_MESSAGE = declare(
+    "mod_mam_pm_archive_message", ("host_type",), {"count": SPIRAL},
+    "Messages put in a one-to-one archive (XEP-0313)")
+FLUSHED = declare(
+    "mod_mam_pm_flushed", ("host_type",), {"count": SPIRAL},
+    "Archived messages written to the database by the async writer")
+LOOKUP = declare(
+    "mod_mam_pm_lookup", ("host_type",), {"count": SPIRAL, "size": SPIRAL, "time": SPIRAL},
+    "Archive queries: how many, messages returned, microseconds spent",
+    buckets={"time": TIME_BUCKETS})
+GET_PREFS = declare(
+    "mod_mam_pm_get_prefs", ("host_type",), {"count": SPIRAL}, "XEP-0441 prefs read")
+SET_PREFS = declare(
+    "mod_mam_pm_set_prefs", ("host_type",), {"count": SPIRAL}, "XEP-0441 prefs changed")
+REMOVE_ARCHIVE = declare(
+    "mod_mam_pm_remove_archive", ("host_type",), {"count": SPIRAL},
+    "Archives removed with their account")
+
+
+# -- options ----------------------------------------------------------------------------------
+class _Only(Spec):
+    """An option whose MongooseIM values beyond ``value`` are not implemented: those are refused
+    by name rather than accepted without effect."""
+
+    def __init__(self, value: Any, base: Spec) -> None:
+        self.value, self.base = value, base
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        result = self.base.normalize(value, path, ctx)
+        if result is INVALID:
+            return result
+        if result != self.value:
+            ctx.error(path, f"{result!r} is {UNAVAILABLE} (only {self.value!r})")
+            return INVALID
+        return result
+
+    def describe(self) -> str:
+        return f"{self.value!r} (other values are {UNAVAILABLE})"
+
+
+class _Str(Spec):
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, str) or not value:
+            ctx.error(path, "expected a non-empty string")
+            return INVALID
+        return value
+
+    def describe(self) -> str:
+        return "a string"
+
+
+def _common(default: Any) -> dict[str, Option]:
+    """Options of the top level that ``pm`` may override; ``default`` is DEFAULTS-style values
+    at the top and OMIT (inherit) inside ``pm``."""
+
+    def d(value: Any) -> Any:
+        return value if default is None else default
+
+    writer = Section({
+        "enabled": Option(Bool(), True, "Write archived messages in batches, off the "
+                                        "message path; false writes each at once."),
+        "flush_interval": Option(Int(min=1, unit="milliseconds"), 2000,
+                                 "Longest time a row waits in memory before its batch is "
+                                 "written (and what a crash can lose)."),
+        "batch_size": Option(Int(min=1), 30, "Rows per writer: a full batch is written at "
+                                             "once."),
+        "pool_size": Option(Int(min=1), 4 * (os.cpu_count() or 1),
+                            "MongooseIM's number of writers: the lane of this process (one "
+                            "event loop) flushes at batch_size x pool_size rows.",
+                            default_doc="4 x CPU cores"),
+    }, doc="MongooseIM's async_writer.")
+    return {
+        "backend": Option(backend().type, d("rdbms"), backend().doc),
+        "no_stanzaid_element": Option(Bool(), d(False), "Do not add XEP-0359 <stanza-id/> "
+                                                        "to live messages."),
+        "is_archivable_message": Option(
+            _Only("mod_mam_utils", _Str()), d("mod_mam_utils"),
+            "The module deciding what is archived; only the built-in rules (XEP-0313 §5)."),
+        "archive_chat_markers": Option(Bool(), d(False), "Archive XEP-0333 chat markers "
+                                                         "(which have no body)."),
+        "message_retraction": Option(Bool(), d(True), "Apply XEP-0424 retractions to the "
+                                                      "archive (tombstones)."),
+        "full_text_search": Option(Bool(), d(True), "Offer the full-text-search field "
+                                                    "(every word, any order)."),
+        "cache_users": Option(Bool(), d(True), "Keep the XEP-0441 preferences of connected "
+                                               "accounts in memory."),
+        "default_result_limit": Option(Int(min=0), d(50), "Page size when a query gives no "
+                                                          "RSM max."),
+        "max_result_limit": Option(Int(min=1), d(50), "Largest page; a larger max is "
+                                                      "capped to it."),
+        "enforce_simple_queries": Option(Bool(), d(False), "Never count (no RSM count or "
+                                                           "index): cheaper queries."),
+        "async_writer": Option(writer, DEFAULTS if default is None else OMIT,
+                               "Batched archive writes (MongooseIM's async_writer)."),
+        "user_prefs_store": Option(_Only("rdbms", _Str()), d("rdbms"),
+                                   "Where XEP-0441 preferences live: the RDBMS."),
+    }
+
+
+_UNAVAILABLE_KEYS = {key: f"'{key}' is {UNAVAILABLE}" for key in (
+    "send_message", "extra_fin_element", "extra_lookup_params", "db_jid_format",
+    "db_message_format", "simple", "cache", "delete_domain_limit")}
+
+_PM = Section(
+    {
+        **_common(OMIT),
+        "archive_groupchats": Option(_Only(False, Bool()), False,
+                                     "Archive groupchat messages sent to the account."),
+        "same_mam_id_for_peers": Option(_Only(False, Bool()), False,
+                                        "One id for the sender's and recipient's copies."),
+    },
+    doc="One-to-one archives; setting this section (even empty) enables them.",
+    unavailable=_UNAVAILABLE_KEYS,
+)
+
+
+def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    if "pm" not in out:
+        ctx.warn(path, "no [modules.mod_mam.pm] section: nothing is archived (as in "
+                       "MongooseIM, the pm section enables one-to-one archives)")
+
+
+OPTIONS = Section(
+    {**_common(None), "pm": Option(_PM, OMIT, _PM.doc)},
+    doc="XEP-0313 Message Archive Management (one-to-one archives, XEP-0359 stanza ids, "
+        "XEP-0441 preferences, XEP-0424 retraction).",
+    post=_post,
+    unavailable={**_UNAVAILABLE_KEYS,
+                 "muc": f"the MUC archive is {UNAVAILABLE} (no mod_muc yet)"},
+)
+
+
+class IdGenerator:
+    """Ids that grow with time on this node: ``microseconds << 8 | node`` (DESIGN §7)."""
+
+    __slots__ = ("node", "last")
+
+    def __init__(self, node: int = 0) -> None:
+        self.node = node & 0xFF
+        self.last = 0
+
+    def next(self) -> int:
+        candidate = (time.time_ns() // 1000) << 8 | self.node
+        if candidate <= self.last:
+            # Same microsecond (or the clock went back): the next microsecond, our node.
+            candidate = ((self.last >> 8) + 1) << 8 | self.node
+        self.last = candidate
+        return candidate
+
+
+_NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
+
+
+class _Scan:
+    """What the archive keeps of a message, found in one pass (``ModMam.scan``)."""
+
+    __slots__ = ("search_body", "origin_id", "retract", "sid")
+
+    def __init__(self, search_body: str | None, origin_id: str | None, retract: str | None,
+                 sid: bool) -> None:
+        self.search_body, self.origin_id, self.retract, self.sid = \
+            search_body, origin_id, retract, sid
+
+
+class ModMam(Module):
+    name = "mod_mam"
+    options = OPTIONS
+    store_class = MamStore
+    store: MamStore
+    xeps = ("0313", "0359", "0059", "0441", "0424")
+    hooks = ((H.REMOVE_USER, "remove_archive", 50),)
+    iq_handlers = (("sm", MAM, "iq_mam"),)
+
+    # Archiving hooks, wired only when the pm section enables one-to-one archives. Outgoing
+    # runs after mod_blocking (40) refused what the user blocked, and before mod_carboncopy
+    # (80) copies the message to the other resources: the copy then carries the sender's
+    # stanza-id, which ``drop_own_id`` (after 80) takes off the stanza going to the peer.
+    _ARCHIVING = (
+        (H.USER_SEND_PACKET, "outgoing", 75),
+        (H.USER_SEND_PACKET, "drop_own_id", 85),
+        (H.FILTER_LOCAL_PACKET, "incoming", 50),
+        (H.OFFLINE_MESSAGE, "incoming_offline", 40),  # before mod_offline (50) stores it
+        (H.SESSION_OPENED, "load_prefs", 60),
+        (H.SESSION_CLOSED, "forget_prefs", 60),
+    )
+
+    def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        pm = opts.get("pm")
+        self.pm_enabled = pm is not None
+        eff: dict[str, Any] = {**opts, **(pm or {})}
+        self.eff = eff
+        self.stanza_ids = not eff["no_stanzaid_element"]
+        self.chat_markers: bool = eff["archive_chat_markers"]
+        self.retraction: bool = eff["message_retraction"]
+        self.full_text: bool = eff["full_text_search"]
+        self.cache_users: bool = eff["cache_users"]
+        self.default_limit: int = eff["default_result_limit"]
+        self.max_limit: int = eff["max_result_limit"]
+        self.simple: bool = eff["enforce_simple_queries"]
+        self.ids = IdGenerator(0)
+        self.writer: AsyncWriter | None = None
+        #: XEP-0441 prefs of accounts with sessions (cache_users); a miss is resolved when
+        #: the row is written.
+        self._prefs: dict[JID, Prefs] = {}
+        #: Ids whose prefs were unknown on the message path: checked before writing.
+        self._unchecked: set[int] = set()
+        #: Stanza ids we gave to messages from remote senders: a message coming back through
+        #: the router (a session that went away) keeps its id and is not archived twice,
+        #: while an id a remote server forged (XEP-0359 §3) is replaced.
+        self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
+        self._own_id: tuple[Element, Element] | None = None
+        self._last_out: tuple[Element, str] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        # With several worker processes (suricate serve --workers), each worker is a node of
+        # the id space, so two workers never give the same id in the same microsecond.
+        node = getattr(self.server.sessions, "observer", None)
+        self.ids = IdGenerator(int(getattr(node, "index", 0) or 0))
+        # Ids are the table's key: never below one already given (a clock set back).
+        self.ids.last = await self.store.max_id()
+        aw = self.eff["async_writer"]
+        enabled = aw["enabled"]
+        self.writer = AsyncWriter(
+            self.store, batch_size=aw["batch_size"] * aw["pool_size"] if enabled else 1,
+            flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
+            retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
+
+    async def stop(self) -> None:
+        if self.writer is not None:
+            await self.writer.stop()
+
+    def wire(self) -> None:
+        super().wire()
+        if self.pm_enabled:
+            for hook, method, priority in self._ARCHIVING:
+                self.server.hooks.add(hook, getattr(self, method), priority)
+            self.server.hooks.add(H.DISCO_SM_FEATURES, self._mam_features, 50)
+
+    def unwire(self) -> None:
+        super().unwire()
+        for hook, method, _ in self._ARCHIVING:
+            self.server.hooks.remove(hook, getattr(self, method))
+        self.server.hooks.remove(H.DISCO_SM_FEATURES, self._mam_features)
+
+    def _mam_features(self, acc: set[str], jid: Any) -> set[str]:
+        # XEP-0313 §6.1 (on the account's bare JID), XEP-0359 §6, XEP-0424 §2.
+        extra = {MAM, MAM_EXTENDED, SID}
+        if self.retraction:
+            extra.add(RETRACT)
+        return acc | extra
+
+    # -- what is archived (XEP-0313 §5 "Business rules", XEP-0334) -------------------------------
+    def scan(self, stanza: Element) -> _Scan | None:
+        """One pass over a message's children: None when it is not archived, else what the
+        archive needs of it (the message path pays for this scan only)."""
+        stype = stanza.attrs.get("type", "normal")
+        if stype != "chat" and stype != "normal":
+            return None  # error, headline; groupchat only with archive_groupchats
+        body: Element | None = None
+        origin: str | None = None
+        retract: str | None = None
+        store = marker = sid = False
+        for child in stanza.children:
+            if not isinstance(child, Element):
+                continue
+            name, xmlns = child.name, child.xmlns
+            if name == "body":
+                if body is None:
+                    body = child
+            elif xmlns == SID:
+                if name == "origin-id":
+                    origin = child.attrs.get("id")
+                else:
+                    sid = True
+            elif xmlns == HINTS:
+                if name == "no-store" or name == "no-permanent-store":
+                    return None  # XEP-0334 §4.2/§4.3
+                if name == "store":
+                    store = True
+            elif xmlns in _NEVER_ARCHIVED:
+                return None  # copies and archive results are never archived again
+            elif xmlns == MARKERS:
+                marker = True
+            elif (xmlns == RETRACT and name == "retract") or (
+                    name == "apply-to" and xmlns == FASTEN
+                    and child.find("retract", RETRACT_0) is not None):
+                retract = child.attrs.get("id") or None
+        if body is None and not store and retract is None and not (marker and self.chat_markers):
+            return None
+        text = body.text if body is not None and self.full_text else None
+        return _Scan(normalize_body(text) if text else None,
+                     origin if origin is not None else stanza.attrs.get("id"),
+                     retract if self.retraction else None, sid)
+
+    def archivable(self, stanza: Element) -> bool:
+        return self.scan(stanza) is not None
+
+    # -- outgoing: the sender's archive ----------------------------------------------------------
+    def outgoing(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "message":
+            return stanza
+        scan = self.scan(stanza)
+        if scan is None:
+            return stanza
+        owner = c2s.jid.bare
+        to_attr = stanza.attrs.get("to")
+        try:
+            peer = JID.parse(to_attr) if to_attr else owner
+        except (InvalidJID, ValueError):
+            return stanza  # c2s answers jid-malformed
+        if scan.sid:
+            # XEP-0359 §3: a stanza-id the client wrote in our name (or in its peer's, when
+            # the peer is local and we are about to vouch for it) is removed.
+            _strip_ids(stanza, owner, peer.bare)
+        archive = self._decide(owner, peer.bare)
+        if archive is False:
+            return stanza
+        mam_id = self.ids.next()
+        stanza.attrs["to"] = str(peer)
+        self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
+        if scan.retract is not None:
+            self._retract(owner, peer.bare, scan.retract, "O", mam_id)
+        if self.stanza_ids:
+            sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
+            stanza.children.append(sid)
+            self._own_id = (stanza, sid)
+        return stanza
+
+    def drop_own_id(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        """The sender's stanza-id was for its carbons (made at priority 80); the peer gets
+        its own (or none, when remote)."""
+        own = self._own_id
+        if own is not None:
+            self._own_id = None
+            if own[0] is stanza:
+                stanza.children.remove(own[1])
+        return stanza
+
+    # -- incoming: the recipient's archive -----------------------------------------------------
+    def incoming(self, stanza: Element | None, frm: JID, to: JID,
+                 sessions: list[Any]) -> Element | None:
+        if stanza is None:
+            return stanza
+        owner = to.bare
+        if frm.bare == owner:
+            return stanza  # the account's own message: archived once, as outgoing
+        scan = self.scan(stanza)
+        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
+            return stanza
+        if sessions:
+            blocklist = getattr(sessions[0], "blocklist", None)
+            if blocklist and is_blocked(blocklist, frm):
+                return stanza  # XEP-0191: dropped on delivery; nothing to archive
+        self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
+        return stanza
+
+    async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
+        owner = to.bare
+        if stored or frm.bare == owner:
+            return stored
+        scan = self.scan(stanza)
+        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
+            return stored
+        archive = self._decide(owner, frm.bare)
+        if archive is None:
+            archive = self._decide_with(await self._load_prefs(owner), owner, frm.bare)
+        self._archive_incoming(stanza, frm, owner, scan, archive)
+        return stored  # mod_offline still stores it (now with its stanza-id)
+
+    def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
+                          archive: bool | None) -> None:
+        if archive is False:
+            return
+        mam_id = self.ids.next()
+        self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
+        if scan.retract is not None:
+            self._retract(owner, frm.bare, scan.retract, "I", mam_id)
+        if self.stanza_ids:
+            text = str(mam_id)
+            stanza.children.append(Element("stanza-id", SID, {"by": str(owner), "id": text}))
+            if not self.server.is_local_domain(frm.domain):
+                self._issued[(owner, text)] = None
+                if len(self._issued) > 100_000:
+                    self._issued.popitem(last=False)
+
+    def _already_archived(self, stanza: Element, frm: JID, owner: JID) -> bool:
+        """A message coming back through the router (its session went away, XEP-0198
+        resumption failed) still carries the id we gave it: archived already. Any other
+        stanza-id in the owner's name is forged and goes (XEP-0359 §3)."""
+        by = str(owner)
+        for child in stanza.find_all("stanza-id", SID):
+            if child.attrs.get("by") != by:
+                continue
+            local_sender = self.server.is_local_domain(frm.domain)
+            if local_sender or (owner, child.attrs.get("id", "")) in self._issued:
+                return True  # local senders' forgeries were removed on the way out
+            stanza.children.remove(child)
+        return False
+
+    def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
+                 stanza: Element, scan: _Scan, check: bool) -> None:
+        writer = self.writer
+        assert writer is not None and owner.local is not None
+        # Between a local sender and a local recipient the stanza is the same object, with
+        # the same content, on both sides: one serialization serves both archives.
+        last = self._last_out
+        if last is not None and last[0] is stanza:
+            xml = last[1]
+            self._last_out = None
+        else:
+            xml = stanza.serialize(ns.CLIENT)
+            self._last_out = (stanza, xml) if direction == "O" else None
+        if check:
+            self._unchecked.add(mam_id)
+        writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
+                    direction, str(frm), scan.origin_id, scan.search_body, xml))
+        instrument = self.server.instrument
+        if instrument.enabled:
+            instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain},
+                            {"count": 1})
+
+    # -- XEP-0441 preferences --------------------------------------------------------------------
+    def _decide(self, owner: JID, peer: JID) -> bool | None:
+        """Whether to archive a message between owner and peer (bare JIDs); None when the
+        answer needs the database (prefs not cached, or the roster)."""
+        prefs = self._prefs.get(owner)
+        if prefs is None:
+            return None
+        return self._decide_with(prefs, owner, peer)
+
+    @staticmethod
+    def _decide_with(prefs: Prefs, owner: JID, peer: JID) -> bool | None:
+        text = str(peer)
+        if text in prefs.always:
+            return True
+        if text in prefs.never:
+            return False
+        if prefs.default == "always":
+            return True
+        if prefs.default == "never":
+            return False
+        return None  # roster: decided with the roster when written
+
+    async def _load_prefs(self, owner: JID) -> Prefs:
+        cached = self._prefs.get(owner)
+        if cached is not None:
+            return cached
+        assert owner.local is not None
+        prefs = await self.store.get_prefs(owner.domain, owner.local) or \
+            Prefs("always", [], [])
+        if self.cache_users and self.server.sessions.resources(owner):
+            self._prefs[owner] = prefs
+        return prefs
+
+    async def load_prefs(self, acc: Any, c2s: C2S) -> Any:
+        if self.cache_users:
+            await self._load_prefs(c2s.jid.bare)
+        return acc
+
+    async def forget_prefs(self, acc: Any, c2s: C2S, reason: str) -> Any:
+        owner = c2s.jid.bare
+        if not self.server.sessions.resources(owner):
+            self._prefs.pop(owner, None)
+        return acc
+
+    async def _admit(self, rows: list[Row]) -> list[Row]:
+        """Rows archived before the owner's prefs were known: decide now."""
+        if not self._unchecked:
+            return rows
+        kept: list[Row] = []
+        seen: dict[JID, Prefs] = {}  # one read per archive per batch
+        for row in rows:
+            if row[0] not in self._unchecked:
+                kept.append(row)
+                continue
+            self._unchecked.discard(row[0])
+            owner = JID(row[2], row[1], None)
+            peer = JID.parse(row[3])
+            prefs = seen.get(owner)
+            if prefs is None:
+                prefs = seen[owner] = await self._load_prefs(owner)
+            decision = self._decide_with(prefs, owner, peer)
+            if decision is None:  # roster mode: archived when the peer is a contact
+                roster = roster_module(self.server)
+                decision = roster is not None and await roster.get_roster_item(
+                    owner, peer) is not None
+            if decision:
+                kept.append(row)
+        return kept
+
+    # -- XEP-0424 retraction ---------------------------------------------------------------------
+    def _retract(self, owner: JID, peer: JID, target: str, direction: str,
+                 mam_id: int) -> None:
+        """Queue the tombstone for the message ``target`` (its origin-id) in ``owner``'s
+        archive. XEP-0424 §4: only the author's own message: same conversation, same
+        direction (the sender's outgoing one, the recipient's incoming one)."""
+        assert owner.local is not None and self.writer is not None
+        self.writer.add_retraction((owner.domain, owner.local, str(peer), target, direction,
+                                    mam_id, stamp_of(mam_id)))
+
+    async def _apply_retraction(self, r: Retraction) -> None:
+        server, user, peer, origin_id, direction, before, stamp = r
+        found = await self.store.find_retractable(server, user, peer, origin_id, direction,
+                                                  before)
+        if found is None:
+            return
+        mam_id, xml = found
+        original = _parse(xml)
+        if original is None:
+            return
+        # XEP-0424 §5 tombstone: the content goes, the envelope and origin-id stay.
+        tomb = Element("message", ns.CLIENT, {k: v for k, v in original.attrs.items()})
+        origin = original.find("origin-id", SID)
+        if origin is not None:
+            tomb.append(origin)
+        tomb.add("retracted", RETRACT, {"stamp": stamp, "id": origin_id})
+        await self.store.replace_message(server, user, mam_id, tomb.serialize(ns.CLIENT))
+
+    def _flushed(self, domain: str, count: int) -> None:
+        instrument = self.server.instrument
+        if instrument.enabled:
+            instrument.emit(FLUSHED, {"host_type": domain}, {"count": count})
+
+    # -- account removal -------------------------------------------------------------------------
+    async def remove_archive(self, acc: Any, jid: JID) -> Any:
+        owner = jid.bare
+        assert owner.local is not None
+        if self.writer is not None:
+            self.writer.discard_archive(owner.domain, owner.local)
+        # The account's tables went with it (user_tables); a batch written meanwhile too.
+        await self.store.remove_archive(owner.domain, owner.local)
+        self._prefs.pop(owner, None)
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(REMOVE_ARCHIVE,
+                                        {"host_type": owner.domain}, {"count": 1})
+        return acc
+
+    # -- IQs -----------------------------------------------------------------------------------
+    async def iq_mam(self, iq: IqRequest) -> Element | None:
+        owner = iq.to.bare
+        # XEP-0313 §4: an account queries its own archive only.
+        if iq.frm.bare != owner:
+            raise StanzaError("forbidden", "only the account itself reads its archive")
+        if not self.pm_enabled:
+            raise StanzaError("service-unavailable", "one-to-one archives are not enabled")
+        name = iq.payload.name
+        if name == "query":
+            if iq.type == "get":
+                # XEP-0313 §4.1.2: the form's fields.
+                return Element("query", MAM, children=[fields_form(self.full_text)])
+            return await self._lookup(iq, owner)
+        if name == "prefs":
+            return await self._prefs_iq(iq, owner)
+        if name == "metadata" and iq.type == "get":
+            return await self._metadata(owner)
+        raise StanzaError("bad-request")
+
+    async def _lookup(self, iq: IqRequest, owner: JID) -> Element:
+        assert owner.local is not None and self.writer is not None
+        began = time.perf_counter()
+        q = parse_query(iq.payload, full_text_search=self.full_text)
+        limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
+        # The archive as of now: rows still in the writer's batch are written first.
+        await self.writer.flush_archive(owner.domain, owner.local)
+        for mam_id in q.must_exist:
+            if not await self.store.exists(owner.domain, owner.local, mam_id):
+                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        page = await self.store.lookup(owner.domain, owner.local, q, limit, self.simple)
+        messages = list(reversed(page.messages)) if q.flip else page.messages
+        for archived in messages:
+            self.server.router.route(owner, iq.frm, self._result(q, owner, iq.frm, archived))
+        fin = Element("fin", MAM, {"complete": "true" if page.complete else "false"})
+        rsm = fin.add("set", RSM)
+        if page.messages:
+            first = rsm.add("first", RSM, text=id_to_text(page.messages[0].id))
+            if page.first_index is not None:
+                first.attrs["index"] = str(page.first_index)
+            rsm.add("last", RSM, text=id_to_text(page.messages[-1].id))
+        if page.count is not None:
+            rsm.add("count", RSM, text=str(page.count))
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(
+                LOOKUP, {"host_type": owner.domain},
+                {"count": 1, "size": len(messages),
+                 "time": int((time.perf_counter() - began) * 1_000_000)})
+        return fin
+
+    def _result(self, q: Query, owner: JID, to: JID, archived: Any) -> Element:
+        msg = Element("message", ns.CLIENT, {"from": str(owner), "to": str(to)})
+        attrs = {"id": id_to_text(archived.id)}
+        if q.query_id is not None:
+            attrs["queryid"] = q.query_id
+        forwarded = msg.add("result", MAM, attrs).add("forwarded", ns.FORWARD)
+        forwarded.add("delay", ns.DELAY, {"stamp": stamp_of(archived.id)})
+        original = _parse(archived.message)
+        if original is None:
+            log.error("mam_message_unreadable user=%s id=%s", owner, archived.id)
+            original = Element("message", ns.CLIENT)
+        forwarded.append(original)
+        return msg
+
+    async def _prefs_iq(self, iq: IqRequest, owner: JID) -> Element:
+        assert owner.local is not None
+        if iq.type == "set":
+            prefs = _parse_prefs(iq.payload)
+            await self.store.set_prefs(owner.domain, owner.local, prefs)
+            if self.cache_users and self.server.sessions.resources(owner):
+                self._prefs[owner] = prefs
+            else:
+                self._prefs.pop(owner, None)
+            event = SET_PREFS
+        else:
+            prefs = await self.store.get_prefs(owner.domain, owner.local) or \
+                Prefs("always", [], [])
+            event = GET_PREFS
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(event, {"host_type": owner.domain}, {"count": 1})
+        return _prefs_element(prefs)
+
+    async def _metadata(self, owner: JID) -> Element:
+        assert owner.local is not None and self.writer is not None
+        await self.writer.flush_archive(owner.domain, owner.local)
+        result = Element("metadata", MAM)
+        bounds = await self.store.bounds(owner.domain, owner.local)
+        if bounds is not None:
+            for name, mam_id in (("start", bounds[0]), ("end", bounds[1])):
+                result.add(name, MAM, {"id": id_to_text(mam_id), "timestamp": stamp_of(mam_id)})
+        return result
+
+
+def _strip_ids(stanza: Element, *owners: JID) -> None:
+    names = {str(o) for o in owners}
+    forged = [c for c in stanza.find_all("stanza-id", SID) if c.attrs.get("by") in names]
+    for child in forged:
+        stanza.children.remove(child)
+
+
+def _parse(xml: str) -> Element | None:
+    try:
+        elements = parse_fragment(xml, ns.CLIENT)
+    except XMLStreamError:
+        return None
+    return elements[0] if elements else None
+
+
+def _parse_prefs(prefs: Element) -> Prefs:
+    default = prefs.attrs.get("default")
+    if default not in ("always", "never", "roster"):
+        raise StanzaError("bad-request", "default must be always, never or roster")
+    lists: dict[str, list[str]] = {"always": [], "never": []}
+    for name, jids in lists.items():
+        holder = prefs.find(name, MAM)
+        if holder is None:
+            continue
+        for item in holder.find_all("jid", MAM):
+            try:
+                jids.append(str(JID.parse(item.text.strip()).bare))
+            except (InvalidJID, ValueError):
+                raise StanzaError("bad-request", f"bad JID: {item.text}") from None
+    return Prefs(default, lists["always"], lists["never"])
+
+
+def _prefs_element(prefs: Prefs) -> Element:
+    el = Element("prefs", MAM, {"default": prefs.default})
+    for name, jids in (("always", prefs.always), ("never", prefs.never)):
+        holder = el.add(name, MAM)
+        for jid in jids:
+            holder.add("jid", MAM, text=jid)
+    return el
+
+
+__all__ = ["ModMam", "IdGenerator", "id_from_text"]

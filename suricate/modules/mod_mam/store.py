@@ -1,0 +1,216 @@
+"""mod_mam's storage: the one-to-one archive and the XEP-0441 preferences, SQLite and
+PostgreSQL with the same SQL (``?`` placeholders)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from suricate.modules.mod_mam.query import Query, search_words
+from suricate.storage.module_store import ModuleStore
+
+#: One archived message, in the column order of ``INSERT_COLUMNS``.
+Row = tuple[int, str, str, str, str, str, str, str | None, str | None, str]
+
+INSERT_COLUMNS = ("id", "server", "username", "remote_bare_jid", "remote_resource",
+                  "direction", "from_jid", "origin_id", "search_body", "message")
+_ONE_ROW = "(" + ", ".join("?" * len(INSERT_COLUMNS)) + ")"
+_INSERT = f"INSERT INTO mam_message ({', '.join(INSERT_COLUMNS)}) VALUES "
+#: Rows per INSERT statement, largest first (256 x 10 parameters stays far under SQLite's
+#: 32766 and asyncpg's 32767 bind parameters).
+CHUNK_SIZES = (256, 64, 16, 4, 1)
+_INSERTS = {size: _INSERT + ", ".join([_ONE_ROW] * size) + " ON CONFLICT DO NOTHING"
+            for size in CHUNK_SIZES}
+
+
+@dataclass(slots=True)
+class Archived:
+    id: int
+    from_jid: str
+    message: str
+
+
+@dataclass(slots=True)
+class Page:
+    messages: list[Archived]
+    complete: bool
+    count: int | None  # None for a simple query
+    first_index: int | None
+
+
+@dataclass(slots=True)
+class Prefs:
+    default: str  # always | never | roster
+    always: list[str]
+    never: list[str]
+
+
+class MamStore(ModuleStore):
+    migrations = __package__
+    user_tables = ("mam_message", "mam_prefs")
+
+    # -- writing ------------------------------------------------------------------------
+    async def insert_many(self, rows: Sequence[Row]) -> None:
+        """All ``rows`` in one transaction, as multi-row INSERTs of the sizes of
+        ``CHUNK_SIZES``: the same few statement texts every time, so SQLite's statement cache
+        and asyncpg's prepared statements are reused instead of compiled per flush."""
+        async with self.session(transaction=True) as ex:
+            start = 0
+            for size in CHUNK_SIZES:
+                while len(rows) - start >= size:
+                    chunk = rows[start:start + size]
+                    start += size
+                    # A row already there (the same batch retried after a lost reply) stays
+                    # as it is instead of failing the whole batch.
+                    await ex.execute(_INSERTS[size], *[v for row in chunk for v in row])
+
+    async def find_retractable(self, server: str, user: str, peer: str, origin_id: str,
+                               direction: str, before: int) -> tuple[int, str] | None:
+        """XEP-0424 §5: the most recent message of this conversation with that origin id
+        (MongooseIM's rule when ids repeat), older than the retraction itself."""
+        row = await self.fetch_one(
+            "SELECT id, message FROM mam_message WHERE server = ? AND username = ?"
+            " AND remote_bare_jid = ? AND origin_id = ? AND direction = ? AND id < ?"
+            " ORDER BY id DESC LIMIT 1",
+            server, user, peer, origin_id, direction, before)
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def replace_message(self, server: str, user: str, mam_id: int, xml: str) -> None:
+        await self.execute(
+            "UPDATE mam_message SET message = ?, search_body = NULL"
+            " WHERE server = ? AND username = ? AND id = ?", xml, server, user, mam_id)
+
+    async def remove_archive(self, server: str, user: str) -> None:
+        async with self.session(transaction=True) as ex:
+            await ex.execute("DELETE FROM mam_message WHERE server = ? AND username = ?",
+                             server, user)
+            await ex.execute("DELETE FROM mam_prefs WHERE server = ? AND username = ?",
+                             server, user)
+
+    # -- reading --------------------------------------------------------------------------
+    async def exists(self, server: str, user: str, mam_id: int) -> bool:
+        row = await self.fetch_one(
+            "SELECT 1 FROM mam_message WHERE server = ? AND username = ? AND id = ?",
+            server, user, mam_id)
+        return row is not None
+
+    async def max_id(self) -> int:
+        row = await self.fetch_one("SELECT MAX(id) FROM mam_message")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    async def bounds(self, server: str, user: str) -> tuple[int, int] | None:
+        """The first and last ids of the archive (XEP-0313 §5 metadata)."""
+        row = await self.fetch_one(
+            "SELECT MIN(id), MAX(id) FROM mam_message WHERE server = ? AND username = ?",
+            server, user)
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    async def lookup(self, server: str, user: str, q: Query, limit: int,
+                     simple: bool) -> Page:
+        where, args = _filters(server, user, q)
+        page_where, page_args = list(where), list(args)
+        offset = 0
+        if q.after is not None:
+            page_where.append("id > ?")
+            page_args.append(q.after)
+        elif q.before is not None:
+            page_where.append("id < ?")
+            page_args.append(q.before)
+        elif q.index is not None:
+            offset = q.index
+        order = "DESC" if q.backward else "ASC"
+        messages: list[Archived] = []
+        more = False
+        if limit > 0:
+            # One row more than asked: whether it exists says if the page is the last one
+            # in the paging direction (XEP-0313 §4.3 complete).
+            sql = (f"SELECT id, from_jid, message FROM mam_message"
+                   f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
+            params: list[Any] = [*page_args, limit + 1]
+            if offset:
+                sql += " OFFSET ?"
+                params.append(offset)
+            rows = await self.fetch(sql, *params)
+            more = len(rows) > limit
+            messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
+            if q.backward:
+                messages.reverse()
+        if simple:
+            return Page(messages, not more, None, None)
+        count_sql = f"SELECT COUNT(*) FROM mam_message WHERE {' AND '.join(where)}"
+        count_row = await self.fetch_one(count_sql, *args)
+        count = int(count_row[0]) if count_row else 0
+        first_index: int | None = None
+        if messages:
+            # The index is known without counting at either end of the archive.
+            if q.index is not None:
+                first_index = q.index
+            elif q.after is None and not q.backward:
+                first_index = 0
+            elif q.last_page or (q.after is not None and not more):
+                first_index = count - len(messages)
+            else:
+                row = await self.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
+                first_index = int(row[0]) if row else 0
+        complete = not more if limit > 0 else count == 0
+        return Page(messages, complete, count, first_index)
+
+    # -- preferences (XEP-0441) -------------------------------------------------------------
+    async def get_prefs(self, server: str, user: str) -> Prefs | None:
+        row = await self.fetch_one(
+            "SELECT default_mode, always_jids, never_jids FROM mam_prefs"
+            " WHERE server = ? AND username = ?", server, user)
+        if row is None:
+            return None
+        return Prefs(str(row[0]), _lines(row[1]), _lines(row[2]))
+
+    async def set_prefs(self, server: str, user: str, prefs: Prefs) -> None:
+        await self.execute(
+            "INSERT INTO mam_prefs (server, username, default_mode, always_jids, never_jids)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (server, username) DO UPDATE SET"
+            " default_mode = excluded.default_mode, always_jids = excluded.always_jids,"
+            " never_jids = excluded.never_jids",
+            server, user, prefs.default, "\n".join(prefs.always), "\n".join(prefs.never))
+
+
+def _lines(text: Any) -> list[str]:
+    return [line for line in str(text or "").split("\n") if line]
+
+
+def _filters(server: str, user: str, q: Query) -> tuple[list[str], list[Any]]:
+    where = ["server = ?", "username = ?"]
+    args: list[Any] = [server, user]
+    if q.with_jid is not None:
+        where.append("remote_bare_jid = ?")
+        args.append(str(q.with_jid.bare))
+        if q.with_jid.resource is not None:
+            where.append("remote_resource = ?")
+            args.append(q.with_jid.resource)
+    if q.start is not None:
+        where.append("id >= ?")
+        args.append(q.start << 8)
+    if q.end is not None:
+        where.append("id <= ?")
+        args.append((q.end << 8) | 0xFF)
+    if q.after_id is not None:
+        where.append("id > ?")
+        args.append(q.after_id)
+    if q.before_id is not None:
+        where.append("id < ?")
+        args.append(q.before_id)
+    if q.ids is not None:
+        if q.ids:
+            where.append("id IN (" + ", ".join("?" * len(q.ids)) + ")")
+            args.extend(q.ids)
+        else:
+            where.append("1 = 0")
+    if q.full_text:
+        for word in search_words(q.full_text):
+            # LIKE wildcards typed by the user are searched for literally.
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("search_body LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+    return where, args

@@ -1,0 +1,170 @@
+"""The archive's async writer (MongooseIM's ``async_writer``): archiving never waits for the
+database on the message's path.
+
+Rows are appended, in arrival order, to the writer's lane. It is flushed when it holds
+``batch_size`` rows or ``flush_interval`` ms after its first pending row, whichever comes
+first: every pending row in one transaction, as multi-row INSERTs of a few fixed sizes (so the
+database reuses their prepared statements); flushes never overlap, so each archive's rows land
+in order.
+
+What this costs: rows wait in memory up to one flush interval. ``stop`` drains every shard (a
+clean shutdown loses nothing); a crash of the process loses at most the rows of one flush
+interval. A query first flushes the shard of its archive, so it sees every message archived
+before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from suricate.modules.mod_mam.store import MamStore, Row
+
+log = logging.getLogger("suricate.mod_mam")
+
+#: A retraction waiting for its turn: (server, username, peer, origin_id, direction,
+#: retraction's id, stamp). Applied after the rows queued before it.
+Retraction = tuple[str, str, str, str, str, int, str]
+
+
+@dataclass(slots=True)
+class _Shard:
+    rows: list[Row] = field(default_factory=list)
+    retractions: list[Retraction] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    flushing: bool = False
+
+
+class AsyncWriter:
+    def __init__(self, store: MamStore, *, batch_size: int,
+                 flush_interval_ms: int, spawn: Callable[[Coroutine[Any, Any, None]], object],
+                 retract: Callable[[Retraction], Awaitable[None]],
+                 admit: Callable[[list[Row]], Awaitable[list[Row]]] | None = None,
+                 on_flushed: Callable[[str, int], None] | None = None) -> None:
+        self.store = store
+        self.interval = flush_interval_ms / 1000
+        # One lane: this process has one event loop, so writers in parallel would only share
+        # its CPU, and the cost of a flush is mostly per flush (a transaction, statements),
+        # not per row. The module gives it MongooseIM's batch_size x pool_size: what the
+        # pool's writers would hold before flushing.
+        self.batch_size = max(1, batch_size)
+        self.shards = [_Shard()]
+        self._spawn = spawn
+        self._retract = retract
+        self._admit = admit
+        self._on_flushed = on_flushed
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        #: Rows a failed flush put back; beyond this many per shard the oldest are dropped
+        #: (and logged) rather than growing without bound while the database is down.
+        self.max_pending = max(10_000, self.batch_size * 100)
+
+    def _shard(self, server: str, user: str) -> _Shard:
+        shards = self.shards
+        return shards[0] if len(shards) == 1 else shards[hash((server, user)) % len(shards)]
+
+    # -- hot path (sync) ---------------------------------------------------------------------
+    def add(self, row: Row) -> None:
+        shard = self._shard(row[1], row[2])
+        shard.rows.append(row)
+        self._schedule(shard)
+
+    def add_retraction(self, retraction: Retraction) -> None:
+        shard = self._shard(retraction[0], retraction[1])
+        shard.retractions.append(retraction)
+        self._schedule(shard)
+
+    def _schedule(self, shard: _Shard) -> None:
+        if self._stopped:
+            # After stop (a message routed during shutdown): write it now rather than lose it.
+            self._spawn(self._flush(shard))
+            return
+        if len(shard.rows) >= self.batch_size:
+            if shard.timer is not None:
+                shard.timer.cancel()
+                shard.timer = None
+            if not shard.flushing:
+                shard.flushing = True
+                self._spawn(self._flush(shard))
+        elif shard.timer is None and not shard.flushing:
+            shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
+
+    def _on_timer(self, shard: _Shard) -> None:
+        shard.timer = None
+        if not shard.flushing:
+            shard.flushing = True
+            self._spawn(self._flush(shard))
+
+    # -- flushing ------------------------------------------------------------------------------
+    async def _flush(self, shard: _Shard) -> None:
+        try:
+            async with shard.lock:
+                await self._flush_locked(shard)
+        finally:
+            shard.flushing = False
+            # Rows that arrived while we were writing get their own turn.
+            if (shard.rows or shard.retractions) and shard.timer is None:
+                if self._stopped or len(shard.rows) >= self.batch_size:
+                    shard.flushing = True
+                    self._spawn(self._flush(shard))
+                else:
+                    shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
+
+    async def _flush_locked(self, shard: _Shard) -> None:
+        while shard.rows or shard.retractions:
+            rows, shard.rows = shard.rows, []
+            retractions, shard.retractions = shard.retractions, []
+            if rows:
+                try:
+                    if self._admit is not None:
+                        rows = await self._admit(rows)
+                    if rows:
+                        await self.store.insert_many(rows)
+                except Exception:
+                    log.exception("mam_flush_failed rows=%d", len(rows))
+                    # Put them back in front (order kept) for the next flush.
+                    shard.rows[:0] = rows
+                    del shard.rows[:-self.max_pending]
+                    shard.retractions[:0] = retractions
+                    return
+                if self._on_flushed is not None and rows:
+                    self._on_flushed(rows[0][1], len(rows))
+            for retraction in retractions:
+                try:
+                    await self._retract(retraction)
+                except Exception:
+                    log.exception("mam_retraction_failed user=%s@%s", retraction[1],
+                                  retraction[0])
+
+    async def flush_archive(self, server: str, user: str) -> None:
+        """Write the pending rows of the shard holding this archive (before a query)."""
+        shard = self._shard(server, user)
+        if shard.timer is not None:
+            shard.timer.cancel()
+            shard.timer = None
+        async with shard.lock:
+            await self._flush_locked(shard)
+
+    def discard_archive(self, server: str, user: str) -> None:
+        """Forget pending rows of an archive being removed with its account."""
+        shard = self._shard(server, user)
+        shard.rows = [r for r in shard.rows if r[1] != server or r[2] != user]
+        shard.retractions = [r for r in shard.retractions if r[0] != server or r[1] != user]
+
+    def pending(self) -> int:
+        return sum(len(s.rows) for s in self.shards)
+
+    async def stop(self) -> None:
+        """Drain every shard: a clean shutdown loses no archived message."""
+        self._stopped = True
+        for shard in self.shards:
+            if shard.timer is not None:
+                shard.timer.cancel()
+                shard.timer = None
+        for shard in self.shards:
+            async with shard.lock:
+                await self._flush_locked(shard)

@@ -1,0 +1,346 @@
+"""XEP-0313 end to end: a real Suricate with mod_mam, real slixmpp clients over TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from suricate.core.server import Server
+from suricate.jid import JID
+from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
+from tests.e2e.test_roster_presence import raw_session
+from tests.mam.conftest import mam_modules
+
+MAM = "urn:xmpp:mam:2"
+SID = "urn:xmpp:sid:0"
+PLUGINS = ("xep_0030", "xep_0059", "xep_0280", "xep_0313", "xep_0359")
+
+
+async def login(srv: Server, jid: str) -> Client:
+    client = await connect(srv, jid, "pw", direct_tls=True, plugins=PLUGINS)
+    client.send_presence()
+    return client
+
+
+def queue_of(client: Client, path: str) -> asyncio.Queue[Any]:
+    """Stanzas slixmpp does not turn into 'message' events (those have no <body/>)."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    client.register_handler(Callback(path, StanzaPath(path), queue.put_nowait))
+    return queue
+
+
+async def next_of(queue: asyncio.Queue[Any]) -> Any:
+    return await asyncio.wait_for(queue.get(), 5)
+
+
+async def iq(client: Client, payload: str, type_: str = "set", to: str | None = None) -> Any:
+    stanza = client.make_iq_set() if type_ == "set" else client.make_iq_get()
+    if to is not None:
+        stanza["to"] = to
+    stanza.xml.append(ET.fromstring(payload))
+    return await stanza.send(timeout=5)
+
+
+async def error_of(client: Client, payload: str, **kwargs: Any) -> str:
+    with pytest.raises(IqError) as err:
+        await iq(client, payload, **kwargs)
+    return str(err.value.iq["error"]["condition"])
+
+
+async def archive(client: Client, **kwargs: Any) -> list[Any]:
+    """Every message of the client's archive, oldest first, through slixmpp's xep_0313."""
+    return [m async for m in client.plugin["xep_0313"].iterate(rsm={"max": 50}, **kwargs)]
+
+
+def stanza_id(msg: Any, by: str) -> str | None:
+    for el in msg.xml.findall(f"{{{SID}}}stanza-id"):
+        if el.get("by") == by:
+            return el.get("id")
+    return None
+
+
+def forwarded_body(result: Any) -> str:
+    return str(result["mam_result"]["forwarded"]["stanza"]["body"])
+
+
+async def test_thousand_messages_paged_both_ways(tmp_path: Path) -> None:
+    # slixmpp 1.17's RSM iterator stops paging backward after the first page whenever the
+    # server gives a count and first index (it tests first + n == count in both directions):
+    # simple queries (no count) let it page the whole archive both ways.
+    modules = mam_modules("enforce_simple_queries = true\n")
+    async with running_server(tmp_path, modules=modules) as srv:
+        for user in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        # The 1000 messages go out in one write from a raw stream, to a raw recipient.
+        sender = await raw_session(srv, "alice", "pw", "raw")
+        receiver = await raw_session(srv, "bob", "pw", "raw")
+        await receiver.send("<presence/>")
+        await sender.send("".join(f"<message to='bob@localhost' type='chat' id='{i}'>"
+                                  f"<body>m{i}</body></message>" for i in range(1000)))
+        await receiver.expect("<body>m999</body>", timeout=10)
+        alice = await login(srv, "alice@localhost/a")
+        expected = [f"m{i}" for i in range(1000)]
+        forward = await archive(alice)
+        assert [forwarded_body(m) for m in forward] == expected
+        backward = await archive(alice, reverse=True)
+        assert [forwarded_body(m) for m in backward] == expected[::-1]
+        assert len({m["mam_result"]["id"] for m in backward}) == 1000
+        await disconnect(alice)
+        await sender.close()
+        await receiver.close()
+
+
+async def test_stanza_ids_carbons_and_second_device(server: Server) -> None:
+    alice_a = await login(server, "alice@localhost/a")
+    alice_b = await login(server, "alice@localhost/b")
+    await alice_b.plugin["xep_0280"].enable()
+    carbons = queue_of(alice_b, "message/carbon_sent")
+    bob = await login(server, "bob@localhost/b")
+    # A stanza-id in bob's name written by alice's client is not vouched for (XEP-0359 §3).
+    forged = alice_a.make_message(mto="bob@localhost", mbody="hello bob", mtype="chat")
+    forged.xml.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='bob@localhost' id='1'/>"))
+    forged.send()
+    live = await bob.next_message()
+    bob_id = stanza_id(live, "bob@localhost")
+    assert bob_id is not None and bob_id != "1"
+    assert stanza_id(live, "alice@localhost") is None
+    carbon = await next_of(carbons)
+    sent = carbon["carbon_sent"]
+    assert sent["body"] == "hello bob"
+    alice_id = stanza_id(sent, "alice@localhost")
+    assert alice_id is not None
+    bob.send_message(mto="alice@localhost", mbody="hello alice", mtype="chat")
+    for client in (alice_a, alice_b):
+        assert (await client.next_message())["body"] == "hello alice"
+    # The second device sees what the first sent and what the account received.
+    results = await archive(alice_b)
+    assert [forwarded_body(m) for m in results] == ["hello bob", "hello alice"]
+    assert results[0]["mam_result"]["id"] == alice_id
+    (bob_result,) = [m for m in await archive(bob) if forwarded_body(m) == "hello bob"]
+    assert bob_result["mam_result"]["id"] == bob_id
+    await disconnect(alice_a, alice_b, bob)
+
+
+async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
+    alice = await login(server, "alice@localhost/a")
+    alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")
+
+    async def stored() -> bool:
+        return await server.modules["mod_offline"].store.count_offline("localhost", "bob") == 1
+
+    await eventually(stored)
+    bob = await login(server, "bob@localhost/b")
+    msg = await bob.next_message()
+    assert msg["body"] == "while away"
+    (result,) = await archive(bob)
+    assert stanza_id(msg, "bob@localhost") == result["mam_result"]["id"]
+    await disconnect(alice, bob)
+
+
+async def test_rsm_count_index_flip_and_limits(server: Server) -> None:
+    alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
+    results = queue_of(alice, "message/mam_result")
+    for i in range(60):
+        alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
+    for _ in range(60):
+        await bob.next_message()
+    # A max above max_result_limit (50) is capped; count and first index come along.
+    fin = await iq(alice, f"<query xmlns='{MAM}'><set xmlns='http://jabber.org/protocol/rsm'>"
+                          "<max>500</max><before/></set></query>")
+    rsm = fin.xml.find(f"{{{MAM}}}fin/{{http://jabber.org/protocol/rsm}}set")
+    assert rsm.findtext("{http://jabber.org/protocol/rsm}count") == "60"
+    assert rsm.find("{http://jabber.org/protocol/rsm}first").get("index") == "10"
+    assert fin.xml.find(f"{{{MAM}}}fin").get("complete") == "false"
+    bodies = [forwarded_body(await next_of(results)) for _ in range(50)]
+    assert bodies == [f"m{i}" for i in range(10, 60)]
+    # flip-page: the same page, newest first; an index page; a page by #extended after-id.
+    await iq(alice, f"<query xmlns='{MAM}'><set xmlns='http://jabber.org/protocol/rsm'>"
+                    "<max>3</max><index>57</index></set><flip-page/></query>")
+    assert [forwarded_body(await next_of(results)) for _ in range(3)] == \
+        ["m59", "m58", "m57"]
+    assert results.empty()
+    await disconnect(alice, bob)
+
+
+async def test_bad_queries_get_the_right_errors(server: Server) -> None:
+    alice = await login(server, "alice@localhost/a")
+    form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+            f"<value>{MAM}</value></field>{{}}</x>")
+    unknown = form.format("<field var='colour'><value>red</value></field>")
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == "bad-request"
+    bad_date = form.format("<field var='start'><value>yesterday</value></field>")
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{bad_date}</query>") == "bad-request"
+    missing = form.format("<field var='after-id'><value>12345</value></field>")
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{missing}</query>") == "item-not-found"
+    rsm_missing = ("<set xmlns='http://jabber.org/protocol/rsm'><after>nope</after></set>")
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{rsm_missing}</query>") == \
+        "item-not-found"
+    assert await error_of(alice, f"<query xmlns='{MAM}'/>", to="bob@localhost") == "forbidden"
+    # The form itself, and the metadata of an empty archive.
+    fields = await iq(alice, f"<query xmlns='{MAM}'/>", type_="get")
+    names = {f.get("var") for f in fields.xml.iter("{jabber:x:data}field")}
+    assert {"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"} <= names
+    meta = await iq(alice, f"<metadata xmlns='{MAM}'/>", type_="get")
+    assert list(meta.xml.find(f"{{{MAM}}}metadata")) == []
+    await disconnect(alice)
+
+
+async def test_prefs_never_and_always(server: Server) -> None:
+    alice = await login(server, "alice@localhost/a")
+    bob, carol = await login(server, "bob@localhost/b"), await login(server, "carol@localhost/c")
+    reply = await iq(alice, f"<prefs xmlns='{MAM}' default='never'><always>"
+                            "<jid>carol@localhost</jid></always><never/></prefs>")
+    prefs = reply.xml.find(f"{{{MAM}}}prefs")
+    assert prefs.get("default") == "never"
+    assert prefs.findtext(f"{{{MAM}}}always/{{{MAM}}}jid") == "carol@localhost"
+    alice.send_message(mto="bob@localhost", mbody="not kept", mtype="chat")
+    alice.send_message(mto="carol@localhost", mbody="kept", mtype="chat")
+    bob_live, carol_live = await bob.next_message(), await carol.next_message()
+    assert [forwarded_body(m) for m in await archive(alice)] == ["kept"]
+    # The peers' archives follow their own prefs (default always).
+    assert stanza_id(bob_live, "bob@localhost") is not None
+    assert [forwarded_body(m) for m in await archive(bob)] == ["not kept"]
+    assert carol_live["body"] == "kept"
+    assert await error_of(alice, f"<prefs xmlns='{MAM}' default='sometimes'/>") == \
+        "bad-request"
+    got = await iq(alice, f"<prefs xmlns='{MAM}'/>", type_="get")
+    assert got.xml.find(f"{{{MAM}}}prefs").get("default") == "never"
+    await disconnect(alice, bob, carol)
+
+
+async def test_retracted_message_is_a_tombstone(server: Server) -> None:
+    alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
+    original = alice.make_message(mto="bob@localhost", mbody="oops", mtype="chat")
+    original.xml.append(ET.fromstring(f"<origin-id xmlns='{SID}' id='orig-1'/>"))
+    original.send()
+    await bob.next_message()
+    retraction = alice.make_message(mto="bob@localhost", mbody="retracted", mtype="chat")
+    retraction.xml.append(ET.fromstring(
+        "<retract xmlns='urn:xmpp:message-retract:1' id='orig-1'/>"))
+    retraction.send()
+    await bob.next_message()
+    for client in (alice, bob):
+        first, second = await archive(client)
+        tomb = first["mam_result"]["forwarded"]["stanza"].xml
+        assert tomb.find("{jabber:client}body") is None
+        assert tomb.find("{urn:xmpp:message-retract:1}retracted").get("stamp")
+        assert forwarded_body(second) == "retracted"
+    await disconnect(alice, bob)
+
+
+async def test_removed_account_loses_its_archive(server: Server) -> None:
+    alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
+    alice.send_message(mto="bob@localhost", mbody="bye", mtype="chat")
+    await bob.next_message()
+    await disconnect(alice)
+    store = server.modules["mod_mam"].store
+    await server.auth.remove(JID.parse("alice@localhost"))
+    assert await store.bounds("localhost", "alice") is None
+    assert len(await archive(bob)) == 1  # bob's copy is bob's
+    await disconnect(bob)
+
+
+async def test_stop_drains_the_pending_batch(tmp_path: Path) -> None:
+    slow = mam_modules().replace("flush_interval = 200", "flush_interval = 600000")
+    async with running_server(tmp_path, modules=slow) as srv:
+        for user in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        alice, bob = await login(srv, "alice@localhost/a"), await login(srv, "bob@localhost/b")
+        for i in range(5):
+            alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
+        for _ in range(5):
+            await bob.next_message()
+        store = srv.modules["mod_mam"].store
+        assert await store.bounds("localhost", "alice") is None  # still in the batch
+        await disconnect(alice, bob)
+    async with running_server(tmp_path, modules=slow) as srv:
+        bob = await login(srv, "bob@localhost/b")
+        assert len(await archive(bob)) == 5
+        await disconnect(bob)
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("[modules.mod_mam.muc]\nhost = 'muc.@HOST@'", "modules.mod_mam.muc: the MUC archive"),
+    ("[modules.mod_mam.pm]\nsame_mam_id_for_peers = true",
+     "modules.mod_mam.pm.same_mam_id_for_peers: True is not available"),
+    ("[modules.mod_mam]\ndelete_domain_limit = 10",
+     "modules.mod_mam.delete_domain_limit: 'delete_domain_limit' is not available"),
+    ("[modules.mod_mam]\nis_archivable_message = 'my_mod'",
+     "modules.mod_mam.is_archivable_message: 'my_mod' is not available"),
+])
+def test_unimplemented_options_are_refused(tmp_path: Path, extra: str, problem: str) -> None:
+    from suricate.config import parse_config
+    from suricate.config.spec import ConfigError
+    from tests.e2e.harness import server_toml
+
+    toml = server_toml(tmp_path, 5222, 5223, modules="[modules.mod_mam]\n" + extra
+                       if not extra.startswith("[modules.mod_mam]\n") else extra)
+    with pytest.raises(ConfigError) as err:
+        parse_config(toml, tmp_path)
+    assert any(str(p).startswith(problem) for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.postgres
+async def test_archive_on_postgresql(tmp_path: Path) -> None:
+    import os
+    import secrets
+
+    import asyncpg
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
+                                     database="postgres", timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"suricate_mam_{secrets.token_hex(5)}"
+    try:
+        await admin(f'CREATE DATABASE "{name}"')
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+    pool = f"""
+[outgoing_pools.rdbms.default.connection]
+driver = "pgsql"
+host = "127.0.0.1"
+database = "{name}"
+username = "postgres"
+password = ""
+"""
+    try:
+        async with running_server(tmp_path, modules=mam_modules(), pool_toml=pool) as srv:
+            for user in ("alice", "bob"):
+                await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+            alice = await login(srv, "alice@localhost/a")
+            bob = await login(srv, "bob@localhost/b")
+            for i in range(120):
+                alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
+            lives = [await bob.next_message() for _ in range(120)]
+            results = await archive(bob)
+            assert [forwarded_body(m) for m in results] == [f"m{i}" for i in range(120)]
+            assert [m["mam_result"]["id"] for m in results] == \
+                [stanza_id(m, "bob@localhost") for m in lives]
+            await disconnect(alice, bob)
+    finally:
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_without_pm_section_check_config_warns(tmp_path: Path) -> None:
+    from suricate.config.loader import parse_config_with_warnings
+    from tests.e2e.harness import server_toml
+
+    _, warnings = parse_config_with_warnings(
+        server_toml(tmp_path, 5222, 5223, modules="[modules.mod_mam]"), tmp_path)
+    assert [str(w) for w in warnings] == [
+        "modules.mod_mam: no [modules.mod_mam.pm] section: nothing is archived (as in "
+        "MongooseIM, the pm section enables one-to-one archives)"]

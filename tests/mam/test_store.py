@@ -1,0 +1,109 @@
+"""mod_mam's store and async writer, on SQLite and PostgreSQL (tests/storage fixtures)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from suricate.core.module import open_module_store
+from suricate.modules.mod_mam import IdGenerator
+from suricate.modules.mod_mam.query import Query
+from suricate.modules.mod_mam.store import MamStore, Prefs, Row
+from suricate.modules.mod_mam.writer import AsyncWriter
+from suricate.storage.sql import SqlStorage
+
+S = "example.com"
+
+
+def row(mam_id: int, user: str = "alice", peer: str = "bob@example.com",
+        body: str = "hi") -> Row:
+    return (mam_id, S, user, peer, "r", "O", f"{user}@{S}/a", f"o{mam_id}", body,
+            f"<message to='{peer}'><body>{body}</body></message>")
+
+
+async def mam_store(storage: SqlStorage) -> MamStore:
+    store = await open_module_store(storage, "mod_mam", MamStore)
+    assert isinstance(store, MamStore)
+    return store
+
+
+async def test_paging_and_counts(storage: SqlStorage) -> None:
+    store = await mam_store(storage)
+    ids = IdGenerator(3)
+    rows = [row(ids.next(), body=f"m{i}") for i in range(25)]
+    await store.insert_many(rows)
+    all_ids = [r[0] for r in rows]
+    assert all_ids == sorted(all_ids) and all(i & 0xFF == 3 for i in all_ids)
+    page = await store.lookup(S, "alice", Query(), 10, simple=False)
+    assert [m.id for m in page.messages] == all_ids[:10]
+    assert (page.count, page.first_index, page.complete) == (25, 0, False)
+    page = await store.lookup(S, "alice", Query(after=all_ids[19]), 10, simple=False)
+    assert [m.id for m in page.messages] == all_ids[20:]
+    assert (page.first_index, page.complete) == (20, True)
+    page = await store.lookup(S, "alice", Query(last_page=True), 10, simple=False)
+    assert [m.id for m in page.messages] == all_ids[15:]
+    assert page.first_index == 15 and not page.complete
+    page = await store.lookup(S, "alice", Query(before=all_ids[5]), 10, simple=False)
+    assert [m.id for m in page.messages] == all_ids[:5] and page.complete
+    page = await store.lookup(S, "alice", Query(index=12), 5, simple=True)
+    assert [m.id for m in page.messages] == all_ids[12:17] and page.count is None
+    # #extended filters and full text search
+    page = await store.lookup(S, "alice", Query(ids=[all_ids[3], all_ids[7]]), 10, False)
+    assert [m.id for m in page.messages] == [all_ids[3], all_ids[7]]
+    page = await store.lookup(S, "alice", Query(full_text="M2"), 50, False)
+    assert page.count == 6  # m2, m20..m24
+    assert await store.lookup(S, "bob", Query(), 10, False) == \
+        type(page)([], True, 0, None)
+    assert await store.bounds(S, "alice") == (all_ids[0], all_ids[-1])
+
+
+async def test_prefs_and_removal(storage: SqlStorage) -> None:
+    store = await mam_store(storage)
+    assert await store.get_prefs(S, "alice") is None
+    await store.set_prefs(S, "alice", Prefs("roster", ["a@x"], ["b@x", "c@x"]))
+    await store.set_prefs(S, "alice", Prefs("never", ["a@x"], ["b@x"]))
+    assert await store.get_prefs(S, "alice") == Prefs("never", ["a@x"], ["b@x"])
+    await store.insert_many([row(1000), row(2000, user="bob")])
+    # Removing an account erases its module tables (ModuleStore.user_tables).
+    await storage.remove_user(S, "alice", store.user_tables)
+    assert await store.get_prefs(S, "alice") is None
+    assert await store.bounds(S, "alice") is None
+    assert await store.bounds(S, "bob") == (2000, 2000)
+
+
+async def test_writer_batches_orders_and_drains(storage: SqlStorage) -> None:
+    store = await mam_store(storage)
+    inserts: list[int] = []
+    real_insert = store.insert_many
+
+    async def counting(rows: Any) -> None:
+        inserts.append(len(rows))
+        await real_insert(rows)
+
+    store.insert_many = counting  # type: ignore[method-assign]
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(coro: Any) -> None:
+        tasks.add(asyncio.get_running_loop().create_task(coro))
+
+    async def no_retract(_: Any) -> None:
+        return None
+
+    writer = AsyncWriter(store, batch_size=10, flush_interval_ms=60_000,
+                         spawn=spawn, retract=no_retract)
+    ids = IdGenerator()
+    for _ in range(10):
+        writer.add(row(ids.next()))
+    await asyncio.gather(*tasks)
+    for _ in range(5):
+        writer.add(row(ids.next()))
+    await asyncio.sleep(0.01)
+    # A full batch went at once, as one multi-row INSERT; 5 rows wait for the interval.
+    assert inserts == [10] and writer.pending() == 5
+    await writer.flush_archive(S, "alice")  # what a query does first
+    assert inserts == [10, 5]
+    writer.add(row(ids.next()))
+    await writer.stop()  # server stop: the pending batch is written
+    page = await store.lookup(S, "alice", Query(), 50, simple=False)
+    assert page.count == 16
+    assert [m.id for m in page.messages] == sorted(m.id for m in page.messages)
