@@ -512,6 +512,11 @@ def _http_listener() -> Section:
                         "mongoose_prometheus_handler": Option(
                             _handler(), [], "Prometheus metrics endpoint."
                         ),
+                        "mod_http_upload": Option(
+                            _handler(), [],
+                            "Suricate: PUT and GET of mod_http_upload's disk backend "
+                            "(its `disk.base_url` points here); see upload.md.",
+                        ),
                         "mod_conversejs": Option(
                             _handler(
                                 {

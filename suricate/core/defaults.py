@@ -1,7 +1,10 @@
 """The embedded default configuration of ``suricate serve`` without ``--config``: domain
 ``localhost``, c2s with STARTTLS on 5222 and direct TLS on 5223 (XEP-0368), the web
 client on http://localhost:5280/chat with XMPP over WebSocket on /ws-xmpp and BOSH on
-/http-bind (loopback only: plain HTTP is for a browser on this machine), a generated certificate, SQLite in the data folder, and the core IM modules."""
+/http-bind (loopback only: plain HTTP is for a browser on this machine), file upload
+(XEP-0363) at upload.localhost stored in the data folder and served over HTTPS on
+https://localhost:5443/upload, a generated certificate, SQLite in the data folder, and the core
+IM modules."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def _q(value: str) -> str:
 
 def default_config_toml(certfile: str, keyfile: str, database: str,
                         c2s_port: int = 5222, tls_port: int = 5223,
-                        http_port: int = 5280) -> str:
+                        http_port: int = 5280, https_port: int = 5443) -> str:
     modules = "\n".join(f"[modules.{name}]" for name in DEFAULT_MODULES)
     return f"""
 [general]
@@ -55,6 +58,22 @@ path = "/http-bind"
 [[listen.http.handlers.mod_conversejs]]
 host = "_"
 path = "/chat"
+
+# XEP-0363 wants HTTPS for uploads: the certificate names localhost, which resolves here.
+[[listen.http]]
+port = {https_port}
+tls.certfile = {_q(certfile)}
+tls.keyfile = {_q(keyfile)}
+
+[[listen.http.handlers.mod_http_upload]]
+host = "_"
+path = "/upload"
+
+[modules.mod_http_upload]
+backend = "disk"
+max_file_size = 10485760
+disk.directory = "upload"
+disk.base_url = "https://localhost:{https_port}/upload"
 
 [auth]
 methods = ["rdbms"]

@@ -130,8 +130,8 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
 
 # The interop peers listen on 127.0.0.2-3:5222: same xdist worker, never at the same time.
 @pytest.mark.xdist_group("fixed-ports")
-def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
-    for port in (5222, 5223, 5280):
+def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None:
+    for port in (5222, 5223, 5280, 5443):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -145,6 +145,7 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
         _wait_port(5222)
         _wait_port(5223)
         _wait_port(5280)
+        _wait_port(5443)
         # XMPP over WebSocket on loopback, announced by XEP-0156 discovery
         import urllib.error
         import urllib.request
@@ -165,6 +166,17 @@ def test_default_serve_starts_on_5222_5223_and_5280(tmp_path: Path) -> None:
             status, page = err.code, err.read().decode()
         assert (status, "converse.initialize" in page) == ((200, True) if installed
                                                            else (503, False))
+        # file upload's own store over HTTPS: a path that is no slot is a 404 from its handler
+        import ssl
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        try:
+            urllib.request.urlopen("https://localhost:5443/upload/00/none.txt", timeout=10,
+                                   context=insecure)
+        except urllib.error.HTTPError as err:
+            assert err.code == 404 and "Content-Type" in err.headers
+        else:
+            raise AssertionError("an unknown upload answered 200")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         from cryptography import x509

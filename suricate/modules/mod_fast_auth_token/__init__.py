@@ -32,18 +32,17 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
 from suricate.config.modules_spec import backend, period
 from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
+from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
@@ -251,26 +250,3 @@ class ModFastAuthToken(Module):
         mac = hmac.new(self._key, b"xep-0484 token\0" + seed.encode() + b"\0" + fingerprint,
                        hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=")
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """The server key tokens are derived with: 32 random bytes, created on first start with
-    owner-only permissions. Deleting the file invalidates every token."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_or_create_key(path)  # another process won the race
-        with os.fdopen(fd, "wb") as out:
-            out.write(key.hex().encode())
-        return key
-    try:
-        key = bytes.fromhex(data.decode().strip())
-    except ValueError:
-        raise ValueError(f"{path}: not a hex key") from None
-    if len(key) < 32:
-        raise ValueError(f"{path}: key shorter than 32 bytes")
-    return key

@@ -29,6 +29,7 @@ from suricate.config.spec import (
     Str,
 )
 from suricate.core.iq import error_for
+from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import Module
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID
@@ -37,11 +38,14 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 from . import s3
+from .disk import DiskSlots, UploadEndpoint, safe_name
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
 
 UPLOAD = "urn:xmpp:http:upload:0"
+HANDLER = "mod_http_upload"  # [[listen.http.handlers.mod_http_upload]] of the disk backend
+KEY_FILE = "http_upload.key"  # signs the disk backend's PUT URLs
 
 MOD_HTTP_UPLOAD_SLOT = declare(
     "mod_http_upload_slot", ("host_type",), {"count": SPIRAL, "refused_count": SPIRAL},
@@ -49,8 +53,21 @@ MOD_HTTP_UPLOAD_SLOT = declare(
 
 
 def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
-    if out["backend"] == "s3" and "s3" not in out:
-        ctx.error(f"{path}.s3", 'required when backend is "s3"')
+    for backend_ in ("s3", "disk"):
+        if out["backend"] == backend_ and backend_ not in out:
+            ctx.error(f"{path}.{backend_}", f'required when backend is "{backend_}"')
+
+
+_DISK = Section(
+    {
+        "directory": Option(Str(), "upload", "Folder of the files (relative to the "
+                            "configuration file's folder, or the data folder of the default)."),
+        "base_url": Option(Str(), doc='URL of the `[[listen.http.handlers.mod_http_upload]]` '
+                           'handler as clients reach it, e.g. "https://example.com:5443/upload" '
+                           "(XEP-0363 wants HTTPS)."),
+    },
+    doc="Suricate's own store: files in a folder, PUT and GET through its HTTP listener.",
+)
 
 
 _S3 = Section(
@@ -81,7 +98,9 @@ class ModHttpUpload(Module):
             "iqdisc": iqdisc("one_queue"),
             "host": Option(Str(lower=True), "upload.@HOST@",
                            "Domain of the upload service; @HOST@ is each served domain."),
-            "backend": Option(OneOf(["s3"]), "s3", "Where files go."),
+            "backend": Option(OneOf(["s3", "disk"]), "s3",
+                              'Where files go: an S3-compatible store, or "disk" (Suricate\'s '
+                              "own, served by its HTTP listener)."),
             "expiration_time": Option(Int(min=1, unit="seconds"), 60,
                                       "How long a PUT URL is valid."),
             "token_bytes": Option(Int(min=1), 32,
@@ -89,6 +108,7 @@ class ModHttpUpload(Module):
             "max_file_size": Option(Int(min=1, unit="bytes"), 10485760,
                                     "Largest file accepted."),
             "s3": Option(_S3, OMIT, _S3.doc),
+            "disk": Option(_DISK, OMIT, _DISK.doc),
         },
         doc="XEP-0363 HTTP File Upload.",
         post=_post,
@@ -98,9 +118,20 @@ class ModHttpUpload(Module):
         super().__init__(server, opts)
         self.max_size: int = opts["max_file_size"]
         self.domains: list[str] = []
+        self.disk: DiskSlots | None = None
 
     async def start(self) -> None:
+        if self.opts["backend"] == "disk":
+            conf = self.opts["disk"]
+            self.disk = DiskSlots(load_or_create_key(self.server.base_dir / KEY_FILE),
+                                  self.server.base_dir / conf["directory"], conf["base_url"])
+            # The HTTP listeners start after the modules: they find the handler kind here.
+            slots = self.disk
+            self.server.http_handlers[HANDLER] = lambda _server, opts: UploadEndpoint(slots, opts)
         self.domains = self.serve_subdomains(self.opts["host"], self.handle)
+
+    async def stop(self) -> None:
+        self.server.http_handlers.pop(HANDLER, None)
 
     # -- the service domain --------------------------------------------------------------------
     def handle(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -160,7 +191,8 @@ class ModHttpUpload(Module):
             raise StanzaError("not-acceptable",
                               f"File too large. The maximum file size is {self.max_size} bytes",
                               "modify", too_large)
-        slot = self._s3_slot(filename, size, content_type)
+        slot = (self._disk_slot(filename, size, content_type) if self.disk is not None
+                else self._s3_slot(filename, size, content_type))
         self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
         out = Element("slot", UPLOAD)
         put = out.add("put", attrs={"url": slot.put})
@@ -175,6 +207,15 @@ class ModHttpUpload(Module):
         # the name).
         safe_name = filename.replace("/", "_").replace("\\", "_")
         return f"{secrets.token_hex(self.opts['token_bytes'])}/{safe_name}"
+
+    def _disk_slot(self, filename: str, size: int, content_type: str) -> Slot:
+        assert self.disk is not None
+        token, _, name = self._key(filename).partition("/")
+        if not safe_name(name):  # ".", "..", a leading dot: not a file name we store
+            name = "file"
+        expires = int(datetime.now(UTC).timestamp()) + self.opts["expiration_time"]
+        put, get = self.disk.slot(token, name, size, content_type, expires)
+        return Slot(put, get)
 
     def _s3_slot(self, filename: str, size: int, content_type: str) -> Slot:
         conf = self.opts["s3"]
