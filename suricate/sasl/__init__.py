@@ -37,6 +37,7 @@ __all__ = [
     "Failure",
     "Mechanism",
     "NeedCredentials",
+    "Plain",
     "Result",
     "SUPPORTED_MECHANISMS",
     "SaslContext",

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
+from suricate.auth.methods import AuthUnavailable
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
@@ -112,10 +113,17 @@ class Negotiation(Delivery):
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
         else:
+            auth = self.server.auth
+            mechanism = self.negotiator.mechanism
             try:
-                record = await self.server.auth.credentials(username, self.domain or "")
-            except StorageError:
-                # RFC 6120 §6.5.12: the database is down; the client may try again later
+                if auth.checks_plain and isinstance(mechanism, sasl.Plain):
+                    record = await auth.plain_credentials(username, self.domain or "",
+                                                          mechanism.pending_password)
+                else:
+                    record = await auth.credentials(username, self.domain or "")
+            except (StorageError, AuthUnavailable):
+                # RFC 6120 §6.5.12: the database (or an external auth service) is down; the
+                # client may try again later
                 # and the stream stays up.
                 log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
                 actions = self.negotiator.fail("temporary-auth-failure")
