@@ -126,6 +126,12 @@ class HttpMethod(AuthMethod):
             self._session = None
 
     async def _call(self, method: str, verb: str, jid: JID, password: str = "") -> tuple[int, str]:
+        # In a task of its own: aiohttp's timeouts need one, and the c2s runs the first step
+        # of its work inline, outside any task (suricate.core.c2s.stream).
+        return await asyncio.ensure_future(self._request(method, verb, jid, password))
+
+    async def _request(self, method: str, verb: str, jid: JID,
+                       password: str) -> tuple[int, str]:
         import aiohttp
 
         if self._session is None:
