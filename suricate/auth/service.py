@@ -101,7 +101,9 @@ class AuthService:
         return bool(self.others)
 
     # -- SASL ------------------------------------------------------------------------------
-    def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any]) -> list[str]:
+    def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any],
+                   client_cert: bool = False) -> list[str]:
+        """``client_cert``: the client presented a certificate the TLS handshake verified."""
         methods = set(self.methods)
         allowed = listener.get("allowed_auth_methods")
         if allowed:
@@ -119,6 +121,10 @@ class AuthService:
             "protocol", "sasl_anon") in ("sasl_anon", "both")
         if not anonymous_sasl:
             names = [n for n in names if n != "ANONYMOUS"]
+        # 6.4's pki method: SASL EXTERNAL with a verified client certificate, and only then.
+        names = [n for n in names if n != "EXTERNAL"]
+        if "pki" in methods and tls and client_cert:
+            names.append("EXTERNAL")
         return names
 
     async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:

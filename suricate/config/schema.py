@@ -53,8 +53,8 @@ LOGLEVELS = [
     "all",
 ]
 
-AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external"]
-UNAVAILABLE_AUTH_METHODS = ["ldap", "pki"]
+AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki"]
+UNAVAILABLE_AUTH_METHODS = ["ldap"]
 
 #: Advertisement order: strongest first, as in MongooseIM's default list.
 SASL_MECHANISMS = [
@@ -713,8 +713,9 @@ _AUTH = Section(
         "sasl_external": Option(
             ListOf(OneOf(["standard", "common_name", "auth_id"]), unique=True, nonempty=True),
             ["standard"],
-            "How SASL EXTERNAL maps a client certificate to a user.",
-            inert=True,
+            "How SASL EXTERNAL (the pki method) maps a verified client certificate to a user: "
+            "`standard`: its xmppAddr identities; `common_name`: its subject CN as the username; "
+            "`auth_id`: whatever authzid the client asks for.",
         ),
         "max_users_per_domain": Option(
             IntOrInfinity(min=1),
@@ -765,6 +766,7 @@ _AUTH = Section(
             "Settings of the rdbms method.",
         ),
         "internal": Option(Section({}), DEFAULTS, "Settings of the internal method (none)."),
+        "pki": Option(Section({}), DEFAULTS, "Settings of the pki method (none)."),
         "dummy": Option(_DUMMY, None, _DUMMY.doc,
                         default_doc="filled with defaults when dummy is in methods"),
         "http": Option(_HTTP_AUTH, None, _HTTP_AUTH.doc,

@@ -405,8 +405,8 @@ REFUSED: list[tuple[str, str]] = [
         "listen.c2s[0].allowed_auth_methods: method 'internal' is not enabled in auth.methods",
     ),
     (
-        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["pki"]',
-        "listen.c2s[0].allowed_auth_methods: method 'pki' is not available in this version",
+        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["ldap"]',
+        "listen.c2s[0].allowed_auth_methods: method 'ldap' is not available in this version",
     ),
     ("[[listen.c2s]]\nport = 1\nmax_fsm_queue = 1", "listen.c2s[0].max_fsm_queue: unknown option"),
     ("[listen.c2s]\nport = 1", "listen.c2s: expected an array of tables, got a table"),
@@ -479,12 +479,12 @@ REFUSED: list[tuple[str, str]] = [
         "s2s.outgoing.tls.server_name_indication.protocol: expected one of default, https",
     ),
     ('[auth]\nmethods = ["ldap"]', "auth.methods: method 'ldap' is not available in this version"),
-    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external"),
+    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, pki"),
     ('[auth]\nmethods = ["rdbms", "rdbms"]', 'auth.methods: duplicate value "rdbms"'),
     (
         '[auth]\nmethods = "rdbms"',
         "auth.methods: expected an array, each element one of internal, rdbms, anonymous, dummy, "
-        "http, jwt, external, got a string",
+        "http, jwt, external, pki, got a string",
     ),
     ('[auth.ldap]\nbase = "x"', "auth.ldap: method 'ldap' is not available in this version"),
     ('[auth]\nmethods = ["jwt"]', "auth.jwt: missing required section (method 'jwt' is enabled)"),
