@@ -214,7 +214,8 @@ class JwtMethod(AuthMethod):
         except jwt.PyJWTError as exc:
             log.info("auth_jwt_refused user=%s reason=%s", jid, type(exc).__name__)
             return False
-        return isinstance(claims, dict) and str(claims.get(self.username_key)) == jid.local
+        user = claims.get(self.username_key) if isinstance(claims, dict) else None
+        return isinstance(user, str | int) and str(user) == jid.local
 
     async def user_exists(self, jid: JID) -> bool:
         return True
