@@ -173,6 +173,11 @@ class AuthService:
                 return method
         return None
 
+    @property
+    def accounts_storable(self) -> bool:
+        """Whether a configured method can create accounts (in-band registration)."""
+        return self._account_method() is not None
+
     async def register(self, jid: JID, password: str) -> bool:
         """Create the account; False if it exists already."""
         assert jid.local is not None

@@ -8,6 +8,7 @@ configurations load unchanged but without effect are `Option(..., inert=True)`: 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -631,6 +632,9 @@ def _jwt_secret_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
                      ctx: Context) -> None:
     if len(out) != 1:
         ctx.error(path, 'expected exactly one of "value", "file" or "env"')
+    elif "env" in out and out["env"] not in os.environ:
+        # Read when the server starts: a missing variable is reported with the config.
+        ctx.error(join(path, "env"), f"environment variable {out['env']} is not set")
 
 
 _JWT = Section(

@@ -496,6 +496,9 @@ REFUSED: list[tuple[str, str]] = [
     ('[auth]\nmethods = ["jwt"]\n[auth.jwt]\nsecret.value = "x"\nalgorithm = "none"\n'
      'username_key = "user"', "auth.jwt.algorithm: expected one of HS256, HS384, HS386, HS512, RS256, RS384, RS386, "
      "RS512, ES256, ES384, ES386, ES512"),
+    ('[auth]\nmethods = ["jwt"]\n[auth.jwt]\nsecret.env = "SURICATE_NO_SUCH_VAR"\n'
+     'algorithm = "HS256"\nusername_key = "user"',
+     "auth.jwt.secret.env: environment variable SURICATE_NO_SUCH_VAR is not set"),
     ('[auth]\nmethods = ["external"]\n[auth.external]\ninstances = 0\nprogram = "x"',
      "auth.external.instances: expected a positive integer, got 0"),
     (
