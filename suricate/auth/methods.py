@@ -241,6 +241,7 @@ class _Program:
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
         self.proc: asyncio.subprocess.Process | None = None
+        self._killed: list[asyncio.subprocess.Process] = []
         self.lock = asyncio.Lock()
 
     async def _ensure(self) -> asyncio.subprocess.Process:
@@ -272,11 +273,16 @@ class _Program:
             return struct.unpack(">H", answer)[0] == 1
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                self.proc.kill()
+            self._killed.append(self.proc)  # reaped at stop
         self.proc = None
 
     async def stop(self) -> None:
+        for dead in self._killed:
+            await dead.wait()
+        self._killed.clear()
         proc, self.proc = self.proc, None
         if proc is not None and proc.returncode is None:
             if proc.stdin is not None:
