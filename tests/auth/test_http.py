@@ -187,3 +187,36 @@ async def test_methods_in_order_http_then_rdbms(tmp_path: Path,
         assert await plain_outcome(server, "alice", "from-http") == "temporary-auth-failure"
         await asyncio.sleep(0)
         await disconnect(a, d, d2)
+
+
+async def test_fast_token_after_a_plain_login_through_http(
+        tmp_path: Path, service: tuple[AuthService, int]) -> None:
+    """XEP-0484 tokens bind to the credentials get_password gives; a changed password at the
+    service ends them."""
+    from tests.mobile.client import Sasl2Client, bind2, request_token
+    from tests.mobile.conftest import modules_toml
+
+    svc, port = service
+    svc.users[("alice", "localhost")] = "wonderland"
+
+    def run(server_port: int) -> tuple[bool, bool, bool]:
+        c = Sasl2Client(server_port, direct_tls=True)
+        c.features()
+        out = c.plain("alice", "wonderland", bind2() + request_token("HT-SHA-256-NONE"))
+        c.close()
+        assert out.ok and out.token is not None, out.xml
+        c = Sasl2Client(server_port, direct_tls=True)
+        c.features()
+        fast = c.fast("alice", out.token[0], "HT-SHA-256-NONE", bind2())
+        c.close()
+        svc.users[("alice", "localhost")] = "changed"
+        c = Sasl2Client(server_port, direct_tls=True)
+        c.features()
+        stale = c.fast("alice", out.token[0], "HT-SHA-256-NONE", bind2())
+        c.close()
+        return out.ok, fast.ok, stale.ok
+
+    async with running_server(tmp_path, auth_extra=methods("http"), modules=modules_toml(),
+                              extra=pool(port) + HTTP_AUTH) as server:
+        assert await asyncio.to_thread(run, server.tls_port) == (  # type: ignore[attr-defined]
+            True, True, False)
