@@ -17,13 +17,25 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from suricate import sasl
+from suricate.auth.methods import (
+    AuthMethod,
+    AuthUnavailable,
+    DummyMethod,
+    ExternalMethod,
+    HttpMethod,
+    JwtMethod,
+    NotSupported,
+)
 from suricate.jid import JID
-from suricate.sasl.passwords import make_scram_record, verify_password
+from suricate.sasl.passwords import is_scram_record, make_scram_record, verify_password
 from suricate.storage import Storage
 
 log = logging.getLogger("suricate.auth")
 
 STORED_METHODS = frozenset({"rdbms", "internal"})
+#: Methods that only check a password (MongooseIM 6.4: PLAIN only) unless they can hand out
+#: credentials (``AuthMethod.credentials``: http with get_password).
+EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external"})
 
 #: Told about an account that was created or removed (the server folds its register_user /
 #: remove_user hooks).
@@ -35,7 +47,8 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], object]
 class AuthService:
     def __init__(self, cfg: Mapping[str, Any], storage: Storage, spawn: Spawn,
                  registered: AccountEvent, removed: AccountEvent,
-                 module_tables: Callable[[], Sequence[str]] = tuple) -> None:
+                 module_tables: Callable[[], Sequence[str]] = tuple,
+                 http_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.cfg = cfg
         self.storage = storage
         self._spawn = spawn
@@ -51,21 +64,67 @@ class AuthService:
         self.sasl_mechanisms: list[str] = list(cfg["sasl_mechanisms"])
         self.anonymous_opts: Mapping[str, Any] = cfg.get("anonymous") or {}
         self._anonymous: dict[JID, int] = {}
+        # The methods answered by something else than our database, by name, in order.
+        self.others: dict[str, AuthMethod] = {}
+        for name in self.methods:
+            if name in EXTERNAL_METHODS:
+                self.others[name] = self._make_method(name, http_pools or {})
+        # Whether a method can give SCRAM (or DIGEST) credentials; without one: PLAIN only.
+        self.has_credentials = any(m in STORED_METHODS or (m in self.others
+                                                          and self.others[m].credentials)
+                                   for m in self.methods)
+
+    def _make_method(self, name: str, pools: Mapping[str, Mapping[str, Any]]) -> AuthMethod:
+        opts = self.cfg.get(name) or {}
+        if name == "dummy":
+            return DummyMethod(opts)
+        if name == "http":
+            return HttpMethod(opts, pools["auth"], self.password_format == "scram",
+                              lambda pw: make_scram_record(pw, self.hashes,
+                                                           self.scram_iterations))
+        if name == "jwt":
+            return JwtMethod(opts)
+        return ExternalMethod(opts)
+
+    async def start(self) -> None:
+        for method in self.others.values():
+            await method.start()
+
+    async def stop(self) -> None:
+        for method in self.others.values():
+            await method.stop()
+
+    @property
+    def checks_plain(self) -> bool:
+        """PLAIN goes through ``check_password`` (the methods in order), not through a
+        credential record, when a method that only checks passwords is configured."""
+        return bool(self.others)
 
     # -- SASL ------------------------------------------------------------------------------
-    def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any]) -> list[str]:
+    def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any],
+                   client_cert: bool = False) -> list[str]:
+        """``client_cert``: the client presented a certificate the TLS handshake verified."""
         methods = set(self.methods)
         allowed = listener.get("allowed_auth_methods")
         if allowed:
             methods &= set(allowed)
         names = sasl.mechanism_names(self.sasl_mechanisms, tls, cb_types, self.password_format,
                                      self.hashes)
-        if not methods & STORED_METHODS:
+        if not methods & (STORED_METHODS | EXTERNAL_METHODS):
             names = [n for n in names if n == "ANONYMOUS"]
+        elif not (methods & STORED_METHODS or any(self.others[m].credentials
+                                                   for m in methods & self.others.keys())):
+            # MongooseIM 6.4: dummy, jwt and external only check a password: PLAIN, and
+            # (the password travels in the clear inside SASL) only over TLS.
+            names = [n for n in names if n == "ANONYMOUS" or (n == "PLAIN" and tls)]
         anonymous_sasl = "anonymous" in methods and self.anonymous_opts.get(
             "protocol", "sasl_anon") in ("sasl_anon", "both")
         if not anonymous_sasl:
             names = [n for n in names if n != "ANONYMOUS"]
+        # 6.4's pki method: SASL EXTERNAL with a verified client certificate, and only then.
+        names = [n for n in names if n != "EXTERNAL"]
+        if "pki" in methods and tls and client_cert:
+            names.append("EXTERNAL")
         return names
 
     async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
@@ -73,10 +132,32 @@ class AuthService:
             jid = JID(username, domain, None)
         except ValueError:
             return None
-        record = await self.storage.get_user(jid.domain, jid.local or "")
-        if record is None:
+        for method in self.methods:
+            if method in STORED_METHODS:
+                record = await self.storage.get_user(jid.domain, jid.local or "")
+                if record is not None:
+                    return sasl.CredentialRecord(password=record.password,
+                                                 pass_details=record.pass_details)
+            elif method in self.others and self.others[method].credentials:
+                stored = await self.others[method].get_password(jid)
+                if stored is not None:
+                    if is_scram_record(stored):
+                        return sasl.CredentialRecord(password=None, pass_details=stored)
+                    return sasl.CredentialRecord(password=stored)
+        return None
+
+    async def plain_credentials(self, username: str, domain: str,
+                                password: str) -> sasl.CredentialRecord | None:
+        """For PLAIN with password-checking methods: a record that accepts ``password`` when
+        one of the methods, tried in order, accepts it; None otherwise. Raises
+        AuthUnavailable when no method accepted and one of them could not be asked."""
+        try:
+            jid = JID(username, domain, None)
+        except ValueError:
             return None
-        return sasl.CredentialRecord(password=record.password, pass_details=record.pass_details)
+        if await self.check_password(jid, password):
+            return sasl.CredentialRecord(password=password)
+        return None
 
     # -- accounts --------------------------------------------------------------------------
     def _password_fields(self, password: str) -> tuple[str | None, str | None]:
@@ -84,9 +165,31 @@ class AuthService:
             return password, None
         return None, make_scram_record(password, self.hashes, self.scram_iterations)
 
+    def _account_method(self) -> str | None:
+        """Where accounts are created, changed and removed: the first method able to
+        (MongooseIM 6.4 tries the methods in order; dummy and jwt hold no accounts)."""
+        for method in self.methods:
+            if method in STORED_METHODS or method in ("http", "external"):
+                return method
+        return None
+
+    @property
+    def accounts_storable(self) -> bool:
+        """Whether a configured method can create accounts (in-band registration)."""
+        return self._account_method() is not None
+
     async def register(self, jid: JID, password: str) -> bool:
         """Create the account; False if it exists already."""
         assert jid.local is not None
+        method = self._account_method()
+        if method in self.others:
+            created = await self.others[method].register(jid, password)
+            if created:
+                await self._registered(jid)
+                log.info("auth_register_user jid=%s method=%s", jid, method)
+            return created
+        if method is None:
+            return False
         limit = self.cfg.get("max_users_per_domain")
         if limit is not None and await self.storage.count_users(jid.domain) >= limit:
             raise TooManyUsers(jid.domain)
@@ -99,29 +202,72 @@ class AuthService:
 
     async def set_password(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
+        method = self._account_method()
+        if method in self.others:
+            return await self.others[method].set_password(jid, password)
+        if method is None:
+            return False
         plain, details = self._password_fields(password)
         return await self.storage.set_password(jid.domain, jid.local, plain, details)
 
     async def remove(self, jid: JID) -> bool:
         assert jid.local is not None
-        removed = await self.storage.remove_user(jid.domain, jid.local, self._module_tables())
+        method = self._account_method()
+        if method in self.others:
+            removed = await self.others[method].remove(jid)
+            if removed:
+                # The account's data kept here (roster, offline, ...) goes with it.
+                await self.storage.remove_user(jid.domain, jid.local, self._module_tables())
+        elif method is None:
+            return False
+        else:
+            removed = await self.storage.remove_user(jid.domain, jid.local,
+                                                     self._module_tables())
         if removed:
             await self._removed(jid)
             log.info("auth_unregister_user jid=%s", jid)
         return removed
 
     async def check_password(self, jid: JID, password: str) -> bool:
+        """The methods in order; the first that accepts wins (MongooseIM 6.4). Raises
+        AuthUnavailable when none accepted and one could not be asked: the password may be
+        right, the client should try again later rather than be told it is wrong."""
         assert jid.local is not None
-        record = await self.storage.get_user(jid.domain, jid.local)
-        if record is None:
-            return False
-        return verify_password(record.password, record.pass_details, password)
+        unavailable: AuthUnavailable | None = None
+        for method in self.methods:
+            if method in STORED_METHODS:
+                record = await self.storage.get_user(jid.domain, jid.local)
+                if record is not None and verify_password(record.password, record.pass_details,
+                                                          password):
+                    return True
+            elif method in self.others:
+                try:
+                    if await self.others[method].check_password(jid, password):
+                        return True
+                except AuthUnavailable as exc:
+                    unavailable = exc
+        if unavailable is not None:
+            raise unavailable
+        return False
 
     async def user_exists(self, jid: JID) -> bool:
         if jid.bare in self._anonymous:
             return True
         assert jid.local is not None
-        return await self.storage.user_exists(jid.domain, jid.local)
+        unavailable: AuthUnavailable | None = None
+        for method in self.methods:
+            if method in STORED_METHODS:
+                if await self.storage.user_exists(jid.domain, jid.local):
+                    return True
+            elif method in self.others:
+                try:
+                    if await self.others[method].user_exists(jid):
+                        return True
+                except AuthUnavailable as exc:
+                    unavailable = exc
+        if unavailable is not None:
+            raise unavailable
+        return False
 
     # -- anonymous -------------------------------------------------------------------------
     def anonymous_login(self, jid: JID) -> None:
@@ -136,6 +282,9 @@ class AuthService:
                                                 self._module_tables()))
         else:
             self._anonymous[jid.bare] = count
+
+
+__all__ = ["AuthService", "AuthUnavailable", "NotSupported", "STORED_METHODS", "TooManyUsers"]
 
 
 class TooManyUsers(Exception):

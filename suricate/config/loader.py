@@ -177,6 +177,14 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
                         f"method '{method}' is not enabled in auth.methods",
                     )
 
+    if isinstance(auth, dict) and "http" in (auth.get("methods") or []):
+        # MongooseIM 6.4: the http method talks to the pool tagged "auth".
+        pools = cfg.get("outgoing_pools")
+        http_pools = pools.get("http") if isinstance(pools, dict) else None
+        if not isinstance(http_pools, dict) or "auth" not in http_pools:
+            report.error("auth.methods",
+                         "method 'http' needs the pool [outgoing_pools.http.auth]")
+
     s2s = cfg.get("s2s")
     if isinstance(s2s, dict) and isinstance(s2s.get("outgoing"), dict):
         shaper_defined("s2s.outgoing.shaper", s2s["outgoing"].get("shaper"))

@@ -8,6 +8,7 @@ configurations load unchanged but without effect are `Option(..., inert=True)`: 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,8 +54,8 @@ LOGLEVELS = [
     "all",
 ]
 
-AUTH_METHODS = ["internal", "rdbms", "anonymous"]
-UNAVAILABLE_AUTH_METHODS = ["external", "ldap", "jwt", "http", "pki", "dummy"]
+AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki"]
+UNAVAILABLE_AUTH_METHODS = ["ldap"]
 
 #: Advertisement order: strongest first, as in MongooseIM's default list.
 SASL_MECHANISMS = [
@@ -655,6 +656,72 @@ def _auth_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
     # The anonymous method needs its settings even when the table was left out.
     if "anonymous" in out["methods"] and out["anonymous"] is None:
         out["anonymous"] = _ANONYMOUS.normalize({}, join(path, "anonymous"), ctx)
+    for name, section in (("dummy", _DUMMY), ("http", _HTTP_AUTH)):
+        if name in out["methods"] and out[name] is None:
+            out[name] = section.normalize({}, join(path, name), ctx)
+    for name in ("jwt", "external"):
+        if name in out["methods"] and out[name] is None:
+            ctx.error(join(path, name), f"missing required section (method '{name}' is enabled)")
+
+
+_DUMMY = Section(
+    {
+        "base_time": Option(Int(min=0, unit="milliseconds"), 50,
+                            "Fixed part of the delay before each answer."),
+        "variance": Option(Int(min=0, unit="milliseconds"), 450,
+                           "Random extra delay, up to this much."),
+    },
+    doc="Settings of the dummy method (load tests: every password is accepted).",
+)
+
+_HTTP_AUTH = Section(
+    {
+        "basic_auth": Option(Str(), OMIT, 'HTTP Basic credentials "user:password" sent to the '
+                             "auth service.", default_doc="not set"),
+    },
+    doc="Settings of the http method (the service is `[outgoing_pools.http.auth]`).",
+)
+
+
+def _jwt_secret_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    if len(out) != 1:
+        ctx.error(path, 'expected exactly one of "value", "file" or "env"')
+    elif "env" in out and out["env"] not in os.environ:
+        # Read when the server starts: a missing variable is reported with the config.
+        ctx.error(join(path, "env"), f"environment variable {out['env']} is not set")
+
+
+_JWT = Section(
+    {
+        "secret": Option(
+            Section(
+                {
+                    "value": Option(Str(), OMIT, "The HMAC secret or public key itself."),
+                    "file": Option(FilePath(), OMIT, "File holding the secret or public key."),
+                    "env": Option(Str(), OMIT, "Environment variable holding the secret."),
+                },
+                post=_jwt_secret_post,
+            ),
+            doc="Where the signing secret (HS*) or public key (RS*, ES*) is.",
+        ),
+        "algorithm": Option(
+            OneOf([f"{k}{n}" for k in ("HS", "RS", "ES") for n in ("256", "384", "386",
+                                                                   "512")]),
+            doc='Signature algorithm; 6.4\'s "386" spelling means 384.',
+        ),
+        "username_key": Option(Str(), doc="The claim naming the user."),
+    },
+    doc="Settings of the jwt method (the PLAIN password is a JSON Web Token).",
+)
+
+_EXTERNAL = Section(
+    {
+        "program": Option(Str(), doc="The extauth program (with arguments, space-separated)."),
+        "instances": Option(Int(min=1), 1, "Copies of the program run."),
+    },
+    doc="Settings of the external method (ejabberd extauth protocol).",
+)
 
 
 _ANONYMOUS = Section(
@@ -705,8 +772,9 @@ _AUTH = Section(
         "sasl_external": Option(
             ListOf(OneOf(["standard", "common_name", "auth_id"]), unique=True, nonempty=True),
             ["standard"],
-            "How SASL EXTERNAL maps a client certificate to a user.",
-            inert=True,
+            "How SASL EXTERNAL (the pki method) maps a verified client certificate to a user: "
+            "`standard`: its xmppAddr identities; `common_name`: its subject CN as the username; "
+            "`auth_id`: whatever authzid the client asks for.",
         ),
         "max_users_per_domain": Option(
             IntOrInfinity(min=1),
@@ -757,6 +825,14 @@ _AUTH = Section(
             "Settings of the rdbms method.",
         ),
         "internal": Option(Section({}), DEFAULTS, "Settings of the internal method (none)."),
+        "pki": Option(Section({}), DEFAULTS, "Settings of the pki method (none)."),
+        "dummy": Option(_DUMMY, None, _DUMMY.doc,
+                        default_doc="filled with defaults when dummy is in methods"),
+        "http": Option(_HTTP_AUTH, None, _HTTP_AUTH.doc,
+                       default_doc="filled with defaults when http is in methods"),
+        "jwt": Option(_JWT, None, _JWT.doc, default_doc="required when jwt is in methods"),
+        "external": Option(_EXTERNAL, None, _EXTERNAL.doc,
+                           default_doc="required when external is in methods"),
     },
     doc="Client authentication.",
     post=_auth_post,

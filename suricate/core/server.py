@@ -91,7 +91,8 @@ class Server:
         self.access = AccessControl(cfg["acl"], cfg["access"], sorted(self.hosts))
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
-                                module_tables=self.module_user_tables)
+                                module_tables=self.module_user_tables,
+                                http_pools=cfg.get("outgoing_pools", {}).get("http", {}))
         self.module_registry = module_registry
         self.http_handlers = dict(http_handlers or {})
         self.modules: dict[str, Module] = {}
@@ -139,6 +140,7 @@ class Server:
         await self.storage.open()
         await self.domains.load()
         self.domains.start()
+        await self.auth.start()
         for instrument_handler in self.handlers:
             await instrument_handler.start()
         await self._start_modules()
@@ -307,6 +309,7 @@ class Server:
         await self.drain()
         for instrument_handler in self.handlers:
             await instrument_handler.stop()
+        await self.auth.stop()
         await self.storage.close()
         log.info("server_stopped")
 

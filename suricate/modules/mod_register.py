@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from suricate.auth.service import STORED_METHODS, TooManyUsers
+from suricate.auth.service import AuthUnavailable, TooManyUsers
 from suricate.config.loader import References
 from suricate.config.modules_spec import iqdisc
 from suricate.config.spec import DEFAULTS, Int, IPNetwork, ListOf, OneOf, Option, Section, Str
@@ -147,7 +147,7 @@ class ModRegister(Module):
     def accounts_storable(self) -> bool:
         """Registration creates accounts with passwords: pointless without a method that
         keeps them (an anonymous-only server)."""
-        return bool(STORED_METHODS & set(self.server.auth.methods))
+        return self.server.auth.accounts_storable
 
     def preauth_features(self, features: list[Element], c2s: C2S) -> list[Element]:
         if self.accounts_storable and _channel_secure(c2s):
@@ -205,6 +205,11 @@ class ModRegister(Module):
         except TooManyUsers:
             self._release_slot(ip)
             raise StanzaError("not-allowed", "this domain has all the accounts it may have")\
+                from None
+        except AuthUnavailable:
+            # The http service or extauth program could not answer (RFC 6120 §8.3.3.5).
+            self._release_slot(ip)
+            raise StanzaError("internal-server-error", "the account service is unavailable")\
                 from None
         except BaseException:
             self._release_slot(ip)

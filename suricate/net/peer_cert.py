@@ -110,3 +110,22 @@ def names_domain(cert: x509.Certificate, domain: str) -> bool:
                 return True
     return False
 
+
+
+def xmpp_addrs(cert: x509.Certificate) -> list[str]:
+    """The XmppAddr identities (RFC 6120 §13.7.1.4) of a certificate: for a client's, its JIDs."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out = []
+    for other in san.get_values_for_type(x509.OtherName):
+        if other.type_id == ID_ON_XMPPADDR:
+            value = _der_utf8(other.value)
+            if value is not None:
+                out.append(value)
+    return out
+
+
+def common_names(cert: x509.Certificate) -> list[str]:
+    return [str(cn.value) for cn in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]

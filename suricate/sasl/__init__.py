@@ -24,6 +24,7 @@ from suricate.sasl.base import (
     Success,
 )
 from suricate.sasl.channel_binding import CB_TYPES, channel_binding_types, server_end_point_hash
+from suricate.sasl.external import External
 from suricate.sasl.plain import Plain
 from suricate.sasl.scram import SCRAM_HASHES, Scram, ssdp_hash
 
@@ -37,6 +38,7 @@ __all__ = [
     "Failure",
     "Mechanism",
     "NeedCredentials",
+    "Plain",
     "Result",
     "SUPPORTED_MECHANISMS",
     "SaslContext",
@@ -56,7 +58,8 @@ class UnknownMechanism(ValueError):
 
 
 def _registry() -> dict[str, Callable[..., Mechanism]]:
-    reg: dict[str, Callable[..., Mechanism]] = {"PLAIN": Plain, "ANONYMOUS": Anonymous}
+    reg: dict[str, Callable[..., Mechanism]] = {"PLAIN": Plain, "ANONYMOUS": Anonymous,
+                                                "EXTERNAL": External}
     for sasl, mongoose in SCRAM_HASHES.items():
         for plus in (False, True):
 

@@ -124,6 +124,11 @@ class SaslContext:
     # unknown user spends the same PBKDF2 time as a real one (no timing oracle).
     password_format: str = "scram"
     fake_salt_secret: bytes = field(default=_PROCESS_SECRET, repr=False)
+    # SASL EXTERNAL (suricate.sasl.external): the usernames a verified client certificate
+    # proves here, whether one was verified, and whether it vouches for any authzid.
+    cert_usernames: Sequence[str] = ()
+    cert_verified: bool = False
+    cert_any_authzid: bool = False
 
 
 class SaslStateError(RuntimeError):

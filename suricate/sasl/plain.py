@@ -62,6 +62,13 @@ class Plain(Mechanism):
         self._state = "need_credentials"
         return NeedCredentials(username)
 
+    @property
+    def pending_password(self) -> str:
+        """The password sent, while credentials are awaited: auth methods that only check a
+        password (http, jwt, external, dummy) are asked about it instead of handing out a
+        record."""
+        return self._password if self._state == "need_credentials" else ""
+
     def credentials(self, record: CredentialRecord | None) -> Result:
         if self._state != "need_credentials":
             raise SaslStateError(f"PLAIN credentials in state {self._state}")

@@ -405,8 +405,8 @@ REFUSED: list[tuple[str, str]] = [
         "listen.c2s[0].allowed_auth_methods: method 'internal' is not enabled in auth.methods",
     ),
     (
-        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["jwt"]',
-        "listen.c2s[0].allowed_auth_methods: method 'jwt' is not available in this version",
+        '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["ldap"]',
+        "listen.c2s[0].allowed_auth_methods: method 'ldap' is not available in this version",
     ),
     ("[[listen.c2s]]\nport = 1\nmax_fsm_queue = 1", "listen.c2s[0].max_fsm_queue: unknown option"),
     ("[listen.c2s]\nport = 1", "listen.c2s: expected an array of tables, got a table"),
@@ -479,13 +479,28 @@ REFUSED: list[tuple[str, str]] = [
         "s2s.outgoing.tls.server_name_indication.protocol: expected one of default, https",
     ),
     ('[auth]\nmethods = ["ldap"]', "auth.methods: method 'ldap' is not available in this version"),
-    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous"),
+    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, pki"),
     ('[auth]\nmethods = ["rdbms", "rdbms"]', 'auth.methods: duplicate value "rdbms"'),
     (
         '[auth]\nmethods = "rdbms"',
-        "auth.methods: expected an array, each element one of internal, rdbms, anonymous, got a string",
+        "auth.methods: expected an array, each element one of internal, rdbms, anonymous, dummy, "
+        "http, jwt, external, pki, got a string",
     ),
-    ('[auth.jwt]\nsecret.value = "x"', "auth.jwt: method 'jwt' is not available in this version"),
+    ('[auth.ldap]\nbase = "x"', "auth.ldap: method 'ldap' is not available in this version"),
+    ('[auth]\nmethods = ["jwt"]', "auth.jwt: missing required section (method 'jwt' is enabled)"),
+    ('[auth]\nmethods = ["http"]',
+     "auth.methods: method 'http' needs the pool [outgoing_pools.http.auth]"),
+    ('[auth]\nmethods = ["jwt"]\n[auth.jwt]\nsecret.value = "x"\nsecret.env = "Y"\n'
+     'algorithm = "HS256"\nusername_key = "user"',
+     'auth.jwt.secret: expected exactly one of "value", "file" or "env"'),
+    ('[auth]\nmethods = ["jwt"]\n[auth.jwt]\nsecret.value = "x"\nalgorithm = "none"\n'
+     'username_key = "user"', "auth.jwt.algorithm: expected one of HS256, HS384, HS386, HS512, RS256, RS384, RS386, "
+     "RS512, ES256, ES384, ES386, ES512"),
+    ('[auth]\nmethods = ["jwt"]\n[auth.jwt]\nsecret.env = "SURICATE_NO_SUCH_VAR"\n'
+     'algorithm = "HS256"\nusername_key = "user"',
+     "auth.jwt.secret.env: environment variable SURICATE_NO_SUCH_VAR is not set"),
+    ('[auth]\nmethods = ["external"]\n[auth.external]\ninstances = 0\nprogram = "x"',
+     "auth.external.instances: expected a positive integer, got 0"),
     (
         '[auth]\nsasl_mechanisms = ["digest"]',
         "auth.sasl_mechanisms: mechanism 'digest' is not available in this version",

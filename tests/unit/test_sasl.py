@@ -152,7 +152,7 @@ def test_mechanism_names_tls() -> None:
     assert mechanism_names(ALL, True, ["tls-exporter"]) == [
         "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512", "SCRAM-SHA-384-PLUS", "SCRAM-SHA-384",
         "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-224-PLUS", "SCRAM-SHA-224",
-        "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN", "ANONYMOUS",
+        "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN", "ANONYMOUS", "EXTERNAL",
     ]  # fmt: skip
 
 
@@ -165,7 +165,7 @@ def test_mechanism_names_no_tls_or_no_cb() -> None:
 
 def test_mechanism_names_scram_storage_hashes() -> None:
     got = mechanism_names(ALL, True, ["tls-exporter"], "scram", ["sha256"])
-    assert got == ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "ANONYMOUS"]
+    assert got == ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "ANONYMOUS", "EXTERNAL"]
     got = mechanism_names(ALL, False, [], "plain", ["sha256"])
     assert got[:2] == ["SCRAM-SHA-512", "SCRAM-SHA-384"]
 

@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
+from suricate.auth.methods import AuthUnavailable
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
+from suricate.net.peer_cert import common_names, xmpp_addrs
 from suricate.protocol import c2s as P
 from suricate.protocol import negotiation as N
 from suricate.protocol.c2s import C2SState as S
@@ -112,10 +114,17 @@ class Negotiation(Delivery):
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
         else:
+            auth = self.server.auth
+            mechanism = self.negotiator.mechanism
             try:
-                record = await self.server.auth.credentials(username, self.domain or "")
-            except StorageError:
-                # RFC 6120 §6.5.12: the database is down; the client may try again later
+                if auth.checks_plain and isinstance(mechanism, sasl.Plain):
+                    record = await auth.plain_credentials(username, self.domain or "",
+                                                          mechanism.pending_password)
+                else:
+                    record = await auth.credentials(username, self.domain or "")
+            except (StorageError, AuthUnavailable):
+                # RFC 6120 §6.5.12: the database (or an external auth service) is down; the
+                # client may try again later
                 # and the stream stays up.
                 log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
                 actions = self.negotiator.fail("temporary-auth-failure")
@@ -141,15 +150,51 @@ class Negotiation(Delivery):
             return []
         cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
         names = self.server.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
-                                            listener=self.opts)
+                                            listener=self.opts,
+                                            client_cert=self._client_cert_usernames()[0])
         if not self.is_tls and self._tls_mode() is not None:
             # PLAIN sends the password itself: never before TLS on a listener that offers TLS
             # (a listener without any TLS table is the operator's explicit choice).
             names = [n for n in names if n != "PLAIN"]
         return names
 
+    def _client_cert_usernames(self) -> tuple[bool, list[str]]:
+        """Whether the client presented a certificate the handshake verified (the listener's
+        ``tls.verify_mode`` is ``peer`` or ``selfsigned_peer``: the TLS layer refuses any other
+        certificate), and the usernames of this domain it proves per ``auth.sasl_external``
+        (MongooseIM 6.4: xmppAddr identities, or the subject CN)."""
+        tls = self.conn.tls
+        verify = (self.opts.get("tls") or {}).get("verify_mode") or "none"
+        if tls is None or verify not in ("peer", "selfsigned_peer") \
+                or "pki" not in self.server.auth.methods:
+            return False, []
+        cert = tls.peer_certificate()
+        if cert is None:
+            return False, []
+        domain = self.domain or self.server.default_domain
+        modes = self.server.auth.cfg.get("sasl_external") or ["standard"]
+        candidates = []
+        if "standard" in modes:
+            candidates += xmpp_addrs(cert)
+        if "common_name" in modes:
+            candidates += [n if "@" in n else f"{n}@{domain}" for n in common_names(cert)]
+        usernames: list[str] = []
+        for candidate in candidates:
+            try:
+                jid = JID.parse(candidate)
+            except InvalidJID:
+                continue
+            if jid.local and jid.resource is None and jid.domain == domain \
+                    and jid.local not in usernames:
+                usernames.append(jid.local)
+        return True, usernames
+
     def sasl_context(self) -> sasl.SaslContext:
+        verified, usernames = self._client_cert_usernames()
         return sasl.SaslContext(
+            cert_usernames=usernames,
+            cert_verified=verified,
+            cert_any_authzid="auth_id" in (self.server.auth.cfg.get("sasl_external") or ()),
             server=self.domain or self.server.default_domain,
             channel_binding=self.conn.tls if self.conn.tls is not None else None,
             advertised_mechanisms=self.sasl_mechanisms(),

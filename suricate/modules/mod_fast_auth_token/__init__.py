@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
+from suricate.auth.service import AuthUnavailable
 from suricate.config.modules_spec import backend, period
 from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
@@ -174,7 +175,10 @@ class ModFastAuthToken(Module):
         if c2s.early_data_auth and (attempt.count is None or attempt.count < 0):
             # XEP-0484 §3.4: 0-RTT data may be replayed; only a counted attempt is safe.
             return sasl.Failure("not-authorized", "a count is required in TLS early data")
-        user = await self.server.storage.get_user(domain, username)
+        try:
+            user = await self._credentials(domain, username)
+        except AuthUnavailable:
+            return sasl.Failure("temporary-auth-failure")
         slots = await self.store.get_fast_tokens(domain, username, attempt.agent_id)
         now = time.time()
         candidates: list[TokenCandidate] = []
@@ -228,9 +232,13 @@ class ModFastAuthToken(Module):
                 mechanism = attempt.used.mechanism  # rotation: same mechanism as before
         if mechanism is None:
             return acc
-        record = await self.server.storage.get_user(user.domain, user.local)
+        try:
+            record = await self._credentials(user.domain, user.local)
+        except AuthUnavailable:
+            return acc  # the account service is down: no new token this time
         if record is None:
-            return acc  # anonymous or external accounts have no credentials to bind to
+            # anonymous accounts, and methods without credentials (jwt, external, dummy, pki)
+            return acc
         seed = secrets.token_urlsafe(18)
         expire = time.time() + self.access
         await self.store.store_fast_token(user.domain, user.local, agent_id,
@@ -241,7 +249,12 @@ class ModFastAuthToken(Module):
         return [*acc, Element("token", ns.FAST, {"expiry": expiry, "token": token})]
 
     # -- tokens from seeds -----------------------------------------------------------------------
-    def derive(self, seed: str, user: UserRecord) -> bytes:
+    async def _credentials(self, domain: str, username: str) -> sasl.CredentialRecord | None:
+        """The account's credentials from the auth methods in order (the database, or an
+        http service's get_password): tokens are bound to them."""
+        return await self.server.auth.credentials(username, domain)
+
+    def derive(self, seed: str, user: UserRecord | sasl.CredentialRecord) -> bytes:
         """The token (ASCII, used as the HMAC key by HT-*) of ``seed`` for the account's
         current credentials."""
         fingerprint = hashlib.sha256(
