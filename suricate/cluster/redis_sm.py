@@ -28,17 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 import os
 import socket
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from suricate.cluster import wire
 from suricate.core import hooks as H
 from suricate.jid import JID
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
 
     from suricate.core.server import Server
     from suricate.core.sessions import Session
@@ -131,6 +134,16 @@ class RedisSessions:
             await self.redis.hdel(key, str(jid.resource))
         await self.redis.srem(f"{self.prefix}node:{self.node}:jids", str(jid))
 
+    def channel(self, node: str) -> str:
+        """The pub/sub channel a node receives its stanzas on."""
+        return f"{self.prefix}to:{node}"
+
+    async def send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
+        """Publish ``stanza`` to ``node``; False when no node listens there (it died): the
+        caller routes it again rather than losing it."""
+        body = marshal.dumps((str(frm), str(to), wire.pack(stanza)))
+        return int(await self.redis.publish(self.channel(node), body)) > 0
+
     async def resources(self, bare: JID) -> dict[str, Row]:
         raw = await self.redis.hgetall(self._sess(str(bare)))
         return {_text(k): _parse(v) for k, v in raw.items()}
@@ -194,6 +207,7 @@ class RedisNode:
         self._written: dict[Any, tuple[int, bool]] = {}
         self._queue: asyncio.Queue[tuple[str, JID, int, bool] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._pubsub: PubSub | None = None
 
     @property
     def name(self) -> str:
@@ -212,8 +226,12 @@ class RedisNode:
         sessions.observer = self
         # After mod_presence (80), which sets priority and presence.
         self.server.hooks.add(H.USER_SEND_PACKET, self._client_sent, 95)
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.store.channel(self.name))
+        self.server.router.elsewhere = self
         self._tasks = [asyncio.create_task(self._writer(), name="redis-sm-writer"),
-                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat")]
+                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat"),
+                       asyncio.create_task(self._receiver(), name="redis-sm-receiver")]
         log.info("cluster_joined node=%s", self.name)
 
     async def stop(self) -> None:
@@ -221,13 +239,20 @@ class RedisNode:
         self.server.hooks.remove(H.USER_SEND_PACKET, self._client_sent)
         if self.server.sessions.observer is self:
             self.server.sessions.observer = None
+        if self.server.router.elsewhere is self:
+            self.server.router.elsewhere = None
         self._queue.put_nowait(None)
-        writer, beater = self._tasks
+        writer, beater, receiver = self._tasks
         beater.cancel()
+        receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(writer, 5)
-        with contextlib.suppress(asyncio.CancelledError):
-            await beater
+        for task in (beater, receiver):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
         try:
             await self.store.leave()
         finally:
@@ -260,6 +285,64 @@ class RedisNode:
         if self._written.get(session) != state:
             self._written[session] = state
             self._queue.put_nowait(("put", session.jid, state[0], state[1]))
+
+    # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
+    def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        self.server.spawn(self._to_full(frm, to, stanza))
+
+    def to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+        self.server.spawn(self._to_bare(frm, to, stanza))
+
+    async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            row = (await self.store.resources(to.bare)).get(str(to.resource))
+            if row is not None and row.node != self.name \
+                    and await self.store.send(row.node, frm, to, stanza):
+                return
+        except Exception:
+            log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
+        # No session anywhere, or its node died (nobody listens on its channel): RFC 6121
+        # §8.5.3.2 here (to the bare JID: another resource, offline storage or an error).
+        self.server.router.route_here(frm, to, stanza)
+
+    async def _to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+        """RFC 6121 §8.5.2.1.1 for a bare JID without a local target: every available
+        resource with a non-negative priority on the other nodes."""
+        delivered = False
+        try:
+            rows = await self.store.resources(to.bare)
+            for resource, row in rows.items():
+                if row.node != self.name and row.available and row.priority >= 0:
+                    full = JID(to.local, to.domain, resource)
+                    delivered |= await self.store.send(row.node, frm, full, stanza)
+        except Exception:
+            log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
+        if not delivered:
+            self.server.router.route_here(frm, to, stanza)
+
+    async def _receiver(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._received(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("redis_sm_receive_failed node=%s", self.name, exc_info=True)
+                await asyncio.sleep(0.5)
+
+    def _received(self, data: bytes) -> None:
+        frm_text, to_text, packed = marshal.loads(data)
+        to, stanza = JID.parse(to_text), wire.unpack(packed)
+        session = self.server.sessions.local(to)
+        if session is not None:
+            session.deliver(stanza)
+        else:
+            # The session left while the stanza travelled: §8 here, never forwarded again.
+            self.server.router.route_here(JID.parse(frm_text), to, stanza)
 
     # -- tasks ---------------------------------------------------------------------------
     async def _writer(self) -> None:

@@ -9,7 +9,7 @@ wait for them and nothing accepted is lost.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
 from suricate.jid import JID
@@ -26,13 +26,35 @@ log = logging.getLogger("suricate.router")
 _TO_BARE_ON_NO_RESOURCE = frozenset({"normal", "chat"})
 
 
+class Elsewhere(Protocol):
+    """Sessions of other nodes (``sm_backend = "redis"``, suricate.cluster.redis_sm).
+
+    Asked only when this node has no session for the destination, so the local case pays
+    nothing. Each call takes the stanza over: it delivers it on another node or hands it back
+    with ``Router.route_here`` (RFC 6121 §8 as if the user had no session anywhere)."""
+
+    def to_full(self, frm: JID, to: JID, stanza: Element) -> None: ...
+
+    def to_bare(self, frm: JID, to: JID, stanza: Element) -> None: ...
+
+
 class Router:
-    __slots__ = ("server", "sessions", "hooks")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
+        self.elsewhere: Elsewhere | None = None
+
+    def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
+        that came from another node, or found no session there, never travels again."""
+        elsewhere, self.elsewhere = self.elsewhere, None
+        try:
+            self.route(frm, to, stanza)
+        finally:
+            self.elsewhere = elsewhere
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -90,6 +112,8 @@ class Router:
                     self._to_bare(frm, to.bare, stanza)
                 else:
                     session.deliver(stanza)
+            elif self.elsewhere is not None:
+                self.elsewhere.to_full(frm, to, stanza)
             else:
                 self._to_full_unavailable(frm, to, stanza)
         else:
@@ -137,6 +161,9 @@ class Router:
         if targets:
             for session in targets:
                 session.deliver(stanza if len(targets) == 1 else stanza.copy())
+            return
+        if self.elsewhere is not None:
+            self.elsewhere.to_bare(frm, to, stanza)
             return
         if stype == "headline":
             return  # §8.5.2.1.1: headlines to no resource are ignored

@@ -2,11 +2,13 @@
 real Redis (127.0.0.1:6379, a database of their own per test run) and one SQLite file; real
 slixmpp clients. What is proven: the session table and the node membership in Redis, a
 SIGKILLed node's sessions removed by exactly one survivor, a node rejoining, a clean stop
-leaving nothing behind. Routing between nodes is not built yet (docs/cluster.md)."""
+leaving nothing behind, chat across nodes (Redis pub/sub, one hop) and messages to a killed
+node's user stored offline and delivered when the user comes back on another node."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -198,22 +200,47 @@ async def _scenario(tmp: Path, db: int, nodes: list[Node]) -> None:
     bob.send_presence(ppriority=-1)
     await eventually(lambda: _rows(db, "alice@localhost") == {"phone": [a.name, "5", "1"]})
     await eventually(lambda: _rows(db, "bob@localhost") == {"desk": [c.name, "-1", "1"]})
-    # A session that leaves cleanly leaves no row.
-    await disconnect(alice)
-    await eventually(lambda: _rows(db, "alice@localhost") == {})
 
-    # SIGKILL: no goodbye. A survivor reaps bob's row within a few heartbeats, exactly once.
+    # Chat across nodes, one hop: to a full JID, and to a bare JID (bob's priority is -1:
+    # RFC 6121 §8.5.2.1.1 skips him for a bare-JID message; 5 for alice: she gets hers).
+    alice.send_message(mto="bob@localhost/desk", mbody="hi bob", mtype="chat")
+    got = await bob.next_message()
+    assert (got["body"], str(got["from"])) == ("hi bob", "alice@localhost/phone")
+    bob.send_message(mto="alice@localhost", mbody="hi alice", mtype="chat")
+    got = await alice.next_message()
+    assert (got["body"], str(got["from"])) == ("hi alice", "bob@localhost/desk")
+
+    # A session that leaves cleanly leaves no row.
+    carol = await connect(b, "carol@localhost/x", "pw")  # type: ignore[arg-type]
+    carol.send_presence()
+    await eventually(lambda: _rows(db, "carol@localhost") == {"x": [b.name, "0", "1"]})
+    await disconnect(carol)
+    await eventually(lambda: _rows(db, "carol@localhost") == {})
+
+    # SIGKILL: no goodbye. A message sent at once (bob's row still names the dead node,
+    # nobody listens on its channel) is stored offline, not lost.
     c.proc.send_signal(signal.SIGKILL)
     c.proc.wait(10)
     t0 = time.monotonic()
+    alice.send_message(mto="bob@localhost/desk", mbody="while dying", mtype="chat")
+    # A survivor reaps bob's row within a few heartbeats, exactly once.
     await eventually(lambda: _rows(db, "bob@localhost") == {}, timeout=10)
     assert time.monotonic() - t0 < 6
     assert c.name not in r.hkeys("suricate:nodes")
+    alice.send_message(mto="bob@localhost/desk", mbody="after reaping", mtype="chat")
     await asyncio.sleep(1.5)  # a second survivor's later beats must find nothing to do
     reapers = [n for n in (a, b) if f"cluster_node_reaped node={c.name} sessions=1"
                in n.log.read_text()]
     assert len(reapers) == 1, [n.log.read_text() for n in (a, b)]
-    await disconnect(bob)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(bob.disconnect(), 1)
+
+    # Bob comes back on another node: both messages wait for him there.
+    bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+    bob.send_presence()
+    bodies = {(await bob.next_message())["body"] for _ in range(2)}
+    assert bodies == {"while dying", "after reaping"}
+    await disconnect(bob, alice)
 
     # The node comes back (as a new member) and serves again.
     again = start_node(tmp, db, "n2-again")
