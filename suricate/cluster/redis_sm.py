@@ -119,12 +119,17 @@ class RedisSessions:
         await self.redis.delete(f"{self.prefix}alive:{self.node}")
         await self.reap(self.node)
 
-    async def put(self, jid: JID, priority: int, available: bool) -> None:
+    async def put(self, jid: JID, priority: int, available: bool) -> Row | None:
+        """Write our row for ``jid``; the row it replaced, if any (one transaction, so two
+        nodes binding the same full JID at once each see the other's row or none)."""
         row = f"{self.node}\t{priority}\t{1 if available else 0}"
+        key = self._sess(str(jid.bare))
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._sess(str(jid.bare)), str(jid.resource), row)
+            pipe.hget(key, str(jid.resource))
+            pipe.hset(key, str(jid.resource), row)
             pipe.sadd(f"{self.prefix}node:{self.node}:jids", str(jid))
-            await pipe.execute()
+            old, _, _ = await pipe.execute()
+        return _parse(old) if old is not None else None
 
     async def remove(self, jid: JID) -> None:
         key = self._sess(str(jid.bare))
@@ -141,7 +146,12 @@ class RedisSessions:
     async def send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
         """Publish ``stanza`` to ``node``; False when no node listens there (it died): the
         caller routes it again rather than losing it."""
-        body = marshal.dumps((str(frm), str(to), wire.pack(stanza)))
+        body = marshal.dumps((wire.STANZA, str(frm), str(to), wire.pack(stanza)))
+        return int(await self.redis.publish(self.channel(node), body)) > 0
+
+    async def replace(self, node: str, jid: JID) -> bool:
+        """Tell ``node`` that a session of ours took ``jid`` (RFC 6120 §7.7.2.2)."""
+        body = marshal.dumps((wire.REPLACE, str(jid)))
         return int(await self.redis.publish(self.channel(node), body)) > 0
 
     async def resources(self, bare: JID) -> dict[str, Row]:
@@ -290,8 +300,8 @@ class RedisNode:
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         self.server.spawn(self._to_full(frm, to, stanza))
 
-    def to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
-        self.server.spawn(self._to_bare(frm, to, stanza))
+    def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
+        self.server.spawn(self._to_bare(frm, to, stanza, also))
 
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         try:
@@ -305,19 +315,20 @@ class RedisNode:
         # §8.5.3.2 here (to the bare JID: another resource, offline storage or an error).
         self.server.router.route_here(frm, to, stanza)
 
-    async def _to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
-        """RFC 6121 §8.5.2.1.1 for a bare JID without a local target: every available
-        resource with a non-negative priority on the other nodes."""
+    async def _to_bare(self, frm: JID, to: JID, stanza: Element, also: bool) -> None:
+        """RFC 6121 §8.5.2.1.1 / §8.5.2.1.2 on the other nodes: every available resource
+        (with a non-negative priority for a message)."""
         delivered = False
+        min_priority = 0 if stanza.name == "message" else -128
         try:
             rows = await self.store.resources(to.bare)
             for resource, row in rows.items():
-                if row.node != self.name and row.available and row.priority >= 0:
+                if row.node != self.name and row.available and row.priority >= min_priority:
                     full = JID(to.local, to.domain, resource)
                     delivered |= await self.store.send(row.node, frm, full, stanza)
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
-        if not delivered:
+        if not delivered and not also:
             self.server.router.route_here(frm, to, stanza)
 
     async def _receiver(self) -> None:
@@ -335,7 +346,14 @@ class RedisNode:
                 await asyncio.sleep(0.5)
 
     def _received(self, data: bytes) -> None:
-        frm_text, to_text, packed = marshal.loads(data)
+        item = marshal.loads(data)
+        if item[0] == wire.REPLACE:
+            old = self.server.sessions.local(JID.parse(item[1]))
+            if old is not None:
+                self.server.sessions.unregister(old)
+                old.replaced()
+            return
+        _, frm_text, to_text, packed = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         session = self.server.sessions.local(to)
         if session is not None:
@@ -362,7 +380,11 @@ class RedisNode:
         for attempt in range(10):
             try:
                 if op == "put":
-                    await self.store.put(jid, priority, available)
+                    old = await self.store.put(jid, priority, available)
+                    if old is not None and old.node != self.name:
+                        # The same full JID was bound on another node: the older session
+                        # ends with a conflict stream error there (RFC 6120 §7.7.2.2).
+                        await self.store.replace(old.node, jid)
                 else:
                     await self.store.remove(jid)
                 return

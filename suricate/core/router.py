@@ -35,7 +35,10 @@ class Elsewhere(Protocol):
 
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None: ...
 
-    def to_bare(self, frm: JID, to: JID, stanza: Element) -> None: ...
+    def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
+        """To the available resources of ``to`` on other nodes (non-negative priority for
+        a message, RFC 6121 §8.5.2.1.1; any for presence). ``also``: local resources got it
+        too, so nothing is handed back when no other node has one."""
 
 
 class Router:
@@ -159,6 +162,8 @@ class Router:
             return
         targets = [s for s in self._available(to) if s.priority >= 0]
         if targets:
+            if self.elsewhere is not None:
+                self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
             for session in targets:
                 session.deliver(stanza if len(targets) == 1 else stanza.copy())
             return
@@ -212,6 +217,8 @@ class Router:
         if stype in (None, "unavailable"):
             for session in self._available(to):
                 session.deliver(stanza.copy())
+            if self.elsewhere is not None:
+                self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
 
     def _to_server(self, frm: JID, to: JID, stanza: Element) -> None:
         kind = stanza.name

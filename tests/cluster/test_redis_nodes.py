@@ -210,6 +210,19 @@ async def _scenario(tmp: Path, db: int, nodes: list[Node]) -> None:
     got = await alice.next_message()
     assert (got["body"], str(got["from"])) == ("hi alice", "bob@localhost/desk")
 
+    # The same full JID bound on another node: the older session ends with <conflict/>
+    # (RFC 6120 §7.7.2.2) and the row names the new node.
+    old_alice = alice
+    closed = asyncio.get_running_loop().create_future()
+    old_alice.add_event_handler("stream_error", lambda err: closed.done() or closed.set_result(
+        err["condition"]))
+    alice = await connect(b, "alice@localhost/phone", "pw")  # type: ignore[arg-type]
+    assert await asyncio.wait_for(closed, 5) == "conflict"
+    alice.send_presence(ppriority=5)
+    await eventually(lambda: _rows(db, "alice@localhost") == {"phone": [b.name, "5", "1"]})
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(old_alice.disconnect(), 1)
+
     # A session that leaves cleanly leaves no row.
     carol = await connect(b, "carol@localhost/x", "pw")  # type: ignore[arg-type]
     carol.send_presence()
@@ -236,7 +249,7 @@ async def _scenario(tmp: Path, db: int, nodes: list[Node]) -> None:
         await asyncio.wait_for(bob.disconnect(), 1)
 
     # Bob comes back on another node: both messages wait for him there.
-    bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+    bob = await connect(a, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
     bob.send_presence()
     bodies = {(await bob.next_message())["body"] for _ in range(2)}
     assert bodies == {"while dying", "after reaping"}
