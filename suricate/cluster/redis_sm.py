@@ -322,6 +322,11 @@ class RedisNode:
         min_priority = 0 if stanza.name == "message" else -128
         try:
             rows = await self.store.resources(to.bare)
+            if stanza.attrs.get("type") == "probe":
+                # Answered by each node holding available resources, from their presence.
+                for node in {r.node for r in rows.values() if r.available} - {self.name}:
+                    await self.store.send(node, frm, to.bare, stanza)
+                return
             for resource, row in rows.items():
                 if row.node != self.name and row.available and row.priority >= min_priority:
                     full = JID(to.local, to.domain, resource)
@@ -355,6 +360,10 @@ class RedisNode:
             return
         _, frm_text, to_text, packed = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
+        if to.resource is None:
+            # A probe for the user's local resources (_to_bare): answered here.
+            self.server.router.route_here(JID.parse(frm_text), to, stanza)
+            return
         session = self.server.sessions.local(to)
         if session is not None:
             session.deliver(stanza)

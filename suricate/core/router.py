@@ -144,7 +144,9 @@ class Router:
         if kind == "message":
             self._message_to_bare(frm, to, stanza)
         elif kind == "presence":
-            self.server.spawn(self._presence_to_bare(frm, to, stanza))
+            # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
+            # another node never travels again (no probe ping-pong between nodes).
+            self.server.spawn(self._presence_to_bare(frm, to, stanza, self.elsewhere))
         elif kind == "iq":
             self.server.iq.dispatch(frm, to, stanza, scope="sm")
 
@@ -209,16 +211,19 @@ class Router:
             self.server.instrument.sm_message_bounced(to.domain)
             self.bounce(stanza, StanzaError("service-unavailable"))
 
-    async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+    async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element,
+                                elsewhere: Elsewhere | None = None) -> None:
+        stype = stanza.attrs.get("type")
+        if elsewhere is not None and stype in (None, "unavailable", "probe"):
+            # The user's resources on other nodes (RFC 6121 §8.5.2.1.2), and a probe for the
+            # nodes that know their presence (§4.3.2), whatever a module does here.
+            elsewhere.to_bare(frm, to, stanza.copy(), also=True)
         handled = await self.hooks.fold_async(H.PRESENCE_TO_USER, False, frm, to, stanza)
         if handled:
             return
-        stype = stanza.attrs.get("type")
         if stype in (None, "unavailable"):
             for session in self._available(to):
                 session.deliver(stanza.copy())
-            if self.elsewhere is not None:
-                self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
 
     def _to_server(self, frm: JID, to: JID, stanza: Element) -> None:
         kind = stanza.name

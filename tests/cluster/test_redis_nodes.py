@@ -263,3 +263,56 @@ async def _scenario(tmp: Path, db: int, nodes: list[Node]) -> None:
     bob.send_presence()
     await eventually(lambda: _rows(db, "bob@localhost") == {"desk": [again.name, "0", "1"]})
     await disconnect(bob)
+
+
+def _befriend(tmp: Path, db: int, user: str, contact: str) -> None:
+    """A mutual subscription written in the shared database before the nodes start."""
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+    from suricate.modules.mod_roster.store import RosterItem
+
+    async def run() -> None:
+        server = Server(parse_config(_toml(tmp, free_port(), free_port(), db), tmp), tmp,
+                        MODULES)
+        await server.storage.open()
+        await server.open_module_stores()
+        store: Any = server.module_stores["mod_roster"]
+        for a, b in ((user, contact), (contact, user)):
+            await store.put_roster_item("localhost", a,
+                                        RosterItem(f"{b}@localhost", subscription="both"))
+        await server.storage.close()
+    asyncio.run(run())
+
+
+def test_presence_broadcast_reaches_contacts_on_other_nodes(shared: tuple[Path, int]) -> None:
+    tmp, db = shared
+    _befriend(tmp, db, "erin", "frank")
+    nodes = [start_node(tmp, db, f"p{i}") for i in range(2)]
+
+    async def run() -> None:
+        erin = await connect(nodes[0], "erin@localhost/e", "pw")  # type: ignore[arg-type]
+        frank = await connect(nodes[1], "frank@localhost/f", "pw")  # type: ignore[arg-type]
+        for client in (erin, frank):
+            await client.get_roster()
+        frank.send_presence()
+        await eventually(lambda: _rows(db, "frank@localhost") == {"f": [nodes[1].name, "0",
+                                                                          "1"]})
+        erin.send_presence()
+        # Her initial presence probes frank's node, which answers (RFC 6121 §4.3.2).
+        pres = await erin.next_presence()
+        while str(pres["from"]) != "frank@localhost/f":
+            pres = await erin.next_presence()
+        assert pres["type"] == "available"
+        await eventually(lambda: len(_rows(db, "erin@localhost")) == 1)
+        frank.send_presence(pstatus="on node 1", pshow="dnd")
+        pres = await erin.next_presence()
+        while str(pres["from"]) != "frank@localhost/f" or pres["status"] != "on node 1":
+            pres = await erin.next_presence()
+        assert pres["show"] == "dnd"
+        await disconnect(erin, frank)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for node in nodes:
+            stop_node(node)
