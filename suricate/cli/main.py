@@ -110,7 +110,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except Exception as exc:
                 raise CliError(f"cannot start: Redis (outgoing_pools.redis.default): {exc}") \
                     from None
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:
+            if node is not None:
+                await node.stop()  # leave the cluster now rather than be reaped later
+            raise
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])
         print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
