@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.cluster import wire
 from suricate.core import hooks as H
+from suricate.core.sessions import SessionTable
 from suricate.jid import JID
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ class RedisNode:
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.store.channel(self.name))
         self.server.router.elsewhere = self
+        sessions.count_elsewhere = self.count_elsewhere
         self._tasks = [asyncio.create_task(self._writer(), name="redis-sm-writer"),
                        asyncio.create_task(self._beater(), name="redis-sm-heartbeat"),
                        asyncio.create_task(self._receiver(), name="redis-sm-receiver")]
@@ -251,6 +253,7 @@ class RedisNode:
             self.server.sessions.observer = None
         if self.server.router.elsewhere is self:
             self.server.router.elsewhere = None
+        self.server.sessions.count_elsewhere = SessionTable().count_elsewhere
         self._queue.put_nowait(None)
         writer, beater, receiver = self._tasks
         beater.cancel()
@@ -295,6 +298,17 @@ class RedisNode:
         if self._written.get(session) != state:
             self._written[session] = state
             self._queue.put_nowait(("put", session.jid, state[0], state[1]))
+
+    async def count_elsewhere(self, full: JID) -> int:
+        """The account's sessions on other nodes, but ``full`` (which binding replaces)."""
+        try:
+            rows = await self.store.resources(full.bare)
+        except Exception:
+            # Redis away: count what this node knows rather than refuse every login.
+            log.warning("redis_sm_lookup_failed to=%s", full, exc_info=True)
+            return 0
+        return sum(1 for resource, row in rows.items()
+                   if row.node != self.name and resource != full.resource)
 
     # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:

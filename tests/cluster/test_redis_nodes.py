@@ -8,6 +8,7 @@ node's user stored offline and delivered when the user comes back on another nod
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -24,8 +25,9 @@ import pytest
 
 from suricate.config import ConfigError, parse_config
 from suricate.jid import JID
-from tests.cluster.test_workers import _register
+from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
+from tests.e2e.tls_client import TestClient
 
 redis = pytest.importorskip("redis")
 
@@ -86,7 +88,7 @@ host = "127.0.0.1"
 port = 6379
 database = {db}
 """
-    toml = server_toml(tmp, c2s, tls, extra=pool)
+    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT)
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
@@ -284,7 +286,26 @@ def _befriend(tmp: Path, db: int, user: str, contact: str) -> None:
     asyncio.run(run())
 
 
+def _third_session(port: int, user: str) -> str:
+    """Bind a third resource of ``user`` by hand: the bind answer."""
+    client = TestClient(port)
+    try:
+        client.open_stream()
+        client.starttls()
+        token = base64.b64encode(f"\0{user}\0pw".encode()).decode()
+        client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                    f"{token}</auth>")
+        client.expect(r"<success")
+        client.open_stream()
+        client.send("<iq type='set' id='b3'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                    "<resource>three</resource></bind></iq>")
+        return client.expect(r"<iq[^>]*type=\"(?:error|result)\".*?</iq>").group(0)
+    finally:
+        client.close()
+
+
 def test_presence_broadcast_reaches_contacts_on_other_nodes(shared: tuple[Path, int]) -> None:
+    """Also: max_user_sessions = 2 counts the sessions of every node."""
     tmp, db = shared
     _befriend(tmp, db, "erin", "frank")
     nodes = [start_node(tmp, db, f"p{i}") for i in range(2)]
@@ -310,6 +331,18 @@ def test_presence_broadcast_reaches_contacts_on_other_nodes(shared: tuple[Path, 
             pres = await erin.next_presence()
         assert pres["show"] == "dnd"
         await disconnect(erin, frank)
+
+        one = await connect(nodes[0], "dave@localhost/one", "pw")  # type: ignore[arg-type]
+        two = await connect(nodes[1], "dave@localhost/two", "pw")  # type: ignore[arg-type]
+        await eventually(lambda: len(_rows(db, "dave@localhost")) == 2)
+        for node in nodes:
+            answer = await asyncio.to_thread(_third_session, node.c2s_port, "dave")
+            assert "resource-constraint" in answer, answer
+        await disconnect(two)
+        await eventually(lambda: len(_rows(db, "dave@localhost")) == 1)
+        answer = await asyncio.to_thread(_third_session, nodes[0].c2s_port, "dave")
+        assert 'type="result"' in answer, answer
+        await disconnect(one)
 
     try:
         asyncio.run(run())
