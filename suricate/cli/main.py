@@ -86,6 +86,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("suricate.config").warning("%s", warning)
     if args.workers < 1:
         raise CliError("--workers: at least 1", 2)
+    redis_sm = cfg["general"]["sm_backend"] == "redis"
+    if args.workers > 1 and redis_sm:
+        # Two cluster designs in one process would disagree about who owns a session.
+        raise CliError('--workers with sm_backend = "redis": not available yet; run one '
+                       "node per process (see docs/cluster.md)", 2)
     if args.workers > 1:
         from suricate.cluster.supervisor import StartFailed, serve_workers
 
@@ -99,7 +104,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES, sni_certs=sni, http_handlers=HTTP_HANDLERS)
-        await server.start()
+        node = None
+        if redis_sm:
+            from suricate.cluster.redis_sm import RedisNode
+            node = RedisNode(server)
+            try:
+                await node.start()
+            except Exception as exc:
+                raise CliError(f"cannot start: Redis (outgoing_pools.redis.default): {exc}") \
+                    from None
+        try:
+            await server.start()
+        except BaseException:
+            if node is not None:
+                await node.stop()  # leave the cluster now rather than be reaped later
+            raise
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])
         print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
@@ -111,6 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await stop.wait()  # a signal, or the admin API's server stop
         print("suricate: shutting down", flush=True)
         await server.stop()
+        if node is not None:
+            await node.stop()
 
     try:
         asyncio.run(run())

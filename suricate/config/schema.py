@@ -631,6 +631,13 @@ _GENERAL = Section(
             "How long a new session waits for the session it replaces to close.",
             inert=True,
         ),
+        "sm_backend": Option(
+            OneOf(["mnesia", "redis"], unavailable=["cets"]),
+            "mnesia",
+            'Where the session table lives: "mnesia" is the embedded, in-process table; '
+            '"redis" also records every session and the node membership in Redis '
+            "(`outgoing_pools.redis.default`); see docs/cluster.md.",
+        ),
     },
     doc="Basic settings.",
     post=_general_post,
@@ -638,7 +645,6 @@ _GENERAL = Section(
         key: NOT_AVAILABLE
         for key in (
             "rdbms_server_type",
-            "sm_backend",
             "s2s_backend",
             "component_backend",
             "route_subdomains",
@@ -1122,6 +1128,28 @@ _RABBIT_POOL = Section(
     "backend through the tag `event_pusher`).",
 )
 
+_REDIS_POOL = Section(
+    {
+        **_pool_common(10),
+        "connection": Option(
+            Section(
+                {
+                    "host": Option(Str(), "127.0.0.1", "Redis server."),
+                    "port": Option(Int(min=1, max=65535), 6379, "Redis port."),
+                    "database": Option(Int(min=0), 0, "Redis logical database number."),
+                    "password": Option(Str(nonempty=False), "", "Password (AUTH); empty: none."),
+                },
+                unavailable={"tls": "TLS to Redis is " + NOT_AVAILABLE},
+            ),
+            DEFAULTS,
+            "How to connect.",
+        ),
+    },
+    doc='A Redis connection pool; the `default` tag holds the session table when '
+    '`general.sm_backend = "redis"`.',
+)
+
+
 _OUTGOING_POOLS = Section(
     {
         "rdbms": Option(
@@ -1132,11 +1160,14 @@ _OUTGOING_POOLS = Section(
         "http": Option(MapOf(_HTTP_POOL, key_doc="TAG"), {}, "HTTP client pools by tag."),
         "rabbit": Option(MapOf(_RABBIT_POOL, key_doc="TAG"), {},
                          "RabbitMQ pools by tag; `mod_event_pusher` uses `event_pusher`."),
+        "redis": Option(MapOf(_REDIS_POOL, key_doc="TAG"), {},
+                        'Redis pools by tag; `default` holds the session table with '
+                        '`sm_backend = "redis"`.'),
     },
     doc="Connection pools to external services.",
     unavailable={
         kind: f"{kind} pools are {NOT_AVAILABLE}"
-        for kind in ("redis", "cassandra", "elastic", "ldap")
+        for kind in ("cassandra", "elastic", "ldap")
     },
     unknown_message="unknown pool type",
 )
@@ -1280,6 +1311,13 @@ _INSTRUMENTATION = Section(
     unavailable={"exometer": "the exometer handler is " + NOT_AVAILABLE},
 )
 
+def _root_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    general, pools = out.get("general") or {}, out.get("outgoing_pools") or {}
+    if general.get("sm_backend") == "redis" and "default" not in pools.get("redis", {}):
+        ctx.error(join(join(path, "general"), "sm_backend"),
+                  '"redis" needs a pool [outgoing_pools.redis.default]')
+
+
 ROOT = Section(
     {
         "general": Option(_GENERAL, doc=_GENERAL.doc),
@@ -1295,6 +1333,7 @@ ROOT = Section(
         "instrumentation": Option(_INSTRUMENTATION, OMIT, _INSTRUMENTATION.doc),
     },
     doc="The whole file.",
+    post=_root_post,
     unavailable={
         "host_config": NOT_AVAILABLE,
         "services": NOT_AVAILABLE,

@@ -9,7 +9,7 @@ wait for them and nothing accepted is lost.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
 from suricate.jid import JID
@@ -26,13 +26,38 @@ log = logging.getLogger("suricate.router")
 _TO_BARE_ON_NO_RESOURCE = frozenset({"normal", "chat"})
 
 
+class Elsewhere(Protocol):
+    """Sessions of other nodes (``sm_backend = "redis"``, suricate.cluster.redis_sm).
+
+    Asked only when this node has no session for the destination, so the local case pays
+    nothing. Each call takes the stanza over: it delivers it on another node or hands it back
+    with ``Router.route_here`` (RFC 6121 §8 as if the user had no session anywhere)."""
+
+    def to_full(self, frm: JID, to: JID, stanza: Element) -> None: ...
+
+    def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
+        """To the available resources of ``to`` on other nodes (non-negative priority for
+        a message, RFC 6121 §8.5.2.1.1; any for presence). ``also``: local resources got it
+        too, so nothing is handed back when no other node has one."""
+
+
 class Router:
-    __slots__ = ("server", "sessions", "hooks")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
+        self.elsewhere: Elsewhere | None = None
+
+    def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
+        that came from another node, or found no session there, never travels again."""
+        elsewhere, self.elsewhere = self.elsewhere, None
+        try:
+            self.route(frm, to, stanza)
+        finally:
+            self.elsewhere = elsewhere
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -95,6 +120,8 @@ class Router:
                         session.deliver(filtered)
                 else:
                     session.deliver(stanza)
+            elif self.elsewhere is not None:
+                self.elsewhere.to_full(frm, to, stanza)
             else:
                 self._to_full_unavailable(frm, to, stanza)
         else:
@@ -122,7 +149,9 @@ class Router:
         if kind == "message":
             self._message_to_bare(frm, to, stanza)
         elif kind == "presence":
-            self.server.spawn(self._presence_to_bare(frm, to, stanza))
+            # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
+            # another node never travels again (no probe ping-pong between nodes).
+            self.server.spawn(self._presence_to_bare(frm, to, stanza, self.elsewhere))
         elif kind == "iq":
             self.server.iq.dispatch(frm, to, stanza, scope="sm")
 
@@ -145,8 +174,13 @@ class Router:
                 if filtered is None:
                     return
                 stanza = filtered
+            if self.elsewhere is not None:
+                self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
             for session in targets:
                 session.deliver(stanza if len(targets) == 1 else stanza.copy())
+            return
+        if self.elsewhere is not None:
+            self.elsewhere.to_bare(frm, to, stanza)
             return
         if stype == "headline":
             return  # §8.5.2.1.1: headlines to no resource are ignored
@@ -187,11 +221,16 @@ class Router:
             self.server.instrument.sm_message_bounced(to.domain)
             self.bounce(stanza, StanzaError("service-unavailable"))
 
-    async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
+    async def _presence_to_bare(self, frm: JID, to: JID, stanza: Element,
+                                elsewhere: Elsewhere | None = None) -> None:
+        stype = stanza.attrs.get("type")
+        if elsewhere is not None and stype in (None, "unavailable", "probe"):
+            # The user's resources on other nodes (RFC 6121 §8.5.2.1.2), and a probe for the
+            # nodes that know their presence (§4.3.2), whatever a module does here.
+            elsewhere.to_bare(frm, to, stanza.copy(), also=True)
         handled = await self.hooks.fold_async(H.PRESENCE_TO_USER, False, frm, to, stanza)
         if handled:
             return
-        stype = stanza.attrs.get("type")
         if stype in (None, "unavailable"):
             for session in self._available(to):
                 session.deliver(stanza.copy())

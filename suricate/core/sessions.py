@@ -10,7 +10,7 @@ sessions shadow remote ones of the same full JID; iterating and ``len`` see loca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -41,8 +41,12 @@ class TableObserver(Protocol):
     def unregistered(self, session: Session) -> None: ...
 
 
+async def _none_elsewhere(full: JID) -> int:
+    return 0
+
+
 class SessionTable:
-    __slots__ = ("_by_bare", "_remote", "observer")
+    __slots__ = ("_by_bare", "_remote", "observer", "count_elsewhere")
 
     def __init__(self) -> None:
         # bare JID -> resource -> session
@@ -50,6 +54,9 @@ class SessionTable:
         # the same for sessions of other worker processes (empty with one worker)
         self._remote: dict[JID, dict[str, Session]] = {}
         self.observer: TableObserver | None = None
+        # How many sessions of the account of a full JID being bound live on other nodes,
+        # other than that full JID (max_user_sessions across nodes; sm_backend = "redis").
+        self.count_elsewhere: Callable[[JID], Awaitable[int]] = _none_elsewhere
 
     def register(self, session: Session) -> Session | None:
         """Add ``session``; return the session it replaces (RFC 6120 §7.7.2.2), if any,

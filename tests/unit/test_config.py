@@ -107,6 +107,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "registration_timeout": 600,
         "hide_service_name": False,
         "replaced_wait_timeout": 2000,
+        "sm_backend": "mnesia",
     }
     assert cfg["listen"] == {"c2s": [], "s2s": [], "component": [], "http": []}
     assert cfg["modules"] == {}
@@ -127,7 +128,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
     assert cfg["auth"]["sasl_mechanisms"][-2:] == ["plain", "anonymous"]
     assert cfg["s2s"]["outgoing"]["port"] == 5269
     assert cfg["s2s"]["outgoing"]["dns"] == {"timeout": 10, "retries": 2}
-    assert cfg["outgoing_pools"] == {"rdbms": {}, "http": {}, "rabbit": {}}
+    assert cfg["outgoing_pools"] == {"rdbms": {}, "http": {}, "rabbit": {}, "redis": {}}
 
 
 def test_c2s_listener_has_every_option() -> None:
@@ -306,8 +307,12 @@ REFUSED: list[tuple[str, str]] = [
     ("[general]\nhostz = 1", "general.hostz: unknown option"),
     ("[general]\nmax_fsm_queue = 1000", "general.max_fsm_queue: unknown option"),
     (
-        '[general]\nsm_backend = "mnesia"',
-        "general.sm_backend: not available in this version of Suricate",
+        '[general]\nsm_backend = "cets"',
+        "general.sm_backend: 'cets' is not available in this version of Suricate",
+    ),
+    (
+        '[general]\nsm_backend = "redis"',
+        'general.sm_backend: "redis" needs a pool [outgoing_pools.redis.default]',
     ),
     (
         '[general]\nloglevel = "verbose"',
@@ -910,8 +915,8 @@ def test_pool_refused(text: str, expected: str) -> None:
 
 def test_other_pool_types_are_unavailable() -> None:
     refused(
-        "[outgoing_pools.redis.default]\nworkers = 1\n",
-        "outgoing_pools.redis: redis pools are not available in this version of Suricate",
+        "[outgoing_pools.cassandra.default]\nworkers = 1\n",
+        "outgoing_pools.cassandra: cassandra pools are not available in this version of Suricate",
     )
 
 

@@ -49,7 +49,7 @@ class Negotiation(Delivery):
     early_data_auth: bool
 
     # -- provided by the session layer ------------------------------------------------------
-    def _open_session(self, full: JID) -> StanzaError | None:
+    def _open_session(self, full: JID, elsewhere: int = 0) -> StanzaError | None:
         raise NotImplementedError
 
     # -- what the negotiator knows, as modules read it -------------------------------------
@@ -364,7 +364,7 @@ class Negotiation(Delivery):
         if isinstance(full, StanzaError):
             self.send(error_reply(iq, full))
             return
-        error = self._open_session(full)
+        error = self._open_session(full, await self.server.sessions.count_elsewhere(full))
         if error is not None:
             self.send(error_reply(iq, error))
             return
@@ -377,7 +377,8 @@ class Negotiation(Delivery):
         """XEP-0386 §3: bind inside the SASL2 <authenticate/>. Returns <bound/>, or None when
         the stream ended."""
         assert self.user is not None
-        error = self._open_session(N.bind2_resource(bind, self.user))
+        full = N.bind2_resource(bind, self.user)
+        error = self._open_session(full, await self.server.sessions.count_elsewhere(full))
         if error is not None:
             self.stream_error(StreamError("policy-violation", error.text))
             return None

@@ -46,12 +46,14 @@ class EstablishedSession(Negotiation):
     def available(self) -> bool:
         return self.presence is not None
 
-    def _open_session(self, full: JID) -> StanzaError | None:
-        """Enter the session table as ``full`` (RFC 6120 §7), within max_user_sessions."""
+    def _open_session(self, full: JID, elsewhere: int = 0) -> StanzaError | None:
+        """Enter the session table as ``full`` (RFC 6120 §7), within max_user_sessions;
+        ``elsewhere``: the account's other sessions on other nodes (sm_backend = "redis")."""
         assert self.user is not None
         limit = self.server.max_user_sessions(self.user)
         existing = self.server.sessions.lookup(full)
-        current = self.server.sessions.count_user(self.user) - (1 if existing else 0)
+        current = self.server.sessions.count_user(self.user) - (1 if existing else 0) \
+            + elsewhere
         if limit is not None and current >= limit:
             return StanzaError("resource-constraint", "too many sessions for this account")
         self.jid = full
