@@ -144,6 +144,11 @@ def _account(host: str, user: Element, summary: Summary) -> Account:
             acc.offline.extend(m for m in child.elements() if m.name == "message")
         elif child.name in ("pubsub", "pep") or "pubsub" in child.xmlns:
             summary.skipped["PEP/PubSub data (bookmarks, avatars): PubSub lands later"] += 1
+        elif child.name == "archive":
+            summary.skipped["message archives (MAM): not imported yet"] += 1
+        elif child.name == "presence" and child.get("type") == "subscribe":
+            # Prosody exports pending inbound subscription requests this way.
+            summary.skipped["pending inbound subscription requests: not imported yet"] += 1
         else:
             summary.skipped[f"unknown element <{child.name} xmlns='{child.xmlns}'>"] += 1
     return acc
