@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slixmpp.xmlstream import ET
 
 from suricate.cli import xep0227
 from tests.e2e.harness import connect, disconnect, running_server
@@ -115,7 +116,7 @@ async def test_prosody_export_imported_users_log_in_and_find_their_data(
         assert summary.imported["accounts"] == 2
         assert summary.imported["roster items"] == 2
         alice = await connect(server, f"alice@{HOST}", USERS["alice"], direct_tls=True,
-                              plugins=("xep_0054", "xep_0049"))
+                              plugins=("xep_0054",))
         bob = await connect(server, f"bob@{HOST}", USERS["bob"], direct_tls=True)
         try:
             roster = await alice.get_roster()
@@ -124,14 +125,12 @@ async def test_prosody_export_imported_users_log_in_and_find_their_data(
             assert bob_item["subscription"] == "both"
             assert bob_item["name"] == "Bobby"
             assert bob_item["groups"] == ["Friends"]
-            vcard = await alice["xep_0054"].get_vcard(local=False)
+            vcard = await alice.plugin["xep_0054"].get_vcard(local=False)
             assert vcard["vcard_temp"]["FN"] == "Alice Liddell"
             iq = alice.make_iq_get(queryxmlns="jabber:iq:private")
-            from slixmpp.xmlstream import ET
-            iq["query"] = "jabber:iq:private"
             iq.xml.find("{jabber:iq:private}query").append(
                 ET.Element("{storage:rosternotes}storage"))
-            result = await iq.send()
-            assert "tall" in str(result)
+            result = await iq.send()  # XEP-0049 get of one namespace
+            assert "<note jid=\"bob@localhost\">tall</note>" in str(result)
         finally:
             await disconnect(alice, bob)
