@@ -95,7 +95,8 @@ output {{ type = "xep0227"; }}
         migrator = root / "prosody-migrator"
         migrator.write_text(script.replace("CFG_DATADIR='/var/lib/prosody'",
                                            f"CFG_DATADIR='{out}'"))
-        result = subprocess.run(["lua5.4", str(migrator), f"--config={migrator_cfg}",
+        interpreter = script.splitlines()[0].split()[-1]  # the shebang's Lua ("lua5.4")
+        result = subprocess.run([interpreter, str(migrator), f"--config={migrator_cfg}",
                                  "input", "output"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
         assert sorted(p.name for p in out.glob("*.xml")) == [f"{u}@{HOST}.xml" for u in USERS]
