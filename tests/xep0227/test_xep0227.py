@@ -180,3 +180,15 @@ def test_huge_file_refused(cfg_file: Path, tmp_path: Path,
     assert run_cli("import", "--config", str(cfg_file), "--max-size", "100", str(f)) == 1
     assert "over the 100-byte limit" in capsys.readouterr().out
     assert dump(cfg_file) == {}
+
+
+def test_progress_bar_on_request(cfg_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for n in range(3):
+        (tmp_path / f"u{n}.xml").write_text(
+            f"<server-data xmlns='urn:xmpp:pie:0'><host jid='example.test'>"
+            f"<user name='u{n}' password='p{n}'/></host></server-data>")
+    assert run_cli("import", "--config", str(cfg_file), "--progress", str(tmp_path)) == 0
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err and "imported 3 accounts" in captured.out
+    assert sorted(dump(cfg_file)) == ["u0", "u1", "u2"]
