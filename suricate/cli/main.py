@@ -242,6 +242,34 @@ async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -
     return 0
 
 
+# -- import/export (XEP-0227) ------------------------------------------------------------------
+def cmd_xep0227(args: argparse.Namespace) -> int:
+    cfg, base_dir, _ = load(args)
+    from suricate.cli import xep0227
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+
+    summary = xep0227.Summary()
+
+    async def run() -> None:
+        server = Server(cfg, base_dir, MODULES)
+        await server.storage.open()
+        try:
+            await server.open_module_stores()
+            if args.command == "import":
+                progress = args.progress or sys.stderr.isatty()
+                await xep0227.import_paths(server, [Path(p) for p in args.paths], summary,
+                                           progress, args.max_size)
+            else:
+                await xep0227.export_all(server, Path(args.dir), summary)
+        finally:
+            await server.storage.close()
+
+    asyncio.run(run())
+    summary.report(sys.stdout)
+    return 1 if summary.errors else 0
+
+
 # -- admin API: generated categories and raw GraphQL -----------------------------------------------
 def cmd_admin_operation(args: argparse.Namespace) -> int:
     from suricate.cli.admin import AdminCliError, run_operation
@@ -327,6 +355,23 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     lst.add_argument("domain", nargs="?", metavar="DOMAIN")
     config_args(lst)
     lst.set_defaults(func=cmd_account, action="list")
+    imp = sub.add_parser("import", help="import XEP-0227 files (Prosody, ejabberd)",
+                         description="Import accounts, rosters, vCards, private XML and offline "
+                                     "messages from XEP-0227 documents (files, or folders of "
+                                     "*.xml). A re-run changes nothing.")
+    imp.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    imp.add_argument("--progress", action="store_true",
+                     help="show a progress bar on stderr even when it is not a terminal")
+    imp.add_argument("--max-size", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                     help="refuse files larger than this (default: 64 MiB)")
+    config_args(imp)
+    imp.set_defaults(func=cmd_xep0227)
+    exp = sub.add_parser("export", help="export every account as XEP-0227 files",
+                         description="Write one XEP-0227 document per account (user@host.xml) "
+                                     "into DIR.")
+    exp.add_argument("dir", metavar="DIR")
+    config_args(exp)
+    exp.set_defaults(func=cmd_xep0227)
     if with_admin:
         raw = sub.add_parser("graphql", help="run a GraphQL document on the admin API",
                              description="Send DOCUMENT to the running server's admin GraphQL "
