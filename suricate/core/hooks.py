@@ -162,6 +162,16 @@ OFFLINE_MESSAGE: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = 
     "offline_message",
     "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took")
 
+# -- push notifications ---------------------------------------------------------------------
+PUSH_NOTIFICATIONS: Hook[
+    Callable[[bool, JID, str, str, dict[str, str], dict[str, str]], AsyncFolded[bool]]
+] = Hook(
+    "push_notifications",
+    "fold_async(accepted: bool, user_jid, service: str, node: str, summary: dict, "
+    "options: dict) -> bool: an XEP-0357 notification for a virtual PubSub host "
+    "(mod_event_pusher push.virtual_pubsub_hosts); summary holds the urn:xmpp:push:summary "
+    "fields, options the client's publish-options; return True when sent on")
+
 # -- accounts ----------------------------------------------------------------------------------
 REGISTER_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "register_user", "fold_async(None, jid): an account was created")

@@ -138,9 +138,6 @@ hosts = ["localhost"]
     ("[modules.mod_event_pusher.sns]",
      "modules.mod_event_pusher.sns: the sns backend is not available in this version of "
      "Suricate"),
-    ('[modules.mod_event_pusher.push]\nvirtual_pubsub_hosts = ["pubsub.localhost"]',
-     "modules.mod_event_pusher.push.virtual_pubsub_hosts: not available in this version of "
-     "Suricate"),
     ('[outgoing_pools.http.p.connection]\nhost = "localhost:80"',
      'outgoing_pools.http.p.connection.host: expected a URL starting with "http://" or '
      '"https://"'),

@@ -208,3 +208,38 @@ async def test_enable_disable_and_bad_requests(tmp_path: Path) -> None:
                     raise AssertionError(f"accepted: {payload}")
         finally:
             await disconnect(alice)
+
+
+async def test_virtual_pubsub_host_hands_notifications_to_the_hook(tmp_path: Path) -> None:
+    from suricate.core import hooks as H
+
+    async with push_server(tmp_path, 'virtual_pubsub_hosts = ["virtual.@HOST@"]') as (
+            server, app):
+        handed: list[tuple[Any, ...]] = []
+
+        async def mongoosepush(accepted: bool, user: Any, service: str, node: str,
+                               summary: dict[str, str], options: dict[str, str]) -> bool:
+            handed.append((str(user), service, node, summary, options))
+            return True
+
+        server.hooks.add(H.PUSH_NOTIFICATIONS, mongoosepush)
+        phone = await connect(server, "alice@localhost/phone", "secret")
+        iq = phone.make_iq_set()
+        iq.append(ET.fromstring(
+            f"<enable xmlns='{PUSH}' jid='virtual.localhost' node='device-1'>"
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>"
+            "http://jabber.org/protocol/pubsub#publish-options</value></field>"
+            "<field var='device_id'><value>abc</value></field></x></enable>"))
+        await iq.send(timeout=5)
+        await disconnect(phone)
+        await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="wake up", mtype="chat")
+            await eventually(lambda: bool(handed))
+            assert handed == [("alice@localhost", "virtual.localhost", "device-1",
+                               {"message-count": "1", "last-message-sender": "bob@localhost/desk",
+                                "last-message-body": "wake up"}, {"device_id": "abc"})]
+            assert app.published.empty()  # nothing went out over XMPP
+        finally:
+            await disconnect(bob)

@@ -66,10 +66,10 @@ _PUSH = Section(
             OneOf([DEFAULT_PLUGIN]),
             DEFAULT_PLUGIN, "Which messages are notified and how (6.4's default behaviour)."),
         "virtual_pubsub_hosts": Option(
-            ListOf(Str(lower=True), unique=True), [],
-            "Domains whose PubSub push nodes are served locally. Needs mod_pubsub's push "
-            "nodes; only the empty list is accepted in this version.",
-            validators=[lambda v: "not available in this version of Suricate" if v else None]),
+            ListOf(Str(), unique=True), [],
+            '"Simulated" app server domains (`@HOST@` is each served domain): a notification '
+            "for one of them is not sent over XMPP but handed to the modules handling the "
+            "`push_notifications` hook (as 6.4 hands it to mod_push_service_mongoosepush)."),
         "include_body": Option(
             Bool(), True,
             "Suricate: put `last-message-body` in notifications (6.4 always does). Turn off so "

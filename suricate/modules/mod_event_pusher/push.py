@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from suricate.core import hooks as H
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.protocol.errors import StanzaError
@@ -101,6 +102,9 @@ class PushBackend:
         self.server = server
         self.store = store
         self.include_body: bool = bool(opts.get("include_body", True))
+        self.virtual = {pattern.replace("@HOST@", host).lower()
+                        for pattern in opts.get("virtual_pubsub_hosts", [])
+                        for host in server.domains.served}
         # Messages notified since the account was last available (`message-count`).
         self._pending: dict[JID, int] = {}
         # The stanza last notified per account: a message to the bare JID reaches every
@@ -147,6 +151,9 @@ class PushBackend:
     async def _publish(self, user: JID, reg: PushRegistration, count: int, sender: str,
                        body: str | None) -> None:
         labels = {"host_type": user.domain}
+        if JID.parse(reg.service).domain in self.virtual:
+            await self._hand_over(user, reg, count, sender, body, labels)
+            return
         payload = notification(reg, count, sender, body)
         try:
             answer = await self.server.iq.request(user, JID.parse(reg.service), "set", payload,
@@ -166,3 +173,31 @@ class PushBackend:
                                         {"failure_count": 1})
             return
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels, {"count": 1})
+
+    async def _hand_over(self, user: JID, reg: PushRegistration, count: int, sender: str,
+                         body: str | None, labels: dict[str, str]) -> None:
+        """A virtual PubSub host (6.4's `virtual_pubsub_hosts`): the summary goes to the modules
+        on the `push_notifications` hook instead of an XMPP publish."""
+        summary = {"message-count": str(count), "last-message-sender": sender}
+        if body is not None:
+            summary["last-message-body"] = body
+        accepted = await self.server.hooks.fold_async(
+            H.PUSH_NOTIFICATIONS, False, user, reg.service, reg.node, summary,
+            form_values(reg.form))
+        if not accepted:
+            log.warning("push_not_handled user=%s service=%s: no module handles "
+                        "push_notifications for this virtual PubSub host", user, reg.service)
+        self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
+                                    {"count": 1} if accepted else {"failure_count": 1})
+
+
+def form_values(serialized: str) -> dict[str, str]:
+    """The fields of a stored publish-options form, FORM_TYPE left out."""
+    if not serialized:
+        return {}
+    try:
+        (form,) = parse_fragment(serialized)
+    except (XMLStreamError, ValueError):
+        return {}
+    return {f.get("var") or "": f.find_text("value", ns.DATA_FORMS) or ""
+            for f in form.find_all("field", ns.DATA_FORMS) if f.get("var") != "FORM_TYPE"}
