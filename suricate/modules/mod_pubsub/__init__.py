@@ -349,6 +349,17 @@ class ModPubsub(Module):
             raise StanzaError("item-not-found", f"no node {node}")
         return {**self.defaults(host), **config}
 
+    async def _action_node(self, host: Host, action: Element,
+                           owner: JID | None = None) -> tuple[str, dict[str, Any]]:
+        """The node an action names and its configuration; with ``owner``, refused unless
+        that entity owns the node (XEP-0060 §8: the owner use cases)."""
+        node = action.attrs.get("node")
+        config = await self._node(host, node)
+        assert node is not None  # _node refused a missing one
+        if owner is not None:
+            await self._require_owner(host, node, owner)
+        return node, config
+
     async def affiliation(self, host: Host, node: str, who: JID) -> str:
         if host.pep and who.bare == host.jid:
             return "owner"  # XEP-0163 §4: the account owns its PEP nodes
@@ -436,9 +447,7 @@ class ModPubsub(Module):
 
     async def retract(self, host: Host, frm: JID, action: Element,
                       children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
+        node, config = await self._action_node(host, action)
         items = action.find_all("item", PUBSUB)
         if not items or not items[0].attrs.get("id"):
             raise C.pubsub_error("bad-request", "item-required")
@@ -460,9 +469,7 @@ class ModPubsub(Module):
 
     async def items(self, host: Host, frm: JID, action: Element,
                     children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
+        node, config = await self._action_node(host, action)
         await self._check_access(host, node, config, frm)
         ids = [i.attrs["id"] for i in action.find_all("item", PUBSUB) if i.attrs.get("id")]
         max_items: int | None = None
@@ -480,9 +487,7 @@ class ModPubsub(Module):
 
     async def subscribe(self, host: Host, frm: JID, action: Element,
                         children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
+        node, config = await self._action_node(host, action)
         jid = _jid_attr(action)
         if jid.bare != frm.bare:
             raise C.pubsub_error("bad-request", "invalid-jid")
@@ -520,9 +525,7 @@ class ModPubsub(Module):
 
     async def unsubscribe(self, host: Host, frm: JID, action: Element,
                           children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        await self._node(host, node)
-        assert node is not None
+        node, _ = await self._action_node(host, action)
         jid = _jid_attr(action)
         if jid.bare != frm.bare and await self.affiliation(host, node, frm) != "owner":
             raise C.pubsub_error("bad-request", "invalid-jid")
@@ -560,20 +563,14 @@ class ModPubsub(Module):
     # -- owner use cases (XEP-0060 §8) -----------------------------------------------------
     async def get_configure(self, host: Host, frm: JID, action: Element,
                             children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, config = await self._action_node(host, action, owner=frm)
         result = Element("pubsub", PUBSUB_OWNER)
         result.add("configure", attrs={"node": node}).append(C.config_form(config))
         return result
 
     async def set_configure(self, host: Host, frm: JID, action: Element,
                             children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, config = await self._action_node(host, action, owner=frm)
         form = action.find("x", ns.DATA_FORMS)
         if form is None:
             raise StanzaError("bad-request", "a data form is required")
@@ -596,10 +593,7 @@ class ModPubsub(Module):
 
     async def delete(self, host: Host, frm: JID, action: Element,
                      children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, config = await self._action_node(host, action, owner=frm)
         event = Element("event", PUBSUB_EVENT)
         event.add("delete", attrs={"node": node})
         # Subscribers are read before the node goes (§8.4.2: they are told it is gone).
@@ -612,10 +606,7 @@ class ModPubsub(Module):
 
     async def purge(self, host: Host, frm: JID, action: Element,
                     children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, config = await self._action_node(host, action, owner=frm)
         await self.store.purge(host.key, node)
         event = Element("event", PUBSUB_EVENT)
         event.add("purge", attrs={"node": node})
@@ -625,10 +616,7 @@ class ModPubsub(Module):
 
     async def get_subscriptions(self, host: Host, frm: JID, action: Element,
                                 children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, _ = await self._action_node(host, action, owner=frm)
         result = Element("pubsub", PUBSUB_OWNER)
         subs = result.add("subscriptions", attrs={"node": node})
         for jid, subid, state in await self.store.subscriptions(host.key, node):
@@ -637,10 +625,7 @@ class ModPubsub(Module):
 
     async def set_subscriptions(self, host: Host, frm: JID, action: Element,
                                 children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        config = await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, config = await self._action_node(host, action, owner=frm)
         current = {(j, s) for j, s, _ in await self.store.subscriptions(host.key, node)}
         for sub in action.find_all("subscription", PUBSUB_OWNER):
             jid = _jid_attr(sub)
@@ -661,10 +646,7 @@ class ModPubsub(Module):
 
     async def get_affiliations(self, host: Host, frm: JID, action: Element,
                                children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, _ = await self._action_node(host, action, owner=frm)
         result = Element("pubsub", PUBSUB_OWNER)
         affs = result.add("affiliations", attrs={"node": node})
         found = await self.store.affiliations(host.key, node)
@@ -676,10 +658,7 @@ class ModPubsub(Module):
 
     async def set_affiliations(self, host: Host, frm: JID, action: Element,
                                children: list[Element]) -> Element | None:
-        node = action.attrs.get("node")
-        await self._node(host, node)
-        assert node is not None
-        await self._require_owner(host, node, frm)
+        node, _ = await self._action_node(host, action, owner=frm)
         changes = []
         for el in action.find_all("affiliation", PUBSUB_OWNER):
             jid = _jid_attr(el).bare
