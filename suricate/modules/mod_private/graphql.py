@@ -35,7 +35,7 @@ async def set_private(ctx: Context, a: dict[str, Any]) -> str:
         raise fail("elementString: give one element with its namespace", "bad_element")
     element = elements[0]
     await _store(ctx).set_private(user.domain, user.local or "", element.xmlns,
-                                         element.serialize())
+                                  element.serialize())
     return "Private data stored successfully"
 
 

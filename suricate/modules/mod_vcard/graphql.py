@@ -43,8 +43,7 @@ async def set_vcard(ctx: Context, a: dict[str, Any]) -> str:
         raise fail(f"vcard: not well-formed XML ({err})", "bad_vcard") from None
     if len(elements) != 1 or elements[0].name != "vCard" or elements[0].xmlns != ns.VCARD:
         raise fail("vcard: give one <vCard xmlns='vcard-temp'> element", "bad_vcard")
-    await _store(ctx).set_vcard(user.domain, user.local or "",
-                                       elements[0].serialize())
+    await _store(ctx).set_vcard(user.domain, user.local or "", elements[0].serialize())
     return "vCard stored successfully"
 
 
