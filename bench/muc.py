@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     DEFAULT_MODULES,
     c2s_listener,
+    cpu_seconds,
     free_port,
     rss_kib,
     suricate_config,
@@ -129,16 +130,24 @@ async def fan_out(a: argparse.Namespace, port: int) -> dict[str, Any]:
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
     t0 = time.monotonic()
+    cpu0 = cpu_seconds(a.server_pid) if a.server_pid else 0.0
     await asyncio.sleep(a.seconds)
     state["measuring"] = False
     elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(a.server_pid) - cpu0 if a.server_pid else 0.0
     state["running"] = False
     await asyncio.sleep(0.5)
     lost = sum(c.lost for c in clients)
     for c in clients:
         c.transport.abort()
-    return {"delivered_per_s": state["delivered"] / elapsed,
-            "room_messages_per_s": state["sent"] / elapsed, "lost_connections": lost}
+    result = {"delivered_per_s": state["delivered"] / elapsed,
+              "room_messages_per_s": state["sent"] / elapsed, "lost_connections": lost}
+    if a.server_pid and state["delivered"]:
+        # The server's CPU over the measured window per copy delivered: steadier than the
+        # rate on a shared machine, where a server may get only part of its core.
+        result["server_cpu_us_per_delivery"] = cpu / state["delivered"] * 1e6
+        result["server_cpu_share"] = cpu / elapsed
+    return result
 
 
 async def idle_rooms(a: argparse.Namespace, port: int, pid: int) -> float:
@@ -189,6 +198,8 @@ def main() -> None:
     parser.add_argument("--hibernate-ms", type=int, default=0,
                         help="hibernate_timeout of the hibernating run (0: at once)")
     parser.add_argument("--server-core", default="0", help="taskset core list of the server")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="pid of the running server, to report its CPU per delivered copy")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0,
                         help="drive a running server instead of starting one")
@@ -211,6 +222,7 @@ def main() -> None:
         try:
             pin(proc.pid, args.server_core)
             wait_port(port, 30)
+            args.server_pid = proc.pid
             result["fan_out"] = asyncio.run(fan_out(args, port))
         finally:
             proc.terminate()

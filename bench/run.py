@@ -508,7 +508,7 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 cmd = ["taskset", "-c", gen_cores, PY, str(ROOT / "bench" / "muc.py"),
                        "--host", spec.addr, "--port", str(spec.port), "--rooms", str(rooms),
                        "--occupants", str(occupants), "--seconds", str(sizes.seconds),
-                       "--warmup", str(sizes.warmup)]
+                       "--warmup", str(sizes.warmup), "--server-pid", str(spec.pid)]
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
                 if out.returncode != 0:
                     raise RuntimeError(f"bench/muc.py failed: {out.stderr[-2000:]}")
@@ -516,6 +516,9 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 log(f"{spec.name}: muc {runs[-1]}")
             r["muc_delivered_per_s"] = statistics.median(x["delivered_per_s"] for x in runs)
             r["muc_runs"] = runs
+            if all("server_cpu_us_per_delivery" in x for x in runs):
+                r["muc_cpu_us"] = statistics.median(
+                    x["server_cpu_us_per_delivery"] for x in runs)
         if want("rss"):
             for tls in (False, True):
                 key = "rss_tls_kib" if tls else "rss_plain_kib"
@@ -549,6 +552,8 @@ for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
 ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
              lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
+ROWS.append(("MUC: server CPU per delivered copy (µs)", lambda r: r.get("muc_cpu_us"),
+             "{:.1f}", False))
 ROWS.append(("login with a 200-contact roster, STARTTLS (ms)",
              lambda r: r.get("roster_login_ms"), "{:.1f}", False))
 
