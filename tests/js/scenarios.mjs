@@ -106,7 +106,50 @@ async function pingOk(c) {
   }
 }
 
+// XEP-0313: the whole archive read backwards in pages of `pageSize` (RSM <before/>), as a
+// client catching up does; returns what each page held and its <fin/>.
+async function readArchive(c, pageSize) {
+  const MAM = "urn:xmpp:mam:2";
+  const pages = [];
+  let before = "";
+  for (let n = 0; n < 100; n++) {
+    const queryid = `q${n}`;
+    const got = [];
+    const onStanza = (el) => {
+      const result = el.is("message") && el.getChild("result", MAM);
+      if (!result || result.attrs.queryid !== queryid) return;
+      const msg = result.getChild("forwarded", "urn:xmpp:forward:0")?.getChild("message");
+      got.push({ id: result.attrs.id, body: msg?.getChildText("body") ?? null,
+                 from: msg?.attrs.from ?? null });
+    };
+    c.xmpp.on("stanza", onStanza);
+    const set = xml("set", "http://jabber.org/protocol/rsm", xml("max", {}, String(pageSize)),
+                    xml("before", {}, before));
+    // request(), not set(): set() returns the answer's child named like the request's
+    // (<query/>), and a MAM answer carries <fin/>
+    const answer = await c.xmpp.iqCaller.request(
+      xml("iq", { type: "set" }, xml("query", { xmlns: MAM, queryid }, set)));
+    const fin = answer.getChild("fin", MAM);
+    c.xmpp.off("stanza", onStanza);
+    const finSet = fin.getChild("set", "http://jabber.org/protocol/rsm");
+    pages.push({ items: got, complete: fin.attrs.complete === "true",
+                 first: finSet?.getChildText("first") ?? null,
+                 count: Number(finSet?.getChildText("count") ?? -1) });
+    if (fin.attrs.complete === "true" || got.length === 0) break;
+    before = finSet.getChildText("first");
+  }
+  return pages;
+}
+
 const scenarios = {
+  // The account's archive, filled by another client, read by xmpp.js.
+  async mam() {
+    const c = await connect({ agentId: "c8f6a5e0-0000-4000-8000-000000000004" });
+    const pages = await readArchive(c, 50);
+    await stop(c);
+    return { pages };
+  },
+
   // Password over SASL2 + Bind 2 with a FAST token, then the token alone.
   async login() {
     const agentId = "c8f6a5e0-0000-4000-8000-000000000001";
