@@ -163,6 +163,11 @@ async def _create(m: ModMucLight, frm: JID, to: JID, stanza: Element, user: str)
     pres = _presence(Element("item", MUC_USER, {"affiliation": aff, "role": ROLE[aff]}),
                      "110", "201")
     m.send(JID._prepared(name, to.domain, user), frm, pres)
+    # XEP-0045 §7.2.15: the subject (empty or not) closes the join; clients wait for it
+    # before they take the room as entered.
+    subject = Element("message", ns.CLIENT, {"type": "groupchat"})
+    subject.add("subject", text=str(created.config.get("subject", "")))
+    m.send(room_jid(to.domain, name), frm, subject)
 
 
 def _config_form(m: ModMucLight, found: Room) -> Element:
