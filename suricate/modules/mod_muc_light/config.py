@@ -105,14 +105,16 @@ OPTIONS = Section(
                               "XEP-0045 compatibility mode: the rooms speak the subset of "
                               "classic MUC described in the MUC Light protocol §8.1."),
         "rooms_per_user": Option(IntOrInfinity(min=1), None,
-                                 "Rooms a user may be a member of at most."),
+                                 "Rooms a user may be a member of at most.",
+                                 default_doc='"infinity"'),
         "blocking": Option(Bool(), True, "The blocking feature (#blocking)."),
         "all_can_configure": Option(Bool(), False,
                                     "Every member may change the whole configuration (the "
                                     "subject is always open to members)."),
         "all_can_invite": Option(Bool(), False,
                                  "Every member may add new members."),
-        "max_occupants": Option(IntOrInfinity(min=1), None, "Members of a room at most."),
+        "max_occupants": Option(IntOrInfinity(min=1), None, "Members of a room at most.",
+                                default_doc='"infinity"'),
         "rooms_per_page": Option(IntOrInfinity(min=1), 10,
                                  "Rooms in one disco#items answer (XEP-0059 pages)."),
         "rooms_in_rosters": Option(Bool(), False,
