@@ -120,3 +120,39 @@ def test_cli_commands_are_generated() -> None:
     assert "--mucDomain" in create.stdout and "--owner" in create.stdout
     missing = run("muc_light", "createRoom", "--name", "x")
     assert missing.returncode == 2 and "--mucDomain" in missing.stderr
+
+
+async def test_user_api(tmp_path: Path) -> None:
+    async with ops_server(tmp_path, modules=light_toml()) as server:
+        for name in ("alice", "bob"):
+            await server.auth.register(JID.parse(f"{name}@localhost"), f"{name}-pw")
+        bob = await user(server, "bob")
+
+        async def as_user(name: str, query: str) -> dict[str, Any]:
+            status, result = await gql(server, query, auth=(f"{name}@localhost", f"{name}-pw"),
+                                       path="/api/graphql/user")
+            assert status == 200
+            return result
+
+        made = await as_user("alice", 'mutation { muc_light { createRoom(mucDomain: '
+                             f'"{SERVICE}", name: "Den", subject: "") {{ jid participants '
+                             '{ jid affiliation } } } }')
+        room = made["data"]["muc_light"]["createRoom"]
+        assert room["participants"] == [{"jid": "alice@localhost", "affiliation": "OWNER"}]
+        jid = room["jid"]
+        await as_user("alice", f'mutation {{ muc_light {{ inviteUser(room: "{jid}", '
+                      'recipient: "bob@localhost") } }')
+        await next_message(bob)
+        listed = await as_user("bob", "{ muc_light { listRooms } }")
+        assert listed["data"]["muc_light"]["listRooms"] == [jid]
+        # bob is a member: he may not destroy the room nor remove alice, but may leave.
+        denied = await as_user("bob", f'mutation {{ muc_light {{ deleteRoom(room: "{jid}") }} }}')
+        assert code(denied) == "not_allowed"
+        denied = await as_user("bob", f'mutation {{ muc_light {{ kickUser(room: "{jid}", '
+                               'user: "alice@localhost") } }')
+        assert code(denied) == "not_allowed"
+        left = await as_user("bob", f'mutation {{ muc_light {{ kickUser(room: "{jid}") }} }}')
+        assert left["data"]["muc_light"]["kickUser"] == "User kicked successfully"
+        gone = await as_user("bob", f'{{ muc_light {{ getRoomConfig(room: "{jid}") {{ name }} }} }}')
+        assert code(gone) == "not_found"
+        await disconnect(bob)

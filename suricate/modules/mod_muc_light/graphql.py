@@ -8,7 +8,7 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from suricate.admin.context import Context, enabled_module, fail, parse_jid
+from suricate.admin.context import Context, enabled_module, fail, me, parse_jid
 from suricate.jid import JID
 from suricate.modules.mod_muc_light import ModMucLight, bare
 from suricate.modules.mod_muc_light.store import Room
@@ -110,29 +110,30 @@ async def invite_user(ctx: Context, a: dict[str, Any]) -> str:
     return "User invited successfully"
 
 
-async def delete_room(ctx: Context, a: dict[str, Any]) -> str:
+async def delete_room(ctx: Context, a: dict[str, Any], requester: str | None = None) -> str:
     m = _module(ctx)
     service, name = _room_arg(m, a["room"])
     try:
-        members = await m.destroy(None, service, name)
+        members = await m.destroy(requester, service, name)
     except StanzaError as err:
         raise _failed(err) from None
     m.codec.notify_destroyed(m, service, name, "", members)
     return "Room deleted successfully"
 
 
-async def kick_user(ctx: Context, a: dict[str, Any]) -> str:
+async def kick_user(ctx: Context, a: dict[str, Any], requester: str | None = None) -> str:
     m = _module(ctx)
     service, name = _room_arg(m, a["room"])
     user = _user(a["user"])
     try:
-        found = await m.room_of(service, name, None)
+        found = await m.room_of(service, name, requester)
         if user not in found.affiliations:
             raise StanzaError("item-not-found", f"{user} is not a member of the room")
-        change = await m.change_affiliations(None, service, name, [(user, "none")])
+        change = await m.change_affiliations(requester, service, name, [(user, "none")])
     except StanzaError as err:
         raise _failed(err) from None
-    m.codec.notify_affiliations(m, service, name, "", None, change)
+    m.codec.notify_affiliations(m, service, name, "", None if requester is None
+                                else JID.parse(requester), change)
     return "User kicked successfully"
 
 
@@ -157,18 +158,20 @@ async def get_room_messages(ctx: Context, a: dict[str, Any]) -> list[str]:
                "archive_not_available")
 
 
-async def get_room_config(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+async def get_room_config(ctx: Context, a: dict[str, Any],
+                          requester: str | None = None) -> dict[str, Any]:
     m = _module(ctx)
     service, name = _room_arg(m, a["room"])
     try:
-        found = await m.room_of(service, name, None)
+        found = await m.room_of(service, name, requester)
     except StanzaError as err:
         raise _failed(err) from None
     return _room_out(m, service, name, found)
 
 
-async def list_room_users(ctx: Context, a: dict[str, Any]) -> list[dict[str, str]]:
-    return (await get_room_config(ctx, a))["participants"]  # type: ignore[no-any-return]
+async def list_room_users(ctx: Context, a: dict[str, Any],
+                          requester: str | None = None) -> list[dict[str, str]]:
+    return (await get_room_config(ctx, a, requester))["participants"]  # type: ignore[no-any-return]
 
 
 async def list_user_rooms(ctx: Context, a: dict[str, Any]) -> list[str]:
@@ -221,4 +224,40 @@ ADMIN_RESOLVERS = {
     ("MUCLightAdminQuery", "listUserRooms"): list_user_rooms,
     ("MUCLightAdminQuery", "getBlockingList"): get_blocking_list,
 }
-USER_RESOLVERS: dict[tuple[str, str], Any] = {}
+
+
+# -- the user API: the same operations, as the calling account ------------------------------
+def _as(arg: str, fn: Any) -> Any:
+    """Run an admin resolver with ``arg`` set to the caller's bare JID."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, {**a, arg: bare(me(ctx))})
+    return run
+
+
+def _by_me(fn: Any) -> Any:
+    """Run an admin resolver with the caller as the requester (member rights apply)."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await fn(ctx, a, bare(me(ctx)))
+    return run
+
+
+async def _kick_as_me(ctx: Context, a: dict[str, Any]) -> str:
+    # 6.4: user omitted means the caller leaves.
+    return await kick_user(ctx, {**a, "user": a.get("user") or bare(me(ctx))}, bare(me(ctx)))
+
+
+USER_RESOLVERS = {
+    ("MUCLightUserMutation", "createRoom"): _as("owner", create_room),
+    ("MUCLightUserMutation", "changeRoomConfiguration"): _as("owner",
+                                                             change_room_configuration),
+    ("MUCLightUserMutation", "inviteUser"): _as("sender", invite_user),
+    ("MUCLightUserMutation", "deleteRoom"): _by_me(delete_room),
+    ("MUCLightUserMutation", "kickUser"): _kick_as_me,
+    ("MUCLightUserMutation", "sendMessageToRoom"): _as("from", send_message_to_room),
+    ("MUCLightUserMutation", "setBlockingList"): _as("user", set_blocking_list),
+    ("MUCLightUserQuery", "getRoomMessages"): get_room_messages,
+    ("MUCLightUserQuery", "getRoomConfig"): _by_me(get_room_config),
+    ("MUCLightUserQuery", "listRoomUsers"): _by_me(list_room_users),
+    ("MUCLightUserQuery", "listRooms"): _as("user", list_user_rooms),
+    ("MUCLightUserQuery", "getBlockingList"): _as("user", get_blocking_list),
+}
