@@ -104,6 +104,21 @@ async def test_admin_api(tmp_path: Path) -> None:
         assert code(result) == "not_found"
         await disconnect(bob)
 
+        # A dynamic domain gets its service when added, and loses it when removed.
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        await server.auth.register(JID.parse("zed@dyn.example"), "pw")
+        made = await admin(server, 'mutation { muc_light { createRoom(mucDomain: "dyn.example",'
+                           ' name: "Dyn", owner: "zed@dyn.example", subject: "", id: "d") '
+                           '{ jid } } }')
+        assert made["muc_light"]["createRoom"]["jid"] == "d@muclight.dyn.example"
+        await admin(server, 'mutation { domain { removeDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        status, result = await gql(server, 'mutation { muc_light { createRoom(mucDomain: '
+                                   '"dyn.example", name: "x", owner: "zed@dyn.example", '
+                                   'subject: "") { jid } } }')
+        assert code(result) == "muc_server_not_found"
+
 
 def test_cli_commands_are_generated() -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -34,6 +34,8 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
+    from suricate.core.component_table import LocalService
+    from suricate.core.domains import Domain
     from suricate.core.server import Server
 
 log = logging.getLogger("suricate.mod_muc_light")
@@ -82,6 +84,7 @@ class ModMucLight(Module):
         super().__init__(server, opts)
         self.schema = ConfigSchema(opts["config_schema"])
         self.services: dict[str, str] = {}  # service domain -> host
+        self._added: dict[str, LocalService] = {}  # services of dynamic domains added later
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         cache = opts.get("cache_affs")
         self.cache_ttl: float | None = None
@@ -98,10 +101,28 @@ class ModMucLight(Module):
         for host, service in zip(hosts, self.serve_subdomains(self.opts["host"], self.route),
                                  strict=True):
             self.services[service] = host
+        self.server.domains.listeners.append(self._domain_changed)
 
     async def stop(self) -> None:
-        self.services.clear()
+        if self._domain_changed in self.server.domains.listeners:
+            self.server.domains.listeners.remove(self._domain_changed)
+        for local in self._added.values():
+            self.server.components.unserve(local)
+        self._added.clear()
+        self.services.clear()  # those of serve_subdomains are undone by unwire
         self._cache.clear()
+
+    def _domain_changed(self, domain: str, now: Domain | None) -> None:
+        """A dynamic domain was added (it gets its service, as 6.4's dynamic domains do) or
+        removed (the service it got goes; its rooms stay in storage)."""
+        service = self.service_of(domain)
+        if now is not None and now.enabled and domain in self.server.domains.served:
+            if service not in self.services:
+                self._added[service] = self.server.components.serve(service, self.route)
+                self.services[service] = domain
+        elif service in self._added:
+            self.server.components.unserve(self._added.pop(service))
+            del self.services[service]
 
     def service_of(self, host: str) -> str:
         return self.opts["host"].replace("@HOST@", host)
