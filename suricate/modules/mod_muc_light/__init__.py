@@ -164,6 +164,9 @@ class ModMucLight(Module):
             to = JID.parse(member)
         except InvalidJID:
             return
+        if not self.server.is_local_domain(to.domain):
+            self.send(frm, to, stanza)  # a member on another server: its server delivers
+            return
         sessions = [s for s in self.server.sessions.resources(to)
                     if s.available and s.priority >= 0]
         if not sessions:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID
-from suricate.modules.mod_muc_light import RSM, AffChange, bare
+from suricate.modules.mod_muc_light import RSM, AffChange, bare, new_version
 from suricate.modules.mod_muc_light.modern import bare_jid_text, room_jid
 from suricate.modules.mod_muc_light.store import Room
 from suricate.protocol.errors import StanzaError
@@ -73,8 +73,9 @@ def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room
                   delta: dict[str, Any]) -> None:
     """§8.1.11 (status 104: fetch the configuration again) or §8.1.3 (a new subject)."""
     frm = room_jid(service, room)
+    id_ = id_ or new_version()  # one id for every copy of this notification
     for member in sorted(after.affiliations):
-        msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_})
+        msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_ or new_version()})
         if set(delta) == {"subject"}:
             msg.add("subject", text=str(delta["subject"]))
         else:

@@ -18,6 +18,7 @@ from suricate.modules.mod_muc_light import (
     RSM,
     AffChange,
     bare,
+    new_version,
 )
 from suricate.modules.mod_muc_light.store import Room
 from suricate.protocol.errors import StanzaError
@@ -79,7 +80,7 @@ def config_els(m: ModMucLight, config: dict[str, Any]) -> list[Element]:
 def notification(m: ModMucLight, service: str, room: str, id_: str,
                  payloads: list[Element]) -> Element:
     """A notification message from the room: payloads then an empty body (§4.2, §5.4)."""
-    msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_})
+    msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_ or new_version()})
     for p in payloads:
         msg.append(p)
     msg.add("body", ns.CLIENT)
@@ -95,6 +96,7 @@ def notify_created(m: ModMucLight, service: str, room: str, id_: str, created: R
                    sender: JID | None = None) -> None:
     """§5.1: each new member learns its own affiliation and the first version."""
     frm = room_jid(service, room)
+    id_ = id_ or new_version()  # one id for every copy of this notification
     for member, aff in sorted(created.affiliations.items()):
         x = Element("x", NS_AFFS)
         x.add("version", text=created.version)
@@ -106,6 +108,7 @@ def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room
                   delta: dict[str, Any]) -> None:
     """§5.3: every member learns the new and previous versions and the changed fields."""
     frm = room_jid(service, room)
+    id_ = id_ or new_version()  # one id for every copy of this notification
     fields = [(f.name, f.render(delta[f.key])) for f in m.schema.fields if f.key in delta]
     for member in sorted(after.affiliations):
         x = Element("x", NS_CONFIG)
@@ -123,6 +126,7 @@ def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sende
     if not change.changed:
         return
     frm = room_jid(service, room)
+    id_ = id_ or new_version()  # one id for every copy of this notification
     for member in sorted(set(change.before) | set(change.after)):
         x = Element("x", NS_AFFS)
         if member not in change.after:
@@ -142,6 +146,7 @@ def notify_destroyed(m: ModMucLight, service: str, room: str, id_: str,
                      members: dict[str, str]) -> None:
     """§5.2: every member learns it is out, with the destroy marker and no version."""
     frm = room_jid(service, room)
+    id_ = id_ or new_version()  # one id for every copy of this notification
     for member in sorted(members):
         x = Element("x", NS_AFFS)
         x.append(_with_ns(user_el(member, "none"), NS_AFFS))
