@@ -171,3 +171,11 @@ async def test_user_api(tmp_path: Path) -> None:
         gone = await as_user("bob", f'{{ muc_light {{ getRoomConfig(room: "{jid}") {{ name }} }} }}')
         assert code(gone) == "not_found"
         await disconnect(bob)
+
+
+async def test_category_needs_the_module(tmp_path: Path) -> None:
+    async with ops_server(tmp_path, modules="[modules.mod_disco]") as server:
+        status, result = await gql(server, '{ muc_light { listUserRooms(user: '
+                                   '"ann@localhost") } }')
+        assert status == 200 and code(result) == "module_not_loaded"
+        assert result["errors"][0]["message"] == "mod_muc_light is not enabled"

@@ -330,3 +330,32 @@ async def test_offline_member_gets_messages_from_offline_storage(tmp_path: Path)
         assert got[1]["body"] == "while you were away"
         assert got[1]["from"] == f"{ROOM}/alice@localhost"
         await disconnect(alice, bob)
+
+
+async def test_equal_occupants_and_per_room_overrides(tmp_path: Path) -> None:
+    options = """equal_occupants = true
+all_can_invite = true
+[[modules.mod_muc_light.config_schema]]
+field = "roomname"
+string_value = "Untitled"
+[[modules.mod_muc_light.config_schema]]
+field = "all_can_configure"
+boolean_value = false
+"""
+    async with running_server(tmp_path, modules=light_toml(options)) as server:
+        alice, bob, carol = [await user(server, n) for n in ("alice", "bob", "carol")]
+        await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member"}))
+        x = x_of(await next_message(alice), f"{NS}#affiliations")
+        assert users_of(x, f"{NS}#affiliations") == {"alice@localhost": "member"}  # type: ignore[arg-type]
+        await next_message(bob)
+        await iq(bob, ROOM, "set", affs_xml({"carol@localhost": "member"}))  # all_can_invite
+        await next_message(carol)
+        rename = f"<query xmlns='{NS}#configuration'><roomname>Ours</roomname></query>"
+        assert await iq_error(bob, ROOM, "set", rename) == "not-allowed"
+        # The room's own all_can_configure field overrides the module option.
+        module = server.modules["mod_muc_light"]
+        await module.change_config(None, SERVICE, "coven", {"all_can_configure": True})
+        await iq(bob, ROOM, "set", rename)
+        assert await iq_error(bob, ROOM, "set", f"<query xmlns='{NS}#destroy'/>") \
+            == "not-allowed"
+        await disconnect(alice, bob, carol)
