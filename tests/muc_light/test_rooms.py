@@ -269,7 +269,8 @@ async def test_blocking(server: Server) -> None:
 
 async def test_limits(tmp_path: Path) -> None:
     async with running_server(tmp_path, modules=light_toml(
-            "rooms_per_user = 2\nmax_occupants = 3\nrooms_per_page = 2\n")) as server:
+            "rooms_per_user = 2\nmax_occupants = 3\nrooms_per_page = 2\n"
+            "rooms_in_rosters = true\n")) as server:
         alice, bob, carol, dave = [await user(server, n)
                                    for n in ("alice", "bob", "carol", "dave")]
         # max_occupants: 6.4 answers bad-request when a room would be too big.
@@ -311,6 +312,14 @@ async def test_limits(tmp_path: Path) -> None:
                         f"<after>{last}</after></set></query>")
         assert [i.attrib["jid"] for i in page.findall(  # type: ignore[union-attr]
             "{http://jabber.org/protocol/disco#items}item")] == [ROOM]
+        # rooms_in_rosters (§6.1): the rooms are in the roster carol fetches.
+        roster = await iq(carol, "carol@localhost", "get", "<query xmlns='jabber:iq:roster'/>")
+        assert roster is not None
+        rooms = {i.attrib["jid"]: i for i in roster.findall("{jabber:iq:roster}item")}
+        assert set(rooms) == {ROOM, f"c1@{SERVICE}"}
+        assert rooms[ROOM].attrib["subscription"] == "to"
+        assert rooms[ROOM].findtext("{jabber:iq:roster}group") == NS
+        assert rooms[ROOM].findtext("{jabber:iq:roster}version")
         await disconnect(alice, bob, carol, dave)
 
 

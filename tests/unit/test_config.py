@@ -985,9 +985,9 @@ def test_module_options_accepted() -> None:
             "modules.mod_inbox: module is not available in this version of Suricate",
         ),
         (
-            "[modules.mod_muc_light]\nrooms_in_rosters = true",
-            "modules.mod_muc_light.rooms_in_rosters: true is not available in this version of "
-            "Suricate",
+            "[modules.mod_muc_light]\nrooms_per_user = 0",
+            "modules.mod_muc_light.rooms_per_user: expected a positive integer or \"infinity\", "
+            "got 0",
         ),
         (
             '[modules.mod_muc_light]\nconfig_schema = [{field = "x", integer_value = 1, '

@@ -78,7 +78,8 @@ class ModMucLight(Module):
     store: MucLightStore
     graphql = GraphQLCategory("suricate.modules.mod_muc_light.graphql")
     xeps = ("0359",)
-    hooks = ((H.REMOVE_USER, "remove_user", 50),)
+    hooks = ((H.REMOVE_USER, "remove_user", 50),
+             (H.ROSTER_GET, "roster_get", 50))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -425,6 +426,28 @@ class ModMucLight(Module):
                 continue
             self.codec.notify_affiliations(self, service, room, "", JID.parse(user), change)
         return acc
+
+
+    async def roster_get(self, items: list[Element], user: JID) -> list[Element]:
+        """rooms_in_rosters (MUC Light protocol §6.1): the user's rooms of its host's service
+        as roster items of group urn:xmpp:muclight:0, subscription 'to', with the version."""
+        if not self.opts["rooms_in_rosters"]:
+            return items
+        service = self.service_of(user.domain)
+        names = [r for _, r in await self.store.user_rooms(bare(user), service)]
+        infos = await self.store.room_infos(service, names)
+        out = list(items)
+        for name in names:
+            found = infos.get(name)
+            if found is None:
+                continue
+            item = Element("item", ns.ROSTER, {"jid": f"{name}@{service}",
+                                               "name": self.schema.name_of(found.config, name),
+                                               "subscription": "to"})
+            item.add("group", text=NS)
+            item.add("version", text=found.version)
+            out.append(item)
+        return out
 
 
 class _RoomLock:

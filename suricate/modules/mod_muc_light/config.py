@@ -67,10 +67,6 @@ def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) 
     host = out["host"]
     if "@HOST@" not in host and "." not in host:
         ctx.error(f"{path}.host", 'expected a subdomain pattern such as "muclight.@HOST@"')
-    if out["rooms_in_rosters"]:
-        # No roster_get seam in this version adds rooms to a fetched roster: refusing beats
-        # accepting a setting that would do nothing.
-        ctx.error(f"{path}.rooms_in_rosters", "true is not available in this version of Suricate")
     seen: set[str] = set()
     for i, item in enumerate(out["config_schema"]):
         if item["field"] in seen:
@@ -119,8 +115,8 @@ OPTIONS = Section(
                                  "Rooms in one disco#items answer (XEP-0059 pages)."),
         "rooms_in_rosters": Option(Bool(), False,
                                    "The user's rooms are added to the roster it fetches "
-                                   "(group urn:xmpp:muclight:0, subscription to); true is not "
-                                   "available in this version."),
+                                   "(group urn:xmpp:muclight:0, subscription to, with the room's "
+                                   "version); needs mod_roster."),
         "config_schema": Option(ListOf(SCHEMA_ITEM), DEFAULT_SCHEMA,
                                 "The fields of a room's configuration: field, one of "
                                 "string_value/integer_value/float_value/boolean_value (type and "
