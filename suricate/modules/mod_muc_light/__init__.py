@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -467,6 +467,3 @@ class _RoomLock:
         self.lock.release()
         if not self.lock.locked() and not getattr(self.lock, "_waiters", None):
             self.module._locks.pop(self.key, None)
-
-
-Handler = Callable[[ModMucLight, JID, JID, Element], Awaitable[None]]
