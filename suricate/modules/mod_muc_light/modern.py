@@ -77,10 +77,9 @@ def config_els(m: ModMucLight, config: dict[str, Any]) -> list[Element]:
     return [Element(name, "", {}, [text]) for name, text in m.schema.render(config)]
 
 
-def notification(m: ModMucLight, service: str, room: str, id_: str,
-                 payloads: list[Element]) -> Element:
+def notification(id_: str, payloads: list[Element]) -> Element:
     """A notification message from the room: payloads then an empty body (§4.2, §5.4)."""
-    msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_ or new_version()})
+    msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_})
     for p in payloads:
         msg.append(p)
     msg.add("body", ns.CLIENT)
@@ -101,7 +100,7 @@ def notify_created(m: ModMucLight, service: str, room: str, id_: str, created: R
         x = Element("x", NS_AFFS)
         x.add("version", text=created.version)
         x.append(_with_ns(user_el(member, aff), NS_AFFS))
-        m.to_member(frm, member, notification(m, service, room, id_, [x]))
+        m.to_member(frm, member, notification(id_, [x]))
 
 
 def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room, prev: str,
@@ -116,7 +115,7 @@ def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room
         x.add("version", text=after.version)
         for name, text in fields:
             x.add(name, text=text)
-        m.to_member(frm, member, notification(m, service, room, id_, [x]))
+        m.to_member(frm, member, notification(id_, [x]))
 
 
 def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sender: JID | None,
@@ -139,7 +138,7 @@ def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sende
             x.add("version", text=change.version)
             for jid, aff in sorted(change.changed.items()):
                 x.append(_with_ns(user_el(jid, aff), NS_AFFS))
-        m.to_member(frm, member, notification(m, service, room, id_, [x]))
+        m.to_member(frm, member, notification(id_, [x]))
 
 
 def notify_destroyed(m: ModMucLight, service: str, room: str, id_: str,
@@ -150,7 +149,7 @@ def notify_destroyed(m: ModMucLight, service: str, room: str, id_: str,
     for member in sorted(members):
         x = Element("x", NS_AFFS)
         x.append(_with_ns(user_el(member, "none"), NS_AFFS))
-        m.to_member(frm, member, notification(m, service, room, id_, [x, Element("x", NS_DESTROY)]))
+        m.to_member(frm, member, notification(id_, [x, Element("x", NS_DESTROY)]))
 
 
 # -- requests ---------------------------------------------------------------------------------
