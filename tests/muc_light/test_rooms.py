@@ -344,6 +344,7 @@ async def test_offline_member_gets_messages_from_offline_storage(tmp_path: Path)
 async def test_equal_occupants_and_per_room_overrides(tmp_path: Path) -> None:
     options = """equal_occupants = true
 all_can_invite = true
+blocking = false
 [[modules.mod_muc_light.config_schema]]
 field = "roomname"
 string_value = "Untitled"
@@ -367,4 +368,7 @@ boolean_value = false
         await iq(bob, ROOM, "set", rename)
         assert await iq_error(bob, ROOM, "set", f"<query xmlns='{NS}#destroy'/>") \
             == "not-allowed"
+        # blocking = false: the feature answers bad-request, as in 6.4.
+        assert await iq_error(bob, SERVICE, "get", f"<query xmlns='{NS}#blocking'/>") \
+            == "bad-request"
         await disconnect(alice, bob, carol)
