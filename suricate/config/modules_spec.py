@@ -102,7 +102,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_inbox",
     "mod_jingle_sip",
     "mod_keystore",
-    "mod_muc_light",
     "mod_muc_log",
     "mod_offline_stub",
     "mod_privacy",

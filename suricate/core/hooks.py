@@ -228,6 +228,11 @@ ROSTER_IN_SUBSCRIPTION: Hook[
     "fold_async(outcome: subscription.Transition|None, user: JID, contact: JID, type: str, "
     "stanza) -> Transition|None: the contact's subscription stanza reached the local user "
     "(both bare); the roster owner updates the item and says what to deliver or answer")
+ROSTER_GET: Hook[Callable[[list[Element], JID], AsyncFolded[list[Element]]]] = Hook(
+    "roster_get",
+    "fold_async(items: list[Element], user: JID) -> list[Element]: the user fetched its roster "
+    "(RFC 6121 §2.1.3); roster <item/>s added here are sent after the stored ones "
+    "(mod_muc_light's rooms_in_rosters)")
 
 
 class Hooks:

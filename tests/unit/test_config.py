@@ -985,8 +985,15 @@ def test_module_options_accepted() -> None:
             "modules.mod_inbox: module is not available in this version of Suricate",
         ),
         (
-            "[modules.mod_muc_light]",
-            "modules.mod_muc_light: module is not available in this version of Suricate",
+            "[modules.mod_muc_light]\nrooms_per_user = 0",
+            "modules.mod_muc_light.rooms_per_user: expected a positive integer or \"infinity\", "
+            "got 0",
+        ),
+        (
+            '[modules.mod_muc_light]\nconfig_schema = [{field = "x", integer_value = 1, '
+            'float_value = 2.0}]',
+            "modules.mod_muc_light.config_schema[0]: exactly one of string_value, "
+            "integer_value, float_value, boolean_value is required",
         ),
         (
             '[modules.mod_muc]\nroom_shaper = "fast"',

@@ -207,6 +207,10 @@ class ModRoster(Module):
         for item in items:
             if is_visible(item):
                 query.append(item_element(item))
+        if self.server.hooks.has(H.ROSTER_GET):
+            # Items that are not stored contacts (MUC Light rooms, rooms_in_rosters).
+            for extra in await self.server.hooks.fold_async(H.ROSTER_GET, [], user):
+                query.append(extra)
         return query
 
     async def _set(self, iq: IqRequest, user: JID) -> None:

@@ -1,0 +1,78 @@
+"""The affiliation rules (§5.4) and the config_schema, as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from suricate.modules.mod_muc_light import rules
+from suricate.modules.mod_muc_light.config import ConfigSchema, ConfigValueError
+from suricate.protocol.errors import StanzaError
+
+ROOM = {"crone1": "owner", "hag77": "member", "hag88": "member"}
+
+
+def test_the_protocols_example() -> None:
+    # §5.4: add hag66, make hag77 owner (crone1 is demoted with it), remove hag88.
+    after, changed = rules.apply(ROOM, [("hag66", "member"), ("hag77", "owner"),
+                                        ("hag88", "none")], equal_occupants=False)
+    assert after == {"crone1": "member", "hag66": "member", "hag77": "owner"}
+    assert changed == {"crone1": "member", "hag66": "member", "hag77": "owner",
+                       "hag88": "none"}
+
+
+def test_owner_leaving_hands_the_room_on() -> None:
+    after, changed = rules.apply(ROOM, [("crone1", "none")], equal_occupants=False)
+    assert after == {"hag77": "owner", "hag88": "member"}
+    assert changed == {"crone1": "none", "hag77": "owner"}
+    # and names a successor when it says so
+    after, _ = rules.apply(ROOM, [("crone1", "none"), ("hag88", "owner")], False)
+    assert after == {"hag77": "member", "hag88": "owner"}
+
+
+@pytest.mark.parametrize("changes", [
+    [("hag77", "member")],                      # not a change
+    [("nobody", "none")],                       # not a member
+    [("hag66", "admin")],                       # not a MUC Light affiliation
+    [("hag66", "member"), ("hag66", "none")],   # twice
+    [("hag77", "owner"), ("hag88", "owner")],   # two owners
+])
+def test_bad_requests(changes: list[tuple[str, str]]) -> None:
+    with pytest.raises(StanzaError) as err:
+        rules.apply(ROOM, changes, equal_occupants=False)
+    assert err.value.condition == "bad-request"
+
+
+def test_equal_occupants_have_no_owner() -> None:
+    equal = {"a": "member", "b": "member"}
+    assert rules.apply(equal, [("a", "none")], True) == ({"b": "member"}, {"a": "none"})
+    with pytest.raises(StanzaError):
+        rules.apply(equal, [("b", "owner")], True)
+
+
+def test_members_may_leave_and_invite_only() -> None:
+    rules.member_may("hag77", [("hag77", "none")], ROOM, all_can_invite=False)
+    rules.member_may("hag77", [("new", "member")], ROOM, all_can_invite=True)
+    for changes, invite in (([("new", "member")], False), ([("hag88", "none")], True),
+                            ([("crone1", "member")], True), ([("new", "owner")], True)):
+        with pytest.raises(StanzaError) as err:
+            rules.member_may("hag77", changes, ROOM, all_can_invite=invite)
+        assert err.value.condition == "not-allowed"
+
+
+def test_config_schema_types() -> None:
+    schema = ConfigSchema([{"field": "roomname", "string_value": "Untitled"},
+                           {"field": "display-lines", "integer_value": 30,
+                            "internal_key": "display_lines"},
+                           {"field": "ratio", "float_value": 0.5},
+                           {"field": "all_can_invite", "boolean_value": False}])
+    assert schema.defaults() == {"roomname": "Untitled", "display_lines": 30, "ratio": 0.5,
+                                 "all_can_invite": False}
+    parsed = schema.parse([("display-lines", "40"), ("ratio", "1.5"),
+                           ("all_can_invite", "true")])
+    assert parsed == {"display_lines": 40, "ratio": 1.5, "all_can_invite": True}
+    assert dict(schema.render({**schema.defaults(), **parsed}))["display-lines"] == "40"
+    for bad in ([("display-lines", "many")], [("ratio", "nan")], [("colour", "red")],
+                [("all_can_invite", "yes")], [("roomname", "a"), ("roomname", "b")]):
+        with pytest.raises(ConfigValueError):
+            schema.parse(bad)
+    assert schema.name_of({"roomname": "Cave"}, "r1") == "Cave"
