@@ -203,6 +203,18 @@ DISCO_SM_ITEMS: Hook[Callable[[list[Element], JID, JID], AsyncFolded[list[Elemen
     "disco_sm_items",
     "fold_async(items: list[Element], from_jid, user_jid) -> list[Element]: an account's items "
     "as the requester may see them (XEP-0163 PEP nodes)")
+DISCO_NODE_INFO: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                Folded[list[Element] | None]]] = Hook(
+    "disco_node_info",
+    "fold(info: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
+    "identities and features of a node of the server or of an account (XEP-0050 §2.2: a "
+    "command node); None: no module knows the node")
+DISCO_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                 Folded[list[Element] | None]]] = Hook(
+    "disco_node_items",
+    "fold(items: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
+    "the items of a node of the server or of an account as the requester may see them "
+    "(XEP-0050 §2.1: the commands node); None: no module knows the node")
 DISCO_INFO_EXTRA: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
 
