@@ -215,6 +215,10 @@ DISCO_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
     "fold(items: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
     "the items of a node of the server or of an account as the requester may see them "
     "(XEP-0050 §2.1: the commands node); None: no module knows the node")
+VCARD_STORED: Hook[Callable[[None, JID, Element], AsyncFolded[None]]] = Hook(
+    "vcard_stored",
+    "fold_async(None, user_jid, vcard: Element): an account stored its vCard (XEP-0398: its "
+    "PHOTO is published as the PEP avatar)")
 DISCO_INFO_EXTRA: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
 

@@ -9,6 +9,7 @@ subscribers; the last item goes to a client when its caps become known (§4.3.4)
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import time
@@ -38,11 +39,13 @@ from suricate.instrument.events import HISTOGRAM, SPIRAL, EventSpec, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_caps import session_features
 from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_pubsub import avatars as A
 from suricate.modules.mod_pubsub import bookmarks as B
 from suricate.modules.mod_pubsub import config as C
 from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
+from suricate.modules.mod_vcard import ModVcard, photo_data
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -158,7 +161,7 @@ class ModPubsub(Module):
     options = OPTIONS
     store_class = PubsubStore
     store: PubsubStore
-    xeps = ("0060", "0163", "0402")
+    xeps = ("0060", "0163", "0398", "0402")
     deps = ("mod_caps",)
     hooks = (
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
@@ -166,6 +169,7 @@ class ModPubsub(Module):
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
+        (H.VCARD_STORED, "vcard_stored", 50),
     )
     iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
     sm_features = (PUBSUB, *FEATURES)
@@ -191,6 +195,8 @@ class ModPubsub(Module):
             return acc
         if "mod_private" in self.server.modules:
             acc = acc | {B.BOOKMARKS + "#compat"}  # XEP-0402 §3.3 / XEP-0411
+        if self._vcard() is not None:
+            acc = acc | {A.CONVERSION}  # XEP-0398 §2
         return acc | set(self.sm_features)
 
     # -- entry points ----------------------------------------------------------------------
@@ -441,6 +447,8 @@ class ModPubsub(Module):
         else:
             self.server.spawn(self._broadcast(host, node, config, event))
         await self._changed(host, node)
+        if host.pep and node == A.METADATA:
+            await self._avatar_to_vcard(host, payloads[0])
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
         return result
@@ -924,6 +932,55 @@ class ModPubsub(Module):
                 await self.store.retract(host.key, B.BOOKMARKS, room)
                 items_el.add("retract", attrs={"id": room})
             await self._broadcast(host, B.BOOKMARKS, config, event)
+        return acc
+
+    # -- XEP-0398: the PEP avatar and the vCard avatar are one ----------------------------
+    def _vcard(self) -> ModVcard | None:
+        module = self.server.modules.get("mod_vcard")
+        return module if self.pep and isinstance(module, ModVcard) else None
+
+    async def _avatar_to_vcard(self, host: Host, metadata: Element) -> None:
+        """§3 (PEP to vCard): the image the new metadata names becomes the vCard PHOTO. Only
+        a client's publish calls this, never the publication below: no loop."""
+        vcard = self._vcard()
+        if vcard is None:
+            return
+        chosen = A.chosen_info(metadata)
+        if chosen is None:
+            await vcard.set_photo(host.jid, None, None)  # XEP-0084 §4.2: avatar disabled
+            return
+        item_id, mime = chosen
+        found = await self.store.get_items(host.key, A.DATA, [item_id])
+        data = _parse_one(found[0].payload) if found else None
+        image = A.data_bytes(data) if data is not None else None
+        # §3: the data must already be there, and its SHA-1 should be the id.
+        if image is None or hashlib.sha1(image).hexdigest() != item_id:
+            log.info("avatar_not_converted user=%s id=%s", host.jid, item_id)
+            return
+        await vcard.set_photo(host.jid, mime, image)
+
+    async def vcard_stored(self, acc: None, user: JID, vcard: Element) -> None:
+        """§4 (vCard to PEP): a PHOTO set by a vCard client is published as the PEP avatar,
+        data first then metadata; nothing when PEP already has that image."""
+        if self._vcard() is None:
+            return acc
+        found = photo_data(vcard)
+        if found is None:
+            return acc  # a vCard without a photo leaves the PEP avatar alone
+        item_id, data, metadata = A.avatar_items(*found)
+        host = Host(user.bare, True)
+        current = await self.store.last_item(host.key, A.METADATA)
+        if current is not None and current.id == item_id:
+            return acc
+        for node, payload in ((A.DATA, data), (A.METADATA, metadata)):
+            stored = await self.store.get_node(host.key, node)
+            if stored is None:
+                stored = self.defaults(host)
+                await self.store.create_node(host.key, node, stored, str(host.jid))
+            config = {**self.defaults(host), **stored}
+            item = Item(item_id, str(host.jid), payload.serialize(), time.time_ns())
+            await self.store.publish(host.key, node, item, self.keep(config))
+            await self._broadcast(host, node, config, self._items_event(node, [item], config))
         return acc
 
     # -- hooks -----------------------------------------------------------------------------
