@@ -228,6 +228,12 @@ CAPS_RECOGNISED: Hook[Callable[[None, C2S, frozenset[str]], AsyncFolded[None]]] 
     "fold_async(None, c2s, features: frozenset[str]): the features of a session's client are "
     "known (first available presence or a changed caps hash); PEP sends the last items of the "
     "nodes the client asked for with '+notify' (XEP-0163 §4.3.4)")
+REMOTE_CAPS_RECOGNISED: Hook[Callable[[None, JID, JID, frozenset[str]], AsyncFolded[None]]] = Hook(
+    "remote_caps_recognised",
+    "fold_async(None, remote_full_jid, local_user: JID, features: frozenset[str]): the "
+    "features of a contact's client on another server are known from the available presence "
+    "it sent local_user (first one, or a changed caps hash); PEP sends local_user's last items "
+    "of the nodes it asked for (XEP-0163 §4.3.4)")
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
 ROSTER_OUT_SUBSCRIPTION: Hook[

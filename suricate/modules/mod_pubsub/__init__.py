@@ -169,6 +169,7 @@ class ModPubsub(Module):
     deps = ("mod_caps",)
     hooks = (
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
+        (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
@@ -1084,23 +1085,42 @@ class ModPubsub(Module):
                 continue
             owners.append(contact)
         for owner in owners:
-            host = Host(owner, True)
-            for node, stored in await self.store.list_nodes(host.key):
-                if node not in wanted:
-                    continue
-                config = {**self.defaults(host), **stored}
-                if config["send_last_published_item"] != "on_sub_and_presence" \
-                        or not config["deliver_notifications"]:
-                    continue
-                if owner != me:
-                    try:
-                        await self._check_access(host, node, config, me)
-                    except StanzaError:
-                        continue
-                last = await self.store.last_item(host.key, node)
-                if last is not None:
-                    self._send_last(host, c2s.jid, node, last, config, c2s)
+            await self._send_last_items(owner, c2s.jid, wanted, c2s)
         return acc
+
+    async def remote_caps_recognised(self, acc: None, frm: JID, user: JID,
+                                     features: frozenset[str]) -> None:
+        """§4.3.4 across servers: a contact's client elsewhere asked for notifications in
+        the presence it sent ``user``; it gets ``user``'s last items it may see."""
+        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        if not self.pep or not wanted:
+            return acc
+        if self.opts["ignore_pep_from_offline"] and not any(
+                s.available for s in self.server.sessions.resources(user)):
+            return acc
+        await self._send_last_items(user, frm, wanted)
+        return acc
+
+    async def _send_last_items(self, owner: JID, reader: JID, wanted: set[str],
+                               session: Any = None) -> None:
+        """The last item of each of ``owner``'s PEP nodes in ``wanted`` that ``reader`` may
+        see and whose configuration says on_sub_and_presence."""
+        host = Host(owner, True)
+        for node, stored in await self.store.list_nodes(host.key):
+            if node not in wanted:
+                continue
+            config = {**self.defaults(host), **stored}
+            if config["send_last_published_item"] != "on_sub_and_presence" \
+                    or not config["deliver_notifications"]:
+                continue
+            if owner != reader.bare:
+                try:
+                    await self._check_access(host, node, config, reader.bare)
+                except StanzaError:
+                    continue
+            last = await self.store.last_item(host.key, node)
+            if last is not None:
+                self._send_last(host, reader, node, last, config, session)
 
     async def remove_user(self, acc: None, jid: JID) -> None:
         # The account's own nodes go with its rows (user_tables); its subscriptions to and
