@@ -68,6 +68,7 @@ class ModAdhoc(Module):
         (H.DISCO_NODE_ITEMS, "node_items", 50),
         (H.DISCO_LOCAL_ITEMS, "local_items", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
+        (H.SESSION_CLOSED, "session_closed", 50),
     )
 
     #: Open sessions one requester may keep at once (each holds its command's state).
@@ -221,6 +222,13 @@ class ModAdhoc(Module):
         session = CommandSession(secrets.token_hex(8), node, iq.frm, iq.to)
         self.sessions[(iq.frm, session.id)] = session
         return session
+
+    async def session_closed(self, acc: None, c2s: Any, reason: str) -> None:
+        """The requester's command sessions end with its stream (they are its full JID's)."""
+        if c2s.jid is not None:
+            for key in [k for k in self.sessions if k[0] == c2s.jid]:
+                del self.sessions[key]
+        return acc
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self.opts["session_timeout"]
