@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from slixmpp.plugins.xep_0004 import Form
 
 from suricate.jid import JID
 from suricate.modules.mod_caps import ModCaps
@@ -67,8 +68,15 @@ async def test_last_item_sent_when_a_remote_contacts_presence_arrives(tmp_path: 
             "alice@alpha.test", subscription="both"))
         alice = await connect(alpha, "alice@alpha.test/a", "pass", plugins=PLUGINS)
         alice.send_presence()
+        # An open node (like OMEMO's): readable by anyone, pushed to subscribers only.
+        open_node = Form()
+        open_node["type"] = "submit"
+        open_node.add_field(var="FORM_TYPE", ftype="hidden",
+                            value="http://jabber.org/protocol/pubsub#publish-options")
+        open_node.add_field(var="pubsub#access_model", value="open")
         await alice.plugin["xep_0060"].publish("alice@alpha.test", TUNE, id="before",
-                                               payload=payload(f"<tune xmlns='{TUNE}'/>"))
+                                               payload=payload(f"<tune xmlns='{TUNE}'/>"),
+                                               options=open_node)
         bob = await connect(beta, "bob@beta.test/b", "pass", plugins=PLUGINS)
         bob_events = Events(bob)
         bob.plugin["xep_0030"].add_feature(f"{TUNE}+notify")
@@ -81,4 +89,13 @@ async def test_last_item_sent_when_a_remote_contacts_presence_arrives(tmp_path: 
         # Once per presence hash: a status change does not send it again.
         bob.send_presence(pstatus="busy")
         await bob_events.none("publish", wait=0.5)
-        await disconnect(alice, bob)
+        # A stranger's directed presence with the same caps gets nothing: only the owner's
+        # presence subscribers do.
+        await register(beta, "eve")
+        eve = await connect(beta, "eve@beta.test/e", "pass", plugins=PLUGINS)
+        eve_events = Events(eve)
+        eve.plugin["xep_0030"].add_feature(f"{TUNE}+notify")
+        await eve.plugin["xep_0115"].update_caps(broadcast=False)
+        eve.send_presence(pto="alice@alpha.test")
+        await eve_events.none("publish", wait=1.0)
+        await disconnect(alice, bob, eve)

@@ -1098,6 +1098,9 @@ class ModPubsub(Module):
         if self.opts["ignore_pep_from_offline"] and not any(
                 s.available for s in self.server.sessions.resources(user)):
             return acc
+        item = await self._roster_item(user, frm.bare)
+        if item is None or item.subscription not in ("from", "both"):
+            return acc  # as for local contacts: only the owner's presence subscribers
         await self._send_last_items(user, frm, wanted)
         return acc
 
