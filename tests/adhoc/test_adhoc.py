@@ -116,6 +116,9 @@ async def test_command_lists_disco_and_ping(server: Server) -> None:
     with pytest.raises(IqError) as err:
         await alice.plugin["xep_0050"].send_command("localhost", "no-such-command")
     assert err.value.condition == "item-not-found"
+    # Finished one-stage commands leave no session behind.
+    adhoc_module = server.modules["mod_adhoc"]
+    assert isinstance(adhoc_module, ModAdhoc) and not adhoc_module.sessions
     await disconnect(alice, root)
 
 
@@ -246,4 +249,12 @@ async def test_sessions_next_prev_complete_cancel(server: Server) -> None:
         await adhoc.send_command("localhost", "urn:example:wizard", action="next",
                                  sessionid=started["command"]["sessionid"])
     assert err.value.condition == "bad-request"
+    # A session open when its requester leaves goes with the stream.
+    await adhoc.send_command("localhost", "urn:example:wizard")
+    assert len(adhoc_module.sessions) == 1
     await disconnect(alice)
+    for _ in range(100):
+        if not adhoc_module.sessions:
+            break
+        await asyncio.sleep(0.02)
+    assert not adhoc_module.sessions

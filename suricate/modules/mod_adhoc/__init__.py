@@ -206,7 +206,10 @@ class ModAdhoc(Module):
         session.stage = max(session.stage, 0)
         try:
             reply = await command.step(session, action, submitted(iq.payload))
-        except StanzaError:
+        except Exception:
+            if sessionid is None:
+                # The first stage failed: there is no session to come back to.
+                self.sessions.pop((session.requester, session.id), None)
             session.stage = previous  # the requester may answer this stage again
             raise
         session.last = reply
