@@ -92,7 +92,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate.
 UNAVAILABLE_MODULES: list[str] = [
-    "mod_adhoc",
     "mod_amp",
     "mod_auth_token",
     "mod_cache_users",

@@ -203,6 +203,22 @@ DISCO_SM_ITEMS: Hook[Callable[[list[Element], JID, JID], AsyncFolded[list[Elemen
     "disco_sm_items",
     "fold_async(items: list[Element], from_jid, user_jid) -> list[Element]: an account's items "
     "as the requester may see them (XEP-0163 PEP nodes)")
+DISCO_NODE_INFO: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                Folded[list[Element] | None]]] = Hook(
+    "disco_node_info",
+    "fold(info: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
+    "identities and features of a node of the server or of an account (XEP-0050 §2.2: a "
+    "command node); None: no module knows the node")
+DISCO_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                 Folded[list[Element] | None]]] = Hook(
+    "disco_node_items",
+    "fold(items: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
+    "the items of a node of the server or of an account as the requester may see them "
+    "(XEP-0050 §2.1: the commands node); None: no module knows the node")
+VCARD_STORED: Hook[Callable[[None, JID, Element], AsyncFolded[None]]] = Hook(
+    "vcard_stored",
+    "fold_async(None, user_jid, vcard: Element): an account stored its vCard (XEP-0398: its "
+    "PHOTO is published as the PEP avatar)")
 DISCO_INFO_EXTRA: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_info", "fold(extra: list[Element], domain) -> list[Element]: XEP-0128 forms")
 
@@ -212,6 +228,12 @@ CAPS_RECOGNISED: Hook[Callable[[None, C2S, frozenset[str]], AsyncFolded[None]]] 
     "fold_async(None, c2s, features: frozenset[str]): the features of a session's client are "
     "known (first available presence or a changed caps hash); PEP sends the last items of the "
     "nodes the client asked for with '+notify' (XEP-0163 §4.3.4)")
+REMOTE_CAPS_RECOGNISED: Hook[Callable[[None, JID, JID, frozenset[str]], AsyncFolded[None]]] = Hook(
+    "remote_caps_recognised",
+    "fold_async(None, remote_full_jid, local_user: JID, features: frozenset[str]): the "
+    "features of a contact's client on another server are known from the available presence "
+    "it sent local_user (first one, or a changed caps hash); PEP sends local_user's last items "
+    "of the nodes it asked for (XEP-0163 §4.3.4)")
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
 ROSTER_OUT_SUBSCRIPTION: Hook[

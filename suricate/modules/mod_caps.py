@@ -134,6 +134,9 @@ class ModCaps(Module):
         # they send our users; dropped at their unavailable presence.
         self._remote: dict[JID, dict[JID, frozenset[str]]] = {}  # domain -> the server's own caps 'ver'
         self._inflight: dict[tuple[str, str, str], asyncio.Future[frozenset[str] | None]] = {}
+        # Remote full JID -> the local users already told of its features (its presence
+        # reaches each of them on its own): each hears once per caps hash.
+        self._told: dict[JID, tuple[frozenset[str], set[JID]]] = {}
 
     # -- cache -----------------------------------------------------------------------------
     def cached(self, key: tuple[str, str, str]) -> frozenset[str] | None:
@@ -244,6 +247,7 @@ class ModCaps(Module):
         type_ = stanza.attrs.get("type")
         resources = self._remote.get(frm.bare)
         if type_ == "unavailable":
+            self._told.pop(frm, None)
             if resources is not None:
                 resources.pop(frm, None)
                 if not resources:
@@ -256,15 +260,31 @@ class ModCaps(Module):
         features = self.cached(key)
         if features is not None:
             self._remember_remote(frm, features)
+            self._tell(frm, to.bare, features)
         else:
             # Asked in a task: the presence itself is not held up by the query.
-            self.server.spawn(self._learn_remote(key, to.domain, frm))
+            self.server.spawn(self._learn_remote(key, to, frm))
         return handled
 
-    async def _learn_remote(self, key: tuple[str, str, str], domain: str, frm: JID) -> None:
-        features = await self._features(key, domain, frm)
+    async def _learn_remote(self, key: tuple[str, str, str], to: JID, frm: JID) -> None:
+        features = await self._features(key, to.domain, frm)
         if features is not None:
             self._remember_remote(frm, features)
+            self._tell(frm, to.bare, features)
+
+    def _tell(self, frm: JID, user: JID, features: frozenset[str]) -> None:
+        """REMOTE_CAPS_RECOGNISED once per (remote resource, local user, features)."""
+        known, told = self._told.get(frm, (features, set()))
+        if known != features:
+            told = set()
+        if user in told:
+            return
+        told.add(user)
+        if frm not in self._told and len(self._told) >= REMOTE_LIMIT:
+            self._told.pop(next(iter(self._told)))
+        self._told[frm] = (features, told)
+        self.server.spawn(self.server.hooks.fold_async(H.REMOTE_CAPS_RECOGNISED, None, frm,
+                                                       user, features))
 
     def _remember_remote(self, frm: JID, features: frozenset[str]) -> None:
         if frm.bare not in self._remote and len(self._remote) >= REMOTE_LIMIT:

@@ -88,6 +88,8 @@ class ModDisco(Module):
         query = _query(iq, ns.DISCO_INFO)
         domain = iq.to.domain
         node = iq.payload.attrs.get("node")
+        if node and _node_info(self, iq, query, node):
+            return query
         if node and not self.server.hooks.fold(H.DISCO_LOCAL_NODE, False, domain, node):
             # No other node of the server carries information (XEP-0030 §3.1: unknown node).
             raise StanzaError("item-not-found")
@@ -107,7 +109,7 @@ class ModDisco(Module):
     def local_items(self, iq: IqRequest) -> Element:
         query = _query(iq, ns.DISCO_ITEMS)
         if iq.payload.attrs.get("node"):
-            raise StanzaError("item-not-found")
+            return _node_items(self, iq, query)
         # MongooseIM's extra_domains are listed as they are, unverified.
         items = [Element("item", ns.DISCO_ITEMS, {"jid": d})
                  for d in self.opts.get("extra_domains", [])]
@@ -120,7 +122,10 @@ class ModDisco(Module):
     async def account_info(self, iq: IqRequest) -> Element:
         await self._require_account(iq)
         query = _query(iq, ns.DISCO_INFO)
-        if iq.payload.attrs.get("node"):
+        node = iq.payload.attrs.get("node")
+        if node:
+            if _node_info(self, iq, query, node):
+                return query
             raise StanzaError("item-not-found")
         # XEP-0030 §3.1 and the registry: a registered account is account/registered.
         query.add("identity", attrs={"category": "account", "type": "registered"})
@@ -135,7 +140,7 @@ class ModDisco(Module):
         await self._require_account(iq)
         query = _query(iq, ns.DISCO_ITEMS)
         if iq.payload.attrs.get("node"):
-            raise StanzaError("item-not-found")
+            return _node_items(self, iq, query)
         items = await self.server.hooks.fold_async(H.DISCO_SM_ITEMS, [], iq.frm, iq.to.bare)
         for item in items:
             query.append(item)
@@ -148,6 +153,27 @@ class ModDisco(Module):
         # the same answer as an unsupported namespace, so nothing leaks about the account.
         if not await self.server.user_exists(iq.to.bare):
             raise StanzaError("service-unavailable")
+
+
+def _node_info(module: Module, iq: IqRequest, query: Element, node: str) -> bool:
+    """Fill ``query`` with what a module says of ``node`` (DISCO_NODE_INFO); False when no
+    module knows it."""
+    info = module.server.hooks.fold(H.DISCO_NODE_INFO, None, iq.frm, iq.to, node)
+    if info is None:
+        return False
+    for element in info:
+        query.append(element)
+    return True
+
+
+def _node_items(module: Module, iq: IqRequest, query: Element) -> Element:
+    items = module.server.hooks.fold(H.DISCO_NODE_ITEMS, None, iq.frm, iq.to,
+                                     iq.payload.attrs["node"])
+    if items is None:
+        raise StanzaError("item-not-found")  # XEP-0030 §4.1: a node nobody has
+    for item in items:
+        query.append(item)
+    return query
 
 
 def _query(iq: IqRequest, xmlns: str) -> Element:

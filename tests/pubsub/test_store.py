@@ -66,3 +66,22 @@ async def test_affiliations_subscriptions_and_account_removal(storage: SqlStorag
     await storage.remove_user("localhost", "alice", PubsubStore.user_tables)
     assert await store.list_nodes(PEP) == []
     assert [n for n, _ in await store.list_nodes(SERVICE)] == ["news"]
+
+
+async def test_subscription_options(storage: SqlStorage) -> None:
+    """XEP-0060 §6.3: options stay with their subscription (migration 0002)."""
+    store = await _store(storage)
+    assert await store.create_node(SERVICE, "n", {}, "alice@localhost")
+    await store.set_subscription(SERVICE, "n", "bob@localhost", "s1", "subscribed")
+    await store.set_subscription(SERVICE, "n", "carol@localhost", "s2", "pending")
+    assert await store.subscription_options(SERVICE, "n", "bob@localhost", "s1") == {}
+    await store.set_subscription_options(SERVICE, "n", "bob@localhost", "s1",
+                                         {"deliver": False, "show-values": ["chat"]})
+    assert await store.subscription_options(SERVICE, "n", "bob@localhost", "s1") == {
+        "deliver": False, "show-values": ["chat"]}
+    assert await store.subscription_options(SERVICE, "n", "bob@localhost", "nope") is None
+    # Only subscribed ones are delivered to; a state change keeps the options.
+    assert await store.active_subscriptions(SERVICE, "n") == [
+        ("bob@localhost", {"deliver": False, "show-values": ["chat"]})]
+    await store.set_subscription(SERVICE, "n", "bob@localhost", "s1", "subscribed")
+    assert (await store.active_subscriptions(SERVICE, "n"))[0][1]["deliver"] is False

@@ -1049,6 +1049,14 @@ def test_module_options_accepted() -> None:
             "modules.mod_register.access: access rule 'nobody' is not defined in [access]",
         ),
         (
+            '[modules.mod_adhoc]\naccess_admin = "admins"',
+            "modules.mod_adhoc.access_admin: access rule 'admins' is not defined in [access]",
+        ),
+        (
+            "[modules.mod_adhoc]\nreport_commands_node = 1",
+            "modules.mod_adhoc.report_commands_node: expected a boolean, got an integer",
+        ),
+        (
             "[modules.mod_register]\npassword_strength = -1",
             "modules.mod_register.password_strength: expected a non-negative integer, got -1",
         ),

@@ -9,6 +9,7 @@ subscribers; the last item goes to a client when its caps become known (§4.3.4)
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import time
@@ -38,11 +39,14 @@ from suricate.instrument.events import HISTOGRAM, SPIRAL, EventSpec, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_caps import session_features
 from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_pubsub import avatars as A
 from suricate.modules.mod_pubsub import bookmarks as B
 from suricate.modules.mod_pubsub import config as C
+from suricate.modules.mod_pubsub import subscription as S
 from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
+from suricate.modules.mod_vcard import ModVcard, photo_data
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -65,8 +69,8 @@ FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
     "last-published", "manage-subscriptions", "meta-data", "modify-affiliations",
     "multi-items", "outcast-affiliation", "persistent-items", "presence-notifications",
     "publish", "publish-options", "publisher-affiliation", "purge-nodes", "retract-items",
-    "retrieve-affiliations", "retrieve-default", "retrieve-items", "retrieve-subscriptions",
-    "subscribe", "member-affiliation"))
+    "retrieve-affiliations", "retrieve-default", "retrieve-default-sub", "retrieve-items",
+    "retrieve-subscriptions", "subscribe", "subscription-options", "member-affiliation"))
 
 #: MongooseIM 6.4 event names: mod_pubsub_{get,set}_<action>.
 ACTIONS = {
@@ -83,6 +87,9 @@ EVENTS: dict[tuple[str, str], EventSpec] = {
 }
 
 AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
+
+#: Who a notification goes to: sessions, JIDs, and the JIDs that want a <body/> too.
+Targets = tuple[list[Any], list[JID], set[JID]]
 
 
 class NodeConfigSpec(Spec):
@@ -158,14 +165,16 @@ class ModPubsub(Module):
     options = OPTIONS
     store_class = PubsubStore
     store: PubsubStore
-    xeps = ("0060", "0163", "0402")
+    xeps = ("0060", "0163", "0398", "0402")
     deps = ("mod_caps",)
     hooks = (
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
+        (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
+        (H.VCARD_STORED, "vcard_stored", 50),
     )
     iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
     sm_features = (PUBSUB, *FEATURES)
@@ -191,6 +200,8 @@ class ModPubsub(Module):
             return acc
         if "mod_private" in self.server.modules:
             acc = acc | {B.BOOKMARKS + "#compat"}  # XEP-0402 §3.3 / XEP-0411
+        if self._vcard() is not None:
+            acc = acc | {A.CONVERSION}  # XEP-0398 §2
         return acc | set(self.sm_features)
 
     # -- entry points ----------------------------------------------------------------------
@@ -302,9 +313,6 @@ class ModPubsub(Module):
         owner_ns = payload.xmlns == PUBSUB_OWNER
         method = _DISPATCH.get((stype, owner_ns, action.name))
         if method is None:
-            if action.name in ("options",):
-                raise C.pubsub_error("feature-not-implemented", "unsupported",
-                                     attrs={"feature": "subscription-options"})
             raise StanzaError("feature-not-implemented" if action.name in _KNOWN
                               else "bad-request")
         event = EVENTS[(stype, action.name)]
@@ -441,6 +449,8 @@ class ModPubsub(Module):
         else:
             self.server.spawn(self._broadcast(host, node, config, event))
         await self._changed(host, node)
+        if host.pep and node == A.METADATA:
+            await self._avatar_to_vcard(host, payloads[0])
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
         return result
@@ -499,6 +509,10 @@ class ModPubsub(Module):
                                                                         "member")
         if not pending:
             await self._check_access(host, node, config, frm, subscribing=True)
+        # §6.3.7 / §6.4: options given with the request, checked before anything is stored.
+        options_el = next((c for c in children[1:] if c.name == "options"), None)
+        options = S.parse_options(options_el.find("x", ns.DATA_FORMS)
+                                  if options_el is not None else None)
         existing = [s for s in await self.store.subscriptions(host.key, node)
                     if s[0] == str(jid)]
         if existing:
@@ -512,6 +526,8 @@ class ModPubsub(Module):
             subid = uuid.uuid4().hex
             state = "pending" if pending else "subscribed"
         await self.store.set_subscription(host.key, node, str(jid), subid, state)
+        if options:
+            await self.store.set_subscription_options(host.key, node, str(jid), subid, options)
         if state == "pending":
             await self._ask_owners(host, node, jid)
         elif config["send_last_published_item"] != "never":
@@ -590,6 +606,59 @@ class ModPubsub(Module):
         result = Element("pubsub", PUBSUB_OWNER)
         result.add("default").append(C.config_form(self.defaults(host)))
         return result
+
+    # -- subscription options (XEP-0060 §6.3) ----------------------------------------------
+    async def get_default_options(self, host: Host, frm: JID, action: Element,
+                                  children: list[Element]) -> Element | None:
+        """§6.4 (retrieve-default-sub): the options a new subscription gets."""
+        node = action.attrs.get("node")
+        if node:
+            await self._node(host, node)
+        result = Element("pubsub", PUBSUB)
+        result.add("default", attrs={"node": node} if node else {}).append(
+            S.options_form(S.DEFAULTS))
+        return result
+
+    async def _subscription(self, host: Host, frm: JID,
+                            action: Element) -> tuple[str, JID, str, dict[str, Any]]:
+        """The subscription an options request names: (node, jid, subid, options)."""
+        node, _ = await self._action_node(host, action)
+        jid = _jid_attr(action)
+        if jid.bare != frm.bare and await self.affiliation(host, node, frm) != "owner":
+            # §6.3.4: only the subscriber (or an owner) sees and changes its options.
+            raise StanzaError("forbidden", "not your subscription")
+        subs = [(subid, state) for j, subid, state in
+                await self.store.subscriptions(host.key, node) if j == str(jid)]
+        if not subs:
+            raise C.pubsub_error("unexpected-request", "not-subscribed")
+        wanted = action.attrs.get("subid")
+        if wanted is None:
+            if len(subs) > 1:
+                raise C.pubsub_error("bad-request", "subid-required")
+            wanted = subs[0][0]
+        elif wanted not in [subid for subid, _ in subs]:
+            raise C.pubsub_error("not-acceptable", "invalid-subid")
+        options = await self.store.subscription_options(host.key, node, str(jid), wanted)
+        return node, jid, wanted, {**S.DEFAULTS, **(options or {})}
+
+    async def get_options(self, host: Host, frm: JID, action: Element,
+                          children: list[Element]) -> Element | None:
+        node, jid, subid, options = await self._subscription(host, frm, action)
+        result = Element("pubsub", PUBSUB)
+        result.add("options", attrs={"node": node, "jid": str(jid), "subid": subid}).append(
+            S.options_form(options))
+        return result
+
+    async def set_options(self, host: Host, frm: JID, action: Element,
+                          children: list[Element]) -> Element | None:
+        node, jid, subid, current = await self._subscription(host, frm, action)
+        form = action.find("x", ns.DATA_FORMS)
+        if form is None:
+            raise C.pubsub_error("bad-request", "invalid-options", "a data form is expected")
+        options = {**current, **S.parse_options(form)}
+        changed = {k: v for k, v in options.items() if S.DEFAULTS.get(k) != v}
+        await self.store.set_subscription_options(host.key, node, str(jid), subid, changed)
+        return None
 
     async def delete(self, host: Host, frm: JID, action: Element,
                      children: list[Element]) -> Element | None:
@@ -796,9 +865,9 @@ class ModPubsub(Module):
             self.server.router.route(host.jid, to, msg)
 
     async def _targets(self, host: Host, node: str,
-                       config: Mapping[str, Any]) -> tuple[list[Any], list[JID]]:
-        """Who hears about ``node``: sessions (PEP, filtered by +notify caps) and JIDs
-        (explicit subscriptions)."""
+                       config: Mapping[str, Any]) -> Targets:
+        """Who hears about ``node``: sessions (PEP, filtered by +notify caps), JIDs
+        (explicit subscriptions, filtered by their options) and which of them want a body."""
         sessions: list[Any] = []
         remote: list[JID] = []
         seen: set[JID] = set()
@@ -830,21 +899,35 @@ class ModPubsub(Module):
                             seen.add(contact)
             seen.add(host.jid)
         jids: list[JID] = remote
-        for jid_text, _, state in await self.store.subscriptions(host.key, node):
-            if state != "subscribed":
-                continue
+        bodies: set[JID] = set()  # who asked for a <body/> too (pubsub#include_body)
+        for jid_text, options in await self.store.active_subscriptions(host.key, node):
             try:
                 jid = JID.parse(jid_text)
             except (InvalidJID, ValueError):
                 continue
             if jid.bare in seen and host.pep:
                 continue
-            if config.get("presence_based_delivery") and self.server.is_local_domain(
-                    jid.domain) and not any(s.available for s in
-                                            self.server.sessions.resources(jid.bare)):
+            local = self.server.is_local_domain(jid.domain)
+            if config.get("presence_based_delivery") and local and not any(
+                    s.available for s in self.server.sessions.resources(jid.bare)):
                 continue
-            jids.append(jid)
-        return sessions, jids
+            if not options:
+                jids.append(jid)
+            elif not options.get("deliver", True):
+                continue  # §6.3: pubsub#deliver = false
+            elif local and "show-values" in options:
+                # Only to the sessions whose presence show is listed: their full JIDs.
+                for session in self.server.sessions.resources(jid.bare):
+                    if (jid.resource is None or session.jid == jid) and session.available \
+                            and S.wants(options, _show(session)):
+                        if options.get("include_body"):
+                            bodies.add(session.jid)
+                        jids.append(session.jid)
+            else:
+                if options.get("include_body"):
+                    bodies.add(jid)
+                jids.append(jid)
+        return sessions, jids, bodies
 
     async def _broadcast(self, host: Host, node: str, config: Mapping[str, Any],
                          event: Element) -> None:
@@ -861,14 +944,18 @@ class ModPubsub(Module):
             attrs["type"] = "headline"
         return Element("message", ns.CLIENT, attrs, [event])
 
-    def _deliver(self, host: Host, targets: tuple[list[Any], list[JID]], event: Element,
+    def _deliver(self, host: Host, targets: Targets, event: Element,
                  config: Mapping[str, Any]) -> None:
-        sessions, jids = targets
+        sessions, jids, bodies = targets
         # One event element shared by every copy: it is only read from here on.
         for session in sessions:
             session.deliver(self._message(host, session.jid, event, config))
         for jid in jids:
-            self.server.router.route(host.jid, jid, self._message(host, jid, event, config))
+            message = self._message(host, jid, event, config)
+            if jid in bodies:
+                # pubsub#include_body (§6.3): a line for clients that show only bodies.
+                message.add("body", text=_describe(host, event))
+            self.server.router.route(host.jid, jid, message)
 
     # -- XEP-0411: bookmarks in PEP and in private XML are one list -----------------------
     def _private_store(self) -> PrivateStore | None:
@@ -926,6 +1013,55 @@ class ModPubsub(Module):
             await self._broadcast(host, B.BOOKMARKS, config, event)
         return acc
 
+    # -- XEP-0398: the PEP avatar and the vCard avatar are one ----------------------------
+    def _vcard(self) -> ModVcard | None:
+        module = self.server.modules.get("mod_vcard")
+        return module if self.pep and isinstance(module, ModVcard) else None
+
+    async def _avatar_to_vcard(self, host: Host, metadata: Element) -> None:
+        """§3 (PEP to vCard): the image the new metadata names becomes the vCard PHOTO. Only
+        a client's publish calls this, never the publication below: no loop."""
+        vcard = self._vcard()
+        if vcard is None:
+            return
+        chosen = A.chosen_info(metadata)
+        if chosen is None:
+            await vcard.set_photo(host.jid, None, None)  # XEP-0084 §4.2: avatar disabled
+            return
+        item_id, mime = chosen
+        found = await self.store.get_items(host.key, A.DATA, [item_id])
+        data = _parse_one(found[0].payload) if found else None
+        image = A.data_bytes(data) if data is not None else None
+        # §3: the data must already be there, and its SHA-1 should be the id.
+        if image is None or hashlib.sha1(image).hexdigest() != item_id:
+            log.info("avatar_not_converted user=%s id=%s", host.jid, item_id)
+            return
+        await vcard.set_photo(host.jid, mime, image)
+
+    async def vcard_stored(self, acc: None, user: JID, vcard: Element) -> None:
+        """§4 (vCard to PEP): a PHOTO set by a vCard client is published as the PEP avatar,
+        data first then metadata; nothing when PEP already has that image."""
+        if self._vcard() is None:
+            return acc
+        found = photo_data(vcard)
+        if found is None:
+            return acc  # a vCard without a photo leaves the PEP avatar alone
+        item_id, data, metadata = A.avatar_items(*found)
+        host = Host(user.bare, True)
+        current = await self.store.last_item(host.key, A.METADATA)
+        if current is not None and current.id == item_id:
+            return acc
+        for node, payload in ((A.DATA, data), (A.METADATA, metadata)):
+            stored = await self.store.get_node(host.key, node)
+            if stored is None:
+                stored = self.defaults(host)
+                await self.store.create_node(host.key, node, stored, str(host.jid))
+            config = {**self.defaults(host), **stored}
+            item = Item(item_id, str(host.jid), payload.serialize(), time.time_ns())
+            await self.store.publish(host.key, node, item, self.keep(config))
+            await self._broadcast(host, node, config, self._items_event(node, [item], config))
+        return acc
+
     # -- hooks -----------------------------------------------------------------------------
     async def caps_recognised(self, acc: None, c2s: C2S, features: frozenset[str]) -> None:
         """XEP-0163 §4.3.4 (and the account's own resources, §4.3.2): a client that asks
@@ -949,23 +1085,45 @@ class ModPubsub(Module):
                 continue
             owners.append(contact)
         for owner in owners:
-            host = Host(owner, True)
-            for node, stored in await self.store.list_nodes(host.key):
-                if node not in wanted:
-                    continue
-                config = {**self.defaults(host), **stored}
-                if config["send_last_published_item"] != "on_sub_and_presence" \
-                        or not config["deliver_notifications"]:
-                    continue
-                if owner != me:
-                    try:
-                        await self._check_access(host, node, config, me)
-                    except StanzaError:
-                        continue
-                last = await self.store.last_item(host.key, node)
-                if last is not None:
-                    self._send_last(host, c2s.jid, node, last, config, c2s)
+            await self._send_last_items(owner, c2s.jid, wanted, c2s)
         return acc
+
+    async def remote_caps_recognised(self, acc: None, frm: JID, user: JID,
+                                     features: frozenset[str]) -> None:
+        """§4.3.4 across servers: a contact's client elsewhere asked for notifications in
+        the presence it sent ``user``; it gets ``user``'s last items it may see."""
+        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        if not self.pep or not wanted:
+            return acc
+        if self.opts["ignore_pep_from_offline"] and not any(
+                s.available for s in self.server.sessions.resources(user)):
+            return acc
+        item = await self._roster_item(user, frm.bare)
+        if item is None or item.subscription not in ("from", "both"):
+            return acc  # as for local contacts: only the owner's presence subscribers
+        await self._send_last_items(user, frm, wanted)
+        return acc
+
+    async def _send_last_items(self, owner: JID, reader: JID, wanted: set[str],
+                               session: Any = None) -> None:
+        """The last item of each of ``owner``'s PEP nodes in ``wanted`` that ``reader`` may
+        see and whose configuration says on_sub_and_presence."""
+        host = Host(owner, True)
+        for node, stored in await self.store.list_nodes(host.key):
+            if node not in wanted:
+                continue
+            config = {**self.defaults(host), **stored}
+            if config["send_last_published_item"] != "on_sub_and_presence" \
+                    or not config["deliver_notifications"]:
+                continue
+            if owner != reader.bare:
+                try:
+                    await self._check_access(host, node, config, reader.bare)
+                except StanzaError:
+                    continue
+            last = await self.store.last_item(host.key, node)
+            if last is not None:
+                self._send_last(host, reader, node, last, config, session)
 
     async def remove_user(self, acc: None, jid: JID) -> None:
         # The account's own nodes go with its rows (user_tables); its subscriptions to and
@@ -1042,6 +1200,20 @@ def _parse_one(xml: str) -> Element | None:
     return elements[0] if elements else None
 
 
+def _show(session: Any) -> str:
+    presence = getattr(session, "presence", None)
+    return (presence.find_text("show", ns.CLIENT) or "online") if presence is not None \
+        else "online"
+
+
+def _describe(host: Host, event: Element) -> str:
+    items = event.find("items", PUBSUB_EVENT)
+    node = items.attrs.get("node", "") if items is not None else ""
+    if items is not None and items.find("retract", PUBSUB_EVENT) is not None:
+        return f"Items were retracted from {node} at {host.jid}"
+    return f"New item published to {node} at {host.jid}"
+
+
 def _jid_attr(el: Element) -> JID:
     text = el.attrs.get("jid")
     if not text:
@@ -1064,7 +1236,9 @@ _DISPATCH: dict[tuple[str, bool, str], str] = {
     ("get", True, "configure"): "get_configure",
     ("set", True, "configure"): "set_configure",
     ("get", True, "default"): "get_default",
-    ("get", False, "default"): "get_default",
+    ("get", False, "default"): "get_default_options",
+    ("get", False, "options"): "get_options",
+    ("set", False, "options"): "set_options",
     ("set", True, "delete"): "delete",
     ("set", True, "purge"): "purge",
     ("get", True, "subscriptions"): "get_subscriptions",

@@ -179,6 +179,30 @@ class PubsubStore(ModuleStore):
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (server, username, node, jid, subid) DO "
             "UPDATE SET state = excluded.state", *host, node, jid, subid, state)
 
+    async def subscription_options(self, host: Host, node: str, jid: str,
+                                   subid: str) -> dict[str, Any] | None:
+        """The options of one subscription (XEP-0060 §6.3), None when there is none."""
+        row = await self.fetch_one(
+            "SELECT options FROM pubsub_subscriptions WHERE server = ? AND username = ? AND "
+            "node = ? AND jid = ? AND subid = ?", *host, node, jid, subid)
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def set_subscription_options(self, host: Host, node: str, jid: str, subid: str,
+                                       options: dict[str, Any]) -> None:
+        await self.execute(
+            "UPDATE pubsub_subscriptions SET options = ? WHERE server = ? AND username = ? "
+            "AND node = ? AND jid = ? AND subid = ?", json.dumps(options), *host, node, jid,
+            subid)
+
+    async def active_subscriptions(self, host: Host,
+                                   node: str) -> list[tuple[str, dict[str, Any]]]:
+        """(jid, options) of the node's subscriptions in state 'subscribed': who a
+        notification goes to."""
+        rows = await self.fetch(
+            "SELECT jid, options FROM pubsub_subscriptions WHERE server = ? AND username = ? "
+            "AND node = ? AND state = 'subscribed' ORDER BY jid", *host, node)
+        return [(r[0], json.loads(r[1]) if r[1] != "{}" else {}) for r in rows]
+
     async def remove_subscription(self, host: Host, node: str, jid: str,
                                   subid: str | None) -> int:
         if subid is None:
