@@ -35,7 +35,7 @@ log = logging.getLogger("suricate.auth")
 STORED_METHODS = frozenset({"rdbms", "internal"})
 #: Methods that only check a password (MongooseIM 6.4: PLAIN only) unless they can hand out
 #: credentials (``AuthMethod.credentials``: http with get_password).
-EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external"})
+EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external", "ldap"})
 
 #: Told about an account that was created or removed (the server folds its register_user /
 #: remove_user hooks).
@@ -48,7 +48,8 @@ class AuthService:
     def __init__(self, cfg: Mapping[str, Any], storage: Storage, spawn: Spawn,
                  registered: AccountEvent, removed: AccountEvent,
                  module_tables: Callable[[], Sequence[str]] = tuple,
-                 http_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 http_pools: Mapping[str, Mapping[str, Any]] | None = None,
+                 ldap_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.cfg = cfg
         self.storage = storage
         self._spawn = spawn
@@ -68,14 +69,19 @@ class AuthService:
         self.others: dict[str, AuthMethod] = {}
         for name in self.methods:
             if name in EXTERNAL_METHODS:
-                self.others[name] = self._make_method(name, http_pools or {})
+                self.others[name] = self._make_method(name, http_pools or {}, ldap_pools or {})
         # Whether a method can give SCRAM (or DIGEST) credentials; without one: PLAIN only.
         self.has_credentials = any(m in STORED_METHODS or (m in self.others
                                                           and self.others[m].credentials)
                                    for m in self.methods)
 
-    def _make_method(self, name: str, pools: Mapping[str, Mapping[str, Any]]) -> AuthMethod:
+    def _make_method(self, name: str, pools: Mapping[str, Mapping[str, Any]],
+                     ldap_pools: Mapping[str, Mapping[str, Any]]) -> AuthMethod:
         opts = self.cfg.get(name) or {}
+        if name == "ldap":
+            from suricate.auth.ldap import LdapMethod  # ldap3 only when configured
+
+            return LdapMethod(opts, ldap_pools)
         if name == "dummy":
             return DummyMethod(opts)
         if name == "http":
@@ -114,7 +120,7 @@ class AuthService:
             names = [n for n in names if n == "ANONYMOUS"]
         elif not (methods & STORED_METHODS or any(self.others[m].credentials
                                                    for m in methods & self.others.keys())):
-            # MongooseIM 6.4: dummy, jwt and external only check a password: PLAIN, and
+            # MongooseIM 6.4: dummy, jwt, external and ldap only check a password: PLAIN, and
             # (the password travels in the clear inside SASL) only over TLS.
             names = [n for n in names if n == "ANONYMOUS" or (n == "PLAIN" and tls)]
         anonymous_sasl = "anonymous" in methods and self.anonymous_opts.get(

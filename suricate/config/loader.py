@@ -185,6 +185,17 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
             report.error("auth.methods",
                          "method 'http' needs the pool [outgoing_pools.http.auth]")
 
+    if isinstance(auth, dict) and "ldap" in (auth.get("methods") or []) \
+            and isinstance(auth.get("ldap"), dict):
+        # 6.4: searches go through pool_tag, password checks (binds) through bind_pool_tag.
+        pools = cfg.get("outgoing_pools")
+        ldap_pools = pools.get("ldap") if isinstance(pools, dict) else None
+        for option in ("pool_tag", "bind_pool_tag"):
+            tag = auth["ldap"].get(option)
+            if not isinstance(ldap_pools, dict) or tag not in ldap_pools:
+                report.error(f"auth.ldap.{option}",
+                             f"method 'ldap' needs the pool [outgoing_pools.ldap.{tag}]")
+
     s2s = cfg.get("s2s")
     if isinstance(s2s, dict) and isinstance(s2s.get("outgoing"), dict):
         shaper_defined("s2s.outgoing.shaper", s2s["outgoing"].get("shaper"))

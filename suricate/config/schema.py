@@ -54,8 +54,9 @@ LOGLEVELS = [
     "all",
 ]
 
-AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki"]
-UNAVAILABLE_AUTH_METHODS = ["ldap"]
+AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki",
+                "ldap"]
+UNAVAILABLE_AUTH_METHODS: list[str] = []
 
 #: Advertisement order: strongest first, as in MongooseIM's default list.
 SASL_MECHANISMS = [
@@ -662,7 +663,7 @@ def _auth_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
     # The anonymous method needs its settings even when the table was left out.
     if "anonymous" in out["methods"] and out["anonymous"] is None:
         out["anonymous"] = _ANONYMOUS.normalize({}, join(path, "anonymous"), ctx)
-    for name, section in (("dummy", _DUMMY), ("http", _HTTP_AUTH)):
+    for name, section in (("dummy", _DUMMY), ("http", _HTTP_AUTH), ("ldap", _LDAP_AUTH)):
         if name in out["methods"] and out[name] is None:
             out[name] = section.normalize({}, join(path, name), ctx)
     for name in ("jwt", "external"):
@@ -727,6 +728,86 @@ _EXTERNAL = Section(
         "instances": Option(Int(min=1), 1, "Copies of the program run."),
     },
     doc="Settings of the external method (ejabberd extauth protocol).",
+)
+
+
+def _uid_format_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    if str(out["format"]).count("%u") != 1:
+        ctx.error(join(path, "format"), 'must contain "%u" exactly once')
+
+
+def _ldap_filter(value: Any) -> str | None:
+    """An RFC 4515 filter is one parenthesized item; catch the common slips (missing or
+    unbalanced parentheses) at load time rather than at the first login."""
+    text = str(value)
+    if not text:
+        return None
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0 or (depth == 0 and i < len(text) - 1):
+            return "not an LDAP filter: unbalanced parentheses (RFC 4515)"
+    if not text.startswith("(") or depth != 0:
+        return 'not an LDAP filter: expected "(...)" with balanced parentheses (RFC 4515)'
+    return None
+
+
+_LDAP_AUTH = Section(
+    {
+        "pool_tag": Option(Str(), "default",
+                           "The `[outgoing_pools.ldap.TAG]` pool used for searches."),
+        "bind_pool_tag": Option(Str(), "bind",
+                                "The pool used to bind as the user (checks the password); "
+                                "its connections are used for nothing else."),
+        "base": Option(Str(), doc="Base DN under which the users are searched."),
+        "uids": Option(
+            ListOf(Section(
+                {
+                    "attr": Option(Str(), doc="Attribute holding the username."),
+                    "format": Option(Str(), "%u",
+                                     'How the attribute holds it; `%u` is the username '
+                                     '(e.g. "%u@example.org").'),
+                },
+                post=_uid_format_post,
+            ), nonempty=True),
+            [{"attr": "uid", "format": "%u"}],
+            "Attributes naming the user, any of which may match.",
+            default_doc='[{attr = "uid", format = "%u"}]',
+        ),
+        "filter": Option(Str(nonempty=False), "",
+                         'Extra RFC 4515 filter ANDed to the uid match, e.g. '
+                         '"(objectClass=inetOrgPerson)".', validators=(_ldap_filter,)),
+        "dn_filter": Option(
+            Section({
+                "filter": Option(Str(), doc="Filter searched after the user is found: "
+                                 "`%u` username, `%d` domain, `%D` the user's DN, `%s` each "
+                                 "value of `attributes` (read from the user's entry).",
+                                 validators=(_ldap_filter,)),
+                "attributes": Option(ListOf(Str()), [], "Attributes of the user's entry "
+                                     "substituted for `%s`."),
+            }),
+            OMIT,
+            "A second search that must find something for the user to be valid.",
+            default_doc="not set",
+        ),
+        "local_filter": Option(
+            Section({
+                "operation": Option(OneOf(["equal", "notequal"]),
+                                    doc="Whether the attribute must (equal) or must not "
+                                    "(notequal) hold one of the values."),
+                "attribute": Option(Str(), doc="Attribute of the user's entry."),
+                "values": Option(ListOf(Str(), nonempty=True), doc="Values compared."),
+            }),
+            OMIT,
+            "A check made by Suricate on the user's entry (e.g. a disabled account).",
+            default_doc="not set",
+        ),
+        "deref": Option(OneOf(["never", "always", "finding", "searching"]), "never",
+                        "Alias dereferencing during searches (RFC 4511 §4.5.1.3)."),
+    },
+    doc="Settings of the ldap method (PLAIN: the user's DN is searched, then bound with the "
+    "password given).",
 )
 
 
@@ -839,6 +920,8 @@ _AUTH = Section(
         "jwt": Option(_JWT, None, _JWT.doc, default_doc="required when jwt is in methods"),
         "external": Option(_EXTERNAL, None, _EXTERNAL.doc,
                            default_doc="required when external is in methods"),
+        "ldap": Option(_LDAP_AUTH, None, _LDAP_AUTH.doc,
+                       default_doc="required when ldap is in methods (for `base`)"),
     },
     doc="Client authentication.",
     post=_auth_post,
@@ -1102,6 +1185,52 @@ _HTTP_POOL = Section(
     doc="An HTTP client pool (used by `mod_event_pusher`'s http backend).",
 )
 
+def _ldap_connection_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                          ctx: Context) -> None:
+    # 6.4: TLS when a tls table is given; "encrypt" is MongooseIM's older spelling.
+    encrypted = "tls" in out or out.pop("encrypt", "none") == "tls"
+    out.pop("encrypt", None)
+    out["encrypted"] = encrypted
+    if "tls" not in out and encrypted:
+        out["tls"] = outgoing_tls(with_mode=False).normalize({}, join(path, "tls"), ctx)
+    if out.get("port") is None:
+        out["port"] = 636 if encrypted else 389
+
+
+_LDAP_POOL = Section(
+    {
+        **_pool_common(5),
+        "connection": Option(
+            Section(
+                {
+                    "servers": Option(ListOf(Str(), nonempty=True), ["localhost"],
+                                      "Directory servers, tried in order."),
+                    "port": Option(Int(min=1, max=65535), None, "Port of the servers.",
+                                   default_doc="389, or 636 with TLS"),
+                    "rootdn": Option(Str(nonempty=False), "",
+                                     "DN bound as for searches; empty: anonymous."),
+                    "password": Option(Str(nonempty=False), "", "Password of `rootdn`."),
+                    "encrypt": Option(OneOf(["none", "tls"]), OMIT,
+                                      'MongooseIM\'s older switch: "tls" is LDAPS with the '
+                                      "default TLS options.", default_doc="not set"),
+                    "tls": Option(outgoing_tls(with_mode=False), OMIT,
+                                  "TLS options; present: the connection is LDAP over TLS "
+                                  "(LDAPS, port 636 by default).", default_doc="not set"),
+                    "connect_interval": Option(Int(min=1, unit="milliseconds"), 10000,
+                                               "After a failed connection, how long requests "
+                                               "fail at once before the next attempt."),
+                },
+                post=_ldap_connection_post,
+            ),
+            DEFAULTS,
+            "How to connect.",
+        ),
+    },
+    doc="An LDAP connection pool; the ldap auth method uses `default` (searches) and `bind` "
+    "(password checks).",
+)
+
+
 _RABBIT_POOL = Section(
     {
         **_pool_common(20),
@@ -1163,11 +1292,13 @@ _OUTGOING_POOLS = Section(
         "redis": Option(MapOf(_REDIS_POOL, key_doc="TAG"), {},
                         'Redis pools by tag; `default` holds the session table with '
                         '`sm_backend = "redis"`.'),
+        "ldap": Option(MapOf(_LDAP_POOL, key_doc="TAG"), {},
+                       "LDAP pools by tag; the ldap auth method uses `default` and `bind`."),
     },
     doc="Connection pools to external services.",
     unavailable={
         kind: f"{kind} pools are {NOT_AVAILABLE}"
-        for kind in ("cassandra", "elastic", "ldap")
+        for kind in ("cassandra", "elastic")
     },
     unknown_message="unknown pool type",
 )

@@ -92,7 +92,8 @@ class Server:
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 module_tables=self.module_user_tables,
-                                http_pools=cfg.get("outgoing_pools", {}).get("http", {}))
+                                http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
+                                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}))
         self.module_registry = module_registry
         self.http_handlers = dict(http_handlers or {})
         self.modules: dict[str, Module] = {}

@@ -1,0 +1,127 @@
+"""The ldap method against a real slapd started by the test (tests/auth/slapd.py): slixmpp logs
+in with the directory's passwords over TLS, the uids/filter/local_filter/dn_filter options
+pick who may log in, a message to an offline directory user is kept for them, and a
+directory that is down gives temporary-auth-failure, then works again when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suricate.jid import JID
+from tests.auth.common import offered, plain_outcome
+from tests.auth.slapd import ROOTDN, ROOTPW, SUFFIX, person, running_slapd
+from tests.e2e.harness import connect, disconnect, running_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def ldap_toml(port: int) -> str:
+    return f"""
+[auth.ldap]
+base = "ou=people,{SUFFIX}"
+uids = [{{attr = "uid"}}, {{attr = "mail", format = "%u@corp.example"}}]
+filter = "(objectClass=inetOrgPerson)"
+local_filter = {{operation = "notequal", attribute = "employeeType", values = ["disabled"]}}
+dn_filter = {{filter = "(&(uid=%s)(!(description=banned@%d)))", attributes = ["uid"]}}
+
+[outgoing_pools.ldap.default]
+workers = 2
+connection.servers = ["127.0.0.1"]
+connection.port = {port}
+connection.rootdn = "{ROOTDN}"
+connection.password = "{ROOTPW}"
+connection.connect_interval = 300
+
+[outgoing_pools.ldap.bind]
+connection.servers = ["127.0.0.1"]
+connection.port = {port}
+connection.connect_interval = 300
+"""
+
+
+async def test_directory_logins_filters_offline_routing_and_outage(tmp_path: Path) -> None:
+    with running_slapd() as slapd:
+        slapd.add(person("alice", "wonder land")
+                  + person("bob", "builder")
+                  # found through the second uid: mail = carol@corp.example
+                  + person("c.smith", "carolpw", mail="carol@corp.example")
+                  + person("dave", "davepw", employeeType="disabled")
+                  + person("eve", "evepw", description="banned@localhost")
+                  + person("fred*", "fredpw"))
+        async with running_server(tmp_path, auth_extra='methods = ["ldap"]',
+                                  extra=ldap_toml(slapd.port)) as server:
+            # No SCRAM keys in a directory: PLAIN, and only once TLS is up (6.4).
+            assert await offered(server) == ["PLAIN"]
+            assert await offered(server, direct_tls=False) == []
+
+            alice = await connect(server, "alice@localhost/r", "wonder land")
+            with pytest.raises(PermissionError):
+                await connect(server, "alice@localhost/x", "wonderland")
+            # An empty password would be an anonymous bind (RFC 4513 §5.1.2) to slapd.
+            assert await plain_outcome(server, "alice", "") != "success"
+            assert not await server.auth.check_password(JID.parse("alice@localhost"), "")
+            assert await plain_outcome(server, "carol", "carolpw") == "success"
+            assert await plain_outcome(server, "nobody", "x") == "not-authorized"
+            # local_filter (employeeType=disabled), dn_filter (description), and a username
+            # that would be a wildcard if it were not escaped (RFC 4515 §3).
+            assert await plain_outcome(server, "dave", "davepw") == "not-authorized"
+            assert await plain_outcome(server, "eve", "evepw") == "not-authorized"
+            assert await plain_outcome(server, "fred*", "fredpw") == "success"
+            assert await plain_outcome(server, "fred", "fredpw") == "not-authorized"
+            assert await server.auth.user_exists(JID.parse("bob@localhost"))
+            assert not await server.auth.user_exists(JID.parse("dave@localhost"))
+            assert not await server.auth.user_exists(JID.parse("ghost@localhost"))
+            # Read-only: registration has nowhere to go.
+            assert not server.auth.accounts_storable
+
+            # bob exists only in the directory and is offline: the message waits for him;
+            # a user the directory does not know gets the sender an error.
+            errors: asyncio.Queue[Any] = asyncio.Queue()
+            alice.add_event_handler("message_error", errors.put_nowait)
+            alice.send_message(mto="bob@localhost", mbody="hello from alice")
+            alice.send_message(mto="ghost@localhost", mbody="anyone?")
+            error = await asyncio.wait_for(errors.get(), 5)
+            assert error["type"] == "error" and error["from"].bare == "ghost@localhost"
+            assert error["error"]["condition"] == "service-unavailable"
+            bob = await connect(server, "bob@localhost/r", "builder")
+            bob.send_presence()  # XEP-0160 §2: available presence releases the messages
+            message = await bob.next_message()
+            assert message["body"] == "hello from alice"
+
+            # The directory goes away: temporary-auth-failure, never a login or a crash.
+            slapd.stop()
+            assert await plain_outcome(server, "alice", "wonder land") \
+                == "temporary-auth-failure"
+            assert await plain_outcome(server, "alice", "wrong") == "temporary-auth-failure"
+            # Back again: once connect_interval has passed, logins work.
+            slapd.start()
+            await asyncio.sleep(0.4)
+            assert await plain_outcome(server, "alice", "wonder land") == "success"
+            assert await plain_outcome(server, "alice", "wrong") == "not-authorized"
+            await disconnect(alice, bob)
+
+
+async def test_config_needs_the_pools_and_a_filter_that_parses(tmp_path: Path) -> None:
+    from suricate.config import ConfigError
+    from tests.e2e.harness import server_toml
+
+    toml = server_toml(tmp_path, 5999, 5998, auth_extra='methods = ["ldap"]', extra=f"""
+[auth.ldap]
+base = "ou=people,{SUFFIX}"
+filter = "(objectClass=person"
+uids = [{{attr = "uid", format = "no-placeholder"}}]
+""")
+    from suricate.config.loader import parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(toml, tmp_path)
+    text = str(info.value)
+    assert "auth.ldap.filter: not an LDAP filter" in text
+    assert "auth.ldap.uids[0].format" in text
+    assert "auth.ldap.pool_tag: method 'ldap' needs the pool [outgoing_pools.ldap.default]" \
+        in text
+    assert "auth.ldap.bind_pool_tag" in text
