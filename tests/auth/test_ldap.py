@@ -122,6 +122,13 @@ uids = [{{attr = "uid", format = "no-placeholder"}}]
     text = str(info.value)
     assert "auth.ldap.filter: not an LDAP filter" in text
     assert "auth.ldap.uids[0].format" in text
+
+    toml = server_toml(tmp_path, 5999, 5998, auth_extra='methods = ["ldap"]',
+                       extra=f'[auth.ldap]\nbase = "{SUFFIX}"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(toml, tmp_path)
+    text = str(info.value)
     assert "auth.ldap.pool_tag: method 'ldap' needs the pool [outgoing_pools.ldap.default]" \
         in text
-    assert "auth.ldap.bind_pool_tag" in text
+    assert "auth.ldap.bind_pool_tag: method 'ldap' needs the pool [outgoing_pools.ldap.bind]" \
+        in text
