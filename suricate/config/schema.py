@@ -1357,20 +1357,24 @@ _ACL = MapOf(
     reserved={n: f"'{n}' is predefined and cannot be redefined" for n in ("all", "none")},
 )
 
+_ACCESS_CLAUSES = ListOf(
+    Section(
+        {
+            "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
+            "value": Option(
+                AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
+            ),
+        }
+    )
+)
+
 _ACCESS = MapOf(
-    ListOf(
-        Section(
-            {
-                "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
-                "value": Option(
-                    AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
-                ),
-            }
-        )
-    ),
+    _ACCESS_CLAUSES,
     doc="Access rules: ordered clauses; the first whose class matches gives the value.",
     defaults=DEFAULT_ACCESS,
 )
+
+_ACCESS_RULES = MapOf(_ACCESS_CLAUSES, doc="Access rules.")
 
 class ModulesSpec(Spec):
     """`[modules]`: one table per enabled module, each validated by the spec its module
@@ -1447,6 +1451,115 @@ def _root_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
     if general.get("sm_backend") == "redis" and "default" not in pools.get("redis", {}):
         ctx.error(join(join(path, "general"), "sm_backend"),
                   '"redis" needs a pool [outgoing_pools.redis.default]')
+    _host_config_post(out, raw, ctx)
+
+
+# --------------------------------------------------------------------------------------------
+# [[host_config]] (MongooseIM 6.4 doc/configuration/host_config.md)
+
+#: 6.4's rule for host_config.auth: giving any of these replaces all of them (the others not
+#: given take their defaults); the other options replace only themselves.
+AUTH_REPLACED_TOGETHER = ("sasl_external", "password", "rdbms", "ldap", "jwt", "http",
+                          "internal", "pki", "dummy")
+
+
+class RawTable(Spec):
+    """A table kept as written, normalized later by whoever knows what to merge it with
+    (``host_config[N].auth`` is merged with the top-level ``[auth]`` first)."""
+
+    doc = ""
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, dict):
+            return self._wrong_type(value, path, ctx)
+        return dict(value)
+
+    def describe(self) -> str:
+        return "a table"
+
+
+def merged_auth_raw(top: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[auth]`` a host sees, as text: 6.4 replaces the options of
+    ``AUTH_REPLACED_TOGETHER`` as a group when the host gives any of them, and the others
+    (methods, sasl_mechanisms, anonymous, external.instances, ...) one by one."""
+    merged = {k: v for k, v in top.items()}
+    if any(k in host for k in AUTH_REPLACED_TOGETHER) or "program" in host.get("external", {}):
+        for key in AUTH_REPLACED_TOGETHER:
+            merged.pop(key, None)
+        if isinstance(merged.get("external"), dict):
+            merged["external"] = {k: v for k, v in merged["external"].items()
+                                  if k != "program"}
+    for key, value in host.items():
+        if key == "external" and isinstance(value, dict) \
+                and isinstance(merged.get("external"), dict):
+            merged["external"] = {**merged["external"], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _host_config_post(out: dict[str, Any], raw: Mapping[str, Any], ctx: Context) -> None:
+    """Each host's ``auth``: merged with the top-level ``[auth]`` as text, then validated
+    whole at ``host_config[N].auth`` (the host names are checked by the loader)."""
+    raw_auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else {}
+    for i, entry in enumerate(out.get("host_config") or []):
+        if "auth" in entry:
+            merged = merged_auth_raw(raw_auth, entry["auth"])
+            auth = _AUTH.normalize(merged, join(f"host_config[{i}]", "auth"), ctx)
+            if auth is not INVALID:
+                entry["auth"] = auth
+
+
+def _host_s2s_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                   ctx: Context) -> None:
+    # Only what was written: the host's values override the top-level ones key by key.
+    for key in list(out):
+        if key not in raw:
+            del out[key]
+
+
+_HOST_CONFIG = Section(
+    {
+        "host": Option(Domain(), OMIT, "The domain (one of general.hosts) configured here.",
+                       default_doc="either host or host_type"),
+        "host_type": Option(Str(), OMIT, "The host type (one of general.host_types) "
+                            "configured here: its dynamic domains.",
+                            default_doc="either host or host_type"),
+        "general": Option(
+            Section(
+                {"replaced_wait_timeout": _GENERAL.options["replaced_wait_timeout"]},
+                unavailable={"route_subdomains": NOT_AVAILABLE},
+                unknown_message="not allowed per host (6.4 allows replaced_wait_timeout "
+                "and route_subdomains)",
+            ),
+            OMIT, "Overrides of [general] for this host.", default_doc="not set"),
+        "auth": Option(RawTable(), OMIT,
+                       "Overrides of [auth]: any of sasl_external, password.*, and the "
+                       "methods' tables (rdbms, ldap, jwt, http, ...) replaces all of these "
+                       "(repeat what should stay); methods, sasl_mechanisms, anonymous.* and "
+                       "external.instances replace only themselves.", default_doc="not set"),
+        "modules": Option(_MODULES, OMIT,
+                          "The modules of this host: replaces [modules] completely.",
+                          default_doc="the top-level modules"),
+        "acl": Option(MapOf(ListOf(_ACL_PATTERN)), OMIT,
+                      "Access classes merged with [acl]: a class defined in both is the "
+                      "union of both.", default_doc="not set"),
+        "access": Option(_ACCESS_RULES, OMIT,
+                         "Access rules merged with [access]: the host's clauses go after the "
+                         "top-level ones, before a final catch-all {acl = \"all\"} clause.",
+                         default_doc="not set"),
+        "s2s": Option(
+            Section(
+                {k: _S2S.options[k] for k in ("default_policy", "host_policy", "shared")},
+                post=_host_s2s_post,
+                unknown_message="not allowed per host (default_policy, host_policy, shared)",
+            ),
+            OMIT,
+            "Overrides of [s2s]; host_policy entries override the top-level ones host by "
+            "host.", default_doc="not set"),
+    },
+    doc="Per-domain or per-host-type overrides.",
+)
 
 
 ROOT = Section(
@@ -1462,11 +1575,11 @@ ROOT = Section(
         "modules": Option(_MODULES, DEFAULTS, _MODULES.doc),
         "internal_databases": Option(_INTERNAL_DATABASES, DEFAULTS, _INTERNAL_DATABASES.doc),
         "instrumentation": Option(_INSTRUMENTATION, OMIT, _INSTRUMENTATION.doc),
+        "host_config": Option(ListOf(_HOST_CONFIG), [], _HOST_CONFIG.doc),
     },
     doc="The whole file.",
     post=_root_post,
     unavailable={
-        "host_config": NOT_AVAILABLE,
         "services": NOT_AVAILABLE,
     },
     unknown_message="unknown section",
