@@ -70,6 +70,10 @@ class AuthService:
         for name in self.methods:
             if name in EXTERNAL_METHODS:
                 self.others[name] = self._make_method(name, http_pools or {}, ldap_pools or {})
+        #: Services of the host types with their own ``[[host_config]]`` auth (6.4), by host
+        #: type; ``host_type_of`` maps a domain to its host type (set by the server).
+        self.hosts: dict[str, AuthService] = {}
+        self.host_type_of: Callable[[str], str] = str
         # Whether a method can give SCRAM (or DIGEST) credentials; without one: PLAIN only.
         self.has_credentials = any(m in STORED_METHODS or (m in self.others
                                                           and self.others[m].credentials)
@@ -92,13 +96,24 @@ class AuthService:
             return JwtMethod(opts)
         return ExternalMethod(opts)
 
+    def for_domain(self, domain: str) -> AuthService:
+        """The service answering for ``domain``: its host type's own (``[[host_config]]``
+        with an ``auth`` table) or this one."""
+        if not self.hosts:
+            return self
+        return self.hosts.get(self.host_type_of(domain), self)
+
     async def start(self) -> None:
         for method in self.others.values():
             await method.start()
+        for service in self.hosts.values():
+            await service.start()
 
     async def stop(self) -> None:
         for method in self.others.values():
             await method.stop()
+        for service in self.hosts.values():
+            await service.stop()
 
     @property
     def checks_plain(self) -> bool:
@@ -134,6 +149,8 @@ class AuthService:
         return names
 
     async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+        if self.hosts and self.for_domain(domain) is not self:
+            return await self.for_domain(domain).credentials(username, domain)
         try:
             jid = JID(username, domain, None)
         except ValueError:
@@ -157,6 +174,8 @@ class AuthService:
         """For PLAIN with password-checking methods: a record that accepts ``password`` when
         one of the methods, tried in order, accepts it; None otherwise. Raises
         AuthUnavailable when no method accepted and one of them could not be asked."""
+        if self.hosts and self.for_domain(domain) is not self:
+            return await self.for_domain(domain).plain_credentials(username, domain, password)
         try:
             jid = JID(username, domain, None)
         except ValueError:
@@ -186,6 +205,8 @@ class AuthService:
 
     async def register(self, jid: JID, password: str) -> bool:
         """Create the account; False if it exists already."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).register(jid, password)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -207,6 +228,8 @@ class AuthService:
         return created
 
     async def set_password(self, jid: JID, password: str) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).set_password(jid, password)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -217,6 +240,8 @@ class AuthService:
         return await self.storage.set_password(jid.domain, jid.local, plain, details)
 
     async def remove(self, jid: JID) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).remove(jid)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -238,6 +263,8 @@ class AuthService:
         """The methods in order; the first that accepts wins (MongooseIM 6.4). Raises
         AuthUnavailable when none accepted and one could not be asked: the password may be
         right, the client should try again later rather than be told it is wrong."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).check_password(jid, password)
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
         for method in self.methods:
@@ -257,6 +284,8 @@ class AuthService:
         return False
 
     async def user_exists(self, jid: JID) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).user_exists(jid)
         if jid.bare in self._anonymous:
             return True
         assert jid.local is not None
@@ -277,9 +306,13 @@ class AuthService:
 
     # -- anonymous -------------------------------------------------------------------------
     def anonymous_login(self, jid: JID) -> None:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return self.for_domain(jid.domain).anonymous_login(jid)
         self._anonymous[jid.bare] = self._anonymous.get(jid.bare, 0) + 1
 
     def anonymous_logout(self, jid: JID) -> None:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return self.for_domain(jid.domain).anonymous_logout(jid)
         count = self._anonymous.get(jid.bare, 0) - 1
         if count <= 0:
             self._anonymous.pop(jid.bare, None)

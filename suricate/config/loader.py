@@ -230,7 +230,7 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
     """``[[host_config]]``: each names a known host or host type, once; what its sections
     refer to exists in the top level or in the entry itself."""
     entries = cfg.get("host_config")
-    general = cfg.get("general") if isinstance(cfg.get("general"), dict) else {}
+    general: dict[str, Any] = cfg["general"] if isinstance(cfg.get("general"), dict) else {}
     if not isinstance(entries, list):
         return
     seen: dict[tuple[str, str], str] = {}

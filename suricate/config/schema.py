@@ -1501,7 +1501,7 @@ def merged_auth_raw(top: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str
 def _host_config_post(out: dict[str, Any], raw: Mapping[str, Any], ctx: Context) -> None:
     """Each host's ``auth``: merged with the top-level ``[auth]`` as text, then validated
     whole at ``host_config[N].auth`` (the host names are checked by the loader)."""
-    raw_auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else {}
+    raw_auth: Mapping[str, Any] = raw["auth"] if isinstance(raw.get("auth"), dict) else {}
     for i, entry in enumerate(out.get("host_config") or []):
         if "auth" in entry:
             merged = merged_auth_raw(raw_auth, entry["auth"])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
+from suricate.auth.service import AuthService
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
@@ -114,7 +115,7 @@ class Negotiation(Delivery):
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
         else:
-            auth = self.server.auth
+            auth = self.auth
             mechanism = self.negotiator.mechanism
             try:
                 if auth.checks_plain and isinstance(mechanism, sasl.Plain):
@@ -144,12 +145,18 @@ class Negotiation(Delivery):
     def _tls_required_but_missing(self) -> bool:
         return self._tls_mode() == "starttls_required" and not self.is_tls
 
+    @property
+    def auth(self) -> AuthService:
+        """The ``[auth]`` of the domain this stream is addressed to (its ``[[host_config]]``
+        may give it other methods)."""
+        return self.server.auth.for_domain(self.domain or self.server.default_domain)
+
     def sasl_mechanisms(self) -> list[str]:
         """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
         if self._tls_required_but_missing():
             return []
         cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
-        names = self.server.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
+        names = self.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
                                             listener=self.opts,
                                             client_cert=self._client_cert_usernames()[0])
         if not self.is_tls and self._tls_mode() is not None:
@@ -166,13 +173,13 @@ class Negotiation(Delivery):
         tls = self.conn.tls
         verify = (self.opts.get("tls") or {}).get("verify_mode") or "none"
         if tls is None or verify not in ("peer", "selfsigned_peer") \
-                or "pki" not in self.server.auth.methods:
+                or "pki" not in self.auth.methods:
             return False, []
         cert = tls.peer_certificate()
         if cert is None:
             return False, []
         domain = self.domain or self.server.default_domain
-        modes = self.server.auth.cfg.get("sasl_external") or ["standard"]
+        modes = self.auth.cfg.get("sasl_external") or ["standard"]
         candidates = []
         if "standard" in modes:
             candidates += xmpp_addrs(cert)
@@ -194,13 +201,13 @@ class Negotiation(Delivery):
         return sasl.SaslContext(
             cert_usernames=usernames,
             cert_verified=verified,
-            cert_any_authzid="auth_id" in (self.server.auth.cfg.get("sasl_external") or ()),
+            cert_any_authzid="auth_id" in (self.auth.cfg.get("sasl_external") or ()),
             server=self.domain or self.server.default_domain,
             channel_binding=self.conn.tls if self.conn.tls is not None else None,
             advertised_mechanisms=self.sasl_mechanisms(),
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
-            scram_iterations=self.server.auth.scram_iterations,
+            scram_iterations=self.auth.scram_iterations,
         )
 
     def _features_before_auth(self) -> list[Element]:

@@ -1,0 +1,122 @@
+"""[[host_config]] with real clients: two domains served by one server, one with accounts in
+the database (SCRAM), the other with the dummy method (PLAIN over TLS, any password); one
+with mod_vcard and the other without, and mod_version with other options on each; per-host
+access rules. Each client sees its own domain's configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
+from tests.auth.common import SASL
+from tests.e2e.harness import (
+    ALL_MODULES,
+    RawClient,
+    c2s_listener_toml,
+    connect,
+    disconnect,
+    free_port,
+    serving,
+    sqlite_pool_toml,
+)
+
+A, B = "a.test", "b.test"
+MODULES_B = [m for m in ALL_MODULES if m != "mod_vcard"]
+
+
+def config(tmp: Path, c2s_port: int, tls_port: int) -> str:
+    cert, _ = ensure_self_signed(tmp / "certs", [A, B])
+    top_modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES)
+    b_modules = "\n".join(f"[host_config.modules.{m}]" for m in MODULES_B
+                          if m != "mod_version")
+    return f"""
+[general]
+hosts = ["{A}", "{B}"]
+default_server_domain = "{A}"
+{c2s_listener_toml(c2s_port, cert.certfile, cert.keyfile)}
+{c2s_listener_toml(tls_port, cert.certfile, cert.keyfile, "tls")}
+[auth]
+methods = ["rdbms"]
+password.scram_iterations = 4096
+{sqlite_pool_toml(tmp / 'suricate.db')}
+[acl]
+local = [{{}}]
+[access]
+register = [{{acl = "all", value = "allow"}}]
+{top_modules}
+
+[[host_config]]
+host = "{B}"
+[host_config.auth]
+methods = ["dummy"]
+dummy.base_time = 0
+dummy.variance = 0
+[host_config.access]
+c2s = [{{acl = "banned", value = "deny"}}]
+[host_config.acl]
+banned = [{{user = "mallory"}}]
+{b_modules}
+[host_config.modules.mod_version]
+os_info = true
+"""
+
+
+async def mechanisms(port: int, domain: str) -> list[str]:
+    """The legacy SASL mechanisms offered on the direct-TLS port to a stream for domain."""
+    raw = await RawClient.open(port, tls=True)
+    try:
+        await raw.send(
+            f"<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+        features = await raw.expect(r"<stream:features.*?</stream:features>")
+    finally:
+        await raw.close()
+    legacy = re.search(rf"<mechanisms xmlns=.{SASL}.>(.*?)</mechanisms>", features)
+    assert legacy is not None, features
+    return re.findall(r"<mechanism>([^<]+)</mechanism>", legacy.group(1))
+
+
+async def test_two_domains_with_their_own_auth_and_modules(tmp_path: Path) -> None:
+    c2s_port, tls_port = free_port(), free_port()
+    async with serving(tmp_path, config(tmp_path, c2s_port, tls_port), c2s_port=c2s_port,
+                       tls_port=tls_port) as server:
+        assert await server.auth.register(JID.parse(f"alice@{A}"), "alice-pw")
+        # a.test: the database's SCRAM accounts; b.test: dummy, PLAIN only (over TLS).
+        assert "SCRAM-SHA-256" in await mechanisms(tls_port, A)
+        assert await mechanisms(tls_port, B) == ["PLAIN"]
+
+        alice = await connect(server, f"alice@{A}/r", "alice-pw",
+                              plugins=("xep_0030", "xep_0054", "xep_0092"))
+        with pytest.raises(PermissionError):
+            await connect(server, f"alice@{A}/x", "anything")
+        # dummy: any user, any password; the same name on a.test is another account.
+        bob = await connect(server, f"bob@{B}/r", "anything",
+                            plugins=("xep_0030", "xep_0054", "xep_0092"))
+        assert await server.auth.user_exists(JID.parse(f"bob@{B}"))
+        assert not await server.auth.user_exists(JID.parse(f"bob@{A}"))
+        # b.test's access rule c2s, merged before the top level's: mallory may not log in.
+        with pytest.raises((PermissionError, ConnectionError, asyncio.TimeoutError)):
+            await connect(server, f"mallory@{B}/r", "x", timeout=5)
+
+        # mod_vcard runs for a.test only: its disco feature and its IQ.
+        info_a = await alice["xep_0030"].get_info(jid=A, timeout=5)
+        info_b = await bob["xep_0030"].get_info(jid=B, timeout=5)
+        assert "vcard-temp" in info_a["disco_info"]["features"]
+        assert "vcard-temp" not in info_b["disco_info"]["features"]
+        await alice["xep_0054"].publish_vcard(alice["xep_0054"].make_vcard(), timeout=5)
+        with pytest.raises(IqError) as err:
+            await bob["xep_0054"].publish_vcard(bob["xep_0054"].make_vcard(), timeout=5)
+        assert err.value.iq["error"]["condition"] == "service-unavailable"
+
+        # mod_version on both, with b.test's own options (os_info = true).
+        version_a = await alice["xep_0092"].get_version(A, timeout=5)
+        version_b = await bob["xep_0092"].get_version(B, timeout=5)
+        assert not version_a["software_version"]["os"]
+        assert version_b["software_version"]["os"]
+        await disconnect(alice, bob)
