@@ -10,13 +10,16 @@ FAST tokens), applies the access rules, and runs the hooks modules take part thr
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
-from suricate.auth.service import AuthService
+from suricate.auth.service import STORED_METHODS, AuthService
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
@@ -25,6 +28,14 @@ from suricate.protocol import c2s as P
 from suricate.protocol import negotiation as N
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.sasl.passwords import (
+    SALT_LENGTH,
+    format_scram_record,
+    hashlib_name,
+    is_scram_record,
+    keys_from_salted,
+    parse_scram_record,
+)
 from suricate.storage import StorageError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -36,6 +47,21 @@ log = logging.getLogger("suricate.c2s")
 
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[[Any, str], Awaitable[Any]]
+
+#: c2s.module_state key of the XEP-0480 upgrade under way (between <continue/> and the end).
+UPGRADE_KEY = "sasl2.upgrade"
+
+
+@dataclass(slots=True)
+class _Upgrade:
+    """SASL2 authentication succeeded; these upgrade tasks remain before <success/>."""
+
+    result: sasl.Success
+    request: Element  # the <authenticate/>, whose inline requests <success/> answers
+    tasks: list[str]
+    record: str  # the account's SCRAM record, with the keys stored so far
+    iterations: int
+    salt: bytes | None = None  # sent for the current task (after its <next/>)
 
 
 class Negotiation(Delivery):
@@ -311,8 +337,19 @@ class Negotiation(Delivery):
     async def _sasl2_success(self, result: sasl.Success) -> None:
         """XEP-0388 §2.6.3: one <success/> says who the client is, carries what the inline
         requests produced (XEP-0198 resumption, XEP-0386 binding, XEP-0484 token), and the
-        stream goes on without a restart."""
+        stream goes on without a restart. Upgrade tasks the client asked for (XEP-0480)
+        come first, each announced by a <continue/>."""
         request = self.negotiator.finish()
+        upgrade = await self._upgrade_tasks(result, request)
+        if upgrade is not None:
+            if self.fsm.state is not S.WAIT_FOR_SASL_RESPONSE:
+                self._goto(S.WAIT_FOR_SASL_RESPONSE)
+            self.module_state[UPGRADE_KEY] = upgrade
+            self.send(N.sasl2_continue(result, upgrade.tasks[0]))
+            return
+        await self._sasl2_complete(result, request)
+
+    async def _sasl2_complete(self, result: sasl.Success, request: Element) -> None:
         assert self.user is not None
         self.credential_source = None
         # Modules act on their inline requests first: FAST issues or rotates tokens, stream
@@ -345,6 +382,100 @@ class Negotiation(Delivery):
         # XEP-0388 §2.6.3: no restart; the post-authentication features come right away.
         self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
         self.send(P.features_element(self._features_after_auth()))
+
+    # -- SASL upgrade tasks (XEP-0480) --------------------------------------------------------
+    def sasl2_upgrades(self) -> list[str]:
+        """XEP-0480 §2: the upgrade tasks offered to this stream: one per stronger SCRAM hash
+        of ``password.hash``, when accounts are kept here as SCRAM records, and only over
+        TLS (SaltedPassword lets whoever reads it log in: never in the clear)."""
+        auth = self.auth
+        if not self.is_tls or auth.password_format != "scram" \
+                or not set(auth.methods) & STORED_METHODS:
+            return []
+        return [t for t in (N.upgrade_task(h) for h in auth.hashes) if t is not None]
+
+    async def _upgrade_tasks(self, result: sasl.Success, request: Element) -> _Upgrade | None:
+        """The tasks both asked for and offered whose hash the account lacks (accounts
+        moved in with SHA-1 keys only, docs/moving-in.md); None when there are none."""
+        offered = self.sasl2_upgrades()
+        wanted = [t for t in N.requested_upgrades(request) if t in offered]
+        if not wanted or self.user is None or self.anonymous:
+            return None
+        try:
+            record = await self.server.storage.get_user(self.user.domain, self.user.local or "")
+        except StorageError:
+            log.warning("c2s_sasl2_upgrade_storage_unavailable user=%s", self.user)
+            return None  # the login stands; the upgrade waits for another day
+        if record is None or not is_scram_record(record.pass_details):
+            return None
+        assert record.pass_details is not None
+        keys = parse_scram_record(record.pass_details)
+        tasks = [t for t in wanted if N.task_hash(t) not in keys]
+        if not tasks:
+            return None
+        iterations = next(iter(keys.values())).iterations
+        return _Upgrade(result, request, tasks, record.pass_details, iterations)
+
+    def _upgrade_failed(self, condition: str, text: str) -> None:
+        """XEP-0388 §2.6.4: a failed task fails the authentication."""
+        self.module_state.pop(UPGRADE_KEY, None)
+        log.info("c2s_sasl2_upgrade_failed user=%s condition=%s", self.user, condition)
+        self.user = None
+        self.send(P.sasl2_failure(condition, text))
+        self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+
+    def _on_sasl2_next(self, el: Element) -> None:
+        upgrade: _Upgrade | None = self.module_state.get(UPGRADE_KEY)
+        if upgrade is None or upgrade.salt is not None:
+            raise StreamError("not-authorized")  # no task was announced
+        if el.attrs.get("task") != upgrade.tasks[0]:
+            self._upgrade_failed("malformed-request", f"expected task {upgrade.tasks[0]}")
+            return
+        # XEP-0480 §4: a fresh salt, and the record's iteration count (one count for every
+        # hash of a record, as MongooseIM serializes them).
+        upgrade.salt = os.urandom(SALT_LENGTH)
+        self.send(N.scram_upgrade_salt(upgrade.salt, upgrade.iterations))
+
+    def _on_sasl2_task_data(self, el: Element) -> Awaitable[None] | None:
+        upgrade: _Upgrade | None = self.module_state.get(UPGRADE_KEY)
+        if upgrade is None or upgrade.salt is None:
+            raise StreamError("not-authorized")  # no task under way
+        return self._store_upgrade(upgrade, el)
+
+    async def _store_upgrade(self, upgrade: _Upgrade, el: Element) -> None:
+        assert self.user is not None and upgrade.salt is not None
+        hash_name = N.task_hash(upgrade.tasks[0])
+        assert hash_name is not None
+        size = hashlib.new(hashlib_name(hash_name)).digest_size
+        salted = N.scram_upgrade_hash(el, size)
+        if salted is None:
+            self._upgrade_failed("malformed-request",
+                                 f"expected <hash/> with a base64 SaltedPassword of {size} bytes")
+            return
+        keys = parse_scram_record(upgrade.record)
+        keys[hash_name] = keys_from_salted(hash_name, salted, upgrade.salt, upgrade.iterations)
+        record = format_scram_record(keys)
+        try:
+            current = await self.server.storage.get_user(self.user.domain, self.user.local or "")
+            # Stored only over the record the login was checked against: a password changed
+            # meanwhile must not get keys of the old one.
+            if current is not None and current.pass_details == upgrade.record:
+                await self.server.storage.set_password(self.user.domain, self.user.local or "",
+                                                       None, record)
+                upgrade.record = record
+                log.info("c2s_sasl2_upgraded user=%s hash=%s", self.user, hash_name)
+        except StorageError:
+            self._upgrade_failed("temporary-auth-failure", "the account could not be updated")
+            return
+        if self.fsm.state is S.CLOSED:
+            return
+        upgrade.tasks.pop(0)
+        upgrade.salt = None
+        if upgrade.tasks:
+            self.send(N.sasl2_continue(sasl.Success(upgrade.result.username), upgrade.tasks[0]))
+            return
+        self.module_state.pop(UPGRADE_KEY, None)
+        await self._sasl2_complete(upgrade.result, upgrade.request)
 
     # -- after authentication: binding (RFC 6120 §7, XEP-0386) --------------------------------
     def _features_after_auth(self) -> list[Element]:
