@@ -8,6 +8,7 @@ configurations load unchanged but without effect are `Option(..., inert=True)`: 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -1463,6 +1464,22 @@ AUTH_REPLACED_TOGETHER = ("sasl_external", "password", "rdbms", "ldap", "jwt", "
                           "internal", "pki", "dummy")
 
 
+class SameAs(Spec):
+    """``inner``, documented as "the same as ``as_path``" (host_config repeats whole
+    sections whose reference is already written once)."""
+
+    def __init__(self, inner: Spec, as_path: str) -> None:
+        self.inner = inner
+        self.as_path = as_path
+        self.doc = getattr(inner, "doc", "")
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        return self.inner.normalize(value, path, ctx)
+
+    def describe(self) -> str:
+        return f"the same as `{self.as_path}`"
+
+
 class RawTable(Spec):
     """A table kept as written, normalized later by whoever knows what to merge it with
     (``host_config[N].auth`` is merged with the top-level ``[auth]`` first)."""
@@ -1533,24 +1550,25 @@ _HOST_CONFIG = Section(
                 "and route_subdomains)",
             ),
             OMIT, "Overrides of [general] for this host.", default_doc="not set"),
-        "auth": Option(RawTable(), OMIT,
+        "auth": Option(SameAs(RawTable(), "auth"), OMIT,
                        "Overrides of [auth]: any of sasl_external, password.*, and the "
                        "methods' tables (rdbms, ldap, jwt, http, ...) replaces all of these "
                        "(repeat what should stay); methods, sasl_mechanisms, anonymous.* and "
                        "external.instances replace only themselves.", default_doc="not set"),
-        "modules": Option(_MODULES, OMIT,
+        "modules": Option(SameAs(_MODULES, "modules"), OMIT,
                           "The modules of this host: replaces [modules] completely.",
                           default_doc="the top-level modules"),
-        "acl": Option(MapOf(ListOf(_ACL_PATTERN)), OMIT,
+        "acl": Option(SameAs(MapOf(ListOf(_ACL_PATTERN)), "acl"), OMIT,
                       "Access classes merged with [acl]: a class defined in both is the "
                       "union of both.", default_doc="not set"),
-        "access": Option(_ACCESS_RULES, OMIT,
+        "access": Option(SameAs(_ACCESS_RULES, "access"), OMIT,
                          "Access rules merged with [access]: the host's clauses go after the "
                          "top-level ones, before a final catch-all {acl = \"all\"} clause.",
                          default_doc="not set"),
         "s2s": Option(
             Section(
-                {k: _S2S.options[k] for k in ("default_policy", "host_policy", "shared")},
+                {k: dataclasses.replace(_S2S.options[k], default_doc=f"the top-level s2s.{k}")
+                 for k in ("default_policy", "host_policy", "shared")},
                 post=_host_s2s_post,
                 unknown_message="not allowed per host (default_policy, host_policy, shared)",
             ),
