@@ -157,6 +157,10 @@ class Negotiation(Delivery):
                 actions = self.negotiator.fail("temporary-auth-failure")
             else:
                 actions = self.negotiator.credentials(record)
+        if self.fsm.state is S.CLOSED:
+            # The stream ended while the credentials were looked up (a slow auth service
+            # outlived the client's patience, or state_timeout): nobody to answer.
+            return
         nxt = self._run(actions)
         if nxt is not None:
             await nxt
