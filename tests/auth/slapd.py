@@ -56,14 +56,20 @@ class Slapd:
     port: int
     folder: Path
     proc: subprocess.Popen[bytes] | None = None
+    tls_port: int | None = None  # LDAPS (RFC 4513 §3.1.3 "ldaps"), with the TLS lines of CONF
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}/"
 
+    @property
+    def urls(self) -> str:
+        tls = f" ldaps://127.0.0.1:{self.tls_port}/" if self.tls_port else ""
+        return self.url + tls
+
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [SLAPD, "-f", str(self.folder / "slapd.conf"), "-h", self.url, "-d", "0"],
+            [SLAPD, "-f", str(self.folder / "slapd.conf"), "-h", self.urls, "-d", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -99,14 +105,17 @@ def person(uid: str, password: str, ou: str = "people", **extra: str) -> str:
 
 
 @contextlib.contextmanager
-def running_slapd() -> Iterator[Slapd]:
+def running_slapd(tls: tuple[Path, Path] | None = None) -> Iterator[Slapd]:
+    """``tls``: (certificate, key) for an LDAPS port too."""
     need_slapd()
     folder = Path(tempfile.mkdtemp(prefix="suricate-slapd-"))
     try:
         (folder / "db").mkdir()
-        (folder / "slapd.conf").write_text(CONF.format(dir=folder, suffix=SUFFIX, rootdn=ROOTDN,
-                                                       rootpw=ROOTPW))
-        slapd = Slapd(free_port(), folder)
+        conf = CONF.format(dir=folder, suffix=SUFFIX, rootdn=ROOTDN, rootpw=ROOTPW)
+        if tls is not None:
+            conf = f"TLSCertificateFile {tls[0]}\nTLSCertificateKeyFile {tls[1]}\n" + conf
+        (folder / "slapd.conf").write_text(conf)
+        slapd = Slapd(free_port(), folder, tls_port=free_port() if tls else None)
         slapd.start()
         try:
             slapd.add(f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\n"

@@ -105,6 +105,36 @@ async def test_directory_logins_filters_offline_routing_and_outage(tmp_path: Pat
             await disconnect(alice, bob)
 
 
+async def test_ldaps_with_the_directory_certificate_checked(tmp_path: Path) -> None:
+    from suricate.net.certs import ensure_self_signed
+
+    directory, _ = ensure_self_signed(tmp_path / "ldap-certs", ["localhost"])
+    stranger, _ = ensure_self_signed(tmp_path / "other-certs", ["localhost"])
+    with running_slapd(tls=(directory.certfile, directory.keyfile)) as slapd:
+        slapd.add(person("alice", "wonder land"))
+        assert slapd.tls_port is not None
+
+        def pools(cacertfile: Path) -> str:
+            return "".join(f"""
+[outgoing_pools.ldap.{tag}.connection]
+servers = ["localhost"]
+port = {slapd.tls_port}
+tls.cacertfile = "{cacertfile}"
+connect_interval = 100
+""" for tag in ("default", "bind"))
+
+        extra = f'[auth.ldap]\nbase = "ou=people,{SUFFIX}"\n'
+        async with running_server(tmp_path, auth_extra='methods = ["ldap"]',
+                                  extra=extra + pools(directory.certfile)) as server:
+            assert await plain_outcome(server, "alice", "wonder land") == "success"
+            assert await plain_outcome(server, "alice", "wonder") == "not-authorized"
+        # A directory whose certificate the configured CA did not sign: no login.
+        async with running_server(tmp_path, auth_extra='methods = ["ldap"]',
+                                  extra=extra + pools(stranger.certfile)) as server:
+            assert await plain_outcome(server, "alice", "wonder land") \
+                == "temporary-auth-failure"
+
+
 async def test_config_needs_the_pools_and_a_filter_that_parses(tmp_path: Path) -> None:
     from suricate.config import ConfigError
     from tests.e2e.harness import server_toml
