@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from suricate.auth.methods import AuthUnavailable
 from suricate.jid import JID
 from tests.auth.common import offered, plain_outcome
 from tests.auth.slapd import ROOTDN, ROOTPW, SUFFIX, person, running_slapd
@@ -133,6 +134,31 @@ connect_interval = 100
                                   extra=extra + pools(stranger.certfile)) as server:
             assert await plain_outcome(server, "alice", "wonder land") \
                 == "temporary-auth-failure"
+
+
+async def test_a_directory_that_never_answers(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that takes the connection and then says nothing (hung slapd, a firewall
+    black hole): the login waits TIMEOUT, then temporary-auth-failure, and the stream lives."""
+    import socket
+
+    import suricate.auth.ldap
+
+    monkeypatch.setattr(suricate.auth.ldap, "TIMEOUT", 1)
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)  # the kernel completes handshakes; nobody ever reads
+    port = hole.getsockname()[1]
+    try:
+        async with running_server(tmp_path, auth_extra='methods = ["ldap"]',
+                                  extra=ldap_toml(port)) as server:
+            assert await plain_outcome(server, "alice", "wonder land") \
+                == "temporary-auth-failure"
+            await asyncio.sleep(0.4)  # past connect_interval: the directory is asked again
+            with pytest.raises(AuthUnavailable):
+                await server.auth.user_exists(JID.parse("alice@localhost"))
+    finally:
+        hole.close()
 
 
 async def test_config_needs_the_pools_and_a_filter_that_parses(tmp_path: Path) -> None:
