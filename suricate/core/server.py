@@ -388,6 +388,19 @@ class Server:
                 if isinstance(session, C2S) and session.jid.domain == domain:
                     session.stream_error(StreamError("host-unknown", "domain disabled"))
 
+    def module_for(self, name: str, domain: str) -> Module | None:
+        """The instance of module ``name`` serving ``domain`` (its ``[[host_config]]`` may
+        enable it with other options, or not at all: then None)."""
+        for module in self.module_instances:
+            if module.name == name and module.host_types is None:
+                return module
+        host_type = self.domains.host_type(domain)
+        for module in self.module_instances:
+            if module.name == name and module.host_types is not None \
+                    and host_type in module.host_types:
+                return module
+        return None
+
     async def open_module_store(self, name: str, store_class: type[ModuleStore]) -> ModuleStore:
         store = self.module_stores.get(name)
         if store is None:

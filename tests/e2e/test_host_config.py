@@ -114,6 +114,13 @@ async def test_two_domains_with_their_own_auth_and_modules(tmp_path: Path) -> No
             await bob["xep_0054"].publish_vcard(bob["xep_0054"].make_vcard(), timeout=5)
         assert err.value.iq["error"]["condition"] == "service-unavailable"
 
+        assert server.module_for("mod_vcard", A) is server.modules["mod_vcard"]
+        assert server.module_for("mod_vcard", B) is None
+        version_a_module = server.module_for("mod_version", A)
+        version_b_module = server.module_for("mod_version", B)
+        assert version_a_module is not None and version_b_module is not None
+        assert not version_a_module.opts["os_info"] and version_b_module.opts["os_info"]
+
         # mod_version on both, with b.test's own options (os_info = true).
         version_a = await alice["xep_0092"].get_version(A, timeout=5)
         version_b = await bob["xep_0092"].get_version(B, timeout=5)
