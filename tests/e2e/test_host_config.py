@@ -1,13 +1,15 @@
 """[[host_config]] with real clients: two domains served by one server, one with accounts in
 the database (SCRAM), the other with the dummy method (PLAIN over TLS, any password); one
-with mod_vcard and the other without, and mod_version with other options on each; per-host
-access rules. Each client sees its own domain's configuration."""
+with mod_vcard and mod_offline and the other without, and mod_version with other options on
+each; per-host access rules. Each client sees its own domain's configuration, and a message
+is stored offline or bounced by the recipient's domain's modules."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slixmpp.exceptions import IqError
@@ -21,13 +23,14 @@ from tests.e2e.harness import (
     c2s_listener_toml,
     connect,
     disconnect,
+    eventually,
     free_port,
     serving,
     sqlite_pool_toml,
 )
 
 A, B = "a.test", "b.test"
-MODULES_B = [m for m in ALL_MODULES if m != "mod_vcard"]
+MODULES_B = [m for m in ALL_MODULES if m not in ("mod_vcard", "mod_offline")]
 
 
 def config(tmp: Path, c2s_port: int, tls_port: int) -> str:
@@ -126,4 +129,21 @@ async def test_two_domains_with_their_own_auth_and_modules(tmp_path: Path) -> No
         version_b = await bob["xep_0092"].get_version(B, timeout=5)
         assert not version_a["software_version"]["os"]
         assert version_b["software_version"]["os"]
+
+        # Offline storage is the recipient's domain's: kept for a.test, bounced for b.test
+        # (RFC 6121 §8.5.2.2.1: no offline storage -> service-unavailable).
+        assert await server.auth.register(JID.parse(f"carol@{A}"), "carol-pw")
+        errors: asyncio.Queue[Any] = asyncio.Queue()
+        alice.add_event_handler("message_error", errors.put_nowait)
+        bob.send_message(mto=JID.parse(f"carol@{A}"), mbody="kept for carol")
+        alice.send_message(mto=JID.parse(f"zed@{B}"), mbody="nobody keeps this")
+        error = await asyncio.wait_for(errors.get(), 5)
+        assert error["from"].bare == f"zed@{B}"
+        assert error["error"]["condition"] == "service-unavailable"
+        offline = server.modules["mod_offline"]
+
+        async def stored_for_carol() -> bool:
+            return bool(await offline.store.count_offline(A, "carol") == 1)
+
+        await eventually(stored_for_carol)
         await disconnect(alice, bob)
