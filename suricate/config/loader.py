@@ -272,6 +272,12 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
             refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
             _check_modules(entry["modules"], join(path, "modules"), refs)
         auth = entry.get("auth")
+        if isinstance(auth, dict) and "http" in (auth.get("methods") or []):
+            pools = cfg.get("outgoing_pools")
+            http_pools = pools.get("http") if isinstance(pools, dict) else None
+            if not isinstance(http_pools, dict) or "auth" not in http_pools:
+                report.error(join(path, "auth.methods"),
+                             "method 'http' needs the pool [outgoing_pools.http.auth]")
         if isinstance(auth, dict) and "ldap" in (auth.get("methods") or []) \
                 and isinstance(auth.get("ldap"), dict):
             pools = cfg.get("outgoing_pools")

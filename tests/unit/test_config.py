@@ -606,6 +606,25 @@ REFUSED: list[tuple[str, str]] = [
         "host_config[0].auth.jwt: missing required section (method 'jwt' is enabled)",
     ),
     (
+        '[[host_config]]\nhost = "localhost"\n[host_config.auth]\nmethods = ["http"]',
+        "host_config[0].auth.methods: method 'http' needs the pool [outgoing_pools.http.auth]",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.auth]\nmethods = ["ldap"]\n'
+        'ldap.base = "dc=example"',
+        "host_config[0].auth.ldap.pool_tag: method 'ldap' needs the pool "
+        "[outgoing_pools.ldap.default]",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.access]\nc2s = [{acl = "x", '
+        'value = "deny"}]',
+        "host_config[0].access.c2s[0].acl: acl 'x' is not defined in [acl] or host_config[0].acl",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[[host_config]]\nhost = "localhost"',
+        'host_config[1].host: "localhost" already has a host_config (host_config[0])',
+    ),
+    (
         '[[host_config]]\nhost = "localhost"\n[host_config.general]\nhosts = ["x"]',
         "host_config[0].general.hosts: not allowed per host (6.4 allows replaced_wait_timeout "
         "and route_subdomains)",
