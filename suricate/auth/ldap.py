@@ -81,8 +81,10 @@ class LdapPool:
         tls = self._tls()
         failure: Exception = AuthUnavailable(f"ldap pool {self.tag}: no server")
         for host in self.servers:
+            # get_info=NONE: ldap3 would otherwise read the root DSE and the whole schema
+            # after every bind (tens of milliseconds per login).
             server = ldap3.Server(host, port=self.port, use_ssl=tls is not None, tls=tls,
-                                  connect_timeout=TIMEOUT)
+                                  connect_timeout=TIMEOUT, get_info=ldap3.NONE)
             conn = ldap3.Connection(server, user=self.rootdn or None,
                                     password=self.password or None, receive_timeout=TIMEOUT,
                                     raise_exceptions=False, read_only=True)
@@ -271,7 +273,7 @@ class LdapMethod(AuthMethod):
 def _bind_as(conn: Any, dn: str, password: str) -> bool:
     from ldap3.core.exceptions import LDAPException
 
-    if conn.rebind(user=dn, password=password):
+    if conn.rebind(user=dn, password=password, read_server_info=False):
         return True
     code = (conn.result or {}).get("result")
     if code in _WRONG_USER:
