@@ -147,3 +147,45 @@ async def test_two_domains_with_their_own_auth_and_modules(tmp_path: Path) -> No
 
         await eventually(stored_for_carol)
         await disconnect(alice, bob)
+
+
+async def test_a_host_type_configures_its_dynamic_domains(tmp_path: Path) -> None:
+    """host_type = "guests": a domain added at run time under it gets the host type's auth
+    (dummy) and modules (no mod_vcard); the static domain keeps the top level's."""
+    c2s_port, tls_port = free_port(), free_port()
+    cert, _ = ensure_self_signed(tmp_path / "certs", [A, "guest.test"])
+    top_modules = "\n".join(f"[modules.{m}]" for m in ALL_MODULES)
+    guest_modules = "\n".join(f"[host_config.modules.{m}]" for m in MODULES_B)
+    toml = f"""
+[general]
+hosts = ["{A}"]
+host_types = ["guests"]
+default_server_domain = "{A}"
+{c2s_listener_toml(c2s_port, cert.certfile, cert.keyfile)}
+{c2s_listener_toml(tls_port, cert.certfile, cert.keyfile, "tls")}
+[auth]
+methods = ["rdbms"]
+password.scram_iterations = 4096
+{sqlite_pool_toml(tmp_path / 'suricate.db')}
+{top_modules}
+
+[[host_config]]
+host_type = "guests"
+[host_config.auth]
+methods = ["dummy"]
+dummy.base_time = 0
+dummy.variance = 0
+{guest_modules}
+"""
+    async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        await server.domains.add("guest.test", "guests")
+        assert await mechanisms(tls_port, "guest.test") == ["PLAIN"]
+        assert "SCRAM-SHA-256" in await mechanisms(tls_port, A)
+        guest = await connect(server, "visitor@guest.test/r", "whatever",
+                              plugins=("xep_0030",))
+        info = await guest["xep_0030"].get_info(jid="guest.test", timeout=5)
+        assert "vcard-temp" not in info["disco_info"]["features"]
+        assert "urn:xmpp:ping" in info["disco_info"]["features"]
+        with pytest.raises(PermissionError):
+            await connect(server, f"visitor@{A}/r", "whatever")
+        await disconnect(guest)
