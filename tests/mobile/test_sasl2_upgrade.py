@@ -18,7 +18,7 @@ from suricate.sasl.passwords import format_scram_record, keys_from_plain, parse_
 from suricate.sasl.scram_client import ScramClient
 from tests.e2e.harness import connect, disconnect, running_server
 from tests.e2e.tls_client import TestClient
-from tests.mobile.client import SASL2, Sasl2Client
+from tests.mobile.client import SASL2, Sasl2Client, bind2
 from tests.mobile.conftest import modules_toml
 
 UPGRADE = "urn:xmpp:sasl:upgrade:0"
@@ -33,8 +33,8 @@ async def sha1_only_account(server: Server, user: str) -> str:
     return record
 
 
-def login_with_upgrades(port: int, user: str, tasks: list[str],
-                        tamper: bool = False) -> tuple[str, list[str]]:
+def login_with_upgrades(port: int, user: str, tasks: list[str], tamper: bool = False,
+                        inline: str = "") -> tuple[str, list[str]]:
     """SCRAM-SHA-1-PLUS over SASL2 asking for ``tasks``; each <continue/> is answered by the
     XEP-0480 §4 exchange. Returns the final <success/> or <failure/> and the tasks run."""
     c = Sasl2Client(port, direct_tls=True, tls_version="1.3")
@@ -47,7 +47,7 @@ def login_with_upgrades(port: int, user: str, tasks: list[str],
         upgrades = "".join(f"<upgrade xmlns='{UPGRADE}'>{t}</upgrade>" for t in tasks)
         c.send(f"<authenticate xmlns='{SASL2}' mechanism='{scram.mechanism}'>{upgrades}"
                f"<initial-response>{base64.b64encode(scram.first()).decode()}"
-               "</initial-response></authenticate>")
+               f"</initial-response>{inline}</authenticate>")
         challenge = c.expect(r"<challenge xmlns='urn:xmpp:sasl:2'>(.*?)</challenge>")
         final = scram.final(base64.b64decode(challenge.group(1)))
         c.send(f"<response xmlns='{SASL2}'>{base64.b64encode(final).decode()}</response>")
@@ -94,9 +94,13 @@ async def test_sha1_account_upgrades_to_sha256_and_sha512(tmp_path: Path) -> Non
         assert not await asyncio.to_thread(legacy_scram, port, "ann", "SHA-256")
 
         tasks = ["UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512"]
-        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "ann", tasks)
+        # With a Bind 2 request inline: the <success/> after the tasks still answers it.
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "ann", tasks, False,
+                                               bind2("laptop"))
         assert ran == tasks
-        assert "<authorization-identifier>ann@localhost</authorization-identifier>" in outcome
+        assert re.search(r"<authorization-identifier>ann@localhost/[^<]+"
+                         r"</authorization-identifier>", outcome), outcome
+        assert "<bound xmlns='urn:xmpp:bind:0'" in outcome
 
         user = await server.storage.get_user("localhost", "ann")
         assert user is not None and user.pass_details is not None
