@@ -12,6 +12,9 @@ from suricate.config.catalog import CATALOG, ModuleNotLoadable
 from suricate.config.schema import ROOT
 from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, join
 
+#: [auth.ldap] pool_tag and bind_pool_tag when not given (a refused config is checked raw).
+LDAP_DEFAULT_TAGS = {"pool_tag": "default", "bind_pool_tag": "bind"}
+
 #: Names that are valid everywhere an access rule or ACL name is expected.
 _BUILTIN_NAMES = ("all", "none")
 
@@ -191,7 +194,7 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
         pools = cfg.get("outgoing_pools")
         ldap_pools = pools.get("ldap") if isinstance(pools, dict) else None
         for option in ("pool_tag", "bind_pool_tag"):
-            tag = auth["ldap"].get(option)
+            tag = auth["ldap"].get(option, LDAP_DEFAULT_TAGS[option])
             if not isinstance(ldap_pools, dict) or tag not in ldap_pools:
                 report.error(f"auth.ldap.{option}",
                              f"method 'ldap' needs the pool [outgoing_pools.ldap.{tag}]")
@@ -283,7 +286,7 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
             pools = cfg.get("outgoing_pools")
             ldap_pools = pools.get("ldap") if isinstance(pools, dict) else None
             for option in ("pool_tag", "bind_pool_tag"):
-                tag = auth["ldap"].get(option)
+                tag = auth["ldap"].get(option, LDAP_DEFAULT_TAGS[option])
                 if not isinstance(ldap_pools, dict) or tag not in ldap_pools:
                     report.error(join(join(path, "auth.ldap"), option),
                                  f"method 'ldap' needs the pool [outgoing_pools.ldap.{tag}]")
