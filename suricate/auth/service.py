@@ -37,6 +37,10 @@ STORED_METHODS = frozenset({"rdbms", "internal"})
 #: credentials (``AuthMethod.credentials``: http with get_password).
 EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external", "ldap"})
 
+#: Methods that take SASL EXTERNAL with a verified client certificate (MongooseIM 6.4): pki
+#: accepts whom the certificate names; ldap also wants the directory to know them.
+CERT_METHODS = frozenset({"pki", "ldap"})
+
 #: Told about an account that was created or removed (the server folds its register_user /
 #: remove_user hooks).
 AccountEvent = Callable[[JID], Awaitable[None]]
@@ -142,9 +146,10 @@ class AuthService:
             "protocol", "sasl_anon") in ("sasl_anon", "both")
         if not anonymous_sasl:
             names = [n for n in names if n != "ANONYMOUS"]
-        # 6.4's pki method: SASL EXTERNAL with a verified client certificate, and only then.
+        # 6.4's pki method (and ldap, which then looks the user up): SASL EXTERNAL with a
+        # verified client certificate, and only then.
         names = [n for n in names if n != "EXTERNAL"]
-        if "pki" in methods and tls and client_cert:
+        if methods & CERT_METHODS and tls and client_cert:
             names.append("EXTERNAL")
         return names
 

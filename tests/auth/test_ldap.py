@@ -161,6 +161,49 @@ async def test_a_directory_that_never_answers(tmp_path: Path,
         hole.close()
 
 
+async def test_external_with_a_client_certificate_the_directory_knows(tmp_path: Path) -> None:
+    """6.4's ldap method also takes SASL EXTERNAL: the verified certificate names the user
+    (xmppAddr), an LDAP search says whether they may log in (no password, no bind)."""
+    from tests.auth.test_pki import client_cert, login
+    from tests.e2e.harness import MODULES_TOML, free_port, general_toml, serving
+    from tests.s2s.pki import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    server_cert = ca.issue("localhost")
+    alice = client_cert(ca, "alice", "Alice", ["alice@localhost"])
+    zoe = client_cert(ca, "zoe", "Zoe", ["zoe@localhost"])  # not in the directory
+    with running_slapd() as slapd:
+        slapd.add(person("alice", "wonder land"))
+        port = free_port()
+        toml = f"""
+{general_toml("localhost")}
+[[listen.c2s]]
+port = {port}
+ip_address = "127.0.0.1"
+tls.mode = "tls"
+tls.certfile = "{server_cert.certfile}"
+tls.keyfile = "{server_cert.keyfile}"
+tls.verify_mode = "peer"
+tls.cacertfile = "{ca.certfile}"
+[auth]
+methods = ["ldap"]
+{ldap_toml(slapd.port)}
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{tmp_path / 'db.sqlite'}"
+{MODULES_TOML}
+"""
+        async with serving(tmp_path, toml, tls_port=port) as server:
+            client = await login(server, "alice@localhost/cert", alice)
+            assert str(client.boundjid) == "alice@localhost/cert"
+            with pytest.raises((PermissionError, ConnectionError)):
+                await login(server, "zoe@localhost/cert", zoe)
+            slapd.stop()
+            with pytest.raises((PermissionError, ConnectionError)):
+                await login(server, "alice@localhost/again", alice)
+            await disconnect(client)
+
+
 async def test_config_needs_the_pools_and_a_filter_that_parses(tmp_path: Path) -> None:
     from suricate.config import ConfigError
     from tests.e2e.harness import server_toml

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
-from suricate.auth.service import STORED_METHODS, AuthService
+from suricate.auth.service import CERT_METHODS, STORED_METHODS, AuthService
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
@@ -203,7 +203,7 @@ class Negotiation(Delivery):
         tls = self.conn.tls
         verify = (self.opts.get("tls") or {}).get("verify_mode") or "none"
         if tls is None or verify not in ("peer", "selfsigned_peer") \
-                or "pki" not in self.auth.methods:
+                or not CERT_METHODS & set(self.auth.methods):
             return False, []
         cert = tls.peer_certificate()
         if cert is None:
@@ -323,6 +323,17 @@ class Negotiation(Delivery):
             self._run(self.negotiator.fail("not-authorized"))
             return
         anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
+        if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
+            # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
+            # and the directory must know them (the same search as for PLAIN, no bind).
+            try:
+                known = await self.auth.others["ldap"].user_exists(user)
+            except AuthUnavailable:
+                self._run(self.negotiator.fail("temporary-auth-failure"))
+                return
+            if not known:
+                self._run(self.negotiator.fail("not-authorized", "not in the directory"))
+                return
         if not self.server.access.allows("c2s", user.local, domain, None, domain) \
                 or not self.server.access_allows(self.opts.get("access") or "all", user):
             self._run(self.negotiator.fail("not-authorized", "access denied"))
