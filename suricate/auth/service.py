@@ -35,7 +35,11 @@ log = logging.getLogger("suricate.auth")
 STORED_METHODS = frozenset({"rdbms", "internal"})
 #: Methods that only check a password (MongooseIM 6.4: PLAIN only) unless they can hand out
 #: credentials (``AuthMethod.credentials``: http with get_password).
-EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external"})
+EXTERNAL_METHODS = frozenset({"dummy", "http", "jwt", "external", "ldap"})
+
+#: Methods that take SASL EXTERNAL with a verified client certificate (MongooseIM 6.4): pki
+#: accepts whom the certificate names; ldap also wants the directory to know them.
+CERT_METHODS = frozenset({"pki", "ldap"})
 
 #: Told about an account that was created or removed (the server folds its register_user /
 #: remove_user hooks).
@@ -48,7 +52,8 @@ class AuthService:
     def __init__(self, cfg: Mapping[str, Any], storage: Storage, spawn: Spawn,
                  registered: AccountEvent, removed: AccountEvent,
                  module_tables: Callable[[], Sequence[str]] = tuple,
-                 http_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 http_pools: Mapping[str, Mapping[str, Any]] | None = None,
+                 ldap_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.cfg = cfg
         self.storage = storage
         self._spawn = spawn
@@ -68,14 +73,23 @@ class AuthService:
         self.others: dict[str, AuthMethod] = {}
         for name in self.methods:
             if name in EXTERNAL_METHODS:
-                self.others[name] = self._make_method(name, http_pools or {})
+                self.others[name] = self._make_method(name, http_pools or {}, ldap_pools or {})
+        #: Services of the host types with their own ``[[host_config]]`` auth (6.4), by host
+        #: type; ``host_type_of`` maps a domain to its host type (set by the server).
+        self.hosts: dict[str, AuthService] = {}
+        self.host_type_of: Callable[[str], str] = str
         # Whether a method can give SCRAM (or DIGEST) credentials; without one: PLAIN only.
         self.has_credentials = any(m in STORED_METHODS or (m in self.others
                                                           and self.others[m].credentials)
                                    for m in self.methods)
 
-    def _make_method(self, name: str, pools: Mapping[str, Mapping[str, Any]]) -> AuthMethod:
+    def _make_method(self, name: str, pools: Mapping[str, Mapping[str, Any]],
+                     ldap_pools: Mapping[str, Mapping[str, Any]]) -> AuthMethod:
         opts = self.cfg.get(name) or {}
+        if name == "ldap":
+            from suricate.auth.ldap import LdapMethod  # ldap3 only when configured
+
+            return LdapMethod(opts, ldap_pools)
         if name == "dummy":
             return DummyMethod(opts)
         if name == "http":
@@ -86,13 +100,24 @@ class AuthService:
             return JwtMethod(opts)
         return ExternalMethod(opts)
 
+    def for_domain(self, domain: str) -> AuthService:
+        """The service answering for ``domain``: its host type's own (``[[host_config]]``
+        with an ``auth`` table) or this one."""
+        if not self.hosts:
+            return self
+        return self.hosts.get(self.host_type_of(domain), self)
+
     async def start(self) -> None:
         for method in self.others.values():
             await method.start()
+        for service in self.hosts.values():
+            await service.start()
 
     async def stop(self) -> None:
         for method in self.others.values():
             await method.stop()
+        for service in self.hosts.values():
+            await service.stop()
 
     @property
     def checks_plain(self) -> bool:
@@ -114,20 +139,23 @@ class AuthService:
             names = [n for n in names if n == "ANONYMOUS"]
         elif not (methods & STORED_METHODS or any(self.others[m].credentials
                                                    for m in methods & self.others.keys())):
-            # MongooseIM 6.4: dummy, jwt and external only check a password: PLAIN, and
+            # MongooseIM 6.4: dummy, jwt, external and ldap only check a password: PLAIN, and
             # (the password travels in the clear inside SASL) only over TLS.
             names = [n for n in names if n == "ANONYMOUS" or (n == "PLAIN" and tls)]
         anonymous_sasl = "anonymous" in methods and self.anonymous_opts.get(
             "protocol", "sasl_anon") in ("sasl_anon", "both")
         if not anonymous_sasl:
             names = [n for n in names if n != "ANONYMOUS"]
-        # 6.4's pki method: SASL EXTERNAL with a verified client certificate, and only then.
+        # 6.4's pki method (and ldap, which then looks the user up): SASL EXTERNAL with a
+        # verified client certificate, and only then.
         names = [n for n in names if n != "EXTERNAL"]
-        if "pki" in methods and tls and client_cert:
+        if methods & CERT_METHODS and tls and client_cert:
             names.append("EXTERNAL")
         return names
 
     async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+        if self.hosts and self.for_domain(domain) is not self:
+            return await self.for_domain(domain).credentials(username, domain)
         try:
             jid = JID(username, domain, None)
         except ValueError:
@@ -151,6 +179,8 @@ class AuthService:
         """For PLAIN with password-checking methods: a record that accepts ``password`` when
         one of the methods, tried in order, accepts it; None otherwise. Raises
         AuthUnavailable when no method accepted and one of them could not be asked."""
+        if self.hosts and self.for_domain(domain) is not self:
+            return await self.for_domain(domain).plain_credentials(username, domain, password)
         try:
             jid = JID(username, domain, None)
         except ValueError:
@@ -180,6 +210,8 @@ class AuthService:
 
     async def register(self, jid: JID, password: str) -> bool:
         """Create the account; False if it exists already."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).register(jid, password)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -201,6 +233,8 @@ class AuthService:
         return created
 
     async def set_password(self, jid: JID, password: str) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).set_password(jid, password)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -211,6 +245,8 @@ class AuthService:
         return await self.storage.set_password(jid.domain, jid.local, plain, details)
 
     async def remove(self, jid: JID) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).remove(jid)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -232,6 +268,8 @@ class AuthService:
         """The methods in order; the first that accepts wins (MongooseIM 6.4). Raises
         AuthUnavailable when none accepted and one could not be asked: the password may be
         right, the client should try again later rather than be told it is wrong."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).check_password(jid, password)
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
         for method in self.methods:
@@ -251,6 +289,8 @@ class AuthService:
         return False
 
     async def user_exists(self, jid: JID) -> bool:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).user_exists(jid)
         if jid.bare in self._anonymous:
             return True
         assert jid.local is not None
@@ -271,9 +311,13 @@ class AuthService:
 
     # -- anonymous -------------------------------------------------------------------------
     def anonymous_login(self, jid: JID) -> None:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return self.for_domain(jid.domain).anonymous_login(jid)
         self._anonymous[jid.bare] = self._anonymous.get(jid.bare, 0) + 1
 
     def anonymous_logout(self, jid: JID) -> None:
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return self.for_domain(jid.domain).anonymous_logout(jid)
         count = self._anonymous.get(jid.bare, 0) - 1
         if count <= 0:
             self._anonymous.pop(jid.bare, None)

@@ -12,6 +12,9 @@ from suricate.config.catalog import CATALOG, ModuleNotLoadable
 from suricate.config.schema import ROOT
 from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, join
 
+#: [auth.ldap] pool_tag and bind_pool_tag when not given (a refused config is checked raw).
+LDAP_DEFAULT_TAGS = {"pool_tag": "default", "bind_pool_tag": "bind"}
+
 #: Names that are valid everywhere an access rule or ACL name is expected.
 _BUILTIN_NAMES = ("all", "none")
 
@@ -185,6 +188,17 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
             report.error("auth.methods",
                          "method 'http' needs the pool [outgoing_pools.http.auth]")
 
+    if isinstance(auth, dict) and "ldap" in (auth.get("methods") or []) \
+            and isinstance(auth.get("ldap"), dict):
+        # 6.4: searches go through pool_tag, password checks (binds) through bind_pool_tag.
+        pools = cfg.get("outgoing_pools")
+        ldap_pools = pools.get("ldap") if isinstance(pools, dict) else None
+        for option in ("pool_tag", "bind_pool_tag"):
+            tag = auth["ldap"].get(option, LDAP_DEFAULT_TAGS[option])
+            if not isinstance(ldap_pools, dict) or tag not in ldap_pools:
+                report.error(f"auth.ldap.{option}",
+                             f"method 'ldap' needs the pool [outgoing_pools.ldap.{tag}]")
+
     s2s = cfg.get("s2s")
     if isinstance(s2s, dict) and isinstance(s2s.get("outgoing"), dict):
         shaper_defined("s2s.outgoing.shaper", s2s["outgoing"].get("shaper"))
@@ -199,11 +213,80 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
                         f"acl '{name}' is not defined in [acl]",
                     )
 
+    refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
     if isinstance(modules, dict):
-        # Each module checks its own references (Module.check_config): the loader knows
-        # nothing of any module's options.
-        refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
-        for name, opts in modules.items():
-            if isinstance(opts, dict) and name in CATALOG:
-                with contextlib.suppress(ModuleNotLoadable):
-                    CATALOG[name].check_config(opts, join("modules", name), refs)
+        _check_modules(modules, "modules", refs)
+    _check_host_configs(cfg, report, shaper_defined)
+
+
+def _check_modules(modules: dict[str, Any], path: str, refs: References) -> None:
+    # Each module checks its own references (Module.check_config): the loader knows
+    # nothing of any module's options.
+    for name, opts in modules.items():
+        if isinstance(opts, dict) and name in CATALOG:
+            with contextlib.suppress(ModuleNotLoadable):
+                CATALOG[name].check_config(opts, join(path, name), refs)
+
+
+def _check_host_configs(cfg: dict[str, Any], report: Context,
+                        shaper_defined: Callable[[str, Any], None]) -> None:
+    """``[[host_config]]``: each names a known host or host type, once; what its sections
+    refer to exists in the top level or in the entry itself."""
+    entries = cfg.get("host_config")
+    general: dict[str, Any] = cfg["general"] if isinstance(cfg.get("general"), dict) else {}
+    if not isinstance(entries, list):
+        return
+    seen: dict[tuple[str, str], str] = {}
+    for i, entry in enumerate(entries):
+        path = at("host_config", i)
+        if not isinstance(entry, dict):
+            continue
+        if ("host" in entry) == ("host_type" in entry):
+            report.error(path, 'expected exactly one of "host" or "host_type"')
+            continue
+        kind = "host" if "host" in entry else "host_type"
+        name = entry[kind]
+        known = general.get(f"{kind}s") or []
+        if isinstance(name, str) and name.lower() not in known and name not in known:
+            report.error(join(path, kind), f"unknown {kind.replace('_', ' ')} \"{name}\" "
+                         f"(not one of general.{kind}s)")
+        if (kind, str(name)) in seen:
+            report.error(join(path, kind),
+                         f'"{name}" already has a host_config ({seen[kind, str(name)]})')
+        seen[kind, str(name)] = path
+        acls = {**(cfg.get("acl") or {}), **(entry.get("acl") or {})} \
+            if isinstance(entry.get("acl", {}), dict) else {}
+        access = {**(cfg.get("access") or {}), **(entry.get("access") or {})} \
+            if isinstance(entry.get("access", {}), dict) else {}
+        for rule, clauses in access.items() if isinstance(entry.get("access"), dict) else ():
+            if rule not in entry["access"] or not isinstance(clauses, list):
+                continue
+            for j, clause in enumerate(entry["access"][rule]):
+                acl = clause.get("acl") if isinstance(clause, dict) else None
+                if isinstance(acl, str) and acl not in acls and acl not in _BUILTIN_NAMES:
+                    report.error(join(at(join(join(path, "access"), rule), j), "acl"),
+                                 f"acl '{acl}' is not defined in [acl] or {path}.acl")
+
+        def access_defined(p: str, rule: Any, access: dict[str, Any] = access) -> None:
+            if isinstance(rule, str) and rule not in _BUILTIN_NAMES and rule not in access:
+                report.error(p, f"access rule '{rule}' is not defined in [access]")
+
+        if isinstance(entry.get("modules"), dict):
+            refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
+            _check_modules(entry["modules"], join(path, "modules"), refs)
+        auth = entry.get("auth")
+        if isinstance(auth, dict) and "http" in (auth.get("methods") or []):
+            pools = cfg.get("outgoing_pools")
+            http_pools = pools.get("http") if isinstance(pools, dict) else None
+            if not isinstance(http_pools, dict) or "auth" not in http_pools:
+                report.error(join(path, "auth.methods"),
+                             "method 'http' needs the pool [outgoing_pools.http.auth]")
+        if isinstance(auth, dict) and "ldap" in (auth.get("methods") or []) \
+                and isinstance(auth.get("ldap"), dict):
+            pools = cfg.get("outgoing_pools")
+            ldap_pools = pools.get("ldap") if isinstance(pools, dict) else None
+            for option in ("pool_tag", "bind_pool_tag"):
+                tag = auth["ldap"].get(option, LDAP_DEFAULT_TAGS[option])
+                if not isinstance(ldap_pools, dict) or tag not in ldap_pools:
+                    report.error(join(join(path, "auth.ldap"), option),
+                                 f"method 'ldap' needs the pool [outgoing_pools.ldap.{tag}]")

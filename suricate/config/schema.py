@@ -8,6 +8,7 @@ configurations load unchanged but without effect are `Option(..., inert=True)`: 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -54,8 +55,9 @@ LOGLEVELS = [
     "all",
 ]
 
-AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki"]
-UNAVAILABLE_AUTH_METHODS = ["ldap"]
+AUTH_METHODS = ["internal", "rdbms", "anonymous", "dummy", "http", "jwt", "external", "pki",
+                "ldap"]
+UNAVAILABLE_AUTH_METHODS: list[str] = []
 
 #: Advertisement order: strongest first, as in MongooseIM's default list.
 SASL_MECHANISMS = [
@@ -662,7 +664,7 @@ def _auth_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
     # The anonymous method needs its settings even when the table was left out.
     if "anonymous" in out["methods"] and out["anonymous"] is None:
         out["anonymous"] = _ANONYMOUS.normalize({}, join(path, "anonymous"), ctx)
-    for name, section in (("dummy", _DUMMY), ("http", _HTTP_AUTH)):
+    for name, section in (("dummy", _DUMMY), ("http", _HTTP_AUTH), ("ldap", _LDAP_AUTH)):
         if name in out["methods"] and out[name] is None:
             out[name] = section.normalize({}, join(path, name), ctx)
     for name in ("jwt", "external"):
@@ -727,6 +729,86 @@ _EXTERNAL = Section(
         "instances": Option(Int(min=1), 1, "Copies of the program run."),
     },
     doc="Settings of the external method (ejabberd extauth protocol).",
+)
+
+
+def _uid_format_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    if str(out["format"]).count("%u") != 1:
+        ctx.error(join(path, "format"), 'must contain "%u" exactly once')
+
+
+def _ldap_filter(value: Any) -> str | None:
+    """An RFC 4515 filter is one parenthesized item; catch the common slips (missing or
+    unbalanced parentheses) at load time rather than at the first login."""
+    text = str(value)
+    if not text:
+        return None
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0 or (depth == 0 and i < len(text) - 1):
+            return "not an LDAP filter: unbalanced parentheses (RFC 4515)"
+    if not text.startswith("(") or depth != 0:
+        return 'not an LDAP filter: expected "(...)" with balanced parentheses (RFC 4515)'
+    return None
+
+
+_LDAP_AUTH = Section(
+    {
+        "pool_tag": Option(Str(), "default",
+                           "The `[outgoing_pools.ldap.TAG]` pool used for searches."),
+        "bind_pool_tag": Option(Str(), "bind",
+                                "The pool used to bind as the user (checks the password); "
+                                "its connections are used for nothing else."),
+        "base": Option(Str(), doc="Base DN under which the users are searched."),
+        "uids": Option(
+            ListOf(Section(
+                {
+                    "attr": Option(Str(), doc="Attribute holding the username."),
+                    "format": Option(Str(), "%u",
+                                     'How the attribute holds it; `%u` is the username '
+                                     '(e.g. "%u@example.org").'),
+                },
+                post=_uid_format_post,
+            ), nonempty=True),
+            [{"attr": "uid", "format": "%u"}],
+            "Attributes naming the user, any of which may match.",
+            default_doc='[{attr = "uid", format = "%u"}]',
+        ),
+        "filter": Option(Str(nonempty=False), "",
+                         'Extra RFC 4515 filter ANDed to the uid match, e.g. '
+                         '"(objectClass=inetOrgPerson)".', validators=(_ldap_filter,)),
+        "dn_filter": Option(
+            Section({
+                "filter": Option(Str(), doc="Filter searched after the user is found: "
+                                 "`%u` username, `%d` domain, `%D` the user's DN, `%s` each "
+                                 "value of `attributes` (read from the user's entry).",
+                                 validators=(_ldap_filter,)),
+                "attributes": Option(ListOf(Str()), [], "Attributes of the user's entry "
+                                     "substituted for `%s`."),
+            }),
+            OMIT,
+            "A second search that must find something for the user to be valid.",
+            default_doc="not set",
+        ),
+        "local_filter": Option(
+            Section({
+                "operation": Option(OneOf(["equal", "notequal"]),
+                                    doc="Whether the attribute must (equal) or must not "
+                                    "(notequal) hold one of the values."),
+                "attribute": Option(Str(), doc="Attribute of the user's entry."),
+                "values": Option(ListOf(Str(), nonempty=True), doc="Values compared."),
+            }),
+            OMIT,
+            "A check made by Suricate on the user's entry (e.g. a disabled account).",
+            default_doc="not set",
+        ),
+        "deref": Option(OneOf(["never", "always", "finding", "searching"]), "never",
+                        "Alias dereferencing during searches (RFC 4511 §4.5.1.3)."),
+    },
+    doc="Settings of the ldap method (PLAIN: the user's DN is searched, then bound with the "
+    "password given).",
 )
 
 
@@ -839,6 +921,8 @@ _AUTH = Section(
         "jwt": Option(_JWT, None, _JWT.doc, default_doc="required when jwt is in methods"),
         "external": Option(_EXTERNAL, None, _EXTERNAL.doc,
                            default_doc="required when external is in methods"),
+        "ldap": Option(_LDAP_AUTH, None, _LDAP_AUTH.doc,
+                       default_doc="required when ldap is in methods (for `base`)"),
     },
     doc="Client authentication.",
     post=_auth_post,
@@ -1102,6 +1186,52 @@ _HTTP_POOL = Section(
     doc="An HTTP client pool (used by `mod_event_pusher`'s http backend).",
 )
 
+def _ldap_connection_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                          ctx: Context) -> None:
+    # 6.4: TLS when a tls table is given; "encrypt" is MongooseIM's older spelling.
+    encrypted = "tls" in out or out.pop("encrypt", "none") == "tls"
+    out.pop("encrypt", None)
+    out["encrypted"] = encrypted
+    if "tls" not in out and encrypted:
+        out["tls"] = outgoing_tls(with_mode=False).normalize({}, join(path, "tls"), ctx)
+    if out.get("port") is None:
+        out["port"] = 636 if encrypted else 389
+
+
+_LDAP_POOL = Section(
+    {
+        **_pool_common(5),
+        "connection": Option(
+            Section(
+                {
+                    "servers": Option(ListOf(Str(), nonempty=True), ["localhost"],
+                                      "Directory servers, tried in order."),
+                    "port": Option(Int(min=1, max=65535), None, "Port of the servers.",
+                                   default_doc="389, or 636 with TLS"),
+                    "rootdn": Option(Str(nonempty=False), "",
+                                     "DN bound as for searches; empty: anonymous."),
+                    "password": Option(Str(nonempty=False), "", "Password of `rootdn`."),
+                    "encrypt": Option(OneOf(["none", "tls"]), OMIT,
+                                      'MongooseIM\'s older switch: "tls" is LDAPS with the '
+                                      "default TLS options.", default_doc="not set"),
+                    "tls": Option(outgoing_tls(with_mode=False), OMIT,
+                                  "TLS options; present: the connection is LDAP over TLS "
+                                  "(LDAPS, port 636 by default).", default_doc="not set"),
+                    "connect_interval": Option(Int(min=1, unit="milliseconds"), 10000,
+                                               "After a failed connection, how long requests "
+                                               "fail at once before the next attempt."),
+                },
+                post=_ldap_connection_post,
+            ),
+            DEFAULTS,
+            "How to connect.",
+        ),
+    },
+    doc="An LDAP connection pool; the ldap auth method uses `default` (searches) and `bind` "
+    "(password checks).",
+)
+
+
 _RABBIT_POOL = Section(
     {
         **_pool_common(20),
@@ -1163,11 +1293,13 @@ _OUTGOING_POOLS = Section(
         "redis": Option(MapOf(_REDIS_POOL, key_doc="TAG"), {},
                         'Redis pools by tag; `default` holds the session table with '
                         '`sm_backend = "redis"`.'),
+        "ldap": Option(MapOf(_LDAP_POOL, key_doc="TAG"), {},
+                       "LDAP pools by tag; the ldap auth method uses `default` and `bind`."),
     },
     doc="Connection pools to external services.",
     unavailable={
         kind: f"{kind} pools are {NOT_AVAILABLE}"
-        for kind in ("cassandra", "elastic", "ldap")
+        for kind in ("cassandra", "elastic")
     },
     unknown_message="unknown pool type",
 )
@@ -1226,20 +1358,24 @@ _ACL = MapOf(
     reserved={n: f"'{n}' is predefined and cannot be redefined" for n in ("all", "none")},
 )
 
+_ACCESS_CLAUSES = ListOf(
+    Section(
+        {
+            "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
+            "value": Option(
+                AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
+            ),
+        }
+    )
+)
+
 _ACCESS = MapOf(
-    ListOf(
-        Section(
-            {
-                "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
-                "value": Option(
-                    AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
-                ),
-            }
-        )
-    ),
+    _ACCESS_CLAUSES,
     doc="Access rules: ordered clauses; the first whose class matches gives the value.",
     defaults=DEFAULT_ACCESS,
 )
+
+_ACCESS_RULES = MapOf(_ACCESS_CLAUSES, doc="Access rules.")
 
 class ModulesSpec(Spec):
     """`[modules]`: one table per enabled module, each validated by the spec its module
@@ -1316,6 +1452,132 @@ def _root_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Cont
     if general.get("sm_backend") == "redis" and "default" not in pools.get("redis", {}):
         ctx.error(join(join(path, "general"), "sm_backend"),
                   '"redis" needs a pool [outgoing_pools.redis.default]')
+    _host_config_post(out, raw, ctx)
+
+
+# --------------------------------------------------------------------------------------------
+# [[host_config]] (MongooseIM 6.4 doc/configuration/host_config.md)
+
+#: 6.4's rule for host_config.auth: giving any of these replaces all of them (the others not
+#: given take their defaults); the other options replace only themselves.
+AUTH_REPLACED_TOGETHER = ("sasl_external", "password", "rdbms", "ldap", "jwt", "http",
+                          "internal", "pki", "dummy")
+
+
+class SameAs(Spec):
+    """``inner``, documented as "the same as ``as_path``" (host_config repeats whole
+    sections whose reference is already written once)."""
+
+    def __init__(self, inner: Spec, as_path: str) -> None:
+        self.inner = inner
+        self.as_path = as_path
+        self.doc = getattr(inner, "doc", "")
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        return self.inner.normalize(value, path, ctx)
+
+    def describe(self) -> str:
+        return f"the same as `{self.as_path}`"
+
+
+class RawTable(Spec):
+    """A table kept as written, normalized later by whoever knows what to merge it with
+    (``host_config[N].auth`` is merged with the top-level ``[auth]`` first)."""
+
+    doc = ""
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        if not isinstance(value, dict):
+            return self._wrong_type(value, path, ctx)
+        return dict(value)
+
+    def describe(self) -> str:
+        return "a table"
+
+
+def merged_auth_raw(top: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[auth]`` a host sees, as text: 6.4 replaces the options of
+    ``AUTH_REPLACED_TOGETHER`` as a group when the host gives any of them, and the others
+    (methods, sasl_mechanisms, anonymous, external.instances, ...) one by one."""
+    merged = {k: v for k, v in top.items()}
+    if any(k in host for k in AUTH_REPLACED_TOGETHER) or "program" in host.get("external", {}):
+        for key in AUTH_REPLACED_TOGETHER:
+            merged.pop(key, None)
+        if isinstance(merged.get("external"), dict):
+            merged["external"] = {k: v for k, v in merged["external"].items()
+                                  if k != "program"}
+    for key, value in host.items():
+        if key == "external" and isinstance(value, dict) \
+                and isinstance(merged.get("external"), dict):
+            merged["external"] = {**merged["external"], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _host_config_post(out: dict[str, Any], raw: Mapping[str, Any], ctx: Context) -> None:
+    """Each host's ``auth``: merged with the top-level ``[auth]`` as text, then validated
+    whole at ``host_config[N].auth`` (the host names are checked by the loader)."""
+    raw_auth: Mapping[str, Any] = raw["auth"] if isinstance(raw.get("auth"), dict) else {}
+    for i, entry in enumerate(out.get("host_config") or []):
+        if "auth" in entry:
+            merged = merged_auth_raw(raw_auth, entry["auth"])
+            auth = _AUTH.normalize(merged, join(f"host_config[{i}]", "auth"), ctx)
+            if auth is not INVALID:
+                entry["auth"] = auth
+
+
+def _host_s2s_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                   ctx: Context) -> None:
+    # Only what was written: the host's values override the top-level ones key by key.
+    for key in list(out):
+        if key not in raw:
+            del out[key]
+
+
+_HOST_CONFIG = Section(
+    {
+        "host": Option(Domain(), OMIT, "The domain (one of general.hosts) configured here.",
+                       default_doc="either host or host_type"),
+        "host_type": Option(Str(), OMIT, "The host type (one of general.host_types) "
+                            "configured here: its dynamic domains.",
+                            default_doc="either host or host_type"),
+        "general": Option(
+            Section(
+                {"replaced_wait_timeout": _GENERAL.options["replaced_wait_timeout"]},
+                unavailable={"route_subdomains": NOT_AVAILABLE},
+                unknown_message="not allowed per host (6.4 allows replaced_wait_timeout "
+                "and route_subdomains)",
+            ),
+            OMIT, "Overrides of [general] for this host.", default_doc="not set"),
+        "auth": Option(SameAs(RawTable(), "auth"), OMIT,
+                       "Overrides of [auth]: any of sasl_external, password.*, and the "
+                       "methods' tables (rdbms, ldap, jwt, http, ...) replaces all of these "
+                       "(repeat what should stay); methods, sasl_mechanisms, anonymous.* and "
+                       "external.instances replace only themselves.", default_doc="not set"),
+        "modules": Option(SameAs(_MODULES, "modules"), OMIT,
+                          "The modules of this host: replaces [modules] completely.",
+                          default_doc="the top-level modules"),
+        "acl": Option(SameAs(MapOf(ListOf(_ACL_PATTERN)), "acl"), OMIT,
+                      "Access classes merged with [acl]: a class defined in both is the "
+                      "union of both.", default_doc="not set"),
+        "access": Option(SameAs(_ACCESS_RULES, "access"), OMIT,
+                         "Access rules merged with [access]: the host's clauses go after the "
+                         "top-level ones, before a final catch-all {acl = \"all\"} clause.",
+                         default_doc="not set"),
+        "s2s": Option(
+            Section(
+                {k: dataclasses.replace(_S2S.options[k], default_doc=f"the top-level s2s.{k}")
+                 for k in ("default_policy", "host_policy", "shared")},
+                post=_host_s2s_post,
+                unknown_message="not allowed per host (default_policy, host_policy, shared)",
+            ),
+            OMIT,
+            "Overrides of [s2s]; host_policy entries override the top-level ones host by "
+            "host.", default_doc="not set"),
+    },
+    doc="Per-domain or per-host-type overrides.",
+)
 
 
 ROOT = Section(
@@ -1331,11 +1593,11 @@ ROOT = Section(
         "modules": Option(_MODULES, DEFAULTS, _MODULES.doc),
         "internal_databases": Option(_INTERNAL_DATABASES, DEFAULTS, _INTERNAL_DATABASES.doc),
         "instrumentation": Option(_INSTRUMENTATION, OMIT, _INSTRUMENTATION.doc),
+        "host_config": Option(ListOf(_HOST_CONFIG), [], _HOST_CONFIG.doc),
     },
     doc="The whole file.",
     post=_root_post,
     unavailable={
-        "host_config": NOT_AVAILABLE,
         "services": NOT_AVAILABLE,
     },
     unknown_message="unknown section",

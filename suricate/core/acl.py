@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 _NO_DEFAULT: Any = object()
@@ -114,10 +114,16 @@ class AccessControl:
         self._access: dict[str, list[tuple[str, Any]]] = {
             name: [(c["acl"], c["value"]) for c in clauses] for name, clauses in access.items()
         }
+        #: ``[[host_config]]`` views (their acl/access merged with the top level), by host
+        #: type; ``host_type_of`` maps the current domain to its host type.
+        self.by_host_type: dict[str, AccessControl] = {}
+        self.host_type_of: Callable[[str], str] = str
         self.set_hosts(hosts)
 
     def set_hosts(self, hosts: Iterable[str]) -> None:
         self._hosts = frozenset(h.lower() for h in hosts)
+        for view in self.by_host_type.values():
+            view.set_hosts(self._hosts)
 
     def match_acl(
         self,
@@ -160,6 +166,10 @@ class AccessControl:
         The rule names "all" and "none" mean allow and deny. When the rule is unknown or no
         clause matches, the result is `default` if given, else "deny".
         """
+        if self.by_host_type:
+            view = self.by_host_type.get(self.host_type_of(current_domain.lower()))
+            if view is not None:
+                return view.evaluate(rule, user, server, resource, current_domain, default)
         if rule == "all":
             return ALLOW
         if rule == "none":

@@ -51,9 +51,28 @@ R = TypeVar("R")
 class Hook(Generic[F]):
     name: str
     doc: str
+    #: Which argument (after the accumulator) says whose domain a call is about: a module
+    #: enabled for some domains only ([[host_config]]) sees the calls of those domains.
+    host_arg: int = 0
 
     def __repr__(self) -> str:
         return f"Hook({self.name})"
+
+
+def host_of(hook: Hook[Any], args: tuple[Any, ...]) -> str | None:
+    """The domain a hook call is about: its ``host_arg`` argument, a domain string or
+    something with a ``domain`` (a JID, a session) or a ``jid``; None when it says none."""
+    if hook.host_arg >= len(args):
+        return None
+    subject = args[hook.host_arg]
+    if isinstance(subject, str):
+        return subject
+    domain = getattr(subject, "domain", None)
+    if isinstance(domain, str) and domain:
+        return domain
+    jid = getattr(subject, "jid", None)
+    domain = getattr(jid, "domain", None)
+    return domain if isinstance(domain, str) else None
 
 
 @dataclass(slots=True)
@@ -147,20 +166,21 @@ FILTER_LOCAL_PACKET: Hook[
     "fold(stanza|None, from_jid, to_jid, sessions: list) -> stanza|None: a message the router "
     "is about to deliver to these sessions of a local account (once, before the copies for "
     "several resources are made); None means a handler consumed it (XEP-0313 archiving adds "
-    "its <stanza-id/> here)")
+    "its <stanza-id/> here)", host_arg=1)
 PRIVACY_CHECK_INBOUND: Hook[
     Callable[[bool, Server, JID, JID, Element], AsyncFolded[bool]]
 ] = Hook(
     "privacy_check_inbound",
     "fold_async(allow: bool, server, user_jid, from_jid, stanza) -> bool; for an offline "
-    "recipient (online ones are filtered by user_receive_packet)")
+    "recipient (online ones are filtered by user_receive_packet)", host_arg=1)
 PRESENCE_TO_USER: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "presence_to_user",
     "fold_async(handled: bool, from_jid, to_jid, stanza) -> bool; a presence addressed to a "
-    "local user's bare JID (subscriptions, probes, directed presence)")
+    "local user's bare JID (subscriptions, probes, directed presence)", host_arg=1)
 OFFLINE_MESSAGE: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "offline_message",
-    "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took")
+    "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took",
+    host_arg=1)
 
 # -- push notifications ---------------------------------------------------------------------
 PUSH_NOTIFICATIONS: Hook[
@@ -202,19 +222,19 @@ DISCO_SM_IDENTITY: Hook[Callable[[list[Element], JID], Folded[list[Element]]]] =
 DISCO_SM_ITEMS: Hook[Callable[[list[Element], JID, JID], AsyncFolded[list[Element]]]] = Hook(
     "disco_sm_items",
     "fold_async(items: list[Element], from_jid, user_jid) -> list[Element]: an account's items "
-    "as the requester may see them (XEP-0163 PEP nodes)")
+    "as the requester may see them (XEP-0163 PEP nodes)", host_arg=1)
 DISCO_NODE_INFO: Hook[Callable[[list[Element] | None, JID, JID, str],
                                 Folded[list[Element] | None]]] = Hook(
     "disco_node_info",
     "fold(info: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
     "identities and features of a node of the server or of an account (XEP-0050 §2.2: a "
-    "command node); None: no module knows the node")
+    "command node); None: no module knows the node", host_arg=1)
 DISCO_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
                                  Folded[list[Element] | None]]] = Hook(
     "disco_node_items",
     "fold(items: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
     "the items of a node of the server or of an account as the requester may see them "
-    "(XEP-0050 §2.1: the commands node); None: no module knows the node")
+    "(XEP-0050 §2.1: the commands node); None: no module knows the node", host_arg=1)
 VCARD_STORED: Hook[Callable[[None, JID, Element], AsyncFolded[None]]] = Hook(
     "vcard_stored",
     "fold_async(None, user_jid, vcard: Element): an account stored its vCard (XEP-0398: its "
@@ -233,7 +253,7 @@ REMOTE_CAPS_RECOGNISED: Hook[Callable[[None, JID, JID, frozenset[str]], AsyncFol
     "fold_async(None, remote_full_jid, local_user: JID, features: frozenset[str]): the "
     "features of a contact's client on another server are known from the available presence "
     "it sent local_user (first one, or a changed caps hash); PEP sends local_user's last items "
-    "of the nodes it asked for (XEP-0163 §4.3.4)")
+    "of the nodes it asked for (XEP-0163 §4.3.4)", host_arg=1)
 
 # -- roster subscriptions (RFC 6121 §3) --------------------------------------------------------
 ROSTER_OUT_SUBSCRIPTION: Hook[

@@ -40,22 +40,45 @@ IqHandler = Callable[[IqRequest], "IqResult | Awaitable[IqResult]"]
 
 
 class IqDispatcher:
-    __slots__ = ("server", "_handlers", "_pending", "_ids")
+    __slots__ = ("server", "_handlers", "_by_domain", "_pending", "_ids")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self._handlers: dict[tuple[Scope, str], IqHandler] = {}
+        #: Handlers of module instances serving some domains only ([[host_config]]):
+        #: (serves(domain), handler), the first that serves the IQ's domain answers.
+        self._by_domain: dict[tuple[Scope, str], list[tuple[Callable[[str], bool],
+                                                             IqHandler]]] = {}
         self._pending: dict[str, asyncio.Future[Element]] = {}
         self._ids = itertools.count(1)
 
-    def register(self, scope: Scope, xmlns: str, handler: IqHandler) -> None:
+    def register(self, scope: Scope, xmlns: str, handler: IqHandler,
+                 serves: Callable[[str], bool] | None = None) -> None:
+        """``serves``: the handler answers only IQs to the domains it says yes to."""
         key = (scope, xmlns)
-        if key in self._handlers:
+        if key in self._handlers or (serves is None and key in self._by_domain):
             raise ValueError(f"IQ handler for {scope} {xmlns} registered twice")
-        self._handlers[key] = handler
+        if serves is None:
+            self._handlers[key] = handler
+        else:
+            self._by_domain.setdefault(key, []).append((serves, handler))
 
-    def unregister(self, scope: Scope, xmlns: str) -> None:
+    def unregister(self, scope: Scope, xmlns: str, handler: IqHandler | None = None) -> None:
         self._handlers.pop((scope, xmlns), None)
+        entries = [e for e in self._by_domain.get((scope, xmlns), ())
+                   if handler is not None and e[1] != handler]
+        if entries:
+            self._by_domain[(scope, xmlns)] = entries
+        else:
+            self._by_domain.pop((scope, xmlns), None)
+
+    def _handler(self, scope: Scope, xmlns: str, to: JID) -> IqHandler | None:
+        handler = self._handlers.get((scope, xmlns))
+        if handler is None and self._by_domain:
+            for serves, candidate in self._by_domain.get((scope, xmlns), ()):
+                if serves(to.domain):
+                    return candidate
+        return handler
 
     def dispatch(self, frm: JID, to: JID, stanza: Element, scope: Scope) -> None:
         stype = stanza.attrs.get("type")
@@ -69,7 +92,7 @@ class IqDispatcher:
         if stype not in ("get", "set") or payload is None or len(stanza.find_all()) != 1:
             self.server.router.bounce(stanza, StanzaError("bad-request"))
             return
-        handler = self._handlers.get((scope, payload.xmlns))
+        handler = self._handler(scope, payload.xmlns, to)
         if handler is None:
             self.server.router.bounce(stanza, StanzaError("service-unavailable"))
             return

@@ -122,9 +122,23 @@ class Module:
     features: ClassVar[tuple[str, ...]] = ()  # disco#info features of the server
     sm_features: ClassVar[tuple[str, ...]] = ()  # disco#info features of an account
 
+    #: The host types this instance serves, or None for all (set by the loader when a
+    #: ``[[host_config]]`` gives some domains other modules or other options: then one
+    #: instance per distinct options runs, each seeing only its own domains' stanzas).
+    host_types: frozenset[str] | None = None
+
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         self.server = server
         self.opts = opts
+
+    def serves_domain(self, domain: str) -> bool:
+        """Whether this instance is the one for ``domain`` (a served domain; for any other
+        domain, the server's primary instance of the module answers)."""
+        if self.host_types is None:
+            return True
+        if self.server.is_local_domain(domain):
+            return self.server.domains.host_type(domain) in self.host_types
+        return self.server.modules.get(self.name) is self
 
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
@@ -139,15 +153,37 @@ class Module:
         """Undo ``start``."""
 
     # -- wiring, done by the loader -------------------------------------------------------
+    def _handler(self, hook: H.Hook[Any], method: str) -> Callable[..., Any]:
+        """The bound method, or (for an instance serving some host types only) a wrapper
+        that leaves the accumulator alone for the other domains' stanzas. Made once per
+        hook and method, so ``unwire`` removes the same object."""
+        fn = getattr(self, method)
+        if self.host_types is None:
+            return fn
+        wrappers: dict[tuple[str, str], Callable[..., Any]] = self.__dict__.setdefault(
+            "_gated", {})
+        key = (hook.name, method)
+        if key not in wrappers:
+            def gated(acc: Any, *args: Any) -> Any:
+                domain = H.host_of(hook, args)
+                if domain is not None and not self.serves_domain(domain):
+                    return acc
+                return fn(acc, *args)
+            wrappers[key] = gated
+        return wrappers[key]
+
     def wire(self) -> None:
         for hook, method, priority in self.hooks:
-            self.server.hooks.add(hook, getattr(self, method), priority)
+            self.server.hooks.add(hook, self._handler(hook, method), priority)
+        serves = self.serves_domain if self.host_types is not None else None
         for scope, xmlns, method in self.iq_handlers:
-            self.server.iq.register(scope, xmlns, getattr(self, method))
+            self.server.iq.register(scope, xmlns, getattr(self, method), serves)
         if self.features:
-            self.server.hooks.add(H.DISCO_LOCAL_FEATURES, self._add_features, 50)
+            self.server.hooks.add(H.DISCO_LOCAL_FEATURES,
+                                  self._handler(H.DISCO_LOCAL_FEATURES, "_add_features"), 50)
         if self.sm_features:
-            self.server.hooks.add(H.DISCO_SM_FEATURES, self._add_sm_features, 50)
+            self.server.hooks.add(H.DISCO_SM_FEATURES,
+                                  self._handler(H.DISCO_SM_FEATURES, "_add_sm_features"), 50)
 
     def serve_subdomains(self, pattern: str, handler: ServiceHandler) -> list[str]:
         """Serve MongooseIM's subdomain ``pattern`` (``"conference.@HOST@"``) for each served
@@ -155,6 +191,9 @@ class Module:
         domain's disco#items; undone by ``unwire``. Returns the domains now served."""
         served = []
         for host in sorted(self.server.domains.served):
+            if self.host_types is not None and \
+                    self.server.domains.host_type(host) not in self.host_types:
+                continue  # another instance (other options, or none) for that domain
             domain = pattern.replace("@HOST@", host)
             service = self.server.components.serve(domain, handler)
             self.__dict__.setdefault("_services", []).append(service)
@@ -165,11 +204,13 @@ class Module:
         for service in self.__dict__.pop("_services", []):
             self.server.components.unserve(service)
         for hook, method, _ in self.hooks:
-            self.server.hooks.remove(hook, getattr(self, method))
-        for scope, xmlns, _ in self.iq_handlers:
-            self.server.iq.unregister(scope, xmlns)
-        self.server.hooks.remove(H.DISCO_LOCAL_FEATURES, self._add_features)
-        self.server.hooks.remove(H.DISCO_SM_FEATURES, self._add_sm_features)
+            self.server.hooks.remove(hook, self._handler(hook, method))
+        for scope, xmlns, method in self.iq_handlers:
+            self.server.iq.unregister(scope, xmlns, getattr(self, method))
+        self.server.hooks.remove(H.DISCO_LOCAL_FEATURES,
+                                 self._handler(H.DISCO_LOCAL_FEATURES, "_add_features"))
+        self.server.hooks.remove(H.DISCO_SM_FEATURES,
+                                 self._handler(H.DISCO_SM_FEATURES, "_add_sm_features"))
 
     def _add_features(self, acc: set[str], domain: str) -> set[str]:
         return acc | set(self.features)
@@ -198,6 +239,62 @@ def load_order(selected: Mapping[str, Any], registry: Mapping[str, type[Module]]
     for name in selected:
         visit(name)
     return order
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    """One instance to start: its options, and the host types it serves (None: all)."""
+
+    name: str
+    opts: Mapping[str, Any]
+    host_types: frozenset[str] | None
+
+
+def module_plans(cfg: Mapping[str, Any], registry: Mapping[str, type[Module]],
+                 host_types: list[str], base_dir: Path) -> list[ModulePlan]:
+    """The module instances a configuration asks for, in dependency order. Without a
+    ``[[host_config]]`` giving ``modules``: one instance per enabled module, for every
+    domain. With one (6.4: it replaces ``[modules]`` for its host or host type): one instance
+    per distinct options of a module, serving the host types that have them."""
+    from suricate.config.host_config import host_configs
+
+    top: Mapping[str, Any] = cfg.get("modules", {})
+    entries = {k: e for k, e in host_configs(cfg).items() if "modules" in e}
+
+    def expanded(selected: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for name in load_order(selected, registry):
+            opts = selected.get(name)
+            # A dependency nobody configured runs with its declared defaults (MongooseIM).
+            out[name] = opts if opts is not None else module_defaults(
+                registry[name].options, name, base_dir)
+        return out
+
+    if not entries:
+        return [ModulePlan(name, opts, None) for name, opts in expanded(top).items()]
+    keys = sorted(set(cfg["general"].get("hosts") or []) | set(host_types))
+    per_key = {k: expanded(entries[k]["modules"] if k in entries else top) for k in keys}
+    names: list[str] = []
+    for modules in [expanded(top), *per_key.values()]:
+        names += [n for n in modules if n not in names]
+    plans: list[ModulePlan] = []
+    for name in names:
+        groups: list[tuple[Mapping[str, Any], set[str]]] = []
+        for key in keys:
+            if name not in per_key[key]:
+                continue
+            opts = per_key[key][name]
+            for seen, members in groups:
+                if seen == opts:
+                    members.add(key)
+                    break
+            else:
+                groups.append((opts, {key}))
+        if len(groups) == 1 and groups[0][1] == set(keys):
+            plans.append(ModulePlan(name, groups[0][0], None))
+        else:
+            plans += [ModulePlan(name, opts, frozenset(members)) for opts, members in groups]
+    return plans
 
 
 def module_defaults(options: Section, name: str, base_dir: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.host_config import overridden
 from suricate.core.acl import ALLOW, allowed
 from suricate.core.s2s_in import S2SIn
 from suricate.core.s2s_out import OutgoingLink, Target
@@ -42,6 +43,14 @@ class S2SService:
         # XEP-0185: keys derive from a secret; without [s2s] shared one is made per start
         # (keys then only verify while this process runs, which is what dialback needs).
         self.secret: str = cfg.get("shared") or secrets.token_hex(32)
+        # [[host_config]] s2s tables (6.4: default_policy, host_policy host by host, shared),
+        # by host type of the local domain.
+        self.by_host_type: dict[str, tuple[str, dict[str, str], str]] = {}
+        for host_type, host_cfg in overridden(server.cfg, "s2s").items():
+            self.by_host_type[host_type] = (
+                host_cfg.get("default_policy") or ALLOW,
+                {p["host"].lower(): p["policy"] for p in host_cfg.get("host_policy", [])},
+                host_cfg.get("shared") or self.secret)
         dns_opts = self.opts.get("dns") or {}
         self.resolver = dns.Resolver(dns_opts.get("timeout", 10), dns_opts.get("retries", 2))
         # s2s.outgoing.shaper: the traffic each outgoing connection may receive
@@ -62,8 +71,23 @@ class S2SService:
         self.stopping = False
 
     # -- policy ---------------------------------------------------------------------------
-    def allows(self, domain: str) -> bool:
+    def _host(self, local: str | None) -> tuple[str, dict[str, str], str] | None:
+        if local is None or not self.by_host_type:
+            return None
+        return self.by_host_type.get(self.server.domains.host_type(local.lower()))
+
+    def allows(self, domain: str, local: str | None = None) -> bool:
+        """Whether federation with the remote ``domain`` is allowed (for the local domain
+        ``local``, whose ``[[host_config]]`` may have its own policy)."""
+        host = self._host(local)
+        if host is not None:
+            return allowed(host[1].get(domain.lower(), host[0]))
         return allowed(self.host_policy.get(domain.lower(), self.default_policy))
+
+    def secret_for(self, local: str) -> str:
+        """The dialback secret (XEP-0185) of the local domain ``local``."""
+        host = self._host(local)
+        return host[2] if host is not None else self.secret
 
     def serves(self, domain: str) -> bool:
         """A domain an incoming stream may address: ours, or a connected component's."""
@@ -78,7 +102,7 @@ class S2SService:
         if not self.serves(local):
             return False
         remote = to.domain
-        if not self.allows(remote):
+        if not self.allows(remote, local):
             # RFC 6120 §8.3.3.12: not-allowed, e.g. "sending to entities at a blacklisted
             # domain" ([s2s] default_policy / host_policy).
             self.server.router.bounce(stanza, StanzaError(

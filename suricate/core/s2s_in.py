@@ -240,7 +240,7 @@ class S2SIn(XmppStream):
         stream_id = el.attrs.get("id", "")
         valid = False
         if self.server.is_local_domain(to) or self.service.serves(to):
-            expected = P.dialback_key(self.service.secret, frm, to, stream_id)
+            expected = P.dialback_key(self.service.secret_for(to), frm, to, stream_id)
             # bytes: compare_digest refuses non-ASCII str, and a peer may send anything
             valid = secrets.compare_digest(expected.encode(), el.text.strip().encode())
         self.send_element(P.db_element("verify", to, frm, "valid" if valid else "invalid",
@@ -260,7 +260,7 @@ class S2SIn(XmppStream):
             self.send_element(P.db_element("result", to, frm, "error",
                                            error="item-not-found"), P.PREFIXES)
             return
-        if not self.service.allows(remote):
+        if not self.service.allows(remote, to):
             self.send_element(P.db_element("result", to, frm, "error",
                                            error="policy-violation"), P.PREFIXES)
             return

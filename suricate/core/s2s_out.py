@@ -375,8 +375,8 @@ class S2SOut(XmppStream):
 
     def _dialback(self) -> None:
         # XEP-0220 §2.1.1: <db:result> with the key for the stream id the peer gave us.
-        key = P.dialback_key(self.link.service.secret, self.link.remote, self.link.local,
-                             self.peer_stream_id)
+        key = P.dialback_key(self.link.service.secret_for(self.link.local), self.link.remote,
+                             self.link.local, self.peer_stream_id)
         self.send_element(P.db_element("result", self.link.local, self.link.remote, key=key),
                           P.PREFIXES)
         self.auth_method = "dialback"

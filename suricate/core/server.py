@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate.auth.service import AuthService
+from suricate.config.host_config import host_view, overridden
 from suricate.core import hooks as H
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
@@ -29,7 +30,7 @@ from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
-from suricate.core.module import Module, load_order, module_defaults, open_module_store
+from suricate.core.module import Module, module_defaults, module_plans, open_module_store
 from suricate.core.router import Router
 from suricate.core.sessions import SessionTable
 from suricate.instrument import Instrumentation
@@ -89,13 +90,31 @@ class Server:
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
             self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
         self.access = AccessControl(cfg["acl"], cfg["access"], sorted(self.hosts))
+        for host_type in {*overridden(cfg, "acl"), *overridden(cfg, "access")}:
+            view = host_view(cfg, host_type)
+            self.access.by_host_type[host_type] = AccessControl(view["acl"], view["access"],
+                                                                sorted(self.hosts))
+        self.access.host_type_of = self.domains.host_type
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 module_tables=self.module_user_tables,
-                                http_pools=cfg.get("outgoing_pools", {}).get("http", {}))
+                                http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
+                                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}))
+        # [[host_config]] auth tables: a service of their own, chosen by the domain's host
+        # type (MongooseIM 6.4 keeps auth options per host type).
+        for host_type, auth_cfg in overridden(cfg, "auth").items():
+            self.auth.hosts[host_type] = AuthService(
+                auth_cfg, self.storage, self.spawn, registered=self._user_registered,
+                removed=self._user_removed, module_tables=self.module_user_tables,
+                http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
+                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}))
+        self.auth.host_type_of = self.domains.host_type
         self.module_registry = module_registry
         self.http_handlers = dict(http_handlers or {})
         self.modules: dict[str, Module] = {}
+        #: Every started module instance: more than one per module when [[host_config]]
+        #: gives domains different modules or options.
+        self.module_instances: list[Module] = []
         self.module_stores: dict[str, ModuleStore] = {}
         self.listeners: list[Listener] = []
         self._sweeps: list[HibernationSweep] = []
@@ -261,20 +280,25 @@ class Server:
         return factory
 
     async def _start_modules(self) -> None:
-        selected = self.cfg.get("modules", {})
-        for name in load_order(selected, self.module_registry):
-            cls = self.module_registry[name]
-            opts = selected.get(name)
-            if opts is None:
-                # A dependency nobody configured runs with its declared defaults (MongooseIM).
-                opts = module_defaults(cls.options, name, self.base_dir)
-            module = cls(self, opts)
+        plans = module_plans(self.cfg, self.module_registry, self.domains.host_types,
+                             self.base_dir)
+        default_type = self.domains.host_type(self.default_domain)
+        for plan in plans:
+            cls = self.module_registry[plan.name]
+            module = cls(self, plan.opts)
+            module.host_types = plan.host_types
             if cls.store_class is not None:
-                module.store = await self.open_module_store(name, cls.store_class)
+                module.store = await self.open_module_store(plan.name, cls.store_class)
+            # server.modules[name]: the instance of the default domain when it has the
+            # module, else the first one (the primary, for stanzas of no served domain).
+            if plan.name not in self.modules or (
+                    plan.host_types is not None and default_type in plan.host_types):
+                self.modules[plan.name] = module
+            self.module_instances.append(module)
+        for module in self.module_instances:
             module.wire()
             await module.start()
-            self.modules[name] = module
-            log.debug("module_started name=%s", name)
+            log.debug("module_started name=%s host_types=%s", module.name, module.host_types)
 
     async def stop(self) -> None:
         """Graceful shutdown: nothing accepted is lost."""
@@ -302,10 +326,11 @@ class Server:
         if self._s2s is not None:  # never made: no stream and nothing queued
             self._s2s.stop()  # incoming: system-shutdown; outgoing: closed, queued ones bounced
         await self.drain()
-        for name in reversed(list(self.modules)):
-            module = self.modules.pop(name)
+        for module in reversed(self.module_instances):
             await module.stop()
             module.unwire()
+        self.module_instances.clear()
+        self.modules.clear()
         await self.drain()
         for instrument_handler in self.handlers:
             await instrument_handler.stop()
@@ -363,6 +388,19 @@ class Server:
                 if isinstance(session, C2S) and session.jid.domain == domain:
                     session.stream_error(StreamError("host-unknown", "domain disabled"))
 
+    def module_for(self, name: str, domain: str) -> Module | None:
+        """The instance of module ``name`` serving ``domain`` (its ``[[host_config]]`` may
+        enable it with other options, or not at all: then None)."""
+        for module in self.module_instances:
+            if module.name == name and module.host_types is None:
+                return module
+        host_type = self.domains.host_type(domain)
+        for module in self.module_instances:
+            if module.name == name and module.host_types is not None \
+                    and host_type in module.host_types:
+                return module
+        return None
+
     async def open_module_store(self, name: str, store_class: type[ModuleStore]) -> ModuleStore:
         store = self.module_stores.get(name)
         if store is None:
@@ -373,10 +411,11 @@ class Server:
     async def open_module_stores(self) -> None:
         """The stores of the configured modules without starting them: what account commands
         of the CLI need so that removing an account removes the modules' data too."""
-        for name in load_order(self.cfg.get("modules", {}), self.module_registry):
-            store_class = self.module_registry[name].store_class
+        for plan in module_plans(self.cfg, self.module_registry, self.domains.host_types,
+                                 self.base_dir):
+            store_class = self.module_registry[plan.name].store_class
             if store_class is not None:
-                await self.open_module_store(name, store_class)
+                await self.open_module_store(plan.name, store_class)
 
     def module_user_tables(self) -> tuple[str, ...]:
         """The account-keyed tables of the open module stores (removed with an account)."""

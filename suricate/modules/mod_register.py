@@ -143,14 +143,14 @@ class ModRegister(Module):
         self._last_registration: dict[str, float] = {}
 
     # -- before authentication ----------------------------------------------------------------
-    @property
-    def accounts_storable(self) -> bool:
+    def accounts_storable(self, c2s: C2S) -> bool:
         """Registration creates accounts with passwords: pointless without a method that
-        keeps them (an anonymous-only server)."""
-        return self.server.auth.accounts_storable
+        keeps them (an anonymous-only server, or domain: its [[host_config]] auth)."""
+        domain = c2s.domain or self.server.default_domain
+        return self.server.auth.for_domain(domain).accounts_storable
 
     def preauth_features(self, features: list[Element], c2s: C2S) -> list[Element]:
-        if self.accounts_storable and _channel_secure(c2s):
+        if self.accounts_storable(c2s) and _channel_secure(c2s):
             features.append(Element("register", ns.REGISTER_FEATURE))
         return features
 
@@ -166,7 +166,7 @@ class ModRegister(Module):
         try:
             if len(iq.find_all()) != 1:
                 raise StanzaError("bad-request")  # RFC 6120 §8.2.3: one payload
-            if not self.accounts_storable:
+            if not self.accounts_storable(c2s):
                 # §3.1: a host without in-band registration answers service-unavailable.
                 raise StanzaError("service-unavailable")
             if not _channel_secure(c2s):

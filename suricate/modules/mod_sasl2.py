@@ -3,8 +3,9 @@
 The negotiation itself lives in the c2s stream (``suricate.core.c2s``): one <authenticate/>
 carries the initial response, the client's <user-agent/> and inline requests; the <success/>
 answers all of them and the stream goes on without a restart. This module advertises the
-feature: the same mechanisms as legacy SASL, and an <inline/> list that other modules fill
-(Bind 2, FAST, stream management) through the ``sasl2_inline_features`` hook.
+feature: the same mechanisms as legacy SASL, an <inline/> list that other modules fill
+(Bind 2, FAST, stream management) through the ``sasl2_inline_features`` hook, and the SASL
+upgrade tasks (XEP-0480) the c2s stream runs between authentication and <success/>.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class ModSasl2(Module):
     name = "mod_sasl2"
     options = Section({}, doc="XEP-0388 Extensible SASL Profile (SASL2).")
-    xeps = ("0388",)
+    xeps = ("0388", "0480")
     # After legacy <mechanisms/>, so old clients see what they always saw first.
     hooks = ((H.C2S_PREAUTH_FEATURES, "stream_features", 60),)
 
@@ -33,6 +34,7 @@ class ModSasl2(Module):
         inline: list[Element] = self.server.hooks.fold(H.SASL2_INLINE_FEATURES, [], c2s)
         if not mechanisms and not inline:
             return acc  # e.g. STARTTLS still required: nothing to authenticate with yet
-        return [*acc, P.sasl2_feature(mechanisms, inline)]
+        # XEP-0480: the SASL upgrade tasks (stronger SCRAM hashes for old accounts).
+        return [*acc, P.sasl2_feature(mechanisms, inline, c2s.sasl2_upgrades())]
 
 

@@ -95,6 +95,8 @@ ELEMENT_HANDLERS: dict[C2SState, dict[tuple[str, str], str]] = {
         (ns.SASL2, "response"): "sasl_response",  # XEP-0388 §2.6.1
         (ns.SASL, "abort"): "sasl_abort",  # RFC 6120 §6.4.4
         (ns.SASL2, "abort"): "sasl_abort",
+        (ns.SASL2, "next"): "sasl2_next",  # XEP-0388 §2.6.2, XEP-0480 §3: start a task
+        (ns.SASL2, "task-data"): "sasl2_task_data",  # XEP-0480 §4: the task's answer
     },
     S.WAIT_FOR_FEATURE_AFTER_AUTH: {
         (ns.CLIENT, "iq"): "bind",  # RFC 6120 §7

@@ -323,3 +323,65 @@ def b64decode(text: str) -> bytes:
 
 def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode() if data else "="
+
+
+# -- SASL upgrade tasks (XEP-0480) ---------------------------------------------------------------
+#: ``password.hash`` names -> SCRAM mechanism names; SHA-1 is what upgrades move away from.
+_UPGRADE_HASHES = {"sha224": "SCRAM-SHA-224", "sha256": "SCRAM-SHA-256",
+                   "sha384": "SCRAM-SHA-384", "sha512": "SCRAM-SHA-512"}
+
+
+def upgrade_task(hash_name: str) -> str | None:
+    """XEP-0480 §2: "UPGR-" and the mechanism name without -PLUS (channel binding plays no
+    part in an upgrade); None for a hash no task upgrades to."""
+    mechanism = _UPGRADE_HASHES.get(hash_name)
+    return f"UPGR-{mechanism}" if mechanism else None
+
+
+def task_hash(task: str) -> str | None:
+    """The ``password.hash`` name an upgrade task stores, None for an unknown task."""
+    for hash_name, mechanism in _UPGRADE_HASHES.items():
+        if task == f"UPGR-{mechanism}":
+            return hash_name
+    return None
+
+
+def requested_upgrades(authenticate: Element) -> list[str]:
+    """XEP-0480 §3: the tasks a client asks for in its <authenticate/>, in its order."""
+    tasks: list[str] = []
+    for el in authenticate.find_all("upgrade", ns.SASL_UPGRADE):
+        task = el.text.strip()
+        if task and task not in tasks:
+            tasks.append(task)
+    return tasks
+
+
+def sasl2_continue(result: sasl.Success, task: str) -> Element:
+    """XEP-0388 §2.6.2 / XEP-0480 §3: authentication succeeded, one task remains; the
+    mechanism's final data (SCRAM's server signature) is sent now, as <success/> would."""
+    el = Element("continue", ns.SASL2)
+    if result.additional_data:
+        el.add("additional-data", text=b64encode(result.additional_data))
+    el.add("tasks").add("task", text=task)
+    return el
+
+
+def scram_upgrade_salt(salt: bytes, iterations: int) -> Element:
+    """XEP-0480 §4: what the client needs to compute SaltedPassword (RFC 5802 §3)."""
+    el = Element("task-data", ns.SASL2)
+    el.add("salt", ns.SCRAM_UPGRADE, {"iterations": str(iterations)},
+           text=base64.b64encode(salt).decode())
+    return el
+
+
+def scram_upgrade_hash(task_data: Element, digest_size: int) -> bytes | None:
+    """XEP-0480 §4: the SaltedPassword the client sent, None when absent or malformed
+    (not base64, or not one digest of the task's hash function long)."""
+    el = task_data.find("hash", ns.SCRAM_UPGRADE)
+    if el is None:
+        return None
+    try:
+        salted = base64.b64decode("".join(el.text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return salted if len(salted) == digest_size else None

@@ -97,6 +97,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "access",
         "modules",
         "internal_databases",
+        "host_config",
     }
     assert cfg["general"] == {
         "loglevel": "warning",
@@ -128,7 +129,8 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
     assert cfg["auth"]["sasl_mechanisms"][-2:] == ["plain", "anonymous"]
     assert cfg["s2s"]["outgoing"]["port"] == 5269
     assert cfg["s2s"]["outgoing"]["dns"] == {"timeout": 10, "retries": 2}
-    assert cfg["outgoing_pools"] == {"rdbms": {}, "http": {}, "rabbit": {}, "redis": {}}
+    assert cfg["outgoing_pools"] == {"rdbms": {}, "http": {}, "rabbit": {}, "redis": {},
+                                     "ldap": {}}
 
 
 def test_c2s_listener_has_every_option() -> None:
@@ -411,7 +413,7 @@ REFUSED: list[tuple[str, str]] = [
     ),
     (
         '[[listen.c2s]]\nport = 1\nallowed_auth_methods = ["ldap"]',
-        "listen.c2s[0].allowed_auth_methods: method 'ldap' is not available in this version",
+        "listen.c2s[0].allowed_auth_methods: method 'ldap' is not enabled in auth.methods",
     ),
     ("[[listen.c2s]]\nport = 1\nmax_fsm_queue = 1", "listen.c2s[0].max_fsm_queue: unknown option"),
     ("[listen.c2s]\nport = 1", "listen.c2s: expected an array of tables, got a table"),
@@ -483,15 +485,20 @@ REFUSED: list[tuple[str, str]] = [
         '[s2s.outgoing]\ntls.server_name_indication.protocol = "http"',
         "s2s.outgoing.tls.server_name_indication.protocol: expected one of default, https",
     ),
-    ('[auth]\nmethods = ["ldap"]', "auth.methods: method 'ldap' is not available in this version"),
-    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, pki"),
+    ('[auth]\nmethods = ["ldap"]', "auth.ldap.base: missing required option"),
+    ('[auth]\nmethods = ["kerberos"]', "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, pki, ldap"),
     ('[auth]\nmethods = ["rdbms", "rdbms"]', 'auth.methods: duplicate value "rdbms"'),
     (
         '[auth]\nmethods = "rdbms"',
         "auth.methods: expected an array, each element one of internal, rdbms, anonymous, dummy, "
-        "http, jwt, external, pki, got a string",
+        "http, jwt, external, pki, ldap, got a string",
     ),
-    ('[auth.ldap]\nbase = "x"', "auth.ldap: method 'ldap' is not available in this version"),
+    ('[auth.ldap]\nbase = "x"\nderef = "sometimes"',
+     "auth.ldap.deref: expected one of never, always, finding, searching"),
+    ('[auth.ldap]\nbase = "x"\ndn_filter = {filter = "uid=%u)"}',
+     "auth.ldap.dn_filter.filter: not an LDAP filter: unbalanced parentheses (RFC 4515)"),
+    ("[outgoing_pools.ldap.default.connection]\nencrypt = \"ssl\"",
+     "outgoing_pools.ldap.default.connection.encrypt: expected one of none, tls"),
     ('[auth]\nmethods = ["jwt"]', "auth.jwt: missing required section (method 'jwt' is enabled)"),
     ('[auth]\nmethods = ["http"]',
      "auth.methods: method 'http' needs the pool [outgoing_pools.http.auth]"),
@@ -582,8 +589,45 @@ REFUSED: list[tuple[str, str]] = [
         "instrumentation.exometer: the exometer handler is not available in this version of Suricate",
     ),
     (
-        '[[host_config]]\nhost = "localhost"',
-        "host_config: not available in this version of Suricate",
+        '[[host_config]]\nhost = "elsewhere.example"',
+        'host_config[0].host: unknown host "elsewhere.example" (not one of general.hosts)',
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\nhost_type = "t"',
+        'host_config[0]: expected exactly one of "host" or "host_type"',
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.modules.mod_ping]\nping_interval = -1',
+        "host_config[0].modules.mod_ping.ping_interval: expected a positive integer (seconds), "
+        "got -1",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.auth]\nmethods = ["jwt"]',
+        "host_config[0].auth.jwt: missing required section (method 'jwt' is enabled)",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.auth]\nmethods = ["http"]',
+        "host_config[0].auth.methods: method 'http' needs the pool [outgoing_pools.http.auth]",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.auth]\nmethods = ["ldap"]\n'
+        'ldap.base = "dc=example"',
+        "host_config[0].auth.ldap.pool_tag: method 'ldap' needs the pool "
+        "[outgoing_pools.ldap.default]",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.access]\nc2s = [{acl = "x", '
+        'value = "deny"}]',
+        "host_config[0].access.c2s[0].acl: acl 'x' is not defined in [acl] or host_config[0].acl",
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[[host_config]]\nhost = "localhost"',
+        'host_config[1].host: "localhost" already has a host_config (host_config[0])',
+    ),
+    (
+        '[[host_config]]\nhost = "localhost"\n[host_config.general]\nhosts = ["x"]',
+        "host_config[0].general.hosts: not allowed per host (6.4 allows replaced_wait_timeout "
+        "and route_subdomains)",
     ),
     ("[services.service_domain_db]", "services: not available in this version of Suricate"),
     (
@@ -1100,7 +1144,7 @@ def test_multiple_problems_are_collected() -> None:
     port = 5223
     tls.mode = "foo"
     [auth]
-    methods = ["ldap"]
+    methods = ["kerberos"]
     [modules.mod_inbox]
     """
     found = problems(text, general=False)
@@ -1108,7 +1152,8 @@ def test_multiple_problems_are_collected() -> None:
         "general.hostz: unknown option",
         "listen.c2s[0].shaper: shaper 'x' is not defined in [shaper]",
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
-        "auth.methods: method 'ldap' is not available in this version",
+        "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, "
+        "pki, ldap",
         "modules.mod_inbox: module is not available in this version of Suricate",
     }
 

@@ -10,12 +10,16 @@ FAST tokens), applies the access rules, and runs the hooks modules take part thr
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
+from suricate.auth.service import CERT_METHODS, STORED_METHODS, AuthService
 from suricate.core import hooks as H
 from suricate.core.c2s.delivery import Delivery
 from suricate.jid import JID, InvalidJID
@@ -24,6 +28,14 @@ from suricate.protocol import c2s as P
 from suricate.protocol import negotiation as N
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
+from suricate.sasl.passwords import (
+    SALT_LENGTH,
+    format_scram_record,
+    hashlib_name,
+    is_scram_record,
+    keys_from_salted,
+    parse_scram_record,
+)
 from suricate.storage import StorageError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -35,6 +47,21 @@ log = logging.getLogger("suricate.c2s")
 
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[[Any, str], Awaitable[Any]]
+
+#: c2s.module_state key of the XEP-0480 upgrade under way (between <continue/> and the end).
+UPGRADE_KEY = "sasl2.upgrade"
+
+
+@dataclass(slots=True)
+class _Upgrade:
+    """SASL2 authentication succeeded; these upgrade tasks remain before <success/>."""
+
+    result: sasl.Success
+    request: Element  # the <authenticate/>, whose inline requests <success/> answers
+    tasks: list[str]
+    record: str  # the account's SCRAM record, with the keys stored so far
+    iterations: int
+    salt: bytes | None = None  # sent for the current task (after its <next/>)
 
 
 class Negotiation(Delivery):
@@ -114,7 +141,7 @@ class Negotiation(Delivery):
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
         else:
-            auth = self.server.auth
+            auth = self.auth
             mechanism = self.negotiator.mechanism
             try:
                 if auth.checks_plain and isinstance(mechanism, sasl.Plain):
@@ -130,6 +157,10 @@ class Negotiation(Delivery):
                 actions = self.negotiator.fail("temporary-auth-failure")
             else:
                 actions = self.negotiator.credentials(record)
+        if self.fsm.state is S.CLOSED:
+            # The stream ended while the credentials were looked up (a slow auth service
+            # outlived the client's patience, or state_timeout): nobody to answer.
+            return
         nxt = self._run(actions)
         if nxt is not None:
             await nxt
@@ -144,12 +175,18 @@ class Negotiation(Delivery):
     def _tls_required_but_missing(self) -> bool:
         return self._tls_mode() == "starttls_required" and not self.is_tls
 
+    @property
+    def auth(self) -> AuthService:
+        """The ``[auth]`` of the domain this stream is addressed to (its ``[[host_config]]``
+        may give it other methods)."""
+        return self.server.auth.for_domain(self.domain or self.server.default_domain)
+
     def sasl_mechanisms(self) -> list[str]:
         """The SASL mechanisms this stream offers now (legacy and SASL2 alike)."""
         if self._tls_required_but_missing():
             return []
         cb_types = self.conn.tls.channel_binding_types() if self.conn.tls is not None else []
-        names = self.server.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
+        names = self.auth.mechanisms(tls=self.is_tls, cb_types=cb_types,
                                             listener=self.opts,
                                             client_cert=self._client_cert_usernames()[0])
         if not self.is_tls and self._tls_mode() is not None:
@@ -166,13 +203,13 @@ class Negotiation(Delivery):
         tls = self.conn.tls
         verify = (self.opts.get("tls") or {}).get("verify_mode") or "none"
         if tls is None or verify not in ("peer", "selfsigned_peer") \
-                or "pki" not in self.server.auth.methods:
+                or not CERT_METHODS & set(self.auth.methods):
             return False, []
         cert = tls.peer_certificate()
         if cert is None:
             return False, []
         domain = self.domain or self.server.default_domain
-        modes = self.server.auth.cfg.get("sasl_external") or ["standard"]
+        modes = self.auth.cfg.get("sasl_external") or ["standard"]
         candidates = []
         if "standard" in modes:
             candidates += xmpp_addrs(cert)
@@ -194,13 +231,13 @@ class Negotiation(Delivery):
         return sasl.SaslContext(
             cert_usernames=usernames,
             cert_verified=verified,
-            cert_any_authzid="auth_id" in (self.server.auth.cfg.get("sasl_external") or ()),
+            cert_any_authzid="auth_id" in (self.auth.cfg.get("sasl_external") or ()),
             server=self.domain or self.server.default_domain,
             channel_binding=self.conn.tls if self.conn.tls is not None else None,
             advertised_mechanisms=self.sasl_mechanisms(),
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
-            scram_iterations=self.server.auth.scram_iterations,
+            scram_iterations=self.auth.scram_iterations,
         )
 
     def _features_before_auth(self) -> list[Element]:
@@ -286,6 +323,17 @@ class Negotiation(Delivery):
             self._run(self.negotiator.fail("not-authorized"))
             return
         anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
+        if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
+            # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
+            # and the directory must know them (the same search as for PLAIN, no bind).
+            try:
+                known = await self.auth.others["ldap"].user_exists(user)
+            except AuthUnavailable:
+                self._run(self.negotiator.fail("temporary-auth-failure"))
+                return
+            if not known:
+                self._run(self.negotiator.fail("not-authorized", "not in the directory"))
+                return
         if not self.server.access.allows("c2s", user.local, domain, None, domain) \
                 or not self.server.access_allows(self.opts.get("access") or "all", user):
             self._run(self.negotiator.fail("not-authorized", "access denied"))
@@ -304,8 +352,19 @@ class Negotiation(Delivery):
     async def _sasl2_success(self, result: sasl.Success) -> None:
         """XEP-0388 §2.6.3: one <success/> says who the client is, carries what the inline
         requests produced (XEP-0198 resumption, XEP-0386 binding, XEP-0484 token), and the
-        stream goes on without a restart."""
+        stream goes on without a restart. Upgrade tasks the client asked for (XEP-0480)
+        come first, each announced by a <continue/>."""
         request = self.negotiator.finish()
+        upgrade = await self._upgrade_tasks(result, request)
+        if upgrade is not None:
+            if self.fsm.state is not S.WAIT_FOR_SASL_RESPONSE:
+                self._goto(S.WAIT_FOR_SASL_RESPONSE)
+            self.module_state[UPGRADE_KEY] = upgrade
+            self.send(N.sasl2_continue(result, upgrade.tasks[0]))
+            return
+        await self._sasl2_complete(result, request)
+
+    async def _sasl2_complete(self, result: sasl.Success, request: Element) -> None:
         assert self.user is not None
         self.credential_source = None
         # Modules act on their inline requests first: FAST issues or rotates tokens, stream
@@ -338,6 +397,100 @@ class Negotiation(Delivery):
         # XEP-0388 §2.6.3: no restart; the post-authentication features come right away.
         self._goto(S.WAIT_FOR_FEATURE_AFTER_AUTH)
         self.send(P.features_element(self._features_after_auth()))
+
+    # -- SASL upgrade tasks (XEP-0480) --------------------------------------------------------
+    def sasl2_upgrades(self) -> list[str]:
+        """XEP-0480 §2: the upgrade tasks offered to this stream: one per stronger SCRAM hash
+        of ``password.hash``, when accounts are kept here as SCRAM records, and only over
+        TLS (SaltedPassword lets whoever reads it log in: never in the clear)."""
+        auth = self.auth
+        if not self.is_tls or auth.password_format != "scram" \
+                or not set(auth.methods) & STORED_METHODS:
+            return []
+        return [t for t in (N.upgrade_task(h) for h in auth.hashes) if t is not None]
+
+    async def _upgrade_tasks(self, result: sasl.Success, request: Element) -> _Upgrade | None:
+        """The tasks both asked for and offered whose hash the account lacks (accounts
+        moved in with SHA-1 keys only, docs/moving-in.md); None when there are none."""
+        offered = self.sasl2_upgrades()
+        wanted = [t for t in N.requested_upgrades(request) if t in offered]
+        if not wanted or self.user is None or self.anonymous:
+            return None
+        try:
+            record = await self.server.storage.get_user(self.user.domain, self.user.local or "")
+        except StorageError:
+            log.warning("c2s_sasl2_upgrade_storage_unavailable user=%s", self.user)
+            return None  # the login stands; the upgrade waits for another day
+        if record is None or not is_scram_record(record.pass_details):
+            return None
+        assert record.pass_details is not None
+        keys = parse_scram_record(record.pass_details)
+        tasks = [t for t in wanted if N.task_hash(t) not in keys]
+        if not tasks:
+            return None
+        iterations = next(iter(keys.values())).iterations
+        return _Upgrade(result, request, tasks, record.pass_details, iterations)
+
+    def _upgrade_failed(self, condition: str, text: str) -> None:
+        """XEP-0388 §2.6.4: a failed task fails the authentication."""
+        self.module_state.pop(UPGRADE_KEY, None)
+        log.info("c2s_sasl2_upgrade_failed user=%s condition=%s", self.user, condition)
+        self.user = None
+        self.send(P.sasl2_failure(condition, text))
+        self._goto(S.WAIT_FOR_FEATURE_BEFORE_AUTH)
+
+    def _on_sasl2_next(self, el: Element) -> None:
+        upgrade: _Upgrade | None = self.module_state.get(UPGRADE_KEY)
+        if upgrade is None or upgrade.salt is not None:
+            raise StreamError("not-authorized")  # no task was announced
+        if el.attrs.get("task") != upgrade.tasks[0]:
+            self._upgrade_failed("malformed-request", f"expected task {upgrade.tasks[0]}")
+            return
+        # XEP-0480 §4: a fresh salt, and the record's iteration count (one count for every
+        # hash of a record, as MongooseIM serializes them).
+        upgrade.salt = os.urandom(SALT_LENGTH)
+        self.send(N.scram_upgrade_salt(upgrade.salt, upgrade.iterations))
+
+    def _on_sasl2_task_data(self, el: Element) -> Awaitable[None] | None:
+        upgrade: _Upgrade | None = self.module_state.get(UPGRADE_KEY)
+        if upgrade is None or upgrade.salt is None:
+            raise StreamError("not-authorized")  # no task under way
+        return self._store_upgrade(upgrade, el)
+
+    async def _store_upgrade(self, upgrade: _Upgrade, el: Element) -> None:
+        assert self.user is not None and upgrade.salt is not None
+        hash_name = N.task_hash(upgrade.tasks[0])
+        assert hash_name is not None
+        size = hashlib.new(hashlib_name(hash_name)).digest_size
+        salted = N.scram_upgrade_hash(el, size)
+        if salted is None:
+            self._upgrade_failed("malformed-request",
+                                 f"expected <hash/> with a base64 SaltedPassword of {size} bytes")
+            return
+        keys = parse_scram_record(upgrade.record)
+        keys[hash_name] = keys_from_salted(hash_name, salted, upgrade.salt, upgrade.iterations)
+        record = format_scram_record(keys)
+        try:
+            current = await self.server.storage.get_user(self.user.domain, self.user.local or "")
+            # Stored only over the record the login was checked against: a password changed
+            # meanwhile must not get keys of the old one.
+            if current is not None and current.pass_details == upgrade.record:
+                await self.server.storage.set_password(self.user.domain, self.user.local or "",
+                                                       None, record)
+                upgrade.record = record
+                log.info("c2s_sasl2_upgraded user=%s hash=%s", self.user, hash_name)
+        except StorageError:
+            self._upgrade_failed("temporary-auth-failure", "the account could not be updated")
+            return
+        if self.fsm.state is S.CLOSED:
+            return
+        upgrade.tasks.pop(0)
+        upgrade.salt = None
+        if upgrade.tasks:
+            self.send(N.sasl2_continue(sasl.Success(upgrade.result.username), upgrade.tasks[0]))
+            return
+        self.module_state.pop(UPGRADE_KEY, None)
+        await self._sasl2_complete(upgrade.result, upgrade.request)
 
     # -- after authentication: binding (RFC 6120 §7, XEP-0386) --------------------------------
     def _features_after_auth(self) -> list[Element]:

@@ -1,0 +1,129 @@
+"""SASL upgrade tasks (XEP-0480) over real TLS with raw SASL2 stanzas (no client library has
+XEP-0480): an account with SHA-1 keys only (as moved in from Prosody) logs in with
+SCRAM-SHA-1-PLUS, asks for UPGR-SCRAM-SHA-256 and UPGR-SCRAM-SHA-512, answers each task with
+its SaltedPassword, and can then log in with SCRAM-SHA-256 and SCRAM-SHA-512 (ours and
+slixmpp's); a malformed answer fails the login and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from suricate.core.server import Server
+from suricate.sasl.passwords import format_scram_record, keys_from_plain, parse_scram_record
+from suricate.sasl.scram_client import ScramClient
+from tests.e2e.harness import connect, disconnect, running_server
+from tests.e2e.tls_client import TestClient
+from tests.mobile.client import SASL2, Sasl2Client, bind2
+from tests.mobile.conftest import modules_toml
+
+UPGRADE = "urn:xmpp:sasl:upgrade:0"
+SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0"
+PASSWORD = "old prosody password"
+
+
+async def sha1_only_account(server: Server, user: str) -> str:
+    """An account as docs/moving-in.md imports it from Prosody: SCRAM-SHA-1 keys only."""
+    record = format_scram_record({"sha": keys_from_plain(PASSWORD, "sha", os.urandom(16), 4096)})
+    assert await server.storage.create_user("localhost", user, None, record)
+    return record
+
+
+def login_with_upgrades(port: int, user: str, tasks: list[str], tamper: bool = False,
+                        inline: str = "") -> tuple[str, list[str]]:
+    """SCRAM-SHA-1-PLUS over SASL2 asking for ``tasks``; each <continue/> is answered by the
+    XEP-0480 §4 exchange. Returns the final <success/> or <failure/> and the tasks run."""
+    c = Sasl2Client(port, direct_tls=True, tls_version="1.3")
+    try:
+        features = c.features()
+        for task in tasks:
+            assert f"<upgrade xmlns='{UPGRADE}'>{task}</upgrade>" in features, features
+        scram = ScramClient("sha", user, PASSWORD, cb_type="tls-exporter",
+                            cb_data=c.binding("tls-exporter"))
+        upgrades = "".join(f"<upgrade xmlns='{UPGRADE}'>{t}</upgrade>" for t in tasks)
+        c.send(f"<authenticate xmlns='{SASL2}' mechanism='{scram.mechanism}'>{upgrades}"
+               f"<initial-response>{base64.b64encode(scram.first()).decode()}"
+               f"</initial-response>{inline}</authenticate>")
+        challenge = c.expect(r"<challenge xmlns='urn:xmpp:sasl:2'>(.*?)</challenge>")
+        final = scram.final(base64.b64decode(challenge.group(1)))
+        c.send(f"<response xmlns='{SASL2}'>{base64.b64encode(final).decode()}</response>")
+        ran: list[str] = []
+        while True:
+            m = c.expect(r"<(continue|success|failure) xmlns='urn:xmpp:sasl:2'>.*?</\1>")
+            if m.group(1) != "continue":
+                return m.group(0), ran
+            # The SCRAM server signature comes with the first <continue/> (mutual auth).
+            data = re.search(r"<additional-data>(.*?)</additional-data>", m.group(0))
+            if not ran:
+                assert data is not None and scram.verify(base64.b64decode(data.group(1)))
+            task = re.search(r"<tasks><task>(.*?)</task></tasks>", m.group(0))
+            assert task is not None, m.group(0)
+            ran.append(task.group(1))
+            c.send(f"<next xmlns='{SASL2}' task='{task.group(1)}'/>")
+            salt = c.expect(rf"<task-data xmlns='{SASL2}'><salt xmlns='{SCRAM_UPGRADE}' "
+                            r"iterations='(\d+)'>(.*?)</salt></task-data>")
+            algorithm = {"UPGR-SCRAM-SHA-256": "sha256",
+                         "UPGR-SCRAM-SHA-512": "sha512"}[task.group(1)]
+            salted = hashlib.pbkdf2_hmac(algorithm, PASSWORD.encode(),
+                                         base64.b64decode(salt.group(2)), int(salt.group(1)))
+            answer = "not base64!" if tamper else base64.b64encode(salted).decode()
+            c.send(f"<task-data xmlns='{SASL2}'><hash xmlns='{SCRAM_UPGRADE}'>{answer}</hash>"
+                   "</task-data>")
+    finally:
+        c.close()
+
+
+def legacy_scram(port: int, user: str, hash_name: str) -> bool:
+    c = TestClient(port, direct_tls=True)
+    try:
+        c.open_stream()
+        return c.scram_login(user, PASSWORD, hash_name)[0]
+    finally:
+        c.close()
+
+
+async def test_sha1_account_upgrades_to_sha256_and_sha512(tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        before = await sha1_only_account(server, "ann")
+        # The keys SCRAM-SHA-256 needs do not exist yet.
+        assert not await asyncio.to_thread(legacy_scram, port, "ann", "SHA-256")
+
+        tasks = ["UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-512"]
+        # With a Bind 2 request inline: the <success/> after the tasks still answers it.
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "ann", tasks, False,
+                                               bind2("laptop"))
+        assert ran == tasks
+        assert re.search(r"<authorization-identifier>ann@localhost/[^<]+"
+                         r"</authorization-identifier>", outcome), outcome
+        assert "<bound xmlns='urn:xmpp:bind:0'" in outcome
+
+        user = await server.storage.get_user("localhost", "ann")
+        assert user is not None and user.pass_details is not None
+        keys = parse_scram_record(user.pass_details)
+        assert set(keys) == {"sha", "sha256", "sha512"}
+        assert keys["sha"] == parse_scram_record(before)["sha"]  # kept (XEP-0480 §5)
+        for hash_name in ("SHA-1", "SHA-256", "SHA-512"):
+            assert await asyncio.to_thread(legacy_scram, port, "ann", hash_name), hash_name
+        client = await connect(server, "ann@localhost/r", PASSWORD)  # slixmpp's choice
+        await disconnect(client)
+
+        # Nothing left to upgrade: the same request ends in <success/> at once.
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "ann", tasks)
+        assert ran == [] and outcome.startswith("<success")
+
+
+async def test_a_malformed_answer_fails_the_login_and_changes_nothing(tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        before = await sha1_only_account(server, "bea")
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "bea",
+                                               ["UPGR-SCRAM-SHA-256"], True)
+        assert ran == ["UPGR-SCRAM-SHA-256"]
+        assert outcome.startswith("<failure") and "<malformed-request" in outcome
+        user = await server.storage.get_user("localhost", "bea")
+        assert user is not None and user.pass_details == before
