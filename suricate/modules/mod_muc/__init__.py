@@ -24,6 +24,7 @@ from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
 from suricate.modules.mod_muc.room import MUC, Room
 from suricate.modules.mod_muc.store import MucStore
@@ -367,6 +368,9 @@ class ModMuc(Module):
 
     def room_destroyed(self, room: Room) -> None:
         self._forget(room)
+        archive = archive_of(self.server)
+        if archive is not None and archive.archives(room.jid.domain):
+            archive.remove_room(room.jid)  # its archive goes with the room
         if room.jid in self.stored:
             self.stored.discard(room.jid)
             self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.archive import RoomArchive, archive_of
 from suricate.modules.mod_muc.config import (
     ROOMCONFIG,
     ROOMINFO,
@@ -47,6 +48,8 @@ CONFERENCE = "jabber:x:conference"  # XEP-0249
 MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+MAM = "urn:xmpp:mam:2"  # XEP-0313
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
@@ -421,13 +424,21 @@ class Room:
         if retract is not None:
             # XEP-0424 §5.1 in a room: the id is the room's stanza-id, and only the author
             # retracts its message (a moderator uses XEP-0425).
-            entry = self._history_entry(retract.attrs.get("id", ""))
+            target = retract.attrs.get("id", "")
+            entry = self._history_entry(target)
             if entry is not None:
                 if entry[4] != occ.occupant_id:
                     self._error(stanza, "forbidden", "not your message")
                     return
                 self.history.remove(entry)
-        self.broadcast_message(occ.nick, occ.occupant_id, stanza)
+            archive = self.archive()
+            if archive is not None and target.isdigit():
+                # The archive checks the author itself (the message may be older than the
+                # history): its copy becomes a tombstone (XEP-0424 §5).
+                retracted = Element("retracted", RETRACT, {"stamp": _now_stamp(time.time()),
+                                                           "id": target})
+                archive.retract(self.jid, int(target), occ.jid.bare, retracted)
+        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=occ.jid)
 
     def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
         for entry in self.history:
@@ -435,10 +446,19 @@ class Room:
                 return entry
         return None
 
-    def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element) -> str:
+    def archive(self) -> RoomArchive | None:
+        """The archive keeping this room's messages (mod_mam's muc section), if any."""
+        archive = archive_of(self.server)
+        if archive is None or self.locked or not archive.archives(self.jid.domain):
+            return None
+        return archive
+
+    def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element, *,
+                          sender: JID | None = None) -> str:
         """A groupchat message from ``nick`` to every occupant, with the room's stanza-id
-        (XEP-0359) and the sender's occupant-id (XEP-0421); kept in the history. Returns the
-        stanza-id."""
+        (XEP-0359) and the sender's occupant-id (XEP-0421); kept in the history and, when
+        the room is archived, in its archive with the stanza-id as archive id (XEP-0313
+        §5.1.2). Returns the stanza-id."""
         room = str(self.jid)
         children: list[Any] = []
         for child in stanza.children:
@@ -451,7 +471,13 @@ class Room:
                 if child.xmlns == OCCUPANT_ID:
                     continue
             children.append(child)
-        stanza_id = uuid.uuid4().hex
+        archive = self.archive()
+        mam_id: int | None = None
+        if archive is not None and archive.archivable(stanza):
+            mam_id = archive.new_id()
+            stanza_id = str(mam_id)
+        else:
+            stanza_id = uuid.uuid4().hex
         children.append(Element("stanza-id", SID, {"id": stanza_id, "by": room}))
         if occupant_id is not None:
             children.append(Element("occupant-id", OCCUPANT_ID, {"id": occupant_id}))
@@ -467,6 +493,9 @@ class Room:
                 and message.find("retract", RETRACT) is None:
             self.history.append((time.time(), message, len(message.serialize()), stanza_id,
                                  occupant_id))
+        if mam_id is not None:
+            assert archive is not None
+            archive.keep(self.jid, mam_id, nick, sender, message)
         self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
         return stanza_id
 
@@ -658,6 +687,8 @@ class Room:
                 self._result(stanza)
             elif xmlns == MODERATE and itype == "set" and payload.name == "moderate":
                 self._moderate(frm, payload, stanza)
+            elif xmlns == MAM:
+                self._mam(frm, stanza)
             else:
                 self._error(stanza, "service-unavailable")
         except StanzaError as err:
@@ -687,20 +718,53 @@ class Room:
         reason = moderate.find_text("reason", MODERATE)
         if reason:
             retract.add("reason", RETRACT, text=reason)
+        archive = self.archive()
+        if archive is not None and stanza_id.isdigit():
+            # XEP-0425 §5: the archived message is replaced by a tombstone that says who
+            # moderated it (and why).
+            retracted = Element("retracted", RETRACT, {"stamp": _now_stamp(time.time()),
+                                                       "id": stanza_id},
+                                [moderated.copy()])
+            if reason:
+                retracted.add("reason", RETRACT, text=reason)
+            archive.retract(self.jid, int(stanza_id), None, retracted)
         self._result(stanza)
         for other in list(self.occupants.values()):
             self._send(self.jid, other.jid, notice.copy())
 
+    def _mam(self, frm: JID, stanza: Element) -> None:
+        """XEP-0313 §4 on the room JID: who may read the archive follows who may see the
+        room's messages (XEP-0313 §6.1.2 leaves it to the room's access rules)."""
+        archive = self.archive()
+        if archive is None:
+            raise StanzaError("service-unavailable", "this room is not archived")
+        aff = self.affiliation(frm)
+        occupant = frm in self.by_jid
+        if aff == "outcast":
+            raise StanzaError("forbidden", "you are banned from this room")
+        if self.config.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            raise StanzaError("forbidden", "only members read this room's archive")
+        if self.config.password_protected and not occupant \
+                and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            raise StanzaError("forbidden", "join the room to read its archive")
+        # Real JIDs: in non-anonymous rooms, and for those who would see them as moderators.
+        real_jids = not self.config.anonymous or aff in ("owner", "admin") or (
+            occupant and self.by_jid[frm].role == "moderator")
+        archive.query(self.jid, frm, stanza, real_jids=real_jids)
+
     def features(self) -> list[str]:
         cfg = self.config
-        return [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
-                RETRACT,
-                "muc_public" if cfg.public else "muc_hidden",
-                "muc_persistent" if cfg.persistent else "muc_temporary",
-                "muc_membersonly" if cfg.members_only else "muc_open",
-                "muc_moderated" if cfg.moderated else "muc_unmoderated",
-                "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
-                "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
+                    RETRACT,
+                    "muc_public" if cfg.public else "muc_hidden",
+                    "muc_persistent" if cfg.persistent else "muc_temporary",
+                    "muc_membersonly" if cfg.members_only else "muc_open",
+                    "muc_moderated" if cfg.moderated else "muc_unmoderated",
+                    "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
+                    "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
+        if self.archive() is not None:
+            features += [MAM, MAM_EXTENDED]  # XEP-0313 §6.1.2: the room is archived
+        return features
 
     def _disco_info(self, payload: Element) -> Element:
         if payload.attrs.get("node"):
