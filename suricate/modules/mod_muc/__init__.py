@@ -21,7 +21,7 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
@@ -57,6 +57,7 @@ class ModMuc(Module):
     store_class = MucStore
     store: MucStore
     xeps = ("0045", "0249", "0359", "0410", "0421")
+    graphql = GraphQLCategory("suricate.modules.mod_muc.graphql")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
              (H.REMOVE_USER, "remove_user", 60))
 
@@ -234,6 +235,46 @@ class ModMuc(Module):
             self._forget(room)
         elif not locked and config.persistent:
             self.store_room(room)
+
+    # -- what operations ask (the GraphQL muc category) -------------------------------------
+    async def get_room(self, key: JID) -> Room | None:
+        """The room at ``key`` in memory, read back first if it hibernates; None if there
+        is no such room."""
+        room = self.rooms.get(key)
+        if room is not None:
+            return room
+        if key in self.stored and key not in self.loading:
+            self.loading[key] = []
+            await self._wake(key)
+        for _ in range(500):  # read back by a stanza meanwhile: wait for it
+            if key not in self.loading:
+                break
+            await asyncio.sleep(0.01)
+        return self.rooms.get(key)
+
+    def create_room(self, key: JID, owner: JID) -> Room:
+        """An unlocked room with the default configuration, ``owner`` its owner (MongooseIM's
+        createInstantRoom: the room exists before anyone joins)."""
+        defaults = self.opts["default_room"]
+        config = RoomConfig.from_options(defaults)
+        config.max_users = min(config.max_users, self.opts["max_users"])
+        room = Room(self, key, config, affiliations={owner.bare: ("owner", "")},
+                    subject=defaults["subject"], subject_author=defaults["subject_author"])
+        self.rooms[key] = room
+        self._gauges(key.domain)
+        if config.persistent:
+            self.store_room(room)
+        return room
+
+    async def room_names(self, service: str) -> list[tuple[str, Room | None, dict[str, Any]]]:
+        """Every room of ``service``: (name, the room if in memory, stored configuration)."""
+        found: dict[str, tuple[Room | None, dict[str, Any]]] = {}
+        for name, config in await self.store.list_rooms(service):
+            found[name] = (None, dict(config))
+        for jid, room in self.rooms.items():
+            if jid.domain == service and not room.locked:
+                found[jid.local or ""] = (room, room.config.to_dict())
+        return [(name, *found[name]) for name in sorted(found)]
 
     # -- the service itself (XEP-0045 §6.1, §6.3) ------------------------------------------
     def _to_service(self, frm: JID, to: JID, stanza: Element) -> None:

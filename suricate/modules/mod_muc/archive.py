@@ -40,6 +40,11 @@ class RoomArchive(Protocol):
     def remove_room(self, room: JID) -> None:
         """The room was destroyed: its archive goes with it."""
 
+    async def recent(self, room: JID, limit: int,
+                     before_micros: int | None) -> list[tuple[int, str, str]]:
+        """(id, sender's real bare JID, message XML) of the newest ``limit`` messages
+        (older than ``before_micros`` when given), oldest first."""
+
 
 def archive_of(server: object) -> RoomArchive | None:
     """The server's room archive, if a module keeps one."""

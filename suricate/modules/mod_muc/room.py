@@ -526,8 +526,13 @@ class Room:
         if occ is None:
             self._error(stanza, "not-acceptable", "only occupants may send private messages")
             return
-        if not self.config.allow_private_messages:
-            self._error(stanza, "forbidden", "private messages are disabled in this room")
+        # §10.2 muc#roomconfig_allowpm: which roles may send private messages.
+        allowed = self.config.allowpm
+        if allowed == "none" or (allowed == "participants" and occ.role == "visitor") \
+                or (allowed == "moderators" and occ.role != "moderator"):
+            self._error(stanza, "forbidden", f"private messages are for {allowed} in this "
+                                             "room" if allowed != "none" else
+                        "private messages are disabled in this room")
             return
         target = self.occupants.get(nick)
         if target is None:
