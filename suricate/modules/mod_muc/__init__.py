@@ -174,9 +174,15 @@ class ModMuc(Module):
                     affiliations[JID.parse(jid)] = entry
                 except (InvalidJID, ValueError):
                     log.warning("muc_bad_stored_affiliation room=%s jid=%r", key, jid)
+            nicks: dict[JID, str] = {}
+            for jid, nick in stored.nicks.items():
+                try:
+                    nicks[JID.parse(jid)] = nick
+                except (InvalidJID, ValueError):
+                    log.warning("muc_bad_stored_nick room=%s jid=%r", key, jid)
             room = Room(self, key, config, affiliations=affiliations, subject=stored.subject,
                         subject_author=stored.subject_author,
-                        secret=bytes.fromhex(secret) if secret else None)
+                        secret=bytes.fromhex(secret) if secret else None, nicks=nicks)
             self.rooms[key] = room
             self._gauges(key.domain)
         else:
@@ -384,6 +390,7 @@ class ModMuc(Module):
         bare = jid.bare
         for room in self.rooms.values():
             room.affiliations.pop(bare, None)
+            room.nicks.pop(bare, None)
         await self.store.remove_user(str(bare))
         return acc
 
@@ -427,9 +434,10 @@ class ModMuc(Module):
         config = room.config.to_dict()
         config["_secret"] = room.secret.hex()
         affiliations = {str(j): entry for j, entry in room.affiliations.items()}
+        nicks = {str(j): nick for j, nick in room.nicks.items()}
         self.write(room, self.store.store_room(room.jid.domain, room.jid.local or "", config,
                                                room.subject, room.subject_author,
-                                               affiliations))
+                                               affiliations, nicks))
 
     def persistence_changed(self, room: Room, old: bool, new: bool) -> None:
         if old and not new:

@@ -48,6 +48,7 @@ CONFERENCE = "jabber:x:conference"  # XEP-0249
 MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+MUC_REGISTER = MUC + "#register"  # §7.10
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 
@@ -85,7 +86,7 @@ class Room:
     def __init__(self, module: ModMuc, jid: JID, config: RoomConfig, *,
                  affiliations: dict[JID, tuple[str, str]] | None = None,
                  subject: str = "", subject_author: str = "", locked: bool = False,
-                 secret: bytes | None = None) -> None:
+                 secret: bytes | None = None, nicks: dict[JID, str] | None = None) -> None:
         self.module = module
         self.server = module.server
         self.jid = jid  # bare room JID
@@ -106,6 +107,8 @@ class Room:
         # XEP-0421 §3: occupant ids are stable per room and real bare JID, opaque to others.
         self.secret = secret or secrets.token_bytes(16)
         self._forwarded: dict[str, tuple[JID, str | None, str]] = {}
+        #: §7.10 registered nicks: bare JID -> nick, reserved for that JID.
+        self.nicks: dict[JID, str] = nicks or {}
 
     # -- facts -------------------------------------------------------------------------------
     def affiliation(self, jid: JID) -> str:
@@ -124,6 +127,10 @@ class Room:
         if aff == "outcast" or self.config.members_only:
             return "none"
         return "participant" if self.config.members_by_default else "visitor"
+
+    def nick_reserved_for_other(self, nick: str, jid: JID) -> bool:
+        """§7.10: a registered nick is only for the JID that registered it."""
+        return any(n == nick and owner != jid.bare for owner, n in self.nicks.items())
 
     def _sees_jids(self, occ: Occupant) -> bool:
         return not self.config.anonymous or occ.role == "moderator"
@@ -228,6 +235,9 @@ class Room:
         if other is not None:
             self._error(stanza, "conflict", "nickname in use")  # §7.2.9
             return
+        if self.nick_reserved_for_other(nick, frm):
+            self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
+            return
         limit = cfg.max_users
         if aff in ("owner", "admin"):
             limit += self.module.opts["max_users_admin_threshold"]
@@ -312,6 +322,9 @@ class Room:
         """§7.6: unavailable with 303 from the old nick, then available from the new one."""
         if nick in self.occupants:
             self._error(stanza, "conflict", "nickname in use")
+            return
+        if self.nick_reserved_for_other(nick, occ.jid):
+            self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
             return
         if occ.role == "visitor" and not self.config.allow_visitor_nickchange:
             self._error(stanza, "not-acceptable", "visitors may not change their nick")
@@ -681,7 +694,7 @@ class Room:
         xmlns = payload.xmlns
         try:
             if xmlns == ns.DISCO_INFO and itype == "get":
-                self._result(stanza, self._disco_info(payload))
+                self._result(stanza, self._disco_info(frm, payload))
             elif xmlns == ns.DISCO_ITEMS and itype == "get":
                 self._result(stanza, self._disco_items(frm, payload))
             elif xmlns == MUC_ADMIN:
@@ -694,6 +707,8 @@ class Room:
                 self._moderate(frm, payload, stanza)
             elif xmlns == MAM:
                 self._mam(frm, stanza)
+            elif xmlns == ns.REGISTER and payload.name == "query":
+                self._register(frm, itype, payload, stanza)
             else:
                 self._error(stanza, "service-unavailable")
         except StanzaError as err:
@@ -737,6 +752,72 @@ class Room:
         for other in list(self.occupants.values()):
             self._send(self.jid, other.jid, notice.copy())
 
+    # -- nick registration (§7.10) ---------------------------------------------------------
+    def _register(self, frm: JID, itype: str | None, query: Element, stanza: Element) -> None:
+        bare = frm.bare
+        current = self.nicks.get(bare)
+        if itype == "get":
+            out = Element("query", ns.REGISTER)
+            if current is not None:
+                # XEP-0077 §3.1: already registered, with what.
+                out.add("registered")
+                out.add("username", text=current)
+            else:
+                out.add("instructions", text="Register a nickname reserved for you in this "
+                                             "room")
+                blank = out.add("x", ns.DATA_FORMS, {"type": "form"})
+                blank.add("title", text=f"Registration with {self.jid}")
+                hidden = blank.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+                hidden.add("value", text=MUC_REGISTER)
+                nick_field = blank.add("field", attrs={"var": "muc#register_roomnick",
+                                                      "type": "text-single",
+                                                      "label": "Nickname"})
+                nick_field.add("required")
+            self._result(stanza, out)
+            return
+        if query.find("remove", ns.REGISTER) is not None:
+            # XEP-0077 §3.2: cancelling frees the nick (the membership stays, an admin's).
+            if current is None:
+                raise StanzaError("item-not-found", "no nick registered")
+            del self.nicks[bare]
+            self._persist_nick(bare, None)
+            self._result(stanza)
+            return
+        aff = self.affiliation(frm)
+        if aff == "outcast":
+            raise StanzaError("forbidden", "you are banned from this room")
+        if self.config.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            # Joining would need membership anyway: an admin grants it first.
+            raise StanzaError("registration-required", "only members register in this room")
+        form = query.find("x", ns.DATA_FORMS)
+        if form is None or form.attrs.get("type") != "submit":
+            raise StanzaError("bad-request", "submit the muc#register form")
+        values = _form_values(form)
+        if values.get("FORM_TYPE", MUC_REGISTER) != MUC_REGISTER:
+            raise StanzaError("bad-request", f"FORM_TYPE must be {MUC_REGISTER}")
+        wanted = values.get("muc#register_roomnick", "").strip()
+        if not wanted:
+            raise StanzaError("not-acceptable", "muc#register_roomnick is required")
+        try:
+            nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
+        in_use = self.occupants.get(nick)
+        if self.nick_reserved_for_other(nick, frm) or (
+                in_use is not None and in_use.jid.bare != bare):
+            raise StanzaError("conflict", "that nick is someone else's")  # §7.10
+        self.nicks[bare] = nick
+        if aff == "none":
+            # §7.10: a registered user is a member of the room.
+            self._set_affiliation(bare, "member", "", actor=None)
+        self._persist_nick(bare, nick)
+        self._result(stanza)
+
+    def _persist_nick(self, jid: JID, nick: str | None) -> None:
+        if self.config.persistent and not self.locked:
+            self.module.write(self, self.module.store.register_nick(
+                self.jid.domain, self.jid.local or "", str(jid), nick))
+
     def _mam(self, frm: JID, stanza: Element) -> None:
         """XEP-0313 §4 on the room JID: who may read the archive follows who may see the
         room's messages (XEP-0313 §6.1.2 leaves it to the room's access rules)."""
@@ -760,7 +841,7 @@ class Room:
     def features(self) -> list[str]:
         cfg = self.config
         features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
-                    RETRACT,
+                    RETRACT, ns.REGISTER,
                     "muc_public" if cfg.public else "muc_hidden",
                     "muc_persistent" if cfg.persistent else "muc_temporary",
                     "muc_membersonly" if cfg.members_only else "muc_open",
@@ -771,8 +852,17 @@ class Room:
             features += [MAM, MAM_EXTENDED]  # XEP-0313 §6.1.2: the room is archived
         return features
 
-    def _disco_info(self, payload: Element) -> Element:
-        if payload.attrs.get("node"):
+    def _disco_info(self, frm: JID, payload: Element) -> Element:
+        node = payload.attrs.get("node")
+        if node == "x-roomuser-item":
+            # §7.12: the asker's registered nick, if any.
+            query = Element("query", ns.DISCO_INFO, {"node": node})
+            nick = self.nicks.get(frm.bare)
+            if nick is not None:
+                query.add("identity", attrs={"category": "conference", "type": "text",
+                                             "name": nick})
+            return query
+        if node:
             raise StanzaError("item-not-found")
         query = Element("query", ns.DISCO_INFO)
         query.add("identity", attrs={"category": "conference", "type": "text",
