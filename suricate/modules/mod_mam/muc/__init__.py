@@ -80,6 +80,7 @@ class MucArchive:
         self.writer_opts: Mapping[str, Any] = opts["async_writer"]
         self.store: MucArchiveStore | None = None
         self.writer: AsyncWriter | None = None
+        self._services: frozenset[str] | None = None
 
     async def start(self) -> None:
         store = await self.server.open_module_store("mod_mam_muc", MucArchiveStore)
@@ -87,6 +88,7 @@ class MucArchive:
         self.store = store
         # Ids are keys of both archives: never below one already given.
         self.mam.ids.last = max(self.mam.ids.last, await store.max_id())
+        self.server.domains.listeners.append(self._domains_changed)
         aw = self.writer_opts
         self.writer = AsyncWriter(
             store,  # type: ignore[arg-type]  # the writer only calls insert_many
@@ -95,14 +97,25 @@ class MucArchive:
             retract=self._no_retraction, on_flushed=self._flushed)
 
     async def stop(self) -> None:
+        if self._domains_changed in self.server.domains.listeners:
+            self.server.domains.listeners.remove(self._domains_changed)
         if self.writer is not None:
             await self.writer.stop()
 
     # -- what is archived ------------------------------------------------------------------
     def archives(self, service: str) -> bool:
-        served = self.server.domains.served
-        return any(self.host.replace("@HOST@", domain) == service for domain in served) \
-            if "@HOST@" in self.host else service == self.host
+        # Asked for every groupchat message: the services are worked out again only after
+        # the served domains changed (a dynamic domain added or removed).
+        services = self._services
+        if services is None:
+            served = self.server.domains.served
+            services = self._services = frozenset(
+                self.host.replace("@HOST@", domain) for domain in served) \
+                if "@HOST@" in self.host else frozenset((self.host,))
+        return service in services
+
+    def _domains_changed(self, domain: str, now: Any) -> None:
+        self._services = None
 
     def archivable(self, message: Element) -> bool:
         """XEP-0313 §5: messages with a body (or a chat marker, with archive_chat_markers);
