@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from suricate.core.server import Server
 from suricate.modules.mod_mam.muc.store import MucArchiveStore
@@ -94,7 +96,10 @@ async def test_room_archive_pages_with_the_stanza_ids_occupants_got(server: Serv
     only_bob = await archive(carol, with_jid=SJID(f"{ROOM}/Bob"))
     assert [body_of(m) for m in only_bob] == [f"m{i}" for i in range(0, 60, 3)]
     assert await condition_of(carol, with_form("bob@localhost")) == "forbidden"
-    # RSM: the last page with count and index, then flip-page.
+    # RSM: the last page with count and index, newest first (flip-page).
+    results_q: asyncio.Queue[Any] = asyncio.Queue()
+    carol.register_handler(Callback("mam", StanzaPath("message/mam_result"),
+                                    results_q.put_nowait))
     fin = await raw_query(carol, f"<query xmlns='{MAM}'><set xmlns='{RSM}'><max>10</max>"
                                  "<before/></set><flip-page/></query>")
     rsm = fin.xml.find(f"{{{MAM}}}fin/{{{RSM}}}set")
@@ -103,6 +108,8 @@ async def test_room_archive_pages_with_the_stanza_ids_occupants_got(server: Serv
     assert rsm.findtext(f"{{{RSM}}}first") == ids[50]
     # Paging backward, older messages remain: not complete (XEP-0313 §4.3).
     assert fin.xml.find(f"{{{MAM}}}fin").get("complete") == "false"
+    flipped = [body_of(await asyncio.wait_for(results_q.get(), 5)) for _ in range(10)]
+    assert flipped == [f"m{i}" for i in range(59, 49, -1)]
     # Bad input: an unknown id, a page after it; prefs are not a room's.
     assert await condition_of(
         carol, f"<query xmlns='{MAM}'><set xmlns='{RSM}'><after>123</after></set></query>") \
@@ -188,6 +195,16 @@ async def test_destroying_the_room_removes_its_archive(server: Server) -> None:
     # A room of the same name starts with an empty archive.
     await create_instant(alice, ROOM, "Alice")
     assert await archive(alice) == []
+    # A temporary room ends with its last occupant (§10.1): its archive too.
+    await say(alice, "temporary")
+    await mam.muc_archive.writer.flush_archive(SERVICE, "lounge")
+    assert await store.count(SERVICE, "lounge") == 1
+    alice.plugin["xep_0045"].leave_muc(SJID(ROOM), "Alice")
+    for _ in range(50):
+        if await store.count(SERVICE, "lounge") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.count(SERVICE, "lounge") == 0
     await disconnect(alice)
 
 

@@ -416,18 +416,21 @@ class ModMuc(Module):
 
     def room_destroyed(self, room: Room) -> None:
         self._forget(room)
-        archive = archive_of(self.server)
-        if archive is not None and archive.archives(room.jid.domain):
-            archive.remove_room(room.jid)  # its archive goes with the room
         if room.jid in self.stored:
             self.stored.discard(room.jid)
             self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))
 
     def _forget(self, room: Room) -> None:
+        """The room ends: destroyed (§10.9), or temporary and left by its last occupant."""
         room.gone = True
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
             self._gauges(room.jid.domain)
+        archive = archive_of(self.server)
+        if not room.locked and archive is not None and archive.archives(room.jid.domain):
+            # Its archive goes with it: a new room of the same name starts empty and does not
+            # show the old one's messages to its new occupants.
+            archive.remove_room(room.jid)
 
     def store_room(self, room: Room) -> None:
         self.stored.add(room.jid)
