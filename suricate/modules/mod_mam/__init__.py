@@ -193,16 +193,26 @@ _PM = Section(
 )
 
 
+def _muc_options() -> dict[str, Option]:
+    options = _common(OMIT)
+    # Rooms have no XEP-0441 preferences here: nothing to cache or store.
+    del options["cache_users"], options["user_prefs_store"]
+    # mod_muc stamps every groupchat message with the room's stanza-id (the archive id).
+    options["no_stanzaid_element"] = Option(
+        _Only(False, Bool()), OMIT, "Rooms always stamp XEP-0359 <stanza-id/> (mod_muc).")
+    options["host"] = Option(_Str(), "conference.@HOST@",
+                             "The MUC service whose rooms are archived (@HOST@ is each "
+                             "served domain): the host of [modules.mod_muc].")
+    return options
+
+
 _MUC = Section(
-    {
-        **_common(OMIT),
-        "host": Option(_Str(), "conference.@HOST@",
-                       "The MUC service whose rooms are archived (@HOST@ is each served "
-                       "domain): the host of [modules.mod_muc]."),
-    },
+    _muc_options(),
     doc="Room archives (XEP-0313 on room JIDs, with mod_muc); setting this section (even "
         "empty) enables them.",
-    unavailable=_UNAVAILABLE_KEYS,
+    unavailable={**_UNAVAILABLE_KEYS, **{
+        key: f"'{key}' does not apply to rooms (they have no archive preferences)"
+        for key in ("cache_users", "user_prefs_store")}},
 )
 
 
