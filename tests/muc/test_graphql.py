@@ -75,6 +75,12 @@ async def test_muc_category_drives_rooms(tmp_path: Path) -> None:
         assert stanza["sender"] == f"{ROOM}/Bob"
         assert stanza["stanza_id"] == str(live["stanza_id"]["id"])
         assert "hello ops" in stanza["stanza"]
+        old = await admin(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", before: '
+                                  '"2001-01-01T00:00:00Z") { stanzas { stanza_id } } } }')
+        assert old["muc"]["getRoomMessages"]["stanzas"] == []
+        bad = await gql(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", before: "soon") '
+                                '{ limit } } }')
+        assert "XEP-0082" in bad[1]["errors"][0]["message"]
         # Configuration, affiliations, roles.
         conf = await admin(server, 'mutation($c: MUCRoomConfigInput!) { muc { '
                            f'changeRoomConfiguration(room: "{ROOM}", config: $c) '
