@@ -50,13 +50,17 @@ MUC = "http://jabber.org/protocol/muc"
 BODY = b"<body>Hello room! This is a benchmark message of a typical chat size.</body>"
 
 
-def write_config(tmp: Path, port: int, hibernate_ms: int | None) -> Path:
+def write_config(tmp: Path, port: int, hibernate_ms: int | None,
+                 archive: bool = False) -> Path:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
     path = tmp / "bench.toml"
     modules = [m for m in DEFAULT_MODULES if m != "mod_muc"]
     timeout = '"infinity"' if hibernate_ms is None else hibernate_ms
     extra = f"[modules.mod_muc]\nhibernate_timeout = {timeout}\nmax_users = 1000\n" \
             "default_room.max_users = 1000\n"
+    if archive:
+        # Room archives (XEP-0313 on room JIDs): every groupchat message stored once per room.
+        extra += "[modules.mod_mam]\n[modules.mod_mam.muc]\n"
     path.write_text(suricate_config(tmp / "bench.db", [
         c2s_listener(port, "backlog = 4096", 'tls.mode = "starttls"',
                      f'tls.certfile = "{cert.certfile}"', f'tls.keyfile = "{cert.keyfile}"',
@@ -200,6 +204,8 @@ def main() -> None:
     parser.add_argument("--server-core", default="0", help="taskset core list of the server")
     parser.add_argument("--server-pid", type=int, default=0,
                         help="pid of the running server, to report its CPU per delivered copy")
+    parser.add_argument("--archive", action="store_true",
+                        help="with mod_mam's muc section: rooms archived (XEP-0313)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0,
                         help="drive a running server instead of starting one")
@@ -215,7 +221,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()
-        config = write_config(tmp, port, None)
+        config = write_config(tmp, port, None, archive=args.archive)
         register(config, args.rooms * args.occupants)
         proc, _ = start_server(config)
         result: dict[str, Any] = {}
@@ -233,7 +239,8 @@ def main() -> None:
                 "kib_per_room_kept_in_memory": idle_rooms_run(args, tmp, None),
                 "kib_per_room_hibernated": idle_rooms_run(args, tmp, args.hibernate_ms)}
     result["params"] = {"rooms": args.rooms, "occupants": args.occupants,
-                        "inflight": args.inflight, "seconds": args.seconds}
+                        "inflight": args.inflight, "seconds": args.seconds,
+                        "archive": args.archive}
     print(json.dumps(result, indent=1))
 
 

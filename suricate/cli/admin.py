@@ -23,6 +23,7 @@ from graphql import (
     GraphQLArgument,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLInputObjectType,
     GraphQLInputType,
     GraphQLList,
     GraphQLNonNull,
@@ -39,6 +40,8 @@ from suricate.admin.schema import categories, sdl
 
 #: Commands that are not categories (kept out of the generated set).
 RESERVED = {"serve", "check-config", "graphql"}
+#: Options every generated command has (the configuration, the endpoint).
+OWN_OPTIONS = {"config", "url", "data-dir"}
 
 
 class AdminCliError(Exception):
@@ -108,6 +111,8 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
 # -- generation ----------------------------------------------------------------------------------
 def _scalar_parser(gtype: Any) -> Any:
     named = get_named_type(gtype)
+    if isinstance(named, GraphQLInputObjectType):
+        return _json_object
     if isinstance(named, GraphQLScalarType):
         if named.name == "Int":
             return int
@@ -116,6 +121,18 @@ def _scalar_parser(gtype: Any) -> Any:
         if named.name == "Boolean":
             return _boolean
     return str
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An input object argument (muc changeRoomConfiguration --config), given as JSON."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err})") \
+            from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _boolean(text: str) -> bool:
@@ -154,7 +171,13 @@ def _add_argument(parser: argparse.ArgumentParser, name: str, arg: GraphQLArgume
         helptext += f" (default: {arg.default_value})"
     elif required:
         helptext += " (required)"
-    parser.add_argument(f"--{name}", help=helptext, **kwargs)
+    flag = name
+    if name in OWN_OPTIONS:
+        # The command's own option (--config FILE) keeps its meaning; the GraphQL argument
+        # of that name (muc changeRoomConfiguration's config) is --gql-config.
+        flag = f"gql-{name}"
+        helptext += f" (GraphQL argument {name!r})"
+    parser.add_argument(f"--{flag}", help=helptext, **kwargs)
 
 
 def selection(gtype: Any, depth: int = 0) -> str:

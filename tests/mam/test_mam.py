@@ -267,7 +267,11 @@ async def test_stop_drains_the_pending_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("extra", "problem"), [
-    ("[modules.mod_mam.muc]\nhost = 'muc.@HOST@'", "modules.mod_mam.muc: the MUC archive"),
+    ("[modules.mod_mam.muc]\ndb_jid_format = 'x'", "modules.mod_mam.muc.db_jid_format"),
+    ("[modules.mod_mam.muc]\nno_stanzaid_element = true",
+     "modules.mod_mam.muc.no_stanzaid_element: True is not available"),
+    ("[modules.mod_mam.muc]\ncache_users = false",
+     "modules.mod_mam.muc.cache_users: 'cache_users' does not apply to rooms"),
     ("[modules.mod_mam.pm]\nsame_mam_id_for_peers = true",
      "modules.mod_mam.pm.same_mam_id_for_peers: True is not available"),
     ("[modules.mod_mam]\ndelete_domain_limit = 10",

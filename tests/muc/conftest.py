@@ -24,8 +24,8 @@ MUC_MODULES = """
 """
 
 SERVICE = "conference.localhost"
-PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0199", "xep_0249", "xep_0359", "xep_0424",
-           "xep_0425")
+PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0059", "xep_0199", "xep_0249", "xep_0313",
+           "xep_0359", "xep_0424", "xep_0425")
 
 
 def muc_toml(options: str = "") -> str:

@@ -44,7 +44,7 @@ def test_submitted_values_apply() -> None:
         "muc__roomconfig_getmemberlist": ["moderator", "participant"],
     }), 200, None, None)
     assert new.persistent and new.password_protected and new.password == "s"
-    assert not new.allow_private_messages
+    assert not new.allow_private_messages and new.allowpm == "none"
     assert new.maygetmemberlist == ["moderator", "participant"]
 
 
@@ -52,7 +52,7 @@ def test_submitted_values_apply() -> None:
     ({"muc__roomconfig_persistentroom": "yes"}, "bad-request"),
     ({"muc__roomconfig_maxusers": "201"}, "not-acceptable"),
     ({"muc__roomconfig_maxusers": "many"}, "bad-request"),
-    ({"muc__roomconfig_allowpm": "moderators"}, "not-acceptable"),
+    ({"muc__roomconfig_allowpm": "visitors"}, "not-acceptable"),
     ({"muc__roomconfig_whois": "nobody"}, "not-acceptable"),
     ({"muc__roomconfig_passwordprotectedroom": "1"}, "not-acceptable"),
     ({"muc__roomconfig_roomname": "x" * 11}, "not-acceptable"),
@@ -62,3 +62,12 @@ def test_refused_values(fields: dict[str, str], condition: str) -> None:
     with pytest.raises(StanzaError) as err:
         apply_form(RoomConfig(), _submit(**fields), 200, 10, None)
     assert err.value.condition == condition
+
+
+@pytest.mark.parametrize("allowpm", ["anyone", "participants", "moderators", "none"])
+def test_allowpm_takes_the_four_values(allowpm: str) -> None:
+    new = apply_form(RoomConfig(), _submit(muc__roomconfig_allowpm=allowpm), 200, None, None)
+    assert new.allowpm == allowpm
+    assert new.allow_private_messages is (allowpm != "none")
+    # A stored room (or default_room) without allowpm reads it from the boolean.
+    assert RoomConfig.from_dict({"allow_private_messages": False}).allowpm == "none"

@@ -149,3 +149,49 @@ async def test_stanzas_for_a_room_gone_from_storage(tmp_path: Path) -> None:
                                                                    timeout=5)
         assert "201" in {str(c) for c in pres["muc"]["status_codes"]}
         await disconnect(bob)
+
+
+async def test_registered_nicks_round_trip(storage: SqlStorage) -> None:
+    store = await open_module_store(storage, "mod_muc", MucStore)
+    assert isinstance(store, MucStore)
+    await store.store_room(SERVICE, "keep", {"persistent": True}, "", "",
+                           {"alice@localhost": ("owner", "")}, {"bob@localhost": "Bob"})
+    await store.register_nick(SERVICE, "keep", "carol@localhost", "Carol")
+    await store.register_nick(SERVICE, "keep", "bob@localhost", "Robert")  # a new nick
+    room = await store.load_room(SERVICE, "keep")
+    assert room is not None
+    assert room.nicks == {"bob@localhost": "Robert", "carol@localhost": "Carol"}
+    await store.register_nick(SERVICE, "keep", "bob@localhost", None)  # cancelled
+    await store.remove_user("carol@localhost")  # the account went
+    room = await store.load_room(SERVICE, "keep")
+    assert room is not None and room.nicks == {}
+    await store.register_nick(SERVICE, "keep", "dan@localhost", "Dan")
+    await store.delete_room(SERVICE, "keep")
+    await store.store_room(SERVICE, "keep", {"persistent": True}, "", "", {})
+    room = await store.load_room(SERVICE, "keep")
+    assert room is not None and room.nicks == {}  # a new room of the same name
+
+
+async def test_room_archive_store(storage: SqlStorage) -> None:
+    from suricate.modules.mod_mam.muc.store import MucArchiveStore
+    from suricate.modules.mod_mam.query import Query
+
+    store = await open_module_store(storage, "mod_mam_muc", MucArchiveStore)
+    assert isinstance(store, MucArchiveStore)
+    rows = [((1000 + i) << 8, SERVICE, "keep", "alice@localhost" if i % 2 else "bob@localhost",
+             "Alice" if i % 2 else "Bob", "G", f"keep@{SERVICE}/x", f"o{i}", f"word{i}",
+             f"<message><body>m{i}</body></message>") for i in range(300)]
+    await store.insert_many(rows)
+    await store.insert_many(rows[:5])  # a batch written twice changes nothing
+    assert await store.count(SERVICE, "keep") == 300
+    page = await store.lookup(SERVICE, "keep", Query(last_page=True), 10, False)
+    assert [m.id for m in page.messages] == [r[0] for r in rows[-10:]]
+    assert (page.count, page.first_index) == (300, 290)
+    bob = await store.lookup(SERVICE, "keep", Query(), 500, True, sender="bob@localhost")
+    assert len(bob.messages) == 150 and bob.complete
+    found = await store.lookup(SERVICE, "keep", Query(full_text="WORD123"), 50, False)
+    assert [m.message for m in found.messages] == ["<message><body>m123</body></message>"]
+    await store.replace_message(SERVICE, "keep", rows[0][0], "<message/>")
+    assert await store.find(SERVICE, "keep", rows[0][0]) == ("bob@localhost", "<message/>")
+    assert await store.remove_room(SERVICE, "keep") == 300
+    assert await store.bounds(SERVICE, "keep") is None

@@ -40,6 +40,7 @@ from suricate.core.module import Module
 from suricate.instrument.events import SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import is_blocked
+from suricate.modules.mod_mam.muc import MucArchive
 from suricate.modules.mod_mam.query import (
     MAM,
     MAM_EXTENDED,
@@ -192,19 +193,42 @@ _PM = Section(
 )
 
 
+def _muc_options() -> dict[str, Option]:
+    options = _common(OMIT)
+    # Rooms have no XEP-0441 preferences here: nothing to cache or store.
+    del options["cache_users"], options["user_prefs_store"]
+    # mod_muc stamps every groupchat message with the room's stanza-id (the archive id).
+    options["no_stanzaid_element"] = Option(
+        _Only(False, Bool()), OMIT, "Rooms always stamp XEP-0359 <stanza-id/> (mod_muc).")
+    options["host"] = Option(_Str(), "conference.@HOST@",
+                             "The MUC service whose rooms are archived (@HOST@ is each "
+                             "served domain): the host of [modules.mod_muc].")
+    return options
+
+
+_MUC = Section(
+    _muc_options(),
+    doc="Room archives (XEP-0313 on room JIDs, with mod_muc); setting this section (even "
+        "empty) enables them.",
+    unavailable={**_UNAVAILABLE_KEYS, **{
+        key: f"'{key}' does not apply to rooms (they have no archive preferences)"
+        for key in ("cache_users", "user_prefs_store")}},
+)
+
+
 def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
-    if "pm" not in out:
+    if "pm" not in out and "muc" not in out:
         ctx.warn(path, "no [modules.mod_mam.pm] section: nothing is archived (as in "
                        "MongooseIM, the pm section enables one-to-one archives)")
 
 
 OPTIONS = Section(
-    {**_common(None), "pm": Option(_PM, OMIT, _PM.doc)},
-    doc="XEP-0313 Message Archive Management (one-to-one archives, XEP-0359 stanza ids, "
-        "XEP-0441 preferences, XEP-0424 retraction).",
+    {**_common(None), "pm": Option(_PM, OMIT, _PM.doc),
+     "muc": Option(_MUC, OMIT, _MUC.doc)},
+    doc="XEP-0313 Message Archive Management (one-to-one and room archives, XEP-0359 stanza "
+        "ids, XEP-0441 preferences, XEP-0424 retraction, XEP-0425 moderation).",
     post=_post,
-    unavailable={**_UNAVAILABLE_KEYS,
-                 "muc": f"the MUC archive is {UNAVAILABLE} (no mod_muc yet)"},
+    unavailable=_UNAVAILABLE_KEYS,
 )
 
 
@@ -245,7 +269,7 @@ class ModMam(Module):
     options = OPTIONS
     store_class = MamStore
     store: MamStore
-    xeps = ("0313", "0359", "0059", "0441", "0424")
+    xeps = ("0313", "0359", "0059", "0441", "0424", "0425")
     hooks = ((H.REMOVE_USER, "remove_archive", 50),)
     iq_handlers = (("sm", MAM, "iq_mam"),)
 
@@ -289,6 +313,10 @@ class ModMam(Module):
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
         self._last_out: tuple[Element, str] | None = None
+        muc = opts.get("muc")
+        #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
+        self.muc_archive: MucArchive | None = None if muc is None else \
+            MucArchive(self, {**opts, **muc})
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -304,10 +332,14 @@ class ModMam(Module):
             self.store, batch_size=aw["batch_size"] * aw["pool_size"] if enabled else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
+        if self.muc_archive is not None:
+            await self.muc_archive.start()
 
     async def stop(self) -> None:
         if self.writer is not None:
             await self.writer.stop()
+        if self.muc_archive is not None:
+            await self.muc_archive.stop()
 
     def wire(self) -> None:
         super().wire()

@@ -21,9 +21,10 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
 from suricate.modules.mod_muc.room import MUC, Room
 from suricate.modules.mod_muc.store import MucStore
@@ -56,6 +57,7 @@ class ModMuc(Module):
     store_class = MucStore
     store: MucStore
     xeps = ("0045", "0249", "0359", "0410", "0421")
+    graphql = GraphQLCategory("suricate.modules.mod_muc.graphql")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
              (H.REMOVE_USER, "remove_user", 60))
 
@@ -172,9 +174,15 @@ class ModMuc(Module):
                     affiliations[JID.parse(jid)] = entry
                 except (InvalidJID, ValueError):
                     log.warning("muc_bad_stored_affiliation room=%s jid=%r", key, jid)
+            nicks: dict[JID, str] = {}
+            for jid, nick in stored.nicks.items():
+                try:
+                    nicks[JID.parse(jid)] = nick
+                except (InvalidJID, ValueError):
+                    log.warning("muc_bad_stored_nick room=%s jid=%r", key, jid)
             room = Room(self, key, config, affiliations=affiliations, subject=stored.subject,
                         subject_author=stored.subject_author,
-                        secret=bytes.fromhex(secret) if secret else None)
+                        secret=bytes.fromhex(secret) if secret else None, nicks=nicks)
             self.rooms[key] = room
             self._gauges(key.domain)
         else:
@@ -233,6 +241,46 @@ class ModMuc(Module):
             self._forget(room)
         elif not locked and config.persistent:
             self.store_room(room)
+
+    # -- what operations ask (the GraphQL muc category) -------------------------------------
+    async def get_room(self, key: JID) -> Room | None:
+        """The room at ``key`` in memory, read back first if it hibernates; None if there
+        is no such room."""
+        room = self.rooms.get(key)
+        if room is not None:
+            return room
+        if key in self.stored and key not in self.loading:
+            self.loading[key] = []
+            await self._wake(key)
+        for _ in range(500):  # read back by a stanza meanwhile: wait for it
+            if key not in self.loading:
+                break
+            await asyncio.sleep(0.01)
+        return self.rooms.get(key)
+
+    def create_room(self, key: JID, owner: JID) -> Room:
+        """An unlocked room with the default configuration, ``owner`` its owner (MongooseIM's
+        createInstantRoom: the room exists before anyone joins)."""
+        defaults = self.opts["default_room"]
+        config = RoomConfig.from_options(defaults)
+        config.max_users = min(config.max_users, self.opts["max_users"])
+        room = Room(self, key, config, affiliations={owner.bare: ("owner", "")},
+                    subject=defaults["subject"], subject_author=defaults["subject_author"])
+        self.rooms[key] = room
+        self._gauges(key.domain)
+        if config.persistent:
+            self.store_room(room)
+        return room
+
+    async def room_names(self, service: str) -> list[tuple[str, Room | None, dict[str, Any]]]:
+        """Every room of ``service``: (name, the room if in memory, stored configuration)."""
+        found: dict[str, tuple[Room | None, dict[str, Any]]] = {}
+        for name, config in await self.store.list_rooms(service):
+            found[name] = (None, dict(config))
+        for jid, room in self.rooms.items():
+            if jid.domain == service and not room.locked:
+                found[jid.local or ""] = (room, room.config.to_dict())
+        return [(name, *found[name]) for name in sorted(found)]
 
     # -- the service itself (XEP-0045 §6.1, §6.3) ------------------------------------------
     def _to_service(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -342,6 +390,7 @@ class ModMuc(Module):
         bare = jid.bare
         for room in self.rooms.values():
             room.affiliations.pop(bare, None)
+            room.nicks.pop(bare, None)
         await self.store.remove_user(str(bare))
         return acc
 
@@ -372,19 +421,26 @@ class ModMuc(Module):
             self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))
 
     def _forget(self, room: Room) -> None:
+        """The room ends: destroyed (§10.9), or temporary and left by its last occupant."""
         room.gone = True
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
             self._gauges(room.jid.domain)
+        archive = archive_of(self.server)
+        if not room.locked and archive is not None and archive.archives(room.jid.domain):
+            # Its archive goes with it: a new room of the same name starts empty and does not
+            # show the old one's messages to its new occupants.
+            archive.remove_room(room.jid)
 
     def store_room(self, room: Room) -> None:
         self.stored.add(room.jid)
         config = room.config.to_dict()
         config["_secret"] = room.secret.hex()
         affiliations = {str(j): entry for j, entry in room.affiliations.items()}
+        nicks = {str(j): nick for j, nick in room.nicks.items()}
         self.write(room, self.store.store_room(room.jid.domain, room.jid.local or "", config,
                                                room.subject, room.subject_author,
-                                               affiliations))
+                                               affiliations, nicks))
 
     def persistence_changed(self, room: Room, old: bool, new: bool) -> None:
         if old and not new:

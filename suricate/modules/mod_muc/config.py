@@ -169,12 +169,19 @@ class RoomConfig:
     max_users: int = 200
     logging: bool = False
     maygetmemberlist: list[str] = field(default_factory=list)
+    #: XEP-0045 §10.2 muc#roomconfig_allowpm: the roles that may send private messages
+    #: (anyone, participants = voice, moderators, none). ``allow_private_messages``
+    #: (MongooseIM's boolean) is its "anyone or none" view, kept in step.
+    allowpm: str = "anyone"
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any]) -> RoomConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {k: (list(v) if isinstance(v, list) else v)
                                   for k, v in opts.items() if k in names}
+        if "allowpm" not in values:  # default_room, or a room stored before allowpm
+            values["allowpm"] = "anyone" if values.get("allow_private_messages", True) \
+                else "none"
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +221,9 @@ def config_form(cfg: RoomConfig, max_users: int) -> Element:
     _field(form, "muc#roomconfig_allowinvites", "boolean", "Occupants may invite others",
            [_bool(cfg.allow_user_invites)])
     _field(form, "muc#roomconfig_allowpm", "list-single", "Who may send private messages",
-           ["anyone" if cfg.allow_private_messages else "none"],
-           [("Anyone", "anyone"), ("Nobody", "none")])
+           [cfg.allowpm],
+           [("Anyone", "anyone"), ("Anyone with voice", "participants"),
+            ("Moderators only", "moderators"), ("Nobody", "none")])
     _field(form, "muc#roomconfig_publicroom", "boolean", "Listed in the room directory",
            [_bool(cfg.public)])
     _field(form, "public_list", "boolean", "The occupant list is public",
@@ -310,9 +318,8 @@ def apply_form(cfg: RoomConfig, form: Element, max_users: int,
             value = _one(var, values)
             if value not in ("anyone", "participants", "moderators", "none"):
                 raise StanzaError("not-acceptable", f"{var}: unknown value {value!r}")
-            if value in ("participants", "moderators"):
-                raise StanzaError("not-acceptable", f"{var}: {value} is {_NOT_YET}")
-            new.allow_private_messages = value == "anyone"
+            new.allowpm = value
+            new.allow_private_messages = value != "none"
         elif var == "muc#roomconfig_whois":
             value = _one(var, values)
             if value not in ("moderators", "anyone"):

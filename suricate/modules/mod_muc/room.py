@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.archive import RoomArchive, archive_of
 from suricate.modules.mod_muc.config import (
     ROOMCONFIG,
     ROOMINFO,
@@ -47,6 +48,9 @@ CONFERENCE = "jabber:x:conference"  # XEP-0249
 MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+MUC_REGISTER = MUC + "#register"  # §7.10
+MAM = "urn:xmpp:mam:2"  # XEP-0313
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
@@ -82,7 +86,7 @@ class Room:
     def __init__(self, module: ModMuc, jid: JID, config: RoomConfig, *,
                  affiliations: dict[JID, tuple[str, str]] | None = None,
                  subject: str = "", subject_author: str = "", locked: bool = False,
-                 secret: bytes | None = None) -> None:
+                 secret: bytes | None = None, nicks: dict[JID, str] | None = None) -> None:
         self.module = module
         self.server = module.server
         self.jid = jid  # bare room JID
@@ -103,6 +107,8 @@ class Room:
         # XEP-0421 §3: occupant ids are stable per room and real bare JID, opaque to others.
         self.secret = secret or secrets.token_bytes(16)
         self._forwarded: dict[str, tuple[JID, str | None, str]] = {}
+        #: §7.10 registered nicks: bare JID -> nick, reserved for that JID.
+        self.nicks: dict[JID, str] = nicks or {}
 
     # -- facts -------------------------------------------------------------------------------
     def affiliation(self, jid: JID) -> str:
@@ -121,6 +127,10 @@ class Room:
         if aff == "outcast" or self.config.members_only:
             return "none"
         return "participant" if self.config.members_by_default else "visitor"
+
+    def nick_reserved_for_other(self, nick: str, jid: JID) -> bool:
+        """§7.10: a registered nick is only for the JID that registered it."""
+        return any(n == nick and owner != jid.bare for owner, n in self.nicks.items())
 
     def _sees_jids(self, occ: Occupant) -> bool:
         return not self.config.anonymous or occ.role == "moderator"
@@ -225,6 +235,9 @@ class Room:
         if other is not None:
             self._error(stanza, "conflict", "nickname in use")  # §7.2.9
             return
+        if self.nick_reserved_for_other(nick, frm):
+            self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
+            return
         limit = cfg.max_users
         if aff in ("owner", "admin"):
             limit += self.module.opts["max_users_admin_threshold"]
@@ -309,6 +322,9 @@ class Room:
         """§7.6: unavailable with 303 from the old nick, then available from the new one."""
         if nick in self.occupants:
             self._error(stanza, "conflict", "nickname in use")
+            return
+        if self.nick_reserved_for_other(nick, occ.jid):
+            self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
             return
         if occ.role == "visitor" and not self.config.allow_visitor_nickchange:
             self._error(stanza, "not-acceptable", "visitors may not change their nick")
@@ -421,13 +437,21 @@ class Room:
         if retract is not None:
             # XEP-0424 §5.1 in a room: the id is the room's stanza-id, and only the author
             # retracts its message (a moderator uses XEP-0425).
-            entry = self._history_entry(retract.attrs.get("id", ""))
+            target = retract.attrs.get("id", "")
+            entry = self._history_entry(target)
             if entry is not None:
                 if entry[4] != occ.occupant_id:
                     self._error(stanza, "forbidden", "not your message")
                     return
                 self.history.remove(entry)
-        self.broadcast_message(occ.nick, occ.occupant_id, stanza)
+            archive = self.archive()
+            if archive is not None and target.isdigit():
+                # The archive checks the author itself (the message may be older than the
+                # history): its copy becomes a tombstone (XEP-0424 §5).
+                retracted = Element("retracted", RETRACT, {"stamp": _now_stamp(time.time()),
+                                                           "id": target})
+                archive.retract(self.jid, int(target), occ.jid.bare, retracted)
+        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=occ.jid)
 
     def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
         for entry in self.history:
@@ -435,10 +459,19 @@ class Room:
                 return entry
         return None
 
-    def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element) -> str:
+    def archive(self) -> RoomArchive | None:
+        """The archive keeping this room's messages (mod_mam's muc section), if any."""
+        archive = archive_of(self.server)
+        if archive is None or self.locked or not archive.archives(self.jid.domain):
+            return None
+        return archive
+
+    def broadcast_message(self, nick: str, occupant_id: str | None, stanza: Element, *,
+                          sender: JID | None = None) -> str:
         """A groupchat message from ``nick`` to every occupant, with the room's stanza-id
-        (XEP-0359) and the sender's occupant-id (XEP-0421); kept in the history. Returns the
-        stanza-id."""
+        (XEP-0359) and the sender's occupant-id (XEP-0421); kept in the history and, when
+        the room is archived, in its archive with the stanza-id as archive id (XEP-0313
+        §5.1.2). Returns the stanza-id."""
         room = str(self.jid)
         children: list[Any] = []
         for child in stanza.children:
@@ -451,7 +484,13 @@ class Room:
                 if child.xmlns == OCCUPANT_ID:
                     continue
             children.append(child)
-        stanza_id = uuid.uuid4().hex
+        archive = self.archive()
+        mam_id: int | None = None
+        if archive is not None and archive.archivable(stanza):
+            mam_id = archive.new_id()
+            stanza_id = str(mam_id)
+        else:
+            stanza_id = uuid.uuid4().hex
         children.append(Element("stanza-id", SID, {"id": stanza_id, "by": room}))
         if occupant_id is not None:
             children.append(Element("occupant-id", OCCUPANT_ID, {"id": occupant_id}))
@@ -467,6 +506,9 @@ class Room:
                 and message.find("retract", RETRACT) is None:
             self.history.append((time.time(), message, len(message.serialize()), stanza_id,
                                  occupant_id))
+        if mam_id is not None:
+            assert archive is not None
+            archive.keep(self.jid, mam_id, nick, sender, message)
         self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
         return stanza_id
 
@@ -497,8 +539,13 @@ class Room:
         if occ is None:
             self._error(stanza, "not-acceptable", "only occupants may send private messages")
             return
-        if not self.config.allow_private_messages:
-            self._error(stanza, "forbidden", "private messages are disabled in this room")
+        # §10.2 muc#roomconfig_allowpm: which roles may send private messages.
+        allowed = self.config.allowpm
+        if allowed == "none" or (allowed == "participants" and occ.role == "visitor") \
+                or (allowed == "moderators" and occ.role != "moderator"):
+            self._error(stanza, "forbidden", f"private messages are for {allowed} in this "
+                                             "room" if allowed != "none" else
+                        "private messages are disabled in this room")
             return
         target = self.occupants.get(nick)
         if target is None:
@@ -647,7 +694,7 @@ class Room:
         xmlns = payload.xmlns
         try:
             if xmlns == ns.DISCO_INFO and itype == "get":
-                self._result(stanza, self._disco_info(payload))
+                self._result(stanza, self._disco_info(frm, payload))
             elif xmlns == ns.DISCO_ITEMS and itype == "get":
                 self._result(stanza, self._disco_items(frm, payload))
             elif xmlns == MUC_ADMIN:
@@ -658,6 +705,10 @@ class Room:
                 self._result(stanza)
             elif xmlns == MODERATE and itype == "set" and payload.name == "moderate":
                 self._moderate(frm, payload, stanza)
+            elif xmlns == MAM:
+                self._mam(frm, stanza)
+            elif xmlns == ns.REGISTER and payload.name == "query":
+                self._register(frm, itype, payload, stanza)
             else:
                 self._error(stanza, "service-unavailable")
         except StanzaError as err:
@@ -687,23 +738,131 @@ class Room:
         reason = moderate.find_text("reason", MODERATE)
         if reason:
             retract.add("reason", RETRACT, text=reason)
+        archive = self.archive()
+        if archive is not None and stanza_id.isdigit():
+            # XEP-0425 §5: the archived message is replaced by a tombstone that says who
+            # moderated it (and why).
+            retracted = Element("retracted", RETRACT, {"stamp": _now_stamp(time.time()),
+                                                       "id": stanza_id},
+                                [moderated.copy()])
+            if reason:
+                retracted.add("reason", RETRACT, text=reason)
+            archive.retract(self.jid, int(stanza_id), None, retracted)
         self._result(stanza)
         for other in list(self.occupants.values()):
             self._send(self.jid, other.jid, notice.copy())
 
+    # -- nick registration (§7.10) ---------------------------------------------------------
+    def _register(self, frm: JID, itype: str | None, query: Element, stanza: Element) -> None:
+        bare = frm.bare
+        current = self.nicks.get(bare)
+        if itype == "get":
+            out = Element("query", ns.REGISTER)
+            if current is not None:
+                # XEP-0077 §3.1: already registered, with what.
+                out.add("registered")
+                out.add("username", text=current)
+            else:
+                out.add("instructions", text="Register a nickname reserved for you in this "
+                                             "room")
+                blank = out.add("x", ns.DATA_FORMS, {"type": "form"})
+                blank.add("title", text=f"Registration with {self.jid}")
+                hidden = blank.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+                hidden.add("value", text=MUC_REGISTER)
+                nick_field = blank.add("field", attrs={"var": "muc#register_roomnick",
+                                                      "type": "text-single",
+                                                      "label": "Nickname"})
+                nick_field.add("required")
+            self._result(stanza, out)
+            return
+        if query.find("remove", ns.REGISTER) is not None:
+            # XEP-0077 §3.2: cancelling frees the nick (the membership stays, an admin's).
+            if current is None:
+                raise StanzaError("item-not-found", "no nick registered")
+            del self.nicks[bare]
+            self._persist_nick(bare, None)
+            self._result(stanza)
+            return
+        aff = self.affiliation(frm)
+        if aff == "outcast":
+            raise StanzaError("forbidden", "you are banned from this room")
+        if self.config.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            # Joining would need membership anyway: an admin grants it first.
+            raise StanzaError("registration-required", "only members register in this room")
+        form = query.find("x", ns.DATA_FORMS)
+        if form is None or form.attrs.get("type") != "submit":
+            raise StanzaError("bad-request", "submit the muc#register form")
+        values = _form_values(form)
+        if values.get("FORM_TYPE", MUC_REGISTER) != MUC_REGISTER:
+            raise StanzaError("bad-request", f"FORM_TYPE must be {MUC_REGISTER}")
+        wanted = values.get("muc#register_roomnick", "").strip()
+        if not wanted:
+            raise StanzaError("not-acceptable", "muc#register_roomnick is required")
+        try:
+            nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
+        in_use = self.occupants.get(nick)
+        if self.nick_reserved_for_other(nick, frm) or (
+                in_use is not None and in_use.jid.bare != bare):
+            raise StanzaError("conflict", "that nick is someone else's")  # §7.10
+        self.nicks[bare] = nick
+        if aff == "none":
+            # §7.10: a registered user is a member of the room.
+            self._set_affiliation(bare, "member", "", actor=None)
+        self._persist_nick(bare, nick)
+        self._result(stanza)
+
+    def _persist_nick(self, jid: JID, nick: str | None) -> None:
+        if self.config.persistent and not self.locked:
+            self.module.write(self, self.module.store.register_nick(
+                self.jid.domain, self.jid.local or "", str(jid), nick))
+
+    def _mam(self, frm: JID, stanza: Element) -> None:
+        """XEP-0313 §4 on the room JID: who may read the archive follows who may see the
+        room's messages (XEP-0313 §6.1.2 leaves it to the room's access rules)."""
+        archive = self.archive()
+        if archive is None:
+            raise StanzaError("service-unavailable", "this room is not archived")
+        aff = self.affiliation(frm)
+        occupant = frm in self.by_jid
+        if aff == "outcast":
+            raise StanzaError("forbidden", "you are banned from this room")
+        if self.config.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            raise StanzaError("forbidden", "only members read this room's archive")
+        if self.config.password_protected and not occupant \
+                and _AFF_RANK[aff] < _AFF_RANK["member"]:
+            raise StanzaError("forbidden", "join the room to read its archive")
+        # Real JIDs: in non-anonymous rooms, and for those who would see them as moderators.
+        real_jids = not self.config.anonymous or aff in ("owner", "admin") or (
+            occupant and self.by_jid[frm].role == "moderator")
+        archive.query(self.jid, frm, stanza, real_jids=real_jids)
+
     def features(self) -> list[str]:
         cfg = self.config
-        return [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
-                RETRACT,
-                "muc_public" if cfg.public else "muc_hidden",
-                "muc_persistent" if cfg.persistent else "muc_temporary",
-                "muc_membersonly" if cfg.members_only else "muc_open",
-                "muc_moderated" if cfg.moderated else "muc_unmoderated",
-                "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
-                "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
+                    RETRACT, ns.REGISTER,
+                    "muc_public" if cfg.public else "muc_hidden",
+                    "muc_persistent" if cfg.persistent else "muc_temporary",
+                    "muc_membersonly" if cfg.members_only else "muc_open",
+                    "muc_moderated" if cfg.moderated else "muc_unmoderated",
+                    "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
+                    "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
+        if self.archive() is not None:
+            features += [MAM, MAM_EXTENDED]  # XEP-0313 §6.1.2: the room is archived
+        return features
 
-    def _disco_info(self, payload: Element) -> Element:
-        if payload.attrs.get("node"):
+    def _disco_info(self, frm: JID, payload: Element) -> Element:
+        node = payload.attrs.get("node")
+        if node == "x-roomuser-item":
+            # §7.12: the asker's registered nick, if any.
+            query = Element("query", ns.DISCO_INFO, {"node": node})
+            nick = self.nicks.get(frm.bare)
+            if nick is not None:
+                query.add("identity", attrs={"category": "conference", "type": "text",
+                                             "name": nick})
+            return query
+        if node:
             raise StanzaError("item-not-found")
         query = Element("query", ns.DISCO_INFO)
         query.add("identity", attrs={"category": "conference", "type": "text",

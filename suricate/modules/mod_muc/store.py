@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from suricate.storage.module_store import ModuleStore
@@ -15,6 +15,7 @@ class StoredRoom:
     subject: str
     subject_author: str
     affiliations: dict[str, tuple[str, str]]  # bare JID -> (affiliation, reason)
+    nicks: dict[str, str] = field(default_factory=dict)  # bare JID -> registered nick
 
 
 class MucStore(ModuleStore):
@@ -32,13 +33,18 @@ class MucStore(ModuleStore):
             affs = await ex.fetch(
                 "SELECT jid, affiliation, reason FROM muc_affiliations"
                 " WHERE muc_host = ? AND room = ?", muc_host, room)
+            nicks = await ex.fetch(
+                "SELECT jid, nick FROM muc_registered WHERE muc_host = ? AND room = ?",
+                muc_host, room)
         config, subject, author = rows[0]
         return StoredRoom(json.loads(config), subject, author,
-                          {jid: (aff, reason) for jid, aff, reason in affs})
+                          {jid: (aff, reason) for jid, aff, reason in affs},
+                          {jid: nick for jid, nick in nicks})
 
     async def store_room(self, muc_host: str, room: str, config: dict[str, Any],
                          subject: str, subject_author: str,
-                         affiliations: dict[str, tuple[str, str]]) -> None:
+                         affiliations: dict[str, tuple[str, str]],
+                         nicks: dict[str, str] | None = None) -> None:
         """The whole room at once (it became persistent, or its configuration changed)."""
         async with self.session(transaction=True) as ex:
             await ex.execute(
@@ -55,6 +61,12 @@ class MucStore(ModuleStore):
                     " VALUES (?, ?, ?, ?, ?)",
                     [(muc_host, room, jid, aff, reason)
                      for jid, (aff, reason) in sorted(affiliations.items())])
+            await ex.execute("DELETE FROM muc_registered WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+            if nicks:
+                await ex.execute_many(
+                    "INSERT INTO muc_registered (muc_host, room, jid, nick) VALUES (?, ?, ?, ?)",
+                    [(muc_host, room, jid, nick) for jid, nick in sorted(nicks.items())])
 
     async def set_subject(self, muc_host: str, room: str, subject: str, author: str) -> None:
         await self.execute(
@@ -74,14 +86,30 @@ class MucStore(ModuleStore):
             " affiliation = excluded.affiliation, reason = excluded.reason",
             muc_host, room, jid, affiliation, reason)
 
+    async def register_nick(self, muc_host: str, room: str, jid: str,
+                            nick: str | None) -> None:
+        """XEP-0045 §7.10: ``jid`` registers ``nick`` with the room (None: cancels)."""
+        async with self.session(transaction=True) as ex:
+            await ex.execute(
+                "DELETE FROM muc_registered WHERE muc_host = ? AND room = ? AND jid = ?",
+                muc_host, room, jid)
+            if nick is not None:
+                await ex.execute(
+                    "INSERT INTO muc_registered (muc_host, room, jid, nick) VALUES (?, ?, ?, ?)",
+                    muc_host, room, jid, nick)
+
     async def remove_user(self, jid: str) -> None:
-        """An account was removed: its affiliations go (a new account of the same name
-        must not inherit ownership or a ban)."""
-        await self.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
+        """An account was removed: its affiliations and nicks go (a new account of the same
+        name must not inherit ownership, a ban or a reserved nick)."""
+        async with self.session(transaction=True) as ex:
+            await ex.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
+            await ex.execute("DELETE FROM muc_registered WHERE jid = ?", jid)
 
     async def delete_room(self, muc_host: str, room: str) -> None:
         async with self.session(transaction=True) as ex:
             await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+            await ex.execute("DELETE FROM muc_registered WHERE muc_host = ? AND room = ?",
                              muc_host, room)
             await ex.execute("DELETE FROM muc_rooms WHERE muc_host = ? AND room = ?",
                              muc_host, room)

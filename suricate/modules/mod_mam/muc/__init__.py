@@ -1,0 +1,342 @@
+"""mod_mam's MUC archive: XEP-0313 on room JIDs (``[modules.mod_mam.muc]``).
+
+Every archivable groupchat message of a room on the section's ``host`` is kept once, in the
+room's archive, with an id that is also the XEP-0359 ``<stanza-id by='room'/>`` every occupant
+got (mod_muc asks ``new_id`` before it fans the message out). Rows leave the message path at
+once through mod_mam's async writer (a second lane of the same ``AsyncWriter``, over this
+package's own table ``mam_muc_message``); a query or a retraction flushes the room's pending
+rows first. Who may read a room's archive is the room's decision (mod_muc); this module
+answers the query. XEP-0424 retractions and XEP-0425 moderation replace the archived message
+with a tombstone; destroying the room removes its archive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.instrument.events import SPIRAL, TIME_BUCKETS, declare
+from suricate.jid import JID
+from suricate.modules.mod_mam.muc.store import MucArchiveStore
+from suricate.modules.mod_mam.query import (
+    MAM,
+    RSM,
+    fields_form,
+    id_to_text,
+    normalize_body,
+    parse_query,
+    stamp_of,
+)
+from suricate.modules.mod_mam.store import Row
+from suricate.modules.mod_mam.writer import AsyncWriter, Retraction
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.modules.mod_mam import ModMam
+
+log = logging.getLogger("suricate.mod_mam")
+
+SID = "urn:xmpp:sid:0"
+HINTS = "urn:xmpp:hints"
+MARKERS = "urn:xmpp:chat-markers:0"
+RETRACT = "urn:xmpp:message-retract:1"
+OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+
+# -- instrumentation (MongooseIM 6.4: mod_mam_muc_*) -----------------------------------------
+ARCHIVE_MESSAGE = declare(
+    "mod_mam_muc_archive_message", ("host_type",), {"count": SPIRAL},
+    "Groupchat messages put in a room archive (XEP-0313)")
+FLUSHED = declare(
+    "mod_mam_muc_flushed", ("host_type",), {"count": SPIRAL},
+    "Room archive messages written to the database by the async writer")
+LOOKUP = declare(
+    "mod_mam_muc_lookup", ("host_type",), {"count": SPIRAL, "size": SPIRAL, "time": SPIRAL},
+    "Room archive queries: how many, messages returned, microseconds spent",
+    buckets={"time": TIME_BUCKETS})
+REMOVE_ARCHIVE = declare(
+    "mod_mam_muc_remove_archive", ("host_type",), {"count": SPIRAL},
+    "Room archives removed with their room")
+
+
+class MucArchive:
+    """The room archives of one server (mod_muc's ``RoomArchive``)."""
+
+    def __init__(self, mam: ModMam, opts: Mapping[str, Any]) -> None:
+        self.mam = mam
+        self.server = mam.server
+        self.host: str = opts["host"]
+        self.chat_markers: bool = opts["archive_chat_markers"]
+        self.retraction: bool = opts["message_retraction"]
+        self.full_text: bool = opts["full_text_search"]
+        self.default_limit: int = opts["default_result_limit"]
+        self.max_limit: int = opts["max_result_limit"]
+        self.simple: bool = opts["enforce_simple_queries"]
+        self.writer_opts: Mapping[str, Any] = opts["async_writer"]
+        self.store: MucArchiveStore | None = None
+        self.writer: AsyncWriter | None = None
+        self._services: frozenset[str] | None = None
+
+    async def start(self) -> None:
+        store = await self.server.open_module_store("mod_mam_muc", MucArchiveStore)
+        assert isinstance(store, MucArchiveStore)
+        self.store = store
+        # Ids are keys of both archives: never below one already given.
+        self.mam.ids.last = max(self.mam.ids.last, await store.max_id())
+        self.server.domains.listeners.append(self._domains_changed)
+        aw = self.writer_opts
+        self.writer = AsyncWriter(
+            store,  # type: ignore[arg-type]  # the writer only calls insert_many
+            batch_size=aw["batch_size"] * aw["pool_size"] if aw["enabled"] else 1,
+            flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
+            retract=self._no_retraction, on_flushed=self._flushed)
+
+    async def stop(self) -> None:
+        if self._domains_changed in self.server.domains.listeners:
+            self.server.domains.listeners.remove(self._domains_changed)
+        if self.writer is not None:
+            await self.writer.stop()
+
+    # -- what is archived ------------------------------------------------------------------
+    def archives(self, service: str) -> bool:
+        # Asked for every groupchat message: the services are worked out again only after
+        # the served domains changed (a dynamic domain added or removed).
+        services = self._services
+        if services is None:
+            served = self.server.domains.served
+            services = self._services = frozenset(
+                self.host.replace("@HOST@", domain) for domain in served) \
+                if "@HOST@" in self.host else frozenset((self.host,))
+        return service in services
+
+    def _domains_changed(self, domain: str, now: Any) -> None:
+        self._services = None
+
+    def archivable(self, message: Element) -> bool:
+        """XEP-0313 §5: messages with a body (or a chat marker, with archive_chat_markers);
+        never those the sender asked not to store (XEP-0334 §4.2, §4.3), nor retractions
+        (they act on the archive instead)."""
+        body = marker = False
+        for child in message.children:
+            if not isinstance(child, Element):
+                continue
+            if child.name == "body" and child.xmlns == ns.CLIENT:
+                body = True
+            elif (child.xmlns == HINTS and child.name in ("no-store", "no-permanent-store")) \
+                    or (child.xmlns == RETRACT and child.name == "retract"):
+                return False
+            elif child.xmlns == MARKERS:
+                marker = True
+        return body or (marker and self.chat_markers)
+
+    def new_id(self) -> int:
+        return self.mam.ids.next()
+
+    def keep(self, room: JID, mam_id: int, nick: str, sender: JID | None,
+                      message: Element) -> None:
+        writer = self.writer
+        assert writer is not None
+        origin = message.find("origin-id", SID)
+        origin_id = origin.attrs.get("id") if origin is not None else message.attrs.get("id")
+        body = message.find_text("body", ns.CLIENT) if self.full_text else None
+        row: Row = (mam_id, room.domain, room.local or "",
+                    str(sender.bare) if sender is not None else "", nick, "G",
+                    message.attrs.get("from", ""), origin_id,
+                    normalize_body(body) if body else None, message.serialize(ns.CLIENT))
+        writer.add(row)
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(ARCHIVE_MESSAGE, {"host_type": self._host_type(room)},
+                                        {"count": 1})
+
+    # -- retraction (XEP-0424 §5, XEP-0425 §5) -----------------------------------------------
+    def retract(self, room: JID, target: int, author: JID | None, retracted: Element) -> None:
+        if not self.retraction:
+            return
+        self.server.spawn(self._retract(room, target, author, retracted))
+
+    async def _retract(self, room: JID, target: int, author: JID | None,
+                       retracted: Element) -> None:
+        assert self.store is not None and self.writer is not None
+        service, name = room.domain, room.local or ""
+        # The target may still wait in the writer's batch: written first, then replaced.
+        await self.writer.flush_archive(service, name)
+        found = await self.store.find(service, name, target)
+        if found is None:
+            return
+        sender, xml = found
+        if author is not None and sender != str(author.bare):
+            return  # XEP-0424 §4: only the author retracts (the room refused others)
+        original = _parse(xml)
+        if original is None:
+            return
+        # The tombstone keeps the envelope and the ids (who said it, where it was), the
+        # content goes.
+        tomb = Element("message", ns.CLIENT, dict(original.attrs))
+        for child in original.children:
+            if isinstance(child, Element) and (
+                    child.xmlns in (SID, OCCUPANT_ID)):
+                tomb.append(child)
+        tomb.append(retracted)
+        await self.store.replace_message(service, name, target, tomb.serialize(ns.CLIENT))
+
+    async def _no_retraction(self, r: Retraction) -> None:
+        """Room retractions do not go through the writer's queue (``_retract``)."""
+
+    # -- removal -------------------------------------------------------------------------------
+    def remove_room(self, room: JID) -> None:
+        if self.writer is not None:
+            self.writer.discard_archive(room.domain, room.local or "")
+        self.server.spawn(self._remove(room))
+
+    async def _remove(self, room: JID) -> None:
+        assert self.store is not None and self.writer is not None
+        # A flush in flight may still write the room's rows: wait for it, then delete.
+        await self.writer.flush_archive(room.domain, room.local or "")
+        await self.store.remove_room(room.domain, room.local or "")
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(REMOVE_ARCHIVE, {"host_type": self._host_type(room)},
+                                        {"count": 1})
+
+    # -- queries (XEP-0313 §4 on the room JID) ------------------------------------------------
+    def query(self, room: JID, asker: JID, iq: Element, *, real_jids: bool) -> None:
+        self.server.spawn(self._answer(room, asker, iq, real_jids))
+
+    async def _answer(self, room: JID, asker: JID, iq: Element, real_jids: bool) -> None:
+        try:
+            payload = iq.first_element()
+            assert payload is not None
+            itype = iq.attrs.get("type")
+            if payload.name == "query" and itype == "get":
+                result: Element | None = Element("query", MAM,
+                                                 children=[fields_form(self.full_text)])
+            elif payload.name == "query" and itype == "set":
+                result = await self._lookup(room, asker, payload, real_jids)
+            elif payload.name == "metadata" and itype == "get":
+                result = await self._metadata(room)
+            elif payload.name == "prefs":
+                # XEP-0441 preferences are an account's, not a room's.
+                raise StanzaError("feature-not-implemented", "rooms have no archive prefs")
+            else:
+                raise StanzaError("bad-request")
+        except StanzaError as err:
+            self.server.router.bounce(iq, err)
+            return
+        except Exception:
+            log.exception("mam_muc_query_failed room=%s", room)
+            self.server.router.bounce(iq, StanzaError("internal-server-error"))
+            return
+        attrs = {"type": "result", "from": str(room), "to": str(asker)}
+        if "id" in iq.attrs:
+            attrs["id"] = iq.attrs["id"]
+        self.server.router.route(room, asker, Element(
+            "iq", ns.CLIENT, attrs, [result] if result is not None else []))
+
+    async def _lookup(self, room: JID, asker: JID, payload: Element,
+                      real_jids: bool) -> Element:
+        assert self.store is not None and self.writer is not None
+        began = time.perf_counter()
+        service, name = room.domain, room.local or ""
+        q = parse_query(payload, full_text_search=self.full_text)
+        sender: str | None = None
+        if q.with_jid is not None:
+            if q.with_jid.bare == room:
+                if q.with_jid.resource is None:
+                    q.with_jid = None  # the room itself: every message
+            elif not real_jids:
+                # XEP-0313 §5.1.2: in a semi-anonymous room, senders are their occupant JIDs.
+                raise StanzaError("forbidden", "real JIDs are hidden in this room: use "
+                                               "the occupant JID (room@service/nick)")
+            else:
+                sender = str(q.with_jid.bare)
+                q.with_jid = None
+        limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
+        await self.writer.flush_archive(service, name)
+        for mam_id in q.must_exist:
+            if not await self.store.exists(service, name, mam_id):
+                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        page = await self.store.lookup(service, name, q, limit, self.simple, sender=sender)
+        messages = list(reversed(page.messages)) if q.flip else page.messages
+        for archived in messages:
+            msg = Element("message", ns.CLIENT, {"from": str(room), "to": str(asker)})
+            attrs = {"id": id_to_text(archived.id)}
+            if q.query_id is not None:
+                attrs["queryid"] = q.query_id
+            forwarded = msg.add("result", MAM, attrs).add("forwarded", ns.FORWARD)
+            forwarded.add("delay", ns.DELAY, {"stamp": stamp_of(archived.id)})
+            original = _parse(archived.message)
+            if original is None:
+                log.error("mam_muc_message_unreadable room=%s id=%s", room, archived.id)
+                original = Element("message", ns.CLIENT)
+            if real_jids and archived.from_jid:
+                # XEP-0313 §5.1.2: the real JID of the sender, where the asker may see it.
+                x = original.add("x", MUC_USER)
+                x.add("item", MUC_USER, {"jid": archived.from_jid})
+            forwarded.append(original)
+            self.server.router.route(room, asker, msg)
+        fin = Element("fin", MAM, {"complete": "true" if page.complete else "false"})
+        rsm = fin.add("set", RSM)
+        if page.messages:
+            first = rsm.add("first", RSM, text=id_to_text(page.messages[0].id))
+            if page.first_index is not None:
+                first.attrs["index"] = str(page.first_index)
+            rsm.add("last", RSM, text=id_to_text(page.messages[-1].id))
+        if page.count is not None:
+            rsm.add("count", RSM, text=str(page.count))
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(
+                LOOKUP, {"host_type": self._host_type(room)},
+                {"count": 1, "size": len(messages),
+                 "time": int((time.perf_counter() - began) * 1_000_000)})
+        return fin
+
+    async def _metadata(self, room: JID) -> Element:
+        assert self.store is not None and self.writer is not None
+        await self.writer.flush_archive(room.domain, room.local or "")
+        result = Element("metadata", MAM)
+        bounds = await self.store.bounds(room.domain, room.local or "")
+        if bounds is not None:
+            for name, mam_id in (("start", bounds[0]), ("end", bounds[1])):
+                result.add(name, MAM, {"id": id_to_text(mam_id), "timestamp": stamp_of(mam_id)})
+        return result
+
+    # -- for the GraphQL muc category --------------------------------------------------------
+    async def recent(self, room: JID, limit: int,
+                     before_micros: int | None) -> list[tuple[int, str, str]]:
+        """(id, sender bare JID, message XML) of the newest ``limit`` messages, oldest first,
+        older than ``before_micros`` when given."""
+        assert self.store is not None and self.writer is not None
+        from suricate.modules.mod_mam.query import Query
+        await self.writer.flush_archive(room.domain, room.local or "")
+        q = Query(end=None if before_micros is None else before_micros - 1, last_page=True)
+        page = await self.store.lookup(room.domain, room.local or "", q, limit, True)
+        return [(m.id, m.from_jid, m.message) for m in page.messages]
+
+    def _flushed(self, service: str, count: int) -> None:
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(FLUSHED, {"host_type": self._host_type_of(service)},
+                                        {"count": count})
+
+    def _host_type(self, room: JID) -> str:
+        return self._host_type_of(room.domain)
+
+    def _host_type_of(self, service: str) -> str:
+        for domain in self.server.domains.served:
+            if self.host.replace("@HOST@", domain) == service:
+                return str(domain)
+        return service
+
+
+def _parse(xml: str) -> Element | None:
+    try:
+        elements = parse_fragment(xml, ns.CLIENT)
+    except XMLStreamError:
+        return None
+    return elements[0] if elements else None
+
+
+__all__ = ["MucArchive", "MucArchiveStore"]

@@ -1,0 +1,168 @@
+"""The MUC archive's storage (XEP-0313 on room JIDs): one row per groupchat message per room,
+SQLite and PostgreSQL with the same SQL (``?`` placeholders).
+
+Its own store (``mod_mam_muc``, numbered migrations next to this file) so that the room
+archive and the one-to-one archive evolve apart, as MongooseIM's ``mam_muc_message`` and
+``mam_message`` tables do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from suricate.modules.mod_mam.query import Query, search_words
+from suricate.modules.mod_mam.store import Archived, Page, Row
+from suricate.storage.module_store import ModuleStore
+
+_COLUMNS = ("id", "server", "room", "sender_jid", "nick", "origin_id", "search_body",
+            "message")
+#: Where each column is in mod_mam's writer row (``store.Row``), which the room archive
+#: fills as (id, service, room, sender bare JID, nick, "G", occupant JID, origin_id,
+#: search_body, message): the writer stays one writer for both archives.
+_FROM_ROW = (0, 1, 2, 3, 4, 7, 8, 9)
+_ONE_ROW = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
+_CHUNK_SIZES = (256, 64, 16, 4, 1)
+_INSERTS = {size: f"INSERT INTO mam_muc_message ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([_ONE_ROW] * size) + " ON CONFLICT DO NOTHING"
+            for size in _CHUNK_SIZES}
+
+
+class MucArchiveStore(ModuleStore):
+    migrations = __package__
+    user_tables = ()  # keyed by room, not by account
+
+    async def insert_many(self, rows: Sequence[Row]) -> None:
+        """All ``rows`` in one transaction, in multi-row INSERTs of a few fixed sizes (their
+        statements are prepared once)."""
+        async with self.session(transaction=True) as ex:
+            start = 0
+            for size in _CHUNK_SIZES:
+                while len(rows) - start >= size:
+                    chunk = rows[start:start + size]
+                    start += size
+                    await ex.execute(_INSERTS[size],
+                                     *[row[i] for row in chunk for i in _FROM_ROW])
+
+    async def find(self, server: str, room: str, mam_id: int) -> tuple[str, str] | None:
+        """(sender bare JID, message) of one archived message."""
+        row = await self.fetch_one(
+            "SELECT sender_jid, message FROM mam_muc_message"
+            " WHERE server = ? AND room = ? AND id = ?", server, room, mam_id)
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    async def replace_message(self, server: str, room: str, mam_id: int, xml: str) -> None:
+        await self.execute(
+            "UPDATE mam_muc_message SET message = ?, search_body = NULL"
+            " WHERE server = ? AND room = ? AND id = ?", xml, server, room, mam_id)
+
+    async def remove_room(self, server: str, room: str) -> int:
+        return await self.execute(
+            "DELETE FROM mam_muc_message WHERE server = ? AND room = ?", server, room)
+
+    async def exists(self, server: str, room: str, mam_id: int) -> bool:
+        return await self.find(server, room, mam_id) is not None
+
+    async def max_id(self) -> int:
+        row = await self.fetch_one("SELECT MAX(id) FROM mam_muc_message")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    async def count(self, server: str, room: str) -> int:
+        row = await self.fetch_one(
+            "SELECT COUNT(*) FROM mam_muc_message WHERE server = ? AND room = ?", server, room)
+        return int(row[0]) if row else 0
+
+    async def bounds(self, server: str, room: str) -> tuple[int, int] | None:
+        row = await self.fetch_one(
+            "SELECT MIN(id), MAX(id) FROM mam_muc_message WHERE server = ? AND room = ?",
+            server, room)
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    async def lookup(self, server: str, room: str, q: Query, limit: int, simple: bool, *,
+                     sender: str | None = None) -> Page:
+        """A page of the room's archive (XEP-0313 §4 with XEP-0059), filtered by ``q`` and,
+        when ``sender`` is given, by the sender's real bare JID."""
+        where, args = _filters(server, room, q, sender)
+        page_where, page_args = list(where), list(args)
+        offset = 0
+        if q.after is not None:
+            page_where.append("id > ?")
+            page_args.append(q.after)
+        elif q.before is not None:
+            page_where.append("id < ?")
+            page_args.append(q.before)
+        elif q.index is not None:
+            offset = q.index
+        order = "DESC" if q.backward else "ASC"
+        messages: list[Archived] = []
+        more = False
+        if limit > 0:
+            # One more row than asked: whether it exists says if this page is the last one
+            # in the paging direction (XEP-0313 §4.3 complete).
+            sql = (f"SELECT id, sender_jid, message FROM mam_muc_message"
+                   f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
+            params: list[Any] = [*page_args, limit + 1]
+            if offset:
+                sql += " OFFSET ?"
+                params.append(offset)
+            rows = await self.fetch(sql, *params)
+            more = len(rows) > limit
+            messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
+            if q.backward:
+                messages.reverse()
+        if simple:
+            return Page(messages, not more, None, None)
+        count_sql = f"SELECT COUNT(*) FROM mam_muc_message WHERE {' AND '.join(where)}"
+        count_row = await self.fetch_one(count_sql, *args)
+        count = int(count_row[0]) if count_row else 0
+        first_index: int | None = None
+        if messages:
+            if q.index is not None:
+                first_index = q.index
+            elif q.after is None and not q.backward:
+                first_index = 0
+            elif q.last_page or (q.after is not None and not more):
+                first_index = count - len(messages)
+            else:
+                row = await self.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
+                first_index = int(row[0]) if row else 0
+        complete = not more if limit > 0 else count == 0
+        return Page(messages, complete, count, first_index)
+
+
+def _filters(server: str, room: str, q: Query,
+             sender: str | None) -> tuple[list[str], list[Any]]:
+    where = ["server = ?", "room = ?"]
+    args: list[Any] = [server, room]
+    if q.with_jid is not None and q.with_jid.resource is not None:
+        where.append("nick = ?")
+        args.append(q.with_jid.resource)
+    if sender is not None:
+        where.append("sender_jid = ?")
+        args.append(sender)
+    if q.start is not None:
+        where.append("id >= ?")
+        args.append(q.start << 8)
+    if q.end is not None:
+        where.append("id <= ?")
+        args.append((q.end << 8) | 0xFF)
+    if q.after_id is not None:
+        where.append("id > ?")
+        args.append(q.after_id)
+    if q.before_id is not None:
+        where.append("id < ?")
+        args.append(q.before_id)
+    if q.ids is not None:
+        if q.ids:
+            where.append("id IN (" + ", ".join("?" * len(q.ids)) + ")")
+            args.extend(q.ids)
+        else:
+            where.append("1 = 0")
+    if q.full_text:
+        for word in search_words(q.full_text):
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("search_body LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+    return where, args

@@ -1,0 +1,313 @@
+"""mod_muc's `muc` category of the GraphQL API (MongooseIM 6.4's operations and argument
+names; SDL next to this file, collected through `ModMuc.graphql`).
+
+Operations that act as a user (enterRoom, exitRoom, sendMessageToRoom, sendPrivateMessage,
+inviteUser) send the stanza that user's client would send, through the router: the room
+applies XEP-0045's rules to it as to any client's, and its answers go to that user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
+from suricate.jid import JID
+from suricate.modules.mod_mam.query import parse_stamp, stamp_of
+from suricate.modules.mod_muc import ModMuc
+from suricate.modules.mod_muc.archive import archive_of
+from suricate.modules.mod_muc.config import RoomConfig
+from suricate.modules.mod_muc.room import MUC, MUC_USER, ROLES, Room
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+#: MUCRoomConfig(Input) field -> RoomConfig attribute.
+_CONFIG_FIELDS = {
+    "title": "title", "description": "description",
+    "allowChangeSubject": "allow_change_subj", "allowQueryUsers": "allow_query_users",
+    "allowPrivateMessages": "allow_private_messages",
+    "allowVisitorStatus": "allow_visitor_status",
+    "allowVisitorNickchange": "allow_visitor_nickchange", "public": "public",
+    "publicList": "public_list", "persistent": "persistent", "moderated": "moderated",
+    "membersByDefault": "members_by_default", "membersOnly": "members_only",
+    "allowUserInvites": "allow_user_invites", "passwordProtected": "password_protected",
+    "password": "password", "anonymous": "anonymous", "mayGetMemberList": "maygetmemberlist",
+    "maxUsers": "max_users",
+}
+
+
+def _muc(ctx: Context) -> ModMuc:
+    return enabled_module(ctx, ModMuc)
+
+
+def _service(ctx: Context, muc: ModMuc, name: Any) -> str:
+    service = str(name).strip().lower()
+    if service not in muc.services:
+        raise fail(f"{service} is not a MUC service of this server", "muc_service_not_found")
+    return service
+
+
+def _room_jid(ctx: Context, muc: ModMuc, value: Any) -> JID:
+    jid = parse_jid(value, "room", bare=True)
+    _service(ctx, muc, jid.domain)
+    return jid
+
+
+async def _room(ctx: Context, value: Any) -> tuple[ModMuc, Room]:
+    muc = _muc(ctx)
+    jid = _room_jid(ctx, muc, value)
+    room = await muc.get_room(jid)
+    if room is None or room.gone:
+        raise fail(f"room {jid} does not exist", "room_not_found")
+    return muc, room
+
+
+def _user(ctx: Context, value: Any, what: str, full: bool | None = None) -> JID:
+    jid = parse_jid(value, what, bare=None if full is None else not full)
+    served_domain(ctx, jid.domain)
+    return jid
+
+
+def _desc(room_jid: str, config: dict[str, Any], users: int) -> dict[str, Any]:
+    return {"jid": room_jid, "title": config.get("title") or room_jid.partition("@")[0],
+            "private": not config.get("public", True), "usersNumber": users}
+
+
+def _config_out(config: RoomConfig) -> dict[str, Any]:
+    out = {name: getattr(config, attr) for name, attr in _CONFIG_FIELDS.items()}
+    out["allowMultipleSession"] = False
+    return out
+
+
+# -- queries ---------------------------------------------------------------------------------
+async def list_rooms(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    muc = _muc(ctx)
+    service = _service(ctx, muc, a["mucDomain"])
+    viewer = _user(ctx, a["from"], "from") if a.get("from") else None
+    rooms = []
+    for name, room, config in await muc.room_names(service):
+        jid = f"{name}@{service}"
+        if viewer is not None and not config.get("public", True):
+            # A hidden room is listed to those who have a place in it.
+            room = room or await muc.get_room(JID._prepared(name, service, None))
+            if room is None or (room.affiliation(viewer) == "none"
+                                and viewer not in room.by_jid):
+                continue
+        rooms.append(_desc(jid, config, len(room.occupants) if room is not None else 0))
+    index = a.get("index") or 0
+    limit = a.get("limit")
+    if index < 0 or (limit is not None and limit < 0):
+        raise fail("limit and index must not be negative")
+    page = rooms[index:] if limit is None else rooms[index:index + limit]
+    return {"rooms": page, "count": len(rooms), "index": index,
+            "first": page[0]["jid"] if page else None,
+            "last": page[-1]["jid"] if page else None}
+
+
+async def get_room_config(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    _, room = await _room(ctx, a["room"])
+    return _config_out(room.config)
+
+
+async def list_room_users(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    _, room = await _room(ctx, a["room"])
+    return [{"jid": str(occ.jid), "nick": nick, "role": occ.role.upper()}
+            for nick, occ in sorted(room.occupants.items())]
+
+
+async def list_room_affiliations(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    _, room = await _room(ctx, a["room"])
+    wanted = a.get("affiliation")
+    out = [{"jid": str(jid), "affiliation": aff.upper()}
+           for jid, (aff, _) in sorted(room.affiliations.items(), key=lambda i: str(i[0]))]
+    return [o for o in out if wanted is None or o["affiliation"] == wanted]
+
+
+async def get_room_messages(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    muc, room = await _room(ctx, a["room"])
+    archive = archive_of(ctx.server)
+    if archive is None or not archive.archives(room.jid.domain):
+        raise fail("rooms of this service are not archived: enable [modules.mod_mam.muc]",
+                   "module_not_loaded")
+    limit = a.get("pageSize") or 50
+    if limit < 1:
+        raise fail("pageSize must be positive")
+    before = None
+    if a.get("before"):
+        try:
+            before = parse_stamp(str(a["before"]))
+        except StanzaError:
+            raise fail(f"before: not an XEP-0082 date and time: {a['before']}") from None
+    stanzas = []
+    for mam_id, _, xml in await archive.recent(room.jid, limit, before):
+        try:
+            message = parse_fragment(xml, ns.CLIENT)[0]
+        except (XMLStreamError, IndexError):
+            continue
+        stanzas.append({"sender": message.attrs.get("from", str(room.jid)),
+                        "timestamp": stamp_of(mam_id), "stanza_id": str(mam_id),
+                        "stanza": xml})
+    return {"stanzas": stanzas, "limit": limit}
+
+
+# -- mutations ---------------------------------------------------------------------------------
+async def create_instant_room(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    muc = _muc(ctx)
+    service = _service(ctx, muc, a["mucDomain"])
+    owner = _user(ctx, a["owner"], "owner")
+    if not str(a["nick"]).strip():
+        raise fail("nick must not be empty")
+    try:
+        jid = JID.parse(f"{a['name']}@{service}")
+    except ValueError:
+        raise fail(f"name: {a['name']!r} is not a valid room name", "bad_jid") from None
+    if jid.local is None or jid.resource is not None:
+        raise fail(f"name: {a['name']!r} is not a valid room name", "bad_jid")
+    if await muc.get_room(jid) is not None:
+        raise fail(f"room {jid} already exists", "room_exists")
+    room = muc.create_room(jid, owner)
+    return _desc(str(jid), room.config.to_dict(), 0)
+
+
+def _route(ctx: Context, frm: JID, to: JID, stanza: Element) -> None:
+    stanza.attrs["from"] = str(frm)
+    stanza.attrs["to"] = str(to)
+    ctx.server.router.route(frm, to, stanza)
+
+
+async def invite_user(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    sender = _user(ctx, a["sender"], "sender")
+    recipient = parse_jid(a["recipient"], "recipient")
+    message = Element("message", ns.CLIENT)
+    invite = message.add("x", MUC_USER).add("invite", attrs={"to": str(recipient)})
+    if a.get("reason"):
+        invite.add("reason", text=a["reason"])
+    # Each session of the sender in the room would send it the same way (§7.8.2).
+    occupant = next((j for j in room.by_jid if j.bare == sender.bare), None)
+    if occupant is None:
+        raise fail(f"{sender} is not in the room {room.jid}", "not_occupant")
+    _route(ctx, occupant, room.jid, message)
+    return "Invitation sent"
+
+
+async def kick_user(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    occ = room.occupants.get(a["nick"])
+    if occ is None:
+        raise fail(f"no occupant {a['nick']} in {room.jid}", "user_not_found")
+    room._set_role(occ, "none", a.get("reason") or "", None)
+    return f"User {a['nick']} kicked successfully"
+
+
+async def send_message_to_room(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    frm = _user(ctx, a["from"], "from", full=True)
+    message = Element("message", ns.CLIENT, {"type": "groupchat"})
+    message.add("body", text=a["body"])
+    _route(ctx, frm, room.jid, message)
+    return "Message sent successfully"
+
+
+async def send_private_message(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    frm = _user(ctx, a["from"], "from", full=True)
+    message = Element("message", ns.CLIENT, {"type": "chat"})
+    message.add("body", text=a["body"])
+    _route(ctx, frm, room.jid.with_resource(a["toNick"]), message)
+    return "Private message sent successfully"
+
+
+async def delete_room(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    room.destroy(None, a.get("reason"))
+    return f"Room {room.jid} deleted successfully"
+
+
+async def change_room_configuration(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    muc, room = await _room(ctx, a["room"])
+    new = room.config.copy()
+    for name, value in a["config"].items():
+        if value is None:
+            continue
+        if name == "allowMultipleSession":
+            if value:
+                raise fail("allowMultipleSession: true is not available in this version",
+                           "bad_config")
+            continue
+        setattr(new, _CONFIG_FIELDS[name], list(value) if isinstance(value, list) else value)
+    max_users = muc.opts["max_users"]
+    if not 1 <= new.max_users <= max_users:
+        raise fail(f"maxUsers: from 1 to {max_users}", "bad_config")
+    if new.password_protected and not new.password:
+        raise fail("a password-protected room needs a password", "bad_config")
+    if "allowPrivateMessages" in a["config"]:
+        new.allowpm = "anyone" if new.allow_private_messages else "none"
+    room._reconfigure(new)
+    return _config_out(room.config)
+
+
+async def set_user_role(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    role = str(a["role"]).lower()
+    if role not in ROLES:
+        raise fail(f"role: unknown {a['role']}")
+    occ = room.occupants.get(a["nick"])
+    if occ is None:
+        raise fail(f"no occupant {a['nick']} in {room.jid}", "user_not_found")
+    room._set_role(occ, role, "", None)
+    return f"Role of {a['nick']} set to {role}"
+
+
+async def set_user_affiliation(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    user = parse_jid(a["user"], "user").bare
+    aff = str(a["affiliation"]).lower()
+    if aff != "owner" and room.affiliations.get(user, ("", ""))[0] == "owner" \
+            and sum(1 for v in room.affiliations.values() if v[0] == "owner") == 1:
+        raise fail("a room keeps at least one owner", "bad_affiliation")  # XEP-0045 §10.4
+    room._set_affiliation(user, aff, "", None)
+    return f"Affiliation of {user} set to {aff}"
+
+
+async def enter_room(ctx: Context, a: dict[str, Any]) -> str:
+    muc = _muc(ctx)
+    room = _room_jid(ctx, muc, a["room"])
+    user = _user(ctx, a["user"], "user", full=True)
+    presence = Element("presence", ns.CLIENT)
+    x = presence.add("x", MUC)
+    if a.get("password"):
+        x.add("password", MUC, text=a["password"])
+    _route(ctx, user, room.with_resource(a["nick"]), presence)
+    return "Entering the room"
+
+
+async def exit_room(ctx: Context, a: dict[str, Any]) -> str:
+    muc = _muc(ctx)
+    room = _room_jid(ctx, muc, a["room"])
+    user = _user(ctx, a["user"], "user", full=True)
+    _route(ctx, user, room.with_resource(a["nick"]),
+           Element("presence", ns.CLIENT, {"type": "unavailable"}))
+    return "Exiting the room"
+
+
+ADMIN_RESOLVERS = {
+    ("MUCAdminQuery", "listRooms"): list_rooms,
+    ("MUCAdminQuery", "getRoomConfig"): get_room_config,
+    ("MUCAdminQuery", "listRoomUsers"): list_room_users,
+    ("MUCAdminQuery", "listRoomAffiliations"): list_room_affiliations,
+    ("MUCAdminQuery", "getRoomMessages"): get_room_messages,
+    ("MUCAdminMutation", "createInstantRoom"): create_instant_room,
+    ("MUCAdminMutation", "inviteUser"): invite_user,
+    ("MUCAdminMutation", "kickUser"): kick_user,
+    ("MUCAdminMutation", "sendMessageToRoom"): send_message_to_room,
+    ("MUCAdminMutation", "sendPrivateMessage"): send_private_message,
+    ("MUCAdminMutation", "deleteRoom"): delete_room,
+    ("MUCAdminMutation", "changeRoomConfiguration"): change_room_configuration,
+    ("MUCAdminMutation", "setUserRole"): set_user_role,
+    ("MUCAdminMutation", "setUserAffiliation"): set_user_affiliation,
+    ("MUCAdminMutation", "enterRoom"): enter_room,
+    ("MUCAdminMutation", "exitRoom"): exit_room,
+}
+USER_RESOLVERS: dict[tuple[str, str], Any] = {}
