@@ -80,7 +80,8 @@ def load_migrations(dialect: str, package: str = "suricate.storage") -> list[Mig
     return found
 
 
-# Created outside the numbered migrations: it is what records them. Valid in both dialects.
+# Created outside the numbered migrations: it is what records them. Valid in every dialect
+# (MySQL reads DOUBLE PRECISION as DOUBLE and the database's default engine is InnoDB).
 _SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
