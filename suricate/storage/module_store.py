@@ -45,8 +45,7 @@ _MODULE_VERSION_DDL = (
 _MODULE_VERSION_DDL_MYSQL = (
     "CREATE TABLE IF NOT EXISTS module_schema_version ("
     "module VARCHAR(191) NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
-    "applied_at DOUBLE NOT NULL, PRIMARY KEY (module, version)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    "applied_at DOUBLE NOT NULL, PRIMARY KEY (module, version))"
 )
 
 
@@ -99,7 +98,8 @@ async def migrate_module(db: SqlStorage, module: str, migrations: Sequence[Migra
         return
     async with db._session(transaction=True) as ex:
         await db._lock_migrations(ex)
-        await ex.script(_MODULE_VERSION_DDL_MYSQL if db.dialect == "mysql" else _MODULE_VERSION_DDL)
+        ddl = _MODULE_VERSION_DDL_MYSQL if db.dialect == "mysql" else _MODULE_VERSION_DDL
+        await ex.script(ddl + db.table_options)
     known = migrations[-1].version
     for migration in migrations:
         async with db._session(transaction=True) as ex:

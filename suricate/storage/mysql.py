@@ -6,8 +6,10 @@ way (`to_mysql`), runs them on pooled InnoDB connections and maps driver errors 
 StorageError / StorageUnavailable:
 
 - `?` becomes the driver's `%s` (and a literal `%` is doubled for its `%`-formatting);
-- `INSERT ... ON CONFLICT (k) DO NOTHING` becomes `INSERT IGNORE ...`: a duplicate key is
-  skipped and counted as 0 changed rows, as PostgreSQL does;
+- `INSERT ... ON CONFLICT (k) DO NOTHING` becomes `... ON DUPLICATE KEY UPDATE k = k`: a
+  duplicate is left alone and counted as 0 changed rows, as PostgreSQL does. Not INSERT
+  IGNORE, which also turns errors (a value too long for its column) into warnings and
+  stores the truncated row;
 - `ON CONFLICT (k) DO UPDATE SET c = excluded.c` becomes `ON DUPLICATE KEY UPDATE
   c = VALUES(c)` (VALUES() is understood by MariaDB and by MySQL 8, which only deprecates it);
 - `RETURNING` is MariaDB's own (DELETE since 10.0, INSERT since 10.5); on MySQL, which has
@@ -16,10 +18,11 @@ StorageError / StorageUnavailable:
 - `'\\'` (an ESCAPE clause) is spelt `'\\\\'`, backslash being MySQL's string escape;
 - `CAST(? AS BIGINT)` is `CAST(? AS SIGNED)` (and TEXT is CHAR).
 
-Connections run with CLIENT_FOUND_ROWS, so an UPDATE reports the rows it matched, not only
-those whose value changed (what SQLite and PostgreSQL count, and what `set_password` and
-friends rely on), with utf8mb4, strict SQL mode and READ COMMITTED (PostgreSQL's default
-isolation, fewer gap locks than InnoDB's REPEATABLE READ).
+An UPDATE reports the rows it matched ("Rows matched" of the server's reply), not only those
+whose value changed, which is what SQLite and PostgreSQL count and what `set_password` and
+friends rely on; an upsert counts 1 per row, inserted or updated, as PostgreSQL does.
+Connections run in utf8mb4, strict SQL mode (too long is an error, never a truncation) and
+READ COMMITTED (PostgreSQL's default isolation, fewer gap locks than REPEATABLE READ).
 
 Driver: asyncmy rather than aiomysql. Both install on Python 3.11 here; asyncmy ships a
 compiled (Cython) protocol as a manylinux wheel, so row decoding does not cost the event
@@ -39,7 +42,6 @@ from typing import Any, ClassVar
 
 import asyncmy
 from asyncmy import errors as my_errors
-from asyncmy.constants import CLIENT
 
 from .base import StorageError, StorageUnavailable
 from .sql import Executor, Row, SqlStorage
@@ -85,14 +87,20 @@ class MysqlStatement:
     # The table and WHERE clause of a `DELETE ... RETURNING`, to emulate it.
     delete_table: str | None = None
     delete_where: str | None = None
-    # A single-row upsert: MySQL counts 2 for an updated row, the others 1.
-    upsert: bool = False
+    # How the changed-row count is read: "rows" (affected rows), "matched" (an UPDATE:
+    # matched rows, changed or not) or "upsert" (one per row of VALUES).
+    count: str = "rows"
+    # The number of rows an upsert's VALUES holds.
+    upsert_rows: int = 0
 
 
 _ON_CONFLICT_NOTHING = re.compile(r"\s+ON\s+CONFLICT\s*(\([^)]*\))?\s*DO\s+NOTHING", re.I)
 _ON_CONFLICT_UPDATE = re.compile(r"\s+ON\s+CONFLICT\s*\([^)]*\)\s*DO\s+UPDATE\s+SET\s+", re.I)
 _EXCLUDED = re.compile(r"\bexcluded\.(\w+)", re.I)
-_INSERT = re.compile(r"^\s*INSERT\s+INTO\b", re.I)
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+\w+\s*\(\s*(\w+)", re.I)
+_UPDATE = re.compile(r"^\s*UPDATE\b", re.I)
+_VALUES_ROW = re.compile(r"\(\s*%s")
+_ROWS_MATCHED = re.compile(rb"Rows matched: (\d+)")
 _RETURNING = re.compile(r"\s+RETURNING\s+(.+?)\s*;?\s*$", re.I | re.S)
 _DELETE = re.compile(r"^\s*DELETE\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+))?$", re.I | re.S)
 _BACKSLASH_LITERAL = re.compile(r"'\\'")
@@ -112,14 +120,21 @@ def to_mysql(sql: str) -> MysqlStatement:
     text = sql.replace("%", "%%").replace("?", "%s")
     text = _BACKSLASH_LITERAL.sub(r"'\\\\'", text)
     text = _CAST.sub(lambda m: f"AS {_CAST_TYPES[m[1].upper()]})", text)
-    upsert = False
+    count = "matched" if _UPDATE.match(text) else "rows"
+    upsert_rows = 0
     if _ON_CONFLICT_NOTHING.search(text):
-        text = _ON_CONFLICT_NOTHING.sub("", text)
-        text = _INSERT.sub("INSERT IGNORE INTO", text, count=1)
+        insert = _INSERT.match(text)
+        if insert is None:
+            raise StorageError(f"mysql: ON CONFLICT DO NOTHING outside INSERT INTO t (...): {sql}")
+        # A no-op update of the first column: MySQL counts 0 for a row left as it was.
+        column = insert[1]
+        text = _ON_CONFLICT_NOTHING.sub(
+            lambda _: f" ON DUPLICATE KEY UPDATE {column} = {column}", text, count=1)
     elif _ON_CONFLICT_UPDATE.search(text):
         text = _ON_CONFLICT_UPDATE.sub(" ON DUPLICATE KEY UPDATE ", text, count=1)
         text = _EXCLUDED.sub(r"VALUES(\1)", text)
-        upsert = True
+        values = text.upper().find(" VALUES ")
+        count, upsert_rows = "upsert", len(_VALUES_ROW.findall(text, values if values > 0 else 0))
     returning = None
     delete_table = delete_where = None
     match = _RETURNING.search(text)
@@ -129,7 +144,7 @@ def to_mysql(sql: str) -> MysqlStatement:
         delete = _DELETE.match(text)
         if delete is not None:
             delete_table, delete_where = delete[1], delete[2]
-    return MysqlStatement(text, returning, delete_table, delete_where, upsert)
+    return MysqlStatement(text, returning, delete_table, delete_where, count, upsert_rows)
 
 
 def split_script(script: str) -> list[str]:
@@ -153,26 +168,35 @@ class _MyExecutor:
         # Named locks taken on this connection, released when the session ends.
         self.locks: list[str] = []
 
-    async def _run(self, sql: str, args: Sequence[Any]) -> tuple[int, list[Row], int]:
+    async def _run(self, sql: str, args: Sequence[Any],
+                   count: str = "rows") -> tuple[int, list[Row], int]:
         async with self._conn.cursor() as cur:
             await cur.execute(sql, tuple(args))
             rows = list(await cur.fetchall()) if cur.description else []
-            return cur.rowcount, rows, cur.lastrowid
+            changed = cur.rowcount
+            if count == "matched":
+                # "Rows matched: 1  Changed: 0  Warnings: 0" in the OK packet's message.
+                info = getattr(cur._result, "message", None) or b""
+                found = _ROWS_MATCHED.search(info if isinstance(info, bytes) else info.encode())
+                if found is not None:
+                    changed = int(found[1])
+            return changed, rows, cur.lastrowid
 
     async def _statement(self, sql: str, args: Sequence[Any]) -> tuple[int, list[Row]]:
         st = to_mysql(sql)
         if st.returning is None:
-            count, rows, _ = await self._run(st.sql, args)
-            if st.upsert and count > 1:
-                # 2 means "an existing row was updated": one row, as PostgreSQL counts.
-                count = 1
+            count, rows, _ = await self._run(st.sql, args, st.count)
+            if st.count == "upsert":
+                # MySQL counts 1 per insert, 2 per update and 0 per row already equal;
+                # PostgreSQL (and so the callers) 1 per row.
+                count = st.upsert_rows
             return count, rows
         if self._native_returning:
             _, rows, _ = await self._run(f"{st.sql} RETURNING {st.returning}", args)
             return len(rows), rows
         if st.delete_table is not None:
             return await self._emulated_delete_returning(st, args)
-        if _INSERT.match(st.sql) or st.sql.lstrip().upper().startswith("INSERT IGNORE"):
+        if _INSERT.match(st.sql):
             # MySQL's way to the id an insert generated: LAST_INSERT_ID(), which the protocol
             # hands back as the cursor's lastrowid. Only a single AUTO_INCREMENT column fits.
             if "," in st.returning:
@@ -216,15 +240,22 @@ class _MyExecutor:
 
     async def script(self, sql: str) -> None:
         async with self._conn.cursor() as cur:
-            for statement in split_script(sql):
-                # No arguments: the driver does no %-formatting, so % stays as written.
-                await cur.execute(statement)
+            # Migrations are re-runnable (CREATE TABLE IF NOT EXISTS): the server's note
+            # "table already exists" is expected, not worth a warning in the operator's log.
+            await cur.execute("SET SESSION sql_notes = 0")
+            try:
+                for statement in split_script(sql):
+                    # No arguments: the driver does no %-formatting, % stays as written.
+                    await cur.execute(statement)
+            finally:
+                await cur.execute("SET SESSION sql_notes = 1")
 
 
 class MysqlStorage(SqlStorage):
     """Storage in a MySQL (8.0+) or MariaDB (10.5+) database, InnoDB tables in utf8mb4."""
 
     dialect: ClassVar[str] = "mysql"
+    table_options: ClassVar[str] = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     # MySQL has no "LIMIT ALL"; its manual's answer is the largest BIGINT UNSIGNED.
     _NO_LIMIT: ClassVar[int | None] = 18446744073709551615
 
@@ -273,7 +304,6 @@ class MysqlStorage(SqlStorage):
                 db=self.database,
                 charset="utf8mb4",
                 autocommit=True,
-                client_flag=CLIENT.FOUND_ROWS,
                 # Strict: a value too long for its column is an error, never truncated.
                 # asyncmy pastes this after `SET sql_mode=` as is, hence the quotes.
                 sql_mode="'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'",
