@@ -1015,7 +1015,8 @@ _RDBMS_POOL = Section(
                             ["cockroachdb", "odbc"],
                             "driver '{value}' is not available in this version",
                         ),
-                        doc="Database driver.",
+                        doc="Database driver: sqlite (an embedded file), pgsql (PostgreSQL) or "
+                        "mysql (MySQL 8.0+ or MariaDB 10.5+); see docs/storage.md.",
                     ),
                     "host": Option(Str(), None, "Database server (pgsql, mysql)."),
                     "port": Option(
