@@ -11,7 +11,9 @@ StorageError / StorageUnavailable:
   IGNORE, which also turns errors (a value too long for its column) into warnings and
   stores the truncated row;
 - `ON CONFLICT (k) DO UPDATE SET c = excluded.c` becomes `ON DUPLICATE KEY UPDATE
-  c = VALUES(c)` (VALUES() is understood by MariaDB and by MySQL 8, which only deprecates it);
+  c = VALUES(c)` on MariaDB; on MySQL 8.0.19+, which deprecates VALUES() (a warning, and so
+  a SHOW WARNINGS round trip, per statement), `VALUES (...) AS excluded ON DUPLICATE KEY
+  UPDATE c = excluded.c`, its row alias;
 - `RETURNING` is MariaDB's own (DELETE since 10.0, INSERT since 10.5); on MySQL, which has
   none, `DELETE ... RETURNING` is a `SELECT ... FOR UPDATE` then the `DELETE` in one
   transaction, and `INSERT ... RETURNING id` reads LAST_INSERT_ID() (the cursor's lastrowid);
@@ -111,8 +113,9 @@ _CAST = re.compile(r"\bAS\s+(BIGINT|INTEGER|TEXT|DOUBLE PRECISION)\s*\)", re.I)
 
 
 @functools.lru_cache(maxsize=2048)
-def to_mysql(sql: str) -> MysqlStatement:
-    """Spell one shared statement (SQLite/PostgreSQL syntax, `?` placeholders) for MySQL.
+def to_mysql(sql: str, row_alias: bool = False) -> MysqlStatement:
+    """Spell one shared statement (SQLite/PostgreSQL syntax, `?` placeholders) for MySQL;
+    `row_alias`: the server has MySQL 8.0.19's `INSERT ... AS alias` (MariaDB has not).
 
     A memo of a pure function: the shared SQL is a fixed set of strings. The shared SQL
     holds no `?` inside string literals (as for `pgsql.to_pg`).
@@ -131,8 +134,12 @@ def to_mysql(sql: str) -> MysqlStatement:
         text = _ON_CONFLICT_NOTHING.sub(
             lambda _: f" ON DUPLICATE KEY UPDATE {column} = {column}", text, count=1)
     elif _ON_CONFLICT_UPDATE.search(text):
-        text = _ON_CONFLICT_UPDATE.sub(" ON DUPLICATE KEY UPDATE ", text, count=1)
-        text = _EXCLUDED.sub(r"VALUES(\1)", text)
+        if row_alias:
+            text = _ON_CONFLICT_UPDATE.sub(" AS excluded ON DUPLICATE KEY UPDATE ", text,
+                                           count=1)
+        else:
+            text = _ON_CONFLICT_UPDATE.sub(" ON DUPLICATE KEY UPDATE ", text, count=1)
+            text = _EXCLUDED.sub(r"VALUES(\1)", text)
         values = text.upper().find(" VALUES ")
         count, upsert_rows = "upsert", len(_VALUES_ROW.findall(text, values if values > 0 else 0))
     returning = None
@@ -147,6 +154,12 @@ def to_mysql(sql: str) -> MysqlStatement:
     return MysqlStatement(text, returning, delete_table, delete_where, count, upsert_rows)
 
 
+def _version(server_version: str) -> tuple[int, ...]:
+    """"8.0.36-0ubuntu0.22.04.1" -> (8, 0, 36)."""
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", server_version)
+    return tuple(int(part) for part in match.groups()) if match else (0,)
+
+
 def split_script(script: str) -> list[str]:
     """The statements of a migration: `--` comments dropped, split at `;` ending a line.
 
@@ -159,11 +172,13 @@ def split_script(script: str) -> list[str]:
 
 
 class _MyExecutor:
-    __slots__ = ("_conn", "_in_transaction", "_native_returning", "locks")
+    __slots__ = ("_conn", "_in_transaction", "_native_returning", "_row_alias", "locks")
 
-    def __init__(self, conn: Any, *, native_returning: bool, in_transaction: bool) -> None:
+    def __init__(self, conn: Any, *, native_returning: bool, in_transaction: bool,
+                 row_alias: bool = False) -> None:
         self._conn = conn
         self._native_returning = native_returning
+        self._row_alias = row_alias
         self._in_transaction = in_transaction
         # Named locks taken on this connection, released when the session ends.
         self.locks: list[str] = []
@@ -183,7 +198,7 @@ class _MyExecutor:
             return changed, rows, cur.lastrowid
 
     async def _statement(self, sql: str, args: Sequence[Any]) -> tuple[int, list[Row]]:
-        st = to_mysql(sql)
+        st = to_mysql(sql, self._row_alias)
         if st.returning is None:
             count, rows, _ = await self._run(st.sql, args, st.count)
             if st.count == "upsert":
@@ -229,7 +244,7 @@ class _MyExecutor:
         return (await self._statement(sql, args))[0]
 
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        st = to_mysql(sql)
+        st = to_mysql(sql, self._row_alias)
         if st.returning is not None:
             raise StorageError("mysql: execute_many with RETURNING")
         async with self._conn.cursor() as cur:
@@ -287,6 +302,7 @@ class MysqlStorage(SqlStorage):
         # forces False to run the MySQL emulation on MariaDB.
         self.native_returning = native_returning
         self.server_version = ""
+        self.row_alias = False
         self._pool: Any = None
 
     def _where(self) -> str:
@@ -319,8 +335,10 @@ class MysqlStorage(SqlStorage):
         except _ERRORS as exc:
             await self._disconnect()
             raise _translate(exc, self._where()) from exc
+        mariadb = "mariadb" in self.server_version.lower()
         if self.native_returning is None:
-            self.native_returning = "mariadb" in self.server_version.lower()
+            self.native_returning = mariadb
+        self.row_alias = not mariadb and _version(self.server_version) >= (8, 0, 19)
 
     async def _disconnect(self) -> None:
         pool, self._pool = self._pool, None
@@ -353,7 +371,7 @@ class MysqlStorage(SqlStorage):
         try:
             async with self._acquire() as conn:
                 ex = _MyExecutor(conn, native_returning=bool(self.native_returning),
-                                 in_transaction=transaction)
+                                 in_transaction=transaction, row_alias=self.row_alias)
                 try:
                     if transaction:
                         # InnoDB: everything until COMMIT is one unit. DDL commits

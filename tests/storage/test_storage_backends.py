@@ -230,6 +230,10 @@ def test_mysql_spelling() -> None:
     assert upsert.sql == (
         "INSERT INTO t (k, v, w) VALUES (%s, %s, %s) ON DUPLICATE KEY UPDATE"
         " v = VALUES(v), w = VALUES(w)")
+    # MySQL 8.0.19+: the row alias instead of the deprecated VALUES().
+    assert to_mysql("INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET"
+                    " v = excluded.v", row_alias=True).sql == (
+        "INSERT INTO t (k, v) VALUES (%s, %s) AS excluded ON DUPLICATE KEY UPDATE v = excluded.v")
     delete = to_mysql("DELETE FROM t WHERE a = ? RETURNING id, v")
     assert (delete.sql, delete.returning, delete.delete_table, delete.delete_where) == (
         "DELETE FROM t WHERE a = %s", "id, v", "t", "a = %s")
