@@ -60,6 +60,8 @@ _MIGRATION_LOCK_WAIT = 60
 # timeout, 1213 deadlock (the transaction was rolled back: retrying may work), 2002/2003
 # cannot connect, 2006 server has gone away, 2013 lost connection during query.
 _UNAVAILABLE_ERRNO = frozenset({1040, 1053, 1205, 1213, 2002, 2003, 2006, 2013})
+_ER_LOCK_DEADLOCK = 1213
+_DEADLOCK_RETRIES = 5
 
 
 def _translate(exc: BaseException, where: str) -> StorageError:
@@ -198,6 +200,23 @@ class _MyExecutor:
             return changed, rows, cur.lastrowid
 
     async def _statement(self, sql: str, args: Sequence[Any]) -> tuple[int, list[Row]]:
+        if self._in_transaction:
+            return await self._statement_once(sql, args)
+        # On its own (autocommit, or the emulation's own transaction) a statement that InnoDB
+        # picked as a deadlock victim was rolled back whole and can simply run again, which
+        # is InnoDB's documented answer; inside a caller's transaction the caller's work was
+        # rolled back too, so the error goes up (as StorageUnavailable).
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return await self._statement_once(sql, args)
+            except my_errors.MySQLError as exc:
+                if not exc.args or exc.args[0] != _ER_LOCK_DEADLOCK \
+                        or attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _statement_once(self, sql: str, args: Sequence[Any]) -> tuple[int, list[Row]]:
         st = to_mysql(sql, self._row_alias)
         if st.returning is None:
             count, rows, _ = await self._run(st.sql, args, st.count)
@@ -226,6 +245,11 @@ class _MyExecutor:
         select = f"SELECT {st.returning} FROM {st.delete_table}{where} FOR UPDATE"
         own = not self._in_transaction
         if own:
+            # REPEATABLE READ for this one transaction: there a locking read takes next-key
+            # locks, so no row matching the WHERE can be inserted between the SELECT and the
+            # DELETE (under READ COMMITTED the DELETE would remove it unreturned: an offline
+            # message stored at that moment would be lost).
+            await self._run("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", ())
             await self._conn.begin()
         try:
             # The rows are locked by the SELECT until the DELETE commits: a concurrent

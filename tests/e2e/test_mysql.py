@@ -56,7 +56,7 @@ async def test_register_roster_and_offline_on_mariadb(tmp_path: Path,
 
     # Another server on the same database: the account, its password and roster are there.
     async with running_server(tmp_path / "again", pool_toml=pool) as srv:
-        alice = await connect(srv, "alice@localhost/pc", "wonderland")
-        roster = await asyncio.wait_for(alice.get_roster(), 5)
+        again = await connect(srv, "alice@localhost/pc", "wonderland")
+        roster = await asyncio.wait_for(again.get_roster(), 5)
         assert roster["roster"]["items"]["bob@localhost"]["name"] == "Bob \U0001f477"
-        await disconnect(alice)
+        await disconnect(again)

@@ -335,6 +335,25 @@ async def test_mysql_emulated_returning_pops_each_message_once(my_database: MyDa
         assert sorted(packets) == sorted(f"<{i}/>" for i in range(50))  # each exactly once
         assert [m.packet for m in max(pops, key=len)] == [f"<{i}/>" for i in range(50)]
         assert await offline.count_offline("example.com", "bob") == 0
+
+        # Messages stored while pops run: each is popped once or still stored, never
+        # deleted without being returned.
+        async def store(n: int) -> None:
+            for i in range(n):
+                await offline.store_offline("example.com", "bob", OfflineMessage(
+                    float(i), "a@x", "bob@example.com", f"<late{i}/>"))
+
+        async def pop_until(done: asyncio.Task[None]) -> list[str]:
+            got: list[str] = []
+            while not done.done():
+                got += [m.packet for m in await offline.pop_offline("example.com", "bob")]
+            return got
+
+        storing = asyncio.ensure_future(store(100))
+        popped = await asyncio.gather(pop_until(storing), pop_until(storing))
+        left = [m.packet for m in await offline.pop_offline("example.com", "bob")]
+        everything = popped[0] + popped[1] + left
+        assert sorted(everything) == sorted(f"<late{i}/>" for i in range(100))
     finally:
         await storage.close()
 
