@@ -1,6 +1,7 @@
 """Archive query latency: a page of 50 from a 100k-message archive (XEP-0313, mod_mam).
 
-A Suricate server runs in this process on SQLite (or PostgreSQL with --pgsql DSN parts); the
+A Suricate server runs in this process on SQLite (or PostgreSQL with --pgsql, MariaDB/MySQL
+with --mysql); the
 archive of u0 is filled with --messages rows through the module's store (the async writer's
 multi-row INSERT), then a raw client (plain TCP, PLAIN auth) sends MAM queries and times the
 IQ round trip, 50 result messages included:
@@ -13,8 +14,10 @@ IQ round trip, 50 result messages included:
     .venv/bin/python bench/mam_query.py                      # SQLite, 100k messages
     .venv/bin/python bench/mam_query.py --simple
     .venv/bin/python bench/mam_query.py --pgsql               # PostgreSQL (127.0.0.1:5432)
+    .venv/bin/python bench/mam_query.py --mysql               # MariaDB (127.0.0.1:3306, root)
 
-On PostgreSQL the script creates the database suricate_mam_query and drops it at the end.
+On PostgreSQL and MariaDB the script creates the database suricate_mam_query and drops it at
+the end.
 """
 
 from __future__ import annotations
@@ -42,10 +45,15 @@ from suricate.modules.mod_mam import IdGenerator, ModMam  # noqa: E402
 RSM = "http://jabber.org/protocol/rsm"
 
 
-def config(tmp: Path, port: int, pgsql: str | None, simple: bool) -> str:
+def config(tmp: Path, port: int, pgsql: str | None, simple: bool,
+           mysql: str | None = None) -> str:
     if pgsql:
         pool = (f'[outgoing_pools.rdbms.default.connection]\ndriver = "pgsql"\n'
                 f'host = "127.0.0.1"\ndatabase = "{pgsql}"\nusername = "postgres"\n'
+                'password = ""\n')
+    elif mysql:
+        pool = (f'[outgoing_pools.rdbms.default.connection]\ndriver = "mysql"\n'
+                f'host = "127.0.0.1"\ndatabase = "{mysql}"\nusername = "root"\n'
                 'password = ""\n')
     else:
         pool = (f'[outgoing_pools.rdbms.default.connection]\ndriver = "sqlite"\n'
@@ -142,15 +150,32 @@ async def main() -> None:
     p.add_argument("--simple", action="store_true", help="enforce_simple_queries = true")
     p.add_argument("--pgsql", action="store_const", const="suricate_mam_query",
                    help="PostgreSQL on 127.0.0.1 (user postgres), own database")
+    p.add_argument("--mysql", action="store_const", const="suricate_mam_query",
+                   help="MariaDB/MySQL on 127.0.0.1 (user root), own database")
     a = p.parse_args()
     if a.pgsql:
         await _pg_admin(f"DROP DATABASE IF EXISTS {a.pgsql} WITH (FORCE)")
         await _pg_admin(f"CREATE DATABASE {a.pgsql}")
+    if a.mysql:
+        await _my_admin(f"DROP DATABASE IF EXISTS {a.mysql}")
+        await _my_admin(f"CREATE DATABASE {a.mysql} CHARACTER SET utf8mb4")
     try:
         await _run(a)
     finally:
         if a.pgsql:
             await _pg_admin(f"DROP DATABASE IF EXISTS {a.pgsql} WITH (FORCE)")
+        if a.mysql:
+            await _my_admin(f"DROP DATABASE IF EXISTS {a.mysql}")
+
+
+async def _my_admin(sql: str) -> None:
+    import asyncmy
+    conn = await asyncmy.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+    finally:
+        await conn.ensure_closed()
 
 
 async def _pg_admin(sql: str) -> None:
@@ -169,7 +194,7 @@ async def _run(a: argparse.Namespace) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = Server(parse_config(config(tmp, port, a.pgsql, a.simple), tmp), tmp, MODULES)
+        server = Server(parse_config(config(tmp, port, a.pgsql, a.simple, a.mysql), tmp), tmp, MODULES)
         await server.start()
         try:
             await server.auth.register(JID.parse("u0@localhost"), "pw")
@@ -180,6 +205,8 @@ async def _run(a: argparse.Namespace) -> None:
             fill_s = time.perf_counter() - t0
             if a.pgsql:  # what autovacuum does after a bulk load: statistics, visibility map
                 await mam.store.execute("VACUUM ANALYZE mam_message")
+            if a.mysql:  # fresh index statistics after the bulk load, as for PostgreSQL
+                await mam.store.fetch("ANALYZE TABLE mam_message")
             raw = await login(port)
             rng = random.Random(1)
             rsm = f"<set xmlns='{RSM}'><max>50</max>{{}}</set>"
@@ -196,7 +223,7 @@ async def _run(a: argparse.Namespace) -> None:
                     summary("last page of 50 (before empty)", await timed(raw, last)),
                     summary("last page of 50 with one peer (form 'with')",
                             await timed(raw, with_))]
-            backend = "PostgreSQL" if a.pgsql else "SQLite"
+            backend = "PostgreSQL" if a.pgsql else "MariaDB/MySQL" if a.mysql else "SQLite"
             print(f"{a.messages} messages in u0's archive on {backend} (filled in "
                   f"{fill_s:.1f} s, {a.messages / fill_s:.0f} rows/s through insert_many); "
                   f"enforce_simple_queries = {str(a.simple).lower()}\n")

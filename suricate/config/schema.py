@@ -1061,7 +1061,7 @@ def _rdbms_connection_post(
         if out[key] is None:
             ctx.error(join(path, key), f"required for the {out['driver']} driver")
     if out["port"] is None:
-        out["port"] = 5432
+        out["port"] = 3306 if out["driver"] == "mysql" else 5432
 
 
 _RDBMS_POOL = Section(
@@ -1095,24 +1095,28 @@ _RDBMS_POOL = Section(
                 {
                     "driver": Option(
                         OneOf(
-                            ["pgsql", "sqlite"],
-                            ["mysql", "cockroachdb", "odbc"],
+                            ["pgsql", "mysql", "sqlite"],
+                            ["cockroachdb", "odbc"],
                             "driver '{value}' is not available in this version",
                         ),
-                        doc="Database driver.",
+                        doc="Database driver: sqlite (an embedded file), pgsql (PostgreSQL) or "
+                        "mysql (MySQL 8.0+ or MariaDB 10.5+); see docs/storage.md.",
                     ),
-                    "host": Option(Str(), None, "Database server (pgsql)."),
+                    "host": Option(Str(), None, "Database server (pgsql, mysql)."),
                     "port": Option(
-                        Int(min=1, max=65535), None, "Database port.", default_doc="5432 (pgsql)"
+                        Int(min=1, max=65535),
+                        None,
+                        "Database port.",
+                        default_doc="5432 (pgsql), 3306 (mysql)",
                     ),
                     "database": Option(
                         Str(),
                         None,
-                        "Database name (pgsql) or file path (sqlite; relative to the config "
+                        "Database name (pgsql, mysql) or file path (sqlite; relative to the config "
                         "file's directory, created when missing).",
                     ),
-                    "username": Option(Str(), None, "User name (pgsql)."),
-                    "password": Option(Str(nonempty=False), None, "Password (pgsql)."),
+                    "username": Option(Str(), None, "User name (pgsql, mysql)."),
+                    "password": Option(Str(nonempty=False), None, "Password (pgsql, mysql)."),
                     "query_timeout": Option(
                         Int(min=1, unit="milliseconds"), 5000, "Timeout of one query.", inert=True
                     ),
@@ -1131,7 +1135,7 @@ _RDBMS_POOL = Section(
                     "tls": Option(
                         outgoing_tls(with_mode=False),
                         None,
-                        "TLS to the database (pgsql).",
+                        "TLS to the database (pgsql, mysql).",
                         inert=True,
                     ),
                 },

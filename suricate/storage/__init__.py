@@ -1,9 +1,11 @@
-"""Persistent storage behind one interface: SQLite (embedded default) or PostgreSQL.
+"""Persistent storage behind one interface: SQLite (embedded default), PostgreSQL or
+MySQL/MariaDB.
 
 `create_storage` reads the table MongooseIM 6.4 calls
 `[outgoing_pools.rdbms.default.connection]`:
 
     driver = "pgsql"   host, port (5432), database, username, password, workers (10)
+    driver = "mysql"   host, port (3306), database, username, password, workers (10)
     driver = "sqlite"  database = file path, relative to the server's base directory
 """
 
@@ -42,18 +44,24 @@ def create_storage(connection: Mapping[str, Any], base_dir: Path) -> Storage:
                 path = Path(base_dir) / path
             database = str(path)
         return SqliteStorage(database)
-    if driver == "pgsql":
-        from .pgsql import PgsqlStorage
-
+    if driver in ("pgsql", "mysql"):
         for key in ("database", "username"):
             if not connection.get(key):
-                raise ValueError(f"rdbms connection: driver pgsql needs '{key}'")
-        return PgsqlStorage(
-            host=str(connection.get("host", "localhost")),
-            port=int(connection.get("port", 5432)),
-            database=str(connection["database"]),
-            username=str(connection["username"]),
-            password=None if connection.get("password") is None else str(connection["password"]),
-            pool_size=int(connection.get("workers", 10)),
-        )
-    raise ValueError(f"rdbms connection: unsupported driver {driver!r} (expected sqlite or pgsql)")
+                raise ValueError(f"rdbms connection: driver {driver} needs '{key}'")
+        password = connection.get("password")
+        settings: dict[str, Any] = {
+            "host": str(connection.get("host") or "localhost"),
+            "database": str(connection["database"]),
+            "username": str(connection["username"]),
+            "password": None if password is None else str(password),
+            "pool_size": int(connection.get("workers", 10)),
+        }
+        if driver == "pgsql":
+            from .pgsql import PgsqlStorage
+
+            return PgsqlStorage(port=int(connection.get("port") or 5432), **settings)
+        from .mysql import MysqlStorage
+
+        return MysqlStorage(port=int(connection.get("port") or 3306), **settings)
+    raise ValueError(
+        f"rdbms connection: unsupported driver {driver!r} (expected sqlite, pgsql or mysql)")

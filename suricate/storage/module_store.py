@@ -9,6 +9,7 @@ own room, next to its numbered SQL scripts:
         store.py             class XStore(ModuleStore): migrations = __package__; queries
         migrations/sqlite/0001_x.sql
         migrations/pgsql/0001_x.sql
+        migrations/mysql/0001_x.sql
 
 The SQL is written once with `?` placeholders, as in `storage/sql.py`; the backend spells them
 for its driver. Migrations are numbered per module and recorded in `module_schema_version`
@@ -34,11 +35,17 @@ __all__ = ["ModuleStore", "load_module_migrations", "migrate_module"]
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
-# Valid in both dialects; created by the first module migration run.
+# Created by the first module migration run. Valid in SQLite and PostgreSQL; MySQL cannot
+# put a TEXT column in a key, hence its own spelling.
 _MODULE_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS module_schema_version ("
     "module TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
     "applied_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (module, version))"
+)
+_MODULE_VERSION_DDL_MYSQL = (
+    "CREATE TABLE IF NOT EXISTS module_schema_version ("
+    "module VARCHAR(191) NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
+    "applied_at DOUBLE NOT NULL, PRIMARY KEY (module, version))"
 )
 
 
@@ -91,7 +98,8 @@ async def migrate_module(db: SqlStorage, module: str, migrations: Sequence[Migra
         return
     async with db._session(transaction=True) as ex:
         await db._lock_migrations(ex)
-        await ex.script(_MODULE_VERSION_DDL)
+        ddl = _MODULE_VERSION_DDL_MYSQL if db.dialect == "mysql" else _MODULE_VERSION_DDL
+        await ex.script(ddl + db.table_options)
     known = migrations[-1].version
     for migration in migrations:
         async with db._session(transaction=True) as ex:

@@ -20,7 +20,11 @@ from typing import Any, ClassVar, Protocol
 
 from .base import DomainRecord, Storage, StorageError, UserRecord
 
-__all__ = ["Executor", "Migration", "SqlStorage", "load_migrations"]
+__all__ = ["DIALECTS", "Executor", "Migration", "SqlStorage", "load_migrations"]
+
+#: Every SQL dialect a migration folder must provide (`migrations/<dialect>/`), one per
+#: backend: a module that stores something works on whichever database the operator runs.
+DIALECTS: tuple[str, ...] = ("sqlite", "pgsql", "mysql")
 
 Row = Sequence[Any]
 
@@ -80,7 +84,8 @@ def load_migrations(dialect: str, package: str = "suricate.storage") -> list[Mig
     return found
 
 
-# Created outside the numbered migrations: it is what records them. Valid in both dialects.
+# Created outside the numbered migrations: it is what records them. Valid in every dialect
+# (MySQL reads DOUBLE PRECISION as DOUBLE), followed by the backend's `table_options`.
 _SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
@@ -90,6 +95,8 @@ class SqlStorage(Storage):
     """`Storage` over any SQL database reachable through an `Executor`."""
 
     dialect: ClassVar[str]
+    #: Appended to the CREATE TABLE of the bookkeeping tables (MySQL: engine and charset).
+    table_options: ClassVar[str] = ""
     # What `LIMIT ?` takes to mean "no limit": SQLite rejects NULL, PostgreSQL rejects -1.
     _NO_LIMIT: ClassVar[int | None]
 
@@ -132,7 +139,7 @@ class SqlStorage(Storage):
         migrations = load_migrations(self.dialect)
         async with self._session(transaction=True) as ex:
             await self._lock_migrations(ex)
-            await ex.script(_SCHEMA_VERSION_DDL)
+            await ex.script(_SCHEMA_VERSION_DDL + self.table_options)
         # One transaction per migration: a failure leaves the database at the last good
         # version, and the applied set is re-read under the lock so that two processes
         # opening at once do not apply the same script twice.

@@ -29,5 +29,11 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         yield srv
 
 
-# The storage suite's fixtures: every store test runs on SQLite and on PostgreSQL.
-from tests.storage.conftest import backend, make_storage, pg_database, storage  # noqa: E402,F401
+# The storage suite's fixtures: every store test runs on SQLite, PostgreSQL and MariaDB.
+from tests.storage.conftest import (  # noqa: E402,F401
+    backend,
+    make_storage,
+    my_database,
+    pg_database,
+    storage,
+)

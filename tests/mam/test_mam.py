@@ -291,52 +291,34 @@ def test_unimplemented_options_are_refused(tmp_path: Path, extra: str, problem: 
     assert any(str(p).startswith(problem) for p in err.value.problems), err.value.problems
 
 
-@pytest.mark.postgres
-async def test_archive_on_postgresql(tmp_path: Path) -> None:
-    import os
-    import secrets
+@pytest.fixture(params=[pytest.param("pg_database", marks=pytest.mark.postgres),
+                        pytest.param("my_database", marks=pytest.mark.mysql)])
+def server_database(request: pytest.FixtureRequest) -> Any:
+    """The session's PostgreSQL or MariaDB test database. Synchronous: the session fixture
+    runs its own asyncio.run() and so must be set up outside the test's loop."""
+    return request.getfixturevalue(request.param)
 
-    import asyncpg
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
-                                     database="postgres", timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+async def test_archive_on_server_database(tmp_path: Path, server_database: Any) -> None:
+    """The archive of a server on PostgreSQL or MariaDB (its pool configured as an operator
+    does): 120 messages archived in order, with the ids the live copies carried."""
+    from tests.storage.conftest import rdbms_pool_toml, reset_database
 
-    name = f"suricate_mam_{secrets.token_hex(5)}"
-    try:
-        await admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    pool = f"""
-[outgoing_pools.rdbms.default.connection]
-driver = "pgsql"
-host = "127.0.0.1"
-database = "{name}"
-username = "postgres"
-password = ""
-"""
-    try:
-        async with running_server(tmp_path, modules=mam_modules(), pool_toml=pool) as srv:
-            for user in ("alice", "bob"):
-                await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
-            alice = await login(srv, "alice@localhost/a")
-            bob = await login(srv, "bob@localhost/b")
-            for i in range(120):
-                alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
-            lives = [await bob.next_message() for _ in range(120)]
-            results = await archive(bob)
-            assert [forwarded_body(m) for m in results] == [f"m{i}" for i in range(120)]
-            assert [m["mam_result"]["id"] for m in results] == \
-                [stanza_id(m, "bob@localhost") for m in lives]
-            await disconnect(alice, bob)
-    finally:
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await reset_database(server_database)
+    pool = rdbms_pool_toml(server_database)
+    async with running_server(tmp_path, modules=mam_modules(), pool_toml=pool) as srv:
+        for user in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        alice = await login(srv, "alice@localhost/a")
+        bob = await login(srv, "bob@localhost/b")
+        for i in range(120):
+            alice.send_message(mto="bob@localhost", mbody=f"m{i}", mtype="chat")
+        lives = [await bob.next_message() for _ in range(120)]
+        results = await archive(bob)
+        assert [forwarded_body(m) for m in results] == [f"m{i}" for i in range(120)]
+        assert [m["mam_result"]["id"] for m in results] == \
+            [stanza_id(m, "bob@localhost") for m in lives]
+        await disconnect(alice, bob)
 
 
 def test_without_pm_section_check_config_warns(tmp_path: Path) -> None:

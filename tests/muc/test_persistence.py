@@ -18,6 +18,7 @@ from suricate.storage.sql import SqlStorage
 from tests.e2e.harness import disconnect, eventually, running_server
 from tests.muc.conftest import (
     SERVICE,
+    MyDatabase,
     PgDatabase,
     create_room,
     muc_toml,
@@ -60,7 +61,7 @@ async def test_store_round_trip(storage: SqlStorage) -> None:
     assert await store.count_rooms() == 0
 
 
-async def test_room_survives_restart(tmp_path: Path, backend: PgDatabase | None) -> None:
+async def test_room_survives_restart(tmp_path: Path, backend: PgDatabase | MyDatabase | None) -> None:
     pool = await pool_toml(backend)
     async with running_server(tmp_path, modules=muc_toml(), pool_toml=pool) as server:
         alice, bob = await user(server, "alice"), await user(server, "bob")

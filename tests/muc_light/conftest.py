@@ -93,31 +93,23 @@ def affs_xml(changes: dict[str, str]) -> str:
     return f"<query xmlns='{NS}#affiliations'>{users}</query>"
 
 
-# The storage suite's backends (sqlite, and pgsql when PostgreSQL answers).
+# The storage suite's backends (sqlite, and pgsql / mysql when PostgreSQL / MariaDB answer).
 from tests.storage.conftest import (  # noqa: E402, F401
+    MyDatabase,
     PgDatabase,
-    _reset_schema,
     backend,
     make_storage,
+    my_database,
     pg_database,
+    rdbms_pool_toml,
+    reset_database,
     storage,
 )
 
 
-async def pool_toml(db: PgDatabase | None) -> str:
+async def pool_toml(db: PgDatabase | MyDatabase | None) -> str:
     """The [outgoing_pools] of a server on ``db`` (None: the harness's SQLite file)."""
     if db is None:
         return ""
-    await _reset_schema(db)
-    return f"""
-[outgoing_pools.rdbms.default]
-workers = 4
-
-[outgoing_pools.rdbms.default.connection]
-driver = "pgsql"
-host = "{db.host}"
-port = {db.port}
-database = "{db.name}"
-username = "{db.user}"
-password = ""
-"""
+    await reset_database(db)
+    return rdbms_pool_toml(db)

@@ -1,13 +1,13 @@
-"""mod_pubsub's store on SQLite and PostgreSQL (the storage suite's backends)."""
+"""mod_pubsub's store on SQLite, PostgreSQL and MariaDB (the storage suite's backends)."""
 
 from __future__ import annotations
 
 from suricate.core.module import open_module_store
 from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.storage.sql import SqlStorage
-from tests.storage.conftest import backend, make_storage, pg_database, storage
+from tests.storage.conftest import backend, make_storage, my_database, pg_database, storage
 
-__all__ = ["backend", "make_storage", "pg_database", "storage"]  # fixtures
+__all__ = ["backend", "make_storage", "my_database", "pg_database", "storage"]  # fixtures
 
 PEP = ("localhost", "alice")
 SERVICE = ("pubsub.localhost", "")

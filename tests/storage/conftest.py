@@ -1,9 +1,10 @@
 """Fixtures running the one storage suite against every backend.
 
-`storage` is parametrized over sqlite (a file in tmp_path) and pgsql (a database created
-for this test session on 127.0.0.1:5432 and dropped afterwards; each test starts from an
-empty schema). Without PostgreSQL the pgsql half is skipped, except under CI=true, where
-a missing database must fail the build rather than silently halve the coverage.
+`storage` is parametrized over sqlite (a file in tmp_path), pgsql (a database created for
+this test session on 127.0.0.1:5432 and dropped afterwards; each test starts from an empty
+schema) and mysql (the same on the MariaDB at 127.0.0.1:3306, user root). Without the
+database server its half is skipped, except under CI=true, where a missing database must
+fail the build rather than silently shrink the coverage.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from suricate.storage.mysql import MysqlStorage
 from suricate.storage.pgsql import PgsqlStorage
 from suricate.storage.sql import SqlStorage
 from suricate.storage.sqlite import SqliteStorage
@@ -72,26 +74,70 @@ async def _reset_schema(db: PgDatabase) -> None:
         await conn.close()
 
 
+# -- MariaDB / MySQL: the session database lives in tests/conftest.py, so that the `backend`
+# fixture finds it from any test folder that imports `backend` (re-exported here for those that
+# import it by name).
+from tests.conftest import MY_HOST, MY_PORT, MY_USER, MyDatabase, _my_reset_schema, my_database  # noqa: E402, F401, I001
+
+
+async def reset_database(db: PgDatabase | MyDatabase) -> None:
+    if isinstance(db, MyDatabase):
+        await _my_reset_schema(db)
+    else:
+        await _reset_schema(db)
+
+
+def open_sql_storage(db: PgDatabase | MyDatabase, pool_size: int = 4) -> SqlStorage:
+    """A (not yet opened) storage on the test database `db`."""
+    if isinstance(db, MyDatabase):
+        return MysqlStorage(host=db.host, port=db.port, database=db.name, username=db.user,
+                            pool_size=pool_size)
+    return PgsqlStorage(host=db.host, port=db.port, database=db.name, username=db.user,
+                        pool_size=pool_size)
+
+
+def rdbms_pool_toml(db: PgDatabase | MyDatabase, workers: int = 4) -> str:
+    """`[outgoing_pools.rdbms.default]` of a server on `db`, as an operator writes it."""
+    driver = "mysql" if isinstance(db, MyDatabase) else "pgsql"
+    return f"""
+[outgoing_pools.rdbms.default]
+workers = {workers}
+
+[outgoing_pools.rdbms.default.connection]
+driver = "{driver}"
+host = "{db.host}"
+port = {db.port}
+database = "{db.name}"
+username = "{db.user}"
+password = ""
+"""
+
+
 # A factory, not just an instance: several tests open a second storage on the same
 # database, as the CLI does while the server runs.
 StorageFactory = Callable[[], SqlStorage]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("pgsql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> PgDatabase | None:
-    """None for sqlite, the session database for pgsql.
+@pytest.fixture(params=["sqlite", pytest.param("pgsql", marks=pytest.mark.postgres),
+                        pytest.param("mysql", marks=pytest.mark.mysql)])
+def backend(request: pytest.FixtureRequest) -> PgDatabase | MyDatabase | None:
+    """None for sqlite, the session database for pgsql and mysql.
 
     Synchronous on purpose: the session fixture must be set up outside the test's running
     loop, since it runs its own with asyncio.run().
     """
     if request.param == "sqlite":
         return None
+    if request.param == "mysql":
+        my: MyDatabase = request.getfixturevalue("my_database")
+        return my
     db: PgDatabase = request.getfixturevalue("pg_database")
     return db
 
 
 @pytest.fixture
-async def make_storage(backend: PgDatabase | None, tmp_path: Path) -> AsyncIterator[StorageFactory]:
+async def make_storage(backend: PgDatabase | MyDatabase | None,
+                       tmp_path: Path) -> AsyncIterator[StorageFactory]:
     made: list[SqlStorage] = []
     if backend is None:
         path = tmp_path / "db" / "suricate.db"
@@ -102,14 +148,10 @@ async def make_storage(backend: PgDatabase | None, tmp_path: Path) -> AsyncItera
 
     else:
         db = backend
-        await _reset_schema(db)
+        await reset_database(db)
 
         def build() -> SqlStorage:
-            made.append(
-                PgsqlStorage(
-                    host=db.host, port=db.port, database=db.name, username=db.user, pool_size=4
-                )
-            )
+            made.append(open_sql_storage(db))
             return made[-1]
 
     yield build

@@ -160,6 +160,8 @@ async def _create_old_schema(db: SqlStorage) -> None:
 
 async def test_upgrade_from_old_schema_keeps_data(make_storage: StorageFactory) -> None:
     old = make_storage()
+    if old.dialect == "mysql":
+        pytest.skip("MySQL support came after modules owned their tables: no old MySQL schema")
     await _create_old_schema(old)
     for table in FEATURE_TABLES:
         assert await _table_exists(old, table), table

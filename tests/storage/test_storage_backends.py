@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from suricate.core.module import open_module_store
+from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.storage import StorageError, StorageUnavailable, create_storage
 from suricate.storage.module_store import load_module_migrations
+from suricate.storage.mysql import MysqlStorage, split_script, to_mysql
 from suricate.storage.pgsql import PgsqlStorage, to_pg
 from suricate.storage.sql import load_migrations
 from suricate.storage.sqlite import SqliteStorage, _statements
 
-from .conftest import PgDatabase
+from .conftest import MyDatabase, PgDatabase, open_sql_storage, reset_database
 
 # -- factory -----------------------------------------------------------------------------------
 
@@ -193,6 +197,181 @@ async def test_pgsql_unknown_database_is_an_error_not_an_outage(pg_database: PgD
 def test_pgsql_rejects_empty_pool() -> None:
     with pytest.raises(ValueError):
         PgsqlStorage(database="d", username="u", pool_size=0)
+
+
+# -- MySQL / MariaDB specifics ---------------------------------------------------------------------
+
+
+def test_factory_mysql() -> None:
+    storage = create_storage(
+        {"driver": "mysql", "host": "db.internal", "database": "mongooseim",
+         "username": "mongooseim", "password": "secret", "workers": 3},
+        Path("/"),
+    )
+    assert isinstance(storage, MysqlStorage)
+    assert (storage.host, storage.port, storage.database, storage.username) == (
+        "db.internal", 3306, "mongooseim", "mongooseim")
+    assert storage.password == "secret" and storage.pool_size == 3
+    assert storage.dialect == "mysql"
+
+
+def test_mysql_spelling() -> None:
+    """The shared SQL (SQLite/PostgreSQL syntax) as MySQL reads it."""
+    assert to_mysql("SELECT a FROM t WHERE b = ? AND c LIKE '%x'").sql == (
+        "SELECT a FROM t WHERE b = %s AND c LIKE '%%x'")
+    assert to_mysql("INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING").sql == (
+        "INSERT INTO t (k, v) VALUES (%s, %s) ON DUPLICATE KEY UPDATE k = k")
+    assert to_mysql("INSERT INTO t (k, v) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING").sql == (
+        "INSERT INTO t (k, v) VALUES (%s, %s), (%s, %s) ON DUPLICATE KEY UPDATE k = k")
+    assert to_mysql("UPDATE t SET v = ? WHERE k = ?").count == "matched"
+    upsert = to_mysql("INSERT INTO t (k, v, w) VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET"
+                      " v = excluded.v, w = excluded.w")
+    assert (upsert.count, upsert.upsert_rows) == ("upsert", 1)
+    assert upsert.sql == (
+        "INSERT INTO t (k, v, w) VALUES (%s, %s, %s) ON DUPLICATE KEY UPDATE"
+        " v = VALUES(v), w = VALUES(w)")
+    # MySQL 8.0.19+: the row alias instead of the deprecated VALUES().
+    assert to_mysql("INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET"
+                    " v = excluded.v", row_alias=True).sql == (
+        "INSERT INTO t (k, v) VALUES (%s, %s) AS excluded ON DUPLICATE KEY UPDATE v = excluded.v")
+    delete = to_mysql("DELETE FROM t WHERE a = ? RETURNING id, v")
+    assert (delete.sql, delete.returning, delete.delete_table, delete.delete_where) == (
+        "DELETE FROM t WHERE a = %s", "id, v", "t", "a = %s")
+    assert to_mysql("SELECT 1 FROM t WHERE j LIKE ? ESCAPE '\\'").sql.endswith("ESCAPE '\\\\'")
+    assert to_mysql("SELECT CAST(? AS BIGINT) IS NULL").sql == "SELECT CAST(%s AS SIGNED) IS NULL"
+
+
+def test_mysql_script_splitter() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n\nSELECT 1;\n"
+    assert split_script(script) == ["CREATE TABLE a (x INT)", "SELECT 1"]
+
+
+async def test_mysql_unreachable_is_unavailable() -> None:
+    # Port 1 on loopback: connection refused at once, no MySQL needed.
+    storage = MysqlStorage(host="127.0.0.1", port=1, database="x", username="x", connect_timeout=2)
+    with pytest.raises(StorageUnavailable, match="127.0.0.1:1"):
+        await storage.open()
+    await storage.close()
+
+
+def test_mysql_rejects_empty_pool() -> None:
+    with pytest.raises(ValueError):
+        MysqlStorage(database="d", username="u", pool_size=0)
+
+
+@pytest.mark.mysql
+async def test_mysql_unknown_database_is_an_error_not_an_outage(my_database: MyDatabase) -> None:
+    storage = MysqlStorage(host=my_database.host, port=my_database.port,
+                           database=my_database.name + "_missing", username=my_database.user)
+    with pytest.raises(StorageError) as info:
+        await storage.open()
+    assert not isinstance(info.value, StorageUnavailable)
+
+
+@pytest.fixture
+async def mysql(my_database: MyDatabase) -> AsyncIterator[MysqlStorage]:
+    await reset_database(my_database)
+    storage = open_sql_storage(my_database)
+    assert isinstance(storage, MysqlStorage)
+    await storage.open()
+    yield storage
+    await storage.close()
+
+
+@pytest.mark.mysql
+async def test_mysql_tables_are_innodb_utf8mb4(mysql: MysqlStorage) -> None:
+    stores = [await open_module_store(mysql, name, cls) for name, cls in
+              (("mod_vcard", VcardStore), ("mod_offline", OfflineStore))]
+    assert stores
+    rows = await mysql._fetch(
+        "SELECT table_name, engine, table_collation FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() ORDER BY table_name")
+    assert {row[0] for row in rows} >= {"users", "domain_settings", "vcards", "offline_messages"}
+    for name, engine, collation in rows:
+        assert (engine, collation) == ("InnoDB", "utf8mb4_bin"), name
+
+
+@pytest.mark.mysql
+async def test_mysql_four_byte_unicode_and_code_point_order(mysql: MysqlStorage) -> None:
+    """utf8mb4 keeps characters outside the BMP (MySQL's "utf8" would refuse them) and the
+    binary collation sorts like Python and the other backends (code points, case apart)."""
+    names = ["zoe", "Zed", "émile", "\U0001f600smile", "alice"]
+    for name in names:
+        assert await mysql.create_user("example.com", name, None, "x")
+    assert await mysql.list_users("example.com") == sorted(names)
+    vcards = await open_module_store(mysql, "mod_vcard", VcardStore)
+    assert isinstance(vcards, VcardStore)
+    big = "<vCard><PHOTO>" + "\U0001f600" * 300_000 + "</PHOTO></vCard>"  # 1.2 MB: LONGTEXT
+    await vcards.set_vcard("example.com", "\U0001f600smile", big)
+    assert await vcards.get_vcard("example.com", "\U0001f600smile") == big
+
+
+@pytest.mark.mysql
+async def test_mysql_too_long_key_is_refused_not_truncated(mysql: MysqlStorage) -> None:
+    with pytest.raises(StorageError) as info:
+        await mysql.create_user("example.com", "a" * 300, None, "x")
+    assert not isinstance(info.value, StorageUnavailable)
+    assert await mysql.count_users("example.com") == 0
+
+
+@pytest.mark.mysql
+async def test_mysql_emulated_returning_pops_each_message_once(my_database: MyDatabase) -> None:
+    """MySQL has no DELETE ... RETURNING: the emulation (SELECT ... FOR UPDATE, DELETE, in
+    one transaction) must keep pop_offline's promise: concurrent pops never share a message.
+    Run on MariaDB with its native RETURNING turned off."""
+    await reset_database(my_database)
+    storage = MysqlStorage(host=my_database.host, port=my_database.port,
+                           database=my_database.name, username=my_database.user,
+                           pool_size=6, native_returning=False)
+    await storage.open()
+    try:
+        offline = await open_module_store(storage, "mod_offline", OfflineStore)
+        assert isinstance(offline, OfflineStore)
+        for i in range(50):
+            await offline.store_offline("example.com", "bob",
+                                        OfflineMessage(float(i), "a@x", "bob@example.com", f"<{i}/>"))
+        pops = await asyncio.gather(*(offline.pop_offline("example.com", "bob") for _ in range(5)))
+        packets = [m.packet for pop in pops for m in pop]
+        assert sorted(packets) == sorted(f"<{i}/>" for i in range(50))  # each exactly once
+        assert [m.packet for m in max(pops, key=len)] == [f"<{i}/>" for i in range(50)]
+        assert await offline.count_offline("example.com", "bob") == 0
+
+        # Messages stored while pops run: each is popped once or still stored, never
+        # deleted without being returned.
+        async def store(n: int) -> None:
+            for i in range(n):
+                await offline.store_offline("example.com", "bob", OfflineMessage(
+                    float(i), "a@x", "bob@example.com", f"<late{i}/>"))
+
+        async def pop_until(done: asyncio.Task[None]) -> list[str]:
+            got: list[str] = []
+            while not done.done():
+                got += [m.packet for m in await offline.pop_offline("example.com", "bob")]
+            return got
+
+        storing = asyncio.ensure_future(store(100))
+        popped = await asyncio.gather(pop_until(storing), pop_until(storing))
+        left = [m.packet for m in await offline.pop_offline("example.com", "bob")]
+        everything = popped[0] + popped[1] + left
+        assert sorted(everything) == sorted(f"<late{i}/>" for i in range(100))
+    finally:
+        await storage.close()
+
+
+@pytest.mark.mysql
+async def test_mysql_concurrent_opens_migrate_once(my_database: MyDatabase) -> None:
+    """Server and CLI starting together: the named migration lock lets one apply each script."""
+    await reset_database(my_database)
+    storages = [open_sql_storage(my_database, pool_size=2) for _ in range(3)]
+    try:
+        await asyncio.gather(*(s.open() for s in storages))
+        await asyncio.gather(*(open_module_store(s, "mod_vcard", VcardStore) for s in storages))
+        assert await storages[0].schema_versions() == [1, 2, 3]
+        rows = await storages[0]._fetch("SELECT COUNT(*) FROM module_schema_version")
+        assert rows[0][0] == 1
+    finally:
+        for s in storages:
+            await s.close()
 
 
 # -- migrations --------------------------------------------------------------------------------------

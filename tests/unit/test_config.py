@@ -926,13 +926,17 @@ def test_sqlite_pool_resolves_database_against_config_dir(tmp_path: Path) -> Non
     ("text", "expected"),
     [
         (
-            'connection.driver = "mysql"',
-            "outgoing_pools.rdbms.default.connection.driver: driver 'mysql' is not available in "
+            'connection.driver = "odbc"',
+            "outgoing_pools.rdbms.default.connection.driver: driver 'odbc' is not available in "
             "this version",
         ),
         (
+            'connection.driver = "mysql"\nconnection.database = "d"\nconnection.username = "u"',
+            "outgoing_pools.rdbms.default.connection.host: required for the mysql driver",
+        ),
+        (
             'connection.driver = "oracle"',
-            "outgoing_pools.rdbms.default.connection.driver: expected one of pgsql, sqlite",
+            "outgoing_pools.rdbms.default.connection.driver: expected one of pgsql, mysql, sqlite",
         ),
         (
             'connection.driver = "sqlite"\nconnection.database = "x.db"\nconnection.host = "h"',
