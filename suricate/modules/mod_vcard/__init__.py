@@ -9,7 +9,8 @@ from __future__ import annotations
 from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Bool, IntOrInfinity, Option, Section, Str
 from suricate.core.iq import IqRequest
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
+from suricate.jid import JID
 from suricate.modules.mod_disco import SERVER_NAME
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError
@@ -57,6 +58,14 @@ class ModVcard(Module):
     sm_features = (ns.VCARD,)
     store_class = VcardStore
     store: VcardStore
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        return [
+            PersonalData("vcard", ("vcard",), await self.store.user_rows(
+                "vcards", ("vcard",), server, user, None)),
+        ]
 
     async def account_vcard(self, iq: IqRequest) -> Element | None:
         if iq.payload.name != "vCard":
