@@ -261,9 +261,9 @@ class ModInbox(Module):
         self.boxes: tuple[str, ...] = tuple(opts["boxes"])
         self.max_limit: int | None = opts["max_result_limit"]
         self.writer: InboxWriter | None = None
-        #: The last groupchat message id each account sent to each room: its reflection
-        #: (XEP-0045 §7.4) is the account's own message, not an unread one.
-        self._own_groupchat: dict[tuple[JID, JID], str] = {}
+        #: The groupchat message ids each account sent to each room and whose reflection
+        #: (XEP-0045 §7.4) has not come back: the account's own messages, not unread ones.
+        self._own_groupchat: dict[tuple[JID, JID], list[str]] = {}
         self._cleaner: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
@@ -340,7 +340,9 @@ class ModInbox(Module):
         if stype == "groupchat":
             if self.muc and _has_body(stanza):
                 self._change(owner, peer, stanza, incoming=False)
-                self._own_groupchat[(owner, peer)] = stanza.attrs.get("id", "")
+                sent = self._own_groupchat.setdefault((owner, peer), [])
+                sent.append(stanza.attrs.get("id", ""))
+                del sent[:-32]  # a reflection that never came back is forgotten
             return stanza
         if stype not in ("chat", "normal"):
             return stanza
@@ -375,9 +377,12 @@ class ModInbox(Module):
         if stype == "groupchat":
             if not self.muc or _delayed(stanza):
                 return  # room history sent on join is not news
-            own = self._own_groupchat.get((owner, remote))
-            if own is not None and own == stanza.attrs.get("id", ""):
-                del self._own_groupchat[(owner, remote)]
+            sent = self._own_groupchat.get((owner, remote))
+            msg_id = stanza.attrs.get("id", "")
+            if sent and msg_id in sent:
+                sent.remove(msg_id)
+                if not sent:
+                    del self._own_groupchat[(owner, remote)]
                 return  # the reflection of the account's own message
             self._change(owner, remote, stanza, incoming=True)
             return

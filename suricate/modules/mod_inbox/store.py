@@ -44,7 +44,8 @@ class Filters:
     box: str | None = None  # None: every box but the bin
     hidden_read: bool = False
     order_desc: bool = True
-    before: int | None = None  # RSM: strictly older (desc) / newer cursors, microseconds
+    # XEP-0059 cursors (entry times, microseconds): the page after / before it in the order.
+    before: int | None = None
     after: int | None = None
 
 
@@ -90,7 +91,7 @@ class InboxStore(ModuleStore):
         """Every change in one transaction: one statement per conversation."""
         async with self.session(transaction=True) as ex:
             for c in changes:
-                count_args = (c.reset, c.reset_if if c.reset_if is not None else "\x00", c.unread)
+                count_args = (c.reset, c.reset_if, c.unread)  # msg_id = NULL: never
                 if c.content is None:
                     await ex.execute(_RESET, *count_args, c.server, c.username, c.remote)
                 else:
@@ -117,19 +118,27 @@ class InboxStore(ModuleStore):
         return " AND ".join(where), args
 
     async def query(self, server: str, user: str, f: Filters, limit: int | None) -> list[Entry]:
+        """A page in the query's order. XEP-0059 §2: ``after`` is the page that follows the
+        cursor in that order, ``before`` the page that precedes it (the nearest entries,
+        still returned in the query's order)."""
         where, args = self._where(server, user, f)
-        if f.before is not None:
-            where += " AND timestamp < ?"
-            args.append(f.before)
+        desc = f.order_desc
+        backward = f.before is not None and f.after is None
         if f.after is not None:
-            where += " AND timestamp > ?"
+            where += " AND timestamp < ?" if desc else " AND timestamp > ?"
             args.append(f.after)
-        order = "DESC" if f.order_desc else "ASC"
+        if f.before is not None:
+            where += " AND timestamp > ?" if desc else " AND timestamp < ?"
+            args.append(f.before)
+        order = "DESC" if desc != backward else "ASC"
         rows = await self.fetch(
             f"SELECT {_COLUMNS} FROM inbox WHERE {where}"
             f" ORDER BY timestamp {order}, remote_bare_jid {order} LIMIT ?",
             *args, limit if limit is not None else self.no_limit)
-        return [_entry(r) for r in rows]
+        entries = [_entry(r) for r in rows]
+        if backward:
+            entries.reverse()
+        return entries
 
     async def totals(self, server: str, user: str, f: Filters) -> Totals:
         where, args = self._where(server, user, f)
@@ -192,20 +201,6 @@ class InboxStore(ModuleStore):
 
     async def remove_inbox(self, server: str, user: str) -> None:
         await self.execute("DELETE FROM inbox WHERE server = ? AND username = ?", server, user)
-
-    async def remove_domain(self, server: str, limit: int | None) -> int:
-        """Every entry of a domain; ``limit`` rows per statement (delete_domain_limit)."""
-        if limit is None:
-            return await self.execute("DELETE FROM inbox WHERE server = ?", server)
-        removed = 0
-        while True:
-            n = await self.execute(
-                "DELETE FROM inbox WHERE server = ? AND username IN (SELECT username FROM"
-                " (SELECT DISTINCT username FROM inbox WHERE server = ? LIMIT ?) AS batch)",
-                server, server, limit)
-            removed += n
-            if n == 0:
-                return removed
 
 
 def _bound(older_than: int | None) -> int:
