@@ -49,6 +49,7 @@ class SmartMarkersStore(ModuleStore):
         peer's to the account (when the peer is local); for a room, everyone's to the room.
         ``own_only`` (keep_private): the account's own markers only."""
         me = f"{user}@{server}"
+        args: list[object]
         if own_only:
             where, args = "server = ? AND username = ? AND to_jid = ?", [server, user, peer]
         elif room:
