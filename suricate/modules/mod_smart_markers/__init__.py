@@ -124,7 +124,10 @@ class ModSmartMarkers(Module):
             except Exception:
                 log.exception("smart_markers_write_failed markers=%d", len(batch))
                 for key, marker in batch.items():
-                    self.pending.setdefault(key, marker)
+                    self.pending.setdefault(key, marker)  # a newer marker wins
+                if not self._scheduled:  # retried at the next interval
+                    self._scheduled = True
+                    asyncio.get_running_loop().call_later(max(self.delay, 1.0), self._kick)
 
     # -- the query ----------------------------------------------------------------------------
     async def iq_markers(self, iq: IqRequest) -> Element:
