@@ -213,6 +213,9 @@ class InboxWriter:
             if not self.pending:
                 return
             batch, self.pending = self.pending, {}
+            for change in batch.values():
+                if isinstance(change.content, Element):
+                    change.content = change.content.serialize(ns.CLIENT)
             try:
                 await self.store.apply(list(batch.values()))
             except Exception:
@@ -311,7 +314,12 @@ class ModInbox(Module):
         assert self.writer is not None and owner.local is not None
         change = Change(owner.domain, owner.local, str(remote))
         if stanza is not None:
-            change.content = stanza.serialize(ns.CLIENT)
+            # A snapshot of the top level (later hooks add or remove children of the stanza,
+            # like mod_mam's stanza-ids, but do not change the children themselves): it is
+            # serialized when written, once per conversation per batch however many messages
+            # came, and not on the message path.
+            change.content = Element(stanza.name, stanza.xmlns, dict(stanza.attrs),
+                                     list(stanza.children))
             change.msg_id = stanza.attrs.get("id", "")
             change.timestamp = now_micros()
             if incoming:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from suricate.storage.module_store import ModuleStore
 
@@ -18,7 +19,8 @@ class Change:
     server: str
     username: str
     remote: str
-    content: str | None = None  # the newest message, serialized; None: only a reset
+    #: The newest message (an element until the writer serializes it); None: only a reset.
+    content: Any = None
     msg_id: str = ""
     timestamp: int = 0
     unread: int = 0  # incoming messages after the reset (if any)
