@@ -264,3 +264,30 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
             entries, _ = await inbox(client)
             assert [(e["unread"], e["body"]) for e in entries] == [(unread, "g1")], client
         await disconnect(alice, bob)
+
+
+async def test_private_markers(tmp_path: Any) -> None:
+    from tests.e2e.harness import MODULES_TOML, running_server
+
+    modules = MODULES_TOML + "\n[modules.mod_smart_markers]\nkeep_private = true\n"
+    async with running_server(tmp_path, modules=modules) as srv:
+        for name in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{name}@localhost"), "pw")
+        alice = await login(srv, "alice@localhost/a")
+        bob = await login(srv, "bob@localhost/b")
+        marker = alice.make_message(mto="bob@localhost", mtype="chat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='x1'/>"))
+        marker.xml.append(ET.fromstring("<thread>t1</thread>"))
+        marker.send()
+        await chat(alice, "bob@localhost", "after the marker", "m1")
+        # keep_private: the marker stays with alice; the next message is what bob gets.
+        assert (await bob.next_message())["body"] == "after the marker"
+        answer = await iq(alice, f"<query xmlns='{SMART}' peer='bob@localhost' thread='t1'/>",
+                          "get")
+        markers = answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker")
+        assert [(m.get("from"), m.get("id"), m.get("thread")) for m in markers] == [
+            ("alice@localhost", "x1", "t1")]
+        answer = await iq(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>", "get")
+        assert answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker") == []
+        assert await error_of(bob, f"<query xmlns='{SMART}'/>", "get") == "bad-request"
+        await disconnect(alice, bob)
