@@ -372,7 +372,8 @@ class ModInbox(Module):
             self._message(owner, peer, stanza, False)
             return stanza
         marker = _marker(stanza)
-        if marker is not None and marker[0] in self.reset_markers:
+        # XEP-0333 §4: a marker names the message it marks (one without an id marks nothing).
+        if marker is not None and marker[0] in self.reset_markers and marker[1]:
             # XEP-0333: the owner marked a message; it read the conversation if that message
             # is the last one of the entry.
             self._marker_sent(owner, peer, marker[1])
