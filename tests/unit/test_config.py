@@ -1098,7 +1098,7 @@ def test_multiple_problems_are_collected() -> None:
     tls.mode = "foo"
     [auth]
     methods = ["ldap"]
-    [modules.mod_muc_light]
+    [modules.mod_sic]
     """
     found = problems(text, general=False)
     assert set(found) >= {
@@ -1106,7 +1106,7 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[0].shaper: shaper 'x' is not defined in [shaper]",
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: method 'ldap' is not available in this version",
-        "modules.mod_muc_light: module is not available in this version of Suricate",
+        "modules.mod_sic: module is not available in this version of Suricate",
     }
 
 

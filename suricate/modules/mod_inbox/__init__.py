@@ -119,11 +119,11 @@ OPTIONS = Section(
         "groupchat": Option(
             ListOf(OneOf(["muclight", "muc"]), unique=True), ["muclight"],
             "Group chats that have inbox entries: muc (mod_muc rooms); muclight is accepted "
-            "but Suricate has no MUC Light."),
+            "(6.4's default) but MUC Light rooms do not have entries yet."),
         "aff_changes": Option(Bool(), True, "MUC Light affiliation changes in the inbox "
-                                            "(no MUC Light in Suricate: no effect)."),
+                                            "(MUC Light rooms have no entries yet: no effect)."),
         "remove_on_kicked": Option(Bool(), True, "Remove the entry of a MUC Light room the "
-                                                 "user left (no MUC Light: no effect)."),
+                                                 "user left (no effect yet)."),
         "boxes": Option(ListOf(_BoxName(), unique=True), [],
                         "Custom boxes besides inbox, archive and bin."),
         "bin_ttl": Option(Int(min=0, unit="days"), 30,
