@@ -350,9 +350,17 @@ class SuricateMamPg(SuricateMam):
         subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
 
 
+class SuricateInbox(Suricate):
+    """Suricate keeping every account's inbox (mod_inbox, one upsert per conversation per
+    tick) and chat markers (mod_smart_markers)."""
+
+    MODULES = "[modules.mod_inbox]\n[modules.mod_smart_markers]\n"
+
+
 SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
            "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5"),
-           "suricate_mam_pg": (SuricateMamPg, "127.0.0.6")}
+           "suricate_mam_pg": (SuricateMamPg, "127.0.0.6"),
+           "suricate_inbox": (SuricateInbox, "127.0.0.7")}
 
 
 # -- the generator ------------------------------------------------------------------------------

@@ -98,7 +98,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_domain_isolation",
     "mod_extdisco",
     "mod_global_distrib",
-    "mod_inbox",
     "mod_jingle_sip",
     "mod_keystore",
     "mod_muc_log",
@@ -107,6 +106,5 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_push_service_mongoosepush",
     "mod_shared_roster_ldap",
     "mod_sic",
-    "mod_smart_markers",
     "mod_websockets",
 ]

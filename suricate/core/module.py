@@ -35,6 +35,7 @@ from suricate.storage.sql import SqlStorage
 if TYPE_CHECKING:
     from suricate.core.iq import Scope
     from suricate.core.server import Server
+    from suricate.jid import JID
 
 log = logging.getLogger("suricate.modules")
 
@@ -105,6 +106,18 @@ class GraphQLCategory:
         return self.resolvers.rpartition(".")[0]
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalData:
+    """One table of what a module keeps about an account, for GDPR retrieval (GraphQL
+    ``gdpr.retrievePersonalData`` writes each as ``<name>.csv`` in a zip, as MongooseIM does):
+    ``name`` (the module's data kind: ``roster``, ``vcard``, ``mam_pm``...), column names and rows
+    of plain values (strings, numbers)."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
 class Module:
     name: ClassVar[str]
     #: The spec of ``[modules.<name>]`` (its ``doc`` is the module's line in the reference).
@@ -151,6 +164,12 @@ class Module:
 
     async def stop(self) -> None:
         """Undo ``start``."""
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What this module keeps about the account ``jid`` (bare), for GDPR retrieval: one
+        ``PersonalData`` per kind of data, empty when it keeps nothing. A module that stores
+        anything about an account overrides it (see docs/modules.md, "Personal data")."""
+        return []
 
     # -- wiring, done by the loader -------------------------------------------------------
     def _handler(self, hook: H.Hook[Any], method: str) -> Callable[..., Any]:

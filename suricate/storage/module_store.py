@@ -85,6 +85,17 @@ class ModuleStore:
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
         return await self.db._fetch_one(sql, *args)
 
+    async def user_rows(self, table: str, columns: Sequence[str], server: str, user: str,
+                        order_by: str | None = None) -> list[tuple[Any, ...]]:
+        """``columns`` of the account's rows of one of the store's own ``user_tables`` (GDPR
+        retrieval, ``Module.personal_data``)."""
+        if table not in self.user_tables:
+            raise ValueError(f"{table} is not a user table of {type(self).__name__}")
+        order = f" ORDER BY {order_by}" if order_by else ""
+        rows = await self.fetch(f"SELECT {', '.join(columns)} FROM {table}"
+                                f" WHERE server = ? AND username = ?{order}", server, user)
+        return [tuple(row) for row in rows]
+
 
 def load_module_migrations(package: str, dialect: str) -> list[Migration]:
     """The numbered scripts of `<package>/migrations/<dialect>/`, in order."""

@@ -303,6 +303,8 @@ MODULE_CATEGORIES = {
     "mod_private": '{ private { getPrivate(user: "ann@localhost", element: "notes", '
                    'nameSpace: "storage:rosternotes") } }',
     "mod_last": '{ last { getLast(user: "ann@localhost") { status } } }',
+    "mod_inbox": 'mutation { inbox { flushUserBin(user: "ann@localhost") } }',
+    "mod_mam": '{ stanza { getLastMessages(caller: "ann@localhost") { limit } } }',
 }
 
 

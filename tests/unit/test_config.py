@@ -1029,8 +1029,20 @@ def test_module_options_accepted() -> None:
     ("text", "expected"),
     [
         (
-            "[modules.mod_inbox]",
-            "modules.mod_inbox: module is not available in this version of Suricate",
+            '[modules.mod_inbox]\nboxes = ["bin"]',
+            "modules.mod_inbox.boxes[0]: 'bin' is a reserved box name (inbox, archive and bin "
+            "always exist; all means every box)",
+        ),
+        (
+            "[modules.mod_inbox]\ndelete_domain_limit = 100",
+            'modules.mod_inbox.delete_domain_limit: batched domain removal is not available in '
+            "this version of Suricate: a domain's inbox rows go in one transaction with it "
+            '(only "infinity")',
+        ),
+        (
+            '[modules.mod_smart_markers]\nbackend = "mnesia"',
+            "modules.mod_smart_markers.backend: backend 'mnesia' is not available in this "
+            "version of Suricate",
         ),
         (
             "[modules.mod_muc_light]\nrooms_per_user = 0",
@@ -1149,7 +1161,7 @@ def test_multiple_problems_are_collected() -> None:
     tls.mode = "foo"
     [auth]
     methods = ["kerberos"]
-    [modules.mod_inbox]
+    [modules.mod_sic]
     """
     found = problems(text, general=False)
     assert set(found) >= {
@@ -1158,7 +1170,7 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, "
         "pki, ldap",
-        "modules.mod_inbox: module is not available in this version of Suricate",
+        "modules.mod_sic: module is not available in this version of Suricate",
     }
 
 

@@ -23,6 +23,7 @@ from suricate.admin.resolvers import (  # noqa: E402 - after Resolver, which the
     account,
     check_auth,
     domain,
+    gdpr,
     metric,
     server,
     session,
@@ -34,6 +35,6 @@ from suricate.admin.resolvers import (  # noqa: E402 - after Resolver, which the
 ADMIN_RESOLVERS = _collect(
     check_auth.RESOLVERS, account.RESOLVERS, domain.RESOLVERS, session.RESOLVERS, stanza.RESOLVERS,
 
-    stat.RESOLVERS, metric.RESOLVERS, server.RESOLVERS,
+    stat.RESOLVERS, metric.RESOLVERS, server.RESOLVERS, gdpr.RESOLVERS,
 )
 USER_RESOLVERS = user.RESOLVERS

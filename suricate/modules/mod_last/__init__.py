@@ -11,7 +11,8 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
+from suricate.jid import JID
 from suricate.modules.mod_last.store import LastStore
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
@@ -47,6 +48,14 @@ class ModLast(Module):
     features = (ns.LAST,)
     store_class = LastStore
     store: LastStore
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        return [
+            PersonalData("last", ("seconds", "status"), await self.store.user_rows(
+                "last_activity", ("seconds", "status"), server, user, None)),
+        ]
 
     def server_uptime(self, iq: IqRequest) -> Element:
         if iq.type != "get":

@@ -36,7 +36,7 @@ from suricate.config.spec import (
 )
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.instrument.events import SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import is_blocked
@@ -269,6 +269,7 @@ class ModMam(Module):
     options = OPTIONS
     store_class = MamStore
     store: MamStore
+    graphql = GraphQLCategory("suricate.modules.mod_mam.graphql")
     xeps = ("0313", "0359", "0059", "0441", "0424", "0425")
     hooks = ((H.REMOVE_USER, "remove_archive", 50),)
     iq_handlers = (("sm", MAM, "iq_mam"),)
@@ -646,6 +647,19 @@ class ModMam(Module):
             self.server.instrument.emit(REMOVE_ARCHIVE,
                                         {"host_type": owner.domain}, {"count": 1})
         return acc
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's one-to-one archive (GDPR retrieval), as MongooseIM's ``mam_pm``."""
+        owner = jid.bare
+        assert owner.local is not None
+        if self.writer is not None:
+            await self.writer.flush_archive(owner.domain, owner.local)
+        rows = await self.store.fetch(
+            "SELECT id, from_jid, message FROM mam_message WHERE server = ? AND username = ?"
+            " ORDER BY id", owner.domain, owner.local)
+        return [PersonalData("mam_pm", ("id", "from", "message", "timestamp"),
+                             [(id_to_text(int(r[0])), str(r[1]), str(r[2]), stamp_of(int(r[0])))
+                              for r in rows])]
 
     # -- IQs -----------------------------------------------------------------------------------
     async def iq_mam(self, iq: IqRequest) -> Element | None:

@@ -22,7 +22,7 @@ from suricate.config.loader import References
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.xml import ns
@@ -82,6 +82,13 @@ class ModOffline(Module):
         self._writers: dict[JID, _Writers] = {}
 
     # -- what is worth storing ----------------------------------------------------------------
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        columns = ("stamp", "from_jid", "to_jid", "packet")
+        return [PersonalData("offline", columns, await self.store.user_rows(
+            "offline_messages", columns, server, user, "id"))]
+
     def worth_storing(self, stanza: Element) -> bool:
         """XEP-0160 §3 for the message types, XEP-0085 ("Server Handling of Notifications")
         for standalone chat states, XEP-0334 §4 for the sender's storage hints."""

@@ -8,7 +8,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.protocol.errors import StanzaError
@@ -31,6 +31,14 @@ class ModPrivate(Module):
     xeps = ("0049",)
     iq_handlers = (("sm", ns.PRIVATE, "private"),)
     sm_features = (ns.PRIVATE,)
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        return [
+            PersonalData("private", ("namespace", "data"), await self.store.user_rows(
+                "private_storage", ("namespace", "data"), server, user, "namespace")),
+        ]
 
     async def private(self, iq: IqRequest) -> Element | None:
         user = iq.to.bare

@@ -34,7 +34,7 @@ from suricate.config.spec import (
 )
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, PersonalData
 from suricate.instrument.events import HISTOGRAM, SPIRAL, EventSpec, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_caps import session_features
@@ -185,6 +185,25 @@ class ModPubsub(Module):
         self.services: dict[str, str] = {}  # service domain -> served domain
         self._ids = itertools.count(1)
         self._ids_prefix = uuid.uuid4().hex[:8] + "-"  # unique across restarts
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's PEP nodes and items, and its subscriptions to any node (GDPR
+        retrieval, ``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        nodes = ("node", "config")
+        items = ("node", "item_id", "publisher", "payload", "published_at")
+        subscriptions = await self.store.fetch(
+            "SELECT server, username, node, subid, state FROM pubsub_subscriptions"
+            " WHERE jid = ? ORDER BY server, username, node", str(jid.bare))
+        return [
+            PersonalData("pep_nodes", nodes, await self.store.user_rows(
+                "pubsub_nodes", nodes, server, user, "node")),
+            PersonalData("pep_items", items, await self.store.user_rows(
+                "pubsub_items", items, server, user, "node, published_at")),
+            PersonalData("pubsub_subscriptions", ("host", "node", "subid", "state"),
+                         [(f"{r[1]}@{r[0]}" if r[1] else str(r[0]), r[2], r[3], r[4])
+                          for r in subscriptions]),
+        ]
 
     async def start(self) -> None:
         if "flat" in self.opts["plugins"]:

@@ -27,7 +27,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Bool, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import GraphQLCategory, Module, SessionSlot
+from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_roster.store import RosterItem, RosterStore
@@ -154,6 +154,18 @@ class ModRoster(Module):
                 del self._locks[user]
 
     # -- what other modules and the admin API read (never the tables themselves) ------------
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        items = ("jid", "name", "subscription", "ask", "ask_message")
+        groups = ("jid", "grp")
+        return [
+            PersonalData("roster", items, await self.store.user_rows(
+                "roster_items", items, server, user, "jid")),
+            PersonalData("roster_groups", groups, await self.store.user_rows(
+                "roster_groups", groups, server, user, "jid, position")),
+        ]
+
     async def get_roster(self, user: JID) -> list[RosterItem]:
         """The account's roster items, sorted by JID."""
         return await self.store.get_roster(user.domain, user.local or "")

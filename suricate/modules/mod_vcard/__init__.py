@@ -19,7 +19,7 @@ from suricate.config.spec import Bool, IntOrInfinity, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.c2s import C2S
 from suricate.core.iq import IqRequest
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_disco import SERVER_NAME
 from suricate.modules.mod_vcard.store import VcardStore
@@ -82,6 +82,14 @@ class ModVcard(Module):
         super().__init__(server, opts)
         # Bare JID -> SHA-1 (hex) of its vCard PHOTO, "" without one; for accounts online.
         self.photos: dict[JID, str] = {}
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        server, user = jid.domain, jid.local or ""
+        return [
+            PersonalData("vcard", ("vcard",), await self.store.user_rows(
+                "vcards", ("vcard",), server, user, None)),
+        ]
 
     async def account_vcard(self, iq: IqRequest) -> Element | None:
         if iq.payload.name != "vCard":

@@ -1,0 +1,573 @@
+"""mod_inbox: MongooseIM's inbox (``erlang-solutions.com:xmpp:inbox:0``, close to XEP-0430).
+
+An account's inbox is one entry per conversation (a peer's bare JID, or a room's with
+``groupchat = ["muc"]``): the last message, its time, the number of unread messages, the box
+it is in and until when it is muted. The message path only records what changed in memory
+(``Change``, merged per entry); the writer turns the changes of a tick (``rdbms``) or of a
+second (``rdbms_async``) into one upsert per entry, in one transaction, off the message path.
+Anything that reads the inbox writes what is pending first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
+from suricate.config.spec import (
+    INVALID,
+    Bool,
+    Context,
+    Int,
+    IntOrInfinity,
+    ListOf,
+    OneOf,
+    Option,
+    Section,
+    Spec,
+    Str,
+)
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import GraphQLCategory, Module, PersonalData
+from suricate.instrument.events import SPIRAL, declare
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_inbox.protocol import (
+    CONVERSATION,
+    INBOX,
+    RESERVED_BOXES,
+    RSM,
+    add_properties,
+    conversation_form,
+    now_micros,
+    parse_properties,
+    parse_query,
+    query_form,
+    stamp,
+)
+from suricate.modules.mod_inbox.store import Change, Entry, InboxStore
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_inbox")
+
+MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+_MARKER_NAMES = ("received", "displayed", "acknowledged")
+
+#: How long the writer gathers changes before writing them: ``rdbms`` writes at once in
+#: MongooseIM, here within 50 ms (the message path cannot wait for the database: it gathers,
+#: and a busy conversation costs one upsert per interval, not one per message);
+#: ``rdbms_async`` gathers for a second, as MongooseIM's async writer does.
+FLUSH_SECONDS = {"rdbms": 0.05, "rdbms_async": 1.0}
+
+UPDATED = declare("mod_inbox_updated", ("host_type",), {"count": SPIRAL},
+                  "Inbox entries written (one per conversation per flush)")
+QUERIED = declare("mod_inbox_queried", ("host_type",), {"count": SPIRAL, "size": SPIRAL},
+                  "Inbox queries and the entries they returned")
+
+
+class _BoxName(Spec):
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        result = Str().normalize(value, path, ctx)
+        if result is INVALID:
+            return result
+        # MongooseIM: inbox, archive and bin always exist; "all" means every box in a query.
+        if result in (*RESERVED_BOXES, "all"):
+            ctx.error(path, f"'{result}' is a reserved box name (inbox, archive and bin always "
+                            "exist; all means every box)")
+            return INVALID
+        return result
+
+    def describe(self) -> str:
+        return "a box name"
+
+
+class _InfinityOnly(Spec):
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        result = IntOrInfinity(min=0).normalize(value, path, ctx)
+        if result is not INVALID and result is not None:
+            ctx.error(path, "batched domain removal is not available in this version of "
+                            "Suricate: a domain's inbox rows go in one transaction with it "
+                            "(only \"infinity\")")
+            return INVALID
+        return result
+
+    def describe(self) -> str:
+        return '"infinity" (batches are not available in this version)'
+
+
+OPTIONS = Section(
+    {
+        "backend": Option(
+            OneOf(["rdbms", "rdbms_async"], UNAVAILABLE_BACKENDS,
+                  "backend '{value}' is not available in this version of Suricate"),
+            "rdbms",
+            "rdbms writes the changes of each 50 ms, rdbms_async of each second (fewer "
+            "writes); a crash loses at most that interval."),
+        "reset_markers": Option(
+            ListOf(OneOf(list(_MARKER_NAMES)), unique=True), ["displayed"],
+            "XEP-0333 markers that, sent by the owner, reset the unread count."),
+        "groupchat": Option(
+            ListOf(OneOf(["muclight", "muc"]), unique=True), ["muclight"],
+            "Group chats that have inbox entries: muc (mod_muc rooms); muclight is accepted "
+            "(6.4's default) but MUC Light rooms do not have entries yet."),
+        "aff_changes": Option(Bool(), True, "MUC Light affiliation changes in the inbox "
+                                            "(MUC Light rooms have no entries yet: no effect)."),
+        "remove_on_kicked": Option(Bool(), True, "Remove the entry of a MUC Light room the "
+                                                 "user left (no effect yet)."),
+        "boxes": Option(ListOf(_BoxName(), unique=True), [],
+                        "Custom boxes besides inbox, archive and bin."),
+        "bin_ttl": Option(Int(min=0, unit="days"), 30,
+                          "Age (of the last message) after which an entry of the bin is "
+                          "removed by the cleaner."),
+        "bin_clean_after": Option(Int(min=0, unit="hours"), 1,
+                                  "How often the bin cleaner runs (0: never)."),
+        "delete_domain_limit": Option(_InfinityOnly(), None, "Rows per batch when a domain is "
+                                                             "removed.",
+                                      default_doc='"infinity"'),
+        "max_result_limit": Option(IntOrInfinity(min=1), None,
+                                   "Largest page of an inbox query; a larger RSM max is capped "
+                                   "(\"infinity\": no cap).", default_doc='"infinity"'),
+        "iqdisc": iqdisc("no_queue"),
+    },
+    doc="MongooseIM's inbox (erlang-solutions.com:xmpp:inbox:0): conversations with their last "
+        "message and unread count.",
+)
+
+
+def _marker(stanza: Element) -> tuple[str, str] | None:
+    """(type, id) of a XEP-0333 marker in the message, if any."""
+    for child in stanza.children:
+        if isinstance(child, Element) and child.xmlns == MARKERS \
+                and child.name in _MARKER_NAMES:
+            return child.name, child.attrs.get("id", "")
+    return None
+
+
+def _has_body(stanza: Element) -> bool:
+    # A loop: cheaper than any() over a generator, on the message path.
+    for child in stanza.children:  # noqa: SIM110
+        if isinstance(child, Element) and child.name == "body":
+            return True
+    return False
+
+
+def _delayed(stanza: Element) -> bool:
+    return any(isinstance(c, Element) and c.name == "delay" and c.xmlns == ns.DELAY
+               for c in stanza.children)
+
+
+def merge(old: Change, new: Change) -> None:
+    """Apply ``new`` (a later change of the same entry) to ``old``, so that writing ``old`` once
+    has the effect of writing both in order."""
+    if new.reset:
+        old.reset, old.reset_if, old.unread = True, None, new.unread
+    elif new.reset_if is not None:
+        if old.content is not None:
+            # The marker names the message now last (reset) or an older one (keep the count).
+            if old.msg_id == new.reset_if:
+                old.reset, old.reset_if, old.unread = True, None, 0
+        elif not old.reset:
+            old.reset_if = new.reset_if  # conditional on the stored last message
+        old.unread += new.unread
+    else:
+        old.unread += new.unread
+    if new.content is not None:
+        old.content, old.msg_id, old.timestamp = new.content, new.msg_id, new.timestamp
+
+
+class InboxWriter:
+    """Changes per entry, merged in memory and written in batches (never two at once, so an
+    entry's changes land in order)."""
+
+    def __init__(self, store: InboxStore, delay: float, spawn: Any,
+                 on_written: Any = None) -> None:
+        self.store, self.delay, self.spawn, self.on_written = store, delay, spawn, on_written
+        self.pending: dict[tuple[str, str, str], Change] = {}
+        self._lock = asyncio.Lock()
+        self._scheduled = False
+
+    def add(self, change: Change) -> None:
+        key = (change.server, change.username, change.remote)
+        old = self.pending.get(key)
+        if old is None:
+            self.pending[key] = change
+            self.schedule()
+        else:
+            merge(old, change)
+
+    def schedule(self) -> None:
+        """Make sure a batch is written within ``delay`` (called when an entry has a first
+        pending change)."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(self.delay, self._kick)
+
+    def _kick(self) -> None:
+        self._scheduled = False
+        if self.pending:
+            self.spawn(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, {}
+            for change in batch.values():
+                if isinstance(change.content, Element):
+                    change.content = change.content.serialize(ns.CLIENT)
+            try:
+                await self.store.apply(list(batch.values()))
+            except Exception:
+                log.exception("inbox_write_failed entries=%d (retried)", len(batch))
+                # Put the batch back before what came meanwhile, and try again later.
+                for key, change in batch.items():
+                    newer = self.pending.get(key)
+                    if newer is not None:
+                        merge(change, newer)
+                    self.pending[key] = change
+                if not self._scheduled:
+                    self._scheduled = True
+                    asyncio.get_running_loop().call_later(max(self.delay, 1.0), self._kick)
+                return
+            if self.on_written is not None:
+                self.on_written(batch)
+
+    def discard(self, server: str, user: str) -> None:
+        for key in [k for k in self.pending if k[0] == server and k[1] == user]:
+            del self.pending[key]
+
+
+class ModInbox(Module):
+    name = "mod_inbox"
+    options = OPTIONS
+    store_class = InboxStore
+    store: InboxStore
+    graphql = GraphQLCategory("suricate.modules.mod_inbox.graphql")
+    xeps = ("0430",)
+    hooks = (
+        # After mod_mam (75) put the sender's stanza-id, before carbons are made (80).
+        (H.USER_SEND_PACKET, "outgoing", 78),
+        # After mod_mam (50) added the recipient's stanza-id.
+        (H.FILTER_LOCAL_PACKET, "incoming", 60),
+        # After mod_mam (40), before mod_offline (50) stores it.
+        (H.OFFLINE_MESSAGE, "incoming_offline", 45),
+        (H.REMOVE_USER, "remove_inbox", 50),
+    )
+    iq_handlers = (("sm", INBOX, "iq_inbox"), ("sm", CONVERSATION, "iq_conversation"))
+    features = (INBOX,)
+
+    def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.reset_markers = frozenset(opts["reset_markers"])
+        self.muc = "muc" in opts["groupchat"]
+        self.boxes: tuple[str, ...] = tuple(opts["boxes"])
+        self.max_limit: int | None = opts["max_result_limit"]
+        self.writer: InboxWriter | None = None
+        #: The groupchat message ids each account sent to each room and whose reflection
+        #: (XEP-0045 §7.4) has not come back: the account's own messages, not unread ones.
+        self._own_groupchat: dict[tuple[JID, JID], list[str]] = {}
+        self._cleaner: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        delay = FLUSH_SECONDS[self.opts["backend"]]
+        self.writer = InboxWriter(self.store, delay, self.server.spawn, self._written)
+        if self.opts["bin_clean_after"] > 0:
+            self._cleaner = asyncio.get_running_loop().create_task(self._clean_bin())
+
+    async def stop(self) -> None:
+        if self._cleaner is not None:
+            self._cleaner.cancel()
+        if self.writer is not None:
+            await self.writer.flush()  # nothing pending is lost on a clean stop
+
+    async def _clean_bin(self) -> None:
+        period = self.opts["bin_clean_after"] * 3600
+        while True:
+            await asyncio.sleep(period)
+            try:
+                removed = await self.store.empty_global_bin(self.bin_bound(None))
+                if removed:
+                    log.info("inbox_bin_cleaned entries=%d", removed)
+            except Exception:
+                log.exception("inbox_bin_clean_failed")
+
+    def bin_bound(self, days: int | None) -> int:
+        """Entries of the bin older than this (microseconds) are removed: ``days`` given, else
+        ``bin_ttl``."""
+        ttl = self.opts["bin_ttl"] if days is None else days
+        return now_micros() - ttl * 86_400_000_000
+
+    def _written(self, batch: Mapping[tuple[str, str, str], Change]) -> None:
+        instrument = self.server.instrument
+        if instrument.enabled:
+            for server, _, _ in batch:
+                instrument.emit(UPDATED, {"host_type": server}, {"count": 1})
+
+    async def flush(self) -> None:
+        if self.writer is not None:
+            await self.writer.flush()
+
+    # -- the message path -------------------------------------------------------------------
+    def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool) -> None:
+        """A message of the conversation: updates the entry's pending change in place (one
+        dict lookup; the change is written by the next batch)."""
+        writer = self.writer
+        assert writer is not None and owner.local is not None
+        key = (owner.domain, owner.local, str(remote))
+        change = writer.pending.get(key)
+        if change is None:
+            change = writer.pending[key] = Change(*key)
+            writer.schedule()
+        # A snapshot of the top level (later hooks add or remove children of the stanza, like
+        # mod_mam's stanza-ids, but do not change the children themselves): serialized when
+        # written, once per conversation per batch however many messages came.
+        change.content = Element(stanza.name, stanza.xmlns, dict(stanza.attrs),
+                                 list(stanza.children))
+        change.msg_id = stanza.attrs.get("id", "")
+        change.timestamp = time.time_ns() // 1000
+        if incoming:
+            change.unread += 1
+        else:
+            # The inbox extension, "Read": a message by oneself reads the conversation.
+            change.reset, change.reset_if, change.unread = True, None, 0
+
+    def _marker_sent(self, owner: JID, remote: JID, msg_id: str) -> None:
+        assert self.writer is not None and owner.local is not None
+        self.writer.add(Change(owner.domain, owner.local, str(remote), reset_if=msg_id))
+
+    def outgoing(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "message":
+            return stanza
+        to_attr = stanza.attrs.get("to")
+        if not to_attr:
+            return stanza
+        try:
+            peer = JID.parse(to_attr).bare
+        except (InvalidJID, ValueError):
+            return stanza
+        owner = c2s.jid.bare
+        if peer == owner:
+            return stanza
+        stype = stanza.attrs.get("type", "normal")
+        if stype == "groupchat":
+            if self.muc and _has_body(stanza):
+                self._message(owner, peer, stanza, False)
+                sent = self._own_groupchat.setdefault((owner, peer), [])
+                sent.append(stanza.attrs.get("id", ""))
+                del sent[:-32]  # a reflection that never came back is forgotten
+            return stanza
+        if stype not in ("chat", "normal"):
+            return stanza
+        if _has_body(stanza):
+            self._message(owner, peer, stanza, False)
+            return stanza
+        marker = _marker(stanza)
+        # XEP-0333 §4: a marker names the message it marks (one without an id marks nothing).
+        if marker is not None and marker[0] in self.reset_markers and marker[1]:
+            # XEP-0333: the owner marked a message; it read the conversation if that message
+            # is the last one of the entry.
+            self._marker_sent(owner, peer, marker[1])
+        return stanza
+
+    def incoming(self, stanza: Element | None, frm: JID, to: JID,
+                 sessions: list[Any]) -> Element | None:
+        if stanza is not None:
+            self._incoming(stanza, frm, to)
+        return stanza
+
+    async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
+        if not stored:
+            self._incoming(stanza, frm, to)
+        return stored
+
+    def _incoming(self, stanza: Element, frm: JID, to: JID) -> None:
+        if stanza.name != "message" or not _has_body(stanza):
+            return
+        owner, remote = to.bare, frm.bare
+        if owner == remote or owner.local is None:
+            return
+        stype = stanza.attrs.get("type", "normal")
+        if stype == "groupchat":
+            if not self.muc or _delayed(stanza):
+                return  # room history sent on join is not news
+            sent = self._own_groupchat.get((owner, remote))
+            msg_id = stanza.attrs.get("id", "")
+            if sent and msg_id in sent:
+                sent.remove(msg_id)
+                if not sent:
+                    del self._own_groupchat[(owner, remote)]
+                return  # the reflection of the account's own message
+            self._message(owner, remote, stanza, True)
+            return
+        if stype in ("chat", "normal"):
+            self._message(owner, remote, stanza, True)
+
+    # -- account removal ---------------------------------------------------------------------
+    async def remove_inbox(self, acc: Any, jid: JID) -> Any:
+        owner = jid.bare
+        assert owner.local is not None
+        if self.writer is not None:
+            async with self.writer._lock:  # a batch being written goes first
+                self.writer.discard(owner.domain, owner.local)
+        await self.store.remove_inbox(owner.domain, owner.local)
+        for key in [k for k in self._own_groupchat if k[0] == owner]:
+            del self._own_groupchat[key]
+        return acc
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        await self.flush()
+        assert jid.local is not None
+        entries = await self.store.all_entries(jid.domain, jid.local)
+        return [PersonalData("inbox", ("jid", "content", "unread_count", "timestamp", "box",
+                                       "muted_until"),
+                             [(e.remote, e.content, e.unread, stamp(e.timestamp), e.box,
+                               stamp(e.muted_until) if e.muted_until else "")
+                              for e in entries])]
+
+    # -- IQs -------------------------------------------------------------------------------------
+    def _owner(self, iq: IqRequest) -> JID:
+        owner = iq.to.bare
+        if iq.frm.bare != owner:
+            raise StanzaError("forbidden", "only the account itself reads its inbox")
+        return owner
+
+    async def iq_inbox(self, iq: IqRequest) -> Element | None:
+        owner = self._owner(iq)
+        name = iq.payload.name
+        if name == "query" and iq.type == "get":
+            return query_form(self.boxes)
+        if name == "inbox" and iq.type == "set":
+            return await self._query(iq, owner)
+        if name == "empty-bin" and iq.type == "set":
+            await self.flush()
+            assert owner.local is not None
+            removed = await self.store.empty_user_bin(owner.domain, owner.local, None)
+            return Element("empty-bin", INBOX, {"num": str(removed)})
+        raise StanzaError("bad-request", "expected an <inbox/> set or a <query/> get")
+
+    async def _query(self, iq: IqRequest, owner: JID) -> Element:
+        assert owner.local is not None
+        q = parse_query(iq.payload, self.boxes)
+        limit = q.max
+        if self.max_limit is not None:
+            limit = self.max_limit if limit is None else min(limit, self.max_limit)
+        await self.flush()
+        entries = await self.store.query(owner.domain, owner.local, q.filters, limit)
+        totals = await self.store.totals(owner.domain, owner.local, q.filters)
+        query_id = q.query_id if q.query_id is not None else iq.stanza.attrs.get("id")
+        now = now_micros()
+        for entry in entries:
+            self.server.router.route(owner, iq.frm, self._result(owner, iq.frm, entry,
+                                                                 query_id, now))
+        fin = Element("fin", INBOX)
+        fin.add("count", INBOX, text=str(totals.count))
+        fin.add("unread-messages", INBOX, text=str(totals.unread_messages))
+        fin.add("active-conversations", INBOX, text=str(totals.active_conversations))
+        if entries:
+            # XEP-0059 §2: where the page starts and ends, to ask for the next with
+            # <before/> or <after/> (the entries' times, in the query's order).
+            rsm = fin.add("set", RSM)
+            rsm.add("first", RSM, text=stamp(entries[0].timestamp))
+            rsm.add("last", RSM, text=stamp(entries[-1].timestamp))
+        if self.server.instrument.enabled:
+            self.server.instrument.emit(QUERIED, {"host_type": owner.domain},
+                                        {"count": 1, "size": len(entries)})
+        return fin
+
+    def _result(self, owner: JID, to: JID, entry: Entry, query_id: str | None,
+                now: int) -> Element:
+        msg = Element("message", ns.CLIENT, {"from": str(owner), "to": str(to),
+                                             "id": secrets.token_hex(8)})
+        attrs = {"unread": str(entry.unread)}
+        if query_id is not None:
+            attrs["queryid"] = query_id
+        result = msg.add("result", INBOX, attrs)
+        result.append(_forwarded(entry))
+        add_properties(result, INBOX, entry, now, read=True)
+        return msg
+
+    async def iq_conversation(self, iq: IqRequest) -> Element | None:
+        owner = self._owner(iq)
+        assert owner.local is not None
+        payload = iq.payload
+        jid_attr = payload.attrs.get("jid")
+        if payload.name == "query" and iq.type == "get" and jid_attr is None:
+            return conversation_form(self.boxes)
+        if payload.name not in ("query", "reset") or jid_attr is None:
+            raise StanzaError("bad-request", "a conversation is named by its jid attribute")
+        try:
+            remote = str(JID.parse(jid_attr).bare)
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a JID: {jid_attr}") from None
+        await self.flush()
+        if payload.name == "reset":  # the deprecated reset: read, nothing else
+            if iq.type != "set":
+                raise StanzaError("bad-request")
+            if not await self.store.set_properties(owner.domain, owner.local, remote,
+                                                   box=None, muted_until=None, read=True):
+                raise StanzaError("item-not-found", f"no conversation with {remote}")
+            return Element("reset", CONVERSATION)
+        if iq.type == "get":
+            entry = await self.store.get(owner.domain, owner.local, remote)
+            if entry is None:
+                raise StanzaError("item-not-found", f"no conversation with {remote}")
+            result = Element("query", CONVERSATION)
+            if payload.attrs.get("complete") in ("true", "1"):
+                result.append(_forwarded(entry))
+            add_properties(result, CONVERSATION, entry, now_micros())
+            return result
+        props = parse_properties(payload, self.boxes)
+        now = now_micros()
+        muted_until = None
+        if props.mute_seconds is not None:
+            muted_until = 0 if props.mute_seconds == 0 else now + props.mute_seconds * 1_000_000
+        if not await self.store.set_properties(owner.domain, owner.local, remote, box=props.box,
+                                               muted_until=muted_until, read=props.read):
+            raise StanzaError("item-not-found", f"no conversation with {remote}")
+        entry = await self.store.get(owner.domain, owner.local, remote)
+        assert entry is not None
+        # The extension's "Setting properties": every resource of the account learns the new
+        # state (one message per resource: the account's bare JID could reach fewer), and the
+        # requester gets the IQ result with it.
+        for session in self.server.sessions.resources(owner):
+            notice = Element("message", ns.CLIENT, {"from": str(owner), "to": str(session.jid),
+                                                    "id": iq.stanza.attrs.get("id", "")})
+            add_properties(notice.add("x", CONVERSATION, {"jid": remote}), CONVERSATION,
+                           entry, now)
+            self.server.router.route(owner, session.jid, notice)
+        result = Element("query", CONVERSATION, {"jid": remote})
+        add_properties(result, CONVERSATION, entry, now)
+        return result
+
+
+def _forwarded(entry: Entry) -> Element:
+    forwarded = Element("forwarded", ns.FORWARD)
+    forwarded.add("delay", ns.DELAY, {"stamp": stamp(entry.timestamp)})
+    try:
+        parsed = parse_fragment(entry.content, ns.CLIENT)
+    except XMLStreamError:
+        parsed = []
+    if parsed:
+        forwarded.append(parsed[0])
+    else:
+        log.error("inbox_content_unreadable remote=%s", entry.remote)
+        forwarded.append(Element("message", ns.CLIENT))
+    return forwarded
+
+
+def inbox_module(server: Any) -> ModInbox | None:
+    module = server.modules.get("mod_inbox")
+    return module if isinstance(module, ModInbox) else None
+
+
+__all__ = ["ModInbox", "inbox_module", "merge"]

@@ -1,0 +1,190 @@
+"""mod_smart_markers: MongooseIM's smart markers (``esl:xmpp:smart-markers:0``).
+
+The latest XEP-0333 chat marker an account sent in each conversation (a peer or a room) and
+thread is kept, so that a client coming back learns where it (and its peers) left off. Markers
+are taken from what local accounts send (``user_send_packet``), gathered in memory per key and
+written in one transaction off the message path; a query writes what is pending first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
+from suricate.config.spec import Bool, OneOf, Option, Section
+from suricate.core import hooks as H
+from suricate.core.iq import IqRequest
+from suricate.core.module import Module, PersonalData
+from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_inbox.protocol import now_micros, stamp
+from suricate.modules.mod_mam.query import parse_stamp
+from suricate.modules.mod_smart_markers.store import Marker, SmartMarkersStore
+from suricate.protocol.errors import StanzaError
+from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.c2s import C2S
+
+log = logging.getLogger("suricate.mod_smart_markers")
+
+SMART_MARKERS = "esl:xmpp:smart-markers:0"
+MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+_TYPES = ("received", "displayed", "acknowledged")
+#: How long the writer gathers markers before writing them: ``rdbms`` writes at once in
+#: MongooseIM, here within 50 ms (the message path cannot wait for the database: it gathers,
+#: and a busy conversation costs one upsert per interval, not one per message);
+#: ``rdbms_async`` gathers for a second, as MongooseIM's async writer does.
+FLUSH_SECONDS = {"rdbms": 0.05, "rdbms_async": 1.0}
+
+OPTIONS = Section(
+    {
+        "backend": Option(
+            OneOf(["rdbms", "rdbms_async"], UNAVAILABLE_BACKENDS,
+                  "backend '{value}' is not available in this version of Suricate"),
+            "rdbms",
+            "rdbms writes the markers of each 50 ms, rdbms_async of each second."),
+        "keep_private": Option(Bool(), False,
+                               "Markers are private to their sender: not routed to the peer, "
+                               "and a query returns one's own markers only."),
+        "iqdisc": iqdisc("no_queue"),
+    },
+    doc="MongooseIM's smart markers (esl:xmpp:smart-markers:0): the latest XEP-0333 marker "
+        "per conversation and thread.",
+)
+
+
+class ModSmartMarkers(Module):
+    name = "mod_smart_markers"
+    options = OPTIONS
+    store_class = SmartMarkersStore
+    store: SmartMarkersStore
+    xeps = ("0333",)
+    # After mod_inbox (78) read the marker (it resets the unread count), before carbons (80).
+    hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50))
+    iq_handlers = (("sm", SMART_MARKERS, "iq_markers"),)
+    features = (SMART_MARKERS,)
+
+    def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
+        super().__init__(server, opts)
+        self.private: bool = opts["keep_private"]
+        self.delay = FLUSH_SECONDS[opts["backend"]]
+        self.pending: dict[tuple[str, str, str, str], Marker] = {}
+        self._lock = asyncio.Lock()
+        self._scheduled = False
+
+    async def stop(self) -> None:
+        await self.flush()
+
+    # -- the message path ---------------------------------------------------------------------
+    def outgoing(self, stanza: Element | None, c2s: C2S) -> Element | None:
+        if stanza is None or stanza.name != "message":
+            return stanza
+        found = None
+        thread = ""
+        for child in stanza.children:
+            if not isinstance(child, Element):
+                continue
+            if child.xmlns == MARKERS and child.name in _TYPES:
+                found = child
+            elif child.name == "thread":
+                thread = child.text
+        if found is None or stanza.attrs.get("type") == "error":
+            return stanza
+        to_attr = stanza.attrs.get("to")
+        msg_id = found.attrs.get("id")
+        if not to_attr or not msg_id:
+            return stanza  # XEP-0333 §4: a marker names the message it marks
+        try:
+            peer = JID.parse(to_attr).bare
+        except (InvalidJID, ValueError):
+            return stanza
+        owner = c2s.jid.bare
+        assert owner.local is not None
+        key = (owner.domain, owner.local, str(peer), thread)
+        self.pending[key] = Marker(*key, found.name, msg_id, now_micros())
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(self.delay, self._kick)
+        if self.private and stanza.find("body") is None:
+            return None  # keep_private: the marker stays with its sender
+        return stanza
+
+    def _kick(self) -> None:
+        self._scheduled = False
+        if self.pending:
+            self.server.spawn(self.flush())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, {}
+            try:
+                await self.store.save(list(batch.values()))
+            except Exception:
+                log.exception("smart_markers_write_failed markers=%d", len(batch))
+                for key, marker in batch.items():
+                    self.pending.setdefault(key, marker)  # a newer marker wins
+                if not self._scheduled:  # retried at the next interval
+                    self._scheduled = True
+                    asyncio.get_running_loop().call_later(max(self.delay, 1.0), self._kick)
+
+    # -- the query ----------------------------------------------------------------------------
+    async def iq_markers(self, iq: IqRequest) -> Element:
+        owner = iq.to.bare
+        if iq.frm.bare != owner:
+            raise StanzaError("forbidden", "only the account itself reads its markers")
+        query = iq.payload
+        if iq.type != "get" or query.name != "query":
+            raise StanzaError("bad-request", "expected a <query/> get")
+        peer_attr = query.attrs.get("peer")
+        if not peer_attr:
+            raise StanzaError("bad-request", "the peer attribute is required")
+        try:
+            peer = JID.parse(peer_attr)
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a JID: {peer_attr}") from None
+        if peer.resource is not None:
+            raise StanzaError("bad-request", "peer must be a bare JID")
+        after_attr = query.attrs.get("after")
+        after = parse_stamp(after_attr) if after_attr else None
+        await self.flush()
+        assert owner.local is not None
+        # A room is on a service of ours (conference.@HOST@, served like a component); a
+        # remote account is not, and only the account's own markers to it are known.
+        room = self.server.components.lookup(peer.domain) is not None
+        markers = await self.store.conversation(
+            owner.domain, owner.local, str(peer), query.attrs.get("thread"), after,
+            room=room, own_only=self.private)
+        result = Element("query", SMART_MARKERS, {"peer": str(peer)})
+        for m in markers:
+            attrs = {"from": f"{m.username}@{m.server}", "id": m.msg_id, "type": m.type,
+                     "timestamp": stamp(m.timestamp)}
+            if m.thread:
+                attrs["thread"] = m.thread
+            result.add("marker", SMART_MARKERS, attrs)
+        return result
+
+    # -- account removal and personal data --------------------------------------------------
+    async def remove_user(self, acc: Any, jid: JID) -> Any:
+        owner = jid.bare
+        assert owner.local is not None
+        async with self._lock:
+            for key in [k for k in self.pending if k[0] == owner.domain and k[1] == owner.local]:
+                del self.pending[key]
+        await self.store.remove_user(owner.domain, owner.local)
+        return acc
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        await self.flush()
+        assert jid.local is not None
+        markers = await self.store.of_user(jid.domain, jid.local)
+        return [PersonalData("smart_markers", ("to_jid", "thread", "type", "msg_id", "timestamp"),
+                             [(m.to_jid, m.thread, m.type, m.msg_id, stamp(m.timestamp))
+                              for m in markers])]
+
+
+__all__ = ["ModSmartMarkers", "SMART_MARKERS"]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from suricate.core.server import Server
+from suricate.jid import JID
+from tests.e2e.harness import MODULES_TOML, running_server
+
+INBOX_TOML = """
+[modules.mod_mam]
+[modules.mod_mam.pm]
+[modules.mod_inbox]
+boxes = ["work"]
+groupchat = ["muc"]
+max_result_limit = 10
+[modules.mod_smart_markers]
+"""
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
+                                 database="postgres", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pgsql", marks=pytest.mark.postgres)])
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
+    """A server with the inbox on SQLite, then on PostgreSQL (its own database; skipped
+    without PostgreSQL, except under CI=true)."""
+    pool = ""
+    name = f"suricate_inbox_{secrets.token_hex(5)}"
+    if request.param == "pgsql":
+        try:
+            await _pg_admin(f'CREATE DATABASE "{name}"')
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        pool = ("[outgoing_pools.rdbms.default]\nworkers = 4\n"
+                "[outgoing_pools.rdbms.default.connection]\ndriver = \"pgsql\"\n"
+                f'host = "127.0.0.1"\ndatabase = "{name}"\nusername = "postgres"\n'
+                'password = ""\n')
+    try:
+        async with running_server(tmp_path, modules=MODULES_TOML + INBOX_TOML,
+                                  pool_toml=pool) as srv:
+            for user in ("alice", "bob", "carol", "dave"):
+                await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+            yield srv
+    finally:
+        if request.param == "pgsql":
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The storage suite's fixtures: every store test runs on SQLite and on PostgreSQL.
+from tests.storage.conftest import backend, make_storage, pg_database, storage  # noqa: E402,F401

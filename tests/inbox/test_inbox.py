@@ -1,0 +1,293 @@
+"""mod_inbox and mod_smart_markers end to end: a real Suricate, real slixmpp clients over
+direct TLS, the inbox protocol sent as raw IQs (slixmpp has no plugin for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.modules.mod_inbox import ModInbox
+from suricate.modules.mod_inbox.store import Change
+from tests.e2e.harness import Client, connect, disconnect
+
+INBOX = "erlang-solutions.com:xmpp:inbox:0"
+CONV = INBOX + "#conversation"
+MARKERS = "urn:xmpp:chat-markers:0"
+SMART = "esl:xmpp:smart-markers:0"
+FORWARD = "urn:xmpp:forward:0"
+
+
+async def login(srv: Server, jid: str) -> Client:
+    client = await connect(srv, jid, "pw", direct_tls=True)
+    client.send_presence()
+    results: asyncio.Queue[Any] = asyncio.Queue()
+    client.register_handler(Callback(
+        "inbox results", MatchXPath(f"{{jabber:client}}message/{{{INBOX}}}result"),
+        lambda msg: results.put_nowait(msg.xml.find(f"{{{INBOX}}}result"))))
+    client.inbox_results = results  # type: ignore[attr-defined]
+    return client
+
+
+async def iq(client: Client, payload: str, type_: str = "set") -> ET.Element:
+    stanza = client.make_iq_set() if type_ == "set" else client.make_iq_get()
+    stanza.xml.append(ET.fromstring(payload))
+    result = await stanza.send(timeout=5)
+    return result.xml
+
+
+async def error_of(client: Client, payload: str, type_: str = "set", to: str | None = None
+                   ) -> str:
+    stanza = client.make_iq_set() if type_ == "set" else client.make_iq_get()
+    if to is not None:
+        stanza["to"] = to
+    stanza.xml.append(ET.fromstring(payload))
+    with pytest.raises(IqError) as err:
+        await stanza.send(timeout=5)
+    return str(err.value.iq["error"]["condition"])
+
+
+def form(**fields: str) -> str:
+    xml = "".join(f"<field var='{k}'><value>{v}</value></field>" for k, v in fields.items())
+    return (f"<x xmlns='jabber:x:data' type='submit'><field type='hidden' var='FORM_TYPE'>"
+            f"<value>{INBOX}</value></field>{xml}</x>")
+
+
+async def inbox(client: Client, rsm: str = "", **fields: str) -> tuple[list[dict[str, Any]],
+                                                                       dict[str, Any]]:
+    """The client's inbox: one dict per <result/> (in the order received) and the fin."""
+    body = (form(**fields) if fields else "") + rsm
+    fin = await iq(client, f"<inbox xmlns='{INBOX}' queryid='q1'>{body}</inbox>")
+    queue: asyncio.Queue[Any] = client.inbox_results  # type: ignore[attr-defined]
+    entries = []
+    while not queue.empty():
+        r = queue.get_nowait()
+        msg = r.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
+        entries.append({"jid": JID.parse(msg.get("to")).bare if msg.get("from", "").startswith(
+            str(client.boundjid.bare)) else JID.parse(msg.get("from")).bare,
+            "unread": int(r.get("unread")), "queryid": r.get("queryid"),
+            "body": msg.findtext("{jabber:client}body"), "box": r.findtext(f"{{{INBOX}}}box"),
+            "mute": r.findtext(f"{{{INBOX}}}mute")})
+    done = fin.find(f"{{{INBOX}}}fin")
+    totals = {k: int(done.findtext(f"{{{INBOX}}}{k}")) for k in
+              ("count", "unread-messages", "active-conversations")}
+    rsm_set = done.find("{http://jabber.org/protocol/rsm}set")
+    if rsm_set is not None:
+        totals["last"] = rsm_set.findtext("{http://jabber.org/protocol/rsm}last")
+    return entries, totals
+
+
+def summary(entries: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(str(e["jid"]), e["unread"]) for e in entries]
+
+
+async def chat(sender: Client, to: str, body: str, msg_id: str) -> None:
+    msg = sender.make_message(mto=to, mbody=body, mtype="chat")
+    msg["id"] = msg_id
+    msg.send()
+
+
+async def test_inbox_counts_markers_and_properties(server: Server) -> None:
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    carol = await login(server, "carol@localhost/c")
+    for i in range(3):
+        await chat(alice, "bob@localhost", f"a{i}", f"a{i}")
+    for _ in range(3):
+        await bob.next_message()
+    await chat(carol, "bob@localhost", "c0", "c0")
+    await bob.next_message()
+    entries, totals = await inbox(bob)
+    # Newest first: carol's message came last.
+    assert summary(entries) == [("carol@localhost", 1), ("alice@localhost", 3)]
+    assert [e["body"] for e in entries] == ["c0", "a2"]
+    assert {e["queryid"] for e in entries} == {"q1"} and entries[0]["box"] == "inbox"
+    assert totals == {"count": 2, "unread-messages": 4, "active-conversations": 2,
+                      "last": totals["last"]}
+    # XEP-0333: bob displays an older message of alice's (nothing), then the last one.
+    for marked in ("a0", "a2"):
+        marker = bob.make_message(mto="alice@localhost/a", mtype="chat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
+        marker.send()
+        entries, _ = await inbox(bob)
+        assert dict(summary(entries))["alice@localhost"] == (3 if marked == "a0" else 0)
+    # bob answers carol: read for bob, one unread for carol; alice sees her own message read.
+    await chat(bob, "carol@localhost", "hi carol", "b0")
+    await carol.next_message()
+    entries, totals = await inbox(bob, hidden_read="true")
+    assert entries == [] and totals["count"] == 0
+    entries, _ = await inbox(carol)
+    assert summary(entries) == [("bob@localhost", 1)]
+    entries, _ = await inbox(alice, order="asc")
+    assert summary(entries) == [("bob@localhost", 0)] and entries[0]["body"] == "a2"
+
+    # Conversation properties (#conversation): archive, mute, read, custom box.
+    conv = f"<query xmlns='{CONV}' jid='alice@localhost'>"
+    result = await iq(bob, conv + "<box>archive</box></query>")
+    q = result.find(f"{{{CONV}}}query")
+    assert q.findtext(f"{{{CONV}}}box") == "archive" and q.findtext(f"{{{CONV}}}archive") == "true"
+    entries, _ = await inbox(bob, box="inbox")
+    assert summary(entries) == [("carol@localhost", 0)]
+    entries, _ = await inbox(bob, archive="true")
+    assert summary(entries) == [("alice@localhost", 0)]
+    result = await iq(bob, conv + "<mute>3600</mute><read>false</read></query>")
+    q = result.find(f"{{{CONV}}}query")
+    assert q.findtext(f"{{{CONV}}}mute", "0") != "0" and q.findtext(f"{{{CONV}}}read") == "false"
+    props = (await iq(bob, f"<query xmlns='{CONV}' jid='alice@localhost' complete='true'/>",
+                      "get")).find(f"{{{CONV}}}query")
+    assert props.find(f"{{{FORWARD}}}forwarded") is not None
+    assert props.findtext(f"{{{CONV}}}read") == "false"
+    await iq(bob, conv + "<box>work</box><mute>0</mute></query>")
+    entries, _ = await inbox(bob, box="work")
+    assert summary(entries) == [("alice@localhost", 1)] and entries[0]["mute"] == "0"
+    # Into the bin; a new message brings it back to the inbox; empty-bin empties it.
+    await iq(bob, conv + "<box>bin</box></query>")
+    entries, _ = await inbox(bob)
+    assert summary(entries) == [("carol@localhost", 0)]  # "all" leaves the bin out
+    await chat(alice, "bob@localhost", "back", "a3")
+    await bob.next_message()
+    entries, _ = await inbox(bob, box="inbox")
+    assert summary(entries) == [("alice@localhost", 2), ("carol@localhost", 0)]
+    await iq(bob, f"<query xmlns='{CONV}' jid='carol@localhost'><box>bin</box></query>")
+    emptied = await iq(bob, f"<empty-bin xmlns='{INBOX}'/>")
+    assert emptied.find(f"{{{INBOX}}}empty-bin").get("num") == "1"
+
+    # Smart markers: bob's displayed marker to alice, seen by both.
+    for client in (alice, bob):
+        peer = "bob@localhost" if client is alice else "alice@localhost"
+        answer = await iq(client, f"<query xmlns='{SMART}' peer='{peer}'/>", "get")
+        markers = answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker")
+        assert [(m.get("from"), m.get("id"), m.get("type")) for m in markers] == [
+            ("bob@localhost", "a2", "displayed")]
+    await disconnect(alice, bob, carol)
+
+
+async def test_bad_input_paging_and_offline(server: Server) -> None:
+    alice = await login(server, "alice@localhost/a")
+    module = server.modules["mod_inbox"]
+    assert isinstance(module, ModInbox)
+    # Twelve conversations written as the message path would: max_result_limit (10) caps.
+    module.writer.pending.clear()  # type: ignore[union-attr]
+    await module.store.apply([Change("localhost", "alice", f"p{i}@remote.example",
+                                     f"<message from='p{i}@remote.example' id='m{i}'>"
+                                     f"<body>{i}</body></message>", f"m{i}", 1000 + i,
+                                     unread=1) for i in range(12)])
+    entries, totals = await inbox(alice, rsm="<set xmlns='http://jabber.org/protocol/rsm'>"
+                                             "<max>100</max></set>")
+    assert len(entries) == 10 and totals["count"] == 12 and totals["unread-messages"] == 12
+    # XEP-0059 paging with the fin's <last/>: no gap, no duplicate.
+    seen: list[str] = []
+    after = ""
+    while True:
+        entries, totals = await inbox(
+            alice, rsm=f"<set xmlns='http://jabber.org/protocol/rsm'><max>5</max>{after}</set>")
+        if not entries:
+            break
+        seen += [str(e["jid"]) for e in entries]
+        after = f"<after>{totals['last']}</after>"
+    assert seen == [f"p{i}@remote.example" for i in range(11, -1, -1)]
+    # Bad input: each a stanza error, nothing changed.
+    for bad in (form(start="yesterday"), form(colour="red"), form(box="nowhere"),
+                form(order="sideways"), "<set xmlns='http://jabber.org/protocol/rsm'>"
+                                         "<max>-1</max></set>", "<bogus/>"):
+        assert await error_of(alice, f"<inbox xmlns='{INBOX}'>{bad}</inbox>") == "bad-request"
+    conv = f"<query xmlns='{CONV}' jid='p1@remote.example'>"
+    assert await error_of(alice, conv + "<box>nowhere</box></query>") == "bad-request"
+    assert await error_of(alice, conv + "<mute>-5</mute></query>") == "bad-request"
+    assert await error_of(alice, f"<query xmlns='{CONV}' jid='nobody@localhost'>"
+                                 "<read>true</read></query>") == "item-not-found"
+    assert await error_of(alice, f"<inbox xmlns='{INBOX}'/>", to="bob@localhost") == "forbidden"
+    entries, totals = await inbox(alice)
+    assert totals["count"] == 12 and all(e["box"] == "inbox" for e in entries)
+    # The form a client asks for first.
+    got = await iq(alice, f"<query xmlns='{INBOX}'/>", "get")
+    fields = {f.get("var") for f in got.iter("{jabber:x:data}field")}
+    assert {"start", "end", "order", "hidden_read", "box", "archive"} <= fields
+
+    # An offline recipient: its entry is there when it comes online.
+    await chat(alice, "dave@localhost", "while you were away", "off1")
+    dave = await login(server, "dave@localhost/d")
+    entries, _ = await inbox(dave)
+    assert summary(entries) == [("alice@localhost", 1)]
+    # Removing the account removes its inbox and markers (user_tables and the hook).
+    marker = dave.make_message(mto="alice@localhost", mtype="chat")
+    marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='off1'/>"))
+    marker.send()
+    entries, _ = await inbox(dave)  # the marker was handled before this query
+    assert summary(entries) == [("alice@localhost", 0)]
+    await disconnect(dave)
+    await server.auth.remove(JID.parse("dave@localhost"))
+    assert await module.store.all_entries("localhost", "dave") == []
+    markers = server.modules["mod_smart_markers"]
+    assert await markers.store.of_user("localhost", "dave") == []  # type: ignore[attr-defined]
+    await disconnect(alice)
+
+
+async def test_groupchat_muc(tmp_path: Any) -> None:
+    from slixmpp import JID as SJID
+
+    from tests.e2e.harness import running_server
+    from tests.inbox.conftest import INBOX_TOML
+    from tests.muc.conftest import create_instant, muc_toml, next_groupchat
+
+    async with running_server(tmp_path, modules=muc_toml() + INBOX_TOML) as srv:
+        clients = []
+        for name in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{name}@localhost"), "pw")
+            client = await connect(srv, f"{name}@localhost/r", "pw", direct_tls=True,
+                                   plugins=("xep_0030", "xep_0004", "xep_0045"))
+            client.send_presence()
+            clients.append(client)
+        alice, bob = clients
+        room = "room@conference.localhost"
+        await create_instant(alice, room, "al")
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(room), "bo", timeout=5)
+        for i in range(2):
+            msg = alice.make_message(mto=room, mbody=f"g{i}", mtype="groupchat")
+            msg["id"] = f"g{i}"
+            msg.send()
+            await next_groupchat(bob)
+            await next_groupchat(alice)
+        for client, unread in ((alice, 0), (bob, 2)):
+            results: asyncio.Queue[Any] = asyncio.Queue()
+            client.register_handler(Callback(
+                "inbox results", MatchXPath(f"{{jabber:client}}message/{{{INBOX}}}result"),
+                lambda m, q=results: q.put_nowait(m.xml.find(f"{{{INBOX}}}result"))))
+            client.inbox_results = results  # type: ignore[attr-defined]
+            entries, _ = await inbox(client)
+            assert [(e["unread"], e["body"]) for e in entries] == [(unread, "g1")], client
+        await disconnect(alice, bob)
+
+
+async def test_private_markers(tmp_path: Any) -> None:
+    from tests.e2e.harness import MODULES_TOML, running_server
+
+    modules = MODULES_TOML + "\n[modules.mod_smart_markers]\nkeep_private = true\n"
+    async with running_server(tmp_path, modules=modules) as srv:
+        for name in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{name}@localhost"), "pw")
+        alice = await login(srv, "alice@localhost/a")
+        bob = await login(srv, "bob@localhost/b")
+        marker = alice.make_message(mto="bob@localhost", mtype="chat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='x1'/>"))
+        marker.xml.append(ET.fromstring("<thread>t1</thread>"))
+        marker.send()
+        await chat(alice, "bob@localhost", "after the marker", "m1")
+        # keep_private: the marker stays with alice; the next message is what bob gets.
+        assert (await bob.next_message())["body"] == "after the marker"
+        answer = await iq(alice, f"<query xmlns='{SMART}' peer='bob@localhost' thread='t1'/>",
+                          "get")
+        markers = answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker")
+        assert [(m.get("from"), m.get("id"), m.get("thread")) for m in markers] == [
+            ("alice@localhost", "x1", "t1")]
+        answer = await iq(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>", "get")
+        assert answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker") == []
+        assert await error_of(bob, f"<query xmlns='{SMART}'/>", "get") == "bad-request"
+        await disconnect(alice, bob)

@@ -1,0 +1,107 @@
+"""mod_inbox's and mod_smart_markers' stores, on SQLite and PostgreSQL (tests/storage
+fixtures): the merged upsert of the message path, filters, pages, properties, the bin."""
+
+from __future__ import annotations
+
+from suricate.core.module import open_module_store
+from suricate.modules.mod_inbox import merge
+from suricate.modules.mod_inbox.store import Change, Filters, InboxStore
+from suricate.modules.mod_smart_markers.store import Marker, SmartMarkersStore
+from suricate.storage.sql import SqlStorage
+
+S = "example.com"
+
+
+def incoming(peer: str, msg_id: str, ts: int) -> Change:
+    return Change(S, "alice", peer, f"<message id='{msg_id}'><body>{msg_id}</body></message>",
+                  msg_id, ts, unread=1)
+
+
+async def inbox_store(storage: SqlStorage) -> InboxStore:
+    store = await open_module_store(storage, "mod_inbox", InboxStore)
+    assert isinstance(store, InboxStore)
+    return store
+
+
+async def test_upserts_counts_and_markers(storage: SqlStorage) -> None:
+    store = await inbox_store(storage)
+    await store.apply([incoming("bob@x", "b1", 10), incoming("carol@x", "c1", 20)])
+    await store.apply([incoming("bob@x", "b2", 30)])
+    bob = await store.get(S, "alice", "bob@x")
+    assert bob is not None and (bob.unread, bob.msg_id, bob.timestamp) == (2, "b2", 30)
+    # A marker for an older message leaves the count; one for the last message resets it.
+    await store.apply([Change(S, "alice", "bob@x", reset_if="b1")])
+    assert (await store.get(S, "alice", "bob@x")).unread == 2  # type: ignore[union-attr]
+    await store.apply([Change(S, "alice", "bob@x", reset_if="b2")])
+    assert (await store.get(S, "alice", "bob@x")).unread == 0  # type: ignore[union-attr]
+    # A marker for a conversation that does not exist creates nothing.
+    await store.apply([Change(S, "alice", "zed@x", reset_if="z")])
+    assert await store.get(S, "alice", "zed@x") is None
+    # An own message resets the count, then the reply counts again, merged in one write.
+    change = Change(S, "alice", "carol@x", "<message/>", "c2", 40, reset=True)
+    merge(change, incoming("carol@x", "c3", 50))
+    await store.apply([change])
+    carol = await store.get(S, "alice", "carol@x")
+    assert carol is not None and (carol.unread, carol.msg_id) == (1, "c3")
+    totals = await store.totals(S, "alice", Filters())
+    assert (totals.count, totals.unread_messages, totals.active_conversations) == (2, 1, 1)
+
+
+async def test_filters_pages_boxes_and_bin(storage: SqlStorage) -> None:
+    store = await inbox_store(storage)
+    await store.apply([incoming(f"p{i}@x", f"m{i}", 100 + i) for i in range(6)])
+    desc = await store.query(S, "alice", Filters(), None)
+    assert [e.remote for e in desc] == [f"p{i}@x" for i in range(5, -1, -1)]
+    page1 = await store.query(S, "alice", Filters(), 2)
+    page2 = await store.query(S, "alice", Filters(after=page1[-1].timestamp), 2)
+    assert [e.remote for e in page2] == ["p3@x", "p2@x"]
+    back = await store.query(S, "alice", Filters(before=page2[0].timestamp), 2)
+    assert [e.remote for e in back] == [e.remote for e in page1]
+    asc = await store.query(S, "alice", Filters(order_desc=False, start=102, end=104), None)
+    assert [e.remote for e in asc] == ["p2@x", "p3@x", "p4@x"]
+    assert await store.set_properties(S, "alice", "p0@x", box="archive", muted_until=None,
+                                      read=True)
+    assert not await store.set_properties(S, "alice", "nobody@x", box="archive",
+                                          muted_until=None, read=None)
+    assert [e.remote for e in await store.query(S, "alice", Filters(box="archive"), None)] \
+        == ["p0@x"]
+    unread = await store.query(S, "alice", Filters(hidden_read=True), None)
+    assert "p0@x" not in [e.remote for e in unread] and len(unread) == 5
+    # read=false makes a read conversation unread (1), and leaves an unread one as it is.
+    await store.set_properties(S, "alice", "p0@x", box=None, muted_until=None, read=False)
+    await store.set_properties(S, "alice", "p1@x", box=None, muted_until=None, read=False)
+    assert (await store.get(S, "alice", "p0@x")).unread == 1  # type: ignore[union-attr]
+    # The bin: out of "all", emptied by age; a new message brings an entry back.
+    for peer in ("p1@x", "p2@x"):
+        await store.set_properties(S, "alice", peer, box="bin", muted_until=None, read=None)
+    assert len(await store.query(S, "alice", Filters(), None)) == 4
+    await store.apply([incoming("p2@x", "again", 200)])
+    assert (await store.get(S, "alice", "p2@x")).box == "inbox"  # type: ignore[union-attr]
+    assert await store.empty_user_bin(S, "alice", 101) == 0  # p1's entry is at 101
+    assert await store.empty_user_bin(S, "alice", None) == 1
+    await store.remove_inbox(S, "alice")
+    assert await store.query(S, "alice", Filters(), None) == []
+
+
+async def test_smart_markers(storage: SqlStorage) -> None:
+    store = await open_module_store(storage, "mod_smart_markers", SmartMarkersStore)
+    assert isinstance(store, SmartMarkersStore)
+    await store.save([Marker(S, "alice", f"bob@{S}", "", "received", "m1", 10)])
+    await store.save([Marker(S, "alice", f"bob@{S}", "", "displayed", "m2", 20),
+                      Marker(S, "alice", f"bob@{S}", "t1", "displayed", "m0", 15),
+                      Marker(S, "bob", f"alice@{S}", "", "displayed", "m3", 30),
+                      Marker(S, "carol", "room@muc.x", "", "displayed", "r1", 40),
+                      Marker(S, "alice", "room@muc.x", "", "displayed", "r2", 50)])
+    found = await store.conversation(S, "alice", f"bob@{S}", "", None, room=False,
+                                     own_only=False)
+    assert [(m.username, m.type, m.msg_id) for m in found] == [
+        ("alice", "displayed", "m2"), ("bob", "displayed", "m3")]
+    found = await store.conversation(S, "alice", f"bob@{S}", None, 16, room=False,
+                                     own_only=True)
+    assert [m.msg_id for m in found] == ["m2"]
+    room = await store.conversation(S, "alice", "room@muc.x", None, None, room=True,
+                                    own_only=False)
+    assert [m.username for m in room] == ["carol", "alice"]
+    await store.remove_user(S, "alice")
+    assert await store.of_user(S, "alice") == []
+    assert len(await store.of_user(S, "bob")) == 1
