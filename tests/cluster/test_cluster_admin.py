@@ -186,6 +186,12 @@ async def _scenario(nodes: list[Node]) -> None:
                 break
         assert items[next(j for j in items if str(j) == "bob@localhost")][
             "subscription"] == "from"
+        # Node B's roster cache caught up too: its broadcast now includes bob (RFC 6121 §4.4)
+        laptop.send_presence(pstatus="on node B")
+        while True:
+            pres = await bob.next_presence()
+            if str(pres["from"]) == "alice@localhost/laptop" and pres["status"] == "on node B":
+                break
 
         # -- kicks through the owning node ----------------------------------------------
         kicked = await _admin(a, KICK_ONE, u="alice@localhost/laptop")
