@@ -46,6 +46,11 @@ path = "/api/graphql"
 schema_endpoint = "admin"
 username = "admin"
 password = "s3cret"
+
+[[listen.http.handlers.mongoose_graphql_handler]]
+host = "_"
+path = "/api/graphql/user"
+schema_endpoint = "user"
 """
 
 
@@ -79,10 +84,10 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> Iterator[l
             stop_node(node)
 
 
-def _http(node: Node, path: str, body: bytes | None = None) -> bytes:
+def _http(node: Node, path: str, body: bytes | None = None, auth: str = ADMIN) -> bytes:
     request = urllib.request.Request(
         f"http://127.0.0.1:{node.extra['http']}{path}", data=body,
-        headers={"content-type": "application/json", "authorization": f"Basic {ADMIN}"})
+        headers={"content-type": "application/json", "authorization": f"Basic {auth}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return bytes(response.read())
 
@@ -143,6 +148,12 @@ async def _scenario(nodes: list[Node]) -> None:
             # asked of the node holding it
             assert session["connection"] == "c2s_tls" and session["ip"] == "127.0.0.1"
             assert session["port"] > 0 and session["uptime"] >= 0
+        # alice's own user endpoint, on node C where she has no session
+        body = json.dumps({"query": "{ session { listResources countResources } }"}).encode()
+        mine = json.loads(await asyncio.to_thread(
+            _http, c, "/api/graphql/user", body, base64.b64encode(b"alice@localhost:pw").decode()))
+        assert mine == {"data": {"session": {"listResources": ["laptop", "phone"],
+                                             "countResources": 2}}}, mine
         user = (await _admin(c, USER, u="alice@localhost"))["session"]
         assert user["countUserResources"] == 2 and user["second"] == "phone"
         assert [s["node"] for s in user["listUserSessions"]] == [b.name, a.name]

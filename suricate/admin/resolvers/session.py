@@ -60,7 +60,8 @@ def user_sessions(ctx: Context, user: Any) -> list[C2S]:
     return sorted(found, key=lambda s: s.jid.resource or "")
 
 
-async def _user_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
+async def user_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
+    """The account's sessions as GraphQL ``Session``s, on every node of a cluster."""
     backend = ctx.server.cluster.backend
     if backend is not None:
         return await backend.user_sessions(parse_jid(user).bare)
@@ -68,15 +69,15 @@ async def _user_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
 
 
 async def list_user_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return await _user_infos(ctx, a["user"])
+    return await user_infos(ctx, a["user"])
 
 
 async def count_user_resources(ctx: Context, a: dict[str, Any]) -> int:
-    return len(await _user_infos(ctx, a["user"]))
+    return len(await user_infos(ctx, a["user"]))
 
 
 async def get_user_resource(ctx: Context, a: dict[str, Any]) -> str:
-    sessions = await _user_infos(ctx, a["user"])
+    sessions = await user_infos(ctx, a["user"])
     number = a.get("number") or 1
     if not 1 <= number <= len(sessions):
         raise fail(f"wrong resource number {number}: the user has {len(sessions)} sessions",
@@ -100,7 +101,8 @@ async def count_users_with_status(ctx: Context, a: dict[str, Any]) -> int:
     return len(await list_users_with_status(ctx, a))
 
 
-async def _kick(ctx: Context, jid: JID, reason: str) -> bool:
+async def kick(ctx: Context, jid: JID, reason: str) -> bool:
+    """End the session ``jid``, on whichever node of a cluster holds it."""
     backend = ctx.server.cluster.backend
     if backend is not None:
         return await backend.kick(jid, reason)
@@ -109,7 +111,7 @@ async def _kick(ctx: Context, jid: JID, reason: str) -> bool:
 
 async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
-    if not await _kick(ctx, jid, a.get("reason") or "kicked by the administrator"):
+    if not await kick(ctx, jid, a.get("reason") or "kicked by the administrator"):
         raise fail(f"no session {jid}", "no_session")
     return {"jid": str(jid), "message": "Session kicked"}
 
@@ -118,9 +120,9 @@ async def kick_user(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     bare = parse_jid(a["user"], bare=True)
     reason = a.get("reason") or "kicked by the administrator"
     kicked = []
-    for info in await _user_infos(ctx, bare):
+    for info in await user_infos(ctx, bare):
         jid = JID.parse(info["user"])
-        if await _kick(ctx, jid, reason):
+        if await kick(ctx, jid, reason):
             kicked.append({"jid": str(jid), "message": "Session kicked"})
     return kicked
 
