@@ -106,6 +106,7 @@ USER = """query($u: JID!) { session { listUserSessions(user: $u) { user node pri
 LIST = """query($u: JID!) { session { listUserSessions(user: $u) { priority } } }"""
 KICK_ONE = """mutation($u: JID!) { session { kickUserSession(user: $u) { jid message } } }"""
 KICK_ALL = """mutation($u: JID!) { session { kickUser(user: $u) { jid } } }"""
+BAN = """mutation($u: JID!) { account { banUser(user: $u, reason: "x") { message } } }"""
 PRESENCE = """mutation($u: JID!) { session { setPresence(user: $u, type: AVAILABLE, show: DND,
               priority: 7) { message } } }"""
 SEND = """mutation($f: JID!, $t: JID!) { stanza { sendMessage(from: $f, to: $t, body: "hi") {
@@ -212,6 +213,10 @@ async def _scenario(nodes: list[Node]) -> None:
         assert gone == [{"jid": "bob@localhost/desk"}]
         await eventually(lambda: set(_sync_rows(nodes)) == {"alice@localhost/phone"})
         assert (await _admin(c, SESSIONS))["session"]["countSessions"] == 1
+        # banning alice on node C ends her session on node A
+        banned = (await _admin(c, BAN, u="alice@localhost"))["account"]["banUser"]
+        assert "(1 sessions ended)" in banned["message"], banned
+        await eventually(lambda: _sync_rows(nodes) == {})
 
         # -- each node's metrics endpoint names its node ----------------------------------
         for node in nodes:

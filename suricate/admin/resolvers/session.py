@@ -109,6 +109,16 @@ async def kick(ctx: Context, jid: JID, reason: str) -> bool:
     return ctx.server.kick_session(jid, reason)
 
 
+async def kick_everywhere(ctx: Context, bare: JID, reason: str) -> int:
+    """End every session of the account, on every node of a cluster; how many ended."""
+    if ctx.server.cluster.backend is None:
+        return ctx.server.kick_user(bare, reason)
+    ended = 0
+    for info in await user_infos(ctx, bare):
+        ended += await kick(ctx, JID.parse(info["user"]), reason)
+    return ended
+
+
 async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
     if not await kick(ctx, jid, a.get("reason") or "kicked by the administrator"):

@@ -16,7 +16,7 @@ async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 async def unregister(ctx: Context, a: dict[str, Any]) -> str:
     me = _me(ctx)
-    ctx.server.kick_user(me, "account removed")
+    await session.kick_everywhere(ctx, me, "account removed")
     await ctx.server.auth.remove(me)
     return "Your account has been removed"
 
