@@ -132,6 +132,9 @@ async def _scenario(nodes: list[Node]) -> None:
     bob = await connect(c, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
     try:
         for client in (phone, laptop, bob):
+            # Subscription requests wait for the test's answer (slixmpp answers by default).
+            client.auto_authorize = None
+            client.auto_subscribe = False
             client.send_presence()
             await client.get_roster()
         await phone.plugin["xep_0280"].enable()
