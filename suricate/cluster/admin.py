@@ -27,7 +27,11 @@ import marshal
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from suricate.admin.resolvers.session import apply_presence, session_info
+from suricate.admin.resolvers.session import (
+    apply_presence,
+    session_info,
+    users_with_status_here,
+)
 from suricate.cluster import wire
 from suricate.cluster.redis_sm import Row, _parse, _text
 from suricate.core.c2s import C2S
@@ -170,6 +174,23 @@ class ClusterAdmin:
                 found[full] = session_info(session, self.node)
         return found
 
+    async def users_with_status(self, domain: str | None, status: str) -> list[dict[str, Any]]:
+        """Asked of every listed node: the presence show lives with the session only."""
+        nodes = await self.store.nodes()
+
+        async def of(node: str) -> list[dict[str, Any]]:
+            if node == self.node:
+                return users_with_status_here(self.server, domain, status)
+            try:
+                found: list[dict[str, Any]] = await self._ask(node, "status", domain, status)
+                return found
+            except (NodeGone, TimeoutError):
+                log.warning("cluster_admin_no_answer node=%s op=status", node)
+                return []
+
+        answers = await asyncio.gather(*(of(node) for node in sorted(nodes)))
+        return sorted((i for answer in answers for i in answer), key=lambda i: str(i["user"]))
+
     # -- acting through the owning node -----------------------------------------------
     async def _owner(self, full: JID) -> str | None:
         if self.server.sessions.local(full) is not None:
@@ -265,6 +286,8 @@ class ClusterAdmin:
         result: Any = None
         if op == "details":
             result = self._local_details(args[0])
+        elif op == "status":
+            result = users_with_status_here(self.server, args[0], args[1])
         elif op == "kick":
             result = self.server.kick_session(JID.parse(args[0]), args[1])
         elif op == "presence":

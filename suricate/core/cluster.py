@@ -41,6 +41,9 @@ class ClusterBackend(Protocol):
     async def user_sessions(self, bare: JID) -> list[dict[str, Any]]:
         """The account's sessions on every node, sorted by resource."""
 
+    async def users_with_status(self, domain: str | None, status: str) -> list[dict[str, Any]]:
+        """Sessions of every node whose presence show is ``status`` (``UserStatus``)."""
+
     async def kick(self, full: JID, reason: str) -> bool:
         """End the session ``full`` on whichever node holds it; whether there was one."""
 

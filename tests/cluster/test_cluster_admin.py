@@ -170,6 +170,13 @@ async def _scenario(nodes: list[Node]) -> None:
             return bool(got[0]["priority"] == 7)
         await eventually(bob_priority)
 
+        # the presence show is asked of each node: bob's dnd on C, seen from A
+        dnd = """query { session { listUsersWithStatus(status: "dnd") { user priority }
+                 countUsersWithStatus(status: "dnd") } }"""
+        assert (await _admin(a, dnd))["session"] == {
+            "listUsersWithStatus": [{"user": "bob@localhost/desk", "priority": 7}],
+            "countUsersWithStatus": 1}
+
         # stanza.sendMessage on node A to bob on node C
         await _admin(a, SEND, f="alice@localhost", t="bob@localhost/desk")
         assert (await _next_body(bob)) == "hi"

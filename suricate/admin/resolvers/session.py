@@ -92,9 +92,22 @@ def _show(session: C2S) -> str:
 
 async def list_users_with_status(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     status = str(a["status"]).lower()
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        # The presence show is not in Redis: every node answers for its own sessions.
+        return await backend.users_with_status(_domain_arg(ctx, a), status)
+    return users_with_status_here(ctx.server, _domain_arg(ctx, a), status)
+
+
+def users_with_status_here(server: Server, domain: str | None,
+                           status: str) -> list[dict[str, Any]]:
+    """This node's sessions whose presence show is ``status`` (GraphQL ``UserStatus``)."""
+    sessions = sorted((s for s in server.sessions if isinstance(s, C2S)
+                       and (domain is None or s.jid.domain == domain)),
+                      key=lambda s: str(s.jid))
     return [{"user": str(s.jid), "priority": s.priority,
              "text": s.presence.find_text("status", ns.CLIENT) if s.presence else None}
-            for s in _sessions(ctx, _domain_arg(ctx, a)) if _show(s) == status]
+            for s in sessions if _show(s) == status]
 
 
 async def count_users_with_status(ctx: Context, a: dict[str, Any]) -> int:
