@@ -105,7 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES, sni_certs=sni, http_handlers=HTTP_HANDLERS)
         node = None
+        control = None
         if redis_sm:
+            from suricate.cluster.admin import ClusterAdmin
             from suricate.cluster.redis_sm import RedisNode
             node = RedisNode(server)
             try:
@@ -113,9 +115,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except Exception as exc:
                 raise CliError(f"cannot start: Redis (outgoing_pools.redis.default): {exc}") \
                     from None
+            control = ClusterAdmin(server, node.redis, node.store)
+            await control.start()
         try:
             await server.start()
         except BaseException:
+            if control is not None:
+                await control.stop()
             if node is not None:
                 await node.stop()  # leave the cluster now rather than be reaped later
             raise
@@ -130,6 +136,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await stop.wait()  # a signal, or the admin API's server stop
         print("suricate: shutting down", flush=True)
         await server.stop()
+        if control is not None:
+            await control.stop()
         if node is not None:
             await node.stop()
 

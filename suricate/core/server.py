@@ -25,6 +25,7 @@ from suricate.config.host_config import host_view, overridden
 from suricate.core import hooks as H
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
+from suricate.core.cluster import Cluster
 from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
@@ -85,6 +86,8 @@ class Server:
         self.sessions = SessionTable()
         self.iq = IqDispatcher(self)
         self.router = Router(self)
+        # What spans nodes (sm_backend = "redis"); nothing but a table of handlers otherwise.
+        self.cluster = Cluster()
         self.components = ComponentTable(self)
         self._s2s: S2SService | None = None
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):

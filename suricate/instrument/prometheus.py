@@ -77,6 +77,10 @@ class PrometheusHandler(Handler):
         }
         self._sm_session = self.store.family(SM_SESSION)
         self._unknown_reported: set[str] = set()
+        # The cluster node name (sm_backend = "redis", set by suricate.cluster.admin): shown
+        # as one info sample, so that the target a scrape names (its `instance` label) can be
+        # joined with the node the session table and the admin API name.
+        self.node: str | None = None
         # (connection type, domain) -> series, so the hot path never builds a label tuple
         self._in_cache: dict[tuple[str, str], Series] = {}
         self._out_cache: dict[tuple[str, str], Series] = {}
@@ -180,6 +184,11 @@ class PrometheusHandler(Handler):
                     for labels, series in sorted(fam.series.items()):
                         out.append(f"{full}{_labels(spec.labels, labels)} "
                                    f"{_number(series.values[index])}\n")
+        if self.node is not None:
+            out.append("# HELP cluster_node_info The cluster node this endpoint reports on "
+                       "(its metrics are this node's only)\n")
+            out.append("# TYPE cluster_node_info gauge\n")
+            out.append(f'cluster_node_info{{node="{_escape_label(self.node)}"}} 1\n')
         return "".join(out).encode()
 
 

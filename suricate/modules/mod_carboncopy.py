@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from suricate.core.c2s import C2S
 
 
+# server.cluster topic: copies for the account's sessions on other nodes
+CAST_TOPIC = "mod_carboncopy"
+
+
 class ModCarboncopy(Module):
     name = "mod_carboncopy"
     options = Section({"iqdisc": iqdisc("no_queue")}, doc="XEP-0280 Message Carbons.")
@@ -76,8 +80,22 @@ class ModCarboncopy(Module):
             self._copy(c2s.jid, stanza, "received", exclude=c2s)
         return stanza
 
+    # Carbons across nodes (sm_backend = "redis"): the account's resources on other nodes
+    # get their copies from their own node, which knows which of them enabled carbons.
+    async def start(self) -> None:
+        self.server.cluster.on(CAST_TOPIC, self._copied_elsewhere)
+
+    async def stop(self) -> None:
+        self.server.cluster.off(CAST_TOPIC)
+
+    def _copied_elsewhere(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
+        self._copy_here(bare, stanza, args[0], exclude=None)
+
     def _copy(self, owner: JID, stanza: Element, direction: str, exclude: Any) -> None:
-        bare = owner.bare
+        self._copy_here(owner.bare, stanza, direction, exclude)
+        self.server.cluster.cast(owner.bare, CAST_TOPIC, stanza, direction)
+
+    def _copy_here(self, bare: JID, stanza: Element, direction: str, exclude: Any) -> None:
         for session in self.server.sessions.resources(bare):
             if session is exclude or not self.enabled(session):
                 continue

@@ -34,6 +34,8 @@ log = logging.getLogger("suricate.mod_presence")
 DIRECTED: SessionSlot[set[JID]] = SessionSlot("mod_presence.directed", set)
 
 SUBSCRIPTION_TYPES = frozenset(sub.EVENTS)
+# server.cluster topic: a subscription stanza shown on the other nodes (sm_backend = "redis")
+CAST_TOPIC = "mod_presence"
 
 
 def presence_priority(stanza: Element) -> int:
@@ -215,13 +217,9 @@ class ModPresence(Module):
         outcome: sub.Transition | None = await self.server.hooks.fold_async(
             H.ROSTER_IN_SUBSCRIPTION, None, user, contact, type_, stanza)
         if outcome is None or outcome.forward:
-            sessions = self._available_sessions(user)
-            if type_ == "subscribe":
-                # A request goes to resources that take stanzas for the account; without one it
-                # stays pending in the roster and is shown at the next login (§3.1.3).
-                sessions = [s for s in sessions if s.priority >= 0]
-            for session in sessions:
-                session.deliver(stanza.copy())
+            self._show_subscription(user, stanza, (type_,))
+            # ...and on the other nodes holding the user's sessions (sm_backend = "redis").
+            self.server.cluster.cast(user, CAST_TOPIC, stanza, type_)
         if outcome is None:
             return
         if outcome.reply is not None:
@@ -268,6 +266,22 @@ class ModPresence(Module):
     def _blocked(c2s: Any, jid: JID) -> bool:
         blocked = BLOCKLIST.get(c2s)
         return is_blocked(blocked, jid) if blocked else False
+
+    async def start(self) -> None:
+        self.server.cluster.on(CAST_TOPIC, self._show_subscription)
+
+    async def stop(self) -> None:
+        self.server.cluster.off(CAST_TOPIC)
+
+    def _show_subscription(self, user: JID, stanza: Element, args: tuple[str, ...]) -> None:
+        """A subscription stanza to the user's available resources on this node."""
+        sessions = self._available_sessions(user)
+        if args[0] == "subscribe":
+            # A request goes to resources that take stanzas for the account; without one it
+            # stays pending in the roster and is shown at the next login (§3.1.3).
+            sessions = [s for s in sessions if s.priority >= 0]
+        for session in sessions:
+            session.deliver(stanza.copy())
 
     def _available_sessions(self, user: JID) -> list[Any]:
         return [s for s in self.server.sessions.resources(user) if s.available]

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.admin.resolvers.session import kick_everywhere
 from suricate.auth.service import TooManyUsers
 from suricate.jid import JID, InvalidJID
 
@@ -56,7 +57,7 @@ async def register_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 async def remove_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
-    ctx.server.kick_user(user, "account removed")
+    await kick_everywhere(ctx, user, "account removed")
     if not await ctx.server.auth.remove(user):
         raise fail(f"User {user} does not exist", "user_does_not_exist")
     return {"jid": str(user), "message": f"User {user} successfully unregistered"}
@@ -68,7 +69,7 @@ async def ban_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     # A random password nobody knows: the account stays (its data too), logins stop.
     if not await ctx.server.auth.set_password(user, secrets.token_urlsafe(32)):
         raise fail(f"User {user} does not exist", "user_does_not_exist")
-    kicked = ctx.server.kick_user(user, a.get("reason") or "banned")
+    kicked = await kick_everywhere(ctx, user, a.get("reason") or "banned")
     return {"jid": str(user), "message": f"User {user} banned ({kicked} sessions ended)"}
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
 from suricate.core import hooks as H
 from suricate.core.c2s import C2S
+from suricate.jid import JID
 from suricate.xml import ns
 from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
 
 
 def _sessions(ctx: Context, domain: str | None) -> list[C2S]:
@@ -19,12 +23,12 @@ def _sessions(ctx: Context, domain: str | None) -> list[C2S]:
     return sorted(found, key=lambda s: str(s.jid))
 
 
-def session_info(session: C2S) -> dict[str, Any]:
+def session_info(session: C2S, node: str = "local") -> dict[str, Any]:
     peer = session.conn.peer
     ip, port = (peer[0], peer[1]) if isinstance(peer, tuple) and len(peer) >= 2 else (None, None)
     return {
         "user": str(session.jid), "connection": "c2s_tls" if session.is_tls else "c2s",
-        "ip": ip, "port": port, "priority": session.priority, "node": "local",
+        "ip": ip, "port": port, "priority": session.priority, "node": node,
         "uptime": int(time.time() - session.started_at),
     }
 
@@ -33,11 +37,20 @@ def _domain_arg(ctx: Context, a: dict[str, Any]) -> str | None:
     return served_domain(ctx, a["domain"]) if a.get("domain") is not None else None
 
 
+# With several nodes (sm_backend = "redis") the answers are the whole cluster's: the backend
+# reads the Redis session table and asks the owning node for what only it knows or can do
+# (suricate.cluster.admin); on one node, this process's table.
 async def list_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        return await backend.sessions(_domain_arg(ctx, a))
     return [session_info(s) for s in _sessions(ctx, _domain_arg(ctx, a))]
 
 
 async def count_sessions(ctx: Context, a: dict[str, Any]) -> int:
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        return await backend.count_sessions(_domain_arg(ctx, a))
     return len(_sessions(ctx, _domain_arg(ctx, a)))
 
 
@@ -47,21 +60,29 @@ def user_sessions(ctx: Context, user: Any) -> list[C2S]:
     return sorted(found, key=lambda s: s.jid.resource or "")
 
 
+async def user_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
+    """The account's sessions as GraphQL ``Session``s, on every node of a cluster."""
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        return await backend.user_sessions(parse_jid(user).bare)
+    return [session_info(s) for s in user_sessions(ctx, user)]
+
+
 async def list_user_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return [session_info(s) for s in user_sessions(ctx, a["user"])]
+    return await user_infos(ctx, a["user"])
 
 
 async def count_user_resources(ctx: Context, a: dict[str, Any]) -> int:
-    return len(user_sessions(ctx, a["user"]))
+    return len(await user_infos(ctx, a["user"]))
 
 
 async def get_user_resource(ctx: Context, a: dict[str, Any]) -> str:
-    sessions = user_sessions(ctx, a["user"])
+    sessions = await user_infos(ctx, a["user"])
     number = a.get("number") or 1
     if not 1 <= number <= len(sessions):
         raise fail(f"wrong resource number {number}: the user has {len(sessions)} sessions",
                    "wrong_resource_number")
-    return sessions[number - 1].jid.resource or ""
+    return JID.parse(sessions[number - 1]["user"]).resource or ""
 
 
 def _show(session: C2S) -> str:
@@ -71,35 +92,81 @@ def _show(session: C2S) -> str:
 
 async def list_users_with_status(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     status = str(a["status"]).lower()
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        # The presence show is not in Redis: every node answers for its own sessions.
+        return await backend.users_with_status(_domain_arg(ctx, a), status)
+    return users_with_status_here(ctx.server, _domain_arg(ctx, a), status)
+
+
+def users_with_status_here(server: Server, domain: str | None,
+                           status: str) -> list[dict[str, Any]]:
+    """This node's sessions whose presence show is ``status`` (GraphQL ``UserStatus``)."""
+    sessions = sorted((s for s in server.sessions if isinstance(s, C2S)
+                       and (domain is None or s.jid.domain == domain)),
+                      key=lambda s: str(s.jid))
     return [{"user": str(s.jid), "priority": s.priority,
              "text": s.presence.find_text("status", ns.CLIENT) if s.presence else None}
-            for s in _sessions(ctx, _domain_arg(ctx, a)) if _show(s) == status]
+            for s in sessions if _show(s) == status]
 
 
 async def count_users_with_status(ctx: Context, a: dict[str, Any]) -> int:
     return len(await list_users_with_status(ctx, a))
 
 
+async def kick(ctx: Context, jid: JID, reason: str) -> bool:
+    """End the session ``jid``, on whichever node of a cluster holds it."""
+    backend = ctx.server.cluster.backend
+    if backend is not None:
+        return await backend.kick(jid, reason)
+    return ctx.server.kick_session(jid, reason)
+
+
+async def kick_everywhere(ctx: Context, bare: JID, reason: str) -> int:
+    """End every session of the account, on every node of a cluster; how many ended."""
+    if ctx.server.cluster.backend is None:
+        return ctx.server.kick_user(bare, reason)
+    ended = 0
+    for info in await user_infos(ctx, bare):
+        ended += await kick(ctx, JID.parse(info["user"]), reason)
+    return ended
+
+
 async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
-    if not ctx.server.kick_session(jid, a.get("reason") or "kicked by the administrator"):
+    if not await kick(ctx, jid, a.get("reason") or "kicked by the administrator"):
         raise fail(f"no session {jid}", "no_session")
     return {"jid": str(jid), "message": "Session kicked"}
 
 
 async def kick_user(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     bare = parse_jid(a["user"], bare=True)
-    sessions = user_sessions(ctx, bare)
     reason = a.get("reason") or "kicked by the administrator"
-    return [{"jid": str(s.jid), "message": "Session kicked"} for s in sessions
-            if ctx.server.kick_session(s.jid, reason)]
+    kicked = []
+    for info in await user_infos(ctx, bare):
+        jid = JID.parse(info["user"])
+        if await kick(ctx, jid, reason):
+            kicked.append({"jid": str(jid), "message": "Session kicked"})
+    return kicked
 
 
 async def set_presence(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
-    session = ctx.server.sessions.lookup(jid)
-    if not isinstance(session, C2S):
+    backend = ctx.server.cluster.backend
+    if backend is not None and ctx.server.sessions.local(jid) is None:
+        done = await backend.set_presence(jid, a)
+    else:
+        done = apply_presence(ctx.server, jid, a)
+    if not done:
         raise fail(f"no session {jid}", "no_session")
+    return {"jid": str(jid), "message": "Presence set"}
+
+
+def apply_presence(server: Server, jid: JID, a: dict[str, Any]) -> bool:
+    """``setPresence`` on this node's session ``jid``; False when it has none."""
+    session = server.sessions.lookup(jid)
+    if not isinstance(session, C2S):
+        return False
     presence = Element("presence", ns.CLIENT, {"from": str(jid)})
     if a["type"] == "UNAVAILABLE":
         presence.attrs["type"] = "unavailable"
@@ -112,8 +179,8 @@ async def set_presence(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     if a.get("status"):
         presence.add("status", ns.CLIENT, text=a["status"])
     # As if the client had sent it: mod_presence broadcasts and keeps the session's state.
-    ctx.server.hooks.fold(H.USER_SEND_PACKET, presence, session)
-    return {"jid": str(jid), "message": "Presence set"}
+    server.hooks.fold(H.USER_SEND_PACKET, presence, session)
+    return True
 
 
 RESOLVERS = {

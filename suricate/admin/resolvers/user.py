@@ -7,6 +7,7 @@ from typing import Any
 from suricate.admin.context import Context, fail, parse_jid
 from suricate.admin.context import me as _me
 from suricate.admin.resolvers import session, stanza
+from suricate.jid import JID
 
 
 async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
@@ -15,7 +16,7 @@ async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 async def unregister(ctx: Context, a: dict[str, Any]) -> str:
     me = _me(ctx)
-    ctx.server.kick_user(me, "account removed")
+    await session.kick_everywhere(ctx, me, "account removed")
     await ctx.server.auth.remove(me)
     return "Your account has been removed"
 
@@ -27,16 +28,19 @@ async def change_password(ctx: Context, a: dict[str, Any]) -> str:
     return "Password changed"
 
 
+# The account's sessions on every node of a cluster (sm_backend = "redis"), as the admin
+# endpoint's listUserSessions.
 async def list_resources(ctx: Context, a: dict[str, Any]) -> list[str]:
-    return [s.jid.resource or "" for s in session.user_sessions(ctx, str(_me(ctx)))]
+    return [JID.parse(i["user"]).resource or ""
+            for i in await session.user_infos(ctx, str(_me(ctx)))]
 
 
 async def count_resources(ctx: Context, a: dict[str, Any]) -> int:
-    return len(session.user_sessions(ctx, str(_me(ctx))))
+    return len(await session.user_infos(ctx, str(_me(ctx))))
 
 
 async def list_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return [session.session_info(s) for s in session.user_sessions(ctx, str(_me(ctx)))]
+    return await session.user_infos(ctx, str(_me(ctx)))
 
 
 async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:

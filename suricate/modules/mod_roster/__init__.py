@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.mod_roster")
 
+# server.cluster topic: a roster change made on another node (sm_backend = "redis")
+CAST_TOPIC = "mod_roster"
+
 # RFC 6121 §2.3.3: the server may limit the length of names and groups (not-acceptable).
 MAX_NAME_LENGTH = 1023
 
@@ -328,6 +331,26 @@ class ModRoster(Module):
         else:
             await storage.put_roster_item(user.domain, local, new)
         key = _jid(new.jid if new is not None else str(contact))
+        self._cache_here(user, key, new)
+        seen_before, seen_after = is_visible(old), is_visible(new)
+        push: Element | None = None
+        version = None
+        if force_push or (seen_before or seen_after) and not (
+                seen_before and seen_after and old is not None and new is not None
+                and item_element(old) == item_element(new)):
+            # (not pushed: nothing the client sees changed, e.g. a pending inbound request)
+            version = await self._next_version(user) if self.versioning else None
+            if new is None or not (seen_after or force_push):
+                push = item_element(old or RosterItem(jid=str(contact)), remove=True)
+            else:
+                push = item_element(new)
+            self._push(user, push, version)
+        # The account's sessions on other nodes (sm_backend = "redis") mirror the change in
+        # their caches (read back from storage, written above) and get the same push.
+        self.server.cluster.cast(user, CAST_TOPIC, push or Element("item", ns.ROSTER, {
+            "jid": str(key)}), version or "", "push" if push is not None else "")
+
+    def _cache_here(self, user: JID, key: JID, new: RosterItem | None) -> None:
         for session in self._sessions(user):
             cache = ROSTER_CACHE.get(session)
             if cache is None:
@@ -336,19 +359,24 @@ class ModRoster(Module):
                 cache.pop(key, None)
             else:
                 cache[key] = new
-        seen_before, seen_after = is_visible(old), is_visible(new)
-        if not force_push:
-            if not (seen_before or seen_after):
-                return
-            if seen_before and seen_after and old is not None and new is not None \
-                    and item_element(old) == item_element(new):
-                return  # nothing the client sees has changed (e.g. a pending inbound request)
-        version = await self._next_version(user) if self.versioning else None
-        if new is None or not (seen_after or force_push):
-            self._push(user, item_element(old or RosterItem(jid=str(contact)), remove=True),
-                       version)
-        else:
-            self._push(user, item_element(new), version)
+
+    async def start(self) -> None:
+        self.server.cluster.on(CAST_TOPIC, self._changed_elsewhere)
+
+    async def stop(self) -> None:
+        self.server.cluster.off(CAST_TOPIC)
+
+    def _changed_elsewhere(self, user: JID, item: Element, args: tuple[str, ...]) -> None:
+        self.server.spawn(self._mirror(user, item, args[0] or None, args[1] == "push"))
+
+    async def _mirror(self, user: JID, item: Element, version: str | None, push: bool) -> None:
+        """Another node changed ``user``'s roster: this node's sessions catch up."""
+        key = _jid(item.attrs["jid"])
+        async with self.locked(user):
+            new = await self.store.get_roster_item(user.domain, user.local or "", str(key))
+            self._cache_here(user, key, new)
+            if push:
+                self._push(user, item, version)
 
     def _push(self, user: JID, item: Element, version: str | None) -> None:
         """RFC 6121 §2.1.6: a roster set from the server to each interested resource."""
