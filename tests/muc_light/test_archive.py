@@ -5,6 +5,7 @@ getRoomMessages over real HTTP; SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.ops.harness import admin, gql, ops_server
 
 MAM = "urn:xmpp:mam:2"
 SID = "urn:xmpp:sid:0"
+RETRACT = "urn:xmpp:message-retract:1"
 ROOM = f"den@{SERVICE}"
 ARCHIVE_TOML = """
 [modules.mod_mam]
@@ -86,6 +88,23 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         # Members know each other's bare JIDs: `with` may name one.
         only_alice = await archive(bob, with_jid=SJID("alice@localhost"))
         assert [body_of(m) for m in only_alice] == [f"m{i}" for i in range(1, 24, 2)]
+
+        # XEP-0424: alice may not retract bob's message; bob retracts his own, which the
+        # archive replaces by a tombstone.
+        for who, target in ((alice, ids[0]), (bob, ids[2])):
+            retraction = who.make_message(mto=ROOM, mtype="groupchat")
+            retraction.xml.append(ET.fromstring(
+                f"<retract xmlns='{RETRACT}' id='{target}'/>"))
+            retraction.send()
+            await next_message(alice), await next_message(bob)
+        for _ in range(50):
+            kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)]
+            if kept[2].find(f"{{{RETRACT}}}retracted") is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert kept[2].findtext("{jabber:client}body") is None
+        assert kept[2].find(f"{{{RETRACT}}}retracted").get("id") == ids[2]
+        assert kept[0].findtext("{jabber:client}body") == "m0"
 
         # A non-member is refused (MongooseIM 6.4: forbidden), a missing room is not found.
         assert await iq_error(carol, ROOM, "set", f"<query xmlns='{MAM}'/>") == "forbidden"

@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
@@ -52,6 +53,7 @@ SID = "urn:xmpp:sid:0"  # XEP-0359
 RSM = "http://jabber.org/protocol/rsm"  # XEP-0059
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 
 
 def new_version() -> str:
@@ -355,6 +357,15 @@ class ModMucLight(Module):
         room_jid = JID._prepared(room, service, None)
         frm = JID._prepared(room, service, nick or sender)
         archive = self.archive()
+        retract = stanza.find("retract", RETRACT)
+        if archive is not None and retract is not None \
+                and retract.attrs.get("id", "").isdigit():
+            # XEP-0424 §5 in a room: the id is the room's stanza-id; the archive replaces
+            # the message by a tombstone only if this member wrote it (it checks the author).
+            target = retract.attrs["id"]
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            archive.retract(room_jid, int(target), JID.parse(sender),
+                            Element("retracted", RETRACT, {"stamp": stamp, "id": target}))
         mam_id: int | None = None
         if archive is not None and archive.archivable(stanza):
             mam_id = archive.new_id()
