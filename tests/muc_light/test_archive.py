@@ -174,3 +174,17 @@ async def test_without_the_muc_section_rooms_are_not_archived(tmp_path: Path) ->
         assert await iq_error(alice, ROOM, "set", f"<query xmlns='{MAM}'/>") == \
             "service-unavailable"
         await disconnect(alice)
+
+
+async def test_legacy_mode_rooms_are_archived_too(tmp_path: Path) -> None:
+    toml = light_toml("legacy_mode = true\n", extra_modules=ARCHIVE_TOML)
+    async with running_server(tmp_path, modules=toml) as server:
+        alice = await user(server, "alice", plugins=(*PLUGINS, "xep_0045"))
+        await alice.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "alice@localhost", timeout=5)
+        await next_message(alice)  # the subject
+        info = await alice.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+        assert MAM in info["disco_info"]["features"]
+        stanza_id = await say(alice, "old school", [alice])
+        (result,) = await archive(alice)
+        assert body_of(result) == "old school" and str(result["mam_result"]["id"]) == stanza_id
+        await disconnect(alice)
