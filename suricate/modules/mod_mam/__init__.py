@@ -199,10 +199,12 @@ def _muc_options() -> dict[str, Option]:
     del options["cache_users"], options["user_prefs_store"]
     # mod_muc stamps every groupchat message with the room's stanza-id (the archive id).
     options["no_stanzaid_element"] = Option(
-        _Only(False, Bool()), OMIT, "Rooms always stamp XEP-0359 <stanza-id/> (mod_muc).")
+        _Only(False, Bool()), OMIT,
+        "Rooms always stamp XEP-0359 <stanza-id/> (mod_muc, mod_muc_light).")
     options["host"] = Option(_Str(), "conference.@HOST@",
                              "The MUC service whose rooms are archived (@HOST@ is each "
-                             "served domain): the host of [modules.mod_muc].")
+                             "served domain): the host of [modules.mod_muc]. MUC Light "
+                             "rooms ([modules.mod_muc_light]) are archived too.")
     return options
 
 

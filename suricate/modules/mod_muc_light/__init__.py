@@ -21,11 +21,13 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
 from suricate.core.module import GraphQLCategory, Module
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_muc.archive import RoomArchive, archive_of
 from suricate.modules.mod_muc_light import rules
 from suricate.modules.mod_muc_light.config import OPTIONS, ConfigSchema, ConfigValueError
 from suricate.modules.mod_muc_light.store import MucLightStore, Room
@@ -49,6 +51,9 @@ NS_DESTROY = NS + "#destroy"
 NS_BLOCKING = NS + "#blocking"
 SID = "urn:xmpp:sid:0"  # XEP-0359
 RSM = "http://jabber.org/protocol/rsm"  # XEP-0059
+MAM = "urn:xmpp:mam:2"  # XEP-0313
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 
 
 def new_version() -> str:
@@ -327,6 +332,7 @@ class ModMucLight(Module):
             else:
                 await self.store.destroy_room(service, room)
                 self._remember((service, room), None)
+                self._forget_archive(service, room)
             return AffChange(dict(current), after, changed, found.version, version)
 
     async def destroy(self, requester: str | None, service: str, room: str) -> dict[str, str]:
@@ -337,26 +343,85 @@ class ModMucLight(Module):
                 raise StanzaError("not-allowed", "only the owner may destroy the room")
             await self.store.destroy_room(service, room)
             self._remember((service, room), None)
+            self._forget_archive(service, room)
             return dict(found.affiliations)
 
     async def send_message(self, sender: str, service: str, room: str, stanza: Element,
                            nick: str | None = None) -> str:
         """§4.1: a groupchat message from a member to every member, from the room JID with
-        the sender's bare JID as resource, with the room's XEP-0359 stanza-id. Returns it."""
+        the sender's bare JID as resource, with the room's XEP-0359 stanza-id. When the room
+        is archived (mod_mam's muc section, as in MongooseIM 6.4), the message is kept once
+        in the room's archive and its stanza-id is the archive id (XEP-0313 §5.1.2), so a
+        member can page the archive from an id it got. Returns the stanza-id."""
         found = await self.room_of(service, room, sender)
         room_jid = JID._prepared(room, service, None)
         frm = JID._prepared(room, service, nick or sender)
-        stanza_id = new_version()
+        archive = self.archive()
+        retract = stanza.find("retract", RETRACT)
+        if archive is not None and retract is not None \
+                and retract.attrs.get("id", "").isdigit():
+            # XEP-0424 §5 in a room: the id is the room's stanza-id; the archive replaces
+            # the message by a tombstone only if this member wrote it (it checks the author).
+            target = retract.attrs["id"]
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            archive.retract(room_jid, int(target), JID.parse(sender),
+                            Element("retracted", RETRACT, {"stamp": stamp, "id": target}))
+        mam_id: int | None = None
+        if archive is not None and archive.archivable(stanza):
+            mam_id = archive.new_id()
+            stanza_id = str(mam_id)
+        else:
+            stanza_id = new_version()
         # XEP-0359 §3.1: a stanza-id claiming to be ours that the sender wrote is removed.
         children = [c for c in stanza.children
                     if not (isinstance(c, Element) and c.name == "stanza-id" and c.xmlns == SID
                             and c.attrs.get("by") == str(room_jid))]
         children.append(Element("stanza-id", SID, {"id": stanza_id, "by": str(room_jid)}))
         attrs = {"type": "groupchat", "id": stanza.attrs.get("id") or stanza_id}
+        if mam_id is not None:
+            assert archive is not None
+            # Kept as the members get it, addressed from the sender's room JID.
+            archive.keep(room_jid, mam_id, nick or sender, JID.parse(sender),
+                         Element("message", ns.CLIENT, {**attrs, "from": str(frm)},
+                                 list(children)))
         for member in sorted(found.affiliations):
             self.to_member(frm, member, Element("message", ns.CLIENT, dict(attrs),
                                                 list(children)))
         return stanza_id
+
+    # -- the archive (XEP-0313 on the room JID) ----------------------------------------------
+    def archive(self) -> RoomArchive | None:
+        """The archive keeping this service's rooms: mod_mam's muc section, when it is on
+        (MongooseIM 6.4 archives MUC Light rooms through the same section as MUC rooms)."""
+        return archive_of(self.server)
+
+    def mam_features(self) -> list[str]:
+        """XEP-0313 §6.1.2: an archived room says so in its disco#info."""
+        return [MAM, MAM_EXTENDED] if self.archive() is not None else []
+
+    async def mam_query(self, frm: JID, to: JID, stanza: Element) -> None:
+        """A MAM IQ to a room: members only (MongooseIM 6.4 answers a non-member
+        ``forbidden``, a missing room ``item-not-found``); the archive answers it. Members
+        know each other's bare JIDs (they are the senders' resources), so the archive may
+        show and filter on real JIDs."""
+        archive = self.archive()
+        service, room = to.domain, to.local or ""
+        found = await self.load(service, room)
+        if found is None:
+            raise StanzaError("item-not-found", "no such room")
+        if bare(frm) not in found.affiliations:
+            raise StanzaError("forbidden", "only members read this room's archive")
+        if archive is None:
+            raise StanzaError("service-unavailable", "this room is not archived: enable "
+                                                     "[modules.mod_mam.muc]")
+        archive.query(JID._prepared(room, service, None), frm, stanza, real_jids=True)
+
+    def _forget_archive(self, service: str, room: str) -> None:
+        """The room was destroyed: its archive goes with it, so a new room of the same name
+        starts empty."""
+        archive = self.archive()
+        if archive is not None:
+            archive.remove_room(JID._prepared(room, service, None))
 
     # -- the service ------------------------------------------------------------------------
     async def user_rooms_page(self, user: str, service: str, rsm: Element | None

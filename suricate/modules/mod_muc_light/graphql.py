@@ -10,11 +10,13 @@ from graphql import GraphQLError
 
 from suricate.admin.context import Context, enabled_module, fail, me, parse_jid
 from suricate.jid import JID
+from suricate.modules.mod_mam.query import parse_stamp, stamp_of
 from suricate.modules.mod_muc_light import ModMucLight, bare
 from suricate.modules.mod_muc_light.store import Room
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
+from suricate.xml.parser import XMLStreamError, parse_fragment
 
 #: Stanza error conditions of the operations as GraphQL error codes.
 _CODES = {"item-not-found": "not_found", "not-allowed": "not_allowed",
@@ -151,11 +153,41 @@ async def send_message_to_room(ctx: Context, a: dict[str, Any]) -> str:
     return "Message sent successfully"
 
 
-async def get_room_messages(ctx: Context, a: dict[str, Any]) -> list[str]:
+async def get_room_messages(ctx: Context, a: dict[str, Any],
+                            requester: str | None = None) -> dict[str, Any]:
+    """The newest ``pageSize`` messages of the room's archive (mod_mam's muc section),
+    older than ``before`` when given, oldest first (MongooseIM 6.4's argument names)."""
     m = _module(ctx)
-    _room_arg(m, a["room"])
-    raise fail("MUC Light rooms have no message archive in this version of Suricate",
-               "archive_not_available")
+    service, name = _room_arg(m, a["room"])
+    found = await m.load(service, name)
+    if found is None:
+        raise fail(f"room: {name}@{service} does not exist", "not_found")
+    if requester is not None and requester not in found.affiliations:
+        raise fail("you are not a member of this room", "not_room_member")
+    archive = m.archive()
+    if archive is None:
+        raise fail("MUC Light rooms are not archived: enable [modules.mod_mam.muc]",
+                   "module_not_loaded")
+    limit = a.get("pageSize") or 50
+    if limit < 1:
+        raise fail("pageSize must be positive")
+    before = None
+    if a.get("before"):
+        try:
+            before = parse_stamp(str(a["before"]))
+        except StanzaError:
+            raise fail(f"before: not an XEP-0082 date and time: {a['before']}") from None
+    room = JID._prepared(name, service, None)
+    stanzas = []
+    for mam_id, _, xml in await archive.recent(room, limit, before):
+        try:
+            message = parse_fragment(xml, ns.CLIENT)[0]
+        except (XMLStreamError, IndexError):
+            continue
+        stanzas.append({"sender": message.attrs.get("from", str(room)),
+                        "timestamp": stamp_of(mam_id), "stanza_id": str(mam_id),
+                        "stanza": xml})
+    return {"stanzas": stanzas, "limit": limit}
 
 
 async def get_room_config(ctx: Context, a: dict[str, Any],
@@ -255,7 +287,7 @@ USER_RESOLVERS = {
     ("MUCLightUserMutation", "kickUser"): _kick_as_me,
     ("MUCLightUserMutation", "sendMessageToRoom"): _as("from", send_message_to_room),
     ("MUCLightUserMutation", "setBlockingList"): _as("user", set_blocking_list),
-    ("MUCLightUserQuery", "getRoomMessages"): get_room_messages,
+    ("MUCLightUserQuery", "getRoomMessages"): _by_me(get_room_messages),
     ("MUCLightUserQuery", "getRoomConfig"): _by_me(get_room_config),
     ("MUCLightUserQuery", "listRoomUsers"): _by_me(list_room_users),
     ("MUCLightUserQuery", "listRooms"): _as("user", list_user_rooms),

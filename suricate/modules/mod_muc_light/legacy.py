@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID
-from suricate.modules.mod_muc_light import RSM, AffChange, bare, new_version
+from suricate.modules.mod_muc_light import MAM, RSM, AffChange, bare, new_version
 from suricate.modules.mod_muc_light.modern import bare_jid_text, room_jid
 from suricate.modules.mod_muc_light.store import Room
 from suricate.protocol.errors import StanzaError
@@ -204,8 +204,11 @@ async def _room_iq(m: ModMucLight, frm: JID, to: JID, stanza: Element, stype: st
         info = Element("query", ns.DISCO_INFO)
         info.add("identity", attrs={"category": "conference", "type": "text",
                                     "name": "MUC Light"})
-        info.add("feature", attrs={"var": MUC})
+        for var in (MUC, *m.mam_features()):
+            info.add("feature", attrs={"var": var})
         m.iq_result(stanza, to, frm, info)
+    elif xmlns == MAM:
+        await m.mam_query(frm, to, stanza)
     elif (xmlns, stype) == (MUC_OWNER, "get"):
         found = await m.room_of(service, room, user)
         m.iq_result(stanza, to, frm, Element("query", MUC_OWNER, {}, [_config_form(m, found)]))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc_light import (
+    MAM,
     NS,
     NS_AFFS,
     NS_BLOCKING,
@@ -184,7 +185,12 @@ async def handle(m: ModMucLight, frm: JID, to: JID, stanza: Element) -> None:
         await _create(m, frm, to, stanza, query, user, room)
     elif (xmlns, iq_type) == (ns.DISCO_INFO, "get"):
         await m.room_of(service, room, user)
-        m.iq_result(stanza, to, frm, room_info())
+        info = room_info()
+        for var in m.mam_features():
+            info.add("feature", attrs={"var": var})
+        m.iq_result(stanza, to, frm, info)
+    elif xmlns == MAM:
+        await m.mam_query(frm, to, stanza)
     elif (xmlns, iq_type) == (NS_CONFIG, "get"):
         found = await m.room_of(service, room, user)
         if query.find_text("version", NS_CONFIG) == found.version:
