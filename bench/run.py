@@ -278,9 +278,12 @@ modules:
     def command(self) -> tuple[list[str], dict[str, str]]:
         # Not ejabberdctl: run as root it re-executes through `su ejabberd`, which resets the
         # open-file limit to 1024. The same erl command line, run directly, keeps ours.
-        return ["erl", "-noinput", "+K", "true", "+P", "1000000", "-sname", "ejbench",
+        return ["erl", "-noinput", "+K", "true", "+P", "1000000", "-sname", self.sname(),
                 "-mnesia", "dir", f'"{self.workdir / "spool"}"', "-s", "ejabberd",
                 *self.extra.get("eval", [])], self._env()
+
+    def sname(self) -> str:
+        return "ejbench"
 
     def _env(self) -> dict[str, str]:
         return {"ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
@@ -350,9 +353,48 @@ class SuricateMamPg(SuricateMam):
         subprocess.run([PY, "-c", code], cwd=ROOT, check=True)
 
 
+class ProsodyMam(Prosody):
+    """Prosody 0.12 archiving every message with the mod_mam it ships. Its archive is on
+    Prosody's ``internal`` storage (one append-only file per account): the sql storage needs
+    LuaDBI (lua-dbi-sqlite3), which Debian's prosody package does not pull in and which is
+    not installed here. The per-account quota (1000 items by default, then a rewrite of the
+    file to truncate it) is raised so that it never triggers during a run, and nothing
+    expires."""
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "prosody.cfg.lua"
+        text = path.read_text().replace('"offline" }', '"offline", "mam" }')
+        text = text.replace('VirtualHost "localhost"',
+                            'default_archive_policy = true\n'
+                            'archive_expires_after = "never"\n'
+                            'storage_archive_item_limit = 100000000\n'
+                            'VirtualHost "localhost"')
+        path.write_text(text)
+
+
+class EjabberdMam(Ejabberd):
+    """ejabberd archiving every message: mod_mam with ``default: always`` on its default
+    storage (mnesia, ejabberd's own database, as the sql storage needs a configured SQL
+    server)."""
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "ejabberd.yml"
+        path.write_text(path.read_text().replace(
+            "  mod_offline: {}\n",
+            "  mod_offline: {}\n  mod_mam: {default: always, db_type: mnesia}\n"))
+
+    def sname(self) -> str:
+        # The node name is tied to the mnesia directory (its schema names the node), and two
+        # benchmarks on one machine must not share it: one name per work directory.
+        return "ejbench_" + hashlib.sha1(str(self.workdir).encode()).hexdigest()[:8]
+
+
 SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
            "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5"),
-           "suricate_mam_pg": (SuricateMamPg, "127.0.0.6")}
+           "suricate_mam_pg": (SuricateMamPg, "127.0.0.6"),
+           "prosody_mam": (ProsodyMam, "127.0.0.7"), "ejabberd_mam": (EjabberdMam, "127.0.0.8")}
 
 
 # -- the generator ------------------------------------------------------------------------------
@@ -486,7 +528,8 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 for _ in range(sizes.repeat):
                     args = ["--pairs", str(pairs), "--inflight", str(inflight),
                             "--settle", str(sizes.settle),
-                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup)]
+                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup),
+                            "--server-pid", str(spec.pid)]
                     if tls:
                         args.append("--tls")
                     res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
@@ -496,6 +539,9 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                     log(f"{spec.name}: {key} {res}")
                 r[key] = {k: statistics.median(x[k] for x in runs)
                           for k in ("msgs_per_s", "p50_ms", "p99_ms")}
+                if all("server_cpu_us_per_msg" in x for x in runs):
+                    r[key]["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"]
+                                                         for x in runs)
                 r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
                 r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
                 r[key]["runs"] = runs
@@ -547,6 +593,8 @@ for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p50_ms")), "{:.2f}", False))
         ROWS.append((f"latency p99 (ms), {_shape}, {_label}",
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
+        ROWS.append((f"server CPU per message (µs), {_shape}, {_label}",
+                     (lambda r, t=_tag, s=_shape: _msg(r, s, t, "cpu_us")), "{:.1f}", False))
 ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
              lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
 ROWS.append(("login with a 200-contact roster, STARTTLS (ms)",
