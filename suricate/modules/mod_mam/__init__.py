@@ -288,7 +288,7 @@ class ModMam(Module):
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
-        self._last_out: tuple[Element, str] | None = None
+        self._last_out: tuple[Element, str, _Scan] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -308,6 +308,7 @@ class ModMam(Module):
     async def stop(self) -> None:
         if self.writer is not None:
             await self.writer.stop()
+        await self.store.close_writer()
 
     def wire(self) -> None:
         super().wire()
@@ -424,7 +425,11 @@ class ModMam(Module):
         owner = to.bare
         if frm.bare == owner:
             return stanza  # the account's own message: archived once, as outgoing
-        scan = self.scan(stanza)
+        last = self._last_out
+        # The sender's archive just scanned this very stanza (a local sender): its scan
+        # holds, unless the stanza carried stanza-ids (kept for _already_archived).
+        scan = last[2] if last is not None and last[0] is stanza and not last[2].sid \
+            else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
         if sessions:
@@ -489,7 +494,7 @@ class ModMam(Module):
             self._last_out = None
         else:
             xml = stanza.serialize(ns.CLIENT)
-            self._last_out = (stanza, xml) if direction == "O" else None
+            self._last_out = (stanza, xml, scan) if direction == "O" else None
         if check:
             self._unchecked.add(mam_id)
         writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",

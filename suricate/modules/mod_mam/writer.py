@@ -81,7 +81,7 @@ class AsyncWriter:
     def _schedule(self, shard: _Shard) -> None:
         if self._stopped:
             # After stop (a message routed during shutdown): write it now rather than lose it.
-            self._spawn(self._flush(shard))
+            self._spawn(self._flush(shard, full=True))
             return
         if len(shard.rows) >= self.batch_size:
             if shard.timer is not None:
@@ -89,7 +89,7 @@ class AsyncWriter:
                 shard.timer = None
             if not shard.flushing:
                 shard.flushing = True
-                self._spawn(self._flush(shard))
+                self._spawn(self._flush(shard, full=False))
         elif shard.timer is None and not shard.flushing:
             shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
 
@@ -97,25 +97,31 @@ class AsyncWriter:
         shard.timer = None
         if not shard.flushing:
             shard.flushing = True
-            self._spawn(self._flush(shard))
+            self._spawn(self._flush(shard, full=True))
 
     # -- flushing ------------------------------------------------------------------------------
-    async def _flush(self, shard: _Shard) -> None:
+    async def _flush(self, shard: _Shard, *, full: bool) -> None:
         try:
             async with shard.lock:
-                await self._flush_locked(shard)
+                await self._flush_locked(shard, full=full or self._stopped)
         finally:
             shard.flushing = False
             # Rows that arrived while we were writing get their own turn.
             if (shard.rows or shard.retractions) and shard.timer is None:
                 if self._stopped or len(shard.rows) >= self.batch_size:
                     shard.flushing = True
-                    self._spawn(self._flush(shard))
+                    self._spawn(self._flush(shard, full=self._stopped))
                 else:
                     shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
 
-    async def _flush_locked(self, shard: _Shard) -> None:
+    async def _flush_locked(self, shard: _Shard, *, full: bool = True) -> None:
+        """Write the pending rows, again while more arrive during the write. Not ``full`` (a
+        batch filled up): what arrived meanwhile is written only once it is a full batch
+        itself (or a retraction waits for it), else it waits for its timer: each flush costs
+        round trips and a transaction, so many small ones cost more than a few full ones."""
         while shard.rows or shard.retractions:
+            if not full and not shard.retractions and len(shard.rows) < self.batch_size:
+                return
             rows, shard.rows = shard.rows, []
             retractions, shard.retractions = shard.retractions, []
             if rows:
