@@ -14,6 +14,13 @@ Measured, per server: start-up to accepting connections; SCRAM-SHA-256 logins/s 
 RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s with p50/p99
 latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
 login of an account with a 200-contact roster. Each figure is the median of --repeat runs.
+With messages, the server's CPU per message over the measured window (all its threads and
+child processes): the steadier figure on a shared machine.
+
+Archiving servers for the side-by-side MAM figures (docs/mam.md): ``suricate_mam`` (SQLite),
+``suricate_mam_pg`` (PostgreSQL), ``prosody_mam`` (Prosody's mod_mam on internal storage),
+``ejabberd_mam`` (ejabberd's mod_mam on mnesia), e.g.
+``--servers suricate,suricate_mam,suricate_mam_pg,prosody_mam,ejabberd_mam --only messages``.
 """
 
 from __future__ import annotations

@@ -612,6 +612,10 @@ class ModMam(Module):
         assert owner.local is not None
         if self.writer is not None:
             self.writer.discard_archive(owner.domain, owner.local)
+            # A batch being written (in the SQLite writer thread, or a COPY) holds the shard's
+            # lock and may still hold rows of this archive: wait for it, so that none of them
+            # lands after the delete below.
+            await self.writer.flush_archive(owner.domain, owner.local)
         # The account's tables went with it (user_tables); a batch written meanwhile too.
         await self.store.remove_archive(owner.domain, owner.local)
         self._prefs.pop(owner, None)

@@ -3,14 +3,15 @@ database on the message's path.
 
 Rows are appended, in arrival order, to the writer's lane. It is flushed when it holds
 ``batch_size`` rows or ``flush_interval`` ms after its first pending row, whichever comes
-first: every pending row in one transaction, as multi-row INSERTs of a few fixed sizes (so the
-database reuses their prepared statements); flushes never overlap, so each archive's rows land
-in order.
+first: the pending rows through ``MamStore.insert_many`` (SQLite: in the archive's writer
+thread; PostgreSQL: COPY). Flushes never overlap, so each archive's rows land in order; rows
+that arrive during a flush are written by the next one once they are a full batch themselves
+(or at their timer), so many small flushes do not follow a full one under load.
 
 What this costs: rows wait in memory up to one flush interval. ``stop`` drains every shard (a
 clean shutdown loses nothing); a crash of the process loses at most the rows of one flush
-interval. A query first flushes the shard of its archive, so it sees every message archived
-before it.
+interval (and of a write in progress). A query first flushes the shard of its archive, so it
+sees every message archived before it.
 """
 
 from __future__ import annotations
