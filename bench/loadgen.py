@@ -355,11 +355,13 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
     cpu0 = cpu_seconds()
+    server_cpu0 = pid_cpu_seconds(a.server_pid)
     t0 = time.monotonic()
     await asyncio.sleep(a.seconds)
     state["measuring"] = False
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
+    server_cpu = pid_cpu_seconds(a.server_pid) - server_cpu0
     count = state["count"]
     state["running"] = False
     await asyncio.sleep(0.3)
@@ -368,8 +370,13 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         c.transport.abort()
     lat = sorted(latencies)
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0.0)
-    return {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
-            "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost}
+    result = {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
+              "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost}
+    if a.server_pid and count:
+        # The steadier figure on a shared machine: the server's CPU (all its threads and
+        # child processes) over the measured window, per message delivered in it.
+        result["server_cpu_us_per_msg"] = 1e6 * server_cpu / count
+    return result
 
 
 async def scenario_roster(a: argparse.Namespace) -> dict[str, Any]:

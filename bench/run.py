@@ -14,6 +14,13 @@ Measured, per server: start-up to accepting connections; SCRAM-SHA-256 logins/s 
 RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s with p50/p99
 latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
 login of an account with a 200-contact roster. Each figure is the median of --repeat runs.
+With messages, the server's CPU per message over the measured window (all its threads and
+child processes): the steadier figure on a shared machine.
+
+Archiving servers for the side-by-side MAM figures (docs/mam.md): ``suricate_mam`` (SQLite),
+``suricate_mam_pg`` (PostgreSQL), ``prosody_mam`` (Prosody's mod_mam on internal storage),
+``ejabberd_mam`` (ejabberd's mod_mam on mnesia), e.g.
+``--servers suricate,suricate_mam,suricate_mam_pg,prosody_mam,ejabberd_mam --only messages``.
 """
 
 from __future__ import annotations
@@ -278,9 +285,12 @@ modules:
     def command(self) -> tuple[list[str], dict[str, str]]:
         # Not ejabberdctl: run as root it re-executes through `su ejabberd`, which resets the
         # open-file limit to 1024. The same erl command line, run directly, keeps ours.
-        return ["erl", "-noinput", "+K", "true", "+P", "1000000", "-sname", "ejbench",
+        return ["erl", "-noinput", "+K", "true", "+P", "1000000", "-sname", self.sname(),
                 "-mnesia", "dir", f'"{self.workdir / "spool"}"', "-s", "ejabberd",
                 *self.extra.get("eval", [])], self._env()
+
+    def sname(self) -> str:
+        return "ejbench"
 
     def _env(self) -> dict[str, str]:
         return {"ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
@@ -357,10 +367,49 @@ class SuricateInbox(Suricate):
     MODULES = "[modules.mod_inbox]\n[modules.mod_smart_markers]\n"
 
 
+class ProsodyMam(Prosody):
+    """Prosody 0.12 archiving every message with the mod_mam it ships. Its archive is on
+    Prosody's ``internal`` storage (one append-only file per account): the sql storage needs
+    LuaDBI (lua-dbi-sqlite3), which Debian's prosody package does not pull in and which is
+    not installed here. The per-account quota (1000 items by default, then a rewrite of the
+    file to truncate it) is raised so that it never triggers during a run, and nothing
+    expires."""
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "prosody.cfg.lua"
+        text = path.read_text().replace('"offline" }', '"offline", "mam" }')
+        text = text.replace('VirtualHost "localhost"',
+                            'default_archive_policy = true\n'
+                            'archive_expires_after = "never"\n'
+                            'storage_archive_item_limit = 100000000\n'
+                            'VirtualHost "localhost"')
+        path.write_text(text)
+
+
+class EjabberdMam(Ejabberd):
+    """ejabberd archiving every message: mod_mam with ``default: always`` on its default
+    storage (mnesia, ejabberd's own database, as the sql storage needs a configured SQL
+    server)."""
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        path = self.workdir / "ejabberd.yml"
+        path.write_text(path.read_text().replace(
+            "  mod_offline: {}\n",
+            "  mod_offline: {}\n  mod_mam: {default: always, db_type: mnesia}\n"))
+
+    def sname(self) -> str:
+        # The node name is tied to the mnesia directory (its schema names the node), and two
+        # benchmarks on one machine must not share it: one name per work directory.
+        return "ejbench_" + hashlib.sha1(str(self.workdir).encode()).hexdigest()[:8]
+
+
 SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"),
            "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5"),
            "suricate_mam_pg": (SuricateMamPg, "127.0.0.6"),
-           "suricate_inbox": (SuricateInbox, "127.0.0.7")}
+           "suricate_inbox": (SuricateInbox, "127.0.0.7"),
+           "prosody_mam": (ProsodyMam, "127.0.0.8"), "ejabberd_mam": (EjabberdMam, "127.0.0.9")}
 
 
 # -- the generator ------------------------------------------------------------------------------
@@ -494,7 +543,8 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 for _ in range(sizes.repeat):
                     args = ["--pairs", str(pairs), "--inflight", str(inflight),
                             "--settle", str(sizes.settle),
-                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup)]
+                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup),
+                            "--server-pid", str(spec.pid)]
                     if tls:
                         args.append("--tls")
                     res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
@@ -504,6 +554,9 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                     log(f"{spec.name}: {key} {res}")
                 r[key] = {k: statistics.median(x[k] for x in runs)
                           for k in ("msgs_per_s", "p50_ms", "p99_ms")}
+                if all("server_cpu_us_per_msg" in x for x in runs):
+                    r[key]["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"]
+                                                         for x in runs)
                 r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
                 r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
                 r[key]["runs"] = runs
@@ -558,6 +611,8 @@ for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p50_ms")), "{:.2f}", False))
         ROWS.append((f"latency p99 (ms), {_shape}, {_label}",
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
+        ROWS.append((f"server CPU per message (µs), {_shape}, {_label}",
+                     (lambda r, t=_tag, s=_shape: _msg(r, s, t, "cpu_us")), "{:.1f}", False))
 ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
              lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
 ROWS.append(("MUC: server CPU per delivered copy (µs)", lambda r: r.get("muc_cpu_us"),

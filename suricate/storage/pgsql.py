@@ -77,6 +77,12 @@ class _PgExecutor:
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(to_pg(sql), rows)
 
+    async def copy_rows(self, table: str, columns: Sequence[str],
+                        rows: Sequence[Sequence[Any]]) -> None:
+        # COPY ... FROM STDIN in the binary format: asyncpg encodes the records in C, one
+        # message stream, no statement per row and no bind-parameter limit.
+        await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         # asyncpg Records index by position like tuples, which is all the shared code uses.
         rows: list[Row] = await self._conn.fetch(to_pg(sql), *args)

@@ -38,6 +38,12 @@ class Executor(Protocol):
 
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
+    async def copy_rows(self, table: str, columns: Sequence[str],
+                        rows: Sequence[Sequence[Any]]) -> None:
+        """Append ``rows`` to ``table`` by the cheapest bulk path of the driver (PostgreSQL's
+        COPY, SQLite's prepared INSERT). No conflict handling: a duplicate key fails it."""
+        ...
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
 
     async def script(self, sql: str) -> None:

@@ -86,6 +86,12 @@ class _SqliteExecutor:
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)
 
+    async def copy_rows(self, table: str, columns: Sequence[str],
+                        rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self._conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return self._conn.execute(sql, args).fetchall()
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from suricate.core.module import open_module_store
-from suricate.modules.mod_mam import IdGenerator
+from suricate.modules.mod_mam import IdGenerator, sqlite_writer
 from suricate.modules.mod_mam.query import Query
 from suricate.modules.mod_mam.store import MamStore, Prefs, Row
 from suricate.modules.mod_mam.writer import AsyncWriter
@@ -107,3 +109,35 @@ async def test_writer_batches_orders_and_drains(storage: SqlStorage) -> None:
     page = await store.lookup(S, "alice", Query(), 50, simple=False)
     assert page.count == 16
     assert [m.id for m in page.messages] == sorted(m.id for m in page.messages)
+
+
+async def test_retried_batch_keeps_what_is_there(storage: SqlStorage,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush whose commit's reply was lost is retried with the same rows (and more that
+    arrived meanwhile): the rows already there stay as they are, the new ones are added. On
+    PostgreSQL this is the fallback from COPY to INSERT ... ON CONFLICT DO NOTHING; on SQLite
+    the writes go through the archive's writer thread, in transactions of at most 128 rows
+    here."""
+    monkeypatch.setattr(sqlite_writer, "MAX_TRANSACTION", 128)
+    store = await mam_store(storage)
+    fallbacks: list[int] = []
+    chunks = store._insert_chunks
+
+    async def counting(rows: Any) -> None:
+        fallbacks.append(len(rows))
+        await chunks(rows)
+
+    store._insert_chunks = counting  # type: ignore[method-assign]
+    ids = IdGenerator()
+    first = [row(ids.next(), body=f"m{i}") for i in range(300)]
+    await store.insert_many(first)
+    assert fallbacks == []  # the fast path: COPY, or the writer thread's executemany
+    changed = (first[0][:9] + ("<message><body>changed</body></message>",),)
+    later = [row(ids.next(), body="late")]
+    await store.insert_many([*changed, *first[1:], *later])
+    assert fallbacks == ([301] if storage.dialect == "pgsql" else [])
+    page = await store.lookup(S, "alice", Query(), 1, simple=False)
+    assert page.count == 301
+    assert page.messages[0].message == first[0][9]
+    await store.close_writer()
+    await store.close_writer()  # closing twice (a module stopped twice) is harmless

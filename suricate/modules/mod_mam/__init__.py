@@ -315,7 +315,7 @@ class ModMam(Module):
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
-        self._last_out: tuple[Element, str] | None = None
+        self._last_out: tuple[Element, str, _Scan] | None = None
         muc = opts.get("muc")
         #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
         self.muc_archive: MucArchive | None = None if muc is None else \
@@ -343,6 +343,7 @@ class ModMam(Module):
             await self.writer.stop()
         if self.muc_archive is not None:
             await self.muc_archive.stop()
+        await self.store.close_writer()
 
     def wire(self) -> None:
         super().wire()
@@ -459,7 +460,11 @@ class ModMam(Module):
         owner = to.bare
         if frm.bare == owner:
             return stanza  # the account's own message: archived once, as outgoing
-        scan = self.scan(stanza)
+        last = self._last_out
+        # The sender's archive just scanned this very stanza (a local sender): its scan
+        # holds, unless the stanza carried stanza-ids (kept for _already_archived).
+        scan = last[2] if last is not None and last[0] is stanza and not last[2].sid \
+            else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
         if sessions:
@@ -524,7 +529,7 @@ class ModMam(Module):
             self._last_out = None
         else:
             xml = stanza.serialize(ns.CLIENT)
-            self._last_out = (stanza, xml) if direction == "O" else None
+            self._last_out = (stanza, xml, scan) if direction == "O" else None
         if check:
             self._unchecked.add(mam_id)
         writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
@@ -642,6 +647,10 @@ class ModMam(Module):
         assert owner.local is not None
         if self.writer is not None:
             self.writer.discard_archive(owner.domain, owner.local)
+            # A batch being written (in the SQLite writer thread, or a COPY) holds the shard's
+            # lock and may still hold rows of this archive: wait for it, so that none of them
+            # lands after the delete below.
+            await self.writer.flush_archive(owner.domain, owner.local)
         # The account's tables went with it (user_tables); a batch written meanwhile too.
         await self.store.remove_archive(owner.domain, owner.local)
         self._prefs.pop(owner, None)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suricate.modules.mod_mam.query import Query, search_words
+from suricate.modules.mod_mam.sqlite_writer import SqliteWriterThread
+from suricate.storage.base import StorageError, StorageUnavailable
 from suricate.storage.module_store import ModuleStore
+
+if TYPE_CHECKING:
+    from suricate.storage.sql import SqlStorage
 
 #: One archived message, in the column order of ``INSERT_COLUMNS``.
 Row = tuple[int, str, str, str, str, str, str, str | None, str | None, str]
@@ -50,8 +55,54 @@ class MamStore(ModuleStore):
     migrations = __package__
     user_tables = ("mam_message", "mam_prefs")
 
+    def __init__(self, db: SqlStorage) -> None:
+        super().__init__(db)
+        self._thread: SqliteWriterThread | None = None
+
     # -- writing ------------------------------------------------------------------------
     async def insert_many(self, rows: Sequence[Row]) -> None:
+        """All ``rows`` in one transaction, by the cheapest path of the backend:
+
+        - SQLite (a file): in the archive's own writer thread and connection
+          (``sqlite_writer.py``), off the event loop;
+        - PostgreSQL: COPY (binary); should a row already be there (the same batch retried
+          after its commit's reply was lost) the batch is written again with INSERT ... ON
+          CONFLICT DO NOTHING, which keeps the row there as it is;
+        - SQLite in memory (tests): multi-row INSERTs on the shared connection.
+        """
+        if self.dialect == "sqlite":
+            thread = self._writer_thread()
+            if thread is not None:
+                await thread.write(rows)
+                return
+        elif self.dialect == "pgsql":
+            try:
+                # One statement, atomic by itself: no BEGIN and COMMIT round trips around it.
+                async with self.session() as ex:
+                    await ex.copy_rows("mam_message", INSERT_COLUMNS, rows)
+                return
+            except StorageUnavailable:
+                raise
+            except StorageError:
+                pass  # a duplicate id: below, the rows not there yet are added
+        await self._insert_chunks(rows)
+
+    def _writer_thread(self) -> SqliteWriterThread | None:
+        if self._thread is None:
+            path = getattr(self.db, "path", ":memory:")
+            if path == ":memory:" or path.startswith("file:"):
+                return None  # another connection would not see the same database
+            self._thread = SqliteWriterThread(
+                path, _INSERTS, busy_timeout_ms=getattr(self.db, "busy_timeout_ms", 5000))
+        return self._thread
+
+    async def close_writer(self) -> None:
+        """Close the writer thread's connection (after the async writer drained)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.close()
+
+    async def _insert_chunks(self, rows: Sequence[Row]) -> None:
         """All ``rows`` in one transaction, as multi-row INSERTs of the sizes of
         ``CHUNK_SIZES``: the same few statement texts every time, so SQLite's statement cache
         and asyncpg's prepared statements are reused instead of compiled per flush."""

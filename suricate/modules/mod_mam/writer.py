@@ -3,14 +3,15 @@ database on the message's path.
 
 Rows are appended, in arrival order, to the writer's lane. It is flushed when it holds
 ``batch_size`` rows or ``flush_interval`` ms after its first pending row, whichever comes
-first: every pending row in one transaction, as multi-row INSERTs of a few fixed sizes (so the
-database reuses their prepared statements); flushes never overlap, so each archive's rows land
-in order.
+first: the pending rows through ``MamStore.insert_many`` (SQLite: in the archive's writer
+thread; PostgreSQL: COPY). Flushes never overlap, so each archive's rows land in order; rows
+that arrive during a flush are written by the next one once they are a full batch themselves
+(or at their timer), so many small flushes do not follow a full one under load.
 
 What this costs: rows wait in memory up to one flush interval. ``stop`` drains every shard (a
 clean shutdown loses nothing); a crash of the process loses at most the rows of one flush
-interval. A query first flushes the shard of its archive, so it sees every message archived
-before it.
+interval (and of a write in progress). A query first flushes the shard of its archive, so it
+sees every message archived before it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class AsyncWriter:
     def _schedule(self, shard: _Shard) -> None:
         if self._stopped:
             # After stop (a message routed during shutdown): write it now rather than lose it.
-            self._spawn(self._flush(shard))
+            self._spawn(self._flush(shard, full=True))
             return
         if len(shard.rows) >= self.batch_size:
             if shard.timer is not None:
@@ -89,7 +90,7 @@ class AsyncWriter:
                 shard.timer = None
             if not shard.flushing:
                 shard.flushing = True
-                self._spawn(self._flush(shard))
+                self._spawn(self._flush(shard, full=False))
         elif shard.timer is None and not shard.flushing:
             shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
 
@@ -97,25 +98,31 @@ class AsyncWriter:
         shard.timer = None
         if not shard.flushing:
             shard.flushing = True
-            self._spawn(self._flush(shard))
+            self._spawn(self._flush(shard, full=True))
 
     # -- flushing ------------------------------------------------------------------------------
-    async def _flush(self, shard: _Shard) -> None:
+    async def _flush(self, shard: _Shard, *, full: bool) -> None:
         try:
             async with shard.lock:
-                await self._flush_locked(shard)
+                await self._flush_locked(shard, full=full or self._stopped)
         finally:
             shard.flushing = False
             # Rows that arrived while we were writing get their own turn.
             if (shard.rows or shard.retractions) and shard.timer is None:
                 if self._stopped or len(shard.rows) >= self.batch_size:
                     shard.flushing = True
-                    self._spawn(self._flush(shard))
+                    self._spawn(self._flush(shard, full=self._stopped))
                 else:
                     shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
 
-    async def _flush_locked(self, shard: _Shard) -> None:
+    async def _flush_locked(self, shard: _Shard, *, full: bool = True) -> None:
+        """Write the pending rows, again while more arrive during the write. Not ``full`` (a
+        batch filled up): what arrived meanwhile is written only once it is a full batch
+        itself (or a retraction waits for it), else it waits for its timer: each flush costs
+        round trips and a transaction, so many small ones cost more than a few full ones."""
         while shard.rows or shard.retractions:
+            if not full and not shard.retractions and len(shard.rows) < self.batch_size:
+                return
             rows, shard.rows = shard.rows, []
             retractions, shard.retractions = shard.retractions, []
             if rows:
