@@ -330,9 +330,11 @@ class ModInbox(Module):
             await self.writer.flush()
 
     # -- the message path -------------------------------------------------------------------
-    def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool) -> None:
+    def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool,
+                 attrs: dict[str, str] | None = None) -> None:
         """A message of the conversation: updates the entry's pending change in place (one
-        dict lookup; the change is written by the next batch)."""
+        dict lookup; the change is written by the next batch). ``attrs``: the message's
+        attributes as kept, when they are not the stanza's."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         key = (owner.domain, owner.local, str(remote))
@@ -343,7 +345,8 @@ class ModInbox(Module):
         # A snapshot of the top level (later hooks add or remove children of the stanza, like
         # mod_mam's stanza-ids, but do not change the children themselves): serialized when
         # written, once per conversation per batch however many messages came.
-        change.content = Element(stanza.name, stanza.xmlns, dict(stanza.attrs),
+        change.content = Element(stanza.name, stanza.xmlns,
+                                 dict(stanza.attrs) if attrs is None else attrs,
                                  list(stanza.children))
         change.msg_id = stanza.attrs.get("id", "")
         change.timestamp = time.time_ns() // 1000
@@ -455,25 +458,18 @@ class ModInbox(Module):
         if frm.resource is not None:  # room@service/sender-bare-jid: a member's message
             if not _has_body(stanza) or _marker(stanza) is not None:
                 return acc  # chat states and markers are not messages of the conversation
-            self._message(member, room, self._as_sent(stanza, frm, member),
-                          frm.resource != str(member))
+            self._message(member, room, stanza, frm.resource != str(member),
+                          _as_sent(stanza, frm, member))
             return acc
         affiliation = _affiliation_of(stanza, str(member))
         if affiliation is None:
             return acc  # a configuration change, or other members' affiliations
         if self.aff_changes:
-            self._message(member, room, self._as_sent(stanza, frm, member), True)
+            self._message(member, room, stanza, True, _as_sent(stanza, frm, member))
         if affiliation == "none" and self.remove_on_kicked:
             assert self.writer is not None
             self.writer.add(Change(member.domain, member.local, str(room), remove=True))
         return acc
-
-    @staticmethod
-    def _as_sent(stanza: Element, frm: JID, member: JID) -> Element:
-        # The room addresses each copy when it sends it (after this hook): the entry keeps
-        # the message as the member gets it.
-        return Element(stanza.name, stanza.xmlns, {**stanza.attrs, "from": str(frm),
-                                                   "to": str(member)}, list(stanza.children))
 
     # -- account removal ---------------------------------------------------------------------
     async def remove_inbox(self, acc: Any, jid: JID) -> Any:
@@ -611,6 +607,12 @@ class ModInbox(Module):
         result = Element("query", CONVERSATION, {"jid": remote})
         add_properties(result, CONVERSATION, entry, now)
         return result
+
+
+def _as_sent(stanza: Element, frm: JID, member: JID) -> dict[str, str]:
+    """The attributes of a room's message as the member gets it: the room addresses each copy
+    when it sends it, after the muc_light_to_member hook."""
+    return {**stanza.attrs, "from": str(frm), "to": str(member)}
 
 
 def _affiliation_of(stanza: Element, member: str) -> str | None:
