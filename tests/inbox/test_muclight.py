@@ -41,10 +41,12 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
         yield srv
 
 
-@pytest.fixture
-async def quiet_server(tmp_path: Path) -> AsyncIterator[Server]:
-    async for srv in start(tmp_path, "aff_changes = false\nremove_on_kicked = false"):
-        yield srv
+@pytest.fixture(params=["false", "true"], ids=["aff_changes=false", "aff_changes=true"])
+async def kept_server(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[tuple[Server, bool]]:
+    """remove_on_kicked off, with and without aff_changes."""
+    async for srv in start(tmp_path, f"aff_changes = {request.param}\nremove_on_kicked = false"):
+        yield srv, request.param == "true"
 
 
 async def room_entry(client: Client, room: str = ROOM) -> dict[str, Any] | None:
@@ -139,17 +141,22 @@ async def test_affiliation_changes_and_removal(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
-async def test_without_aff_changes_and_remove_on_kicked(quiet_server: Server) -> None:
-    server = quiet_server
+async def test_without_remove_on_kicked(kept_server: tuple[Server, bool]) -> None:
+    server, aff_changes = kept_server
     alice = await login(server, "alice@localhost/a")
     bob = await login(server, "bob@localhost/b")
     await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member"}))
-    # The notifications go out before the IQ result: the creation one is not in the inbox.
-    assert await room_entry(bob) is None
+    # The notifications go out before the IQ result: the creation one is in the inbox only
+    # with aff_changes.
+    entry = await room_entry(bob)
+    assert (entry is not None) == aff_changes
     await groupchat(alice, "first", "m0")
-    entry = await settled(bob, lambda e: e is not None)
-    assert entry is not None and (entry["body"], entry["unread"]) == ("first", 1)
+    entry = await settled(bob, lambda e: e is not None and e["body"] == "first")
+    assert entry is not None and entry["unread"] == (2 if aff_changes else 1)
     await iq(alice, ROOM, "set", affs_xml({"bob@localhost": "none"}))
-    entry = await room_entry(bob)  # bob is out and keeps the conversation as it was
-    assert entry is not None and (entry["body"], entry["unread"]) == ("first", 1)
+    # bob is out and keeps the conversation: as it was, or with the notification that he is
+    # out as its last message (MongooseIM: the invitation, the message, the removal).
+    entry = await room_entry(bob)
+    assert entry is not None
+    assert (entry["body"], entry["unread"]) == (("", 3) if aff_changes else ("first", 1))
     await disconnect(alice, bob)
