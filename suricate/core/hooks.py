@@ -181,6 +181,13 @@ OFFLINE_MESSAGE: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = 
     "offline_message",
     "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took",
     host_arg=1)
+MUC_LIGHT_TO_MEMBER: Hook[Callable[[None, JID, JID, Element], Folded[None]]] = Hook(
+    "muc_light_to_member",
+    "fold(None, room_jid, member_jid, stanza): a MUC Light room sends a local member (an "
+    "existing account's bare JID) a message or a notification, once per member whatever its "
+    "sessions (online or offline); from_jid is the room's bare JID (a notification) or "
+    "room@service/sender-bare-jid (a member's message); handlers must not change the stanza "
+    "(mod_inbox's groupchat = [\"muclight\"])", host_arg=1)
 
 # -- push notifications ---------------------------------------------------------------------
 PUSH_NOTIFICATIONS: Hook[

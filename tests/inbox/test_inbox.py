@@ -263,6 +263,12 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
             client.inbox_results = results  # type: ignore[attr-defined]
             entries, _ = await inbox(client)
             assert [(e["unread"], e["body"]) for e in entries] == [(unread, "g1")], client
+        # XEP-0333 in the room: bob marks the last message displayed and has read the room.
+        marker = bob.make_message(mto=room, mtype="groupchat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='g1'/>"))
+        marker.send()
+        entries, _ = await inbox(bob)
+        assert [(e["unread"], e["body"]) for e in entries] == [(0, "g1")]
         await disconnect(alice, bob)
 
 

@@ -47,6 +47,22 @@ async def test_upserts_counts_and_markers(storage: SqlStorage) -> None:
     assert (totals.count, totals.unread_messages, totals.active_conversations) == (2, 1, 1)
 
 
+async def test_removal_then_what_came_after(storage: SqlStorage) -> None:
+    """remove_on_kicked: the entry goes, pending changes with it; a message merged after the
+    removal makes a new entry counting from zero."""
+    store = await inbox_store(storage)
+    await store.apply([incoming("room@x", "r1", 10), incoming("room@x", "r2", 20)])
+    pending = incoming("room@x", "r3", 30)
+    merge(pending, Change(S, "alice", "room@x", remove=True))
+    await store.apply([pending])
+    assert await store.get(S, "alice", "room@x") is None
+    again = Change(S, "alice", "room@x", remove=True)
+    merge(again, incoming("room@x", "r4", 40))
+    await store.apply([again])
+    room = await store.get(S, "alice", "room@x")
+    assert room is not None and (room.unread, room.msg_id) == (1, "r4")
+
+
 async def test_filters_pages_boxes_and_bin(storage: SqlStorage) -> None:
     store = await inbox_store(storage)
     await store.apply([incoming(f"p{i}@x", f"m{i}", 100 + i) for i in range(6)])

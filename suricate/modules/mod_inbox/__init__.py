@@ -1,7 +1,7 @@
 """mod_inbox: MongooseIM's inbox (``erlang-solutions.com:xmpp:inbox:0``, close to XEP-0430).
 
 An account's inbox is one entry per conversation (a peer's bare JID, or a room's with
-``groupchat = ["muc"]``): the last message, its time, the number of unread messages, the box
+``groupchat = ["muc"]`` or ``["muclight"]``): the last message, its time, the number of unread messages, the box
 it is in and until when it is muted. The message path only records what changed in memory
 (``Change``, merged per entry); the writer turns the changes of a tick (``rdbms``) or of a
 second (``rdbms_async``) into one upsert per entry, in one transaction, off the message path.
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_inbox")
 
 MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
 _MARKER_NAMES = ("received", "displayed", "acknowledged")
 
 #: How long the writer gathers changes before writing them: ``rdbms`` writes at once in
@@ -118,12 +119,14 @@ OPTIONS = Section(
             "XEP-0333 markers that, sent by the owner, reset the unread count."),
         "groupchat": Option(
             ListOf(OneOf(["muclight", "muc"]), unique=True), ["muclight"],
-            "Group chats that have inbox entries: muc (mod_muc rooms); muclight is accepted "
-            "(6.4's default) but MUC Light rooms do not have entries yet."),
-        "aff_changes": Option(Bool(), True, "MUC Light affiliation changes in the inbox "
-                                            "(MUC Light rooms have no entries yet: no effect)."),
-        "remove_on_kicked": Option(Bool(), True, "Remove the entry of a MUC Light room the "
-                                                 "user left (no effect yet)."),
+            "Group chats that have inbox entries: muclight (mod_muc_light rooms, an entry "
+            "per member), muc (mod_muc rooms, an entry per occupant)."),
+        "aff_changes": Option(Bool(), True, "A MUC Light notification that a member joined, "
+                                            "changed role or left updates that member's "
+                                            "entry of the room (an unread message)."),
+        "remove_on_kicked": Option(Bool(), True, "A member removed from a MUC Light room (or "
+                                                 "whose room is destroyed) loses its entry "
+                                                 "of the room."),
         "boxes": Option(ListOf(_BoxName(), unique=True), [],
                         "Custom boxes besides inbox, archive and bin."),
         "bin_ttl": Option(Int(min=0, unit="days"), 30,
@@ -169,6 +172,11 @@ def _delayed(stanza: Element) -> bool:
 def merge(old: Change, new: Change) -> None:
     """Apply ``new`` (a later change of the same entry) to ``old``, so that writing ``old`` once
     has the effect of writing both in order."""
+    if new.remove:
+        # Whatever was pending goes with the entry; only what ``new`` holds follows it.
+        old.remove, old.reset, old.reset_if, old.unread = True, False, None, new.unread
+        old.content, old.msg_id, old.timestamp = new.content, new.msg_id, new.timestamp
+        return
     if new.reset:
         old.reset, old.reset_if, old.unread = True, None, new.unread
     elif new.reset_if is not None:
@@ -262,6 +270,7 @@ class ModInbox(Module):
         # After mod_mam (40), before mod_offline (50) stores it.
         (H.OFFLINE_MESSAGE, "incoming_offline", 45),
         (H.REMOVE_USER, "remove_inbox", 50),
+        (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 50),
     )
     iq_handlers = (("sm", INBOX, "iq_inbox"), ("sm", CONVERSATION, "iq_conversation"))
     features = (INBOX,)
@@ -270,6 +279,9 @@ class ModInbox(Module):
         super().__init__(server, opts)
         self.reset_markers = frozenset(opts["reset_markers"])
         self.muc = "muc" in opts["groupchat"]
+        self.muclight = "muclight" in opts["groupchat"]
+        self.aff_changes: bool = opts["aff_changes"]
+        self.remove_on_kicked: bool = opts["remove_on_kicked"]
         self.boxes: tuple[str, ...] = tuple(opts["boxes"])
         self.max_limit: int | None = opts["max_result_limit"]
         self.writer: InboxWriter | None = None
@@ -318,9 +330,11 @@ class ModInbox(Module):
             await self.writer.flush()
 
     # -- the message path -------------------------------------------------------------------
-    def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool) -> None:
+    def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool,
+                 attrs: dict[str, str] | None = None) -> None:
         """A message of the conversation: updates the entry's pending change in place (one
-        dict lookup; the change is written by the next batch)."""
+        dict lookup; the change is written by the next batch). ``attrs``: the message's
+        attributes as kept, when they are not the stanza's."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         key = (owner.domain, owner.local, str(remote))
@@ -331,7 +345,8 @@ class ModInbox(Module):
         # A snapshot of the top level (later hooks add or remove children of the stanza, like
         # mod_mam's stanza-ids, but do not change the children themselves): serialized when
         # written, once per conversation per batch however many messages came.
-        change.content = Element(stanza.name, stanza.xmlns, dict(stanza.attrs),
+        change.content = Element(stanza.name, stanza.xmlns,
+                                 dict(stanza.attrs) if attrs is None else attrs,
                                  list(stanza.children))
         change.msg_id = stanza.attrs.get("id", "")
         change.timestamp = time.time_ns() // 1000
@@ -360,11 +375,21 @@ class ModInbox(Module):
             return stanza
         stype = stanza.attrs.get("type", "normal")
         if stype == "groupchat":
-            if self.muc and _has_body(stanza):
-                self._message(owner, peer, stanza, False)
-                sent = self._own_groupchat.setdefault((owner, peer), [])
-                sent.append(stanza.attrs.get("id", ""))
-                del sent[:-32]  # a reflection that never came back is forgotten
+            light = self._muclight_room(peer)
+            if not (self.muclight if light else self.muc):
+                return stanza
+            if _has_body(stanza):
+                if not light:
+                    # A MUC Light room sends the message back to its sender as to every
+                    # member: the sender's entry is set then (muclight_to_member).
+                    self._message(owner, peer, stanza, False)
+                    sent = self._own_groupchat.setdefault((owner, peer), [])
+                    sent.append(stanza.attrs.get("id", ""))
+                    del sent[:-32]  # a reflection that never came back is forgotten
+                return stanza
+            marker = _marker(stanza)
+            if marker is not None and marker[0] in self.reset_markers and marker[1]:
+                self._marker_sent(owner, peer, marker[1])  # XEP-0333 in a room, as in a chat
             return stanza
         if stype not in ("chat", "normal"):
             return stanza
@@ -398,8 +423,10 @@ class ModInbox(Module):
             return
         stype = stanza.attrs.get("type", "normal")
         if stype == "groupchat":
-            if not self.muc or _delayed(stanza):
-                return  # room history sent on join is not news
+            if not self.muc or _delayed(stanza) or self._muclight_room(remote):
+                # Room history sent on join is not news; a MUC Light room's messages come
+                # once per member through muclight_to_member, not once per session here.
+                return
             sent = self._own_groupchat.get((owner, remote))
             msg_id = stanza.attrs.get("id", "")
             if sent and msg_id in sent:
@@ -411,6 +438,38 @@ class ModInbox(Module):
             return
         if stype in ("chat", "normal"):
             self._message(owner, remote, stanza, True)
+
+    # -- MUC Light rooms (groupchat = ["muclight"]) ------------------------------------------
+    def _muclight_room(self, room: JID) -> bool:
+        """A room of this server's MUC Light service (its messages reach the inbox through
+        the muc_light_to_member hook, once per member)."""
+        light = self.server.modules.get("mod_muc_light")
+        return light is not None and room.domain in getattr(light, "services", ())
+
+    def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
+        """A MUC Light room sends a member a message or a notification (MongooseIM's
+        mod_inbox_muclight): a member's message with a body is unread for the others and
+        reads the room for its sender; a notification naming this member (it joined, its
+        affiliation changed, it was removed or the room destroyed) updates its entry with
+        ``aff_changes``, and a removal takes the entry away with ``remove_on_kicked``."""
+        if not self.muclight or stanza.attrs.get("type") != "groupchat"                 or member.local is None:
+            return acc
+        room = frm.bare
+        if frm.resource is not None:  # room@service/sender-bare-jid: a member's message
+            if not _has_body(stanza) or _marker(stanza) is not None:
+                return acc  # chat states and markers are not messages of the conversation
+            self._message(member, room, stanza, frm.resource != str(member),
+                          _as_sent(stanza, frm, member))
+            return acc
+        affiliation = _affiliation_of(stanza, str(member))
+        if affiliation is None:
+            return acc  # a configuration change, or other members' affiliations
+        if self.aff_changes:
+            self._message(member, room, stanza, True, _as_sent(stanza, frm, member))
+        if affiliation == "none" and self.remove_on_kicked:
+            assert self.writer is not None
+            self.writer.add(Change(member.domain, member.local, str(room), remove=True))
+        return acc
 
     # -- account removal ---------------------------------------------------------------------
     async def remove_inbox(self, acc: Any, jid: JID) -> Any:
@@ -548,6 +607,25 @@ class ModInbox(Module):
         result = Element("query", CONVERSATION, {"jid": remote})
         add_properties(result, CONVERSATION, entry, now)
         return result
+
+
+def _as_sent(stanza: Element, frm: JID, member: JID) -> dict[str, str]:
+    """The attributes of a room's message as the member gets it: the room addresses each copy
+    when it sends it, after the muc_light_to_member hook."""
+    return {**stanza.attrs, "from": str(frm), "to": str(member)}
+
+
+def _affiliation_of(stanza: Element, member: str) -> str | None:
+    """The affiliation a MUC Light notification gives ``member`` (§5.4: a
+    ``<x xmlns='...#affiliations'>`` with ``<user affiliation='...'>jid</user>`` items), or
+    None when it does not name the member."""
+    for x in stanza.children:
+        if isinstance(x, Element) and x.name == "x" and x.xmlns == MUC_LIGHT_AFFS:
+            for user in x.children:
+                if isinstance(user, Element) and user.name == "user" \
+                        and (user.text or "").strip() == member:
+                    return user.attrs.get("affiliation")
+    return None
 
 
 def _forwarded(entry: Entry) -> Element:

@@ -26,6 +26,9 @@ class Change:
     unread: int = 0  # incoming messages after the reset (if any)
     reset: bool = False  # the count went to 0 (the owner wrote, or read it all)
     reset_if: str | None = None  # a XEP-0333 marker: 0 if the stored last message has this id
+    #: The stored entry is removed before the rest applies (a member removed from a MUC Light
+    #: room with remove_on_kicked); what came after the removal makes a new entry.
+    remove: bool = False
 
 
 @dataclass(slots=True)
@@ -94,6 +97,11 @@ class InboxStore(ModuleStore):
         async with self.session(transaction=True) as ex:
             for c in changes:
                 count_args = (c.reset, c.reset_if, c.unread)  # msg_id = NULL: never
+                if c.remove:
+                    await ex.execute("DELETE FROM inbox WHERE server = ? AND username = ?"
+                                     " AND remote_bare_jid = ?", c.server, c.username, c.remote)
+                    if c.content is None:
+                        continue
                 if c.content is None:
                     await ex.execute(_RESET, *count_args, c.server, c.username, c.remote)
                 else:

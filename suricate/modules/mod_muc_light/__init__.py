@@ -179,13 +179,20 @@ class ModMucLight(Module):
             stanza.attrs["from"], stanza.attrs["to"] = str(frm), member
             self.server.spawn(self._offline(frm, to, stanza))
             return
+        self._to_member_hook(frm, to, stanza)
         for i, session in enumerate(sessions):
             copy = stanza if i == len(sessions) - 1 else stanza.copy()
             self.send(frm, session.jid, copy)
 
+    def _to_member_hook(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Once per local member, whatever its sessions (mod_inbox's entry of the room)."""
+        if stanza.name == "message" and self.server.hooks.has(H.MUC_LIGHT_TO_MEMBER):
+            self.server.hooks.fold(H.MUC_LIGHT_TO_MEMBER, None, frm, to, stanza)
+
     async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
         if not await self.server.user_exists(to):
             return
+        self._to_member_hook(frm, to, stanza)
         if await self.server.hooks.fold_async(H.PRIVACY_CHECK_INBOUND, True, self.server, to,
                                               frm, stanza):
             await self.server.hooks.fold_async(H.OFFLINE_MESSAGE, False, frm, to, stanza)
