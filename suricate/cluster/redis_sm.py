@@ -31,9 +31,11 @@ import logging
 import marshal
 import os
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate.cluster import wire
 from suricate.core import hooks as H
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.cluster")
+
+T = TypeVar("T")
 
 PREFIX = "suricate:"
 # A beat every BEAT seconds; a node whose heartbeat is older than DEAD_AFTER is dead. Three
@@ -80,6 +84,26 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return removed
 """
 
+# KEYS: sess:<bare>, node:<node>:jids; ARGV: resource, our row, our node, the full JID.
+# Writes our row unless another node holds the resource; returns that node's row, or nil.
+_CLAIM = """
+local row = redis.call('HGET', KEYS[1], ARGV[1])
+if row and string.sub(row, 1, string.len(ARGV[3]) + 1) ~= ARGV[3] .. '\\t' then
+  return row
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return false
+"""
+
+# How long a stanza for another node waits for Redis when Redis is unreachable before it is
+# routed here by RFC 6121 §8 (offline storage or an error): a Redis restart takes a second or
+# two, and a stanza that waits is delivered live once it is back.
+QUEUE_FOR = 10.0
+# After an outage, how long "no such session" from Redis is not trusted: every node beats
+# within BEAT and then writes its sessions back.
+REBUILD = 2 * BEAT + 0.5
+
 
 @dataclass(frozen=True)
 class Row:
@@ -104,6 +128,7 @@ class RedisSessions:
         self.node = node
         self.prefix = prefix
         self._reap = redis.register_script(_REAP)
+        self._claim = redis.register_script(_CLAIM)
 
     def _sess(self, bare: str) -> str:
         return f"{self.prefix}sess:{bare}"
@@ -132,6 +157,16 @@ class RedisSessions:
             old, _, _ = await pipe.execute()
         return _parse(old) if old is not None else None
 
+    async def claim(self, jid: JID, priority: int, available: bool) -> Row | None:
+        """Write our row for ``jid`` unless another node holds it now; that node's row then
+        (our session there is the older one: a node that was reaped while paused or cut
+        from Redis finds its resources taken by sessions bound elsewhere meanwhile)."""
+        row = f"{self.node}\t{priority}\t{1 if available else 0}"
+        other = await self._claim(
+            keys=[self._sess(str(jid.bare)), f"{self.prefix}node:{self.node}:jids"],
+            args=[str(jid.resource), row, self.node, str(jid)])
+        return _parse(other) if other else None
+
     async def remove(self, jid: JID) -> None:
         key = self._sess(str(jid.bare))
         row = await self.redis.hget(key, str(jid.resource))
@@ -158,6 +193,16 @@ class RedisSessions:
     async def resources(self, bare: JID) -> dict[str, Row]:
         raw = await self.redis.hgetall(self._sess(str(bare)))
         return {_text(k): _parse(v) for k, v in raw.items()}
+
+    async def resources_listed(self, bare: JID) -> tuple[dict[str, Row], bool]:
+        """``resources(bare)`` and whether this node is still listed, in one round trip:
+        not listed means Redis lost its data (restarted empty) or reaped us, so the rows
+        may be incomplete until every node wrote its sessions back."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._sess(str(bare)))
+            pipe.hexists(f"{self.prefix}nodes", self.node)
+            raw, listed = await pipe.execute()
+        return {_text(k): _parse(v) for k, v in raw.items()}, bool(listed)
 
     async def count_user(self, bare: JID) -> int:
         return int(await self.redis.hlen(self._sess(str(bare))))
@@ -219,6 +264,12 @@ class RedisNode:
         self._queue: asyncio.Queue[tuple[str, JID, int, bool] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._pubsub: PubSub | None = None
+        # Since when Redis answers our beats again (monotonic): a node that was cut from
+        # Redis does not reap others until they had time to beat too (they were cut as well).
+        self._healthy_since = 0.0
+        # Until when (monotonic) Redis may not know every session yet: it came back from an
+        # outage, maybe empty, and the nodes write their sessions again at their next beat.
+        self._rebuilding_until = 0.0
 
     @property
     def name(self) -> str:
@@ -277,8 +328,10 @@ class RedisNode:
 
     # -- the table's observer ------------------------------------------------------------
     def registered(self, session: Session) -> None:
+        # A bind takes the resource over (RFC 6120 §7.7.2.2): "put", the only write that
+        # replaces another node's row.
         self._written.pop(session, None)
-        self._refresh(session)
+        self._refresh(session, "put")
 
     def unregistered(self, session: Session) -> None:
         self._written.pop(session, None)
@@ -291,13 +344,13 @@ class RedisNode:
             self._refresh(c2s)
         return stanza
 
-    def _refresh(self, session: Session) -> None:
+    def _refresh(self, session: Session, op: str = "claim") -> None:
         if session.jid is None or session.jid.resource is None:
             return
         state = (session.priority, session.available)
         if self._written.get(session) != state:
             self._written[session] = state
-            self._queue.put_nowait(("put", session.jid, state[0], state[1]))
+            self._queue.put_nowait((op, session.jid, state[0], state[1]))
 
     async def count_elsewhere(self, full: JID) -> int:
         """The account's sessions on other nodes, but ``full`` (which binding replaces)."""
@@ -317,12 +370,57 @@ class RedisNode:
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
         self.server.spawn(self._to_bare(frm, to, stanza, also))
 
+    async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``
+        seconds: the stanza waits rather than going offline during a Redis restart. Raises
+        the last error after that (the caller routes the stanza here)."""
+        deadline = time.monotonic() + QUEUE_FOR
+        delay = 0.05
+        failed = False
+        while True:
+            try:
+                result = await call()
+                if failed:
+                    self._recovered()
+                return result
+            except Exception:
+                failed = True
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("redis_sm_waiting op=%s to=%s", what, to)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _recovered(self) -> None:
+        """Redis answers again after failing: until every node had a beat to write its
+        sessions back, "no such session" from Redis is not trusted at once."""
+        self._rebuilding_until = time.monotonic() + REBUILD
+
+    async def _lookup(self, to: JID) -> dict[str, Row]:
+        rows, listed = await self._patiently("lookup", to,
+                                             lambda: self.store.resources_listed(to.bare))
+        if not listed:
+            self._recovered()
+        return rows
+
+    async def _until_rebuilt(self) -> bool:
+        """Wait for the table to be rebuilt if it may not be yet; whether it was waited for
+        (the caller looks again rather than routing by a half-empty table)."""
+        wait = self._rebuilding_until - time.monotonic()
+        if wait <= 0:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         try:
-            row = (await self.store.resources(to.bare)).get(str(to.resource))
-            if row is not None and row.node != self.name \
-                    and await self.store.send(row.node, frm, to, stanza):
-                return
+            for _ in range(2):
+                row = (await self._lookup(to)).get(str(to.resource))
+                if row is not None and row.node != self.name and await self._send(
+                        row.node, frm, to, stanza):
+                    return
+                if not await self._until_rebuilt():
+                    break
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
         # No session anywhere, or its node died (nobody listens on its channel): RFC 6121
@@ -332,23 +430,34 @@ class RedisNode:
     async def _to_bare(self, frm: JID, to: JID, stanza: Element, also: bool) -> None:
         """RFC 6121 §8.5.2.1.1 / §8.5.2.1.2 on the other nodes: every available resource
         (with a non-negative priority for a message)."""
+        if await self._to_bare_once(frm, to, stanza, also) or also:
+            return
+        if await self._until_rebuilt():
+            await self._to_bare_once(frm, to, stanza, also)
+            return
+        self.server.router.route_here(frm, to, stanza)
+
+    async def _to_bare_once(self, frm: JID, to: JID, stanza: Element, also: bool) -> bool:
+        """Whether it was delivered on another node (or handled: a probe, an error)."""
         delivered = False
         min_priority = 0 if stanza.name == "message" else -128
         try:
-            rows = await self.store.resources(to.bare)
+            rows = await self._lookup(to)
             if stanza.attrs.get("type") == "probe":
                 # Answered by each node holding available resources, from their presence.
                 for node in {r.node for r in rows.values() if r.available} - {self.name}:
-                    await self.store.send(node, frm, to.bare, stanza)
-                return
+                    await self._send(node, frm, to.bare, stanza)
+                return True
             for resource, row in rows.items():
                 if row.node != self.name and row.available and row.priority >= min_priority:
                     full = JID(to.local, to.domain, resource)
-                    delivered |= await self.store.send(row.node, frm, full, stanza)
+                    delivered |= await self._send(row.node, frm, full, stanza)
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
-        if not delivered and not also:
-            self.server.router.route_here(frm, to, stanza)
+        return delivered
+
+    async def _send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
+        return await self._patiently("send", to, lambda: self.store.send(node, frm, to, stanza))
 
     async def _receiver(self) -> None:
         pubsub = self._pubsub
@@ -408,6 +517,10 @@ class RedisNode:
                         # The same full JID was bound on another node: the older session
                         # ends with a conflict stream error there (RFC 6120 §7.7.2.2).
                         await self.store.replace(old.node, jid)
+                elif op == "claim":
+                    other = await self.store.claim(jid, priority, available)
+                    if other is not None:
+                        self._taken(jid, other.node)
                 else:
                     await self.store.remove(jid)
                 return
@@ -416,20 +529,43 @@ class RedisNode:
                             exc_info=attempt == 0)
                 await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
 
+    def _taken(self, jid: JID, node: str) -> None:
+        """Our session of ``jid`` is the older one: another node bound the same full JID
+        while this node was reaped (paused, or cut from Redis). It ends with <conflict/>
+        as if replaced at that bind (RFC 6120 §7.7.2.2), never coming back as a duplicate."""
+        session = self.server.sessions.local(jid)
+        if session is not None:
+            log.warning("cluster_session_taken jid=%s by=%s", jid, node)
+            self.server.sessions.unregister(session)
+            session.replaced()
+
     async def _beater(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(BEAT)
             try:
                 await self.store.beat()
-                # Are we still listed? A survivor reaped us during a Redis outage or a long
-                # pause: join again and re-write our live sessions.
+                if failing:
+                    failing = False
+                    self._healthy_since = time.monotonic()
+                    self._recovered()
+                    log.warning("redis_sm_reachable node=%s", self.name)
+                # Are we still listed? A survivor reaped us during a long pause, or Redis
+                # restarted empty: join again and claim our live sessions back, unless a
+                # resource was bound on another node meanwhile (that session wins).
                 if self.name not in await self.store.nodes():
                     log.warning("cluster_rejoin node=%s", self.name)
+                    self._recovered()
                     await self.store.join()
                     self._written.clear()
                     for session in list(self.server.sessions):
                         self._refresh(session)
-                for node, count in (await self.store.reap_dead()).items():
-                    log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+                # Right after an outage every node's heartbeat may have expired: reap only
+                # once the others had DEAD_AFTER to beat again.
+                if time.monotonic() - self._healthy_since >= DEAD_AFTER + BEAT:
+                    for node, count in (await self.store.reap_dead()).items():
+                        log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
             except Exception:
-                log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)
+                if not failing:
+                    log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)
+                failing = True

@@ -42,22 +42,26 @@ class Elsewhere(Protocol):
 
 
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "elsewhere")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
         self.elsewhere: Elsewhere | None = None
+        # ``elsewhere`` while route_here holds it back: error bounces still use it.
+        self._held: Elsewhere | None = None
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
         that came from another node, or found no session there, never travels again."""
         elsewhere, self.elsewhere = self.elsewhere, None
+        held, self._held = self._held, elsewhere or self._held
         try:
             self.route(frm, to, stanza)
         finally:
             self.elsewhere = elsewhere
+            self._held = held
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -100,7 +104,17 @@ class Router:
         except ValueError:
             return
         reply = error_reply(stanza, error)
-        self.route(reply_from or JID(None, reply_to.domain, None), reply_to, reply)
+        reply_frm = reply_from or JID(None, reply_to.domain, None)
+        if self.elsewhere is None and self._held is not None:
+            # Inside route_here (the stanza came from another node): the sender may well be
+            # on another node, so the error travels (it is never answered: no loop).
+            self.elsewhere = self._held
+            try:
+                self.route(reply_frm, reply_to, reply)
+            finally:
+                self.elsewhere = None
+            return
+        self.route(reply_frm, reply_to, reply)
 
     # -- local ----------------------------------------------------------------------------
     def _route_local(self, frm: JID, to: JID, stanza: Element) -> None:

@@ -67,8 +67,8 @@ def redis_db() -> Iterator[int]:
     pytest.skip("no empty Redis database among 1..15")
 
 
-def _sync(db: int) -> Any:
-    return redis.Redis(host="127.0.0.1", port=6379, db=db, decode_responses=True)
+def _sync(db: int, port: int = 6379) -> Any:
+    return redis.Redis(host="127.0.0.1", port=port, db=db, decode_responses=True)
 
 
 @dataclass
@@ -81,30 +81,30 @@ class Node:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+def _toml(tmp: Path, c2s: int, tls: int, db: int, redis_port: int = 6379) -> str:
     pool = f"""
 [outgoing_pools.redis.default.connection]
 host = "127.0.0.1"
-port = 6379
+port = {redis_port}
 database = {db}
 """
     toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT)
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def start_node(tmp: Path, db: int, tag: str) -> Node:
+def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379) -> Node:
     """One node; its name is the one it added to the ``nodes`` hash."""
     c2s, tls = free_port(), free_port()
     config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db))
-    before = set(_sync(db).hkeys("suricate:nodes"))
+    config.write_text(_toml(tmp, c2s, tls, db, redis_port))
+    before = set(_sync(db, redis_port).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert proc.stdout is not None
     banner = proc.stdout.readline()
     assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    added = set(_sync(db, redis_port).hkeys("suricate:nodes")) - before
     assert len(added) == 1, added
     return Node(proc, c2s, tls, log, added.pop())
 
@@ -123,8 +123,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> tuple[Pat
     return tmp, redis_db
 
 
-def _rows(db: int, bare: str) -> dict[str, list[str]]:
-    return {r: v.split("\t") for r, v in _sync(db).hgetall(f"suricate:sess:{bare}").items()}
+def _rows(db: int, bare: str, port: int = 6379) -> dict[str, list[str]]:
+    return {r: v.split("\t")
+            for r, v in _sync(db, port).hgetall(f"suricate:sess:{bare}").items()}
 
 
 def test_config_names_the_problem() -> None:
