@@ -87,10 +87,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers: at least 1", 2)
     redis_sm = cfg["general"]["sm_backend"] == "redis"
-    if args.workers > 1 and redis_sm:
-        # Two cluster designs in one process would disagree about who owns a session.
-        raise CliError('--workers with sm_backend = "redis": not available yet; run one '
-                       "node per process (see docs/cluster.md)", 2)
+    if args.workers > 1 and not redis_sm:
+        # The workers are nodes of the Redis design: their sessions meet in Redis.
+        raise CliError(f'--workers {args.workers}: the workers share their sessions through '
+                       'Redis: set [general] sm_backend = "redis" and '
+                       "[outgoing_pools.redis.default.connection] host/port (see "
+                       "docs/cluster.md), or run without --workers", 2)
     if args.workers > 1:
         from suricate.cluster.supervisor import StartFailed, serve_workers
 

@@ -412,6 +412,22 @@ class RedisNode:
         await asyncio.sleep(wait)
         return True
 
+    def to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        self.server.spawn(self._to_owner(frm, to, stanza))
+
+    async def _to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            rows = await self._lookup(to)
+            # A node with an available resource first (RFC 6121 §3.1.3 delivers there).
+            nodes = sorted({(not r.available, r.node) for r in rows.values()
+                            if r.node != self.name})
+            for _, node in nodes:
+                if await self._send(node, frm, to.bare, stanza):
+                    return
+        except Exception:
+            log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
+        self.server.router.route_here(frm, to, stanza)
+
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         try:
             for _ in range(2):
@@ -423,9 +439,12 @@ class RedisNode:
                     break
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
+            self.server.router.route_here(frm, to, stanza)
+            return
         # No session anywhere, or its node died (nobody listens on its channel): RFC 6121
-        # §8.5.3.2 here (to the bare JID: another resource, offline storage or an error).
-        self.server.router.route_here(frm, to, stanza)
+        # §8.5.3.2 (a chat message to the bare JID: another resource, here or on another
+        # node, offline storage or an error). The bare-JID path ends by itself: no loop.
+        self.server.router.to_full_unavailable(frm, to, stanza)
 
     async def _to_bare(self, frm: JID, to: JID, stanza: Element, also: bool) -> None:
         """RFC 6121 §8.5.2.1.1 / §8.5.2.1.2 on the other nodes: every available resource
@@ -484,7 +503,8 @@ class RedisNode:
         _, frm_text, to_text, packed = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
-            # A probe for the user's local resources (_to_bare): answered here.
+            # A probe for the user's local resources (_to_bare), or a subscription stanza
+            # processed here (_to_owner).
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
             return
         session = self.server.sessions.local(to)

@@ -40,6 +40,11 @@ class Elsewhere(Protocol):
         a message, RFC 6121 §8.5.2.1.1; any for presence). ``also``: local resources got it
         too, so nothing is handed back when no other node has one."""
 
+    def to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        """To one node holding a session of the bare JID ``to``, which routes it as its own
+        (a subscription stanza is processed once, where the user's sessions are); handed
+        back when no other node holds one."""
+
 
 class Router:
     __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held")
@@ -141,6 +146,11 @@ class Router:
         else:
             self._to_bare(frm, to, stanza)
 
+    def to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
+        """RFC 6121 §8.5.3.2: the full JID has no session, on any node (``elsewhere`` found
+        none): a chat message goes to the bare JID, whose resources may be on other nodes."""
+        self._to_full_unavailable(frm, to, stanza)
+
     def _to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.3.2: the full JID has no session."""
         kind = stanza.name
@@ -163,6 +173,12 @@ class Router:
         if kind == "message":
             self._message_to_bare(frm, to, stanza)
         elif kind == "presence":
+            if self.elsewhere is not None and stanza.attrs.get("type") in _SUBSCRIPTION \
+                    and not self.sessions.resources(to):
+                # RFC 6121 §3: the contact's server processes it and pushes the roster to
+                # the contact's resources: on the node that has them.
+                self.elsewhere.to_owner(frm, to, stanza)
+                return
             # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
             # another node never travels again (no probe ping-pong between nodes).
             self.server.spawn(self._presence_to_bare(frm, to, stanza, self.elsewhere))
@@ -261,5 +277,5 @@ class Router:
         # presence to the server itself carries nothing for us to act on (§8.5.1)
 
 
-_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed",
-                                 "probe"})
+_SUBSCRIPTION = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
+_SUBSCRIPTION_TYPES = _SUBSCRIPTION | {"probe"}

@@ -32,7 +32,6 @@ from tests.cluster.test_redis_nodes import (
     _rows,
     _sync,
     _toml,
-    redis_db,  # noqa: F401  (fixture)
     start_node,
     stop_node,
 )
@@ -130,7 +129,7 @@ def test_redis_restart_local_goes_on_cross_node_waits_table_rebuilt(
 
 
 def test_paused_node_does_not_bring_back_stale_sessions(
-        tmp_path: Path, redis_db: int) -> None:  # noqa: F811
+        tmp_path: Path, redis_db: int) -> None:
     db = redis_db
     _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
     a = start_node(tmp_path, db, "a", 6379)
