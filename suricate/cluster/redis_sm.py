@@ -10,7 +10,8 @@ Keys (all under ``PREFIX``; the pool's ``database`` separates deployments sharin
 
 - ``sess:<bare>``: hash, resource -> ``"<node>\\t<priority>\\t<available 0|1>"``
 - ``node:<node>:jids``: set of the full JIDs this node registered (what a reaper removes)
-- ``nodes``: hash, node -> its advertised address (empty until routing between nodes exists)
+- ``nodes``: hash, node -> its advertised address (``host:port`` of its cluster links)
+- ``cookie``: the cluster cookie every link starts with (``links.py``)
 - ``alive:<node>``: the heartbeat, a key that expires ``DEAD_AFTER`` seconds after its last beat
 
 Removing a dead node's sessions happens exactly once because it is one Lua script (Redis runs a
@@ -28,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import marshal
 import os
+import secrets
 import socket
 import time
 import uuid
@@ -38,13 +39,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate.cluster import wire
+from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from suricate.core import hooks as H
 from suricate.core.sessions import SessionTable
 from suricate.jid import JID
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
 
     from suricate.core.server import Server
     from suricate.core.sessions import Session
@@ -175,20 +176,17 @@ class RedisSessions:
             await self.redis.hdel(key, str(jid.resource))
         await self.redis.srem(f"{self.prefix}node:{self.node}:jids", str(jid))
 
-    def channel(self, node: str) -> str:
-        """The pub/sub channel a node receives its stanzas on."""
-        return f"{self.prefix}to:{node}"
+    async def cookie(self) -> bytes:
+        """The cluster cookie: made by the first node, read by the others."""
+        key = f"{self.prefix}cookie"
+        await self.redis.set(key, secrets.token_bytes(COOKIE_SIZE), nx=True)
+        value = await self.redis.get(key)
+        assert isinstance(value, bytes) and len(value) == COOKIE_SIZE
+        return value
 
-    async def send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
-        """Publish ``stanza`` to ``node``; False when no node listens there (it died): the
-        caller routes it again rather than losing it."""
-        body = marshal.dumps((wire.STANZA, str(frm), str(to), wire.pack(stanza)))
-        return int(await self.redis.publish(self.channel(node), body)) > 0
-
-    async def replace(self, node: str, jid: JID) -> bool:
-        """Tell ``node`` that a session of ours took ``jid`` (RFC 6120 §7.7.2.2)."""
-        body = marshal.dumps((wire.REPLACE, str(jid)))
-        return int(await self.redis.publish(self.channel(node), body)) > 0
+    async def address(self, node: str) -> str | None:
+        value = await self.redis.hget(f"{self.prefix}nodes", node)
+        return _text(value) if value is not None else None
 
     async def resources(self, bare: JID) -> dict[str, Row]:
         raw = await self.redis.hgetall(self._sess(str(bare)))
@@ -242,12 +240,16 @@ def _parse(raw: Any) -> Row:
 
 def connect(pool: dict[str, Any]) -> Redis:
     """A client for ``[outgoing_pools.redis.<tag>]`` (redis-py's asyncio client)."""
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
     conn = pool["connection"]
-    return Redis(host=conn["host"], port=conn["port"], db=conn["database"],
-                 password=conn["password"] or None, max_connections=pool["workers"],
-                 socket_connect_timeout=5)
+    # Blocking: past ``workers`` commands at once, a command waits for a free connection
+    # (the plain pool raises "Too many connections" instead: stanzas would be routed offline
+    # under load).
+    return Redis(connection_pool=BlockingConnectionPool(
+        host=conn["host"], port=conn["port"], db=conn["database"],
+        password=conn["password"] or None, max_connections=pool["workers"],
+        socket_connect_timeout=5, timeout=QUEUE_FOR))
 
 
 class RedisNode:
@@ -263,7 +265,12 @@ class RedisNode:
         self._written: dict[Any, tuple[int, bool]] = {}
         self._queue: asyncio.Queue[tuple[str, JID, int, bool] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pubsub: PubSub | None = None
+        general = server.cfg["general"]
+        self.links = NodeLinks(self._received, general["cluster_address"],
+                               general["cluster_port"])
+        self._address = ""
+        # node -> advertised address, refreshed at every beat
+        self._addresses: dict[str, str] = {}
         # Since when Redis answers our beats again (monotonic): a node that was cut from
         # Redis does not reap others until they had time to beat too (they were cut as well).
         self._healthy_since = 0.0
@@ -278,7 +285,9 @@ class RedisNode:
     async def start(self) -> None:
         """Before ``server.start()``: fails (redis ConnectionError) when Redis is unreachable,
         so a node never serves clients it cannot record."""
-        await self.store.join()
+        self._address = await self.links.start(await self.store.cookie())
+        await self.store.join(self._address)
+        self._addresses = await self.store.nodes()
         reaped = await self.store.reap_dead()
         for node, count in reaped.items():
             log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
@@ -288,13 +297,10 @@ class RedisNode:
         sessions.observer = self
         # After mod_presence (80), which sets priority and presence.
         self.server.hooks.add(H.USER_SEND_PACKET, self._client_sent, 95)
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.store.channel(self.name))
         self.server.router.elsewhere = self
         sessions.count_elsewhere = self.count_elsewhere
         self._tasks = [asyncio.create_task(self._writer(), name="redis-sm-writer"),
-                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat"),
-                       asyncio.create_task(self._receiver(), name="redis-sm-receiver")]
+                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat")]
         log.info("cluster_joined node=%s", self.name)
 
     async def stop(self) -> None:
@@ -306,17 +312,13 @@ class RedisNode:
             self.server.router.elsewhere = None
         self.server.sessions.count_elsewhere = SessionTable().count_elsewhere
         self._queue.put_nowait(None)
-        writer, beater, receiver = self._tasks
+        writer, beater = self._tasks
         beater.cancel()
-        receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(writer, 5)
-        for task in (beater, receiver):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beater
+        await self.links.stop()
         try:
             await self.store.leave()
         finally:
@@ -354,6 +356,11 @@ class RedisNode:
 
     async def count_elsewhere(self, full: JID) -> int:
         """The account's sessions on other nodes, but ``full`` (which binding replaces)."""
+        # In a task of its own: the bind may be driven outside any task, and the pool's wait
+        # for a free connection (asyncio.timeout) needs one.
+        return await asyncio.ensure_future(self._count_elsewhere(full))
+
+    async def _count_elsewhere(self, full: JID) -> int:
         try:
             rows = await self.store.resources(full.bare)
         except Exception:
@@ -476,24 +483,21 @@ class RedisNode:
         return delivered
 
     async def _send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
-        return await self._patiently("send", to, lambda: self.store.send(node, frm, to, stanza))
+        """Over the link to ``node``; False when it is not listed or cannot be reached (it
+        died, even before a survivor reaped it): the caller routes the stanza again."""
+        return await self._link_send(node, (wire.STANZA, str(frm), str(to), wire.pack(stanza)),
+                                     to)
 
-    async def _receiver(self) -> None:
-        pubsub = self._pubsub
-        assert pubsub is not None
-        while True:
-            try:
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("redis_sm_receive_failed node=%s", self.name, exc_info=True)
-                await asyncio.sleep(0.5)
+    async def _link_send(self, node: str, item: tuple[Any, ...], to: JID) -> bool:
+        address = self._addresses.get(node)
+        if address is None:
+            address = await self._patiently("address", to, lambda: self.store.address(node))
+            if not address:
+                return False
+            self._addresses[node] = address
+        return await self.links.send(node, address, item)
 
-    def _received(self, data: bytes) -> None:
-        item = marshal.loads(data)
+    def _received(self, item: tuple[Any, ...]) -> None:
         if item[0] == wire.REPLACE:
             old = self.server.sessions.local(JID.parse(item[1]))
             if old is not None:
@@ -536,7 +540,7 @@ class RedisNode:
                     if old is not None and old.node != self.name:
                         # The same full JID was bound on another node: the older session
                         # ends with a conflict stream error there (RFC 6120 §7.7.2.2).
-                        await self.store.replace(old.node, jid)
+                        await self._link_send(old.node, (wire.REPLACE, str(jid)), jid)
                 elif op == "claim":
                     other = await self.store.claim(jid, priority, available)
                     if other is not None:
@@ -573,10 +577,11 @@ class RedisNode:
                 # Are we still listed? A survivor reaped us during a long pause, or Redis
                 # restarted empty: join again and claim our live sessions back, unless a
                 # resource was bound on another node meanwhile (that session wins).
-                if self.name not in await self.store.nodes():
+                self._addresses = await self.store.nodes()
+                if self.name not in self._addresses:
                     log.warning("cluster_rejoin node=%s", self.name)
                     self._recovered()
-                    await self.store.join()
+                    await self.store.join(self._address)
                     self._written.clear()
                     for session in list(self.server.sessions):
                         self._refresh(session)
@@ -585,6 +590,7 @@ class RedisNode:
                 if time.monotonic() - self._healthy_since >= DEAD_AFTER + BEAT:
                     for node, count in (await self.store.reap_dead()).items():
                         log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+                        self.links.forget(node)
             except Exception:
                 if not failing:
                     log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import marshal
 import shutil
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from suricate.cluster import wire
 from suricate.xml.element import Element
@@ -174,18 +174,31 @@ def test_paused_node_does_not_bring_back_stale_sessions(
 
         # An error bounce generated on b for a stanza from a's alice travels back to a: a
         # groupchat message to a full JID without a session is answered service-unavailable
-        # (RFC 6121 §8.5.3.2.1). The stanza is handed to b as a node would hand it.
+        # (RFC 6121 §8.5.3.2.1). The stanza is handed to b as a node would (its cluster link,
+        # with the cookie).
         stanza = Element("message", "jabber:client",
                          {"from": "alice@localhost/phone", "to": "carol@localhost/gone",
                           "type": "groupchat", "id": "g1"},
                          [Element("body", "jabber:client", {}, ["lost?"])])
-        body = marshal.dumps((wire.STANZA, "alice@localhost/phone", "carol@localhost/gone",
-                              wire.pack(stanza)))
-        assert _sync(db).publish(f"suricate:to:{b.name}", body) == 1
+        host, _, port = _sync(db).hget("suricate:nodes", b.name).rpartition(":")
+        cookie = redis.Redis(host="127.0.0.1", port=6379, db=db).get("suricate:cookie")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(cookie + wire.frame(wire.STANZA, "alice@localhost/phone",
+                                         "carol@localhost/gone", wire.pack(stanza)))
+        await writer.drain()
         got = await alice.next_message()
         assert (got["type"], got["id"], got["error"]["condition"]) == (
             "error", "g1", "service-unavailable")
         await disconnect(alice, bob, carol)
+        writer.close()
+
+        # A peer without the cluster cookie is dropped before anything is decoded.
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"x" * 32 + wire.frame(wire.STANZA, "a@localhost/a", "b@localhost/b",
+                                            wire.pack(stanza)))
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert "cluster_link_refused" in b.log.read_text()
 
     try:
         asyncio.run(run())
