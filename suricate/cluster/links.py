@@ -36,12 +36,26 @@ CONNECT_TIMEOUT = 2.0
 
 
 class _Link:
-    __slots__ = ("reader", "writer", "closed")
+    """One outgoing connection. The frames of one loop turn leave in one write (one system
+    call, one segment) rather than one each."""
+
+    __slots__ = ("reader", "writer", "closed", "_pending")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.closed = False
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        data, self._pending = b"".join(self._pending), []
+        if not self.closed:
+            self.writer.write(data)
 
 
 class NodeLinks:
@@ -84,7 +98,16 @@ class NodeLinks:
             link = await self._connect(node, address)
             if link is None:
                 return False
-        link.writer.write(wire.frame(*item))
+        link.write(wire.frame(*item))
+        return True
+
+    def send_now(self, node: str, item: tuple[Any, ...]) -> bool:
+        """Write ``item`` if a link to ``node`` is open (no await: the router's fast path);
+        False otherwise, and the caller takes the slow path (``send``)."""
+        link = self._links.get(node)
+        if link is None or link.closed:
+            return False
+        link.write(wire.frame(*item))
         return True
 
     async def _connect(self, node: str, address: str) -> _Link | None:

@@ -104,6 +104,11 @@ QUEUE_FOR = 10.0
 # After an outage, how long "no such session" from Redis is not trusted: every node beats
 # within BEAT and then writes its sessions back.
 REBUILD = 2 * BEAT + 0.5
+# How long the node of a full JID found in Redis is reused for later stanzas to that JID
+# without asking again. A session that left or moved meanwhile: the stanza reaches a node
+# without it, which routes it by RFC 6121 §8 there (a chat message to the bare JID: the
+# user's resources on that node, else offline storage), never lost.
+ROW_TTL = 1.0
 
 
 @dataclass(frozen=True)
@@ -192,15 +197,16 @@ class RedisSessions:
         raw = await self.redis.hgetall(self._sess(str(bare)))
         return {_text(k): _parse(v) for k, v in raw.items()}
 
-    async def resources_listed(self, bare: JID) -> tuple[dict[str, Row], bool]:
-        """``resources(bare)`` and whether this node is still listed, in one round trip:
-        not listed means Redis lost its data (restarted empty) or reaped us, so the rows
-        may be incomplete until every node wrote its sessions back."""
+    async def resources_listed(self, bares: list[JID]) -> tuple[list[dict[str, Row]], bool]:
+        """``resources`` of each of ``bares`` and whether this node is still listed, in one
+        round trip: not listed means Redis lost its data (restarted empty) or reaped us, so
+        the rows may be incomplete until every node wrote its sessions back."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._sess(str(bare)))
+            for bare in bares:
+                pipe.hgetall(self._sess(str(bare)))
             pipe.hexists(f"{self.prefix}nodes", self.node)
-            raw, listed = await pipe.execute()
-        return {_text(k): _parse(v) for k, v in raw.items()}, bool(listed)
+            *raws, listed = await pipe.execute()
+        return [{_text(k): _parse(v) for k, v in raw.items()} for raw in raws], bool(listed)
 
     async def count_user(self, bare: JID) -> int:
         return int(await self.redis.hlen(self._sess(str(bare))))
@@ -269,6 +275,10 @@ class RedisNode:
         self.links = NodeLinks(self._received, general["cluster_address"],
                                general["cluster_port"])
         self._address = ""
+        # full JID -> (its node, until when that answer is used without asking Redis)
+        self._where: dict[JID, tuple[str, float]] = {}
+        # lookups waiting for this loop turn's pipeline
+        self._lookups: list[tuple[JID, asyncio.Future[dict[str, Row]]]] = []
         # node -> advertised address, refreshed at every beat
         self._addresses: dict[str, str] = {}
         # Since when Redis answers our beats again (monotonic): a node that was cut from
@@ -372,6 +382,12 @@ class RedisNode:
 
     # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        # Fast path: the node of a full JID looked up less than ROW_TTL ago, with its link
+        # open: written at once, no Redis round trip, no task.
+        hit = self._where.get(to)
+        if hit is not None and hit[1] > time.monotonic() and self.links.send_now(
+                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza))):
+            return
         self.server.spawn(self._to_full(frm, to, stanza))
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
@@ -404,11 +420,32 @@ class RedisNode:
         self._rebuilding_until = time.monotonic() + REBUILD
 
     async def _lookup(self, to: JID) -> dict[str, Row]:
-        rows, listed = await self._patiently("lookup", to,
-                                             lambda: self.store.resources_listed(to.bare))
+        return await self._patiently("lookup", to, lambda: self._batched(to.bare))
+
+    def _batched(self, bare: JID) -> asyncio.Future[dict[str, Row]]:
+        """The lookups of one loop turn leave in one pipeline (one round trip for all):
+        under load a cross-node stanza does not wait for a Redis round trip of its own."""
+        future: asyncio.Future[dict[str, Row]] = asyncio.get_running_loop().create_future()
+        self._lookups.append((bare, future))
+        if len(self._lookups) == 1:
+            self.server.spawn(self._flush_lookups())
+        return future
+
+    async def _flush_lookups(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's lookups join the batch
+        batch, self._lookups = self._lookups, []
+        try:
+            rows, listed = await self.store.resources_listed([bare for bare, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         if not listed:
             self._recovered()
-        return rows
+        for (_, future), found in zip(batch, rows, strict=True):
+            if not future.done():
+                future.set_result(found)
 
     async def _until_rebuilt(self) -> bool:
         """Wait for the table to be rebuilt if it may not be yet; whether it was waited for
@@ -441,7 +478,11 @@ class RedisNode:
                 row = (await self._lookup(to)).get(str(to.resource))
                 if row is not None and row.node != self.name and await self._send(
                         row.node, frm, to, stanza):
+                    if len(self._where) > 100_000:
+                        self._where.clear()
+                    self._where[to] = (row.node, time.monotonic() + ROW_TTL)
                     return
+                self._where.pop(to, None)
                 if not await self._until_rebuilt():
                     break
         except Exception:
