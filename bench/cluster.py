@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, wait_port  # noqa: E402
+from bench.common import cpu_seconds, free_port, wait_port  # noqa: E402
 from bench.run import LOADGEN, PY, Suricate, account_names  # noqa: E402
 from suricate.net.certs import ensure_self_signed  # noqa: E402
 
@@ -63,7 +63,19 @@ def start_redis(workdir: Path, cores: str) -> tuple[subprocess.Popen[bytes], int
     return proc, port
 
 
-def run_messages(ports: list[int], a: argparse.Namespace) -> dict[str, Any]:
+def run_messages(ports: list[int], a: argparse.Namespace,
+                 pids: list[int]) -> dict[str, Any]:
+    """The generator's result, plus the nodes' CPU seconds during the whole run (logins,
+    warm-up and measured window: ``server_cpu_s``) and the cores they used."""
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    t0 = time.monotonic()
+    result = _run_messages(ports, a)
+    result["server_cpu_s"] = sum(cpu_seconds(pid) for pid in pids) - cpu0
+    result["server_cores"] = result["server_cpu_s"] / (time.monotonic() - t0)
+    return result
+
+
+def _run_messages(ports: list[int], a: argparse.Namespace) -> dict[str, Any]:
     cmd = ["taskset", "-c", a.gen_cores, PY, str(LOADGEN), "messages", "--port", str(ports[0]),
            "--pairs", str(a.pairs), "--inflight", str(a.inflight), "--seconds", str(a.seconds),
            "--settle", "1"]
@@ -103,14 +115,15 @@ def main() -> int:
         for _ in range(a.repeat):
             one.start()
             try:
-                results["one"].append(run_messages([one.port], a))
+                results["one"].append(run_messages([one.port], a, [one.pid]))
             finally:
                 one.stop()
             for node in nodes:
                 node.start()
             try:
                 time.sleep(1.0)  # both nodes joined and see each other
-                results["two"].append(run_messages([n.port for n in nodes], a))
+                results["two"].append(run_messages([n.port for n in nodes], a,
+                                                   [n.pid for n in nodes]))
             finally:
                 for node in nodes:
                     node.stop()
@@ -126,6 +139,10 @@ def main() -> int:
                       "ratio": round(two_rate / one_rate, 2),
                       "two_nodes_p99_ms": statistics.median(r["p99_ms"] for r in results["two"]),
                       "gen_cpu_max": max(r["gen_cpu"] for r in results["two"]),
+                      "one_node_server_cores": round(statistics.median(
+                          r["server_cores"] for r in results["one"]), 2),
+                      "two_nodes_server_cores": round(statistics.median(
+                          r["server_cores"] for r in results["two"]), 2),
                       "pairs": a.pairs, "inflight": a.inflight, "seconds": a.seconds}))
     return 0
 
