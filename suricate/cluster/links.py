@@ -69,6 +69,10 @@ class NodeLinks:
         self._links: dict[str, _Link] = {}
         self._connecting: dict[str, asyncio.Future[_Link | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # the incoming connections' writers: closed at stop, which ends their readers (their
+        # handler tasks belong to asyncio's stream protocol: cancelling them logs errors)
+        self._incoming: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self, cookie: bytes) -> str:
         """Listen; the address to advertise (``host:port``)."""
@@ -81,11 +85,16 @@ class NodeLinks:
         if self._server is not None:
             self._server.close()
         for link in self._links.values():
+            link.closed = True
             link.writer.close()
+        for writer in list(self._incoming):
+            writer.close()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -155,7 +164,8 @@ class NodeLinks:
                         writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)
+            self._handlers.add(task)
+        self._incoming.add(writer)
         try:
             cookie = await asyncio.wait_for(reader.readexactly(COOKIE_SIZE), CONNECT_TIMEOUT)
             if not hmac.compare_digest(cookie, self.cookie):
@@ -173,8 +183,9 @@ class NodeLinks:
             pass
         finally:
             writer.close()
+            self._incoming.discard(writer)
             if task is not None:
-                self._tasks.discard(task)
+                self._handlers.discard(task)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

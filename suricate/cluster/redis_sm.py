@@ -386,7 +386,7 @@ class RedisNode:
         # open: written at once, no Redis round trip, no task.
         hit = self._where.get(to)
         if hit is not None and hit[1] > time.monotonic() and self.links.send_now(
-                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza))):
+                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), True)):
             return
         self.server.spawn(self._to_full(frm, to, stanza))
 
@@ -515,19 +515,27 @@ class RedisNode:
                 for node in {r.node for r in rows.values() if r.available} - {self.name}:
                     await self._send(node, frm, to.bare, stanza)
                 return True
-            for resource, row in rows.items():
-                if row.node != self.name and row.available and row.priority >= min_priority:
-                    full = JID(to.local, to.domain, resource)
-                    delivered |= await self._send(row.node, frm, full, stanza)
+            targets = [resource for resource, row in rows.items()
+                       if row.node != self.name and row.available
+                       and row.priority >= min_priority]
+            # A copy among several (or besides local resources) that finds its session gone
+            # is dropped there: the others got it (the session left: it is no longer one of
+            # the available resources of RFC 6121 §8.5.2.1.1). A sole copy is routed by §8.
+            sole = len(targets) == 1 and not also
+            for resource in targets:
+                full = JID(to.local, to.domain, resource)
+                delivered |= await self._send(rows[resource].node, frm, full, stanza, sole)
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
         return delivered
 
-    async def _send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
+    async def _send(self, node: str, frm: JID, to: JID, stanza: Element,
+                    sole: bool = True) -> bool:
         """Over the link to ``node``; False when it is not listed or cannot be reached (it
-        died, even before a survivor reaped it): the caller routes the stanza again."""
-        return await self._link_send(node, (wire.STANZA, str(frm), str(to), wire.pack(stanza)),
-                                     to)
+        died, even before a survivor reaped it): the caller routes the stanza again.
+        ``sole``: False for one copy of a bare-JID fan-out among several."""
+        return await self._link_send(
+            node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), sole), to)
 
     async def _link_send(self, node: str, item: tuple[Any, ...], to: JID) -> bool:
         address = self._addresses.get(node)
@@ -545,7 +553,7 @@ class RedisNode:
                 self.server.sessions.unregister(old)
                 old.replaced()
             return
-        _, frm_text, to_text, packed = item
+        _, frm_text, to_text, packed, sole = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
             # A probe for the user's local resources (_to_bare), or a subscription stanza
@@ -555,6 +563,10 @@ class RedisNode:
         session = self.server.sessions.local(to)
         if session is not None:
             session.deliver(stanza)
+        elif not sole:
+            # One copy of a bare-JID message among several: the other resources have theirs
+            # (storing this one offline would show the message twice).
+            log.info("cluster_copy_dropped to=%s", to)
         else:
             # The session left while the stanza travelled: §8 here, never forwarded again.
             self.server.router.route_here(JID.parse(frm_text), to, stanza)

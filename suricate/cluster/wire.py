@@ -15,7 +15,8 @@ from typing import Any
 from suricate.xml.element import Element
 
 # Frame kinds (the first item of each tuple).
-STANZA = "s"     # (STANZA, from, to, stanza): route to a session of the receiving node
+STANZA = "s"     # (STANZA, from, to, stanza, sole): to a session of the receiving node; sole
+#                  False: one copy of a bare-JID fan-out, dropped if its session is gone
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
 
 _LENGTH = 4
