@@ -386,7 +386,7 @@ class RedisNode:
         # open: written at once, no Redis round trip, no task.
         hit = self._where.get(to)
         if hit is not None and hit[1] > time.monotonic() and self.links.send_now(
-                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), True)):
+                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)):
             return
         self.server.spawn(self._to_full(frm, to, stanza))
 
@@ -519,23 +519,24 @@ class RedisNode:
                        if row.node != self.name and row.available
                        and row.priority >= min_priority]
             # A copy among several (or besides local resources) that finds its session gone
-            # is dropped there: the others got it (the session left: it is no longer one of
-            # the available resources of RFC 6121 §8.5.2.1.1). A sole copy is routed by §8.
-            sole = len(targets) == 1 and not also
+            # or no longer available is dropped there: the others got it (RFC 6121
+            # §8.5.2.1.1 delivers to the available resources). A sole copy is then routed to
+            # the bare JID there (§8.5.2: its other resources, or offline storage).
+            mode = wire.ONLY_COPY if len(targets) == 1 and not also else wire.ONE_OF_COPIES
             for resource in targets:
                 full = JID(to.local, to.domain, resource)
-                delivered |= await self._send(rows[resource].node, frm, full, stanza, sole)
+                delivered |= await self._send(rows[resource].node, frm, full, stanza, mode)
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
         return delivered
 
     async def _send(self, node: str, frm: JID, to: JID, stanza: Element,
-                    sole: bool = True) -> bool:
+                    mode: int = wire.TO_FULL) -> bool:
         """Over the link to ``node``; False when it is not listed or cannot be reached (it
         died, even before a survivor reaped it): the caller routes the stanza again.
-        ``sole``: False for one copy of a bare-JID fan-out among several."""
+        ``mode``: a stanza to a full JID, or a copy of a bare-JID fan-out (wire.py)."""
         return await self._link_send(
-            node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), sole), to)
+            node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), mode), to)
 
     async def _link_send(self, node: str, item: tuple[Any, ...], to: JID) -> bool:
         address = self._addresses.get(node)
@@ -553,7 +554,7 @@ class RedisNode:
                 self.server.sessions.unregister(old)
                 old.replaced()
             return
-        _, frm_text, to_text, packed, sole = item
+        _, frm_text, to_text, packed, mode = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
             # A probe for the user's local resources (_to_bare), or a subscription stanza
@@ -561,12 +562,17 @@ class RedisNode:
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
             return
         session = self.server.sessions.local(to)
-        if session is not None:
+        if mode != wire.TO_FULL and (session is None or not session.available):
+            # A copy of a bare-JID stanza whose resource left or went unavailable while it
+            # travelled (the client may be closing: what reaches its socket now is lost).
+            if mode == wire.ONE_OF_COPIES:
+                # The other resources have theirs (storing this one offline would show the
+                # message twice).
+                log.info("cluster_copy_dropped to=%s", to)
+            else:
+                self.server.router.route_here(JID.parse(frm_text), to.bare, stanza)
+        elif session is not None:
             session.deliver(stanza)
-        elif not sole:
-            # One copy of a bare-JID message among several: the other resources have theirs
-            # (storing this one offline would show the message twice).
-            log.info("cluster_copy_dropped to=%s", to)
         else:
             # The session left while the stanza travelled: §8 here, never forwarded again.
             self.server.router.route_here(JID.parse(frm_text), to, stanza)

@@ -15,9 +15,13 @@ from typing import Any
 from suricate.xml.element import Element
 
 # Frame kinds (the first item of each tuple).
-STANZA = "s"     # (STANZA, from, to, stanza, sole): to a session of the receiving node; sole
-#                  False: one copy of a bare-JID fan-out, dropped if its session is gone
+STANZA = "s"     # (STANZA, from, to, stanza, mode): to a session of the receiving node
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
+
+# STANZA modes: what the receiving node does when the session is gone or unavailable.
+TO_FULL = 0        # sent to a full JID: RFC 6121 §8.5.3.2 there
+ONLY_COPY = 1      # the only copy of a bare-JID stanza: to the bare JID there (§8.5.2)
+ONE_OF_COPIES = 2  # one copy of a bare-JID stanza among several: dropped
 
 _LENGTH = 4
 MAX_FRAME = 64 * 1024 * 1024  # far above any stanza a listener accepts

@@ -184,7 +184,7 @@ def test_paused_node_does_not_bring_back_stale_sessions(
         cookie = redis.Redis(host="127.0.0.1", port=6379, db=db).get("suricate:cookie")
         _, writer = await asyncio.open_connection(host, int(port))
         writer.write(cookie + wire.frame(wire.STANZA, "alice@localhost/phone",
-                                         "carol@localhost/gone", wire.pack(stanza), True))
+                                         "carol@localhost/gone", wire.pack(stanza), wire.TO_FULL))
         await writer.drain()
         got = await alice.next_message()
         assert (got["type"], got["id"], got["error"]["condition"]) == (
@@ -195,7 +195,7 @@ def test_paused_node_does_not_bring_back_stale_sessions(
         # A peer without the cluster cookie is dropped before anything is decoded.
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(b"x" * 32 + wire.frame(wire.STANZA, "a@localhost/a", "b@localhost/b",
-                                            wire.pack(stanza), True))
+                                            wire.pack(stanza), wire.TO_FULL))
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
         assert "cluster_link_refused" in b.log.read_text()
