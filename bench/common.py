@@ -58,7 +58,13 @@ def rss_kib(pid: int) -> int:
     """VmRSS of a process and its children; raises if the process itself is gone."""
     total = 0
     for p in tree_pids(pid):
-        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except FileNotFoundError:
+            if p == pid:
+                raise
+            continue  # a child that ended meanwhile (a worker killed and restarted)
+        m = re.search(r"VmRSS:\s+(\d+) kB", text)
         total += int(m.group(1)) if m else 0
     return total
 

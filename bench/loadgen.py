@@ -306,14 +306,20 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
-    """``pairs`` sender->receiver pairs, each with ``inflight`` messages outstanding."""
+    """``pairs`` sender->receiver pairs, each with ``inflight`` messages outstanding.
+
+    With ``--port2`` (two cluster nodes): pair i's sender logs in on node ``i % 2`` and its
+    receiver on node ``(i // 2) % 2``, so each node holds as many senders as receivers and
+    half of the pairs cross nodes."""
     ctx = client_context()
     n = a.pairs
+    ports = (a.port, a.port2 or a.port)
     senders = await gather_bounded(
-        [login(a.host, a.port, f"u{a.first + 2 * i}", a.tls, ctx) for i in range(n)], a.parallel)
-    receivers = await gather_bounded(
-        [login(a.host, a.port, f"u{a.first + 2 * i + 1}", a.tls, ctx) for i in range(n)],
+        [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx) for i in range(n)],
         a.parallel)
+    receivers = await gather_bounded(
+        [login(a.host, ports[(i // 2) % 2], f"u{a.first + 2 * i + 1}", a.tls, ctx)
+         for i in range(n)], a.parallel)
     await asyncio.sleep(min(0.5, a.settle))  # presence and other post-login traffic settles
     perf = time.perf_counter
     state = {"measuring": False, "running": True, "count": 0}
@@ -451,6 +457,8 @@ def main() -> None:
     p.add_argument("scenario", choices=sorted(SCENARIOS))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port2", type=int, default=0,
+                   help="'messages': a second node's port (half of the pairs cross nodes)")
     p.add_argument("--tls", action="store_true", help="STARTTLS before authenticating")
     p.add_argument("--first", type=int, default=0, help="first user index (u<first>)")
     p.add_argument("--users", type=int, default=200, help="accounts used by 'logins'")

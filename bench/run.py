@@ -154,6 +154,13 @@ class Suricate(ServerSpec):
             modules=(*DEFAULT_MODULES, "mod_muc"),
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
+        if self.extra.get("workers"):
+            # Workers are nodes of the Redis design (docs/cluster.md): the local Redis.
+            path = self.config_path()
+            path.write_text(path.read_text().replace(
+                'loglevel = "error"', 'loglevel = "error"\nsm_backend = "redis"')
+                + "\n[outgoing_pools.redis.default.connection]\n"
+                f"database = {self.extra.get('redis_db', 0)}\n")
 
     def provision(self, names: list[str]) -> None:
         code = (
@@ -692,7 +699,9 @@ def main() -> int:
     p.add_argument("--users", type=int)
     p.add_argument("--repeat", type=int)
     p.add_argument("--seconds", type=float)
-    p.add_argument("--workers", type=int, help="Suricate worker processes (suricate serve --workers)")
+    p.add_argument("--workers", type=int, help="Suricate worker processes (suricate serve --workers; "
+                   "they use the Redis at 127.0.0.1:6379, database --redis-db)")
+    p.add_argument("--redis-db", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="re-provision from scratch")
     p.add_argument("--json", type=Path, help="also write raw results here")
     p.add_argument("--write", type=Path, help="write the table as markdown here")
@@ -721,6 +730,7 @@ def main() -> int:
         spec = cls(name, addr, a.port, workdir, a.server_cores)
         if a.workers and name == "suricate":
             spec.extra["workers"] = a.workers
+            spec.extra["redis_db"] = a.redis_db
         spec.write_config(Path(cert.certfile), Path(cert.keyfile))  # type: ignore[attr-defined]
         marker = workdir / "accounts.done"
         if not marker.exists() or int(marker.read_text()) < len(names):

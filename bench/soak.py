@@ -35,6 +35,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,12 +58,17 @@ HEADER = (f"<?xml version='1.0'?><stream:stream to='{DOMAIN}' xmlns='jabber:clie
           "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
 
 
-def soak_config(port: int, db: Path) -> str:
+def soak_config(port: int, db: Path, redis_port: int = 0) -> str:
+    """With ``redis_port``: nodes of a cluster (``--workers N``, sessions in that Redis)."""
+    general = ['registration_timeout = "infinity"']
+    extra = '[access]\nmax_user_offline_messages = [{acl = "all", value = 100000}]'
+    if redis_port:
+        general.append('sm_backend = "redis"')
+        extra += f"\n[outgoing_pools.redis.default.connection]\nport = {redis_port}\n"
     return suricate_config(
         db, [c2s_listener(port, "max_stanza_size = 65536", "state_timeout = 5000",
                           "backlog = 4096")],
-        general=['registration_timeout = "infinity"'], auth=['password.format = "plain"'],
-        extra='[access]\nmax_user_offline_messages = [{acl = "all", value = 100000}]')
+        general=general, auth=['password.format = "plain"'], extra=extra)
 
 
 # -- the ledger -------------------------------------------------------------------------------
@@ -393,11 +399,12 @@ async def prepare_accounts(tmp: Path, cfg_text: str, users: list[str]) -> None:
         await server.storage.close()
 
 
-def start_server(tmp: Path, cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(tmp: Path, cfg_path: Path, port: int,
+                 workers: int = 1) -> subprocess.Popen[bytes]:
     with open(tmp / "server.log", "wb") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "suricate", "serve", "--config", str(cfg_path),
-             "--data-dir", str(tmp)],
+             "--data-dir", str(tmp), "--workers", str(workers)],
             stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent)
     try:
         wait_port(port, 30, proc=proc, interval=0.05)
@@ -410,16 +417,41 @@ def start_server(tmp: Path, cfg_path: Path, port: int) -> subprocess.Popen[bytes
     return proc
 
 
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                            stdout=subprocess.DEVNULL)
+    wait_port(port, 10, proc=proc, interval=0.05)
+    return proc, port
+
+
+async def kill_a_node(proc: subprocess.Popen[bytes], after: float,
+                      ledger: Ledger) -> None:
+    """SIGKILL one worker (a node) ``after`` seconds in; the supervisor starts it again as a
+    new node and the survivors reap the dead one's sessions."""
+    await asyncio.sleep(after)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    if children:
+        os.kill(int(children[0]), signal.SIGKILL)
+        ledger.counts["node_killed"] += 1
+
+
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="suricate-soak-"))
     port = free_port()
-    cfg_text = soak_config(port, tmp / "soak.db")
+    workers = getattr(args, "workers", 1)
+    redis = None
+    redis_port = 0
+    if workers > 1:
+        redis, redis_port = start_redis(tmp)
+    cfg_text = soak_config(port, tmp / "soak.db", redis_port)
     cfg_path = tmp / "soak.toml"
     cfg_path.write_text(cfg_text)
     users = [f"u{i}" for i in range(args.clients)]
     hostiles = [f"h{i}" for i in range(args.hostile)]
     await prepare_accounts(tmp, cfg_text, users + hostiles)
-    proc = start_server(tmp, cfg_path, port)
+    proc = start_server(tmp, cfg_path, port, workers)
     ledger = Ledger()
     ledger_seq = 0
     rng = random.Random(args.seed)
@@ -440,6 +472,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             run = Run(port, users, started + args.seconds, args.rate, ledger, rng, ledger_seq)
             tasks = [asyncio.create_task(honest(run, u)) for u in users]
+            if getattr(args, "kill_after", 0) and workers > 1:
+                tasks.append(asyncio.create_task(kill_a_node(proc, args.kill_after, ledger)))
             tasks += [asyncio.create_task(hostile(run, h)) for h in hostiles]
             while not all(t.done() for t in tasks):
                 await asyncio.sleep(1)
@@ -465,13 +499,16 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             exit_code = proc.wait()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
     sent = set(ledger.sent)
     confirmed = sent - ledger.unconfirmed
     delivered = ledger.delivered_live | ledger.delivered_offline
     lost = confirmed - delivered - ledger.bounced
     log_text = (tmp / "server.log").read_text(errors="replace")
     result = {
-        "clients": args.clients, "hostile": args.hostile, "seconds": round(chat_seconds, 1),
+        "clients": args.clients, "hostile": args.hostile, "nodes": workers, "seconds": round(chat_seconds, 1),
         "logins": ledger.counts["logins"], "sent": len(sent), "confirmed": len(confirmed),
         "unconfirmed": len(ledger.unconfirmed),
         "delivered_live": len(ledger.delivered_live),
@@ -504,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="chat rounds on the same server (memory after each is reported)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="nodes (suricate serve --workers N, sessions in a private "
+                        "redis-server the soak starts)")
+    parser.add_argument("--kill-after", type=float, default=0,
+                        help="with --workers: SIGKILL one node this many seconds into the "
+                        "first round (the supervisor restarts it)")
     args = parser.parse_args(argv)
     if args.hostile is None:
         args.hostile = max(1, args.clients // 20)

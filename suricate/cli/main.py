@@ -87,10 +87,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError("--workers: at least 1", 2)
     redis_sm = cfg["general"]["sm_backend"] == "redis"
-    if args.workers > 1 and redis_sm:
-        # Two cluster designs in one process would disagree about who owns a session.
-        raise CliError('--workers with sm_backend = "redis": not available yet; run one '
-                       "node per process (see docs/cluster.md)", 2)
+    if args.workers > 1 and not redis_sm:
+        # The workers are nodes of the Redis design: their sessions meet in Redis.
+        raise CliError(f'--workers {args.workers}: the workers share their sessions through '
+                       'Redis: set [general] sm_backend = "redis" and '
+                       "[outgoing_pools.redis.default.connection] host/port (see "
+                       "docs/cluster.md), or run without --workers", 2)
     if args.workers > 1:
         from suricate.cluster.supervisor import StartFailed, serve_workers
 
@@ -105,23 +107,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES, sni_certs=sni, http_handlers=HTTP_HANDLERS)
         node = None
-        control = None
         if redis_sm:
-            from suricate.cluster.admin import ClusterAdmin
-            from suricate.cluster.redis_sm import RedisNode
-            node = RedisNode(server)
+            from suricate.cluster.membership import Membership
+            node = Membership(server)
             try:
                 await node.start()
             except Exception as exc:
                 raise CliError(f"cannot start: Redis (outgoing_pools.redis.default): {exc}") \
                     from None
-            control = ClusterAdmin(server, node.redis, node.store)
-            await control.start()
         try:
             await server.start()
         except BaseException:
-            if control is not None:
-                await control.stop()
             if node is not None:
                 await node.stop()  # leave the cluster now rather than be reaped later
             raise
@@ -136,8 +132,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await stop.wait()  # a signal, or the admin API's server stop
         print("suricate: shutting down", flush=True)
         await server.stop()
-        if control is not None:
-            await control.stop()
         if node is not None:
             await node.stop()
 

@@ -10,7 +10,8 @@ Keys (all under ``PREFIX``; the pool's ``database`` separates deployments sharin
 
 - ``sess:<bare>``: hash, resource -> ``"<node>\\t<priority>\\t<available 0|1>"``
 - ``node:<node>:jids``: set of the full JIDs this node registered (what a reaper removes)
-- ``nodes``: hash, node -> its advertised address (empty until routing between nodes exists)
+- ``nodes``: hash, node -> its advertised address (``host:port`` of its cluster links)
+- ``cookie``: the cluster cookie every link starts with (``links.py``)
 - ``alive:<node>``: the heartbeat, a key that expires ``DEAD_AFTER`` seconds after its last beat
 
 Removing a dead node's sessions happens exactly once because it is one Lua script (Redis runs a
@@ -28,27 +29,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import marshal
 import os
+import secrets
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate.cluster import wire
+from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from suricate.core import hooks as H
 from suricate.core.sessions import SessionTable
 from suricate.jid import JID
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import PubSub
 
     from suricate.core.server import Server
     from suricate.core.sessions import Session
     from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.cluster")
+
+T = TypeVar("T")
 
 PREFIX = "suricate:"
 # A beat every BEAT seconds; a node whose heartbeat is older than DEAD_AFTER is dead. Three
@@ -80,6 +85,31 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return removed
 """
 
+# KEYS: sess:<bare>, node:<node>:jids; ARGV: resource, our row, our node, the full JID.
+# Writes our row unless another node holds the resource; returns that node's row, or nil.
+_CLAIM = """
+local row = redis.call('HGET', KEYS[1], ARGV[1])
+if row and string.sub(row, 1, string.len(ARGV[3]) + 1) ~= ARGV[3] .. '\\t' then
+  return row
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return false
+"""
+
+# How long a stanza for another node waits for Redis when Redis is unreachable before it is
+# routed here by RFC 6121 §8 (offline storage or an error): a Redis restart takes a second or
+# two, and a stanza that waits is delivered live once it is back.
+QUEUE_FOR = 10.0
+# After an outage, how long "no such session" from Redis is not trusted: every node beats
+# within BEAT and then writes its sessions back.
+REBUILD = 2 * BEAT + 0.5
+# How long the node of a full JID found in Redis is reused for later stanzas to that JID
+# without asking again. A session that left or moved meanwhile: the stanza reaches a node
+# without it, which routes it by RFC 6121 §8 there (a chat message to the bare JID: the
+# user's resources on that node, else offline storage), never lost.
+ROW_TTL = 1.0
+
 
 @dataclass(frozen=True)
 class Row:
@@ -104,6 +134,7 @@ class RedisSessions:
         self.node = node
         self.prefix = prefix
         self._reap = redis.register_script(_REAP)
+        self._claim = redis.register_script(_CLAIM)
 
     def _sess(self, bare: str) -> str:
         return f"{self.prefix}sess:{bare}"
@@ -132,6 +163,16 @@ class RedisSessions:
             old, _, _ = await pipe.execute()
         return _parse(old) if old is not None else None
 
+    async def claim(self, jid: JID, priority: int, available: bool) -> Row | None:
+        """Write our row for ``jid`` unless another node holds it now; that node's row then
+        (our session there is the older one: a node that was reaped while paused or cut
+        from Redis finds its resources taken by sessions bound elsewhere meanwhile)."""
+        row = f"{self.node}\t{priority}\t{1 if available else 0}"
+        other = await self._claim(
+            keys=[self._sess(str(jid.bare)), f"{self.prefix}node:{self.node}:jids"],
+            args=[str(jid.resource), row, self.node, str(jid)])
+        return _parse(other) if other else None
+
     async def remove(self, jid: JID) -> None:
         key = self._sess(str(jid.bare))
         row = await self.redis.hget(key, str(jid.resource))
@@ -140,24 +181,32 @@ class RedisSessions:
             await self.redis.hdel(key, str(jid.resource))
         await self.redis.srem(f"{self.prefix}node:{self.node}:jids", str(jid))
 
-    def channel(self, node: str) -> str:
-        """The pub/sub channel a node receives its stanzas on."""
-        return f"{self.prefix}to:{node}"
+    async def cookie(self) -> bytes:
+        """The cluster cookie: made by the first node, read by the others."""
+        key = f"{self.prefix}cookie"
+        await self.redis.set(key, secrets.token_bytes(COOKIE_SIZE), nx=True)
+        value = await self.redis.get(key)
+        assert isinstance(value, bytes) and len(value) == COOKIE_SIZE
+        return value
 
-    async def send(self, node: str, frm: JID, to: JID, stanza: Element) -> bool:
-        """Publish ``stanza`` to ``node``; False when no node listens there (it died): the
-        caller routes it again rather than losing it."""
-        body = marshal.dumps((wire.STANZA, str(frm), str(to), wire.pack(stanza)))
-        return int(await self.redis.publish(self.channel(node), body)) > 0
-
-    async def replace(self, node: str, jid: JID) -> bool:
-        """Tell ``node`` that a session of ours took ``jid`` (RFC 6120 §7.7.2.2)."""
-        body = marshal.dumps((wire.REPLACE, str(jid)))
-        return int(await self.redis.publish(self.channel(node), body)) > 0
+    async def address(self, node: str) -> str | None:
+        value = await self.redis.hget(f"{self.prefix}nodes", node)
+        return _text(value) if value is not None else None
 
     async def resources(self, bare: JID) -> dict[str, Row]:
         raw = await self.redis.hgetall(self._sess(str(bare)))
         return {_text(k): _parse(v) for k, v in raw.items()}
+
+    async def resources_listed(self, bares: list[JID]) -> tuple[list[dict[str, Row]], bool]:
+        """``resources`` of each of ``bares`` and whether this node is still listed, in one
+        round trip: not listed means Redis lost its data (restarted empty) or reaped us, so
+        the rows may be incomplete until every node wrote its sessions back."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bare in bares:
+                pipe.hgetall(self._sess(str(bare)))
+            pipe.hexists(f"{self.prefix}nodes", self.node)
+            *raws, listed = await pipe.execute()
+        return [{_text(k): _parse(v) for k, v in raw.items()} for raw in raws], bool(listed)
 
     async def count_user(self, bare: JID) -> int:
         return int(await self.redis.hlen(self._sess(str(bare))))
@@ -197,12 +246,16 @@ def _parse(raw: Any) -> Row:
 
 def connect(pool: dict[str, Any]) -> Redis:
     """A client for ``[outgoing_pools.redis.<tag>]`` (redis-py's asyncio client)."""
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
     conn = pool["connection"]
-    return Redis(host=conn["host"], port=conn["port"], db=conn["database"],
-                 password=conn["password"] or None, max_connections=pool["workers"],
-                 socket_connect_timeout=5)
+    # Blocking: past ``workers`` commands at once, a command waits for a free connection
+    # (the plain pool raises "Too many connections" instead: stanzas would be routed offline
+    # under load).
+    return Redis(connection_pool=BlockingConnectionPool(
+        host=conn["host"], port=conn["port"], db=conn["database"],
+        password=conn["password"] or None, max_connections=pool["workers"],
+        socket_connect_timeout=5, timeout=QUEUE_FOR))
 
 
 class RedisNode:
@@ -218,7 +271,22 @@ class RedisNode:
         self._written: dict[Any, tuple[int, bool]] = {}
         self._queue: asyncio.Queue[tuple[str, JID, int, bool] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pubsub: PubSub | None = None
+        general = server.cfg["general"]
+        self.links = NodeLinks(self._received, general["cluster_address"],
+                               general["cluster_port"])
+        self._address = ""
+        # full JID -> (its node, until when that answer is used without asking Redis)
+        self._where: dict[JID, tuple[str, float]] = {}
+        # lookups waiting for this loop turn's pipeline
+        self._lookups: list[tuple[JID, asyncio.Future[dict[str, Row]]]] = []
+        # node -> advertised address, refreshed at every beat
+        self._addresses: dict[str, str] = {}
+        # Since when Redis answers our beats again (monotonic): a node that was cut from
+        # Redis does not reap others until they had time to beat too (they were cut as well).
+        self._healthy_since = 0.0
+        # Until when (monotonic) Redis may not know every session yet: it came back from an
+        # outage, maybe empty, and the nodes write their sessions again at their next beat.
+        self._rebuilding_until = 0.0
 
     @property
     def name(self) -> str:
@@ -227,7 +295,9 @@ class RedisNode:
     async def start(self) -> None:
         """Before ``server.start()``: fails (redis ConnectionError) when Redis is unreachable,
         so a node never serves clients it cannot record."""
-        await self.store.join()
+        self._address = await self.links.start(await self.store.cookie())
+        await self.store.join(self._address)
+        self._addresses = await self.store.nodes()
         reaped = await self.store.reap_dead()
         for node, count in reaped.items():
             log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
@@ -237,13 +307,10 @@ class RedisNode:
         sessions.observer = self
         # After mod_presence (80), which sets priority and presence.
         self.server.hooks.add(H.USER_SEND_PACKET, self._client_sent, 95)
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self.store.channel(self.name))
         self.server.router.elsewhere = self
         sessions.count_elsewhere = self.count_elsewhere
         self._tasks = [asyncio.create_task(self._writer(), name="redis-sm-writer"),
-                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat"),
-                       asyncio.create_task(self._receiver(), name="redis-sm-receiver")]
+                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat")]
         log.info("cluster_joined node=%s", self.name)
 
     async def stop(self) -> None:
@@ -255,17 +322,13 @@ class RedisNode:
             self.server.router.elsewhere = None
         self.server.sessions.count_elsewhere = SessionTable().count_elsewhere
         self._queue.put_nowait(None)
-        writer, beater, receiver = self._tasks
+        writer, beater = self._tasks
         beater.cancel()
-        receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(writer, 5)
-        for task in (beater, receiver):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beater
+        await self.links.stop()
         try:
             await self.store.leave()
         finally:
@@ -277,8 +340,10 @@ class RedisNode:
 
     # -- the table's observer ------------------------------------------------------------
     def registered(self, session: Session) -> None:
+        # A bind takes the resource over (RFC 6120 §7.7.2.2): "put", the only write that
+        # replaces another node's row.
         self._written.pop(session, None)
-        self._refresh(session)
+        self._refresh(session, "put")
 
     def unregistered(self, session: Session) -> None:
         self._written.pop(session, None)
@@ -291,16 +356,21 @@ class RedisNode:
             self._refresh(c2s)
         return stanza
 
-    def _refresh(self, session: Session) -> None:
+    def _refresh(self, session: Session, op: str = "claim") -> None:
         if session.jid is None or session.jid.resource is None:
             return
         state = (session.priority, session.available)
         if self._written.get(session) != state:
             self._written[session] = state
-            self._queue.put_nowait(("put", session.jid, state[0], state[1]))
+            self._queue.put_nowait((op, session.jid, state[0], state[1]))
 
     async def count_elsewhere(self, full: JID) -> int:
         """The account's sessions on other nodes, but ``full`` (which binding replaces)."""
+        # In a task of its own: the bind may be driven outside any task, and the pool's wait
+        # for a free connection (asyncio.timeout) needs one.
+        return await asyncio.ensure_future(self._count_elsewhere(full))
+
+    async def _count_elsewhere(self, full: JID) -> int:
         try:
             rows = await self.store.resources(full.bare)
         except Exception:
@@ -312,74 +382,196 @@ class RedisNode:
 
     # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        # Fast path: the node of a full JID looked up less than ROW_TTL ago, with its link
+        # open: written at once, no Redis round trip, no task.
+        hit = self._where.get(to)
+        if hit is not None and hit[1] > time.monotonic() and self.links.send_now(
+                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)):
+            return
         self.server.spawn(self._to_full(frm, to, stanza))
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
         self.server.spawn(self._to_bare(frm, to, stanza, also))
 
-    async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+    async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``
+        seconds: the stanza waits rather than going offline during a Redis restart. Raises
+        the last error after that (the caller routes the stanza here)."""
+        deadline = time.monotonic() + QUEUE_FOR
+        delay = 0.05
+        failed = False
+        while True:
+            try:
+                result = await call()
+                if failed:
+                    self._recovered()
+                return result
+            except Exception:
+                failed = True
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("redis_sm_waiting op=%s to=%s", what, to)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _recovered(self) -> None:
+        """Redis answers again after failing: until every node had a beat to write its
+        sessions back, "no such session" from Redis is not trusted at once."""
+        self._rebuilding_until = time.monotonic() + REBUILD
+
+    async def _lookup(self, to: JID) -> dict[str, Row]:
+        return await self._patiently("lookup", to, lambda: self._batched(to.bare))
+
+    def _batched(self, bare: JID) -> asyncio.Future[dict[str, Row]]:
+        """The lookups of one loop turn leave in one pipeline (one round trip for all):
+        under load a cross-node stanza does not wait for a Redis round trip of its own."""
+        future: asyncio.Future[dict[str, Row]] = asyncio.get_running_loop().create_future()
+        self._lookups.append((bare, future))
+        if len(self._lookups) == 1:
+            self.server.spawn(self._flush_lookups())
+        return future
+
+    async def _flush_lookups(self) -> None:
+        await asyncio.sleep(0)  # the rest of this turn's lookups join the batch
+        batch, self._lookups = self._lookups, []
         try:
-            row = (await self.store.resources(to.bare)).get(str(to.resource))
-            if row is not None and row.node != self.name \
-                    and await self.store.send(row.node, frm, to, stanza):
-                return
+            rows, listed = await self.store.resources_listed([bare for bare, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if not listed:
+            self._recovered()
+        for (_, future), found in zip(batch, rows, strict=True):
+            if not future.done():
+                future.set_result(found)
+
+    async def _until_rebuilt(self) -> bool:
+        """Wait for the table to be rebuilt if it may not be yet; whether it was waited for
+        (the caller looks again rather than routing by a half-empty table)."""
+        wait = self._rebuilding_until - time.monotonic()
+        if wait <= 0:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
+    def to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        self.server.spawn(self._to_owner(frm, to, stanza))
+
+    async def _to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            rows = await self._lookup(to)
+            # A node with an available resource first (RFC 6121 §3.1.3 delivers there).
+            nodes = sorted({(not r.available, r.node) for r in rows.values()
+                            if r.node != self.name})
+            for _, node in nodes:
+                if await self._send(node, frm, to.bare, stanza):
+                    return
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
-        # No session anywhere, or its node died (nobody listens on its channel): RFC 6121
-        # §8.5.3.2 here (to the bare JID: another resource, offline storage or an error).
         self.server.router.route_here(frm, to, stanza)
+
+    async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            for _ in range(2):
+                row = (await self._lookup(to)).get(str(to.resource))
+                if row is not None and row.node != self.name and await self._send(
+                        row.node, frm, to, stanza):
+                    if len(self._where) > 100_000:
+                        self._where.clear()
+                    self._where[to] = (row.node, time.monotonic() + ROW_TTL)
+                    return
+                self._where.pop(to, None)
+                if not await self._until_rebuilt():
+                    break
+        except Exception:
+            log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
+            self.server.router.route_here(frm, to, stanza)
+            return
+        # No session anywhere, or its node died (nobody listens on its channel): RFC 6121
+        # §8.5.3.2 (a chat message to the bare JID: another resource, here or on another
+        # node, offline storage or an error). The bare-JID path ends by itself: no loop.
+        self.server.router.to_full_unavailable(frm, to, stanza)
 
     async def _to_bare(self, frm: JID, to: JID, stanza: Element, also: bool) -> None:
         """RFC 6121 §8.5.2.1.1 / §8.5.2.1.2 on the other nodes: every available resource
         (with a non-negative priority for a message)."""
+        if await self._to_bare_once(frm, to, stanza, also) or also:
+            return
+        if await self._until_rebuilt():
+            await self._to_bare_once(frm, to, stanza, also)
+            return
+        self.server.router.route_here(frm, to, stanza)
+
+    async def _to_bare_once(self, frm: JID, to: JID, stanza: Element, also: bool) -> bool:
+        """Whether it was delivered on another node (or handled: a probe, an error)."""
         delivered = False
         min_priority = 0 if stanza.name == "message" else -128
         try:
-            rows = await self.store.resources(to.bare)
+            rows = await self._lookup(to)
             if stanza.attrs.get("type") == "probe":
                 # Answered by each node holding available resources, from their presence.
                 for node in {r.node for r in rows.values() if r.available} - {self.name}:
-                    await self.store.send(node, frm, to.bare, stanza)
-                return
-            for resource, row in rows.items():
-                if row.node != self.name and row.available and row.priority >= min_priority:
-                    full = JID(to.local, to.domain, resource)
-                    delivered |= await self.store.send(row.node, frm, full, stanza)
+                    await self._send(node, frm, to.bare, stanza)
+                return True
+            targets = [resource for resource, row in rows.items()
+                       if row.node != self.name and row.available
+                       and row.priority >= min_priority]
+            # A copy among several (or besides local resources) that finds its session gone
+            # or no longer available is dropped there: the others got it (RFC 6121
+            # §8.5.2.1.1 delivers to the available resources). A sole copy is then routed to
+            # the bare JID there (§8.5.2: its other resources, or offline storage).
+            mode = wire.ONLY_COPY if len(targets) == 1 and not also else wire.ONE_OF_COPIES
+            for resource in targets:
+                full = JID(to.local, to.domain, resource)
+                delivered |= await self._send(rows[resource].node, frm, full, stanza, mode)
         except Exception:
             log.warning("redis_sm_lookup_failed to=%s", to, exc_info=True)
-        if not delivered and not also:
-            self.server.router.route_here(frm, to, stanza)
+        return delivered
 
-    async def _receiver(self) -> None:
-        pubsub = self._pubsub
-        assert pubsub is not None
-        while True:
-            try:
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("redis_sm_receive_failed node=%s", self.name, exc_info=True)
-                await asyncio.sleep(0.5)
+    async def _send(self, node: str, frm: JID, to: JID, stanza: Element,
+                    mode: int = wire.TO_FULL) -> bool:
+        """Over the link to ``node``; False when it is not listed or cannot be reached (it
+        died, even before a survivor reaped it): the caller routes the stanza again.
+        ``mode``: a stanza to a full JID, or a copy of a bare-JID fan-out (wire.py)."""
+        return await self._link_send(
+            node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), mode), to)
 
-    def _received(self, data: bytes) -> None:
-        item = marshal.loads(data)
+    async def _link_send(self, node: str, item: tuple[Any, ...], to: JID) -> bool:
+        address = self._addresses.get(node)
+        if address is None:
+            address = await self._patiently("address", to, lambda: self.store.address(node))
+            if not address:
+                return False
+            self._addresses[node] = address
+        return await self.links.send(node, address, item)
+
+    def _received(self, item: tuple[Any, ...]) -> None:
         if item[0] == wire.REPLACE:
             old = self.server.sessions.local(JID.parse(item[1]))
             if old is not None:
                 self.server.sessions.unregister(old)
                 old.replaced()
             return
-        _, frm_text, to_text, packed = item
+        _, frm_text, to_text, packed, mode = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
-            # A probe for the user's local resources (_to_bare): answered here.
+            # A probe for the user's local resources (_to_bare), or a subscription stanza
+            # processed here (_to_owner).
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
             return
         session = self.server.sessions.local(to)
-        if session is not None:
+        if mode != wire.TO_FULL and (session is None or not session.available):
+            # A copy of a bare-JID stanza whose resource left or went unavailable while it
+            # travelled (the client may be closing: what reaches its socket now is lost).
+            if mode == wire.ONE_OF_COPIES:
+                # The other resources have theirs (storing this one offline would show the
+                # message twice).
+                log.info("cluster_copy_dropped to=%s", to)
+            else:
+                self.server.router.route_here(JID.parse(frm_text), to.bare, stanza)
+        elif session is not None:
             session.deliver(stanza)
         else:
             # The session left while the stanza travelled: §8 here, never forwarded again.
@@ -407,7 +599,11 @@ class RedisNode:
                     if old is not None and old.node != self.name:
                         # The same full JID was bound on another node: the older session
                         # ends with a conflict stream error there (RFC 6120 §7.7.2.2).
-                        await self.store.replace(old.node, jid)
+                        await self._link_send(old.node, (wire.REPLACE, str(jid)), jid)
+                elif op == "claim":
+                    other = await self.store.claim(jid, priority, available)
+                    if other is not None:
+                        self._taken(jid, other.node)
                 else:
                     await self.store.remove(jid)
                 return
@@ -416,20 +612,45 @@ class RedisNode:
                             exc_info=attempt == 0)
                 await asyncio.sleep(min(0.1 * 2 ** attempt, 2.0))
 
+    def _taken(self, jid: JID, node: str) -> None:
+        """Our session of ``jid`` is the older one: another node bound the same full JID
+        while this node was reaped (paused, or cut from Redis). It ends with <conflict/>
+        as if replaced at that bind (RFC 6120 §7.7.2.2), never coming back as a duplicate."""
+        session = self.server.sessions.local(jid)
+        if session is not None:
+            log.warning("cluster_session_taken jid=%s by=%s", jid, node)
+            self.server.sessions.unregister(session)
+            session.replaced()
+
     async def _beater(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(BEAT)
             try:
                 await self.store.beat()
-                # Are we still listed? A survivor reaped us during a Redis outage or a long
-                # pause: join again and re-write our live sessions.
-                if self.name not in await self.store.nodes():
+                if failing:
+                    failing = False
+                    self._healthy_since = time.monotonic()
+                    self._recovered()
+                    log.warning("redis_sm_reachable node=%s", self.name)
+                # Are we still listed? A survivor reaped us during a long pause, or Redis
+                # restarted empty: join again and claim our live sessions back, unless a
+                # resource was bound on another node meanwhile (that session wins).
+                self._addresses = await self.store.nodes()
+                if self.name not in self._addresses:
                     log.warning("cluster_rejoin node=%s", self.name)
-                    await self.store.join()
+                    self._recovered()
+                    await self.store.join(self._address)
                     self._written.clear()
                     for session in list(self.server.sessions):
                         self._refresh(session)
-                for node, count in (await self.store.reap_dead()).items():
-                    log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+                # Right after an outage every node's heartbeat may have expired: reap only
+                # once the others had DEAD_AFTER to beat again.
+                if time.monotonic() - self._healthy_since >= DEAD_AFTER + BEAT:
+                    for node, count in (await self.store.reap_dead()).items():
+                        log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+                        self.links.forget(node)
             except Exception:
-                log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)
+                if not failing:
+                    log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)
+                failing = True

@@ -6,6 +6,9 @@
   connections over the workers.
 - The workers are forked, not spawned: they start from the already loaded code and
   configuration (no re-import, no pickling), and nothing but this thread exists yet.
+- Each worker is a node of the Redis design (``sm_backend = "redis"``, required): its sessions
+  in Redis, stanzas to another worker's sessions through the same transport as between
+  machines. A restarted worker is a new node; its predecessor's sessions are reaped.
 - SIGTERM/SIGINT: each worker gets SIGTERM and shuts down as a single server does (streams end
   with system-shutdown, nothing accepted is lost); those still running after
   ``STOP_TIMEOUT`` are killed.
@@ -22,9 +25,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -83,13 +84,12 @@ class Supervisor:
         self.stop_signalled = False
         self.deaths: list[float] = []
         self._ctx = multiprocessing.get_context("fork")
-        self.run_dir = Path(".")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signalled = True
 
     def _fork(self, index: int) -> _Worker:
-        spec = WorkerSpec(index, self.count, self.run_dir, self.cfg, self.base_dir, self.sni)
+        spec = WorkerSpec(index, self.count, self.cfg, self.base_dir, self.sni)
         ours, theirs = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=worker_main, args=(spec, theirs),
                                     name=f"suricate-w{index}", daemon=False)
@@ -99,8 +99,6 @@ class Supervisor:
 
     def run(self, t0: float) -> int:
         asyncio.run(_prepare_storage(self.cfg, self.base_dir))
-        # Mode 0700: only our user can connect to the bus sockets inside.
-        self.run_dir = Path(tempfile.mkdtemp(prefix="suricate-"))
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -115,7 +113,6 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _wait_started(self) -> tuple[str, str] | None:
         """Every worker's ready message; None if a signal came first; StartFailed."""

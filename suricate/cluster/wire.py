@@ -1,11 +1,10 @@
-"""The bus wire format: length-prefixed frames, each a marshalled tuple whose first item says
-what it is; stanzas travel as nested tuples, not XML.
+"""What travels between nodes: marshalled tuples whose first item says what it is; stanzas
+travel as nested tuples, not XML. ``frame``/``Deframer`` add a length prefix for a byte stream.
 
-``marshal`` is C on both sides and every worker is the same interpreter binary (they are
-forked from one supervisor), so its version-specific format is no concern; it is never read
-from anyone else (the bus sockets live in a directory only our user can open). Turning an
-``Element`` into tuples and back costs less than serializing and parsing XML again, and a
-cross-worker stanza pays one or the other on top of the single-worker path.
+``marshal`` is C on both sides and its format is specific to the interpreter version: every
+node of a cluster runs the same Suricate build (as the nodes of an Erlang cluster run the same
+release). Turning an ``Element`` into tuples and back costs less than serializing and parsing
+XML again. It is read only from the cluster's own Redis or nodes, never from clients.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ from typing import Any
 from suricate.xml.element import Element
 
 # Frame kinds (the first item of each tuple).
-HELLO = "h"      # (HELLO, worker index): first frame on a link, names the sender
-STATE = "p"      # (STATE, full jid, priority, presence|None, flags, blocklist): bound/changed
-GONE = "g"       # (GONE, full jid): the session left
-STANZA = "s"     # (STANZA, hops, full jid, stanza): deliver() on the owner
-SEND = "o"       # (SEND, full jid, stanza): send() on the owner (roster pushes: no filters)
+STANZA = "s"     # (STANZA, from, to, stanza, mode): to a session of the receiving node
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
-KICK = "k"       # (KICK, full jid, condition, text): end the session with a stream error
-ROSTER = "R"     # (ROSTER, bare jid): the account's roster changed in storage: reload caches
+
+# STANZA modes: what the receiving node does when the session is gone or unavailable.
+TO_FULL = 0        # sent to a full JID: RFC 6121 §8.5.3.2 there
+ONLY_COPY = 1      # the only copy of a bare-JID stanza: to the bare JID there (§8.5.2)
+ONE_OF_COPIES = 2  # one copy of a bare-JID stanza among several: dropped
 
 _LENGTH = 4
 MAX_FRAME = 64 * 1024 * 1024  # far above any stanza a listener accepts

@@ -1,4 +1,6 @@
-"""One worker process: a whole ``Server`` plus its place on the bus.
+"""One worker process: a whole ``Server`` and a node of the cluster (``RedisNode``): its
+sessions in Redis, stanzas to the other workers' sessions through the same transport as
+between machines (``suricate.cluster.redis_sm``).
 
 It tells the supervisor over a pipe when it serves (``("ready", ports, hosts)``) or why it
 could not start (``("failed", message)``), then runs until SIGTERM/SIGINT (or the admin API's
@@ -21,16 +23,11 @@ from suricate.net.tls import CertKey
 
 log = logging.getLogger("suricate.cluster")
 
-# How long a starting worker waits for its links to the others before serving anyway (a
-# peer that is slow to start is linked later; its replica starts with the snapshot then).
-LINK_TIMEOUT = 10.0
-
 
 @dataclass(frozen=True)
 class WorkerSpec:
     index: int
     count: int
-    run_dir: Path
     cfg: dict[str, Any]
     base_dir: Path
     sni: dict[str, CertKey]
@@ -54,22 +51,24 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
 
 async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
     from suricate.admin import HTTP_HANDLERS
-    from suricate.cluster.node import ClusterNode
+    from suricate.cluster.membership import Membership
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
     server = Server(spec.cfg, spec.base_dir, MODULES, sni_certs=spec.sni,
                     http_handlers=HTTP_HANDLERS)
-    node = ClusterNode(server, spec.index, spec.count, spec.run_dir)
-    await node.start()
+    node = Membership(server)
+    try:
+        await node.start()
+    except Exception as exc:
+        pipe.send(("failed", f"Redis (outgoing_pools.redis.default): {exc}"))
+        raise SystemExit(1) from None
     try:
         await server.start()
     except OSError as exc:
         pipe.send(("failed", str(exc)))
         await node.stop()
         raise SystemExit(1) from None
-    if not await node.wait_linked(LINK_TIMEOUT):
-        log.warning("cluster_not_linked worker=%d", spec.index)
     ports = ", ".join(f"{lst.kind}:{lst.port}"
                       for lst in [*server.listeners, *server.http_listeners])
     pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))

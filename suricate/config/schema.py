@@ -640,6 +640,19 @@ _GENERAL = Section(
             '"redis" also records every session and the node membership in Redis '
             "(`outgoing_pools.redis.default`); see docs/cluster.md.",
         ),
+        "cluster_address": Option(
+            Str(),
+            "127.0.0.1",
+            'With `sm_backend = "redis"`: the IP address this node listens on for stanzas '
+            "from other nodes, advertised to them through Redis (Suricate's counterpart of "
+            "the Erlang distribution address); one that the other nodes reach.",
+        ),
+        "cluster_port": Option(
+            Int(min=0, max=65535),
+            0,
+            "The TCP port of `cluster_address`; 0: any free port (each `--workers` worker "
+            "takes its own).",
+        ),
     },
     doc="Basic settings.",
     post=_general_post,

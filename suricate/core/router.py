@@ -40,24 +40,33 @@ class Elsewhere(Protocol):
         a message, RFC 6121 §8.5.2.1.1; any for presence). ``also``: local resources got it
         too, so nothing is handed back when no other node has one."""
 
+    def to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
+        """To one node holding a session of the bare JID ``to``, which routes it as its own
+        (a subscription stanza is processed once, where the user's sessions are); handed
+        back when no other node holds one."""
+
 
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "elsewhere")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
         self.elsewhere: Elsewhere | None = None
+        # ``elsewhere`` while route_here holds it back: error bounces still use it.
+        self._held: Elsewhere | None = None
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
         that came from another node, or found no session there, never travels again."""
         elsewhere, self.elsewhere = self.elsewhere, None
+        held, self._held = self._held, elsewhere or self._held
         try:
             self.route(frm, to, stanza)
         finally:
             self.elsewhere = elsewhere
+            self._held = held
 
     # -- entry points ---------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -100,7 +109,17 @@ class Router:
         except ValueError:
             return
         reply = error_reply(stanza, error)
-        self.route(reply_from or JID(None, reply_to.domain, None), reply_to, reply)
+        reply_frm = reply_from or JID(None, reply_to.domain, None)
+        if self.elsewhere is None and self._held is not None:
+            # Inside route_here (the stanza came from another node): the sender may well be
+            # on another node, so the error travels (it is never answered: no loop).
+            self.elsewhere = self._held
+            try:
+                self.route(reply_frm, reply_to, reply)
+            finally:
+                self.elsewhere = None
+            return
+        self.route(reply_frm, reply_to, reply)
 
     # -- local ----------------------------------------------------------------------------
     def _route_local(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -127,6 +146,11 @@ class Router:
         else:
             self._to_bare(frm, to, stanza)
 
+    def to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
+        """RFC 6121 §8.5.3.2: the full JID has no session, on any node (``elsewhere`` found
+        none): a chat message goes to the bare JID, whose resources may be on other nodes."""
+        self._to_full_unavailable(frm, to, stanza)
+
     def _to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.3.2: the full JID has no session."""
         kind = stanza.name
@@ -149,6 +173,12 @@ class Router:
         if kind == "message":
             self._message_to_bare(frm, to, stanza)
         elif kind == "presence":
+            if self.elsewhere is not None and stanza.attrs.get("type") in _SUBSCRIPTION \
+                    and not self.sessions.resources(to):
+                # RFC 6121 §3: the contact's server processes it and pushes the roster to
+                # the contact's resources: on the node that has them.
+                self.elsewhere.to_owner(frm, to, stanza)
+                return
             # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
             # another node never travels again (no probe ping-pong between nodes).
             self.server.spawn(self._presence_to_bare(frm, to, stanza, self.elsewhere))
@@ -247,5 +277,5 @@ class Router:
         # presence to the server itself carries nothing for us to act on (§8.5.1)
 
 
-_SUBSCRIPTION_TYPES = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed",
-                                 "probe"})
+_SUBSCRIPTION = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})
+_SUBSCRIPTION_TYPES = _SUBSCRIPTION | {"probe"}

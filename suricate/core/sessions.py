@@ -1,11 +1,9 @@
 """The session table: where each connected full JID lives.
 
-The router only talks to this table through ``lookup``/``resources``/``count_user``, so the
-answer may be "elsewhere" without the router changing (DESIGN §2.9): with several worker
-processes (``suricate serve --workers N``, see ``suricate.cluster``) the table also holds a
-replica of the other workers' sessions, as proxies that forward what they are given. Local
-sessions shadow remote ones of the same full JID; iterating and ``len`` see local sessions only
-(what this process can end, count in its metrics or shut down).
+It holds this process's sessions only. With several nodes (``sm_backend = "redis"``, and
+``suricate serve --workers N``, which runs N such nodes), the other nodes' sessions are in Redis
+and the router asks ``Router.elsewhere`` when this table has no answer (DESIGN §2.9,
+``suricate.cluster.redis_sm``); the table's ``observer`` mirrors it there.
 """
 
 from __future__ import annotations
@@ -46,21 +44,18 @@ async def _none_elsewhere(full: JID) -> int:
 
 
 class SessionTable:
-    __slots__ = ("_by_bare", "_remote", "observer", "count_elsewhere")
+    __slots__ = ("_by_bare", "observer", "count_elsewhere")
 
     def __init__(self) -> None:
         # bare JID -> resource -> session
         self._by_bare: dict[JID, dict[str, Session]] = {}
-        # the same for sessions of other worker processes (empty with one worker)
-        self._remote: dict[JID, dict[str, Session]] = {}
         self.observer: TableObserver | None = None
         # How many sessions of the account of a full JID being bound live on other nodes,
         # other than that full JID (max_user_sessions across nodes; sm_backend = "redis").
         self.count_elsewhere: Callable[[JID], Awaitable[int]] = _none_elsewhere
 
     def register(self, session: Session) -> Session | None:
-        """Add ``session``; return the session it replaces (RFC 6120 §7.7.2.2), if any,
-        here or in another worker."""
+        """Add ``session``; return the session it replaces (RFC 6120 §7.7.2.2), if any."""
         jid = session.jid
         assert jid.resource is not None
         resources = self._by_bare.setdefault(jid.bare, {})
@@ -68,8 +63,6 @@ class SessionTable:
         resources[jid.resource] = session
         if old is session:
             old = None
-        if old is None and self._remote:
-            old = self._pop(self._remote, jid)
         if self.observer is not None:
             self.observer.registered(session)
         return old
@@ -88,14 +81,10 @@ class SessionTable:
             session = resources.get(resource)
             if session is not None:
                 return session
-        if self._remote:
-            resources = self._remote.get(jid.bare)
-            if resources is not None:
-                return resources.get(resource)
         return None
 
     def local(self, jid: JID) -> Session | None:
-        """The session of ``jid`` in this process, never a proxy."""
+        """The session of ``jid`` in this process (what ``lookup`` answers too)."""
         resources = self._by_bare.get(jid.bare)
         if resources is None or jid.resource is None:
             return None
@@ -103,27 +92,11 @@ class SessionTable:
 
     def resources(self, bare: JID) -> list[Session]:
         resources = self._by_bare.get(bare)
-        found = list(resources.values()) if resources else []
-        if self._remote:
-            remote = self._remote.get(bare)
-            if remote:
-                found += [s for r, s in remote.items() if not resources or r not in resources]
-        return found
+        return list(resources.values()) if resources else []
 
     def count_user(self, bare: JID) -> int:
-        if self._remote:
-            return len(self.resources(bare))
         resources = self._by_bare.get(bare)
         return len(resources) if resources else 0
-
-    # -- the replica of other workers' sessions (suricate.cluster) ---------------------------
-    def add_remote(self, session: Session) -> None:
-        jid = session.jid
-        assert jid.resource is not None
-        self._remote.setdefault(jid.bare, {})[jid.resource] = session
-
-    def remove_remote(self, session: Session) -> None:
-        self._pop(self._remote, session.jid, session)
 
     @staticmethod
     def _pop(table: dict[JID, dict[str, Session]], jid: JID,

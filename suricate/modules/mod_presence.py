@@ -121,6 +121,13 @@ class ModPresence(Module):
                 copy.attrs["from"] = str(session.jid)
                 copy.attrs["to"] = str(c2s.jid)
                 c2s.deliver(copy)
+        elsewhere = self.server.router.elsewhere
+        if elsewhere is not None:
+            # ...and those on other nodes (sm_backend = "redis"): a probe from the new
+            # resource, answered by each node holding one (_probe, the user's own case).
+            probe = Element("presence", ns.CLIENT, {"type": "probe", "from": str(c2s.jid),
+                                                     "to": str(user)})
+            elsewhere.to_bare(c2s.jid, user, probe, also=True)
         # §3.1.3: requests that arrived while the user was away are shown now.
         for contact, item in roster.items():
             if _state(item).pending_in:
@@ -234,6 +241,12 @@ class ModPresence(Module):
     async def _probe(self, prober: JID, user: JID) -> None:
         """RFC 6121 §4.3.2: answer only a contact subscribed to the user's presence."""
         sessions = list(self.server.sessions.resources(user))
+        if prober.bare == user and prober.resource is not None:
+            # A new resource of the user on another node learns about these (§4.2.2).
+            for session in sessions:
+                if session.presence is not None and session.jid != prober:
+                    self._route_copy(session.jid, prober, session.presence)
+            return
         item = await self._item(user, prober.bare, sessions)
         if not _state(item).has_from:
             # Not a subscriber: reveal nothing, and tell its server so its roster can catch up.

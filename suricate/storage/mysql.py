@@ -274,6 +274,16 @@ class _MyExecutor:
         async with self._conn.cursor() as cur:
             await cur.executemany(st.sql, [tuple(row) for row in rows])
 
+    async def copy_rows(self, table: str, columns: Sequence[str],
+                        rows: Sequence[Sequence[Any]]) -> None:
+        # MySQL's bulk path is the multi-row INSERT the driver's executemany builds for a
+        # plain INSERT ... VALUES (LOAD DATA needs a file or local_infile, off by default).
+        marks = ", ".join(["%s"] * len(columns))
+        async with self._conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                [tuple(row) for row in rows])
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return (await self._statement(sql, args))[1]
 

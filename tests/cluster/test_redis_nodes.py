@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,41 +32,10 @@ redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 SURICATE = [sys.executable, "-m", "suricate"]
-CLAIM = "suricate-test-claim"
 
 
-def _redis_or_skip() -> Any:
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis 127.0.0.1:6379 is required under CI=true: {exc}")
-        pytest.skip(f"no Redis on 127.0.0.1:6379 ({exc})")
-    return client
-
-
-@pytest.fixture(scope="module")
-def redis_db() -> Iterator[int]:
-    """An empty Redis database claimed for this test run (other runs on the machine use
-    others), emptied afterwards."""
-    _redis_or_skip()
-    token = uuid.uuid4().hex
-    for db in range(15, 0, -1):
-        client = redis.Redis(host="127.0.0.1", port=6379, db=db)
-        if client.set(CLAIM, token, nx=True, ex=900):
-            if client.dbsize() == 1:
-                try:
-                    yield db
-                finally:
-                    client.flushdb()
-                return
-            client.delete(CLAIM)
-    pytest.skip("no empty Redis database among 1..15")
-
-
-def _sync(db: int) -> Any:
-    return redis.Redis(host="127.0.0.1", port=6379, db=db, decode_responses=True)
+def _sync(db: int, port: int = 6379) -> Any:
+    return redis.Redis(host="127.0.0.1", port=port, db=db, decode_responses=True)
 
 
 @dataclass
@@ -81,30 +48,30 @@ class Node:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+def _toml(tmp: Path, c2s: int, tls: int, db: int, redis_port: int = 6379) -> str:
     pool = f"""
 [outgoing_pools.redis.default.connection]
 host = "127.0.0.1"
-port = 6379
+port = {redis_port}
 database = {db}
 """
     toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT)
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def start_node(tmp: Path, db: int, tag: str) -> Node:
+def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379) -> Node:
     """One node; its name is the one it added to the ``nodes`` hash."""
     c2s, tls = free_port(), free_port()
     config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db))
-    before = set(_sync(db).hkeys("suricate:nodes"))
+    config.write_text(_toml(tmp, c2s, tls, db, redis_port))
+    before = set(_sync(db, redis_port).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert proc.stdout is not None
     banner = proc.stdout.readline()
     assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    added = set(_sync(db, redis_port).hkeys("suricate:nodes")) - before
     assert len(added) == 1, added
     return Node(proc, c2s, tls, log, added.pop())
 
@@ -123,8 +90,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> tuple[Pat
     return tmp, redis_db
 
 
-def _rows(db: int, bare: str) -> dict[str, list[str]]:
-    return {r: v.split("\t") for r, v in _sync(db).hgetall(f"suricate:sess:{bare}").items()}
+def _rows(db: int, bare: str, port: int = 6379) -> dict[str, list[str]]:
+    return {r: v.split("\t")
+            for r, v in _sync(db, port).hgetall(f"suricate:sess:{bare}").items()}
 
 
 def test_config_names_the_problem() -> None:

@@ -1,6 +1,6 @@
-"""``suricate serve --workers 2``: real processes, real sockets, slixmpp clients placed on
-both workers (each client's server-side socket is found in /proc to know which worker owns
-its session)."""
+"""``suricate serve --workers 2``: two nodes of the Redis design (the real Redis) sharing the
+ports; real processes, real sockets, slixmpp clients placed on both workers (each client's
+server-side socket is found in /proc to know which worker owns its session)."""
 
 from __future__ import annotations
 
@@ -87,11 +87,20 @@ def _register(tmp: Path, toml: str) -> None:
     asyncio.run(run())
 
 
-def start_cluster(tmp: Path, workers: int = 2) -> Cluster:
-    c2s, tls = free_port(), free_port()
+def workers_toml(tmp: Path, c2s: int, tls: int, redis_db: int | None) -> str:
     level = os.environ.get("SURICATE_TEST_LOGLEVEL", "warning")
-    toml = server_toml(tmp, c2s, tls, extra=LIMIT).replace('loglevel = "info"',
-                                                           f'loglevel = "{level}"')
+    general = f'loglevel = "{level}"'
+    extra = LIMIT
+    if redis_db is not None:
+        general += '\nsm_backend = "redis"'
+        extra += ("\n[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\n"
+                  f"port = 6379\ndatabase = {redis_db}\n")
+    return server_toml(tmp, c2s, tls, extra=extra).replace('loglevel = "info"', general)
+
+
+def start_cluster(tmp: Path, redis_db: int, workers: int = 2) -> Cluster:
+    c2s, tls = free_port(), free_port()
+    toml = workers_toml(tmp, c2s, tls, redis_db)
     config = tmp / "suricate.toml"
     config.write_text(toml)
     _register(tmp, toml)
@@ -111,8 +120,8 @@ def stop_cluster(cluster: Cluster) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path_factory.mktemp("cluster"))
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path_factory.mktemp("cluster"), redis_db)
     try:
         yield c
     finally:
@@ -265,8 +274,8 @@ async def test_offline_storage_and_delivery(cluster: Cluster) -> None:
     await disconnect(alice, frank)
 
 
-async def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
-    cluster = await asyncio.to_thread(start_cluster, tmp_path)
+async def test_sigterm_stops_every_worker(tmp_path: Path, redis_db: int) -> None:
+    cluster = await asyncio.to_thread(start_cluster, tmp_path, redis_db)
     workers = cluster.workers
     alice = await cluster.connect_on(0, "alice@localhost/a")
     bob = await cluster.connect_on(1, "bob@localhost/b")
@@ -282,3 +291,13 @@ async def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
     await asyncio.sleep(0.2)
     assert sorted(e["condition"] for e in errors) == ["system-shutdown", "system-shutdown"]
     await disconnect(alice, bob)
+
+
+def test_workers_without_redis_say_what_to_configure(tmp_path: Path) -> None:
+    config = tmp_path / "suricate.toml"
+    config.write_text(workers_toml(tmp_path, free_port(), free_port(), None))
+    done = subprocess.run([*SURICATE, "serve", "--config", str(config), "--workers", "2"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert 'sm_backend = "redis"' in done.stderr
+    assert "outgoing_pools.redis.default.connection" in done.stderr

@@ -109,6 +109,8 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "hide_service_name": False,
         "replaced_wait_timeout": 2000,
         "sm_backend": "mnesia",
+        "cluster_address": "127.0.0.1",
+        "cluster_port": 0,
     }
     assert cfg["listen"] == {"c2s": [], "s2s": [], "component": [], "http": []}
     assert cfg["modules"] == {}

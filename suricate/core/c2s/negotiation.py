@@ -517,7 +517,12 @@ class Negotiation(Delivery):
         if isinstance(full, StanzaError):
             self.send(error_reply(iq, full))
             return
-        error = self._open_session(full, await self.server.sessions.count_elsewhere(full))
+        elsewhere = await self.server.sessions.count_elsewhere(full)
+        if self.fsm.state is S.CLOSED:
+            # The stream ended while other nodes were asked (sm_backend = "redis"): no
+            # session to open (registering it would leave a session without a connection).
+            return
+        error = self._open_session(full, elsewhere)
         if error is not None:
             self.send(error_reply(iq, error))
             return
@@ -531,7 +536,12 @@ class Negotiation(Delivery):
         the stream ended."""
         assert self.user is not None
         full = N.bind2_resource(bind, self.user)
-        error = self._open_session(full, await self.server.sessions.count_elsewhere(full))
+        elsewhere = await self.server.sessions.count_elsewhere(full)
+        if self.fsm.state is S.CLOSED:
+            # The stream ended while other nodes were asked (sm_backend = "redis"): no
+            # session to open (registering it would leave a session without a connection).
+            return None
+        error = self._open_session(full, elsewhere)
         if error is not None:
             self.stream_error(StreamError("policy-violation", error.text))
             return None

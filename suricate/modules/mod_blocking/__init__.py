@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.mod_blocking")
 
-# The account's blocklist cached on each of its sessions (replicated to other workers by
-# suricate.cluster, which reads and writes the same slot on its RemoteSession proxies).
+# The account's blocklist cached on each of its sessions.
 BLOCKLIST: SessionSlot[frozenset[JID]] = SessionSlot("mod_blocking.list", frozenset)
 _BLOCKLIST_KEY = BLOCKLIST.key  # read on every stanza: one global, one dict lookup
 _NOTHING: frozenset[JID] = frozenset()

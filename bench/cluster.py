@@ -1,0 +1,151 @@
+"""Two nodes against one: messages/s with the cluster (``sm_backend = "redis"``).
+
+- **one**: one Suricate node (the default, embedded session table), pinned to core A;
+- **two**: two nodes of one cluster (a private ``redis-server``, one shared SQLite file), node 1
+  pinned to core A and node 2 to core B; the generator puts half of the pairs across the
+  nodes (``loadgen.py messages --port2``), each node holding as many senders as receivers.
+
+The same pairs, in-flight window and duration for both; the figure is the ratio of their
+messages/s (the goal: >= 1.7). The generator and Redis run on the cores given by
+``--gen-cores`` (by default every core: on a 2-core machine they share the nodes' cores,
+which the report's ``gen_cpu`` shows).
+
+    python bench/cluster.py [--pairs 200 --inflight 10 --seconds 10 --cores 0,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import cpu_seconds, free_port, wait_port  # noqa: E402
+from bench.run import LOADGEN, PY, Suricate, account_names  # noqa: E402
+from suricate.net.certs import ensure_self_signed  # noqa: E402
+
+
+class Node(Suricate):
+    """A Suricate node of the cluster: its own config file, the shared database."""
+
+    def config_path(self) -> Path:
+        return self.workdir / f"{self.name}.toml"
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        super().write_config(cert, key)
+        redis_port = self.extra.get("redis_port")
+        if redis_port:
+            path = self.config_path()
+            path.write_text(path.read_text().replace(
+                'loglevel = "error"', 'loglevel = "error"\nsm_backend = "redis"',
+            ) + f"\n[outgoing_pools.redis.default.connection]\nport = {redis_port}\n")
+
+    def logfile(self) -> Any:
+        return open(self.workdir / f"{self.name}.out", "ab")  # noqa: SIM115
+
+
+def start_redis(workdir: Path, cores: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", cores, "redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    wait_port(port, 10)
+    return proc, port
+
+
+def run_messages(ports: list[int], a: argparse.Namespace,
+                 pids: list[int]) -> dict[str, Any]:
+    """The generator's result, plus the nodes' CPU seconds during the whole run (logins,
+    warm-up and measured window: ``server_cpu_s``) and the cores they used."""
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    t0 = time.monotonic()
+    result = _run_messages(ports, a)
+    result["server_cpu_s"] = sum(cpu_seconds(pid) for pid in pids) - cpu0
+    result["server_cores"] = result["server_cpu_s"] / (time.monotonic() - t0)
+    return result
+
+
+def _run_messages(ports: list[int], a: argparse.Namespace) -> dict[str, Any]:
+    cmd = ["taskset", "-c", a.gen_cores, PY, str(LOADGEN), "messages", "--port", str(ports[0]),
+           "--pairs", str(a.pairs), "--inflight", str(a.inflight), "--seconds", str(a.seconds),
+           "--settle", "1"]
+    if len(ports) > 1:
+        cmd += ["--port2", str(ports[1])]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pairs", type=int, default=200)
+    p.add_argument("--inflight", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cores", default="0,1", help="the two nodes' cores (the single node: first)")
+    p.add_argument("--gen-cores", default=",".join(str(c) for c in sorted(os.sched_getaffinity(0))),
+                   help="cores of the load generator and Redis")
+    a = p.parse_args()
+    core_a, core_b = a.cores.split(",")
+    workdir = Path(tempfile.mkdtemp(prefix="suricate-cluster-bench-"))
+    certkey = ensure_self_signed(workdir / "certs", ["localhost"])[0]
+    cert, key = Path(certkey.certfile), Path(certkey.keyfile)
+    redis, redis_port = start_redis(workdir, a.gen_cores)
+    one = Node("one", "127.0.0.1", free_port(), workdir, core_a)
+    nodes = [Node(f"node{i + 1}", "127.0.0.1", free_port(), workdir, core,
+                  extra={"redis_port": redis_port}) for i, core in enumerate((core_a, core_b))]
+    results: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
+    try:
+        for spec in (one, *nodes):
+            spec.write_config(cert, key)
+        one.provision(account_names(2 * a.pairs, 0))
+        for _ in range(a.repeat):
+            one.start()
+            try:
+                results["one"].append(run_messages([one.port], a, [one.pid]))
+            finally:
+                one.stop()
+            for node in nodes:
+                node.start()
+            try:
+                time.sleep(1.0)  # both nodes joined and see each other
+                results["two"].append(run_messages([n.port for n in nodes], a,
+                                                   [n.pid for n in nodes]))
+            finally:
+                for node in nodes:
+                    node.stop()
+            print(json.dumps({k: v[-1] for k, v in results.items()}), flush=True)
+    finally:
+        redis.send_signal(signal.SIGTERM)
+        redis.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    one_rate = statistics.median(r["msgs_per_s"] for r in results["one"])
+    two_rate = statistics.median(r["msgs_per_s"] for r in results["two"])
+    print(json.dumps({"one_node_msgs_per_s": round(one_rate),
+                      "two_nodes_msgs_per_s": round(two_rate),
+                      "ratio": round(two_rate / one_rate, 2),
+                      "two_nodes_p99_ms": statistics.median(r["p99_ms"] for r in results["two"]),
+                      "gen_cpu_max": max(r["gen_cpu"] for r in results["two"]),
+                      "one_node_server_cores": round(statistics.median(
+                          r["server_cores"] for r in results["one"]), 2),
+                      "two_nodes_server_cores": round(statistics.median(
+                          r["server_cores"] for r in results["two"]), 2),
+                      "pairs": a.pairs, "inflight": a.inflight, "seconds": a.seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
