@@ -162,52 +162,7 @@ class MamStore(ModuleStore):
     async def lookup(self, server: str, user: str, q: Query, limit: int,
                      simple: bool) -> Page:
         where, args = _filters(server, user, q)
-        page_where, page_args = list(where), list(args)
-        offset = 0
-        if q.after is not None:
-            page_where.append("id > ?")
-            page_args.append(q.after)
-        elif q.before is not None:
-            page_where.append("id < ?")
-            page_args.append(q.before)
-        elif q.index is not None:
-            offset = q.index
-        order = "DESC" if q.backward else "ASC"
-        messages: list[Archived] = []
-        more = False
-        if limit > 0:
-            # One row more than asked: whether it exists says if the page is the last one
-            # in the paging direction (XEP-0313 §4.3 complete).
-            sql = (f"SELECT id, from_jid, message FROM mam_message"
-                   f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
-            params: list[Any] = [*page_args, limit + 1]
-            if offset:
-                sql += " OFFSET ?"
-                params.append(offset)
-            rows = await self.fetch(sql, *params)
-            more = len(rows) > limit
-            messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
-            if q.backward:
-                messages.reverse()
-        if simple:
-            return Page(messages, not more, None, None)
-        count_sql = f"SELECT COUNT(*) FROM mam_message WHERE {' AND '.join(where)}"
-        count_row = await self.fetch_one(count_sql, *args)
-        count = int(count_row[0]) if count_row else 0
-        first_index: int | None = None
-        if messages:
-            # The index is known without counting at either end of the archive.
-            if q.index is not None:
-                first_index = q.index
-            elif q.after is None and not q.backward:
-                first_index = 0
-            elif q.last_page or (q.after is not None and not more):
-                first_index = count - len(messages)
-            else:
-                row = await self.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
-                first_index = int(row[0]) if row else 0
-        complete = not more if limit > 0 else count == 0
-        return Page(messages, complete, count, first_index)
+        return await page_of(self, "mam_message", "from_jid", where, args, q, limit, simple)
 
     # -- preferences (XEP-0441) -------------------------------------------------------------
     async def get_prefs(self, server: str, user: str) -> Prefs | None:
@@ -226,6 +181,59 @@ class MamStore(ModuleStore):
             " never_jids = excluded.never_jids",
             server, user, prefs.default, "\n".join(prefs.always), "\n".join(prefs.never))
 
+
+
+async def page_of(store: ModuleStore, table: str, sender_column: str, where: list[str],
+                  args: list[Any], q: Query, limit: int, simple: bool) -> Page:
+    """A page of an archive table (``mam_message`` of accounts, ``mam_muc_message`` of rooms)
+    whose rows match ``where``: XEP-0313 §4 with XEP-0059 paging (after, before, index,
+    backward), the count and the first index unless ``simple``."""
+    page_where, page_args = list(where), list(args)
+    offset = 0
+    if q.after is not None:
+        page_where.append("id > ?")
+        page_args.append(q.after)
+    elif q.before is not None:
+        page_where.append("id < ?")
+        page_args.append(q.before)
+    elif q.index is not None:
+        offset = q.index
+    order = "DESC" if q.backward else "ASC"
+    messages: list[Archived] = []
+    more = False
+    if limit > 0:
+        # One row more than asked: whether it exists says if the page is the last one
+        # in the paging direction (XEP-0313 §4.3 complete).
+        sql = (f"SELECT id, {sender_column}, message FROM {table}"
+               f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
+        params: list[Any] = [*page_args, limit + 1]
+        if offset:
+            sql += " OFFSET ?"
+            params.append(offset)
+        rows = await store.fetch(sql, *params)
+        more = len(rows) > limit
+        messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
+        if q.backward:
+            messages.reverse()
+    if simple:
+        return Page(messages, not more, None, None)
+    count_sql = f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(where)}"
+    count_row = await store.fetch_one(count_sql, *args)
+    count = int(count_row[0]) if count_row else 0
+    first_index: int | None = None
+    if messages:
+        # The index is known without counting at either end of the archive.
+        if q.index is not None:
+            first_index = q.index
+        elif q.after is None and not q.backward:
+            first_index = 0
+        elif q.last_page or (q.after is not None and not more):
+            first_index = count - len(messages)
+        else:
+            row = await store.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
+            first_index = int(row[0]) if row else 0
+    complete = not more if limit > 0 else count == 0
+    return Page(messages, complete, count, first_index)
 
 def _lines(text: Any) -> list[str]:
     return [line for line in str(text or "").split("\n") if line]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from suricate.modules.mod_mam.query import Query, search_words
-from suricate.modules.mod_mam.store import Archived, Page, Row
+from suricate.modules.mod_mam.store import Page, Row, page_of
 from suricate.storage.module_store import ModuleStore
 
 _COLUMNS = ("id", "server", "room", "sender_jid", "nick", "origin_id", "search_body",
@@ -85,51 +85,8 @@ class MucArchiveStore(ModuleStore):
         """A page of the room's archive (XEP-0313 §4 with XEP-0059), filtered by ``q`` and,
         when ``sender`` is given, by the sender's real bare JID."""
         where, args = _filters(server, room, q, sender)
-        page_where, page_args = list(where), list(args)
-        offset = 0
-        if q.after is not None:
-            page_where.append("id > ?")
-            page_args.append(q.after)
-        elif q.before is not None:
-            page_where.append("id < ?")
-            page_args.append(q.before)
-        elif q.index is not None:
-            offset = q.index
-        order = "DESC" if q.backward else "ASC"
-        messages: list[Archived] = []
-        more = False
-        if limit > 0:
-            # One more row than asked: whether it exists says if this page is the last one
-            # in the paging direction (XEP-0313 §4.3 complete).
-            sql = (f"SELECT id, sender_jid, message FROM mam_muc_message"
-                   f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
-            params: list[Any] = [*page_args, limit + 1]
-            if offset:
-                sql += " OFFSET ?"
-                params.append(offset)
-            rows = await self.fetch(sql, *params)
-            more = len(rows) > limit
-            messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
-            if q.backward:
-                messages.reverse()
-        if simple:
-            return Page(messages, not more, None, None)
-        count_sql = f"SELECT COUNT(*) FROM mam_muc_message WHERE {' AND '.join(where)}"
-        count_row = await self.fetch_one(count_sql, *args)
-        count = int(count_row[0]) if count_row else 0
-        first_index: int | None = None
-        if messages:
-            if q.index is not None:
-                first_index = q.index
-            elif q.after is None and not q.backward:
-                first_index = 0
-            elif q.last_page or (q.after is not None and not more):
-                first_index = count - len(messages)
-            else:
-                row = await self.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
-                first_index = int(row[0]) if row else 0
-        complete = not more if limit > 0 else count == 0
-        return Page(messages, complete, count, first_index)
+        return await page_of(self, "mam_muc_message", "sender_jid", where, args, q, limit,
+                             simple)
 
 
 def _filters(server: str, room: str, q: Query,
