@@ -32,6 +32,7 @@ import marshal
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.cluster")
+
+# A service of this node taking a stanza another node forwarded (frm, to, stanza, hops).
+ServiceHandler = Callable[["JID", "JID", "Element", int], None]
 
 PREFIX = "suricate:"
 # A beat every BEAT seconds; a node whose heartbeat is older than DEAD_AFTER is dead. Three
@@ -150,6 +154,14 @@ class RedisSessions:
         body = marshal.dumps((wire.STANZA, str(frm), str(to), wire.pack(stanza)))
         return int(await self.redis.publish(self.channel(node), body)) > 0
 
+    async def send_service(self, node: str, service: str, frm: JID, to: JID,
+                           stanza: Element, hops: int) -> bool:
+        """Publish ``stanza`` to the handler ``service`` registered on ``node``
+        (``RedisNode.services``); False when no node listens there."""
+        body = marshal.dumps((wire.SERVICE, service, hops, str(frm), str(to),
+                              wire.pack(stanza)))
+        return int(await self.redis.publish(self.channel(node), body)) > 0
+
     async def replace(self, node: str, jid: JID) -> bool:
         """Tell ``node`` that a session of ours took ``jid`` (RFC 6120 §7.7.2.2)."""
         body = marshal.dumps((wire.REPLACE, str(jid)))
@@ -219,6 +231,10 @@ class RedisNode:
         self._queue: asyncio.Queue[tuple[str, JID, int, bool] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._pubsub: PubSub | None = None
+        # Services of this node that other nodes forward stanzas to (mod_muc's rooms), and
+        # who wants to know that this node reaped a dead one (its rooms' claims go too).
+        self.services: dict[str, ServiceHandler] = {}
+        self.reaped_listeners: list[Callable[[str], None]] = []
 
     @property
     def name(self) -> str:
@@ -229,8 +245,7 @@ class RedisNode:
         so a node never serves clients it cannot record."""
         await self.store.join()
         reaped = await self.store.reap_dead()
-        for node, count in reaped.items():
-            log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+        self._reaped(reaped)
         sessions = self.server.sessions
         if sessions.observer is not None:
             raise RuntimeError("the session table already has an observer (--workers?)")
@@ -372,6 +387,16 @@ class RedisNode:
                 self.server.sessions.unregister(old)
                 old.replaced()
             return
+        if item[0] == wire.SERVICE:
+            _, service, hops, frm_text, to_text, packed = item
+            frm, to, stanza = JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed)
+            handler = self.services.get(service)
+            if handler is not None:
+                handler(frm, to, stanza, hops)
+            else:
+                # The service stopped here meanwhile: the local rules answer (an error).
+                self.server.router.route_here(frm, to, stanza)
+            return
         _, frm_text, to_text, packed = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
@@ -384,6 +409,15 @@ class RedisNode:
         else:
             # The session left while the stanza travelled: §8 here, never forwarded again.
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
+
+    def _reaped(self, reaped: dict[str, int]) -> None:
+        for node, count in reaped.items():
+            log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+            for listener in self.reaped_listeners:
+                try:
+                    listener(node)
+                except Exception:
+                    log.exception("cluster_reaped_listener_failed node=%s", node)
 
     # -- tasks ---------------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -429,7 +463,6 @@ class RedisNode:
                     self._written.clear()
                     for session in list(self.server.sessions):
                         self._refresh(session)
-                for node, count in (await self.store.reap_dead()).items():
-                    log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+                self._reaped(await self.store.reap_dead())
             except Exception:
                 log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)

@@ -24,6 +24,9 @@ SEND = "o"       # (SEND, full jid, stanza): send() on the owner (roster pushes:
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
 KICK = "k"       # (KICK, full jid, condition, text): end the session with a stream error
 ROSTER = "R"     # (ROSTER, bare jid): the account's roster changed in storage: reload caches
+# Redis nodes only: (SERVICE, service name, hops, from, to, stanza): for a local service of
+# the receiving node (a MUC room it owns), not for a session.
+SERVICE = "v"
 
 _LENGTH = 4
 MAX_FRAME = 64 * 1024 * 1024  # far above any stanza a listener accepts

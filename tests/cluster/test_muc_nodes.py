@@ -1,0 +1,168 @@
+"""MUC rooms across Redis nodes (``sm_backend = "redis"``, mod_muc/placement.py): three real
+``suricate serve`` processes sharing the real Redis and one SQLite file, real slixmpp xep_0045
+clients on different nodes. What is proven: a room lives on the node that first needed it
+(its claim in Redis), stanzas from the other nodes reach it in one hop and every occupant gets
+each message once with the same stanza-id; the owner SIGKILLed, its claim is released and the
+persistent room comes back on a survivor from storage (configuration, affiliations), where the
+occupants learn by XEP-0410 self-ping that they must join again; a clean stop releases
+claims."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp import JID as SJID
+from slixmpp.exceptions import IqError
+
+from tests.cluster.test_redis_nodes import Node, _sync, redis_db, stop_node  # noqa: F401
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port, server_toml
+from tests.muc.conftest import PLUGINS, create_room, next_groupchat
+
+pytestmark = pytest.mark.xdist_group("redis_nodes")
+
+ROOM = "team@conference.localhost"
+CLAIM = f"suricate:muc:{ROOM}"
+
+
+def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+    extra = f"""
+[outgoing_pools.redis.default.connection]
+host = "127.0.0.1"
+port = 6379
+database = {db}
+{LIMIT}
+"""
+    toml = server_toml(tmp, c2s, tls, extra=extra,
+                       modules=MODULES_TOML + "\n[modules.mod_muc]\n")
+    return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
+
+
+def _start(tmp: Path, db: int, tag: str) -> Node:
+    c2s, tls = free_port(), free_port()
+    config = tmp / f"{tag}.toml"
+    config.write_text(_toml(tmp, c2s, tls, db))
+    before = set(_sync(db).hkeys("suricate:nodes"))
+    log = tmp / f"{tag}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "suricate", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert "serving localhost" in banner, (banner, log.read_text())
+    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    assert len(added) == 1, added
+    return Node(proc, c2s, tls, log, added.pop())
+
+
+async def _user(node: Node, name: str) -> Any:
+    client = await connect(node, f"{name}@localhost/r", "pw", direct_tls=True,  # type: ignore[arg-type]
+                           plugins=PLUGINS)
+    client.send_presence()
+    return client
+
+
+async def _groupchats(client: Any, n: int) -> list[tuple[str, str]]:
+    """The next ``n`` groupchat messages: (body, stanza-id given by the room)."""
+    got = []
+    for _ in range(n):
+        msg = await next_groupchat(client)
+        sid = msg.xml.find("{urn:xmpp:sid:0}stanza-id")
+        assert sid is not None and sid.get("by") == ROOM, msg
+        got.append((msg["body"], sid.get("id")))
+    return got
+
+
+async def _self_ping(client: Any, nick: str) -> str:
+    """XEP-0410: the error condition of a self-ping, or "result"."""
+    iq = client.make_iq_get(queryxmlns="urn:xmpp:ping", ito=SJID(f"{ROOM}/{nick}"))
+    try:
+        await iq.send(timeout=8)
+    except IqError as err:
+        return str(err.iq["error"]["condition"])
+    return "result"
+
+
+def test_room_on_one_node_and_restored_after_its_node_dies(
+        tmp_path: Path, redis_db: int) -> None:  # noqa: F811
+    db = redis_db
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
+    nodes = [_start(tmp_path, db, f"m{i}") for i in range(3)]
+    try:
+        owner = asyncio.run(_scenario(db, nodes))
+        # A clean stop of the room's node persists and releases: its claim is gone.
+        r = _sync(db)
+        assert r.get(CLAIM) == owner.name
+        stop_node(owner)
+        assert r.get(CLAIM) is None
+        assert r.smembers(f"suricate:node:{owner.name}:rooms") == set()
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
+async def _scenario(db: int, nodes: list[Node]) -> Node:
+    a, b, c = nodes
+    r = _sync(db)
+    alice, bob, carol = await _user(a, "alice"), await _user(b, "bob"), await _user(c, "carol")
+    muc = "xep_0045"
+
+    # The first node that needs the room claims it: alice's.
+    await create_room(alice, ROOM, "Alice", {"muc#roomconfig_persistentroom": True,
+                                             "muc#roomconfig_roomname": "Team"})
+    assert r.get(CLAIM) == a.name
+    await alice.plugin[muc].set_affiliation(SJID(ROOM), "owner", jid=SJID("bob@localhost"))
+    await alice.plugin[muc].set_affiliation(SJID(ROOM), "admin", jid=SJID("carol@localhost"))
+    await bob.plugin[muc].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    await carol.plugin[muc].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    assert r.get(CLAIM) == a.name  # bob's and carol's nodes forwarded, claimed nothing
+
+    # Every occupant, on every node, gets each message once, with the same stanza-id.
+    alice.send_message(mto=SJID(ROOM), mbody="from a", mtype="groupchat")
+    bob.send_message(mto=SJID(ROOM), mbody="from b", mtype="groupchat")
+    seen = [await _groupchats(client, 2) for client in (alice, bob, carol)]
+    assert [body for body, _ in seen[0]] == ["from a", "from b"]
+    assert seen[0] == seen[1] == seen[2], seen
+    assert seen[0][0][1] != seen[0][1][1]
+    await asyncio.sleep(0.3)
+    for client in (alice, bob, carol):
+        assert client.messages.empty(), "a message came twice"
+
+    # The room's node is killed: a survivor reaps it and its claim goes with it.
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    await eventually(lambda: a.name not in r.hkeys("suricate:nodes"), timeout=10)
+    await eventually(lambda: r.get(CLAIM) is None, timeout=5)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(alice.disconnect(), 1)
+
+    # XEP-0410: bob's self-ping says he is no longer in the room (it came back, without
+    # its occupants, on a survivor): he must join again.
+    assert await _self_ping(bob, "Bob") == "not-acceptable"
+    owner = r.get(CLAIM)
+    assert owner in (b.name, c.name)
+    await bob.plugin[muc].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    await carol.plugin[muc].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    assert r.get(CLAIM) == owner
+
+    # Restored from storage: its configuration and affiliations are intact.
+    form = await bob.plugin[muc].get_room_config(SJID(ROOM))
+    values = form.get_values()
+    assert values["muc#roomconfig_roomname"] == "Team"
+    assert values["muc#roomconfig_persistentroom"] in (True, "1", "true")
+    owners = await bob.plugin[muc].get_affiliation_list(SJID(ROOM), "owner")
+    admins = await bob.plugin[muc].get_affiliation_list(SJID(ROOM), "admin")
+    assert sorted(str(j) for j in owners) == ["alice@localhost", "bob@localhost"]
+    assert [str(j) for j in admins] == ["carol@localhost"]
+
+    carol.send_message(mto=SJID(ROOM), mbody="after", mtype="groupchat")
+    got_b, got_c = await _groupchats(bob, 1), await _groupchats(carol, 1)
+    assert got_b == got_c and got_b[0][0] == "after"
+    await disconnect(bob, carol)
+    return b if owner == b.name else c
