@@ -32,7 +32,7 @@ import marshal
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -235,6 +235,8 @@ class RedisNode:
         # who wants to know that this node reaped a dead one (its rooms' claims go too).
         self.services: dict[str, ServiceHandler] = {}
         self.reaped_listeners: list[Callable[[str], None]] = []
+        # account -> the last send to it in flight (_in_order)
+        self._tails: dict[JID, asyncio.Future[None]] = {}
 
     @property
     def name(self) -> str:
@@ -327,10 +329,31 @@ class RedisNode:
 
     # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
-        self.server.spawn(self._to_full(frm, to, stanza))
+        self._in_order(to.bare, self._to_full(frm, to, stanza))
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
-        self.server.spawn(self._to_bare(frm, to, stanza, also))
+        self._in_order(to.bare, self._to_bare(frm, to, stanza, also))
+
+    def _in_order(self, key: JID, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the earlier sends to the same account: each does a lookup and
+        a publish on whichever pooled connection is free, so two sends left to themselves
+        can overtake each other (RFC 6120 §10.1: stanzas keep their order; XEP-0045 rooms:
+        every occupant sees the room's messages in one order)."""
+        before = self._tails.get(key)
+        done = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        self.server.spawn(self._after(key, before, done, work))
+
+    async def _after(self, key: JID, before: asyncio.Future[None] | None,
+                     done: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
+        try:
+            if before is not None:
+                await asyncio.shield(before)
+            await work
+        finally:
+            done.set_result(None)
+            if self._tails.get(key) is done:
+                del self._tails[key]
 
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         try:

@@ -14,6 +14,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,7 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
     # The room's node is killed: a survivor reaps it and its claim goes with it.
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait(10)
+    killed = time.monotonic()
     await eventually(lambda: a.name not in r.hkeys("suricate:nodes"), timeout=10)
     await eventually(lambda: r.get(CLAIM) is None, timeout=5)
     with contextlib.suppress(Exception):
@@ -148,6 +150,9 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
     owner = r.get(CLAIM)
     assert owner in (b.name, c.name)
     await bob.plugin[muc].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    back = time.monotonic() - killed
+    print(f"room back on a survivor {back:.2f} s after SIGKILL of its node")
+    assert back < 8  # 3 s of heartbeat, one beat to reap, a read from storage
     await carol.plugin[muc].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
     assert r.get(CLAIM) == owner
 
