@@ -171,3 +171,44 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
     assert got_b == got_c and got_b[0][0] == "after"
     await disconnect(bob, carol)
     return b if owner == b.name else c
+
+
+def test_claims_race_take_over_and_release(redis_db: int) -> None:  # noqa: F811
+    """The claim script on the real Redis: of five nodes claiming one room at once, one
+    owns it and the others are told who; a claim whose node lost its heartbeat is taken over
+    (and leaves that node's set); releasing a node's claims leaves others' claims alone."""
+    from redis.asyncio import Redis
+
+    from suricate.modules.mod_muc import placement as P
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db, decode_responses=True)
+        prefix = f"unit-{time.monotonic_ns()}:"
+        claim, release_all = client.register_script(P._CLAIM), \
+            client.register_script(P._RELEASE_ALL)
+
+        async def take(node: str, room: str) -> str:
+            return str(await claim(keys=[f"{prefix}muc:{room}", f"{prefix}node:{node}:rooms"],
+                                   args=[node, room, prefix]))
+        try:
+            for i in range(5):
+                await client.set(f"{prefix}alive:n{i}", "1")
+            owners = await asyncio.gather(*(take(f"n{i}", "r@conf") for i in range(5)))
+            assert len(set(owners)) == 1
+            first = owners[0]
+            assert await client.smembers(f"{prefix}node:{first}:rooms") == {"r@conf"}
+            other = "n1" if first != "n1" else "n2"
+            await take(other, "s@conf")
+            await client.delete(f"{prefix}alive:{first}")  # its heartbeat expired
+            assert await take(other, "r@conf") == other
+            assert await client.smembers(f"{prefix}node:{first}:rooms") == set()
+            assert await release_all(keys=[f"{prefix}node:{other}:rooms"],
+                                     args=[other, prefix]) == 2
+            assert await client.get(f"{prefix}muc:r@conf") is None
+            assert await client.get(f"{prefix}muc:s@conf") is None
+        finally:
+            for key in await client.keys(f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
+
+    asyncio.run(run())
