@@ -143,6 +143,12 @@ class Placement:
         except Exception:
             log.warning("muc_release_claims_failed node=%s", self.me, exc_info=True)
         self.owners.clear()
+        # Stanzas still waiting for an owner are answered, not dropped.
+        for queue in self.waiting.values():
+            for _, _, stanza, _ in queue:
+                self.muc.server.router.bounce(stanza, StanzaError(
+                    "service-unavailable", "the service is stopping"))
+        self.waiting.clear()
 
     def _key(self, room: JID) -> str:
         return f"{self.prefix}muc:{room}"
