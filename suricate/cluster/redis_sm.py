@@ -232,9 +232,11 @@ class RedisNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self._pubsub: PubSub | None = None
         # Services of this node that other nodes forward stanzas to (mod_muc's rooms), and
-        # who wants to know that this node reaped a dead one (its rooms' claims go too).
+        # who wants to know that a node left the cluster (reaped as dead, or stopped): every
+        # node calls them, within a beat of seeing the node delisted.
         self.services: dict[str, ServiceHandler] = {}
-        self.reaped_listeners: list[Callable[[str], None]] = []
+        self.departed_listeners: list[Callable[[str], None]] = []
+        self._members: set[str] = set()  # the nodes listed at the last beat
         # account -> the last send to it in flight (_in_order)
         self._tails: dict[JID, asyncio.Future[None]] = {}
 
@@ -248,6 +250,7 @@ class RedisNode:
         await self.store.join()
         reaped = await self.store.reap_dead()
         self._reaped(reaped)
+        self._members = set(await self.store.nodes())
         sessions = self.server.sessions
         if sessions.observer is not None:
             raise RuntimeError("the session table already has an observer (--workers?)")
@@ -436,11 +439,15 @@ class RedisNode:
     def _reaped(self, reaped: dict[str, int]) -> None:
         for node, count in reaped.items():
             log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
-            for listener in self.reaped_listeners:
+
+    def _departed(self, listed: set[str]) -> None:
+        gone, self._members = self._members - listed - {self.name}, listed
+        for node in sorted(gone):
+            for listener in self.departed_listeners:
                 try:
                     listener(node)
                 except Exception:
-                    log.exception("cluster_reaped_listener_failed node=%s", node)
+                    log.exception("cluster_departed_listener_failed node=%s", node)
 
     # -- tasks ---------------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -487,5 +494,6 @@ class RedisNode:
                     for session in list(self.server.sessions):
                         self._refresh(session)
                 self._reaped(await self.store.reap_dead())
+                self._departed(set(await self.store.nodes()))
             except Exception:
                 log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)

@@ -25,11 +25,12 @@ from slixmpp.exceptions import IqError
 from tests.cluster.test_redis_nodes import Node, _sync, redis_db, stop_node  # noqa: F401
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port, server_toml
-from tests.muc.conftest import PLUGINS, create_room, next_groupchat
+from tests.muc.conftest import PLUGINS, codes, create_room, next_groupchat
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 ROOM = "team@conference.localhost"
+SIDE = "side@conference.localhost"
 CLAIM = f"suricate:muc:{ROOM}"
 
 
@@ -65,8 +66,18 @@ def _start(tmp: Path, db: int, tag: str) -> Node:
 async def _user(node: Node, name: str) -> Any:
     client = await connect(node, f"{name}@localhost/r", "pw", direct_tls=True,  # type: ignore[arg-type]
                            plugins=PLUGINS)
+    client.muc_presences = asyncio.Queue()
+    client.add_event_handler("groupchat_presence", client.muc_presences.put_nowait)
     client.send_presence()
     return client
+
+
+async def _left(client: Any, occupant: str) -> set[str]:
+    """The status codes of ``occupant``'s unavailable presence."""
+    while True:
+        pres = await asyncio.wait_for(client.muc_presences.get(), 10)
+        if str(pres["from"]) == occupant and pres["type"] == "unavailable":
+            return codes(pres)
 
 
 async def _groupchats(client: Any, n: int) -> list[tuple[str, str]]:
@@ -131,6 +142,10 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
     assert [body for body, _ in seen[0]] == ["from a", "from b"]
     assert seen[0] == seen[1] == seen[2], seen
     assert seen[0][0][1] != seen[0][1][1]
+    # A second room, on bob's node, with alice (node a) in it.
+    await create_room(bob, SIDE, "Bob", {})
+    await alice.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
+    assert r.get(f"suricate:muc:{SIDE}") == b.name
     await asyncio.sleep(0.3)
     for client in (alice, bob, carol):
         assert client.messages.empty(), "a message came twice"
@@ -141,6 +156,8 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
     killed = time.monotonic()
     await eventually(lambda: a.name not in r.hkeys("suricate:nodes"), timeout=10)
     await eventually(lambda: r.get(CLAIM) is None, timeout=5)
+    # Alice's session died with node a: she leaves the room on bob's node (333).
+    assert "333" in await _left(bob, f"{SIDE}/Alice")
     with contextlib.suppress(Exception):
         await asyncio.wait_for(alice.disconnect(), 1)
 

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from suricate.modules.mod_muc import ModMuc
-    from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.mod_muc")
 
@@ -94,7 +95,7 @@ class RoomCluster(Protocol):
     name: str
     redis: Any
     services: dict[str, Callable[[JID, JID, Element, int], None]]
-    reaped_listeners: list[Callable[[str], None]]
+    departed_listeners: list[Callable[[str], None]]
     store: Any  # RedisSessions: prefix, send_service
 
 
@@ -123,15 +124,15 @@ class Placement:
 
     def start(self) -> None:
         self.cluster.services[SERVICE] = self.received
-        self.cluster.reaped_listeners.append(self._node_reaped)
+        self.cluster.departed_listeners.append(self._node_departed)
         self._forwarder = asyncio.get_running_loop().create_task(self._forward())
 
     async def stop(self) -> None:
         """A clean stop: rooms were persisted by the caller; every claim goes now, so the
         next stanza for a room makes another node take it."""
         self.cluster.services.pop(SERVICE, None)
-        if self._node_reaped in self.cluster.reaped_listeners:
-            self.cluster.reaped_listeners.remove(self._node_reaped)
+        if self._node_departed in self.cluster.departed_listeners:
+            self.cluster.departed_listeners.remove(self._node_departed)
         if self._forwarder is not None:
             self._outbox.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -273,11 +274,38 @@ class Placement:
         for frm, to, stanza, hops in queue:
             self.route(frm, to, stanza, hops)
 
-    def _node_reaped(self, node: str) -> None:
-        """This node reaped ``node`` (suricate.cluster.redis_sm): its claims go."""
+    def _node_departed(self, node: str) -> None:
+        """``node`` left the cluster (suricate.cluster.redis_sm, every node is told): its
+        claims go (idempotent: every node runs it), and the occupants it held in this
+        node's rooms leave."""
         for key in [k for k, owner in self.owners.items() if owner == node]:
             del self.owners[key]
         self.muc.server.spawn(self._release_dead(node))
+        if self.muc.rooms:
+            self.muc.server.spawn(self._drop_ghosts())
+
+    async def _drop_ghosts(self) -> None:
+        """Occupants whose session is no longer in the session table (their node died, its
+        rows were reaped with it) leave with status 333 (XEP-0045 §7.2.? "removed because of
+        a technical problem"), through the room's own handling of a presence error from an
+        occupant, as if their server had bounced one."""
+        sessions = self.muc.server.sessions
+        for room in list(self.muc.rooms.values()):
+            for occ in list(room.occupants.values()):
+                jid = occ.jid
+                if sessions.local(jid) is not None:
+                    continue
+                try:
+                    rows = await self.cluster.store.resources(jid.bare)
+                except Exception:
+                    log.warning("muc_occupant_lookup_failed jid=%s", jid, exc_info=True)
+                    return
+                if str(jid.resource) not in rows and not room.gone \
+                        and room.by_jid.get(jid) is occ:
+                    log.info("muc_occupant_gone room=%s jid=%s", room.jid, jid)
+                    to = JID._prepared(room.jid.local, room.jid.domain, occ.nick)
+                    room.route(jid, to, Element("presence", ns.CLIENT, {
+                        "type": "error", "from": str(jid), "to": str(to)}))
 
     async def _release_dead(self, node: str) -> None:
         try:
