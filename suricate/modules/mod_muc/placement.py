@@ -9,8 +9,9 @@ would split its occupants. So every room has one owner, recorded in Redis:
   forwards the room's stanzas to the owner in one hop on the owner's channel (``RedisNode``'s
   pub/sub channel, frame ``wire.SERVICE``). The owner answers occupants wherever they are:
   their full JIDs go through the ordinary cross-node routing.
-- ``node:<node>:rooms``: the rooms a node claimed, what is released when it stops cleanly or is
-  reaped as dead.
+- ``node:<node>:rooms``: the rooms a node claimed, what is released when it stops cleanly or
+  leaves the cluster dead (every node is told, ``RedisNode.departed_listeners``); the
+  occupants whose sessions died with it leave this node's rooms (status 333).
 
 A claim held by a node whose heartbeat key is gone (dead by the cluster's own rule, whether or
 not a survivor reaped it yet) is taken over by the next node that needs the room; a persistent
@@ -286,8 +287,8 @@ class Placement:
 
     async def _drop_ghosts(self) -> None:
         """Occupants whose session is no longer in the session table (their node died, its
-        rows were reaped with it) leave with status 333 (XEP-0045 §7.2.? "removed because of
-        a technical problem"), through the room's own handling of a presence error from an
+        rows were reaped with it) leave with status 333 (XEP-0045 §15.6 status codes:
+        removed because of a technical problem), through the room's own handling of a presence error from an
         occupant, as if their server had bounced one."""
         sessions = self.muc.server.sessions
         for room in list(self.muc.rooms.values()):
