@@ -34,6 +34,7 @@ import secrets
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -295,8 +296,8 @@ class RedisNode:
         self.services: dict[str, ServiceHandler] = {}
         self.departed_listeners: list[Callable[[str], None]] = []
         self._members: set[str] = set()  # the nodes listed at the last beat
-        # account -> the last send to it in flight (_in_order)
-        self._tails: dict[JID, asyncio.Future[None]] = {}
+        # account -> its sends waiting behind one in flight (_in_order)
+        self._pending: dict[JID, deque[Coroutine[Any, Any, None]]] = {}
 
     @property
     def name(self) -> str:
@@ -395,12 +396,15 @@ class RedisNode:
         # Fast path: the node of a full JID looked up less than ROW_TTL ago, with its link
         # open: written at once, no Redis round trip, no task. Not while an earlier send to
         # the same account is still in flight (_in_order): this one would overtake it.
-        hit = self._where.get(to)
-        if hit is not None and hit[1] > time.monotonic() and to.bare not in self._tails \
-                and self.links.send_now(hit[0], (wire.STANZA, str(frm), str(to),
-                                                 wire.pack(stanza), wire.TO_FULL)):
+        if to.bare not in self._pending and self._written_now(frm, to, stanza):
             return
         self._in_order(to.bare, self._to_full(frm, to, stanza))
+
+    def _written_now(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """The fast path: written on the open link to the node found less than ROW_TTL ago."""
+        hit = self._where.get(to)
+        return hit is not None and hit[1] > time.monotonic() and self.links.send_now(
+            hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL))
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
         self._in_order(to.bare, self._to_bare(frm, to, stanza, also))
@@ -411,22 +415,30 @@ class RedisNode:
         connection is free) and may open a link: two sends left to themselves can overtake
         each other, and a fast-path write can overtake a send still looking up (RFC 6120
         §10.1: stanzas keep their order; XEP-0045: every occupant sees the room's messages
-        in one order). Frames written on one link arrive in order (links.py)."""
-        before = self._tails.get(key)
-        done = asyncio.get_running_loop().create_future()
-        self._tails[key] = done
-        self.server.spawn(self._after(key, before, done, work))
+        in one order). Frames written on one link arrive in order (links.py).
 
-    async def _after(self, key: JID, before: asyncio.Future[None] | None,
-                     done: asyncio.Future[None], work: Coroutine[Any, Any, None]) -> None:
+        One task per account drains its queue: a send whose node is known by then is written
+        without suspending, so what queued behind one lookup leaves in the same loop turn.
+        """
+        queue = self._pending.get(key)
+        if queue is not None:
+            queue.append(work)
+            return
+        self._pending[key] = deque([work])
+        self.server.spawn(self._drain(key))
+
+    async def _drain(self, key: JID) -> None:
+        queue = self._pending[key]
         try:
-            if before is not None:
-                await asyncio.shield(before)
-            await work
+            while queue:
+                try:
+                    await queue.popleft()
+                except Exception:
+                    log.exception("redis_sm_send_failed to=%s", key)
         finally:
-            done.set_result(None)
-            if self._tails.get(key) is done:
-                del self._tails[key]
+            del self._pending[key]
+            for work in queue:  # cancelled (the node stops): never started
+                work.close()
 
     async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``
@@ -508,6 +520,10 @@ class RedisNode:
         self.server.router.route_here(frm, to, stanza)
 
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        # Its turn came (_in_order): the send before it may have found the node meanwhile,
+        # so the sends queued behind one lookup do not each make their own.
+        if self._written_now(frm, to, stanza):
+            return
         try:
             for _ in range(2):
                 row = (await self._lookup(to)).get(str(to.resource))
