@@ -34,7 +34,8 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.cluster")
 
 T = TypeVar("T")
+# A service of this node taking a stanza another node forwarded (frm, to, stanza, hops).
+ServiceHandler = Callable[["JID", "JID", "Element", int], None]
 
 PREFIX = "suricate:"
 # A beat every BEAT seconds; a node whose heartbeat is older than DEAD_AFTER is dead. Three
@@ -287,6 +290,14 @@ class RedisNode:
         # Until when (monotonic) Redis may not know every session yet: it came back from an
         # outage, maybe empty, and the nodes write their sessions again at their next beat.
         self._rebuilding_until = 0.0
+        # Services of this node that other nodes forward stanzas to (mod_muc's rooms), and
+        # who wants to know that a node left the cluster (reaped as dead, or stopped): every
+        # node calls them, within a beat of seeing the node delisted.
+        self.services: dict[str, ServiceHandler] = {}
+        self.departed_listeners: list[Callable[[str], None]] = []
+        self._members: set[str] = set()  # the nodes listed at the last beat
+        # account -> its sends waiting behind one in flight (_in_order)
+        self._pending: dict[JID, deque[Coroutine[Any, Any, None]]] = {}
 
     @property
     def name(self) -> str:
@@ -299,8 +310,8 @@ class RedisNode:
         await self.store.join(self._address)
         self._addresses = await self.store.nodes()
         reaped = await self.store.reap_dead()
-        for node, count in reaped.items():
-            log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+        self._reaped(reaped)
+        self._members = set(self._addresses) - set(reaped)
         sessions = self.server.sessions
         if sessions.observer is not None:
             raise RuntimeError("the session table already has an observer (--workers?)")
@@ -383,15 +394,51 @@ class RedisNode:
     # -- stanzas for sessions of other nodes (Router.elsewhere) ---------------------------
     def to_full(self, frm: JID, to: JID, stanza: Element) -> None:
         # Fast path: the node of a full JID looked up less than ROW_TTL ago, with its link
-        # open: written at once, no Redis round trip, no task.
-        hit = self._where.get(to)
-        if hit is not None and hit[1] > time.monotonic() and self.links.send_now(
-                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)):
+        # open: written at once, no Redis round trip, no task. Not while an earlier send to
+        # the same account is still in flight (_in_order): this one would overtake it.
+        if to.bare not in self._pending and self._written_now(frm, to, stanza):
             return
-        self.server.spawn(self._to_full(frm, to, stanza))
+        self._in_order(to.bare, self._to_full(frm, to, stanza))
+
+    def _written_now(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """The fast path: written on the open link to the node found less than ROW_TTL ago."""
+        hit = self._where.get(to)
+        return hit is not None and hit[1] > time.monotonic() and self.links.send_now(
+            hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL))
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
-        self.server.spawn(self._to_bare(frm, to, stanza, also))
+        self._in_order(to.bare, self._to_bare(frm, to, stanza, also))
+
+    def _in_order(self, key: JID, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the earlier sends to the same account. A send off the fast
+        path looks its node up in Redis (one pipeline per loop turn, on whichever pooled
+        connection is free) and may open a link: two sends left to themselves can overtake
+        each other, and a fast-path write can overtake a send still looking up (RFC 6120
+        §10.1: stanzas keep their order; XEP-0045: every occupant sees the room's messages
+        in one order). Frames written on one link arrive in order (links.py).
+
+        One task per account drains its queue: a send whose node is known by then is written
+        without suspending, so what queued behind one lookup leaves in the same loop turn.
+        """
+        queue = self._pending.get(key)
+        if queue is not None:
+            queue.append(work)
+            return
+        self._pending[key] = deque([work])
+        self.server.spawn(self._drain(key))
+
+    async def _drain(self, key: JID) -> None:
+        queue = self._pending[key]
+        try:
+            while queue:
+                try:
+                    await queue.popleft()
+                except Exception:
+                    log.exception("redis_sm_send_failed to=%s", key)
+        finally:
+            del self._pending[key]
+            for work in queue:  # cancelled (the node stops): never started
+                work.close()
 
     async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``
@@ -457,7 +504,7 @@ class RedisNode:
         return True
 
     def to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
-        self.server.spawn(self._to_owner(frm, to, stanza))
+        self._in_order(to.bare, self._to_owner(frm, to, stanza))
 
     async def _to_owner(self, frm: JID, to: JID, stanza: Element) -> None:
         try:
@@ -473,6 +520,10 @@ class RedisNode:
         self.server.router.route_here(frm, to, stanza)
 
     async def _to_full(self, frm: JID, to: JID, stanza: Element) -> None:
+        # Its turn came (_in_order): the send before it may have found the node meanwhile,
+        # so the sends queued behind one lookup do not each make their own.
+        if self._written_now(frm, to, stanza):
+            return
         try:
             for _ in range(2):
                 row = (await self._lookup(to)).get(str(to.resource))
@@ -538,6 +589,14 @@ class RedisNode:
         return await self._link_send(
             node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), mode), to)
 
+    async def send_service(self, node: str, service: str, frm: JID, to: JID,
+                           stanza: Element, hops: int) -> bool:
+        """``stanza`` for the handler ``service`` registered on ``node`` (``services``: the
+        rooms it owns, mod_muc/placement.py), over the link to it; False, as ``_send``, when
+        the node is not listed or cannot be reached (it died or stopped)."""
+        return await self._link_send(
+            node, (wire.SERVICE, service, hops, str(frm), str(to), wire.pack(stanza)), to)
+
     async def _link_send(self, node: str, item: tuple[Any, ...], to: JID) -> bool:
         address = self._addresses.get(node)
         if address is None:
@@ -553,6 +612,16 @@ class RedisNode:
             if old is not None:
                 self.server.sessions.unregister(old)
                 old.replaced()
+            return
+        if item[0] == wire.SERVICE:
+            _, service, hops, frm_text, to_text, packed = item
+            frm, to, stanza = JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed)
+            handler = self.services.get(service)
+            if handler is not None:
+                handler(frm, to, stanza, hops)
+            else:
+                # The service stopped here meanwhile: the local rules answer (an error).
+                self.server.router.route_here(frm, to, stanza)
             return
         _, frm_text, to_text, packed, mode = item
         to, stanza = JID.parse(to_text), wire.unpack(packed)
@@ -576,6 +645,22 @@ class RedisNode:
         else:
             # The session left while the stanza travelled: §8 here, never forwarded again.
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
+
+    def _reaped(self, reaped: dict[str, int]) -> None:
+        for node, count in reaped.items():
+            log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
+            self.links.forget(node)
+
+    def _departed(self, listed: set[str]) -> None:
+        """Tell ``departed_listeners`` about the nodes listed at the last beat and no longer
+        now: reaped (by this node or another) or stopped cleanly."""
+        gone, self._members = self._members - listed - {self.name}, listed
+        for node in sorted(gone):
+            for listener in self.departed_listeners:
+                try:
+                    listener(node)
+                except Exception:
+                    log.exception("cluster_departed_listener_failed node=%s", node)
 
     # -- tasks ---------------------------------------------------------------------------
     async def _writer(self) -> None:
@@ -645,11 +730,13 @@ class RedisNode:
                     for session in list(self.server.sessions):
                         self._refresh(session)
                 # Right after an outage every node's heartbeat may have expired: reap only
-                # once the others had DEAD_AFTER to beat again.
+                # once the others had DEAD_AFTER to beat again. The same guard for telling
+                # the departed listeners: a Redis that came back empty lists no one until
+                # the others rejoin (within a beat), and they did not leave.
                 if time.monotonic() - self._healthy_since >= DEAD_AFTER + BEAT:
-                    for node, count in (await self.store.reap_dead()).items():
-                        log.warning("cluster_node_reaped node=%s sessions=%d", node, count)
-                        self.links.forget(node)
+                    reaped = await self.store.reap_dead()
+                    self._reaped(reaped)
+                    self._departed(set(self._addresses) - set(reaped))
             except Exception:
                 if not failing:
                     log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)

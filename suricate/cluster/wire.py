@@ -17,6 +17,9 @@ from suricate.xml.element import Element
 # Frame kinds (the first item of each tuple).
 STANZA = "s"     # (STANZA, from, to, stanza, mode): to a session of the receiving node
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
+# (SERVICE, service name, hops, from, to, stanza): for a service of the receiving node (a MUC
+# room it owns, mod_muc/placement.py), not for a session.
+SERVICE = "v"
 
 # STANZA modes: what the receiving node does when the session is gone or unavailable.
 TO_FULL = 0        # sent to a full JID: RFC 6121 §8.5.3.2 there

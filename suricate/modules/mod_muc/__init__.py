@@ -10,6 +10,9 @@ next stanza. Stanzas arriving while a room is being read back wait in order.
 Also: XEP-0249 direct invitations need nothing from the server (they go user to user);
 XEP-0359 stanza-ids and XEP-0421 occupant-ids are stamped on every groupchat message;
 XEP-0410 self-pings are answered by the room.
+
+With ``[general] sm_backend = "redis"`` a room lives on one node of the cluster, claimed in
+Redis; the other nodes forward its stanzas there (``placement``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
+from suricate.modules.mod_muc.placement import Placement, RoomCluster
 from suricate.modules.mod_muc.room import MUC, Room
 from suricate.modules.mod_muc.store import MucStore
 from suricate.protocol.errors import StanzaError
@@ -78,6 +82,7 @@ class ModMuc(Module):
         self.hibernations = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._locks: dict[JID, asyncio.Lock] = {}
+        self.placement: Placement | None = None  # several nodes (sm_backend = "redis")
         timeout = opts["hibernate_timeout"]
         self.hibernate_after: float | None = None if timeout is None else timeout / 1000.0
 
@@ -92,6 +97,12 @@ class ModMuc(Module):
         self.server.domains.listeners.append(self._domain_changed)
         for host, room in await self.store.all_rooms():
             self.stored.add(JID._prepared(room, host, None))
+        # Captured now: the router's ``elsewhere`` is unset while it routes a stanza that
+        # came from another node (Router.route_here).
+        cluster = self.server.router.elsewhere
+        if isinstance(cluster, RoomCluster):
+            self.placement = Placement(self, cluster)
+            self.placement.start()
         self._gauges()
         if self.hibernate_after is not None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -102,6 +113,15 @@ class ModMuc(Module):
             self._sweeper = None
         for room in list(self.rooms.values()):
             room.shutdown()
+        if self.placement is not None:
+            # §3 of the task: persisted first, then the claims go (another node may take a
+            # room the moment its claim is gone, and reads it from storage).
+            for _ in range(100):
+                if not any(room.pending_writes for room in self.rooms.values()):
+                    break
+                await asyncio.sleep(0.05)
+            await self.placement.stop()
+            self.placement = None
         self.rooms.clear()
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
@@ -138,6 +158,16 @@ class ModMuc(Module):
         if to.local is None:
             self._to_service(frm, to, stanza)
             return
+        room = self.rooms.get(to.bare)
+        if room is not None:
+            room.route(frm, to, stanza)
+        elif self.placement is not None:
+            self.placement.route(frm, to, stanza)  # which node has it (placement.py)
+        else:
+            self.route_local(frm, to, stanza)
+
+    def route_local(self, frm: JID, to: JID, stanza: Element) -> None:
+        """A stanza for a room of this node (in memory, hibernated, or to be created)."""
         key = to.bare
         room = self.rooms.get(key)
         if room is not None:
@@ -146,7 +176,8 @@ class ModMuc(Module):
         queue = self.loading.get(key)
         if queue is not None:
             queue.append((frm, to, stanza))
-        elif key in self.stored:
+        elif key in self.stored or (self.placement is not None
+                                    and key in self.placement.unchecked):
             # A hibernated room: read it back, stanzas wait in order meanwhile.
             self.loading[key] = [(frm, to, stanza)]
             self.server.spawn(self._wake(key))
@@ -155,6 +186,8 @@ class ModMuc(Module):
 
     async def _wake(self, key: JID) -> None:
         queue = self.loading[key]
+        if self.placement is not None:
+            self.placement.unchecked.discard(key)
         try:
             stored = await self.store.load_room(key.domain, key.local or "")
         except Exception:
@@ -184,6 +217,7 @@ class ModMuc(Module):
                         subject_author=stored.subject_author,
                         secret=bytes.fromhex(secret) if secret else None, nicks=nicks)
             self.rooms[key] = room
+            self.stored.add(key)  # another node may have stored it
             self._gauges(key.domain)
         else:
             self.stored.discard(key)  # deleted meanwhile: the stanzas meet a missing room
@@ -426,6 +460,8 @@ class ModMuc(Module):
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
             self._gauges(room.jid.domain)
+            if self.placement is not None:
+                self.placement.release(room.jid)
         archive = archive_of(self.server)
         if not room.locked and archive is not None and archive.archives(room.jid.domain):
             # Its archive goes with it: a new room of the same name starts empty and does not

@@ -1,0 +1,230 @@
+"""MUC rooms across Redis nodes (``sm_backend = "redis"``, mod_muc/placement.py): three real
+``suricate serve`` processes sharing the real Redis and one SQLite file, real slixmpp xep_0045
+clients on different nodes. What is proven: a room lives on the node that first needed it
+(its claim in Redis), stanzas from the other nodes reach it in one hop and every occupant gets
+each message once with the same stanza-id; the owner SIGKILLed, its claim is released and the
+persistent room comes back on a survivor from storage (configuration, affiliations), where the
+occupants learn by XEP-0410 self-ping that they must join again; a clean stop releases
+claims."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp import JID as SJID
+from slixmpp.exceptions import IqError
+
+from tests.cluster.test_redis_nodes import SURICATE, Node, _sync, stop_node
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port, server_toml
+from tests.muc.conftest import PLUGINS, codes, create_room, next_groupchat
+
+pytestmark = pytest.mark.xdist_group("redis_nodes")
+
+ROOM = "team@conference.localhost"
+SIDE = "side@conference.localhost"
+CLAIM = f"suricate:muc:{ROOM}"
+
+
+def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+    extra = f"""
+[outgoing_pools.redis.default.connection]
+host = "127.0.0.1"
+port = 6379
+database = {db}
+{LIMIT}
+"""
+    toml = server_toml(tmp, c2s, tls, extra=extra,
+                       modules=MODULES_TOML + "\n[modules.mod_muc]\n")
+    return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
+
+
+def _start(tmp: Path, db: int, tag: str) -> Node:
+    c2s, tls = free_port(), free_port()
+    config = tmp / f"{tag}.toml"
+    config.write_text(_toml(tmp, c2s, tls, db))
+    before = set(_sync(db).hkeys("suricate:nodes"))
+    log = tmp / f"{tag}.log"
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert "serving localhost" in banner, (banner, log.read_text())
+    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    assert len(added) == 1, added
+    return Node(proc, c2s, tls, log, added.pop())
+
+
+async def _user(node: Node, name: str) -> Any:
+    client = await connect(node, f"{name}@localhost/r", "pw", direct_tls=True,  # type: ignore[arg-type]
+                           plugins=PLUGINS)
+    client.muc_presences = asyncio.Queue()
+    client.add_event_handler("groupchat_presence", client.muc_presences.put_nowait)
+    client.send_presence()
+    return client
+
+
+async def _left(client: Any, occupant: str) -> set[str]:
+    """The status codes of ``occupant``'s unavailable presence."""
+    while True:
+        pres = await asyncio.wait_for(client.muc_presences.get(), 10)
+        if str(pres["from"]) == occupant and pres["type"] == "unavailable":
+            return codes(pres)
+
+
+async def _groupchats(client: Any, n: int) -> list[tuple[str, str]]:
+    """The next ``n`` groupchat messages: (body, stanza-id given by the room)."""
+    got = []
+    for _ in range(n):
+        msg = await next_groupchat(client)
+        sid = msg.xml.find("{urn:xmpp:sid:0}stanza-id")
+        assert sid is not None and sid.get("by") == ROOM, msg
+        got.append((msg["body"], sid.get("id")))
+    return got
+
+
+async def _self_ping(client: Any, nick: str) -> str:
+    """XEP-0410: the error condition of a self-ping, or "result"."""
+    iq = client.make_iq_get(queryxmlns="urn:xmpp:ping", ito=SJID(f"{ROOM}/{nick}"))
+    try:
+        await iq.send(timeout=8)
+    except IqError as err:
+        return str(err.iq["error"]["condition"])
+    return "result"
+
+
+def test_room_on_one_node_and_restored_after_its_node_dies(
+        tmp_path: Path, redis_db: int) -> None:
+    db = redis_db
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
+    nodes = [_start(tmp_path, db, f"m{i}") for i in range(3)]
+    try:
+        owner = asyncio.run(_scenario(db, nodes))
+        # A clean stop of the room's node persists and releases: its claim is gone.
+        r = _sync(db)
+        assert r.get(CLAIM) == owner.name
+        stop_node(owner)
+        assert r.get(CLAIM) is None
+        assert r.smembers(f"suricate:node:{owner.name}:rooms") == set()
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
+async def _scenario(db: int, nodes: list[Node]) -> Node:
+    a, b, c = nodes
+    r = _sync(db)
+    alice, bob, carol = await _user(a, "alice"), await _user(b, "bob"), await _user(c, "carol")
+    muc = "xep_0045"
+
+    # The first node that needs the room claims it: alice's.
+    await create_room(alice, ROOM, "Alice", {"muc#roomconfig_persistentroom": True,
+                                             "muc#roomconfig_roomname": "Team"})
+    assert r.get(CLAIM) == a.name
+    await alice.plugin[muc].set_affiliation(SJID(ROOM), "owner", jid=SJID("bob@localhost"))
+    await alice.plugin[muc].set_affiliation(SJID(ROOM), "admin", jid=SJID("carol@localhost"))
+    await bob.plugin[muc].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    await carol.plugin[muc].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    assert r.get(CLAIM) == a.name  # bob's and carol's nodes forwarded, claimed nothing
+
+    # Every occupant, on every node, gets each message once, with the same stanza-id.
+    alice.send_message(mto=SJID(ROOM), mbody="from a", mtype="groupchat")
+    bob.send_message(mto=SJID(ROOM), mbody="from b", mtype="groupchat")
+    seen = [await _groupchats(client, 2) for client in (alice, bob, carol)]
+    assert [body for body, _ in seen[0]] == ["from a", "from b"]
+    assert seen[0] == seen[1] == seen[2], seen
+    assert seen[0][0][1] != seen[0][1][1]
+    # A second room, on bob's node, with alice (node a) in it.
+    await create_room(bob, SIDE, "Bob", {})
+    await alice.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
+    assert r.get(f"suricate:muc:{SIDE}") == b.name
+    await asyncio.sleep(0.3)
+    for client in (alice, bob, carol):
+        assert client.messages.empty(), "a message came twice"
+
+    # The room's node is killed: a survivor reaps it and its claim goes with it.
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    killed = time.monotonic()
+    await eventually(lambda: a.name not in r.hkeys("suricate:nodes"), timeout=10)
+    await eventually(lambda: r.get(CLAIM) is None, timeout=5)
+    # Alice's session died with node a: she leaves the room on bob's node (333).
+    assert "333" in await _left(bob, f"{SIDE}/Alice")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(alice.disconnect(), 1)
+
+    # XEP-0410: bob's self-ping says he is no longer in the room (it came back, without
+    # its occupants, on a survivor): he must join again.
+    assert await _self_ping(bob, "Bob") == "not-acceptable"
+    owner = r.get(CLAIM)
+    assert owner in (b.name, c.name)
+    await bob.plugin[muc].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    back = time.monotonic() - killed
+    print(f"room back on a survivor {back:.2f} s after SIGKILL of its node")
+    assert back < 8  # 3 s of heartbeat, one beat to reap, a read from storage
+    await carol.plugin[muc].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    assert r.get(CLAIM) == owner
+
+    # Restored from storage: its configuration and affiliations are intact.
+    form = await bob.plugin[muc].get_room_config(SJID(ROOM))
+    values = form.get_values()
+    assert values["muc#roomconfig_roomname"] == "Team"
+    assert values["muc#roomconfig_persistentroom"] in (True, "1", "true")
+    owners = await bob.plugin[muc].get_affiliation_list(SJID(ROOM), "owner")
+    admins = await bob.plugin[muc].get_affiliation_list(SJID(ROOM), "admin")
+    assert sorted(str(j) for j in owners) == ["alice@localhost", "bob@localhost"]
+    assert [str(j) for j in admins] == ["carol@localhost"]
+
+    carol.send_message(mto=SJID(ROOM), mbody="after", mtype="groupchat")
+    got_b, got_c = await _groupchats(bob, 1), await _groupchats(carol, 1)
+    assert got_b == got_c and got_b[0][0] == "after"
+    await disconnect(bob, carol)
+    return b if owner == b.name else c
+
+
+def test_claims_race_take_over_and_release(redis_db: int) -> None:
+    """The claim script on the real Redis: of five nodes claiming one room at once, one
+    owns it and the others are told who; a claim whose node lost its heartbeat is taken over
+    (and leaves that node's set); releasing a node's claims leaves others' claims alone."""
+    from redis.asyncio import Redis
+
+    from suricate.modules.mod_muc import placement as P
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db, decode_responses=True)
+        prefix = f"unit-{time.monotonic_ns()}:"
+        claim, release_all = client.register_script(P._CLAIM), \
+            client.register_script(P._RELEASE_ALL)
+
+        async def take(node: str, room: str) -> str:
+            return str(await claim(keys=[f"{prefix}muc:{room}", f"{prefix}node:{node}:rooms"],
+                                   args=[node, room, prefix]))
+        try:
+            for i in range(5):
+                await client.set(f"{prefix}alive:n{i}", "1")
+            owners = await asyncio.gather(*(take(f"n{i}", "r@conf") for i in range(5)))
+            assert len(set(owners)) == 1
+            first = owners[0]
+            assert await client.smembers(f"{prefix}node:{first}:rooms") == {"r@conf"}
+            other = "n1" if first != "n1" else "n2"
+            await take(other, "s@conf")
+            await client.delete(f"{prefix}alive:{first}")  # its heartbeat expired
+            assert await take(other, "r@conf") == other
+            assert await client.smembers(f"{prefix}node:{first}:rooms") == set()
+            assert await release_all(keys=[f"{prefix}node:{other}:rooms"],
+                                     args=[other, prefix]) == 2
+            assert await client.get(f"{prefix}muc:r@conf") is None
+            assert await client.get(f"{prefix}muc:s@conf") is None
+        finally:
+            for key in await client.keys(f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
+
+    asyncio.run(run())
