@@ -35,6 +35,7 @@ from suricate.admin.resolvers.session import (
 from suricate.cluster import wire
 from suricate.cluster.redis_sm import Row, _parse, _text
 from suricate.core.c2s import C2S
+from suricate.core.cluster import NodeUnreachable
 from suricate.instrument.prometheus import PrometheusHandler
 from suricate.jid import JID
 
@@ -58,7 +59,7 @@ ANSWER = "ans"   # (ANSWER, id, result)
 CAST = "cast"    # (CAST, topic, bare JID, packed stanza, arguments)
 
 
-class NodeGone(Exception):
+class NodeGone(NodeUnreachable):
     """The node holding a session does not listen any more (it died or stopped)."""
 
 
@@ -221,6 +222,16 @@ class ClusterAdmin:
         except (NodeGone, TimeoutError):
             return False
 
+    # -- a module's operations on another node (``server.cluster.ask``) -----------------
+    async def ask(self, node: str, op: str, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._ask(node, op, *args)
+        except TimeoutError:
+            raise NodeUnreachable(f"{node} did not answer in {ANSWER_WITHIN} s") from None
+
+    async def nodes(self) -> list[str]:
+        return sorted(await self.store.nodes())
+
     # -- casts --------------------------------------------------------------------------
     def cast(self, bare: JID, topic: str, stanza: Element, args: tuple[str, ...]) -> None:
         self.server.spawn(self._cast(bare, topic, stanza, args))
@@ -292,6 +303,16 @@ class ClusterAdmin:
             result = self.server.kick_session(JID.parse(args[0]), args[1])
         elif op == "presence":
             result = apply_presence(self.server, JID.parse(args[0]), args[1])
+        elif op in self.server.cluster.answers:
+            try:
+                result = await self.server.cluster.answers[op](*args)
+                frame = marshal.dumps((ANSWER, rid, result))
+            except Exception:
+                # The asker gets None rather than waiting out ANSWER_WITHIN.
+                log.warning("cluster_answer_failed op=%s from=%s", op, asker, exc_info=True)
+                frame = marshal.dumps((ANSWER, rid, None))
+            await self.redis.publish(self.channel(asker), frame)
+            return
         else:
             log.warning("cluster_admin_unknown_op op=%s from=%s", op, asker)
         await self.redis.publish(self.channel(asker), marshal.dumps((ANSWER, rid, result)))

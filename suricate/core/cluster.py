@@ -5,7 +5,9 @@ admin API reads this process's session table. With ``sm_backend = "redis"`` the 
 (``suricate.cluster.admin``) plugs a backend in: the admin API then answers for every node
 (the Redis session table, and the owning node for what only it knows or can do), and a module
 reaches its account's sessions on other nodes with ``cast``: the other nodes run the handler
-the module registered under the same topic, for their own sessions of the account.
+the module registered under the same topic, for their own sessions of the account; and it
+runs an operation on one given node with ``ask`` (the handler registered with ``answer_on``,
+its result coming back: mod_muc runs the admin API's room operations on the room's node).
 
 The seam lives here, below the modules and the admin API, because they must not import the
 cluster layer (the import-linter layers in pyproject.toml).
@@ -13,7 +15,7 @@ cluster layer (the import-linter layers in pyproject.toml).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from suricate.jid import JID
@@ -22,6 +24,14 @@ from suricate.xml.element import Element
 # handler(bare JID of the account, stanza, extra arguments): runs on each other node holding
 # a session of the account, for that node's sessions only (it must not cast again: no loop).
 CastHandler = Callable[[JID, Element, tuple[str, ...]], None]
+# handler(arguments of the request): runs on the node asked with ``Cluster.ask``; its result
+# goes back to the asker, so it and the arguments are plain data (str, int, bool, None, and
+# lists, tuples and dicts of them: they travel marshalled).
+AskHandler = Callable[..., Awaitable[Any]]
+
+
+class NodeUnreachable(Exception):
+    """The node asked does not listen (it died or stopped) or did not answer in time."""
 
 
 class ClusterBackend(Protocol):
@@ -31,6 +41,12 @@ class ClusterBackend(Protocol):
 
     def cast(self, bare: JID, topic: str, stanza: Element, args: tuple[str, ...]) -> None:
         """To every other node holding a session of ``bare``: run ``topic``'s handler there."""
+
+    async def ask(self, node: str, op: str, args: tuple[Any, ...]) -> Any:
+        """Run ``op``'s handler on ``node`` and return its result (``NodeUnreachable``)."""
+
+    async def nodes(self) -> list[str]:
+        """The nodes of the cluster, this one included."""
 
     async def sessions(self, domain: str | None) -> list[dict[str, Any]]:
         """Every session of the cluster (of ``domain``), as the GraphQL ``Session`` type."""
@@ -54,11 +70,12 @@ class ClusterBackend(Protocol):
 class Cluster:
     """``server.cluster``: the backend when there is one, and the modules' cast handlers."""
 
-    __slots__ = ("backend", "handlers")
+    __slots__ = ("answers", "backend", "handlers")
 
     def __init__(self) -> None:
         self.backend: ClusterBackend | None = None
         self.handlers: dict[str, CastHandler] = {}
+        self.answers: dict[str, AskHandler] = {}
 
     @property
     def node(self) -> str:
@@ -83,3 +100,25 @@ class Cluster:
             return False
         handler(bare, stanza, args)
         return True
+
+    # -- requests to one node, answered (a module's operation run where its data lives) ----
+    def answer_on(self, op: str, handler: AskHandler) -> None:
+        self.answers[op] = handler
+
+    def answer_off(self, op: str) -> None:
+        self.answers.pop(op, None)
+
+    async def ask(self, node: str, op: str, *args: Any) -> Any:
+        """``op``'s handler run on ``node`` (here when it is this node), its result."""
+        if self.backend is None or node == self.backend.node:
+            handler = self.answers.get(op)
+            if handler is None:
+                raise NodeUnreachable(f"no handler for {op} here")
+            return await handler(*args)
+        return await self.backend.ask(node, op, args)
+
+    async def nodes(self) -> list[str]:
+        """Every node of the cluster (this one alone without a cluster)."""
+        if self.backend is None:
+            return [self.node]
+        return await self.backend.nodes()

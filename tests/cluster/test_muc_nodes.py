@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,10 @@ database = {db}
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def _start(tmp: Path, db: int, tag: str) -> Node:
+def _start(tmp: Path, db: int, tag: str, extra: str = "") -> Node:
     c2s, tls = free_port(), free_port()
     config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db))
+    config.write_text(_toml(tmp, c2s, tls, db) + extra)
     before = set(_sync(db).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
@@ -228,3 +230,96 @@ def test_claims_race_take_over_and_release(redis_db: int) -> None:
             await client.aclose()
 
     asyncio.run(run())
+
+
+# -- the GraphQL `muc` category on a cluster: each operation runs on the room's node ----------
+ROOMS = """query($s: String!) { muc { listRooms(mucDomain: $s) { rooms { jid usersNumber }
+           count } } }"""
+USERS = """query($r: JID!) { muc { listRoomUsers(room: $r) { jid nick role } } }"""
+CREATE = """mutation($s: String!, $n: String!) { muc { createInstantRoom(mucDomain: $s,
+            name: $n, owner: "bob@localhost", nick: "Bob") { jid usersNumber } } }"""
+SAY = """mutation($r: JID!) { muc { sendMessageToRoom(room: $r, from: "bob@localhost/r",
+         body: "said by the API") } }"""
+
+
+def _graphql(node: Node, query: str, **variables: Any) -> dict[str, Any]:
+    from tests.cluster.test_cluster_admin import _http
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    try:
+        return dict(json.loads(_http(node, "/api/graphql", body)))
+    except urllib.error.HTTPError as err:  # the API's errors come with a 4xx status too
+        return dict(json.loads(err.read()))
+
+
+async def _api(node: Node, query: str, **variables: Any) -> Any:
+    result = await asyncio.to_thread(_graphql, node, query, **variables)
+    assert "errors" not in result, result
+    return result["data"]["muc"]
+
+
+def test_admin_muc_operations_run_on_the_room_node(tmp_path: Path, redis_db: int) -> None:
+    from tests.cluster.test_cluster_admin import OPS
+    db = redis_db
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
+    nodes = []
+    try:
+        for tag in ("g0", "g1"):
+            http = free_port()
+            node = _start(tmp_path, db, tag, OPS.format(http=http))
+            node.extra["http"] = http
+            nodes.append(node)
+        asyncio.run(_admin_scenario(db, nodes))
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
+async def _admin_scenario(db: int, nodes: list[Node]) -> None:
+    a, b = nodes
+    r = _sync(db)
+    alice, bob = await _user(a, "alice"), await _user(b, "bob")
+    await create_room(alice, ROOM, "Alice", {})
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    assert r.get(CLAIM) == a.name
+
+    # Asked on b, the room's occupants are a's room's (b holds no copy of it).
+    users = (await _api(b, USERS, r=ROOM))["listRoomUsers"]
+    assert users == [{"jid": "alice@localhost/r", "nick": "Alice", "role": "MODERATOR"},
+                     {"jid": "bob@localhost/r", "nick": "Bob", "role": "PARTICIPANT"}]
+    # createInstantRoom on b of a's room: it exists (there), no second copy is made.
+    again = await asyncio.to_thread(_graphql, b, CREATE, s="conference.localhost", n="team")
+    assert again["errors"][0]["extensions"]["code"] == "room_exists", again
+    assert r.get(CLAIM) == a.name
+    # sendMessageToRoom on b reaches the occupants on both nodes, once.
+    await _api(b, SAY, r=ROOM)
+    for client in (alice, bob):
+        msg = await next_groupchat(client)
+        assert msg["body"] == "said by the API" and str(msg["from"]) == f"{ROOM}/Bob"
+
+    # A room nobody owns is claimed by the node asked, and listed by every node.
+    made = (await _api(b, CREATE, s="conference.localhost", n="fresh"))["createInstantRoom"]
+    assert made == {"jid": "fresh@conference.localhost", "usersNumber": 0}
+    assert r.get("suricate:muc:fresh@conference.localhost") == b.name
+    for node in (a, b):
+        listed = (await _api(node, ROOMS, s="conference.localhost"))["listRooms"]
+        assert listed["rooms"] == [{"jid": "fresh@conference.localhost", "usersNumber": 0},
+                                   {"jid": ROOM, "usersNumber": 2}], (node.name, listed)
+    # changeRoomConfiguration on b hides a's room: listed to those affiliated with it only.
+    hide = """mutation($r: JID!) { muc { changeRoomConfiguration(room: $r,
+              config: {public: false}) { public } } }"""
+    assert (await _api(b, hide, r=ROOM))["changeRoomConfiguration"] == {"public": False}
+    seen_by = """query($f: JID!) { muc { listRooms(mucDomain: "conference.localhost",
+                 from: $f) { rooms { jid } } } }"""
+    for viewer, rooms in (("nobody@localhost", ["fresh@conference.localhost"]),
+                          ("alice@localhost", ["fresh@conference.localhost", ROOM])):
+        listed = (await _api(b, seen_by, f=viewer))["listRooms"]["rooms"]
+        assert [room["jid"] for room in listed] == rooms, (viewer, listed)
+    # Asking about a room that does not exist leaves no claim behind.
+    missing = await asyncio.to_thread(_graphql, a, USERS, r="nothing@conference.localhost")
+    assert missing["errors"][0]["extensions"]["code"] == "room_not_found", missing
+    await eventually(lambda: r.get("suricate:muc:nothing@conference.localhost") is None,
+                     timeout=3)
+    await asyncio.sleep(0.3)
+    for client in (alice, bob):
+        assert client.messages.empty(), "a message came twice"
+    await disconnect(alice, bob)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
@@ -103,6 +104,9 @@ class ModMuc(Module):
         if isinstance(cluster, RoomCluster):
             self.placement = Placement(self, cluster)
             self.placement.start()
+            # The admin API's operations on a room run on the room's node (graphql.py).
+            from suricate.modules.mod_muc.graphql import ANSWER_OP, answer
+            self.server.cluster.answer_on(ANSWER_OP, partial(answer, self.server))
         self._gauges()
         if self.hibernate_after is not None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -120,6 +124,8 @@ class ModMuc(Module):
                 if not any(room.pending_writes for room in self.rooms.values()):
                     break
                 await asyncio.sleep(0.05)
+            from suricate.modules.mod_muc.graphql import ANSWER_OP
+            self.server.cluster.answer_off(ANSWER_OP)
             await self.placement.stop()
             self.placement = None
         self.rooms.clear()
@@ -283,7 +289,8 @@ class ModMuc(Module):
         room = self.rooms.get(key)
         if room is not None:
             return room
-        if key in self.stored and key not in self.loading:
+        unchecked = self.placement is not None and key in self.placement.unchecked
+        if (key in self.stored or unchecked) and key not in self.loading:
             self.loading[key] = []
             await self._wake(key)
         for _ in range(500):  # read back by a stanza meanwhile: wait for it

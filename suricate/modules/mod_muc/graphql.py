@@ -4,14 +4,32 @@ names; SDL next to this file, collected through `ModMuc.graphql`).
 Operations that act as a user (enterRoom, exitRoom, sendMessageToRoom, sendPrivateMessage,
 inviteUser) send the stanza that user's client would send, through the router: the room
 applies XEP-0045's rules to it as to any client's, and its answers go to that user.
+
+On a cluster (``sm_backend = "redis"``, placement.py) a room lives in one node's memory: an
+operation on a room runs on the node owning the room's claim (this node claims it when nobody
+does, as a stanza for the room would), asked over ``server.cluster.ask``; the answer, or the
+error, comes back as if it ran here. listRooms asks every node for the rooms in its memory.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
-from suricate.jid import JID
+from graphql import GraphQLError
+
+from suricate.admin.context import (
+    Caller,
+    Context,
+    enabled_module,
+    fail,
+    parse_jid,
+    served_domain,
+)
+from suricate.core.cluster import NodeUnreachable
+from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_mam.query import parse_stamp, stamp_of
 from suricate.modules.mod_muc import ModMuc
 from suricate.modules.mod_muc.archive import archive_of
@@ -21,6 +39,19 @@ from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.core.server import Server
+
+log = logging.getLogger("suricate.mod_muc")
+
+Resolver = Callable[[Context, dict[str, Any]], Awaitable[Any]]
+
+#: The ``server.cluster.ask`` operation running one of this category's operations on the
+#: node of its room (registered by ModMuc.start on a cluster).
+ANSWER_OP = "mod_muc.admin"
+# An operation handed on this many times (claims moving meanwhile) fails rather than going on.
+MAX_HOPS = 2
 
 #: MUCRoomConfig(Input) field -> RoomConfig attribute.
 _CONFIG_FIELDS = {
@@ -81,20 +112,87 @@ def _config_out(config: RoomConfig) -> dict[str, Any]:
 
 
 # -- queries ---------------------------------------------------------------------------------
+def _sees(room: Room, viewer: JID) -> bool:
+    """A hidden room is listed to those who have a place in it."""
+    return room.affiliation(viewer) != "none" or viewer in room.by_jid
+
+
+async def _rooms_everywhere(ctx: Context, muc: ModMuc, service: str,
+                            viewer: JID | None) -> list[dict[str, Any]]:
+    """listRooms on a cluster: the rooms in every node's memory (each node says which of its
+    rooms ``viewer`` sees), and the stored rooms no node holds."""
+    listed: dict[str, dict[str, Any]] = {}
+    held: set[str] = set()
+    here = {"mucDomain": service, "from": str(viewer) if viewer else None}
+
+    async def rooms_of(node: str) -> Any:
+        try:
+            return await ctx.server.cluster.ask(node, ANSWER_OP, "_roomsHere", here,
+                                                ctx.caller.kind, ctx.caller.domain, MAX_HOPS)
+        except NodeUnreachable:
+            return None
+
+    nodes = await ctx.server.cluster.nodes()
+    for node, reply in zip(nodes, await asyncio.gather(*map(rooms_of, nodes)), strict=True):
+        if not isinstance(reply, tuple) or reply[0] != "ok":
+            # Its rooms in memory are not listed; its stored ones are, from storage.
+            log.warning("muc_list_rooms_no_answer node=%s", node)
+            continue
+        shown, hidden = reply[1]
+        listed.update((d["jid"], d) for d in shown)
+        held.update(d["jid"] for d in shown)
+        held.update(hidden)
+    for name, config in await muc.store.list_rooms(service):
+        jid = f"{name}@{service}"
+        if jid in held:
+            continue
+        if viewer is not None and not config.get("public", True):
+            try:
+                seen = await _dispatch(ctx, "_sees", {"room": jid, "from": str(viewer)}, 0)
+            except GraphQLError:
+                seen = False  # deleted meanwhile, or its node does not answer
+            if not seen:
+                continue
+        listed[jid] = _desc(jid, dict(config), 0)
+    return [listed[jid] for jid in sorted(listed)]
+
+
+async def _rooms_here(ctx: Context, a: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """The unlocked rooms in this node's memory: those shown to ``from``, and the others."""
+    muc = _muc(ctx)
+    service = _service(ctx, muc, a["mucDomain"])
+    viewer = parse_jid(a["from"], "from") if a.get("from") else None
+    shown, hidden = [], []
+    for jid, room in sorted(muc.rooms.items(), key=lambda i: str(i[0])):
+        if jid.domain != service or room.locked or room.gone:
+            continue
+        if viewer is not None and not room.config.public and not _sees(room, viewer):
+            hidden.append(str(jid))
+        else:
+            shown.append(_desc(str(jid), room.config.to_dict(), len(room.occupants)))
+    return shown, hidden
+
+
+async def _room_sees(ctx: Context, a: dict[str, Any]) -> bool:
+    _, room = await _room(ctx, a["room"])
+    return _sees(room, parse_jid(a["from"], "from"))
+
+
 async def list_rooms(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     muc = _muc(ctx)
     service = _service(ctx, muc, a["mucDomain"])
     viewer = _user(ctx, a["from"], "from") if a.get("from") else None
     rooms = []
-    for name, room, config in await muc.room_names(service):
-        jid = f"{name}@{service}"
-        if viewer is not None and not config.get("public", True):
-            # A hidden room is listed to those who have a place in it.
-            room = room or await muc.get_room(JID._prepared(name, service, None))
-            if room is None or (room.affiliation(viewer) == "none"
-                                and viewer not in room.by_jid):
-                continue
-        rooms.append(_desc(jid, config, len(room.occupants) if room is not None else 0))
+    if muc.placement is not None:
+        rooms = await _rooms_everywhere(ctx, muc, service, viewer)
+    else:
+        for name, room, config in await muc.room_names(service):
+            jid = f"{name}@{service}"
+            if viewer is not None and not config.get("public", True):
+                room = room or await muc.get_room(JID._prepared(name, service, None))
+                if room is None or not _sees(room, viewer):
+                    continue
+            rooms.append(_desc(jid, config, len(room.occupants) if room is not None else 0))
     index = a.get("index") or 0
     limit = a.get("limit")
     if index < 0 or (limit is not None and limit < 0):
@@ -292,22 +390,112 @@ async def exit_room(ctx: Context, a: dict[str, Any]) -> str:
     return "Exiting the room"
 
 
+# -- on a cluster: each operation on a room runs on the room's node -----------------------------
+#: Operation -> resolver, for those that act on or read one room (run where it lives).
+ON_ROOM: dict[str, Resolver] = {
+    "getRoomConfig": get_room_config,
+    "listRoomUsers": list_room_users,
+    "listRoomAffiliations": list_room_affiliations,
+    "getRoomMessages": get_room_messages,
+    "createInstantRoom": create_instant_room,
+    "inviteUser": invite_user,
+    "kickUser": kick_user,
+    "sendMessageToRoom": send_message_to_room,
+    "sendPrivateMessage": send_private_message,
+    "deleteRoom": delete_room,
+    "changeRoomConfiguration": change_room_configuration,
+    "setUserRole": set_user_role,
+    "setUserAffiliation": set_user_affiliation,
+    "enterRoom": enter_room,
+    "exitRoom": exit_room,
+    "_sees": _room_sees,  # listRooms: whether a viewer sees a hidden room no node holds
+}
+
+
+def _room_key(field: str, a: dict[str, Any]) -> JID | None:
+    """The room an operation is about; None when the argument is not a room JID (the
+    resolver, run here, then gives its error)."""
+    try:
+        value = f"{a['name']}@{a['mucDomain']}" if field == "createInstantRoom" else a["room"]
+        jid = JID.parse(str(value))
+    except (InvalidJID, ValueError, KeyError):
+        return None
+    return jid.bare if jid.local is not None else None
+
+
+async def _dispatch(ctx: Context, field: str, a: dict[str, Any], hops: int) -> Any:
+    """Run ``field`` on the node owning the room's claim and return its result."""
+    muc = _muc(ctx)
+    placement = muc.placement
+    key = _room_key(field, a)
+    if placement is None or key is None or key.domain not in muc.services:
+        return await ON_ROOM[field](ctx, a)
+    try:
+        owner, claimed = await placement.owner(key)
+    except Exception:
+        log.warning("muc_claim_failed room=%s", key, exc_info=True)
+        raise fail(f"the node of room {key} cannot be found (Redis does not answer)",
+                   "internal_error") from None
+    if owner == placement.me:
+        try:
+            return await ON_ROOM[field](ctx, a)
+        finally:
+            if claimed:
+                placement.unclaim(key)
+    if hops >= MAX_HOPS:
+        raise fail(f"the node of room {key} cannot be found (its claim keeps moving)",
+                   "internal_error")
+    try:
+        reply = await ctx.server.cluster.ask(owner, ANSWER_OP, field, a, ctx.caller.kind,
+                                             ctx.caller.domain, hops + 1)
+    except NodeUnreachable:
+        placement.silent(key, owner)
+        raise fail(f"the node of room {key} ({owner}) does not answer",
+                   "internal_error") from None
+    if not isinstance(reply, tuple) or not reply:
+        raise fail(f"the node of room {key} ({owner}) failed to run {field}",
+                   "internal_error")
+    if reply[0] == "error":
+        raise fail(reply[1], reply[2])
+    return reply[1]
+
+
+async def answer(server: Server, field: str, a: dict[str, Any], kind: Any,
+                 domain: str | None, hops: int) -> tuple[Any, ...]:
+    """Another node's request (``ANSWER_OP``): ``("ok", result)`` or ``("error", message,
+    code)``; it runs here if this node still owns the room, else goes on to its owner."""
+    ctx = Context(server, Caller(kind, domain))
+    try:
+        if field == "_roomsHere":
+            return ("ok", await _rooms_here(ctx, a))
+        return ("ok", await _dispatch(ctx, field, a, hops))
+    except GraphQLError as err:
+        code = (err.extensions or {}).get("code", "bad_request")
+        return ("error", err.message, code)
+
+
+def _on_room_node(field: str) -> Resolver:
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        return await _dispatch(ctx, field, a, 0)
+    return run
+
+
 ADMIN_RESOLVERS = {
     ("MUCAdminQuery", "listRooms"): list_rooms,
-    ("MUCAdminQuery", "getRoomConfig"): get_room_config,
-    ("MUCAdminQuery", "listRoomUsers"): list_room_users,
-    ("MUCAdminQuery", "listRoomAffiliations"): list_room_affiliations,
-    ("MUCAdminQuery", "getRoomMessages"): get_room_messages,
-    ("MUCAdminMutation", "createInstantRoom"): create_instant_room,
-    ("MUCAdminMutation", "inviteUser"): invite_user,
-    ("MUCAdminMutation", "kickUser"): kick_user,
-    ("MUCAdminMutation", "sendMessageToRoom"): send_message_to_room,
-    ("MUCAdminMutation", "sendPrivateMessage"): send_private_message,
-    ("MUCAdminMutation", "deleteRoom"): delete_room,
-    ("MUCAdminMutation", "changeRoomConfiguration"): change_room_configuration,
-    ("MUCAdminMutation", "setUserRole"): set_user_role,
-    ("MUCAdminMutation", "setUserAffiliation"): set_user_affiliation,
-    ("MUCAdminMutation", "enterRoom"): enter_room,
-    ("MUCAdminMutation", "exitRoom"): exit_room,
+    ("MUCAdminQuery", "getRoomConfig"): _on_room_node("getRoomConfig"),
+    ("MUCAdminQuery", "listRoomUsers"): _on_room_node("listRoomUsers"),
+    ("MUCAdminQuery", "listRoomAffiliations"): _on_room_node("listRoomAffiliations"),
+    ("MUCAdminQuery", "getRoomMessages"): _on_room_node("getRoomMessages"),
+    ("MUCAdminMutation", "createInstantRoom"): _on_room_node("createInstantRoom"),
+    ("MUCAdminMutation", "inviteUser"): _on_room_node("inviteUser"),
+    ("MUCAdminMutation", "kickUser"): _on_room_node("kickUser"),
+    ("MUCAdminMutation", "sendMessageToRoom"): _on_room_node("sendMessageToRoom"),
+    ("MUCAdminMutation", "sendPrivateMessage"): _on_room_node("sendPrivateMessage"),
+    ("MUCAdminMutation", "deleteRoom"): _on_room_node("deleteRoom"),
+    ("MUCAdminMutation", "changeRoomConfiguration"): _on_room_node("changeRoomConfiguration"),
+    ("MUCAdminMutation", "setUserRole"): _on_room_node("setUserRole"),
+    ("MUCAdminMutation", "setUserAffiliation"): _on_room_node("setUserAffiliation"),
+    ("MUCAdminMutation", "enterRoom"): _on_room_node("enterRoom"),
+    ("MUCAdminMutation", "exitRoom"): _on_room_node("exitRoom"),
 }
 USER_RESOLVERS: dict[tuple[str, str], Any] = {}

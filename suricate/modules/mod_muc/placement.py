@@ -261,6 +261,44 @@ class Placement:
             else:
                 queue.append((frm, to, stanza, hops))
 
+    # -- the admin API (graphql.py: an operation on a room runs on its node) ---------------
+    async def owner(self, key: JID) -> tuple[str, bool]:
+        """The node owning ``key``'s claim, this node claiming it if nobody (or a dead node)
+        does, as a stanza for the room would; and whether this call claimed it."""
+        for _ in range(RETRIES):
+            # A lookup or a release in flight (stanzas waiting): what it ends with counts,
+            # so this does not act on a room whose claim is about to go.
+            if key not in self.waiting:
+                break
+            await asyncio.sleep(RETRY_EVERY)
+        known = self.owners.get(key)
+        if known is not None and key not in self.waiting:
+            return known, False
+        found = await self._claim(keys=[self._key(key), self._rooms_key(self.me)],
+                                  args=[self.me, str(key), self.prefix])
+        owner = found.decode() if isinstance(found, bytes) else str(found)
+        claimed = owner == self.me and known != self.me and key not in self.muc.rooms
+        if key not in self.waiting:  # else _resolve records it and drains its queue
+            self.owners[key] = owner
+        if claimed:
+            log.info("muc_room_claimed room=%s node=%s by=admin", key, self.me)
+            self.unchecked.add(key)  # it may be a persistent room another node made
+        return owner, claimed
+
+    def silent(self, key: JID, node: str) -> None:
+        """``node``, taken for ``key``'s owner, did not answer: look the claim up again next
+        time (it is taken over once the node's heartbeat expired)."""
+        if self.owners.get(key) == node:
+            del self.owners[key]
+
+    def unclaim(self, key: JID) -> None:
+        """An admin operation claimed ``key`` and found no room there: the claim goes again
+        (no stale claim for a room that does not exist)."""
+        if key not in self.muc.rooms and key not in self.muc.loading \
+                and key not in self.muc.stored:
+            self.unchecked.discard(key)
+            self.release(key)
+
     # -- claims going ------------------------------------------------------------------------
     def release(self, key: JID) -> None:
         """The room ended here (temporary room emptied, destroyed): its claim goes; stanzas
