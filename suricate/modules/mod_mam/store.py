@@ -235,19 +235,11 @@ async def page_of(store: ModuleStore, table: str, sender_column: str, where: lis
     complete = not more if limit > 0 else count == 0
     return Page(messages, complete, count, first_index)
 
-def _lines(text: Any) -> list[str]:
-    return [line for line in str(text or "").split("\n") if line]
 
-
-def _filters(server: str, user: str, q: Query) -> tuple[list[str], list[Any]]:
-    where = ["server = ?", "username = ?"]
-    args: list[Any] = [server, user]
-    if q.with_jid is not None:
-        where.append("remote_bare_jid = ?")
-        args.append(str(q.with_jid.bare))
-        if q.with_jid.resource is not None:
-            where.append("remote_resource = ?")
-            args.append(q.with_jid.resource)
+def add_common_filters(q: Query, where: list[str], args: list[Any]) -> None:
+    """The form fields every archive answers the same way (XEP-0313 §4.1.1 start/end on the
+    time-ordered ids, XEP-0313 #extended before-id/after-id/ids, full-text search), appended
+    to ``where``/``args``; used by the accounts' and the rooms' archives."""
     if q.start is not None:
         where.append("id >= ?")
         args.append(q.start << 8)
@@ -272,4 +264,19 @@ def _filters(server: str, user: str, q: Query) -> tuple[list[str], list[Any]]:
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("search_body LIKE ? ESCAPE '\\'")
             args.append(f"%{escaped}%")
+
+def _lines(text: Any) -> list[str]:
+    return [line for line in str(text or "").split("\n") if line]
+
+
+def _filters(server: str, user: str, q: Query) -> tuple[list[str], list[Any]]:
+    where = ["server = ?", "username = ?"]
+    args: list[Any] = [server, user]
+    if q.with_jid is not None:
+        where.append("remote_bare_jid = ?")
+        args.append(str(q.with_jid.bare))
+        if q.with_jid.resource is not None:
+            where.append("remote_resource = ?")
+            args.append(q.with_jid.resource)
+    add_common_filters(q, where, args)
     return where, args

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from suricate.modules.mod_mam.query import Query, search_words
-from suricate.modules.mod_mam.store import Page, Row, page_of
+from suricate.modules.mod_mam.query import Query
+from suricate.modules.mod_mam.store import Page, Row, add_common_filters, page_of
 from suricate.storage.module_store import ModuleStore
 
 _COLUMNS = ("id", "server", "room", "sender_jid", "nick", "origin_id", "search_body",
@@ -99,27 +99,5 @@ def _filters(server: str, room: str, q: Query,
     if sender is not None:
         where.append("sender_jid = ?")
         args.append(sender)
-    if q.start is not None:
-        where.append("id >= ?")
-        args.append(q.start << 8)
-    if q.end is not None:
-        where.append("id <= ?")
-        args.append((q.end << 8) | 0xFF)
-    if q.after_id is not None:
-        where.append("id > ?")
-        args.append(q.after_id)
-    if q.before_id is not None:
-        where.append("id < ?")
-        args.append(q.before_id)
-    if q.ids is not None:
-        if q.ids:
-            where.append("id IN (" + ", ".join("?" * len(q.ids)) + ")")
-            args.extend(q.ids)
-        else:
-            where.append("1 = 0")
-    if q.full_text:
-        for word in search_words(q.full_text):
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append("search_body LIKE ? ESCAPE '\\'")
-            args.append(f"%{escaped}%")
+    add_common_filters(q, where, args)
     return where, args
