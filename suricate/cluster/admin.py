@@ -21,7 +21,6 @@ instead of waiting. Frames are marshalled tuples, read only from the cluster's o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import marshal
 import uuid
