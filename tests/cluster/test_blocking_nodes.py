@@ -24,7 +24,7 @@ PLUGINS = ("xep_0191", "xep_0199")
 
 
 async def _client(node: Any, jid: str) -> Any:
-    client = await connect(node, jid, "pw", plugins=PLUGINS)
+    client: Any = await connect(node, jid, "pw", plugins=PLUGINS)
     client.pushes = asyncio.Queue()
     client.add_event_handler("blocked", lambda iq: client.pushes.put_nowait(("block", iq)))
     client.add_event_handler("unblocked", lambda iq: client.pushes.put_nowait(("unblock", iq)))
