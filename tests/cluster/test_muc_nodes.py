@@ -194,7 +194,8 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
 def test_claims_race_take_over_and_release(redis_db: int) -> None:
     """The claim script on the real Redis: of five nodes claiming one room at once, one
     owns it and the others are told who; a claim whose node lost its heartbeat is taken over
-    (and leaves that node's set); releasing a node's claims leaves others' claims alone."""
+    (and leaves that node's set); releasing a node's claims leaves others' claims alone; a
+    node not listed as a member (reaped while paused, or Redis came back empty) is refused."""
     from redis.asyncio import Redis
 
     from suricate.modules.mod_muc import placement as P
@@ -211,6 +212,10 @@ def test_claims_race_take_over_and_release(redis_db: int) -> None:
         try:
             for i in range(5):
                 await client.set(f"{prefix}alive:n{i}", "1")
+            assert await take("n0", "r@conf") == "None"  # not listed yet: no claim
+            assert await client.get(f"{prefix}muc:r@conf") is None
+            for i in range(5):
+                await client.hset(f"{prefix}nodes", f"n{i}", "127.0.0.1:1")
             owners = await asyncio.gather(*(take(f"n{i}", "r@conf") for i in range(5)))
             assert len(set(owners)) == 1
             first = owners[0]

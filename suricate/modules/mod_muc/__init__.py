@@ -461,6 +461,15 @@ class ModMuc(Module):
             self.stored.discard(room.jid)
             self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))
 
+    def taken_over(self, room: Room) -> None:
+        """Another node holds ``room``'s claim now (it took this node for dead): this copy
+        ends without touching the claim, the storage or the archive, which are that node's."""
+        room.gone = True
+        room.taken_over()
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+            self._gauges(room.jid.domain)
+
     def _forget(self, room: Room) -> None:
         """The room ends: destroyed (§10.9), or temporary and left by its last occupant."""
         room.gone = True

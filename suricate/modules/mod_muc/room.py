@@ -1128,6 +1128,17 @@ class Room:
         self.occupants.clear()
         self.by_jid.clear()
 
+    def taken_over(self) -> None:
+        """Another node owns the room now (this node was taken for dead while paused or cut
+        from Redis): every occupant leaves this copy with 110 + 333 (§15.6: removed because
+        of a technical problem) and joins again, which reaches the room on that node."""
+        for occ in list(self.occupants.values()):
+            self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
+                occ, with_jid=True, codes=["110", "333"], ptype="unavailable", role="none"))
+            self.module.occupant_left(occ.jid, self)
+        self.occupants.clear()
+        self.by_jid.clear()
+
     # -- creation -------------------------------------------------------------------------------
     def created(self, frm: JID, nick: str, stanza: Element) -> None:
         """The first presence made the room: its sender joins as owner (§10.1.1)."""
