@@ -367,6 +367,14 @@ class Placement:
                 self.muc.taken_over(room)
         if held:
             log.info("muc_claims_written_again node=%s rooms=%d", self.me, len(held))
+        conferences = self.muc.conferences
+        if conferences is not None:
+            try:
+                await conferences.write_back([(occ.jid, room.jid)
+                                              for room in list(self.muc.rooms.values())
+                                              for occ in room.occupants.values()])
+            except Exception:
+                log.warning("muc_conferences_write_back_failed", exc_info=True)
 
     def _node_departed(self, node: str) -> None:
         """``node`` left the cluster (suricate.cluster.redis_sm, every node is told): its
