@@ -113,6 +113,9 @@ REBUILD = 2 * BEAT + 0.5
 # without it, which routes it by RFC 6121 §8 there (a chat message to the bare JID: the
 # user's resources on that node, else offline storage), never lost.
 ROW_TTL = 1.0
+# How long a stopping node waits for Redis to take its last writes and its leave: past it,
+# the others reap its rows as a dead node's (DEAD_AFTER), and the process exits.
+LEAVE_WITHIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -365,12 +368,16 @@ class RedisNode:
         writer, beater = self._tasks
         beater.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(writer, 5)
+            await asyncio.wait_for(writer, LEAVE_WITHIN)
         with contextlib.suppress(asyncio.CancelledError):
             await beater
         await self.links.stop()
         try:
-            await self.store.leave()
+            await asyncio.wait_for(self.store.leave(), LEAVE_WITHIN)
+        except TimeoutError:
+            # Redis does not answer: the others reap this node's rows once its heartbeat
+            # expires, as for a node that died. A stop must end (SIGTERM).
+            log.warning("cluster_leave_unanswered node=%s", self.name)
         finally:
             await self.redis.aclose()
             if self.failover is not None:

@@ -5,13 +5,15 @@ nodes find the master through Sentinel (the pool's host/port point nowhere); the
 SIGKILLed and the replica promoted, the nodes reconnect to it, and a row the replica never
 received (deleted there, as asynchronous replication can lose the last writes) is written
 back by its node; a message crosses nodes after the failover. Also: the configuration
-options, and Redis Cluster refused with the reason."""
+options, Redis Cluster refused with the reason, and a node whose Redis does not answer
+(paused) still exits on SIGTERM in bounded time."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -172,3 +174,37 @@ def test_a_redis_cluster_node_is_refused_at_start(tmp_path: Path, servers: Serve
                           text=True, timeout=30)
     assert done.returncode != 0
     assert "Redis Cluster is not supported" in done.stderr, done.stderr
+
+
+def test_sigterm_ends_a_node_whose_redis_does_not_answer(tmp_path: Path,
+                                                         servers: Servers) -> None:
+    """A node told to stop while its Redis is paused (SIGSTOP: connections open, no answer)
+    exits in bounded time: its cluster parts give up waiting (admin.py STOP_WITHIN, the
+    leave); the others reap its rows later as for a dead node."""
+    port = servers.start()
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), 0, port))
+    from tests.cluster.test_redis_nodes import start_node
+
+    node = start_node(tmp_path, 0, "n", port)
+
+    async def session() -> None:
+        client = await connect(node, "alice@localhost/phone", "pw")  # type: ignore[arg-type]
+        client.send_presence()
+        await eventually(lambda: len(_rows(0, "alice@localhost", port)) == 1)
+        servers.procs[port].send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            node.proc.send_signal(signal.SIGTERM)
+            node.proc.communicate(timeout=30)
+            took = time.monotonic() - start
+        finally:
+            servers.procs[port].send_signal(signal.SIGCONT)
+        print(f"stopped in {took:.2f} s with Redis paused")
+        assert took < 8, took  # the last writes and the leave: 2 s each at most
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), 1)
+
+    try:
+        asyncio.run(session())
+    finally:
+        stop_node(node)
