@@ -135,12 +135,14 @@ async def _failover(servers: Servers, master: int, replica: int, a: Node, b: Nod
         assert (await bob.next_message())["body"] == "before"
 
         servers.kill(master)
+        killed = time.monotonic()
         # What the replica may not have received: bob's row (his node stays listed).
         _sync(0, replica).delete("suricate:sess:bob@localhost")
         await eventually(lambda: _sync(0, replica).info("replication")["role"] == "master",
                          timeout=15)
         # Each node reconnects to the promoted replica and writes its rows back.
         await eventually(lambda: _rows(0, "bob@localhost", replica) == bob_row, timeout=10)
+        print(f"rows written back {time.monotonic() - killed:.2f} s after the master died")
         assert _rows(0, "alice@localhost", replica) == {"phone": [a.name, "0", "1"]}
         assert set(_sync(0, replica).hkeys("suricate:nodes")) == {a.name, b.name}
         alice.send_message(mto="bob@localhost/desk", mbody="after", mtype="chat")
