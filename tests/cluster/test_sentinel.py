@@ -168,8 +168,9 @@ def test_sentinel_options_and_redis_cluster_refused() -> None:
 
 
 def test_a_redis_cluster_node_is_refused_at_start(tmp_path: Path, servers: Servers) -> None:
-    port = servers.start("--cluster-enabled", "yes", "--cluster-config-file",
-                         str(tmp_path / "nodes.conf"))
+    # The cluster bus port given (by default port + 10000, which may be taken or past 65535).
+    port = servers.start("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                         "--cluster-config-file", str(tmp_path / "nodes.conf"))
     config = tmp_path / "node.toml"
     config.write_text(_toml(tmp_path, free_port(), free_port(), 0, port))
     done = subprocess.run([*SURICATE, "serve", "--config", str(config)], capture_output=True,
