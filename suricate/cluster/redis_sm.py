@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from suricate.cluster import redis_sentinel, wire
+from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from suricate.core import hooks as H
 from suricate.core.sessions import SessionTable
@@ -277,6 +277,8 @@ class RedisNode:
         if redis is None:
             pool = server.cfg["outgoing_pools"]["redis"]["default"]
             if pool["connection"].get("sentinels"):
+                from suricate.cluster import redis_sentinel  # redis-py, as connect(): lazily
+
                 redis, self.failover = redis_sentinel.connect(pool, QUEUE_FOR)
             else:
                 redis = connect(pool)
