@@ -21,7 +21,6 @@ instead of waiting. Frames are marshalled tuples, read only from the cluster's o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import marshal
 import uuid
@@ -52,6 +51,10 @@ log = logging.getLogger("suricate.cluster")
 # How long an asker waits for another node's answer: a live node answers within a loop turn
 # and a Redis round trip; one that does not in this time is treated as gone for this request.
 ANSWER_WITHIN = 3.0
+# How long ``stop`` waits for the listener to end and the pub/sub connection to close: a
+# node told to stop (SIGTERM) must exit even when Redis does not answer or redis-py turns the
+# cancellation into a connection error (the listener would then retry forever).
+STOP_WITHIN = 2.0
 
 # Request kinds (the first item of a frame).
 ASK = "ask"      # (ASK, id, asker node, operation, arguments...)
@@ -73,6 +76,7 @@ class ClusterAdmin:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[Any] | None = None
         self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._stopping = False
 
     def channel(self, node: str) -> str:
         return f"{self.prefix}ctl:{node}"
@@ -88,18 +92,27 @@ class ClusterAdmin:
                 handler.node = self.node
 
     async def stop(self) -> None:
-        """Before the node leaves (its Redis client is closed then)."""
+        """Before the node leaves (its Redis client is closed then); bounded by
+        ``STOP_WITHIN``: what has not ended by then is abandoned (the process exits)."""
+        self._stopping = True
         if self.server.cluster.backend is self:
             self.server.cluster.backend = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
         for future in self._waiting.values():
             future.cancel()
+        deadline = asyncio.get_running_loop().time() + STOP_WITHIN
+        if self._task is not None:
+            self._task.cancel()
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WITHIN)
+            if not done:
+                log.warning("cluster_admin_stop_slow node=%s part=listener", self.node)
+        if self._pubsub is not None:
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(self._pubsub.aclose(), left)
+            except TimeoutError:
+                log.warning("cluster_admin_stop_slow node=%s part=pubsub", self.node)
+            except Exception:
+                log.debug("cluster_admin_pubsub_close_failed", exc_info=True)
 
     # -- the session table --------------------------------------------------------------
     async def _rows(self, domain: str | None) -> dict[str, dict[str, Row]]:
@@ -267,7 +280,7 @@ class ClusterAdmin:
     async def _receiver(self) -> None:
         pubsub = self._pubsub
         assert pubsub is not None
-        while True:
+        while not self._stopping:
             try:
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
@@ -275,6 +288,9 @@ class ClusterAdmin:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._stopping:
+                    # redis-py may report the cancellation of a read as a connection error.
+                    return
                 log.warning("cluster_admin_receive_failed node=%s", self.node, exc_info=True)
                 await asyncio.sleep(0.5)
 

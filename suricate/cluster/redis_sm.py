@@ -48,6 +48,7 @@ from suricate.jid import JID
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from suricate.cluster.redis_sentinel import MasterWatch
     from suricate.core.server import Server
     from suricate.core.sessions import Session
     from suricate.xml.element import Element
@@ -112,6 +113,9 @@ REBUILD = 2 * BEAT + 0.5
 # without it, which routes it by RFC 6121 §8 there (a chat message to the bare JID: the
 # user's resources on that node, else offline storage), never lost.
 ROW_TTL = 1.0
+# How long a stopping node waits for Redis to take its last writes and its leave: past it,
+# the others reap its rows as a dead node's (DEAD_AFTER), and the process exits.
+LEAVE_WITHIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -267,8 +271,18 @@ class RedisNode:
     def __init__(self, server: Server, redis: Redis | None = None,
                  node: str | None = None, prefix: str = PREFIX) -> None:
         self.server = server
-        self.redis = redis if redis is not None else connect(
-            server.cfg["outgoing_pools"]["redis"]["default"])
+        # With Sentinel (``connection.sentinels``): the master's client and the watch that
+        # tells a failover (redis_sentinel.py), after which this node writes its rows again.
+        self.failover: MasterWatch | None = None
+        if redis is None:
+            pool = server.cfg["outgoing_pools"]["redis"]["default"]
+            if pool["connection"].get("sentinels"):
+                from suricate.cluster import redis_sentinel  # redis-py, as connect(): lazily
+
+                redis, self.failover = redis_sentinel.connect(pool, QUEUE_FOR)
+            else:
+                redis = connect(pool)
+        self.redis = redis
         self.store = RedisSessions(self.redis, node or new_node_name(), prefix)
         # local session -> (priority, available) last written
         self._written: dict[Any, tuple[int, bool]] = {}
@@ -298,6 +312,11 @@ class RedisNode:
         self._members: set[str] = set()  # the nodes listed at the last beat
         # account -> its sends waiting behind one in flight (_in_order)
         self._pending: dict[JID, deque[Coroutine[Any, Any, None]]] = {}
+        # Who holds rows of its own besides the sessions (mod_muc's room claims) and must
+        # write them again when Redis lost them: called after this node joined again (Redis
+        # came back empty, a survivor reaped this node while paused) or after a Sentinel
+        # failover (the new master may lack the last writes).
+        self.rewrite_listeners: list[Callable[[], None]] = []
 
     @property
     def name(self) -> str:
@@ -306,6 +325,9 @@ class RedisNode:
     async def start(self) -> None:
         """Before ``server.start()``: fails (redis ConnectionError) when Redis is unreachable,
         so a node never serves clients it cannot record."""
+        await self._refuse_redis_cluster()
+        if self.failover is not None:
+            await self.failover.moved()  # the master now: a failover is a change from it
         self._address = await self.links.start(await self.store.cookie())
         await self.store.join(self._address)
         self._addresses = await self.store.nodes()
@@ -324,6 +346,18 @@ class RedisNode:
                        asyncio.create_task(self._beater(), name="redis-sm-heartbeat")]
         log.info("cluster_joined node=%s", self.name)
 
+    async def _refuse_redis_cluster(self) -> None:
+        """A Redis Cluster node is refused with the reason: the scripts (``_REAP``) touch
+        the keys of several accounts at once, which Redis Cluster runs only when every key
+        is in one hash slot (docs/cluster.md, "Redis Sentinel, not Redis Cluster")."""
+        info = await self.redis.info("cluster")
+        if int(info.get("cluster_enabled", 0)) == 1:
+            raise RuntimeError(
+                "Redis Cluster is not supported: the session table's scripts touch the keys "
+                "of several users at once, which Redis Cluster accepts only within one hash "
+                "slot; use one Redis server, or Redis Sentinel for failover "
+                "(connection.sentinels)")
+
     async def stop(self) -> None:
         """After ``server.stop()``: the sessions are gone; leave the cluster cleanly."""
         self.server.hooks.remove(H.USER_SEND_PACKET, self._client_sent)
@@ -336,14 +370,20 @@ class RedisNode:
         writer, beater = self._tasks
         beater.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(writer, 5)
+            await asyncio.wait_for(writer, LEAVE_WITHIN)
         with contextlib.suppress(asyncio.CancelledError):
             await beater
         await self.links.stop()
         try:
-            await self.store.leave()
+            await asyncio.wait_for(self.store.leave(), LEAVE_WITHIN)
+        except TimeoutError:
+            # Redis does not answer: the others reap this node's rows once its heartbeat
+            # expires, as for a node that died. A stop must end (SIGTERM).
+            log.warning("cluster_leave_unanswered node=%s", self.name)
         finally:
             await self.redis.aclose()
+            if self.failover is not None:
+                await self.failover.aclose()
 
     async def flush(self) -> None:
         """Wait until every queued write is in Redis (tests, shutdown)."""
@@ -707,6 +747,21 @@ class RedisNode:
             self.server.sessions.unregister(session)
             session.replaced()
 
+    async def _rewrite(self) -> None:
+        """Redis lost (or may have lost) this node's rows: join again and write them back,
+        the sessions as claims (a resource bound on another node meanwhile wins), then the
+        other rows of this node (``rewrite_listeners``)."""
+        self._recovered()
+        await self.store.join(self._address)
+        self._written.clear()
+        for session in list(self.server.sessions):
+            self._refresh(session)
+        for listener in self.rewrite_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("cluster_rewrite_listener_failed node=%s", self.name)
+
     async def _beater(self) -> None:
         failing = False
         while True:
@@ -721,14 +776,12 @@ class RedisNode:
                 # Are we still listed? A survivor reaped us during a long pause, or Redis
                 # restarted empty: join again and claim our live sessions back, unless a
                 # resource was bound on another node meanwhile (that session wins).
+                moved = self.failover is not None and await self.failover.moved()
                 self._addresses = await self.store.nodes()
-                if self.name not in self._addresses:
-                    log.warning("cluster_rejoin node=%s", self.name)
-                    self._recovered()
-                    await self.store.join(self._address)
-                    self._written.clear()
-                    for session in list(self.server.sessions):
-                        self._refresh(session)
+                if self.name not in self._addresses or moved:
+                    log.warning("cluster_rejoin node=%s failover=%s", self.name, moved)
+                    await self._rewrite()
+                    self._addresses = await self.store.nodes()
                 # Right after an outage every node's heartbeat may have expired: reap only
                 # once the others had DEAD_AFTER to beat again. The same guard for telling
                 # the departed listeners: a Redis that came back empty lists no one until

@@ -1275,6 +1275,14 @@ _RABBIT_POOL = Section(
     "backend through the tag `event_pusher`).",
 )
 
+def _host_ports(addresses: list[str]) -> str | None:
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f'"{address}" is not "host:port"'
+    return None
+
+
 _REDIS_POOL = Section(
     {
         **_pool_common(10),
@@ -1285,8 +1293,30 @@ _REDIS_POOL = Section(
                     "port": Option(Int(min=1, max=65535), 6379, "Redis port."),
                     "database": Option(Int(min=0), 0, "Redis logical database number."),
                     "password": Option(Str(nonempty=False), "", "Password (AUTH); empty: none."),
+                    "sentinels": Option(
+                        ListOf(Str(), unique=True), [],
+                        'Redis Sentinel addresses, each "host:port" (eredis\' `endpoints`). '
+                        "Given: the server is the master Sentinel names for `service_name`, "
+                        "found again after a failover, and `host`/`port` are not used; see "
+                        "docs/cluster.md.",
+                        validators=[_host_ports], example='["10.0.0.5:26379", "10.0.0.6:26379"]'),
+                    "service_name": Option(
+                        Str(), "mymaster",
+                        "With `sentinels`: the master group Sentinel monitors "
+                        "(`sentinel monitor <name> ...`; eredis' `master_group`)."),
+                    "sentinel_password": Option(
+                        Str(nonempty=False), "",
+                        "With `sentinels`: the Sentinels' own password (`requirepass` of the "
+                        "Sentinel processes); empty: none. `password` stays the master's."),
                 },
-                unavailable={"tls": "TLS to Redis is " + NOT_AVAILABLE},
+                unavailable={
+                    "tls": "TLS to Redis is " + NOT_AVAILABLE,
+                    # Redis Cluster: docs/cluster.md, "Redis Sentinel, not Redis Cluster".
+                    "cluster": "Redis Cluster is not supported: the session table's Lua "
+                    "scripts touch the keys of several users at once, which Redis Cluster "
+                    "accepts only within one hash slot; use one Redis, or Sentinel "
+                    "(`sentinels`) for failover",
+                },
             ),
             DEFAULTS,
             "How to connect.",

@@ -194,7 +194,8 @@ async def _scenario(db: int, nodes: list[Node]) -> Node:
 def test_claims_race_take_over_and_release(redis_db: int) -> None:
     """The claim script on the real Redis: of five nodes claiming one room at once, one
     owns it and the others are told who; a claim whose node lost its heartbeat is taken over
-    (and leaves that node's set); releasing a node's claims leaves others' claims alone."""
+    (and leaves that node's set); releasing a node's claims leaves others' claims alone; a
+    node not listed as a member (reaped while paused, or Redis came back empty) is refused."""
     from redis.asyncio import Redis
 
     from suricate.modules.mod_muc import placement as P
@@ -211,6 +212,10 @@ def test_claims_race_take_over_and_release(redis_db: int) -> None:
         try:
             for i in range(5):
                 await client.set(f"{prefix}alive:n{i}", "1")
+            assert await take("n0", "r@conf") == "None"  # not listed yet: no claim
+            assert await client.get(f"{prefix}muc:r@conf") is None
+            for i in range(5):
+                await client.hset(f"{prefix}nodes", f"n{i}", "127.0.0.1:1")
             owners = await asyncio.gather(*(take(f"n{i}", "r@conf") for i in range(5)))
             assert len(set(owners)) == 1
             first = owners[0]
@@ -323,3 +328,50 @@ async def _admin_scenario(db: int, nodes: list[Node]) -> None:
     for client in (alice, bob):
         assert client.messages.empty(), "a message came twice"
     await disconnect(alice, bob)
+
+
+# -- what the service answers for every node: disco#items, max_user_conferences --------------
+def test_service_items_and_user_conferences_span_nodes(tmp_path: Path, redis_db: int) -> None:
+    """disco#items of the service lists a temporary room living on the other node (asked of
+    every node, op mod_muc.items); max_user_conferences = 1 counts a room on the other node
+    (the Redis set muc:in:<bare>), and leaving frees the place."""
+    db = redis_db
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
+    nodes = [_start(tmp_path, db, tag, "max_user_conferences = 1\n") for tag in ("i0", "i1")]
+    try:
+        asyncio.run(_service_scenario(db, nodes))
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
+async def _service_scenario(db: int, nodes: list[Node]) -> None:
+    from slixmpp.exceptions import PresenceError
+
+    a, b = nodes
+    r = _sync(db)
+    alice, bob = await _user(a, "alice"), await _user(b, "bob")
+    muc = "xep_0045"
+    try:
+        await create_room(alice, ROOM, "Alice", {"muc#roomconfig_roomname": "Team"})
+        await create_room(bob, SIDE, "Bob", {})
+        assert (r.get(CLAIM), r.get(f"suricate:muc:{SIDE}")) == (a.name, b.name)
+
+        # Both temporary (in no storage): asked on a, b's room is listed too.
+        items = await alice.plugin["xep_0030"].get_items(jid="conference.localhost")
+        found = {(str(i[0]), i[2]) for i in items["disco_items"]["items"]}
+        assert found == {(ROOM, "Team"), (SIDE, "side")}, found
+
+        # alice is in one room (on a): joining b's room is refused there.
+        assert r.scard("suricate:muc:in:alice@localhost") == 1
+        with pytest.raises(PresenceError) as refused:
+            await alice.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
+        assert refused.value.condition == "resource-constraint"
+        # Out of her room, she may.
+        alice.plugin[muc].leave_muc(SJID(ROOM), "Alice")
+        await eventually(lambda: r.scard("suricate:muc:in:alice@localhost") == 0)
+        await alice.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
+        assert r.smembers("suricate:muc:in:alice@localhost") == {
+            f"{b.name}\t{SIDE}\talice@localhost/r"}
+    finally:
+        await disconnect(alice, bob)

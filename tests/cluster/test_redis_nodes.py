@@ -107,7 +107,8 @@ def test_config_names_the_problem() -> None:
     cfg = parse_config(base + 'sm_backend = "redis"\n[outgoing_pools.redis.default.connection]\n'
                        'database = 4\n', Path("."))
     assert cfg["outgoing_pools"]["redis"]["default"]["connection"] == {
-        "host": "127.0.0.1", "port": 6379, "database": 4, "password": ""}
+        "host": "127.0.0.1", "port": 6379, "database": 4, "password": "", "sentinels": [],
+        "service_name": "mymaster", "sentinel_password": ""}
 
 
 def test_reaped_exactly_once_by_concurrent_survivors(redis_db: int) -> None:

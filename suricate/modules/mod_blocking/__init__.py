@@ -13,6 +13,10 @@ per-stanza checks never touch the database. Checks made here:
   broadcasts, probe answers) are stopped before delivery to a local recipient.
 On a block, subscribers the block matches see the user go unavailable; on an unblock they get
 the user's current presence again (§3.3, §3.4).
+With several nodes (``sm_backend = "redis"``) a change made on one node is cast to the nodes
+holding the account's other sessions (``server.cluster.cast``), which update their sessions'
+cache, push the change and send the presence the change calls for from their own sessions:
+every session applies the same list wherever a stanza enters.
 JID matching follows §6 "JID Matching" (the XEP-0016 order): a full JID item matches only that resource, a
 bare JID item every resource, a domain item the domain and everything at it.
 """
@@ -47,6 +51,9 @@ log = logging.getLogger("suricate.mod_blocking")
 BLOCKLIST: SessionSlot[frozenset[JID]] = SessionSlot("mod_blocking.list", frozenset)
 _BLOCKLIST_KEY = BLOCKLIST.key  # read on every stanza: one global, one dict lookup
 _NOTHING: frozenset[JID] = frozenset()
+# A change of the account's list for its sessions on the other nodes: the stanza cast is the
+# <block/> or <unblock/> element of the request (an <unblock/> without items: all).
+CAST_TOPIC = "mod_blocking.changed"
 
 
 def blocklist(session: Any) -> frozenset[JID]:
@@ -150,10 +157,8 @@ class ModBlocking(Module):
 
     async def _block(self, user: JID, jids: list[JID]) -> None:
         await self.store.block(user.domain, user.local or "", [str(j) for j in jids])
-        for session in self._sessions(user):
-            BLOCKLIST.set(session, blocklist(session) | frozenset(jids))
-        self._push(user, "block", jids)
-        await self._send_unavailable(user, jids)
+        self.server.cluster.cast(user, CAST_TOPIC, _change("block", jids))
+        await self._blocked_here(user, jids)
 
     async def _unblock(self, user: JID, jids: list[JID]) -> None:
         if jids:
@@ -163,10 +168,52 @@ class ModBlocking(Module):
         else:
             held = await self.store.unblock_all(user.domain, user.local or "")
             removed = frozenset(_parse_all(held))
+        self.server.cluster.cast(user, CAST_TOPIC, _change("unblock", jids))
+        await self._unblocked_here(user, jids, removed)
+
+    async def _blocked_here(self, user: JID, jids: list[JID]) -> None:
+        """The account's sessions on this node: cache, push (§3.3), unavailable presence."""
+        self._cache_blocked(user, jids)
+        await self._send_unavailable(user, jids)
+
+    def _cache_blocked(self, user: JID, jids: list[JID]) -> None:
+        for session in self._sessions(user):
+            BLOCKLIST.set(session, blocklist(session) | frozenset(jids))
+        self._push(user, "block", jids)
+
+    async def _unblocked_here(self, user: JID, jids: list[JID],
+                              removed: frozenset[JID]) -> None:
+        """The same for an unblock (§3.4; without items, §3.5: all of ``removed``)."""
+        self._cache_unblocked(user, jids, removed)
+        await self._send_current_presence(user, removed)
+
+    def _cache_unblocked(self, user: JID, jids: list[JID], removed: frozenset[JID]) -> None:
         for session in self._sessions(user):
             BLOCKLIST.set(session, blocklist(session) - removed if jids else _NOTHING)
         self._push(user, "unblock", jids)
-        await self._send_current_presence(user, removed)
+
+    async def start(self) -> None:
+        self.server.cluster.on(CAST_TOPIC, self._changed_elsewhere)
+
+    async def stop(self) -> None:
+        self.server.cluster.off(CAST_TOPIC)
+
+    def _changed_elsewhere(self, user: JID, change: Element, args: tuple[str, ...]) -> None:
+        """A change made on another node (stored there already): the sessions of this node
+        apply it as if it was made here; never cast again (no loop)."""
+        jids = list(_parse_all(item.attrs.get("jid", "") for item in change.elements()))
+        # The caches change now, before any other stanza is handled here; the presence the
+        # change calls for needs the roster (storage): in a task.
+        if change.name == "block":
+            self._cache_blocked(user, jids)
+            self.server.spawn(self._send_unavailable(user, jids))
+            return
+        # "Unblock all": what the sessions here held is what was removed (one list per
+        # account, so every node's cache holds the same).
+        removed: frozenset[JID] = frozenset(jids) if jids else frozenset().union(
+            *(blocklist(s) for s in self._sessions(user)))
+        self._cache_unblocked(user, jids, removed)
+        self.server.spawn(self._send_current_presence(user, removed))
 
     def _push(self, user: JID, action: str, jids: list[JID]) -> None:
         """§3.3/§3.4/§3.5: an IQ-set with the change to every resource that requested the
@@ -317,6 +364,14 @@ def _exempt(user: JID, other: JID) -> bool:
     user's server blocks the accounts there, not the answers to the user's own requests."""
     return other.bare == user.bare or (other.local is None and other.domain == user.domain
                                        and other.resource is None)
+
+
+def _change(action: str, jids: list[JID]) -> Element:
+    """The change cast to the other nodes: ``<block/>`` or ``<unblock/>`` with its items."""
+    change = Element(action, ns.BLOCKING)
+    for jid in jids:
+        change.add("item", attrs={"jid": str(jid)})
+    return change
 
 
 def _state(session: Any) -> dict[str, Any]:

@@ -25,10 +25,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
+from suricate.core.cluster import NodeUnreachable
 from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
+from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
 from suricate.modules.mod_muc.placement import Placement, RoomCluster
 from suricate.modules.mod_muc.room import MUC, Room
@@ -54,6 +56,9 @@ MOD_MUC_HIBERNATIONS = declare(
     "Idle persistent rooms dropped from memory after hibernate_timeout")
 
 Pending = tuple[JID, JID, Element]
+# Asked of every node (server.cluster.ask) for the service's disco#items: the rooms in its
+# memory, which the shared storage does not list (temporary rooms) or lists as they were.
+ITEMS_OP = "mod_muc.items"
 
 
 class ModMuc(Module):
@@ -84,6 +89,8 @@ class ModMuc(Module):
         self._sweeper: asyncio.Task[None] | None = None
         self._locks: dict[JID, asyncio.Lock] = {}
         self.placement: Placement | None = None  # several nodes (sm_backend = "redis")
+        # max_user_conferences across the nodes (several nodes and a limit): conferences.py
+        self.conferences: Conferences | None = None
         timeout = opts["hibernate_timeout"]
         self.hibernate_after: float | None = None if timeout is None else timeout / 1000.0
 
@@ -107,6 +114,10 @@ class ModMuc(Module):
             # The admin API's operations on a room run on the room's node (graphql.py).
             from suricate.modules.mod_muc.graphql import ANSWER_OP, answer
             self.server.cluster.answer_on(ANSWER_OP, partial(answer, self.server))
+            self.server.cluster.answer_on(ITEMS_OP, self._rooms_here)
+            if self.opts["max_user_conferences"]:
+                self.conferences = Conferences(cluster.redis, cluster.store.prefix,
+                                               cluster.name, self.opts["max_user_conferences"])
         self._gauges()
         if self.hibernate_after is not None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -126,8 +137,10 @@ class ModMuc(Module):
                 await asyncio.sleep(0.05)
             from suricate.modules.mod_muc.graphql import ANSWER_OP
             self.server.cluster.answer_off(ANSWER_OP)
+            self.server.cluster.answer_off(ITEMS_OP)
             await self.placement.stop()
             self.placement = None
+            self.conferences = None
         self.rooms.clear()
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
@@ -276,7 +289,7 @@ class ModMuc(Module):
         self.rooms[room.jid] = room
         self._gauges(room.jid.domain)
         room.created(frm, to.resource, stanza)
-        if not room.occupants:
+        if not room.occupants and not room.holding:
             # The creator could not join (a limit): the room goes as it came.
             self._forget(room)
         elif not locked and config.persistent:
@@ -377,19 +390,51 @@ class ModMuc(Module):
         listed: dict[str, str] = {}
         try:
             for name, config in await self.store.list_rooms(to.domain):
-                jid = JID._prepared(name, to.domain, None)
-                if jid not in self.rooms and config.get("public", True):
+                if config.get("public", True):
                     listed[name] = config.get("title") or name
         except Exception:
             log.exception("muc_list_rooms_failed service=%s", to.domain)
             self.server.router.bounce(stanza, StanzaError("internal-server-error"))
             return
-        for jid, room in self.rooms.items():
-            if jid.domain == to.domain and room.config.public and not room.locked:
-                listed[jid.local or ""] = room.config.title or jid.local or ""
+        # What a room's node holds in memory is its current state (public or not, title).
+        for name, title, shown in await self._rooms_in_memory(to.domain):
+            if shown:
+                listed[name] = title
+            else:
+                listed.pop(name, None)
         for name in sorted(listed):
             query.add("item", attrs={"jid": f"{name}@{to.domain}", "name": listed[name]})
         self._iq_result(to, frm, stanza, query)
+
+    async def _rooms_here(self, service: str) -> list[tuple[str, str, bool]]:
+        """The rooms of ``service`` in this node's memory: (name, title, listed in
+        disco#items: public and unlocked, §6.3)."""
+        return [(jid.local or "", room.config.title or jid.local or "",
+                 room.config.public and not room.locked)
+                for jid, room in self.rooms.items() if jid.domain == service]
+
+    async def _rooms_in_memory(self, service: str) -> list[tuple[str, str, bool]]:
+        """``_rooms_here`` of every node (of this one alone without a cluster); a node that
+        does not answer in time contributes nothing (its stored rooms are listed anyway)."""
+        if self.placement is None:
+            return await self._rooms_here(service)
+        cluster = self.server.cluster
+
+        async def of(node: str) -> list[tuple[str, str, bool]]:
+            try:
+                found = await cluster.ask(node, ITEMS_OP, service)
+            except NodeUnreachable:
+                log.warning("muc_items_no_answer node=%s", node)
+                return []
+            return [(str(n), str(t), bool(p)) for n, t, p in found or ()]
+
+        try:
+            nodes = await cluster.nodes()
+        except Exception:
+            log.warning("muc_items_nodes_unknown", exc_info=True)  # Redis away: this node's
+            return await self._rooms_here(service)
+        answers = await asyncio.gather(*(of(node) for node in nodes))
+        return [room for answer in answers for room in answer]
 
     # -- what rooms ask of the service --------------------------------------------------------
     def is_service_admin(self, jid: JID) -> bool:
@@ -411,6 +456,8 @@ class ModMuc(Module):
             rooms.discard(room)
             if not rooms:
                 del self.joined[jid]
+        if self.conferences is not None:
+            self.server.spawn(self.conferences.leave(jid, room.jid))
         bare = jid.bare
         n = self.user_rooms.get(bare, 0) - 1
         if n > 0:
@@ -460,6 +507,15 @@ class ModMuc(Module):
         if room.jid in self.stored:
             self.stored.discard(room.jid)
             self.write(room, self.store.delete_room(room.jid.domain, room.jid.local or ""))
+
+    def taken_over(self, room: Room) -> None:
+        """Another node holds ``room``'s claim now (it took this node for dead): this copy
+        ends without touching the claim, the storage or the archive, which are that node's."""
+        room.gone = True
+        room.taken_over()
+        if self.rooms.get(room.jid) is room:
+            del self.rooms[room.jid]
+            self._gauges(room.jid.domain)
 
     def _forget(self, room: Room) -> None:
         """The room ends: destroyed (§10.9), or temporary and left by its last occupant."""

@@ -54,8 +54,12 @@ RETRY_EVERY = 0.25
 RETRIES = 20
 
 # KEYS: muc:<room>, node:<me>:rooms. ARGV: me, room, key prefix.
-# The claim, or the live owner's name.
+# The claim, or the live owner's name; nil when this node is not listed in ``nodes``: it was
+# reaped (paused past its heartbeat) or Redis lost its data, so the other nodes already took
+# it for departed and nobody would release a claim it made now; it claims again once it
+# joined again (within a beat, ``RedisNode._rewrite``).
 _CLAIM = """
+if redis.call('HEXISTS', ARGV[3] .. 'nodes', ARGV[1]) == 0 then return false end
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then return owner end
 if owner then
@@ -98,6 +102,7 @@ class RoomCluster(Protocol):
     redis: Any
     services: dict[str, Callable[[JID, JID, Element, int], None]]
     departed_listeners: list[Callable[[str], None]]
+    rewrite_listeners: list[Callable[[], None]]
     store: Any  # RedisSessions: prefix, resources
 
     async def send_service(self, node: str, service: str, frm: JID, to: JID,
@@ -133,6 +138,7 @@ class Placement:
     def start(self) -> None:
         self.cluster.services[SERVICE] = self.received
         self.cluster.departed_listeners.append(self._node_departed)
+        self.cluster.rewrite_listeners.append(self._rewrite)
         self._forwarder = asyncio.get_running_loop().create_task(self._forward())
 
     async def stop(self) -> None:
@@ -141,6 +147,8 @@ class Placement:
         self.cluster.services.pop(SERVICE, None)
         if self._node_departed in self.cluster.departed_listeners:
             self.cluster.departed_listeners.remove(self._node_departed)
+        if self._rewrite in self.cluster.rewrite_listeners:
+            self.cluster.rewrite_listeners.remove(self._rewrite)
         if self._forwarder is not None:
             self._outbox.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -200,9 +208,7 @@ class Placement:
         owner: str | None = None
         for _ in range(RETRIES):
             try:
-                found = await self._claim(keys=[self._key(key), self._rooms_key(self.me)],
-                                          args=[self.me, str(key), self.prefix])
-                owner = found.decode() if isinstance(found, bytes) else str(found)
+                owner = await self._claimed(key)
             except Exception:
                 log.warning("muc_claim_failed room=%s", key, exc_info=True)
                 owner = None
@@ -224,6 +230,15 @@ class Placement:
         # No await from here: the queue drains in order.
         for frm, to, stanza, hops in queue:
             self.route(frm, to, stanza, hops)
+
+    async def _claimed(self, key: JID) -> str | None:
+        """The owner of ``key``'s claim, this node claiming it when nobody (or a dead node)
+        holds it; None while this node is not listed (_CLAIM)."""
+        found = await self._claim(keys=[self._key(key), self._rooms_key(self.me)],
+                                  args=[self.me, str(key), self.prefix])
+        if found is None:
+            return None
+        return found.decode() if isinstance(found, bytes) else str(found)
 
     async def _forward(self) -> None:
         send = self.cluster.send_service
@@ -274,9 +289,14 @@ class Placement:
         known = self.owners.get(key)
         if known is not None and key not in self.waiting:
             return known, False
-        found = await self._claim(keys=[self._key(key), self._rooms_key(self.me)],
-                                  args=[self.me, str(key), self.prefix])
-        owner = found.decode() if isinstance(found, bytes) else str(found)
+        for _ in range(RETRIES):
+            found = await self._claimed(key)
+            if found is not None:
+                break
+            await asyncio.sleep(RETRY_EVERY)  # not listed: joining again
+        else:
+            raise RuntimeError(f"{self.me} is not a member of the cluster")
+        owner = found
         claimed = owner == self.me and known != self.me and key not in self.muc.rooms
         if key not in self.waiting:  # else _resolve records it and drains its queue
             self.owners[key] = owner
@@ -319,6 +339,42 @@ class Placement:
         queue = self.waiting.pop(key, deque())
         for frm, to, stanza, hops in queue:
             self.route(frm, to, stanza, hops)
+
+    # -- claims written again --------------------------------------------------------------
+    def _rewrite(self) -> None:
+        """This node joined the cluster again (Redis came back empty, or a survivor reaped
+        it during a pause) or the Redis master changed (Sentinel): its claims may be gone."""
+        self.muc.server.spawn(self._reclaim())
+
+    async def _reclaim(self) -> None:
+        """Claim again every room this node holds (in memory or hibernated). A room another
+        node claimed meanwhile (it took this node for dead) is that node's now: this node's
+        copy ends, its occupants leave with 110 + 333 and join again there."""
+        held = {k for k, owner in self.owners.items() if owner == self.me} | set(self.muc.rooms)
+        for key in sorted(held, key=str):
+            try:
+                owner = await self._claimed(key)
+            except Exception:
+                log.warning("muc_reclaim_failed room=%s", key, exc_info=True)
+                continue
+            if owner is None or owner == self.me:
+                continue
+            log.warning("muc_room_taken room=%s by=%s", key, owner)
+            self.owners[key] = owner
+            self.unchecked.discard(key)
+            room = self.muc.rooms.get(key)
+            if room is not None:
+                self.muc.taken_over(room)
+        if held:
+            log.info("muc_claims_written_again node=%s rooms=%d", self.me, len(held))
+        conferences = self.muc.conferences
+        if conferences is not None:
+            try:
+                await conferences.write_back([(occ.jid, room.jid)
+                                              for room in list(self.muc.rooms.values())
+                                              for occ in room.occupants.values()])
+            except Exception:
+                log.warning("muc_conferences_write_back_failed", exc_info=True)
 
     def _node_departed(self, node: str) -> None:
         """``node`` left the cluster (suricate.cluster.redis_sm, every node is told): its

@@ -109,6 +109,15 @@ class Room:
         self._forwarded: dict[str, tuple[JID, str | None, str]] = {}
         #: §7.10 registered nicks: bare JID -> nick, reserved for that JID.
         self.nicks: dict[JID, str] = nicks or {}
+        # Several nodes with max_user_conferences (conferences.py): while a join waits for
+        # its place in Redis, the room's stanzas wait behind it, in order.
+        self._held: deque[tuple[JID, JID, Element]] | None = None
+        self._admitted: set[JID] = set()  # joins whose place was taken, being replayed
+
+    @property
+    def holding(self) -> bool:
+        """A join is waiting for its place across the cluster (``_reserve``)."""
+        return self._held is not None
 
     # -- facts -------------------------------------------------------------------------------
     def affiliation(self, jid: JID) -> str:
@@ -166,6 +175,9 @@ class Room:
 
     # -- entry point -------------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
+        if self._held is not None:
+            self._held.append((frm, to, stanza))
+            return
         self.last_active = time.monotonic()
         kind = stanza.name
         if self.locked and self.affiliation(frm) != "owner" and frm not in self.by_jid:
@@ -185,6 +197,39 @@ class Room:
                 self._iq_to_room(frm, stanza)
             else:
                 self._iq_to_occupant(frm, to.resource, stanza)
+
+    async def _reserve(self, frm: JID, created: bool) -> None:
+        """The held join's place across the cluster; then the held stanzas go, in order.
+        ``created``: the join that made the room (its creator, §10.1.1)."""
+        conferences = self.module.conferences
+        allowed = conferences is None or await conferences.enter(frm, self.jid)
+        held, self._held = self._held or deque(), None
+        first = held.popleft()
+        if allowed:
+            self._admitted.add(frm)
+            if created and not self.gone:
+                self._join(frm, first[1].resource or "", first[2], created=True)
+            else:
+                self._replay(*first)
+            self._admitted.discard(frm)
+            if frm not in self.by_jid and conferences is not None:
+                # Refused by a check made again (the nick taken meanwhile...): the place goes.
+                await conferences.leave(frm, self.jid)
+        else:
+            self._error(first[2], "resource-constraint", "too many rooms (max_user_conferences)")
+        for item in held:
+            if self._held is not None:  # another join holds the room again: behind it
+                self._held.append(item)
+            else:
+                self._replay(*item)
+        if not self.occupants and self._held is None and not self.gone:
+            self.module.room_emptied(self)  # a creator refused: the room goes as it came
+
+    def _replay(self, frm: JID, to: JID, stanza: Element) -> None:
+        if self.gone:
+            self.module.route(frm, to, stanza)  # the room ended meanwhile: as if new
+        else:
+            self.route(frm, to, stanza)
 
     # -- presence (§7.2, §7.6, §7.7, §7.14) --------------------------------------------------
     def _presence(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -253,6 +298,13 @@ class Room:
         if not self.module.may_join_another(frm):
             self._error(stanza, "resource-constraint", "too many rooms (max_user_conferences)")
             return
+        if self.module.conferences is not None:
+            if frm not in self._admitted:
+                # The account's rooms on the other nodes count too: ask Redis first.
+                self._held = deque([(frm, self._occupant_jid(nick), stanza)])
+                self.server.spawn(self._reserve(frm, created))
+                return
+            self._admitted.discard(frm)
         role = self._default_role(aff)
         occ = Occupant(nick, frm, role, self._clean_presence(stanza, role),
                        self.occupant_id_of(frm))
@@ -1125,6 +1177,17 @@ class Room:
         for occ in list(self.occupants.values()):
             self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
                 occ, with_jid=True, codes=["110", "332"], ptype="unavailable", role="none"))
+        self.occupants.clear()
+        self.by_jid.clear()
+
+    def taken_over(self) -> None:
+        """Another node owns the room now (this node was taken for dead while paused or cut
+        from Redis): every occupant leaves this copy with 110 + 333 (§15.6: removed because
+        of a technical problem) and joins again, which reaches the room on that node."""
+        for occ in list(self.occupants.values()):
+            self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
+                occ, with_jid=True, codes=["110", "333"], ptype="unavailable", role="none"))
+            self.module.occupant_left(occ.jid, self)
         self.occupants.clear()
         self.by_jid.clear()
 
