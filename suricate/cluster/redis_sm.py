@@ -614,8 +614,10 @@ class RedisNode:
         (with a non-negative priority for a message)."""
         if await self._to_bare_once(frm, to, stanza, also) or also:
             return
-        if await self._until_rebuilt():
-            await self._to_bare_once(frm, to, stanza, also)
+        # Not found while the table may be rebuilding (Redis came back, or this node was
+        # reaped and is rejoining): look once more after the rebuild; found nowhere then
+        # either, §8.5.2.2 here (offline storage or an error), never dropped.
+        if await self._until_rebuilt() and await self._to_bare_once(frm, to, stanza, also):
             return
         self.server.router.route_here(frm, to, stanza)
 

@@ -88,12 +88,21 @@ def test_busy_loop_not_reaped_wedged_loop_reaped(tmp_path: Path, redis_db: int) 
                              timeout=3)
             # The loop is back: the beat resumes, A rejoins and claims alice's row back.
             await eventually(lambda: a_name in _sync(db).hkeys("suricate:nodes"), timeout=5)
+            # Within REBUILD of the rejoin "no such session" is not trusted at once: A looks
+            # again after it, finds dave nowhere again, and stores the message (it was
+            # dropped silently here, issue 14 (b)).
+            assert member.node._rebuilding_until > time.monotonic()
+            alice.send_message(mto="dave@localhost", mbody="just rejoined", mtype="chat")
             await eventually(lambda: _rows(db, "alice@localhost") == {"phone": [a_name, "0",
                                                                                 "1"]})
             await eventually(lambda: not member.node.heartbeat.stalled, timeout=3)
             bob.send_message(mto="alice@localhost/phone", mbody="after rejoin", mtype="chat")
             assert (await alice.next_message())["body"] == "after rejoin"
-            await disconnect(alice, bob)
+            await asyncio.sleep(3)  # past REBUILD: the second look is done
+            dave = await connect(b, "dave@localhost/d", "pw")  # type: ignore[arg-type]
+            dave.send_presence()
+            assert (await dave.next_message())["body"] == "just rejoined"
+            await disconnect(alice, bob, dave)
         finally:
             await server.stop()
             await member.stop()
@@ -143,10 +152,18 @@ def test_orphaned_copies_and_rejoin_window_go_offline(tmp_path: Path, redis_db: 
         try:
             await eventually(lambda: b.name not in _sync(db).hkeys("suricate:nodes"),
                              timeout=8)
+            # Read by b when it resumes, before it rejoins: its lookup finds itself
+            # unlisted (the table may be rebuilding), looks again, then stores it offline.
+            carol.send_message(mto="dave@localhost", mbody="from the paused node",
+                               mtype="chat")
+            await asyncio.sleep(0.2)
         finally:
             b.proc.send_signal(signal.SIGCONT)
         await eventually(lambda: b.name in _sync(db).hkeys("suricate:nodes"), timeout=5,
                          interval=0.005)
+        # Within REBUILD of b's rejoin: b's lookup for dave finds nothing, looks again after
+        # the rebuild, finds nothing again: stored offline.
+        carol.send_message(mto="dave@localhost", mbody="just rejoined", mtype="chat")
         alice.send_message(mto="carol@localhost", mbody="rejoin window", mtype="chat")
         with contextlib.suppress(asyncio.TimeoutError):
             got = await carol.next_message(timeout=5)
@@ -163,8 +180,8 @@ def test_orphaned_copies_and_rejoin_window_go_offline(tmp_path: Path, redis_db: 
         # dave logs in: both copies were stored offline.
         dave = await connect(a, "dave@localhost/new", "pw")  # type: ignore[arg-type]
         dave.send_presence()
-        bodies = {(await dave.next_message())["body"] for _ in range(2)}
-        assert bodies == {"c1", "c2"}
+        bodies = {(await dave.next_message())["body"] for _ in range(4)}
+        assert bodies == {"c1", "c2", "from the paused node", "just rejoined"}
         await disconnect(dave)
 
     try:
