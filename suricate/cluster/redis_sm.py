@@ -316,7 +316,9 @@ class RedisNode:
         self.departed_listeners: list[Callable[[str], None]] = []
         self._members: set[str] = set()  # the nodes listed at the last beat
         # account -> its sends waiting behind one in flight (_in_order)
-        self._pending: dict[JID, deque[Coroutine[Any, Any, None]]] = {}
+        # (the send, done once it ran: the sender's next stanza waits for it, route_held)
+        self._pending: dict[JID, deque[tuple[Coroutine[Any, Any, None],
+                                             asyncio.Future[None]]]] = {}
         # Who holds rows of its own besides the sessions (mod_muc's room claims) and must
         # write them again when Redis lost them: called after this node joined again (Redis
         # came back empty, a survivor reaped this node while paused) or after a Sentinel
@@ -484,25 +486,33 @@ class RedisNode:
         One task per account drains its queue: a send whose node is known by then is written
         without suspending, so what queued behind one lookup leaves in the same loop turn.
         """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.server.router.hold(done)
         queue = self._pending.get(key)
         if queue is not None:
-            queue.append(work)
+            queue.append((work, done))
             return
-        self._pending[key] = deque([work])
+        self._pending[key] = deque([(work, done)])
         self.server.spawn(self._drain(key))
 
     async def _drain(self, key: JID) -> None:
         queue = self._pending[key]
         try:
             while queue:
+                work, done = queue.popleft()
                 try:
-                    await queue.popleft()
+                    await work
                 except Exception:
                     log.exception("redis_sm_send_failed to=%s", key)
+                finally:
+                    if not done.done():
+                        done.set_result(None)
         finally:
             del self._pending[key]
-            for work in queue:  # cancelled (the node stops): never started
+            for work, done in queue:  # cancelled (the node stops): never started
                 work.close()
+                if not done.done():
+                    done.set_result(None)
 
     async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``

@@ -30,6 +30,7 @@ from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.modules import MODULES
 from suricate.xml.element import Element
+from tests.cluster.test_bad_conditions import PrivateRedis, private_redis  # noqa: F401
 from tests.cluster.test_redis_nodes import _register, _rows, _sync, _toml, start_node, stop_node
 from tests.e2e.harness import connect, disconnect, eventually, free_port
 
@@ -190,4 +191,40 @@ def test_orphaned_copies_and_rejoin_window_go_offline(tmp_path: Path, redis_db: 
         for node in (a, b):
             with contextlib.suppress(Exception):
                 node.proc.send_signal(signal.SIGCONT)
+            stop_node(node)
+
+
+def test_next_stanza_waits_for_a_held_cross_node_send(
+        tmp_path: Path, private_redis: PrivateRedis) -> None:  # noqa: F811 (the fixture)
+    """Router.route_held: a message to a user on another node waits for its Redis lookup;
+    the sender's next stanza (a ping) is answered only once that message is on its way, not
+    before (RFC 6120 §10.1). The lookup is made slow by pausing the test's own Redis."""
+    port = private_redis.port
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), 0, port))
+    a = start_node(tmp_path, 0, "a", port)
+    b = start_node(tmp_path, 0, "b", port)
+
+    async def run() -> None:
+        alice = await connect(a, "alice@localhost/phone", "pw",  # type: ignore[arg-type]
+                              plugins=("xep_0199",))
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        for client in (alice, bob):
+            client.send_presence()
+        await eventually(lambda: len(_rows(0, "bob@localhost", port)) == 1)
+
+        _sync(0, port).execute_command("CLIENT", "PAUSE", "1200", "ALL")
+        started = time.monotonic()
+        alice.send_message(mto="bob@localhost", mbody="held", mtype="chat")
+        await alice.plugin["xep_0199"].ping(jid="localhost", timeout=10)
+        answered = time.monotonic() - started
+        got = await bob.next_message(timeout=5)
+        assert got["body"] == "held"
+        # The ping waited for the message's lookup (Redis paused 1.2 s).
+        assert answered >= 0.9, answered
+        await disconnect(alice, bob)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for node in (a, b):
             stop_node(node)
