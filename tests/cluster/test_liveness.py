@@ -210,7 +210,9 @@ def test_next_stanza_waits_for_a_held_cross_node_send(
         bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         for client in (alice, bob):
             client.send_presence()
-        await eventually(lambda: len(_rows(0, "bob@localhost", port)) == 1)
+        # Available (the bare-JID message goes to available resources only).
+        await eventually(lambda: _rows(0, "bob@localhost", port) == {"desk": [b.name, "0",
+                                                                              "1"]})
 
         _sync(0, port).execute_command("CLIENT", "PAUSE", "1200", "ALL")
         started = time.monotonic()
