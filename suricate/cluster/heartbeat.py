@@ -85,10 +85,8 @@ class Heartbeat:
 
     # -- the thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        import redis
-
-        client = self.connect()
         seen, seen_at = self.progress, time.monotonic()
+        client: SyncRedis | None = None
         failing = False
         try:
             while not self._stop.wait(self.beat):
@@ -105,14 +103,25 @@ class Heartbeat:
                                     self.key, now - seen_at)
                     continue
                 try:
+                    if client is None:
+                        client = self.connect()
                     client.set(self.key, "1", px=int(self.dead_after * 1000))
                     self.beats += 1
                     failing = False
-                except redis.RedisError as exc:
-                    # Redis away: the node's loop notices too (its membership task) and
-                    # rejoins when Redis is back; here, beat again next time.
+                except Exception as exc:
+                    # Redis away (or a bug): beat again next time rather than end the
+                    # thread, which would get this live node reaped at every rejoin. The
+                    # loop notices an outage too (its membership task) and rejoins after.
                     if not failing:
-                        log.warning("cluster_beat_failed key=%s error=%s", self.key, exc)
+                        log.warning("cluster_beat_failed key=%s error=%r", self.key, exc,
+                                    exc_info=not _is_redis_error(exc))
                     failing = True
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    import redis
+
+    return isinstance(exc, redis.RedisError)
