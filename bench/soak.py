@@ -81,6 +81,15 @@ class Ledger:
     bounced: set[str] = field(default_factory=set)
     duplicates: int = 0
     counts: Counter[str] = field(default_factory=Counter)
+    # For lost_trace: when and by whom each message was sent, and each user's timeline
+    # (logins with the node that holds the session, exits), node kills and pauses.
+    sent_at: dict[str, tuple[float, str]] = field(default_factory=dict)  # id -> (t, resource)
+    timeline: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    node_events: list[tuple[float, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def event(self, user: str, what: str) -> None:
+        self.timeline.setdefault(user, []).append((time.monotonic(), what))
 
     def received(self, msg_id: str, offline: bool) -> None:
         if msg_id in self.delivered_live or msg_id in self.delivered_offline:
@@ -212,6 +221,7 @@ class Run:
     ledger: Ledger
     rng: random.Random
     seq: int = 0
+    redis: Any = None  # the cluster's Redis (redis.asyncio), to learn each session's node
 
     def next_id(self, sender: str) -> str:
         self.seq += 1
@@ -231,6 +241,9 @@ async def honest(run: Run, user: str) -> None:
             await asyncio.sleep(1)
             continue
         ledger.counts["logins"] += 1
+        ledger.event(user, f"login r{life}")
+        if run.redis is not None:
+            asyncio.create_task(_record_node(run, user, f"r{life}"))
         written: list[str] = []
         expecting_bounce: set[str] = set()
         try:
@@ -250,6 +263,7 @@ async def honest(run: Run, user: str) -> None:
                 ledger.unconfirmed.add(msg_id)
                 written.append(msg_id)
                 ledger.sent[msg_id] = to
+                ledger.sent_at[msg_id] = (time.monotonic(), f"r{life}")
                 if len(written) % 20 == 0:
                     await stream.ping(f"c{msg_id}")
                     ledger.unconfirmed.difference_update(written)
@@ -257,6 +271,7 @@ async def honest(run: Run, user: str) -> None:
             # Leaving: unavailable first (no more live messages for us), a ping to confirm
             # everything written, bounces given time to come back, then the way out.
             stream.write(b"<presence type='unavailable'/>")
+            ledger.event(user, f"unavailable r{life}")
             await stream.ping(f"bye{life}")
             ledger.unconfirmed.difference_update(written)
             limit = time.monotonic() + 10
@@ -267,15 +282,29 @@ async def honest(run: Run, user: str) -> None:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(stream.closed), 10)
                 ledger.counts["left_clean"] += 1
+                ledger.event(user, f"left clean r{life}")
             else:
                 ledger.counts["left_reset"] += 1
+                ledger.event(user, f"left reset r{life}")
             if stream.transport is not None:
                 stream.transport.abort()
         except (TimeoutError, OSError, ConnectionError) as exc:
             ledger.counts[f"honest_error_{type(exc).__name__}"] += 1
+            ledger.event(user, f"error r{life} {type(exc).__name__}")
             if stream.transport is not None:
                 stream.transport.abort()
         await asyncio.sleep(rng.uniform(0, 2))
+
+
+async def _record_node(run: Run, user: str, resource: str) -> None:
+    """The node holding ``user/resource`` (its row in Redis, once written)."""
+    for _ in range(5):
+        await asyncio.sleep(0.3)
+        with contextlib.suppress(Exception):
+            row = await run.redis.hget(f"suricate:sess:{user}@{DOMAIN}", resource)
+            if row is not None:
+                run.ledger.event(user, f"{resource} on {row.decode().split(chr(9))[0]}")
+                return
 
 
 async def collect(run: Run, user: str) -> None:
@@ -435,6 +464,58 @@ async def kill_a_node(proc: subprocess.Popen[bytes], after: float,
     if children:
         os.kill(int(children[0]), signal.SIGKILL)
         ledger.counts["node_killed"] += 1
+        ledger.node_events.append((time.monotonic(), f"SIGKILL pid {children[0]}"))
+
+
+async def pause_a_node(proc: subprocess.Popen[bytes], after: float, pause: float,
+                       ledger: Ledger) -> None:
+    """SIGSTOP one worker ``after`` seconds in, SIGCONT it ``pause`` seconds later: past
+    DEAD_AFTER the survivors reap it, and on resuming it rejoins (docs/cluster.md)."""
+    await asyncio.sleep(after)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    if not children:
+        return
+    pid = int(children[0])
+    os.kill(pid, signal.SIGSTOP)
+    ledger.counts["node_paused"] += 1
+    ledger.node_events.append((time.monotonic(), f"SIGSTOP pid {pid}"))
+    try:
+        await asyncio.sleep(pause)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        ledger.node_events.append((time.monotonic(), f"SIGCONT pid {pid}"))
+
+
+def lost_trace(ledger: Ledger, lost: set[str], log_text: str, limit: int = 20) -> list[str]:
+    """For each lost message (up to ``limit``): its id, sender and recipient with the node
+    each was on, and the last events known around its sending (both users' timelines, the
+    node kills and pauses, the server log lines naming the recipient)."""
+    def at(t: float) -> str:
+        return f"{t - ledger.started:7.2f}s"
+
+    def near(events: list[tuple[float, str]], t: float) -> list[str]:
+        before = [e for e in events if e[0] <= t][-4:]
+        after = [e for e in events if e[0] > t][:3]
+        return [f"{at(when)} {what}" for when, what in before + after]
+
+    def node_of(user: str, resource: str) -> str:
+        for _, what in ledger.timeline.get(user, []):
+            if what.startswith(f"{resource} on "):
+                return what.split(" on ", 1)[1]
+        return "?"
+
+    lines: list[str] = []
+    for msg_id in sorted(lost)[:limit]:
+        sender = msg_id.split("-", 1)[1]
+        to = ledger.sent[msg_id]
+        t, resource = ledger.sent_at.get(msg_id, (0.0, "?"))
+        lines.append(f"{msg_id} sent {at(t)} by {sender}/{resource} on "
+                     f"{node_of(sender, resource)} to {to}")
+        lines += [f"  {to}: {e}" for e in near(ledger.timeline.get(to, []), t)]
+        lines += [f"  node: {e}" for e in near(ledger.node_events, t)]
+        named = [line for line in log_text.splitlines() if f"{to}@{DOMAIN}" in line]
+        lines += [f"  log: {line[:200]}" for line in named[-4:]]
+    return lines
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -443,8 +524,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     workers = getattr(args, "workers", 1)
     redis = None
     redis_port = 0
+    redis_client = None
     if workers > 1:
         redis, redis_port = start_redis(tmp)
+        from redis.asyncio import Redis
+        redis_client = Redis(port=redis_port)
     cfg_text = soak_config(port, tmp / "soak.db", redis_port)
     cfg_path = tmp / "soak.toml"
     cfg_path.write_text(cfg_text)
@@ -470,10 +554,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             # A second round on the same server tells a leak (grows every round) from memory
             # the allocator keeps after the first peak (stays level).
             started = time.monotonic()
-            run = Run(port, users, started + args.seconds, args.rate, ledger, rng, ledger_seq)
+            run = Run(port, users, started + args.seconds, args.rate, ledger, rng, ledger_seq,
+                      redis_client)
             tasks = [asyncio.create_task(honest(run, u)) for u in users]
             if getattr(args, "kill_after", 0) and workers > 1:
                 tasks.append(asyncio.create_task(kill_a_node(proc, args.kill_after, ledger)))
+            if getattr(args, "pause_after", 0) and workers > 1:
+                tasks.append(asyncio.create_task(pause_a_node(
+                    proc, args.pause_after, args.pause_for, ledger)))
             tasks += [asyncio.create_task(hostile(run, h)) for h in hostiles]
             while not all(t.done() for t in tasks):
                 await asyncio.sleep(1)
@@ -499,6 +587,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             exit_code = proc.wait()
+        if redis_client is not None:
+            await redis_client.aclose()
         if redis is not None:
             redis.terminate()
             redis.wait(10)
@@ -520,6 +610,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "server_errors_logged": log_text.count(" ERROR "),
         "events": dict(sorted(ledger.counts.items())),
         "lost_sample": sorted(lost)[:10],
+        "lost_trace": lost_trace(ledger, lost, log_text),
     }
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -547,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-after", type=float, default=0,
                         help="with --workers: SIGKILL one node this many seconds into the "
                         "first round (the supervisor restarts it)")
+    parser.add_argument("--pause-after", type=float, default=0,
+                        help="with --workers: SIGSTOP one node this many seconds into the "
+                        "first round (SIGCONT after --pause-for)")
+    parser.add_argument("--pause-for", type=float, default=6,
+                        help="seconds the node stays stopped (past DEAD_AFTER = 3 s: reaped)")
     args = parser.parse_args(argv)
     if args.hostile is None:
         args.hostile = max(1, args.clients // 20)

@@ -23,6 +23,7 @@ from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 if TYPE_CHECKING:
+    from redis import Redis as SyncRedis
     from redis.asyncio import Redis
 
 log = logging.getLogger("suricate.cluster")
@@ -63,6 +64,22 @@ def connect(pool: dict[str, Any], queue_for: float) -> tuple[Redis, MasterWatch]
         db=conn["database"], password=conn["password"] or None,
         max_connections=pool["workers"], socket_connect_timeout=5, timeout=queue_for)
     return redis, MasterWatch(manager, conn["service_name"])
+
+
+def sync_master(pool: dict[str, Any], timeout: float) -> SyncRedis:
+    """A blocking client for the master (the heartbeat thread's, heartbeat.py): it asks the
+    Sentinels for the master at each new connection, as the loop's client does."""
+    from redis.sentinel import Sentinel as SyncSentinel
+
+    conn = pool["connection"]
+    manager = SyncSentinel(
+        addresses(conn["sentinels"]),
+        sentinel_kwargs={"password": conn["sentinel_password"] or None,
+                         "socket_connect_timeout": SENTINEL_TIMEOUT,
+                         "socket_timeout": SENTINEL_TIMEOUT})
+    return manager.master_for(conn["service_name"], db=conn["database"],
+                              password=conn["password"] or None,
+                              socket_connect_timeout=timeout, socket_timeout=timeout)
 
 
 class MasterWatch:

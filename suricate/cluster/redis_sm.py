@@ -40,12 +40,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate.cluster import wire
+from suricate.cluster.heartbeat import BEAT, DEAD_AFTER, Heartbeat
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from suricate.core import hooks as H
 from suricate.core.sessions import SessionTable
 from suricate.jid import JID
 
 if TYPE_CHECKING:
+    from redis import Redis as SyncRedis
     from redis.asyncio import Redis
 
     from suricate.cluster.redis_sentinel import MasterWatch
@@ -60,10 +62,6 @@ T = TypeVar("T")
 ServiceHandler = Callable[["JID", "JID", "Element", int], None]
 
 PREFIX = "suricate:"
-# A beat every BEAT seconds; a node whose heartbeat is older than DEAD_AFTER is dead. Three
-# missed beats: a busy event loop is not mistaken for a dead node.
-BEAT = 1.0
-DEAD_AFTER = 3.0
 
 # KEYS: nodes, alive:<node>, node:<node>:jids; ARGV: node, key prefix of the session hashes.
 # Returns the number of sessions removed, or -1 when there was nothing to do (already reaped
@@ -150,12 +148,17 @@ class RedisSessions:
         await self.beat()
         await self.redis.hset(f"{self.prefix}nodes", self.node, address)
 
+    @property
+    def alive_key(self) -> str:
+        return f"{self.prefix}alive:{self.node}"
+
     async def beat(self) -> None:
-        await self.redis.set(f"{self.prefix}alive:{self.node}", "1", px=int(DEAD_AFTER * 1000))
+        """One beat from the loop (joining); the regular ones come from ``Heartbeat``."""
+        await self.redis.set(self.alive_key, "1", px=int(DEAD_AFTER * 1000))
 
     async def leave(self) -> None:
         """A clean stop: remove our rows at once rather than waiting to be reaped."""
-        await self.redis.delete(f"{self.prefix}alive:{self.node}")
+        await self.redis.delete(self.alive_key)
         await self.reap(self.node)
 
     async def put(self, jid: JID, priority: int, available: bool) -> Row | None:
@@ -274,8 +277,10 @@ class RedisNode:
         # With Sentinel (``connection.sentinels``): the master's client and the watch that
         # tells a failover (redis_sentinel.py), after which this node writes its rows again.
         self.failover: MasterWatch | None = None
+        self._pool_cfg: dict[str, Any] | None = None
         if redis is None:
             pool = server.cfg["outgoing_pools"]["redis"]["default"]
+            self._pool_cfg = pool
             if pool["connection"].get("sentinels"):
                 from suricate.cluster import redis_sentinel  # redis-py, as connect(): lazily
 
@@ -311,16 +316,35 @@ class RedisNode:
         self.departed_listeners: list[Callable[[str], None]] = []
         self._members: set[str] = set()  # the nodes listed at the last beat
         # account -> its sends waiting behind one in flight (_in_order)
-        self._pending: dict[JID, deque[Coroutine[Any, Any, None]]] = {}
+        # (the send, done once it ran: the sender's next stanza waits for it, route_held)
+        self._pending: dict[JID, deque[tuple[Coroutine[Any, Any, None],
+                                             asyncio.Future[None]]]] = {}
         # Who holds rows of its own besides the sessions (mod_muc's room claims) and must
         # write them again when Redis lost them: called after this node joined again (Redis
         # came back empty, a survivor reaped this node while paused) or after a Sentinel
         # failover (the new master may lack the last writes).
         self.rewrite_listeners: list[Callable[[], None]] = []
+        # The beat, from a thread with a blocking client of its own: an overloaded loop does
+        # not get a live node reaped (heartbeat.py).
+        self.heartbeat = Heartbeat(self._beat_client, self.store.alive_key)
 
     @property
     def name(self) -> str:
         return self.store.node
+
+    def _beat_client(self) -> SyncRedis:
+        """A blocking client to the same Redis (the master, with Sentinel) and database as
+        this node's pool, for the heartbeat thread; its commands time out within a beat."""
+        import redis
+
+        if self._pool_cfg is not None and self._pool_cfg["connection"].get("sentinels"):
+            from suricate.cluster import redis_sentinel
+
+            return redis_sentinel.sync_master(self._pool_cfg, BEAT)
+        kwargs = self.redis.connection_pool.connection_kwargs
+        return redis.Redis(host=kwargs.get("host", "127.0.0.1"), port=kwargs.get("port", 6379),
+                           db=kwargs.get("db", 0), password=kwargs.get("password"),
+                           socket_connect_timeout=BEAT, socket_timeout=BEAT)
 
     async def start(self) -> None:
         """Before ``server.start()``: fails (redis ConnectionError) when Redis is unreachable,
@@ -342,8 +366,9 @@ class RedisNode:
         self.server.hooks.add(H.USER_SEND_PACKET, self._client_sent, 95)
         self.server.router.elsewhere = self
         sessions.count_elsewhere = self.count_elsewhere
+        self.heartbeat.start()
         self._tasks = [asyncio.create_task(self._writer(), name="redis-sm-writer"),
-                       asyncio.create_task(self._beater(), name="redis-sm-heartbeat")]
+                       asyncio.create_task(self._beater(), name="redis-sm-membership")]
         log.info("cluster_joined node=%s", self.name)
 
     async def _refuse_redis_cluster(self) -> None:
@@ -373,6 +398,7 @@ class RedisNode:
             await asyncio.wait_for(writer, LEAVE_WITHIN)
         with contextlib.suppress(asyncio.CancelledError):
             await beater
+        await self.heartbeat.stop()  # before leave() deletes the key: no beat after it
         await self.links.stop()
         try:
             await asyncio.wait_for(self.store.leave(), LEAVE_WITHIN)
@@ -460,25 +486,33 @@ class RedisNode:
         One task per account drains its queue: a send whose node is known by then is written
         without suspending, so what queued behind one lookup leaves in the same loop turn.
         """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.server.router.hold(done)
         queue = self._pending.get(key)
         if queue is not None:
-            queue.append(work)
+            queue.append((work, done))
             return
-        self._pending[key] = deque([work])
+        self._pending[key] = deque([(work, done)])
         self.server.spawn(self._drain(key))
 
     async def _drain(self, key: JID) -> None:
         queue = self._pending[key]
         try:
             while queue:
+                work, done = queue.popleft()
                 try:
-                    await queue.popleft()
+                    await work
                 except Exception:
                     log.exception("redis_sm_send_failed to=%s", key)
+                finally:
+                    if not done.done():
+                        done.set_result(None)
         finally:
             del self._pending[key]
-            for work in queue:  # cancelled (the node stops): never started
+            for work, done in queue:  # cancelled (the node stops): never started
                 work.close()
+                if not done.done():
+                    done.set_result(None)
 
     async def _patiently(self, what: str, to: JID, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, tried again while Redis is unreachable, for up to ``QUEUE_FOR``
@@ -590,8 +624,10 @@ class RedisNode:
         (with a non-negative priority for a message)."""
         if await self._to_bare_once(frm, to, stanza, also) or also:
             return
-        if await self._until_rebuilt():
-            await self._to_bare_once(frm, to, stanza, also)
+        # Not found while the table may be rebuilding (Redis came back, or this node was
+        # reaped and is rejoining): look once more after the rebuild; found nowhere then
+        # either, §8.5.2.2 here (offline storage or an error), never dropped.
+        if await self._until_rebuilt() and await self._to_bare_once(frm, to, stanza, also):
             return
         self.server.router.route_here(frm, to, stanza)
 
@@ -609,10 +645,9 @@ class RedisNode:
             targets = [resource for resource, row in rows.items()
                        if row.node != self.name and row.available
                        and row.priority >= min_priority]
-            # A copy among several (or besides local resources) that finds its session gone
-            # or no longer available is dropped there: the others got it (RFC 6121
-            # §8.5.2.1.1 delivers to the available resources). A sole copy is then routed to
-            # the bare JID there (§8.5.2: its other resources, or offline storage).
+            # A copy that finds its session gone or no longer available is routed to the
+            # bare JID there (§8.5.2: its other resources, or offline storage), a message
+            # even when it was one copy among several (_received: at least once).
             mode = wire.ONLY_COPY if len(targets) == 1 and not also else wire.ONE_OF_COPIES
             for resource in targets:
                 full = JID(to.local, to.domain, resource)
@@ -673,13 +708,15 @@ class RedisNode:
         session = self.server.sessions.local(to)
         if mode != wire.TO_FULL and (session is None or not session.available):
             # A copy of a bare-JID stanza whose resource left or went unavailable while it
-            # travelled (the client may be closing: what reaches its socket now is lost).
-            if mode == wire.ONE_OF_COPIES:
-                # The other resources have theirs (storing this one offline would show the
-                # message twice).
-                log.info("cluster_copy_dropped to=%s", to)
-            else:
+            # travelled (the client may be closing: what reaches its socket now is lost):
+            # a message goes to the bare JID here (§8.5.2: a resource here, else offline
+            # storage) even when other copies were sent (ONE_OF_COPIES): their sessions may
+            # have left at the same instant, and a message shown twice beats one never shown.
+            # A presence copy among several is dropped (the others carry the same state).
+            if mode == wire.ONLY_COPY or stanza.name == "message":
                 self.server.router.route_here(JID.parse(frm_text), to.bare, stanza)
+            else:
+                log.info("cluster_copy_dropped to=%s", to)
         elif session is not None:
             session.deliver(stanza)
         else:
@@ -763,21 +800,22 @@ class RedisNode:
                 log.exception("cluster_rewrite_listener_failed node=%s", self.name)
 
     async def _beater(self) -> None:
+        """Membership, every BEAT: rejoin if reaped, reap the dead, tell who departed. The
+        heartbeat key itself is written by ``self.heartbeat`` (a thread)."""
         failing = False
         while True:
             await asyncio.sleep(BEAT)
             try:
-                await self.store.beat()
+                # Are we still listed? A survivor reaped us during a long pause, or Redis
+                # restarted empty: join again and claim our live sessions back, unless a
+                # resource was bound on another node meanwhile (that session wins).
+                self._addresses = await self.store.nodes()
                 if failing:
                     failing = False
                     self._healthy_since = time.monotonic()
                     self._recovered()
                     log.warning("redis_sm_reachable node=%s", self.name)
-                # Are we still listed? A survivor reaped us during a long pause, or Redis
-                # restarted empty: join again and claim our live sessions back, unless a
-                # resource was bound on another node meanwhile (that session wins).
                 moved = self.failover is not None and await self.failover.moved()
-                self._addresses = await self.store.nodes()
                 if self.name not in self._addresses or moved:
                     log.warning("cluster_rejoin node=%s failover=%s", self.name, moved)
                     await self._rewrite()
@@ -792,5 +830,5 @@ class RedisNode:
                     self._departed(set(self._addresses) - set(reaped))
             except Exception:
                 if not failing:
-                    log.warning("redis_sm_heartbeat_failed node=%s", self.name, exc_info=True)
+                    log.warning("redis_sm_membership_failed node=%s", self.name, exc_info=True)
                 failing = True

@@ -24,7 +24,7 @@ SERVICE = "v"
 # STANZA modes: what the receiving node does when the session is gone or unavailable.
 TO_FULL = 0        # sent to a full JID: RFC 6121 §8.5.3.2 there
 ONLY_COPY = 1      # the only copy of a bare-JID stanza: to the bare JID there (§8.5.2)
-ONE_OF_COPIES = 2  # one copy of a bare-JID stanza among several: dropped
+ONE_OF_COPIES = 2  # one copy among several: a message to the bare JID there, presence dropped
 
 _LENGTH = 4
 MAX_FRAME = 64 * 1024 * 1024  # far above any stanza a listener accepts

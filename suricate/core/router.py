@@ -9,6 +9,7 @@ wait for them and nothing accepted is lost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
@@ -47,7 +48,7 @@ class Elsewhere(Protocol):
 
 
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -56,6 +57,9 @@ class Router:
         self.elsewhere: Elsewhere | None = None
         # ``elsewhere`` while route_here holds it back: error bounces still use it.
         self._held: Elsewhere | None = None
+        # While route_held runs: what the stanza's slow paths will have done when they
+        # complete (``hold``).
+        self._holds: list[Awaitable[None]] | None = None
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
@@ -69,6 +73,32 @@ class Router:
             self._held = held
 
     # -- entry points ---------------------------------------------------------------------
+    def route_held(self, frm: JID, to: JID, stanza: Element) -> Awaitable[None] | None:
+        """``route`` a client's stanza; when a part of it took a slow path (``elsewhere``
+        waiting for the session table before sending it to another node), what completes
+        once that part is routed. The c2s stream reads the client's next stanza only then:
+        RFC 6120 §10.1 wants a client's stanzas processed in order, and an answer to the
+        next one (a ping) must not overtake a message still on its way to another node
+        (issue 14: it was lost with its node while the client had its answer)."""
+        if self.elsewhere is None:
+            self.route(frm, to, stanza)  # one node: nothing takes a slow path
+            return None
+        holds: list[Awaitable[None]] = []
+        self._holds = holds
+        try:
+            self.route(frm, to, stanza)
+        finally:
+            self._holds = None
+        if not holds:
+            return None
+        return _all_of(holds)
+
+    def hold(self, routed: Awaitable[None]) -> None:
+        """For ``elsewhere``: the stanza being routed continues in ``routed`` (a task's
+        completion); the sender's next stanza waits for it (``route_held``)."""
+        if self._holds is not None:
+            self._holds.append(routed)
+
     def route(self, frm: JID, to: JID, stanza: Element) -> None:
         """Deliver ``stanza`` (from/to attributes already set) according to ``to``.
 
@@ -275,6 +305,11 @@ class Router:
             # ignored, others answered so the sender knows nobody reads them.
             self.bounce(stanza, StanzaError("service-unavailable"))
         # presence to the server itself carries nothing for us to act on (§8.5.1)
+
+
+async def _all_of(holds: list[Awaitable[None]]) -> None:
+    for routed in holds:
+        await routed
 
 
 _SUBSCRIPTION = frozenset({"subscribe", "subscribed", "unsubscribe", "unsubscribed"})

@@ -52,9 +52,15 @@ class _Store:
         return [{"phone": Row("there", 0, True)} for _ in bares], True
 
 
+class _Router:
+    def hold(self, routed: Any) -> None:
+        """Router.route_held's collector: no client stream waits here."""
+
+
 class _Server:
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.router = _Router()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -148,6 +148,10 @@ async def _failover(servers: Servers, master: int, replica: int, a: Node, b: Nod
         alice.send_message(mto="bob@localhost/desk", mbody="after", mtype="chat")
         assert (await bob.next_message(timeout=10))["body"] == "after"
         assert "redis_failover" in b.log.read_text()
+        # The heartbeat threads (heartbeat.py) beat the new master too: nobody was reaped.
+        for node in (a, b):
+            await eventually(lambda n=node: _sync(0, replica).exists(f"suricate:alive:{n.name}"))
+            assert "cluster_node_reaped" not in node.log.read_text()
     finally:
         await disconnect(alice, bob)
 

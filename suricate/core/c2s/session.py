@@ -110,8 +110,9 @@ class EstablishedSession(Negotiation):
             to = self.jid.bare
         else:
             filtered.attrs["to"] = str(to)
-        self.server.router.route(self.jid, to, filtered)
-        return None
+        # The next stanza of this client waits while this one is on a slow path toward
+        # another node (RFC 6120 §10.1, Router.route_held).
+        return self.server.router.route_held(self.jid, to, filtered)
 
     _on_stanza = _handle_stanza  # the default of session_established (protocol.c2s)
 
