@@ -54,7 +54,7 @@ from suricate.modules.mod_mam.query import (
     stamp_of,
 )
 from suricate.modules.mod_mam.store import MamStore, Prefs, Row
-from suricate.modules.mod_mam.writer import AsyncWriter, Retraction
+from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
@@ -145,7 +145,8 @@ def _common(default: Any) -> dict[str, Option]:
                                              "once."),
         "pool_size": Option(Int(min=1), 4 * (os.cpu_count() or 1),
                             "MongooseIM's number of writers: the lane of this process (one "
-                            "event loop) flushes at batch_size x pool_size rows.",
+                            "event loop) flushes at batch_size x pool_size rows (one-to-one "
+                            "archives: at least 2048, see docs/mam.md).",
                             default_doc="4 x CPU cores"),
     }, doc="MongooseIM's async_writer.")
     return {
@@ -332,7 +333,8 @@ class ModMam(Module):
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(
-            self.store, batch_size=aw["batch_size"] * aw["pool_size"] if enabled else 1,
+            self.store,
+            batch_size=max(BATCH_FLOOR, aw["batch_size"] * aw["pool_size"]) if enabled else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
         if self.muc_archive is not None:

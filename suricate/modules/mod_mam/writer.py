@@ -26,6 +26,14 @@ from suricate.modules.mod_mam.store import MamStore, Row
 
 log = logging.getLogger("suricate.mod_mam")
 
+#: Rows in a full batch at least, whatever ``batch_size x pool_size`` says (2 x 30 x 4 per
+#: core: 240 on this 2-core machine). A transaction's cost is mostly per B-tree page it
+#: dirties (one index leaf per archive), so rows per transaction is what makes a row cheap:
+#: SQLite's writer thread spends 26 µs per row at 240 rows, 9-11 at 2048 (bench/mam_rows.py,
+#: docs/mam.md); PostgreSQL's COPY 3.5 µs at 240, 1.7 at 2400. Rows still wait at most
+#: ``flush_interval`` at low rates, and a query flushes its archive first.
+BATCH_FLOOR = 2048
+
 #: A retraction waiting for its turn: (server, username, peer, origin_id, direction,
 #: retraction's id, stamp). Applied after the rows queued before it.
 Retraction = tuple[str, str, str, str, str, int, str]
