@@ -253,6 +253,10 @@ class IdGenerator:
         return candidate
 
 
+#: The prefs of an account that stored none (archive everything), one shared instance, never
+#: changed: an account's cached prefs that are these are recognized by identity.
+ARCHIVE_ALL = Prefs("always", [], [])
+
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
 
 
@@ -548,6 +552,8 @@ class ModMam(Module):
         prefs = self._prefs.get(owner)
         if prefs is None:
             return None
+        if prefs is ARCHIVE_ALL:
+            return True  # what nearly every account has: no lists to look through
         return self._decide_with(prefs, owner, peer)
 
     @staticmethod
@@ -568,8 +574,9 @@ class ModMam(Module):
         if cached is not None:
             return cached
         assert owner.local is not None
-        prefs = await self.store.get_prefs(owner.domain, owner.local) or \
-            Prefs("always", [], [])
+        prefs = await self.store.get_prefs(owner.domain, owner.local)
+        if prefs is None or prefs == ARCHIVE_ALL:
+            prefs = ARCHIVE_ALL  # the one instance ``_decide`` recognizes by identity
         if self.cache_users and self.server.sessions.resources(owner):
             self._prefs[owner] = prefs
         return prefs
@@ -744,7 +751,7 @@ class ModMam(Module):
             prefs = _parse_prefs(iq.payload)
             await self.store.set_prefs(owner.domain, owner.local, prefs)
             if self.cache_users and self.server.sessions.resources(owner):
-                self._prefs[owner] = prefs
+                self._prefs[owner] = ARCHIVE_ALL if prefs == ARCHIVE_ALL else prefs
             else:
                 self._prefs.pop(owner, None)
             event = SET_PREFS

@@ -78,8 +78,14 @@ class AsyncWriter:
 
     # -- hot path (sync) ---------------------------------------------------------------------
     def add(self, row: Row) -> None:
-        shard = self._shard(row[1], row[2])
-        shard.rows.append(row)
+        shards = self.shards
+        shard = shards[0] if len(shards) == 1 else self._shard(row[1], row[2])
+        rows = shard.rows
+        rows.append(row)
+        # Most rows only join the lane: its timer (or a flush in progress) is already there.
+        if len(rows) < self.batch_size and (shard.timer is not None or shard.flushing) \
+                and not self._stopped:
+            return
         self._schedule(shard)
 
     def add_retraction(self, retraction: Retraction) -> None:
