@@ -31,6 +31,19 @@ _TEXT_SPECIAL = re.compile("[" + re.escape("".join(map(chr, _TEXT_ESCAPES))) + "
 _ATTR_SPECIAL = re.compile("[" + re.escape("".join(map(chr, _ATTR_ESCAPES))) + "]").search
 
 
+#: ' xmlns="..."' per namespace, escaped once: a server writes the same few namespaces all
+#: day. Bounded (cleared when full) so that namespaces from clients cannot grow it forever.
+_DECLARATIONS: dict[str, str] = {}
+_MAX_DECLARATIONS = 4096
+
+
+def _declaration(xmlns: str) -> str:
+    if len(_DECLARATIONS) >= _MAX_DECLARATIONS:
+        _DECLARATIONS.clear()
+    declaration = _DECLARATIONS[xmlns] = ' xmlns="' + escape_attr(xmlns) + '"'
+    return declaration
+
+
 def escape_text(text: str) -> str:
     return text.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL(text) else text
 
@@ -139,35 +152,49 @@ class Element:
         return self.serialize(parent_ns, prefixes).encode()
 
     def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
-        # Hot path: one string per element start where possible, escapes only when needed.
+        # Hot path (every routed stanza, every archived message): one f-string per element
+        # start, escapes only when needed, found by one regex search over all the attribute
+        # values of the element rather than one per value.
         xmlns = self.xmlns
-        prefix = prefixes.get(xmlns) if prefixes else None
         ns = parent_ns
-        if prefix:
-            tag = prefix + ":" + self.name
-            start = "<" + tag
+        if prefixes and (prefix := prefixes.get(xmlns)):
+            tag = f"{prefix}:{self.name}"
+            declaration = ""
         else:
             tag = self.name
             if xmlns != parent_ns:
-                start = "<" + tag + ' xmlns="' + escape_attr(xmlns) + '"'
+                declaration = _DECLARATIONS.get(xmlns) or _declaration(xmlns)
                 ns = xmlns
             else:
-                start = "<" + tag
+                declaration = ""
         attrs = self.attrs
-        if attrs:
-            start += "".join([" " + key + '="' + escape_attr(value) + '"'
-                              for key, value in attrs.items()])
+        if not attrs:
+            start = f"<{tag}{declaration}"
+        elif _ATTR_SPECIAL("".join(attrs.values())):
+            start = f"<{tag}{declaration}" + "".join(
+                [f' {key}="{escape_attr(value)}"' for key, value in attrs.items()])
+        else:
+            start = f"<{tag}{declaration}" + "".join(
+                [f' {key}="{value}"' for key, value in attrs.items()])
         children = self.children
         if not children:
-            out.append(start + "/>")
+            out.append(f"{start}/>")
             return
-        out.append(start + ">")
+        if len(children) == 1:
+            text = children[0]
+            if isinstance(text, str):
+                # A leaf holding only its text (<body/>): one string.
+                if _TEXT_SPECIAL(text):
+                    text = text.translate(_TEXT_ESCAPES)
+                out.append(f"{start}>{text}</{tag}>")
+                return
+        out.append(f"{start}>")
         for child in children:
             if isinstance(child, str):
                 out.append(escape_text(child))
             else:
                 child._write(out, ns, prefixes)
-        out.append("</" + tag + ">")
+        out.append(f"</{tag}>")
 
     def __repr__(self) -> str:
         return f"<Element {self.serialize()[:200]}>"

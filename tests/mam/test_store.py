@@ -143,3 +143,23 @@ async def test_retried_batch_keeps_what_is_there(storage: SqlStorage,
     assert page.messages[0].message == first[0][9]
     await store.close_writer()
     await store.close_writer()  # closing twice (a module stopped twice) is harmless
+
+
+async def test_a_null_where_the_schema_forbids_it_fails_the_batch(storage: SqlStorage) -> None:
+    """SQLite's writer thread inserts with INSERT OR IGNORE (no statement journal), which
+    would skip a row with a NULL in a NOT NULL column without a word: the batch fails
+    instead, as it does with the other backends' statements, and nothing of it is written
+    (the async writer keeps it for the next flush)."""
+    store = await mam_store(storage)
+    ids = IdGenerator()
+    good = row(ids.next())
+    bad = (ids.next(), S, "alice", "bob@example.com", "r", "O", None, None, None, "<m/>")
+    with pytest.raises(Exception, match="(?i)null"):
+        await store.insert_many([good, bad])  # type: ignore[list-item]
+    page = await store.lookup(S, "alice", Query(), 50, simple=False)
+    assert page.count == 0
+    # origin_id and search_body may be NULL: such rows are written.
+    await store.insert_many([good, bad[:6] + ("alice@example.com/a",) + bad[7:]])
+    page = await store.lookup(S, "alice", Query(), 50, simple=False)
+    assert page.count == 2
+    await store.close_writer()

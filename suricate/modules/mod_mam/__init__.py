@@ -54,7 +54,7 @@ from suricate.modules.mod_mam.query import (
     stamp_of,
 )
 from suricate.modules.mod_mam.store import MamStore, Prefs, Row
-from suricate.modules.mod_mam.writer import AsyncWriter, Retraction
+from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
@@ -145,7 +145,8 @@ def _common(default: Any) -> dict[str, Option]:
                                              "once."),
         "pool_size": Option(Int(min=1), 4 * (os.cpu_count() or 1),
                             "MongooseIM's number of writers: the lane of this process (one "
-                            "event loop) flushes at batch_size x pool_size rows.",
+                            "event loop) flushes at batch_size x pool_size rows (one-to-one "
+                            "archives: at least 2048, see docs/mam.md).",
                             default_doc="4 x CPU cores"),
     }, doc="MongooseIM's async_writer.")
     return {
@@ -252,6 +253,10 @@ class IdGenerator:
         return candidate
 
 
+#: The prefs of an account that stored none (archive everything), one shared instance, never
+#: changed: an account's cached prefs that are these are recognized by identity.
+ARCHIVE_ALL = Prefs("always", [], [])
+
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
 
 
@@ -332,7 +337,8 @@ class ModMam(Module):
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(
-            self.store, batch_size=aw["batch_size"] * aw["pool_size"] if enabled else 1,
+            self.store,
+            batch_size=max(BATCH_FLOOR, aw["batch_size"] * aw["pool_size"]) if enabled else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
         if self.muc_archive is not None:
@@ -546,6 +552,8 @@ class ModMam(Module):
         prefs = self._prefs.get(owner)
         if prefs is None:
             return None
+        if prefs is ARCHIVE_ALL:
+            return True  # what nearly every account has: no lists to look through
         return self._decide_with(prefs, owner, peer)
 
     @staticmethod
@@ -566,8 +574,9 @@ class ModMam(Module):
         if cached is not None:
             return cached
         assert owner.local is not None
-        prefs = await self.store.get_prefs(owner.domain, owner.local) or \
-            Prefs("always", [], [])
+        prefs = await self.store.get_prefs(owner.domain, owner.local)
+        if prefs is None or prefs == ARCHIVE_ALL:
+            prefs = ARCHIVE_ALL  # the one instance ``_decide`` recognizes by identity
         if self.cache_users and self.server.sessions.resources(owner):
             self._prefs[owner] = prefs
         return prefs
@@ -742,7 +751,7 @@ class ModMam(Module):
             prefs = _parse_prefs(iq.payload)
             await self.store.set_prefs(owner.domain, owner.local, prefs)
             if self.cache_users and self.server.sessions.resources(owner):
-                self._prefs[owner] = prefs
+                self._prefs[owner] = ARCHIVE_ALL if prefs == ARCHIVE_ALL else prefs
             else:
                 self._prefs.pop(owner, None)
             event = SET_PREFS

@@ -27,6 +27,16 @@ _INSERT = f"INSERT INTO mam_message ({', '.join(INSERT_COLUMNS)}) VALUES "
 CHUNK_SIZES = (256, 64, 16, 4, 1)
 _INSERTS = {size: _INSERT + ", ".join([_ONE_ROW] * size) + " ON CONFLICT DO NOTHING"
             for size in CHUNK_SIZES}
+#: The SQLite writer thread's statements: INSERT OR IGNORE keeps a row already there as
+#: ON CONFLICT DO NOTHING does, and since no constraint can then abort the statement midway,
+#: SQLite writes no statement journal for it (about three quarters of the bytes a flush
+#: wrote, see docs/mam.md). OR IGNORE would also skip a row with a NULL in a NOT NULL
+#: column: ``NOT_NULL`` says which, and the writer thread refuses such a batch instead.
+WRITER_INSERTS = {size: _INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+                  + ", ".join([_ONE_ROW] * size) for size in CHUNK_SIZES}
+#: Positions in a ``Row`` of the columns declared NOT NULL (all but origin_id, search_body).
+NOT_NULL = tuple(i for i, c in enumerate(INSERT_COLUMNS) if c not in ("origin_id",
+                                                                        "search_body"))
 
 
 @dataclass(slots=True)
@@ -93,7 +103,8 @@ class MamStore(ModuleStore):
             if path == ":memory:" or path.startswith("file:"):
                 return None  # another connection would not see the same database
             self._thread = SqliteWriterThread(
-                path, _INSERTS, busy_timeout_ms=getattr(self.db, "busy_timeout_ms", 5000))
+                path, WRITER_INSERTS, not_null=NOT_NULL,
+                busy_timeout_ms=getattr(self.db, "busy_timeout_ms", 5000))
         return self._thread
 
     async def close_writer(self) -> None:

@@ -26,6 +26,14 @@ from suricate.modules.mod_mam.store import MamStore, Row
 
 log = logging.getLogger("suricate.mod_mam")
 
+#: Rows in a full batch at least, whatever ``batch_size x pool_size`` says (2 x 30 x 4 per
+#: core: 240 on this 2-core machine). A transaction's cost is mostly per B-tree page it
+#: dirties (one index leaf per archive), so rows per transaction is what makes a row cheap:
+#: SQLite's writer thread spends 26 µs per row at 240 rows, 9-11 at 2048 (bench/mam_rows.py,
+#: docs/mam.md); PostgreSQL's COPY 3.5 µs at 240, 1.7 at 2400. Rows still wait at most
+#: ``flush_interval`` at low rates, and a query flushes its archive first.
+BATCH_FLOOR = 2048
+
 #: A retraction waiting for its turn: (server, username, peer, origin_id, direction,
 #: retraction's id, stamp). Applied after the rows queued before it.
 Retraction = tuple[str, str, str, str, str, int, str]
@@ -70,8 +78,14 @@ class AsyncWriter:
 
     # -- hot path (sync) ---------------------------------------------------------------------
     def add(self, row: Row) -> None:
-        shard = self._shard(row[1], row[2])
-        shard.rows.append(row)
+        shards = self.shards
+        shard = shards[0] if len(shards) == 1 else self._shard(row[1], row[2])
+        rows = shard.rows
+        rows.append(row)
+        # Most rows only join the lane: its timer (or a flush in progress) is already there.
+        if len(rows) < self.batch_size and (shard.timer is not None or shard.flushing) \
+                and not self._stopped:
+            return
         self._schedule(shard)
 
     def add_retraction(self, retraction: Retraction) -> None:
