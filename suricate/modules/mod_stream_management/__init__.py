@@ -238,7 +238,9 @@ class ModStreamManagement(Module):
         if old is None and self.handover is not None and c2s.user is not None \
                 and previd not in self.stale:
             # Not here: maybe held by another node, or left by a dead one (handover.py).
-            return await self.handover.resume(c2s, previd, h)
+            # In a task of its own: the stream may run this step outside any task, and the
+            # Redis pool's wait for a free connection (asyncio.timeout) needs one.
+            return await asyncio.ensure_future(self.handover.resume(c2s, previd, h))
         old_sm = SM.get(old) if old is not None else None
         if old is None or old is c2s or c2s.user is None or old.jid is None \
                 or old.jid.bare != c2s.user.bare or old_sm is None:

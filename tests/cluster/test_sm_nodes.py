@@ -1,0 +1,216 @@
+"""XEP-0198 §5 resumption across nodes (``sm_backend = "redis"``): two ``suricate serve``
+processes sharing the real Redis and one SQLite file; real slixmpp clients (xep_0198) and the
+raw SASL2 client for exact answers.
+
+What is proven: a session resumes on the other, live node with the stanzas it had not
+acknowledged, and its old node lets go of it (the Redis row and the SM record name the new
+node); of two resumes racing for one session exactly one gets it, the other is told
+<failed><item-not-found/>; a session whose node was SIGKILLed resumes on the survivor from
+its Redis copy, with what was waiting for it before the kill."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.test_redis_nodes import SURICATE, Node, _rows, _sync, stop_node
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import MODULES_TOML, Client, connect, disconnect, eventually, free_port, \
+    server_toml
+from tests.mobile.client import Sasl2Client, bind2
+
+pytestmark = pytest.mark.xdist_group("redis_nodes")
+
+SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\n[modules.mod_sasl2]\n" \
+    "[modules.mod_bind2]\n"
+
+
+def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+    pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
+            f"database = {db}\n")
+    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=SM_MODULES)
+    return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
+
+
+def _start(tmp: Path, db: int, tag: str) -> Node:
+    c2s, tls = free_port(), free_port()
+    config = tmp / f"{tag}.toml"
+    config.write_text(_toml(tmp, c2s, tls, db))
+    before = set(_sync(db).hkeys("suricate:nodes"))
+    log = tmp / f"{tag}.log"
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert "serving localhost" in banner, (banner, log.read_text())
+    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    assert len(added) == 1, added
+    return Node(proc, c2s, tls, log, added.pop())
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, redis_db: int) -> Any:
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
+    nodes = [_start(tmp_path, redis_db, f"n{i}") for i in range(2)]
+    try:
+        yield nodes[0], nodes[1], redis_db
+    finally:
+        for node in nodes:
+            stop_node(node)
+        _sync(redis_db).flushdb()
+
+
+def _sm_record(db: int) -> tuple[str, dict[str, str]]:
+    keys = _sync(db).keys("suricate:sm:*")
+    assert len(keys) == 1, keys
+    node, jid = _sync(db).hmget(keys[0], ["node", "jid"])  # the rest is marshalled data
+    return keys[0].split(":", 2)[2], {"node": node, "jid": jid}
+
+
+def _buffered(db: int, sm_id: str) -> int:
+    return int(_sync(db).llen(f"suricate:smbuf:{sm_id}"))
+
+
+async def _phone(node: Node, db: int) -> tuple[Client, str]:
+    """alice@localhost/phone with stream management (slixmpp xep_0198), available; its SM
+    id once the node recorded it in Redis."""
+    alice = await connect(node, "alice@localhost/phone", "pw",  # type: ignore[arg-type]
+                          plugins=("xep_0198",))
+    alice.send_presence()
+    await eventually(lambda: bool(_sync(db).keys("suricate:sm:*")))
+    sm_id, record = _sm_record(db)
+    assert record["node"] == node.name and record["jid"] == "alice@localhost/phone"
+    return alice, sm_id
+
+
+async def _bodies(client: Client, count: int) -> list[str]:
+    return [(await client.next_message(5))["body"] for _ in range(count)]
+
+
+async def _nothing_more(client: Client) -> None:
+    with contextlib.suppress(TimeoutError):
+        extra = await client.next_message(0.5)
+        raise AssertionError(f"unexpected message {extra['body']!r}")
+
+
+async def _resume_on(alice: Client, node: Node) -> None:
+    resumed = asyncio.get_running_loop().create_future()
+    alice.add_event_handler("session_resumed",
+                            lambda _: resumed.done() or resumed.set_result(True))
+    alice.connect("127.0.0.1", node.c2s_port)  # type: ignore[attr-defined]
+    await asyncio.wait_for(resumed, 10)
+
+
+def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        alice, sm_id = await _phone(a, db)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            bob.send_message(mto="alice@localhost/phone", mbody="m1", mtype="chat")
+            assert await _bodies(alice, 1) == ["m1"]
+            alice.abort()  # the phone loses its network: node A keeps the session
+            for i in (2, 3, 4):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
+            # Held on A for the client (its copy in Redis shows them: copy_to_redis).
+            await eventually(lambda: _buffered(db, sm_id) == 3)
+            await _resume_on(alice, b)
+            assert await _bodies(alice, 3) == ["m2", "m3", "m4"]
+            await _nothing_more(alice)
+            # B holds the session now; A let go of it (the row and the record name B).
+            assert _rows(db, "alice@localhost")["phone"][0] == b.name
+            assert _sm_record(db)[1]["node"] == b.name
+            assert "c2s_session_moved_away jid=alice@localhost/phone" in a.log.read_text()
+            # the conversation goes on, both ways, over the resumed stream
+            bob.send_message(mto="alice@localhost/phone", mbody="m5", mtype="chat")
+            assert await _bodies(alice, 1) == ["m5"]
+            alice.send_message(mto="bob@localhost/desk", mbody="back", mtype="chat")
+            assert (await bob.next_message(5))["body"] == "back"
+        finally:
+            await disconnect(alice, bob)
+        # A clean end on B removes the record.
+        await eventually(lambda: not _sync(db).keys("suricate:sm*"))
+
+    asyncio.run(run())
+
+
+def test_two_racing_resumes_one_wins(two_nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        def login() -> tuple[Sasl2Client, str, str]:
+            c = Sasl2Client(a.tls_port, direct_tls=True)
+            c.features()
+            out = c.plain("alice", "pw", bind2("raw", "<enable xmlns='urn:xmpp:sm:3' "
+                                                      "resume='true'/>"))
+            assert out.ok and out.jid, out.xml
+            found = re.search(r"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", out.xml)
+            assert found, out.xml
+            return c, found.group(1), out.jid
+
+        c, sm_id, jid = await asyncio.to_thread(login)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            for i in (1, 2):
+                bob.send_message(mto=jid, mbody=f"x{i}", mtype="chat")
+            await asyncio.to_thread(c.expect, r"<body>x2</body>")
+            c.close()  # read, never acknowledged
+            await eventually(lambda: _buffered(db, sm_id) == 2)
+
+            def resume() -> tuple[Sasl2Client, str]:
+                n = Sasl2Client(b.tls_port, direct_tls=True)
+                n.features()
+                out = n.plain("alice", "pw", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                                             f"previd='{sm_id}'/>")
+                return n, out.xml
+
+            (n1, out1), (n2, out2) = await asyncio.gather(asyncio.to_thread(resume),
+                                                          asyncio.to_thread(resume))
+            won = [(n, out) for n, out in ((n1, out1), (n2, out2)) if "<resumed" in out]
+            lost = [out for out in (out1, out2) if "<resumed" not in out]
+            assert len(won) == 1 and len(lost) == 1, (out1, out2)
+            assert "<failed xmlns='urn:xmpp:sm:3'><item-not-found" in lost[0], lost[0]
+            winner = won[0][0]
+            rest = await asyncio.to_thread(winner.expect, r".*?<body>x2</body>")
+            assert re.findall(r"<body>(x\d)</body>", rest.group(0)) == ["x1", "x2"]
+            for n in (n1, n2):
+                n.close()
+        finally:
+            await disconnect(bob)
+
+    asyncio.run(run())
+
+
+def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        alice, sm_id = await _phone(a, db)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            alice.abort()
+            for i in (1, 2, 3):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"k{i}", mtype="chat")
+            await eventually(lambda: _buffered(db, sm_id) == 3)
+            await asyncio.sleep(0.5)
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(10)
+            await _resume_on(alice, b)
+            assert await _bodies(alice, 3) == ["k1", "k2", "k3"]
+            await _nothing_more(alice)
+            assert _sm_record(db)[1]["node"] == b.name
+            assert "sm_resumed_from_copy" in b.log.read_text()
+            bob.send_message(mto="alice@localhost/phone", mbody="k4", mtype="chat")
+            assert await _bodies(alice, 1) == ["k4"]
+        finally:
+            await disconnect(alice, bob)
+
+    asyncio.run(run())
