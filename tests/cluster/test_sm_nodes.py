@@ -22,8 +22,15 @@ import pytest
 
 from tests.cluster.test_redis_nodes import SURICATE, Node, _rows, _sync, stop_node
 from tests.cluster.test_workers import LIMIT, _register
-from tests.e2e.harness import MODULES_TOML, Client, connect, disconnect, eventually, free_port, \
-    server_toml
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+    server_toml,
+)
 from tests.mobile.client import Sasl2Client, bind2
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")

@@ -263,6 +263,16 @@ class ModStreamManagement(Module):
                             sm: StreamManagement | None = None) -> Element:
         """§5 across nodes: ``c2s`` continues a session that another node held (handed
         over, or rebuilt from its Redis copy). ``unacked`` is sent again after <resumed/>."""
+        if c2s.state == S.CLOSED:
+            # The client left while the session travelled: it ends here, unresumed, and
+            # what it had not acknowledged goes elsewhere (other resources, offline), as
+            # for a session whose resumption timed out.
+            c2s.jid = state.jid
+            for stanza in unacked:
+                self.server.undeliverable(stanza, c2s)
+            if self.mirror is not None:
+                self.mirror.ended(sm_id)
+            return failed("item-not-found")
         if sm is None:
             sm = self.new_sm(sm_id)
             sm.h_in = state.h_in
