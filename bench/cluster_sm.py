@@ -13,6 +13,10 @@ connection (abort) and resumes, one after the other, three times:
 What is timed: from the client's ``<resume/>`` to the server's ``<resumed/>`` followed by
 the ``--unacked`` messages sent again (authentication before it is not counted).
 
+Also the cost of ``copy_to_redis`` per stanza, in-process: the stream's hot path
+(``MirroredSM`` against the plain counters: a stanza sent, an acknowledgement every 10) and
+one batch written to the private Redis (1000 sessions x 10 new stanzas each).
+
     python bench/cluster_sm.py [--sessions 50 --unacked 5 --workdir /tmp/x --cores 0,1]
 """
 
@@ -38,8 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import Node, start_redis  # noqa: E402
 from bench.common import free_port  # noqa: E402
-from bench.loadgen import PASSWORD, Client, _between, _scram_final, client_context, \
-    header  # noqa: E402
+from bench.loadgen import (
+    PASSWORD,
+    Client,
+    _between,
+    _scram_final,
+    client_context,
+    header,  # noqa: E402
+)
 from bench.run import account_names  # noqa: E402
 from suricate.net.certs import ensure_self_signed  # noqa: E402
 
@@ -135,6 +145,64 @@ async def scenario(nodes: list[SmNode], a: argparse.Namespace) -> dict[str, Any]
     return result
 
 
+class _Session:
+    """What a batch reads of a c2s."""
+
+    def __init__(self, jid: Any, sm: Any) -> None:
+        self.jid = jid
+        self.presence = None
+        self.priority = 0
+        self.module_state = {"mod_stream_management": sm}
+
+
+def copy_cost(redis_port: int) -> dict[str, float]:
+    from redis.asyncio import Redis
+
+    from suricate.jid import JID
+    from suricate.modules.mod_stream_management.mirror import Mirror, MirroredSM
+    from suricate.protocol.sm import StreamManagement
+    from suricate.xml.element import Element
+
+    stanza = Element("message", "jabber:client", {"to": "u1@localhost/phone", "type": "chat",
+                                                  "from": "u2@localhost/desk", "id": "abc"})
+    stanza.add("body").text = "Hello! This is a benchmark message of a typical chat size."
+    count = 200_000
+
+    def hot(sm: StreamManagement) -> float:
+        t0 = time.perf_counter()
+        for i in range(1, count + 1):
+            sm.stanza_out(stanza)
+            sm.stanza_in()
+            if i % 10 == 0:
+                sm.ack(sm.h_out)
+        return (time.perf_counter() - t0) / count * 1e9
+
+    async def batch() -> float:
+        redis = Redis(port=redis_port)
+        sessions: dict[str, Any] = {}
+        mirror = Mirror(redis, "bench", "bench:", True, sessions.get)
+        for i in range(1000):
+            sm = mirror.new_sm(f"id{i}", None, None)
+            sessions[f"id{i}"] = _Session(JID("u", "localhost", f"r{i}"), sm)
+        await mirror.flush()  # the records exist
+        for session in sessions.values():
+            for _ in range(10):
+                session.module_state["mod_stream_management"].stanza_out(stanza)
+        t0 = time.perf_counter()
+        await mirror.flush()
+        elapsed = time.perf_counter() - t0
+        await redis.flushdb()
+        await redis.aclose()
+        return elapsed / 10_000 * 1e6
+
+    dirty: set[str] = set()
+    plain = min(hot(StreamManagement("x", True, None, None)) for _ in range(3))
+    mirrored = min(hot(MirroredSM("x", True, None, None, dirty, asyncio.Event()))
+                   for _ in range(3))
+    return {"hot_path_plain_ns": round(plain), "hot_path_mirrored_ns": round(mirrored),
+            "batch_us_per_stanza": round(asyncio.run(batch()), 2)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,6 +229,7 @@ def main() -> int:
             node.start()
         time.sleep(1.0)  # both joined and see each other
         result = asyncio.run(scenario(nodes, a))
+        result["copy_to_redis"] = copy_cost(redis_port)
     finally:
         for node in nodes:
             node.stop()

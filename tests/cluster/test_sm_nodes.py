@@ -35,8 +35,9 @@ from tests.mobile.client import Sasl2Client, bind2
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
-SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\n[modules.mod_sasl2]\n" \
-    "[modules.mod_bind2]\n"
+# resume_timeout: a dead node's session nobody resumes ends within the test's patience.
+SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 4\n" \
+    "[modules.mod_sasl2]\n[modules.mod_bind2]\n"
 
 
 def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
@@ -74,27 +75,31 @@ def two_nodes(tmp_path: Path, redis_db: int) -> Any:
         _sync(redis_db).flushdb()
 
 
-def _sm_record(db: int) -> tuple[str, dict[str, str]]:
-    keys = _sync(db).keys("suricate:sm:*")
-    assert len(keys) == 1, keys
-    node, jid = _sync(db).hmget(keys[0], ["node", "jid"])  # the rest is marshalled data
-    return keys[0].split(":", 2)[2], {"node": node, "jid": jid}
+def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
+    found = []
+    for key in _sync(db).keys("suricate:sm:*"):
+        node, holder_jid = _sync(db).hmget(key, ["node", "jid"])  # the rest is marshalled
+        if holder_jid == jid:
+            found.append((key.split(":", 2)[2], {"node": node, "jid": holder_jid}))
+    assert len(found) == 1, found
+    return found[0]
 
 
 def _buffered(db: int, sm_id: str) -> int:
     return int(_sync(db).llen(f"suricate:smbuf:{sm_id}"))
 
 
-async def _phone(node: Node, db: int) -> tuple[Client, str]:
-    """alice@localhost/phone with stream management (slixmpp xep_0198), available; its SM
+async def _phone(node: Node, db: int, user: str = "alice") -> tuple[Client, str]:
+    """<user>@localhost/phone with stream management (slixmpp xep_0198), available; its SM
     id once the node recorded it in Redis."""
-    alice = await connect(node, "alice@localhost/phone", "pw",  # type: ignore[arg-type]
-                          plugins=("xep_0198",))
-    alice.send_presence()
-    await eventually(lambda: bool(_sync(db).keys("suricate:sm:*")))
-    sm_id, record = _sm_record(db)
-    assert record["node"] == node.name and record["jid"] == "alice@localhost/phone"
-    return alice, sm_id
+    jid = f"{user}@localhost/phone"
+    client = await connect(node, jid, "pw", plugins=("xep_0198",))  # type: ignore[arg-type]
+    client.send_presence()
+    await eventually(lambda: any(_sync(db).hget(k, "jid") == jid
+                                 for k in _sync(db).keys("suricate:sm:*")))
+    sm_id, record = _sm_record(db, jid)
+    assert record["node"] == node.name
+    return client, sm_id
 
 
 async def _bodies(client: Client, count: int) -> list[str]:
@@ -197,16 +202,22 @@ def test_two_racing_resumes_one_wins(two_nodes: tuple[Node, Node, int]) -> None:
 
 
 def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -> None:
+    """alice resumes on the survivor and gets what waited for her; carol never comes back
+    to her session: once resume_timeout passed, what waited for her is stored offline."""
     a, b, db = two_nodes
 
     async def run() -> None:
         alice, sm_id = await _phone(a, db)
+        carol, carol_id = await _phone(a, db, "carol")
         bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         try:
             alice.abort()
+            carol.abort()
             for i in (1, 2, 3):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"k{i}", mtype="chat")
-            await eventually(lambda: _buffered(db, sm_id) == 3)
+            for i in (1, 2):
+                bob.send_message(mto="carol@localhost/phone", mbody=f"c{i}", mtype="chat")
+            await eventually(lambda: _buffered(db, sm_id) == 3 and _buffered(db, carol_id) == 2)
             await asyncio.sleep(0.5)
             a.proc.send_signal(signal.SIGKILL)
             a.proc.wait(10)
@@ -217,7 +228,13 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
             assert "sm_resumed_from_copy" in b.log.read_text()
             bob.send_message(mto="alice@localhost/phone", mbody="k4", mtype="chat")
             assert await _bodies(alice, 1) == ["k4"]
+            # carol's session: reaped with its node (3-4 s), then resume_timeout (4 s)
+            await eventually(lambda: "sm_orphan_ended" in b.log.read_text(), timeout=20)
+            assert f"sm_orphan_ended id={carol_id}" in b.log.read_text()
+            carol = await connect(b, "carol@localhost/desk", "pw")  # type: ignore[arg-type]
+            carol.send_presence()  # offline messages come with the initial presence
+            assert sorted(await _bodies(carol, 2)) == ["c1", "c2"]
         finally:
-            await disconnect(alice, bob)
+            await disconnect(alice, bob, carol)
 
     asyncio.run(run())

@@ -34,7 +34,7 @@ from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT as SM
 from suricate.core.module import Module, SessionSlot
 from suricate.modules.mod_stream_management.handover import Handover, SmCluster
-from suricate.modules.mod_stream_management.mirror import Mirror
+from suricate.modules.mod_stream_management.mirror import Mirror, MirroredSM
 from suricate.modules.mod_stream_management.state import SessionState
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
@@ -301,6 +301,8 @@ class ModStreamManagement(Module):
         <resume/> is forgotten; the rest is sent again once the client has been told."""
         sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
         unacked = sm.take_unacked()
+        if isinstance(sm, MirroredSM):
+            sm.waiting = False
         c2s.adopt(old)  # the session (its module state, these counters included) moves
         RESEND.set(c2s, unacked)
         log.info("c2s_session_resumed jid=%s peer=%s unacked=%d", c2s.jid, c2s.conn.peer,
@@ -324,6 +326,11 @@ class ModStreamManagement(Module):
         sm = SM.get(c2s)
         if kept or sm is None or self.sessions.get(sm.id) is not c2s:
             return kept
+        if isinstance(sm, MirroredSM):
+            # Copied at once from now on (mirror.py), what the last batch missed included.
+            sm.waiting = True
+            sm.dirty.add(sm.id)
+            sm.wake.set()
         self._timers[sm.id] = asyncio.get_running_loop().call_later(
             self.resume_timeout, self._expire, sm.id, c2s)
         return True

@@ -23,14 +23,17 @@ Either way this stream then continues the session as if it had been bound here
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT as SM
 from suricate.core.cluster import NodeUnreachable
+from suricate.jid import JID
 from suricate.modules.mod_stream_management.state import SessionState
 from suricate.protocol.sm import HandledCountTooHigh
+from suricate.xml import ns
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
@@ -43,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_stream_management")
 
 HANDOVER_OP = "mod_stream_management.handover"
+# How much longer than resume_timeout a dead node's keys live: the node ending its orphans
+# finds them (mirror.py).
+ORPHAN_GRACE = 60
 # What the holder answers when the client acknowledges stanzas it never sent (§4, §5).
 TOO_HIGH = "handled-count-too-high"
 
@@ -64,12 +70,15 @@ class Handover:
         self.server = module.server
         self.cluster = cluster
         self.mirror = mirror
+        self._timers: list[asyncio.TimerHandle] = []
 
     def start(self) -> None:
         self.server.cluster.answer_on(HANDOVER_OP, self.hand_over)
         self.cluster.departed_listeners.append(self._departed)
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self.server.cluster.answer_off(HANDOVER_OP)
         if self._departed in self.cluster.departed_listeners:
             self.cluster.departed_listeners.remove(self._departed)
@@ -146,5 +155,35 @@ class Handover:
 
     # -- a node left the cluster -------------------------------------------------------
     def _departed(self, node: str) -> None:
-        # Its sessions wait resume_timeout for their clients, then their keys go.
-        self.server.spawn(self.mirror.expire_node(node, self.module.resume_timeout))
+        """Its sessions wait ``resume_timeout`` for their clients (every node is told and
+        may rebuild them); then the ones nobody resumed end as a timed-out session ends
+        here: what their clients never acknowledged is routed again (RFC 6121 §8: other
+        resources, offline storage), by whichever node takes each first."""
+        timeout = self.module.resume_timeout
+        self.server.spawn(self.mirror.expire_node(node, timeout + ORPHAN_GRACE))
+        self._timers.append(asyncio.get_running_loop().call_later(
+            timeout, lambda: self.server.spawn(self._orphans(node))))
+
+    async def _orphans(self, node: str) -> None:
+        for sm_id in await self.mirror.held_by(node):
+            state = await self.mirror.take(sm_id, node)
+            if state is None:
+                continue  # resumed meanwhile, or another node took it
+            self.mirror.ended(sm_id)
+            routed = 0
+            for stanza in state.unacked:
+                if any(child.xmlns == ns.CARBONS for child in stanza.elements()):
+                    continue  # a copy: the original reached its own recipient
+                self.server.undeliverable(stanza, _Gone(state.jid))
+                routed += 1
+            log.info("sm_orphan_ended id=%s dead_node=%s jid=%s rerouted=%d", sm_id, node,
+                     state.jid, routed)
+
+
+class _Gone:
+    """The session of a dead node that nobody resumed, as ``Server.undeliverable`` reads it."""
+
+    __slots__ = ("jid",)
+
+    def __init__(self, jid: JID) -> None:
+        self.jid = jid

@@ -17,8 +17,11 @@ the new stanzas appended, the acknowledged ones trimmed from the head. Each writ
 script that gives up when another node holds the id now (the session moved on): an old
 batch never overwrites the new holder's copy.
 
-The window: a node that dies loses what happened after its last batch, up to ``BATCH``
-seconds (docs/cluster.md, "Stream management across nodes").
+A session waiting for its client (``resume_session``) is copied at once instead: what
+arrives for it then reached nobody else, so the copy must not lag. The window: a node that
+dies loses what a connected session sent after its last batch, up to ``BATCH`` seconds of
+stanzas already written to the client's socket (docs/cluster.md, "Stream management across
+nodes", says what becomes of them).
 """
 
 from __future__ import annotations
@@ -98,12 +101,16 @@ class MirroredSM(StreamManagement):
     """The XEP-0198 counters of a session copied to Redis: every change marks it for the
     next batch (one set insertion; the batch computes what changed)."""
 
-    __slots__ = ("dirty", "m_out", "m_acked", "rewrite")
+    __slots__ = ("dirty", "wake", "waiting", "m_out", "m_acked", "rewrite")
 
     def __init__(self, sm_id: str, resume: bool, buffer_max: int | None,
-                 ack_freq: int | None, dirty: set[str]) -> None:
+                 ack_freq: int | None, dirty: set[str], wake: asyncio.Event) -> None:
         super().__init__(sm_id, resume, buffer_max, ack_freq)
         self.dirty = dirty
+        self.wake = wake
+        # The connection is gone (resume_session): what arrives now is copied at once,
+        # not at the next batch: nothing reached the client, only the copy keeps it.
+        self.waiting = False
         self.m_out = 0  # h_out and acked as the last batch wrote them
         self.m_acked = 0
         self.rewrite = True  # the list in Redis is written anew at the next batch
@@ -114,6 +121,8 @@ class MirroredSM(StreamManagement):
 
     def stanza_out(self, stanza: Element) -> bool:
         self.dirty.add(self.id)
+        if self.waiting:
+            self.wake.set()
         return super().stanza_out(stanza)
 
     def ack(self, h: int) -> None:
@@ -152,7 +161,7 @@ class Mirror:
     def new_sm(self, sm_id: str, buffer_max: int | None,
                ack_freq: int | None) -> StreamManagement:
         if self.copy:
-            return MirroredSM(sm_id, True, buffer_max, ack_freq, self.dirty)
+            return MirroredSM(sm_id, True, buffer_max, ack_freq, self.dirty, self._wake)
         return StreamManagement(sm_id, True, buffer_max, ack_freq)
 
     def start(self) -> None:
@@ -168,7 +177,8 @@ class Mirror:
 
     # -- what the module tells ----------------------------------------------------------
     def held(self, sm_id: str) -> None:
-        """This node holds ``sm_id`` now (enabled here, or resumed here)."""
+        """This node holds ``sm_id`` now (enabled here, or resumed here): recorded at once
+        (a resume on another node looks for it there)."""
         self._drops.discard(sm_id)
         self.dirty.add(sm_id)
         self._wake.set()
@@ -185,7 +195,9 @@ class Mirror:
     # -- batches ------------------------------------------------------------------------
     async def _batches(self) -> None:
         while True:
-            await asyncio.sleep(BATCH)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), BATCH)
+            self._wake.clear()
             try:
                 await self.flush()
             except Exception:
@@ -260,6 +272,10 @@ class Mirror:
                             loads(presence) if presence else None,
                             int(fields.get("h_in") or 0), int(fields.get("acked") or 0),
                             [loads(s) for s in stanzas])
+
+    async def held_by(self, node: str) -> list[str]:
+        return [_text(m) or "" for m in await self.redis.smembers(
+            f"{self.prefix}node:{node}:sm")]
 
     async def expire_node(self, node: str, seconds: int) -> None:
         await self._expire(keys=[f"{self.prefix}node:{node}:sm"], args=[self.prefix, seconds])
