@@ -177,7 +177,11 @@ def copy_cost(redis_port: int) -> dict[str, float]:
                 sm.ack(sm.h_out)
         return (time.perf_counter() - t0) / count * 1e9
 
-    async def batch() -> float:
+    async def batch(acknowledged: bool) -> float:
+        """CPU seconds of this process for one batch of 1000 sessions that each sent 10
+        stanzas since the last one: left unacknowledged (a client away, or slow to
+        acknowledge: they are copied) or acknowledged before the batch (only the counters
+        are written)."""
         redis = Redis(port=redis_port)
         sessions: dict[str, Any] = {}
         mirror = Mirror(redis, "bench", "bench:", True, sessions.get)
@@ -185,22 +189,29 @@ def copy_cost(redis_port: int) -> dict[str, float]:
             sm = mirror.new_sm(f"id{i}", None, None)
             sessions[f"id{i}"] = _Session(JID("u", "localhost", f"r{i}"), sm)
         await mirror.flush()  # the records exist
-        for session in sessions.values():
-            for _ in range(10):
-                session.module_state["mod_stream_management"].stanza_out(stanza)
-        t0 = time.perf_counter()
-        await mirror.flush()
-        elapsed = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(3):
+            for session in sessions.values():
+                sm = session.module_state["mod_stream_management"]
+                for _ in range(10):
+                    sm.stanza_out(stanza)
+                if acknowledged:
+                    sm.ack(sm.h_out)
+            c0 = time.process_time()
+            await mirror.flush()
+            best = min(best, time.process_time() - c0)
         await redis.flushdb()
         await redis.aclose()
-        return elapsed / 10_000 * 1e6
+        return best
 
     dirty: set[str] = set()
     plain = min(hot(StreamManagement("x", True, None, None)) for _ in range(3))
     mirrored = min(hot(MirroredSM("x", True, None, None, dirty, asyncio.Event()))
                    for _ in range(3))
     return {"hot_path_plain_ns": round(plain), "hot_path_mirrored_ns": round(mirrored),
-            "batch_us_per_stanza": round(asyncio.run(batch()), 2)}
+            "batch_cpu_us_per_unacked_stanza": round(asyncio.run(batch(False)) / 10_000 * 1e6,
+                                                     2),
+            "batch_cpu_us_per_acked_session": round(asyncio.run(batch(True)) / 1000 * 1e6, 2)}
 
 
 def main() -> int:

@@ -45,26 +45,46 @@ log = logging.getLogger("suricate.mod_stream_management")
 
 BATCH = 0.25
 
-# KEYS: sm:<id>, smbuf:<id>, node:<me>:sm. ARGV: me, id, jid, copy, h_in, acked, priority,
-# presence, rewrite (1: the list is written anew), trim (acknowledged since the last batch),
-# then the new stanzas. 0 when another node holds the id now.
+# The sessions of one batch in one call (per command, the client's own cost is some tens
+# of microseconds: one per session would cost more than the copy itself). No KEYS: the
+# keys are made from the ids, as Redis allows outside Redis Cluster (docs/cluster.md).
+# ARGV: me, key prefix, then per session: its fields in one argument (fewer arguments cost
+# less to send), "id jid copy h_in acked priority rewrite trim n" separated by tabs (neither
+# ids nor JIDs hold one); its presence ('-': unchanged; '': unavailable); its n new stanzas.
+# rewrite 1: the list is written anew; trim: how many were acknowledged since the last
+# batch. A session another node holds now is left alone (it moved on). Returns how many
+# were written.
 _WRITE = """
-local owner = redis.call('HGET', KEYS[1], 'node')
-if owner and owner ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'jid', ARGV[3], 'copy', ARGV[4])
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'h_in', ARGV[5], 'acked', ARGV[6], 'priority', ARGV[7],
-             'presence', ARGV[8])
-  if ARGV[9] == '1' then
-    redis.call('DEL', KEYS[2])
-  elseif tonumber(ARGV[10]) > 0 then
-    redis.call('LTRIM', KEYS[2], ARGV[10], -1)
+local me, prefix = ARGV[1], ARGV[2]
+local held = prefix .. 'node:' .. me .. ':sm'
+local i, written = 3, 0
+while i <= #ARGV do
+  local f = {}
+  for field in string.gmatch(ARGV[i], '[^\t]+') do f[#f + 1] = field end
+  local id, n = f[1], tonumber(f[9])
+  local key, buf = prefix .. 'sm:' .. id, prefix .. 'smbuf:' .. id
+  local owner = redis.call('HGET', key, 'node')
+  if (not owner) or owner == me then
+    redis.call('HSET', key, 'node', me, 'jid', f[2], 'copy', f[3])
+    if f[3] == '1' then
+      redis.call('HSET', key, 'h_in', f[4], 'acked', f[5], 'priority', f[6])
+      if ARGV[i + 1] ~= '-' then redis.call('HSET', key, 'presence', ARGV[i + 1]) end
+      if f[7] == '1' then
+        redis.call('DEL', buf)
+      elseif tonumber(f[8]) > 0 then
+        redis.call('LTRIM', buf, f[8], -1)
+      end
+      for j = 1, n do redis.call('RPUSH', buf, ARGV[i + 1 + j]) end
+    end
+    redis.call('SADD', held, id)
+    written = written + 1
   end
-  for i = 11, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  i = i + 2 + n
 end
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1
+return written
 """
+# Sessions per call: one call runs alone in Redis, so a huge batch is cut in pieces.
+PER_CALL = 500
 
 # KEYS: sm:<id>, smbuf:<id>, node:<me>:sm. ARGV: me, id. The session ended here.
 _DROP = """
@@ -101,7 +121,7 @@ class MirroredSM(StreamManagement):
     """The XEP-0198 counters of a session copied to Redis: every change marks it for the
     next batch (one set insertion; the batch computes what changed)."""
 
-    __slots__ = ("dirty", "wake", "waiting", "m_out", "m_acked", "rewrite")
+    __slots__ = ("dirty", "wake", "waiting", "m_out", "m_acked", "m_presence", "rewrite")
 
     def __init__(self, sm_id: str, resume: bool, buffer_max: int | None,
                  ack_freq: int | None, dirty: set[str], wake: asyncio.Event) -> None:
@@ -113,6 +133,7 @@ class MirroredSM(StreamManagement):
         self.waiting = False
         self.m_out = 0  # h_out and acked as the last batch wrote them
         self.m_acked = 0
+        self.m_presence: Any = None  # the presence element last written (by identity)
         self.rewrite = True  # the list in Redis is written anew at the next batch
 
     def stanza_in(self) -> None:
@@ -210,44 +231,60 @@ class Mirror:
         drops, self._drops = self._drops, set()
         if not dirty and not drops:
             return
-        writes: list[tuple[str, list[Any], StreamManagement | None]] = []
+        writes: list[tuple[str, StreamManagement | None]] = []
+        calls: list[list[Any]] = []
+        args: list[Any] = []
         for sm_id in dirty:
             c2s = self._session(sm_id)
             if c2s is None or c2s.jid is None:
                 continue
             sm = c2s.module_state.get(SM_KEY)
-            writes.append((sm_id, self._write_args(sm_id, c2s, sm), sm))
+            writes.append((sm_id, sm))
+            args.extend(self._write_args(sm_id, c2s, sm))
+            if len(writes) % PER_CALL == 0:
+                calls.append(args)
+                args = []
+        if args:
+            calls.append(args)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sm_id, args, _ in writes:
-                    await self._write(keys=self._keys(sm_id), args=args, client=pipe)
+                for call in calls:
+                    await self._write(keys=[], args=[self.node, self.prefix, *call],
+                                      client=pipe)
                 for sm_id in drops:
                     await self._drop(keys=self._keys(sm_id), args=[self.node, sm_id],
                                      client=pipe)
                 await pipe.execute()
         except Exception:
             # Written again at the next batch, whole.
-            for sm_id, _, sm in writes:
+            for sm_id, sm in writes:
                 if isinstance(sm, MirroredSM):
                     sm.rewrite = True
+                    sm.m_presence = None
                 self.dirty.add(sm_id)
             self._drops |= drops
             raise
 
-    def _write_args(self, sm_id: str, c2s: C2S, sm: Any) -> list[Any]:
-        args: list[Any] = [self.node, sm_id, str(c2s.jid)]
+    @staticmethod
+    def _write_args(sm_id: str, c2s: C2S, sm: Any) -> list[Any]:
+        """One session's part of a ``_WRITE`` call: what changed since the last batch."""
         if not isinstance(sm, MirroredSM):
-            return [*args, "0", 0, 0, 0, b"", "0", 0]
-        presence = dumps(c2s.presence) if c2s.presence is not None else b""
+            return [f"{sm_id}\t{c2s.jid}\t0\t0\t0\t0\t0\t0\t0", "-"]
+        presence: Any = "-"
+        if sm.m_presence is not c2s.presence or sm.rewrite:
+            presence = dumps(c2s.presence) if c2s.presence is not None else b""
+            sm.m_presence = c2s.presence
         new = (sm.h_out - sm.m_out) % MOD
         trim = (sm.acked - sm.m_acked) % MOD
+        # Stanzas sent and acknowledged between two batches are never written.
         rewrite = sm.rewrite or new > len(sm.buffer)
-        buffer = list(sm.buffer)
-        stanzas = buffer if rewrite else buffer[len(buffer) - new:]
+        buffer = sm.buffer
+        stanzas = list(buffer) if rewrite else [buffer[i] for i in
+                                                range(len(buffer) - new, len(buffer))]
         sm.m_out, sm.m_acked, sm.rewrite = sm.h_out, sm.acked, False
-        return [*args, "1", sm.h_in, sm.acked, c2s.priority, presence,
-                "1" if rewrite else "0", 0 if rewrite else trim,
-                *(dumps(s) for s in stanzas)]
+        fields = (f"{sm_id}\t{c2s.jid}\t1\t{sm.h_in}\t{sm.acked}\t{c2s.priority}\t"
+                  f"{1 if rewrite else 0}\t{0 if rewrite else trim}\t{len(stanzas)}")
+        return [fields, presence, *(dumps(s) for s in stanzas)]
 
     # -- reading ------------------------------------------------------------------------
     async def holder(self, sm_id: str) -> tuple[str | None, str | None, bool]:
