@@ -15,11 +15,15 @@ import contextlib
 import re
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from suricate.jid import JID
+from suricate.xml import ns
+from suricate.xml.element import Element
 from tests.cluster.test_redis_nodes import SURICATE, Node, _rows, _sync, stop_node
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import (
@@ -236,5 +240,74 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
             assert sorted(await _bodies(carol, 2)) == ["c1", "c2"]
         finally:
             await disconnect(alice, bob, carol)
+
+    asyncio.run(run())
+
+
+class _Session:
+    """What the copy reads of a c2s."""
+
+    def __init__(self, sm: Any) -> None:
+        self.jid = JID("alice", "localhost", "phone")
+        self.presence = None
+        self.priority = 3
+        self.module_state = {"mod_stream_management": sm}
+
+
+def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
+    """The Redis copy written in batches (appended, trimmed, written anew after a take of
+    the buffer) holds exactly what the client has not acknowledged; one taker gets it; the
+    old holder's late batch does not overwrite the new holder's record."""
+    from redis.asyncio import Redis
+
+    from suricate.modules.mod_stream_management.mirror import Mirror
+    from suricate.protocol.sm import StreamManagement
+
+    def message(i: int) -> Element:
+        return Element("message", ns.CLIENT, {"id": f"m{i}"}, [Element("body", None, {}, [
+            f"body {i}"])])
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db)
+        prefix = f"unit-{uuid.uuid4().hex[:6]}:"
+        try:
+            sessions: dict[str, Any] = {}
+            old = Mirror(client, "n1", prefix, True, sessions.get)
+            sm: StreamManagement = old.new_sm("id1", None, None)
+            sessions["id1"] = _Session(sm)
+            old.held("id1")
+            for i in range(5):
+                sm.stanza_out(message(i))
+            await old.flush()
+            sm.ack(2)
+            for i in (5, 6):
+                sm.stanza_out(message(i))
+            sm.stanza_in()
+            await old.flush()
+            assert await client.llen(f"{prefix}smbuf:id1") == 5
+            sm.ack(3)
+            resent = sm.take_unacked()  # a resumption here: sent again, so counted again
+            for stanza in resent:
+                sm.stanza_out(stanza)
+            await old.flush()
+            new = Mirror(client, "n2", prefix, True, {}.get)
+            state = await new.take("id1", "n1")
+            assert state is not None and str(state.jid) == "alice@localhost/phone"
+            assert (state.h_in, state.acked, state.priority) == (1, 3, 3)
+            assert [s.attrs["id"] for s in state.unacked] == ["m3", "m4", "m5", "m6"]
+            assert state.unacked[0].find("body") is not None
+            # the client got up to m5: only m6 is left to send again
+            fresh = StreamManagement("id1", True, None, None)
+            assert [s.attrs["id"] for s in state.counters_for(fresh, 6)] == ["m6"]
+            assert (fresh.h_in, fresh.acked, fresh.h_out) == (1, 6, 6)
+            assert await Mirror(client, "n3", prefix, True, {}.get).take("id1", "n1") is None
+            sm.stanza_out(message(7))  # the old holder's late batch
+            await old.flush()
+            assert await client.hget(f"{prefix}sm:id1", "node") == b"n2"
+            assert await client.llen(f"{prefix}smbuf:id1") == 4
+        finally:
+            for key in await client.keys(f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
 
     asyncio.run(run())

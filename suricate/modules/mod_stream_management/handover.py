@@ -165,6 +165,10 @@ class Handover:
             timeout, lambda: self.server.spawn(self._orphans(node))))
 
     async def _orphans(self, node: str) -> None:
+        if not await self._gone(node):
+            # Reaped while paused (SIGSTOP) and back: its sessions are its own again.
+            log.warning("sm_departed_node_back node=%s", node)
+            return
         for sm_id in await self.mirror.held_by(node):
             state = await self.mirror.take(sm_id, node)
             if state is None:

@@ -76,6 +76,9 @@ while i <= #ARGV do
       end
       for j = 1, n do redis.call('RPUSH', buf, ARGV[i + 1 + j]) end
     end
+    -- a node taken for dead while paused is back: its keys live on
+    redis.call('PERSIST', key)
+    redis.call('PERSIST', buf)
     redis.call('SADD', held, id)
     written = written + 1
   end
