@@ -41,7 +41,7 @@ pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 # resume_timeout: a dead node's session nobody resumes ends within the test's patience.
 SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 4\n" \
-    "[modules.mod_sasl2]\n[modules.mod_bind2]\n"
+    "[modules.mod_sasl2]\n[modules.mod_bind2]\n[modules.mod_csi]\n"
 
 
 def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
@@ -116,6 +116,16 @@ async def _nothing_more(client: Client) -> None:
         raise AssertionError(f"unexpected message {extra['body']!r}")
 
 
+def _from_bob(client: Client, seen: dict[int, list[str]] = {}) -> list[str]:  # noqa: B006
+    """The statuses of the presences bob sent ``client`` so far (read from its queue)."""
+    got = seen.setdefault(id(client), [])
+    while not client.presences.empty():
+        presence = client.presences.get_nowait()
+        if str(presence["from"]) == "bob@localhost/desk" and presence["status"]:
+            got.append(presence["status"])
+    return got
+
+
 async def _resume_on(alice: Client, node: Node) -> None:
     resumed = asyncio.get_running_loop().create_future()
     alice.add_event_handler("session_resumed",
@@ -133,6 +143,12 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
         try:
             bob.send_message(mto="alice@localhost/phone", mbody="m1", mtype="chat")
             assert await _bodies(alice, 1) == ["m1"]
+            # XEP-0352: the phone goes inactive; a presence (not urgent) waits on A for it
+            alice.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
+            await asyncio.sleep(0.3)
+            bob.send_presence(pto="alice@localhost/phone", pstatus="p1")
+            await asyncio.sleep(0.3)
+            assert _from_bob(alice) == []
             alice.abort()  # the phone loses its network: node A keeps the session
             for i in (2, 3, 4):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
@@ -145,6 +161,13 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
             assert _rows(db, "alice@localhost")["phone"][0] == b.name
             assert _sm_record(db)[1]["node"] == b.name
             assert "c2s_session_moved_away jid=alice@localhost/phone" in a.log.read_text()
+            # mod_csi followed the session (session_handover): still inactive on B, with
+            # what A held back; <active/> brings it and what B held back since
+            bob.send_presence(pto="alice@localhost/phone", pstatus="p2")
+            await asyncio.sleep(0.3)
+            assert "p2" not in _from_bob(alice)
+            alice.send_raw("<active xmlns='urn:xmpp:csi:0'/>")
+            await eventually(lambda: _from_bob(alice)[-2:] == ["p1", "p2"])
             # the conversation goes on, both ways, over the resumed stream
             bob.send_message(mto="alice@localhost/phone", mbody="m5", mtype="chat")
             assert await _bodies(alice, 1) == ["m5"]
