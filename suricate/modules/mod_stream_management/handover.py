@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import marshal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from suricate.core import hooks as H
@@ -148,10 +149,16 @@ class Handover:
         modules: dict[str, Any] = self.server.hooks.fold(H.SESSION_HANDOVER, {}, c2s, False)
         state = SessionState(c2s.jid, c2s.priority, c2s.presence, sm.h_in, sm.acked,
                              sm.take_unacked(), modules)
+        plain = state.to_plain()
+        try:
+            marshal.dumps(plain)  # what the answer does: checked before letting go
+        except ValueError:
+            log.error("sm_handover_state_not_plain id=%s modules=%s", previd, sorted(modules))
+            plain["modules"] = {}
         c2s.moved_away()
         log.info("sm_handed_over id=%s jid=%s unacked=%d", previd, state.jid,
                  len(state.unacked))
-        return state.to_plain()
+        return plain
 
     # -- a node left the cluster -------------------------------------------------------
     def _departed(self, node: str) -> None:
