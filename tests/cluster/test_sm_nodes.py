@@ -76,7 +76,10 @@ def two_nodes(tmp_path: Path, redis_db: int) -> Any:
     finally:
         for node in nodes:
             stop_node(node)
-        _sync(redis_db).flushdb()
+        # What a killed node left; not FLUSHDB: the database's claim (conftest) must stay.
+        left = _sync(redis_db)
+        for key in left.keys("suricate:*"):
+            left.delete(key)
 
 
 def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
