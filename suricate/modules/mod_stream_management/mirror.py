@@ -176,7 +176,8 @@ class Mirror:
         self._take = redis.register_script(_TAKE)
         self._expire = redis.register_script(_EXPIRE)
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a batch now (a waiting session's stanza, stop)
+        self._stopped = False
 
     def _keys(self, sm_id: str, node: str | None = None) -> list[str]:
         return [f"{self.prefix}sm:{sm_id}", f"{self.prefix}smbuf:{sm_id}",
@@ -192,10 +193,14 @@ class Mirror:
         self._task = asyncio.get_running_loop().create_task(self._batches())
 
     async def stop(self) -> None:
+        # A flag, not only a cancellation: Python 3.11's wait_for can turn a cancellation
+        # into a timeout (seen here: a stop that never ended), so the loop is told.
+        self._stopped = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=5)
+            if not done:
+                self._task.cancel()
         with contextlib.suppress(Exception):
             await self.flush()
 
@@ -218,10 +223,14 @@ class Mirror:
 
     # -- batches ------------------------------------------------------------------------
     async def _batches(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), BATCH)
+        loop = asyncio.get_running_loop()
+        while not self._stopped:
+            timer = loop.call_later(BATCH, self._wake.set)
+            await self._wake.wait()
+            timer.cancel()
             self._wake.clear()
+            if self._stopped:
+                return
             try:
                 await self.flush()
             except Exception:
