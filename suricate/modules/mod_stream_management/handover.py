@@ -62,6 +62,7 @@ class SmCluster(Protocol):
     name: str
     redis: Any
     departed_listeners: list[Callable[[str], None]]
+    rewrite_listeners: list[Callable[[], None]]
     store: Any  # RedisSessions: prefix
 
 
@@ -76,6 +77,7 @@ class Handover:
     def start(self) -> None:
         self.server.cluster.answer_on(HANDOVER_OP, self.hand_over)
         self.cluster.departed_listeners.append(self._departed)
+        self.cluster.rewrite_listeners.append(self._rewrite)
 
     def stop(self) -> None:
         for timer in self._timers:
@@ -83,6 +85,12 @@ class Handover:
         self.server.cluster.answer_off(HANDOVER_OP)
         if self._departed in self.cluster.departed_listeners:
             self.cluster.departed_listeners.remove(self._departed)
+        if self._rewrite in self.cluster.rewrite_listeners:
+            self.cluster.rewrite_listeners.remove(self._rewrite)
+
+    def _rewrite(self) -> None:
+        # Redis came back empty, or a Sentinel failover: our records may be gone.
+        self.mirror.rewrite(list(self.module.sessions))
 
     # -- the node a client resumes on ------------------------------------------------------
     async def resume(self, c2s: C2S, previd: str, client_h: int) -> Element:

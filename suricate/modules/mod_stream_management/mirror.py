@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_stream_management")
 
 BATCH = 0.25
+STOP_WITHIN = 2.0  # the last batch at a stop
 
 # The sessions of one batch in one call (per command, the client's own cost is some tens
 # of microseconds: one per session would cost more than the copy itself). No KEYS: the
@@ -201,8 +202,9 @@ class Mirror:
             done, _ = await asyncio.wait({self._task}, timeout=5)
             if not done:
                 self._task.cancel()
+        # Bounded, as the node's own leave (a paused Redis must not keep a stop waiting).
         with contextlib.suppress(Exception):
-            await self.flush()
+            await asyncio.wait_for(self.flush(), STOP_WITHIN)
 
     # -- what the module tells ----------------------------------------------------------
     def held(self, sm_id: str) -> None:
@@ -216,6 +218,18 @@ class Mirror:
         """The session ended here (closed, timed out): its record goes."""
         self.dirty.discard(sm_id)
         self._drops.add(sm_id)
+
+    def rewrite(self, sm_ids: list[str]) -> None:
+        """Redis lost (or may have lost) this node's records (it came back empty, a
+        Sentinel failover): each is written again whole at the next batch."""
+        for sm_id in sm_ids:
+            c2s = self._session(sm_id)
+            sm = c2s.module_state.get(SM_KEY) if c2s is not None else None
+            if isinstance(sm, MirroredSM):
+                sm.rewrite = True
+                sm.m_presence = None
+            self.dirty.add(sm_id)
+        self._wake.set()
 
     def moved(self, sm_id: str) -> None:
         """The session went to another node, which writes its record from now on."""
