@@ -99,6 +99,17 @@ redis.call('SADD', KEYS[2], ARGV[4])
 return false
 """
 
+# KEYS: sess:<bare>, node:<node>:jids; ARGV: resource, our node, the full JID.
+# Removes our row, never another node's.
+_REMOVE = """
+local row = redis.call('HGET', KEYS[1], ARGV[1])
+if row and string.sub(row, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. '\\t' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('SREM', KEYS[2], ARGV[3])
+return 1
+"""
+
 # How long a stanza for another node waits for Redis when Redis is unreachable before it is
 # routed here by RFC 6121 §8 (offline storage or an error): a Redis restart takes a second or
 # two, and a stanza that waits is delivered live once it is back.
@@ -140,6 +151,7 @@ class RedisSessions:
         self.prefix = prefix
         self._reap = redis.register_script(_REAP)
         self._claim = redis.register_script(_CLAIM)
+        self._remove = redis.register_script(_REMOVE)
 
     def _sess(self, bare: str) -> str:
         return f"{self.prefix}sess:{bare}"
@@ -184,12 +196,13 @@ class RedisSessions:
         return _parse(other) if other else None
 
     async def remove(self, jid: JID) -> None:
-        key = self._sess(str(jid.bare))
-        row = await self.redis.hget(key, str(jid.resource))
-        # Only our own row: after a conflict the resource may already belong to another node.
-        if row is not None and _parse(row).node == self.node:
-            await self.redis.hdel(key, str(jid.resource))
-        await self.redis.srem(f"{self.prefix}node:{self.node}:jids", str(jid))
+        # Only our own row: after a conflict, or a session resumed on another node (XEP-0198
+        # §5 handover), the resource may already belong to another node. One script (check
+        # and delete at once): read, then delete, could delete the row another node wrote
+        # in between.
+        await self._remove(keys=[self._sess(str(jid.bare)),
+                                 f"{self.prefix}node:{self.node}:jids"],
+                           args=[str(jid.resource), self.node, str(jid)])
 
     async def cookie(self) -> bytes:
         """The cluster cookie: made by the first node, read by the others."""

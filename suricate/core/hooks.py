@@ -133,6 +133,17 @@ SESSION_SUSPEND: Hook[Callable[[bool, C2S], Folded[bool]]] = Hook(
 SESSION_RESUMED: Hook[Callable[[None, C2S, C2S], Folded[None]]] = Hook(
     "session_resumed",
     "fold(None, new_c2s, old_c2s): a stream took over a waiting session (XEP-0198 §5)")
+C2S_RESUME: Hook[Callable[[Element | None, C2S, Element], AsyncFolded[Element | None]]] = Hook(
+    "c2s_resume",
+    "fold_async(answer: Element|None, c2s, resume: Element) -> Element|None; a XEP-0198 "
+    "<resume/> after authentication (§5): <resumed/> (c2s is then established) or <failed/>; "
+    "async because the session may live on another node (sm_backend = \"redis\")")
+SESSION_HANDOVER: Hook[Callable[[dict[str, Any], C2S, bool], Folded[dict[str, Any]]]] = Hook(
+    "session_handover",
+    "fold(state: dict, c2s, moved_in: bool) -> dict; a resumable session moves to another "
+    "node (XEP-0198 §5 across nodes). moved_in False, on the old node: a module adds its "
+    "per-session state as plain data under its name and lets go of the session; True, on the "
+    "new node: it takes its state back from the dict")
 SESSION_RESUMPTION_ANSWERED = Hook(
     "session_resumption_answered",
     "fold(None, c2s): the client was told its session resumed, by <resumed/> or by the SASL2 "

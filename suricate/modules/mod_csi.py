@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.spec import Int, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
+from suricate.modules.mod_stream_management.state import pack, unpack
 from suricate.protocol.c2s import C2SState as S
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -48,6 +49,7 @@ class ModCsi(Module):
         # late: after privacy and carbons decided what the session gets at all
         (H.USER_RECEIVE_PACKET, "filter", 90),
         (H.SESSION_CLOSED, "session_closed", 40),
+        (H.SESSION_HANDOVER, "handover", 50),
     )
 
     def __init__(self, server: Any, opts: Any) -> None:
@@ -99,6 +101,24 @@ class ModCsi(Module):
         queue, state.queue = state.queue, []
         for stanza in queue:
             c2s.send(stanza)
+
+    def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
+        """The session moves to another node (XEP-0198 §5 resumed there): the client's
+        <inactive/> and the stanzas held back for it go along (XEP-0352 §6: nothing held
+        back is lost)."""
+        if moved_in:
+            mine = state.get(self.name)
+            if mine:
+                csi = self._state(c2s)
+                csi.inactive = bool(mine["inactive"])
+                csi.queue = [unpack(s) for s in mine["queue"]]
+            return state
+        held: CsiState | None = c2s.module_state.get(self.name)
+        if held is not None:
+            state[self.name] = {"inactive": held.inactive,
+                                "queue": [pack(s) for s in held.queue]}
+            held.queue = []
+        return state
 
     def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
         state = c2s.module_state.get(self.name)

@@ -505,11 +505,27 @@ class Negotiation(Delivery):
             raise StreamError("not-authorized")
         return self._bind(iq)
 
-    def _on_stream_element(self, el: Element) -> None:
+    def _on_stream_element(self, el: Element) -> Awaitable[None] | None:
+        if el.xmlns == ns.SM and el.name == "resume" and self.server.hooks.has(H.C2S_RESUME):
+            return self._resume_session(el)  # XEP-0198 §5, after legacy authentication
         if el.xmlns != ns.CLIENT and self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False,
                                                              self, el):
-            return  # XEP-0198 <resume/> after legacy authentication
+            return None
         raise StreamError("not-authorized")
+
+    async def _resume_session(self, resume: Element) -> None:
+        """XEP-0198 §5: the module answers <resumed/> (this stream then continues the old
+        session, maybe brought from another node) or <failed/>; what the old stream had not
+        had acknowledged follows <resumed/>. The stream reads nothing more meanwhile."""
+        answer: Element | None = await self.server.hooks.fold_async(H.C2S_RESUME, None, self,
+                                                                    resume)
+        if answer is None:
+            raise StreamError("not-authorized")
+        if self.fsm.state is S.CLOSED:
+            return
+        self.send(answer)
+        if answer.name == "resumed":
+            self.server.hooks.fold(H.SESSION_RESUMPTION_ANSWERED, None, self)
 
     async def _bind(self, iq: Element) -> None:
         assert self.user is not None

@@ -148,6 +148,37 @@ class EstablishedSession(Negotiation):
         self._goto(S.SESSION_ESTABLISHED)
         self.server.hooks.fold(H.SESSION_RESUMED, None, self, old)
 
+    def moved_away(self) -> None:
+        """XEP-0198 §5 across nodes: this session continues on another node, which a client
+        resumed it on (mod_stream_management handed its state over). It leaves this node as
+        ``adopt`` leaves the old stream: no close hooks, nothing re-routed (what the client
+        had not acknowledged went with the state); a connection still open is dropped."""
+        self.module_state = {}
+        self._ended = True
+        if self.fsm.state is S.RESUME_SESSION:
+            self.fsm.goto(S.CLOSED)
+        elif self.fsm.state is not S.CLOSED:
+            self._vanish()
+        if self.jid is not None and self.server.sessions.local(self.jid) is self:
+            self.server.sessions.unregister(self)
+        log.info("c2s_session_moved_away jid=%s", self.jid)
+
+    async def enter_moved(self, full: JID, priority: int, presence: Element | None) -> None:
+        """XEP-0198 §5 across nodes: this authenticated stream continues a session of
+        another node (handed over, or rebuilt from its Redis copy after that node died).
+        The session opens here as a bind would (modules load their per-session state:
+        roster cache, blocking list), keeping the presence it had; mod_stream_management
+        put the counters in place and answers <resumed/>."""
+        self.jid = full
+        self.priority = priority
+        self.presence = presence
+        old = self.server.sessions.register(self)
+        if old is not None and old is not self:
+            old.replaced()
+        self._goto(S.SESSION_ESTABLISHED)
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        self.server.sm_session_opened(self)
+
     def replaced(self) -> None:
         if self.fsm.state is S.RESUME_SESSION:
             self.fsm.goto(S.CLOSED)

@@ -14,7 +14,11 @@ the buffer of what the client has not acknowledged), through the session slot
 - nothing lost: a session that ends unresumed gives its unacknowledged stanzas back to the
   router (other resources or offline storage, see ``C2S._end_session``);
 - ``stale_h``: after a timeout the last 'h' is remembered for ``geriatric`` seconds, so a late
-  <resume/> learns which of its stanzas the server handled (<failed h=.../>).
+  <resume/> learns which of its stanzas the server handled (<failed h=.../>);
+- several nodes (``sm_backend = "redis"``): a session resumes on any node. The node holding
+  it hands it over (``handover.py``); with ``copy_to_redis`` its counters and unacknowledged
+  stanzas are also copied to Redis in batches (``mirror.py``), so that a client whose node
+  died resumes on a survivor (docs/cluster.md, "Stream management across nodes").
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from suricate.config.spec import DEFAULTS, Bool, Int, IntOrInfinity, Option, Sec
 from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT as SM
 from suricate.core.module import Module, SessionSlot
+from suricate.modules.mod_stream_management.handover import Handover, SmCluster
+from suricate.modules.mod_stream_management.mirror import Mirror, MirroredSM
+from suricate.modules.mod_stream_management.state import SessionState
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
 from suricate.protocol.sm import HandledCountTooHigh, StreamManagement
@@ -60,6 +67,12 @@ class ModStreamManagement(Module):
             "resume_timeout": Option(
                 Int(min=1, unit="seconds"), 600, "How long a lost session waits to be resumed."
             ),
+            "copy_to_redis": Option(
+                Bool(), True,
+                'With sm_backend = "redis": copy each resumable session\'s counters and '
+                "unacknowledged stanzas to Redis (in batches every 0.25 s), so a client "
+                "resumes on another node after its node died.",
+            ),
             "stale_h": Option(
                 Section(
                     {
@@ -88,6 +101,7 @@ class ModStreamManagement(Module):
         (H.BIND2_INLINE_FEATURES, "bind2_inline", 50),
         (H.BIND2_BIND, "bind2_enable", 50),
         (H.SASL2_SUCCESS, "sasl2_resume", 40),
+        (H.C2S_RESUME, "c2s_resume", 50),
         (H.C2S_STREAM_ELEMENT, "stream_element", 50),
         (H.SESSION_SUSPEND, "suspend", 50),
         (H.SESSION_CLOSED, "session_closed", 50),
@@ -109,8 +123,19 @@ class ModStreamManagement(Module):
         # stale_h: SM id -> (last h, when the session timed out)
         self.stale: dict[str, tuple[int, float]] = {}
         self._stale_timer: asyncio.TimerHandle | None = None
+        self.copy_to_redis = bool(opts.get("copy_to_redis", True))
+        # several nodes (sm_backend = "redis"): who holds which session, and its copy
+        self.mirror: Mirror | None = None
+        self.handover: Handover | None = None
 
     async def start(self) -> None:
+        cluster = self.server.router.elsewhere
+        if isinstance(cluster, SmCluster):
+            self.mirror = Mirror(cluster.redis, cluster.name, cluster.store.prefix,
+                                 self.copy_to_redis, self.sessions.get)
+            self.mirror.start()
+            self.handover = Handover(self, cluster, self.mirror)
+            self.handover.start()
         if self.stale_enabled:
             self._stale_timer = asyncio.get_running_loop().call_later(
                 self.stale_repeat, self._clean_stale)
@@ -121,6 +146,12 @@ class ModStreamManagement(Module):
         self._timers.clear()
         if self._stale_timer is not None:
             self._stale_timer.cancel()
+        if self.handover is not None:
+            self.handover.stop()
+            self.handover = None
+        if self.mirror is not None:
+            await self.mirror.stop()
+            self.mirror = None
 
     # -- advertisement ------------------------------------------------------------------------
     def stream_features(self, acc: list[Element], c2s: C2S) -> list[Element]:
@@ -138,11 +169,15 @@ class ModStreamManagement(Module):
             return _failed("unexpected-request")
         resume = request.attrs.get("resume") in ("true", "1")
         sm_id = secrets.token_urlsafe(18)
-        SM.set(c2s, StreamManagement(sm_id, resume, self.buffer_max, self.ack_freq))
         attrs = {"id": sm_id}
         if resume:
+            SM.set(c2s, self.new_sm(sm_id))
             attrs.update({"resume": "true", "max": str(self.resume_timeout)})
             self.sessions[sm_id] = c2s
+            if self.mirror is not None:
+                self.mirror.held(sm_id)
+        else:
+            SM.set(c2s, StreamManagement(sm_id, resume, self.buffer_max, self.ack_freq))
         return Element("enabled", ns.SM, attrs)
 
     async def bind2_enable(self, acc: list[Element], c2s: C2S, bind: Element) -> list[Element]:
@@ -156,12 +191,6 @@ class ModStreamManagement(Module):
         if handled or el.xmlns != ns.SM:
             return handled
         state = c2s.state
-        if el.name == "resume" and state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
-            answer = self._resume(c2s, el)
-            c2s.send(answer)
-            if answer.name == "resumed":
-                self.resend(None, c2s)
-            return True
         if state != S.SESSION_ESTABLISHED:
             return False
         if el.name == "enable":
@@ -187,13 +216,31 @@ class ModStreamManagement(Module):
         return False
 
     # -- resumption (§5) --------------------------------------------------------------------------
-    def _resume(self, c2s: C2S, request: Element) -> Element:
+    def new_sm(self, sm_id: str) -> StreamManagement:
+        """The counters of a resumable session (copied to Redis with copy_to_redis)."""
+        if self.mirror is not None:
+            return self.mirror.new_sm(sm_id, self.buffer_max, self.ack_freq)
+        return StreamManagement(sm_id, True, self.buffer_max, self.ack_freq)
+
+    async def c2s_resume(self, acc: Element | None, c2s: C2S,
+                         request: Element) -> Element | None:
+        if acc is not None:
+            return acc
+        return await self._resume(c2s, request)
+
+    async def _resume(self, c2s: C2S, request: Element) -> Element:
         previd = request.attrs.get("previd", "")
         try:
             h = int(request.attrs.get("h", ""))
         except ValueError:
             return _failed("bad-request")
         old = self.sessions.get(previd)
+        if old is None and self.handover is not None and c2s.user is not None \
+                and previd not in self.stale:
+            # Not here: maybe held by another node, or left by a dead one (handover.py).
+            # In a task of its own: the stream may run this step outside any task, and the
+            # Redis pool's wait for a free connection (asyncio.timeout) needs one.
+            return await asyncio.ensure_future(self.handover.resume(c2s, previd, h))
         old_sm = SM.get(old) if old is not None else None
         if old is None or old is c2s or c2s.user is None or old.jid is None \
                 or old.jid.bare != c2s.user.bare or old_sm is None:
@@ -211,12 +258,51 @@ class ModStreamManagement(Module):
         self.sessions[previd] = c2s
         return Element("resumed", ns.SM, {"h": str(old_sm.h_in), "previd": previd})
 
+    async def continue_here(self, c2s: C2S, sm_id: str, state: SessionState,
+                            unacked: list[Element],
+                            sm: StreamManagement | None = None) -> Element:
+        """§5 across nodes: ``c2s`` continues a session that another node held (handed
+        over, or rebuilt from its Redis copy). ``unacked`` is sent again after <resumed/>."""
+        if c2s.state == S.CLOSED:
+            # The client left while the session travelled: it ends here, unresumed, and
+            # what it had not acknowledged goes elsewhere (other resources, offline), as
+            # for a session whose resumption timed out.
+            c2s.jid = state.jid
+            for stanza in unacked:
+                self.server.undeliverable(stanza, c2s)
+            if self.mirror is not None:
+                self.mirror.ended(sm_id)
+            return failed("item-not-found")
+        if sm is None:
+            sm = self.new_sm(sm_id)
+            sm.h_in = state.h_in
+            sm.acked = sm.h_out = state.acked
+        SM.set(c2s, sm)
+        self.sessions[sm_id] = c2s
+        if self.mirror is not None:
+            self.mirror.held(sm_id)
+        await c2s.enter_moved(state.jid, state.priority, state.presence)
+        self.server.hooks.fold(H.SESSION_HANDOVER, state.modules, c2s, True)
+        RESEND.set(c2s, unacked)
+        log.info("c2s_session_resumed jid=%s peer=%s unacked=%d from=another-node", c2s.jid,
+                 c2s.conn.peer, len(unacked))
+        return Element("resumed", ns.SM, {"h": str(state.h_in), "previd": sm_id})
+
+    def forget(self, sm_id: str) -> None:
+        """``sm_id`` is no longer held here (it moved to another node)."""
+        self.sessions.pop(sm_id, None)
+        timer = self._timers.pop(sm_id, None)
+        if timer is not None:
+            timer.cancel()
+
     @staticmethod
     def _take_over(c2s: C2S, old: C2S, sm: StreamManagement, client_h: int) -> None:
         """§5: ``c2s`` continues ``old``'s session. What the client acknowledges in its
         <resume/> is forgotten; the rest is sent again once the client has been told."""
         sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
         unacked = sm.take_unacked()
+        if isinstance(sm, MirroredSM):
+            sm.waiting = False
         c2s.adopt(old)  # the session (its module state, these counters included) moves
         RESEND.set(c2s, unacked)
         log.info("c2s_session_resumed jid=%s peer=%s unacked=%d", c2s.jid, c2s.conn.peer,
@@ -234,12 +320,17 @@ class ModStreamManagement(Module):
         resume = request.find("resume", ns.SM)
         if resume is None or ns.SM not in c2s.sasl2_offered_inline:
             return acc
-        return [*acc, self._resume(c2s, resume)]
+        return [*acc, await self._resume(c2s, resume)]
 
     def suspend(self, kept: bool, c2s: C2S) -> bool:
         sm = SM.get(c2s)
         if kept or sm is None or self.sessions.get(sm.id) is not c2s:
             return kept
+        if isinstance(sm, MirroredSM):
+            # Copied at once from now on (mirror.py), what the last batch missed included.
+            sm.waiting = True
+            sm.dirty.add(sm.id)
+            sm.wake.set()
         self._timers[sm.id] = asyncio.get_running_loop().call_later(
             self.resume_timeout, self._expire, sm.id, c2s)
         return True
@@ -249,6 +340,8 @@ class ModStreamManagement(Module):
         if self.sessions.get(sm_id) is not c2s or c2s.state != S.RESUME_SESSION:
             return
         del self.sessions[sm_id]
+        if self.mirror is not None:
+            self.mirror.ended(sm_id)
         sm = SM.get(c2s)
         if self.stale_enabled and sm is not None:
             self.stale[sm_id] = (sm.h_in, time.monotonic())
@@ -260,6 +353,8 @@ class ModStreamManagement(Module):
         sm_id = sm.id if sm is not None else None
         if sm_id is not None and self.sessions.get(sm_id) is c2s:
             del self.sessions[sm_id]
+            if self.mirror is not None:
+                self.mirror.ended(sm_id)
             timer = self._timers.pop(sm_id, None)
             if timer is not None:
                 timer.cancel()
@@ -274,8 +369,11 @@ class ModStreamManagement(Module):
             self.stale_repeat, self._clean_stale)
 
 
-def _failed(condition: str, h: int | None = None) -> Element:
+def failed(condition: str, h: int | None = None) -> Element:
     attrs = {"h": str(h)} if h is not None else {}
     el = Element("failed", ns.SM, attrs)
     el.add(condition, ns.STANZAS_ERRORS)
     return el
+
+
+_failed = failed

@@ -1,0 +1,339 @@
+"""XEP-0198 §5 resumption across nodes (``sm_backend = "redis"``): two ``suricate serve``
+processes sharing the real Redis and one SQLite file; real slixmpp clients (xep_0198) and the
+raw SASL2 client for exact answers.
+
+What is proven: a session resumes on the other, live node with the stanzas it had not
+acknowledged, and its old node lets go of it (the Redis row and the SM record name the new
+node); of two resumes racing for one session exactly one gets it, the other is told
+<failed><item-not-found/>; a session whose node was SIGKILLed resumes on the survivor from
+its Redis copy, with what was waiting for it before the kill."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suricate.jid import JID
+from suricate.xml import ns
+from suricate.xml.element import Element
+from tests.cluster.test_redis_nodes import SURICATE, Node, _rows, _sync, stop_node
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+    server_toml,
+)
+from tests.mobile.client import Sasl2Client, bind2
+
+pytestmark = pytest.mark.xdist_group("redis_nodes")
+
+# resume_timeout: a dead node's session nobody resumes ends within the test's patience.
+SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 4\n" \
+    "[modules.mod_sasl2]\n[modules.mod_bind2]\n[modules.mod_csi]\n"
+
+
+def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+    pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
+            f"database = {db}\n")
+    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=SM_MODULES)
+    return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
+
+
+def _start(tmp: Path, db: int, tag: str) -> Node:
+    c2s, tls = free_port(), free_port()
+    config = tmp / f"{tag}.toml"
+    config.write_text(_toml(tmp, c2s, tls, db))
+    before = set(_sync(db).hkeys("suricate:nodes"))
+    log = tmp / f"{tag}.log"
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert "serving localhost" in banner, (banner, log.read_text())
+    added = set(_sync(db).hkeys("suricate:nodes")) - before
+    assert len(added) == 1, added
+    return Node(proc, c2s, tls, log, added.pop())
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, redis_db: int) -> Any:
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
+    nodes = [_start(tmp_path, redis_db, f"n{i}") for i in range(2)]
+    try:
+        yield nodes[0], nodes[1], redis_db
+    finally:
+        for node in nodes:
+            stop_node(node)
+        # What a killed node left; not FLUSHDB: the database's claim (conftest) must stay.
+        left = _sync(redis_db)
+        for key in left.keys("suricate:*"):
+            left.delete(key)
+
+
+def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
+    found = []
+    for key in _sync(db).keys("suricate:sm:*"):
+        node, holder_jid = _sync(db).hmget(key, ["node", "jid"])  # the rest is marshalled
+        if holder_jid == jid:
+            found.append((key.split(":", 2)[2], {"node": node, "jid": holder_jid}))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _buffered(db: int, sm_id: str) -> int:
+    return int(_sync(db).llen(f"suricate:smbuf:{sm_id}"))
+
+
+async def _phone(node: Node, db: int, user: str = "alice") -> tuple[Client, str]:
+    """<user>@localhost/phone with stream management (slixmpp xep_0198), available; its SM
+    id once the node recorded it in Redis."""
+    jid = f"{user}@localhost/phone"
+    client = await connect(node, jid, "pw", plugins=("xep_0198",))  # type: ignore[arg-type]
+    client.send_presence()
+    await eventually(lambda: any(_sync(db).hget(k, "jid") == jid
+                                 for k in _sync(db).keys("suricate:sm:*")))
+    sm_id, record = _sm_record(db, jid)
+    assert record["node"] == node.name
+    return client, sm_id
+
+
+async def _bodies(client: Client, count: int) -> list[str]:
+    return [(await client.next_message(5))["body"] for _ in range(count)]
+
+
+async def _nothing_more(client: Client) -> None:
+    with contextlib.suppress(TimeoutError):
+        extra = await client.next_message(0.5)
+        raise AssertionError(f"unexpected message {extra['body']!r}")
+
+
+def _from_bob(client: Client, seen: dict[int, list[str]] = {}) -> list[str]:  # noqa: B006
+    """The statuses of the presences bob sent ``client`` so far (read from its queue)."""
+    got = seen.setdefault(id(client), [])
+    while not client.presences.empty():
+        presence = client.presences.get_nowait()
+        if str(presence["from"]) == "bob@localhost/desk" and presence["status"]:
+            got.append(presence["status"])
+    return got
+
+
+async def _resume_on(alice: Client, node: Node) -> None:
+    resumed = asyncio.get_running_loop().create_future()
+    alice.add_event_handler("session_resumed",
+                            lambda _: resumed.done() or resumed.set_result(True))
+    alice.connect("127.0.0.1", node.c2s_port)  # type: ignore[attr-defined]
+    await asyncio.wait_for(resumed, 10)
+
+
+def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        alice, sm_id = await _phone(a, db)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            bob.send_message(mto="alice@localhost/phone", mbody="m1", mtype="chat")
+            assert await _bodies(alice, 1) == ["m1"]
+            # XEP-0352: the phone goes inactive; a presence (not urgent) waits on A for it
+            alice.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
+            await asyncio.sleep(0.3)
+            bob.send_presence(pto="alice@localhost/phone", pstatus="p1")
+            await asyncio.sleep(0.3)
+            assert _from_bob(alice) == []
+            alice.abort()  # the phone loses its network: node A keeps the session
+            for i in (2, 3, 4):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"m{i}", mtype="chat")
+            # Held on A for the client (its copy in Redis shows them: copy_to_redis).
+            await eventually(lambda: _buffered(db, sm_id) == 3)
+            await _resume_on(alice, b)
+            assert await _bodies(alice, 3) == ["m2", "m3", "m4"]
+            await _nothing_more(alice)
+            # B holds the session now; A let go of it (the row and the record name B).
+            assert _rows(db, "alice@localhost")["phone"][0] == b.name
+            assert _sm_record(db)[1]["node"] == b.name
+            assert "c2s_session_moved_away jid=alice@localhost/phone" in a.log.read_text()
+            # mod_csi followed the session (session_handover): still inactive on B, with
+            # what A held back; <active/> brings it and what B held back since
+            bob.send_presence(pto="alice@localhost/phone", pstatus="p2")
+            await asyncio.sleep(0.3)
+            assert "p2" not in _from_bob(alice)
+            alice.send_raw("<active xmlns='urn:xmpp:csi:0'/>")
+            await eventually(lambda: _from_bob(alice)[-2:] == ["p1", "p2"])
+            # the conversation goes on, both ways, over the resumed stream
+            bob.send_message(mto="alice@localhost/phone", mbody="m5", mtype="chat")
+            assert await _bodies(alice, 1) == ["m5"]
+            alice.send_message(mto="bob@localhost/desk", mbody="back", mtype="chat")
+            assert (await bob.next_message(5))["body"] == "back"
+        finally:
+            await disconnect(alice, bob)
+        # A clean end on B removes the record.
+        await eventually(lambda: not _sync(db).keys("suricate:sm*"))
+
+    asyncio.run(run())
+
+
+def test_two_racing_resumes_one_wins(two_nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        def login() -> tuple[Sasl2Client, str, str]:
+            c = Sasl2Client(a.tls_port, direct_tls=True)
+            c.features()
+            out = c.plain("alice", "pw", bind2("raw", "<enable xmlns='urn:xmpp:sm:3' "
+                                                      "resume='true'/>"))
+            assert out.ok and out.jid, out.xml
+            found = re.search(r"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", out.xml)
+            assert found, out.xml
+            return c, found.group(1), out.jid
+
+        c, sm_id, jid = await asyncio.to_thread(login)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            for i in (1, 2):
+                bob.send_message(mto=jid, mbody=f"x{i}", mtype="chat")
+            await asyncio.to_thread(c.expect, r"<body>x2</body>")
+            c.close()  # read, never acknowledged
+            await eventually(lambda: _buffered(db, sm_id) == 2)
+
+            def resume() -> tuple[Sasl2Client, str]:
+                n = Sasl2Client(b.tls_port, direct_tls=True)
+                n.features()
+                out = n.plain("alice", "pw", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                                             f"previd='{sm_id}'/>")
+                return n, out.xml
+
+            (n1, out1), (n2, out2) = await asyncio.gather(asyncio.to_thread(resume),
+                                                          asyncio.to_thread(resume))
+            won = [(n, out) for n, out in ((n1, out1), (n2, out2)) if "<resumed" in out]
+            lost = [out for out in (out1, out2) if "<resumed" not in out]
+            assert len(won) == 1 and len(lost) == 1, (out1, out2)
+            assert "<failed xmlns='urn:xmpp:sm:3'><item-not-found" in lost[0], lost[0]
+            winner = won[0][0]
+            rest = await asyncio.to_thread(winner.expect, r".*?<body>x2</body>")
+            assert re.findall(r"<body>(x\d)</body>", rest.group(0)) == ["x1", "x2"]
+            for n in (n1, n2):
+                n.close()
+        finally:
+            await disconnect(bob)
+
+    asyncio.run(run())
+
+
+def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -> None:
+    """alice resumes on the survivor and gets what waited for her; carol never comes back
+    to her session: once resume_timeout passed, what waited for her is stored offline."""
+    a, b, db = two_nodes
+
+    async def run() -> None:
+        alice, sm_id = await _phone(a, db)
+        carol, carol_id = await _phone(a, db, "carol")
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            alice.abort()
+            carol.abort()
+            for i in (1, 2, 3):
+                bob.send_message(mto="alice@localhost/phone", mbody=f"k{i}", mtype="chat")
+            for i in (1, 2):
+                bob.send_message(mto="carol@localhost/phone", mbody=f"c{i}", mtype="chat")
+            await eventually(lambda: _buffered(db, sm_id) == 3 and _buffered(db, carol_id) == 2)
+            await asyncio.sleep(0.5)
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(10)
+            await _resume_on(alice, b)
+            assert await _bodies(alice, 3) == ["k1", "k2", "k3"]
+            await _nothing_more(alice)
+            assert _sm_record(db)[1]["node"] == b.name
+            assert "sm_resumed_from_copy" in b.log.read_text()
+            bob.send_message(mto="alice@localhost/phone", mbody="k4", mtype="chat")
+            assert await _bodies(alice, 1) == ["k4"]
+            # carol's session: reaped with its node (3-4 s), then resume_timeout (4 s)
+            await eventually(lambda: "sm_orphan_ended" in b.log.read_text(), timeout=20)
+            assert f"sm_orphan_ended id={carol_id}" in b.log.read_text()
+            carol = await connect(b, "carol@localhost/desk", "pw")  # type: ignore[arg-type]
+            carol.send_presence()  # offline messages come with the initial presence
+            assert sorted(await _bodies(carol, 2)) == ["c1", "c2"]
+        finally:
+            await disconnect(alice, bob, carol)
+
+    asyncio.run(run())
+
+
+class _Session:
+    """What the copy reads of a c2s."""
+
+    def __init__(self, sm: Any) -> None:
+        self.jid = JID("alice", "localhost", "phone")
+        self.presence = None
+        self.priority = 3
+        self.module_state = {"mod_stream_management": sm}
+
+
+def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
+    """The Redis copy written in batches (appended, trimmed, written anew after a take of
+    the buffer) holds exactly what the client has not acknowledged; one taker gets it; the
+    old holder's late batch does not overwrite the new holder's record."""
+    from redis.asyncio import Redis
+
+    from suricate.modules.mod_stream_management.mirror import Mirror
+    from suricate.protocol.sm import StreamManagement
+
+    def message(i: int) -> Element:
+        return Element("message", ns.CLIENT, {"id": f"m{i}"}, [Element("body", None, {}, [
+            f"body {i}"])])
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db)
+        prefix = f"unit-{uuid.uuid4().hex[:6]}:"
+        try:
+            sessions: dict[str, Any] = {}
+            old = Mirror(client, "n1", prefix, True, sessions.get)
+            sm: StreamManagement = old.new_sm("id1", None, None)
+            sessions["id1"] = _Session(sm)
+            old.held("id1")
+            for i in range(5):
+                sm.stanza_out(message(i))
+            await old.flush()
+            sm.ack(2)
+            for i in (5, 6):
+                sm.stanza_out(message(i))
+            sm.stanza_in()
+            await old.flush()
+            assert await client.llen(f"{prefix}smbuf:id1") == 5
+            sm.ack(3)
+            resent = sm.take_unacked()  # a resumption here: sent again, so counted again
+            for stanza in resent:
+                sm.stanza_out(stanza)
+            await old.flush()
+            new = Mirror(client, "n2", prefix, True, {}.get)
+            state = await new.take("id1", "n1")
+            assert state is not None and str(state.jid) == "alice@localhost/phone"
+            assert (state.h_in, state.acked, state.priority) == (1, 3, 3)
+            assert [s.attrs["id"] for s in state.unacked] == ["m3", "m4", "m5", "m6"]
+            assert state.unacked[0].find("body") is not None
+            # the client got up to m5: only m6 is left to send again
+            fresh = StreamManagement("id1", True, None, None)
+            assert [s.attrs["id"] for s in state.counters_for(fresh, 6)] == ["m6"]
+            assert (fresh.h_in, fresh.acked, fresh.h_out) == (1, 6, 6)
+            assert await Mirror(client, "n3", prefix, True, {}.get).take("id1", "n1") is None
+            sm.stanza_out(message(7))  # the old holder's late batch
+            await old.flush()
+            assert await client.hget(f"{prefix}sm:id1", "node") == b"n2"
+            assert await client.llen(f"{prefix}smbuf:id1") == 4
+        finally:
+            for key in await client.keys(f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
+
+    asyncio.run(run())
