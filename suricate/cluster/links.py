@@ -23,9 +23,9 @@ per read, so one per batch under load); the sender keeps the items not yet ackno
 when the link ends (the peer died or stopped) or the peer is declared dead (``forget``, the
 membership reaped it) it hands them to ``on_lost``, which routes them again by RFC 6121 §8 on
 this node. An item handled but whose acknowledgement was not read yet is handed back too: at
-least once, duplicates possible (docs/cluster.md). For ``GONE_FOR`` seconds after that, sends
-to that node answer False at once (the sender's caches and lookups made just before still name
-it; they must not reach a socket that no one reads).
+least once, duplicates possible (docs/cluster.md). For ``GONE_FOR`` seconds after its peer
+closed a link, sends to that node answer False at once (the sender's caches and lookups made
+just before still name it; they must not open a link the dying node's kernel still accepts).
 """
 
 from __future__ import annotations
@@ -209,18 +209,21 @@ class NodeLinks:
         back what it did not acknowledge."""
         link = self._links.get(node)
         if link is not None:
-            self._lost(node, link)
-        else:
-            self._gone[node] = time.monotonic() + GONE_FOR
+            # Not marked gone: a node reaped while paused (SIGSTOP) may rejoin and claim
+            # its sessions back; a later stanza opens a new link to it (its kernel accepts).
+            self._lost(node, link, gone=False)
 
-    def _lost(self, node: str, link: _Link) -> None:
+    def _lost(self, node: str, link: _Link, gone: bool = True) -> None:
         link.closed = True
         link.writer.close()
         if self._links.get(node) is link:
             del self._links[node]
         if self._stopping:
             return
-        self._gone[node] = time.monotonic() + GONE_FOR
+        if gone:
+            # The peer closed its end: its process stopped or died (a restarted node has a
+            # new name), so nobody will ever read a new link to that name.
+            self._gone[node] = time.monotonic() + GONE_FOR
         unacked = list(link.unacked)
         link.unacked.clear()
         if unacked and self.on_lost is not None:
