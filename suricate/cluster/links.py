@@ -19,7 +19,7 @@ next stanza finds the node gone rather than writing into a dead socket.
 
 What was written but not yet handled by the peer is not lost either: the receiver counts the
 items it handled and writes the running count back on the same connection (one ``ACK`` frame
-per read, so one per batch under load); the sender keeps the items not yet acknowledged, and
+at most every ``ACK_EVERY`` seconds); the sender keeps the items not yet acknowledged, and
 when the link ends (the peer died or stopped) or the peer is declared dead (``forget``, the
 membership reaped it) it hands them to ``on_lost``, which routes them again by RFC 6121 §8 on
 this node. An item handled but whose acknowledgement was not read yet is handed back too: at
@@ -49,6 +49,10 @@ CONNECT_TIMEOUT = 2.0
 # toward it were handed back, and stanzas still addressed to it (a row read just before the
 # reaping, a cached node) are routed by §8 here rather than to a reconnect.
 GONE_FOR = 5.0
+
+# How long the receiver may wait before acknowledging what it handled: the sender keeps the
+# items meanwhile (a few milliseconds of traffic), and one acknowledgement covers them all.
+ACK_EVERY = 0.005
 
 # What ``on_lost`` gets: the node and the items written to it that it did not acknowledge.
 LostHandler = Callable[[str, list[tuple[Any, ...]]], None]
@@ -240,6 +244,7 @@ class NodeLinks:
         if task is not None:
             self._handlers.add(task)
         self._incoming.add(writer)
+        ack_due: list[asyncio.TimerHandle | None] = [None]
         try:
             cookie = await asyncio.wait_for(reader.readexactly(COOKIE_SIZE), CONNECT_TIMEOUT)
             if not hmac.compare_digest(cookie, self.cookie):
@@ -247,7 +252,13 @@ class NodeLinks:
                             writer.get_extra_info("peername"))
                 return
             deframer = wire.Deframer()
-            handled = 0
+            handled = [0]
+
+            def ack() -> None:
+                ack_due[0] = None
+                if not writer.is_closing():
+                    writer.write(wire.frame(wire.ACK, handled[0]))
+
             while data := await reader.read(1 << 16):
                 for frame in deframer.feed(data):
                     items = frame[1] if frame[0] == wire.BATCH else (frame,)
@@ -256,13 +267,18 @@ class NodeLinks:
                             self.on_item(item)
                         except Exception:
                             log.exception("cluster_frame_failed kind=%r", item[0])
-                    handled += len(items)
-                # One acknowledgement per read: the running count of items handled (a
-                # stanza handed to a session is in its connection's write buffer).
-                writer.write(wire.frame(wire.ACK, handled))
+                    handled[0] += len(items)
+                # The running count of items handled (a stanza handed to a session is in its
+                # connection's write buffer), at most once per ACK_EVERY: under load one
+                # acknowledgement covers many batches (a write here and a wake-up on the
+                # sender each).
+                if ack_due[0] is None:
+                    ack_due[0] = asyncio.get_running_loop().call_later(ACK_EVERY, ack)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, wire.FrameError):
             pass
         finally:
+            if ack_due[0] is not None:
+                ack_due[0].cancel()
             writer.close()
             self._incoming.discard(writer)
             if task is not None:
