@@ -137,7 +137,11 @@ def main() -> int:
         for _ in range(a.repeat):
             one.start()
             try:
-                results["one"].append(run_messages([one.port], a, [one.pid]))
+                # The same clients as the two nodes get (two receivers per pair unless
+                # --same-node): each receiver's share of the messages, so the writes per
+                # connection, match.
+                ports = [one.port] if a.same_node else [one.port, one.port]
+                results["one"].append(run_messages(ports, a, [one.pid]))
             finally:
                 one.stop()
             for node in nodes:

@@ -316,7 +316,8 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     send more: only 29% of the messages crossed that way). Two accounts rather than two
     resources of one: an account with resources on two nodes makes every chat message a
     carbons cast (a Redis lookup), which is not what is measured here. With ``--same-node``
-    too, one receiver on its sender's node: no message crosses (the scale-out bound)."""
+    too, one receiver on its sender's node: no message crosses (the scale-out bound). With
+    ``--port2`` equal to ``--port``: the same clients on one node (nothing crosses)."""
     ctx = client_context()
     n = a.pairs
     ports = (a.port, a.port2 or a.port)
@@ -344,7 +345,9 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         s = senders[i]
         stanzas = [(f"<message to='{user}@{DOMAIN}/bench' type='chat' id='b{i}'>").encode()
                    + BODY + b"</message>" for _, user in routes[i]]
-        crossing = [bool(a.port2) and node != i % 2 for node, _ in routes[i]]
+        # --port2 equal to --port: the same layout (two receivers per pair) on one node, the
+        # baseline bench/cluster.py compares the two nodes with.
+        crossing = [a.port2 not in (0, a.port) and node != i % 2 for node, _ in routes[i]]
         sents: list[collections.deque[float]] = [collections.deque() for _ in conns]
         write = s.transport.write
         turn = [0]
