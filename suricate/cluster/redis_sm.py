@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 import os
 import secrets
 import socket
@@ -784,11 +785,19 @@ class RedisNode:
         the sender, is the one responsible: the dead node cannot do it any more."""
         self._where = {jid: hit for jid, hit in self._where.items() if hit[0] != node}
         router = self.server.router
+        copies: set[bytes] = set()  # the bare-JID messages already routed again
         for item in items:
             kind = item[0]
             if kind == wire.STANZA:
                 _, frm_text, to_text, packed, mode = item
                 frm, to, stanza = JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed)
+                if mode != wire.TO_FULL and to.resource is not None:
+                    # Several copies of one bare-JID message to resources of that node go
+                    # to the bare JID once (else offline storage would hold it twice).
+                    key = marshal.dumps((frm_text, str(to.bare), packed))
+                    if key in copies:
+                        continue
+                    copies.add(key)
                 log.info("cluster_rerouted to=%s kind=%s mode=%d", to, stanza.name, mode)
                 if to.resource is None:
                     # A subscription stanza for the owner (processed on one node: its roster

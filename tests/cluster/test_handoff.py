@@ -99,3 +99,50 @@ async def _scenario(a: Node, b: Node) -> None:
     assert not missing, (f"lost {len(missing)} of {BURST}: live {len(seen_live)}, offline "
                          f"{len(offline)}, bounced {len(bounced)}")
     await disconnect(alice, bob)
+
+
+def test_bare_jid_copies_to_a_killed_node_are_stored_once(tmp_path: Path, redis_db: int) -> None:
+    """Bob's two resources are both on B; alice (A) writes to his bare JID, so A sends a copy
+    to each (RFC 6121 §8.5.2.1.1). B dies with the copies unread: A, the one node responsible
+    for the fallback, routes each message to the bare JID once, so bob finds each message in
+    his offline storage exactly once (not once per copy)."""
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
+    a, b = (start_node(tmp_path, redis_db, f"fanout{i}") for i in range(2))
+    try:
+        asyncio.run(_fan_out(a, b))
+    finally:
+        stop_node(a)
+        stop_node(b)
+
+
+async def _fan_out(a: Node, b: Node) -> None:
+    alice = await connect(a, "alice@localhost/phone", "pw")  # type: ignore[arg-type]
+    desk = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+    laptop = await connect(b, "bob@localhost/laptop", "pw")  # type: ignore[arg-type]
+    for client in (alice, desk, laptop):
+        client.send_presence()
+    await asyncio.sleep(0.5)
+    ids = [f"f{i}" for i in range(20)]
+    b.proc.send_signal(signal.SIGSTOP)
+    for mid in ids:
+        msg = alice.make_message(mto="bob@localhost", mbody=mid, mtype="chat")
+        msg["id"] = mid
+        msg.send()
+    await asyncio.sleep(0.5)
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait(10)
+    for client in (desk, laptop):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), 1)
+    await asyncio.sleep(1.0)
+    bob = await connect(a, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+    got: list[str] = []
+    bob.add_event_handler("message", lambda m: m["type"] == "chat" and got.append(m["id"]))
+    bob.send_presence()
+    for _ in range(50):
+        if len(got) >= len(ids):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # a second copy, if any, would arrive meanwhile
+    assert sorted(got) == sorted(ids), got
+    await disconnect(alice, bob)
