@@ -61,7 +61,7 @@ async def _scenario(a: Node, b: Node) -> None:
 
     # The first half while B runs: delivered live.
     send(ids[:BURST // 2])
-    for _ in range(100):
+    for _ in range(300):
         if len(live) == BURST // 2:
             break
         await asyncio.sleep(0.05)
@@ -73,8 +73,11 @@ async def _scenario(a: Node, b: Node) -> None:
     send(ids[BURST // 2:])
     # An IQ in the same flight: answered with an error by A (§8.5.3.2: no such session).
     ping = alice.make_iq_get(queryxmlns="urn:xmpp:ping", ito="bob@localhost/desk")
-    answer = asyncio.ensure_future(ping.send(timeout=10))
-    await asyncio.sleep(0.5)
+    answer = asyncio.ensure_future(ping.send(timeout=20))
+    # A answers alice's ping to the server after routing what she sent before it (one
+    # stream, in order): the burst is then on the link (written at the end of that turn).
+    await alice.make_iq_get(queryxmlns="urn:xmpp:ping", ito="localhost").send(timeout=20)
+    await asyncio.sleep(0.2)
     b.proc.send_signal(signal.SIGKILL)
     b.proc.wait(10)
     seen_live = set(live)
