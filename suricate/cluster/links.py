@@ -109,7 +109,9 @@ class NodeLinks:
         self._tasks: set[asyncio.Task[Any]] = set()
         # the incoming connections' writers: closed at stop, which ends their readers (their
         # handler tasks belong to asyncio's stream protocol: cancelling them logs errors)
-        self._incoming: set[asyncio.StreamWriter] = set()
+        # (and, for each, the count of items handled: acknowledged once more as they close,
+        # so a peer does not route again what this node did handle)
+        self._incoming: dict[asyncio.StreamWriter, list[int]] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         # node -> until when (monotonic) it counts as gone (GONE_FOR)
         self._gone: dict[str, float] = {}
@@ -129,7 +131,8 @@ class NodeLinks:
         for link in self._links.values():
             link.closed = True
             link.writer.close()
-        for writer in list(self._incoming):
+        for writer, handled in list(self._incoming.items()):
+            _last_ack(writer, handled[0])
             writer.close()
         for task in list(self._tasks):
             task.cancel()
@@ -243,7 +246,8 @@ class NodeLinks:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        self._incoming.add(writer)
+        handled = [0]
+        self._incoming[writer] = handled
         ack_due: list[asyncio.TimerHandle | None] = [None]
         try:
             cookie = await asyncio.wait_for(reader.readexactly(COOKIE_SIZE), CONNECT_TIMEOUT)
@@ -252,7 +256,6 @@ class NodeLinks:
                             writer.get_extra_info("peername"))
                 return
             deframer = wire.Deframer()
-            handled = [0]
 
             def ack() -> None:
                 ack_due[0] = None
@@ -279,8 +282,9 @@ class NodeLinks:
         finally:
             if ack_due[0] is not None:
                 ack_due[0].cancel()
+            _last_ack(writer, handled[0])
             writer.close()
-            self._incoming.discard(writer)
+            self._incoming.pop(writer, None)
             if task is not None:
                 self._handlers.discard(task)
 
@@ -288,3 +292,10 @@ class NodeLinks:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _last_ack(writer: asyncio.StreamWriter, handled: int) -> None:
+    """Acknowledge what was handled before the connection closes (a clean stop, or the peer
+    closing): ``close`` still sends what is buffered."""
+    if handled and not writer.is_closing():
+        writer.write(wire.frame(wire.ACK, handled))
