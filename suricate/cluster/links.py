@@ -221,6 +221,8 @@ class NodeLinks:
             self._lost(node, link, gone=False)
 
     def _lost(self, node: str, link: _Link, gone: bool = True) -> None:
+        if link.closed:
+            return  # already handled (forget, stop): its watcher ends with it
         link.closed = True
         link.writer.close()
         if self._links.get(node) is link:
