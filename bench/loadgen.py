@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
@@ -65,14 +66,14 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def pid_cpu_seconds(pid: int) -> float:
-    """user+system CPU seconds of a server process (Linux /proc), 0 without a pid or once gone."""
-    if not pid:
-        return 0.0
-    try:
-        return process_cpu_seconds(pid)
-    except OSError:
-        return 0.0
+def pid_cpu_seconds(pids: list[int]) -> float:
+    """user+system CPU seconds of the server processes (Linux /proc; the nodes of a cluster
+    together), 0 for a process that is gone."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += process_cpu_seconds(pid)
+    return total
 
 
 class XMPPError(Exception):
@@ -308,56 +309,87 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
 async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     """``pairs`` sender->receiver pairs, each with ``inflight`` messages outstanding.
 
-    With ``--port2`` (two cluster nodes): pair i's sender logs in on node ``i % 2`` and its
-    receiver on node ``(i // 2) % 2``, so each node holds as many senders as receivers and
-    half of the pairs cross nodes."""
+    With ``--port2`` (two cluster nodes): pair i's sender logs in on node ``i % 2`` and has
+    two receivers, ``u<first+2i+1>`` on node 0 and ``u<first+2n+i>`` on node 1 (so 3n
+    accounts), to which it sends in turn: exactly half of the messages cross nodes whatever
+    the latency (a closed loop over pairs that either cross or not lets the faster local pairs
+    send more: only 29% of the messages crossed that way). Two accounts rather than two
+    resources of one: an account with resources on two nodes makes every chat message a
+    carbons cast (a Redis lookup), which is not what is measured here. With ``--same-node``
+    too, one receiver on its sender's node: no message crosses (the scale-out bound). With
+    ``--port2`` equal to ``--port``: the same clients on one node (nothing crosses)."""
     ctx = client_context()
     n = a.pairs
     ports = (a.port, a.port2 or a.port)
     senders = await gather_bounded(
         [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx) for i in range(n)],
         a.parallel)
+    # pair -> its receivers: (node index, account)
+    if not a.port2:
+        routes = [[(0, f"u{a.first + 2 * i + 1}")] for i in range(n)]
+    elif a.same_node:
+        routes = [[(i % 2, f"u{a.first + 2 * i + 1}")] for i in range(n)]
+    else:
+        routes = [[(0, f"u{a.first + 2 * i + 1}"), (1, f"u{a.first + 2 * n + i}")]
+                  for i in range(n)]
     receivers = await gather_bounded(
-        [login(a.host, ports[(i // 2) % 2], f"u{a.first + 2 * i + 1}", a.tls, ctx)
-         for i in range(n)], a.parallel)
+        [login(a.host, ports[node], user, a.tls, ctx)
+         for i in range(n) for node, user in routes[i]], a.parallel)
     await asyncio.sleep(min(0.5, a.settle))  # presence and other post-login traffic settles
     perf = time.perf_counter
-    state = {"measuring": False, "running": True, "count": 0}
+    state = {"measuring": False, "running": True, "count": 0, "crossed": 0}
     latencies: list[float] = []
+    first_receiver = 0
 
-    def make_pair(i: int) -> None:
-        s, r = senders[i], receivers[i]
-        stanza = (f"<message to='u{a.first + 2 * i + 1}@{DOMAIN}/bench' type='chat' id='b{i}'>"
-                  ).encode() + BODY + b"</message>"
-        sent: collections.deque[float] = collections.deque()
+    def make_pair(i: int, conns: list[Any]) -> None:
+        s = senders[i]
+        stanzas = [(f"<message to='{user}@{DOMAIN}/bench' type='chat' id='b{i}'>").encode()
+                   + BODY + b"</message>" for _, user in routes[i]]
+        # --port2 equal to --port: the same layout (two receivers per pair) on one node, the
+        # baseline bench/cluster.py compares the two nodes with.
+        crossing = [a.port2 not in (0, a.port) and node != i % 2 for node, _ in routes[i]]
+        sents: list[collections.deque[float]] = [collections.deque() for _ in conns]
         write = s.transport.write
+        turn = [0]
 
-        def on_messages(k: int) -> None:
-            now = perf()
-            measuring = state["measuring"]
+        def send(k: int, now: float) -> None:
+            out = []
             for _ in range(k):
-                if not sent:
-                    break
-                t = sent.popleft()
-                if measuring:
-                    latencies.append(now - t)
-            if measuring:
-                state["count"] += k
-            if state["running"]:
-                for _ in range(k):
-                    sent.append(now)
-                write(stanza * k if k > 1 else stanza)
+                c = turn[0]
+                turn[0] = (c + 1) % len(conns)
+                sents[c].append(now)
+                out.append(stanzas[c])
+            write(b"".join(out))
 
-        r.buf.clear()
-        r.counting = True
-        r.on_messages = on_messages
-        t = perf()
-        for _ in range(a.inflight):
-            sent.append(t)
-        write(stanza * a.inflight)
+        def on_messages_of(c: int) -> Any:
+            sent = sents[c]
+
+            def on_messages(k: int) -> None:
+                now = perf()
+                measuring = state["measuring"]
+                for _ in range(k):
+                    if not sent:
+                        break
+                    t = sent.popleft()
+                    if measuring:
+                        latencies.append(now - t)
+                if measuring:
+                    state["count"] += k
+                    if crossing[c]:
+                        state["crossed"] += k
+                if state["running"]:
+                    send(k, now)
+            return on_messages
+
+        for c, r in enumerate(conns):
+            r.buf.clear()
+            r.counting = True
+            r.on_messages = on_messages_of(c)
+        send(a.inflight, perf())
 
     for i in range(n):
-        make_pair(i)
+        make_pair(i, receivers[first_receiver:first_receiver + len(routes[i])])
+        first_receiver += len(routes[i])
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
     cpu0 = cpu_seconds()
@@ -369,6 +401,7 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     cpu = cpu_seconds() - cpu0
     server_cpu = pid_cpu_seconds(a.server_pid) - server_cpu0
     count = state["count"]
+    crossed = state["crossed"]
     state["running"] = False
     await asyncio.sleep(0.3)
     lost = sum(c.lost for c in senders + receivers)
@@ -377,7 +410,8 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     lat = sorted(latencies)
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0.0)
     result = {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
-              "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost}
+              "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost,
+              "crossed_fraction": crossed / count if count else 0.0}
     if a.server_pid and count:
         # The steadier figure on a shared machine: the server's CPU (all its threads and
         # child processes) over the measured window, per message delivered in it.
@@ -472,8 +506,12 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--max-hold", type=float, default=300.0)
     p.add_argument("--stdloop", action="store_true", help="do not use uvloop")
-    p.add_argument("--server-pid", type=int, default=0,
-                   help="'logins': also report this process's CPU per login (Linux)")
+    p.add_argument("--same-node", action="store_true",
+                   help="'messages' with --port2: each receiver on its sender's node (none "
+                        "crosses)")
+    p.add_argument("--server-pid", type=int, action="append", default=[],
+                   help="also report the CPU of this server process per login / message "
+                        "(Linux; repeat it for the nodes of a cluster: their sum)")
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

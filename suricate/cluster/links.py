@@ -16,6 +16,16 @@ is never run on bytes from outside the cluster).
 reset, timed out), and the caller routes the stanza again by RFC 6121 §8. A link whose peer
 closes (the node stopped or died: its kernel closes the socket) is dropped at once, so the
 next stanza finds the node gone rather than writing into a dead socket.
+
+What was written but not yet handled by the peer is not lost either: the receiver counts the
+items it handled and writes the running count back on the same connection (one ``ACK`` frame
+at most every ``ACK_EVERY`` seconds); the sender keeps the items not yet acknowledged, and
+when the link ends (the peer died or stopped) or the peer is declared dead (``forget``, the
+membership reaped it) it hands them to ``on_lost``, which routes them again by RFC 6121 §8 on
+this node. An item handled but whose acknowledgement was not read yet is handed back too: at
+least once, duplicates possible (docs/cluster.md). For ``GONE_FOR`` seconds after its peer
+closed a link, sends to that node answer False at once (the sender's caches and lookups made
+just before still name it; they must not open a link the dying node's kernel still accepts).
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,35 +45,61 @@ log = logging.getLogger("suricate.cluster")
 
 COOKIE_SIZE = 32
 CONNECT_TIMEOUT = 2.0
+# How long a node whose link ended or that was reaped counts as gone for sends: the frames
+# toward it were handed back, and stanzas still addressed to it (a row read just before the
+# reaping, a cached node) are routed by §8 here rather than to a reconnect.
+GONE_FOR = 5.0
+
+# How long the receiver may wait before acknowledging what it handled: the sender keeps the
+# items meanwhile (a few milliseconds of traffic), and one acknowledgement covers them all.
+ACK_EVERY = 0.005
+
+# What ``on_lost`` gets: the node and the items written to it that it did not acknowledge.
+LostHandler = Callable[[str, list[tuple[Any, ...]]], None]
 
 
 class _Link:
-    """One outgoing connection. The frames of one loop turn leave in one write (one system
-    call, one segment) rather than one each."""
+    """One outgoing connection. The items of one loop turn leave in one ``BATCH`` frame (one
+    marshal call, one system call, one segment) rather than a frame each; the items the peer
+    did not acknowledge yet are kept (``unacked``, in the order written)."""
 
-    __slots__ = ("reader", "writer", "closed", "_pending")
+    __slots__ = ("reader", "writer", "closed", "_pending", "unacked")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.closed = False
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[Any, ...]] = []
+        self.unacked: deque[tuple[Any, ...]] = deque()
 
-    def write(self, data: bytes) -> None:
+    def write(self, item: tuple[Any, ...]) -> None:
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(data)
+        self._pending.append(item)
+        self.unacked.append(item)
 
     def _flush(self) -> None:
-        data, self._pending = b"".join(self._pending), []
-        if not self.closed:
-            self.writer.write(data)
+        items, self._pending = self._pending, []
+        if self.closed:
+            return  # kept in ``unacked``: handed back with the rest
+        if len(items) == 1:
+            self.writer.write(wire.frame(*items[0]))
+        else:
+            self.writer.write(wire.frame(wire.BATCH, items))
+
+    def acked(self, handled: int, total: list[int]) -> None:
+        """The peer handled ``handled`` items since the link opened; ``total[0]``: how many
+        of them were acknowledged before."""
+        for _ in range(handled - total[0]):
+            self.unacked.popleft()
+        total[0] = handled
 
 
 class NodeLinks:
     def __init__(self, on_item: Callable[[tuple[Any, ...]], None], host: str,
-                 port: int) -> None:
+                 port: int, on_lost: LostHandler | None = None) -> None:
         self.on_item = on_item
+        self.on_lost = on_lost
         self.host = host
         self.port = port
         self.cookie = b""
@@ -71,8 +109,13 @@ class NodeLinks:
         self._tasks: set[asyncio.Task[Any]] = set()
         # the incoming connections' writers: closed at stop, which ends their readers (their
         # handler tasks belong to asyncio's stream protocol: cancelling them logs errors)
-        self._incoming: set[asyncio.StreamWriter] = set()
+        # (and, for each, the count of items handled: acknowledged once more as they close,
+        # so a peer does not route again what this node did handle)
+        self._incoming: dict[asyncio.StreamWriter, list[int]] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
+        # node -> until when (monotonic) it counts as gone (GONE_FOR)
+        self._gone: dict[str, float] = {}
+        self._stopping = False
 
     async def start(self, cookie: bytes) -> str:
         """Listen; the address to advertise (``host:port``)."""
@@ -82,12 +125,14 @@ class NodeLinks:
         return f"{self.host}:{port}"
 
     async def stop(self) -> None:
+        self._stopping = True  # our own stop: nothing is routed again here
         if self._server is not None:
             self._server.close()
         for link in self._links.values():
             link.closed = True
             link.writer.close()
-        for writer in list(self._incoming):
+        for writer, handled in list(self._incoming.items()):
+            _last_ack(writer, handled[0])
             writer.close()
         for task in list(self._tasks):
             task.cancel()
@@ -104,10 +149,12 @@ class NodeLinks:
         """Write ``item`` toward ``node``; False when it cannot be reached."""
         link = self._links.get(node)
         if link is None or link.closed:
+            if self.gone(node):
+                return False
             link = await self._connect(node, address)
             if link is None:
                 return False
-        link.write(wire.frame(*item))
+        link.write(item)
         return True
 
     def send_now(self, node: str, item: tuple[Any, ...]) -> bool:
@@ -116,8 +163,18 @@ class NodeLinks:
         link = self._links.get(node)
         if link is None or link.closed:
             return False
-        link.write(wire.frame(*item))
+        link.write(item)
         return True
+
+    def gone(self, node: str) -> bool:
+        """Whether ``node``'s link ended or it was reaped less than ``GONE_FOR`` ago."""
+        until = self._gone.get(node)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._gone[node]
+        return False
 
     async def _connect(self, node: str, address: str) -> _Link | None:
         pending = self._connecting.get(node)
@@ -142,22 +199,48 @@ class NodeLinks:
         return link
 
     async def _watch(self, node: str, link: _Link) -> None:
-        """Nothing is read on an outgoing link but its end: the peer stopped or died."""
+        """What comes back on an outgoing link: the peer's acknowledgements, then its end
+        (the peer stopped or died)."""
+        deframer = wire.Deframer()
+        total = [0]
         with contextlib.suppress(Exception):
-            while await link.reader.read(4096):
-                pass
-        link.closed = True
-        if self._links.get(node) is link:
-            del self._links[node]
-        link.writer.close()
+            while data := await link.reader.read(4096):
+                for item in deframer.feed(data):
+                    if item[0] == wire.ACK:
+                        link.acked(item[1], total)
         log.info("cluster_link_closed node=%s", node)
+        self._lost(node, link)
 
     def forget(self, node: str) -> None:
-        """``node`` was reaped: drop its link (a later node never reuses the name)."""
-        link = self._links.pop(node, None)
+        """``node`` was reaped: drop its link (a later node never reuses the name) and hand
+        back what it did not acknowledge."""
+        link = self._links.get(node)
         if link is not None:
-            link.closed = True
-            link.writer.close()
+            # Not marked gone: a node reaped while paused (SIGSTOP) may rejoin and claim
+            # its sessions back; a later stanza opens a new link to it (its kernel accepts).
+            self._lost(node, link, gone=False)
+
+    def _lost(self, node: str, link: _Link, gone: bool = True) -> None:
+        if link.closed:
+            return  # already handled (forget, stop): its watcher ends with it
+        link.closed = True
+        link.writer.close()
+        if self._links.get(node) is link:
+            del self._links[node]
+        if self._stopping:
+            return
+        if gone:
+            # The peer closed its end: its process stopped or died (a restarted node has a
+            # new name), so nobody will ever read a new link to that name.
+            self._gone[node] = time.monotonic() + GONE_FOR
+        unacked = list(link.unacked)
+        link.unacked.clear()
+        if unacked and self.on_lost is not None:
+            log.warning("cluster_link_unacked node=%s items=%d", node, len(unacked))
+            try:
+                self.on_lost(node, unacked)
+            except Exception:
+                log.exception("cluster_lost_failed node=%s", node)
 
     # -- receiving -----------------------------------------------------------------------
     async def _accepted(self, reader: asyncio.StreamReader,
@@ -165,7 +248,9 @@ class NodeLinks:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        self._incoming.add(writer)
+        handled = [0]
+        self._incoming[writer] = handled
+        ack_due: list[asyncio.TimerHandle | None] = [None]
         try:
             cookie = await asyncio.wait_for(reader.readexactly(COOKIE_SIZE), CONNECT_TIMEOUT)
             if not hmac.compare_digest(cookie, self.cookie):
@@ -173,17 +258,35 @@ class NodeLinks:
                             writer.get_extra_info("peername"))
                 return
             deframer = wire.Deframer()
+
+            def ack() -> None:
+                ack_due[0] = None
+                if not writer.is_closing():
+                    writer.write(wire.frame(wire.ACK, handled[0]))
+
             while data := await reader.read(1 << 16):
-                for item in deframer.feed(data):
-                    try:
-                        self.on_item(item)
-                    except Exception:
-                        log.exception("cluster_frame_failed kind=%r", item[0])
+                for frame in deframer.feed(data):
+                    items = frame[1] if frame[0] == wire.BATCH else (frame,)
+                    for item in items:
+                        try:
+                            self.on_item(item)
+                        except Exception:
+                            log.exception("cluster_frame_failed kind=%r", item[0])
+                    handled[0] += len(items)
+                # The running count of items handled (a stanza handed to a session is in its
+                # connection's write buffer), at most once per ACK_EVERY: under load one
+                # acknowledgement covers many batches (a write here and a wake-up on the
+                # sender each).
+                if ack_due[0] is None:
+                    ack_due[0] = asyncio.get_running_loop().call_later(ACK_EVERY, ack)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, wire.FrameError):
             pass
         finally:
+            if ack_due[0] is not None:
+                ack_due[0].cancel()
+            _last_ack(writer, handled[0])
             writer.close()
-            self._incoming.discard(writer)
+            self._incoming.pop(writer, None)
             if task is not None:
                 self._handlers.discard(task)
 
@@ -191,3 +294,10 @@ class NodeLinks:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _last_ack(writer: asyncio.StreamWriter, handled: int) -> None:
+    """Acknowledge what was handled before the connection closes (a clean stop, or the peer
+    closing): ``close`` still sends what is buffered."""
+    if handled and not writer.is_closing():
+        writer.write(wire.frame(wire.ACK, handled))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 import os
 import secrets
 import socket
@@ -125,6 +126,9 @@ ROW_TTL = 1.0
 # How long a stopping node waits for Redis to take its last writes and its leave: past it,
 # the others reap its rows as a dead node's (DEAD_AFTER), and the process exits.
 LEAVE_WITHIN = 2.0
+# A cached node used within this long of its expiry is looked up again in the background, so
+# a steady flow of stanzas to one full JID keeps its fast path (no lookup on the path itself).
+REFRESH_AHEAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -308,7 +312,9 @@ class RedisNode:
         self._tasks: list[asyncio.Task[Any]] = []
         general = server.cfg["general"]
         self.links = NodeLinks(self._received, general["cluster_address"],
-                               general["cluster_port"])
+                               general["cluster_port"], self._undelivered)
+        # full JIDs whose cached node is being looked up again ahead of expiry (REFRESH_AHEAD)
+        self._refreshing: set[JID] = set()
         self._address = ""
         # full JID -> (its node, until when that answer is used without asking Redis)
         self._where: dict[JID, tuple[str, float]] = {}
@@ -327,6 +333,9 @@ class RedisNode:
         # node calls them, within a beat of seeing the node delisted.
         self.services: dict[str, ServiceHandler] = {}
         self.departed_listeners: list[Callable[[str], None]] = []
+        # A node that left: what this node wrote to it and it did not acknowledge is routed
+        # again here (links.py), also when another survivor reaped it.
+        self.departed_listeners.append(self.links.forget)
         self._members: set[str] = set()  # the nodes listed at the last beat
         # account -> its sends waiting behind one in flight (_in_order)
         # (the send, done once it ran: the sender's next stanza waits for it, route_held)
@@ -482,8 +491,30 @@ class RedisNode:
     def _written_now(self, frm: JID, to: JID, stanza: Element) -> bool:
         """The fast path: written on the open link to the node found less than ROW_TTL ago."""
         hit = self._where.get(to)
-        return hit is not None and hit[1] > time.monotonic() and self.links.send_now(
-            hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL))
+        if hit is None:
+            return False
+        left = hit[1] - time.monotonic()
+        if left <= 0 or not self.links.send_now(
+                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)):
+            return False
+        if left < REFRESH_AHEAD and to not in self._refreshing:
+            self._refreshing.add(to)
+            self.server.spawn(self._refresh_ahead(to))
+        return True
+
+    async def _refresh_ahead(self, to: JID) -> None:
+        """Look ``to`` up again before its cached node expires (the stanzas keep taking the
+        fast path meanwhile; a row that moved or left drops the cache entry)."""
+        try:
+            row = (await self._batched(to.bare)).get(str(to.resource))
+            if row is not None and row.node != self.name and not self.links.gone(row.node):
+                self._where[to] = (row.node, time.monotonic() + ROW_TTL)
+            else:
+                self._where.pop(to, None)
+        except Exception:
+            self._where.pop(to, None)  # Redis away: the next stanza takes the slow path
+        finally:
+            self._refreshing.discard(to)
 
     def to_bare(self, frm: JID, to: JID, stanza: Element, also: bool = False) -> None:
         self._in_order(to.bare, self._to_bare(frm, to, stanza, also))
@@ -719,7 +750,20 @@ class RedisNode:
             self.server.router.route_here(JID.parse(frm_text), to, stanza)
             return
         session = self.server.sessions.local(to)
-        if mode != wire.TO_FULL and (session is None or not session.available):
+        if mode == wire.TO_FULL:
+            if session is not None and stanza.name != "presence" \
+                    and not self.server.hooks.has(H.FILTER_LOCAL_PACKET):
+                # What Router._route_local does for a message or IQ to a session with no
+                # filters, without its detours (the common case, on the hot path).
+                session.deliver(stanza)
+                return
+            # Routed as a local stanza (as if it had come from a client of this node): the
+            # local filters run (mod_mam archives a message to a full JID, RFC 6121 §8.5.3),
+            # a subscription presence is processed, and a session that left while the stanza
+            # travelled gets §8 here, never forwarded again (route_here).
+            self.server.router.route_here(JID.parse(frm_text), to, stanza)
+            return
+        if session is None or not session.available:
             # A copy of a bare-JID stanza whose resource left or went unavailable while it
             # travelled (the client may be closing: what reaches its socket now is lost):
             # a message goes to the bare JID here (§8.5.2: a resource here, else offline
@@ -730,11 +774,52 @@ class RedisNode:
                 self.server.router.route_here(JID.parse(frm_text), to.bare, stanza)
             else:
                 log.info("cluster_copy_dropped to=%s", to)
-        elif session is not None:
-            session.deliver(stanza)
         else:
-            # The session left while the stanza travelled: §8 here, never forwarded again.
-            self.server.router.route_here(JID.parse(frm_text), to, stanza)
+            session.deliver(stanza)
+
+    def _undelivered(self, node: str, items: list[tuple[Any, ...]]) -> None:
+        """Items written to ``node`` that it did not acknowledge before its link ended or it
+        was reaped (links.py): it may have died with them unread. Routed again here, as if
+        that node had no session (RFC 6121 §8): another resource of the account, offline
+        storage for a message, or an error to the sender; never dropped silently. This node,
+        the sender, is the one responsible: the dead node cannot do it any more."""
+        self._where = {jid: hit for jid, hit in self._where.items() if hit[0] != node}
+        router = self.server.router
+        copies: set[bytes] = set()  # the bare-JID messages already routed again
+        for item in items:
+            kind = item[0]
+            if kind == wire.STANZA:
+                _, frm_text, to_text, packed, mode = item
+                frm, to, stanza = JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed)
+                if mode != wire.TO_FULL and to.resource is not None:
+                    # Several copies of one bare-JID message to resources of that node go
+                    # to the bare JID once (else offline storage would hold it twice).
+                    key = marshal.dumps((frm_text, str(to.bare), packed))
+                    if key in copies:
+                        continue
+                    copies.add(key)
+                log.info("cluster_rerouted to=%s kind=%s mode=%d", to, stanza.name, mode)
+                if to.resource is None:
+                    # A subscription stanza for the owner (processed on one node: its roster
+                    # there); a probe is not repeated (the presence it asked for left too).
+                    if stanza.attrs.get("type") != "probe":
+                        router.route(frm, to, stanza)
+                elif mode == wire.TO_FULL:
+                    # §8.5.3.2: a chat message to the bare JID (other resources, here or on
+                    # live nodes, else offline storage), an IQ answered with an error.
+                    router.to_full_unavailable(frm, to, stanza)
+                elif stanza.name == "message":
+                    # A copy of a bare-JID message (§8.5.2.1.1): this node cannot know
+                    # whether the other copies were delivered, so the message goes to the bare
+                    # JID again: other resources may see it twice, but it is never lost.
+                    router.route(frm, to.bare, stanza)
+                # A presence copy: the resource it was for is gone with its node.
+            elif kind == wire.SERVICE:
+                # A stanza for a service of the dead node (a room): routed again, it waits
+                # until the room's claim is taken over (mod_muc/placement.py).
+                _, _, _, frm_text, to_text, packed = item
+                router.route(JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed))
+            # REPLACE: the session to end died with its node.
 
     def _reaped(self, reaped: dict[str, int]) -> None:
         for node, count in reaped.items():

@@ -20,6 +20,11 @@ REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7
 # (SERVICE, service name, hops, from, to, stanza): for a service of the receiving node (a MUC
 # room it owns, mod_muc/placement.py), not for a session.
 SERVICE = "v"
+# Link framing (links.py), never handed to the node: (BATCH, items) carries the items written
+# during one loop turn in one frame (one marshal call each side, one write); (ACK, count) goes
+# back on the same connection: the receiver has handled the first ``count`` items.
+BATCH = "b"
+ACK = "a"
 
 # STANZA modes: what the receiving node does when the session is gone or unavailable.
 TO_FULL = 0        # sent to a full JID: RFC 6121 §8.5.3.2 there

@@ -48,7 +48,8 @@ class Node:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _toml(tmp: Path, c2s: int, tls: int, db: int, redis_port: int = 6379) -> str:
+def _toml(tmp: Path, c2s: int, tls: int, db: int, redis_port: int = 6379,
+          modules_extra: str = "") -> str:
     pool = f"""
 [outgoing_pools.redis.default.connection]
 host = "127.0.0.1"
@@ -56,14 +57,17 @@ port = {redis_port}
 database = {db}
 """
     toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT)
+    if modules_extra:
+        toml += "\n" + modules_extra
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379) -> Node:
+def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379,
+               modules_extra: str = "") -> Node:
     """One node; its name is the one it added to the ``nodes`` hash."""
     c2s, tls = free_port(), free_port()
     config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db, redis_port))
+    config.write_text(_toml(tmp, c2s, tls, db, redis_port, modules_extra))
     before = set(_sync(db, redis_port).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],

@@ -30,6 +30,9 @@ class _Links:
         self._record(item)
         return True
 
+    def gone(self, node: str) -> bool:
+        return False
+
     async def send(self, node: str, address: str, item: tuple[Any, ...]) -> bool:
         self._record(item)
         return True
@@ -76,6 +79,7 @@ def _node() -> tuple[RedisNode, _Links]:
     node.store = _Store()  # type: ignore[assignment]
     node.links = links  # type: ignore[assignment]
     node._where = {}
+    node._refreshing = set()
     node._pending = {}
     node._lookups = []
     node._addresses = {"there": "127.0.0.1:1"}
