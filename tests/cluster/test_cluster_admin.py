@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.test_redis_nodes import SURICATE, Node, _sync, _toml, stop_node
+from tests.cluster.test_redis_nodes import Node, _sync, _toml, launch_node, stop_node
 from tests.cluster.test_workers import _register
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port
 
@@ -56,18 +55,7 @@ schema_endpoint = "user"
 
 def _start(tmp: Path, db: int, tag: str) -> Node:
     c2s, tls, http = free_port(), free_port(), free_port()
-    config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db) + OPS.format(http=http))
-    before = set(_sync(db).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop(), {"http": http, "db": db})
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db) + OPS.format(http=http), extra={"http": http, "db": db})
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
 import time
 import urllib.error
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
 
-from tests.cluster.test_redis_nodes import SURICATE, Node, _sync, stop_node
+from tests.cluster.test_redis_nodes import Node, _sync, launch_node, stop_node
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port, server_toml
 from tests.muc.conftest import PLUGINS, codes, create_room, next_groupchat
@@ -50,18 +49,7 @@ database = {db}
 
 def _start(tmp: Path, db: int, tag: str, extra: str = "") -> Node:
     c2s, tls = free_port(), free_port()
-    config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db) + extra)
-    before = set(_sync(db).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db) + extra)
 
 
 async def _user(node: Node, name: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from slixmpp import JID as SJID
 
 from tests.cluster.test_bad_conditions import PrivateRedis, private_redis
 from tests.cluster.test_muc_nodes import _groupchats, _left, _user
-from tests.cluster.test_redis_nodes import SURICATE, Node, _sync, stop_node
+from tests.cluster.test_redis_nodes import Node, _sync, launch_node, stop_node
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import MODULES_TOML, disconnect, eventually, free_port, server_toml
 from tests.muc.conftest import create_room
@@ -47,18 +46,7 @@ database = {db}
 
 def _start(tmp: Path, db: int, tag: str, port: int = 6379) -> Node:
     c2s, tls = free_port(), free_port()
-    config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db, port))
-    before = set(_sync(db, port).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db, port).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db, port), port)
 
 
 def test_paused_node_room_taken_over_its_occupants_told_on_resume(

@@ -66,8 +66,16 @@ def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379,
                modules_extra: str = "") -> Node:
     """One node; its name is the one it added to the ``nodes`` hash."""
     c2s, tls = free_port(), free_port()
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db, redis_port, modules_extra),
+                       redis_port)
+
+
+def launch_node(tmp: Path, db: int, tag: str, c2s: int, tls: int, toml: str,
+                redis_port: int = 6379, extra: dict[str, Any] | None = None) -> Node:
+    """Start `suricate serve` on ``toml`` (listening on ``c2s``/``tls``) and wait for its
+    banner; the node's name is the one it added to the ``nodes`` hash."""
     config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db, redis_port, modules_extra))
+    config.write_text(toml)
     before = set(_sync(db, redis_port).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
@@ -77,7 +85,7 @@ def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379,
     assert "serving localhost" in banner, (banner, log.read_text())
     added = set(_sync(db, redis_port).hkeys("suricate:nodes")) - before
     assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return Node(proc, c2s, tls, log, added.pop(), extra or {})
 
 
 def stop_node(node: Node) -> None:

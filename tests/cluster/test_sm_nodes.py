@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import re
 import signal
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from suricate.jid import JID
 from suricate.xml import ns
 from suricate.xml.element import Element
-from tests.cluster.test_redis_nodes import SURICATE, Node, _rows, _sync, stop_node
+from tests.cluster.test_redis_nodes import Node, _rows, _sync, launch_node, stop_node
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import (
     MODULES_TOML,
@@ -53,18 +52,7 @@ def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
 
 def _start(tmp: Path, db: int, tag: str) -> Node:
     c2s, tls = free_port(), free_port()
-    config = tmp / f"{tag}.toml"
-    config.write_text(_toml(tmp, c2s, tls, db))
-    before = set(_sync(db).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db))
 
 
 @pytest.fixture
