@@ -61,6 +61,14 @@ class Node(Suricate):
     def logfile(self) -> Any:
         return open(self.workdir / f"{self.name}.out", "ab")  # noqa: SIM115
 
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        profile = self.extra.get("profile")
+        if profile:
+            # cProfile writes its statistics when the node returns from a clean stop (SIGTERM)
+            cmd = [cmd[0], "-m", "cProfile", "-o", f"{profile}/{self.name}.prof", *cmd[1:]]
+        return cmd, env
+
 
 def start_redis(workdir: Path, cores: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
@@ -113,6 +121,9 @@ def main() -> int:
                    help="cores of the load generator and Redis")
     p.add_argument("--workdir", default="",
                    help="where the nodes' files go (default: a new temporary directory)")
+    p.add_argument("--profile", default="",
+                   help="a directory: the two nodes run under cProfile and write "
+                        "node1.prof / node2.prof there (the figures are then not comparable)")
     p.add_argument("--same-node", action="store_true",
                    help="two nodes, but each receiver on its sender's node: nothing crosses")
     a = p.parse_args()
@@ -126,9 +137,9 @@ def main() -> int:
     certkey = ensure_self_signed(workdir / "certs", ["localhost"])[0]
     cert, key = Path(certkey.certfile), Path(certkey.keyfile)
     redis, redis_port = start_redis(workdir, a.gen_cores)
-    one = Node("one", "127.0.0.1", free_port(), workdir, core_a)
+    one = Node("one", "127.0.0.1", free_port(), workdir, core_a, extra={"profile": a.profile})
     nodes = [Node(f"node{i + 1}", "127.0.0.1", free_port(), workdir, core,
-                  extra={"redis_port": redis_port}) for i, core in enumerate((core_a, core_b))]
+                  extra={"redis_port": redis_port, "profile": a.profile}) for i, core in enumerate((core_a, core_b))]
     results: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
     try:
         for spec in (one, *nodes):
