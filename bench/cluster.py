@@ -181,6 +181,14 @@ def main() -> int:
                       "one_node_cpu_us_per_msg": round(one_us, 1),
                       "two_nodes_cpu_us_per_msg": round(two_us, 1),
                       "cpu_ratio": round(2 * one_us / two_us, 2),
+                      "cpu_ratios": [round(2 * o["server_cpu_us_per_msg"]
+                                           / t["server_cpu_us_per_msg"], 2)
+                                     for o, t in zip(results["one"], results["two"],
+                                                     strict=True)],
+                      # each node's CPU per message of the cluster (node1, node2)
+                      "per_node_cpu_us_per_msg": [round(statistics.median(
+                          r["server_cpu_us_per_msg_each"][i] for r in results["two"]), 1)
+                          for i in range(2)],
                       "crossed_fraction": round(statistics.median(
                           r["crossed_fraction"] for r in results["two"]), 3),
                       "two_nodes_p99_ms": statistics.median(r["p99_ms"] for r in results["two"]),
