@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import pytest
 from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
-from tests.cluster.test_redis_nodes import SURICATE, Node, _sync, _toml, start_node, stop_node
+from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
 from tests.cluster.test_workers import LIMIT, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
 
@@ -146,18 +145,8 @@ def _start_plain(tmp: Path, db: int, tag: str, extra: str) -> Node:
     pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
             f"database = {db}\n")
     toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=PLAIN + "\n" + extra)
-    config = tmp / f"{tag}.toml"
-    config.write_text(toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"'))
-    before = set(_sync(db).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(db).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return launch_node(tmp, db, tag, c2s, tls,
+                       toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"'))
 
 
 def test_bytes_path_keeps_stream_management_counts_and_the_archive(
