@@ -61,6 +61,14 @@ class Node(Suricate):
     def logfile(self) -> Any:
         return open(self.workdir / f"{self.name}.out", "ab")  # noqa: SIM115
 
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        profile = self.extra.get("profile")
+        if profile:
+            # cProfile writes its statistics when the node returns from a clean stop (SIGTERM)
+            cmd = [cmd[0], "-m", "cProfile", "-o", f"{profile}/{self.name}.prof", *cmd[1:]]
+        return cmd, env
+
 
 def start_redis(workdir: Path, cores: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
@@ -113,6 +121,9 @@ def main() -> int:
                    help="cores of the load generator and Redis")
     p.add_argument("--workdir", default="",
                    help="where the nodes' files go (default: a new temporary directory)")
+    p.add_argument("--profile", default="",
+                   help="a directory: the two nodes run under cProfile and write "
+                        "node1.prof / node2.prof there (the figures are then not comparable)")
     p.add_argument("--same-node", action="store_true",
                    help="two nodes, but each receiver on its sender's node: nothing crosses")
     a = p.parse_args()
@@ -126,9 +137,9 @@ def main() -> int:
     certkey = ensure_self_signed(workdir / "certs", ["localhost"])[0]
     cert, key = Path(certkey.certfile), Path(certkey.keyfile)
     redis, redis_port = start_redis(workdir, a.gen_cores)
-    one = Node("one", "127.0.0.1", free_port(), workdir, core_a)
+    one = Node("one", "127.0.0.1", free_port(), workdir, core_a, extra={"profile": a.profile})
     nodes = [Node(f"node{i + 1}", "127.0.0.1", free_port(), workdir, core,
-                  extra={"redis_port": redis_port}) for i, core in enumerate((core_a, core_b))]
+                  extra={"redis_port": redis_port, "profile": a.profile}) for i, core in enumerate((core_a, core_b))]
     results: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
     try:
         for spec in (one, *nodes):
@@ -170,6 +181,14 @@ def main() -> int:
                       "one_node_cpu_us_per_msg": round(one_us, 1),
                       "two_nodes_cpu_us_per_msg": round(two_us, 1),
                       "cpu_ratio": round(2 * one_us / two_us, 2),
+                      "cpu_ratios": [round(2 * o["server_cpu_us_per_msg"]
+                                           / t["server_cpu_us_per_msg"], 2)
+                                     for o, t in zip(results["one"], results["two"],
+                                                     strict=True)],
+                      # each node's CPU per message of the cluster (node1, node2)
+                      "per_node_cpu_us_per_msg": [round(statistics.median(
+                          r["server_cpu_us_per_msg_each"][i] for r in results["two"]), 1)
+                          for i in range(2)],
                       "crossed_fraction": round(statistics.median(
                           r["crossed_fraction"] for r in results["two"]), 3),
                       "two_nodes_p99_ms": statistics.median(r["p99_ms"] for r in results["two"]),

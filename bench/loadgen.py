@@ -393,13 +393,14 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
     cpu0 = cpu_seconds()
-    server_cpu0 = pid_cpu_seconds(a.server_pid)
+    each0 = [pid_cpu_seconds([pid]) for pid in a.server_pid]
     t0 = time.monotonic()
     await asyncio.sleep(a.seconds)
     state["measuring"] = False
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
-    server_cpu = pid_cpu_seconds(a.server_pid) - server_cpu0
+    each = [pid_cpu_seconds([pid]) - c0 for pid, c0 in zip(a.server_pid, each0, strict=True)]
+    server_cpu = sum(each)
     count = state["count"]
     crossed = state["crossed"]
     state["running"] = False
@@ -416,6 +417,8 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         # The steadier figure on a shared machine: the server's CPU (all its threads and
         # child processes) over the measured window, per message delivered in it.
         result["server_cpu_us_per_msg"] = 1e6 * server_cpu / count
+        # each node's share (the nodes of a cluster, in --server-pid order)
+        result["server_cpu_us_per_msg_each"] = [1e6 * c / count for c in each]
     return result
 
 

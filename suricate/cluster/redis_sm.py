@@ -494,8 +494,7 @@ class RedisNode:
         if hit is None:
             return False
         left = hit[1] - time.monotonic()
-        if left <= 0 or not self.links.send_now(
-                hit[0], (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)):
+        if left <= 0 or not self.links.send_now(hit[0], self._to_full_item(frm, to, stanza)):
             return False
         if left < REFRESH_AHEAD and to not in self._refreshing:
             self._refreshing.add(to)
@@ -705,8 +704,26 @@ class RedisNode:
         """Over the link to ``node``; False when it is not listed or cannot be reached (it
         died, even before a survivor reaped it): the caller routes the stanza again.
         ``mode``: a stanza to a full JID, or a copy of a bare-JID fan-out (wire.py)."""
-        return await self._link_send(
-            node, (wire.STANZA, str(frm), str(to), wire.pack(stanza), mode), to)
+        if mode == wire.TO_FULL and to.resource is not None:
+            item = self._to_full_item(frm, to, stanza)
+        else:
+            item = (wire.STANZA, str(frm), str(to), wire.pack(stanza), mode)
+        return await self._link_send(node, item, to)
+
+    def _to_full_item(self, frm: JID, to: JID, stanza: Element) -> tuple[Any, ...]:
+        """What travels for a stanza to a full JID. A message or IQ travels as the bytes
+        the recipient's socket gets (``wire.XML``) when the receiving node will likely write
+        them as they are: every node runs the same configuration, so when this one has no
+        filter that needs the element (mod_mam, mod_inbox archive a message to a full JID;
+        blocking, carbons, CSI filter what a session receives; instrumentation counts
+        elements), neither has the other. The receiver checks again (the session's own
+        state: XEP-0198 counting) and parses the bytes when it must. Otherwise the element
+        travels as tuples, cheaper to rebuild there than XML is to parse."""
+        hooks = self.server.hooks
+        if stanza.name == "presence" or self.server.instrument.enabled \
+                or hooks.has(H.FILTER_LOCAL_PACKET) or hooks.has(H.USER_RECEIVE_PACKET):
+            return (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)
+        return (wire.XML, str(frm), str(to), wire.serialized(stanza))
 
     async def send_service(self, node: str, service: str, frm: JID, to: JID,
                            stanza: Element, hops: int) -> bool:
@@ -742,8 +759,20 @@ class RedisNode:
                 # The service stopped here meanwhile: the local rules answer (an error).
                 self.server.router.route_here(frm, to, stanza)
             return
-        _, frm_text, to_text, packed, mode = item
-        to, stanza = JID.parse(to_text), wire.unpack(packed)
+        if item[0] == wire.XML:
+            _, frm_text, to_text, data = item
+            to = JID.parse(to_text)
+            session = self.server.sessions.local(to)
+            if session is not None and not self.server.hooks.has(H.FILTER_LOCAL_PACKET):
+                write = getattr(session, "write_serialized", None)
+                if write is not None and write(data):
+                    return  # the hot path: the bytes to the socket, no element (issue 14)
+            # Something needs the element (XEP-0198 counting, an archive, a filter) or the
+            # session left: as a STANZA to the full JID.
+            stanza, mode = wire.parse(data), wire.TO_FULL
+        else:
+            _, frm_text, to_text, packed, mode = item
+            to, stanza = JID.parse(to_text), wire.unpack(packed)
         if to.resource is None:
             # A probe for the user's local resources (_to_bare), or a subscription stanza
             # processed here (_to_owner).
@@ -788,6 +817,11 @@ class RedisNode:
         copies: set[bytes] = set()  # the bare-JID messages already routed again
         for item in items:
             kind = item[0]
+            if kind == wire.XML:  # as the STANZA it stands for
+                _, frm_text, to_text, data = item
+                item = (wire.STANZA, frm_text, to_text, wire.pack(wire.parse(data)),
+                        wire.TO_FULL)
+                kind = wire.STANZA
             if kind == wire.STANZA:
                 _, frm_text, to_text, packed, mode = item
                 frm, to, stanza = JID.parse(frm_text), JID.parse(to_text), wire.unpack(packed)

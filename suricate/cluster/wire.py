@@ -12,10 +12,19 @@ from __future__ import annotations
 import marshal
 from typing import Any
 
+from suricate.protocol.c2s import STREAM_PREFIXES
+from suricate.xml import ns
 from suricate.xml.element import Element
+from suricate.xml.parser import parse_fragment
 
 # Frame kinds (the first item of each tuple).
 STANZA = "s"     # (STANZA, from, to, stanza, mode): to a session of the receiving node
+# (XML, from, to, data): a message or IQ to a full JID, ``data`` the bytes a client stream
+# writes for it (``serialized``). When the recipient's session needs no element (no stream
+# management, no receive filter) the receiving node writes them to its socket as they are:
+# no unpack, no routing, no serialization there (issue 14); otherwise it parses them (``parse``)
+# and goes the STANZA way, mode TO_FULL.
+XML = "x"
 REPLACE = "r"    # (REPLACE, full jid): a new session took the JID (RFC 6120 §7.7.2.2)
 # (SERVICE, service name, hops, from, to, stanza): for a service of the receiving node (a MUC
 # room it owns, mod_muc/placement.py), not for a session.
@@ -44,6 +53,16 @@ def unpack(t: tuple[Any, ...]) -> Element:
     name, xmlns, attrs, children = t
     return Element(name, xmlns, attrs,
                    [c if isinstance(c, str) else unpack(c) for c in children])
+
+
+def serialized(el: Element) -> bytes:
+    """``el`` as a client stream writes it (its namespace implicit, RFC 6120 §4.8.3)."""
+    return el.to_bytes(ns.CLIENT, STREAM_PREFIXES)
+
+
+def parse(data: bytes) -> Element:
+    """The element ``serialized`` wrote."""
+    return parse_fragment(data.decode(), ns.CLIENT)[0]
 
 
 def frame(*items: Any) -> bytes:

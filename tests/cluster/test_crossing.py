@@ -8,6 +8,10 @@
 - Two real nodes with mod_mam: a message to a full JID on the other node is archived in the
   recipient's archive too (it is routed there as a local stanza, so the local filters run;
   before, the receiving node handed it straight to the session and mod_mam never saw it).
+- A message crossing as the recipient's bytes (``wire.XML``, the sender has no filter) is
+  written as it is only when the session needs no element: a session with XEP-0198 counting
+  gets it the full way (every stanza counted, an <r/> after each, its <a h/> accepted), and a
+  receiving node with mod_mam parses it and archives the recipient's copy.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import pytest
 from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
-from tests.cluster.test_redis_nodes import _toml, start_node, stop_node
-from tests.cluster.test_workers import _register
-from tests.e2e.harness import connect, disconnect, eventually, free_port
+from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -121,6 +125,81 @@ def test_message_to_full_jid_on_other_node_is_archived_there(
         assert bodies == [f"m{i}" for i in range(5)]
         await eventually(lambda: archived("alice", "O") == 5 and archived("bob", "I") == 5)
         await disconnect(alice, bob)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for node in nodes:
+            stop_node(node)
+
+
+# No module that filters what a session receives (mod_blocking, carbons, CSI) or archives: the
+# sender writes a message to a full JID as the recipient's bytes (wire.XML).
+PLAIN = "\n".join(f"[modules.{m}]" for m in (
+    "mod_presence", "mod_roster", "mod_disco", "mod_ping", "mod_offline"))
+
+
+def _start_plain(tmp: Path, db: int, tag: str, extra: str) -> Node:
+    """A node with only the ``PLAIN`` modules and ``extra``."""
+    c2s, tls = free_port(), free_port()
+    pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
+            f"database = {db}\n")
+    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=PLAIN + "\n" + extra)
+    return launch_node(tmp, db, tag, c2s, tls,
+                       toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"'))
+
+
+def test_bytes_path_keeps_stream_management_counts_and_the_archive(
+        tmp_path: Path, redis_db: int) -> None:
+    sm = "[modules.mod_stream_management]"
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
+    nodes = [_start_plain(tmp_path, redis_db, "plain0", sm),
+             _start_plain(tmp_path, redis_db, "plain1", sm),
+             _start_plain(tmp_path, redis_db, "mam2", "[modules.mod_mam]\n[modules.mod_mam.pm]")]
+
+    def archived(user: str) -> int:
+        with sqlite3.connect(tmp_path / "suricate.db") as db:
+            return int(db.execute("SELECT count(*) FROM mam_message WHERE username = ? AND "
+                                  "direction = 'I'", (user,)).fetchone()[0])
+
+    async def run() -> None:
+        alice = await connect(nodes[0], "alice@localhost/phone", "pw")  # type: ignore[arg-type]
+        # carol counts with XEP-0198 (an <r/> from the server after each stanza); bob does
+        # not (the bytes go to his socket as they are); dave's node archives.
+        carol = await connect(nodes[1], "carol@localhost/desk", "pw",  # type: ignore[arg-type]
+                              plugins=("xep_0198",))
+        requests: list[str] = []
+
+        def seen(stanza: Any) -> Any:
+            if stanza.name == "r":
+                requests.append(stanza.name)
+            return stanza
+
+        carol.add_filter("in", seen)
+        bob = await connect(nodes[1], "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        dave = await connect(nodes[2], "dave@localhost/desk", "pw")  # type: ignore[arg-type]
+        for client in (alice, carol, bob, dave):
+            client.send_presence()
+        await eventually(lambda: carol.plugin["xep_0198"].enabled_in)
+        await asyncio.sleep(0.3)  # every session's row in Redis (and carol's own presence)
+        before = len(requests)
+        for i in range(5):
+            for user in ("carol", "bob", "dave"):
+                alice.send_message(mto=f"{user}@localhost/desk", mbody=f"m{i}", mtype="chat")
+        for client in (carol, bob, dave):
+            assert [(await client.next_message())["body"] for _ in range(5)] == \
+                [f"m{i}" for i in range(5)]
+        # Counted on the server: one <r/> per stanza, and carol's <a h='5'/> (which answers
+        # them) accepted: a count the server had not made would end her stream with
+        # <handled-count-too-high/>. She still talks: her message reaches alice.
+        await eventually(lambda: len(requests) - before >= 5)
+        await asyncio.sleep(0.3)
+        assert len(requests) - before == 5
+        carol.send_message(mto="alice@localhost/phone", mbody="still here", mtype="chat")
+        assert (await alice.next_message())["body"] == "still here"
+        await eventually(lambda: archived("dave") == 5)
+        assert archived("bob") == 0 and archived("carol") == 0
+        await disconnect(alice, carol, bob, dave)
 
     try:
         asyncio.run(run())

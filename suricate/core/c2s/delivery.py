@@ -51,6 +51,19 @@ class Delivery(C2SStream):
         if request:
             self.conn.write(_SM_REQUEST)
 
+    def write_serialized(self, data: bytes) -> bool:
+        """Write a stanza another node serialized for this session (cluster/wire.py ``XML``)
+        as it is, when nothing here needs it as an element: an established session without
+        XEP-0198 counting (its buffer keeps elements), no ``user_receive_packet`` filter
+        (blocking, carbons, CSI) and no instrumentation (it counts elements). False when
+        something does: the caller parses it and delivers it the full way (``deliver``)."""
+        if self.fsm.state is not S.SESSION_ESTABLISHED or self._closing \
+                or self.module_state.get(SM_KEY) is not None or self.server.instrument.enabled \
+                or self.server.hooks.has(H.USER_RECEIVE_PACKET):
+            return False
+        self.conn.write(data)
+        return True
+
     def deliver(self, stanza: Element) -> None:
         """The router hands us a stanza for this session (RFC 6121 §8.5.3)."""
         state = self.fsm.state
