@@ -409,7 +409,11 @@ class ModMam(Module):
                 retract = child.attrs.get("id") or None
         if body is None and not store and retract is None and not (marker and self.chat_markers):
             return None
-        text = body.text if body is not None and self.full_text else None
+        text: str | None = None
+        if body is not None and self.full_text:
+            # A body is nearly always one text node: take it without Element.text's join.
+            kids = body.children
+            text = kids[0] if len(kids) == 1 and type(kids[0]) is str else body.text
         return _Scan(normalize_body(text) if text else None,
                      origin if origin is not None else stanza.attrs.get("id"),
                      retract if self.retraction else None, sid)
@@ -442,11 +446,20 @@ class ModMam(Module):
         self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
         if scan.retract is not None:
             self._retract(owner, peer.bare, scan.retract, "O", mam_id)
-        if self.stanza_ids:
+        if self.stanza_ids and self._sender_id_read():
             sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
             stanza.children.append(sid)
             self._own_id = (stanza, sid)
         return stanza
+
+    def _sender_id_read(self) -> bool:
+        """Whether a module between this hook (75) and ``drop_own_id`` (85) reads the sender's
+        stanza-id: the carbons of the sender's other resources (XEP-0313 §5.1.2 via XEP-0280)
+        and the sender's inbox entry. Without them it would be made only to be taken off again
+        before routing (two allocations, a list removal per message). Asked per message:
+        modules can be loaded while the server runs."""
+        modules = self.server.modules
+        return "mod_carboncopy" in modules or "mod_inbox" in modules
 
     def drop_own_id(self, stanza: Element | None, c2s: C2S) -> Element | None:
         """The sender's stanza-id was for its carbons (made at priority 80); the peer gets
