@@ -259,6 +259,9 @@ ARCHIVE_ALL = Prefs("always", [], [])
 
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
 
+#: Modules that read the sender's stanza-id before ``drop_own_id`` takes it off (``wire``).
+_SENDER_ID_READERS = ("mod_carboncopy", "mod_inbox")
+
 
 class _Scan:
     """What the archive keeps of a message, found in one pass (``ModMam.scan``)."""
@@ -301,6 +304,8 @@ class ModMam(Module):
         eff: dict[str, Any] = {**opts, **(pm or {})}
         self.eff = eff
         self.stanza_ids = not eff["no_stanzaid_element"]
+        #: Whether the sender's copy gets its stanza-id for carbons and inbox (``wire``).
+        self.sender_ids = self.stanza_ids
         self.chat_markers: bool = eff["archive_chat_markers"]
         self.retraction: bool = eff["message_retraction"]
         self.full_text: bool = eff["full_text_search"]
@@ -353,8 +358,18 @@ class ModMam(Module):
 
     def wire(self) -> None:
         super().wire()
+        # The sender's stanza-id is read only by modules between ``outgoing`` (75) and
+        # ``drop_own_id`` (85): mod_carboncopy (XEP-0280 copies carry it, XEP-0313 §5.1.2)
+        # and mod_inbox (the sender's entry). Without them it would be made only to be taken
+        # off before routing: neither it nor the hook that removes it then run. Every module
+        # is made before any is wired (Server._start_modules), so the set is known here.
+        modules = self.server.modules
+        self.sender_ids = self.stanza_ids and any(name in modules
+                                                  for name in _SENDER_ID_READERS)
         if self.pm_enabled:
             for hook, method, priority in self._ARCHIVING:
+                if method == "drop_own_id" and not self.sender_ids:
+                    continue
                 self.server.hooks.add(hook, getattr(self, method), priority)
             self.server.hooks.add(H.DISCO_SM_FEATURES, self._mam_features, 50)
 
@@ -446,20 +461,11 @@ class ModMam(Module):
         self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
         if scan.retract is not None:
             self._retract(owner, peer.bare, scan.retract, "O", mam_id)
-        if self.stanza_ids and self._sender_id_read():
+        if self.sender_ids:
             sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
             stanza.children.append(sid)
             self._own_id = (stanza, sid)
         return stanza
-
-    def _sender_id_read(self) -> bool:
-        """Whether a module between this hook (75) and ``drop_own_id`` (85) reads the sender's
-        stanza-id: the carbons of the sender's other resources (XEP-0313 §5.1.2 via XEP-0280)
-        and the sender's inbox entry. Without them it would be made only to be taken off again
-        before routing (two allocations, a list removal per message). Asked per message:
-        modules can be loaded while the server runs."""
-        modules = self.server.modules
-        return "mod_carboncopy" in modules or "mod_inbox" in modules
 
     def drop_own_id(self, stanza: Element | None, c2s: C2S) -> Element | None:
         """The sender's stanza-id was for its carbons (made at priority 80); the peer gets
