@@ -483,7 +483,8 @@ class ModMam(Module):
         if stanza is None:
             return stanza
         owner = to.bare
-        if frm.bare == owner:
+        # Parts compared inline: JID.__eq__ is a Python call, on every message.
+        if frm.local == owner.local and frm.domain == owner.domain:
             return stanza  # the account's own message: archived once, as outgoing
         last = self._last_out
         # The sender's archive just scanned this very stanza (a local sender): its scan
