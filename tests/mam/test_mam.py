@@ -128,6 +128,43 @@ async def test_stanza_ids_carbons_and_second_device(server: Server) -> None:
     await disconnect(alice_a, alice_b, bob)
 
 
+async def test_without_carbons_or_inbox_no_sender_stanza_id_is_made(tmp_path: Path) -> None:
+    # The sender's stanza-id exists only for mod_carboncopy and mod_inbox (priorities 78 and
+    # 80); without them it is not made at all, and the archives and the peer's id are as usual.
+    modules = mam_modules().replace("[modules.mod_carboncopy]\n", "")
+    async with running_server(tmp_path, modules=modules) as srv:
+        for user in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        mam: Any = srv.modules["mod_mam"]
+        assert not mam.sender_ids
+        mam.unwire()
+        made: list[str | None] = []
+        outgoing = mam.outgoing
+
+        def watch(stanza: Any, c2s: Any) -> Any:
+            result = outgoing(stanza, c2s)
+            if result is not None and result.name == "message":
+                # What the hooks after outgoing (75) see of the sender's stanza-id.
+                made.extend(c.attrs.get("by") for c in result.find_all("stanza-id", SID))
+            return result
+
+        mam.outgoing = watch
+        mam.wire()
+        alice = await login(srv, "alice@localhost/a")
+        bob = await login(srv, "bob@localhost/b")
+        alice.send_message(mto="bob@localhost", mbody="no carbons here", mtype="chat")
+        live = await bob.next_message()
+        assert stanza_id(live, "alice@localhost") is None
+        bob_id = stanza_id(live, "bob@localhost")
+        assert bob_id is not None
+        assert made == []
+        (sent,) = await archive(alice)
+        assert forwarded_body(sent) == "no carbons here"
+        (received,) = await archive(bob)
+        assert received["mam_result"]["id"] == bob_id
+        await disconnect(alice, bob)
+
+
 async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")

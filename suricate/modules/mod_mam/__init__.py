@@ -259,6 +259,9 @@ ARCHIVE_ALL = Prefs("always", [], [])
 
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
 
+#: Modules that read the sender's stanza-id before ``drop_own_id`` takes it off (``wire``).
+_SENDER_ID_READERS = ("mod_carboncopy", "mod_inbox")
+
 
 class _Scan:
     """What the archive keeps of a message, found in one pass (``ModMam.scan``)."""
@@ -301,6 +304,8 @@ class ModMam(Module):
         eff: dict[str, Any] = {**opts, **(pm or {})}
         self.eff = eff
         self.stanza_ids = not eff["no_stanzaid_element"]
+        #: Whether the sender's copy gets its stanza-id for carbons and inbox (``wire``).
+        self.sender_ids = self.stanza_ids
         self.chat_markers: bool = eff["archive_chat_markers"]
         self.retraction: bool = eff["message_retraction"]
         self.full_text: bool = eff["full_text_search"]
@@ -353,8 +358,18 @@ class ModMam(Module):
 
     def wire(self) -> None:
         super().wire()
+        # The sender's stanza-id is read only by modules between ``outgoing`` (75) and
+        # ``drop_own_id`` (85): mod_carboncopy (XEP-0280 copies carry it, XEP-0313 §5.1.2)
+        # and mod_inbox (the sender's entry). Without them it would be made only to be taken
+        # off before routing: neither it nor the hook that removes it then run. Every module
+        # is made before any is wired (Server._start_modules), so the set is known here.
+        modules = self.server.modules
+        self.sender_ids = self.stanza_ids and any(name in modules
+                                                  for name in _SENDER_ID_READERS)
         if self.pm_enabled:
             for hook, method, priority in self._ARCHIVING:
+                if method == "drop_own_id" and not self.sender_ids:
+                    continue
                 self.server.hooks.add(hook, getattr(self, method), priority)
             self.server.hooks.add(H.DISCO_SM_FEATURES, self._mam_features, 50)
 
@@ -409,7 +424,11 @@ class ModMam(Module):
                 retract = child.attrs.get("id") or None
         if body is None and not store and retract is None and not (marker and self.chat_markers):
             return None
-        text = body.text if body is not None and self.full_text else None
+        text: str | None = None
+        if body is not None and self.full_text:
+            # A body is nearly always one text node: take it without Element.text's join.
+            kids = body.children
+            text = kids[0] if len(kids) == 1 and type(kids[0]) is str else body.text
         return _Scan(normalize_body(text) if text else None,
                      origin if origin is not None else stanza.attrs.get("id"),
                      retract if self.retraction else None, sid)
@@ -442,7 +461,7 @@ class ModMam(Module):
         self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
         if scan.retract is not None:
             self._retract(owner, peer.bare, scan.retract, "O", mam_id)
-        if self.stanza_ids:
+        if self.sender_ids:
             sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
             stanza.children.append(sid)
             self._own_id = (stanza, sid)
@@ -464,7 +483,8 @@ class ModMam(Module):
         if stanza is None:
             return stanza
         owner = to.bare
-        if frm.bare == owner:
+        # Parts compared inline: JID.__eq__ is a Python call, on every message.
+        if frm.local == owner.local and frm.domain == owner.domain:
             return stanza  # the account's own message: archived once, as outgoing
         last = self._last_out
         # The sender's archive just scanned this very stanza (a local sender): its scan
