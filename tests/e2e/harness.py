@@ -27,10 +27,20 @@ ALL_MODULES = (
 MODULES_TOML = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never one this process handed out before: the kernel
+    may give the same ephemeral port to two binds in a row once the first socket closed, and
+    two listeners of one test configuration would then clash."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
