@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,10 +43,14 @@ class Domain:
 
 class DomainRegistry:
     def __init__(self, hosts: frozenset[str], host_types: list[str], storage: Storage,
-                 module_tables: Callable[[], Sequence[str]] = tuple) -> None:
+                 module_tables: Callable[[], Sequence[str]] = tuple,
+                 erase_in_batches: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.static = hosts
         #: The account-keyed tables of the enabled modules: a removed domain takes their rows.
         self.module_tables = module_tables
+        #: Erases first, in transactions of their own, the rows modules asked to remove in
+        #: batches (``delete_domain_limit``); the rest go in the domain's one transaction.
+        self.erase_in_batches = erase_in_batches
         self.host_types = list(host_types)
         self.storage = storage
         self.dynamic: dict[str, DomainRecord] = {}
@@ -145,6 +149,8 @@ class DomainRegistry:
         # Out of `served` first: no new login while its data goes away.
         del self.dynamic[domain]
         self._changed(domain)
+        if self.erase_in_batches is not None:
+            await self.erase_in_batches(domain)
         await self.storage.delete_domain(domain, self.module_tables())
         log.info("domain_removed domain=%s", domain)
         return Domain(domain, host_type, False, False)

@@ -72,7 +72,7 @@ class Server:
         self.hooks = Hooks()
         self.storage: Storage = create_storage(self._rdbms_connection(), base_dir)
         self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage,
-                                      self.module_user_tables)
+                                      self.module_user_tables, self._erase_domain_batches)
         self.domains.listeners.append(self._domain_changed)
         # [instrumentation]: the no-op base without handlers (DESIGN §3: nothing on the hot
         # path but a method call); labels carry the host type of a dynamic domain.
@@ -423,6 +423,13 @@ class Server:
     def module_user_tables(self) -> tuple[str, ...]:
         """The account-keyed tables of the open module stores (removed with an account)."""
         return tuple(t for store in self.module_stores.values() for t in store.user_tables)
+
+    async def _erase_domain_batches(self, domain: str) -> None:
+        """A removed domain's rows of the stores with a ``delete_domain_limit``, in batches."""
+        for name, store in self.module_stores.items():
+            erased = await store.delete_domain_batches(domain)
+            if erased:
+                log.info("domain_rows_erased domain=%s store=%s rows=%d", domain, name, erased)
 
     async def _user_registered(self, jid: JID) -> None:
         await self.hooks.fold_async(H.REGISTER_USER, None, jid)

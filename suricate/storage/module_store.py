@@ -57,6 +57,13 @@ class ModuleStore:
     migrations: ClassVar[str | None] = None
     #: Tables keyed by (server, username): erased with the account, in the same transaction.
     user_tables: ClassVar[tuple[str, ...]] = ()
+    #: The key columns of those of ``user_tables`` that can be erased in batches when a domain
+    #: is removed (``delete_domain_batches``); a table not named here goes in the domain's
+    #: one transaction.
+    key_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Rows per transaction when a domain is removed (MongooseIM's ``delete_domain_limit``),
+    #: set by the module from its options; None: all of them in the domain's one transaction.
+    domain_delete_limit: int | None = None
 
     def __init__(self, db: SqlStorage) -> None:
         self.db = db
@@ -85,6 +92,39 @@ class ModuleStore:
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
         return await self.db._fetch_one(sql, *args)
 
+    def limit_domain_deletes(self, limit: int | None) -> None:
+        """A module instance's ``delete_domain_limit``. The store is shared by the instances
+        of every host type (``[[host_config]]``), so the smallest limit asked wins."""
+        if limit is not None:
+            current = self.domain_delete_limit
+            self.domain_delete_limit = limit if current is None else min(current, limit)
+
+    async def delete_domain_batches(self, domain: str) -> int:
+        """Erase the domain's rows of the batchable ``user_tables``, ``domain_delete_limit``
+        rows per transaction, before the domain's own transaction removes the rest: a domain
+        with millions of archived messages then never holds one huge transaction (locks, a
+        statement timeout, a WAL that grows by the whole archive). Answers the rows erased.
+
+        The domain is already out of service when this runs (no login, no new rows but what a
+        writer had queued); if the server stops half way, the domain is still registered and
+        removing it again finishes the work."""
+        limit = self.domain_delete_limit
+        if limit is None:
+            return 0
+        erased = 0
+        for table in self.user_tables:
+            keys = self.key_columns.get(table)
+            if keys is None:
+                continue
+            sql = _batch_delete(self.dialect, table, keys)
+            while True:
+                async with self.session(transaction=True) as ex:
+                    count = await ex.execute(sql, domain, limit)
+                erased += count
+                if count < limit:
+                    break
+        return erased
+
     async def user_rows(self, table: str, columns: Sequence[str], server: str, user: str,
                         order_by: str | None = None) -> list[tuple[Any, ...]]:
         """``columns`` of the account's rows of one of the store's own ``user_tables`` (GDPR
@@ -95,6 +135,16 @@ class ModuleStore:
         rows = await self.fetch(f"SELECT {', '.join(columns)} FROM {table}"
                                 f" WHERE server = ? AND username = ?{order}", server, user)
         return [tuple(row) for row in rows]
+
+
+def _batch_delete(dialect: str, table: str, keys: Sequence[str]) -> str:
+    """One batch of a domain's rows: at most ``?`` rows whose ``server`` is ``?``."""
+    if dialect == "mysql":
+        # MySQL and MariaDB refuse LIMIT in an IN subquery, and allow it on a DELETE.
+        return f"DELETE FROM {table} WHERE server = ? LIMIT ?"
+    cols = ", ".join(keys)
+    return (f"DELETE FROM {table} WHERE ({cols}) IN "
+            f"(SELECT {cols} FROM {table} WHERE server = ? LIMIT ?)")
 
 
 def load_module_migrations(package: str, dialect: str) -> list[Migration]:

@@ -121,3 +121,16 @@ async def test_smart_markers(storage: SqlStorage) -> None:
     await store.remove_user(S, "alice")
     assert await store.of_user(S, "alice") == []
     assert len(await store.of_user(S, "bob")) == 1
+
+
+async def test_domain_rows_erased_in_batches(storage: SqlStorage) -> None:
+    """delete_domain_limit: a removed domain's entries go in transactions of at most that
+    many rows; another domain's stay."""
+    store = await inbox_store(storage)
+    await store.apply([incoming(f"peer{i}@x", f"m{i}", i) for i in range(7)])
+    await store.apply([Change("other.example", "alice", "bob@x", "<message/>", "o1", 1,
+                              unread=1)])
+    store.limit_domain_deletes(3)
+    assert await store.delete_domain_batches(S) == 7
+    assert (await store.totals(S, "alice", Filters())).count == 0
+    assert (await store.totals("other.example", "alice", Filters())).count == 1

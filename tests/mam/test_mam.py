@@ -311,8 +311,9 @@ async def test_stop_drains_the_pending_batch(tmp_path: Path) -> None:
      "modules.mod_mam.muc.cache_users: 'cache_users' does not apply to rooms"),
     ("[modules.mod_mam.pm]\nsame_mam_id_for_peers = true",
      "modules.mod_mam.pm.same_mam_id_for_peers: True is not available"),
-    ("[modules.mod_mam]\ndelete_domain_limit = 10",
-     "modules.mod_mam.delete_domain_limit: 'delete_domain_limit' is not available"),
+    ("[modules.mod_mam]\ndelete_domain_limit = 0", "modules.mod_mam.delete_domain_limit"),
+    ("[modules.mod_mam.muc]\ndelete_domain_limit = 10",
+     "modules.mod_mam.muc.delete_domain_limit: 'delete_domain_limit' does not apply to rooms"),
     ("[modules.mod_mam]\nis_archivable_message = 'my_mod'",
      "modules.mod_mam.is_archivable_message: 'my_mod' is not available"),
 ])

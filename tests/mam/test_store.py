@@ -163,3 +163,23 @@ async def test_a_null_where_the_schema_forbids_it_fails_the_batch(storage: SqlSt
     page = await store.lookup(S, "alice", Query(), 50, simple=False)
     assert page.count == 2
     await store.close_writer()
+
+
+async def test_domain_rows_erased_in_batches(storage: SqlStorage) -> None:
+    """delete_domain_limit: a removed domain's archive goes in transactions of at most that
+    many rows, on every backend (SQLite and PostgreSQL by (key) IN (... LIMIT), MySQL by
+    DELETE ... LIMIT); another domain's rows stay."""
+    store = await mam_store(storage)
+    rows = [row(i) for i in range(1, 24)] + [row(i, user="bob") for i in range(100, 104)]
+    other = (500, "other.example", "alice", "bob@x", "r", "O", "alice@other.example/a", "o",
+             "b", "<message/>")
+    await store.insert_many([*rows, other])
+    await store.set_prefs(S, "alice", Prefs("never", [], []))
+    assert await store.delete_domain_batches(S) == 0  # no limit: the domain's transaction
+    store.limit_domain_deletes(10)
+    store.limit_domain_deletes(None)  # an instance without a limit keeps the smaller one
+    assert store.domain_delete_limit == 10
+    assert await store.delete_domain_batches(S) == 27 + 1
+    assert await store.bounds(S, "alice") is None and await store.bounds(S, "bob") is None
+    assert await store.get_prefs(S, "alice") is None
+    assert await store.bounds("other.example", "alice") == (500, 500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,53 @@ async def test_categories_need_their_module(tmp_path: Path) -> None:
             status, result = await gql(server, query)
             assert status == 200 and code_of(result) == "module_not_loaded", (module, result)
             assert result["errors"][0]["message"] == f"{module} is not enabled"
+
+
+async def test_domain_removal_erases_archive_and_inbox_in_batches(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """delete_domain_limit (mod_mam, mod_inbox): rows written by real clients' chat go with
+    the domain, in transactions of 2 rows; the domain is gone afterwards."""
+    from suricate.modules.mod_inbox.store import Filters
+    from tests.e2e.harness import MODULES_TOML
+
+    modules = MODULES_TOML + """
+[modules.mod_mam]
+async_writer.flush_interval = 100
+delete_domain_limit = 2
+[modules.mod_mam.pm]
+[modules.mod_inbox]
+delete_domain_limit = 2
+"""
+    async with ops_server(tmp_path, modules=modules) as server:
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        for user in ("zoe", "yan"):
+            await admin(server, REGISTER, d="dyn.example", u=user, p="pw")
+        zoe = await connect(server, "zoe@dyn.example/r", "pw")
+        yan = await connect(server, "yan@dyn.example/r", "pw")
+        yan.send_presence()
+        await yan.next_presence()  # its own, broadcast back (RFC 6121 §4.2.2): yan is online
+        for i in range(5):
+            zoe.send_message(mto="yan@dyn.example", mbody=f"m{i}", mtype="chat")
+        for _ in range(5):
+            await yan.next_message()
+        mam, inbox = server.module_stores["mod_mam"], server.module_stores["mod_inbox"]
+        await eventually(lambda: mam.bounds("dyn.example", "yan"))  # type: ignore[attr-defined]
+        await eventually(lambda: _inbox_count(inbox, "yan", Filters()))
+        await disconnect(zoe, yan)
+        with caplog.at_level(logging.INFO, logger="suricate.server"):
+            await admin(server, 'mutation { domain { removeDomain(domain: "dyn.example", '
+                        'hostType: "dynamic") { status } } }')
+        # Erased by the batches, before the domain's own transaction: 5 rows in each of the
+        # two archives, one inbox entry each.
+        erased = {r.getMessage() for r in caplog.records if "domain_rows_erased" in r.getMessage()}
+        assert erased == {"domain_rows_erased domain=dyn.example store=mod_mam rows=10",
+                          "domain_rows_erased domain=dyn.example store=mod_inbox rows=2"}
+        for user in ("zoe", "yan"):
+            assert await mam.bounds("dyn.example", user) is None  # type: ignore[attr-defined]
+            assert await _inbox_count(inbox, user, Filters()) == 0
+        assert not server.is_local_domain("dyn.example")
+
+
+async def _inbox_count(store: Any, user: str, filters: Any) -> int:
+    return int((await store.totals("dyn.example", user, filters)).count)

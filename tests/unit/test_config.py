@@ -1036,10 +1036,9 @@ def test_module_options_accepted() -> None:
             "always exist; all means every box)",
         ),
         (
-            "[modules.mod_inbox]\ndelete_domain_limit = 100",
-            'modules.mod_inbox.delete_domain_limit: batched domain removal is not available in '
-            "this version of Suricate: a domain's inbox rows go in one transaction with it "
-            '(only "infinity")',
+            "[modules.mod_inbox]\ndelete_domain_limit = 0",
+            'modules.mod_inbox.delete_domain_limit: expected a positive integer or "infinity", '
+            "got 0",
         ),
         (
             '[modules.mod_smart_markers]\nbackend = "mnesia"',

@@ -92,20 +92,6 @@ class _BoxName(Spec):
         return "a box name"
 
 
-class _InfinityOnly(Spec):
-    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
-        result = IntOrInfinity(min=0).normalize(value, path, ctx)
-        if result is not INVALID and result is not None:
-            ctx.error(path, "batched domain removal is not available in this version of "
-                            "Suricate: a domain's inbox rows go in one transaction with it "
-                            "(only \"infinity\")")
-            return INVALID
-        return result
-
-    def describe(self) -> str:
-        return '"infinity" (batches are not available in this version)'
-
-
 OPTIONS = Section(
     {
         "backend": Option(
@@ -134,9 +120,10 @@ OPTIONS = Section(
                           "removed by the cleaner."),
         "bin_clean_after": Option(Int(min=0, unit="hours"), 1,
                                   "How often the bin cleaner runs (0: never)."),
-        "delete_domain_limit": Option(_InfinityOnly(), None, "Rows per batch when a domain is "
-                                                             "removed.",
-                                      default_doc='"infinity"'),
+        "delete_domain_limit": Option(IntOrInfinity(min=1), None,
+                                      "Inbox rows erased per transaction when a domain is "
+                                      "removed (\"infinity\": all in the domain's one "
+                                      "transaction).", default_doc='"infinity"'),
         "max_result_limit": Option(IntOrInfinity(min=1), None,
                                    "Largest page of an inbox query; a larger RSM max is capped "
                                    "(\"infinity\": no cap).", default_doc='"infinity"'),
@@ -292,6 +279,7 @@ class ModInbox(Module):
 
     async def start(self) -> None:
         delay = FLUSH_SECONDS[self.opts["backend"]]
+        self.store.limit_domain_deletes(self.opts["delete_domain_limit"])
         self.writer = InboxWriter(self.store, delay, self.server.spawn, self._written)
         if self.opts["bin_clean_after"] > 0:
             self._cleaner = asyncio.get_running_loop().create_task(self._clean_bin())

@@ -90,6 +90,7 @@ def _entry(row: Sequence[object]) -> Entry:
 class InboxStore(ModuleStore):
     migrations = __package__
     user_tables = ("inbox",)
+    key_columns = {"inbox": ("server", "username", "remote_bare_jid")}
 
     # -- the message path's changes, written in batches -----------------------------------------
     async def apply(self, changes: Sequence[Change]) -> None:

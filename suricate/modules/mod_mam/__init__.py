@@ -30,6 +30,7 @@ from suricate.config.spec import (
     Bool,
     Context,
     Int,
+    IntOrInfinity,
     Option,
     Section,
     Spec,
@@ -170,6 +171,10 @@ def _common(default: Any) -> dict[str, Option]:
                                                       "capped to it."),
         "enforce_simple_queries": Option(Bool(), d(False), "Never count (no RSM count or "
                                                            "index): cheaper queries."),
+        "delete_domain_limit": Option(IntOrInfinity(min=1), d(None),
+                                      "Archive rows erased per transaction when a domain is "
+                                      "removed (\"infinity\": all in the domain's one "
+                                      "transaction).", default_doc='"infinity"'),
         "async_writer": Option(writer, DEFAULTS if default is None else OMIT,
                                "Batched archive writes (MongooseIM's async_writer)."),
         "user_prefs_store": Option(_Only("rdbms", _Str()), d("rdbms"),
@@ -179,7 +184,7 @@ def _common(default: Any) -> dict[str, Option]:
 
 _UNAVAILABLE_KEYS = {key: f"'{key}' is {UNAVAILABLE}" for key in (
     "send_message", "extra_fin_element", "extra_lookup_params", "db_jid_format",
-    "db_message_format", "simple", "cache", "delete_domain_limit")}
+    "db_message_format", "simple", "cache")}
 
 _PM = Section(
     {
@@ -196,8 +201,9 @@ _PM = Section(
 
 def _muc_options() -> dict[str, Option]:
     options = _common(OMIT)
-    # Rooms have no XEP-0441 preferences here: nothing to cache or store.
-    del options["cache_users"], options["user_prefs_store"]
+    # Rooms have no XEP-0441 preferences here: nothing to cache or store. Their archives
+    # are keyed by room, not by account: a domain's removal does not erase them.
+    del options["cache_users"], options["user_prefs_store"], options["delete_domain_limit"]
     # mod_muc stamps every groupchat message with the room's stanza-id (the archive id).
     options["no_stanzaid_element"] = Option(
         _Only(False, Bool()), OMIT,
@@ -215,7 +221,9 @@ _MUC = Section(
         "empty) enables them.",
     unavailable={**_UNAVAILABLE_KEYS, **{
         key: f"'{key}' does not apply to rooms (they have no archive preferences)"
-        for key in ("cache_users", "user_prefs_store")}},
+        for key in ("cache_users", "user_prefs_store")},
+        "delete_domain_limit": "'delete_domain_limit' does not apply to rooms (room archives "
+                               "are keyed by room, not erased with a domain)"},
 )
 
 
@@ -339,6 +347,7 @@ class ModMam(Module):
         self.ids = IdGenerator(int(getattr(node, "index", 0) or 0))
         # Ids are the table's key: never below one already given (a clock set back).
         self.ids.last = await self.store.max_id()
+        self.store.limit_domain_deletes(self.eff["delete_domain_limit"])
         aw = self.eff["async_writer"]
         enabled = aw["enabled"]
         self.writer = AsyncWriter(

@@ -64,6 +64,7 @@ class Prefs:
 class MamStore(ModuleStore):
     migrations = __package__
     user_tables = ("mam_message", "mam_prefs")
+    key_columns = {"mam_message": ("id",), "mam_prefs": ("server", "username")}
 
     def __init__(self, db: SqlStorage) -> None:
         super().__init__(db)
