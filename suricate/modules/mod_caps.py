@@ -122,6 +122,7 @@ class ModCaps(Module):
         (H.DISCO_LOCAL_NODE, "local_node", 50),
         # Before mod_presence (50), which delivers it: a remote contact's caps.
         (H.PRESENCE_TO_USER, "presence_to_user", 10),
+        (H.SESSION_HANDOVER, "handover", 50),
     )
 
     def __init__(self, server: Any, opts: Any) -> None:
@@ -169,6 +170,22 @@ class ModCaps(Module):
             # The features are fixed once the modules started: hashed once per domain.
             ver = self._own[domain] = caps_hash(disco.local_info(request), "sha-1")
         return ver
+
+    def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
+        """The session resumes on another node (XEP-0198 §5): what its client's caps told
+        goes along, so PEP keeps notifying the resumed session (XEP-0163 §4: notifications
+        follow the +notify features) without the client sending its presence again. The
+        last items are not sent again: the client had them before it moved."""
+        if moved_in:
+            mine = state.get(self.name)
+            if mine:
+                node, ver, algo = mine[0]
+                CAPS_SLOT.set(c2s, SessionCaps((node, ver, algo), frozenset(mine[1])))
+            return state
+        caps = CAPS_SLOT.pop(c2s)
+        if caps is not None:
+            state[self.name] = [list(caps.key), sorted(caps.features)]
+        return state
 
     def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
         domain = c2s.jid.domain if c2s.jid is not None else c2s.domain

@@ -63,7 +63,22 @@ class ModPresence(Module):
         (H.USER_SEND_PACKET, "user_send_presence", 80),
         (H.PRESENCE_TO_USER, "presence_to_user", 50),
         (H.UNSET_PRESENCE, "unset_presence", 50),
+        (H.SESSION_HANDOVER, "handover", 50),
     )
+
+    def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
+        """The session resumes on another node (XEP-0198 §5): the entities it sent directed
+        presence to go along, so they get its unavailable presence when it ends there (RFC
+        6121 §4.6.3): a room joined before the move does not keep a ghost occupant."""
+        if moved_in:
+            mine = state.get(self.name)
+            if mine:
+                DIRECTED.setdefault(c2s).update(JID.parse(j) for j in mine)
+            return state
+        directed = DIRECTED.pop(c2s)
+        if directed:
+            state[self.name] = sorted(str(j) for j in directed)
+        return state
 
     # -- presence from our clients -------------------------------------------------------------
     def user_send_presence(self, stanza: Element | None, c2s: C2S) -> Element | None:

@@ -117,6 +117,13 @@ def _from_bob(client: Client, seen: dict[int, list[str]] = {}) -> list[str]:  # 
     return got
 
 
+async def _presence_from(client: Client, jid: str) -> Any:
+    while True:
+        presence = await client.next_presence(5)
+        if str(presence["from"]) == jid:
+            return presence
+
+
 async def _resume_on(alice: Client, node: Node) -> None:
     resumed = asyncio.get_running_loop().create_future()
     alice.add_event_handler("session_resumed",
@@ -134,6 +141,9 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
         try:
             bob.send_message(mto="alice@localhost/phone", mbody="m1", mtype="chat")
             assert await _bodies(alice, 1) == ["m1"]
+            # RFC 6121 §4.6: directed presence to bob (as a room join is), remembered on A
+            alice.send_presence(pto="bob@localhost/desk", pstatus="here")
+            assert (await _presence_from(bob, "alice@localhost/phone"))["status"] == "here"
             # XEP-0352: the phone goes inactive; a presence (not urgent) waits on A for it
             alice.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
             await asyncio.sleep(0.3)
@@ -164,6 +174,11 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
             assert await _bodies(alice, 1) == ["m5"]
             alice.send_message(mto="bob@localhost/desk", mbody="back", mtype="chat")
             assert (await bob.next_message(5))["body"] == "back"
+            # the directed presence followed the session (session_handover): alice's end on
+            # B tells bob she is gone (§4.6.3), as her end on A would have
+            await disconnect(alice)
+            gone = await _presence_from(bob, "alice@localhost/phone")
+            assert gone["type"] == "unavailable"
         finally:
             await disconnect(alice, bob)
         # A clean end on B removes the record.
