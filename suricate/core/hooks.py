@@ -144,6 +144,12 @@ SESSION_HANDOVER: Hook[Callable[[dict[str, Any], C2S, bool], Folded[dict[str, An
     "node (XEP-0198 §5 across nodes). moved_in False, on the old node: a module adds its "
     "per-session state as plain data under its name and lets go of the session; True, on the "
     "new node: it takes its state back from the dict")
+SESSION_SNAPSHOT: Hook[Callable[[dict[str, Any], C2S], Folded[dict[str, Any]]]] = Hook(
+    "session_snapshot",
+    "fold(state: dict, c2s) -> dict; the Redis copy of a resumable session (copy_to_redis) "
+    "is written: a module adds the same plain data it gives SESSION_HANDOVER, keeping its "
+    "state (a node that dies leaves it for the node the client resumes on). Run only when "
+    "the module called ``session_state_changed`` since the last copy")
 SESSION_RESUMPTION_ANSWERED = Hook(
     "session_resumption_answered",
     "fold(None, c2s): the client was told its session resumed, by <resumed/> or by the SASL2 "

@@ -42,6 +42,18 @@ log = logging.getLogger("suricate.modules")
 T = TypeVar("T")
 
 
+#: ``module_state`` key of a counter that modules bump (``session_state_changed``) when
+#: per-session state a resumed session must keep has changed.
+STATE_GEN = "session.state_gen"
+
+
+def session_state_changed(session: Any) -> None:
+    """What a module gives ``SESSION_SNAPSHOT`` for ``session`` changed: the session's Redis
+    copy takes it again at its next write (mod_stream_management, copy_to_redis)."""
+    state = session.module_state
+    state[STATE_GEN] = state.get(STATE_GEN, 0) + 1
+
+
 class SessionSlot(Generic[T]):
     """Per-session state a module owns, kept in c2s.module_state under the module's key.
 

@@ -23,7 +23,7 @@ from suricate.config.modules_spec import backend
 from suricate.config.spec import Int, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, SessionSlot
+from suricate.core.module import Module, SessionSlot, session_state_changed
 from suricate.jid import JID
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -123,6 +123,7 @@ class ModCaps(Module):
         # Before mod_presence (50), which delivers it: a remote contact's caps.
         (H.PRESENCE_TO_USER, "presence_to_user", 10),
         (H.SESSION_HANDOVER, "handover", 50),
+        (H.SESSION_SNAPSHOT, "snapshot", 50),
     )
 
     def __init__(self, server: Any, opts: Any) -> None:
@@ -171,6 +172,11 @@ class ModCaps(Module):
             ver = self._own[domain] = caps_hash(disco.local_info(request), "sha-1")
         return ver
 
+    @staticmethod
+    def _set_caps(c2s: C2S, caps: SessionCaps) -> None:
+        CAPS_SLOT.set(c2s, caps)
+        session_state_changed(c2s)  # the session's Redis copy keeps it (SESSION_SNAPSHOT)
+
     def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
         """The session resumes on another node (XEP-0198 §5): what its client's caps told
         goes along, so PEP keeps notifying the resumed session (XEP-0163 §4: notifications
@@ -180,9 +186,14 @@ class ModCaps(Module):
             mine = state.get(self.name)
             if mine:
                 node, ver, algo = mine[0]
-                CAPS_SLOT.set(c2s, SessionCaps((node, ver, algo), frozenset(mine[1])))
+                self._set_caps(c2s, SessionCaps((node, ver, algo), frozenset(mine[1])))
             return state
-        caps = CAPS_SLOT.pop(c2s)
+        state = self.snapshot(state, c2s)
+        CAPS_SLOT.pop(c2s)
+        return state
+
+    def snapshot(self, state: dict[str, Any], c2s: C2S) -> dict[str, Any]:
+        caps = CAPS_SLOT.get(c2s)
         if caps is not None:
             state[self.name] = [list(caps.key), sorted(caps.features)]
         return state
@@ -216,7 +227,7 @@ class ModCaps(Module):
             return stanza  # nothing new (a status change)
         features = self.cached(key)
         if features is not None:
-            CAPS_SLOT.set(c2s, SessionCaps(key, features))
+            self._set_caps(c2s, SessionCaps(key, features))
             self.server.spawn(self._recognised(c2s, features))
         else:
             self.server.spawn(self._learn(c2s, key))
@@ -249,7 +260,7 @@ class ModCaps(Module):
         current = CAPS_SLOT.get(c2s)
         if current is not None and current.key != key and current.features:
             return
-        CAPS_SLOT.set(c2s, SessionCaps(key, features))
+        self._set_caps(c2s, SessionCaps(key, features))
         await self._recognised(c2s, features)
 
     # -- presence from remote entities to our users (notifications across servers) ---------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.spec import Section
 from suricate.core import hooks as H
-from suricate.core.module import Module, SessionSlot
+from suricate.core.module import Module, SessionSlot, session_state_changed
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
@@ -64,6 +64,7 @@ class ModPresence(Module):
         (H.PRESENCE_TO_USER, "presence_to_user", 50),
         (H.UNSET_PRESENCE, "unset_presence", 50),
         (H.SESSION_HANDOVER, "handover", 50),
+        (H.SESSION_SNAPSHOT, "snapshot", 50),
     )
 
     def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
@@ -74,8 +75,14 @@ class ModPresence(Module):
             mine = state.get(self.name)
             if mine:
                 DIRECTED.setdefault(c2s).update(JID.parse(j) for j in mine)
+                session_state_changed(c2s)
             return state
-        directed = DIRECTED.pop(c2s)
+        state = self.snapshot(state, c2s)
+        DIRECTED.pop(c2s)
+        return state
+
+    def snapshot(self, state: dict[str, Any], c2s: C2S) -> dict[str, Any]:
+        directed = DIRECTED.get(c2s)
         if directed:
             state[self.name] = sorted(str(j) for j in directed)
         return state
@@ -101,11 +108,15 @@ class ModPresence(Module):
             self.server.spawn(self._outbound_subscription(c2s.jid, to.bare, type_, stanza))
             return None
         if type_ is None:
-            DIRECTED.setdefault(c2s).add(to)  # §4.6.2: remembered for the logout
+            targets = DIRECTED.setdefault(c2s)
+            if to not in targets:
+                targets.add(to)  # §4.6.2: remembered for the logout
+                session_state_changed(c2s)
         elif type_ == "unavailable":
-            directed = DIRECTED.get(c2s)
-            if directed:
-                directed.discard(to)
+            known = DIRECTED.get(c2s)
+            if known and to in known:
+                known.discard(to)
+                session_state_changed(c2s)
         return stanza  # directed presence, probe, error: routed by the c2s
 
     def _available(self, c2s: C2S, stanza: Element) -> None:
@@ -167,6 +178,7 @@ class ModPresence(Module):
         directed = DIRECTED.pop(c2s)
         if directed:
             targets |= directed
+            session_state_changed(c2s)
         for target in targets:
             self._route_copy(c2s.jid, target, stanza)
         if was_available:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from suricate.core.module import session_state_changed
 from suricate.jid import JID
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -244,6 +245,11 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
         carol, carol_id = await _phone(a, db, "carol")
         bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         try:
+            # directed presence (as a room join is): in the Redis copy (SESSION_SNAPSHOT);
+            # once bob's row is in the table (a presence to an unknown resource is dropped)
+            await eventually(lambda: "desk" in _rows(db, "bob@localhost"))
+            alice.send_presence(pto="bob@localhost/desk", pstatus="here")
+            assert (await _presence_from(bob, "alice@localhost/phone"))["status"] == "here"
             alice.abort()
             carol.abort()
             for i in (1, 2, 3):
@@ -261,6 +267,9 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
             assert "sm_resumed_from_copy" in b.log.read_text()
             bob.send_message(mto="alice@localhost/phone", mbody="k4", mtype="chat")
             assert await _bodies(alice, 1) == ["k4"]
+            # the directed presence came back from the copy: alice's end on B tells bob
+            await disconnect(alice)
+            assert (await _presence_from(bob, "alice@localhost/phone"))["type"] == "unavailable"
             # carol's session: reaped with its node (3-4 s), then resume_timeout (4 s)
             await eventually(lambda: "sm_orphan_ended" in b.log.read_text(), timeout=20)
             assert f"sm_orphan_ended id={carol_id}" in b.log.read_text()
@@ -301,9 +310,16 @@ def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
         prefix = f"unit-{uuid.uuid4().hex[:6]}:"
         try:
             sessions: dict[str, Any] = {}
-            old = Mirror(client, "n1", prefix, True, sessions.get)
+            snapshots = []
+
+            def snapshot(c2s: Any) -> dict[str, Any]:
+                snapshots.append(c2s)
+                return {"mod_presence": ["room@conference.localhost/nick"]}
+
+            old = Mirror(client, "n1", prefix, True, sessions.get, snapshot)
             sm: StreamManagement = old.new_sm("id1", None, None)
             sessions["id1"] = _Session(sm)
+            session_state_changed(sessions["id1"])  # a directed presence, say
             old.held("id1")
             for i in range(5):
                 sm.stanza_out(message(i))
@@ -323,6 +339,10 @@ def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
             state = await new.take("id1", "n1")
             assert state is not None and str(state.jid) == "alice@localhost/phone"
             assert (state.h_in, state.acked, state.priority) == (1, 3, 3)
+            # the modules' state, taken at the first write and at the rewrite after
+            # take_unacked, not at the batches between (nothing said it changed)
+            assert state.modules == {"mod_presence": ["room@conference.localhost/nick"]}
+            assert len(snapshots) == 2
             assert [s.attrs["id"] for s in state.unacked] == ["m3", "m4", "m5", "m6"]
             assert state.unacked[0].find("body") is not None
             # the client got up to m5: only m6 is left to send again

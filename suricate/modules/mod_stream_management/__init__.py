@@ -132,7 +132,7 @@ class ModStreamManagement(Module):
         cluster = self.server.router.elsewhere
         if isinstance(cluster, SmCluster):
             self.mirror = Mirror(cluster.redis, cluster.name, cluster.store.prefix,
-                                 self.copy_to_redis, self.sessions.get)
+                                 self.copy_to_redis, self.sessions.get, self._snapshot)
             self.mirror.start()
             self.handover = Handover(self, cluster, self.mirror)
             self.handover.start()
@@ -287,6 +287,12 @@ class ModStreamManagement(Module):
         log.info("c2s_session_resumed jid=%s peer=%s unacked=%d from=another-node", c2s.jid,
                  c2s.conn.peer, len(unacked))
         return Element("resumed", ns.SM, {"h": str(state.h_in), "previd": sm_id})
+
+    def _snapshot(self, c2s: C2S) -> dict[str, Any]:
+        """The modules' per-session state for the session's Redis copy (plain data, as a
+        handover carries it)."""
+        state: dict[str, Any] = self.server.hooks.fold(H.SESSION_SNAPSHOT, {}, c2s)
+        return state
 
     def forget(self, sm_id: str) -> None:
         """``sm_id`` is no longer held here (it moved to another node)."""

@@ -4,7 +4,8 @@ Keys (under the cluster's prefix, ``suricate:``), written by the node holding th
 
 - ``sm:<id>``: hash: ``node`` (who holds the session: a <resume/> on another node asks it,
   handover.py), ``jid``, ``copy`` (1 when the fields below are kept), and with
-  ``copy_to_redis``: ``h_in``, ``acked``, ``priority``, ``presence``;
+  ``copy_to_redis``: ``h_in``, ``acked``, ``priority``, ``presence``, ``modules`` (the
+  modules' per-session state, ``SESSION_SNAPSHOT``: directed presences, the client's caps);
 - ``smbuf:<id>``: list: the stanzas sent and not acknowledged, after ``acked``, oldest first;
 - ``node:<node>:sm``: set of the ids a node holds: when it leaves the cluster dead, the
   survivors give its keys ``resume_timeout`` to live (a client resumes from them) instead of
@@ -29,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from suricate.core.c2s.stream import SM_KEY
+from suricate.core.module import STATE_GEN
 from suricate.jid import JID
 from suricate.modules.mod_stream_management.state import SessionState, dumps, loads
 from suricate.protocol.sm import MOD, StreamManagement
@@ -51,7 +54,8 @@ STOP_WITHIN = 2.0  # the last batch at a stop
 # keys are made from the ids, as Redis allows outside Redis Cluster (docs/cluster.md).
 # ARGV: me, key prefix, then per session: its fields in one argument (fewer arguments cost
 # less to send), "id jid copy h_in acked priority rewrite trim n" separated by tabs (neither
-# ids nor JIDs hold one); its presence ('-': unchanged; '': unavailable); its n new stanzas.
+# ids nor JIDs hold one); its presence ('-': unchanged; '': unavailable); the modules' state
+# (SESSION_SNAPSHOT, marshalled; '-': unchanged; '': none); its n new stanzas.
 # rewrite 1: the list is written anew; trim: how many were acknowledged since the last
 # batch. A session another node holds now is left alone (it moved on). Returns how many
 # were written.
@@ -70,12 +74,13 @@ while i <= #ARGV do
     if f[3] == '1' then
       redis.call('HSET', key, 'h_in', f[4], 'acked', f[5], 'priority', f[6])
       if ARGV[i + 1] ~= '-' then redis.call('HSET', key, 'presence', ARGV[i + 1]) end
+      if ARGV[i + 2] ~= '-' then redis.call('HSET', key, 'modules', ARGV[i + 2]) end
       if f[7] == '1' then
         redis.call('DEL', buf)
       elseif tonumber(f[8]) > 0 then
         redis.call('LTRIM', buf, f[8], -1)
       end
-      for j = 1, n do redis.call('RPUSH', buf, ARGV[i + 1 + j]) end
+      for j = 1, n do redis.call('RPUSH', buf, ARGV[i + 2 + j]) end
     end
     -- a node taken for dead while paused is back: its keys live on
     redis.call('PERSIST', key)
@@ -83,7 +88,7 @@ while i <= #ARGV do
     redis.call('SADD', held, id)
     written = written + 1
   end
-  i = i + 2 + n
+  i = i + 3 + n
 end
 return written
 """
@@ -125,7 +130,8 @@ class MirroredSM(StreamManagement):
     """The XEP-0198 counters of a session copied to Redis: every change marks it for the
     next batch (one set insertion; the batch computes what changed)."""
 
-    __slots__ = ("dirty", "wake", "waiting", "m_out", "m_acked", "m_presence", "rewrite")
+    __slots__ = ("dirty", "wake", "waiting", "m_out", "m_acked", "m_presence", "m_gen",
+                 "rewrite")
 
     def __init__(self, sm_id: str, resume: bool, buffer_max: int | None,
                  ack_freq: int | None, dirty: set[str], wake: asyncio.Event) -> None:
@@ -138,6 +144,7 @@ class MirroredSM(StreamManagement):
         self.m_out = 0  # h_out and acked as the last batch wrote them
         self.m_acked = 0
         self.m_presence: Any = None  # the presence element last written (by identity)
+        self.m_gen = 0  # the modules' state as last written (module.STATE_GEN)
         self.rewrite = True  # the list in Redis is written anew at the next batch
 
     def stanza_in(self) -> None:
@@ -164,8 +171,10 @@ class Mirror:
     """The ``sm:<id>`` records of this node's resumable sessions, written in batches."""
 
     def __init__(self, redis: Any, node: str, prefix: str, copy: bool,
-                 sessions: Callable[[str], C2S | None]) -> None:
+                 sessions: Callable[[str], C2S | None],
+                 snapshot: Callable[[C2S], dict[str, Any]] = lambda c2s: {}) -> None:
         self.redis = redis
+        self._snapshot = snapshot  # the modules' state of a session (SESSION_SNAPSHOT)
         self.node = node
         self.prefix = prefix
         self.copy = copy  # copy_to_redis: the counters and the buffer too
@@ -291,15 +300,21 @@ class Mirror:
             self._drops |= drops
             raise
 
-    @staticmethod
-    def _write_args(sm_id: str, c2s: C2S, sm: Any) -> list[Any]:
+    def _write_args(self, sm_id: str, c2s: C2S, sm: Any) -> list[Any]:
         """One session's part of a ``_WRITE`` call: what changed since the last batch."""
         if not isinstance(sm, MirroredSM):
-            return [f"{sm_id}\t{c2s.jid}\t0\t0\t0\t0\t0\t0\t0", "-"]
+            return [f"{sm_id}\t{c2s.jid}\t0\t0\t0\t0\t0\t0\t0", "-", "-"]
         presence: Any = "-"
         if sm.m_presence is not c2s.presence or sm.rewrite:
             presence = dumps(c2s.presence) if c2s.presence is not None else b""
             sm.m_presence = c2s.presence
+        # The modules' state only when one of them said it changed (a directed presence, the
+        # client's caps learnt): the hook is not run for every batch of a busy session.
+        modules: Any = "-"
+        gen = c2s.module_state.get(STATE_GEN, 0)
+        if gen != sm.m_gen or sm.rewrite:
+            modules = marshal.dumps(self._snapshot(c2s)) if gen else b""
+            sm.m_gen = gen
         new = (sm.h_out - sm.m_out) % MOD
         trim = (sm.acked - sm.m_acked) % MOD
         # Stanzas sent and acknowledged between two batches are never written.
@@ -310,7 +325,7 @@ class Mirror:
         sm.m_out, sm.m_acked, sm.rewrite = sm.h_out, sm.acked, False
         fields = (f"{sm_id}\t{c2s.jid}\t1\t{sm.h_in}\t{sm.acked}\t{c2s.priority}\t"
                   f"{1 if rewrite else 0}\t{0 if rewrite else trim}\t{len(stanzas)}")
-        return [fields, presence, *(dumps(s) for s in stanzas)]
+        return [fields, presence, modules, *(dumps(s) for s in stanzas)]
 
     # -- reading ------------------------------------------------------------------------
     async def holder(self, sm_id: str) -> tuple[str | None, str | None, bool]:
@@ -331,10 +346,12 @@ class Mirror:
         if _text(fields.get("copy")) != "1":
             return SessionState(_jid(fields), 0, None, 0, 0, [])
         presence = fields.get("presence") or b""
+        modules = fields.get("modules") or b""
         return SessionState(_jid(fields), int(fields.get("priority") or 0),
                             loads(presence) if presence else None,
                             int(fields.get("h_in") or 0), int(fields.get("acked") or 0),
-                            [loads(s) for s in stanzas])
+                            [loads(s) for s in stanzas],
+                            marshal.loads(modules) if modules else {})
 
     async def held_by(self, node: str) -> list[str]:
         return [_text(m) or "" for m in await self.redis.smembers(
