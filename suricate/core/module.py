@@ -98,6 +98,41 @@ class SessionSlot(Generic[T]):
         return f"SessionSlot({self.key!r})"
 
 
+class CarriedSlot(Generic[T]):
+    """A session slot whose value follows a session resumed on another node (XEP-0198 §5
+    across nodes, docs/cluster.md) as plain data: a module's ``session_handover`` and
+    ``session_snapshot`` hooks delegate to ``handover`` and ``snapshot``. Whoever changes the
+    value calls ``session_state_changed`` so that the session's Redis copy takes it again."""
+
+    __slots__ = ("slot", "dump", "load")
+
+    def __init__(self, slot: SessionSlot[T], dump: Callable[[T], Any],
+                 load: Callable[[Any], T]) -> None:
+        self.slot = slot
+        self.dump = dump  # the value as plain data (it travels marshalled)
+        self.load = load
+
+    def handover(self, state: dict[str, Any], session: Any, moved_in: bool) -> dict[str, Any]:
+        """On the old node: the value goes into ``state`` and leaves the session; on the
+        new node: it comes back from ``state``."""
+        if moved_in:
+            plain = state.get(self.slot.key)
+            if plain:
+                self.slot.set(session, self.load(plain))
+                session_state_changed(session)  # the new node's copy takes it
+            return state
+        state = self.snapshot(state, session)
+        self.slot.pop(session)
+        return state
+
+    def snapshot(self, state: dict[str, Any], session: Any) -> dict[str, Any]:
+        """The value into ``state``, kept by the session (its Redis copy)."""
+        value = self.slot.get(session)
+        if value:
+            state[self.slot.key] = self.dump(value)
+        return state
+
+
 @dataclass(frozen=True, slots=True)
 class GraphQLCategory:
     """A module's part of the GraphQL API, collected by ``suricate.admin.schema``.

@@ -23,7 +23,7 @@ from suricate.config.modules_spec import backend
 from suricate.config.spec import Int, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, SessionSlot, session_state_changed
+from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
 from suricate.jid import JID
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -56,6 +56,9 @@ class SessionCaps:
 
 
 CAPS_SLOT: SessionSlot[SessionCaps] = SessionSlot("mod_caps")
+_CARRIED_CAPS = CarriedSlot(
+    CAPS_SLOT, lambda caps: [list(caps.key), sorted(caps.features)],
+    lambda plain: SessionCaps((plain[0][0], plain[0][1], plain[0][2]), frozenset(plain[1])))
 
 
 def session_features(session: Any) -> frozenset[str]:
@@ -182,21 +185,10 @@ class ModCaps(Module):
         goes along, so PEP keeps notifying the resumed session (XEP-0163 §4: notifications
         follow the +notify features) without the client sending its presence again. The
         last items are not sent again: the client had them before it moved."""
-        if moved_in:
-            mine = state.get(self.name)
-            if mine:
-                node, ver, algo = mine[0]
-                self._set_caps(c2s, SessionCaps((node, ver, algo), frozenset(mine[1])))
-            return state
-        state = self.snapshot(state, c2s)
-        CAPS_SLOT.pop(c2s)
-        return state
+        return _CARRIED_CAPS.handover(state, c2s, moved_in)
 
     def snapshot(self, state: dict[str, Any], c2s: C2S) -> dict[str, Any]:
-        caps = CAPS_SLOT.get(c2s)
-        if caps is not None:
-            state[self.name] = [list(caps.key), sorted(caps.features)]
-        return state
+        return _CARRIED_CAPS.snapshot(state, c2s)
 
     def stream_features(self, features: list[Element], c2s: C2S) -> list[Element]:
         domain = c2s.jid.domain if c2s.jid is not None else c2s.domain

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.spec import Section
 from suricate.core import hooks as H
-from suricate.core.module import Module, SessionSlot, session_state_changed
+from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
@@ -32,6 +32,8 @@ log = logging.getLogger("suricate.mod_presence")
 # RFC 6121 §4.6: the entities this session sent directed available presence to (they get
 # unavailable presence when it goes offline, §4.6.3); created on the first one.
 DIRECTED: SessionSlot[set[JID]] = SessionSlot("mod_presence.directed", set)
+_CARRIED_DIRECTED = CarriedSlot(DIRECTED, lambda targets: sorted(str(j) for j in targets),
+                                lambda plain: {JID.parse(j) for j in plain})
 
 SUBSCRIPTION_TYPES = frozenset(sub.EVENTS)
 # server.cluster topic: a subscription stanza shown on the other nodes (sm_backend = "redis")
@@ -71,21 +73,10 @@ class ModPresence(Module):
         """The session resumes on another node (XEP-0198 §5): the entities it sent directed
         presence to go along, so they get its unavailable presence when it ends there (RFC
         6121 §4.6.3): a room joined before the move does not keep a ghost occupant."""
-        if moved_in:
-            mine = state.get(self.name)
-            if mine:
-                DIRECTED.setdefault(c2s).update(JID.parse(j) for j in mine)
-                session_state_changed(c2s)
-            return state
-        state = self.snapshot(state, c2s)
-        DIRECTED.pop(c2s)
-        return state
+        return _CARRIED_DIRECTED.handover(state, c2s, moved_in)
 
     def snapshot(self, state: dict[str, Any], c2s: C2S) -> dict[str, Any]:
-        directed = DIRECTED.get(c2s)
-        if directed:
-            state[self.name] = sorted(str(j) for j in directed)
-        return state
+        return _CARRIED_DIRECTED.snapshot(state, c2s)
 
     # -- presence from our clients -------------------------------------------------------------
     def user_send_presence(self, stanza: Element | None, c2s: C2S) -> Element | None:
