@@ -58,7 +58,7 @@ from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
-from suricate.xml.element import Element
+from suricate.xml.element import Element, WrittenElement, escape_attr
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 if TYPE_CHECKING:
@@ -497,7 +497,11 @@ class ModMam(Module):
             blocklist = getattr(sessions[0], "blocklist", None)
             if blocklist and is_blocked(blocklist, frm):
                 return stanza  # XEP-0191: dropped on delivery; nothing to archive
-        self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
+        wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
+        if wire is not None and len(sessions) == 1:
+            # One session gets this very stanza (more get copies): its bytes are the
+            # archive's XML with the stanza-id, not a second serialization of the message.
+            return WrittenElement(stanza, wire)
         return stanza
 
     async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
@@ -514,20 +518,31 @@ class ModMam(Module):
         return stored  # mod_offline still stores it (now with its stanza-id)
 
     def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
-                          archive: bool | None) -> None:
+                          archive: bool | None) -> str | None:
+        """Archive the recipient's copy and stamp its stanza-id; return the stanza's XML
+        with that stanza-id when it is known without serializing the stanza again (the
+        sender's archive serialized it: a local sender), else None."""
         if archive is False:
-            return
+            return None
         mam_id = self.ids.next()
-        self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
+        xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
         if scan.retract is not None:
             self._retract(owner, frm.bare, scan.retract, "I", mam_id)
-        if self.stanza_ids:
-            text = str(mam_id)
-            stanza.children.append(Element("stanza-id", SID, {"by": str(owner), "id": text}))
-            if not self.server.is_local_domain(frm.domain):
-                self._issued[(owner, text)] = None
-                if len(self._issued) > 100_000:
-                    self._issued.popitem(last=False)
+        if not self.stanza_ids:
+            return None
+        text = str(mam_id)
+        by = str(owner)
+        stanza.children.append(Element("stanza-id", SID, {"by": by, "id": text}))
+        if not self.server.is_local_domain(frm.domain):
+            self._issued[(owner, text)] = None
+            if len(self._issued) > 100_000:
+                self._issued.popitem(last=False)
+        if xml is None or stanza.xmlns != ns.CLIENT or not xml.endswith("</message>"):
+            return None
+        # The stanza-id is its last child: the XML the serializer would write for it, before
+        # the message's end tag (XEP-0359 §4).
+        return f'{xml[:-10]}<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="{text}"/>' \
+            "</message>"
 
     def _already_archived(self, stanza: Element, frm: JID, owner: JID) -> bool:
         """A message coming back through the router (its session went away, XEP-0198
@@ -544,7 +559,9 @@ class ModMam(Module):
         return False
 
     def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
-                 stanza: Element, scan: _Scan, check: bool) -> None:
+                 stanza: Element, scan: _Scan, check: bool) -> str | None:
+        """Queue the row; return the XML when it is the sender's archive's serialization of
+        this very stanza (a local sender), which the live copy may reuse (``incoming``)."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         # Between a local sender and a local recipient the stanza is the same object, with
@@ -552,9 +569,11 @@ class ModMam(Module):
         last = self._last_out
         if last is not None and last[0] is stanza:
             xml = last[1]
+            reused: str | None = xml
             self._last_out = None
         else:
             xml = stanza.serialize(ns.CLIENT)
+            reused = None
             self._last_out = (stanza, xml, scan) if direction == "O" else None
         if check:
             self._unchecked.add(mam_id)
@@ -564,6 +583,7 @@ class ModMam(Module):
         if instrument.enabled:
             instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain},
                             {"count": 1})
+        return reused
 
     # -- XEP-0441 preferences --------------------------------------------------------------------
     def _decide(self, owner: JID, peer: JID) -> bool | None:
