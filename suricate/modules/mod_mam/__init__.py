@@ -252,6 +252,14 @@ class IdGenerator:
         self.last = candidate
         return candidate
 
+    def after(self) -> int:
+        """The id after the last one, without reading the clock: for the recipient's copy of
+        a message whose sender's copy got its id a moment ago (a local sender), one
+        microsecond later as far as the ids say. Still unique and growing: ``next`` never
+        goes below it."""
+        candidate = self.last = ((self.last >> 8) + 1) << 8 | self.node
+        return candidate
+
 
 #: The prefs of an account that stored none (archive everything), one shared instance, never
 #: changed: an account's cached prefs that are these are recognized by identity.
@@ -497,7 +505,8 @@ class ModMam(Module):
             blocklist = getattr(sessions[0], "blocklist", None)
             if blocklist and is_blocked(blocklist, frm):
                 return stanza  # XEP-0191: dropped on delivery; nothing to archive
-        wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
+        wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
+                                      last is not None and last[0] is stanza)
         if wire is not None and len(sessions) == 1:
             # One session gets this very stanza (more get copies): its bytes are the
             # archive's XML with the stanza-id, not a second serialization of the message.
@@ -518,13 +527,14 @@ class ModMam(Module):
         return stored  # mod_offline still stores it (now with its stanza-id)
 
     def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
-                          archive: bool | None) -> str | None:
+                          archive: bool | None, sent_now: bool = False) -> str | None:
         """Archive the recipient's copy and stamp its stanza-id; return the stanza's XML
         with that stanza-id when it is known without serializing the stanza again (the
-        sender's archive serialized it: a local sender), else None."""
+        sender's archive serialized it: a local sender), else None. ``sent_now``: the
+        sender's archive took this stanza in the same call (its id is the last one given)."""
         if archive is False:
             return None
-        mam_id = self.ids.next()
+        mam_id = self.ids.after() if sent_now else self.ids.next()
         xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
         if scan.retract is not None:
             self._retract(owner, frm.bare, scan.retract, "I", mam_id)
