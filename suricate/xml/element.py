@@ -286,10 +286,15 @@ class WrittenElement(Element):
     __slots__ = ("xml", "_attrs_seen", "_children_seen")
 
     def __init__(self, of: Element, xml: str) -> None:
-        super().__init__(of.name, of.xmlns, of.attrs, of.children)
+        # On the message path (every archived message delivered): the slots set directly,
+        # without Element.__init__'s call and defaults.
+        self.name = of.name
+        self.xmlns = of.xmlns
+        self.attrs = attrs = of.attrs
+        self.children = children = of.children
         self.xml = xml
-        self._attrs_seen = dict(of.attrs)
-        self._children_seen = list(of.children)
+        self._attrs_seen = attrs.copy()
+        self._children_seen = children.copy()
 
     def _unchanged(self, parent_ns: str | None, prefixes: dict[str, str] | None) -> bool:
         # The kept XML has no xmlns declaration: it holds in a parent of the same namespace

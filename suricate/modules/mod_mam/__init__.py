@@ -333,6 +333,8 @@ class ModMam(Module):
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
+        #: The start of the recipient's <stanza-id/> XML per account (``_archive_incoming``).
+        self._sid_heads: dict[str, str] = {}
         self._last_out: tuple[Element, str, _Scan] | None = None
         muc = opts.get("muc")
         #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
@@ -551,8 +553,12 @@ class ModMam(Module):
             return None
         # The stanza-id is its last child: the XML the serializer would write for it, before
         # the message's end tag (XEP-0359 §4).
-        return f'{xml[:-10]}<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="{text}"/>' \
-            "</message>"
+        head = self._sid_heads.get(by)
+        if head is None:
+            if len(self._sid_heads) >= 100_000:
+                self._sid_heads.clear()
+            head = self._sid_heads[by] = f'<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="'
+        return f'{xml[:-10]}{head}{text}"/></message>'
 
     def _already_archived(self, stanza: Element, frm: JID, owner: JID) -> bool:
         """A message coming back through the router (its session went away, XEP-0198
