@@ -58,7 +58,7 @@ from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
-from suricate.xml.element import Element, WrittenElement, escape_attr
+from suricate.xml.element import Element, Node, WrittenElement, escape_attr
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 if TYPE_CHECKING:
@@ -335,7 +335,9 @@ class ModMam(Module):
         self._own_id: tuple[Element, Element] | None = None
         #: The start of the recipient's <stanza-id/> XML per account (``_archive_incoming``).
         self._sid_heads: dict[str, str] = {}
-        self._last_out: tuple[Element, str, _Scan] | None = None
+        #: The sender's archive's last stanza: its XML, its scan, and its attributes and
+        #: children as they were then (``_sent_now``).
+        self._last_out: tuple[Element, str, _Scan, dict[str, str], list[Node]] | None = None
         muc = opts.get("muc")
         #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
         self.muc_archive: MucArchive | None = None if muc is None else \
@@ -497,10 +499,10 @@ class ModMam(Module):
         if frm.local == owner.local and frm.domain == owner.domain:
             return stanza  # the account's own message: archived once, as outgoing
         last = self._last_out
+        sent = self._sent_now(stanza)
         # The sender's archive just scanned this very stanza (a local sender): its scan
         # holds, unless the stanza carried stanza-ids (kept for _already_archived).
-        scan = last[2] if last is not None and last[0] is stanza and not last[2].sid \
-            else self.scan(stanza)
+        scan = last[2] if sent and last is not None and not last[2].sid else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
         if sessions:
@@ -508,7 +510,7 @@ class ModMam(Module):
             if blocklist and is_blocked(blocklist, frm):
                 return stanza  # XEP-0191: dropped on delivery; nothing to archive
         wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
-                                      last is not None and last[0] is stanza)
+                                      sent)
         if wire is not None and len(sessions) == 1:
             # One session gets this very stanza (more get copies): its bytes are the
             # archive's XML with the stanza-id, not a second serialization of the message.
@@ -529,15 +531,17 @@ class ModMam(Module):
         return stored  # mod_offline still stores it (now with its stanza-id)
 
     def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
-                          archive: bool | None, sent_now: bool = False) -> str | None:
+                          archive: bool | None, sent_now: bool | None = None) -> str | None:
         """Archive the recipient's copy and stamp its stanza-id; return the stanza's XML
         with that stanza-id when it is known without serializing the stanza again (the
         sender's archive serialized it: a local sender), else None. ``sent_now``: the
-        sender's archive took this stanza in the same call (its id is the last one given)."""
+        sender's archive took this stanza in the same call (``_sent_now``; its id is then the
+        last one given); None: not known (the offline path), the clock gives the id."""
         if archive is False:
             return None
         mam_id = self.ids.after() if sent_now else self.ids.next()
-        xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
+        xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None,
+                            sent_now)
         if scan.retract is not None:
             self._retract(owner, frm.bare, scan.retract, "I", mam_id)
         if not self.stanza_ids:
@@ -574,23 +578,36 @@ class ModMam(Module):
             stanza.children.remove(child)
         return False
 
+    def _sent_now(self, stanza: Element) -> bool:
+        """Whether the sender's archive took this very stanza last (a local sender) and its
+        attributes and children are still what they were then: its XML and scan hold.
+        Compared in C (a dict, a list by identity): nothing between the sender's hook and
+        the recipient's changes a message in practice, and should something do it, the
+        recipient's row and live copy are serialized afresh rather than stale."""
+        last = self._last_out
+        return last is not None and last[0] is stanza and stanza.attrs == last[3] \
+            and stanza.children == last[4]
+
     def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
-                 stanza: Element, scan: _Scan, check: bool) -> str | None:
+                 stanza: Element, scan: _Scan, check: bool,
+                 sent: bool | None = None) -> str | None:
         """Queue the row; return the XML when it is the sender's archive's serialization of
-        this very stanza (a local sender), which the live copy may reuse (``incoming``)."""
+        this very stanza (a local sender), which the live copy may reuse (``incoming``).
+        ``sent``: ``_sent_now(stanza)`` when the caller knows it."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         # Between a local sender and a local recipient the stanza is the same object, with
         # the same content, on both sides: one serialization serves both archives.
         last = self._last_out
-        if last is not None and last[0] is stanza:
+        if last is not None and (self._sent_now(stanza) if sent is None else sent):
             xml = last[1]
             reused: str | None = xml
             self._last_out = None
         else:
             xml = stanza.serialize(ns.CLIENT)
             reused = None
-            self._last_out = (stanza, xml, scan) if direction == "O" else None
+            self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy()) \
+                if direction == "O" else None
         if check:
             self._unchecked.add(mam_id)
         writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
