@@ -267,3 +267,49 @@ class SharedElement(Element):
                     child._write(parts, xmlns, prefixes)
             inner = self.shared[key] = "".join(parts)
         out.append(start + ">" + inner + "</" + tag + ">")
+
+
+class WrittenElement(Element):
+    """An element whose XML is already known: written as ``xml`` into a parent of its own
+    namespace (a ``jabber:client`` stream) instead of serialized again. mod_mam makes one for
+    the live copy of an archived message: the archive serialized the message once, and the
+    recipient's bytes are that XML with the stanza-id appended (XEP-0359 §4), so the message
+    is not serialized twice.
+
+    It shares ``attrs`` and ``children`` with the element it was made from, and keeps a
+    snapshot of both (a copy of the attributes, the list of children by identity): the kept
+    XML is used only while they are unchanged, else it is serialized as any element. A
+    change inside a child (a child's own children or attributes, in place) is not seen: code
+    on the delivery path that changes a payload copies the stanza first (``copy()`` gives a
+    plain ``Element``), as with ``SharedElement``."""
+
+    __slots__ = ("xml", "_attrs_seen", "_children_seen")
+
+    def __init__(self, of: Element, xml: str) -> None:
+        # On the message path (every archived message delivered): the slots set directly,
+        # without Element.__init__'s call and defaults.
+        self.name = of.name
+        self.xmlns = of.xmlns
+        self.attrs = attrs = of.attrs
+        self.children = children = of.children
+        self.xml = xml
+        self._attrs_seen = attrs.copy()
+        self._children_seen = children.copy()
+
+    def _unchanged(self, parent_ns: str | None, prefixes: dict[str, str] | None) -> bool:
+        # The kept XML has no xmlns declaration: it holds in a parent of the same namespace
+        # only. List equality compares by identity first (in C): no Element.__eq__ calls
+        # while the children are the very same objects.
+        return parent_ns == self.xmlns and not (prefixes and self.xmlns in prefixes) \
+            and self.attrs == self._attrs_seen and self.children == self._children_seen
+
+    def serialize(self, parent_ns: str | None = None, prefixes: dict[str, str] | None = None) -> str:
+        if self._unchanged(parent_ns, prefixes):
+            return self.xml
+        return Element.serialize(self, parent_ns, prefixes)
+
+    def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
+        if self._unchanged(parent_ns, prefixes):
+            out.append(self.xml)
+        else:
+            Element._write(self, out, parent_ns, prefixes)

@@ -368,3 +368,49 @@ def test_without_pm_section_check_config_warns(tmp_path: Path) -> None:
     assert [str(w) for w in warnings] == [
         "modules.mod_mam: no [modules.mod_mam.pm] section: nothing is archived (as in "
         "MongooseIM, the pm section enables one-to-one archives)"]
+
+
+class _Session:
+    """What mod_mam's hooks read of a session: its JID (and no blocklist)."""
+
+    def __init__(self, jid: JID) -> None:
+        self.jid, self.blocklist = jid, None
+
+
+async def test_live_copy_reuses_the_archive_xml_only_while_the_stanza_is_unchanged(
+        server: Server) -> None:
+    from suricate.xml import Element, ns
+    from suricate.xml.element import WrittenElement
+
+    mam: Any = server.modules["mod_mam"]
+    alice, bob = JID.parse("alice@localhost/a"), JID.parse("bob@localhost/b")
+    rows: list[Any] = []
+    mam.writer.add = rows.append
+
+    def send(change: bool) -> bytes:
+        msg = Element("message", ns.CLIENT, {"to": str(bob), "type": "chat", "id": "m1",
+                                              "from": str(alice)})
+        msg.add("body", ns.CLIENT, text="hi")
+        out = mam.outgoing(msg, _Session(alice))
+        # mod_carboncopy is loaded: the sender's stanza-id was made for the carbons, and
+        # comes off before routing (user_send_packet at 85).
+        out = mam.drop_own_id(out, _Session(alice))
+        if change:  # something between the sender's hook and the recipient's
+            out.add("x", "urn:example")
+        live = mam.incoming(out, alice, bob, [_Session(bob)])
+        assert isinstance(live, WrittenElement) is not change
+        return bytes(live.to_bytes(ns.CLIENT))
+
+    for change in (False, True):
+        rows.clear()
+        data = send(change)
+        sent_row, received_row = rows
+        stanza_id = ET.fromstring(data).find(f"{{{SID}}}stanza-id")
+        assert stanza_id is not None
+        # XEP-0359: the live copy's stanza-id is the recipient's archive id.
+        assert stanza_id.get("by") == "bob@localhost"
+        assert stanza_id.get("id") == str(received_row[0]) and received_row[0] > sent_row[0]
+        # The recipient's row is the stanza as delivered, without its own stanza-id.
+        assert ET.fromstring(received_row[9]).find(f"{{{SID}}}stanza-id") is None
+        assert (ET.fromstring(received_row[9]).find("{urn:example}x") is not None) is change
+        assert (ET.fromstring(data).find("{urn:example}x") is not None) is change

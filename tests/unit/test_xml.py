@@ -7,7 +7,7 @@ import random
 import pytest
 
 from suricate.xml import Element, StreamClose, StreamOpen, StreamParser, XMLStreamError, ns
-from suricate.xml.element import escape_attr, escape_text
+from suricate.xml.element import WrittenElement, escape_attr, escape_text
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' "
@@ -120,6 +120,30 @@ def test_copy_is_deep() -> None:
     body.text = "y"
     assert el.attrs["to"] == "a@b" and el.find_text("body") == "x"
     assert el != dup
+
+
+def test_written_element_keeps_its_xml_only_while_unchanged() -> None:
+    el = Element("message", ns.CLIENT, {"to": "a@b", "type": "chat"})
+    el.add("body", text="hi")
+    kept = '<message to="a@b" type="chat"><body>hi</body><kept/></message>'
+    written = WrittenElement(el, kept)
+    # Its own namespace as the parent's (a jabber:client stream): the kept XML as it is.
+    assert written.serialize(ns.CLIENT) == kept
+    assert written.to_bytes(ns.CLIENT, {ns.STREAM: "stream"}) == kept.encode()
+    # Anywhere else (inside a carbon's <forwarded/>, a BOSH body) it needs its declaration.
+    outer = Element("forwarded", ns.FORWARD, children=[written])
+    assert outer.serialize(ns.CLIENT) == (
+        '<forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" to="a@b" '
+        'type="chat"><body>hi</body></message></forwarded>')
+    # It shares attributes and children with the element it was made from: a change to
+    # either (an attribute, a child added or taken off) is serialized afresh.
+    el.attrs["to"] = "c@d"
+    assert written.serialize(ns.CLIENT) == el.serialize(ns.CLIENT)
+    el.attrs["to"] = "a@b"
+    assert written.serialize(ns.CLIENT) == kept
+    el.add("x", "urn:x")
+    assert written.serialize(ns.CLIENT) == el.serialize(ns.CLIENT)
+    assert written.copy() == el and type(written.copy()) is Element
 
 
 def _reference_write(el: Element, out: list[str], parent_ns: str | None,

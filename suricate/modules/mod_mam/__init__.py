@@ -59,7 +59,7 @@ from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
-from suricate.xml.element import Element
+from suricate.xml.element import Element, Node, WrittenElement, escape_attr
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 if TYPE_CHECKING:
@@ -260,6 +260,14 @@ class IdGenerator:
         self.last = candidate
         return candidate
 
+    def after(self) -> int:
+        """The id after the last one, without reading the clock: for the recipient's copy of
+        a message whose sender's copy got its id a moment ago (a local sender), one
+        microsecond later as far as the ids say. Still unique and growing: ``next`` never
+        goes below it."""
+        candidate = self.last = ((self.last >> 8) + 1) << 8 | self.node
+        return candidate
+
 
 #: The prefs of an account that stored none (archive everything), one shared instance, never
 #: changed: an account's cached prefs that are these are recognized by identity.
@@ -333,7 +341,11 @@ class ModMam(Module):
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
-        self._last_out: tuple[Element, str, _Scan] | None = None
+        #: The start of the recipient's <stanza-id/> XML per account (``_archive_incoming``).
+        self._sid_heads: dict[str, str] = {}
+        #: The sender's archive's last stanza: its XML, its scan, and its attributes and
+        #: children as they were then (``_sent_now``).
+        self._last_out: tuple[Element, str, _Scan, dict[str, str], list[Node]] | None = None
         muc = opts.get("muc")
         #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
         self.muc_archive: MucArchive | None = None if muc is None else \
@@ -496,17 +508,22 @@ class ModMam(Module):
         if frm.local == owner.local and frm.domain == owner.domain:
             return stanza  # the account's own message: archived once, as outgoing
         last = self._last_out
+        sent = self._sent_now(stanza)
         # The sender's archive just scanned this very stanza (a local sender): its scan
         # holds, unless the stanza carried stanza-ids (kept for _already_archived).
-        scan = last[2] if last is not None and last[0] is stanza and not last[2].sid \
-            else self.scan(stanza)
+        scan = last[2] if sent and last is not None and not last[2].sid else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
         if sessions:
             blocklist = getattr(sessions[0], "blocklist", None)
             if blocklist and is_blocked(blocklist, frm):
                 return stanza  # XEP-0191: dropped on delivery; nothing to archive
-        self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare))
+        wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
+                                      sent)
+        if wire is not None and len(sessions) == 1:
+            # One session gets this very stanza (more get copies): its bytes are the
+            # archive's XML with the stanza-id, not a second serialization of the message.
+            return WrittenElement(stanza, wire)
         return stanza
 
     async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
@@ -523,20 +540,38 @@ class ModMam(Module):
         return stored  # mod_offline still stores it (now with its stanza-id)
 
     def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
-                          archive: bool | None) -> None:
+                          archive: bool | None, sent_now: bool | None = None) -> str | None:
+        """Archive the recipient's copy and stamp its stanza-id; return the stanza's XML
+        with that stanza-id when it is known without serializing the stanza again (the
+        sender's archive serialized it: a local sender), else None. ``sent_now``: the
+        sender's archive took this stanza in the same call (``_sent_now``; its id is then the
+        last one given); None: not known (the offline path), the clock gives the id."""
         if archive is False:
-            return
-        mam_id = self.ids.next()
-        self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None)
+            return None
+        mam_id = self.ids.after() if sent_now else self.ids.next()
+        xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None,
+                            sent_now)
         if scan.retract is not None:
             self._retract(owner, frm.bare, scan.retract, "I", mam_id)
-        if self.stanza_ids:
-            text = str(mam_id)
-            stanza.children.append(Element("stanza-id", SID, {"by": str(owner), "id": text}))
-            if not self.server.is_local_domain(frm.domain):
-                self._issued[(owner, text)] = None
-                if len(self._issued) > 100_000:
-                    self._issued.popitem(last=False)
+        if not self.stanza_ids:
+            return None
+        text = str(mam_id)
+        by = str(owner)
+        stanza.children.append(Element("stanza-id", SID, {"by": by, "id": text}))
+        if not self.server.is_local_domain(frm.domain):
+            self._issued[(owner, text)] = None
+            if len(self._issued) > 100_000:
+                self._issued.popitem(last=False)
+        if xml is None or stanza.xmlns != ns.CLIENT or not xml.endswith("</message>"):
+            return None
+        # The stanza-id is its last child: the XML the serializer would write for it, before
+        # the message's end tag (XEP-0359 §4).
+        head = self._sid_heads.get(by)
+        if head is None:
+            if len(self._sid_heads) >= 100_000:
+                self._sid_heads.clear()
+            head = self._sid_heads[by] = f'<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="'
+        return f'{xml[:-10]}{head}{text}"/></message>'
 
     def _already_archived(self, stanza: Element, frm: JID, owner: JID) -> bool:
         """A message coming back through the router (its session went away, XEP-0198
@@ -552,19 +587,36 @@ class ModMam(Module):
             stanza.children.remove(child)
         return False
 
+    def _sent_now(self, stanza: Element) -> bool:
+        """Whether the sender's archive took this very stanza last (a local sender) and its
+        attributes and children are still what they were then: its XML and scan hold.
+        Compared in C (a dict, a list by identity): nothing between the sender's hook and
+        the recipient's changes a message in practice, and should something do it, the
+        recipient's row and live copy are serialized afresh rather than stale."""
+        last = self._last_out
+        return last is not None and last[0] is stanza and stanza.attrs == last[3] \
+            and stanza.children == last[4]
+
     def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
-                 stanza: Element, scan: _Scan, check: bool) -> None:
+                 stanza: Element, scan: _Scan, check: bool,
+                 sent: bool | None = None) -> str | None:
+        """Queue the row; return the XML when it is the sender's archive's serialization of
+        this very stanza (a local sender), which the live copy may reuse (``incoming``).
+        ``sent``: ``_sent_now(stanza)`` when the caller knows it."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         # Between a local sender and a local recipient the stanza is the same object, with
         # the same content, on both sides: one serialization serves both archives.
         last = self._last_out
-        if last is not None and last[0] is stanza:
+        if last is not None and (self._sent_now(stanza) if sent is None else sent):
             xml = last[1]
+            reused: str | None = xml
             self._last_out = None
         else:
             xml = stanza.serialize(ns.CLIENT)
-            self._last_out = (stanza, xml, scan) if direction == "O" else None
+            reused = None
+            self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy()) \
+                if direction == "O" else None
         if check:
             self._unchecked.add(mam_id)
         writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
@@ -573,6 +625,7 @@ class ModMam(Module):
         if instrument.enabled:
             instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain},
                             {"count": 1})
+        return reused
 
     # -- XEP-0441 preferences --------------------------------------------------------------------
     def _decide(self, owner: JID, peer: JID) -> bool | None:
