@@ -33,18 +33,19 @@ async def measure(per_turn: int, total: int) -> float:
     received = [0]
     done = asyncio.Event()
 
-    def on_item(item: tuple[Any, ...]) -> None:
-        if item[0] != wire.STANZA:
-            return
-        wire.unpack(item[3])
-        received[0] += 1
+    def on_items(items: list[tuple[Any, ...]]) -> None:
+        for item in items:
+            if item[0] != wire.STANZA:
+                continue
+            wire.unpack(item[3])
+            received[0] += 1
         if received[0] == total:
             done.set()
 
     cookie = b"c" * COOKIE_SIZE
-    receiver = NodeLinks(on_item, "127.0.0.1", 0)
+    receiver = NodeLinks(on_items, "127.0.0.1", 0)
     address = await receiver.start(cookie)
-    sender = NodeLinks(lambda item: None, "127.0.0.1", 0)
+    sender = NodeLinks(lambda items: None, "127.0.0.1", 0)
     await sender.start(cookie)
     try:
         assert await sender.send("r", address, (wire.REPLACE, "warm-up"))

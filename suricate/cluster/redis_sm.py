@@ -288,6 +288,10 @@ def connect(pool: dict[str, Any]) -> Redis:
 class RedisNode:
     """This server's membership: mirrors its local sessions, beats, reaps dead nodes."""
 
+    # What ``_plain()`` answered, and the hooks' version it was computed at (none yet).
+    _plain_answer = False
+    _plain_version = -1
+
     def __init__(self, server: Server, redis: Redis | None = None,
                  node: str | None = None, prefix: str = PREFIX) -> None:
         self.server = server
@@ -719,11 +723,24 @@ class RedisNode:
         elements), neither has the other. The receiver checks again (the session's own
         state: XEP-0198 counting) and parses the bytes when it must. Otherwise the element
         travels as tuples, cheaper to rebuild there than XML is to parse."""
-        hooks = self.server.hooks
-        if stanza.name == "presence" or self.server.instrument.enabled \
-                or hooks.has(H.FILTER_LOCAL_PACKET) or hooks.has(H.USER_RECEIVE_PACKET):
+        if stanza.name == "presence" or not self._plain():
             return (wire.STANZA, str(frm), str(to), wire.pack(stanza), wire.TO_FULL)
         return (wire.XML, str(frm), str(to), wire.serialized(stanza))
+
+    def _plain(self) -> bool:
+        """Whether nothing on this node needs a message or IQ to a full JID as an element
+        on its way to the session (no ``filter_local_packet`` filter: mod_mam, mod_inbox;
+        no ``user_receive_packet``: blocking, carbons, CSI; no instrumentation, which counts
+        elements). Every node runs the same configuration: the sender's answer is the
+        receiver's. Asked for every crossing message (both ends), so kept until a hook is
+        added or removed (``Hooks.version``) rather than asked of the hooks each time."""
+        hooks = self.server.hooks
+        if self._plain_version != hooks.version:
+            self._plain_answer = not (
+                self.server.instrument.enabled or hooks.has(H.FILTER_LOCAL_PACKET)
+                or hooks.has(H.USER_RECEIVE_PACKET))
+            self._plain_version = hooks.version
+        return self._plain_answer
 
     async def send_service(self, node: str, service: str, frm: JID, to: JID,
                            stanza: Element, hops: int) -> bool:
@@ -742,7 +759,27 @@ class RedisNode:
             self._addresses[node] = address
         return await self.links.send(node, address, item)
 
-    def _received(self, item: tuple[Any, ...]) -> None:
+    def _received(self, items: list[tuple[Any, ...]]) -> None:
+        """The items of one frame from another node (links.py), in order. An item that fails
+        is logged and the next one handled: each counts as handled (acknowledged)."""
+        sessions = self.server.sessions
+        plain = self._plain()
+        for item in items:
+            try:
+                if plain and item[0] == wire.XML:
+                    # The hot path (issue 14): the bytes to the session's socket as they
+                    # are, no element. ``write_serialized`` refuses when the session itself
+                    # needs the element (XEP-0198 counting) or is not established.
+                    session = sessions.local(JID.parse(item[2]))
+                    if session is not None:
+                        write = getattr(session, "write_serialized", None)
+                        if write is not None and write(item[3]):
+                            continue
+                self._received_item(item)
+            except Exception:
+                log.exception("cluster_item_failed kind=%r", item[0])
+
+    def _received_item(self, item: tuple[Any, ...]) -> None:
         if item[0] == wire.REPLACE:
             old = self.server.sessions.local(JID.parse(item[1]))
             if old is not None:
@@ -760,15 +797,11 @@ class RedisNode:
                 self.server.router.route_here(frm, to, stanza)
             return
         if item[0] == wire.XML:
+            # Not written as bytes (_received): something needs the element (XEP-0198
+            # counting, an archive, a filter) or the session left: as a STANZA to the full
+            # JID.
             _, frm_text, to_text, data = item
             to = JID.parse(to_text)
-            session = self.server.sessions.local(to)
-            if session is not None and not self.server.hooks.has(H.FILTER_LOCAL_PACKET):
-                write = getattr(session, "write_serialized", None)
-                if write is not None and write(data):
-                    return  # the hot path: the bytes to the socket, no element (issue 14)
-            # Something needs the element (XEP-0198 counting, an archive, a filter) or the
-            # session left: as a STANZA to the full JID.
             stanza, mode = wire.parse(data), wire.TO_FULL
         else:
             _, frm_text, to_text, packed, mode = item

@@ -302,10 +302,13 @@ ROSTER_GET: Hook[Callable[[list[Element], JID], AsyncFolded[list[Element]]]] = H
 
 
 class Hooks:
-    __slots__ = ("_handlers",)
+    __slots__ = ("_handlers", "version")
 
     def __init__(self) -> None:
         self._handlers: dict[Hook[Any], list[tuple[int, Handler]]] = {}
+        # Changes whenever a handler is added or removed: a hot path may keep what ``has``
+        # answered for as long as it does not change (the cluster's crossing path).
+        self.version = 0
 
     def add(self, hook: Hook[F], handler: F, priority: int = 50) -> None:
         if not isinstance(hook, Hook):
@@ -313,10 +316,12 @@ class Hooks:
         entries = self._handlers.setdefault(hook, [])
         entries.append((priority, handler))
         entries.sort(key=lambda e: e[0])
+        self.version += 1
 
     def remove(self, hook: Hook[F], handler: F) -> None:
         entries = self._handlers.get(hook, [])
         self._handlers[hook] = [e for e in entries if e[1] != handler]
+        self.version += 1
 
     def has(self, hook: Hook[Any]) -> bool:
         return bool(self._handlers.get(hook))

@@ -38,9 +38,9 @@ COOKIE = b"c" * COOKIE_SIZE
 def test_one_turn_is_one_batch_in_order_and_acknowledged() -> None:
     async def run() -> None:
         got: list[tuple[Any, ...]] = []
-        receiver = NodeLinks(got.append, "127.0.0.1", 0)
+        receiver = NodeLinks(got.extend, "127.0.0.1", 0)
         address = await receiver.start(COOKIE)
-        sender = NodeLinks(lambda item: None, "127.0.0.1", 0)
+        sender = NodeLinks(lambda items: None, "127.0.0.1", 0)
         await sender.start(COOKIE)
         try:
             assert await sender.send("r", address, (wire.REPLACE, "first"))
@@ -78,7 +78,7 @@ def test_items_a_dying_peer_did_not_acknowledge_are_handed_back() -> None:
         peer = await asyncio.start_server(silent_peer, "127.0.0.1", 0)
         port = peer.sockets[0].getsockname()[1]
         lost: list[tuple[str, list[tuple[Any, ...]]]] = []
-        sender = NodeLinks(lambda item: None, "127.0.0.1", 0,
+        sender = NodeLinks(lambda items: None, "127.0.0.1", 0,
                            lambda node, items: lost.append((node, items)))
         await sender.start(COOKIE)
         try:
@@ -99,6 +99,30 @@ def test_items_a_dying_peer_did_not_acknowledge_are_handed_back() -> None:
             peer.close()
 
     assert links_mod.GONE_FOR >= 1
+    asyncio.run(run())
+
+
+def test_acknowledgements_drop_whole_batches_and_cut_a_partial_one() -> None:
+    """The sender keeps batches, not items (issue 14); an acknowledgement that ends inside
+    a batch (not what a peer sends, which counts whole frames) still keeps exactly the rest,
+    in order, and what is left unacknowledged is handed back item by item."""
+    async def run() -> None:
+        link = links_mod._Link(None, None)  # type: ignore[arg-type]
+        items = [(wire.REPLACE, f"u{i}@localhost/r") for i in range(10)]
+        for item in items[:4]:
+            link.write(item)
+        link._pending = None  # as _flush leaves it, without a writer
+        for item in items[4:]:
+            link.write(item)
+        assert [len(batch) for batch in link.unacked] == [4, 6]
+        total = [0]
+        link.acked(4, total)
+        assert [len(batch) for batch in link.unacked] == [6]
+        link.acked(7, total)
+        assert total == [7]
+        assert link.take_unacked() == items[7:]
+        assert not link.unacked
+
     asyncio.run(run())
 
 

@@ -64,6 +64,8 @@ class _Router:
 
 
 class _Hooks:
+    version = 0  # never changes: no module is added
+
     def has(self, hook: str) -> bool:
         return False  # no module on this node
 
