@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,15 @@ def _redis_or_skip() -> Any:
             pytest.fail(f"Redis 127.0.0.1:6379 is required under CI=true: {exc}")
         pytest.skip(f"no Redis on 127.0.0.1:6379 ({exc})")
     return client
+
+
+def require_redis_server() -> None:
+    """Tests that start Redis processes of their own (restarts, Sentinel) need the binary:
+    skipped without it, except under CI=true, where that is a failure."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is required under CI=true")
+        pytest.skip("no redis-server binary")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 import subprocess
 import time
@@ -27,6 +26,7 @@ import redis
 
 from suricate.cluster import wire
 from suricate.xml.element import Element
+from tests.cluster.conftest import require_redis_server
 from tests.cluster.test_redis_nodes import (
     _register,
     _rows,
@@ -70,11 +70,7 @@ class PrivateRedis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        import os
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required under CI=true")
-        pytest.skip("no redis-server binary")
+    require_redis_server()
     server = PrivateRedis(tmp_path)
     server.start()
     try:

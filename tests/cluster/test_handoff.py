@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,21 @@ BURST = 200
 # counts as accounted for (§8.5.2.2.1).
 
 
-def test_sigkill_with_messages_in_flight_loses_none(tmp_path: Path, redis_db: int) -> None:
-    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
-    a, b = (start_node(tmp_path, redis_db, f"handoff{i}") for i in range(2))
+def _on_two_nodes(tmp: Path, db: int, tag: str,
+                  scenario: Callable[[Node, Node], Awaitable[None]]) -> tuple[Node, Node]:
+    """Run ``scenario`` on two fresh nodes, stopped afterwards (their logs stay)."""
+    _register(tmp, _toml(tmp, free_port(), free_port(), db))
+    a, b = (start_node(tmp, db, f"{tag}{i}") for i in range(2))
     try:
-        asyncio.run(_scenario(a, b))
+        asyncio.run(scenario(a, b))
     finally:
         stop_node(a)
         stop_node(b)
+    return a, b
+
+
+def test_sigkill_with_messages_in_flight_loses_none(tmp_path: Path, redis_db: int) -> None:
+    a, _ = _on_two_nodes(tmp_path, redis_db, "handoff", _scenario)
     # What A handed back is in its log: the test went through the acknowledgement path.
     assert "cluster_link_unacked" in a.log.read_text(), a.log.read_text()
 
@@ -109,13 +117,7 @@ def test_bare_jid_copies_to_a_killed_node_are_stored_once(tmp_path: Path, redis_
     to each (RFC 6121 §8.5.2.1.1). B dies with the copies unread: A, the one node responsible
     for the fallback, routes each message to the bare JID once, so bob finds each message in
     his offline storage exactly once (not once per copy)."""
-    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
-    a, b = (start_node(tmp_path, redis_db, f"fanout{i}") for i in range(2))
-    try:
-        asyncio.run(_fan_out(a, b))
-    finally:
-        stop_node(a)
-        stop_node(b)
+    _on_two_nodes(tmp_path, redis_db, "fanout", _fan_out)
 
 
 async def _fan_out(a: Node, b: Node) -> None:

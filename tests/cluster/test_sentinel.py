@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 import subprocess
 import time
@@ -22,7 +21,17 @@ from pathlib import Path
 import pytest
 
 from suricate.config import ConfigError, parse_config
-from tests.cluster.test_redis_nodes import SURICATE, Node, _register, _rows, _sync, _toml, stop_node
+from tests.cluster.conftest import require_redis_server
+from tests.cluster.test_redis_nodes import (
+    SURICATE,
+    Node,
+    _register,
+    _rows,
+    _sync,
+    _toml,
+    launch_node,
+    stop_node,
+)
 from tests.e2e.harness import connect, disconnect, eventually, free_port
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
@@ -60,11 +69,7 @@ class Servers:
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Servers]:
-    if shutil.which("redis-server") is None:
-        import os
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required under CI=true")
-        pytest.skip("no redis-server binary")
+    require_redis_server()
     found = Servers(tmp_path)
     try:
         yield found
@@ -82,18 +87,7 @@ def _sentinel_toml(tmp: Path, c2s: int, tls: int, sentinel: int) -> str:
 
 def _start(tmp: Path, tag: str, sentinel: int, master: int) -> Node:
     c2s, tls = free_port(), free_port()
-    config = tmp / f"{tag}.toml"
-    config.write_text(_sentinel_toml(tmp, c2s, tls, sentinel))
-    before = set(_sync(0, master).hkeys("suricate:nodes"))
-    log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    assert "serving localhost" in banner, (banner, log.read_text())
-    added = set(_sync(0, master).hkeys("suricate:nodes")) - before
-    assert len(added) == 1, added
-    return Node(proc, c2s, tls, log, added.pop())
+    return launch_node(tmp, 0, tag, c2s, tls, _sentinel_toml(tmp, c2s, tls, sentinel), master)
 
 
 def test_failover_nodes_follow_the_new_master_and_write_their_rows_back(
