@@ -15,6 +15,7 @@ import contextlib
 import re
 import signal
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 # resume_timeout: a dead node's session nobody resumes ends within the test's patience.
 SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 4\n" \
-    "[modules.mod_sasl2]\n[modules.mod_bind2]\n[modules.mod_csi]\n"
+    "[modules.mod_sasl2]\n[modules.mod_bind2]\n[modules.mod_csi]\n" \
+    "[modules.mod_caps]\n[modules.mod_pubsub]\n"
 
 
 def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
@@ -184,6 +186,52 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
             await disconnect(alice, bob)
         # A clean end on B removes the record.
         await eventually(lambda: not _sync(db).keys("suricate:sm*"))
+
+    asyncio.run(run())
+
+
+def test_caps_follow_a_session_resumed_on_the_other_node(
+        two_nodes: tuple[Node, Node, int]) -> None:
+    """XEP-0163 §4.3.2: the owner's own resources with +notify in their caps (XEP-0115) are
+    told of its PEP publications. alice's caps were learnt on A; after she resumes on B
+    without sending presence again, B still knows them (session_handover): her publication
+    there reaches her resumed session."""
+    a, b, db = two_nodes
+    tune = "http://jabber.org/protocol/tune"
+
+    async def run() -> None:
+        alice = await connect(a, "alice@localhost/phone", "pw",  # type: ignore[arg-type]
+                              plugins=("xep_0198", "xep_0030", "xep_0004", "xep_0060",
+                                       "xep_0115", "xep_0163"))
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        alice.add_event_handler("pubsub_publish", events.put_nowait)
+        alice.plugin["xep_0030"].add_feature(f"{tune}+notify")
+        await alice.plugin["xep_0115"].update_caps(broadcast=False)
+        alice.send_presence()
+        await eventually(lambda: _sync(db).keys("suricate:sm:*"))
+
+        async def publish(item: str, wait: float = 5) -> str:
+            payload = ET.fromstring(f"<tune xmlns='{tune}'><title>{item}</title></tune>")
+            await alice.plugin["xep_0060"].publish("alice@localhost", tune, id=item,
+                                                   payload=payload)
+            event = await asyncio.wait_for(events.get(), wait)
+            return str(event["pubsub_event"]["items"]["item"]["id"])
+
+        try:
+            # A learns the caps from her presence (its disco#info query to the client takes
+            # a moment): published until A notifies her
+            for _ in range(20):
+                with contextlib.suppress(TimeoutError):
+                    assert await publish("on-a", 0.5) == "on-a"
+                    break
+            else:
+                raise AssertionError("node A never notified alice (caps not learnt)")
+            alice.abort()
+            await _resume_on(alice, b)
+            assert _sm_record(db)[1]["node"] == b.name
+            assert await publish("on-b") == "on-b"
+        finally:
+            await disconnect(alice)
 
     asyncio.run(run())
 
