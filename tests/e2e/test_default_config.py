@@ -1,0 +1,93 @@
+"""The embedded default (``suricate serve`` with no ``--config``) as today's clients meet it:
+what Conversations, Monal, Dino, Gajim or Converse.js look for on a fresh server is there and
+works, driven by a real client (slixmpp) over real TLS on the default's own configuration
+(on free ports, so it runs beside the test that starts the real command on 5222)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from suricate.core.defaults import default_config_toml
+from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
+from tests.e2e.harness import RawClient, connect, disconnect, eventually, free_port, serving
+
+PLUGINS = ("xep_0030", "xep_0045", "xep_0059", "xep_0280", "xep_0313", "xep_0359")
+
+
+async def _features(client: Any, jid: str) -> set[str]:
+    info = await client.plugin["xep_0030"].get_info(jid=jid, timeout=5)
+    return set(info["disco_info"]["features"])
+
+
+async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> None:
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(), **ports)
+    async with serving(tmp_path, toml, **ports) as server:
+        for user in ("alice", "bob"):
+            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        # Before login: SASL2 with FAST (XEP-0388, XEP-0484) beside classic SASL, and after
+        # it the stream features a phone needs (XEP-0198 resumption, XEP-0352 CSI).
+        raw = await RawClient.open(ports["tls_port"], tls=True)
+        await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
+                       "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                       "version='1.0'>")
+        features = await raw.expect(r"<stream:features.*?</stream:features>")
+        await raw.close()
+        assert "urn:xmpp:sasl:2" in features and "urn:xmpp:fast:0" in features
+        alice = await connect(server, "alice@localhost/phone", "pw", direct_tls=True,
+                              plugins=(*PLUGINS, "xep_0198", "xep_0352"))
+        bob = await connect(server, "bob@localhost/laptop", "pw", direct_tls=True,
+                            plugins=PLUGINS)
+        # The server's <enabled/> (XEP-0198 §3) with a resumption id, and CSI (XEP-0352 §2)
+        # among the features the client saw.
+        await eventually(lambda: alice.plugin["xep_0198"].enabled_in)
+        assert alice.plugin["xep_0198"].sm_id and alice.plugin["xep_0352"].enabled
+        for client in (alice, bob):
+            client.send_presence()
+        # The services of the default's certificate: group chat, pubsub, upload.
+        items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
+        services = {item[0] for item in items["disco_items"]["items"]}
+        assert {"conference.localhost", "pubsub.localhost", "upload.localhost"} <= services
+        assert "urn:xmpp:carbons:2" in await _features(alice, "localhost")
+        # The account: its archive (XEP-0313) and its PEP service (XEP-0163, OMEMO keys,
+        # avatars and bookmarks live there).
+        account = await alice.plugin["xep_0030"].get_info(jid="alice@localhost", timeout=5)
+        assert "urn:xmpp:mam:2" in account["disco_info"]["features"]
+        assert ("pubsub", "pep") in {(i[0], i[1]) for i in account["disco_info"]["identities"]}
+
+        # A one-to-one message lands in both archives.
+        bob.send_message(mto="alice@localhost", mbody="hello from the laptop", mtype="chat")
+        assert (await alice.next_message())["body"] == "hello from the laptop"
+        archived = [m async for m in alice.plugin["xep_0313"].iterate(rsm={"max": 50})]
+        assert [str(m["mam_result"]["forwarded"]["stanza"]["body"]) for m in archived] == [
+            "hello from the laptop"]
+
+        # A room: created on join, its messages reach the occupants and its archive.
+        room = "tea@conference.localhost"
+        for client, nick in ((alice, "alice"), (bob, "bob")):
+            await client.plugin["xep_0045"].join_muc_wait(room, nick,
+                                                          timeout=10, maxstanzas=0)
+            if client is alice:
+                # XEP-0045 §10.1.1: a new room is locked until its owner accepts a config.
+                form = await alice.plugin["xep_0045"].get_room_config(room)
+                await alice.plugin["xep_0045"].set_room_config(room, form)
+        bob.send_message(mto=room, mbody="tea anyone?", mtype="groupchat")
+
+        async def groupchat() -> Any:
+            while True:
+                msg = await alice.next_message(timeout=10)
+                if msg["type"] == "groupchat" and msg["body"]:
+                    return msg
+
+        assert (await groupchat())["body"] == "tea anyone?"
+        room_archive = [m async for m in alice.plugin["xep_0313"].iterate(
+            jid=room, rsm={"max": 50})]
+        assert "tea anyone?" in [str(m["mam_result"]["forwarded"]["stanza"]["body"])
+                                 for m in room_archive]
+        await asyncio.wait_for(disconnect(alice, bob), 15)
