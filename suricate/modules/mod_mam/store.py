@@ -47,6 +47,16 @@ class Archived:
 
 
 @dataclass(slots=True)
+class ArchivedRow:
+    """A row found for a retraction by stanza-id: enough to tombstone it and to find the
+    peer's copy of the same message."""
+    id: int
+    message: str
+    origin_id: str | None
+    from_jid: str
+
+
+@dataclass(slots=True)
 class Page:
     messages: list[Archived]
     complete: bool
@@ -137,6 +147,34 @@ class MamStore(ModuleStore):
             " AND remote_bare_jid = ? AND origin_id = ? AND direction = ? AND id < ?"
             " ORDER BY id DESC LIMIT 1",
             server, user, peer, origin_id, direction, before)
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def find_by_stanza_id(self, server: str, user: str, peer: str, mam_id: int,
+                                direction: str, before: int) -> ArchivedRow | None:
+        """The message whose archive id (its XEP-0359 stanza-id in this archive) is
+        ``mam_id``, if it is in this conversation, in that direction (XEP-0424 §4: 'O' the
+        owner sent it, 'I' ``peer`` did) and older than the retraction ``before``."""
+        row = await self.fetch_one(
+            "SELECT id, message, origin_id, from_jid FROM mam_message WHERE id = ?"
+            " AND server = ? AND username = ? AND remote_bare_jid = ? AND direction = ?"
+            " AND id < ?",
+            mam_id, server, user, peer, direction, before)
+        if row is None:
+            return None
+        return ArchivedRow(int(row[0]), str(row[1]), None if row[2] is None else str(row[2]),
+                           str(row[3]))
+
+    async def find_received_copy(self, server: str, user: str, peer: str, from_jid: str,
+                                 origin_id: str, after: int,
+                                 before: int) -> tuple[int, str] | None:
+        """The recipient's copy of a message whose sender's copy has the id ``after``: the
+        first message the owner received from ``peer`` after it, sent from the same full JID
+        ``from_jid`` with the same origin-id, older than the retraction ``before``."""
+        row = await self.fetch_one(
+            "SELECT id, message FROM mam_message WHERE server = ? AND username = ?"
+            " AND remote_bare_jid = ? AND direction = 'I' AND origin_id = ? AND from_jid = ?"
+            " AND id > ? AND id < ? ORDER BY id LIMIT 1",
+            server, user, peer, origin_id, from_jid, after, before)
         return None if row is None else (int(row[0]), str(row[1]))
 
     async def replace_message(self, server: str, user: str, mam_id: int, xml: str) -> None:
