@@ -10,7 +10,8 @@ the carbons (XEP-0280) of the sender's other resources.
 Rows leave the message path at once: they are written in batches by the async writer
 (``writer.py``); a query flushes its archive's pending rows first. Queries (``query.py``) use the
 XEP-0313 form (urn:xmpp:mam:2 and #extended) with XEP-0059 paging; preferences are XEP-0441;
-XEP-0424 retractions turn the archived message into a tombstone.
+XEP-0424 retractions (by origin-id, or by stanza-id in MongooseIM's
+urn:esl:message-retract-by-stanza-id:0 form) turn the archived message into a tombstone.
 """
 
 from __future__ import annotations
