@@ -370,6 +370,27 @@ async def test_only_the_sender_retracts_by_stanza_id(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+async def test_retraction_by_stanza_id_for_an_offline_recipient(server: Server) -> None:
+    # Bob is offline: his copies are archived on the offline path; Alice's message has an
+    # origin-id she used before (the pairing takes the copy after her row).
+    alice = await login(server, "alice@localhost/a")
+    for body in ("first", "second"):
+        msg = alice.make_message(mto="bob@localhost", mbody=body, mtype="chat")
+        msg.xml.append(ET.fromstring(f"<origin-id xmlns='{SID}' id='same'/>"))
+        msg.send()
+    second_id = (await archive(alice))[1]["mam_result"]["id"]
+    retract_by_stanza_id(alice, "bob@localhost", second_id)
+    await archive(alice)  # a round trip: the retraction went the offline way before it
+    bob = await login(server, "bob@localhost/b")
+    for _ in range(3):
+        await bob.next_message()
+    for client in (alice, bob):
+        first, second, _ = await archive(client)
+        assert forwarded_body(first) == "first" and retracted_of(first) is None
+        assert retracted_of(second) is not None
+    await disconnect(alice, bob)
+
+
 async def test_removed_account_loses_its_archive(server: Server) -> None:
     alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
     alice.send_message(mto="bob@localhost", mbody="bye", mtype="chat")
@@ -454,6 +475,14 @@ async def test_archive_on_server_database(tmp_path: Path, server_database: Any) 
         assert [forwarded_body(m) for m in results] == [f"m{i}" for i in range(120)]
         assert [m["mam_result"]["id"] for m in results] == \
             [stanza_id(m, "bob@localhost") for m in lives]
+        # A retraction by stanza-id finds both copies on this backend too.
+        alice_id = (await archive(alice))[7]["mam_result"]["id"]
+        retract_by_stanza_id(alice, "bob@localhost", alice_id)
+        await bob.next_message()
+        for client in (alice, bob):
+            kept = await archive(client)
+            assert retracted_of(kept[7]) is not None and forwarded_body(kept[8]) == "m8"
+            assert [retracted_of(m) is None for m in kept].count(False) == 1
         await disconnect(alice, bob)
 
 

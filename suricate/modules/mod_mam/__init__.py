@@ -755,8 +755,9 @@ class ModMam(Module):
         - the recipient's archive ('I'): the row with that id, received from the peer (an id
           this archive gave, as with MongooseIM's same_mam_id_for_peers); failing that, when
           the sender is local, its copy of the sender's row: the sender's row with that id,
-          sent by the sender to the owner, then the first message the owner received after
-          it from the same full JID with the same origin-id.
+          sent by the sender to the owner, then among the messages the owner received from
+          the same full JID with the same origin-id, the one of the same rank as that row
+          among the sender's (the only one when origin-ids are unique).
 
         Either way only a message of the one who retracts (XEP-0424 §4): someone else's id,
         an unknown or malformed one, change nothing."""
@@ -781,8 +782,11 @@ class ModMam(Module):
                 # Not the sender's message to this owner; or one without an origin-id (nor
                 # id attribute), whose copy here cannot be told apart from its neighbours.
                 return
+            rank = await store.count_sent_before(sender.domain, sender.local,
+                                                 f"{r.user}@{r.server}", sent.from_jid,
+                                                 sent.origin_id, sent.id)
             target = await store.find_received_copy(r.server, r.user, r.peer, sent.from_jid,
-                                                    sent.origin_id, sent.id, r.before)
+                                                    sent.origin_id, rank, r.before)
         if target is None:
             return
         row_id, xml = target

@@ -164,18 +164,35 @@ class MamStore(ModuleStore):
         return ArchivedRow(int(row[0]), str(row[1]), None if row[2] is None else str(row[2]),
                            str(row[3]))
 
+    async def count_sent_before(self, server: str, user: str, peer: str, from_jid: str,
+                                origin_id: str, mam_id: int) -> int:
+        """How many messages the owner sent to ``peer`` from the full JID ``from_jid`` with
+        that origin-id before the one whose id is ``mam_id``: its rank among them (0 for the
+        first), which its copy in the peer's archive has among the peer's too."""
+        row = await self.fetch_one(
+            "SELECT COUNT(*) FROM mam_message WHERE server = ? AND username = ?"
+            " AND remote_bare_jid = ? AND direction = 'O' AND origin_id = ? AND from_jid = ?"
+            " AND id < ?",
+            server, user, peer, origin_id, from_jid, mam_id)
+        return int(row[0]) if row else 0
+
     async def find_received_copy(self, server: str, user: str, peer: str, from_jid: str,
-                                 origin_id: str, after: int,
+                                 origin_id: str, rank: int,
                                  before: int) -> tuple[int, str] | None:
-        """The recipient's copy of a message whose sender's copy has the id ``after``: the
-        first message the owner received from ``peer`` after it, sent from the same full JID
-        ``from_jid`` with the same origin-id, older than the retraction ``before``."""
+        """The recipient's copy of a message of ``peer``'s: among the messages the owner
+        received from ``peer``, sent from the full JID ``from_jid`` with that origin-id, the
+        one of that ``rank`` (``count_sent_before`` in the sender's archive), if it is older
+        than the retraction ``before``. By rank, not by id: the recipient's copy gets its id
+        when it is archived, which on the offline path may come after the sender's next
+        messages got theirs."""
         row = await self.fetch_one(
             "SELECT id, message FROM mam_message WHERE server = ? AND username = ?"
             " AND remote_bare_jid = ? AND direction = 'I' AND origin_id = ? AND from_jid = ?"
-            " AND id > ? AND id < ? ORDER BY id LIMIT 1",
-            server, user, peer, origin_id, from_jid, after, before)
-        return None if row is None else (int(row[0]), str(row[1]))
+            " ORDER BY id LIMIT 1 OFFSET ?",
+            server, user, peer, origin_id, from_jid, rank)
+        if row is None or int(row[0]) >= before:
+            return None
+        return int(row[0]), str(row[1])
 
     async def replace_message(self, server: str, user: str, mam_id: int, xml: str) -> None:
         await self.execute(
