@@ -272,6 +272,125 @@ async def test_retracted_message_is_a_tombstone(server: Server) -> None:
     await disconnect(alice, bob)
 
 
+ESL = "urn:esl:message-retract-by-stanza-id:0"
+
+
+def retract_by_stanza_id(client: Client, to: str, target: str) -> None:
+    """MongooseIM's retraction by stanza-id (its mod_mam documentation), with a fallback
+    body as XEP-0424 §4 suggests."""
+    msg = client.make_message(mto=to, mbody="retracted a message", mtype="chat")
+    msg.xml.append(ET.fromstring(f"<apply-to xmlns='urn:xmpp:fasten:0' id='{target}'>"
+                                 f"<retract xmlns='{ESL}'/></apply-to>"))
+    msg.send()
+
+
+def retracted_of(result: Any) -> Any:
+    return result["mam_result"]["forwarded"]["stanza"].xml.find(f"{{{ESL}}}retracted")
+
+
+async def test_retraction_by_stanza_id_tombstones_both_archives(tmp_path: Path) -> None:
+    # The interval never flushes here: the retraction joins its message in the writer's lane
+    # and applies after it is written (the query flushes the lane).
+    slow = mam_modules().replace("flush_interval = 200", "flush_interval = 600000")
+    async with running_server(tmp_path, modules=slow) as srv:
+        for user in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        alice_a = await login(srv, "alice@localhost/a")
+        alice_b = await login(srv, "alice@localhost/b")
+        await alice_b.plugin["xep_0280"].enable()
+        carbons = queue_of(alice_b, "message/carbon_sent")
+        bob = await login(srv, "bob@localhost/b")
+        # Advertised on the account, as MongooseIM does.
+        info = await alice_a.plugin["xep_0030"].get_info(jid="alice@localhost", timeout=5)
+        assert ESL in info["disco_info"]["features"]
+        alice_a.send_message(mto="bob@localhost", mbody="oops", mtype="chat")
+        bob_id = stanza_id(await bob.next_message(), "bob@localhost")
+        alice_id = stanza_id((await next_of(carbons))["carbon_sent"], "alice@localhost")
+        assert alice_id is not None and bob_id is not None and alice_id != bob_id
+        alice_a.send_message(mto="bob@localhost", mbody="kept", mtype="chat")
+        await bob.next_message()
+        # Alice names the message by the stanza-id her archive gave it (her carbon's).
+        retract_by_stanza_id(alice_a, "bob@localhost", alice_id)
+        delivered = await bob.next_message()
+        assert delivered.xml.find("{urn:xmpp:fasten:0}apply-to").get("id") == alice_id
+        assert await srv.modules["mod_mam"].store.bounds("localhost", "alice") is None
+        for client, owner, own_id in ((alice_b, "alice@localhost", alice_id),
+                                      (bob, "bob@localhost", bob_id)):
+            first, second, third = await archive(client)
+            assert first["mam_result"]["id"] == own_id
+            tomb = first["mam_result"]["forwarded"]["stanza"].xml
+            assert tomb.find("{jabber:client}body") is None
+            retracted = retracted_of(first)
+            assert retracted is not None and retracted.get("stamp")
+            # The tombstone names the message by the stanza-id this archive gave it.
+            sid = retracted.find(f"{{{SID}}}stanza-id")
+            assert (sid.get("id"), sid.get("by")) == (own_id, owner)
+            assert forwarded_body(second) == "kept" and retracted_of(second) is None
+            # The retraction itself is archived and delivered as it was sent.
+            assert forwarded_body(third) == "retracted a message"
+            assert third["mam_result"]["forwarded"]["stanza"].xml.find(
+                "{urn:xmpp:fasten:0}apply-to").get("id") == alice_id
+        await disconnect(alice_a, alice_b, bob)
+
+
+async def test_only_the_sender_retracts_by_stanza_id(server: Server) -> None:
+    alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
+    carol = await login(server, "carol@localhost/c")
+    alice.send_message(mto="bob@localhost", mbody="alice's", mtype="chat")
+    bob_id = stanza_id(await bob.next_message(), "bob@localhost")
+    bob.send_message(mto="alice@localhost", mbody="bob's", mtype="chat")
+    alice_got = stanza_id(await alice.next_message(), "alice@localhost")
+    alice_sent = (await archive(alice))[0]["mam_result"]["id"]
+    assert bob_id is not None and alice_got is not None
+    # Bob and Carol name Alice's message by either archive's id; Alice names Bob's message
+    # (an id of her archive, but a message she received), ids of no message, malformed ids.
+    for sender, to, target in ((bob, "alice@localhost", bob_id),
+                               (bob, "alice@localhost", alice_sent),
+                               (carol, "alice@localhost", alice_sent),
+                               (carol, "bob@localhost", bob_id),
+                               (alice, "bob@localhost", alice_got),
+                               (alice, "bob@localhost", "123"),
+                               (alice, "bob@localhost", "99999999999999999999999"),
+                               (alice, "bob@localhost", "not-an-id")):
+        retract_by_stanza_id(sender, to, target)
+        receiver = alice if to == "alice@localhost" else bob
+        assert (await receiver.next_message())["body"] == "retracted a message"
+    for client in (alice, bob):
+        results = await archive(client)
+        assert [forwarded_body(m) for m in results][:2] == ["alice's", "bob's"]
+        assert all(retracted_of(m) is None for m in results)
+    # The lane goes on: Alice's own retraction still applies.
+    retract_by_stanza_id(alice, "bob@localhost", alice_sent)
+    await bob.next_message()
+    for client in (alice, bob):
+        first = (await archive(client))[0]
+        assert retracted_of(first) is not None
+        assert first["mam_result"]["forwarded"]["stanza"].xml.find("{jabber:client}body") \
+            is None
+    await disconnect(alice, bob, carol)
+
+
+async def test_retraction_by_stanza_id_for_an_offline_recipient(server: Server) -> None:
+    # Bob is offline: his copies are archived on the offline path; Alice's message has an
+    # origin-id she used before (the pairing takes the copy after her row).
+    alice = await login(server, "alice@localhost/a")
+    for body in ("first", "second"):
+        msg = alice.make_message(mto="bob@localhost", mbody=body, mtype="chat")
+        msg.xml.append(ET.fromstring(f"<origin-id xmlns='{SID}' id='same'/>"))
+        msg.send()
+    second_id = (await archive(alice))[1]["mam_result"]["id"]
+    retract_by_stanza_id(alice, "bob@localhost", second_id)
+    await archive(alice)  # a round trip: the retraction went the offline way before it
+    bob = await login(server, "bob@localhost/b")
+    for _ in range(3):
+        await bob.next_message()
+    for client in (alice, bob):
+        first, second, _ = await archive(client)
+        assert forwarded_body(first) == "first" and retracted_of(first) is None
+        assert retracted_of(second) is not None
+    await disconnect(alice, bob)
+
+
 async def test_removed_account_loses_its_archive(server: Server) -> None:
     alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
     alice.send_message(mto="bob@localhost", mbody="bye", mtype="chat")
@@ -356,6 +475,14 @@ async def test_archive_on_server_database(tmp_path: Path, server_database: Any) 
         assert [forwarded_body(m) for m in results] == [f"m{i}" for i in range(120)]
         assert [m["mam_result"]["id"] for m in results] == \
             [stanza_id(m, "bob@localhost") for m in lives]
+        # A retraction by stanza-id finds both copies on this backend too.
+        alice_id = (await archive(alice))[7]["mam_result"]["id"]
+        retract_by_stanza_id(alice, "bob@localhost", alice_id)
+        await bob.next_message()
+        for client in (alice, bob):
+            kept = await archive(client)
+            assert retracted_of(kept[7]) is not None and forwarded_body(kept[8]) == "m8"
+            assert [retracted_of(m) is None for m in kept].count(False) == 1
         await disconnect(alice, bob)
 
 

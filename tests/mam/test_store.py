@@ -183,3 +183,69 @@ async def test_domain_rows_erased_in_batches(storage: SqlStorage) -> None:
     assert await store.bounds(S, "alice") is None and await store.bounds(S, "bob") is None
     assert await store.get_prefs(S, "alice") is None
     assert await store.bounds("other.example", "alice") == (500, 500)
+
+
+async def test_rows_found_for_a_retraction_by_stanza_id(storage: SqlStorage) -> None:
+    """MongooseIM's retraction by stanza-id (urn:esl:message-retract-by-stanza-id:0): the
+    sender's row by its archive id, only in its conversation and direction and older than
+    the retraction; then the recipient's copy of it, paired by sender's full JID and
+    origin-id, and by rank among those when the origin-id repeats."""
+    store = await mam_store(storage)
+    alice, bob = f"alice@{S}", f"bob@{S}"
+
+    def sent(mam_id: int, origin: str | None, to: str = bob) -> Row:
+        return (mam_id, S, "alice", to, "", "O", f"{alice}/a", origin, "x",
+                f"<message id='{origin}'><body>x</body></message>")
+
+    def received(mam_id: int, origin: str | None, frm: str = f"{alice}/a",
+                 peer: str = alice) -> Row:
+        return (mam_id, S, "bob", peer, frm.partition("/")[2], "I", frm, origin, "x",
+                f"<message id='{origin}'><body>x</body></message>")
+
+    await store.insert_many([
+        sent(1000, "m1"), received(1001, "m1"),
+        # On the offline path the copies get their ids after the sender's next messages.
+        sent(2000, "m2"), sent(2100, "m1"), received(2200, "m2"), received(2300, "m1"),
+        sent(4000, None), received(4001, None),
+        received(5000, "b1", f"{bob}/b", bob),  # (bob's own archive holds no such row)
+        sent(6000, "m6", to=f"carol@{S}"),
+        received(7000, "m7", f"carol@{S}/c", f"carol@{S}"),
+        received(8000, "m2", f"{alice}/other"),  # same origin-id, another resource of alice
+    ])
+    found = await store.find_by_stanza_id(S, "alice", bob, 2000, "O", 9000)
+    assert found is not None
+    assert (found.id, found.origin_id, found.from_jid) == (2000, "m2", f"{alice}/a")
+    assert "<body>x</body>" in found.message
+    # Another conversation, the other direction, a newer message, an unknown id, another
+    # archive's id: nothing.
+    assert await store.find_by_stanza_id(S, "alice", f"carol@{S}", 2000, "O", 9000) is None
+    assert await store.find_by_stanza_id(S, "alice", bob, 2000, "I", 9000) is None
+    assert await store.find_by_stanza_id(S, "alice", bob, 2000, "O", 2000) is None
+    assert await store.find_by_stanza_id(S, "alice", bob, 2500, "O", 9000) is None
+    assert await store.find_by_stanza_id(S, "alice", bob, 2200, "O", 9000) is None
+    assert await store.find_by_stanza_id(S, "bob", alice, 2200, "I", 9000) is not None
+    assert await store.find_by_stanza_id(S, "bob", alice, 2000, "I", 9000) is None
+    no_origin = await store.find_by_stanza_id(S, "alice", bob, 4000, "O", 9000)
+    assert no_origin is not None and no_origin.origin_id is None
+    # The rank of a sent message among those with its full JID and origin-id, and the
+    # recipient's copy of that rank.
+    ranks = [await store.count_sent_before(S, "alice", bob, f"{alice}/a", origin, mam_id)
+             for origin, mam_id in (("m1", 1000), ("m1", 2100), ("m2", 2000))]
+    assert ranks == [0, 1, 0]
+    assert await store.count_sent_before(S, "alice", f"carol@{S}", f"{alice}/a", "m1",
+                                         2100) == 0
+    copies = [await store.find_received_copy(S, "bob", alice, f"{alice}/a", origin, rank,
+                                             9000)
+              for origin, rank in (("m1", 0), ("m1", 1), ("m2", 0))]
+    assert [c[0] if c else None for c in copies] == [1001, 2300, 2200]
+    copy = await store.find_received_copy(S, "bob", alice, f"{alice}/other", "m2", 0, 9000)
+    assert copy is not None and copy[0] == 8000
+    # Not older than the retraction, no such rank, another sender: nothing.
+    assert await store.find_received_copy(S, "bob", alice, f"{alice}/a", "m2", 0,
+                                          2200) is None
+    assert await store.find_received_copy(S, "bob", alice, f"{alice}/a", "m1", 2,
+                                          9000) is None
+    assert await store.find_received_copy(S, "bob", f"carol@{S}", f"{alice}/a", "m7", 0,
+                                          9000) is None
+    assert await store.find_received_copy(S, "alice", bob, f"{bob}/b", "b1", 0, 9000) is None
+    await store.close_writer()

@@ -176,6 +176,55 @@ async def test_retraction_and_moderation_leave_tombstones(server: Server) -> Non
     await disconnect(alice, bob)
 
 
+ESL = "urn:esl:message-retract-by-stanza-id:0"
+
+
+def retract_by_stanza_id(client: Client, target: str) -> None:
+    """MongooseIM's retraction by stanza-id (its mod_mam documentation): in a room the id is
+    the room's stanza-id."""
+    msg = client.make_message(mto=ROOM, mbody="retracted a message", mtype="groupchat")
+    msg.xml.append(ET.fromstring(f"<apply-to xmlns='urn:xmpp:fasten:0' id='{target}'>"
+                                 f"<retract xmlns='{ESL}'/></apply-to>"))
+    msg.send()
+
+
+async def test_retraction_by_stanza_id_leaves_a_tombstone(tmp_path: Path) -> None:
+    # No history: what refuses someone else's message is the archive's own author check.
+    async with running_server(tmp_path, modules=muc_toml("history_size = 0\n")
+                              + ARCHIVE_TOML) as srv:
+        alice, bob = await user(srv, "alice"), await user(srv, "bob")
+        await create_instant(alice, ROOM, "Alice")
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+        info = await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+        assert ESL in info["disco_info"]["features"]
+        slip = await say(bob, "bob's slip")
+        hers = await say(alice, "alice's")
+        # Alice names Bob's message, Bob names Alice's: nothing changes. Then Bob his own.
+        targets = [slip, hers, slip]
+        for client, target in zip((alice, bob, bob), targets, strict=True):
+            retract_by_stanza_id(client, target)
+        for client in (alice, bob):  # the retractions reach every occupant
+            seen = []
+            while len(seen) < 3:
+                msg = await client.next_message(5)
+                if msg["body"] == "retracted a message":
+                    seen.append(msg.xml.find("{urn:xmpp:fasten:0}apply-to").get("id"))
+            assert seen == targets
+        results = await archive(alice)
+        assert len(results) == 2  # the retractions act on the archive, are not kept in it
+        first, second = (m["mam_result"]["forwarded"]["stanza"].xml for m in results)
+        assert first.find("{jabber:client}body") is None
+        retracted = first.find(f"{{{ESL}}}retracted")
+        assert retracted is not None and retracted.get("stamp")
+        sid = retracted.find("{urn:xmpp:sid:0}stanza-id")
+        assert (sid.get("id"), sid.get("by")) == (slip, ROOM)
+        # The envelope stays: who said it, the room's stanza-id.
+        assert first.get("from") == f"{ROOM}/Bob"
+        assert second.findtext("{jabber:client}body") == "alice's"
+        assert second.find(f"{{{ESL}}}retracted") is None
+        await disconnect(alice, bob)
+
+
 async def test_destroying_the_room_removes_its_archive(server: Server) -> None:
     alice = await user(server, "alice")
     await create_instant(alice, ROOM, "Alice")

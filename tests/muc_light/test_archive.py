@@ -31,6 +31,7 @@ from tests.ops.harness import admin, gql, ops_server
 MAM = "urn:xmpp:mam:2"
 SID = "urn:xmpp:sid:0"
 RETRACT = "urn:xmpp:message-retract:1"
+ESL = "urn:esl:message-retract-by-stanza-id:0"
 ROOM = f"den@{SERVICE}"
 ARCHIVE_TOML = """
 [modules.mod_mam]
@@ -105,6 +106,22 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         assert kept[2].findtext("{jabber:client}body") is None
         assert kept[2].find(f"{{{RETRACT}}}retracted").get("id") == ids[2]
         assert kept[0].findtext("{jabber:client}body") == "m0"
+        # MongooseIM's retraction by stanza-id (urn:esl:message-retract-by-stanza-id:0),
+        # advertised by the archived room: the same rules, its own tombstone.
+        assert ESL in info["disco_info"]["features"]
+        for who, target in ((alice, ids[6]), (bob, ids[4])):
+            retraction = who.make_message(mto=ROOM, mtype="groupchat")
+            retraction.xml.append(ET.fromstring(
+                f"<apply-to xmlns='urn:xmpp:fasten:0' id='{target}'>"
+                f"<retract xmlns='{ESL}'/></apply-to>"))
+            retraction.send()
+            await next_message(alice), await next_message(bob)
+        kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)]
+        assert kept[4].findtext("{jabber:client}body") is None
+        sid = kept[4].find(f"{{{ESL}}}retracted/{{urn:xmpp:sid:0}}stanza-id")
+        assert sid is not None and (sid.get("id"), sid.get("by")) == (ids[4], ROOM)
+        assert kept[6].findtext("{jabber:client}body") == "m6"
+        assert kept[6].find(f"{{{ESL}}}retracted") is None
 
         # A non-member is refused (MongooseIM 6.4: forbidden), a missing room is not found.
         assert await iq_error(carol, ROOM, "set", f"<query xmlns='{MAM}'/>") == "forbidden"

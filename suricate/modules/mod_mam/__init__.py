@@ -10,7 +10,8 @@ the carbons (XEP-0280) of the sender's other resources.
 Rows leave the message path at once: they are written in batches by the async writer
 (``writer.py``); a query flushes its archive's pending rows first. Queries (``query.py``) use the
 XEP-0313 form (urn:xmpp:mam:2 and #extended) with XEP-0059 paging; preferences are XEP-0441;
-XEP-0424 retractions turn the archived message into a tombstone.
+XEP-0424 retractions (by origin-id, or by stanza-id in MongooseIM's
+urn:esl:message-retract-by-stanza-id:0 form) turn the archived message into a tombstone.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ SID = "urn:xmpp:sid:0"  # XEP-0359
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424 (v0.4)
 RETRACT_0 = "urn:xmpp:message-retract:0"  # XEP-0424 before v0.4, inside XEP-0422 apply-to
 FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
+#: MongooseIM's extension of XEP-0424: <apply-to id='STANZA-ID' xmlns='urn:xmpp:fasten:0'>
+#: <retract xmlns='urn:esl:message-retract-by-stanza-id:0'/></apply-to> names the message by
+#: the stanza-id its archive gave it (XEP-0359), not by its origin-id; the tombstone's
+#: <retracted/> is in this namespace too (docs/mam.md).
+RETRACT_ESL = "urn:esl:message-retract-by-stanza-id:0"
 MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
 HINTS = "urn:xmpp:hints"  # XEP-0334
 MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -282,12 +288,14 @@ _SENDER_ID_READERS = ("mod_carboncopy", "mod_inbox")
 class _Scan:
     """What the archive keeps of a message, found in one pass (``ModMam.scan``)."""
 
-    __slots__ = ("search_body", "origin_id", "retract", "sid")
+    __slots__ = ("search_body", "origin_id", "retract", "sid", "by_stanza_id")
 
     def __init__(self, search_body: str | None, origin_id: str | None, retract: str | None,
-                 sid: bool) -> None:
+                 sid: bool, by_stanza_id: bool = False) -> None:
         self.search_body, self.origin_id, self.retract, self.sid = \
             search_body, origin_id, retract, sid
+        #: ``retract`` is a stanza-id of the archive (RETRACT_ESL), not an origin-id.
+        self.by_stanza_id = by_stanza_id
 
 
 class ModMam(Module):
@@ -404,7 +412,9 @@ class ModMam(Module):
         # XEP-0313 §6.1 (on the account's bare JID), XEP-0359 §6, XEP-0424 §2.
         extra = {MAM, MAM_EXTENDED, SID}
         if self.retraction:
+            # MongooseIM advertises its retraction by stanza-id next to XEP-0424's.
             extra.add(RETRACT)
+            extra.add(RETRACT_ESL)
         return acc | extra
 
     # -- what is archived (XEP-0313 §5 "Business rules", XEP-0334) -------------------------------
@@ -417,7 +427,7 @@ class ModMam(Module):
         body: Element | None = None
         origin: str | None = None
         retract: str | None = None
-        store = marker = sid = False
+        store = marker = sid = by_sid = False
         for child in stanza.children:
             if not isinstance(child, Element):
                 continue
@@ -439,10 +449,14 @@ class ModMam(Module):
                 return None  # copies and archive results are never archived again
             elif xmlns == MARKERS:
                 marker = True
-            elif (xmlns == RETRACT and name == "retract") or (
-                    name == "apply-to" and xmlns == FASTEN
-                    and child.find("retract", RETRACT_0) is not None):
+            elif xmlns == RETRACT and name == "retract":
                 retract = child.attrs.get("id") or None
+            elif name == "apply-to" and xmlns == FASTEN:
+                if child.find("retract", RETRACT_0) is not None:
+                    retract = child.attrs.get("id") or None
+                elif child.find("retract", RETRACT_ESL) is not None:
+                    retract = child.attrs.get("id") or None
+                    by_sid = retract is not None
         if body is None and not store and retract is None and not (marker and self.chat_markers):
             return None
         text: str | None = None
@@ -452,7 +466,7 @@ class ModMam(Module):
             text = kids[0] if len(kids) == 1 and type(kids[0]) is str else body.text
         return _Scan(normalize_body(text) if text else None,
                      origin if origin is not None else stanza.attrs.get("id"),
-                     retract if self.retraction else None, sid)
+                     retract if self.retraction else None, sid, by_sid)
 
     def archivable(self, stanza: Element) -> bool:
         return self.scan(stanza) is not None
@@ -481,7 +495,7 @@ class ModMam(Module):
         stanza.attrs["to"] = str(peer)
         self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
         if scan.retract is not None:
-            self._retract(owner, peer.bare, scan.retract, "O", mam_id)
+            self._retract(owner, peer.bare, scan.retract, "O", mam_id, scan.by_stanza_id)
         if self.sender_ids:
             sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
             stanza.children.append(sid)
@@ -552,7 +566,7 @@ class ModMam(Module):
         xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None,
                             sent_now)
         if scan.retract is not None:
-            self._retract(owner, frm.bare, scan.retract, "I", mam_id)
+            self._retract(owner, frm.bare, scan.retract, "I", mam_id, scan.by_stanza_id)
         if not self.stanza_ids:
             return None
         text = str(mam_id)
@@ -701,18 +715,23 @@ class ModMam(Module):
 
     # -- XEP-0424 retraction ---------------------------------------------------------------------
     def _retract(self, owner: JID, peer: JID, target: str, direction: str,
-                 mam_id: int) -> None:
-        """Queue the tombstone for the message ``target`` (its origin-id) in ``owner``'s
-        archive. XEP-0424 §4: only the author's own message: same conversation, same
-        direction (the sender's outgoing one, the recipient's incoming one)."""
+                 mam_id: int, by_stanza_id: bool = False) -> None:
+        """Queue the tombstone for the message ``target`` (its origin-id, or with
+        ``by_stanza_id`` its archive id) in ``owner``'s archive, in the writer's lane: a
+        message still waiting there is written first. XEP-0424 §4: only the author's own
+        message: same conversation, same direction (the sender's outgoing one, the
+        recipient's incoming one)."""
         assert owner.local is not None and self.writer is not None
-        self.writer.add_retraction((owner.domain, owner.local, str(peer), target, direction,
-                                    mam_id, stamp_of(mam_id)))
+        self.writer.add_retraction(Retraction(owner.domain, owner.local, str(peer), target,
+                                              direction, mam_id, stamp_of(mam_id),
+                                              by_stanza_id))
 
     async def _apply_retraction(self, r: Retraction) -> None:
-        server, user, peer, origin_id, direction, before, stamp = r
-        found = await self.store.find_retractable(server, user, peer, origin_id, direction,
-                                                  before)
+        if r.by_stanza_id:
+            await self._apply_by_stanza_id(r)
+            return
+        found = await self.store.find_retractable(r.server, r.user, r.peer, r.target,
+                                                  r.direction, r.before)
         if found is None:
             return
         mam_id, xml = found
@@ -724,8 +743,67 @@ class ModMam(Module):
         origin = original.find("origin-id", SID)
         if origin is not None:
             tomb.append(origin)
-        tomb.add("retracted", RETRACT, {"stamp": stamp, "id": origin_id})
-        await self.store.replace_message(server, user, mam_id, tomb.serialize(ns.CLIENT))
+        tomb.add("retracted", RETRACT, {"stamp": r.stamp, "id": r.target})
+        await self.store.replace_message(r.server, r.user, mam_id, tomb.serialize(ns.CLIENT))
+
+    async def _apply_by_stanza_id(self, r: Retraction) -> None:
+        """MongooseIM's retraction by stanza-id (RETRACT_ESL). The id is the one the
+        retracting user's archive gave the message (the stanza-id on its carbon, or its
+        MAM result id). The rules (docs/mam.md):
+
+        - the sender's archive ('O'): the row with that id, sent by the owner to this peer;
+        - the recipient's archive ('I'): the row with that id, received from the peer (an id
+          this archive gave, as with MongooseIM's same_mam_id_for_peers); failing that, when
+          the sender is local, its copy of the sender's row: the sender's row with that id,
+          sent by the sender to the owner, then among the messages the owner received from
+          the same full JID with the same origin-id, the one of the same rank as that row
+          among the sender's (the only one when origin-ids are unique).
+
+        Either way only a message of the one who retracts (XEP-0424 §4): someone else's id,
+        an unknown or malformed one, change nothing."""
+        mam_id = id_from_text(r.target)
+        if mam_id is None:
+            return
+        store = self.store
+        found = await store.find_by_stanza_id(r.server, r.user, r.peer, mam_id, r.direction,
+                                              r.before)
+        target: tuple[int, str] | None = None if found is None else (found.id, found.message)
+        if target is None and r.direction == "I":
+            try:
+                sender = JID.parse(r.peer)
+            except (InvalidJID, ValueError):
+                return
+            if sender.local is None or not self.server.is_local_domain(sender.domain):
+                return  # a remote sender's archive ids are not ours to check
+            sent = await store.find_by_stanza_id(sender.domain, sender.local,
+                                                 f"{r.user}@{r.server}", mam_id, "O",
+                                                 r.before)
+            if sent is None or sent.origin_id is None:
+                # Not the sender's message to this owner; or one without an origin-id (nor
+                # id attribute), whose copy here cannot be told apart from its neighbours.
+                return
+            rank = await store.count_sent_before(sender.domain, sender.local,
+                                                 f"{r.user}@{r.server}", sent.from_jid,
+                                                 sent.origin_id, sent.id)
+            target = await store.find_received_copy(r.server, r.user, r.peer, sent.from_jid,
+                                                    sent.origin_id, rank, r.before)
+        if target is None:
+            return
+        row_id, xml = target
+        original = _parse(xml)
+        if original is None:
+            return
+        # The tombstone keeps the envelope and origin-id; its <retracted/> is in MongooseIM's
+        # namespace and names the message by the stanza-id this archive gave it (what the
+        # owner's clients know it by: their live copy's or carbon's stanza-id, the MAM id).
+        tomb = Element("message", ns.CLIENT, dict(original.attrs))
+        origin = original.find("origin-id", SID)
+        if origin is not None:
+            tomb.append(origin)
+        retracted = tomb.add("retracted", RETRACT_ESL, {"stamp": r.stamp})
+        retracted.add("stanza-id", SID, {"id": id_to_text(row_id),
+                                         "by": f"{r.user}@{r.server}"})
+        await store.replace_message(r.server, r.user, row_id, tomb.serialize(ns.CLIENT))
 
     def _flushed(self, domain: str, count: int) -> None:
         instrument = self.server.instrument

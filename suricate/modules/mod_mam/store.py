@@ -47,6 +47,16 @@ class Archived:
 
 
 @dataclass(slots=True)
+class ArchivedRow:
+    """A row found for a retraction by stanza-id: enough to tombstone it and to find the
+    peer's copy of the same message."""
+    id: int
+    message: str
+    origin_id: str | None
+    from_jid: str
+
+
+@dataclass(slots=True)
 class Page:
     messages: list[Archived]
     complete: bool
@@ -138,6 +148,51 @@ class MamStore(ModuleStore):
             " ORDER BY id DESC LIMIT 1",
             server, user, peer, origin_id, direction, before)
         return None if row is None else (int(row[0]), str(row[1]))
+
+    async def find_by_stanza_id(self, server: str, user: str, peer: str, mam_id: int,
+                                direction: str, before: int) -> ArchivedRow | None:
+        """The message whose archive id (its XEP-0359 stanza-id in this archive) is
+        ``mam_id``, if it is in this conversation, in that direction (XEP-0424 §4: 'O' the
+        owner sent it, 'I' ``peer`` did) and older than the retraction ``before``."""
+        row = await self.fetch_one(
+            "SELECT id, message, origin_id, from_jid FROM mam_message WHERE id = ?"
+            " AND server = ? AND username = ? AND remote_bare_jid = ? AND direction = ?"
+            " AND id < ?",
+            mam_id, server, user, peer, direction, before)
+        if row is None:
+            return None
+        return ArchivedRow(int(row[0]), str(row[1]), None if row[2] is None else str(row[2]),
+                           str(row[3]))
+
+    async def count_sent_before(self, server: str, user: str, peer: str, from_jid: str,
+                                origin_id: str, mam_id: int) -> int:
+        """How many messages the owner sent to ``peer`` from the full JID ``from_jid`` with
+        that origin-id before the one whose id is ``mam_id``: its rank among them (0 for the
+        first), which its copy in the peer's archive has among the peer's too."""
+        row = await self.fetch_one(
+            "SELECT COUNT(*) FROM mam_message WHERE server = ? AND username = ?"
+            " AND remote_bare_jid = ? AND direction = 'O' AND origin_id = ? AND from_jid = ?"
+            " AND id < ?",
+            server, user, peer, origin_id, from_jid, mam_id)
+        return int(row[0]) if row else 0
+
+    async def find_received_copy(self, server: str, user: str, peer: str, from_jid: str,
+                                 origin_id: str, rank: int,
+                                 before: int) -> tuple[int, str] | None:
+        """The recipient's copy of a message of ``peer``'s: among the messages the owner
+        received from ``peer``, sent from the full JID ``from_jid`` with that origin-id, the
+        one of that ``rank`` (``count_sent_before`` in the sender's archive), if it is older
+        than the retraction ``before``. By rank, not by id: the recipient's copy gets its id
+        when it is archived, which on the offline path may come after the sender's next
+        messages got theirs."""
+        row = await self.fetch_one(
+            "SELECT id, message FROM mam_message WHERE server = ? AND username = ?"
+            " AND remote_bare_jid = ? AND direction = 'I' AND origin_id = ? AND from_jid = ?"
+            " ORDER BY id LIMIT 1 OFFSET ?",
+            server, user, peer, origin_id, from_jid, rank)
+        if row is None or int(row[0]) >= before:
+            return None
+        return int(row[0]), str(row[1])
 
     async def replace_message(self, server: str, user: str, mam_id: int, xml: str) -> None:
         await self.execute(

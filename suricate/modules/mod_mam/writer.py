@@ -20,9 +20,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from suricate.modules.mod_mam.store import MamStore, Row
+from suricate.xml.element import Element
 
 log = logging.getLogger("suricate.mod_mam")
 
@@ -34,9 +35,28 @@ log = logging.getLogger("suricate.mod_mam")
 #: ``flush_interval`` at low rates, and a query flushes its archive first.
 BATCH_FLOOR = 2048
 
-#: A retraction waiting for its turn: (server, username, peer, origin_id, direction,
-#: retraction's id, stamp). Applied after the rows queued before it.
-Retraction = tuple[str, str, str, str, str, int, str]
+class Retraction(NamedTuple):
+    """A retraction waiting for its turn in the lane: applied after the rows queued before
+    it, so a message still waiting to be written is written first, then replaced."""
+
+    server: str
+    #: The archive: an account's username, or a room's name (the room archive's lane).
+    user: str
+    #: One-to-one: the other party's bare JID (the conversation). Rooms: the author's bare
+    #: JID, or "" for a moderator (XEP-0425: no author check).
+    peer: str
+    #: The origin-id (XEP-0424 §5), or with ``by_stanza_id`` the archive id as text.
+    target: str
+    #: 'O' the owner sent the retraction, 'I' the owner received it, 'G' a room's.
+    direction: str
+    #: The retraction's own archive id: only older messages are retracted.
+    before: int
+    stamp: str
+    #: ``target`` is a stanza-id of an archive (MongooseIM's
+    #: urn:esl:message-retract-by-stanza-id:0), not an origin-id.
+    by_stanza_id: bool = False
+    #: Rooms: the <retracted/> element the tombstone carries (XEP-0424 §5, XEP-0425 §5).
+    retracted: Element | None = None
 
 
 @dataclass(slots=True)

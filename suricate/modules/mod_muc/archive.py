@@ -13,8 +13,44 @@ from typing import Protocol
 from suricate.jid import JID
 from suricate.xml.element import Element
 
+SID = "urn:xmpp:sid:0"  # XEP-0359
+RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
+FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
+#: MongooseIM's retraction by stanza-id (its mod_mam documentation, "Retraction on the
+#: stanza-id"): <apply-to xmlns='urn:xmpp:fasten:0' id='STANZA-ID'><retract
+#: xmlns='urn:esl:message-retract-by-stanza-id:0'/></apply-to>.
+RETRACT_ESL = "urn:esl:message-retract-by-stanza-id:0"
+
+
+def retraction_of(message: Element) -> tuple[str, bool] | None:
+    """The room stanza-id a groupchat retraction names, and whether it is MongooseIM's form
+    (True) rather than XEP-0424's <retract id='...'/> (§5.1: in a room the id is the
+    room's stanza-id); None for any other message."""
+    for child in message.children:
+        if not isinstance(child, Element):
+            continue
+        if child.name == "retract" and child.xmlns == RETRACT:
+            return child.attrs.get("id", ""), False
+        if child.name == "apply-to" and child.xmlns == FASTEN \
+                and child.find("retract", RETRACT_ESL) is not None:
+            return child.attrs.get("id", ""), True
+    return None
+
+
+def retracted_element(room: JID, target: str, esl: bool, stamp: str) -> Element:
+    """The <retracted/> of a room's tombstone (XEP-0424 §5): XEP-0424's names the message
+    by its id; MongooseIM's (in its namespace) by the room's <stanza-id/>."""
+    if esl:
+        return Element("retracted", RETRACT_ESL, {"stamp": stamp},
+                       [Element("stanza-id", SID, {"id": target, "by": str(room)})])
+    return Element("retracted", RETRACT, {"stamp": stamp, "id": target})
+
 
 class RoomArchive(Protocol):
+    #: Whether XEP-0424 retractions act on the archive (the section's message_retraction):
+    #: rooms then advertise MongooseIM's retraction by stanza-id too.
+    retraction: bool
+
     def archives(self, service: str) -> bool:
         """Whether rooms of this MUC service domain are archived."""
 

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_muc.archive import RoomArchive, archive_of
+from suricate.modules.mod_muc.archive import (
+    RETRACT_ESL,
+    RoomArchive,
+    archive_of,
+    retracted_element,
+    retraction_of,
+)
 from suricate.modules.mod_muc.config import (
     ROOMCONFIG,
     ROOMINFO,
@@ -485,11 +491,13 @@ class Room:
         if occ.role == "none":
             self._error(stanza, "forbidden")
             return
-        retract = stanza.find("retract", RETRACT)
-        if retract is not None:
+        retraction = retraction_of(stanza)
+        if retraction is not None:
             # XEP-0424 §5.1 in a room: the id is the room's stanza-id, and only the author
-            # retracts its message (a moderator uses XEP-0425).
-            target = retract.attrs.get("id", "")
+            # retracts its message (a moderator uses XEP-0425). MongooseIM's form
+            # (<apply-to id='...'><retract xmlns='urn:esl:message-retract-by-stanza-id:0'/>)
+            # names the same stanza-id and follows the same rules.
+            target, esl = retraction
             entry = self._history_entry(target)
             if entry is not None:
                 if entry[4] != occ.occupant_id:
@@ -500,8 +508,7 @@ class Room:
             if archive is not None and target.isdigit():
                 # The archive checks the author itself (the message may be older than the
                 # history): its copy becomes a tombstone (XEP-0424 §5).
-                retracted = Element("retracted", RETRACT, {"stamp": _now_stamp(time.time()),
-                                                           "id": target})
+                retracted = retracted_element(self.jid, target, esl, _now_stamp(time.time()))
                 archive.retract(self.jid, int(target), occ.jid.bare, retracted)
         self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=occ.jid)
 
@@ -555,7 +562,7 @@ class Room:
         attrs["from"] = str(frm)
         message = Element("message", ns.CLIENT, attrs, children)
         if self.history.maxlen and message.find("body", ns.CLIENT) is not None \
-                and message.find("retract", RETRACT) is None:
+                and retraction_of(message) is None:
             self.history.append((time.time(), message, len(message.serialize()), stanza_id,
                                  occupant_id))
         if mam_id is not None:
@@ -900,8 +907,11 @@ class Room:
                     "muc_moderated" if cfg.moderated else "muc_unmoderated",
                     "muc_semianonymous" if cfg.anonymous else "muc_nonanonymous",
                     "muc_passwordprotected" if cfg.password_protected else "muc_unsecured"]
-        if self.archive() is not None:
+        archive = self.archive()
+        if archive is not None:
             features += [MAM, MAM_EXTENDED]  # XEP-0313 §6.1.2: the room is archived
+            if archive.retraction:
+                features.append(RETRACT_ESL)  # as MongooseIM's archived rooms
         return features
 
     def _disco_info(self, frm: JID, payload: Element) -> Element:

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 from suricate.core import hooks as H
 from suricate.core.module import GraphQLCategory, Module
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_muc.archive import RoomArchive, archive_of
+from suricate.modules.mod_muc.archive import (
+    RETRACT_ESL,
+    RoomArchive,
+    archive_of,
+    retracted_element,
+    retraction_of,
+)
 from suricate.modules.mod_muc_light import rules
 from suricate.modules.mod_muc_light.config import OPTIONS, ConfigSchema, ConfigValueError
 from suricate.modules.mod_muc_light.store import MucLightStore, Room
@@ -53,7 +59,6 @@ SID = "urn:xmpp:sid:0"  # XEP-0359
 RSM = "http://jabber.org/protocol/rsm"  # XEP-0059
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
-RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 
 
 def new_version() -> str:
@@ -364,15 +369,15 @@ class ModMucLight(Module):
         room_jid = JID._prepared(room, service, None)
         frm = JID._prepared(room, service, nick or sender)
         archive = self.archive()
-        retract = stanza.find("retract", RETRACT)
-        if archive is not None and retract is not None \
-                and retract.attrs.get("id", "").isdigit():
-            # XEP-0424 §5 in a room: the id is the room's stanza-id; the archive replaces
+        retraction = retraction_of(stanza) if archive is not None else None
+        if archive is not None and retraction is not None and retraction[0].isdigit():
+            # XEP-0424 §5 in a room: the id is the room's stanza-id (also in MongooseIM's
+            # form by stanza-id, urn:esl:message-retract-by-stanza-id:0); the archive replaces
             # the message by a tombstone only if this member wrote it (it checks the author).
-            target = retract.attrs["id"]
+            target, esl = retraction
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             archive.retract(room_jid, int(target), JID.parse(sender),
-                            Element("retracted", RETRACT, {"stamp": stamp, "id": target}))
+                            retracted_element(room_jid, target, esl, stamp))
         mam_id: int | None = None
         if archive is not None and archive.archivable(stanza):
             mam_id = archive.new_id()
@@ -404,7 +409,11 @@ class ModMucLight(Module):
 
     def mam_features(self) -> list[str]:
         """XEP-0313 §6.1.2: an archived room says so in its disco#info."""
-        return [MAM, MAM_EXTENDED] if self.archive() is not None else []
+        archive = self.archive()
+        if archive is None:
+            return []
+        # MongooseIM's retraction by stanza-id, where retractions act on the archive.
+        return [MAM, MAM_EXTENDED, RETRACT_ESL] if archive.retraction else [MAM, MAM_EXTENDED]
 
     async def mam_query(self, frm: JID, to: JID, stanza: Element) -> None:
         """A MAM IQ to a room: members only (MongooseIM 6.4 answers a non-member

@@ -4,10 +4,11 @@ Every archivable groupchat message of a room on the section's ``host`` is kept o
 room's archive, with an id that is also the XEP-0359 ``<stanza-id by='room'/>`` every occupant
 got (mod_muc asks ``new_id`` before it fans the message out). Rows leave the message path at
 once through mod_mam's async writer (a second lane of the same ``AsyncWriter``, over this
-package's own table ``mam_muc_message``); a query or a retraction flushes the room's pending
+package's own table ``mam_muc_message``); a query flushes the room's pending
 rows first. Who may read a room's archive is the room's decision (mod_muc); this module
-answers the query. XEP-0424 retractions and XEP-0425 moderation replace the archived message
-with a tombstone; destroying the room removes its archive.
+answers the query. XEP-0424 retractions (also MongooseIM's by stanza-id) and XEP-0425
+moderation replace the archived message with a tombstone, in the room's lane of the writer;
+destroying the room removes its archive.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ SID = "urn:xmpp:sid:0"
 HINTS = "urn:xmpp:hints"
 MARKERS = "urn:xmpp:chat-markers:0"
 RETRACT = "urn:xmpp:message-retract:1"
+FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
+RETRACT_ESL = "urn:esl:message-retract-by-stanza-id:0"  # MongooseIM's, by stanza-id
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 MUC_USER = "http://jabber.org/protocol/muc#user"
 
@@ -94,7 +97,7 @@ class MucArchive:
             store,  # type: ignore[arg-type]  # the writer only calls insert_many
             batch_size=aw["batch_size"] * aw["pool_size"] if aw["enabled"] else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
-            retract=self._no_retraction, on_flushed=self._flushed)
+            retract=self._apply_retraction, on_flushed=self._flushed)
 
     async def stop(self) -> None:
         if self._domains_changed in self.server.domains.listeners:
@@ -120,7 +123,7 @@ class MucArchive:
     def archivable(self, message: Element) -> bool:
         """XEP-0313 §5: messages with a body (or a chat marker, with archive_chat_markers);
         never those the sender asked not to store (XEP-0334 §4.2, §4.3), nor retractions
-        (they act on the archive instead)."""
+        (they act on the archive instead), XEP-0424's or MongooseIM's by stanza-id."""
         body = marker = False
         for child in message.children:
             if not isinstance(child, Element):
@@ -128,7 +131,9 @@ class MucArchive:
             if child.name == "body" and child.xmlns == ns.CLIENT:
                 body = True
             elif (child.xmlns == HINTS and child.name in ("no-store", "no-permanent-store")) \
-                    or (child.xmlns == RETRACT and child.name == "retract"):
+                    or (child.xmlns == RETRACT and child.name == "retract") \
+                    or (child.xmlns == FASTEN and child.name == "apply-to"
+                        and child.find("retract", RETRACT_ESL) is not None):
                 return False
             elif child.xmlns == MARKERS:
                 marker = True
@@ -155,21 +160,23 @@ class MucArchive:
 
     # -- retraction (XEP-0424 §5, XEP-0425 §5) -----------------------------------------------
     def retract(self, room: JID, target: int, author: JID | None, retracted: Element) -> None:
-        if not self.retraction:
-            return
-        self.server.spawn(self._retract(room, target, author, retracted))
+        """Queue the tombstone of the room's message ``target`` (its stanza-id, which is its
+        archive id) in the room's lane: a message still waiting there is written first."""
+        if not self.retraction or self.writer is None or not 0 < target < 2**63:
+            return  # an id that cannot be one of ours changes nothing
+        self.writer.add_retraction(Retraction(
+            room.domain, room.local or "", "" if author is None else str(author.bare),
+            id_to_text(target), "G", self.new_id(), retracted.attrs.get("stamp", ""),
+            True, retracted))
 
-    async def _retract(self, room: JID, target: int, author: JID | None,
-                       retracted: Element) -> None:
-        assert self.store is not None and self.writer is not None
-        service, name = room.domain, room.local or ""
-        # The target may still wait in the writer's batch: written first, then replaced.
-        await self.writer.flush_archive(service, name)
-        found = await self.store.find(service, name, target)
-        if found is None:
+    async def _apply_retraction(self, r: Retraction) -> None:
+        assert self.store is not None and r.retracted is not None
+        target = int(r.target)
+        found = await self.store.find(r.server, r.user, target)
+        if found is None or target >= r.before:
             return
         sender, xml = found
-        if author is not None and sender != str(author.bare):
+        if r.peer and sender != r.peer:
             return  # XEP-0424 §4: only the author retracts (the room refused others)
         original = _parse(xml)
         if original is None:
@@ -181,11 +188,8 @@ class MucArchive:
             if isinstance(child, Element) and (
                     child.xmlns in (SID, OCCUPANT_ID)):
                 tomb.append(child)
-        tomb.append(retracted)
-        await self.store.replace_message(service, name, target, tomb.serialize(ns.CLIENT))
-
-    async def _no_retraction(self, r: Retraction) -> None:
-        """Room retractions do not go through the writer's queue (``_retract``)."""
+        tomb.append(r.retracted)
+        await self.store.replace_message(r.server, r.user, target, tomb.serialize(ns.CLIENT))
 
     # -- removal -------------------------------------------------------------------------------
     def remove_room(self, room: JID) -> None:
