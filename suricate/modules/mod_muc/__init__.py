@@ -446,11 +446,16 @@ class ModMuc(Module):
         return not limit or self.user_rooms.get(jid.bare, 0) < limit
 
     def occupant_joined(self, jid: JID, room: Room) -> None:
+        """Session ``jid`` is in ``room`` now (the room's ``by_jid`` has it). The account's
+        rooms (max_user_conferences) count ``room`` once, however many of its sessions are
+        there (multi-session)."""
         bare = jid.bare
-        self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
+        if not any(j.bare == bare and j != jid for j in room.by_jid):
+            self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
         self.joined.setdefault(jid, set()).add(room)
 
     def occupant_left(self, jid: JID, room: Room) -> None:
+        """Session ``jid`` left ``room`` (gone from its ``by_jid`` already)."""
         rooms = self.joined.get(jid)
         if rooms is not None:
             rooms.discard(room)
@@ -459,6 +464,8 @@ class ModMuc(Module):
         if self.conferences is not None:
             self.server.spawn(self.conferences.leave(jid, room.jid))
         bare = jid.bare
+        if any(j.bare == bare for j in room.by_jid):
+            return  # another session of the account stays: the room still counts
         n = self.user_rooms.get(bare, 0) - 1
         if n > 0:
             self.user_rooms[bare] = n
