@@ -256,3 +256,33 @@ async def test_a_second_session_is_not_another_room(tmp_path: Any) -> None:
         await presence_from(bob, ALICE, "unavailable")
         await create_instant(laptop, f"other@{SERVICE}", "Alice")
         await disconnect(bob, phone, laptop)
+
+
+async def test_private_messages_are_not_carbon_copied_twice(tmp_path: Any) -> None:
+    """Both devices enabled carbons (XEP-0280), as Conversations and Dino do: the room
+    delivers a private message to each session, so the server must not add a <received/>
+    copy of it (XEP-0280 §6: not for messages a room sent, private ones included); what a
+    session sends to an occupant is still copied to the other (<sent/>)."""
+    modules = muc_toml() + "\n[modules.mod_carboncopy]\n"
+    async with running_server(tmp_path, modules=modules) as server:
+        bob, phone, laptop = await two_sessions(server)
+        carbons: list[tuple[str, str]] = []
+        for name, client in (("phone", phone), ("laptop", laptop)):
+            client.register_plugin("xep_0280")
+            client.add_event_handler(
+                "carbon_received",
+                lambda m, n=name: carbons.append((n, str(m["carbon_received"]["body"]))))
+            client.add_event_handler(
+                "carbon_sent",
+                lambda m, n=name: carbons.append((n, "sent " + str(m["carbon_sent"]["body"]))))
+            await client.plugin["xep_0280"].enable(timeout=5)
+        bob.send_message(mto=ALICE, mbody="psst", mtype="chat")
+        for client in (phone, laptop):
+            await body(client, "psst", "chat")
+        phone.send_message(mto=f"{ROOM}/Bob", mbody="answer", mtype="chat")
+        await body(bob, "answer", "chat")
+        bob.send_message(mto=ALICE, mbody="end", mtype="chat")
+        for client in (phone, laptop):
+            await body(client, "end", "chat")
+        assert carbons == [("laptop", "sent answer")]
+        await disconnect(bob, phone, laptop)
