@@ -286,3 +286,26 @@ async def test_private_messages_are_not_carbon_copied_twice(tmp_path: Any) -> No
             await body(client, "end", "chat")
         assert carbons == [("laptop", "sent answer")]
         await disconnect(bob, phone, laptop)
+
+
+async def test_archive_keeps_one_copy_and_occupant_ids_match(tmp_path: Any) -> None:
+    """An archived room (mod_mam's muc section) keeps each groupchat message once, however
+    many sessions got it; both sessions of alice carry the same occupant-id (XEP-0421 §3:
+    per bare JID)."""
+    archive_toml = "\n[modules.mod_mam]\nasync_writer.flush_interval = 200\n[modules.mod_mam.muc]\n"
+    async with running_server(tmp_path, modules=muc_toml() + archive_toml) as server:
+        bob, phone, laptop = await two_sessions(server)
+        ids = set()
+        for client, text in ((phone, "from the phone"), (laptop, "from the laptop")):
+            client.send_message(mto=ROOM, mbody=text, mtype="groupchat")
+            msg = await body(bob, text)
+            ids.add(msg.xml.find("{urn:xmpp:occupant-id:0}occupant-id").get("id"))
+        assert len(ids) == 1
+        bob.send_message(mto=ROOM, mbody="to both", mtype="groupchat")
+        for client in (phone, laptop):
+            await body(client, "to both")
+        results = [m async for m in phone.plugin["xep_0313"].iterate(
+            jid=SJID(ROOM), rsm={"max": 25})]
+        bodies = [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in results]
+        assert bodies == ["from the phone", "from the laptop", "to both"]
+        await disconnect(bob, phone, laptop)

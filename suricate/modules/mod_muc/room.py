@@ -614,7 +614,8 @@ class Room:
                 # history): its copy becomes a tombstone (XEP-0424 §5).
                 retracted = retracted_element(self.jid, target, esl, _now_stamp(time.time()))
                 archive.retract(self.jid, int(target), occ.jid.bare, retracted)
-        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=occ.jid)
+        # The sending session (not the most recent one) is the sender the archive keeps.
+        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=frm)
 
     def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
         for entry in self.history:
