@@ -208,3 +208,18 @@ def test_destroy_and_takeover_reach_every_session() -> None:
             [pres] = router.to(jid)
             assert pres.attrs["type"] == "unavailable"
         assert not r.by_jid and not module.user_rooms and not module.joined
+
+
+def test_the_account_counts_one_room_under_any_nick() -> None:
+    """max_user_conferences counts rooms: two sessions of one account in one room, under
+    one nick or two, are one room."""
+    r, router, module = room()
+    module.opts["max_user_conferences"] = 1
+    r.route(*presence(PHONE, "Alice"))
+    r.route(*presence(LAPTOP, "Al"))  # another nick, another occupant, the same account
+    assert not router.errors and list(r.occupants) == ["Alice", "Al"]
+    assert module.user_rooms == {PHONE.bare: 1}
+    r.route(*presence(PHONE, "Alice", "unavailable"))
+    assert module.user_rooms == {PHONE.bare: 1}
+    r.route(*presence(LAPTOP, "Al", "unavailable"))
+    assert module.user_rooms == {} and module.joined == {}

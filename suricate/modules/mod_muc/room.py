@@ -130,7 +130,10 @@ class Room:
         self.config = config
         self.affiliations: dict[JID, tuple[str, str]] = affiliations or {}
         self.occupants: dict[str, Occupant] = {}
-        self.by_jid: dict[JID, Occupant] = {}
+        self.by_jid: dict[JID, Occupant] = {}  # every session of every occupant
+        #: bare JID -> its sessions in the room, under any nick (``_attach``, ``_detach``):
+        #: the account counts as in the room once (max_user_conferences).
+        self._sessions_of: dict[JID, int] = {}
         # history_size = 0 keeps none (maxlen 0), never an unbounded deque.
         # (time, message, its size in characters, stanza-id, sender's occupant-id)
         self.history: deque[tuple[float, Element, int, str, str | None]] = deque(
@@ -308,8 +311,27 @@ class Room:
 
     def _account_here(self, jid: JID) -> bool:
         """A session of ``jid``'s account is in the room (under any nick)."""
+        return jid.bare in self._sessions_of
+
+    def _attach(self, jid: JID, occ: Occupant) -> None:
+        """Session ``jid`` is in the room now, as ``occ``."""
+        self.by_jid[jid] = occ
         bare = jid.bare
-        return any(j.bare == bare for j in self.by_jid)
+        n = self._sessions_of.get(bare, 0)
+        self._sessions_of[bare] = n + 1
+        self.module.occupant_joined(jid, self, first=n == 0)
+
+    def _detach(self, jid: JID) -> None:
+        """Session ``jid`` is out of the room (the occupant's table is the caller's)."""
+        if self.by_jid.pop(jid, None) is None:
+            return
+        bare = jid.bare
+        n = self._sessions_of.get(bare, 0) - 1
+        if n > 0:
+            self._sessions_of[bare] = n
+        else:
+            self._sessions_of.pop(bare, None)
+        self.module.occupant_left(jid, self, last=n <= 0)
 
     def _join(self, frm: JID, nick: str, stanza: Element, created: bool = False) -> None:
         aff = self.affiliation(frm)
@@ -366,8 +388,7 @@ class Room:
             self._send(self._occupant_jid(present.nick), frm,
                        self._presence_of(present, with_jid=sees))
         self.occupants[nick] = occ
-        self.by_jid[frm] = occ
-        self.module.occupant_joined(frm, self)
+        self._attach(frm, occ)
         # ... then the newcomer's to everyone, its own last with the status codes of §7.2.
         self._broadcast_presence(occ, own=self._join_codes(created))
         self._send_history(frm, stanza.find("x", MUC))
@@ -397,8 +418,7 @@ class Room:
                 self._send(self._occupant_jid(present.nick), frm,
                            self._presence_of(present, with_jid=sees))
         occ.update(frm, self._clean_presence(stanza, occ.role))
-        self.by_jid[frm] = occ
-        self.module.occupant_joined(frm, self)
+        self._attach(frm, occ)
         self._broadcast_presence(occ, own=self._join_codes(),
                                  others=not _same_presence(shown, occ.presence))
         self._send_history(frm, stanza.find("x", MUC))
@@ -495,8 +515,7 @@ class Room:
         self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
             occ, with_jid=True, real=jid, base=presence if presence is not None else leaving,
             codes=["110", *codes], ptype="unavailable", role="none"))
-        self.by_jid.pop(jid, None)
-        self.module.occupant_left(jid, self)
+        self._detach(jid)
         if not _same_presence(shown, occ.presence):
             self._broadcast_presence(occ)
 
@@ -509,8 +528,7 @@ class Room:
     def _drop(self, occ: Occupant) -> None:
         self.occupants.pop(occ.nick, None)
         for jid in list(occ.sessions):
-            self.by_jid.pop(jid, None)
-            self.module.occupant_left(jid, self)
+            self._detach(jid)
         if not self.occupants:
             self.module.room_emptied(self)
 
@@ -1285,8 +1303,7 @@ class Room:
                 if reason:
                     d.add("reason", text=reason)
                 self._send(self._occupant_jid(occ.nick), jid, pres)
-                self.by_jid.pop(jid, None)
-                self.module.occupant_left(jid, self)
+                self._detach(jid)
         self.occupants.clear()
         self.module.room_destroyed(self)
 
@@ -1308,6 +1325,7 @@ class Room:
                     role="none"))
         self.occupants.clear()
         self.by_jid.clear()
+        self._sessions_of.clear()
 
     def taken_over(self) -> None:
         """Another node owns the room now (this node was taken for dead while paused or cut
@@ -1318,10 +1336,8 @@ class Room:
                 self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
                     occ, with_jid=True, real=jid, codes=["110", "333"], ptype="unavailable",
                     role="none"))
-                self.by_jid.pop(jid, None)
-                self.module.occupant_left(jid, self)
+                self._detach(jid)
         self.occupants.clear()
-        self.by_jid.clear()
 
     # -- creation -------------------------------------------------------------------------------
     def created(self, frm: JID, nick: str, stanza: Element) -> None:
