@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # server.cluster topic: copies for the account's sessions on other nodes
 CAST_TOPIC = "mod_carboncopy"
+# XEP-0045 §7.5: a room marks the private messages it relays (and its invitations) with it.
+MUC_USER = "http://jabber.org/protocol/muc#user"
 
 
 class ModCarboncopy(Module):
@@ -72,6 +74,11 @@ class ModCarboncopy(Module):
 
     def received(self, stanza: Element | None, c2s: C2S) -> Element | None:
         if stanza is None or not eligible(stanza):
+            return stanza
+        if stanza.find("x", MUC_USER) is not None:
+            # XEP-0280 §6 (eligible messages): not one a room sent, private messages from
+            # occupants included. A room delivers those to each session of the occupant
+            # itself (XEP-0045 multi-session): a copy would be a duplicate.
             return stanza
         to = stanza.attrs.get("to", "")
         # Only a message to this full JID: one to the bare JID reaches every available

@@ -52,9 +52,9 @@ def _start(tmp: Path, db: int, tag: str, extra: str = "") -> Node:
     return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db) + extra)
 
 
-async def _user(node: Node, name: str) -> Any:
-    client = await connect(node, f"{name}@localhost/r", "pw", direct_tls=True,  # type: ignore[arg-type]
-                           plugins=PLUGINS)
+async def _user(node: Node, name: str, resource: str = "r") -> Any:
+    client = await connect(node, f"{name}@localhost/{resource}", "pw",  # type: ignore[arg-type]
+                           direct_tls=True, plugins=PLUGINS)
     client.muc_presences = asyncio.Queue()
     client.add_event_handler("groupchat_presence", client.muc_presences.put_nowait)
     client.send_presence()
@@ -361,5 +361,23 @@ async def _service_scenario(db: int, nodes: list[Node]) -> None:
         await alice.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
         assert r.smembers("suricate:muc:in:alice@localhost") == {
             f"{b.name}\t{SIDE}\talice@localhost/r"}
+
+        # Multi-session across nodes: alice's laptop, on b, joins under her nick the room on
+        # b; still one room for max_user_conferences = 1 (the script counts rooms, not
+        # sessions), one member per session.
+        laptop = await _user(b, "alice", "laptop")
+        await laptop.plugin[muc].join_muc_wait(SJID(SIDE), "Alice", timeout=5)
+        assert r.smembers("suricate:muc:in:alice@localhost") == {
+            f"{b.name}\t{SIDE}\talice@localhost/r", f"{b.name}\t{SIDE}\talice@localhost/laptop"}
+        bob.send_message(mto=SIDE, mbody="both", mtype="groupchat")
+        for client in (alice, laptop):
+            assert (await next_groupchat(client))["body"] == "both"
+        # The session on a leaves: the laptop stays, the room still counts.
+        alice.plugin[muc].leave_muc(SJID(SIDE), "Alice")
+        await eventually(lambda: r.smembers("suricate:muc:in:alice@localhost") == {
+            f"{b.name}\t{SIDE}\talice@localhost/laptop"})
+        bob.send_message(mto=SIDE, mbody="laptop only", mtype="groupchat")
+        assert (await next_groupchat(laptop))["body"] == "laptop only"
+        await disconnect(laptop)
     finally:
         await disconnect(alice, bob)

@@ -272,6 +272,51 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
         await disconnect(alice, bob)
 
 
+async def test_groupchat_muc_two_sessions_count_once(tmp_path: Any) -> None:
+    """alice is in the room from two devices under one nick (XEP-0045 multi-session): the
+    room delivers each message to both sessions, her inbox counts it once."""
+    from slixmpp import JID as SJID
+
+    from tests.e2e.harness import running_server
+    from tests.inbox.conftest import INBOX_TOML
+    from tests.muc.conftest import create_instant, muc_toml, next_groupchat
+
+    async with running_server(tmp_path, modules=muc_toml() + INBOX_TOML) as srv:
+        for name in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{name}@localhost"), "pw")
+        clients = []
+        for jid in ("bob@localhost/r", "alice@localhost/phone", "alice@localhost/laptop"):
+            client = await login(srv, jid)
+            for plugin in ("xep_0030", "xep_0004", "xep_0045"):
+                client.register_plugin(plugin)
+            clients.append(client)
+        bob, phone, laptop = clients
+        room = "room@conference.localhost"
+        await create_instant(bob, room, "bo")
+        for client in (phone, laptop):
+            await client.plugin["xep_0045"].join_muc_wait(SJID(room), "al", timeout=5)
+        for i in range(2):
+            msg = bob.make_message(mto=room, mbody=f"g{i}", mtype="groupchat")
+            msg["id"] = f"g{i}"
+            msg.send()
+            for client in clients:
+                await next_groupchat(client)
+        entries, _ = await inbox(phone)
+        assert [(e["unread"], e["body"]) for e in entries] == [(2, "g1")]
+        # Her own message (from the phone) comes back to both sessions: read, not unread.
+        msg = phone.make_message(mto=room, mbody="mine", mtype="groupchat")
+        msg["id"] = "mine"
+        msg.send()
+        for client in clients:
+            await next_groupchat(client)
+        bob.send_message(mto=room, mbody="after", mtype="groupchat")
+        for client in clients:
+            await next_groupchat(client)
+        entries, _ = await inbox(laptop)
+        assert [(e["unread"], e["body"]) for e in entries] == [(1, "after")]
+        await disconnect(bob, phone, laptop)
+
+
 async def test_private_markers(tmp_path: Any) -> None:
     from tests.e2e.harness import MODULES_TOML, running_server
 

@@ -84,12 +84,13 @@ async def test_muc_category_drives_rooms(tmp_path: Path) -> None:
         # Configuration, affiliations, roles.
         conf = await admin(server, 'mutation($c: MUCRoomConfigInput!) { muc { '
                            f'changeRoomConfiguration(room: "{ROOM}", config: $c) '
-                           '{ title membersOnly allowPrivateMessages maxUsers } } }',
+                           '{ title membersOnly allowPrivateMessages maxUsers '
+                           'allowMultipleSession } } }',
                            c={"title": "Ops room", "allowPrivateMessages": False,
-                              "maxUsers": 30})
+                              "maxUsers": 30, "allowMultipleSession": False})
         assert conf["muc"]["changeRoomConfiguration"] == {
             "title": "Ops room", "membersOnly": False, "allowPrivateMessages": False,
-            "maxUsers": 30}
+            "maxUsers": 30, "allowMultipleSession": False}
         await admin(server, f'mutation {{ muc {{ setUserAffiliation(room: "{ROOM}", '
                             'user: "carol@localhost", affiliation: MEMBER) } }')
         affs = await admin(server, f'{{ muc {{ listRoomAffiliations(room: "{ROOM}", '

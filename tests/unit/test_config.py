@@ -1062,11 +1062,6 @@ def test_module_options_accepted() -> None:
             "of Suricate",
         ),
         (
-            "[modules.mod_muc]\ndefault_room.allow_multiple_sessions = true",
-            "modules.mod_muc.default_room.allow_multiple_sessions: true is not available in "
-            "this version of Suricate",
-        ),
-        (
             '[modules.mod_muc]\naccess_create = "muc_create"',
             "modules.mod_muc.access_create: access rule 'muc_create' is not defined in [access]",
         ),

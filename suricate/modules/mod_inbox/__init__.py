@@ -62,6 +62,8 @@ log = logging.getLogger("suricate.mod_inbox")
 
 MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
 MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
+MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045 §7.5: marks a room's PMs
+SID = "urn:xmpp:sid:0"  # XEP-0359
 _MARKER_NAMES = ("received", "displayed", "acknowledged")
 
 #: How long the writer gathers changes before writing them: ``rdbms`` writes at once in
@@ -149,6 +151,16 @@ def _has_body(stanza: Element) -> bool:
         if isinstance(child, Element) and child.name == "body":
             return True
     return False
+
+
+def _room_stanza_id(stanza: Element, room: JID) -> str:
+    """The XEP-0359 stanza-id ``room`` gave its message (the same in every copy), or ""."""
+    by = str(room)
+    for child in stanza.children:
+        if isinstance(child, Element) and child.name == "stanza-id" and child.xmlns == SID \
+                and child.attrs.get("by") == by:
+            return child.attrs.get("id", "")
+    return ""
 
 
 def _delayed(stanza: Element) -> bool:
@@ -275,6 +287,10 @@ class ModInbox(Module):
         #: The groupchat message ids each account sent to each room and whose reflection
         #: (XEP-0045 §7.4) has not come back: the account's own messages, not unread ones.
         self._own_groupchat: dict[tuple[JID, JID], list[str]] = {}
+        #: (account, room, message id) of the room messages counted lately: a room delivers
+        #: one message to each session of an occupant (XEP-0045 multi-session), the inbox
+        #: is the account's and counts it once. Oldest first, bounded.
+        self._room_copies: dict[tuple[JID, JID, str], None] = {}
         self._cleaner: asyncio.Task[Any] | None = None
 
     async def start(self) -> None:
@@ -415,6 +431,8 @@ class ModInbox(Module):
                 # Room history sent on join is not news; a MUC Light room's messages come
                 # once per member through muclight_to_member, not once per session here.
                 return
+            if self._another_copy(owner, remote, _room_stanza_id(stanza, remote)):
+                return
             sent = self._own_groupchat.get((owner, remote))
             msg_id = stanza.attrs.get("id", "")
             if sent and msg_id in sent:
@@ -425,7 +443,23 @@ class ModInbox(Module):
             self._message(owner, remote, stanza, True)
             return
         if stype in ("chat", "normal"):
+            if stanza.find("x", MUC_USER) is not None and self._another_copy(
+                    owner, remote, stanza.attrs.get("id", "")):
+                return  # a room's private message, already counted for another session
             self._message(owner, remote, stanza, True)
+
+    def _another_copy(self, owner: JID, room: JID, msg_id: str) -> bool:
+        """The room's message ``msg_id`` reached another session of ``owner`` already (the
+        first copy is remembered; without an id nothing can be told apart)."""
+        if not msg_id:
+            return False
+        key = (owner, room, msg_id)
+        if key in self._room_copies:
+            return True
+        self._room_copies[key] = None
+        if len(self._room_copies) > 4096:
+            del self._room_copies[next(iter(self._room_copies))]
+        return False
 
     # -- MUC Light rooms (groupchat = ["muclight"]) ------------------------------------------
     def _muclight_room(self, room: JID) -> bool:

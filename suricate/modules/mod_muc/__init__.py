@@ -445,12 +445,18 @@ class ModMuc(Module):
         limit = self.opts["max_user_conferences"]
         return not limit or self.user_rooms.get(jid.bare, 0) < limit
 
-    def occupant_joined(self, jid: JID, room: Room) -> None:
-        bare = jid.bare
-        self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
+    def occupant_joined(self, jid: JID, room: Room, *, first: bool = True) -> None:
+        """Session ``jid`` is in ``room`` now; ``first``: the account's first session there.
+        The account's rooms (max_user_conferences) count ``room`` once, however many of its
+        sessions are there (multi-session)."""
+        if first:
+            bare = jid.bare
+            self.user_rooms[bare] = self.user_rooms.get(bare, 0) + 1
         self.joined.setdefault(jid, set()).add(room)
 
-    def occupant_left(self, jid: JID, room: Room) -> None:
+    def occupant_left(self, jid: JID, room: Room, *, last: bool = True) -> None:
+        """Session ``jid`` left ``room``; ``last``: no other session of the account is
+        there (only then does the room stop counting for it)."""
         rooms = self.joined.get(jid)
         if rooms is not None:
             rooms.discard(room)
@@ -458,6 +464,8 @@ class ModMuc(Module):
                 del self.joined[jid]
         if self.conferences is not None:
             self.server.spawn(self.conferences.leave(jid, room.jid))
+        if not last:
+            return
         bare = jid.bare
         n = self.user_rooms.get(bare, 0) - 1
         if n > 0:

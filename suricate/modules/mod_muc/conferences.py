@@ -3,11 +3,12 @@
 One node alone counts an account's rooms in memory (``ModMuc.user_rooms``). On a cluster the
 account's rooms live on several nodes, so the count is kept in Redis:
 
-- ``muc:in:<bare JID>``: a set, one member per room the account is in with one of its
-  resources, ``"<room's node>\\t<room JID>\\t<full JID>"``.
+- ``muc:in:<bare JID>``: a set, one member per room and resource of the account in it,
+  ``"<room's node>\\t<room JID>\\t<full JID>"``; the limit counts the distinct rooms (two
+  sessions of the account in one room, multi-session, are one room).
 
 A join takes its place with one Lua script (atomic, so two joins on two nodes at once cannot
-both take the last place): it counts the members whose node still beats (``alive:<node>``;
+both take the last place): it counts the rooms of the members whose node still beats (``alive:<node>``;
 the members of a node that died or stopped are removed on the way, so nobody needs to sweep
 them), and adds the new one only under the limit. Leaving removes the member. When Redis lost
 its data (restarted empty) or a Sentinel failover happened, each node writes its rooms'
@@ -24,19 +25,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.mod_muc")
 
-# KEYS: muc:in:<bare>. ARGV: member, limit, key prefix. 1: in (or already in), 0: full.
+# KEYS: muc:in:<bare>. ARGV: member, limit, key prefix, room JID. 1: in (or already in),
+# 0: full. The limit counts rooms, not members: several sessions of the account in one room
+# (multi-session) are one room, and another session of a room already counted always enters.
 _ENTER = """
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
-local n = 0
+local rooms, n, here = {}, 0, false
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local tab = string.find(m, '\\t', 1, true)
   if tab and redis.call('EXISTS', ARGV[3] .. 'alive:' .. string.sub(m, 1, tab - 1)) == 1 then
-    n = n + 1
+    local rest = string.sub(m, tab + 1)
+    local tab2 = string.find(rest, '\\t', 1, true)
+    local room = tab2 and string.sub(rest, 1, tab2 - 1) or rest
+    if room == ARGV[4] then here = true end
+    if not rooms[room] then
+      rooms[room] = true
+      n = n + 1
+    end
   else
     redis.call('SREM', KEYS[1], m)
   end
 end
-if n >= tonumber(ARGV[2]) then return 0 end
+if not here and n >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
@@ -65,7 +75,7 @@ class Conferences:
         try:
             return bool(await self._enter(keys=[self._key(jid)],
                                           args=[self._member(jid, room), self.limit,
-                                                self.prefix]))
+                                                self.prefix, str(room)]))
         except Exception:
             log.warning("muc_conferences_unavailable jid=%s", jid, exc_info=True)
             return True

@@ -37,13 +37,6 @@ _NOT_YET = "not available in this version of Suricate"
 _MEMBERLIST_WHO = ["moderator", "participant", "visitor", "owner", "admin", "member"]
 
 
-def _default_room_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
-                       ctx: Context) -> None:
-    if out["allow_multiple_sessions"]:
-        # One occupant per nick and real JID in this version: refusing beats pretending.
-        ctx.error(f"{path}.allow_multiple_sessions", f"true is {_NOT_YET}")
-
-
 DEFAULT_ROOM = Section(
     {
         "title": Option(Str(nonempty=False), "", "Room title (muc#roomconfig_roomname)."),
@@ -70,9 +63,11 @@ DEFAULT_ROOM = Section(
         "members_only": Option(Bool(), False, "Only members may join."),
         "allow_user_invites": Option(Bool(), False,
                                      "Occupants may invite others to a members-only room."),
-        "allow_multiple_sessions": Option(Bool(), False,
-                                          "Several sessions of one account under one nick "
-                                          f"(true is {_NOT_YET})."),
+        # MongooseIM's default is false; true here, as Prosody and ejabberd accept such
+        # joins and clients on several devices (bookmarks autojoined with one nick) need it.
+        "allow_multiple_sessions": Option(Bool(), True,
+                                          "Several sessions of one account may join under "
+                                          "one nick (false: the second one gets conflict)."),
         "password_protected": Option(Bool(), False, "Joining needs the password."),
         "password": Option(Str(nonempty=False), "", "The room password."),
         "anonymous": Option(Bool(), True,
@@ -96,7 +91,6 @@ DEFAULT_ROOM = Section(
         "subject_author": Option(Str(nonempty=False), "", "Nick shown as the subject's author."),
     },
     doc="Configuration of new rooms.",
-    post=_default_room_post,
 )
 
 
@@ -163,6 +157,9 @@ class RoomConfig:
     members_by_default: bool = True
     members_only: bool = False
     allow_user_invites: bool = False
+    #: Several sessions of one account under one nick (a room stored before this field
+    #: existed had no choice to keep: it gets the default).
+    allow_multiple_sessions: bool = True
     password_protected: bool = False
     password: str = ""
     anonymous: bool = True
@@ -257,6 +254,9 @@ def config_form(cfg: RoomConfig, max_users: int) -> Element:
            [_bool(cfg.allow_visitor_status)])
     _field(form, "allow_visitor_nickchange", "boolean", "Visitors may change nick",
            [_bool(cfg.allow_visitor_nickchange)])
+    _field(form, "allow_multiple_sessions", "boolean",
+           "Several sessions of one account under one nick",
+           [_bool(cfg.allow_multiple_sessions)])
     return form
 
 
@@ -287,6 +287,7 @@ _BOOLS = {
     "allow_query_users": "allow_query_users",
     "allow_visitor_status": "allow_visitor_status",
     "allow_visitor_nickchange": "allow_visitor_nickchange",
+    "allow_multiple_sessions": "allow_multiple_sessions",
 }
 
 

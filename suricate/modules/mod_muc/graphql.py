@@ -64,7 +64,7 @@ _CONFIG_FIELDS = {
     "membersByDefault": "members_by_default", "membersOnly": "members_only",
     "allowUserInvites": "allow_user_invites", "passwordProtected": "password_protected",
     "password": "password", "anonymous": "anonymous", "mayGetMemberList": "maygetmemberlist",
-    "maxUsers": "max_users",
+    "maxUsers": "max_users", "allowMultipleSession": "allow_multiple_sessions",
 }
 
 
@@ -106,9 +106,7 @@ def _desc(room_jid: str, config: dict[str, Any], users: int) -> dict[str, Any]:
 
 
 def _config_out(config: RoomConfig) -> dict[str, Any]:
-    out = {name: getattr(config, attr) for name, attr in _CONFIG_FIELDS.items()}
-    out["allowMultipleSession"] = False
-    return out
+    return {name: getattr(config, attr) for name, attr in _CONFIG_FIELDS.items()}
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -328,11 +326,6 @@ async def change_room_configuration(ctx: Context, a: dict[str, Any]) -> dict[str
     new = room.config.copy()
     for name, value in a["config"].items():
         if value is None:
-            continue
-        if name == "allowMultipleSession":
-            if value:
-                raise fail("allowMultipleSession: true is not available in this version",
-                           "bad_config")
             continue
         setattr(new, _CONFIG_FIELDS[name], list(value) if isinstance(value, list) else value)
     max_users = muc.opts["max_users"]

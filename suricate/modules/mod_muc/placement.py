@@ -370,9 +370,9 @@ class Placement:
         conferences = self.muc.conferences
         if conferences is not None:
             try:
-                await conferences.write_back([(occ.jid, room.jid)
+                await conferences.write_back([(jid, room.jid)
                                               for room in list(self.muc.rooms.values())
-                                              for occ in room.occupants.values()])
+                                              for jid in room.by_jid])
             except Exception:
                 log.warning("muc_conferences_write_back_failed", exc_info=True)
 
@@ -393,8 +393,8 @@ class Placement:
         occupant, as if their server had bounced one."""
         sessions = self.muc.server.sessions
         for room in list(self.muc.rooms.values()):
-            for occ in list(room.occupants.values()):
-                jid = occ.jid
+            # Each session of each occupant (multi-session: one may be gone, the others not).
+            for jid, occ in list(room.by_jid.items()):
                 if sessions.local(jid) is not None:
                     continue
                 try:

@@ -69,6 +69,11 @@ def _now_stamp(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _same_presence(a: Element, b: Element) -> bool:
+    """Two client presences that show the same (show, status, priority, caps...)."""
+    return a is b or a.serialize() == b.serialize()
+
+
 def _parse_stamp(text: str) -> float | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -77,15 +82,41 @@ def _parse_stamp(text: str) -> float | None:
 
 
 class Occupant:
-    __slots__ = ("nick", "jid", "role", "presence", "occupant_id")
+    """One nick in the room: one account (bare JID) with one or more sessions.
+
+    Several sessions of one account under one nick (multi-session, allowed by the room's
+    ``allow_multiple_sessions``) are one occupant: one nick, one role, one affiliation, one
+    occupant-id (XEP-0421 §3: it is per bare JID). Each session keeps the presence it sent;
+    the occupant shows the most recent one (the session that joined or sent presence last),
+    and that session answers the IQs sent to the nick (XEP-0045 §7.5 leaves multi-session
+    delivery to the service).
+    """
+
+    __slots__ = ("nick", "sessions", "role", "occupant_id")
 
     def __init__(self, nick: str, jid: JID, role: str, presence: Element,
                  occupant_id: str) -> None:
         self.nick = nick
-        self.jid = jid  # the real full JID
+        #: real full JID -> that session's presence (without the MUC x), oldest first: the
+        #: last one is the most recent session.
+        self.sessions: dict[JID, Element] = {jid: presence}
         self.role = role
-        self.presence = presence  # the client's presence, without the MUC x
         self.occupant_id = occupant_id
+
+    @property
+    def jid(self) -> JID:
+        """The most recent session's real full JID (the one shown to those who see JIDs)."""
+        return next(reversed(self.sessions))
+
+    @property
+    def presence(self) -> Element:
+        """The presence the occupant shows: its most recent session's."""
+        return self.sessions[self.jid]
+
+    def update(self, jid: JID, presence: Element) -> None:
+        """``jid``'s presence, which becomes the most recent session."""
+        self.sessions.pop(jid, None)
+        self.sessions[jid] = presence
 
 
 class Room:
@@ -99,7 +130,10 @@ class Room:
         self.config = config
         self.affiliations: dict[JID, tuple[str, str]] = affiliations or {}
         self.occupants: dict[str, Occupant] = {}
-        self.by_jid: dict[JID, Occupant] = {}
+        self.by_jid: dict[JID, Occupant] = {}  # every session of every occupant
+        #: bare JID -> its sessions in the room, under any nick (``_attach``, ``_detach``):
+        #: the account counts as in the room once (max_user_conferences).
+        self._sessions_of: dict[JID, int] = {}
         # history_size = 0 keeps none (maxlen 0), never an unbounded deque.
         # (time, message, its size in characters, stanza-id, sender's occupant-id)
         self.history: deque[tuple[float, Element, int, str, str | None]] = deque(
@@ -243,13 +277,13 @@ class Room:
         occ = self.by_jid.get(frm)
         if ptype == "error":
             if occ is not None:
-                # The occupant's client or server is gone: it leaves (status 333, §7.2.? of
+                # The session's client or server is gone: it leaves (status 333, §7.2.? of
                 # XEP-0045 1.34: removed because of a technical problem).
-                self._remove(occ, codes=("333",))
+                self._session_gone(occ, frm, codes=("333",))
             return
         if ptype == "unavailable":
             if occ is not None:
-                self._leave(occ, stanza)
+                self._session_gone(occ, frm, presence=self._clean_presence(stanza, occ.role))
             return
         if ptype is not None:
             return  # subscription stanzas and probes mean nothing to a room
@@ -261,9 +295,11 @@ class Room:
         if occ is None:
             self._join(frm, nick, stanza)
         elif occ.nick != nick:
-            self._change_nick(occ, nick, stanza)
+            self._change_nick(occ, frm, nick, stanza)
         else:
-            occ.presence = self._clean_presence(stanza, occ.role)
+            # §7.7: a presence update; with several sessions it becomes the occupant's
+            # presence (the most recent session's), seen by everyone.
+            occ.update(frm, self._clean_presence(stanza, occ.role))
             self._broadcast_presence(occ)
 
     def _clean_presence(self, stanza: Element, role: str) -> Element:
@@ -272,6 +308,30 @@ class Room:
         if role == "visitor" and not self.config.allow_visitor_status:
             kept = [c for c in kept if not (isinstance(c, Element) and c.name == "status")]
         return Element("presence", ns.CLIENT, {}, kept)
+
+    def _account_here(self, jid: JID) -> bool:
+        """A session of ``jid``'s account is in the room (under any nick)."""
+        return jid.bare in self._sessions_of
+
+    def _attach(self, jid: JID, occ: Occupant) -> None:
+        """Session ``jid`` is in the room now, as ``occ``."""
+        self.by_jid[jid] = occ
+        bare = jid.bare
+        n = self._sessions_of.get(bare, 0)
+        self._sessions_of[bare] = n + 1
+        self.module.occupant_joined(jid, self, first=n == 0)
+
+    def _detach(self, jid: JID) -> None:
+        """Session ``jid`` is out of the room (the occupant's table is the caller's)."""
+        if self.by_jid.pop(jid, None) is None:
+            return
+        bare = jid.bare
+        n = self._sessions_of.get(bare, 0) - 1
+        if n > 0:
+            self._sessions_of[bare] = n
+        else:
+            self._sessions_of.pop(bare, None)
+        self.module.occupant_left(jid, self, last=n <= 0)
 
     def _join(self, frm: JID, nick: str, stanza: Element, created: bool = False) -> None:
         aff = self.affiliation(frm)
@@ -283,8 +343,10 @@ class Room:
             self._error(stanza, "registration-required", "members only")  # §7.2.6
             return
         other = self.occupants.get(nick)
-        if other is not None:
-            self._error(stanza, "conflict", "nickname in use")  # §7.2.9
+        if other is not None and not (cfg.allow_multiple_sessions
+                                      and other.jid.bare == frm.bare):
+            # §7.2.9: the nick is someone else's (or the room keeps one session per nick).
+            self._error(stanza, "conflict", "nickname in use")
             return
         if self.nick_reserved_for_other(nick, frm):
             self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
@@ -292,25 +354,31 @@ class Room:
         limit = cfg.max_users
         if aff in ("owner", "admin"):
             limit += self.module.opts["max_users_admin_threshold"]
-        if len(self.occupants) >= limit:
+        # §7.2.10 counts occupants: another session of one does not take a place.
+        if other is None and len(self.occupants) >= limit:
             self._error(stanza, "service-unavailable", "the room is full")  # §7.2.10
             return
         if cfg.password_protected and aff != "owner":
+            # Every session proves it knows the password (§7.2.5), not only the first.
             x = stanza.find("x", MUC)
             given = x.find_text("password", MUC) if x is not None else None
             if given != cfg.password:
                 self._error(stanza, "not-authorized", "password required")  # §7.2.5
                 return
-        if not self.module.may_join_another(frm):
+        if not self._account_here(frm) and not self.module.may_join_another(frm):
             self._error(stanza, "resource-constraint", "too many rooms (max_user_conferences)")
             return
         if self.module.conferences is not None:
             if frm not in self._admitted:
-                # The account's rooms on the other nodes count too: ask Redis first.
+                # The account's rooms on the other nodes count too: ask Redis first (a
+                # room the account is in already is not counted twice: conferences.py).
                 self._held = deque([(frm, self._occupant_jid(nick), stanza)])
                 self.server.spawn(self._reserve(frm, created))
                 return
             self._admitted.discard(frm)
+        if other is not None:
+            self._add_session(other, frm, stanza)
+            return
         role = self._default_role(aff)
         occ = Occupant(nick, frm, role, self._clean_presence(stanza, role),
                        self.occupant_id_of(frm))
@@ -320,26 +388,52 @@ class Room:
             self._send(self._occupant_jid(present.nick), frm,
                        self._presence_of(present, with_jid=sees))
         self.occupants[nick] = occ
-        self.by_jid[frm] = occ
-        self.module.occupant_joined(frm, self)
+        self._attach(frm, occ)
         # ... then the newcomer's to everyone, its own last with the status codes of §7.2.
+        self._broadcast_presence(occ, own=self._join_codes(created))
+        self._send_history(frm, stanza.find("x", MUC))
+        self._send_subject(frm)
+
+    def _join_codes(self, created: bool = False) -> list[str]:
+        """The status codes of a joining session's own presence (§7.2)."""
         own: list[str] = ["110"]
-        if not cfg.anonymous:
+        if not self.config.anonymous:
             own.append("100")  # §7.2.4: the room is non-anonymous
-        if cfg.logging:
+        if self.config.logging:
             own.append("170")  # §7.2.12: the room is logged
         if created:
             own.append("201")  # §10.1.1: the room was created (and is locked)
-        self._broadcast_presence(occ, own=own)
-        self._send_history(occ, stanza.find("x", MUC))
-        self._send_subject(occ)
+        return own
+
+    def _add_session(self, occ: Occupant, frm: JID, stanza: Element) -> None:
+        """Another session of ``occ``'s account joins under its nick (multi-session): it gets
+        what any joiner gets, in the order of §7.2.3 (the other occupants' presence, its own
+        with 110 last, history, subject). The occupant's other sessions see its presence as
+        their own (110); the other occupants see no new occupant, only the nick's presence
+        when the new session changes it (XEP-0045 leaves multi-session to the service)."""
+        shown = occ.presence
+        sees = self._sees_jids(occ)
+        for present in self.occupants.values():
+            if present is not occ:
+                self._send(self._occupant_jid(present.nick), frm,
+                           self._presence_of(present, with_jid=sees))
+        occ.update(frm, self._clean_presence(stanza, occ.role))
+        self._attach(frm, occ)
+        self._broadcast_presence(occ, own=self._join_codes(),
+                                 others=not _same_presence(shown, occ.presence))
+        self._send_history(frm, stanza.find("x", MUC))
+        self._send_subject(frm)
 
     def _presence_of(self, occ: Occupant, *, with_jid: bool, codes: Iterable[str] = (),
                      ptype: str | None = None, new_nick: str | None = None,
                      reason: str | None = None, actor: str | None = None,
-                     role: str | None = None, affiliation: str | None = None) -> Element:
-        """The presence ``occ`` shows to one receiver (§7.2.3): with the real JID or not."""
-        base = occ.presence
+                     role: str | None = None, affiliation: str | None = None,
+                     real: JID | None = None, base: Element | None = None) -> Element:
+        """The presence ``occ`` shows to one receiver (§7.2.3): with the real JID or not.
+        ``real``: the session's JID to show (a session's own copy), the most recent one
+        otherwise; ``base``: the client presence to show, the occupant's otherwise."""
+        if base is None:
+            base = occ.presence
         pres = Element("presence", ns.CLIENT, {}, list(base.children) if ptype is None else [
             c for c in base.children if isinstance(c, Element) and c.name == "status"])
         if ptype is not None:
@@ -349,7 +443,7 @@ class Room:
             "affiliation": affiliation or self.affiliation(occ.jid),
             "role": role or occ.role})
         if with_jid:
-            item.attrs["jid"] = str(occ.jid)
+            item.attrs["jid"] = str(real or occ.jid)
         if new_nick is not None:
             item.attrs["nick"] = new_nick
         if actor is not None:
@@ -363,22 +457,33 @@ class Room:
 
     def _broadcast_presence(self, occ: Occupant, *, codes: Iterable[str] = (),
                             own: Iterable[str] = ("110",), ptype: str | None = None,
-                            **extra: Any) -> None:
+                            others: bool = True, **extra: Any) -> None:
+        """``occ``'s presence to every session of every other occupant (unless ``others``
+        is false), then to each of its own sessions, last (§7.2.3), each with its own real
+        JID and status 110."""
         codes = list(codes)
         frm = self._occupant_jid(occ.nick)
-        for other in list(self.occupants.values()):
-            if other is occ:
-                continue
-            self._send(frm, other.jid, self._presence_of(
-                occ, with_jid=self._sees_jids(other), codes=codes, ptype=ptype, **extra))
-        # The occupant's own copy last (§7.2.3), always with its real JID and status 110.
+        if others:
+            for other in list(self.occupants.values()):
+                if other is occ:
+                    continue
+                sees = self._sees_jids(other)
+                for jid in list(other.sessions):
+                    self._send(frm, jid, self._presence_of(
+                        occ, with_jid=sees, codes=codes, ptype=ptype, **extra))
         own_codes = list(own) + [c for c in codes if c not in own]
-        self._send(frm, occ.jid, self._presence_of(occ, with_jid=True, codes=own_codes,
-                                                   ptype=ptype, **extra))
+        for jid in list(occ.sessions):
+            self._send(frm, jid, self._presence_of(occ, with_jid=True, codes=own_codes,
+                                                   ptype=ptype, real=jid, **extra))
 
-    def _change_nick(self, occ: Occupant, nick: str, stanza: Element) -> None:
-        """§7.6: unavailable with 303 from the old nick, then available from the new one."""
+    def _change_nick(self, occ: Occupant, frm: JID, nick: str, stanza: Element) -> None:
+        """§7.6: unavailable with 303 from the old nick, then available from the new one.
+        A nick names the occupant, not a session: with several sessions all of them move
+        (each gets the 303 and the new presence as its own, 110), so that one account never
+        shows under two nicks because of one session's request."""
         if nick in self.occupants:
+            # Also when the nick is another occupant of the same account: sessions are not
+            # merged into it.
             self._error(stanza, "conflict", "nickname in use")
             return
         if self.nick_reserved_for_other(nick, occ.jid):
@@ -390,29 +495,46 @@ class Room:
         self._broadcast_presence(occ, codes=["303"], ptype="unavailable", new_nick=nick)
         del self.occupants[occ.nick]
         occ.nick = nick
-        occ.presence = self._clean_presence(stanza, occ.role)
+        occ.update(frm, self._clean_presence(stanza, occ.role))
         self.occupants[nick] = occ
         self._broadcast_presence(occ)
 
-    def _leave(self, occ: Occupant, stanza: Element) -> None:
-        """§7.14: the occupant leaves; everybody, itself included, sees it go."""
-        occ.presence = self._clean_presence(stanza, occ.role)
-        self._remove(occ)
+    def _session_gone(self, occ: Occupant, jid: JID, codes: Iterable[str] = (),
+                      presence: Element | None = None) -> None:
+        """§7.14: session ``jid`` of ``occ`` leaves (``presence``: its unavailable presence,
+        cleaned). The last session takes the occupant with it: everybody sees it go. One of
+        several goes alone: it gets its own unavailable presence (110), the others see
+        nothing, unless what the nick shows changes (the most recent session's presence)."""
+        if len(occ.sessions) == 1:
+            if presence is not None:
+                occ.update(jid, presence)
+            self._remove(occ, codes=codes)
+            return
+        shown = occ.presence
+        leaving = occ.sessions.pop(jid)
+        self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
+            occ, with_jid=True, real=jid, base=presence if presence is not None else leaving,
+            codes=["110", *codes], ptype="unavailable", role="none"))
+        self._detach(jid)
+        if not _same_presence(shown, occ.presence):
+            self._broadcast_presence(occ)
 
     def _remove(self, occ: Occupant, codes: Iterable[str] = (), **extra: Any) -> None:
+        """The occupant leaves with all its sessions (a kick, a ban, its last session)."""
         extra.setdefault("role", "none")  # §7.14: an occupant who left has no role
         self._broadcast_presence(occ, codes=codes, ptype="unavailable", **extra)
         self._drop(occ)
 
     def _drop(self, occ: Occupant) -> None:
         self.occupants.pop(occ.nick, None)
-        self.by_jid.pop(occ.jid, None)
-        self.module.occupant_left(occ.jid, self)
+        for jid in list(occ.sessions):
+            self._detach(jid)
         if not self.occupants:
             self.module.room_emptied(self)
 
     # -- history and subject (§7.2.15, §7.2.16) -------------------------------------------
-    def _send_history(self, occ: Occupant, x: Element | None) -> None:
+    def _send_history(self, to: JID, x: Element | None) -> None:
+        """§7.2.15: the history to the session ``to`` that joins."""
         if not self.history:
             return
         spec = x.find("history", MUC) if x is not None else None
@@ -447,7 +569,7 @@ class Room:
         for stamp, message in reversed(chosen):
             copy = message.copy()
             copy.add("delay", ns.DELAY, {"from": room, "stamp": _now_stamp(stamp)})
-            self._send(JID.parse(message.attrs["from"]), occ.jid, copy)
+            self._send(JID.parse(message.attrs["from"]), to, copy)
 
     def _subject_message(self) -> tuple[JID, Element]:
         msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": uuid.uuid4().hex})
@@ -455,10 +577,10 @@ class Room:
         frm = self._occupant_jid(self.subject_author) if self.subject_author else self.jid
         return frm, msg
 
-    def _send_subject(self, occ: Occupant) -> None:
+    def _send_subject(self, to: JID) -> None:
         # §7.2.16: always sent (empty when there is none): clients take it as the end of join.
         frm, msg = self._subject_message()
-        self._send(frm, occ.jid, msg)
+        self._send(frm, to, msg)
 
     # -- messages (§7.4, §7.5, §7.8, §8.1) ------------------------------------------------
     def _message_to_room(self, frm: JID, stanza: Element) -> None:
@@ -510,7 +632,8 @@ class Room:
                 # history): its copy becomes a tombstone (XEP-0424 §5).
                 retracted = retracted_element(self.jid, target, esl, _now_stamp(time.time()))
                 archive.retract(self.jid, int(target), occ.jid.bare, retracted)
-        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=occ.jid)
+        # The sending session (not the most recent one) is the sender the archive keeps.
+        self.broadcast_message(occ.nick, occ.occupant_id, stanza, sender=frm)
 
     def _history_entry(self, stanza_id: str) -> tuple[float, Element, int, str, str | None] | None:
         for entry in self.history:
@@ -568,7 +691,8 @@ class Room:
         if mam_id is not None:
             assert archive is not None
             archive.keep(self.jid, mam_id, nick, sender, message)
-        self.module.fan_out(frm, message, [o.jid for o in self.occupants.values()])
+        # Every session of every occupant (by_jid's keys): still one serialization.
+        self.module.fan_out(frm, message, list(self.by_jid))
         return stanza_id
 
     def _change_subject(self, occ: Occupant, subject: str, stanza: Element) -> None:
@@ -580,8 +704,8 @@ class Room:
         self.subject = subject
         self.subject_author = occ.nick
         frm, msg = self._subject_message()
-        for other in self.occupants.values():
-            self._send(frm, other.jid, msg.copy())
+        for jid in self.by_jid:
+            self._send(frm, jid, msg.copy())
         if self.config.persistent:
             self.module.write(self, self.module.store.set_subject(
                 self.jid.domain, self.jid.local or "", subject, occ.nick))
@@ -615,7 +739,12 @@ class Room:
             if not (isinstance(c, Element) and c.xmlns in (MUC_USER, OCCUPANT_ID))])
         msg.add("x", MUC_USER)
         msg.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
-        self._send(self._occupant_jid(occ.nick), target.jid, msg)
+        # Every session of the occupant gets it: the nick is the address (multi-session).
+        frm_nick = self._occupant_jid(occ.nick)
+        sessions = list(target.sessions)
+        for jid in sessions[:-1]:
+            self._send(frm_nick, jid, msg.copy())
+        self._send(frm_nick, sessions[-1], msg)
 
     def _invitations(self, frm: JID, occ: Occupant | None, x: Element,
                      stanza: Element) -> None:
@@ -706,7 +835,8 @@ class Room:
             f.add("value", text=value)
         for moderator in self.occupants.values():
             if moderator.role == "moderator":
-                self._send(self.jid, moderator.jid, request.copy())
+                for jid in moderator.sessions:
+                    self._send(self.jid, jid, request.copy())
 
     # -- IQs --------------------------------------------------------------------------------
     def _iq_to_occupant(self, frm: JID, nick: str, stanza: Element) -> None:
@@ -732,7 +862,9 @@ class Room:
             return
         payload = stanza.first_element()
         if target is occ and payload is not None and payload.xmlns == ns.PING:
-            self._result(stanza)  # XEP-0410 §3: the room answers a joined client's self-ping
+            # XEP-0410 §3: the room answers a joined client's self-ping (each session of a
+            # multi-session occupant is joined: ``by_jid`` has each).
+            self._result(stanza)
             return
         new_id = f"muc{next(_iq_ids)}"
         self._forwarded[new_id] = (frm, stanza.attrs.get("id"), target.nick)
@@ -740,6 +872,8 @@ class Room:
             self._forwarded.pop(next(iter(self._forwarded)))
         fwd = Element("iq", ns.CLIENT, {"type": itype or "get", "id": new_id},
                       list(stanza.children))
+        # An IQ has one answer: with several sessions, the most recent one answers it
+        # (XEP-0045 §7.5 leaves multi-session delivery to the service).
         self._send(self._occupant_jid(occ.nick), target.jid, fwd)
 
     def _iq_to_room(self, frm: JID, stanza: Element) -> None:
@@ -808,8 +942,8 @@ class Room:
                 retracted.add("reason", RETRACT, text=reason)
             archive.retract(self.jid, int(stanza_id), None, retracted)
         self._result(stanza)
-        for other in list(self.occupants.values()):
-            self._send(self.jid, other.jid, notice.copy())
+        for jid in list(self.by_jid):
+            self._send(self.jid, jid, notice.copy())
 
     # -- nick registration (§7.10) ---------------------------------------------------------
     def _register(self, frm: JID, itype: str | None, query: Element, stanza: Element) -> None:
@@ -1148,8 +1282,8 @@ class Room:
         x = notice.add("x", MUC_USER)
         for code in codes:
             x.add("status", attrs={"code": code})
-        for occ in list(self.occupants.values()):
-            self._send(self.jid, occ.jid, notice.copy())
+        for jid in list(self.by_jid):
+            self._send(self.jid, jid, notice.copy())
         if new.members_only and not old.members_only:
             # §9.? : non-members leave when the room becomes members-only (322).
             for occ in list(self.occupants.values()):
@@ -1159,47 +1293,51 @@ class Room:
     def destroy(self, alternate: str | None, reason: str | None) -> None:
         """§10.9: every occupant leaves with the <destroy/> (and its alternate venue)."""
         for occ in list(self.occupants.values()):
-            pres = Element("presence", ns.CLIENT, {"type": "unavailable"})
-            x = pres.add("x", MUC_USER)
-            x.add("item", attrs={"affiliation": "none", "role": "none"})
-            d = x.add("destroy")
-            if alternate:
-                d.attrs["jid"] = alternate
-            if reason:
-                d.add("reason", text=reason)
-            self._send(self._occupant_jid(occ.nick), occ.jid, pres)
-            self.by_jid.pop(occ.jid, None)
-            self.module.occupant_left(occ.jid, self)
+            for jid in list(occ.sessions):
+                pres = Element("presence", ns.CLIENT, {"type": "unavailable"})
+                x = pres.add("x", MUC_USER)
+                x.add("item", attrs={"affiliation": "none", "role": "none"})
+                d = x.add("destroy")
+                if alternate:
+                    d.attrs["jid"] = alternate
+                if reason:
+                    d.add("reason", text=reason)
+                self._send(self._occupant_jid(occ.nick), jid, pres)
+                self._detach(jid)
         self.occupants.clear()
         self.module.room_destroyed(self)
 
     def session_closed(self, jid: JID) -> None:
         """The occupant's session ended without leaving (no mod_presence to say goodbye
-        for it): it leaves as with an unavailable presence (§7.14)."""
+        for it): it leaves as with an unavailable presence (§7.14); the occupant's other
+        sessions stay."""
         occ = self.by_jid.get(jid)
         if occ is not None:
-            occ.presence = Element("presence", ns.CLIENT)
-            self._remove(occ)
+            self._session_gone(occ, jid, presence=Element("presence", ns.CLIENT))
 
     # -- shutdown (status 332) -----------------------------------------------------------------
     def shutdown(self) -> None:
         """The service stops: occupants leave with status 332 (§15.6: system shutdown)."""
         for occ in list(self.occupants.values()):
-            self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
-                occ, with_jid=True, codes=["110", "332"], ptype="unavailable", role="none"))
+            for jid in list(occ.sessions):
+                self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
+                    occ, with_jid=True, real=jid, codes=["110", "332"], ptype="unavailable",
+                    role="none"))
         self.occupants.clear()
         self.by_jid.clear()
+        self._sessions_of.clear()
 
     def taken_over(self) -> None:
         """Another node owns the room now (this node was taken for dead while paused or cut
         from Redis): every occupant leaves this copy with 110 + 333 (§15.6: removed because
         of a technical problem) and joins again, which reaches the room on that node."""
         for occ in list(self.occupants.values()):
-            self._send(self._occupant_jid(occ.nick), occ.jid, self._presence_of(
-                occ, with_jid=True, codes=["110", "333"], ptype="unavailable", role="none"))
-            self.module.occupant_left(occ.jid, self)
+            for jid in list(occ.sessions):  # every session of the occupant joins again
+                self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
+                    occ, with_jid=True, real=jid, codes=["110", "333"], ptype="unavailable",
+                    role="none"))
+                self._detach(jid)
         self.occupants.clear()
-        self.by_jid.clear()
 
     # -- creation -------------------------------------------------------------------------------
     def created(self, frm: JID, nick: str, stanza: Element) -> None:
