@@ -67,7 +67,9 @@ DEFAULT_ROOM = Section(
         # joins and clients on several devices (bookmarks autojoined with one nick) need it.
         "allow_multiple_sessions": Option(Bool(), True,
                                           "Several sessions of one account may join under "
-                                          "one nick (false: the second one gets conflict)."),
+                                          "one nick (false: the second one gets conflict). "
+                                          "Differs from 6.4 (false): a phone and a laptop "
+                                          "autojoin their bookmarks with one nick."),
         "password_protected": Option(Bool(), False, "Joining needs the password."),
         "password": Option(Str(nonempty=False), "", "The room password."),
         "anonymous": Option(Bool(), True,
