@@ -63,14 +63,21 @@ async def settled(sender: Client, *receivers: Client, text: str = "sync") -> Non
         await body(receiver, text)
 
 
-async def two_sessions(server: Server) -> tuple[Client, Client, Client]:
-    """bob's room (he is its owner), with alice in it from her phone and her laptop."""
+async def phone_in_room(server: Server) -> tuple[Client, Client, Client]:
+    """bob's room (he is its owner) with alice in it from her phone; her laptop is connected
+    but has not joined yet."""
     bob = await user(server, "bob")
     phone = await user(server, "alice", "phone")
     laptop = await user(server, "alice", "laptop")
     await create_instant(bob, ROOM, "Bob")
     await phone.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Alice", timeout=5)
     await presence_from(bob, ALICE)
+    return bob, phone, laptop
+
+
+async def two_sessions(server: Server) -> tuple[Client, Client, Client]:
+    """bob's room (he is its owner), with alice in it from her phone and her laptop."""
+    bob, phone, laptop = await phone_in_room(server)
     await laptop.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Alice", timeout=5)
     return bob, phone, laptop
 
@@ -185,12 +192,7 @@ async def test_kick_removes_every_session(server: Server) -> None:
 
 
 async def test_presence_nick_change_and_disconnect(server: Server) -> None:
-    bob = await user(server, "bob")
-    phone = await user(server, "alice", "phone")
-    laptop = await user(server, "alice", "laptop")
-    await create_instant(bob, ROOM, "Bob")
-    await phone.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Alice", timeout=5)
-    await presence_from(bob, ALICE)
+    bob, phone, laptop = await phone_in_room(server)
     drain(bob, phone)
     # A session joining with another presence changes what the nick shows: bob gets
     # Alice's presence again (an update, not a second occupant).

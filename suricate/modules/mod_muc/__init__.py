@@ -33,7 +33,7 @@ from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
 from suricate.modules.mod_muc.placement import Placement, RoomCluster
-from suricate.modules.mod_muc.room import MUC, Room
+from suricate.modules.mod_muc.room import MUC, Room, count_down
 from suricate.modules.mod_muc.store import MucStore
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
@@ -466,12 +466,7 @@ class ModMuc(Module):
             self.server.spawn(self.conferences.leave(jid, room.jid))
         if not last:
             return
-        bare = jid.bare
-        n = self.user_rooms.get(bare, 0) - 1
-        if n > 0:
-            self.user_rooms[bare] = n
-        else:
-            self.user_rooms.pop(bare, None)
+        count_down(self.user_rooms, jid.bare)
 
     async def session_closed(self, acc: None, c2s: Any, reason: str) -> None:
         """A local session ended: it leaves the rooms it is still in (mod_presence, when

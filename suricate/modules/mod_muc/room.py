@@ -119,6 +119,16 @@ class Occupant:
         self.sessions[jid] = presence
 
 
+
+def count_down(counts: dict[JID, int], key: JID) -> int:
+    """One less of ``key`` in ``counts`` (gone from it at zero); what is left."""
+    n = counts.get(key, 0) - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
+    return n
+
 class Room:
     def __init__(self, module: ModMuc, jid: JID, config: RoomConfig, *,
                  affiliations: dict[JID, tuple[str, str]] | None = None,
@@ -325,12 +335,7 @@ class Room:
         """Session ``jid`` is out of the room (the occupant's table is the caller's)."""
         if self.by_jid.pop(jid, None) is None:
             return
-        bare = jid.bare
-        n = self._sessions_of.get(bare, 0) - 1
-        if n > 0:
-            self._sessions_of[bare] = n
-        else:
-            self._sessions_of.pop(bare, None)
+        n = count_down(self._sessions_of, jid.bare)
         self.module.occupant_left(jid, self, last=n <= 0)
 
     def _join(self, frm: JID, nick: str, stanza: Element, created: bool = False) -> None:
