@@ -59,6 +59,26 @@ async def test_paging_and_counts(storage: SqlStorage) -> None:
     assert await store.bounds(S, "alice") == (all_ids[0], all_ids[-1])
 
 
+async def test_full_text_search_whatever_the_body_spacing(storage: SqlStorage) -> None:
+    # The archive keeps the body in lower case with its whitespace as written
+    # (normalize_body); a search looks for each word on its own, in any order and case.
+    from suricate.modules.mod_mam.query import normalize_body
+
+    store = await mam_store(storage)
+    ids = IdGenerator(1)
+    bodies = ["Tea\n\nat  FIVE ", "\tcoffee at six", "teatime"]
+    await store.insert_many([row(ids.next(), body=normalize_body(b)) for b in bodies])
+
+    async def found(text: str) -> int | None:
+        return (await store.lookup(S, "alice", Query(full_text=text), 50, False)).count
+
+    assert await found("five TEA") == 1
+    assert await found("  COFFEE\n") == 1
+    assert await found("tea") == 2  # a word inside a word is found, as before
+    assert await found("at") == 3
+    assert await found("tea five six") == 0
+
+
 async def test_prefs_and_removal(storage: SqlStorage) -> None:
     store = await mam_store(storage)
     assert await store.get_prefs(S, "alice") is None

@@ -339,9 +339,12 @@ class ModMam(Module):
         self.simple: bool = eff["enforce_simple_queries"]
         self.ids = IdGenerator(0)
         self.writer: AsyncWriter | None = None
+        self._instrument = server.instrument
         #: XEP-0441 prefs of accounts with sessions (cache_users); a miss is resolved when
         #: the row is written.
-        self._prefs: dict[JID, Prefs] = {}
+        #: Keyed by the bare JID's text: looked up twice per message, and a str key is hashed
+        #: and compared in C where a JID's __hash__ and __eq__ are Python calls.
+        self._prefs: dict[str, Prefs] = {}
         #: Ids whose prefs were unknown on the message path: checked before writing.
         self._unchecked: set[int] = set()
         #: Stanza ids we gave to messages from remote senders: a message coming back through
@@ -488,12 +491,26 @@ class ModMam(Module):
             # XEP-0359 §3: a stanza-id the client wrote in our name (or in its peer's, when
             # the peer is local and we are about to vouch for it) is removed.
             _strip_ids(stanza, owner, peer.bare)
-        archive = self._decide(owner, peer.bare)
+        peer_bare = peer.bare
+        archive = self._decide(owner, peer_bare)
         if archive is False:
             return stanza
         mam_id = self.ids.next()
-        stanza.attrs["to"] = str(peer)
-        self._enqueue(mam_id, owner, peer, "O", c2s.jid, stanza, scan, archive is None)
+        attrs = stanza.attrs
+        attrs["to"] = str(peer)
+        # The sender's row, written inline (the message path: ``_enqueue`` does the same for
+        # the other paths). Its XML is kept with the stanza's attributes and children as
+        # they are now: the recipient's hook reuses it while they are unchanged (_sent_now).
+        xml = stanza.serialize(ns.CLIENT)
+        self._last_out = (stanza, xml, scan, attrs.copy(), stanza.children.copy())
+        if archive is None:
+            self._unchecked.add(mam_id)
+        assert self.writer is not None
+        self.writer.add((mam_id, owner.domain, owner.local, str(peer_bare),  # type: ignore[arg-type]
+                         peer.resource or "", "O", str(c2s.jid), scan.origin_id,
+                         scan.search_body, xml))
+        if self._instrument.enabled:
+            self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
         if scan.retract is not None:
             self._retract(owner, peer.bare, scan.retract, "O", mam_id, scan.by_stanza_id)
         if self.sender_ids:
@@ -522,6 +539,9 @@ class ModMam(Module):
         if frm.local == owner.local and frm.domain == owner.domain:
             return stanza  # the account's own message: archived once, as outgoing
         last = self._last_out
+        if last is not None and last[0] is stanza and not last[2].sid \
+                and stanza.attrs == last[3] and stanza.children == last[4]:
+            return self._incoming_sent_now(stanza, frm, owner, last, sessions)
         sent = self._sent_now(stanza)
         # The sender's archive just scanned this very stanza (a local sender): its scan
         # holds, unless the stanza carried stanza-ids (kept for _already_archived).
@@ -539,6 +559,52 @@ class ModMam(Module):
             # archive's XML with the stanza-id, not a second serialization of the message.
             return WrittenElement(stanza, wire)
         return stanza
+
+    def _incoming_sent_now(self, stanza: Element, frm: JID, owner: JID,
+                           last: tuple[Element, str, _Scan, dict[str, str], list[Node]],
+                           sessions: list[Any]) -> Element:
+        """``incoming`` for the common case, inline: a local sender's message the sender's
+        archive took a moment ago, unchanged since (``_sent_now``). Its scan and XML hold;
+        the sender is local (so its stanza-id is not one we must remember, XEP-0359 §3);
+        the recipient's id is the one after the sender's (no clock read)."""
+        if sessions:
+            blocklist = getattr(sessions[0], "blocklist", None)
+            if blocklist and is_blocked(blocklist, frm):
+                return stanza  # XEP-0191: dropped on delivery; nothing to archive
+        frm_bare = frm.bare
+        archive = self._decide(owner, frm_bare)
+        if archive is False:
+            return stanza
+        ids = self.ids
+        mam_id = ids.last = ((ids.last >> 8) + 1) << 8 | ids.node  # IdGenerator.after
+        scan, xml = last[2], last[1]
+        self._last_out = None
+        if archive is None:
+            self._unchecked.add(mam_id)
+        assert self.writer is not None
+        frm_text = str(frm)
+        self.writer.add((mam_id, owner.domain, owner.local, str(frm_bare),  # type: ignore[arg-type]
+                         frm.resource or "", "I", frm_text, scan.origin_id, scan.search_body,
+                         xml))
+        if self._instrument.enabled:
+            self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
+        if scan.retract is not None:
+            self._retract(owner, frm_bare, scan.retract, "I", mam_id, scan.by_stanza_id)
+        if not self.stanza_ids:
+            return stanza
+        text = str(mam_id)
+        by = str(owner)
+        stanza.children.append(Element("stanza-id", SID, {"by": by, "id": text}))
+        if len(sessions) != 1 or stanza.xmlns != ns.CLIENT or not xml.endswith("</message>"):
+            return stanza
+        # One session gets this very stanza: its bytes are the archive's XML with the
+        # stanza-id written before the end tag (XEP-0359 §4), not a second serialization.
+        head = self._sid_heads.get(by)
+        if head is None:
+            if len(self._sid_heads) >= 100_000:
+                self._sid_heads.clear()
+            head = self._sid_heads[by] = f'<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="'
+        return WrittenElement(stanza, f'{xml[:-10]}{head}{text}"/></message>')
 
     async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
         owner = to.bare
@@ -645,7 +711,7 @@ class ModMam(Module):
     def _decide(self, owner: JID, peer: JID) -> bool | None:
         """Whether to archive a message between owner and peer (bare JIDs); None when the
         answer needs the database (prefs not cached, or the roster)."""
-        prefs = self._prefs.get(owner)
+        prefs = self._prefs.get(str(owner))
         if prefs is None:
             return None
         if prefs is ARCHIVE_ALL:
@@ -666,7 +732,7 @@ class ModMam(Module):
         return None  # roster: decided with the roster when written
 
     async def _load_prefs(self, owner: JID) -> Prefs:
-        cached = self._prefs.get(owner)
+        cached = self._prefs.get(str(owner))
         if cached is not None:
             return cached
         assert owner.local is not None
@@ -674,7 +740,7 @@ class ModMam(Module):
         if prefs is None or prefs == ARCHIVE_ALL:
             prefs = ARCHIVE_ALL  # the one instance ``_decide`` recognizes by identity
         if self.cache_users and self.server.sessions.resources(owner):
-            self._prefs[owner] = prefs
+            self._prefs[str(owner)] = prefs
         return prefs
 
     async def load_prefs(self, acc: Any, c2s: C2S) -> Any:
@@ -685,7 +751,7 @@ class ModMam(Module):
     async def forget_prefs(self, acc: Any, c2s: C2S, reason: str) -> Any:
         owner = c2s.jid.bare
         if not self.server.sessions.resources(owner):
-            self._prefs.pop(owner, None)
+            self._prefs.pop(str(owner), None)
         return acc
 
     async def _admit(self, rows: list[Row]) -> list[Row]:
@@ -822,7 +888,7 @@ class ModMam(Module):
             await self.writer.flush_archive(owner.domain, owner.local)
         # The account's tables went with it (user_tables); a batch written meanwhile too.
         await self.store.remove_archive(owner.domain, owner.local)
-        self._prefs.pop(owner, None)
+        self._prefs.pop(str(owner), None)
         if self.server.instrument.enabled:
             self.server.instrument.emit(REMOVE_ARCHIVE,
                                         {"host_type": owner.domain}, {"count": 1})
@@ -911,9 +977,9 @@ class ModMam(Module):
             prefs = _parse_prefs(iq.payload)
             await self.store.set_prefs(owner.domain, owner.local, prefs)
             if self.cache_users and self.server.sessions.resources(owner):
-                self._prefs[owner] = ARCHIVE_ALL if prefs == ARCHIVE_ALL else prefs
+                self._prefs[str(owner)] = ARCHIVE_ALL if prefs == ARCHIVE_ALL else prefs
             else:
-                self._prefs.pop(owner, None)
+                self._prefs.pop(str(owner), None)
             event = SET_PREFS
         else:
             prefs = await self.store.get_prefs(owner.domain, owner.local) or \
