@@ -96,7 +96,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_auth_token",
     "mod_cache_users",
     "mod_domain_isolation",
-    "mod_extdisco",
     "mod_global_distrib",
     "mod_jingle_sip",
     "mod_keystore",
