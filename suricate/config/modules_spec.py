@@ -103,6 +103,5 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_privacy",
     "mod_push_service_mongoosepush",
     "mod_shared_roster_ldap",
-    "mod_sic",
     "mod_websockets",
 ]

@@ -15,6 +15,16 @@ def test_offline_stub_has_no_options() -> None:
     refused("[modules.mod_offline_stub]\nx = 1\n", "modules.mod_offline_stub.x: unknown option")
 
 
+# -- mod_sic: iqdisc only ----------------------------------------------------------------------
+
+
+def test_sic_options() -> None:
+    assert parse("[modules.mod_sic]\n")["modules"]["mod_sic"]["iqdisc"]["type"] == "one_queue"
+    refused("[modules.mod_sic]\nx = 1\n", "modules.mod_sic.x: unknown option")
+    refused('[modules.mod_sic]\niqdisc.type = "serial"\n',
+            "modules.mod_sic.iqdisc.type: expected one of one_queue, no_queue, queues, parallel")
+
+
 # -- mod_extdisco: [[modules.mod_extdisco.service]] ---------------------------------------------
 
 
