@@ -95,7 +95,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_amp",
     "mod_auth_token",
     "mod_cache_users",
-    "mod_domain_isolation",
     "mod_global_distrib",
     "mod_jingle_sip",
     "mod_keystore",

@@ -82,3 +82,12 @@ def test_extdisco_service_refused(text: str, expected: str) -> None:
 def test_extdisco_service_must_be_an_array_of_tables() -> None:
     refused('[modules.mod_extdisco]\nservice = {type = "stun", host = "h"}\n',
             "modules.mod_extdisco.service: expected an array of tables, got a table")
+
+
+# -- mod_domain_isolation: no options --------------------------------------------------------
+
+
+def test_domain_isolation_has_no_options() -> None:
+    assert parse("[modules.mod_domain_isolation]\n")["modules"]["mod_domain_isolation"] == {}
+    refused("[modules.mod_domain_isolation]\nx = 1\n",
+            "modules.mod_domain_isolation.x: unknown option")
