@@ -1,5 +1,6 @@
 """mod_sic (XEP-0279) with real clients: the address and port the server sees, over STARTTLS,
-direct TLS and behind the PROXY protocol; another account's address is refused."""
+direct TLS, behind the PROXY protocol and over WebSocket; another account's address is
+refused."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slixmpp.exceptions import IqError
 
@@ -15,6 +17,8 @@ from suricate.net.proxy_protocol import v1_header
 from tests.e2e.harness import MODULES_TOML, Client, connect, disconnect, running_server
 from tests.robustness.conftest import Client as RawLogin
 from tests.robustness.conftest import limited_server
+from tests.web.conftest import web_server
+from tests.web.test_websocket import login, ws_url
 
 SIC = "urn:xmpp:sic:1"
 WITH_SIC = MODULES_TOML + "\n[modules.mod_sic]\n"
@@ -80,3 +84,17 @@ async def test_without_the_module_nobody_answers(tmp_path: Path) -> None:
             await ask(alice)
         assert err.value.iq["error"]["condition"] == "service-unavailable"
         await disconnect(alice)
+
+
+async def test_over_websocket_the_peer_of_the_http_connection(tmp_path: Path) -> None:
+    # The WebSocket session's address is that of the HTTP connection it was opened on.
+    async with web_server(tmp_path, modules_extra="[modules.mod_sic]") as server, \
+            aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        await login(ws)
+        port = ws.get_extra_info("sockname")[1]
+        await ws.send_str(f"<iq xmlns='jabber:client' type='get' id='sic1'>"
+                          f"<address xmlns='{SIC}'/></iq>")
+        answer = await ws.receive_str(timeout=5)
+        assert "type='result'" in answer or 'type="result"' in answer, answer
+        assert "<ip>127.0.0.1</ip>" in answer and f"<port>{port}</port>" in answer, answer
