@@ -1,6 +1,7 @@
 """mod_offline_stub with real clients: without mod_offline a message to an offline account is
 answered service-unavailable (RFC 6121 §8.5.2.2.1); with the stub it is dropped silently,
-while a message to an account that does not exist is still answered (§8.5.1)."""
+while a message to an account that does not exist is still answered (§8.5.1), and mod_mam
+still archives the message."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import Any
 
 from suricate.core.server import Server
 from suricate.jid import JID
-from tests.e2e.harness import ALL_MODULES, Client, connect, disconnect, running_server
+from tests.e2e.harness import (
+    ALL_MODULES,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    running_server,
+)
+from tests.mam.conftest import MAM_TOML
 
 PING = ("xep_0199",)
 WITHOUT_OFFLINE = [m for m in ALL_MODULES if m != "mod_offline"]
@@ -78,3 +87,23 @@ async def test_stub_leaves_mod_offline_storing(tmp_path: Path) -> None:
         store = server.modules["mod_offline"].store
         assert await store.count_offline("localhost", "alice") == 1
         await disconnect(bob)
+
+
+async def test_with_mam_the_dropped_message_is_still_archived(tmp_path: Path) -> None:
+    # The deployment the stub is for: no mod_offline, the archive keeps the conversation.
+    names = (*WITHOUT_OFFLINE, "mod_offline_stub")
+    async with running_server(tmp_path, modules=modules(*names) + MAM_TOML) as server:
+        bob, errors = await sender(server)
+        bob.send_message(mto="alice@localhost", mbody="read me later", mtype="chat")
+        await settled(server, bob)
+        assert errors.empty()
+        alice = await connect(server, "alice@localhost/phone", "alice-pw",
+                              plugins=("xep_0059", "xep_0313"))
+
+        async def archived() -> list[str]:
+            return [str(m["mam_result"]["forwarded"]["stanza"]["body"])
+                    async for m in alice.plugin["xep_0313"].iterate(rsm={"max": 10})]
+
+        await eventually(lambda: archived(), timeout=5)
+        assert await archived() == ["read me later"]
+        await disconnect(alice, bob)
