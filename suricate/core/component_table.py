@@ -32,14 +32,17 @@ ServiceHandler = Callable[["JID", "JID", Element], None]
 class LocalService:
     """A service domain served by a module in this process; quacks like a component."""
 
-    __slots__ = ("domains", "handler")
+    __slots__ = ("domains", "handler", "parent")
 
     #: No listener options: no access rule, listed in disco#items.
     opts: Mapping[str, Any] = {}
 
-    def __init__(self, domain: str, handler: ServiceHandler) -> None:
+    def __init__(self, domain: str, handler: ServiceHandler, parent: str | None = None) -> None:
         self.domains = (domain,)
         self.handler = handler
+        #: The served domain this service belongs to (``conference.@HOST@`` made for
+        #: ``HOST``), None for a fixed domain.
+        self.parent = parent
 
     def deliver(self, frm: JID, stanza: Element) -> None:
         from suricate.jid import JID
@@ -63,6 +66,12 @@ class ComponentTable:
     def lookup(self, domain: str) -> Component | None:
         return self._by_domain.get(domain)
 
+    def parent_domain(self, domain: str) -> str | None:
+        """The served domain a module's service domain was made for (``conference.a.test``:
+        ``a.test``); None for a component, a fixed service domain or an unknown domain."""
+        service = self._by_domain.get(domain)
+        return service.parent if isinstance(service, LocalService) else None
+
     def register(self, component: Component) -> str | None:
         """Add ``component`` for its domains; return a domain already taken (refused)."""
         behaviour = component.opts.get("conflict_behaviour") or "disconnect"
@@ -83,10 +92,12 @@ class ComponentTable:
             if self._by_domain.get(domain) is component:
                 del self._by_domain[domain]
 
-    def serve(self, domain: str, handler: ServiceHandler) -> LocalService:
-        """Serve ``domain`` with a module's ``handler`` until ``unserve``. A domain a component
-        or another module already serves is our configuration's bug: refused loudly."""
-        service = LocalService(domain.lower(), handler)
+    def serve(self, domain: str, handler: ServiceHandler,
+              parent: str | None = None) -> LocalService:
+        """Serve ``domain`` with a module's ``handler`` until ``unserve``; ``parent``: the
+        served domain it was made for. A domain a component or another module already
+        serves is our configuration's bug: refused loudly."""
+        service = LocalService(domain.lower(), handler, parent)
         taken = self.register(service)  # type: ignore[arg-type]
         if taken is not None:
             raise RuntimeError(f"service domain {taken} is already served")
@@ -100,6 +111,12 @@ class ComponentTable:
         component = self._by_domain.get(to.domain)
         if component is None:
             return False
+        hooks = self.server.hooks
+        if hooks.has(H.FILTER_LOCAL_ROUTE):
+            filtered = hooks.fold(H.FILTER_LOCAL_ROUTE, stanza, frm, to)
+            if filtered is None:
+                return True  # taken: dropped (or answered) by the filter
+            stanza = filtered
         access = component.opts.get("access") or "all"
         if not self.server.access.allows(access, frm.local, frm.domain, frm.resource,
                                          frm.domain):

@@ -184,6 +184,13 @@ FILTER_LOCAL_PACKET: Hook[
     "is about to deliver to these sessions of a local account (once, before the copies for "
     "several resources are made); None means a handler consumed it (XEP-0313 archiving adds "
     "its <stanza-id/> here)", host_arg=1)
+FILTER_LOCAL_ROUTE: Hook[Callable[[Element | None, JID, JID], Folded[Element | None]]] = Hook(
+    "filter_local_route",
+    "fold(stanza|None, from_jid, to_jid) -> stanza|None: any stanza the router is about to "
+    "hand to a local destination (a served domain, an account, a module's service domain "
+    "such as conference.<domain>, a connected component), before anything else is done with "
+    "it; None drops it. Stanzas leaving over s2s are not shown. Only run when a handler is "
+    "registered (mod_domain_isolation)", host_arg=1)
 PRIVACY_CHECK_INBOUND: Hook[
     Callable[[bool, Server, JID, JID, Element], AsyncFolded[bool]]
 ] = Hook(

@@ -261,7 +261,9 @@ class Module:
                     self.server.domains.host_type(host) not in self.host_types:
                 continue  # another instance (other options, or none) for that domain
             domain = pattern.replace("@HOST@", host)
-            service = self.server.components.serve(domain, handler)
+            # A pattern without @HOST@ is one fixed domain, nobody's subdomain (MongooseIM).
+            service = self.server.components.serve(
+                domain, handler, parent=host if "@HOST@" in pattern else None)
             self.__dict__.setdefault("_services", []).append(service)
             served.append(domain)
         return served

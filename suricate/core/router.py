@@ -114,6 +114,11 @@ class Router:
 
     def _route(self, frm: JID, to: JID, stanza: Element) -> None:
         if self.server.is_local_domain(to.domain):
+            if self.hooks.has(H.FILTER_LOCAL_ROUTE):
+                filtered = self.hooks.fold(H.FILTER_LOCAL_ROUTE, stanza, frm, to)
+                if filtered is None:
+                    return
+                stanza = filtered
             self._route_local(frm, to, stanza)
         elif self.server.components.route(frm, to, stanza):
             pass  # a connected component serves the domain (XEP-0114)

@@ -159,7 +159,9 @@ class ModMuc(Module):
         service = self._service_of(domain)
         if now is not None and now.enabled and domain in self.server.domains.served:
             if service not in self.services:
-                self._added[service] = self.server.components.serve(service, self.route)
+                parent = domain if "@HOST@" in self.opts["host"] else None
+                self._added[service] = self.server.components.serve(service, self.route,
+                                                                    parent=parent)
                 self.services[service] = domain
         elif service in self._added:
             self.server.components.unserve(self._added.pop(service))
