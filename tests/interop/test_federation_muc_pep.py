@@ -173,10 +173,11 @@ async def create_instant(client: Client, room: str, nick: str) -> None:
     await client.plugin["xep_0045"].set_room_config(SJID(room), form, timeout=20)
 
 
-async def room_basics(owner: Client, guest: Client, room: str) -> None:
+async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     """``owner`` made ``room`` and said "before"; ``guest`` (on the other server) joins, gets
     the occupants and the history (XEP-0045 §7.2.3, §7.2.15), both talk (§7.4), exchange
-    private messages (§7.5), and ``guest`` leaves (§7.14)."""
+    private messages (§7.5), and ``guest`` leaves (§7.14). Returns the groupchat messages
+    ``guest`` got (its own echoed, the owner's)."""
     owner.send_message(mto=room, mbody="before", mtype="groupchat")
     await groupchat(owner, "before")
     me, _subject, occupants, history = await guest.plugin["xep_0045"].join_muc_wait(
@@ -190,10 +191,11 @@ async def room_basics(owner: Client, guest: Client, room: str) -> None:
     guest.send_message(mto=room, mbody="hello from the guest", mtype="groupchat")
     seen = await groupchat(owner, "hello from the guest")
     assert str(seen["from"]) == f"{room}/Guest"
-    await groupchat(guest, "hello from the guest")  # the room's copy to the sender
+    echo = await groupchat(guest, "hello from the guest")  # the room's copy to the sender
     owner.send_message(mto=room, mbody="hello from the owner", mtype="groupchat")
     seen = await groupchat(guest, "hello from the owner")
     assert str(seen["from"]) == f"{room}/Owner"
+    got = [echo, seen]
 
     guest.send_message(mto=f"{room}/Owner", mbody="psst", mtype="chat")
     private = await chat(owner, "psst")
@@ -205,6 +207,7 @@ async def room_basics(owner: Client, guest: Client, room: str) -> None:
     guest.plugin["xep_0045"].leave_muc(SJID(room), "Guest")
     gone = await muc_presence(owner, f"{room}/Guest", "unavailable")
     assert gone["muc"]["role"] == "none"
+    return got
 
 
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
@@ -216,7 +219,16 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
         guest = await theirs(peers, peer, PEERS[peer][1], MUC_PLUGINS)
         try:
             await create_instant(sam, room, "Owner")
-            await room_basics(sam, guest, room)
+            # disco#info of the room over s2s (XEP-0045 §6.4): a MUC room, archived
+            # (XEP-0313 §6.1.2)
+            info = await guest.plugin["xep_0030"].get_info(jid=room, timeout=20)
+            assert {"http://jabber.org/protocol/muc", "urn:xmpp:mam:2"} <= set(
+                info["disco_info"]["features"])
+            got = await room_basics(sam, guest, room)
+            # XEP-0359 §3 / XEP-0045 §7.2.4: the remote occupant's copies carry the room's
+            # stanza-id, the id its archive uses.
+            ids = [str(m["stanza_id"]["id"]) for m in got]
+            assert all(str(m["stanza_id"]["by"]) == room for m in got) and all(ids)
             # XEP-0313 §4 on the room JID, asked over s2s by the peer's user (the room is
             # open: anyone may read its archive); the archive writer flushes every 100 ms.
             for _ in range(50):
@@ -228,6 +240,7 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
                     break
                 await asyncio.sleep(0.1)
             assert bodies == ["before", "hello from the guest", "hello from the owner"]
+            assert [str(r["mam_result"]["id"]) for r in results[1:]] == ids
         finally:
             await disconnect(sam, guest)
 
@@ -243,6 +256,13 @@ async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: 
         try:
             await create_instant(host, room, "Owner")
             await room_basics(host, sam, room)
+            # sam joins again, never having sent broadcast presence, and goes offline: the
+            # room learns it from Suricate (RFC 6121 §4.6.3), no ghost occupant.
+            await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
+                                                       timeout=20)
+            await muc_presence(host, f"{room}/Guest")
+            await disconnect(sam)
+            await muc_presence(host, f"{room}/Guest", "unavailable")
         finally:
             await disconnect(sam, host)
 
