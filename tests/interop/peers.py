@@ -83,7 +83,9 @@ class Peers:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def combined_pem(self, domain: str) -> tuple[str, str, str]:
-        issued = self.ca.issue(domain)
+        # The MUC service is named too, as a deployment's certificate would: with SASL
+        # EXTERNAL (XEP-0178) or checked certificates, conference.<domain> proves itself.
+        issued = self.ca.issue(domain, [domain, f"conference.{domain}"])
         pem = self.root / f"{domain}.pem"
         pem.write_text(Path(issued.certfile).read_text() + Path(issued.keyfile).read_text())
         return issued.certfile, issued.keyfile, str(pem)
@@ -234,7 +236,9 @@ modules:
                                                                   "INSTALLUSER=")
         ctl.write_text(text)
         ctl.chmod(0o755)
-        node = f"ejabberd-interop-{os.getpid()}@localhost"
+        # One name per Peers (its directory's suffix): a second test module in the same
+        # worker starts its own ejabberd before epmd has forgotten the previous one.
+        node = f"ejabberd-interop-{os.getpid()}-{self.root.name.rsplit('-', 1)[-1]}@localhost"
         # our own ejabberdctl.cfg and config dir: the packaged ones name /etc/ejabberd paths
         (home / "ejabberdctl.cfg").write_text(
             f'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'

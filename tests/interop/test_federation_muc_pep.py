@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
+from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET
 
 from suricate.core.server import Server
@@ -94,11 +95,22 @@ def peers() -> Iterator[P.Peers]:
 
 
 @contextlib.asynccontextmanager
-async def suricate(peers: P.Peers, tmp: Path) -> AsyncIterator[Server]:
+async def suricate(peers: P.Peers, tmp: Path, auth: str = "dialback") -> AsyncIterator[Server]:
     c2s = free_port()
-    toml = suricate_toml(peers, c2s, "dialback", SURICATE_MODULES)
+    toml = suricate_toml(peers, c2s, auth, SURICATE_MODULES)
     async with federated_server(tmp, P.SURICATE, toml, c2s, peers.s2s_port) as server:
         yield server
+
+
+def assert_muc_links(server: Server, pairs: set[tuple[str, str]], auth: str) -> None:
+    """The s2s streams between ``pairs`` (local, remote; one side a MUC service, a domain of
+    its own on s2s) authenticated as ``auth`` says, both ways."""
+    outgoing = {key: link.stream.auth_method for key, link in server.s2s.links.items()
+                if key in pairs and link.stream is not None}
+    assert outgoing == dict.fromkeys(pairs, auth)
+    incoming = {(stream.local, remote): method for stream in server.s2s.incoming
+                for remote, method in stream.auth_methods.items()}
+    assert {incoming.get(pair) for pair in pairs} == {auth}
 
 
 def _client(jid: str, plugins: tuple[str, ...]) -> Client:
@@ -210,11 +222,12 @@ async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     return got
 
 
+@pytest.mark.parametrize("auth", ["external", "dialback"])
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
 async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path,
-                                                  peer: str) -> None:
-    room = f"lounge-{peer}@conference.{P.SURICATE}"
-    async with suricate(peers, tmp_path) as server:
+                                                  peer: str, auth: str) -> None:
+    room = f"lounge-{peer}-{auth}@conference.{P.SURICATE}"
+    async with suricate(peers, tmp_path, auth) as server:
         sam = await ours(server, "sam", MUC_PLUGINS)
         guest = await theirs(peers, peer, PEERS[peer][1], MUC_PLUGINS)
         try:
@@ -241,21 +254,26 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
                 await asyncio.sleep(0.1)
             assert bodies == ["before", "hello from the guest", "hello from the owner"]
             assert [str(r["mam_result"]["id"]) for r in results[1:]] == ids
+            # The room's own s2s streams (conference.suricate.test <-> the peer's domain).
+            service = f"conference.{P.SURICATE}"
+            assert_muc_links(server, {(service, PEERS[peer][0])}, auth)
         finally:
             await disconnect(sam, guest)
 
 
+@pytest.mark.parametrize("auth", ["external", "dialback"])
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
 async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: Path,
-                                                      peer: str) -> None:
+                                                      peer: str, auth: str) -> None:
     domain, name, _ = PEERS[peer]
-    room = f"hall@conference.{domain}"
-    async with suricate(peers, tmp_path) as server:
+    room = f"hall-{auth}@conference.{domain}"
+    async with suricate(peers, tmp_path, auth) as server:
         sam = await ours(server, "sam", MUC_PLUGINS)
         host = await theirs(peers, peer, name, MUC_PLUGINS)
         try:
             await create_instant(host, room, "Owner")
             await room_basics(host, sam, room)
+            assert_muc_links(server, {(P.SURICATE, f"conference.{domain}")}, auth)
             # sam joins again, never having sent broadcast presence, and goes offline: the
             # room learns it from Suricate (RFC 6121 §4.6.3), no ghost occupant.
             await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
@@ -320,9 +338,10 @@ async def _fetch(client: Client, owner: str, node: str) -> list[Any]:
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
 async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Path,
                                                    peer: str) -> None:
-    domain, _, name = PEERS[peer]
+    domain, stranger_name, name = PEERS[peer]
     sam_name, their_jid = PEP_USER[peer], f"{name}@{domain}"
     sam_jid = f"{sam_name}@{P.SURICATE}"
+    avatar = "a" * 40
     async with suricate(peers, tmp_path) as server:
         await register(server, sam_name)
         # the mutual subscription (RFC 6121 §3), as the peer's roster has it from its start
@@ -330,10 +349,19 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
             P.SURICATE, sam_name, RosterItem(their_jid, subscription="both"))
         sam = await login(f"{sam_jid}/s", "127.0.0.1", server.c2s_port,  # type: ignore[attr-defined]
                           PEP_PLUGINS)
-        them = await theirs(peers, peer, name, PEP_PLUGINS)
+        them = stranger = None
         try:
             sam_events = await _interested(sam)
+            # The avatar metadata before the contact comes online, with the PEP default
+            # access model (presence, XEP-0163 §5: readable by presence subscribers).
+            await sam.plugin["xep_0060"].publish(sam_jid, AVATAR_METADATA, id=avatar,
+                                                 payload=_avatar_metadata(avatar), timeout=20)
+            them = await theirs(peers, peer, name, PEP_PLUGINS)
             their_events = await _interested(them)
+            # XEP-0163 §4.3.4: the contact's presence with +notify caps reached Suricate,
+            # which sends it the last item of the node.
+            item = await _notification(their_events, sam_jid, AVATAR_METADATA)
+            assert item["id"] == avatar
             # Suricate learnt the caps of the peer's client from the presence it sent sam
             # (XEP-0115 §6.3; a disco#info through s2s when the hash is new).
             caps = server.modules["mod_caps"]
@@ -346,18 +374,26 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
             else:
                 raise AssertionError(f"Suricate never learnt the caps of {their_jid}")
 
-            # Suricate -> peer: notifications (XEP-0163 §4.3), then an IQ get (§4.2 of
-            # XEP-0163 defers to XEP-0060 §6.5) to sam's bare JID from the peer's client.
+            # Suricate -> peer: a notification (XEP-0163 §4.3), then IQ gets (XEP-0060 §6.5)
+            # to sam's bare JID from the peer's client.
             await _publish(sam, DEVICELIST, "current", _devicelist(1111))
             item = await _notification(their_events, sam_jid, DEVICELIST)
             assert item["id"] == "current"
             assert item["payload"].find("{eu.siacs.conversations.axolotl}device").get(
                 "id") == "1111"
-            await _publish(sam, AVATAR_METADATA, "a" * 40, _avatar_metadata("a" * 40))
-            item = await _notification(their_events, sam_jid, AVATAR_METADATA)
-            assert item["id"] == "a" * 40
-            fetched = await _fetch(them, sam_jid, DEVICELIST)
-            assert [i["id"] for i in fetched] == ["current"]
+            assert [i["id"] for i in await _fetch(them, sam_jid, DEVICELIST)] == ["current"]
+            assert [i["id"] for i in await _fetch(them, sam_jid, AVATAR_METADATA)] == [avatar]
+            # Someone else on the peer, without a subscription, may read the open device
+            # list but not the presence-model avatar (XEP-0060 §6.5.9: not-authorized +
+            # presence-subscription-required).
+            stranger = await theirs(peers, peer, stranger_name, PEP_PLUGINS)
+            assert [i["id"] for i in await _fetch(stranger, sam_jid, DEVICELIST)] == ["current"]
+            with pytest.raises(IqError) as refused:
+                await _fetch(stranger, sam_jid, AVATAR_METADATA)
+            error = refused.value.iq["error"]
+            assert error["condition"] == "not-authorized"
+            assert error.xml.find("{http://jabber.org/protocol/pubsub#errors}"
+                                  "presence-subscription-required") is not None
 
             # peer -> Suricate: the peer notifies sam (it learnt sam's caps through s2s) and
             # sam fetches the peer user's item.
@@ -370,4 +406,4 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
             assert fetched[0]["payload"].find(
                 "{eu.siacs.conversations.axolotl}device").get("id") == "2222"
         finally:
-            await disconnect(sam, them)
+            await disconnect(*(c for c in (sam, them, stranger) if c is not None))
