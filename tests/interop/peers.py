@@ -27,9 +27,11 @@ from tests.s2s.pki import CertificateAuthority
 SURICATE_IP, PROSODY_IP, EJABBERD_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 SURICATE, PROSODY, EJABBERD = "suricate.test", "prosody.test", "ejabberd.test"
 ADDRESSES = {SURICATE: SURICATE_IP, PROSODY: PROSODY_IP, EJABBERD: EJABBERD_IP}
-# Each server's MUC service (conference.<domain>) is a domain of its own on s2s: the other
-# servers resolve it to the same address (RFC 6120 §3.2 would use its own SRV records).
-SERVICES = {f"conference.{domain}": ip for domain, ip in ADDRESSES.items()}
+# Each server's MUC and pubsub services (conference.<domain>, pubsub.<domain>) are domains
+# of their own on s2s: the other servers resolve them to the same address (RFC 6120 §3.2
+# would use their own SRV records).
+SERVICES = {f"{service}.{domain}": ip for domain, ip in ADDRESSES.items()
+            for service in ("conference", "pubsub")}
 ROUTES = {**ADDRESSES, **SERVICES}
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 START_TIMEOUT = 20.0
@@ -279,6 +281,16 @@ modules:
                 if done.returncode != 0:
                     raise RuntimeError(f"ejabberdctl add_rosteritem: {done.stdout} "
                                        f"{done.stderr}")
+
+    def kill(self) -> None:
+        """SIGKILL every peer: a crash, nobody is told (no unavailable presence, no closing
+        stream tag)."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+        self.procs.clear()
 
     def stop(self) -> None:
         # Each peer runs in its own session (process group) started here: signal that group,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -100,6 +101,13 @@ async def suricate(peers: P.Peers, tmp: Path, auth: str = "dialback") -> AsyncIt
     toml = suricate_toml(peers, c2s, auth, SURICATE_MODULES)
     async with federated_server(tmp, P.SURICATE, toml, c2s, peers.s2s_port) as server:
         yield server
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def assert_muc_links(server: Server, pairs: set[tuple[str, str]], auth: str) -> None:
@@ -407,3 +415,48 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
                 "{eu.siacs.conversations.axolotl}device").get("id") == "2222"
         finally:
             await disconnect(*(c for c in (sam, them, stranger) if c is not None))
+
+
+async def test_room_on_suricate_drops_the_occupant_of_a_crashed_server(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The peer crashes (SIGKILL: the room never gets its user's unavailable presence); the
+    next groupchat copy to that user bounces (remote-server-not-found from our s2s layer) and
+    the room removes the occupant with status 333 (XEP-0045 §15.6) instead of keeping a ghost.
+    A Prosody of its own: the module's peers stay up."""
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"interop peers missing under CI=true: {missing}")
+        pytest.skip(f"interop peers missing: {missing}")
+    own = P.make_peers()
+    room = f"crash@conference.{P.SURICATE}"
+    try:
+        own.start_prosody({"paula": "pass"})
+        async with suricate(own, tmp_path) as server:
+            sam = await ours(server, "sam", MUC_PLUGINS)
+            guest = await theirs(own, "prosody", "paula", MUC_PLUGINS)
+            await create_instant(sam, room, "Owner")
+            await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
+                                                         timeout=20)
+            await muc_presence(sam, f"{room}/Guest")
+            own.kill()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            gone = None
+            while gone is None and loop.time() < deadline:
+                sam.send_message(mto=room, mbody="anyone there?", mtype="groupchat")
+                with contextlib.suppress(TimeoutError):
+                    gone = await muc_presence(sam, f"{room}/Guest", "unavailable", timeout=2)
+            assert gone is not None, "the crashed server's user is still an occupant"
+            assert {str(c) for c in gone["muc"]["status_codes"]} == {"333"}
+            # Once: the removal's own copy to the unreachable user bounced at once, and that
+            # error did not start the removal again (nor crash the routing).
+            await asyncio.sleep(0.5)
+            again = [p for p in _drain(sam.muc_presences)  # type: ignore[attr-defined]
+                     if str(p["from"]) == f"{room}/Guest"]
+            assert again == []
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+            guest.abort()
+            await disconnect(sam)
+    finally:
+        P.remove(own)
