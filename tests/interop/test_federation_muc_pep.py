@@ -4,10 +4,14 @@ both sides, s2s with Server Dialback (XEP-0220) over TLS.
 
 - a peer's user joins a room at conference.suricate.test (XEP-0045 §7.2: occupants, history,
   groupchat, private messages, leaving) and reads its archive (XEP-0313 §4 on the room JID);
-- a Suricate user does the same in a room of the peer's MUC service;
+  members-only, invitation, nick conflict and kick with a remote user;
+- a Suricate user does the same in a room of the peer's MUC service (and reads its archive);
 - PEP (XEP-0163) both ways between contacts with a mutual subscription: notifications driven
-  by the other server's client caps (XEP-0115 over s2s, XEP-0163 §4.3.1) and item retrieval
-  by an IQ get to the account's bare JID (XEP-0060 §6.5)."""
+  by the other server's client caps (XEP-0115 over s2s, XEP-0163 §4.3.1), the last item at
+  presence (§4.3.4), item retrieval by an IQ get to the account's bare JID (XEP-0060 §6.5)
+  and the presence access model against a user without subscription;
+- the pubsub service pubsub.suricate.test used from the peer;
+- a peer crashing while its user is in a Suricate room (no ghost occupant)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
-from slixmpp.exceptions import IqError
+from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
 
 from suricate.core.server import Server
@@ -68,8 +72,11 @@ EJABBERD_MODULES = """
   mod_caps: {}
   mod_pubsub:
     plugins: ["flat", "pep"]
+  mod_mam: {}
   mod_muc:
     access_create: all
+    default_room_options:
+      mam: true
 """
 
 
@@ -269,6 +276,49 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
             await disconnect(sam, guest)
 
 
+@pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
+async def test_remote_user_and_a_members_only_room_on_suricate(peers: P.Peers, tmp_path: Path,
+                                                               peer: str) -> None:
+    """Affiliations hold remote bare JIDs like local ones: a members-only room refuses the
+    peer's user (XEP-0045 §7.2.7, registration-required), a mediated invitation (§7.8.2)
+    reaches it over s2s and makes it a member, a nick in use is a conflict (§7.2.9), and a
+    kick (§8.2, 307) reaches it."""
+    domain, name, _ = PEERS[peer]
+    room, their_jid = f"club-{peer}@conference.{P.SURICATE}", f"{name}@{domain}"
+    async with suricate(peers, tmp_path) as server:
+        sam = await ours(server, "sam", MUC_PLUGINS)
+        guest = await theirs(peers, peer, name, MUC_PLUGINS)
+        try:
+            guest.send_presence()  # the invitation goes to the bare JID (RFC 6121 §8.5.2)
+            await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Owner", timeout=20)
+            form = sam.plugin["xep_0004"].make_form(ftype="submit")
+            form.add_field(var="muc#roomconfig_membersonly", value=True)
+            await sam.plugin["xep_0045"].set_room_config(SJID(room), form, timeout=20)
+            with pytest.raises(PresenceError) as refused:
+                await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", timeout=20)
+            assert refused.value.presence["error"]["condition"] == "registration-required"
+
+            sam.plugin["xep_0045"].invite(SJID(room), SJID(their_jid), reason="join us")
+            while True:
+                invite = await guest.next_message(20)
+                if invite.xml.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}invite") is not None:
+                    break
+            assert str(invite["from"]) == room
+            with pytest.raises(PresenceError) as taken:
+                await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Owner", timeout=20)
+            assert taken.value.presence["error"]["condition"] == "conflict"
+            me, _, _, _ = await guest.plugin["xep_0045"].join_muc_wait(
+                SJID(room), "Guest", maxstanzas=0, timeout=20)
+            assert me["muc"]["affiliation"] == "member"
+
+            await sam.plugin["xep_0045"].set_role(SJID(room), "Guest", "none", reason="bye",
+                                                  timeout=20)
+            kicked = await muc_presence(guest, f"{room}/Guest", "unavailable")
+            assert {"110", "307"} <= {str(c) for c in kicked["muc"]["status_codes"]}
+        finally:
+            await disconnect(sam, guest)
+
+
 @pytest.mark.parametrize("auth", ["external", "dialback"])
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
 async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: Path,
@@ -282,6 +332,19 @@ async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: 
             await create_instant(host, room, "Owner")
             await room_basics(host, sam, room)
             assert_muc_links(server, {(P.SURICATE, f"conference.{domain}")}, auth)
+            # The peer's room archive (Prosody's muc_mam, ejabberd's mod_mam), asked by a
+            # Suricate user: the IQ goes out, the results and the <fin/> come back (XEP-0313
+            # §4). The peer's archive writes may lag a little.
+            bodies: list[str] = []
+            for _ in range(50):
+                results = [m async for m in sam.plugin["xep_0313"].iterate(
+                    jid=SJID(room), rsm={"max": 25})]
+                bodies = [str(r["mam_result"]["forwarded"]["stanza"]["body"])
+                          for r in results]
+                if len(bodies) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert bodies == ["before", "hello from the guest", "hello from the owner"]
             # sam joins again, never having sent broadcast presence, and goes offline: the
             # room learns it from Suricate (RFC 6121 §4.6.3), no ghost occupant.
             await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
@@ -415,6 +478,37 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
                 "{eu.siacs.conversations.axolotl}device").get("id") == "2222"
         finally:
             await disconnect(*(c for c in (sam, them, stranger) if c is not None))
+
+
+@pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
+async def test_peer_user_subscribes_to_the_pubsub_service(peers: P.Peers, tmp_path: Path,
+                                                          peer: str) -> None:
+    """pubsub.suricate.test is a domain of its own on s2s, like the MUC service: a peer's user
+    discovers it, subscribes to a node (XEP-0060 §6.1), gets the notification of a publish
+    (§7.1.2.1) and fetches the items (§6.5)."""
+    domain, name, _ = PEERS[peer]
+    service, node = f"pubsub.{P.SURICATE}", f"news-{peer}"
+    async with suricate(peers, tmp_path) as server:
+        owner = await ours(server, "publisher", PEP_PLUGINS)
+        reader = await theirs(peers, peer, name, PEP_PLUGINS)
+        try:
+            events: asyncio.Queue[Any] = asyncio.Queue()
+            reader.add_event_handler("pubsub_publish", events.put_nowait)
+            # RFC 6121 §8.5.2.1.1: the notification goes to the bare JID, delivered to the
+            # reader's available resources only.
+            reader.send_presence()
+            await owner.plugin["xep_0060"].create_node(service, node, timeout=20)
+            info = await reader.plugin["xep_0030"].get_info(jid=service, timeout=20)
+            assert ("pubsub", "service") in {i[:2] for i in info["disco_info"]["identities"]}
+            sub = await reader.plugin["xep_0060"].subscribe(service, node, timeout=20)
+            assert sub["pubsub"]["subscription"]["subscription"] == "subscribed"
+            await owner.plugin["xep_0060"].publish(service, node, id="n1",
+                                                   payload=_devicelist(7), timeout=20)
+            item = await _notification(events, service, node)
+            assert item["id"] == "n1"
+            assert [i["id"] for i in await _fetch(reader, service, node)] == ["n1"]
+        finally:
+            await disconnect(owner, reader)
 
 
 async def test_room_on_suricate_drops_the_occupant_of_a_crashed_server(
