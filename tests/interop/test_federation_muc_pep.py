@@ -1,6 +1,7 @@
 """Group chat and PEP across federation, against real Prosody 0.12 and ejabberd 23.01 (the
 peers of test_federation_interop.py, with their MUC and PEP modules on): slixmpp clients on
-both sides, s2s with Server Dialback (XEP-0220) over TLS.
+both sides, s2s over TLS with Server Dialback (XEP-0220), and for the rooms with SASL EXTERNAL
+(XEP-0178) too.
 
 - a peer's user joins a room at conference.suricate.test (XEP-0045 §7.2: occupants, history,
   groupchat, private messages, leaving) and reads its archive (XEP-0313 §4 on the room JID);
