@@ -65,6 +65,8 @@ class ModPresence(Module):
         (H.USER_SEND_PACKET, "user_send_presence", 80),
         (H.PRESENCE_TO_USER, "presence_to_user", 50),
         (H.UNSET_PRESENCE, "unset_presence", 50),
+        # Before mod_muc's (60), which drops the session from the local rooms quietly.
+        (H.SESSION_CLOSED, "session_closed", 50),
         (H.SESSION_HANDOVER, "handover", 50),
         (H.SESSION_SNAPSHOT, "snapshot", 50),
     )
@@ -184,6 +186,17 @@ class ModPresence(Module):
             return acc
         stanza = Element("presence", ns.CLIENT, {"type": "unavailable", "from": str(c2s.jid)})
         self._unavailable(c2s, stanza)
+        return acc
+
+    async def session_closed(self, acc: None, c2s: C2S, reason: str) -> None:
+        """A session that never sent broadcast presence has no UNSET_PRESENCE (the c2s runs it
+        for available sessions only), yet the entities it sent directed presence to must
+        still get its unavailable presence (RFC 6121 §4.6.3): rooms on other servers, which
+        only learn of the session's end this way."""
+        if c2s.presence is None and DIRECTED.get(c2s):
+            stanza = Element("presence", ns.CLIENT, {"type": "unavailable",
+                                                      "from": str(c2s.jid)})
+            self._unavailable(c2s, stanza)
         return acc
 
     # -- subscriptions the user sends (RFC 6121 §3.1.2, §3.1.5, §3.2.2, §3.3.2) ------------------

@@ -351,6 +351,22 @@ async def test_directed_presence_and_unavailable_on_logout(server: Server) -> No
     await disconnect(carol)
 
 
+async def test_directed_presence_without_initial_presence_ends_with_the_session(
+        server: Server) -> None:
+    """RFC 6121 §4.6.3: the entities a session sent directed presence to are told when it
+    ends, even if it never sent broadcast presence (a client that only joins rooms, e.g. a
+    room on another server, which would otherwise keep a ghost occupant)."""
+    await register(server, "alice", "carol")
+    alice = await client(server, "alice", "bot")
+    carol = await client(server, "carol", "desk")
+    carol.send_presence()
+    alice.send_presence(pto="carol@localhost/desk", pstatus="only this")
+    await presence_from(carol, "alice@localhost/bot")
+    await disconnect(alice)
+    await presence_from(carol, "alice@localhost/bot", "unavailable")
+    await disconnect(carol)
+
+
 async def test_probe_from_a_stranger_reveals_nothing(server: Server) -> None:
     await register(server, "alice", "mallory")
     alice = await client(server, "alice", "phone")

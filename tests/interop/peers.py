@@ -27,6 +27,12 @@ from tests.s2s.pki import CertificateAuthority
 SURICATE_IP, PROSODY_IP, EJABBERD_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 SURICATE, PROSODY, EJABBERD = "suricate.test", "prosody.test", "ejabberd.test"
 ADDRESSES = {SURICATE: SURICATE_IP, PROSODY: PROSODY_IP, EJABBERD: EJABBERD_IP}
+# Each server's MUC and pubsub services (conference.<domain>, pubsub.<domain>) are domains
+# of their own on s2s: the other servers resolve them to the same address (RFC 6120 §3.2
+# would use their own SRV records).
+SERVICES = {f"{service}.{domain}": ip for domain, ip in ADDRESSES.items()
+            for service in ("conference", "pubsub")}
+ROUTES = {**ADDRESSES, **SERVICES}
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 START_TIMEOUT = 20.0
 
@@ -79,20 +85,25 @@ class Peers:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def combined_pem(self, domain: str) -> tuple[str, str, str]:
-        issued = self.ca.issue(domain)
+        # The MUC service is named too, as a deployment's certificate would: with SASL
+        # EXTERNAL (XEP-0178) or checked certificates, conference.<domain> proves itself.
+        issued = self.ca.issue(domain, [domain, f"conference.{domain}"])
         pem = self.root / f"{domain}.pem"
         pem.write_text(Path(issued.certfile).read_text() + Path(issued.keyfile).read_text())
         return issued.certfile, issued.keyfile, str(pem)
 
     # -- Prosody --------------------------------------------------------------------------
-    def start_prosody(self, users: dict[str, str]) -> None:
+    def start_prosody(self, users: dict[str, str], modules: tuple[str, ...] = (),
+                      extra: str = "", rosters: dict[str, list[str]] | None = None) -> None:
+        """``modules``: more modules for the VirtualHost; ``extra``: more configuration
+        (components) after it; ``rosters``: user -> bare JIDs with a mutual subscription."""
         home = self.root / "prosody"
         (home / "plugins").mkdir(parents=True)
         data = home / "data"
         cert, key, _ = self.combined_pem(PROSODY)
         c2s = self.c2s_ports[PROSODY] = port_free_everywhere()
         overrides = ", ".join(f'["{d}"] = {{ "{ip}", {self.s2s_port} }}'
-                              for d, ip in ADDRESSES.items() if d != PROSODY)
+                              for d, ip in ROUTES.items() if not d.endswith(PROSODY))
         # The address override Prosody lacks (DESIGN §6): listed domains resolve to a fixed
         # address and port; no direct-TLS (xmpps-server) target for them.
         (home / "plugins" / "mod_s2s_override.lua").write_text(f"""
@@ -117,6 +128,13 @@ end
             accounts = data / "prosody%2etest" / "accounts"
             accounts.mkdir(parents=True, exist_ok=True)
             (accounts / f"{user}.dat").write_text(f'return {{ ["password"] = "{password}"; }};\n')
+        for user, contacts in (rosters or {}).items():
+            roster = data / "prosody%2etest" / "roster"
+            roster.mkdir(parents=True, exist_ok=True)
+            items = "".join(f'["{c}"] = {{ subscription = "both"; groups = {{}}; }}; '
+                            for c in contacts)
+            (roster / f"{user}.dat").write_text(
+                f"return {{ [false] = {{ version = 1; pending = {{}}; }}; {items}}};\n")
         cfg = home / "prosody.cfg.lua"
         cfg.write_text(f"""
 run_as_root = true
@@ -129,7 +147,8 @@ c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {self.s2s_port} }}
 c2s_direct_tls_ports = {{ }}
 s2s_direct_tls_ports = {{ }}
-modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "s2s_override" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "s2s_override",
+                    {"".join(f'"{m}", ' for m in modules)}}}
 modules_disabled = {{ "s2s_bidi", "posix" }}
 authentication = "internal_plain"
 storage = "internal"
@@ -139,6 +158,7 @@ s2s_secure_auth = false
 ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
 VirtualHost "{PROSODY}"
   ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
+{extra}
 """)
         log = home / "prosody.log"
         out = open(home / "stdout.log", "wb")  # noqa: SIM115 - closed with the process
@@ -149,7 +169,10 @@ VirtualHost "{PROSODY}"
         wait_port(PROSODY_IP, self.s2s_port, proc, log)
 
     # -- ejabberd -------------------------------------------------------------------------
-    def start_ejabberd(self, users: dict[str, str]) -> None:
+    def start_ejabberd(self, users: dict[str, str], modules: str = "",
+                       rosters: dict[str, list[str]] | None = None) -> None:
+        """``modules``: more lines of the ``modules:`` section (YAML, two spaces in);
+        ``rosters``: user -> bare JIDs with a mutual subscription."""
         home = self.root / "ejabberd"
         (home / "spool").mkdir(parents=True)
         (home / "logs").mkdir()
@@ -158,7 +181,7 @@ VirtualHost "{PROSODY}"
         hosts = home / "hosts"
         # localhost too: the Erlang distribution (ejabberdctl -> node) resolves it
         hosts.write_text("127.0.0.1 localhost\n"
-                         + "".join(f"{ip} {d}\n" for d, ip in ADDRESSES.items()))
+                         + "".join(f"{ip} {d}\n" for d, ip in ROUTES.items()))
         (home / "inetrc").write_text("{lookup,[\"native\"]}.\n")
         cfg = home / "ejabberd.yml"
         cfg.write_text(f"""
@@ -206,6 +229,7 @@ modules:
   mod_disco: {{}}
   mod_s2s_dialback: {{}}
   mod_offline: {{}}
+{modules}
 """)
         # A copy of ejabberdctl that runs as the current user (the packaged one switches to
         # the ejabberd user, who cannot read a test's private directory).
@@ -214,7 +238,9 @@ modules:
                                                                   "INSTALLUSER=")
         ctl.write_text(text)
         ctl.chmod(0o755)
-        node = f"ejabberd-interop-{os.getpid()}@localhost"
+        # One name per Peers (its directory's suffix): a second test module in the same
+        # worker starts its own ejabberd before epmd has forgotten the previous one.
+        node = f"ejabberd-interop-{os.getpid()}-{self.root.name.rsplit('-', 1)[-1]}@localhost"
         # our own ejabberdctl.cfg and config dir: the packaged ones name /etc/ejabberd paths
         (home / "ejabberdctl.cfg").write_text(
             f'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'
@@ -246,6 +272,25 @@ modules:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"ejabberdctl register: {done.stdout} {done.stderr}")
                 time.sleep(0.3)
+        for user, contacts in (rosters or {}).items():
+            for contact in contacts:
+                local, host = contact.split("@")
+                done = subprocess.run([*base, "add_rosteritem", user, EJABBERD, local, host,
+                                       local, "", "both"], env=env, timeout=30,
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"ejabberdctl add_rosteritem: {done.stdout} "
+                                       f"{done.stderr}")
+
+    def kill(self) -> None:
+        """SIGKILL every peer: a crash, nobody is told (no unavailable presence, no closing
+        stream tag)."""
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+        self.procs.clear()
 
     def stop(self) -> None:
         # Each peer runs in its own session (process group) started here: signal that group,

@@ -63,7 +63,8 @@ def peers() -> Iterator[P.Peers]:
             P.remove(peers)
 
 
-def suricate_toml(peers: P.Peers, c2s_port: int, auth: str) -> str:
+def suricate_toml(peers: P.Peers, c2s_port: int, auth: str, modules: str = "") -> str:
+    """``modules``: more module sections (TOML) after the basic ones."""
     cert, key, _ = peers.combined_pem(P.SURICATE)
     if auth == "external":
         listen_verify = f'tls.cacertfile = "{peers.ca.certfile}"'
@@ -80,8 +81,8 @@ tls.cacertfile = "{peers.ca.certfile}"
 host = "{domain}"
 ip_address = "{ip}"
 port = {peers.s2s_port}
-""" for domain, ip in P.ADDRESSES.items() if domain != P.SURICATE)
-    modules = "\n".join(f"[modules.{m}]" for m in (
+""" for domain, ip in P.ROUTES.items() if not domain.endswith(P.SURICATE))
+    basic = "\n".join(f"[modules.{m}]" for m in (
         "mod_disco", "mod_ping", "mod_presence", "mod_roster", "mod_offline"))
     return f"""
 {general_toml(P.SURICATE)}
@@ -107,6 +108,7 @@ max_retry_delay = 2
 {outgoing_tls}
 {addresses}
 
+{basic}
 {modules}
 """
 

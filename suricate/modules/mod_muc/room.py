@@ -61,6 +61,11 @@ MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
 _AFF_RANK = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
+# Stanza error conditions (RFC 6120 §8.3.3) saying an address cannot take stanzas any more:
+# an occupant's session answering the room with one of them leaves (Room._error_reply).
+_UNREACHABLE = frozenset({"gone", "item-not-found", "recipient-unavailable", "redirect",
+                          "remote-server-not-found", "remote-server-timeout",
+                          "service-unavailable"})
 
 _iq_ids = itertools.count(1)
 
@@ -141,6 +146,10 @@ class Room:
         self.affiliations: dict[JID, tuple[str, str]] = affiliations or {}
         self.occupants: dict[str, Occupant] = {}
         self.by_jid: dict[JID, Occupant] = {}  # every session of every occupant
+        # Sessions being removed now: the unavailable presence sent to one that cannot be
+        # reached may bounce back at once (our s2s layer bounces while its link is down),
+        # and that error must not remove the session again (_session_gone, re-entered).
+        self._leaving: set[JID] = set()
         #: bare JID -> its sessions in the room, under any nick (``_attach``, ``_detach``):
         #: the account counts as in the room once (max_user_conferences).
         self._sessions_of: dict[JID, int] = {}
@@ -510,6 +519,16 @@ class Room:
         cleaned). The last session takes the occupant with it: everybody sees it go. One of
         several goes alone: it gets its own unavailable presence (110), the others see
         nothing, unless what the nick shows changes (the most recent session's presence)."""
+        if jid in self._leaving:
+            return
+        self._leaving.add(jid)
+        try:
+            self._session_leaves(occ, jid, codes, presence)
+        finally:
+            self._leaving.discard(jid)
+
+    def _session_leaves(self, occ: Occupant, jid: JID, codes: Iterable[str],
+                        presence: Element | None) -> None:
         if len(occ.sessions) == 1:
             if presence is not None:
                 occ.update(jid, presence)
@@ -527,8 +546,13 @@ class Room:
     def _remove(self, occ: Occupant, codes: Iterable[str] = (), **extra: Any) -> None:
         """The occupant leaves with all its sessions (a kick, a ban, its last session)."""
         extra.setdefault("role", "none")  # §7.14: an occupant who left has no role
-        self._broadcast_presence(occ, codes=codes, ptype="unavailable", **extra)
-        self._drop(occ)
+        marked = set(occ.sessions) - self._leaving
+        self._leaving |= marked  # its own copy may bounce back at once (see __init__)
+        try:
+            self._broadcast_presence(occ, codes=codes, ptype="unavailable", **extra)
+            self._drop(occ)
+        finally:
+            self._leaving -= marked
 
     def _drop(self, occ: Occupant) -> None:
         self.occupants.pop(occ.nick, None)
@@ -591,6 +615,7 @@ class Room:
     def _message_to_room(self, frm: JID, stanza: Element) -> None:
         mtype = stanza.attrs.get("type", "normal")
         if mtype == "error":
+            self._error_reply(frm, stanza)
             return
         occ = self.by_jid.get(frm)
         if mtype != "groupchat":
@@ -715,10 +740,30 @@ class Room:
             self.module.write(self, self.module.store.set_subject(
                 self.jid.domain, self.jid.local or "", subject, occ.nick))
 
+    def _error_reply(self, frm: JID, stanza: Element) -> None:
+        """A message error from an occupant's session, to the room or to an occupant JID (the
+        room's copies come from there): if it says the session cannot be reached, the session
+        leaves with status 333 (XEP-0045 §15.6: "removed because of an error reply (for
+        example when an s2s link fails between the MUC and the removed user's server)").
+        A user's server that crashed never sends the room its unavailable presence (RFC 6121
+        §4.6.3); then every groupchat copy comes back service-unavailable (RFC 6121
+        §8.5.3.2.1) or remote-server-not-found (our s2s layer, RFC 6120 §8.3.3.16), and
+        the ghost occupant would stay forever. Other errors (a client refusing one private
+        message) change nothing."""
+        occ = self.by_jid.get(frm)
+        if occ is None:
+            return
+        error = stanza.find("error", stanza.xmlns)
+        conditions = {child.name for child in error.elements()
+                      if child.xmlns == ns.STANZAS_ERRORS} if error is not None else set()
+        if conditions & _UNREACHABLE:
+            self._session_gone(occ, frm, codes=("333",))
+
     def _private_message(self, frm: JID, nick: str, stanza: Element) -> None:
         """§7.5: a message to an occupant JID goes to the occupant's real JID."""
         mtype = stanza.attrs.get("type", "normal")
         if mtype == "error":
+            self._error_reply(frm, stanza)
             return
         if mtype == "groupchat":
             self._error(stanza, "bad-request", "private messages are not groupchat")
