@@ -241,6 +241,15 @@ async def test_a_roster_group_item_matches(server: Server) -> None:
     assert (await alice.next_message())["body"] == "from a friend"
     await barrier(carol, alice)
     assert alice.messages.empty()
+
+    # §2.2 rule 9: a roster change during the session counts at once (bob is an enemy now).
+    bob_errors = message_errors(bob)
+    await alice.update_roster("bob@localhost", groups=["Enemies"])
+    bob.send_message(mto="alice@localhost/phone", mbody="still friends?", mtype="chat")
+    assert (await asyncio.wait_for(bob_errors.get(), 5))["error"]["condition"] == \
+        "service-unavailable"
+    await barrier(bob, alice)
+    assert no_chat(alice)
     await disconnect(alice, bob, carol)
 
 

@@ -35,7 +35,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, SessionSlot
+from suricate.core.module import Module, SessionSlot, session_state_changed
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_privacy.lists import (
     MAX_NAME,
@@ -45,7 +45,7 @@ from suricate.modules.mod_privacy.lists import (
     outbound_kind,
     parse_items,
 )
-from suricate.modules.mod_privacy.store import PRESENCE_OUT, PrivacyStore
+from suricate.modules.mod_privacy.store import PRESENCE_OUT, PrivacyItem, PrivacyStore
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
@@ -123,6 +123,8 @@ class ModPrivacy(Module):
         (H.USER_RECEIVE_PACKET, "filter_inbound", 11),
         (H.PRESENCE_TO_USER, "filter_presence_to_user", 11),
         (H.PRIVACY_CHECK_INBOUND, "check_offline", 51),
+        (H.SESSION_HANDOVER, "handover", 50),
+        (H.SESSION_SNAPSHOT, "snapshot", 50),
     )
     iq_handlers = (("sm", ns.PRIVACY, "handle_iq"),)
     store_class = PrivacyStore
@@ -145,9 +147,32 @@ class ModPrivacy(Module):
             log.exception("privacy_load_failed user=%s", user)
             c2s.stream_error(StreamError("internal-server-error"))
             return acc
-        if found is not None:
-            _set_applied(c2s, None, PrivacyList.build(*found))
+        # A session resumed from another node may have brought its active list already.
+        applied = APPLIED.get(c2s)
+        _set_applied(c2s, applied.active if applied is not None else None,
+                     PrivacyList.build(*found) if found is not None else None)
         return acc
+
+    def handover(self, state: dict[str, Any], c2s: C2S, moved_in: bool) -> dict[str, Any]:
+        """A session resumed on another node (XEP-0198 §5) keeps its active list (§2.4:
+        for the duration of the session); the default list is the account's, read there."""
+        if moved_in:
+            plain = state.get(APPLIED.key)
+            if plain:
+                applied = APPLIED.get(c2s)
+                _set_applied(c2s, _load_list(plain),
+                             applied.default if applied is not None else None)
+                session_state_changed(c2s)
+            return state
+        state = self.snapshot(state, c2s)
+        APPLIED.pop(c2s)
+        return state
+
+    def snapshot(self, state: dict[str, Any], c2s: C2S) -> dict[str, Any]:
+        applied = APPLIED.get(c2s)
+        if applied is not None and applied.active is not None:
+            state[APPLIED.key] = _dump_list(applied.active)
+        return state
 
     def _sessions(self, user: JID) -> list[C2S]:
         return cast("list[C2S]", self.server.sessions.resources(user))
@@ -184,6 +209,8 @@ class ModPrivacy(Module):
         """Set what ``session`` applies; contacts that see its presence learn of the change."""
         before = APPLIED.get(session)
         _set_applied(session, active, default)
+        if (before.active if before is not None else None) is not active:
+            session_state_changed(session)  # the session's Redis copy takes the new one
         self._presence_after_change(session, before.effective if before else None,
                                     active if active is not None else default)
 
@@ -449,6 +476,17 @@ class ModPrivacy(Module):
             roster = roster_module(self.server)
             item = None if roster is None else await roster.get_roster_item(user, contact.bare)
         return default.denies(kind, contact, item)
+
+
+def _dump_list(plist: PrivacyList) -> list[Any]:
+    """An active list as plain data (it travels marshalled with a resumed session)."""
+    return [plist.name, [[i, "deny" if r.deny else "allow", r.type, r.value, r.kinds]
+                         for i, r in enumerate(plist.rules)]]
+
+
+def _load_list(plain: list[Any]) -> PrivacyList:
+    name, rules = plain
+    return PrivacyList.build(name, [PrivacyItem(*rule) for rule in rules])
 
 
 def _exempt(user: JID, other: JID) -> bool:
