@@ -99,3 +99,17 @@ def test_the_active_list_moves_with_a_resumed_session() -> None:
     assert moved.active.name == "work"
     assert moved.active.denies(MESSAGE, J("s@x.lit"), None)
     assert not moved.active.denies(IQ, J("s@x.lit"), None)
+
+
+async def test_personal_data_lists_every_item(tmp_path: Path) -> None:
+    async with module_server(tmp_path, "[modules.mod_privacy]") as server:
+        module = server.modules["mod_privacy"]
+        await module.store.set_list("localhost", "alice", "b", [
+            PrivacyItem(2, "allow"), PrivacyItem(1, "deny", "jid", "s@x.lit", MESSAGE | IQ)])
+        await module.store.set_list("localhost", "bob", "a", [PrivacyItem(1, "deny")])
+        [data] = await module.personal_data(J("alice@localhost"))
+        assert data.name == "privacy_lists"
+        assert data.rows == [
+            ("b", "jid", "s@x.lit", "deny", 1, False, True, True, False, False),
+            ("b", "", "", "allow", 2, True, False, False, False, False),
+        ]

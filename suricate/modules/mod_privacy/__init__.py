@@ -35,7 +35,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, SessionSlot, session_state_changed
+from suricate.core.module import Module, PersonalData, SessionSlot, session_state_changed
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_privacy.lists import (
     MAX_NAME,
@@ -45,7 +45,14 @@ from suricate.modules.mod_privacy.lists import (
     outbound_kind,
     parse_items,
 )
-from suricate.modules.mod_privacy.store import PRESENCE_OUT, PrivacyItem, PrivacyStore
+from suricate.modules.mod_privacy.store import (
+    IQ,
+    MESSAGE,
+    PRESENCE_IN,
+    PRESENCE_OUT,
+    PrivacyItem,
+    PrivacyStore,
+)
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
@@ -135,6 +142,20 @@ class ModPrivacy(Module):
 
     async def stop(self) -> None:
         self.server.cluster.off(CAST_TOPIC)
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's lists, one row per item, for GDPR retrieval (MongooseIM's
+        ``privacy_lists`` columns: the kinds of an item as match_* flags)."""
+        rows = await self.store.user_rows(
+            "privacy_list_items", ("name", "type", "value", "action", "ord", "stanzas"),
+            jid.domain, jid.local or "", "name, ord")
+        columns = ("name", "type", "value", "action", "order", "match_all", "match_iq",
+                   "match_message", "match_presence_in", "match_presence_out")
+        return [PersonalData("privacy_lists", columns, [
+            (name, type_ or "", value or "", action, int(order), not kinds,
+             bool(kinds & IQ), bool(kinds & MESSAGE), bool(kinds & PRESENCE_IN),
+             bool(kinds & PRESENCE_OUT))
+            for name, type_, value, action, order, kinds in rows])]
 
     # -- the cache ----------------------------------------------------------------------------
     async def load_default(self, acc: Any, c2s: C2S) -> Any:
@@ -416,7 +437,7 @@ class ModPrivacy(Module):
         # reaching several resources is answered by a lone resource only, so that the sender
         # is not told "unavailable" about a copy another resource took.
         name, stype = stanza.name, stanza.attrs.get("type")
-        if (name == "iq" and stype in ("get", "set")) or (name == "message" and (
+        if (name == "iq" and stype in ("get", "set")) or (_answered_message(stanza) and (
                 _jid_attr(stanza, "to") == c2s.jid
                 or len(self._sessions(c2s.jid.bare)) <= 1)):
             self.server.router.bounce(stanza, StanzaError("service-unavailable"))
@@ -462,7 +483,7 @@ class ModPrivacy(Module):
         if not allow or _exempt(user, frm):
             return allow
         if await self._default_denies(user.bare, frm, inbound_kind(stanza)):
-            if stanza.name == "message":
+            if _answered_message(stanza):
                 self.server.router.bounce(stanza, StanzaError("service-unavailable"))
             return H.Stop(False)
         return allow
@@ -487,6 +508,12 @@ def _dump_list(plist: PrivacyList) -> list[Any]:
 def _load_list(plain: list[Any]) -> PrivacyList:
     name, rules = plain
     return PrivacyList.build(name, [PrivacyItem(*rule) for rule in rules])
+
+
+def _answered_message(stanza: Element) -> bool:
+    """A denied message that gets §2.14's error: not a groupchat message, since an error
+    sent back to a room (XEP-0045, MUC Light) may remove the user from it."""
+    return stanza.name == "message" and stanza.attrs.get("type") != "groupchat"
 
 
 def _exempt(user: JID, other: JID) -> bool:
