@@ -113,3 +113,15 @@ async def test_personal_data_lists_every_item(tmp_path: Path) -> None:
             ("b", "jid", "s@x.lit", "deny", 1, False, True, True, False, False),
             ("b", "", "", "allow", 2, True, False, False, False, False),
         ]
+
+
+async def test_lists_go_with_the_account(tmp_path: Path) -> None:
+    async with module_server(tmp_path, "[modules.mod_privacy]") as server:
+        store = server.modules["mod_privacy"].store
+        for name in ("alice", "bob"):
+            await server.auth.register(J(f"{name}@localhost"), "pw")
+            await store.set_list("localhost", name, "l", [PrivacyItem(1, "deny")])
+            await store.set_default("localhost", name, "l")
+        assert await server.auth.remove(J("alice@localhost"))
+        assert await store.list_names("localhost", "alice") == ([], None)
+        assert await store.list_names("localhost", "bob") == (["l"], "l")
