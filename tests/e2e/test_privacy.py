@@ -345,3 +345,26 @@ async def test_blocking_and_privacy_together_refuse_if_either_does(server: Serve
     assert alice.messages.empty()
     assert bob_errors.empty()
     await disconnect(alice, bob, carol)
+
+
+async def test_unblocking_does_not_show_presence_a_privacy_list_denies(server: Server) -> None:
+    await roster(server, "alice", "bob", "both")
+    await roster(server, "bob", "alice", "both")
+    bob = await user(server, "bob", "laptop")
+    bob.send_presence()
+    alice = await user(server, "alice", "phone")
+    await raw_iq(alice, "set", f"<query xmlns='{PRIVACY}'><list name='hide'><item type='jid' "
+                               "value='bob@localhost' action='deny' order='1'><presence-out/>"
+                               "</item></list></query>")
+    await alice.plugin["xep_0016"].activate("hide")
+    await alice.plugin["xep_0191"].block("bob@localhost")
+    alice.send_presence(pstatus="here")
+    # XEP-0191 §3.4: an unblocked subscriber gets the current presence, unless XEP-0016's
+    # presence-out still denies it (either module refusing is enough).
+    await alice.plugin["xep_0191"].unblock("bob@localhost")
+    await barrier(alice, bob)
+    while not bob.presences.empty():
+        seen = bob.presences.get_nowait()
+        shown = str(seen["from"]) == "alice@localhost/phone" and seen["type"] != "unavailable"
+        assert not shown, seen
+    await disconnect(alice, bob)
