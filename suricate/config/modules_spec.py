@@ -99,7 +99,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_jingle_sip",
     "mod_keystore",
     "mod_muc_log",
-    "mod_privacy",
     "mod_push_service_mongoosepush",
     "mod_shared_roster_ldap",
     "mod_websockets",

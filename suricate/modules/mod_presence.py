@@ -18,6 +18,7 @@ from suricate.core import hooks as H
 from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
+from suricate.modules.mod_privacy import denies_presence_out
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol import subscription as sub
@@ -129,7 +130,7 @@ class ModPresence(Module):
             return
         # §4.2.2: probe the contacts the user is subscribed to (§4.3.1: from the bare JID).
         for contact, item in roster.items():
-            if _state(item).has_to and not self._blocked(c2s, contact):
+            if _state(item).has_to and not self._blocked(c2s, contact, notification=False):
                 probe = Element("presence", ns.CLIENT, {"type": "probe", "from": str(user),
                                                          "to": str(contact)})
                 self.server.router.route(user, contact, probe)
@@ -307,9 +308,14 @@ class ModPresence(Module):
         return cache if cache is not None else {}
 
     @staticmethod
-    def _blocked(c2s: Any, jid: JID) -> bool:
+    def _blocked(c2s: Any, jid: JID, notification: bool = True) -> bool:
+        """Whether the user's presence from ``c2s`` must not go to ``jid``: XEP-0191's
+        blocklist, or XEP-0016's list the session applies (presence-out for notifications,
+        §2.11); both are one dict lookup when their module is off."""
         blocked = BLOCKLIST.get(c2s)
-        return is_blocked(blocked, jid) if blocked else False
+        if blocked and is_blocked(blocked, jid):
+            return True
+        return denies_presence_out(c2s, jid, notification)
 
     async def start(self) -> None:
         self.server.cluster.on(CAST_TOPIC, self._show_subscription)

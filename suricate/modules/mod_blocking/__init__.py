@@ -35,6 +35,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.store import BlockingStore
+from suricate.modules.mod_privacy import denies_presence_out
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
@@ -256,7 +257,9 @@ class ModBlocking(Module):
         for session in available:
             assert session.presence is not None
             for target in subscribers:
-                if is_blocked(blocklist(session), target):
+                # Another item still blocks it, or an XEP-0016 list denies it presence-out.
+                if is_blocked(blocklist(session), target) or \
+                        denies_presence_out(session, target):
                     continue
                 presence = session.presence.copy()
                 presence.attrs["from"] = str(session.jid)
