@@ -238,6 +238,23 @@ async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     return got
 
 
+def _bodies(results: list[Any]) -> list[str]:
+    return [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in results]
+
+
+async def room_archive(client: Any, room: str, at_least: int) -> list[Any]:
+    """The room's archive (XEP-0313 §4 on the room JID) as ``client`` reads it, over s2s,
+    once it holds ``at_least`` messages: archive writers on either server lag a little."""
+    results: list[Any] = []
+    for _ in range(50):
+        results = [m async for m in client.plugin["xep_0313"].iterate(
+            jid=SJID(room), rsm={"max": 25})]
+        if len(results) >= at_least:
+            break
+        await asyncio.sleep(0.1)
+    return results
+
+
 @pytest.mark.parametrize("auth", ["external", "dialback"])
 @pytest.mark.parametrize("peer", ["prosody", "ejabberd"])
 async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path,
@@ -260,15 +277,8 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
             assert all(str(m["stanza_id"]["by"]) == room for m in got) and all(ids)
             # XEP-0313 §4 on the room JID, asked over s2s by the peer's user (the room is
             # open: anyone may read its archive); the archive writer flushes every 100 ms.
-            for _ in range(50):
-                results = [m async for m in guest.plugin["xep_0313"].iterate(
-                    jid=SJID(room), rsm={"max": 25})]
-                bodies = [str(r["mam_result"]["forwarded"]["stanza"]["body"])
-                          for r in results]
-                if len(bodies) >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            assert bodies == ["before", "hello from the guest", "hello from the owner"]
+            results = await room_archive(guest, room, 3)
+            assert _bodies(results) == ["before", "hello from the guest", "hello from the owner"]
             assert [str(r["mam_result"]["id"]) for r in results[1:]] == ids
             # The room's own s2s streams (conference.suricate.test <-> the peer's domain).
             service = f"conference.{P.SURICATE}"
@@ -336,16 +346,8 @@ async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: 
             # The peer's room archive (Prosody's muc_mam, ejabberd's mod_mam), asked by a
             # Suricate user: the IQ goes out, the results and the <fin/> come back (XEP-0313
             # §4). The peer's archive writes may lag a little.
-            bodies: list[str] = []
-            for _ in range(50):
-                results = [m async for m in sam.plugin["xep_0313"].iterate(
-                    jid=SJID(room), rsm={"max": 25})]
-                bodies = [str(r["mam_result"]["forwarded"]["stanza"]["body"])
-                          for r in results]
-                if len(bodies) >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            assert bodies == ["before", "hello from the guest", "hello from the owner"]
+            results = await room_archive(sam, room, 3)
+            assert _bodies(results) == ["before", "hello from the guest", "hello from the owner"]
             # sam joins again, never having sent broadcast presence, and goes offline: the
             # room learns it from Suricate (RFC 6121 §4.6.3), no ghost occupant.
             await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,

@@ -106,14 +106,21 @@ def denies_presence_out(session: Any, contact: JID, notification: bool = True) -
     notification (available/unavailable, §2.11) or, with ``notification`` False, another
     presence (a probe), which only whole-stanza items stop (§2.13). For mod_presence, which
     broadcasts for the user; False at once for a session without a list."""
+    return _denies(session, contact, PRESENCE_OUT if notification else 0)
+
+
+def _denies(session: Any, peer: JID | None, kind: int) -> bool:
+    """Whether the list ``session`` applies (its active one, else the default) denies
+    ``kind`` with ``peer`` (§2.13). No list, no peer, or the user's own entities
+    (``_exempt``): nothing is denied."""
     applied: Applied | None = session.module_state.get(_APPLIED_KEY)
-    if applied is None:
+    if applied is None or peer is None:
         return False
     plist = applied.effective
-    if plist is None or _exempt(session.jid, contact):
+    if plist is None or _exempt(session.jid, peer):
         return False
-    item = _roster_item(session, contact) if plist.needs_roster else None
-    return plist.denies(PRESENCE_OUT if notification else 0, contact, item)
+    item = _roster_item(session, peer) if plist.needs_roster else None
+    return plist.denies(kind, peer, item)
 
 
 class ModPrivacy(Module):
@@ -422,15 +429,8 @@ class ModPrivacy(Module):
         """§2.9, §2.10, §2.12, §2.13 with §2.14's answers, for a stanza to this session."""
         if stanza is None:
             return None
-        applied: Applied | None = c2s.module_state.get(_APPLIED_KEY)
-        if applied is None:
-            return stanza
-        plist = applied.effective
-        frm = _jid_attr(stanza, "from")
-        if plist is None or frm is None or _exempt(c2s.jid, frm):
-            return stanza
-        item = _roster_item(c2s, frm) if plist.needs_roster else None
-        if not plist.denies(inbound_kind(stanza), frm, item):
+        if _APPLIED_KEY not in c2s.module_state or \
+                not _denies(c2s, _jid_attr(stanza, "from"), inbound_kind(stanza)):
             return stanza
         # §2.14: IQ get/set MUST get an error (service-unavailable), a message SHOULD (the
         # 1.5 change: no more "black hole"), presence MUST NOT. A message to the bare JID
@@ -448,16 +448,9 @@ class ModPrivacy(Module):
         message or IQ is answered ``not-acceptable``, a presence dropped."""
         if stanza is None:
             return None
-        applied: Applied | None = c2s.module_state.get(_APPLIED_KEY)
-        if applied is None:
-            return stanza
-        plist = applied.effective
-        to = _jid_attr(stanza, "to")
         # Without 'to', a presence is a broadcast: mod_presence asks denies_presence_out.
-        if plist is None or to is None or _exempt(c2s.jid, to):
-            return stanza
-        item = _roster_item(c2s, to) if plist.needs_roster else None
-        if not plist.denies(outbound_kind(stanza), to, item):
+        if _APPLIED_KEY not in c2s.module_state or \
+                not _denies(c2s, _jid_attr(stanza, "to"), outbound_kind(stanza)):
             return stanza
         if stanza.name != "presence" and stanza.attrs.get("type") not in ("error", "result"):
             c2s.send(error_reply(stanza, StanzaError("not-acceptable", type_="cancel")))
