@@ -48,7 +48,8 @@ class Elsewhere(Protocol):
 
 
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds")
+    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds",
+                 "_route_filters_seen", "_route_filtered")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -60,6 +61,10 @@ class Router:
         # While route_held runs: what the stanza's slow paths will have done when they
         # complete (``hold``).
         self._holds: list[Awaitable[None]] | None = None
+        # Whether FILTER_LOCAL_ROUTE has handlers, as of hooks version ``_route_filters_seen``:
+        # every stanza asks, nearly every server has none (mod_domain_isolation adds one).
+        self._route_filters_seen = -1
+        self._route_filtered = False
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
@@ -114,7 +119,11 @@ class Router:
 
     def _route(self, frm: JID, to: JID, stanza: Element) -> None:
         if self.server.is_local_domain(to.domain):
-            if self.hooks.has(H.FILTER_LOCAL_ROUTE):
+            hooks = self.hooks
+            if hooks.version != self._route_filters_seen:
+                self._route_filters_seen = hooks.version
+                self._route_filtered = hooks.has(H.FILTER_LOCAL_ROUTE)
+            if self._route_filtered:
                 filtered = self.hooks.fold(H.FILTER_LOCAL_ROUTE, stanza, frm, to)
                 if filtered is None:
                     return
