@@ -94,7 +94,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 UNAVAILABLE_MODULES: list[str] = [
     "mod_amp",
     "mod_auth_token",
-    "mod_cache_users",
     "mod_global_distrib",
     "mod_jingle_sip",
     "mod_keystore",

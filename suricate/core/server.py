@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.auth.service import AuthService
 from suricate.config.host_config import host_view, overridden
@@ -59,6 +59,14 @@ log = logging.getLogger("suricate.server")
 HttpHandlerFactory = Callable[["Server", Mapping[str, Any]], "HttpHandler"]
 
 
+
+class UserCache(Protocol):
+    """What ``Server.user_exists`` asks of a cache of existing accounts (mod_cache_users)."""
+
+    def __contains__(self, key: str) -> bool: ...
+
+    def add(self, key: str) -> None: ...
+
 class Server:
     def __init__(self, cfg: Mapping[str, Any], base_dir: Path,
                  module_registry: Mapping[str, type[Module]],
@@ -88,6 +96,8 @@ class Server:
         self.router = Router(self)
         # What spans nodes (sm_backend = "redis"); nothing but a table of handlers otherwise.
         self.cluster = Cluster()
+        # mod_cache_users' set of accounts known to exist (user_exists); None without it.
+        self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
         self._s2s: S2SService | None = None
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
@@ -440,7 +450,18 @@ class Server:
     async def user_exists(self, jid: JID) -> bool:
         if jid.local is None or not self.is_local_domain(jid.domain):
             return False
-        return await self.auth.user_exists(jid)
+        cache = self.user_cache
+        if cache is None:
+            return await self.auth.user_exists(jid)
+        # mod_cache_users: accounts found are remembered (never a "no": an account
+        # registered a moment ago must not be refused).
+        key = str(jid.bare)
+        if key in cache:
+            return True
+        exists = await self.auth.user_exists(jid)
+        if exists:
+            cache.add(key)
+        return exists
 
     def access_allows(self, rule: str, user: JID) -> bool:
         """Access rule ``rule`` for a JID of ours, checked for its own domain."""
