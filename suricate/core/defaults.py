@@ -41,6 +41,10 @@ def default_config_toml(certfile: str, keyfile: str, database: str,
 hosts = ["localhost"]
 default_server_domain = "localhost"
 loglevel = "warning"
+# One in-band registration per address every 10 minutes (MongooseIM's 600 s) would refuse
+# the second account someone creates to try the server from this machine (the web client's
+# "register" page, a second client): the default is for one machine, so no wait.
+registration_timeout = "infinity"
 
 [[listen.c2s]]
 port = {c2s_port}

@@ -31,6 +31,19 @@ async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> Non
     async with serving(tmp_path, toml, **ports) as server:
         for user in ("alice", "bob"):
             await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        # Two accounts registered in-band from one address, one after the other (XEP-0077
+        # §3.1), as someone trying the server on this machine does: neither waits.
+        for user in ("carol", "dave"):
+            raw = await RawClient.open(ports["tls_port"], tls=True)
+            await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
+                           "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/"
+                           "streams' version='1.0'>")
+            await raw.expect(r"</stream:features>")
+            await raw.send(f"<iq type='set' id='r1'><query xmlns='jabber:iq:register'>"
+                           f"<username>{user}</username><password>pw</password></query></iq>")
+            assert "type='result'" in (await raw.expect(r"<iq [^>]*id=.r1.[^>]*>")).replace(
+                '"', "'")
+            await raw.close()
         # Before login: SASL2 with FAST (XEP-0388, XEP-0484) beside classic SASL, and after
         # it the stream features a phone needs (XEP-0198 resumption, XEP-0352 CSI).
         raw = await RawClient.open(ports["tls_port"], tls=True)
