@@ -85,9 +85,17 @@ async def test_plaintext_and_room_without_logging(tmp_path: Any) -> None:
         await next_groupchat(bob)
         alice.make_message(mto=logged, mbody="a <b> & c", mtype="groupchat").send()
         await next_groupchat(alice)
+        # A nick change (§7.6) and a kick with its reason (§8.2) are logged too.
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(logged), "Bob", timeout=5)
+        bob.send_presence(pto=f"{logged}/Robert")
+        await presence_from(alice, f"{logged}/Robert")
+        await alice.plugin["xep_0045"].set_role(SJID(logged), "Robert", "none",
+                                                reason="calm down", timeout=5)
         path = tmp_path / "www" / "muc" / logged / f"{datetime.now():%Y-%m-%d}.txt"
-        content = await wait_for_text(path, "a <b> & c")
+        content = await wait_for_text(path, "has been kicked")
         assert "[" in content and "<Alice> a <b> & c" in content
+        assert "Bob is now known as Robert" in content
+        assert "Robert has been kicked: calm down" in content
         await asyncio.sleep(0.2)
         assert not (tmp_path / "www" / "muc" / quiet).exists()
         await disconnect(alice, bob)
