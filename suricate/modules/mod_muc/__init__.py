@@ -86,6 +86,9 @@ class ModMuc(Module):
         self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
         self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
         self.hibernations = 0
+        #: mod_muc_log, set by it when it runs: rooms with logging on report their events to
+        #: ``room_log.event`` (None: nothing is logged and rooms pay one attribute test).
+        self.room_log: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._locks: dict[JID, asyncio.Lock] = {}
         self.placement: Placement | None = None  # several nodes (sm_backend = "redis")

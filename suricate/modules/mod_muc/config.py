@@ -76,8 +76,8 @@ DEFAULT_ROOM = Section(
                             "Semi-anonymous: only moderators see real JIDs (false: everyone)."),
         "max_users": Option(Int(min=1), 200, "Occupants at most."),
         "logging": Option(Bool(), False,
-                          "Advertise that the room is logged (status code 170); no log is "
-                          "written in this version (mod_muc_log is not available)."),
+                          "The room is logged (status code 170): its events are written to "
+                          "files when mod_muc_log is enabled."),
         "maygetmemberlist": Option(ListOf(OneOf(_MEMBERLIST_WHO), unique=True), [],
                                    "Roles and affiliations that may get the member list."),
         "affiliations": Option(

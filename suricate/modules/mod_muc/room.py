@@ -405,8 +405,17 @@ class Room:
         self._attach(frm, occ)
         # ... then the newcomer's to everyone, its own last with the status codes of §7.2.
         self._broadcast_presence(occ, own=self._join_codes(created))
+        if (room_log := self._room_log()) is not None:
+            self._log(room_log, "join", nick)
         self._send_history(frm, stanza.find("x", MUC))
         self._send_subject(frm)
+
+    def _room_log(self) -> Any:
+        """mod_muc_log when it runs and this room is logged, else None."""
+        return self.module.room_log if self.config.logging else None
+
+    def _log(self, room_log: Any, kind: str, nick: str, text: str = "", extra: str = "") -> None:
+        room_log.event(self.jid, self.config.title, kind, nick, text, extra)
 
     def _join_codes(self, created: bool = False) -> list[str]:
         """The status codes of a joining session's own presence (§7.2)."""
@@ -507,6 +516,8 @@ class Room:
             self._error(stanza, "not-acceptable", "visitors may not change their nick")
             return
         self._broadcast_presence(occ, codes=["303"], ptype="unavailable", new_nick=nick)
+        if (room_log := self._room_log()) is not None:
+            self._log(room_log, "nick", occ.nick, extra=nick)
         del self.occupants[occ.nick]
         occ.nick = nick
         occ.update(frm, self._clean_presence(stanza, occ.role))
@@ -546,10 +557,14 @@ class Room:
     def _remove(self, occ: Occupant, codes: Iterable[str] = (), **extra: Any) -> None:
         """The occupant leaves with all its sessions (a kick, a ban, its last session)."""
         extra.setdefault("role", "none")  # §7.14: an occupant who left has no role
+        codes = tuple(codes)
         marked = set(occ.sessions) - self._leaving
         self._leaving |= marked  # its own copy may bounce back at once (see __init__)
         try:
             self._broadcast_presence(occ, codes=codes, ptype="unavailable", **extra)
+            if (room_log := self._room_log()) is not None:
+                kind = "kick" if "307" in codes else "ban" if "301" in codes else "leave"
+                self._log(room_log, kind, occ.nick, extra.get("reason") or "")
             self._drop(occ)
         finally:
             self._leaving -= marked
@@ -721,6 +736,10 @@ class Room:
         if mam_id is not None:
             assert archive is not None
             archive.keep(self.jid, mam_id, nick, sender, message)
+        if nick and (room_log := self._room_log()) is not None:
+            body = message.find_text("body", ns.CLIENT)
+            if body is not None and retraction_of(message) is None:
+                self._log(room_log, "message", nick, body)
         # Every session of every occupant (by_jid's keys): still one serialization.
         self.module.fan_out(frm, message, list(self.by_jid))
         return stanza_id
@@ -736,6 +755,8 @@ class Room:
         frm, msg = self._subject_message()
         for jid in self.by_jid:
             self._send(frm, jid, msg.copy())
+        if (room_log := self._room_log()) is not None:
+            self._log(room_log, "subject", occ.nick, subject)
         if self.config.persistent:
             self.module.write(self, self.module.store.set_subject(
                 self.jid.domain, self.jid.local or "", subject, occ.nick))
@@ -1306,6 +1327,11 @@ class Room:
                 and not self.server.access_allows(opts["access_persistent"], frm):
             raise StanzaError("forbidden", "you may not make rooms persistent "
                                            "(access_persistent)")
+        room_log = self.module.room_log
+        if new.logging != self.config.logging and room_log is not None \
+                and not room_log.may_change(frm):
+            # mod_muc_log's access_log decides who turns a room's logging on or off.
+            raise StanzaError("forbidden", "you may not change the room's logging (access_log)")
         self._reconfigure(new)
         self._result(stanza)
 
