@@ -97,7 +97,6 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_global_distrib",
     "mod_jingle_sip",
     "mod_keystore",
-    "mod_push_service_mongoosepush",
     "mod_shared_roster_ldap",
     "mod_websockets",
 ]

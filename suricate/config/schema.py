@@ -1200,7 +1200,8 @@ _HTTP_POOL = Section(
             doc="Where requests go.",
         ),
     },
-    doc="An HTTP client pool (used by `mod_event_pusher`'s http backend).",
+    doc="An HTTP client pool (used by `mod_event_pusher`'s http backend and "
+    "`mod_push_service_mongoosepush`).",
 )
 
 def _ldap_connection_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,

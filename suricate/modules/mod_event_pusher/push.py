@@ -186,7 +186,8 @@ class PushBackend:
             form_values(reg.form))
         if not accepted:
             log.warning("push_not_handled user=%s service=%s: no module handles "
-                        "push_notifications for this virtual PubSub host", user, reg.service)
+                        "push_notifications for this virtual PubSub host, or sending it on "
+                        "failed", user, reg.service)
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                     {"count": 1} if accepted else {"failure_count": 1})
 
