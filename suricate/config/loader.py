@@ -278,7 +278,7 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
                 report.error(p, f"access rule '{rule}' is not defined in [access]")
 
         if isinstance(entry.get("modules"), dict):
-            top = cfg.get("modules") if isinstance(cfg.get("modules"), dict) else {}
+            top: dict[str, Any] = cfg["modules"] if isinstance(cfg.get("modules"), dict) else {}
             refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report,
                               {**top, **entry["modules"]}, cfg.get("general"))
             _check_modules(entry["modules"], join(path, "modules"), refs)

@@ -110,9 +110,22 @@ async def test_access_and_refresh_tokens_log_in_revocation_and_tampering(
         assert answer.startswith("<success"), answer
         await raw.close()
 
-        # The account removed: no token logs in any more.
-        await server.auth.remove_user(JID.parse("alice@localhost")) \
-            if hasattr(server.auth, "remove_user") else None
+        # A new refresh token (issued after the revocation) works.
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        _, refresh2 = await request_tokens(alice)
+        await disconnect(alice)
+        answer, raw = await x_oauth(server, refresh2)
+        assert answer.startswith("<success"), answer
+        await raw.close()
+
+        # The account removed: its row goes with it, and no token logs in any more.
+        assert await server.auth.remove(JID.parse("alice@localhost"))
+        store = server.modules.get("mod_auth_token").store
+        assert await store.get_seq_no("localhost", "alice") is None
+        for token in (access, refresh2):
+            answer, raw = await x_oauth(server, token)
+            assert "<not-authorized/>" in answer, answer
+            await raw.close()
 
 
 async def test_an_expired_token_is_refused(tmp_path: Path) -> None:

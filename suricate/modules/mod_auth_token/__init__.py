@@ -37,6 +37,7 @@ from suricate.core.module import Module
 from suricate.jid import JID
 from suricate.modules.mod_auth_token.store import AuthTokenStore
 from suricate.modules.mod_auth_token.token import Token, TokenError, parse, serialize
+from suricate.modules.mod_keystore import ModKeystore
 from suricate.protocol.errors import StanzaError
 from suricate.sasl.xoauth import XOAuth
 from suricate.xml.element import Element
@@ -104,7 +105,7 @@ class ModAuthToken(Module):
 
     def _key(self) -> bytes:
         keystore = self.server.modules.get("mod_keystore")
-        key = keystore.get_key(KEY_NAME) if keystore is not None else None
+        key = keystore.get_key(KEY_NAME) if isinstance(keystore, ModKeystore) else None
         if not key:
             raise TokenUnavailable(KEY_NAME)
         return key
