@@ -158,3 +158,16 @@ async def test_a_file_key_survives_a_restart_and_x_oauth_needs_tls(tmp_path: Pat
         answer, raw = await x_oauth(server, access)
         assert answer.startswith("<success"), answer
         await raw.close()
+
+
+async def test_a_ram_key_ends_the_tokens_at_restart(tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=modules()) as server:
+        await server.auth.register(JID.parse("alice@localhost"), "alice-pw")
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        access, _ = await request_tokens(alice)
+        await disconnect(alice)
+    async with running_server(tmp_path, modules=modules()) as server:
+        # A new random key: the old token's MAC no longer matches.
+        answer, raw = await x_oauth(server, access)
+        assert "<not-authorized/>" in answer, answer
+        await raw.close()
