@@ -119,11 +119,16 @@ class References:
     name it refers to is defined, reporting the problem at the module option's TOML path."""
 
     def __init__(self, access: Callable[[str, Any], None], shaper: Callable[[str, Any], None],
-                 pools: Any, report: Context) -> None:
+                 pools: Any, report: Context, modules: Any = None,
+                 general: Any = None) -> None:
         self.access_defined = access
         self.shaper_defined = shaper
         self._pools = pools if isinstance(pools, dict) else {}
         self.report = report
+        #: The raw ``[modules]`` and ``[general]`` tables, for a module that depends on
+        #: another's options (mod_auth_token on mod_keystore's keys); may hold any TOML value.
+        self.modules: dict[str, Any] = modules if isinstance(modules, dict) else {}
+        self.general: dict[str, Any] = general if isinstance(general, dict) else {}
 
     def pool_defined(self, path: str, kind: str, tag: Any) -> None:
         """``[outgoing_pools.<kind>.<tag>]`` must exist."""
@@ -213,7 +218,8 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
                         f"acl '{name}' is not defined in [acl]",
                     )
 
-    refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
+    refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report,
+                      modules, cfg.get("general"))
     if isinstance(modules, dict):
         _check_modules(modules, "modules", refs)
     _check_host_configs(cfg, report, shaper_defined)
@@ -272,7 +278,9 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
                 report.error(p, f"access rule '{rule}' is not defined in [access]")
 
         if isinstance(entry.get("modules"), dict):
-            refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report)
+            top: dict[str, Any] = cfg["modules"] if isinstance(cfg.get("modules"), dict) else {}
+            refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report,
+                              {**top, **entry["modules"]}, cfg.get("general"))
             _check_modules(entry["modules"], join(path, "modules"), refs)
         auth = entry.get("auth")
         if isinstance(auth, dict) and "http" in (auth.get("methods") or []):

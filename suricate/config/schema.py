@@ -73,11 +73,14 @@ SASL_MECHANISMS = [
     "scram_sha1",
     "plain",
     "anonymous",
+    "oauth",
     "external",
 ]
+# MongooseIM 6.4's default list; "oauth" (X-OAUTH) is only offered with mod_auth_token.
 DEFAULT_SASL_MECHANISMS = [m for m in SASL_MECHANISMS if m.startswith("scram")] + [
     "plain",
     "anonymous",
+    "oauth",
 ]
 
 PASSWORD_HASHES = ["sha", "sha224", "sha256", "sha384", "sha512"]
@@ -861,14 +864,15 @@ _AUTH = Section(
             ListOf(
                 OneOf(
                     SASL_MECHANISMS,
-                    ["oauth", "digest"],
+                    ["digest"],
                     "mechanism '{value}' is not available in this version",
                 ),
                 unique=True,
                 item_paths=False,
             ),
             list(DEFAULT_SASL_MECHANISMS),
-            "SASL mechanisms in advertisement order. The `_plus` variants need TLS (channel binding).",
+            "SASL mechanisms in advertisement order. The `_plus` variants need TLS (channel binding); "
+            "`oauth` (X-OAUTH) is offered only over TLS with mod_auth_token enabled.",
         ),
         "sasl_external": Option(
             ListOf(OneOf(["standard", "common_name", "auth_id"]), unique=True, nonempty=True),

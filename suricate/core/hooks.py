@@ -98,6 +98,17 @@ C2S_PREAUTH_IQ: Hook[Callable[[bool, C2S, Element], AsyncFolded[bool]]] = Hook(
     "c2s_preauth_iq",
     "fold_async(handled: bool, c2s, iq) -> bool; an IQ before authentication (XEP-0077)")
 
+C2S_SASL_MECHANISMS: Hook[Callable[[list[str], C2S], Folded[list[str]]]] = Hook(
+    "c2s_sasl_mechanisms",
+    "fold(names: list[str], c2s) -> list[str]; the SASL mechanisms offered to this stream "
+    "(legacy and SASL2); a module adds the ones it implements (mod_auth_token's X-OAUTH)")
+SASL_MODULE_MECHANISM: Hook[
+    Callable[[Mechanism | None, C2S, str], Folded[Mechanism | None]]
+] = Hook(
+    "sasl_module_mechanism",
+    "fold(mech|None, c2s, name: str) -> Mechanism|None; an offered mechanism that a module "
+    "implements (X-OAUTH); its owner also supplies the credentials (c2s.credential_source)")
+
 # -- mobile sessions: SASL2, Bind 2, FAST, stream management, CSI ----------------------------
 SASL2_INLINE_FEATURES: Hook[Callable[[list[Element], C2S], Folded[list[Element]]]] = Hook(
     "sasl2_inline_features",

@@ -193,6 +193,7 @@ class Negotiation(Delivery):
             # PLAIN sends the password itself: never before TLS on a listener that offers TLS
             # (a listener without any TLS table is the operator's explicit choice).
             names = [n for n in names if n != "PLAIN"]
+        names = self.server.hooks.fold(H.C2S_SASL_MECHANISMS, names, self)
         return names
 
     def _client_cert_usernames(self) -> tuple[bool, list[str]]:
@@ -279,6 +280,10 @@ class Negotiation(Delivery):
     # -- SASL (RFC 6120 §6) and SASL2 (XEP-0388) ----------------------------------------------
     def _offered_mechanism(self, name: str) -> Any:
         if name in self.sasl_mechanisms():
+            if name not in sasl.SUPPORTED_MECHANISMS:
+                # Offered by a module (mod_auth_token's X-OAUTH), which also provides the
+                # credentials.
+                return self.server.hooks.fold(H.SASL_MODULE_MECHANISM, None, self, name)
             return sasl.create_mechanism(name, self.sasl_context())
         return None
 
@@ -292,6 +297,7 @@ class Negotiation(Delivery):
         return self.server.hooks.fold(H.SASL2_MECHANISM, None, self, name, sasl2)
 
     def _on_sasl_auth(self, el: Element) -> Awaitable[None] | None:
+        self.credential_source = None
         return self._run(self.negotiator.auth(el, self._offered_mechanism,
                                               self._tls_required_but_missing()))
 
