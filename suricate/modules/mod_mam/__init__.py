@@ -498,21 +498,14 @@ class ModMam(Module):
         mam_id = self.ids.next()
         attrs = stanza.attrs
         attrs["to"] = str(peer)
-        # The sender's row, written inline (the message path: ``_enqueue`` does the same for
-        # the other paths). Its XML is kept with the stanza's attributes and children as
+        # The sender's row. Its XML is kept with the stanza's attributes and children as
         # they are now: the recipient's hook reuses it while they are unchanged (_sent_now).
         xml = stanza.serialize(ns.CLIENT)
         self._last_out = (stanza, xml, scan, attrs.copy(), stanza.children.copy())
-        if archive is None:
-            self._unchecked.add(mam_id)
-        assert self.writer is not None
-        self.writer.add((mam_id, owner.domain, owner.local, str(peer_bare),  # type: ignore[arg-type]
-                         peer.resource or "", "O", str(c2s.jid), scan.origin_id,
-                         scan.search_body, xml))
-        if self._instrument.enabled:
-            self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
+        self._add_row(mam_id, owner, peer_bare, peer.resource, "O", c2s.jid, scan, xml,
+                      archive is None)
         if scan.retract is not None:
-            self._retract(owner, peer.bare, scan.retract, "O", mam_id, scan.by_stanza_id)
+            self._retract(owner, peer_bare, scan.retract, "O", mam_id, scan.by_stanza_id)
         if self.sender_ids:
             sid = Element("stanza-id", SID, {"by": str(owner), "id": str(mam_id)})
             stanza.children.append(sid)
@@ -548,10 +541,8 @@ class ModMam(Module):
         scan = last[2] if sent and last is not None and not last[2].sid else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
-        if sessions:
-            blocklist = getattr(sessions[0], "blocklist", None)
-            if blocklist and is_blocked(blocklist, frm):
-                return stanza  # XEP-0191: dropped on delivery; nothing to archive
+        if _blocked_on_delivery(sessions, frm):
+            return stanza
         wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
                                       sent)
         if wire is not None and len(sessions) == 1:
@@ -567,10 +558,8 @@ class ModMam(Module):
         archive took a moment ago, unchanged since (``_sent_now``). Its scan and XML hold;
         the sender is local (so its stanza-id is not one we must remember, XEP-0359 §3);
         the recipient's id is the one after the sender's (no clock read)."""
-        if sessions:
-            blocklist = getattr(sessions[0], "blocklist", None)
-            if blocklist and is_blocked(blocklist, frm):
-                return stanza  # XEP-0191: dropped on delivery; nothing to archive
+        if _blocked_on_delivery(sessions, frm):
+            return stanza
         frm_bare = frm.bare
         archive = self._decide(owner, frm_bare)
         if archive is False:
@@ -579,32 +568,17 @@ class ModMam(Module):
         mam_id = ids.last = ((ids.last >> 8) + 1) << 8 | ids.node  # IdGenerator.after
         scan, xml = last[2], last[1]
         self._last_out = None
-        if archive is None:
-            self._unchecked.add(mam_id)
-        assert self.writer is not None
-        frm_text = str(frm)
-        self.writer.add((mam_id, owner.domain, owner.local, str(frm_bare),  # type: ignore[arg-type]
-                         frm.resource or "", "I", frm_text, scan.origin_id, scan.search_body,
-                         xml))
-        if self._instrument.enabled:
-            self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
+        self._add_row(mam_id, owner, frm_bare, frm.resource, "I", frm, scan, xml,
+                      archive is None)
         if scan.retract is not None:
             self._retract(owner, frm_bare, scan.retract, "I", mam_id, scan.by_stanza_id)
         if not self.stanza_ids:
             return stanza
-        text = str(mam_id)
-        by = str(owner)
-        stanza.children.append(Element("stanza-id", SID, {"by": by, "id": text}))
-        if len(sessions) != 1 or stanza.xmlns != ns.CLIENT or not xml.endswith("</message>"):
-            return stanza
+        wire = self._stamp(stanza, owner, mam_id, xml)
         # One session gets this very stanza: its bytes are the archive's XML with the
-        # stanza-id written before the end tag (XEP-0359 §4), not a second serialization.
-        head = self._sid_heads.get(by)
-        if head is None:
-            if len(self._sid_heads) >= 100_000:
-                self._sid_heads.clear()
-            head = self._sid_heads[by] = f'<stanza-id xmlns="{SID}" by="{escape_attr(by)}" id="'
-        return WrittenElement(stanza, f'{xml[:-10]}{head}{text}"/></message>')
+        # stanza-id, not a second serialization.
+        return WrittenElement(stanza, wire) if wire is not None and len(sessions) == 1 \
+            else stanza
 
     async def incoming_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
         owner = to.bare
@@ -635,17 +609,22 @@ class ModMam(Module):
             self._retract(owner, frm.bare, scan.retract, "I", mam_id, scan.by_stanza_id)
         if not self.stanza_ids:
             return None
+        if not self.server.is_local_domain(frm.domain):
+            self._issued[(owner, str(mam_id))] = None
+            if len(self._issued) > 100_000:
+                self._issued.popitem(last=False)
+        return self._stamp(stanza, owner, mam_id, xml)
+
+    def _stamp(self, stanza: Element, owner: JID, mam_id: int, xml: str | None) -> str | None:
+        """Give the recipient's copy its ``<stanza-id/>`` (XEP-0359 §4: the archive id, by the
+        account); return ``xml`` (the sender's archive's serialization of this stanza, if
+        known) with it written before the end tag, as the serializer would write it as the
+        last child, else None."""
         text = str(mam_id)
         by = str(owner)
         stanza.children.append(Element("stanza-id", SID, {"by": by, "id": text}))
-        if not self.server.is_local_domain(frm.domain):
-            self._issued[(owner, text)] = None
-            if len(self._issued) > 100_000:
-                self._issued.popitem(last=False)
         if xml is None or stanza.xmlns != ns.CLIENT or not xml.endswith("</message>"):
             return None
-        # The stanza-id is its last child: the XML the serializer would write for it, before
-        # the message's end tag (XEP-0359 §4).
         head = self._sid_heads.get(by)
         if head is None:
             if len(self._sid_heads) >= 100_000:
@@ -683,8 +662,6 @@ class ModMam(Module):
         """Queue the row; return the XML when it is the sender's archive's serialization of
         this very stanza (a local sender), which the live copy may reuse (``incoming``).
         ``sent``: ``_sent_now(stanza)`` when the caller knows it."""
-        writer = self.writer
-        assert writer is not None and owner.local is not None
         # Between a local sender and a local recipient the stanza is the same object, with
         # the same content, on both sides: one serialization serves both archives.
         last = self._last_out
@@ -697,15 +674,20 @@ class ModMam(Module):
             reused = None
             self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy()) \
                 if direction == "O" else None
+        self._add_row(mam_id, owner, peer.bare, peer.resource, direction, frm, scan, xml, check)
+        return reused
+
+    def _add_row(self, mam_id: int, owner: JID, peer: JID, resource: str | None,
+                 direction: str, frm: JID, scan: _Scan, xml: str, check: bool) -> None:
+        """Queue one archived message in the writer's lane (``check``: the owner's prefs were
+        not known on the message path, ``_admit`` decides before writing)."""
+        assert self.writer is not None and owner.local is not None
         if check:
             self._unchecked.add(mam_id)
-        writer.add((mam_id, owner.domain, owner.local, str(peer.bare), peer.resource or "",
-                    direction, str(frm), scan.origin_id, scan.search_body, xml))
-        instrument = self.server.instrument
-        if instrument.enabled:
-            instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain},
-                            {"count": 1})
-        return reused
+        self.writer.add((mam_id, owner.domain, owner.local, str(peer), resource or "",
+                         direction, str(frm), scan.origin_id, scan.search_body, xml))
+        if self._instrument.enabled:
+            self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
 
     # -- XEP-0441 preferences --------------------------------------------------------------------
     def _decide(self, owner: JID, peer: JID) -> bool | None:
@@ -998,6 +980,17 @@ class ModMam(Module):
             for name, mam_id in (("start", bounds[0]), ("end", bounds[1])):
                 result.add(name, MAM, {"id": id_to_text(mam_id), "timestamp": stamp_of(mam_id)})
         return result
+
+
+def _blocked_on_delivery(sessions: list[Any], frm: JID) -> bool:
+    """XEP-0191: the recipient's session drops a stanza from a JID it blocks on delivery;
+    nothing is archived for it."""
+    if not sessions:
+        return False
+    blocklist = getattr(sessions[0], "blocklist", None)
+    if not blocklist:
+        return False
+    return is_blocked(blocklist, frm)
 
 
 def _strip_ids(stanza: Element, *owners: JID) -> None:
