@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.cluster.test_redis_nodes import _rows, shared, start_node, stop_node
+from tests.cluster.test_redis_nodes import _rows, run_on_two_nodes, shared
 from tests.e2e.harness import connect, disconnect, eventually
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
@@ -57,13 +57,7 @@ async def _quiet(client: Any, seconds: float = 1.0) -> bool:
 
 def test_block_on_one_node_applies_on_the_other(shared: tuple[Path, int]) -> None:
     tmp, db = shared
-    a = start_node(tmp, db, "block-a")
-    b = start_node(tmp, db, "block-b")
-    try:
-        asyncio.run(_scenario(db, a, b))
-    finally:
-        for node in (a, b):
-            stop_node(node)
+    run_on_two_nodes(tmp, db, "block", lambda a, b: _scenario(db, a, b))
 
 
 async def _scenario(db: int, a: Any, b: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from tests.cluster.test_redis_nodes import _rows, shared, start_node, stop_node
+from tests.cluster.test_redis_nodes import _rows, run_on_two_nodes, shared
 from tests.e2e.harness import connect, disconnect, eventually
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
@@ -64,14 +64,7 @@ async def _refused(sender: Any, to: str) -> bool:
 
 def test_list_changes_on_one_node_apply_on_the_other(shared: tuple[Path, int]) -> None:
     tmp, db = shared
-    extra = "[modules.mod_privacy]"
-    a = start_node(tmp, db, "privacy-a", modules_extra=extra)
-    b = start_node(tmp, db, "privacy-b", modules_extra=extra)
-    try:
-        asyncio.run(_scenario(db, a, b))
-    finally:
-        for node in (a, b):
-            stop_node(node)
+    run_on_two_nodes(tmp, db, "privacy", lambda a, b: _scenario(db, a, b), "[modules.mod_privacy]")
 
 
 async def _scenario(db: int, a: Any, b: Any) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,19 @@ def stop_node(node: Node) -> None:
     if node.proc.poll() is None:
         node.proc.send_signal(signal.SIGTERM)
         node.proc.communicate(timeout=30)
+
+
+def run_on_two_nodes(tmp: Path, db: int, tag: str,
+                     scenario: Callable[[Node, Node], Awaitable[None]],
+                     modules_extra: str = "") -> None:
+    """Start nodes ``{tag}-a`` and ``{tag}-b``, run ``scenario(a, b)``, stop both."""
+    a = start_node(tmp, db, f"{tag}-a", modules_extra=modules_extra)
+    b = start_node(tmp, db, f"{tag}-b", modules_extra=modules_extra)
+    try:
+        asyncio.run(scenario(a, b))
+    finally:
+        for node in (a, b):
+            stop_node(node)
 
 
 @pytest.fixture(scope="module")
