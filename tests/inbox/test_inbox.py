@@ -169,6 +169,27 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
+    """XEP-0191 §3.3: a blocked JID's message is not delivered, so it is not unread news
+    either; the sender's own entry stays."""
+    bob = await login(server, "bob@localhost/b")
+    await iq(bob, "<block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block>")
+    alice = await login(server, "alice@localhost/a")
+    await chat(alice, "bob@localhost", "you there?", "m1")
+    await chat(alice, "carol@localhost", "hi carol", "m2")
+    # Ordered after alice's message to bob on the same stream: once alice's inbox shows both
+    # conversations, bob's message was judged.
+    for _ in range(50):
+        entries, _totals = await inbox(alice)
+        if len(entries) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(str(e["jid"]) for e in entries) == ["bob@localhost", "carol@localhost"]
+    entries, totals = await inbox(bob)
+    assert entries == [] and totals["unread-messages"] == 0
+    await disconnect(alice, bob)
+
+
 async def test_bad_input_paging_and_offline(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     module = server.modules["mod_inbox"]

@@ -165,6 +165,25 @@ async def test_without_carbons_or_inbox_no_sender_stanza_id_is_made(tmp_path: Pa
         await disconnect(alice, bob)
 
 
+async def test_a_blocked_senders_messages_stay_out_of_the_recipients_archive(
+        server: Server) -> None:
+    """XEP-0191 §3.3: the server does not deliver a blocked JID's messages; nor may it keep
+    them in the recipient's archive, where the account's other devices would sync them."""
+    bob = await login(server, "bob@localhost/b")
+    await iq(bob, "<block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block>")
+    alice = await login(server, "alice@localhost/a")
+    alice.send_message(mto="bob@localhost", mbody="while online", mtype="chat")
+    await disconnect(bob)
+    alice.send_message(mto="bob@localhost", mbody="while offline", mtype="chat")
+    alice.send_message(mto="carol@localhost", mbody="to carol", mtype="chat")
+    # The sender's archive keeps what was sent (the blocked sender's own history).
+    sent = await archive(alice)
+    assert [forwarded_body(m) for m in sent] == ["while online", "while offline", "to carol"]
+    bob = await login(server, "bob@localhost/b")
+    assert [forwarded_body(m) for m in await archive(bob)] == []
+    await disconnect(alice, bob)
+
+
 async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")
@@ -498,10 +517,10 @@ def test_without_pm_section_check_config_warns(tmp_path: Path) -> None:
 
 
 class _Session:
-    """What mod_mam's hooks read of a session: its JID (and no blocklist)."""
+    """What mod_mam's hooks read of a session: its JID (and no blocklist in its slots)."""
 
     def __init__(self, jid: JID) -> None:
-        self.jid, self.blocklist = jid, None
+        self.jid, self.module_state = jid, {}
 
 
 async def test_live_copy_reuses_the_archive_xml_only_while_the_stanza_is_unchanged(

@@ -62,6 +62,18 @@ def blocklist(session: Any) -> frozenset[JID]:
     return BLOCKLIST.get(session) or _NOTHING
 
 
+def drops_on_delivery(sessions: list[Any], frm: JID) -> bool:
+    """Whether the recipient's sessions will drop a stanza from ``frm`` on delivery
+    (``filter_inbound``, XEP-0191 §3.3): for modules that act on a message before it is
+    delivered (the archive, the inbox), which must not keep what the account blocked. The
+    list is the account's, the same in each of its sessions."""
+    if not sessions:
+        return False
+    session = sessions[0]
+    blocked = session.module_state.get(_BLOCKLIST_KEY)
+    return bool(blocked) and not _exempt(session.jid, frm) and is_blocked(blocked, frm)
+
+
 def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
     """XEP-0191 §6 (JID Matching): whether ``jid`` is matched by any item of ``blocklist``."""
     if not blocklist:
@@ -312,8 +324,7 @@ class ModBlocking(Module):
         frm = _from(stanza)
         if frm is None:
             return stanza
-        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
-        if blocked and not _exempt(c2s.jid, frm) and is_blocked(blocked, frm):
+        if drops_on_delivery([c2s], frm):
             # §3.3: IQ get/set MUST be answered service-unavailable; presence MUST NOT be
             # answered. For messages the XEP suggests service-unavailable too, but with
             # offline storage an error would tell the sender it is blocked (an offline user

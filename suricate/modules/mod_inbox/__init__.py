@@ -36,6 +36,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_blocking import drops_on_delivery
 from suricate.modules.mod_inbox.protocol import (
     CONVERSATION,
     INBOX,
@@ -410,7 +411,9 @@ class ModInbox(Module):
 
     def incoming(self, stanza: Element | None, frm: JID, to: JID,
                  sessions: list[Any]) -> Element | None:
-        if stanza is not None:
+        # A message the account blocks is dropped on delivery (XEP-0191 §3.3): no entry, no
+        # unread count for it.
+        if stanza is not None and not drops_on_delivery(sessions, frm):
             self._incoming(stanza, frm, to)
         return stanza
 

@@ -41,7 +41,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.instrument.events import SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_blocking import is_blocked
+from suricate.modules.mod_blocking import drops_on_delivery
 from suricate.modules.mod_mam.muc import MucArchive
 from suricate.modules.mod_mam.query import (
     MAM,
@@ -541,7 +541,7 @@ class ModMam(Module):
         scan = last[2] if sent and last is not None and not last[2].sid else self.scan(stanza)
         if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
             return stanza
-        if _blocked_on_delivery(sessions, frm):
+        if drops_on_delivery(sessions, frm):
             return stanza
         wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
                                       sent)
@@ -558,7 +558,7 @@ class ModMam(Module):
         archive took a moment ago, unchanged since (``_sent_now``). Its scan and XML hold;
         the sender is local (so its stanza-id is not one we must remember, XEP-0359 §3);
         the recipient's id is the one after the sender's (no clock read)."""
-        if _blocked_on_delivery(sessions, frm):
+        if drops_on_delivery(sessions, frm):
             return stanza
         frm_bare = frm.bare
         archive = self._decide(owner, frm_bare)
@@ -980,17 +980,6 @@ class ModMam(Module):
             for name, mam_id in (("start", bounds[0]), ("end", bounds[1])):
                 result.add(name, MAM, {"id": id_to_text(mam_id), "timestamp": stamp_of(mam_id)})
         return result
-
-
-def _blocked_on_delivery(sessions: list[Any], frm: JID) -> bool:
-    """XEP-0191: the recipient's session drops a stanza from a JID it blocks on delivery;
-    nothing is archived for it."""
-    if not sessions:
-        return False
-    blocklist = getattr(sessions[0], "blocklist", None)
-    if not blocklist:
-        return False
-    return is_blocked(blocklist, frm)
 
 
 def _strip_ids(stanza: Element, *owners: JID) -> None:
