@@ -108,3 +108,29 @@ async def test_nothing_is_wired_without_the_module(tmp_path: Path) -> None:
     async for server, _ in started(tmp_path, "[modules.mod_offline]\n"):
         assert not server.hooks.has(H.FILTER_LOCAL_PACKET)
         assert "mod_amp" not in server.modules
+
+
+async def test_leaving_for_another_server(amp: tuple[Server, list[Element]]) -> None:
+    server, to_remote = amp
+    alice = FakeSession(server, "alice@localhost/desk")
+    module = server.modules["mod_amp"]
+
+    def sent(rules: str, per_hop: str) -> Element | None:
+        msg = parse_fragment(
+            f"<message from='alice@localhost/desk' to='{ROMEO}' id='p1' type='chat'>"
+            f"<body>hi</body><amp xmlns='{AMP}' {per_hop}>{rules}</amp></message>",
+            ns.CLIENT)[0]
+        result: Element | None = module.sent(msg, alice)  # type: ignore[attr-defined]
+        return result
+
+    rule = "<rule condition='deliver' value='direct' action='error'/>"
+    # By default the recipient's server decides: the rules leave with the message.
+    kept = sent(rule, "")
+    assert kept is not None and kept.find("amp", AMP) is not None
+    assert alice.received.empty()
+    # Per hop, this server's part is "routed to the next hop": direct (§3.3.1).
+    assert sent(rule, "per-hop='true'") is None
+    failed = await asyncio.wait_for(alice.received.get(), 5)
+    assert failed.attrs["type"] == "error" and failed.attrs["from"] == "localhost"
+    child(failed, ("error", ns.CLIENT), ("failed-rules", "http://jabber.org/protocol/amp#errors"))
+    assert to_remote == []
