@@ -92,7 +92,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate.
 UNAVAILABLE_MODULES: list[str] = [
-    "mod_amp",
     "mod_global_distrib",
     "mod_jingle_sip",
     "mod_shared_roster_ldap",

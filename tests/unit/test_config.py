@@ -1154,7 +1154,7 @@ def test_multiple_problems_are_collected() -> None:
     tls.mode = "foo"
     [auth]
     methods = ["kerberos"]
-    [modules.mod_amp]
+    [modules.mod_global_distrib]
     """
     found = problems(text, general=False)
     assert set(found) >= {
@@ -1163,7 +1163,7 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, "
         "pki, ldap",
-        "modules.mod_amp: module is not available in this version of Suricate",
+        "modules.mod_global_distrib: module is not available in this version of Suricate",
     }
 
 

@@ -15,6 +15,16 @@ def test_offline_stub_has_no_options() -> None:
     refused("[modules.mod_offline_stub]\nx = 1\n", "modules.mod_offline_stub.x: unknown option")
 
 
+# -- mod_amp: no options (MongooseIM 6.4 has none) -------------------------------------------
+
+
+def test_amp_has_no_options() -> None:
+    assert parse("[modules.mod_amp]\n")["modules"]["mod_amp"] == {}
+    refused("[modules.mod_amp]\nplugins = []\n", "modules.mod_amp.plugins: unknown option")
+    refused("[modules.mod_amp]\niqdisc.type = \"one_queue\"\n",
+            "modules.mod_amp.iqdisc: unknown option")
+
+
 # -- mod_sic: iqdisc only ----------------------------------------------------------------------
 
 

@@ -111,6 +111,18 @@ class ModOffline(Module):
                                             user.domain, default="infinity")
         return value if isinstance(value, int) else None
 
+    async def would_store(self, to: JID, stanza: Element) -> bool:
+        """Whether ``store_offline`` would keep ``stanza`` for ``to`` now (worth storing, room
+        in the quota), without storing it: mod_amp decides its XEP-0079 "deliver" condition
+        on it before the message is stored (§3.3.1, "what the processor would do with the
+        message at the moment of receipt")."""
+        if not self.worth_storing(stanza):
+            return False
+        user = to.bare
+        limit = self.quota(user)
+        return limit is None or \
+            await self.store.count_offline(user.domain, user.local or "") < limit
+
     # -- offline_message hook ------------------------------------------------------------------
     async def store_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> Any:
         if stored:
@@ -201,3 +213,9 @@ def parse_stored(packet: str) -> Element | None:
     except XMLStreamError:
         return None
     return elements[0] if elements else None
+
+
+def offline_module(server: Any, domain: str) -> ModOffline | None:
+    """The mod_offline instance serving ``domain`` (None where offline storage is off)."""
+    module = server.module_for("mod_offline", domain)
+    return module if isinstance(module, ModOffline) else None
