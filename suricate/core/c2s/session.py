@@ -208,7 +208,7 @@ class EstablishedSession(Negotiation):
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
             # never acknowledged go to the account's other resources or offline storage.
-            for stanza in sm.take_unacked():
+            for stanza in sm.take_unacked(delay_from=jid.domain):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
                 self.server.undeliverable(stanza, self)
