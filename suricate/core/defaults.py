@@ -28,6 +28,9 @@ DEFAULT_MODULES = (
 )
 
 
+MAX_STANZA_SIZE = 262144  # bytes, each c2s listener of the default
+
+
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -46,8 +49,13 @@ loglevel = "warning"
 # "register" page, a second client): the default is for one machine, so no wait.
 registration_timeout = "infinity"
 
+# Both client listeners are on every interface: a stanza over 256 KiB (Prosody's and
+# ejabberd's limit; a vCard with its avatar fits) ends the stream with policy-violation
+# (RFC 6120 §4.9.3.14), before authentication too. MongooseIM's default for the option is
+# "infinity": a stranger could then make the server hold all it sends in one stanza.
 [[listen.c2s]]
 port = {c2s_port}
+max_stanza_size = {MAX_STANZA_SIZE}
 tls.mode = "starttls"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}
@@ -55,6 +63,7 @@ tls.verify_mode = "none"
 
 [[listen.c2s]]
 port = {tls_port}
+max_stanza_size = {MAX_STANZA_SIZE}
 tls.mode = "tls"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}

@@ -4,13 +4,18 @@ session, with no I/O. The c2s stream counts through it; mod_stream_management ow
 
 Counters are modulo 2^32 (XEP-0198 §4: "h" wraps). ``h_in`` counts the stanzas handled from
 the client; the server's outbound stanzas wait in ``buffer`` until the client's <a h=.../>
-covers them.
+covers them, with the time each was sent (``sent_at``): a message that leaves the buffer
+unacknowledged (sent again on resumption, or re-routed to offline storage when nobody
+resumed) carries that time as its XEP-0203 delay, not the time it is finally delivered.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from datetime import UTC, datetime
 
+from suricate.xml import ns
 from suricate.xml.element import Element
 
 __all__ = ["MOD", "BufferOverflow", "HandledCountTooHigh", "StreamManagement"]
@@ -33,8 +38,8 @@ class HandledCountTooHigh(Exception):
 
 
 class StreamManagement:
-    __slots__ = ("id", "resume", "h_in", "h_out", "acked", "buffer", "buffer_max", "ack_freq",
-                 "_since_request")
+    __slots__ = ("id", "resume", "h_in", "h_out", "acked", "buffer", "sent_at", "buffer_max",
+                 "ack_freq", "_since_request")
 
     def __init__(self, sm_id: str, resume: bool, buffer_max: int | None,
                  ack_freq: int | None) -> None:
@@ -44,6 +49,7 @@ class StreamManagement:
         self.h_out = 0  # stanzas sent to the client
         self.acked = 0  # the client's last <a h=.../>
         self.buffer: deque[Element] = deque()  # sent, not acknowledged, oldest first
+        self.sent_at: deque[float] = deque()  # when each of them was sent (Unix time)
         self.buffer_max = buffer_max  # None: unlimited
         self.ack_freq = ack_freq  # None: never request
         self._since_request = 0
@@ -54,6 +60,7 @@ class StreamManagement:
     def stanza_out(self, stanza: Element) -> bool:
         """Record a stanza sent; True when an <r/> should follow (every ack_freq stanzas)."""
         self.buffer.append(stanza)
+        self.sent_at.append(time.time())
         self.h_out = (self.h_out + 1) % MOD
         if self.buffer_max is not None and len(self.buffer) > self.buffer_max:
             raise BufferOverflow(len(self.buffer))
@@ -72,12 +79,37 @@ class StreamManagement:
             raise HandledCountTooHigh(h, self.h_out)
         for _ in range(count):
             self.buffer.popleft()
+            self.sent_at.popleft()
         self.acked = h % MOD
 
-    def take_unacked(self) -> list[Element]:
+    def take_unacked(self, delay_from: str | None = None) -> list[Element]:
         """Empty the buffer (for retransmission after resumption, or re-routing when the
-        session dies): the counters go back to the last acknowledgement."""
-        pending = list(self.buffer)
+        session dies): the counters go back to the last acknowledgement.
+
+        With ``delay_from`` (the account's domain), each message comes back as a copy carrying
+        ``<delay from=delay_from stamp=when it was sent/>`` (XEP-0203 §2: the stamp is when
+        the stanza was originally sent): a phone that resumes after minutes in a tunnel, or
+        finds the messages in offline storage once its session timed out, shows them at the
+        time they arrived, not at the time it got them (mod_offline keeps a delay from the
+        domain that is already there). Other stanzas come back as they are."""
+        pending = [
+            _delayed(stanza, delay_from, when)
+            if delay_from is not None and stanza.name == "message" else stanza
+            for stanza, when in zip(self.buffer, self.sent_at, strict=True)]
         self.buffer.clear()
+        self.sent_at.clear()
         self.h_out = self.acked
         return pending
+
+
+def _delayed(message: Element, domain: str, when: float) -> Element:
+    for delay in message.find_all("delay", ns.DELAY):
+        if delay.attrs.get("from") == domain:
+            return message  # delayed here before (stored offline, resumed once already)
+    # A copy: the element may be shared with the other recipients of the same stanza.
+    copy = message.copy()
+    stamp = datetime.fromtimestamp(when, UTC)
+    # XEP-0082 §3.2 DateTime, UTC, millisecond precision (as mod_offline's stamps).
+    copy.add("delay", ns.DELAY, {
+        "from": domain, "stamp": f"{stamp:%Y-%m-%dT%H:%M:%S}.{stamp.microsecond // 1000:03d}Z"})
+    return copy

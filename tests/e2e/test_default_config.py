@@ -104,3 +104,24 @@ async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> Non
         assert "tea anyone?" in [str(m["mam_result"]["forwarded"]["stanza"]["body"])
                                  for m in room_archive]
         await asyncio.wait_for(disconnect(alice, bob), 15)
+
+
+async def test_the_default_bounds_what_a_stranger_can_make_it_hold(tmp_path: Path) -> None:
+    """The default listens on every interface: a stanza larger than 256 KiB (what Prosody
+    and ejabberd ship; a vCard with its avatar fits) ends the stream with policy-violation
+    (RFC 6120 §4.9.3.14), before authentication too, instead of being buffered whole: one
+    unauthenticated connection could otherwise make the server hold as much as it sends
+    within state_timeout, tens of megabytes."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(), **ports)
+    async with serving(tmp_path, toml, **ports):
+        for port, tls in ((ports["tls_port"], True), (ports["c2s_port"], False)):
+            raw = await RawClient.open(port, tls=tls)
+            await raw.open_stream()
+            await raw.send("<message><body>" + "x" * 300_000)
+            text = (await raw.closed()).decode()
+            assert "<policy-violation" in text, text[-300:]
+            await raw.close()

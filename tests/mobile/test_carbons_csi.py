@@ -14,7 +14,9 @@ from tests.mobile.client import Sasl2Client, bind2
 def _login(server: Server, tag: str, inline: str) -> tuple[Sasl2Client, str]:
     c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
     c.features()
-    out = c.plain("alice", "secret", bind2(tag, inline))
+    # One device, one installation: its own SASL2 user-agent id (two sessions with the same
+    # id are the same client, and the second ends the first: XEP-0386 §3).
+    out = c.plain("alice", "secret", bind2(tag, inline), agent=f"{tag}-install")
     assert out.ok and out.jid, out.xml
     return c, out.jid
 

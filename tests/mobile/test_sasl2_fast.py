@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.jid import JID
+from suricate.protocol.c2s import C2SState
 from suricate.sasl.ht import HT_HASHES
-from tests.e2e.harness import running_server
+from suricate.xml import ns
+from tests.e2e.harness import connect, disconnect, eventually, running_server
 from tests.mobile.client import Sasl2Client, bind2, request_token
 from tests.mobile.conftest import add_user, modules_toml
 
@@ -122,6 +125,62 @@ async def test_token_login_is_one_round_trip_with_bind_and_inline_features(
     assert re.search(r"<bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' "
                      r"id='[^']+' resume='true' max='600'/></bound>", out.xml), out.xml
     assert out.token is None  # far from expiry: no rotation
+
+
+async def test_bind2_ends_the_earlier_session_of_the_same_client(server: Server) -> None:
+    """XEP-0386 §3: "Upon successful binding of a resource, the server SHOULD terminate any
+    earlier sessions from the same client (identified by the <user-agent> 'id')". A phone
+    whose connection died and that logs in afresh (its app restarted, no resumption) does
+    not leave its old session waiting 10 minutes for a resumption: contacts do not see it
+    twice, and what the old session held reaches the new one at once."""
+    sm = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+    def login(tag: str, agent: str, inline: str = "") -> tuple[Sasl2Client, str]:
+        c = client(server)
+        out = c.plain("alice", "secret", bind2(tag, inline), agent=agent)
+        assert out.ok and out.jid, out.xml
+        return c, out.jid
+
+    old, old_jid = await in_thread(login, "phone", "phone-install", sm)
+    laptop, laptop_jid = await in_thread(login, "laptop", "laptop-install")
+    await in_thread(old.send, "<presence/>")
+    old.close()  # the network goes, no </stream:stream>: the session waits for <resume/>
+    await eventually(lambda: _state(server, old_jid) is C2SState.RESUME_SESSION)
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        bob.send_message(mto=old_jid, mbody="sent while you were away", mtype="chat")
+        await eventually(lambda: "while you were away" in _held(server, old_jid))
+        new, new_jid = await in_thread(login, "phone", "phone-install")
+        try:
+            # The old session is gone, the other client's (another user-agent id) stays.
+            await eventually(lambda: _state(server, old_jid) is None)
+            assert _state(server, laptop_jid) is C2SState.SESSION_ESTABLISHED
+            # What it held was handed back to the router (offline storage here, as no
+            # resource is available) and reaches the new session with its first presence.
+            await in_thread(new.send, "<presence/>")
+            got = await in_thread(new.expect, r"<body>sent while you were away</body>")
+            assert got
+        finally:
+            new.close()
+    finally:
+        laptop.close()
+        await disconnect(bob)
+
+
+def _state(server: Server, jid: str) -> Any:
+    for session in server.sessions:
+        if str(session.jid) == jid:
+            return session.state
+    return None
+
+
+def _held(server: Server, jid: str) -> str:
+    """What the session of ``jid`` keeps unacknowledged, serialized."""
+    for session in server.sessions:
+        if str(session.jid) == jid:
+            sm = STREAM_MANAGEMENT.get(session)
+            return "".join(s.serialize(ns.CLIENT) for s in sm.buffer) if sm else ""
+    return ""
 
 
 @pytest.mark.parametrize("cb", ["NONE", "EXPR", "ENDP", "UNIQ"])

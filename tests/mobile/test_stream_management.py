@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path
         alice, bob = await _phone_with_sm_and_desk(server)
         try:
             await _kill(alice)
+            sent_at = time.time()
             for i in range(1, 4):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"late{i}", mtype="chat")
             await eventually(lambda: _session(server, "alice@localhost/phone") is None,
@@ -109,6 +111,16 @@ async def test_slixmpp_resumption_timeout_stores_messages_offline(tmp_path: Path
             async def stored() -> bool:
                 return await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 3
             await eventually(stored)
+            # The phone comes back: each message is stamped with when the server got it
+            # (XEP-0203 §2 "stamp": when originally sent; XEP-0160 §2 step 5), not with when
+            # the resumption timed out, up to resume_timeout (10 minutes by default) later.
+            phone = await connect(server, "alice@localhost/phone", "secret",
+                                  plugins=("xep_0203",))
+            phone.send_presence()
+            for msg in [await phone.next_message() for _ in range(3)]:
+                stamp = msg["delay"]["stamp"].timestamp()
+                assert sent_at - 0.1 <= stamp <= sent_at + 0.5, (msg["delay"], sent_at)
+            await disconnect(phone)
         finally:
             await disconnect(bob)
             with contextlib.suppress(Exception):
@@ -149,7 +161,7 @@ async def test_inline_resume_retransmits_exactly_what_was_not_acknowledged(
             # it had handled x1 only
             out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='1' "
                           f"previd='{sm_id}'/>" + bind2("raw"))
-            rest = n.expect(r".*?<body>x4</body>").group(0)
+            rest = n.expect(r".*?<body>x4</body>.*?</message>").group(0)
             n.send("<r xmlns='urn:xmpp:sm:3'/>")
             ack = n.expect(r"<a xmlns='urn:xmpp:sm:3' h='(\d+)'/>").group(0)
             n.close()
@@ -160,6 +172,10 @@ async def test_inline_resume_retransmits_exactly_what_was_not_acknowledged(
         assert "<bound" not in out.xml  # resumed, so not bound again
         bodies = re.findall(r"<body>(x\d)</body>", rest)
         assert bodies == ["x2", "x3", "x4"], rest
+        # Each comes again with the time the server first sent it (XEP-0203), x4 included,
+        # which arrived while nobody was connected: the client shows when they arrived.
+        assert len(re.findall(r"</body>.*?<delay xmlns='urn:xmpp:delay' from='localhost' "
+                              r"stamp='[-0-9T:.]+Z'/>", rest)) == 3, rest
     finally:
         await disconnect(bob)
 

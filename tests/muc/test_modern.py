@@ -32,6 +32,11 @@ async def test_self_ping_and_iq_to_occupant(server: Server) -> None:
     alice, bob = await user(server, "alice"), await user(server, "bob")
     await create_instant(alice, ROOM, "Alice")
     ping = alice.plugin["xep_0199"]
+    # XEP-0410 §3.3: a room answering self-pings itself advertises it on its own JID
+    # (clients look for the feature before trusting a ping's answer as "still joined").
+    info = await alice.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
+    assert "http://jabber.org/protocol/muc#self-ping-optimization" in \
+        info["disco_info"]["features"]
     # XEP-0410 §3: the room answers a joined occupant's self-ping.
     await ping.send_ping(f"{ROOM}/Alice", timeout=5)
     # Not joined: not-acceptable, the signal to rejoin.

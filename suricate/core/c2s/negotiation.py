@@ -79,6 +79,9 @@ class Negotiation(Delivery):
     def _open_session(self, full: JID, elsewhere: int = 0) -> StanzaError | None:
         raise NotImplementedError
 
+    def _end_earlier_sessions_of_client(self) -> None:
+        raise NotImplementedError
+
     # -- what the negotiator knows, as modules read it -------------------------------------
     @property
     def mechanism(self) -> Any:
@@ -567,6 +570,7 @@ class Negotiation(Delivery):
         if error is not None:
             self.stream_error(StreamError("policy-violation", error.text))
             return None
+        self._end_earlier_sessions_of_client()
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         children: list[Element] = await self.server.hooks.fold_async(H.BIND2_BIND, [], self,
                                                                      bind)

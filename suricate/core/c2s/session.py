@@ -63,6 +63,26 @@ class EstablishedSession(Negotiation):
             old.replaced()
         return None
 
+    def _end_earlier_sessions_of_client(self) -> None:
+        """XEP-0386 §3: "Upon successful binding of a resource, the server SHOULD terminate
+        any earlier sessions from the same client (identified by the <user-agent> 'id'
+        attribute in its SASL2 authentication request)". A phone that logs in afresh after
+        its connection died (its app restarted, or it could not resume) would otherwise leave
+        its old session waiting ``resume_timeout`` for a <resume/> that never comes: shown to
+        contacts and rooms as a second device, holding what was sent to it meanwhile. Ended
+        as replaced (<conflict/>, or at once when it waits for resumption), its
+        unacknowledged stanzas go back to the router. Sessions of this node only: one on
+        another node waits for its resumption timeout as before."""
+        agent = self.user_agent
+        if agent is None or not agent.id or self.user is None:
+            return
+        for other in self.server.sessions.resources(self.user):
+            other_agent = getattr(other, "user_agent", None)
+            if other is not self and other_agent is not None and other_agent.id == agent.id:
+                log.info("c2s_session_replaced_by_same_client jid=%s by=%s", other.jid,
+                         self.jid)
+                other.replaced()
+
     # -- what the client sends ------------------------------------------------------------------
     def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
         if el.name not in STANZA_NAMES or el.xmlns != ns.CLIENT:
@@ -208,7 +228,7 @@ class EstablishedSession(Negotiation):
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
             # never acknowledged go to the account's other resources or offline storage.
-            for stanza in sm.take_unacked():
+            for stanza in sm.take_unacked(delay_from=jid.domain):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
                 self.server.undeliverable(stanza, self)

@@ -57,6 +57,8 @@ MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
 MUC_REGISTER = MUC + "#register"  # §7.10
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+# XEP-0410 §3.3: a room that answers self-pings itself says so on its JID.
+SELF_PING_OPTIMIZATION = MUC + "#self-ping-optimization"
 
 AFFILIATIONS = ("owner", "admin", "member", "outcast", "none")
 ROLES = ("moderator", "participant", "visitor", "none")
@@ -1104,8 +1106,8 @@ class Room:
 
     def features(self) -> list[str]:
         cfg = self.config
-        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING, MODERATE,
-                    RETRACT, ns.REGISTER,
+        features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING,
+                    SELF_PING_OPTIMIZATION, MODERATE, RETRACT, ns.REGISTER,
                     "muc_public" if cfg.public else "muc_hidden",
                     "muc_persistent" if cfg.persistent else "muc_temporary",
                     "muc_membersonly" if cfg.members_only else "muc_open",

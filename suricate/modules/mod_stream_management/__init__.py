@@ -306,7 +306,8 @@ class ModStreamManagement(Module):
         """§5: ``c2s`` continues ``old``'s session. What the client acknowledges in its
         <resume/> is forgotten; the rest is sent again once the client has been told."""
         sm.ack(client_h)  # may raise HandledCountTooHigh: the caller answers <failed/>
-        unacked = sm.take_unacked()
+        # Messages come back with the time they were first sent as their delay (XEP-0203).
+        unacked = sm.take_unacked(delay_from=old.jid.domain if old.jid is not None else None)
         if isinstance(sm, MirroredSM):
             sm.waiting = False
         c2s.adopt(old)  # the session (its module state, these counters included) moves

@@ -156,7 +156,7 @@ class Handover:
         self.mirror.moved(previd)
         modules: dict[str, Any] = self.server.hooks.fold(H.SESSION_HANDOVER, {}, c2s, False)
         state = SessionState(c2s.jid, c2s.priority, c2s.presence, sm.h_in, sm.acked,
-                             sm.take_unacked(), modules)
+                             sm.take_unacked(delay_from=c2s.jid.domain), modules)
         plain = state.to_plain()
         try:
             marshal.dumps(plain)  # what the answer does: checked before letting go

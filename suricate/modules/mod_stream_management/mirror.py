@@ -161,10 +161,10 @@ class MirroredSM(StreamManagement):
         super().ack(h)
         self.dirty.add(self.id)
 
-    def take_unacked(self) -> list[Element]:
+    def take_unacked(self, delay_from: str | None = None) -> list[Element]:
         self.rewrite = True
         self.dirty.add(self.id)
-        return super().take_unacked()
+        return super().take_unacked(delay_from)
 
 
 class Mirror:
