@@ -95,6 +95,5 @@ UNAVAILABLE_MODULES: list[str] = [
     "mod_amp",
     "mod_global_distrib",
     "mod_jingle_sip",
-    "mod_shared_roster_ldap",
     "mod_websockets",
 ]
