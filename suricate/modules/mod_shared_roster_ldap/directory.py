@@ -38,8 +38,9 @@ V = TypeVar("V")
 
 
 def substitute(template: str, **values: str) -> str:
-    """``template`` with each ``%x`` of ``values`` replaced by the escaped value (RFC 4515
-    §3); ``{"u": "*"}`` style wildcards are passed already as filter text by the caller."""
+    """``template`` with each ``%x`` of ``values`` replaced by the value, escaped (RFC 4515
+    §3). The wildcards of 6.4's default filters are written into the template beforehand
+    (``filters``), never substituted here, where a ``*`` would be escaped."""
     for key, value in values.items():
         template = template.replace(f"%{key}", escape_value(value))
     return template
