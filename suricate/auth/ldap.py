@@ -39,8 +39,9 @@ _INVALID_CREDENTIALS = 49
 _WRONG_USER = frozenset({_INVALID_CREDENTIALS, 32, 34, 48, 50, 53})  # noSuchObject,
 # invalidDNSyntax, inappropriateAuthentication, insufficientAccessRights, unwillingToPerform
 
-_DEREF = {"never": "NEVER", "searching": "SEARCH", "finding": "FINDING_BASE",
-          "always": "ALWAYS"}
+#: The ``deref`` option (6.4's names) as ldap3 spells RFC 4511 §4.5.1.3's derefAliases.
+DEREF = {"never": "NEVER", "searching": "SEARCH", "finding": "FINDING_BASE",
+         "always": "ALWAYS"}
 
 
 class LdapPool:
@@ -147,7 +148,7 @@ def _unbind(conn: Any) -> None:
         conn.unbind()
 
 
-def _check(conn: Any, ok: bool) -> None:
+def check_result(conn: Any, ok: bool) -> None:
     """A request that failed for another reason than "nothing found" is the directory's
     failure (busy, unavailable, a broken socket), not an answer."""
     from ldap3.core.exceptions import LDAPException
@@ -158,6 +159,23 @@ def _check(conn: Any, ok: bool) -> None:
     if result.get("result") in (0, 32):  # success with no entry, noSuchObject (RFC 4511)
         return
     raise LDAPException(f"{result.get('description')}: {result.get('message')}")
+
+
+def search(conn: Any, base: str, filter_: str, deref: str,
+           attributes: list[str]) -> list[tuple[str, dict[str, list[str]]]]:
+    """In a worker thread: the entries ``filter_`` finds under ``base`` (subtree), each as its
+    DN and the ``attributes`` it has, by lower-case name, every value a string. A directory
+    that fails the request raises (``check_result``); "nothing found" is an empty list."""
+    ok = conn.search(base, filter_, search_scope="SUBTREE", dereference_aliases=deref,
+                     attributes=attributes)
+    check_result(conn, ok)
+    found = []
+    for entry in conn.response or []:
+        if entry.get("type") != "searchResEntry":
+            continue  # referrals (searchResRef) are not followed
+        attrs = _lower_keys(entry.get("attributes") or {})
+        found.append((str(entry["dn"]), {k: _values(v) for k, v in attrs.items()}))
+    return found
 
 
 def escape_value(value: str) -> str:
@@ -182,7 +200,7 @@ class LdapMethod(AuthMethod):
         self.filter = str(opts["filter"])
         self.dn_filter: Mapping[str, Any] | None = opts.get("dn_filter")
         self.local_filter: Mapping[str, Any] | None = opts.get("local_filter")
-        self.deref = _DEREF[str(opts["deref"])]
+        self.deref = DEREF[str(opts["deref"])]
         self.search_pool = LdapPool(opts["pool_tag"], pools[opts["pool_tag"]])
         self.bind_pool = LdapPool(opts["bind_pool_tag"], pools[opts["bind_pool_tag"]])
 
@@ -215,7 +233,7 @@ class LdapMethod(AuthMethod):
         if not ok and (conn.result or {}).get("result") == 4:  # sizeLimitExceeded
             log.warning("auth_ldap_ambiguous user=%s", jid)
             return None
-        _check(conn, ok)
+        check_result(conn, ok)
         entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
         if len(entries) != 1:
             if entries:
@@ -250,7 +268,7 @@ class LdapMethod(AuthMethod):
                          dereference_aliases=self.deref, attributes=[], size_limit=1)
         if not ok and (conn.result or {}).get("result") == 4:
             return True  # more than one entry matched: something did
-        _check(conn, ok)
+        check_result(conn, ok)
         return any(e.get("type") == "searchResEntry" for e in conn.response or [])
 
     async def find_dn(self, jid: JID) -> str | None:

@@ -94,6 +94,5 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 UNAVAILABLE_MODULES: list[str] = [
     "mod_global_distrib",
     "mod_jingle_sip",
-    "mod_shared_roster_ldap",
     "mod_websockets",
 ]

@@ -754,7 +754,7 @@ def _uid_format_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
         ctx.error(join(path, "format"), 'must contain "%u" exactly once')
 
 
-def _ldap_filter(value: Any) -> str | None:
+def ldap_filter_problem(value: Any) -> str | None:
     """An RFC 4515 filter is one parenthesized item; catch the common slips (missing or
     unbalanced parentheses) at load time rather than at the first login."""
     text = str(value)
@@ -794,13 +794,13 @@ _LDAP_AUTH = Section(
         ),
         "filter": Option(Str(nonempty=False), "",
                          'Extra RFC 4515 filter ANDed to the uid match, e.g. '
-                         '"(objectClass=inetOrgPerson)".', validators=(_ldap_filter,)),
+                         '"(objectClass=inetOrgPerson)".', validators=(ldap_filter_problem,)),
         "dn_filter": Option(
             Section({
                 "filter": Option(Str(), doc="Filter searched after the user is found: "
                                  "`%u` username, `%d` domain, `%D` the user's DN, `%s` each "
                                  "value of `attributes` (read from the user's entry).",
-                                 validators=(_ldap_filter,)),
+                                 validators=(ldap_filter_problem,)),
                 "attributes": Option(ListOf(Str()), [], "Attributes of the user's entry "
                                      "substituted for `%s`."),
             }),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
     from suricate.jid import JID
+    from suricate.modules.mod_roster.store import RosterItem
     from suricate.protocol.subscription import Transition
     from suricate.sasl.base import Mechanism
     from suricate.xml.element import Element
@@ -317,6 +318,24 @@ ROSTER_GET: Hook[Callable[[list[Element], JID], AsyncFolded[list[Element]]]] = H
     "fold_async(items: list[Element], user: JID) -> list[Element]: the user fetched its roster "
     "(RFC 6121 §2.1.3); roster <item/>s added here are sent after the stored ones "
     "(mod_muc_light's rooms_in_rosters)")
+
+ROSTER_ITEMS: Hook[Callable[[list[RosterItem], JID], AsyncFolded[list[RosterItem]]]] = Hook(
+    "roster_items",
+    "fold_async(items: list[RosterItem], user: JID) -> list[RosterItem]: the account's roster "
+    "as it is shown, made from the stored items (sorted by JID): a module adds contacts that "
+    "are not stored or changes how stored ones look (mod_shared_roster_ldap: a shared contact "
+    "has subscription both). mod_roster runs it for a roster get, a new session's presence "
+    "cache and ModRoster.get_roster, and only when a handler is registered (MongooseIM's "
+    "roster_get and roster_get_subscription_lists)")
+ROSTER_GET_JID_INFO: Hook[
+    Callable[[RosterItem | None, JID, JID], AsyncFolded[RosterItem | None]]
+] = Hook(
+    "roster_get_jid_info",
+    "fold_async(item: RosterItem|None, user: JID, contact: JID) -> RosterItem|None: one "
+    "contact (bare) as the user's roster shows it, from the stored item (None: not stored; "
+    "returned None: not in the roster). mod_roster runs it for ModRoster.get_roster_item and "
+    "after a roster change (the item its sessions cache and are pushed), only when a handler "
+    "is registered; must agree with roster_items")
 
 
 class Hooks:

@@ -9,6 +9,12 @@ roster pushes consistent when IQs and subscription stanzas arrive together.
 
 Roster pushes (§2.1.6) go to the "interested" resources: those that asked for the roster in
 this session (§2.2), marked in ``c2s.module_state["mod_roster"]``.
+
+What a user is shown may differ from what is stored: a module with handlers of the
+``roster_items`` and ``roster_get_jid_info`` hooks (mod_shared_roster_ldap) adds contacts or
+changes how stored ones look. Clients (gets and pushes), the sessions' caches and the other
+modules (``get_roster``, ``get_roster_item``) see that view; the subscription state machine
+and the admin API's edits work on the stored items. Without such a module nothing is asked.
 """
 
 from __future__ import annotations
@@ -170,17 +176,40 @@ class ModRoster(Module):
         ]
 
     async def get_roster(self, user: JID) -> list[RosterItem]:
-        """The account's roster items, sorted by JID."""
-        return await self.store.get_roster(user.domain, user.local or "")
+        """The account's roster items as its clients see them, sorted by JID."""
+        return await self._items(user)
 
     async def get_roster_item(self, user: JID, contact: JID | str) -> RosterItem | None:
-        return await self.store.get_roster_item(user.domain, user.local or "", str(contact))
+        """One contact as the account's clients see it (None: not in the roster)."""
+        stored = await self.store.get_roster_item(user.domain, user.local or "", str(contact))
+        if not self.server.hooks.has(H.ROSTER_GET_JID_INFO):
+            return stored
+        return await self._shown(user, contact if isinstance(contact, JID) else _jid(contact),
+                                 stored)
+
+    async def _items(self, user: JID) -> list[RosterItem]:
+        """The stored items, as the ``roster_items`` handlers show them."""
+        items = await self.store.get_roster(user.domain, user.local or "")
+        if self.server.hooks.has(H.ROSTER_ITEMS):
+            shown: list[RosterItem] = await self.server.hooks.fold_async(
+                H.ROSTER_ITEMS, items, user)
+            return shown
+        return items
+
+    async def _shown(self, user: JID, contact: JID, stored: RosterItem | None
+                     ) -> RosterItem | None:
+        """One stored item (or None), as the ``roster_get_jid_info`` handlers show it."""
+        if not self.server.hooks.has(H.ROSTER_GET_JID_INFO):
+            return stored
+        shown: RosterItem | None = await self.server.hooks.fold_async(
+            H.ROSTER_GET_JID_INFO, stored, user, contact.bare)
+        return shown
 
     # -- sessions ----------------------------------------------------------------------------
     async def load_roster(self, acc: None, c2s: C2S) -> None:
         user = c2s.jid.bare
         async with self.locked(user):
-            items = await self.store.get_roster(user.domain, user.local or "")
+            items = await self._items(user)
             ROSTER_CACHE.set(c2s, {_jid(item.jid): item for item in items})
         return acc
 
@@ -209,10 +238,13 @@ class ModRoster(Module):
         if session is not None:
             # §2.2: asking for the roster makes the resource "interested" in pushes.
             session.module_state[self.name] = True
-        storage = self.store
         async with self.locked(user):
-            items = await storage.get_roster(user.domain, user.local or "")
+            items = await self._items(user)
             version = await self._current_version(user, items) if self.versioning else None
+            if session is not None and self.server.hooks.has(H.ROSTER_ITEMS):
+                # What the roster_items handlers add can change (a directory's groups): the
+                # session's presence cache catches up with what its client is shown now.
+                ROSTER_CACHE.set(session, {_jid(item.jid): item for item in items})
         query = Element("query", ns.ROSTER)
         if version is not None:
             # XEP-0237 §3: the client's version is current -> empty result, pushes follow.
@@ -269,9 +301,16 @@ class ModRoster(Module):
         storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
-            if old is None:
+            # A contact that is in the roster without the stored item (a shared roster's)
+            # stays: the stored item goes, the push shows what remains (MongooseIM's
+            # roster_process_item turns the removal into the shared item), and no
+            # subscription ends, since the shared one does not.
+            kept = await self._shown(user, contact.bare, None)
+            if old is None and kept is None:
                 raise StanzaError("item-not-found")  # §2.5.3
             await self._save(user, contact, old, None, force_push=True)
+            if old is None or kept is not None:
+                return
             state = sub.normalize(old.subscription, old.ask)
             if state.has_to or state.pending_out:
                 self._send_presence(user, contact, "unsubscribe")
@@ -331,6 +370,9 @@ class ModRoster(Module):
         else:
             await storage.put_roster_item(user.domain, local, new)
         key = _jid(new.jid if new is not None else str(contact))
+        # Sessions cache and clients are pushed what they are shown (roster_get_jid_info).
+        old = await self._shown(user, key, old)
+        new = await self._shown(user, key, new)
         self._cache_here(user, key, new)
         seen_before, seen_after = is_visible(old), is_visible(new)
         push: Element | None = None
@@ -374,7 +416,7 @@ class ModRoster(Module):
         key = _jid(item.attrs["jid"])
         async with self.locked(user):
             new = await self.store.get_roster_item(user.domain, user.local or "", str(key))
-            self._cache_here(user, key, new)
+            self._cache_here(user, key, await self._shown(user, key, new))
             if push:
                 self._push(user, item, version)
 
@@ -411,7 +453,7 @@ class ModRoster(Module):
             version = _fresh_id()
             await storage.set_roster_version(user.domain, user.local or "", version)
             return version
-        return computed_version(await storage.get_roster(user.domain, user.local or ""))
+        return computed_version(await self._items(user))
 
     # -- presence the roster itself sends ---------------------------------------------------
     def _send_presence(self, user: JID, contact: JID, type_: str) -> None:

@@ -47,7 +47,8 @@ async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
     groups = tuple(dict.fromkeys(a.get("groups") or ()))
     module = enabled_module(ctx, ModRoster)
     async with module.locked(user):
-        old = await module.get_roster_item(user, contact)
+        # The stored item (not the shown one, get_roster_item): only name and groups change.
+        old = await module.store.get_roster_item(user.domain, user.local or "", str(contact))
         new = replace(old or RosterItem(jid=str(contact)), name=a.get("name"), groups=groups)
         await module._save(user, contact, old, new, force_push=True)
     return "Contact added successfully"
