@@ -184,6 +184,20 @@ async def test_a_blocked_senders_messages_stay_out_of_the_recipients_archive(
     await disconnect(alice, bob)
 
 
+async def test_a_note_to_self_arrives_with_its_archive_id(server: Server) -> None:
+    """A message to the account's own bare JID is archived once (as sent); the copy the
+    account receives carries that archive id as its stanza-id (XEP-0359 §4), which clients
+    use to match it against what they later fetch from the archive."""
+    alice = await login(server, "alice@localhost/a")
+    alice.send_message(mto="alice@localhost", mbody="note to self", mtype="chat")
+    received = await alice.next_message()
+    assert received["body"] == "note to self"
+    (archived,) = await archive(alice)
+    assert forwarded_body(archived) == "note to self"
+    assert stanza_id(received, "alice@localhost") == archived["mam_result"]["id"]
+    await disconnect(alice)
+
+
 async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")

@@ -354,9 +354,10 @@ class ModMam(Module):
         self._own_id: tuple[Element, Element] | None = None
         #: The start of the recipient's <stanza-id/> XML per account (``_archive_incoming``).
         self._sid_heads: dict[str, str] = {}
-        #: The sender's archive's last stanza: its XML, its scan, and its attributes and
-        #: children as they were then (``_sent_now``).
-        self._last_out: tuple[Element, str, _Scan, dict[str, str], list[Node]] | None = None
+        #: The sender's archive's last stanza: its XML, its scan, its attributes and
+        #: children as they were then (``_sent_now``), and its archive id.
+        self._last_out: tuple[Element, str, _Scan, dict[str, str], list[Node], int] | None = \
+            None
         muc = opts.get("muc")
         #: Room archives (the muc section), found by mod_muc as ``muc_archive``.
         self.muc_archive: MucArchive | None = None if muc is None else \
@@ -501,7 +502,7 @@ class ModMam(Module):
         # The sender's row. Its XML is kept with the stanza's attributes and children as
         # they are now: the recipient's hook reuses it while they are unchanged (_sent_now).
         xml = stanza.serialize(ns.CLIENT)
-        self._last_out = (stanza, xml, scan, attrs.copy(), stanza.children.copy())
+        self._last_out = (stanza, xml, scan, attrs.copy(), stanza.children.copy(), mam_id)
         self._add_row(mam_id, owner, peer_bare, peer.resource, "O", c2s.jid, scan, xml,
                       archive is None)
         if scan.retract is not None:
@@ -530,7 +531,8 @@ class ModMam(Module):
         owner = to.bare
         # Parts compared inline: JID.__eq__ is a Python call, on every message.
         if frm.local == owner.local and frm.domain == owner.domain:
-            return stanza  # the account's own message: archived once, as outgoing
+            # The account's own message: archived once, as sent.
+            return self._own_message(stanza, owner, sessions)
         last = self._last_out
         if last is not None and last[0] is stanza and not last[2].sid \
                 and stanza.attrs == last[3] and stanza.children == last[4]:
@@ -551,8 +553,21 @@ class ModMam(Module):
             return WrittenElement(stanza, wire)
         return stanza
 
+    def _own_message(self, stanza: Element, owner: JID, sessions: list[Any]) -> Element:
+        """A message an account sent to itself (a note to self) is in its archive once, as
+        sent (``outgoing``, a moment ago); the copy it receives carries that archive id
+        (XEP-0359 §4), which clients match against what they later fetch from the archive."""
+        last = self._last_out
+        if last is None or last[0] is not stanza or not self.stanza_ids:
+            return stanza
+        self._last_out = None
+        unchanged = stanza.attrs == last[3] and stanza.children == last[4]
+        wire = self._stamp(stanza, owner, last[5], last[1] if unchanged else None)
+        return WrittenElement(stanza, wire) if wire is not None and len(sessions) == 1 \
+            else stanza
+
     def _incoming_sent_now(self, stanza: Element, frm: JID, owner: JID,
-                           last: tuple[Element, str, _Scan, dict[str, str], list[Node]],
+                           last: tuple[Element, str, _Scan, dict[str, str], list[Node], int],
                            sessions: list[Any]) -> Element:
         """``incoming`` for the common case, inline: a local sender's message the sender's
         archive took a moment ago, unchanged since (``_sent_now``). Its scan and XML hold;
@@ -672,8 +687,8 @@ class ModMam(Module):
         else:
             xml = stanza.serialize(ns.CLIENT)
             reused = None
-            self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy()) \
-                if direction == "O" else None
+            self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy(),
+                              mam_id) if direction == "O" else None
         self._add_row(mam_id, owner, peer.bare, peer.resource, direction, frm, scan, xml, check)
         return reused
 
