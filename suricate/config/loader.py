@@ -15,6 +15,9 @@ from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, joi
 #: [auth.ldap] pool_tag and bind_pool_tag when not given (a refused config is checked raw).
 LDAP_DEFAULT_TAGS = {"pool_tag": "default", "bind_pool_tag": "bind"}
 
+#: Where a problem of the whole text (TOML syntax) is reported when the file is not known.
+_NO_PATH = "<file>"
+
 #: Names that are valid everywhere an access rule or ACL name is expected.
 _BUILTIN_NAMES = ("all", "none")
 
@@ -38,7 +41,7 @@ def parse_config_with_warnings(text: str, base_dir: Path) -> tuple[dict[str, Any
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already carries "(at line L, column C)".
-        raise ConfigError([Problem("<file>", f"invalid TOML: {exc}")]) from None
+        raise ConfigError([Problem(_NO_PATH, f"invalid TOML: {exc}")]) from None
     ctx = Context(base_dir.absolute())
     result = ROOT.normalize(raw, "", ctx)
     if result is not INVALID:
@@ -66,7 +69,12 @@ def load_config_with_warnings(path: Path) -> tuple[dict[str, Any], list[Problem]
         raise ConfigError(
             [Problem(str(path), f"cannot read the configuration file: {exc}")]
         ) from None
-    return parse_config_with_warnings(text, path.absolute().parent)
+    try:
+        return parse_config_with_warnings(text, path.absolute().parent)
+    except ConfigError as err:
+        # A syntax error has no TOML path: name the file, as an operator would look for it.
+        raise ConfigError([Problem(str(path), p.message) if p.path == _NO_PATH else p
+                           for p in err.problems]) from None
 
 
 _DEFINITIONS = ("shaper", "acl", "access", "auth")

@@ -248,6 +248,18 @@ async def test_account_unregister_removes_the_data_of_every_configured_module(
     await with_stores(check)
 
 
+def test_check_config_names_the_file_of_a_toml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[general\nhosts = 1\n")
+    res = run("check-config", str(path))
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"{path}: invalid TOML: Expected ']' at the end of a table "
+                                  "declaration (at line 1, column 9)")
+    served = run("serve", "--config", str(path))
+    assert served.returncode == 2
+    assert served.stderr.strip().startswith(f"suricate: {path}: invalid TOML: ")
+
+
 def mongooseim_64_default_shape(tmp_path: Path, ports: dict[str, int]) -> str:
     """A configuration with the sections and options of the mongooseim.toml that MongooseIM
     6.4 ships (rendered with its release's values), written for this test on free ports."""
