@@ -648,6 +648,28 @@ _GENERAL = Section(
             '"redis" also records every session and the node membership in Redis '
             "(`outgoing_pools.redis.default`); see docs/cluster.md.",
         ),
+        # A single 6.4 node keeps these in Mnesia; so does Suricate, in its own process.
+        "s2s_backend": Option(
+            OneOf(["mnesia"], unavailable=["cets"]),
+            "mnesia",
+            "Where MongooseIM replicates its list of outgoing S2S connections.",
+            inert=True,
+            inert_reason="Suricate keeps its outgoing connections in its own process",
+        ),
+        "component_backend": Option(
+            OneOf(["mnesia"], unavailable=["cets"]),
+            "mnesia",
+            "Where MongooseIM replicates its list of connected components.",
+            inert=True,
+            inert_reason="Suricate keeps its components in its own process",
+        ),
+        "rdbms_server_type": Option(
+            OneOf(["pgsql"], unavailable=["mssql"]),
+            None,
+            "Query variants of MongooseIM for one database (MSSQL through ODBC, PostgreSQL).",
+            inert=True,
+            inert_reason="Suricate's PostgreSQL queries need no hint",
+        ),
         "cluster_address": Option(
             Str(),
             "127.0.0.1",
@@ -667,9 +689,6 @@ _GENERAL = Section(
     unavailable={
         key: NOT_AVAILABLE
         for key in (
-            "rdbms_server_type",
-            "s2s_backend",
-            "component_backend",
             "route_subdomains",
             "routing_modules",
             "http_server_name",

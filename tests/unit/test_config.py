@@ -110,6 +110,9 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "hide_service_name": False,
         "replaced_wait_timeout": 2000,
         "sm_backend": "mnesia",
+        "s2s_backend": "mnesia",
+        "component_backend": "mnesia",
+        "rdbms_server_type": None,
         "cluster_address": "127.0.0.1",
         "cluster_port": 0,
     }
@@ -1429,3 +1432,23 @@ def test_listener_shaper_naming_an_access_rule_says_what_64_changed() -> None:
     ]
     refused("[[listen.s2s]]\nport = 5269\nshaper = \"slow\"\n",
             "listen.s2s[0].shaper: shaper 'slow' is not defined in [shaper]")
+
+
+def test_general_backends_of_a_single_64_node_are_accepted_with_a_warning() -> None:
+    # "mnesia" is what a single MongooseIM node uses (and sm_backend = "mnesia" is already
+    # accepted); "cets" is clustering, which Suricate does through Redis.
+    text = '[general]\ns2s_backend = "mnesia"\ncomponent_backend = "mnesia"\n' \
+        'rdbms_server_type = "pgsql"\n'
+    cfg = parse(text)
+    assert cfg["general"]["s2s_backend"] == "mnesia"
+    assert warnings_of(text.replace("[general]\n", "")) == [
+        f"general.s2s_backend: {INERT}: Suricate keeps its outgoing connections in its own "
+        "process",
+        f"general.component_backend: {INERT}: Suricate keeps its components in its own process",
+        f"general.rdbms_server_type: {INERT}: Suricate's PostgreSQL queries need no hint",
+    ]
+    for key in ("s2s_backend", "component_backend"):
+        refused(f'[general]\n{key} = "cets"\n',
+                f"general.{key}: 'cets' is not available in this version of Suricate")
+    refused('[general]\nrdbms_server_type = "mssql"\n',
+            "general.rdbms_server_type: 'mssql' is not available in this version of Suricate")
