@@ -39,13 +39,17 @@ from graphql import (
 from suricate.admin.schema import categories, sdl
 
 #: Commands that are not categories (kept out of the generated set).
-RESERVED = {"serve", "check-config", "graphql"}
+RESERVED = {"serve", "check-config", "graphql", "status", "stop"}
 #: Options every generated command has (the configuration, the endpoint).
 OWN_OPTIONS = {"config", "url", "data-dir"}
 
 
 class AdminCliError(Exception):
     pass
+
+
+class ServerUnreachable(AdminCliError):
+    """Nothing answers at the admin endpoint: the server is not running (or not there)."""
 
 
 @dataclass
@@ -99,7 +103,7 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
     except urllib.error.HTTPError as err:
         data = err.read()
     except (urllib.error.URLError, OSError) as err:
-        raise AdminCliError(f"cannot reach the server at {target.url}: {err} "
+        raise ServerUnreachable(f"cannot reach the server at {target.url}: {err} "
                             "(is it running?)") from None
     try:
         result: dict[str, Any] = json.loads(data)

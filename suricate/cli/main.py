@@ -299,6 +299,48 @@ def cmd_graphql(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
 
 
+# -- node control: mongooseimctl status / stop ---------------------------------------------------
+#: What an LSB init script's ``status`` exits with when the program is not running, which
+#: monitoring scripts understand.
+NOT_RUNNING = 3
+
+
+def _ask_server(args: argparse.Namespace, document: str, not_running_code: int) -> Any:
+    """Run `document` on the running server's admin endpoint; its ``server`` field."""
+    from suricate.cli.admin import AdminCliError, ServerUnreachable, find_target, post
+
+    cfg, _, _ = load(args)
+    try:
+        target = find_target(cfg, args.url)
+        result = post(target, document)
+    except ServerUnreachable as err:
+        start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
+        raise CliError(f"the server is not running ({err}); start it with: {start}",
+                       not_running_code) from None
+    except AdminCliError as err:
+        raise CliError(str(err)) from None
+    errors = result.get("errors") or []
+    if errors:
+        raise CliError("; ".join(str(e.get("message")) for e in errors))
+    return (result.get("data") or {}).get("server")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    server = _ask_server(args, "query { server { status { statusCode message version } } }",
+                         NOT_RUNNING)
+    status = server["status"]
+    if status["statusCode"] != "RUNNING":
+        print(f"The server is not running: {status['message']}", file=sys.stderr)
+        return NOT_RUNNING
+    print(f"The server is running: suricate {status['version']}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    print(_ask_server(args, "mutation { server { stop } }", 1)["stop"])
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     """The whole command line; ``with_admin=False`` leaves out the commands generated from the
@@ -374,6 +416,16 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     exp.add_argument("dir", metavar="DIR")
     config_args(exp)
     exp.set_defaults(func=cmd_xep0227)
+    for name, func, helptext in (
+            ("status", cmd_status, "tell whether the server is running (exit 0), or not (3)"),
+            ("stop", cmd_stop, "stop the running server (as `server stop`)")):
+        p = sub.add_parser(name, help=helptext,
+                           description=helptext[0].upper() + helptext[1:] + ", like "
+                           f"mongooseimctl {name}. It asks the admin endpoint of the "
+                           "configuration's [[listen.http]].")
+        p.add_argument("--url", help="admin endpoint URL (default: from the configuration)")
+        config_args(p)
+        p.set_defaults(func=func)
     if with_admin:
         raw = sub.add_parser("graphql", help="run a GraphQL document on the admin API",
                              description="Send DOCUMENT to the running server's admin GraphQL "

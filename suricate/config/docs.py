@@ -33,14 +33,17 @@ _INTRO = """\
 
 Suricate reads one TOML file whose sections and option names are those of MongooseIM 6.4.
 Every option is validated at start-up: an unknown key, a value of the wrong type, a name that
-refers to nothing (a shaper, an access rule, an ACL) or a missing certificate file stops the
+refers to nothing (a shaper, an access rule) or a missing certificate file stops the
 server with the TOML path of each problem, for example
 `listen.c2s[0].tls.mode: expected one of tls, starttls, starttls_required`.
 Options that MongooseIM 6.4 has but Suricate does not implement yet are refused with
 "not available in this version" rather than ignored. A few are accepted so that MongooseIM
 configurations load unchanged, but have no effect: they are marked below, and giving one makes
 `suricate check-config` and `suricate serve` warn
-(`general.language: accepted for compatibility, has no effect in this version`).
+(`general.language: accepted for compatibility, has no effect in this version`). An access
+rule clause naming a class that `[acl]` does not define is accepted with a warning too: as in
+MongooseIM, whose own default configuration names the undefined classes `admin` and
+`blocked`, it matches nobody.
 
 Notation: `listen.c2s[]` is an array of tables (`[[listen.c2s]]`), `shaper.NAME` a table whose
 keys you choose. Relative file paths are relative to the directory of the configuration file.
@@ -79,13 +82,17 @@ def _drop_unset(value: Any) -> Any:
     return value
 
 
-_INERT_DOC = "- Accepted for compatibility with MongooseIM 6.4; has no effect in this version.\n"
+def _inert_doc(option: Option) -> str:
+    if not option.inert:
+        return ""
+    reason = f": {option.inert_reason}" if option.inert_reason else ""
+    return f"- Accepted for compatibility with MongooseIM 6.4; has no effect in this version{reason}.\n"
 
 
 def _option(path: str, option: Option, out: list[str], level: int) -> None:
     spec = option.type
     heading = "#" * min(level, 6)
-    inert = _INERT_DOC if option.inert else ""
+    inert = _inert_doc(option)
     if isinstance(spec, Section) and spec.options:
         out.append(f"{heading} `{path}`\n")
         out.append(f"{option.doc or spec.doc}\n{inert}")

@@ -15,6 +15,9 @@ from suricate.config.spec import INVALID, ConfigError, Context, Problem, at, joi
 #: [auth.ldap] pool_tag and bind_pool_tag when not given (a refused config is checked raw).
 LDAP_DEFAULT_TAGS = {"pool_tag": "default", "bind_pool_tag": "bind"}
 
+#: Where a problem of the whole text (TOML syntax) is reported when the file is not known.
+_NO_PATH = "<file>"
+
 #: Names that are valid everywhere an access rule or ACL name is expected.
 _BUILTIN_NAMES = ("all", "none")
 
@@ -38,7 +41,7 @@ def parse_config_with_warnings(text: str, base_dir: Path) -> tuple[dict[str, Any
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already carries "(at line L, column C)".
-        raise ConfigError([Problem("<file>", f"invalid TOML: {exc}")]) from None
+        raise ConfigError([Problem(_NO_PATH, f"invalid TOML: {exc}")]) from None
     ctx = Context(base_dir.absolute())
     result = ROOT.normalize(raw, "", ctx)
     if result is not INVALID:
@@ -66,7 +69,12 @@ def load_config_with_warnings(path: Path) -> tuple[dict[str, Any], list[Problem]
         raise ConfigError(
             [Problem(str(path), f"cannot read the configuration file: {exc}")]
         ) from None
-    return parse_config_with_warnings(text, path.absolute().parent)
+    try:
+        return parse_config_with_warnings(text, path.absolute().parent)
+    except ConfigError as err:
+        # A syntax error has no TOML path: name the file, as an operator would look for it.
+        raise ConfigError([Problem(str(path), p.message) if p.path == _NO_PATH else p
+                           for p in err.problems]) from None
 
 
 _DEFINITIONS = ("shaper", "acl", "access", "auth")
@@ -154,6 +162,17 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
         if name != "none" and name not in shapers:
             report.error(path, f"shaper '{name}' is not defined in [shaper]")
 
+    def listener_shaper_defined(path: str, name: Any) -> None:
+        if isinstance(name, str) and isinstance(access, dict) and name in access \
+                and isinstance(shapers, dict) and name not in shapers:
+            # Configs from before 6.4 gave c2s/s2s listeners the access rules "c2s_shaper"
+            # and "s2s_shaper"; 6.4 refuses them too, so say what to write instead.
+            report.error(path, f"shaper '{name}' is not defined in [shaper] (it is an access "
+                         "rule: since MongooseIM 6.4 a listener names a shaper, e.g. "
+                         'shaper = "normal")')
+            return
+        shaper_defined(path, name)
+
     def access_defined(path: str, name: Any) -> None:
         if not isinstance(name, str) or not isinstance(access, dict):
             return
@@ -162,7 +181,7 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
 
     bound: dict[tuple[str, Any, str], str] = {}
     for kind, path, listener in _listeners(cfg):
-        shaper_defined(join(path, "shaper"), listener.get("shaper"))
+        listener_shaper_defined(join(path, "shaper"), listener.get("shaper"))
         access_defined(join(path, "access"), listener.get("access"))
         # Two listeners on one address and port would fail at bind time with a less helpful error.
         key = (
@@ -213,9 +232,11 @@ def _cross_check(cfg: dict[str, Any], report: Context) -> None:
             for i, clause in enumerate(clauses):
                 name = clause["acl"]
                 if name not in acls:
-                    report.error(
+                    # MongooseIM starts with such a clause (its own default config names the
+                    # undefined classes "admin" and "blocked"): it matches nobody.
+                    report.warn(
                         join(at(join("access", rule), i), "acl"),
-                        f"acl '{name}' is not defined in [acl]",
+                        f"acl '{name}' is not defined in [acl]: this clause matches nobody",
                     )
 
     refs = References(access_defined, shaper_defined, cfg.get("outgoing_pools"), report,
@@ -270,8 +291,9 @@ def _check_host_configs(cfg: dict[str, Any], report: Context,
             for j, clause in enumerate(entry["access"][rule]):
                 acl = clause.get("acl") if isinstance(clause, dict) else None
                 if isinstance(acl, str) and acl not in acls and acl not in _BUILTIN_NAMES:
-                    report.error(join(at(join(join(path, "access"), rule), j), "acl"),
-                                 f"acl '{acl}' is not defined in [acl] or {path}.acl")
+                    report.warn(join(at(join(join(path, "access"), rule), j), "acl"),
+                                f"acl '{acl}' is not defined in [acl] or {path}.acl: "
+                                "this clause matches nobody")
 
         def access_defined(p: str, rule: Any, access: dict[str, Any] = access) -> None:
             if isinstance(rule, str) and rule not in _BUILTIN_NAMES and rule not in access:

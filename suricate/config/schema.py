@@ -559,8 +559,13 @@ def _http_listener() -> Section:
                         ),
                     },
                     unavailable={
-                        "mongoose_admin_api": "the deprecated REST API is " + NOT_AVAILABLE,
-                        "mongoose_client_api": "the deprecated REST API is " + NOT_AVAILABLE,
+                        # 6.4's default config still has both; say where their operations went.
+                        "mongoose_admin_api": "the deprecated REST API is " + NOT_AVAILABLE
+                        + "; its operations are in the GraphQL API (mongoose_graphql_handler "
+                        'with schema_endpoint = "admin")',
+                        "mongoose_client_api": "the deprecated REST API is " + NOT_AVAILABLE
+                        + "; its operations are in the GraphQL API (mongoose_graphql_handler "
+                        'with schema_endpoint = "user")',
                     },
                     unknown_message="unknown handler type",
                 ),
@@ -643,6 +648,28 @@ _GENERAL = Section(
             '"redis" also records every session and the node membership in Redis '
             "(`outgoing_pools.redis.default`); see docs/cluster.md.",
         ),
+        # A single 6.4 node keeps these in Mnesia; so does Suricate, in its own process.
+        "s2s_backend": Option(
+            OneOf(["mnesia"], unavailable=["cets"]),
+            "mnesia",
+            "Where MongooseIM replicates its list of outgoing S2S connections.",
+            inert=True,
+            inert_reason="Suricate keeps its outgoing connections in its own process",
+        ),
+        "component_backend": Option(
+            OneOf(["mnesia"], unavailable=["cets"]),
+            "mnesia",
+            "Where MongooseIM replicates its list of connected components.",
+            inert=True,
+            inert_reason="Suricate keeps its components in its own process",
+        ),
+        "rdbms_server_type": Option(
+            OneOf(["pgsql"], unavailable=["mssql"]),
+            None,
+            "Query variants of MongooseIM for one database (MSSQL through ODBC, PostgreSQL).",
+            inert=True,
+            inert_reason="Suricate's PostgreSQL queries need no hint",
+        ),
         "cluster_address": Option(
             Str(),
             "127.0.0.1",
@@ -662,9 +689,6 @@ _GENERAL = Section(
     unavailable={
         key: NOT_AVAILABLE
         for key in (
-            "rdbms_server_type",
-            "s2s_backend",
-            "component_backend",
             "route_subdomains",
             "routing_modules",
             "http_server_name",
@@ -1413,7 +1437,9 @@ _ACL = MapOf(
 _ACCESS_CLAUSES = ListOf(
     Section(
         {
-            "acl": Option(Str(), doc='Access class name (or "all"/"none").'),
+            "acl": Option(Str(), doc='Access class name (or "all"/"none"). A class that [acl] '
+                          "does not define matches nobody, as in MongooseIM: accepted, with a "
+                          "warning."),
             "value": Option(
                 AnyScalar(), doc='Result ("allow", "deny", a number, a shaper...).'
             ),
@@ -1469,9 +1495,79 @@ _MODULES = ModulesSpec(
 )
 
 _INTERNAL_DATABASES = Section(
-    {},
-    doc="Internal databases. Suricate needs none; only an empty table is accepted.",
-    unavailable={"mnesia": NOT_AVAILABLE, "cets": NOT_AVAILABLE},
+    {
+        # 6.4's default config has an empty [internal_databases.mnesia]; what MongooseIM keeps
+        # there (sessions, stream management, BOSH) lives in Suricate's process already.
+        "mnesia": Option(
+            Section({}),
+            OMIT,
+            "MongooseIM's Mnesia tables (no options).",
+            inert=True,
+            inert_reason="Suricate keeps this data in its own process "
+            '(or in Redis with sm_backend = "redis")',
+        ),
+    },
+    doc="Internal databases of MongooseIM's nodes. Suricate needs none.",
+    unavailable={
+        "cets": "CETS is " + NOT_AVAILABLE + "; nodes share their sessions through Redis "
+        '(general.sm_backend = "redis", docs/cluster.md)',
+    },
+)
+
+# --------------------------------------------------------------------------------------------
+# [services]: the two that 6.4 configurations carry; Suricate does their work without them.
+
+_SERVICES = Section(
+    {
+        "service_mongoose_system_metrics": Option(
+            Section(
+                {
+                    "report": Option(Bool(), True, "Send anonymous usage reports."),
+                    "initial_report": Option(
+                        Int(min=0, unit="milliseconds"), 300_000, "Delay of the first report."
+                    ),
+                    "periodic_report": Option(
+                        Int(min=1, unit="milliseconds"), 10_800_000, "Time between reports."
+                    ),
+                    "tracking_id": Option(
+                        Section(
+                            {
+                                "id": Option(Str(), doc="Tracking ID."),
+                                "secret": Option(Str(), doc="Its secret."),
+                            }
+                        ),
+                        OMIT,
+                        "Where MongooseIM sends the reports.",
+                    ),
+                }
+            ),
+            OMIT,
+            "MongooseIM's anonymous usage reporting (in its default config).",
+            inert=True,
+            inert_reason="Suricate sends no usage reports",
+        ),
+        "service_domain_db": Option(
+            Section(
+                {
+                    "db_pool": Option(Str(), "global", "The RDBMS pool holding the domains."),
+                    "event_cleaning_interval": Option(
+                        Int(min=1, unit="seconds"), 1800, "How often old events are removed."
+                    ),
+                    "event_max_age": Option(
+                        Int(min=1, unit="seconds"), 7200, "Age of the events removed."
+                    ),
+                }
+            ),
+            OMIT,
+            "MongooseIM's store of dynamic domains (`general.host_types`).",
+            inert=True,
+            inert_reason="Suricate always keeps dynamic domains in the database and re-reads "
+            "them every 10 s",
+        ),
+    },
+    doc="Services of a MongooseIM node.",
+    unavailable={"service_translations": NOT_AVAILABLE},
+    unknown_message="unknown service",
 )
 
 _INSTRUMENTATION = Section(
@@ -1644,13 +1740,11 @@ ROOT = Section(
         "access": Option(_ACCESS, DEFAULTS, _ACCESS.doc),
         "modules": Option(_MODULES, DEFAULTS, _MODULES.doc),
         "internal_databases": Option(_INTERNAL_DATABASES, DEFAULTS, _INTERNAL_DATABASES.doc),
+        "services": Option(_SERVICES, DEFAULTS, _SERVICES.doc),
         "instrumentation": Option(_INSTRUMENTATION, OMIT, _INSTRUMENTATION.doc),
         "host_config": Option(ListOf(_HOST_CONFIG), [], _HOST_CONFIG.doc),
     },
     doc="The whole file.",
     post=_root_post,
-    unavailable={
-        "services": NOT_AVAILABLE,
-    },
     unknown_message="unknown section",
 )

@@ -436,7 +436,8 @@ class Option:
 
     `inert` marks an option accepted for MongooseIM 6.4 compatibility that has no effect in
     this version: it is validated as usual, and giving it yields a warning (`INERT_MESSAGE`)
-    instead of passing silently; the generated docs say so too.
+    instead of passing silently; the generated docs say so too. `inert_reason` tells the
+    operator why nothing is lost (appended to the warning and to the docs).
     """
 
     type: Spec
@@ -446,6 +447,7 @@ class Option:
     default_doc: str | None = None
     example: str | None = None
     inert: bool = False
+    inert_reason: str = ""
 
     def missing(self, path: str, ctx: Context) -> Any:
         if self.default is REQUIRED:
@@ -501,7 +503,8 @@ class Section(Spec):
             if name in value:
                 item = option.normalize(value[name], sub, ctx)
                 if option.inert:
-                    ctx.warn(sub, INERT_MESSAGE)
+                    reason = f": {option.inert_reason}" if option.inert_reason else ""
+                    ctx.warn(sub, INERT_MESSAGE + reason)
             else:
                 item = option.missing(sub, ctx)
             if item is OMIT:

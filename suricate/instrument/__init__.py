@@ -46,6 +46,9 @@ class Instrumentation:
     def sm_message_bounced(self, host_type: str) -> None:
         pass
 
+    def c2s_message_processed(self, host_type: str, microseconds: int) -> None:
+        pass
+
     def router_no_route_found(self, host_type: str) -> None:
         pass
 

@@ -118,6 +118,10 @@ SM_SESSION = declare(
     "Client sessions: count is how many are open now")
 SM_MESSAGE_BOUNCED = declare("sm_message_bounced", ("host_type",), {"count": SPIRAL},
                              "Messages to an account that could not take them (bounced)")
+C2S_MESSAGE_PROCESSED = declare(
+    "c2s_message_processed", ("host_type",), {"time": HISTOGRAM},
+    "Time in microseconds the server spent on an element a client sent in its established "
+    "session (up to routing it)", buckets={"time": TIME_BUCKETS})
 ROUTER_NO_ROUTE_FOUND = declare("router_no_route_found", ("host_type",), {"count": SPIRAL},
                                 "Stanzas to a domain with no route")
 ROUTER_STANZA_DROPPED = declare("router_stanza_dropped", ("host_type",), {"count": SPIRAL},

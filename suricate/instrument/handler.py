@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from suricate.instrument import Instrumentation
 from suricate.instrument.events import (
     AUTH_FAILED_BY_TYPE,
+    C2S_MESSAGE_PROCESSED,
     ELEMENT_COUNTERS,
     ROUTER_NO_ROUTE_FOUND,
     ROUTER_STANZA_DROPPED,
@@ -116,6 +117,10 @@ class Handler(Instrumentation):
         self.emit(SM_MESSAGE_BOUNCED, {"host_type": self.host_type_of(host_type)},
                   {"count": 1})
 
+    def c2s_message_processed(self, host_type: str, microseconds: int) -> None:
+        self.emit(C2S_MESSAGE_PROCESSED, {"host_type": self.host_type_of(host_type)},
+                  {"time": microseconds})
+
     def router_no_route_found(self, host_type: str) -> None:
         self.emit(ROUTER_NO_ROUTE_FOUND, {"host_type": self.host_type_of(host_type)},
                   {"count": 1})
@@ -165,6 +170,10 @@ class Fanout(Instrumentation):
     def sm_message_bounced(self, host_type: str) -> None:
         for h in self.handlers:
             h.sm_message_bounced(host_type)
+
+    def c2s_message_processed(self, host_type: str, microseconds: int) -> None:
+        for h in self.handlers:
+            h.c2s_message_processed(host_type, microseconds)
 
     def router_no_route_found(self, host_type: str) -> None:
         for h in self.handlers:

@@ -246,3 +246,189 @@ async def test_account_unregister_removes_the_data_of_every_configured_module(
         assert await _data(stores, "erin", "localhost") == erin_before
 
     await with_stores(check)
+
+
+def test_check_config_names_the_file_of_a_toml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[general\nhosts = 1\n")
+    res = run("check-config", str(path))
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"{path}: invalid TOML: Expected ']' at the end of a table "
+                                  "declaration (at line 1, column 9)")
+    served = run("serve", "--config", str(path))
+    assert served.returncode == 2
+    assert served.stderr.strip().startswith(f"suricate: {path}: invalid TOML: ")
+
+
+def mongooseim_64_default_shape(tmp_path: Path, ports: dict[str, int]) -> str:
+    """A configuration with the sections and options of the mongooseim.toml that MongooseIM
+    6.4 ships (rendered with its release's values), written for this test on free ports."""
+    from suricate.net.certs import ensure_self_signed
+
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"])
+    access = "\n".join(
+        f'  {rule} = [{{acl = "all", value = "{value}"}}]'
+        for rule, value in (("mam_set_prefs", "default"), ("mam_get_prefs", "default"),
+                            ("mam_lookup_messages", "default"),
+                            ("mam_set_prefs_shaper", "mam_shaper"),
+                            ("mam_lookup_messages_global_shaper", "mam_global_shaper")))
+    return f"""
+[general]
+  loglevel = "warning"
+  hosts = ["localhost"]
+  host_types = []
+  default_server_domain = "localhost"
+  registration_timeout = "infinity"
+  language = "en"
+  sm_backend = "mnesia"
+
+[[listen.http]]
+  port = {ports["http"]}
+  transport.num_acceptors = 10
+  transport.max_connections = 1024
+
+  [[listen.http.handlers.mod_bosh]]
+    host = "_"
+    path = "/http-bind"
+
+  [[listen.http.handlers.mod_websockets]]
+    host = "_"
+    path = "/ws-xmpp"
+
+[[listen.http]]
+  ip_address = "127.0.0.1"
+  port = {ports["admin"]}
+  transport.num_acceptors = 10
+  transport.max_connections = 1024
+
+  [[listen.http.handlers.mongoose_graphql_handler]]
+    host = "localhost"
+    path = "/api/graphql"
+    schema_endpoint = "admin"
+    username = "admin"
+    password = "secret"
+
+[[listen.http]]
+  port = {ports["prometheus"]}
+  transport.num_acceptors = 10
+
+  [[listen.http.handlers.mongoose_prometheus_handler]]
+    host = "_"
+    path = "/metrics"
+
+[[listen.c2s]]
+  port = {ports["c2s"]}
+  access = "c2s"
+  shaper = "normal"
+  max_stanza_size = 65536
+  tls.verify_mode = "none"
+  tls.certfile = "{cert.certfile}"
+  tls.keyfile = "{cert.keyfile}"
+
+[[listen.s2s]]
+  port = {ports["s2s"]}
+  shaper = "fast"
+  max_stanza_size = 131072
+
+[[listen.component]]
+  port = {ports["component"]}
+  access = "all"
+  shaper = "fast"
+  ip_address = "127.0.0.1"
+  password = "secret"
+
+[auth]
+  [auth.internal]
+
+[internal_databases.mnesia]
+
+[outgoing_pools.rdbms.default]
+  scope = "global"
+  workers = 5
+  [outgoing_pools.rdbms.default.connection]
+    driver = "sqlite"
+    database = "{tmp_path / "suricate.db"}"
+
+[services.service_mongoose_system_metrics]
+
+[modules.mod_adhoc]
+
+[modules.mod_disco]
+  users_can_see_hidden_services = false
+
+[modules.mod_stream_management]
+
+[modules.mod_offline]
+
+[modules.mod_register]
+  ip_access = [
+    {{address = "127.0.0.0/8", policy = "allow"}},
+    {{address = "0.0.0.0/0", policy = "deny"}}
+  ]
+  access = "register"
+
+[modules.mod_presence]
+
+[modules.mod_roster]
+
+[modules.mod_carboncopy]
+
+[instrumentation.prometheus]
+
+[instrumentation.log]
+
+[shaper.normal]
+  max_rate = 1000
+
+[shaper.fast]
+  max_rate = 50_000
+
+[shaper.mam_shaper]
+  max_rate = 1
+
+[shaper.mam_global_shaper]
+  max_rate = 1000
+
+[acl]
+  local = [{{}}]
+
+[access]
+  max_user_sessions = [{{acl = "all", value = 10}}]
+  max_user_offline_messages = [{{acl = "admin", value = 5000}}, {{acl = "all", value = 100}}]
+  local = [{{acl = "local", value = "allow"}}]
+  c2s = [{{acl = "blocked", value = "deny"}}, {{acl = "all", value = "allow"}}]
+  muc_admin = [{{acl = "admin", value = "allow"}}]
+  muc_create = [{{acl = "local", value = "allow"}}]
+  register = [{{acl = "all", value = "allow"}}]
+{access}
+
+[s2s]
+  default_policy = "deny"
+  outgoing.port = {ports["s2s"]}
+"""
+
+
+async def test_a_config_shaped_like_mongooseim_64s_default_checks_and_serves(
+        tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("http", "admin", "prometheus", "c2s", "s2s",
+                                            "component")}
+    config = tmp_path / "mongooseim.toml"
+    config.write_text(mongooseim_64_default_shape(tmp_path, ports))
+    res = run("check-config", str(config))
+    assert res.returncode == 0, res.stderr
+    warned = {line.split(": ")[1] for line in res.stderr.splitlines()}
+    assert {"internal_databases.mnesia", "services.service_mongoose_system_metrics",
+            "access.c2s[0].acl", "access.muc_admin[0].acl"} <= warned, res.stderr
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.to_thread(_wait_port, ports["admin"])
+        status = await asyncio.to_thread(run, "server", "status", "--config", str(config))
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["statusCode"] == "RUNNING"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

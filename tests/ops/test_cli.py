@@ -103,3 +103,35 @@ async def test_cli_drives_the_running_server(tmp_path: Path) -> None:
 def test_cli_without_admin_endpoint_says_so(tmp_path: Path) -> None:
     res = run("session", "countSessions", "--data-dir", str(tmp_path / "data"))
     assert res.returncode == 1 and "no admin endpoint" in res.stderr
+
+
+async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
+    # mongooseimctl status / mongooseimctl stop: the node-control commands an operator of
+    # 6.4 types first; status exits 3 when nothing runs (as an LSB init script does).
+    c2s, tls, http_port = free_port(), free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(ops_toml(tmp_path, c2s, tls, http_port))
+    for command in ("status", "stop"):
+        helped = run(command, "--help")
+        assert helped.returncode == 0 and "--config" in helped.stdout, helped.stderr
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.to_thread(_wait_port, http_port)
+        status = await asyncio.to_thread(run, "status", "--config", str(config))
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith("The server is running: suricate "), status.stdout
+        stop = await asyncio.to_thread(run, "stop", "--config", str(config))
+        assert stop.returncode == 0, stop.stderr
+        assert stop.stdout.strip() == "Stopping the server"
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    down = run("status", "--config", str(config))
+    assert down.returncode == 3
+    assert "the server is not running" in down.stderr
+    assert f"suricate serve --config {config}" in down.stderr
+    again = run("stop", "--config", str(config))
+    assert again.returncode == 1 and "the server is not running" in again.stderr

@@ -91,6 +91,9 @@ async def test_element_counters_and_byte_size_agree_with_what_was_sent(tmp_path:
         assert delta("tls_data_in_byte_size", connection_type="c2s") >= n * len(stanza)
         assert delta("tcp_data_in_byte_size", connection_type="c2s") > \
             delta("tls_data_in_byte_size", connection_type="c2s")
+        # c2s_message_processed (6.4): the time of each stanza a client sent, in microseconds
+        assert delta("c2s_message_processed_time_count", host_type="localhost") == n
+        assert 0 < delta("c2s_message_processed_time_sum", host_type="localhost") < n * 1e6
         assert value(after, "sm_session_count", host_type="localhost") == 2
         assert value(after, "sm_session_logins", host_type="localhost") >= 2
         assert value(after, "system_up_time_seconds") >= 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from time import perf_counter_ns
 from typing import Any
 
 from suricate.core import hooks as H
@@ -85,6 +86,20 @@ class EstablishedSession(Negotiation):
 
     # -- what the client sends ------------------------------------------------------------------
     def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
+        instrument = self.server.instrument
+        if not instrument.enabled:
+            return self._process_stanza(el)
+        # 6.4's c2s_message_processed: the time the server spends on each element the client
+        # sends once its session is established (the synchronous part: a stanza held toward
+        # another node is finished later, by the router).
+        start = perf_counter_ns()
+        try:
+            return self._process_stanza(el)
+        finally:
+            instrument.c2s_message_processed(self.jid.domain,
+                                             (perf_counter_ns() - start) // 1000)
+
+    def _process_stanza(self, el: Element) -> Awaitable[None] | None:
         if el.name not in STANZA_NAMES or el.xmlns != ns.CLIENT:
             if self.server.hooks.fold(H.C2S_STREAM_ELEMENT, False, self, el):
                 return None  # XEP-0198 <r/> <a/> <enable/>, XEP-0352 <active/> ...
