@@ -37,6 +37,8 @@ HISTOGRAM = MetricType.HISTOGRAM
 BYTE_BUCKETS: tuple[float, ...] = (
     32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576,
 )
+#: Upper bounds for numbers of items (messages returned by an archive query, 6.4's `size`).
+COUNT_BUCKETS: tuple[float, ...] = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 #: Upper bounds for durations in microseconds (6.4 measures `time` in µs).
 TIME_BUCKETS: tuple[float, ...] = (
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,

@@ -185,3 +185,23 @@ def test_exposition_format_escapes_and_types() -> None:
 def test_undeclared_event_is_refused_by_the_store() -> None:
     undeclared = EventSpec("no_such_event", (), {"count": SPIRAL})
     assert not MetricStore().update(undeclared, {}, {"count": 1})
+
+
+def test_archive_lookups_are_histograms_as_in_64() -> None:
+    """mod_mam_pm_lookup and mod_mam_muc_lookup: `size` (messages returned) and `time` (µs)
+    are histograms in MongooseIM 6.4; a dashboard's histogram_quantile needs the buckets."""
+    from suricate.modules.mod_mam import LOOKUP
+    from suricate.modules.mod_mam.muc import LOOKUP as MUC_LOOKUP
+
+    handler = PrometheusHandler({})
+    for spec in (LOOKUP, MUC_LOOKUP):
+        handler.emit(spec, {"host_type": "localhost"}, {"count": 1, "size": 50, "time": 1800})
+    families = {f.name: f for f in text_string_to_metric_families(handler.render().decode())}
+    for name in ("mod_mam_pm_lookup", "mod_mam_muc_lookup"):
+        assert families[f"{name}_count"].type == "counter"
+        size, time = families[f"{name}_size"], families[f"{name}_time"]
+        assert size.type == time.type == "histogram"
+        sizes = {s.labels["le"]: s.value for s in size.samples if s.name.endswith("_bucket")}
+        assert sizes["25"] == 0 and sizes["50"] == 1
+        times = {s.labels["le"]: s.value for s in time.samples if s.name.endswith("_bucket")}
+        assert times["1000"] == 0 and times["2500"] == 1
