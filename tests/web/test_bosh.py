@@ -79,6 +79,12 @@ async def test_bosh_login_long_poll_replay_and_terminate(tmp_path: Path) -> None
         assert '<message xmlns="jabber:client"' in answered and "<body>over tcp</body>" in answered
         # XEP-0124 §14.3: the client lost that response and asks again with the same rid
         assert await c.post(f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'/>") == answered
+        # XEP-0206 §4: a stanza in <body/> declares jabber:client, whatever its sender put in
+        # its attribute values (" xmlns=" in an id is no declaration)
+        poll = asyncio.ensure_future(c.send())
+        await asyncio.sleep(0.1)
+        bob.send_raw(f"<message to='{jid}' type='chat' id='a xmlns=b'><body>hi</body></message>")
+        assert '<message xmlns="jabber:client" to=' in await asyncio.wait_for(poll, 4)
         # a pause longer than max_pause ends the session (XEP-0124 §10)
         assert "condition='policy-violation'" in await c.send(pause="3600")
         assert "condition='item-not-found'" in await c.send()  # the session is gone

@@ -171,6 +171,23 @@ async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
         assert "type=\"result\"" in await ws.receive_str(timeout=5)
 
 
+async def test_stanzas_carry_jabber_client_whatever_their_attribute_values(
+        tmp_path: Path) -> None:
+    # RFC 7395 §3.3.3: each stanza declares xmlns='jabber:client' itself. The sender chooses
+    # a message's id; " xmlns=" inside it must not pass for a namespace declaration.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        bound = (await login(ws))[-1]
+        full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_raw(f"<message to='{full}' type='chat' id='a xmlns=b'><body>hi</body>"
+                     "</message>")
+        incoming = await ws.receive_str(timeout=5)
+        assert incoming.startswith('<message xmlns="jabber:client" '), incoming
+        assert 'id="a xmlns=b"' in incoming
+        await disconnect(bob)
+
+
 async def test_one_stanza_larger_than_the_output_cap_reaches_a_client_that_reads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The output cap is for a client that does not read; one message larger than the cap is

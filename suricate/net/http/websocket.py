@@ -66,6 +66,7 @@ _CLOSE = f"<close xmlns='{FRAMING}'/>".encode()
 _STREAM_CLOSE = b"</stream:stream>"
 _CLIENT_NS = f' xmlns="{ns.CLIENT}"'.encode()
 _STREAM_NS = f' xmlns:stream="{ns.STREAM}"'.encode()
+_XMLNS = b' xmlns="'
 _TAG = re.compile(rb"<[^\s/>]+")
 _HEADER_ATTR = re.compile(rb"""([\w:.-]+)=(?:'([^']*)'|"([^"]*)")""")
 
@@ -385,8 +386,11 @@ def _to_message(data: bytes) -> bytes:
     end = tag.end()
     if data.startswith(b"<stream:"):
         return data[:end] + _STREAM_NS + data[end:]
-    start_tag = data[:data.find(b">")]
-    if b" xmlns=" in start_tag:
+    # Our serializer writes an element's own namespace declaration right after its name, and
+    # escapes quotes in attribute values: a declaration is there or nowhere. (Searching the
+    # whole start tag would take a sender's id='a xmlns=b' for one and leave the stanza
+    # without jabber:client.)
+    if data.startswith(_XMLNS, end):
         return data
     return data[:end] + _CLIENT_NS + data[end:]
 
