@@ -7,7 +7,8 @@ https://localhost:5443/upload, a generated certificate, SQLite in the data folde
 today's clients (Conversations, Monal, Dino, Gajim, Converse.js) expect of a chat server: the
 core IM modules, stream management, carbons, CSI, PEP (OMEMO keys, avatars, bookmarks), group
 chat at conference.localhost, the message archive (one-to-one and rooms) and the single
-round-trip login (SASL2, Bind 2, FAST)."""
+round-trip login (SASL2, Bind 2, FAST). Client stanzas are limited to 256 KiB
+(``MAX_STANZA_SIZE``) on the c2s and WebSocket listeners."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ DEFAULT_MODULES = (
 )
 
 
-MAX_STANZA_SIZE = 262144  # bytes, each c2s listener of the default
+MAX_STANZA_SIZE = 262144  # bytes, each client listener of the default (c2s and WebSocket)
 
 
 def _q(value: str) -> str:
@@ -76,6 +77,9 @@ ip_address = "127.0.0.1"
 [[listen.http.handlers.mod_websockets]]
 host = "_"
 path = "/ws-xmpp"
+# The same limit as the c2s listeners: a browser's stanza is read whole before it is routed
+# (larger ones get policy-violation, then <close/>, RFC 7395 §3.3.3).
+max_stanza_size = {MAX_STANZA_SIZE}
 ping_rate = 30000  # browsers answer pings: an idle tab stays within the 60 s idle timeout
 
 [[listen.http.handlers.mod_bosh]]

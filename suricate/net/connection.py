@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
 from suricate.net import proxy_protocol
+from suricate.net.output_cap import OutputCap
 from suricate.net.shaper import TokenBucket
 from suricate.net.tls import TLSConfig, TLSError, TLSLayer
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.net")
 
 # A peer that does not read its socket must not grow our memory without bound: past this much
-# unsent data the handler is told (it ends the stream with a policy-violation).
+# unsent data the handler is told (it ends the stream with a policy-violation). One element
+# larger than this is allowed on top while it drains (suricate/net/output_cap.py).
 MAX_WRITE_BUFFER = 4 * 1024 * 1024
 # After close(), how long a peer gets to read what is still buffered (the closing stream error
 # included) before the socket is aborted: a peer that never reads must not pin the buffer.
@@ -54,7 +56,7 @@ class Connection(asyncio.Protocol):
         "loop", "transport", "tls", "handler", "_out", "_flush_handle", "closing", "peer",
         "_handler_factory", "_on_close", "_paused", "connection_type", "instrument",
         "tls_failure", "_shaper", "_shaper_timer", "_proxy_buffer", "_close_timer",
-        "_tls_out",
+        "_tls_out", "_cap",
     )
 
     def __init__(self, handler_factory: Callable[[Connection], StreamHandler],
@@ -72,6 +74,7 @@ class Connection(asyncio.Protocol):
         # TLS records OpenSSL produced while reading (session tickets after the handshake),
         # held to leave with the answer to the plaintext read with them: one write, not two.
         self._tls_out: list[bytes] = []
+        self._cap: OutputCap | None = None  # made when the buffer first goes over the limit
         self._flush_handle: asyncio.Handle | None = None
         self.closing = False
         self.peer: Any = None
@@ -170,8 +173,13 @@ class Connection(asyncio.Protocol):
         if not data:
             return
         self.transport.write(data)
-        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER and self.handler:
-            self.handler.write_overflow()
+        waiting = self.transport.get_write_buffer_size()
+        if waiting > MAX_WRITE_BUFFER or self._cap is not None:
+            cap = self._cap or OutputCap()
+            over = cap.overflows(len(data), waiting, MAX_WRITE_BUFFER)
+            self._cap = cap if cap.active else None
+            if over and self.handler:
+                self.handler.write_overflow()
 
     def _take_output(self) -> bytes | None:
         """What is to be written now: held TLS records, then the pending writes (encrypted on

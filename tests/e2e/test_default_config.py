@@ -125,3 +125,48 @@ async def test_the_default_bounds_what_a_stranger_can_make_it_hold(tmp_path: Pat
             text = (await raw.closed()).decode()
             assert "<policy-violation" in text, text[-300:]
             await raw.close()
+
+
+async def test_the_default_bounds_a_browser_stanza_too_and_serves_the_others(
+        tmp_path: Path) -> None:
+    # The WebSocket endpoint takes the c2s listeners' limit: over it, policy-violation
+    # (RFC 6120 §4.9.3.14), then <close/> (RFC 7395 §3.3.3); the stanza reaches nobody and
+    # other sessions go on. (Without the limit a 30 MB frame was read whole, archived and
+    # delivered.)
+    import base64
+
+    import aiohttp
+
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port(), "http_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               https_port=free_port(), **ports)
+    async with serving(tmp_path, toml, **ports) as server:
+        for user in ("alice", "bob"):
+            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        bob = await connect(server, "bob@localhost/laptop", "pw", direct_tls=True,
+                            plugins=("xep_0199",))
+        plain = base64.b64encode(b"\0alice\0pw").decode()
+        framing = "urn:ietf:params:xml:ns:xmpp-framing"
+        opening = f"<open xmlns='{framing}' to='localhost' version='1.0'/>"
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"http://127.0.0.1:{ports['http_port']}/ws-xmpp", protocols=("xmpp",)) as ws:
+            for frame in (opening, f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                          f"mechanism='PLAIN'>{plain}</auth>", opening,
+                          "<iq xmlns='jabber:client' type='set' id='b'><bind "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"):
+                await ws.send_str(frame)
+                while "<jid>" not in (got := await ws.receive_str(timeout=5)) \
+                        and not got.startswith(("<success", "<stream:features")):
+                    pass
+            await ws.send_str("<message xmlns='jabber:client' to='bob@localhost/laptop' "
+                              "type='chat'><body>" + "x" * 300_000 + "</body></message>")
+            texts = []
+            while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+                texts.append(msg.data)
+            assert "<policy-violation" in texts[-2] and texts[-1] == f"<close xmlns='{framing}'/>"
+        # bob received none of it and is still served
+        assert bob.messages.empty()
+        await bob.plugin["xep_0199"].ping(jid="localhost", timeout=5)
+        await asyncio.wait_for(disconnect(bob), 15)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -87,6 +88,33 @@ async def test_a_client_that_does_not_read_is_cut_off(tmp_path: Path,
         assert server.sessions.lookup(JID.parse("bob@localhost/r")) is None
         assert any("policy-violation" in r.getMessage() and "bob@localhost" in r.getMessage()
                    for r in caplog.records)
+        await sender.close()
+        await reader.close()
+
+
+async def test_one_stanza_larger_than_the_output_cap_reaches_a_client_that_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cap is for a client that does not read. A single message larger than it (accepted:
+    # no max_stanza_size) waits in our buffer however fast the client reads; cutting the
+    # client off for it would do so again at every login (archive, offline storage).
+    monkeypatch.setattr(connection_module, "MAX_WRITE_BUFFER", 64 * 1024)
+    async with limited_server(tmp_path) as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        reader = await Client.plain(port)
+        await reader.login("bob")
+        # A small kernel send buffer, as when the network and not loopback is the bottleneck:
+        # most of the message waits in the server's own buffer while bob reads it.
+        for listener in server.listeners:
+            for conn in listener.connections:
+                conn.transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        sender = await Client.plain(port)
+        await sender.login("alice")
+        body = "x" * 1_000_000
+        await sender.send(f"<message to='bob@localhost/r' type='chat'><body>{body}</body>"
+                          "</message>")
+        await reader.expect(f"<body>{body}</body>", timeout=10)
+        await reader.ping()  # still connected
         await sender.close()
         await reader.close()
 

@@ -50,6 +50,22 @@ async def _upload_slot(client: Any, name: str, size: int, ctype: str) -> Any:
     return iq["http_upload_slot"]
 
 
+async def _raw_slot(client: Any, name: str, size: int, ctype: str | None) -> dict[str, str]:
+    """A slot request written by hand (slixmpp always sends a content-type): ``ctype`` None
+    leaves the attribute out."""
+    from xml.etree import ElementTree as ET
+
+    iq = client.make_iq_get(ito="upload.localhost")
+    request = ET.Element("{urn:xmpp:http:upload:0}request", filename=name, size=str(size))
+    if ctype is not None:
+        request.set("content-type", ctype)
+    iq.append(request)
+    result = await iq.send(timeout=5)
+    slot = result.xml.find("{urn:xmpp:http:upload:0}slot")
+    return {"put": slot.find("{urn:xmpp:http:upload:0}put").get("url"),
+            "get": slot.find("{urn:xmpp:http:upload:0}get").get("url")}
+
+
 def trust(monkeypatch: pytest.MonkeyPatch, ca: Path) -> None:
     """HTTP clients (ours and slixmpp's) that trust the test CA and nothing else."""
     context = ssl.create_default_context(cafile=str(ca))
@@ -147,3 +163,36 @@ async def test_disk_backend_needs_its_section(tmp_path: Path) -> None:
     assert "modules.mod_http_upload.disk: required when backend is \"disk\"" in str(err.value)
 
 
+
+
+async def test_a_slot_asked_without_a_content_type_takes_the_puts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # XEP-0363 §6: the service rejects a Content-Type that does not match one "specified
+    # beforehand". Converse.js asks for a file the browser has no type for (a README) with
+    # content-type='' and PUTs it with an empty Content-Type header; other clients leave the
+    # attribute out and send a type on the PUT. Neither specified one: both are stored.
+    ca = make_test_ca(tmp_path / "certs")
+    trust(monkeypatch, ca)
+    port = free_port()
+    listener, modules = _config(tmp_path, port)
+    async with running_server(tmp_path, extra=listener, modules=modules) as server:
+        await add_user(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "secret", plugins=("xep_0363",))
+        try:
+            async with aiohttp.ClientSession() as http:
+                for announced, sent, served in (("", "", "application/octet-stream"),
+                                                (None, "text/plain", "text/plain")):
+                    slot = await _raw_slot(alice, "README", 5, announced)
+                    async with http.put(slot["put"], data=b"hello",
+                                        headers={"Content-Type": sent}) as r:
+                        assert r.status == 201, await r.text()
+                    async with http.get(slot["get"]) as r:
+                        assert r.headers["Content-Type"] == served
+                        assert await r.read() == b"hello"
+                # a type asked for beforehand is still held to (§6)
+                slot = await _raw_slot(alice, "notes.txt", 5, "text/plain")
+                async with http.put(slot["put"], data=b"hello",
+                                    headers={"Content-Type": ""}) as r:
+                    assert r.status == 403
+        finally:
+            await disconnect(alice)

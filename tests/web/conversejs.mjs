@@ -1,5 +1,6 @@
 // A real browser (Debian's chromium driven by playwright-core) on Suricate's /chat page:
-// Converse.js logs in over WebSocket, sends a message to <peer> and waits for its reply.
+// Converse.js logs in over WebSocket, sends a message to <peer> and waits for its reply; it
+// also reports how the page's OMEMO library fetched its WebAssembly module.
 // Run by tests/web/test_conversejs.py:
 //   node conversejs.mjs <playwright-core dir> <chat url> <jid> <password> <peer> <screenshot>
 // Prints one JSON object on stdout.
@@ -19,6 +20,11 @@ async function main() {
     page.on("console", (m) => console_.push(m.text()));
     page.on("response", (r) => { if (r.status() >= 400) console_.push(`${r.status()} ${r.url()}`); });
     page.on("pageerror", (e) => console_.push(`pageerror: ${e}`));
+    // Once logged in, Converse loads its OMEMO library, which fetches a WebAssembly module
+    // (curve25519_compiled.wasm) from where it thinks Converse's files are.
+    const wasm = page.waitForResponse((r) => r.url().endsWith(".wasm"), { timeout: 30000 })
+      .then((r) => ({ url: r.url(), status: r.status() }))
+      .catch((e) => ({ error: String(e) }));
     await page.goto(url);
     await page.fill('input[name="jid"]', jid, { timeout: 15000 });
     await page.fill('input[name="password"]', password);
@@ -38,7 +44,8 @@ async function main() {
     const reply = await page.waitForSelector(".chat-msg__text >> text=echo: hello from converse",
                                              { timeout: 15000 });
     await page.screenshot({ path: screenshot, fullPage: true });
-    return { reply: await reply.textContent() };
+    return { reply: await reply.textContent(), wasm: await wasm,
+             omemoErrors: console_.filter((line) => /OMEMO|wasm/i.test(line)) };
   } finally {
     await browser.close();
   }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -78,6 +79,12 @@ async def test_bosh_login_long_poll_replay_and_terminate(tmp_path: Path) -> None
         assert '<message xmlns="jabber:client"' in answered and "<body>over tcp</body>" in answered
         # XEP-0124 §14.3: the client lost that response and asks again with the same rid
         assert await c.post(f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'/>") == answered
+        # XEP-0206 §4: a stanza in <body/> declares jabber:client, whatever its sender put in
+        # its attribute values (" xmlns=" in an id is no declaration)
+        poll = asyncio.ensure_future(c.send())
+        await asyncio.sleep(0.1)
+        bob.send_raw(f"<message to='{jid}' type='chat' id='a xmlns=b'><body>hi</body></message>")
+        assert '<message xmlns="jabber:client" to=' in await asyncio.wait_for(poll, 4)
         # a pause longer than max_pause ends the session (XEP-0124 §10)
         assert "condition='policy-violation'" in await c.send(pause="3600")
         assert "condition='item-not-found'" in await c.send()  # the session is gone
@@ -122,3 +129,48 @@ async def test_terminate_bad_request_and_cors(tmp_path: Path) -> None:
                 "href": "http://localhost/http-bind"} in links
         assert {"rel": "urn:xmpp:alt-connections:websocket",
                 "href": "ws://localhost/ws-xmpp"} in links
+
+
+async def test_a_request_sent_again_after_a_broken_connection_takes_the_held_ones_place(
+        tmp_path: Path) -> None:
+    # XEP-0124 §14.3: a client whose connection broke before the answer MAY send the same
+    # request (same rid) again. The request was held, not answered yet: the copy waits in
+    # its place and gets what the session has to say; the session goes on.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await c.post(f"<body xmlns='{HTTPBIND}' rid='1000' to='localhost' wait='5'"
+                               " hold='1' ver='1.6' xmpp:version='1.0'"
+                               " xmlns:xmpp='urn:xmpp:xbosh'/>")
+        c.sid = re.search(r"sid='([^']+)'", created).group(1)  # type: ignore[union-attr]
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        await c.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                     f"{creds}</auth>")
+        await c.send(xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        await c.send("<iq xmlns='jabber:client' type='set' id='b1'><bind "
+                     "xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource>"
+                     "</bind></iq>")
+        c.rid += 1
+        poll = f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'/>"
+        with contextlib.suppress(asyncio.TimeoutError):  # the connection breaks
+            await asyncio.wait_for(c.post(poll), 0.3)
+        again = asyncio.ensure_future(c.post(poll))
+        await asyncio.sleep(0.2)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_message(mto="alice@localhost/web", mbody="after the break", mtype="chat")
+        assert "<body>after the break</body>" in await asyncio.wait_for(again, 4)
+        # the session is alive: a ping round trip on the next rid
+        assert 'type="result"' in await c.send("<iq xmlns='jabber:client' type='get' id='p'>"
+                                               "<ping xmlns='urn:xmpp:ping'/></iq>")
+        # The same for a request ahead of a gap in rids: the first copy is let go (empty),
+        # the second waits for the gap to fill.
+        ahead = f"<body xmlns='{HTTPBIND}' rid='{c.rid + 2}' sid='{c.sid}'/>"
+        first = asyncio.ensure_future(c.post(ahead))
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(c.post(ahead))
+        assert await asyncio.wait_for(first, 2) == f"<body xmlns='{HTTPBIND}'/>"
+        # the gap fills: that request is answered at once (one is held at a time), the
+        # copy is held
+        assert await c.send() == f"<body xmlns='{HTTPBIND}'/>"
+        bob.send_message(mto="alice@localhost/web", mbody="ahead", mtype="chat")
+        assert "<body>ahead</body>" in await asyncio.wait_for(second, 4)
+        await disconnect(bob)

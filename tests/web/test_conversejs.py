@@ -40,15 +40,18 @@ if _MISSING and os.environ.get("CI") == "true":
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 CHAT = '[[listen.http.handlers.mod_conversejs]]\nhost = "_"\npath = "/chat"\n'
+# PEP (XEP-0163), as in the embedded default: where Converse keeps its OMEMO device list.
+PEP = "[modules.mod_caps]\n[modules.mod_pubsub]\n"
 
 
 async def test_converse_logs_in_and_chats_with_a_slixmpp_user(tmp_path: Path) -> None:
-    async with web_server(tmp_path, handlers=CHAT) as server:
+    async with web_server(tmp_path, handlers=CHAT, modules_extra=PEP) as server:
         bob = await connect(server, "bob@localhost/c2s", "secret")
         bob.send_presence()  # available: a message to bob@localhost reaches this resource
         bob.add_event_handler("message", lambda m: m["body"] and m.reply(
             "echo: " + m["body"]).send())
         shot = tmp_path / "conversejs.png"
+        port = server.http_port  # type: ignore[attr-defined]
         proc = await asyncio.create_subprocess_exec(
             "node", str(Path(__file__).with_name("conversejs.mjs")),
             str(WEBCLIENT / "playwright-core"),
@@ -64,3 +67,8 @@ async def test_converse_logs_in_and_chats_with_a_slixmpp_user(tmp_path: Path) ->
     assert r["reply"] == "echo: hello from converse"
     assert received == ["hello from converse"]
     assert shot.stat().st_size > 10_000  # the page as the user saw it
+    # OMEMO (XEP-0384) works in the page: its WebAssembly module is found next to Converse's
+    # other files, not at the root of the origin (where nothing is served).
+    assert r["wasm"] == {"url": f"http://localhost:{port}/chat/dist/curve25519_compiled.wasm",
+                         "status": 200}, r["wasm"]
+    assert r["omemoErrors"] == [], r["omemoErrors"]

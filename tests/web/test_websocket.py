@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 
 from suricate.core.server import Server
+from suricate.net.http import websocket as websocket_module
 from tests.e2e.harness import connect, disconnect
 from tests.mobile.conftest import make_test_ca
 from tests.web.conftest import web_server
@@ -167,6 +169,52 @@ async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
         await ws.send_str("<iq xmlns='jabber:client' type='get' id='p'>"
                           "<ping xmlns='urn:xmpp:ping'/></iq>")
         assert "type=\"result\"" in await ws.receive_str(timeout=5)
+
+
+async def test_stanzas_carry_jabber_client_whatever_their_attribute_values(
+        tmp_path: Path) -> None:
+    # RFC 7395 §3.3.3: each stanza declares xmlns='jabber:client' itself. The sender chooses
+    # a message's id; " xmlns=" inside it must not pass for a namespace declaration.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        bound = (await login(ws))[-1]
+        full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_raw(f"<message to='{full}' type='chat' id='a xmlns=b'><body>hi</body>"
+                     "</message>")
+        incoming = await ws.receive_str(timeout=5)
+        assert incoming.startswith('<message xmlns="jabber:client" '), incoming
+        assert 'id="a xmlns=b"' in incoming
+        await disconnect(bob)
+
+
+async def test_one_stanza_larger_than_the_output_cap_reaches_a_client_that_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The output cap is for a client that does not read; one message larger than the cap is
+    # not that (with no max_stanza_size, as in the embedded default, such a message is
+    # accepted, archived, and replayed at every login: cutting the recipient off for it
+    # would cut them off at every reconnection).
+    monkeypatch.setattr(websocket_module, "MAX_WRITE_BUFFER", 64 * 1024)
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",), max_msg_size=0) as ws:
+        bound = (await login(ws))[-1]
+        full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+        # A small kernel send buffer, as when the network, not loopback, is the bottleneck:
+        # most of the message waits in the server's own buffer while the client reads it.
+        endpoint = next(route.handler for listener in server.http_listeners
+                        for route in listener.routes
+                        if route.kind == "mod_websockets")
+        for session in endpoint.sessions:
+            session.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_message(mto=full, mbody="x" * 1_000_000, mtype="chat")
+        big = await ws.receive_str(timeout=5)
+        assert big.startswith("<message") and "x" * 1_000_000 in big
+        await ws.send_str("<iq xmlns='jabber:client' type='get' id='p'>"
+                          "<ping xmlns='urn:xmpp:ping'/></iq>")
+        assert 'type="result"' in await ws.receive_str(timeout=5)
+        await disconnect(bob)
 
 
 def _node_missing() -> str | None:

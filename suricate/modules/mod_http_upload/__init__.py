@@ -38,7 +38,7 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 from . import s3
-from .disk import DiskSlots, UploadEndpoint, safe_name
+from .disk import ANY_TYPE, DiskSlots, UploadEndpoint, safe_name
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
@@ -191,8 +191,10 @@ class ModHttpUpload(Module):
             raise StanzaError("not-acceptable",
                               f"File too large. The maximum file size is {self.max_size} bytes",
                               "modify", too_large)
-        slot = (self._disk_slot(filename, size, content_type) if self.disk is not None
-                else self._s3_slot(filename, size, content_type))
+        # XEP-0363 §6: a type not asked for (absent, or empty as Converse.js sends for a file
+        # the browser has no type for) is not held against the PUT on our own store.
+        slot = (self._disk_slot(filename, size, request.get("content-type") or ANY_TYPE)
+                if self.disk is not None else self._s3_slot(filename, size, content_type))
         self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
         out = Element("slot", UPLOAD)
         put = out.add("put", attrs={"url": slot.put})

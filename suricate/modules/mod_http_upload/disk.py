@@ -5,7 +5,8 @@ store to set up.
 A slot's PUT URL carries its own proof (no slot table): `?v=<expires>.<size>.<mac>`, the MAC
 (HMAC-SHA-256 with a key file next to the configuration) binding the file's path, size,
 content type and expiry. The endpoint accepts the PUT only while the proof holds, with exactly
-that Content-Length and Content-Type, and streams the body to a temporary file in chunks,
+that Content-Length and the Content-Type asked for in the slot request (a slot asked for
+without one takes the PUT's, XEP-0363 §6), and streams the body to a temporary file in chunks,
 renamed into place once complete: a file is never held whole in memory, and a short or long
 body leaves nothing behind.
 
@@ -37,7 +38,9 @@ log = logging.getLogger("suricate.mod_http_upload")
 
 CHUNK = 65536
 _TOKEN = re.compile(r"^[0-9a-f]{2,256}$")
-TYPE_FILE = ".content-type"  # the content type the slot was signed for, next to the file
+TYPE_FILE = ".content-type"  # the content type the file was put with, next to it
+ANY_TYPE = ""  # what a slot asked for without a content type is signed with
+DEFAULT_TYPE = "application/octet-stream"  # XEP-0363 §6: a PUT without a Content-Type
 # Browsers (Converse.js) PUT and GET from the web client's origin.
 CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Methods": "GET, HEAD, PUT, OPTIONS",
@@ -90,7 +93,10 @@ class DiskSlots:
         except ValueError:
             return "forbidden: malformed upload token"
         good = self._mac(f"{token}/{name}", signed_size, content_type, expires)
-        if not hmac.compare_digest(good, mac):
+        # XEP-0363 §6: only a content type specified beforehand must match; a slot asked for
+        # without one (signed with ANY_TYPE) takes whatever the PUT says.
+        anything = self._mac(f"{token}/{name}", signed_size, ANY_TYPE, expires)
+        if not (hmac.compare_digest(good, mac) or hmac.compare_digest(anything, mac)):
             return "forbidden: wrong upload token, or a content type other than the slot's"
         if now > expires:
             return "forbidden: the upload slot has expired"
@@ -144,7 +150,9 @@ class UploadEndpoint:
     async def _put(self, request: web.BaseRequest, token: str, name: str) -> web.StreamResponse:
         from aiohttp import web
 
-        content_type = request.headers.get("Content-Type", "application/octet-stream")
+        # An empty header is no type either: a browser sends one for a file it has no type
+        # for (Converse.js copies File.type, "", into both the slot request and the PUT).
+        content_type = request.headers.get("Content-Type") or DEFAULT_TYPE
         refusal = self.slots.check(token, name, request.query.get("v", ""),
                                    request.content_length, content_type, time.time())
         if refusal is not None:

@@ -215,18 +215,41 @@ class BoshSession:
             cached = self.cache.get(rid)
             if cached is not None:
                 return cached  # XEP-0124 §14.3: the client lost our response; same again
+            for index, (held_rid, held, timer) in enumerate(self.held):
+                if held_rid == rid:
+                    # XEP-0124 §14.3: the connection broke before we answered and the client
+                    # sent the same request again: the copy takes the held one's place.
+                    return await self._rehold(index, held, timer)
             self.fail("item-not-found")
             return _terminate("item-not-found")
         if rid > self.rid + self.requests:
             self.fail("item-not-found")  # far outside the window: not this client
             return _terminate("item-not-found")
         future = self.loop.create_future()
+        earlier = self.ahead.get(rid)
+        if earlier is not None and not earlier[3].done():
+            # The same request again while it waits for a gap (§14.3): the copy waits in its
+            # place; the earlier connection, if still there, gets an empty body.
+            earlier[3].set_result(self._body(b"", rid))
         self.ahead[rid] = (attrs, children, raw, future)
         while self.rid + 1 in self.ahead:
             next_rid = self.rid + 1
             a, c, r, f = self.ahead.pop(next_rid)
             self.rid = next_rid
             self._process(next_rid, a, c, r, f)
+        return await future
+
+    async def _rehold(self, index: int, old: asyncio.Future[bytes],
+                      timer: asyncio.TimerHandle) -> bytes:
+        """The held request at ``index`` was sent again: the new copy is held instead, with a
+        fresh ``wait``. The old connection, if it is still there, gets an empty body."""
+        rid = self.held[index][0]
+        timer.cancel()
+        future = self.loop.create_future()
+        self.held[index] = (rid, future, self.loop.call_later(self.wait, self._wait_expired,
+                                                              future))
+        if not old.done():
+            old.set_result(self._body(b"", rid))
         return await future
 
     def _process(self, rid: int, attrs: dict[str, str], children: list[bytes], raw: bytes,

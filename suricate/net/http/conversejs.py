@@ -39,6 +39,11 @@ _PAGE = """<!DOCTYPE html>
 </head>
 <body class="converse-fullscreen">
 <noscript>This XMPP web client (Converse.js) needs JavaScript.</noscript>
+<!-- Converse finds the folder of its companion files (OMEMO's libomemo and its WebAssembly
+module) from a script element whose src names converse.min.js; without one it guesses the
+page's own folder, the origin's root here, where nothing is served. The module is evaluated
+once: the import below gets the same instance. -->
+<script type="module" src="{base}/dist/converse.min.js"></script>
 <script type="module">
 import converse from "{base}/dist/converse.min.js";
 const settings = {settings};
