@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import boto3
@@ -124,5 +125,32 @@ async def test_refusals(tmp_path: Path, s3_server: str) -> None:
                 reply = await alice.next_message(2)
                 assert reply["type"] == "error"
                 assert reply["error"]["condition"] == "service-unavailable"
+        finally:
+            await disconnect(alice)
+
+
+async def test_a_slot_asked_without_a_content_type_takes_the_puts(
+        tmp_path: Path, s3_server: str) -> None:
+    """XEP-0363 §6: only a type asked for in the slot request must match the PUT. Converse.js
+    asks without one for a file the browser has no type for, then PUTs with whatever it has:
+    the presigned URL does not sign a type it was not given."""
+    async with running_server(tmp_path, modules=upload_toml(s3_server)) as server:
+        await add_user(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "secret", plugins=("xep_0363",))
+        try:
+            iq = alice.make_iq_get(ito="upload.localhost")
+            iq["http_upload_request"]["filename"] = "README"
+            iq["http_upload_request"]["size"] = "5"
+            slot = (await iq.send(timeout=5))["http_upload_slot"]
+            # A type in the signed headers would make S3 refuse any other one (moto, here,
+            # does not check signatures: the URL says what AWS would hold the PUT to).
+            signed = parse_qs(urlsplit(slot["put"]["url"]).query)["X-Amz-SignedHeaders"]
+            assert signed == ["content-length;host"]
+            async with aiohttp.ClientSession() as http:
+                async with http.put(slot["put"]["url"], data=b"hello",
+                                    headers={"Content-Type": "text/plain"}) as response:
+                    assert response.status == 200, await response.text()
+                async with http.get(slot["get"]["url"]) as response:
+                    assert await response.read() == b"hello"
         finally:
             await disconnect(alice)

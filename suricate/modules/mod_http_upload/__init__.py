@@ -179,7 +179,6 @@ class ModHttpUpload(Module):
         labels = {"host_type": frm.domain}
         filename = request.get("filename") or ""
         size_text = request.get("size") or ""
-        content_type = request.get("content-type") or "application/octet-stream"
         if not filename or not size_text.isdigit() or int(size_text) <= 0:
             self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"refused_count": 1})
             raise StanzaError("bad-request", "a slot needs a filename and a positive size")
@@ -193,7 +192,8 @@ class ModHttpUpload(Module):
                               "modify", too_large)
         # XEP-0363 §6: a type not asked for (absent, or empty as Converse.js sends for a file
         # the browser has no type for) is not held against the PUT on our own store.
-        slot = (self._disk_slot(filename, size, request.get("content-type") or ANY_TYPE)
+        content_type = request.get("content-type") or None
+        slot = (self._disk_slot(filename, size, content_type or ANY_TYPE)
                 if self.disk is not None else self._s3_slot(filename, size, content_type))
         self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
         out = Element("slot", UPLOAD)
@@ -219,13 +219,17 @@ class ModHttpUpload(Module):
         put, get = self.disk.slot(token, name, size, content_type, expires)
         return Slot(put, get)
 
-    def _s3_slot(self, filename: str, size: int, content_type: str) -> Slot:
+    def _s3_slot(self, filename: str, size: int, content_type: str | None) -> Slot:
         conf = self.opts["s3"]
         key = self._key(filename)
+        # Signed headers are what S3 holds the PUT to: a type only when one was asked for.
+        headers = {"content-length": str(size)}
+        if content_type is not None:
+            headers["content-type"] = content_type
         put = s3.presign(
             "PUT", conf["bucket_url"], key, region=conf["region"],
             access_key_id=conf["access_key_id"], secret_access_key=conf["secret_access_key"],
             expires=self.opts["expiration_time"], now=datetime.now(UTC),
-            headers={"content-length": str(size), "content-type": content_type},
+            headers=headers,
             query={"x-amz-acl": "public-read"} if conf["add_acl"] else None)
         return Slot(put, s3.object_url(conf["bucket_url"], key))
