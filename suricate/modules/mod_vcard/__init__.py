@@ -253,8 +253,10 @@ class ModVcard(Module):
     # -- XEP-0055 user directory (ldap backend) -------------------------------------------------
     def route_directory(self, frm: JID, to: JID, stanza: Element) -> None:
         """Every stanza to vjud.<domain> (``Module.serve_subdomains``)."""
-        if stanza.get("type") in ("error", "result"):
-            return  # RFC 6120 §8.2.3: results and errors are never answered
+        if stanza.get("type") in ("error", "result") or stanza.name == "presence":
+            # RFC 6120 §8.2.3: results and errors are never answered; the directory has no
+            # presence to share and answers none (as the other services here).
+            return
         self.server.spawn(self._directory_request(frm, to, stanza))
 
     async def _directory_request(self, frm: JID, to: JID, stanza: Element) -> None:
