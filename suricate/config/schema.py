@@ -794,6 +794,25 @@ def ldap_filter_problem(value: Any) -> str | None:
     return None
 
 
+def ldap_uids_option() -> Option:
+    """The ``uids`` option of 6.4's LDAP sections (the ldap auth method, mod_vcard's ldap
+    backend): attributes naming the user, each with the format holding the username."""
+    return Option(
+        ListOf(Section(
+            {
+                "attr": Option(Str(), doc="Attribute holding the username."),
+                "format": Option(Str(), "%u",
+                                 'How the attribute holds it; `%u` is the username '
+                                 '(e.g. "%u@example.org").'),
+            },
+            post=_uid_format_post,
+        ), nonempty=True),
+        [{"attr": "uid", "format": "%u"}],
+        "Attributes naming the user, any of which may match.",
+        default_doc='[{attr = "uid", format = "%u"}]',
+    )
+
+
 _LDAP_AUTH = Section(
     {
         "pool_tag": Option(Str(), "default",
@@ -802,20 +821,7 @@ _LDAP_AUTH = Section(
                                 "The pool used to bind as the user (checks the password); "
                                 "its connections are used for nothing else."),
         "base": Option(Str(), doc="Base DN under which the users are searched."),
-        "uids": Option(
-            ListOf(Section(
-                {
-                    "attr": Option(Str(), doc="Attribute holding the username."),
-                    "format": Option(Str(), "%u",
-                                     'How the attribute holds it; `%u` is the username '
-                                     '(e.g. "%u@example.org").'),
-                },
-                post=_uid_format_post,
-            ), nonempty=True),
-            [{"attr": "uid", "format": "%u"}],
-            "Attributes naming the user, any of which may match.",
-            default_doc='[{attr = "uid", format = "%u"}]',
-        ),
+        "uids": ldap_uids_option(),
         "filter": Option(Str(nonempty=False), "",
                          'Extra RFC 4515 filter ANDed to the uid match, e.g. '
                          '"(objectClass=inetOrgPerson)".', validators=(ldap_filter_problem,)),

@@ -3,8 +3,11 @@ XEP-0153 vCard-based avatars: the SHA-1 of the vCard's PHOTO is stamped on the a
 presence (``vcard-temp:x:update``), so contacts and rooms learn when the avatar changes, whoever
 changed it (the client, or XEP-0398 conversion from a PEP avatar by mod_pubsub).
 
-The XEP-0055 user directory (``host``, ``search``, ``matches``) is not served yet: the options
-are accepted so that MongooseIM configurations load unchanged.
+Two backends, as MongooseIM 6.4's: ``rdbms`` stores what each account sets; ``ldap``
+(``ldap.py``, docs/vcard_ldap.md) reads every vCard from an LDAP directory, read-only, and
+serves the XEP-0055 user directory on ``host`` (``vjud.@HOST@``) when ``search`` is on. With
+``rdbms`` the directory search is not served yet: ``host``, ``search`` and ``matches`` are
+accepted so that MongooseIM configurations load unchanged (with a warning).
 """
 
 from __future__ import annotations
@@ -12,27 +15,68 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
+from collections.abc import Mapping
 from typing import Any
 
-from suricate.config.modules_spec import backend, iqdisc
-from suricate.config.spec import Bool, IntOrInfinity, Option, Section, Str
+from suricate.auth.ldap import LdapPool
+from suricate.auth.methods import AuthUnavailable
+from suricate.config.loader import References
+from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
+from suricate.config.spec import (
+    INVALID,
+    OMIT,
+    Bool,
+    Context,
+    IntOrInfinity,
+    OneOf,
+    Option,
+    Section,
+    Str,
+    join,
+)
 from suricate.core import hooks as H
 from suricate.core.c2s import C2S
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_disco import SERVER_NAME
+from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
 from suricate.modules.mod_vcard.store import VcardStore
-from suricate.protocol.errors import StanzaError
+from suricate.protocol.errors import StanzaError, error_reply
+from suricate.storage.base import StorageError
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
+log = logging.getLogger("suricate.mod_vcard")
+
 #: XEP-0153 §3: the presence extension carrying the avatar's hash.
 VCARD_UPDATE = "vcard-temp:x:update"
+#: XEP-0055: the user directory's namespace.
+SEARCH = "jabber:iq:search"
+#: Options that only the user directory uses, served with the ldap backend only.
+_SEARCH_OPTIONS = ("host", "search", "matches")
 
 # A vCard is profile data, not a file store: a photo belongs in a reasonably sized avatar.
 MAX_VCARD_BYTES = 64 * 1024
+
+
+def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
+    if out["backend"] == "ldap":
+        if "ldap" not in out:
+            # 6.4 fails at start without ldap.base; here the configuration says so.
+            section = LDAP_SECTION.normalize({}, join(path, "ldap"), ctx)
+            if section is not INVALID:
+                out["ldap"] = section
+        return
+    if "ldap" in out:
+        ctx.warn(join(path, "ldap"), 'ignored: backend is not "ldap"')
+        del out["ldap"]
+    for key in _SEARCH_OPTIONS:
+        if key in raw:
+            ctx.warn(join(path, key), "has no effect with the rdbms backend: the user "
+                     "directory (XEP-0055) is served with the ldap backend only")
 
 
 class ModVcard(Module):
@@ -41,25 +85,33 @@ class ModVcard(Module):
     options = Section(
         {
             "iqdisc": iqdisc("parallel"),
-            "backend": backend(),
+            "backend": Option(
+                OneOf(["rdbms", "ldap"],
+                      [b for b in UNAVAILABLE_BACKENDS if b != "ldap"],
+                      "backend '{value}' is not available in this version of Suricate"),
+                "rdbms",
+                "Where vCards are: stored through the RDBMS pool, or read from an LDAP "
+                "directory (read-only, the `ldap` section).",
+            ),
             "host": Option(
                 Str(lower=True),
                 "vjud.@HOST@",
-                "Domain of the user directory; @HOST@ is replaced by each served domain.",
-                inert=True,
+                "Domain of the user directory (XEP-0055); @HOST@ is replaced by each served "
+                "domain. Served with the ldap backend only.",
             ),
             "search": Option(
-                Bool(), True, "Whether the user directory can be searched.", inert=True
+                Bool(), True, "Whether the user directory is served (ldap backend only)."
             ),
             "matches": Option(
                 IntOrInfinity(min=0),
                 30,
-                "Maximum number of search results returned.",
-                inert=True,
+                "Maximum number of directory entries a search returns (ldap backend only).",
             ),
+            "ldap": Option(LDAP_SECTION, OMIT, LDAP_SECTION.doc,
+                           default_doc='required with backend = "ldap" (for `base`)'),
         },
         doc="XEP-0054 vcard-temp and XEP-0055 Jabber Search.",
-        unavailable={"ldap": "the ldap backend is not available in this version of Suricate"},
+        post=_post,
     )
     xeps = ("0054",)
     iq_handlers = (
@@ -82,10 +134,42 @@ class ModVcard(Module):
         super().__init__(server, opts)
         # Bare JID -> SHA-1 (hex) of its vCard PHOTO, "" without one; for accounts online.
         self.photos: dict[JID, str] = {}
+        # The ldap backend's directory (None: the rdbms backend).
+        self.pool: LdapPool | None = None
+        self.directory: VcardDirectory | None = None
+        self._directory_down = False
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        ldap = opts.get("ldap")
+        if opts.get("backend") == "ldap" and isinstance(ldap, Mapping):
+            refs.pool_defined(f"{path}.ldap.pool_tag", "ldap", ldap.get("pool_tag"))
+
+    async def start(self) -> None:
+        if self.opts["backend"] != "ldap":
+            return
+        ldap = self.opts["ldap"]
+        tag = str(ldap["pool_tag"])
+        self.pool = LdapPool(tag, self.server.cfg["outgoing_pools"]["ldap"][tag])
+        self.directory = VcardDirectory(self.pool, ldap)
+        if self.opts["search"]:
+            self.serve_subdomains(self.opts["host"], self.route_directory)
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
         server, user = jid.domain, jid.local or ""
+        if self.directory is not None:
+            # 6.4 lists the directory's vCard too: it is what this server shows of the user.
+            try:
+                vcard = await self.directory.vcard(user, server)
+            except AuthUnavailable as exc:
+                raise StorageError(f"mod_vcard: the LDAP directory: {exc}") from exc
+            rows = [] if vcard is None else [(vcard.serialize(),)]
+            return [PersonalData("vcard", ("vcard",), rows)]
         return [
             PersonalData("vcard", ("vcard",), await self.store.user_rows(
                 "vcards", ("vcard",), server, user, None)),
@@ -100,14 +184,27 @@ class ModVcard(Module):
             if not own:
                 # XEP-0054 §3.2: only one's own vCard can be changed.
                 raise StanzaError("forbidden")
+            if self.directory is not None:
+                # The directory is read-only here. 6.4's ldap backend refuses with
+                # not-allowed, which its mod_vcard turns into this answer (any backend error
+                # on a set becomes unexpected-request, type cancel): the same on the wire.
+                raise StanzaError("unexpected-request", "vCards are read from the LDAP "
+                                  "directory and cannot be changed here", "cancel")
             await self._store(iq)
             return None
         assert owner.local is not None
-        stored = None
-        if own or await self.server.user_exists(owner):
-            stored = await self.store.get_vcard(owner.domain, owner.local)
-        if stored:
-            return _parse_stored(stored)
+        if self.directory is not None:
+            found = None
+            if own or await self.server.user_exists(owner):
+                found = await self._directory_vcard(owner)
+            if found is not None:
+                return found
+        else:
+            stored = None
+            if own or await self.server.user_exists(owner):
+                stored = await self.store.get_vcard(owner.domain, owner.local)
+            if stored:
+                return _parse_stored(stored)
         if own:
             # §3.1: no vCard yet -> an empty <vCard/> (the other allowed answer is an error).
             return Element("vCard", ns.VCARD)
@@ -127,17 +224,173 @@ class ModVcard(Module):
         self._photo_changed(user, photo_hash(vcard))
         await self.server.hooks.fold_async(H.VCARD_STORED, None, user, vcard)
 
+    # -- the ldap backend ----------------------------------------------------------------------
+    async def _directory_vcard(self, user: JID) -> Element | None:
+        """The user's vCard from the directory (None: no entry). A directory that cannot
+        answer is ``internal-server-error`` of type wait (RFC 6120 §8.3.2: retry later), not
+        service-unavailable, which XEP-0054 §3.3 gives to "no such vCard": a client would
+        take the outage for the user having none. Logged once until it answers again."""
+        try:
+            vcard = await self.get_vcard(user)
+        except AuthUnavailable:
+            raise StanzaError("internal-server-error", "the user directory cannot be "
+                              "reached now", "wait") from None
+        if user in self.photos:
+            # XEP-0153 §4.1: an avatar changed in the directory is announced when seen.
+            self._photo_changed(user, photo_hash(vcard) if vcard is not None else "")
+        return vcard
+
+    def _directory_failed(self, exc: Exception) -> None:
+        if not self._directory_down:
+            self._directory_down = True
+            log.warning("vcard_ldap_unavailable error=%s", exc)
+
+    def _directory_answered(self) -> None:
+        if self._directory_down:
+            self._directory_down = False
+            log.info("vcard_ldap_available")
+
+    # -- XEP-0055 user directory (ldap backend) -------------------------------------------------
+    def route_directory(self, frm: JID, to: JID, stanza: Element) -> None:
+        """Every stanza to vjud.<domain> (``Module.serve_subdomains``)."""
+        if stanza.get("type") in ("error", "result") or stanza.name == "presence":
+            # RFC 6120 §8.2.3: results and errors are never answered; the directory has no
+            # presence to share and answers none (as the other services here).
+            return
+        self.server.spawn(self._directory_request(frm, to, stanza))
+
+    async def _directory_request(self, frm: JID, to: JID, stanza: Element) -> None:
+        try:
+            payload = stanza.first_element()
+            if stanza.name != "iq" or payload is None or to.local is not None \
+                    or to.resource is not None:
+                raise StanzaError("service-unavailable")
+            reply = await self._directory_iq(to, stanza.get("type") or "", payload)
+        except StanzaError as err:
+            self.server.router.route(to, frm, error_reply(stanza, err))
+            return
+        answer = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm),
+                                            "id": stanza.get("id") or ""})
+        answer.append(reply)
+        self.server.router.route(to, frm, answer)
+
+    async def _directory_iq(self, to: JID, type_: str, payload: Element) -> Element:
+        key = (type_, payload.name, payload.xmlns)
+        if key == ("get", "query", ns.DISCO_INFO):
+            query = Element("query", ns.DISCO_INFO)
+            query.add("identity", attrs={"category": "directory", "type": "user",
+                                         "name": "vCard User Search"})
+            for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, SEARCH, ns.VCARD):
+                query.add("feature", attrs={"var": feature})
+            return query
+        if key == ("get", "query", ns.DISCO_ITEMS):
+            return Element("query", ns.DISCO_ITEMS)
+        if key == ("get", "vCard", ns.VCARD):
+            vcard = Element("vCard", ns.VCARD)
+            vcard.add("FN", text="vCard User Search")
+            vcard.add("DESC", text=f"{SERVER_NAME} user directory (XEP-0055)")
+            return vcard
+        if key == ("get", "query", SEARCH):
+            return self._search_form()
+        if key == ("set", "query", SEARCH):
+            return await self._search(to, payload)
+        raise StanzaError("service-unavailable")
+
+    def _search_form(self) -> Element:
+        """XEP-0055 §3.1 with a data form (XEP-0004): one text field per search field,
+        its ``var`` the attribute searched (6.4's form)."""
+        assert self.directory is not None
+        query = Element("query", SEARCH)
+        query.add("instructions", text="Fill in one or more fields to search for users.")
+        form = query.add("x", ns.DATA_FORMS, {"type": "form"})
+        form.add("title", text="Search users")
+        form.add("instructions", text="Fill in one or more fields to search for users.")
+        hidden = form.add("field", attrs={"type": "hidden", "var": "FORM_TYPE"})
+        hidden.add("value", text=SEARCH)
+        for label, attribute in self.directory.search_fields:
+            form.add("field", attrs={"type": "text-single", "label": label, "var": attribute})
+        return query
+
+    async def _search(self, to: JID, query: Element) -> Element:
+        """XEP-0055 §3.2: the users matching the submitted form, as a result form whose
+        columns are ``search_reported``, each item with the user's JID."""
+        assert self.directory is not None
+        form = query.find("x", ns.DATA_FORMS)
+        if form is None or form.get("type") != "submit":
+            # Only the data form is supported (§3 extensibility), as in 6.4.
+            raise StanzaError("bad-request", "submit the search data form (XEP-0004)")
+        searchable = {attribute for _, attribute in self.directory.search_fields}
+        criteria = []
+        for field in form.children:
+            if not isinstance(field, Element) or field.name != "field":
+                continue
+            var = field.get("var") or ""
+            if var in searchable:  # never an attribute the operator did not offer
+                criteria.append((var, (field.find_text("value", ns.DATA_FORMS) or "").strip()))
+        domain = self._served_domain(to.domain)
+        limit = self.opts["matches"]
+        try:
+            found = await self.directory.search(domain, criteria, limit)
+        except AuthUnavailable as exc:
+            self._directory_failed(exc)
+            raise StanzaError("internal-server-error", "the user directory cannot be "
+                              "reached now", "wait") from None
+        self._directory_answered()
+        result = Element("query", SEARCH)
+        out = result.add("x", ns.DATA_FORMS, {"type": "result"})
+        hidden = out.add("field", attrs={"type": "hidden", "var": "FORM_TYPE"})
+        hidden.add("value", text=SEARCH)
+        reported = out.add("reported")
+        reported.add("field", attrs={"type": "jid-single", "label": "Jabber ID", "var": "jid"})
+        for label, vcard_field in self.directory.reported:
+            reported.add("field", attrs={"type": "text-single", "label": label,
+                                         "var": vcard_field})
+        for item in found:
+            try:
+                jid = JID.parse(f"{item.username}@{domain}")
+            except ValueError:
+                continue  # not a username here (JID preparation refuses it)
+            if not await self.server.user_exists(jid):
+                continue  # 6.4: only users that have an account
+            element = out.add("item")
+            element.add("field", attrs={"var": "jid"}).add("value", text=str(jid))
+            for var, value in item.fields:
+                element.add("field", attrs={"var": var}).add("value", text=value)
+        return result
+
+    def _served_domain(self, service: str) -> str:
+        """The domain a directory service belongs to (vjud.example.com -> example.com)."""
+        pattern = str(self.opts["host"])
+        for host in self.server.domains.served:
+            if pattern.replace("@HOST@", host) == service:
+                return host
+        raise StanzaError("service-unavailable")
+
     # -- XEP-0153 avatars --------------------------------------------------------------------
     async def get_vcard(self, user: JID) -> Element | None:
+        """The account's vCard, None without one; with the ldap backend, from the directory
+        (``AuthUnavailable`` when it cannot answer, logged once)."""
         assert user.local is not None
+        if self.directory is not None:
+            try:
+                vcard = await self.directory.vcard(user.local, user.domain)
+            except AuthUnavailable as exc:
+                self._directory_failed(exc)
+                raise
+            self._directory_answered()
+            return vcard
         stored = await self.store.get_vcard(user.domain, user.local)
         return _parse_stored(stored) if stored else None
 
     async def set_photo(self, user: JID, mime: str | None, data: bytes | None) -> None:
         """Put ``data`` as the PHOTO of the account's vCard (None: remove it), keeping the rest
         (XEP-0398 §3: the PEP avatar becomes the vCard avatar). Does not run VCARD_STORED:
-        the change came from PEP, which is already up to date."""
+        the change came from PEP, which is already up to date. Nothing with the ldap
+        backend: the directory's photo stays the vCard's."""
         assert user.local is not None
+        if self.directory is not None:
+            log.debug("vcard_ldap_photo_not_changed user=%s", user)
+            return
         vcard = await self.get_vcard(user) or Element("vCard", ns.VCARD)
         vcard.children = [c for c in vcard.children
                           if not (isinstance(c, Element) and c.name == "PHOTO")]
@@ -184,7 +437,11 @@ class ModVcard(Module):
     async def session_opened(self, acc: None, c2s: C2S) -> None:
         user = c2s.jid.bare
         if user not in self.photos:
-            vcard = await self.get_vcard(user)
+            try:
+                vcard = await self.get_vcard(user)
+            except AuthUnavailable:
+                # The directory cannot say now: the hash the client sends stays untouched.
+                return acc
             self.photos.setdefault(user, photo_hash(vcard) if vcard is not None else "")
         return acc
 

@@ -14,6 +14,7 @@ from suricate.admin.context import (
     served_domain,
     user_or_me,
 )
+from suricate.auth.methods import AuthUnavailable
 from suricate.modules.mod_vcard import ModVcard
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.xml import ns
@@ -28,6 +29,16 @@ def _store(ctx: Context) -> VcardStore:
 async def get_vcard(ctx: Context, a: dict[str, Any]) -> str:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
+    module = enabled_module(ctx, ModVcard)
+    if module.directory is not None:
+        # The ldap backend: the vCard is the directory's entry.
+        try:
+            vcard = await module.get_vcard(user)
+        except AuthUnavailable:
+            raise fail("the LDAP directory cannot be reached now", "internal_error") from None
+        if vcard is None:
+            raise fail(f"{user} has no vCard", "vcard_not_found")
+        return vcard.serialize()
     xml = await _store(ctx).get_vcard(user.domain, user.local or "")
     if xml is None:
         raise fail(f"{user} has no vCard", "vcard_not_found")
@@ -43,6 +54,9 @@ async def set_vcard(ctx: Context, a: dict[str, Any]) -> str:
         raise fail(f"vcard: not well-formed XML ({err})", "bad_vcard") from None
     if len(elements) != 1 or elements[0].name != "vCard" or elements[0].xmlns != ns.VCARD:
         raise fail("vcard: give one <vCard xmlns='vcard-temp'> element", "bad_vcard")
+    if enabled_module(ctx, ModVcard).directory is not None:
+        raise fail("vCards are read from the LDAP directory (backend ldap, read-only)",
+                   "read_only")
     await _store(ctx).set_vcard(user.domain, user.local or "", elements[0].serialize())
     return "vCard stored successfully"
 
