@@ -128,16 +128,50 @@ MUC_OPTIONS = Section(
                                     "Milliseconds an empty persistent room stays in memory "
                                     "before its state is dropped (rebuilt from storage on the "
                                     "next stanza)."),
+        "hibernated_room_check_interval": Option(
+            IntOrInfinity(min=0, unit="milliseconds"), None,
+            "How often rooms idle past hibernate_timeout are checked for deep hibernation "
+            "(with hibernated_room_timeout; 0: every 50 ms; \"infinity\": never)."),
+        "hibernated_room_timeout": Option(
+            IntOrInfinity(min=0, unit="milliseconds"), None,
+            "A persistent room idle this long after hibernate_timeout whose only occupant is "
+            "its owner is stopped: the owner gets an unavailable presence (332) and the room "
+            "leaves memory (\"infinity\": never)."),
+        "load_permanent_rooms_at_startup": Option(
+            Bool(), False,
+            "Read every persistent room into memory when the module starts (else a room is "
+            "read on its first stanza); idle ones still hibernate after hibernate_timeout."),
+        "online_backend": Option(
+            OneOf(["mnesia", "cets"]), "mnesia",
+            "MongooseIM's registry of online rooms; accepted and ignored: Suricate's own "
+            "registry is this node's memory, or Redis with [general] sm_backend = \"redis\"."),
+        "min_message_interval": Option(
+            Int(min=0, unit="seconds"), 0,
+            "Seconds at least between two groupchat messages of one occupant (session) that "
+            "the room processes: an early one waits, a second early one gets "
+            "resource-constraint (0: no limit)."),
+        "min_presence_interval": Option(
+            Int(min=0, unit="seconds"), 0,
+            "Seconds at least between two presences of one session that the room processes: "
+            "an early one waits, replaced by a newer one (0: no limit)."),
+        "room_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting the groupchat messages the room processes (bytes of the "
+            "stanzas per second, all senders together); messages over it wait in order."),
+        "user_message_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting each session's groupchat messages to the room (bytes per "
+            "second): an early one waits, a second early one gets resource-constraint."),
+        "user_presence_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting each session's presences to the room (bytes per second): an "
+            "early one waits, replaced by a newer one."),
         "default_room": Option(DEFAULT_ROOM, DEFAULTS, "Defaults of new rooms."),
     },
     doc="XEP-0045 Multi-User Chat (group chat rooms on a subdomain).",
     post=_muc_post,
     unavailable={
-        key: f"option {key} is {_NOT_YET}" for key in (
-            "online_backend", "room_shaper", "min_message_interval", "min_presence_interval",
-            "user_message_shaper", "user_presence_shaper", "http_auth_pool",
-            "load_permanent_rooms_at_startup", "hibernated_room_check_interval",
-            "hibernated_room_timeout")
+        key: f"option {key} is {_NOT_YET}" for key in ("http_auth_pool",)
     },
 )
 
