@@ -17,7 +17,6 @@ from suricate.config.loader import ConfigError, parse_config
 from suricate.jid import JID
 from suricate.modules.mod_muc.limits import RATE_EXCEEDED
 from tests.e2e.harness import disconnect, eventually, running_server
-from tests.muc.test_persistence import _metrics
 from tests.muc.conftest import (
     SERVICE,
     codes,
@@ -30,6 +29,7 @@ from tests.muc.conftest import (
     presence_from,
     user,
 )
+from tests.muc.test_persistence import _metrics
 
 ROOM = f"opts@{SERVICE}"
 
