@@ -60,6 +60,7 @@ class Module:
                      "max_user_conferences": 0, **opts}
         self.conferences = None
         self.limits = None  # min_message_interval and the shapers off
+        self.http_auth = None  # room passwords are the rooms' own
         self.user_rooms: dict[JID, int] = {}
         self.joined: dict[JID, set[Room]] = {}
         self.emptied: list[Room] = []

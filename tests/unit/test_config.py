@@ -1055,8 +1055,7 @@ def test_module_options_accepted() -> None:
         ),
         (
             '[modules.mod_muc]\nhttp_auth_pool = "auth"',
-            "modules.mod_muc.http_auth_pool: option http_auth_pool is not available in this "
-            "version of Suricate",
+            "modules.mod_muc.http_auth_pool: pool 'auth' is not defined in [outgoing_pools.http]",
         ),
         (
             '[modules.mod_muc]\nroom_shaper = "slow"',

@@ -32,6 +32,7 @@ from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
+from suricate.modules.mod_muc.http_auth import HttpAuth
 from suricate.modules.mod_muc.limits import Limits
 from suricate.modules.mod_muc.placement import Placement, RoomCluster
 from suricate.modules.mod_muc.room import MUC, Room, count_down
@@ -81,6 +82,9 @@ class ModMuc(Module):
             refs.access_defined(f"{path}.{option}", opts.get(option))
         for option in ("room_shaper", "user_message_shaper", "user_presence_shaper"):
             refs.shaper_defined(f"{path}.{option}", opts.get(option))
+        pool = opts.get("http_auth_pool")
+        if pool not in (None, "none"):
+            refs.pool_defined(f"{path}.http_auth_pool", "http", pool)
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -114,6 +118,11 @@ class ModMuc(Module):
         self.deep_hibernations = 0
         #: min_message_interval, min_presence_interval, the shapers (limits.py); None: off.
         self.limits = Limits.from_options(opts, server.cfg["shaper"])
+        #: http_auth_pool: room passwords checked by an HTTP service (None: the room's own).
+        self.http_auth: HttpAuth | None = None
+        pool = opts["http_auth_pool"]
+        if pool != "none":
+            self.http_auth = HttpAuth(server.cfg["outgoing_pools"]["http"][pool])
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,6 +148,8 @@ class ModMuc(Module):
             if self.opts["max_user_conferences"]:
                 self.conferences = Conferences(cluster.redis, cluster.store.prefix,
                                                cluster.name, self.opts["max_user_conferences"])
+        if self.http_auth is not None:
+            await self.http_auth.start()
         if self.opts["load_permanent_rooms_at_startup"]:
             await self._load_permanent_rooms()
         self._gauges()
@@ -170,6 +181,8 @@ class ModMuc(Module):
             self.placement = None
             self.conferences = None
         self.rooms.clear()
+        if self.http_auth is not None:
+            await self.http_auth.stop()
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
         for local in self._added.values():

@@ -31,8 +31,6 @@ from suricate.xml.element import Element
 ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
 ROOMINFO = "http://jabber.org/protocol/muc#roominfo"
 
-_NOT_YET = "not available in this version of Suricate"
-
 #: What ``maygetmemberlist`` may name (MongooseIM: roles and affiliations).
 _MEMBERLIST_WHO = ["moderator", "participant", "visitor", "owner", "admin", "member"]
 
@@ -145,6 +143,11 @@ MUC_OPTIONS = Section(
             OneOf(["mnesia", "cets"]), "mnesia",
             "MongooseIM's registry of online rooms; accepted and ignored: Suricate's own "
             "registry is this node's memory, or Redis with [general] sm_backend = \"redis\"."),
+        "http_auth_pool": Option(
+            Str(), "none",
+            "An [outgoing_pools.http] pool: passwords of password-protected rooms are checked "
+            "by its service (GET check_password?from=&to=&pass=), not against the room's "
+            "password (\"none\": the room's password)."),
         "min_message_interval": Option(
             Int(min=0, unit="seconds"), 0,
             "Seconds at least between two groupchat messages of one occupant (session) that "
@@ -170,9 +173,6 @@ MUC_OPTIONS = Section(
     },
     doc="XEP-0045 Multi-User Chat (group chat rooms on a subdomain).",
     post=_muc_post,
-    unavailable={
-        key: f"option {key} is {_NOT_YET}" for key in ("http_auth_pool",)
-    },
 )
 
 
@@ -328,9 +328,12 @@ _BOOLS = {
 
 
 def apply_form(cfg: RoomConfig, form: Element, max_users: int,
-               max_name: int | None, max_desc: int | None) -> RoomConfig:
+               max_name: int | None, max_desc: int | None, *,
+               password_checked_elsewhere: bool = False) -> RoomConfig:
     """A submitted muc#roomconfig form over ``cfg`` (fields left out keep their value,
-    §10.2); a value we cannot take is not-acceptable or bad-request, never ignored."""
+    §10.2); a value we cannot take is not-acceptable or bad-request, never ignored.
+    ``password_checked_elsewhere``: http_auth_pool checks passwords, so a password-protected
+    room needs none of its own."""
     new = cfg.copy()
     for f in form.find_all("field", ns.DATA_FORMS):
         var = f.attrs.get("var", "")
@@ -380,6 +383,6 @@ def apply_form(cfg: RoomConfig, form: Element, max_users: int,
             new.maygetmemberlist = values
         # Other fields (a client's own, or ones of other servers' forms) are left alone:
         # §10.2 lets a service ignore fields it does not know.
-    if new.password_protected and not new.password:
+    if new.password_protected and not new.password and not password_checked_elsewhere:
         raise StanzaError("not-acceptable", "a password-protected room needs a password")
     return new

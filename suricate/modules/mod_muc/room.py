@@ -175,6 +175,7 @@ class Room:
         # its place in Redis, the room's stanzas wait behind it, in order.
         self._held: deque[tuple[JID, JID, Element]] | None = None
         self._admitted: set[JID] = set()  # joins whose place was taken, being replayed
+        self._password_ok: set[JID] = set()  # joins the http_auth_pool service allowed
         #: min_message_interval, min_presence_interval and the shapers (limits.py); None
         #: when they are all off: the message path then pays this one attribute test.
         limits = module.limits
@@ -394,10 +395,16 @@ class Room:
         if other is None and len(self.occupants) >= limit:
             self._error(stanza, "service-unavailable", "the room is full")  # §7.2.10
             return
-        if cfg.password_protected and aff != "owner":
+        if cfg.password_protected and aff != "owner" and frm not in self._password_ok:
             # Every session proves it knows the password (§7.2.5), not only the first.
             x = stanza.find("x", MUC)
             given = x.find_text("password", MUC) if x is not None else None
+            http_auth = self.module.http_auth
+            if http_auth is not None and given is not None:
+                # http_auth_pool: the service decides (http_auth.py); the join goes on
+                # when it answers, the room meanwhile serves the others.
+                self.server.spawn(self._http_auth(http_auth, frm, nick, stanza, given))
+                return
             if given != cfg.password:
                 self._error(stanza, "not-authorized", "password required")  # §7.2.5
                 return
@@ -431,6 +438,22 @@ class Room:
             self._log(room_log, "join", nick)
         self._send_history(frm, stanza.find("x", MUC))
         self._send_subject(frm)
+
+    async def _http_auth(self, http_auth: Any, frm: JID, nick: str, stanza: Element,
+                         password: str) -> None:
+        verdict = await http_auth.check(frm, self.jid, password)
+        if verdict is None:
+            self._error(stanza, "service-unavailable", "Internal server error")
+        elif verdict is not True:
+            self._error(stanza, "not-authorized", str(verdict))
+        elif self.gone:
+            self.module.route(frm, self._occupant_jid(nick), stanza)  # as if new
+        elif frm not in self.by_jid:
+            self._password_ok.add(frm)
+            try:
+                self._join(frm, nick, stanza)
+            finally:
+                self._password_ok.discard(frm)
 
     def _room_log(self) -> Any:
         """mod_muc_log when it runs and this room is logged, else None."""
@@ -1356,7 +1379,8 @@ class Room:
             raise StanzaError("bad-request", "expected a submitted form")
         opts = self.module.opts
         new = apply_form(self.config, form, opts["max_users"], opts["max_room_name"],
-                         opts["max_room_desc"])
+                         opts["max_room_desc"],
+                         password_checked_elsewhere=self.module.http_auth is not None)
         if new.persistent and not self.config.persistent \
                 and not self.server.access_allows(opts["access_persistent"], frm):
             raise StanzaError("forbidden", "you may not make rooms persistent "
