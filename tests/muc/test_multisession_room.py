@@ -59,6 +59,8 @@ class Module:
         self.opts = {"history_size": 10, "max_users_admin_threshold": 0,
                      "max_user_conferences": 0, **opts}
         self.conferences = None
+        self.limits = None  # min_message_interval and the shapers off
+        self.http_auth = None  # room passwords are the rooms' own
         self.user_rooms: dict[JID, int] = {}
         self.joined: dict[JID, set[Room]] = {}
         self.emptied: list[Room] = []

@@ -1055,9 +1055,12 @@ def test_module_options_accepted() -> None:
             "integer_value, float_value, boolean_value is required",
         ),
         (
-            '[modules.mod_muc]\nroom_shaper = "fast"',
-            "modules.mod_muc.room_shaper: option room_shaper is not available in this version "
-            "of Suricate",
+            '[modules.mod_muc]\nhttp_auth_pool = "auth"',
+            "modules.mod_muc.http_auth_pool: pool 'auth' is not defined in [outgoing_pools.http]",
+        ),
+        (
+            '[modules.mod_muc]\nroom_shaper = "slow"',
+            "modules.mod_muc.room_shaper: shaper 'slow' is not defined in [shaper]",
         ),
         (
             '[modules.mod_muc]\naccess_create = "muc_create"',

@@ -32,6 +32,8 @@ from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
+from suricate.modules.mod_muc.http_auth import HttpAuth
+from suricate.modules.mod_muc.limits import Limits
 from suricate.modules.mod_muc.placement import Placement, RoomCluster
 from suricate.modules.mod_muc.room import MUC, Room, count_down
 from suricate.modules.mod_muc.store import MucStore
@@ -54,6 +56,9 @@ MOD_MUC_ROOMS = declare(
 MOD_MUC_HIBERNATIONS = declare(
     "mod_muc_hibernations", ("host_type",), {"count": SPIRAL},
     "Idle persistent rooms dropped from memory after hibernate_timeout")
+MOD_MUC_DEEP_HIBERNATIONS = declare(
+    "mod_muc_deep_hibernations", ("host_type",), {"count": SPIRAL},
+    "Persistent rooms stopped with only their owner in them after hibernated_room_timeout")
 
 Pending = tuple[JID, JID, Element]
 # Asked of every node (server.cluster.ask) for the service's disco#items: the rooms in its
@@ -75,6 +80,11 @@ class ModMuc(Module):
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
         for option in ("access", "access_create", "access_admin", "access_persistent"):
             refs.access_defined(f"{path}.{option}", opts.get(option))
+        for option in ("room_shaper", "user_message_shaper", "user_presence_shaper"):
+            refs.shaper_defined(f"{path}.{option}", opts.get(option))
+        pool = opts.get("http_auth_pool")
+        if pool not in (None, "none"):
+            refs.pool_defined(f"{path}.http_auth_pool", "http", pool)
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -96,6 +106,23 @@ class ModMuc(Module):
         self.conferences: Conferences | None = None
         timeout = opts["hibernate_timeout"]
         self.hibernate_after: float | None = None if timeout is None else timeout / 1000.0
+        # MongooseIM's deep hibernation: a room hibernated (idle past hibernate_timeout) for
+        # hibernated_room_timeout more, checked every hibernated_room_check_interval.
+        check, deep = opts["hibernated_room_check_interval"], opts["hibernated_room_timeout"]
+        self.deep_check_every: float | None = None
+        self.deep_after: float | None = None
+        if check is not None and deep is not None and self.hibernate_after is not None:
+            self.deep_check_every = max(check / 1000.0, 0.05)
+            self.deep_after = self.hibernate_after + deep / 1000.0
+        self._deep_sweeper: asyncio.Task[None] | None = None
+        self.deep_hibernations = 0
+        #: min_message_interval, min_presence_interval, the shapers (limits.py); None: off.
+        self.limits = Limits.from_options(opts, server.cfg["shaper"])
+        #: http_auth_pool: room passwords checked by an HTTP service (None: the room's own).
+        self.http_auth: HttpAuth | None = None
+        pool = opts["http_auth_pool"]
+        if pool != "none":
+            self.http_auth = HttpAuth(server.cfg["outgoing_pools"]["http"][pool])
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,14 +148,23 @@ class ModMuc(Module):
             if self.opts["max_user_conferences"]:
                 self.conferences = Conferences(cluster.redis, cluster.store.prefix,
                                                cluster.name, self.opts["max_user_conferences"])
+        if self.http_auth is not None:
+            await self.http_auth.start()
+        if self.opts["load_permanent_rooms_at_startup"]:
+            await self._load_permanent_rooms()
         self._gauges()
         if self.hibernate_after is not None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        if self.deep_check_every is not None:
+            self._deep_sweeper = asyncio.get_running_loop().create_task(self._deep_sweep())
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._deep_sweeper is not None:
+            self._deep_sweeper.cancel()
+            self._deep_sweeper = None
         for room in list(self.rooms.values()):
             room.shutdown()
         if self.placement is not None:
@@ -145,6 +181,8 @@ class ModMuc(Module):
             self.placement = None
             self.conferences = None
         self.rooms.clear()
+        if self.http_auth is not None:
+            await self.http_auth.stop()
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
         for local in self._added.values():
@@ -152,6 +190,31 @@ class ModMuc(Module):
         self._added.clear()
         self.services.clear()  # those of serve_subdomains are undone by unwire
         # Storage writes in flight finish before the store closes (server.drain).
+
+    async def _load_permanent_rooms(self) -> None:
+        """load_permanent_rooms_at_startup: every stored room of the served services is read
+        into memory now, as its first stanza would read it. With several nodes a room is
+        loaded by the node that claims it (one owner per room, placement.py): the first
+        node to start takes the free ones."""
+        started = time.monotonic()
+        loaded = 0
+        for key in sorted(self.stored, key=str):
+            if key.domain not in self.services or key in self.rooms:
+                continue
+            if self.placement is not None:
+                try:
+                    owner, _ = await self.placement.owner(key)
+                except Exception:
+                    log.warning("muc_load_claim_failed room=%s", key, exc_info=True)
+                    continue
+                if owner != self.placement.me:
+                    continue
+            if key not in self.loading:
+                self.loading[key] = []
+                await self._wake(key)
+            loaded += key in self.rooms
+        log.info("muc_permanent_rooms_loaded rooms=%d seconds=%.3f", loaded,
+                 time.monotonic() - started)
 
     def _service_of(self, domain: str) -> str:
         return self.opts["host"].replace("@HOST@", domain)
@@ -584,6 +647,30 @@ class ModMuc(Module):
             deadline = time.monotonic() - self.hibernate_after
             for room in list(self.rooms.values()):
                 if room.is_empty() and room.last_active <= deadline:
+                    self._hibernate(room)
+
+    async def _deep_sweep(self) -> None:
+        """MongooseIM 6.4's deep hibernation (hibernated_room_check_interval,
+        hibernated_room_timeout): a persistent room idle for hibernate_timeout plus
+        hibernated_room_timeout leaves memory even when its only occupant is its owner, who
+        is told so (an unavailable presence with 332). An empty one left already
+        (``_sweep``), unless a write was pending then."""
+        assert self.deep_check_every is not None and self.deep_after is not None
+        while True:
+            await asyncio.sleep(self.deep_check_every)
+            deadline = time.monotonic() - self.deep_after
+            for room in list(self.rooms.values()):
+                if room.last_active > deadline or not room.config.persistent or room.locked \
+                        or room.gone:
+                    continue
+                if room.is_empty():
+                    self._hibernate(room)
+                elif room.owner_alone():
+                    room.stop_for_hibernation()
+                    self.deep_hibernations += 1
+                    domain = self.services.get(room.jid.domain, room.jid.domain)
+                    self.server.instrument.emit(MOD_MUC_DEEP_HIBERNATIONS,
+                                                {"host_type": domain}, {"count": 1})
                     self._hibernate(room)
 
     def _hibernate(self, room: Room) -> None:

@@ -31,8 +31,6 @@ from suricate.xml.element import Element
 ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig"
 ROOMINFO = "http://jabber.org/protocol/muc#roominfo"
 
-_NOT_YET = "not available in this version of Suricate"
-
 #: What ``maygetmemberlist`` may name (MongooseIM: roles and affiliations).
 _MEMBERLIST_WHO = ["moderator", "participant", "visitor", "owner", "admin", "member"]
 
@@ -128,17 +126,53 @@ MUC_OPTIONS = Section(
                                     "Milliseconds an empty persistent room stays in memory "
                                     "before its state is dropped (rebuilt from storage on the "
                                     "next stanza)."),
+        "hibernated_room_check_interval": Option(
+            IntOrInfinity(min=0, unit="milliseconds"), None,
+            "How often rooms idle past hibernate_timeout are checked for deep hibernation "
+            "(with hibernated_room_timeout; 0: every 50 ms; \"infinity\": never)."),
+        "hibernated_room_timeout": Option(
+            IntOrInfinity(min=0, unit="milliseconds"), None,
+            "A persistent room idle this long after hibernate_timeout whose only occupant is "
+            "its owner is stopped: the owner gets an unavailable presence (332) and the room "
+            "leaves memory (\"infinity\": never)."),
+        "load_permanent_rooms_at_startup": Option(
+            Bool(), False,
+            "Read every persistent room into memory when the module starts (else a room is "
+            "read on its first stanza); idle ones still hibernate after hibernate_timeout."),
+        "online_backend": Option(
+            OneOf(["mnesia", "cets"]), "mnesia",
+            "MongooseIM's registry of online rooms; accepted and ignored: Suricate's own "
+            "registry is this node's memory, or Redis with [general] sm_backend = \"redis\"."),
+        "http_auth_pool": Option(
+            Str(), "none",
+            "An [outgoing_pools.http] pool: passwords of password-protected rooms are checked "
+            "by its service (GET check_password?from=&to=&pass=), not against the room's "
+            "password (\"none\": the room's password)."),
+        "min_message_interval": Option(
+            Int(min=0, unit="seconds"), 0,
+            "Seconds at least between two groupchat messages of one occupant (session) that "
+            "the room processes: an early one waits, a second early one gets "
+            "resource-constraint (0: no limit)."),
+        "min_presence_interval": Option(
+            Int(min=0, unit="seconds"), 0,
+            "Seconds at least between two presences of one session that the room processes: "
+            "an early one waits, replaced by a newer one (0: no limit)."),
+        "room_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting the groupchat messages the room processes (bytes of the "
+            "stanzas per second, all senders together); messages over it wait in order."),
+        "user_message_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting each session's groupchat messages to the room (bytes per "
+            "second): an early one waits, a second early one gets resource-constraint."),
+        "user_presence_shaper": Option(
+            Str(), "none",
+            "A [shaper] limiting each session's presences to the room (bytes per second): an "
+            "early one waits, replaced by a newer one."),
         "default_room": Option(DEFAULT_ROOM, DEFAULTS, "Defaults of new rooms."),
     },
     doc="XEP-0045 Multi-User Chat (group chat rooms on a subdomain).",
     post=_muc_post,
-    unavailable={
-        key: f"option {key} is {_NOT_YET}" for key in (
-            "online_backend", "room_shaper", "min_message_interval", "min_presence_interval",
-            "user_message_shaper", "user_presence_shaper", "http_auth_pool",
-            "load_permanent_rooms_at_startup", "hibernated_room_check_interval",
-            "hibernated_room_timeout")
-    },
 )
 
 
@@ -294,9 +328,12 @@ _BOOLS = {
 
 
 def apply_form(cfg: RoomConfig, form: Element, max_users: int,
-               max_name: int | None, max_desc: int | None) -> RoomConfig:
+               max_name: int | None, max_desc: int | None, *,
+               password_checked_elsewhere: bool = False) -> RoomConfig:
     """A submitted muc#roomconfig form over ``cfg`` (fields left out keep their value,
-    §10.2); a value we cannot take is not-acceptable or bad-request, never ignored."""
+    §10.2); a value we cannot take is not-acceptable or bad-request, never ignored.
+    ``password_checked_elsewhere``: http_auth_pool checks passwords, so a password-protected
+    room needs none of its own."""
     new = cfg.copy()
     for f in form.find_all("field", ns.DATA_FORMS):
         var = f.attrs.get("var", "")
@@ -346,6 +383,6 @@ def apply_form(cfg: RoomConfig, form: Element, max_users: int,
             new.maygetmemberlist = values
         # Other fields (a client's own, or ones of other servers' forms) are left alone:
         # §10.2 lets a service ignore fields it does not know.
-    if new.password_protected and not new.password:
+    if new.password_protected and not new.password and not password_checked_elsewhere:
         raise StanzaError("not-acceptable", "a password-protected room needs a password")
     return new

@@ -331,7 +331,7 @@ async def change_room_configuration(ctx: Context, a: dict[str, Any]) -> dict[str
     max_users = muc.opts["max_users"]
     if not 1 <= new.max_users <= max_users:
         raise fail(f"maxUsers: from 1 to {max_users}", "bad_config")
-    if new.password_protected and not new.password:
+    if new.password_protected and not new.password and muc.http_auth is None:
         raise fail("a password-protected room needs a password", "bad_config")
     if "allowPrivateMessages" in a["config"]:
         new.allowpm = "anyone" if new.allow_private_messages else "none"

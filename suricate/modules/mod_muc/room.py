@@ -35,6 +35,7 @@ from suricate.modules.mod_muc.config import (
     apply_form,
     config_form,
 )
+from suricate.modules.mod_muc.limits import RoomLimiter
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -174,6 +175,11 @@ class Room:
         # its place in Redis, the room's stanzas wait behind it, in order.
         self._held: deque[tuple[JID, JID, Element]] | None = None
         self._admitted: set[JID] = set()  # joins whose place was taken, being replayed
+        self._password_ok: set[JID] = set()  # joins the http_auth_pool service allowed
+        #: min_message_interval, min_presence_interval and the shapers (limits.py); None
+        #: when they are all off: the message path then pays this one attribute test.
+        limits = module.limits
+        self.limiter: RoomLimiter | None = None if limits is None else RoomLimiter(self, limits)
 
     @property
     def holding(self) -> bool:
@@ -295,6 +301,19 @@ class Room:
     # -- presence (§7.2, §7.6, §7.7, §7.14) --------------------------------------------------
     def _presence(self, frm: JID, to: JID, stanza: Element) -> None:
         ptype = stanza.attrs.get("type")
+        if ptype is None and self.limiter is not None \
+                and not self.limiter.presence(frm, to, stanza):
+            return  # early (min_presence_interval, user_presence_shaper): it waits
+        self._presence_now(frm, to, stanza, ptype)
+
+    def presence_released(self, frm: JID, to: JID, stanza: Element) -> None:
+        """A presence the limits held is due (limits.py)."""
+        if self._held is not None:
+            self._held.append((frm, to, stanza))  # behind a join waiting for its place
+        else:
+            self._presence_now(frm, to, stanza, stanza.attrs.get("type"))
+
+    def _presence_now(self, frm: JID, to: JID, stanza: Element, ptype: str | None) -> None:
         occ = self.by_jid.get(frm)
         if ptype == "error":
             if occ is not None:
@@ -346,6 +365,8 @@ class Room:
         """Session ``jid`` is out of the room (the occupant's table is the caller's)."""
         if self.by_jid.pop(jid, None) is None:
             return
+        if self.limiter is not None:
+            self.limiter.left(jid)
         n = count_down(self._sessions_of, jid.bare)
         self.module.occupant_left(jid, self, last=n <= 0)
 
@@ -374,10 +395,16 @@ class Room:
         if other is None and len(self.occupants) >= limit:
             self._error(stanza, "service-unavailable", "the room is full")  # §7.2.10
             return
-        if cfg.password_protected and aff != "owner":
+        if cfg.password_protected and aff != "owner" and frm not in self._password_ok:
             # Every session proves it knows the password (§7.2.5), not only the first.
             x = stanza.find("x", MUC)
             given = x.find_text("password", MUC) if x is not None else None
+            http_auth = self.module.http_auth
+            if http_auth is not None and given is not None:
+                # http_auth_pool: the service decides (http_auth.py); the join goes on
+                # when it answers, the room meanwhile serves the others.
+                self.server.spawn(self._http_auth(http_auth, frm, nick, stanza, given))
+                return
             if given != cfg.password:
                 self._error(stanza, "not-authorized", "password required")  # §7.2.5
                 return
@@ -411,6 +438,22 @@ class Room:
             self._log(room_log, "join", nick)
         self._send_history(frm, stanza.find("x", MUC))
         self._send_subject(frm)
+
+    async def _http_auth(self, http_auth: Any, frm: JID, nick: str, stanza: Element,
+                         password: str) -> None:
+        verdict = await http_auth.check(frm, self.jid, password)
+        if verdict is None:
+            self._error(stanza, "service-unavailable", "Internal server error")
+        elif verdict is not True:
+            self._error(stanza, "not-authorized", str(verdict))
+        elif self.gone:
+            self.module.route(frm, self._occupant_jid(nick), stanza)  # as if new
+        elif frm not in self.by_jid:
+            self._password_ok.add(frm)
+            try:
+                self._join(frm, nick, stanza)
+            finally:
+                self._password_ok.discard(frm)
 
     def _room_log(self) -> Any:
         """mod_muc_log when it runs and this room is logged, else None."""
@@ -650,6 +693,18 @@ class Room:
         if occ is None:
             self._error(stanza, "not-acceptable", "only occupants may send messages")  # §7.4
             return
+        if self.limiter is not None and not self.limiter.message(frm, stanza):
+            return  # early (min_message_interval, the shapers): it waits, or was refused
+        self._groupchat(occ, frm, stanza)
+
+    def groupchat_released(self, frm: JID, stanza: Element) -> None:
+        """A groupchat message the limits held is due (limits.py): it goes if its sender is
+        still an occupant."""
+        occ = self.by_jid.get(frm)
+        if occ is not None:
+            self._groupchat(occ, frm, stanza)
+
+    def _groupchat(self, occ: Occupant, frm: JID, stanza: Element) -> None:
         subject = stanza.find("subject", ns.CLIENT)
         if subject is not None and stanza.find("body", ns.CLIENT) is None:
             self._change_subject(occ, subject.text, stanza)
@@ -1324,7 +1379,8 @@ class Room:
             raise StanzaError("bad-request", "expected a submitted form")
         opts = self.module.opts
         new = apply_form(self.config, form, opts["max_users"], opts["max_room_name"],
-                         opts["max_room_desc"])
+                         opts["max_room_desc"],
+                         password_checked_elsewhere=self.module.http_auth is not None)
         if new.persistent and not self.config.persistent \
                 and not self.server.access_allows(opts["access_persistent"], frm):
             raise StanzaError("forbidden", "you may not make rooms persistent "
@@ -1396,6 +1452,8 @@ class Room:
     # -- shutdown (status 332) -----------------------------------------------------------------
     def shutdown(self) -> None:
         """The service stops: occupants leave with status 332 (§15.6: system shutdown)."""
+        if self.limiter is not None:
+            self.limiter.close()
         for occ in list(self.occupants.values()):
             for jid in list(occ.sessions):
                 self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
@@ -1404,6 +1462,26 @@ class Room:
         self.occupants.clear()
         self.by_jid.clear()
         self._sessions_of.clear()
+
+    # -- deep hibernation (hibernated_room_timeout) ------------------------------------------
+    def owner_alone(self) -> bool:
+        """The only occupant is an owner of the room (with any number of its sessions)."""
+        if len(self.occupants) != 1:
+            return False
+        occ = next(iter(self.occupants.values()))
+        return self.affiliation(occ.jid) == "owner"
+
+    def stop_for_hibernation(self) -> None:
+        """MongooseIM's deep hibernation of a room whose only occupant is its owner: the
+        owner's sessions leave with an unavailable presence (110, 332 and the reason "Room
+        hibernation"), and the room can leave memory; joining again reads it back."""
+        for occ in list(self.occupants.values()):
+            for jid in list(occ.sessions):
+                self._send(self._occupant_jid(occ.nick), jid, self._presence_of(
+                    occ, with_jid=True, real=jid, codes=["110", "332"], ptype="unavailable",
+                    role="none", reason="Room hibernation"))
+                self._detach(jid)
+        self.occupants.clear()
 
     def taken_over(self) -> None:
         """Another node owns the room now (this node was taken for dead while paused or cut
