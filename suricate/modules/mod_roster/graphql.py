@@ -5,14 +5,18 @@ a roster: the category answers ``module_not_loaded``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
 from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
+from suricate.core import hooks as H
 from suricate.jid import JID
 from suricate.modules.mod_roster import ModRoster
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
 
 
 def contact_out(item: RosterItem) -> dict[str, Any]:
@@ -66,15 +70,72 @@ async def delete_contact(ctx: Context, a: dict[str, Any]) -> str:
     return "Contact deleted successfully"
 
 
+async def _existing(ctx: Context, value: Any, what: str = "user") -> JID:
+    user = parse_jid(value, what, bare=True)
+    served_domain(ctx, user.domain)
+    if not await ctx.server.user_exists(user):
+        raise fail(f"{what}: {user} does not exist", "user_does_not_exist")
+    return user
+
+
+async def subscription(ctx: Context, a: dict[str, Any]) -> str:
+    """6.4's ``subscription``: the user sends subscribe (INVITE) or subscribed (ACCEPT) to the
+    contact, as mod_presence handles one a client sends (RFC 6121 §3.1.2, §3.1.5): the roster
+    owner updates the user's item, then the stanza goes to the contact. Unlike a client's,
+    the user's current presence is not sent to a new subscriber (the user may be offline)."""
+    user = await _existing(ctx, a["user"])
+    contact = parse_jid(a["contact"], "contact").bare
+    enabled_module(ctx, ModRoster)
+    if contact == user:
+        raise fail("contact: an account is not its own contact", "bad_jid")
+    type_ = {"INVITE": "subscribe", "ACCEPT": "subscribed"}[str(a["action"])]
+    stanza = Element("presence", ns.CLIENT, {"type": type_, "from": str(user),
+                                              "to": str(contact)})
+    outcome = await ctx.server.hooks.fold_async(
+        H.ROSTER_OUT_SUBSCRIPTION, None, user, contact, type_, stanza)
+    if outcome is None or outcome.forward:
+        ctx.server.router.route(user, contact, stanza)
+    return "Subscription stanza with type " + type_ + " sent successfully"
+
+
+async def set_mutual_subscription(ctx: Context, a: dict[str, Any]) -> str:
+    """6.4's ``setMutualSubscription``: CONNECT writes both items as subscribed both ways
+    (pushed to connected clients); DISCONNECT removes both, as each user's own remove does
+    (RFC 6121 §2.5.2)."""
+    user_a = await _existing(ctx, a["userA"], "userA")
+    user_b = await _existing(ctx, a["userB"], "userB")
+    if user_a == user_b:
+        raise fail("userB: an account is not its own contact", "bad_jid")
+    module = enabled_module(ctx, ModRoster)
+    pairs = ((user_a, user_b), (user_b, user_a))
+    if str(a["action"]) == "CONNECT":
+        for user, contact in pairs:
+            async with module.locked(user):
+                old = await module.store.get_roster_item(user.domain, user.local or "",
+                                                         str(contact))
+                new = replace(old or RosterItem(jid=str(contact)), subscription="both",
+                              ask="none", approved=False, ask_message=None)
+                await module._save(user, contact, old, new, force_push=True)
+        return "Mutual subscription added successfully"
+    for user, contact in pairs:
+        # Not (or no longer) in this roster: nothing to remove.
+        with contextlib.suppress(StanzaError):
+            await module._remove(user, contact)
+    return "Mutual subscription removed successfully"
+
+
 ADMIN_RESOLVERS = {
     ("RosterAdminQuery", "listContacts"): list_contacts,
     ("RosterAdminQuery", "getContact"): get_contact,
     ("RosterAdminMutation", "addContact"): add_contact,
     ("RosterAdminMutation", "deleteContact"): delete_contact,
+    ("RosterAdminMutation", "subscription"): subscription,
+    ("RosterAdminMutation", "setMutualSubscription"): set_mutual_subscription,
 }
 USER_RESOLVERS = {
     ("RosterUserQuery", "listContacts"): as_me(list_contacts),
     ("RosterUserQuery", "getContact"): as_me(get_contact),
     ("RosterUserMutation", "addContact"): as_me(add_contact),
     ("RosterUserMutation", "deleteContact"): as_me(delete_contact),
+    ("RosterUserMutation", "subscription"): as_me(subscription),
 }
