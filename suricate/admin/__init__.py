@@ -22,5 +22,23 @@ def graphql_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:
     return GraphQLEndpoint(server, opts)
 
 
+def admin_rest_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:
+    """``mongoose_admin_api``: 6.4's REST admin API over the same resolvers."""
+    from suricate.admin.rest.admin_api import AdminRestEndpoint
+
+    return AdminRestEndpoint(server, opts)
+
+
+def client_rest_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:
+    """``mongoose_client_api``: 6.4's REST client API over the user resolvers."""
+    from suricate.admin.rest.client_api import ClientRestEndpoint
+
+    return ClientRestEndpoint(server, opts)
+
+
 #: The HTTP handlers of this package, for ``Server(..., http_handlers=HTTP_HANDLERS)``.
-HTTP_HANDLERS: Mapping[str, HttpHandlerFactory] = {"mongoose_graphql_handler": graphql_handler}
+HTTP_HANDLERS: Mapping[str, HttpHandlerFactory] = {
+    "mongoose_graphql_handler": graphql_handler,
+    "mongoose_admin_api": admin_rest_handler,
+    "mongoose_client_api": client_rest_handler,
+}

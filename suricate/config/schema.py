@@ -413,6 +413,20 @@ def _graphql_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
         ctx.error(join(path, missing), "username and password must be given together")
 
 
+#: The ``handlers`` of ``mongoose_admin_api`` and ``mongoose_client_api`` (6.4's names).
+REST_ADMIN_HANDLERS = ["contacts", "users", "sessions", "messages", "stanzas", "muc_light",
+                       "muc", "inbox", "domain", "metrics"]
+REST_CLIENT_HANDLERS = ["sse", "messages", "contacts", "rooms", "rooms_config",
+                        "rooms_users", "rooms_messages"]
+
+
+def _rest_admin_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    if (out["username"] is None) != (out["password"] is None):
+        missing = "password" if out["username"] is not None else "username"
+        ctx.error(join(path, missing), "username and password must be given together")
+
+
 def _http_listener() -> Section:
     options = _base_listener_options()
     options.update(
@@ -518,6 +532,44 @@ def _http_listener() -> Section:
                         "mongoose_prometheus_handler": Option(
                             _handler(), [], "Prometheus metrics endpoint."
                         ),
+                        "mongoose_admin_api": Option(
+                            _handler(
+                                {
+                                    "username": Option(Str(), None, "Basic auth user."),
+                                    "password": Option(Str(), None, "Basic auth password."),
+                                    "handlers": Option(
+                                        ListOf(OneOf(REST_ADMIN_HANDLERS), unique=True),
+                                        REST_ADMIN_HANDLERS,
+                                        "Parts of the API served.",
+                                    ),
+                                },
+                                post=_rest_admin_post,
+                            ),
+                            [],
+                            "MongooseIM 6.4's REST admin API (without username and "
+                            "password it is open); see http.md.",
+                        ),
+                        "mongoose_client_api": Option(
+                            _handler(
+                                {
+                                    "handlers": Option(
+                                        ListOf(OneOf(REST_CLIENT_HANDLERS), unique=True),
+                                        REST_CLIENT_HANDLERS,
+                                        "Parts of the API served.",
+                                    ),
+                                    "docs": Option(
+                                        Bool(),
+                                        True,
+                                        "Serve the Swagger pages at `path`/api-docs (not "
+                                        "shipped: the option is accepted and does nothing).",
+                                        inert=True,
+                                    ),
+                                }
+                            ),
+                            [],
+                            "MongooseIM 6.4's REST client API (HTTP Basic auth as the "
+                            "user's JID and password); see http.md.",
+                        ),
                         "mod_http_upload": Option(
                             _handler(), [],
                             "Suricate: PUT and GET of mod_http_upload's disk backend "
@@ -557,15 +609,6 @@ def _http_listener() -> Section:
                             [],
                             "Converse.js web client (as ejabberd's mod_conversejs), see http.md.",
                         ),
-                    },
-                    unavailable={
-                        # 6.4's default config still has both; say where their operations went.
-                        "mongoose_admin_api": "the deprecated REST API is " + NOT_AVAILABLE
-                        + "; its operations are in the GraphQL API (mongoose_graphql_handler "
-                        'with schema_endpoint = "admin")',
-                        "mongoose_client_api": "the deprecated REST API is " + NOT_AVAILABLE
-                        + "; its operations are in the GraphQL API (mongoose_graphql_handler "
-                        'with schema_endpoint = "user")',
                     },
                     unknown_message="unknown handler type",
                 ),

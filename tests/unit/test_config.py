@@ -837,6 +837,31 @@ def test_http_listener_with_handlers(certdir: Path) -> None:
     assert handlers["mongoose_prometheus_handler"] == [{"host": "_", "path": "/metrics"}]
 
 
+def test_rest_api_handlers_default_to_every_part(certdir: Path) -> None:
+    text = """
+    [[listen.http]]
+    port = 8088
+
+    [[listen.http.handlers.mongoose_admin_api]]
+    host = "_"
+    path = "/api"
+    username = "admin"
+    password = "secret"
+
+    [[listen.http.handlers.mongoose_client_api]]
+    host = "_"
+    path = "/api/client"
+    handlers = ["messages", "contacts"]
+    """
+    handlers = parse(text, certdir)["listen"]["http"][0]["handlers"]
+    admin = handlers["mongoose_admin_api"][0]
+    assert admin["handlers"] == ["contacts", "users", "sessions", "messages", "stanzas",
+                                 "muc_light", "muc", "inbox", "domain", "metrics"]
+    assert (admin["username"], admin["password"]) == ("admin", "secret")
+    client = handlers["mongoose_client_api"][0]
+    assert client["handlers"] == ["messages", "contacts"] and client["docs"] is True
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -863,16 +888,21 @@ def test_http_listener_with_handlers(certdir: Path) -> None:
             "listen.http[0].handlers.mod_bosh[0].path: missing required option",
         ),
         (
-            '[[listen.http.handlers.mongoose_admin_api]]\nhost = "_"\npath = "/api"',
-            "listen.http[0].handlers.mongoose_admin_api: the deprecated REST API is not "
-            "available in this version of Suricate; its operations are in the GraphQL API "
-            '(mongoose_graphql_handler with schema_endpoint = "admin")',
+            '[[listen.http.handlers.mongoose_admin_api]]\nhost = "_"\npath = "/api"\n'
+            'username = "admin"',
+            "listen.http[0].handlers.mongoose_admin_api[0].password: "
+            "username and password must be given together",
         ),
         (
-            '[[listen.http.handlers.mongoose_client_api]]\nhost = "_"\npath = "/api"',
-            "listen.http[0].handlers.mongoose_client_api: the deprecated REST API is not "
-            "available in this version of Suricate; its operations are in the GraphQL API "
-            '(mongoose_graphql_handler with schema_endpoint = "user")',
+            '[[listen.http.handlers.mongoose_admin_api]]\nhost = "_"\npath = "/api"\n'
+            'handlers = ["users", "users"]',
+            "listen.http[0].handlers.mongoose_admin_api[0].handlers: duplicate value \"users\"",
+        ),
+        (
+            '[[listen.http.handlers.mongoose_client_api]]\nhost = "_"\npath = "/api"\n'
+            'handlers = ["chat"]',
+            "listen.http[0].handlers.mongoose_client_api[0].handlers[0]: expected one of sse, "
+            "messages, contacts, rooms, rooms_config, rooms_users, rooms_messages",
         ),
         (
             '[[listen.http.handlers.mod_foo]]\nhost = "_"\npath = "/"',
