@@ -27,6 +27,8 @@ MODULES_WITH_ARCHIVE = MODULES_TOML + """
 [modules.mod_mam]
 [modules.mod_mam.pm]
 [modules.mod_muc_light]
+[modules.mod_muc]
+[modules.mod_inbox]
 """
 
 
@@ -97,6 +99,13 @@ async def online(server: Server, jid: str) -> Any:
     bare = JID.parse(jid).bare
     await eventually(lambda: any(s.available for s in server.sessions.resources(bare)))
     return client
+
+
+def drain(client: Any) -> list[Any]:
+    found = []
+    while not client.messages.empty():
+        found.append(client.messages.get_nowait())
+    return found
 
 
 def alice_auth(password: str = "pw") -> tuple[str, str]:
@@ -228,7 +237,21 @@ async def test_admin_muc_light_and_domains(tmp_path: Path) -> None:
         assert status == 403
         assert (await api("DELETE",
                           f"/api/muc-lights/muclight.localhost/{room_id}/management"))[0] == 204
+
+        # MUC: the host's service; messages are sent as an occupant's session
+        assert await api("POST", "/api/mucs/localhost", {
+            "name": "cafe", "owner": "alice@localhost", "nick": "al"}) == (201, "cafe")
+        bob.send_presence(pto="cafe@conference.localhost/bobby")
+        await bob.next_presence(type_="available")
+        assert (await api("POST", "/api/mucs/localhost/cafe/messages",
+                          {"from": "bob@localhost/pc", "body": "in the cafe"}))[0] == 204
+        await eventually(lambda: any(m["body"] == "in the cafe" for m in drain(bob)))
+        assert (await api("DELETE", "/api/mucs/localhost/cafe/nobody"))[0] == 404
+        assert (await api("DELETE", "/api/mucs/localhost/cafe/bobby"))[0] == 204
+        await bob.next_presence(type_="unavailable")
         await disconnect(bob)
+        assert await api("DELETE", "/api/inbox/localhost/alice/0/bin") == (200, 0)
+        assert (await api("DELETE", "/api/inbox/nope/0/bin"))[0] == 404
 
         assert (await api("PUT", "/api/domains/dyn.example", {"host_type": "dynamic"}))[0] == 204
         assert (await api("PUT", "/api/domains/dyn.example", {"host_type": "dynamic"}))[0] == 204
