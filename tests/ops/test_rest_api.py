@@ -125,7 +125,7 @@ async def test_admin_users_and_sessions(tmp_path: Path) -> None:
                                  {"username": "alice", "password": "pw"})
         assert status == 201 and "alice@localhost" in text
         assert (await api("POST", "/api/users/localhost",
-                          {"username": "alice", "password": "x"}))[0] == 409
+                          {"username": "alice", "password": "x"}))[0] == 403
         status, err = await api("POST", "/api/users/localhost", {"username": "bob"})
         assert status == 400 and err == {"error": "bad_request", "message": "Missing password"}
         assert await api("GET", "/api/users/localhost") == (200, ["alice@localhost"])

@@ -4,9 +4,9 @@ resolver that does the same thing.
 
 Success: 200 with JSON for reads, 201 with a ``location`` header and the new resource's name
 as text for creations, 204 for other changes. Errors: 400 (bad input), 401 (credentials),
-403 (not allowed), 404 (unknown user, room, session, domain or path), 409 (already exists),
-501 (a module the endpoint needs is not enabled, or a part not implemented), each with a JSON
-body ``{"error": kind, "message": text}``.
+403 (not allowed, or the user exists), 404 (unknown user, room, session, domain or path), 409
+(a room or domain already exists), 501 (a module the endpoint needs is not enabled, or a part
+not implemented), each with a JSON body ``{"error": kind, "message": text}``.
 """
 
 from __future__ import annotations

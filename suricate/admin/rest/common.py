@@ -37,7 +37,8 @@ STATUS_OF_CODE = {
     "no_session": 404, "domain_not_found": 404, "not_found": 404, "room_not_found": 404,
     "muc_server_not_found": 404, "muc_service_not_found": 404, "unknown_host_type": 404,
     "not_occupant": 403, "not_allowed": 403, "no_permissions": 403, "too_many_users": 403,
-    "user_exists": 409, "already_exists": 409, "room_exists": 409,
+    # 6.4 answers an existing user with its "denied" (mongoose_admin_api_users: 403).
+    "user_exists": 403, "already_exists": 409, "room_exists": 409,
     "module_not_loaded": 501,
 }
 
