@@ -13,6 +13,7 @@ server that an account came or went) is handed to it by ``Server``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,18 @@ from suricate.auth.methods import (
     HttpMethod,
     JwtMethod,
     NotSupported,
+)
+from suricate.instrument import Instrumentation
+from suricate.instrument.events import (
+    AUTH_ANONYMOUS_REGISTER_USER,
+    AUTH_ANONYMOUS_UNREGISTER_USER,
+    AUTH_AUTHORIZE,
+    AUTH_CHECK_PASSWORD,
+    AUTH_DOES_USER_EXIST,
+    AUTH_REGISTER_USER,
+    AUTH_TRY_REGISTER,
+    AUTH_UNREGISTER_USER,
+    EventSpec,
 )
 from suricate.jid import JID
 from suricate.sasl.passwords import is_scram_record, make_scram_record, verify_password
@@ -53,8 +66,12 @@ class AuthService:
                  registered: AccountEvent, removed: AccountEvent,
                  module_tables: Callable[[], Sequence[str]] = tuple,
                  http_pools: Mapping[str, Mapping[str, Any]] | None = None,
-                 ldap_pools: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 ldap_pools: Mapping[str, Mapping[str, Any]] | None = None,
+                 instrument: Instrumentation | None = None) -> None:
         self.cfg = cfg
+        # 6.4's auth_* events, labelled with the domain (the handlers map it to its host
+        # type); the no-op base when the server measures nothing.
+        self.instrument = instrument if instrument is not None else Instrumentation()
         self.storage = storage
         self._spawn = spawn
         self._registered = registered
@@ -156,6 +173,23 @@ class AuthService:
     async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
         if self.hosts and self.for_domain(domain) is not self:
             return await self.for_domain(domain).credentials(username, domain)
+        if not self.instrument.enabled:
+            return await self._credentials(username, domain)
+        start = time.perf_counter()
+        try:
+            return await self._credentials(username, domain)
+        finally:
+            self._timed(AUTH_AUTHORIZE, domain, start)
+
+    def _timed(self, event: EventSpec, domain: str, start: float) -> None:
+        self.instrument.emit(event, {"host_type": domain},
+                             {"count": 1, "time": int((time.perf_counter() - start) * 1e6)})
+
+    def _count(self, event: EventSpec, domain: str) -> None:
+        if self.instrument.enabled:
+            self.instrument.emit(event, {"host_type": domain}, {"count": 1})
+
+    async def _credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
@@ -181,11 +215,22 @@ class AuthService:
         AuthUnavailable when no method accepted and one of them could not be asked."""
         if self.hosts and self.for_domain(domain) is not self:
             return await self.for_domain(domain).plain_credentials(username, domain, password)
+        if not self.instrument.enabled:
+            return await self._plain_credentials(username, domain, password)
+        start = time.perf_counter()
+        try:
+            return await self._plain_credentials(username, domain, password)
+        finally:
+            self._timed(AUTH_AUTHORIZE, domain, start)
+
+    async def _plain_credentials(self, username: str, domain: str,
+                                 password: str) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
             return None
-        if await self.check_password(jid, password):
+        # 6.4: a login's password check is auth_authorize, not auth_check_password.
+        if await self._check_password(jid, password):
             return sasl.CredentialRecord(password=password)
         return None
 
@@ -212,6 +257,18 @@ class AuthService:
         """Create the account; False if it exists already."""
         if self.hosts and self.for_domain(jid.domain) is not self:
             return await self.for_domain(jid.domain).register(jid, password)
+        if not self.instrument.enabled:
+            return await self._register(jid, password)
+        start = time.perf_counter()
+        try:
+            created = await self._register(jid, password)
+        finally:
+            self._timed(AUTH_TRY_REGISTER, jid.domain, start)
+        if created:
+            self._count(AUTH_REGISTER_USER, jid.domain)
+        return created
+
+    async def _register(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
@@ -260,6 +317,7 @@ class AuthService:
             removed = await self.storage.remove_user(jid.domain, jid.local,
                                                      self._module_tables())
         if removed:
+            self._count(AUTH_UNREGISTER_USER, jid.domain)
             await self._removed(jid)
             log.info("auth_unregister_user jid=%s", jid)
         return removed
@@ -270,6 +328,15 @@ class AuthService:
         right, the client should try again later rather than be told it is wrong."""
         if self.hosts and self.for_domain(jid.domain) is not self:
             return await self.for_domain(jid.domain).check_password(jid, password)
+        if not self.instrument.enabled:
+            return await self._check_password(jid, password)
+        start = time.perf_counter()
+        try:
+            return await self._check_password(jid, password)
+        finally:
+            self._timed(AUTH_CHECK_PASSWORD, jid.domain, start)
+
+    async def _check_password(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
         for method in self.methods:
@@ -291,6 +358,15 @@ class AuthService:
     async def user_exists(self, jid: JID) -> bool:
         if self.hosts and self.for_domain(jid.domain) is not self:
             return await self.for_domain(jid.domain).user_exists(jid)
+        if not self.instrument.enabled:
+            return await self._user_exists(jid)
+        start = time.perf_counter()
+        try:
+            return await self._user_exists(jid)
+        finally:
+            self._timed(AUTH_DOES_USER_EXIST, jid.domain, start)
+
+    async def _user_exists(self, jid: JID) -> bool:
         if jid.bare in self._anonymous:
             return True
         assert jid.local is not None
@@ -313,14 +389,18 @@ class AuthService:
     def anonymous_login(self, jid: JID) -> None:
         if self.hosts and self.for_domain(jid.domain) is not self:
             return self.for_domain(jid.domain).anonymous_login(jid)
-        self._anonymous[jid.bare] = self._anonymous.get(jid.bare, 0) + 1
+        sessions = self._anonymous.get(jid.bare, 0)
+        self._anonymous[jid.bare] = sessions + 1
+        if not sessions:
+            self._count(AUTH_ANONYMOUS_REGISTER_USER, jid.domain)
 
     def anonymous_logout(self, jid: JID) -> None:
         if self.hosts and self.for_domain(jid.domain) is not self:
             return self.for_domain(jid.domain).anonymous_logout(jid)
         count = self._anonymous.get(jid.bare, 0) - 1
         if count <= 0:
-            self._anonymous.pop(jid.bare, None)
+            if self._anonymous.pop(jid.bare, None) is not None:
+                self._count(AUTH_ANONYMOUS_UNREGISTER_USER, jid.domain)
             # An anonymous account ends with its last session: its data goes with it.
             self._spawn(self.storage.remove_user(jid.domain, jid.local or "",
                                                 self._module_tables()))

@@ -112,7 +112,8 @@ class Server:
                                 registered=self._user_registered, removed=self._user_removed,
                                 module_tables=self.module_user_tables,
                                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
-                                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}))
+                                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
+                                instrument=self.instrument)
         # [[host_config]] auth tables: a service of their own, chosen by the domain's host
         # type (MongooseIM 6.4 keeps auth options per host type).
         for host_type, auth_cfg in overridden(cfg, "auth").items():
@@ -120,7 +121,8 @@ class Server:
                 auth_cfg, self.storage, self.spawn, registered=self._user_registered,
                 removed=self._user_removed, module_tables=self.module_user_tables,
                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
-                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}))
+                ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
+                instrument=self.instrument)
         self.auth.host_type_of = self.domains.host_type
         self.module_registry = module_registry
         self.http_handlers = dict(http_handlers or {})

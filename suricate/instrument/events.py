@@ -113,6 +113,36 @@ COMPONENT_AUTH_FAILED = declare("component_auth_failed", ("host_type",), {"count
                                 "Failed component handshakes")
 AUTH_FAILED_BY_TYPE = {"c2s": C2S_AUTH_FAILED, "s2s": S2S_AUTH_FAILED,
                        "component": COMPONENT_AUTH_FAILED}
+# The auth service's operations (6.4's ejabberd_auth): `time` is the total time in
+# microseconds over the methods tried, a failed or refused attempt included.
+_TIMED = {"count": SPIRAL, "time": HISTOGRAM}
+_TIME_BUCKETS = {"time": TIME_BUCKETS}
+AUTH_AUTHORIZE = declare(
+    "auth_authorize", ("host_type",), _TIMED,
+    "SASL credential look-ups (a login's check of its password or SCRAM proof against the "
+    "methods), whatever their outcome; time in microseconds", buckets=_TIME_BUCKETS)
+AUTH_CHECK_PASSWORD = declare(
+    "auth_check_password", ("host_type",), _TIMED,
+    "Passwords checked outside SASL (admin API, CLI); time in microseconds",
+    buckets=_TIME_BUCKETS)
+AUTH_TRY_REGISTER = declare(
+    "auth_try_register", ("host_type",), _TIMED,
+    "Attempts to create an account, created or not; time in microseconds",
+    buckets=_TIME_BUCKETS)
+AUTH_DOES_USER_EXIST = declare(
+    "auth_does_user_exist", ("host_type",), _TIMED,
+    "Questions to the auth methods whether an account exists; time in microseconds",
+    buckets=_TIME_BUCKETS)
+AUTH_REGISTER_USER = declare("auth_register_user", ("host_type",), {"count": SPIRAL},
+                             "Accounts created")
+AUTH_UNREGISTER_USER = declare("auth_unregister_user", ("host_type",), {"count": SPIRAL},
+                               "Accounts removed")
+AUTH_ANONYMOUS_REGISTER_USER = declare(
+    "auth_anonymous_register_user", ("host_type",), {"count": SPIRAL},
+    "Anonymous accounts that came to be (the first session of an anonymous user)")
+AUTH_ANONYMOUS_UNREGISTER_USER = declare(
+    "auth_anonymous_unregister_user", ("host_type",), {"count": SPIRAL},
+    "Anonymous accounts that ended with their last session")
 
 # -- sessions and routing ------------------------------------------------------------------
 SM_SESSION = declare(
@@ -124,10 +154,24 @@ C2S_MESSAGE_PROCESSED = declare(
     "c2s_message_processed", ("host_type",), {"time": HISTOGRAM},
     "Time in microseconds the server spent on an element a client sent in its established "
     "session (up to routing it)", buckets={"time": TIME_BUCKETS})
+SM_PRESENCE_SUBSCRIPTION = declare(
+    "sm_presence_subscription", ("host_type",),
+    {"subscription_count": SPIRAL, "unsubscription_count": SPIRAL},
+    "Subscription stanzas a client sent (RFC 6121 §3): subscribe and subscribed count as "
+    "subscriptions, unsubscribe and unsubscribed as unsubscriptions")
 ROUTER_NO_ROUTE_FOUND = declare("router_no_route_found", ("host_type",), {"count": SPIRAL},
                                 "Stanzas to a domain with no route")
 ROUTER_STANZA_DROPPED = declare("router_stanza_dropped", ("host_type",), {"count": SPIRAL},
                                 "Stanzas dropped by the router (errors to errors, no sender)")
+
+# -- async pools (6.4's mongoose_async_pools: mod_mam's and mod_inbox's writers) -----------
+ASYNC_POOL_FLUSH = declare(
+    "async_pool_flush", ("host_type", "pool_id"), {"timed": SPIRAL, "batch": SPIRAL},
+    "Flushes of a batch writer: timed (its flush_interval ran out, or a query needed the "
+    "rows) or batch (batch_size rows were waiting)")
+ASYNC_POOL_REQUEST = declare(
+    "async_pool_request", ("host_type", "pool_id"), {"count": SPIRAL},
+    "Requests an aggregating writer made (mod_inbox: one per entry written)")
 
 # -- events of modules written elsewhere (declared here until their module exists) ---------
 MOD_CSI_ACTIVE = declare("mod_csi_active", ("host_type",), {"count": SPIRAL},
@@ -158,8 +202,12 @@ SYSTEM_TCP_PORTS = declare("system_tcp_ports", ("connection_type",), {"count": G
 SYSTEM_EVENT_LOOP_LAG = declare(
     "system_event_loop_lag", (), {"seconds": GAUGE},
     "How late the last probe timer fired: a busy event loop answers late", probe=True)
+SM_NODE_SESSIONS = declare("sm_node_sessions", (), {"count": GAUGE},
+                           "Client sessions on this node", probe=True)
 SM_TOTAL_SESSIONS = declare("sm_total_sessions", (), {"count": GAUGE},
-                            "Client sessions on this node", probe=True)
+                            "Client sessions on this node (6.4: in the cluster; the session "
+                            "table of sm_backend = \"redis\" is not asked by the probe)",
+                            probe=True)
 SM_UNIQUE_SESSIONS = declare("sm_unique_sessions", (), {"count": GAUGE},
                              "Accounts with at least one session", probe=True)
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from suricate.instrument import Instrumentation
 from suricate.instrument.events import (
+    SM_NODE_SESSIONS,
     SM_TOTAL_SESSIONS,
     SM_UNIQUE_SESSIONS,
     SYSTEM_EVENT_LOOP_LAG,
@@ -63,6 +64,7 @@ def probe_events(server: ProbedServer, lag: float
     for session in server.sessions:
         total += 1
         users.add(session.jid.bare)
+    yield SM_NODE_SESSIONS, {}, {"count": total}
     yield SM_TOTAL_SESSIONS, {}, {"count": total}
     yield SM_UNIQUE_SESSIONS, {}, {"count": len(users)}
 

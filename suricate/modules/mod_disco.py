@@ -15,11 +15,18 @@ from suricate.config.spec import Bool, ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
+from suricate.instrument.events import SPIRAL, declare
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
 
 SERVER_NAME = "Suricate"
+
+
+MOD_DISCO_ROSTER_GET = declare(
+    "mod_disco_roster_get", ("host_type",), {"count": SPIRAL},
+    "Disco#info and disco#items gets to an account (6.4 reads the asker's roster for each); "
+    "labelled with the asker's host type (the account's for a remote asker)")
 
 
 def server_info_form(entries: Sequence[Mapping[str, Any]], module: str) -> Element | None:
@@ -149,6 +156,14 @@ class ModDisco(Module):
     async def _require_account(self, iq: IqRequest) -> None:
         if iq.type != "get":
             raise StanzaError("not-allowed")
+        instrument = self.server.instrument
+        if instrument.enabled:
+            # 6.4 reads the asker's roster for each disco get to an account (to answer
+            # subscribers only) and counts it as mod_disco_roster_get, under the asker's host
+            # type. Suricate answers without the roster; the count is of the same requests.
+            asker = iq.frm.domain if self.server.is_local_domain(iq.frm.domain) \
+                else iq.to.domain
+            instrument.emit(MOD_DISCO_ROSTER_GET, {"host_type": asker}, {"count": 1})
         # RFC 6121 §8.5.1: an IQ to an account that does not exist gets service-unavailable,
         # the same answer as an unsupported namespace, so nothing leaks about the account.
         if not await self.server.user_exists(iq.to.bare):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
+from suricate.instrument.events import SM_PRESENCE_SUBSCRIPTION
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
 from suricate.modules.mod_privacy import denies_presence_out
@@ -206,6 +207,12 @@ class ModPresence(Module):
         user = sender.bare
         if contact == user:
             return  # an account is not its own contact
+        instrument = self.server.instrument
+        if instrument.enabled:
+            # 6.4's sm_presence_subscription: the subscription stanzas a user sends.
+            metric = "subscription_count" if type_ in ("subscribe", "subscribed") \
+                else "unsubscription_count"
+            instrument.emit(SM_PRESENCE_SUBSCRIPTION, {"host_type": user.domain}, {metric: 1})
         # The subscription is between bare JIDs: stamp both (§3.1.2).
         stanza.attrs["from"] = str(user)
         stanza.attrs["to"] = str(contact)

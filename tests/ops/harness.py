@@ -23,7 +23,7 @@ ADMIN = ("admin", "s3cret")
 
 
 def ops_toml(tmp: Path, c2s: int, tls: int, http: int, instrumentation: str | None = None,
-             allowed: str = "", modules: str | None = None) -> str:
+             allowed: str = "", modules: str | None = None, auth_extra: str = "") -> str:
     if instrumentation is None:
         instrumentation = "[instrumentation]\nprobe_interval = 1\n[instrumentation.prometheus]"
     extra = f"""
@@ -55,7 +55,7 @@ host = "_"
 path = "/api/graphql/user"
 schema_endpoint = "user"
 """
-    text = server_toml(tmp, c2s, tls, extra, modules=modules)
+    text = server_toml(tmp, c2s, tls, extra, modules=modules, auth_extra=auth_extra)
     return text.replace('default_server_domain = "localhost"',
                         'default_server_domain = "localhost"\nhost_types = ["dynamic"]', 1)
 

@@ -311,6 +311,7 @@ class ModBlocking(Module):
         to = _to(stanza)
         if to is None or _exempt(c2s.jid, to) or not is_blocked(blocked, to):
             return stanza
+        self._blocked(c2s)
         stype = stanza.attrs.get("type")
         if stanza.name != "presence" and stype not in ("error", "result"):
             error = StanzaError("not-acceptable", type_="cancel",
@@ -325,6 +326,7 @@ class ModBlocking(Module):
         if frm is None:
             return stanza
         if drops_on_delivery([c2s], frm):
+            self._blocked(c2s)
             # §3.3: IQ get/set MUST be answered service-unavailable; presence MUST NOT be
             # answered. For messages the XEP suggests service-unavailable too, but with
             # offline storage an error would tell the sender it is blocked (an offline user
@@ -343,6 +345,15 @@ class ModBlocking(Module):
                 return stanza
             return None
         return stanza
+
+    def _blocked(self, c2s: C2S) -> None:
+        """6.4's mod_privacy_check_packet with a ``block`` decision: a stanza this session's
+        blocklist refused (mod_privacy's filters, after these, do not see it)."""
+        instrument = self.server.instrument
+        if instrument.enabled:
+            from suricate.modules.mod_privacy import MOD_PRIVACY_CHECK_PACKET
+            instrument.emit(MOD_PRIVACY_CHECK_PACKET, {"host_type": c2s.jid.domain},
+                            {"count": 1, "blocked_count": 1})
 
     def _sender_blocks(self, sender: JID, recipient: JID) -> bool:
         for session in self._sessions(sender.bare):

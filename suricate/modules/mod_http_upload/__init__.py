@@ -12,6 +12,7 @@ positive integer gets `bad-request`.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from suricate.config.spec import (
 from suricate.core.iq import error_for
 from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import Module
-from suricate.instrument.events import SPIRAL, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.xml import ns
@@ -47,6 +48,12 @@ UPLOAD = "urn:xmpp:http:upload:0"
 HANDLER = "mod_http_upload"  # [[listen.http.handlers.mod_http_upload]] of the disk backend
 KEY_FILE = "http_upload.key"  # signs the disk backend's PUT URLs
 
+#: 6.4's backend event of the s3 backend (`BackendModule_count`/`_time`, labelled with the
+#: backend function): slots made, and microseconds spent making (signing) each.
+MOD_HTTP_UPLOAD_S3 = declare(
+    "mod_http_upload_s3", ("host_type", "function"), {"count": SPIRAL, "time": HISTOGRAM},
+    "Calls of the s3 upload backend by function (create_slot: a presigned PUT URL made); "
+    "time in microseconds", buckets={"time": TIME_BUCKETS})
 MOD_HTTP_UPLOAD_SLOT = declare(
     "mod_http_upload_slot", ("host_type",), {"count": SPIRAL, "refused_count": SPIRAL},
     "Upload slots handed out, and requests refused (too large, malformed)")
@@ -193,8 +200,16 @@ class ModHttpUpload(Module):
         # XEP-0363 §6: a type not asked for (absent, or empty as Converse.js sends for a file
         # the browser has no type for) is not held against the PUT on our own store.
         content_type = request.get("content-type") or None
-        slot = (self._disk_slot(filename, size, content_type or ANY_TYPE)
-                if self.disk is not None else self._s3_slot(filename, size, content_type))
+        if self.disk is not None:
+            slot = self._disk_slot(filename, size, content_type or ANY_TYPE)
+        elif self.server.instrument.enabled:
+            start = time.perf_counter()
+            slot = self._s3_slot(filename, size, content_type)
+            self.server.instrument.emit(
+                MOD_HTTP_UPLOAD_S3, {"host_type": frm.domain, "function": "create_slot"},
+                {"count": 1, "time": int((time.perf_counter() - start) * 1e6)})
+        else:
+            slot = self._s3_slot(filename, size, content_type)
         self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, labels, {"count": 1})
         out = Element("slot", UPLOAD)
         put = out.add("put", attrs={"url": slot.put})

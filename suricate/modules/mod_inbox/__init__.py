@@ -34,7 +34,8 @@ from suricate.config.spec import (
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
-from suricate.instrument.events import SPIRAL, declare
+from suricate.instrument import Instrumentation
+from suricate.instrument.events import ASYNC_POOL_REQUEST, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import drops_on_delivery
 from suricate.modules.mod_inbox.protocol import (
@@ -198,8 +199,11 @@ class InboxWriter:
     entry's changes land in order)."""
 
     def __init__(self, store: InboxStore, delay: float, spawn: Any,
-                 on_written: Any = None) -> None:
+                 on_written: Any = None, instrument: Instrumentation | None = None) -> None:
         self.store, self.delay, self.spawn, self.on_written = store, delay, spawn, on_written
+        # 6.4's inbox pool aggregates changes per entry and makes one request per entry:
+        # async_pool_request counts the entries each batch writes.
+        self.instrument = instrument if instrument is not None else Instrumentation()
         self.pending: dict[tuple[str, str, str], Change] = {}
         self._lock = asyncio.Lock()
         self._scheduled = False
@@ -233,6 +237,14 @@ class InboxWriter:
             for change in batch.values():
                 if isinstance(change.content, Element):
                     change.content = change.content.serialize(ns.CLIENT)
+            if self.instrument.enabled:
+                per_domain: dict[str, int] = {}
+                for server, _, _ in batch:
+                    per_domain[server] = per_domain.get(server, 0) + 1
+                for server, count in per_domain.items():
+                    self.instrument.emit(ASYNC_POOL_REQUEST,
+                                         {"host_type": server, "pool_id": "inbox"},
+                                         {"count": count})
             try:
                 await self.store.apply(list(batch.values()))
             except Exception:
@@ -297,7 +309,8 @@ class ModInbox(Module):
     async def start(self) -> None:
         delay = FLUSH_SECONDS[self.opts["backend"]]
         self.store.limit_domain_deletes(self.opts["delete_domain_limit"])
-        self.writer = InboxWriter(self.store, delay, self.server.spawn, self._written)
+        self.writer = InboxWriter(self.store, delay, self.server.spawn, self._written,
+                                  self.server.instrument)
         if self.opts["bin_clean_after"] > 0:
             self._cleaner = asyncio.get_running_loop().create_task(self._clean_bin())
 

@@ -381,6 +381,8 @@ class ModMam(Module):
             batch_size=max(BATCH_FLOOR, aw["batch_size"] * aw["pool_size"]) if enabled else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, admit=self._admit, on_flushed=self._flushed)
+        # async_pool_flush and mod_mam_pm_dropped (6.4's events).
+        self.writer.instrument = self.server.instrument
         if self.muc_archive is not None:
             await self.muc_archive.start()
 

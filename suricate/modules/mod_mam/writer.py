@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from suricate.instrument import Instrumentation
+from suricate.instrument.events import ASYNC_POOL_FLUSH, SPIRAL, declare
 from suricate.modules.mod_mam.store import MamStore, Row
 from suricate.xml.element import Element
 
@@ -34,6 +36,16 @@ log = logging.getLogger("suricate.mod_mam")
 #: docs/mam.md); PostgreSQL's COPY 3.5 µs at 240, 1.7 at 2400. Rows still wait at most
 #: ``flush_interval`` at low rates, and a query flushes its archive first.
 BATCH_FLOOR = 2048
+
+#: Rows a writer gave up on (``max_pending`` exceeded while the database failed), by pool.
+DROPPED = {
+    "pm_mam": declare("mod_mam_pm_dropped", ("host_type",), {"count": SPIRAL},
+                      "Archived messages the async writer dropped: more than max_pending "
+                      "waited while the database failed"),
+    "muc_mam": declare("mod_mam_muc_dropped", ("host_type",), {"count": SPIRAL},
+                       "Room archive messages the async writer dropped: more than "
+                       "max_pending waited while the database failed"),
+}
 
 class Retraction(NamedTuple):
     """A retraction waiting for its turn in the lane: applied after the rows queued before
@@ -69,6 +81,12 @@ class _Shard:
 
 
 class AsyncWriter:
+    #: Where async_pool_flush and mod_mam_*_dropped go: set by the module that made the
+    #: writer (``server.instrument``), with its 6.4 pool id (pm_mam or muc_mam). The no-op
+    #: default measures nothing.
+    instrument: Instrumentation = Instrumentation()
+    pool_id = "pm_mam"
+
     def __init__(self, store: MamStore, *, batch_size: int,
                  flush_interval_ms: int, spawn: Callable[[Coroutine[Any, Any, None]], object],
                  retract: Callable[[Retraction], Awaitable[None]],
@@ -124,6 +142,7 @@ class AsyncWriter:
                 shard.timer = None
             if not shard.flushing:
                 shard.flushing = True
+                self._flushing(shard, "batch")
                 self._spawn(self._flush(shard, full=False))
         elif shard.timer is None and not shard.flushing:
             shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
@@ -132,7 +151,16 @@ class AsyncWriter:
         shard.timer = None
         if not shard.flushing:
             shard.flushing = True
+            self._flushing(shard, "timed")
             self._spawn(self._flush(shard, full=True))
+
+    def _flushing(self, shard: _Shard, trigger: str) -> None:
+        """6.4's async_pool_flush: ``timed`` or ``batch``, labelled with the host type of
+        the first row waiting (the lane is shared by the domains of this process)."""
+        instrument = self.instrument
+        if instrument.enabled and shard.rows:
+            instrument.emit(ASYNC_POOL_FLUSH, {"host_type": shard.rows[0][1],
+                                               "pool_id": self.pool_id}, {trigger: 1})
 
     # -- flushing ------------------------------------------------------------------------------
     async def _flush(self, shard: _Shard, *, full: bool) -> None:
@@ -145,6 +173,8 @@ class AsyncWriter:
             if (shard.rows or shard.retractions) and shard.timer is None:
                 if self._stopped or len(shard.rows) >= self.batch_size:
                     shard.flushing = True
+                    if not self._stopped:
+                        self._flushing(shard, "batch")
                     self._spawn(self._flush(shard, full=self._stopped))
                 else:
                     shard.timer = self._loop.call_later(self.interval, self._on_timer, shard)
@@ -169,7 +199,10 @@ class AsyncWriter:
                     log.exception("mam_flush_failed rows=%d", len(rows))
                     # Put them back in front (order kept) for the next flush.
                     shard.rows[:0] = rows
-                    del shard.rows[:-self.max_pending]
+                    over = len(shard.rows) - self.max_pending
+                    if over > 0:
+                        self._dropped(shard.rows[:over])
+                        del shard.rows[:over]
                     shard.retractions[:0] = retractions
                     return
                 if self._on_flushed is not None and rows:
@@ -181,12 +214,23 @@ class AsyncWriter:
                     log.exception("mam_retraction_failed user=%s@%s", retraction[1],
                                   retraction[0])
 
+    def _dropped(self, rows: list[Row]) -> None:
+        log.error("mam_rows_dropped rows=%d max_pending=%d", len(rows), self.max_pending)
+        instrument = self.instrument
+        if instrument.enabled:
+            by_domain: dict[str, int] = {}
+            for row in rows:
+                by_domain[row[1]] = by_domain.get(row[1], 0) + 1
+            for domain, count in by_domain.items():
+                instrument.emit(DROPPED[self.pool_id], {"host_type": domain}, {"count": count})
+
     async def flush_archive(self, server: str, user: str) -> None:
         """Write the pending rows of the shard holding this archive (before a query)."""
         shard = self._shard(server, user)
         if shard.timer is not None:
             shard.timer.cancel()
             shard.timer = None
+        self._flushing(shard, "timed")  # 6.4: a sync of a pool with rows waiting is timed
         async with shard.lock:
             await self._flush_locked(shard)
 

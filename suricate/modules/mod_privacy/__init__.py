@@ -36,6 +36,7 @@ from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module, PersonalData, SessionSlot, session_state_changed
+from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_privacy.lists import (
     MAX_NAME,
@@ -65,6 +66,23 @@ if TYPE_CHECKING:
     from suricate.modules.mod_roster.store import RosterItem
 
 log = logging.getLogger("suricate.mod_privacy")
+
+# -- instrumentation (MongooseIM 6.4 names) ----------------------------------------------------
+MOD_PRIVACY_GET = declare("mod_privacy_get", ("host_type",), {"count": SPIRAL},
+                          "XEP-0016 privacy IQ gets")
+MOD_PRIVACY_SET = declare(
+    "mod_privacy_set", ("host_type",),
+    {"count": SPIRAL, "active_count": SPIRAL, "default_count": SPIRAL},
+    "XEP-0016 privacy IQ sets; active_count and default_count: active (§2.4) and default "
+    "(§2.5) lists changed")
+MOD_PRIVACY_PUSH_ITEM = declare(
+    "mod_privacy_push_item", ("host_type",), {"count": SPIRAL},
+    "Privacy list pushes sent to sessions (§2.2 rule 10), one per session")
+MOD_PRIVACY_CHECK_PACKET = declare(
+    "mod_privacy_check_packet", ("host_type",),
+    {"count": SPIRAL, "denied_count": SPIRAL, "blocked_count": SPIRAL},
+    "Stanzas checked against what a session or account applies (mod_privacy's lists, and "
+    "mod_blocking's blocklist: blocked_count); denied_count: refused by a privacy list")
 
 #: The cluster topic of a change made on another node: the stanza cast is the ``<query/>``
 #: naming what changed (a ``<list/>`` or ``<default/>``).
@@ -143,6 +161,15 @@ class ModPrivacy(Module):
     iq_handlers = (("sm", ns.PRIVACY, "handle_iq"),)
     store_class = PrivacyStore
     store: PrivacyStore
+
+    def __init__(self, server: Any, opts: Any) -> None:
+        super().__init__(server, opts)
+        # Read on every stanza the filters see: one attribute test when nothing is measured.
+        self.measured: bool = server.instrument.enabled
+
+    def _checked(self, domain: str, denied: bool) -> None:
+        self.server.instrument.emit(MOD_PRIVACY_CHECK_PACKET, {"host_type": domain},
+                                    {"count": 1, "denied_count": 1} if denied else {"count": 1})
 
     async def start(self) -> None:
         self.server.cluster.on(CAST_TOPIC, self._changed_elsewhere)
@@ -253,6 +280,9 @@ class ModPrivacy(Module):
             raise StanzaError("bad-request")
         children = list(query.elements())
         session = cast("C2S | None", self.server.sessions.lookup(iq.frm))
+        if self.measured:
+            self.server.instrument.emit(MOD_PRIVACY_GET if iq.type == "get" else MOD_PRIVACY_SET,
+                                        {"host_type": user.domain}, {"count": 1})
         if iq.type == "get":
             if not children:
                 return await self._names(user, session)
@@ -268,8 +298,14 @@ class ModPrivacy(Module):
             raise StanzaError("not-allowed", "privacy lists are set from a bound session")
         if child.name == "active":
             await self._set_active(user, session, _named(child, "active", required=False))
+            if self.measured:
+                self.server.instrument.emit(MOD_PRIVACY_SET, {"host_type": user.domain},
+                                            {"active_count": 1})
         elif child.name == "default":
             await self._set_default(user, session, _named(child, "default", required=False))
+            if self.measured:
+                self.server.instrument.emit(MOD_PRIVACY_SET, {"host_type": user.domain},
+                                            {"default_count": 1})
         elif child.name == "list":
             name = _named(child, "list", required=True)
             assert name is not None
@@ -392,6 +428,9 @@ class ModPrivacy(Module):
                                              "from": str(user), "to": str(session.jid)})
             push.add("query", ns.PRIVACY).add("list", attrs={"name": name})
             session.deliver(push)
+            if self.measured:
+                self.server.instrument.emit(MOD_PRIVACY_PUSH_ITEM, {"host_type": user.domain},
+                                            {"count": 1})
 
     # -- presence-out after a change (§2.11) --------------------------------------------------
     def _presence_after_change(self, session: C2S, before: PrivacyList | None,
@@ -429,8 +468,11 @@ class ModPrivacy(Module):
         """§2.9, §2.10, §2.12, §2.13 with §2.14's answers, for a stanza to this session."""
         if stanza is None:
             return None
-        if _APPLIED_KEY not in c2s.module_state or \
-                not _denies(c2s, _jid_attr(stanza, "from"), inbound_kind(stanza)):
+        denied = _APPLIED_KEY in c2s.module_state and \
+            _denies(c2s, _jid_attr(stanza, "from"), inbound_kind(stanza))
+        if self.measured:
+            self._checked(c2s.jid.domain, denied)
+        if not denied:
             return stanza
         # §2.14: IQ get/set MUST get an error (service-unavailable), a message SHOULD (the
         # 1.5 change: no more "black hole"), presence MUST NOT. A message to the bare JID
@@ -449,8 +491,11 @@ class ModPrivacy(Module):
         if stanza is None:
             return None
         # Without 'to', a presence is a broadcast: mod_presence asks denies_presence_out.
-        if _APPLIED_KEY not in c2s.module_state or \
-                not _denies(c2s, _jid_attr(stanza, "to"), outbound_kind(stanza)):
+        denied = _APPLIED_KEY in c2s.module_state and \
+            _denies(c2s, _jid_attr(stanza, "to"), outbound_kind(stanza))
+        if self.measured:
+            self._checked(c2s.jid.domain, denied)
+        if not denied:
             return stanza
         if stanza.name != "presence" and stanza.attrs.get("type") not in ("error", "result"):
             c2s.send(error_reply(stanza, StanzaError("not-acceptable", type_="cancel")))
@@ -464,7 +509,10 @@ class ModPrivacy(Module):
         for the prober, through mod_presence)."""
         if handled or stanza.attrs.get("type") in (None, "unavailable", "probe", "error"):
             return handled
-        if await self._default_denies(to.bare, frm, 0):
+        denied = await self._default_denies(to.bare, frm, 0)
+        if self.measured:
+            self._checked(to.domain, denied)
+        if denied:
             return H.Stop(True)
         return handled
 
@@ -475,7 +523,10 @@ class ModPrivacy(Module):
         from an account that stores nothing, and not stored."""
         if not allow or _exempt(user, frm):
             return allow
-        if await self._default_denies(user.bare, frm, inbound_kind(stanza)):
+        denied = await self._default_denies(user.bare, frm, inbound_kind(stanza))
+        if self.measured:
+            self._checked(user.domain, denied)
+        if denied:
             if _answered_message(stanza):
                 self.server.router.bounce(stanza, StanzaError("service-unavailable"))
             return H.Stop(False)

@@ -100,6 +100,9 @@ class MucArchive:
             batch_size=aw["batch_size"] * aw["pool_size"] if aw["enabled"] else 1,
             flush_interval_ms=aw["flush_interval"], spawn=self.server.spawn,
             retract=self._apply_retraction, on_flushed=self._flushed)
+        # async_pool_flush and mod_mam_muc_dropped (6.4's events), under the room pool's id.
+        self.writer.instrument = self.server.instrument
+        self.writer.pool_id = "muc_mam"
 
     async def stop(self) -> None:
         if self._domains_changed in self.server.domains.listeners:
