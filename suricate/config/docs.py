@@ -9,6 +9,7 @@ code that validates the options.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from suricate.config.catalog import module_options
@@ -105,8 +106,7 @@ def _option(path: str, option: Option, out: list[str], level: int) -> None:
         # so the reference is the same on every machine.
         out.append(f"{heading} `{path}`\n")
         out.append(f"{option.doc or spec.doc}\n")
-        names = ", ".join(f"`{k}`" for k in spec.unavailable)
-        out.append(f"Not available in this version (refused in `{path}`): {names}.\n")
+        out.append(_refused(f"`{path}`", spec.unavailable))
         for name in spec.catalog.builtin_names():
             section = module_options(spec.catalog, name)
             _option(f"{path}.{name}", Option(section, OMIT, section.doc), out, level + 1)
@@ -144,11 +144,16 @@ def _option(path: str, option: Option, out: list[str], level: int) -> None:
         out.append(f"{option.doc}\n")
 
 
+def _refused(where: str, unavailable: Mapping[str, str]) -> str:
+    """The keys MongooseIM 6.4 has and Suricate refuses, each with the reason it gives."""
+    lines = [f"Not available in this version (refused in {where}), with the reason given:\n"]
+    lines += [f"- `{key}`: {message}" for key, message in unavailable.items()]
+    return "\n".join(lines) + "\n"
+
+
 def _section(path: str, section: Section, out: list[str], level: int) -> None:
     if section.unavailable:
-        names = ", ".join(f"`{k}`" for k in section.unavailable)
-        where = f"`{path}`" if path else "the top level"
-        out.append(f"Not available in this version (refused in {where}): {names}.\n")
+        out.append(_refused(f"`{path}`" if path else "the top level", section.unavailable))
     for name, option in section.options.items():
         _option(f"{path}.{name}" if path else name, option, out, level)
 

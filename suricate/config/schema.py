@@ -651,6 +651,39 @@ def _general_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
         )
 
 
+#: MongooseIM 6.4's routing steps (``mongoose_router:default_routing_modules/0``).
+DEFAULT_ROUTING_MODULES = [
+    "mongoose_router_global",
+    "mongoose_router_localdomain",
+    "mongoose_router_external_localnode",
+    "mongoose_router_external",
+    "mongoose_router_dynamic_domains",
+    "ejabberd_s2s",
+]
+
+
+def _default_routing_modules(value: list[str]) -> str | None:
+    # Another list drops or reorders a step (without ejabberd_s2s: no federation); Suricate
+    # cannot do that, and ignoring it would route what the operator meant not to.
+    if value == DEFAULT_ROUTING_MODULES:
+        return None
+    return ("only MongooseIM's default list is accepted (Suricate's routing steps are fixed: "
+            "local sessions, then services and components, then s2s); to turn federation "
+            'off, set [s2s] default_policy = "deny"')
+
+
+_ROUTE_SUBDOMAINS = Option(
+    OneOf(["s2s"]),
+    None,
+    'With "s2s": a stanza to a subdomain of a served domain (sub.example.com while '
+    "example.com is served) that no service or component of this server serves goes over "
+    "s2s to the server of that domain. Unset: it is bounced with service-unavailable, as in "
+    "MongooseIM (RFC 3920 §10.3: a server's subdomains are its own services).",
+    default_doc="not set",
+    example='"s2s"',
+)
+
+
 _GENERAL = Section(
     {
         "loglevel": Option(OneOf(LOGLEVELS), "warning", "Verbosity of the log."),
@@ -726,17 +759,33 @@ _GENERAL = Section(
             "The TCP port of `cluster_address`; 0: any free port (each `--workers` worker "
             "takes its own).",
         ),
+
+        "route_subdomains": _ROUTE_SUBDOMAINS,
+        "routing_modules": Option(
+            ListOf(Str(), unique=True),
+            OMIT,
+            "MongooseIM's routing steps (Erlang modules), in order. Suricate's router always "
+            "takes the same steps in the same order: the list of 6.4's default "
+            f"({', '.join(DEFAULT_ROUTING_MODULES)}) is accepted, with a warning; any other "
+            "list is refused.",
+            validators=[_default_routing_modules],
+            default_doc="MongooseIM's six modules",
+            inert=True,
+            inert_reason="Suricate's router always routes to local sessions, then to "
+            "services and components, then over s2s; it has no routing modules to choose",
+        ),
+        "http_server_name": Option(
+            Str(),
+            None,
+            "The `Server` header of every HTTP response of every `[[listen.http]]` listener "
+            "(MongooseIM's default is \"Cowboy\"; unset: aiohttp's own, "
+            "\"Python/3.x aiohttp/3.y\").",
+            default_doc="not set",
+            example='"Apache"',
+        ),
     },
     doc="Basic settings.",
     post=_general_post,
-    unavailable={
-        key: NOT_AVAILABLE
-        for key in (
-            "route_subdomains",
-            "routing_modules",
-            "http_server_name",
-        )
-    },
 )
 
 # --------------------------------------------------------------------------------------------
@@ -914,8 +963,15 @@ _ANONYMOUS = Section(
             "sasl_anon",
             "`sasl_anon`: SASL ANONYMOUS; `login_anon`: any username/password logs in; `both`.",
         ),
+        "backend": Option(
+            OneOf(["mnesia", "cets"]),
+            "mnesia",
+            "Where MongooseIM keeps the anonymous accounts.",
+            inert=True,
+            inert_reason="Suricate keeps an anonymous account in the memory of the node "
+            "its sessions are on, for as long as they last",
+        ),
     },
-    unavailable={"backend": NOT_AVAILABLE},
 )
 
 _AUTH = Section(
@@ -1230,7 +1286,10 @@ _RDBMS_POOL = Section(
                     ),
                 },
                 post=_rdbms_connection_post,
-                unavailable={"settings": "ODBC is " + NOT_AVAILABLE},
+                unavailable={"settings": "ODBC is " + NOT_AVAILABLE + " (`settings` is an "
+                             "ODBC connection string, and MSSQL is not supported); use "
+                             'driver = "pgsql", "mysql" or "sqlite" with host, database, '
+                             "username and password"},
             ),
             doc="How to connect.",
         ),
@@ -1388,7 +1447,9 @@ _REDIS_POOL = Section(
                         "Sentinel processes); empty: none. `password` stays the master's."),
                 },
                 unavailable={
-                    "tls": "TLS to Redis is " + NOT_AVAILABLE,
+                    "tls": "TLS to Redis is " + NOT_AVAILABLE + " (nor in MongooseIM 6.4: "
+                    "it came with 6.5); reach Redis over loopback or a private network, or "
+                    "through a TLS tunnel (stunnel) on this host",
                     # Redis Cluster: docs/cluster.md, "Redis Sentinel, not Redis Cluster".
                     "cluster": "Redis Cluster is not supported: the session table's Lua "
                     "scripts touch the keys of several users at once, which Redis Cluster "
@@ -1423,8 +1484,13 @@ _OUTGOING_POOLS = Section(
     },
     doc="Connection pools to external services.",
     unavailable={
-        kind: f"{kind} pools are {NOT_AVAILABLE}"
-        for kind in ("cassandra", "elastic")
+        # In 6.4 only mod_mam's cassandra and elasticsearch backends use these pools.
+        "cassandra": "cassandra pools are " + NOT_AVAILABLE + ": no module stores in "
+        "Cassandra here; mod_mam archives through the RDBMS pool (PostgreSQL, MySQL or "
+        "SQLite, docs/mam.md)",
+        "elastic": "elastic pools are " + NOT_AVAILABLE + ": no module stores in "
+        "Elasticsearch here; mod_mam archives through the RDBMS pool, with full-text search "
+        "(modules.mod_mam.full_text_search)",
     },
     unknown_message="unknown pool type",
 )
@@ -1540,7 +1606,7 @@ class ModulesSpec(Spec):
 
 _MODULES = ModulesSpec(
     CATALOG,
-    {name: "module is not available in this version of Suricate" for name in UNAVAILABLE_MODULES},
+    UNAVAILABLE_MODULES,
 )
 
 _INTERNAL_DATABASES = Section(
@@ -1615,7 +1681,9 @@ _SERVICES = Section(
         ),
     },
     doc="Services of a MongooseIM node.",
-    unavailable={"service_translations": NOT_AVAILABLE},
+    unavailable={"service_translations": "service_translations is " + NOT_AVAILABLE
+                 + ": Suricate's server texts are in English only (general.language has no "
+                 "effect either); remove it"},
     unknown_message="unknown service",
 )
 
@@ -1641,7 +1709,10 @@ _INSTRUMENTATION = Section(
     },
     doc="Instrumentation: events with labels and typed measurements, sent to the handlers "
     "whose tables are present. Without handlers nothing is measured.",
-    unavailable={"exometer": "the exometer handler is " + NOT_AVAILABLE},
+    unavailable={"exometer": "the exometer handler is " + NOT_AVAILABLE + " (exometer is an "
+                 "Erlang metrics library; Suricate has no Graphite reporter either): use "
+                 "[instrumentation.prometheus] with a mongoose_prometheus_handler, whose "
+                 "metric names and labels are 6.4's, or [instrumentation.log]"},
 )
 
 def _root_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) -> None:
@@ -1741,8 +1812,10 @@ _HOST_CONFIG = Section(
                             default_doc="either host or host_type"),
         "general": Option(
             Section(
-                {"replaced_wait_timeout": _GENERAL.options["replaced_wait_timeout"]},
-                unavailable={"route_subdomains": NOT_AVAILABLE},
+                {"replaced_wait_timeout": _GENERAL.options["replaced_wait_timeout"],
+                 "route_subdomains": dataclasses.replace(
+                     _ROUTE_SUBDOMAINS, default=OMIT,
+                     default_doc="the top-level general.route_subdomains")},
                 unknown_message="not allowed per host (6.4 allows replaced_wait_timeout "
                 "and route_subdomains)",
             ),

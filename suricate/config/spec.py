@@ -502,7 +502,8 @@ class Section(Spec):
             sub = join(path, name)
             if name in value:
                 item = option.normalize(value[name], sub, ctx)
-                if option.inert:
+                # A refused value is reported once, as an error; no warning on top of it.
+                if option.inert and item is not INVALID:
                     reason = f": {option.inert_reason}" if option.inert_reason else ""
                     ctx.warn(sub, INERT_MESSAGE + reason)
             else:

@@ -51,6 +51,12 @@ class S2SService:
                 host_cfg.get("default_policy") or ALLOW,
                 {p["host"].lower(): p["policy"] for p in host_cfg.get("host_policy", [])},
                 host_cfg.get("shared") or self.secret)
+        # general.route_subdomains = "s2s" (top level, or per host): subdomains of our
+        # domains that nothing here serves go over s2s instead of being bounced.
+        self.route_subdomains = server.cfg["general"].get("route_subdomains") == "s2s"
+        self.route_subdomains_by_host_type = {
+            host_type: general.get("route_subdomains") == "s2s"
+            for host_type, general in overridden(server.cfg, "general").items()}
         dns_opts = self.opts.get("dns") or {}
         self.resolver = dns.Resolver(dns_opts.get("timeout", 10), dns_opts.get("retries", 2))
         # s2s.outgoing.shaper: the traffic each outgoing connection may receive
@@ -94,6 +100,24 @@ class S2SService:
         return self.server.is_local_domain(domain) \
             or self.server.components.lookup(domain) is not None
 
+    def routes_subdomains(self, local: str) -> bool:
+        """general.route_subdomains = "s2s" for the sending domain ``local`` (MongooseIM
+        looks the option up for the sender's domain)."""
+        if self.route_subdomains_by_host_type:
+            host_type = self.server.domains.host_type(local.lower())
+            if host_type in self.route_subdomains_by_host_type:
+                return self.route_subdomains_by_host_type[host_type]
+        return self.route_subdomains
+
+    def is_local_subdomain(self, domain: str) -> bool:
+        """``domain`` is a subdomain (at any depth) of a domain this server serves."""
+        rest = domain
+        while "." in rest:
+            rest = rest.split(".", 1)[1]
+            if self.server.is_local_domain(rest):
+                return True
+        return False
+
     # -- routing --------------------------------------------------------------------------
     def route(self, frm: JID, to: JID, stanza: Element) -> bool:
         """Send ``stanza`` to a remote domain; False when federation cannot take it (the
@@ -102,6 +126,12 @@ class S2SService:
         if not self.serves(local):
             return False
         remote = to.domain
+        if self.is_local_subdomain(remote) and not self.routes_subdomains(local):
+            # RFC 3920 §10.3, MongooseIM's default: a subdomain of one of our domains is one
+            # of our services; none serves this one (the router asked the components first).
+            self.server.router.bounce(stanza, StanzaError(
+                "service-unavailable", f"no service of this server answers at {remote}"))
+            return True
         if not self.allows(remote, local):
             # RFC 6120 §8.3.3.12: not-allowed, e.g. "sending to entities at a blacklisted
             # domain" ([s2s] default_policy / host_policy).

@@ -213,7 +213,8 @@ class Server:
         for opts in self.cfg["listen"].get("http", []):
             # Imported only when configured: a server without HTTP pays nothing for it.
             from suricate.net.http.listener import HttpListener
-            http = HttpListener(opts, self._http_factories(), self.spawn, self.is_local_domain)
+            http = HttpListener(opts, self._http_factories(), self.spawn, self.is_local_domain,
+                                self.cfg["general"].get("http_server_name"))
             await http.start()
             self.http_listeners.append(http)
         self.started_at = time.time()

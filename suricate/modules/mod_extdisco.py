@@ -43,8 +43,9 @@ SERVICE = Section(
                            "Password for the service, given to every client as it is."),
     },
     unavailable={
-        "secret": "secret (TURN REST API credentials) is not available in this version of "
-                  "Suricate",
+        "secret": "secret (TURN REST API credentials, from MongooseIM versions after 6.4) "
+                  "is not available in this version of Suricate; give the service a fixed "
+                  "username and password (docs/extdisco.md)",
     },
 )
 

@@ -24,7 +24,8 @@ def test_default_node_config_is_checked() -> None:
 
 @pytest.mark.parametrize(("toml", "expected"), [
     ('pep_mapping = [{namespace = "urn:xmpp:microblog:0", node = "mb"}]',
-     "modules.mod_pubsub.pep_mapping: pep_mapping is not available in this version"),
+     "modules.mod_pubsub.pep_mapping[0].node: node plugin 'mb' is not available in this "
+     "version"),
     ('last_item_cache = "mnesia"',
      "modules.mod_pubsub.last_item_cache: 'mnesia' is not available in this version"),
     ('plugins = ["dag"]', "modules.mod_pubsub.plugins[0]: 'dag' is not available in this version"),

@@ -115,6 +115,8 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "rdbms_server_type": None,
         "cluster_address": "127.0.0.1",
         "cluster_port": 0,
+        "route_subdomains": None,
+        "http_server_name": None,
     }
     assert cfg["listen"] == {"c2s": [], "s2s": [], "component": [], "http": []}
     assert cfg["modules"] == {}
@@ -271,7 +273,7 @@ ACCEPTED: list[tuple[str, tuple[Any, ...], Any]] = [
     (
         '[auth]\nmethods = ["anonymous"]',
         ("auth", "anonymous"),
-        {"allow_multiple_connections": False, "protocol": "sasl_anon"},
+        {"allow_multiple_connections": False, "protocol": "sasl_anon", "backend": "mnesia"},
     ),
     (
         '[auth]\nanonymous.protocol = "both"',
@@ -546,8 +548,8 @@ REFUSED: list[tuple[str, str]] = [
         "auth.anonymous.protocol: expected one of sasl_anon, login_anon, both",
     ),
     (
-        '[auth]\nanonymous.backend = "cets"',
-        "auth.anonymous.backend: not available in this version of Suricate",
+        '[auth]\nanonymous.backend = "rdbms"',
+        "auth.anonymous.backend: expected one of mnesia, cets",
     ),
     (
         "[auth]\nrdbms.users_number_estimate = 1",
@@ -585,7 +587,10 @@ REFUSED: list[tuple[str, str]] = [
     ('[acl]\nall = [{user = "a"}]', "acl.all: 'all' is predefined and cannot be redefined"),
     (
         "[instrumentation.exometer]",
-        "instrumentation.exometer: the exometer handler is not available in this version of Suricate",
+        "instrumentation.exometer: the exometer handler is not available in this version of "
+        "Suricate (exometer is an Erlang metrics library; Suricate has no Graphite reporter "
+        "either): use [instrumentation.prometheus] with a mongoose_prometheus_handler, whose "
+        "metric names and labels are 6.4's, or [instrumentation.log]",
     ),
     (
         '[[host_config]]\nhost = "elsewhere.example"',
@@ -625,7 +630,9 @@ REFUSED: list[tuple[str, str]] = [
     ),
     (
         "[services.service_translations]",
-        "services.service_translations: not available in this version of Suricate",
+        "services.service_translations: service_translations is not available in this version "
+        "of Suricate: Suricate's server texts are in English only (general.language has no "
+        "effect either); remove it",
     ),
     ("[foo]", "foo: unknown section"),
 ]
@@ -994,7 +1001,15 @@ def test_pool_refused(text: str, expected: str) -> None:
 def test_other_pool_types_are_unavailable() -> None:
     refused(
         "[outgoing_pools.cassandra.default]\nworkers = 1\n",
-        "outgoing_pools.cassandra: cassandra pools are not available in this version of Suricate",
+        "outgoing_pools.cassandra: cassandra pools are not available in this version of "
+        "Suricate: no module stores in Cassandra here; mod_mam archives through the RDBMS pool "
+        "(PostgreSQL, MySQL or SQLite, docs/mam.md)",
+    )
+    refused(
+        "[outgoing_pools.elastic.default]\n",
+        "outgoing_pools.elastic: elastic pools are not available in this version of Suricate: "
+        "no module stores in Elasticsearch here; mod_mam archives through the RDBMS pool, with "
+        "full-text search (modules.mod_mam.full_text_search)",
     )
 
 
@@ -1097,9 +1112,8 @@ def test_module_options_accepted() -> None:
             "modules.mod_muc.access_create: access rule 'muc_create' is not defined in [access]",
         ),
         (
-            '[modules.mod_stream_management]\nbackend = "mnesia"',
-            "modules.mod_stream_management.backend: the session table is in memory; "
-            "'backend' is not used",
+            '[modules.mod_stream_management]\nbackend = "rdbms"',
+            "modules.mod_stream_management.backend: expected one of mnesia, cets",
         ),
         (
             '[modules.mod_fast_auth_token]\nvalidity_period.access = {value = 3, unit = "weeks"}',
@@ -1197,7 +1211,10 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, "
         "pki, ldap",
-        "modules.mod_global_distrib: module is not available in this version of Suricate",
+        "modules.mod_global_distrib: module is not available in this version of Suricate: it "
+        "joins MongooseIM clusters in several data centres; Suricate's nodes form one service "
+        'through Redis (general.sm_backend = "redis", docs/cluster.md), and separate services '
+        "federate over s2s",
     }
 
 
@@ -1485,3 +1502,167 @@ def test_general_backends_of_a_single_64_node_are_accepted_with_a_warning() -> N
                 f"general.{key}: 'cets' is not available in this version of Suricate")
     refused('[general]\nrdbms_server_type = "mssql"\n',
             "general.rdbms_server_type: 'mssql' is not available in this version of Suricate")
+
+
+# --------------------------------------------------------------------------------------------
+# MongooseIM 6.4 options Suricate used to refuse with a bare "not available": each now works,
+# is accepted with a warning that gives the reason, or is refused saying why and what instead.
+
+ROUTING_MODULES = (
+    'routing_modules = ["mongoose_router_global", "mongoose_router_localdomain", '
+    '"mongoose_router_external_localnode", "mongoose_router_external", '
+    '"mongoose_router_dynamic_domains", "ejabberd_s2s"]\n'
+)
+
+
+def test_general_route_subdomains() -> None:
+    assert parse('[general]\nroute_subdomains = "s2s"\n')["general"]["route_subdomains"] == "s2s"
+    assert parse("")["general"]["route_subdomains"] is None
+    refused('[general]\nroute_subdomains = "c2s"\n',
+            "general.route_subdomains: expected one of s2s")
+
+
+def test_host_config_general_route_subdomains() -> None:
+    from suricate.config.host_config import host_view
+
+    text = '[[host_config]]\nhost = "localhost"\n[host_config.general]\nroute_subdomains = "s2s"\n'
+    cfg = parse(text)
+    assert cfg["host_config"][0]["general"]["route_subdomains"] == "s2s"
+    assert host_view(cfg, "localhost")["general"]["route_subdomains"] == "s2s"
+    # Not given per host: the host sees the top-level value.
+    cfg = parse('[[host_config]]\nhost = "localhost"\n[host_config.general]\n'
+                "replaced_wait_timeout = 10\n")
+    assert "route_subdomains" not in cfg["host_config"][0]["general"]
+    assert host_view(cfg, "localhost")["general"]["route_subdomains"] is None
+    refused('[[host_config]]\nhost = "localhost"\n[host_config.general]\n'
+            'route_subdomains = "yes"\n',
+            "host_config[0].general.route_subdomains: expected one of s2s")
+
+
+def test_general_http_server_name() -> None:
+    cfg = parse('[general]\nhttp_server_name = "Apache"\n')
+    assert cfg["general"]["http_server_name"] == "Apache"
+    refused('[general]\nhttp_server_name = ""\n',
+            "general.http_server_name: expected a non-empty string")
+
+
+def test_general_routing_modules_default_list_warns_other_lists_refused() -> None:
+    assert warnings_of(ROUTING_MODULES) == [
+        f"general.routing_modules: {INERT}: Suricate's router always routes to local sessions, "
+        "then to services and components, then over s2s; it has no routing modules to choose",
+    ]
+    found = problems('[general]\nrouting_modules = ["mongoose_router_global", '
+                     '"mongoose_router_localdomain"]\n')
+    assert found == [
+        "general.routing_modules: only MongooseIM's default list is accepted (Suricate's "
+        "routing steps are fixed: local sessions, then services and components, then s2s); "
+        'to turn federation off, set [s2s] default_policy = "deny"',
+    ]
+
+
+def test_auth_anonymous_backend_warns() -> None:
+    text = '[auth]\nmethods = ["anonymous"]\nanonymous.backend = "cets"\n'
+    assert parse(text)["auth"]["anonymous"]["backend"] == "cets"
+    assert warnings_of(text) == [
+        f"auth.anonymous.backend: {INERT}: Suricate keeps an anonymous account in the memory "
+        "of the node its sessions are on, for as long as they last",
+    ]
+
+
+def test_mod_stream_management_backend_warns() -> None:
+    for value in ("mnesia", "cets"):
+        assert warnings_of(f'[modules.mod_stream_management]\nbackend = "{value}"\n') == [
+            f"modules.mod_stream_management.backend: {INERT}: Suricate keeps resumable "
+            'sessions in its own process; with sm_backend = "redis" they are copied to Redis '
+            "(copy_to_redis) so that a client resumes on another node",
+        ]
+    assert warnings_of("[modules.mod_stream_management]\n") == []
+
+
+def test_mod_pubsub_pep_mapping() -> None:
+    text = ('[modules.mod_pubsub]\npep_mapping = [{namespace = "urn:xmpp:avatar:data", '
+            'node = "flat"}]\n')
+    assert parse(text)["modules"]["mod_pubsub"]["pep_mapping"] == [
+        {"namespace": "urn:xmpp:avatar:data", "node": "flat"}]
+    assert warnings_of(text) == []
+    refused('[modules.mod_pubsub]\npep_mapping = [{namespace = "urn:xmpp:microblog:0", '
+            'node = "mb"}]\n',
+            "modules.mod_pubsub.pep_mapping[0].node: node plugin 'mb' is not available in this "
+            'version of Suricate (only "flat" and "pep")')
+    refused('[modules.mod_pubsub]\npep_mapping = [{namespace = "x"}]\n',
+            "modules.mod_pubsub.pep_mapping[0].node: missing required option")
+
+
+@pytest.mark.parametrize("section", ["modules.mod_mam", "modules.mod_mam.pm",
+                                     "modules.mod_mam.muc"])
+def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> None:
+    text = (f"[{section}]\n" if section == "modules.mod_mam" else
+            f"[modules.mod_mam]\n[{section}]\n")
+    callback = ("is not available in this version of Suricate: it names an Erlang module (a "
+                "MongooseIM callback), which Suricate cannot load; remove it")
+    fmt = ("is not available in this version of Suricate: it picks how MongooseIM encodes its "
+           "archive tables; Suricate's archive has one format of its own (docs/storage.md) and "
+           "reads no MongooseIM archive; remove it")
+    for key, value, reason in (
+        ("send_message", '"mod_mam_utils"', callback),
+        ("extra_fin_element", '"example_mod"', callback),
+        ("extra_lookup_params", '"example_mod"', callback),
+        ("db_jid_format", '"mam_jid_rfc"', fmt),
+        ("db_message_format", '"mam_message_xml"', fmt),
+        ("simple", "true", fmt),
+    ):
+        refused(f"{text}{key} = {value}\n", f"{section}.{key}: '{key}' {reason}")
+    refused(f'{text}cache.module = "internal"\n',
+            f"{section}.cache: 'cache' is not available in this version of Suricate: it tunes "
+            "MongooseIM's cache of archive ids; Suricate keys archives by account and needs "
+            "none (cache_users keeps preferences in memory); remove it")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[outgoing_pools.rdbms.default.connection]\ndriver = "pgsql"\nhost = "h"\n'
+            'database = "d"\nusername = "u"\npassword = "p"\nsettings = "DSN=mim"\n',
+            "outgoing_pools.rdbms.default.connection.settings: ODBC is not available in this "
+            "version of Suricate (`settings` is an ODBC connection string, and MSSQL is not "
+            'supported); use driver = "pgsql", "mysql" or "sqlite" with host, database, '
+            "username and password",
+        ),
+        (
+            "[outgoing_pools.redis.default.connection]\ntls = {}\n",
+            "outgoing_pools.redis.default.connection.tls: TLS to Redis is not available in this "
+            "version of Suricate (nor in MongooseIM 6.4: it came with 6.5); reach Redis over "
+            "loopback or a private network, or through a TLS tunnel (stunnel) on this host",
+        ),
+        (
+            "[modules.mod_event_pusher.sns]\n",
+            "modules.mod_event_pusher.sns: the sns backend (Amazon SNS) is not available in this "
+            "version of Suricate; the http or rabbit backend can feed a service of yours that "
+            "publishes to SNS (docs/event_pusher.md)",
+        ),
+        (
+            '[modules.mod_extdisco]\nservice = [{type = "turn", host = "h", secret = "s"}]\n',
+            "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials, from "
+            "MongooseIM versions after 6.4) is not available in this version of Suricate; give "
+            "the service a fixed username and password (docs/extdisco.md)",
+        ),
+        (
+            "[modules.mod_jingle_sip]\n",
+            "modules.mod_jingle_sip: module is not available in this version of Suricate: there "
+            "is no Jingle/SIP bridge; Jingle calls between XMPP clients need no module (their "
+            "IQs are routed like any other)",
+        ),
+        (
+            "[modules.mod_websockets]\n",
+            "modules.mod_websockets: not a module, in MongooseIM 6.4 either: WebSockets are "
+            "served by a [[listen.http.handlers.mod_websockets]] handler (docs/http.md)",
+        ),
+        (
+            '[[listen.service]]\nport = 8888\npassword = "secret"\n',
+            "listen.service: renamed to listen.component in MongooseIM 6.4",
+        ),
+    ],
+)
+def test_64_refusals_say_why(text: str, expected: str) -> None:
+    refused(text, expected)

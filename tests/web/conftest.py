@@ -29,9 +29,10 @@ path = "/ws-xmpp"
 
 @contextlib.asynccontextmanager
 async def web_server(tmp: Path, extra: str = "", modules_extra: str = "", https: bool = False,
-                     **http: str) -> AsyncIterator[Server]:
+                     general_extra: str = "", **http: str) -> AsyncIterator[Server]:
     """``server.http_port`` serves WebSockets at /ws-xmpp (over TLS with ``https``, with the
-    certificate of the c2s listeners); alice and bob exist."""
+    certificate of the c2s listeners); alice and bob exist. ``general_extra``: lines added to
+    [general]."""
     c2s, tls, port = free_port(), free_port(), free_port()
     if https:
         cert, _ = ensure_self_signed(tmp / "certs", ["localhost"])
@@ -40,6 +41,7 @@ async def web_server(tmp: Path, extra: str = "", modules_extra: str = "", https:
                                   f'tls.keyfile = "{cert.keyfile}"\ntls.verify_mode = "none"\n')
     toml = server_toml(tmp, c2s, tls, http_toml(port, **http) + extra,
                        modules=modules_toml(modules_extra))
+    toml = toml.replace("[general]\n", "[general]\n" + general_extra, 1)
     async with serving(tmp, toml, c2s_port=c2s, tls_port=tls, http_port=port) as server:
         await add_user(server, "alice")
         await add_user(server, "bob")

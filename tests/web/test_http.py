@@ -3,6 +3,7 @@ aiohttp kept out of start-up."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -122,3 +123,47 @@ def test_https_verify_mode_selfsigned_peer_is_refused(tmp_path: Path) -> None:
                                     'tls.verify_mode = "selfsigned_peer"'))
     with pytest.raises(ConfigError, match=r"listen\.http\[0\]\.tls\.verify_mode"):
         parse_config(toml, tmp_path)
+
+
+async def _server_header_of_raw_request(port: int, request: bytes) -> tuple[str, str]:
+    """The status line and Server header of the answer to ``request``, sent as it is."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    finally:
+        writer.close()
+    lines = head.split("\r\n")
+    server = next((line.split(":", 1)[1].strip() for line in lines
+                   if line.lower().startswith("server:")), "")
+    return lines[0], server
+
+
+async def test_http_server_name_is_the_server_header_of_every_response(tmp_path: Path) -> None:
+    """general.http_server_name (6.4): documents, 404s, WebSocket upgrades and aiohttp's own
+    error answers all carry it."""
+    async with web_server(tmp_path, general_extra='http_server_name = "Apache"\n') as server, \
+            aiohttp.ClientSession() as http:
+        port = server.http_port  # type: ignore[attr-defined]
+        base = f"http://127.0.0.1:{port}"
+        async with http.get(base + "/.well-known/host-meta",
+                            headers={"Host": f"localhost:{port}"}) as resp:
+            assert resp.status == 200 and resp.headers["Server"] == "Apache"
+        async with http.get(base + "/nothing-here") as resp:
+            assert resp.status == 404 and resp.headers["Server"] == "Apache"
+        upgrade = (b"GET /ws-xmpp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n")
+        status, name = await _server_header_of_raw_request(port, upgrade)
+        assert " 101 " in status and name == "Apache"
+        # A request aiohttp itself refuses (a malformed request line): 400, same name.
+        status, name = await _server_header_of_raw_request(port, b"GARBAGE\r\n\r\n")
+        assert " 400 " in status and name == "Apache"
+
+
+async def test_without_http_server_name_aiohttp_names_itself(tmp_path: Path) -> None:
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        port = server.http_port  # type: ignore[attr-defined]
+        async with http.get(f"http://127.0.0.1:{port}/nothing-here") as resp:
+            assert "aiohttp" in resp.headers["Server"]

@@ -115,7 +115,9 @@ class ModEventPusher(Module):
             "rabbit": Option(_RABBIT, OMIT, _RABBIT.doc),
         },
         doc="Pushes events to other systems: XEP-0357 push, HTTP, RabbitMQ.",
-        unavailable={"sns": "the sns backend is not available in this version of Suricate"},
+        unavailable={"sns": "the sns backend (Amazon SNS) is not available in this version "
+                     "of Suricate; the http or rabbit backend can feed a service of yours "
+                     "that publishes to SNS (docs/event_pusher.md)"},
     )
     store_class = PushStore
     store: PushStore

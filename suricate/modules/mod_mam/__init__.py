@@ -190,9 +190,24 @@ def _common(default: Any) -> dict[str, Option]:
     }
 
 
-_UNAVAILABLE_KEYS = {key: f"'{key}' is {UNAVAILABLE}" for key in (
-    "send_message", "extra_fin_element", "extra_lookup_params", "db_jid_format",
-    "db_message_format", "simple", "cache")}
+# 6.4 options that name Erlang callback modules, or pick how MongooseIM encodes its own
+# archive tables: each refusal says why, and what to do instead.
+_ERLANG_CALLBACK = (f"is {UNAVAILABLE}: it names an Erlang module (a MongooseIM callback), "
+                    "which Suricate cannot load; remove it")
+_DB_FORMAT = (f"is {UNAVAILABLE}: it picks how MongooseIM encodes its archive tables; "
+              "Suricate's archive has one format of its own (docs/storage.md) and reads no "
+              "MongooseIM archive; remove it")
+_UNAVAILABLE_KEYS = {
+    "send_message": f"'send_message' {_ERLANG_CALLBACK}",
+    "extra_fin_element": f"'extra_fin_element' {_ERLANG_CALLBACK}",
+    "extra_lookup_params": f"'extra_lookup_params' {_ERLANG_CALLBACK}",
+    "db_jid_format": f"'db_jid_format' {_DB_FORMAT}",
+    "db_message_format": f"'db_message_format' {_DB_FORMAT}",
+    "simple": f"'simple' {_DB_FORMAT}",
+    "cache": f"'cache' is {UNAVAILABLE}: it tunes MongooseIM's cache of archive ids; "
+    "Suricate keys archives by account and needs none (cache_users keeps preferences in "
+    "memory); remove it",
+}
 
 _PM = Section(
     {

@@ -143,9 +143,23 @@ OPTIONS = Section({
                              "Say who published an item (the 'publisher' attribute)."),
     "sync_broadcast": Option(Bool(), False, "Send notifications before answering the publisher "
                              "(otherwise right after, in a task)."),
-}, doc="XEP-0060 Publish-Subscribe service and XEP-0163 PEP (OMEMO, avatars, bookmarks).",
-    unavailable={"pep_mapping": "pep_mapping is not available in this version of Suricate "
-                 "(there are no custom node plugins)"})
+    "pep_mapping": Option(
+        ListOf(Section({
+            "namespace": Option(Str(), doc="A PEP node name (the payload namespace)."),
+            # MongooseIM names a node_<plugin> module here; Suricate has the two plugins
+            # whose defaults it knows (config.DEFAULTS).
+            "node": Option(OneOf(["flat", "pep"], ["hometree", "dag", "push", "dispatch",
+                                                  "mb", "online", "public"],
+                                 "node plugin '{value}' is not available in this version of "
+                                 "Suricate (only \"flat\" and \"pep\")"),
+                           doc="The plugin of those PEP nodes."),
+        })),
+        [],
+        "PEP nodes whose plugin is not \"pep\": a node named by `namespace` is created with "
+        "the default configuration of the `node` plugin (\"flat\": open access model, 10 "
+        "items, presence not required, last item never sent).",
+        example='[{namespace = "urn:xmpp:avatar:data", node = "flat"}]'),
+}, doc="XEP-0060 Publish-Subscribe service and XEP-0163 PEP (OMEMO, avatars, bookmarks).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +196,8 @@ class ModPubsub(Module):
     def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
         self.pep = "pep" in opts["plugins"]
+        self.pep_mapping: dict[str, str] = {
+            m["namespace"]: m["node"] for m in opts.get("pep_mapping", ())}
         self.services: dict[str, str] = {}  # service domain -> served domain
         self._ids = itertools.count(1)
         self._ids_prefix = uuid.uuid4().hex[:8] + "-"  # unique across restarts
@@ -348,8 +364,12 @@ class ModPubsub(Module):
         return result
 
     # -- nodes -----------------------------------------------------------------------------
-    def defaults(self, host: Host) -> dict[str, Any]:
-        config = dict(C.DEFAULTS["pep" if host.pep else "flat"])
+    def defaults(self, host: Host, node: str | None = None) -> dict[str, Any]:
+        plugin = "flat"
+        if host.pep:
+            # pep_mapping: a PEP node may take another plugin's defaults (MongooseIM 6.4).
+            plugin = self.pep_mapping.get(node, "pep") if node is not None else "pep"
+        config = dict(C.DEFAULTS[plugin])
         config.update(self.opts["default_node_config"])
         return config
 
@@ -374,7 +394,7 @@ class ModPubsub(Module):
         config = await self.store.get_node(host.key, node)
         if config is None:
             raise StanzaError("item-not-found", f"no node {node}")
-        return {**self.defaults(host), **config}
+        return {**self.defaults(host, node), **config}
 
     async def _action_node(self, host: Host, action: Element,
                            owner: JID | None = None) -> tuple[str, dict[str, Any]]:
@@ -414,7 +434,7 @@ class ModPubsub(Module):
         if instant:
             node = uuid.uuid4().hex  # XEP-0060 §8.1.2: an instant node
         assert node is not None
-        config = self.defaults(host)
+        config = self.defaults(host, node)
         configure = next((c for c in children[1:] if c.name == "configure"), None)
         if configure is not None:
             config.update(C.parse_form(configure.find("x", ns.DATA_FORMS), C.NODE_CONFIG))
@@ -444,10 +464,10 @@ class ModPubsub(Module):
         if stored is None:
             # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
             # become the new node's configuration (§7.1.5).
-            config = {**self.defaults(host), **options}
+            config = {**self.defaults(host, node), **options}
             await self._create_node(host, frm, node, config)
         else:
-            config = {**self.defaults(host), **stored}
+            config = {**self.defaults(host, node), **stored}
             for key, value in options.items():
                 if config.get(key) != value:
                     raise C.precondition_error()
@@ -1010,9 +1030,9 @@ class ModPubsub(Module):
         wanted = dict(B.from_legacy(elements[0]))
         stored = await self.store.get_node(host.key, B.BOOKMARKS)
         if stored is None:
-            stored = {**self.defaults(host), **B.NODE_CONFIG}
+            stored = {**self.defaults(host, B.BOOKMARKS), **B.NODE_CONFIG}
             await self.store.create_node(host.key, B.BOOKMARKS, stored, str(host.jid))
-        config = {**self.defaults(host), **stored}
+        config = {**self.defaults(host, B.BOOKMARKS), **stored}
         current = {i.id: i.payload for i in await self.store.get_items(host.key, B.BOOKMARKS)}
         for room, conference in wanted.items():
             payload = conference.serialize()
@@ -1073,9 +1093,9 @@ class ModPubsub(Module):
         for node, payload in ((A.DATA, data), (A.METADATA, metadata)):
             stored = await self.store.get_node(host.key, node)
             if stored is None:
-                stored = self.defaults(host)
+                stored = self.defaults(host, node)
                 await self.store.create_node(host.key, node, stored, str(host.jid))
-            config = {**self.defaults(host), **stored}
+            config = {**self.defaults(host, node), **stored}
             item = Item(item_id, str(host.jid), payload.serialize(), time.time_ns())
             await self.store.publish(host.key, node, item, self.keep(config))
             await self._broadcast(host, node, config, self._items_event(node, [item], config))
@@ -1131,7 +1151,7 @@ class ModPubsub(Module):
         for node, stored in await self.store.list_nodes(host.key):
             if node not in wanted:
                 continue
-            config = {**self.defaults(host), **stored}
+            config = {**self.defaults(host, node), **stored}
             if config["send_last_published_item"] != "on_sub_and_presence" \
                     or not config["deliver_notifications"]:
                 continue
@@ -1162,7 +1182,7 @@ class ModPubsub(Module):
             return acc
         host = Host(jid.bare, True)
         for node, stored in await self.store.list_nodes(host.key):
-            config = {**self.defaults(host), **stored}
+            config = {**self.defaults(host, node), **stored}
             try:
                 await self._check_access(host, node, config, frm)
             except StanzaError:

@@ -29,7 +29,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.spec import DEFAULTS, Bool, Int, IntOrInfinity, Option, Section
+from suricate.config.spec import DEFAULTS, Bool, Int, IntOrInfinity, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT as SM
 from suricate.core.module import Module, SessionSlot
@@ -67,6 +67,15 @@ class ModStreamManagement(Module):
             "resume_timeout": Option(
                 Int(min=1, unit="seconds"), 600, "How long a lost session waits to be resumed."
             ),
+            "backend": Option(
+                OneOf(["mnesia", "cets"]),
+                "mnesia",
+                "Where MongooseIM keeps its table of resumable sessions.",
+                inert=True,
+                inert_reason="Suricate keeps resumable sessions in its own process; with "
+                'sm_backend = "redis" they are copied to Redis (copy_to_redis) so that a '
+                "client resumes on another node",
+            ),
             "copy_to_redis": Option(
                 Bool(), True,
                 'With sm_backend = "redis": copy each resumable session\'s counters and '
@@ -92,7 +101,6 @@ class ModStreamManagement(Module):
             ),
         },
         doc="XEP-0198 Stream Management.",
-        unavailable={"backend": "the session table is in memory; 'backend' is not used"},
     )
     xeps = ("0198",)
     hooks = (

@@ -54,8 +54,11 @@ class HttpListener:
     kind = "http"
 
     def __init__(self, opts: Mapping[str, Any], factories: Mapping[str, HandlerFactory],
-                 spawn: Callable[[Any], Any], is_local_domain: Callable[[str], bool]) -> None:
+                 spawn: Callable[[Any], Any], is_local_domain: Callable[[str], bool],
+                 server_name: str | None = None) -> None:
         self.opts = opts
+        #: general.http_server_name: the Server header of every response (None: aiohttp's).
+        self.server_name = server_name
         self.spawn = spawn
         self.routes: list[Route] = []
         for kind, entries in opts.get("handlers", {}).items():

@@ -9,6 +9,7 @@ to the handler's ``handle_web`` (connection-holding handlers: WebSocket, BOSH).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -36,7 +37,27 @@ def make_server(listener: HttpListener) -> web.Server:
         return to_aiohttp(response, request, listener.compress)
 
     # Bodies over 1 MiB are refused with 413 by aiohttp's request (client_max_size).
-    return web.Server(dispatch, access_log=None)
+    if listener.server_name is None:
+        return web.Server(dispatch, access_log=None)
+    return web.Server(dispatch, access_log=None,
+                      request_factory=_named_requests(listener.server_name))
+
+
+def _named_requests(server_name: str) -> Any:
+    """general.http_server_name: the ``Server`` header of every response, including those of
+    WebSocket/BOSH upgrades and aiohttp's own errors (400, 413), which all go through the
+    request's prepare hook before aiohttp fills in its default name."""
+
+    class NamedRequest(web.BaseRequest):
+        async def _prepare_hook(self, response: web.StreamResponse) -> None:
+            response.headers["Server"] = server_name
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any,
+             task: asyncio.Task[None]) -> web.BaseRequest:
+        return NamedRequest(message, payload, protocol, writer, task,
+                            asyncio.get_running_loop())
+
+    return make
 
 
 def _convert(request: web.BaseRequest, body: bytes) -> Request:
