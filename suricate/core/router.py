@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from suricate.core import hooks as H
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
+from suricate.protocol.stanza import message_type
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
@@ -198,14 +199,17 @@ class Router:
     def _to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.3.2: the full JID has no session."""
         kind = stanza.name
-        stype = stanza.attrs.get("type", "normal" if kind == "message" else None)
         if kind == "message":
-            if stype in _TO_BARE_ON_NO_RESOURCE:
+            # RFC 6121 §5.2.2: a type not understood is "normal", and goes where normal goes
+            mtype = message_type(stanza)
+            if mtype in _TO_BARE_ON_NO_RESOURCE:
                 self._to_bare(frm, to.bare, stanza)
-            elif stype == "groupchat":
+            elif mtype == "groupchat":
                 self.bounce(stanza, StanzaError("service-unavailable"))
             # headline and error: silently ignored (§8.5.3.2.1)
-        elif kind == "presence":
+            return
+        stype = stanza.attrs.get("type")
+        if kind == "presence":
             if stype in _SUBSCRIPTION_TYPES:
                 self._to_bare(frm, to.bare, stanza)
             # other presence to an unavailable full JID: ignored (§8.5.3.2.3)

@@ -17,6 +17,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -118,7 +119,7 @@ def eligible(stanza: Element) -> bool:
     or <no-copy/> (XEP-0334), and never a carbon itself."""
     if stanza.name != "message":
         return False
-    stype = stanza.attrs.get("type", "normal")
+    stype = message_type(stanza)  # RFC 6121 §5.2.2: a type not understood is "normal"
     if stype != "chat" and not (stype == "normal" and stanza.find("body") is not None):
         return False
     for child in stanza.elements():

@@ -5,6 +5,10 @@ attention (presence, messages without a body: chat states, receipts) wait in a q
 most ``buffer_max``; the queue is flushed, in order, when the client becomes <active/>, when
 something urgent (a message with a body or subject, an IQ) arrives, or when it is full. A
 session that ends with a queue hands its stanzas back to the router: nothing is lost.
+
+Presence is state: a newer availability presence from a full JID replaces the one held for it
+(ejabberd's ``queue_presence`` does the same), so a contact changing status ten times while the
+phone sleeps costs one stanza. MUC presence and subscription requests are kept as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from suricate.xml.element import Element
 
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
+
+MUC_USER = "http://jabber.org/protocol/muc#user"
 
 
 @dataclass(slots=True)
@@ -91,8 +97,13 @@ class ModCsi(Module):
         if stanza is None or state is None or not state.inactive \
                 or c2s.state != S.SESSION_ESTABLISHED:
             return stanza
-        if urgent(stanza) or len(state.queue) >= self.buffer_max:
+        if urgent(stanza):
             self._flush(c2s, state)  # in order: what waited goes first
+            return stanza
+        if collapsible(stanza):
+            _drop_superseded(state.queue, stanza.attrs.get("from"))
+        if len(state.queue) >= self.buffer_max:
+            self._flush(c2s, state)
             return stanza
         state.queue.append(stanza)
         return None
@@ -127,6 +138,23 @@ class ModCsi(Module):
             for stanza in queue:
                 self.server.undeliverable(stanza, c2s)
         return acc
+
+
+def collapsible(stanza: Element) -> bool:
+    """An availability presence (RFC 6121 §4.7.1: no type, or "unavailable") that a later
+    one from the same full JID makes obsolete. Not MUC presence: its status codes (XEP-0045
+    §7.2.3's self-presence ending a join, §7.6 nick changes, §8.2 kicks) are events, not
+    just state. Subscription requests and errors are events too."""
+    return stanza.name == "presence" and stanza.attrs.get("type") in (None, "unavailable") \
+        and stanza.find("x", MUC_USER) is None
+
+
+def _drop_superseded(queue: list[Element], frm: str | None) -> None:
+    """Remove the held availability presence from ``frm`` (at most one is ever held)."""
+    for i, held in enumerate(queue):
+        if held.name == "presence" and held.attrs.get("from") == frm and collapsible(held):
+            del queue[i]
+            return
 
 
 def urgent(stanza: Element) -> bool:

@@ -12,6 +12,17 @@ from suricate.xml.element import Element
 
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 
+#: RFC 6121 §5.2.2: the values a message's 'type' may have.
+MESSAGE_TYPES = frozenset({"chat", "error", "groupchat", "headline", "normal"})
+
+
+def message_type(stanza: Element) -> str:
+    """The type a message is handled as. RFC 6121 §5.2.2: a message with no 'type', or with
+    one the application does not understand, MUST be considered "normal". The stanza keeps
+    its attribute: only the decisions about it (route, store, copy) read "normal"."""
+    stype = stanza.attrs.get("type", "normal")
+    return stype if stype in MESSAGE_TYPES else "normal"
+
 
 def to_internal(stanza: Element, stream_ns: str) -> Element:
     """Move ``stanza`` and its descendants from ``stream_ns`` to ``jabber:client``, in place.

@@ -166,12 +166,26 @@ def test_resume_on_the_other_live_node(two_nodes: tuple[Node, Node, int]) -> Non
             assert _sm_record(db)[1]["node"] == b.name
             assert "c2s_session_moved_away jid=alice@localhost/phone" in a.log.read_text()
             # mod_csi followed the session (session_handover): still inactive on B, with
-            # what A held back; <active/> brings it and what B held back since
-            bob.send_presence(pto="alice@localhost/phone", pstatus="p2")
+            # what A held back; <active/> brings it and what B held back since. (From
+            # another resource of bob: a second presence of bob/desk would replace p1, as
+            # mod_csi holds only the latest of each full JID.)
+            tablet = await connect(b, "bob@localhost/tablet", "pw")  # type: ignore[arg-type]
+            tablet.send_presence(pto="alice@localhost/phone", pstatus="p2")
             await asyncio.sleep(0.3)
-            assert "p2" not in _from_bob(alice)
+            statuses: list[tuple[str, str]] = []
+
+            def held_back() -> list[tuple[str, str]]:
+                while not alice.presences.empty():
+                    presence = alice.presences.get_nowait()
+                    if presence["status"]:
+                        statuses.append((str(presence["from"]), presence["status"]))
+                return statuses
+
+            assert ("bob@localhost/tablet", "p2") not in held_back()
             alice.send_raw("<active xmlns='urn:xmpp:csi:0'/>")
-            await eventually(lambda: _from_bob(alice)[-2:] == ["p1", "p2"])
+            await eventually(lambda: held_back()[-2:] == [("bob@localhost/desk", "p1"),
+                                                          ("bob@localhost/tablet", "p2")])
+            await disconnect(tablet)
             # the conversation goes on, both ways, over the resumed stream
             bob.send_message(mto="alice@localhost/phone", mbody="m5", mtype="chat")
             assert await _bodies(alice, 1) == ["m5"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from suricate.core.server import Server
 from suricate.jid import JID
 from tests.e2e.harness import Client, connect, disconnect, running_server
+from tests.e2e.tls_client import logged_in
 
 DELAY = "{urn:xmpp:delay}delay"
 PING = ("xep_0199",)
@@ -78,3 +79,60 @@ async def test_standalone_chat_state_is_not_stored_nor_bounced(server: Server) -
     await bob.plugin["xep_0199"].send_ping("localhost", timeout=5)  # a bounce would be before
     assert errors.empty()
     await disconnect(bob)
+
+
+async def test_message_of_unknown_type_is_handled_as_normal(server: Server) -> None:
+    """RFC 6121 §5.2.2: a message whose 'type' the server does not understand MUST be
+    considered "normal": delivered to an available recipient, to the bare JID when its full
+    JID is gone (§8.5.3.2.1, as for normal), and stored offline with its body (XEP-0160),
+    not bounced service-unavailable. The stanza itself goes on unchanged."""
+    await accounts(server, "alice", "bob")
+    port = server.c2s_port  # type: ignore[attr-defined]
+    foo = ("<message to='{to}' type='foo' id='{id}'><body>{id}</body></message>")
+
+    def online() -> list[str]:
+        alice = logged_in(port, "alice", "alice-pw", "phone")
+        bob = logged_in(port, "bob", "bob-pw", "laptop")
+        try:
+            alice.send("<presence/>")
+            alice.expect(r"<presence[^>]*/>|<presence[^>]*>.*?</presence>")  # her own
+            got = []
+            for to, id_ in [("alice@localhost", "bare"), ("alice@localhost/phone", "full"),
+                            ("alice@localhost/gone", "gone")]:
+                bob.send(foo.format(to=to, id=id_))
+                got.append(alice.expect(r"<message[^>]*>.*?</message>").group(0))
+            return got
+        finally:
+            alice.close()
+            bob.close()
+
+    bare, full, gone = await asyncio.to_thread(online)
+    for msg, id_ in [(bare, "bare"), (full, "full"), (gone, "gone")]:
+        assert f"<body>{id_}</body>" in msg, msg
+        assert 'type="foo"' in msg, msg
+
+    bob = await asyncio.to_thread(logged_in, port, "bob", "bob-pw", "laptop")
+    try:
+        await asyncio.to_thread(bob.send, foo.format(to="alice@localhost", id="stored"))
+        await asyncio.to_thread(bob.send, "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/>"
+                                "</iq>")
+        await asyncio.to_thread(bob.expect, r"<iq[^>]*id=\"p1\"")
+        await server.drain(5)  # the offline path (and any bounce) is done
+        await asyncio.to_thread(bob.send, "<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/>"
+                                "</iq>")
+        # everything that came before the second pong: a bounce would be there
+        before = await asyncio.to_thread(bob.expect, r"^(.*?)<iq[^>]*id=\"p2\"")
+    finally:
+        bob.close()
+    assert "<message" not in before.group(1), before.group(1)
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 1
+
+    def login() -> str:
+        alice = logged_in(port, "alice", "alice-pw", "phone")
+        try:
+            alice.send("<presence/>")
+            return alice.expect(r"<message[^>]*>.*?</message>").group(0)
+        finally:
+            alice.close()
+
+    assert "<body>stored</body>" in await asyncio.to_thread(login)

@@ -381,3 +381,50 @@ async def test_probe_from_a_stranger_reveals_nothing(server: Server) -> None:
     assert "alice@localhost" not in seen
     await mallory.close()
     await disconnect(alice)
+
+
+async def test_login_gets_each_contact_resource_presence_once(server: Server) -> None:
+    """RFC 6121 §4.2.2/§4.3.2: at login the server probes each contact once (from the bare
+    JID, §4.3.1) and the contact's server answers with the presence of each available
+    resource once: the new client sees every contact resource exactly once. (A resource
+    already online sees them again: the answers go to the bare JID, §8.5.2.1.2.)"""
+    import collections
+    import time
+
+    from suricate.modules.mod_roster.store import RosterItem
+    from tests.e2e.tls_client import TestClient, logged_in
+
+    for name in ("alice", "bob", "carol"):
+        await server.auth.register(JID.parse(f"{name}@localhost"), "pw")
+    store = server.modules["mod_roster"].store
+    for a, b in (("alice", "bob"), ("alice", "carol")):
+        await store.put_roster_item("localhost", a, RosterItem(f"{b}@localhost",
+                                                               subscription="both"))
+        await store.put_roster_item("localhost", b, RosterItem(f"{a}@localhost",
+                                                               subscription="both"))
+    port = server.c2s_port  # type: ignore[attr-defined]
+
+    def run() -> collections.Counter[str]:
+        contacts = [logged_in(port, user, "pw", res)
+                    for user, res in (("bob", "b1"), ("bob", "b2"), ("carol", "c1"))]
+        phone: TestClient | None = None
+        try:
+            for contact in contacts:
+                contact.send("<presence/>")
+                contact.expect(r"<presence")  # its own: available before alice comes
+            phone = logged_in(port, "alice", "pw", "phone")
+            phone.send("<presence/>")
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                data = phone._recv(0.1)  # noqa: SLF001 - everything that arrives
+                if data:
+                    phone.buffer += data
+            return collections.Counter(re.findall(r"<presence[^>]*from=\"([^\"]+)\"",
+                                                  phone.buffer.decode()))
+        finally:
+            for client in [*contacts, *([phone] if phone else [])]:
+                client.close()
+
+    seen = await asyncio.to_thread(run)
+    assert seen == {"bob@localhost/b1": 1, "bob@localhost/b2": 1, "carol@localhost/c1": 1,
+                    "alice@localhost/phone": 1}, seen

@@ -272,3 +272,49 @@ async def test_stanzas_before_bad_bytes_in_the_same_read_are_delivered(limited: 
     ended, got = await asyncio.to_thread(run)
     assert "<not-well-formed" in ended
     assert "<body>first</body>" in got
+
+ANY_IQ = r"<iq[^>]*/>|<iq[^>]*[^/]>.*?</iq>"
+
+
+async def test_iq_without_id_is_a_bad_request(limited: Server) -> None:
+    """RFC 6120 §8.1.3 and §8.2.3: 'id' is REQUIRED on an IQ. Such an IQ is neither answered
+    as if valid nor routed on: the server returns bad-request (§8.3.3.1), which can carry no
+    'id' (§8.3.1 copies the request's), never answers an error with an error (§8.3.1), and
+    keeps the stream: it is a stanza error, not a stream error."""
+    def run() -> tuple[list[str], str, str, str]:
+        alice = logged_in(limited.c2s_port, "alice", "pw", "a")  # type: ignore[attr-defined]
+        bob = logged_in(limited.c2s_port, "bob", "pw", "b")  # type: ignore[attr-defined]
+        try:
+            errors = []
+            for iq in [
+                "<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>",  # to the account
+                "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",  # server
+                "<iq type='get' to='alice@localhost'><query xmlns='jabber:iq:roster'/></iq>",
+                "<iq type='get' to='bob@localhost/b'><ping xmlns='urn:xmpp:ping'/></iq>",
+                "<iq type='set' to='bob@localhost'><vCard xmlns='vcard-temp'/></iq>",
+                "<iq type='result' to='bob@localhost/b'/>",
+            ]:
+                alice.send(iq)
+                errors.append(alice.expect(ANY_IQ).group(0))
+            # an error without an id is dropped: no error about an error
+            alice.send("<iq type='error' to='bob@localhost/b'><error type='cancel'>"
+                       "<bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+            alice.send("<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+            alive = alice.expect(ANY_IQ).group(0)
+            # bob got none of the IQs without an id: the first IQ he sees is this one
+            alice.send("<iq type='get' id='marker' to='bob@localhost/b'>"
+                       "<ping xmlns='urn:xmpp:ping'/></iq>")
+            seen_by_bob = bob.expect(ANY_IQ).group(0)
+            return errors, alive, seen_by_bob, alice.buffer.decode()
+        finally:
+            alice.close()
+            bob.close()
+
+    errors, alive, seen_by_bob, rest = await asyncio.to_thread(run)
+    for error in errors:
+        assert 'type="error"' in error, error
+        assert "<bad-request " in error, error
+        assert " id=" not in error.split(">", 1)[0], error
+    assert 'id="alive"' in alive and 'type="result"' in alive, alive
+    assert 'id="marker"' in seen_by_bob, seen_by_bob
+    assert "<iq" not in rest

@@ -87,3 +87,42 @@ async def test_csi_holds_chat_states_until_urgent_traffic(server: Server) -> Non
     finally:
         phone.close()
         await disconnect(bob)
+
+
+async def test_csi_keeps_only_the_latest_presence_of_each_sender(server: Server) -> None:
+    """While the client is inactive (XEP-0352 §5 leaves the optimisation to the server) a
+    newer availability presence from the same full JID replaces the one held: presence is
+    state, the client only needs the latest (as ejabberd's queue_presence does). Order with
+    the other held stanzas is kept; MUC presence (XEP-0045 status codes, the self-presence
+    that ends a join) and subscription requests are never collapsed."""
+    phone, phone_jid = await asyncio.to_thread(
+        _login, server, "phone", "<inactive xmlns='urn:xmpp:csi:0'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        muc = "<x xmlns='http://jabber.org/protocol/muc#user'><status code='{}'/></x>"
+        for stanza in [
+            f"<presence to='{phone_jid}'><show>away</show></presence>",
+            f"<message to='{phone_jid}' type='chat'><composing "
+            "xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            f"<presence to='{phone_jid}'><show>dnd</show></presence>",
+            f"<presence to='{phone_jid}'><show>xa</show><status>latest</status></presence>",
+            f"<presence to='{phone_jid}'>{muc.format(100)}</presence>",
+            f"<presence to='{phone_jid}'>{muc.format(110)}</presence>",
+        ]:
+            bob.send_raw(stanza)
+        session = next(s for s in server.sessions if str(s.jid) == phone_jid)
+        await eventually(lambda: any("110" in str(s) for s in
+                                     session.module_state["mod_csi"].queue))
+        # a message with a body is urgent: the queue is flushed before it
+        bob.send_message(mto=phone_jid, mbody="wake up", mtype="chat")
+        got = (await asyncio.to_thread(phone.expect, r".*<body>wake up</body>")).group(0)
+        got = got.replace("'", '"')  # relayed as sent
+        presences = re.findall(r"<presence[^>]*from=\"bob@localhost/desk\".*?</presence>", got)
+        assert len(presences) == 3, presences  # the latest plain one and both MUC ones
+        assert "<status>latest</status>" in presences[0]
+        assert "away" not in got and "dnd" not in got
+        assert got.index("composing") < got.index("latest") < got.index("code=\"100\"") \
+            < got.index("code=\"110\"") < got.index("wake up")
+    finally:
+        phone.close()
+        await disconnect(bob)

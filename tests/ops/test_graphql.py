@@ -375,3 +375,64 @@ delete_domain_limit = 2
 
 async def _inbox_count(store: Any, user: str, filters: Any) -> int:
     return int((await store.totals("dyn.example", user, filters)).count)
+
+
+async def test_vcard_set_through_the_api_updates_the_avatar_hash(tmp_path: Path) -> None:
+    """XEP-0153 §4.1/§4.3: the hash in vcard-temp:x:update is the SHA-1 of the current vCard
+    PHOTO, and a new avatar is announced by presence. A vCard stored through GraphQL
+    (setVcard) changes the avatar as much as one set over XMPP: the account's contacts see
+    the new hash at once, and the empty <photo/> (no avatar) once PHOTO is gone."""
+    import base64
+    import hashlib
+    import re
+    import time
+
+    from suricate.modules.mod_roster.store import RosterItem
+    from tests.e2e.tls_client import TestClient, logged_in
+
+    image = b"\x89PNG not really"
+    digest = hashlib.sha1(image).hexdigest()
+    with_photo = ("<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>"
+                  f"{base64.b64encode(image).decode()}</BINVAL></PHOTO></vCard>")
+    without_photo = "<vCard xmlns='vcard-temp'><FN>Ann</FN></vCard>"
+    set_vcard = 'mutation($v: String!) { vcard { setVcard(user: "ann@localhost", vcard: $v) } }'
+
+    def next_presence(client: TestClient) -> str:
+        found = client.expect(r"<presence[^>]*from=\"ann@localhost/a\".*?</presence>")
+        return found.group(0)
+
+    def quiet(client: TestClient) -> str:
+        time.sleep(0.3)
+        data = client._recv(0.05)  # noqa: SLF001 - whatever arrived so far
+        return (client.buffer + (data or b"")).decode()
+
+    async with ops_server(tmp_path) as server:
+        for user in ("ann", "ben"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        store = server.modules["mod_roster"].store
+        await store.put_roster_item("localhost", "ann", RosterItem("ben@localhost",
+                                                                   subscription="both"))
+        await store.put_roster_item("localhost", "ben", RosterItem("ann@localhost",
+                                                                   subscription="both"))
+        port = server.c2s_port  # type: ignore[attr-defined]
+        ben = await asyncio.to_thread(logged_in, port, "ben", "pw", "b")
+        ann = await asyncio.to_thread(logged_in, port, "ann", "pw", "a")
+        try:
+            ben.send("<presence/>")
+            ann.send("<presence/>")
+            assert "<photo/>" in await asyncio.to_thread(next_presence, ben)
+            await asyncio.to_thread(quiet, ben)  # a probe's answer may come twice
+            ben.buffer = b""
+            await admin(server, set_vcard, v=with_photo)
+            assert f"<photo>{digest}</photo>" in await asyncio.to_thread(next_presence, ben)
+            await admin(server, set_vcard, v=without_photo)
+            assert "<photo/>" in await asyncio.to_thread(next_presence, ben)
+            # and the next presence of the client carries what is current, not what it says
+            ann.send(f"<presence><show>away</show><x xmlns='vcard-temp:x:update'>"
+                     f"<photo>{digest}</photo></x></presence>")
+            away = await asyncio.to_thread(next_presence, ben)
+            assert "<show>away</show>" in away and "<photo/>" in away, away
+            assert not re.search(r"<photo>\w", await asyncio.to_thread(quiet, ben))
+        finally:
+            ann.close()
+            ben.close()

@@ -106,6 +106,36 @@ async def test_publish_options_precondition_and_max_items(server: Server) -> Non
     await disconnect(alice)
 
 
+async def test_publish_options_with_an_unknown_field_are_refused(server: Server) -> None:
+    """XEP-0060 §7.1.5 (1.15): each publish-options field is a precondition on the node
+    configuration field of the same name, and the service "MUST reject the publication upon
+    encountering unknown fields": conflict + precondition-not-met, on an existing node and
+    on one that would be auto-created (which is then not created)."""
+    await accounts(server, "alice")
+    alice, _ = await online(server, "alice")
+    pubsub = alice.plugin["xep_0060"]
+    node = "urn:example:bogus"
+    item = payload("<v xmlns='urn:example:bogus'>1</v>")
+    with pytest.raises(IqError) as err:
+        await pubsub.publish("alice@localhost", node, id="new", payload=item,
+                             options=options(access_model="open", bogus_option="1"))
+    assert err.value.condition == "conflict"
+    assert "precondition-not-met" in str(err.value.iq)
+    with pytest.raises(IqError) as err:
+        await pubsub.get_items("alice@localhost", node)
+    assert err.value.condition == "item-not-found"  # not auto-created
+    await pubsub.publish("alice@localhost", node, id="first", payload=item,
+                         options=options(access_model="open"))
+    with pytest.raises(IqError) as err:
+        await pubsub.publish("alice@localhost", node, id="second", payload=item,
+                             options=options(access_model="open", bogus_option="1"))
+    assert err.value.condition == "conflict"
+    assert "precondition-not-met" in str(err.value.iq)
+    items = await pubsub.get_items("alice@localhost", node)
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["first"]
+    await disconnect(alice)
+
+
 async def test_retract_delete_and_account_removal(server: Server) -> None:
     await accounts(server, "alice", "bob")
     await friends(server, "alice", "bob")

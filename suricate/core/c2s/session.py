@@ -128,6 +128,13 @@ class EstablishedSession(Negotiation):
         else:
             to = None
         if el.name == "iq":
+            if "id" not in attrs:
+                # RFC 6120 §8.1.3/§8.2.3: 'id' is REQUIRED on an IQ; without it no answer can
+                # be correlated, so neither answer nor route it: bad-request (§8.3.3.1), which
+                # then carries no 'id' (§8.3.1 copies the request's). A stanza error: the
+                # stream stays up. An error is never answered (§8.3.1), only dropped.
+                self._reply_error(el, StanzaError("bad-request", "an IQ needs an 'id'"))
+                return None
             child = el.first_element()
             if child is not None and child.xmlns == ns.SESSION and child.name == "session":
                 self._reply_result(el)  # RFC 3921 §3: kept for old clients

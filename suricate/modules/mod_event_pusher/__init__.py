@@ -25,6 +25,7 @@ from suricate.core.module import Module
 from suricate.jid import JID
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.stanza import message_type
 from suricate.xml.element import Element
 
 from .http import HttpBackend
@@ -265,5 +266,6 @@ class ModEventPusher(Module):
 def _notifiable(stanza: Element) -> bool:
     # XEP-0357 §7 leaves the choice to the server; 6.4 notifies messages with a body (chat
     # states and receipts alone would wake a phone for nothing).
-    return stanza.get("type", "normal") in ("chat", "normal", "groupchat") \
+    # RFC 6121 §5.2.2: a type not understood is "normal"
+    return message_type(stanza) in ("chat", "normal", "groupchat") \
         and stanza.find("body") is not None

@@ -53,6 +53,7 @@ from suricate.modules.mod_inbox.protocol import (
 )
 from suricate.modules.mod_inbox.store import Change, Entry, InboxStore
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -391,7 +392,7 @@ class ModInbox(Module):
         owner = c2s.jid.bare
         if peer == owner:
             return stanza
-        stype = stanza.attrs.get("type", "normal")
+        stype = message_type(stanza)  # RFC 6121 §5.2.2: a type not understood is "normal"
         if stype == "groupchat":
             light = self._muclight_room(peer)
             if not (self.muclight if light else self.muc):
@@ -441,7 +442,7 @@ class ModInbox(Module):
         owner, remote = to.bare, frm.bare
         if owner == remote or owner.local is None:
             return
-        stype = stanza.attrs.get("type", "normal")
+        stype = message_type(stanza)  # RFC 6121 §5.2.2: a type not understood is "normal"
         if stype == "groupchat":
             if not self.muc or _delayed(stanza) or self._muclight_room(remote):
                 # Room history sent on join is not news; a MUC Light room's messages come

@@ -25,6 +25,7 @@ from suricate.core import hooks as H
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
+from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -92,7 +93,7 @@ class ModOffline(Module):
     def worth_storing(self, stanza: Element) -> bool:
         """XEP-0160 §3 for the message types, XEP-0085 ("Server Handling of Notifications")
         for standalone chat states, XEP-0334 §4 for the sender's storage hints."""
-        stype = stanza.attrs.get("type", "normal")
+        stype = message_type(stanza)  # RFC 6121 §5.2.2: a type not understood is "normal"
         if stype == "groupchat":
             if not self.store_groupchat:
                 return False

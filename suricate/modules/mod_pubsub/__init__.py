@@ -459,7 +459,8 @@ class ModPubsub(Module):
                                  else "payload-required")
         options_el = next((c for c in children[1:] if c.name == "publish-options"), None)
         options = C.parse_form(options_el.find("x", ns.DATA_FORMS)
-                               if options_el is not None else None, C.PUBLISH_OPTIONS)
+                               if options_el is not None else None, C.PUBLISH_OPTIONS,
+                               preconditions=True)
         stored = await self.store.get_node(host.key, node)
         if stored is None:
             # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options

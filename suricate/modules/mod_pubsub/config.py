@@ -111,11 +111,15 @@ def check_value(key: str, value: Any) -> Any:
     return value
 
 
-def parse_form(form: Element | None, form_type: str) -> dict[str, Any]:
+def parse_form(form: Element | None, form_type: str,
+               preconditions: bool = False) -> dict[str, Any]:
     """The fields of a submitted form (XEP-0004 type 'submit') we know, as stored values.
 
-    Unknown fields are left out: a client submits back the whole form it got, and the
-    publish-options precondition check compares only what we implement (§7.1.5)."""
+    In a node configuration form, unknown fields are left out: a client may submit back a
+    whole form it got elsewhere. ``preconditions``: the form is publish-options, whose every
+    field is a precondition on the node configuration field of the same name; XEP-0060
+    §7.1.5 (1.15) says to "reject the publication upon encountering unknown fields", since
+    such a precondition can never be checked, let alone met."""
     if form is None:
         return {}
     if form.attrs.get("type", "submit") not in ("submit", "result"):
@@ -130,6 +134,8 @@ def parse_form(form: Element | None, form_type: str) -> dict[str, Any]:
             continue
         key = var.removeprefix("pubsub#")
         if key not in FIELDS or not var.startswith("pubsub#"):
+            if preconditions:
+                raise precondition_error(f"no node configuration field {var}")
             continue
         try:
             out[key] = coerce(key, values)
@@ -161,9 +167,10 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
     return form
 
 
-def precondition_error() -> StanzaError:
+def precondition_error(text: str = "publish-options do not match the node's configuration"
+                       ) -> StanzaError:
     # XEP-0060 §7.1.5: a publish-options value that the existing node does not have.
-    return StanzaError("conflict", "publish-options do not match the node's configuration",
+    return StanzaError("conflict", text,
                        app_condition=Element("precondition-not-met", PUBSUB_ERRORS))
 
 

@@ -217,10 +217,16 @@ class ModVcard(Module):
         xml = vcard.serialize()
         if len(xml.encode()) > MAX_VCARD_BYTES:
             raise StanzaError("not-acceptable", f"a vCard is limited to {MAX_VCARD_BYTES} bytes")
-        user = iq.to.bare
+        await self.set_vcard(iq.to.bare, vcard)
+
+    async def set_vcard(self, user: JID, vcard: Element) -> None:
+        """Store ``vcard`` as the account's, from a client or the admin API alike: contacts
+        see the avatar change (XEP-0153 §4.1, the hash of §4.3 on the next presence) and
+        XEP-0398 publishes a new PHOTO to PEP. Writing the store directly would leave online
+        sessions announcing the old hash."""
         assert user.local is not None
-        # §3.2: the set replaces the whole vCard (there are no partial updates).
-        await self.store.set_vcard(user.domain, user.local, xml)
+        # XEP-0054 §3.2: the set replaces the whole vCard (there are no partial updates).
+        await self.store.set_vcard(user.domain, user.local, vcard.serialize())
         self._photo_changed(user, photo_hash(vcard))
         await self.server.hooks.fold_async(H.VCARD_STORED, None, user, vcard)
 

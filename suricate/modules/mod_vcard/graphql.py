@@ -54,10 +54,13 @@ async def set_vcard(ctx: Context, a: dict[str, Any]) -> str:
         raise fail(f"vcard: not well-formed XML ({err})", "bad_vcard") from None
     if len(elements) != 1 or elements[0].name != "vCard" or elements[0].xmlns != ns.VCARD:
         raise fail("vcard: give one <vCard xmlns='vcard-temp'> element", "bad_vcard")
-    if enabled_module(ctx, ModVcard).directory is not None:
+    module = enabled_module(ctx, ModVcard)
+    if module.directory is not None:
         raise fail("vCards are read from the LDAP directory (backend ldap, read-only)",
                    "read_only")
-    await _store(ctx).set_vcard(user.domain, user.local or "", elements[0].serialize())
+    # Through the module, not the store: the avatar hash online sessions announce
+    # (XEP-0153) and the PEP avatar (XEP-0398) follow the new vCard.
+    await module.set_vcard(user, elements[0])
     return "vCard stored successfully"
 
 
