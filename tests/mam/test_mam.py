@@ -198,6 +198,20 @@ async def test_a_note_to_self_arrives_with_its_archive_id(server: Server) -> Non
     await disconnect(alice)
 
 
+async def test_a_message_of_unknown_type_is_archived_as_normal(server: Server) -> None:
+    """RFC 6121 §5.2.2: a message of a type the server does not understand is handled as
+    "normal"; XEP-0313 archives normal messages with a body, in both archives."""
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    msg = alice.make_message(mto="bob@localhost/b", mbody="odd type")
+    msg.xml.set("type", "x-unknown")  # slixmpp's own setter refuses types it does not know
+    msg.send()
+    assert (await bob.next_message())["body"] == "odd type"
+    for client in (alice, bob):
+        assert [forwarded_body(m) for m in await archive(client)] == ["odd type"]
+    await disconnect(alice, bob)
+
+
 async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")

@@ -297,6 +297,8 @@ class IdGenerator:
 ARCHIVE_ALL = Prefs("always", [], [])
 
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
+#: Message types whose messages a one-to-one archive does not keep (XEP-0313 §5.1.1).
+_UNARCHIVED_TYPES = frozenset({"error", "headline", "groupchat"})
 
 #: Modules that read the sender's stanza-id before ``drop_own_id`` takes it off (``wire``).
 _SENDER_ID_READERS = ("mod_carboncopy", "mod_inbox")
@@ -445,8 +447,10 @@ class ModMam(Module):
         """One pass over a message's children: None when it is not archived, else what the
         archive needs of it (the message path pays for this scan only)."""
         stype = stanza.attrs.get("type", "normal")
-        if stype != "chat" and stype != "normal":
-            return None  # error, headline; groupchat only with archive_groupchats
+        if stype != "chat" and stype != "normal" and stype in _UNARCHIVED_TYPES:
+            # error, headline; groupchat only with archive_groupchats. A type the server does
+            # not know is "normal" (RFC 6121 §5.2.2): archived like one.
+            return None
         body: Element | None = None
         origin: str | None = None
         retract: str | None = None
