@@ -273,6 +273,18 @@ async def test_a_running_archive_counts_its_flushes(tmp_path: Path) -> None:
         d = await delta_of(server, chat_then_query)
         assert d("async_pool_flush_timed", **LOCAL, pool_id="pm_mam") == 1
         assert d("async_pool_flush_batch", **LOCAL, pool_id="pm_mam") == 0
+        assert d("mod_mam_pm_dropped_iq_count", **LOCAL) == 0
+
+        async def bad_requests() -> None:  # another's archive; an id that is not there
+            await hal.send("<iq type='set' id='q2' to='ivy@localhost'>"
+                           "<query xmlns='urn:xmpp:mam:2'/></iq>")
+            await hal.expect("forbidden")
+            await hal.send("<iq type='set' id='q3'><query xmlns='urn:xmpp:mam:2'>"
+                           "<set xmlns='http://jabber.org/protocol/rsm'><after>12345</after>"
+                           "</set></query></iq>")
+            await hal.expect("item-not-found")
+        d = await delta_of(server, bad_requests)
+        assert d("mod_mam_pm_dropped_iq_count", **LOCAL) == 2
         await hal.close()
         await ivy.close()
 

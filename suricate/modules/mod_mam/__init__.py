@@ -103,6 +103,10 @@ SET_PREFS = declare(
 REMOVE_ARCHIVE = declare(
     "mod_mam_pm_remove_archive", ("host_type",), {"count": SPIRAL},
     "Archives removed with their account")
+DROPPED_IQ = declare(
+    "mod_mam_pm_dropped_iq", ("host_type",), {"count": SPIRAL},
+    "Archive requests (query, prefs, metadata) answered with an error: malformed, not the "
+    "account's own archive, unknown ids, a failed lookup")
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -929,6 +933,15 @@ class ModMam(Module):
 
     # -- IQs -----------------------------------------------------------------------------------
     async def iq_mam(self, iq: IqRequest) -> Element | None:
+        try:
+            return await self._iq_mam(iq)
+        except Exception:
+            # Answered with an error by the IQ dispatcher: 6.4's dropped_iq.
+            if self._instrument.enabled:
+                self._instrument.emit(DROPPED_IQ, {"host_type": iq.to.domain}, {"count": 1})
+            raise
+
+    async def _iq_mam(self, iq: IqRequest) -> Element | None:
         owner = iq.to.bare
         # XEP-0313 §4: an account queries its own archive only.
         if iq.frm.bare != owner:

@@ -67,6 +67,10 @@ LOOKUP = declare(
 REMOVE_ARCHIVE = declare(
     "mod_mam_muc_remove_archive", ("host_type",), {"count": SPIRAL},
     "Room archives removed with their room")
+DROPPED_IQ = declare(
+    "mod_mam_muc_dropped_iq", ("host_type",), {"count": SPIRAL},
+    "Room archive requests answered with an error: malformed, not allowed, unknown ids, a "
+    "failed lookup")
 
 
 class MucArchive:
@@ -233,10 +237,12 @@ class MucArchive:
             else:
                 raise StanzaError("bad-request")
         except StanzaError as err:
+            self._dropped_iq(room)
             self.server.router.bounce(iq, err)
             return
         except Exception:
             log.exception("mam_muc_query_failed room=%s", room)
+            self._dropped_iq(room)
             self.server.router.bounce(iq, StanzaError("internal-server-error"))
             return
         attrs = {"type": "result", "from": str(room), "to": str(asker)}
@@ -244,6 +250,12 @@ class MucArchive:
             attrs["id"] = iq.attrs["id"]
         self.server.router.route(room, asker, Element(
             "iq", ns.CLIENT, attrs, [result] if result is not None else []))
+
+    def _dropped_iq(self, room: JID) -> None:
+        """6.4's dropped_iq: a room archive request answered with an error."""
+        instrument = self.server.instrument
+        if instrument.enabled:
+            instrument.emit(DROPPED_IQ, {"host_type": self._host_type(room)}, {"count": 1})
 
     async def _lookup(self, room: JID, asker: JID, payload: Element,
                       real_jids: bool) -> Element:
