@@ -136,8 +136,9 @@ hosts = ["localhost"]
      "modules.mod_event_pusher.rabbit: pool 'event_pusher' is not defined in "
      "[outgoing_pools.rabbit]"),
     ("[modules.mod_event_pusher.sns]",
-     "modules.mod_event_pusher.sns: the sns backend is not available in this version of "
-     "Suricate"),
+     "modules.mod_event_pusher.sns: the sns backend (Amazon SNS) is not available in this "
+     "version of Suricate; the http or rabbit backend can feed a service of yours that "
+     "publishes to SNS (docs/event_pusher.md)"),
     ('[outgoing_pools.http.p.connection]\nhost = "localhost:80"',
      'outgoing_pools.http.p.connection.host: expected a URL starting with "http://" or '
      '"https://"'),

@@ -80,8 +80,9 @@ SERVICE = '[[modules.mod_extdisco.service]]\n'
     ('type = "turn"\nhost = "h"\nusername = ""',
      "modules.mod_extdisco.service[0].username: expected a non-empty string"),
     ('type = "turn"\nhost = "h"\nsecret = "k"',
-     "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials) is not "
-     "available in this version of Suricate"),
+     "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials, from "
+     "MongooseIM versions after 6.4) is not available in this version of Suricate; give the "
+     "service a fixed username and password (docs/extdisco.md)"),
     ('type = "turn"\nhost = "h"\nexpires = 60',
      "modules.mod_extdisco.service[0].expires: unknown option"),
 ])
