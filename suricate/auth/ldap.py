@@ -189,6 +189,20 @@ def escape_value(value: str) -> str:
     return "".join(out)
 
 
+def template_user(value: str, fmt: str) -> str | None:
+    """The username in an attribute value held as ``fmt`` (``%u@example.org``,
+    ``uid=%u,ou=people,dc=example,dc=com``), the rest compared without regard to case as
+    DNs and mail addresses compare; None when the value is not of that form. The inverse of
+    the ``%u`` substitution in ``uids`` and member formats (mod_vcard, mod_shared_roster_ldap)."""
+    prefix, _, suffix = fmt.partition("%u")
+    if len(value) <= len(prefix) + len(suffix):
+        return None
+    middle = value[len(prefix):len(value) - len(suffix)]
+    if (prefix + middle + suffix).lower() != value.lower():
+        return None
+    return middle
+
+
 class LdapMethod(AuthMethod):
     """``[auth.ldap]``: see the module docstring."""
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
 from suricate.net import proxy_protocol
-from suricate.net.output_cap import OutputCap
+from suricate.net.output_cap import OutputCap, after_write
 from suricate.net.shaper import TokenBucket
 from suricate.net.tls import TLSConfig, TLSError, TLSLayer
 
@@ -175,9 +175,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         waiting = self.transport.get_write_buffer_size()
         if waiting > MAX_WRITE_BUFFER or self._cap is not None:
-            cap = self._cap or OutputCap()
-            over = cap.overflows(len(data), waiting, MAX_WRITE_BUFFER)
-            self._cap = cap if cap.active else None
+            self._cap, over = after_write(self._cap, len(data), waiting, MAX_WRITE_BUFFER)
             if over and self.handler:
                 self.handler.write_overflow()
 

@@ -52,3 +52,15 @@ class OutputCap:
             self._allowed, self._since = waiting, 0
             return False
         return True
+
+
+def after_write(cap: OutputCap | None, written: int, waiting: int,
+                limit: int) -> tuple[OutputCap | None, bool]:
+    """A connection's cap after a write of ``written`` bytes left ``waiting`` buffered, and
+    whether its peer is over ``limit``. The cap exists only while an allowance drains."""
+    if cap is None:
+        if waiting <= limit:
+            return None, False
+        cap = OutputCap()
+    over = cap.overflows(written, waiting, limit)
+    return (cap if cap.active else None), over

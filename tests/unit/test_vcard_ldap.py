@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from suricate.auth.ldap import template_user
 from suricate.config.loader import parse_config_with_warnings
 from suricate.modules.mod_vcard.ldap import (
     DEFAULT_SEARCH_FIELDS,
@@ -18,7 +19,6 @@ from suricate.modules.mod_vcard.ldap import (
     VcardDirectory,
     image_type,
     substitute,
-    user_part,
     wildcard,
 )
 from suricate.xml.parser import parse_fragment
@@ -142,12 +142,12 @@ def test_filters() -> None:
     assert wildcard("**a**b\\*") == r"*a*b\5c*"
 
 
-def test_substitute_and_user_part() -> None:
+def test_substitute_and_template_user() -> None:
     assert substitute("%s <%u@%d>", "alice", "example.org", "Alice %u") == (
         "Alice %u <alice@example.org>")
-    assert user_part("Alice@Example.org", "%u@example.org") == "Alice"
-    assert user_part("alice@other.org", "%u@example.org") is None
-    assert user_part("@example.org", "%u@example.org") is None
+    assert template_user("Alice@Example.org", "%u@example.org") == "Alice"
+    assert template_user("alice@other.org", "%u@example.org") is None
+    assert template_user("@example.org", "%u@example.org") is None
 
 
 def test_image_type() -> None:

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from suricate.auth.ldap import DEREF, LdapPool, escape_value, search
+from suricate.auth.ldap import DEREF, LdapPool, escape_value, search, template_user
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -76,13 +76,7 @@ def member_name(value: str, fmt: str, fmt_re: re.Pattern[str] | None) -> str | N
         if match is None or not match.groups() or match.group(1) is None:
             return None
         return match.group(1) or None
-    prefix, _, suffix = fmt.partition("%u")
-    if len(value) <= len(prefix) + len(suffix):
-        return None
-    middle = value[len(prefix):len(value) - len(suffix)]
-    if (prefix + middle + suffix).lower() != value.lower():
-        return None
-    return middle
+    return template_user(value, fmt)
 
 
 class ExpiringCache(Generic[K, V]):

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from suricate.auth.ldap import DEREF, LdapPool, check_result, escape_value
+from suricate.auth.ldap import DEREF, LdapPool, check_result, escape_value, template_user
 from suricate.config.schema import ldap_filter_problem, ldap_uids_option
 from suricate.config.spec import (
     REQUIRED,
@@ -226,18 +226,6 @@ def image_type(data: bytes) -> str:
     return "image/jpeg"
 
 
-def user_part(value: str, fmt: str) -> str | None:
-    """The username in a uid attribute's value held as ``fmt`` (``%u@example.org``), the rest
-    compared without regard to case; None when the value is not of that form."""
-    prefix, _, suffix = fmt.partition("%u")
-    if len(value) <= len(prefix) + len(suffix):
-        return None
-    middle = value[len(prefix):len(value) - len(suffix)]
-    if (prefix + middle + suffix).lower() != value.lower():
-        return None
-    return middle
-
-
 def _first(attributes: Attributes, name: str) -> bytes | None:
     values = attributes.get(name)
     return values[0] if values else None
@@ -397,7 +385,7 @@ class VcardDirectory:
         for attr, fmt in self._uids(domain):
             found = _first(attributes, attr.lower())
             if found:
-                return user_part(_text(found), fmt)
+                return template_user(_text(found), fmt)
         return None
 
     def _vcard_attributes(self) -> list[str]:

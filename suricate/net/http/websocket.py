@@ -33,7 +33,7 @@ from xml.parsers import expat
 
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.message import Request, Response
-from suricate.net.output_cap import OutputCap
+from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 from suricate.xml.element import escape_attr
@@ -299,9 +299,7 @@ class WebSocketTransport:
         self.transport.write(data)
         waiting = self.transport.get_write_buffer_size()
         if waiting > MAX_WRITE_BUFFER or self._cap is not None:
-            cap = self._cap or OutputCap()
-            over = cap.overflows(len(data), waiting, MAX_WRITE_BUFFER)
-            self._cap = cap if cap.active else None
+            self._cap, over = after_write(self._cap, len(data), waiting, MAX_WRITE_BUFFER)
             if over and self.handler:
                 self.handler.write_overflow()
 
