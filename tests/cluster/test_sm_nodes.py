@@ -46,31 +46,46 @@ SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout =
     "[modules.mod_caps]\n[modules.mod_pubsub]\n"
 
 
-def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+def _toml(tmp: Path, c2s: int, tls: int, db: int, modules: str = SM_MODULES,
+          limit: str = LIMIT) -> str:
     pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
             f"database = {db}\n")
-    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=SM_MODULES)
+    toml = server_toml(tmp, c2s, tls, extra=pool + limit, modules=modules)
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def _start(tmp: Path, db: int, tag: str) -> Node:
+def _start(tmp: Path, db: int, tag: str, modules: str = SM_MODULES, limit: str = LIMIT) -> Node:
     c2s, tls = free_port(), free_port()
-    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db))
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db, modules, limit))
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path, redis_db: int) -> Any:
-    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
-    nodes = [_start(tmp_path, redis_db, f"n{i}") for i in range(2)]
+def _two_nodes(tmp: Path, db: int, modules: str = SM_MODULES, limit: str = LIMIT) -> Any:
+    _register(tmp, _toml(tmp, free_port(), free_port(), db, modules, limit))
+    nodes = [_start(tmp, db, f"n{i}", modules, limit) for i in range(2)]
     try:
-        yield nodes[0], nodes[1], redis_db
+        yield nodes[0], nodes[1], db
     finally:
         for node in nodes:
             stop_node(node)
         # What a killed node left; not FLUSHDB: the database's claim (conftest) must stay.
-        left = _sync(redis_db)
+        left = _sync(db)
         for key in left.keys("suricate:*"):
             left.delete(key)
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, redis_db: int) -> Any:
+    yield from _two_nodes(tmp_path, redis_db)
+
+
+@pytest.fixture
+def two_nodes_patient(tmp_path: Path, redis_db: int) -> Any:
+    """As ``two_nodes``, with a lost session waiting 60 s for its resumption (a session that
+    ends within the test ended for another reason than its timeout), and room for three
+    sessions of an account (the one about to be ended counts, max_user_sessions)."""
+    yield from _two_nodes(tmp_path, redis_db,
+                          SM_MODULES.replace("resume_timeout = 4", "resume_timeout = 60"),
+                          LIMIT.replace("value = 2", "value = 3"))
 
 
 def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
@@ -295,6 +310,69 @@ def test_two_racing_resumes_one_wins(two_nodes: tuple[Node, Node, int]) -> None:
             await disconnect(bob)
 
     asyncio.run(run())
+
+
+def test_bind2_ends_the_earlier_session_of_the_same_client_on_another_node(
+        two_nodes_patient: tuple[Node, Node, int]) -> None:
+    """XEP-0386 §3: "Upon successful binding of a resource, the server SHOULD terminate any
+    earlier sessions from the same client (identified by the <user-agent> 'id' attribute in
+    its SASL2 authentication request)". The phone's connection died on node A and it logs in
+    afresh through the load balancer on node B: A ends the old session (it does not wait its
+    60 s for a resumption, shown as a second device), hands what it held back to the router,
+    and keeps the session of another client of the account (another user-agent id)."""
+    a, b, db = two_nodes_patient
+    sm = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+    def login(node: Node, tag: str, agent: str, inline: str = "") -> tuple[Sasl2Client, str]:
+        c = Sasl2Client(node.tls_port, direct_tls=True)
+        c.features()
+        out = c.plain("alice", "pw", bind2(tag, inline), agent=agent)
+        assert out.ok and out.jid, out.xml
+        return c, out.jid
+
+    def resources() -> set[str]:
+        return set(_rows(db, "alice@localhost"))
+
+    async def run() -> None:
+        old, old_jid = await asyncio.to_thread(login, a, "phone", "phone-install", sm)
+        laptop, laptop_jid = await asyncio.to_thread(login, a, "laptop", "laptop-install")
+        old_res, laptop_res = old_jid.split("/", 1)[1], laptop_jid.split("/", 1)[1]
+        await asyncio.to_thread(old.send, "<presence/>")
+        await eventually(lambda: old_res in resources() and laptop_res in resources())
+        sm_id, _ = _sm_record(db, old_jid)
+        old.close()  # the network goes, no </stream:stream>: A keeps the session
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            bob.send_message(mto=old_jid, mbody="sent while you were away", mtype="chat")
+            await eventually(lambda: b"while you were away" in b"".join(
+                _raw(db).lrange(f"suricate:smbuf:{sm_id}", 0, -1)))
+            new, new_jid = await asyncio.to_thread(login, b, "phone", "phone-install")
+            try:
+                # A ended the old session (its row, then its SM record at the next batch, go),
+                # not B's new one, nor the laptop's (another user-agent id).
+                await eventually(lambda: old_res not in resources(), timeout=10)
+                await eventually(lambda: not _raw(db).exists(f"suricate:sm:{sm_id}"))
+                assert "c2s_session_replaced_by_same_client jid=" + old_jid in a.log.read_text()
+                assert resources() == {laptop_res, new_jid.split("/", 1)[1]}
+                # What the old session held went back to the router (offline storage: no
+                # resource was available) and reaches the new session with its presence.
+                await asyncio.to_thread(new.send, "<presence/>")
+                assert await asyncio.to_thread(new.expect,
+                                               r"<body>sent while you were away</body>")
+            finally:
+                new.close()
+        finally:
+            laptop.close()
+            await disconnect(bob)
+
+    asyncio.run(run())
+
+
+def _raw(db: int) -> Any:
+    """The test's Redis database, bytes as stored (the SM copy is marshalled)."""
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=6379, db=db)
 
 
 def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -> None:
