@@ -25,6 +25,7 @@ from suricate.config.host_config import host_view, overridden
 from suricate.core import hooks as H
 from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
+from suricate.core.c2s.session import SAME_CLIENT_TOPIC, same_client_bound
 from suricate.core.cluster import Cluster
 from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
@@ -96,6 +97,8 @@ class Server:
         self.router = Router(self)
         # What spans nodes (sm_backend = "redis"); nothing but a table of handlers otherwise.
         self.cluster = Cluster()
+        # XEP-0386 §3: a client bound on another node ends its earlier sessions here.
+        self.cluster.on(SAME_CLIENT_TOPIC, functools.partial(same_client_bound, self))
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from suricate.xml import ns
 from suricate.xml.element import Element
 
-__all__ = ["MOD", "BufferOverflow", "HandledCountTooHigh", "StreamManagement"]
+__all__ = ["MOD", "BufferOverflow", "HandledCountTooHigh", "StreamManagement", "delayed"]
 
 MOD = 2 ** 32
 
@@ -93,7 +93,7 @@ class StreamManagement:
         time they arrived, not at the time it got them (mod_offline keeps a delay from the
         domain that is already there). Other stanzas come back as they are."""
         pending = [
-            _delayed(stanza, delay_from, when)
+            delayed(stanza, delay_from, when)
             if delay_from is not None and stanza.name == "message" else stanza
             for stanza, when in zip(self.buffer, self.sent_at, strict=True)]
         self.buffer.clear()
@@ -102,7 +102,9 @@ class StreamManagement:
         return pending
 
 
-def _delayed(message: Element, domain: str, when: float) -> Element:
+def delayed(message: Element, domain: str, when: float) -> Element:
+    """``message`` with ``<delay from=domain stamp=when/>`` (XEP-0203), as a copy; itself
+    when a delay from ``domain`` is there already (its first stamp stays)."""
     for delay in message.find_all("delay", ns.DELAY):
         if delay.attrs.get("from") == domain:
             return message  # delayed here before (stored offline, resumed once already)

@@ -6,7 +6,9 @@ What is proven: a session resumes on the other, live node with the stanzas it ha
 acknowledged, and its old node lets go of it (the Redis row and the SM record name the new
 node); of two resumes racing for one session exactly one gets it, the other is told
 <failed><item-not-found/>; a session whose node was SIGKILLed resumes on the survivor from
-its Redis copy, with what was waiting for it before the kill."""
+its Redis copy, with what was waiting for it before the kill, stamped with when it was first
+sent (XEP-0203); a Bind 2 login on one node ends the earlier session of the same client on
+the other (XEP-0386 §3)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import asyncio
 import contextlib
 import re
 import signal
+import time
 import uuid
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +50,46 @@ SM_MODULES = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout =
     "[modules.mod_caps]\n[modules.mod_pubsub]\n"
 
 
-def _toml(tmp: Path, c2s: int, tls: int, db: int) -> str:
+def _toml(tmp: Path, c2s: int, tls: int, db: int, modules: str = SM_MODULES,
+          limit: str = LIMIT) -> str:
     pool = ("[outgoing_pools.redis.default.connection]\nhost = \"127.0.0.1\"\nport = 6379\n"
             f"database = {db}\n")
-    toml = server_toml(tmp, c2s, tls, extra=pool + LIMIT, modules=SM_MODULES)
+    toml = server_toml(tmp, c2s, tls, extra=pool + limit, modules=modules)
     return toml.replace('loglevel = "info"', 'loglevel = "info"\nsm_backend = "redis"')
 
 
-def _start(tmp: Path, db: int, tag: str) -> Node:
+def _start(tmp: Path, db: int, tag: str, modules: str = SM_MODULES, limit: str = LIMIT) -> Node:
     c2s, tls = free_port(), free_port()
-    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db))
+    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db, modules, limit))
 
 
-@pytest.fixture
-def two_nodes(tmp_path: Path, redis_db: int) -> Any:
-    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db))
-    nodes = [_start(tmp_path, redis_db, f"n{i}") for i in range(2)]
+def _two_nodes(tmp: Path, db: int, modules: str = SM_MODULES, limit: str = LIMIT) -> Any:
+    _register(tmp, _toml(tmp, free_port(), free_port(), db, modules, limit))
+    nodes = [_start(tmp, db, f"n{i}", modules, limit) for i in range(2)]
     try:
-        yield nodes[0], nodes[1], redis_db
+        yield nodes[0], nodes[1], db
     finally:
         for node in nodes:
             stop_node(node)
         # What a killed node left; not FLUSHDB: the database's claim (conftest) must stay.
-        left = _sync(redis_db)
+        left = _sync(db)
         for key in left.keys("suricate:*"):
             left.delete(key)
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, redis_db: int) -> Any:
+    yield from _two_nodes(tmp_path, redis_db)
+
+
+@pytest.fixture
+def two_nodes_patient(tmp_path: Path, redis_db: int) -> Any:
+    """As ``two_nodes``, with a lost session waiting 60 s for its resumption (a session that
+    ends within the test ended for another reason than its timeout), and room for three
+    sessions of an account (the one about to be ended counts, max_user_sessions)."""
+    yield from _two_nodes(tmp_path, redis_db,
+                          SM_MODULES.replace("resume_timeout = 4", "resume_timeout = 60"),
+                          LIMIT.replace("value = 2", "value = 3"))
 
 
 def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
@@ -297,9 +316,74 @@ def test_two_racing_resumes_one_wins(two_nodes: tuple[Node, Node, int]) -> None:
     asyncio.run(run())
 
 
+def test_bind2_ends_the_earlier_session_of_the_same_client_on_another_node(
+        two_nodes_patient: tuple[Node, Node, int]) -> None:
+    """XEP-0386 §3: "Upon successful binding of a resource, the server SHOULD terminate any
+    earlier sessions from the same client (identified by the <user-agent> 'id' attribute in
+    its SASL2 authentication request)". The phone's connection died on node A and it logs in
+    afresh through the load balancer on node B: A ends the old session (it does not wait its
+    60 s for a resumption, shown as a second device), hands what it held back to the router,
+    and keeps the session of another client of the account (another user-agent id)."""
+    a, b, db = two_nodes_patient
+    sm = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+    def login(node: Node, tag: str, agent: str, inline: str = "") -> tuple[Sasl2Client, str]:
+        c = Sasl2Client(node.tls_port, direct_tls=True)
+        c.features()
+        out = c.plain("alice", "pw", bind2(tag, inline), agent=agent)
+        assert out.ok and out.jid, out.xml
+        return c, out.jid
+
+    def resources() -> set[str]:
+        return set(_rows(db, "alice@localhost"))
+
+    async def run() -> None:
+        old, old_jid = await asyncio.to_thread(login, a, "phone", "phone-install", sm)
+        laptop, laptop_jid = await asyncio.to_thread(login, a, "laptop", "laptop-install")
+        old_res, laptop_res = old_jid.split("/", 1)[1], laptop_jid.split("/", 1)[1]
+        await asyncio.to_thread(old.send, "<presence/>")
+        await eventually(lambda: old_res in resources() and laptop_res in resources())
+        sm_id, _ = _sm_record(db, old_jid)
+        old.close()  # the network goes, no </stream:stream>: A keeps the session
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        try:
+            bob.send_message(mto=old_jid, mbody="sent while you were away", mtype="chat")
+            await eventually(lambda: b"while you were away" in b"".join(
+                _raw(db).lrange(f"suricate:smbuf:{sm_id}", 0, -1)))
+            new, new_jid = await asyncio.to_thread(login, b, "phone", "phone-install")
+            try:
+                # A ended the old session (its row, then its SM record at the next batch, go),
+                # not B's new one, nor the laptop's (another user-agent id).
+                await eventually(lambda: old_res not in resources(), timeout=10)
+                await eventually(lambda: not _raw(db).exists(f"suricate:sm:{sm_id}"))
+                assert "c2s_session_replaced_by_same_client jid=" + old_jid in a.log.read_text()
+                assert resources() == {laptop_res, new_jid.split("/", 1)[1]}
+                # What the old session held went back to the router (offline storage: no
+                # resource was available) and reaches the new session with its presence.
+                await asyncio.to_thread(new.send, "<presence/>")
+                assert await asyncio.to_thread(new.expect,
+                                               r"<body>sent while you were away</body>")
+            finally:
+                new.close()
+        finally:
+            laptop.close()
+            await disconnect(bob)
+
+    asyncio.run(run())
+
+
+def _raw(db: int) -> Any:
+    """The test's Redis database, bytes as stored (the SM copy is marshalled)."""
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=6379, db=db)
+
+
 def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -> None:
     """alice resumes on the survivor and gets what waited for her; carol never comes back
-    to her session: once resume_timeout passed, what waited for her is stored offline."""
+    to her session: once resume_timeout passed, what waited for her is stored offline.
+    Either way each message carries the time node A first sent it as its XEP-0203 delay
+    (the Redis copy keeps the send times), not the time it was resumed or stored."""
     a, b, db = two_nodes
 
     async def run() -> None:
@@ -314,21 +398,29 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
             assert (await _presence_from(bob, "alice@localhost/phone"))["status"] == "here"
             alice.abort()
             carol.abort()
+            sent_at = time.time()
             for i in (1, 2, 3):
                 bob.send_message(mto="alice@localhost/phone", mbody=f"k{i}", mtype="chat")
             for i in (1, 2):
                 bob.send_message(mto="carol@localhost/phone", mbody=f"c{i}", mtype="chat")
             await eventually(lambda: _buffered(db, sm_id) == 3 and _buffered(db, carol_id) == 2)
             await asyncio.sleep(0.5)
+            killed_at = time.time()
             a.proc.send_signal(signal.SIGKILL)
             a.proc.wait(10)
             await _resume_on(alice, b)
-            assert await _bodies(alice, 3) == ["k1", "k2", "k3"]
+            resent = [await alice.next_message(5) for _ in range(3)]
+            assert [m["body"] for m in resent] == ["k1", "k2", "k3"]
+            # XEP-0203 §2: "the time when the XML stanza was originally sent": when node A
+            # sent them, before it was killed; not when B rebuilt the session
+            for m in resent:
+                assert sent_at - 0.1 <= _stamp(m) <= killed_at, (m, sent_at, killed_at)
             await _nothing_more(alice)
             assert _sm_record(db)[1]["node"] == b.name
             assert "sm_resumed_from_copy" in b.log.read_text()
             bob.send_message(mto="alice@localhost/phone", mbody="k4", mtype="chat")
-            assert await _bodies(alice, 1) == ["k4"]
+            live = await alice.next_message(5)
+            assert live["body"] == "k4" and live.xml.find(f"{{{ns.DELAY}}}delay") is None
             # the directed presence came back from the copy: alice's end on B tells bob
             await disconnect(alice)
             assert (await _presence_from(bob, "alice@localhost/phone"))["type"] == "unavailable"
@@ -337,11 +429,23 @@ def test_resume_on_a_survivor_after_sigkill(two_nodes: tuple[Node, Node, int]) -
             assert f"sm_orphan_ended id={carol_id}" in b.log.read_text()
             carol = await connect(b, "carol@localhost/desk", "pw")  # type: ignore[arg-type]
             carol.send_presence()  # offline messages come with the initial presence
-            assert sorted(await _bodies(carol, 2)) == ["c1", "c2"]
+            stored = [await carol.next_message(5) for _ in range(2)]
+            assert sorted(m["body"] for m in stored) == ["c1", "c2"]
+            # stamped with when A first sent them, not when their session ended on B (the
+            # node's reaping, then resume_timeout: seconds after the kill)
+            for m in stored:
+                assert sent_at - 0.1 <= _stamp(m) <= killed_at, (m, sent_at, killed_at)
         finally:
             await disconnect(alice, bob, carol)
 
     asyncio.run(run())
+
+
+def _stamp(message: Any) -> float:
+    """The XEP-0203 stamp of a slixmpp message, as Unix time (the test fails without one)."""
+    delay = message.xml.find(f"{{{ns.DELAY}}}delay")
+    assert delay is not None, f"no delay in {message}"
+    return datetime.fromisoformat(delay.get("stamp")).timestamp()
 
 
 class _Session:
@@ -370,6 +474,7 @@ def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
     async def run() -> None:
         client = Redis(host="127.0.0.1", port=6379, db=redis_db)
         prefix = f"unit-{uuid.uuid4().hex[:6]}:"
+        started = time.time()
         try:
             sessions: dict[str, Any] = {}
             snapshots = []
@@ -407,6 +512,12 @@ def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
             assert len(snapshots) == 2
             assert [s.attrs["id"] for s in state.unacked] == ["m3", "m4", "m5", "m6"]
             assert state.unacked[0].find("body") is not None
+            # each with the time it was sent (the copy keeps it) as its XEP-0203 delay
+            for stanza in state.unacked:
+                delay = stanza.find("delay", ns.DELAY)
+                assert delay is not None and delay.attrs["from"] == "localhost", stanza
+                stamp = datetime.fromisoformat(delay.attrs["stamp"]).timestamp()
+                assert started - 0.001 <= stamp <= time.time(), (stamp, started)
             # the client got up to m5: only m6 is left to send again
             fresh = StreamManagement("id1", True, None, None)
             assert [s.attrs["id"] for s in state.counters_for(fresh, 6)] == ["m6"]
@@ -416,6 +527,61 @@ def test_copy_follows_the_counters_and_is_taken_once(redis_db: int) -> None:
             await old.flush()
             assert await client.hget(f"{prefix}sm:id1", "node") == b"n2"
             assert await client.llen(f"{prefix}smbuf:id1") == 4
+        finally:
+            for key in await client.keys(f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_copy_entries_keep_the_send_time_and_older_ones_load(redis_db: int) -> None:
+    """An entry of the copy's buffer is the stanza then its send time: an older node reads
+    the stanza alone, and a copy written before the time was kept (entries without it) is
+    rebuilt as before, without a delay."""
+    from redis.asyncio import Redis
+
+    from suricate.modules.mod_stream_management.mirror import Mirror
+    from suricate.modules.mod_stream_management.state import (
+        SENT_MARK,
+        dumps,
+        dumps_sent,
+        loads,
+        loads_sent,
+    )
+
+    stanzas = [
+        Element("message", ns.CLIENT, {"id": "a", "type": "chat"},
+                [Element("body", ns.CLIENT, {}, ["h\u00e9\u00ff\U0001f600"])]),
+        Element("message", ns.CLIENT, {"id": "b"}, []),
+        Element("message", ns.CLIENT, {}, [Element("x", "urn:x", {}, [""])]),
+        Element("presence", ns.CLIENT, {"from": "bob@localhost/desk"},
+                [Element("status", ns.CLIENT, {}, ["ab", "ab"])]),
+        Element("iq", ns.CLIENT, {"type": "get", "id": "q"}, [Element("ping", "urn:xmpp:ping")]),
+    ]
+    for stanza in stanzas:
+        # the former entry never ends as one with a time does
+        assert not dumps(stanza).endswith(SENT_MARK)
+        raw = dumps_sent(stanza, 1_780_000_000.25)
+        assert loads_sent(raw)[1] == 1_780_000_000.25
+        assert loads_sent(raw)[0].serialize(ns.CLIENT) == stanza.serialize(ns.CLIENT)
+        # a node that does not know the time reads the stanza
+        assert loads(raw).serialize(ns.CLIENT) == stanza.serialize(ns.CLIENT)
+        assert loads_sent(dumps(stanza))[1] is None
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db)
+        prefix = f"unit-{uuid.uuid4().hex[:6]}:"
+        try:
+            # a copy as written before the send times were kept
+            await client.hset(f"{prefix}sm:old", mapping={
+                "node": "n1", "jid": "alice@localhost/phone", "copy": "1", "h_in": "2",
+                "acked": "1", "priority": "0"})
+            await client.rpush(f"{prefix}smbuf:old", *(dumps(s) for s in stanzas))
+            state = await Mirror(client, "n2", prefix, True, {}.get).take("old", "n1")
+            assert state is not None and (state.h_in, state.acked) == (2, 1)
+            assert [s.serialize(ns.CLIENT) for s in state.unacked] == \
+                [s.serialize(ns.CLIENT) for s in stanzas]
         finally:
             for key in await client.keys(f"{prefix}*"):
                 await client.delete(key)

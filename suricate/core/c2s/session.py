@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable
 from time import perf_counter_ns
@@ -72,17 +73,19 @@ class EstablishedSession(Negotiation):
         its old session waiting ``resume_timeout`` for a <resume/> that never comes: shown to
         contacts and rooms as a second device, holding what was sent to it meanwhile. Ended
         as replaced (<conflict/>, or at once when it waits for resumption), its
-        unacknowledged stanzas go back to the router. Sessions of this node only: one on
-        another node waits for its resumption timeout as before."""
+        unacknowledged stanzas go back to the router.
+
+        On this node, and on the account's other nodes (``sm_backend = "redis"``: the phone
+        may have reached another node through the load balancer): a cast asks each of them to
+        do the same for its own sessions (``SAME_CLIENT_TOPIC``). The cast carries a digest
+        of the id, not the id (a per-installation identifier the client gave this node)."""
         agent = self.user_agent
-        if agent is None or not agent.id or self.user is None:
+        if agent is None or not agent.id or self.user is None or self.jid is None:
             return
-        for other in self.server.sessions.resources(self.user):
-            other_agent = getattr(other, "user_agent", None)
-            if other is not self and other_agent is not None and other_agent.id == agent.id:
-                log.info("c2s_session_replaced_by_same_client jid=%s by=%s", other.jid,
-                         self.jid)
-                other.replaced()
+        digest = client_digest(self.user, agent.id)
+        end_sessions_of_client(self.server, self.user, digest, self.jid)
+        self.server.cluster.cast(self.user, SAME_CLIENT_TOPIC, Element("bound", ns.BIND2),
+                                 digest, str(self.jid))
 
     # -- what the client sends ------------------------------------------------------------------
     def _handle_stanza(self, el: Element) -> Awaitable[None] | None:
@@ -271,3 +274,36 @@ class EstablishedSession(Negotiation):
 def _is_carbon_copy(stanza: Element) -> bool:
     return stanza.name == "message" and any(
         child.xmlns == ns.CARBONS for child in stanza.elements())
+
+
+# The cast of a Bind 2 bind to the account's other nodes (XEP-0386 §3), arguments: the digest
+# of the client's user-agent id (``client_digest``), the new session's full JID.
+SAME_CLIENT_TOPIC = "c2s.same_client_bound"
+
+
+def client_digest(bare: JID, agent_id: str) -> str:
+    """What identifies a client (its SASL2 <user-agent id/>, XEP-0388 §2.4) between nodes: a
+    digest, bound to the account, so that the id itself travels nowhere."""
+    return hashlib.sha256(f"{bare}\0{agent_id}".encode()).hexdigest()
+
+
+def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID) -> int:
+    """End this node's sessions of ``bare`` whose client's user-agent id has ``digest``,
+    but ``keep`` (the new session), as replaced; how many (XEP-0386 §3)."""
+    ended = 0
+    for other in list(server.sessions.resources(bare)):
+        agent = getattr(other, "user_agent", None)
+        if other.jid == keep or agent is None or not agent.id \
+                or client_digest(bare, agent.id) != digest:
+            continue
+        log.info("c2s_session_replaced_by_same_client jid=%s by=%s", other.jid, keep)
+        other.replaced()
+        ended += 1
+    return ended
+
+
+def same_client_bound(server: Any, bare: JID, _stanza: Element, args: tuple[str, ...]) -> None:
+    """``SAME_CLIENT_TOPIC``'s handler: a client bound on another node; its earlier sessions
+    here end."""
+    digest, keep = args
+    end_sessions_of_client(server, bare, digest, JID.parse(keep))

@@ -6,7 +6,10 @@ Keys (under the cluster's prefix, ``suricate:``), written by the node holding th
   handover.py), ``jid``, ``copy`` (1 when the fields below are kept), and with
   ``copy_to_redis``: ``h_in``, ``acked``, ``priority``, ``presence``, ``modules`` (the
   modules' per-session state, ``SESSION_SNAPSHOT``: directed presences, the client's caps);
-- ``smbuf:<id>``: list: the stanzas sent and not acknowledged, after ``acked``, oldest first;
+- ``smbuf:<id>``: list: the stanzas sent and not acknowledged, after ``acked``, oldest first,
+  each with the time it was sent (``state.dumps_sent``): a session rebuilt from the copy
+  sends its messages again with that time as their XEP-0203 delay, as a session resumed on
+  its own node does (entries written without the time load without it);
 - ``node:<node>:sm``: set of the ids a node holds: when it leaves the cluster dead, the
   survivors give its keys ``resume_timeout`` to live (a client resumes from them) instead of
   keeping them for ever.
@@ -37,8 +40,14 @@ from typing import TYPE_CHECKING, Any
 from suricate.core.c2s.stream import SM_KEY
 from suricate.core.module import STATE_GEN
 from suricate.jid import JID
-from suricate.modules.mod_stream_management.state import SessionState, dumps, loads
-from suricate.protocol.sm import MOD, StreamManagement
+from suricate.modules.mod_stream_management.state import (
+    SessionState,
+    dumps,
+    dumps_sent,
+    loads,
+    loads_sent,
+)
+from suricate.protocol.sm import MOD, StreamManagement, delayed
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
@@ -319,13 +328,13 @@ class Mirror:
         trim = (sm.acked - sm.m_acked) % MOD
         # Stanzas sent and acknowledged between two batches are never written.
         rewrite = sm.rewrite or new > len(sm.buffer)
-        buffer = sm.buffer
-        stanzas = list(buffer) if rewrite else [buffer[i] for i in
-                                                range(len(buffer) - new, len(buffer))]
+        buffer, sent_at = sm.buffer, sm.sent_at
+        first = 0 if rewrite else len(buffer) - new
+        stanzas = [dumps_sent(buffer[i], sent_at[i]) for i in range(first, len(buffer))]
         sm.m_out, sm.m_acked, sm.rewrite = sm.h_out, sm.acked, False
         fields = (f"{sm_id}\t{c2s.jid}\t1\t{sm.h_in}\t{sm.acked}\t{c2s.priority}\t"
                   f"{1 if rewrite else 0}\t{0 if rewrite else trim}\t{len(stanzas)}")
-        return [fields, presence, modules, *(dumps(s) for s in stanzas)]
+        return [fields, presence, modules, *stanzas]
 
     # -- reading ------------------------------------------------------------------------
     async def holder(self, sm_id: str) -> tuple[str | None, str | None, bool]:
@@ -336,7 +345,9 @@ class Mirror:
 
     async def take(self, sm_id: str, holder: str) -> SessionState | None:
         """The session is ours if ``holder`` still holds it: its copy then (None: another
-        resume took it first, or no copy)."""
+        resume took it first, or no copy). Its messages come with the time they were first
+        sent as their delay (XEP-0203 §2), whether they are sent again on resumption or
+        routed elsewhere (RFC 6121 §8) when nobody resumes the session."""
         found = await self._take(keys=self._keys(sm_id),
                                  args=[holder, self.node, sm_id, self.prefix])
         if not found:
@@ -347,11 +358,17 @@ class Mirror:
             return SessionState(_jid(fields), 0, None, 0, 0, [])
         presence = fields.get("presence") or b""
         modules = fields.get("modules") or b""
-        return SessionState(_jid(fields), int(fields.get("priority") or 0),
+        jid = _jid(fields)
+        unacked = []
+        for raw in stanzas:
+            stanza, when = loads_sent(raw)
+            if when is not None and stanza.name == "message":
+                stanza = delayed(stanza, jid.domain, when)
+            unacked.append(stanza)
+        return SessionState(jid, int(fields.get("priority") or 0),
                             loads(presence) if presence else None,
                             int(fields.get("h_in") or 0), int(fields.get("acked") or 0),
-                            [loads(s) for s in stanzas],
-                            marshal.loads(modules) if modules else {})
+                            unacked, marshal.loads(modules) if modules else {})
 
     async def held_by(self, node: str) -> list[str]:
         return [_text(m) or "" for m in await self.redis.smembers(

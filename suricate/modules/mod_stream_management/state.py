@@ -10,6 +10,7 @@ cluster's own Redis and nodes, never from clients.
 from __future__ import annotations
 
 import marshal
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,35 @@ def dumps(el: Element) -> bytes:
 
 
 def loads(raw: bytes) -> Element:
+    # marshal.loads ignores bytes after the object: an entry with its send time reads too.
     return unpack(marshal.loads(raw))
+
+
+# An entry of the Redis copy's buffer (``smbuf:<id>``, mirror.py): the stanza as ``dumps``
+# writes it, then when it was sent (XEP-0203: a message sent again carries that time as its
+# delay) as 8 bytes (a little-endian double, Unix time), then ``SENT_MARK``: 9 bytes more
+# per stanza. The time follows the stanza, so that a node that does not know it (an older
+# version, during an upgrade) reads the stanza alone (``loads``). An entry written before
+# the time was kept ends with the marshalled stanza, never with 0xff: the stanza's packed
+# form ends with its last child, that is an empty list's 4-byte length, or a string (UTF-8
+# or ASCII bytes, never 0xff, or the 4-byte index of a string marshalled before), so that
+# such an entry loads with no time (``loads_sent``).
+SENT_MARK = b"\xff"
+_SENT = struct.Struct("<d")
+_TRAILER = _SENT.size + len(SENT_MARK)
+
+
+def dumps_sent(el: Element, when: float) -> bytes:
+    return marshal.dumps(pack(el)) + _SENT.pack(when) + SENT_MARK
+
+
+def loads_sent(raw: bytes) -> tuple[Element, float | None]:
+    """An entry of the copy's buffer: the stanza, and when it was sent (None: an entry
+    written before the time was kept)."""
+    when = None
+    if raw[-1:] == SENT_MARK and len(raw) > _TRAILER:
+        when = _SENT.unpack_from(raw, len(raw) - _TRAILER)[0]
+    return loads(raw), when
 
 
 @dataclass
