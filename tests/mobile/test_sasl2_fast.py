@@ -167,6 +167,37 @@ async def test_bind2_ends_the_earlier_session_of_the_same_client(server: Server)
         await disconnect(bob)
 
 
+async def test_the_same_client_reconnecting_does_not_count_against_max_user_sessions(
+        tmp_path: Path) -> None:
+    """With max_user_sessions = 1, a phone that logs in again (Bind 2, the same SASL2
+    user-agent id) while its dead session waits for resumption is its own earlier session,
+    about to be ended (XEP-0386 §3), not a second one: it binds. Another client is still
+    refused (RFC 6120 §7.6.2.1, resource-constraint)."""
+    extra = '[access]\nmax_user_sessions = [{acl = "all", value = 1}]'
+    async with running_server(tmp_path, modules=modules_toml(), extra=extra) as server:
+        await add_user(server, "alice")
+        sm = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+        def login(agent: str, inline: str = "") -> tuple[Sasl2Client, Any]:
+            c = client(server)
+            return c, c.plain("alice", "secret", bind2("phone", inline), agent=agent)
+
+        phone, first = await in_thread(login, "phone-install", sm)
+        assert first.ok, first.xml
+        phone.close()  # no </stream:stream>: the session waits for <resume/>
+        await eventually(lambda: _state(server, first.jid) is C2SState.RESUME_SESSION)
+        # A second client is over the limit: its stream ends (policy-violation, as a
+        # Bind 2 failure inside SASL2 can only be).
+        with pytest.raises(AssertionError, match="too many sessions for this account"):
+            await in_thread(login, "tablet-install")
+        phone, again = await in_thread(login, "phone-install")
+        try:
+            assert again.ok and again.jid, again.xml
+            await eventually(lambda: _state(server, first.jid) is None)
+        finally:
+            phone.close()
+
+
 def _state(server: Server, jid: str) -> Any:
     for session in server.sessions:
         if str(session.jid) == jid:

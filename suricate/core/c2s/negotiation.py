@@ -76,7 +76,8 @@ class Negotiation(Delivery):
     early_data_auth: bool
 
     # -- provided by the session layer ------------------------------------------------------
-    def _open_session(self, full: JID, elsewhere: int = 0) -> StanzaError | None:
+    def _open_session(self, full: JID, elsewhere: int = 0,
+                      same_client: bool = False) -> StanzaError | None:
         raise NotImplementedError
 
     def _end_earlier_sessions_of_client(self) -> None:
@@ -566,7 +567,7 @@ class Negotiation(Delivery):
             # The stream ended while other nodes were asked (sm_backend = "redis"): no
             # session to open (registering it would leave a session without a connection).
             return None
-        error = self._open_session(full, elsewhere)
+        error = self._open_session(full, elsewhere, same_client=True)
         if error is not None:
             self.stream_error(StreamError("policy-violation", error.text))
             return None

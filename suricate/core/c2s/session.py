@@ -48,14 +48,20 @@ class EstablishedSession(Negotiation):
     def available(self) -> bool:
         return self.presence is not None
 
-    def _open_session(self, full: JID, elsewhere: int = 0) -> StanzaError | None:
+    def _open_session(self, full: JID, elsewhere: int = 0,
+                      same_client: bool = False) -> StanzaError | None:
         """Enter the session table as ``full`` (RFC 6120 §7), within max_user_sessions;
-        ``elsewhere``: the account's other sessions on other nodes (sm_backend = "redis")."""
+        ``elsewhere``: the account's other sessions on other nodes (sm_backend = "redis").
+        ``same_client`` (Bind 2): this node's sessions of the same client are about to end
+        (``_end_earlier_sessions_of_client``) and do not count: a phone logging in again
+        while its dead session waits for resumption is not a second session."""
         assert self.user is not None
         limit = self.server.max_user_sessions(self.user)
         existing = self.server.sessions.lookup(full)
         current = self.server.sessions.count_user(self.user) - (1 if existing else 0) \
             + elsewhere
+        if same_client and limit is not None and current >= limit:
+            current -= self._earlier_sessions_of_client_here(existing)
         if limit is not None and current >= limit:
             return StanzaError("resource-constraint", "too many sessions for this account")
         self.jid = full
@@ -64,6 +70,17 @@ class EstablishedSession(Negotiation):
             # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
             old.replaced()
         return None
+
+    def _earlier_sessions_of_client_here(self, replaced: Any) -> int:
+        """This node's sessions of this account from the same client (its SASL2 user-agent
+        id), but ``replaced`` (the session of the same full JID, already not counted)."""
+        agent = self.user_agent
+        if agent is None or not agent.id or self.user is None:
+            return 0
+        return sum(1 for other in self.server.sessions.resources(self.user)
+                   if other is not replaced and other is not self
+                   and (other_agent := getattr(other, "user_agent", None)) is not None
+                   and other_agent.id == agent.id)
 
     def _end_earlier_sessions_of_client(self) -> None:
         """XEP-0386 §3: "Upon successful binding of a resource, the server SHOULD terminate
