@@ -30,6 +30,7 @@ from suricate.core.cluster import Cluster
 from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
+from suricate.core.hook_events import CountingHooks
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, module_defaults, module_plans, open_module_store
@@ -78,7 +79,6 @@ class Server:
         general = cfg["general"]
         self.hosts: frozenset[str] = frozenset(h.lower() for h in general["hosts"])
         self.default_domain: str = general["default_server_domain"]
-        self.hooks = Hooks()
         self.storage: Storage = create_storage(self._rdbms_connection(), base_dir)
         self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage,
                                       self.module_user_tables, self._erase_domain_batches)
@@ -91,6 +91,12 @@ class Server:
             from suricate.instrument.setup import build_handlers, combine
             self.handlers = build_handlers(cfg["instrumentation"], self.domains.host_type)
             self.instrument = combine(self.handlers)
+        # Hooks: the plain class without instrumentation handlers, so no fold pays anything
+        # for 6.4's hook_<name> events; with them, counters sit in the handler lists of the
+        # instrumented hooks (suricate.core.hook_events).
+        self.hooks: Hooks = Hooks()
+        if self.handlers:
+            self.hooks = CountingHooks(self.instrument, self.is_local_domain)
         self._prober: Prober | None = None
         self.sessions = SessionTable()
         self.iq = IqDispatcher(self)
