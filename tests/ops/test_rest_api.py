@@ -29,6 +29,7 @@ MODULES_WITH_ARCHIVE = MODULES_TOML + """
 [modules.mod_muc_light]
 [modules.mod_muc]
 [modules.mod_inbox]
+[modules.mod_carboncopy]
 """
 
 
