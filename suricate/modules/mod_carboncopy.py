@@ -104,8 +104,12 @@ class ModCarboncopy(Module):
         self.server.cluster.cast(owner.bare, CAST_TOPIC, stanza, direction)
 
     def _copy_here(self, bare: JID, stanza: Element, direction: str, exclude: Any) -> None:
+        # ``exclude``: the sending (or receiving) session, or the stand-in of a sessionless
+        # sender (suricate.core.sessionless) whose full JID may name a session: as in 6.4,
+        # that resource gets no copy of what was sent in its name.
+        skip = getattr(exclude, "jid", None)
         for session in self.server.sessions.resources(bare):
-            if session is exclude or not self.enabled(session):
+            if session is exclude or session.jid == skip or not self.enabled(session):
                 continue
             wrapper = Element("message", ns.CLIENT, {
                 "from": str(bare), "to": str(session.jid),

@@ -368,4 +368,5 @@ class ModPresence(Module):
     def _send_unavailable(self, user: JID, contact: JID) -> None:
         unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
         for session in self._available_sessions(user):
-            self._route_copy(session.jid, contact, unavailable)
+            if session.presence is not None:  # a resource the contact may have seen
+                self._route_copy(session.jid, contact, unavailable)

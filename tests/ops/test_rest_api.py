@@ -29,6 +29,7 @@ MODULES_WITH_ARCHIVE = MODULES_TOML + """
 [modules.mod_muc_light]
 [modules.mod_muc]
 [modules.mod_inbox]
+[modules.mod_carboncopy]
 """
 
 
@@ -346,7 +347,8 @@ async def test_handlers_option_and_not_implemented(tmp_path: Path) -> None:
         status, body = await api("GET", "/api/metrics")
         assert status == 501 and "prometheus" in body["message"]
         status, body = await api("GET", "/api/client/sse", auth=None)
-        assert status == 501 and body["error"] == "not_implemented"
+        assert status == 401 and body["error"] == "unauthorized"
+        assert (await api("POST", "/api/client/sse", auth=None))[0] == 405
         assert (await api("GET", "/api/client/contacts", auth=None))[0] == 404
         status, body = await api("DELETE", "/api/users/localhost")
         assert status == 405 and body["error"] == "method_not_allowed"

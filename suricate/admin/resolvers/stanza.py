@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.core.sessionless import route_as_user
 from suricate.jid import JID, InvalidJID
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -16,7 +17,9 @@ def _route(ctx: Context, frm: JID, to: JID, stanza: Element) -> dict[str, Any]:
     stanza.attrs.setdefault("id", secrets.token_hex(8))
     stanza.attrs["from"] = str(frm)
     stanza.attrs["to"] = str(to)
-    ctx.server.router.route(frm, to, stanza)
+    # As 6.4's mongoose_stanza_api: a message runs the sender's send hooks (its archive, its
+    # carbons) before it is routed (suricate.core.sessionless).
+    route_as_user(ctx.server, frm, to, stanza)
     return {"id": stanza.attrs["id"]}
 
 

@@ -3,7 +3,8 @@ HTTP Basic as its bare JID and password and acts on its own account: messages (s
 contacts, and MUC Light rooms. Each endpoint runs the GraphQL user resolver that does the same
 (so the rights of a member or an owner are the module's), with 6.4's JSON shapes.
 
-``sse`` (server-sent events of incoming messages) is not implemented: it answers 501.
+``GET /sse`` holds the connection and streams what reaches the user (``sse.py``); aiohttp's
+request goes to ``handle_web`` for that path only, every other request is a document.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ from suricate.admin.rest.common import (
     no_content,
     route,
 )
+from suricate.admin.rest.sse import SseStreams, message_json, room_message_json
 from suricate.jid import JID, InvalidJID
-from suricate.xml import ns
+from suricate.net.http.message import Request
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from aiohttp import web
+
     from suricate.core.server import Server
-    from suricate.net.http.message import Request, Response
+    from suricate.net.http.message import Response
 
 USER = "user"
 
@@ -74,15 +78,8 @@ async def get_messages(call: Call) -> Response:
     assert limit is not None
     rows = await last_messages(call, me(call), with_jid, limit,
                                before * 1000 if before else None, endpoint=USER)
-    out = []
-    for micros, _, message in rows:
-        thread = message.find("thread")
-        out.append({"from": message.attrs.get("from"), "to": message.attrs.get("to"),
-                    "id": message.attrs.get("id"), "body": message.find_text("body"),
-                    "thread": thread.text if thread is not None else None,
-                    "parent": thread.attrs.get("parent", "") if thread is not None else "",
-                    "timestamp": micros // 1000})
-    return json_response(200, out)
+    return json_response(200, [message_json(message, micros // 1000)
+                               for micros, _, message in rows])
 
 
 # -- contacts ---------------------------------------------------------------------------------
@@ -222,22 +219,8 @@ async def room_messages(call: Call) -> Response:
         message = parsed(item["stanza"])
         if message is None:
             continue
-        sender = JID.parse(item["sender"])
-        entry: dict[str, Any] = {"id": message.attrs.get("id"),
-                                 "from": sender.resource or str(sender),
-                                 "timestamp": micros_of(item["timestamp"]) // 1000}
-        user = message.find("x", "urn:xmpp:muclight:0#affiliations")
-        affiliation = user.find("user") if user is not None else None
-        if affiliation is not None:
-            entry.update({"type": "affiliation",
-                          "affiliation": affiliation.attrs.get("affiliation"),
-                          "user": affiliation.text})
-        else:
-            entry["type"] = "message"
-            body = message.find_text("body", ns.CLIENT) or message.find_text("body")
-            if body is not None:
-                entry["body"] = body
-        out.append(entry)
+        out.append(room_message_json(message, JID.parse(item["sender"]),
+                                     micros_of(item["timestamp"]) // 1000))
     return json_response(200, out)
 
 
@@ -248,7 +231,13 @@ async def send_room_message(call: Call) -> Response:
     return json_response(200, {"id": str(uuid.uuid4())})
 
 
+async def sse_document(call: Call) -> Response:
+    # GET /sse is served by ClientRestEndpoint.handle_web; this answers only without aiohttp.
+    raise RestError(400, "open the stream with an HTTP client that reads text/event-stream")
+
+
 ROUTES: list[Route] = [
+    route("sse", "/sse", GET=sse_document),
     route("messages", "/messages", GET=get_messages, POST=send_message),
     route("messages", "/messages/{with}", GET=get_messages),
     route("contacts", "/contacts", GET=list_contacts, POST=add_contact,
@@ -262,17 +251,28 @@ ROUTES: list[Route] = [
     route("rooms_messages", "/rooms/{id}/messages", GET=room_messages, POST=send_room_message),
 ]
 
-NOT_IMPLEMENTED = [
-    ("sse", "sse", "server-sent events are not implemented: use an XMPP connection "
-     "(WebSocket or BOSH) to receive messages"),
-]
-
-
 class ClientRestEndpoint(RestEndpoint):
     endpoint = "user"
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
-        super().__init__(server, opts, ROUTES, NOT_IMPLEMENTED)
+        super().__init__(server, opts, ROUTES, [])
+        self.sse = SseStreams(server, opts) if "sse" in opts["handlers"] else None
+
+    def holds(self, method: str, path: str) -> bool:
+        """The requests ``handle_web`` serves (the listener asks): ``GET /sse``."""
+        return self.sse is not None and method == "GET" \
+            and path.rstrip("/") == f"{self.base}/sse"
+
+    async def handle_web(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self.sse is not None
+        return await self.sse.serve(request, self.cors_headers(
+            Request(request.method, request.path, "", "", {
+                k.lower(): v for k, v in request.headers.items()})))
+
+    def shutdown(self) -> None:
+        """Server stop: the event streams end."""
+        if self.sse is not None:
+            self.sse.shutdown()
 
     def cors_headers(self, request: Request) -> dict[str, str]:
         origin = request.headers.get("origin")

@@ -245,7 +245,8 @@ class ModBlocking(Module):
         """§3.3: a blocked contact that may see the user's presence is told the user went
         offline: subscribers (from/both) and entities that got directed presence."""
         blocked = frozenset(jids)
-        available = [s for s in self._sessions(user) if s.available]
+        # Resources the contact may have seen (a server-sent events session never was).
+        available = [s for s in self._sessions(user) if s.presence is not None]
         if not available:
             return
         subscribers = await self._subscribers_matching(user, blocked)

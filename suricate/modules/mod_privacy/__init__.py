@@ -236,7 +236,8 @@ class ModPrivacy(Module):
         """The account's default list: from a session of this node, else from storage."""
         for session in self._sessions(user):
             applied = APPLIED.get(session)
-            return applied.default if applied is not None else None
+            if applied is not None:  # not yet loaded, or a session without lists (SSE)
+                return applied.default
         found = await self.store.get_default(user.domain, user.local or "")
         return PrivacyList.build(*found) if found is not None else None
 

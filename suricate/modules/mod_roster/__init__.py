@@ -463,7 +463,7 @@ class ModRoster(Module):
 
     def send_unavailable(self, user: JID, contact: JID) -> None:
         for session in self._sessions(user):
-            if session.available:
+            if session.presence is not None:  # a resource the contact may have seen
                 stanza = Element("presence", ns.CLIENT, {
                     "type": "unavailable", "from": str(session.jid), "to": str(contact)})
                 self.server.router.route(session.jid, contact, stanza)

@@ -4,7 +4,9 @@
 aiohttp's low-level ``web.Server`` is the protocol factory of our listening socket; every
 request comes to ``dispatch``, which finds the route and either converts the request to our
 plain ``Request`` (document handlers: GraphQL, metrics, host-meta) or hands aiohttp's request
-to the handler's ``handle_web`` (connection-holding handlers: WebSocket, BOSH).
+to the handler's ``handle_web`` (connection-holding handlers: WebSocket, BOSH). A handler that
+holds the connection for some requests only (the REST client API's ``GET /sse``) says which
+with ``holds(method, path)``; its other requests are documents.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def make_server(listener: HttpListener) -> web.Server:
         if route is None:
             return web.Response(status=404, text="not found\n")
         native = getattr(route.handler, "handle_web", None)
-        if native is not None:
+        holds = getattr(route.handler, "holds", None)
+        if native is not None and (holds is None or holds(request.method, path)):
             return await native(request)  # type: ignore[no-any-return]
         body = await request.read() if request.can_read_body else b""
         response = await route.handler.handle(_convert(request, body))
