@@ -1150,7 +1150,8 @@ _S2S = Section(
                     "ip_versions": Option(
                         ListOf(OneOf([4, 6]), unique=True, nonempty=True),
                         [4, 6],
-                        "IP versions tried, in order.",
+                        "IP versions tried, in order, for the addresses a name resolves to "
+                        "(an address override is used as it is).",
                     ),
                     "max_retry_delay": Option(
                         Int(min=1, unit="seconds"),
