@@ -371,12 +371,21 @@ def _component_listener() -> Section:
     options.update(
         {
             "password": Option(Str(), doc="Shared secret of the XEP-0114 handshake."),
-            "access": Option(Str(), "all", "Access rule deciding which components may connect."),
+            "access": Option(
+                Str(),
+                "all",
+                "Access rule deciding who may send stanzas to the components of this listener "
+                "(others get a forbidden error); it does not limit which components connect.",
+            ),
             "check_from": Option(
                 Bool(), True, "Check that stanzas from the component use its own domain."
             ),
             "hidden_components": Option(
-                Bool(), False, "Hide connected components from service discovery."
+                Bool(),
+                False,
+                "Mark this listener's components hidden: users do not see them in the "
+                "server's disco#items when modules.mod_disco.users_can_see_hidden_services "
+                "is false (servers and components always do).",
             ),
             "conflict_behaviour": Option(
                 OneOf(["disconnect", "kick_old"]),
@@ -1141,7 +1150,8 @@ _S2S = Section(
                     "ip_versions": Option(
                         ListOf(OneOf([4, 6]), unique=True, nonempty=True),
                         [4, 6],
-                        "IP versions tried, in order.",
+                        "IP versions tried, in order, for the addresses a name resolves to "
+                        "(an address override is used as it is).",
                     ),
                     "max_retry_delay": Option(
                         Int(min=1, unit="seconds"),

@@ -129,13 +129,17 @@ class ComponentTable:
     def __iter__(self) -> Iterator[Component]:
         return iter(set(self._by_domain.values()))
 
+    def hidden(self, domain: str) -> bool:
+        """A component connected to a listener with ``hidden_components``: mod_disco decides
+        who is shown it (``users_can_see_hidden_services``)."""
+        component = self._by_domain.get(domain)
+        return component is not None and bool(component.opts.get("hidden_components"))
+
     def _disco_items(self, items: list[Element], domain: str) -> list[Element]:
-        # Components under the queried domain, unless their listener hides them
-        # (listen.component.hidden_components).
+        # Components under the queried domain, the hidden ones too (mod_disco leaves those
+        # out for the users who may not see them, as MongooseIM 6.4 does).
         known = {i.attrs.get("jid") for i in items}
-        for name, component in sorted(self._by_domain.items()):
-            if component.opts.get("hidden_components"):
-                continue
+        for name in sorted(self._by_domain):
             if name.endswith("." + domain) and name not in known:
                 items.append(Element("item", ns.DISCO_ITEMS, {"jid": name}))
                 known.add(name)

@@ -116,7 +116,10 @@ class S2SIn(XmppStream):
             if restart and self.claimed and claimed.domain != self.claimed:
                 raise StreamError("invalid-from", "the domain changed on stream restart")
             self.claimed = claimed.domain
-            if not self.service.allows(self.claimed):
+            # The policy of the local domain addressed ([[host_config]] s2s, 6.4's per-host
+            # default_policy/host_policy), before any authentication: SASL EXTERNAL
+            # (XEP-0178) has no later check of its own.
+            if not self.service.allows(self.claimed, self.local):
                 raise StreamError("policy-violation",
                                   f"federation with {self.claimed} is not allowed")
         self.stream_id = secrets.token_hex(8)

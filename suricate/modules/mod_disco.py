@@ -74,7 +74,11 @@ class ModDisco(Module):
                 "XEP-0157 contact addresses added to the server's disco#info.",
             ),
             "users_can_see_hidden_services": Option(
-                Bool(), True, "Whether users see components marked as hidden.", inert=True
+                Bool(),
+                True,
+                "Whether users see the components of a listener with hidden_components in the "
+                "server's disco#items; false leaves them out for every JID with a user part "
+                "(servers and components still see them).",
             ),
         },
         doc="XEP-0030 Service Discovery.",
@@ -121,6 +125,11 @@ class ModDisco(Module):
         items = [Element("item", ns.DISCO_ITEMS, {"jid": d})
                  for d in self.opts.get("extra_domains", [])]
         items = self.server.hooks.fold(H.DISCO_LOCAL_ITEMS, items, iq.to.domain)
+        if iq.frm.local is not None and not self.opts["users_can_see_hidden_services"]:
+            # MongooseIM 6.4: hidden components are left out for users (a JID with a user
+            # part) only; servers and components get every item.
+            components = self.server.components
+            items = [i for i in items if not components.hidden(i.attrs.get("jid", ""))]
         for item in items:
             query.append(item)
         return query

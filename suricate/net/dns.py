@@ -8,6 +8,7 @@ A small resolver of our own rather than a dependency: one question, one answer, 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import secrets
 import socket
@@ -153,7 +154,16 @@ class Resolver:
 
     async def addresses(self, host: str, port: int, ip_versions: Sequence[int]) -> list[
             tuple[int, str]]:
-        """(family, address) pairs of ``host`` through the OS, in ``ip_versions`` order."""
+        """(family, address) pairs of ``host`` through the OS, in ``ip_versions`` order. An
+        IP address (an s2s.outgoing.address override) is its own only address: ip_versions
+        orders what a name resolves to, it does not filter out an address given as such
+        (MongooseIM 6.4 connects to a predefined address as it is)."""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, str(literal))]
         loop = asyncio.get_running_loop()
         out: list[tuple[int, str]] = []
         for version in ip_versions:

@@ -11,11 +11,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import slixmpp
 
 from suricate.core.server import Server
 from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import RawClient, connect, disconnect, free_port, running_server
+from tests.e2e.harness import (
+    MODULES_TOML,
+    RawClient,
+    connect,
+    disconnect,
+    free_port,
+    running_server,
+)
 
 SECRET = "s3cret"
 
@@ -74,9 +82,11 @@ dns.retries = 1
 
 
 @contextlib.asynccontextmanager
-async def server_with_components(tmp: Path, extra: str = "") -> AsyncIterator[Server]:
+async def server_with_components(tmp: Path, extra: str = "",
+                                 modules: str | None = None) -> AsyncIterator[Server]:
     plain, tls = free_port(), free_port()
-    async with running_server(tmp, extra=component_toml(tmp, plain, tls, extra)) as server:
+    async with running_server(tmp, extra=component_toml(tmp, plain, tls, extra),
+                              modules=modules) as server:
         server.component_port = plain  # type: ignore[attr-defined]
         server.component_tls_port = tls  # type: ignore[attr-defined]
         yield server
@@ -131,17 +141,32 @@ async def test_component_exchanges_messages_with_a_client_over_tcp_and_tls(
                 await asyncio.wait_for(asyncio.shield(comp.ended), 5)
 
 
-async def test_components_appear_in_disco_items_unless_hidden(tmp_path: Path) -> None:
-    async with server_with_components(tmp_path) as server:
+async def _disco_items(entity: Any, ifrom: str | None = None) -> set[str]:
+    items = await entity.plugin["xep_0030"].get_items(jid="localhost", ifrom=ifrom, timeout=5)
+    return {item[0] for item in items["disco_items"]["items"]}
+
+
+@pytest.mark.parametrize("users_see_hidden", [True, False])
+async def test_hidden_components_are_hidden_from_users_as_mod_disco_says(
+        tmp_path: Path, users_see_hidden: bool) -> None:
+    # MongooseIM 6.4: a listener's hidden_components are left out of the disco#items sent to
+    # users only when mod_disco.users_can_see_hidden_services = false (default true); an
+    # entity without a user part (a component, a server) always gets every item.
+    disco = "[modules.mod_disco]" + (
+        "" if users_see_hidden else "\nusers_can_see_hidden_services = false")
+    modules = MODULES_TOML.replace("[modules.mod_disco]", disco)
+    async with server_with_components(tmp_path, modules=modules) as server:
         await _register(server, "alice")
         shown = await start_component(server, "shown.localhost")
+        shown.register_plugin("xep_0030")
         hidden = await start_component(server, "hidden.localhost", tls=True)
         alice = await connect(server, "alice@localhost/a", "pass", plugins=("xep_0030",))
         try:
-            items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
-            jids = {item[0] for item in items["disco_items"]["items"]}
+            jids = await _disco_items(alice)
             assert "shown.localhost" in jids
-            assert "hidden.localhost" not in jids
+            assert ("hidden.localhost" in jids) is users_see_hidden
+            assert {"shown.localhost", "hidden.localhost"} <= await _disco_items(
+                shown, ifrom="shown.localhost")
         finally:
             await disconnect(alice)
             for comp in (shown, hidden):

@@ -94,9 +94,12 @@ class Peers:
 
     # -- Prosody --------------------------------------------------------------------------
     def start_prosody(self, users: dict[str, str], modules: tuple[str, ...] = (),
-                      extra: str = "", rosters: dict[str, list[str]] | None = None) -> None:
+                      extra: str = "", rosters: dict[str, list[str]] | None = None,
+                      direct_tls_port: int | None = None) -> None:
         """``modules``: more modules for the VirtualHost; ``extra``: more configuration
-        (components) after it; ``rosters``: user -> bare JIDs with a mutual subscription."""
+        (components) after it; ``rosters``: user -> bare JIDs with a mutual subscription;
+        ``direct_tls_port``: Prosody serves s2s direct TLS (XEP-0368) on it and reaches the
+        other servers' direct TLS on it first (as an ``_xmpps-server`` SRV record would say)."""
         home = self.root / "prosody"
         (home / "plugins").mkdir(parents=True)
         data = home / "data"
@@ -105,7 +108,9 @@ class Peers:
         overrides = ", ".join(f'["{d}"] = {{ "{ip}", {self.s2s_port} }}'
                               for d, ip in ROUTES.items() if not d.endswith(PROSODY))
         # The address override Prosody lacks (DESIGN §6): listed domains resolve to a fixed
-        # address and port; no direct-TLS (xmpps-server) target for them.
+        # address and port; a direct-TLS (xmpps-server) target only with direct_tls_port.
+        xmpps = ("setmetatable({}, empty_mt)" if direct_tls_port is None
+                 else f"basic.new(target[1], {direct_tls_port}, conn_type, extra)")
         (home / "plugins" / "mod_s2s_override.lua").write_text(f"""
 local service = require "net.resolvers.service";
 local basic = require "net.resolvers.basic";
@@ -118,7 +123,7 @@ local original = service._suricate_original_new;
 service.new = function(hostname, srv, conn_type, extra)
   local target = overrides[hostname];
   if target then
-    if srv == "xmpps-server" then return setmetatable({{}}, empty_mt); end
+    if srv == "xmpps-server" then return {xmpps}; end
     return basic.new(target[1], target[2], conn_type, extra);
   end
   return original(hostname, srv, conn_type, extra);
@@ -146,7 +151,7 @@ interfaces = {{ "{PROSODY_IP}" }}
 c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {self.s2s_port} }}
 c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ {direct_tls_port or ""} }}
 modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "s2s_override",
                     {"".join(f'"{m}", ' for m in modules)}}}
 modules_disabled = {{ "s2s_bidi", "posix" }}

@@ -63,8 +63,11 @@ def peers() -> Iterator[P.Peers]:
             P.remove(peers)
 
 
-def suricate_toml(peers: P.Peers, c2s_port: int, auth: str, modules: str = "") -> str:
-    """``modules``: more module sections (TOML) after the basic ones."""
+def suricate_toml(peers: P.Peers, c2s_port: int, auth: str, modules: str = "",
+                  direct_tls_port: int | None = None) -> str:
+    """``modules``: more module sections (TOML) after the basic ones; ``direct_tls_port``:
+    a second s2s listener there with direct TLS (XEP-0368), and outgoing streams in direct
+    TLS to the peers' same port."""
     cert, key, _ = peers.combined_pem(P.SURICATE)
     if auth == "external":
         listen_verify = f'tls.cacertfile = "{peers.ca.certfile}"'
@@ -76,11 +79,23 @@ tls.cacertfile = "{peers.ca.certfile}"
         # no client certificate, no certificate checks: identity by dialback only
         listen_verify = 'tls.verify_mode = "none"'
         outgoing_tls = 'tls.verify_mode = "none"\n'
+    direct_listener = ""
+    if direct_tls_port is not None:
+        outgoing_tls += 'tls.mode = "tls"\n'
+        direct_listener = f"""
+[[listen.s2s]]
+port = {direct_tls_port}
+ip_address = "{P.SURICATE_IP}"
+tls.mode = "tls"
+tls.certfile = "{cert}"
+tls.keyfile = "{key}"
+{listen_verify}
+"""
     addresses = "".join(f"""
 [[s2s.outgoing.address]]
 host = "{domain}"
 ip_address = "{ip}"
-port = {peers.s2s_port}
+port = {direct_tls_port or peers.s2s_port}
 """ for domain, ip in P.ROUTES.items() if not domain.endswith(P.SURICATE))
     basic = "\n".join(f"[modules.{m}]" for m in (
         "mod_disco", "mod_ping", "mod_presence", "mod_roster", "mod_offline"))
@@ -94,7 +109,7 @@ ip_address = "{P.SURICATE_IP}"
 tls.certfile = "{cert}"
 tls.keyfile = "{key}"
 {listen_verify}
-
+{direct_listener}
 {auth_toml()}
 {sqlite_pool_toml(peers.root / f'suricate-{auth}.db')}
 
@@ -210,3 +225,47 @@ async def test_federation_with_real_servers(peers: P.Peers, tmp_path: Path, auth
             await _exchange(server, ours, theirs, domain, auth)
         finally:
             await disconnect(ours, theirs)
+
+
+@pytest.mark.parametrize("auth", ["external", "dialback"])
+async def test_direct_tls_both_ways_with_prosody(tmp_path: Path, auth: str) -> None:
+    # XEP-0368: TLS from the first byte on s2s, both directions ([[listen.s2s]] and
+    # [s2s.outgoing] tls.mode = "tls"), authenticated as over STARTTLS. A Prosody of its own,
+    # which reaches Suricate's direct TLS port first (its xmpps-server target).
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"interop peers missing under CI=true: {missing}")
+        pytest.skip(f"interop peers missing: {missing}")
+    peers = P.make_peers()
+    direct = P.port_free_everywhere()
+    try:
+        peers.start_prosody({"paula": "pass"}, direct_tls_port=direct)
+        c2s = free_port()
+        toml = suricate_toml(peers, c2s, auth, direct_tls_port=direct)
+        async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
+            await register(server, "sam")
+            ours = _new_client("sam@suricate.test/s")
+            ours.connect("127.0.0.1", c2s)
+            await asyncio.wait_for(ours.session_started, 10)
+            theirs = await _client("paula@prosody.test/t", P.PROSODY_IP,
+                                   peers.c2s_ports[P.PROSODY])
+            try:
+                ours.send_message(mto=str(theirs.boundjid), mbody="direct", mtype="chat")
+                assert (await theirs.next_message(timeout=20))["body"] == "direct"
+                theirs.send_message(mto=str(ours.boundjid), mbody="back", mtype="chat")
+                assert (await ours.next_message(timeout=20))["body"] == "back"
+                link = server.s2s.links[(P.SURICATE, P.PROSODY)]
+                assert link.stream is not None and link.stream.conn.tls is not None
+                assert link.stream.conn.peer[1] == direct
+                assert link.stream.auth_method == auth
+                incoming = [s for s in server.s2s.incoming if P.PROSODY in s.remote_domains]
+                assert incoming and all(s.opts["port"] == direct and s.conn.tls is not None
+                                        for s in incoming)
+                assert {s.auth_methods[P.PROSODY] for s in incoming} == {auth}
+            finally:
+                await disconnect(ours, theirs)
+    finally:
+        peers.stop()
+        if os.environ.get("SURICATE_KEEP_INTEROP") != "1":
+            P.remove(peers)

@@ -153,6 +153,43 @@ async def test_incoming_policy_deny_is_a_policy_violation(tmp_path: Path) -> Non
             await disconnect(alice)
 
 
+
+async def test_incoming_policy_of_host_config_denies_sasl_external_too(tmp_path: Path) -> None:
+    # [[host_config]] s2s (6.4: per host policy) decides for the local domain an incoming
+    # stream addresses, whatever way the peer authenticates (XEP-0178 as well as XEP-0220).
+    deny = '[[host_config]]\nhost = "beta.test"\n[host_config.s2s]\ndefault_policy = "deny"\n'
+    async with two_servers(tmp_path, "external",
+                           **{"beta.test": {"extra": deny}}) as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        try:
+            alice.send_message(mto="bob@beta.test", mbody="let me in", mtype="chat")
+            err = await alice.next_message(timeout=10)
+            assert err["type"] == "error"
+            assert err["error"]["condition"] == "remote-server-not-found"
+            assert "policy-violation" in err["error"]["text"]
+        finally:
+            await disconnect(alice)
+
+
+async def test_incoming_policy_of_host_config_allows_what_the_top_level_denies(
+        tmp_path: Path) -> None:
+    allow = '[[host_config]]\nhost = "beta.test"\n[host_config.s2s]\ndefault_policy = "allow"\n'
+    async with two_servers(tmp_path, "dialback",
+                           **{"beta.test": {"extra": allow}}) as (alpha, beta):
+        beta.s2s.default_policy = "deny"  # the top level federates with nobody
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        try:
+            alice.send_message(mto="bob@beta.test/b", mbody="hello", mtype="chat")
+            msg = await bob.next_message(timeout=10)
+            assert msg["body"] == "hello"
+        finally:
+            await disconnect(alice, bob)
+
 # -- a misbehaving peer on our s2s listener ----------------------------------------------------
 def _header(frm: str = "evil.test", to: str = "beta.test") -> str:
     return ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "

@@ -113,6 +113,24 @@ async def test_message_to_a_remote_user_without_session_is_handled_remotely(
             await disconnect(alice)
 
 
+
+async def test_address_override_is_used_whatever_ip_versions_says(tmp_path: Path) -> None:
+    # s2s.outgoing.address names the address to connect to; ip_versions orders the addresses
+    # a name resolves to (RFC 6120 §3.2.1), it does not filter a configured IPv4 address out
+    # (MongooseIM 6.4 uses a predefined address as it is).
+    only_v6 = {"outgoing_extra": "ip_versions = [6]"}
+    async with two_servers(tmp_path, "dialback", **{"alpha.test": only_v6}) as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        try:
+            alice.send_message(mto="bob@beta.test/b", mbody="over v4", mtype="chat")
+            msg = await bob.next_message(timeout=10)
+            assert msg["body"] == "over v4"
+        finally:
+            await disconnect(alice, bob)
+
 async def test_shutdown_ends_incoming_streams_with_system_shutdown(tmp_path: Path) -> None:
     async with two_servers(tmp_path, "dialback") as (alpha, beta):
         await register(alpha, "alice")
