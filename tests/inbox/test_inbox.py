@@ -363,3 +363,33 @@ async def test_private_markers(tmp_path: Any) -> None:
         assert answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker") == []
         assert await error_of(bob, f"<query xmlns='{SMART}'/>", "get") == "bad-request"
         await disconnect(alice, bob)
+
+
+async def test_smart_markers_per_type_and_thread(server: Server) -> None:
+    """MongooseIM 6.4 keeps one marker per (sender, peer, thread, type) (its smart_markers
+    key) and, without `thread`, answers for the main thread only (encode_thread(undefined)
+    is ''); a set is not-allowed."""
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    for type_, msg_id, thread in (("received", "r1", ""), ("displayed", "d1", ""),
+                                  ("displayed", "t1", "<thread>sub</thread>")):
+        marker = alice.make_message(mto="bob@localhost/b", mtype="chat")
+        marker.xml.append(ET.fromstring(f"<{type_} xmlns='{MARKERS}' id='{msg_id}'/>"))
+        if thread:
+            marker.xml.append(ET.fromstring(thread))
+        marker.send()
+    # alice's next IQ comes after her markers on her stream: they have been taken.
+    await iq(alice, f"<query xmlns='{SMART}' peer='bob@localhost'/>", "get")
+
+    def seen(answer: ET.Element) -> set[tuple[str | None, ...]]:
+        return {(m.get("from"), m.get("type"), m.get("id"), m.get("thread"))
+                for m in answer.findall(f"{{{SMART}}}query/{{{SMART}}}marker")}
+
+    main = await iq(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>", "get")
+    assert seen(main) == {("alice@localhost", "received", "r1", None),
+                          ("alice@localhost", "displayed", "d1", None)}
+    sub = await iq(bob, f"<query xmlns='{SMART}' peer='alice@localhost' thread='sub'/>", "get")
+    assert seen(sub) == {("alice@localhost", "displayed", "t1", "sub")}
+    assert await error_of(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>") == \
+        "not-allowed"
+    await disconnect(alice, bob)

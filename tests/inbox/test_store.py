@@ -110,12 +110,17 @@ async def test_smart_markers(storage: SqlStorage) -> None:
                       Marker(S, "alice", "room@muc.x", "", "displayed", "r2", 50)])
     found = await store.conversation(S, "alice", f"bob@{S}", "", None, room=False,
                                      own_only=False)
+    # One marker per type (MongooseIM 6.4's key): the received m1 stays beside the displayed.
     assert [(m.username, m.type, m.msg_id) for m in found] == [
-        ("alice", "displayed", "m2"), ("bob", "displayed", "m3")]
-    found = await store.conversation(S, "alice", f"bob@{S}", None, 16, room=False,
+        ("alice", "received", "m1"), ("alice", "displayed", "m2"), ("bob", "displayed", "m3")]
+    await store.save([Marker(S, "alice", f"bob@{S}", "", "displayed", "m4", 35)])
+    found = await store.conversation(S, "alice", f"bob@{S}", "", 20, room=False,
                                      own_only=True)
-    assert [m.msg_id for m in found] == ["m2"]
-    room = await store.conversation(S, "alice", "room@muc.x", None, None, room=True,
+    assert [m.msg_id for m in found] == ["m4"]  # from `after` on (inclusive), main thread
+    found = await store.conversation(S, "alice", f"bob@{S}", "t1", 15, room=False,
+                                     own_only=True)
+    assert [m.msg_id for m in found] == ["m0"]
+    room = await store.conversation(S, "alice", "room@muc.x", "", None, room=True,
                                     own_only=False)
     assert [m.username for m in room] == ["carol", "alice"]
     await store.remove_user(S, "alice")

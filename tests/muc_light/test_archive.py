@@ -77,7 +77,10 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         assert MAM in info["disco_info"]["features"]
 
         ids = [await say(alice if i % 2 else bob, f"m{i}", [alice, bob]) for i in range(24)]
-        results = await archive(bob)
+        # The creation notification comes first (MongooseIM archives it), then the messages.
+        creation, *results = await archive(bob)
+        assert creation["mam_result"]["forwarded"]["stanza"].xml.find(
+            f"{{{NS}#affiliations}}x") is not None
         assert [body_of(m) for m in results] == [f"m{i}" for i in range(24)]
         assert [str(m["mam_result"]["id"]) for m in results] == ids
         first = results[0]["mam_result"]["forwarded"]["stanza"]
@@ -85,7 +88,7 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         # Stored once per room, not once per member.
         store = server.module_stores["mod_mam_muc"]
         assert isinstance(store, MucArchiveStore)
-        assert await store.count(SERVICE, "den") == 24
+        assert await store.count(SERVICE, "den") == 25
         # Members know each other's bare JIDs: `with` may name one.
         only_alice = await archive(bob, with_jid=SJID("alice@localhost"))
         assert [body_of(m) for m in only_alice] == [f"m{i}" for i in range(1, 24, 2)]
@@ -99,7 +102,7 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
             retraction.send()
             await next_message(alice), await next_message(bob)
         for _ in range(50):
-            kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)]
+            kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)][1:]
             if kept[2].find(f"{{{RETRACT}}}retracted") is not None:
                 break
             await asyncio.sleep(0.05)
@@ -116,7 +119,7 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
                 f"<retract xmlns='{ESL}'/></apply-to>"))
             retraction.send()
             await next_message(alice), await next_message(bob)
-        kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)]
+        kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in await archive(bob)][1:]
         assert kept[4].findtext("{jabber:client}body") is None
         sid = kept[4].find(f"{{{ESL}}}retracted/{{urn:xmpp:sid:0}}stanza-id")
         assert sid is not None and (sid.get("id"), sid.get("by")) == (ids[4], ROOM)
@@ -138,7 +141,9 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         assert await store.count(SERVICE, "den") == 0
         await iq(alice, ROOM, "set", create_xml())
         await next_message(alice)
-        assert await archive(alice) == []
+        (creation,) = await archive(alice)  # only the new room's creation
+        assert creation["mam_result"]["forwarded"]["stanza"].xml.find(
+            f"{{{NS}#affiliations}}x") is not None
         await disconnect(alice, bob, carol)
 
 
@@ -168,13 +173,15 @@ async def test_get_room_messages(tmp_path: Path) -> None:
         before = page["stanzas"][0]["timestamp"]
         data = await admin(server, f'{{ muc_light {{ getRoomMessages({room_q}, '
                            f'before: "{before}") {fields} }} }}')
-        assert [s["stanza_id"] for s in data["muc_light"]["getRoomMessages"]["stanzas"]] == \
-            ids[:3]
+        # The room's creation notification is archived too (MongooseIM 6.4).
+        creation, *older = data["muc_light"]["getRoomMessages"]["stanzas"]
+        assert "urn:xmpp:muclight:0#affiliations" in creation["stanza"]
+        assert [s["stanza_id"] for s in older] == ids[:3]
         # The user API: members only.
         query = f'{{ muc_light {{ getRoomMessages({room_q}) {{ stanzas {{ stanza_id }} }} }} }}'
         status, result = await gql(server, query, auth=("alice@localhost", "alice-pw"),
                                    path="/api/graphql/user")
-        assert len(result["data"]["muc_light"]["getRoomMessages"]["stanzas"]) == 5
+        assert len(result["data"]["muc_light"]["getRoomMessages"]["stanzas"]) == 6
         status, result = await gql(server, query, auth=("bob@localhost", "bob-pw"),
                                    path="/api/graphql/user")
         assert result["errors"][0]["extensions"]["code"] == "not_room_member"
@@ -205,3 +212,57 @@ async def test_legacy_mode_rooms_are_archived_too(tmp_path: Path) -> None:
         (result,) = await archive(alice)
         assert body_of(result) == "old school" and str(result["mam_result"]["id"]) == stanza_id
         await disconnect(alice)
+
+
+async def test_notifications_are_archived_as_mongooseim_does(tmp_path: Path) -> None:
+    """MongooseIM 6.4 passes a room's creation, affiliation and configuration notifications
+    through the room archive (mod_muc_light_codec_modern → filter_room_packet; its
+    mam_SUITE muc_light_easy finds [create, message, message, affiliations]): a client
+    rebuilding a room from its archive sees who joined and what changed."""
+    AFF, CFG = f"{{{NS}#affiliations}}", f"{{{NS}#configuration}}"
+    async with running_server(tmp_path, modules=light_toml(extra_modules=ARCHIVE_TOML)) \
+            as server:
+        alice, bob, carol = [await user(server, n, plugins=PLUGINS)
+                             for n in ("alice", "bob", "carol")]
+        await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member"}))
+        await next_message(alice), await next_message(bob)
+        message_id = await say(alice, "hello", [alice, bob])
+        await iq(alice, ROOM, "set", f"<query xmlns='{NS}#affiliations'>"
+                 "<user affiliation='member'>carol@localhost</user></query>")
+        aff_notes = [await next_message(c) for c in (alice, bob, carol)]
+        await iq(bob, ROOM, "set", f"<query xmlns='{NS}#configuration'>"
+                 "<subject>news</subject></query>")
+        cfg_notes = [await next_message(c) for c in (alice, bob, carol)]
+
+        for _ in range(50):
+            results = await archive(carol)
+            if len(results) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        kept = [m["mam_result"]["forwarded"]["stanza"].xml for m in results]
+        assert len(kept) == 4, [ET.tostring(k) for k in kept]
+        # The creation: every member, no version.
+        create = kept[0].find(f"{AFF}x")
+        assert create is not None and kept[0].get("from") == ROOM
+        assert {u.text: u.get("affiliation") for u in create.findall(f"{AFF}user")} == \
+            {"alice@localhost": "owner", "bob@localhost": "member"}
+        assert create.find(f"{AFF}version") is None
+        assert kept[1].findtext("{jabber:client}body") == "hello"
+        assert str(results[1]["mam_result"]["id"]) == message_id
+        # The affiliation change: the changes and the version, no prev-version.
+        change = kept[2].find(f"{AFF}x")
+        assert change is not None and kept[2].get("from") == ROOM
+        assert {u.text: u.get("affiliation") for u in change.findall(f"{AFF}user")} == \
+            {"carol@localhost": "member"}
+        assert change.findtext(f"{AFF}version") and change.find(f"{AFF}prev-version") is None
+        # The configuration change, as the members got it.
+        config = kept[3].find(f"{CFG}x")
+        assert config is not None and config.findtext(f"{CFG}subject") == "news"
+        assert config.findtext(f"{CFG}prev-version") and config.findtext(f"{CFG}version")
+        # The members who stayed got the archive id as the notification's stanza-id.
+        for note, result in ((aff_notes[0], results[2]), (aff_notes[1], results[2]),
+                             (cfg_notes[2], results[3])):
+            sid = note.xml.find(f"{{{SID}}}stanza-id")
+            assert sid is not None and sid.get("by") == ROOM
+            assert sid.get("id") == str(result["mam_result"]["id"])
+        await disconnect(alice, bob, carol)

@@ -403,6 +403,24 @@ class ModMucLight(Module):
                                                 list(children)))
         return stanza_id
 
+    def archive_notification(self, service: str, room: str, id_: str,
+                             payload: Element) -> Element | None:
+        """A room's notification (creation, affiliation or configuration change) kept in the
+        room's archive, from the room's bare JID, as MongooseIM 6.4 does (its modern codec
+        hands them to filter_room_packet): a member rebuilding the room from its archive
+        sees who came and what changed. The ``<stanza-id/>`` to add to the copies whose
+        content is the archived one; None when the room is not archived."""
+        archive = self.archive()
+        if archive is None:
+            return None
+        room_jid = JID._prepared(room, service, None)
+        mam_id = archive.new_id()
+        stanza_id = Element("stanza-id", SID, {"id": str(mam_id), "by": str(room_jid)})
+        msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_,
+                                               "from": str(room_jid)}, [payload, Element("body", ns.CLIENT), stanza_id.copy()])
+        archive.keep(room_jid, mam_id, "", None, msg)
+        return stanza_id
+
     # -- the archive (XEP-0313 on the room JID) ----------------------------------------------
     def archive(self) -> RoomArchive | None:
         """The archive keeping this service's rooms: mod_mam's muc section, when it is on

@@ -78,12 +78,16 @@ def config_els(m: ModMucLight, config: dict[str, Any]) -> list[Element]:
     return [Element(name, "", {}, [text]) for name, text in m.schema.render(config)]
 
 
-def notification(id_: str, payloads: list[Element]) -> Element:
-    """A notification message from the room: payloads then an empty body (§4.2, §5.4)."""
+def notification(id_: str, payloads: list[Element], stanza_id: Element | None = None
+                 ) -> Element:
+    """A notification message from the room: payloads then an empty body (§4.2, §5.4), and
+    the room's stanza-id when the notification is archived."""
     msg = Element("message", ns.CLIENT, {"type": "groupchat", "id": id_})
     for p in payloads:
         msg.append(p)
     msg.add("body", ns.CLIENT)
+    if stanza_id is not None:
+        msg.append(stanza_id.copy())
     return msg
 
 
@@ -102,6 +106,12 @@ def notify_created(m: ModMucLight, service: str, room: str, id_: str, created: R
         x.add("version", text=created.version)
         x.append(_with_ns(user_el(member, aff), NS_AFFS))
         m.to_member(frm, member, notification(id_, [x]))
+    # Archived with every member and no version (MongooseIM 6.4); the copies above were
+    # sent first, so they carry no stanza-id, as there.
+    archived = Element("x", NS_AFFS)
+    for member, aff in sorted(created.affiliations.items()):
+        archived.append(_with_ns(user_el(member, aff), NS_AFFS))
+    m.archive_notification(service, room, id_, archived)
 
 
 def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room, prev: str,
@@ -110,13 +120,19 @@ def notify_config(m: ModMucLight, service: str, room: str, id_: str, after: Room
     frm = room_jid(service, room)
     id_ = id_ or new_version()  # one id for every copy of this notification
     fields = [(f.name, f.render(delta[f.key])) for f in m.schema.fields if f.key in delta]
-    for member in sorted(after.affiliations):
+
+    def config_x() -> Element:
         x = Element("x", NS_CONFIG)
         x.add("prev-version", text=prev)
         x.add("version", text=after.version)
         for name, text in fields:
             x.add(name, text=text)
-        m.to_member(frm, member, notification(id_, [x]))
+        return x
+
+    # Archived as the members get it; their copies carry its archive id (MongooseIM 6.4).
+    stanza_id = m.archive_notification(service, room, id_, config_x())
+    for member in sorted(after.affiliations):
+        m.to_member(frm, member, notification(id_, [config_x()], stanza_id))
 
 
 def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sender: JID | None,
@@ -127,6 +143,15 @@ def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sende
         return
     frm = room_jid(service, room)
     id_ = id_ or new_version()  # one id for every copy of this notification
+    stanza_id = None
+    if change.after:  # a room left empty is gone, its archive with it
+        # Archived with the version and every change, without prev-version; the members
+        # who stay get it with its archive id (MongooseIM 6.4).
+        archived = Element("x", NS_AFFS)
+        archived.add("version", text=change.version)
+        for jid, aff in sorted(change.changed.items()):
+            archived.append(_with_ns(user_el(jid, aff), NS_AFFS))
+        stanza_id = m.archive_notification(service, room, id_, archived)
     for member in sorted(set(change.before) | set(change.after)):
         x = Element("x", NS_AFFS)
         if member not in change.after:
@@ -139,6 +164,8 @@ def notify_affiliations(m: ModMucLight, service: str, room: str, id_: str, sende
             x.add("version", text=change.version)
             for jid, aff in sorted(change.changed.items()):
                 x.append(_with_ns(user_el(jid, aff), NS_AFFS))
+            m.to_member(frm, member, notification(id_, [x], stanza_id))
+            continue
         m.to_member(frm, member, notification(id_, [x]))
 
 

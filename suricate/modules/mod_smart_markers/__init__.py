@@ -71,7 +71,8 @@ class ModSmartMarkers(Module):
         super().__init__(server, opts)
         self.private: bool = opts["keep_private"]
         self.delay = FLUSH_SECONDS[opts["backend"]]
-        self.pending: dict[tuple[str, str, str, str], Marker] = {}
+        # One marker per (account, peer or room, thread, type), MongooseIM 6.4's key.
+        self.pending: dict[tuple[str, str, str, str, str], Marker] = {}
         self._lock = asyncio.Lock()
         self._scheduled = False
 
@@ -103,8 +104,8 @@ class ModSmartMarkers(Module):
             return stanza
         owner = c2s.jid.bare
         assert owner.local is not None
-        key = (owner.domain, owner.local, str(peer), thread)
-        self.pending[key] = Marker(*key, found.name, msg_id, now_micros())
+        key = (owner.domain, owner.local, str(peer), thread, found.name)
+        self.pending[key] = Marker(*key, msg_id, now_micros())
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.delay, self._kick)
@@ -138,7 +139,9 @@ class ModSmartMarkers(Module):
         if iq.frm.bare != owner:
             raise StanzaError("forbidden", "only the account itself reads its markers")
         query = iq.payload
-        if iq.type != "get" or query.name != "query":
+        if iq.type != "get":
+            raise StanzaError("not-allowed", "markers are read, not set")  # as MongooseIM
+        if query.name != "query":
             raise StanzaError("bad-request", "expected a <query/> get")
         peer_attr = query.attrs.get("peer")
         if not peer_attr:
@@ -157,7 +160,8 @@ class ModSmartMarkers(Module):
         # remote account is not, and only the account's own markers to it are known.
         room = self.server.components.lookup(peer.domain) is not None
         markers = await self.store.conversation(
-            owner.domain, owner.local, str(peer), query.attrs.get("thread"), after,
+            # Without `thread`, the main thread (MongooseIM 6.4: encode_thread(undefined)).
+            owner.domain, owner.local, str(peer), query.attrs.get("thread") or "", after,
             room=room, own_only=self.private)
         result = Element("query", SMART_MARKERS, {"peer": str(peer)})
         for m in markers:

@@ -23,7 +23,7 @@ class Marker:
 _COLUMNS = "server, username, to_jid, thread, type, msg_id, timestamp"
 _UPSERT = (
     f"INSERT INTO smart_markers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (server, username, to_jid, thread) DO UPDATE SET type = excluded.type,"
+    " ON CONFLICT (server, username, to_jid, thread, type) DO UPDATE SET"
     " msg_id = excluded.msg_id, timestamp = excluded.timestamp"
 )
 
@@ -43,11 +43,12 @@ class SmartMarkersStore(ModuleStore):
                 await ex.execute(_UPSERT, m.server, m.username, m.to_jid, m.thread, m.type,
                                  m.msg_id, m.timestamp)
 
-    async def conversation(self, server: str, user: str, peer: str, thread: str | None,
+    async def conversation(self, server: str, user: str, peer: str, thread: str,
                            after: int | None, *, room: bool, own_only: bool) -> list[Marker]:
-        """The markers of a conversation: for a peer, the account's to the peer and the
-        peer's to the account (when the peer is local); for a room, everyone's to the room.
-        ``own_only`` (keep_private): the account's own markers only."""
+        """The markers of a conversation's ``thread`` ('' the main one) sent at ``after`` or
+        later: for a peer, the account's to the peer and the peer's to the account (when the
+        peer is local); for a room, everyone's to the room. ``own_only`` (keep_private): the
+        account's own markers only."""
         me = f"{user}@{server}"
         args: list[object]
         if own_only:
@@ -59,11 +60,10 @@ class SmartMarkersStore(ModuleStore):
             where = ("((server = ? AND username = ? AND to_jid = ?)"
                      " OR (server = ? AND username = ? AND to_jid = ?))")
             args = [server, user, peer, domain, local, me]
-        if thread is not None:
-            where += " AND thread = ?"
-            args.append(thread)
+        where += " AND thread = ?"
+        args.append(thread)
         if after is not None:
-            where += " AND timestamp > ?"
+            where += " AND timestamp >= ?"
             args.append(after)
         rows = await self.fetch(f"SELECT {_COLUMNS} FROM smart_markers WHERE {where}"
                                 " ORDER BY timestamp", *args)
