@@ -1,0 +1,199 @@
+"""MongooseIM 6.4 GraphQL operations added for parity (tools/gql_parity.py lists what 6.4 has
+and Suricate has not), over real HTTP, each checked by what a client or the database shows."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from suricate.jid import JID
+from tests.e2e.harness import connect, disconnect, eventually
+from tests.ops.harness import admin, gql, ops_server
+
+REGISTER = ('mutation($d: DomainName!, $u: String, $p: String!) { account { '
+            'registerUser(domain: $d, username: $u, password: $p) { jid } } }')
+PLAIN = 'methods = ["rdbms"]\npassword.format = "plain"'
+
+
+def code_of(result: dict[str, Any]) -> str:
+    return str(result["errors"][0]["extensions"]["code"])
+
+
+async def register(server: Any, *users: str, domain: str = "localhost") -> None:
+    for user in users:
+        await admin(server, REGISTER, d=domain, u=user, p="pw")
+
+
+async def test_check_password_hash_and_import_users(tmp_path: Path) -> None:
+    async with ops_server(tmp_path, auth_extra=PLAIN) as server:
+        await register(server, "ann")
+        query = ('query($h: String!, $m: String!) { account { checkPasswordHash('
+                 'user: "ann@localhost", passwordHash: $h, hashMethod: $m) { correct } } }')
+        for method, fn in (("md5", hashlib.md5), ("sha", hashlib.sha1)):
+            data = await admin(server, query, h=fn(b"pw").hexdigest(), m=method)
+            assert data["account"]["checkPasswordHash"] == {"correct": True}
+        data = await admin(server, query, h=hashlib.md5(b"no").hexdigest(), m="md5")
+        assert data["account"]["checkPasswordHash"] == {"correct": False}
+        _, bad = await gql(server, query, {"h": "x", "m": "sha256"})
+        assert code_of(bad) == "not_allowed"
+
+        csv = tmp_path / "users.csv"
+        csv.write_text("bob,localhost,secret\nann,localhost,other\ncid,elsewhere.example,pw\n"
+                       "dan,localhost,\nnot a record\n", encoding="utf-8")
+        data = await admin(server, 'mutation($f: String!) { account { importUsers(filename: $f)'
+                           ' { status created existing notAllowed emptyPassword invalidRecord'
+                           ' invalidJID } } }', f=str(csv))
+        assert data["account"]["importUsers"] == {
+            "status": "Completed", "created": ["bob@localhost"], "existing": ["ann@localhost"],
+            "notAllowed": ["cid@elsewhere.example"], "emptyPassword": ["dan@localhost"],
+            "invalidRecord": ["not a record"], "invalidJID": []}
+        bob = await connect(server, "bob@localhost/r", "secret")  # the imported account logs in
+        await disconnect(bob)
+        assert await server.auth.check_password(JID.parse("ann@localhost"), "pw")  # untouched
+        _, missing = await gql(server, 'mutation { account { importUsers(filename: '
+                               '"/nonexistent.csv") { status } } }')
+        assert code_of(missing) == "file_not_found"
+
+
+async def test_check_password_hash_needs_plain_passwords(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:  # SCRAM records: nothing to hash
+        await register(server, "ann")
+        _, result = await gql(server, '{ account { checkPasswordHash(user: "ann@localhost", '
+                              f'passwordHash: "{hashlib.md5(b"pw").hexdigest()}", '
+                              'hashMethod: "md5") { correct } } }')
+        assert code_of(result) == "not_allowed"
+
+
+async def _item(server: Any, user: str, contact: str) -> tuple[str, str, str | None] | None:
+    item = await server.modules["mod_roster"].store.get_roster_item("localhost", user,
+                                                                    f"{contact}@localhost")
+    return None if item is None else (item.subscription, item.ask, item.name)
+
+
+async def test_roster_batch_operations(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await register(server, "ann", "ben", "cid", "dan")
+        data = await admin(server, 'mutation { roster { addContacts(user: "ann@localhost", '
+                           'contacts: [{jid: "ben@localhost", name: "Ben", groups: ["g"]}, '
+                           '{jid: "cid@localhost", name: "Cid"}, {jid: "not a jid@@", '
+                           'name: "x"}]) } }')
+        answers = data["roster"]["addContacts"]
+        assert answers[:2] == ["Contact ben@localhost added successfully",
+                               "Contact cid@localhost added successfully"]
+        assert "invalid JID" in answers[2]
+        assert await _item(server, "ann", "ben") == ("none", "none", "Ben")
+        data = await admin(server, 'mutation { roster { deleteContacts(user: "ann@localhost", '
+                           'contacts: ["ben@localhost", "dan@localhost"]) } }')
+        assert data["roster"]["deleteContacts"][0] == "Contact ben@localhost deleted successfully"
+        assert "not in the roster" in data["roster"]["deleteContacts"][1]
+        assert await _item(server, "ann", "ben") is None
+        assert await _item(server, "ann", "cid") is not None
+
+        # subscribeToAll: the user and each contact, both ways, named as the inputs say
+        await admin(server, 'mutation { roster { subscribeToAll(user: {jid: "dan@localhost", '
+                    'name: "Dan"}, contacts: [{jid: "ben@localhost", name: "Ben"}]) } }')
+        assert await _item(server, "dan", "ben") == ("both", "none", "Ben")
+        assert await _item(server, "ben", "dan") == ("both", "none", "Dan")
+        # subscribeAllToAll: every pair
+        data = await admin(server, 'mutation { roster { subscribeAllToAll(contacts: ['
+                           '{jid: "ann@localhost", name: "A"}, {jid: "ben@localhost", '
+                           'name: "B"}, {jid: "cid@localhost", name: "C"}]) } }')
+        assert len(data["roster"]["subscribeAllToAll"]) == 3
+        for user, contact in (("ann", "ben"), ("ann", "cid"), ("ben", "cid")):
+            assert (await _item(server, user, contact))[0] == "both"  # type: ignore[index]
+            assert (await _item(server, contact, user))[0] == "both"  # type: ignore[index]
+
+        # a domain admin names users of its domain only, in input objects too
+        await admin(server, 'mutation { domain { setDomainPassword(domain: "localhost", '
+                    'password: "dpw") } }')
+        _, refused = await gql(server, 'mutation { roster { subscribeAllToAll(contacts: ['
+                               '{jid: "ann@localhost", name: "A"}, {jid: "x@other.example", '
+                               'name: "X"}]) } }', auth=("admin@localhost", "dpw"),
+                               path="/api/graphql/domain")
+        assert code_of(refused) == "no_permissions"
+
+        # the user API: its own roster
+        _, result = await gql(server, 'mutation { roster { addContacts(contacts: [{jid: '
+                              '"ben@localhost", name: "Benny"}]) deleteContacts(contacts: '
+                              '["cid@localhost"]) } }', auth=("dan@localhost", "pw"),
+                              path="/api/graphql/user")
+        assert "errors" not in result, result
+        assert await _item(server, "dan", "ben") == ("both", "none", "Benny")
+
+
+async def test_subscription_decline_and_cancel(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await register(server, "ann", "ben")
+        sub = ('mutation($u: JID!, $c: JID!, $a: SubAction!) { roster { subscription('
+               'user: $u, contact: $c, action: $a) } }')
+        await admin(server, sub, u="ann@localhost", c="ben@localhost", a="INVITE")
+
+        async def asked() -> bool:
+            return await _item(server, "ann", "ben") == ("none", "out", None)
+        await eventually(asked)
+        await admin(server, sub, u="ben@localhost", c="ann@localhost", a="DECLINE")
+
+        async def declined() -> bool:
+            return await _item(server, "ann", "ben") == ("none", "none", None)
+        await eventually(declined)
+        await admin(server, 'mutation { roster { setMutualSubscription(userA: "ann@localhost", '
+                    'userB: "ben@localhost", action: CONNECT) } }')
+        await admin(server, sub, u="ann@localhost", c="ben@localhost", a="CANCEL")
+
+        async def cancelled() -> bool:
+            return ((await _item(server, "ann", "ben")) or ("",))[0] == "from" and \
+                ((await _item(server, "ben", "ann")) or ("",))[0] == "to"
+        await eventually(cancelled)
+
+
+async def test_list_and_remove_old_users(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await register(server, "fresh", "stale", "never", "online")
+        store = server.modules["mod_last"].store
+        now = int(time.time())
+        await store.set_last("localhost", "fresh", now, "")
+        await store.set_last("localhost", "stale", now - 90 * 86400, "gone")
+        await store.set_last("localhost", "online", now - 90 * 86400, "")
+        online = await connect(server, "online@localhost/r", "pw")
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30 * 86400))
+        query = ('query($t: String!) { last { listOldUsers(domain: "localhost", timestamp: $t) '
+                 '{ jid timestamp } } }')
+        data = await admin(server, query, t=cutoff)
+        old = {u["jid"]: u["timestamp"] for u in data["last"]["listOldUsers"]}
+        assert old == {"stale@localhost": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                        time.gmtime(now - 90 * 86400)),
+                       "never@localhost": None}
+        data = await admin(server, 'mutation($t: String!) { last { removeOldUsers(timestamp: $t)'
+                           ' { jid } } }', t=cutoff)  # every domain
+        assert sorted(u["jid"] for u in data["last"]["removeOldUsers"]) == [
+            "never@localhost", "stale@localhost"]
+        assert sorted(await server.storage.list_users("localhost")) == ["fresh", "online"]
+        assert await store.get_last("localhost", "stale") is None  # its data went with it
+        _, bad = await gql(server, query, {"t": "yesterday"})
+        assert code_of(bad) == "bad_timestamp"
+        await disconnect(online)
+
+
+async def test_request_remove_domain(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        await register(server, "zoe", domain="dyn.example")
+        zoe = await connect(server, "zoe@dyn.example/r", "pw")
+        data = await admin(server, 'mutation { domain { requestRemoveDomain(domain: '
+                           '"dyn.example", hostType: "dynamic") { domain status } } }')
+        assert data["domain"]["requestRemoveDomain"] == {"domain": "dyn.example",
+                                                         "status": "DELETING"}
+
+        async def gone() -> bool:
+            return not server.is_local_domain("dyn.example") and \
+                await server.storage.list_users("dyn.example") == []
+        await eventually(gone)
+        await asyncio.sleep(0)
+        await disconnect(zoe)
+        _, refused = await gql(server, 'mutation { domain { requestRemoveDomain(domain: '
+                               '"localhost", hostType: "localhost") { status } } }')
+        assert code_of(refused) == "domain_error"
