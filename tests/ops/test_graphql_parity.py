@@ -197,3 +197,149 @@ async def test_request_remove_domain(tmp_path: Path) -> None:
         _, refused = await gql(server, 'mutation { domain { requestRemoveDomain(domain: '
                                '"localhost", hostType: "localhost") { status } } }')
         assert code_of(refused) == "domain_error"
+
+
+async def test_user_sends_headlines_and_stanzas(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await register(server, "ann", "ben")
+        ann = await connect(server, "ann@localhost/a", "pw")
+        ben = ("ben@localhost", "pw")
+        _, result = await gql(server, 'mutation { stanza { sendMessageHeadLine(to: '
+                              '"ann@localhost/a", subject: "News", body: "Read this") { id } } }',
+                              auth=ben, path="/api/graphql/user")
+        assert "errors" not in result, result
+        got = await ann.next_message()
+        assert (got["type"], got["subject"], got["body"], got["from"].bare) == (
+            "headline", "News", "Read this", "ben@localhost")
+        _, result = await gql(server, 'mutation($s: String!) { stanza { sendStanza(stanza: $s) '
+                              '{ id } } }', {"s": "<message to='ann@localhost/a' type='chat'>"
+                                                  "<body>raw</body></message>"},
+                              auth=ben, path="/api/graphql/user")
+        assert "errors" not in result, result
+        got = await ann.next_message()
+        assert (got["body"], got["from"].bare) == ("raw", "ben@localhost")
+        # not as somebody else
+        _, result = await gql(server, 'mutation($s: String!) { stanza { sendStanza(stanza: $s) '
+                              '{ id } } }', {"s": "<message from='ann@localhost' "
+                                                  "to='ann@localhost/a'><body>x</body></message>"},
+                              auth=ben, path="/api/graphql/user")
+        assert code_of(result) == "no_permissions"
+        await disconnect(ann)
+
+
+UPLOAD = """
+[modules.mod_http_upload]
+backend = "disk"
+max_file_size = 1000
+disk.directory = "files"
+disk.base_url = "http://127.0.0.1:{port}/upload"
+
+[[listen.http]]
+port = {port}
+ip_address = "127.0.0.1"
+
+[[listen.http.handlers.mod_http_upload]]
+host = "_"
+path = "/upload"
+"""
+
+
+async def test_http_upload_get_url(tmp_path: Path) -> None:
+    from tests.e2e.harness import MODULES_TOML, free_port
+    from tests.ops.harness import _request
+
+    port = free_port()
+    async with ops_server(tmp_path, modules=MODULES_TOML + UPLOAD.format(port=port)) as server:
+        await register(server, "ann")
+        data = await admin(server, 'mutation { httpUpload { getUrl(domain: "localhost", '
+                           'filename: "notes.txt", size: 5, contentType: "text/plain", '
+                           'timeout: 60) { putUrl getUrl headers { name value } } } }')
+        urls = data["httpUpload"]["getUrl"]
+        status, _, _ = await asyncio.to_thread(_request, urls["putUrl"], b"hello",
+                                               {"content-type": "text/plain"}, "PUT")
+        assert status in (200, 201)
+        status, _, body = await asyncio.to_thread(_request, urls["getUrl"], None, {}, "GET")
+        assert (status, body) == (200, b"hello")
+        assert any(p.read_bytes() == b"hello" for p in (tmp_path / "files").rglob("*")
+                   if p.is_file())
+        # the user API, and what a client's request would be refused for
+        _, result = await gql(server, 'mutation { httpUpload { getUrl(filename: "a.bin", '
+                              'size: 10, timeout: 30) { putUrl } } }', auth=("ann@localhost", "pw"),
+                              path="/api/graphql/user")
+        assert "errors" not in result and "/upload/" in result["data"]["httpUpload"]["getUrl"][
+            "putUrl"]
+        _, big = await gql(server, 'mutation { httpUpload { getUrl(domain: "localhost", '
+                           'filename: "big", size: 5000, timeout: 60) { putUrl } } }')
+        assert code_of(big) == "bad_request" and "1000" in big["errors"][0]["message"]
+    async with ops_server(tmp_path / "none") as server:  # no mod_http_upload
+        _, result = await gql(server, 'mutation { httpUpload { getUrl(domain: "localhost", '
+                              'filename: "f", size: 1, timeout: 1) { putUrl } } }')
+        assert code_of(result) == "module_not_loaded"
+
+
+async def test_request_and_revoke_auth_tokens(tmp_path: Path) -> None:
+    import base64
+
+    from tests.e2e.test_auth_token import modules, x_oauth
+
+    async with ops_server(tmp_path, modules=modules()) as server:
+        await register(server, "alice")
+        data = await admin(server, 'mutation { token { requestToken(user: "alice@localhost") '
+                           '{ access refresh } } }')
+        access, refresh = (data["token"]["requestToken"][k] for k in ("access", "refresh"))
+        assert base64.b64decode(refresh).startswith(b"refresh\0alice@localhost\0")
+        answer, raw = await x_oauth(server, access)  # a client logs in with it
+        assert answer.startswith("<success"), answer
+        await raw.close()
+        await admin(server, 'mutation { token { revokeToken(user: "alice@localhost") } }')
+        answer, raw = await x_oauth(server, refresh)
+        assert "<not-authorized/>" in answer, answer
+        await raw.close()
+        _, result = await gql(server, 'mutation { token { requestToken { refresh } } }',
+                              auth=("alice@localhost", "pw"), path="/api/graphql/user")
+        assert "errors" not in result, result
+        answer, raw = await x_oauth(server, result["data"]["token"]["requestToken"]["refresh"])
+        assert answer.startswith("<success"), answer
+        await raw.close()
+
+
+async def test_gdpr_takes_the_domain_apart(tmp_path: Path) -> None:
+    import zipfile
+
+    async with ops_server(tmp_path) as server:
+        await register(server, "ann")
+        out = tmp_path / "ann.zip"
+        await admin(server, 'query($f: String!) { gdpr { retrievePersonalData(username: "ann", '
+                    'domain: "localhost", resultFilepath: $f) } }', f=str(out))
+        with zipfile.ZipFile(out) as archive:
+            assert "ann@localhost" in archive.read("account.csv").decode()
+
+
+async def test_what_suricate_cannot_do_answers_with_a_code(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.ops.harness import ops_toml
+
+    async with ops_server(tmp_path) as server:
+        for query, code in (
+                ('{ mnesia { systemInfo { key result } } }', "deps_not_loaded"),
+                ('mutation { mnesia { backup(path: "/tmp/x") } }', "deps_not_loaded"),
+                ('{ cets { systemInfo { joinedNodes } tableInfo { tableName } } }',
+                 "deps_not_loaded"),
+                ('{ server { getCookie } }', "not_supported"),
+                ('mutation { server { joinCluster(node: "mongooseim@other") } }',
+                 "not_supported"),
+                ('mutation { server { restart } }', "not_supported")):
+            status, result = await gql(server, query)
+            assert status == 200 and code_of(result) == code, (query, result)
+            assert result["errors"][0]["message"].startswith("Suricate"), result
+        assert not server.stop_requested.is_set()  # type: ignore[union-attr]
+        config = tmp_path / "cli.toml"
+        config.write_text(ops_toml(tmp_path, server.c2s_port, server.tls_port,  # type: ignore[attr-defined]
+                                   server.http_port))  # type: ignore[attr-defined]
+        res = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "suricate", "mnesia", "backup", "--path",
+                             "/tmp/x", "--config", str(config)],
+            capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1 and "deps_not_loaded" in res.stderr, res
