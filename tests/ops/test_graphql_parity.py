@@ -343,3 +343,73 @@ async def test_what_suricate_cannot_do_answers_with_a_code(tmp_path: Path) -> No
                              "/tmp/x", "--config", str(config)],
             capture_output=True, text=True, timeout=60)
         assert res.returncode == 1 and "deps_not_loaded" in res.stderr, res
+
+
+async def test_user_muc_category_acts_with_the_callers_rights(tmp_path: Path) -> None:
+    from slixmpp import JID as SJID
+
+    from tests.muc.conftest import SERVICE, drain, muc_toml, next_groupchat, presence_from, user
+
+    room = f"mine@{SERVICE}"
+
+    async def as_user(name: str, query: str, **variables: Any) -> dict[str, Any]:
+        _, result = await gql(server, query, variables, auth=(f"{name}@localhost", f"{name}-pw"),
+                              path="/api/graphql/user")
+        return result
+
+    async with ops_server(tmp_path, modules=muc_toml()) as server:
+        alice, bob = await user(server, "alice"), await user(server, "bob")
+        made = await as_user("alice", 'mutation { muc { createInstantRoom(mucDomain: '
+                             f'"{SERVICE}", name: "mine", nick: "Al") {{ jid }} }} }}')
+        assert made == {"data": {"muc": {"createInstantRoom": {"jid": room}}}}, made
+        entered = await as_user("alice", f'mutation {{ muc {{ enterRoom(room: "{room}", '
+                                'nick: "Al", resource: "r") } }')
+        assert "errors" not in entered, entered
+        assert (await presence_from(alice, f"{room}/Al"))["muc"]["affiliation"] == "owner"
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(room), "Bob", timeout=5)
+        drain(alice, bob)
+        # alice speaks from her session in the room, without naming it
+        sent = await as_user("alice", f'mutation {{ muc {{ sendMessageToRoom(room: "{room}", '
+                             'body: "hi all") } }')
+        assert "errors" not in sent, sent
+        assert (await next_groupchat(bob))["body"] == "hi all"
+        # bob is no owner, no moderator
+        for query in (f'{{ muc {{ getRoomConfig(room: "{room}") {{ title }} }} }}',
+                      f'{{ muc {{ listRoomAffiliations(room: "{room}") {{ jid }} }} }}',
+                      f'mutation {{ muc {{ kickUser(room: "{room}", nick: "Al") }} }}',
+                      f'mutation {{ muc {{ deleteRoom(room: "{room}") }} }}',
+                      f'mutation {{ muc {{ setUserAffiliation(room: "{room}", '
+                      'user: "bob@localhost", affiliation: OWNER) } }'):
+            refused = await as_user("bob", query)
+            assert code_of(refused) == "not_allowed", (query, refused)
+        seen = await as_user("bob", f'{{ muc {{ listRoomUsers(room: "{room}") {{ nick }} }} }}')
+        assert seen["data"]["muc"]["listRoomUsers"] == [{"nick": "Al"}, {"nick": "Bob"}]
+        # alice may
+        conf = await as_user("alice", 'mutation($c: MUCRoomConfigInput!) { muc { '
+                             f'changeRoomConfiguration(room: "{room}", config: $c) '
+                             '{ title } } }', c={"title": "Alice's"})
+        assert conf["data"]["muc"]["changeRoomConfiguration"] == {"title": "Alice's"}, conf
+        await as_user("alice", f'mutation {{ muc {{ setUserAffiliation(room: "{room}", '
+                      'user: "bob@localhost", affiliation: ADMIN) } }')
+        affs = await as_user("bob", f'{{ muc {{ listRoomAffiliations(room: "{room}", '
+                             'affiliation: ADMIN) { jid } } }')  # an admin now
+        assert affs["data"]["muc"]["listRoomAffiliations"] == [{"jid": "bob@localhost"}], affs
+        drain(bob)
+        # an admin may not kick the owner
+        refused = await as_user("bob", f'mutation {{ muc {{ kickUser(room: "{room}", '
+                                'nick: "Al") } }')
+        assert code_of(refused) == "not_allowed", refused
+        kicked = await as_user("alice", f'mutation {{ muc {{ kickUser(room: "{room}", '
+                               'nick: "Bob", reason: "out") } }')
+        assert "errors" not in kicked, kicked  # an owner may kick an admin
+        out = await presence_from(bob, f"{room}/Bob", "unavailable")
+        assert "307" in {str(c) for c in out["muc"]["status_codes"]}
+        listed = await as_user("bob", f'{{ muc {{ listRooms(mucDomain: "{SERVICE}") '
+                               '{ rooms { jid } count } } }')
+        assert listed["data"]["muc"]["listRooms"]["count"] == 1
+        gone = await as_user("alice", f'mutation {{ muc {{ deleteRoom(room: "{room}", '
+                             'reason: "done") } }')
+        assert "errors" not in gone, gone
+        await presence_from(alice, f"{room}/Al", "unavailable")
+        assert await server.modules["mod_muc"].get_room(JID.parse(room)) is None
+        await disconnect(alice, bob)
