@@ -413,3 +413,27 @@ async def test_user_muc_category_acts_with_the_callers_rights(tmp_path: Path) ->
         await presence_from(alice, f"{room}/Al", "unavailable")
         assert await server.modules["mod_muc"].get_room(JID.parse(room)) is None
         await disconnect(alice, bob)
+
+
+async def test_kick_results_and_cluster_metrics_on_one_node(tmp_path: Path) -> None:
+    async with ops_server(tmp_path) as server:
+        await register(server, "ann")
+        ann = await connect(server, "ann@localhost/a", "pw")
+        data = await admin(server, 'mutation { session { kickUser(user: "ann@localhost") '
+                           '{ jid kicked code message } } }')
+        assert data["session"]["kickUser"] == [{"jid": "ann@localhost/a", "kicked": True,
+                                                "code": None, "message": "Session kicked"}]
+        await eventually(lambda: _no_sessions(server))
+        data = await admin(server, '{ metric { getClusterMetricsAsDicts(name: ["sm_session"], '
+                           'keys: ["logins"]) { node result { name dict { key value } } } } }')
+        (only,) = data["metric"]["getClusterMetricsAsDicts"]
+        assert only["node"] == "local"
+        assert only["result"][0]["dict"] == [{"key": "logins", "value": 1.0}]
+        _, bad = await gql(server, '{ metric { getClusterMetricsAsDicts(nodes: ["other"]) '
+                           '{ node } } }')
+        assert code_of(bad) == "node_not_found"
+        await disconnect(ann)
+
+
+async def _no_sessions(server: Any) -> bool:
+    return len(server.sessions) == 0
