@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from suricate.admin.auth import Unauthorized, authenticate
 from suricate.admin.context import Caller, Context
 from suricate.admin.graphiql import graphiql_page
 from suricate.admin.protect import middleware
+from suricate.admin.resolvers import metric
 from suricate.admin.schema import BuiltSchema, build
 from suricate.net.http.message import Request, Response
 
@@ -46,6 +48,10 @@ class GraphQLEndpoint:
         self.allowed = frozenset(allowed) if allowed is not None else None
         self.built: BuiltSchema = build(self.endpoint)
         self._middleware = [middleware(self.built.rules)]
+        if self.endpoint == "admin":
+            # getClusterMetricsAsDicts of another node asks this one for its metrics.
+            server.cluster.answer_on(metric.CLUSTER_OP,
+                                     partial(metric.answer_metrics, server))
 
     async def handle(self, request: Request) -> Response:
         if request.method == "GET" and "query" not in request.query \

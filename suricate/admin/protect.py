@@ -64,6 +64,21 @@ def _domain_of(value: Any) -> str:
     return text.strip().lower()
 
 
+def _arg_values(args: dict[str, Any], name: str) -> list[Any]:
+    """The values an ``args`` entry of ``@protected`` names: an argument (``user``), or a field
+    of an input object argument, or of each item of a list of them (``contacts.jid``, as
+    6.4 writes it). Empty when not given."""
+    values: list[Any] = [args]
+    for part in name.split("."):
+        found: list[Any] = []
+        for value in values:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict) and item.get(part) is not None:
+                    found.append(item[part])
+        values = found
+    return [v for value in values for v in (value if isinstance(value, list) else [value])]
+
+
 def middleware(rules: dict[tuple[str, str], Rule]) -> Callable[..., Any]:
     def protect(next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo,
                 **args: Any) -> Any:
@@ -81,11 +96,11 @@ def middleware(rules: dict[tuple[str, str], Rule]) -> Callable[..., Any]:
                     raise fail(f"{info.field_name} is only for the global admin",
                                "no_permissions")
                 for name in rule.args:
-                    value = args.get(name)
-                    if value is None:
+                    values = _arg_values(args, name)
+                    if not values:
                         raise fail(f"{info.field_name}: a domain admin must give {name}",
                                    "no_permissions")
-                    if _domain_of(value) != caller.domain:
+                    if any(_domain_of(v) != caller.domain for v in values):
                         raise fail(f"{info.field_name}: {name} is outside the domain "
                                    f"{caller.domain} of this admin", "no_permissions")
         return next_(root, info, **args)

@@ -101,6 +101,11 @@ SEND = """mutation($f: JID!, $t: JID!) { stanza { sendMessage(from: $f, to: $t, 
           id } } }"""
 
 
+CLUSTER_METRICS = """query($n: [String!]) { metric { getClusterMetricsAsDicts(
+    name: ["sm_session"], keys: ["logins"], nodes: $n) { node result { name dict { key value }
+    } } } }"""
+
+
 def _queue(client: Client, event: str) -> asyncio.Queue[Any]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     client.add_event_handler(event, queue.put_nowait)
@@ -215,6 +220,16 @@ async def _scenario(nodes: list[Node]) -> None:
         banned = (await _admin(c, BAN, u="alice@localhost"))["account"]["banUser"]
         assert "(1 sessions ended)" in banned["message"], banned
         await eventually(lambda: _sync_rows(nodes) == {})
+
+        # -- getClusterMetricsAsDicts: each node's own metrics, asked from one node ------
+        got = (await _admin(c, CLUSTER_METRICS))["metric"]["getClusterMetricsAsDicts"]
+        assert sorted(n["node"] for n in got) == sorted(node.name for node in nodes), got
+        for entry in got:  # one login on each node (phone on A, laptop on B, bob on C)
+            (logins,) = [d["value"] for r in entry["result"] for d in r["dict"]]
+            assert logins == 1, entry
+        one = (await _admin(a, CLUSTER_METRICS, n=[b.name]))["metric"][
+            "getClusterMetricsAsDicts"]
+        assert [n["node"] for n in one] == [b.name]
 
         # -- each node's metrics endpoint names its node ----------------------------------
         for node in nodes:

@@ -29,12 +29,13 @@ from suricate.admin.resolvers import (  # noqa: E402 - after Resolver, which the
     session,
     stanza,
     stat,
+    unsupported,
     user,
 )
 
 ADMIN_RESOLVERS = _collect(
     check_auth.RESOLVERS, account.RESOLVERS, domain.RESOLVERS, session.RESOLVERS, stanza.RESOLVERS,
 
-    stat.RESOLVERS, metric.RESOLVERS, server.RESOLVERS, gdpr.RESOLVERS,
+    stat.RESOLVERS, metric.RESOLVERS, server.RESOLVERS, gdpr.RESOLVERS, unsupported.RESOLVERS,
 )
 USER_RESOLVERS = user.RESOLVERS

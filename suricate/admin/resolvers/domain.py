@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from suricate.admin.context import Context, fail
 from suricate.core.domains import Domain, DomainError
 from suricate.sasl.passwords import make_scram_record
+
+log = logging.getLogger("suricate.admin")
 
 
 def _out(domain: Domain, deleted: bool = False) -> dict[str, Any]:
@@ -58,6 +61,30 @@ async def remove_domain(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
                 deleted=True)
 
 
+async def _remove_later(ctx: Context, name: str, host_type: str) -> None:
+    try:
+        await ctx.server.domains.remove(name, host_type)
+    except DomainError as err:  # removed or changed meanwhile
+        log.warning("domain_remove_failed domain=%s reason=%s", name, err)
+
+
+async def request_remove_domain(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    """6.4's requestRemoveDomain: the checks of removeDomain now, the removal (accounts and
+    their data, in batches as removeDomain) in the background; the answer says DELETING."""
+    name = _name(a["domain"])
+    found = ctx.server.domains.get(name)
+    if found is None:
+        raise fail(f"domain {name} not found", "domain_error")
+    if found.static:
+        raise fail(f"domain {name} is static (general.hosts): it cannot be removed",
+                   "domain_error")
+    if found.host_type != a["hostType"]:
+        raise fail(f"domain {name} has host type {found.host_type}, not {a['hostType']}",
+                   "domain_error")
+    ctx.server.spawn(_remove_later(ctx, name, a["hostType"]))
+    return {**_out(found), "status": "DELETING"}
+
+
 async def enable_domain(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     return _out(await _run(ctx.server.domains.set_enabled(_name(a["domain"]), True)))
 
@@ -90,6 +117,7 @@ RESOLVERS = {
     ("DomainAdminQuery", "domainDetails"): domain_details,
     ("DomainAdminMutation", "addDomain"): add_domain,
     ("DomainAdminMutation", "removeDomain"): remove_domain,
+    ("DomainAdminMutation", "requestRemoveDomain"): request_remove_domain,
     ("DomainAdminMutation", "enableDomain"): enable_domain,
     ("DomainAdminMutation", "disableDomain"): disable_domain,
     ("DomainAdminMutation", "setDomainPassword"): set_domain_password,

@@ -33,7 +33,12 @@ def _write_zip(path: Path, parts: list[PersonalData]) -> None:
 
 
 async def retrieve_personal_data(ctx: Context, a: dict[str, Any]) -> str:
-    user = parse_jid(a["username"], "username", bare=True)
+    username = str(a["username"])
+    if a.get("domain"):  # 6.4's form: the user name, and the domain apart
+        if "@" in username or "/" in username:
+            raise fail("username: give the user name alone with domain", "bad_jid")
+        username = f"{username}@{str(a['domain']).strip().lower()}"
+    user = parse_jid(username, "username", bare=True)
     served_domain(ctx, user.domain)
     if not await ctx.server.auth.user_exists(user):
         raise fail(f"User {user} does not exist", "user_does_not_exist")

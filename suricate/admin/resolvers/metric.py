@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from suricate.admin.context import Context, fail
+from suricate.admin.context import Caller, Context, fail
+from suricate.core.cluster import NodeUnreachable
 from suricate.instrument.events import HISTOGRAM, EventSpec
 from suricate.instrument.setup import find_handler
 
@@ -58,7 +59,44 @@ async def get_metrics_as_dicts(ctx: Context, a: dict[str, Any]) -> list[dict[str
     return out
 
 
+#: The ``server.cluster.ask`` operation answering getClusterMetricsAsDicts on each node
+#: (registered by the admin GraphQL endpoint of each node).
+CLUSTER_OP = "admin.metrics_as_dicts"
+
+
+async def answer_metrics(server: Any, name: list[str] | None,
+                         keys: list[str] | None) -> list[dict[str, Any]]:
+    """This node's getMetricsAsDicts, for another node's getClusterMetricsAsDicts."""
+    return await get_metrics_as_dicts(Context(server, Caller("admin")),
+                                      {"name": name, "keys": keys})
+
+
+async def get_cluster_metrics_as_dicts(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    """6.4's getClusterMetricsAsDicts: getMetricsAsDicts of each node (of `nodes`, or of the
+    cluster; this node alone without one). A node that does not answer (stopped, or without
+    an admin GraphQL endpoint) has a null result."""
+    cluster = ctx.server.cluster
+    known = await cluster.nodes()
+    wanted = a.get("nodes") or known
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise fail(f"nodes: not in the cluster: {', '.join(unknown)} (nodes: "
+                   f"{', '.join(known)})", "node_not_found")
+    out = []
+    for node in wanted:
+        if node == cluster.node:
+            result: Any = await get_metrics_as_dicts(ctx, a)
+        else:
+            try:
+                result = await cluster.ask(node, CLUSTER_OP, a.get("name"), a.get("keys"))
+            except NodeUnreachable:
+                result = None
+        out.append({"node": node, "result": result})
+    return out
+
+
 RESOLVERS = {
+    ("MetricAdminQuery", "getClusterMetricsAsDicts"): get_cluster_metrics_as_dicts,
     ("MetricAdminQuery", "getMetrics"): get_metrics,
     ("MetricAdminQuery", "getMetricsAsDicts"): get_metrics_as_dicts,
 }

@@ -136,7 +136,7 @@ async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
     if not await kick(ctx, jid, a.get("reason") or "kicked by the administrator"):
         raise fail(f"no session {jid}", "no_session")
-    return {"jid": str(jid), "message": "Session kicked"}
+    return {"jid": str(jid), "kicked": True, "code": None, "message": "Session kicked"}
 
 
 async def kick_user(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
@@ -146,7 +146,11 @@ async def kick_user(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     for info in await user_infos(ctx, bare):
         jid = JID.parse(info["user"])
         if await kick(ctx, jid, reason):
-            kicked.append({"jid": str(jid), "message": "Session kicked"})
+            kicked.append({"jid": str(jid), "kicked": True, "code": None,
+                           "message": "Session kicked"})
+        else:  # it ended meanwhile
+            kicked.append({"jid": str(jid), "kicked": False, "code": "no_session",
+                           "message": "No active session"})
     return kicked
 
 

@@ -49,19 +49,28 @@ async def send_message_headline(ctx: Context, a: dict[str, Any]) -> dict[str, An
     return _route(ctx, frm, _to(a["to"]), message)
 
 
-async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+def parse_stanza(text: Any) -> Element:
+    """The one message, presence or iq of a sendStanza argument."""
     try:
         # A stanza written without xmlns is in jabber:client, like one a client sends.
-        elements = parse_fragment(a["stanza"], ns.CLIENT)
+        elements = parse_fragment(str(text or ""), ns.CLIENT)
     except XMLStreamError as err:
         raise fail(f"stanza: not well-formed XML ({err})", "bad_stanza") from None
     if len(elements) != 1 or elements[0].name not in ("message", "presence", "iq"):
         raise fail("stanza: give exactly one message, presence or iq element", "bad_stanza")
-    stanza = elements[0]
+    return elements[0]
+
+
+def route_stanza(ctx: Context, stanza: Element) -> dict[str, Any]:
+    """Route a stanza with its from and to, as one from a client of `from`."""
+    return _route(ctx, _to(stanza.attrs["from"]), _to(stanza.attrs["to"]), stanza)
+
+
+async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    stanza = parse_stanza(a["stanza"])
     if not stanza.attrs.get("from") or not stanza.attrs.get("to"):
         raise fail("stanza: both 'from' and 'to' are required", "bad_stanza")
-    frm = _to(stanza.attrs["from"])
-    return _route(ctx, frm, _to(stanza.attrs["to"]), stanza)
+    return route_stanza(ctx, stanza)
 
 
 RESOLVERS = {

@@ -51,6 +51,27 @@ async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     return await stanza.send_message(ctx, {"from": str(frm), "to": a["to"], "body": a["body"]})
 
 
+def _mine(ctx: Context, value: Any) -> JID:
+    me = _me(ctx)
+    frm = parse_jid(value, "from") if value else me
+    if frm.bare != me:
+        raise fail("from: you can only send as yourself", "no_permissions")
+    return frm
+
+
+async def send_message_headline(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    return await stanza.send_message_headline(ctx, {**a, "from": str(_mine(ctx, a.get("from")))})
+
+
+async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    """6.4: any stanza, from the caller's account (its bare JID when `from` is absent)."""
+    element = stanza.parse_stanza(a["stanza"])
+    element.attrs["from"] = str(_mine(ctx, element.attrs.get("from")))
+    if not element.attrs.get("to"):
+        raise fail("stanza: 'to' is required", "bad_stanza")
+    return stanza.route_stanza(ctx, element)
+
+
 
 RESOLVERS = {
     ("UserQuery", "checkAuth"): check_auth,
@@ -60,4 +81,6 @@ RESOLVERS = {
     ("SessionUserQuery", "countResources"): count_resources,
     ("SessionUserQuery", "listSessions"): list_sessions,
     ("StanzaUserMutation", "sendMessage"): send_message,
+    ("StanzaUserMutation", "sendMessageHeadLine"): send_message_headline,
+    ("StanzaUserMutation", "sendStanza"): send_stanza,
 }

@@ -31,7 +31,7 @@ from suricate.config.spec import (
 )
 from suricate.core.iq import error_for
 from suricate.core.keyfile import load_or_create_key
-from suricate.core.module import Module
+from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
@@ -100,6 +100,7 @@ class Slot:
 class ModHttpUpload(Module):
     name = "mod_http_upload"
     xeps = ("0363",)
+    graphql = GraphQLCategory("suricate.modules.mod_http_upload.graphql")
     options = Section(
         {
             "iqdisc": iqdisc("one_queue"),
@@ -225,16 +226,35 @@ class ModHttpUpload(Module):
         safe_name = filename.replace("/", "_").replace("\\", "_")
         return f"{secrets.token_hex(self.opts['token_bytes'])}/{safe_name}"
 
-    def _disk_slot(self, filename: str, size: int, content_type: str) -> Slot:
+    def slot_for(self, domain: str, filename: str, size: int, content_type: str | None,
+                 expiration: int) -> Slot:
+        """A slot made for the admin API (6.4's httpUpload getUrl), as one for a client of
+        `domain` but valid `expiration` seconds; ValueError for what a client's request
+        would be refused (no name, size not positive or over max_file_size)."""
+        if not filename or size <= 0:
+            raise ValueError("a slot needs a filename and a positive size")
+        if size > self.max_size:
+            raise ValueError(f"File too large. The maximum file size is {self.max_size} bytes")
+        if self.disk is not None:
+            slot = self._disk_slot(filename, size, content_type or ANY_TYPE, expiration)
+        else:
+            slot = self._s3_slot(filename, size, content_type, expiration)
+        self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, {"host_type": domain}, {"count": 1})
+        return slot
+
+    def _disk_slot(self, filename: str, size: int, content_type: str,
+                   expiration: int | None = None) -> Slot:
         assert self.disk is not None
         token, _, name = self._key(filename).partition("/")
         if not safe_name(name):  # ".", "..", a leading dot: not a file name we store
             name = "file"
-        expires = int(datetime.now(UTC).timestamp()) + self.opts["expiration_time"]
+        expires = int(datetime.now(UTC).timestamp()) + (expiration or
+                                                        self.opts["expiration_time"])
         put, get = self.disk.slot(token, name, size, content_type, expires)
         return Slot(put, get)
 
-    def _s3_slot(self, filename: str, size: int, content_type: str | None) -> Slot:
+    def _s3_slot(self, filename: str, size: int, content_type: str | None,
+                 expiration: int | None = None) -> Slot:
         conf = self.opts["s3"]
         key = self._key(filename)
         # Signed headers are what S3 holds the PUT to: a type only when one was asked for.
@@ -244,7 +264,7 @@ class ModHttpUpload(Module):
         put = s3.presign(
             "PUT", conf["bucket_url"], key, region=conf["region"],
             access_key_id=conf["access_key_id"], secret_access_key=conf["secret_access_key"],
-            expires=self.opts["expiration_time"], now=datetime.now(UTC),
+            expires=expiration or self.opts["expiration_time"], now=datetime.now(UTC),
             headers=headers,
             query={"x-amz-acl": "public-read"} if conf["add_acl"] else None)
         return Slot(put, s3.object_url(conf["bucket_url"], key))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from suricate.admin.context import (
@@ -15,6 +16,8 @@ from suricate.admin.context import (
     served_domain,
     user_or_me,
 )
+from suricate.admin.resolvers.session import kick_everywhere, user_infos
+from suricate.jid import JID
 from suricate.modules.mod_last import ModLast
 from suricate.modules.mod_last.store import LastStore
 
@@ -46,10 +49,73 @@ async def count_active_users(ctx: Context, a: dict[str, Any]) -> int:
                                                 int(a["timestamp"]))
 
 
+def _seconds(value: Any) -> int:
+    """A DateTime argument (XEP-0082, as 6.4's DateTime scalar; Unix seconds also taken)."""
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise fail(f"timestamp: not a DateTime: {value!r}", "bad_timestamp") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp())
+
+
+def _datetime(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _old_users(ctx: Context, a: dict[str, Any]) -> list[tuple[JID, int | None]]:
+    """6.4's old users: accounts of the domain (of every served domain when none is named)
+    with no last activity, or one before `timestamp`; an account with a session is not
+    old, whatever its stored activity."""
+    store = _store(ctx)
+    before = _seconds(a["timestamp"])
+    if a.get("domain"):
+        domains = [served_domain(ctx, a["domain"])]
+    else:
+        domains = sorted(d.name for d in ctx.server.domains.all() if d.enabled)
+    old: list[tuple[JID, int | None]] = []
+    for domain in domains:
+        activity = await store.activity_of_domain(domain)
+        for username in await ctx.server.storage.list_users(domain):
+            seconds = activity.get(username)
+            if seconds is not None and seconds >= before:
+                continue
+            jid = JID(username, domain, None)
+            if await user_infos(ctx, str(jid)):
+                continue
+            old.append((jid, seconds))
+    return old
+
+
+def _old_out(old: list[tuple[JID, int | None]]) -> list[dict[str, Any]]:
+    return [{"jid": str(jid), "timestamp": None if s is None else _datetime(s)}
+            for jid, s in old]
+
+
+async def list_old_users(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return _old_out(await _old_users(ctx, a))
+
+
+async def remove_old_users(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
+    """Remove the accounts listOldUsers lists, with all their data (as removeUser)."""
+    removed = []
+    for jid, seconds in await _old_users(ctx, a):
+        await kick_everywhere(ctx, jid, "account removed")
+        if await ctx.server.auth.remove(jid):
+            removed.append((jid, seconds))
+    return _old_out(removed)
+
+
 ADMIN_RESOLVERS = {
     ("LastAdminQuery", "getLast"): get_last,
     ("LastAdminQuery", "countActiveUsers"): count_active_users,
     ("LastAdminMutation", "setLast"): set_last,
+    ("LastAdminQuery", "listOldUsers"): list_old_users,
+    ("LastAdminMutation", "removeOldUsers"): remove_old_users,
 }
 USER_RESOLVERS = {
     ("LastUserQuery", "getLast"): user_or_me(get_last),

@@ -38,3 +38,9 @@ class LastStore(ModuleStore):
             int(since),
         )
         return int(row[0]) if row else 0
+
+    async def activity_of_domain(self, server: str) -> dict[str, int]:
+        """Last activity of every account of `server` that has one: username -> seconds."""
+        rows = await self.fetch(
+            "SELECT username, seconds FROM last_activity WHERE server = ?", server)
+        return {row[0]: int(row[1]) for row in rows}

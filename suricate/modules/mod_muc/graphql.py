@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from graphql import GraphQLError
 
@@ -25,6 +25,7 @@ from suricate.admin.context import (
     Context,
     enabled_module,
     fail,
+    me,
     parse_jid,
     served_domain,
 )
@@ -383,6 +384,142 @@ async def exit_room(ctx: Context, a: dict[str, Any]) -> str:
     return "Exiting the room"
 
 
+# -- the user API: the same operations as the calling account, with its rights ----------------
+# 6.4's user muc category acts as the caller: an owner may read and change the configuration,
+# read the affiliations and destroy the room; a moderator (an occupant whose role is
+# moderator) may kick and change roles; an owner or admin may change affiliations (an admin,
+# of those below admin only, XEP-0045 §9). Each check runs with the room, on its node: the
+# caller's JID goes along as "_caller".
+_RANK = {"outcast": -1, "none": 0, "member": 1, "admin": 2, "owner": 3}
+
+
+def _caller(a: dict[str, Any]) -> JID:
+    return JID.parse(str(a["_caller"]))
+
+
+def _refuse(room: Room, caller: JID, what: str) -> NoReturn:
+    raise fail(f"{caller} may not {what} in room {room.jid}", "not_allowed")
+
+
+def _need_affiliation(room: Room, caller: JID, least: str, what: str) -> None:
+    if _RANK[room.affiliation(caller)] < _RANK[least]:
+        _refuse(room, caller, what)
+
+
+def _need_moderator(room: Room, caller: JID, what: str) -> None:
+    if not any(jid.bare == caller.bare and occ.role == "moderator"
+               for jid, occ in room.by_jid.items()):
+        _refuse(room, caller, what)
+
+
+def _may_moderate(room: Room, caller: JID, nick: Any, what: str) -> None:
+    """XEP-0045 §8.2, §9.6: a moderator, and an admin or owner only by one ranked above."""
+    _need_moderator(room, caller, what)
+    occ = room.occupants.get(str(nick))
+    if occ is None:
+        return  # the operation says there is no such occupant
+    target = max((_RANK[room.affiliation(jid)] for jid in occ.sessions), default=0)
+    if target >= _RANK["admin"] and target >= _RANK[room.affiliation(caller)]:
+        _refuse(room, caller, f"{what} {nick}")
+
+
+def _as_caller(fn: Resolver, check: Callable[[Room, JID], None]) -> Resolver:
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        _, room = await _room(ctx, a["room"])
+        check(room, _caller(a))
+        return await fn(ctx, a)
+    return run
+
+
+def _moderating(fn: Resolver, what: str) -> Resolver:
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        _, room = await _room(ctx, a["room"])
+        _may_moderate(room, _caller(a), a.get("nick"), what)
+        return await fn(ctx, a)
+    return run
+
+
+def _may_read_archive(room: Room, caller: JID) -> None:
+    aff = room.affiliation(caller)
+    if aff == "outcast" or (room.config.members_only and _RANK[aff] < _RANK["member"]):
+        _refuse(room, caller, "read the archive")
+
+
+def _may_list_users(room: Room, caller: JID) -> None:
+    if _RANK[room.affiliation(caller)] < _RANK["member"] and \
+            not any(jid.bare == caller.bare for jid in room.by_jid):
+        _refuse(room, caller, "list the occupants")
+
+
+async def _user_set_affiliation(ctx: Context, a: dict[str, Any]) -> str:
+    _, room = await _room(ctx, a["room"])
+    caller = _caller(a)
+    mine = room.affiliation(caller)
+    target = parse_jid(a["user"], "user").bare
+    wanted = str(a["affiliation"]).lower()
+    if mine != "owner" and (mine != "admin" or _RANK[room.affiliation(target)] >= _RANK["admin"]
+                            or _RANK.get(wanted, 0) >= _RANK["admin"]):
+        _refuse(room, caller, f"make {target} {wanted}")
+    return await set_user_affiliation(ctx, a)
+
+
+async def _in_room_as(ctx: Context, a: dict[str, Any]) -> JID:
+    """The caller's session that speaks: caller/resource, or its session in the room."""
+    caller = _caller(a)
+    if a.get("resource"):
+        return caller.with_resource(a["resource"])
+    _, room = await _room(ctx, a["room"])
+    mine = sorted((j for j in room.by_jid if j.bare == caller.bare), key=str)
+    if not mine:
+        raise fail(f"{caller} is not in room {room.jid}: give the resource of a session",
+                   "not_occupant")
+    return mine[0]
+
+
+async def _user_send_message(ctx: Context, a: dict[str, Any]) -> str:
+    return await send_message_to_room(ctx, {**a, "from": str(await _in_room_as(ctx, a))})
+
+
+async def _user_send_private(ctx: Context, a: dict[str, Any]) -> str:
+    return await send_private_message(ctx, {**a, "from": str(await _in_room_as(ctx, a))})
+
+
+USER_ON_ROOM: dict[str, Resolver] = {
+    "getRoomConfig": _as_caller(get_room_config, lambda r, c: _need_affiliation(
+        r, c, "owner", "read the configuration")),
+    "listRoomUsers": _as_caller(list_room_users, _may_list_users),
+    "listRoomAffiliations": _as_caller(list_room_affiliations, lambda r, c: _need_affiliation(
+        r, c, "admin", "list the affiliations")),
+    "getRoomMessages": _as_caller(get_room_messages, _may_read_archive),
+    "kickUser": _moderating(kick_user, "kick"),
+    "setUserRole": _moderating(set_user_role, "change the role of"),
+    "deleteRoom": _as_caller(delete_room, lambda r, c: _need_affiliation(
+        r, c, "owner", "destroy the room")),
+    "changeRoomConfiguration": _as_caller(change_room_configuration,
+                                          lambda r, c: _need_affiliation(
+                                              r, c, "owner", "change the configuration")),
+    "setUserAffiliation": _user_set_affiliation,
+    "sendMessageToRoom": _user_send_message,
+    "sendPrivateMessage": _user_send_private,
+}
+
+
+def _user_op(field: str, extra: Callable[[JID, dict[str, Any]], dict[str, Any]] | None = None
+             ) -> Resolver:
+    """A user operation: the admin one with the caller's arguments (``extra``), or, for one
+    with a check (USER_ON_ROOM), that one, on the room's node."""
+    async def run(ctx: Context, a: dict[str, Any]) -> Any:
+        caller = me(ctx)
+        args = {**a, **(extra(caller, a) if extra else {}), "_caller": str(caller)}
+        name = f"user:{field}" if field in USER_ON_ROOM else field
+        return await _dispatch(ctx, name, args, 0)
+    return run
+
+
+async def _user_list_rooms(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    return await list_rooms(ctx, {**a, "from": str(me(ctx))})
+
+
 # -- on a cluster: each operation on a room runs on the room's node -----------------------------
 #: Operation -> resolver, for those that act on or read one room (run where it lives).
 ON_ROOM: dict[str, Resolver] = {
@@ -402,6 +539,7 @@ ON_ROOM: dict[str, Resolver] = {
     "enterRoom": enter_room,
     "exitRoom": exit_room,
     "_sees": _room_sees,  # listRooms: whether a viewer sees a hidden room no node holds
+    **{f"user:{name}": fn for name, fn in USER_ON_ROOM.items()},
 }
 
 
@@ -409,7 +547,8 @@ def _room_key(field: str, a: dict[str, Any]) -> JID | None:
     """The room an operation is about; None when the argument is not a room JID (the
     resolver, run here, then gives its error)."""
     try:
-        value = f"{a['name']}@{a['mucDomain']}" if field == "createInstantRoom" else a["room"]
+        value = f"{a['name']}@{a['mucDomain']}" if field.endswith("createInstantRoom") \
+            else a["room"]
         jid = JID.parse(str(value))
     except (InvalidJID, ValueError, KeyError):
         return None
@@ -491,4 +630,18 @@ ADMIN_RESOLVERS = {
     ("MUCAdminMutation", "enterRoom"): _on_room_node("enterRoom"),
     ("MUCAdminMutation", "exitRoom"): _on_room_node("exitRoom"),
 }
-USER_RESOLVERS: dict[tuple[str, str], Any] = {}
+USER_RESOLVERS = {
+    ("MUCUserQuery", "listRooms"): _user_list_rooms,
+    **{("MUCUserQuery", f): _user_op(f)
+       for f in ("getRoomConfig", "listRoomUsers", "listRoomAffiliations", "getRoomMessages")},
+    ("MUCUserMutation", "createInstantRoom"): _user_op(
+        "createInstantRoom", lambda c, a: {"owner": str(c)}),
+    ("MUCUserMutation", "inviteUser"): _user_op("inviteUser", lambda c, a: {"sender": str(c)}),
+    **{("MUCUserMutation", f): _user_op(f)
+       for f in ("kickUser", "sendMessageToRoom", "sendPrivateMessage", "deleteRoom",
+                 "changeRoomConfiguration", "setUserRole", "setUserAffiliation")},
+    ("MUCUserMutation", "enterRoom"): _user_op(
+        "enterRoom", lambda c, a: {"user": str(c.with_resource(a["resource"]))}),
+    ("MUCUserMutation", "exitRoom"): _user_op(
+        "exitRoom", lambda c, a: {"user": str(c.with_resource(a["resource"]))}),
+}

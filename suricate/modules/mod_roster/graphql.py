@@ -9,6 +9,8 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
+from graphql import GraphQLError
+
 from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
 from suricate.core import hooks as H
 from suricate.jid import JID
@@ -88,7 +90,8 @@ async def subscription(ctx: Context, a: dict[str, Any]) -> str:
     enabled_module(ctx, ModRoster)
     if contact == user:
         raise fail("contact: an account is not its own contact", "bad_jid")
-    type_ = {"INVITE": "subscribe", "ACCEPT": "subscribed"}[str(a["action"])]
+    type_ = {"INVITE": "subscribe", "ACCEPT": "subscribed", "DECLINE": "unsubscribed",
+             "CANCEL": "unsubscribe"}[str(a["action"])]
     stanza = Element("presence", ns.CLIENT, {"type": type_, "from": str(user),
                                               "to": str(contact)})
     outcome = await ctx.server.hooks.fold_async(
@@ -124,6 +127,67 @@ async def set_mutual_subscription(ctx: Context, a: dict[str, Any]) -> str:
     return "Mutual subscription removed successfully"
 
 
+async def _each(items: list[Any], one: Any) -> list[str | None]:
+    """6.4's batch operations: one answer per item, the message of the single operation or
+    the error it gave (the other items go on)."""
+    answers: list[str | None] = []
+    for item in items:
+        try:
+            answers.append(await one(item))
+        except GraphQLError as err:
+            answers.append(err.message)
+    return answers
+
+
+async def add_contacts(ctx: Context, a: dict[str, Any]) -> list[str | None]:
+    async def one(c: dict[str, Any]) -> str:
+        await add_contact(ctx, {"user": a["user"], "contact": c["jid"], "name": c.get("name"),
+                                "groups": c.get("groups")})
+        return f"Contact {c['jid']} added successfully"
+    _user(ctx, a["user"])
+    enabled_module(ctx, ModRoster)
+    return await _each(a["contacts"], one)
+
+
+async def delete_contacts(ctx: Context, a: dict[str, Any]) -> list[str | None]:
+    async def one(contact: Any) -> str:
+        await delete_contact(ctx, {"user": a["user"], "contact": contact})
+        return f"Contact {contact} deleted successfully"
+    _user(ctx, a["user"])
+    enabled_module(ctx, ModRoster)
+    return await _each(a["contacts"], one)
+
+
+async def _connect(ctx: Context, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Both accounts subscribed both ways, each item named and grouped as the other's
+    ContactInput says (6.4's subscribeToAll)."""
+    user_a = await _existing(ctx, a["jid"], "jid")
+    user_b = await _existing(ctx, b["jid"], "jid")
+    if user_a == user_b:
+        raise fail(f"{user_a} is not its own contact", "bad_jid")
+    module = enabled_module(ctx, ModRoster)
+    for user, contact, input_ in ((user_a, user_b, b), (user_b, user_a, a)):
+        async with module.locked(user):
+            old = await module.store.get_roster_item(user.domain, user.local or "", str(contact))
+            new = replace(old or RosterItem(jid=str(contact)), name=input_.get("name"),
+                          groups=tuple(dict.fromkeys(input_.get("groups") or ())),
+                          subscription="both", ask="none", approved=False, ask_message=None)
+            await module._save(user, contact, old, new, force_push=True)
+    return f"Subscription between {user_a} and {user_b} set successfully"
+
+
+async def subscribe_to_all(ctx: Context, a: dict[str, Any]) -> list[str | None]:
+    enabled_module(ctx, ModRoster)
+    return await _each(a["contacts"], lambda c: _connect(ctx, a["user"], c))
+
+
+async def subscribe_all_to_all(ctx: Context, a: dict[str, Any]) -> list[str | None]:
+    enabled_module(ctx, ModRoster)
+    contacts = a["contacts"]
+    pairs = [(x, y) for i, x in enumerate(contacts) for y in contacts[i + 1:]]
+    return await _each(pairs, lambda pair: _connect(ctx, *pair))
+
+
 ADMIN_RESOLVERS = {
     ("RosterAdminQuery", "listContacts"): list_contacts,
     ("RosterAdminQuery", "getContact"): get_contact,
@@ -131,6 +195,10 @@ ADMIN_RESOLVERS = {
     ("RosterAdminMutation", "deleteContact"): delete_contact,
     ("RosterAdminMutation", "subscription"): subscription,
     ("RosterAdminMutation", "setMutualSubscription"): set_mutual_subscription,
+    ("RosterAdminMutation", "addContacts"): add_contacts,
+    ("RosterAdminMutation", "deleteContacts"): delete_contacts,
+    ("RosterAdminMutation", "subscribeToAll"): subscribe_to_all,
+    ("RosterAdminMutation", "subscribeAllToAll"): subscribe_all_to_all,
 }
 USER_RESOLVERS = {
     ("RosterUserQuery", "listContacts"): as_me(list_contacts),
@@ -138,4 +206,6 @@ USER_RESOLVERS = {
     ("RosterUserMutation", "addContact"): as_me(add_contact),
     ("RosterUserMutation", "deleteContact"): as_me(delete_contact),
     ("RosterUserMutation", "subscription"): as_me(subscription),
+    ("RosterUserMutation", "addContacts"): as_me(add_contacts),
+    ("RosterUserMutation", "deleteContacts"): as_me(delete_contacts),
 }
