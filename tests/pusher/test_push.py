@@ -243,3 +243,72 @@ async def test_virtual_pubsub_host_hands_notifications_to_the_hook(tmp_path: Pat
             assert app.published.empty()  # nothing went out over XMPP
         finally:
             await disconnect(bob)
+
+
+async def drain(app: AppServer, wait: float) -> list[dict[str, str]]:
+    """The summaries of what the app server receives until it gets nothing for ``wait`` s."""
+    forms = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            _, iq = await asyncio.wait_for(app.published.get(), wait)
+            forms.append(summary(iq))
+    return forms
+
+
+async def suspended_phone(server: Server) -> Client:
+    """alice's phone: SM on, push enabled, then its network gone (resumption pending)."""
+    phone = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+    phone.send_presence()
+    await eventually(lambda: STREAM_MANAGEMENT.get(
+        _session(server, "alice@localhost/phone")) is not None)
+    await enable(phone)
+    phone.abort()
+    await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),
+                                     "state", None) == C2SState.RESUME_SESSION)
+    return phone
+
+
+async def test_resumption_timeout_does_not_notify_the_same_messages_again(
+        tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        server.modules["mod_stream_management"].resume_timeout = 1
+        await suspended_phone(server)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="m1", mtype="chat")
+            bob.send_message(mto="alice@localhost", mbody="m2", mtype="chat")
+            # Notified while queued; then the session times out (1 s) and the two messages go
+            # to offline storage: the phone was told about them already, the count stays 2.
+            forms = await drain(app, 2.5)
+            await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+            assert [(f["message-count"], f["last-message-body"]) for f in forms] == [
+                ("1", "m1"), ("2", "m2")]
+            bob.send_message(mto="alice@localhost", mbody="m3", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert (summary(iq)["message-count"], summary(iq)["last-message-body"]) == (
+                "3", "m3")
+        finally:
+            await disconnect(bob)
+
+
+async def test_online_sessions_active_or_inactive_get_no_push(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        got: list[str] = []
+        phone.add_event_handler("message", lambda m: got.append(m["body"]))
+        try:
+            phone.send_presence()
+            await enable(phone)
+            bob.send_message(mto="alice@localhost", mbody="live", mtype="chat")
+            await eventually(lambda: got == ["live"])
+            # XEP-0352: inactive, but connected: a message with a body is delivered at once.
+            phone.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
+            await eventually(lambda: server.modules["mod_csi"]._state(
+                _session(server, "alice@localhost/phone")).inactive)
+            bob.send_message(mto="alice@localhost", mbody="pocket", mtype="chat")
+            await eventually(lambda: got == ["live", "pocket"])
+            assert await drain(app, 0.5) == []
+        finally:
+            await disconnect(phone, bob)
+
