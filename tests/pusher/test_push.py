@@ -36,6 +36,7 @@ class AppServer(Component):
         super().__init__(jid, secret)
         self.published: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
         self.answer_error: str | None = None
+        self.answer_error_type = "cancel"
         self.register_handler(Callback(
             "publish", MatchXPath(f"{{jabber:component:accept}}iq/{{{PUBSUB}}}pubsub"),
             self._publish))
@@ -46,7 +47,7 @@ class AppServer(Component):
         if self.answer_error:
             reply["type"] = "error"
             reply["error"]["condition"] = self.answer_error
-            reply["error"]["type"] = "cancel"
+            reply["error"]["type"] = self.answer_error_type
         reply.send()
 
 
@@ -312,3 +313,23 @@ async def test_online_sessions_active_or_inactive_get_no_push(tmp_path: Path) ->
         finally:
             await disconnect(phone, bob)
 
+
+async def test_temporary_app_server_error_keeps_the_registration(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        app.answer_error, app.answer_error_type = "resource-constraint", "wait"
+        await suspended_phone(server)
+        module = server.modules["mod_event_pusher"]
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="one", mtype="chat")
+            await asyncio.wait_for(app.published.get(), 5)
+            # RFC 6120 §8.3.2 "wait": retry later. XEP-0357 §7.1 lets a server keep the
+            # registration after a temporary error; 6.4 disables only after "cancel".
+            app.answer_error = None
+            bob.send_message(mto="alice@localhost", mbody="two", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert summary(iq)["last-message-body"] == "two"
+            assert [r.node for r in await module.store.registrations("localhost", "alice")] \
+                == ["phone-node"]
+        finally:
+            await disconnect(bob)

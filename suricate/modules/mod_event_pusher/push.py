@@ -7,8 +7,9 @@ connection is gone (XEP-0198 §5, the state phones spend most of their time in) 
 server publish a notification to that node (§7): an XEP-0004 form `urn:xmpp:push:summary` with
 the number of messages since the account was last online, the last sender and, unless turned
 off, the last body. The app server turns it into an APNs/FCM wake-up. An error from the app
-server disables that registration (§5: the server "MAY" do so; a dead registration would
-otherwise be retried on every message for ever).
+server disables that registration (§7.1: it "SHOULD"; a dead registration would otherwise be
+retried on every message for ever), except a temporary one (type "wait"), which §7.1 lets the
+server keep.
 """
 
 from __future__ import annotations
@@ -184,10 +185,18 @@ class PushBackend:
                                         {"failure_count": 1})
             return
         if answer.get("type") == "error":
-            log.info("push_disabled_after_error user=%s service=%s node=%s", user, reg.service,
-                     reg.node)
-            assert user.local is not None
-            await self.store.disable(user.domain, user.local, reg.service, reg.node)
+            error = answer.find("error")
+            if error is not None and error.get("type") == "wait":
+                # RFC 6120 §8.3.2: a temporary error (the app server is rate-limiting,
+                # overloaded): XEP-0357 §7.1 lets the server keep the registration, and 6.4
+                # keeps it (it disables after "cancel" only).
+                log.warning("push_failed_temporarily user=%s service=%s node=%s", user,
+                            reg.service, reg.node)
+            else:
+                log.info("push_disabled_after_error user=%s service=%s node=%s", user,
+                         reg.service, reg.node)
+                assert user.local is not None
+                await self.store.disable(user.domain, user.local, reg.service, reg.node)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
