@@ -393,3 +393,39 @@ async def test_smart_markers_per_type_and_thread(server: Server) -> None:
     assert await error_of(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>") == \
         "not-allowed"
     await disconnect(alice, bob)
+
+
+async def test_retracting_the_last_message_leaves_no_trace_of_it(server: Server) -> None:
+    """XEP-0424: alice retracts her last message to bob. The entries of both show the
+    retraction (its <retract/> names the message, its fallback body is for clients without
+    XEP-0424), never the retracted text; the retraction is the conversation's latest message,
+    as any message with a body is."""
+    retract = "urn:xmpp:message-retract:1"
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    try:
+        alice.send_message(mto="bob@localhost", mbody="hello", mtype="chat")
+        msg = alice.make_message(mto="bob@localhost", mbody="the secret", mtype="chat")
+        msg["id"] = "m2"
+        msg.xml.append(ET.fromstring("<origin-id xmlns='urn:xmpp:sid:0' id='m2'/>"))
+        msg.send()
+        entries, _ = await inbox(bob)
+        assert [(e["body"], e["unread"]) for e in entries] == [("the secret", 2)]
+        undo = alice.make_message(mto="bob@localhost", mtype="chat",
+                                  mbody="This person attempted to retract a previous message.")
+        undo.xml.append(ET.fromstring(f"<retract xmlns='{retract}' id='m2'/>"))
+        undo.xml.append(ET.fromstring(f"<fallback xmlns='urn:xmpp:fallback:0' for='{retract}'/>"))
+        undo.xml.append(ET.fromstring("<store xmlns='urn:xmpp:hints'/>"))
+        undo.send()
+        await asyncio.sleep(0.2)
+        for client in (bob, alice):
+            fin = await iq(client, f"<inbox xmlns='{INBOX}' queryid='q1'/>")
+            assert fin.find(f"{{{INBOX}}}fin") is not None
+            queue: asyncio.Queue[Any] = client.inbox_results  # type: ignore[attr-defined]
+            (result,) = [queue.get_nowait() for _ in range(queue.qsize())]
+            last = result.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
+            assert last.find(f"{{{retract}}}retract").get("id") == "m2"
+            assert "the secret" not in ET.tostring(last, encoding="unicode")
+            assert result.get("unread") == ("3" if client is bob else "0")
+    finally:
+        await disconnect(alice, bob)
