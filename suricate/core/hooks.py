@@ -225,6 +225,18 @@ MUC_LIGHT_TO_MEMBER: Hook[Callable[[None, JID, JID, Element], Folded[None]]] = H
     "room@service/sender-bare-jid (a member's message); handlers must not change the stanza "
     "(mod_inbox's groupchat = [\"muclight\"])", host_arg=1)
 
+ROOM_NEW_AFFILIATIONS: Hook[Callable[[None, str, JID, dict[str, str]], AsyncFolded[None]]] = Hook(
+    "room_new_affiliations",
+    "fold_async(None, host, room_jid, changed): the affiliations of a MUC Light room of "
+    "``host`` (a served domain) changed; ``changed`` maps each member's bare JID (str) to its "
+    "new affiliation, 'none' for a member who is out (6.4's room_new_affiliations; "
+    "mod_smart_markers drops that member's markers to the room)")
+FORGET_ROOM: Hook[Callable[[None, str, JID], AsyncFolded[None]]] = Hook(
+    "forget_room",
+    "fold_async(None, host, room_jid): a MUC Light room of ``host`` was destroyed (6.4's "
+    "forget_room): what modules keep about it goes, so a new room of the same name starts "
+    "without it")
+
 # -- push notifications ---------------------------------------------------------------------
 PUSH_NOTIFICATIONS: Hook[
     Callable[[bool, JID, str, str, dict[str, str], dict[str, str]], AsyncFolded[bool]]

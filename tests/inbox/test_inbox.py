@@ -393,3 +393,81 @@ async def test_smart_markers_per_type_and_thread(server: Server) -> None:
     assert await error_of(bob, f"<query xmlns='{SMART}' peer='alice@localhost'/>") == \
         "not-allowed"
     await disconnect(alice, bob)
+
+
+async def test_retracting_the_last_message_leaves_no_trace_of_it(server: Server) -> None:
+    """XEP-0424: alice retracts her last message to bob. The entries of both show the
+    retraction (its <retract/> names the message, its fallback body is for clients without
+    XEP-0424), never the retracted text; the retraction is the conversation's latest message,
+    as any message with a body is."""
+    retract = "urn:xmpp:message-retract:1"
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    try:
+        alice.send_message(mto="bob@localhost", mbody="hello", mtype="chat")
+        msg = alice.make_message(mto="bob@localhost", mbody="the secret", mtype="chat")
+        msg["id"] = "m2"
+        msg.xml.append(ET.fromstring("<origin-id xmlns='urn:xmpp:sid:0' id='m2'/>"))
+        msg.send()
+        entries, _ = await inbox(bob)
+        assert [(e["body"], e["unread"]) for e in entries] == [("the secret", 2)]
+        undo = alice.make_message(mto="bob@localhost", mtype="chat",
+                                  mbody="This person attempted to retract a previous message.")
+        undo.xml.append(ET.fromstring(f"<retract xmlns='{retract}' id='m2'/>"))
+        undo.xml.append(ET.fromstring(f"<fallback xmlns='urn:xmpp:fallback:0' for='{retract}'/>"))
+        undo.xml.append(ET.fromstring("<store xmlns='urn:xmpp:hints'/>"))
+        undo.send()
+        await asyncio.sleep(0.2)
+        for client in (bob, alice):
+            fin = await iq(client, f"<inbox xmlns='{INBOX}' queryid='q1'/>")
+            assert fin.find(f"{{{INBOX}}}fin") is not None
+            queue: asyncio.Queue[Any] = client.inbox_results  # type: ignore[attr-defined]
+            (result,) = [queue.get_nowait() for _ in range(queue.qsize())]
+            last = result.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
+            assert last.find(f"{{{retract}}}retract").get("id") == "m2"
+            assert "the secret" not in ET.tostring(last, encoding="unicode")
+            assert result.get("unread") == ("3" if client is bob else "0")
+    finally:
+        await disconnect(alice, bob)
+
+
+async def test_messages_of_a_timed_out_phone_session_count_once(tmp_path: Any) -> None:
+    """bob's phone loses its connection (XEP-0198 session waiting to be resumed); alice
+    writes twice, the session times out and hands the two messages to offline storage:
+    they were counted when they reached bob, and are not counted again."""
+    from pathlib import Path
+
+    from suricate.core.c2s import STREAM_MANAGEMENT
+    from suricate.protocol.c2s import C2SState
+    from tests.e2e.harness import eventually, running_server
+    from tests.inbox.conftest import INBOX_TOML
+    from tests.mobile.conftest import modules_toml
+
+    # modules_toml has mod_mam and mod_offline already
+    modules = modules_toml(INBOX_TOML.replace("[modules.mod_mam]\n[modules.mod_mam.pm]\n", ""))
+    async with running_server(Path(tmp_path), modules=modules) as server:
+        for name in ("alice", "bob"):
+            await server.auth.register(JID.parse(f"{name}@localhost"), "pw")
+        server.modules["mod_stream_management"].resume_timeout = 1
+
+        def phone_session() -> Any:
+            return next((s for s in server.sessions if str(s.jid) == "bob@localhost/phone"),
+                        None)
+        phone = await connect(server, "bob@localhost/phone", "pw", plugins=("xep_0198",))
+        phone.send_presence()
+        await eventually(lambda: STREAM_MANAGEMENT.get(phone_session()) is not None)
+        phone.abort()
+        await eventually(lambda: getattr(phone_session(), "state", None)
+                         == C2SState.RESUME_SESSION)
+        alice = await login(server, "alice@localhost/a")
+        try:
+            alice.send_message(mto="bob@localhost", mbody="m1", mtype="chat")
+            alice.send_message(mto="bob@localhost", mbody="m2", mtype="chat")
+            await eventually(lambda: phone_session() is None)  # timed out, handed on
+            bob = await login(server, "bob@localhost/b")  # gets them from offline storage
+            entries, totals = await inbox(bob)
+            assert [(e["body"], e["unread"]) for e in entries] == [("m2", 2)]
+            assert totals["unread-messages"] == 2
+            await disconnect(bob)
+        finally:
+            await disconnect(alice)

@@ -160,3 +160,54 @@ async def test_without_remove_on_kicked(kept_server: tuple[Server, bool]) -> Non
     assert entry is not None
     assert (entry["body"], entry["unread"]) == (("", 3) if aff_changes else ("first", 1))
     await disconnect(alice, bob)
+
+
+SMART = "esl:xmpp:smart-markers:0"
+
+
+async def room_markers(client: Client) -> set[tuple[str, str]]:
+    """(sender, marked id) of the room's smart markers, as the client's query sees them."""
+    result = await iq(client, str(client.boundjid.bare), "get",
+                      f"<query xmlns='{SMART}' peer='{ROOM}'/>")
+    assert result is not None
+    return {(m.get("from") or "", m.get("id") or "") for m in result.findall(f"{{{SMART}}}marker")}
+
+
+async def test_smart_markers_go_with_the_membership_and_the_room(tmp_path: Path) -> None:
+    # MongooseIM 6.4's mod_smart_markers: a member's markers to a MUC Light room are removed
+    # when its affiliation becomes none (room_new_affiliations) and all of the room's when the
+    # room is destroyed (forget_room); a new room of the same name starts without them.
+    modules = light_toml(extra_modules="[modules.mod_smart_markers]\n")
+    async with running_server(tmp_path, modules=modules) as server:
+        for name in ("alice", "bob", "carol"):
+            await server.auth.register(JID.parse(f"{name}@localhost"), "pw")
+        alice = await login(server, "alice@localhost/a")
+        bob = await login(server, "bob@localhost/b")
+        carol = await login(server, "carol@localhost/c")
+        markers = server.modules["mod_smart_markers"]
+        try:
+            await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member",
+                                                               "carol@localhost": "member"}))
+            await groupchat(alice, "hello", "m0")
+            for member in (bob, carol):
+                marker = member.make_message(mto=ROOM, mtype="groupchat")
+                marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='m0'/>"))
+                marker.send()
+            for _ in range(50):
+                if len(await room_markers(alice)) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert await room_markers(alice) == {("bob@localhost", "m0"),
+                                                 ("carol@localhost", "m0")}
+            # bob is removed: his marker goes, carol's stays.
+            await iq(alice, ROOM, "set", affs_xml({"bob@localhost": "none"}))
+            assert await room_markers(alice) == {("carol@localhost", "m0")}
+            assert await markers.store.of_user("localhost", "bob") == []
+            # The room destroyed: nothing of it is left.
+            await iq(alice, ROOM, "set", "<query xmlns='urn:xmpp:muclight:0#destroy'/>")
+            await markers.flush()
+            assert await markers.store.of_user("localhost", "carol") == []
+            await iq(alice, ROOM, "set", create_xml(occupants={"carol@localhost": "member"}))
+            assert await room_markers(carol) == set()
+        finally:
+            await disconnect(alice, bob, carol)

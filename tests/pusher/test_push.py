@@ -36,6 +36,7 @@ class AppServer(Component):
         super().__init__(jid, secret)
         self.published: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
         self.answer_error: str | None = None
+        self.answer_error_type = "cancel"
         self.register_handler(Callback(
             "publish", MatchXPath(f"{{jabber:component:accept}}iq/{{{PUBSUB}}}pubsub"),
             self._publish))
@@ -46,7 +47,7 @@ class AppServer(Component):
         if self.answer_error:
             reply["type"] = "error"
             reply["error"]["condition"] = self.answer_error
-            reply["error"]["type"] = "cancel"
+            reply["error"]["type"] = self.answer_error_type
         reply.send()
 
 
@@ -241,5 +242,94 @@ async def test_virtual_pubsub_host_hands_notifications_to_the_hook(tmp_path: Pat
                                {"message-count": "1", "last-message-sender": "bob@localhost/desk",
                                 "last-message-body": "wake up"}, {"device_id": "abc"})]
             assert app.published.empty()  # nothing went out over XMPP
+        finally:
+            await disconnect(bob)
+
+
+async def drain(app: AppServer, wait: float) -> list[dict[str, str]]:
+    """The summaries of what the app server receives until it gets nothing for ``wait`` s."""
+    forms = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            _, iq = await asyncio.wait_for(app.published.get(), wait)
+            forms.append(summary(iq))
+    return forms
+
+
+async def suspended_phone(server: Server) -> Client:
+    """alice's phone: SM on, push enabled, then its network gone (resumption pending)."""
+    phone = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+    phone.send_presence()
+    await eventually(lambda: STREAM_MANAGEMENT.get(
+        _session(server, "alice@localhost/phone")) is not None)
+    await enable(phone)
+    phone.abort()
+    await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),
+                                     "state", None) == C2SState.RESUME_SESSION)
+    return phone
+
+
+async def test_resumption_timeout_does_not_notify_the_same_messages_again(
+        tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        server.modules["mod_stream_management"].resume_timeout = 1
+        await suspended_phone(server)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="m1", mtype="chat")
+            bob.send_message(mto="alice@localhost", mbody="m2", mtype="chat")
+            # Notified while queued; then the session times out (1 s) and the two messages go
+            # to offline storage: the phone was told about them already, the count stays 2.
+            forms = await drain(app, 2.5)
+            await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+            assert [(f["message-count"], f["last-message-body"]) for f in forms] == [
+                ("1", "m1"), ("2", "m2")]
+            bob.send_message(mto="alice@localhost", mbody="m3", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert (summary(iq)["message-count"], summary(iq)["last-message-body"]) == (
+                "3", "m3")
+        finally:
+            await disconnect(bob)
+
+
+async def test_online_sessions_active_or_inactive_get_no_push(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret", plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        got: list[str] = []
+        phone.add_event_handler("message", lambda m: got.append(m["body"]))
+        try:
+            phone.send_presence()
+            await enable(phone)
+            bob.send_message(mto="alice@localhost", mbody="live", mtype="chat")
+            await eventually(lambda: got == ["live"])
+            # XEP-0352: inactive, but connected: a message with a body is delivered at once.
+            phone.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
+            await eventually(lambda: server.modules["mod_csi"]._state(
+                _session(server, "alice@localhost/phone")).inactive)
+            bob.send_message(mto="alice@localhost", mbody="pocket", mtype="chat")
+            await eventually(lambda: got == ["live", "pocket"])
+            assert await drain(app, 0.5) == []
+        finally:
+            await disconnect(phone, bob)
+
+
+async def test_temporary_app_server_error_keeps_the_registration(tmp_path: Path) -> None:
+    async with push_server(tmp_path) as (server, app):
+        app.answer_error, app.answer_error_type = "resource-constraint", "wait"
+        await suspended_phone(server)
+        module = server.modules["mod_event_pusher"]
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="one", mtype="chat")
+            await asyncio.wait_for(app.published.get(), 5)
+            # RFC 6120 §8.3.2 "wait": retry later. XEP-0357 §7.1 lets a server keep the
+            # registration after a temporary error; 6.4 disables only after "cancel".
+            app.answer_error = None
+            bob.send_message(mto="alice@localhost", mbody="two", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert summary(iq)["last-message-body"] == "two"
+            assert [r.node for r in await module.store.registrations("localhost", "alice")] \
+                == ["phone-node"]
         finally:
             await disconnect(bob)

@@ -253,7 +253,7 @@ class ModEventPusher(Module):
             # message is queued for it, but the phone will not see it until woken up.
             sender = stanza.get("from")
             if sender:
-                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza)
+                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza, queued=True)
         if self.rabbit is not None and stanza.get("type") in ("chat", "groupchat"):
             body, sender = stanza.find_text("body"), stanza.get("from")
             if body is not None and sender:

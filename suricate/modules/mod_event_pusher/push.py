@@ -7,14 +7,16 @@ connection is gone (XEP-0198 §5, the state phones spend most of their time in) 
 server publish a notification to that node (§7): an XEP-0004 form `urn:xmpp:push:summary` with
 the number of messages since the account was last online, the last sender and, unless turned
 off, the last body. The app server turns it into an APNs/FCM wake-up. An error from the app
-server disables that registration (§5: the server "MAY" do so; a dead registration would
-otherwise be retried on every message for ever).
+server disables that registration (§7.1: it "SHOULD"; a dead registration would otherwise be
+retried on every message for ever), except a temporary one (type "wait"), which §7.1 lets the
+server keep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +112,10 @@ class PushBackend:
         # The stanza last notified per account: a message to the bare JID reaches every
         # suspended resource, but is one message for the person.
         self._last: dict[JID, Element] = {}
+        # Messages notified while queued for a session waiting to be resumed (XEP-0198 §5).
+        # When nobody resumes it, the session hands them to offline storage as copies: they
+        # were notified already and must not wake the phone (and raise the count) again.
+        self._queued: dict[JID, Counter[tuple[str, str | None, str | None]]] = {}
 
     # -- enable / disable (XEP-0357 §5, §6) -------------------------------------------------
     async def enable(self, user: JID, payload: Element) -> None:
@@ -132,11 +138,25 @@ class PushBackend:
     def user_online(self, user: JID) -> None:
         self._pending.pop(user, None)
         self._last.pop(user, None)
+        self._queued.pop(user, None)
 
-    def message_missed(self, user: JID, sender: JID, stanza: Element) -> None:
-        """A message reached ``user`` (bare) while no session could show it."""
+    def message_missed(self, user: JID, sender: JID, stanza: Element,
+                       queued: bool = False) -> None:
+        """A message reached ``user`` (bare) while no session could show it: ``queued`` for
+        a session waiting to be resumed, or else stored (offline, archive)."""
         if self._last.get(user) is stanza:
             return
+        key = (str(sender), stanza.get("id"), stanza.find_text("body"))
+        if queued:
+            self._queued.setdefault(user, Counter())[key] += 1
+        else:
+            seen = self._queued.get(user)
+            if seen is not None and seen[key] > 0:
+                # The same message, handed on by a session whose resumption timed out.
+                seen[key] -= 1
+                if not +seen:
+                    del self._queued[user]
+                return
         self._last[user] = stanza
         count = self._pending[user] = self._pending.get(user, 0) + 1
         body = stanza.find_text("body") if self.include_body else None
@@ -165,10 +185,18 @@ class PushBackend:
                                         {"failure_count": 1})
             return
         if answer.get("type") == "error":
-            log.info("push_disabled_after_error user=%s service=%s node=%s", user, reg.service,
-                     reg.node)
-            assert user.local is not None
-            await self.store.disable(user.domain, user.local, reg.service, reg.node)
+            error = answer.find("error")
+            if error is not None and error.get("type") == "wait":
+                # RFC 6120 §8.3.2: a temporary error (the app server is rate-limiting,
+                # overloaded): XEP-0357 §7.1 lets the server keep the registration, and 6.4
+                # keeps it (it disables after "cancel" only).
+                log.warning("push_failed_temporarily user=%s service=%s node=%s", user,
+                            reg.service, reg.node)
+            else:
+                log.info("push_disabled_after_error user=%s service=%s node=%s", user,
+                         reg.service, reg.node)
+                assert user.local is not None
+                await self.store.disable(user.domain, user.local, reg.service, reg.node)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return

@@ -166,6 +166,18 @@ def _room_stanza_id(stanza: Element, room: JID) -> str:
     return ""
 
 
+def _handed_on(stanza: Element, domain: str) -> bool:
+    """A message this server already delivered to the account and now hands on elsewhere:
+    it carries the XEP-0203 delay the server adds (from the account's domain) when a
+    session ends with it unacknowledged (XEP-0198 §5) or when offline storage keeps it. It
+    was counted when it first reached the account."""
+    for c in stanza.children:
+        if isinstance(c, Element) and c.name == "delay" and c.xmlns == ns.DELAY \
+                and c.attrs.get("from") == domain:
+            return True
+    return False
+
+
 def _delayed(stanza: Element) -> bool:
     return any(isinstance(c, Element) and c.name == "delay" and c.xmlns == ns.DELAY
                for c in stanza.children)
@@ -460,6 +472,8 @@ class ModInbox(Module):
             self._message(owner, remote, stanza, True)
             return
         if stype in ("chat", "normal"):
+            if _handed_on(stanza, owner.domain):
+                return
             if stanza.find("x", MUC_USER) is not None and self._another_copy(
                     owner, remote, stanza.attrs.get("id", "")):
                 return  # a room's private message, already counted for another session

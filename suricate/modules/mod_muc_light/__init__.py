@@ -347,7 +347,19 @@ class ModMucLight(Module):
                 await self.store.destroy_room(service, room)
                 self._remember((service, room), None)
                 self._forget_archive(service, room)
+            await self._affiliations_changed(service, room, changed, destroyed=not after)
             return AffChange(dict(current), after, changed, found.version, version)
+
+    async def _affiliations_changed(self, service: str, room: str, changed: dict[str, str],
+                                    destroyed: bool) -> None:
+        """6.4's room_new_affiliations, and forget_room for a room that is gone."""
+        host = self.services.get(service, service)
+        room_jid = JID._prepared(room, service, None)
+        if changed:
+            await self.server.hooks.fold_async(H.ROOM_NEW_AFFILIATIONS, None, host, room_jid,
+                                               dict(changed))
+        if destroyed:
+            await self.server.hooks.fold_async(H.FORGET_ROOM, None, host, room_jid)
 
     async def destroy(self, requester: str | None, service: str, room: str) -> dict[str, str]:
         """§5.2: only the owner (or the admin API) destroys a room; its members before."""
@@ -358,6 +370,8 @@ class ModMucLight(Module):
             await self.store.destroy_room(service, room)
             self._remember((service, room), None)
             self._forget_archive(service, room)
+            await self._affiliations_changed(
+                service, room, dict.fromkeys(found.affiliations, "none"), destroyed=True)
             return dict(found.affiliations)
 
     async def send_message(self, sender: str, service: str, room: str, stanza: Element,

@@ -63,7 +63,9 @@ class ModSmartMarkers(Module):
     store: SmartMarkersStore
     xeps = ("0333",)
     # After mod_inbox (78) read the marker (it resets the unread count), before carbons (80).
-    hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50))
+    hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50),
+             (H.ROOM_NEW_AFFILIATIONS, "room_new_affiliations", 60),
+             (H.FORGET_ROOM, "forget_room", 85))
     iq_handlers = (("sm", SMART_MARKERS, "iq_markers"),)
     features = (SMART_MARKERS,)
 
@@ -181,6 +183,35 @@ class ModSmartMarkers(Module):
                 del self.pending[key]
         await self.store.remove_user(owner.domain, owner.local)
         return acc
+
+    # -- MUC Light rooms (MongooseIM 6.4) ----------------------------------------------------
+    async def room_new_affiliations(self, acc: None, host: str, room: JID,
+                                    changed: dict[str, str]) -> None:
+        """A member whose affiliation became none is out of the room: its markers to the room
+        go (what it marked there is no one's business any more)."""
+        for member, aff in changed.items():
+            if aff != "none":
+                continue
+            try:
+                who = JID.parse(member)
+            except (InvalidJID, ValueError):
+                continue
+            if who.local is not None:
+                await self._remove(str(room), who.domain, who.local)
+        return acc
+
+    async def forget_room(self, acc: None, host: str, room: JID) -> None:
+        """The room was destroyed: every marker to it goes."""
+        await self._remove(str(room))
+        return acc
+
+    async def _remove(self, room: str, server: str | None = None,
+                      user: str | None = None) -> None:
+        async with self._lock:  # after a batch being written, before the next one
+            for key in [k for k in self.pending if k[2] == room
+                        and (user is None or (k[0], k[1]) == (server, user))]:
+                del self.pending[key]
+            await self.store.remove_to(room, server, user)
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         await self.flush()

@@ -77,3 +77,12 @@ class SmartMarkersStore(ModuleStore):
     async def remove_user(self, server: str, user: str) -> None:
         await self.execute("DELETE FROM smart_markers WHERE server = ? AND username = ?",
                            server, user)
+
+    async def remove_to(self, to_jid: str, server: str | None = None,
+                        user: str | None = None) -> None:
+        """The markers to ``to_jid`` (a room): everyone's, or one account's."""
+        if user is None:
+            await self.execute("DELETE FROM smart_markers WHERE to_jid = ?", to_jid)
+        else:
+            await self.execute("DELETE FROM smart_markers WHERE to_jid = ? AND server = ?"
+                               " AND username = ?", to_jid, server, user)
