@@ -645,8 +645,8 @@ class ModMam(Module):
         if archive is False:
             return None
         mam_id = self.ids.after() if sent_now else self.ids.next()
-        xml = self._enqueue(mam_id, owner, frm, "I", frm, stanza, scan, archive is None,
-                            sent_now)
+        xml = self._enqueue_received(mam_id, owner, frm, stanza, scan, archive is None,
+                                     sent_now)
         if scan.retract is not None:
             self._retract(owner, frm.bare, scan.retract, "I", mam_id, scan.by_stanza_id)
         if not self.stanza_ids:
@@ -698,25 +698,22 @@ class ModMam(Module):
         return last is not None and last[0] is stanza and stanza.attrs == last[3] \
             and stanza.children == last[4]
 
-    def _enqueue(self, mam_id: int, owner: JID, peer: JID, direction: str, frm: JID,
-                 stanza: Element, scan: _Scan, check: bool,
-                 sent: bool | None = None) -> str | None:
-        """Queue the row; return the XML when it is the sender's archive's serialization of
-        this very stanza (a local sender), which the live copy may reuse (``incoming``).
-        ``sent``: ``_sent_now(stanza)`` when the caller knows it."""
+    def _enqueue_received(self, mam_id: int, owner: JID, frm: JID, stanza: Element,
+                          scan: _Scan, check: bool, sent: bool | None = None) -> str | None:
+        """Queue the recipient's row; return the XML when it is the sender's archive's
+        serialization of this very stanza (a local sender), which the live copy may reuse
+        (``incoming``). ``sent``: ``_sent_now(stanza)`` when the caller knows it. (The
+        sender's row is queued inline by ``outgoing``.)"""
         # Between a local sender and a local recipient the stanza is the same object, with
         # the same content, on both sides: one serialization serves both archives.
         last = self._last_out
+        reused: str | None = None
         if last is not None and (self._sent_now(stanza) if sent is None else sent):
-            xml = last[1]
-            reused: str | None = xml
-            self._last_out = None
+            xml = reused = last[1]
         else:
             xml = stanza.serialize(ns.CLIENT)
-            reused = None
-            self._last_out = (stanza, xml, scan, stanza.attrs.copy(), stanza.children.copy(),
-                              mam_id) if direction == "O" else None
-        self._add_row(mam_id, owner, peer.bare, peer.resource, direction, frm, scan, xml, check)
+        self._last_out = None
+        self._add_row(mam_id, owner, frm.bare, frm.resource, "I", frm, scan, xml, check)
         return reused
 
     def _add_row(self, mam_id: int, owner: JID, peer: JID, resource: str | None,
