@@ -343,6 +343,9 @@ def test_bind2_ends_the_earlier_session_of_the_same_client_on_another_node(
         old_res, laptop_res = old_jid.split("/", 1)[1], laptop_jid.split("/", 1)[1]
         await asyncio.to_thread(old.send, "<presence/>")
         await eventually(lambda: old_res in resources() and laptop_res in resources())
+        # The SM record reaches Redis with the node's next batch, not with the session row.
+        await eventually(lambda: any(_sync(db).hget(key, "jid") == old_jid
+                                     for key in _sync(db).keys("suricate:sm:*")))
         sm_id, _ = _sm_record(db, old_jid)
         old.close()  # the network goes, no </stream:stream>: A keeps the session
         bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
