@@ -217,6 +217,10 @@ async def test_subscribe_approve_and_exchange_presence(server: Server) -> None:
     await presence_from(bob, "alice@localhost/phone")
     assert (await item(server, "alice", "bob")).subscription == "both"
     assert (await item(server, "bob", "alice")).subscription == "both"
+    # A roster get in a session opened before these changes is served from its copy of the
+    # roster (no second read of storage): the copy followed every change.
+    listed = (await alice.get_roster())["roster"]["items"]
+    assert {str(j): i["subscription"] for j, i in listed.items()} == {"bob@localhost": "both"}
 
     # A presence update is broadcast to the subscriber (§4.4).
     alice.send_presence(pshow="away", pstatus="lunch")

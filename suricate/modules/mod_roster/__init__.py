@@ -239,7 +239,15 @@ class ModRoster(Module):
             # §2.2: asking for the roster makes the resource "interested" in pushes.
             session.module_state[self.name] = True
         async with self.locked(user):
-            items = await self._items(user)
+            cached = None if session is None else ROSTER_CACHE.get(session)
+            if cached is not None and not self.server.hooks.has(H.ROSTER_ITEMS):
+                # The session's copy, read when it opened and kept in step with every change
+                # since (``_cache_here``, and ``_mirror`` for other nodes' changes) under this
+                # lock: the usual get, right after the session opened, does not read storage
+                # a second time. Sorted by JID as ``RosterStore.get_roster`` returns them.
+                items = sorted(cached.values(), key=_by_jid)
+            else:
+                items = await self._items(user)
             version = await self._current_version(user, items) if self.versioning else None
             if session is not None and self.server.hooks.has(H.ROSTER_ITEMS):
                 # What the roster_items handlers add can change (a directory's groups): the
@@ -471,6 +479,10 @@ class ModRoster(Module):
 
 def _jid(value: str) -> JID:
     return JID.parse(value)
+
+
+def _by_jid(item: RosterItem) -> str:
+    return item.jid
 
 
 def _fresh_id() -> str:
