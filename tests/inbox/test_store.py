@@ -47,6 +47,19 @@ async def test_upserts_counts_and_markers(storage: SqlStorage) -> None:
     assert (totals.count, totals.unread_messages, totals.active_conversations) == (2, 1, 1)
 
 
+async def test_a_marker_merged_with_a_newer_message(storage: SqlStorage) -> None:
+    """A marker for the stored last message, merged with a newer message in one write: the
+    stored count is reset, then the newer message counts (MySQL assigns the upsert's columns
+    in order and a later one sees the new values: the count is assigned first)."""
+    store = await inbox_store(storage)
+    await store.apply([incoming("bob@x", "b1", 10), incoming("bob@x", "b2", 20)])
+    pending = Change(S, "alice", "bob@x", reset_if="b2")
+    merge(pending, incoming("bob@x", "b3", 30))
+    await store.apply([pending])
+    bob = await store.get(S, "alice", "bob@x")
+    assert bob is not None and (bob.unread, bob.msg_id) == (1, "b3")
+
+
 async def test_removal_then_what_came_after(storage: SqlStorage) -> None:
     """remove_on_kicked: the entry goes, pending changes with it; a message merged after the
     removal makes a new entry counting from zero."""

@@ -67,14 +67,17 @@ class Totals:
 _COUNT = ("CASE WHEN ? THEN 0 WHEN inbox.msg_id = ? THEN 0 ELSE inbox.unread_count END + ?")
 
 # A new message brings an archived or binned conversation back to the inbox (MongooseIM's
-# inbox extension, "Box"); custom boxes keep their entries.
+# inbox extension, "Box"); custom boxes keep their entries. The count comes first: MySQL
+# assigns left to right and a later expression sees the new values, so the marker must be
+# compared with the stored last message before msg_id becomes the new one's (SQLite and
+# PostgreSQL read the old row whatever the order).
 _UPSERT = (
     "INSERT INTO inbox (server, username, remote_bare_jid, msg_id, box, content, timestamp,"
     " muted_until, unread_count) VALUES (?, ?, ?, ?, 'inbox', ?, ?, 0, ?)"
     " ON CONFLICT (server, username, remote_bare_jid) DO UPDATE SET"
+    f" unread_count = {_COUNT},"
     " msg_id = excluded.msg_id, content = excluded.content, timestamp = excluded.timestamp,"
-    " box = CASE WHEN inbox.box IN ('archive', 'bin') THEN 'inbox' ELSE inbox.box END,"
-    f" unread_count = {_COUNT}"
+    " box = CASE WHEN inbox.box IN ('archive', 'bin') THEN 'inbox' ELSE inbox.box END"
 )
 _RESET = (f"UPDATE inbox SET unread_count = {_COUNT}"
           " WHERE server = ? AND username = ? AND remote_bare_jid = ?")
