@@ -233,9 +233,10 @@ ROOM_NEW_AFFILIATIONS: Hook[Callable[[None, str, JID, dict[str, str]], AsyncFold
     "mod_smart_markers drops that member's markers to the room)")
 FORGET_ROOM: Hook[Callable[[None, str, JID], AsyncFolded[None]]] = Hook(
     "forget_room",
-    "fold_async(None, host, room_jid): a MUC Light room of ``host`` was destroyed (6.4's "
-    "forget_room): what modules keep about it goes, so a new room of the same name starts "
-    "without it")
+    "fold_async(None, host, room_jid): a room of ``host`` ended (6.4's forget_room): a MUC "
+    "Light room destroyed, or a mod_muc room destroyed (§10.9, by its owner or the admin "
+    "API) or temporary and left by its last occupant. What modules keep about it goes, so "
+    "a new room of the same name starts without it (mod_smart_markers: markers to it)")
 
 # -- push notifications ---------------------------------------------------------------------
 PUSH_NOTIFICATIONS: Hook[

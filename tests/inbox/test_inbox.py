@@ -169,6 +169,32 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+def stanza_id_of(msg: Any, by: str) -> str:
+    """The XEP-0359 stanza-id that ``by`` gave a message the client received."""
+    for sid in msg.xml.findall("{urn:xmpp:sid:0}stanza-id"):
+        if sid.get("by") == by:
+            return str(sid.get("id"))
+    raise AssertionError(f"no stanza-id by {by} in {msg}")
+
+
+async def test_a_marker_naming_the_recipient_stanza_id(server: Server) -> None:
+    """A client that knows messages by the stanza-id its own server gave them (XEP-0359, ``by``
+    the account's bare JID: the archive id of mod_mam) marks them with it: the conversation
+    is read when that names the last message, as when the marker names its id attribute."""
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    for i in range(2):
+        await chat(alice, "bob@localhost", f"s{i}", f"s{i}")
+    ids = [stanza_id_of(await bob.next_message(), "bob@localhost") for _ in range(2)]
+    for marked, unread in ((ids[0], 2), (ids[1], 0)):
+        marker = bob.make_message(mto="alice@localhost/a", mtype="chat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
+        marker.send()
+        entries, _ = await inbox(bob)
+        assert dict(summary(entries))["alice@localhost"] == unread
+    await disconnect(alice, bob)
+
+
 async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
     """XEP-0191 §3.3: a blocked JID's message is not delivered, so it is not unread news
     either; the sender's own entry stays."""
@@ -290,6 +316,45 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
         marker.send()
         entries, _ = await inbox(bob)
         assert [(e["unread"], e["body"]) for e in entries] == [(0, "g1")]
+        await disconnect(alice, bob)
+
+
+async def test_groupchat_muc_marker_naming_the_room_stanza_id(tmp_path: Any) -> None:
+    """XEP-0333 in a group chat: clients (Conversations, Gajim, ...) name the message they
+    displayed by the XEP-0359 stanza-id the room gave it (``by`` the room's JID), not by its
+    id attribute: that marker reads the room too when it names the last message."""
+    from slixmpp import JID as SJID
+
+    from tests.e2e.harness import running_server
+    from tests.inbox.conftest import INBOX_TOML
+    from tests.muc.conftest import create_instant, muc_toml, next_groupchat
+
+    async with running_server(tmp_path, modules=muc_toml() + INBOX_TOML) as srv:
+        clients = []
+        for name in ("alice", "bob"):
+            await srv.auth.register(JID.parse(f"{name}@localhost"), "pw")
+            client = await login(srv, f"{name}@localhost/r")
+            for plugin in ("xep_0030", "xep_0004", "xep_0045"):
+                client.register_plugin(plugin)
+            clients.append(client)
+        alice, bob = clients
+        room = "room@conference.localhost"
+        await create_instant(alice, room, "al")
+        await bob.plugin["xep_0045"].join_muc_wait(SJID(room), "bo", timeout=5)
+        ids = []
+        for i in range(2):
+            msg = alice.make_message(mto=room, mbody=f"g{i}", mtype="groupchat")
+            msg["id"] = f"g{i}"
+            msg.send()
+            ids.append(stanza_id_of(await next_groupchat(bob), room))
+            await next_groupchat(alice)
+        # A marker naming an older message leaves the count (as one naming its id does).
+        for marked, unread in ((ids[0], 2), (ids[1], 0)):
+            marker = bob.make_message(mto=room, mtype="groupchat")
+            marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
+            marker.send()
+            entries, _ = await inbox(bob)
+            assert [(e["unread"], e["body"]) for e in entries] == [(unread, "g1")]
         await disconnect(alice, bob)
 
 

@@ -15,7 +15,7 @@ import pytest
 from suricate.core.server import Server
 from suricate.jid import JID
 from tests.e2e.harness import Client, disconnect, running_server
-from tests.inbox.test_inbox import MARKERS, inbox, login
+from tests.inbox.test_inbox import MARKERS, inbox, login, stanza_id_of
 from tests.muc_light.conftest import affs_xml, create_xml, iq, light_toml
 
 SERVICE = "muclight.localhost"
@@ -111,6 +111,30 @@ async def test_members_see_the_room_with_unread_counts(server: Server) -> None:
     entry = await room_entry(bob)
     assert entry is not None and (entry["body"], entry["unread"]) == ("hi all", 0)
     await disconnect(alice, bob, bob2, carol)
+
+
+async def test_a_marker_naming_the_room_stanza_id_reads_the_room(server: Server) -> None:
+    """XEP-0333 in a group chat: a member's client names the message it displayed by the
+    XEP-0359 stanza-id the room gave it (``by`` the room's JID): that reads the room too."""
+    alice = await login(server, "alice@localhost/a")
+    bob = await login(server, "bob@localhost/b")
+    await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member"}))
+    for i in range(2):
+        await groupchat(alice, f"hello {i}", f"m{i}")
+    ids = []
+    while len(ids) < 2:
+        msg = await bob.next_message()
+        if msg["type"] == "groupchat" and msg["body"]:
+            ids.append(stanza_id_of(msg, ROOM))
+    await settled(bob, lambda e: e is not None and e["body"] == "hello 1")
+    for marked, unread in ((ids[0], 3), (ids[1], 0)):  # the creation and two messages
+        marker = bob.make_message(mto=ROOM, mtype="groupchat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
+        marker.send()
+        await asyncio.sleep(0.2)
+        entry = await room_entry(bob)
+        assert entry is not None and (entry["unread"], entry["body"]) == (unread, "hello 1")
+    await disconnect(alice, bob)
 
 
 async def test_affiliation_changes_and_removal(server: Server) -> None:

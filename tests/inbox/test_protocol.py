@@ -15,8 +15,8 @@ INBOX = "erlang-solutions.com:xmpp:inbox:0"
 
 
 def change(content: str | None = None, msg_id: str = "", unread: int = 0, reset: bool = False,
-           reset_if: str | None = None) -> Change:
-    return Change("s", "u", "r", content, msg_id, 1, unread, reset, reset_if)
+           reset_if: str | None = None, remove: bool = False) -> Change:
+    return Change("s", "u", "r", content, msg_id, 1, unread, reset, reset_if, remove)
 
 
 def test_merge_keeps_the_order_of_events() -> None:
@@ -33,6 +33,25 @@ def test_merge_keeps_the_order_of_events() -> None:
     assert (pending.unread, pending.reset, pending.msg_id) == (1, True, "m3")
     merge(pending, change("<mine/>", "o1", reset=True))  # the owner wrote
     assert (pending.unread, pending.reset, pending.content) == (0, True, "<mine/>")
+
+
+def test_a_pending_marker_may_name_the_stanza_id() -> None:
+    """A marker merged after the message it marks resets the count when it names the message's
+    id or its stanza-id (the room's, or the account's archive's); the next message brings
+    its own stanza-id."""
+    pending = change("<m1/>", "m1", unread=1)
+    pending.stanza_id = "s1"
+    merge(pending, change(reset_if="m0"))
+    assert (pending.unread, pending.reset) == (1, False)
+    merge(pending, change(reset_if="s1"))
+    assert (pending.unread, pending.reset, pending.reset_if) == (0, True, None)
+    later = change("<m2/>", "m2", unread=1)
+    later.stanza_id = "s2"
+    merge(pending, later)
+    assert (pending.unread, pending.stanza_id) == (1, "s2")
+    removed = change(remove=True)
+    merge(pending, removed)
+    assert pending.stanza_id == ""
 
 
 def inbox(body: str) -> object:

@@ -47,6 +47,44 @@ async def test_upserts_counts_and_markers(storage: SqlStorage) -> None:
     assert (totals.count, totals.unread_messages, totals.active_conversations) == (2, 1, 1)
 
 
+async def test_a_marker_merged_with_a_newer_message(storage: SqlStorage) -> None:
+    """A marker for the stored last message, merged with a newer message in one write: the
+    stored count is reset, then the newer message counts (MySQL assigns the upsert's columns
+    in order and a later one sees the new values: the count is assigned first)."""
+    store = await inbox_store(storage)
+    await store.apply([incoming("bob@x", "b1", 10), incoming("bob@x", "b2", 20)])
+    pending = Change(S, "alice", "bob@x", reset_if="b2")
+    merge(pending, incoming("bob@x", "b3", 30))
+    await store.apply([pending])
+    bob = await store.get(S, "alice", "bob@x")
+    assert bob is not None and (bob.unread, bob.msg_id) == (1, "b3")
+
+
+def in_room(msg_id: str, stanza_id: str, ts: int) -> Change:
+    change = incoming("room@x", msg_id, ts)
+    change.stanza_id = stanza_id
+    return change
+
+
+async def test_markers_name_the_id_or_the_stanza_id(storage: SqlStorage) -> None:
+    """A marker resets the count when it names the stored last message by its id (MongooseIM
+    6.4) or by its stanza-id (what group chat clients send, XEP-0333 1.0), also when merged
+    with a newer message."""
+    store = await inbox_store(storage)
+    await store.apply([in_room("m1", "s1", 10)])
+    await store.apply([in_room("m2", "s2", 20)])
+    await store.apply([Change(S, "alice", "room@x", reset_if="s1")])
+    assert (await store.get(S, "alice", "room@x")).unread == 2  # type: ignore[union-attr]
+    await store.apply([Change(S, "alice", "room@x", reset_if="s2")])
+    assert (await store.get(S, "alice", "room@x")).unread == 0  # type: ignore[union-attr]
+    await store.apply([in_room("m3", "s3", 30)])
+    pending = Change(S, "alice", "room@x", reset_if="s3")
+    merge(pending, in_room("m4", "s4", 40))
+    await store.apply([pending])
+    room = await store.get(S, "alice", "room@x")
+    assert room is not None and (room.unread, room.msg_id) == (1, "m4")
+
+
 async def test_removal_then_what_came_after(storage: SqlStorage) -> None:
     """remove_on_kicked: the entry goes, pending changes with it; a message merged after the
     removal makes a new entry counting from zero."""

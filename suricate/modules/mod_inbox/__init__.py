@@ -156,9 +156,11 @@ def _has_body(stanza: Element) -> bool:
     return False
 
 
-def _room_stanza_id(stanza: Element, room: JID) -> str:
-    """The XEP-0359 stanza-id ``room`` gave its message (the same in every copy), or ""."""
-    by = str(room)
+def _stanza_id(stanza: Element, by_jid: JID) -> str:
+    """The XEP-0359 stanza-id ``by_jid`` gave the message, or "": a room's (the same in every
+    copy), or the one the account's archive gave (mod_mam adds it before the inbox sees the
+    message, by the account's bare JID)."""
+    by = str(by_jid)
     for child in stanza.children:
         if isinstance(child, Element) and child.name == "stanza-id" and child.xmlns == SID \
                 and child.attrs.get("by") == by:
@@ -190,13 +192,15 @@ def merge(old: Change, new: Change) -> None:
         # Whatever was pending goes with the entry; only what ``new`` holds follows it.
         old.remove, old.reset, old.reset_if, old.unread = True, False, None, new.unread
         old.content, old.msg_id, old.timestamp = new.content, new.msg_id, new.timestamp
+        old.stanza_id = new.stanza_id
         return
     if new.reset:
         old.reset, old.reset_if, old.unread = True, None, new.unread
     elif new.reset_if is not None:
         if old.content is not None:
-            # The marker names the message now last (reset) or an older one (keep the count).
-            if old.msg_id == new.reset_if:
+            # The marker names the message now last (reset) or an older one (keep the count):
+            # by its id (MongooseIM 6.4) or by its stanza-id (what group chat clients send).
+            if new.reset_if in (old.msg_id, old.stanza_id):
                 old.reset, old.reset_if, old.unread = True, None, 0
         elif not old.reset:
             old.reset_if = new.reset_if  # conditional on the stored last message
@@ -205,6 +209,7 @@ def merge(old: Change, new: Change) -> None:
         old.unread += new.unread
     if new.content is not None:
         old.content, old.msg_id, old.timestamp = new.content, new.msg_id, new.timestamp
+        old.stanza_id = new.stanza_id
 
 
 class InboxWriter:
@@ -362,10 +367,11 @@ class ModInbox(Module):
 
     # -- the message path -------------------------------------------------------------------
     def _message(self, owner: JID, remote: JID, stanza: Element, incoming: bool,
-                 attrs: dict[str, str] | None = None) -> None:
+                 attrs: dict[str, str] | None = None, stanza_id: str = "") -> None:
         """A message of the conversation: updates the entry's pending change in place (one
         dict lookup; the change is written by the next batch). ``attrs``: the message's
-        attributes as kept, when they are not the stanza's."""
+        attributes as kept, when they are not the stanza's; ``stanza_id``: its XEP-0359
+        stanza-id as the account knows it, which a marker may name instead of its id."""
         writer = self.writer
         assert writer is not None and owner.local is not None
         key = (owner.domain, owner.local, str(remote))
@@ -380,6 +386,7 @@ class ModInbox(Module):
                                  dict(stanza.attrs) if attrs is None else attrs,
                                  list(stanza.children))
         change.msg_id = stanza.attrs.get("id", "")
+        change.stanza_id = stanza_id
         change.timestamp = time.time_ns() // 1000
         if incoming:
             change.unread += 1
@@ -460,7 +467,8 @@ class ModInbox(Module):
                 # Room history sent on join is not news; a MUC Light room's messages come
                 # once per member through muclight_to_member, not once per session here.
                 return
-            if self._another_copy(owner, remote, _room_stanza_id(stanza, remote)):
+            stanza_id = _stanza_id(stanza, remote)
+            if self._another_copy(owner, remote, stanza_id):
                 return
             sent = self._own_groupchat.get((owner, remote))
             msg_id = stanza.attrs.get("id", "")
@@ -469,7 +477,8 @@ class ModInbox(Module):
                 if not sent:
                     del self._own_groupchat[(owner, remote)]
                 return  # the reflection of the account's own message
-            self._message(owner, remote, stanza, True)
+            # XEP-0333 1.0 in a group chat: a marker names the message by this stanza-id.
+            self._message(owner, remote, stanza, True, stanza_id=stanza_id)
             return
         if stype in ("chat", "normal"):
             if _handed_on(stanza, owner.domain):
@@ -477,7 +486,9 @@ class ModInbox(Module):
             if stanza.find("x", MUC_USER) is not None and self._another_copy(
                     owner, remote, stanza.attrs.get("id", "")):
                 return  # a room's private message, already counted for another session
-            self._message(owner, remote, stanza, True)
+            # The XEP-0359 stanza-id mod_mam gave it in the account's archive (by its bare
+            # JID): a client that knows messages by their archive id marks them with it.
+            self._message(owner, remote, stanza, True, stanza_id=_stanza_id(stanza, owner))
 
     def _another_copy(self, owner: JID, room: JID, msg_id: str) -> bool:
         """The room's message ``msg_id`` reached another session of ``owner`` already (the
@@ -512,13 +523,14 @@ class ModInbox(Module):
             if not _has_body(stanza) or _marker(stanza) is not None:
                 return acc  # chat states and markers are not messages of the conversation
             self._message(member, room, stanza, frm.resource != str(member),
-                          _as_sent(stanza, frm, member))
+                          _as_sent(stanza, frm, member), _stanza_id(stanza, room))
             return acc
         affiliation = _affiliation_of(stanza, str(member))
         if affiliation is None:
             return acc  # a configuration change, or other members' affiliations
         if self.aff_changes:
-            self._message(member, room, stanza, True, _as_sent(stanza, frm, member))
+            self._message(member, room, stanza, True, _as_sent(stanza, frm, member),
+                          _stanza_id(stanza, room))
         if affiliation == "none" and self.remove_on_kicked:
             assert self.writer is not None
             self.writer.add(Change(member.domain, member.local, str(room), remove=True))

@@ -25,10 +25,15 @@ class Change:
     timestamp: int = 0
     unread: int = 0  # incoming messages after the reset (if any)
     reset: bool = False  # the count went to 0 (the owner wrote, or read it all)
-    reset_if: str | None = None  # a XEP-0333 marker: 0 if the stored last message has this id
+    #: A XEP-0333 marker: 0 if the stored last message has this id or this stanza-id.
+    reset_if: str | None = None
     #: The stored entry is removed before the rest applies (a member removed from a MUC Light
     #: room with remove_on_kicked); what came after the removal makes a new entry.
     remove: bool = False
+    #: The newest message's XEP-0359 stanza-id as the account got it (by the room for a
+    #: room's message, by the account's archive for a chat message), "" without one: group
+    #: chat clients name a message by it in their markers (XEP-0333 1.0, group chats).
+    stanza_id: str = ""
 
 
 @dataclass(slots=True)
@@ -62,19 +67,24 @@ class Totals:
 
 
 # The reset and the increments of one merged change, in one expression: the stored count is
-# zeroed by an unconditional reset or by a marker naming the stored last message, then the
-# messages that came after are added.
-_COUNT = ("CASE WHEN ? THEN 0 WHEN inbox.msg_id = ? THEN 0 ELSE inbox.unread_count END + ?")
+# zeroed by an unconditional reset or by a marker naming the stored last message (by its id,
+# as MongooseIM 6.4, or by its stanza-id), then the messages that came after are added.
+_COUNT = ("CASE WHEN ? THEN 0 WHEN inbox.msg_id = ? OR inbox.stanza_id = ? THEN 0"
+          " ELSE inbox.unread_count END + ?")
 
 # A new message brings an archived or binned conversation back to the inbox (MongooseIM's
-# inbox extension, "Box"); custom boxes keep their entries.
+# inbox extension, "Box"); custom boxes keep their entries. The count comes first: MySQL
+# assigns left to right and a later expression sees the new values, so the marker must be
+# compared with the stored last message before msg_id and stanza_id become the new one's
+# (SQLite and PostgreSQL read the old row whatever the order).
 _UPSERT = (
-    "INSERT INTO inbox (server, username, remote_bare_jid, msg_id, box, content, timestamp,"
-    " muted_until, unread_count) VALUES (?, ?, ?, ?, 'inbox', ?, ?, 0, ?)"
+    "INSERT INTO inbox (server, username, remote_bare_jid, msg_id, stanza_id, box, content,"
+    " timestamp, muted_until, unread_count) VALUES (?, ?, ?, ?, ?, 'inbox', ?, ?, 0, ?)"
     " ON CONFLICT (server, username, remote_bare_jid) DO UPDATE SET"
-    " msg_id = excluded.msg_id, content = excluded.content, timestamp = excluded.timestamp,"
-    " box = CASE WHEN inbox.box IN ('archive', 'bin') THEN 'inbox' ELSE inbox.box END,"
-    f" unread_count = {_COUNT}"
+    f" unread_count = {_COUNT},"
+    " msg_id = excluded.msg_id, stanza_id = excluded.stanza_id, content = excluded.content,"
+    " timestamp = excluded.timestamp,"
+    " box = CASE WHEN inbox.box IN ('archive', 'bin') THEN 'inbox' ELSE inbox.box END"
 )
 _RESET = (f"UPDATE inbox SET unread_count = {_COUNT}"
           " WHERE server = ? AND username = ? AND remote_bare_jid = ?")
@@ -97,7 +107,8 @@ class InboxStore(ModuleStore):
         """Every change in one transaction: one statement per conversation."""
         async with self.session(transaction=True) as ex:
             for c in changes:
-                count_args = (c.reset, c.reset_if, c.unread)  # msg_id = NULL: never
+                # msg_id = NULL: never; a marker without an id is never recorded.
+                count_args = (c.reset, c.reset_if, c.reset_if, c.unread)
                 if c.remove:
                     await ex.execute("DELETE FROM inbox WHERE server = ? AND username = ?"
                                      " AND remote_bare_jid = ?", c.server, c.username, c.remote)
@@ -107,7 +118,8 @@ class InboxStore(ModuleStore):
                     await ex.execute(_RESET, *count_args, c.server, c.username, c.remote)
                 else:
                     await ex.execute(_UPSERT, c.server, c.username, c.remote, c.msg_id,
-                                     c.content, c.timestamp, c.unread, *count_args)
+                                     c.stanza_id, c.content, c.timestamp, c.unread,
+                                     *count_args)
 
     # -- reading ------------------------------------------------------------------------------
     def _where(self, server: str, user: str, f: Filters) -> tuple[str, list[object]]:

@@ -589,13 +589,24 @@ class ModMuc(Module):
             self._gauges(room.jid.domain)
 
     def _forget(self, room: Room) -> None:
-        """The room ends: destroyed (§10.9), or temporary and left by its last occupant."""
+        """The room ends: destroyed (§10.9, by its owner or the admin API), or temporary and
+        left by its last occupant."""
         room.gone = True
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
             self._gauges(room.jid.domain)
             if self.placement is not None:
                 self.placement.release(room.jid)
+            if not room.locked and self.server.hooks.has(H.FORGET_ROOM):
+                # MongooseIM 6.4's forget_room: what other modules keep about the room goes
+                # (mod_smart_markers: the markers sent to it), so a new room of the same name
+                # starts without it. 6.4 runs it when a persistent room leaves its database;
+                # here at every end of a room, as for its archive below: a temporary room's
+                # markers would otherwise reach the next room of that name. Once per room
+                # (inside the check that this is the room the node serves under its JID).
+                host = self.services.get(room.jid.domain, room.jid.domain)
+                self.server.spawn(self.server.hooks.fold_async(H.FORGET_ROOM, None, host,
+                                                               room.jid))
         archive = archive_of(self.server)
         if not room.locked and archive is not None and archive.archives(room.jid.domain):
             # Its archive goes with it: a new room of the same name starts empty and does not

@@ -1,0 +1,6 @@
+-- mod_inbox version 2, MySQL/MariaDB dialect. Keep in step with ../sqlite/0002_stanza_id.sql.
+-- The XEP-0359 stanza-id of the last message as the account knows it (given by the room for a
+-- room's message, by the account's own archive for a chat message; '' when there is none): a
+-- XEP-0333 marker naming it reads the conversation as one naming msg_id does. One ALTER:
+-- atomic, so safe to run again after a failure. A TEXT default must be an expression in MySQL 8.
+ALTER TABLE inbox ADD COLUMN stanza_id TEXT NOT NULL DEFAULT ('');
