@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from suricate.jid import JID, InvalidJID
 
 if TYPE_CHECKING:
+    from suricate.admin.sse import Convert
     from suricate.core.module import Module
     from suricate.core.server import Server
 
@@ -26,11 +27,35 @@ class Caller:
     jid: JID | None = None  # the account on the user endpoint
 
 
+class Subscription:
+    """A subscription operation's stream, as its resolver sees it (GET ``{path}/sse``).
+
+    As MongooseIM 6.4's ``mongoose_graphql_sse_handler``, the operation runs once to open the
+    stream (``event`` is None: the resolver checks its arguments, calls ``open`` and answers
+    null), then once per item the stream's session queued (``event`` is that item: the
+    resolver answers what the client gets, or null for nothing).
+    """
+
+    def __init__(self, opener: Callable[[JID, Convert[Any]], object]) -> None:
+        self._opener = opener
+        self.opened = False
+        self.event: Any = None
+
+    def open(self, account: JID, convert: Convert[Any]) -> None:
+        """Open the session of ``account`` that queues what ``convert`` makes of each stanza
+        delivered to it. Once per operation: an alias selecting the field again shares it."""
+        if not self.opened:
+            self.opened = True
+            self._opener(account, convert)
+
+
 @dataclass
 class Context:
     server: Server
     caller: Caller
     allowed_categories: frozenset[str] | None = None
+    #: Set on a subscription's stream (GET {path}/sse) only.
+    subscription: Subscription | None = None
 
 
 def fail(message: str, code: str = "bad_request") -> GraphQLError:

@@ -86,7 +86,8 @@ class BuiltSchema:
 def build(endpoint: str) -> BuiltSchema:
     schema = build_schema(sdl(endpoint))
     bound: Mapping[tuple[str, str], Resolver] = resolvers(endpoint)
-    roots = [t for t in (schema.query_type, schema.mutation_type) if t is not None]
+    roots = [t for t in (schema.query_type, schema.mutation_type, schema.subscription_type)
+             if t is not None]
     missing: list[str] = []
     for root in roots:
         for name, field in root.fields.items():

@@ -529,8 +529,9 @@ def _http_listener() -> Section:
                                     "sse_idle_timeout": Option(
                                         IntOrInfinity(min=1, unit="milliseconds"),
                                         3600000,
-                                        "Idle timeout of server-sent-event subscriptions.",
-                                        inert=True,
+                                        "A subscription's stream (GET `{path}/sse`) ends "
+                                        "after this long without an event; the client "
+                                        "reconnects (6.4: the stream's idle timeout).",
                                     ),
                                 },
                                 post=_graphql_post,

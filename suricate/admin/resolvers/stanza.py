@@ -1,8 +1,10 @@
-"""stanza: send a message, a headline, or any stanza, routed like one from a client."""
+"""stanza: send a message, a headline, or any stanza, routed like one from a client; stream
+the messages an account receives (``subscribeForMessages``, GET ``{path}/sse``)."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from suricate.admin.context import Context, fail, parse_jid, served_domain
@@ -73,8 +75,52 @@ async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     return route_stanza(ctx, stanza)
 
 
+def iso(micros: int) -> str:
+    """XEP-0082 DateTime of a Unix time in microseconds, UTC, microseconds kept."""
+    when = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
+        microsecond=micros % 1_000_000)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stanza_map(stanza: Element, delivered: int) -> dict[str, Any] | None:
+    """What a subscribeForMessages stream makes of a stanza delivered to its session (6.4's
+    ``mongoose_graphql_stanza_helper:handle_event``): every message, of any type, with its
+    sender, the delivery time, and its id attribute as ``stanza_id`` ("" without one);
+    anything else (presence, IQs) gives no event."""
+    if stanza.name != "message":
+        return None
+    return {"sender": stanza.attrs.get("from"), "timestamp": iso(delivered),
+            "stanza_id": stanza.attrs.get("id", ""), "stanza": stanza.serialize(ns.CLIENT)}
+
+
+async def subscribe(ctx: Context, account: Any, check_user: bool) -> dict[str, Any] | None:
+    """Open ``account``'s stream (the operation's first run) or answer the event this run is
+    for (see ``Subscription``); 6.4's ``mongoose_stanza_api:open_session(Jid, CheckUser)``."""
+    sub = ctx.subscription
+    if sub is None:  # the endpoint refuses a subscription anywhere but /sse, before running it
+        raise fail("subscriptions are served over Server-Sent Events at the endpoint's /sse "
+                   "path", "bad_request")
+    if sub.event is not None:
+        return dict(sub.event)  # the account was checked when the stream was opened
+    jid = parse_jid(account, "caller")
+    if check_user:
+        # The admin's caller must exist (6.4's codes and messages); a full JID's resource is
+        # replaced by the stream's own (sse-<uuid>).
+        if not ctx.server.is_local_domain(jid.domain):
+            raise fail("User's domain does not exist", "unknown_user")
+        if not await ctx.server.user_exists(jid.bare):
+            raise fail("User does not exist", "unknown_user")
+    sub.open(jid.bare, stanza_map)
+    return None  # 6.4: null, then the events
+
+
+async def subscribe_for_messages(ctx: Context, a: dict[str, Any]) -> dict[str, Any] | None:
+    return await subscribe(ctx, a["caller"], check_user=True)
+
+
 RESOLVERS = {
     ("StanzaAdminMutation", "sendMessage"): send_message,
     ("StanzaAdminMutation", "sendMessageHeadLine"): send_message_headline,
     ("StanzaAdminMutation", "sendStanza"): send_stanza,
+    ("StanzaAdminSubscription", "subscribeForMessages"): subscribe_for_messages,
 }

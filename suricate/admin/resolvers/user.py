@@ -73,6 +73,11 @@ async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 
 
+async def subscribe_for_messages(ctx: Context, a: dict[str, Any]) -> dict[str, Any] | None:
+    """The caller's own messages (6.4: an authenticated account, not checked again)."""
+    return await stanza.subscribe(ctx, _me(ctx), check_user=False)
+
+
 RESOLVERS = {
     ("UserQuery", "checkAuth"): check_auth,
     ("AccountUserMutation", "unregister"): unregister,
@@ -83,4 +88,5 @@ RESOLVERS = {
     ("StanzaUserMutation", "sendMessage"): send_message,
     ("StanzaUserMutation", "sendMessageHeadLine"): send_message_headline,
     ("StanzaUserMutation", "sendStanza"): send_stanza,
+    ("StanzaUserSubscription", "subscribeForMessages"): subscribe_for_messages,
 }

@@ -11,9 +11,10 @@ not implemented), each with a JSON body ``{"error": kind, "message": text}``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from suricate.admin.resolvers.stanza import iso
 from suricate.admin.rest.common import (
     Call,
     RestEndpoint,
@@ -53,12 +54,6 @@ def user_jid(domain: str, username: str) -> str:
 async def require_user(call: Call, jid: JID, status: int = 404) -> None:
     if jid.local is None or not await call.server.user_exists(jid.bare):
         raise RestError(status, f"User {jid.bare} does not exist")
-
-
-def iso(micros: int) -> str:
-    when = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
-        microsecond=micros % 1_000_000)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def micros_of(stamp: str) -> int:

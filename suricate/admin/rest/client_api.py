@@ -30,7 +30,8 @@ from suricate.admin.rest.common import (
     no_content,
     route,
 )
-from suricate.admin.rest.sse import SseStreams, message_json, room_message_json
+from suricate.admin.rest.sse import message_json, room_message_json, serve
+from suricate.admin.sse import SseStreams
 from suricate.jid import JID, InvalidJID
 from suricate.net.http.message import Request
 
@@ -256,7 +257,7 @@ class ClientRestEndpoint(RestEndpoint):
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts, ROUTES, [])
-        self.sse = SseStreams(server, opts) if "sse" in opts["handlers"] else None
+        self.sse = SseStreams(server) if "sse" in opts["handlers"] else None
 
     def holds(self, method: str, path: str) -> bool:
         """The requests ``handle_web`` serves (the listener asks): ``GET /sse``."""
@@ -265,7 +266,7 @@ class ClientRestEndpoint(RestEndpoint):
 
     async def handle_web(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self.sse is not None
-        return await self.sse.serve(request, self.cors_headers(
+        return await serve(self.sse, self.opts, request, self.cors_headers(
             Request(request.method, request.path, "", "", {
                 k.lower(): v for k, v in request.headers.items()})))
 
