@@ -12,6 +12,7 @@ import pytest
 from suricate.core.c2s import C2S
 from suricate.core.component import Component
 from suricate.core.s2s_in import S2SIn
+from suricate.instrument import Instrumentation
 
 
 class Loop:
@@ -30,7 +31,7 @@ def _conn(loop: Loop) -> Any:
 
 
 def _c2s(opts: dict[str, Any], loop: Loop) -> Any:
-    return C2S(types.SimpleNamespace(), _conn(loop), opts, None)
+    return C2S(types.SimpleNamespace(instrument=Instrumentation()), _conn(loop), opts, None)
 
 
 def _s2s_in(opts: dict[str, Any], loop: Loop) -> Any:

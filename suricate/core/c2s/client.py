@@ -68,19 +68,38 @@ class C2S(EstablishedSession):
         self.early_data_auth = False
         self._active = True
         self._hibernatable = True
+        self._dispatch = self.DISPATCH_COUNTED if server.instrument.enabled else self.DISPATCH
         self._goto(S.WAIT_FOR_STREAM)
 
 
-def _compile(cls: type[C2S]) -> DispatchTable:
-    """protocol.c2s.ELEMENT_HANDLERS and DEFAULT_HANDLERS as methods of ``cls``."""
+def _compile(cls: type[C2S], counted: bool) -> DispatchTable:
+    """protocol.c2s.ELEMENT_HANDLERS and DEFAULT_HANDLERS as methods of ``cls``; ``counted``:
+    each wrapped to emit xmpp_element_in first, an established session's stanzas timed
+    (c2s_message_processed)."""
     table: dict[S, tuple[Mapping[tuple[str, str], ElementHandler] | None, ElementHandler]] = {}
+
+    def handler(name: str) -> ElementHandler:
+        method: ElementHandler = getattr(cls, "_on_" + name)
+        if not counted:
+            return method
+        if method is cls._process_stanza:
+            method = cls._timed_stanza
+        return _counting(method)
+
     for state in S:
-        default = getattr(cls, "_on_" + P.DEFAULT_HANDLERS.get(state, "not_authorized"))
+        default = handler(P.DEFAULT_HANDLERS.get(state, "not_authorized"))
         named = P.ELEMENT_HANDLERS.get(state)
-        by_name = ({key: getattr(cls, "_on_" + name) for key, name in named.items()}
-                   if named else None)
+        by_name = ({key: handler(name) for key, name in named.items()} if named else None)
         table[state] = (by_name, default)
     return table
 
 
-C2S.DISPATCH = _compile(C2S)
+def _counting(method: ElementHandler) -> ElementHandler:
+    def counted(stream: Any, el: Element) -> Any:
+        stream.server.instrument.xmpp_element_in("c2s", stream.domain or "", el)
+        return method(stream, el)
+    return counted
+
+
+C2S.DISPATCH = _compile(C2S, counted=False)
+C2S.DISPATCH_COUNTED = _compile(C2S, counted=True)

@@ -60,12 +60,17 @@ class C2SStream(XmppStream):
     """The driver part of ``C2S``: feeding, ordering, back-pressure, header, hibernation."""
 
     __slots__ = ("opts", "domain", "lang", "user", "jid", "module_state", "_busy", "_backlog",
-                 "_ended", "_active", "_hibernatable")
+                 "_ended", "_active", "_hibernatable", "_dispatch")
 
     connection_type = "c2s"
     content_ns = ns.CLIENT
-    # (state, element) -> handler, compiled by the glue from protocol.c2s.ELEMENT_HANDLERS
+    # (state, element) -> handler, compiled by the glue from protocol.c2s.ELEMENT_HANDLERS;
+    # DISPATCH_COUNTED's handlers also emit xmpp_element_in (and time established stanzas):
+    # the glue picks one per stream (``_dispatch``) by whether instrumentation is on, so a
+    # server without it makes no call per element for it.
     DISPATCH: ClassVar[DispatchTable]
+    DISPATCH_COUNTED: ClassVar[DispatchTable]
+    _dispatch: DispatchTable
 
     # set by the glue's constructor
     opts: Mapping[str, Any]
@@ -265,10 +270,9 @@ class C2SStream(XmppStream):
     # -- events -----------------------------------------------------------------------------
     def _handle_event(self, event: Any) -> Awaitable[None] | None:
         if isinstance(event, Element):
-            self.server.instrument.xmpp_element_in("c2s", self.domain or "", event)
             # Dispatch on (state, element): one lookup by state; by name only in the
             # negotiation states (an established session has just the stanza handler).
-            by_name, default = self.DISPATCH[self.fsm.state]
+            by_name, default = self._dispatch[self.fsm.state]
             if by_name is None:
                 return default(self, event)
             return by_name.get((event.xmlns, event.name), default)(self, event)
