@@ -96,13 +96,7 @@ async def test_members_see_the_room_with_unread_counts(server: Server) -> None:
     assert totals["unread-messages"] == 4 and totals["active-conversations"] == 1
     # XEP-0333 in the room: a marker for an older message leaves the count, the last one
     # resets it; the marker (fanned out to the members) is not itself a message.
-    for marked, unread in (("m0", 4), ("m2", 0)):
-        marker = bob.make_message(mto=ROOM, mtype="groupchat")
-        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
-        marker.send()
-        await asyncio.sleep(0.2)
-        entry = await room_entry(bob)
-        assert entry is not None and (entry["unread"], entry["body"]) == (unread, "hello 2")
+    await marks_read(bob, (("m0", 4), ("m2", 0)), "hello 2")
     # bob answers: his entry is read, alice's and carol's count it.
     await groupchat(bob2, "hi all", "b0")
     await settled(alice, lambda e: e is not None and (e["body"], e["unread"]) == ("hi all", 1))
@@ -111,6 +105,19 @@ async def test_members_see_the_room_with_unread_counts(server: Server) -> None:
     entry = await room_entry(bob)
     assert entry is not None and (entry["body"], entry["unread"]) == ("hi all", 0)
     await disconnect(alice, bob, bob2, carol)
+
+
+async def marks_read(member: Client, marks: tuple[tuple[str, int], ...], body: str) -> None:
+    """The member's client sends a displayed marker (XEP-0333) to the room for each id in
+    turn; the room's inbox entry then has the unread count given with it, its last message
+    still ``body``."""
+    for marked, unread in marks:
+        marker = member.make_message(mto=ROOM, mtype="groupchat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
+        marker.send()
+        await asyncio.sleep(0.2)
+        entry = await room_entry(member)
+        assert entry is not None and (entry["unread"], entry["body"]) == (unread, body)
 
 
 async def test_a_marker_naming_the_room_stanza_id_reads_the_room(server: Server) -> None:
@@ -127,13 +134,7 @@ async def test_a_marker_naming_the_room_stanza_id_reads_the_room(server: Server)
         if msg["type"] == "groupchat" and msg["body"]:
             ids.append(stanza_id_of(msg, ROOM))
     await settled(bob, lambda e: e is not None and e["body"] == "hello 1")
-    for marked, unread in ((ids[0], 3), (ids[1], 0)):  # the creation and two messages
-        marker = bob.make_message(mto=ROOM, mtype="groupchat")
-        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='{marked}'/>"))
-        marker.send()
-        await asyncio.sleep(0.2)
-        entry = await room_entry(bob)
-        assert entry is not None and (entry["unread"], entry["body"]) == (unread, "hello 1")
+    await marks_read(bob, ((ids[0], 3), (ids[1], 0)), "hello 1")  # creation + two messages
     await disconnect(alice, bob)
 
 
