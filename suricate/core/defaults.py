@@ -116,6 +116,13 @@ database = {_q(database)}
 [modules.mod_register]
 access = "register"
 
+# XEP-0402 bookmarks are one item per room, published with max_items = "max" (§3), as are
+# OMEMO 2 bundles (one per device, XEP-0384 §5.3.2): "max" is max_items_node, whose
+# MongooseIM default of 10 would drop the oldest bookmark when someone saves an eleventh
+# room. 1000 is ejabberd's default.
+[modules.mod_pubsub]
+max_items_node = 1000
+
 # The archive (XEP-0313) of every account and of every room: what lets a second device, or a
 # phone back from a tunnel, show the whole conversation. Written in batches off the message
 # path (async_writer); a crash loses at most one flush interval of rows (docs/mam.md).
@@ -123,5 +130,5 @@ access = "register"
 [modules.mod_mam.pm]
 [modules.mod_mam.muc]
 
-{modules.replace("[modules.mod_register]", "")}
+{modules.replace("[modules.mod_register]", "").replace("[modules.mod_pubsub]", "")}
 """
