@@ -9,7 +9,8 @@ next stanza. Stanzas arriving while a room is being read back wait in order.
 
 Also: XEP-0249 direct invitations need nothing from the server (they go user to user);
 XEP-0359 stanza-ids and XEP-0421 occupant-ids are stamped on every groupchat message;
-XEP-0410 self-pings are answered by the room.
+XEP-0410 self-pings are answered by the room; XEP-0486 room avatars are the rooms' vCards
+(``avatar``).
 
 With ``[general] sm_backend = "redis"`` a room lives on one node of the cluster, claimed in
 Redis; the other nodes forward its stanzas there (``placement``).
@@ -30,6 +31,7 @@ from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
+from suricate.modules.mod_muc.avatar import parse_stored
 from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
 from suricate.modules.mod_muc.http_auth import HttpAuth
@@ -71,7 +73,7 @@ class ModMuc(Module):
     options = MUC_OPTIONS
     store_class = MucStore
     store: MucStore
-    xeps = ("0045", "0249", "0359", "0410", "0421")
+    xeps = ("0045", "0249", "0359", "0410", "0421", "0486")
     graphql = GraphQLCategory("suricate.modules.mod_muc.graphql")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
              (H.REMOVE_USER, "remove_user", 60))
@@ -300,9 +302,13 @@ class ModMuc(Module):
                     nicks[JID.parse(jid)] = nick
                 except (InvalidJID, ValueError):
                     log.warning("muc_bad_stored_nick room=%s jid=%r", key, jid)
+            vcard = parse_stored(stored.vcard) if stored.vcard is not None else None
+            if stored.vcard is not None and vcard is None:
+                log.warning("muc_bad_stored_vcard room=%s", key)
             room = Room(self, key, config, affiliations=affiliations, subject=stored.subject,
                         subject_author=stored.subject_author,
-                        secret=bytes.fromhex(secret) if secret else None, nicks=nicks)
+                        secret=bytes.fromhex(secret) if secret else None, nicks=nicks,
+                        vcard=vcard)
             self.rooms[key] = room
             self.stored.add(key)  # another node may have stored it
             self._gauges(key.domain)
@@ -420,6 +426,11 @@ class ModMuc(Module):
                 self.server.spawn(self._service_items(frm, to, stanza, payload))
             elif stype == "get" and payload is not None and payload.xmlns == ns.PING:
                 self._iq_result(to, frm, stanza, None)
+            elif stype == "get" and payload is not None and payload.xmlns == ns.VCARD \
+                    and payload.name == "vCard":
+                # The service lists vcard-temp (XEP-0486 §3.1, for its rooms); it has no
+                # vCard of its own: an empty one (XEP-0054 §3.1), as for a room without.
+                self._iq_result(to, frm, stanza, Element("vCard", ns.VCARD))
             else:
                 self.server.router.bounce(stanza, StanzaError("service-unavailable"))
         elif stanza.name == "message" and stype != "error":
@@ -439,7 +450,8 @@ class ModMuc(Module):
         query = Element("query", ns.DISCO_INFO)
         query.add("identity", attrs={"category": "conference", "type": "text",
                                      "name": "Chatrooms"})
-        for var in sorted((ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, ns.PING,
+        # vcard-temp: XEP-0486 §3.1, a client checks the service before setting a room avatar.
+        for var in sorted((ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, ns.PING, ns.VCARD,
                            "urn:xmpp:occupant-id:0", "urn:xmpp:sid:0")):
             query.add("feature", attrs={"var": var})
         # mod_disco's server_info entries that name mod_muc (XEP-0157 on the service).
@@ -619,9 +631,10 @@ class ModMuc(Module):
         config["_secret"] = room.secret.hex()
         affiliations = {str(j): entry for j, entry in room.affiliations.items()}
         nicks = {str(j): nick for j, nick in room.nicks.items()}
+        vcard = room.vcard.serialize() if room.vcard is not None else None
         self.write(room, self.store.store_room(room.jid.domain, room.jid.local or "", config,
                                                room.subject, room.subject_author,
-                                               affiliations, nicks))
+                                               affiliations, nicks, vcard))
 
     def persistence_changed(self, room: Room, old: bool, new: bool) -> None:
         if old and not new:

@@ -28,6 +28,7 @@ from suricate.modules.mod_muc.archive import (
     retracted_element,
     retraction_of,
 )
+from suricate.modules.mod_muc.avatar import AVATARHASH, accepted_vcard, avatar_hashes
 from suricate.modules.mod_muc.config import (
     ROOMCONFIG,
     ROOMINFO,
@@ -141,7 +142,8 @@ class Room:
     def __init__(self, module: ModMuc, jid: JID, config: RoomConfig, *,
                  affiliations: dict[JID, tuple[str, str]] | None = None,
                  subject: str = "", subject_author: str = "", locked: bool = False,
-                 secret: bytes | None = None, nicks: dict[JID, str] | None = None) -> None:
+                 secret: bytes | None = None, nicks: dict[JID, str] | None = None,
+                 vcard: Element | None = None) -> None:
         self.module = module
         self.server = module.server
         self.jid = jid  # bare room JID
@@ -171,6 +173,9 @@ class Room:
         self._forwarded: dict[str, tuple[JID, str | None, str]] = {}
         #: §7.10 registered nicks: bare JID -> nick, reserved for that JID.
         self.nicks: dict[JID, str] = nicks or {}
+        #: XEP-0486: the room's vCard (None: it has none) and the hashes of its photos.
+        self.vcard = vcard
+        self.avatar_hashes = avatar_hashes(vcard)
         # Several nodes with max_user_conferences (conferences.py): while a join waits for
         # its place in Redis, the room's stanzas wait behind it, in order.
         self._held: deque[tuple[JID, JID, Element]] | None = None
@@ -1030,6 +1035,8 @@ class Room:
                 self._mam(frm, stanza)
             elif xmlns == ns.REGISTER and payload.name == "query":
                 self._register(frm, itype, payload, stanza)
+            elif xmlns == ns.VCARD and payload.name == "vCard":
+                self._vcard(frm, itype, payload, stanza)
             else:
                 self._error(stanza, "service-unavailable")
         except StanzaError as err:
@@ -1139,6 +1146,41 @@ class Room:
             self.module.write(self, self.module.store.register_nick(
                 self.jid.domain, self.jid.local or "", str(jid), nick))
 
+    # -- the room's vCard and avatar (XEP-0486) ---------------------------------------------
+    def _vcard(self, frm: JID, itype: str | None, payload: Element, stanza: Element) -> None:
+        if itype == "get":
+            # §3.4: anyone the room answers disco#info, which shows the hash anyway. Without
+            # a vCard, an empty one (XEP-0054 §3.1's answer, as ejabberd): a client editing
+            # the room's vCard reads it first, and an error would read as "not supported"
+            # (XEP-0486 §3.2 gives service-unavailable that meaning).
+            self._result(stanza, self.vcard.copy() if self.vcard is not None
+                         else Element("vCard", ns.VCARD))
+            return
+        if self.affiliation(frm) != "owner":
+            # §3.2 and §7: owners (service admins are owners of every room) only.
+            raise StanzaError("forbidden", "Only owners are allowed to set avatars.")
+        vcard = accepted_vcard(payload)
+        before = self.vcard.serialize() if self.vcard is not None else None
+        after = vcard.serialize() if vcard is not None else None
+        self.vcard = vcard
+        self.avatar_hashes = avatar_hashes(vcard)
+        self._result(stanza)
+        if after == before:
+            return
+        if self.config.persistent and not self.locked:
+            # A locked room is stored, with its vCard, when its configuration is submitted.
+            self.module.write(self, self.module.store.set_vcard(
+                self.jid.domain, self.jid.local or "", after))
+        if self.locked:
+            return
+        # §3.2: the occupants hear of a configuration change (104); the hash is in the
+        # disco#info they fetch then. Not the presence from the room's bare JID some servers
+        # send (XEP-0486 §6.2 discourages it: clients took it for an occupant's).
+        notice = Element("message", ns.CLIENT, {"type": "groupchat", "id": uuid.uuid4().hex})
+        notice.add("x", MUC_USER).add("status", attrs={"code": "104"})
+        for jid in list(self.by_jid):
+            self._send(self.jid, jid, notice.copy())
+
     def _mam(self, frm: JID, stanza: Element) -> None:
         """XEP-0313 §4 on the room JID: who may read the archive follows who may see the
         room's messages (XEP-0313 §6.1.2 leaves it to the room's access rules)."""
@@ -1163,6 +1205,7 @@ class Room:
         cfg = self.config
         features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING,
                     SELF_PING_OPTIMIZATION, MODERATE, RETRACT, ns.REGISTER,
+                    ns.VCARD,  # XEP-0486 §3.1: room vCards (avatars)
                     "muc_public" if cfg.public else "muc_hidden",
                     "muc_persistent" if cfg.persistent else "muc_temporary",
                     "muc_membersonly" if cfg.members_only else "muc_open",
@@ -1204,6 +1247,13 @@ class Room:
             if var == "FORM_TYPE":
                 f.attrs["type"] = "hidden"
             f.add("value", text=value)
+        if self.avatar_hashes:
+            # XEP-0486 §3.3: the avatar's hashes, one value per photo (§6.1); no field
+            # without an avatar (§5).
+            f = form.add("field", attrs={"var": AVATARHASH, "type": "text-multi",
+                                         "label": "Avatar hash"})
+            for digest in self.avatar_hashes:
+                f.add("value", text=digest)
         return query
 
     def _disco_items(self, frm: JID, payload: Element) -> Element:

@@ -1,4 +1,5 @@
-"""mod_muc's storage: persistent rooms (configuration, subject) and their affiliations."""
+"""mod_muc's storage: persistent rooms (configuration, subject), their affiliations,
+registered nicks and vCards (XEP-0486)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suricate.storage.module_store import ModuleStore
+from suricate.storage.sql import Executor
 
 
 @dataclass(slots=True)
@@ -16,6 +18,7 @@ class StoredRoom:
     subject_author: str
     affiliations: dict[str, tuple[str, str]]  # bare JID -> (affiliation, reason)
     nicks: dict[str, str] = field(default_factory=dict)  # bare JID -> registered nick
+    vcard: str | None = None  # the serialized room vCard (XEP-0486), None without one
 
 
 class MucStore(ModuleStore):
@@ -36,16 +39,20 @@ class MucStore(ModuleStore):
             nicks = await ex.fetch(
                 "SELECT jid, nick FROM muc_registered WHERE muc_host = ? AND room = ?",
                 muc_host, room)
+            vcards = await ex.fetch(
+                "SELECT vcard FROM muc_vcards WHERE muc_host = ? AND room = ?", muc_host, room)
         config, subject, author = rows[0]
         return StoredRoom(json.loads(config), subject, author,
                           {jid: (aff, reason) for jid, aff, reason in affs},
-                          {jid: nick for jid, nick in nicks})
+                          {jid: nick for jid, nick in nicks},
+                          vcards[0][0] if vcards else None)
 
     async def store_room(self, muc_host: str, room: str, config: dict[str, Any],
                          subject: str, subject_author: str,
                          affiliations: dict[str, tuple[str, str]],
-                         nicks: dict[str, str] | None = None) -> None:
-        """The whole room at once (it became persistent, or its configuration changed)."""
+                         nicks: dict[str, str] | None = None, vcard: str | None = None) -> None:
+        """The whole room at once (it became persistent, or its configuration changed);
+        ``vcard``: its serialized vCard, None without one."""
         async with self.session(transaction=True) as ex:
             await ex.execute(
                 "INSERT INTO muc_rooms (muc_host, room, config, subject, subject_author)"
@@ -67,6 +74,20 @@ class MucStore(ModuleStore):
                 await ex.execute_many(
                     "INSERT INTO muc_registered (muc_host, room, jid, nick) VALUES (?, ?, ?, ?)",
                     [(muc_host, room, jid, nick) for jid, nick in sorted(nicks.items())])
+            await self._put_vcard(ex, muc_host, room, vcard)
+
+    async def set_vcard(self, muc_host: str, room: str, vcard: str | None) -> None:
+        """XEP-0486 §3.2: the room's vCard replaced (None: removed)."""
+        async with self.session(transaction=True) as ex:
+            await self._put_vcard(ex, muc_host, room, vcard)
+
+    @staticmethod
+    async def _put_vcard(ex: Executor, muc_host: str, room: str, vcard: str | None) -> None:
+        await ex.execute("DELETE FROM muc_vcards WHERE muc_host = ? AND room = ?",
+                         muc_host, room)
+        if vcard is not None:
+            await ex.execute("INSERT INTO muc_vcards (muc_host, room, vcard) VALUES (?, ?, ?)",
+                             muc_host, room, vcard)
 
     async def set_subject(self, muc_host: str, room: str, subject: str, author: str) -> None:
         await self.execute(
@@ -110,6 +131,8 @@ class MucStore(ModuleStore):
             await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",
                              muc_host, room)
             await ex.execute("DELETE FROM muc_registered WHERE muc_host = ? AND room = ?",
+                             muc_host, room)
+            await ex.execute("DELETE FROM muc_vcards WHERE muc_host = ? AND room = ?",
                              muc_host, room)
             await ex.execute("DELETE FROM muc_rooms WHERE muc_host = ? AND room = ?",
                              muc_host, room)
