@@ -95,7 +95,7 @@ async def test_owner_sets_everyone_reads_and_learns_of_it(server: Server) -> Non
                          await vuser(server, "carol"))
     await create_instant(alice, ROOM, "Alice")
     await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
-    # §3.1: the service and the room list vcard-temp; no avatar, no hash field (§5).
+    # §3.1: the service and the room list vcard-temp; no avatar, no hash field (§4).
     service = await carol.plugin["xep_0030"].get_info(jid=SERVICE, timeout=5)
     assert VCARD in service["disco_info"]["features"]
     features, hashes = await room_info(carol)
@@ -115,7 +115,7 @@ async def test_owner_sets_everyone_reads_and_learns_of_it(server: Server) -> Non
     assert await read_photo(bob) == PNG
     assert await read_photo(carol) == PNG
 
-    # §3.2 / §7: only owners set it.
+    # §3.2 / §6: only owners set it.
     with pytest.raises(IqError) as err:
         await publish(bob, b"not mine")
     assert err.value.condition == "forbidden"
@@ -150,7 +150,7 @@ async def test_bad_vcards_are_refused(server: Server) -> None:
                                 "<BINVAL>!!not base64!!</BINVAL></PHOTO></vCard>") \
         == "bad-request"
     assert await read_photo(alice) is None
-    # §6.1: several photos, one hash each.
+    # §5.1: several photos, one hash each.
     other = b"\x89PNG second"
     iq = alice.make_iq_set(ito=ROOM)
     iq.xml.append(ET.fromstring(

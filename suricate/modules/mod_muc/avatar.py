@@ -46,8 +46,8 @@ def accepted_vcard(payload: Element) -> Element | None:
 
 
 def avatar_hashes(vcard: Element | None) -> list[str]:
-    """XEP-0486 §3.3 and §6.1: the hex SHA-1 (XEP-0153 §4.1) of each PHOTO's decoded BINVAL,
-    in document order, each once; empty without a photo (§5: then no avatarhash field)."""
+    """XEP-0486 §3.3 and §5.1: the hex SHA-1 (XEP-0153 §4.1) of each PHOTO's decoded BINVAL,
+    in document order, each once; empty without a photo (§4: then no avatarhash field)."""
     if vcard is None:
         return []
     hashes: list[str] = []

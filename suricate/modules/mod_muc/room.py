@@ -1157,7 +1157,7 @@ class Room:
                          else Element("vCard", ns.VCARD))
             return
         if self.affiliation(frm) != "owner":
-            # §3.2 and §7: owners (service admins are owners of every room) only.
+            # §3.2 and §6: owners (service admins are owners of every room) only.
             raise StanzaError("forbidden", "Only owners are allowed to set avatars.")
         vcard = accepted_vcard(payload)
         before = self.vcard.serialize() if self.vcard is not None else None
@@ -1175,7 +1175,7 @@ class Room:
             return
         # §3.2: the occupants hear of a configuration change (104); the hash is in the
         # disco#info they fetch then. Not the presence from the room's bare JID some servers
-        # send (XEP-0486 §6.2 discourages it: clients took it for an occupant's).
+        # send (XEP-0486 §5.2 discourages it: clients took it for an occupant's).
         notice = Element("message", ns.CLIENT, {"type": "groupchat", "id": uuid.uuid4().hex})
         notice.add("x", MUC_USER).add("status", attrs={"code": "104"})
         for jid in list(self.by_jid):
@@ -1248,8 +1248,8 @@ class Room:
                 f.attrs["type"] = "hidden"
             f.add("value", text=value)
         if self.avatar_hashes:
-            # XEP-0486 §3.3: the avatar's hashes, one value per photo (§6.1); no field
-            # without an avatar (§5).
+            # XEP-0486 §3.3: the avatar's hashes, one value per photo (§5.1); no field
+            # without an avatar (§4).
             f = form.add("field", attrs={"var": AVATARHASH, "type": "text-multi",
                                          "label": "Avatar hash"})
             for digest in self.avatar_hashes:
