@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import os
 import signal
@@ -181,6 +180,8 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
         if not line:
             raise CliError("no password given on standard input", 2)
         return line.rstrip("\n")
+    import getpass  # only an account command on a terminal asks: serve does not load it
+
     first = getpass.getpass("Password: ")
     if confirm and getpass.getpass("Again: ") != first:
         raise CliError("the passwords differ", 2)
