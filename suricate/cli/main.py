@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import os
 import signal
@@ -181,6 +180,8 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
         if not line:
             raise CliError("no password given on standard input", 2)
         return line.rstrip("\n")
+    import getpass  # only an account command on a terminal asks: serve does not load it
+
     first = getpass.getpass("Password: ")
     if confirm and getpass.getpass("Again: ") != first:
         raise CliError("the passwords differ", 2)
@@ -342,10 +343,44 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` answers: $COLUMNS, else the width of the
+    terminal of standard output, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", 0))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, measuring the terminal without importing shutil: argparse makes
+    one for every ``add_argument``, and shutil's import (bz2, lzma) is ~2 ms of every start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose formatter is ``_HelpFormatter`` unless another is asked for; its
+    subcommands' parsers are of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     """The whole command line; ``with_admin=False`` leaves out the commands generated from the
     admin schema (``serve`` does not pay for loading GraphQL)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.")
     parser.add_argument("--version", action="version", version=f"suricate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -209,6 +209,15 @@ PRIVACY_CHECK_INBOUND: Hook[
     "privacy_check_inbound",
     "fold_async(allow: bool, server, user_jid, from_jid, stanza) -> bool; for an offline "
     "recipient (online ones are filtered by user_receive_packet)", host_arg=1)
+PRIVACY_CHECK_PACKET: Hook[Callable[[bool, C2S, JID, bool], Folded[bool]]] = Hook(
+    "privacy_check_packet",
+    "fold(allow: bool, c2s, to_jid, notification: bool) -> bool; presence the server sends "
+    "for the user of c2s to to_jid (broadcasts, probes, answers to probes, after a change of "
+    "subscription or blocklist): False (or Stop(False)) stops it. notification: available or "
+    "unavailable presence (XEP-0016 presence-out); False for a probe. 6.4's name for the "
+    "check its mod_presence makes per recipient (XEP-0191 blocklist, XEP-0016 lists); "
+    "stanzas the client sends or receives are filtered by user_send_packet and "
+    "user_receive_packet. Once per recipient: keep it cheap")
 PRESENCE_TO_USER: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "presence_to_user",
     "fold_async(handled: bool, from_jid, to_jid, stanza) -> bool; a presence addressed to a "

@@ -30,7 +30,6 @@ from suricate.core.cluster import Cluster
 from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.hibernation import HibernationSweep
-from suricate.core.hook_events import CountingHooks
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
 from suricate.core.module import Module, module_defaults, module_plans, open_module_store
@@ -96,6 +95,8 @@ class Server:
         # instrumented hooks (suricate.core.hook_events).
         self.hooks: Hooks = Hooks()
         if self.handlers:
+            from suricate.core.hook_events import CountingHooks  # declares ~50 events
+
             self.hooks = CountingHooks(self.instrument, self.is_local_domain)
         self._prober: Prober | None = None
         self.sessions = SessionTable()

@@ -18,8 +18,6 @@ from suricate.core import hooks as H
 from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
 from suricate.instrument.events import SM_PRESENCE_SUBSCRIPTION
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
-from suricate.modules.mod_privacy import denies_presence_out
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol import subscription as sub
@@ -314,15 +312,12 @@ class ModPresence(Module):
         cache = ROSTER_CACHE.get(c2s)
         return cache if cache is not None else {}
 
-    @staticmethod
-    def _blocked(c2s: Any, jid: JID, notification: bool = True) -> bool:
-        """Whether the user's presence from ``c2s`` must not go to ``jid``: XEP-0191's
-        blocklist, or XEP-0016's list the session applies (presence-out for notifications,
-        §2.11); both are one dict lookup when their module is off."""
-        blocked = BLOCKLIST.get(c2s)
-        if blocked and is_blocked(blocked, jid):
-            return True
-        return denies_presence_out(c2s, jid, notification)
+    def _blocked(self, c2s: Any, jid: JID, notification: bool = True) -> bool:
+        """Whether the user's presence from ``c2s`` must not go to ``jid``: asked of the
+        modules that filter it (XEP-0191's blocklist, XEP-0016's presence-out for
+        notifications, §2.11) through the hook rather than by importing them, so a server
+        without them neither loads nor asks them (no handler: an empty fold)."""
+        return not self.server.hooks.fold(H.PRIVACY_CHECK_PACKET, True, c2s, jid, notification)
 
     async def start(self) -> None:
         self.server.cluster.on(CAST_TOPIC, self._show_subscription)

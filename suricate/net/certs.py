@@ -12,9 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from suricate.net.tls import CertKey
 
@@ -22,6 +19,12 @@ VALIDITY = datetime.timedelta(days=3650)
 
 
 def _generate(names: Sequence[str], certfile: Path, keyfile: Path) -> None:
+    # Only the first start generates: the others, which find the files, do not import these
+    # (serialization alone is ~3 ms of start-up).
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.UTC)

@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
-from suricate.net import proxy_protocol
 from suricate.net.output_cap import OutputCap, after_write
 from suricate.net.shaper import TokenBucket
 from suricate.net.tls import TLSConfig, TLSError, TLSLayer
@@ -256,6 +255,9 @@ class Connection(asyncio.Protocol):
         The real client address replaces ``peer`` for everything that follows (logs, per-IP
         limits such as mod_register's)."""
         assert self._proxy_buffer is not None
+        # Only listeners with proxy_protocol = true get here: the others never load it.
+        from suricate.net import proxy_protocol
+
         buffered = self._proxy_buffer + data
         try:
             parsed = proxy_protocol.parse(buffered)

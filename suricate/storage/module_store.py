@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .base import StorageError
-from .sql import Executor, Migration, Row, load_migrations
+from .sql import Executor, Migration, Row, load_migrations, pending_migrations
 
 if TYPE_CHECKING:
     from .sql import SqlStorage
@@ -157,23 +156,21 @@ async def migrate_module(db: SqlStorage, module: str, migrations: Sequence[Migra
     module at its last good version), under the backend's migration lock."""
     if not migrations:
         return
+    query = "SELECT version FROM module_schema_version WHERE module = ?"
+    what = f"{module}: database"
     async with db._session(transaction=True) as ex:
         await db._lock_migrations(ex)
         ddl = _MODULE_VERSION_DDL_MYSQL if db.dialect == "mysql" else _MODULE_VERSION_DDL
         await ex.script(ddl + db.table_options)
-    known = migrations[-1].version
-    for migration in migrations:
+        # Every start but the first finds them all applied: one query says so.
+        pending = pending_migrations({row[0] for row in await ex.fetch(query, module)},
+                                     migrations, what)
+    for migration in pending:
         async with db._session(transaction=True) as ex:
             await db._lock_migrations(ex)
-            rows = await ex.fetch(
-                "SELECT version FROM module_schema_version WHERE module = ?", module)
-            applied = {row[0] for row in rows}
-            if applied and max(applied) > known:
-                raise StorageError(
-                    f"{module}: database schema version {max(applied)} is newer than this "
-                    f"Suricate supports ({known})")
-            if migration.version in applied:
-                continue
+            applied = {row[0] for row in await ex.fetch(query, module)}
+            if migration not in pending_migrations(applied, migrations, what):
+                continue  # applied meanwhile by another process
             await ex.script(migration.sql)
             await ex.execute(
                 "INSERT INTO module_schema_version (module, version, name, applied_at)"

@@ -9,18 +9,23 @@ from drifting apart and lets one test suite cover both.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .base import DomainRecord, Storage, StorageError, UserRecord
 
-__all__ = ["DIALECTS", "Executor", "Migration", "SqlStorage", "load_migrations"]
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+__all__ = ["DIALECTS", "Executor", "Migration", "SqlStorage", "load_migrations",
+           "pending_migrations"]
 
 #: Every SQL dialect a migration folder must provide (`migrations/<dialect>/`), one per
 #: backend: a module that stores something works on whichever database the operator runs.
@@ -73,7 +78,7 @@ def load_migrations(dialect: str, package: str = "suricate.storage") -> list[Mig
     order (0003 before 0002); each is applied once, whenever it appears, because the runner
     looks at what is recorded, not at the highest number.
     """
-    folder = resources.files(package).joinpath("migrations", dialect)
+    folder = _migrations_folder(package, dialect)
     if not folder.is_dir():
         raise StorageError(f"{package} has no migrations for storage dialect {dialect!r}")
     found: list[Migration] = []
@@ -88,6 +93,32 @@ def load_migrations(dialect: str, package: str = "suricate.storage") -> list[Mig
         raise StorageError(f"{package} {dialect} migrations must have distinct numbers >= 1, "
                            f"found {versions}")
     return found
+
+
+def _migrations_folder(package: str, dialect: str) -> Traversable:
+    """`<package>/migrations/<dialect>/`. A package installed as files (every install but a
+    zip) is read from its folder: importlib.resources would import its readers (zipfile,
+    tempfile...) first, a few milliseconds of every start-up for nothing."""
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location, "migrations", dialect)
+        if folder.is_dir():
+            return folder
+    from importlib import resources  # in a zip, or a folder that is missing (the error)
+
+    return resources.files(package).joinpath("migrations", dialect)
+
+
+def pending_migrations(applied: set[int], migrations: Sequence[Migration],
+                       what: str = "database") -> list[Migration]:
+    """Those of ``migrations`` (in order) that ``applied`` lacks. Raises StorageError when the
+    database has one newer than the last of them: a newer Suricate upgraded it, and running
+    older code against a schema it does not know risks silent data loss."""
+    known = migrations[-1].version if migrations else 0
+    if applied and max(applied) > known:
+        raise StorageError(f"{what} schema version {max(applied)} is newer than this Suricate "
+                           f"supports ({known})")
+    return [m for m in migrations if m.version not in applied]
 
 
 # Created outside the numbered migrations: it is what records them. Valid in every dialect
@@ -143,26 +174,21 @@ class SqlStorage(Storage):
 
     async def _migrate(self) -> None:
         migrations = load_migrations(self.dialect)
+        query = "SELECT version FROM schema_version"
         async with self._session(transaction=True) as ex:
             await self._lock_migrations(ex)
             await ex.script(_SCHEMA_VERSION_DDL + self.table_options)
+            # Every start but the first finds them all applied: one query says so.
+            pending = pending_migrations({row[0] for row in await ex.fetch(query)}, migrations)
         # One transaction per migration: a failure leaves the database at the last good
         # version, and the applied set is re-read under the lock so that two processes
         # opening at once do not apply the same script twice.
-        for migration in migrations:
+        for migration in pending:
             async with self._session(transaction=True) as ex:
                 await self._lock_migrations(ex)
-                applied = {row[0] for row in await ex.fetch("SELECT version FROM schema_version")}
-                known = migrations[-1].version
-                if applied and max(applied) > known:
-                    # A newer Suricate upgraded this database; running older code against
-                    # a schema it does not know risks silent data loss.
-                    raise StorageError(
-                        f"database schema version {max(applied)} is newer than this "
-                        f"Suricate supports ({known})"
-                    )
-                if migration.version in applied:
-                    continue
+                applied = {row[0] for row in await ex.fetch(query)}
+                if migration not in pending_migrations(applied, migrations):
+                    continue  # applied meanwhile by another process
                 await ex.script(migration.sql)
                 await ex.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",

@@ -35,7 +35,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module, SessionSlot
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.store import BlockingStore
-from suricate.modules.mod_privacy import denies_presence_out
+from suricate.modules.mod_presence import DIRECTED
 from suricate.modules.mod_roster import roster_module
 from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.storage.base import StorageError
@@ -106,6 +106,8 @@ class ModBlocking(Module):
         (H.USER_RECEIVE_PACKET, "filter_inbound", 10),
         (H.PRESENCE_TO_USER, "filter_presence_to_user", 10),
         (H.PRIVACY_CHECK_INBOUND, "check_offline", 50),
+        # Before mod_privacy's (41), as for the stanza filters.
+        (H.PRIVACY_CHECK_PACKET, "check_presence_out", 40),
     )
     iq_handlers = (("sm", ns.BLOCKING, "handle_iq"),)
     features = (ns.BLOCKING,)
@@ -251,8 +253,6 @@ class ModBlocking(Module):
             return
         subscribers = await self._subscribers_matching(user, blocked)
         for session in available:
-            # mod_presence imports this module: its slot is looked up at call time.
-            from suricate.modules.mod_presence import DIRECTED
             directed = DIRECTED.get(session) or ()
             targets = subscribers | {j for j in directed if is_blocked(blocked, j)}
             for target in targets:
@@ -270,9 +270,10 @@ class ModBlocking(Module):
         for session in available:
             assert session.presence is not None
             for target in subscribers:
-                # Another item still blocks it, or an XEP-0016 list denies it presence-out.
-                if is_blocked(blocklist(session), target) or \
-                        denies_presence_out(session, target):
+                # Another item still blocks it (check_presence_out), or another module's
+                # filter stops it (an XEP-0016 list denying it presence-out).
+                if not self.server.hooks.fold(H.PRIVACY_CHECK_PACKET, True, session, target,
+                                              True):
                     continue
                 presence = session.presence.copy()
                 presence.attrs["from"] = str(session.jid)
@@ -319,6 +320,15 @@ class ModBlocking(Module):
                                 app_condition=Element("blocked", ns.BLOCKING_ERRORS))
             c2s.send(error_reply(stanza, error))
         return None
+
+    def check_presence_out(self, allow: bool, c2s: C2S, to: JID,
+                           notification: bool) -> bool | H.Stop:
+        """§3.3: presence the server sends for the user (broadcast, probe, probe answer) does
+        not go to an entity the user blocked, whatever its kind."""
+        blocked = c2s.module_state.get(_BLOCKLIST_KEY)
+        if blocked and is_blocked(blocked, to):
+            return H.Stop(False)
+        return allow
 
     def filter_inbound(self, stanza: Element | None, c2s: C2S, *_: Any) -> Element | None:
         if stanza is None:

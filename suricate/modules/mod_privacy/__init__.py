@@ -11,8 +11,8 @@ has no entry, and a stanza then costs one dict lookup. Checks made here:
   and other IQs are dropped without a word;
 - outbound from a session (``user_send_packet``): a denied message or IQ is answered
   ``not-acceptable`` (§2.14), a denied directed presence dropped; presence the server
-  broadcasts for the user is filtered by mod_presence through ``denies_presence_out``
-  (presence-out, §2.11);
+  broadcasts for the user is filtered through the ``privacy_check_packet`` hook that
+  mod_presence runs per recipient (presence-out, §2.11);
 - for an account without an available session, the default list: messages
   (``privacy_check_inbound``) and subscription stanzas (``presence_to_user``).
 
@@ -38,6 +38,7 @@ from suricate.core.iq import IqRequest
 from suricate.core.module import Module, PersonalData, SessionSlot, session_state_changed
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_presence import DIRECTED
 from suricate.modules.mod_privacy.lists import (
     MAX_NAME,
     PrivacyList,
@@ -123,7 +124,8 @@ def denies_presence_out(session: Any, contact: JID, notification: bool = True) -
     """Whether what ``session`` applies stops presence from it to ``contact``: a
     notification (available/unavailable, §2.11) or, with ``notification`` False, another
     presence (a probe), which only whole-stanza items stop (§2.13). For mod_presence, which
-    broadcasts for the user; False at once for a session without a list."""
+    broadcasts for the user (the ``privacy_check_packet`` hook); False at once for a session
+    without a list."""
     return _denies(session, contact, PRESENCE_OUT if notification else 0)
 
 
@@ -155,6 +157,7 @@ class ModPrivacy(Module):
         (H.USER_RECEIVE_PACKET, "filter_inbound", 11),
         (H.PRESENCE_TO_USER, "filter_presence_to_user", 11),
         (H.PRIVACY_CHECK_INBOUND, "check_offline", 51),
+        (H.PRIVACY_CHECK_PACKET, "check_presence_out", 41),
         (H.SESSION_HANDOVER, "handover", 50),
         (H.SESSION_SNAPSHOT, "snapshot", 50),
     )
@@ -441,13 +444,10 @@ class ModPrivacy(Module):
         subscribers and those that got directed presence)."""
         if session.presence is None or before is after:
             return
-        # mod_presence imports this module: its slot is looked up at call time.
-        from suricate.modules.mod_blocking import BLOCKLIST, is_blocked
-        from suricate.modules.mod_presence import DIRECTED
         roster = ROSTER_CACHE.get(session) or {}
         targets = {c for c, item in roster.items() if item.subscription in ("from", "both")}
         targets |= DIRECTED.get(session) or set()
-        blocked = BLOCKLIST.get(session)
+        hooks = self.server.hooks
         for contact in targets:
             if _exempt(session.jid, contact):
                 continue
@@ -456,7 +456,10 @@ class ModPrivacy(Module):
             now = after is not None and after.denies(PRESENCE_OUT, contact, item)
             if now and not was:
                 stanza = Element("presence", ns.CLIENT, {"type": "unavailable"})
-            elif was and not now and not (blocked and is_blocked(blocked, contact)):
+            elif was and not now and hooks.fold(H.PRIVACY_CHECK_PACKET, True, session, contact,
+                                                 True):
+                # Allowed again by the list (now applied: check_presence_out agrees) and by
+                # the other filters (XEP-0191's blocklist).
                 stanza = session.presence.copy()
             else:
                 continue
@@ -465,6 +468,14 @@ class ModPrivacy(Module):
             self.server.router.route(session.jid, contact, stanza)
 
     # -- filtering ----------------------------------------------------------------------------
+    def check_presence_out(self, allow: bool, c2s: C2S, to: JID,
+                           notification: bool) -> bool | H.Stop:
+        """§2.11, §2.13: presence the server sends for the user (mod_presence's broadcasts
+        and probes, mod_blocking's after an unblock) against what the session applies."""
+        if denies_presence_out(c2s, to, notification):
+            return H.Stop(False)
+        return allow
+
     def filter_inbound(self, stanza: Element | None, c2s: C2S, *_: Any) -> Element | None:
         """§2.9, §2.10, §2.12, §2.13 with §2.14's answers, for a stanza to this session."""
         if stanza is None:
@@ -491,7 +502,7 @@ class ModPrivacy(Module):
         message or IQ is answered ``not-acceptable``, a presence dropped."""
         if stanza is None:
             return None
-        # Without 'to', a presence is a broadcast: mod_presence asks denies_presence_out.
+        # Without 'to', a presence is a broadcast: mod_presence asks check_presence_out.
         denied = _APPLIED_KEY in c2s.module_state and \
             _denies(c2s, _jid_attr(stanza, "to"), outbound_kind(stanza))
         if self.measured:

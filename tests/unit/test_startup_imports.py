@@ -1,0 +1,65 @@
+"""Start-up time is mostly imports: what ``suricate serve`` loads before it accepts connections.
+
+A server whose configuration does not use a feature must not import it (docs/performance.md,
+"start-up to accepting connections"). The configuration here is the side-by-side benchmark's
+(bench/run.py): c2s with STARTTLS on SQLite, mod_presence, mod_roster, mod_disco, mod_ping,
+mod_offline and mod_muc. aiohttp has its own guard (tests/web/test_http.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.harness import free_port, server_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MODULES = "\n".join(f"[modules.{name}]" for name in (
+    "mod_presence", "mod_roster", "mod_disco", "mod_ping", "mod_offline", "mod_muc"))
+
+#: Loaded by no part of that server's start. Each was once, and cost milliseconds.
+NOT_AT_START = (
+    # modules it does not run: mod_presence asks privacy_check_packet instead
+    "suricate.modules.mod_blocking", "suricate.modules.mod_privacy",
+    # subsystems it does not configure
+    "aiohttp", "graphql", "asyncpg", "ldap3", "redis", "suricate.admin.schema",
+    "suricate.core.s2s", "suricate.net.http", "suricate.net.proxy_protocol",
+    "suricate.core.hook_events", "suricate.instrument.setup",
+    # what only some paths need: certificate generation, ids drawn later, argparse's
+    # terminal width (shutil), a password prompt, migrations read through readers
+    "cryptography.hazmat.primitives.serialization", "uuid", "shutil", "getpass",
+    "importlib.resources", "zipfile",
+)
+
+# The server stops as soon as it has started; the modules loaded then are printed.
+CHILD = """
+import sys
+from suricate.core import server
+
+start = server.Server.start
+
+async def start_then_stop(self):
+    await start(self)
+    print("LOADED", " ".join(sorted(sys.modules)), flush=True)
+    self.stop_requested.set()
+
+server.Server.start = start_then_stop
+from suricate.cli.main import main
+sys.exit(main(["serve", "--config", sys.argv[1]]))
+"""
+
+
+def test_serve_loads_nothing_its_configuration_does_not_use(tmp_path: Path) -> None:
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(line for line in out.stdout.splitlines() if line.startswith("LOADED "))
+    loaded = set(line.split()[1:])
+    assert "suricate.modules.mod_muc" in loaded  # the check sees what the server loaded
+    found = sorted(name for name in NOT_AT_START
+                   if any(m == name or m.startswith(name + ".") for m in loaded))
+    assert not found, f"imported at start-up: {found}"
