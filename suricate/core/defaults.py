@@ -95,6 +95,10 @@ path = "/chat"
 port = {https_port}
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}
+# Uploads and downloads authenticate by the slot's URL (XEP-0363 §5), not by a client
+# certificate: no certificate request to browsers and apps (6.4's default "peer" would send
+# one), and no loading of the OS CA store at start.
+tls.verify_mode = "none"
 
 [[listen.http.handlers.mod_http_upload]]
 host = "_"
