@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -93,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "[outgoing_pools.redis.default.connection] host/port (see "
                        "docs/cluster.md), or run without --workers", 2)
     if args.workers > 1:
+        gc.enable()  # the supervisor; each worker is a serve of its own
         from suricate.cluster.supervisor import StartFailed, serve_workers
 
         try:
@@ -124,6 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           for lst in [*server.listeners, *server.http_listeners])
         print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
               f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
+        # Off since the program started (suricate/__main__.py): what start-up made lives on.
+        gc.freeze()
+        gc.enable()
         stop = server.stop_requested or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -483,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(words)
     if getattr(args, "func", None) is None and hasattr(args, "admin_operation"):
         args.func = cmd_admin_operation
+    if args.func is not cmd_serve:
+        gc.enable()  # off while the program started (suricate/__main__.py); serve enables it
     try:
         code: int = args.func(args)
     except CliError as err:

@@ -63,3 +63,38 @@ def test_serve_loads_nothing_its_configuration_does_not_use(tmp_path: Path) -> N
     found = sorted(name for name in NOT_AT_START
                    if any(m == name or m.startswith(name + ".") for m in loaded))
     assert not found, f"imported at start-up: {found}"
+
+
+# Through the real entry point: the collector is off while the program starts, on once the
+# server listens, with what start-up made frozen (suricate/__main__.py).
+GC_CHILD = """
+import gc
+import sys
+from suricate.core import server
+
+start, stop = server.Server.start, server.Server.stop
+
+async def start_then_stop(self):
+    print("STARTING", gc.isenabled(), flush=True)
+    await start(self)
+    self.stop_requested.set()
+
+async def report_then_stop(self):
+    print("SERVING", gc.isenabled(), gc.get_freeze_count() > 0, flush=True)
+    await stop(self)
+
+server.Server.start, server.Server.stop = start_then_stop, report_then_stop
+from suricate.__main__ import run
+sys.argv[1:] = ["serve", "--config", sys.argv[1]]
+sys.exit(run())
+"""
+
+
+def test_the_collector_is_off_while_starting_and_on_once_serving(tmp_path: Path) -> None:
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES))
+    out = subprocess.run([sys.executable, "-c", GC_CHILD, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("STARTING", "SERVING"))]
+    assert lines == ["STARTING False", "SERVING True True"], out.stdout[-2000:]
