@@ -57,6 +57,10 @@ CERT_METHODS = frozenset({"pki", "ldap"})
 #: Told about an account that was created or removed (the server folds its register_user /
 #: remove_user hooks).
 AccountEvent = Callable[[JID], Awaitable[None]]
+#: Told that an account's password changed: the account and the session (a full JID) that
+#: changed it in band, None when it was not one of the account's sessions (the server ends the
+#: others, ``Server.password_changed``).
+PasswordEvent = Callable[[JID, "JID | None"], Awaitable[None]]
 #: Runs a coroutine in the background and keeps track of it (``Server.spawn``).
 Spawn = Callable[[Coroutine[Any, Any, Any]], object]
 
@@ -67,7 +71,8 @@ class AuthService:
                  module_tables: Callable[[], Sequence[str]] = tuple,
                  http_pools: Mapping[str, Mapping[str, Any]] | None = None,
                  ldap_pools: Mapping[str, Mapping[str, Any]] | None = None,
-                 instrument: Instrumentation | None = None) -> None:
+                 instrument: Instrumentation | None = None,
+                 password_changed: PasswordEvent | None = None) -> None:
         self.cfg = cfg
         # 6.4's auth_* events, labelled with the domain (the handlers map it to its host
         # type); the no-op base when the server measures nothing.
@@ -76,6 +81,7 @@ class AuthService:
         self._spawn = spawn
         self._registered = registered
         self._removed = removed
+        self._password_changed = password_changed
         # The enabled modules' account tables: removed with the account, in one transaction.
         self._module_tables = module_tables
         self.methods: list[str] = list(cfg["methods"])
@@ -289,17 +295,26 @@ class AuthService:
             log.info("auth_register_user jid=%s", jid)
         return created
 
-    async def set_password(self, jid: JID, password: str) -> bool:
+    async def set_password(self, jid: JID, password: str, by: JID | None = None) -> bool:
+        """Change the account's password; ``by``: the account's session that asked (XEP-0077
+        §3.3), which the change leaves open. Every way in (in band, GraphQL, REST) comes
+        here, so each ends the account's other sessions alike (``password_changed``)."""
         if self.hosts and self.for_domain(jid.domain) is not self:
-            return await self.for_domain(jid.domain).set_password(jid, password)
+            return await self.for_domain(jid.domain).set_password(jid, password, by)
         assert jid.local is not None
         method = self._account_method()
         if method in self.others:
-            return await self.others[method].set_password(jid, password)
-        if method is None:
+            changed = await self.others[method].set_password(jid, password)
+        elif method is None:
             return False
-        plain, details = self._password_fields(password)
-        return await self.storage.set_password(jid.domain, jid.local, plain, details)
+        else:
+            plain, details = self._password_fields(password)
+            changed = await self.storage.set_password(jid.domain, jid.local, plain, details)
+        if changed:
+            log.info("auth_password_changed jid=%s", jid.bare)
+            if self._password_changed is not None:
+                await self._password_changed(jid.bare, by)
+        return changed
 
     async def remove(self, jid: JID) -> bool:
         if self.hosts and self.for_domain(jid.domain) is not self:

@@ -120,6 +120,7 @@ class Server:
         self.access.host_type_of = self.domains.host_type
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
+                                password_changed=self.password_changed,
                                 module_tables=self.module_user_tables,
                                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
                                 ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
@@ -129,7 +130,8 @@ class Server:
         for host_type, auth_cfg in overridden(cfg, "auth").items():
             self.auth.hosts[host_type] = AuthService(
                 auth_cfg, self.storage, self.spawn, registered=self._user_registered,
-                removed=self._user_removed, module_tables=self.module_user_tables,
+                removed=self._user_removed, password_changed=self.password_changed,
+                module_tables=self.module_user_tables,
                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
                 ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
                 instrument=self.instrument)
@@ -398,6 +400,25 @@ class Server:
             return False
         session.stream_error(StreamError("policy-violation", reason or "kicked"))
         return True
+
+    async def password_changed(self, bare: JID, by: JID | None) -> None:
+        """The account's password changed: its sessions opened with the old one end, but for
+        ``by``, the session that changed it in band (XEP-0077 §3.3). What Prosody does
+        (mod_c2s, "user-password-changed"), and what someone changing a password that may
+        have leaked expects: a device that knew the old one is logged out. The condition is
+        'reset' (RFC 6120 §4.9.3.19: the credentials of the stream were revoked), as
+        Prosody's; clients log in again, and ask for the new password if they lack it.
+        (MongooseIM 6.4 and ejabberd leave the sessions open; docs/auth.md.)"""
+        for session in list(self.sessions.resources(bare)):
+            if isinstance(session, C2S) and session.jid != by:
+                session.stream_error(StreamError("reset", "password changed"))
+        backend = self.cluster.backend
+        if backend is not None:
+            # The other nodes' sessions of the account (sm_backend = "redis").
+            for info in await backend.user_sessions(bare):
+                full = JID.parse(info["user"])
+                if full != by and self.sessions.lookup(full) is None:
+                    await backend.kick(full, "password changed")
 
     def kick_user(self, bare: JID, reason: str) -> int:
         sessions = [s for s in self.sessions.resources(bare) if isinstance(s, C2S)]

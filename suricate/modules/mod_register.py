@@ -310,7 +310,7 @@ class ModRegister(Module):
             if iq.payload.find("remove", ns.REGISTER) is not None:
                 await self._cancel(iq.payload, user)
                 return None
-            await self._change_password(iq.payload, user, session)
+            await self._change_password(iq.payload, user, session, iq.frm)
             return None
         except StanzaError:
             # §3.3: no copy of the request (it may hold a password) in the error.
@@ -333,8 +333,10 @@ class ModRegister(Module):
         for session in list(self.server.sessions.resources(user)):
             cast("C2S", session).stream_error(StreamError("not-authorized", "account removed"))
 
-    async def _change_password(self, query: Element, user: JID, session: C2S | None) -> None:
-        """§3.3."""
+    async def _change_password(self, query: Element, user: JID, session: C2S | None,
+                               by: JID) -> None:
+        """§3.3. The account's other sessions end (``Server.password_changed``); ``by``, the
+        one asking, stays."""
         if session is not None and not _channel_secure(session):
             raise StanzaError("not-authorized", "change the password over an encrypted stream")
         username, password = _credentials(query)
@@ -350,9 +352,8 @@ class ModRegister(Module):
             # §3.3: an empty password never replaces the existing one.
             raise StanzaError("not-acceptable", "the password is empty")
         self._check_strength(password)
-        if not await self.server.auth.set_password(user, password):
+        if not await self.server.auth.set_password(user, password, by=by):
             raise StanzaError("registration-required")
-        log.info("password_changed jid=%s", user)
 
 
 # -- helpers ------------------------------------------------------------------------------------
