@@ -61,6 +61,9 @@ AccountEvent = Callable[[JID], Awaitable[None]]
 #: changed it in band, None when it was not one of the account's sessions (the server ends the
 #: others, ``Server.password_changed``).
 PasswordEvent = Callable[[JID, "JID | None"], Awaitable[None]]
+#: Told that an account is about to be removed; answers what to run once it is gone
+#: (the server folds its removing_user hook).
+RemovalEvent = Callable[[JID], Awaitable[list[Callable[[], None]]]]
 #: Runs a coroutine in the background and keeps track of it (``Server.spawn``).
 Spawn = Callable[[Coroutine[Any, Any, Any]], object]
 
@@ -72,7 +75,8 @@ class AuthService:
                  http_pools: Mapping[str, Mapping[str, Any]] | None = None,
                  ldap_pools: Mapping[str, Mapping[str, Any]] | None = None,
                  instrument: Instrumentation | None = None,
-                 password_changed: PasswordEvent | None = None) -> None:
+                 password_changed: PasswordEvent | None = None,
+                 removing: RemovalEvent | None = None) -> None:
         self.cfg = cfg
         # 6.4's auth_* events, labelled with the domain (the handlers map it to its host
         # type); the no-op base when the server measures nothing.
@@ -82,6 +86,7 @@ class AuthService:
         self._registered = registered
         self._removed = removed
         self._password_changed = password_changed
+        self._removing = removing
         # The enabled modules' account tables: removed with the account, in one transaction.
         self._module_tables = module_tables
         self.methods: list[str] = list(cfg["methods"])
@@ -321,13 +326,15 @@ class AuthService:
             return await self.for_domain(jid.domain).remove(jid)
         assert jid.local is not None
         method = self._account_method()
+        if method is None:
+            return False
+        # Read before the data goes (in the same transaction as the account), run after.
+        after = await self._removing(jid.bare) if self._removing is not None else []
         if method in self.others:
             removed = await self.others[method].remove(jid)
             if removed:
                 # The account's data kept here (roster, offline, ...) goes with it.
                 await self.storage.remove_user(jid.domain, jid.local, self._module_tables())
-        elif method is None:
-            return False
         else:
             removed = await self.storage.remove_user(jid.domain, jid.local,
                                                      self._module_tables())
@@ -335,6 +342,11 @@ class AuthService:
             self._count(AUTH_UNREGISTER_USER, jid.domain)
             await self._removed(jid)
             log.info("auth_unregister_user jid=%s", jid)
+            for action in after:
+                try:
+                    action()
+                except Exception:  # one module's failure must not hide the removal
+                    log.exception("after_removal_failed jid=%s", jid)
         return removed
 
     async def check_password(self, jid: JID, password: str) -> bool:

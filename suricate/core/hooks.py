@@ -262,6 +262,16 @@ REGISTER_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "register_user", "fold_async(None, jid): an account was created")
 REMOVE_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "remove_user", "fold_async(None, jid): an account was removed")
+#: What to do once an account is gone, decided while its data is still there.
+AfterRemoval: TypeAlias = Callable[[], None]
+REMOVING_USER: Hook[
+    Callable[[list[AfterRemoval], JID], AsyncFolded[list[AfterRemoval]]]
+] = Hook(
+    "removing_user",
+    "fold_async(after: list, jid) -> list: an account is about to be removed, its data (which "
+    "goes in the same transaction as the account) still there: a handler reads what it needs "
+    "and appends a callable to run once the account is gone, never if the removal fails "
+    "(mod_roster: the unsubscriptions of RFC 6121 §3 to the contacts)")
 
 # -- private XML storage (XEP-0049) -------------------------------------------------------------
 PRIVATE_STORED: Hook[Callable[[None, JID, str, list[Element]], AsyncFolded[None]]] = Hook(

@@ -121,6 +121,7 @@ class Server:
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 password_changed=self.password_changed,
+                                removing=self._user_removing,
                                 module_tables=self.module_user_tables,
                                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
                                 ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
@@ -131,6 +132,7 @@ class Server:
             self.auth.hosts[host_type] = AuthService(
                 auth_cfg, self.storage, self.spawn, registered=self._user_registered,
                 removed=self._user_removed, password_changed=self.password_changed,
+                removing=self._user_removing,
                 module_tables=self.module_user_tables,
                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
                 ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
@@ -477,6 +479,10 @@ class Server:
 
     async def _user_registered(self, jid: JID) -> None:
         await self.hooks.fold_async(H.REGISTER_USER, None, jid)
+
+    async def _user_removing(self, jid: JID) -> list[H.AfterRemoval]:
+        after: list[H.AfterRemoval] = await self.hooks.fold_async(H.REMOVING_USER, [], jid)
+        return after
 
     async def _user_removed(self, jid: JID) -> None:
         await self.hooks.fold_async(H.REMOVE_USER, None, jid)

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import sqlite3
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from slixmpp import JID as SlixJID
+from slixmpp.exceptions import IqError
 
 from suricate.admin import HTTP_HANDLERS
 from suricate.config import parse_config
@@ -21,7 +26,8 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import Client, connect, disconnect, free_port
+from tests.e2e.harness import Client, connect, disconnect, eventually, free_port
+from tests.e2e.test_register import register_in_band
 from tests.e2e.tls_client import TestClient
 from tests.mobile.client import Sasl2Client, bind2, request_token
 from tests.ops.harness import ADMIN, admin
@@ -138,7 +144,7 @@ async def test_in_band_password_change(server: Server) -> None:
     # with the new password or asks its user for it.
     assert await asyncio.wait_for(laptop_error, 5) == "reset"
     # The session that changed it stays, and still answers.
-    await phone.plugin["xep_0030"].get_info(jid="localhost", timeout=5)
+    await phone.plugin["xep_0030"].get_info(jid=SlixJID("localhost"), timeout=5)
     assert not phone_error.done()
     for mech in MECHS:
         assert not await logs_in(server, "alice", "old-pw", mech), mech
@@ -162,3 +168,179 @@ async def test_password_change_by_the_administrator(server: Server) -> None:
         assert await logs_in(server, "bob", "new-pw", mech), mech
     assert not await asyncio.to_thread(fast_login_ok, server, "bob", token)
     await disconnect(phone)
+
+
+# -- account removal ------------------------------------------------------------------------
+async def iq(client: Client, kind: str, payload: str, to: str | None = None) -> str:
+    """Send an IQ with ``payload`` (XML text); the answer as text, an error's too."""
+    stanza = client.Iq()
+    stanza["type"] = kind
+    if to is not None:
+        stanza["to"] = to
+    stanza.append(ET.fromstring(payload))
+    try:
+        answer = await stanza.send(timeout=5)
+    except IqError as err:
+        answer = err.iq
+    return str(answer)
+
+
+PRIVATE = "<query xmlns='jabber:iq:private'><notes xmlns='urn:example:notes'>{}</notes></query>"
+VCARD = "<vCard xmlns='vcard-temp'>{}</vCard>"
+PEP_NODE = "urn:xmpp:bookmarks:1"
+PUBLISH = (f"<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{PEP_NODE}'>"
+           "<item id='club@conference.localhost'><conference xmlns='urn:xmpp:bookmarks:1' "
+           "name='Club'/></item></publish></pubsub>")
+PEP_ITEMS = (f"<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{PEP_NODE}'/>"
+             "</pubsub>")
+MAM_QUERY = "<query xmlns='urn:xmpp:mam:2' queryid='q1'/>"
+ROSTER = "<query xmlns='jabber:iq:roster'/>"
+ROOM = "club@conference.localhost"
+MEMBERS = ("<query xmlns='http://jabber.org/protocol/muc#admin'>"
+           "<item affiliation='member'/></query>")
+
+
+async def make_contacts(alice: Client, bob: Client) -> None:
+    """A mutual subscription (RFC 6121 §3): both rosters say 'both'."""
+    alice.send_presence(pto="bob@localhost", ptype="subscribe")
+    await bob.next_presence(type_="subscribe")
+    bob.send_presence(pto="alice@localhost", ptype="subscribed")
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    await alice.next_presence(type_="subscribe")
+    alice.send_presence(pto="bob@localhost", ptype="subscribed")
+
+    async def both() -> bool:
+        return "subscription=\"both\"" in await iq(bob, "get", ROSTER) \
+            and "subscription=\"both\"" in await iq(alice, "get", ROSTER)
+    for _ in range(50):
+        if await both():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no mutual subscription")
+
+
+async def bob_owns_a_room_with_member_alice(bob: Client) -> None:
+    await bob.plugin["xep_0045"].join_muc_wait(SlixJID(ROOM), "bob", maxchars=0)
+    config = ("<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+              "type='submit'><field var='FORM_TYPE'><value>"
+              "http://jabber.org/protocol/muc#roomconfig</value></field>"
+              "<field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query>")
+    assert "type=\"result\"" in await iq(bob, "set", config, to=ROOM)
+    grant = ("<query xmlns='http://jabber.org/protocol/muc#admin'>"
+             "<item affiliation='member' jid='alice@localhost'/></query>")
+    assert "type=\"result\"" in await iq(bob, "set", grant, to=ROOM)
+    assert "alice@localhost" in await iq(bob, "get", MEMBERS, to=ROOM)
+
+
+async def fill_account(server: Server, alice: Client, bob: Client) -> None:
+    """What Conversations leaves on a server: contacts, archive, bookmarks in PEP, a vCard,
+    private XML, a room membership, messages waiting offline."""
+    await make_contacts(alice, bob)
+    await bob_owns_a_room_with_member_alice(bob)
+    assert "type=\"result\"" in await iq(alice, "set", PRIVATE.format("secret notes"))
+    assert "type=\"result\"" in await iq(alice, "set", VCARD.format("<FN>Alice</FN>"))
+    assert "type=\"result\"" in await iq(alice, "set", PUBLISH)
+    alice.send_message(mto=SlixJID("bob@localhost"), mbody="archived", mtype="chat")
+    assert (await bob.next_message())["body"] == "archived"
+    assert await archived(alice) == 1
+
+
+async def archived(client: Client) -> int:
+    """How many messages the account's archive holds (XEP-0313 §4.3 RSM count)."""
+    final = await iq(client, "set", MAM_QUERY)
+    count = re.search(r"<count>(\d+)</count>", final)
+    return int(count.group(1)) if count else 0
+
+
+async def account_data(alice: Client, bob: Client) -> dict[str, bool]:
+    """Which of the account's data the account (and the room's owner) can read back."""
+    return {
+        "roster": "<item" in await iq(alice, "get", ROSTER),
+        "archive": await archived(alice) > 0,
+        "private": "secret notes" in await iq(alice, "get", PRIVATE.format("")),
+        "vcard": "Alice" in await iq(alice, "get", VCARD.format("")),
+        "pep": "Club" in await iq(alice, "get", PEP_ITEMS),
+        "room": "alice@localhost" in await iq(bob, "get", MEMBERS, to=ROOM),
+    }
+
+
+def offline_rows(server: Server, user: str) -> int:
+    db = sqlite3.connect(server.base_dir / "suricate.db")
+    try:
+        row = db.execute("SELECT COUNT(*) FROM offline_messages WHERE username = ?",
+                         (user,)).fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+
+
+async def test_cancelled_account_leaves_nothing_behind(server: Server) -> None:
+    plugins = ("xep_0030", "xep_0045", "xep_0199", *REGISTER)
+    for user in ("alice", "bob"):
+        await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    token = await asyncio.to_thread(fast_token, server, "alice", "pw")
+    alice = await connect(server, "alice@localhost/phone", "pw", plugins=plugins)
+    bob = await connect(server, "bob@localhost/laptop", "pw", plugins=plugins)
+    alice.send_presence()
+    bob.send_presence()
+    await fill_account(server, alice, bob)
+    # A message waiting offline: alice's second device is connected but not available
+    # (RFC 6121 §8.5.2.1.1 stores what no available resource can take).
+    alice.send_presence(ptype="unavailable")
+    await asyncio.sleep(0.2)
+    bob.send_message(mto=SlixJID("alice@localhost"), mbody="waiting offline", mtype="chat")
+    await eventually(lambda: offline_rows(server, "alice") == 1)
+    assert set((await account_data(alice, bob)).values()) == {True}
+    while not bob.presences.empty():
+        bob.presences.get_nowait()
+
+    gone = stream_error_of(alice)
+    result = await alice.plugin["xep_0077"].cancel_registration()
+    assert result["type"] == "result"
+    assert await asyncio.wait_for(gone, 5) == "not-authorized"  # XEP-0077 §3.2
+    # RFC 6121 §3.3 and §3.2 from the server on alice's behalf, as MongooseIM's
+    # mod_roster:remove_user sends them: bob's roster no longer subscribes either way.
+    kinds = {(await bob.next_presence(type_=kind))["type"]
+             for kind in ("unsubscribe", "unsubscribed")}
+    assert kinds == {"unsubscribe", "unsubscribed"}
+    roster = await iq(bob, "get", ROSTER)
+    assert "subscription=\"both\"" not in roster, roster
+    assert offline_rows(server, "alice") == 0
+    # RFC 6121 §8.5.1: a message to an account that does not exist is not stored; the sender
+    # learns it with service-unavailable.
+    bob.send_message(mto=SlixJID("alice@localhost"), mbody="anyone there?", mtype="chat")
+    bounce = await bob.next_message()
+    assert bounce["type"] == "error"
+    assert bounce["error"]["condition"] == "service-unavailable"
+
+    # The same name registered again starts empty.
+    outcome, again = await register_in_band(server, "alice@localhost/phone", "pw")
+    assert outcome == "registered"
+    for plugin in plugins:
+        again.register_plugin(plugin)
+    again.send_presence()
+    with contextlib.suppress(asyncio.TimeoutError):
+        message = await again.next_message(timeout=1)
+        raise AssertionError(f"an old message came back: {message}")
+    assert set((await account_data(again, bob)).values()) == {False}
+    assert not await asyncio.to_thread(fast_login_ok, server, "alice", token)
+    await disconnect(again, bob)
+
+
+async def test_removal_by_the_administrator_tells_the_contacts(server: Server) -> None:
+    plugins = ("xep_0030", "xep_0045")
+    for user in ("alice", "bob"):
+        await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    alice = await connect(server, "alice@localhost/phone", "pw", plugins=plugins)
+    bob = await connect(server, "bob@localhost/laptop", "pw", plugins=plugins)
+    alice.send_presence()
+    bob.send_presence()
+    await make_contacts(alice, bob)
+    gone = stream_error_of(alice)
+    await admin(server, 'mutation { account { removeUser(user: "alice@localhost") '
+                '{ message } } }')
+    await asyncio.wait_for(gone, 5)
+    for kind in ("unsubscribe", "unsubscribed"):
+        await bob.next_presence(type_=kind)
+    assert "subscription=\"both\"" not in await iq(bob, "get", ROSTER)
+    await disconnect(bob)

@@ -135,6 +135,7 @@ class ModRoster(Module):
         (H.C2S_STREAM_FEATURES, "stream_features", 50),
         (H.ROSTER_OUT_SUBSCRIPTION, "out_subscription", 50),
         (H.ROSTER_IN_SUBSCRIPTION, "in_subscription", 50),
+        (H.REMOVING_USER, "removing_user", 50),
     )
     iq_handlers = (("sm", ns.ROSTER, "process_iq"),)
     store_class = RosterStore
@@ -327,6 +328,28 @@ class ModRoster(Module):
             if state.has_from:
                 # The contact will not hear from us again: tell it we are gone (§3.2.2).
                 self.send_unavailable(user, contact)
+
+    async def removing_user(self, after: list[H.AfterRemoval], user: JID
+                            ) -> list[H.AfterRemoval]:
+        """The account is about to go with its roster: once it is gone, each contact hears
+        what a removal of its item would have said (RFC 6121 §2.5.2): 'unsubscribe' where
+        the account subscribed or asked to, 'unsubscribed' where the contact did, so the
+        contacts' rosters stop showing a subscription nobody holds (MongooseIM 6.4's
+        mod_roster:remove_user sends the same, from the bare JID; the pending requests are
+        ours: they would otherwise wait forever in the contact's roster)."""
+        items = await self.store.get_roster(user.domain, user.local or "")
+
+        def unsubscribe() -> None:
+            for item in items:
+                contact = _jid(item.jid)
+                state = sub.normalize(item.subscription, item.ask)
+                if state.has_to or state.pending_out:
+                    self._send_presence(user, contact, "unsubscribe")
+                if state.has_from or state.pending_in:
+                    self._send_presence(user, contact, "unsubscribed")
+        if items:
+            after.append(unsubscribe)
+        return after
 
     # -- subscription state (RFC 6121 §3, Appendix A) ---------------------------------------
     async def out_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
