@@ -26,7 +26,14 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import Client, connect, disconnect, eventually, free_port
+from tests.e2e.harness import (
+    Client,
+    RawClient,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+)
 from tests.e2e.test_register import register_in_band
 from tests.e2e.tls_client import TestClient
 from tests.mobile.client import Sasl2Client, bind2, request_token
@@ -344,3 +351,89 @@ async def test_removal_by_the_administrator_tells_the_contacts(server: Server) -
         await bob.next_presence(type_=kind)
     assert "subscription=\"both\"" not in await iq(bob, "get", ROSTER)
     await disconnect(bob)
+
+
+# -- registration edge cases ----------------------------------------------------------------
+async def register_raw(server: Server, username: str, password: str,
+                       extra: str = "") -> str:
+    """One in-band registration (XEP-0077 §3.1) over direct TLS, before authentication;
+    the answer (the error condition, or 'result')."""
+    raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+    try:
+        await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
+                       "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                       "version='1.0'>")
+        await raw.expect(r"</stream:features>")
+        await raw.send(f"<iq type='set' id='r1'><query xmlns='jabber:iq:register'>"
+                       f"<username>{username}</username><password>{password}</password>"
+                       f"{extra}</query></iq>")
+        answer = (await raw.expect(r"<iq [^>]*id=.r1.(?:[^>]*/>|.*?</iq>)")).replace('"', "'")
+    finally:
+        await raw.close()
+    if "type='result'" in answer:
+        return "result"
+    condition = re.search(r"<([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'", answer)
+    assert condition, answer
+    assert password not in answer or not password  # §3.3: never echoed
+    return condition.group(1)
+
+
+@pytest.mark.parametrize(("username", "condition"), [
+    ("bad@name", "jid-malformed"),          # RFC 7622 §3.3.1: '@' is not in a localpart
+    ("with space", "jid-malformed"),        # nor a space
+    ("a/b", "jid-malformed"),               # nor '/'
+    ("quo&quot;te", "jid-malformed"),       # nor '"'
+    ("x" * 1024, "jid-malformed"),          # RFC 7622 §3.3: at most 1023 bytes
+    ("", "not-acceptable"),                 # XEP-0077 §3.1: a required field is missing
+])
+async def test_unusable_username_is_refused(server: Server, username: str,
+                                            condition: str) -> None:
+    assert await register_raw(server, username, "pw-ok") == condition
+    assert await server.storage.count_users("localhost") == 0
+
+
+async def test_empty_password_is_not_acceptable(server: Server) -> None:
+    assert await register_raw(server, "carol", "") == "not-acceptable"
+    assert not await server.user_exists(JID.parse("carol@localhost"))
+
+
+async def test_taken_name_is_a_conflict_whatever_its_case(server: Server) -> None:
+    assert await register_raw(server, "dave", "pw-1") == "result"
+    # The localpart is case-mapped (RFC 7622 §3.3, UsernameCaseMapped): DAVE is dave.
+    for name in ("dave", "DAVE", "Dave"):
+        assert await register_raw(server, name, "pw-2") == "conflict", name
+    assert await server.auth.check_password(JID.parse("dave@localhost"), "pw-1")
+
+
+async def test_the_default_lets_one_machine_register_twice(server: Server) -> None:
+    # registration_timeout = "infinity" in the default (someone trying the server from this
+    # machine creates a second account at once); an operator's file keeps 6.4's 600 s
+    # (tests/e2e/test_register.py).
+    assert await register_raw(server, "erin", "pw") == "result"
+    assert await register_raw(server, "frank", "pw") == "result"
+
+
+async def test_a_logged_in_user_sees_its_registration_and_changes_its_password(
+        server: Server) -> None:
+    await server.auth.register(JID.parse("gina@localhost"), "old-pw")
+    gina = await connect(server, "gina@localhost/pc", "old-pw")
+    # XEP-0077 §3.1 (Example 4's case): an entity already registered gets <registered/> and
+    # what is on file, never the password.
+    form = await iq(gina, "get", "<query xmlns='jabber:iq:register'/>")
+    assert "<registered" in form and "<username>gina</username>" in form
+    assert "old-pw" not in form
+    # Another account's name is not its to change (§3.3 changes one's own password).
+    other = await iq(gina, "set", "<query xmlns='jabber:iq:register'><username>hank"
+                     "</username><password>x</password></query>")
+    assert "type=\"error\"" in other and "<password>" not in other
+    # Registering again while logged in is a password change (§3.3).
+    answer = await iq(gina, "set", "<query xmlns='jabber:iq:register'><username>gina"
+                      "</username><password>new-pw</password></query>")
+    assert "type=\"result\"" in answer, answer
+    assert await server.auth.check_password(JID.parse("gina@localhost"), "new-pw")
+    # An empty password does not replace the old one (§3.3).
+    empty = await iq(gina, "set", "<query xmlns='jabber:iq:register'><username>gina"
+                     "</username><password/></query>")
+    assert "not-acceptable" in empty, empty
+    assert await server.auth.check_password(JID.parse("gina@localhost"), "new-pw")
+    await disconnect(gina)
