@@ -26,6 +26,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
+from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import (
     Client,
     RawClient,
@@ -437,3 +438,52 @@ async def test_a_logged_in_user_sees_its_registration_and_changes_its_password(
     assert "not-acceptable" in empty, empty
     assert await server.auth.check_password(JID.parse("gina@localhost"), "new-pw")
     await disconnect(gina)
+
+
+# -- sessions waiting for resumption (XEP-0198 §5) ------------------------------------------
+def waiting_sessions(server: Server, bare: str) -> list[Any]:
+    return list(server.sessions.resources(JID.parse(bare)))
+
+
+async def phone_lost_its_network(server: Server, user: str, password: str) -> None:
+    """A phone with stream management whose socket dies without </stream:stream>: its session
+    waits for the phone to resume it (the default's resume_timeout: 600 s)."""
+    phone = await connect(server, f"{user}@localhost/phone", password, plugins=("xep_0198",))
+    phone.send_presence()
+    await eventually(lambda: phone.plugin["xep_0198"].enabled_in)
+    await asyncio.sleep(0.1)  # the server's <enabled/> is sent: its side is on
+    phone.abort()
+    await eventually(lambda: any(s.state is C2SState.RESUME_SESSION
+                                 for s in waiting_sessions(server, f"{user}@localhost")))
+
+
+@pytest.mark.parametrize("how", ["in-band", "graphql"])
+async def test_removal_ends_a_session_waiting_for_resumption(server: Server, how: str) -> None:
+    for user in ("alice", "bob"):
+        await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    await phone_lost_its_network(server, "alice", "pw")
+    if how == "graphql":
+        await admin(server, 'mutation { account { removeUser(user: "alice@localhost") '
+                    '{ message } } }')
+    else:
+        laptop = await connect(server, "alice@localhost/laptop", "pw", plugins=REGISTER)
+        await laptop.plugin["xep_0077"].cancel_registration()
+    # Nothing of the account is left to resume, nor to take its messages.
+    await eventually(lambda: not waiting_sessions(server, "alice@localhost"))
+    bob = await connect(server, "bob@localhost/desk", "pw")
+    bob.send_message(mto=SlixJID("alice@localhost"), mbody="still there?", mtype="chat")
+    bounce = await bob.next_message()
+    assert bounce["type"] == "error", bounce
+    assert bounce["error"]["condition"] == "service-unavailable"
+    await disconnect(bob)
+
+
+async def test_password_change_ends_a_session_waiting_for_resumption(server: Server) -> None:
+    await server.auth.register(JID.parse("alice@localhost"), "old-pw")
+    await phone_lost_its_network(server, "alice", "old-pw")
+    laptop = await connect(server, "alice@localhost/laptop", "old-pw", plugins=REGISTER)
+    await laptop.plugin["xep_0077"].change_password("new-pw")
+    # Only the session that changed the password is left.
+    await eventually(lambda: [str(s.jid) for s in waiting_sessions(server, "alice@localhost")]
+                     == ["alice@localhost/laptop"])
+    await disconnect(laptop)
