@@ -350,8 +350,8 @@ async def test_remote_user_and_a_members_only_room_on_suricate(peers: P.Peers, t
                                                                peer: str) -> None:
     """Affiliations hold remote bare JIDs like local ones: a members-only room refuses the
     peer's user (XEP-0045 §7.2.7, registration-required), a mediated invitation (§7.8.2)
-    reaches it over s2s and makes it a member, a nick in use is a conflict (§7.2.9), and a
-    kick (§8.2, 307) reaches it."""
+    reaches it over s2s and makes it a member, a nick in use is a conflict (§7.2.9), a kick
+    (§8.2, 307) and a ban (§9.1, 301) reach it, and a banned user may not join again."""
     domain, name, _ = PEERS[peer]
     room, their_jid = f"club-{peer}@conference.{P.SURICATE}", f"{name}@{domain}"
     async with suricate(peers, tmp_path) as server:
@@ -384,6 +384,19 @@ async def test_remote_user_and_a_members_only_room_on_suricate(peers: P.Peers, t
                                                   timeout=20)
             kicked = await muc_presence(guest, f"{room}/Guest", "unavailable")
             assert {"110", "307"} <= {str(c) for c in kicked["muc"]["status_codes"]}
+
+            # A ban (§9.1) of the remote bare JID: the occupant leaves with 301, and may not
+            # come back (§7.2.8, forbidden).
+            await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
+                                                         timeout=20)
+            await sam.plugin["xep_0045"].set_affiliation(SJID(room), "outcast", jid=their_jid,
+                                                         reason="enough", timeout=20)
+            banned = await muc_presence(guest, f"{room}/Guest", "unavailable")
+            assert {"110", "301"} <= {str(c) for c in banned["muc"]["status_codes"]}
+            assert banned["muc"]["affiliation"] == "outcast"
+            with pytest.raises(PresenceError) as refused:
+                await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", timeout=20)
+            assert refused.value.presence["error"]["condition"] == "forbidden"
         finally:
             await disconnect(sam, guest)
 
