@@ -43,8 +43,8 @@ from tests.s2s.harness import federated_server, register
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-MUC_PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0059", "xep_0203", "xep_0249",
-               "xep_0313", "xep_0359")
+MUC_PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0059", "xep_0199", "xep_0203",
+               "xep_0249", "xep_0313", "xep_0359")
 PEP_PLUGINS = ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163")
 DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
 AVATAR_METADATA = "urn:xmpp:avatar:metadata"
@@ -237,6 +237,11 @@ async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     ``guest`` got (its own echoed, the owner's). Invitations, mediated (§7.8.2) and direct
     (XEP-0249), go both ways between them, to their full JIDs: neither sent presence to
     the other's server."""
+    # disco#info of the room over s2s, as clients ask before joining (XEP-0045 §6.4): a MUC
+    # room, archived (XEP-0313 §6.1.2)
+    info = await guest.plugin["xep_0030"].get_info(jid=room, timeout=20)
+    assert {"http://jabber.org/protocol/muc", "urn:xmpp:mam:2"} <= set(
+        info["disco_info"]["features"])
     owner.plugin["xep_0045"].set_subject(SJID(room), f"Topic of {room}")
     owner.send_message(mto=room, mbody="before", mtype="groupchat")
     await groupchat(owner, "before")
@@ -249,6 +254,9 @@ async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     # §7.2.15: the subject comes last, after the history.
     assert subject["subject"] == f"Topic of {room}"
     await muc_presence(owner, f"{room}/Guest")
+    # XEP-0410 §3: the client's self-ping to its occupant JID crosses to the room, which
+    # answers it (clients ping so to learn they are still joined).
+    await guest.plugin["xep_0199"].send_ping(f"{room}/Guest", timeout=20)
     # §7.7.2: an occupant's new availability is broadcast to the other server's occupant.
     owner.send_presence(pto=f"{room}/Owner", pshow="away", pstatus="brb")
     # (slixmpp's presence "type" is the <show/> when there is one)
@@ -323,11 +331,6 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
         guest = await theirs(peers, peer, PEERS[peer][1], MUC_PLUGINS)
         try:
             await create_instant(sam, room, "Owner")
-            # disco#info of the room over s2s (XEP-0045 §6.4): a MUC room, archived
-            # (XEP-0313 §6.1.2)
-            info = await guest.plugin["xep_0030"].get_info(jid=room, timeout=20)
-            assert {"http://jabber.org/protocol/muc", "urn:xmpp:mam:2"} <= set(
-                info["disco_info"]["features"])
             got = await room_basics(sam, guest, room)
             # XEP-0359 §3 / XEP-0045 §7.2.4: the remote occupant's copies carry the room's
             # stanza-id, the id its archive uses.
