@@ -560,6 +560,18 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
             assert [i["id"] for i in fetched] == ["current"]
             assert fetched[0]["payload"].find(
                 "{eu.siacs.conversations.axolotl}device").get("id") == "2222"
+
+            # sam comes back in a new session (as a phone reconnecting): the peer learns its
+            # caps again (XEP-0115 over s2s: its disco#info goes to the new full JID) and
+            # sends it the last item of the contact's node (XEP-0163 §4.3.4).
+            await disconnect(sam)
+            sam = await login(f"{sam_jid}/back", "127.0.0.1",
+                              server.c2s_port,  # type: ignore[attr-defined]
+                              PEP_PLUGINS)
+            sam_events = await _interested(sam)
+            item = await _notification(sam_events, their_jid, DEVICELIST)
+            assert item["payload"].find("{eu.siacs.conversations.axolotl}device").get(
+                "id") == "2222"
         finally:
             await disconnect(*(c for c in (sam, them, stranger) if c is not None))
 
