@@ -4,13 +4,16 @@ both sides, s2s over TLS with Server Dialback (XEP-0220), and for the rooms with
 (XEP-0178) too.
 
 - a peer's user joins a room at conference.suricate.test (XEP-0045 §7.2: occupants, history,
-  groupchat, private messages, leaving) and reads its archive (XEP-0313 §4 on the room JID);
-  members-only, invitation, nick conflict and kick with a remote user;
-- a Suricate user does the same in a room of the peer's MUC service (and reads its archive);
+  subject, self-ping, status changes, groupchat, private messages, mediated and direct
+  invitations both ways, leaving) and reads its archive (XEP-0313 §4 on the room JID);
+  members-only, invitation, nick conflict, kick and ban with a remote user;
+- a Suricate user does the same in a room of the peer's MUC service (and reads its archive,
+  whose results its own archive does not keep);
 - PEP (XEP-0163) both ways between contacts with a mutual subscription: notifications driven
   by the other server's client caps (XEP-0115 over s2s, XEP-0163 §4.3.1), the last item at
-  presence (§4.3.4), item retrieval by an IQ get to the account's bare JID (XEP-0060 §6.5)
-  and the presence access model against a user without subscription;
+  presence (§4.3.4, also to a new session), item retrieval by an IQ get to the account's
+  bare JID (XEP-0060 §6.5) and the presence access model against a user without
+  subscription;
 - the pubsub service pubsub.suricate.test used from the peer;
 - a peer crashing while its user is in a Suricate room (no ghost occupant)."""
 
