@@ -4,13 +4,16 @@ both sides, s2s over TLS with Server Dialback (XEP-0220), and for the rooms with
 (XEP-0178) too.
 
 - a peer's user joins a room at conference.suricate.test (XEP-0045 §7.2: occupants, history,
-  groupchat, private messages, leaving) and reads its archive (XEP-0313 §4 on the room JID);
-  members-only, invitation, nick conflict and kick with a remote user;
-- a Suricate user does the same in a room of the peer's MUC service (and reads its archive);
+  subject, self-ping, status changes, groupchat, private messages, mediated and direct
+  invitations both ways, leaving) and reads its archive (XEP-0313 §4 on the room JID);
+  members-only, invitation, nick conflict, kick and ban with a remote user;
+- a Suricate user does the same in a room of the peer's MUC service (and reads its archive,
+  whose results its own archive does not keep);
 - PEP (XEP-0163) both ways between contacts with a mutual subscription: notifications driven
   by the other server's client caps (XEP-0115 over s2s, XEP-0163 §4.3.1), the last item at
-  presence (§4.3.4), item retrieval by an IQ get to the account's bare JID (XEP-0060 §6.5)
-  and the presence access model against a user without subscription;
+  presence (§4.3.4, also to a new session), item retrieval by an IQ get to the account's
+  bare JID (XEP-0060 §6.5) and the presence access model against a user without
+  subscription;
 - the pubsub service pubsub.suricate.test used from the peer;
 - a peer crashing while its user is in a Suricate room (no ghost occupant)."""
 
@@ -28,6 +31,8 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from suricate.core.server import Server
 from suricate.jid import JID
@@ -41,12 +46,13 @@ from tests.s2s.harness import federated_server, register
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-MUC_PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0059", "xep_0203", "xep_0313",
-               "xep_0359")
+MUC_PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0059", "xep_0199", "xep_0203",
+               "xep_0249", "xep_0313", "xep_0359")
 PEP_PLUGINS = ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163")
 DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
 AVATAR_METADATA = "urn:xmpp:avatar:metadata"
 MUC_USER = "http://jabber.org/protocol/muc#user"
+CONFERENCE = "jabber:x:conference"  # XEP-0249
 
 # peer -> (domain, its user for the MUC tests, its user for the PEP test)
 PEERS = {"prosody": (P.PROSODY, "paula", "pia"), "ejabberd": (P.EJABBERD, "eddie", "ella")}
@@ -141,6 +147,13 @@ def _client(jid: str, plugins: tuple[str, ...]) -> Client:
     # it: the MUC presences are collected here.
     client.muc_presences = asyncio.Queue()  # type: ignore[attr-defined]
     client.add_event_handler("groupchat_presence", client.muc_presences.put_nowait)
+    # Invitations have no <body/> at times (XEP-0249 §2), and slixmpp's "message" event
+    # wants one: both kinds are collected here.
+    client.invitations = asyncio.Queue()  # type: ignore[attr-defined]
+    client.register_handler(Callback("invitations", StanzaPath("message/muc/invite"),
+                                     client.invitations.put_nowait))
+    client.register_handler(Callback("direct invitations", StanzaPath("message/groupchat_invite"),
+                                     client.invitations.put_nowait))
     return client
 
 
@@ -195,26 +208,63 @@ async def muc_presence(client: Client, jid: str, type_: str = "available",
 
 async def create_instant(client: Client, room: str, nick: str) -> None:
     """Create the room by joining it and accept the default configuration (XEP-0045
-    §10.1.2): Prosody and Suricate keep a new room locked until then."""
+    §10.1.2): Prosody and Suricate keep a new room locked until then. Occupants may invite
+    (§7.8.2; ejabberd lets only admins and owners invite without it)."""
     await client.plugin["xep_0045"].join_muc_wait(SJID(room), nick, timeout=20)
     form = client.plugin["xep_0004"].make_form(ftype="submit")
+    # Prosody takes a form with its FORM_TYPE only (XEP-0068 §3)
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/muc#roomconfig")
+    form.add_field(var="muc#roomconfig_allowinvites", value=True)
     await client.plugin["xep_0045"].set_room_config(SJID(room), form, timeout=20)
+
+
+async def invitation(client: Client, ns: str, timeout: float = 15) -> Any:
+    """The next message with an invitation: mediated (``MUC_USER``, XEP-0045 §7.8.2) or
+    direct (``CONFERENCE``, XEP-0249 §2); others skipped. ejabberd and Prosody add a
+    jabber:x:conference element to the mediated ones: a direct one has no muc#user invite."""
+    mediated = f"{{{MUC_USER}}}x/{{{MUC_USER}}}invite"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        msg = await asyncio.wait_for(client.invitations.get(),  # type: ignore[attr-defined]
+                                     deadline - loop.time())
+        if (msg.xml.find(mediated) is not None) == (ns == MUC_USER):
+            return msg
 
 
 async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     """``owner`` made ``room`` and said "before"; ``guest`` (on the other server) joins, gets
     the occupants and the history (XEP-0045 §7.2.3, §7.2.15), both talk (§7.4), exchange
     private messages (§7.5), and ``guest`` leaves (§7.14). Returns the groupchat messages
-    ``guest`` got (its own echoed, the owner's)."""
+    ``guest`` got (its own echoed, the owner's). Invitations, mediated (§7.8.2) and direct
+    (XEP-0249), go both ways between them, to their full JIDs: neither sent presence to
+    the other's server."""
+    # disco#info of the room over s2s, as clients ask before joining (XEP-0045 §6.4): a MUC
+    # room, archived (XEP-0313 §6.1.2)
+    info = await guest.plugin["xep_0030"].get_info(jid=room, timeout=20)
+    assert {"http://jabber.org/protocol/muc", "urn:xmpp:mam:2"} <= set(
+        info["disco_info"]["features"])
+    owner.plugin["xep_0045"].set_subject(SJID(room), f"Topic of {room}")
     owner.send_message(mto=room, mbody="before", mtype="groupchat")
     await groupchat(owner, "before")
-    me, _subject, occupants, history = await guest.plugin["xep_0045"].join_muc_wait(
+    me, subject, occupants, history = await guest.plugin["xep_0045"].join_muc_wait(
         SJID(room), "Guest", maxstanzas=10, timeout=20)
     assert str(me["from"]) == f"{room}/Guest"
     assert "110" in {str(c) for c in me["muc"]["status_codes"]}
     assert f"{room}/Owner" in {str(p["from"]) for p in occupants}
     assert [m["body"] for m in history] == ["before"]
+    # §7.2.15: the subject comes last, after the history.
+    assert subject["subject"] == f"Topic of {room}"
     await muc_presence(owner, f"{room}/Guest")
+    # XEP-0410 §3: the client's self-ping to its occupant JID crosses to the room, which
+    # answers it (clients ping so to learn they are still joined).
+    await guest.plugin["xep_0199"].send_ping(f"{room}/Guest", timeout=20)
+    # §7.7.2: an occupant's new availability is broadcast to the other server's occupant.
+    owner.send_presence(pto=f"{room}/Owner", pshow="away", pstatus="brb")
+    # (slixmpp's presence "type" is the <show/> when there is one)
+    away = await muc_presence(guest, f"{room}/Owner", "away")
+    assert away["status"] == "brb"
 
     guest.send_message(mto=room, mbody="hello from the guest", mtype="groupchat")
     seen = await groupchat(owner, "hello from the guest")
@@ -232,6 +282,24 @@ async def room_basics(owner: Client, guest: Client, room: str) -> list[Any]:
     private = await chat(guest, "psst back")
     assert str(private["from"]) == f"{room}/Owner"
 
+    # Mediated invitations (§7.8.2), each crossing the servers once: the room forwards them
+    # from its bare JID to the JID named in <invite to=.../>, naming the inviter.
+    for inviter, invitee in ((guest, owner), (owner, guest)):
+        inviter.plugin["xep_0045"].invite(SJID(room), invitee.boundjid.full, reason="come")
+        mediated = await invitation(invitee, MUC_USER)
+        assert str(mediated["from"]) == room
+        # The inviter's JID (§7.8.2); Prosody names its occupant JID instead.
+        assert str(mediated["muc"]["invite"]["from"]) in {
+            inviter.boundjid.bare, inviter.boundjid.full,
+            f"{room}/{'Guest' if inviter is guest else 'Owner'}"}
+    # Direct invitations (XEP-0249 §2): a message from user to user, with the room's JID.
+    for inviter, invitee in ((owner, guest), (guest, owner)):
+        inviter.plugin["xep_0249"].send_invitation(invitee.boundjid.full, SJID(room),
+                                                   reason="see you there")
+        direct = await invitation(invitee, CONFERENCE)
+        assert str(direct["from"]) == inviter.boundjid.full
+        assert str(direct["groupchat_invite"]["jid"]) == room
+
     guest.plugin["xep_0045"].leave_muc(SJID(room), "Guest")
     gone = await muc_presence(owner, f"{room}/Guest", "unavailable")
     assert gone["muc"]["role"] == "none"
@@ -243,12 +311,13 @@ def _bodies(results: list[Any]) -> list[str]:
 
 
 async def room_archive(client: Any, room: str, at_least: int) -> list[Any]:
-    """The room's archive (XEP-0313 §4 on the room JID) as ``client`` reads it, over s2s,
-    once it holds ``at_least`` messages: archive writers on either server lag a little."""
+    """The room's messages with a body in its archive (XEP-0313 §4 on the room JID) as
+    ``client`` reads it, over s2s, once it holds ``at_least`` of them: archive writers on
+    either server lag a little. (Prosody archives subject changes too.)"""
     results: list[Any] = []
     for _ in range(50):
         results = [m async for m in client.plugin["xep_0313"].iterate(
-            jid=SJID(room), rsm={"max": 25})]
+            jid=SJID(room), rsm={"max": 25}) if m["mam_result"]["forwarded"]["stanza"]["body"]]
         if len(results) >= at_least:
             break
         await asyncio.sleep(0.1)
@@ -265,11 +334,6 @@ async def test_peer_user_joins_a_room_on_suricate(peers: P.Peers, tmp_path: Path
         guest = await theirs(peers, peer, PEERS[peer][1], MUC_PLUGINS)
         try:
             await create_instant(sam, room, "Owner")
-            # disco#info of the room over s2s (XEP-0045 §6.4): a MUC room, archived
-            # (XEP-0313 §6.1.2)
-            info = await guest.plugin["xep_0030"].get_info(jid=room, timeout=20)
-            assert {"http://jabber.org/protocol/muc", "urn:xmpp:mam:2"} <= set(
-                info["disco_info"]["features"])
             got = await room_basics(sam, guest, room)
             # XEP-0359 §3 / XEP-0045 §7.2.4: the remote occupant's copies carry the room's
             # stanza-id, the id its archive uses.
@@ -292,8 +356,8 @@ async def test_remote_user_and_a_members_only_room_on_suricate(peers: P.Peers, t
                                                                peer: str) -> None:
     """Affiliations hold remote bare JIDs like local ones: a members-only room refuses the
     peer's user (XEP-0045 §7.2.7, registration-required), a mediated invitation (§7.8.2)
-    reaches it over s2s and makes it a member, a nick in use is a conflict (§7.2.9), and a
-    kick (§8.2, 307) reaches it."""
+    reaches it over s2s and makes it a member, a nick in use is a conflict (§7.2.9), a kick
+    (§8.2, 307) and a ban (§9.1, 301) reach it, and a banned user may not join again."""
     domain, name, _ = PEERS[peer]
     room, their_jid = f"club-{peer}@conference.{P.SURICATE}", f"{name}@{domain}"
     async with suricate(peers, tmp_path) as server:
@@ -326,6 +390,19 @@ async def test_remote_user_and_a_members_only_room_on_suricate(peers: P.Peers, t
                                                   timeout=20)
             kicked = await muc_presence(guest, f"{room}/Guest", "unavailable")
             assert {"110", "307"} <= {str(c) for c in kicked["muc"]["status_codes"]}
+
+            # A ban (§9.1) of the remote bare JID: the occupant leaves with 301, and may not
+            # come back (§7.2.8, forbidden).
+            await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
+                                                         timeout=20)
+            await sam.plugin["xep_0045"].set_affiliation(SJID(room), "outcast", jid=their_jid,
+                                                         reason="enough", timeout=20)
+            banned = await muc_presence(guest, f"{room}/Guest", "unavailable")
+            assert {"110", "301"} <= {str(c) for c in banned["muc"]["status_codes"]}
+            assert banned["muc"]["affiliation"] == "outcast"
+            with pytest.raises(PresenceError) as refused:
+                await guest.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", timeout=20)
+            assert refused.value.presence["error"]["condition"] == "forbidden"
         finally:
             await disconnect(sam, guest)
 
@@ -348,6 +425,13 @@ async def test_suricate_user_joins_a_room_on_the_peer(peers: P.Peers, tmp_path: 
             # §4). The peer's archive writes may lag a little.
             results = await room_archive(sam, room, 3)
             assert _bodies(results) == ["before", "hello from the guest", "hello from the owner"]
+            # Those results came from the room's bare JID to sam's full JID: delivered, and
+            # not archived again in sam's own archive (XEP-0313 §5 business rules; nor are
+            # the room's groupchat messages: archive_groupchats is off).
+            await asyncio.sleep(0.3)  # our archive writer flushes every 100 ms
+            own = [m async for m in sam.plugin["xep_0313"].iterate(rsm={"max": 50})]
+            assert not set(_bodies(own)) & {"before", "hello from the guest",
+                                            "hello from the owner"}
             # sam joins again, never having sent broadcast presence, and goes offline: the
             # room learns it from Suricate (RFC 6121 §4.6.3), no ghost occupant.
             await sam.plugin["xep_0045"].join_muc_wait(SJID(room), "Guest", maxstanzas=0,
@@ -479,6 +563,18 @@ async def test_pep_between_contacts_across_servers(peers: P.Peers, tmp_path: Pat
             assert [i["id"] for i in fetched] == ["current"]
             assert fetched[0]["payload"].find(
                 "{eu.siacs.conversations.axolotl}device").get("id") == "2222"
+
+            # sam comes back in a new session (as a phone reconnecting): the peer learns its
+            # caps again (XEP-0115 over s2s: its disco#info goes to the new full JID) and
+            # sends it the last item of the contact's node (XEP-0163 §4.3.4).
+            await disconnect(sam)
+            sam = await login(f"{sam_jid}/back", "127.0.0.1",
+                              server.c2s_port,  # type: ignore[attr-defined]
+                              PEP_PLUGINS)
+            sam_events = await _interested(sam)
+            item = await _notification(sam_events, their_jid, DEVICELIST)
+            assert item["payload"].find("{eu.siacs.conversations.axolotl}device").get(
+                "id") == "2222"
         finally:
             await disconnect(*(c for c in (sam, them, stranger) if c is not None))
 

@@ -18,6 +18,7 @@ from tests.muc.conftest import (
     SERVICE,
     codes,
     create_instant,
+    drain,
     error_message,
     muc_toml,
     next_groupchat,
@@ -62,6 +63,23 @@ async def test_direct_invitation_passes_through(server: Server) -> None:
     assert str(invite["from"]) == "alice@localhost/r"
     assert str(invite["groupchat_invite"]["jid"]) == ROOM
     await disconnect(alice, bob)
+
+
+async def test_mediated_invitation_to_a_full_jid_reaches_that_session(server: Server) -> None:
+    """§7.8.2: the room sends the invitation to the JID in <invite to=.../>; a full JID
+    names one session (the others of the account do not get it), as Prosody and ejabberd
+    route it (tests/interop: a session that sent no presence is reached so)."""
+    alice = await user(server, "alice")
+    one, other = await user(server, "carol", "one"), await user(server, "carol", "other")
+    await create_instant(alice, ROOM, "Alice")
+    drain(one, other)
+    alice.plugin["xep_0045"].invite(SJID(ROOM), "carol@localhost/one", reason="come")
+    invite = await one.next_message()
+    assert str(invite["to"]) == "carol@localhost/one"
+    assert str(invite["muc"]["invite"]["from"]) == "alice@localhost"
+    with pytest.raises(TimeoutError):
+        await other.next_message(0.3)
+    await disconnect(alice, one, other)
 
 
 async def test_configuration_notice_and_bad_input(server: Server) -> None:

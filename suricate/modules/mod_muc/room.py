@@ -916,15 +916,20 @@ class Room:
         targets: list[tuple[JID, str]] = []
         for invite in invites:
             try:
-                targets.append((JID.parse(invite.attrs.get("to", "")).bare,
+                # §7.8.2: the room sends the invitation "to the invitee specified in the 'to'
+                # address", a full JID included (as Prosody and ejabberd do): a client that
+                # names one session reaches it even when that session sent no presence and
+                # a bare JID would not (RFC 6121 §8.5.2.1.1).
+                targets.append((JID.parse(invite.attrs.get("to", "")),
                                 invite.find_text("reason", MUC_USER) or ""))
             except (InvalidJID, ValueError):
                 self._error(stanza, "jid-malformed")
                 return
         for to, reason in targets:
-            if self.config.members_only and _AFF_RANK[self.affiliation(to)] < _AFF_RANK["member"]:
+            if self.config.members_only \
+                    and _AFF_RANK[self.affiliation(to.bare)] < _AFF_RANK["member"]:
                 # §7.8.2: in a members-only room the invitee becomes a member.
-                self._set_affiliation(to, "member", "", actor=None)
+                self._set_affiliation(to.bare, "member", "", actor=None)
             out = Element("message", ns.CLIENT)
             out.add("body", text=f"{frm.bare} invites you to the room {self.jid}"
                     + (f": {reason}" if reason else ""))
