@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import ssl
 import sys
@@ -49,7 +50,15 @@ class AdminCliError(Exception):
 
 
 class ServerUnreachable(AdminCliError):
-    """Nothing answers at the admin endpoint: the server is not running (or not there)."""
+    """Nothing answers at the admin endpoint: the server is not running (or not there).
+
+    ``refused``: the connection was refused, so nothing listens there, which is what a stopped
+    server looks like; otherwise (a timeout, a TLS failure, an answer that is not HTTP)
+    something is there, and the request may even have been carried out."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass
@@ -102,9 +111,11 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
             data = response.read()
     except urllib.error.HTTPError as err:
         data = err.read()
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
         raise ServerUnreachable(f"cannot reach the server at {target.url}: {err} "
-                            "(is it running?)") from None
+                                "(is it running?)",
+                                refused=isinstance(reason, ConnectionRefusedError)) from None
     try:
         result: dict[str, Any] = json.loads(data)
     except json.JSONDecodeError:
