@@ -193,8 +193,35 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
     return first
 
 
+#: The account commands that change an account, and the admin API mutation each becomes when
+#: a server is running: the server must make the change itself, or its sessions of the account
+#: stay open and its hooks do not run (contacts told of a removal, other sessions ended by a
+#: password change).
+_MUTATIONS = {
+    "register": ("registerUser",
+                 "mutation Cli($domain: DomainName!, $username: String, $password: String!) "
+                 "{ account { registerUser(domain: $domain, username: $username, "
+                 "password: $password) { jid } } }"),
+    "unregister": ("removeUser",
+                   "mutation Cli($user: JID!) { account { removeUser(user: $user) { jid } } }"),
+    "change-password": ("changeUserPassword",
+                        "mutation Cli($user: JID!, $newPassword: String!) { account { "
+                        "changeUserPassword(user: $user, newPassword: $newPassword) { jid } } }"),
+}
+
+
 def cmd_account(args: argparse.Namespace) -> int:
     cfg, base_dir, _ = load(args)
+    jid = password = None
+    if args.action in _MUTATIONS:
+        # Asked once, before anything else: the same answer serves whichever path is taken.
+        jid = _jid(args.jid, cfg)
+        if args.action != "unregister":
+            password = _password(args, confirm=True)
+            if not password:
+                raise CliError("an empty password is not allowed", 2)
+        if _account_on_server(cfg, args, jid, password):
+            return 0
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
@@ -203,14 +230,97 @@ def cmd_account(args: argparse.Namespace) -> int:
         await server.storage.open()
         try:
             await server.open_module_stores()
-            return await _account(server, cfg, args)
+            return await _account(server, cfg, args, jid, password)
         finally:
             await server.storage.close()
 
     return asyncio.run(run())
 
 
-async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -> int:
+def _done(action: str, jid: JID) -> str:
+    return {"register": f"{jid} registered", "unregister": f"{jid} unregistered",
+            "change-password": f"password of {jid} changed"}[action]
+
+
+def _account_on_server(cfg: dict[str, Any], args: argparse.Namespace, jid: JID,
+                       password: str | None) -> bool:
+    """Make the change through the running server's admin endpoint (as `suricate status`
+    finds it); False when no server runs there, and the caller works on the database."""
+    from suricate.cli.admin import AdminCliError, ServerUnreachable, find_target, post
+
+    try:
+        target = find_target(cfg, getattr(args, "url", None))
+    except AdminCliError:
+        # No admin endpoint: nothing to ask. Registering in the database is what the running
+        # server would do too; removing an account or changing a password there leaves out
+        # what only the server can do, which the operator must hear about.
+        port = None if args.action == "register" else _c2s_answering(cfg)
+        if port is not None:
+            print(f"suricate: warning: something answers on the c2s port {port}, but the "
+                  "configuration has no admin endpoint to ask the server: changed in the "
+                  "database only, so the account's sessions stay open"
+                  + (" and its contacts are not told" if args.action == "unregister" else "")
+                  + '. Add a [[listen.http]] with a mongoose_graphql_handler of '
+                  'schema_endpoint = "admin" (docs/operations.md) to have the running server '
+                  "do it.",
+                  file=sys.stderr)
+        return False
+    operation, document = _MUTATIONS[args.action]
+    cases: dict[str, dict[str, Any]] = {
+        "register": {"domain": jid.domain, "username": jid.local, "password": password},
+        "unregister": {"user": str(jid)},
+        "change-password": {"user": str(jid), "newPassword": password},
+    }
+    variables = cases[args.action]
+    try:
+        # The password travels in the POST body only, never in a command line or a URL.
+        result = post(target, document, variables)
+    except ServerUnreachable as err:
+        if not err.refused:
+            # Something is there but did not answer as the server does: the change may or may
+            # not have been made; working on the database behind its back could undo it.
+            raise CliError(f"{err}; {jid} not changed: check the admin endpoint (--url), or "
+                           "stop the server to work on the database") from None
+        print("suricate: the server is not running: changed in the database", file=sys.stderr)
+        return False
+    except AdminCliError as err:
+        raise CliError(f"{err}; {jid} not changed") from None
+    errors = result.get("errors") or []
+    if errors:
+        codes = {(e.get("extensions") or {}).get("code") for e in errors}
+        # The direct path's words and exit codes, whichever path answered.
+        if "user_exists" in codes:
+            raise CliError(f"{jid} already exists")
+        if "user_does_not_exist" in codes:
+            raise CliError(f"{jid} does not exist")
+        if "bad_password" in codes:
+            raise CliError("an empty password is not allowed", 2)
+        raise CliError("the server refused: " + "; ".join(
+            str(e.get("message")) + (f" ({code})" if (code := (e.get("extensions") or {})
+                                     .get("code")) else "") for e in errors))
+    print(_done(args.action, jid))
+    return True
+
+
+def _c2s_answering(cfg: dict[str, Any]) -> int | None:
+    """The first c2s port of the configuration that accepts a connection: a sign that the
+    server runs (or something else on its port)."""
+    import socket
+
+    for listener in cfg["listen"].get("c2s", []):
+        ip = listener.get("ip_address") or "127.0.0.1"
+        ip = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(ip, ip)
+        try:
+            with socket.create_connection((ip, listener["port"]), timeout=0.5):
+                return int(listener["port"])
+        except OSError:
+            continue
+    return None
+
+
+async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace,
+                   jid: JID | None = None, password: str | None = None) -> int:
+    """The commands on the database; ``jid`` and ``password``: those `cmd_account` read."""
     auth = server.auth
     action = args.action
     if action == "list":
@@ -219,25 +329,19 @@ async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -
             for user in await server.storage.list_users(domain):
                 print(f"{user}@{domain}")
         return 0
-    jid = _jid(args.jid, cfg)
+    if jid is None:
+        jid = _jid(args.jid, cfg)
     if action == "register":
-        password = _password(args, confirm=True)
-        if not password:
-            raise CliError("an empty password is not allowed", 2)
+        assert password is not None
         if not await auth.register(jid, password):
             raise CliError(f"{jid} already exists")
-        print(f"{jid} registered")
     elif action == "unregister":
         if not await auth.remove(jid):
             raise CliError(f"{jid} does not exist")
-        print(f"{jid} unregistered")
     elif action == "change-password":
-        password = _password(args, confirm=True)
-        if not password:
-            raise CliError("an empty password is not allowed", 2)
+        assert password is not None
         if not await auth.set_password(jid, password):
             raise CliError(f"{jid} does not exist")
-        print(f"password of {jid} changed")
     elif action == "check":
         if args.password is None and not await auth.user_exists(jid):
             raise CliError(f"{jid} does not exist")
@@ -247,6 +351,8 @@ async def _account(server: Any, cfg: dict[str, Any], args: argparse.Namespace) -
             print(f"{jid}: password is correct")
         else:
             print(f"{jid} exists")
+        return 0
+    print(_done(action, jid))
     return 0
 
 
@@ -416,11 +522,13 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     account = sub.add_parser("account", help="manage accounts (server running or not)",
-                             description="Manage accounts. register, unregister, "
-                                         "change-password, list and check work directly in the "
-                                         "database, whether or not the server is running; the "
-                                         "camelCase operations (registerUser, listUsers, ...) "
-                                         "are the admin API's, run by the running server.")
+                             description="Manage accounts. register, unregister and "
+                                         "change-password go through the running server's "
+                                         "admin endpoint, so that the account's sessions and "
+                                         "contacts hear of it, and work on the database when "
+                                         "no server runs; list and check read the database. "
+                                         "The camelCase operations (registerUser, listUsers, "
+                                         "...) are the admin API's, run by the running server.")
     acc_sub = account.add_subparsers(dest="action", metavar="ACTION")
     acc_sub.required = True
     for name, helptext in (("register", "create an account"),
@@ -433,6 +541,9 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
             p.add_argument("--password", metavar="PASSWORD",
                            help="the password; '-' or omitted reads it from standard input "
                                 "(or asks, on a terminal)")
+        if name != "check":
+            p.add_argument("--url", help="admin endpoint URL of the running server (default: "
+                                         "from the configuration)")
         config_args(p)
         p.set_defaults(func=cmd_account, action=name, password=None)
     lst = acc_sub.add_parser("list", help="list accounts", description="list accounts")
