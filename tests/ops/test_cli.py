@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import connect, disconnect, free_port
+import pytest
+
+from tests.e2e.harness import connect, disconnect, free_port, running_server, server_toml
+from tests.e2e.test_account_life import make_contacts, stream_error_of
 from tests.e2e.test_cli import _wait_port
 from tests.ops.harness import ops_toml
 from tests.ops.test_graphql import watch_disconnect
@@ -136,3 +141,155 @@ async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
     assert f"suricate serve --config {config}" in down.stderr
     again = run("stop", "--config", str(config))
     assert again.returncode == 1 and "the server is not running" in again.stderr
+
+
+# -- account register|unregister|change-password: through the running server ---------------------
+def account(config: Path, *args: str, stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """``suricate account ...``; a password on standard input, as a careful operator gives it
+    (the command line of a process is visible to every user of the machine)."""
+    return subprocess.run([*SURICATE, "account", *args, "--config", str(config)], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Path, http_port: int) -> AsyncIterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.to_thread(_wait_port, http_port)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _configured(tmp_path: Path) -> tuple[Path, Any, int]:
+    c2s, tls, http_port = free_port(), free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(ops_toml(tmp_path, c2s, tls, http_port))
+
+    class Addr:
+        c2s_port = c2s
+        tls_port = tls
+
+    return config, Addr, http_port
+
+
+async def test_account_change_password_while_running_ends_the_sessions(tmp_path: Path) -> None:
+    config, addr, http_port = _configured(tmp_path)
+    async with serving(config, http_port) as proc:
+        made = await asyncio.to_thread(account, config, "register", "alice@localhost",
+                                       stdin="old-secret\n")
+        assert made.returncode == 0 and made.stdout.strip() == "alice@localhost registered", \
+            made.stderr
+        assert made.stderr == ""  # the server did it: nothing to say
+        alice = await connect(addr, "alice@localhost/phone", "old-secret")
+        reset = stream_error_of(alice)
+        res = await asyncio.to_thread(account, config, "change-password", "alice@localhost",
+                                      stdin="new-secret\n")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "password of alice@localhost changed"
+        # Server.password_changed: the session that knew the old password ends (as GraphQL's
+        # changeUserPassword ends it); a database-only change would have left it open.
+        assert await asyncio.wait_for(reset, 5) == "reset"
+        again = await connect(addr, "alice@localhost/phone", "new-secret")
+        await disconnect(again)
+        with pytest.raises(PermissionError):
+            await connect(addr, "alice@localhost/phone", "old-secret")
+        # The server's refusals read as the database path's, with its exit codes.
+        dup = await asyncio.to_thread(account, config, "register", "alice@localhost",
+                                      stdin="x\n")
+        assert (dup.returncode, dup.stderr.strip()) == (
+            1, "suricate: alice@localhost already exists")
+        nobody = await asyncio.to_thread(account, config, "change-password", "nobody@localhost",
+                                         stdin="x\n")
+        assert (nobody.returncode, nobody.stderr.strip()) == (
+            1, "suricate: nobody@localhost does not exist")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+        log = (proc.stdout.read() if proc.stdout else "") + \
+            (proc.stderr.read() if proc.stderr else "")
+        assert "old-secret" not in log and "new-secret" not in log
+
+
+async def test_account_unregister_while_running_ends_the_sessions_and_tells_contacts(
+        tmp_path: Path) -> None:
+    config, addr, http_port = _configured(tmp_path)
+    async with serving(config, http_port):
+        for user in ("alice", "bob"):
+            made = await asyncio.to_thread(account, config, "register", f"{user}@localhost",
+                                           stdin="pw\n")
+            assert made.returncode == 0, made.stderr
+        alice = await connect(addr, "alice@localhost/phone", "pw")
+        bob = await connect(addr, "bob@localhost/laptop", "pw")
+        alice.send_presence()
+        bob.send_presence()
+        await make_contacts(alice, bob)
+        while not bob.presences.empty():
+            bob.presences.get_nowait()
+        gone = watch_disconnect(alice)
+        res = await asyncio.to_thread(account, config, "unregister", "alice@localhost")
+        assert (res.returncode, res.stdout.strip(), res.stderr) == (
+            0, "alice@localhost unregistered", ""), res.stderr
+        await asyncio.wait_for(gone, 5)
+        # The removing_user hook: bob's roster no longer subscribes to alice either way.
+        kinds = {(await bob.next_presence(type_=kind))["type"]
+                 for kind in ("unsubscribe", "unsubscribed")}
+        assert kinds == {"unsubscribe", "unsubscribed"}
+        with pytest.raises(PermissionError):
+            await connect(addr, "alice@localhost/phone", "pw")
+        twice = await asyncio.to_thread(account, config, "unregister", "alice@localhost")
+        assert (twice.returncode, twice.stderr.strip()) == (
+            1, "suricate: alice@localhost does not exist")
+        await disconnect(bob)
+
+
+async def test_account_commands_work_on_the_database_when_the_server_is_stopped(
+        tmp_path: Path) -> None:
+    config, addr, http_port = _configured(tmp_path)
+    note = "suricate: the server is not running: changed in the database"
+    for user in ("alice", "bob"):
+        made = account(config, "register", f"{user}@localhost", stdin="pw\n")
+        assert (made.returncode, made.stderr.strip()) == (0, note), made.stderr
+    changed = account(config, "change-password", "alice@localhost", stdin="new-pw\n")
+    assert (changed.returncode, changed.stdout.strip(), changed.stderr.strip()) == (
+        0, "password of alice@localhost changed", note)
+    removed = account(config, "unregister", "bob@localhost")
+    assert (removed.returncode, removed.stdout.strip(), removed.stderr.strip()) == (
+        0, "bob@localhost unregistered", note)
+    nobody = account(config, "unregister", "bob@localhost")
+    assert nobody.returncode == 1 and "bob@localhost does not exist" in nobody.stderr
+    async with serving(config, http_port):
+        alice = await connect(addr, "alice@localhost/phone", "new-pw")
+        await disconnect(alice)
+        with pytest.raises(PermissionError):
+            await connect(addr, "bob@localhost/laptop", "pw")
+
+
+async def test_account_commands_when_the_server_cannot_be_asked(tmp_path: Path) -> None:
+    # No admin endpoint in the configuration while the server runs: the database, and a
+    # warning saying what was left undone and how to have the server do it.
+    async with running_server(tmp_path) as server:
+        config = tmp_path / "plain.toml"
+        config.write_text(server_toml(tmp_path, server.c2s_port,  # type: ignore[attr-defined]
+                                      server.tls_port))  # type: ignore[attr-defined]
+        made = await asyncio.to_thread(account, config, "register", "carol@localhost",
+                                       stdin="pw\n")
+        assert (made.returncode, made.stderr) == (0, "")  # the server reads the database
+        res = await asyncio.to_thread(account, config, "unregister", "carol@localhost")
+        assert res.returncode == 0, res.stderr
+        assert "no admin endpoint" in res.stderr and "sessions stay open" in res.stderr
+        assert "contacts are not told" in res.stderr
+        # An admin URL where something answers, but not the admin API: the change is not
+        # made (it may have been, by whatever is there), and the operator is told what to do.
+        odd = await asyncio.to_thread(
+            account, config, "change-password", "alice@localhost", "--url",
+            f"http://127.0.0.1:{server.c2s_port}/api/graphql",  # type: ignore[attr-defined]
+            stdin="new\n")
+        assert odd.returncode == 1 and "alice@localhost not changed" in odd.stderr, odd.stderr
