@@ -198,15 +198,12 @@ def _password(args: argparse.Namespace, confirm: bool) -> str:
 #: stay open and its hooks do not run (contacts told of a removal, other sessions ended by a
 #: password change).
 _MUTATIONS = {
-    "register": ("registerUser",
-                 "mutation Cli($domain: DomainName!, $username: String, $password: String!) "
-                 "{ account { registerUser(domain: $domain, username: $username, "
-                 "password: $password) { jid } } }"),
-    "unregister": ("removeUser",
-                   "mutation Cli($user: JID!) { account { removeUser(user: $user) { jid } } }"),
-    "change-password": ("changeUserPassword",
-                        "mutation Cli($user: JID!, $newPassword: String!) { account { "
-                        "changeUserPassword(user: $user, newPassword: $newPassword) { jid } } }"),
+    "register": "mutation Cli($domain: DomainName!, $username: String, $password: String!) "
+                "{ account { registerUser(domain: $domain, username: $username, "
+                "password: $password) { jid } } }",
+    "unregister": "mutation Cli($user: JID!) { account { removeUser(user: $user) { jid } } }",
+    "change-password": "mutation Cli($user: JID!, $newPassword: String!) { account { "
+                       "changeUserPassword(user: $user, newPassword: $newPassword) { jid } } }",
 }
 
 
@@ -265,7 +262,7 @@ def _account_on_server(cfg: dict[str, Any], args: argparse.Namespace, jid: JID,
                   "do it.",
                   file=sys.stderr)
         return False
-    operation, document = _MUTATIONS[args.action]
+    document = _MUTATIONS[args.action]
     cases: dict[str, dict[str, Any]] = {
         "register": {"domain": jid.domain, "username": jid.local, "password": password},
         "unregister": {"user": str(jid)},
