@@ -148,9 +148,12 @@ class RosterStore(ModuleStore):
         reads asked for before it, so those see the state before the write, as a read sent
         at once would have. A failing query reaches every caller of its batch.
 
-        For the read-only callers (``ModRoster.get_roster_item``): a read-modify-write under
-        the account lock reads with ``get_roster_item``, so a probe asked for while the
-        subscription state is being changed is never answered from the state before it.
+        For read-only callers among many asking at once (``ModRoster.get_roster_item`` with
+        ``batch=True``: mod_presence's probe answers). A read-modify-write under the account
+        lock reads with ``get_roster_item``, so that a probe asked for while the subscription
+        state is being changed is never answered from the state before it; and a caller
+        asking alone gains nothing from waiting a turn (with SQLite it would suspend where
+        the plain read does not).
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[RosterItem | None] = loop.create_future()
