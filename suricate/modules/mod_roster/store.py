@@ -119,6 +119,8 @@ class RosterStore(ModuleStore):
         super().__init__(db)
         # Batched reads asked for in this event-loop turn, not yet sent (None: no batch).
         self._pending: _Waiters | None = None
+        # The loop of the batch in ``_pending``: set with it, so never read before it is set.
+        self._loop: asyncio.AbstractEventLoop
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def get_roster(self, server: str, user: str) -> list[RosterItem]:
@@ -155,15 +157,17 @@ class RosterStore(ModuleStore):
         asking alone gains nothing from waiting a turn (with SQLite it would suspend where
         the plain read does not).
         """
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[RosterItem | None] = loop.create_future()
         pending = self._pending
         if pending is None:
+            # Asked once per batch: on Python 3.11 each call of get_running_loop is a getpid
+            # system call, 200 of them for the probes of a 200-contact login.
+            self._loop = loop = asyncio.get_running_loop()
             pending = self._pending = {}
             # Its first step runs in the next turn, after every read asked for in this one.
             task = loop.create_task(self._flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
+        waiter: asyncio.Future[RosterItem | None] = self._loop.create_future()
         pending.setdefault((server, user, jid), []).append(waiter)
         return await waiter
 
