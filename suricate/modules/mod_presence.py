@@ -284,6 +284,8 @@ class ModPresence(Module):
                 if session.presence is not None and session.jid != prober:
                     self._route_copy(session.jid, prober, session.presence)
             return
+        # §4.3.2: the answer is decided by the subscription; without a session of the user
+        # to hold a copy of the roster, by the stored item (batched, see _item).
         item = await self._item(user, prober.bare, sessions)
         if not _state(item).has_from:
             # Not a subscriber: reveal nothing, and tell its server so its roster can catch up.
@@ -305,7 +307,10 @@ class ModPresence(Module):
         if not self.server.is_local_domain(user.domain) or user.local is None:
             return None
         roster = roster_module(self.server)  # without mod_roster nobody has a contact
-        return None if roster is None else await roster.get_roster_item(user, contact)
+        # Batched: a login probes all its contacts at once (§4.2.2), and the answers of the
+        # contacts without a session are read together, one query rather than one each.
+        return None if roster is None else await roster.get_roster_item(user, contact,
+                                                                        batch=True)
 
     @staticmethod
     def _roster(c2s: Any) -> dict[JID, RosterItem]:

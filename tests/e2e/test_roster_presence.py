@@ -432,3 +432,46 @@ async def test_login_gets_each_contact_resource_presence_once(server: Server) ->
     seen = await asyncio.to_thread(run)
     assert seen == {"bob@localhost/b1": 1, "bob@localhost/b2": 1, "carol@localhost/c1": 1,
                     "alice@localhost/phone": 1}, seen
+
+
+async def test_login_probes_of_offline_contacts_are_answered_from_one_query(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 6121 §4.2.2: the login probes every contact; §4.3.2: each local contact without a
+    session answers from its stored item. Those reads are batched into one query
+    (RosterStore.get_roster_item_batched), with the same answers: silence for a subscriber
+    that is offline, 'unsubscribed' from a contact whose roster does not have the user as a
+    subscriber, which the user's roster then catches up with (§3.2.3)."""
+    from suricate.modules.mod_roster.store import RosterItem
+
+    contacts = [f"c{n}" for n in range(20)]
+    await register(server, "alice", "stale", *contacts)
+    store = server.modules["mod_roster"].store
+    for name in contacts:
+        await store.put_roster_item("localhost", "alice", RosterItem(f"{name}@localhost",
+                                                                     subscription="both"))
+        await store.put_roster_item("localhost", name, RosterItem("alice@localhost",
+                                                                  subscription="both"))
+    # alice thinks she is subscribed to stale's presence; stale's roster does not know her.
+    await store.put_roster_item("localhost", "alice", RosterItem("stale@localhost",
+                                                                 subscription="to"))
+    sent: list[str] = []
+    fetch = store.fetch
+
+    async def counting(sql: str, *args: Any) -> Any:
+        sent.append(sql)
+        return await fetch(sql, *args)
+
+    monkeypatch.setattr(store, "fetch", counting)
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence/>")
+    await alice.expect(r"<presence[^>]*from=.alice@localhost/phone")
+    await server.drain(5)
+    # One query for the 21 probe answers (c0..c19 and stale, all about alice@localhost).
+    assert sum(" IN (" in sql for sql in sent) == 1
+    assert sum("i.jid = ?" in sql for sql in sent) <= 2  # + the subscription change's read
+    # stale answered 'unsubscribed': alice's roster no longer says she is subscribed.
+    assert (await item(server, "alice", "stale")).subscription == "none"
+    for name in contacts:  # the subscribers kept their state
+        assert (await item(server, "alice", name)).subscription == "both"
+    await alice.close()

@@ -17,11 +17,12 @@ from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.modules.mod_last.store import LastStore
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.modules.mod_private.store import PrivateStore
+from suricate.modules.mod_roster import store as roster_store
 from suricate.modules.mod_roster.store import RosterItem, RosterStore
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.storage import StorageError
 from suricate.storage.module_store import ModuleStore, module_versions
-from suricate.storage.sql import SqlStorage
+from suricate.storage.sql import Row, SqlStorage
 
 from .conftest import StorageFactory
 
@@ -362,6 +363,116 @@ async def test_roster_version(storage: SqlStorage, ms: Stores) -> None:
     await ms.roster.set_roster_version(S, "romeo", "2")
     assert await ms.roster.get_roster_version(S, "romeo") == "2"
     assert await ms.roster.get_roster_version(S, "juliet") is None
+
+
+# -- roster: batched reads (the probes of a login, RFC 6121 §4.2.2 / §4.3.2) -----------------
+
+_CONTACT = "r0@example.com"
+
+
+def _count_fetches(monkeypatch: pytest.MonkeyPatch, store: RosterStore) -> list[str]:
+    """The statements the store sends from now on."""
+    sent: list[str] = []
+    fetch = store.fetch
+
+    async def counting(sql: str, *args: object) -> list[Row]:
+        sent.append(sql)
+        return await fetch(sql, *args)
+
+    monkeypatch.setattr(store, "fetch", counting)
+    return sent
+
+
+async def test_roster_batched_reads_of_one_turn_are_one_query(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = {
+        "u0": RosterItem(_CONTACT, subscription="from"),
+        "u1": RosterItem(_CONTACT, "R", "both", groups=("Zeta", "alpha")),
+        "u2": RosterItem(_CONTACT, subscription="none", ask="in", ask_message="hi"),
+        "u3": RosterItem(_CONTACT, groups=("G",), approved=True),
+    }
+    for user, item in stored.items():
+        await ms.roster.put_roster_item(S, user, item)
+        # Another item of the same account, and another account's item with groups: neither
+        # may leak into the answers.
+        await ms.roster.put_roster_item(S, user, RosterItem("other@example.com", groups=("X",)))
+    await ms.roster.put_roster_item(S, "u9", RosterItem("other@example.com", groups=("Y",)))
+    users = ["u0", "u1", "u2", "u3", "u4", "u9", "u1"]  # u4, u9: no item; u1 asked twice
+    sent = _count_fetches(monkeypatch, ms.roster)
+    got = await asyncio.gather(
+        *(ms.roster.get_roster_item_batched(S, user, _CONTACT) for user in users),
+        ms.roster.get_roster_item_batched(S, "u1", "other@example.com"),  # a group of one
+    )
+    assert got == [stored.get(user) for user in users] + [
+        RosterItem("other@example.com", groups=("X",))]
+    assert len(sent) == 2  # one per (server, contact), however many accounts ask
+    # The same answers as the plain read's.
+    plain = [await ms.roster.get_roster_item(S, user, _CONTACT) for user in users]
+    assert got[:-1] == plain
+
+
+async def test_roster_batched_reads_in_chunks(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roster_store, "BATCH_CHUNK", 4)
+    users = [f"u{n}" for n in range(10)]
+    for user in users[::2]:
+        await ms.roster.put_roster_item(S, user, RosterItem(_CONTACT, groups=(user,)))
+    sent = _count_fetches(monkeypatch, ms.roster)
+    got = await asyncio.gather(
+        *(ms.roster.get_roster_item_batched(S, user, _CONTACT) for user in users))
+    assert got == [RosterItem(_CONTACT, groups=(u,)) if n % 2 == 0 else None
+                   for n, u in enumerate(users)]
+    assert len(sent) == 3  # 4 + 4 + 2
+
+
+async def test_roster_batched_read_failure_reaches_every_caller(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(sql: str, *args: object) -> list[Row]:
+        raise StorageError("database gone")
+
+    monkeypatch.setattr(ms.roster, "fetch", failing)
+    got = await asyncio.gather(
+        *(ms.roster.get_roster_item_batched(S, f"u{n}", _CONTACT) for n in range(3)),
+        ms.roster.get_roster_item_batched(S, "u0", "other@example.com"),
+        return_exceptions=True)
+    assert all(isinstance(r, StorageError) and str(r) == "database gone" for r in got)
+    monkeypatch.undo()
+    # Nothing stays behind: the next turn's reads work.
+    assert await ms.roster.get_roster_item_batched(S, "u0", _CONTACT) is None
+
+
+async def test_roster_batched_read_before_a_write_sees_the_state_before_it(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    old = RosterItem(_CONTACT, subscription="from")
+    await ms.roster.put_roster_item(S, "u0", old)
+    reader = asyncio.create_task(ms.roster.get_roster_item_batched(S, "u0", _CONTACT))
+    await asyncio.sleep(0)  # the read is asked for, its batch not yet sent
+    # As if the read had gone out at once: it is answered before the write...
+    await ms.roster.put_roster_item(S, "u0", RosterItem(_CONTACT, subscription="none"))
+    assert await reader == old
+    # ...and a read asked for after the write sees it.
+    reader = asyncio.create_task(ms.roster.get_roster_item_batched(S, "u0", _CONTACT))
+    await asyncio.sleep(0)
+    await ms.roster.delete_roster_item(S, "u0", _CONTACT)
+    assert await reader == RosterItem(_CONTACT, subscription="none")
+    assert await ms.roster.get_roster_item_batched(S, "u0", _CONTACT) is None
+
+
+async def test_roster_batched_read_of_a_cancelled_caller(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    item = RosterItem(_CONTACT, subscription="both")
+    await ms.roster.put_roster_item(S, "u0", item)
+    gone = asyncio.create_task(ms.roster.get_roster_item_batched(S, "u0", _CONTACT))
+    kept = asyncio.create_task(ms.roster.get_roster_item_batched(S, "u0", _CONTACT))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await kept == item
+    assert gone.cancelled()
 
 
 # -- offline messages ---------------------------------------------------------------------------

@@ -180,9 +180,20 @@ class ModRoster(Module):
         """The account's roster items as its clients see them, sorted by JID."""
         return await self._items(user)
 
-    async def get_roster_item(self, user: JID, contact: JID | str) -> RosterItem | None:
-        """One contact as the account's clients see it (None: not in the roster)."""
-        stored = await self.store.get_roster_item(user.domain, user.local or "", str(contact))
+    async def get_roster_item(self, user: JID, contact: JID | str, *, batch: bool = False
+                              ) -> RosterItem | None:
+        """One contact as the account's clients see it (None: not in the roster).
+
+        ``batch``: read together with the other batched reads of this event-loop turn
+        (``RosterStore.get_roster_item_batched``), for a caller among many asking at once
+        (the probes of a login, RFC 6121 §4.2.2). It always waits one turn, so the callers
+        that ask alone keep the plain read, which with SQLite never suspends.
+        """
+        server, local = user.domain, user.local or ""
+        if batch:
+            stored = await self.store.get_roster_item_batched(server, local, str(contact))
+        else:
+            stored = await self.store.get_roster_item(server, local, str(contact))
         if not self.server.hooks.has(H.ROSTER_GET_JID_INFO):
             return stored
         return await self._shown(user, contact if isinstance(contact, JID) else _jid(contact),

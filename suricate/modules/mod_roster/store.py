@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from suricate.storage.module_store import ModuleStore
-from suricate.storage.sql import Row
+from suricate.storage.sql import Row, SqlStorage
 
 __all__ = ["ASK_STATES", "SUBSCRIPTION_STATES", "RosterItem", "RosterStore"]
 
@@ -48,6 +49,34 @@ _ROSTER_SELECT = (
 )
 
 
+# The batched read (``RosterStore.get_roster_item_batched``): the same columns and join, for
+# several accounts' items about one contact, the username last so the fold can tell them apart.
+_ROSTER_SELECT_MANY = (
+    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, g.grp, i.username"
+    " FROM roster_items i LEFT JOIN roster_groups g"
+    " ON g.server = i.server AND g.username = i.username AND g.jid = i.jid"
+    " WHERE i.server = ? AND i.jid = ? AND i.username IN ({})"
+    " ORDER BY i.username, g.position"
+)
+# Usernames per batched statement: with the two other parameters well under SQLite's oldest
+# limit of 999 bound parameters (PostgreSQL and MySQL allow 32767 and 65535).
+BATCH_CHUNK = 512
+
+# (server, username, contact jid) -> the callers waiting for that item.
+_Key = tuple[str, str, str]
+_Waiters = dict[_Key, list["asyncio.Future[RosterItem | None]"]]
+
+
+def _padded(count: int) -> int:
+    """The IN list's length for ``count`` usernames: the next power of two, the last one
+    repeated to fill it, so the backends see a handful of distinct statements (prepared
+    statement caches, the MySQL spelling memo) rather than one per batch size."""
+    size = 2
+    while size < count:
+        size *= 2
+    return min(size, BATCH_CHUNK)
+
+
 def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
     """Fold the one-row-per-group join (ordered by jid, position) into items.
 
@@ -86,6 +115,14 @@ class RosterStore(ModuleStore):
     # roster_groups before roster_items so the delete works even without FK cascades.
     user_tables = ("roster_groups", "roster_items", "roster_versions")
 
+    def __init__(self, db: SqlStorage) -> None:
+        super().__init__(db)
+        # Batched reads asked for in this event-loop turn, not yet sent (None: no batch).
+        self._pending: _Waiters | None = None
+        # The loop of the batch in ``_pending``: set with it, so never read before it is set.
+        self._loop: asyncio.AbstractEventLoop
+        self._flushes: set[asyncio.Task[None]] = set()
+
     async def get_roster(self, server: str, user: str) -> list[RosterItem]:
         """All items, sorted by JID."""
         rows = await self.fetch(_ROSTER_SELECT + " ORDER BY i.jid, g.position", server, user)
@@ -98,8 +135,116 @@ class RosterStore(ModuleStore):
         items = _roster_items(rows)
         return items[0] if items else None
 
+    async def get_roster_item_batched(self, server: str, user: str, jid: str
+                                      ) -> RosterItem | None:
+        """``get_roster_item``, answered together with the other calls of this event-loop
+        turn: one query per (server, contact) for all of them.
+
+        A login probes every contact the user is subscribed to (RFC 6121 §4.2.2) and each
+        local contact without a session answers from its stored item (§4.3.2): 200 contacts,
+        200 reads, all asked for in the same turn by the probe tasks. They are coalesced here
+        into ``... AND i.jid = ? AND i.username IN (...)``. Nothing is kept after the batch is
+        answered: the reads run one turn later than they were asked for, never earlier, so
+        they see the state at the time of the call or a newer one, never an older one. A
+        write to the roster (``put_roster_item``, ``delete_roster_item``) first answers the
+        reads asked for before it, so those see the state before the write, as a read sent
+        at once would have. A failing query reaches every caller of its batch.
+
+        For read-only callers among many asking at once (``ModRoster.get_roster_item`` with
+        ``batch=True``: mod_presence's probe answers). A read-modify-write under the account
+        lock reads with ``get_roster_item``, so that a probe asked for while the subscription
+        state is being changed is never answered from the state before it; and a caller
+        asking alone gains nothing from waiting a turn (with SQLite it would suspend where
+        the plain read does not).
+        """
+        pending = self._pending
+        if pending is None:
+            # Asked once per batch: on Python 3.11 each call of get_running_loop is a getpid
+            # system call, 200 of them for the probes of a 200-contact login.
+            self._loop = loop = asyncio.get_running_loop()
+            pending = self._pending = {}
+            # Its first step runs in the next turn, after every read asked for in this one.
+            task = loop.create_task(self._flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        waiter: asyncio.Future[RosterItem | None] = self._loop.create_future()
+        pending.setdefault((server, user, jid), []).append(waiter)
+        return await waiter
+
+    def _take(self) -> _Waiters:
+        pending, self._pending = self._pending, None
+        return pending or {}
+
+    async def _flush(self) -> None:
+        await self._answer(self._take())
+
+    async def _answer_pending(self) -> None:
+        """Before a write: the reads asked for earlier are answered from the state before it."""
+        if self._pending:
+            await self._answer(self._take())
+
+    async def _answer(self, waiters: _Waiters) -> None:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for server, user, jid in waiters:
+            groups.setdefault((server, jid), []).append(user)
+        batches = [(server, jid, users[start:start + BATCH_CHUNK])
+                   for (server, jid), users in groups.items()
+                   for start in range(0, len(users), BATCH_CHUNK)]
+        if self.db.inline or len(batches) == 1:
+            # SQLite runs on the loop thread: one after the other costs nothing more, and
+            # the batch is answered before any other task runs.
+            for server, jid, users in batches:
+                await self._answer_batch(waiters, server, jid, users)
+        else:
+            # A network database: the statements go out together, as separate reads would.
+            await asyncio.gather(*(self._answer_batch(waiters, server, jid, users)
+                                   for server, jid, users in batches))
+
+    async def _answer_batch(self, waiters: _Waiters, server: str, jid: str,
+                            users: list[str]) -> None:
+        futures = [f for user in users for f in waiters[(server, user, jid)]]
+        try:
+            if len(users) == 1:
+                # Alone in its batch: the plain statement, as before batching.
+                found = {users[0]: await self.get_roster_item(server, users[0], jid)}
+            else:
+                found = await self._items_of(server, jid, users)
+        except Exception as exc:
+            # Every caller of the batch gets what its own read would have raised.
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            # Cancelled (the server stopping): nobody is left waiting forever.
+            for future in futures:
+                future.cancel()
+            raise
+        for user in users:
+            item = found.get(user)
+            for future in waiters[(server, user, jid)]:
+                if not future.done():  # a caller that gave up (cancelled) wants nothing
+                    future.set_result(item)
+
+    async def _items_of(self, server: str, jid: str, users: list[str]
+                        ) -> dict[str, RosterItem | None]:
+        """The item about ``jid`` of each of ``users`` (at most BATCH_CHUNK), one query."""
+        size = _padded(len(users))
+        args = users + [users[-1]] * (size - len(users))
+        rows = await self.fetch(_ROSTER_SELECT_MANY.format(", ".join("?" * size)),
+                                server, jid, *args)
+        by_user: dict[str, list[Row]] = {}
+        for row in rows:
+            by_user.setdefault(row[7], []).append(row)
+        found: dict[str, RosterItem | None] = {}
+        for user, user_rows in by_user.items():
+            items = _roster_items(user_rows)
+            found[user] = items[0] if items else None
+        return found
+
     async def put_roster_item(self, server: str, user: str, item: RosterItem) -> None:
         """Insert or replace the item (groups included)."""
+        await self._answer_pending()
         async with self.session(transaction=True) as ex:
             await ex.execute(
                 "INSERT INTO roster_items"
@@ -136,6 +281,7 @@ class RosterStore(ModuleStore):
                 )
 
     async def delete_roster_item(self, server: str, user: str, jid: str) -> bool:
+        await self._answer_pending()
         # The groups go with the item through ON DELETE CASCADE.
         changed = await self.execute(
             "DELETE FROM roster_items WHERE server = ? AND username = ? AND jid = ?",
