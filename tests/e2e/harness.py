@@ -114,10 +114,12 @@ async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp: Path, toml: str, **ports: int) -> AsyncIterator[Server]:
+async def serving(tmp: Path, toml: str, http_handlers: Any = None,
+                  **ports: int) -> AsyncIterator[Server]:
     """Start a server from ``toml``; each of ``ports`` becomes an attribute (``c2s_port``...)
-    that the helpers below connect to."""
-    server = Server(parse_config(toml, tmp), tmp, MODULES)
+    that the helpers below connect to. ``http_handlers``: the admin API's (GraphQL, REST)
+    when the configuration has such a listener."""
+    server = Server(parse_config(toml, tmp), tmp, MODULES, http_handlers=http_handlers)
     await server.start()
     for name, port in ports.items():
         setattr(server, name, port)

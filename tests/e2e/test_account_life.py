@@ -20,11 +20,9 @@ from slixmpp import JID as SlixJID
 from slixmpp.exceptions import IqError
 
 from suricate.admin import HTTP_HANDLERS
-from suricate.config import parse_config
 from suricate.core.defaults import default_config_toml
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import (
@@ -34,8 +32,9 @@ from tests.e2e.harness import (
     disconnect,
     eventually,
     free_port,
+    serving,
 )
-from tests.e2e.test_register import register_in_band
+from tests.e2e.test_register import register_in_band, stream_error_of
 from tests.e2e.tls_client import TestClient
 from tests.mobile.client import Sasl2Client, bind2, request_token
 from tests.ops.harness import ADMIN, admin
@@ -64,31 +63,14 @@ schema_endpoint = "admin"
 username = "{ADMIN[0]}"
 password = "{ADMIN[1]}"
 """
-    server = Server(parse_config(toml, tmp), tmp, MODULES, http_handlers=HTTP_HANDLERS)
-    await server.start()
-    for name, port in ports.items():
-        setattr(server, name, port)
-    try:
+    async with serving(tmp, toml, HTTP_HANDLERS, **ports) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     async with default_server(tmp_path) as srv:
         yield srv
-
-
-def stream_error_of(client: Client) -> asyncio.Future[str]:
-    fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    def on_error(error: Any) -> None:
-        if not fut.done():
-            fut.set_result(error["condition"])
-
-    client.add_event_handler("stream_error", on_error)
-    return fut
 
 
 async def logs_in(server: Server, user: str, password: str, mech: str) -> bool:

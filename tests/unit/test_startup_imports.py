@@ -51,13 +51,20 @@ sys.exit(main(["serve", "--config", sys.argv[1]]))
 """
 
 
-def test_serve_loads_nothing_its_configuration_does_not_use(tmp_path: Path) -> None:
+def serve_in_child(tmp_path: Path, child: str) -> str:
+    """Run ``child`` (a program that serves the benchmark's configuration, given as its
+    argument, and stops once started) in a fresh interpreter; its standard output."""
     config = tmp_path / "suricate.toml"
     config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES))
-    out = subprocess.run([sys.executable, "-c", CHILD, str(config)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", child, str(config)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
-    line = next(line for line in out.stdout.splitlines() if line.startswith("LOADED "))
+    return out.stdout
+
+
+def test_serve_loads_nothing_its_configuration_does_not_use(tmp_path: Path) -> None:
+    stdout = serve_in_child(tmp_path, CHILD)
+    line = next(line for line in stdout.splitlines() if line.startswith("LOADED "))
     loaded = set(line.split()[1:])
     assert "suricate.modules.mod_muc" in loaded  # the check sees what the server loaded
     found = sorted(name for name in NOT_AT_START
@@ -91,10 +98,6 @@ sys.exit(run())
 
 
 def test_the_collector_is_off_while_starting_and_on_once_serving(tmp_path: Path) -> None:
-    config = tmp_path / "suricate.toml"
-    config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES))
-    out = subprocess.run([sys.executable, "-c", GC_CHILD, str(config)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    lines = [line for line in out.stdout.splitlines() if line.startswith(("STARTING", "SERVING"))]
-    assert lines == ["STARTING False", "SERVING True True"], out.stdout[-2000:]
+    stdout = serve_in_child(tmp_path, GC_CHILD)
+    lines = [line for line in stdout.splitlines() if line.startswith(("STARTING", "SERVING"))]
+    assert lines == ["STARTING False", "SERVING True True"], stdout[-2000:]
