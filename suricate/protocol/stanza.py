@@ -6,9 +6,14 @@ in whatever default namespace the outgoing stream declared."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from suricate.protocol.stream import STREAM_PREFIXES as PREFIXES
 from suricate.xml import ns
 from suricate.xml.element import Element
+
+if TYPE_CHECKING:
+    from suricate.jid import JID
 
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 
@@ -41,3 +46,12 @@ def to_internal(stanza: Element, stream_ns: str) -> Element:
 def to_wire(stanza: Element) -> bytes:
     """Serialize an internal stanza for any XMPP stream whose default namespace carries it."""
     return stanza.to_bytes(ns.CLIENT, PREFIXES)
+
+
+def result_reply(iq: Element, frm: JID, to: JID, payload: Element | None = None) -> Element:
+    """RFC 6120 §8.2.3: the result of ``iq``, a request ``frm`` sent to ``to``: addressed
+    back to its sender, with the request's id."""
+    attrs = {"type": "result", "from": str(to), "to": str(frm)}
+    if "id" in iq.attrs:
+        attrs["id"] = iq.attrs["id"]
+    return Element("iq", ns.CLIENT, attrs, [] if payload is None else [payload])

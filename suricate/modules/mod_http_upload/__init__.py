@@ -35,6 +35,7 @@ from suricate.core.module import GraphQLCategory, Module
 from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
+from suricate.protocol.stanza import result_reply
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -155,10 +156,7 @@ class ModHttpUpload(Module):
         except StanzaError as err:
             self.server.router.route(to, frm, error_reply(stanza, err))
             return
-        answer = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm),
-                                            "id": stanza.get("id") or ""})
-        answer.append(reply)
-        self.server.router.route(to, frm, answer)
+        self.server.router.route(to, frm, result_reply(stanza, frm, to, reply))
 
     def _iq(self, frm: JID, to: JID, type_: str, payload: Element) -> Element:
         if type_ == "get" and payload.name == "query" and payload.xmlns == ns.DISCO_INFO:

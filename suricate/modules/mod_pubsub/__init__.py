@@ -48,6 +48,7 @@ from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.stanza import result_reply
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -291,12 +292,7 @@ class ModPubsub(Module):
             log.exception("pubsub_service_failed")
             self.server.router.bounce(stanza, StanzaError("internal-server-error"))
             return
-        reply = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm)})
-        if "id" in stanza.attrs:
-            reply.attrs["id"] = stanza.attrs["id"]
-        if result is not None:
-            reply.append(result)
-        self.server.router.route(to, frm, reply)
+        self.server.router.route(to, frm, result_reply(stanza, frm, to, result))
 
     async def _authorization(self, frm: JID, to: JID, stanza: Element, form: Element) -> None:
         values = {f.attrs.get("var", ""): f.find_text("value", ns.DATA_FORMS) or ""

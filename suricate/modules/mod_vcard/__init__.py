@@ -44,6 +44,7 @@ from suricate.modules.mod_disco import SERVER_NAME
 from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError, error_reply
+from suricate.protocol.stanza import result_reply
 from suricate.storage.base import StorageError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -275,10 +276,7 @@ class ModVcard(Module):
         except StanzaError as err:
             self.server.router.route(to, frm, error_reply(stanza, err))
             return
-        answer = Element("iq", ns.CLIENT, {"type": "result", "from": str(to), "to": str(frm),
-                                            "id": stanza.get("id") or ""})
-        answer.append(reply)
-        self.server.router.route(to, frm, answer)
+        self.server.router.route(to, frm, result_reply(stanza, frm, to, reply))
 
     async def _directory_iq(self, to: JID, type_: str, payload: Element) -> Element:
         key = (type_, payload.name, payload.xmlns)
