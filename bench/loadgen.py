@@ -181,20 +181,32 @@ def _between(data: bytes, start: bytes, end: bytes) -> bytes:
 
 
 async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
-                resource: str | None = "bench", presence: bool = True) -> Client:
-    """Connect, optionally STARTTLS, SCRAM-SHA-256, bind; return the logged-in client."""
+                resource: str | None = "bench", presence: bool = True,
+                marks: list[float] | None = None) -> Client:
+    """Connect, optionally STARTTLS, SCRAM-SHA-256, bind; return the logged-in client.
+    ``marks``: the time (perf_counter) each step ended is appended to it: the first
+    features, then with TLS <proceed/>, the handshake and the features over TLS, then SCRAM
+    (with the restart's features) and binding (bench/login_phases.py)."""
+    def mark() -> None:
+        if marks is not None:
+            marks.append(time.perf_counter())
+
     loop = asyncio.get_running_loop()
     transport, c = await loop.create_connection(Client, host, port)
     c.send(header())
     await c.expect(b"</stream:features>")
+    mark()
     if tls:
         c.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         await c.expect(b"<proceed")
+        mark()
         tls_transport = await loop.start_tls(transport, c, ctx, server_hostname=DOMAIN)
+        mark()
         c.transport = tls_transport
         c.buf.clear()
         c.send(header())
         await c.expect(b"</stream:features>")
+        mark()
     nonce = secrets.token_urlsafe(18)
     first_bare = f"n={user},r={nonce}"
     c.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>"
@@ -210,10 +222,12 @@ async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
         raise XMPPError(f"bad server signature {verifier!r}")
     c.send(header())
     await c.expect(b"</stream:features>")
+    mark()
     res = f"<resource>{resource}</resource>" if resource else ""
     c.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}"
            "</bind></iq>".encode())
     await c.expect(b"</iq>")
+    mark()
     if presence:
         c.send(b"<presence/>")
     return c

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
-import secrets
+import ssl
 import statistics
 import sys
 import time
@@ -35,38 +34,10 @@ PHASES = ("connect+features", "proceed", "handshake", "features over TLS", "scra
           "roster")
 
 
-async def login_once(host: str, port: int, user: str, ctx: object) -> list[float]:
+async def login_once(host: str, port: int, user: str, ctx: ssl.SSLContext) -> list[float]:
     """One full login; the duration of each of PHASES in ms."""
-    loop = asyncio.get_running_loop()
     marks = [time.perf_counter()]
-    transport, c = await loop.create_connection(L.Client, host, port)
-    c.send(L.header())
-    await c.expect(b"</stream:features>")
-    marks.append(time.perf_counter())
-    c.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    await c.expect(b"<proceed")
-    marks.append(time.perf_counter())
-    c.transport = await loop.start_tls(transport, c, ctx, server_hostname=L.DOMAIN)  # type: ignore[arg-type]
-    marks.append(time.perf_counter())
-    c.buf.clear()
-    c.send(L.header())
-    await c.expect(b"</stream:features>")
-    marks.append(time.perf_counter())
-    first_bare = f"n={user},r={secrets.token_urlsafe(18)}"
-    c.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>"
-           + base64.b64encode(b"n,," + first_bare.encode()) + b"</auth>")
-    data = await c.expect(b"</challenge>")
-    server_first = base64.b64decode(L._between(data, b"<challenge", b"</challenge>"))
-    final, _ = L._scram_final(first_bare, server_first, L.PASSWORD)
-    c.send(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + base64.b64encode(final)
-           + b"</response>")
-    await c.expect(b"</success>")
-    c.send(L.header())
-    await c.expect(b"</stream:features>")
-    marks.append(time.perf_counter())
-    c.send(b"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    await c.expect(b"</iq>")
-    marks.append(time.perf_counter())
+    c = await L.login(host, port, user, True, ctx, resource=None, presence=False, marks=marks)
     c.send(b"<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
     await c.expect((b"id='roster1'", b'id="roster1"'))
     await c.expect(b"</iq>")
