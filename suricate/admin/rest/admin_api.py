@@ -243,12 +243,18 @@ async def manage(call: Call) -> Response:
 MUC_LIGHT_STATUSES = {"already_exists": 403, "not_allowed": 403}
 
 
-def muc_light_room(call: Call) -> str:
-    service = service_for(call, "mod_muc_light", call.params["domain"])
+def room_jid(call: Call, module: str, param: str, invalid: str) -> str:
+    """The room the path names: its ``param`` on the service of ``module`` for the path's
+    domain; 400 with ``invalid`` (6.4's text) when that is no JID."""
+    service = service_for(call, module, call.params["domain"])
     try:
-        return str(JID(call.params["id"], service, None))
+        return str(JID(call.params[param], service, None))
     except (InvalidJID, ValueError):
-        raise RestError(400, "Invalid room ID or domain name") from None
+        raise RestError(400, invalid) from None
+
+
+def muc_light_room(call: Call) -> str:
+    return room_jid(call, "mod_muc_light", "id", "Invalid room ID or domain name")
 
 
 async def _create_light_room(call: Call, room_id: str | None) -> Response:
@@ -300,11 +306,7 @@ async def delete_light_room(call: Call) -> Response:
 
 # -- MUC --------------------------------------------------------------------------------------
 def muc_room(call: Call) -> str:
-    service = service_for(call, "mod_muc", call.params["domain"])
-    try:
-        return str(JID(call.params["name"], service, None))
-    except (InvalidJID, ValueError):
-        raise RestError(400, "Invalid room name") from None
+    return room_jid(call, "mod_muc", "name", "Invalid room name")
 
 
 async def create_muc_room(call: Call) -> Response:
