@@ -66,6 +66,13 @@ STATES = tuple(_NAMES)
 def normalize(subscription: str, ask: str) -> State:
     """Map a stored pair onto a defined state: a pending request in the direction that is
     already subscribed means nothing (Appendix A.1 has no 'To + Pending Out')."""
+    # Asked for every roster item a login reads, shows or probes: the 16 stored pairs are
+    # mapped once (``_NORMALIZED``), not a new State per call.
+    state = _NORMALIZED.get((subscription, ask))
+    return state if state is not None else _normalize(subscription, ask)
+
+
+def _normalize(subscription: str, ask: str) -> State:
     has_to = subscription in ("to", "both")
     has_from = subscription in ("from", "both")
     out = ask in ("out", "both") and not has_to
@@ -73,6 +80,12 @@ def normalize(subscription: str, ask: str) -> State:
     sub = "both" if has_to and has_from else "to" if has_to else "from" if has_from else "none"
     pending = "both" if out and in_ else "out" if out else "in" if in_ else "none"
     return State(sub, pending)
+
+
+_NORMALIZED: dict[tuple[str, str], State] = {
+    (subscription, ask): _normalize(subscription, ask)
+    for subscription in ("none", "to", "from", "both")
+    for ask in ("none", "out", "in", "both")}
 
 
 @dataclass(frozen=True, slots=True)

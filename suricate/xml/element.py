@@ -269,6 +269,40 @@ class SharedElement(Element):
         out.append(start + ">" + inner + "</" + tag + ">")
 
 
+class WrittenContent(Element):
+    """An element whose content is given as XML text (``inner``, already escaped, in the
+    element's namespace), written between its tags as it is: for a result built only to be
+    sent, such as a roster of hundreds of items (RFC 6121 §2.1.3), made as text instead of as
+    one ``Element`` per item serialized a moment later. ``children`` stays empty: code that
+    reads a payload's children must not be given one."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, name: str, xmlns: str, attrs: dict[str, str], inner: str) -> None:
+        super().__init__(name, xmlns, attrs)
+        self.inner = inner
+
+    def _write(self, out: list[str], parent_ns: str | None, prefixes: dict[str, str] | None) -> None:
+        # The content's elements are unprefixed, in ``xmlns``: the start tag declares it as
+        # the default namespace wherever the parent's differs, never through a prefix.
+        declaration = "" if parent_ns == self.xmlns else \
+            _DECLARATIONS.get(self.xmlns) or _declaration(self.xmlns)
+        attrs = "".join([f' {key}="{escape_attr(value)}"' for key, value in self.attrs.items()])
+        inner = self.inner
+        out.append(f"<{self.name}{declaration}{attrs}>{inner}</{self.name}>" if inner
+                   else f"<{self.name}{declaration}{attrs}/>")
+
+    def copy(self) -> Element:
+        return WrittenContent(self.name, self.xmlns, dict(self.attrs), self.inner)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WrittenContent):
+            return NotImplemented
+        return super().__eq__(other) and self.inner == other.inner
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+
 class WrittenElement(Element):
     """An element whose XML is already known: written as ``xml`` into a parent of its own
     namespace (a ``jabber:client`` stream) instead of serialized again. mod_mam makes one for

@@ -12,8 +12,20 @@ import pytest
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules.mod_roster import ROSTER_CACHE, computed_version, is_visible, item_element
-from suricate.modules.mod_roster.store import RosterItem
+from suricate.modules.mod_roster import (
+    ROSTER_CACHE,
+    computed_version,
+    is_visible,
+    item_element,
+    item_xml,
+)
+from suricate.modules.mod_roster.store import (
+    ASK_STATES,
+    SUBSCRIPTION_STATES,
+    RosterItem,
+    _roster_item,
+)
+from suricate.protocol import subscription as sub
 from suricate.xml import ns
 from suricate.xml.element import Element
 from tests.modules.services_harness import FakeSession, module_server
@@ -72,6 +84,36 @@ def test_item_element_shows_only_our_own_pending_request() -> None:
     assert "ask" not in item_element(only_in).attrs
     assert not is_visible(only_in)  # a stranger's request is not a roster entry
     assert is_visible(RosterItem(jid="bob@localhost", ask="in", name="Bob"))
+
+
+def test_item_xml_writes_what_item_element_serializes() -> None:
+    """The roster get writes items as text (``item_xml``): the same XML as the elements."""
+    items = [RosterItem(jid="bob@localhost", subscription=s, ask=a, name=name, groups=groups,
+                        approved=approved)
+             for s in sorted(SUBSCRIPTION_STATES)
+             for a in sorted(ASK_STATES)
+             for name in (None, "", "Bob <&> \"the\" 'builder'\t")
+             for groups in ((), ("Friends",), ("a&b", "<c>", "d\re"))
+             for approved in (False, True)]
+    items.append(RosterItem(jid="o'neil&co@localhost"))
+    for item in items:
+        assert item_xml(item) == item_element(item).serialize(ns.ROSTER), item
+
+
+def test_roster_item_read_back_equals_the_one_made() -> None:
+    row = ("bob@localhost", "Bob", "from", "out", 1, "hi", "ignored")
+    made = RosterItem(jid="bob@localhost", name="Bob", subscription="from", ask="out",
+                      groups=("G1", "G2"), approved=True, ask_message="hi")
+    assert _roster_item(row, ["G1", "G2"]) == made
+    assert hash(_roster_item(row, ["G1", "G2"])) == hash(made)
+
+
+def test_normalize_gives_the_rfc_states() -> None:
+    # RFC 6121 Appendix A.1: a pending request in an already subscribed direction is none.
+    assert sub.normalize("to", "out") == sub.TO
+    assert sub.normalize("from", "both") == sub.FROM_OUT
+    assert sub.normalize("both", "both") == sub.BOTH
+    assert sub.normalize("none", "in") == sub.NONE_IN
 
 
 def test_computed_version_ignores_hidden_items() -> None:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from suricate.xml import Element, StreamClose, StreamOpen, StreamParser, XMLStreamError, ns
-from suricate.xml.element import WrittenElement, escape_attr, escape_text
+from suricate.xml.element import WrittenContent, WrittenElement, escape_attr, escape_text
 
 HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' "
@@ -120,6 +120,27 @@ def test_copy_is_deep() -> None:
     body.text = "y"
     assert el.attrs["to"] == "a@b" and el.find_text("body") == "x"
     assert el != dup
+
+
+def test_written_content_declares_its_namespace_and_copies() -> None:
+    inner = '<item jid="a@b"/><item jid="c@d"><group>G</group></item>'
+    query = WrittenContent("query", ns.ROSTER, {"ver": 'v"1'}, inner)
+    iq = Element("iq", ns.CLIENT, {"type": "result"}, [query])
+    written = iq.serialize(ns.CLIENT)
+    assert written == (f'<iq type="result"><query xmlns="{ns.ROSTER}" ver="v&quot;1">'
+                       f'{inner}</query></iq>')
+    # Read back, it is the element tree the text stands for.
+    parsed = Element("query", ns.ROSTER, {"ver": 'v"1'})
+    parsed.add("item", attrs={"jid": "a@b"})
+    parsed.add("item", attrs={"jid": "c@d"}).add("group", text="G")
+    assert parsed.serialize(ns.CLIENT) == written[len('<iq type="result">'):-len("</iq>")]
+    # Under a prefixed parent the items stay in the roster namespace: a default declaration.
+    assert query.serialize(ns.CLIENT, {ns.ROSTER: "r"}).startswith(f'<query xmlns="{ns.ROSTER}"')
+    copy = iq.copy()
+    assert copy.serialize(ns.CLIENT) == written and copy == iq
+    empty = WrittenContent("query", ns.ROSTER, {}, "")
+    assert empty.serialize(ns.CLIENT) == f'<query xmlns="{ns.ROSTER}"/>'  # as Element writes it
+    assert empty != WrittenContent("query", ns.ROSTER, {}, "<x/>")
 
 
 def test_written_element_keeps_its_xml_only_while_unchanged() -> None:

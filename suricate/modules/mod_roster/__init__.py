@@ -40,7 +40,7 @@ from suricate.modules.mod_roster.store import RosterItem, RosterStore
 from suricate.protocol import subscription as sub
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
-from suricate.xml.element import Element
+from suricate.xml.element import Element, WrittenContent, escape_attr, escape_text
 
 # Each bound session's copy of the account's roster (contact bare JID -> item), None while it
 # loads; the "interested" flag (RFC 6121 §2.2) is the separate boolean under "mod_roster",
@@ -86,14 +86,30 @@ def item_element(item: RosterItem, remove: bool = False) -> Element:
     return el
 
 
+def item_xml(item: RosterItem) -> str:
+    """``item_element(item)`` written in a parent of the roster namespace, made as text: a
+    roster get (RFC 6121 §2.1.3) writes every item of the roster, at each login."""
+    state = sub.normalize(item.subscription, item.ask)
+    name = f' name="{escape_attr(item.name)}"' if item.name else ""
+    ask = ' ask="subscribe"' if state.ask in ("out", "both") else ""  # State.pending_out
+    approved = ' approved="true"' if item.approved else ""
+    head = f'<item jid="{escape_attr(item.jid)}"{name} subscription="{state.subscription}"' \
+        f'{ask}{approved}'
+    if not item.groups:
+        return head + "/>"
+    groups = "".join([f"<group>{escape_text(group)}</group>" for group in item.groups])
+    return f"{head}>{groups}</item>"
+
+
 def is_visible(item: RosterItem | None) -> bool:
     """A record kept only to remember a contact's pending request (§3.1.3) is not part of the
     roster the user sees: the user has not added the contact."""
     if item is None:
         return False
     state = sub.normalize(item.subscription, item.ask)
-    return not (state == sub.NONE_IN and not item.name and not item.groups
-                and not item.approved)
+    # sub.NONE_IN, compared field by field (no dataclass __eq__ call per item of a roster).
+    return not (state.subscription == "none" and state.ask == "in" and not item.name
+                and not item.groups and not item.approved)
 
 
 def computed_version(items: Iterable[RosterItem]) -> str:
@@ -265,20 +281,19 @@ class ModRoster(Module):
                 # What the roster_items handlers add can change (a directory's groups): the
                 # session's presence cache catches up with what its client is shown now.
                 ROSTER_CACHE.set(session, {_jid(item.jid): item for item in items})
-        query = Element("query", ns.ROSTER)
+        attrs: dict[str, str] = {}
         if version is not None:
             # XEP-0237 §3: the client's version is current -> empty result, pushes follow.
             if iq.payload.attrs.get("ver") == version:
                 return None
-            query.attrs["ver"] = version
-        for item in items:
-            if is_visible(item):
-                query.append(item_element(item))
+            attrs["ver"] = version
+        # The items as text: the result is only written to the client.
+        shown = [item_xml(item) for item in items if is_visible(item)]
         if self.server.hooks.has(H.ROSTER_GET):
             # Items that are not stored contacts (MUC Light rooms, rooms_in_rosters).
             for extra in await self.server.hooks.fold_async(H.ROSTER_GET, [], user):
-                query.append(extra)
-        return query
+                shown.append(extra.serialize(ns.ROSTER))
+        return WrittenContent("query", ns.ROSTER, attrs, "".join(shown))
 
     async def _set(self, iq: IqRequest, user: JID) -> None:
         entries = iq.payload.find_all("item", ns.ROSTER)

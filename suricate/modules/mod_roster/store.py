@@ -98,16 +98,25 @@ def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
     return items
 
 
+# The slots of RosterItem, set directly by ``_roster_item``.
+_SET = tuple(RosterItem.__dict__[name].__set__ for name in (
+    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message"))
+
+
 def _roster_item(row: Row, groups: list[str]) -> RosterItem:
-    return RosterItem(
-        jid=row[0],
-        name=row[1],
-        subscription=row[2],
-        ask=row[3],
-        groups=tuple(groups),
-        approved=bool(row[4]),  # SQLite hands back 0/1
-        ask_message=row[5],
-    )
+    """An item read back from the tables: made without the dataclass's ``__init__`` and
+    its checks (the tables' CHECK constraints hold the same states), as a login reads every
+    item of the roster (a third of the cost of reading 200 items)."""
+    item = object.__new__(RosterItem)
+    jid, name, subscription, ask, groups_, approved, ask_message = _SET
+    jid(item, row[0])
+    name(item, row[1])
+    subscription(item, row[2])
+    ask(item, row[3])
+    groups_(item, tuple(groups))
+    approved(item, bool(row[4]))  # SQLite hands back 0/1
+    ask_message(item, row[5])
+    return item
 
 
 class RosterStore(ModuleStore):
