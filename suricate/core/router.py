@@ -8,6 +8,7 @@ wait for them and nothing accepted is lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
@@ -50,7 +51,7 @@ class Elsewhere(Protocol):
 
 class Router:
     __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds",
-                 "_route_filters_seen", "_route_filtered")
+                 "_route_filters_seen", "_route_filtered", "_offline_turns")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -66,6 +67,8 @@ class Router:
         # every stanza asks, nearly every server has none (mod_domain_isolation adds one).
         self._route_filters_seen = -1
         self._route_filtered = False
+        #: Accounts whose messages are on the offline path (``_offline_or_error``).
+        self._offline_turns: dict[JID, _Turn] = {}
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
@@ -229,7 +232,17 @@ class Router:
                 return
             # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
             # another node never travels again (no probe ping-pong between nodes).
-            self.server.spawn(self._presence_to_bare(frm, to, stanza, self.elsewhere))
+            routing = self._presence_to_bare(frm, to, stanza, self.elsewhere)
+            if self.elsewhere is None and self._held is None:
+                # One node: run at once. A presence to an account's resources waits for
+                # nothing, and then arrives in order with what the sender sends next (RFC
+                # 6120 §10.1); only what waits for storage (a probe's roster read, a
+                # subscription) becomes a task. With other nodes it stays a task: the
+                # answers it routes must not run inside route_here (``elsewhere`` held back)
+                # nor hold the sender's next stanza (route_held).
+                self.server.spawn_eager(routing)
+            else:
+                self.server.spawn(routing)
         elif kind == "iq":
             self.server.iq.dispatch(frm, to, stanza, scope="sm")
 
@@ -270,13 +283,27 @@ class Router:
         return sessions
 
     async def _offline_or_error(self, frm: JID, to: JID, stanza: Element) -> None:
+        # One account's messages go through the offline path one after the other, in the
+        # order they were routed: each waits for storage several times (the account's
+        # existence, the archive's prefs, the write), and on a database server those waits
+        # end in any order, which stored (and later delivered) a burst shuffled. The turn
+        # is taken in the task's first step, so in the order the tasks were made.
+        turn = self._offline_turns.get(to)
+        if turn is None:
+            turn = self._offline_turns[to] = _Turn()
+        turn.count += 1
         try:
-            await self._offline(frm, to, stanza)
+            async with turn.lock:
+                await self._offline(frm, to, stanza)
         except Exception:
             # The database is down (or a bug): the message was not stored, so the sender must
             # hear it rather than lose it silently.
             log.exception("offline_failed from=%s to=%s", frm, to)
             self.bounce(stanza, StanzaError("internal-server-error"))
+        finally:
+            turn.count -= 1
+            if turn.count == 0:
+                del self._offline_turns[to]
 
     async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
         if not await self.server.user_exists(to):
@@ -323,6 +350,17 @@ class Router:
             # ignored, others answered so the sender knows nobody reads them.
             self.bounce(stanza, StanzaError("service-unavailable"))
         # presence to the server itself carries nothing for us to act on (§8.5.1)
+
+
+class _Turn:
+    """The offline path of one account's messages, taken one at a time (``_offline_or_error``),
+    with how many messages hold or wait for it."""
+
+    __slots__ = ("lock", "count")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.count = 0
 
 
 async def _all_of(holds: list[Awaitable[None]]) -> None:

@@ -29,6 +29,7 @@ from suricate.core.c2s.session import SAME_CLIENT_TOPIC, same_client_bound
 from suricate.core.cluster import Cluster
 from suricate.core.component_table import ComponentTable
 from suricate.core.domains import Domain, DomainRegistry
+from suricate.core.eager import finish
 from suricate.core.hibernation import HibernationSweep
 from suricate.core.hooks import Hooks
 from suricate.core.iq import IqDispatcher
@@ -379,6 +380,19 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def spawn_eager(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """``spawn``, but run at once up to the first real suspension; only the rest (if the
+        coroutine waits for something) becomes a task (suricate/core/eager.py). Its failure
+        is logged as a task's would be."""
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("task_failed")
+            return
+        self.spawn(finish(coro, yielded))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -118,6 +118,34 @@ async def test_roster_set_get_remove_pushes_to_interested_resources(server: Serv
     await two.close()
 
 
+async def test_presence_to_a_bare_jid_keeps_its_place_before_a_message(server: Server) -> None:
+    """RFC 6120 §10.1: a directed presence to an account, then a message to one of its
+    resources: they reach it in the order they were sent."""
+    await register(server, "alice", "bob")
+    alice = await client(server, "alice", "phone")
+    bob = await client(server, "bob", "laptop")
+    seen: list[str] = []
+    both = asyncio.Event()
+
+    def note(kind: str) -> Any:
+        def handler(stanza: Any) -> None:
+            if str(stanza["from"]) == "bob@localhost/laptop":
+                seen.append(kind)
+                if len(seen) == 2:
+                    both.set()
+        return handler
+
+    alice.add_event_handler("presence_available", note("presence"))
+    alice.add_event_handler("message", note("message"))
+    alice.send_presence()
+    await presence_from(alice, "alice@localhost/phone")  # her own: she is available
+    bob.send_presence(pto="alice@localhost", pstatus="here")
+    bob.send_message(mto="alice@localhost/phone", mbody="right after", mtype="chat")
+    await asyncio.wait_for(both.wait(), 5)
+    assert seen == ["presence", "message"]
+    await disconnect(alice, bob)
+
+
 @pytest.mark.parametrize(("payload", "condition"), [
     ("<item jid='a@localhost'/><item jid='b@localhost'/>", "bad-request"),
     ("<item jid='a@localhost'><group>X</group><group>X</group></item>", "bad-request"),

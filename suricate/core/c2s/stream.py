@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-import types
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from suricate.core import hooks as H
+from suricate.core.eager import resume
 from suricate.core.stream import XmppStream, parse
 from suricate.jid import JID, InvalidJID
 from suricate.protocol import c2s as P
@@ -189,7 +189,7 @@ class C2SStream(XmppStream):
             log.exception("c2s_internal_error state=%s", self.state.value)
             self.stream_error(StreamError("internal-server-error"))
             return None
-        return _resume(steps, yielded)
+        return resume(steps, yielded)
 
     async def _await_step(self, pending: Awaitable[None], rest: list[Any]) -> None:
         try:
@@ -358,19 +358,3 @@ class C2SStream(XmppStream):
         if major < 1:
             return StreamError("unsupported-version")
         return None
-
-
-@types.coroutine
-def _resume(steps: Generator[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
-    """Await the rest of a coroutine that already ran up to ``yielded`` (a future for the
-    task to wait on): what ``await`` would have done from there on."""
-    try:
-        while True:
-            try:
-                sent = yield yielded
-            except BaseException as exc:  # cancellation included: it goes to the step
-                yielded = steps.throw(exc)
-            else:
-                yielded = steps.send(sent)
-    except StopIteration as stop:
-        return stop.value
