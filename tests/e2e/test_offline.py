@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
+from suricate.modules.mod_offline import parse_stored
 from tests.e2e.harness import Client, connect, disconnect, running_server
 from tests.e2e.tls_client import logged_in
 
@@ -48,6 +50,68 @@ async def test_offline_messages_are_delivered_in_order_with_delay(server: Server
         bodies.append(msg["body"])
     assert bodies == ["message 0", "message 1", "message 2"]
     assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
+    await disconnect(alice, bob)
+
+
+async def test_a_burst_is_stored_in_order_when_storage_answers_out_of_order(
+        server: Server) -> None:
+    """Each message's offline path waits for storage (on a database server, the waits end
+    in any order): an account's messages still take it one after the other."""
+    await accounts(server, "alice", "bob")
+    delays = iter([0.05, 0.0, 0.03, 0.0, 0.01] * 2)
+
+    async def slow_storage(stored: bool, *args: object) -> bool:
+        await asyncio.sleep(next(delays))  # a database answering each message at its pace
+        return stored
+
+    server.hooks.add(H.OFFLINE_MESSAGE, slow_storage, 10)
+    try:
+        bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
+        for n in range(10):
+            bob.send_message(mto="alice@localhost", mbody=f"message {n}", mtype="chat")
+        await stored(server, bob, "alice", 10)
+    finally:
+        server.hooks.remove(H.OFFLINE_MESSAGE, slow_storage)
+    kept = [parse_stored(m.packet) for m in
+            await server.modules["mod_offline"].store.pop_offline("localhost", "alice")]
+    assert [m.find_text("body") if m is not None else None for m in kept] == \
+        [f"message {n}" for n in range(10)]
+    await disconnect(bob)
+
+
+async def test_a_message_stored_as_its_account_comes_online_is_delivered(
+        server: Server) -> None:
+    """The account's initial presence delivers what is stored; a message whose write ends
+    after that delivery read storage is delivered then, not at the next login."""
+    await accounts(server, "alice", "bob")
+    offline = server.modules["mod_offline"]
+    store = offline.store
+    writing = asyncio.Event()
+    online = asyncio.Event()
+    real_store = store.store_offline
+
+    async def slow_write(*args: object) -> None:
+        writing.set()
+        await asyncio.wait_for(online.wait(), 5)  # alice logs in while this is written
+        await real_store(*args)
+
+    store.store_offline = slow_write
+    try:
+        bob = await connect(server, "bob@localhost/laptop", "bob-pw")
+        bob.send_message(mto="alice@localhost", mbody="while you log in", mtype="chat")
+        await asyncio.wait_for(writing.wait(), 5)
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        available = asyncio.Event()
+        alice.add_event_handler("presence_available", lambda p: available.set())
+        alice.send_presence()
+        await asyncio.wait_for(available.wait(), 5)  # her own presence: she is online
+        await server.drain(1)  # and her stored messages (none yet) were delivered
+        online.set()
+        msg = await asyncio.wait_for(alice.next_message(), 5)
+        assert msg["body"] == "while you log in"
+        assert await store.count_offline("localhost", "alice") == 0
+    finally:
+        store.store_offline = real_store
     await disconnect(alice, bob)
 
 

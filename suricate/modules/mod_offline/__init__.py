@@ -155,7 +155,24 @@ class ModOffline(Module):
             writers.count -= 1
             if writers.count == 0:
                 del self._writers[user]
+        session = self._available_session(user)
+        if session is not None:
+            # The account came online while this message was being written: its initial
+            # presence's delivery (``deliver_stored``) may have read storage before the
+            # write ended, and the message would wait for the next login. What is stored is
+            # delivered now (each stored message is taken from storage once).
+            await self.deliver_stored(None, session)
         return True
+
+    def _available_session(self, user: JID) -> Any:
+        """The account's session here that stored messages go to (XEP-0160 §2 step 5: a
+        non-negative priority), the highest priority first; None when it has none."""
+        best: Any = None
+        for session in self.server.sessions.resources(user):
+            if session.available and session.priority >= 0 \
+                    and (best is None or session.priority > best.priority):
+                best = session
+        return best
 
     # -- user_available hook -------------------------------------------------------------------
     async def deliver_stored(self, acc: Any, c2s: C2S) -> Any:
