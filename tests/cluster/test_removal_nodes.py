@@ -1,8 +1,10 @@
 """Removing an account in a cluster (``sm_backend = "redis"``): two real ``suricate serve``
 nodes sharing the real Redis and one SQLite file, slixmpp clients. The account is removed on
-node A (in band, XEP-0077 §3.2, from a session on A; and through the admin GraphQL on A): its
-session on node B ends with the removal's stream error (`not-authorized`) and logging in
-again on B fails; the session that asked in band gets its answer before its stream ends."""
+node A (in band, XEP-0077 §3.2, from a session on A; through the admin GraphQL on A; with the
+XEP-0133 delete-user command of an admin on A): its sessions on both nodes end with the
+removal's stream error (`not-authorized`) and logging in again on B fails; the session that
+asked in band gets its answer before its stream ends. XEP-0133 end-user-session run on A ends
+the account's session on B."""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ from typing import Any
 
 import pytest
 
+from tests.adhoc.test_adhoc import PLUGINS as ADHOC
+from tests.adhoc.test_adhoc import run_admin
 from tests.cluster.test_cluster_admin import ADMIN
 from tests.cluster.test_redis_nodes import Node, _toml, launch_node, stop_node
+from tests.cluster.test_workers import LIMIT
 from tests.e2e.harness import connect, disconnect, free_port
 from tests.e2e.test_register import stream_error_of
 
@@ -23,7 +28,18 @@ pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 REGISTER = ("xep_0004", "xep_0066", "xep_0077")
 
+# root may run the XEP-0133 commands of mod_adhoc.
+ADMINS = """
+adhoc_admins = [{acl = "admins", value = "allow"}]
+
+[acl]
+admins = [{user = "root"}]
+"""
+
 GRAPHQL = """
+[modules.mod_adhoc]
+access_admin = "adhoc_admins"
+
 [[listen.http]]
 port = {http}
 ip_address = "127.0.0.1"
@@ -44,9 +60,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> Iterator[l
     try:
         for tag in ("a", "b"):
             c2s, tls, http = free_port(), free_port(), free_port()
-            toml = _toml(tmp, c2s, tls, redis_db) + GRAPHQL.format(http=http)
+            toml = _toml(tmp, c2s, tls, redis_db).replace(LIMIT, LIMIT + ADMINS)
+            toml += GRAPHQL.format(http=http)
             started.append(launch_node(tmp, redis_db, tag, c2s, tls, toml,
                                        extra={"http": http}))
+        asyncio.run(_admin(started[0], REGISTER_USER, u="root"))
         yield started
     finally:
         for node in started:
@@ -73,7 +91,7 @@ REGISTER_USER = """mutation($u: String!) { account { registerUser(domain: "local
 REMOVE_USER = """mutation($u: JID!) { account { removeUser(user: $u) { jid } } }"""
 
 
-@pytest.mark.parametrize("how", ["in-band", "graphql"])
+@pytest.mark.parametrize("how", ["in-band", "graphql", "adhoc"])
 def test_removal_on_one_node_ends_the_sessions_on_the_others(nodes: list[Node],
                                                              how: str) -> None:
     asyncio.run(_removed_on_a(nodes, how))
@@ -93,12 +111,38 @@ async def _removed_on_a(nodes: list[Node], how: str) -> None:
             # §3.2: the answer first, then the stream error.
             result = await phone.plugin["xep_0077"].cancel_registration()
             assert result["type"] == "result"
-            assert await asyncio.wait_for(on_a, 5) == "not-authorized"
-        else:
+        elif how == "graphql":
             await _admin(a, REMOVE_USER, u=user)
-            assert await asyncio.wait_for(on_a, 5) == "not-authorized"
+        else:  # XEP-0133 delete-user, by an admin on node A
+            root = await connect(a, "root@localhost/desk", "pw",  # type: ignore[arg-type]
+                                 plugins=ADHOC)
+            try:
+                await run_admin(root, "delete-user", accountjids=[user])
+            finally:
+                await disconnect(root)
         assert await asyncio.wait_for(on_b, 5) == "not-authorized"
+        assert await asyncio.wait_for(on_a, 5) == "not-authorized"
         with pytest.raises(PermissionError):
             await connect(b, f"{user}/laptop", "pw")  # type: ignore[arg-type]
     finally:
         await disconnect(laptop, phone)
+
+
+def test_ending_an_accounts_sessions_by_adhoc_reaches_the_other_nodes(nodes: list[Node]) -> None:
+    asyncio.run(_ended_from_a(nodes))
+
+
+async def _ended_from_a(nodes: list[Node]) -> None:
+    # XEP-0133 end-user-session, by an admin on node A, for an account logged in on node B.
+    a, b = nodes
+    await _admin(a, REGISTER_USER, u="ivy")
+    laptop = await connect(b, "ivy@localhost/laptop", "pw")  # type: ignore[arg-type]
+    root = await connect(a, "root@localhost/desk", "pw",  # type: ignore[arg-type]
+                         plugins=ADHOC)
+    try:
+        on_b = stream_error_of(laptop)
+        done = await run_admin(root, "end-user-session", accountjids=["ivy@localhost"])
+        assert done["command"]["notes"][0][1] == "1 session(s) ended"
+        assert await asyncio.wait_for(on_b, 5) == "policy-violation"
+    finally:
+        await disconnect(laptop, root)
