@@ -61,6 +61,10 @@ AccountEvent = Callable[[JID], Awaitable[None]]
 #: changed it in band, None when it was not one of the account's sessions (the server ends the
 #: others, ``Server.password_changed``).
 PasswordEvent = Callable[[JID, "JID | None"], Awaitable[None]]
+#: Told that an account was removed: the account and the session (a full JID) that asked in
+#: band, None when it was not one of the account's sessions (the server ends the others on
+#: every node, ``Server.account_removed``; the one that asked ends after its answer).
+RemovedEvent = Callable[[JID, "JID | None"], Awaitable[None]]
 #: Told that an account is about to be removed; answers what to run once it is gone
 #: (the server folds its removing_user hook).
 RemovalEvent = Callable[[JID], Awaitable[list[Callable[[], None]]]]
@@ -76,7 +80,8 @@ class AuthService:
                  ldap_pools: Mapping[str, Mapping[str, Any]] | None = None,
                  instrument: Instrumentation | None = None,
                  password_changed: PasswordEvent | None = None,
-                 removing: RemovalEvent | None = None) -> None:
+                 removing: RemovalEvent | None = None,
+                 account_removed: RemovedEvent | None = None) -> None:
         self.cfg = cfg
         # 6.4's auth_* events, labelled with the domain (the handlers map it to its host
         # type); the no-op base when the server measures nothing.
@@ -87,6 +92,7 @@ class AuthService:
         self._removed = removed
         self._password_changed = password_changed
         self._removing = removing
+        self._account_removed = account_removed
         # The enabled modules' account tables: removed with the account, in one transaction.
         self._module_tables = module_tables
         self.methods: list[str] = list(cfg["methods"])
@@ -321,9 +327,13 @@ class AuthService:
                 await self._password_changed(jid.bare, by)
         return changed
 
-    async def remove(self, jid: JID) -> bool:
+    async def remove(self, jid: JID, by: JID | None = None) -> bool:
+        """Remove the account and its data; ``by``: the account's session that asked
+        (XEP-0077 §3.2), left for the asker to end after its answer. Every way in (in band,
+        GraphQL, REST, ad-hoc commands, the CLI through the server) comes here, so each ends
+        the account's sessions on every node alike (``account_removed``)."""
         if self.hosts and self.for_domain(jid.domain) is not self:
-            return await self.for_domain(jid.domain).remove(jid)
+            return await self.for_domain(jid.domain).remove(jid, by)
         assert jid.local is not None
         method = self._account_method()
         if method is None:
@@ -347,6 +357,11 @@ class AuthService:
                     action()
                 except Exception:  # one module's failure must not hide the removal
                     log.exception("after_removal_failed jid=%s", jid)
+            if self._account_removed is not None:
+                try:
+                    await self._account_removed(jid.bare, by)
+                except Exception:  # the account is gone all the same (Redis away?)
+                    log.exception("removed_sessions_not_ended jid=%s", jid)
         return removed
 
     async def check_password(self, jid: JID, password: str) -> bool:

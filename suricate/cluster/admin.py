@@ -212,14 +212,14 @@ class ClusterAdmin:
         row = (await self.store.resources(full.bare)).get(full.resource or "")
         return row.node if row is not None else None
 
-    async def kick(self, full: JID, reason: str) -> bool:
+    async def kick(self, full: JID, reason: str, condition: str = "policy-violation") -> bool:
         owner = await self._owner(full)
         if owner is None:
             return False
         if owner == self.node:
-            return self.server.kick_session(full, reason)
+            return self.server.kick_session(full, reason, condition)
         try:
-            return bool(await self._ask(owner, "kick", str(full), reason))
+            return bool(await self._ask(owner, "kick", str(full), reason, condition))
         except (NodeGone, TimeoutError):
             return False
 
@@ -316,7 +316,8 @@ class ClusterAdmin:
         elif op == "status":
             result = users_with_status_here(self.server, args[0], args[1])
         elif op == "kick":
-            result = self.server.kick_session(JID.parse(args[0]), args[1])
+            # (full JID, reason[, condition]): a node of an earlier version sends no condition.
+            result = self.server.kick_session(JID.parse(args[0]), *args[1:3])
         elif op == "presence":
             result = apply_presence(self.server, JID.parse(args[0]), args[1])
         elif op in self.server.cluster.answers:

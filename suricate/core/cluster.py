@@ -60,8 +60,9 @@ class ClusterBackend(Protocol):
     async def users_with_status(self, domain: str | None, status: str) -> list[dict[str, Any]]:
         """Sessions of every node whose presence show is ``status`` (``UserStatus``)."""
 
-    async def kick(self, full: JID, reason: str) -> bool:
-        """End the session ``full`` on whichever node holds it; whether there was one."""
+    async def kick(self, full: JID, reason: str, condition: str = "policy-violation") -> bool:
+        """End the session ``full`` on whichever node holds it, with the stream error
+        ``condition`` and ``reason``; whether there was one."""
 
     async def set_presence(self, full: JID, args: dict[str, Any]) -> bool:
         """Set the presence of ``full`` on its node (GraphQL ``setPresence``' arguments)."""

@@ -122,6 +122,7 @@ class Server:
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 password_changed=self.password_changed,
+                                account_removed=self.account_removed,
                                 removing=self._user_removing,
                                 module_tables=self.module_user_tables,
                                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
@@ -133,7 +134,7 @@ class Server:
             self.auth.hosts[host_type] = AuthService(
                 auth_cfg, self.storage, self.spawn, registered=self._user_registered,
                 removed=self._user_removed, password_changed=self.password_changed,
-                removing=self._user_removing,
+                account_removed=self.account_removed, removing=self._user_removing,
                 module_tables=self.module_user_tables,
                 http_pools=cfg.get("outgoing_pools", {}).get("http", {}),
                 ldap_pools=cfg.get("outgoing_pools", {}).get("ldap", {}),
@@ -409,13 +410,32 @@ class Server:
             self.stop_requested.set()
 
     # -- administration (suricate.admin) --------------------------------------------------
-    def kick_session(self, jid: JID, reason: str) -> bool:
+    def kick_session(self, jid: JID, reason: str, condition: str = "policy-violation") -> bool:
         """End the session of a full JID with a stream error that carries ``reason``."""
         session = self.sessions.lookup(jid)
         if not isinstance(session, C2S):
             return False
-        session.stream_error(StreamError("policy-violation", reason or "kicked"))
+        session.stream_error(StreamError(condition, reason or "kicked"))
         return True
+
+    async def end_account_sessions(self, bare: JID, condition: str, reason: str,
+                                   spare: JID | None = None) -> int:
+        """End every session of the account ``bare`` but ``spare``, on every node of a cluster
+        (sm_backend = "redis": the others through the owning node, ``ClusterBackend.kick``),
+        each with the stream error ``condition`` and ``reason``, once; how many ended."""
+        ended = 0
+        for session in list(self.sessions.resources(bare)):
+            if isinstance(session, C2S) and session.jid != spare:
+                session.stream_error(StreamError(condition, reason or "kicked"))
+                ended += 1
+        backend = self.cluster.backend
+        if backend is not None:
+            # The other nodes' sessions of the account (this node's ended above).
+            for info in await backend.user_sessions(bare):
+                full = JID.parse(info["user"])
+                if info.get("node") != backend.node and full != spare:
+                    ended += await backend.kick(full, reason, condition)
+        return ended
 
     async def password_changed(self, bare: JID, by: JID | None) -> None:
         """The account's password changed: its sessions opened with the old one end, but for
@@ -425,22 +445,13 @@ class Server:
         'reset' (RFC 6120 §4.9.3.19: the credentials of the stream were revoked), as
         Prosody's; clients log in again, and ask for the new password if they lack it.
         (MongooseIM 6.4 and ejabberd leave the sessions open; docs/auth.md.)"""
-        for session in list(self.sessions.resources(bare)):
-            if isinstance(session, C2S) and session.jid != by:
-                session.stream_error(StreamError("reset", "password changed"))
-        backend = self.cluster.backend
-        if backend is not None:
-            # The other nodes' sessions of the account (sm_backend = "redis").
-            for info in await backend.user_sessions(bare):
-                full = JID.parse(info["user"])
-                if full != by and self.sessions.lookup(full) is None:
-                    await backend.kick(full, "password changed")
+        await self.end_account_sessions(bare, "reset", "password changed", spare=by)
 
-    def kick_user(self, bare: JID, reason: str) -> int:
-        sessions = [s for s in self.sessions.resources(bare) if isinstance(s, C2S)]
-        for session in sessions:
-            session.stream_error(StreamError("policy-violation", reason or "kicked"))
-        return len(sessions)
+    async def account_removed(self, bare: JID, by: JID | None) -> None:
+        """The account is gone: its sessions end on every node with 'not-authorized'
+        (XEP-0077 §3.2), but for ``by``, the session that asked in band: mod_register ends
+        it once its answer is written."""
+        await self.end_account_sessions(bare, "not-authorized", "account removed", spare=by)
 
     def _domain_changed(self, domain: str, now: Domain | None) -> None:
         self.instrument.labels_changed()

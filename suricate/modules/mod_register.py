@@ -308,7 +308,7 @@ class ModRegister(Module):
             if session is not None and session.anonymous:
                 raise StanzaError("not-allowed", "an anonymous account is not registered")
             if iq.payload.find("remove", ns.REGISTER) is not None:
-                await self._cancel(iq.payload, user)
+                await self._cancel(iq.payload, user, session)
                 return None
             await self._change_password(iq.payload, user, session, iq.frm)
             return None
@@ -317,21 +317,21 @@ class ModRegister(Module):
             iq.stanza.children = []
             raise
 
-    async def _cancel(self, query: Element, user: JID) -> None:
+    async def _cancel(self, query: Element, user: JID, session: C2S | None) -> None:
         """§3.2: remove the account, answer, then end every session of it with a
-        not-authorized stream error."""
+        not-authorized stream error: the others (on every node of a cluster) with the
+        removal (``Server.account_removed``), the one asking once its answer is written."""
         if len(query.find_all()) != 1:
             raise StanzaError("bad-request", "<remove/> must be alone")
-        if not await self.server.auth.remove(user):
+        by = session.jid if session is not None else None
+        if not await self.server.auth.remove(user, by=by):
             raise StanzaError("registration-required")
         log.info("unregister_user jid=%s", user)
-        # After the result: the IQ dispatcher routes it as soon as this coroutine returns,
-        # within the same step of the event loop; call_soon comes after that step.
-        asyncio.get_running_loop().call_soon(self._end_sessions, user)
-
-    def _end_sessions(self, user: JID) -> None:
-        for session in list(self.server.sessions.resources(user)):
-            cast("C2S", session).stream_error(StreamError("not-authorized", "account removed"))
+        if session is not None:
+            # After the result: the IQ dispatcher routes it as soon as this coroutine
+            # returns, within the same step of the event loop; call_soon comes after that.
+            asyncio.get_running_loop().call_soon(
+                session.stream_error, StreamError("not-authorized", "account removed"))
 
     async def _change_password(self, query: Element, user: JID, session: C2S | None,
                                by: JID) -> None:

@@ -236,14 +236,26 @@ async def test_someone_else_cannot_act_on_the_account(server: Server, alice: Ses
     assert await server.user_exists(JID.parse("alice@localhost"))
 
 
-async def test_cancel_removes_account_then_ends_sessions(server: Server, alice: Session) -> None:
-    tablet = Session(server, "alice@localhost/tablet")
+async def test_cancel_removes_account_then_ends_sessions(server: Server, alice: Session,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    ended: list[tuple[str, str, str, str]] = []
+
+    async def end_account_sessions(bare: JID, condition: str, reason: str,
+                                   spare: JID | None = None) -> int:
+        ended.append((str(bare), condition, reason, str(spare)))
+        return 0
+
+    monkeypatch.setattr(server, "end_account_sessions", end_account_sessions)
     # The result reaches the session (a session already ended would not get it) ...
     reply = await alice.iq("set", query(None, None, "remove"))
     assert reply.attrs["type"] == "result"
     await server.drain(5)
-    for session in (alice, tablet):  # ... then §3.2: not-authorized, every session
-        assert [e.condition for e in session.errors] == ["not-authorized"]
+    # ... then §3.2: not-authorized for the session that asked, ended by mod_register after
+    # its answer; the account's other sessions (on every node of a cluster) by the removal.
+    assert [e.condition for e in alice.errors] == ["not-authorized"]
+    assert ended == [("alice@localhost", "not-authorized", "account removed",
+                      "alice@localhost/phone")]
     assert not await server.user_exists(JID.parse("alice@localhost"))
 
 

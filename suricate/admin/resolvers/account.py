@@ -81,7 +81,7 @@ async def register_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 async def remove_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     user = parse_jid(a["user"], bare=True)
     served_domain(ctx, user.domain)
-    await kick_everywhere(ctx, user, "account removed")
+    # The removal ends the account's sessions on every node (Server.account_removed).
     if not await ctx.server.auth.remove(user):
         raise fail(f"User {user} does not exist", "user_does_not_exist")
     return {"jid": str(user), "message": f"User {user} successfully unregistered"}

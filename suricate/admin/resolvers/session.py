@@ -124,12 +124,7 @@ async def kick(ctx: Context, jid: JID, reason: str) -> bool:
 
 async def kick_everywhere(ctx: Context, bare: JID, reason: str) -> int:
     """End every session of the account, on every node of a cluster; how many ended."""
-    if ctx.server.cluster.backend is None:
-        return ctx.server.kick_user(bare, reason)
-    ended = 0
-    for info in await user_infos(ctx, bare):
-        ended += await kick(ctx, JID.parse(info["user"]), reason)
-    return ended
+    return await ctx.server.end_account_sessions(bare, "policy-violation", reason)
 
 
 async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,8 @@ async def check_auth(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def unregister(ctx: Context, a: dict[str, Any]) -> str:
-    me = _me(ctx)
-    await session.kick_everywhere(ctx, me, "account removed")
-    await ctx.server.auth.remove(me)
+    # The removal ends the account's sessions on every node (Server.account_removed).
+    await ctx.server.auth.remove(_me(ctx))
     return "Your account has been removed"
 
 

@@ -111,14 +111,15 @@ def commands(module: ModAdhoc) -> list[Command]:
         if missing:
             raise StanzaError("item-not-found", f"no account {', '.join(missing)}")
         for jid in jids:
-            server.kick_user(jid, "account removed")
+            # The removal ends the account's sessions on every node (Server.account_removed).
             await server.auth.remove(jid)
         return note("info", f"Deleted {', '.join(str(j) for j in jids)}")
 
     async def end_user_session(domain: JID, values: Values) -> Reply:
         ended = 0
         for jid in accounts(domain, values):
-            ended += server.kick_user(jid, "session ended by the administrator")
+            ended += await server.end_account_sessions(jid, "policy-violation",
+                                                       "session ended by the administrator")
         return note("info", f"{ended} session(s) ended")
 
     def lastlogin_form(domain: JID) -> Element:

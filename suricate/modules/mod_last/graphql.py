@@ -16,7 +16,7 @@ from suricate.admin.context import (
     served_domain,
     user_or_me,
 )
-from suricate.admin.resolvers.session import kick_everywhere, user_infos
+from suricate.admin.resolvers.session import user_infos
 from suricate.jid import JID
 from suricate.modules.mod_last import ModLast
 from suricate.modules.mod_last.store import LastStore
@@ -104,7 +104,7 @@ async def remove_old_users(ctx: Context, a: dict[str, Any]) -> list[dict[str, An
     """Remove the accounts listOldUsers lists, with all their data (as removeUser)."""
     removed = []
     for jid, seconds in await _old_users(ctx, a):
-        await kick_everywhere(ctx, jid, "account removed")
+        # The removal ends the account's sessions on every node (Server.account_removed).
         if await ctx.server.auth.remove(jid):
             removed.append((jid, seconds))
     return _old_out(removed)
