@@ -258,17 +258,15 @@ class Router:
             # §8.5.2.1.1: a groupchat message to a bare JID is never delivered.
             self.bounce(stanza, StanzaError("service-unavailable"))
             return
-        targets = [s for s in self._available(to) if s.priority >= 0]
-        if targets:
-            if self.hooks.has(H.FILTER_LOCAL_PACKET):
-                filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to, targets)
-                if filtered is None:
-                    return
-                stanza = filtered
-            if self.elsewhere is not None:
-                self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
-            for session in targets:
-                session.deliver(stanza if len(targets) == 1 else stanza.copy())
+        if self._offline_turns and to in self._offline_turns and self.elsewhere is None \
+                and self._held is None:
+            # Earlier messages to the account are still on the offline path (it came online
+            # meanwhile): this one follows them, delivered or stored in its turn (RFC 6120
+            # §10.1), rather than overtaking them. (One node: with others, the offline path
+            # of a message is decided after the other nodes were asked.)
+            self.server.spawn(self._offline_or_error(frm, to, stanza))
+            return
+        if self._deliver_to_resources(frm, to, stanza):
             return
         if self.elsewhere is not None:
             self.elsewhere.to_bare(frm, to, stanza)
@@ -276,6 +274,23 @@ class Router:
         if stype == "headline":
             return  # §8.5.2.1.1: headlines to no resource are ignored
         self.server.spawn(self._offline_or_error(frm, to, stanza))
+
+    def _deliver_to_resources(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """§8.5.2.1.1: to the account's available resources of non-negative priority; False
+        when it has none (here: other nodes are told too)."""
+        targets = [s for s in self._available(to) if s.priority >= 0]
+        if not targets:
+            return False
+        if self.hooks.has(H.FILTER_LOCAL_PACKET):
+            filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to, targets)
+            if filtered is None:
+                return True
+            stanza = filtered
+        if self.elsewhere is not None:
+            self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
+        for session in targets:
+            session.deliver(stanza if len(targets) == 1 else stanza.copy())
+        return True
 
     def _available(self, bare: JID) -> list[Session]:
         sessions = [s for s in self.sessions.resources(bare) if s.available]
@@ -294,6 +309,10 @@ class Router:
         turn.count += 1
         try:
             async with turn.lock:
+                if self.elsewhere is None and self._deliver_to_resources(frm, to, stanza):
+                    return  # the account came online while earlier messages were stored
+                if message_type(stanza) == "headline":
+                    return  # §8.5.2.1.1: a headline to no resource is ignored, not stored
                 await self._offline(frm, to, stanza)
         except Exception:
             # The database is down (or a bug): the message was not stored, so the sender must
