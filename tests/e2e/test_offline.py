@@ -79,6 +79,33 @@ async def test_a_burst_is_stored_in_order_when_storage_answers_out_of_order(
     await disconnect(bob)
 
 
+async def test_messages_sent_as_the_account_comes_online_arrive_in_order(
+        server: Server) -> None:
+    """Messages still on the offline path when the account comes online are delivered (or
+    stored, then delivered) before the ones sent after: none overtakes an earlier one."""
+    await accounts(server, "alice", "bob")
+
+    async def slow_storage(stored: bool, *args: object) -> bool:
+        await asyncio.sleep(0.03)  # a database's round trip, per message
+        return stored
+
+    server.hooks.add(H.OFFLINE_MESSAGE, slow_storage, 10)
+    try:
+        bob = await connect(server, "bob@localhost/laptop", "bob-pw")
+        for n in range(10):
+            bob.send_message(mto="alice@localhost", mbody=f"message {n}", mtype="chat")
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        alice.send_presence()
+        await asyncio.sleep(0.1)  # she is online; most of the ten are still on their way
+        for n in range(10, 15):
+            bob.send_message(mto="alice@localhost", mbody=f"message {n}", mtype="chat")
+        bodies = [(await asyncio.wait_for(alice.next_message(), 5))["body"] for _ in range(15)]
+        assert bodies == [f"message {n}" for n in range(15)]
+    finally:
+        server.hooks.remove(H.OFFLINE_MESSAGE, slow_storage)
+    await disconnect(alice, bob)
+
+
 async def test_a_message_stored_as_its_account_comes_online_is_delivered(
         server: Server) -> None:
     """The account's initial presence delivers what is stored; a message whose write ends
