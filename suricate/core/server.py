@@ -413,8 +413,9 @@ class Server:
     def kick_session(self, jid: JID, reason: str, condition: str = "policy-violation") -> bool:
         """End the session of a full JID with a stream error that carries ``reason``."""
         session = self.sessions.lookup(jid)
-        if not isinstance(session, C2S):
+        if session is None:
             return False
+        # A client's stream, or a GraphQL SSE subscription of the account (admin/sse.py).
         session.stream_error(StreamError(condition, reason or "kicked"))
         return True
 
@@ -425,7 +426,8 @@ class Server:
         each with the stream error ``condition`` and ``reason``, once; how many ended."""
         ended = 0
         for session in list(self.sessions.resources(bare)):
-            if isinstance(session, C2S) and session.jid != spare:
+            # Client streams and the account's GraphQL SSE subscriptions alike.
+            if session.jid != spare:
                 session.stream_error(StreamError(condition, reason or "kicked"))
                 ended += 1
         backend = self.cluster.backend

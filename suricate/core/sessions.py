@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from suricate.jid import JID
+    from suricate.protocol.errors import StreamError
     from suricate.xml.element import Element
 
 
@@ -29,6 +30,11 @@ class Session(Protocol):
     def deliver(self, stanza: Element) -> None: ...
 
     def replaced(self) -> None: ...
+
+    def stream_error(self, error: StreamError) -> None:
+        """End the session (a kick, the account removed or its password changed): a client's
+        stream with this error, a GraphQL SSE subscription's event stream."""
+        ...
 
 
 class TableObserver(Protocol):

@@ -4,7 +4,8 @@ node A (in band, XEP-0077 §3.2, from a session on A; through the admin GraphQL 
 XEP-0133 delete-user command of an admin on A): its sessions on both nodes end with the
 removal's stream error (`not-authorized`) and logging in again on B fails; the session that
 asked in band gets its answer before its stream ends. XEP-0133 end-user-session run on A ends
-the account's session on B."""
+the account's session on B; a GraphQL SSE subscription of the account on B ends with its
+removal on A."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.adhoc.test_adhoc import PLUGINS as ADHOC
@@ -23,6 +25,8 @@ from tests.cluster.test_redis_nodes import Node, _toml, launch_node, stop_node
 from tests.cluster.test_workers import LIMIT
 from tests.e2e.harness import connect, disconnect, free_port
 from tests.e2e.test_register import stream_error_of
+from tests.ops.test_graphql_sse import ADMIN_SUB, params
+from tests.ops.test_rest_client_api import EventStream
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -146,3 +150,30 @@ async def _ended_from_a(nodes: list[Node]) -> None:
         assert await asyncio.wait_for(on_b, 5) == "policy-violation"
     finally:
         await disconnect(laptop, root)
+
+
+RESOURCES = """query($u: JID!) { session { countUserResources(user: $u) } }"""
+
+
+def test_removal_on_one_node_ends_a_subscription_on_another(nodes: list[Node]) -> None:
+    asyncio.run(_subscription_ended(nodes))
+
+
+async def _subscription_ended(nodes: list[Node]) -> None:
+    # subscribeForMessages on node B's admin endpoint for the account; removed on node A.
+    a, b = nodes
+    await _admin(a, REGISTER_USER, u="sub")
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{b.extra['http']}") as http, \
+            http.get("/api/graphql/sse", params=params(ADMIN_SUB, {"c": "sub@localhost"}, "S"),
+                     headers={"authorization": f"Basic {ADMIN}"}) as response:
+        assert response.status == 200, await response.text()
+        for _ in range(50):  # the subscription is a session of the account, in Redis
+            count = (await _admin(a, RESOURCES, u="sub@localhost"))["session"]
+            if count["countUserResources"] == 1:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the subscription never showed as a session")
+        await _admin(a, REMOVE_USER, u="sub@localhost")
+        with pytest.raises(EOFError):
+            await EventStream(response).next(timeout=5)
