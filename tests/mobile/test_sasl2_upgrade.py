@@ -14,11 +14,13 @@ import re
 from pathlib import Path
 
 from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.modules.mod_fast_auth_token import whole_record_fingerprint
 from suricate.sasl.passwords import format_scram_record, keys_from_plain, parse_scram_record
 from suricate.sasl.scram_client import ScramClient
 from tests.e2e.harness import connect, disconnect, running_server
 from tests.e2e.tls_client import TestClient
-from tests.mobile.client import SASL2, Sasl2Client, bind2
+from tests.mobile.client import SASL2, Sasl2Client, bind2, request_token
 from tests.mobile.conftest import modules_toml
 
 UPGRADE = "urn:xmpp:sasl:upgrade:0"
@@ -127,3 +129,46 @@ async def test_a_malformed_answer_fails_the_login_and_changes_nothing(tmp_path: 
         assert outcome.startswith("<failure") and "<malformed-request" in outcome
         user = await server.storage.get_user("localhost", "bea")
         assert user is not None and user.pass_details == before
+
+
+async def test_a_fast_token_outlives_an_upgrade_not_a_password_change(tmp_path: Path) -> None:
+    """A token is bound to the account's first SCRAM hash, which an upgrade keeps (§5): the
+    client that upgraded its keys keeps its FAST token; a new password still ends it."""
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        await sha1_only_account(server, "cy")
+
+        def token() -> str:
+            c = Sasl2Client(port, direct_tls=True)
+            try:
+                c.features()
+                out = c.plain("cy", PASSWORD, bind2() + request_token("HT-SHA-256-NONE"))
+                assert out.ok and out.token is not None, out.xml
+                return out.token[0]
+            finally:
+                c.close()
+
+        def fast(token: str) -> bool:
+            c = Sasl2Client(port, direct_tls=True)
+            try:
+                c.features()
+                return c.fast("cy", token, "HT-SHA-256-NONE", bind2()).ok
+            finally:
+                c.close()
+
+        issued = await asyncio.to_thread(token)
+        # A token issued before tokens were bound to one hash (bound to the whole record)
+        # still logs in while the record is unchanged.
+        fast_module = server.modules["mod_fast_auth_token"]
+        slots = await fast_module.store.get_fast_tokens("localhost", "cy", "agent-1")
+        record = await server.storage.get_user("localhost", "cy")
+        assert slots is not None and slots.new is not None and record is not None
+        older = fast_module.derive(slots.new.seed, record, whole_record_fingerprint(record))
+        assert older.decode() != issued
+        assert await asyncio.to_thread(fast, older.decode())
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "cy",
+                                               ["UPGR-SCRAM-SHA-256"])
+        assert ran == ["UPGR-SCRAM-SHA-256"] and outcome.startswith("<success"), outcome
+        assert await asyncio.to_thread(fast, issued)
+        await server.auth.set_password(JID.parse("cy@localhost"), "a new one")
+        assert not await asyncio.to_thread(fast, issued)

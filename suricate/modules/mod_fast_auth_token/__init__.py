@@ -14,8 +14,9 @@ gets a fresh token in <success/>. <fast invalidate='true'/> empties both slots (
 Storage (the database alone must not log anyone in): a slot keeps a random seed, never the
 token. The token is HMAC-SHA-256(server key, seed | credential fingerprint), where the server
 key lives in a file next to the configuration (``fast_auth_token.key``), not in the database,
-and the fingerprint is a hash of the account's stored credentials. So a copy of the database
-yields no token, a changed password changes every token of the account (they stop working),
+and the fingerprint is a hash of the account's stored credentials (its first SCRAM hash, which
+a XEP-0480 upgrade keeps: ``credential_fingerprint``). So a copy of the database yields no
+token, a changed password changes every token of the account (they stop working),
 and a removed account has no credentials to derive from. (A plain hash of the token would
 not do: the HT mechanisms prove possession with an HMAC keyed by the token itself, so the
 verifier needs the key, and for keys longer than the hash block RFC 2104 §2 makes
@@ -47,6 +48,7 @@ from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import GraphQLCategory, Module
 from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
+from suricate.sasl.passwords import HASH_NAMES, is_scram_record, parse_scram_record
 from suricate.storage.base import UserRecord
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -184,6 +186,12 @@ class ModFastAuthToken(Module):
         candidates: list[TokenCandidate] = []
         by_slot: dict[str, FastToken] = {}
         if user is not None and slots is not None:
+            # A token issued before tokens were bound to one SCRAM hash
+            # (``credential_fingerprint``) is bound to the whole record: it holds until the
+            # record changes.
+            fingerprints = [credential_fingerprint(user)]
+            if (whole := whole_record_fingerprint(user)) != fingerprints[0]:
+                fingerprints.append(whole)
             # XEP-0484 §5: the 'new' slot first, then 'current'; a token bound to another
             # mechanism is not a candidate (§3.4).
             for slot_name, token in (("new", slots.new), ("current", slots.current)):
@@ -191,7 +199,8 @@ class ModFastAuthToken(Module):
                     continue
                 label = slot_name if token.expire > now else f"expired-{slot_name}"
                 by_slot[label] = token
-                candidates.append(TokenCandidate(self.derive(token.seed, user), label))
+                candidates.extend(TokenCandidate(self.derive(token.seed, user, fingerprint),
+                                                 label) for fingerprint in fingerprints)
         result = mech.tokens(candidates)
         if not isinstance(result, sasl.Success):
             return result
@@ -254,12 +263,42 @@ class ModFastAuthToken(Module):
         http service's get_password): tokens are bound to them."""
         return await self.server.auth.credentials(username, domain)
 
-    def derive(self, seed: str, user: UserRecord | sasl.CredentialRecord) -> bytes:
+    def derive(self, seed: str, user: UserRecord | sasl.CredentialRecord,
+               fingerprint: bytes | None = None) -> bytes:
         """The token (ASCII, used as the HMAC key by HT-*) of ``seed`` for the account's
-        current credentials."""
-        fingerprint = hashlib.sha256(
-            (user.pass_details or "").encode() + b"\0" + (user.password or "").encode()
-        ).digest()
+        current credentials (``credential_fingerprint``, or the one given)."""
+        if fingerprint is None:
+            fingerprint = credential_fingerprint(user)
         mac = hmac.new(self._key, b"xep-0484 token\0" + seed.encode() + b"\0" + fingerprint,
                        hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=")
+
+
+def credential_fingerprint(user: UserRecord | sasl.CredentialRecord) -> bytes:
+    """What a token is bound to: what a password change replaces and a SASL upgrade task
+    (XEP-0480) keeps. An upgrade adds stronger SCRAM keys next to the ones stored, which stay
+    (§5); a new password replaces every key (new salts). So the fingerprint is the record's
+    first SCRAM hash in MongooseIM's order (SHA-1 first, the one an account moved in from
+    Prosody has), with a plain password if one is stored; a record that is not SCRAM is taken
+    whole. (An upgrade adding a hash before the first one stored, SHA-256 to a SHA-512-only
+    record, still ends the tokens.)"""
+    details = user.pass_details or ""
+    if is_scram_record(details):
+        try:
+            keys = parse_scram_record(details)
+        except ValueError:
+            keys = {}
+        first = next((keys[name] for name in HASH_NAMES if name in keys), None)
+        if first is not None:
+            return hashlib.sha256(b"\0".join((
+                b"scram", first.hash_name.encode(), first.salt, str(first.iterations).encode(),
+                first.stored_key, first.server_key, (user.password or "").encode()))).digest()
+    return whole_record_fingerprint(user)
+
+
+def whole_record_fingerprint(user: UserRecord | sasl.CredentialRecord) -> bytes:
+    """The stored credentials taken whole (what tokens were bound to before, and still are
+    when the record is not SCRAM)."""
+    return hashlib.sha256(
+        (user.pass_details or "").encode() + b"\0" + (user.password or "").encode()
+    ).digest()
