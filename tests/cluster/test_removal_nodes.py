@@ -25,6 +25,7 @@ from tests.cluster.test_redis_nodes import Node, _toml, launch_node, stop_node
 from tests.cluster.test_workers import LIMIT
 from tests.e2e.harness import connect, disconnect, free_port
 from tests.e2e.test_register import stream_error_of
+from tests.ops.harness import admin_endpoint_toml
 from tests.ops.test_graphql_sse import ADMIN_SUB, params
 from tests.ops.test_rest_client_api import EventStream
 
@@ -40,20 +41,9 @@ adhoc_admins = [{acl = "admins", value = "allow"}]
 admins = [{user = "root"}]
 """
 
-GRAPHQL = """
+ADHOC_ADMIN = """
 [modules.mod_adhoc]
 access_admin = "adhoc_admins"
-
-[[listen.http]]
-port = {http}
-ip_address = "127.0.0.1"
-
-[[listen.http.handlers.mongoose_graphql_handler]]
-host = "_"
-path = "/api/graphql"
-schema_endpoint = "admin"
-username = "admin"
-password = "s3cret"
 """
 
 
@@ -65,7 +55,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, redis_db: int) -> Iterator[l
         for tag in ("a", "b"):
             c2s, tls, http = free_port(), free_port(), free_port()
             toml = _toml(tmp, c2s, tls, redis_db).replace(LIMIT, LIMIT + ADMINS)
-            toml += GRAPHQL.format(http=http)
+            toml += ADHOC_ADMIN + admin_endpoint_toml(http)
             started.append(launch_node(tmp, redis_db, tag, c2s, tls, toml,
                                        extra={"http": http}))
         asyncio.run(_admin(started[0], REGISTER_USER, u="root"))

@@ -37,7 +37,7 @@ from tests.e2e.harness import (
 from tests.e2e.test_register import register_in_band, stream_error_of
 from tests.e2e.tls_client import TestClient
 from tests.mobile.client import Sasl2Client, bind2, request_token
-from tests.ops.harness import ADMIN, admin
+from tests.ops.harness import admin, admin_endpoint_toml
 
 REGISTER = ("xep_0004", "xep_0066", "xep_0077")
 
@@ -52,17 +52,7 @@ async def default_server(tmp: Path) -> AsyncIterator[Server]:
     toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp / "suricate.db"),
                                c2s_port=ports["c2s_port"], tls_port=ports["tls_port"],
                                http_port=free_port(), https_port=free_port())
-    toml += f"""
-[[listen.http]]
-port = {ports["http_port"]}
-ip_address = "127.0.0.1"
-[[listen.http.handlers.mongoose_graphql_handler]]
-host = "_"
-path = "/api/graphql"
-schema_endpoint = "admin"
-username = "{ADMIN[0]}"
-password = "{ADMIN[1]}"
-"""
+    toml += admin_endpoint_toml(ports["http_port"])
     async with serving(tmp, toml, HTTP_HANDLERS, **ports) as server:
         yield server
 

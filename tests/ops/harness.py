@@ -22,6 +22,23 @@ from tests.e2e.harness import free_port, server_toml
 ADMIN = ("admin", "s3cret")
 
 
+def admin_endpoint_toml(http: int) -> str:
+    """An HTTP listener on ``http`` with the admin GraphQL endpoint at /api/graphql (its
+    SSE at /api/graphql/sse), ``ADMIN``'s credentials."""
+    return f"""
+[[listen.http]]
+port = {http}
+ip_address = "127.0.0.1"
+
+[[listen.http.handlers.mongoose_graphql_handler]]
+host = "_"
+path = "/api/graphql"
+schema_endpoint = "admin"
+username = "{ADMIN[0]}"
+password = "{ADMIN[1]}"
+"""
+
+
 def ops_toml(tmp: Path, c2s: int, tls: int, http: int, instrumentation: str | None = None,
              allowed: str = "", modules: str | None = None, auth_extra: str = "") -> str:
     if instrumentation is None:
