@@ -8,12 +8,12 @@ wait for them and nothing accepted is lost.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
+from suricate.core.keyed_locks import KeyedLocks
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import message_type
@@ -21,7 +21,6 @@ from suricate.xml.element import Element
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
-    from suricate.core.sessions import Session
 
 log = logging.getLogger("suricate.router")
 
@@ -68,7 +67,12 @@ class Router:
         self._route_filters_seen = -1
         self._route_filtered = False
         #: Accounts whose messages are on the offline path (``_offline_or_error``).
-        self._offline_turns: dict[JID, _Turn] = {}
+        self._offline_turns: KeyedLocks[JID] = KeyedLocks()
+
+    def _one_node(self) -> bool:
+        """Whether this routing involves no other node: no cluster, or not inside
+        ``route_here`` (which holds ``elsewhere`` back)."""
+        return self.elsewhere is None and self._held is None
 
     def route_here(self, frm: JID, to: JID, stanza: Element) -> None:
         """Route with this node's sessions only (what ``elsewhere`` hands back): a stanza
@@ -233,7 +237,7 @@ class Router:
             # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
             # another node never travels again (no probe ping-pong between nodes).
             routing = self._presence_to_bare(frm, to, stanza, self.elsewhere)
-            if self.elsewhere is None and self._held is None:
+            if self._one_node():
                 # One node: run at once. A presence to an account's resources waits for
                 # nothing, and then arrives in order with what the sender sends next (RFC
                 # 6120 §10.1); only what waits for storage (a probe's roster read, a
@@ -250,7 +254,7 @@ class Router:
         """RFC 6121 §8.5.2.1.1: to every available resource with a non-negative priority."""
         stype = stanza.attrs.get("type", "normal")
         if stype == "error":
-            targets = self._available(to)
+            targets = self.sessions.available(to)
             if targets:
                 targets[0].deliver(stanza)
             return
@@ -258,8 +262,7 @@ class Router:
             # §8.5.2.1.1: a groupchat message to a bare JID is never delivered.
             self.bounce(stanza, StanzaError("service-unavailable"))
             return
-        if self._offline_turns and to in self._offline_turns and self.elsewhere is None \
-                and self._held is None:
+        if self._offline_turns and to in self._offline_turns and self._one_node():
             # Earlier messages to the account are still on the offline path (it came online
             # meanwhile): this one follows them, delivered or stored in its turn (RFC 6120
             # §10.1), rather than overtaking them. (One node: with others, the offline path
@@ -278,7 +281,7 @@ class Router:
     def _deliver_to_resources(self, frm: JID, to: JID, stanza: Element) -> bool:
         """§8.5.2.1.1: to the account's available resources of non-negative priority; False
         when it has none (here: other nodes are told too)."""
-        targets = [s for s in self._available(to) if s.priority >= 0]
+        targets = [s for s in self.sessions.available(to) if s.priority >= 0]
         if not targets:
             return False
         if self.hooks.has(H.FILTER_LOCAL_PACKET):
@@ -292,23 +295,14 @@ class Router:
             session.deliver(stanza if len(targets) == 1 else stanza.copy())
         return True
 
-    def _available(self, bare: JID) -> list[Session]:
-        sessions = [s for s in self.sessions.resources(bare) if s.available]
-        sessions.sort(key=lambda s: -s.priority)
-        return sessions
-
     async def _offline_or_error(self, frm: JID, to: JID, stanza: Element) -> None:
         # One account's messages go through the offline path one after the other, in the
         # order they were routed: each waits for storage several times (the account's
         # existence, the archive's prefs, the write), and on a database server those waits
         # end in any order, which stored (and later delivered) a burst shuffled. The turn
         # is taken in the task's first step, so in the order the tasks were made.
-        turn = self._offline_turns.get(to)
-        if turn is None:
-            turn = self._offline_turns[to] = _Turn()
-        turn.count += 1
         try:
-            async with turn.lock:
+            async with self._offline_turns.hold(to):
                 if self.elsewhere is None and self._deliver_to_resources(frm, to, stanza):
                     return  # the account came online while earlier messages were stored
                 if message_type(stanza) == "headline":
@@ -319,10 +313,6 @@ class Router:
             # hear it rather than lose it silently.
             log.exception("offline_failed from=%s to=%s", frm, to)
             self.bounce(stanza, StanzaError("internal-server-error"))
-        finally:
-            turn.count -= 1
-            if turn.count == 0:
-                del self._offline_turns[to]
 
     async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
         if not await self.server.user_exists(to):
@@ -356,7 +346,7 @@ class Router:
         if handled:
             return
         if stype in (None, "unavailable"):
-            for session in self._available(to):
+            for session in self.sessions.available(to):
                 session.deliver(stanza.copy())
 
     def _to_server(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -369,17 +359,6 @@ class Router:
             # ignored, others answered so the sender knows nobody reads them.
             self.bounce(stanza, StanzaError("service-unavailable"))
         # presence to the server itself carries nothing for us to act on (§8.5.1)
-
-
-class _Turn:
-    """The offline path of one account's messages, taken one at a time (``_offline_or_error``),
-    with how many messages hold or wait for it."""
-
-    __slots__ = ("lock", "count")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.count = 0
 
 
 async def _all_of(holds: list[Awaitable[None]]) -> None:

@@ -100,6 +100,16 @@ class SessionTable:
         resources = self._by_bare.get(bare)
         return list(resources.values()) if resources else []
 
+    def available(self, bare: JID) -> list[Session]:
+        """The account's available resources here, the highest priority first (RFC 6121
+        §8.5.2.1.1: whom a message to the bare JID goes to)."""
+        resources = self._by_bare.get(bare)
+        if not resources:
+            return []
+        sessions = [s for s in resources.values() if s.available]
+        sessions.sort(key=lambda s: -s.priority)
+        return sessions
+
     def count_user(self, bare: JID) -> int:
         resources = self._by_bare.get(bare)
         return len(resources) if resources else 0

@@ -123,7 +123,7 @@ class ModPresence(Module):
             if _state(item).has_from and not self._blocked(c2s, contact):
                 self._route_copy(c2s.jid, contact, stanza)
         # §4.2.2: also to all of the user's available resources, the sender included.
-        for session in self._available_sessions(user):
+        for session in self.server.sessions.available(user):
             self._deliver_copy(session, stanza)
         if not first:
             return
@@ -134,7 +134,7 @@ class ModPresence(Module):
                                                          "to": str(contact)})
                 self.server.router.route(user, contact, probe)
         # The new resource learns about the user's other available resources.
-        for session in self._available_sessions(user):
+        for session in self.server.sessions.available(user):
             if session is not c2s and session.presence is not None:
                 copy = session.presence.copy()
                 copy.attrs["from"] = str(session.jid)
@@ -175,7 +175,7 @@ class ModPresence(Module):
         for target in targets:
             self._route_copy(c2s.jid, target, stanza)
         if was_available:
-            for session in self._available_sessions(c2s.jid.bare):
+            for session in self.server.sessions.available(c2s.jid.bare):
                 if session is not c2s:
                     self._deliver_copy(session, stanza)
 
@@ -241,7 +241,7 @@ class ModPresence(Module):
             return True
         if type_ in (None, "unavailable"):
             # §8.5.2.1.2 / §4.6: presence to the bare JID reaches every available resource.
-            for session in self._available_sessions(to.bare):
+            for session in self.server.sessions.available(to.bare):
                 session.deliver(stanza.copy())
             return True
         return handled
@@ -332,7 +332,7 @@ class ModPresence(Module):
 
     def _show_subscription(self, user: JID, stanza: Element, args: tuple[str, ...]) -> None:
         """A subscription stanza to the user's available resources on this node."""
-        sessions = self._available_sessions(user)
+        sessions = self.server.sessions.available(user)
         if args[0] == "subscribe":
             # A request goes to resources that take stanzas for the account; without one it
             # stays pending in the roster and is shown at the next login (§3.1.3).
@@ -340,8 +340,6 @@ class ModPresence(Module):
         for session in sessions:
             session.deliver(stanza.copy())
 
-    def _available_sessions(self, user: JID) -> list[Any]:
-        return [s for s in self.server.sessions.resources(user) if s.available]
 
     def _route_copy(self, frm: JID, to: JID, stanza: Element) -> None:
         copy = stanza.copy()
@@ -361,12 +359,12 @@ class ModPresence(Module):
         self.server.router.route(user, contact, stanza)
 
     def _send_current_presence(self, user: JID, contact: JID) -> None:
-        for session in self._available_sessions(user):
+        for session in self.server.sessions.available(user):
             if session.presence is not None and not self._blocked(session, contact):
                 self._route_copy(session.jid, contact, session.presence)
 
     def _send_unavailable(self, user: JID, contact: JID) -> None:
         unavailable = Element("presence", ns.CLIENT, {"type": "unavailable"})
-        for session in self._available_sessions(user):
+        for session in self.server.sessions.available(user):
             if session.presence is not None:  # a resource the contact may have seen
                 self._route_copy(session.jid, contact, unavailable)

@@ -11,7 +11,6 @@ XEP-0203 delay stamp (XEP-0160 §2 step 5).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from suricate.config.loader import References
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
+from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
@@ -80,7 +80,7 @@ class ModOffline(Module):
         self.store_groupchat: bool = bool(opts.get("store_groupchat_messages", False))
         # One lock per account being written to, so that two messages arriving together
         # cannot both pass the quota check (count, then store, are two awaits).
-        self._writers: dict[JID, _Writers] = {}
+        self._writers: KeyedLocks[JID] = KeyedLocks()
 
     # -- what is worth storing ----------------------------------------------------------------
     async def personal_data(self, jid: JID) -> list[PersonalData]:
@@ -136,25 +136,16 @@ class ModOffline(Module):
             return _is_standalone_chat_state(stanza)
         user = to.bare
         assert user.local is not None
-        writers = self._writers.get(user)
-        if writers is None:
-            writers = self._writers[user] = _Writers()
-        writers.count += 1
-        try:
-            async with writers.lock:
-                limit = self.quota(user)
-                if limit is not None and \
-                        await self.store.count_offline(user.domain, user.local) >= limit:
-                    # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
-                    log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
-                    return False
-                await self.store.store_offline(user.domain, user.local, OfflineMessage(
-                    timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
-                    packet=stanza.serialize(ns.CLIENT)))
-        finally:
-            writers.count -= 1
-            if writers.count == 0:
-                del self._writers[user]
+        async with self._writers.hold(user):
+            limit = self.quota(user)
+            if limit is not None and \
+                    await self.store.count_offline(user.domain, user.local) >= limit:
+                # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
+                log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
+                return False
+            await self.store.store_offline(user.domain, user.local, OfflineMessage(
+                timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
+                packet=stanza.serialize(ns.CLIENT)))
         session = self._available_session(user)
         if session is not None:
             # The account came online while this message was being written: its initial
@@ -167,12 +158,8 @@ class ModOffline(Module):
     def _available_session(self, user: JID) -> Any:
         """The account's session here that stored messages go to (XEP-0160 §2 step 5: a
         non-negative priority), the highest priority first; None when it has none."""
-        best: Any = None
-        for session in self.server.sessions.resources(user):
-            if session.available and session.priority >= 0 \
-                    and (best is None or session.priority > best.priority):
-                best = session
-        return best
+        sessions = self.server.sessions.available(user)
+        return sessions[0] if sessions and sessions[0].priority >= 0 else None
 
     # -- user_available hook -------------------------------------------------------------------
     async def deliver_stored(self, acc: Any, c2s: C2S) -> Any:
@@ -208,14 +195,6 @@ class ModOffline(Module):
         # XEP-0082 §3.2 DateTime, UTC, millisecond precision.
         stamp = f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
         stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp}, "Offline Storage")
-
-
-class _Writers:
-    __slots__ = ("lock", "count")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.count = 0
 
 
 def _is_standalone_chat_state(stanza: Element) -> bool:

@@ -19,13 +19,12 @@ and the admin API's edits work on the stored items. Without such a module nothin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Bool, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
+from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
@@ -57,14 +57,6 @@ CAST_TOPIC = "mod_roster"
 
 # RFC 6121 §2.3.3: the server may limit the length of names and groups (not-acceptable).
 MAX_NAME_LENGTH = 1023
-
-
-class _AccountLock:
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
 
 
 def item_element(item: RosterItem, remove: bool = False) -> Element:
@@ -161,23 +153,12 @@ class ModRoster(Module):
         super().__init__(server, opts)
         self.versioning = bool(opts.get("versioning", False))
         self.store_current_id = bool(opts.get("store_current_id", False))
-        self._locks: dict[JID, _AccountLock] = {}
+        self._locks: KeyedLocks[JID] = KeyedLocks()
         self._push_ids = itertools.count(1)
 
     # -- one account at a time ---------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def locked(self, user: JID) -> AsyncIterator[None]:
-        entry = self._locks.get(user)
-        if entry is None:
-            entry = self._locks[user] = _AccountLock()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[user]
+    def locked(self, user: JID) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(user)
 
     # -- what other modules and the admin API read (never the tables themselves) ------------
     async def personal_data(self, jid: JID) -> list[PersonalData]:
