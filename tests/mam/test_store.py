@@ -269,3 +269,46 @@ async def test_rows_found_for_a_retraction_by_stanza_id(storage: SqlStorage) -> 
                                           9000) is None
     assert await store.find_received_copy(S, "alice", bob, f"{bob}/b", "b1", 0, 9000) is None
     await store.close_writer()
+
+
+async def test_ids_start_above_the_largest_written(storage: SqlStorage) -> None:
+    """The id generator starts above the largest id written (``max_id``), so a clock set
+    back never puts new messages before old ones. PostgreSQL keys the archive by account
+    (migration 0002) and keeps that id in ``mam_id_ceiling``: it is raised by every batch,
+    never lowered by a batch of older ids (another node's, or one retried), and outlives
+    the rows."""
+    store = await mam_store(storage)
+    assert await store.max_id() == 0
+    await store.insert_many([row(7 << 8), row(9 << 8, user="bob"), row(8 << 8)])
+    assert await store.max_id() == 9 << 8
+    await store.insert_many([row(5 << 8, user="carol")])
+    assert await store.max_id() == 9 << 8
+    await store.remove_archive(S, "bob")
+    if storage.dialect == "pgsql":
+        assert await store.max_id() == 9 << 8
+    await store.close_writer()
+
+
+async def test_pgsql_key_migration_keeps_the_largest_id(storage: SqlStorage) -> None:
+    """Migration 0002 on PostgreSQL, run on a version-1 archive with rows: the ceiling
+    starts at their largest id, the key becomes (server, username, id), the rows stay."""
+    if storage.dialect != "pgsql":
+        pytest.skip("the key migration is PostgreSQL's")
+    from importlib import resources
+
+    store = await mam_store(storage)
+    await store.insert_many([row(3 << 8), row(11 << 8, user="bob"), row(4 << 8)])
+    async with store.session(transaction=True) as ex:  # back to version 1's shape
+        await ex.script(
+            "DROP TABLE mam_id_ceiling;"
+            " ALTER TABLE mam_message DROP CONSTRAINT mam_message_pkey,"
+            " ADD CONSTRAINT mam_message_pkey PRIMARY KEY (id);"
+            " CREATE INDEX i_mam_message_user ON mam_message (server, username, id)")
+        await ex.script(resources.files("suricate.modules.mod_mam").joinpath(
+            "migrations/pgsql/0002_mam_account_key.sql").read_text())
+    assert await store.max_id() == 11 << 8
+    key = await store.fetch_one(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conname = 'mam_message_pkey'")
+    assert key is not None and key[0] == "PRIMARY KEY (server, username, id)"
+    assert (await store.lookup(S, "alice", Query(), 10, False)).count == 2

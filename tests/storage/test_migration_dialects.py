@@ -30,10 +30,16 @@ FOLDERS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("**/migration
                  if p.is_dir() and "__pycache__" not in p.parts)
 
 
+#: Bookkeeping a single dialect needs, by design: PostgreSQL keys mam_message by archive
+#: (mod_mam's 0002) and so keeps the largest id in a table of its own, where the other
+#: dialects read it at the end of their key on id (docs/mam.md, "Storage").
+_DIALECT_ONLY = {"mam_id_ceiling"}
+
+
 def _created(sql: str) -> set[str]:
-    """The tables a script leaves behind that it made."""
+    """The tables a script leaves behind that it made (but ``_DIALECT_ONLY``'s)."""
     code = _code(sql)
-    return set(_TABLE.findall(code)) - set(_RENAMED.findall(code))
+    return set(_TABLE.findall(code)) - set(_RENAMED.findall(code)) - _DIALECT_ONLY
 
 
 def _code(sql: str) -> str:

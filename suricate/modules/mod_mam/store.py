@@ -38,6 +38,10 @@ WRITER_INSERTS = {size: _INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
 NOT_NULL = tuple(i for i, c in enumerate(INSERT_COLUMNS) if c not in ("origin_id",
                                                                         "search_body"))
 
+#: PostgreSQL: the largest id written (``MamStore.max_id``), raised before a batch is written;
+#: ``WHERE`` leaves the row alone when another node's batch already raised it higher.
+_RAISE_CEILING = "UPDATE mam_id_ceiling SET id = ? WHERE id < ?"
+
 
 @dataclass(slots=True)
 class Archived:
@@ -74,7 +78,9 @@ class Prefs:
 class MamStore(ModuleStore):
     migrations = __package__
     user_tables = ("mam_message", "mam_prefs")
-    key_columns = {"mam_message": ("id",), "mam_prefs": ("server", "username")}
+    # (server, username, id): PostgreSQL's key (its migration 0002), an index elsewhere.
+    key_columns = {"mam_message": ("server", "username", "id"),
+                   "mam_prefs": ("server", "username")}
 
     def __init__(self, db: SqlStorage) -> None:
         super().__init__(db)
@@ -99,7 +105,11 @@ class MamStore(ModuleStore):
         elif self.dialect == "pgsql":
             try:
                 # One statement, atomic by itself: no BEGIN and COMMIT round trips around it.
+                # The ceiling is raised first: should the COPY fail or the server die
+                # between the two, it is above the rows, never below (``max_id``).
                 async with self.session() as ex:
+                    top = max(row[0] for row in rows)
+                    await ex.execute(_RAISE_CEILING, top, top)
                     await ex.copy_rows("mam_message", INSERT_COLUMNS, rows)
                 return
             except StorageUnavailable:
@@ -214,7 +224,13 @@ class MamStore(ModuleStore):
         return row is not None
 
     async def max_id(self) -> int:
-        row = await self.fetch_one("SELECT MAX(id) FROM mam_message")
+        """The largest id ever written. PostgreSQL keys the table by archive (its migration
+        0002), so it keeps that id in ``mam_id_ceiling`` rather than scan the table; the
+        other dialects find it at the end of their index on id."""
+        if self.dialect == "pgsql":
+            row = await self.fetch_one("SELECT MAX(id) FROM mam_id_ceiling")
+        else:
+            row = await self.fetch_one("SELECT MAX(id) FROM mam_message")
         return int(row[0]) if row is not None and row[0] is not None else 0
 
     async def bounds(self, server: str, user: str) -> tuple[int, int] | None:

@@ -1,0 +1,5 @@
+-- mod_mam version 2: nothing to change in this dialect (every dialect has the same numbered
+-- scripts). PostgreSQL's 0002 keys mam_message by (server, username, id) instead of id
+-- alone; here the id is already the one key the table is stored by (SQLite's rowid,
+-- InnoDB's clustered primary key), which appending rows keeps cheap, and the index on
+-- (server, username, id) serves the paging as before.
