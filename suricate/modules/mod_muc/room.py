@@ -1031,6 +1031,15 @@ class Room:
             self._forwarded.pop(next(iter(self._forwarded)))
         fwd = Element("iq", ns.CLIENT, {"type": itype or "get", "id": new_id},
                       list(stanza.children))
+        if itype == "get" and payload is not None and payload.xmlns == ns.VCARD \
+                and payload.name == "vCard":
+            # XEP-0054 §3.3: a vCard is the account's and its server answers for it, never
+            # a client. Sent to the occupant's full JID, a client answers an error (or
+            # nothing), and clients that fetch occupants' avatars so (XEP-0153) show none:
+            # the occupant's bare JID it is, as ejabberd, Prosody and Openfire route it. The
+            # answer still comes back from the occupant JID, the real JID stays hidden.
+            self._send(self._occupant_jid(occ.nick), target.jid.bare, fwd)
+            return
         # An IQ has one answer: with several sessions, the most recent one answers it
         # (XEP-0045 §7.5 leaves multi-session delivery to the service).
         self._send(self._occupant_jid(occ.nick), target.jid, fwd)
