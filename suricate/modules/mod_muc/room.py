@@ -348,6 +348,12 @@ class Room:
             self._join(frm, nick, stanza)
         elif occ.nick != nick:
             self._change_nick(occ, frm, nick, stanza)
+        elif stanza.find("x", MUC) is not None:
+            # XEP-0045 §17.3 (Presence business rules): a join from a session that is
+            # joined already is a full synchronization request: the client lost track of the
+            # room (a reconnect the room never noticed, a failed XEP-0410 self-ping...) and
+            # waits for everything a join gets, the subject last, before it shows the room.
+            self._sync_session(occ, frm, stanza, new=False)
         else:
             # §7.7: a presence update; with several sessions it becomes the occupant's
             # presence (the most recent session's), seen by everyone.
@@ -486,11 +492,18 @@ class Room:
         return own
 
     def _add_session(self, occ: Occupant, frm: JID, stanza: Element) -> None:
-        """Another session of ``occ``'s account joins under its nick (multi-session): it gets
-        what any joiner gets, in the order of §7.2.3 (the other occupants' presence, its own
-        with 110 last, history, subject). The occupant's other sessions see its presence as
-        their own (110); the other occupants see no new occupant, only the nick's presence
-        when the new session changes it (XEP-0045 leaves multi-session to the service)."""
+        """Another session of ``occ``'s account joins under its nick (multi-session)."""
+        self._sync_session(occ, frm, stanza, new=True)
+
+    def _sync_session(self, occ: Occupant, frm: JID, stanza: Element, *, new: bool) -> None:
+        """Session ``frm`` of ``occ`` gets what any joiner gets, in the order of §7.2.3 (the
+        other occupants' presence, its own with 110 last, history, subject): a session that
+        joins under the nick of its account (``new``, multi-session), or one joined already
+        that sends its join again (§17.3, full synchronization). The occupant's other
+        sessions see its presence as their own (110); the other occupants see no new
+        occupant, only the nick's presence when this session changes it (§17.3: "SHOULD
+        send a presence update to the other participants if the join presence is
+        different"; XEP-0045 leaves multi-session to the service)."""
         shown = occ.presence
         sees = self._sees_jids(occ)
         for present in self.occupants.values():
@@ -498,7 +511,8 @@ class Room:
                 self._send(self._occupant_jid(present.nick), frm,
                            self._presence_of(present, with_jid=sees))
         occ.update(frm, self._clean_presence(stanza, occ.role))
-        self._attach(frm, occ)
+        if new:
+            self._attach(frm, occ)
         self._broadcast_presence(occ, own=self._join_codes(),
                                  others=not _same_presence(shown, occ.presence))
         self._send_history(frm, stanza.find("x", MUC))
@@ -1017,6 +1031,15 @@ class Room:
             self._forwarded.pop(next(iter(self._forwarded)))
         fwd = Element("iq", ns.CLIENT, {"type": itype or "get", "id": new_id},
                       list(stanza.children))
+        if itype == "get" and payload is not None and payload.xmlns == ns.VCARD \
+                and payload.name == "vCard":
+            # XEP-0054 §3.3: a vCard is the account's and its server answers for it, never
+            # a client. Sent to the occupant's full JID, a client answers an error (or
+            # nothing), and clients that fetch occupants' avatars so (XEP-0153) show none:
+            # the occupant's bare JID it is, as ejabberd, Prosody and Openfire route it. The
+            # answer still comes back from the occupant JID, the real JID stays hidden.
+            self._send(self._occupant_jid(occ.nick), target.jid.bare, fwd)
+            return
         # An IQ has one answer: with several sessions, the most recent one answers it
         # (XEP-0045 §7.5 leaves multi-session delivery to the service).
         self._send(self._occupant_jid(occ.nick), target.jid, fwd)

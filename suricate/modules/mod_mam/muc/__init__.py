@@ -130,15 +130,20 @@ class MucArchive:
         self._services = None
 
     def archivable(self, message: Element) -> bool:
-        """XEP-0313 §5: messages with a body (or a chat marker, with archive_chat_markers);
-        never those the sender asked not to store (XEP-0334 §4.2, §4.3), nor retractions
+        """XEP-0313 §5: messages with a body or a <store/> hint (or a chat marker, with
+        archive_chat_markers); never those the sender asked not to store (XEP-0334 §4.2, §4.3), nor retractions
         (they act on the archive instead), XEP-0424's or MongooseIM's by stanza-id."""
-        body = marker = False
+        body = marker = store = False
         for child in message.children:
             if not isinstance(child, Element):
                 continue
             if child.name == "body" and child.xmlns == ns.CLIENT:
                 body = True
+            elif child.xmlns == HINTS and child.name == "store":
+                # XEP-0334 §4.4: "SHOULD be stored". Body-less messages clients mean to
+                # keep carry it: XEP-0444 reactions above all, which a client catching up
+                # on the room by MAM would otherwise never see.
+                store = True
             elif (child.xmlns == HINTS and child.name in ("no-store", "no-permanent-store")) \
                     or (child.xmlns == RETRACT and child.name == "retract") \
                     or (child.xmlns == FASTEN and child.name == "apply-to"
@@ -146,7 +151,7 @@ class MucArchive:
                 return False
             elif child.xmlns == MARKERS:
                 marker = True
-        return body or (marker and self.chat_markers)
+        return body or store or (marker and self.chat_markers)
 
     def new_id(self) -> int:
         return self.mam.ids.next()
