@@ -1,9 +1,10 @@
 """mod_csi: XEP-0352 Client State Indication.
 
 While a client says it is <inactive/> (a phone in a pocket), stanzas that need no immediate
-attention (presence, messages without a body: chat states, receipts) wait in a queue of at
-most ``buffer_max``; the queue is flushed, in order, when the client becomes <active/>, when
-something urgent (a message with a body or subject, an IQ) arrives, or when it is full. A
+attention (presence, messages without a body: chat states, receipts, and carbons of those)
+wait in a queue of at most ``buffer_max``; the queue is flushed, in order, when the client
+becomes <active/>, when something urgent (a message with a body or subject, a carbon of one,
+an IQ) arrives, or when it is full. A
 session that ends with a queue hands its stanzas back to the router: nothing is lost.
 
 Presence is state: a newer availability presence from a full JID replaces the one held for it
@@ -161,5 +162,14 @@ def urgent(stanza: Element) -> bool:
     if stanza.name == "iq":
         return True  # someone waits for an answer
     if stanza.name == "message":
-        return stanza.find("body") is not None or stanza.find("subject") is not None
+        if stanza.find("body") is not None or stanza.find("subject") is not None:
+            return True
+        # XEP-0280 §6: a carbon of a message sent or received by another resource is that
+        # conversation going on; it is as urgent as the message it forwards.
+        for kind in ("received", "sent"):
+            carbon = stanza.find(kind, ns.CARBONS)
+            if carbon is not None:
+                forwarded = carbon.find("forwarded", ns.FORWARD)
+                inner = forwarded.find("message") if forwarded is not None else None
+                return inner is not None and urgent(inner)
     return False
