@@ -149,7 +149,7 @@ async def test_csi_delivers_a_carbon_of_a_message_with_a_body_at_once(server: Se
                                        2.0)).group(0)
         assert "<received xmlns='urn:xmpp:carbons:2'>" in got
         assert got.index("composing") < got.index("dinner")  # in order
-        laptop.send(f"<message to='bob@localhost/desk' type='chat'><body>yes</body>"
+        laptop.send("<message to='bob@localhost/desk' type='chat'><body>yes</body>"
                     "</message>")
         got = (await asyncio.to_thread(phone.expect, r".*<body>yes</body>", 2.0)).group(0)
         assert "<sent xmlns='urn:xmpp:carbons:2'>" in got
