@@ -1,10 +1,12 @@
 """mod_csi: XEP-0352 Client State Indication.
 
 While a client says it is <inactive/> (a phone in a pocket), stanzas that need no immediate
-attention (presence, messages without a body: chat states, receipts) wait in a queue of at
-most ``buffer_max``; the queue is flushed, in order, when the client becomes <active/>, when
-something urgent (a message with a body or subject, an IQ) arrives, or when it is full. A
-session that ends with a queue hands its stanzas back to the router: nothing is lost.
+attention (presence, messages without a body: chat states, receipts, and carbons of those)
+wait in a queue of at most ``buffer_max``; the queue is flushed, in order, when the client
+becomes <active/>, when something urgent (a message with a body or subject, a carbon of one,
+an IQ) arrives, or when it is full. A
+session that ends with a queue hands its stanzas back to the router: nothing is lost. A
+resumed stream (XEP-0198) is active again, as every new stream is (XEP-0352 §4.2).
 
 Presence is state: a newer availability presence from a full JID replaces the one held for it
 (ejabberd's ``queue_presence`` does the same), so a contact changing status ten times while the
@@ -55,6 +57,10 @@ class ModCsi(Module):
         # late: after privacy and carbons decided what the session gets at all
         (H.USER_RECEIVE_PACKET, "filter", 90),
         (H.SESSION_CLOSED, "session_closed", 40),
+        # after mod_stream_management (50) decided whether the session waits for resumption
+        (H.SESSION_SUSPEND, "suspend", 60),
+        # after mod_stream_management (50) sent again what was not acknowledged
+        (H.SESSION_RESUMPTION_ANSWERED, "resumed", 60),
         (H.SESSION_HANDOVER, "handover", 50),
     )
 
@@ -131,6 +137,31 @@ class ModCsi(Module):
             held.queue = []
         return state
 
+    def suspend(self, kept: bool, c2s: C2S) -> bool:
+        """The connection is gone and the session waits for resumption (XEP-0198 §5).
+
+        XEP-0352: a stream begins in the active state, and a resumed one is a new stream (the
+        CSI state is not restored on resumption). What was held goes to the resumption buffer
+        now, ahead of whatever arrives while the session waits: a contact's older presence
+        must not be flushed after their newer one."""
+        state = c2s.module_state.get(self.name)
+        if kept and state is not None:
+            state.inactive = False
+            self._flush(c2s, state)
+        return kept
+
+    def resumed(self, acc: Any, c2s: C2S) -> Any:
+        """The client was told its session resumed. When it came back before its old
+        connection was noticed dead, that stream never suspended: it may still be inactive with
+        stanzas held. The new stream is active (XEP-0352); what was held follows what is sent
+        again: every stanza written after something was held flushed it first, so whatever is
+        still held arrived after everything the old stream wrote."""
+        state = c2s.module_state.get(self.name)
+        if state is not None:
+            state.inactive = False
+            self._flush(c2s, state)
+        return acc
+
     def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
         state = c2s.module_state.get(self.name)
         if state is not None and state.queue:
@@ -161,5 +192,14 @@ def urgent(stanza: Element) -> bool:
     if stanza.name == "iq":
         return True  # someone waits for an answer
     if stanza.name == "message":
-        return stanza.find("body") is not None or stanza.find("subject") is not None
+        if stanza.find("body") is not None or stanza.find("subject") is not None:
+            return True
+        # XEP-0280 §6: a carbon of a message sent or received by another resource is that
+        # conversation going on; it is as urgent as the message it forwards.
+        for kind in ("received", "sent"):
+            carbon = stanza.find(kind, ns.CARBONS)
+            if carbon is not None:
+                forwarded = carbon.find("forwarded", ns.FORWARD)
+                inner = forwarded.find("message") if forwarded is not None else None
+                return inner is not None and urgent(inner)
     return False

@@ -126,3 +126,34 @@ async def test_csi_keeps_only_the_latest_presence_of_each_sender(server: Server)
     finally:
         phone.close()
         await disconnect(bob)
+
+
+async def test_csi_delivers_a_carbon_of_a_message_with_a_body_at_once(server: Server) -> None:
+    """A carbon (XEP-0280) of a chat message is that message for the person holding the
+    phone: the laptop's conversation goes on, the inactive phone must show it now, not when the
+    CSI queue happens to flush. What counts is the forwarded message's body (as Prosody's
+    mod_csi_simple and ejabberd's mod_client_state look inside); a carbon of a chat state
+    alone still waits (XEP-0352 §5: the server may hold what needs no attention)."""
+    both = "<enable xmlns='urn:xmpp:carbons:2'/>"
+    phone, phone_jid = await asyncio.to_thread(
+        _login, server, "phone", both + "<inactive xmlns='urn:xmpp:csi:0'/>")
+    laptop, laptop_jid = await asyncio.to_thread(_login, server, "laptop", both)
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        session = next(s for s in server.sessions if str(s.jid) == phone_jid)
+        bob.send_raw(f"<message to='{laptop_jid}' type='chat'><composing "
+                     "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await eventually(lambda: len(session.module_state["mod_csi"].queue) == 1)
+        bob.send_message(mto=laptop_jid, mbody="dinner at eight?", mtype="chat")
+        got = (await asyncio.to_thread(phone.expect, r".*<body>dinner at eight\?</body>",
+                                       2.0)).group(0)
+        assert "<received xmlns='urn:xmpp:carbons:2'>" in got
+        assert got.index("composing") < got.index("dinner")  # in order
+        laptop.send("<message to='bob@localhost/desk' type='chat'><body>yes</body>"
+                    "</message>")
+        got = (await asyncio.to_thread(phone.expect, r".*<body>yes</body>", 2.0)).group(0)
+        assert "<sent xmlns='urn:xmpp:carbons:2'>" in got
+    finally:
+        phone.close()
+        laptop.close()
+        await disconnect(bob)

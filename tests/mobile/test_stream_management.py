@@ -192,3 +192,79 @@ async def test_resume_unknown_id_fails_and_binds(server: Server) -> None:
     assert out.ok
     assert "<failed xmlns='urn:xmpp:sm:3'><item-not-found" in out.xml
     assert "<bound xmlns='urn:xmpp:bind:0'/>" in out.xml
+
+
+async def test_a_resumed_stream_is_active_and_keeps_presence_in_order(tmp_path: Path) -> None:
+    # XEP-0352 §4.2: "A stream always begins in 'active' state", and since 0.2.1 the CSI
+    # state is not restored when a stream is resumed (XEP-0198 §5). What CSI held back when
+    # the connection died goes to the resumption buffer ahead of what arrives later: a
+    # contact's older presence never overtakes their newer one.
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        alice, bob = await _phone_with_sm_and_desk(server)
+        phone = "alice@localhost/phone"
+        shows: list[str] = []
+        alice.add_event_handler("presence", lambda p: p["from"] == "bob@localhost/desk"
+                                and shows.append(p["show"] or "available"))
+        chat_states: list[str] = []
+        alice.add_event_handler("chatstate", lambda m: chat_states.append(m["chat_state"]))
+        alice.register_plugin("xep_0085")
+        resumed = asyncio.get_running_loop().create_future()
+        alice.add_event_handler("session_resumed",
+                                lambda _: resumed.done() or resumed.set_result(True))
+        try:
+            alice.send_raw("<inactive xmlns='urn:xmpp:csi:0'/>")
+            await eventually(lambda: server.modules["mod_csi"]._state(
+                _session(server, phone)).inactive)
+            bob.send_presence(pto=phone, pshow="away")
+            await eventually(lambda: len(_session(server, phone)
+                                         .module_state["mod_csi"].queue) == 1)
+            await _kill(alice)
+            await eventually(lambda: _state(server, phone) == C2SState.RESUME_SESSION)
+            bob.send_presence(pto=phone, pshow="chat")
+            alice.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
+            await asyncio.wait_for(resumed, 10)
+            await eventually(lambda: shows == ["away", "chat"])
+            # active again: a chat state is not held for a later flush
+            bob.send_raw(f"<message to='{phone}' type='chat'><composing "
+                         "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+            await eventually(lambda: chat_states == ["composing"], timeout=2)
+            alice.send_raw("<active xmlns='urn:xmpp:csi:0'/>")
+            await asyncio.sleep(0.3)
+            assert shows == ["away", "chat"]
+        finally:
+            await disconnect(alice, bob)
+
+
+async def test_resuming_before_the_old_connection_is_noticed_dead_is_active_too(
+        server: Server) -> None:
+    # A phone moving from Wi-Fi to mobile data resumes (XEP-0198 §5) while its old TCP
+    # connection still looks open: the old stream never suspended. The resumed stream is
+    # active all the same (XEP-0352: the CSI state is not restored) and gets what was held.
+    c, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+                           "<inactive xmlns='urn:xmpp:csi:0'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        bob.send_raw(f"<message to='{jid}' type='chat'><composing "
+                     "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await eventually(lambda: len(_session(server, jid).module_state["mod_csi"].queue) == 1)
+
+        def resume() -> str:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                          f"previd='{sm_id}'/>" + bind2("raw"))
+            assert "<resumed " in out.xml, out.xml
+            held = n.expect(r"<composing ", 2.0).group(0)
+            n.send("<message to='bob@localhost/desk' type='chat'><body>ok</body></message>")
+            return held
+        assert await asyncio.to_thread(resume)
+        await bob.next_message()
+        bob.send_raw(f"<message to='{jid}' type='chat'><paused "
+                     "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await eventually(lambda: _session(server, jid).module_state["mod_csi"].queue == [])
+        assert not _session(server, jid).module_state["mod_csi"].inactive
+    finally:
+        c.close()
+        await disconnect(bob)

@@ -333,3 +333,32 @@ async def test_temporary_app_server_error_keeps_the_registration(tmp_path: Path)
                 == ["phone-node"]
         finally:
             await disconnect(bob)
+
+
+async def test_a_resumed_phone_counts_from_one_again(tmp_path: Path) -> None:
+    # XEP-0357 §7 summary: message-count is "the number of unread or undelivered messages".
+    # A phone that resumed its stream (XEP-0198 §5) got every queued message: when it is
+    # suspended again, the next notification counts from one, not on from before.
+    async with push_server(tmp_path) as (server, app):
+        phone = await suspended_phone(server)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        resumed = asyncio.get_running_loop().create_future()
+        phone.add_event_handler("session_resumed",
+                                lambda _: resumed.done() or resumed.set_result(True))
+        try:
+            bob.send_message(mto="alice@localhost", mbody="m1", mtype="chat")
+            bob.send_message(mto="alice@localhost", mbody="m2", mtype="chat")
+            assert [f["message-count"] for f in await drain(app, 1.0)] == ["1", "2"]
+            phone.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
+            await asyncio.wait_for(resumed, 10)
+            await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),
+                                             "state", None) == C2SState.SESSION_ESTABLISHED)
+            phone.abort()
+            await eventually(lambda: getattr(_session(server, "alice@localhost/phone"),
+                                             "state", None) == C2SState.RESUME_SESSION)
+            bob.send_message(mto="alice@localhost", mbody="m3", mtype="chat")
+            _, iq = await asyncio.wait_for(app.published.get(), 5)
+            assert (summary(iq)["message-count"], summary(iq)["last-message-body"]) == (
+                "1", "m3")
+        finally:
+            await disconnect(bob)

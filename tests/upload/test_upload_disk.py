@@ -196,3 +196,30 @@ async def test_a_slot_asked_without_a_content_type_takes_the_puts(
                     assert r.status == 403
         finally:
             await disconnect(alice)
+
+
+async def test_a_name_with_percent_escapes_is_stored_as_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file saved from a web page often keeps its URL's escapes in its name ("Budget%20Q3.pdf").
+    # The slot's URLs percent-encode the name once (RFC 3986 §2.1: "%" itself is "%25"); the
+    # listener must decode them once too, or the name it checks is not the name it signed.
+    ca = make_test_ca(tmp_path / "certs")
+    trust(monkeypatch, ca)
+    port = free_port()
+    listener, modules = _config(tmp_path, port)
+    async with running_server(tmp_path, extra=listener, modules=modules) as server:
+        await add_user(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "secret", plugins=("xep_0363",))
+        try:
+            async with aiohttp.ClientSession() as http:
+                for name in ("Budget%20Q3.pdf", "a%2Fb.txt"):
+                    slot = await _raw_slot(alice, name, 5, "application/pdf")
+                    async with http.put(slot["put"], data=b"%PDF-",
+                                        headers={"Content-Type": "application/pdf"}) as r:
+                        assert r.status == 201, (name, r.status, await r.text())
+                    async with http.get(slot["get"]) as r:
+                        assert r.status == 200 and await r.read() == b"%PDF-"
+            stored = {p.name for p in _files(tmp_path / "files") if not p.name.startswith(".")}
+            assert stored == {"Budget%20Q3.pdf", "a%2Fb.txt"}
+        finally:
+            await disconnect(alice)

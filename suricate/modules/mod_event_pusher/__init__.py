@@ -146,6 +146,7 @@ class ModEventPusher(Module):
             self._hook(H.DISCO_SM_FEATURES, self._sm_features, 50)
             self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
             self._hook(H.USER_AVAILABLE, self.user_available, 50)
+            self._hook(H.SESSION_RESUMED, self.session_resumed, 50)
         if "http" in self.opts and self.opts["http"]["handlers"]:
             self.http = HttpBackend(self.server, self.opts["http"]["handlers"],
                                     pools.get("http", {}))
@@ -210,6 +211,14 @@ class ModEventPusher(Module):
             self.push.user_online(c2s.jid.bare)
         if self.rabbit is not None:
             self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), True)
+        return acc
+
+    def session_resumed(self, acc: None, c2s: C2S, old: C2S) -> None:
+        # XEP-0198 §5: a resumed stream gets every queued message, yet sends no new initial
+        # presence (no user_available): the phone is back, so what the next notification
+        # counts (XEP-0357 §7 message-count, unread or undelivered) starts again.
+        if self.push is not None:
+            self.push.user_online(c2s.jid.bare)
         return acc
 
     async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:

@@ -120,7 +120,10 @@ class UploadEndpoint:
 
         if request.method == "OPTIONS":
             return web.Response(status=200, headers=CORS)
-        located = self.slots.locate(request.path[len(self.prefix):])
+        # The still-encoded path: `request.path` is decoded already, and `locate` decodes
+        # each component once (a "%25" in the URL is a "%" of the name, RFC 3986 §2.1; a
+        # second decoding would turn a name's own "%20" into a space).
+        located = self.slots.locate(request.rel_url.raw_path[len(self.prefix):])
         if located is None:
             return web.Response(status=404, text="not found\n", headers=CORS)
         token, name = located
