@@ -378,7 +378,9 @@ class RedisNode:
         await self._refuse_redis_cluster()
         if self.failover is not None:
             await self.failover.moved()  # the master now: a failover is a change from it
-        self._address = await self.links.start(await self.store.cookie())
+        cookie = await self.store.cookie()
+        self.server.cluster_cookie = cookie  # the dialback secret derives from it (s2s.py)
+        self._address = await self.links.start(cookie)
         await self.store.join(self._address)
         self._addresses = await self.store.nodes()
         reaped = await self.store.reap_dead()

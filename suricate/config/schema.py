@@ -1110,7 +1110,10 @@ _S2S = Section(
         "shared": Option(
             Str(),
             None,
-            "Server dialback secret (XEP-0185); generated at start-up when absent.",
+            "Server dialback secret (XEP-0185). When absent: on a single node one is generated "
+            "at start-up; the nodes of a cluster (sm_backend = \"redis\", serve --workers) "
+            "derive one from the cluster cookie in Redis, so a key made on one node verifies "
+            "on any.",
         ),
         "outgoing": Option(
             Section(

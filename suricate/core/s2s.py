@@ -5,6 +5,8 @@ routing entry the router calls for domains that are neither ours nor a component
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Mapping
@@ -40,17 +42,19 @@ class S2SService:
         self.opts: Mapping[str, Any] = cfg["outgoing"]
         self.default_policy: str = cfg.get("default_policy") or ALLOW
         self.host_policy = {p["host"].lower(): p["policy"] for p in cfg.get("host_policy", [])}
-        # XEP-0185: keys derive from a secret; without [s2s] shared one is made per start
-        # (keys then only verify while this process runs, which is what dialback needs).
-        self.secret: str = cfg.get("shared") or secrets.token_hex(32)
+        # XEP-0185: keys derive from a secret: ``[s2s] shared``, else the cluster's (see
+        # ``secret``), else one made per start (keys then only verify while this process
+        # runs, which is what dialback needs of a single node).
+        self._shared: str | None = cfg.get("shared") or None
+        self._own_secret = secrets.token_hex(32)
         # [[host_config]] s2s tables (6.4: default_policy, host_policy host by host, shared),
         # by host type of the local domain.
-        self.by_host_type: dict[str, tuple[str, dict[str, str], str]] = {}
+        self.by_host_type: dict[str, tuple[str, dict[str, str], str | None]] = {}
         for host_type, host_cfg in overridden(server.cfg, "s2s").items():
             self.by_host_type[host_type] = (
                 host_cfg.get("default_policy") or ALLOW,
                 {p["host"].lower(): p["policy"] for p in host_cfg.get("host_policy", [])},
-                host_cfg.get("shared") or self.secret)
+                host_cfg.get("shared") or None)
         # general.route_subdomains = "s2s" (top level, or per host): subdomains of our
         # domains that nothing here serves go over s2s instead of being bounced.
         self.route_subdomains = server.cfg["general"].get("route_subdomains") == "s2s"
@@ -77,7 +81,7 @@ class S2SService:
         self.stopping = False
 
     # -- policy ---------------------------------------------------------------------------
-    def _host(self, local: str | None) -> tuple[str, dict[str, str], str] | None:
+    def _host(self, local: str | None) -> tuple[str, dict[str, str], str | None] | None:
         if local is None or not self.by_host_type:
             return None
         return self.by_host_type.get(self.server.domains.host_type(local.lower()))
@@ -90,10 +94,33 @@ class S2SService:
             return allowed(host[1].get(domain.lower(), host[0]))
         return allowed(self.host_policy.get(domain.lower(), self.default_policy))
 
+    @property
+    def secret(self) -> str:
+        """The dialback secret (XEP-0185) of domains without one of their own.
+
+        A peer checks a key by connecting to our domain (XEP-0220 §2.1.2, the authoritative
+        server), and with several nodes behind that domain (``sm_backend = "redis"``,
+        ``suricate serve --workers N``) it may reach another node than the one that made the
+        key: every node must derive the same keys. Without ``[s2s] shared`` the nodes derive
+        the secret from the cluster cookie they all read from Redis (``server.cluster_cookie``,
+        set when the node joins), as MongooseIM keeps its generated secret in the cluster's
+        shared store."""
+        if self._shared is not None:
+            return self._shared
+        cookie = self.server.cluster_cookie
+        if cookie is not None:
+            return hmac.new(cookie, b"suricate xep-0185 dialback secret",
+                            hashlib.sha256).hexdigest()
+        return self._own_secret
+
+    @secret.setter
+    def secret(self, value: str) -> None:  # tests: as [s2s] shared would set it
+        self._shared = value
+
     def secret_for(self, local: str) -> str:
         """The dialback secret (XEP-0185) of the local domain ``local``."""
         host = self._host(local)
-        return host[2] if host is not None else self.secret
+        return (host[2] if host is not None else None) or self.secret
 
     def serves(self, domain: str) -> bool:
         """A domain an incoming stream may address: ours, or a connected component's."""

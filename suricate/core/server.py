@@ -107,6 +107,9 @@ class Server:
         self.cluster = Cluster()
         # XEP-0386 §3: a client bound on another node ends its earlier sessions here.
         self.cluster.on(SAME_CLIENT_TOPIC, functools.partial(same_client_bound, self))
+        #: The secret every node of the cluster reads from Redis when it joins (None on a
+        #: single node): what the nodes must derive alike, such as the dialback secret.
+        self.cluster_cookie: bytes | None = None
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
