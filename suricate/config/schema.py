@@ -1690,8 +1690,8 @@ _SERVICES = Section(
             OMIT,
             "MongooseIM's store of dynamic domains (`general.host_types`).",
             inert=True,
-            inert_reason="Suricate always keeps dynamic domains in the database and re-reads "
-            "them every 10 s",
+            inert_reason="Suricate always keeps dynamic domains in the database; the other "
+            "nodes of a cluster re-read them when one changes them, and every 10 s",
         ),
     },
     doc="Services of a MongooseIM node.",

@@ -15,6 +15,7 @@ cluster layer (the import-linter layers in pyproject.toml).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -117,6 +118,21 @@ class Cluster:
                 raise NodeUnreachable(f"no handler for {op} here")
             return await handler(*args)
         return await self.backend.ask(node, op, args)
+
+    async def ask_others(self, op: str, *args: Any) -> list[str]:
+        """``op``'s handler run on every other node at once (nothing without a cluster);
+        the nodes that did not answer (``NodeUnreachable``), for the caller to log."""
+        backend = self.backend
+        if backend is None:
+            return []
+        others = [node for node in await backend.nodes() if node != backend.node]
+        results = await asyncio.gather(*(backend.ask(node, op, args) for node in others),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, NodeUnreachable):
+                raise result
+        return [node for node, result in zip(others, results, strict=True)
+                if isinstance(result, NodeUnreachable)]
 
     async def nodes(self) -> list[str]:
         """Every node of the cluster (this one alone without a cluster)."""

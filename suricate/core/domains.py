@@ -4,8 +4,9 @@ with ``service_domain_db``).
 
 A static host is its own host type. A dynamic domain lives in the database
 (``domain_settings``) and is served as soon as it is added and enabled, with no restart;
-another process sharing the database (a second node) picks changes up at the next
-``refresh``. ``served`` is the one set the router asks on every stanza, so it is kept ready
+another process sharing the database (a node of the same cluster) is told to re-read the
+table as soon as a change is made here (``after_change``), and re-reads it every
+``REFRESH_INTERVAL`` anyway (a node that was unreachable, or changes made by hand). ``served`` is the one set the router asks on every stanza, so it is kept ready
 rather than computed.
 """
 
@@ -57,6 +58,9 @@ class DomainRegistry:
         self.served: set[str] = set(hosts)
         #: Called after a change (instrumentation label caches, session kicks).
         self.listeners: list[Callable[[str, Domain | None], None]] = []
+        #: Awaited after a change made here (add, remove, enable/disable), not after a
+        #: refresh: the server asks the cluster's other nodes to refresh now.
+        self.after_change: Callable[[], Awaitable[None]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -- reading ------------------------------------------------------------------------------
@@ -139,6 +143,7 @@ class DomainRegistry:
         self.dynamic[domain] = DomainRecord(domain, host_type, True)
         self._changed(domain)
         log.info("domain_added domain=%s host_type=%s", domain, host_type)
+        await self._tell_others()
         return Domain(domain, host_type, True, False)
 
     async def remove(self, domain: str, host_type: str) -> Domain:
@@ -153,6 +158,7 @@ class DomainRegistry:
             await self.erase_in_batches(domain)
         await self.storage.delete_domain(domain, self.module_tables())
         log.info("domain_removed domain=%s", domain)
+        await self._tell_others()  # once the row is gone: what the other nodes re-read
         return Domain(domain, host_type, False, False)
 
     async def set_enabled(self, domain: str, enabled: bool) -> Domain:
@@ -161,7 +167,12 @@ class DomainRegistry:
         self.dynamic[domain] = DomainRecord(domain, record.host_type, enabled)
         self._changed(domain)
         log.info("domain_%s domain=%s", "enabled" if enabled else "disabled", domain)
+        await self._tell_others()
         return Domain(domain, record.host_type, enabled, False)
+
+    async def _tell_others(self) -> None:
+        if self.after_change is not None:
+            await self.after_change()
 
     def _changed(self, domain: str) -> None:
         self._recompute()

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.server")
 
+#: The cluster operation that makes a node re-read the dynamic domains now.
+DOMAINS_REFRESH_OP = "domains.refresh"
+
 #: Makes the handler of one ``[[listen.http.handlers.<kind>]]`` entry. The server makes its
 #: own (``mongoose_prometheus_handler``); handlers of higher layers come from whoever builds
 #: the server (``mongoose_graphql_handler``: ``suricate.admin.HTTP_HANDLERS``), as modules do.
@@ -83,6 +86,7 @@ class Server:
         self.domains = DomainRegistry(self.hosts, general.get("host_types") or [], self.storage,
                                       self.module_user_tables, self._erase_domain_batches)
         self.domains.listeners.append(self._domain_changed)
+        self.domains.after_change = self._domains_changed_here
         # [instrumentation]: the no-op base without handlers (DESIGN §3: nothing on the hot
         # path but a method call); labels carry the host type of a dynamic domain.
         self.handlers: list[Handler] = []
@@ -107,6 +111,7 @@ class Server:
         self.cluster = Cluster()
         # XEP-0386 §3: a client bound on another node ends its earlier sessions here.
         self.cluster.on(SAME_CLIENT_TOPIC, functools.partial(same_client_bound, self))
+        self.cluster.answer_on(DOMAINS_REFRESH_OP, self._refresh_domains)
         #: The secret every node of the cluster reads from Redis when it joins (None on a
         #: single node): what the nodes must derive alike, such as the dialback secret.
         self.cluster_cookie: bytes | None = None
@@ -466,6 +471,17 @@ class Server:
             for session in list(self.sessions):
                 if isinstance(session, C2S) and session.jid.domain == domain:
                     session.stream_error(StreamError("host-unknown", "domain disabled"))
+
+    async def _domains_changed_here(self) -> None:
+        """A domain was added, removed, enabled or disabled on this node: the other nodes
+        re-read the table now, so a new domain is served (and a removed one ends its
+        sessions) on every node when the operation returns, not at their next refresh."""
+        for node in await self.cluster.ask_others(DOMAINS_REFRESH_OP):
+            log.warning("domains_refresh_unreachable node=%s", node)  # it refreshes later
+
+    async def _refresh_domains(self) -> bool:
+        await self.domains.load()
+        return True
 
     def module_for(self, name: str, domain: str) -> Module | None:
         """The instance of module ``name`` serving ``domain`` (its ``[[host_config]]`` may

@@ -26,7 +26,6 @@ from typing import Any
 
 from suricate.config.spec import Int, IntOrInfinity, OneOf, Option, Section
 from suricate.core import hooks as H
-from suricate.core.cluster import NodeUnreachable
 from suricate.core.module import Module
 from suricate.instrument import Instrumentation
 from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
@@ -155,17 +154,9 @@ class ModCacheUsers(Module):
         """REMOVE_USER: the account is gone, here and on the other nodes of the cluster."""
         key = str(jid.bare)
         self.cache.discard(key)
-        backend = self.server.cluster.backend
-        if backend is None:
-            return acc
-        for node in await backend.nodes():
-            if node == backend.node:
-                continue
-            try:
-                await backend.ask(node, FORGET_OP, (key,))
-            except NodeUnreachable:
-                # A node that does not answer forgets it at its next rotations at the latest.
-                log.warning("cache_forget_unreachable node=%s user=%s", node, key)
+        for node in await self.server.cluster.ask_others(FORGET_OP, key):
+            # A node that does not answer forgets it at its next rotations at the latest.
+            log.warning("cache_forget_unreachable node=%s user=%s", node, key)
         return acc
 
     async def _forget_here(self, key: str) -> bool:

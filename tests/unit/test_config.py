@@ -1453,7 +1453,8 @@ def test_services_of_the_64_default_config_are_accepted_with_a_warning() -> None
     assert warnings_of(text) == [
         f"services.service_mongoose_system_metrics: {INERT}: Suricate sends no usage reports",
         f"services.service_domain_db: {INERT}: Suricate always keeps dynamic domains in the "
-        "database and re-reads them every 10 s",
+        "database; the other nodes of a cluster re-read them when one changes them, and every "
+        "10 s",
     ]
     assert warnings_of("[services.service_mongoose_system_metrics]\n") == [
         f"services.service_mongoose_system_metrics: {INERT}: Suricate sends no usage reports",
