@@ -187,3 +187,23 @@ async def test_roster_and_whitelist_access_models(server: Server) -> None:
         await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:secret")
     assert err.value.condition == "not-allowed" and "closed-node" in str(err.value.iq)
     await disconnect(alice, bob, carol)
+
+
+async def test_a_new_presence_subscriber_gets_the_last_item(server: Server) -> None:
+    """XEP-0163 §4.3.4: "a PEP service MUST send the last published item to all new
+    subscribers": dave, online with +notify, gets alice's tune as soon as alice approves his
+    presence subscription, not only at his next login."""
+    await accounts(server, "alice", "dave")
+    alice, _ = await online(server, "alice")
+    dave, dave_events = await online(server, "dave", (TUNE,))
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="t1",
+                                           payload=payload(SONG))
+    await dave_events.none("publish")  # not a contact yet
+    dave.send_presence(pto="alice@localhost", ptype="subscribe")
+    await alice.next_presence(type_="subscribe")
+    alice.send_presence(pto="dave@localhost", ptype="subscribed")
+    event = await dave_events.next("publish")
+    assert str(event["from"]) == "alice@localhost"
+    assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+    assert event["delay"]["stamp"] is not None
+    await disconnect(alice, dave)

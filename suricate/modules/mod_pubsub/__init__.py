@@ -47,6 +47,7 @@ from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
+from suricate.protocol import subscription as roster_sub
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import result_reply
 from suricate.xml import ns
@@ -186,6 +187,9 @@ class ModPubsub(Module):
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
         (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
+        # After mod_roster (50), which saved the change and says what it was.
+        (H.ROSTER_OUT_SUBSCRIPTION, "new_presence_subscriber", 60),
+        (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
@@ -1104,7 +1108,7 @@ class ModPubsub(Module):
         for notifications gets the last item of each node it may see."""
         if not self.pep or c2s.jid is None:
             return acc
-        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        wanted = _notify(features)
         if not wanted:
             return acc
         me = c2s.jid.bare
@@ -1128,7 +1132,7 @@ class ModPubsub(Module):
                                      features: frozenset[str]) -> None:
         """§4.3.4 across servers: a contact's client elsewhere asked for notifications in
         the presence it sent ``user``; it gets ``user``'s last items it may see."""
-        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        wanted = _notify(features)
         if not self.pep or not wanted:
             return acc
         if self.opts["ignore_pep_from_offline"] and not any(
@@ -1139,6 +1143,35 @@ class ModPubsub(Module):
             return acc  # as for local contacts: only the owner's presence subscribers
         await self._send_last_items(user, frm, wanted)
         return acc
+
+    async def new_presence_subscriber(self, acc: roster_sub.Transition | None, user: JID,
+                                      contact: JID, type_: str,
+                                      stanza: Element) -> roster_sub.Transition | None:
+        """XEP-0163 §4.3.4: "a PEP service MUST send the last published item to all new
+        subscribers". ``contact`` has just become a subscriber to ``user``'s presence (the
+        user approved, or a pre-approval accepted the request, RFC 6121 §3.1.5, §3.4): its
+        available resources that asked for a node with +notify get ``user``'s last item of
+        it, as they would at their next initial presence (§4.3.3.2). Run in a task, so the
+        item follows the subscription stanza itself."""
+        if self.pep and acc is not None and acc.gained_from:
+            self.server.spawn(self._last_items_to_new_subscriber(user.bare, contact.bare))
+        return acc
+
+    async def _last_items_to_new_subscriber(self, owner: JID, contact: JID) -> None:
+        if self.opts["ignore_pep_from_offline"] and not any(
+                s.available for s in self.server.sessions.resources(owner)):
+            return  # as at a contact's initial presence: only the items of online owners
+        if self.server.is_local_domain(contact.domain):
+            for session in self.server.sessions.resources(contact):
+                wanted = _notify(session_features(session))
+                if session.available and wanted:
+                    await self._send_last_items(owner, session.jid, wanted, session)
+            return
+        caps: Any = self.server.modules.get("mod_caps")
+        for full, features in caps.remote_features(contact) if caps else ():
+            wanted = _notify(features)
+            if wanted:
+                await self._send_last_items(owner, full, wanted)
 
     async def _send_last_items(self, owner: JID, reader: JID, wanted: set[str],
                                session: Any = None) -> None:
@@ -1234,6 +1267,11 @@ def _parse_one(xml: str) -> Element | None:
     except XMLStreamError:
         return None
     return elements[0] if elements else None
+
+
+def _notify(features: frozenset[str]) -> set[str]:
+    """The nodes a client asked notifications of: ``<node>+notify`` (XEP-0163 §4.3.1)."""
+    return {f[:-7] for f in features if f.endswith("+notify")}
 
 
 def _show(session: Any) -> str:
