@@ -89,6 +89,10 @@ async def test_publish_options_precondition_and_max_items(server: Server) -> Non
     assert [i["id"] for i in items["pubsub"]["items"]] == ["i0", "i1", "i2"]
     newest = await pubsub.get_items("alice@localhost", node, max_items=1)
     assert [i["id"] for i in newest["pubsub"]["items"]] == ["i2"]
+    # §6.5.7: a count of items; a negative one is bad input, not a database LIMIT.
+    with pytest.raises(IqError) as err:
+        await pubsub.get_items("alice@localhost", node, max_items=-1)
+    assert err.value.condition == "bad-request"
     by_id = await pubsub.get_item("alice@localhost", node, "i1")
     assert [i["id"] for i in by_id["pubsub"]["items"]] == ["i1"]
     # XEP-0060 §7.1.5: options that contradict the node's configuration are refused.
