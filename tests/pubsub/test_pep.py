@@ -45,6 +45,13 @@ async def test_publish_notifies_contacts_with_notify_caps_only(server: Server) -
     # XEP-0163 §4.3.2: the owner's own resources that asked for it are told too.
     assert (await alice_events.next("publish"))["pubsub_event"]["items"]["node"] == TUNE
     await carol_events.none("publish")
+    # XEP-0163 §5, §6.1: the account shows identity pubsub/pep and the features a PEP
+    # service must support.
+    info = await bob.plugin["xep_0030"].get_info(jid="alice@localhost")
+    assert ("pubsub", "pep", None, None) in info["disco_info"]["identities"]
+    features = set(info["disco_info"]["features"])
+    assert {f"http://jabber.org/protocol/pubsub#{f}" for f in (
+        "auto-create", "auto-subscribe", "filtered-notifications", "publish-options")} <= features
     await disconnect(alice, bob, carol)
 
 

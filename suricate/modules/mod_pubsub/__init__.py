@@ -196,7 +196,10 @@ class ModPubsub(Module):
         (H.VCARD_STORED, "vcard_stored", 50),
     )
     iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
-    sm_features = (PUBSUB, *FEATURES)
+    # XEP-0163 §5 (and the §6.1 example): a PEP service supports auto-subscribe, the
+    # presence subscription standing for a node subscription (§4.1); the pubsub service
+    # at pubsub.<domain> does not.
+    sm_features = (PUBSUB, *FEATURES, f"{PUBSUB}#auto-subscribe")
 
     def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
