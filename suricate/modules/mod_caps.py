@@ -218,7 +218,13 @@ class ModCaps(Module):
             return stanza
         key = (node, ver, algo)
         current = CAPS_SLOT.get(c2s)
+        # Before mod_presence (80) records it: no presence yet, or the client was
+        # unavailable, makes this an initial presence (RFC 6121 §4.2), after which PEP
+        # sends the last items again (XEP-0163 §4.3.3.2), whatever the hash.
+        initial = c2s.presence is None
         if current is not None and current.key == key and current.pending is None:
+            if initial and current.features:
+                self.server.spawn(self._recognised(c2s, current.features))
             return stanza  # nothing new (a status change)
         features = self.cached(key)
         if features is not None:

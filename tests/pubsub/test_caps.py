@@ -88,3 +88,22 @@ async def test_a_client_that_changes_its_caps_gets_its_new_interests(server: Ser
     assert (await bob_events.next("publish"))["pubsub_event"]["items"]["item"]["id"] == "m2"
     await disconnect(alice, bob)
 
+
+async def test_available_again_is_an_initial_presence(server: Server) -> None:
+    """XEP-0163 §4.3.3.2: the last item goes to a resource at its initial presence, and an
+    available presence after an unavailable one is initial again (RFC 6121 §4.2), with the
+    same caps: what was published meanwhile reaches it."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    bob.send_presence(ptype="unavailable")
+    await alice.next_presence(type_="unavailable")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", TUNE, id="t1", payload=payload(f"<tune xmlns='{TUNE}'/>"))
+    await bob_events.none("publish")  # unavailable: not notified
+    bob.send_presence()
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+    assert event["delay"]["stamp"] is not None
+    await disconnect(alice, bob)
