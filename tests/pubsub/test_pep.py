@@ -218,3 +218,25 @@ async def test_a_new_presence_subscriber_gets_the_last_item(server: Server) -> N
     assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
     assert event["delay"]["stamp"] is not None
     await disconnect(alice, dave)
+
+
+async def test_a_subscriber_that_loses_access_loses_its_subscription(server: Server) -> None:
+    """XEP-0163 §7.1: when a presence subscription changes, access to presence nodes is
+    computed again and a subscriber that lost it "MUST" lose its subscription: bob, who
+    subscribed explicitly to alice's tune, hears nothing more once alice cancels his
+    presence subscription."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob")  # no +notify: only the explicit subscription
+    pubsub = alice.plugin["xep_0060"]
+    await pubsub.publish("alice@localhost", TUNE, id="t1", payload=payload(SONG))
+    await bob.plugin["xep_0060"].subscribe("alice@localhost", TUNE)
+    await bob_events.next("publish")  # the last item, on subscription
+    alice.send_presence(pto="bob@localhost", ptype="unsubscribed")
+    await bob.next_presence(type_="unsubscribed")
+    await pubsub.publish("alice@localhost", TUNE, id="t2", payload=payload(SONG))
+    await bob_events.none("publish")
+    subs = await bob.plugin["xep_0060"].get_subscriptions("alice@localhost")
+    assert list(subs["pubsub"]["subscriptions"]) == []
+    await disconnect(alice, bob)

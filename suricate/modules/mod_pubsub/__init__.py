@@ -955,6 +955,9 @@ class ModPubsub(Module):
                 continue
             if jid.bare in seen and host.pep:
                 continue
+            if config["access_model"] in ("presence", "roster", "whitelist") \
+                    and not await self._still_allowed(host, node, config, jid, jid_text):
+                continue
             local = self.server.is_local_domain(jid.domain)
             if config.get("presence_based_delivery") and local and not any(
                     s.available for s in self.server.sessions.resources(jid.bare)):
@@ -976,6 +979,22 @@ class ModPubsub(Module):
                     bodies.add(jid)
                 jids.append(jid)
         return sessions, jids, bodies
+
+    async def _still_allowed(self, host: Host, node: str, config: Mapping[str, Any],
+                             jid: JID, jid_text: str) -> bool:
+        """Whether a subscriber may still see the node. XEP-0163 §7.1: access to presence
+        and roster nodes changes with the owner's roster (a presence subscription cancelled,
+        a contact moved out of a group), and a subscriber that lost it MUST lose its
+        subscription; the node's access model may have changed too (XEP-0060 §4.5). Checked
+        when a notification is about to go out, so no change of roster or configuration is
+        missed: the subscription is cancelled then, and the notification not sent."""
+        try:
+            await self._check_access(host, node, config, jid)
+        except StanzaError:
+            await self.store.remove_subscription(host.key, node, jid_text, None)
+            log.info("pubsub_subscription_cancelled node=%s jid=%s", node, jid_text)
+            return False
+        return True
 
     async def _broadcast(self, host: Host, node: str, config: Mapping[str, Any],
                          event: Element) -> None:
