@@ -11,7 +11,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_roster.store import RosterItem
 from tests.e2e.harness import disconnect
-from tests.pubsub.conftest import accounts, friends, online, payload
+from tests.pubsub.conftest import PLUGINS, accounts, friends, online, payload
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -239,4 +239,23 @@ async def test_a_subscriber_that_loses_access_loses_its_subscription(server: Ser
     await bob_events.none("publish")
     subs = await bob.plugin["xep_0060"].get_subscriptions("alice@localhost")
     assert list(subs["pubsub"]["subscriptions"]) == []
+    await disconnect(alice, bob)
+
+
+async def test_a_blocked_contact_gets_an_error_not_silence(server: Server) -> None:
+    """XEP-0191 §3.3: alice blocked bob, so her server keeps her PEP items from him; his
+    request is still answered, with service-unavailable (RFC 6120 §8.2.3: an IQ gets a
+    response), instead of being left to time out."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice", plugins=(*PLUGINS, "xep_0191"))
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="t1",
+                                           payload=payload(SONG))
+    await bob_events.next("publish")
+    await alice.plugin["xep_0191"].block("bob@localhost")
+    with pytest.raises(IqError) as err:
+        await bob.plugin["xep_0060"].get_items("alice@localhost", TUNE, timeout=3)
+    assert err.value.condition == "service-unavailable"
+    assert "Yesterday" not in str(err.value.iq)
     await disconnect(alice, bob)
