@@ -532,9 +532,9 @@ class ModPubsub(Module):
             except ValueError:
                 max_items = -1
             if max_items < 0:
-                # XEP-0060 §6.5.7: a count of items (XML Schema: positiveInteger). A negative
-                # one reached the database's LIMIT: every item on SQLite, an error on
-                # PostgreSQL and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
+                # XEP-0060 §6.5.7: a count of items (0 answers no item). A negative one
+                # reached the database's LIMIT: every item on SQLite, an error on PostgreSQL
+                # and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
                 raise StanzaError("bad-request", "max_items is not a number of items")
         found = await self.store.get_items(host.key, node, ids or None, max_items)
         result = Element("pubsub", PUBSUB)
