@@ -48,11 +48,14 @@ QUERY_TIMEOUT = 10.0
 class SessionCaps:
     """What the server knows of one session's client."""
 
-    __slots__ = ("key", "features")
+    __slots__ = ("key", "features", "pending")
 
     def __init__(self, key: tuple[str, str, str], features: frozenset[str]) -> None:
         self.key = key  # (node, ver, hash)
         self.features = features
+        # The key of the client's newest presence while its features are being asked for
+        # (XEP-0115 §6.2); None when ``key`` is the newest. Not carried with the session.
+        self.pending: tuple[str, str, str] | None = None
 
 
 CAPS_SLOT: SessionSlot[SessionCaps] = SessionSlot("mod_caps")
@@ -215,13 +218,24 @@ class ModCaps(Module):
             return stanza
         key = (node, ver, algo)
         current = CAPS_SLOT.get(c2s)
-        if current is not None and current.key == key:
+        # Before mod_presence (80) records it: no presence yet, or the client was
+        # unavailable, makes this an initial presence (RFC 6121 §4.2), after which PEP
+        # sends the last items again (XEP-0163 §4.3.3.2), whatever the hash.
+        initial = c2s.presence is None
+        if current is not None and current.key == key and current.pending is None:
+            if initial and current.features:
+                self.server.spawn(self._recognised(c2s, current.features))
             return stanza  # nothing new (a status change)
         features = self.cached(key)
         if features is not None:
             self._set_caps(c2s, SessionCaps(key, features))
             self.server.spawn(self._recognised(c2s, features))
         else:
+            if current is None:
+                # Nothing known yet: a placeholder that only says which hash is newest.
+                current = SessionCaps(("", "", ""), frozenset())
+                CAPS_SLOT.set(c2s, current)
+            current.pending = key
             self.server.spawn(self._learn(c2s, key))
         return stanza
 
@@ -248,9 +262,12 @@ class ModCaps(Module):
         features = await self._features(key, c2s.jid.domain, c2s.jid)
         if features is None or c2s.jid is None:
             return
-        # The client may have sent another hash meanwhile: the newest presence wins.
+        # The client may have sent another hash meanwhile: the newest presence wins. (The
+        # features of the previous hash stay until the new ones are known; comparing with
+        # them instead of with the newest presence kept a client that changed its caps to
+        # an unknown hash on its old features.)
         current = CAPS_SLOT.get(c2s)
-        if current is not None and current.key != key and current.features:
+        if current is not None and current.pending != key:
             return
         self._set_caps(c2s, SessionCaps(key, features))
         await self._recognised(c2s, features)

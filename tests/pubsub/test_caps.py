@@ -7,8 +7,9 @@ import re
 from suricate.core.server import Server
 from suricate.modules.mod_caps import caps_hash
 from suricate.xml.parser import parse_fragment
+from tests.e2e.harness import disconnect
 from tests.e2e.test_roster_presence import raw_session
-from tests.pubsub.conftest import accounts
+from tests.pubsub.conftest import accounts, friends, online, payload
 
 SIMPLE = """<query xmlns='http://jabber.org/protocol/disco#info'>
 <identity category='client' name='Exodus 0.9.1' type='pc'/>
@@ -61,3 +62,48 @@ async def test_server_announces_its_caps_and_answers_for_them(server: Server) ->
     answer = await raw.expect(r"<iq[^>]*id=.d1.*?</iq>")
     query = parse_fragment(answer)[0].find("query", "http://jabber.org/protocol/disco#info")
     assert query is not None and caps_hash(query, "sha-1") == ver  # XEP-0115 §5.4
+
+
+TUNE = "http://jabber.org/protocol/tune"
+MOOD = "http://jabber.org/protocol/mood"
+
+
+async def test_a_client_that_changes_its_caps_gets_its_new_interests(server: Server) -> None:
+    """A client adds a +notify interest mid-session: its presence carries a hash the server
+    does not know, which it learns by asking (XEP-0115 §6.2) and then uses, sending the last
+    item of the new node (XEP-0163 §4.3.4) and its notifications from then on."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", MOOD, id="m1", payload=payload(f"<mood xmlns='{MOOD}'><happy/></mood>"))
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    bob.plugin["xep_0030"].add_feature(f"{MOOD}+notify")
+    await bob.plugin["xep_0115"].update_caps(broadcast=False)
+    bob.send_presence()
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["node"] == MOOD
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", MOOD, id="m2", payload=payload(f"<mood xmlns='{MOOD}'><sad/></mood>"))
+    assert (await bob_events.next("publish"))["pubsub_event"]["items"]["item"]["id"] == "m2"
+    await disconnect(alice, bob)
+
+
+async def test_available_again_is_an_initial_presence(server: Server) -> None:
+    """XEP-0163 §4.3.3.2: the last item goes to a resource at its initial presence, and an
+    available presence after an unavailable one is initial again (RFC 6121 §4.2), with the
+    same caps: what was published meanwhile reaches it."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    bob.send_presence(ptype="unavailable")
+    await alice.next_presence(type_="unavailable")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", TUNE, id="t1", payload=payload(f"<tune xmlns='{TUNE}'/>"))
+    await bob_events.none("publish")  # unavailable: not notified
+    bob.send_presence()
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+    assert event["delay"]["stamp"] is not None
+    await disconnect(alice, bob)

@@ -11,7 +11,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_roster.store import RosterItem
 from tests.e2e.harness import disconnect
-from tests.pubsub.conftest import accounts, friends, online, payload
+from tests.pubsub.conftest import PLUGINS, accounts, friends, online, payload
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -45,6 +45,13 @@ async def test_publish_notifies_contacts_with_notify_caps_only(server: Server) -
     # XEP-0163 §4.3.2: the owner's own resources that asked for it are told too.
     assert (await alice_events.next("publish"))["pubsub_event"]["items"]["node"] == TUNE
     await carol_events.none("publish")
+    # XEP-0163 §5, §6.1: the account shows identity pubsub/pep and the features a PEP
+    # service must support.
+    info = await bob.plugin["xep_0030"].get_info(jid="alice@localhost")
+    assert ("pubsub", "pep", None, None) in info["disco_info"]["identities"]
+    features = set(info["disco_info"]["features"])
+    assert {f"http://jabber.org/protocol/pubsub#{f}" for f in (
+        "auto-create", "auto-subscribe", "filtered-notifications", "publish-options")} <= features
     await disconnect(alice, bob, carol)
 
 
@@ -89,6 +96,10 @@ async def test_publish_options_precondition_and_max_items(server: Server) -> Non
     assert [i["id"] for i in items["pubsub"]["items"]] == ["i0", "i1", "i2"]
     newest = await pubsub.get_items("alice@localhost", node, max_items=1)
     assert [i["id"] for i in newest["pubsub"]["items"]] == ["i2"]
+    # §6.5.7: a count of items; a negative one is bad input, not a database LIMIT.
+    with pytest.raises(IqError) as err:
+        await pubsub.get_items("alice@localhost", node, max_items=-1)
+    assert err.value.condition == "bad-request"
     by_id = await pubsub.get_item("alice@localhost", node, "i1")
     assert [i["id"] for i in by_id["pubsub"]["items"]] == ["i1"]
     # XEP-0060 §7.1.5: options that contradict the node's configuration are refused.
@@ -187,3 +198,64 @@ async def test_roster_and_whitelist_access_models(server: Server) -> None:
         await carol.plugin["xep_0060"].get_items("alice@localhost", "urn:example:secret")
     assert err.value.condition == "not-allowed" and "closed-node" in str(err.value.iq)
     await disconnect(alice, bob, carol)
+
+
+async def test_a_new_presence_subscriber_gets_the_last_item(server: Server) -> None:
+    """XEP-0163 §4.3.4: "a PEP service MUST send the last published item to all new
+    subscribers": dave, online with +notify, gets alice's tune as soon as alice approves his
+    presence subscription, not only at his next login."""
+    await accounts(server, "alice", "dave")
+    alice, _ = await online(server, "alice")
+    dave, dave_events = await online(server, "dave", (TUNE,))
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="t1",
+                                           payload=payload(SONG))
+    await dave_events.none("publish")  # not a contact yet
+    dave.send_presence(pto="alice@localhost", ptype="subscribe")
+    await alice.next_presence(type_="subscribe")
+    alice.send_presence(pto="dave@localhost", ptype="subscribed")
+    event = await dave_events.next("publish")
+    assert str(event["from"]) == "alice@localhost"
+    assert event["pubsub_event"]["items"]["item"]["id"] == "t1"
+    assert event["delay"]["stamp"] is not None
+    await disconnect(alice, dave)
+
+
+async def test_a_subscriber_that_loses_access_loses_its_subscription(server: Server) -> None:
+    """XEP-0163 §7.1: when a presence subscription changes, access to presence nodes is
+    computed again and a subscriber that lost it "MUST" lose its subscription: bob, who
+    subscribed explicitly to alice's tune, hears nothing more once alice cancels his
+    presence subscription."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob")  # no +notify: only the explicit subscription
+    pubsub = alice.plugin["xep_0060"]
+    await pubsub.publish("alice@localhost", TUNE, id="t1", payload=payload(SONG))
+    await bob.plugin["xep_0060"].subscribe("alice@localhost", TUNE)
+    await bob_events.next("publish")  # the last item, on subscription
+    alice.send_presence(pto="bob@localhost", ptype="unsubscribed")
+    await bob.next_presence(type_="unsubscribed")
+    await pubsub.publish("alice@localhost", TUNE, id="t2", payload=payload(SONG))
+    await bob_events.none("publish")
+    subs = await bob.plugin["xep_0060"].get_subscriptions("alice@localhost")
+    assert list(subs["pubsub"]["subscriptions"]) == []
+    await disconnect(alice, bob)
+
+
+async def test_a_blocked_contact_gets_an_error_not_silence(server: Server) -> None:
+    """XEP-0191 §3.3: alice blocked bob, so her server keeps her PEP items from him; his
+    request is still answered, with service-unavailable (RFC 6120 §8.2.3: an IQ gets a
+    response), instead of being left to time out."""
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice", plugins=(*PLUGINS, "xep_0191"))
+    bob, bob_events = await online(server, "bob", (TUNE,))
+    await alice.plugin["xep_0060"].publish("alice@localhost", TUNE, id="t1",
+                                           payload=payload(SONG))
+    await bob_events.next("publish")
+    await alice.plugin["xep_0191"].block("bob@localhost")
+    with pytest.raises(IqError) as err:
+        await bob.plugin["xep_0060"].get_items("alice@localhost", TUNE, timeout=3)
+    assert err.value.condition == "service-unavailable"
+    assert "Yesterday" not in str(err.value.iq)
+    await disconnect(alice, bob)

@@ -354,6 +354,16 @@ class ModBlocking(Module):
             if (stanza.name == "presence" and stanza.attrs.get("type") == "unavailable") or \
                     stanza.attrs.get("type") == "error":
                 return stanza
+            if stanza.name == "iq" and stanza.attrs.get("type") == "result":
+                # The server's answer, for the user, to a request of this recipient (its
+                # disco#info, vCard or PEP items at the user's bare JID): the data does not
+                # go, but the request is answered (RFC 6120 §8.2.3), as an IQ to the user
+                # is (§3.3: service-unavailable), rather than left to time out.
+                error = Element("iq", ns.CLIENT, {
+                    k: v for k, v in stanza.attrs.items() if k in ("id", "from", "to")})
+                error.attrs["type"] = "error"
+                error.append(StanzaError("service-unavailable").to_element())
+                return error
             return None
         return stanza
 

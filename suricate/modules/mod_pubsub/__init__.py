@@ -47,6 +47,7 @@ from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
+from suricate.protocol import subscription as roster_sub
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import result_reply
 from suricate.xml import ns
@@ -186,13 +187,19 @@ class ModPubsub(Module):
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
         (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
+        # After mod_roster (50), which saved the change and says what it was.
+        (H.ROSTER_OUT_SUBSCRIPTION, "new_presence_subscriber", 60),
+        (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
         (H.VCARD_STORED, "vcard_stored", 50),
     )
     iq_handlers = (("sm", PUBSUB, "pep_iq"), ("sm", PUBSUB_OWNER, "pep_iq"))
-    sm_features = (PUBSUB, *FEATURES)
+    # XEP-0163 §5 (and the §6.1 example): a PEP service supports auto-subscribe, the
+    # presence subscription standing for a node subscription (§4.1); the pubsub service
+    # at pubsub.<domain> does not.
+    sm_features = (PUBSUB, *FEATURES, f"{PUBSUB}#auto-subscribe")
 
     def __init__(self, server: Any, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
@@ -523,7 +530,12 @@ class ModPubsub(Module):
             try:
                 max_items = int(action.attrs["max_items"])
             except ValueError:
-                raise StanzaError("bad-request", "max_items is not a number") from None
+                max_items = -1
+            if max_items < 0:
+                # XEP-0060 §6.5.7: a count of items (0 answers no item). A negative one
+                # reached the database's LIMIT: every item on SQLite, an error on PostgreSQL
+                # and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
+                raise StanzaError("bad-request", "max_items is not a number of items")
         found = await self.store.get_items(host.key, node, ids or None, max_items)
         result = Element("pubsub", PUBSUB)
         items_el = result.add("items", attrs={"node": node})
@@ -943,6 +955,9 @@ class ModPubsub(Module):
                 continue
             if jid.bare in seen and host.pep:
                 continue
+            if config["access_model"] in ("presence", "roster", "whitelist") \
+                    and not await self._still_allowed(host, node, config, jid, jid_text):
+                continue
             local = self.server.is_local_domain(jid.domain)
             if config.get("presence_based_delivery") and local and not any(
                     s.available for s in self.server.sessions.resources(jid.bare)):
@@ -964,6 +979,22 @@ class ModPubsub(Module):
                     bodies.add(jid)
                 jids.append(jid)
         return sessions, jids, bodies
+
+    async def _still_allowed(self, host: Host, node: str, config: Mapping[str, Any],
+                             jid: JID, jid_text: str) -> bool:
+        """Whether a subscriber may still see the node. XEP-0163 §7.1: access to presence
+        and roster nodes changes with the owner's roster (a presence subscription cancelled,
+        a contact moved out of a group), and a subscriber that lost it MUST lose its
+        subscription; the node's access model may have changed too (XEP-0060 §4.5). Checked
+        when a notification is about to go out, so no change of roster or configuration is
+        missed: the subscription is cancelled then, and the notification not sent."""
+        try:
+            await self._check_access(host, node, config, jid)
+        except StanzaError:
+            await self.store.remove_subscription(host.key, node, jid_text, None)
+            log.info("pubsub_subscription_cancelled node=%s jid=%s", node, jid_text)
+            return False
+        return True
 
     async def _broadcast(self, host: Host, node: str, config: Mapping[str, Any],
                          event: Element) -> None:
@@ -1104,7 +1135,7 @@ class ModPubsub(Module):
         for notifications gets the last item of each node it may see."""
         if not self.pep or c2s.jid is None:
             return acc
-        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        wanted = _notify(features)
         if not wanted:
             return acc
         me = c2s.jid.bare
@@ -1128,7 +1159,7 @@ class ModPubsub(Module):
                                      features: frozenset[str]) -> None:
         """§4.3.4 across servers: a contact's client elsewhere asked for notifications in
         the presence it sent ``user``; it gets ``user``'s last items it may see."""
-        wanted = {f[:-7] for f in features if f.endswith("+notify")}
+        wanted = _notify(features)
         if not self.pep or not wanted:
             return acc
         if self.opts["ignore_pep_from_offline"] and not any(
@@ -1139,6 +1170,35 @@ class ModPubsub(Module):
             return acc  # as for local contacts: only the owner's presence subscribers
         await self._send_last_items(user, frm, wanted)
         return acc
+
+    async def new_presence_subscriber(self, acc: roster_sub.Transition | None, user: JID,
+                                      contact: JID, type_: str,
+                                      stanza: Element) -> roster_sub.Transition | None:
+        """XEP-0163 §4.3.4: "a PEP service MUST send the last published item to all new
+        subscribers". ``contact`` has just become a subscriber to ``user``'s presence (the
+        user approved, or a pre-approval accepted the request, RFC 6121 §3.1.5, §3.4): its
+        available resources that asked for a node with +notify get ``user``'s last item of
+        it, as they would at their next initial presence (§4.3.3.2). Run in a task, so the
+        item follows the subscription stanza itself."""
+        if self.pep and acc is not None and acc.gained_from:
+            self.server.spawn(self._last_items_to_new_subscriber(user.bare, contact.bare))
+        return acc
+
+    async def _last_items_to_new_subscriber(self, owner: JID, contact: JID) -> None:
+        if self.opts["ignore_pep_from_offline"] and not any(
+                s.available for s in self.server.sessions.resources(owner)):
+            return  # as at a contact's initial presence: only the items of online owners
+        if self.server.is_local_domain(contact.domain):
+            for session in self.server.sessions.resources(contact):
+                wanted = _notify(session_features(session))
+                if session.available and wanted:
+                    await self._send_last_items(owner, session.jid, wanted, session)
+            return
+        caps: Any = self.server.modules.get("mod_caps")
+        for full, features in caps.remote_features(contact) if caps else ():
+            wanted = _notify(features)
+            if wanted:
+                await self._send_last_items(owner, full, wanted)
 
     async def _send_last_items(self, owner: JID, reader: JID, wanted: set[str],
                                session: Any = None) -> None:
@@ -1234,6 +1294,11 @@ def _parse_one(xml: str) -> Element | None:
     except XMLStreamError:
         return None
     return elements[0] if elements else None
+
+
+def _notify(features: frozenset[str]) -> set[str]:
+    """The nodes a client asked notifications of: ``<node>+notify`` (XEP-0163 §4.3.1)."""
+    return {f[:-7] for f in features if f.endswith("+notify")}
 
 
 def _show(session: Any) -> str:
