@@ -15,9 +15,19 @@ from pathlib import Path
 
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules.mod_fast_auth_token import whole_record_fingerprint
-from suricate.sasl.passwords import format_scram_record, keys_from_plain, parse_scram_record
+from suricate.modules.mod_fast_auth_token import (
+    credential_fingerprint,
+    credential_fingerprints,
+    whole_record_fingerprint,
+)
+from suricate.sasl.passwords import (
+    ScramKeys,
+    format_scram_record,
+    keys_from_plain,
+    parse_scram_record,
+)
 from suricate.sasl.scram_client import ScramClient
+from suricate.storage.base import UserRecord
 from tests.e2e.harness import connect, disconnect, running_server
 from tests.e2e.tls_client import TestClient
 from tests.mobile.client import SASL2, Sasl2Client, bind2, request_token
@@ -172,3 +182,21 @@ async def test_a_fast_token_outlives_an_upgrade_not_a_password_change(tmp_path: 
         assert await asyncio.to_thread(fast, issued)
         await server.auth.set_password(JID.parse("cy@localhost"), "a new one")
         assert not await asyncio.to_thread(fast, issued)
+
+
+def test_a_token_outlives_an_upgrade_that_adds_a_hash_before_the_first() -> None:
+    """A token is bound to the first SCRAM hash of the record when it is issued; an upgrade
+    may add one before it (SHA-256 to a SHA-512-only record): the token's hash is still
+    stored, so it still verifies (it is among ``credential_fingerprints``); a new password
+    (new salts, every key replaced) ends it."""
+    def record(keys: dict[str, ScramKeys]) -> UserRecord:
+        return UserRecord("localhost", "di", None, format_scram_record(keys), 0.0)
+
+    sha512 = keys_from_plain(PASSWORD, "sha512", os.urandom(16), 4096)
+    issued = credential_fingerprint(record({"sha512": sha512}))
+    upgraded = record({"sha512": sha512,
+                       "sha256": keys_from_plain(PASSWORD, "sha256", os.urandom(16), 4096)})
+    assert credential_fingerprint(upgraded) != issued  # the first hash is now SHA-256
+    assert issued in credential_fingerprints(upgraded)
+    renewed = record({"sha512": keys_from_plain("a new one", "sha512", os.urandom(16), 4096)})
+    assert issued not in credential_fingerprints(renewed)

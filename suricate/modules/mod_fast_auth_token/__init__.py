@@ -186,12 +186,10 @@ class ModFastAuthToken(Module):
         candidates: list[TokenCandidate] = []
         by_slot: dict[str, FastToken] = {}
         if user is not None and slots is not None:
-            # A token issued before tokens were bound to one SCRAM hash
-            # (``credential_fingerprint``) is bound to the whole record: it holds until the
-            # record changes.
-            fingerprints = [credential_fingerprint(user)]
-            if (whole := whole_record_fingerprint(user)) != fingerprints[0]:
-                fingerprints.append(whole)
+            # A token is bound to one of the record's SCRAM hashes (``credential_
+            # fingerprints``), or, issued before that, to the whole record: it holds until
+            # the record no longer has that hash (a new password), or until it changes.
+            fingerprints = credential_fingerprints(user)
             # XEP-0484 §5: the 'new' slot first, then 'current'; a token bound to another
             # mechanism is not a candidate (§3.4).
             for slot_name, token in (("new", slots.new), ("current", slots.current)):
@@ -275,25 +273,34 @@ class ModFastAuthToken(Module):
 
 
 def credential_fingerprint(user: UserRecord | sasl.CredentialRecord) -> bytes:
-    """What a token is bound to: what a password change replaces and a SASL upgrade task
-    (XEP-0480) keeps. An upgrade adds stronger SCRAM keys next to the ones stored, which stay
-    (§5); a new password replaces every key (new salts). So the fingerprint is the record's
-    first SCRAM hash in MongooseIM's order (SHA-1 first, the one an account moved in from
-    Prosody has), with a plain password if one is stored; a record that is not SCRAM is taken
-    whole. (An upgrade adding a hash before the first one stored, SHA-256 to a SHA-512-only
-    record, still ends the tokens.)"""
+    """What a token is bound to when it is issued: what a password change replaces and a
+    SASL upgrade task (XEP-0480) keeps. An upgrade adds stronger SCRAM keys next to the ones
+    stored, which stay (§5); a new password replaces every key (new salts). So the
+    fingerprint is the record's first SCRAM hash in MongooseIM's order (SHA-1 first, the one
+    an account moved in from Prosody has), with a plain password if one is stored; a record
+    that is not SCRAM is taken whole."""
+    return credential_fingerprints(user)[0]
+
+
+def credential_fingerprints(user: UserRecord | sasl.CredentialRecord) -> list[bytes]:
+    """Every fingerprint a valid token may be bound to, the issuing one first: one per SCRAM
+    hash stored, since a token was bound to the record's first hash when it was issued and an
+    upgrade since may have added one before it (SHA-256 to a SHA-512-only record); then the
+    whole record, what tokens were bound to before (``whole_record_fingerprint``)."""
+    whole = whole_record_fingerprint(user)
     details = user.pass_details or ""
-    if is_scram_record(details):
-        try:
-            keys = parse_scram_record(details)
-        except ValueError:
-            keys = {}
-        first = next((keys[name] for name in HASH_NAMES if name in keys), None)
-        if first is not None:
-            return hashlib.sha256(b"\0".join((
-                b"scram", first.hash_name.encode(), first.salt, str(first.iterations).encode(),
-                first.stored_key, first.server_key, (user.password or "").encode()))).digest()
-    return whole_record_fingerprint(user)
+    if not is_scram_record(details):
+        return [whole]
+    try:
+        keys = parse_scram_record(details)
+    except ValueError:
+        return [whole]
+    password = (user.password or "").encode()
+    found = [hashlib.sha256(b"\0".join((
+        b"scram", key.hash_name.encode(), key.salt, str(key.iterations).encode(),
+        key.stored_key, key.server_key, password))).digest()
+        for key in (keys[name] for name in HASH_NAMES if name in keys)]
+    return [*found, whole] if whole not in found else found
 
 
 def whole_record_fingerprint(user: UserRecord | sasl.CredentialRecord) -> bytes:
