@@ -106,8 +106,10 @@ async def test_last_messages_bin_and_personal_data(tmp_path: Path) -> None:
         status, result = await gql(server, '{ gdpr { retrievePersonalData(username: '
                                    f'"zed@localhost", resultFilepath: "{target}") }} }}')
         assert code_of(result) == "user_does_not_exist"
+        # (a folder of the test's own: a fixed path such as /nonexistent may exist here)
+        missing = tmp_path / "no-such-folder" / "x.zip"
         status, result = await gql(server, '{ gdpr { retrievePersonalData(username: '
-                                   '"ann@localhost", resultFilepath: "/nonexistent/x.zip") } }')
+                                   f'"ann@localhost", resultFilepath: "{missing}") }} }}')
         assert code_of(result) == "wrong_filename"
         await disconnect(ann, ben)
         # Removing the account removes its inbox and markers with it.
