@@ -258,7 +258,8 @@ async def test_bad_queries_get_the_right_errors(server: Server) -> None:
     form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
             f"<value>{MAM}</value></field>{{}}</x>")
     unknown = form.format("<field var='colour'><value>red</value></field>")
-    assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == "bad-request"
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == \
+        "feature-not-implemented"
     bad_date = form.format("<field var='start'><value>yesterday</value></field>")
     assert await error_of(alice, f"<query xmlns='{MAM}'>{bad_date}</query>") == "bad-request"
     missing = form.format("<field var='after-id'><value>12345</value></field>")

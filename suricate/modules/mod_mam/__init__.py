@@ -964,9 +964,11 @@ class ModMam(Module):
         limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
         # The archive as of now: rows still in the writer's batch are written first.
         await self.writer.flush_archive(owner.domain, owner.local)
-        for mam_id in q.must_exist:
-            if not await self.store.exists(owner.domain, owner.local, mam_id):
-                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        # XEP-0313 §4.1.3, §4.3.2: an id named by the client that the archive does not hold.
+        missing = await self.store.missing(owner.domain, owner.local, q.must_exist) if q.must_exist \
+            else None
+        if missing is not None:
+            raise StanzaError("item-not-found", f"no message with id {missing}")
         page = await self.store.lookup(owner.domain, owner.local, q, limit, self.simple)
         messages = list(reversed(page.messages)) if q.flip else page.messages
         for archived in messages:

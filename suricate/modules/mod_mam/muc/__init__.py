@@ -282,9 +282,11 @@ class MucArchive:
                 q.with_jid = None
         limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
         await self.writer.flush_archive(service, name)
-        for mam_id in q.must_exist:
-            if not await self.store.exists(service, name, mam_id):
-                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        # XEP-0313 §4.1.3, §4.3.2: an id named by the client that the archive does not hold.
+        missing = await self.store.missing(service, name, q.must_exist) if q.must_exist \
+            else None
+        if missing is not None:
+            raise StanzaError("item-not-found", f"no message with id {missing}")
         page = await self.store.lookup(service, name, q, limit, self.simple, sender=sender)
         messages = list(reversed(page.messages)) if q.flip else page.messages
         for archived in messages:
