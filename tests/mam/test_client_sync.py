@@ -9,7 +9,16 @@ from typing import Any
 
 from suricate.core.server import Server
 from tests.e2e.harness import disconnect
-from tests.mam.test_mam import MAM, error_of, forwarded_body, iq, login, next_of, queue_of
+from tests.mam.test_mam import (
+    MAM,
+    error_of,
+    forwarded_body,
+    iq,
+    login,
+    next_of,
+    queue_of,
+    stanza_id,
+)
 
 RSM = "http://jabber.org/protocol/rsm"
 
@@ -129,3 +138,41 @@ async def test_the_form_and_a_field_the_server_does_not_know(server: Server) -> 
     assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == \
         "feature-not-implemented"
     await disconnect(alice)
+
+
+async def test_roster_mode_gives_no_stanza_id_to_what_it_does_not_archive(
+        server: Server) -> None:
+    """XEP-0441 'roster': only contacts' messages are archived. A message from someone else
+    must not reach the client with a <stanza-id by='account'/> (XEP-0313 §3.5: that is its
+    archive id): a client catching up later with RSM <after/> that id would get
+    item-not-found for an id the server itself gave."""
+    alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
+    carol = await login(server, "carol@localhost/c")
+    for client in (bob, carol):
+        await iq(client, f"<prefs xmlns='{MAM}' default='roster'/>")
+    await iq(bob, "<query xmlns='jabber:iq:roster'><item jid='alice@localhost'/></query>")
+    # Carol's other device gets the carbons of what she sends (XEP-0280).
+    carol2 = await login(server, "carol@localhost/c2")
+    await carol2.plugin["xep_0280"].enable()
+    carbons = queue_of(carol2, "message/carbon_sent")
+    for sender in (alice, carol):
+        sender.send_message(mto="bob@localhost", mbody=f"from {sender.boundjid.user}",
+                            mtype="chat")
+    from_alice, from_carol = await bob.next_message(), await bob.next_message()
+    assert stanza_id(from_alice, "bob@localhost") is not None  # a contact: archived
+    assert stanza_id(from_carol, "bob@localhost") is None  # not a contact: not archived
+    # Bob is not in Carol's roster either: her carbon carries no id of her archive.
+    assert stanza_id((await next_of(carbons))["carbon_sent"], "carol@localhost") is None
+    assert bodies((await query(bob, ""))[0]) == ["from alice"]
+    assert bodies((await query(carol, ""))[0]) == []
+    # Offline, the stored copy is the one the client gets later: no id there either.
+    await disconnect(bob)
+    alice.send_message(mto="bob@localhost", mbody="offline from alice", mtype="chat")
+    carol.send_message(mto="bob@localhost", mbody="offline from carol", mtype="chat")
+    await query(alice, "")  # a round trip: both went the offline way before it
+    bob = await login(server, "bob@localhost/b")
+    stored = {str(m["body"]): m for m in (await bob.next_message(), await bob.next_message())}
+    assert stanza_id(stored["offline from alice"], "bob@localhost") is not None
+    assert stanza_id(stored["offline from carol"], "bob@localhost") is None
+    assert bodies((await query(bob, ""))[0]) == ["from alice", "offline from alice"]
+    await disconnect(alice, bob, carol, carol2)
