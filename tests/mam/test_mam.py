@@ -258,7 +258,8 @@ async def test_bad_queries_get_the_right_errors(server: Server) -> None:
     form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
             f"<value>{MAM}</value></field>{{}}</x>")
     unknown = form.format("<field var='colour'><value>red</value></field>")
-    assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == "bad-request"
+    assert await error_of(alice, f"<query xmlns='{MAM}'>{unknown}</query>") == \
+        "feature-not-implemented"
     bad_date = form.format("<field var='start'><value>yesterday</value></field>")
     assert await error_of(alice, f"<query xmlns='{MAM}'>{bad_date}</query>") == "bad-request"
     missing = form.format("<field var='after-id'><value>12345</value></field>")
@@ -530,6 +531,17 @@ async def test_archive_on_server_database(tmp_path: Path, server_database: Any) 
             kept = await archive(client)
             assert retracted_of(kept[7]) is not None and forwarded_body(kept[8]) == "m8"
             assert [retracted_of(m) is None for m in kept].count(False) == 1
+        # The ids a client names must all be in the archive (XEP-0313 §4.1.3).
+        ids = [m["mam_result"]["id"] for m in await archive(bob)]
+        fields = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' "
+                  f"type='hidden'><value>{MAM}</value></field><field var='ids'>{{}}</field></x>")
+        both = fields.format(f"<value>{ids[3]}</value><value>{ids[100]}</value>")
+        results = queue_of(bob, "message/mam_result")
+        await iq(bob, f"<query xmlns='{MAM}'>{both}</query>")
+        assert [forwarded_body(results.get_nowait()) for _ in range(2)] == ["m3", "m100"]
+        alices = fields.format(f"<value>{ids[3]}</value><value>{alice_id}</value>")
+        assert await error_of(bob, f"<query xmlns='{MAM}'>{alices}</query>") == \
+            "item-not-found"
         await disconnect(alice, bob)
 
 

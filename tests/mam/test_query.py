@@ -33,7 +33,7 @@ def test_fields_and_rsm() -> None:
 
 
 @pytest.mark.parametrize(("inner", "condition"), [
-    (FORM.format("<field var='colour'><value>red</value></field>"), "bad-request"),
+    (FORM.format("<field var='colour'><value>red</value></field>"), "feature-not-implemented"),
     (FORM.replace("urn:xmpp:mam:2", "urn:xmpp:mam:1"), "bad-request"),
     (FORM.format("<field var='end'><value>soon</value></field>"), "bad-request"),
     (FORM.format("<field var='with'><value>a@b@c</value></field>"), "bad-request"),

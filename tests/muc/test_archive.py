@@ -140,6 +140,38 @@ async def test_who_reads_the_archive_and_real_jids(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+async def test_an_occupants_own_muc_user_x_is_not_archived(server: Server) -> None:
+    """XEP-0313 §7.3 (MUC message spoofing): the room does not sanitize a groupchat
+    message's <x xmlns='muc#user'/>, so the archive strips it; otherwise a result would name
+    the JID the sender wrote as the sender's real JID (first, before the archive's own)."""
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    carol = await user(server, "carol")
+    room = f"open@{SERVICE}"
+    await create_room(alice, room, "Alice", {"muc#roomconfig_whois": "anyone"})
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(room), "Bob", timeout=5)
+    forged = bob.make_message(mto=room, mbody="I am the admin", mtype="groupchat")
+    forged.xml.append(ET.fromstring("<x xmlns='http://jabber.org/protocol/muc#user'>"
+                                    "<item jid='admin@localhost'/></x>"))
+    forged.send()
+    while (await bob.next_message(5))["body"] != "I am the admin":
+        pass
+    (result,) = await archive(carol, room)
+    stanza = result["mam_result"]["forwarded"]["stanza"].xml
+    items = stanza.findall("{http://jabber.org/protocol/muc#user}x/"
+                           "{http://jabber.org/protocol/muc#user}item")
+    assert [item.get("jid") for item in items] == ["bob@localhost"]
+    # In a semi-anonymous room the results carry no <x/> at all.
+    await create_instant(bob, ROOM, "Bob")
+    forged["to"] = ROOM
+    forged.send()
+    while (await bob.next_message(5))["from"] != SJID(f"{ROOM}/Bob"):
+        pass
+    (result,) = await archive(carol, ROOM)
+    assert result["mam_result"]["forwarded"]["stanza"].xml.find(
+        "{http://jabber.org/protocol/muc#user}x") is None
+    await disconnect(alice, bob, carol)
+
+
 async def test_retraction_and_moderation_leave_tombstones(server: Server) -> None:
     alice, bob = await user(server, "alice"), await user(server, "bob")
     await create_instant(alice, ROOM, "Alice")

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import backend
@@ -57,7 +57,7 @@ from suricate.modules.mod_mam.query import (
 )
 from suricate.modules.mod_mam.store import MamStore, Prefs, Row
 from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
-from suricate.modules.mod_roster import roster_module
+from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element, Node, WrittenElement, escape_attr
@@ -520,7 +520,7 @@ class ModMam(Module):
             # the peer is local and we are about to vouch for it) is removed.
             _strip_ids(stanza, owner, peer.bare)
         peer_bare = peer.bare
-        archive = self._decide(owner, peer_bare)
+        archive = self._decide(owner, peer_bare, (c2s,))
         if archive is False:
             return stanza
         mam_id = self.ids.next()
@@ -572,8 +572,8 @@ class ModMam(Module):
             return stanza
         if drops_on_delivery(sessions, frm):
             return stanza
-        wire = self._archive_incoming(stanza, frm, owner, scan, self._decide(owner, frm.bare),
-                                      sent)
+        wire = self._archive_incoming(stanza, frm, owner, scan,
+                                      self._decide(owner, frm.bare, sessions), sent)
         if wire is not None and len(sessions) == 1:
             # One session gets this very stanza (more get copies): its bytes are the
             # archive's XML with the stanza-id, not a second serialization of the message.
@@ -603,7 +603,7 @@ class ModMam(Module):
         if drops_on_delivery(sessions, frm):
             return stanza
         frm_bare = frm.bare
-        archive = self._decide(owner, frm_bare)
+        archive = self._decide(owner, frm_bare, sessions)
         if archive is False:
             return stanza
         ids = self.ids
@@ -632,6 +632,10 @@ class ModMam(Module):
         archive = self._decide(owner, frm.bare)
         if archive is None:
             archive = self._decide_with(await self._load_prefs(owner), owner, frm.bare)
+        if archive is None:
+            # 'roster': decided now, not when written, so that the stored copy carries a
+            # stanza-id only if it is archived (``_decide``).
+            archive = await self._in_roster(owner, frm.bare)
         self._archive_incoming(stanza, frm, owner, scan, archive)
         return stored  # mod_offline still stores it (now with its stanza-id)
 
@@ -729,15 +733,39 @@ class ModMam(Module):
             self._instrument.emit(ARCHIVE_MESSAGE, {"host_type": owner.domain}, {"count": 1})
 
     # -- XEP-0441 preferences --------------------------------------------------------------------
-    def _decide(self, owner: JID, peer: JID) -> bool | None:
+    def _decide(self, owner: JID, peer: JID, sessions: Sequence[Any] = ()) -> bool | None:
         """Whether to archive a message between owner and peer (bare JIDs); None when the
-        answer needs the database (prefs not cached, or the roster)."""
+        answer needs the database (prefs not cached, or the roster not loaded in any of the
+        owner's ``sessions``)."""
         prefs = self._prefs.get(str(owner))
         if prefs is None:
             return None
         if prefs is ARCHIVE_ALL:
             return True  # what nearly every account has: no lists to look through
-        return self._decide_with(prefs, owner, peer)
+        decision = self._decide_with(prefs, owner, peer)
+        if decision is None:
+            # XEP-0441 'roster', from the roster the owner's session holds: decided on the
+            # message path, a message not archived gets no stanza-id (XEP-0313 §3.5: it is
+            # the archive id; a client would page from it and get item-not-found).
+            decision = self._roster_has(peer, sessions)
+        return decision
+
+    def _roster_has(self, peer: JID, sessions: Sequence[Any]) -> bool | None:
+        """Whether ``peer`` is in the roster a session of the owner keeps (mod_roster's
+        cache, as the clients see it); None when none has it loaded, or when modules change
+        what a roster shows (roster_items, roster_get_jid_info): ``_admit`` asks then."""
+        hooks = self.server.hooks
+        if hooks.has(H.ROSTER_ITEMS) or hooks.has(H.ROSTER_GET_JID_INFO):
+            return None
+        for session in sessions:
+            cache = ROSTER_CACHE.get(session)
+            if cache is not None:
+                return peer in cache
+        return None
+
+    async def _in_roster(self, owner: JID, peer: JID) -> bool:
+        roster = roster_module(self.server)
+        return roster is not None and await roster.get_roster_item(owner, peer) is not None
 
     @staticmethod
     def _decide_with(prefs: Prefs, owner: JID, peer: JID) -> bool | None:
@@ -793,9 +821,7 @@ class ModMam(Module):
                 prefs = seen[owner] = await self._load_prefs(owner)
             decision = self._decide_with(prefs, owner, peer)
             if decision is None:  # roster mode: archived when the peer is a contact
-                roster = roster_module(self.server)
-                decision = roster is not None and await roster.get_roster_item(
-                    owner, peer) is not None
+                decision = await self._in_roster(owner, peer)
             if decision:
                 kept.append(row)
         return kept
@@ -964,9 +990,11 @@ class ModMam(Module):
         limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
         # The archive as of now: rows still in the writer's batch are written first.
         await self.writer.flush_archive(owner.domain, owner.local)
-        for mam_id in q.must_exist:
-            if not await self.store.exists(owner.domain, owner.local, mam_id):
-                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        # XEP-0313 §4.1.3, §4.3.2: an id named by the client that the archive does not hold.
+        missing = await self.store.missing(owner.domain, owner.local, q.must_exist) if q.must_exist \
+            else None
+        if missing is not None:
+            raise StanzaError("item-not-found", f"no message with id {missing}")
         page = await self.store.lookup(owner.domain, owner.local, q, limit, self.simple)
         messages = list(reversed(page.messages)) if q.flip else page.messages
         for archived in messages:

@@ -19,6 +19,7 @@ MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 RSM = "http://jabber.org/protocol/rsm"
 DATA_FORMS = "jabber:x:data"
+XDATA_VALIDATE = "http://jabber.org/protocol/xdata-validate"  # XEP-0122
 #: MongooseIM's field for full text search (its own namespace, as XEP-0068 §3 wants for a
 #: field outside the registered FORM_TYPE).
 FULL_TEXT_FIELD = "{https://erlang-solutions.com/}full-text-search"
@@ -122,11 +123,14 @@ def _parse_form(form: Element, q: Query, full_text_search: bool) -> None:
                 raise StanzaError("bad-request", f"FORM_TYPE must be {MAM}")
             continue
         if var not in known:
-            # XEP-0313 §4.1: a field the server does not support is refused, not ignored
+            # XEP-0313 §4.1.5: "If a client includes a form field that the server does not
+            # recognise, the server MUST respond with a 'feature-not-implemented' error"
             # (ignoring it would return more than the client asked for).
-            raise StanzaError("bad-request", f"unknown field: {var}")
+            raise StanzaError("feature-not-implemented", f"unknown field: {var}")
         if var == "ids":
             q.ids = [_known_id(v) for v in values]
+            # XEP-0313 §4.1.3: each of them must be in the archive (item-not-found).
+            q.must_exist.extend(dict.fromkeys(q.ids))
             continue
         if len(values) > 1:
             raise StanzaError("bad-request", f"field {var} takes one value")
@@ -197,7 +201,7 @@ def _parse_rsm(rsm: Element, q: Query) -> None:
 
 
 def fields_form(full_text_search: bool) -> Element:
-    """XEP-0313 §4.1.2: the form a client fills in (answer to a query ``get``)."""
+    """XEP-0313 §4.1.5: the form a client fills in (answer to a query ``get``)."""
     form = Element("x", DATA_FORMS, {"type": "form"})
     hidden = form.add("field", DATA_FORMS, {"var": "FORM_TYPE", "type": "hidden"})
     hidden.add("value", DATA_FORMS, text=MAM)
@@ -206,7 +210,10 @@ def fields_form(full_text_search: bool) -> Element:
     form.add("field", DATA_FORMS, {"var": "end", "type": "text-single"})
     form.add("field", DATA_FORMS, {"var": "before-id", "type": "text-single"})
     form.add("field", DATA_FORMS, {"var": "after-id", "type": "text-single"})
-    form.add("field", DATA_FORMS, {"var": "ids", "type": "text-multi"})
+    # XEP-0313 §4.1.5: 'ids' is list-multi, with no options (every id of the archive would
+    # be one) but an XEP-0122 §3.1 <validate/> whose <open/> admits any value.
+    ids = form.add("field", DATA_FORMS, {"var": "ids", "type": "list-multi"})
+    ids.add("validate", XDATA_VALIDATE, {"datatype": "xs:string"}).add("open", XDATA_VALIDATE)
     if full_text_search:
         form.add("field", DATA_FORMS, {"var": FULL_TEXT_FIELD, "type": "text-single"})
     return form

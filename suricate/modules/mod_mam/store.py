@@ -217,11 +217,9 @@ class MamStore(ModuleStore):
                              server, user)
 
     # -- reading --------------------------------------------------------------------------
-    async def exists(self, server: str, user: str, mam_id: int) -> bool:
-        row = await self.fetch_one(
-            "SELECT 1 FROM mam_message WHERE server = ? AND username = ? AND id = ?",
-            server, user, mam_id)
-        return row is not None
+    async def missing(self, server: str, user: str, ids: Sequence[int]) -> int | None:
+        """The first of ``ids`` that names no message of the archive, else None."""
+        return await first_missing(self, "mam_message", "username", server, user, ids)
 
     async def max_id(self) -> int:
         """The largest id ever written. PostgreSQL keys the table by archive (its migration
@@ -317,6 +315,27 @@ async def page_of(store: ModuleStore, table: str, sender_column: str, where: lis
             first_index = int(row[0]) if row else 0
     complete = not more if limit > 0 else count == 0
     return Page(messages, complete, count, first_index)
+
+
+#: Ids per existence query: far under every backend's limit on bind parameters.
+_IDS_PER_QUERY = 500
+
+
+async def first_missing(store: ModuleStore, table: str, owner_column: str, server: str,
+                        owner: str, ids: Sequence[int]) -> int | None:
+    """The first of ``ids`` not in the archive of ``owner`` (an account's or a room's), or
+    None: XEP-0313 §4.1.3 and §4.3.2, item-not-found for an id the archive does not hold.
+    One query per 500 ids: a client may name many in the 'ids' field."""
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start:start + _IDS_PER_QUERY]
+        rows = await store.fetch(
+            f"SELECT id FROM {table} WHERE server = ? AND {owner_column} = ?"
+            f" AND id IN ({', '.join('?' * len(chunk))})", server, owner, *chunk)
+        found = {int(row[0]) for row in rows}
+        for mam_id in chunk:
+            if mam_id not in found:
+                return mam_id
+    return None
 
 
 def add_common_filters(q: Query, where: list[str], args: list[Any]) -> None:

@@ -166,7 +166,8 @@ class MucArchive:
         row: Row = (mam_id, room.domain, room.local or "",
                     str(sender.bare) if sender is not None else "", nick, "G",
                     message.attrs.get("from", ""), origin_id,
-                    normalize_body(body) if body else None, message.serialize(ns.CLIENT))
+                    normalize_body(body) if body else None,
+                    _without_muc_user(message).serialize(ns.CLIENT))
         writer.add(row)
         if self.server.instrument.enabled:
             self.server.instrument.emit(ARCHIVE_MESSAGE, {"host_type": self._host_type(room)},
@@ -282,9 +283,11 @@ class MucArchive:
                 q.with_jid = None
         limit = self.default_limit if q.max is None else min(q.max, self.max_limit)
         await self.writer.flush_archive(service, name)
-        for mam_id in q.must_exist:
-            if not await self.store.exists(service, name, mam_id):
-                raise StanzaError("item-not-found", f"no message with id {mam_id}")
+        # XEP-0313 §4.1.3, §4.3.2: an id named by the client that the archive does not hold.
+        missing = await self.store.missing(service, name, q.must_exist) if q.must_exist \
+            else None
+        if missing is not None:
+            raise StanzaError("item-not-found", f"no message with id {missing}")
         page = await self.store.lookup(service, name, q, limit, self.simple, sender=sender)
         messages = list(reversed(page.messages)) if q.flip else page.messages
         for archived in messages:
@@ -298,6 +301,8 @@ class MucArchive:
             if original is None:
                 log.error("mam_muc_message_unreadable room=%s id=%s", room, archived.id)
                 original = Element("message", ns.CLIENT)
+            # Rows archived before ``keep`` stripped the sender's own <x/> (XEP-0313 §7.3).
+            original = _without_muc_user(original)
             if real_jids and archived.from_jid:
                 # XEP-0313 §5.1.2: the real JID of the sender, where the asker may see it.
                 x = original.add("x", MUC_USER)
@@ -355,6 +360,20 @@ class MucArchive:
             if self.host.replace("@HOST@", domain) == service:
                 return str(domain)
         return service
+
+
+def _without_muc_user(message: Element) -> Element:
+    """``message`` without the sender's <x xmlns='muc#user'/>: XEP-0313 §7.3, a room does not
+    sanitize it, so the archive strips it before archiving (a result must not name, as the
+    sender's real JID, one the sender wrote); a shallow copy when there is one (the stanza
+    itself goes on to the occupants), else ``message``."""
+    children = message.children
+    if not any(isinstance(c, Element) and c.name == "x" and c.xmlns == MUC_USER
+               for c in children):
+        return message
+    return Element(message.name, message.xmlns, dict(message.attrs),
+                   [c for c in children
+                    if not (isinstance(c, Element) and c.name == "x" and c.xmlns == MUC_USER)])
 
 
 def _parse(xml: str) -> Element | None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from suricate.modules.mod_mam.query import Query
-from suricate.modules.mod_mam.store import Page, Row, add_common_filters, page_of
+from suricate.modules.mod_mam.store import Page, Row, add_common_filters, first_missing, page_of
 from suricate.storage.module_store import ModuleStore
 
 _COLUMNS = ("id", "server", "room", "sender_jid", "nick", "origin_id", "search_body",
@@ -60,8 +60,9 @@ class MucArchiveStore(ModuleStore):
         return await self.execute(
             "DELETE FROM mam_muc_message WHERE server = ? AND room = ?", server, room)
 
-    async def exists(self, server: str, room: str, mam_id: int) -> bool:
-        return await self.find(server, room, mam_id) is not None
+    async def missing(self, server: str, room: str, ids: Sequence[int]) -> int | None:
+        """The first of ``ids`` that names no message of the room's archive, else None."""
+        return await first_missing(self, "mam_muc_message", "room", server, room, ids)
 
     async def max_id(self) -> int:
         row = await self.fetch_one("SELECT MAX(id) FROM mam_muc_message")
