@@ -15,7 +15,7 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import StanzaPath
+from slixmpp.xmlstream.matcher import MatchXPath, StanzaPath
 
 from suricate.core.server import Server
 from suricate.modules.mod_mam.muc.store import MucArchiveStore
@@ -54,6 +54,9 @@ async def archive(client: Client, room: str = ROOM, **kwargs: Any) -> list[Any]:
         jid=SJID(room), rsm={"max": 25}, **kwargs)]
 
 
+STATES = "http://jabber.org/protocol/chatstates"
+
+
 def body_of(result: Any) -> str:
     return str(result["mam_result"]["forwarded"]["stanza"]["body"])
 
@@ -85,6 +88,16 @@ async def test_room_archive_pages_with_the_stanza_ids_occupants_got(server: Serv
     info = await carol.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
     assert MAM in info["disco_info"]["features"]
     ids = [await say(alice if i % 3 else bob, f"m{i}") for i in range(60)]
+    # What the archive does not keep (a chat state) carries no room stanza-id: clients page
+    # from the last stanza-id they saw (XEP-0313 §5.1.2), which must be an archive id.
+    states: asyncio.Queue[Any] = asyncio.Queue()
+    bob.register_handler(Callback("state", MatchXPath(f"{{jabber:client}}message/{{{STATES}}}"
+                                                      "composing"), states.put_nowait))
+    state = alice.make_message(mto=ROOM, mtype="groupchat")
+    state.xml.append(ET.fromstring(f"<composing xmlns='{STATES}'/>"))
+    state.send()
+    got = await asyncio.wait_for(states.get(), 5)
+    assert got.xml.find("{urn:xmpp:sid:0}stanza-id") is None, got
     # Stored once per room, whatever the number of occupants; ids are the stanza-ids.
     results = await archive(carol)
     assert [body_of(m) for m in results] == [f"m{i}" for i in range(60)]

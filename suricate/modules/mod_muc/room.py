@@ -796,12 +796,19 @@ class Room:
             children.append(child)
         archive = self.archive()
         mam_id: int | None = None
-        if archive is not None and archive.archivable(stanza):
+        if archive is None:
+            stanza_id = _random_id()  # for the history's moderation (XEP-0425) by stanza-id
+        elif archive.archivable(stanza):
             mam_id = archive.new_id()
             stanza_id = str(mam_id)
         else:
-            stanza_id = _random_id()
-        children.append(Element("stanza-id", SID, {"id": stanza_id, "by": room}))
+            # An archived room's stanza-id is an archive id (XEP-0313 §3.5, §5.1.2): clients
+            # catch up from the last one they saw (RSM <after/>), so a message the archive
+            # does not keep (a chat state, a marker, a no-store hint) gets none, rather than
+            # one the archive would answer item-not-found for.
+            stanza_id = ""
+        if stanza_id:
+            children.append(Element("stanza-id", SID, {"id": stanza_id, "by": room}))
         if occupant_id is not None:
             children.append(Element("occupant-id", OCCUPANT_ID, {"id": occupant_id}))
         attrs = {"type": "groupchat"}
