@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.server")
 
+def awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: each coroutine of its await chain as
+    ``function file:line``, outermost first."""
+    chain: list[str] = []
+    while coro is not None and len(chain) < 30:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name} {frame.f_code.co_filename}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
+
+
 #: The cluster operation that makes a node re-read the dynamic domains now.
 DOMAINS_REFRESH_OP = "domains.refresh"
 
@@ -383,6 +395,11 @@ class Server:
         deadline = time.monotonic() + timeout
         while self._tasks and time.monotonic() < deadline:
             await asyncio.wait(list(self._tasks), timeout=deadline - time.monotonic())
+        for task in list(self._tasks):
+            # Still waiting after ``timeout``: the shutdown goes on without it, and the log
+            # says where it waits (a stop that takes long is otherwise a mystery).
+            log.warning("drain_task_pending task=%s awaiting=%s", task.get_name(),
+                        " <- ".join(awaiting(task.get_coro())))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

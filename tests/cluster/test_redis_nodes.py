@@ -90,9 +90,19 @@ def launch_node(tmp: Path, db: int, tag: str, c2s: int, tls: int, toml: str,
 
 
 def stop_node(node: Node) -> None:
+    """SIGTERM and wait; a node that has not stopped after 30 s is killed (it must not stay
+    in the cluster of the next tests) and the failure shows the end of its log, where
+    ``Server.drain`` names the work it was still waiting for."""
     if node.proc.poll() is None:
         node.proc.send_signal(signal.SIGTERM)
-        node.proc.communicate(timeout=30)
+        try:
+            node.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.communicate()
+            tail = "\n".join(node.log.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"node {node.name} did not stop within 30 s; its log ends:\n"
+                                 f"{tail}") from None
 
 
 def run_on_two_nodes(tmp: Path, db: int, tag: str,
