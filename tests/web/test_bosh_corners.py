@@ -1,0 +1,120 @@
+"""BOSH (XEP-0124/XEP-0206) corner cases real clients hit, with a plain HTTP client that writes
+the bodies itself against a real server: polling sessions (§12), the 'content' attribute
+(§7.1), rid order (§14.2), terminate with payloads (§13), inactivity (§10), 'ack' (§9.1) and
+stream management resumption across two BOSH sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+
+import aiohttp
+
+from tests.e2e.harness import connect, disconnect, eventually
+from tests.web.conftest import web_server
+from tests.web.test_bosh import BOSH, HTTPBIND, Bosh
+
+EMPTY = f"<body xmlns='{HTTPBIND}'/>"
+
+
+async def create(c: Bosh, rid: int = 1000, **attrs: str) -> str:
+    """The session creation request (§7.1); ``c.sid`` and ``c.rid`` follow its answer."""
+    extra = "".join(f" {k.replace('_', ':')}='{v}'" for k, v in attrs.items())
+    created = await c.post(f"<body xmlns='{HTTPBIND}' rid='{rid}' to='localhost' ver='1.6'"
+                           f" xml:lang='en' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'"
+                           f"{extra}/>")
+    c.sid = re.search(r"sid='([^']+)'", created).group(1)  # type: ignore[union-attr]
+    c.rid = rid
+    return created
+
+
+async def login(c: Bosh, resource: str = "web", until: str = "</iq>") -> str:
+    """SASL PLAIN, restart (XEP-0206 §5), bind; for a polling session the answers come in
+    later polls, so poll (one second apart, the 'polling' interval) until each is there."""
+    creds = base64.b64encode(b"\0alice\0secret").decode()
+    got = await c.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                       f"{creds}</auth>")
+    got = await _poll_until(c, got, "<success")
+    got = await c.send(xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+    got = await _poll_until(c, got, "urn:ietf:params:xml:ns:xmpp-bind")
+    got = await c.send(f"<iq xmlns='jabber:client' type='set' id='b1'><bind "
+                       f"xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}"
+                       f"</resource></bind></iq>")
+    return await _poll_until(c, got, until)
+
+
+async def _poll_until(c: Bosh, got: str, what: str) -> str:
+    for _ in range(10):
+        if what in got:
+            return got
+        await asyncio.sleep(1.05)
+        got = await c.send()
+    raise AssertionError(f"{what!r} never came; last {got!r}")
+
+
+async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_first(
+        tmp_path: Path) -> None:
+    # XEP-0124 §14.2: requests that arrive out of order are forwarded in rid order. §13: the
+    # payloads of the terminate request are forwarded before the session ends.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, hold="1", wait="5")
+        await login(c)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+
+        def msg(text: str) -> str:
+            return (f"<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+                    f"<body>{text}</body></message>")
+
+        second = asyncio.ensure_future(c.post(
+            f"<body xmlns='{HTTPBIND}' rid='{c.rid + 2}' sid='{c.sid}'>{msg('two')}</body>"))
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        first = asyncio.ensure_future(c.post(
+            f"<body xmlns='{HTTPBIND}' rid='{c.rid + 1}' sid='{c.sid}'>{msg('one')}</body>"))
+        c.rid += 2
+        assert [(await bob.next_message())["body"] for _ in range(2)] == ["one", "two"]
+        assert await asyncio.wait_for(first, 2) == EMPTY  # released by the next one (hold 1)
+        # the directed presence bob got goes away with the session (RFC 6121 §4.6.3), after
+        # the last message in the terminate body
+        await c.send("<presence xmlns='jabber:client' to='bob@localhost/c2s'/>")
+        assert (await bob.next_presence())["type"] == "available"
+        await asyncio.wait_for(second, 6)
+        ended = await c.send(msg("bye") + "<presence xmlns='jabber:client' type='unavailable'/>",
+                             type="terminate")
+        assert ended.startswith(f"<body xmlns='{HTTPBIND}' type='terminate'")
+        assert (await bob.next_message())["body"] == "bye"
+        assert (await bob.next_presence())["type"] == "unavailable"
+        await eventually(lambda: not [s for s in server.sessions if s.jid.local == "alice"])
+        await disconnect(bob)
+
+
+async def test_stream_management_resumes_a_bosh_session_in_another(tmp_path: Path) -> None:
+    # XEP-0198 §5 over BOSH: the first BOSH session goes away (inactivity), its stream is
+    # resumable; a second BOSH session resumes it and gets what came meanwhile.
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 1\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, hold="1", wait="1")
+        await login(c)
+        enabled = await c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        enabled = await _poll_until(c, enabled, "<enabled")
+        previd = re.search(r"id=['\"]([^'\"]+)['\"]", enabled).group(1)  # type: ignore[union-attr]
+        await c.send()
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        await asyncio.sleep(2.5)  # inactivity: the first BOSH session is gone, resumable
+        bob.send_message(mto="alice@localhost/web", mbody="while away", mtype="chat")
+        await asyncio.sleep(0.3)
+        d = Bosh(http, c.url)
+        await create(d, rid=5000, hold="1", wait="2")
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        assert "<success" in await d.send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>")
+        assert "urn:xmpp:sm:3" in await d.send(xmpp_restart="true",
+                                               xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        resumed = await d.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>")
+        resumed = await _poll_until(d, resumed, "while away")
+        assert "<resumed" in resumed
+        await disconnect(bob)
