@@ -54,6 +54,53 @@ async def _poll_until(c: Bosh, got: str, what: str) -> str:
     raise AssertionError(f"{what!r} never came; last {got!r}")
 
 
+async def test_polling_session_answers_at_once_and_refuses_polls_too_often(
+        tmp_path: Path) -> None:
+    # XEP-0124 §12: a client that cannot keep a request waiting asks for hold='0'; the
+    # connection manager answers each request at once (requests='1'), says how often the
+    # client may poll ('polling'), and ends the session with policy-violation when two empty
+    # polls in a row come sooner than that and the first got nothing.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        created = await create(c, hold="0", wait="30")
+        assert loop.time() - start < 2
+        assert "hold='0'" in created and "requests='1'" in created
+        polling = int(re.search(r"polling='(\d+)'", created).group(1))  # type: ignore[union-attr]
+        inactivity = int(re.search(r"inactivity='(\d+)'", created).group(1))  # type: ignore[union-attr]
+        assert inactivity > polling  # §12: room for the polls
+        await login(c)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        await asyncio.sleep(polling + 0.05)
+        start = loop.time()
+        assert await c.send() == EMPTY  # nothing to say: answered at once, not after 'wait'
+        assert loop.time() - start < 2
+        bob.send_message(mto="alice@localhost/web", mbody="for the poller", mtype="chat")
+        await asyncio.sleep(polling + 0.05)
+        assert "<body>for the poller</body>" in await c.send()
+        # a poll right after one that brought something is fine; the next one, right after
+        # an empty answer, is too soon
+        assert await c.send() == EMPTY
+        assert "condition='policy-violation'" in await c.send()
+        assert "condition='item-not-found'" in await c.send()  # the session is gone
+        await disconnect(bob)
+
+
+async def test_wait_zero_is_a_polling_session_too(tmp_path: Path) -> None:
+    # XEP-0124 §7.1: 'wait' or 'hold' set to 0 prevents the connection manager from waiting;
+    # §7.2: the 'wait' of the answer MUST NOT be more than the client's.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await create(c, hold="1", wait="0")
+        assert "wait='0'" in created and "requests='1'" in created
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(1.05)
+        start = loop.time()
+        assert await c.send() == EMPTY
+        assert loop.time() - start < 0.5
+
+
 async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_first(
         tmp_path: Path) -> None:
     # XEP-0124 §14.2: requests that arrive out of order are forwarded in rid order. §13: the

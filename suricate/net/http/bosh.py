@@ -52,6 +52,9 @@ XBOSH = "urn:xmpp:xbosh"
 VERSION = "1.11"
 DEFAULT_WAIT = 60
 MAX_HOLD = 2
+# XEP-0124 §7.2 'polling': the shortest interval (seconds) between two empty requests of a
+# polling session (§12); sooner, and the session ends with policy-violation.
+POLLING = 1
 CORS = {"Access-Control-Allow-Origin": "*"}
 PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
              "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
@@ -146,7 +149,8 @@ class BoshSession:
     __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
-                 "_ack_pending", "_created_rid")
+                 "_ack_pending", "_created_rid", "polling", "inactivity",
+                 "_empty_poll_at")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
         self.endpoint = endpoint
@@ -180,6 +184,11 @@ class BoshSession:
         self._pause: int | None = None
         self._ack_pending = False
         self._created_rid = -1
+        self.polling = False  # a polling session (XEP-0124 §12): no request is held
+        self.inactivity: int | None = None  # seconds; None: as long as the client likes
+        # When the last empty poll of a polling session came, while its answer brought
+        # nothing (§12): the next empty poll must not come sooner than POLLING seconds.
+        self._empty_poll_at: float | None = None
 
     # -- requests -------------------------------------------------------------------------------
     async def create(self, rid: int, attrs: dict[str, str]) -> bytes:
@@ -190,10 +199,21 @@ class BoshSession:
         except ValueError:
             self._forget()
             return _terminate("bad-request")
+        if wait < 0 or hold < 0:
+            self._forget()
+            return _terminate("bad-request")
         max_wait = mod.get("max_wait")
-        self.wait = max(1, min(wait, max_wait) if max_wait else wait)
-        self.hold = max(0, min(hold, MAX_HOLD))
-        self.requests = self.hold + 1  # XEP-0124 §7.1: at least hold + 1
+        # XEP-0124 §7.1: 'wait' or 'hold' set to 0 asks for a polling session (§12): every
+        # request is answered at once, one request at a time ('requests' 1).
+        self.polling = wait == 0 or hold == 0
+        # §7.2: our 'wait' MUST NOT be more than the client's
+        self.wait = min(wait, max_wait) if max_wait else wait
+        self.hold = 0 if self.polling else min(hold, MAX_HOLD)
+        self.requests = self.hold + 1  # §7.2: one more than 'hold'
+        self.inactivity = mod.get("inactivity")
+        if self.polling and self.inactivity is not None:
+            # §12: a polling session gets a longer inactivity, by more than 'polling'
+            self.inactivity += 2 * POLLING
         self.rid = rid
         self.domain = attrs.get("to", "")
         self.lang = attrs.get("xml:lang", "en")
@@ -259,6 +279,9 @@ class BoshSession:
             self._forget()
             return
         self._hold(rid, future)
+        if self.polling and self._too_soon(attrs, children, raw):
+            self.fail("policy-violation")  # XEP-0124 §12: polling too often
+            return
         pause = attrs.get("pause")
         if pause is not None:
             try:
@@ -279,11 +302,28 @@ class BoshSession:
             self._feed(_STREAM_CLOSE)  # XEP-0124 §12: the client ends the session
         self._schedule()
 
+    def _too_soon(self, attrs: dict[str, str], children: list[bytes], raw: bytes) -> bool:
+        """XEP-0124 §12: two empty polls in a row sooner than 'polling' seconds apart, the
+        first answered with nothing. A request with payloads, 'pause', 'type' or a restart is
+        not an empty poll."""
+        if (children or "pause" in attrs or "type" in attrs
+                or _RESTART.search(raw[:raw.find(b">")])):
+            self._empty_poll_at = None
+            return False
+        now = self.loop.time()
+        last, self._empty_poll_at = self._empty_poll_at, now
+        return last is not None and now - last < POLLING
+
     def _hold(self, rid: int, future: asyncio.Future[bytes]) -> None:
-        timer = self.loop.call_later(self.wait, self._wait_expired, future)
+        # A polling session answers at the end of this loop tick (_flush), with what the
+        # request's payloads brought by then; 'wait' is only a safety net there.
+        timer = self.loop.call_later(max(self.wait, 1) if self.polling else self.wait,
+                                     self._wait_expired, future)
         self.held.append((rid, future, timer))
         while len(self.held) > max(self.hold, 1):
             self._release()  # §11: over hold, the oldest is answered (empty if nothing)
+        if self.polling:
+            self._schedule()
 
     def _wait_expired(self, future: asyncio.Future[bytes]) -> None:
         for index, (rid, held, _timer) in enumerate(self.held):
@@ -299,6 +339,8 @@ class BoshSession:
             timer.cancel()
             content = b"".join(self.out)
             self.out.clear()
+            if content:
+                self._empty_poll_at = None  # §12: that poll brought something
             self._answer(rid, future, self._body(content, rid))
             if not all_held:
                 break
@@ -316,9 +358,9 @@ class BoshSession:
         attrs = ""
         if rid == self._created_rid:
             mod = self.endpoint.mod_opts
-            inactivity = mod.get("inactivity")
+            inactivity = self.inactivity
             attrs = (f" sid='{self.sid}' wait='{self.wait}' requests='{self.requests}'"
-                     f" hold='{self.hold}' ver='{VERSION}' polling='1'"
+                     f" hold='{self.hold}' ver='{VERSION}' polling='{POLLING}'"
                      f" maxpause='{mod.get('max_pause', 120)}'"
                      + (f" inactivity='{inactivity}'" if inactivity else "")
                      + f" from='{escape_attr(self.domain)}' authid='{self.stream_id}'"
@@ -338,7 +380,7 @@ class BoshSession:
         """No request held: the inactivity clock runs (XEP-0124 §7.1, §10)."""
         if self.held or self._timer is not None:
             return
-        seconds = self._pause or self.endpoint.mod_opts.get("inactivity")
+        seconds = self._pause or self.inactivity
         self._pause = None
         if seconds:
             self._timer = self.loop.call_later(seconds, self._inactive)
@@ -405,8 +447,9 @@ class BoshSession:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if self.out and self.held:
-            self._release()
+        if self.held and (self.out or self.polling):
+            # a polling session answers every request now, empty if nothing came (§12)
+            self._release(all_held=self.polling)
 
     def close(self) -> None:
         """The stream ended (our </stream:stream>): the next response terminates."""
