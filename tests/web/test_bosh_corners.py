@@ -101,6 +101,24 @@ async def test_wait_zero_is_a_polling_session_too(tmp_path: Path) -> None:
         assert loop.time() - start < 0.5
 
 
+async def test_content_attribute_sets_the_content_type_of_every_response(
+        tmp_path: Path) -> None:
+    # XEP-0124 §7.1: a client constrained to some Content-Type asks for it with 'content';
+    # every response of the session MUST carry it. Without it: text/xml; charset=utf-8.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{server.http_port}/http-bind"  # type: ignore[attr-defined]
+        body = (f"<body xmlns='{HTTPBIND}' rid='7' to='localhost' ver='1.6' wait='1' hold='1'"
+                " content='text/plain; charset=utf-8'/>")
+        async with http.post(url, data=body) as resp:
+            assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+            sid = re.search(r"sid='([^']+)'", await resp.text()).group(1)  # type: ignore[union-attr]
+        async with http.post(url, data=f"<body xmlns='{HTTPBIND}' rid='8' sid='{sid}'/>") as resp:
+            assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+        body = f"<body xmlns='{HTTPBIND}' rid='70' to='localhost' ver='1.6' wait='1' hold='1'/>"
+        async with http.post(url, data=body) as resp:
+            assert resp.headers["Content-Type"] == "text/xml; charset=utf-8"
+
+
 async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_first(
         tmp_path: Path) -> None:
     # XEP-0124 §14.2: requests that arrive out of order are forwarded in rid order. §13: the

@@ -55,6 +55,12 @@ MAX_HOLD = 2
 # XEP-0124 §7.2 'polling': the shortest interval (seconds) between two empty requests of a
 # polling session (§12); sooner, and the session ends with policy-violation.
 POLLING = 1
+# XEP-0124 §7.1: the Content-Type of every response, unless the session asked for another
+# with 'content'.
+CONTENT_TYPE = "text/xml; charset=utf-8"
+# What a 'content' attribute may ask for: a media type with parameters, nothing that would
+# break the header line (a character reference can put a newline in an attribute value).
+_CONTENT = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*")
 CORS = {"Access-Control-Allow-Origin": "*"}
 PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
              "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
@@ -111,13 +117,14 @@ class BoshEndpoint:
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
-        out = await self.serve(body, request)
+        out, content_type = await self.serve(body, request)
         if instrument.enabled:
             instrument.emit(BOSH_DATA_SENT, {}, {"byte_size": len(out)})
-        return web.Response(body=out, headers={"Content-Type": "text/xml; charset=utf-8",
-                                               **CORS})
+        return web.Response(body=out, headers={"Content-Type": content_type, **CORS})
 
-    async def serve(self, raw: bytes, request: web.BaseRequest) -> bytes:
+    async def serve(self, raw: bytes, request: web.BaseRequest) -> tuple[bytes, str]:
+        """The response body to one request and its Content-Type: the session's (§7.1),
+        also for the response that ends it."""
         try:
             attrs, children = _parse_body(raw)
             rid = int(attrs["rid"])
@@ -126,16 +133,18 @@ class BoshEndpoint:
             session = self.sessions.get(_sid_of(raw) or "")
             if session is not None:
                 session.fail("bad-request")
-            return _terminate("bad-request")
+                return _terminate("bad-request"), session.content_type
+            return _terminate("bad-request"), CONTENT_TYPE
         sid = attrs.get("sid")
         if sid is None:
             session = BoshSession(self, secrets.token_urlsafe(16), request)
             self.sessions[session.sid] = session
-            return await session.create(rid, attrs)
+            return await session.create(rid, attrs), session.content_type
         session = self.sessions.get(sid)
         if session is None:
-            return _terminate("item-not-found")  # XEP-0124 §17.3: unknown sid
-        return await session.request(rid, attrs, children, raw)
+            # XEP-0124 §17.3: unknown sid
+            return _terminate("item-not-found"), CONTENT_TYPE
+        return await session.request(rid, attrs, children, raw), session.content_type
 
     def shutdown(self) -> None:
         for session in list(self.sessions.values()):
@@ -149,7 +158,7 @@ class BoshSession:
     __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
-                 "_ack_pending", "_created_rid", "polling", "inactivity",
+                 "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
                  "_empty_poll_at")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
@@ -184,6 +193,7 @@ class BoshSession:
         self._pause: int | None = None
         self._ack_pending = False
         self._created_rid = -1
+        self.content_type = CONTENT_TYPE
         self.polling = False  # a polling session (XEP-0124 §12): no request is held
         self.inactivity: int | None = None  # seconds; None: as long as the client likes
         # When the last empty poll of a polling session came, while its answer brought
@@ -202,6 +212,9 @@ class BoshSession:
         if wait < 0 or hold < 0:
             self._forget()
             return _terminate("bad-request")
+        content = attrs.get("content")
+        if content is not None and _CONTENT.fullmatch(content):
+            self.content_type = content  # §7.1: the Content-Type of all our responses
         max_wait = mod.get("max_wait")
         # XEP-0124 §7.1: 'wait' or 'hold' set to 0 asks for a polling session (§12): every
         # request is answered at once, one request at a time ('requests' 1).
