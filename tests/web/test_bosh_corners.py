@@ -156,6 +156,41 @@ async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_f
         await disconnect(bob)
 
 
+async def test_inactivity_ends_the_session_and_its_presence_even_after_a_replay(
+        tmp_path: Path) -> None:
+    # XEP-0124 §10: with no request held for 'inactivity' seconds the session ends (its
+    # presence with it, RFC 6121 §4.6.3). A client that asked for a response again (§14.3)
+    # and went away is no exception.
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 1\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        await create(c, hold="1", wait="1")
+        await login(c)
+        await c.send("<presence xmlns='jabber:client' to='bob@localhost/c2s'/>")
+        assert (await bob.next_presence())["type"] == "available"
+        last = await c.send()  # after 'wait'; nothing is held from here on
+        assert await c.post(f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'/>") == last
+        assert (await bob.next_presence(timeout=4))["type"] == "unavailable"
+        assert "condition='item-not-found'" in await c.send()
+        await disconnect(bob)
+
+
+async def test_a_request_ahead_of_a_gap_that_never_fills_does_not_keep_the_session(
+        tmp_path: Path) -> None:
+    # XEP-0124 §14.2: a request ahead of a gap waits for the missing rid, but it is not a
+    # held request: if the gap never fills, the session ends after 'inactivity' (§10) and the
+    # waiting request learns it.
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 1\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, hold="1", wait="1")
+        await c.send()  # answered after 'wait': nothing held
+        ahead = await asyncio.wait_for(
+            c.post(f"<body xmlns='{HTTPBIND}' rid='{c.rid + 2}' sid='{c.sid}'/>"), 4)
+        assert "condition='item-not-found'" in ahead
+
+
 async def test_stream_management_resumes_a_bosh_session_in_another(tmp_path: Path) -> None:
     # XEP-0198 §5 over BOSH: the first BOSH session goes away (inactivity), its stream is
     # resumable; a second BOSH session resumes it and gets what came meanwhile.

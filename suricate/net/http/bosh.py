@@ -241,13 +241,15 @@ class BoshSession:
 
     async def request(self, rid: int, attrs: dict[str, str], children: list[bytes],
                       raw: bytes) -> bytes:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # The inactivity clock (§10) stops only when a request is held (_hold): a replay or
+        # a request ahead of a gap that never fills must not keep a session forever.
         if rid <= self.rid:
             cached = self.cache.get(rid)
             if cached is not None:
-                return cached  # XEP-0124 §14.3: the client lost our response; same again
+                # XEP-0124 §14.3: the client lost our response; same again. That is a
+                # response: the inactivity clock starts again from it (§10).
+                self._restart_idle()
+                return cached
             for index, (held_rid, held, timer) in enumerate(self.held):
                 if held_rid == rid:
                     # XEP-0124 §14.3: the connection broke before we answered and the client
@@ -328,6 +330,9 @@ class BoshSession:
         return last is not None and now - last < POLLING
 
     def _hold(self, rid: int, future: asyncio.Future[bytes]) -> None:
+        if self._timer is not None:  # a request is held: no inactivity (§10)
+            self._timer.cancel()
+            self._timer = None
         # A polling session answers at the end of this loop tick (_flush), with what the
         # request's payloads brought by then; 'wait' is only a safety net there.
         timer = self.loop.call_later(max(self.wait, 1) if self.polling else self.wait,
@@ -397,6 +402,12 @@ class BoshSession:
         self._pause = None
         if seconds:
             self._timer = self.loop.call_later(seconds, self._inactive)
+
+    def _restart_idle(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._idle()
 
     def _inactive(self) -> None:
         self._timer = None
