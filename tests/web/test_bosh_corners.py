@@ -191,6 +191,22 @@ async def test_a_request_ahead_of_a_gap_that_never_fills_does_not_keep_the_sessi
         assert "condition='item-not-found'" in ahead
 
 
+async def test_acks_on_every_response_including_those_after_wait(tmp_path: Path) -> None:
+    # XEP-0124 §9.1: once the creation response carries 'ack', every response carries the
+    # highest rid received with all lower ones, except when that is the rid it answers.
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "server_acks = true\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await create(c, hold="2", wait="1", ack="1")
+        assert "ack='1000'" in created and "requests='3'" in created
+        one = asyncio.ensure_future(c.post(f"<body xmlns='{HTTPBIND}' rid='1001' sid='{c.sid}'/>"))
+        await asyncio.sleep(0.1)
+        two = asyncio.ensure_future(c.post(f"<body xmlns='{HTTPBIND}' rid='1002' sid='{c.sid}'/>"))
+        # both held; each answered empty after 'wait'
+        assert await asyncio.wait_for(one, 3) == f"<body xmlns='{HTTPBIND}' ack='1002'/>"
+        assert await asyncio.wait_for(two, 3) == EMPTY
+
+
 async def test_stream_management_resumes_a_bosh_session_in_another(tmp_path: Path) -> None:
     # XEP-0198 §5 over BOSH: the first BOSH session goes away (inactivity), its stream is
     # resumable; a second BOSH session resumes it and gets what came meanwhile.

@@ -347,7 +347,7 @@ class BoshSession:
         for index, (rid, held, _timer) in enumerate(self.held):
             if held is future:
                 del self.held[index]
-                self._answer(rid, future, self._body(b""))
+                self._answer(rid, future, self._body(b"", rid))  # with 'ack' (§9.1)
                 break
         self._idle()
 
