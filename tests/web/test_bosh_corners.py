@@ -119,6 +119,18 @@ async def test_content_attribute_sets_the_content_type_of_every_response(
             assert resp.headers["Content-Type"] == "text/xml; charset=utf-8"
 
 
+async def test_ver_is_the_lower_of_ours_and_the_clients(tmp_path: Path) -> None:
+    # XEP-0124 §7.2: 'ver' is the highest BOSH version we support or the client's, whichever
+    # is lower; the minor number is an integer of its own (1.6 < 1.11 < 1.20).
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        for asked, answered in (("1.6", "1.6"), ("1.20", "1.11"), ("2.0", "1.11"),
+                                ("1.x", "1.11")):
+            created = await c.post(f"<body xmlns='{HTTPBIND}' rid='7' to='localhost'"
+                                   f" ver='{asked}' wait='1' hold='1'/>")
+            assert f" ver='{answered}'" in created, (asked, created)
+
+
 async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_first(
         tmp_path: Path) -> None:
     # XEP-0124 §14.2: requests that arrive out of order are forwarded in rid order. §13: the

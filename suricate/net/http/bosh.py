@@ -159,7 +159,7 @@ class BoshSession:
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
                  "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
-                 "_empty_poll_at")
+                 "_empty_poll_at", "ver")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
         self.endpoint = endpoint
@@ -199,6 +199,7 @@ class BoshSession:
         # When the last empty poll of a polling session came, while its answer brought
         # nothing (§12): the next empty poll must not come sooner than POLLING seconds.
         self._empty_poll_at: float | None = None
+        self.ver = VERSION
 
     # -- requests -------------------------------------------------------------------------------
     async def create(self, rid: int, attrs: dict[str, str]) -> bytes:
@@ -230,6 +231,7 @@ class BoshSession:
         self.rid = rid
         self.domain = attrs.get("to", "")
         self.lang = attrs.get("xml:lang", "en")
+        self.ver = _version(attrs.get("ver"))
         self._ack_pending = attrs.get("ack") == "1" and bool(mod.get("server_acks"))
         self._created_rid = rid
         self.handler = self.endpoint.server.make_c2s(
@@ -378,7 +380,7 @@ class BoshSession:
             mod = self.endpoint.mod_opts
             inactivity = self.inactivity
             attrs = (f" sid='{self.sid}' wait='{self.wait}' requests='{self.requests}'"
-                     f" hold='{self.hold}' ver='{VERSION}' polling='{POLLING}'"
+                     f" hold='{self.hold}' ver='{self.ver}' polling='{POLLING}'"
                      f" maxpause='{mod.get('max_pause', 120)}'"
                      + (f" inactivity='{inactivity}'" if inactivity else "")
                      + f" from='{escape_attr(self.domain)}' authid='{self.stream_id}'"
@@ -527,6 +529,21 @@ def _parse_body(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
         attrs["xmpp:version"] = found.group(1).decode()
     children = [e.to_bytes(ns.CLIENT) for e in events[1:-1] if isinstance(e, Element)]
     return attrs, children
+
+
+def _version(asked: str | None) -> str:
+    """XEP-0124 §7.2: the lower of our BOSH version and the client's 'ver', each number of
+    "major.minor" an integer of its own; ours when the client's is missing or not a
+    version."""
+    ours = tuple(int(n) for n in VERSION.split("."))
+    try:
+        major, minor = (asked or "").split(".")
+        theirs = (int(major), int(minor))
+    except ValueError:
+        return VERSION
+    if theirs >= ours or min(theirs) < 0:
+        return VERSION
+    return f"{theirs[0]}.{theirs[1]}"
 
 
 def _sid_of(raw: bytes) -> str | None:
