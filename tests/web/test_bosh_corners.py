@@ -168,6 +168,23 @@ async def test_rids_out_of_order_are_processed_in_order_and_terminate_payloads_f
         await disconnect(bob)
 
 
+async def test_a_restart_when_none_is_due_ends_the_session_with_bad_request(
+        tmp_path: Path) -> None:
+    # XEP-0206 §5: the client asks for a stream restart after SASL success. Another one, in
+    # an established session, used to become a stream header inside the stream: every stanza
+    # after it was swallowed, unanswered, the session silently dead. It is a request we
+    # cannot accept: bad-request (XEP-0124 §17.2), and the session ends.
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, hold="1", wait="1")
+        await login(c)
+        assert "condition='bad-request'" in await c.send(
+            xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        assert "condition='item-not-found'" in await c.send(
+            "<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await eventually(lambda: not [s for s in server.sessions if s.jid.local == "alice"])
+
+
 async def test_inactivity_ends_the_session_and_its_presence_even_after_a_replay(
         tmp_path: Path) -> None:
     # XEP-0124 §10: with no request held for 'inactivity' seconds the session ends (its

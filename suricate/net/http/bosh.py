@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.message import Request, Response
 from suricate.net.http.websocket import _to_message
+from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
@@ -312,6 +313,12 @@ class BoshSession:
             self._release(all_held=True)  # §10: answer every held request now
         if _RESTART.search(raw[:raw.find(b">")]):
             # XEP-0206 §5: a stream restart (after SASL); the C2S made a new parser for it.
+            # At any other time the header would open an element inside the stream that
+            # swallows every later stanza: a request we cannot accept (XEP-0124 §17.2).
+            handler = self.handler
+            if handler is not None and handler.fsm.state is not C2SState.WAIT_FOR_STREAM:
+                self.fail("bad-request")
+                return
             self._feed(self._stream_header("1.0"))
         for child in children:
             self._feed(child)
