@@ -185,6 +185,32 @@ async def test_a_restart_when_none_is_due_ends_the_session_with_bad_request(
         await eventually(lambda: not [s for s in server.sessions if s.jid.local == "alice"])
 
 
+async def test_a_stream_error_is_the_content_of_the_terminate_body(tmp_path: Path) -> None:
+    # XEP-0206, "remote-stream-error": the content of the terminate <body/> is a copy of the
+    # content of the <stream:error/> (its condition and text as children of <body/>), not
+    # the <stream:error/> element itself. Here: host-unknown at creation, conflict when the
+    # same full JID logs in again (Strophe.js turns that one into its own 'conflict').
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        ended = await c.post(f"<body xmlns='{HTTPBIND}' rid='9' to='nowhere.example'"
+                             " ver='1.6' wait='1' hold='1'/>")
+        assert re.fullmatch(
+            f"<body xmlns='{HTTPBIND}' type='terminate' condition='remote-stream-error'"
+            "[^>]*><host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></body>",
+            ended), ended
+        await create(c, hold="1", wait="5")
+        await login(c)
+        held = asyncio.ensure_future(c.send())
+        await asyncio.sleep(0.2)
+        d = Bosh(http, c.url)
+        await create(d, rid=3000, hold="1", wait="5")
+        await login(d)  # the same resource: the first session ends with conflict
+        ended = await asyncio.wait_for(held, 4)
+        assert "condition='remote-stream-error'" in ended
+        assert '><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' in ended
+        assert "<stream:error" not in ended
+
+
 async def test_inactivity_ends_the_session_and_its_presence_even_after_a_replay(
         tmp_path: Path) -> None:
     # XEP-0124 §10: with no request held for 'inactivity' seconds the session ends (its

@@ -77,6 +77,7 @@ _STREAM_CLOSE = b"</stream:stream>"
 _RESTART = re.compile(rb"""\s[\w.-]+:restart=['"]true['"]""")
 _XMPP_VERSION = re.compile(rb"""\s[\w.-]+:version=['"]([0-9.]+)['"]""")
 _STREAM_ID = re.compile(rb"""\sid=['"]([^'"]+)['"]""")
+_STREAM_ERROR = re.compile(rb"<stream:error(?:\s[^>]*)?>(.*)</stream:error>", re.S)
 _EMPTY = f"<body xmlns='{HTTPBIND}'/>".encode()
 
 
@@ -489,8 +490,16 @@ class BoshSession:
         if self.closing:
             return
         self.closing = True
-        body = _terminate("remote-stream-error" if any(
-            o.startswith(b"<stream:error") for o in self.out) else None, b"".join(self.out))
+        # XEP-0206 "remote-stream-error": the terminate body holds a copy of the content
+        # of <stream:error/> (its condition, text, application element), not the element.
+        error = False
+        for index, element in enumerate(self.out):
+            if element.startswith(b"<stream:error"):
+                error = True
+                found = _STREAM_ERROR.fullmatch(element)
+                if found:
+                    self.out[index] = found.group(1)
+        body = _terminate("remote-stream-error" if error else None, b"".join(self.out))
         self.out.clear()
         self._terminated = body
         if self.held:
