@@ -231,6 +231,32 @@ async def test_inactivity_ends_the_session_and_its_presence_even_after_a_replay(
         await disconnect(bob)
 
 
+async def test_pause_answers_every_held_request_and_stretches_inactivity_once(
+        tmp_path: Path) -> None:
+    # XEP-0124 §10: a 'pause' within 'maxpause' is answered at once, with every held request
+    # (no payloads), and the session waits that long instead of 'inactivity'; the next
+    # request sets inactivity back to normal.
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 1\nmax_pause = 10\n") as server, \
+            aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await create(c, hold="1", wait="5")
+        assert "maxpause='10'" in created and "inactivity='1'" in created
+        await login(c)
+        held = asyncio.ensure_future(c.send())
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await c.send(pause="3") == EMPTY
+        assert await asyncio.wait_for(held, 1) == EMPTY
+        assert loop.time() - start < 1
+        await asyncio.sleep(2)  # longer than 'inactivity', shorter than the pause
+        assert 'type="result"' in await c.send(
+            "<iq xmlns='jabber:client' type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await asyncio.sleep(1.6)  # back to 'inactivity'
+        assert "condition='item-not-found'" in await c.send()
+
+
 async def test_a_request_ahead_of_a_gap_that_never_fills_does_not_keep_the_session(
         tmp_path: Path) -> None:
     # XEP-0124 §14.2: a request ahead of a gap waits for the missing rid, but it is not a
