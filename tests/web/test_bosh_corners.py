@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+from slixmpp import JID
 
 from tests.e2e.harness import connect, disconnect, eventually
 from tests.web.conftest import web_server
@@ -76,7 +77,7 @@ async def test_polling_session_answers_at_once_and_refuses_polls_too_often(
         start = loop.time()
         assert await c.send() == EMPTY  # nothing to say: answered at once, not after 'wait'
         assert loop.time() - start < 2
-        bob.send_message(mto="alice@localhost/web", mbody="for the poller", mtype="chat")
+        bob.send_message(mto=JID("alice@localhost/web"), mbody="for the poller", mtype="chat")
         await asyncio.sleep(polling + 0.05)
         assert "<body>for the poller</body>" in await c.send()
         # a poll right after one that brought something is fine; the next one, right after
@@ -302,7 +303,7 @@ async def test_stream_management_resumes_a_bosh_session_in_another(tmp_path: Pat
         await c.send()
         bob = await connect(server, "bob@localhost/c2s", "secret")
         await asyncio.sleep(2.5)  # inactivity: the first BOSH session is gone, resumable
-        bob.send_message(mto="alice@localhost/web", mbody="while away", mtype="chat")
+        bob.send_message(mto=JID("alice@localhost/web"), mbody="while away", mtype="chat")
         await asyncio.sleep(0.3)
         d = Bosh(http, c.url)
         await create(d, rid=5000, hold="1", wait="2")
