@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.message import Request, Response
 from suricate.net.http.websocket import _to_message
+from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
@@ -52,6 +53,15 @@ XBOSH = "urn:xmpp:xbosh"
 VERSION = "1.11"
 DEFAULT_WAIT = 60
 MAX_HOLD = 2
+# XEP-0124 §7.2 'polling': the shortest interval (seconds) between two empty requests of a
+# polling session (§12); sooner, and the session ends with policy-violation.
+POLLING = 1
+# XEP-0124 §7.1: the Content-Type of every response, unless the session asked for another
+# with 'content'.
+CONTENT_TYPE = "text/xml; charset=utf-8"
+# What a 'content' attribute may ask for: a media type with parameters, nothing that would
+# break the header line (a character reference can put a newline in an attribute value).
+_CONTENT = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\"-]+)*")
 CORS = {"Access-Control-Allow-Origin": "*"}
 PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "POST, OPTIONS",
              "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"}
@@ -67,6 +77,7 @@ _STREAM_CLOSE = b"</stream:stream>"
 _RESTART = re.compile(rb"""\s[\w.-]+:restart=['"]true['"]""")
 _XMPP_VERSION = re.compile(rb"""\s[\w.-]+:version=['"]([0-9.]+)['"]""")
 _STREAM_ID = re.compile(rb"""\sid=['"]([^'"]+)['"]""")
+_STREAM_ERROR = re.compile(rb"<stream:error(?:\s[^>]*)?>(.*)</stream:error>", re.S)
 _EMPTY = f"<body xmlns='{HTTPBIND}'/>".encode()
 
 
@@ -108,13 +119,14 @@ class BoshEndpoint:
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
-        out = await self.serve(body, request)
+        out, content_type = await self.serve(body, request)
         if instrument.enabled:
             instrument.emit(BOSH_DATA_SENT, {}, {"byte_size": len(out)})
-        return web.Response(body=out, headers={"Content-Type": "text/xml; charset=utf-8",
-                                               **CORS})
+        return web.Response(body=out, headers={"Content-Type": content_type, **CORS})
 
-    async def serve(self, raw: bytes, request: web.BaseRequest) -> bytes:
+    async def serve(self, raw: bytes, request: web.BaseRequest) -> tuple[bytes, str]:
+        """The response body to one request and its Content-Type: the session's (§7.1),
+        also for the response that ends it."""
         try:
             attrs, children = _parse_body(raw)
             rid = int(attrs["rid"])
@@ -123,16 +135,18 @@ class BoshEndpoint:
             session = self.sessions.get(_sid_of(raw) or "")
             if session is not None:
                 session.fail("bad-request")
-            return _terminate("bad-request")
+                return _terminate("bad-request"), session.content_type
+            return _terminate("bad-request"), CONTENT_TYPE
         sid = attrs.get("sid")
         if sid is None:
             session = BoshSession(self, secrets.token_urlsafe(16), request)
             self.sessions[session.sid] = session
-            return await session.create(rid, attrs)
+            return await session.create(rid, attrs), session.content_type
         session = self.sessions.get(sid)
         if session is None:
-            return _terminate("item-not-found")  # XEP-0124 §17.3: unknown sid
-        return await session.request(rid, attrs, children, raw)
+            # XEP-0124 §17.3: unknown sid
+            return _terminate("item-not-found"), CONTENT_TYPE
+        return await session.request(rid, attrs, children, raw), session.content_type
 
     def shutdown(self) -> None:
         for session in list(self.sessions.values()):
@@ -146,7 +160,8 @@ class BoshSession:
     __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
-                 "_ack_pending", "_created_rid")
+                 "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
+                 "_empty_poll_at", "ver")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
         self.endpoint = endpoint
@@ -180,6 +195,13 @@ class BoshSession:
         self._pause: int | None = None
         self._ack_pending = False
         self._created_rid = -1
+        self.content_type = CONTENT_TYPE
+        self.polling = False  # a polling session (XEP-0124 §12): no request is held
+        self.inactivity: int | None = None  # seconds; None: as long as the client likes
+        # When the last empty poll of a polling session came, while its answer brought
+        # nothing (§12): the next empty poll must not come sooner than POLLING seconds.
+        self._empty_poll_at: float | None = None
+        self.ver = VERSION
 
     # -- requests -------------------------------------------------------------------------------
     async def create(self, rid: int, attrs: dict[str, str]) -> bytes:
@@ -190,13 +212,28 @@ class BoshSession:
         except ValueError:
             self._forget()
             return _terminate("bad-request")
+        if wait < 0 or hold < 0:
+            self._forget()
+            return _terminate("bad-request")
+        content = attrs.get("content")
+        if content is not None and _CONTENT.fullmatch(content):
+            self.content_type = content  # §7.1: the Content-Type of all our responses
         max_wait = mod.get("max_wait")
-        self.wait = max(1, min(wait, max_wait) if max_wait else wait)
-        self.hold = max(0, min(hold, MAX_HOLD))
-        self.requests = self.hold + 1  # XEP-0124 §7.1: at least hold + 1
+        # XEP-0124 §7.1: 'wait' or 'hold' set to 0 asks for a polling session (§12): every
+        # request is answered at once, one request at a time ('requests' 1).
+        self.polling = wait == 0 or hold == 0
+        # §7.2: our 'wait' MUST NOT be more than the client's
+        self.wait = min(wait, max_wait) if max_wait else wait
+        self.hold = 0 if self.polling else min(hold, MAX_HOLD)
+        self.requests = self.hold + 1  # §7.2: one more than 'hold'
+        self.inactivity = mod.get("inactivity")
+        if self.polling and self.inactivity is not None:
+            # §12: a polling session gets a longer inactivity, by more than 'polling'
+            self.inactivity += 2 * POLLING
         self.rid = rid
         self.domain = attrs.get("to", "")
         self.lang = attrs.get("xml:lang", "en")
+        self.ver = _version(attrs.get("ver"))
         self._ack_pending = attrs.get("ack") == "1" and bool(mod.get("server_acks"))
         self._created_rid = rid
         self.handler = self.endpoint.server.make_c2s(
@@ -208,13 +245,15 @@ class BoshSession:
 
     async def request(self, rid: int, attrs: dict[str, str], children: list[bytes],
                       raw: bytes) -> bytes:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # The inactivity clock (§10) stops only when a request is held (_hold): a replay or
+        # a request ahead of a gap that never fills must not keep a session forever.
         if rid <= self.rid:
             cached = self.cache.get(rid)
             if cached is not None:
-                return cached  # XEP-0124 §14.3: the client lost our response; same again
+                # XEP-0124 §14.3: the client lost our response; same again. That is a
+                # response: the inactivity clock starts again from it (§10).
+                self._restart_idle()
+                return cached
             for index, (held_rid, held, timer) in enumerate(self.held):
                 if held_rid == rid:
                     # XEP-0124 §14.3: the connection broke before we answered and the client
@@ -259,6 +298,9 @@ class BoshSession:
             self._forget()
             return
         self._hold(rid, future)
+        if self.polling and self._too_soon(attrs, children, raw):
+            self.fail("policy-violation")  # XEP-0124 §12: polling too often
+            return
         pause = attrs.get("pause")
         if pause is not None:
             try:
@@ -272,6 +314,12 @@ class BoshSession:
             self._release(all_held=True)  # §10: answer every held request now
         if _RESTART.search(raw[:raw.find(b">")]):
             # XEP-0206 §5: a stream restart (after SASL); the C2S made a new parser for it.
+            # At any other time the header would open an element inside the stream that
+            # swallows every later stanza: a request we cannot accept (XEP-0124 §17.2).
+            handler = self.handler
+            if handler is not None and handler.fsm.state is not C2SState.WAIT_FOR_STREAM:
+                self.fail("bad-request")
+                return
             self._feed(self._stream_header("1.0"))
         for child in children:
             self._feed(child)
@@ -279,17 +327,37 @@ class BoshSession:
             self._feed(_STREAM_CLOSE)  # XEP-0124 §12: the client ends the session
         self._schedule()
 
+    def _too_soon(self, attrs: dict[str, str], children: list[bytes], raw: bytes) -> bool:
+        """XEP-0124 §12: two empty polls in a row sooner than 'polling' seconds apart, the
+        first answered with nothing. A request with payloads, 'pause', 'type' or a restart is
+        not an empty poll."""
+        if (children or "pause" in attrs or "type" in attrs
+                or _RESTART.search(raw[:raw.find(b">")])):
+            self._empty_poll_at = None
+            return False
+        now = self.loop.time()
+        last, self._empty_poll_at = self._empty_poll_at, now
+        return last is not None and now - last < POLLING
+
     def _hold(self, rid: int, future: asyncio.Future[bytes]) -> None:
-        timer = self.loop.call_later(self.wait, self._wait_expired, future)
+        if self._timer is not None:  # a request is held: no inactivity (§10)
+            self._timer.cancel()
+            self._timer = None
+        # A polling session answers at the end of this loop tick (_flush), with what the
+        # request's payloads brought by then; 'wait' is only a safety net there.
+        timer = self.loop.call_later(max(self.wait, 1) if self.polling else self.wait,
+                                     self._wait_expired, future)
         self.held.append((rid, future, timer))
         while len(self.held) > max(self.hold, 1):
             self._release()  # §11: over hold, the oldest is answered (empty if nothing)
+        if self.polling:
+            self._schedule()
 
     def _wait_expired(self, future: asyncio.Future[bytes]) -> None:
         for index, (rid, held, _timer) in enumerate(self.held):
             if held is future:
                 del self.held[index]
-                self._answer(rid, future, self._body(b""))
+                self._answer(rid, future, self._body(b"", rid))  # with 'ack' (§9.1)
                 break
         self._idle()
 
@@ -299,6 +367,8 @@ class BoshSession:
             timer.cancel()
             content = b"".join(self.out)
             self.out.clear()
+            if content:
+                self._empty_poll_at = None  # §12: that poll brought something
             self._answer(rid, future, self._body(content, rid))
             if not all_held:
                 break
@@ -316,9 +386,9 @@ class BoshSession:
         attrs = ""
         if rid == self._created_rid:
             mod = self.endpoint.mod_opts
-            inactivity = mod.get("inactivity")
+            inactivity = self.inactivity
             attrs = (f" sid='{self.sid}' wait='{self.wait}' requests='{self.requests}'"
-                     f" hold='{self.hold}' ver='{VERSION}' polling='1'"
+                     f" hold='{self.hold}' ver='{self.ver}' polling='{POLLING}'"
                      f" maxpause='{mod.get('max_pause', 120)}'"
                      + (f" inactivity='{inactivity}'" if inactivity else "")
                      + f" from='{escape_attr(self.domain)}' authid='{self.stream_id}'"
@@ -338,10 +408,16 @@ class BoshSession:
         """No request held: the inactivity clock runs (XEP-0124 §7.1, §10)."""
         if self.held or self._timer is not None:
             return
-        seconds = self._pause or self.endpoint.mod_opts.get("inactivity")
+        seconds = self._pause or self.inactivity
         self._pause = None
         if seconds:
             self._timer = self.loop.call_later(seconds, self._inactive)
+
+    def _restart_idle(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._idle()
 
     def _inactive(self) -> None:
         self._timer = None
@@ -405,16 +481,25 @@ class BoshSession:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if self.out and self.held:
-            self._release()
+        if self.held and (self.out or self.polling):
+            # a polling session answers every request now, empty if nothing came (§12)
+            self._release(all_held=self.polling)
 
     def close(self) -> None:
         """The stream ended (our </stream:stream>): the next response terminates."""
         if self.closing:
             return
         self.closing = True
-        body = _terminate("remote-stream-error" if any(
-            o.startswith(b"<stream:error") for o in self.out) else None, b"".join(self.out))
+        # XEP-0206 "remote-stream-error": the terminate body holds a copy of the content
+        # of <stream:error/> (its condition, text, application element), not the element.
+        error = False
+        for index, element in enumerate(self.out):
+            if element.startswith(b"<stream:error"):
+                error = True
+                found = _STREAM_ERROR.fullmatch(element)
+                if found:
+                    self.out[index] = found.group(1)
+        body = _terminate("remote-stream-error" if error else None, b"".join(self.out))
         self.out.clear()
         self._terminated = body
         if self.held:
@@ -460,6 +545,21 @@ def _parse_body(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
         attrs["xmpp:version"] = found.group(1).decode()
     children = [e.to_bytes(ns.CLIENT) for e in events[1:-1] if isinstance(e, Element)]
     return attrs, children
+
+
+def _version(asked: str | None) -> str:
+    """XEP-0124 §7.2: the lower of our BOSH version and the client's 'ver', each number of
+    "major.minor" an integer of its own; ours when the client's is missing or not a
+    version."""
+    ours = tuple(int(n) for n in VERSION.split("."))
+    try:
+        major, minor = (asked or "").split(".")
+        theirs = (int(major), int(minor))
+    except ValueError:
+        return VERSION
+    if theirs >= ours or min(theirs) < 0:
+        return VERSION
+    return f"{theirs[0]}.{theirs[1]}"
 
 
 def _sid_of(raw: bytes) -> str | None:
