@@ -144,7 +144,8 @@ async def test_discovery_and_limits(server: Server) -> None:
     await owner.create_node(SERVICE, "meta", config=node_config(title="Meta node"))
     node_info = await disco.get_info(jid=SERVICE, node="meta")
     form = node_info["disco_info"]["form"].get_fields()
-    assert one(form["FORM_TYPE"]["value"]) == "http://jabber.org/protocol/pubsub#meta_data"
+    # XEP-0060 §5.4 (and its FORM_TYPE registration): pubsub#meta-data, hyphenated.
+    assert one(form["FORM_TYPE"]["value"]) == "http://jabber.org/protocol/pubsub#meta-data"
     assert one(form["pubsub#title"]["value"]) == "Meta node"
     assert "alice@localhost" in str(form["pubsub#owner"]["value"])
     listing = await disco.get_items(jid=SERVICE)

@@ -16,7 +16,9 @@ PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
-META_DATA = "http://jabber.org/protocol/pubsub#meta_data"
+# XEP-0060 §5.4: the FORM_TYPE of node meta-data is hyphenated (pubsub#meta-data), unlike
+# node_config; a client matching the registered FORM_TYPE did not recognise "meta_data".
+META_DATA = "http://jabber.org/protocol/pubsub#meta-data"
 
 ACCESS_MODELS = ("open", "presence", "roster", "whitelist", "authorize")
 SEND_LAST = ("never", "on_sub", "on_sub_and_presence")
