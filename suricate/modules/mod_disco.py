@@ -142,7 +142,16 @@ class ModDisco(Module):
         if node:
             if _node_info(self, iq, query, node):
                 return query
-            raise StanzaError("item-not-found")
+            # A node kept in storage (a PEP node, XEP-0060 §5.3) is read without blocking:
+            # disco_node_info is a sync fold, this one may await the database.
+            info, failed = await self.server.hooks.fold_async_checked(
+                H.DISCO_SM_NODE_INFO, None, iq.frm, iq.to.bare, node)
+            if info is None:
+                # RFC 6120 §8.3.3.8 when a handler failed rather than "no such node".
+                raise StanzaError("internal-server-error" if failed else "item-not-found")
+            for element in info:
+                query.append(element)
+            return query
         # XEP-0030 §3.1 and the registry: a registered account is account/registered.
         query.add("identity", attrs={"category": "account", "type": "registered"})
         for identity in self.server.hooks.fold(H.DISCO_SM_IDENTITY, [], iq.to.bare):

@@ -192,6 +192,7 @@ class ModPubsub(Module):
         (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
+        (H.DISCO_SM_NODE_INFO, "sm_node_info", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
         (H.VCARD_STORED, "vcard_stored", 50),
     )
@@ -1247,6 +1248,41 @@ class ModPubsub(Module):
             acc.append(Element("item", ns.DISCO_ITEMS, {"jid": str(jid.bare), "node": node}))
         return acc
 
+    async def sm_node_info(self, acc: list[Element] | None, frm: JID, jid: JID,
+                           node: str) -> list[Element] | None:
+        """disco#info of a PEP node at the account's bare JID (XEP-0163 §2: the account is
+        a virtual pubsub service, so XEP-0060 §5.3 and §5.4 apply to its nodes)."""
+        if acc is not None or not self.pep:
+            return acc
+        host = Host(jid.bare, True)
+        stored = await self.store.get_node(host.key, node)
+        if stored is None:
+            return acc
+        config = {**self.defaults(host, node), **stored}
+        try:
+            await self._check_access(host, node, config, frm)
+        except StanzaError:
+            # A node the asker may not read is not listed in the account's disco#items
+            # (sm_items); its info does not tell it exists either (XEP-0030 §8).
+            return acc
+        return await self._node_info(host, node, config)
+
+    async def _node_info(self, host: Host, node: str,
+                         config: Mapping[str, Any]) -> list[Element]:
+        """§5.3: the identity pubsub/leaf; §5.4: the node's meta-data as a XEP-0128 form."""
+        info = [Element("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "leaf"}),
+                Element("feature", ns.DISCO_INFO, {"var": PUBSUB}),
+                Element("feature", ns.DISCO_INFO, {"var": ns.DISCO_INFO})]
+        meta = C.config_form(config, C.META_DATA, "result")
+        owners = [j for j, a in await self.store.affiliations(host.key, node) if a == "owner"]
+        if host.pep and str(host.jid) not in owners:
+            owners.insert(0, str(host.jid))  # XEP-0163 §4: the account owns its PEP nodes
+        field = meta.add("field", attrs={"var": "pubsub#owner", "type": "jid-multi"})
+        for owner in owners:
+            field.add("value", text=owner)
+        info.append(meta)
+        return info
+
     # -- discovery of the service (XEP-0060 §5) --------------------------------------------
     async def _service_info(self, host: Host, frm: JID, query: Element) -> Element:
         node = query.attrs.get("node")
@@ -1257,17 +1293,8 @@ class ModPubsub(Module):
             for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
-        config = await self._node(host, node)
-        result.add("identity", attrs={"category": "pubsub", "type": "leaf"})
-        result.add("feature", attrs={"var": PUBSUB})
-        result.add("feature", attrs={"var": ns.DISCO_INFO})
-        # §5.4: pubsub#meta-data.
-        meta = C.config_form(config, C.META_DATA, "result")
-        owners = [j for j, a in await self.store.affiliations(host.key, node) if a == "owner"]
-        field = meta.add("field", attrs={"var": "pubsub#owner"})
-        for owner in owners:
-            field.add("value", text=owner)
-        result.append(meta)
+        for element in await self._node_info(host, node, await self._node(host, node)):
+            result.append(element)
         return result
 
     async def _service_items(self, host: Host, frm: JID, query: Element) -> Element:
