@@ -72,7 +72,9 @@ async def test_node_life_cycle_with_notifications(server: Server) -> None:
     await sub.unsubscribe(SERVICE, "news")
     with pytest.raises(IqError) as err:
         await sub.unsubscribe(SERVICE, "news")
-    assert err.value.condition == "unexpected-request"
+    # XEP-0060 §6.2.3.2: not a subscriber is unexpected-request + not-subscribed, type cancel.
+    assert (err.value.condition, err.value.etype) == ("unexpected-request", "cancel")
+    assert "not-subscribed" in str(err.value.iq)
     await sub.subscribe(SERVICE, "news")
     with pytest.raises(IqError) as err:
         await sub.delete_node(SERVICE, "news")

@@ -570,6 +570,9 @@ class ModPubsub(Module):
         else:
             limit = self.opts.get("max_subscriptions_node")
             if limit is not None and len(await self.store.subscriptions(host.key, node)) >= limit:
+                # MongooseIM 6.4's condition. XEP-0060 §6.1.3.9 has policy-violation (type
+                # wait), which RFC 3920 clients do not know: slixmpp 1.17 fails to parse it
+                # and its request never completes (docs/pubsub.md).
                 raise C.pubsub_error("not-allowed", "too-many-subscriptions",
                                      f"the node has its maximum of {limit} subscriptions")
             subid = uuid.uuid4().hex
@@ -597,7 +600,8 @@ class ModPubsub(Module):
         removed = await self.store.remove_subscription(host.key, node, str(jid),
                                                        action.attrs.get("subid"))
         if not removed:
-            raise C.pubsub_error("unexpected-request", "not-subscribed")
+            # XEP-0060 §6.2.3.2: no such subscriber, type cancel.
+            raise C.pubsub_error("unexpected-request", "not-subscribed", type_="cancel")
         return None
 
     async def user_subscriptions(self, host: Host, frm: JID, action: Element,
@@ -679,7 +683,8 @@ class ModPubsub(Module):
         subs = [(subid, state) for j, subid, state in
                 await self.store.subscriptions(host.key, node) if j == str(jid)]
         if not subs:
-            raise C.pubsub_error("unexpected-request", "not-subscribed")
+            # XEP-0060 §6.3.4.2: no such subscriber, type modify.
+            raise C.pubsub_error("unexpected-request", "not-subscribed", type_="modify")
         wanted = action.attrs.get("subid")
         if wanted is None:
             if len(subs) > 1:

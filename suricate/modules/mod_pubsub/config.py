@@ -177,6 +177,10 @@ def precondition_error(text: str = "publish-options do not match the node's conf
 
 
 def pubsub_error(condition: str, app: str, text: str | None = None,
-                 attrs: dict[str, str] | None = None) -> StanzaError:
-    """A stanza error with its pubsub#errors application condition (XEP-0060 §7, §6)."""
-    return StanzaError(condition, text, app_condition=Element(app, PUBSUB_ERRORS, attrs or {}))
+                 attrs: dict[str, str] | None = None, type_: str | None = None) -> StanzaError:
+    """A stanza error with its pubsub#errors application condition (XEP-0060 §7, §6).
+    ``type_``: where XEP-0060's example gives the condition another type than RFC 6120's
+    usual one (unexpected-request is "wait" in RFC 6120 §8.3.3.22, "cancel" or "modify" in
+    XEP-0060)."""
+    return StanzaError(condition, text, type_,
+                       app_condition=Element(app, PUBSUB_ERRORS, attrs or {}))
