@@ -193,6 +193,7 @@ class ModPubsub(Module):
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.DISCO_SM_NODE_INFO, "sm_node_info", 50),
+        (H.DISCO_SM_NODE_ITEMS, "sm_node_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
         (H.VCARD_STORED, "vcard_stored", 50),
     )
@@ -1253,24 +1254,45 @@ class ModPubsub(Module):
             acc.append(Element("item", ns.DISCO_ITEMS, {"jid": str(jid.bare), "node": node}))
         return acc
 
-    async def sm_node_info(self, acc: list[Element] | None, frm: JID, jid: JID,
-                           node: str) -> list[Element] | None:
-        """disco#info of a PEP node at the account's bare JID (XEP-0163 §2: the account is
-        a virtual pubsub service, so XEP-0060 §5.3 and §5.4 apply to its nodes)."""
-        if acc is not None or not self.pep:
-            return acc
+    async def _readable_pep_node(self, frm: JID, jid: JID,
+                                 node: str) -> tuple[Host, dict[str, Any]] | None:
+        """The account's PEP node and its configuration, None when it does not exist or
+        ``frm`` may not read it: such a node is not listed in the account's disco#items
+        (sm_items), and its info and items do not tell it exists either (XEP-0030 §8)."""
+        if not self.pep:
+            return None
         host = Host(jid.bare, True)
         stored = await self.store.get_node(host.key, node)
         if stored is None:
-            return acc
+            return None
         config = {**self.defaults(host, node), **stored}
         try:
             await self._check_access(host, node, config, frm)
         except StanzaError:
-            # A node the asker may not read is not listed in the account's disco#items
-            # (sm_items); its info does not tell it exists either (XEP-0030 §8).
+            return None
+        return host, config
+
+    async def sm_node_info(self, acc: list[Element] | None, frm: JID, jid: JID,
+                           node: str) -> list[Element] | None:
+        """disco#info of a PEP node at the account's bare JID (XEP-0163 §2: the account is
+        a virtual pubsub service, so XEP-0060 §5.3 and §5.4 apply to its nodes)."""
+        if acc is not None:
             return acc
-        return await self._node_info(host, node, config)
+        found = await self._readable_pep_node(frm, jid, node)
+        return None if found is None else await self._node_info(found[0], node, found[1])
+
+    async def sm_node_items(self, acc: list[Element] | None, frm: JID, jid: JID,
+                            node: str) -> list[Element] | None:
+        """disco#items of a PEP node: its items by id (XEP-0060 §5.5)."""
+        if acc is not None:
+            return acc
+        found = await self._readable_pep_node(frm, jid, node)
+        return None if found is None else await self._node_items(found[0], node)
+
+    async def _node_items(self, host: Host, node: str) -> list[Element]:
+        # §5.5: one item per published item, named by its ItemID, without a 'node'.
+        return [Element("item", ns.DISCO_ITEMS, {"jid": str(host.jid), "name": item.id})
+                for item in await self.store.get_items(host.key, node)]
 
     async def _node_info(self, host: Host, node: str,
                          config: Mapping[str, Any]) -> list[Element]:
@@ -1314,9 +1336,8 @@ class ModPubsub(Module):
             return result
         config = await self._node(host, node)
         await self._check_access(host, node, config, frm)
-        # §5.5: the items of a node, by id.
-        for stored_item in await self.store.get_items(host.key, node):
-            result.add("item", attrs={"jid": str(host.jid), "name": stored_item.id})
+        for element in await self._node_items(host, node):
+            result.append(element)
         return result
 
 
