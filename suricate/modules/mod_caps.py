@@ -281,10 +281,17 @@ class ModCaps(Module):
     async def _features(self, key: tuple[str, str, str], domain: str,
                         jid: JID) -> frozenset[str] | None:
         """The features behind ``key``, asking ``jid`` (from our ``domain``) when unknown."""
-        pending = self._inflight.get(key)
+        # Only a hash we verify is shared (XEP-0115 §5.4 step 2: for another hash, or legacy
+        # caps, what an entity answers is associated with that entity only).
+        pending = self._inflight.get(key) if key[2] in HASHES else None
         if pending is not None:
-            # Another entity with the same hash is being asked: one query is enough.
-            return await asyncio.shield(pending)
+            # Another entity with the same hash is being asked: one query is enough...
+            features = await asyncio.shield(pending)
+            if features is not None:
+                return features
+            # ...unless its answer did not verify (or never came): §5.4 step 3.9, check
+            # another entity that announces the value, this one.
+            return await self._query(domain, jid, key)
         fut: asyncio.Future[frozenset[str] | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:

@@ -10,7 +10,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_caps import ModCaps, caps_hash, session_features
 from suricate.xml.parser import parse_fragment
-from tests.e2e.harness import disconnect, eventually
+from tests.e2e.harness import RawClient, disconnect, eventually
 from tests.e2e.test_roster_presence import raw_session
 from tests.pubsub.conftest import accounts, friends, online, payload
 
@@ -188,3 +188,54 @@ async def test_ill_formed_caps_answers_are_not_cached(server: Server) -> None:
     assert cached == []
     assert caps.cached((CLIENT_NODE, kept, "sha-1")) is not None
     await raw.close()
+
+
+async def test_a_shared_query_that_fails_or_is_unverified_does_not_speak_for_others(
+        server: Server) -> None:
+    """Two clients announce the same caps while the server asks the first. XEP-0115 §5.4
+    step 3.9: when the first answer does not verify, the server SHOULD ask another entity
+    announcing that value, so the second client is asked rather than left without features.
+    Step 2: with a hash the server does not support, the answer is associated "only with
+    the JabberID of the generating entity", so the second client is asked for its own."""
+    await accounts(server, "alice", "bob")
+    alice = await raw_session(server, "alice", "alice-pw", "r")
+    bob = await raw_session(server, "bob", "bob-pw", "r")
+
+    async def presence(raw: RawClient, ver: str, algo: str) -> None:
+        await raw.send(f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='{algo}' "
+                       f"node='{CLIENT_NODE}' ver='{ver}'/></presence>")
+
+    async def asked(raw: RawClient, ver: str) -> str:
+        """The id of the server's disco#info query for ``ver`` (§6.2)."""
+        query = await raw.expect(rf"<iq(?=[^>]*type=.get.)[^>]*>\s*<query xmlns=.{DISCO_INFO}."
+                                 rf"[^>]*node=.{CLIENT_NODE}#{re.escape(ver)}..*?</iq>")
+        return re.search(r"id=.([^'\"]+).", query).group(1)  # type: ignore[union-attr]
+
+    async def reply(raw: RawClient, ver: str, iq_id: str, children: str) -> None:
+        await raw.send(f"<iq type='result' id='{iq_id}' to='localhost'><query "
+                       f"xmlns='{DISCO_INFO}' node='{CLIENT_NODE}#{ver}'>{children}</query></iq>")
+
+    def features(user: str) -> frozenset[str]:
+        return session_features(server.sessions.lookup(JID.parse(f"{user}@localhost/r")))
+
+    # Step 3.9: alice's answer does not match the hash; bob, who announced it while alice
+    # was being asked, is asked in turn and his answer is the one that verifies.
+    ver = sha1(S_BASE)
+    await presence(alice, ver, "sha-1")
+    alice_query = await asked(alice, ver)
+    await presence(bob, ver, "sha-1")
+    await reply(alice, ver, alice_query, ID + "<feature var='urn:example:other'/>")
+    await reply(bob, ver, await asked(bob, ver), ID + FEATURES)
+    await eventually(lambda: features("bob") == {"http://jabber.org/protocol/caps",
+                                                 "urn:example:a"})
+    assert features("alice") == frozenset()  # hers did not verify: not used
+    # Step 2: a hash the server does not support; each client's answer is its own.
+    await presence(alice, "v1", "x-unknown")
+    alice_query = await asked(alice, "v1")
+    await presence(bob, "v1", "x-unknown")
+    await reply(alice, "v1", alice_query, ID + "<feature var='urn:example:alice'/>")
+    await reply(bob, "v1", await asked(bob, "v1"), ID + "<feature var='urn:example:bob'/>")
+    await eventually(lambda: features("bob") == {"urn:example:bob"})
+    await eventually(lambda: features("alice") == {"urn:example:alice"})
+    await alice.close()
+    await bob.close()
