@@ -310,6 +310,20 @@ DISCO_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
     "fold(items: list[Element] | None, from_jid, to_jid, node: str) -> list[Element] | None: "
     "the items of a node of the server or of an account as the requester may see them "
     "(XEP-0050 §2.1: the commands node); None: no module knows the node", host_arg=1)
+DISCO_SM_NODE_INFO: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                   AsyncFolded[list[Element] | None]]] = Hook(
+    "disco_sm_node_info",
+    "fold_async(info: list[Element] | None, from_jid, user_jid, node: str) -> list[Element] | "
+    "None: identities, features and forms of a node of an account kept in storage, as the "
+    "requester may see it (XEP-0060 §5.3, §5.4: a PEP node); run when no disco_node_info "
+    "handler knows the node; None: no module knows it", host_arg=1)
+DISCO_SM_NODE_ITEMS: Hook[Callable[[list[Element] | None, JID, JID, str],
+                                    AsyncFolded[list[Element] | None]]] = Hook(
+    "disco_sm_node_items",
+    "fold_async(items: list[Element] | None, from_jid, user_jid, node: str) -> list[Element] "
+    "| None: the items of a node of an account kept in storage, as the requester may see them "
+    "(XEP-0060 §5.5: a PEP node's item ids); run when no disco_node_items handler knows the "
+    "node; None: no module knows it", host_arg=1)
 VCARD_STORED: Hook[Callable[[None, JID, Element], AsyncFolded[None]]] = Hook(
     "vcard_stored",
     "fold_async(None, user_jid, vcard: Element): an account stored its vCard (XEP-0398: its "

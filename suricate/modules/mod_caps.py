@@ -4,7 +4,9 @@ for a node with ``<node>+notify`` (XEP-0163 §4.3).
 
 A known verification string is answered from the cache at once; an unknown one costs one
 disco#info query to the client (XEP-0115 §6.2), whose answer is hashed as §5.1 says and cached
-only when the hash matches (§5.4: a mismatch is never cached nor trusted). Nothing runs per
+only when it is well-formed and the hash matches (§5.4: an ill-formed answer, with a duplicate
+identity or feature or two forms of one FORM_TYPE, and a mismatch are never cached nor
+trusted). Nothing runs per
 stanza but a name check on the client's own stanzas, and only while the module is enabled.
 """
 
@@ -70,31 +72,68 @@ def session_features(session: Any) -> frozenset[str]:
     return caps.features if caps is not None else frozenset()
 
 
+def _identities(query: Element) -> list[tuple[str, str, str, str]]:
+    return [(i.attrs.get("category", ""), i.attrs.get("type", ""), i.attrs.get("xml:lang", ""),
+             i.attrs.get("name", "")) for i in query.find_all("identity", ns.DISCO_INFO)]
+
+
+def _features(query: Element) -> list[str]:
+    return [f.attrs.get("var", "") for f in query.find_all("feature", ns.DISCO_INFO)]
+
+
+def _form_type(form: Element) -> list[str]:
+    """The values of a form's FORM_TYPE field; none when it has no FORM_TYPE of type hidden
+    (XEP-0115 §5.4 step 3.6: such a form is ignored)."""
+    for field in form.find_all("field", ns.DATA_FORMS):
+        if field.attrs.get("var") == "FORM_TYPE":
+            if field.attrs.get("type") != "hidden":
+                return []
+            return [v.text for v in field.find_all("value", ns.DATA_FORMS)]
+    return []
+
+
+def ill_formed(query: Element) -> str | None:
+    """Why a disco#info result cannot stand for a caps hash (XEP-0115 §5.4 steps 3.3 to 3.5),
+    or None. Such an answer is not cached for the hash nor used, as one that does not verify."""
+    identities = _identities(query)
+    if len(set(identities)) != len(identities):
+        return "identity twice"  # §5.4 3.3: same category/type/lang/name
+    features = _features(query)
+    if len(set(features)) != len(features):
+        return "feature twice"  # §5.4 3.4
+    seen: set[str] = set()
+    for form in query.find_all("x", ns.DATA_FORMS):
+        values = set(_form_type(form))
+        if len(values) > 1:
+            return "FORM_TYPE with several values"  # §5.4 3.5
+        if values:
+            (form_type,) = values
+            if form_type in seen:
+                return "two forms with one FORM_TYPE"  # §5.4 3.5
+            seen.add(form_type)
+    return None
+
+
 def verification_string(query: Element) -> str:
     """XEP-0115 §5.1: the string hashed into 'ver', from a disco#info result."""
     out: list[str] = []
-    identities = sorted(
-        (i.attrs.get("category", ""), i.attrs.get("type", ""), i.attrs.get("xml:lang", ""),
-         i.attrs.get("name", ""))
-        for i in query.find_all("identity", ns.DISCO_INFO))
-    for identity in identities:
+    for identity in sorted(_identities(query)):
         out.append("/".join(identity) + "<")
-    for var in sorted(f.attrs.get("var", "") for f in query.find_all("feature", ns.DISCO_INFO)):
+    for var in sorted(_features(query)):
         out.append(var + "<")
     forms: list[tuple[str, list[str]]] = []
     for form in query.find_all("x", ns.DATA_FORMS):
-        form_type = ""
+        types = _form_type(form)
+        # §5.4 step 3.6: an extension without a hidden FORM_TYPE is ignored.
+        form_type = types[0] if types else ""
+        if not form_type:
+            continue
         fields: list[tuple[str, list[str]]] = []
         for field in form.find_all("field", ns.DATA_FORMS):
             var = field.attrs.get("var", "")
-            values = sorted(v.text for v in field.find_all("value", ns.DATA_FORMS))
-            if var == "FORM_TYPE":
-                form_type = values[0] if values else ""
-            else:
-                fields.append((var, values))
-        # §5.4 step 3.6: an extension without FORM_TYPE is ignored.
-        if not form_type:
-            continue
+            if var != "FORM_TYPE":
+                fields.append((var, sorted(v.text for v in field.find_all("value",
+                                                                          ns.DATA_FORMS))))
         parts = [form_type + "<"]
         for var, values in sorted(fields):
             parts.append(var + "<")
@@ -242,10 +281,17 @@ class ModCaps(Module):
     async def _features(self, key: tuple[str, str, str], domain: str,
                         jid: JID) -> frozenset[str] | None:
         """The features behind ``key``, asking ``jid`` (from our ``domain``) when unknown."""
-        pending = self._inflight.get(key)
+        # Only a hash we verify is shared (XEP-0115 §5.4 step 2: for another hash, or legacy
+        # caps, what an entity answers is associated with that entity only).
+        pending = self._inflight.get(key) if key[2] in HASHES else None
         if pending is not None:
-            # Another entity with the same hash is being asked: one query is enough.
-            return await asyncio.shield(pending)
+            # Another entity with the same hash is being asked: one query is enough...
+            features = await asyncio.shield(pending)
+            if features is not None:
+                return features
+            # ...unless its answer did not verify (or never came): §5.4 step 3.9, check
+            # another entity that announces the value, this one.
+            return await self._query(domain, jid, key)
         fut: asyncio.Future[frozenset[str] | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
@@ -346,6 +392,12 @@ class ModCaps(Module):
         features = frozenset(f.attrs.get("var", "")
                              for f in result.find_all("feature", ns.DISCO_INFO))
         if algo in HASHES:
+            reason = ill_formed(result)
+            if reason is not None:
+                # §5.4 steps 3.3-3.5: "consider the entire response to be ill-formed"; it
+                # is then neither cached for this hash nor trusted, as a mismatch below.
+                log.info("caps_ill_formed jid=%s node=%s reason=%s", jid, node, reason)
+                return None
             if caps_hash(result, algo) != ver:
                 # §5.4 step 6: a hash that does not match is not to be trusted or cached.
                 log.info("caps_hash_mismatch jid=%s node=%s", jid, node)

@@ -142,7 +142,16 @@ class ModDisco(Module):
         if node:
             if _node_info(self, iq, query, node):
                 return query
-            raise StanzaError("item-not-found")
+            # A node kept in storage (a PEP node, XEP-0060 §5.3) is read without blocking:
+            # disco_node_info is a sync fold, this one may await the database.
+            info, failed = await self.server.hooks.fold_async_checked(
+                H.DISCO_SM_NODE_INFO, None, iq.frm, iq.to.bare, node)
+            if info is None:
+                # RFC 6120 §8.3.3.8 when a handler failed rather than "no such node".
+                raise StanzaError("internal-server-error" if failed else "item-not-found")
+            for element in info:
+                query.append(element)
+            return query
         # XEP-0030 §3.1 and the registry: a registered account is account/registered.
         query.add("identity", attrs={"category": "account", "type": "registered"})
         for identity in self.server.hooks.fold(H.DISCO_SM_IDENTITY, [], iq.to.bare):
@@ -155,8 +164,19 @@ class ModDisco(Module):
     async def account_items(self, iq: IqRequest) -> Element:
         await self._require_account(iq)
         query = _query(iq, ns.DISCO_ITEMS)
-        if iq.payload.attrs.get("node"):
-            return _node_items(self, iq, query)
+        node = iq.payload.attrs.get("node")
+        if node:
+            found = self.server.hooks.fold(H.DISCO_NODE_ITEMS, None, iq.frm, iq.to, node)
+            failed = False
+            if found is None:
+                # A node kept in storage (a PEP node, XEP-0060 §5.5), read without blocking.
+                found, failed = await self.server.hooks.fold_async_checked(
+                    H.DISCO_SM_NODE_ITEMS, None, iq.frm, iq.to.bare, node)
+            if found is None:
+                raise StanzaError("internal-server-error" if failed else "item-not-found")
+            for item in found:
+                query.append(item)
+            return query
         items = await self.server.hooks.fold_async(H.DISCO_SM_ITEMS, [], iq.frm, iq.to.bare)
         for item in items:
             query.append(item)

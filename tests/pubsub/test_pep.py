@@ -259,3 +259,47 @@ async def test_a_blocked_contact_gets_an_error_not_silence(server: Server) -> No
     assert err.value.condition == "service-unavailable"
     assert "Yesterday" not in str(err.value.iq)
     await disconnect(alice, bob)
+
+
+AVATAR_METADATA = "urn:xmpp:avatar:metadata"
+
+
+async def test_disco_info_and_items_of_a_pep_node(server: Server) -> None:
+    """XEP-0060 §5.3 to §5.5 at the account's virtual pubsub service (XEP-0163 §2: the bare
+    JID is the service): disco#info of an existing node answers identity pubsub/leaf and the
+    ``pubsub#meta-data`` form, its disco#items the item ids; a node that does not exist, or
+    that the asker may not read (as disco#items leaves it out), is item-not-found (XEP-0030
+    §3.1, §4.1)."""
+    await accounts(server, "alice", "bob", "dave")
+    await friends(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, _ = await online(server, "bob")
+    dave, _ = await online(server, "dave")
+    await alice.plugin["xep_0060"].publish(
+        "alice@localhost", AVATAR_METADATA, id="none",
+        payload=payload(f"<metadata xmlns='{AVATAR_METADATA}'/>"))
+    for asker in (bob, alice):
+        info = await asker.plugin["xep_0030"].get_info(jid="alice@localhost",
+                                                       node=AVATAR_METADATA)
+        disco = info["disco_info"]
+        assert disco["node"] == AVATAR_METADATA
+        assert [i[:2] for i in disco["identities"]] == [("pubsub", "leaf")]
+        assert "http://jabber.org/protocol/pubsub" in disco["features"]
+        form = disco["form"].get_fields()
+        assert form["FORM_TYPE"]["type"] == "hidden"
+        assert form["FORM_TYPE"]["value"] == ["http://jabber.org/protocol/pubsub#meta-data"]
+        assert form["pubsub#access_model"]["value"] == "presence"  # the PEP default
+        assert "alice@localhost" in str(form["pubsub#owner"]["value"])
+    items = await bob.plugin["xep_0030"].get_items(jid="alice@localhost", node=AVATAR_METADATA)
+    assert items["disco_items"]["node"] == AVATAR_METADATA
+    assert [(str(i[0]), i[1], i[2]) for i in items["disco_items"]["items"]] == [
+        ("alice@localhost", None, "none")]  # §5.5: named by ItemID, no 'node'
+    for ask in (bob.plugin["xep_0030"].get_info, bob.plugin["xep_0030"].get_items):
+        with pytest.raises(IqError) as err:
+            await ask(jid="alice@localhost", node="urn:example:none")
+        assert (err.value.condition, err.value.etype) == ("item-not-found", "cancel")
+    for ask in (dave.plugin["xep_0030"].get_info, dave.plugin["xep_0030"].get_items):
+        with pytest.raises(IqError) as err:  # not one of alice's presence subscribers
+            await ask(jid="alice@localhost", node=AVATAR_METADATA)
+        assert err.value.condition == "item-not-found"
+    await disconnect(alice, bob, dave)

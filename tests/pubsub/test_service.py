@@ -72,7 +72,9 @@ async def test_node_life_cycle_with_notifications(server: Server) -> None:
     await sub.unsubscribe(SERVICE, "news")
     with pytest.raises(IqError) as err:
         await sub.unsubscribe(SERVICE, "news")
-    assert err.value.condition == "unexpected-request"
+    # XEP-0060 §6.2.3.2: not a subscriber is unexpected-request + not-subscribed, type cancel.
+    assert (err.value.condition, err.value.etype) == ("unexpected-request", "cancel")
+    assert "not-subscribed" in str(err.value.iq)
     await sub.subscribe(SERVICE, "news")
     with pytest.raises(IqError) as err:
         await sub.delete_node(SERVICE, "news")
@@ -144,7 +146,8 @@ async def test_discovery_and_limits(server: Server) -> None:
     await owner.create_node(SERVICE, "meta", config=node_config(title="Meta node"))
     node_info = await disco.get_info(jid=SERVICE, node="meta")
     form = node_info["disco_info"]["form"].get_fields()
-    assert one(form["FORM_TYPE"]["value"]) == "http://jabber.org/protocol/pubsub#meta_data"
+    # XEP-0060 §5.4 (and its FORM_TYPE registration): pubsub#meta-data, hyphenated.
+    assert one(form["FORM_TYPE"]["value"]) == "http://jabber.org/protocol/pubsub#meta-data"
     assert one(form["pubsub#title"]["value"]) == "Meta node"
     assert "alice@localhost" in str(form["pubsub#owner"]["value"])
     listing = await disco.get_items(jid=SERVICE)

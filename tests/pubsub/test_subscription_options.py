@@ -111,7 +111,8 @@ async def test_options_refused(server: Server) -> None:
     # Nothing was stored by the refused requests.
     with pytest.raises(IqError) as err:
         await sub.get_subscription_options(SERVICE, "news", "bob@localhost")
-    assert err.value.condition == "unexpected-request"
+    # XEP-0060 §6.3.4.2 (example "No such subscriber"): type modify.
+    assert (err.value.condition, err.value.etype) == ("unexpected-request", "modify")
     assert app_condition(err.value) == "not-subscribed"
     await sub.subscribe(SERVICE, "news")
     # Someone else's options: only the subscriber or an owner (§6.3.4).

@@ -192,6 +192,8 @@ class ModPubsub(Module):
         (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
+        (H.DISCO_SM_NODE_INFO, "sm_node_info", 50),
+        (H.DISCO_SM_NODE_ITEMS, "sm_node_items", 50),
         (H.PRIVATE_STORED, "private_stored", 50),
         (H.VCARD_STORED, "vcard_stored", 50),
     )
@@ -569,6 +571,9 @@ class ModPubsub(Module):
         else:
             limit = self.opts.get("max_subscriptions_node")
             if limit is not None and len(await self.store.subscriptions(host.key, node)) >= limit:
+                # MongooseIM 6.4's condition. XEP-0060 §6.1.3.9 has policy-violation (type
+                # wait), which RFC 3920 clients do not know: slixmpp 1.17 fails to parse it
+                # and its request never completes (docs/pubsub.md).
                 raise C.pubsub_error("not-allowed", "too-many-subscriptions",
                                      f"the node has its maximum of {limit} subscriptions")
             subid = uuid.uuid4().hex
@@ -596,7 +601,8 @@ class ModPubsub(Module):
         removed = await self.store.remove_subscription(host.key, node, str(jid),
                                                        action.attrs.get("subid"))
         if not removed:
-            raise C.pubsub_error("unexpected-request", "not-subscribed")
+            # XEP-0060 §6.2.3.2: no such subscriber, type cancel.
+            raise C.pubsub_error("unexpected-request", "not-subscribed", type_="cancel")
         return None
 
     async def user_subscriptions(self, host: Host, frm: JID, action: Element,
@@ -678,7 +684,8 @@ class ModPubsub(Module):
         subs = [(subid, state) for j, subid, state in
                 await self.store.subscriptions(host.key, node) if j == str(jid)]
         if not subs:
-            raise C.pubsub_error("unexpected-request", "not-subscribed")
+            # XEP-0060 §6.3.4.2: no such subscriber, type modify.
+            raise C.pubsub_error("unexpected-request", "not-subscribed", type_="modify")
         wanted = action.attrs.get("subid")
         if wanted is None:
             if len(subs) > 1:
@@ -1247,6 +1254,62 @@ class ModPubsub(Module):
             acc.append(Element("item", ns.DISCO_ITEMS, {"jid": str(jid.bare), "node": node}))
         return acc
 
+    async def _readable_pep_node(self, frm: JID, jid: JID,
+                                 node: str) -> tuple[Host, dict[str, Any]] | None:
+        """The account's PEP node and its configuration, None when it does not exist or
+        ``frm`` may not read it: such a node is not listed in the account's disco#items
+        (sm_items), and its info and items do not tell it exists either (XEP-0030 §8)."""
+        if not self.pep:
+            return None
+        host = Host(jid.bare, True)
+        stored = await self.store.get_node(host.key, node)
+        if stored is None:
+            return None
+        config = {**self.defaults(host, node), **stored}
+        try:
+            await self._check_access(host, node, config, frm)
+        except StanzaError:
+            return None
+        return host, config
+
+    async def sm_node_info(self, acc: list[Element] | None, frm: JID, jid: JID,
+                           node: str) -> list[Element] | None:
+        """disco#info of a PEP node at the account's bare JID (XEP-0163 §2: the account is
+        a virtual pubsub service, so XEP-0060 §5.3 and §5.4 apply to its nodes)."""
+        if acc is not None:
+            return acc
+        found = await self._readable_pep_node(frm, jid, node)
+        return None if found is None else await self._node_info(found[0], node, found[1])
+
+    async def sm_node_items(self, acc: list[Element] | None, frm: JID, jid: JID,
+                            node: str) -> list[Element] | None:
+        """disco#items of a PEP node: its items by id (XEP-0060 §5.5)."""
+        if acc is not None:
+            return acc
+        found = await self._readable_pep_node(frm, jid, node)
+        return None if found is None else await self._node_items(found[0], node)
+
+    async def _node_items(self, host: Host, node: str) -> list[Element]:
+        # §5.5: one item per published item, named by its ItemID, without a 'node'.
+        return [Element("item", ns.DISCO_ITEMS, {"jid": str(host.jid), "name": item.id})
+                for item in await self.store.get_items(host.key, node)]
+
+    async def _node_info(self, host: Host, node: str,
+                         config: Mapping[str, Any]) -> list[Element]:
+        """§5.3: the identity pubsub/leaf; §5.4: the node's meta-data as a XEP-0128 form."""
+        info = [Element("identity", ns.DISCO_INFO, {"category": "pubsub", "type": "leaf"}),
+                Element("feature", ns.DISCO_INFO, {"var": PUBSUB}),
+                Element("feature", ns.DISCO_INFO, {"var": ns.DISCO_INFO})]
+        meta = C.config_form(config, C.META_DATA, "result")
+        owners = [j for j, a in await self.store.affiliations(host.key, node) if a == "owner"]
+        if host.pep and str(host.jid) not in owners:
+            owners.insert(0, str(host.jid))  # XEP-0163 §4: the account owns its PEP nodes
+        field = meta.add("field", attrs={"var": "pubsub#owner", "type": "jid-multi"})
+        for owner in owners:
+            field.add("value", text=owner)
+        info.append(meta)
+        return info
+
     # -- discovery of the service (XEP-0060 §5) --------------------------------------------
     async def _service_info(self, host: Host, frm: JID, query: Element) -> Element:
         node = query.attrs.get("node")
@@ -1257,17 +1320,8 @@ class ModPubsub(Module):
             for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
-        config = await self._node(host, node)
-        result.add("identity", attrs={"category": "pubsub", "type": "leaf"})
-        result.add("feature", attrs={"var": PUBSUB})
-        result.add("feature", attrs={"var": ns.DISCO_INFO})
-        # §5.4: pubsub#meta-data.
-        meta = C.config_form(config, C.META_DATA, "result")
-        owners = [j for j, a in await self.store.affiliations(host.key, node) if a == "owner"]
-        field = meta.add("field", attrs={"var": "pubsub#owner"})
-        for owner in owners:
-            field.add("value", text=owner)
-        result.append(meta)
+        for element in await self._node_info(host, node, await self._node(host, node)):
+            result.append(element)
         return result
 
     async def _service_items(self, host: Host, frm: JID, query: Element) -> Element:
@@ -1282,9 +1336,8 @@ class ModPubsub(Module):
             return result
         config = await self._node(host, node)
         await self._check_access(host, node, config, frm)
-        # §5.5: the items of a node, by id.
-        for stored_item in await self.store.get_items(host.key, node):
-            result.add("item", attrs={"jid": str(host.jid), "name": stored_item.id})
+        for element in await self._node_items(host, node):
+            result.append(element)
         return result
 
 

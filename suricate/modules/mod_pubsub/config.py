@@ -16,7 +16,9 @@ PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
 PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
-META_DATA = "http://jabber.org/protocol/pubsub#meta_data"
+# XEP-0060 §5.4: the FORM_TYPE of node meta-data is hyphenated (pubsub#meta-data), unlike
+# node_config; a client matching the registered FORM_TYPE did not recognise "meta_data".
+META_DATA = "http://jabber.org/protocol/pubsub#meta-data"
 
 ACCESS_MODELS = ("open", "presence", "roster", "whitelist", "authorize")
 SEND_LAST = ("never", "on_sub", "on_sub_and_presence")
@@ -175,6 +177,10 @@ def precondition_error(text: str = "publish-options do not match the node's conf
 
 
 def pubsub_error(condition: str, app: str, text: str | None = None,
-                 attrs: dict[str, str] | None = None) -> StanzaError:
-    """A stanza error with its pubsub#errors application condition (XEP-0060 §7, §6)."""
-    return StanzaError(condition, text, app_condition=Element(app, PUBSUB_ERRORS, attrs or {}))
+                 attrs: dict[str, str] | None = None, type_: str | None = None) -> StanzaError:
+    """A stanza error with its pubsub#errors application condition (XEP-0060 §7, §6).
+    ``type_``: where XEP-0060's example gives the condition another type than RFC 6120's
+    usual one (unexpected-request is "wait" in RFC 6120 §8.3.3.22, "cancel" or "modify" in
+    XEP-0060)."""
+    return StanzaError(condition, text, type_,
+                       app_condition=Element(app, PUBSUB_ERRORS, attrs or {}))
