@@ -349,6 +349,37 @@ async def test_pre_approval_auto_accepts(server: Server) -> None:
     await disconnect(alice)
 
 
+@pytest.mark.parametrize("answer", ["decline", "withdraw"])
+async def test_a_request_that_ends_unanswered_leaves_no_contact(server: Server,
+                                                                answer: str) -> None:
+    """RFC 6121 §3.1.3: a stranger's pending request is remembered, but the stranger is not in
+    the user's roster. When the request ends, declined by the user ('unsubscribed', §3.2.1)
+    or withdrawn by the stranger ('unsubscribe', §3.3.1), nothing stays behind: no roster
+    push, and the stranger is not in the next roster get (was: an item in state none)."""
+    await register(server, "alice", "mallory")
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    mallory = await raw_session(server, "mallory", "mallory-pw", "x")
+    await roster_get(alice, "g1")
+    await alice.send("<presence/>")
+    await mallory.send("<presence/>")
+    await mallory.send("<presence to='alice@localhost' type='subscribe'/>")
+    await alice.expect(r"<presence[^>]*type=.subscribe.[^>]*/>")
+    assert (await item(server, "alice", "mallory")).ask == "in"
+    if answer == "decline":
+        await alice.send("<presence to='mallory@localhost' type='unsubscribed'/>")
+        await mallory.expect(r"<presence[^>]*type=.unsubscribed.[^>]*/>")
+    else:
+        await mallory.send("<presence to='alice@localhost' type='unsubscribe'/>")
+        await alice.expect(r"<presence[^>]*type=.unsubscribe.[^>]*/>")
+    await server.drain(5)
+    await alice.send(f"<iq type='get' id='g2'><query xmlns='{ROSTER}'/></iq>")
+    seen = await alice.expect(r".*?" + iq_reply("g2"))
+    assert "mallory" not in seen, seen  # neither pushed nor listed
+    assert await item(server, "alice", "mallory") is None
+    await alice.close()
+    await mallory.close()
+
+
 async def roster_push(c: Any, jid: str) -> Any:
     """Wait until slixmpp's roster holds ``jid`` after a roster push."""
 

@@ -367,7 +367,8 @@ class ModRoster(Module):
             state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
             outcome = sub.outbound(state, old.approved if old else False, type_)
             if outcome.changed:
-                await self._save(user, contact, old, self._apply(old, contact, outcome))
+                await self._save(user, contact, old,
+                                 _kept(old, self._apply(old, contact, outcome)))
             return outcome
 
     async def in_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
@@ -385,7 +386,7 @@ class ModRoster(Module):
             if old is None and not outcome.changed:
                 return outcome  # nothing to remember about a stranger
             if new != old:
-                await self._save(user, contact, old, new)
+                await self._save(user, contact, old, _kept(old, new))
             return outcome
 
     @staticmethod
@@ -505,6 +506,17 @@ class ModRoster(Module):
                 stanza = Element("presence", ns.CLIENT, {
                     "type": "unavailable", "from": str(session.jid), "to": str(contact)})
                 self.server.router.route(session.jid, contact, stanza)
+
+
+def _kept(old: RosterItem | None, new: RosterItem) -> RosterItem | None:
+    """What to store after a subscription change: None (delete) for a record that only held a
+    stranger's request (§3.1.3, not in the roster the user sees) once the request is gone,
+    declined by the user ('unsubscribed', §3.2) or withdrawn by the contact ('unsubscribe',
+    §3.3): left as an empty item, it would become a contact the user never added."""
+    if is_visible(old) or new.subscription != "none" or new.ask != "none" or new.name \
+            or new.groups or new.approved:
+        return new
+    return None
 
 
 def _jid(value: str) -> JID:
