@@ -380,6 +380,38 @@ async def test_a_request_that_ends_unanswered_leaves_no_contact(server: Server,
     await mallory.close()
 
 
+async def test_a_contact_added_without_name_stays_when_it_asks_to_subscribe(
+        server: Server) -> None:
+    """RFC 6121 §2.3: bob adds alice (no name, no group, as Conversations does), she then asks
+    to subscribe (§3.1.3): alice stays in bob's roster, with no push (nothing he sees
+    changed). Was: taken for a stranger's hidden request, pushed as removed and missing from
+    the next roster get until bob answered."""
+    await register(server, "alice", "bob")
+    bob = await raw_session(server, "bob", "bob-pw", "desk")
+    await roster_get(bob, "g1")
+    await bob.send("<presence/>")
+    await bob.send(f"<iq type='set' id='a1'><query xmlns='{ROSTER}'>"
+                   "<item jid='alice@localhost'/></query></iq>")
+    await bob.expect(PUSH)
+    await bob.expect(iq_reply("a1"))
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence to='bob@localhost' type='subscribe'/>")
+    await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*/>")
+    await server.drain(5)
+    await bob.send(f"<iq type='get' id='g2'><query xmlns='{ROSTER}'/></iq>")
+    seen = await bob.expect(r".*?" + iq_reply("g2"))
+    assert "subscription=\"remove\"" not in seen, seen
+    assert re.search(r"<item jid=\"alice@localhost\" subscription=\"none\"/>", seen), seen
+    # At his next login the request is shown again, and alice is still listed.
+    await bob.close()
+    bob = await raw_session(server, "bob", "bob-pw", "laptop")
+    assert "alice@localhost" in await roster_get(bob, "g3")
+    await bob.send("<presence/>")
+    await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*from=.alice@localhost.")
+    await bob.close()
+    await alice.close()
+
+
 async def roster_push(c: Any, jid: str) -> Any:
     """Wait until slixmpp's roster holds ``jid`` after a roster push."""
 
