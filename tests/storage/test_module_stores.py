@@ -38,8 +38,8 @@ MODULE_STORES: dict[str, type[ModuleStore]] = {
     "mod_fast_auth_token": FastTokenStore,
 }
 
-# The migrations each module has (mod_roster 0002: the `hidden` column).
-VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {"mod_roster": [1, 2]}
+# The migrations each module has (mod_roster 0002, 0003: the `hidden` column).
+VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {"mod_roster": [1, 2, 3]}
 
 # Every table the feature modules own: none of them is created by the core schema any more.
 FEATURE_TABLES = ("roster_items", "roster_groups", "roster_versions", "offline_messages",

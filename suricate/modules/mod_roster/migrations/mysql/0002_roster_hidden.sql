@@ -3,12 +3,7 @@
 -- for the contact: such a record is not part of the roster the user sees. Before, that was
 -- guessed from the state (none + pending in, no name, no group), which also hid an item the
 -- user had added without a name or group as soon as the contact asked to subscribe.
--- Keep in step with ../sqlite/0002_roster_hidden.sql.
+-- Keep in step with ../sqlite/0002_roster_hidden.sql. One ALTER: atomic, so safe to run
+-- again after a failure (MySQL commits DDL at once); the rows are marked by 0003.
 
 ALTER TABLE roster_items ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT FALSE;
-
--- The records the old rule hid stay hidden.
-UPDATE roster_items SET hidden = TRUE
-WHERE subscription = 'none' AND ask = 'in' AND (name IS NULL OR name = '') AND NOT approved
-  AND NOT EXISTS (SELECT 1 FROM roster_groups g WHERE g.server = roster_items.server
-                  AND g.username = roster_items.username AND g.jid = roster_items.jid);

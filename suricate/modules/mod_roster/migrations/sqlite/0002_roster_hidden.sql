@@ -3,12 +3,6 @@
 -- contact: such a record is not part of the roster the user sees. Before, that was guessed
 -- from the state (none + pending in, no name, no group), which also hid an item the user had
 -- added without a name or group as soon as the contact asked to subscribe.
--- Keep in step with ../pgsql/0002_roster_hidden.sql.
+-- Keep in step with ../pgsql/0002_roster_hidden.sql. The rows are marked by 0003.
 
 ALTER TABLE roster_items ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0 CHECK (hidden IN (0, 1));
-
--- The records the old rule hid stay hidden.
-UPDATE roster_items SET hidden = 1
-WHERE subscription = 'none' AND ask = 'in' AND (name IS NULL OR name = '') AND approved = 0
-  AND NOT EXISTS (SELECT 1 FROM roster_groups g WHERE g.server = roster_items.server
-                  AND g.username = roster_items.username AND g.jid = roster_items.jid);
