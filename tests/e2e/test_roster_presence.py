@@ -323,6 +323,30 @@ async def test_pending_request_is_delivered_at_next_login(server: Server) -> Non
     await disconnect(alice, bob)
 
 
+async def test_pending_request_waits_for_a_non_negative_priority(server: Server) -> None:
+    """RFC 6121 §3.1.3: a kept request is shown to a resource that takes stanzas for the
+    account, as a live one is (§8.5.2.1.1: a non-negative priority): a device that comes
+    online at priority -1 gets it when it raises its priority, not only at its next login
+    (was: shown at once at -1, and never to a device that was already online at -1 when it
+    arrived)."""
+    await register(server, "alice", "bob")
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence to='bob@localhost' type='subscribe'><status>hi</status>"
+                     "</presence>")
+    await server.drain(5)
+    bob = await raw_session(server, "bob", "bob-pw", "laptop")
+    await roster_get(bob, "g1")
+    await bob.send("<presence><priority>-1</priority></presence>")
+    await server.drain(5)
+    await bob.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert "subscribe" not in await bob.expect(r".*?" + iq_reply("p1"))
+    await bob.send("<presence><priority>1</priority></presence>")
+    request = await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*>.*?</presence>")
+    assert "from=\"alice@localhost\"" in request and "<status>hi</status>" in request
+    await alice.close()
+    await bob.close()
+
+
 async def test_pre_approval_auto_accepts(server: Server) -> None:
     await register(server, "alice", "bob")
     alice = await client(server, "alice", "phone")
