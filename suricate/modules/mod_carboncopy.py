@@ -15,7 +15,7 @@ from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
-from suricate.jid import JID
+from suricate.jid import JID, InvalidJID
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
@@ -81,11 +81,26 @@ class ModCarboncopy(Module):
             # occupants included. A room delivers those to each session of the occupant
             # itself (XEP-0045 multi-session): a copy would be a duplicate.
             return stanza
-        to = stanza.attrs.get("to", "")
-        # Only a message to this full JID: one to the bare JID reaches every available
-        # resource by itself (RFC 6121 §8.5.2.1.1), a copy would be a duplicate.
-        if "/" in to:
+        owner = c2s.jid.bare
+        frm = _jid(stanza.attrs.get("from"))
+        if frm is not None and frm.bare == owner:
+            # Between two resources of the account: its other resources had the <sent/>
+            # copy already, and the sender needs no copy of its own message.
+            return stanza
+        to = _jid(stanza.attrs.get("to"))
+        if to is not None and to.resource is not None and to == c2s.jid:
+            # XEP-0280 §7 (inbound): to this resource; the others get a copy.
             self._copy(c2s.jid, stanza, "received", exclude=c2s)
+            return stanza
+        # To the bare JID, or to a full JID without a session, which the router delivered
+        # as to the bare JID (RFC 6121 §8.5.3.2.1): every available resource with a
+        # non-negative priority got the message itself (§8.5.2.1.1), so only the others
+        # ("that did not receive it", XEP-0280 §7) get a copy, sent once: when the first of
+        # those resources receives it. (Resources on other nodes get theirs from their own
+        # node's first receiver: nothing is cast.)
+        receivers = [s for s in self.server.sessions.available(owner) if s.priority >= 0]
+        if receivers and receivers[0] is c2s:
+            self._copy_here(owner, stanza, "received", exclude=c2s, originals=receivers)
         return stanza
 
     # Carbons across nodes (sm_backend = "redis"): the account's resources on other nodes
@@ -103,7 +118,21 @@ class ModCarboncopy(Module):
         self._copy_here(owner.bare, stanza, direction, exclude)
         self.server.cluster.cast(owner.bare, CAST_TOPIC, stanza, direction)
 
-    def _copy_here(self, bare: JID, stanza: Element, direction: str, exclude: Any) -> None:
+    def _originals(self, bare: JID, stanza: Element) -> list[Any]:
+        """The account's sessions here that get ``stanza`` itself, when it is addressed to
+        the account (RFC 6121 §8.5): the session of its full JID, or for the bare JID every
+        available resource with a non-negative priority (§8.5.2.1.1). Empty for a message
+        to someone else."""
+        to = _jid(stanza.attrs.get("to"))
+        if to is None or to.bare != bare:
+            return []
+        if to.resource is not None:
+            session = self.server.sessions.lookup(to)
+            return [] if session is None else [session]
+        return [s for s in self.server.sessions.available(bare) if s.priority >= 0]
+
+    def _copy_here(self, bare: JID, stanza: Element, direction: str, exclude: Any,
+                   originals: list[Any] | None = None) -> None:
         # ``exclude``: the sending (or receiving) session, or the stand-in of a sessionless
         # sender (suricate.core.sessionless) whose full JID may name a session: as in 6.4,
         # that resource gets no copy of what was sent in its name.
@@ -111,11 +140,26 @@ class ModCarboncopy(Module):
         for session in self.server.sessions.resources(bare):
             if session is exclude or session.jid == skip or not self.enabled(session):
                 continue
+            if originals is None:  # asked once, and only when someone wants copies
+                originals = self._originals(bare, stanza)
+            if session in originals:
+                # It gets the message itself, so no copy (XEP-0280 §7): a message to the
+                # bare JID, or one the account sends itself ("note to self").
+                continue
             wrapper = Element("message", ns.CLIENT, {
                 "from": str(bare), "to": str(session.jid),
                 "type": stanza.attrs.get("type", "normal")})
             wrapper.add(direction, ns.CARBONS).add("forwarded", ns.FORWARD).append(stanza.copy())
             session.deliver(wrapper)
+
+
+def _jid(value: str | None) -> JID | None:
+    if not value:
+        return None
+    try:
+        return JID.parse(value)
+    except (InvalidJID, ValueError):
+        return None
 
 
 def eligible(stanza: Element) -> bool:

@@ -115,6 +115,7 @@ class ModPresence(Module):
     def _available(self, c2s: C2S, stanza: Element) -> None:
         """RFC 6121 §4.2.2 (initial presence) and §4.4.2 (later updates)."""
         first = c2s.presence is None
+        was_negative = c2s.priority < 0
         c2s.presence = stanza
         c2s.priority = presence_priority(stanza)
         user = c2s.jid.bare
@@ -126,6 +127,9 @@ class ModPresence(Module):
         for session in self.server.sessions.available(user):
             self._deliver_copy(session, stanza)
         if not first:
+            if was_negative and c2s.priority >= 0:
+                # Now it takes stanzas for the account: the requests kept meanwhile.
+                self._show_pending_requests(c2s, roster)
             return
         # §4.2.2: probe the contacts the user is subscribed to (§4.3.1: from the bare JID).
         for contact, item in roster.items():
@@ -148,6 +152,19 @@ class ModPresence(Module):
                                                      "to": str(user)})
             elsewhere.to_bare(c2s.jid, user, probe, also=True)
         # §3.1.3: requests that arrived while the user was away are shown now.
+        self._show_pending_requests(c2s, roster)
+        # Offline messages and the like (mod_offline).
+        self.server.spawn(self.server.hooks.fold_async(H.USER_AVAILABLE, None, c2s))
+
+    @staticmethod
+    def _show_pending_requests(c2s: C2S, roster: dict[JID, RosterItem]) -> None:
+        """RFC 6121 §3.1.3: the subscription requests kept for the user, to a resource that
+        takes stanzas for the account: available with a non-negative priority, as a request
+        that arrives live is shown (``_show_subscription``). A resource that comes online
+        with a negative priority gets them once it raises it."""
+        if c2s.priority < 0:
+            return
+        user = c2s.jid.bare
         for contact, item in roster.items():
             if _state(item).pending_in:
                 request = Element("presence", ns.CLIENT, {"type": "subscribe",
@@ -155,8 +172,6 @@ class ModPresence(Module):
                 if item.ask_message:
                     request.add("status", text=item.ask_message)
                 c2s.deliver(request)
-        # Offline messages and the like (mod_offline).
-        self.server.spawn(self.server.hooks.fold_async(H.USER_AVAILABLE, None, c2s))
 
     def _unavailable(self, c2s: C2S, stanza: Element) -> None:
         """RFC 6121 §4.5.2: to the subscribers, the user's other resources and every entity

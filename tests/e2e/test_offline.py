@@ -53,6 +53,32 @@ async def test_offline_messages_are_delivered_in_order_with_delay(server: Server
     await disconnect(alice, bob)
 
 
+async def test_stored_messages_follow_a_priority_raised_to_non_negative(
+        server: Server) -> None:
+    """XEP-0160 §2: stored messages are delivered when the account "next sends non-negative
+    available presence": a phone that came online with a negative priority (it takes no
+    messages to the bare JID, RFC 6121 §8.5.2.1.1) gets them once it raises its priority,
+    not only at its next login."""
+    await accounts(server, "alice", "bob")
+    bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
+    bob.send_message(mto="alice@localhost", mbody="while you were away", mtype="chat")
+    await stored(server, bob, "alice", 1)
+
+    alice = await connect(server, "alice@localhost/phone", "alice-pw", plugins=PING)
+    alice.send_presence(ppriority=-1)
+    await alice.plugin["xep_0199"].send_ping("localhost", timeout=5)
+    await server.drain(5)
+    assert alice.messages.empty()  # XEP-0160 §2 step 5: not to a negative priority
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 1
+
+    alice.send_presence(ppriority=1)
+    msg = await alice.next_message()
+    assert msg["body"] == "while you were away"
+    assert msg.xml.find(DELAY) is not None
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
+    await disconnect(alice, bob)
+
+
 async def test_a_burst_is_stored_in_order_when_storage_answers_out_of_order(
         server: Server) -> None:
     """Each message's offline path waits for storage (on a database server, the waits end

@@ -323,6 +323,30 @@ async def test_pending_request_is_delivered_at_next_login(server: Server) -> Non
     await disconnect(alice, bob)
 
 
+async def test_pending_request_waits_for_a_non_negative_priority(server: Server) -> None:
+    """RFC 6121 §3.1.3: a kept request is shown to a resource that takes stanzas for the
+    account, as a live one is (§8.5.2.1.1: a non-negative priority): a device that comes
+    online at priority -1 gets it when it raises its priority, not only at its next login
+    (was: shown at once at -1, and never to a device that was already online at -1 when it
+    arrived)."""
+    await register(server, "alice", "bob")
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence to='bob@localhost' type='subscribe'><status>hi</status>"
+                     "</presence>")
+    await server.drain(5)
+    bob = await raw_session(server, "bob", "bob-pw", "laptop")
+    await roster_get(bob, "g1")
+    await bob.send("<presence><priority>-1</priority></presence>")
+    await server.drain(5)
+    await bob.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert "subscribe" not in await bob.expect(r".*?" + iq_reply("p1"))
+    await bob.send("<presence><priority>1</priority></presence>")
+    request = await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*>.*?</presence>")
+    assert "from=\"alice@localhost\"" in request and "<status>hi</status>" in request
+    await alice.close()
+    await bob.close()
+
+
 async def test_pre_approval_auto_accepts(server: Server) -> None:
     await register(server, "alice", "bob")
     alice = await client(server, "alice", "phone")
@@ -347,6 +371,69 @@ async def test_pre_approval_auto_accepts(server: Server) -> None:
     assert "type=\"subscribe\"" not in seen
     await bob.close()
     await disconnect(alice)
+
+
+@pytest.mark.parametrize("answer", ["decline", "withdraw"])
+async def test_a_request_that_ends_unanswered_leaves_no_contact(server: Server,
+                                                                answer: str) -> None:
+    """RFC 6121 §3.1.3: a stranger's pending request is remembered, but the stranger is not in
+    the user's roster. When the request ends, declined by the user ('unsubscribed', §3.2.1)
+    or withdrawn by the stranger ('unsubscribe', §3.3.1), nothing stays behind: no roster
+    push, and the stranger is not in the next roster get (was: an item in state none)."""
+    await register(server, "alice", "mallory")
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    mallory = await raw_session(server, "mallory", "mallory-pw", "x")
+    await roster_get(alice, "g1")
+    await alice.send("<presence/>")
+    await mallory.send("<presence/>")
+    await mallory.send("<presence to='alice@localhost' type='subscribe'/>")
+    await alice.expect(r"<presence[^>]*type=.subscribe.[^>]*/>")
+    assert (await item(server, "alice", "mallory")).ask == "in"
+    if answer == "decline":
+        await alice.send("<presence to='mallory@localhost' type='unsubscribed'/>")
+        await mallory.expect(r"<presence[^>]*type=.unsubscribed.[^>]*/>")
+    else:
+        await mallory.send("<presence to='alice@localhost' type='unsubscribe'/>")
+        await alice.expect(r"<presence[^>]*type=.unsubscribe.[^>]*/>")
+    await server.drain(5)
+    await alice.send(f"<iq type='get' id='g2'><query xmlns='{ROSTER}'/></iq>")
+    seen = await alice.expect(r".*?" + iq_reply("g2"))
+    assert "mallory" not in seen, seen  # neither pushed nor listed
+    assert await item(server, "alice", "mallory") is None
+    await alice.close()
+    await mallory.close()
+
+
+async def test_a_contact_added_without_name_stays_when_it_asks_to_subscribe(
+        server: Server) -> None:
+    """RFC 6121 §2.3: bob adds alice (no name, no group, as Conversations does), she then asks
+    to subscribe (§3.1.3): alice stays in bob's roster, with no push (nothing he sees
+    changed). Was: taken for a stranger's hidden request, pushed as removed and missing from
+    the next roster get until bob answered."""
+    await register(server, "alice", "bob")
+    bob = await raw_session(server, "bob", "bob-pw", "desk")
+    await roster_get(bob, "g1")
+    await bob.send("<presence/>")
+    await bob.send(f"<iq type='set' id='a1'><query xmlns='{ROSTER}'>"
+                   "<item jid='alice@localhost'/></query></iq>")
+    await bob.expect(PUSH)
+    await bob.expect(iq_reply("a1"))
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence to='bob@localhost' type='subscribe'/>")
+    await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*/>")
+    await server.drain(5)
+    await bob.send(f"<iq type='get' id='g2'><query xmlns='{ROSTER}'/></iq>")
+    seen = await bob.expect(r".*?" + iq_reply("g2"))
+    assert "subscription=\"remove\"" not in seen, seen
+    assert re.search(r"<item jid=\"alice@localhost\" subscription=\"none\"/>", seen), seen
+    # At his next login the request is shown again, and alice is still listed.
+    await bob.close()
+    bob = await raw_session(server, "bob", "bob-pw", "laptop")
+    assert "alice@localhost" in await roster_get(bob, "g3")
+    await bob.send("<presence/>")
+    await bob.expect(r"<presence[^>]*type=.subscribe.[^>]*from=.alice@localhost.")
+    await bob.close()
+    await alice.close()
 
 
 async def roster_push(c: Any, jid: str) -> Any:

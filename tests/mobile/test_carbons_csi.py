@@ -8,6 +8,7 @@ from typing import Any
 
 from suricate.core.server import Server
 from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.test_roster_presence import iq_reply, raw_session
 from tests.mobile.client import Sasl2Client, bind2
 
 
@@ -55,6 +56,57 @@ async def test_carbons_copy_sent_and_received_messages(server: Server) -> None:
         phone.close()
         laptop.close()
         await disconnect(bob)
+
+
+async def test_carbons_never_duplicate_a_message_a_device_gets_itself(server: Server) -> None:
+    """XEP-0280 §7: a copy goes to each carbons-enabled resource "that did not receive" the
+    message under RFC 6121, and never to the one it was addressed to. Three everyday cases
+    that gave each device the message twice, or not at all: a contact writes to a full JID
+    that went away (routed as to the bare JID, RFC 6121 §8.5.3.2.1), to the bare JID while
+    one device has a negative priority (§8.5.2.1.1: only the other gets it), and "note to
+    self" (a message to one's own bare JID)."""
+    phone = await raw_session(server, "alice", "secret", "phone")
+    laptop = await raw_session(server, "alice", "secret", "laptop")
+    bob = await raw_session(server, "bob", "secret", "desk")
+    n = 0
+
+    async def received(client: Any) -> list[str]:
+        """The messages (originals and copies) that reach ``client`` before the answer to a
+        ping sent after everything above was handled."""
+        nonlocal n
+        n += 1
+        await server.drain(5)
+        await client.send(f"<iq type='get' id='b{n}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        got = await client.expect(r".*?" + iq_reply(f"b{n}"))
+        return re.findall(r"<message .*?</message>(?=<message |<iq |<presence |$)",
+                          got[:got.rindex("<iq")])
+
+    try:
+        for client in (phone, laptop):
+            await client.send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+            await client.send("<presence/>")
+        # A reply to a resource that is gone: each device gets the message itself, once.
+        await bob.send("<message to='alice@localhost/gone' type='chat'><body>one</body>"
+                       "</message>")
+        for client in (phone, laptop):
+            got = await received(client)
+            assert len(got) == 1 and "<received" not in got[0], got
+        # The laptop goes to priority -1: it gets a copy of what reaches the phone.
+        await laptop.send("<presence><priority>-1</priority></presence>")
+        await bob.send("<message to='alice@localhost' type='chat'><body>two</body></message>")
+        got = await received(phone)
+        assert len(got) == 1 and "<received" not in got[0], got
+        got = await received(laptop)
+        assert len(got) == 1 and "<received xmlns=\"urn:xmpp:carbons:2\">" in got[0], got
+        # Note to self: the laptop is back at 0 and gets the message, not also a copy.
+        await laptop.send("<presence/>")
+        await phone.send("<message to='alice@localhost' type='chat'><body>three</body>"
+                         "</message>")
+        got = await received(laptop)
+        assert len(got) == 1 and "<sent" not in got[0] and "three" in got[0], got
+    finally:
+        for client in (phone, laptop, bob):
+            await client.close()
 
 
 async def test_csi_holds_chat_states_until_urgent_traffic(server: Server) -> None:

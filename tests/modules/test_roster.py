@@ -80,10 +80,11 @@ def test_item_element_shows_only_our_own_pending_request() -> None:
     assert el.attrs == {"jid": "bob@localhost", "name": "Bob", "subscription": "none",
                         "ask": "subscribe"}
     assert [g.text for g in el.find_all("group")] == ["Friends"]
-    only_in = RosterItem(jid="bob@localhost", ask="in")
+    only_in = RosterItem(jid="bob@localhost", ask="in", hidden=True)
     assert "ask" not in item_element(only_in).attrs
     assert not is_visible(only_in)  # a stranger's request is not a roster entry
-    assert is_visible(RosterItem(jid="bob@localhost", ask="in", name="Bob"))
+    # An item the user added (even without a name or group) stays when the contact asks.
+    assert is_visible(RosterItem(jid="bob@localhost", ask="in"))
 
 
 def test_item_xml_writes_what_item_element_serializes() -> None:
@@ -101,7 +102,7 @@ def test_item_xml_writes_what_item_element_serializes() -> None:
 
 
 def test_roster_item_read_back_equals_the_one_made() -> None:
-    row = ("bob@localhost", "Bob", "from", "out", 1, "hi", "ignored")
+    row = ("bob@localhost", "Bob", "from", "out", 1, "hi", 0, "ignored")
     made = RosterItem(jid="bob@localhost", name="Bob", subscription="from", ask="out",
                       groups=("G1", "G2"), approved=True, ask_message="hi")
     assert _roster_item(row, ["G1", "G2"]) == made
@@ -118,7 +119,7 @@ def test_normalize_gives_the_rfc_states() -> None:
 
 def test_computed_version_ignores_hidden_items() -> None:
     base = [RosterItem(jid="bob@localhost", subscription="both")]
-    hidden = RosterItem(jid="eve@localhost", ask="in")
+    hidden = RosterItem(jid="eve@localhost", ask="in", hidden=True)
     assert computed_version(base) == computed_version([*base, hidden])
     assert computed_version(base) != computed_version(
         [RosterItem(jid="bob@localhost", subscription="to")])

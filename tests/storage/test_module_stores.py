@@ -38,6 +38,9 @@ MODULE_STORES: dict[str, type[ModuleStore]] = {
     "mod_fast_auth_token": FastTokenStore,
 }
 
+# The migrations each module has (mod_roster 0002, 0003: the `hidden` column).
+VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {"mod_roster": [1, 2, 3]}
+
 # Every table the feature modules own: none of them is created by the core schema any more.
 FEATURE_TABLES = ("roster_items", "roster_groups", "roster_versions", "offline_messages",
                   "last_activity", "private_storage", "vcards", "blocklist", "fast_auth_token")
@@ -111,11 +114,12 @@ async def test_fresh_database_gets_feature_tables_only_from_their_modules(
 
 async def test_module_migrations_recorded_per_module(storage: SqlStorage, ms: Stores) -> None:
     for name in MODULE_STORES:
-        assert await module_versions(storage, name) == [1], name
+        assert await module_versions(storage, name) == VERSIONS[name], name
     # Opening again (a restart) applies nothing twice.
     await open_stores(storage)
     rows = await storage._fetch("SELECT module, COUNT(*) FROM module_schema_version GROUP BY module")
-    assert dict((row[0], int(row[1])) for row in rows) == dict.fromkeys(MODULE_STORES, 1)
+    assert dict((row[0], int(row[1])) for row in rows) == {
+        name: len(versions) for name, versions in VERSIONS.items()}
 
 
 async def test_concurrent_first_open_applies_module_migrations_once(
@@ -127,7 +131,7 @@ async def test_concurrent_first_open_applies_module_migrations_once(
     await asyncio.gather(open_stores(first), open_stores(second))
     rows = await first._fetch("SELECT module, version FROM module_schema_version")
     assert sorted((row[0], row[1]) for row in rows) == sorted(
-        (name, 1) for name in MODULE_STORES)
+        (name, version) for name, versions in VERSIONS.items() for version in versions)
 
 
 async def test_newer_module_schema_refused(storage: SqlStorage, ms: Stores) -> None:
@@ -170,9 +174,15 @@ async def test_upgrade_from_old_schema_keeps_data(make_storage: StorageFactory) 
         assert await _table_exists(old, table), table
     await old.create_user(S, "alice", None, "x")
     for user in ("alice", "bob"):
-        await _fill(unmigrated_stores(old), user)
-    before = {user: await _data(unmigrated_stores(old), user) for user in ("alice", "bob")}
-    assert before["alice"] != EMPTY
+        await _fill(unmigrated_stores(old), user, old_roster=old)
+    # mod_roster 0002: a record the old rule hid (a contact's request, no name, no group)
+    # is marked hidden; one with a name was shown and stays so.
+    for jid, name in (("stranger@x.org", None), ("carol@x.org", "Carol")):
+        await old._execute("INSERT INTO roster_items (server, username, jid, name, subscription,"
+                           " ask) VALUES (?, ?, ?, ?, 'none', 'in')", S, "alice", jid, name)
+    before = {user: (await _data(unmigrated_stores(old), user, roster=False))
+              for user in ("alice", "bob")}
+    assert before["alice"] != EMPTY[1:]
     await old.close()
 
     new = make_storage()
@@ -180,15 +190,20 @@ async def test_upgrade_from_old_schema_keeps_data(make_storage: StorageFactory) 
     assert await new.schema_versions() == [1, 2, 3]
     ms = await open_stores(new)  # each module's 0001 finds its tables (IF NOT EXISTS)
     for name in MODULE_STORES:
-        assert await module_versions(new, name) == [1], name
+        assert await module_versions(new, name) == VERSIONS[name], name
     for user in ("alice", "bob"):
-        assert await _data(ms, user) == before[user]
+        assert await _data(ms, user, roster=False) == before[user]
+    assert await ms.roster.get_roster(S, "bob") == [RosterItem("c@x.org", groups=("G",))]
+    assert await ms.roster.get_roster(S, "alice") == [
+        RosterItem("c@x.org", groups=("G",)),
+        RosterItem("carol@x.org", name="Carol", ask="in"),
+        RosterItem("stranger@x.org", ask="in", hidden=True)]
     # Still writable, and account removal reaches the old tables through the modules.
     await ms.offline.store_offline(S, "alice", OfflineMessage(2.0, "d@x.org", "alice@x", "<m/>"))
     assert await ms.offline.count_offline(S, "alice") == 2
     assert await new.remove_user(S, "alice", ms.user_tables()) is True
     assert await _data(ms, "alice") == EMPTY
-    assert await _data(ms, "bob") == before["bob"]
+    assert await _data(ms, "bob", roster=False) == before["bob"]
 
 
 async def test_domain_removal_erases_module_rows(storage: SqlStorage, ms: Stores) -> None:
@@ -205,9 +220,18 @@ async def test_domain_removal_erases_module_rows(storage: SqlStorage, ms: Stores
 # -- account removal erases every module's rows --------------------------------------------------
 
 
-async def _fill(ms: Stores, user: str, domain: str = S) -> None:
-    """A row in every table of every module for user@domain."""
-    await ms.roster.put_roster_item(domain, user, RosterItem("c@x.org", groups=("G",)))
+async def _fill(ms: Stores, user: str, domain: str = S, old_roster: SqlStorage | None = None
+                ) -> None:
+    """A row in every table of every module for user@domain. ``old_roster``: a database with
+    the roster tables of mod_roster's first version, written in SQL (the store writes the
+    columns of the last version)."""
+    if old_roster is None:
+        await ms.roster.put_roster_item(domain, user, RosterItem("c@x.org", groups=("G",)))
+    else:
+        await old_roster._execute("INSERT INTO roster_items (server, username, jid)"
+                                  " VALUES (?, ?, ?)", domain, user, "c@x.org")
+        await old_roster._execute("INSERT INTO roster_groups (server, username, jid, position,"
+                                  " grp) VALUES (?, ?, ?, 0, 'G')", domain, user, "c@x.org")
     await ms.roster.set_roster_version(domain, user, "v1")
     await ms.offline.store_offline(domain, user,
                                    OfflineMessage(1.0, "c@x.org", f"{user}@{domain}", "<m/>"))
@@ -219,9 +243,12 @@ async def _fill(ms: Stores, user: str, domain: str = S) -> None:
                                    FastToken("s", 2000.0, "HT-SHA-256-NONE"))
 
 
-async def _data(ms: Stores, user: str, domain: str = S) -> tuple[object, ...]:
+async def _data(ms: Stores, user: str, domain: str = S, roster: bool = True
+                ) -> tuple[object, ...]:
+    """Every module's data of user@domain; without the roster items when not ``roster``."""
+    items: tuple[object, ...] = (await ms.roster.get_roster(domain, user),) if roster else ()
     return (
-        await ms.roster.get_roster(domain, user),
+        *items,
         await ms.roster.get_roster_version(domain, user),
         await ms.offline.count_offline(domain, user),
         await ms.last.get_last(domain, user),

@@ -96,12 +96,7 @@ def item_xml(item: RosterItem) -> str:
 def is_visible(item: RosterItem | None) -> bool:
     """A record kept only to remember a contact's pending request (§3.1.3) is not part of the
     roster the user sees: the user has not added the contact."""
-    if item is None:
-        return False
-    state = sub.normalize(item.subscription, item.ask)
-    # sub.NONE_IN, compared field by field (no dataclass __eq__ call per item of a roster).
-    return not (state.subscription == "none" and state.ask == "in" and not item.name
-                and not item.groups and not item.approved)
+    return item is not None and not item.hidden
 
 
 def computed_version(items: Iterable[RosterItem]) -> str:
@@ -309,7 +304,8 @@ class ModRoster(Module):
         storage = self.store
         async with self.locked(user):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
-            new = replace(old or RosterItem(jid=str(contact)), name=name, groups=tuple(groups))
+            new = replace(old or RosterItem(jid=str(contact)), name=name, groups=tuple(groups),
+                          hidden=False)  # the user adds the contact (§2.3)
             await self._save(user, contact, old, new, force_push=True)
 
     async def _remove(self, user: JID, contact: JID) -> None:
@@ -367,7 +363,10 @@ class ModRoster(Module):
             state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
             outcome = sub.outbound(state, old.approved if old else False, type_)
             if outcome.changed:
-                await self._save(user, contact, old, self._apply(old, contact, outcome))
+                # The user acts on the contact: it is in the roster from now on (§3.1.2,
+                # §3.1.5, §3.4), unless nothing is left to keep (_kept).
+                new = self._apply(old, contact, outcome, hidden=False)
+                await self._save(user, contact, old, _kept(old, new))
             return outcome
 
     async def in_subscription(self, acc: sub.Transition | None, user: JID, contact: JID,
@@ -377,7 +376,8 @@ class ModRoster(Module):
             old = await storage.get_roster_item(user.domain, user.local or "", str(contact))
             state = sub.normalize(old.subscription, old.ask) if old else sub.NONE
             outcome = sub.inbound(state, old.approved if old else False, type_)
-            new = self._apply(old, contact, outcome)
+            # A contact the user has no item for is remembered, out of sight (§3.1.3).
+            new = self._apply(old, contact, outcome, hidden=old.hidden if old else True)
             if type_ == "subscribe" and outcome.after.pending_in:
                 # §3.1.3: the request is kept until answered and shown again at the next
                 # login; remember what the contact wrote with it.
@@ -385,16 +385,18 @@ class ModRoster(Module):
             if old is None and not outcome.changed:
                 return outcome  # nothing to remember about a stranger
             if new != old:
-                await self._save(user, contact, old, new)
+                await self._save(user, contact, old, _kept(old, new))
             return outcome
 
     @staticmethod
-    def _apply(old: RosterItem | None, contact: JID, outcome: sub.Transition) -> RosterItem:
+    def _apply(old: RosterItem | None, contact: JID, outcome: sub.Transition,
+               hidden: bool) -> RosterItem:
         base = old or RosterItem(jid=str(contact))
         after = outcome.after
         return replace(base, subscription=after.subscription, ask=after.ask,
                        approved=outcome.approved,
-                       ask_message=base.ask_message if after.pending_in else None)
+                       ask_message=base.ask_message if after.pending_in else None,
+                       hidden=hidden)
 
     # -- storage, caches, pushes -------------------------------------------------------------
     async def _save(self, user: JID, contact: JID, old: RosterItem | None,
@@ -505,6 +507,17 @@ class ModRoster(Module):
                 stanza = Element("presence", ns.CLIENT, {
                     "type": "unavailable", "from": str(session.jid), "to": str(contact)})
                 self.server.router.route(session.jid, contact, stanza)
+
+
+def _kept(old: RosterItem | None, new: RosterItem) -> RosterItem | None:
+    """What to store after a subscription change: None (delete) for a record that only held a
+    stranger's request (§3.1.3, not in the roster the user sees) once the request is gone,
+    declined by the user ('unsubscribed', §3.2) or withdrawn by the contact ('unsubscribe',
+    §3.3): left as an empty item, it would become a contact the user never added."""
+    if is_visible(old) or new.subscription != "none" or new.ask != "none" or new.name \
+            or new.groups or new.approved:
+        return new
+    return None
 
 
 def _jid(value: str) -> JID:

@@ -55,7 +55,8 @@ async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
     async with module.locked(user):
         # The stored item (not the shown one, get_roster_item): only name and groups change.
         old = await module.store.get_roster_item(user.domain, user.local or "", str(contact))
-        new = replace(old or RosterItem(jid=str(contact)), name=a.get("name"), groups=groups)
+        new = replace(old or RosterItem(jid=str(contact)), name=a.get("name"), groups=groups,
+                      hidden=False)
         await module._save(user, contact, old, new, force_push=True)
     return "Contact added successfully"
 
@@ -117,7 +118,7 @@ async def set_mutual_subscription(ctx: Context, a: dict[str, Any]) -> str:
                 old = await module.store.get_roster_item(user.domain, user.local or "",
                                                          str(contact))
                 new = replace(old or RosterItem(jid=str(contact)), subscription="both",
-                              ask="none", approved=False, ask_message=None)
+                              ask="none", approved=False, ask_message=None, hidden=False)
                 await module._save(user, contact, old, new, force_push=True)
         return "Mutual subscription added successfully"
     for user, contact in pairs:
@@ -171,7 +172,8 @@ async def _connect(ctx: Context, a: dict[str, Any], b: dict[str, Any]) -> str:
             old = await module.store.get_roster_item(user.domain, user.local or "", str(contact))
             new = replace(old or RosterItem(jid=str(contact)), name=input_.get("name"),
                           groups=tuple(dict.fromkeys(input_.get("groups") or ())),
-                          subscription="both", ask="none", approved=False, ask_message=None)
+                          subscription="both", ask="none", approved=False, ask_message=None,
+                          hidden=False)
             await module._save(user, contact, old, new, force_push=True)
     return f"Subscription between {user_a} and {user_b} set successfully"
 

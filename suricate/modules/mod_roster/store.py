@@ -32,6 +32,9 @@ class RosterItem:
     # The status text that came with a pending inbound subscription request, so it can be
     # shown to the user when they come online (RFC 6121 §3.1.3).
     ask_message: str | None = None
+    # A record kept only for that pending request of a contact the user has no item for
+    # (§3.1.3): not part of the roster the user sees, until the user acts on it.
+    hidden: bool = False
 
     def __post_init__(self) -> None:
         # Reject nonsense at construction rather than as an opaque database CHECK failure.
@@ -42,7 +45,7 @@ class RosterItem:
 
 
 _ROSTER_SELECT = (
-    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, g.grp"
+    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, i.hidden, g.grp"
     " FROM roster_items i LEFT JOIN roster_groups g"
     " ON g.server = i.server AND g.username = i.username AND g.jid = i.jid"
     " WHERE i.server = ? AND i.username = ?"
@@ -52,7 +55,8 @@ _ROSTER_SELECT = (
 # The batched read (``RosterStore.get_roster_item_batched``): the same columns and join, for
 # several accounts' items about one contact, the username last so the fold can tell them apart.
 _ROSTER_SELECT_MANY = (
-    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, g.grp, i.username"
+    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, i.hidden, g.grp,"
+    " i.username"
     " FROM roster_items i LEFT JOIN roster_groups g"
     " ON g.server = i.server AND g.username = i.username AND g.jid = i.jid"
     " WHERE i.server = ? AND i.jid = ? AND i.username IN ({})"
@@ -91,8 +95,8 @@ def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
             if current is not None:
                 items.append(_roster_item(current, groups))
             current, groups = row, []
-        if row[6] is not None:
-            groups.append(row[6])
+        if row[7] is not None:
+            groups.append(row[7])
     if current is not None:
         items.append(_roster_item(current, groups))
     return items
@@ -100,7 +104,7 @@ def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
 
 # The slots of RosterItem, set directly by ``_roster_item``.
 _SET = tuple(RosterItem.__dict__[name].__set__ for name in (
-    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message"))
+    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message", "hidden"))
 
 
 def _roster_item(row: Row, groups: list[str]) -> RosterItem:
@@ -108,7 +112,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     its checks (the tables' CHECK constraints hold the same states), as a login reads every
     item of the roster (a third of the cost of reading 200 items)."""
     item = object.__new__(RosterItem)
-    jid, name, subscription, ask, groups_, approved, ask_message = _SET
+    jid, name, subscription, ask, groups_, approved, ask_message, hidden = _SET
     jid(item, row[0])
     name(item, row[1])
     subscription(item, row[2])
@@ -116,6 +120,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     groups_(item, tuple(groups))
     approved(item, bool(row[4]))  # SQLite hands back 0/1
     ask_message(item, row[5])
+    hidden(item, bool(row[6]))
     return item
 
 
@@ -244,7 +249,7 @@ class RosterStore(ModuleStore):
                                 server, jid, *args)
         by_user: dict[str, list[Row]] = {}
         for row in rows:
-            by_user.setdefault(row[7], []).append(row)
+            by_user.setdefault(row[8], []).append(row)
         found: dict[str, RosterItem | None] = {}
         for user, user_rows in by_user.items():
             items = _roster_items(user_rows)
@@ -257,12 +262,12 @@ class RosterStore(ModuleStore):
         async with self.session(transaction=True) as ex:
             await ex.execute(
                 "INSERT INTO roster_items"
-                " (server, username, jid, name, subscription, ask, approved, ask_message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " (server, username, jid, name, subscription, ask, approved, ask_message,"
+                " hidden) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (server, username, jid) DO UPDATE SET"
                 " name = excluded.name, subscription = excluded.subscription,"
                 " ask = excluded.ask, approved = excluded.approved,"
-                " ask_message = excluded.ask_message",
+                " ask_message = excluded.ask_message, hidden = excluded.hidden",
                 server,
                 user,
                 item.jid,
@@ -271,6 +276,7 @@ class RosterStore(ModuleStore):
                 item.ask,
                 item.approved,
                 item.ask_message,
+                item.hidden,
             )
             # Replacing the groups wholesale is simpler than diffing and rosters are small.
             await ex.execute(

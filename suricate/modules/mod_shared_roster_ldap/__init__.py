@@ -261,8 +261,9 @@ class ModSharedRosterLdap(Module):
             return RosterItem(jid=str(contact), name=await self.display_name(contact),
                               subscription="both", groups=groups)
         extra = tuple(g for g in groups if g not in stored.groups)
+        # Shown even if the stored record only held the contact's request (``hidden``).
         return replace(stored, subscription="both", ask="none", approved=False,
-                       ask_message=None, groups=stored.groups + extra)
+                       ask_message=None, groups=stored.groups + extra, hidden=False)
 
     # -- hooks --------------------------------------------------------------------------------
     async def roster_items(self, items: list[RosterItem], user: JID) -> list[RosterItem]:
