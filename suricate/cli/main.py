@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from suricate import __version__
 from suricate.config import ConfigError, Problem, load_config_with_warnings, parse_config
 from suricate.jid import JID, InvalidJID
+from suricate.storage.base import StorageError
 
 if TYPE_CHECKING:
     from suricate.net.tls import CertKey
@@ -100,7 +102,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             return serve_workers(cfg, base_dir, sni, args.workers, t0)
         except StartFailed as exc:
-            raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+            hint = _PORT_HINT if "address already in use" in str(exc) else ""
+            raise CliError(f"cannot start: {exc}{hint}") from None
+        except StorageError as exc:
+            raise CliError(f"cannot start: {_DATABASE}: {exc}") from None
     from suricate.admin import HTTP_HANDLERS
     from suricate.core.server import Server
     from suricate.modules import MODULES
@@ -141,9 +146,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
+    except StorageError as exc:
+        # The database is down, missing or refuses the credentials: the operator's to fix,
+        # one line naming the pool (its message names driver, user, host and database).
+        raise CliError(f"cannot start: {_DATABASE}: {exc}") from None
     except OSError as exc:
-        raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+        # Only a port in use gets the hint: a certificate that cannot be read is an OSError
+        # too, and "another server" would send the operator the wrong way.
+        hint = _PORT_HINT if exc.errno == errno.EADDRINUSE else ""
+        raise CliError(f"cannot start: {exc}{hint}") from None
     return 0
+
+
+_PORT_HINT = " (is another server using the port?)"
+_DATABASE = "the database ([outgoing_pools.rdbms.default])"
 
 
 # -- check-config ------------------------------------------------------------------------------

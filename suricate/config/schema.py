@@ -124,6 +124,7 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
     # "the key is in the certfile" rather than "no key".
     if out.get("keyfile") is None and out.get("certfile") is not None:
         out["keyfile"] = out["certfile"]
+    _check_tls_files(out, path, ctx)
     if out.get("early_data"):
         # 0-RTT needs a ticket from an earlier connection (RFC 8446 §2.3) and only makes sense
         # where the handshake comes first (direct TLS, XEP-0368): refuse rather than ignore.
@@ -131,6 +132,78 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
             ctx.error(join(path, "early_data"), 'needs session_tickets = "stateless"')
         if out.get("mode", "tls") != "tls":
             ctx.error(join(path, "early_data"), 'needs mode = "tls" (direct TLS)')
+
+
+def _openssl_reason(exc: Exception) -> str:
+    """The last OpenSSL reason of a pyOpenSSL error (``no start line``), else the message."""
+    errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3 and e[2]]
+    return reasons[0] if reasons else str(exc) or type(exc).__name__
+
+
+def _check_tls_files(out: Mapping[str, Any], path: str, ctx: Context) -> None:
+    """Load the certificate, key, CA file and cipher string once into a throwaway OpenSSL
+    context, as the listener will at start-up: a corrupt or unreadable PEM, a key that is not
+    the certificate's, a wrong key password or a cipher string OpenSSL rejects is a problem
+    at its TOML path (and for check-config), not a traceback out of ``serve``."""
+    certfile, keyfile = out.get("certfile"), out.get("keyfile")
+    cafile, ciphers = out.get("cacertfile"), out.get("ciphers")
+    files = [(k, v) for k, v in (("certfile", certfile), ("keyfile", keyfile),
+                                 ("cacertfile", cafile)) if isinstance(v, str)]
+    if not files and not isinstance(ciphers, str):
+        return
+    for key, name in files:
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as exc:
+            ctx.error(join(path, key), f'cannot read "{name}": {exc.strerror or exc}')
+            return
+    from OpenSSL import SSL  # only a configuration with TLS files pays for the import
+
+    ssl_ctx = SSL.Context(SSL.TLS_METHOD)
+    password = out.get("password")
+    # Always a callback: without one OpenSSL asks for the password of an encrypted key on
+    # the terminal, and start-up would hang waiting for it.
+    ssl_ctx.set_passwd_cb(lambda *_: (password or "").encode())
+    if isinstance(ciphers, str):
+        try:
+            ssl_ctx.set_cipher_list(ciphers.encode())
+        except SSL.Error as exc:
+            ctx.error(join(path, "ciphers"),
+                      f"OpenSSL accepts no cipher of {ciphers!r} ({_openssl_reason(exc)})")
+    if isinstance(certfile, str):
+        try:
+            ssl_ctx.use_certificate_chain_file(certfile)
+        except SSL.Error as exc:
+            ctx.error(join(path, "certfile"), f'"{certfile}" is not a PEM certificate '
+                                              f"({_openssl_reason(exc)})")
+            return
+        if isinstance(keyfile, str):
+            mismatch = (f'the key in "{keyfile}" is not the key of the certificate in '
+                        f'"{certfile}"')
+            try:
+                ssl_ctx.use_privatekey_file(keyfile)
+            except SSL.Error as exc:
+                reason = _openssl_reason(exc)
+                if "mismatch" in reason:  # OpenSSL compares the key with the certificate
+                    ctx.error(join(path, "keyfile"), mismatch)
+                    return
+                hint = "tls.password is wrong?" if password else (
+                    "an encrypted key needs tls.password")
+                ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no usable PEM private '
+                                                 f"key ({reason}; {hint})")
+                return
+            try:
+                ssl_ctx.check_privatekey()
+            except SSL.Error:
+                ctx.error(join(path, "keyfile"), mismatch)
+    if isinstance(cafile, str):
+        try:
+            ssl_ctx.load_verify_locations(cafile)
+        except SSL.Error as exc:
+            ctx.error(join(path, "cacertfile"), f'"{cafile}" holds no PEM CA certificate '
+                                                f"({_openssl_reason(exc)})")
 
 
 def _tls_common() -> dict[str, Option]:
