@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -164,8 +165,11 @@ def _check_tls_files(out: Mapping[str, Any], path: str, ctx: Context) -> None:
     ssl_ctx = SSL.Context(SSL.TLS_METHOD)
     password = out.get("password")
     # Always a callback: without one OpenSSL asks for the password of an encrypted key on
-    # the terminal, and start-up would hang waiting for it.
-    ssl_ctx.set_passwd_cb(lambda *_: (password or "").encode())
+    # the terminal, and start-up would hang waiting for it. The listener loads the key with
+    # the same (deprecated) call, so that this check and start-up agree.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ssl_ctx.set_passwd_cb(lambda *_: (password or "").encode())
     if isinstance(ciphers, str):
         try:
             ssl_ctx.set_cipher_list(ciphers.encode())

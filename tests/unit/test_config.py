@@ -31,7 +31,9 @@ default_server_domain = "localhost"
 
 @pytest.fixture
 def certdir(tmp_path: Path) -> Path:
-    """A directory with a throwaway self-signed cert.pem and key.pem (and ca.pem = cert)."""
+    """A directory with a throwaway self-signed key.pem, cert.pem (the certificate followed by
+    its key: a combined PEM, so that cert.pem alone is a usable certfile) and ca.pem (the
+    certificate alone)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -46,15 +48,14 @@ def certdir(tmp_path: Path) -> Path:
         .sign(key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    (tmp_path / "cert.pem").write_bytes(pem)
-    (tmp_path / "ca.pem").write_bytes(pem)
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
+    (tmp_path / "cert.pem").write_bytes(pem + key_pem)
+    (tmp_path / "ca.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
     return tmp_path
 
 
