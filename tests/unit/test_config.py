@@ -368,6 +368,12 @@ REFUSED: list[tuple[str, str]] = [
         'listen.c2s[0].ip_address: "localhost" is not a valid IP address',
     ),
     ("[[listen.c2s]]\nport = 1\nip_version = 5", "listen.c2s[0].ip_version: expected one of 4, 6"),
+    # A value of another type than the allowed ones: the message shows them as TOML writes
+    # them and what was given (6.4's mod_pubsub.last_item_cache is the string "false").
+    ('[[listen.c2s]]\nport = 1\nip_version = "6"',
+     "listen.c2s[0].ip_version: expected one of 4, 6, got a string"),
+    ("[modules.mod_pubsub]\nlast_item_cache = false",
+     'modules.mod_pubsub.last_item_cache: expected one of "false", got a boolean'),
     (
         '[[listen.c2s]]\nport = 1\nip_version = 4\nip_address = "::"',
         'listen.c2s[0].ip_version: ip_version 4 does not match ip_address "::"',
