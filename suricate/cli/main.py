@@ -164,7 +164,9 @@ _DATABASE = "the database ([outgoing_pools.rdbms.default])"
 
 # -- check-config ------------------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+    if (args.file is None) == (args.config_file is None):
+        raise CliError("check-config: give the configuration file, as FILE or --config FILE", 2)
+    path = Path(args.file or args.config_file)
     if not path.is_file():
         raise CliError(f"{path}: no such configuration file", 2)
     try:
@@ -531,7 +533,10 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file",
                            description="Exit 0 when FILE is valid; otherwise print one line "
                                        "per problem, naming its TOML path, and exit 2.")
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE", nargs="?")
+    # Every other command names the file with --config: an operator types it here too.
+    check.add_argument("--config", dest="config_file", metavar="FILE",
+                       help="the same as FILE")
     check.set_defaults(func=cmd_check_config)
 
     account = sub.add_parser("account", help="manage accounts (server running or not)",

@@ -133,3 +133,15 @@ def test_a_port_in_use_is_named_with_its_hint(tmp_path: Path) -> None:
         lines = _assert_clean_failure(run("serve", "--config", str(config)), 1)
     assert len(lines) == 1 and lines[0].startswith("suricate: cannot start: "), lines
     assert f"{port}" in lines[0] and "(is another server using the port?)" in lines[0]
+
+
+def test_check_config_takes_the_file_as_serve_does(tmp_path: Path) -> None:
+    """``serve --config FILE`` and every admin command take --config: check-config too."""
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, free_port(), free_port()))
+    res = run("check-config", "--config", str(config))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"{config}: configuration is valid"
+    lines = _assert_clean_failure(run("check-config"), 2)
+    assert lines == ["suricate: check-config: give the configuration file, as FILE or "
+                     "--config FILE"], lines
