@@ -125,7 +125,7 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
     # "the key is in the certfile" rather than "no key".
     if out.get("keyfile") is None and out.get("certfile") is not None:
         out["keyfile"] = out["certfile"]
-    _check_tls_files(out, path, ctx)
+    _check_tls_files(out, raw, path, ctx)
     if out.get("early_data"):
         # 0-RTT needs a ticket from an earlier connection (RFC 8446 §2.3) and only makes sense
         # where the handshake comes first (direct TLS, XEP-0368): refuse rather than ignore.
@@ -142,7 +142,8 @@ def _openssl_reason(exc: Exception) -> str:
     return reasons[0] if reasons else str(exc) or type(exc).__name__
 
 
-def _check_tls_files(out: Mapping[str, Any], path: str, ctx: Context) -> None:
+def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
     """Load the certificate, key, CA file and cipher string once into a throwaway OpenSSL
     context, as the listener will at start-up: a corrupt or unreadable PEM, a key that is not
     the certificate's, a wrong key password or a cipher string OpenSSL rejects is a problem
@@ -186,6 +187,16 @@ def _check_tls_files(out: Mapping[str, Any], path: str, ctx: Context) -> None:
         if isinstance(keyfile, str):
             mismatch = (f'the key in "{keyfile}" is not the key of the certificate in '
                         f'"{certfile}"')
+            with open(keyfile, "rb") as pem:
+                has_key = b"PRIVATE KEY-----" in pem.read()
+            if not has_key:
+                if keyfile == certfile and "keyfile" not in raw:
+                    # keyfile defaults to certfile (a combined PEM, as 6.4's OTP ssl reads it)
+                    ctx.error(join(path, "certfile"), f'"{certfile}" holds no private key: '
+                              "give tls.keyfile, or append the key to this file")
+                else:
+                    ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no PEM private key')
+                return
             try:
                 ssl_ctx.use_privatekey_file(keyfile)
             except SSL.Error as exc:
@@ -193,7 +204,7 @@ def _check_tls_files(out: Mapping[str, Any], path: str, ctx: Context) -> None:
                 if "mismatch" in reason:  # OpenSSL compares the key with the certificate
                     ctx.error(join(path, "keyfile"), mismatch)
                     return
-                hint = "tls.password is wrong?" if password else (
+                hint = "is tls.password right?" if password else (
                     "an encrypted key needs tls.password")
                 ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no usable PEM private '
                                                  f"key ({reason}; {hint})")

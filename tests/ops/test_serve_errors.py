@@ -71,6 +71,10 @@ def test_unusable_certificates_are_refused_at_their_toml_path(tmp_path: Path) ->
                .replace(f'tls.keyfile = "{default.keyfile}"', f'tls.keyfile = "{enc_key}"',
                         1)):
             f'listen.c2s[0].tls.keyfile: "{enc_key}" holds no usable PEM private key',
+        # certfile alone: the key is looked for in it (a combined PEM), and is not there
+        config("nokey.toml", good.replace(f'tls.keyfile = "{default.keyfile}"\n', "", 1)):
+            f'listen.c2s[0].tls.certfile: "{default.certfile}" holds no private key: give '
+            "tls.keyfile, or append the key to this file",
         config("ciphers.toml", good.replace('tls.verify_mode = "none"',
                                             'tls.verify_mode = "none"\n'
                                             'tls.ciphers = "NO-SUCH-CIPHER"', 1)):
