@@ -1307,6 +1307,29 @@ def _rdbms_connection_post(
             ctx.error(join(path, key), f"required for the {out['driver']} driver")
     if out["port"] is None:
         out["port"] = 3306 if out["driver"] == "mysql" else 5432
+    tls = out.get("tls")
+    if isinstance(tls, dict):
+        _rdbms_tls_check(out["driver"], tls, raw.get("tls") or {}, join(path, "tls"), ctx)
+
+
+def _rdbms_tls_check(driver: str, tls: Mapping[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    """What the database's TLS cannot do here is refused: accepting it would connect in plain
+    text, or check less than the operator asked for."""
+    if driver == "mysql":
+        ctx.error(path, "TLS to MySQL/MariaDB is " + NOT_AVAILABLE + ": the connection "
+                  "would be plain text; remove tls (pgsql has it)")
+        return
+    if tls.get("verify_mode") == "selfsigned_peer":
+        ctx.error(join(path, "verify_mode"), '"selfsigned_peer" is ' + NOT_AVAILABLE
+                  + ' for the database: give its certificate as cacertfile with '
+                  'verify_mode = "peer"')
+    sni = raw.get("server_name_indication") or {}
+    for key in ("enabled", "host"):
+        if key in sni:
+            ctx.error(join(join(path, "server_name_indication"), key),
+                      f"{NOT_AVAILABLE} for the database: the name sent and checked is "
+                      "connection.host")
 
 
 _RDBMS_POOL = Section(
@@ -1380,8 +1403,12 @@ _RDBMS_POOL = Section(
                     "tls": Option(
                         outgoing_tls(with_mode=False),
                         None,
-                        "TLS to the database (pgsql, mysql).",
-                        inert=True,
+                        "TLS to the database (pgsql only): `required = true` refuses a server "
+                        "that does not offer TLS, false uses TLS where offered (as 6.4); "
+                        "`verify_mode = \"peer\"` checks the server's chain against "
+                        "`cacertfile` (the OS store when absent), and its name with "
+                        "`server_name_indication.protocol = \"https\"`; `certfile`/`keyfile` "
+                        "are a client certificate.",
                     ),
                 },
                 post=_rdbms_connection_post,
