@@ -16,6 +16,7 @@ from typing import Any
 
 from suricate.config.catalog import CATALOG, ModuleCatalog, ModuleNotLoadable, module_options
 from suricate.config.modules_spec import UNAVAILABLE_MODULES
+from suricate.config.pem import read_crls
 from suricate.config.spec import (
     DEFAULTS,
     INVALID,
@@ -37,6 +38,7 @@ from suricate.config.spec import (
     Section,
     Spec,
     Str,
+    at,
     ip_version_of,
     join,
 )
@@ -152,7 +154,7 @@ def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
     cafile, ciphers = out.get("cacertfile"), out.get("ciphers")
     files = [(k, v) for k, v in (("certfile", certfile), ("keyfile", keyfile),
                                  ("cacertfile", cafile)) if isinstance(v, str)]
-    if not files and not isinstance(ciphers, str):
+    if not files and not isinstance(ciphers, str) and not out.get("crl_files"):
         return
     for key, name in files:
         try:
@@ -213,6 +215,14 @@ def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
                 ssl_ctx.check_privatekey()
             except SSL.Error:
                 ctx.error(join(path, "keyfile"), mismatch)
+    for index, crl_file in enumerate(out.get("crl_files") or []):
+        if not isinstance(crl_file, str):
+            continue
+        try:
+            read_crls(crl_file)
+        except (OSError, ValueError) as exc:
+            ctx.error(at(join(path, "crl_files"), index),
+                      f'"{crl_file}" holds no certificate revocation list (PEM or DER): {exc}')
     if isinstance(cafile, str):
         try:
             ssl_ctx.load_verify_locations(cafile)
@@ -266,8 +276,9 @@ def listener_tls(default_mode: str) -> Section:
             "crl_files": Option(
                 ListOf(FilePath()),
                 [],
-                "Certificate revocation lists checked for peers.",
-                inert=True,
+                "Certificate revocation lists (PEM or DER) checked for peers' certificates "
+                "(with verify_mode peer; RFC 5280 §6.3): a revoked one fails verification, "
+                "and so does one whose issuer has no CRL in these files.",
             ),
             "disconnect_on_failure": Option(
                 Bool(), True, "Close the connection when peer verification fails.", inert=True
