@@ -32,8 +32,8 @@ default_server_domain = "localhost"
 @pytest.fixture
 def certdir(tmp_path: Path) -> Path:
     """A directory with a throwaway self-signed key.pem, cert.pem (the certificate followed by
-    its key: a combined PEM, so that cert.pem alone is a usable certfile) and ca.pem (the
-    certificate alone)."""
+    its key: a combined PEM, so that cert.pem alone is a usable certfile), ca.pem (the
+    certificate alone) and crl.pem (its CA's empty revocation list)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -56,6 +56,10 @@ def certdir(tmp_path: Path) -> Path:
     (tmp_path / "cert.pem").write_bytes(pem + key_pem)
     (tmp_path / "ca.pem").write_bytes(pem)
     (tmp_path / "key.pem").write_bytes(key_pem)
+    # crl.pem: an empty revocation list of that certificate (tls.crl_files reads it)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now)
+           .next_update(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     return tmp_path
 
 
@@ -729,7 +733,7 @@ TLS_ACCEPTED: list[tuple[str, str, Any]] = [
     ('verify_mode = "none"', "verify_mode", "none"),
     ('ciphers = "ECDHE+AESGCM"', "ciphers", "ECDHE+AESGCM"),
     ('versions = ["tlsv1.3"]', "versions", ["tlsv1.3"]),
-    ('crl_files = ["ca.pem"]', "crl_files", ["CA"]),
+    ('crl_files = ["crl.pem"]', "crl_files", ["CRL"]),
     ("disconnect_on_failure = false", "disconnect_on_failure", False),
     ('early_data = true\nmode = "tls"\nsession_tickets = "stateless"', "early_data", True),
     ('session_tickets = "stateless"', "session_tickets", "stateless"),
@@ -742,7 +746,8 @@ TLS_ACCEPTED: list[tuple[str, str, Any]] = [
 def test_tls_option_accepted(certdir: Path, line: str, key: str, expected: Any) -> None:
     text = f'[[listen.c2s]]\nport = 1\n[listen.c2s.tls]\ncertfile = "cert.pem"\n{line}\n'
     value = parse(text, certdir)["listen"]["c2s"][0]["tls"][key]
-    replace = {"KEY": str(certdir / "key.pem"), "CA": str(certdir / "ca.pem")}
+    replace = {"KEY": str(certdir / "key.pem"), "CA": str(certdir / "ca.pem"),
+               "CRL": str(certdir / "crl.pem")}
     if isinstance(expected, list):
         expected = [replace.get(e, e) for e in expected]
     else:
