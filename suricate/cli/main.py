@@ -610,11 +610,27 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _mark_leaves(parser: argparse.ArgumentParser) -> None:
+    """Give each subcommand's namespace its own parser (``_leaf``), the innermost winning."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_leaf=sub)
+                _mark_leaves(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(with_admin=command not in ("serve", "check-config"))
-    args = parser.parse_args(words)
+    _mark_leaves(parser)
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        # argparse reports a subcommand's unknown option from the top parser, whose usage
+        # ("suricate [-h] [--version] COMMAND ...") does not show the options that exist:
+        # the subcommand's own usage does (`suricate session kickUser --reson x`).
+        leaf: argparse.ArgumentParser = getattr(args, "_leaf", parser)
+        leaf.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None and hasattr(args, "admin_operation"):
         args.func = cmd_admin_operation
     if args.func is not cmd_serve:

@@ -149,3 +149,17 @@ def test_check_config_takes_the_file_as_serve_does(tmp_path: Path) -> None:
     lines = _assert_clean_failure(run("check-config"), 2)
     assert lines == ["suricate: check-config: give the configuration file, as FILE or "
                      "--config FILE"], lines
+
+
+def test_a_mistyped_option_shows_the_subcommands_usage() -> None:
+    """`--reson` for `--reason`: the usage printed is the command's, which lists the options
+    that exist, not the top level's `suricate [-h] [--version] COMMAND ...`."""
+    res = run("session", "kickUser", "--user", "alice@localhost", "--reson", "bye")
+    assert res.returncode == 2
+    assert res.stderr.startswith("usage: suricate session kickUser [-h] --user JID "
+                                 "[--reason String]"), res.stderr
+    assert res.stderr.rstrip().endswith("suricate session kickUser: error: unrecognized "
+                                        "arguments: --reson bye"), res.stderr
+    served = run("serve", "--confg", "x.toml")
+    assert served.returncode == 2
+    assert served.stderr.startswith("usage: suricate serve [-h] [--config FILE]"), served.stderr
