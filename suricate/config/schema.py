@@ -45,6 +45,13 @@ from suricate.config.spec import (
 
 NOT_AVAILABLE = "not available in this version of Suricate"
 
+# 6.4's documentation recommends CETS for new clusters: say what to write instead.
+_CETS_SM = ("'cets' is " + NOT_AVAILABLE + ': use "mnesia" (one node: the table is in its '
+            'memory) or "redis" (several nodes, docs/cluster.md)')
+_CETS_LOCAL = ("'cets' is " + NOT_AVAILABLE + ': use "mnesia" (or leave it out): each node '
+               "keeps these in its own process, with sessions shared through sm_backend "
+               '= "redis"')
+
 LOGLEVELS = [
     "none",
     "emergency",
@@ -827,7 +834,8 @@ _GENERAL = Section(
             inert=True,
         ),
         "sm_backend": Option(
-            OneOf(["mnesia", "redis"], unavailable=["cets"]),
+            OneOf(["mnesia", "redis"], unavailable=["cets"],
+                  unavailable_message=_CETS_SM),
             "mnesia",
             'Where the session table lives: "mnesia" is the embedded, in-process table; '
             '"redis" also records every session and the node membership in Redis '
@@ -835,14 +843,14 @@ _GENERAL = Section(
         ),
         # A single 6.4 node keeps these in Mnesia; so does Suricate, in its own process.
         "s2s_backend": Option(
-            OneOf(["mnesia"], unavailable=["cets"]),
+            OneOf(["mnesia"], unavailable=["cets"], unavailable_message=_CETS_LOCAL),
             "mnesia",
             "Where MongooseIM replicates its list of outgoing S2S connections.",
             inert=True,
             inert_reason="Suricate keeps its outgoing connections in its own process",
         ),
         "component_backend": Option(
-            OneOf(["mnesia"], unavailable=["cets"]),
+            OneOf(["mnesia"], unavailable=["cets"], unavailable_message=_CETS_LOCAL),
             "mnesia",
             "Where MongooseIM replicates its list of connected components.",
             inert=True,

@@ -324,7 +324,15 @@ REFUSED: list[tuple[str, str]] = [
     ("[general]\nmax_fsm_queue = 1000", "general.max_fsm_queue: unknown option"),
     (
         '[general]\nsm_backend = "cets"',
-        "general.sm_backend: 'cets' is not available in this version of Suricate",
+        "general.sm_backend: 'cets' is not available in this version of Suricate: use "
+        '"mnesia" (one node: the table is in its memory) or "redis" (several nodes, '
+        "docs/cluster.md)",
+    ),
+    (
+        '[general]\ns2s_backend = "cets"',
+        "general.s2s_backend: 'cets' is not available in this version of Suricate: use "
+        '"mnesia" (or leave it out): each node keeps these in its own process, with sessions '
+        'shared through sm_backend = "redis"',
     ),
     (
         '[general]\nsm_backend = "redis"',
