@@ -1519,7 +1519,9 @@ def test_general_backends_of_a_single_64_node_are_accepted_with_a_warning() -> N
     ]
     for key in ("s2s_backend", "component_backend"):
         refused(f'[general]\n{key} = "cets"\n',
-                f"general.{key}: 'cets' is not available in this version of Suricate")
+                f"general.{key}: 'cets' is not available in this version of Suricate: use "
+                '"mnesia" (or leave it out): each node keeps these in its own process, with '
+                'sessions shared through sm_backend = "redis"')
     refused('[general]\nrdbms_server_type = "mssql"\n',
             "general.rdbms_server_type: 'mssql' is not available in this version of Suricate")
 
