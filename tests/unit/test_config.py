@@ -1163,7 +1163,9 @@ def test_module_options_accepted() -> None:
         ),
         (
             '[modules.mod_roster]\nbackend = "mnesia"',
-            "modules.mod_roster.backend: backend 'mnesia' is not available in this version of Suricate",
+            "modules.mod_roster.backend: backend 'mnesia' is not available in this version of "
+            'Suricate: use "rdbms" (or leave it out): the data goes to '
+            "[outgoing_pools.rdbms.default], an SQLite file when no pool is configured",
         ),
         (
             '[modules.mod_register]\naccess = "nobody"',
