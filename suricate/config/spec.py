@@ -364,7 +364,8 @@ class FilePath(Spec):
             full = ctx.base_dir / full
         normalized = os.path.normpath(full)
         if self.must_exist and not os.path.isfile(normalized):
-            ctx.error(path, f'file "{value}" does not exist (looked for {normalized})')
+            missing = "is a directory" if os.path.isdir(normalized) else "does not exist"
+            ctx.error(path, f'file "{value}" {missing} (looked for {normalized})')
             return INVALID
         return normalized
 

@@ -767,6 +767,8 @@ TLS_REFUSED: list[tuple[str, str]] = [
     ('mode = "ssl"', "mode: expected one of tls, starttls, starttls_required"),
     ('keyfile = "missing.pem"', 'keyfile: file "missing.pem" does not exist'),
     ('cacertfile = "missing.pem"', 'cacertfile: file "missing.pem" does not exist'),
+    # a directory where a file is expected is told as such, not "does not exist"
+    ('cacertfile = "."', 'cacertfile: file "." is a directory'),
     ("password = 1", "password: expected a string, got an integer"),
     ('dhfile = "missing.pem"', 'dhfile: file "missing.pem" does not exist'),
     ('verify_mode = "strict"', "verify_mode: expected one of peer, selfsigned_peer, none"),
