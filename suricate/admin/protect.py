@@ -86,8 +86,10 @@ def middleware(rules: dict[tuple[str, str], Rule]) -> Callable[..., Any]:
         if info.path.prev is None and ctx.allowed_categories is not None \
                 and info.field_name not in ALWAYS_ALLOWED \
                 and info.field_name not in ctx.allowed_categories:
-            raise fail(f"category {info.field_name} is not allowed on this endpoint",
-                       "category_not_allowed")
+            # Name the option: the operator reading this in the CLI fixes it in the TOML.
+            allowed = ", ".join(sorted(ctx.allowed_categories)) or "none"
+            raise fail(f"category {info.field_name} is not allowed on this endpoint "
+                       f"(its allowed_categories: {allowed})", "category_not_allowed")
         caller = ctx.caller
         if caller.kind == "domain_admin":
             rule = rules.get((info.parent_type.name, info.field_name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from suricate import __version__
 from suricate.config import ConfigError, Problem, load_config_with_warnings, parse_config
 from suricate.jid import JID, InvalidJID
+from suricate.storage.base import StorageError
 
 if TYPE_CHECKING:
     from suricate.net.tls import CertKey
@@ -100,7 +102,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             return serve_workers(cfg, base_dir, sni, args.workers, t0)
         except StartFailed as exc:
-            raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+            hint = _PORT_HINT if "address already in use" in str(exc) else ""
+            raise CliError(f"cannot start: {exc}{hint}") from None
+        except StorageError as exc:
+            raise CliError(f"cannot start: {_DATABASE}: {exc}") from None
     from suricate.admin import HTTP_HANDLERS
     from suricate.core.server import Server
     from suricate.modules import MODULES
@@ -141,14 +146,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run())
+    except StorageError as exc:
+        # The database is down, missing or refuses the credentials: the operator's to fix,
+        # one line naming the pool (its message names driver, user, host and database).
+        raise CliError(f"cannot start: {_DATABASE}: {exc}") from None
     except OSError as exc:
-        raise CliError(f"cannot start: {exc} (is another server using the port?)") from None
+        # Only a port in use gets the hint: a certificate that cannot be read is an OSError
+        # too, and "another server" would send the operator the wrong way.
+        hint = _PORT_HINT if exc.errno == errno.EADDRINUSE else ""
+        raise CliError(f"cannot start: {exc}{hint}") from None
     return 0
+
+
+_PORT_HINT = " (is another server using the port?)"
+_DATABASE = "the database ([outgoing_pools.rdbms.default])"
 
 
 # -- check-config ------------------------------------------------------------------------------
 def cmd_check_config(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+    if (args.file is None) == (args.config_file is None):
+        raise CliError("check-config: give the configuration file, as FILE or --config FILE", 2)
+    path = Path(args.file or args.config_file)
     if not path.is_file():
         raise CliError(f"{path}: no such configuration file", 2)
     try:
@@ -515,7 +533,10 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file",
                            description="Exit 0 when FILE is valid; otherwise print one line "
                                        "per problem, naming its TOML path, and exit 2.")
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE", nargs="?")
+    # Every other command names the file with --config: an operator types it here too.
+    check.add_argument("--config", dest="config_file", metavar="FILE",
+                       help="the same as FILE")
     check.set_defaults(func=cmd_check_config)
 
     account = sub.add_parser("account", help="manage accounts (server running or not)",
@@ -589,11 +610,27 @@ def build_parser(with_admin: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _mark_leaves(parser: argparse.ArgumentParser) -> None:
+    """Give each subcommand's namespace its own parser (``_leaf``), the innermost winning."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_leaf=sub)
+                _mark_leaves(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(with_admin=command not in ("serve", "check-config"))
-    args = parser.parse_args(words)
+    _mark_leaves(parser)
+    args, extra = parser.parse_known_args(words)
+    if extra:
+        # argparse reports a subcommand's unknown option from the top parser, whose usage
+        # ("suricate [-h] [--version] COMMAND ...") does not show the options that exist:
+        # the subcommand's own usage does (`suricate session kickUser --reson x`).
+        leaf: argparse.ArgumentParser = getattr(args, "_leaf", parser)
+        leaf.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None and hasattr(args, "admin_operation"):
         args.func = cmd_admin_operation
     if args.func is not cmd_serve:

@@ -34,8 +34,10 @@ _INTRO = """\
 
 Suricate reads one TOML file whose sections and option names are those of MongooseIM 6.4.
 Every option is validated at start-up: an unknown key, a value of the wrong type, a name that
-refers to nothing (a shaper, an access rule) or a missing certificate file stops the
-server with the TOML path of each problem, for example
+refers to nothing (a shaper, an access rule), a missing or unreadable certificate file, a
+file that is not PEM, a key that is not the certificate's (or is encrypted without
+`tls.password`) or a cipher string OpenSSL rejects stops the server with the TOML path of each
+problem, for example
 `listen.c2s[0].tls.mode: expected one of tls, starttls, starttls_required`.
 Options that MongooseIM 6.4 has but Suricate does not implement yet are refused with
 "not available in this version" rather than ignored. A few are accepted so that MongooseIM

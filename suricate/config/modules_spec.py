@@ -59,7 +59,10 @@ def backend() -> Option:
         OneOf(
             ["rdbms"],
             UNAVAILABLE_BACKENDS,
-            "backend '{value}' is not available in this version of Suricate",
+            # 6.4's default is "mnesia" for several modules, so configurations name it.
+            "backend '{value}' is not available in this version of Suricate: use "
+            '"rdbms" (or leave it out): the data goes to [outgoing_pools.rdbms.default], '
+            "an SQLite file when no pool is configured",
         ),
         "rdbms",
         "Storage backend. Suricate stores everything through the configured RDBMS pool "

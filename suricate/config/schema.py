@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from suricate.config.catalog import CATALOG, ModuleCatalog, ModuleNotLoadable, module_options
 from suricate.config.modules_spec import UNAVAILABLE_MODULES
+from suricate.config.pem import read_crls
 from suricate.config.spec import (
     DEFAULTS,
     INVALID,
@@ -36,11 +38,19 @@ from suricate.config.spec import (
     Section,
     Spec,
     Str,
+    at,
     ip_version_of,
     join,
 )
 
 NOT_AVAILABLE = "not available in this version of Suricate"
+
+# 6.4's documentation recommends CETS for new clusters: say what to write instead.
+_CETS_SM = ("'cets' is " + NOT_AVAILABLE + ': use "mnesia" (one node: the table is in its '
+            'memory) or "redis" (several nodes, docs/cluster.md)')
+_CETS_LOCAL = ("'cets' is " + NOT_AVAILABLE + ': use "mnesia" (or leave it out): each node '
+               "keeps these in its own process, with sessions shared through sm_backend "
+               '= "redis"')
 
 LOGLEVELS = [
     "none",
@@ -124,6 +134,7 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
     # "the key is in the certfile" rather than "no key".
     if out.get("keyfile") is None and out.get("certfile") is not None:
         out["keyfile"] = out["certfile"]
+    _check_tls_files(out, raw, path, ctx)
     if out.get("early_data"):
         # 0-RTT needs a ticket from an earlier connection (RFC 8446 §2.3) and only makes sense
         # where the handshake comes first (direct TLS, XEP-0368): refuse rather than ignore.
@@ -131,6 +142,100 @@ def _tls_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Conte
             ctx.error(join(path, "early_data"), 'needs session_tickets = "stateless"')
         if out.get("mode", "tls") != "tls":
             ctx.error(join(path, "early_data"), 'needs mode = "tls" (direct TLS)')
+
+
+def _openssl_reason(exc: Exception) -> str:
+    """The last OpenSSL reason of a pyOpenSSL error (``no start line``), else the message."""
+    errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3 and e[2]]
+    return reasons[0] if reasons else str(exc) or type(exc).__name__
+
+
+def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    """Load the certificate, key, CA file and cipher string once into a throwaway OpenSSL
+    context, as the listener will at start-up: a corrupt or unreadable PEM, a key that is not
+    the certificate's, a wrong key password or a cipher string OpenSSL rejects is a problem
+    at its TOML path (and for check-config), not a traceback out of ``serve``."""
+    certfile, keyfile = out.get("certfile"), out.get("keyfile")
+    cafile, ciphers = out.get("cacertfile"), out.get("ciphers")
+    files = [(k, v) for k, v in (("certfile", certfile), ("keyfile", keyfile),
+                                 ("cacertfile", cafile)) if isinstance(v, str)]
+    if not files and not isinstance(ciphers, str) and not out.get("crl_files"):
+        return
+    for key, name in files:
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as exc:
+            ctx.error(join(path, key), f'cannot read "{name}": {exc.strerror or exc}')
+            return
+    from OpenSSL import SSL  # only a configuration with TLS files pays for the import
+
+    ssl_ctx = SSL.Context(SSL.TLS_METHOD)
+    password = out.get("password")
+    # Always a callback: without one OpenSSL asks for the password of an encrypted key on
+    # the terminal, and start-up would hang waiting for it. The listener loads the key with
+    # the same (deprecated) call, so that this check and start-up agree.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ssl_ctx.set_passwd_cb(lambda *_: (password or "").encode())
+    if isinstance(ciphers, str):
+        try:
+            ssl_ctx.set_cipher_list(ciphers.encode())
+        except SSL.Error as exc:
+            ctx.error(join(path, "ciphers"),
+                      f"OpenSSL accepts no cipher of {ciphers!r} ({_openssl_reason(exc)})")
+    if isinstance(certfile, str):
+        try:
+            ssl_ctx.use_certificate_chain_file(certfile)
+        except SSL.Error as exc:
+            ctx.error(join(path, "certfile"), f'"{certfile}" is not a PEM certificate '
+                                              f"({_openssl_reason(exc)})")
+            return
+        if isinstance(keyfile, str):
+            mismatch = (f'the key in "{keyfile}" is not the key of the certificate in '
+                        f'"{certfile}"')
+            with open(keyfile, "rb") as pem:
+                has_key = b"PRIVATE KEY-----" in pem.read()
+            if not has_key:
+                if keyfile == certfile and "keyfile" not in raw:
+                    # keyfile defaults to certfile (a combined PEM, as 6.4's OTP ssl reads it)
+                    ctx.error(join(path, "certfile"), f'"{certfile}" holds no private key: '
+                              "give tls.keyfile, or append the key to this file")
+                else:
+                    ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no PEM private key')
+                return
+            try:
+                ssl_ctx.use_privatekey_file(keyfile)
+            except SSL.Error as exc:
+                reason = _openssl_reason(exc)
+                if "mismatch" in reason:  # OpenSSL compares the key with the certificate
+                    ctx.error(join(path, "keyfile"), mismatch)
+                    return
+                hint = "is tls.password right?" if password else (
+                    "an encrypted key needs tls.password")
+                ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no usable PEM private '
+                                                 f"key ({reason}; {hint})")
+                return
+            try:
+                ssl_ctx.check_privatekey()
+            except SSL.Error:
+                ctx.error(join(path, "keyfile"), mismatch)
+    for index, crl_file in enumerate(out.get("crl_files") or []):
+        if not isinstance(crl_file, str):
+            continue
+        try:
+            read_crls(crl_file)
+        except (OSError, ValueError) as exc:
+            ctx.error(at(join(path, "crl_files"), index),
+                      f'"{crl_file}" holds no certificate revocation list (PEM or DER): {exc}')
+    if isinstance(cafile, str):
+        try:
+            ssl_ctx.load_verify_locations(cafile)
+        except SSL.Error as exc:
+            ctx.error(join(path, "cacertfile"), f'"{cafile}" holds no PEM CA certificate '
+                                                f"({_openssl_reason(exc)})")
 
 
 def _tls_common() -> dict[str, Option]:
@@ -178,8 +283,9 @@ def listener_tls(default_mode: str) -> Section:
             "crl_files": Option(
                 ListOf(FilePath()),
                 [],
-                "Certificate revocation lists checked for peers.",
-                inert=True,
+                "Certificate revocation lists (PEM or DER) checked for peers' certificates "
+                "(with verify_mode peer; RFC 5280 §6.3): a revoked one fails verification, "
+                "and so does one whose issuer has no CRL in these files.",
             ),
             "disconnect_on_failure": Option(
                 Bool(), True, "Close the connection when peer verification fails.", inert=True
@@ -728,7 +834,8 @@ _GENERAL = Section(
             inert=True,
         ),
         "sm_backend": Option(
-            OneOf(["mnesia", "redis"], unavailable=["cets"]),
+            OneOf(["mnesia", "redis"], unavailable=["cets"],
+                  unavailable_message=_CETS_SM),
             "mnesia",
             'Where the session table lives: "mnesia" is the embedded, in-process table; '
             '"redis" also records every session and the node membership in Redis '
@@ -736,14 +843,14 @@ _GENERAL = Section(
         ),
         # A single 6.4 node keeps these in Mnesia; so does Suricate, in its own process.
         "s2s_backend": Option(
-            OneOf(["mnesia"], unavailable=["cets"]),
+            OneOf(["mnesia"], unavailable=["cets"], unavailable_message=_CETS_LOCAL),
             "mnesia",
             "Where MongooseIM replicates its list of outgoing S2S connections.",
             inert=True,
             inert_reason="Suricate keeps its outgoing connections in its own process",
         ),
         "component_backend": Option(
-            OneOf(["mnesia"], unavailable=["cets"]),
+            OneOf(["mnesia"], unavailable=["cets"], unavailable_message=_CETS_LOCAL),
             "mnesia",
             "Where MongooseIM replicates its list of connected components.",
             inert=True,
@@ -1222,6 +1329,29 @@ def _rdbms_connection_post(
             ctx.error(join(path, key), f"required for the {out['driver']} driver")
     if out["port"] is None:
         out["port"] = 3306 if out["driver"] == "mysql" else 5432
+    tls = out.get("tls")
+    if isinstance(tls, dict):
+        _rdbms_tls_check(out["driver"], tls, raw.get("tls") or {}, join(path, "tls"), ctx)
+
+
+def _rdbms_tls_check(driver: str, tls: Mapping[str, Any], raw: Mapping[str, Any], path: str,
+                     ctx: Context) -> None:
+    """What the database's TLS cannot do here is refused: accepting it would connect in plain
+    text, or check less than the operator asked for."""
+    if driver == "mysql":
+        ctx.error(path, "TLS to MySQL/MariaDB is " + NOT_AVAILABLE + ": the connection "
+                  "would be plain text; remove tls (pgsql has it)")
+        return
+    if tls.get("verify_mode") == "selfsigned_peer":
+        ctx.error(join(path, "verify_mode"), '"selfsigned_peer" is ' + NOT_AVAILABLE
+                  + ' for the database: give its certificate as cacertfile with '
+                  'verify_mode = "peer"')
+    sni = raw.get("server_name_indication") or {}
+    for key in ("enabled", "host"):
+        if key in sni:
+            ctx.error(join(join(path, "server_name_indication"), key),
+                      f"{NOT_AVAILABLE} for the database: the name sent and checked is "
+                      "connection.host")
 
 
 _RDBMS_POOL = Section(
@@ -1295,8 +1425,12 @@ _RDBMS_POOL = Section(
                     "tls": Option(
                         outgoing_tls(with_mode=False),
                         None,
-                        "TLS to the database (pgsql, mysql).",
-                        inert=True,
+                        "TLS to the database (pgsql only): `required = true` refuses a server "
+                        "that does not offer TLS, false uses TLS where offered (as 6.4); "
+                        "`verify_mode = \"peer\"` checks the server's chain against "
+                        "`cacertfile` (the OS store when absent), and its name with "
+                        "`server_name_indication.protocol = \"https\"`; `certfile`/`keyfile` "
+                        "are a client certificate.",
                     ),
                 },
                 post=_rdbms_connection_post,

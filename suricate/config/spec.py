@@ -299,6 +299,11 @@ class OneOf(Spec):
         if value in self.unavailable and not isinstance(value, bool):
             ctx.error(path, self.unavailable_message.format(value=value))
             return INVALID
+        if not any(type(allowed) is type(value) for allowed in self.values):
+            # `last_item_cache = false` where the string "false" is expected, `ip_version =
+            # "6"` where 6 is: show the values as TOML writes them, and what was given.
+            ctx.error(path, f"expected {self.describe_doc()}, got {_type_name(value)}")
+            return INVALID
         ctx.error(path, f"expected {self.describe()}")
         return INVALID
 
@@ -359,7 +364,8 @@ class FilePath(Spec):
             full = ctx.base_dir / full
         normalized = os.path.normpath(full)
         if self.must_exist and not os.path.isfile(normalized):
-            ctx.error(path, f'file "{value}" does not exist (looked for {normalized})')
+            missing = "is a directory" if os.path.isdir(normalized) else "does not exist"
+            ctx.error(path, f'file "{value}" {missing} (looked for {normalized})')
             return INVALID
         return normalized
 

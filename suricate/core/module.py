@@ -251,11 +251,13 @@ class Module:
             self.server.hooks.add(H.DISCO_SM_FEATURES,
                                   self._handler(H.DISCO_SM_FEATURES, "_add_sm_features"), 50)
 
-    def serve_subdomains(self, pattern: str, handler: ServiceHandler) -> list[str]:
+    def serve_subdomains(self, pattern: str, handler: ServiceHandler) -> dict[str, str]:
         """Serve MongooseIM's subdomain ``pattern`` (``"conference.@HOST@"``) for each served
-        domain with ``handler`` (from, to, stanza), routed like a component and listed in the
-        domain's disco#items; undone by ``unwire``. Returns the domains now served."""
-        served = []
+        domain this instance serves with ``handler`` (from, to, stanza), routed like a
+        component and listed in the domain's disco#items; undone by ``unwire``. Returns each
+        service domain now served with its domain (``{"conference.a.test": "a.test"}``): a
+        domain whose ``[[host_config]]`` leaves the module out gets none."""
+        served: dict[str, str] = {}
         for host in sorted(self.server.domains.served):
             if self.host_types is not None and \
                     self.server.domains.host_type(host) not in self.host_types:
@@ -265,7 +267,7 @@ class Module:
             service = self.server.components.serve(
                 domain, handler, parent=host if "@HOST@" in pattern else None)
             self.__dict__.setdefault("_services", []).append(service)
-            served.append(domain)
+            served[domain] = host
         return served
 
     def unwire(self) -> None:

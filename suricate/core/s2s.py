@@ -231,7 +231,7 @@ class S2SService:
         trust = None
         tls_opts = opts.get("tls") or {}
         if tls is not None and tls_opts.get("verify_mode", "peer") != "none":
-            trust = TrustStore(tls_opts.get("cacertfile"))
+            trust = TrustStore(tls_opts.get("cacertfile"), tls_opts.get("crl_files") or ())
 
         def factory(conn: Connection) -> S2SIn:
             stream = S2SIn(self, conn, opts, tls, trust)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.spec import Int, Option, Section
+from suricate.config.spec import IntOrInfinity, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.modules.mod_stream_management.state import pack, unpack
@@ -42,8 +42,12 @@ class ModCsi(Module):
     name = "mod_csi"
     options = Section(
         {
+            # 6.4: int_or_infinity, non_negative. 0 holds nothing (CSI is then only
+            # advertised and tracked); "infinity" flushes only on urgent traffic or <active/>.
             "buffer_max": Option(
-                Int(min=1), 20, "Stanzas held while the client is inactive before a flush."
+                IntOrInfinity(min=0), 20,
+                "Stanzas held while the client is inactive before a flush (0: none are "
+                'held; "infinity": no limit).',
             )
         },
         doc="XEP-0352 Client State Indication.",
@@ -66,7 +70,8 @@ class ModCsi(Module):
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)
-        self.buffer_max: int = opts.get("buffer_max", 20)
+        #: None: "infinity".
+        self.buffer_max: int | None = opts.get("buffer_max", 20)
 
     def _state(self, c2s: C2S) -> CsiState:
         state = c2s.module_state.get(self.name)
@@ -108,7 +113,7 @@ class ModCsi(Module):
             return stanza
         if collapsible(stanza):
             _drop_superseded(state.queue, stanza.attrs.get("from"))
-        if len(state.queue) >= self.buffer_max:
+        if self.buffer_max is not None and len(state.queue) >= self.buffer_max:
             self._flush(c2s, state)
             return stanza
         state.queue.append(stanza)

@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 
+from suricate.net.tls import add_crls
+
 # RFC 6120 §13.7.1.4: the XmppAddr otherName (id-on-xmppAddr).
 ID_ON_XMPPADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")
 # RFC 4985: SRVName otherName (id-on-dnsSRV), "_xmpp-server.example.com".
@@ -24,7 +26,7 @@ ID_ON_DNSSRV = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.7")
 class TrustStore:
     __slots__ = ("_store", "source")
 
-    def __init__(self, cacertfile: str | None = None) -> None:
+    def __init__(self, cacertfile: str | None = None, crl_files: Sequence[str] = ()) -> None:
         store = crypto.X509Store()
         if cacertfile:
             store.load_locations(cacertfile)
@@ -33,6 +35,8 @@ class TrustStore:
             paths = ssl.get_default_verify_paths()
             store.load_locations(paths.cafile, paths.capath)
             self.source = "os"
+        if crl_files:  # the listener's tls.crl_files (s2s verifies after the handshake)
+            add_crls(store, crl_files)
         self._store = store
 
     def verifies(self, chain: Sequence[x509.Certificate], allow_self_signed: bool = False) -> bool:

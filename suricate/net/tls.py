@@ -22,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL, crypto
 
+from suricate.config.pem import read_crls
+
 try:  # cryptography's bundled OpenSSL bindings, through pyOpenSSL
     from OpenSSL._util import ffi as _ffi
     from OpenSSL._util import lib as _lib
@@ -108,6 +110,8 @@ class TLSConfig:
         ctx.use_certificate_chain_file(cert.certfile)
         ctx.use_privatekey_file(cert.keyfile)
         ctx.check_privatekey()
+        if opts.get("crl_files"):
+            add_crls(ctx.get_cert_store(), opts["crl_files"])
         verify_mode = opts.get("verify_mode") or "none"
         if verify_mode == "none":
             ctx.set_verify(SSL.VERIFY_NONE, None)
@@ -152,6 +156,16 @@ class TLSConfig:
 
     def new_session(self) -> TLSLayer:
         return TLSLayer(self)
+
+
+def add_crls(store: Any, crl_files: Sequence[str]) -> None:
+    """``tls.crl_files``: the peer's certificate is checked against these CRLs (RFC 5280
+    §6.3) wherever ``store`` verifies: revoked, or issued by a CA with no CRL here, it fails
+    (OpenSSL's CRL_CHECK, on the peer's own certificate as 6.4's OTP ssl ``crl_check``)."""
+    for path in crl_files:
+        for crl in read_crls(path):
+            store.add_crl(crl)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
 
 
 class TLSClientConfig:

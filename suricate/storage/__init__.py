@@ -4,7 +4,7 @@ MySQL/MariaDB.
 `create_storage` reads the table MongooseIM 6.4 calls
 `[outgoing_pools.rdbms.default.connection]`:
 
-    driver = "pgsql"   host, port (5432), database, username, password, workers (10)
+    driver = "pgsql"   host, port (5432), database, username, password, workers (10), tls
     driver = "mysql"   host, port (3306), database, username, password, workers (10)
     driver = "sqlite"  database = file path, relative to the server's base directory
 """
@@ -59,7 +59,8 @@ def create_storage(connection: Mapping[str, Any], base_dir: Path) -> Storage:
         if driver == "pgsql":
             from .pgsql import PgsqlStorage
 
-            return PgsqlStorage(port=int(connection.get("port") or 5432), **settings)
+            return PgsqlStorage(port=int(connection.get("port") or 5432),
+                                tls=connection.get("tls"), **settings)
         from .mysql import MysqlStorage
 
         return MysqlStorage(port=int(connection.get("port") or 3306), **settings)

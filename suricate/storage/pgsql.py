@@ -2,14 +2,17 @@
 
 The queries are the shared ones of `sql.py`; this module only translates their `?`
 placeholders to PostgreSQL's `$n`, runs them on pooled connections and maps driver
-errors to StorageError / StorageUnavailable.
+errors to StorageError / StorageUnavailable. With `connection.tls` the connections are
+encrypted (PostgreSQL's SSLRequest, then TLS), as MongooseIM 6.4's pgsql pool does.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
@@ -18,7 +21,37 @@ import asyncpg
 from .base import StorageError, StorageUnavailable
 from .sql import Executor, Row, SqlStorage
 
-__all__ = ["PgsqlStorage"]
+__all__ = ["PgsqlStorage", "client_tls_context"]
+
+log = logging.getLogger("suricate.storage")
+
+_TLS_VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def client_tls_context(tls: Mapping[str, Any]) -> ssl.SSLContext:
+    """``[outgoing_pools.rdbms.*.connection.tls]`` as the context of a client connection.
+
+    As 6.4 (OTP ssl under epgsql): ``verify_mode = "peer"`` (the default) verifies the server's
+    chain against ``cacertfile`` or the OS store, and checks its name only with
+    ``server_name_indication.protocol = "https"``; ``"none"`` verifies nothing. ``certfile``
+    and ``keyfile`` are our client certificate, for servers that ask for one."""
+    ctx = ssl.create_default_context(cafile=tls.get("cacertfile"))
+    sni = tls.get("server_name_indication") or {}
+    if (tls.get("verify_mode") or "peer") == "none":
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.check_hostname = sni.get("protocol") == "https"
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    versions = [_TLS_VERSIONS[v] for v in (tls.get("versions") or ["tlsv1.2", "tlsv1.3"])]
+    ctx.minimum_version, ctx.maximum_version = min(versions), max(versions)
+    if tls.get("ciphers"):
+        ctx.set_ciphers(tls["ciphers"])
+    if tls.get("certfile"):
+        ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
+                            password=tls.get("password"))
+    return ctx
+
 
 # pg_advisory_xact_lock key held while migrating ("Suricate" in ASCII); it is released by
 # the end of the transaction, so a crashed migrator cannot leave it behind.
@@ -111,9 +144,13 @@ class PgsqlStorage(SqlStorage):
         pool_size: int = 10,
         connect_timeout: float = 10.0,
         acquire_timeout: float = 10.0,
+        tls: Mapping[str, Any] | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        #: connection.tls (None: plain TCP); ``required`` decides whether a server that
+        #: declines TLS is used without it.
+        self.tls = tls
         self.host = host
         self.port = port
         self.database = database
@@ -131,21 +168,38 @@ class PgsqlStorage(SqlStorage):
     async def _connect(self) -> None:
         if self._pool is not None:
             return
+        context = None if self.tls is None else client_tls_context(self.tls)
+        required = bool(self.tls and self.tls.get("required"))
         try:
-            self._pool = await asyncpg.create_pool(
-                host=self.host,
-                port=self.port,
-                user=self.username,
-                password=self.password,
-                database=self.database,
-                # One connection up front proves the settings at start-up; the rest are
-                # opened on demand.
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.connect_timeout,
-            )
+            try:
+                self._pool = await self._create_pool(context)
+            except ConnectionError as exc:
+                # The server answered the SSLRequest with 'N' (PostgreSQL protocol, "SSL
+                # Session Encryption"). 6.4's tls.required = false is epgsql's ssl = true:
+                # use TLS where the server offers it, plain TCP otherwise.
+                if context is None or required or "rejected SSL upgrade" not in str(exc):
+                    raise
+                log.warning("pgsql_without_tls where=%s: the server does not offer TLS "
+                            "(set connection.tls.required = true to refuse it)", self._where())
+                self._pool = await self._create_pool(None)
         except (*_UNAVAILABLE, *_FAILED) as exc:
             raise _translate(exc, self._where()) from exc
+
+    async def _create_pool(self, context: ssl.SSLContext | None) -> Any:
+        return await asyncpg.create_pool(
+            host=self.host,
+            port=self.port,
+            user=self.username,
+            password=self.password,
+            database=self.database,
+            # One connection up front proves the settings at start-up; the rest are
+            # opened on demand.
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.connect_timeout,
+            # An SSLContext is asyncpg's sslmode "require": TLS or no connection.
+            ssl=context,
+        )
 
     async def _disconnect(self) -> None:
         pool, self._pool = self._pool, None

@@ -155,3 +155,55 @@ def test_external_mechanism(names: list[str], any_authzid: bool, authzid: bytes,
     result = sasl.create_mechanism("EXTERNAL", ctx).step(authzid)
     got = result.username if isinstance(result, sasl.Success) else result.condition  # type: ignore[union-attr]
     assert got == expected
+
+
+def revocation_list(ca: CertificateAuthority, revoked: list[str], name: str) -> str:
+    """A CRL of ``ca`` (PEM) revoking the certificates in the files ``revoked``."""
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+               .last_update(now - datetime.timedelta(minutes=5))
+               .next_update(now + datetime.timedelta(days=1)))
+    for certfile in revoked:
+        serial = x509.load_pem_x509_certificate(Path(certfile).read_bytes()).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - datetime.timedelta(minutes=1)).build())
+    path = ca.directory / name
+    path.write_bytes(builder.sign(ca.key, hashes.SHA256()).public_bytes(
+        serialization.Encoding.PEM))
+    return str(path)
+
+
+async def test_crl_files_refuse_a_revoked_certificate(tmp_path: Path,
+                                                      ca: CertificateAuthority) -> None:
+    """tls.crl_files (6.4: checked for the peer's certificate): a revoked client certificate
+    fails verification, so SASL EXTERNAL with it fails; the others log in as before."""
+    port = free_port()
+    server_cert = ca.issue("localhost")
+    alice = client_cert(ca, "alice", "Alice", ["alice@localhost"])
+    mallory = client_cert(ca, "mallory", "Mallory", ["mallory@localhost"])
+    crl = revocation_list(ca, [mallory[0]], "ca.crl")
+    config = toml(ca, server_cert, port, tmp_path).replace(
+        f'tls.cacertfile = "{ca.certfile}"',
+        f'tls.cacertfile = "{ca.certfile}"\ntls.crl_files = ["{crl}"]', 1)
+    async with serving(tmp_path, config, tls_port=port) as srv:
+        a = await login(srv, "alice@localhost/cert", alice)
+        assert str(a.boundjid) == "alice@localhost/cert"
+        with pytest.raises((PermissionError, ConnectionError, OSError, asyncio.TimeoutError)):
+            await login(srv, "mallory@localhost/cert", mallory)
+        await disconnect(a)
+
+
+def test_crl_files_that_are_not_crls_are_refused(tmp_path: Path,
+                                                 ca: CertificateAuthority) -> None:
+    from suricate.config import parse_config
+    from suricate.config.spec import ConfigError
+
+    server_cert = ca.issue("localhost")
+    config = toml(ca, server_cert, free_port(), tmp_path).replace(
+        f'tls.cacertfile = "{ca.certfile}"',
+        f'tls.cacertfile = "{ca.certfile}"\ntls.crl_files = ["{ca.certfile}"]', 1)
+    with pytest.raises(ConfigError) as err:
+        parse_config(config, tmp_path)
+    assert [p.path for p in err.value.problems] == ["listen.c2s[0].tls.crl_files[0]"]
+    assert "holds no certificate revocation list (PEM or DER)" in err.value.problems[0].message

@@ -189,3 +189,47 @@ dummy.variance = 0
         with pytest.raises(PermissionError):
             await connect(server, f"visitor@{A}/r", "whatever")
         await disconnect(guest)
+
+
+async def test_subdomain_services_only_where_their_module_runs(tmp_path: Path) -> None:
+    """mod_muc, mod_muc_light and mod_pubsub at the top level, and a static domain (b.test)
+    and a host type (guests) whose [[host_config]] modules leave them out, as a MongooseIM
+    operator gives an anonymous domain fewer modules: the server starts, a.test gets
+    conference/muclight/pubsub services, the other domains none (their disco#items)."""
+    c2s_port, tls_port = free_port(), free_port()
+    cert, _ = ensure_self_signed(tmp_path / "certs", [A, B, "guest.test"])
+    services = ("mod_muc", "mod_muc_light", "mod_pubsub")
+    top_modules = "\n".join(f"[modules.{m}]" for m in (*ALL_MODULES, *services))
+    few = "\n".join(f"[host_config.modules.{m}]" for m in ALL_MODULES)
+    toml = f"""
+[general]
+hosts = ["{A}", "{B}"]
+host_types = ["guests"]
+default_server_domain = "{A}"
+{c2s_listener_toml(c2s_port, cert.certfile, cert.keyfile)}
+{c2s_listener_toml(tls_port, cert.certfile, cert.keyfile, "tls")}
+[auth]
+methods = ["dummy"]
+dummy.base_time = 0
+dummy.variance = 0
+{sqlite_pool_toml(tmp_path / 'suricate.db')}
+{top_modules}
+
+[[host_config]]
+host = "{B}"
+{few}
+
+[[host_config]]
+host_type = "guests"
+{few}
+"""
+    async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        await server.domains.add("guest.test", "guests")
+        subdomains = {"conference", "muclight", "pubsub"}
+        for domain, expected in ((A, subdomains), (B, set()), ("guest.test", set())):
+            client = await connect(server, f"someone@{domain}/r", "x", plugins=("xep_0030",))
+            items = await client["xep_0030"].get_items(jid=domain, timeout=5)
+            listed = {jid.split(".", 1)[0] for jid, _, _ in items["disco_items"]["items"]
+                      if jid.endswith("." + domain)}
+            assert listed == expected, domain
+            await disconnect(client)

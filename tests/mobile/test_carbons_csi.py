@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 from suricate.core.server import Server
-from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.harness import connect, disconnect, eventually, running_server
 from tests.e2e.test_roster_presence import iq_reply, raw_session
 from tests.mobile.client import Sasl2Client, bind2
+from tests.mobile.conftest import add_user, modules_toml
 
 
 def _login(server: Server, tag: str, inline: str) -> tuple[Sasl2Client, str]:
@@ -209,3 +211,30 @@ async def test_csi_delivers_a_carbon_of_a_message_with_a_body_at_once(server: Se
         phone.close()
         laptop.close()
         await disconnect(bob)
+
+
+async def test_csi_buffer_max_as_64_takes_it(tmp_path: Path) -> None:
+    """6.4's buffer_max is a non-negative integer or "infinity": 0 holds nothing (a chat
+    state reaches the inactive client at once), "infinity" holds past the default 20."""
+    for limit, held in (("0", 0), ('"infinity"', 25)):
+        modules = modules_toml().replace("[modules.mod_csi]",
+                                         f"[modules.mod_csi]\nbuffer_max = {limit}")
+        async with running_server(tmp_path / limit.strip('"'), modules=modules) as srv:
+            await add_user(srv, "alice")
+            await add_user(srv, "bob")
+            phone, phone_jid = await asyncio.to_thread(
+                _login, srv, "phone", "<inactive xmlns='urn:xmpp:csi:0'/>")
+            bob = await connect(srv, "bob@localhost/desk", "secret")
+            try:
+                for n in range(25):
+                    bob.send_raw(f"<message to='{phone_jid}' type='chat' id='s{n}'><composing "
+                                 "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+                if held:
+                    session = next(s for s in srv.sessions if str(s.jid) == phone_jid)
+                    await eventually(
+                        lambda s=session, n=held: len(s.module_state["mod_csi"].queue) == n)
+                else:
+                    await asyncio.to_thread(phone.expect, r"id='s24'")
+            finally:
+                phone.close()
+                await disconnect(bob)

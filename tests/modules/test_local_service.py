@@ -30,8 +30,8 @@ async def test_module_serves_its_subdomain_on_every_host(tmp_path: Path) -> None
             server.router.route(to, frm, Element("message", ns.CLIENT,
                                                  {"from": str(to), "to": str(frm)}))
 
-        assert module.serve_subdomains("echo.@HOST@", handler) == [
-            "echo.example.org", "echo.localhost"]
+        assert module.serve_subdomains("echo.@HOST@", handler) == {
+            "echo.example.org": "example.org", "echo.localhost": "localhost"}
         alice = FakeSession(server, "alice@localhost/a")
         server.router.route(alice.jid, JID.parse("room@echo.localhost"),
                             Element("message", ns.CLIENT, {"from": str(alice.jid),

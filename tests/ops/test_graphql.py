@@ -144,6 +144,9 @@ async def test_allowed_categories(tmp_path: Path) -> None:
                     '"localhost") } }')
         status, result = await gql(server, "{ server { status { statusCode } } }")
         assert status == 200 and code_of(result) == "category_not_allowed"
+        # the operator is told which option decides it
+        assert result["errors"][0]["message"] == ("category server is not allowed on this "
+                                                  "endpoint (its allowed_categories: account)")
 
 
 async def test_every_admin_category(tmp_path: Path) -> None:

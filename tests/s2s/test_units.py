@@ -184,3 +184,22 @@ async def test_outgoing_shaper_gives_each_connection_a_bucket(tmp_path: Path) ->
     async with federated_server(tmp_path, "alpha.test", toml, c2s, s2s) as server:
         assert server.s2s.new_bucket is not None
         assert server.s2s.new_bucket().rate == 1000
+
+
+def test_trust_store_checks_the_listeners_crl_files(tmp_path: Path) -> None:
+    """An incoming s2s stream's certificate is judged after the handshake by the listener's
+    TrustStore: with tls.crl_files, a revoked peer certificate does not verify (the stream
+    then falls back to dialback or is refused, as without a valid certificate)."""
+    from tests.auth.test_pki import revocation_list
+
+    ca = CertificateAuthority(tmp_path)
+    good, revoked = ca.issue("good.test"), ca.issue("revoked.test")
+    crl = revocation_list(ca, [revoked.certfile], "ca.crl")
+    store = TrustStore(ca.certfile, [crl])
+
+    def load(certfile: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(Path(certfile).read_bytes())
+
+    assert store.verifies([load(good.certfile)])
+    assert not store.verifies([load(revoked.certfile)])
+    assert TrustStore(ca.certfile).verifies([load(revoked.certfile)])

@@ -31,7 +31,9 @@ default_server_domain = "localhost"
 
 @pytest.fixture
 def certdir(tmp_path: Path) -> Path:
-    """A directory with a throwaway self-signed cert.pem and key.pem (and ca.pem = cert)."""
+    """A directory with a throwaway self-signed key.pem, cert.pem (the certificate followed by
+    its key: a combined PEM, so that cert.pem alone is a usable certfile), ca.pem (the
+    certificate alone) and crl.pem (its CA's empty revocation list)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -46,15 +48,18 @@ def certdir(tmp_path: Path) -> Path:
         .sign(key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    (tmp_path / "cert.pem").write_bytes(pem)
-    (tmp_path / "ca.pem").write_bytes(pem)
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
+    (tmp_path / "cert.pem").write_bytes(pem + key_pem)
+    (tmp_path / "ca.pem").write_bytes(pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    # crl.pem: an empty revocation list of that certificate (tls.crl_files reads it)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now)
+           .next_update(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     return tmp_path
 
 
@@ -319,7 +324,15 @@ REFUSED: list[tuple[str, str]] = [
     ("[general]\nmax_fsm_queue = 1000", "general.max_fsm_queue: unknown option"),
     (
         '[general]\nsm_backend = "cets"',
-        "general.sm_backend: 'cets' is not available in this version of Suricate",
+        "general.sm_backend: 'cets' is not available in this version of Suricate: use "
+        '"mnesia" (one node: the table is in its memory) or "redis" (several nodes, '
+        "docs/cluster.md)",
+    ),
+    (
+        '[general]\ns2s_backend = "cets"',
+        "general.s2s_backend: 'cets' is not available in this version of Suricate: use "
+        '"mnesia" (or leave it out): each node keeps these in its own process, with sessions '
+        'shared through sm_backend = "redis"',
     ),
     (
         '[general]\nsm_backend = "redis"',
@@ -367,6 +380,12 @@ REFUSED: list[tuple[str, str]] = [
         'listen.c2s[0].ip_address: "localhost" is not a valid IP address',
     ),
     ("[[listen.c2s]]\nport = 1\nip_version = 5", "listen.c2s[0].ip_version: expected one of 4, 6"),
+    # A value of another type than the allowed ones: the message shows them as TOML writes
+    # them and what was given (6.4's mod_pubsub.last_item_cache is the string "false").
+    ('[[listen.c2s]]\nport = 1\nip_version = "6"',
+     "listen.c2s[0].ip_version: expected one of 4, 6, got a string"),
+    ("[modules.mod_pubsub]\nlast_item_cache = false",
+     'modules.mod_pubsub.last_item_cache: expected one of "false", got a boolean'),
     (
         '[[listen.c2s]]\nport = 1\nip_version = 4\nip_address = "::"',
         'listen.c2s[0].ip_version: ip_version 4 does not match ip_address "::"',
@@ -722,7 +741,7 @@ TLS_ACCEPTED: list[tuple[str, str, Any]] = [
     ('verify_mode = "none"', "verify_mode", "none"),
     ('ciphers = "ECDHE+AESGCM"', "ciphers", "ECDHE+AESGCM"),
     ('versions = ["tlsv1.3"]', "versions", ["tlsv1.3"]),
-    ('crl_files = ["ca.pem"]', "crl_files", ["CA"]),
+    ('crl_files = ["crl.pem"]', "crl_files", ["CRL"]),
     ("disconnect_on_failure = false", "disconnect_on_failure", False),
     ('early_data = true\nmode = "tls"\nsession_tickets = "stateless"', "early_data", True),
     ('session_tickets = "stateless"', "session_tickets", "stateless"),
@@ -735,7 +754,8 @@ TLS_ACCEPTED: list[tuple[str, str, Any]] = [
 def test_tls_option_accepted(certdir: Path, line: str, key: str, expected: Any) -> None:
     text = f'[[listen.c2s]]\nport = 1\n[listen.c2s.tls]\ncertfile = "cert.pem"\n{line}\n'
     value = parse(text, certdir)["listen"]["c2s"][0]["tls"][key]
-    replace = {"KEY": str(certdir / "key.pem"), "CA": str(certdir / "ca.pem")}
+    replace = {"KEY": str(certdir / "key.pem"), "CA": str(certdir / "ca.pem"),
+               "CRL": str(certdir / "crl.pem")}
     if isinstance(expected, list):
         expected = [replace.get(e, e) for e in expected]
     else:
@@ -747,6 +767,8 @@ TLS_REFUSED: list[tuple[str, str]] = [
     ('mode = "ssl"', "mode: expected one of tls, starttls, starttls_required"),
     ('keyfile = "missing.pem"', 'keyfile: file "missing.pem" does not exist'),
     ('cacertfile = "missing.pem"', 'cacertfile: file "missing.pem" does not exist'),
+    # a directory where a file is expected is told as such, not "does not exist"
+    ('cacertfile = "."', 'cacertfile: file "." is a directory'),
     ("password = 1", "password: expected a string, got an integer"),
     ('dhfile = "missing.pem"', 'dhfile: file "missing.pem" does not exist'),
     ('verify_mode = "strict"', "verify_mode: expected one of peer, selfsigned_peer, none"),
@@ -1143,7 +1165,9 @@ def test_module_options_accepted() -> None:
         ),
         (
             '[modules.mod_roster]\nbackend = "mnesia"',
-            "modules.mod_roster.backend: backend 'mnesia' is not available in this version of Suricate",
+            "modules.mod_roster.backend: backend 'mnesia' is not available in this version of "
+            'Suricate: use "rdbms" (or leave it out): the data goes to '
+            "[outgoing_pools.rdbms.default], an SQLite file when no pool is configured",
         ),
         (
             '[modules.mod_register]\naccess = "nobody"',
@@ -1500,7 +1524,9 @@ def test_general_backends_of_a_single_64_node_are_accepted_with_a_warning() -> N
     ]
     for key in ("s2s_backend", "component_backend"):
         refused(f'[general]\n{key} = "cets"\n',
-                f"general.{key}: 'cets' is not available in this version of Suricate")
+                f"general.{key}: 'cets' is not available in this version of Suricate: use "
+                '"mnesia" (or leave it out): each node keeps these in its own process, with '
+                'sessions shared through sm_backend = "redis"')
     refused('[general]\nrdbms_server_type = "mssql"\n',
             "general.rdbms_server_type: 'mssql' is not available in this version of Suricate")
 

@@ -137,7 +137,7 @@ class ModHttpUpload(Module):
             # The HTTP listeners start after the modules: they find the handler kind here.
             slots = self.disk
             self.server.http_handlers[HANDLER] = lambda _server, opts: UploadEndpoint(slots, opts)
-        self.domains = self.serve_subdomains(self.opts["host"], self.handle)
+        self.domains = list(self.serve_subdomains(self.opts["host"], self.handle))
 
     async def stop(self) -> None:
         self.server.http_handlers.pop(HANDLER, None)

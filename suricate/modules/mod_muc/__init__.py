@@ -130,10 +130,7 @@ class ModMuc(Module):
     async def start(self) -> None:
         # The service domains, routed to ``route`` through the component table (the
         # module seam for subdomains) and listed in each host's disco#items.
-        hosts = sorted(self.server.domains.served)
-        for host, service in zip(hosts, self.serve_subdomains(self.opts["host"], self.route),
-                                 strict=True):
-            self.services[service] = host
+        self.services.update(self.serve_subdomains(self.opts["host"], self.route))
         self.server.domains.listeners.append(self._domain_changed)
         for host, room in await self.store.all_rooms():
             self.stored.add(JID._prepared(room, host, None))
@@ -225,7 +222,10 @@ class ModMuc(Module):
         """A dynamic domain was added (it gets its service) or removed (the service it got
         that way goes)."""
         service = self._service_of(domain)
-        if now is not None and now.enabled and domain in self.server.domains.served:
+        # Only a domain of this instance's host types: a [[host_config]] that leaves the
+        # module out of a host type gives its domains no service.
+        if now is not None and now.enabled and domain in self.server.domains.served \
+                and self.serves_domain(domain):
             if service not in self.services:
                 parent = domain if "@HOST@" in self.opts["host"] else None
                 self._added[service] = self.server.components.serve(service, self.route,

@@ -108,10 +108,7 @@ class ModMucLight(Module):
         self.codec: Any = legacy if self.legacy else modern
 
     async def start(self) -> None:
-        hosts = sorted(self.server.domains.served)
-        for host, service in zip(hosts, self.serve_subdomains(self.opts["host"], self.route),
-                                 strict=True):
-            self.services[service] = host
+        self.services.update(self.serve_subdomains(self.opts["host"], self.route))
         self.server.domains.listeners.append(self._domain_changed)
 
     async def stop(self) -> None:
@@ -127,7 +124,10 @@ class ModMucLight(Module):
         """A dynamic domain was added (it gets its service, as 6.4's dynamic domains do) or
         removed (the service it got goes; its rooms stay in storage)."""
         service = self.service_of(domain)
-        if now is not None and now.enabled and domain in self.server.domains.served:
+        # Only a domain of this instance's host types: a [[host_config]] that leaves the
+        # module out of a host type gives its domains no service.
+        if now is not None and now.enabled and domain in self.server.domains.served \
+                and self.serves_domain(domain):
             if service not in self.services:
                 parent = domain if "@HOST@" in self.opts["host"] else None
                 self._added[service] = self.server.components.serve(service, self.route,

@@ -234,11 +234,7 @@ class ModPubsub(Module):
     async def start(self) -> None:
         if "flat" in self.opts["plugins"]:
             # Routed like a component and listed in the domain's disco#items (unwire undoes it).
-            hosts = sorted(self.server.domains.served)
-            for domain, service in zip(
-                    hosts, self.serve_subdomains(self.opts["host"], self.route_service),
-                    strict=True):
-                self.services[service] = domain
+            self.services.update(self.serve_subdomains(self.opts["host"], self.route_service))
 
     def _add_sm_features(self, acc: set[str], jid: Any) -> set[str]:
         if not self.pep:
