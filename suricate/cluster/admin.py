@@ -33,6 +33,7 @@ from suricate.admin.resolvers.session import (
 )
 from suricate.cluster import wire
 from suricate.cluster.redis_sm import Row, _parse, _text
+from suricate.cluster.stopping import within
 from suricate.core.c2s import C2S
 from suricate.core.cluster import NodeUnreachable
 from suricate.instrument.prometheus import PrometheusHandler
@@ -102,17 +103,13 @@ class ClusterAdmin:
         deadline = asyncio.get_running_loop().time() + STOP_WITHIN
         if self._task is not None:
             self._task.cancel()
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_WITHIN)
-            if not done:
-                log.warning("cluster_admin_stop_slow node=%s part=listener", self.node)
+            await within(self._task, STOP_WITHIN, "cluster admin listener")
         if self._pubsub is not None:
-            left = max(0.1, deadline - asyncio.get_running_loop().time())
-            try:
-                await asyncio.wait_for(self._pubsub.aclose(), left)
-            except TimeoutError:
-                log.warning("cluster_admin_stop_slow node=%s part=pubsub", self.node)
-            except Exception:
-                log.debug("cluster_admin_pubsub_close_failed", exc_info=True)
+            # Not wait_for: closing a pub/sub connection may ignore its cancellation, and
+            # wait_for would then wait for it for ever (a node that never stops).
+            await within(self._pubsub.aclose(),
+                         max(0.1, deadline - asyncio.get_running_loop().time()),
+                         "cluster admin pub/sub")
 
     # -- the session table --------------------------------------------------------------
     async def _rows(self, domain: str | None) -> dict[str, dict[str, Row]]:

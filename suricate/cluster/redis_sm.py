@@ -27,7 +27,6 @@ quickly cannot leave a stale row behind (the unregister is applied after the reg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import marshal
 import os
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from suricate.cluster import wire
 from suricate.cluster.heartbeat import BEAT, DEAD_AFTER, Heartbeat
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
+from suricate.cluster.stopping import within
 from suricate.core import hooks as H
 from suricate.core.sessions import SessionTable
 from suricate.jid import JID
@@ -422,22 +422,17 @@ class RedisNode:
         self._queue.put_nowait(None)
         writer, beater = self._tasks
         beater.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(writer, LEAVE_WITHIN)
-        with contextlib.suppress(asyncio.CancelledError):
-            await beater
+        # Each wait is bounded (``within``, not wait_for: a Redis call may ignore its
+        # cancellation): a stop must end (SIGTERM). What is left, the others reap once this
+        # node's heartbeat expires, as for a node that died.
+        await within(writer, LEAVE_WITHIN, "session table writer")
+        await within(beater, LEAVE_WITHIN, "membership")
         await self.heartbeat.stop()  # before leave() deletes the key: no beat after it
-        await self.links.stop()
-        try:
-            await asyncio.wait_for(self.store.leave(), LEAVE_WITHIN)
-        except TimeoutError:
-            # Redis does not answer: the others reap this node's rows once its heartbeat
-            # expires, as for a node that died. A stop must end (SIGTERM).
-            log.warning("cluster_leave_unanswered node=%s", self.name)
-        finally:
-            await self.redis.aclose()
-            if self.failover is not None:
-                await self.failover.aclose()
+        await within(self.links.stop(), LEAVE_WITHIN, "links")
+        await within(self.store.leave(), LEAVE_WITHIN, "leave")
+        await within(self.redis.aclose(), LEAVE_WITHIN, "redis")
+        if self.failover is not None:
+            await within(self.failover.aclose(), LEAVE_WITHIN, "sentinel")
 
     async def flush(self) -> None:
         """Wait until every queued write is in Redis (tests, shutdown)."""
