@@ -151,6 +151,13 @@ class S2SService:
             link = self.links[key] = OutgoingLink(self, local, remote)
         return link
 
+    def peer_authenticated(self, remote: str) -> None:
+        """An incoming stream from ``remote`` authenticated: its server is reachable again,
+        whichever of our domains our outgoing links to it speak for."""
+        for (_, other), link in self.links.items():
+            if other == remote:
+                link.peer_is_back()
+
     def bounce(self, stanza: Element, condition: str, reason: str) -> None:
         self.server.router.bounce(stanza, StanzaError(
             condition, f"server-to-server connection failed: {reason}"))

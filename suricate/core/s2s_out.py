@@ -7,7 +7,8 @@ first among equals), and when nothing works bounces every queued stanza with
 ``remote-server-not-found`` or ``remote-server-timeout`` (RFC 6120 §8.3.3.16-17) — nothing is
 dropped silently. After a failure the link backs off (1 s doubling up to
 ``s2s.outgoing.max_retry_delay``); meanwhile stanzas to that domain are bounced at once with the
-same error instead of hammering an unreachable server.
+same error instead of hammering an unreachable server, until the remote domain authenticates
+an incoming stream to us (``peer_is_back``): then it is up and the next stanza connects.
 """
 
 from __future__ import annotations
@@ -180,6 +181,21 @@ class OutgoingLink:
             for fut in futures:
                 if not fut.done():
                     fut.set_result(False)
+
+    def peer_is_back(self) -> None:
+        """The remote domain just authenticated a stream of its own to us: it is up again,
+        so the back-off of an earlier failure no longer holds and the next stanza connects
+        at once. Without this, a peer that restarted reaches our users while our users'
+        replies bounce with the stale error for up to ``max_retry_delay`` (300 s by
+        default): with SASL EXTERNAL nothing else makes us connect out (with dialback, the
+        verification does)."""
+        if self.last_failure is None:
+            return
+        log.info("s2s_out_backoff_reset connection_type=s2s local=%s remote=%s",
+                 self.local, self.remote)
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_failure = None
 
     # -- called by the stream -------------------------------------------------------------
     def stream_established(self, stream: S2SOut) -> None:
