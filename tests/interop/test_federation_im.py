@@ -9,7 +9,8 @@ offline, does not exist, restarts or crashes.
   (RFC 6121 §8.5.2.2.1), also for a full JID whose resource is gone (§8.5.3.2.1);
 - subscription requests to offline users wait for their next login (§3.1.3), the approval
   brings the contact's presence (§3.1.5), probes after a new login (§4.3.2), directed
-  presence is ended at logout (§4.6.3);
+  presence is ended at logout (§4.6.3), a pre-approval answers a later request (§3.4), an
+  approval or a cancellation made while the user is away is in the roster at login;
 - vCards (XEP-0054) and the servers' disco#info (XEP-0030) across servers;
 - a Suricate restart: the peer's users see ours go offline, and back (probes after restart);
 - a peer crash and restart: our users' stanzas bounce while it is down, and reach it again as
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports")]
 PLUGINS = ("xep_0030", "xep_0054", "xep_0199")
 AUTH = "external"
 # The peer's accounts: one set per test (the Prosody lives for the module).
-PEER_USERS = ("paula", "pete", "pia")
+PEER_USERS = ("paula", "pete", "pia", "poppy")
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +171,31 @@ async def test_users_offline_unknown_and_a_suricate_restart(peers: P.Peers,
         sue = await ours(server, "sue")
         sue.send_presence()
         await presence(paula, f"sue@{P.SURICATE}")
+
+        # §3.4: sue pre-approves poppy, whose request is then answered by the server;
+        # an approval and a cancellation made while sam is away are in his roster at login
+        sue.send_presence(pto=f"poppy@{P.PROSODY}", ptype="subscribed")
+        poppy = await theirs(peers, "poppy")
+        poppy.send_presence()
+        sam.send_presence(pto=f"poppy@{P.PROSODY}", ptype="subscribe")
+        await presence(poppy, f"sam@{P.SURICATE}", "subscribe")
+        await asyncio.sleep(0.3)  # the pre-approval reached sue's roster
+        poppy.send_presence(pto=f"sue@{P.SURICATE}", ptype="subscribe")
+        await presence(poppy, f"sue@{P.SURICATE}", "subscribed")
+        await presence(poppy, f"sue@{P.SURICATE}")
+        await disconnect(sam)
+        poppy.send_presence(pto=f"sam@{P.SURICATE}", ptype="subscribed")
+        await asyncio.sleep(0.5)
+        sam = await ours(server, "sam")
+        assert sam.client_roster[f"poppy@{P.PROSODY}"]["subscription"] == "to"
+        sam.send_presence()
+        await presence(sam, f"poppy@{P.PROSODY}")
+        await disconnect(sam)
+        poppy.send_presence(pto=f"sam@{P.SURICATE}", ptype="unsubscribed")
+        await asyncio.sleep(0.5)
+        sam = await ours(server, "sam")
+        assert sam.client_roster[f"poppy@{P.PROSODY}"]["subscription"] == "none"
+        await disconnect(sam, poppy)
 
     # Suricate stops: its users go offline for the peer's users (RFC 6121 §4.5.2)
     await presence(paula, f"sue@{P.SURICATE}", "unavailable")
