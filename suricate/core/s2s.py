@@ -158,6 +158,12 @@ class S2SService:
             if other == remote:
                 link.peer_is_back()
 
+    def bounce_refused(self, stanza: Element, remote: str, size: int) -> None:
+        """A stanza the remote server refused for its size (it ended the stream with
+        policy-violation): the sender learns it (RFC 6120 §8.3.3.12)."""
+        self.server.router.bounce(stanza, StanzaError(
+            "policy-violation", f"{remote} refused a stanza of {size} bytes as too big"))
+
     def bounce(self, stanza: Element, condition: str, reason: str) -> None:
         self.server.router.bounce(stanza, StanzaError(
             condition, f"server-to-server connection failed: {reason}"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from suricate.protocol import s2s as P
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SOutState as Out
+from suricate.protocol.stanza import to_wire
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen
@@ -44,6 +46,24 @@ class Target:
 
 
 Failure = tuple[str, str]  # (stanza error condition for the bounces, reason)
+
+# The stanzas an established stream wrote lately, kept for a peer that ends the stream with
+# <policy-violation/> because one was bigger than it takes (Prosody: s2s_stanza_size_limit,
+# 512 KiB by default; ejabberd: max_stanza_size): see S2SOut.too_big.
+RECENT_SECONDS = 10.0
+RECENT_MAX = 256
+# Smaller stanzas are never the reason (Prosody refuses limits below 10000 bytes).
+TOO_BIG_FLOOR = 10000
+ERRORS_NS = "urn:xmpp:errors"
+
+
+def _says_too_big(error: Element) -> bool:
+    """A <policy-violation/> stream error about a stanza's size: Prosody adds
+    <stanza-too-big xmlns='urn:xmpp:errors'/>, ejabberd says "XML stanza is too big"."""
+    if error.find("stanza-too-big", ERRORS_NS) is not None:
+        return True
+    text = error.find("text", ns.STREAMS_ERRORS)
+    return text is not None and "too big" in text.text.lower()
 
 
 class OutgoingLink:
@@ -262,6 +282,8 @@ class S2SOut(XmppStream):
         self.cert_checked = False
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = conn.loop.time()
+        # (time written, bytes, stanza) of the stanzas written lately, oldest first
+        self._recent: deque[tuple[float, int, Element]] = deque(maxlen=RECENT_MAX)
         self._open()
 
     @property
@@ -328,6 +350,9 @@ class S2SOut(XmppStream):
         if el.xmlns == ns.STREAM and el.name == "error":
             condition = next((c.name for c in el.elements() if c.xmlns == ns.STREAMS_ERRORS),
                              "undefined-condition")
+            if condition == "policy-violation" and self.state == Out.STREAM_ESTABLISHED \
+                    and _says_too_big(el):
+                self.too_big()
             self.fail("remote-server-not-found", f"stream error from peer: {condition}")
             return
         if el.xmlns == P.DIALBACK:
@@ -435,8 +460,35 @@ class S2SOut(XmppStream):
 
     # -- established ----------------------------------------------------------------------
     def send_stanza(self, stanza: Element) -> None:
-        self._last_active = self.conn.loop.time()
-        super().send_stanza(stanza)
+        now = self._last_active = self.conn.loop.time()
+        data = to_wire(stanza)
+        recent = self._recent
+        while recent and now - recent[0][0] > RECENT_SECONDS:
+            recent.popleft()
+        recent.append((now, len(data), stanza))
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
+                                                len(data))
+        self.conn.write(data)
+
+    def too_big(self) -> None:
+        """The peer ended the established stream with <policy-violation/> (RFC 6120
+        §4.9.3.12) because a stanza exceeded its size limit (``_says_too_big``). The peer
+        handles stanzas in order and stops at that one: without this the stanza and every
+        one written after it were lost without a word. The biggest stanza written lately,
+        when it is big enough to be the reason, bounces with policy-violation (RFC 6120
+        §8.3.3.12); those written after it go back to the link, which sends them over a new
+        stream."""
+        recent, self._recent = list(self._recent), deque(maxlen=RECENT_MAX)
+        if not recent:
+            return
+        culprit = max(range(len(recent)), key=lambda i: recent[i][1])
+        size = recent[culprit][1]
+        if size < TOO_BIG_FLOOR:
+            return
+        log.info("s2s_out_stanza_too_big connection_type=s2s remote=%s bytes=%d resent=%d",
+                 self.link.remote, size, len(recent) - culprit - 1)
+        self.link.service.bounce_refused(recent[culprit][2], self.link.remote, size)
+        self.link.queue[:0] = [stanza for _, _, stanza in recent[culprit + 1:]]
 
     def _schedule_idle(self) -> None:
         timeout = self.opts.get("stream_timeout")
