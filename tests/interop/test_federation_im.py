@@ -39,9 +39,9 @@ pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports")]
 
 PLUGINS = ("xep_0030", "xep_0054", "xep_0199")
 AUTH = "external"
-# The peer's accounts: one set per test (the Prosody lives for the module).
 CLIENT = "jabber:client"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+# The peer's accounts: one set per test (the Prosody lives for the module).
 PEER_USERS = ("paula", "pete", "pia", "poppy")
 
 
@@ -67,13 +67,14 @@ def peers() -> Iterator[P.Peers]:
 
 async def user(jid: str, ip: str, port: int) -> Client:
     """A logged-in client that asked for its roster (an interested resource, RFC 6121
-    §2.1.6) and collects every message of type error, with or without a body (slixmpp's
-    "message" event wants one)."""
+    §2.1.6) and collects every message and presence of type error (slixmpp's "message"
+    event wants a body)."""
     client = await login(jid, ip, port, PLUGINS)
     client.errors = asyncio.Queue()  # type: ignore[attr-defined]
-    client.register_handler(Callback(
-        "errors", StanzaPath("message@type=error"),
-        client.errors.put_nowait))  # type: ignore[attr-defined]
+    for kind in ("message", "presence"):
+        client.register_handler(Callback(
+            f"{kind} errors", StanzaPath(f"{kind}@type=error"),
+            client.errors.put_nowait))  # type: ignore[attr-defined]
     await client.get_roster(timeout=10)
     return client
 
@@ -142,6 +143,10 @@ async def test_users_offline_unknown_and_a_suricate_restart(peers: P.Peers,
         assert await error(paula) == (f"nobody@{P.SURICATE}", "service-unavailable")
         sam.send_message(mto="nobody@nowhere.invalid", mbody="anyone?", mtype="chat")
         assert await error(sam) == ("nobody@nowhere.invalid", "remote-server-not-found")
+        # a contact request to a domain nobody serves: the error reaches the user's clients
+        # (it comes back to the bare JID the request left from, RFC 6121 §3.1.2)
+        sam.send_presence(pto="typo@nowhere.invalid", ptype="subscribe")
+        assert await error(sam) == ("typo@nowhere.invalid", "remote-server-not-found")
 
         # offline users, both ways: messages kept (one to a resource that is gone), and
         # subscription requests shown at the next login
