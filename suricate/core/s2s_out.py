@@ -59,11 +59,13 @@ ERRORS_NS = "urn:xmpp:errors"
 
 def _says_too_big(error: Element) -> bool:
     """A <policy-violation/> stream error about a stanza's size: Prosody adds
-    <stanza-too-big xmlns='urn:xmpp:errors'/>, ejabberd says "XML stanza is too big"."""
+    <stanza-too-big xmlns='urn:xmpp:errors'/>, ejabberd says "XML stanza is too big",
+    Suricate "stanza too large"."""
     if error.find("stanza-too-big", ERRORS_NS) is not None:
         return True
     text = error.find("text", ns.STREAMS_ERRORS)
-    return text is not None and "too big" in text.text.lower()
+    said = text.text.lower() if text is not None else ""
+    return "too big" in said or "too large" in said
 
 
 class OutgoingLink:
