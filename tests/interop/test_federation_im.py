@@ -3,8 +3,9 @@ Prosody 0.12 (one per module, SASL EXTERNAL both ways): what happens when the ot
 offline, does not exist, restarts or crashes.
 
 - errors come back, never a silent drop: a message to an account the peer does not have
-  (service-unavailable from the peer, RFC 6121 §8.5.2.2.1), a domain nobody serves
-  (remote-server-not-found, RFC 6120 §8.3.3.16), the peer down;
+  (service-unavailable from the peer, RFC 6121 §8.5.2.2.1), a message or a contact request
+  to a domain nobody serves (remote-server-not-found, RFC 6120 §8.3.3.16), the peer down,
+  a stanza bigger than the peer takes (policy-violation, the next ones still delivered);
 - messages to offline users are kept by the other side's offline storage, both ways
   (RFC 6121 §8.5.2.2.1), also for a full JID whose resource is gone (§8.5.3.2.1);
 - subscription requests to offline users wait for their next login (§3.1.3), the approval
