@@ -178,6 +178,19 @@ class S2SService:
             link = self.links[key] = OutgoingLink(self, local, remote)
         return link
 
+    def peer_authenticated(self, remote: str) -> None:
+        """An incoming stream from ``remote`` authenticated: its server is reachable again,
+        whichever of our domains our outgoing links to it speak for."""
+        for (_, other), link in self.links.items():
+            if other == remote:
+                link.peer_is_back()
+
+    def bounce_refused(self, stanza: Element, remote: str, size: int) -> None:
+        """A stanza the remote server refused for its size (it ended the stream with
+        policy-violation): the sender learns it (RFC 6120 §8.3.3.12)."""
+        self.server.router.bounce(stanza, StanzaError(
+            "policy-violation", f"{remote} refused a stanza of {size} bytes as too big"))
+
     def bounce(self, stanza: Element, condition: str, reason: str) -> None:
         self.server.router.bounce(stanza, StanzaError(
             condition, f"server-to-server connection failed: {reason}"))

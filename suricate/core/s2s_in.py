@@ -224,6 +224,7 @@ class S2SIn(XmppStream):
         self.pairs.add((local, remote))
         self.remote_domains.add(remote)
         self.auth_methods[remote] = method
+        self.service.peer_authenticated(remote)
         log.info("s2s_in_authenticated connection_type=s2s local=%s remote=%s auth=%s "
                  "tls=%s peer=%s", local, remote, method, self.conn.tls is not None,
                  self.conn.peer)

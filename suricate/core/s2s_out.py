@@ -7,7 +7,8 @@ first among equals), and when nothing works bounces every queued stanza with
 ``remote-server-not-found`` or ``remote-server-timeout`` (RFC 6120 §8.3.3.16-17) — nothing is
 dropped silently. After a failure the link backs off (1 s doubling up to
 ``s2s.outgoing.max_retry_delay``); meanwhile stanzas to that domain are bounced at once with the
-same error instead of hammering an unreachable server.
+same error instead of hammering an unreachable server, until the remote domain authenticates
+an incoming stream to us (``peer_is_back``): then it is up and the next stanza connects.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from suricate.protocol import s2s as P
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SOutState as Out
+from suricate.protocol.stanza import to_wire
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen
@@ -43,6 +46,26 @@ class Target:
 
 
 Failure = tuple[str, str]  # (stanza error condition for the bounces, reason)
+
+# The stanzas an established stream wrote lately, kept for a peer that ends the stream with
+# <policy-violation/> because one was bigger than it takes (Prosody: s2s_stanza_size_limit,
+# 512 KiB by default; ejabberd: max_stanza_size): see S2SOut.too_big.
+RECENT_SECONDS = 10.0
+RECENT_MAX = 256
+# Smaller stanzas are never the reason (Prosody refuses limits below 10000 bytes).
+TOO_BIG_FLOOR = 10000
+ERRORS_NS = "urn:xmpp:errors"
+
+
+def _says_too_big(error: Element) -> bool:
+    """A <policy-violation/> stream error about a stanza's size: Prosody adds
+    <stanza-too-big xmlns='urn:xmpp:errors'/>, ejabberd says "XML stanza is too big",
+    Suricate "stanza too large"."""
+    if error.find("stanza-too-big", ERRORS_NS) is not None:
+        return True
+    text = error.find("text", ns.STREAMS_ERRORS)
+    said = text.text.lower() if text is not None else ""
+    return "too big" in said or "too large" in said
 
 
 class OutgoingLink:
@@ -181,6 +204,21 @@ class OutgoingLink:
                 if not fut.done():
                     fut.set_result(False)
 
+    def peer_is_back(self) -> None:
+        """The remote domain just authenticated a stream of its own to us: it is up again,
+        so the back-off of an earlier failure no longer holds and the next stanza connects
+        at once. Without this, a peer that restarted reaches our users while our users'
+        replies bounce with the stale error for up to ``max_retry_delay`` (300 s by
+        default): with SASL EXTERNAL nothing else makes us connect out (with dialback, the
+        verification does)."""
+        if self.last_failure is None:
+            return
+        log.info("s2s_out_backoff_reset connection_type=s2s local=%s remote=%s",
+                 self.local, self.remote)
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_failure = None
+
     # -- called by the stream -------------------------------------------------------------
     def stream_established(self, stream: S2SOut) -> None:
         self.stream = stream
@@ -246,6 +284,8 @@ class S2SOut(XmppStream):
         self.cert_checked = False
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = conn.loop.time()
+        # (time written, bytes, stanza) of the stanzas written lately, oldest first
+        self._recent: deque[tuple[float, int, Element]] = deque(maxlen=RECENT_MAX)
         self._open()
 
     @property
@@ -312,6 +352,9 @@ class S2SOut(XmppStream):
         if el.xmlns == ns.STREAM and el.name == "error":
             condition = next((c.name for c in el.elements() if c.xmlns == ns.STREAMS_ERRORS),
                              "undefined-condition")
+            if condition == "policy-violation" and self.state == Out.STREAM_ESTABLISHED \
+                    and _says_too_big(el):
+                self.too_big()
             self.fail("remote-server-not-found", f"stream error from peer: {condition}")
             return
         if el.xmlns == P.DIALBACK:
@@ -419,8 +462,35 @@ class S2SOut(XmppStream):
 
     # -- established ----------------------------------------------------------------------
     def send_stanza(self, stanza: Element) -> None:
-        self._last_active = self.conn.loop.time()
-        super().send_stanza(stanza)
+        now = self._last_active = self.conn.loop.time()
+        data = to_wire(stanza)
+        recent = self._recent
+        while recent and now - recent[0][0] > RECENT_SECONDS:
+            recent.popleft()
+        recent.append((now, len(data), stanza))
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
+                                                len(data))
+        self.conn.write(data)
+
+    def too_big(self) -> None:
+        """The peer ended the established stream with <policy-violation/> (RFC 6120
+        §4.9.3.12) because a stanza exceeded its size limit (``_says_too_big``). The peer
+        handles stanzas in order and stops at that one: without this the stanza and every
+        one written after it were lost without a word. The biggest stanza written lately,
+        when it is big enough to be the reason, bounces with policy-violation (RFC 6120
+        §8.3.3.12); those written after it go back to the link, which sends them over a new
+        stream."""
+        recent, self._recent = list(self._recent), deque(maxlen=RECENT_MAX)
+        if not recent:
+            return
+        culprit = max(range(len(recent)), key=lambda i: recent[i][1])
+        size = recent[culprit][1]
+        if size < TOO_BIG_FLOOR:
+            return
+        log.info("s2s_out_stanza_too_big connection_type=s2s remote=%s bytes=%d resent=%d",
+                 self.link.remote, size, len(recent) - culprit - 1)
+        self.link.service.bounce_refused(recent[culprit][2], self.link.remote, size)
+        self.link.queue[:0] = [stanza for _, _, stanza in recent[culprit + 1:]]
 
     def _schedule_idle(self) -> None:
         timeout = self.opts.get("stream_timeout")

@@ -254,8 +254,12 @@ class ModPresence(Module):
         if type_ == "probe":
             await self._probe(frm, to.bare)
             return True
-        if type_ in (None, "unavailable"):
+        if type_ in (None, "unavailable", "error"):
             # §8.5.2.1.2 / §4.6: presence to the bare JID reaches every available resource.
+            # So does an error: subscription requests leave from the bare JID (§3.1.2), and
+            # their errors come back to it (RFC 6120 §8.3), e.g. remote-server-not-found for
+            # a contact whose domain does not exist; dropped, the user would never learn
+            # that the request went nowhere (Prosody delivers them too).
             for session in self.server.sessions.available(to.bare):
                 session.deliver(stanza.copy())
             return True

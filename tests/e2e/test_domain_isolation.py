@@ -128,6 +128,11 @@ async def test_iq_and_presence_across_domains_are_refused(
     await server.drain(5)  # the roster's work on it is done
     await bob.plugin["xep_0199"].send_ping(B, timeout=5)
     assert not [p for p in _drain(bob.presences) if p["type"] == "subscribe"]
+    # ...and alice learns it: the error comes back to the bare JID the request left from,
+    # and reaches her available resources (mod_presence)
+    refused = [p for p in _drain(alice.presences) if p["type"] == "error"]
+    assert [(str(p["from"]), p["error"]["condition"]) for p in refused] == [
+        (f"bob@{B}", "service-unavailable")]
 
 
 async def test_a_domain_keeps_its_own_services(

@@ -83,6 +83,7 @@ class Peers:
     s2s_port: int
     c2s_ports: dict[str, int] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    prosody: subprocess.Popen[bytes] | None = None
 
     def combined_pem(self, domain: str) -> tuple[str, str, str]:
         # The MUC service is named too, as a deployment's certificate would: with SASL
@@ -165,13 +166,33 @@ VirtualHost "{PROSODY}"
   ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
 {extra}
 """)
+        self._launch_prosody()
+
+    def _launch_prosody(self) -> None:
+        home = self.root / "prosody"
         log = home / "prosody.log"
-        out = open(home / "stdout.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(["prosody", "-F", "--config", str(cfg)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=home, start_new_session=True)
+        out = open(home / "stdout.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(["prosody", "-F", "--config", str(home / "prosody.cfg.lua")],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=home,
+                                start_new_session=True)
         self.procs.append(proc)
-        wait_port(PROSODY_IP, c2s, proc, log)
+        self.prosody = proc
+        wait_port(PROSODY_IP, self.c2s_ports[PROSODY], proc, log)
         wait_port(PROSODY_IP, self.s2s_port, proc, log)
+
+    def stop_prosody(self, crash: bool = False) -> None:
+        """Stop the Prosody of ``start_prosody`` (its data stays for ``relaunch_prosody``):
+        SIGTERM, a clean shutdown that closes its streams, or with ``crash`` SIGKILL."""
+        proc = self.prosody
+        assert proc is not None, "start_prosody first"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL if crash else signal.SIGTERM)
+        proc.wait(10)
+        self.procs.remove(proc)
+
+    def relaunch_prosody(self) -> None:
+        """Start the stopped Prosody again, same configuration, ports and data."""
+        self._launch_prosody()
 
     # -- ejabberd -------------------------------------------------------------------------
     def start_ejabberd(self, users: dict[str, str], modules: str = "",

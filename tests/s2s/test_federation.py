@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from suricate.core.server import Server
-from tests.e2e.harness import disconnect, eventually
-from tests.s2s.harness import login, register, two_servers
+from tests.e2e.harness import disconnect, eventually, free_port
+from tests.s2s.harness import federated_server, federated_toml, login, register, two_servers
+from tests.s2s.pki import CertificateAuthority
 
 
 def _out_auth(server: Server, remote: str) -> str:
@@ -149,3 +150,73 @@ async def test_shutdown_ends_incoming_streams_with_system_shutdown(tmp_path: Pat
         finally:
             await disconnect(alice, bob)
         await asyncio.sleep(0)
+
+
+async def test_a_stanza_too_big_for_the_peer_bounces_and_the_next_ones_arrive(
+        tmp_path: Path) -> None:
+    """beta takes stanzas up to 20000 bytes on s2s and ends the stream with
+    <policy-violation/> at a bigger one (RFC 6120 §4.9.3.12), reading nothing after it. alice
+    gets policy-violation for it (RFC 6120 §8.3.3.12); the message written after it arrives
+    over a new stream (tests/interop/test_federation_im.py: the same with Prosody)."""
+    limit = {"beta.test": {"s2s_extra": "max_stanza_size = 20000"}}
+    async with two_servers(tmp_path, "dialback", **limit) as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        try:
+            alice.send_message(mto="bob@beta.test/b", mbody="first", mtype="chat")
+            assert (await bob.next_message(timeout=10))["body"] == "first"
+            alice.send_message(mto="bob@beta.test/b", mbody="x" * 30000, mtype="chat")
+            alice.send_message(mto="bob@beta.test/b", mbody="after", mtype="chat")
+            err = await alice.next_message(timeout=10)
+            assert (err["type"], str(err["from"])) == ("error", "bob@beta.test/b")
+            assert err.xml.find("{jabber:client}error/"
+                                "{urn:ietf:params:xml:ns:xmpp-stanzas}policy-violation") \
+                is not None
+            assert (await bob.next_message(timeout=10))["body"] == "after"
+        finally:
+            await disconnect(alice, bob)
+
+
+async def test_a_peer_that_comes_back_is_reached_at_once(tmp_path: Path) -> None:
+    """alpha backs off beta after failed attempts (1 s, doubling: 4 s after the third);
+    beta starts and authenticates a stream to alpha with SASL EXTERNAL (nothing makes alpha
+    connect out, unlike dialback's verification): alpha's reply goes at once instead of
+    bouncing until the back-off ends (tests/interop/test_federation_im.py: the same with a
+    Prosody that crashed)."""
+    ca = CertificateAuthority(tmp_path / "ca")
+    ports = {d: (free_port(), free_port()) for d in ("alpha.test", "beta.test")}
+    tomls = {me: federated_toml(tmp_path / me, me, *ports[me],
+                                {other: ("127.0.0.1", ports[other][1])}, "external", ca)
+             for me, other in (("alpha.test", "beta.test"), ("beta.test", "alpha.test"))}
+    alpha_toml = tomls["alpha.test"].replace("max_retry_delay = 2", "max_retry_delay = 60")
+    async with federated_server(tmp_path / "alpha.test", "alpha.test", alpha_toml,
+                                *ports["alpha.test"]) as alpha:
+        await register(alpha, "alice")
+        alice = await login(alpha, "alice@alpha.test/a")
+        alice.send_presence()
+        try:
+            for wait in (1.05, 2.05, 0.0):  # beta is not there yet
+                alice.send_message(mto="bob@beta.test", mbody="anyone?", mtype="chat")
+                err = await alice.next_message(timeout=10)
+                assert (err["type"], err["error"]["condition"]) == (
+                    "error", "remote-server-not-found")
+                await asyncio.sleep(wait)
+            link = alpha.s2s.links[("alpha.test", "beta.test")]
+            assert link.failures == 3
+            async with federated_server(tmp_path / "beta.test", "beta.test",
+                                        tomls["beta.test"], *ports["beta.test"]) as beta:
+                await register(beta, "bob")
+                bob = await login(beta, "bob@beta.test/b")
+                bob.send_presence()
+                bob.send_message(mto="alice@alpha.test", mbody="I am here", mtype="chat")
+                msg = await alice.next_message(timeout=10)
+                assert (msg["type"], msg["body"]) == ("chat", "I am here")
+                alice.send_message(mto=str(msg["from"]), mbody="hello bob", mtype="chat")
+                assert (await bob.next_message(timeout=10))["body"] == "hello bob"
+                assert link.established and link.stream is not None
+                assert link.stream.auth_method == "external"
+                await disconnect(bob)
+        finally:
+            await disconnect(alice)
