@@ -175,6 +175,11 @@ SESSION_CLOSED: Hook[Callable[[None, C2S, str], AsyncFolded[None]]] = Hook(
     "session_closed", "fold_async(None, c2s, reason: str): a session ended")
 USER_AVAILABLE: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(
     "user_available", "fold_async(None, c2s): first available presence of a session")
+USER_PRIORITY_RAISED: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(
+    "user_priority_raised",
+    "fold_async(None, c2s): an available session raised its priority from negative to "
+    "non-negative: it takes stanzas to the bare JID from now on (RFC 6121 §8.5.2.1.1), and "
+    "what was stored for the account goes to it (XEP-0160 §2)")
 UNSET_PRESENCE: Hook[Callable[[None, C2S, str], AsyncFolded[None]]] = Hook(
     "unset_presence",
     "fold_async(None, c2s, status: str): a session ended while available; status is '' "

@@ -128,8 +128,13 @@ class ModPresence(Module):
             self._deliver_copy(session, stanza)
         if not first:
             if was_negative and c2s.priority >= 0:
-                # Now it takes stanzas for the account: the requests kept meanwhile.
+                # Now it takes stanzas for the account: the requests kept meanwhile, and
+                # what mod_offline stored (XEP-0160 §2: "next sends non-negative available
+                # presence"). A hook of its own rather than a user_send_packet handler in
+                # mod_offline: nothing is added to the path of every stanza a client sends.
                 self._show_pending_requests(c2s, roster)
+                self.server.spawn(self.server.hooks.fold_async(H.USER_PRIORITY_RAISED, None,
+                                                               c2s))
             return
         # §4.2.2: probe the contacts the user is subscribed to (§4.3.1: from the bare JID).
         for contact, item in roster.items():

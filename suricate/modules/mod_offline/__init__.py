@@ -25,7 +25,6 @@ from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
-from suricate.modules.mod_presence import presence_priority
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -65,8 +64,8 @@ class ModOffline(Module):
     hooks = (
         (H.OFFLINE_MESSAGE, "store_offline", 50),
         (H.USER_AVAILABLE, "deliver_stored", 50),
-        # Before mod_presence (80) records the new priority: the old one is still there.
-        (H.USER_SEND_PACKET, "priority_raised", 79),
+        # XEP-0160 §2: a session that raises its priority to non-negative (mod_presence).
+        (H.USER_PRIORITY_RAISED, "deliver_stored", 50),
     )
     features = (ns.OFFLINE,)
     store_class = OfflineStore
@@ -186,19 +185,6 @@ class ModOffline(Module):
         if messages:
             log.debug("offline_delivered user=%s count=%d", c2s.jid, len(messages))
         return acc
-
-    def priority_raised(self, stanza: Element | None, c2s: C2S) -> Element | None:
-        """XEP-0160 §2 step 5: stored messages go out when the account "next sends
-        non-negative available presence", not only with a session's first presence
-        (``user_available``): a resource that came online with a negative priority, which
-        takes no messages to the bare JID (RFC 6121 §8.5.2.1.1), and then raises it gets
-        what was stored meanwhile."""
-        if stanza is not None and stanza.name == "presence" and c2s.presence is not None \
-                and c2s.priority < 0 and "type" not in stanza.attrs \
-                and "to" not in stanza.attrs and presence_priority(stanza) >= 0:
-            # A task: it runs once mod_presence has recorded the new priority.
-            self.server.spawn(self.deliver_stored(None, c2s))
-        return stanza
 
     @staticmethod
     def _stamp(stanza: Element, domain: str, timestamp: float) -> None:
