@@ -32,7 +32,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from tests.e2e.harness import Client, disconnect, free_port
 from tests.interop import peers as P
-from tests.interop.test_federation_interop import _missing, suricate_toml
+from tests.interop.test_federation_interop import require_peers, suricate_toml
 from tests.interop.test_federation_muc_pep import chat, login
 from tests.s2s.harness import federated_server, register
 
@@ -48,12 +48,7 @@ PEER_USERS = ("paula", "pete", "pia", "poppy")
 
 @pytest.fixture(scope="module")
 def peers() -> Iterator[P.Peers]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"interop peers missing under CI=true: {missing}")
-        pytest.skip(f"interop peers missing: {missing} (apt-get install prosody ejabberd "
-                    "libnss-wrapper)")
+    require_peers()
     peers = P.make_peers()
     try:
         # mod_offline keeps messages and mod_vcard_legacy serves vcard-temp (XEP-0054)

@@ -44,14 +44,19 @@ def _missing() -> str | None:
     return ", ".join(absent) or None
 
 
-@pytest.fixture(scope="module")
-def peers() -> Iterator[P.Peers]:
+def require_peers() -> None:
+    """Skip without Prosody, ejabberd and their loopback set-up; under CI=true, fail."""
     missing = _missing()
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"interop peers missing under CI=true: {missing}")
         pytest.skip(f"interop peers missing: {missing} (apt-get install prosody ejabberd "
                     "libnss-wrapper)")
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[P.Peers]:
+    require_peers()
     peers = P.make_peers()
     try:
         peers.start_prosody({"paula": "pass"})
@@ -232,11 +237,7 @@ async def test_direct_tls_both_ways_with_prosody(tmp_path: Path, auth: str) -> N
     # XEP-0368: TLS from the first byte on s2s, both directions ([[listen.s2s]] and
     # [s2s.outgoing] tls.mode = "tls"), authenticated as over STARTTLS. A Prosody of its own,
     # which reaches Suricate's direct TLS port first (its xmpps-server target).
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"interop peers missing under CI=true: {missing}")
-        pytest.skip(f"interop peers missing: {missing}")
+    require_peers()
     peers = P.make_peers()
     direct = P.port_free_everywhere()
     try:

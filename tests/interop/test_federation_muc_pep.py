@@ -40,7 +40,7 @@ from suricate.modules.mod_caps import ModCaps
 from suricate.modules.mod_roster.store import RosterItem
 from tests.e2e.harness import Client, disconnect, free_port
 from tests.interop import peers as P
-from tests.interop.test_federation_interop import _missing, suricate_toml
+from tests.interop.test_federation_interop import require_peers, suricate_toml
 from tests.s2s.harness import federated_server, register
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports"),
@@ -89,12 +89,7 @@ EJABBERD_MODULES = """
 
 @pytest.fixture(scope="module")
 def peers() -> Iterator[P.Peers]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"interop peers missing under CI=true: {missing}")
-        pytest.skip(f"interop peers missing: {missing} (apt-get install prosody ejabberd "
-                    "libnss-wrapper)")
+    require_peers()
     peers = P.make_peers()
     try:
         peers.start_prosody({"paula": "pass", "pia": "pass"}, modules=("pep",),
@@ -616,11 +611,7 @@ async def test_room_on_suricate_drops_the_occupant_of_a_crashed_server(
     next groupchat copy to that user bounces (remote-server-not-found from our s2s layer) and
     the room removes the occupant with status 333 (XEP-0045 §15.6) instead of keeping a ghost.
     A Prosody of its own: the module's peers stay up."""
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"interop peers missing under CI=true: {missing}")
-        pytest.skip(f"interop peers missing: {missing}")
+    require_peers()
     own = P.make_peers()
     room = f"crash@conference.{P.SURICATE}"
     try:
