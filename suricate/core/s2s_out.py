@@ -27,7 +27,6 @@ from suricate.protocol import s2s as P
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SOutState as Out
-from suricate.protocol.stanza import to_wire
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen
@@ -461,16 +460,14 @@ class S2SOut(XmppStream):
                                        stream_id=stream_id, key=key), P.PREFIXES)
 
     # -- established ----------------------------------------------------------------------
-    def send_stanza(self, stanza: Element) -> None:
+    def send_stanza(self, stanza: Element) -> int:
         now = self._last_active = self.conn.loop.time()
-        data = to_wire(stanza)
+        size = super().send_stanza(stanza)
         recent = self._recent
         while recent and now - recent[0][0] > RECENT_SECONDS:
             recent.popleft()
-        recent.append((now, len(data), stanza))
-        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
-                                                len(data))
-        self.conn.write(data)
+        recent.append((now, size, stanza))
+        return size
 
     def too_big(self) -> None:
         """The peer ended the established stream with <policy-violation/> (RFC 6120

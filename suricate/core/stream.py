@@ -194,11 +194,13 @@ class XmppStream:
                                                 len(data))
         self.conn.write(data)
 
-    def send_stanza(self, stanza: Element) -> None:
+    def send_stanza(self, stanza: Element) -> int:
+        """Write ``stanza``; the bytes it took (s2s_out keeps them for a peer's size limit)."""
         data = to_wire(stanza)
         self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
                                                 len(data))
         self.conn.write(data)
+        return len(data)
 
     def stream_error(self, err: StreamError) -> None:
         if self.closed or self._closing:

@@ -389,8 +389,7 @@ class ModCaps(Module):
         result = answer.find("query", ns.DISCO_INFO)
         if answer.attrs.get("type") != "result" or result is None:
             return None
-        features = frozenset(f.attrs.get("var", "")
-                             for f in result.find_all("feature", ns.DISCO_INFO))
+        features = frozenset(_features(result))
         if algo in HASHES:
             reason = ill_formed(result)
             if reason is not None:

@@ -18,7 +18,7 @@ from suricate.core import hooks as H
 from suricate.core.module import CarriedSlot, Module, SessionSlot, session_state_changed
 from suricate.instrument.events import SM_PRESENCE_SUBSCRIPTION
 from suricate.jid import JID, InvalidJID
-from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
+from suricate.modules.mod_roster import ROSTER_CACHE, loaded_roster, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.protocol import subscription as sub
 from suricate.xml import ns
@@ -323,11 +323,9 @@ class ModPresence(Module):
 
     # -- helpers -----------------------------------------------------------------------------------
     async def _item(self, user: JID, contact: JID, sessions: list[Any]) -> RosterItem | None:
-        for session in sessions:
-            cache = ROSTER_CACHE.get(session)
-            if cache is not None:
-                item: RosterItem | None = cache.get(contact)
-                return item
+        cache = loaded_roster(sessions)
+        if cache is not None:
+            return cache.get(contact)
         if not self.server.is_local_domain(user.domain) or user.local is None:
             return None
         roster = roster_module(self.server)  # without mod_roster nobody has a contact

@@ -46,15 +46,16 @@ async def sha1_only_account(server: Server, user: str) -> str:
 
 
 def login_with_upgrades(port: int, user: str, tasks: list[str], tamper: bool = False,
-                        inline: str = "") -> tuple[str, list[str]]:
-    """SCRAM-SHA-1-PLUS over SASL2 asking for ``tasks``; each <continue/> is answered by the
-    XEP-0480 §4 exchange. Returns the final <success/> or <failure/> and the tasks run."""
+                        inline: str = "", hash_name: str = "sha") -> tuple[str, list[str]]:
+    """SCRAM-SHA-1-PLUS (or ``hash_name``'s) over SASL2 asking for ``tasks``; each
+    <continue/> is answered by the XEP-0480 §4 exchange. Returns the final <success/> or
+    <failure/> and the tasks run."""
     c = Sasl2Client(port, direct_tls=True, tls_version="1.3")
     try:
         features = c.features()
         for task in tasks:
             assert f"<upgrade xmlns='{UPGRADE}'>{task}</upgrade>" in features, features
-        scram = ScramClient("sha", user, PASSWORD, cb_type="tls-exporter",
+        scram = ScramClient(hash_name, user, PASSWORD, cb_type="tls-exporter",
                             cb_data=c.binding("tls-exporter"))
         upgrades = "".join(f"<upgrade xmlns='{UPGRADE}'>{t}</upgrade>" for t in tasks)
         c.send(f"<authenticate xmlns='{SASL2}' mechanism='{scram.mechanism}'>{upgrades}"
@@ -182,6 +183,42 @@ async def test_a_fast_token_outlives_an_upgrade_not_a_password_change(tmp_path: 
         assert await asyncio.to_thread(fast, issued)
         await server.auth.set_password(JID.parse("cy@localhost"), "a new one")
         assert not await asyncio.to_thread(fast, issued)
+
+
+async def test_a_token_outlives_an_upgrade_adding_a_hash_before_its_own(tmp_path: Path) -> None:
+    """The same over the wire: a SHA-512-only account gets a FAST token, upgrades to
+    SHA-256 (a hash ordered before SHA-512), and the token still logs in."""
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        record = format_scram_record({"sha512": keys_from_plain(PASSWORD, "sha512",
+                                                                os.urandom(16), 4096)})
+        assert await server.storage.create_user("localhost", "eve", None, record)
+
+        def token() -> str:
+            c = Sasl2Client(port, direct_tls=True)
+            try:
+                c.features()
+                out = c.plain("eve", PASSWORD, bind2() + request_token("HT-SHA-256-NONE"))
+                assert out.ok and out.token is not None, out.xml
+                return out.token[0]
+            finally:
+                c.close()
+
+        def fast(token: str) -> bool:
+            c = Sasl2Client(port, direct_tls=True)
+            try:
+                c.features()
+                return c.fast("eve", token, "HT-SHA-256-NONE", bind2()).ok
+            finally:
+                c.close()
+
+        issued = await asyncio.to_thread(token)
+        outcome, ran = await asyncio.to_thread(login_with_upgrades, port, "eve",
+                                               ["UPGR-SCRAM-SHA-256"], hash_name="sha512")
+        assert ran == ["UPGR-SCRAM-SHA-256"] and outcome.startswith("<success"), outcome
+        user = await server.storage.get_user("localhost", "eve")
+        assert user is not None and "sha256" in parse_scram_record(user.pass_details or "")
+        assert await asyncio.to_thread(fast, issued)
 
 
 def test_a_token_outlives_an_upgrade_that_adds_a_hash_before_the_first() -> None:

@@ -57,7 +57,7 @@ from suricate.modules.mod_mam.query import (
 )
 from suricate.modules.mod_mam.store import MamStore, Prefs, Row
 from suricate.modules.mod_mam.writer import BATCH_FLOOR, AsyncWriter, Retraction
-from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
+from suricate.modules.mod_roster import loaded_roster, roster_module
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element, Node, WrittenElement, escape_attr
@@ -757,11 +757,8 @@ class ModMam(Module):
         hooks = self.server.hooks
         if hooks.has(H.ROSTER_ITEMS) or hooks.has(H.ROSTER_GET_JID_INFO):
             return None
-        for session in sessions:
-            cache = ROSTER_CACHE.get(session)
-            if cache is not None:
-                return peer in cache
-        return None
+        cache = loaded_roster(sessions)
+        return None if cache is None else peer in cache
 
     async def _in_roster(self, owner: JID, peer: JID) -> bool:
         roster = roster_module(self.server)

@@ -44,7 +44,7 @@ from suricate.modules.mod_pubsub import bookmarks as B
 from suricate.modules.mod_pubsub import config as C
 from suricate.modules.mod_pubsub import subscription as S
 from suricate.modules.mod_pubsub.store import Item, PubsubStore
-from suricate.modules.mod_roster import ROSTER_CACHE, roster_module
+from suricate.modules.mod_roster import ROSTER_CACHE, loaded_roster, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
 from suricate.protocol import subscription as roster_sub
@@ -808,8 +808,10 @@ class ModPubsub(Module):
 
     # -- access (XEP-0060 §4.5) ------------------------------------------------------------
     async def _check_access(self, host: Host, node: str, config: Mapping[str, Any], who: JID,
-                            subscribing: bool = False) -> None:
-        aff = await self.affiliation(host, node, who)
+                            subscribing: bool = False, aff: str | None = None) -> None:
+        """``aff``: ``who``'s affiliation when the caller read it already."""
+        if aff is None:
+            aff = await self.affiliation(host, node, who)
         if aff in ("owner", "publisher"):
             return
         if aff == "outcast":
@@ -849,19 +851,17 @@ class ModPubsub(Module):
                    for j, _, s in await self.store.subscriptions(host.key, node))
 
     async def _roster_item(self, owner: JID, contact: JID) -> RosterItem | None:
-        for session in self.server.sessions.resources(owner):
-            cache = ROSTER_CACHE.get(session)
-            if cache is not None:
-                return cache.get(contact)
+        cache = loaded_roster(self.server.sessions.resources(owner))
+        if cache is not None:
+            return cache.get(contact)
         roster = roster_module(self.server)
         # Without mod_roster nobody has a roster: the roster and presence models see no one.
         return None if roster is None else await roster.get_roster_item(owner, contact)
 
     async def _roster(self, owner: JID) -> Mapping[JID, RosterItem]:
-        for session in self.server.sessions.resources(owner):
-            cache = ROSTER_CACHE.get(session)
-            if cache is not None:
-                return cache
+        cache = loaded_roster(self.server.sessions.resources(owner))
+        if cache is not None:
+            return cache
         roster = roster_module(self.server)
         items = [] if roster is None else await roster.get_roster(owner)
         return {JID.parse(i.jid): i for i in items}
@@ -951,6 +951,11 @@ class ModPubsub(Module):
             seen.add(host.jid)
         jids: list[JID] = remote
         bodies: set[JID] = set()  # who asked for a <body/> too (pubsub#include_body)
+        # Subscribers whose access depends on who they are are checked below: the node's
+        # affiliations read once for all of them, not once per subscriber.
+        affiliations: dict[str, str] | None = None
+        if config["access_model"] in ("presence", "roster", "whitelist"):
+            affiliations = dict(await self.store.affiliations(host.key, node))
         for jid_text, options in await self.store.active_subscriptions(host.key, node):
             try:
                 jid = JID.parse(jid_text)
@@ -958,8 +963,8 @@ class ModPubsub(Module):
                 continue
             if jid.bare in seen and host.pep:
                 continue
-            if config["access_model"] in ("presence", "roster", "whitelist") \
-                    and not await self._still_allowed(host, node, config, jid, jid_text):
+            if affiliations is not None and not await self._still_allowed(
+                    host, node, config, jid, jid_text, affiliations):
                 continue
             local = self.server.is_local_domain(jid.domain)
             if config.get("presence_based_delivery") and local and not any(
@@ -984,15 +989,17 @@ class ModPubsub(Module):
         return sessions, jids, bodies
 
     async def _still_allowed(self, host: Host, node: str, config: Mapping[str, Any],
-                             jid: JID, jid_text: str) -> bool:
+                             jid: JID, jid_text: str, affiliations: Mapping[str, str]) -> bool:
         """Whether a subscriber may still see the node. XEP-0163 §7.1: access to presence
         and roster nodes changes with the owner's roster (a presence subscription cancelled,
         a contact moved out of a group), and a subscriber that lost it MUST lose its
         subscription; the node's access model may have changed too (XEP-0060 §4.5). Checked
         when a notification is about to go out, so no change of roster or configuration is
         missed: the subscription is cancelled then, and the notification not sent."""
+        aff = "owner" if host.pep and jid.bare == host.jid else \
+            affiliations.get(str(jid.bare), "none")  # as ``affiliation`` says
         try:
-            await self._check_access(host, node, config, jid)
+            await self._check_access(host, node, config, jid, aff=aff)
         except StanzaError:
             await self.store.remove_subscription(host.key, node, jid_text, None)
             log.info("pubsub_subscription_cancelled node=%s jid=%s", node, jid_text)

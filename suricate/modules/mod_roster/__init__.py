@@ -47,6 +47,17 @@ from suricate.xml.element import Element, WrittenContent, escape_attr, escape_te
 # which suricate.cluster replicates to the other workers.
 ROSTER_CACHE: SessionSlot[dict[JID, RosterItem]] = SessionSlot("mod_roster.cache")
 
+
+def loaded_roster(sessions: Iterable[Any]) -> dict[JID, RosterItem] | None:
+    """The roster one of an account's ``sessions`` keeps (read at session open, kept up to
+    date by the roster pushes), or None when none has it loaded: the other modules read the
+    account's roster from there before asking storage."""
+    for session in sessions:
+        cache = ROSTER_CACHE.get(session)
+        if cache is not None:
+            return cache
+    return None
+
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
 

@@ -131,8 +131,9 @@ class MucArchive:
 
     def archivable(self, message: Element) -> bool:
         """XEP-0313 §5: messages with a body or a <store/> hint (or a chat marker, with
-        archive_chat_markers); never those the sender asked not to store (XEP-0334 §4.2, §4.3), nor retractions
-        (they act on the archive instead), XEP-0424's or MongooseIM's by stanza-id."""
+        archive_chat_markers); never those the sender asked not to store (XEP-0334 §4.2,
+        §4.3), nor retractions (they act on the archive instead), XEP-0424's or MongooseIM's
+        by stanza-id."""
         body = marker = store = False
         for child in message.children:
             if not isinstance(child, Element):
