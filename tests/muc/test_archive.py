@@ -132,6 +132,44 @@ async def test_room_archive_pages_with_the_stanza_ids_occupants_got(server: Serv
     await disconnect(alice, bob, carol)
 
 
+async def test_subject_changes_are_archived(server: Server) -> None:
+    """XEP-0313 §5.1.2: "subject change stanzas" SHOULD be stored with the messages, so a
+    client catching up by MAM sees the topic change where it happened; the live copy carries
+    the archive id as its stanza-id, and the subject sent again on join does not."""
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    before = await say(alice, "before")
+    subjects: asyncio.Queue[Any] = asyncio.Queue()
+    bob.register_handler(Callback("subject", MatchXPath("{jabber:client}message/"
+                                                        "{jabber:client}subject"),
+                                  subjects.put_nowait))
+    change = alice.make_message(mto=ROOM, mtype="groupchat", msubject="Plans for Friday")
+    change["id"] = "subj-1"
+    change.send()
+    live = await asyncio.wait_for(subjects.get(), 5)
+    assert live["subject"] == "Plans for Friday" and live["id"] == "subj-1"
+    sid = live.xml.find("{urn:xmpp:sid:0}stanza-id")
+    assert sid is not None and sid.get("by") == ROOM
+    after = await say(alice, "after")
+    results = await archive(bob)
+    assert [str(m["mam_result"]["id"]) for m in results] == [before, sid.get("id"), after]
+    stored = results[1]["mam_result"]["forwarded"]["stanza"]
+    assert stored["subject"] == "Plans for Friday" and str(stored["from"]) == f"{ROOM}/Alice"
+    assert not stored["body"]
+    # The subject a join gets is the room's state, not a new event: no stanza-id.
+    carol = await user(server, "carol")
+    carol_subjects: asyncio.Queue[Any] = asyncio.Queue()
+    carol.register_handler(Callback("subject", MatchXPath("{jabber:client}message/"
+                                                          "{jabber:client}subject"),
+                                    carol_subjects.put_nowait))
+    await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    on_join = await asyncio.wait_for(carol_subjects.get(), 5)
+    assert on_join["subject"] == "Plans for Friday"
+    assert on_join.xml.find("{urn:xmpp:sid:0}stanza-id") is None
+    await disconnect(alice, bob, carol)
+
+
 async def test_who_reads_the_archive_and_real_jids(server: Server) -> None:
     alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
                          await user(server, "carol"))

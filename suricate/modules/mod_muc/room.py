@@ -843,6 +843,21 @@ class Room:
         self.subject = subject
         self.subject_author = occ.nick
         frm, msg = self._subject_message()
+        if "id" in stanza.attrs:
+            msg.attrs["id"] = stanza.attrs["id"]  # §7.2.16: the author recognizes its change
+        archive = self.archive()
+        if archive is not None:
+            # XEP-0313 §5.1.2: "subject change stanzas" are stored with the messages, so a
+            # client catching up sees the change where it happened; its stanza-id is its
+            # archive id, as for messages (§3.5). The subject a join gets is not a change
+            # and carries none (_send_subject).
+            mam_id = archive.new_id()
+            msg.add("stanza-id", SID, {"id": str(mam_id), "by": str(self.jid)})
+        msg.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})  # XEP-0421 §4
+        if archive is not None:
+            kept = msg.copy()
+            kept.attrs["from"] = str(frm)  # as the occupants get it (broadcast_message)
+            archive.keep(self.jid, mam_id, occ.nick, occ.jid, kept)
         for jid in self.by_jid:
             self._send(frm, jid, msg.copy())
         if (room_log := self._room_log()) is not None:
