@@ -244,22 +244,39 @@ class ClusterAdmin:
 
     # -- casts --------------------------------------------------------------------------
     def cast(self, bare: JID, topic: str, stanza: Element, args: tuple[str, ...]) -> None:
-        self.server.spawn(self._cast(bare, topic, stanza, args))
+        self.server.spawn(self._cast([bare], topic, stanza, args))
 
-    async def _cast(self, bare: JID, topic: str, stanza: Element,
+    def cast_many(self, bares: list[JID], topic: str, stanza: Element,
+                  args: tuple[str, ...]) -> None:
+        self.server.spawn(self._cast(list(bares), topic, stanza, args))
+
+    async def _cast(self, bares: list[JID], topic: str, stanza: Element,
                     args: tuple[str, ...]) -> None:
         try:
-            rows = await self.store.resources(bare)
-            nodes = {row.node for row in rows.values()} - {self.node}
-            if not nodes:
+            rows_of, _ = await self.store.resources_listed(bares)
+            frames: list[tuple[str, bytes]] = []
+            packed = wire.pack(stanza)
+            for bare, rows in zip(bares, rows_of, strict=True):
+                for node in sorted({row.node for row in rows.values()} - {self.node}):
+                    frames.append((node, marshal.dumps(
+                        (CAST, topic, str(bare), packed, tuple(args)))))
+            if not frames:
                 return
-            frame = marshal.dumps((CAST, topic, str(bare), wire.pack(stanza), tuple(args)))
-            for node in sorted(nodes):
-                await self.redis.publish(self.channel(node), frame)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for node, frame in frames:
+                    pipe.publish(self.channel(node), frame)
+                await pipe.execute()
         except Exception:
             # A copy for sessions elsewhere is lost with Redis away; the original stanza was
             # routed by the router, which has its own rules for an outage.
-            log.warning("cluster_cast_failed topic=%s to=%s", topic, bare, exc_info=True)
+            log.warning("cluster_cast_failed topic=%s to=%s", topic,
+                        bares[0] if len(bares) == 1 else f"{len(bares)} accounts",
+                        exc_info=True)
+
+    async def available(self, bares: list[JID]) -> set[JID]:
+        rows_of, _ = await self.store.resources_listed(bares)
+        return {bare for bare, rows in zip(bares, rows_of, strict=True)
+                if any(row.available for row in rows.values())}
 
     # -- requests and answers ------------------------------------------------------------
     async def _ask(self, node: str, op: str, *args: Any) -> Any:

@@ -16,11 +16,14 @@ cluster layer (the import-linter layers in pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from suricate.jid import JID
 from suricate.xml.element import Element
+
+log = logging.getLogger(__name__)
 
 # handler(bare JID of the account, stanza, extra arguments): runs on each other node holding
 # a session of the account, for that node's sessions only (it must not cast again: no loop).
@@ -42,6 +45,13 @@ class ClusterBackend(Protocol):
 
     def cast(self, bare: JID, topic: str, stanza: Element, args: tuple[str, ...]) -> None:
         """To every other node holding a session of ``bare``: run ``topic``'s handler there."""
+
+    def cast_many(self, bares: list[JID], topic: str, stanza: Element,
+                  args: tuple[str, ...]) -> None:
+        """``cast`` to each of ``bares``, their rows read in one round trip."""
+
+    async def available(self, bares: list[JID]) -> set[JID]:
+        """Those of ``bares`` with an available session on any node."""
 
     async def ask(self, node: str, op: str, args: tuple[Any, ...]) -> Any:
         """Run ``op``'s handler on ``node`` and return its result (``NodeUnreachable``)."""
@@ -94,6 +104,29 @@ class Cluster:
         """Hand ``stanza`` to the account's sessions on other nodes (nothing on one node)."""
         if self.backend is not None:
             self.backend.cast(bare, topic, stanza, args)
+
+    def cast_many(self, bares: list[JID], topic: str, stanza: Element, *args: str) -> None:
+        """``cast`` to each of ``bares`` (a PEP notification to an owner's contacts), their
+        session rows read in one round trip."""
+        if self.backend is not None and bares:
+            self.backend.cast_many(bares, topic, stanza, args)
+
+    @property
+    def spans_nodes(self) -> bool:
+        """Whether sessions may live on other nodes (``sm_backend = "redis"``)."""
+        return self.backend is not None
+
+    async def available(self, bares: list[JID]) -> set[JID]:
+        """Those of ``bares`` with an available session on any node, as the session table
+        says; nothing without a cluster (a module asks its own sessions first). Redis out of
+        reach: nothing, logged."""
+        if self.backend is None or not bares:
+            return set()
+        try:
+            return await self.backend.available(bares)
+        except Exception:
+            log.warning("cluster_available_failed count=%d", len(bares), exc_info=True)
+            return set()
 
     def received(self, topic: str, bare: JID, stanza: Element, args: tuple[str, ...]) -> bool:
         """A cast from another node; False when no module here handles ``topic``."""

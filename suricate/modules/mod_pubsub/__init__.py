@@ -91,7 +91,13 @@ EVENTS: dict[tuple[str, str], EventSpec] = {
 AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
 
 #: Who a notification goes to: sessions, JIDs, and the JIDs that want a <body/> too.
-Targets = tuple[list[Any], list[JID], set[JID]]
+# (sessions here, JIDs to route to, JIDs that want a body, accounts whose sessions on other
+# nodes are told: the owner and the contacts allowed, ``_targets``)
+Targets = tuple[list[Any], list[JID], set[JID], list[JID]]
+# Casts (docs/cluster.md "Casts"): a PEP event for an account's sessions on another node, which
+# picks those with +notify for the node; the last items of an owner for a new subscriber's.
+PEP_EVENT_CAST = "mod_pubsub.pep_event"
+PEP_LAST_CAST = "mod_pubsub.pep_last"
 
 
 class NodeConfigSpec(Spec):
@@ -232,9 +238,16 @@ class ModPubsub(Module):
         ]
 
     async def start(self) -> None:
+        if self.pep:
+            self.server.cluster.on(PEP_EVENT_CAST, self._pep_event_from_elsewhere)
+            self.server.cluster.on(PEP_LAST_CAST, self._pep_last_from_elsewhere)
         if "flat" in self.opts["plugins"]:
             # Routed like a component and listed in the domain's disco#items (unwire undoes it).
             self.services.update(self.serve_subdomains(self.opts["host"], self.route_service))
+
+    async def stop(self) -> None:
+        self.server.cluster.off(PEP_EVENT_CAST)
+        self.server.cluster.off(PEP_LAST_CAST)
 
     def _add_sm_features(self, acc: set[str], jid: Any) -> set[str]:
         if not self.pep:
@@ -922,10 +935,17 @@ class ModPubsub(Module):
         sessions: list[Any] = []
         remote: list[JID] = []
         seen: set[JID] = set()
+        elsewhere: list[JID] = []
         caps: Any = self.server.modules.get("mod_caps")
         if host.pep:
             notify = node + "+notify"
             model = config["access_model"]
+            # With several nodes, the owner's and its local contacts' sessions on the others
+            # are told too (a cast: each node picks its sessions with +notify): an OMEMO
+            # device list or an avatar that stays on its node breaks them for everyone else.
+            spans = self.server.cluster.spans_nodes
+            if spans:
+                elsewhere.append(host.jid)
             for session in self.server.sessions.resources(host.jid):
                 if session.available and notify in session_features(session):
                     sessions.append(session)
@@ -944,6 +964,8 @@ class ModPubsub(Module):
                                 remote.append(full)
                                 seen.add(contact)
                         continue
+                    if spans:
+                        elsewhere.append(contact)
                     for session in self.server.sessions.resources(contact):
                         if session.available and notify in session_features(session):
                             sessions.append(session)
@@ -986,7 +1008,7 @@ class ModPubsub(Module):
                 if options.get("include_body"):
                     bodies.add(jid)
                 jids.append(jid)
-        return sessions, jids, bodies
+        return sessions, jids, bodies, elsewhere
 
     async def _still_allowed(self, host: Host, node: str, config: Mapping[str, Any],
                              jid: JID, jid_text: str, affiliations: Mapping[str, str]) -> bool:
@@ -1023,16 +1045,41 @@ class ModPubsub(Module):
 
     def _deliver(self, host: Host, targets: Targets, event: Element,
                  config: Mapping[str, Any]) -> None:
-        sessions, jids, bodies = targets
+        sessions, jids, bodies, elsewhere = targets
         # One event element shared by every copy: it is only read from here on.
         for session in sessions:
             session.deliver(self._message(host, session.jid, event, config))
+        if elsewhere:
+            node = next((child.attrs.get("node", "") for child in event.children
+                         if isinstance(child, Element)), "")
+            self.server.cluster.cast_many(elsewhere, PEP_EVENT_CAST,
+                                          self._message(host, host.jid, event, config), node)
         for jid in jids:
             message = self._message(host, jid, event, config)
             if jid in bodies:
                 # pubsub#include_body (§6.3): a line for clients that show only bodies.
                 message.add("body", text=_describe(host, event))
             self.server.router.route(host.jid, jid, message)
+
+    def _pep_event_from_elsewhere(self, bare: JID, message: Element,
+                                  args: tuple[str, ...]) -> None:
+        """A PEP event cast by the owner's node (``_deliver``): to this node's available
+        sessions of ``bare`` whose caps ask for the node (XEP-0163 §4.3.1, §4.3.2), as the
+        owner's node does for its own."""
+        notify = args[0] + "+notify"
+        for session in self.server.sessions.resources(bare):
+            if session.available and notify in session_features(session):
+                attrs = {**message.attrs, "to": str(session.jid),
+                         "id": f"{self._ids_prefix}{next(self._ids)}"}
+                # The event is only read from here on: the children are shared.
+                session.deliver(Element(message.name, message.xmlns, attrs,
+                                        list(message.children)))
+
+    def _pep_last_from_elsewhere(self, bare: JID, stanza: Element,
+                                 args: tuple[str, ...]) -> None:
+        """``args[0]``'s last items for this node's sessions of ``bare``, which has just
+        become its presence subscriber (``_last_items_to_new_subscriber``)."""
+        self.server.spawn(self._last_items_to_sessions_here(JID.parse(args[0]), bare))
 
     # -- XEP-0411: bookmarks in PEP and in private XML are one list -----------------------
     def _private_store(self) -> PrivateStore | None:
@@ -1149,7 +1196,7 @@ class ModPubsub(Module):
         if not wanted:
             return acc
         me = c2s.jid.bare
-        owners = [me]
+        contacts: list[JID] = []
         cache = ROSTER_CACHE.get(c2s) or {}
         for contact, item in cache.items():
             # The user is subscribed to the contact's presence: the contact's roster has
@@ -1157,11 +1204,11 @@ class ModPubsub(Module):
             if item.subscription not in ("to", "both") or contact.local is None \
                     or not self.server.is_local_domain(contact.domain):
                 continue
-            if self.opts["ignore_pep_from_offline"] and not any(
-                    s.available for s in self.server.sessions.resources(contact)):
-                continue
-            owners.append(contact)
-        for owner in owners:
+            contacts.append(contact)
+        if self.opts["ignore_pep_from_offline"]:
+            online = await self._online(contacts)
+            contacts = [contact for contact in contacts if contact in online]
+        for owner in [me, *contacts]:
             await self._send_last_items(owner, c2s.jid, wanted, c2s)
         return acc
 
@@ -1172,8 +1219,7 @@ class ModPubsub(Module):
         wanted = _notify(features)
         if not self.pep or not wanted:
             return acc
-        if self.opts["ignore_pep_from_offline"] and not any(
-                s.available for s in self.server.sessions.resources(user)):
+        if self.opts["ignore_pep_from_offline"] and not await self._online([user]):
             return acc
         item = await self._roster_item(user, frm.bare)
         if item is None or item.subscription not in ("from", "both"):
@@ -1194,21 +1240,35 @@ class ModPubsub(Module):
             self.server.spawn(self._last_items_to_new_subscriber(user.bare, contact.bare))
         return acc
 
+    async def _online(self, bares: list[JID]) -> set[JID]:
+        """Those of ``bares`` (local accounts) with an available session here or, with
+        several nodes, on another node (the session table)."""
+        here = {bare for bare in bares
+                if any(s.available for s in self.server.sessions.resources(bare))}
+        rest = [bare for bare in bares if bare not in here]
+        if rest and self.server.cluster.spans_nodes:
+            here |= await self.server.cluster.available(rest)
+        return here
+
     async def _last_items_to_new_subscriber(self, owner: JID, contact: JID) -> None:
-        if self.opts["ignore_pep_from_offline"] and not any(
-                s.available for s in self.server.sessions.resources(owner)):
+        if self.opts["ignore_pep_from_offline"] and not await self._online([owner]):
             return  # as at a contact's initial presence: only the items of online owners
         if self.server.is_local_domain(contact.domain):
-            for session in self.server.sessions.resources(contact):
-                wanted = _notify(session_features(session))
-                if session.available and wanted:
-                    await self._send_last_items(owner, session.jid, wanted, session)
+            await self._last_items_to_sessions_here(owner, contact)
+            # The contact's sessions on other nodes: theirs send them (one cast).
+            self.server.cluster.cast(contact, PEP_LAST_CAST, Element("last", PUBSUB_EVENT), str(owner))
             return
         caps: Any = self.server.modules.get("mod_caps")
         for full, features in caps.remote_features(contact) if caps else ():
             wanted = _notify(features)
             if wanted:
                 await self._send_last_items(owner, full, wanted)
+
+    async def _last_items_to_sessions_here(self, owner: JID, contact: JID) -> None:
+        for session in self.server.sessions.resources(contact):
+            wanted = _notify(session_features(session))
+            if session.available and wanted:
+                await self._send_last_items(owner, session.jid, wanted, session)
 
     async def _send_last_items(self, owner: JID, reader: JID, wanted: set[str],
                                session: Any = None) -> None:

@@ -1,0 +1,167 @@
+"""PEP (XEP-0163) and the message archive (XEP-0313) between two Redis nodes: two real
+``suricate serve`` processes sharing the real Redis and one SQLite file, real slixmpp clients.
+
+What people chatting across a cluster rely on and what is proven here:
+- a contact on the other node learns of a PEP publication (OMEMO device lists, avatars and
+  bookmarks are PEP nodes: a publication that stays on its node breaks encryption and avatars
+  for every contact elsewhere), both ways, with the interest (+notify) the publisher's node
+  learnt from the contact's caps on the other node (XEP-0115, XEP-0163 §4.3);
+- the last item reaches a contact who comes online on the other node (XEP-0163 §4.3.4);
+- a chat message crossing nodes is archived once in each party's archive, and a second
+  device of the recipient, on the sender's node, finds it there with the stanza-id its first
+  device got live (XEP-0313 §3.5, XEP-0359).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp import JID as SJID
+
+from tests.cluster.test_redis_nodes import Node, _rows, launch_node, stop_node
+from tests.cluster.test_sm_nodes import _sync, _toml
+from tests.cluster.test_workers import LIMIT, _register
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port
+
+pytestmark = pytest.mark.xdist_group("redis_nodes")
+
+MODULES = MODULES_TOML + (
+    "\n[modules.mod_caps]\n[modules.mod_pubsub]\n"
+    "[modules.mod_mam]\nasync_writer.flush_interval = 100\n[modules.mod_mam.pm]\n")
+PLUGINS = ("xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163",
+           "xep_0313", "xep_0359")
+TUNE = "http://jabber.org/protocol/tune"
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_db: int) -> Any:
+    limit = LIMIT.replace("value = 2", "value = 3")
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db, MODULES, limit))
+    started: list[Node] = []
+    try:
+        for tag in ("pa", "pb"):
+            c2s, tls = free_port(), free_port()
+            started.append(launch_node(tmp_path, redis_db, tag, c2s, tls,
+                                       _toml(tmp_path, c2s, tls, redis_db, MODULES, limit)))
+        yield started[0], started[1], redis_db
+    finally:
+        for node in started:
+            stop_node(node)
+        left = _sync(redis_db)
+        for key in left.keys("suricate:*"):
+            left.delete(key)
+
+
+async def _pep_client(node: Node, jid: str) -> Any:
+    """A client interested in tunes (+notify in its caps), with its PEP events queued."""
+    client: Any = await connect(node, jid, "pw", plugins=PLUGINS)  # type: ignore[arg-type]
+    client.events = asyncio.Queue()
+    client.add_event_handler("pubsub_publish", client.events.put_nowait)
+    client.plugin["xep_0030"].add_feature(f"{TUNE}+notify")
+    await client.plugin["xep_0115"].update_caps(broadcast=False)
+    return client
+
+
+async def _publish(client: Any, title: str) -> None:
+    payload = ET.fromstring(f"<tune xmlns='{TUNE}'><title>{title}</title></tune>")
+    await client.plugin["xep_0060"].publish(client.boundjid.bare, TUNE, id=title,
+                                            payload=payload, timeout=5)
+
+
+async def _event(client: Any, timeout: float = 5) -> tuple[str, str]:
+    event = await asyncio.wait_for(client.events.get(), timeout)
+    return str(event["from"].bare), str(event["pubsub_event"]["items"]["item"]["id"])
+
+
+async def _subscribe_both_ways(alice: Any, bob: Any) -> None:
+    """alice and bob subscribe to each other (slixmpp accepts and subscribes back); both
+    asked for their roster first, so they get its pushes (RFC 6121 §2.2)."""
+    await alice.get_roster(timeout=5)
+    await bob.get_roster(timeout=5)
+    alice.send_presence(pto="bob@localhost", ptype="subscribe")
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+
+    def both() -> bool:
+        return (alice.client_roster["bob@localhost"]["subscription"] == "both"
+                and bob.client_roster["alice@localhost"]["subscription"] == "both")
+    await eventually(both, timeout=10)
+
+
+def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
+    a, b, db = nodes
+
+    async def run() -> None:
+        alice = await _pep_client(a, "alice@localhost/laptop")
+        bob = await _pep_client(b, "bob@localhost/phone")
+        later: Any = None
+        bob_laptop: Any = None
+        try:
+            alice.send_presence()
+            bob.send_presence()
+            await _subscribe_both_ways(alice, bob)
+            await eventually(lambda: len(_rows(db, "alice@localhost")) == 1
+                             and len(_rows(db, "bob@localhost")) == 1)
+            # alice publishes on A; bob, on B, is told (his caps, learnt by A through his
+            # presence crossing to alice, say +notify). A's disco#info query of bob's caps
+            # crosses nodes too, so the first publications may come before A knows them.
+            for attempt in range(20):
+                await _publish(alice, f"a{attempt}")
+                with contextlib.suppress(TimeoutError):
+                    got = await _event(bob, 0.5)
+                    break
+            else:
+                raise AssertionError("bob on node B never heard of alice's publication on A")
+            assert got[0] == "alice@localhost"
+            # Only the item that reached bob remains to compare: the rest are in order.
+            await _publish(alice, "steady")
+            while got[1] != "steady":
+                got = await _event(bob)
+            # ... and the other way.
+            await _publish(bob, "from-b")
+            while (got := await _event(alice)) != ("bob@localhost", "from-b"):
+                assert got[0] == "alice@localhost"  # her own earlier items, to her resource
+
+            # XEP-0163 §4.3.4: a contact coming online on B gets alice's last item.
+            later = await _pep_client(b, "bob@localhost/tablet")
+            later.send_presence()
+            last = {await _event(later), await _event(later)}  # bob's own last item too
+            assert last == {("alice@localhost", "steady"), ("bob@localhost", "from-b")}
+
+            # A chat message from A to B: archived once in each archive.
+            live: asyncio.Queue[Any] = asyncio.Queue()
+            bob.add_event_handler("message", live.put_nowait)
+            alice.send_message(mto="bob@localhost/phone", mbody="across", mtype="chat")
+            while (msg := await asyncio.wait_for(live.get(), 5))["body"] != "across":
+                pass
+            sid = msg.xml.find("{urn:xmpp:sid:0}stanza-id")
+            assert sid is not None and sid.get("by") == "bob@localhost"
+            # bob's laptop, on alice's node, finds it in his archive with that id.
+            bob_laptop = await connect(a, "bob@localhost/laptop", "pw",  # type: ignore[arg-type]
+                                       plugins=PLUGINS)
+
+            async def archived(client: Any, with_jid: str) -> list[Any]:
+                return [m async for m in client.plugin["xep_0313"].iterate(
+                    jid=None, with_jid=SJID(with_jid), rsm={"max": 10})]
+
+            async def bob_has_it() -> bool:
+                return len(await archived(bob_laptop, "alice@localhost")) == 1
+            for _ in range(50):
+                if await bob_has_it():
+                    break
+                await asyncio.sleep(0.1)
+            results = await archived(bob_laptop, "alice@localhost")
+            assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in results] \
+                == ["across"]
+            assert str(results[0]["mam_result"]["id"]) == sid.get("id")
+            mine = await archived(alice, "bob@localhost")
+            assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in mine] \
+                == ["across"]
+        finally:
+            await disconnect(*(c for c in (alice, bob, later, bob_laptop) if c is not None))
+
+    asyncio.run(run())
