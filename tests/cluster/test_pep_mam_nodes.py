@@ -7,6 +7,7 @@ What people chatting across a cluster rely on and what is proven here:
   for every contact elsewhere), both ways, with the interest (+notify) the publisher's node
   learnt from the contact's caps on the other node (XEP-0115, XEP-0163 §4.3);
 - the last item reaches a contact who comes online on the other node (XEP-0163 §4.3.4);
+- a contact online on the other node is online for XEP-0012 last activity (0 seconds);
 - a chat message crossing nodes is archived once in each party's archive, and a second
   device of the recipient, on the sender's node, finds it there with the stanza-id its first
   device got live (XEP-0313 §3.5, XEP-0359).
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.xdist_group("redis_nodes")
 MODULES = MODULES_TOML + (
     "\n[modules.mod_caps]\n[modules.mod_pubsub]\n"
     "[modules.mod_mam]\nasync_writer.flush_interval = 100\n[modules.mod_mam.pm]\n")
-PLUGINS = ("xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163",
+PLUGINS = ("xep_0012", "xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163",
            "xep_0313", "xep_0359")
 TUNE = "http://jabber.org/protocol/tune"
 
@@ -125,6 +126,11 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             await _publish(bob, "from-b")
             while (got := await _event(alice)) != ("bob@localhost", "from-b"):
                 assert got[0] == "alice@localhost"  # her own earlier items, to her resource
+
+            # XEP-0012 §3: a contact online on the other node has been idle 0 seconds.
+            last_activity = await alice.plugin["xep_0012"].get_last_activity(
+                "bob@localhost", timeout=5)
+            assert last_activity["last_activity"]["seconds"] == 0
 
             # XEP-0163 §4.3.4: a contact coming online on B gets alice's last item.
             later = await _pep_client(b, "bob@localhost/tablet")

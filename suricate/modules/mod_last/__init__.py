@@ -73,8 +73,9 @@ class ModLast(Module):
         if not await self.may_see_presence(iq.frm.bare, user):
             # XEP-0012 §3 and §8: only those allowed to see the user's presence learn it.
             raise StanzaError("forbidden")
-        if any(s.available for s in self.server.sessions.resources(user)):
-            # §3: at least one available resource -> seconds='0', empty query.
+        if any(s.available for s in self.server.sessions.resources(user)) or (
+                self.server.cluster.spans_nodes and await self.server.cluster.available([user])):
+            # §3: at least one available resource (on any node) -> seconds='0', empty query.
             return Element("query", ns.LAST, {"seconds": "0"})
         assert user.local is not None
         record = await self.store.get_last(user.domain, user.local)
