@@ -30,6 +30,7 @@ import asyncio
 import logging
 import marshal
 import os
+import random
 import secrets
 import socket
 import time
@@ -87,6 +88,31 @@ redis.call('DEL', KEYS[3])
 redis.call('HDEL', KEYS[1], ARGV[1])
 return removed
 """
+
+# KEYS: ids (index -> node), nodes; ARGV: our node, the index to try first, the count.
+# The first index from ARGV[2] on that is free, ours, or held by a node no longer listed
+# (it left or was reaped), now ours; -1 when every one is held by a listed node.
+_CLAIM_INDEX = """
+local count = tonumber(ARGV[3])
+for i = 0, count - 1 do
+  local index = (tonumber(ARGV[2]) + i) % count
+  local holder = redis.call('HGET', KEYS[1], index)
+  if not holder or holder == ARGV[1] or redis.call('HEXISTS', KEYS[2], holder) == 0 then
+    redis.call('HSET', KEYS[1], index, ARGV[1])
+    return index
+  end
+end
+return -1
+"""
+
+# KEYS: ids; ARGV: our node, our index. Frees our index (a clean stop), never another's.
+_FREE_INDEX = """
+if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+#: How many nodes can hold an index at once: the node bits of mod_mam's ids (8, DESIGN §7).
+NODE_INDEXES = 256
 
 # KEYS: sess:<bare>, node:<node>:jids; ARGV: resource, our row, our node, the full JID.
 # Writes our row unless another node holds the resource; returns that node's row, or nil.
@@ -156,6 +182,8 @@ class RedisSessions:
         self._reap = redis.register_script(_REAP)
         self._claim = redis.register_script(_CLAIM)
         self._remove = redis.register_script(_REMOVE)
+        self._claim_index = redis.register_script(_CLAIM_INDEX)
+        self._free_index = redis.register_script(_FREE_INDEX)
 
     def _sess(self, bare: str) -> str:
         return f"{self.prefix}sess:{bare}"
@@ -163,6 +191,22 @@ class RedisSessions:
     async def join(self, address: str = "") -> None:
         await self.beat()
         await self.redis.hset(f"{self.prefix}nodes", self.node, address)
+
+    async def claim_index(self, first: int) -> int:
+        """A node index no other listed node holds (tried from ``first`` on): the node bits
+        of the ids a node makes (mod_mam's archive ids, ``microseconds << 8 | node``), so
+        that two nodes never make the same id in the same microsecond. Raises when
+        NODE_INDEXES nodes are listed."""
+        index = int(await self._claim_index(
+            keys=[f"{self.prefix}ids", f"{self.prefix}nodes"],
+            args=[self.node, first % NODE_INDEXES, NODE_INDEXES]))
+        if index < 0:
+            raise RuntimeError(f"{NODE_INDEXES} nodes are listed in the cluster: no node "
+                               "index is free for this one")
+        return index
+
+    async def free_index(self, index: int) -> None:
+        await self._free_index(keys=[f"{self.prefix}ids"], args=[self.node, index])
 
     @property
     def alive_key(self) -> str:
@@ -341,6 +385,7 @@ class RedisNode:
         # again here (links.py), also when another survivor reaped it.
         self.departed_listeners.append(self.links.forget)
         self._members: set[str] = set()  # the nodes listed at the last beat
+        self.index = 0  # this node's index among the listed ones (claim_index), from start
         # account -> its sends waiting behind one in flight (_in_order)
         # (the send, done once it ran: the sender's next stanza waits for it, route_held)
         self._pending: dict[JID, deque[tuple[Coroutine[Any, Any, None],
@@ -382,6 +427,9 @@ class RedisNode:
         self.server.cluster_cookie = cookie  # the dialback secret derives from it (s2s.py)
         self._address = await self.links.start(cookie)
         await self.store.join(self._address)
+        # After join: a node listed holds its index. Read by mod_mam's id generator at its
+        # start (the node bits of every archive id), so it is claimed before the modules.
+        self.index = await self.store.claim_index(random.randrange(NODE_INDEXES))
         self._addresses = await self.store.nodes()
         reaped = await self.store.reap_dead()
         self._reaped(reaped)
@@ -429,6 +477,7 @@ class RedisNode:
         await within(beater, LEAVE_WITHIN, "membership")
         await self.heartbeat.stop()  # before leave() deletes the key: no beat after it
         await within(self.links.stop(), LEAVE_WITHIN, "links")
+        await within(self.store.free_index(self.index), LEAVE_WITHIN, "node index")
         await within(self.store.leave(), LEAVE_WITHIN, "leave")
         await within(self.redis.aclose(), LEAVE_WITHIN, "redis")
         if self.failover is not None:
@@ -952,6 +1001,13 @@ class RedisNode:
         other rows of this node (``rewrite_listeners``)."""
         self._recovered()
         await self.store.join(self._address)
+        index = await self.store.claim_index(self.index)
+        if index != self.index:
+            # Reaped while paused, and another node took our index meanwhile: the ids made
+            # here keep the old bits (the generators started with them), so both nodes may
+            # make one id in the same microsecond. Said loudly; a restart of this node ends it.
+            log.error("cluster_node_index_taken node=%s index=%d now=%d: restart this node",
+                      self.name, self.index, index)
         self._written.clear()
         for session in list(self.server.sessions):
             self._refresh(session)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,60 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             mine = await archived(alice, "bob@localhost")
             assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in mine] \
                 == ["across"]
+            # bob's reply from B: his copy's id is made on B, alice's "across" on A. The
+            # node bits (the low byte) differ, so the two nodes never make the same id.
+            bob.send_message(mto="alice@localhost/laptop", mbody="back", mtype="chat")
+            for _ in range(50):
+                theirs = await archived(bob, "alice@localhost")
+                if len(theirs) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            ids = {str(r["mam_result"]["forwarded"]["stanza"]["body"]): int(r["mam_result"]["id"])
+                   for r in theirs}
+            assert set(ids) == {"across", "back"}
+            made_on_a = int(mine[0]["mam_result"]["id"])
+            assert made_on_a & 0xFF != ids["back"] & 0xFF
         finally:
             await disconnect(*(c for c in (alice, bob, later, bob_laptop) if c is not None))
+
+    asyncio.run(run())
+
+
+def test_node_indexes_are_distinct_and_freed(redis_db: int) -> None:
+    """The node bits of archive ids (``microseconds << 8 | node``): every listed node holds an
+    index of its own. Before, every node used 0, so two nodes archiving in the same
+    microsecond made the same id: the room archive (keyed by id) kept one message of the two,
+    and two messages to one account could get one stanza-id."""
+    from redis.asyncio import Redis
+
+    from suricate.cluster.redis_sm import NODE_INDEXES, RedisSessions
+
+    async def run() -> None:
+        client = Redis(host="127.0.0.1", port=6379, db=redis_db)
+        prefix = f"unit-{uuid.uuid4().hex[:6]}:"
+        try:
+            nodes = [RedisSessions(client, f"n{i}", prefix) for i in range(3)]
+            for node in nodes:
+                await node.join()
+            # All three start from the same index: each ends up with its own.
+            got = [await node.claim_index(7) for node in nodes]
+            assert got == [7, 8, 9]
+            assert await nodes[0].claim_index(7) == 7  # ours stays ours
+            # A clean stop frees it; a node reaped as dead (no longer listed) loses it.
+            await nodes[1].free_index(8)
+            late = RedisSessions(client, "late", prefix)
+            await late.join()
+            assert await late.claim_index(8) == 8
+            await client.hdel(f"{prefix}nodes", "n2")
+            again = RedisSessions(client, "again", prefix)
+            await again.join()
+            assert await again.claim_index(9) == 9
+            fresh = RedisSessions(client, "fresh", prefix)
+            await fresh.join()
+            assert await fresh.claim_index(NODE_INDEXES + 7) == 10  # modulo; 7 to 9 held
+        finally:
+            async for key in client.scan_iter(match=f"{prefix}*"):
+                await client.delete(key)
+            await client.aclose()
 
     asyncio.run(run())
