@@ -36,7 +36,7 @@ MODULES = MODULES_TOML + (
     "\n[modules.mod_caps]\n[modules.mod_pubsub]\n"
     "[modules.mod_mam]\nasync_writer.flush_interval = 100\n[modules.mod_mam.pm]\n")
 PLUGINS = ("xep_0012", "xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163",
-           "xep_0313", "xep_0359")
+           "xep_0313", "xep_0359", "xep_0441")
 TUNE = "http://jabber.org/protocol/tune"
 
 
@@ -181,6 +181,19 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             assert set(ids) == {"across", "back"}
             made_on_a = int(mine[0]["mam_result"]["id"])
             assert made_on_a & 0xFF != ids["back"] & 0xFF
+
+            # XEP-0441 prefs set from bob's laptop on A (never archive alice) hold on B, which
+            # kept bob's prefs for his phone and decides his copy of what reaches him there.
+            await bob_laptop.plugin["xep_0441"].set_preferences(
+                default="always", never=[SJID("alice@localhost")])
+            await asyncio.sleep(0.3)  # B hears of it (a cast through Redis)
+            alice.send_message(mto="bob@localhost/phone", mbody="unkept", mtype="chat")
+            while (msg := await asyncio.wait_for(live.get(), 5))["body"] != "unkept":
+                pass
+            await asyncio.sleep(0.5)  # the writer's flush interval is 100 ms
+            assert [str(r["mam_result"]["forwarded"]["stanza"]["body"])
+                    for r in await archived(bob_laptop, "alice@localhost")] \
+                == ["across", "back"]
         finally:
             await disconnect(*(c for c in (alice, bob, later, bob_laptop) if c is not None))
 

@@ -270,6 +270,10 @@ OPTIONS = Section(
 )
 
 
+#: The cast (docs/cluster.md "Casts") telling an account's other nodes its prefs changed.
+PREFS_CAST = "mod_mam.prefs"
+
+
 class IdGenerator:
     """Ids that grow with time on this node: ``microseconds << 8 | node`` (DESIGN §7)."""
 
@@ -406,8 +410,15 @@ class ModMam(Module):
         self.writer.instrument = self.server.instrument
         if self.muc_archive is not None:
             await self.muc_archive.start()
+        self.server.cluster.on(PREFS_CAST, self._prefs_changed_elsewhere)
+
+    def _prefs_changed_elsewhere(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
+        """The account changed its prefs on another node: forget ours (read again from
+        storage at the next message)."""
+        self._prefs.pop(str(bare), None)
 
     async def stop(self) -> None:
+        self.server.cluster.off(PREFS_CAST)
         if self.writer is not None:
             await self.writer.stop()
         if self.muc_archive is not None:
@@ -1035,6 +1046,9 @@ class ModMam(Module):
                 self._prefs[str(owner)] = ARCHIVE_ALL if prefs == ARCHIVE_ALL else prefs
             else:
                 self._prefs.pop(str(owner), None)
+            # The account's other nodes cache the old prefs for their sessions of it, and
+            # decide the messages that enter there: they read the new ones back (a cast).
+            self.server.cluster.cast(owner, PREFS_CAST, Element("prefs", MAM))
             event = SET_PREFS
         else:
             prefs = await self.store.get_prefs(owner.domain, owner.local) or \
