@@ -76,3 +76,21 @@ def test_config_schema_types() -> None:
         with pytest.raises(ConfigValueError):
             schema.parse(bad)
     assert schema.name_of({"roomname": "Cave"}, "r1") == "Cave"
+
+
+def test_an_owner_stepping_down_hands_the_room_to_a_member() -> None:
+    # §5.4 rule 5: the successor is a member the request leaves alone, not the owner who
+    # stepped down (nor a newcomer while old members remain), as MongooseIM picks it.
+    after, changed = rules.apply(ROOM, [("crone1", "member")], equal_occupants=False)
+    assert after == {"crone1": "member", "hag77": "owner", "hag88": "member"}
+    assert changed == {"crone1": "member", "hag77": "owner"}
+    after, changed = rules.apply(ROOM, [("crone1", "none"), ("aaa", "member")], False)
+    assert after == {"aaa": "member", "hag77": "owner", "hag88": "member"}
+    assert changed == {"crone1": "none", "aaa": "member", "hag77": "owner"}
+    # A newcomer when no old member is left; the owner alone stays owner.
+    after, changed = rules.apply({"crone1": "owner"}, [("crone1", "member"),
+                                                       ("new", "member")], False)
+    assert after == {"crone1": "member", "new": "owner"}
+    with pytest.raises(StanzaError) as err:
+        rules.apply({"crone1": "owner"}, [("crone1", "member")], False)
+    assert err.value.condition == "bad-request"
