@@ -94,3 +94,21 @@ def test_an_owner_stepping_down_hands_the_room_to_a_member() -> None:
     with pytest.raises(StanzaError) as err:
         rules.apply({"crone1": "owner"}, [("crone1", "member")], False)
     assert err.value.condition == "bad-request"
+
+
+@pytest.mark.parametrize(("item", "key", "wanted"), [
+    ('field = "all_can_invite"\nstring_value = "false"', "all_can_invite", "boolean_value"),
+    ('field = "open"\ninternal_key = "all_can_configure"\ninteger_value = 0',
+     "all_can_configure", "boolean_value"),
+    ('field = "roomname"\ninteger_value = 1', "roomname", "string_value"),
+])
+def test_reserved_internal_keys_have_their_type(item: str, key: str, wanted: str) -> None:
+    # The module reads these keys as booleans / the room's name (MongooseIM 6.4 refuses
+    # other types): a string "false" would otherwise let every member invite.
+    from suricate.config import ConfigError
+    from tests.unit.test_config import parse
+
+    with pytest.raises(ConfigError) as info:
+        parse(f"[modules.mod_muc_light]\n[[modules.mod_muc_light.config_schema]]\n{item}\n")
+    assert [str(p) for p in info.value.problems] == [
+        f"modules.mod_muc_light.config_schema[0]: the internal key '{key}' needs a {wanted}"]
