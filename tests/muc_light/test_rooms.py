@@ -305,6 +305,10 @@ async def test_limits(tmp_path: Path) -> None:
         assert [i.attrib["jid"] for i in page.findall(
             "{http://jabber.org/protocol/disco#items}item")] == [f"c1@{SERVICE}"]
         assert page.find(f"{rsm}set/{rsm}count").text == "2"  # type: ignore[union-attr]
+        assert await iq_error(carol, SERVICE, "get",  # XEP-0059 §2.1: max is not negative
+                              "<query xmlns='http://jabber.org/protocol/disco#items'><set "
+                              "xmlns='http://jabber.org/protocol/rsm'><max>-1</max></set>"
+                              "</query>") == "bad-request"
         last = page.find(f"{rsm}set/{rsm}last").text  # type: ignore[union-attr]
         page = await iq(carol, SERVICE, "get",
                         "<query xmlns='http://jabber.org/protocol/disco#items'>"

@@ -487,7 +487,11 @@ class ModMucLight(Module):
                 try:
                     asked = int(text)
                 except ValueError:
-                    raise StanzaError("bad-request", "RSM max is not a number") from None
+                    asked = -1
+                if asked < 0:
+                    # XEP-0059 §2.1: max is a non-negative integer (a negative one sliced
+                    # the list from its end).
+                    raise StanzaError("bad-request", "RSM max is not a non-negative integer")
                 want = asked if per_page is None else min(asked, per_page)
             after, before = rsm.find("after", RSM), rsm.find("before", RSM)
             index = rsm.find_text("index", RSM)
