@@ -90,6 +90,12 @@ async def test_discovery_create_and_conflict(server: Server) -> None:
                 create_xml(colour="red"), "<query xmlns='urn:xmpp:muclight:0#create'>"
                 "<occupants><item role='x'>bob@localhost</item></occupants></query>"):
         assert await iq_error(alice, f"other@{SERVICE}", "set", bad) == "bad-request"
+    # Members are users: a room made a member of another (and that one of it) would relay
+    # each other's notifications and messages forever.
+    assert await iq_error(alice, f"other@{SERVICE}", "set", create_xml(
+        occupants={ROOM: "member"})) == "bad-request"
+    assert await iq_error(alice, ROOM, "set", affs_xml({new_room: "member"})) == "bad-request"
+    await no_message(alice)
     await disconnect(alice, bob)
 
 
