@@ -77,6 +77,9 @@ async def test_xep0045_client_creates_invites_talks_and_leaves(tmp_path: object)
         with pytest.raises(IqError) as denied:
             await muc_b.set_room_config(SJID(ROOM), submit, timeout=5)
         assert denied.value.condition == "not-allowed"
+        # XEP-0045 §10.1.3: a cancelled form changes nothing and tells nobody.
+        await muc_a.cancel_config(SJID(ROOM), timeout=5)
+        await no_message(bob)
         await muc_a.set_room_config(SJID(ROOM), submit, timeout=5)
         for client in (alice, bob):
             msg = await next_message(client)

@@ -213,9 +213,13 @@ async def _room_iq(m: ModMucLight, frm: JID, to: JID, stanza: Element, stype: st
         found = await m.room_of(service, room, user)
         m.iq_result(stanza, to, frm, Element("query", MUC_OWNER, {}, [_config_form(m, found)]))
     elif (xmlns, stype) == (MUC_OWNER, "set"):
+        form = query.find("x", XDATA)
         if query.find("destroy", MUC_OWNER) is not None:
             members = await m.destroy(user, service, room)
             notify_destroyed(m, service, room, id_, members)
+        elif form is not None and form.attrs.get("type") == "cancel":
+            # XEP-0045 §10.1.3: the owner closed the form; nothing changes, nobody is told.
+            await m.room_of(service, room, user)
         else:
             after, prev, delta = await m.change_config(user, service, room, _parse_form(query))
             notify_config(m, service, room, id_, after, prev, delta)
