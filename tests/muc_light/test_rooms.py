@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from suricate.core.server import Server
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
 from tests.e2e.harness import disconnect, running_server
 from tests.muc_light.conftest import (
     NS,
@@ -382,3 +385,24 @@ boolean_value = false
         assert await iq_error(bob, SERVICE, "get", f"<query xmlns='{NS}#blocking'/>") \
             == "bad-request"
         await disconnect(alice, bob, carol)
+
+
+async def test_a_copy_coming_back_from_a_remote_member_room_is_refused(server: Server) -> None:
+    # A room on another server can be a member (a remote JID) and have this room as one of
+    # its members: each would relay the other's copies forever. What comes back with this
+    # room's own stanza-id is refused (the remote room ignores the error).
+    alice = await user(server, "alice")
+    remote_room = "loop@muclight.remote.invalid"
+    await iq(alice, ROOM, "set", create_xml(occupants={remote_room: "member"}))
+    await next_message(alice)
+    alice.send_message(mto=ROOM, mtype="groupchat", mbody="round and round")
+    sent = (await next_message(alice)).xml.find("{urn:xmpp:sid:0}stanza-id")
+    back = Element("message", ns.CLIENT, {"type": "groupchat", "id": "b1"})
+    back.add("body", text="round and round")
+    back.add("stanza-id", "urn:xmpp:sid:0", {"id": sent.attrib["id"], "by": ROOM})
+    module = server.modules["mod_muc_light"]
+    with pytest.raises(StanzaError) as refused:
+        await module.send_message(remote_room, SERVICE, "coven", back)
+    assert refused.value.condition == "not-acceptable"
+    await no_message(alice)
+    await disconnect(alice)

@@ -397,6 +397,13 @@ class ModMucLight(Module):
         member can page the archive from an id it got. Returns the stanza-id."""
         found = await self.room_of(service, room, sender)
         room_jid = JID._prepared(room, service, None)
+        if not self.server.is_local_domain(sender.rpartition("@")[2]) and any(
+                c.name == "stanza-id" and c.xmlns == SID and c.attrs.get("by") == str(room_jid)
+                for c in stanza.elements()):
+            # A copy this room sent, back from a room on another server that is one of its
+            # members and has it as a member: relayed again, it would go round between
+            # the two servers forever (local rooms cannot be members, _check_users).
+            raise StanzaError("not-acceptable", "this message is a copy this room sent")
         frm = JID._prepared(room, service, nick or sender)
         archive = self.archive()
         retraction = retraction_of(stanza) if archive is not None else None
