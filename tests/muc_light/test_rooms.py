@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from suricate.core.server import Server
+from suricate.modules.mod_muc_light import ModMucLight
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -401,6 +402,7 @@ async def test_a_copy_coming_back_from_a_remote_member_room_is_refused(server: S
     back.add("body", text="round and round")
     back.add("stanza-id", "urn:xmpp:sid:0", {"id": sent.attrib["id"], "by": ROOM})
     module = server.modules["mod_muc_light"]
+    assert isinstance(module, ModMucLight)
     with pytest.raises(StanzaError) as refused:
         await module.send_message(remote_room, SERVICE, "coven", back)
     assert refused.value.condition == "not-acceptable"

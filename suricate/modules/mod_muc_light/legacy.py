@@ -229,12 +229,12 @@ async def _room_iq(m: ModMucLight, frm: JID, to: JID, stanza: Element, stype: st
         # XEP-0045 §9.5, §10.5: a list asked for by affiliation (or role, §8.5, §9.8) has
         # only those: a client showing owner, member and outcast lists would otherwise
         # list every member in each, the ban list too.
-        wanted = {(i.attrs.get("affiliation"), i.attrs.get("role"))
-                  for i in query.find_all("item", MUC_ADMIN)}
+        asked = {(i.attrs.get("affiliation"), i.attrs.get("role"))
+                 for i in query.find_all("item", MUC_ADMIN)}
         out = Element("query", MUC_ADMIN)
         for jid, aff in sorted(found.affiliations.items()):
-            if wanted and not any(a in (None, aff) and r in (None, ROLE[aff])
-                                  for a, r in wanted):
+            if asked and not any(a in (None, aff) and r in (None, ROLE[aff])
+                                 for a, r in asked):
                 continue
             item = _item(jid, aff)
             item.xmlns = MUC_ADMIN
