@@ -50,8 +50,14 @@ async def test_xep0045_client_creates_invites_talks_and_leaves(tmp_path: object)
         assert seen["from"] == f"{ROOM}/bob@localhost"  # type: ignore[index]
         assert seen["muc"]["affiliation"] == "member"  # type: ignore[index]
         assert seen["muc"]["role"] == "participant"  # type: ignore[index]
+        # XEP-0045 §9.5 / §10.5: each list has its own affiliation only.
         members = await muc_a.get_affiliation_list(SJID(ROOM), "member", timeout=5)
-        assert {str(j) for j in members} == {"alice@localhost", "bob@localhost"}
+        assert {str(j) for j in members} == {"bob@localhost"}
+        owners = await muc_a.get_affiliation_list(SJID(ROOM), "owner", timeout=5)
+        assert {str(j) for j in owners} == {"alice@localhost"}
+        assert await muc_a.get_affiliation_list(SJID(ROOM), "outcast", timeout=5) == []
+        moderators = await muc_a.get_roles_list(SJID(ROOM), "moderator", timeout=5)
+        assert {str(j) for j in moderators} == {"alice@localhost"}
 
         # Messages: from room/<sender's bare JID> to every member.
         bob.send_message(mto=ROOM, mtype="groupchat", mbody="hello coven")
@@ -71,6 +77,9 @@ async def test_xep0045_client_creates_invites_talks_and_leaves(tmp_path: object)
         with pytest.raises(IqError) as denied:
             await muc_b.set_room_config(SJID(ROOM), submit, timeout=5)
         assert denied.value.condition == "not-allowed"
+        # XEP-0045 §10.1.3: a cancelled form changes nothing and tells nobody.
+        await muc_a.cancel_config(SJID(ROOM), timeout=5)
+        await no_message(bob)
         await muc_a.set_room_config(SJID(ROOM), submit, timeout=5)
         for client in (alice, bob):
             msg = await next_message(client)

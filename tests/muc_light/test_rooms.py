@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from suricate.core.server import Server
+from suricate.modules.mod_muc_light import ModMucLight
+from suricate.protocol.errors import StanzaError
+from suricate.xml import ns
+from suricate.xml.element import Element
 from tests.e2e.harness import disconnect, running_server
 from tests.muc_light.conftest import (
     NS,
@@ -90,6 +94,12 @@ async def test_discovery_create_and_conflict(server: Server) -> None:
                 create_xml(colour="red"), "<query xmlns='urn:xmpp:muclight:0#create'>"
                 "<occupants><item role='x'>bob@localhost</item></occupants></query>"):
         assert await iq_error(alice, f"other@{SERVICE}", "set", bad) == "bad-request"
+    # Members are users: a room made a member of another (and that one of it) would relay
+    # each other's notifications and messages forever.
+    assert await iq_error(alice, f"other@{SERVICE}", "set", create_xml(
+        occupants={ROOM: "member"})) == "bad-request"
+    assert await iq_error(alice, ROOM, "set", affs_xml({new_room: "member"})) == "bad-request"
+    await no_message(alice)
     await disconnect(alice, bob)
 
 
@@ -305,6 +315,10 @@ async def test_limits(tmp_path: Path) -> None:
         assert [i.attrib["jid"] for i in page.findall(
             "{http://jabber.org/protocol/disco#items}item")] == [f"c1@{SERVICE}"]
         assert page.find(f"{rsm}set/{rsm}count").text == "2"  # type: ignore[union-attr]
+        assert await iq_error(carol, SERVICE, "get",  # XEP-0059 §2.1: max is not negative
+                              "<query xmlns='http://jabber.org/protocol/disco#items'><set "
+                              "xmlns='http://jabber.org/protocol/rsm'><max>-1</max></set>"
+                              "</query>") == "bad-request"
         last = page.find(f"{rsm}set/{rsm}last").text  # type: ignore[union-attr]
         page = await iq(carol, SERVICE, "get",
                         "<query xmlns='http://jabber.org/protocol/disco#items'>"
@@ -372,3 +386,25 @@ boolean_value = false
         assert await iq_error(bob, SERVICE, "get", f"<query xmlns='{NS}#blocking'/>") \
             == "bad-request"
         await disconnect(alice, bob, carol)
+
+
+async def test_a_copy_coming_back_from_a_remote_member_room_is_refused(server: Server) -> None:
+    # A room on another server can be a member (a remote JID) and have this room as one of
+    # its members: each would relay the other's copies forever. What comes back with this
+    # room's own stanza-id is refused (the remote room ignores the error).
+    alice = await user(server, "alice")
+    remote_room = "loop@muclight.remote.invalid"
+    await iq(alice, ROOM, "set", create_xml(occupants={remote_room: "member"}))
+    await next_message(alice)
+    alice.send_message(mto=ROOM, mtype="groupchat", mbody="round and round")
+    sent = (await next_message(alice)).xml.find("{urn:xmpp:sid:0}stanza-id")
+    back = Element("message", ns.CLIENT, {"type": "groupchat", "id": "b1"})
+    back.add("body", text="round and round")
+    back.add("stanza-id", "urn:xmpp:sid:0", {"id": sent.attrib["id"], "by": ROOM})
+    module = server.modules["mod_muc_light"]
+    assert isinstance(module, ModMucLight)
+    with pytest.raises(StanzaError) as refused:
+        await module.send_message(remote_room, SERVICE, "coven", back)
+    assert refused.value.condition == "not-acceptable"
+    await no_message(alice)
+    await disconnect(alice)

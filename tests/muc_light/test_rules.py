@@ -76,3 +76,39 @@ def test_config_schema_types() -> None:
         with pytest.raises(ConfigValueError):
             schema.parse(bad)
     assert schema.name_of({"roomname": "Cave"}, "r1") == "Cave"
+
+
+def test_an_owner_stepping_down_hands_the_room_to_a_member() -> None:
+    # §5.4 rule 5: the successor is a member the request leaves alone, not the owner who
+    # stepped down (nor a newcomer while old members remain), as MongooseIM picks it.
+    after, changed = rules.apply(ROOM, [("crone1", "member")], equal_occupants=False)
+    assert after == {"crone1": "member", "hag77": "owner", "hag88": "member"}
+    assert changed == {"crone1": "member", "hag77": "owner"}
+    after, changed = rules.apply(ROOM, [("crone1", "none"), ("aaa", "member")], False)
+    assert after == {"aaa": "member", "hag77": "owner", "hag88": "member"}
+    assert changed == {"crone1": "none", "aaa": "member", "hag77": "owner"}
+    # A newcomer when no old member is left; the owner alone stays owner.
+    after, changed = rules.apply({"crone1": "owner"}, [("crone1", "member"),
+                                                       ("new", "member")], False)
+    assert after == {"crone1": "member", "new": "owner"}
+    with pytest.raises(StanzaError) as err:
+        rules.apply({"crone1": "owner"}, [("crone1", "member")], False)
+    assert err.value.condition == "bad-request"
+
+
+@pytest.mark.parametrize(("item", "key", "wanted"), [
+    ('field = "all_can_invite"\nstring_value = "false"', "all_can_invite", "boolean_value"),
+    ('field = "open"\ninternal_key = "all_can_configure"\ninteger_value = 0',
+     "all_can_configure", "boolean_value"),
+    ('field = "roomname"\ninteger_value = 1', "roomname", "string_value"),
+])
+def test_reserved_internal_keys_have_their_type(item: str, key: str, wanted: str) -> None:
+    # The module reads these keys as booleans / the room's name (MongooseIM 6.4 refuses
+    # other types): a string "false" would otherwise let every member invite.
+    from suricate.config import ConfigError
+    from tests.unit.test_config import parse
+
+    with pytest.raises(ConfigError) as info:
+        parse(f"[modules.mod_muc_light]\n[[modules.mod_muc_light.config_schema]]\n{item}\n")
+    assert [str(p) for p in info.value.problems] == [
+        f"modules.mod_muc_light.config_schema[0]: the internal key '{key}' needs a {wanted}"]

@@ -255,6 +255,18 @@ class ModMucLight(Module):
                 skipped.add(jid)
         return skipped
 
+    def _check_users(self, jids: list[str]) -> None:
+        """Members are users: a JID on one of this server's services (a MUC Light room, a
+        MUC room, pubsub...) is refused. Two rooms made members of each other would
+        otherwise relay each other's messages and notifications forever (a room's copy
+        to a member room is a groupchat message from a member)."""
+        from suricate.core.component_table import LocalService
+
+        for jid in jids:
+            domain = jid.rpartition("@")[2]
+            if isinstance(self.server.components.lookup(domain), LocalService):
+                raise StanzaError("bad-request", f"{jid} is a service's address, not a user's")
+
     def _check_size(self, members: Mapping[str, str]) -> None:
         limit = self.opts["max_occupants"]
         if limit is not None and len(members) > limit:
@@ -279,6 +291,7 @@ class ModMucLight(Module):
         except ConfigValueError as err:
             raise StanzaError("bad-request", str(err)) from None
         rules.check_request(occupants)
+        self._check_users([j for j, _ in occupants])
         for jid, aff in occupants:
             if jid == creator or aff == "none":
                 # §5.1: the list must not name the creator, and 'none' cannot be used.
@@ -327,6 +340,7 @@ class ModMucLight(Module):
             found = await self.room_of(service, room, requester)
             current = found.affiliations
             rules.check_request(changes)
+            self._check_users([j for j, a in changes if j not in current and a != "none"])
             by = requester or ""
             if requester is not None and current[requester] != "owner":
                 rules.member_may(requester, changes, current,
@@ -383,6 +397,13 @@ class ModMucLight(Module):
         member can page the archive from an id it got. Returns the stanza-id."""
         found = await self.room_of(service, room, sender)
         room_jid = JID._prepared(room, service, None)
+        if not self.server.is_local_domain(sender.rpartition("@")[2]) and any(
+                c.name == "stanza-id" and c.xmlns == SID and c.attrs.get("by") == str(room_jid)
+                for c in stanza.elements()):
+            # A copy this room sent, back from a room on another server that is one of its
+            # members and has it as a member: relayed again, it would go round between
+            # the two servers forever (local rooms cannot be members, _check_users).
+            raise StanzaError("not-acceptable", "this message is a copy this room sent")
         frm = JID._prepared(room, service, nick or sender)
         archive = self.archive()
         retraction = retraction_of(stanza) if archive is not None else None
@@ -487,7 +508,11 @@ class ModMucLight(Module):
                 try:
                     asked = int(text)
                 except ValueError:
-                    raise StanzaError("bad-request", "RSM max is not a number") from None
+                    asked = -1
+                if asked < 0:
+                    # XEP-0059 §2.1: max is a non-negative integer (a negative one sliced
+                    # the list from its end).
+                    raise StanzaError("bad-request", "RSM max is not a non-negative integer")
                 want = asked if per_page is None else min(asked, per_page)
             after, before = rsm.find("after", RSM), rsm.find("before", RSM)
             index = rsm.find_text("index", RSM)

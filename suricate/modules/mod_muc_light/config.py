@@ -33,6 +33,11 @@ VALUE_KEYS = {"string_value": "string", "integer_value": "integer",
 #: Field names reserved for room versioning (the protocol's §5.3).
 RESERVED_FIELDS = frozenset({"version", "prev-version"})
 
+#: Internal keys the module reads, and the value key their field must have (MongooseIM 6.4
+#: refuses any other type): a string ``all_can_invite = "false"`` would read as true.
+RESERVED_KEYS = {"roomname": "string_value", "all_can_configure": "boolean_value",
+                 "all_can_invite": "boolean_value"}
+
 
 def _schema_item_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
                       ctx: Context) -> None:
@@ -42,6 +47,10 @@ def _schema_item_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
                         "boolean_value is required")
     if out["field"] in RESERVED_FIELDS:
         ctx.error(f"{path}.field", f"'{out['field']}' is reserved for room versions")
+    key = out.get("internal_key", out["field"])
+    wanted = RESERVED_KEYS.get(key)
+    if wanted is not None and len(given) == 1 and given[0] != wanted:
+        ctx.error(path, f"the internal key '{key}' needs a {wanted}")
 
 
 SCHEMA_ITEM = Section(

@@ -213,17 +213,29 @@ async def _room_iq(m: ModMucLight, frm: JID, to: JID, stanza: Element, stype: st
         found = await m.room_of(service, room, user)
         m.iq_result(stanza, to, frm, Element("query", MUC_OWNER, {}, [_config_form(m, found)]))
     elif (xmlns, stype) == (MUC_OWNER, "set"):
+        form = query.find("x", XDATA)
         if query.find("destroy", MUC_OWNER) is not None:
             members = await m.destroy(user, service, room)
             notify_destroyed(m, service, room, id_, members)
+        elif form is not None and form.attrs.get("type") == "cancel":
+            # XEP-0045 §10.1.3: the owner closed the form; nothing changes, nobody is told.
+            await m.room_of(service, room, user)
         else:
             after, prev, delta = await m.change_config(user, service, room, _parse_form(query))
             notify_config(m, service, room, id_, after, prev, delta)
         m.iq_result(stanza, to, frm)
     elif (xmlns, stype) == (MUC_ADMIN, "get"):
         found = await m.room_of(service, room, user)
+        # XEP-0045 §9.5, §10.5: a list asked for by affiliation (or role, §8.5, §9.8) has
+        # only those: a client showing owner, member and outcast lists would otherwise
+        # list every member in each, the ban list too.
+        asked = {(i.attrs.get("affiliation"), i.attrs.get("role"))
+                 for i in query.find_all("item", MUC_ADMIN)}
         out = Element("query", MUC_ADMIN)
         for jid, aff in sorted(found.affiliations.items()):
+            if asked and not any(a in (None, aff) and r in (None, ROLE[aff])
+                                 for a, r in asked):
+                continue
             item = _item(jid, aff)
             item.xmlns = MUC_ADMIN
             out.append(item)

@@ -70,7 +70,18 @@ def apply(current: Mapping[str, str], changes: list[tuple[str, str]],
     had_owner = any(aff == "owner" for aff in current.values())
     if had_owner and new and not any(aff == "owner" for aff in new.values()) \
             and not equal_occupants:
-        # §5.4 rule 5: the owner left without a successor; the service picks one.
-        successor = sorted(new)[0]
-        new[successor] = changed[successor] = "owner"
+        # §5.4 rule 5: the owner left (or stepped down) without naming a successor; the
+        # service picks one, as MongooseIM does: a member the request leaves untouched,
+        # else a newcomer, else the owner who stepped down (who then simply stays owner).
+        untouched = sorted(j for j in new if j not in changed)
+        newcomers = sorted(j for j in new if j not in current)
+        successor = (untouched or newcomers or sorted(new))[0]
+        new[successor] = "owner"
+        if current.get(successor) == "owner":
+            del changed[successor]  # it stays what it was: not a change
+            if not changed:
+                # Rule 10: a sole member cannot stop owning the room; nothing would change.
+                raise StanzaError("bad-request", "no other member can own the room")
+        else:
+            changed[successor] = "owner"
     return new, changed
