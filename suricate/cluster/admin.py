@@ -273,10 +273,11 @@ class ClusterAdmin:
                         bares[0] if len(bares) == 1 else f"{len(bares)} accounts",
                         exc_info=True)
 
-    async def available(self, bares: list[JID]) -> set[JID]:
+    async def available(self, bares: list[JID], routable: bool = False) -> set[JID]:
         rows_of, _ = await self.store.resources_listed(bares)
         return {bare for bare, rows in zip(bares, rows_of, strict=True)
-                if any(row.available for row in rows.values())}
+                if any(row.available and (row.priority >= 0 or not routable)
+                       for row in rows.values())}
 
     # -- requests and answers ------------------------------------------------------------
     async def _ask(self, node: str, op: str, *args: Any) -> Any:

@@ -50,8 +50,9 @@ class ClusterBackend(Protocol):
                   args: tuple[str, ...]) -> None:
         """``cast`` to each of ``bares``, their rows read in one round trip."""
 
-    async def available(self, bares: list[JID]) -> set[JID]:
-        """Those of ``bares`` with an available session on any node."""
+    async def available(self, bares: list[JID], routable: bool = False) -> set[JID]:
+        """Those of ``bares`` with an available session on any node (with ``routable``, of
+        non-negative priority: one a message to the bare JID reaches, RFC 6121 §8.5.2.1)."""
 
     async def ask(self, node: str, op: str, args: tuple[Any, ...]) -> Any:
         """Run ``op``'s handler on ``node`` and return its result (``NodeUnreachable``)."""
@@ -116,14 +117,15 @@ class Cluster:
         """Whether sessions may live on other nodes (``sm_backend = "redis"``)."""
         return self.backend is not None
 
-    async def available(self, bares: list[JID]) -> set[JID]:
-        """Those of ``bares`` with an available session on any node, as the session table
-        says; nothing without a cluster (a module asks its own sessions first). Redis out of
-        reach: nothing, logged."""
+    async def available(self, bares: list[JID], routable: bool = False) -> set[JID]:
+        """Those of ``bares`` with an available session on any node (``routable``: of
+        non-negative priority, RFC 6121 §8.5.2.1), as the session table says; nothing
+        without a cluster (a module asks its own sessions first). Redis out of reach:
+        nothing, logged."""
         if self.backend is None or not bares:
             return set()
         try:
-            return await self.backend.available(bares)
+            return await self.backend.available(bares, routable)
         except Exception:
             log.warning("cluster_available_failed count=%d", len(bares), exc_info=True)
             return set()

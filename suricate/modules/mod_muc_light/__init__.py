@@ -59,6 +59,8 @@ SID = "urn:xmpp:sid:0"  # XEP-0359
 RSM = "http://jabber.org/protocol/rsm"  # XEP-0059
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+#: A room's stanza for a member's sessions on other nodes (docs/cluster.md "Casts").
+MEMBER_CAST = "mod_muc_light.to_member"
 
 
 def new_version() -> str:
@@ -110,8 +112,10 @@ class ModMucLight(Module):
     async def start(self) -> None:
         self.services.update(self.serve_subdomains(self.opts["host"], self.route))
         self.server.domains.listeners.append(self._domain_changed)
+        self.server.cluster.on(MEMBER_CAST, self._to_member_from_elsewhere)
 
     async def stop(self) -> None:
+        self.server.cluster.off(MEMBER_CAST)
         if self._domain_changed in self.server.domains.listeners:
             self.server.domains.listeners.remove(self._domain_changed)
         for local in self._added.values():
@@ -187,6 +191,22 @@ class ModMucLight(Module):
             self.server.spawn(self._offline(frm, to, stanza))
             return
         self._to_member_hook(frm, to, stanza)
+        if self.server.cluster.spans_nodes:
+            # The member's sessions on other nodes get it from theirs (a cast).
+            elsewhere = stanza.copy()
+            elsewhere.attrs["from"], elsewhere.attrs["to"] = str(frm), member
+            self.server.cluster.cast(to, MEMBER_CAST, elsewhere)
+        for i, session in enumerate(sessions):
+            copy = stanza if i == len(sessions) - 1 else stanza.copy()
+            self.send(frm, session.jid, copy)
+
+    def _to_member_from_elsewhere(self, bare: JID, stanza: Element,
+                                  args: tuple[str, ...]) -> None:
+        """A room's stanza for ``bare``, cast by the node that handled it (``to_member``):
+        to this node's sessions of it (the member hook ran there, once)."""
+        frm = JID.parse(stanza.attrs["from"])
+        sessions = [s for s in self.server.sessions.resources(bare)
+                    if s.available and s.priority >= 0]
         for i, session in enumerate(sessions):
             copy = stanza if i == len(sessions) - 1 else stanza.copy()
             self.send(frm, session.jid, copy)
@@ -200,6 +220,10 @@ class ModMucLight(Module):
         if not await self.server.user_exists(to):
             return
         self._to_member_hook(frm, to, stanza)
+        if await self.server.cluster.available([to], routable=True):
+            # Online on another node only: its sessions there get it (as in ``to_member``).
+            self.server.cluster.cast(to, MEMBER_CAST, stanza)
+            return
         if await self.server.hooks.fold_async(H.PRIVACY_CHECK_INBOUND, True, self.server, to,
                                               frm, stanza):
             await self.server.hooks.fold_async(H.OFFLINE_MESSAGE, False, frm, to, stanza)
