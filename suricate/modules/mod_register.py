@@ -382,10 +382,22 @@ def _credentials(query: Element) -> tuple[str | None, str | None]:
 
 
 def _form() -> Element:
+    """§3.1: the fields to fill, twice: the legacy ``<username/>`` and ``<password/>``
+    (Conversations, slixmpp) and, §4, the same as a XEP-0004 form scoped by the FORM_TYPE
+    ``jabber:iq:register`` (§6.1), which is all Dino reads and what Gajim prefers. A client
+    submits either (``_credentials``)."""
     query = Element("query", ns.REGISTER)
     query.add("instructions", text=INSTRUCTIONS)
     query.add("username")
     query.add("password")
+    form = query.add("x", ns.DATA_FORMS, {"type": "form"})
+    form.add("title", text="Registration")
+    form.add("instructions", text=INSTRUCTIONS)
+    form_type = form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+    form_type.add("value", text=ns.REGISTER)
+    for var, ftype, label in (("username", "text-single", "Username"),
+                              ("password", "text-private", "Password")):
+        form.add("field", attrs={"var": var, "type": ftype, "label": label}).add("required")
     return query
 
 

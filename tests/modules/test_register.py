@@ -97,7 +97,7 @@ async def test_form_before_authentication(server: Server) -> None:
     assert reply.attrs["type"] == "result"
     form = reply.find("query", ns.REGISTER)
     assert form is not None
-    assert [c.name for c in form.elements()] == ["instructions", "username", "password"]
+    assert [c.name for c in form.elements()] == ["instructions", "username", "password", "x"]
 
 
 async def test_register_creates_account_welcomes_and_notifies(server: Server) -> None:
