@@ -364,10 +364,21 @@ def _channel_secure(c2s: C2S) -> bool:
 
 
 def _peer_ip(c2s: C2S) -> str | None:
+    """The client's address, an IPv4 client of a dual-stack socket (``::ffff:a.b.c.d``, as a
+    PROXY protocol header from a dual-stack load balancer gives it) as the IPv4 address it
+    is: ``ip_access`` rules name IPv4 networks, which never contain the mapped form, so a
+    "deny 10.0.0.0/8" would otherwise let 10.1.2.3 through."""
     peer = getattr(c2s.conn, "peer", None)
-    if isinstance(peer, tuple | list) and peer:
-        return str(peer[0])
-    return None
+    if not isinstance(peer, tuple | list) or not peer:
+        return None
+    raw = str(peer[0])
+    try:
+        address = ipaddress.ip_address(raw.split("%", 1)[0])
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return raw
 
 
 def _credentials(query: Element) -> tuple[str | None, str | None]:

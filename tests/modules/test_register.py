@@ -132,8 +132,10 @@ async def test_refusals(server: Server, q: Element, condition: str) -> None:
     assert not await server.user_exists(JID.parse("bob@localhost"))
 
 
-async def test_ip_access_deny(server: Server) -> None:
-    reply = await preauth(server, Unauthenticated(ip="10.1.2.3"), "set", query("bob", GOOD))
+@pytest.mark.parametrize("ip", ["10.1.2.3", "::ffff:10.1.2.3"])
+async def test_ip_access_deny(server: Server, ip: str) -> None:
+    # An IPv4 client seen through a dual-stack socket or PROXY header is still 10.1.2.3.
+    reply = await preauth(server, Unauthenticated(ip=ip), "set", query("bob", GOOD))
     assert error_condition(reply) == "forbidden"
 
 
