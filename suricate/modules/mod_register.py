@@ -307,6 +307,12 @@ class ModRegister(Module):
             session = cast("C2S | None", self.server.sessions.lookup(iq.frm))
             if session is not None and session.anonymous:
                 raise StanzaError("not-allowed", "an anonymous account is not registered")
+            if not self.server.auth.for_domain(user.domain).accounts_storable:
+                # §3.3 and §3.2 tables: not-allowed when the service does not let accounts be
+                # changed or cancelled in band; here they live elsewhere (ldap, jwt, dummy:
+                # read only, as in MongooseIM 6.4). Not registration-required: the owner is
+                # logged in, so the account exists.
+                raise StanzaError("not-allowed", "this account is managed elsewhere")
             if iq.payload.find("remove", ns.REGISTER) is not None:
                 await self._cancel(iq.payload, user, session)
                 return None

@@ -203,3 +203,22 @@ async def test_register_from_the_data_form_alone(server: Server) -> None:
     assert {"username", "password"} <= client.form["register"]["fields"]
     assert await server.auth.check_password(JID.parse("dino@localhost"), "s3cret-enough")
     await disconnect(client)
+
+
+async def test_accounts_managed_elsewhere_are_not_changed_in_band(tmp_path: Path) -> None:
+    # A method that holds no accounts here (dummy; ldap, jwt alike): a logged-in user's
+    # password change (XEP-0077 §3.3) and cancellation (§3.2) are not-allowed, not
+    # registration-required (the account exists: its owner is logged in).
+    dummy = "[auth.dummy]\nbase_time = 0\nvariance = 0\n"
+    async with running_server(tmp_path, auth_extra='methods = ["dummy"]', extra=dummy) as srv:
+        user = await connect(srv, "frank@localhost/pc", "any",
+                             plugins=("xep_0004", "xep_0066", "xep_0077"))
+        for request in (user.plugin["xep_0077"].change_password("new-pw"),
+                        user.plugin["xep_0077"].cancel_registration()):
+            try:
+                await request
+            except IqError as err:
+                assert err.iq["error"]["condition"] == "not-allowed"
+            else:
+                raise AssertionError("accepted")
+        await disconnect(user)
