@@ -124,6 +124,13 @@ class ModRegister(Module):
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
         refs.access_defined(f"{path}.access", opts.get("access"))
+        # Each watcher is told by message: one that is no JID would never be (a log line at
+        # every registration instead), so it stops start-up with its path.
+        for i, raw in enumerate(opts.get("registration_watchers") or []):
+            try:
+                JID.parse(raw)
+            except (InvalidJID, ValueError):
+                refs.report.error(f"{path}.registration_watchers[{i}]", f"{raw!r} is not a JID")
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)

@@ -272,3 +272,14 @@ def test_password_entropy() -> None:
     assert password_entropy("aaaa") == pytest.approx(4 * 4.70, abs=0.01)
     assert password_entropy("aA1!") > password_entropy("aaaa")
     assert password_entropy("pässwörd") > password_entropy("password")
+
+
+def test_a_watcher_that_is_no_jid_stops_start_up() -> None:
+    # DESIGN §2.6: a wrong value stops start-up with its TOML path, rather than a log line at
+    # every registration (the watcher would never be told).
+    from suricate.config import ConfigError, parse_config
+
+    toml = ('[general]\nhosts = ["localhost"]\ndefault_server_domain = "localhost"\n'
+            '[modules.mod_register]\nregistration_watchers = ["admin@localhost", "a@b@c"]\n')
+    with pytest.raises(ConfigError, match=r"modules.mod_register.registration_watchers\[1\]"):
+        parse_config(toml, Path("."))
