@@ -124,6 +124,13 @@ class ModRegister(Module):
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
         refs.access_defined(f"{path}.access", opts.get("access"))
+        # Each watcher is told by message: one that is no JID would never be (a log line at
+        # every registration instead), so it stops start-up with its path.
+        for i, raw in enumerate(opts.get("registration_watchers") or []):
+            try:
+                JID.parse(raw)
+            except (InvalidJID, ValueError):
+                refs.report.error(f"{path}.registration_watchers[{i}]", f"{raw!r} is not a JID")
 
     def __init__(self, server: Any, opts: Any) -> None:
         super().__init__(server, opts)
@@ -307,6 +314,12 @@ class ModRegister(Module):
             session = cast("C2S | None", self.server.sessions.lookup(iq.frm))
             if session is not None and session.anonymous:
                 raise StanzaError("not-allowed", "an anonymous account is not registered")
+            if not self.server.auth.for_domain(user.domain).accounts_storable:
+                # §3.3 and §3.2 tables: not-allowed when the service does not let accounts be
+                # changed or cancelled in band; here they live elsewhere (ldap, jwt, dummy:
+                # read only, as in MongooseIM 6.4). Not registration-required: the owner is
+                # logged in, so the account exists.
+                raise StanzaError("not-allowed", "this account is managed elsewhere")
             if iq.payload.find("remove", ns.REGISTER) is not None:
                 await self._cancel(iq.payload, user, session)
                 return None
@@ -364,10 +377,21 @@ def _channel_secure(c2s: C2S) -> bool:
 
 
 def _peer_ip(c2s: C2S) -> str | None:
+    """The client's address, an IPv4 client of a dual-stack socket (``::ffff:a.b.c.d``, as a
+    PROXY protocol header from a dual-stack load balancer gives it) as the IPv4 address it
+    is: ``ip_access`` rules name IPv4 networks, which never contain the mapped form, so a
+    "deny 10.0.0.0/8" would otherwise let 10.1.2.3 through."""
     peer = getattr(c2s.conn, "peer", None)
-    if isinstance(peer, tuple | list) and peer:
-        return str(peer[0])
-    return None
+    if not isinstance(peer, tuple | list) or not peer:
+        return None
+    raw = str(peer[0])
+    try:
+        address = ipaddress.ip_address(raw.split("%", 1)[0])
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return raw
 
 
 def _credentials(query: Element) -> tuple[str | None, str | None]:
@@ -382,10 +406,22 @@ def _credentials(query: Element) -> tuple[str | None, str | None]:
 
 
 def _form() -> Element:
+    """§3.1: the fields to fill, twice: the legacy ``<username/>`` and ``<password/>``
+    (Conversations, slixmpp) and, §4, the same as a XEP-0004 form scoped by the FORM_TYPE
+    ``jabber:iq:register`` (§6.1), which is all Dino reads and what Gajim prefers. A client
+    submits either (``_credentials``)."""
     query = Element("query", ns.REGISTER)
     query.add("instructions", text=INSTRUCTIONS)
     query.add("username")
     query.add("password")
+    form = query.add("x", ns.DATA_FORMS, {"type": "form"})
+    form.add("title", text="Registration")
+    form.add("instructions", text=INSTRUCTIONS)
+    form_type = form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+    form_type.add("value", text=ns.REGISTER)
+    for var, ftype, label in (("username", "text-single", "Username"),
+                              ("password", "text-private", "Password")):
+        form.add("field", attrs={"var": var, "type": ftype, "label": label}).add("required")
     return query
 
 

@@ -160,3 +160,65 @@ async def test_registration_is_not_offered_before_tls(server: Server) -> None:
     assert "<password>" not in answer  # never echoed
     await raw.close()
     assert not await server.user_exists(JID.parse("mallory@localhost"))
+
+
+class FormRegistrant(Registrant):
+    """Registers as Dino does: from the XEP-0004 form alone, the legacy fields ignored
+    (Dino's xep-0077 module reads only the <x xmlns='jabber:x:data'/> of the answer and
+    submits it)."""
+
+    async def _register(self, form: Any) -> None:
+        self.form = form
+        offered = form["register"]["form"]
+        submit = self.plugin["xep_0004"].make_form(ftype="submit")
+        for var in offered.get_fields():
+            value = {"username": self.boundjid.user, "password": self.password}.get(
+                var, offered.get_fields()[var]["value"])
+            submit.add_field(var=var, value=value)
+        iq = self.Iq()
+        iq["type"] = "set"
+        iq["register"].append(submit)
+        try:
+            await iq.send()
+        except IqError as err:
+            self.outcome.set_result(err.iq["error"]["condition"])
+        else:
+            self.outcome.set_result("registered")
+
+
+async def test_register_from_the_data_form_alone(server: Server) -> None:
+    # XEP-0077 §4: the registration fields also as a data form (FORM_TYPE jabber:iq:register),
+    # which is all Dino and Gajim read; the legacy fields stay for Conversations and slixmpp.
+    client = FormRegistrant("dino@localhost/pc", "s3cret-enough")
+    client.enable_direct_tls = False
+    client.enable_starttls = True
+    client.connect("127.0.0.1", server.c2s_port)  # type: ignore[attr-defined]
+    assert await asyncio.wait_for(client.outcome, 10) == "registered"
+    await asyncio.wait_for(client.session_started, 10)
+    fields = client.form["register"]["form"].get_fields()
+    assert fields["FORM_TYPE"]["type"] == "hidden"
+    assert fields["FORM_TYPE"]["value"] == ["jabber:iq:register"]  # slixmpp: a list
+    assert fields["username"]["required"] and fields["password"]["required"]
+    assert fields["password"]["type"] == "text-private"
+    assert {"username", "password"} <= client.form["register"]["fields"]
+    assert await server.auth.check_password(JID.parse("dino@localhost"), "s3cret-enough")
+    await disconnect(client)
+
+
+async def test_accounts_managed_elsewhere_are_not_changed_in_band(tmp_path: Path) -> None:
+    # A method that holds no accounts here (dummy; ldap, jwt alike): a logged-in user's
+    # password change (XEP-0077 §3.3) and cancellation (§3.2) are not-allowed, not
+    # registration-required (the account exists: its owner is logged in).
+    dummy = "[auth.dummy]\nbase_time = 0\nvariance = 0\n"
+    async with running_server(tmp_path, auth_extra='methods = ["dummy"]', extra=dummy) as srv:
+        user = await connect(srv, "frank@localhost/pc", "any",
+                             plugins=("xep_0004", "xep_0066", "xep_0077"))
+        for request in (user.plugin["xep_0077"].change_password("new-pw"),
+                        user.plugin["xep_0077"].cancel_registration()):
+            try:
+                await request
+            except IqError as err:
+                assert err.iq["error"]["condition"] == "not-allowed"
+            else:
+                raise AssertionError("accepted")
+        await disconnect(user)

@@ -97,7 +97,7 @@ async def test_form_before_authentication(server: Server) -> None:
     assert reply.attrs["type"] == "result"
     form = reply.find("query", ns.REGISTER)
     assert form is not None
-    assert [c.name for c in form.elements()] == ["instructions", "username", "password"]
+    assert [c.name for c in form.elements()] == ["instructions", "username", "password", "x"]
 
 
 async def test_register_creates_account_welcomes_and_notifies(server: Server) -> None:
@@ -132,8 +132,10 @@ async def test_refusals(server: Server, q: Element, condition: str) -> None:
     assert not await server.user_exists(JID.parse("bob@localhost"))
 
 
-async def test_ip_access_deny(server: Server) -> None:
-    reply = await preauth(server, Unauthenticated(ip="10.1.2.3"), "set", query("bob", GOOD))
+@pytest.mark.parametrize("ip", ["10.1.2.3", "::ffff:10.1.2.3"])
+async def test_ip_access_deny(server: Server, ip: str) -> None:
+    # An IPv4 client seen through a dual-stack socket or PROXY header is still 10.1.2.3.
+    reply = await preauth(server, Unauthenticated(ip=ip), "set", query("bob", GOOD))
     assert error_condition(reply) == "forbidden"
 
 
@@ -270,3 +272,14 @@ def test_password_entropy() -> None:
     assert password_entropy("aaaa") == pytest.approx(4 * 4.70, abs=0.01)
     assert password_entropy("aA1!") > password_entropy("aaaa")
     assert password_entropy("pässwörd") > password_entropy("password")
+
+
+def test_a_watcher_that_is_no_jid_stops_start_up() -> None:
+    # DESIGN §2.6: a wrong value stops start-up with its TOML path, rather than a log line at
+    # every registration (the watcher would never be told).
+    from suricate.config import ConfigError, parse_config
+
+    toml = ('[general]\nhosts = ["localhost"]\ndefault_server_domain = "localhost"\n'
+            '[modules.mod_register]\nregistration_watchers = ["admin@localhost", "a@b@c"]\n')
+    with pytest.raises(ConfigError, match=r"modules.mod_register.registration_watchers\[1\]"):
+        parse_config(toml, Path("."))
