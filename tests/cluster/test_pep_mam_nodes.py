@@ -7,6 +7,8 @@ What people chatting across a cluster rely on and what is proven here:
   for every contact elsewhere), both ways, with the interest (+notify) the publisher's node
   learnt from the contact's caps on the other node (XEP-0115, XEP-0163 §4.3);
 - the last item reaches a contact who comes online on the other node (XEP-0163 §4.3.4);
+- an inbox conversation marked read on one node is told to the account's sessions on the
+  other (MongooseIM's inbox properties);
 - a contact online on the other node is online for XEP-0012 last activity (0 seconds);
 - a chat message crossing nodes is archived once in each party's archive, and a second
   device of the recipient, on the sender's node, finds it there with the stanza-id its first
@@ -24,6 +26,8 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.cluster.test_redis_nodes import Node, _rows, launch_node, stop_node
 from tests.cluster.test_sm_nodes import _sync, _toml
@@ -34,7 +38,8 @@ pytestmark = pytest.mark.xdist_group("redis_nodes")
 
 MODULES = MODULES_TOML + (
     "\n[modules.mod_caps]\n[modules.mod_pubsub]\n"
-    "[modules.mod_mam]\nasync_writer.flush_interval = 100\n[modules.mod_mam.pm]\n")
+    "[modules.mod_mam]\nasync_writer.flush_interval = 100\n[modules.mod_mam.pm]\n"
+    "[modules.mod_inbox]\n")
 PLUGINS = ("xep_0012", "xep_0030", "xep_0004", "xep_0059", "xep_0060", "xep_0115", "xep_0163",
            "xep_0313", "xep_0359", "xep_0441")
 TUNE = "http://jabber.org/protocol/tune"
@@ -168,6 +173,20 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             mine = await archived(alice, "bob@localhost")
             assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in mine] \
                 == ["across"]
+            # Inbox (MongooseIM's): bob marks the conversation read on his laptop (A); his
+            # phone on B is told, as every resource of the account is.
+            conv = "erlang-solutions.com:xmpp:inbox:0#conversation"
+            notices: asyncio.Queue[Any] = asyncio.Queue()
+            bob.register_handler(Callback("inbox", MatchXPath(
+                f"{{jabber:client}}message/{{{conv}}}x"), notices.put_nowait))
+            mark = bob_laptop.make_iq_set()
+            mark.xml.append(ET.fromstring(f"<query xmlns='{conv}' jid='alice@localhost'>"
+                                          "<read>true</read></query>"))
+            await mark.send(timeout=5)
+            notice = await asyncio.wait_for(notices.get(), 5)
+            assert notice.xml.find(f"{{{conv}}}x").get("jid") == "alice@localhost"
+            assert notice.xml.findtext(f"{{{conv}}}x/{{{conv}}}read") == "true"
+
             # bob's reply from B: his copy's id is made on B, alice's "across" on A. The
             # node bits (the low byte) differ, so the two nodes never make the same id.
             bob.send_message(mto="alice@localhost/laptop", mbody="back", mtype="chat")

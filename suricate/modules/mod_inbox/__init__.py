@@ -68,6 +68,9 @@ MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
 MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045 §7.5: marks a room's PMs
 SID = "urn:xmpp:sid:0"  # XEP-0359
 _MARKER_NAMES = ("received", "displayed", "acknowledged")
+#: A conversation's new properties for the account's sessions on other nodes (docs/cluster.md
+#: "Casts").
+PROPERTIES_CAST = "mod_inbox.properties"
 
 #: How long the writer gathers changes before writing them: ``rdbms`` writes at once in
 #: MongooseIM, here within 50 ms (the message path cannot wait for the database: it gathers,
@@ -331,12 +334,25 @@ class ModInbox(Module):
                                   self.server.instrument)
         if self.opts["bin_clean_after"] > 0:
             self._cleaner = asyncio.get_running_loop().create_task(self._clean_bin())
+        self.server.cluster.on(PROPERTIES_CAST, self._properties_from_elsewhere)
 
     async def stop(self) -> None:
+        self.server.cluster.off(PROPERTIES_CAST)
         if self._cleaner is not None:
             self._cleaner.cancel()
         if self.writer is not None:
             await self.writer.flush()  # nothing pending is lost on a clean stop
+
+    def _tell_resources_here(self, owner: JID, notice: Element) -> None:
+        """The properties ``notice`` to each of this node's sessions of ``owner``."""
+        for session in self.server.sessions.resources(owner):
+            copy = Element(notice.name, notice.xmlns, {**notice.attrs, "to": str(session.jid)},
+                           list(notice.children))  # the children are only read from here
+            self.server.router.route(owner, session.jid, copy)
+
+    def _properties_from_elsewhere(self, bare: JID, notice: Element,
+                                   args: tuple[str, ...]) -> None:
+        self._tell_resources_here(bare, notice)
 
     async def _clean_bin(self) -> None:
         period = self.opts["bin_clean_after"] * 3600
@@ -663,12 +679,12 @@ class ModInbox(Module):
         # The extension's "Setting properties": every resource of the account learns the new
         # state (one message per resource: the account's bare JID could reach fewer), and the
         # requester gets the IQ result with it.
-        for session in self.server.sessions.resources(owner):
-            notice = Element("message", ns.CLIENT, {"from": str(owner), "to": str(session.jid),
-                                                    "id": iq.stanza.attrs.get("id", "")})
-            add_properties(notice.add("x", CONVERSATION, {"jid": remote}), CONVERSATION,
-                           entry, now)
-            self.server.router.route(owner, session.jid, notice)
+        notice = Element("message", ns.CLIENT, {"from": str(owner),
+                                                "id": iq.stanza.attrs.get("id", "")})
+        add_properties(notice.add("x", CONVERSATION, {"jid": remote}), CONVERSATION, entry, now)
+        self._tell_resources_here(owner, notice)
+        # The account's sessions on other nodes learn it from theirs (a cast).
+        self.server.cluster.cast(owner, PROPERTIES_CAST, notice)
         result = Element("query", CONVERSATION, {"jid": remote})
         add_properties(result, CONVERSATION, entry, now)
         return result
