@@ -295,3 +295,20 @@ async def test_stanza_to_a_gone_component_domain_is_bounced(tmp_path: Path) -> N
             assert err["error"]["condition"] == "service-unavailable"
         finally:
             await disconnect(alice)
+
+
+async def test_kick_old_never_replaces_a_module_service(tmp_path: Path) -> None:
+    # conflict_behaviour = "kick_old" replaces a connected component, not a service of the
+    # server itself: a component naming conference.localhost (mod_muc's domain) is refused
+    # with conflict and the MUC service keeps its domain, also after the component is gone.
+    async with server_with_components(
+            tmp_path, extra='conflict_behaviour = "kick_old"',
+            modules=MODULES_TOML + "\n[modules.mod_muc]\n") as server:
+        muc = server.components.lookup("conference.localhost")
+        assert muc is not None
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "conference.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        out = (await raw.closed()).decode()
+        assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert server.components.lookup("conference.localhost") is muc
