@@ -32,7 +32,10 @@ ADDRESSES = {SURICATE: SURICATE_IP, PROSODY: PROSODY_IP, EJABBERD: EJABBERD_IP}
 # would use their own SRV records).
 SERVICES = {f"{service}.{domain}": ip for domain, ip in ADDRESSES.items()
             for service in ("conference", "pubsub")}
-ROUTES = {**ADDRESSES, **SERVICES}
+# An external component (XEP-0114) of Suricate's, reached by the others over s2s like a
+# service domain.
+GATEWAY = f"gateway.{SURICATE}"
+ROUTES = {**ADDRESSES, **SERVICES, GATEWAY: SURICATE_IP}
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 START_TIMEOUT = 20.0
 
