@@ -312,3 +312,63 @@ async def test_kick_old_never_replaces_a_module_service(tmp_path: Path) -> None:
         out = (await raw.closed()).decode()
         assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
         assert server.components.lookup("conference.localhost") is muc
+
+
+async def test_presence_subscriptions_and_probes_with_a_component(tmp_path: Path) -> None:
+    # RFC 6121 §3 and §4 with a component's JID as the contact: the subscription requests,
+    # approvals, probes and presence broadcasts between a user and a gateway's contact all
+    # cross the component stream, in both directions.
+    async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        alice = await connect(server, "alice@localhost/a", "pass")
+        alice.auto_authorize = None
+        alice.auto_subscribe = False
+        bot = "bot@echo.localhost"
+        try:
+            await alice.get_roster(timeout=5)
+            alice.send_presence()
+            # the user subscribes to the gateway's contact, which approves and says online
+            alice.send_presence(pto=bot, ptype="subscribe")
+            await raw.expect(r"<presence [^>]*type=\"subscribe\"[^>]*/>")
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='subscribed'/>"
+                           f"<presence from='{bot}' to='alice@localhost'/>")
+            pres = await alice.next_presence(type_="available")
+            if str(pres["from"]) != bot:  # her own presence, reflected first
+                pres = await alice.next_presence(type_="available")
+            assert str(pres["from"]) == bot
+            assert alice.client_roster[bot]["subscription"] == "to"
+            # the contact subscribes back, the user approves: the component gets her presence
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='subscribe'/>")
+            await alice.next_presence(type_="subscribe")
+            alice.send_presence(pto=bot, ptype="subscribed")
+            await raw.expect(r"<presence [^>]*from=\"alice@localhost/a\"[^>]*>")
+            # a probe from the component is answered with her presence (RFC 6121 §4.3.2)
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='probe'/>")
+            await raw.expect(r"<presence [^>]*from=\"alice@localhost/a\"[^>]*>")
+            # her next session probes the contact (RFC 6121 §4.2.2)
+            await disconnect(alice)
+            await raw.expect(r"<presence [^>]*type=\"unavailable\"[^>]*/>")
+            alice = await connect(server, "alice@localhost/b", "pass")
+            alice.send_presence()
+            await raw.expect(r"<presence [^>]*type=\"probe\"[^>]*/>")
+        finally:
+            await disconnect(alice)
+            await raw.close()
+
+
+async def test_max_stanza_size_ends_the_component_stream(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path, extra="max_stanza_size = 1000") as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        await raw.send("<message from='bot@echo.localhost' to='alice@localhost'><body>"
+                       + "x" * 2000 + "</body></message>")
+        out = (await raw.closed()).decode()
+        # RFC 6120 §4.9.3.12: policy-violation for a stanza over the listener's limit
+        assert "<policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert server.components.lookup("echo.localhost") is None
