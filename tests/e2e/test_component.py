@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     RawClient,
     connect,
     disconnect,
+    eventually,
     free_port,
     running_server,
 )
@@ -285,14 +286,24 @@ async def test_is_subdomain_registers_under_every_host(tmp_path: Path) -> None:
 async def test_stanza_to_a_gone_component_domain_is_bounced(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
         await _register(server, "alice")
-        alice = await connect(server, "alice@localhost/a", "pass")
+        comp = await start_component(server, "echo.localhost")
+        alice = await connect(server, "alice@localhost/a", "pass", plugins=("xep_0199",))
         try:
-            alice.send_message(mto="bot@nothing.localhost", mbody="anyone?")
+            # while it is there, the user's IQs reach it and its answers reach her
+            assert await alice.plugin["xep_0199"].ping("bot@echo.localhost", timeout=5) \
+                is not None
+            comp.disconnect()
+            await asyncio.wait_for(asyncio.shield(comp.ended), 5)
+            await eventually(lambda: server.components.lookup("echo.localhost") is None)
+            alice.send_message(mto="bot@echo.localhost", mbody="anyone?")
             err = await alice.next_message()
             assert err["type"] == "error"
             # A subdomain of a served domain that no component serves is not sent over s2s
             # (MongooseIM's default, general.route_subdomains unset): service-unavailable.
             assert err["error"]["condition"] == "service-unavailable"
+            with pytest.raises(slixmpp.exceptions.IqError) as iq_error:
+                await alice.plugin["xep_0199"].send_ping("bot@echo.localhost", timeout=5)
+            assert iq_error.value.iq["error"]["condition"] == "service-unavailable"
         finally:
             await disconnect(alice)
 
