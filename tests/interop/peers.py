@@ -334,7 +334,26 @@ modules:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            _wait_group_gone(proc.pid)
         self.procs.clear()
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait for every process of the group ``pgid`` to end: ejabberd's Erlang VM outlives
+    the ejabberdctl script (the group leader) by seconds, still writing its logs into the
+    directory ``remove`` deletes and holding its ports. SIGKILL after ``timeout``, then give
+    up after as long again (a zombie nobody reaps stays in the group)."""
+    for signum in (None, signal.SIGKILL):
+        if signum is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def make_peers() -> Peers:
