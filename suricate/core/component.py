@@ -18,7 +18,7 @@ from suricate.core.stream import XmppStream
 from suricate.jid import JID, InvalidJID
 from suricate.protocol import component as P
 from suricate.protocol.component import ComponentState as S
-from suricate.protocol.errors import StanzaError, StreamError
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.stanza import STANZA_NAMES, to_internal
 from suricate.xml import ns
@@ -111,8 +111,13 @@ class Component(XmppStream):
             raise StreamError("unsupported-stanza-type")
         frm_attr, to_attr = el.attrs.get("from"), el.attrs.get("to")
         if not frm_attr or not to_attr:
-            # RFC 6120 §4.9.3.10, applied like s2s: a component must address both ends.
-            raise StreamError("improper-addressing")
+            # XEP-0114 §3: a component's stanzas carry both addresses. As MongooseIM 6.4
+            # (and Prosody) do, the stanza is answered with bad-request and the stream stays:
+            # one faulty stanza must not cut all of a gateway's users off.
+            to_internal(el, el.xmlns)
+            self._answer_error(el, StanzaError("bad-request", "a component's stanza needs "
+                                               "both 'from' and 'to' (XEP-0114 §3)"))
+            return
         try:
             frm = JID.parse(frm_attr)
         except (InvalidJID, ValueError):
@@ -127,6 +132,15 @@ class Component(XmppStream):
             self.server.router.bounce(el, StanzaError("jid-malformed"))
             return
         self.server.router.route(frm, to, el)
+
+    def _answer_error(self, el: Element, error: StanzaError) -> None:
+        """Answer the component itself (the stanza cannot be routed back by its addresses)."""
+        if el.attrs.get("type") in ("error", "result"):
+            # RFC 6120 §8.3.1: never answer an error (or a result) with an error
+            log.info("component_stanza_dropped connection_type=component domain=%s "
+                     "reason=%s", self.domain, error.text)
+            return
+        self.send_stanza(error_reply(el, error))
 
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, frm: JID, stanza: Element) -> None:

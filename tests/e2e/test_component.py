@@ -216,15 +216,37 @@ async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
         assert server.components.lookup("echo.localhost") is None
 
 
-async def test_missing_addresses_are_improper_addressing(tmp_path: Path) -> None:
+async def test_a_stanza_without_addresses_gets_bad_request_and_the_component_stays(
+        tmp_path: Path) -> None:
+    # MongooseIM 6.4 (mongoose_component_connection) answers a component's stanza that lacks
+    # 'from' or 'to' with a bad-request error and keeps the stream: one faulty stanza of a
+    # gateway (a presence "broadcast" without 'to', a common slip with ComponentXMPP) must not
+    # cut every user of the gateway off. An error or a result is never answered with an
+    # error (RFC 6120 §8.3.1).
     async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "pass")
         raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
-        await raw.expect("<handshake/>")
-        await raw.send("<message from='bot@echo.localhost'><body>to whom?</body></message>")
-        out = (await raw.closed()).decode()
-        assert "<improper-addressing " in out
+        try:
+            await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+            await raw.expect("<handshake/>")
+            await raw.send("<message from='bot@echo.localhost' id='m1'><body>to whom?</body>"
+                           "</message>")
+            err = await raw.expect(r"<message [^>]*id=\"m1\".*?</message>")
+            assert 'type="error"' in err and "<bad-request " in err
+            await raw.send("<presence type='error' id='p1'/><presence id='p2'/>")
+            # everything up to the answer to p2: nothing answered p1
+            answered = await raw.expect(r"\A.*?<presence [^>]*id=\"p2\".*?</presence>")
+            assert "<bad-request " in answered and 'id="p1"' not in answered
+            # still connected and registered: the next stanza is delivered
+            await raw.send("<message from='bot@echo.localhost' to='alice@localhost/a'>"
+                           "<body>still here</body></message>")
+            assert (await alice.next_message())["body"] == "still here"
+            assert server.components.lookup("echo.localhost") is not None
+        finally:
+            await disconnect(alice)
+            await raw.close()
 
 
 async def test_check_from_false_lets_the_component_speak_for_others(tmp_path: Path) -> None:
