@@ -70,8 +70,9 @@ class Component(XmppStream):
                 or header.content_ns != ns.COMPONENT:
             raise StreamError("invalid-namespace")
         if not domain:
-            # XEP-0114 §3: the component names its domain in 'to'.
-            raise StreamError("improper-addressing", "no domain in 'to'")
+            # XEP-0114 §3: the component names its domain in 'to'; without one there is
+            # nothing to serve (RFC 6120 §4.9.3.6, MongooseIM 6.4 answers the same).
+            raise StreamError("host-unknown", "no domain in 'to'")
         if header.attrs.get("is_subdomain") == "true":
             self.domains = tuple(f"{domain}.{host}" for host in sorted(self.server.hosts))
         else:

@@ -203,6 +203,17 @@ async def test_wrong_secret_is_not_authorized(tmp_path: Path) -> None:
         assert not comp.started.done() or comp.started.exception() is not None
 
 
+async def test_a_header_without_a_domain_is_host_unknown(tmp_path: Path) -> None:
+    # XEP-0114 §3: the component names its domain in 'to'; without one there is no domain to
+    # serve (RFC 6120 §4.9.3.6 host-unknown, as MongooseIM 6.4 answers).
+    async with server_with_components(tmp_path) as server:
+        raw = await RawClient.open(server.component_port)  # type: ignore[attr-defined]
+        await raw.send("<stream:stream xmlns='jabber:component:accept' "
+                       "xmlns:stream='http://etherx.jabber.org/streams'>")
+        out = (await raw.closed()).decode()
+        assert "<host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+
+
 async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
         raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
