@@ -18,7 +18,7 @@ from suricate.core.stream import XmppStream
 from suricate.jid import JID, InvalidJID
 from suricate.protocol import component as P
 from suricate.protocol.component import ComponentState as S
-from suricate.protocol.errors import StanzaError, StreamError
+from suricate.protocol.errors import StanzaError, StreamError, error_reply
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.stanza import STANZA_NAMES, to_internal
 from suricate.xml import ns
@@ -70,8 +70,9 @@ class Component(XmppStream):
                 or header.content_ns != ns.COMPONENT:
             raise StreamError("invalid-namespace")
         if not domain:
-            # XEP-0114 §3: the component names its domain in 'to'.
-            raise StreamError("improper-addressing", "no domain in 'to'")
+            # XEP-0114 §3: the component names its domain in 'to'; without one there is
+            # nothing to serve (RFC 6120 §4.9.3.6, MongooseIM 6.4 answers the same).
+            raise StreamError("host-unknown", "no domain in 'to'")
         if header.attrs.get("is_subdomain") == "true":
             self.domains = tuple(f"{domain}.{host}" for host in sorted(self.server.hosts))
         else:
@@ -111,8 +112,13 @@ class Component(XmppStream):
             raise StreamError("unsupported-stanza-type")
         frm_attr, to_attr = el.attrs.get("from"), el.attrs.get("to")
         if not frm_attr or not to_attr:
-            # RFC 6120 §4.9.3.10, applied like s2s: a component must address both ends.
-            raise StreamError("improper-addressing")
+            # XEP-0114 §3: a component's stanzas carry both addresses. As MongooseIM 6.4
+            # (and Prosody) do, the stanza is answered with bad-request and the stream stays:
+            # one faulty stanza must not cut all of a gateway's users off.
+            to_internal(el, el.xmlns)
+            self._answer_error(el, StanzaError("bad-request", "a component's stanza needs "
+                                               "both 'from' and 'to' (XEP-0114 §3)"))
+            return
         try:
             frm = JID.parse(frm_attr)
         except (InvalidJID, ValueError):
@@ -127,6 +133,15 @@ class Component(XmppStream):
             self.server.router.bounce(el, StanzaError("jid-malformed"))
             return
         self.server.router.route(frm, to, el)
+
+    def _answer_error(self, el: Element, error: StanzaError) -> None:
+        """Answer the component itself (the stanza cannot be routed back by its addresses)."""
+        if el.attrs.get("type") in ("error", "result"):
+            # RFC 6120 §8.3.1: never answer an error (or a result) with an error
+            log.info("component_stanza_dropped connection_type=component domain=%s "
+                     "reason=%s", self.domain, error.text)
+            return
+        self.send_stanza(error_reply(el, error))
 
     # -- delivery -------------------------------------------------------------------------
     def deliver(self, frm: JID, stanza: Element) -> None:

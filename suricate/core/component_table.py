@@ -75,14 +75,19 @@ class ComponentTable:
     def register(self, component: Component) -> str | None:
         """Add ``component`` for its domains; return a domain already taken (refused)."""
         behaviour = component.opts.get("conflict_behaviour") or "disconnect"
-        for domain in component.domains:
-            old = self._by_domain.get(domain)
-            if old is not None and old is not component:
-                if behaviour != "kick_old":
-                    return domain
-                # MongooseIM conflict_behaviour = "kick_old": the newcomer wins.
-                self.unregister(old)
-                old.kicked()
+        taken = [(domain, old) for domain in component.domains
+                 if (old := self._by_domain.get(domain)) is not None and old is not component]
+        for domain, old in taken:
+            # kick_old replaces a component, never a module's service of this server
+            # (conference.@HOST@...): that domain would be served by nothing once the
+            # component left. Checked for every domain first, so that a refused
+            # is_subdomain component kicks nobody.
+            if behaviour != "kick_old" or isinstance(old, LocalService):
+                return domain
+        # MongooseIM conflict_behaviour = "kick_old": the newcomer wins (each old one once).
+        for old in {id(old): old for _, old in taken}.values():
+            self.unregister(old)
+            old.kicked()
         for domain in component.domains:
             self._by_domain[domain] = component
         return None

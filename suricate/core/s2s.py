@@ -21,7 +21,7 @@ from suricate.net import dns
 from suricate.net.peer_cert import TrustStore, names_domain
 from suricate.net.shaper import bucket_factory
 from suricate.net.tls import TLSClientConfig, TLSConfig, TLSLayer
-from suricate.protocol.errors import StanzaError
+from suricate.protocol.errors import StanzaError, error_reply
 from suricate.xml.element import Element
 
 if TYPE_CHECKING:
@@ -190,6 +190,16 @@ class S2SService:
         policy-violation): the sender learns it (RFC 6120 §8.3.3.12)."""
         self.server.router.bounce(stanza, StanzaError(
             "policy-violation", f"{remote} refused a stanza of {size} bytes as too big"))
+
+    def bounce_for_gone_service(self, stanza: Element, local: str, remote: str) -> None:
+        """``stanza`` came from ``remote`` over a stream authenticated for ``local``, which
+        nothing serves any more (a component that went away): service-unavailable goes back
+        (RFC 6120 §8.3.3.19) over the outgoing link of that pair. The router would not send
+        it: ``local`` is not ours now, and we relay for no domain we do not serve."""
+        if stanza.attrs.get("type") in ("error", "result"):
+            return  # RFC 6120 §8.3.1: never answer an error (or a result) with an error
+        self.link(local, remote).send(error_reply(stanza, StanzaError(
+            "service-unavailable", f"no service of this server answers at {local}")))
 
     def bounce(self, stanza: Element, condition: str, reason: str) -> None:
         self.server.router.bounce(stanza, StanzaError(

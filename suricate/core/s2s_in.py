@@ -326,6 +326,15 @@ class S2SIn(XmppStream):
             self.server.router.bounce(el, StanzaError("jid-malformed"))
             return
         if not self.service.serves(to.domain):
+            if (to.domain, frm.domain) in self.pairs:
+                # A domain this stream was authenticated for, no longer served: a component
+                # (XEP-0114) that went away. The domain is still ours, only its service is
+                # missing: the stanza comes back (RFC 6120 §8.3.3.19) and the stream, which
+                # may carry other stanzas already sent, stays up. Ending it with host-unknown
+                # lost the stanza silently (ejabberd does not bounce what it already sent).
+                to_internal(el, ns.SERVER)
+                self.service.bounce_for_gone_service(el, to.domain, frm.domain)
+                return
             raise StreamError("host-unknown", f"{to.domain} is not served here")
         to_internal(el, ns.SERVER)
         self.server.router.route(frm, to, el)

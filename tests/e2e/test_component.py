@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     RawClient,
     connect,
     disconnect,
+    eventually,
     free_port,
     running_server,
 )
@@ -202,6 +203,17 @@ async def test_wrong_secret_is_not_authorized(tmp_path: Path) -> None:
         assert not comp.started.done() or comp.started.exception() is not None
 
 
+async def test_a_header_without_a_domain_is_host_unknown(tmp_path: Path) -> None:
+    # XEP-0114 §3: the component names its domain in 'to'; without one there is no domain to
+    # serve (RFC 6120 §4.9.3.6 host-unknown, as MongooseIM 6.4 answers).
+    async with server_with_components(tmp_path) as server:
+        raw = await RawClient.open(server.component_port)  # type: ignore[attr-defined]
+        await raw.send("<stream:stream xmlns='jabber:component:accept' "
+                       "xmlns:stream='http://etherx.jabber.org/streams'>")
+        out = (await raw.closed()).decode()
+        assert "<host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+
+
 async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
         raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
@@ -215,15 +227,37 @@ async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
         assert server.components.lookup("echo.localhost") is None
 
 
-async def test_missing_addresses_are_improper_addressing(tmp_path: Path) -> None:
+async def test_a_stanza_without_addresses_gets_bad_request_and_the_component_stays(
+        tmp_path: Path) -> None:
+    # MongooseIM 6.4 (mongoose_component_connection) answers a component's stanza that lacks
+    # 'from' or 'to' with a bad-request error and keeps the stream: one faulty stanza of a
+    # gateway (a presence "broadcast" without 'to', a common slip with ComponentXMPP) must not
+    # cut every user of the gateway off. An error or a result is never answered with an
+    # error (RFC 6120 §8.3.1).
     async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "pass")
         raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
-        await raw.expect("<handshake/>")
-        await raw.send("<message from='bot@echo.localhost'><body>to whom?</body></message>")
-        out = (await raw.closed()).decode()
-        assert "<improper-addressing " in out
+        try:
+            await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+            await raw.expect("<handshake/>")
+            await raw.send("<message from='bot@echo.localhost' id='m1'><body>to whom?</body>"
+                           "</message>")
+            err = await raw.expect(r"<message [^>]*id=\"m1\".*?</message>")
+            assert 'type="error"' in err and "<bad-request " in err
+            await raw.send("<presence type='error' id='p1'/><presence id='p2'/>")
+            # everything up to the answer to p2: nothing answered p1
+            answered = await raw.expect(r"\A.*?<presence [^>]*id=\"p2\".*?</presence>")
+            assert "<bad-request " in answered and 'id="p1"' not in answered
+            # still connected and registered: the next stanza is delivered
+            await raw.send("<message from='bot@echo.localhost' to='alice@localhost/a'>"
+                           "<body>still here</body></message>")
+            assert (await alice.next_message())["body"] == "still here"
+            assert server.components.lookup("echo.localhost") is not None
+        finally:
+            await disconnect(alice)
+            await raw.close()
 
 
 async def test_check_from_false_lets_the_component_speak_for_others(tmp_path: Path) -> None:
@@ -285,13 +319,100 @@ async def test_is_subdomain_registers_under_every_host(tmp_path: Path) -> None:
 async def test_stanza_to_a_gone_component_domain_is_bounced(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
         await _register(server, "alice")
-        alice = await connect(server, "alice@localhost/a", "pass")
+        comp = await start_component(server, "echo.localhost")
+        alice = await connect(server, "alice@localhost/a", "pass", plugins=("xep_0199",))
         try:
-            alice.send_message(mto="bot@nothing.localhost", mbody="anyone?")
+            # while it is there, the user's IQs reach it and its answers reach her
+            assert await alice.plugin["xep_0199"].ping("bot@echo.localhost", timeout=5) \
+                is not None
+            comp.disconnect()
+            await asyncio.wait_for(asyncio.shield(comp.ended), 5)
+            await eventually(lambda: server.components.lookup("echo.localhost") is None)
+            alice.send_message(mto="bot@echo.localhost", mbody="anyone?")
             err = await alice.next_message()
             assert err["type"] == "error"
             # A subdomain of a served domain that no component serves is not sent over s2s
             # (MongooseIM's default, general.route_subdomains unset): service-unavailable.
             assert err["error"]["condition"] == "service-unavailable"
+            with pytest.raises(slixmpp.exceptions.IqError) as iq_error:
+                await alice.plugin["xep_0199"].send_ping("bot@echo.localhost", timeout=5)
+            assert iq_error.value.iq["error"]["condition"] == "service-unavailable"
         finally:
             await disconnect(alice)
+
+
+async def test_kick_old_never_replaces_a_module_service(tmp_path: Path) -> None:
+    # conflict_behaviour = "kick_old" replaces a connected component, not a service of the
+    # server itself: a component naming conference.localhost (mod_muc's domain) is refused
+    # with conflict and the MUC service keeps its domain, also after the component is gone.
+    async with server_with_components(
+            tmp_path, extra='conflict_behaviour = "kick_old"',
+            modules=MODULES_TOML + "\n[modules.mod_muc]\n") as server:
+        muc = server.components.lookup("conference.localhost")
+        assert muc is not None
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "conference.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        out = (await raw.closed()).decode()
+        assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert server.components.lookup("conference.localhost") is muc
+
+
+async def test_presence_subscriptions_and_probes_with_a_component(tmp_path: Path) -> None:
+    # RFC 6121 §3 and §4 with a component's JID as the contact: the subscription requests,
+    # approvals, probes and presence broadcasts between a user and a gateway's contact all
+    # cross the component stream, in both directions.
+    async with server_with_components(tmp_path) as server:
+        await _register(server, "alice")
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        alice = await connect(server, "alice@localhost/a", "pass")
+        alice.auto_authorize = None
+        alice.auto_subscribe = False
+        bot = "bot@echo.localhost"
+        try:
+            await alice.get_roster(timeout=5)
+            alice.send_presence()
+            # the user subscribes to the gateway's contact, which approves and says online
+            alice.send_presence(pto=bot, ptype="subscribe")
+            await raw.expect(r"<presence [^>]*type=\"subscribe\"[^>]*/>")
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='subscribed'/>"
+                           f"<presence from='{bot}' to='alice@localhost'/>")
+            pres = await alice.next_presence(type_="available")
+            if str(pres["from"]) != bot:  # her own presence, reflected first
+                pres = await alice.next_presence(type_="available")
+            assert str(pres["from"]) == bot
+            assert alice.client_roster[bot]["subscription"] == "to"
+            # the contact subscribes back, the user approves: the component gets her presence
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='subscribe'/>")
+            await alice.next_presence(type_="subscribe")
+            alice.send_presence(pto=bot, ptype="subscribed")
+            await raw.expect(r"<presence [^>]*from=\"alice@localhost/a\"[^>]*>")
+            # a probe from the component is answered with her presence (RFC 6121 §4.3.2)
+            await raw.send(f"<presence from='{bot}' to='alice@localhost' type='probe'/>")
+            await raw.expect(r"<presence [^>]*from=\"alice@localhost/a\"[^>]*>")
+            # her next session probes the contact (RFC 6121 §4.2.2)
+            await disconnect(alice)
+            await raw.expect(r"<presence [^>]*type=\"unavailable\"[^>]*/>")
+            alice = await connect(server, "alice@localhost/b", "pass")
+            alice.send_presence()
+            await raw.expect(r"<presence [^>]*type=\"probe\"[^>]*/>")
+        finally:
+            await disconnect(alice)
+            await raw.close()
+
+
+async def test_max_stanza_size_ends_the_component_stream(tmp_path: Path) -> None:
+    async with server_with_components(tmp_path, extra="max_stanza_size = 1000") as server:
+        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+                                              "echo.localhost")
+        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.expect("<handshake/>")
+        await raw.send("<message from='bot@echo.localhost' to='alice@localhost'><body>"
+                       + "x" * 2000 + "</body></message>")
+        out = (await raw.closed()).decode()
+        # RFC 6120 §4.9.3.12: policy-violation for a stanza over the listener's limit
+        assert "<policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
+        assert server.components.lookup("echo.localhost") is None

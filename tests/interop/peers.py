@@ -32,7 +32,10 @@ ADDRESSES = {SURICATE: SURICATE_IP, PROSODY: PROSODY_IP, EJABBERD: EJABBERD_IP}
 # would use their own SRV records).
 SERVICES = {f"{service}.{domain}": ip for domain, ip in ADDRESSES.items()
             for service in ("conference", "pubsub")}
-ROUTES = {**ADDRESSES, **SERVICES}
+# An external component (XEP-0114) of Suricate's, reached by the others over s2s like a
+# service domain.
+GATEWAY = f"gateway.{SURICATE}"
+ROUTES = {**ADDRESSES, **SERVICES, GATEWAY: SURICATE_IP}
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 START_TIMEOUT = 20.0
 
@@ -331,7 +334,26 @@ modules:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            _wait_group_gone(proc.pid)
         self.procs.clear()
+
+
+def _wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Wait for every process of the group ``pgid`` to end: ejabberd's Erlang VM outlives
+    the ejabberdctl script (the group leader) by seconds, still writing its logs into the
+    directory ``remove`` deletes and holding its ports. SIGKILL after ``timeout``, then give
+    up after as long again (a zombie nobody reaps stays in the group)."""
+    for signum in (None, signal.SIGKILL):
+        if signum is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signum)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def make_peers() -> Peers:
