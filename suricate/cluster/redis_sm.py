@@ -216,10 +216,13 @@ class RedisSessions:
         """One beat from the loop (joining); the regular ones come from ``Heartbeat``."""
         await self.redis.set(self.alive_key, "1", px=int(DEAD_AFTER * 1000))
 
-    async def leave(self) -> None:
-        """A clean stop: remove our rows at once rather than waiting to be reaped."""
+    async def leave(self, index: int | None = None) -> None:
+        """A clean stop: remove our rows at once rather than waiting to be reaped, and free
+        our node ``index`` (``claim_index``)."""
         await self.redis.delete(self.alive_key)
         await self.reap(self.node)
+        if index is not None:
+            await self.free_index(index)
 
     async def put(self, jid: JID, priority: int, available: bool) -> Row | None:
         """Write our row for ``jid``; the row it replaced, if any (one transaction, so two
@@ -477,8 +480,7 @@ class RedisNode:
         await within(beater, LEAVE_WITHIN, "membership")
         await self.heartbeat.stop()  # before leave() deletes the key: no beat after it
         await within(self.links.stop(), LEAVE_WITHIN, "links")
-        await within(self.store.free_index(self.index), LEAVE_WITHIN, "node index")
-        await within(self.store.leave(), LEAVE_WITHIN, "leave")
+        await within(self.store.leave(self.index), LEAVE_WITHIN, "leave")
         await within(self.redis.aclose(), LEAVE_WITHIN, "redis")
         if self.failover is not None:
             await within(self.failover.aclose(), LEAVE_WITHIN, "sentinel")
