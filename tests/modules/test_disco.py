@@ -85,7 +85,9 @@ async def test_server_items_list_extra_domains(server: Server) -> None:
     reply = await alice.iq("get", Element("query", ns.DISCO_ITEMS), to="localhost")
     query = reply.find("query", ns.DISCO_ITEMS)
     assert query is not None
-    assert [i.attrs for i in query.find_all("item")] == [{"jid": "irc.example.org"}]
+    # The extra domain, and mod_vcard's user directory (XEP-0055, search = true by default).
+    assert [i.attrs for i in query.find_all("item")] == [{"jid": "irc.example.org"},
+                                                         {"jid": "vjud.localhost"}]
 
 
 async def test_server_items_of_unknown_node_is_item_not_found(server: Server) -> None:
