@@ -72,7 +72,9 @@ class ModDisco(Module):
                             "modules": Option(
                                 ListOf(Str()),
                                 None,
-                                "Only advertise when one of these modules is enabled.",
+                                "The modules whose disco#info carries this field: mod_disco "
+                                "(the domain's), mod_muc (its service's), mod_vcard (its "
+                                "user directory's); every one of them when omitted.",
                             ),
                         }
                     )

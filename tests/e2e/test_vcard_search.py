@@ -14,10 +14,19 @@ from tests.e2e.harness import ALL_MODULES, connect, disconnect, running_server
 SEARCH = "jabber:iq:search"
 PLUGINS = ("xep_0030", "xep_0054", "xep_0055")
 MODULES_TOML = (
-    "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES and m != "mod_vcard")
+    "\n".join(
+        f"[modules.{m}]"
+        for m in ALL_MODULES
+        if m in MODULES and m not in ("mod_vcard", "mod_disco")
+    )
     + """
 [modules.mod_vcard]
 matches = 2
+[modules.mod_disco]
+server_info = [
+  {name = "abuse-addresses", urls = ["xmpp:abuse@localhost"]},
+  {name = "support-addresses", urls = ["xmpp:rooms@localhost"], modules = ["mod_muc"]},
+]
 """
 )
 
@@ -65,6 +74,12 @@ async def test_directory_search_with_wildcards_and_matches(tmp_path: Path) -> No
         info = await carol.plugin["xep_0030"].get_info(jid="vjud.localhost")
         assert ("directory", "user", None, "vCard User Search") in info["disco_info"]["identities"]
         assert SEARCH in info["disco_info"]["features"]
+        # XEP-0157 on the directory too (6.4): the entries for every module, not mod_muc's.
+        (form,) = info["disco_info"].xml.findall("{jabber:x:data}x")
+        assert [f.get("var") for f in form.findall("{jabber:x:data}field")] == [
+            "FORM_TYPE",
+            "abuse-addresses",
+        ]
 
         # XEP-0055 §3.1: the form, 6.4's fields for the rdbms backend.
         form_iq = carol.make_iq_get(ito="vjud.localhost")

@@ -40,7 +40,7 @@ from suricate.core.c2s import C2S
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
-from suricate.modules.mod_disco import SERVER_NAME
+from suricate.modules.mod_disco import SERVER_NAME, server_info_form
 from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
 from suricate.modules.mod_vcard.search import RdbmsDirectory
 from suricate.modules.mod_vcard.store import VcardStore
@@ -288,6 +288,13 @@ class ModVcard(Module):
                                          "name": "vCard User Search"})
             for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, SEARCH, ns.VCARD):
                 query.add("feature", attrs={"var": feature})
+            # mod_disco's server_info entries for every module or naming mod_vcard: XEP-0157
+            # on the directory too, as 6.4 answers it.
+            disco = self.server.modules.get("mod_disco")
+            if disco is not None:
+                form = server_info_form(disco.opts.get("server_info", []), self.name)
+                if form is not None:
+                    query.append(form)
             return query
         if key == ("get", "query", ns.DISCO_ITEMS):
             return Element("query", ns.DISCO_ITEMS)
