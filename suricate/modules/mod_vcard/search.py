@@ -14,11 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
+
+if TYPE_CHECKING:
+    from suricate.modules.mod_vcard.store import VcardStore
 
 __all__ = [
     "COLUMNS",
@@ -142,7 +145,7 @@ class RdbmsDirectory:
     search_fields: list[tuple[str, str]] = [(f.label, f.var) for f in FIELDS]
     reported: list[tuple[str, str]] = [(f.label, f.var) for f in REPORTED]
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: VcardStore) -> None:
         self.store = store
 
     async def search(
