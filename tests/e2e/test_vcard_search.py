@@ -4,6 +4,7 @@ with wildcards, and the ``matches`` limit. slixmpp (xep_0030, xep_0054, xep_0055
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.e2e.harness import ALL_MODULES, connect, disconnect, running_server
 
 SEARCH = "jabber:iq:search"
 PLUGINS = ("xep_0030", "xep_0054", "xep_0055")
+RSM = "http://jabber.org/protocol/rsm"
 MODULES_TOML = (
     "\n".join(
         f"[modules.{m}]"
@@ -123,6 +125,21 @@ async def test_directory_search_with_wildcards_and_matches(tmp_path: Path) -> No
         assert await search(carol, {"fn": "bo%"}) == []
         assert await search(carol, {"fn": "Alice"}) == []
         assert await search(carol, {}) == []
+
+        # XEP-0059 pages what was found (at most `matches`), by JID, as 6.4.
+        page = carol.plugin["xep_0055"].make_search_iq(ito="vjud.localhost")
+        page["search"]["form"].add_field("first", value="ali*")
+        page["search"].xml.append(
+            ET.fromstring(f"<set xmlns='{RSM}'><max>1</max><after>alice@localhost</after></set>")
+        )
+        answer = (await page.send(timeout=10))["search"]
+        assert [dict(i)["jid"] for i in answer["form"]["items"]] == ["alicia@localhost"]
+        rsm = answer.xml.find(f"{{{RSM}}}set")
+        assert rsm is not None
+        assert (rsm.findtext(f"{{{RSM}}}count"), rsm.findtext(f"{{{RSM}}}first")) == (
+            "2",
+            "alicia@localhost",
+        )
 
         # A changed vCard is searched as it is now.
         alice = clients[0]

@@ -42,7 +42,7 @@ from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_disco import SERVER_NAME, server_info_form
 from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
-from suricate.modules.mod_vcard.search import RdbmsDirectory
+from suricate.modules.mod_vcard.search import RSM, RdbmsDirectory, rsm_page
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import result_reply
@@ -364,6 +364,7 @@ class ModVcard(Module):
         for label, vcard_field in directory.reported:
             reported.add("field", attrs={"type": "text-single", "label": label,
                                          "var": vcard_field})
+        items: list[tuple[str, Element]] = []
         for item in found:
             try:
                 jid = JID.parse(f"{item.username}@{domain}")
@@ -371,10 +372,21 @@ class ModVcard(Module):
                 continue  # not a username here (JID preparation refuses it)
             if not await self.server.user_exists(jid):
                 continue  # 6.4: only users that have an account
-            element = out.add("item")
+            element = Element("item", ns.DATA_FORMS)
             element.add("field", attrs={"var": "jid"}).add("value", text=str(jid))
             for var, value in item.fields:
                 element.add("field", attrs={"var": var}).add("value", text=value)
+            items.append((str(jid), element))
+        rsm = query.find("set", RSM)
+        start, end = 0, len(items)
+        if rsm is not None:
+            # XEP-0059 over the (at most ``matches``) users found, in JID order, as 6.4.
+            items.sort(key=lambda pair: pair[0])
+            start, end, answer = rsm_page([jid for jid, _ in items], rsm)
+        for _, element in items[start:end]:
+            out.append(element)
+        if rsm is not None:
+            result.append(answer)
         return result
 
     def _served_domain(self, service: str) -> str:
