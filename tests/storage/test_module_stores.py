@@ -744,6 +744,10 @@ async def test_vcard_directory_search(storage: SqlStorage, ms: Stores) -> None:
     (item,) = await directory.search(S, [("user", "alice")], None)
     assert dict(item.fields)["fn"] == "Alice Liddell"
     assert dict(item.fields)["email"] == "Alice@Example.com"
+    # Values are kept to 191 characters (MySQL's key limit), lower-cased ones too, however
+    # much longer lower-casing makes them ("İ" is two characters lower-cased).
+    await ms.vcard.set_vcard(S, "ilse", _card("İ" * 300))
+    assert await jids([("fn", "İİ*")]) == ["ilse"]
     # Account removal takes the directory row with the vCard.
     await storage.create_user(S, "alice", None, "x")
     assert await storage.remove_user(S, "alice", ms.user_tables()) is True

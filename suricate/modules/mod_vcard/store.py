@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from suricate.modules.mod_vcard.search import COLUMNS, Criterion, index_row
+from suricate.modules.mod_vcard.search import COLUMNS, MAX_VALUE, Criterion, index_row
 from suricate.storage.module_store import ModuleStore
 from suricate.storage.sql import Executor
 
@@ -76,5 +76,6 @@ class VcardStore(ModuleStore):
 
 async def _index(ex: Executor, server: str, user: str, xml: str) -> None:
     row = index_row(xml)
-    values = [v for column in COLUMNS for v in (row[column], row[column].lower())]
+    # Lower-casing can lengthen a value ("İ"): the matched copy keeps to MAX_VALUE too.
+    values = [v for column in COLUMNS for v in (row[column], row[column].lower()[:MAX_VALUE])]
     await ex.execute(_UPSERT_INDEX, server, user, *values)
