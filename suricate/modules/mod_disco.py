@@ -40,10 +40,17 @@ def server_info_form(entries: Sequence[Mapping[str, Any]], module: str) -> Eleme
     # XEP-0128 §3: the form is scoped by a hidden FORM_TYPE field.
     form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add(
         "value", text=ns.SERVERINFO)
+    # XEP-0004 §3.2: a field's var is unique in its form. Two entries of one name (one for
+    # every module, one for mod_muc only, say) make one field holding the addresses of both,
+    # in order and each once: a repeated field would also break XEP-0115 hashing (§5.4).
+    urls: dict[str, list[str]] = {}
     for entry in fields:
+        listed = urls.setdefault(entry["name"], [])
+        listed.extend(url for url in entry["urls"] if url not in listed)
+    for name, values in urls.items():
         # XEP-0157 §5.1 registers the address fields as list-multi.
-        field = form.add("field", attrs={"var": entry["name"], "type": "list-multi"})
-        for url in entry["urls"]:
+        field = form.add("field", attrs={"var": name, "type": "list-multi"})
+        for url in values:
             field.add("value", text=url)
     return form
 
@@ -65,7 +72,9 @@ class ModDisco(Module):
                             "modules": Option(
                                 ListOf(Str()),
                                 None,
-                                "Only advertise when one of these modules is enabled.",
+                                "The modules whose disco#info carries this field: mod_disco "
+                                "(the domain's), mod_muc (its service's), mod_vcard (its "
+                                "user directory's); every one of them when omitted.",
                             ),
                         }
                     )

@@ -85,7 +85,9 @@ async def test_server_items_list_extra_domains(server: Server) -> None:
     reply = await alice.iq("get", Element("query", ns.DISCO_ITEMS), to="localhost")
     query = reply.find("query", ns.DISCO_ITEMS)
     assert query is not None
-    assert [i.attrs for i in query.find_all("item")] == [{"jid": "irc.example.org"}]
+    # The extra domain, and mod_vcard's user directory (XEP-0055, search = true by default).
+    assert [i.attrs for i in query.find_all("item")] == [{"jid": "irc.example.org"},
+                                                         {"jid": "vjud.localhost"}]
 
 
 async def test_server_items_of_unknown_node_is_item_not_found(server: Server) -> None:
@@ -136,3 +138,17 @@ def test_server_info_form_filters_by_module() -> None:
     assert [f.attrs["var"] for f in form.find_all("field")] == [
         "FORM_TYPE", "abuse-addresses", "support-addresses"]
     assert server_info_form(entries[1:], "mod_disco") is None
+
+
+def test_server_info_entries_of_one_name_make_one_field() -> None:
+    # XEP-0004 §3.2: var is unique in a form; the MUC's form gets both entries' addresses.
+    entries: list[dict[str, Any]] = [
+        {"name": "abuse-addresses", "urls": ["mailto:abuse@x", "xmpp:abuse@x"], "modules": None},
+        {"name": "abuse-addresses", "urls": ["xmpp:abuse@x", "xmpp:muc-abuse@x"],
+         "modules": ["mod_muc"]}]
+    form = server_info_form(entries, "mod_muc")
+    assert form is not None
+    fields = form.find_all("field")
+    assert [f.attrs["var"] for f in fields] == ["FORM_TYPE", "abuse-addresses"]
+    assert [v.text for v in fields[1].find_all("value")] == [
+        "mailto:abuse@x", "xmpp:abuse@x", "xmpp:muc-abuse@x"]

@@ -72,7 +72,9 @@ async def test_own_bare_jid_as_to_is_allowed(server: Server) -> None:
     assert reply.attrs["type"] == "result"
 
 
-@pytest.mark.parametrize("payload", ["", "<exodus/>", "<exodus xmlns='jabber:client'/>"])
+@pytest.mark.parametrize("payload", [
+    "", "<exodus/>", "<exodus xmlns='jabber:client'/>", "<exodus xmlns='jabber:server'/>",
+    "<exodus xmlns='jabber:component:accept'/>"])
 async def test_missing_or_unqualified_child_is_not_acceptable(server: Server,
                                                                payload: str) -> None:
     hamlet = FakeSession(server, "hamlet@localhost/denmark")

@@ -19,6 +19,7 @@ from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.modules.mod_private.store import PrivateStore
 from suricate.modules.mod_roster import store as roster_store
 from suricate.modules.mod_roster.store import RosterItem, RosterStore
+from suricate.modules.mod_vcard.search import RdbmsDirectory
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.storage import StorageError
 from suricate.storage.module_store import ModuleStore, module_versions
@@ -38,8 +39,10 @@ MODULE_STORES: dict[str, type[ModuleStore]] = {
     "mod_fast_auth_token": FastTokenStore,
 }
 
-# The migrations each module has (mod_roster 0002, 0003: the `hidden` column).
-VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {"mod_roster": [1, 2, 3]}
+# The migrations each module has (mod_roster 0002, 0003: the `hidden` column; mod_vcard 0002:
+# the XEP-0055 directory).
+VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {
+    "mod_roster": [1, 2, 3], "mod_vcard": [1, 2]}
 
 # Every table the feature modules own: none of them is created by the core schema any more.
 FEATURE_TABLES = ("roster_items", "roster_groups", "roster_versions", "offline_messages",
@@ -223,8 +226,8 @@ async def test_domain_removal_erases_module_rows(storage: SqlStorage, ms: Stores
 async def _fill(ms: Stores, user: str, domain: str = S, old_roster: SqlStorage | None = None
                 ) -> None:
     """A row in every table of every module for user@domain. ``old_roster``: a database with
-    the roster tables of mod_roster's first version, written in SQL (the store writes the
-    columns of the last version)."""
+    the roster tables of mod_roster's first version and the vCards of mod_vcard's, written in
+    SQL (the stores write the tables of the last version)."""
     if old_roster is None:
         await ms.roster.put_roster_item(domain, user, RosterItem("c@x.org", groups=("G",)))
     else:
@@ -237,7 +240,11 @@ async def _fill(ms: Stores, user: str, domain: str = S, old_roster: SqlStorage |
                                    OfflineMessage(1.0, "c@x.org", f"{user}@{domain}", "<m/>"))
     await ms.last.set_last(domain, user, 100, "gone")
     await ms.private.set_private(domain, user, "storage:bookmarks", "<storage/>")
-    await ms.vcard.set_vcard(domain, user, "<vCard/>")
+    if old_roster is None:
+        await ms.vcard.set_vcard(domain, user, "<vCard/>")
+    else:  # mod_vcard's first version: no directory table yet
+        await old_roster._execute("INSERT INTO vcards (server, username, vcard)"
+                                  " VALUES (?, ?, ?)", domain, user, "<vCard/>")
     await ms.blocking.block(domain, user, ["spam@x.org"])
     await ms.fast.store_fast_token(domain, user, "phone",
                                    FastToken("s", 2000.0, "HT-SHA-256-NONE"))
@@ -706,3 +713,54 @@ async def test_fast_tokens_per_agent_removed_with_invalidation_and_account(
     await storage.remove_user(S, "alice", ms.user_tables())
     assert await ms.fast.get_fast_tokens(S, "alice", "laptop") is None
     assert await ms.fast.get_fast_tokens(S, "bob", "phone") is not None
+
+
+# -- mod_vcard's user directory (XEP-0055, rdbms backend) -----------------------------------------
+
+
+def _card(fn: str, given: str = "", email: str = "") -> str:
+    return (f"<vCard xmlns='vcard-temp'><FN>{fn}</FN><N><GIVEN>{given}</GIVEN></N>"
+            f"<EMAIL><INTERNET/><USERID>{email}</USERID></EMAIL></vCard>")
+
+
+async def test_vcard_directory_search(storage: SqlStorage, ms: Stores) -> None:
+    await ms.vcard.set_vcard(S, "alice", _card("Alice Liddell", "Alice", "Alice@Example.com"))
+    await ms.vcard.set_vcard(S, "alicia", _card("Alicia 100%_Sure", "Alicia"))
+    await ms.vcard.set_vcard(S, "bob", _card("Bob", "Bob"))
+    await ms.vcard.set_vcard("other.org", "alina", _card("Alina", "Alina"))
+    directory = RdbmsDirectory(ms.vcard)
+
+    async def jids(fields: list[tuple[str, str]], limit: int | None = None) -> list[str]:
+        return [item.username for item in await directory.search(S, fields, limit)]
+
+    assert await jids([("first", "ALI*")]) == ["alice", "alicia"]  # this domain only
+    assert await jids([("first", "ali*")], limit=1) == ["alice"]
+    assert await jids([("email", "alice@example.com")]) == ["alice"]
+    assert await jids([("fn", "*100%_sure")]) == ["alicia"]  # % and _ as themselves
+    assert await jids([("fn", "alicia 1_0%")]) == []
+    assert await jids([("fn", "*")]) == ["alice", "alicia", "bob"]
+    assert await jids([("user", "bob"), ("first", "bob")]) == ["bob"]
+    assert await jids([("user", ""), ("unknown", "x")]) == []
+    (item,) = await directory.search(S, [("user", "alice")], None)
+    assert dict(item.fields)["fn"] == "Alice Liddell"
+    assert dict(item.fields)["email"] == "Alice@Example.com"
+    # Values are kept to 191 characters (MySQL's key limit), lower-cased ones too, however
+    # much longer lower-casing makes them ("İ" is two characters lower-cased).
+    await ms.vcard.set_vcard(S, "ilse", _card("İ" * 300))
+    assert await jids([("fn", "İİ*")]) == ["ilse"]
+    # Account removal takes the directory row with the vCard.
+    await storage.create_user(S, "alice", None, "x")
+    assert await storage.remove_user(S, "alice", ms.user_tables()) is True
+    assert await jids([("first", "ali*")]) == ["alicia"]
+
+
+async def test_vcards_stored_before_the_directory_are_indexed(storage: SqlStorage,
+                                                              ms: Stores) -> None:
+    # A vCard written before mod_vcard's migration 2 has no directory row.
+    await storage._execute("INSERT INTO vcards (server, username, vcard) VALUES (?, ?, ?)",
+                           S, "alice", _card("Alice"))
+    directory = RdbmsDirectory(ms.vcard)
+    assert await directory.search(S, [("fn", "alice")], None) == []
+    assert await ms.vcard.index_unindexed() == 1
+    assert [i.username for i in await directory.search(S, [("fn", "alice")], None)] == ["alice"]
+    assert await ms.vcard.index_unindexed() == 0

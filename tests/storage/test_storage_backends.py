@@ -368,7 +368,8 @@ async def test_mysql_concurrent_opens_migrate_once(my_database: MyDatabase) -> N
         await asyncio.gather(*(open_module_store(s, "mod_vcard", VcardStore) for s in storages))
         assert await storages[0].schema_versions() == [1, 2, 3]
         rows = await storages[0]._fetch("SELECT COUNT(*) FROM module_schema_version")
-        assert rows[0][0] == 1
+        # Each of mod_vcard's scripts recorded once, whichever storage applied it.
+        assert rows[0][0] == len(load_module_migrations("suricate.modules.mod_vcard", "mysql"))
     finally:
         for s in storages:
             await s.close()

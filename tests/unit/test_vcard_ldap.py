@@ -58,10 +58,9 @@ def test_defaults_are_64s() -> None:
 
 def test_the_rdbms_backend_has_no_ldap_section() -> None:
     assert "ldap" not in parse("[modules.mod_vcard]\n")["modules"]["mod_vcard"]
+    # matches, host and search serve the rdbms backend's directory too (XEP-0055).
     assert warnings_of('[modules.mod_vcard]\nmatches = 5\nldap.base = "dc=x"\n') == [
-        'modules.mod_vcard.ldap: ignored: backend is not "ldap"',
-        "modules.mod_vcard.matches: has no effect with the rdbms backend: the user directory "
-        "(XEP-0055) is served with the ldap backend only"]
+        'modules.mod_vcard.ldap: ignored: backend is not "ldap"']
     assert warnings_of(SECTION) == []
 
 

@@ -17,8 +17,10 @@ from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 # A child with no namespace of its own inherits jabber:iq:private (or jabber:client): it has
-# no slot to be stored in (XEP-0049 §2.3: "a proper namespace").
-_NOT_A_SLOT = frozenset({ns.PRIVATE, ns.CLIENT, ""})
+# no slot to be stored in (XEP-0049 §2.3: "a proper namespace"). The stream namespaces are
+# reserved too (§2.3, §3 "Not Acceptable"): jabber:server and jabber:component:accept are as
+# much the protocol's own as jabber:client, and a client spelling one out gets the same answer.
+_NOT_A_SLOT = frozenset({ns.PRIVATE, ns.CLIENT, ns.SERVER, ns.COMPONENT, ""})
 
 
 class ModPrivate(Module):

@@ -4,10 +4,10 @@ presence (``vcard-temp:x:update``), so contacts and rooms learn when the avatar 
 changed it (the client, or XEP-0398 conversion from a PEP avatar by mod_pubsub).
 
 Two backends, as MongooseIM 6.4's: ``rdbms`` stores what each account sets; ``ldap``
-(``ldap.py``, docs/vcard_ldap.md) reads every vCard from an LDAP directory, read-only, and
-serves the XEP-0055 user directory on ``host`` (``vjud.@HOST@``) when ``search`` is on. With
-``rdbms`` the directory search is not served yet: ``host``, ``search`` and ``matches`` are
-accepted so that MongooseIM configurations load unchanged (with a warning).
+(``ldap.py``, docs/vcard_ldap.md) reads every vCard from an LDAP directory, read-only. Both
+serve the XEP-0055 user directory on ``host`` (``vjud.@HOST@``) when ``search`` is on, at most
+``matches`` users per search: the rdbms backend searches the fields it indexes of each stored
+vCard (``search.py``), the ldap backend asks the directory.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from suricate.core.c2s import C2S
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
-from suricate.modules.mod_disco import SERVER_NAME
+from suricate.modules.mod_disco import SERVER_NAME, server_info_form
 from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
+from suricate.modules.mod_vcard.search import RSM, RdbmsDirectory, rsm_page
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import result_reply
@@ -56,8 +57,6 @@ log = logging.getLogger("suricate.mod_vcard")
 VCARD_UPDATE = "vcard-temp:x:update"
 #: XEP-0055: the user directory's namespace.
 SEARCH = "jabber:iq:search"
-#: Options that only the user directory uses, served with the ldap backend only.
-_SEARCH_OPTIONS = ("host", "search", "matches")
 
 # A vCard is profile data, not a file store: a photo belongs in a reasonably sized avatar.
 MAX_VCARD_BYTES = 64 * 1024
@@ -74,10 +73,6 @@ def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) 
     if "ldap" in out:
         ctx.warn(join(path, "ldap"), 'ignored: backend is not "ldap"')
         del out["ldap"]
-    for key in _SEARCH_OPTIONS:
-        if key in raw:
-            ctx.warn(join(path, key), "has no effect with the rdbms backend: the user "
-                     "directory (XEP-0055) is served with the ldap backend only")
 
 
 class ModVcard(Module):
@@ -98,15 +93,15 @@ class ModVcard(Module):
                 Str(lower=True),
                 "vjud.@HOST@",
                 "Domain of the user directory (XEP-0055); @HOST@ is replaced by each served "
-                "domain. Served with the ldap backend only.",
+                "domain.",
             ),
             "search": Option(
-                Bool(), True, "Whether the user directory is served (ldap backend only)."
+                Bool(), True, "Whether the user directory (XEP-0055) is served."
             ),
             "matches": Option(
                 IntOrInfinity(min=0),
                 30,
-                "Maximum number of directory entries a search returns (ldap backend only).",
+                "Maximum number of users a directory search returns.",
             ),
             "ldap": Option(LDAP_SECTION, OMIT, LDAP_SECTION.doc,
                            default_doc='required with backend = "ldap" (for `base`)'),
@@ -114,7 +109,7 @@ class ModVcard(Module):
         doc="XEP-0054 vcard-temp and XEP-0055 Jabber Search.",
         post=_post,
     )
-    xeps = ("0054",)
+    xeps = ("0054", "0055")
     iq_handlers = (
         ("sm", ns.VCARD, "account_vcard"),
         ("local", ns.VCARD, "server_vcard"),
@@ -138,6 +133,8 @@ class ModVcard(Module):
         # The ldap backend's directory (None: the rdbms backend).
         self.pool: LdapPool | None = None
         self.directory: VcardDirectory | None = None
+        # What the XEP-0055 search asks: the ldap directory, or the rdbms one.
+        self.search_directory: VcardDirectory | RdbmsDirectory | None = None
         self._directory_down = False
 
     @classmethod
@@ -147,12 +144,17 @@ class ModVcard(Module):
             refs.pool_defined(f"{path}.ldap.pool_tag", "ldap", ldap.get("pool_tag"))
 
     async def start(self) -> None:
-        if self.opts["backend"] != "ldap":
-            return
-        ldap = self.opts["ldap"]
-        tag = str(ldap["pool_tag"])
-        self.pool = LdapPool(tag, self.server.cfg["outgoing_pools"]["ldap"][tag])
-        self.directory = VcardDirectory(self.pool, ldap)
+        if self.opts["backend"] == "ldap":
+            ldap = self.opts["ldap"]
+            tag = str(ldap["pool_tag"])
+            self.pool = LdapPool(tag, self.server.cfg["outgoing_pools"]["ldap"][tag])
+            self.directory = self.search_directory = VcardDirectory(self.pool, ldap)
+        elif self.opts["search"]:
+            self.search_directory = RdbmsDirectory(self.store)
+            # vCards stored before the directory existed (mod_vcard's migration 2).
+            indexed = await self.store.index_unindexed()
+            if indexed:
+                log.info("vcard_search_indexed count=%d", indexed)
         if self.opts["search"]:
             self.serve_subdomains(self.opts["host"], self.route_directory)
 
@@ -257,7 +259,7 @@ class ModVcard(Module):
             self._directory_down = False
             log.info("vcard_ldap_available")
 
-    # -- XEP-0055 user directory (ldap backend) -------------------------------------------------
+    # -- XEP-0055 user directory ------------------------------------------------------------------
     def route_directory(self, frm: JID, to: JID, stanza: Element) -> None:
         """Every stanza to vjud.<domain> (``Module.serve_subdomains``)."""
         if stanza.get("type") in ("error", "result") or stanza.name == "presence":
@@ -286,6 +288,13 @@ class ModVcard(Module):
                                          "name": "vCard User Search"})
             for feature in (ns.DISCO_INFO, ns.DISCO_ITEMS, SEARCH, ns.VCARD):
                 query.add("feature", attrs={"var": feature})
+            # mod_disco's server_info entries for every module or naming mod_vcard: XEP-0157
+            # on the directory too, as 6.4 answers it.
+            disco = self.server.modules.get("mod_disco")
+            if disco is not None:
+                form = server_info_form(disco.opts.get("server_info", []), self.name)
+                if form is not None:
+                    query.append(form)
             return query
         if key == ("get", "query", ns.DISCO_ITEMS):
             return Element("query", ns.DISCO_ITEMS)
@@ -303,7 +312,7 @@ class ModVcard(Module):
     def _search_form(self) -> Element:
         """XEP-0055 §3.1 with a data form (XEP-0004): one text field per search field,
         its ``var`` the attribute searched (6.4's form)."""
-        assert self.directory is not None
+        assert self.search_directory is not None
         query = Element("query", SEARCH)
         query.add("instructions", text="Fill in one or more fields to search for users.")
         form = query.add("x", ns.DATA_FORMS, {"type": "form"})
@@ -311,19 +320,20 @@ class ModVcard(Module):
         form.add("instructions", text="Fill in one or more fields to search for users.")
         hidden = form.add("field", attrs={"type": "hidden", "var": "FORM_TYPE"})
         hidden.add("value", text=SEARCH)
-        for label, attribute in self.directory.search_fields:
+        for label, attribute in self.search_directory.search_fields:
             form.add("field", attrs={"type": "text-single", "label": label, "var": attribute})
         return query
 
     async def _search(self, to: JID, query: Element) -> Element:
         """XEP-0055 §3.2: the users matching the submitted form, as a result form whose
-        columns are ``search_reported``, each item with the user's JID."""
-        assert self.directory is not None
+        columns are the directory's reported fields, each item with the user's JID."""
+        directory = self.search_directory
+        assert directory is not None
         form = query.find("x", ns.DATA_FORMS)
         if form is None or form.get("type") != "submit":
             # Only the data form is supported (§3 extensibility), as in 6.4.
             raise StanzaError("bad-request", "submit the search data form (XEP-0004)")
-        searchable = {attribute for _, attribute in self.directory.search_fields}
+        searchable = {attribute for _, attribute in directory.search_fields}
         criteria = []
         for field in form.children:
             if not isinstance(field, Element) or field.name != "field":
@@ -334,21 +344,27 @@ class ModVcard(Module):
         domain = self._served_domain(to.domain)
         limit = self.opts["matches"]
         try:
-            found = await self.directory.search(domain, criteria, limit)
-        except AuthUnavailable as exc:
-            self._directory_failed(exc)
+            found = await directory.search(domain, criteria, limit)
+        except (AuthUnavailable, StorageError) as exc:
+            if isinstance(exc, AuthUnavailable):
+                self._directory_failed(exc)
+            else:
+                log.warning("vcard_search_failed error=%s", exc)
+            # RFC 6120 §8.3.3.5, type wait: the same search may work later.
             raise StanzaError("internal-server-error", "the user directory cannot be "
                               "reached now", "wait") from None
         self._directory_answered()
         result = Element("query", SEARCH)
         out = result.add("x", ns.DATA_FORMS, {"type": "result"})
+        out.add("title", text=f"Search Results for {to}")
         hidden = out.add("field", attrs={"type": "hidden", "var": "FORM_TYPE"})
         hidden.add("value", text=SEARCH)
         reported = out.add("reported")
         reported.add("field", attrs={"type": "jid-single", "label": "Jabber ID", "var": "jid"})
-        for label, vcard_field in self.directory.reported:
+        for label, vcard_field in directory.reported:
             reported.add("field", attrs={"type": "text-single", "label": label,
                                          "var": vcard_field})
+        items: list[tuple[str, Element]] = []
         for item in found:
             try:
                 jid = JID.parse(f"{item.username}@{domain}")
@@ -356,10 +372,21 @@ class ModVcard(Module):
                 continue  # not a username here (JID preparation refuses it)
             if not await self.server.user_exists(jid):
                 continue  # 6.4: only users that have an account
-            element = out.add("item")
+            element = Element("item", ns.DATA_FORMS)
             element.add("field", attrs={"var": "jid"}).add("value", text=str(jid))
             for var, value in item.fields:
                 element.add("field", attrs={"var": var}).add("value", text=value)
+            items.append((str(jid), element))
+        rsm = query.find("set", RSM)
+        start, end = 0, len(items)
+        if rsm is not None:
+            # XEP-0059 over the (at most ``matches``) users found, in JID order, as 6.4.
+            items.sort(key=lambda pair: pair[0])
+            start, end, answer = rsm_page([jid for jid, _ in items], rsm)
+        for _, element in items[start:end]:
+            out.append(element)
+        if rsm is not None:
+            result.append(answer)
         return result
 
     def _served_domain(self, service: str) -> str:

@@ -1,0 +1,35 @@
+-- mod_vcard version 2, MySQL/MariaDB dialect: the XEP-0055 user directory of the rdbms backend.
+-- Keep in step with ../sqlite/0002_vcard_search.sql. VARCHAR(191): the utf8mb4 index limit
+-- (search.py keeps values to 191 characters on every backend).
+CREATE TABLE IF NOT EXISTS vcard_search (
+    server   VARCHAR(191) NOT NULL,
+    username VARCHAR(191) NOT NULL,
+    fn        VARCHAR(191) NOT NULL DEFAULT '',
+    lfn       VARCHAR(191) NOT NULL DEFAULT '',
+    family    VARCHAR(191) NOT NULL DEFAULT '',
+    lfamily   VARCHAR(191) NOT NULL DEFAULT '',
+    given     VARCHAR(191) NOT NULL DEFAULT '',
+    lgiven    VARCHAR(191) NOT NULL DEFAULT '',
+    middle    VARCHAR(191) NOT NULL DEFAULT '',
+    lmiddle   VARCHAR(191) NOT NULL DEFAULT '',
+    nickname  VARCHAR(191) NOT NULL DEFAULT '',
+    lnickname VARCHAR(191) NOT NULL DEFAULT '',
+    bday      VARCHAR(191) NOT NULL DEFAULT '',
+    lbday     VARCHAR(191) NOT NULL DEFAULT '',
+    ctry      VARCHAR(191) NOT NULL DEFAULT '',
+    lctry     VARCHAR(191) NOT NULL DEFAULT '',
+    locality  VARCHAR(191) NOT NULL DEFAULT '',
+    llocality VARCHAR(191) NOT NULL DEFAULT '',
+    email     VARCHAR(191) NOT NULL DEFAULT '',
+    lemail    VARCHAR(191) NOT NULL DEFAULT '',
+    orgname   VARCHAR(191) NOT NULL DEFAULT '',
+    lorgname  VARCHAR(191) NOT NULL DEFAULT '',
+    orgunit   VARCHAR(191) NOT NULL DEFAULT '',
+    lorgunit  VARCHAR(191) NOT NULL DEFAULT '',
+    PRIMARY KEY (server, username),
+    INDEX i_vcard_search_lfn (server, lfn),
+    INDEX i_vcard_search_lfamily (server, lfamily),
+    INDEX i_vcard_search_lgiven (server, lgiven),
+    INDEX i_vcard_search_lnickname (server, lnickname),
+    INDEX i_vcard_search_lemail (server, lemail)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
