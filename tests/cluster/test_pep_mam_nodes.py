@@ -9,6 +9,8 @@ What people chatting across a cluster rely on and what is proven here:
 - the last item reaches a contact who comes online on the other node (XEP-0163 §4.3.4);
 - an inbox conversation marked read on one node is told to the account's sessions on the
   other (MongooseIM's inbox properties);
+- an avatar set in the vCard on one node is announced in the presence of the account's
+  sessions on the other (XEP-0153 §4.1);
 - a contact online on the other node is online for XEP-0012 last activity (0 seconds);
 - a chat message crossing nodes is archived once in each party's archive, and a second
   device of the recipient, on the sender's node, finds it there with the stanza-id its first
@@ -18,7 +20,9 @@ What people chatting across a cluster rely on and what is proven here:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -186,6 +190,24 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             notice = await asyncio.wait_for(notices.get(), 5)
             assert notice.xml.find(f"{{{conv}}}x").get("jid") == "alice@localhost"
             assert notice.xml.findtext(f"{{{conv}}}x/{{{conv}}}read") == "true"
+
+            # XEP-0153: bob sets an avatar in his vCard from his laptop (A); his phone's
+            # presence (B) is sent again with the new hash (each node keeps the hashes of its
+            # sessions' accounts).
+            photo = b"not really a png"
+            presences: asyncio.Queue[Any] = asyncio.Queue()
+            alice.add_event_handler("presence_available", presences.put_nowait)
+            vcard = bob_laptop.make_iq_set()
+            vcard.xml.append(ET.fromstring(
+                "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>"
+                f"{base64.b64encode(photo).decode()}</BINVAL></PHOTO></vCard>"))
+            await vcard.send(timeout=5)
+            update = "{vcard-temp:x:update}x/{vcard-temp:x:update}photo"
+            while True:
+                pres = await asyncio.wait_for(presences.get(), 5)
+                if str(pres["from"]) == "bob@localhost/phone" \
+                        and pres.xml.findtext(update) == hashlib.sha1(photo).hexdigest():
+                    break
 
             # bob's reply from B: his copy's id is made on B, alice's "across" on A. The
             # node bits (the low byte) differ, so the two nodes never make the same id.

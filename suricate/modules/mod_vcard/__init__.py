@@ -55,6 +55,8 @@ log = logging.getLogger("suricate.mod_vcard")
 
 #: XEP-0153 §3: the presence extension carrying the avatar's hash.
 VCARD_UPDATE = "vcard-temp:x:update"
+#: A new avatar hash for the account's sessions on other nodes (docs/cluster.md "Casts").
+PHOTO_CAST = "mod_vcard.photo"
 #: XEP-0055: the user directory's namespace.
 SEARCH = "jabber:iq:search"
 
@@ -157,8 +159,10 @@ class ModVcard(Module):
                 log.info("vcard_search_indexed count=%d", indexed)
         if self.opts["search"]:
             self.serve_subdomains(self.opts["host"], self.route_directory)
+        self.server.cluster.on(PHOTO_CAST, self._photo_changed_elsewhere)
 
     async def stop(self) -> None:
+        self.server.cluster.off(PHOTO_CAST)
         if self.pool is not None:
             self.pool.close()
 
@@ -438,7 +442,16 @@ class ModVcard(Module):
 
     def _photo_changed(self, user: JID, digest: str) -> None:
         """XEP-0153 §4.1: a new avatar is announced by sending presence again; the server
-        does it for the account's available sessions, with the new hash stamped."""
+        does it for the account's available sessions, with the new hash stamped: this
+        node's, and the other nodes' for theirs (a cast: each keeps its own ``photos``)."""
+        self.server.cluster.cast(user, PHOTO_CAST, Element("photo", VCARD_UPDATE), digest)
+        self._photo_changed_here(user, digest)
+
+    def _photo_changed_elsewhere(self, bare: JID, stanza: Element,
+                                 args: tuple[str, ...]) -> None:
+        self._photo_changed_here(bare, args[0])
+
+    def _photo_changed_here(self, user: JID, digest: str) -> None:
         if self.photos.get(user) == digest:
             return
         self.photos[user] = digest
