@@ -169,8 +169,43 @@ class Cluster:
         return [node for node, result in zip(others, results, strict=True)
                 if isinstance(result, NodeUnreachable)]
 
+    async def end_oldest_sessions(self, bare: JID, count: int, keep: JID,
+                                  here: list[tuple[float, Callable[[], None]]]) -> None:
+        """End the ``count`` longest-lived sessions of ``bare`` but ``keep`` with <conflict/>
+        (max_user_sessions reached by ``keep``): ``here`` are this node's, as (age in
+        seconds, how to end it); with several nodes, the others' are asked for their uptime
+        and compete with them."""
+        candidates: list[tuple[float, Callable[[], Awaitable[Any] | None]]] = list(here)
+        backend = self.backend
+        if backend is not None:
+            try:
+                for session in await backend.user_sessions(bare):
+                    if session.get("node") == backend.node or session.get("user") == str(keep):
+                        continue
+                    full = JID.parse(str(session["user"]))
+                    # A node that did not answer gives no uptime: counted as the oldest.
+                    age = float(session["uptime"]) if session.get("uptime") is not None \
+                        else float("inf")
+                    candidates.append((age, _kicker(backend, full)))
+            except Exception:
+                log.warning("cluster_sessions_failed user=%s", bare, exc_info=True)
+        candidates.sort(key=lambda pair: -pair[0])
+        for _, end in candidates[:count]:
+            ending = end()
+            if ending is not None:
+                try:
+                    await ending
+                except Exception:
+                    log.warning("cluster_end_session_failed user=%s", bare, exc_info=True)
+
     async def nodes(self) -> list[str]:
         """Every node of the cluster (this one alone without a cluster)."""
         if self.backend is None:
             return [self.node]
         return await self.backend.nodes()
+
+
+def _kicker(backend: ClusterBackend, full: JID) -> Callable[[], Awaitable[Any]]:
+    def kick() -> Awaitable[Any]:
+        return backend.kick(full, "replaced by a new connection", "conflict")
+    return kick

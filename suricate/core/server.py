@@ -440,6 +440,12 @@ class Server:
         session = self.sessions.lookup(jid)
         if session is None:
             return False
+        replaced = getattr(session, "replaced", None)
+        if condition == "conflict" and replaced is not None:
+            # Replaced by a session elsewhere (max_user_sessions): also a session waiting
+            # for its resumption (XEP-0198) ends now, its stanzas go back to the router.
+            replaced()
+            return True
         # A client's stream, or a GraphQL SSE subscription of the account (admin/sse.py).
         session.stream_error(StreamError(condition, reason or "kicked"))
         return True

@@ -127,13 +127,16 @@ async def test_session_rules(limited: Server) -> None:
 
 
 async def test_resource_conflict_and_session_limit(limited: Server) -> None:
-    def run() -> tuple[str, str]:
+    """RFC 6120 §7.7.2.2: a second session of one full JID replaces the first (<conflict/>).
+    max_user_sessions (2 here) as MongooseIM 6.4 applies it: a bind over the limit opens, and
+    the account's oldest session ends with <conflict/>; the others stay."""
+    def run() -> tuple[str, str, str, str]:
         first = logged_in(limited.c2s_port, "bob", "pw", "same")  # type: ignore[attr-defined]
         second = logged_in(limited.c2s_port, "bob", "pw", "same")  # type: ignore[attr-defined]
+        third = fourth = None
         try:
             replaced = first.read_until_closed()
             third = logged_in(limited.c2s_port, "bob", "pw", "other")  # type: ignore
-            # max_user_sessions = 2: a third resource is refused
             fourth = TestClient(limited.c2s_port)  # type: ignore[attr-defined]
             fourth.open_stream()
             fourth.starttls()
@@ -145,17 +148,21 @@ async def test_resource_conflict_and_session_limit(limited: Server) -> None:
             fourth.open_stream()
             fourth.send("<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                         "<resource>fourth</resource></bind></iq>")
-            refused = fourth.expect(r"<iq[^>]*type=\"error\".*?</iq>").group(0)
-            third.close()
-            fourth.close()
-            return replaced, refused
+            bound = fourth.expect(r"<iq[^>]*id=\"b2\".*?</iq>").group(0)
+            oldest = second.read_until_closed()
+            third.send("<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>")
+            alive = third.expect(r"<iq[^>]*id=\"p3\"[^>]*/?>").group(0)
+            return replaced, bound, oldest, alive
         finally:
-            first.close()
-            second.close()
+            for client in (first, second, third, fourth):
+                if client is not None:
+                    client.close()
 
-    replaced, refused = await asyncio.to_thread(run)
+    replaced, bound, oldest, alive = await asyncio.to_thread(run)
     assert "<conflict" in replaced
-    assert "<resource-constraint" in refused
+    assert 'type="result"' in bound and "bob@localhost/fourth" in bound
+    assert "<conflict" in oldest
+    assert 'type="result"' in alive
 
 
 async def test_direct_tls_negotiates_alpn(limited: Server) -> None:

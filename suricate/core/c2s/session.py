@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable
 from time import perf_counter_ns
 from typing import Any
@@ -63,13 +64,36 @@ class EstablishedSession(Negotiation):
         if same_client and limit is not None and current >= limit:
             current -= self._earlier_sessions_of_client_here(existing)
         if limit is not None and current >= limit:
-            return StanzaError("resource-constraint", "too many sessions for this account")
+            if limit <= 0:
+                return StanzaError("resource-constraint", "no session allowed for this account")
+            self._end_oldest_sessions(current - limit + 1, existing, full)
         self.jid = full
         old = self.server.sessions.register(self)
         if old is not None:
             # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
             old.replaced()
         return None
+
+    def _end_oldest_sessions(self, count: int, replaced: Any, full: JID) -> None:
+        """max_user_sessions reached: the account's ``count`` oldest other sessions end with
+        <conflict/> so that this one opens, as MongooseIM 6.4 (and ejabberd) do. RFC 6120
+        §7.6.2.1 also allows refusing the new one (resource-constraint), but then a client
+        that binds a new resource at each connection is locked out while its dead sessions
+        wait for their resumption (XEP-0198), and the user cannot log in at all. The oldest
+        of the whole account: this node's by ``started_at``, other nodes' by their uptime
+        (``sm_backend = "redis"``: asked of them, hence a task)."""
+        assert self.user is not None
+        agent = self.user_agent
+        same = agent.id if agent is not None and agent.id else None
+        now = time.time()
+        here = [(now - getattr(other, "started_at", now), other.replaced)
+                for other in self.server.sessions.resources(self.user)
+                if other is not replaced and other is not self
+                # Bind 2 ends the same client's sessions anyway (_end_earlier_sessions_of_client)
+                and not (same is not None
+                         and getattr(getattr(other, "user_agent", None), "id", None) == same)]
+        log.info("c2s_session_limit jid=%s ending=%d", full, count)
+        self.server.spawn(self.server.cluster.end_oldest_sessions(self.user, count, full, here))
 
     def _earlier_sessions_of_client_here(self, replaced: Any) -> int:
         """This node's sessions of this account from the same client (its SASL2 user-agent
