@@ -21,10 +21,10 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from tests.cluster.test_redis_nodes import Node, _rows, launch_node, stop_node
-from tests.cluster.test_sm_nodes import _sync, _toml
-from tests.cluster.test_workers import LIMIT, _register
-from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually, free_port
+from tests.cluster.test_redis_nodes import Node, _rows
+from tests.cluster.test_sm_nodes import _two_nodes
+from tests.cluster.test_workers import LIMIT
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -35,21 +35,8 @@ NS = "urn:xmpp:muclight:0"
 
 @pytest.fixture
 def nodes(tmp_path: Path, redis_db: int) -> Any:
-    limit = LIMIT.replace("value = 2", "value = 3")
-    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), redis_db, MODULES, limit))
-    started: list[Node] = []
-    try:
-        for tag in ("la", "lb"):
-            c2s, tls = free_port(), free_port()
-            started.append(launch_node(tmp_path, redis_db, tag, c2s, tls,
-                                       _toml(tmp_path, c2s, tls, redis_db, MODULES, limit)))
-        yield started[0], started[1], redis_db
-    finally:
-        for node in started:
-            stop_node(node)
-        left = _sync(redis_db)
-        for key in left.keys("suricate:*"):
-            left.delete(key)
+    # Room for three sessions of an account (bob's phone, laptop and tablet).
+    yield from _two_nodes(tmp_path, redis_db, MODULES, LIMIT.replace("value = 2", "value = 3"))
 
 
 async def _client(node: Node, jid: str) -> Any:
