@@ -11,6 +11,8 @@ What people chatting across a cluster rely on and what is proven here:
   other (MongooseIM's inbox properties);
 - an avatar set in the vCard on one node is announced in the presence of the account's
   sessions on the other (XEP-0153 §4.1);
+- a subscriber online on the other node gets the pubsub service's notifications of a node
+  with presence_based_delivery (XEP-0060 §12.18);
 - a contact online on the other node is online for XEP-0012 last activity (0 seconds);
 - a chat message crossing nodes is archived once in each party's archive, and a second
   device of the recipient, on the sender's node, finds it there with the stanza-id its first
@@ -30,6 +32,7 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
+from slixmpp.plugins.xep_0004 import Form
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -128,6 +131,23 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
             last_activity = await alice.plugin["xep_0012"].get_last_activity(
                 "bob@localhost", timeout=5)
             assert last_activity["last_activity"]["seconds"] == 0
+
+            # The pubsub service (pubsub.localhost), a node with presence_based_delivery
+            # (XEP-0060 §12.18): bob, online on B only, is online for it on A.
+            form = Form()
+            form["type"] = "submit"
+            form.add_field(var="FORM_TYPE", ftype="hidden",
+                           value="http://jabber.org/protocol/pubsub#node_config")
+            form.add_field(var="pubsub#presence_based_delivery", value="1")
+            await alice.plugin["xep_0060"].create_node("pubsub.localhost", "news",
+                                                       config=form, timeout=5)
+            await bob.plugin["xep_0060"].subscribe("pubsub.localhost", "news", timeout=5)
+            payload = ET.fromstring("<entry xmlns='urn:example:news'>hi</entry>")
+            await alice.plugin["xep_0060"].publish("pubsub.localhost", "news", id="n1",
+                                                   payload=payload, timeout=5)
+            while (got := await _event(bob))[0] != "pubsub.localhost":
+                pass
+            assert got == ("pubsub.localhost", "n1")
 
             # XEP-0163 §4.3.4: a contact coming online on B gets alice's last item.
             later = await _pep_client(b, "bob@localhost/tablet")

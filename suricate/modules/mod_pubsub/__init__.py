@@ -978,7 +978,15 @@ class ModPubsub(Module):
         affiliations: dict[str, str] | None = None
         if config["access_model"] in ("presence", "roster", "whitelist"):
             affiliations = dict(await self.store.affiliations(host.key, node))
-        for jid_text, options in await self.store.active_subscriptions(host.key, node):
+        subscriptions = await self.store.active_subscriptions(host.key, node)
+        online: set[JID] | None = None
+        if config.get("presence_based_delivery"):
+            # Online on any node (the session table with several): one question for all.
+            online = await self._online(list({
+                jid.bare for jid_text, _ in subscriptions
+                if (jid := _parsed(jid_text)) is not None
+                and self.server.is_local_domain(jid.domain)}))
+        for jid_text, options in subscriptions:
             try:
                 jid = JID.parse(jid_text)
             except (InvalidJID, ValueError):
@@ -989,8 +997,7 @@ class ModPubsub(Module):
                     host, node, config, jid, jid_text, affiliations):
                 continue
             local = self.server.is_local_domain(jid.domain)
-            if config.get("presence_based_delivery") and local and not any(
-                    s.available for s in self.server.sessions.resources(jid.bare)):
+            if online is not None and local and jid.bare not in online:
                 continue
             if not options:
                 jids.append(jid)
@@ -1410,6 +1417,13 @@ def _parse_one(xml: str) -> Element | None:
     except XMLStreamError:
         return None
     return elements[0] if elements else None
+
+
+def _parsed(text: str) -> JID | None:
+    try:
+        return JID.parse(text)
+    except (InvalidJID, ValueError):
+        return None
 
 
 def _notify(features: frozenset[str]) -> set[str]:
