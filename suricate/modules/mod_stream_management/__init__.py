@@ -38,7 +38,7 @@ from suricate.modules.mod_stream_management.mirror import Mirror, MirroredSM
 from suricate.modules.mod_stream_management.state import SessionState
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
-from suricate.protocol.sm import HandledCountTooHigh, StreamManagement
+from suricate.protocol.sm import MOD, HandledCountTooHigh, StreamManagement
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -200,6 +200,13 @@ class ModStreamManagement(Module):
             return handled
         state = c2s.state
         if state != S.SESSION_ESTABLISHED:
+            if el.name == "enable" and state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
+                # §3: "the client MUST NOT attempt to enable stream management until after
+                # it has completed Resource Binding ... The server SHALL enforce this order
+                # and return a <failed/> element" (Example 5: unexpected-request); the
+                # client may still bind, and enable then.
+                c2s.send(_failed("unexpected-request"))
+                return True
             return False
         if el.name == "enable":
             c2s.send(self._enable(c2s, el))
@@ -211,15 +218,17 @@ class ModStreamManagement(Module):
             c2s.send(Element("a", ns.SM, {"h": str(sm.h_in)}))
             return True
         if el.name == "a":
+            # The stream error is sent here, not raised: a hook handler's exception is
+            # logged and skipped (the element would end as unsupported-stanza-type).
+            h = parse_h(el.attrs.get("h"))
+            if h is None:
+                # Not an xs:unsignedInt (§9 schema): MongooseIM's policy-violation.
+                c2s.stream_error(StreamError("policy-violation", "Invalid h attribute"))
+                return True
             try:
-                sm.ack(int(el.attrs.get("h", "")))
-            except ValueError:
-                raise StreamError("undefined-condition", "bad 'h'") from None
+                sm.ack(h)
             except HandledCountTooHigh as exc:
-                # §4: the client acknowledges more than we sent
-                raise StreamError("undefined-condition",
-                                  f"handled-count-too-high h={exc.h} send-count={exc.send_count}"
-                                  ) from None
+                c2s.stream_error(too_high(exc))
             return True
         return False
 
@@ -238,9 +247,8 @@ class ModStreamManagement(Module):
 
     async def _resume(self, c2s: C2S, request: Element) -> Element:
         previd = request.attrs.get("previd", "")
-        try:
-            h = int(request.attrs.get("h", ""))
-        except ValueError:
+        h = parse_h(request.attrs.get("h"))
+        if h is None:
             return _failed("bad-request")
         old = self.sessions.get(previd)
         if old is None and self.handover is not None and c2s.user is not None \
@@ -258,8 +266,13 @@ class ModStreamManagement(Module):
             return _failed("item-not-found")
         try:
             self._take_over(c2s, old, old_sm, h)
-        except HandledCountTooHigh:
-            return _failed("unexpected-request")
+        except HandledCountTooHigh as exc:
+            # §6: the client claims more than the session sent it. Its counters cannot be
+            # trusted to resend the right stanzas: this stream ends with the error (as
+            # MongooseIM's does); the session stays as it was, waiting, and its stanzas go
+            # elsewhere when it times out or the client binds afresh.
+            c2s.stream_error(too_high(exc))
+            return _failed("unexpected-request")  # not sent: the stream is closed
         timer = self._timers.pop(previd, None)
         if timer is not None:
             timer.cancel()
@@ -382,6 +395,30 @@ class ModStreamManagement(Module):
                 del self.stale[sm_id]
         self._stale_timer = asyncio.get_running_loop().call_later(
             self.stale_repeat, self._clean_stale)
+
+
+def parse_h(value: str | None) -> int | None:
+    """An 'h' attribute: an xs:unsignedInt (XEP-0198 §9), else None. Stricter than int(),
+    which takes '1_0', '-1', other scripts' digits and values past 2^32."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("+"):
+        value = value[1:]
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    h = int(value)
+    return h if h < MOD else None
+
+
+def too_high(exc: HandledCountTooHigh) -> StreamError:
+    """§6 (Error Handling): the peer acknowledged stanzas never sent to it: an
+    undefined-condition stream error carrying <handled-count-too-high/>, with the 'h' it
+    claimed and how many were sent."""
+    return StreamError("undefined-condition",
+                       "You acknowledged more stanzas than were sent to you",
+                       Element("handled-count-too-high", ns.SM,
+                               {"h": str(exc.h), "send-count": str(exc.send_count)}))
 
 
 def failed(condition: str, h: int | None = None) -> Element:
