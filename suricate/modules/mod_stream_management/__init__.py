@@ -108,7 +108,12 @@ class ModStreamManagement(Module):
         (H.SASL2_INLINE_FEATURES, "sasl2_inline", 60),
         (H.BIND2_INLINE_FEATURES, "bind2_inline", 50),
         (H.BIND2_BIND, "bind2_enable", 50),
-        (H.SASL2_SUCCESS, "sasl2_resume", 40),
+        # Last of SASL2_SUCCESS (FAST's issue_token is 70): a resumption replaces the new
+        # stream's module state with the session's (C2S.adopt), so what others noted on the
+        # stream (FAST's token in use: invalidate, rotation) is read before; and nothing is
+        # awaited between the take-over and the <success/>, so no stanza routed to the
+        # resumed session is written before it.
+        (H.SASL2_SUCCESS, "sasl2_resume", 90),
         (H.C2S_RESUME, "c2s_resume", 50),
         (H.C2S_STREAM_ELEMENT, "stream_element", 50),
         (H.SESSION_SUSPEND, "suspend", 50),
