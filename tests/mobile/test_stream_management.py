@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
@@ -378,3 +379,57 @@ async def test_enable_before_binding_fails_and_the_client_may_still_bind(
     failed, enabled = await asyncio.to_thread(run)
     assert "<unexpected-request " in failed, failed
     assert "resume='true'" in enabled, enabled
+
+
+async def test_connection_lost_during_an_inline_resumption_leaves_the_session_waiting(
+        server: Server) -> None:
+    # A phone resumes inline (XEP-0388 + XEP-0198) and loses its network while the server
+    # still works on the <authenticate/> (a token written to PostgreSQL, an account looked
+    # up in LDAP). The stream reads nothing during that step, so the loss shows when the
+    # <success/> is written: the session, taken over meanwhile, waits again with what it
+    # holds (the unacknowledged message) for the next attempt.
+    c, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    slow = asyncio.Event()
+    reached = asyncio.Event()
+
+    async def slow_storage(acc: list[Any], c2s: Any, request: Any) -> list[Any]:
+        reached.set()
+        await slow.wait()
+        return acc
+    server.hooks.add(H.SASL2_SUCCESS, slow_storage, 80)  # between FAST (70) and resumption
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        bob.send_message(mto=jid, mbody="held", mtype="chat")
+        await asyncio.to_thread(c.expect, r"<body>held</body>")
+        c.close()
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
+
+        def resume_and_vanish() -> None:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            n.send(authenticate_xml("PLAIN", b"\0alice\0secret", inline=(
+                f"<resume xmlns='urn:xmpp:sm:3' h='0' previd='{sm_id}'/>" + bind2("raw"))))
+            n.close()
+        await asyncio.to_thread(resume_and_vanish)
+        await asyncio.wait_for(reached.wait(), 5)
+        await asyncio.sleep(0.2)  # the server notices the connection is gone
+        server.hooks.remove(H.SASL2_SUCCESS, slow_storage)
+        slow.set()
+        await asyncio.sleep(0.2)
+        assert _state(server, jid) == C2SState.RESUME_SESSION
+
+        def resume() -> str:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                          f"previd='{sm_id}'/>" + bind2("raw"))
+            assert "<resumed " in out.xml, out.xml
+            held = n.expect(r"<body>held</body>").group(0)
+            n.close()
+            return held
+        assert await asyncio.to_thread(resume)
+    finally:
+        slow.set()
+        await disconnect(bob)
