@@ -433,3 +433,30 @@ async def test_connection_lost_during_an_inline_resumption_leaves_the_session_wa
     finally:
         slow.set()
         await disconnect(bob)
+
+
+async def test_the_client_max_shortens_the_wait_for_resumption(server: Server) -> None:
+    # XEP-0198 §5: <enable max=.../> is the client's preferred longest wait. The server
+    # (resume_timeout 600 here) waits no longer than asked: the message then goes offline.
+    def login() -> tuple[Sasl2Client, str]:
+        c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+        c.features()
+        out = c.plain("alice", "secret", bind2(
+            "raw", "<enable xmlns='urn:xmpp:sm:3' resume='true' max='1'/>"))
+        return c, out.xml
+    c, xml = await asyncio.to_thread(login)
+    assert re.search(r"<enabled [^>]*max='1'", xml), xml
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        c.close()
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
+        bob.send_message(mto=jid, mbody="later", mtype="chat")
+        await eventually(lambda: _session(server, jid) is None, timeout=3)
+
+        async def stored() -> bool:
+            offline = server.modules["mod_offline"].store
+            return await offline.count_offline("localhost", "alice") == 1  # type: ignore[no-any-return]
+        await eventually(stored)
+    finally:
+        await disconnect(bob)

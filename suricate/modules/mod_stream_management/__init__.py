@@ -132,6 +132,8 @@ class ModStreamManagement(Module):
         self.stale_geriatric: int = stale.get("geriatric", 3600)
         # resumable sessions by their SM id, live or waiting
         self.sessions: dict[str, C2S] = {}
+        # SM id -> the shorter wait its client asked for in <enable max=.../> (§5)
+        self.max_wait: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # stale_h: SM id -> (last h, when the session timed out)
         self.stale: dict[str, tuple[int, float]] = {}
@@ -185,7 +187,14 @@ class ModStreamManagement(Module):
         attrs = {"id": sm_id}
         if resume:
             SM.set(c2s, self.new_sm(sm_id))
-            attrs.update({"resume": "true", "max": str(self.resume_timeout)})
+            # §5: the client's 'max' is its preferred longest wait. A phone that asks for
+            # less wants, past it, its messages stored offline (and pushed) rather than held
+            # for a stream it will not resume; it never gets more than resume_timeout.
+            wait = self.resume_timeout
+            asked = parse_h(request.attrs.get("max"))
+            if asked is not None and 0 < asked < wait:
+                wait = self.max_wait[sm_id] = asked
+            attrs.update({"resume": "true", "max": str(wait)})
             self.sessions[sm_id] = c2s
             if self.mirror is not None:
                 self.mirror.held(sm_id)
@@ -321,8 +330,10 @@ class ModStreamManagement(Module):
         return state
 
     def forget(self, sm_id: str) -> None:
-        """``sm_id`` is no longer held here (it moved to another node)."""
+        """``sm_id`` is no longer held here (it moved to another node; a shorter wait its
+        client asked for does not travel: the other node waits resume_timeout)."""
         self.sessions.pop(sm_id, None)
+        self.max_wait.pop(sm_id, None)
         timer = self._timers.pop(sm_id, None)
         if timer is not None:
             timer.cancel()
@@ -365,7 +376,7 @@ class ModStreamManagement(Module):
             sm.dirty.add(sm.id)
             sm.wake.set()
         self._timers[sm.id] = asyncio.get_running_loop().call_later(
-            self.resume_timeout, self._expire, sm.id, c2s)
+            self.max_wait.get(sm.id, self.resume_timeout), self._expire, sm.id, c2s)
         return True
 
     def _expire(self, sm_id: str, c2s: C2S) -> None:
@@ -373,6 +384,7 @@ class ModStreamManagement(Module):
         if self.sessions.get(sm_id) is not c2s or c2s.state != S.RESUME_SESSION:
             return
         del self.sessions[sm_id]
+        self.max_wait.pop(sm_id, None)
         if self.mirror is not None:
             self.mirror.ended(sm_id)
         sm = SM.get(c2s)
@@ -386,6 +398,7 @@ class ModStreamManagement(Module):
         sm_id = sm.id if sm is not None else None
         if sm_id is not None and self.sessions.get(sm_id) is c2s:
             del self.sessions[sm_id]
+            self.max_wait.pop(sm_id, None)
             if self.mirror is not None:
                 self.mirror.ended(sm_id)
             timer = self._timers.pop(sm_id, None)
