@@ -460,3 +460,33 @@ async def test_the_client_max_shortens_the_wait_for_resumption(server: Server) -
         await eventually(stored)
     finally:
         await disconnect(bob)
+
+
+async def test_an_unresumed_session_gives_a_bare_jid_message_only_to_who_missed_it(
+        tmp_path: Path) -> None:
+    # RFC 6121 §8.5.2.1.1: a message to the bare JID reaches every available resource, the
+    # phone waiting for resumption included (it holds it). When nobody resumes, the desk
+    # that was there has it already (before: a second copy); a laptop that came online
+    # since gets it (XEP-0198 §5: as if sent to an unavailable resource now).
+    modules = modules_toml().replace("[modules.mod_stream_management]",
+                                     "[modules.mod_stream_management]\nresume_timeout = 1")
+    async with running_server(tmp_path, modules=modules) as server:
+        alice, bob = await _phone_with_sm_and_desk(server)
+        desk = await connect(server, "alice@localhost/desk", "secret")
+        laptop = None
+        try:
+            desk.send_presence()
+            await _kill(alice)
+            await eventually(lambda: _state(server, "alice@localhost/phone")
+                             == C2SState.RESUME_SESSION)
+            bob.send_message(mto="alice@localhost", mbody="to-bare", mtype="chat")
+            assert await _collect(desk, 1) == ["to-bare"]
+            laptop = await connect(server, "alice@localhost/laptop", "secret")
+            laptop.send_presence()
+            assert await _collect(laptop, 1) == ["to-bare"]  # the phone's, at its end
+            await _no_more(desk, 1.5)
+            assert _session(server, "alice@localhost/phone") is None
+        finally:
+            await disconnect(desk, bob, *([laptop] if laptop else []))
+            with contextlib.suppress(Exception):
+                alice.abort()

@@ -281,10 +281,11 @@ class EstablishedSession(Negotiation):
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
             # never acknowledged go to the account's other resources or offline storage.
-            for stanza in sm.take_unacked(delay_from=jid.domain):
+            sent = list(sm.sent_at)  # when each reached the session (take_unacked's order)
+            for stanza, when in zip(sm.take_unacked(delay_from=jid.domain), sent, strict=True):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
-                self.server.undeliverable(stanza, self)
+                self.server.undeliverable(stanza, self, when)
         self.server.sm_session_closed(self, reason)
         if self.anonymous:
             self.server.auth.anonymous_logout(jid.bare)
