@@ -358,7 +358,7 @@ async def test_resuming_while_the_old_stream_is_open_tells_it_conflict(server: S
         closed
 
 
-async def test_enable_before_binding_fails_and_the_client_may_still_bind(
+async def test_enable_before_binding_and_resume_after_fail_and_the_stream_goes_on(
         server: Server) -> None:
     # XEP-0198 §3: the server "SHALL enforce this order and return a <failed/> element"
     # (Example 5, unexpected-request), not end the stream; after binding, <enable/> works.
@@ -374,10 +374,13 @@ async def test_enable_before_binding_fails_and_the_client_may_still_bind(
         c.expect(r"<jid>")
         c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         enabled = c.expect(r"<enabled [^>]*>").group(0)
+        # bound: a <resume/> comes too late (§5), also <failed/>, and the stream goes on
+        c.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='x'/><r xmlns='urn:xmpp:sm:3'/>")
+        late = c.expect(r"<failed xmlns='urn:xmpp:sm:3'>.*?</failed><a [^>]*>").group(0)
         c.close()
-        return failed, enabled
+        return failed + late, enabled
     failed, enabled = await asyncio.to_thread(run)
-    assert "<unexpected-request " in failed, failed
+    assert failed.count("<unexpected-request ") == 2, failed
     assert "resume='true'" in enabled, enabled
 
 

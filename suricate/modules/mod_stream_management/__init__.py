@@ -225,6 +225,11 @@ class ModStreamManagement(Module):
         if el.name == "enable":
             c2s.send(self._enable(c2s, el))
             return True
+        if el.name == "resume":
+            # §5: <resume/> takes the place of binding; this stream is bound already. A
+            # <failed/> (as a second <enable/> gets), not an unsupported-stanza-type.
+            c2s.send(_failed("unexpected-request"))
+            return True
         sm = SM.get(c2s)
         if sm is None:
             return el.name in ("r", "a")  # §3: not enabled, nothing to count; ignored
