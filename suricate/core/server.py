@@ -41,6 +41,7 @@ from suricate.jid import JID
 from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
 from suricate.protocol.errors import StanzaError, StreamError
+from suricate.protocol.stanza import message_type
 from suricate.storage import Storage, create_storage
 from suricate.storage.module_store import ModuleStore
 from suricate.xml.element import Element
@@ -599,7 +600,10 @@ class Server:
         since get it now; with none left at all, it is routed (offline storage). False when
         it is not such a message (the caller routes it) or other nodes may hold resources."""
         addressed = stanza.attrs.get("to")
-        if not addressed or "/" in addressed or self.router.elsewhere is not None:
+        if not addressed or "/" in addressed or self.router.elsewhere is not None \
+                or message_type(stanza) not in ("chat", "normal"):
+            # An error to the bare JID went to one resource only, a headline may have (a
+            # PEP last item): routed again as before.
             return False
         others = [s for s in self.sessions.available(bare)
                   if s is not session and s.priority >= 0]
