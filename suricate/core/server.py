@@ -611,7 +611,8 @@ class Server:
             return False
         when = time.time() if sent_at is None else sent_at
         for other in others:
-            if other.started_at > when:
+            # A session without a start (a GraphQL SSE subscription) was there all along.
+            if getattr(other, "started_at", 0.0) > when:
                 other.deliver(stanza.copy())
         return True
 
