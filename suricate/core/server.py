@@ -41,6 +41,7 @@ from suricate.jid import JID
 from suricate.net.listener import Listener
 from suricate.net.tls import CertKey, TLSConfig
 from suricate.protocol.errors import StanzaError, StreamError
+from suricate.protocol.stanza import message_type
 from suricate.storage import Storage, create_storage
 from suricate.storage.module_store import ModuleStore
 from suricate.xml.element import Element
@@ -581,16 +582,45 @@ class Server:
                                      user.domain, default="infinity")
         return value if isinstance(value, int) else None
 
-    def undeliverable(self, stanza: Element, session: Any) -> None:
+    def undeliverable(self, stanza: Element, session: Any, sent_at: float | None = None) -> None:
         """A stanza reached a session that is going away: deliver it elsewhere or store it
-        (a message the server accepted is never dropped silently)."""
+        (a message the server accepted is never dropped silently). ``sent_at``: when it
+        reached the session (XEP-0198: when it went into the unacknowledged buffer); now
+        when not given."""
         if stanza.name == "message":
             to = session.jid.bare if session.jid is not None else None
             if to is not None:
+                if self._others_had_it(stanza, session, to, sent_at):
+                    return
                 frm = JID.parse(stanza.attrs["from"]) if stanza.attrs.get("from") else to
                 self.router.route(frm, to, stanza)
         elif stanza.name == "iq" and stanza.attrs.get("type") in ("get", "set"):
             self.router.bounce(stanza, StanzaError("service-unavailable"))
+
+    def _others_had_it(self, stanza: Element, session: Any, bare: JID,
+                       sent_at: float | None) -> bool:
+        """A message to the bare JID went to every available resource of non-negative
+        priority (RFC 6121 §8.5.2.1.1), ``session`` one of them. Those that were there then
+        have it: routing it to the bare JID again would give them a second copy (a phone's
+        unresumed session, XEP-0198 §5, handing back what it held). Only resources that came
+        since get it now; with none left at all, it is routed (offline storage). False when
+        it is not such a message (the caller routes it) or other nodes may hold resources."""
+        addressed = stanza.attrs.get("to")
+        if not addressed or "/" in addressed or self.router.elsewhere is not None \
+                or message_type(stanza) not in ("chat", "normal"):
+            # An error to the bare JID went to one resource only, a headline may have (a
+            # PEP last item): routed again as before.
+            return False
+        others = [s for s in self.sessions.available(bare)
+                  if s is not session and s.priority >= 0]
+        if not others:
+            return False
+        when = time.time() if sent_at is None else sent_at
+        for other in others:
+            # A session without a start (a GraphQL SSE subscription) was there all along.
+            if getattr(other, "started_at", 0.0) > when:
+                other.deliver(stanza.copy())
+        return True
 
     # -- events (suricate.instrument; handlers come with [instrumentation]) -----------------
     def sm_session_opened(self, session: Any) -> None:

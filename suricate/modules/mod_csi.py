@@ -3,8 +3,8 @@
 While a client says it is <inactive/> (a phone in a pocket), stanzas that need no immediate
 attention (presence, messages without a body: chat states, receipts, and carbons of those)
 wait in a queue of at most ``buffer_max``; the queue is flushed, in order, when the client
-becomes <active/>, when something urgent (a message with a body or subject, a carbon of one,
-an IQ) arrives, or when it is full. A
+becomes <active/>, when something urgent (a message with a body or subject, a call ringing,
+an invitation, an OMEMO message, a carbon of one, an IQ) arrives, or when it is full. A
 session that ends with a queue hands its stanzas back to the router: nothing is lost. A
 resumed stream (XEP-0198) is active again, as every new stream is (XEP-0352 §4.2).
 
@@ -193,12 +193,28 @@ def _drop_superseded(queue: list[Element], frm: str | None) -> None:
             return
 
 
+# Messages without a body that a person is waiting on (XEP-0352 §5 leaves the choice to the
+# server): a call ringing (XEP-0353 Jingle Message Initiation: propose, retract, proceed...),
+# an invitation to a room (XEP-0249 direct, XEP-0045 §7.8.2 mediated), an end-to-end
+# encrypted message whose client sends no fallback body (OMEMO, XEP-0384, old and new).
+JINGLE_MESSAGE_PREFIX = "urn:xmpp:jingle-message:"
+CONFERENCE = "jabber:x:conference"
+ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
+
+
 def urgent(stanza: Element) -> bool:
     if stanza.name == "iq":
         return True  # someone waits for an answer
     if stanza.name == "message":
         if stanza.find("body") is not None or stanza.find("subject") is not None:
             return True
+        for child in stanza.elements():
+            xmlns = child.xmlns or ""
+            if xmlns.startswith(JINGLE_MESSAGE_PREFIX) or xmlns == CONFERENCE \
+                    or (xmlns == MUC_USER and child.find("invite", MUC_USER) is not None) \
+                    or (xmlns in ENCRYPTED and child.name == "encrypted"
+                        and child.find("payload", xmlns) is not None):
+                return True
         # XEP-0280 §6: a carbon of a message sent or received by another resource is that
         # conversation going on; it is as urgent as the message it forwards.
         for kind in ("received", "sent"):

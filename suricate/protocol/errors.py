@@ -42,16 +42,23 @@ STREAM_CONDITIONS = frozenset({
 
 
 class StreamError(Exception):
-    """Ends the stream: ``<stream:error><condition/></stream:error></stream:stream>``."""
+    """Ends the stream: ``<stream:error><condition/></stream:error></stream:stream>``;
+    ``app_condition``: an application-specific condition after it (RFC 6120 §4.9.4), e.g.
+    XEP-0198's <handled-count-too-high/>."""
 
-    def __init__(self, condition: str, text: str | None = None) -> None:
+    def __init__(self, condition: str, text: str | None = None,
+                 app_condition: Element | None = None) -> None:
         assert condition in STREAM_CONDITIONS, condition
         super().__init__(condition if text is None else f"{condition}: {text}")
         self.condition = condition
         self.text = text
+        self.app_condition = app_condition
 
     def to_element(self) -> Element:
-        return stream_error_element(self.condition, self.text)
+        err = stream_error_element(self.condition, self.text)
+        if self.app_condition is not None:
+            err.append(self.app_condition)
+        return err
 
 
 class StanzaError(Exception):

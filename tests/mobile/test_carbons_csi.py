@@ -238,3 +238,32 @@ async def test_csi_buffer_max_as_64_takes_it(tmp_path: Path) -> None:
             finally:
                 phone.close()
                 await disconnect(bob)
+
+
+async def test_csi_lets_a_call_and_an_invitation_through_at_once(server: Server) -> None:
+    # XEP-0352 §5: what waits is the server's choice; a call that rings (XEP-0353) or an
+    # invitation to a room (XEP-0249), bodiless, cannot wait for the next message with a
+    # body, and neither can an OMEMO message whose client sends no fallback body.
+    phone, phone_jid = await asyncio.to_thread(
+        _login, server, "phone", "<inactive xmlns='urn:xmpp:csi:0'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        session = next(s for s in server.sessions if str(s.jid) == phone_jid)
+        bob.send_raw(f"<message to='{phone_jid}' type='chat'><composing "
+                     "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+        await eventually(lambda: len(session.module_state["mod_csi"].queue) == 1)
+        for payload, seen in (
+                ("<propose xmlns='urn:xmpp:jingle-message:0' id='call1'><description "
+                 "xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>", "call1"),
+                ("<x xmlns='jabber:x:conference' jid='room@conference.localhost'/>",
+                 "room@conference"),
+                ("<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'><iv>AAAA"
+                 "</iv></header><payload>BBBB</payload></encrypted>", "BBBB")):
+            bob.send_raw(f"<message to='{phone_jid}' type='chat'>{payload}</message>")
+            got = (await asyncio.to_thread(phone.expect, f".*{seen}", 2.0)).group(0)
+            if seen == "call1":  # what waited comes first
+                assert got.index("composing") < got.index("call1"), got
+            assert session.module_state["mod_csi"].queue == []
+    finally:
+        phone.close()
+        await disconnect(bob)

@@ -396,3 +396,34 @@ async def test_sasl2_without_bind2_sends_post_auth_features_without_restart(
     assert out.ok and out.jid == "alice@localhost"
     assert "urn:ietf:params:xml:ns:xmpp-bind" in features and "urn:xmpp:sm:3" in features
     assert jid == "alice@localhost/r1"
+
+
+async def test_token_login_with_inline_resume_honours_invalidate(server: Server) -> None:
+    # Conversations and Monal log in with the token and resume in the same <authenticate/>
+    # (XEP-0484 + XEP-0198 inline, XEP-0388). The resumed session's state replaces the new
+    # stream's; what FAST noted about the token in use must survive it: <fast invalidate/>
+    # (XEP-0484 §3.4) still removes the token.
+    token = await in_thread(get_token, server)
+
+    def enable_then_drop() -> str:
+        c = client(server)
+        out = c.fast("alice", token, "HT-SHA-256-NONE",
+                     bind2("phone", "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"))
+        c.close()
+        m = re.search(r"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", out.xml)
+        assert m, out.xml
+        return m.group(1)
+    sm_id = await in_thread(enable_then_drop)
+    await eventually(lambda: any(s.state == C2SState.RESUME_SESSION for s in server.sessions))
+
+    def resume_and_invalidate() -> Any:
+        c = client(server)
+        try:
+            return c.fast("alice", token, "HT-SHA-256-NONE",
+                          f"<resume xmlns='urn:xmpp:sm:3' h='0' previd='{sm_id}'/>" + bind2(),
+                          invalidate=True)
+        finally:
+            c.close()
+    out = await in_thread(resume_and_invalidate)
+    assert out.ok and "<resumed " in out.xml, out.xml
+    assert not (await in_thread(lambda: fast_login(server, token))).ok

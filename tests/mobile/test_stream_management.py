@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
-from tests.mobile.client import Sasl2Client, bind2
+from tests.mobile.client import Sasl2Client, authenticate_xml, bind2
 from tests.mobile.conftest import add_user, modules_toml
 
 
@@ -268,3 +269,227 @@ async def test_resuming_before_the_old_connection_is_noticed_dead_is_active_too(
     finally:
         c.close()
         await disconnect(bob)
+
+
+# -- misbehaving counters, a second stream, enabling too early (raw XML) -----------------------
+
+
+async def test_acks_with_nonsense_or_too_high_h_end_the_stream(server: Server) -> None:
+    # XEP-0198 §6: an 'h' above what was sent ends the stream with undefined-condition and
+    # <handled-count-too-high/>; an 'h' that is no xs:unsignedInt (§9) is MongooseIM's
+    # policy-violation. Python's int() would have read '1_0' as 10.
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        c, _ = await asyncio.to_thread(_sm_login, server, "<enable xmlns='urn:xmpp:sm:3'/>")
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        bob.send_message(mto=jid, mbody="one", mtype="chat")
+
+        def too_high() -> str:
+            c.expect(r"<body>one</body>")
+            c.send("<a xmlns='urn:xmpp:sm:3' h='2'/>")
+            return c.read_until_closed()
+        error = await asyncio.to_thread(too_high)
+        assert re.search(r"<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:"
+                         r"xmpp-streams'/>.*<handled-count-too-high xmlns='urn:xmpp:sm:3' "
+                         r"h='2' send-count='1'/></stream:error>", error), error
+
+        def nonsense() -> str:
+            n, _ = _sm_login(server, "<enable xmlns='urn:xmpp:sm:3'/>")
+            n.send("<a xmlns='urn:xmpp:sm:3' h='1_0'/>")
+            return n.read_until_closed()
+        error = await asyncio.to_thread(nonsense)
+        assert "<stream:error><policy-violation " in error, error
+    finally:
+        await disconnect(bob)
+
+
+async def test_resume_with_h_too_high_ends_that_stream_and_the_session_still_waits(
+        server: Server) -> None:
+    c, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        bob.send_message(mto=jid, mbody="kept", mtype="chat")
+        await asyncio.to_thread(c.expect, r"<body>kept</body>")
+        c.close()
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
+
+        def resume(h: int) -> str:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            n.send(authenticate_xml("PLAIN", b"\0alice\0secret", inline=(
+                f"<resume xmlns='urn:xmpp:sm:3' h='{h}' previd='{sm_id}'/>" + bind2("raw"))))
+            if h > 1:
+                return n.read_until_closed()
+            out = n.expect(r"<success .*?</success>.*?<body>kept</body>").group(0)
+            n.close()
+            return out
+        # XEP-0198 §6: one stanza was sent, the client claims 3: that stream ends...
+        error = await asyncio.to_thread(resume, 3)
+        assert "<success" not in error, error
+        assert "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='3' send-count='1'/>" \
+            in error, error
+        # ... and the session is untouched: a resumption with the right count gets it all.
+        assert _state(server, jid) == C2SState.RESUME_SESSION
+        assert "<resumed " in await asyncio.to_thread(resume, 0)
+    finally:
+        await disconnect(bob)
+
+
+async def test_resuming_while_the_old_stream_is_open_tells_it_conflict(server: Server) -> None:
+    # XEP-0198 §5: "If the former stream is resumed and the server still has the stream for
+    # the previously-identified session open at this time, the server SHOULD send a
+    # 'conflict' stream error and close that stream." A phone's second app instance, or
+    # the Wi-Fi connection still open when mobile data resumed, learns it was replaced.
+    old, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+
+    def resume() -> tuple[str, str]:
+        n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+        n.features()
+        out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                      f"previd='{sm_id}'/>" + bind2("raw"))
+        n.close()
+        return out.xml, old.read_until_closed()
+    new, closed = await asyncio.to_thread(resume)
+    assert "<resumed " in new, new
+    assert "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in closed, \
+        closed
+
+
+async def test_enable_before_binding_and_resume_after_fail_and_the_stream_goes_on(
+        server: Server) -> None:
+    # XEP-0198 §3: the server "SHALL enforce this order and return a <failed/> element"
+    # (Example 5, unexpected-request), not end the stream; after binding, <enable/> works.
+    def run() -> tuple[str, str]:
+        c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+        c.features()
+        assert c.plain("alice", "secret").ok  # SASL2 without Bind 2: features follow
+        c.expect(r"</stream:features>")
+        c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        failed = c.expect(r"<failed xmlns='urn:xmpp:sm:3'>.*?</failed>").group(0)
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+               "<resource>later</resource></bind></iq>")
+        c.expect(r"<jid>")
+        c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        enabled = c.expect(r"<enabled [^>]*>").group(0)
+        # bound: a <resume/> comes too late (§5), also <failed/>, and the stream goes on
+        c.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='x'/><r xmlns='urn:xmpp:sm:3'/>")
+        late = c.expect(r"<failed xmlns='urn:xmpp:sm:3'>.*?</failed><a [^>]*>").group(0)
+        c.close()
+        return failed + late, enabled
+    failed, enabled = await asyncio.to_thread(run)
+    assert failed.count("<unexpected-request ") == 2, failed
+    assert "resume='true'" in enabled, enabled
+
+
+async def test_connection_lost_during_an_inline_resumption_leaves_the_session_waiting(
+        server: Server) -> None:
+    # A phone resumes inline (XEP-0388 + XEP-0198) and loses its network while the server
+    # still works on the <authenticate/> (a token written to PostgreSQL, an account looked
+    # up in LDAP). The stream reads nothing during that step, so the loss shows when the
+    # <success/> is written: the session, taken over meanwhile, waits again with what it
+    # holds (the unacknowledged message) for the next attempt.
+    c, sm_id = await asyncio.to_thread(
+        _sm_login, server, "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    slow = asyncio.Event()
+    reached = asyncio.Event()
+
+    async def slow_storage(acc: list[Any], c2s: Any, request: Any) -> list[Any]:
+        reached.set()
+        await slow.wait()
+        return acc
+    server.hooks.add(H.SASL2_SUCCESS, slow_storage, 80)  # between FAST (70) and resumption
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        bob.send_message(mto=jid, mbody="held", mtype="chat")
+        await asyncio.to_thread(c.expect, r"<body>held</body>")
+        c.close()
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
+
+        def resume_and_vanish() -> None:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            n.send(authenticate_xml("PLAIN", b"\0alice\0secret", inline=(
+                f"<resume xmlns='urn:xmpp:sm:3' h='0' previd='{sm_id}'/>" + bind2("raw"))))
+            n.close()
+        await asyncio.to_thread(resume_and_vanish)
+        await asyncio.wait_for(reached.wait(), 5)
+        await asyncio.sleep(0.2)  # the server notices the connection is gone
+        server.hooks.remove(H.SASL2_SUCCESS, slow_storage)
+        slow.set()
+        await asyncio.sleep(0.2)
+        assert _state(server, jid) == C2SState.RESUME_SESSION
+
+        def resume() -> str:
+            n = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            n.features()
+            out = n.plain("alice", "secret", f"<resume xmlns='urn:xmpp:sm:3' h='0' "
+                          f"previd='{sm_id}'/>" + bind2("raw"))
+            assert "<resumed " in out.xml, out.xml
+            held = n.expect(r"<body>held</body>").group(0)
+            n.close()
+            return held
+        assert await asyncio.to_thread(resume)
+    finally:
+        slow.set()
+        await disconnect(bob)
+
+
+async def test_the_client_max_shortens_the_wait_for_resumption(server: Server) -> None:
+    # XEP-0198 §5: <enable max=.../> is the client's preferred longest wait. The server
+    # (resume_timeout 600 here) waits no longer than asked: the message then goes offline.
+    def login() -> tuple[Sasl2Client, str]:
+        c = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+        c.features()
+        out = c.plain("alice", "secret", bind2(
+            "raw", "<enable xmlns='urn:xmpp:sm:3' resume='true' max='1'/>"))
+        return c, out.xml
+    c, xml = await asyncio.to_thread(login)
+    assert re.search(r"<enabled [^>]*max='1'", xml), xml
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        c.close()
+        await eventually(lambda: _state(server, jid) == C2SState.RESUME_SESSION)
+        bob.send_message(mto=jid, mbody="later", mtype="chat")
+        await eventually(lambda: _session(server, jid) is None, timeout=3)
+
+        async def stored() -> bool:
+            offline = server.modules["mod_offline"].store
+            return await offline.count_offline("localhost", "alice") == 1  # type: ignore[no-any-return]
+        await eventually(stored)
+    finally:
+        await disconnect(bob)
+
+
+async def test_an_unresumed_session_gives_a_bare_jid_message_only_to_who_missed_it(
+        tmp_path: Path) -> None:
+    # RFC 6121 §8.5.2.1.1: a message to the bare JID reaches every available resource, the
+    # phone waiting for resumption included (it holds it). When nobody resumes, the desk
+    # that was there has it already (before: a second copy); a laptop that came online
+    # since gets it (XEP-0198 §5: as if sent to an unavailable resource now).
+    modules = modules_toml().replace("[modules.mod_stream_management]",
+                                     "[modules.mod_stream_management]\nresume_timeout = 1")
+    async with running_server(tmp_path, modules=modules) as server:
+        alice, bob = await _phone_with_sm_and_desk(server)
+        desk = await connect(server, "alice@localhost/desk", "secret")
+        laptop = None
+        try:
+            desk.send_presence()
+            await _kill(alice)
+            await eventually(lambda: _state(server, "alice@localhost/phone")
+                             == C2SState.RESUME_SESSION)
+            bob.send_message(mto="alice@localhost", mbody="to-bare", mtype="chat")
+            assert await _collect(desk, 1) == ["to-bare"]
+            laptop = await connect(server, "alice@localhost/laptop", "secret")
+            laptop.send_presence()
+            assert await _collect(laptop, 1) == ["to-bare"]  # the phone's, at its end
+            await _no_more(desk, 1.5)
+            assert _session(server, "alice@localhost/phone") is None
+        finally:
+            await disconnect(desk, bob, *([laptop] if laptop else []))
+            with contextlib.suppress(Exception):
+                alice.abort()

@@ -362,3 +362,23 @@ async def test_a_resumed_phone_counts_from_one_again(tmp_path: Path) -> None:
                 "1", "m3")
         finally:
             await disconnect(bob)
+
+
+async def test_a_call_wakes_a_suspended_phone_a_chat_state_does_not(tmp_path: Path) -> None:
+    # XEP-0357 §7: the server picks what is worth a push. A call (XEP-0353 <propose/>, no
+    # body) must ring on an iPhone whose app sleeps; a chat state must not wake it.
+    async with push_server(tmp_path) as (server, app):
+        await suspended_phone(server)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_raw("<message to='alice@localhost/phone' type='chat'><composing "
+                         "xmlns='http://jabber.org/protocol/chatstates'/></message>")
+            bob.send_raw("<message to='alice@localhost/phone' type='chat'><propose "
+                         "xmlns='urn:xmpp:jingle-message:0' id='call1'><description "
+                         "xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose>"
+                         "<store xmlns='urn:xmpp:hints'/></message>")
+            forms = await drain(app, 1.0)
+            assert [(f["message-count"], f["last-message-sender"]) for f in forms] == [
+                ("1", "bob@localhost/desk")]
+        finally:
+            await disconnect(bob)

@@ -230,7 +230,7 @@ class EstablishedSession(Negotiation):
             old.fsm.goto(S.CLOSED)
         elif old.fsm.state is not S.CLOSED:
             # The client came back before we noticed its old connection was dead.
-            old._vanish()
+            old.resumed_elsewhere()
         self.server.sessions.register(self)
         self._goto(S.SESSION_ESTABLISHED)
         self.server.hooks.fold(H.SESSION_RESUMED, None, self, old)
@@ -245,10 +245,20 @@ class EstablishedSession(Negotiation):
         if self.fsm.state is S.RESUME_SESSION:
             self.fsm.goto(S.CLOSED)
         elif self.fsm.state is not S.CLOSED:
-            self._vanish()
+            self.resumed_elsewhere()
         if self.jid is not None and self.server.sessions.local(self.jid) is self:
             self.server.sessions.unregister(self)
         log.info("c2s_session_moved_away jid=%s", self.jid)
+
+    def resumed_elsewhere(self) -> None:
+        """XEP-0198 §5: "If the former stream is resumed and the server still has the stream
+        for the previously-identified session open at this time, the server SHOULD send a
+        'conflict' stream error and close that stream." The connection may well be alive
+        (a phone that moved from Wi-Fi to mobile data, a second instance of the app): told,
+        its client stops rather than reconnecting to resume the session again. Nothing of
+        the session is left here (``adopt``/``moved_away`` took it): no stanza is written
+        before the error, nothing is re-routed."""
+        self.stream_error(StreamError("conflict", "the session was resumed by another stream"))
 
     async def enter_moved(self, full: JID, priority: int, presence: Element | None) -> None:
         """XEP-0198 §5 across nodes: this authenticated stream continues a session of
@@ -295,10 +305,11 @@ class EstablishedSession(Negotiation):
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
             # never acknowledged go to the account's other resources or offline storage.
-            for stanza in sm.take_unacked(delay_from=jid.domain):
+            sent = list(sm.sent_at)  # when each reached the session (take_unacked's order)
+            for stanza, when in zip(sm.take_unacked(delay_from=jid.domain), sent, strict=True):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
-                self.server.undeliverable(stanza, self)
+                self.server.undeliverable(stanza, self, when)
         self.server.sm_session_closed(self, reason)
         if self.anonymous:
             self.server.auth.anonymous_logout(jid.bare)

@@ -272,9 +272,27 @@ class ModEventPusher(Module):
         return stanza
 
 
+# Bodiless messages a person waits on, worth waking a phone for: a call ringing (XEP-0353
+# <propose/>; the rest of that exchange is for a client already awake), an end-to-end
+# encrypted message whose client sends no fallback body (OMEMO, XEP-0384, old and new).
+_JINGLE_MESSAGE_PREFIX = "urn:xmpp:jingle-message:"
+_ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
+
+
 def _notifiable(stanza: Element) -> bool:
     # XEP-0357 §7 leaves the choice to the server; 6.4 notifies messages with a body (chat
-    # states and receipts alone would wake a phone for nothing).
+    # states and receipts alone would wake a phone for nothing). We also wake it for an
+    # incoming call and an OMEMO message without a body: on iOS (Monal, Siskin) nothing
+    # else would make such a call ring or such a message show.
     # RFC 6121 §5.2.2: a type not understood is "normal"
-    return message_type(stanza) in ("chat", "normal", "groupchat") \
-        and stanza.find("body") is not None
+    if message_type(stanza) not in ("chat", "normal", "groupchat"):
+        return False
+    if stanza.find("body") is not None:
+        return True
+    for child in stanza.elements():
+        xmlns = child.xmlns or ""
+        if (child.name == "propose" and xmlns.startswith(_JINGLE_MESSAGE_PREFIX)) \
+                or (child.name == "encrypted" and xmlns in _ENCRYPTED
+                    and child.find("payload", xmlns) is not None):
+            return True
+    return False

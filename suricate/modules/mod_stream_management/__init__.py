@@ -38,7 +38,7 @@ from suricate.modules.mod_stream_management.mirror import Mirror, MirroredSM
 from suricate.modules.mod_stream_management.state import SessionState
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
-from suricate.protocol.sm import HandledCountTooHigh, StreamManagement
+from suricate.protocol.sm import MOD, HandledCountTooHigh, StreamManagement
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -108,7 +108,12 @@ class ModStreamManagement(Module):
         (H.SASL2_INLINE_FEATURES, "sasl2_inline", 60),
         (H.BIND2_INLINE_FEATURES, "bind2_inline", 50),
         (H.BIND2_BIND, "bind2_enable", 50),
-        (H.SASL2_SUCCESS, "sasl2_resume", 40),
+        # Last of SASL2_SUCCESS (FAST's issue_token is 70): a resumption replaces the new
+        # stream's module state with the session's (C2S.adopt), so what others noted on the
+        # stream (FAST's token in use: invalidate, rotation) is read before; and nothing is
+        # awaited between the take-over and the <success/>, so no stanza routed to the
+        # resumed session is written before it.
+        (H.SASL2_SUCCESS, "sasl2_resume", 90),
         (H.C2S_RESUME, "c2s_resume", 50),
         (H.C2S_STREAM_ELEMENT, "stream_element", 50),
         (H.SESSION_SUSPEND, "suspend", 50),
@@ -127,6 +132,8 @@ class ModStreamManagement(Module):
         self.stale_geriatric: int = stale.get("geriatric", 3600)
         # resumable sessions by their SM id, live or waiting
         self.sessions: dict[str, C2S] = {}
+        # SM id -> the shorter wait its client asked for in <enable max=.../> (§5)
+        self.max_wait: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # stale_h: SM id -> (last h, when the session timed out)
         self.stale: dict[str, tuple[int, float]] = {}
@@ -180,7 +187,14 @@ class ModStreamManagement(Module):
         attrs = {"id": sm_id}
         if resume:
             SM.set(c2s, self.new_sm(sm_id))
-            attrs.update({"resume": "true", "max": str(self.resume_timeout)})
+            # §5: the client's 'max' is its preferred longest wait. A phone that asks for
+            # less wants, past it, its messages stored offline (and pushed) rather than held
+            # for a stream it will not resume; it never gets more than resume_timeout.
+            wait = self.resume_timeout
+            asked = parse_h(request.attrs.get("max"))
+            if asked is not None and 0 < asked < wait:
+                wait = self.max_wait[sm_id] = asked
+            attrs.update({"resume": "true", "max": str(wait)})
             self.sessions[sm_id] = c2s
             if self.mirror is not None:
                 self.mirror.held(sm_id)
@@ -200,9 +214,21 @@ class ModStreamManagement(Module):
             return handled
         state = c2s.state
         if state != S.SESSION_ESTABLISHED:
+            if el.name == "enable" and state == S.WAIT_FOR_FEATURE_AFTER_AUTH:
+                # §3: "the client MUST NOT attempt to enable stream management until after
+                # it has completed Resource Binding ... The server SHALL enforce this order
+                # and return a <failed/> element" (Example 5: unexpected-request); the
+                # client may still bind, and enable then.
+                c2s.send(_failed("unexpected-request"))
+                return True
             return False
         if el.name == "enable":
             c2s.send(self._enable(c2s, el))
+            return True
+        if el.name == "resume":
+            # §5: <resume/> takes the place of binding; this stream is bound already. A
+            # <failed/> (as a second <enable/> gets), not an unsupported-stanza-type.
+            c2s.send(_failed("unexpected-request"))
             return True
         sm = SM.get(c2s)
         if sm is None:
@@ -211,15 +237,17 @@ class ModStreamManagement(Module):
             c2s.send(Element("a", ns.SM, {"h": str(sm.h_in)}))
             return True
         if el.name == "a":
+            # The stream error is sent here, not raised: a hook handler's exception is
+            # logged and skipped (the element would end as unsupported-stanza-type).
+            h = parse_h(el.attrs.get("h"))
+            if h is None:
+                # Not an xs:unsignedInt (§9 schema): MongooseIM's policy-violation.
+                c2s.stream_error(StreamError("policy-violation", "Invalid h attribute"))
+                return True
             try:
-                sm.ack(int(el.attrs.get("h", "")))
-            except ValueError:
-                raise StreamError("undefined-condition", "bad 'h'") from None
+                sm.ack(h)
             except HandledCountTooHigh as exc:
-                # §4: the client acknowledges more than we sent
-                raise StreamError("undefined-condition",
-                                  f"handled-count-too-high h={exc.h} send-count={exc.send_count}"
-                                  ) from None
+                c2s.stream_error(too_high(exc))
             return True
         return False
 
@@ -238,9 +266,8 @@ class ModStreamManagement(Module):
 
     async def _resume(self, c2s: C2S, request: Element) -> Element:
         previd = request.attrs.get("previd", "")
-        try:
-            h = int(request.attrs.get("h", ""))
-        except ValueError:
+        h = parse_h(request.attrs.get("h"))
+        if h is None:
             return _failed("bad-request")
         old = self.sessions.get(previd)
         if old is None and self.handover is not None and c2s.user is not None \
@@ -258,8 +285,13 @@ class ModStreamManagement(Module):
             return _failed("item-not-found")
         try:
             self._take_over(c2s, old, old_sm, h)
-        except HandledCountTooHigh:
-            return _failed("unexpected-request")
+        except HandledCountTooHigh as exc:
+            # §6: the client claims more than the session sent it. Its counters cannot be
+            # trusted to resend the right stanzas: this stream ends with the error (as
+            # MongooseIM's does); the session stays as it was, waiting, and its stanzas go
+            # elsewhere when it times out or the client binds afresh.
+            c2s.stream_error(too_high(exc))
+            return _failed("unexpected-request")  # not sent: the stream is closed
         timer = self._timers.pop(previd, None)
         if timer is not None:
             timer.cancel()
@@ -303,8 +335,10 @@ class ModStreamManagement(Module):
         return state
 
     def forget(self, sm_id: str) -> None:
-        """``sm_id`` is no longer held here (it moved to another node)."""
+        """``sm_id`` is no longer held here (it moved to another node; a shorter wait its
+        client asked for does not travel: the other node waits resume_timeout)."""
         self.sessions.pop(sm_id, None)
+        self.max_wait.pop(sm_id, None)
         timer = self._timers.pop(sm_id, None)
         if timer is not None:
             timer.cancel()
@@ -347,7 +381,7 @@ class ModStreamManagement(Module):
             sm.dirty.add(sm.id)
             sm.wake.set()
         self._timers[sm.id] = asyncio.get_running_loop().call_later(
-            self.resume_timeout, self._expire, sm.id, c2s)
+            self.max_wait.get(sm.id, self.resume_timeout), self._expire, sm.id, c2s)
         return True
 
     def _expire(self, sm_id: str, c2s: C2S) -> None:
@@ -355,6 +389,7 @@ class ModStreamManagement(Module):
         if self.sessions.get(sm_id) is not c2s or c2s.state != S.RESUME_SESSION:
             return
         del self.sessions[sm_id]
+        self.max_wait.pop(sm_id, None)
         if self.mirror is not None:
             self.mirror.ended(sm_id)
         sm = SM.get(c2s)
@@ -368,6 +403,7 @@ class ModStreamManagement(Module):
         sm_id = sm.id if sm is not None else None
         if sm_id is not None and self.sessions.get(sm_id) is c2s:
             del self.sessions[sm_id]
+            self.max_wait.pop(sm_id, None)
             if self.mirror is not None:
                 self.mirror.ended(sm_id)
             timer = self._timers.pop(sm_id, None)
@@ -382,6 +418,30 @@ class ModStreamManagement(Module):
                 del self.stale[sm_id]
         self._stale_timer = asyncio.get_running_loop().call_later(
             self.stale_repeat, self._clean_stale)
+
+
+def parse_h(value: str | None) -> int | None:
+    """An 'h' attribute: an xs:unsignedInt (XEP-0198 §9), else None. Stricter than int(),
+    which takes '1_0', '-1', other scripts' digits and values past 2^32."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("+"):
+        value = value[1:]
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    h = int(value)
+    return h if h < MOD else None
+
+
+def too_high(exc: HandledCountTooHigh) -> StreamError:
+    """§6 (Error Handling): the peer acknowledged stanzas never sent to it: an
+    undefined-condition stream error carrying <handled-count-too-high/>, with the 'h' it
+    claimed and how many were sent."""
+    return StreamError("undefined-condition",
+                       "You acknowledged more stanzas than were sent to you",
+                       Element("handled-count-too-high", ns.SM,
+                               {"h": str(exc.h), "send-count": str(exc.send_count)}))
 
 
 def failed(condition: str, h: int | None = None) -> Element:

@@ -50,7 +50,8 @@ HANDOVER_OP = "mod_stream_management.handover"
 # How much longer than resume_timeout a dead node's keys live: the node ending its orphans
 # finds them (mirror.py).
 ORPHAN_GRACE = 60
-# What the holder answers when the client acknowledges stanzas it never sent (§4, §5).
+# What the holder answers when the client acknowledges stanzas it never sent (§5, §6), with
+# how many it sent: (TOO_HIGH, send_count).
 TOO_HIGH = "handled-count-too-high"
 
 
@@ -109,8 +110,14 @@ class Handover:
                 log.info("sm_resume_holder_silent id=%s node=%s", previd, holder)
                 return failed("item-not-found")
             return await self._from_copy(c2s, previd, holder, client_h)
-        if plain == TOO_HIGH:
-            return failed("unexpected-request")
+        if plain == TOO_HIGH or isinstance(plain, tuple) and plain[:1] == (TOO_HIGH,):
+            # §6, as on one node (mod_stream_management._resume): the stream ends. (A node
+            # of an older version answers the bare string, without the count it sent.)
+            from suricate.modules.mod_stream_management import too_high
+
+            sent = int(plain[1]) if isinstance(plain, tuple) else 0
+            c2s.stream_error(too_high(HandledCountTooHigh(client_h, sent)))
+            return failed("unexpected-request")  # not sent: the stream is closed
         if not isinstance(plain, dict):
             return failed("item-not-found")  # gone meanwhile, or another resume took it
         state = SessionState.from_plain(plain)
@@ -150,8 +157,8 @@ class Handover:
             return None
         try:
             sm.ack(client_h)
-        except HandledCountTooHigh:
-            return TOO_HIGH
+        except HandledCountTooHigh as exc:
+            return (TOO_HIGH, exc.send_count)
         self.module.forget(previd)
         self.mirror.moved(previd)
         modules: dict[str, Any] = self.server.hooks.fold(H.SESSION_HANDOVER, {}, c2s, False)
