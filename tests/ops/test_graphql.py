@@ -272,7 +272,7 @@ async def test_user_api(tmp_path: Path) -> None:
         status, result = await gql(server, 'mutation { stanza { sendMessage(from: '
                                    '"vic@localhost", to: "uma@localhost", body: "x") { id } } }',
                                    auth=me, path="/api/graphql/user")
-        assert code_of(result) == "no_permissions"
+        assert code_of(result) == "invalid_sender"
         status, result = await gql(server, '{ session { countResources } }',
                                    auth=("uma@localhost", "bad"), path="/api/graphql/user")
         assert status == 401

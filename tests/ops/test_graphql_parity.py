@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from suricate.jid import JID
-from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually
 from tests.ops.harness import admin, gql, ops_server
 
 REGISTER = ('mutation($d: DomainName!, $u: String, $p: String!) { account { '
@@ -223,7 +223,8 @@ async def test_user_sends_headlines_and_stanzas(tmp_path: Path) -> None:
                               '{ id } } }', {"s": "<message from='ann@localhost' "
                                                   "to='ann@localhost/a'><body>x</body></message>"},
                               auth=ben, path="/api/graphql/user")
-        assert code_of(result) == "no_permissions"
+        assert code_of(result) == "invalid_sender"  # 6.4's code and message
+        assert result["errors"][0]["message"] == "Sender's JID is different from the user's JID"
         await disconnect(ann)
 
 
@@ -437,3 +438,34 @@ async def test_kick_results_and_cluster_metrics_on_one_node(tmp_path: Path) -> N
 
 async def _no_sessions(server: Any) -> bool:
     return len(server.sessions) == 0
+
+
+async def test_admin_speaks_and_reads_only_for_existing_accounts(tmp_path: Path) -> None:
+    """6.4 (graphql_stanza_SUITE): an admin's sender, and the owner of the archive read, must
+    be an account of a served domain; else unknown_user, and nothing is sent or archived. A
+    forged sender of a foreign domain would otherwise leave over s2s in this server's name."""
+    async with ops_server(tmp_path, modules=MODULES_TOML + "\n[modules.mod_mam.pm]") as server:
+        await register(server, "bob")
+        bob = await connect(server, "bob@localhost/b", "pw")
+        send = 'mutation($s: String!) { stanza { sendStanza(stanza: $s) { id } } }'
+        for sender, message in (("ghost@localhost", "User does not exist"),
+                                ("ghost@oopsie.example", "User's domain does not exist")):
+            stanza = f"<message from='{sender}' to='bob@localhost'><body>boo</body></message>"
+            _, result = await gql(server, send, {"s": stanza})
+            assert code_of(result) == "unknown_user", result
+            assert result["errors"][0]["message"] == message
+            _, result = await gql(server, 'mutation($f: JID!) { stanza { sendMessage(from: $f, '
+                                  'to: "bob@localhost", body: "boo") { id } } }', {"f": sender})
+            assert code_of(result) == "unknown_user", result
+            _, result = await gql(server, 'mutation($f: JID!) { stanza { sendMessageHeadLine('
+                                  'from: $f, to: "bob@localhost", body: "boo") { id } } }',
+                                  {"f": sender})
+            assert code_of(result) == "unknown_user", result
+            _, result = await gql(server, 'query($c: JID!) { stanza { getLastMessages('
+                                  'caller: $c) { limit } } }', {"c": sender})
+            assert code_of(result) == "unknown_user", result
+        await admin(server, 'mutation { stanza { sendMessage(from: "bob@localhost", '
+                    'to: "bob@localhost/b", body: "real") { id } } }')
+        got = await bob.next_message()
+        assert (got["body"], got["from"].bare) == ("real", "bob@localhost")  # nothing before
+        await disconnect(bob)
