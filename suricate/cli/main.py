@@ -400,10 +400,25 @@ def cmd_xep0227(args: argparse.Namespace) -> int:
 
 
 # -- admin API: generated categories and raw GraphQL -----------------------------------------------
+def admin_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration whose admin endpoint a command asks: ``--config``, or none at all
+    with ``--url``. The embedded default has no admin endpoint, so without either there is
+    nothing to ask: a usage error naming the options, rather than loading that default (which
+    would also write a certificate into the data folder of whatever directory the operator
+    happens to be in)."""
+    if args.config:
+        return load(args)[0]
+    if getattr(args, "url", None):
+        return {"listen": {}}
+    raise CliError("no admin endpoint to ask: give --config FILE, the configuration of the "
+                   "running server (its [[listen.http]] with a mongoose_graphql_handler, "
+                   'schema_endpoint = "admin"), or --url URL of that endpoint', 2)
+
+
 def cmd_admin_operation(args: argparse.Namespace) -> int:
     from suricate.cli.admin import AdminCliError, run_operation
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         return run_operation(cfg, args)
     except AdminCliError as err:
@@ -415,7 +430,7 @@ def cmd_graphql(args: argparse.Namespace) -> int:
 
     from suricate.cli.admin import AdminCliError, find_target, post, print_result
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         variables = json.loads(args.variables) if args.variables else None
     except json.JSONDecodeError as err:
@@ -436,7 +451,7 @@ def _ask_server(args: argparse.Namespace, document: str, not_running_code: int) 
     """Run `document` on the running server's admin endpoint; its ``server`` field."""
     from suricate.cli.admin import AdminCliError, ServerUnreachable, find_target, post
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         target = find_target(cfg, args.url)
         result = post(target, document)

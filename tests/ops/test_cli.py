@@ -107,8 +107,18 @@ async def test_cli_drives_the_running_server(tmp_path: Path) -> None:
 
 
 def test_cli_without_admin_endpoint_says_so(tmp_path: Path) -> None:
-    res = run("session", "countSessions", "--data-dir", str(tmp_path / "data"))
-    assert res.returncode == 1 and "no admin endpoint" in res.stderr
+    # Without --config nor --url there is no endpoint to ask (the embedded default has none):
+    # a usage error saying which option is missing, and nothing written to the data folder.
+    for command in (("session", "countSessions"), ("status",),
+                    ("graphql", "{ checkAuth { authStatus } }")):
+        res = run(*command, "--data-dir", str(tmp_path / "data"))
+        assert res.returncode == 2, (command, res)
+        assert "no admin endpoint" in res.stderr and "--config FILE" in res.stderr, res.stderr
+    assert not (tmp_path / "data").exists()
+    config = tmp_path / "plain.toml"  # a configuration without an admin endpoint
+    config.write_text(server_toml(tmp_path, free_port(), free_port()))
+    res = run("session", "countSessions", "--config", str(config))
+    assert res.returncode == 1 and "no admin endpoint in the configuration" in res.stderr
 
 
 async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
