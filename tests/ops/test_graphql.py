@@ -439,3 +439,25 @@ async def test_vcard_set_through_the_api_updates_the_avatar_hash(tmp_path: Path)
         finally:
             ann.close()
             ben.close()
+
+
+async def test_user_reads_last_activity_only_where_xmpp_would_tell(tmp_path: Path) -> None:
+    """XEP-0012 §3, §8: an account's last activity goes to those who may see its presence;
+    the user endpoint's getLast follows the rule an iq:last over XMPP follows."""
+    async with ops_server(tmp_path) as server:
+        for user in ("ann", "ben"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        await admin(server, 'mutation { last { setLast(user: "ben@localhost", '
+                    'status: "on holiday") { status } } }')
+        ask = '{ last { getLast(user: "ben@localhost") { status } } }'
+        ann = ("ann@localhost", "pw")
+        _, result = await gql(server, ask, auth=ann, path="/api/graphql/user")
+        assert code_of(result) == "no_permissions", result
+        assert "on holiday" not in str(result)
+        await admin(server, 'mutation { roster { setMutualSubscription(userA: "ann@localhost", '
+                    'userB: "ben@localhost", action: CONNECT) } }')
+        _, result = await gql(server, ask, auth=ann, path="/api/graphql/user")
+        assert result["data"] == {"last": {"getLast": {"status": "on holiday"}}}, result
+        _, result = await gql(server, '{ last { getLast { status } } }',
+                              auth=("ben@localhost", "pw"), path="/api/graphql/user")
+        assert result["data"] == {"last": {"getLast": {"status": "on holiday"}}}, result
