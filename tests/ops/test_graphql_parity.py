@@ -469,3 +469,45 @@ async def test_admin_speaks_and_reads_only_for_existing_accounts(tmp_path: Path)
         got = await bob.next_message()
         assert (got["body"], got["from"].bare) == ("real", "bob@localhost")  # nothing before
         await disconnect(bob)
+
+
+async def test_domain_admin_runs_the_rooms_of_its_domain(tmp_path: Path) -> None:
+    """6.4 (graphql_muc_SUITE, domain_admin_muc): a domain admin lists, reads and removes the
+    rooms of its domain's MUC service (conference.DOMAIN), and no other domain's."""
+    from tests.muc.conftest import muc_toml
+
+    async with ops_server(tmp_path, modules=muc_toml()) as server:
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        await admin(server, 'mutation { domain { setDomainPassword(domain: "dyn.example", '
+                    'password: "dpw") } }')
+        await register(server, "dan", domain="dyn.example")
+        await register(server, "lou")
+        create = ('mutation($m: String!, $o: JID!) { muc { createInstantRoom(mucDomain: $m, '
+                  'name: "hall", owner: $o, nick: "n") { jid } } }')
+        await admin(server, create, m="conference.dyn.example", o="dan@dyn.example")
+        await admin(server, create, m="conference.localhost", o="lou@localhost")
+
+        async def as_domain_admin(query: str) -> dict[str, Any]:
+            _, result = await gql(server, query, auth=("admin@dyn.example", "dpw"),
+                                  path="/api/graphql/domain")
+            return result
+
+        listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
+                                       ' { rooms { jid } } } }')
+        assert listed.get("data") == {"muc": {"listRooms": {"rooms": [
+            {"jid": "hall@conference.dyn.example"}]}}}, listed
+        config = await as_domain_admin('{ muc { getRoomConfig(room: '
+                                       '"hall@conference.dyn.example") { persistent } } }')
+        assert "errors" not in config, config
+        for query in ('{ muc { listRooms(mucDomain: "conference.localhost") { count } } }',
+                      '{ muc { getRoomConfig(room: "hall@conference.localhost") { title } } }',
+                      'mutation { muc { deleteRoom(room: "hall@conference.localhost") } }'):
+            refused = await as_domain_admin(query)
+            assert code_of(refused) == "no_permissions", (query, refused)
+        deleted = await as_domain_admin('mutation { muc { deleteRoom(room: '
+                                        '"hall@conference.dyn.example") } }')
+        assert "errors" not in deleted, deleted
+        listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
+                                       ' { count } } }')
+        assert listed["data"]["muc"]["listRooms"]["count"] == 0, listed
