@@ -461,3 +461,60 @@ async def test_user_reads_last_activity_only_where_xmpp_would_tell(tmp_path: Pat
         _, result = await gql(server, '{ last { getLast { status } } }',
                               auth=("ben@localhost", "pw"), path="/api/graphql/user")
         assert result["data"] == {"last": {"getLast": {"status": "on holiday"}}}, result
+
+
+async def test_sessions_of_an_account_with_several_resources(tmp_path: Path) -> None:
+    """6.4's session category (graphql_session_SUITE): an account's resources listed and
+    counted; a kick ends the real client's stream (policy-violation, the reason as its text);
+    an account that does not exist is told apart from one that is offline."""
+    from tests.e2e.test_register import stream_error_of
+
+    async with ops_server(tmp_path) as server:
+        for user in ("amy", "ida"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        phone = await connect(server, "amy@localhost/phone", "pw")
+        laptop = await connect(server, "amy@localhost/laptop", "pw", direct_tls=True)
+        data = await admin(server, '{ session { listUserSessions(user: "amy@localhost") '
+                           '{ user connection } countUserResources(user: "amy@localhost") '
+                           'getUserResource(user: "amy@localhost", number: 2) '
+                           'countSessions(domain: "localhost") } }')
+        assert data["session"] == {
+            "listUserSessions": [{"user": "amy@localhost/laptop", "connection": "c2s_tls"},
+                                 {"user": "amy@localhost/phone", "connection": "c2s_tls"}],
+            "countUserResources": 2, "getUserResource": "phone", "countSessions": 2}
+        error = stream_error_of(phone)
+        text: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        phone.add_event_handler("stream_error", lambda e: text.done() or text.set_result(
+            e["text"]))
+        kicked = await admin(server, 'mutation { session { kickUserSession(user: '
+                             '"amy@localhost/phone", reason: "maintenance") { jid kicked } } }')
+        assert kicked["session"]["kickUserSession"] == {"jid": "amy@localhost/phone",
+                                                        "kicked": True}
+        assert await asyncio.wait_for(error, 5) == "policy-violation"
+        assert text.result() == "maintenance"
+        await eventually(lambda: _count(server, 1))
+        data = await admin(server, '{ session { countUserResources(user: "amy@localhost") } }')
+        assert data["session"]["countUserResources"] == 1
+        for query in ('{ session { listUserSessions(user: "alien@localhost") { user } } }',
+                      '{ session { countUserResources(user: "alien@localhost") } }',
+                      '{ session { getUserResource(user: "alien@localhost", number: 1) } }',
+                      'mutation { session { kickUser(user: "alien@localhost") { jid } } }',
+                      'mutation { session { kickUserSession(user: "alien@localhost/r") '
+                      '{ jid } } }',
+                      'mutation { session { setPresence(user: "alien@localhost/r", '
+                      'type: AVAILABLE) { message } } }'):
+            _, result = await gql(server, query)
+            assert code_of(result) == "no_user", (query, result)
+            assert result["errors"][0]["message"] == "Given user does not exist"
+        # ida exists and is offline: no session to kick, none listed
+        _, result = await gql(server, 'mutation { session { kickUserSession(user: '
+                              '"ida@localhost/r") { jid } } }')
+        assert code_of(result) == "no_session" and "No active session" in str(result)
+        data = await admin(server, '{ session { listUserSessions(user: "ida@localhost") '
+                           '{ user } } }')
+        assert data["session"]["listUserSessions"] == []
+        await disconnect(laptop)
+
+
+async def _count(server: Any, n: int) -> bool:
+    return len(server.sessions) == n
