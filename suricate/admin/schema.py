@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLObjectType, GraphQLSchema, build_schema
+from graphql import (
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    StringValueNode,
+    Undefined,
+    ValueNode,
+    build_schema,
+)
 
 from suricate.admin.protect import Rule, read_rules
 from suricate.admin.resolvers import ADMIN_RESOLVERS, USER_RESOLVERS, Resolver
@@ -83,8 +92,37 @@ class BuiltSchema:
         self.rules = rules
 
 
+def _text(kind: str) -> tuple[Callable[[Any], str], Callable[..., Any]]:
+    """The input coercion of a scalar written as a string (JID, DomainName): a number, a
+    boolean, a list or an object is refused where the value comes in (GraphQL §3.5: a custom
+    scalar defines its coercion), with the type's name, rather than handed to the resolver as
+    whatever it was. Whether the text is a valid JID is the resolver's to say (``bad_jid``)."""
+
+    def parse_value(value: Any) -> str:
+        if not isinstance(value, str):
+            raise GraphQLError(f"{kind} must be a string, as in \"{_EXAMPLE[kind]}\"; "
+                               f"got {value!r}")
+        return value
+
+    def parse_literal(node: ValueNode, _variables: Any = None) -> Any:
+        return node.value if isinstance(node, StringValueNode) else Undefined
+
+    return parse_value, parse_literal
+
+
+_EXAMPLE = {"JID": "alice@localhost", "DomainName": "localhost"}
+
+
 def build(endpoint: str) -> BuiltSchema:
     schema = build_schema(sdl(endpoint))
+    for kind in _EXAMPLE:
+        scalar = schema.type_map.get(kind)
+        if isinstance(scalar, GraphQLScalarType):
+            parse_value, parse_literal = _text(kind)
+            # graphql-core 3.3 reads coerce_input_*; the parse_* names are its older ones.
+            scalar.parse_value = scalar.coerce_input_value = parse_value  # type: ignore[method-assign]
+            scalar.parse_literal = parse_literal  # type: ignore[method-assign]
+            scalar.coerce_input_literal = parse_literal
     bound: Mapping[tuple[str, str], Resolver] = resolvers(endpoint)
     roots = [t for t in (schema.query_type, schema.mutation_type, schema.subscription_type)
              if t is not None]

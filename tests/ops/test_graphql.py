@@ -518,3 +518,23 @@ async def test_sessions_of_an_account_with_several_resources(tmp_path: Path) -> 
 
 async def _count(server: Any, n: int) -> bool:
     return len(server.sessions) == n
+
+
+async def test_jid_and_domain_arguments_must_be_strings(tmp_path: Path) -> None:
+    """GraphQL §3.5 (input coercion of a custom scalar): a JID or DomainName given as a number,
+    a boolean or a list is refused before anything runs, with 6.4's input_coercion code for a
+    variable (400), as a literal of the wrong type is refused by validation."""
+    async with ops_server(tmp_path) as server:
+        status, result = await gql(server, '{ account { checkUser(user: 5) { exist } } }')
+        assert status == 400 and code_of(result) == "validation_error", result
+        for query, variables in (
+                ('query($u: JID!) { account { checkUser(user: $u) { exist } } }', {"u": 5}),
+                ('query($u: JID!) { account { checkUser(user: $u) { exist } } }',
+                 {"u": ["alice@localhost"]}),
+                ('query($d: DomainName!) { account { countUsers(domain: $d) } }', {"d": True})):
+            status, result = await gql(server, query, variables)
+            assert status == 400 and code_of(result) == "input_coercion", result
+            assert "must be a string" in result["errors"][0]["message"]
+        status, result = await gql(server, 'query($d: DomainName!) { account { countUsers('
+                                   'domain: $d) } }', {"d": "localhost"})
+        assert status == 200 and result == {"data": {"account": {"countUsers": 0}}}
