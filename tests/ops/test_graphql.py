@@ -482,6 +482,10 @@ async def test_sessions_of_an_account_with_several_resources(tmp_path: Path) -> 
             "listUserSessions": [{"user": "amy@localhost/laptop", "connection": "c2s_tls"},
                                  {"user": "amy@localhost/phone", "connection": "c2s_tls"}],
             "countUserResources": 2, "getUserResource": "phone", "countSessions": 2}
+        for number in (0, -1, 3):  # resources are numbered from 1
+            _, result = await gql(server, '{ session { getUserResource(user: "amy@localhost", '
+                                  f'number: {number}) }} }}')
+            assert code_of(result) == "wrong_resource_number", (number, result)
         error = stream_error_of(phone)
         text: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         phone.add_event_handler("stream_error", lambda e: text.done() or text.set_result(

@@ -98,7 +98,8 @@ async def count_user_resources(ctx: Context, a: dict[str, Any]) -> int:
 
 async def get_user_resource(ctx: Context, a: dict[str, Any]) -> str:
     sessions = await account_infos(ctx, a["user"])
-    number = a.get("number") or 1
+    # 0 is a wrong number, not the default (1): `or 1` answered the first resource for it.
+    number = 1 if a.get("number") is None else a["number"]
     if not 1 <= number <= len(sessions):
         raise fail(f"wrong resource number {number}: the user has {len(sessions)} sessions",
                    "wrong_resource_number")
