@@ -75,6 +75,10 @@ async def test_muc_category_drives_rooms(tmp_path: Path) -> None:
         assert stanza["sender"] == f"{ROOM}/Bob"
         assert stanza["stanza_id"] == str(live["stanza_id"]["id"])
         assert "hello ops" in stanza["stanza"]
+        for size in (0, -1):
+            _, bad = await gql(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", '
+                                       f'pageSize: {size}) {{ limit }} }} }}')
+            assert "pageSize must be positive" in bad["errors"][0]["message"], bad
         old = await admin(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", before: '
                                   '"2001-01-01T00:00:00Z") { stanzas { stanza_id } } } }')
         assert old["muc"]["getRoomMessages"]["stanzas"] == []

@@ -168,7 +168,8 @@ async def get_room_messages(ctx: Context, a: dict[str, Any],
     if archive is None:
         raise fail("MUC Light rooms are not archived: enable [modules.mod_mam.muc]",
                    "module_not_loaded")
-    limit = a.get("pageSize") or 50
+    # 0 is refused as any page size below 1, not taken for the default (`or 50` did).
+    limit = 50 if a.get("pageSize") is None else a["pageSize"]
     if limit < 1:
         raise fail("pageSize must be positive")
     before = None
