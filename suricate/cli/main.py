@@ -415,6 +415,20 @@ def admin_config(args: argparse.Namespace) -> dict[str, Any]:
                    'schema_endpoint = "admin"), or --url URL of that endpoint', 2)
 
 
+def admin_failure(args: argparse.Namespace, err: Exception, not_running_code: int = 1
+                  ) -> CliError:
+    """What a command asking the admin endpoint says when that failed: when nothing listens
+    there (the connection was refused), that the server is not running and how to start it,
+    as ``status`` says; anything else as it is."""
+    from suricate.cli.admin import ServerUnreachable
+
+    if isinstance(err, ServerUnreachable) and err.refused:
+        start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
+        return CliError(f"the server is not running ({err}); start it with: {start}",
+                        not_running_code)
+    return CliError(str(err))
+
+
 def cmd_admin_operation(args: argparse.Namespace) -> int:
     from suricate.cli.admin import AdminCliError, run_operation
 
@@ -422,7 +436,7 @@ def cmd_admin_operation(args: argparse.Namespace) -> int:
     try:
         return run_operation(cfg, args)
     except AdminCliError as err:
-        raise CliError(str(err)) from None
+        raise admin_failure(args, err) from None
 
 
 def cmd_graphql(args: argparse.Namespace) -> int:
@@ -438,7 +452,7 @@ def cmd_graphql(args: argparse.Namespace) -> int:
     try:
         return print_result(post(find_target(cfg, args.url), args.document, variables))
     except AdminCliError as err:
-        raise CliError(str(err)) from None
+        raise admin_failure(args, err) from None
 
 
 # -- node control: mongooseimctl status / stop ---------------------------------------------------
@@ -456,9 +470,9 @@ def _ask_server(args: argparse.Namespace, document: str, not_running_code: int) 
         target = find_target(cfg, args.url)
         result = post(target, document)
     except ServerUnreachable as err:
-        start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
-        raise CliError(f"the server is not running ({err}); start it with: {start}",
-                       not_running_code) from None
+        # Whatever the cause, nothing answered as the server: status says it is not running.
+        raise admin_failure(args, ServerUnreachable(str(err), refused=True),
+                            not_running_code) from None
     except AdminCliError as err:
         raise CliError(str(err)) from None
     errors = result.get("errors") or []

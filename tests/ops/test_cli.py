@@ -151,6 +151,12 @@ async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
     assert f"suricate serve --config {config}" in down.stderr
     again = run("stop", "--config", str(config))
     assert again.returncode == 1 and "the server is not running" in again.stderr
+    # Any other command says the same, with what to do.
+    for command in (("session", "countSessions"), ("graphql", "{ checkAuth { authStatus } }")):
+        res = run(*command, "--config", str(config))
+        assert res.returncode == 1, res
+        assert "the server is not running" in res.stderr, res.stderr
+        assert f"start it with: suricate serve --config {config}" in res.stderr, res.stderr
 
 
 # -- account register|unregister|change-password: through the running server ---------------------
