@@ -93,6 +93,18 @@ async def test_cli_drives_the_running_server(tmp_path: Path) -> None:
         assert bad.returncode == 1 and "does not exist" in bad.stderr
         syntax = await cli("graphql", "{ account {", ok=False)
         assert syntax.returncode == 1 and "Syntax Error" in syntax.stderr
+        # credentials the server does not take: said so, with where they come from
+        other = tmp_path / "other.toml"
+        other.write_text(config.read_text().replace('password = "s3cret"',
+                                                    'password = "not-it"', 1))
+        refused = await asyncio.to_thread(run, "session", "countSessions", "--config",
+                                          str(other))
+        assert refused.returncode == 1, refused
+        assert "refused the credentials" in refused.stderr, refused.stderr
+        assert "mongoose_graphql_handler" in refused.stderr
+        bare = await asyncio.to_thread(run, "session", "countSessions", "--url",
+                                       f"http://127.0.0.1:{http_port}/api/graphql")
+        assert bare.returncode == 1 and "give --config FILE" in bare.stderr, bare.stderr
         # the existing offline commands still work next to the generated ones
         listed = await cli("account", "list", "localhost", ok=False)
         assert listed.returncode == 0 and listed.stdout.split() == ["carol@localhost"]
