@@ -511,3 +511,23 @@ async def test_domain_admin_runs_the_rooms_of_its_domain(tmp_path: Path) -> None
         listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
                                        ' { count } } }')
         assert listed["data"]["muc"]["listRooms"]["count"] == 0, listed
+
+
+async def test_roster_of_an_account_that_does_not_exist(tmp_path: Path) -> None:
+    """The roster operations name an existing owner: a contact added for nobody would wait in
+    the database for whoever registers that name."""
+    async with ops_server(tmp_path) as server:
+        await register(server, "bob")
+        for query in ('mutation { roster { addContact(user: "ghost@localhost", '
+                      'contact: "bob@localhost") } }',
+                      'mutation { roster { addContacts(user: "ghost@localhost", '
+                      'contacts: [{jid: "bob@localhost", name: "B"}]) } }',
+                      '{ roster { listContacts(user: "ghost@localhost") { jid } } }',
+                      '{ roster { getContact(user: "ghost@localhost", contact: "bob@localhost")'
+                      ' { jid } } }'):
+            _, result = await gql(server, query)
+            assert code_of(result) == "user_does_not_exist", (query, result)
+        await register(server, "ghost")
+        data = await admin(server, '{ roster { listContacts(user: "ghost@localhost") '
+                           '{ jid } } }')
+        assert data["roster"]["listContacts"] == []
