@@ -126,6 +126,17 @@ async def known_user(ctx: Context, jid: JID) -> JID:
     return jid
 
 
+async def existing_user(ctx: Context, value: Any, what: str = "user") -> JID:
+    """The bare JID ``value`` names, an existing account of a served domain: whose data an
+    operation writes (vCard, private XML, last activity), so that nothing is stored for
+    nobody and handed to whoever registers that name later."""
+    jid = parse_jid(value, what, bare=True)
+    served_domain(ctx, jid.domain)
+    if not await ctx.server.user_exists(jid):
+        raise fail(f"User {jid} does not exist", "user_does_not_exist")
+    return jid
+
+
 def served_domain(ctx: Context, domain: Any) -> str:
     name = str(domain).strip().lower()
     if not ctx.server.is_local_domain(name):

@@ -513,9 +513,10 @@ async def test_domain_admin_runs_the_rooms_of_its_domain(tmp_path: Path) -> None
         assert listed["data"]["muc"]["listRooms"]["count"] == 0, listed
 
 
-async def test_roster_of_an_account_that_does_not_exist(tmp_path: Path) -> None:
-    """The roster operations name an existing owner: a contact added for nobody would wait in
-    the database for whoever registers that name."""
+async def test_data_of_an_account_that_does_not_exist(tmp_path: Path) -> None:
+    """The operations writing an account's data name an existing account: a contact, vCard,
+    private element or last status stored for nobody would wait in the database for whoever
+    registers that name."""
     async with ops_server(tmp_path) as server:
         await register(server, "bob")
         for query in ('mutation { roster { addContact(user: "ghost@localhost", '
@@ -524,10 +525,25 @@ async def test_roster_of_an_account_that_does_not_exist(tmp_path: Path) -> None:
                       'contacts: [{jid: "bob@localhost", name: "B"}]) } }',
                       '{ roster { listContacts(user: "ghost@localhost") { jid } } }',
                       '{ roster { getContact(user: "ghost@localhost", contact: "bob@localhost")'
-                      ' { jid } } }'):
+                      ' { jid } } }',
+                      'mutation { vcard { setVcard(user: "ghost@localhost", vcard: '
+                      '"<vCard xmlns=\'vcard-temp\'><FN>G</FN></vCard>") } }',
+                      'mutation { private { setPrivate(user: "ghost@localhost", elementString: '
+                      '"<my xmlns=\'x:y\'>d</my>") } }',
+                      '{ private { getPrivate(user: "ghost@localhost", element: "my", '
+                      'nameSpace: "x:y") } }',
+                      'mutation { last { setLast(user: "ghost@localhost", status: "x") '
+                      '{ status } } }'):
             _, result = await gql(server, query)
             assert code_of(result) == "user_does_not_exist", (query, result)
         await register(server, "ghost")
         data = await admin(server, '{ roster { listContacts(user: "ghost@localhost") '
                            '{ jid } } }')
         assert data["roster"]["listContacts"] == []
+        _, result = await gql(server, '{ vcard { getVcard(user: "ghost@localhost") } '
+                              'last { getLast(user: "ghost@localhost") { status } } }')
+        assert {code_of({"errors": [e]}) for e in result["errors"]} == {
+            "vcard_not_found", "not_found"}, result
+        data = await admin(server, '{ private { getPrivate(user: "ghost@localhost", '
+                           'element: "my", nameSpace: "x:y") } }')
+        assert data["private"]["getPrivate"] == '<my xmlns="x:y"/>'

@@ -11,6 +11,7 @@ from suricate.admin.context import (
     Context,
     as_me,
     enabled_module,
+    existing_user,
     fail,
     me,
     parse_jid,
@@ -37,8 +38,7 @@ async def get_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def set_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    user = await existing_user(ctx, a["user"])
     stamp = int(a["timestamp"]) if a.get("timestamp") is not None else int(time.time())
     await _store(ctx).set_last(user.domain, user.local or "", stamp, a["status"])
     return {"user": str(user), "timestamp": stamp, "status": a["status"]}
