@@ -165,8 +165,9 @@ class GraphQLEndpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
-        formatted = dict(result.formatted)
-        for error in formatted.get("errors") or ():
+        formatted: dict[str, Any] = dict(result.formatted)
+        errors: list[dict[str, Any]] = formatted.get("errors") or []
+        for error in errors:
             if "path" not in error and not error.get("extensions"):
                 # graphql-core's own request errors (a variable's value of the wrong type)
                 # carry no code: 6.4's for them.

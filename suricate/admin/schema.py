@@ -92,7 +92,7 @@ class BuiltSchema:
         self.rules = rules
 
 
-def _text(kind: str) -> tuple[Callable[[Any], str], Callable[..., Any]]:
+def _text(kind: str) -> tuple[Callable[[Any], Any], Callable[..., Any]]:
     """The input coercion of a scalar written as a string (JID, DomainName): a number, a
     boolean, a list or an object is refused where the value comes in (GraphQL §3.5: a custom
     scalar defines its coercion), with the type's name, rather than handed to the resolver as
@@ -120,7 +120,8 @@ def build(endpoint: str) -> BuiltSchema:
         if isinstance(scalar, GraphQLScalarType):
             parse_value, parse_literal = _text(kind)
             # graphql-core 3.3 reads coerce_input_*; the parse_* names are its older ones.
-            scalar.parse_value = scalar.coerce_input_value = parse_value  # type: ignore[method-assign]
+            scalar.parse_value = parse_value  # type: ignore[method-assign,assignment]
+            scalar.coerce_input_value = parse_value
             scalar.parse_literal = parse_literal  # type: ignore[method-assign]
             scalar.coerce_input_literal = parse_literal
     bound: Mapping[tuple[str, str], Resolver] = resolvers(endpoint)
