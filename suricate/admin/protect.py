@@ -70,8 +70,12 @@ def _in_domain(ctx: Context, domain: str, admin_domain: str | None) -> bool:
     module's ``@HOST@`` pattern (``conference.a.test`` for ``a.test``), as 6.4 lets a domain
     admin run its rooms (mongoose_graphql_permissions asks the subdomain's parent domain). A
     fixed service domain or a component belongs to no domain: the global admin's."""
-    return domain == admin_domain or (
-        admin_domain is not None and ctx.server.components.parent_domain(domain) == admin_domain)
+    if domain == admin_domain:
+        return True
+    # A served domain is its own tenant's, even were it named like another's subdomain
+    # (conference.a.test added as a domain of its own): never the admin of a.test's.
+    return (admin_domain is not None and not ctx.server.is_local_domain(domain)
+            and ctx.server.components.parent_domain(domain) == admin_domain)
 
 
 def _arg_values(args: dict[str, Any], name: str) -> list[Any]:
