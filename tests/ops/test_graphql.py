@@ -80,8 +80,26 @@ async def test_dynamic_domain_add_login_disable(tmp_path: Path) -> None:
         await disconnect(zoe)
         status, bad = await gql(server, 'mutation { domain { addDomain(domain: "x.example", '
                                 'hostType: "nope") { domain } } }')
-        assert code_of(bad) == "domain_error" and "unknown host type" in bad["errors"][0][
+        assert code_of(bad) == "unknown_host_type" and "unknown host type" in bad["errors"][0][
             "message"]
+        # each refusal with its own code (6.4's), the same whichever operation meets it
+        for query, code in (
+                ('mutation { domain { addDomain(domain: "dyn.example", hostType: "dynamic") '
+                 '{ domain } } }', "domain_duplicate"),
+                ('mutation { domain { addDomain(domain: "localhost", hostType: "dynamic") '
+                 '{ domain } } }', "domain_static"),
+                ('mutation { domain { disableDomain(domain: "localhost") { domain } } }',
+                 "domain_static"),
+                ('mutation { domain { removeDomain(domain: "dyn.example", hostType: '
+                 '"localhost") { domain } } }', "wrong_host_type"),
+                ('mutation { domain { enableDomain(domain: "none.example") { domain } } }',
+                 "domain_not_found"),
+                ('mutation { domain { requestRemoveDomain(domain: "none.example", hostType: '
+                 '"dynamic") { domain } } }', "domain_not_found"),
+                ('{ domain { domainDetails(domain: "none.example") { domain } } }',
+                 "domain_not_found")):
+            _, bad = await gql(server, query)
+            assert code_of(bad) == code, (query, bad)
         await admin(server, 'mutation { domain { removeDomain(domain: "dyn.example", '
                     'hostType: "dynamic") { status } } }')
         assert await server.storage.list_users("dyn.example") == []

@@ -196,7 +196,7 @@ async def test_request_remove_domain(tmp_path: Path) -> None:
         await disconnect(zoe)
         _, refused = await gql(server, 'mutation { domain { requestRemoveDomain(domain: '
                                '"localhost", hostType: "localhost") { status } } }')
-        assert code_of(refused) == "domain_error"
+        assert code_of(refused) == "domain_static"
 
 
 async def test_user_sends_headlines_and_stanzas(tmp_path: Path) -> None:
