@@ -254,6 +254,9 @@ async def create_instant_room(ctx: Context, a: dict[str, Any]) -> dict[str, Any]
     muc = _muc(ctx)
     service = _service(ctx, muc, a["mucDomain"])
     owner = _user(ctx, a["owner"], "owner")
+    if not await ctx.server.user_exists(owner.bare):
+        # 6.4 (admin_try_create_instant_room_with_nonexistent_user): no room for nobody.
+        raise fail(f"owner: {owner.bare} not found", "user_not_found")
     if not str(a["nick"]).strip():
         raise fail("nick must not be empty")
     try:

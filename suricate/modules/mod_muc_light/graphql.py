@@ -234,6 +234,9 @@ async def get_blocking_list(ctx: Context, a: dict[str, Any]) -> list[dict[str, s
 async def set_blocking_list(ctx: Context, a: dict[str, Any]) -> str:
     m = _module(ctx)
     user = parse_jid(a["user"], bare=None)
+    if not await ctx.server.user_exists(user.bare):
+        # A list stored for nobody would wait for whoever registers that name.
+        raise fail(f"user: {user.bare} does not exist", "user_not_found")
     items = [(i["entityType"].lower(), i["action"].lower(), _user(i["entity"], "entity"))
              for i in a["items"]]
     try:
