@@ -468,6 +468,13 @@ async def test_admin_speaks_and_reads_only_for_existing_accounts(tmp_path: Path)
                     'to: "bob@localhost/b", body: "real") { id } } }')
         got = await bob.next_message()
         assert (got["body"], got["from"].bare) == ("real", "bob@localhost")  # nothing before
+        # XEP-0082 DateTimes far out (year 9999, year 1) bound the archive's ids, not overflow
+        last = ('query($b: String) { stanza { getLastMessages(caller: "bob@localhost", '
+                'before: $b) { stanzas { stanza } } } }')
+        _, result = await gql(server, last, {"b": "9999-12-31T23:59:59Z"})
+        assert "real" in str(result["data"]["stanza"]["getLastMessages"]), result
+        _, result = await gql(server, last, {"b": "0001-01-01T00:00:00Z"})
+        assert result["data"]["stanza"]["getLastMessages"]["stanzas"] == [], result
         await disconnect(bob)
 
 
