@@ -114,6 +114,29 @@ def parse_jid(value: Any, what: str = "user", bare: bool | None = None) -> JID:
     return jid
 
 
+async def known_user(ctx: Context, jid: JID) -> JID:
+    """``jid`` when its account exists here: a sender or archive owner an admin names
+    (6.4's ``mongoose_stanza_api`` checks, with its codes and messages). Without it an admin
+    could speak for a foreign domain (a forged ``from`` sent on over s2s) or for nobody (an
+    archive made for an account that does not exist)."""
+    if not ctx.server.is_local_domain(jid.domain):
+        raise fail("User's domain does not exist", "unknown_user")
+    if not await ctx.server.user_exists(jid.bare):
+        raise fail("User does not exist", "unknown_user")
+    return jid
+
+
+async def existing_user(ctx: Context, value: Any, what: str = "user") -> JID:
+    """The bare JID ``value`` names, an existing account of a served domain: whose data an
+    operation writes (vCard, private XML, last activity), so that nothing is stored for
+    nobody and handed to whoever registers that name later."""
+    jid = parse_jid(value, what, bare=True)
+    served_domain(ctx, jid.domain)
+    if not await ctx.server.user_exists(jid):
+        raise fail(f"User {jid} does not exist", "user_does_not_exist")
+    return jid
+
+
 def served_domain(ctx: Context, domain: Any) -> str:
     name = str(domain).strip().lower()
     if not ctx.server.is_local_domain(name):

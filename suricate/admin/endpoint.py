@@ -109,7 +109,10 @@ class GraphQLEndpoint:
         except _Refused as refused:
             return refused.status, refused.body
         ctx = Context(self.server, caller, self.allowed)
-        return 200, await self._execute(ast, ctx, variables, operation)
+        result = await self._execute(ast, ctx, variables, operation)
+        # Nothing ran (a variable's value could not be coerced): a request error, as a
+        # literal of the wrong type is refused before it runs (400, as 6.4 answers).
+        return (400 if result.get("data") is None and result.get("errors") else 200), result
 
     async def _request(self, request: Request
                        ) -> tuple[Caller, str, dict[str, Any] | None, str | None]:
@@ -162,7 +165,14 @@ class GraphQLEndpoint:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
-        return dict(result.formatted)
+        formatted: dict[str, Any] = dict(result.formatted)
+        errors: list[dict[str, Any]] = formatted.get("errors") or []
+        for error in errors:
+            if "path" not in error and not error.get("extensions"):
+                # graphql-core's own request errors (a variable's value of the wrong type)
+                # carry no code: 6.4's for them.
+                error["extensions"] = {"code": "input_coercion"}
+        return formatted
 
     # -- subscriptions: GET {path}/sse ----------------------------------------------------------
     def holds(self, method: str, path: str) -> bool:

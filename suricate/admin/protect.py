@@ -2,7 +2,8 @@
 
 The rules are read from the schema's own directives once, when the schema is built, so what
 the SDL says is what is enforced: a GLOBAL field is refused to a domain admin; a DOMAIN field
-is allowed when each argument it names is the domain admin's domain (or a JID in it).
+is allowed when each argument it names is the domain admin's domain (or a JID in it), or a
+service subdomain of it (a MUC or MUC light room).
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def _domain_of(value: Any) -> str:
     return text.strip().lower()
 
 
+def _in_domain(ctx: Context, domain: str, admin_domain: str | None) -> bool:
+    """``domain`` is the domain admin's: its domain, or a service subdomain made for it from a
+    module's ``@HOST@`` pattern (``conference.a.test`` for ``a.test``), as 6.4 lets a domain
+    admin run its rooms (mongoose_graphql_permissions asks the subdomain's parent domain). A
+    fixed service domain or a component belongs to no domain: the global admin's."""
+    if domain == admin_domain:
+        return True
+    # A served domain is its own tenant's, even were it named like another's subdomain
+    # (conference.a.test added as a domain of its own): never the admin of a.test's.
+    return (admin_domain is not None and not ctx.server.is_local_domain(domain)
+            and ctx.server.components.parent_domain(domain) == admin_domain)
+
+
 def _arg_values(args: dict[str, Any], name: str) -> list[Any]:
     """The values an ``args`` entry of ``@protected`` names: an argument (``user``), or a field
     of an input object argument, or of each item of a list of them (``contacts.jid``, as
@@ -102,7 +116,7 @@ def middleware(rules: dict[tuple[str, str], Rule]) -> Callable[..., Any]:
                     if not values:
                         raise fail(f"{info.field_name}: a domain admin must give {name}",
                                    "no_permissions")
-                    if any(_domain_of(v) != caller.domain for v in values):
+                    if not all(_in_domain(ctx, _domain_of(v), caller.domain) for v in values):
                         raise fail(f"{info.field_name}: {name} is outside the domain "
                                    f"{caller.domain} of this admin", "no_permissions")
         return next_(root, info, **args)

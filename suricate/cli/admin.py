@@ -111,6 +111,8 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
             data = response.read()
     except urllib.error.HTTPError as err:
         data = err.read()
+        if err.code == 401:
+            raise AdminCliError(_refused_credentials(target, data)) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
         raise ServerUnreachable(f"cannot reach the server at {target.url}: {err} "
@@ -121,6 +123,23 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
     except json.JSONDecodeError:
         raise AdminCliError(f"unexpected answer from {target.url}: {data[:200]!r}") from None
     return result
+
+
+def _refused_credentials(target: Target, body: bytes) -> str:
+    """What to do when the endpoint answers 401: the credentials the command sent are the
+    configuration's (or none, with ``--url`` alone)."""
+    try:
+        said = "; ".join(str(e.get("message")) for e in json.loads(body)["errors"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        said = "401"
+    if target.username is None:
+        return (f"the admin endpoint at {target.url} asks for credentials ({said}): give "
+                "--config FILE, the running server's configuration, whose "
+                "mongoose_graphql_handler (schema_endpoint = \"admin\") has them")
+    return (f"the admin endpoint at {target.url} refused the credentials ({said}): the "
+            "username and password of the configuration's mongoose_graphql_handler "
+            '(schema_endpoint = "admin") are not those of the running server; was it started '
+            "with another configuration?")
 
 
 # -- generation ----------------------------------------------------------------------------------

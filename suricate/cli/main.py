@@ -400,14 +400,43 @@ def cmd_xep0227(args: argparse.Namespace) -> int:
 
 
 # -- admin API: generated categories and raw GraphQL -----------------------------------------------
+def admin_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration whose admin endpoint a command asks: ``--config``, or none at all
+    with ``--url``. The embedded default has no admin endpoint, so without either there is
+    nothing to ask: a usage error naming the options, rather than loading that default (which
+    would also write a certificate into the data folder of whatever directory the operator
+    happens to be in)."""
+    if args.config:
+        return load(args)[0]
+    if getattr(args, "url", None):
+        return {"listen": {}}
+    raise CliError("no admin endpoint to ask: give --config FILE, the configuration of the "
+                   "running server (its [[listen.http]] with a mongoose_graphql_handler, "
+                   'schema_endpoint = "admin"), or --url URL of that endpoint', 2)
+
+
+def admin_failure(args: argparse.Namespace, err: Exception, not_running_code: int = 1
+                  ) -> CliError:
+    """What a command asking the admin endpoint says when that failed: when nothing listens
+    there (the connection was refused), that the server is not running and how to start it,
+    as ``status`` says; anything else as it is."""
+    from suricate.cli.admin import ServerUnreachable
+
+    if isinstance(err, ServerUnreachable) and err.refused:
+        start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
+        return CliError(f"the server is not running ({err}); start it with: {start}",
+                        not_running_code)
+    return CliError(str(err))
+
+
 def cmd_admin_operation(args: argparse.Namespace) -> int:
     from suricate.cli.admin import AdminCliError, run_operation
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         return run_operation(cfg, args)
     except AdminCliError as err:
-        raise CliError(str(err)) from None
+        raise admin_failure(args, err) from None
 
 
 def cmd_graphql(args: argparse.Namespace) -> int:
@@ -415,7 +444,7 @@ def cmd_graphql(args: argparse.Namespace) -> int:
 
     from suricate.cli.admin import AdminCliError, find_target, post, print_result
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         variables = json.loads(args.variables) if args.variables else None
     except json.JSONDecodeError as err:
@@ -423,7 +452,7 @@ def cmd_graphql(args: argparse.Namespace) -> int:
     try:
         return print_result(post(find_target(cfg, args.url), args.document, variables))
     except AdminCliError as err:
-        raise CliError(str(err)) from None
+        raise admin_failure(args, err) from None
 
 
 # -- node control: mongooseimctl status / stop ---------------------------------------------------
@@ -436,14 +465,14 @@ def _ask_server(args: argparse.Namespace, document: str, not_running_code: int) 
     """Run `document` on the running server's admin endpoint; its ``server`` field."""
     from suricate.cli.admin import AdminCliError, ServerUnreachable, find_target, post
 
-    cfg, _, _ = load(args)
+    cfg = admin_config(args)
     try:
         target = find_target(cfg, args.url)
         result = post(target, document)
     except ServerUnreachable as err:
-        start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
-        raise CliError(f"the server is not running ({err}); start it with: {start}",
-                       not_running_code) from None
+        # Whatever the cause, nothing answered as the server: status says it is not running.
+        raise admin_failure(args, ServerUnreachable(str(err), refused=True),
+                            not_running_code) from None
     except AdminCliError as err:
         raise CliError(str(err)) from None
     errors = result.get("errors") or []

@@ -9,6 +9,7 @@ configurations load unchanged but without effect are `Option(..., inert=True)`: 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import warnings
 from collections.abc import Mapping
@@ -542,6 +543,26 @@ def _rest_admin_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
         ctx.error(join(path, missing), "username and password must be given together")
 
 
+def _http_listener_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                        ctx: Context) -> None:
+    _listener_address_post(out, raw, path, ctx)
+    if ipaddress.ip_address(out["ip_address"]).is_loopback:
+        return
+    # An admin endpoint without credentials administers the server for whoever reaches the
+    # port (6.4 allows it; its docs and ours say to keep it on a loopback address then).
+    handlers = out.get("handlers") or {}
+    for kind, open_ in (("mongoose_graphql_handler",
+                         lambda h: h.get("schema_endpoint") == "admin"),
+                        ("mongoose_admin_api", lambda h: True)):
+        for i, handler in enumerate(handlers.get(kind) or ()):
+            if open_(handler) and handler.get("username") is None:
+                ctx.warn(at(join(join(path, "handlers"), kind), i),
+                         f"the admin API here has no username and password, on "
+                         f"{out['ip_address']}: anyone who reaches port {out['port']} "
+                         "administers the server; set them, or bind the listener to "
+                         "127.0.0.1")
+
+
 def _http_listener() -> Section:
     options = _base_listener_options()
     options.update(
@@ -733,7 +754,7 @@ def _http_listener() -> Section:
             ),
         }
     )
-    return Section(_not_hibernating(options), doc="HTTP listener.", post=_listener_address_post)
+    return Section(_not_hibernating(options), doc="HTTP listener.", post=_http_listener_post)
 
 
 def _listen() -> Section:

@@ -31,7 +31,12 @@ REFRESH_INTERVAL = 10.0
 
 
 class DomainError(Exception):
-    """An operation the operator asked for cannot be done; the message says why."""
+    """An operation the operator asked for cannot be done; the message says why, ``code`` what
+    kind of refusal it is, as MongooseIM names it (the admin API's ``extensions.code``)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,24 +127,24 @@ class DomainRegistry:
     def _check_dynamic(self, domain: str) -> DomainRecord:
         if domain in self.static:
             raise DomainError(f"{domain} is a static domain (general.hosts): it can only be "
-                              "changed in the configuration")
+                              "changed in the configuration", "domain_static")
         record = self.dynamic.get(domain)
         if record is None:
-            raise DomainError(f"domain {domain} not found")
+            raise DomainError(f"domain {domain} not found", "domain_not_found")
         return record
 
     async def add(self, domain: str, host_type: str) -> Domain:
         if host_type not in self.host_types:
             raise DomainError(f"unknown host type {host_type!r} (general.host_types = "
-                              f"{self.host_types})")
+                              f"{self.host_types})", "unknown_host_type")
         if domain in self.static:
-            raise DomainError(f"{domain} is a static domain (general.hosts)")
+            raise DomainError(f"{domain} is a static domain (general.hosts)", "domain_static")
         if not await self.storage.insert_domain(domain, host_type):
             existing = self.dynamic.get(domain)
             if existing is not None and existing.host_type != host_type:
                 raise DomainError(f"domain {domain} already exists with host type "
-                                  f"{existing.host_type}")
-            raise DomainError(f"domain {domain} already exists")
+                                  f"{existing.host_type}", "domain_duplicate")
+            raise DomainError(f"domain {domain} already exists", "domain_duplicate")
         self.dynamic[domain] = DomainRecord(domain, host_type, True)
         self._changed(domain)
         log.info("domain_added domain=%s host_type=%s", domain, host_type)
@@ -150,7 +155,7 @@ class DomainRegistry:
         record = self._check_dynamic(domain)
         if record.host_type != host_type:
             raise DomainError(f"domain {domain} has host type {record.host_type}, "
-                              f"not {host_type}")
+                              f"not {host_type}", "wrong_host_type")
         # Out of `served` first: no new login while its data goes away.
         del self.dynamic[domain]
         self._changed(domain)

@@ -54,6 +54,12 @@ async def test_muc_category_drives_rooms(tmp_path: Path) -> None:
                           f'"{SERVICE}", name: "ops", owner: "alice@localhost", '
                           'nick: "A") { jid } } }')
         assert again[1]["errors"][0]["extensions"]["code"] == "room_exists"
+        # 6.4: no room owned by an account that does not exist
+        ghost = await gql(server, 'mutation { muc { createInstantRoom(mucDomain: '
+                          f'"{SERVICE}", name: "ghosts", owner: "ghost@localhost", '
+                          'nick: "G") { jid } } }')
+        assert ghost[1]["errors"][0]["extensions"]["code"] == "user_not_found", ghost
+        assert "not found" in ghost[1]["errors"][0]["message"]
         # enterRoom sends the presence alice's client would send: she is the owner.
         await admin(server, f'mutation {{ muc {{ enterRoom(room: "{ROOM}", user: '
                             '"alice@localhost/r", nick: "Alice") } }')
@@ -75,6 +81,10 @@ async def test_muc_category_drives_rooms(tmp_path: Path) -> None:
         assert stanza["sender"] == f"{ROOM}/Bob"
         assert stanza["stanza_id"] == str(live["stanza_id"]["id"])
         assert "hello ops" in stanza["stanza"]
+        for size in (0, -1):
+            _, bad = await gql(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", '
+                                       f'pageSize: {size}) {{ limit }} }} }}')
+            assert "pageSize must be positive" in bad["errors"][0]["message"], bad
         old = await admin(server, f'{{ muc {{ getRoomMessages(room: "{ROOM}", before: '
                                   '"2001-01-01T00:00:00Z") { stanzas { stanza_id } } } }')
         assert old["muc"]["getRoomMessages"]["stanzas"] == []

@@ -167,6 +167,9 @@ async def test_get_room_messages(tmp_path: Path) -> None:
                            f'{fields} }} }}')
         page = data["muc_light"]["getRoomMessages"]
         assert page["limit"] == 2
+        _, bad = await gql(server, f'{{ muc_light {{ getRoomMessages({room_q}, pageSize: 0) '
+                                   f'{fields} }} }}')
+        assert "pageSize must be positive" in bad["errors"][0]["message"], bad
         assert [s["stanza_id"] for s in page["stanzas"]] == ids[3:]
         assert page["stanzas"][0]["sender"] == f"{ROOM}/alice@localhost"
         assert "hello 3" in page["stanzas"][0]["stanza"]

@@ -83,6 +83,10 @@ async def test_admin_api(tmp_path: Path) -> None:
                            '"bob@localhost", items: [{entityType: USER, action: DENY, '
                            'entity: "carol@localhost"}]) } }')
         assert data["muc_light"]["setBlockingList"] == "User blocking list updated successfully"
+        _, ghost = await gql(server, 'mutation { muc_light { setBlockingList(user: '
+                             '"ghost@localhost", items: [{entityType: USER, action: DENY, '
+                             'entity: "carol@localhost"}]) } }')
+        assert ghost["errors"][0]["extensions"]["code"] == "user_not_found", ghost
         data = await admin(server, '{ muc_light { getBlockingList(user: "bob@localhost") '
                            '{ entityType action entity } } }')
         assert data["muc_light"]["getBlockingList"] == [

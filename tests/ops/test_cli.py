@@ -93,6 +93,18 @@ async def test_cli_drives_the_running_server(tmp_path: Path) -> None:
         assert bad.returncode == 1 and "does not exist" in bad.stderr
         syntax = await cli("graphql", "{ account {", ok=False)
         assert syntax.returncode == 1 and "Syntax Error" in syntax.stderr
+        # credentials the server does not take: said so, with where they come from
+        other = tmp_path / "other.toml"
+        other.write_text(config.read_text().replace('password = "s3cret"',
+                                                    'password = "not-it"', 1))
+        refused = await asyncio.to_thread(run, "session", "countSessions", "--config",
+                                          str(other))
+        assert refused.returncode == 1, refused
+        assert "refused the credentials" in refused.stderr, refused.stderr
+        assert "mongoose_graphql_handler" in refused.stderr
+        bare = await asyncio.to_thread(run, "session", "countSessions", "--url",
+                                       f"http://127.0.0.1:{http_port}/api/graphql")
+        assert bare.returncode == 1 and "give --config FILE" in bare.stderr, bare.stderr
         # the existing offline commands still work next to the generated ones
         listed = await cli("account", "list", "localhost", ok=False)
         assert listed.returncode == 0 and listed.stdout.split() == ["carol@localhost"]
@@ -107,8 +119,18 @@ async def test_cli_drives_the_running_server(tmp_path: Path) -> None:
 
 
 def test_cli_without_admin_endpoint_says_so(tmp_path: Path) -> None:
-    res = run("session", "countSessions", "--data-dir", str(tmp_path / "data"))
-    assert res.returncode == 1 and "no admin endpoint" in res.stderr
+    # Without --config nor --url there is no endpoint to ask (the embedded default has none):
+    # a usage error saying which option is missing, and nothing written to the data folder.
+    for command in (("session", "countSessions"), ("status",),
+                    ("graphql", "{ checkAuth { authStatus } }")):
+        res = run(*command, "--data-dir", str(tmp_path / "data"))
+        assert res.returncode == 2, (command, res)
+        assert "no admin endpoint" in res.stderr and "--config FILE" in res.stderr, res.stderr
+    assert not (tmp_path / "data").exists()
+    config = tmp_path / "plain.toml"  # a configuration without an admin endpoint
+    config.write_text(server_toml(tmp_path, free_port(), free_port()))
+    res = run("session", "countSessions", "--config", str(config))
+    assert res.returncode == 1 and "no admin endpoint in the configuration" in res.stderr
 
 
 async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
@@ -141,6 +163,12 @@ async def test_status_and_stop_like_mongooseimctl(tmp_path: Path) -> None:
     assert f"suricate serve --config {config}" in down.stderr
     again = run("stop", "--config", str(config))
     assert again.returncode == 1 and "the server is not running" in again.stderr
+    # Any other command says the same, with what to do.
+    for command in (("session", "countSessions"), ("graphql", "{ checkAuth { authStatus } }")):
+        res = run(*command, "--config", str(config))
+        assert res.returncode == 1, res
+        assert "the server is not running" in res.stderr, res.stderr
+        assert f"start it with: suricate serve --config {config}" in res.stderr, res.stderr
 
 
 # -- account register|unregister|change-password: through the running server ---------------------

@@ -80,8 +80,26 @@ async def test_dynamic_domain_add_login_disable(tmp_path: Path) -> None:
         await disconnect(zoe)
         status, bad = await gql(server, 'mutation { domain { addDomain(domain: "x.example", '
                                 'hostType: "nope") { domain } } }')
-        assert code_of(bad) == "domain_error" and "unknown host type" in bad["errors"][0][
+        assert code_of(bad) == "unknown_host_type" and "unknown host type" in bad["errors"][0][
             "message"]
+        # each refusal with its own code (6.4's), the same whichever operation meets it
+        for query, code in (
+                ('mutation { domain { addDomain(domain: "dyn.example", hostType: "dynamic") '
+                 '{ domain } } }', "domain_duplicate"),
+                ('mutation { domain { addDomain(domain: "localhost", hostType: "dynamic") '
+                 '{ domain } } }', "domain_static"),
+                ('mutation { domain { disableDomain(domain: "localhost") { domain } } }',
+                 "domain_static"),
+                ('mutation { domain { removeDomain(domain: "dyn.example", hostType: '
+                 '"localhost") { domain } } }', "wrong_host_type"),
+                ('mutation { domain { enableDomain(domain: "none.example") { domain } } }',
+                 "domain_not_found"),
+                ('mutation { domain { requestRemoveDomain(domain: "none.example", hostType: '
+                 '"dynamic") { domain } } }', "domain_not_found"),
+                ('{ domain { domainDetails(domain: "none.example") { domain } } }',
+                 "domain_not_found")):
+            _, bad = await gql(server, query)
+            assert code_of(bad) == code, (query, bad)
         await admin(server, 'mutation { domain { removeDomain(domain: "dyn.example", '
                     'hostType: "dynamic") { status } } }')
         assert await server.storage.list_users("dyn.example") == []
@@ -272,7 +290,7 @@ async def test_user_api(tmp_path: Path) -> None:
         status, result = await gql(server, 'mutation { stanza { sendMessage(from: '
                                    '"vic@localhost", to: "uma@localhost", body: "x") { id } } }',
                                    auth=me, path="/api/graphql/user")
-        assert code_of(result) == "no_permissions"
+        assert code_of(result) == "invalid_sender"
         status, result = await gql(server, '{ session { countResources } }',
                                    auth=("uma@localhost", "bad"), path="/api/graphql/user")
         assert status == 401
@@ -439,3 +457,106 @@ async def test_vcard_set_through_the_api_updates_the_avatar_hash(tmp_path: Path)
         finally:
             ann.close()
             ben.close()
+
+
+async def test_user_reads_last_activity_only_where_xmpp_would_tell(tmp_path: Path) -> None:
+    """XEP-0012 §3, §8: an account's last activity goes to those who may see its presence;
+    the user endpoint's getLast follows the rule an iq:last over XMPP follows."""
+    async with ops_server(tmp_path) as server:
+        for user in ("ann", "ben"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        await admin(server, 'mutation { last { setLast(user: "ben@localhost", '
+                    'status: "on holiday") { status } } }')
+        ask = '{ last { getLast(user: "ben@localhost") { status } } }'
+        ann = ("ann@localhost", "pw")
+        _, result = await gql(server, ask, auth=ann, path="/api/graphql/user")
+        assert code_of(result) == "no_permissions", result
+        assert "on holiday" not in str(result)
+        await admin(server, 'mutation { roster { setMutualSubscription(userA: "ann@localhost", '
+                    'userB: "ben@localhost", action: CONNECT) } }')
+        _, result = await gql(server, ask, auth=ann, path="/api/graphql/user")
+        assert result["data"] == {"last": {"getLast": {"status": "on holiday"}}}, result
+        _, result = await gql(server, '{ last { getLast { status } } }',
+                              auth=("ben@localhost", "pw"), path="/api/graphql/user")
+        assert result["data"] == {"last": {"getLast": {"status": "on holiday"}}}, result
+
+
+async def test_sessions_of_an_account_with_several_resources(tmp_path: Path) -> None:
+    """6.4's session category (graphql_session_SUITE): an account's resources listed and
+    counted; a kick ends the real client's stream (policy-violation, the reason as its text);
+    an account that does not exist is told apart from one that is offline."""
+    from tests.e2e.test_register import stream_error_of
+
+    async with ops_server(tmp_path) as server:
+        for user in ("amy", "ida"):
+            await admin(server, REGISTER, d="localhost", u=user, p="pw")
+        phone = await connect(server, "amy@localhost/phone", "pw")
+        laptop = await connect(server, "amy@localhost/laptop", "pw", direct_tls=True)
+        data = await admin(server, '{ session { listUserSessions(user: "amy@localhost") '
+                           '{ user connection } countUserResources(user: "amy@localhost") '
+                           'getUserResource(user: "amy@localhost", number: 2) '
+                           'countSessions(domain: "localhost") } }')
+        assert data["session"] == {
+            "listUserSessions": [{"user": "amy@localhost/laptop", "connection": "c2s_tls"},
+                                 {"user": "amy@localhost/phone", "connection": "c2s_tls"}],
+            "countUserResources": 2, "getUserResource": "phone", "countSessions": 2}
+        for number in (0, -1, 3):  # resources are numbered from 1
+            _, result = await gql(server, '{ session { getUserResource(user: "amy@localhost", '
+                                  f'number: {number}) }} }}')
+            assert code_of(result) == "wrong_resource_number", (number, result)
+        error = stream_error_of(phone)
+        text: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        phone.add_event_handler("stream_error", lambda e: text.done() or text.set_result(
+            e["text"]))
+        kicked = await admin(server, 'mutation { session { kickUserSession(user: '
+                             '"amy@localhost/phone", reason: "maintenance") { jid kicked } } }')
+        assert kicked["session"]["kickUserSession"] == {"jid": "amy@localhost/phone",
+                                                        "kicked": True}
+        assert await asyncio.wait_for(error, 5) == "policy-violation"
+        assert text.result() == "maintenance"
+        await eventually(lambda: _count(server, 1))
+        data = await admin(server, '{ session { countUserResources(user: "amy@localhost") } }')
+        assert data["session"]["countUserResources"] == 1
+        for query in ('{ session { listUserSessions(user: "alien@localhost") { user } } }',
+                      '{ session { countUserResources(user: "alien@localhost") } }',
+                      '{ session { getUserResource(user: "alien@localhost", number: 1) } }',
+                      'mutation { session { kickUser(user: "alien@localhost") { jid } } }',
+                      'mutation { session { kickUserSession(user: "alien@localhost/r") '
+                      '{ jid } } }',
+                      'mutation { session { setPresence(user: "alien@localhost/r", '
+                      'type: AVAILABLE) { message } } }'):
+            _, result = await gql(server, query)
+            assert code_of(result) == "no_user", (query, result)
+            assert result["errors"][0]["message"] == "Given user does not exist"
+        # ida exists and is offline: no session to kick, none listed
+        _, result = await gql(server, 'mutation { session { kickUserSession(user: '
+                              '"ida@localhost/r") { jid } } }')
+        assert code_of(result) == "no_session" and "No active session" in str(result)
+        data = await admin(server, '{ session { listUserSessions(user: "ida@localhost") '
+                           '{ user } } }')
+        assert data["session"]["listUserSessions"] == []
+        await disconnect(laptop)
+
+
+async def _count(server: Any, n: int) -> bool:
+    return len(server.sessions) == n
+
+
+async def test_jid_and_domain_arguments_must_be_strings(tmp_path: Path) -> None:
+    """GraphQL §3.5 (input coercion of a custom scalar): a JID or DomainName given as a number,
+    a boolean or a list is refused before anything runs, with 6.4's input_coercion code for a
+    variable (400), as a literal of the wrong type is refused by validation."""
+    async with ops_server(tmp_path) as server:
+        status, result = await gql(server, '{ account { checkUser(user: 5) { exist } } }')
+        assert status == 400 and code_of(result) == "validation_error", result
+        for query, variables in (
+                ('query($u: JID!) { account { checkUser(user: $u) { exist } } }', {"u": 5}),
+                ('query($u: JID!) { account { checkUser(user: $u) { exist } } }',
+                 {"u": ["alice@localhost"]}),
+                ('query($d: DomainName!) { account { countUsers(domain: $d) } }', {"d": True})):
+            status, result = await gql(server, query, variables)
+            assert status == 400 and code_of(result) == "input_coercion", result
+            assert "must be a string" in result["errors"][0]["message"]
+        status, result = await gql(server, 'query($d: DomainName!) { account { countUsers('
+                                   'domain: $d) } }', {"d": "localhost"})
+        assert status == 200 and result == {"data": {"account": {"countUsers": 0}}}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from suricate.jid import JID
-from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually
 from tests.ops.harness import admin, gql, ops_server
 
 REGISTER = ('mutation($d: DomainName!, $u: String, $p: String!) { account { '
@@ -196,7 +196,7 @@ async def test_request_remove_domain(tmp_path: Path) -> None:
         await disconnect(zoe)
         _, refused = await gql(server, 'mutation { domain { requestRemoveDomain(domain: '
                                '"localhost", hostType: "localhost") { status } } }')
-        assert code_of(refused) == "domain_error"
+        assert code_of(refused) == "domain_static"
 
 
 async def test_user_sends_headlines_and_stanzas(tmp_path: Path) -> None:
@@ -223,7 +223,8 @@ async def test_user_sends_headlines_and_stanzas(tmp_path: Path) -> None:
                               '{ id } } }', {"s": "<message from='ann@localhost' "
                                                   "to='ann@localhost/a'><body>x</body></message>"},
                               auth=ben, path="/api/graphql/user")
-        assert code_of(result) == "no_permissions"
+        assert code_of(result) == "invalid_sender"  # 6.4's code and message
+        assert result["errors"][0]["message"] == "Sender's JID is different from the user's JID"
         await disconnect(ann)
 
 
@@ -437,3 +438,125 @@ async def test_kick_results_and_cluster_metrics_on_one_node(tmp_path: Path) -> N
 
 async def _no_sessions(server: Any) -> bool:
     return len(server.sessions) == 0
+
+
+async def test_admin_speaks_and_reads_only_for_existing_accounts(tmp_path: Path) -> None:
+    """6.4 (graphql_stanza_SUITE): an admin's sender, and the owner of the archive read, must
+    be an account of a served domain; else unknown_user, and nothing is sent or archived. A
+    forged sender of a foreign domain would otherwise leave over s2s in this server's name."""
+    async with ops_server(tmp_path, modules=MODULES_TOML + "\n[modules.mod_mam.pm]") as server:
+        await register(server, "bob")
+        bob = await connect(server, "bob@localhost/b", "pw")
+        send = 'mutation($s: String!) { stanza { sendStanza(stanza: $s) { id } } }'
+        for sender, message in (("ghost@localhost", "User does not exist"),
+                                ("ghost@oopsie.example", "User's domain does not exist")):
+            stanza = f"<message from='{sender}' to='bob@localhost'><body>boo</body></message>"
+            _, result = await gql(server, send, {"s": stanza})
+            assert code_of(result) == "unknown_user", result
+            assert result["errors"][0]["message"] == message
+            _, result = await gql(server, 'mutation($f: JID!) { stanza { sendMessage(from: $f, '
+                                  'to: "bob@localhost", body: "boo") { id } } }', {"f": sender})
+            assert code_of(result) == "unknown_user", result
+            _, result = await gql(server, 'mutation($f: JID!) { stanza { sendMessageHeadLine('
+                                  'from: $f, to: "bob@localhost", body: "boo") { id } } }',
+                                  {"f": sender})
+            assert code_of(result) == "unknown_user", result
+            _, result = await gql(server, 'query($c: JID!) { stanza { getLastMessages('
+                                  'caller: $c) { limit } } }', {"c": sender})
+            assert code_of(result) == "unknown_user", result
+        await admin(server, 'mutation { stanza { sendMessage(from: "bob@localhost", '
+                    'to: "bob@localhost/b", body: "real") { id } } }')
+        got = await bob.next_message()
+        assert (got["body"], got["from"].bare) == ("real", "bob@localhost")  # nothing before
+        # XEP-0082 DateTimes far out (year 9999, year 1) bound the archive's ids, not overflow
+        last = ('query($b: String) { stanza { getLastMessages(caller: "bob@localhost", '
+                'before: $b) { stanzas { stanza } } } }')
+        _, result = await gql(server, last, {"b": "9999-12-31T23:59:59Z"})
+        assert "real" in str(result["data"]["stanza"]["getLastMessages"]), result
+        _, result = await gql(server, last, {"b": "0001-01-01T00:00:00Z"})
+        assert result["data"]["stanza"]["getLastMessages"]["stanzas"] == [], result
+        await disconnect(bob)
+
+
+async def test_domain_admin_runs_the_rooms_of_its_domain(tmp_path: Path) -> None:
+    """6.4 (graphql_muc_SUITE, domain_admin_muc): a domain admin lists, reads and removes the
+    rooms of its domain's MUC service (conference.DOMAIN), and no other domain's."""
+    from tests.muc.conftest import muc_toml
+
+    async with ops_server(tmp_path, modules=muc_toml()) as server:
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        await admin(server, 'mutation { domain { setDomainPassword(domain: "dyn.example", '
+                    'password: "dpw") } }')
+        await register(server, "dan", domain="dyn.example")
+        await register(server, "lou")
+        create = ('mutation($m: String!, $o: JID!) { muc { createInstantRoom(mucDomain: $m, '
+                  'name: "hall", owner: $o, nick: "n") { jid } } }')
+        await admin(server, create, m="conference.dyn.example", o="dan@dyn.example")
+        await admin(server, create, m="conference.localhost", o="lou@localhost")
+
+        async def as_domain_admin(query: str) -> dict[str, Any]:
+            _, result = await gql(server, query, auth=("admin@dyn.example", "dpw"),
+                                  path="/api/graphql/domain")
+            return result
+
+        listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
+                                       ' { rooms { jid } } } }')
+        assert listed.get("data") == {"muc": {"listRooms": {"rooms": [
+            {"jid": "hall@conference.dyn.example"}]}}}, listed
+        config = await as_domain_admin('{ muc { getRoomConfig(room: '
+                                       '"hall@conference.dyn.example") { persistent } } }')
+        assert "errors" not in config, config
+        for query in ('{ muc { listRooms(mucDomain: "conference.localhost") { count } } }',
+                      '{ muc { getRoomConfig(room: "hall@conference.localhost") { title } } }',
+                      'mutation { muc { deleteRoom(room: "hall@conference.localhost") } }'):
+            refused = await as_domain_admin(query)
+            assert code_of(refused) == "no_permissions", (query, refused)
+        deleted = await as_domain_admin('mutation { muc { deleteRoom(room: '
+                                        '"hall@conference.dyn.example") } }')
+        assert "errors" not in deleted, deleted
+        listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
+                                       ' { count } } }')
+        assert listed["data"]["muc"]["listRooms"]["count"] == 0, listed
+        # A domain of its own named like that subdomain is its own tenant's, not dyn.example's.
+        await admin(server, 'mutation { domain { addDomain(domain: "conference.dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        refused = await as_domain_admin('{ account { listUsers(domain: '
+                                        '"conference.dyn.example") } }')
+        assert code_of(refused) == "no_permissions", refused
+
+
+async def test_data_of_an_account_that_does_not_exist(tmp_path: Path) -> None:
+    """The operations writing an account's data name an existing account: a contact, vCard,
+    private element or last status stored for nobody would wait in the database for whoever
+    registers that name."""
+    async with ops_server(tmp_path) as server:
+        await register(server, "bob")
+        for query in ('mutation { roster { addContact(user: "ghost@localhost", '
+                      'contact: "bob@localhost") } }',
+                      'mutation { roster { addContacts(user: "ghost@localhost", '
+                      'contacts: [{jid: "bob@localhost", name: "B"}]) } }',
+                      '{ roster { listContacts(user: "ghost@localhost") { jid } } }',
+                      '{ roster { getContact(user: "ghost@localhost", contact: "bob@localhost")'
+                      ' { jid } } }',
+                      'mutation { vcard { setVcard(user: "ghost@localhost", vcard: '
+                      '"<vCard xmlns=\'vcard-temp\'><FN>G</FN></vCard>") } }',
+                      'mutation { private { setPrivate(user: "ghost@localhost", elementString: '
+                      '"<my xmlns=\'x:y\'>d</my>") } }',
+                      '{ private { getPrivate(user: "ghost@localhost", element: "my", '
+                      'nameSpace: "x:y") } }',
+                      'mutation { last { setLast(user: "ghost@localhost", status: "x") '
+                      '{ status } } }'):
+            _, result = await gql(server, query)
+            assert code_of(result) == "user_does_not_exist", (query, result)
+        await register(server, "ghost")
+        data = await admin(server, '{ roster { listContacts(user: "ghost@localhost") '
+                           '{ jid } } }')
+        assert data["roster"]["listContacts"] == []
+        _, result = await gql(server, '{ vcard { getVcard(user: "ghost@localhost") } '
+                              'last { getLast(user: "ghost@localhost") { status } } }')
+        assert {code_of({"errors": [e]}) for e in result["errors"]} == {
+            "vcard_not_found", "not_found"}, result
+        data = await admin(server, '{ private { getPrivate(user: "ghost@localhost", '
+                           'element: "my", nameSpace: "x:y") } }')
+        assert data["private"]["getPrivate"] == '<my xmlns="x:y"/>'

@@ -1693,3 +1693,25 @@ def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> 
 )
 def test_64_refusals_say_why(text: str, expected: str) -> None:
     refused(text, expected)
+
+
+def test_an_admin_api_without_credentials_off_loopback_is_a_warning() -> None:
+    # 6.4 serves an admin endpoint without username/password; off a loopback address that
+    # hands the server to whoever reaches the port, which the operator should hear about.
+    def listener(ip: str, handler: str, extra: str = "") -> str:
+        return (f'[[listen.http]]\nport = 5551\nip_address = "{ip}"\n'
+                f'[[listen.http.handlers.{handler}]]\nhost = "_"\npath = "/api"\n{extra}')
+
+    graphql = ("mongoose_graphql_handler", 'schema_endpoint = "admin"\n')
+    (warning,) = warnings_of(listener("0.0.0.0", *graphql))
+    assert warning.startswith("listen.http[0].handlers.mongoose_graphql_handler[0]: the admin "
+                              "API here has no username and password, on 0.0.0.0")
+    assert "127.0.0.1" in warning
+    (warning,) = warnings_of(listener("192.0.2.1", "mongoose_admin_api"))
+    assert warning.startswith("listen.http[0].handlers.mongoose_admin_api[0]:")
+    assert warnings_of(listener("127.0.0.1", *graphql)) == []
+    assert warnings_of(listener("::1", *graphql)) == []
+    creds = 'schema_endpoint = "admin"\nusername = "a"\npassword = "b"\n'
+    assert warnings_of(listener("0.0.0.0", "mongoose_graphql_handler", creds)) == []
+    assert warnings_of(listener("0.0.0.0", "mongoose_graphql_handler",
+                                'schema_endpoint = "user"\n')) == []

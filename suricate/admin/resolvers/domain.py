@@ -48,7 +48,8 @@ async def _run(call: Any) -> Domain:
     try:
         result: Domain = await call
     except DomainError as err:
-        raise fail(str(err), "domain_error") from None
+        # One code per kind of refusal (MongooseIM's), so that a script tells them apart.
+        raise fail(str(err), err.code) from None
     return result
 
 
@@ -74,13 +75,13 @@ async def request_remove_domain(ctx: Context, a: dict[str, Any]) -> dict[str, An
     name = _name(a["domain"])
     found = ctx.server.domains.get(name)
     if found is None:
-        raise fail(f"domain {name} not found", "domain_error")
+        raise fail(f"domain {name} not found", "domain_not_found")
     if found.static:
         raise fail(f"domain {name} is static (general.hosts): it cannot be removed",
-                   "domain_error")
+                   "domain_static")
     if found.host_type != a["hostType"]:
         raise fail(f"domain {name} has host type {found.host_type}, not {a['hostType']}",
-                   "domain_error")
+                   "wrong_host_type")
     ctx.server.spawn(_remove_later(ctx, name, a["hostType"]))
     return {**_out(found), "status": "DELETING"}
 
@@ -107,7 +108,7 @@ async def set_domain_password(ctx: Context, a: dict[str, Any]) -> str:
 
 async def delete_domain_password(ctx: Context, a: dict[str, Any]) -> str:
     if not await ctx.server.storage.delete_domain_admin(_name(a["domain"])):
-        raise fail(f"domain {a['domain']} has no admin password", "domain_not_found")
+        raise fail(f"domain {a['domain']} has no admin password", "domain_password_not_found")
     return "Domain password deleted successfully"
 
 

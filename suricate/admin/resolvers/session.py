@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from graphql import GraphQLError
+
 from suricate.admin.context import Context, fail, parse_jid, served_domain
 from suricate.core import hooks as H
 from suricate.core.c2s import C2S
@@ -68,17 +70,36 @@ async def user_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
     return [session_info(s) for s in user_sessions(ctx, user)]
 
 
+async def _no_user(ctx: Context, jid: JID) -> GraphQLError | None:
+    """6.4's refusal (``mongoose_session_api``) of an account that does not exist: an empty
+    list would tell a typo in the JID from an account that is offline no better than a kick
+    that did nothing. Asked only when the account has no session."""
+    if await ctx.server.user_exists(jid.bare):
+        return None
+    return fail("Given user does not exist", "no_user")
+
+
+async def account_infos(ctx: Context, user: Any) -> list[dict[str, Any]]:
+    """``user_infos`` of an account that exists (``no_user`` otherwise)."""
+    jid = parse_jid(user)
+    infos = await user_infos(ctx, jid)
+    if not infos and (error := await _no_user(ctx, jid)) is not None:
+        raise error
+    return infos
+
+
 async def list_user_sessions(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return await user_infos(ctx, a["user"])
+    return await account_infos(ctx, a["user"])
 
 
 async def count_user_resources(ctx: Context, a: dict[str, Any]) -> int:
-    return len(await user_infos(ctx, a["user"]))
+    return len(await account_infos(ctx, a["user"]))
 
 
 async def get_user_resource(ctx: Context, a: dict[str, Any]) -> str:
-    sessions = await user_infos(ctx, a["user"])
-    number = a.get("number") or 1
+    sessions = await account_infos(ctx, a["user"])
+    # 0 is a wrong number, not the default (1): `or 1` answered the first resource for it.
+    number = 1 if a.get("number") is None else a["number"]
     if not 1 <= number <= len(sessions):
         raise fail(f"wrong resource number {number}: the user has {len(sessions)} sessions",
                    "wrong_resource_number")
@@ -130,7 +151,7 @@ async def kick_everywhere(ctx: Context, bare: JID, reason: str) -> int:
 async def kick_user_session(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     jid = parse_jid(a["user"], bare=False)
     if not await kick(ctx, jid, a.get("reason") or "kicked by the administrator"):
-        raise fail(f"no session {jid}", "no_session")
+        raise await _no_user(ctx, jid) or fail(f"No active session {jid}", "no_session")
     return {"jid": str(jid), "kicked": True, "code": None, "message": "Session kicked"}
 
 
@@ -138,7 +159,7 @@ async def kick_user(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
     bare = parse_jid(a["user"], bare=True)
     reason = a.get("reason") or "kicked by the administrator"
     kicked = []
-    for info in await user_infos(ctx, bare):
+    for info in await account_infos(ctx, bare):
         jid = JID.parse(info["user"])
         if await kick(ctx, jid, reason):
             kicked.append({"jid": str(jid), "kicked": True, "code": None,
@@ -157,8 +178,8 @@ async def set_presence(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     else:
         done = apply_presence(ctx.server, jid, a)
     if not done:
-        raise fail(f"no session {jid}", "no_session")
-    return {"jid": str(jid), "message": "Presence set"}
+        raise await _no_user(ctx, jid) or fail(f"No active session {jid}", "no_session")
+    return {"jid": str(jid), "message": "Presence set successfully"}
 
 
 def apply_presence(server: Server, jid: JID, a: dict[str, Any]) -> bool:

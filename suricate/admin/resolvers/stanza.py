@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from suricate.admin.context import Context, fail, parse_jid, served_domain
+from suricate.admin.context import Context, fail, known_user, parse_jid
 from suricate.core.sessionless import route_as_user
 from suricate.jid import JID, InvalidJID
 from suricate.xml import ns
@@ -33,16 +33,14 @@ def _to(value: Any) -> JID:
 
 
 async def send_message(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    frm = parse_jid(a["from"], "from")
-    served_domain(ctx, frm.domain)
+    frm = await known_user(ctx, parse_jid(a["from"], "from"))
     message = Element("message", ns.CLIENT, {"type": "chat"})
     message.add("body", text=a["body"])
     return _route(ctx, frm, _to(a["to"]), message)
 
 
 async def send_message_headline(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    frm = parse_jid(a["from"], "from")
-    served_domain(ctx, frm.domain)
+    frm = await known_user(ctx, parse_jid(a["from"], "from"))
     message = Element("message", ns.CLIENT, {"type": "headline"})
     if a.get("subject"):
         message.add("subject", text=a["subject"])
@@ -72,6 +70,7 @@ async def send_stanza(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     stanza = parse_stanza(a["stanza"])
     if not stanza.attrs.get("from") or not stanza.attrs.get("to"):
         raise fail("stanza: both 'from' and 'to' are required", "bad_stanza")
+    await known_user(ctx, parse_jid(stanza.attrs["from"], "from"))
     return route_stanza(ctx, stanza)
 
 
@@ -104,12 +103,9 @@ async def subscribe(ctx: Context, account: Any, check_user: bool) -> dict[str, A
         return dict(sub.event)  # the account was checked when the stream was opened
     jid = parse_jid(account, "caller")
     if check_user:
-        # The admin's caller must exist (6.4's codes and messages); a full JID's resource is
-        # replaced by the stream's own (sse-<uuid>).
-        if not ctx.server.is_local_domain(jid.domain):
-            raise fail("User's domain does not exist", "unknown_user")
-        if not await ctx.server.user_exists(jid.bare):
-            raise fail("User does not exist", "unknown_user")
+        # The admin's caller must exist; a full JID's resource is replaced by the stream's
+        # own (sse-<uuid>).
+        await known_user(ctx, jid)
     sub.open(jid.bare, stanza_map)
     return None  # 6.4: null, then the events
 

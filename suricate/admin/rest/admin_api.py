@@ -377,22 +377,15 @@ async def flush_user_bin(call: Call) -> Response:
 
 
 # -- dynamic domains --------------------------------------------------------------------------
-def _domain_status(message: str) -> int:
-    if "not found" in message:
-        return 404
-    if "already exists" in message:
-        return 409
-    return 403  # static, unknown or wrong host type (6.4's "denied")
+#: The statuses of the domain API's refusals; static, unknown or wrong host type are 6.4's
+#: "denied".
+_DOMAIN_STATUSES = {"domain_not_found": 404, "domain_duplicate": 409, "domain_static": 403,
+                    "unknown_host_type": 403, "wrong_host_type": 403}
 
 
 async def _domain_op(call: Call, field: str, args: dict[str, Any]) -> Any:
-    try:
-        return await call.run("DomainAdminMutation" if field != "domainDetails"
-                              else "DomainAdminQuery", field, args)
-    except RestError as err:
-        if err.status == 400 and "invalid domain" not in err.message:
-            raise RestError(_domain_status(err.message), err.message) from None
-        raise
+    return await call.run("DomainAdminMutation" if field != "domainDetails"
+                          else "DomainAdminQuery", field, args, statuses=_DOMAIN_STATUSES)
 
 
 async def get_domain(call: Call) -> Response:

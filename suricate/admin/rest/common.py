@@ -34,7 +34,7 @@ STATUS_OF_CODE = {
     "bad_limit": 400, "bad_timestamp": 400, "bad_days": 400, "bad_domain": 400,
     "bad_config": 400, "bad_affiliation": 400, "wrong_resource_number": 400,
     "user_does_not_exist": 404, "user_not_found": 404, "contact_not_found": 404,
-    "no_session": 404, "domain_not_found": 404, "not_found": 404, "room_not_found": 404,
+    "no_session": 404, "no_user": 404, "domain_not_found": 404, "not_found": 404, "room_not_found": 404,
     "muc_server_not_found": 404, "muc_service_not_found": 404, "unknown_host_type": 404,
     "not_occupant": 403, "not_allowed": 403, "no_permissions": 403, "too_many_users": 403,
     # 6.4 answers an existing user with its "denied" (mongoose_admin_api_users: 403).

@@ -11,10 +11,11 @@ from suricate.admin.context import (
     Context,
     as_me,
     enabled_module,
+    existing_user,
     fail,
+    me,
     parse_jid,
     served_domain,
-    user_or_me,
 )
 from suricate.admin.resolvers.session import user_infos
 from suricate.jid import JID
@@ -37,8 +38,7 @@ async def get_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def set_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    user = await existing_user(ctx, a["user"])
     stamp = int(a["timestamp"]) if a.get("timestamp") is not None else int(time.time())
     await _store(ctx).set_last(user.domain, user.local or "", stamp, a["status"])
     return {"user": str(user), "timestamp": stamp, "status": a["status"]}
@@ -117,7 +117,19 @@ ADMIN_RESOLVERS = {
     ("LastAdminQuery", "listOldUsers"): list_old_users,
     ("LastAdminMutation", "removeOldUsers"): remove_old_users,
 }
+async def user_get_last(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    """A user reads their own last activity, or that of an account whose presence they may see:
+    the rule mod_last applies to an iq:last over XMPP (XEP-0012 §3, §8), so that the API tells a
+    stranger neither when the account left nor its last status text."""
+    caller = me(ctx)
+    user = parse_jid(a["user"], bare=True) if a.get("user") else caller
+    if not await enabled_module(ctx, ModLast).may_see_presence(caller, user):
+        raise fail(f"{caller} may not see the presence of {user}, nor its last activity",
+                   "no_permissions")
+    return await get_last(ctx, {**a, "user": str(user)})
+
+
 USER_RESOLVERS = {
-    ("LastUserQuery", "getLast"): user_or_me(get_last),
+    ("LastUserQuery", "getLast"): user_get_last,
     ("LastUserMutation", "setLast"): as_me(set_last),
 }

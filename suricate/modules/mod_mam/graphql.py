@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
+from suricate.admin.context import Context, as_me, enabled_module, fail, known_user, parse_jid
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_mam import ModMam
 from suricate.modules.mod_mam.query import Query, id_to_text, parse_stamp, stamp_of
@@ -14,8 +14,8 @@ from suricate.protocol.errors import StanzaError
 
 async def get_last_messages(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     module = enabled_module(ctx, ModMam)
-    caller = parse_jid(a["caller"], "caller", bare=True)
-    served_domain(ctx, caller.domain)
+    # 6.4 answers unknown_user for an account that does not exist, rather than an empty page.
+    caller = await known_user(ctx, parse_jid(a["caller"], "caller", bare=True))
     q = Query(last_page=True)
     if a.get("with"):
         try:

@@ -338,16 +338,23 @@ async def first_missing(store: ModuleStore, table: str, owner_column: str, serve
     return None
 
 
+def _id_bound(value: int) -> int:
+    """An id bound within the ids' 64-bit signed column: a DateTime far in the past or the
+    future (year 1 or 9999, a client's "everything" bound) filters as the oldest or newest id
+    would, instead of overflowing the database's integer."""
+    return max(-(1 << 63), min(value, (1 << 63) - 1))
+
+
 def add_common_filters(q: Query, where: list[str], args: list[Any]) -> None:
     """The form fields every archive answers the same way (XEP-0313 §4.1.1 start/end on the
     time-ordered ids, XEP-0313 #extended before-id/after-id/ids, full-text search), appended
     to ``where``/``args``; used by the accounts' and the rooms' archives."""
     if q.start is not None:
         where.append("id >= ?")
-        args.append(q.start << 8)
+        args.append(_id_bound(q.start << 8))
     if q.end is not None:
         where.append("id <= ?")
-        args.append((q.end << 8) | 0xFF)
+        args.append(_id_bound((q.end << 8) | 0xFF))
     if q.after_id is not None:
         where.append("id > ?")
         args.append(q.after_id)

@@ -227,7 +227,8 @@ async def get_room_messages(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     if archive is None or not archive.archives(room.jid.domain):
         raise fail("rooms of this service are not archived: enable [modules.mod_mam.muc]",
                    "module_not_loaded")
-    limit = a.get("pageSize") or 50
+    # 0 is refused as any page size below 1, not taken for the default (`or 50` did).
+    limit = 50 if a.get("pageSize") is None else a["pageSize"]
     if limit < 1:
         raise fail("pageSize must be positive")
     before = None
@@ -253,6 +254,9 @@ async def create_instant_room(ctx: Context, a: dict[str, Any]) -> dict[str, Any]
     muc = _muc(ctx)
     service = _service(ctx, muc, a["mucDomain"])
     owner = _user(ctx, a["owner"], "owner")
+    if not await ctx.server.user_exists(owner.bare):
+        # 6.4 (admin_try_create_instant_room_with_nonexistent_user): no room for nobody.
+        raise fail(f"owner: {owner.bare} not found", "user_not_found")
     if not str(a["nick"]).strip():
         raise fail("nick must not be empty")
     try:

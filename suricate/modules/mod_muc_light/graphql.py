@@ -168,7 +168,8 @@ async def get_room_messages(ctx: Context, a: dict[str, Any],
     if archive is None:
         raise fail("MUC Light rooms are not archived: enable [modules.mod_mam.muc]",
                    "module_not_loaded")
-    limit = a.get("pageSize") or 50
+    # 0 is refused as any page size below 1, not taken for the default (`or 50` did).
+    limit = 50 if a.get("pageSize") is None else a["pageSize"]
     if limit < 1:
         raise fail("pageSize must be positive")
     before = None
@@ -233,6 +234,9 @@ async def get_blocking_list(ctx: Context, a: dict[str, Any]) -> list[dict[str, s
 async def set_blocking_list(ctx: Context, a: dict[str, Any]) -> str:
     m = _module(ctx)
     user = parse_jid(a["user"], bare=None)
+    if not await ctx.server.user_exists(user.bare):
+        # A list stored for nobody would wait for whoever registers that name.
+        raise fail(f"user: {user.bare} does not exist", "user_not_found")
     items = [(i["entityType"].lower(), i["action"].lower(), _user(i["entity"], "entity"))
              for i in a["items"]]
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from suricate.admin.context import Context, as_me, enabled_module, fail, parse_jid, served_domain
+from suricate.admin.context import Context, as_me, enabled_module, existing_user, fail
 from suricate.modules.mod_private import ModPrivate
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -17,16 +17,14 @@ def _store(ctx: Context) -> Any:
 
 
 async def get_private(ctx: Context, a: dict[str, Any]) -> str:
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    user = await existing_user(ctx, a["user"])
     xml = await _store(ctx).get_private(user.domain, user.local or "", a["nameSpace"])
     # XEP-0049 §3.2: nothing stored reads as the empty element that was asked for.
     return xml if xml is not None else Element(a["element"], a["nameSpace"]).serialize()
 
 
 async def set_private(ctx: Context, a: dict[str, Any]) -> str:
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    user = await existing_user(ctx, a["user"])
     try:
         elements = parse_fragment(a["elementString"])
     except XMLStreamError as err:

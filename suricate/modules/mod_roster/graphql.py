@@ -26,20 +26,20 @@ def contact_out(item: RosterItem) -> dict[str, Any]:
             "subscription": item.subscription, "ask": item.ask}
 
 
-def _user(ctx: Context, value: Any) -> JID:
-    user = parse_jid(value, bare=True)
-    served_domain(ctx, user.domain)
-    return user
+async def _user(ctx: Context, value: Any) -> JID:
+    """The roster's owner: an existing account. Without the check an added contact would be
+    stored for nobody, and handed to whoever registers that name later."""
+    return await _existing(ctx, value)
 
 
 async def list_contacts(ctx: Context, a: dict[str, Any]) -> list[dict[str, Any]]:
-    user = _user(ctx, a["user"])
+    user = await _user(ctx, a["user"])
     module = enabled_module(ctx, ModRoster)
     return [contact_out(i) for i in await module.get_roster(user)]
 
 
 async def get_contact(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    user = _user(ctx, a["user"])
+    user = await _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
     item = await enabled_module(ctx, ModRoster).get_roster_item(user, contact)
     if item is None:
@@ -48,7 +48,7 @@ async def get_contact(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
 
 
 async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
-    user = _user(ctx, a["user"])
+    user = await _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
     groups = tuple(dict.fromkeys(a.get("groups") or ()))
     module = enabled_module(ctx, ModRoster)
@@ -62,7 +62,7 @@ async def add_contact(ctx: Context, a: dict[str, Any]) -> str:
 
 
 async def delete_contact(ctx: Context, a: dict[str, Any]) -> str:
-    user = _user(ctx, a["user"])
+    user = await _user(ctx, a["user"])
     contact = parse_jid(a["contact"], "contact").bare
     module = enabled_module(ctx, ModRoster)
     try:
@@ -145,7 +145,7 @@ async def add_contacts(ctx: Context, a: dict[str, Any]) -> list[str | None]:
         await add_contact(ctx, {"user": a["user"], "contact": c["jid"], "name": c.get("name"),
                                 "groups": c.get("groups")})
         return f"Contact {c['jid']} added successfully"
-    _user(ctx, a["user"])
+    await _user(ctx, a["user"])
     enabled_module(ctx, ModRoster)
     return await _each(a["contacts"], one)
 
@@ -154,7 +154,7 @@ async def delete_contacts(ctx: Context, a: dict[str, Any]) -> list[str | None]:
     async def one(contact: Any) -> str:
         await delete_contact(ctx, {"user": a["user"], "contact": contact})
         return f"Contact {contact} deleted successfully"
-    _user(ctx, a["user"])
+    await _user(ctx, a["user"])
     enabled_module(ctx, ModRoster)
     return await _each(a["contacts"], one)
 

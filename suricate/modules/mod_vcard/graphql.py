@@ -9,6 +9,7 @@ from suricate.admin.context import (
     Context,
     as_me,
     enabled_module,
+    existing_user,
     fail,
     parse_jid,
     served_domain,
@@ -46,8 +47,7 @@ async def get_vcard(ctx: Context, a: dict[str, Any]) -> str:
 
 
 async def set_vcard(ctx: Context, a: dict[str, Any]) -> str:
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    user = await existing_user(ctx, a["user"])
     try:
         elements = parse_fragment(a["vcard"])
     except XMLStreamError as err:
