@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
+import ipaddress
 import json
+import os
 import ssl
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +70,9 @@ class Target:
     host: str | None
     username: str | None
     password: str | None
+    #: The listener's own certificate (``tls.certfile``), trusted for an https endpoint on
+    #: another machine besides the system's CAs: a self-signed one is then accepted.
+    certfile: str | None = None
 
 
 def admin_schema() -> GraphQLSchema:
@@ -87,7 +93,9 @@ def find_target(cfg: Mapping[str, Any], url: str | None = None) -> Target:
             scheme = "https" if listener.get("tls") else "http"
             found = url or f"{scheme}://{ip}:{listener['port']}{handler['path']}"
             host = None if handler["host"] == "_" else handler["host"]
-            return Target(found, host, handler.get("username"), handler.get("password"))
+            tls = listener.get("tls") or {}
+            return Target(found, host, handler.get("username"), handler.get("password"),
+                          tls.get("certfile"))
     if url:
         return Target(url, None, None, None)
     raise AdminCliError("no admin endpoint in the configuration: add a [[listen.http]] with a "
@@ -105,7 +113,7 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
         token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
         headers["authorization"] = f"Basic {token}"
     request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
-    context = ssl._create_unverified_context() if target.url.startswith("https") else None
+    context = tls_context(target)
     try:
         with urllib.request.urlopen(request, timeout=30, context=context) as response:
             data = response.read()
@@ -115,6 +123,13 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
             raise AdminCliError(_refused_credentials(target, data)) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise AdminCliError(
+                f"the certificate of {target.url} is not trusted ({reason.verify_message}): "
+                "the credentials were not sent. Give --config with the server's configuration "
+                "(its listener's tls.certfile is trusted), or the CA that signed it in "
+                f"{CAFILE_ENV}") from None
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
         raise ServerUnreachable(f"cannot reach the server at {target.url}: {err} "
                                 "(is it running?)",
                                 refused=isinstance(reason, ConnectionRefusedError)) from None
@@ -123,6 +138,40 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
     except json.JSONDecodeError:
         raise AdminCliError(f"unexpected answer from {target.url}: {data[:200]!r}") from None
     return result
+
+
+#: A CA file (PEM) the admin commands trust for an https endpoint, besides the system's.
+CAFILE_ENV = "SURICATE_ADMIN_CAFILE"
+
+
+def tls_context(target: Target) -> ssl.SSLContext | None:
+    """How an https endpoint is checked. On this machine (a loopback address) it is the
+    server's own listener, often with the self-signed certificate ``serve`` generated: not
+    checked. Anywhere else the Basic credentials would go to whoever answers, so the
+    certificate is verified against the system's CAs, the listener's own certificate of the
+    configuration (``--config``) and ``SURICATE_ADMIN_CAFILE``."""
+    parts = urllib.parse.urlsplit(target.url)
+    if parts.scheme != "https":
+        return None
+    if _loopback(parts.hostname or ""):
+        return ssl._create_unverified_context()
+    context = ssl.create_default_context()
+    for cafile in (target.certfile, os.environ.get(CAFILE_ENV)):
+        if cafile:
+            try:
+                context.load_verify_locations(cafile)
+            except (OSError, ssl.SSLError) as err:
+                raise AdminCliError(f"cannot read the certificate {cafile}: {err}") from None
+    return context
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _refused_credentials(target: Target, body: bytes) -> str:
