@@ -173,24 +173,6 @@ ASYNC_POOL_REQUEST = declare(
     "async_pool_request", ("host_type", "pool_id"), {"count": SPIRAL},
     "Requests an aggregating writer made (mod_inbox: one per entry written)")
 
-# -- events of modules written elsewhere (declared here until their module exists) ---------
-MOD_CSI_ACTIVE = declare("mod_csi_active", ("host_type",), {"count": SPIRAL},
-                         "XEP-0352: clients that became active")
-MOD_CSI_INACTIVE = declare("mod_csi_inactive", ("host_type",), {"count": SPIRAL},
-                           "XEP-0352: clients that became inactive")
-MOD_FAST_AUTH_TOKEN_AUTH = declare(
-    "mod_fast_auth_token_auth", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
-    "XEP-0484: logins with a FAST token")
-MOD_FAST_AUTH_TOKEN_REQUEST = declare(
-    "mod_fast_auth_token_request", ("host_type",), {"count": SPIRAL},
-    "XEP-0484: tokens issued")
-MOD_STREAM_MANAGEMENT_RESUME = declare(
-    "mod_stream_management_resume", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
-    "XEP-0198: stream resumptions")
-MOD_STREAM_MANAGEMENT_STALE = declare(
-    "mod_stream_management_stale_h", ("host_type",), {"count": SPIRAL},
-    "XEP-0198: sessions kept waiting for resumption")
-
 # -- system probes (polled every probe_interval) -------------------------------------------
 SYSTEM_UP_TIME = declare("system_up_time", (), {"seconds": GAUGE},
                          "Seconds since the server started", probe=True)
