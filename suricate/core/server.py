@@ -214,6 +214,8 @@ class Server:
         for instrument_handler in self.handlers:
             await instrument_handler.start()
         await self._start_modules()
+        if self.handlers:
+            self._set_up_series()
         for opts in self.cfg["listen"].get("c2s", []):
             tls = self._c2s_tls_config(opts.get("tls"))
             listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls, self.instrument,
@@ -260,6 +262,19 @@ class Server:
             self._prober = Prober(self, self.instrument, interval)
             self._prober.start()
         log.info("server_started hosts=%s", ",".join(sorted(self.hosts)))
+
+    def _set_up_series(self) -> None:
+        """The series 6.4 declares at start-up exist at zero before their first event
+        (suricate.instrument.initial says why): per host type, per connection type, per
+        running module."""
+        from suricate.instrument.initial import initial_series
+        host_types = sorted(self.domains.static) + self.domains.host_types
+        connection_types = ["c2s", "s2s"]  # s2s: outgoing streams need no listener
+        if self.cfg["listen"].get("component"):
+            connection_types.append("component")
+        for event, labels in initial_series(host_types, self.module_instances,
+                                            connection_types):
+            self.instrument.set_up(event, labels)
 
     def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:
         # Imported only when an HTTP listener is configured (start-up time).

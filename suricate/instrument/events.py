@@ -16,6 +16,7 @@ Measurement types follow 6.4:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,6 +56,9 @@ class EventSpec:
     buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     #: Polled every `probe_interval` rather than emitted by the code (system probes).
     probe: bool = False
+    #: The Python module that declared it (``suricate.modules.mod_roster``...): whose event it
+    #: is, so that a server sets up at zero the events of the modules it runs only.
+    owner: str = field(default="", compare=False)
 
     def buckets_of(self, metric: str) -> tuple[float, ...]:
         return self.buckets.get(metric, BYTE_BUCKETS)
@@ -68,7 +72,9 @@ EVENTS: dict[str, EventSpec] = {}
 def declare(name: str, labels: Sequence[str], metrics: Mapping[str, MetricType], doc: str,
             buckets: Mapping[str, tuple[float, ...]] | None = None,
             probe: bool = False) -> EventSpec:
-    spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe)
+    # The caller is the module-level code of the declaring module (declare runs at import).
+    owner = str(sys._getframe(1).f_globals.get("__name__", ""))
+    spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe, owner)
     old = EVENTS.get(name)
     if old is not None:
         if old != spec:

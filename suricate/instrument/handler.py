@@ -187,3 +187,7 @@ class Fanout(Instrumentation):
              measurements: Mapping[str, float]) -> None:
         for h in self.handlers:
             h.emit(event, labels, measurements)
+
+    def set_up(self, event: EventSpec, labels: Mapping[str, str]) -> None:
+        for h in self.handlers:
+            h.set_up(event, labels)

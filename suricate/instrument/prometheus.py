@@ -173,6 +173,10 @@ class PrometheusHandler(Handler):
             self._unknown_reported.add(event.name)
             log.error("instrumentation_undeclared_event event=%s", event.name)
 
+    def set_up(self, event: EventSpec, labels: Mapping[str, str]) -> None:
+        # Labels here are host types already (not domains to map): the series at zero.
+        self.store.family(event).get(tuple(str(labels.get(n, "")) for n in event.labels))
+
     # -- exposition -------------------------------------------------------------------------
     def render(self) -> bytes:
         """The text exposition format: HELP and TYPE for every declared metric, one sample
@@ -188,9 +192,14 @@ class PrometheusHandler(Handler):
                 if fam is None:
                     continue
                 if mtype == HISTOGRAM:
+                    # A histogram that observed nothing has no meaningful value: not shown
+                    # (6.4 does not initialize histograms), so series set up at zero add
+                    # no empty buckets.
                     index = fam.histograms.index(metric)
                     for labels, series in sorted(fam.series.items()):
-                        _histogram_lines(out, full, spec.labels, labels, series.hists[index])
+                        if series.hists[index].count:
+                            _histogram_lines(out, full, spec.labels, labels,
+                                             series.hists[index])
                 else:
                     index = fam.scalars.index(metric)
                     for labels, series in sorted(fam.series.items()):

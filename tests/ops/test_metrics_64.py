@@ -4,11 +4,13 @@ first event (6.4's `initialize_metric`), 6.4's histogram buckets, stream errors 
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
-from tests.e2e.harness import MODULES_TOML
+from suricate.xml import ns
+from tests.e2e.harness import MODULES_TOML, RawClient
 from tests.ops.harness import ops_server
-from tests.ops.test_metrics import raw_login
+from tests.ops.test_metrics import Samples, raw_login, scrape, value
 from tests.ops.test_metrics_events import delta_of, register
 
 LOCAL = {"host_type": "localhost"}
@@ -28,7 +30,58 @@ async def test_csi_nonzas_count_mod_csi_active_and_inactive(tmp_path: Path) -> N
             await alice.send(f"<inactive xmlns='{CSI}'/>")
             await alice.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
             await alice.expect("p1")  # the nonzas before it were handled
+
         d = await delta_of(server, go_idle_and_back)
         assert d("mod_csi_inactive_count", **LOCAL) == 2
         assert d("mod_csi_active_count", **LOCAL) == 1
         await alice.close()
+
+
+def _present(samples: Samples, name: str, **labels: str) -> bool:
+    return (name, frozenset(labels.items())) in samples
+
+
+async def test_series_exist_at_zero_before_their_first_event(tmp_path: Path) -> None:
+    """6.4 sets up its counters at 0 for every host type when it starts (core events) or
+    when a module starts (that module's): a dashboard shows 0 rather than "No data", and
+    increase() sees the first failed login, which a series born at 1 would hide."""
+    async with ops_server(tmp_path) as server:
+        fresh = await scrape(server)
+        for host_type in ("localhost", "dynamic"):  # a static host, a dynamic host type
+            for name in (
+                "c2s_auth_failed_count",
+                "sm_session_count",
+                "sm_session_logins",
+                "sm_message_bounced_count",
+                "auth_authorize_count",
+                "mod_roster_get_count",
+                "mod_ping_response_timeout_count",
+            ):
+                assert _present(fresh, name, host_type=host_type), (name, host_type)
+                assert value(fresh, name, host_type=host_type) == 0
+        for labels in (
+            {"connection_type": "c2s", "host_type": ""},
+            {"connection_type": "c2s", "host_type": "localhost"},
+            {"connection_type": "s2s", "host_type": "dynamic"},
+        ):
+            assert _present(fresh, "xmpp_element_in_count", **labels)
+            assert _present(fresh, "xmpp_element_out_stanza_count", **labels)
+        assert _present(fresh, "tls_data_in_byte_size", connection_type="c2s")
+        # no component listener here, and modules not running get no series
+        assert not _present(
+            fresh, "xmpp_element_in_count", connection_type="component", host_type=""
+        )
+        assert not any(name.startswith(("mod_mam_", "mod_csi_", "hook_")) for name, _ in fresh)
+        # histograms are not set up: no empty buckets
+        assert not any(name.startswith("c2s_message_processed_time") for name, _ in fresh)
+
+        await register(server, "carol")
+        raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+        await raw.open_stream()
+        token = base64.b64encode(b"\0carol\0wrong").decode()
+        await raw.send(f"<auth xmlns='{ns.SASL}' mechanism='PLAIN'>{token}</auth>")
+        await raw.expect("<not-authorized/>")
+        after = await scrape(server)
+        assert value(after, "c2s_auth_failed_count", **LOCAL) == 1
+        assert value(after, "c2s_auth_failed_count", host_type="dynamic") == 0
+        await raw.close()
