@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from suricate.xml import ns
 from tests.e2e.harness import MODULES_TOML, RawClient
-from tests.ops.harness import ops_server
+from tests.ops.harness import http, ops_server
 from tests.ops.test_metrics import Samples, raw_login, scrape, value
 from tests.ops.test_metrics_events import delta_of, register
 
@@ -85,3 +87,41 @@ async def test_series_exist_at_zero_before_their_first_event(tmp_path: Path) -> 
         assert value(after, "c2s_auth_failed_count", **LOCAL) == 1
         assert value(after, "c2s_auth_failed_count", host_type="dynamic") == 0
         await raw.close()
+
+
+async def test_histograms_have_the_buckets_of_64(tmp_path: Path) -> None:
+    """6.4 declares every Prometheus histogram with the buckets 1, 2, 4 ... 2**30 (bytes,
+    microseconds or items alike); a 6.4 panel selecting `le="1024"` or `le="65536"` found
+    nothing in our decimal buckets."""
+    async with ops_server(tmp_path) as server:
+        await register(server, "dave")
+        dave = await raw_login(server.tls_port, "dave", "pw")  # type: ignore[attr-defined]
+        await dave.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await dave.expect("p2")
+        status, _, body = await http(server, "/metrics")
+        assert status == 200
+        expected = [str(1 << i) for i in range(31)] + ["+Inf"]
+        histograms = [
+            f for f in text_string_to_metric_families(body.decode()) if f.type == "histogram"
+        ]
+        names = {f.name for f in histograms}
+        assert {
+            "xmpp_element_in_byte_size",
+            "xmpp_element_out_byte_size",
+            "c2s_message_processed_time",
+            "auth_authorize_time",
+        } <= names
+        for family in histograms:
+            series: dict[frozenset[tuple[str, str]], list[str]] = {}
+            for s in family.samples:
+                if s.name.endswith("_bucket"):
+                    key = frozenset((k, v) for k, v in s.labels.items() if k != "le")
+                    series.setdefault(key, []).append(s.labels["le"])
+            for les in series.values():
+                assert [_le(le) for le in les] == expected, family.name
+        await dave.close()
+
+
+def _le(text: str) -> str:
+    """The client library reads `le="1024"` as "1024.0"; compare bounds as integers."""
+    return text if text == "+Inf" else str(int(float(text)))
