@@ -56,6 +56,8 @@ def element_measurements(element: Element, size: int) -> dict[str, float]:
         if element.attrs.get("type") == "error":
             counts["error_count"] = 1
             counts[ELEMENT_COUNTERS[kind + 4]] = 1
+    elif element.name == "error" and element.xmlns == ns.STREAM:
+        counts["error_count"] = 1  # <stream:error/>: an error, not a stanza (6.4)
     measurements: dict[str, float] = {k: v for k, v in counts.items() if v}
     measurements["byte_size"] = size
     return measurements

@@ -61,6 +61,8 @@ def _count_element(values: list[float], element: Element) -> None:
         if element.attrs.get("type") == "error":
             values[5] += 1
             values[kind + 4] += 1
+    elif element.name == "error" and element.xmlns == ns.STREAM:
+        values[5] += 1  # <stream:error/> is an error, not a stanza (6.4's measure_element)
 
 class PrometheusHandler(Handler):
     name = "prometheus"

@@ -125,3 +125,25 @@ async def test_histograms_have_the_buckets_of_64(tmp_path: Path) -> None:
 def _le(text: str) -> str:
     """The client library reads `le="1024"` as "1024.0"; compare bounds as integers."""
     return text if text == "+Inf" else str(int(float(text)))
+
+
+async def test_a_stream_error_counts_as_an_error(tmp_path: Path) -> None:
+    """6.4 measures <stream:error/> as count + error_count (not a stanza): an alert on
+    xmpp_element_out_error_count saw stanza errors only."""
+    async with ops_server(tmp_path) as server:
+        raw = await RawClient.open(server.c2s_port)  # type: ignore[attr-defined]
+
+        async def unknown_host() -> None:
+            await raw.send(
+                f"<?xml version='1.0'?><stream:stream to='nowhere.example' "
+                f"xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}' version='1.0'>"
+            )
+            await raw.expect("host-unknown")
+            await raw.expect("</stream:stream>")
+
+        d = await delta_of(server, unknown_host)
+        unknown = {"connection_type": "c2s", "host_type": ""}  # the stream named no host of ours
+        assert d("xmpp_element_out_error_count", **unknown) == 1
+        assert d("xmpp_element_out_count", **unknown) == 1
+        assert d("xmpp_element_out_stanza_count", **unknown) == 0
+        await raw.close()
