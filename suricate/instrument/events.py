@@ -109,9 +109,11 @@ TLS_DATA_OUT = declare("tls_data_out", ("connection_type",), {"byte_size": SPIRA
 # -- authentication ------------------------------------------------------------------------
 C2S_AUTH_FAILED = declare("c2s_auth_failed", ("host_type",), {"count": SPIRAL},
                           "Failed client authentications")
-S2S_AUTH_FAILED = declare("s2s_auth_failed", ("host_type",), {"count": SPIRAL},
+# 6.4: s2s and component failures carry no label (a peer server or a component is no host
+# type of ours), c2s failures carry the host type of the stream's domain.
+S2S_AUTH_FAILED = declare("s2s_auth_failed", (), {"count": SPIRAL},
                           "Failed server-to-server authentications")
-COMPONENT_AUTH_FAILED = declare("component_auth_failed", ("host_type",), {"count": SPIRAL},
+COMPONENT_AUTH_FAILED = declare("component_auth_failed", (), {"count": SPIRAL},
                                 "Failed component handshakes")
 AUTH_FAILED_BY_TYPE = {"c2s": C2S_AUTH_FAILED, "s2s": S2S_AUTH_FAILED,
                        "component": COMPONENT_AUTH_FAILED}

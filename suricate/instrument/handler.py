@@ -109,7 +109,8 @@ class Handler(Instrumentation):
     def auth_failed(self, connection_type: str, host_type: str) -> None:
         spec = AUTH_FAILED_BY_TYPE.get(connection_type)
         if spec is not None:
-            self.emit(spec, {"host_type": self.host_type_of(host_type)}, {"count": 1})
+            labels = {"host_type": self.host_type_of(host_type)} if spec.labels else {}
+            self.emit(spec, labels, {"count": 1})
 
     def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
         self.emit(SM_SESSION, {"host_type": self.host_type_of(host_type)},

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from suricate.instrument.events import (
+    AUTH_FAILED_BY_TYPE,
     EVENTS,
     TCP_DATA_IN,
     TCP_DATA_OUT,
@@ -48,6 +49,9 @@ def initial_series(
     the host types it serves (``module.host_types``, None for all)."""
     all_types = list(host_types)
     for conn in connection_types:
+        failed = AUTH_FAILED_BY_TYPE[conn]
+        if not failed.labels:  # s2s, component: one series (c2s: per host type, below)
+            yield failed, {}
         for event in DATA_EVENTS:
             yield event, {"connection_type": conn}
         for host_type in ["", *(all_types if conn != "component" else ())]:

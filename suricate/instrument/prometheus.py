@@ -137,7 +137,8 @@ class PrometheusHandler(Handler):
     def auth_failed(self, connection_type: str, host_type: str) -> None:
         spec = AUTH_FAILED_BY_TYPE.get(connection_type)
         if spec is not None:
-            self.store.family(spec).get((self.host_type_of(host_type),)).values[0] += 1
+            key = (self.host_type_of(host_type),) if spec.labels else ()
+            self.store.family(spec).get(key).values[0] += 1
 
     def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
         values = self._sm_session.get((self.host_type_of(host_type),)).values

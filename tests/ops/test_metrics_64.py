@@ -4,13 +4,15 @@ first event (6.4's `initialize_metric`), 6.4's histogram buckets, stream errors 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from suricate.xml import ns
-from tests.e2e.harness import MODULES_TOML, RawClient
+from tests.e2e.harness import MODULES_TOML, RawClient, connect, disconnect, free_port
+from tests.e2e.test_component import SECRET, Component
 from tests.ops.harness import http, ops_server
 from tests.ops.test_metrics import Samples, raw_login, scrape, value
 from tests.ops.test_metrics_events import delta_of, register
@@ -147,3 +149,54 @@ async def test_a_stream_error_counts_as_an_error(tmp_path: Path) -> None:
         assert d("xmpp_element_out_count", **unknown) == 1
         assert d("xmpp_element_out_stanza_count", **unknown) == 0
         await raw.close()
+
+
+async def test_component_traffic_and_auth_failures_as_64_labels_them(tmp_path: Path) -> None:
+    """6.4: component_auth_failed_count (and s2s_auth_failed_count) carry no label; a
+    component's elements are xmpp_element_*{connection_type="component",host_type=""}."""
+    port = free_port()
+    listener = (
+        f'\n[[listen.component]]\nport = {port}\nip_address = "127.0.0.1"\npassword = "{SECRET}"\n'
+    )
+    instrumentation = "[instrumentation]\n[instrumentation.prometheus]\n" + listener
+    async with ops_server(tmp_path, instrumentation=instrumentation) as server:
+        fresh = await scrape(server)
+        assert _present(fresh, "component_auth_failed_count")  # at zero, no labels
+        assert _present(fresh, "s2s_auth_failed_count")
+        assert not any(n == "component_auth_failed_count" and labels for n, labels in fresh)
+
+        async def wrong_secret() -> None:
+            raw = await RawClient.open(port)
+            await raw.send(
+                f"<?xml version='1.0'?><stream:stream to='bot.localhost' "
+                f"xmlns='{ns.COMPONENT}' xmlns:stream='{ns.STREAM}'>"
+            )
+            await raw.expect("id=")
+            await raw.send("<handshake>0000</handshake>")
+            await raw.expect("not-authorized")
+            await raw.close()
+
+        d = await delta_of(server, wrong_secret)
+        assert d("component_auth_failed_count") == 1
+
+        await register(server, "erin")
+        erin = await connect(server, "erin@localhost/e", "pw")
+        bot = Component("bot.localhost", SECRET)
+        bot.connect("127.0.0.1", port)
+        await asyncio.wait_for(bot.started, 10)
+        component = {"connection_type": "component", "host_type": ""}
+
+        async def exchange() -> None:
+            bot.send_message(mto="erin@localhost/e", mbody="beep", mfrom="bot.localhost")
+            assert (await erin.next_message())["body"] == "beep"
+            erin.send_message(mto="bot.localhost", mbody="boop")
+            assert (await asyncio.wait_for(bot.messages.get(), 5))["body"] == "boop"
+
+        d = await delta_of(server, exchange)
+        assert d("xmpp_element_in_message_count", **component) == 1
+        assert d("xmpp_element_out_message_count", **component) == 1
+        assert d("xmpp_element_in_message_count", connection_type="c2s", **LOCAL) == 1
+        assert d("xmpp_element_out_message_count", connection_type="c2s", **LOCAL) == 1
+        assert d("tcp_data_in_byte_size", connection_type="component") > 0
+        bot.disconnect()
+        await disconnect(erin)
