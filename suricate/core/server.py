@@ -104,8 +104,10 @@ class Server:
         self.handlers: list[Handler] = []
         self.instrument: Instrumentation = Instrumentation()
         if cfg.get("instrumentation"):
+            from suricate.instrument.labels import HostTypeLabel
             from suricate.instrument.setup import build_handlers, combine
-            self.handlers = build_handlers(cfg["instrumentation"], self.domains.host_type)
+            label = HostTypeLabel(self.domains, self.domains.host_types)
+            self.handlers = build_handlers(cfg["instrumentation"], label)
             self.instrument = combine(self.handlers)
         # Hooks: the plain class without instrumentation handlers, so no fold pays anything
         # for 6.4's hook_<name> events; with them, counters sit in the handler lists of the

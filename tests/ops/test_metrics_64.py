@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from suricate.xml import ns
 from tests.e2e.harness import MODULES_TOML, RawClient, connect, disconnect, free_port
 from tests.e2e.test_component import SECRET, Component
-from tests.ops.harness import http, ops_server
+from tests.ops.harness import admin, http, ops_server
 from tests.ops.test_metrics import Samples, raw_login, scrape, value
 from tests.ops.test_metrics_events import delta_of, register
 
@@ -200,3 +200,55 @@ async def test_component_traffic_and_auth_failures_as_64_labels_them(tmp_path: P
         assert d("tcp_data_in_byte_size", connection_type="component") > 0
         bot.disconnect()
         await disconnect(erin)
+
+
+async def test_removing_a_dynamic_domain_brings_its_session_gauge_back_down(
+    tmp_path: Path,
+) -> None:
+    """A session on a dynamic domain logs in under its host type; when the domain is removed
+    the session ends after the domain is gone. Its logout (and its closing stream error) must
+    count under the same host type: we counted them under the domain's name, leaving
+    sm_session_count{host_type="dynamic"} at 1 for ever beside a series at -1."""
+    async with ops_server(tmp_path) as server:
+        await admin(
+            server,
+            'mutation { domain { addDomain(domain: "dyn.example", '
+            'hostType: "dynamic") { domain } } }',
+        )
+        await admin(
+            server,
+            'mutation { account { registerUser(domain: "dyn.example", '
+            'username: "frank", password: "pw") { jid } } }',
+        )
+        raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+        await raw.open_stream(to="dyn.example")
+        token = base64.b64encode(b"\0frank\0pw").decode()
+        await raw.send(f"<auth xmlns='{ns.SASL}' mechanism='PLAIN'>{token}</auth>")
+        await raw.expect("<success")
+        await raw.open_stream(to="dyn.example")
+        await raw.send(f"<iq type='set' id='b1'><bind xmlns='{ns.BIND}'/></iq>")
+        await raw.expect("</iq>")
+        dynamic = {"host_type": "dynamic"}
+        assert value(await scrape(server), "sm_session_count", **dynamic) == 1
+
+        async def remove() -> None:
+            await admin(
+                server,
+                'mutation { domain { removeDomain(domain: "dyn.example", '
+                'hostType: "dynamic") { domain } } }',
+            )
+            await raw.expect("</stream:stream>")
+
+        d = await delta_of(server, remove)
+        after = await scrape(server)
+        assert value(after, "sm_session_count", **dynamic) == 0
+        assert d("sm_session_logouts", **dynamic) == 1
+        assert d("xmpp_element_out_error_count", connection_type="c2s", **dynamic) == 1
+        # every host_type label is a host type: never a domain's name
+        assert {dict(labels).get("host_type") for _, labels in after} <= {
+            None,
+            "",
+            "localhost",
+            "dynamic",
+        }
+        await raw.close()
