@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from suricate.instrument.setup import find_handler
 from suricate.xml import ns
 from tests.e2e.harness import MODULES_TOML, RawClient, connect, disconnect, free_port
 from tests.e2e.test_component import SECRET, Component
 from tests.ops.harness import admin, http, ops_server
 from tests.ops.test_metrics import Samples, raw_login, scrape, value
 from tests.ops.test_metrics_events import delta_of, register
+from tests.s2s.harness import login, two_servers
+from tests.s2s.harness import register as s2s_register
 
 LOCAL = {"host_type": "localhost"}
 CSI = "urn:xmpp:csi:0"
@@ -252,3 +256,45 @@ async def test_removing_a_dynamic_domain_brings_its_session_gauge_back_down(
             "dynamic",
         }
         await raw.close()
+
+
+async def test_a_federated_message_counts_once_per_hop(tmp_path: Path) -> None:
+    """One chat message from alpha's user to beta's: alpha counts it in on c2s and out on
+    s2s, beta in on s2s and out on c2s, each once, each under its own host type."""
+    metrics = {"extra": "[instrumentation]\n[instrumentation.prometheus]\n"}
+    async with two_servers(
+        tmp_path, "dialback", **{"alpha.test": metrics, "beta.test": metrics}
+    ) as (alpha, beta):
+        await s2s_register(alpha, "ann")
+        await s2s_register(beta, "ben")
+        ann = await login(alpha, "ann@alpha.test/a")
+        ben = await login(beta, "ben@beta.test/b")
+        ann.send_message(mto="ben@beta.test/b", mbody="warm-up")  # the s2s link comes up
+        assert (await ben.next_message(timeout=15))["body"] == "warm-up"
+        before = {s: _rendered(s) for s in (alpha, beta)}
+        ann.send_message(mto="ben@beta.test/b", mbody="hello")
+        assert (await ben.next_message())["body"] == "hello"
+        after = {s: _rendered(s) for s in (alpha, beta)}
+
+        def delta(server: object, conn: str, name: str, host_type: str) -> float:
+            labels = {"connection_type": conn, "host_type": host_type}
+            return value(after[server], name, **labels) - value(before[server], name, **labels)
+
+        assert delta(alpha, "c2s", "xmpp_element_in_message_count", "alpha.test") == 1
+        assert delta(alpha, "s2s", "xmpp_element_out_message_count", "alpha.test") == 1
+        assert delta(beta, "s2s", "xmpp_element_in_message_count", "beta.test") == 1
+        assert delta(beta, "c2s", "xmpp_element_out_message_count", "beta.test") == 1
+        assert delta(alpha, "s2s", "xmpp_element_in_message_count", "alpha.test") == 0
+        assert value(after[alpha], "s2s_auth_failed_count") == 0
+        await disconnect(ann, ben)
+
+
+def _rendered(server: Any) -> Samples:
+    """The server's /metrics text as the client library parses it (no HTTP listener here)."""
+    handler: Any = find_handler(server.instrument, "prometheus")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(handler.render().decode()):
+        for s in family.samples:
+            name = family.name if family.type == "counter" else s.name
+            samples[(name, frozenset(s.labels.items()))] = s.value
+    return samples
