@@ -179,8 +179,9 @@ SYSTEM_UP_TIME = declare("system_up_time", (), {"seconds": GAUGE},
 SYSTEM_MEMORY = declare("system_memory", (), {"total": GAUGE, "peak": GAUGE},
                         "Resident memory of the process in bytes (now, and its peak)",
                         probe=True)
-SYSTEM_TCP_PORTS = declare("system_tcp_ports", ("connection_type",), {"count": GAUGE},
-                           "Open connections per listener kind", probe=True)
+SYSTEM_TCP_PORTS = declare("system_tcp_ports", (), {"count": GAUGE},
+                           "Open TCP connections: accepted by every listener (c2s, s2s, "
+                           "component, http) and outgoing s2s streams", probe=True)
 SYSTEM_EVENT_LOOP_LAG = declare(
     "system_event_loop_lag", (), {"seconds": GAUGE},
     "How late the last probe timer fired: a busy event loop answers late", probe=True)

@@ -13,7 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from suricate.instrument.setup import find_handler
 from suricate.xml import ns
-from tests.e2e.harness import MODULES_TOML, RawClient, connect, disconnect, free_port
+from tests.e2e.harness import (
+    MODULES_TOML,
+    RawClient,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+)
 from tests.e2e.test_component import SECRET, Component
 from tests.ops.harness import admin, http, ops_server
 from tests.ops.test_metrics import Samples, raw_login, scrape, value
@@ -298,3 +305,30 @@ def _rendered(server: Any) -> Samples:
             name = family.name if family.type == "counter" else s.name
             samples[(name, frozenset(s.labels.items()))] = s.value
     return samples
+
+
+async def test_gauges_come_back_down_after_an_abrupt_disconnect(tmp_path: Path) -> None:
+    """sm_session_count, the session probes and 6.4's one unlabelled system_tcp_ports_count
+    follow clients that vanish without closing their stream (a phone losing its network)."""
+    async with ops_server(tmp_path) as server:
+        for user in ("gina", "hal"):
+            await register(server, user)
+        gina = await raw_login(server.tls_port, "gina", "pw")  # type: ignore[attr-defined]
+        hal = await connect(server, "hal@localhost/h", "pw")
+
+        async def reads(sessions: int, ports: tuple[int, ...]) -> bool:
+            s = await scrape(server)  # this scrape's own connection may be counted
+            return (
+                value(s, "sm_session_count", **LOCAL) == sessions
+                and value(s, "sm_node_sessions_count") == sessions
+                and value(s, "system_tcp_ports_count") in ports
+                and [n for n, labels in s if n == "system_tcp_ports_count"]
+                == ["system_tcp_ports_count"]
+            )
+
+        await eventually(lambda: reads(2, (2, 3)), timeout=5)
+        gina.writer.transport.abort()  # no </stream:stream>, no TLS close_notify
+        hal.transport.abort()
+        await eventually(lambda: reads(0, (0, 1)), timeout=5)
+        after = await scrape(server)
+        assert value(after, "sm_session_logouts", **LOCAL) == 2
