@@ -18,7 +18,9 @@ from typing import Any
 
 from suricate.instrument.events import (
     AUTH_FAILED_BY_TYPE,
+    COUNTER,
     EVENTS,
+    SPIRAL,
     TCP_DATA_IN,
     TCP_DATA_OUT,
     TLS_DATA_IN,
@@ -57,8 +59,14 @@ def initial_series(
         for host_type in ["", *(all_types if conn != "component" else ())]:
             for event in XMPP_EVENTS:
                 yield event, {"connection_type": conn, "host_type": host_type}
+    # Events with a spiral or a counter: 0 is their value until something happens. Gauges
+    # (mod_muc_rooms) are set by their owner; 6.4 does not initialize them either.
     per_host = [
-        spec for spec in EVENTS.values() if spec.labels == ("host_type",) and not spec.probe
+        spec
+        for spec in EVENTS.values()
+        if spec.labels == ("host_type",)
+        and not spec.probe
+        and any(t in (SPIRAL, COUNTER) for t in spec.metrics.values())
     ]
     for spec in per_host:
         if spec.owner == CORE_OWNER:

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from suricate.instrument.initial import initial_series
 from suricate.instrument.setup import find_handler
 from suricate.xml import ns
 from tests.e2e.harness import (
@@ -332,3 +333,22 @@ async def test_gauges_come_back_down_after_an_abrupt_disconnect(tmp_path: Path) 
         await eventually(lambda: reads(0, (0, 1)), timeout=5)
         after = await scrape(server)
         assert value(after, "sm_session_logouts", **LOCAL) == 2
+
+
+def test_initial_series_follow_the_running_modules_and_skip_gauges() -> None:
+    """A running module's counters are set up for the host types it serves; its gauges
+    (mod_muc_rooms) are not: their owner sets them (6.4 initializes spirals and counters)."""
+    import suricate.modules.mod_muc  # noqa: F401  (declares its events)
+
+    class RunningMuc:
+        host_types = frozenset({"localhost"})
+
+    RunningMuc.__module__ = "suricate.modules.mod_muc"
+    series = {
+        (spec.name, tuple(labels.items()))
+        for spec, labels in initial_series(["localhost", "dynamic"], [RunningMuc()], [])
+    }
+    assert ("mod_muc_hibernations", (("host_type", "localhost"),)) in series
+    assert ("mod_muc_hibernations", (("host_type", "dynamic"),)) not in series  # not served
+    assert not any(name == "mod_muc_rooms" for name, _ in series)
+    assert not any(name.startswith("mod_muc_light") for name, _ in series)
