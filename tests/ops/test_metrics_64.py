@@ -310,11 +310,15 @@ def _rendered(server: Any) -> Samples:
 
 async def test_gauges_come_back_down_after_an_abrupt_disconnect(tmp_path: Path) -> None:
     """sm_session_count, the session probes and 6.4's one unlabelled system_tcp_ports_count
-    follow clients that vanish without closing their stream (a phone losing its network)."""
-    async with ops_server(tmp_path) as server:
+    follow clients that vanish without closing their stream (a phone losing its network),
+    also a session kept for XEP-0198 resumption once its resume_timeout ran out."""
+    sm = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 1\n"
+    async with ops_server(tmp_path, modules=sm) as server:
         for user in ("gina", "hal"):
             await register(server, user)
         gina = await raw_login(server.tls_port, "gina", "pw")  # type: ignore[attr-defined]
+        await gina.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        await gina.expect("<enabled")
         hal = await connect(server, "hal@localhost/h", "pw")
 
         async def reads(sessions: int, ports: tuple[int, ...]) -> bool:
