@@ -274,8 +274,10 @@ class Server:
         connection_types = ["c2s", "s2s"]  # s2s: outgoing streams need no listener
         if self.cfg["listen"].get("component"):
             connection_types.append("component")
+        from suricate.core.hook_events import HOOK_EVENTS
+        hooked = [spec for hook, spec in HOOK_EVENTS.items() if self.hooks.has(hook)]
         for event, labels in initial_series(host_types, self.module_instances,
-                                            connection_types):
+                                            connection_types, hooked):
             self.instrument.set_up(event, labels)
 
     def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:

@@ -30,8 +30,8 @@ from suricate.instrument.events import (
     EventSpec,
 )
 
-#: Where the server's own events are declared; the hook events (suricate.core.hook_events)
-#: are set up by their first handler, as in 6.4's mongoose_instrument_hooks.
+#: Where the server's own events are declared (the hook events, declared by
+#: suricate.core.hook_events, are given by the server: those of hooks with handlers).
 CORE_OWNER = "suricate.instrument.events"
 XMPP_EVENTS = (XMPP_ELEMENT_IN, XMPP_ELEMENT_OUT)
 DATA_EVENTS = (TCP_DATA_IN, TCP_DATA_OUT, TLS_DATA_IN, TLS_DATA_OUT)
@@ -42,13 +42,18 @@ def _owned_by(spec: EventSpec, package: str) -> bool:
 
 
 def initial_series(
-    host_types: Iterable[str], modules: Iterable[Any], connection_types: Iterable[str]
+    host_types: Iterable[str],
+    modules: Iterable[Any],
+    connection_types: Iterable[str],
+    hook_events: Iterable[EventSpec] = (),
 ) -> Iterator[tuple[EventSpec, dict[str, str]]]:
     """(event, labels) of every series to exist at zero: the core events labelled only by
     ``host_type`` for each host type, the traffic events for each connection type (6.4:
     element events for the unknown host type "" and each host type, components only "";
-    data events per connection type), and each running module's ``host_type`` events for
-    the host types it serves (``module.host_types``, None for all)."""
+    data events per connection type), each running module's ``host_type`` events for
+    the host types it serves (``module.host_types``, None for all), and the ``hook_<name>``
+    events of the hooks that have handlers (6.4 sets those up as their handlers are added),
+    for each host type."""
     all_types = list(host_types)
     for conn in connection_types:
         failed = AUTH_FAILED_BY_TYPE[conn]
@@ -80,3 +85,6 @@ def initial_series(
                 for host_type in all_types:
                     if served is None or host_type in served:
                         yield spec, {"host_type": host_type}
+    for spec in hook_events:
+        for host_type in all_types:
+            yield spec, {"host_type": host_type}

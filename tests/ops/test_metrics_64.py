@@ -87,7 +87,11 @@ async def test_series_exist_at_zero_before_their_first_event(tmp_path: Path) -> 
         assert not _present(
             fresh, "xmpp_element_in_count", connection_type="component", host_type=""
         )
-        assert not any(name.startswith(("mod_mam_", "mod_csi_", "hook_")) for name, _ in fresh)
+        assert not any(name.startswith(("mod_mam_", "mod_csi_")) for name, _ in fresh)
+        # hook events: those of hooks with handlers (mod_disco's), per host type
+        assert value(fresh, "hook_disco_local_features_count", host_type="dynamic") == 0
+        assert _present(fresh, "hook_disco_local_features_count", **LOCAL)
+        assert not any(name == "hook_forget_room_count" for name, _ in fresh)  # no handler
         # histograms are not set up: no empty buckets
         assert not any(name.startswith("c2s_message_processed_time") for name, _ in fresh)
 
