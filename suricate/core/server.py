@@ -279,6 +279,17 @@ class Server:
         for event, labels in initial_series(host_types, self.module_instances,
                                             connection_types, hooked):
             self.instrument.set_up(event, labels)
+        # The web transports' byte counters (no label), for the endpoints configured.
+        kinds = {kind for opts in self.cfg["listen"].get("http", [])
+                 for kind, entries in opts.get("handlers", {}).items() if entries}
+        if "mod_websockets" in kinds:
+            from suricate.net.http.websocket import WS_DATA_RECEIVED, WS_DATA_SENT
+            self.instrument.set_up(WS_DATA_RECEIVED, {})
+            self.instrument.set_up(WS_DATA_SENT, {})
+        if "mod_bosh" in kinds:
+            from suricate.net.http.bosh import BOSH_DATA_RECEIVED, BOSH_DATA_SENT
+            self.instrument.set_up(BOSH_DATA_RECEIVED, {})
+            self.instrument.set_up(BOSH_DATA_SENT, {})
 
     def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:
         # Imported only when an HTTP listener is configured (start-up time).

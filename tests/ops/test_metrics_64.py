@@ -61,8 +61,16 @@ async def test_series_exist_at_zero_before_their_first_event(tmp_path: Path) -> 
     """6.4 sets up its counters at 0 for every host type when it starts (core events) or
     when a module starts (that module's): a dashboard shows 0 rather than "No data", and
     increase() sees the first failed login, which a series born at 1 would hide."""
-    async with ops_server(tmp_path) as server:
+    websocket = (
+        "[instrumentation]\n[instrumentation.prometheus]\n"
+        f'[[listen.http]]\nport = {free_port()}\nip_address = "127.0.0.1"\n'
+        '[[listen.http.handlers.mod_websockets]]\nhost = "_"\npath = "/ws"\n'
+    )
+    async with ops_server(tmp_path, instrumentation=websocket) as server:
         fresh = await scrape(server)
+        assert _present(fresh, "mod_websocket_data_received_byte_size")  # no label
+        assert _present(fresh, "mod_websocket_data_sent_byte_size")
+        assert not _present(fresh, "mod_bosh_data_sent_byte_size")  # no BOSH endpoint
         for host_type in ("localhost", "dynamic"):  # a static host, a dynamic host type
             for name in (
                 "c2s_auth_failed_count",
