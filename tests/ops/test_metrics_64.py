@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -375,10 +376,15 @@ async def test_graphql_metrics_read_what_the_endpoint_serves(tmp_path: Path) -> 
     sample, and every histogram's _count and _sum (the API's m_count, m_sum), has the same
     value in both."""
     async with ops_server(tmp_path) as server:
+        first = await _strictly_parsed(server)
         await register(server, "ivy")
         ivy = await raw_login(server.tls_port, "ivy", "pw")  # type: ignore[attr-defined]
         await ivy.send("<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>")
         await ivy.expect("p3")
+        second = await _strictly_parsed(server)
+        counters = [k for k in first if k in second and k[0] in second["__counters__"]]
+        assert len(counters) > 50
+        assert all(second[k] >= first[k] for k in counters)  # counters never go down
         data = await admin(server, "{ metric { getMetrics { name labels { key value } value } } }")
         samples = await scrape(server)
         graphql = {
@@ -406,3 +412,24 @@ async def test_graphql_metrics_read_what_the_endpoint_serves(tmp_path: Path) -> 
             >= 1
         )
         await ivy.close()
+
+
+async def _strictly_parsed(server: Any) -> dict[Any, Any]:
+    """/metrics parsed strictly: one # TYPE per family, every sample in a typed family,
+    valid names; the samples by (name, labels), and the counter families' names under
+    "__counters__"."""
+    status, headers, body = await http(server, "/metrics")
+    assert status == 200
+    text = body.decode()
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), "a # TYPE line twice"
+    name_ok = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+    out: dict[Any, Any] = {"__counters__": set()}
+    for family in text_string_to_metric_families(text):
+        assert family.type in ("counter", "gauge", "histogram"), family.name
+        for s in family.samples:
+            assert name_ok.match(s.name) and all(name_ok.match(k) for k in s.labels), s
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+        if family.type == "counter":
+            out["__counters__"].update(s.name for s in family.samples)
+    return out
