@@ -5,8 +5,9 @@ domains (and with remote ones), and a session's logout must count where its logi
 a static host is its own host type (6.4), a dynamic domain has the host type it was added
 with, and a dynamic domain that was removed keeps the last host type it was seen with (its
 sessions end after it is gone: their logouts and closing stream errors count under the same
-host type as their logins, so ``sm_session_count`` comes back down). A domain we do not serve
-(a remote server's, a component's) is "" (6.4: unknown host type).
+host type as their logins, so ``sm_session_count`` comes back down). A subdomain of a served
+domain (``muc.example.com`` speaking over s2s) has that domain's host type, as 6.4's
+subdomains do. Any other domain (a remote server's) is "" (6.4: unknown host type).
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class HostTypeLabel:
             return domain  # "" (unknown), or already a host type (a caller that has one)
         found = self._domains.get(domain)
         if found is None:
-            return self._last.get(domain, "")
+            last = self._last.get(domain)
+            if last is not None:
+                return last
+            parent = self._domains.get(domain.partition(".")[2])
+            return parent.host_type if parent is not None else ""
         if not found.static:
             self._last[domain] = found.host_type
         return found.host_type
