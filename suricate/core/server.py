@@ -105,8 +105,10 @@ class Server:
         self.handlers: list[Handler] = []
         self.instrument: Instrumentation = Instrumentation()
         if cfg.get("instrumentation"):
+            from suricate.instrument.labels import HostTypeLabel
             from suricate.instrument.setup import build_handlers, combine
-            self.handlers = build_handlers(cfg["instrumentation"], self.domains.host_type)
+            label = HostTypeLabel(self.domains, self.domains.host_types)
+            self.handlers = build_handlers(cfg["instrumentation"], label)
             self.instrument = combine(self.handlers)
         # Hooks: the plain class without instrumentation handlers, so no fold pays anything
         # for 6.4's hook_<name> events; with them, counters sit in the handler lists of the
@@ -215,6 +217,8 @@ class Server:
         for instrument_handler in self.handlers:
             await instrument_handler.start()
         await self._start_modules()
+        if self.handlers:
+            self._set_up_series()
         for opts in self.cfg["listen"].get("c2s", []):
             tls = self._c2s_tls_config(opts.get("tls"))
             listener = Listener("c2s", opts, self._c2s_factory(opts, tls), tls, self.instrument,
@@ -261,6 +265,32 @@ class Server:
             self._prober = Prober(self, self.instrument, interval)
             self._prober.start()
         log.info("server_started hosts=%s", ",".join(sorted(self.hosts)))
+
+    def _set_up_series(self) -> None:
+        """The series 6.4 declares at start-up exist at zero before their first event
+        (suricate.instrument.initial says why): per host type, per connection type, per
+        running module."""
+        from suricate.instrument.initial import initial_series
+        host_types = sorted(self.domains.static) + self.domains.host_types
+        connection_types = ["c2s", "s2s"]  # s2s: outgoing streams need no listener
+        if self.cfg["listen"].get("component"):
+            connection_types.append("component")
+        from suricate.core.hook_events import HOOK_EVENTS
+        hooked = [spec for hook, spec in HOOK_EVENTS.items() if self.hooks.has(hook)]
+        for event, labels in initial_series(host_types, self.module_instances,
+                                            connection_types, hooked):
+            self.instrument.set_up(event, labels)
+        # The web transports' byte counters (no label), for the endpoints configured.
+        kinds = {kind for opts in self.cfg["listen"].get("http", [])
+                 for kind, entries in opts.get("handlers", {}).items() if entries}
+        if "mod_websockets" in kinds:
+            from suricate.net.http.websocket import WS_DATA_RECEIVED, WS_DATA_SENT
+            self.instrument.set_up(WS_DATA_RECEIVED, {})
+            self.instrument.set_up(WS_DATA_SENT, {})
+        if "mod_bosh" in kinds:
+            from suricate.net.http.bosh import BOSH_DATA_RECEIVED, BOSH_DATA_SENT
+            self.instrument.set_up(BOSH_DATA_RECEIVED, {})
+            self.instrument.set_up(BOSH_DATA_SENT, {})
 
     def _http_factories(self) -> dict[str, Callable[[Mapping[str, Any]], HttpHandler]]:
         # Imported only when an HTTP listener is configured (start-up time).

@@ -61,6 +61,10 @@ class Instrumentation:
         events such as ``MOD_ROSTER_GET``, ``MOD_PING_RESPONSE``), never by name: a misspelt
         event is then an error at import, like a misspelt hook."""
 
+    def set_up(self, event: EventSpec, labels: Mapping[str, str]) -> None:
+        """Not an event: the series ``labels`` of ``event`` exists from now on, at zero
+        (6.4's ``set_up``, made at start-up for each host type: ``initial.py``)."""
+
     # -- not an event: dynamic domains moved, so cached label keys are stale ----------------
     def labels_changed(self) -> None:
         pass

@@ -16,6 +16,7 @@ Measurement types follow 6.4:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,16 +34,11 @@ COUNTER = MetricType.COUNTER
 GAUGE = MetricType.GAUGE
 HISTOGRAM = MetricType.HISTOGRAM
 
-#: Upper bounds for sizes in bytes: small stanzas dominate, large ones are what hurt.
-BYTE_BUCKETS: tuple[float, ...] = (
-    32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576,
-)
-#: Upper bounds for numbers of items (messages returned by an archive query, 6.4's `size`).
-COUNT_BUCKETS: tuple[float, ...] = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
-#: Upper bounds for durations in microseconds (6.4 measures `time` in µs).
-TIME_BUCKETS: tuple[float, ...] = (
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
-)
+#: Upper bounds of every histogram's buckets, as 6.4's Prometheus handler declares them: the
+#: powers of two from 1 to 2**30, whatever the unit (bytes, microseconds, items). A dashboard
+#: built for 6.4 selects these `le` values (`le="1024"`); a quantile over them is within a
+#: factor of two, enough for sizes and latencies.
+HISTOGRAM_BUCKETS: tuple[float, ...] = tuple(1 << i for i in range(31))  # ints: compared faster
 
 
 @dataclass(frozen=True)
@@ -51,13 +47,17 @@ class EventSpec:
     labels: tuple[str, ...]
     metrics: Mapping[str, MetricType]
     doc: str = ""
-    #: Histogram bucket bounds per histogram metric; BYTE_BUCKETS when not given.
+    #: Histogram bucket bounds per histogram metric; 6.4's HISTOGRAM_BUCKETS when not given
+    #: (every event of ours; an operator's own module may choose others).
     buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     #: Polled every `probe_interval` rather than emitted by the code (system probes).
     probe: bool = False
+    #: The Python module that declared it (``suricate.modules.mod_roster``...): whose event it
+    #: is, so that a server sets up at zero the events of the modules it runs only.
+    owner: str = field(default="", compare=False)
 
     def buckets_of(self, metric: str) -> tuple[float, ...]:
-        return self.buckets.get(metric, BYTE_BUCKETS)
+        return self.buckets.get(metric, HISTOGRAM_BUCKETS)
 
 
 #: Every declared event by name. Filled at import by `declare`, never at run time: it is a
@@ -68,7 +68,9 @@ EVENTS: dict[str, EventSpec] = {}
 def declare(name: str, labels: Sequence[str], metrics: Mapping[str, MetricType], doc: str,
             buckets: Mapping[str, tuple[float, ...]] | None = None,
             probe: bool = False) -> EventSpec:
-    spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe)
+    # The caller is the module-level code of the declaring module (declare runs at import).
+    owner = str(sys._getframe(1).f_globals.get("__name__", ""))
+    spec = EventSpec(name, tuple(labels), dict(metrics), doc, dict(buckets or {}), probe, owner)
     old = EVENTS.get(name)
     if old is not None:
         if old != spec:
@@ -107,32 +109,30 @@ TLS_DATA_OUT = declare("tls_data_out", ("connection_type",), {"byte_size": SPIRA
 # -- authentication ------------------------------------------------------------------------
 C2S_AUTH_FAILED = declare("c2s_auth_failed", ("host_type",), {"count": SPIRAL},
                           "Failed client authentications")
-S2S_AUTH_FAILED = declare("s2s_auth_failed", ("host_type",), {"count": SPIRAL},
+# 6.4: s2s and component failures carry no label (a peer server or a component is no host
+# type of ours), c2s failures carry the host type of the stream's domain.
+S2S_AUTH_FAILED = declare("s2s_auth_failed", (), {"count": SPIRAL},
                           "Failed server-to-server authentications")
-COMPONENT_AUTH_FAILED = declare("component_auth_failed", ("host_type",), {"count": SPIRAL},
+COMPONENT_AUTH_FAILED = declare("component_auth_failed", (), {"count": SPIRAL},
                                 "Failed component handshakes")
 AUTH_FAILED_BY_TYPE = {"c2s": C2S_AUTH_FAILED, "s2s": S2S_AUTH_FAILED,
                        "component": COMPONENT_AUTH_FAILED}
 # The auth service's operations (6.4's ejabberd_auth): `time` is the total time in
 # microseconds over the methods tried, a failed or refused attempt included.
 _TIMED = {"count": SPIRAL, "time": HISTOGRAM}
-_TIME_BUCKETS = {"time": TIME_BUCKETS}
 AUTH_AUTHORIZE = declare(
     "auth_authorize", ("host_type",), _TIMED,
     "SASL credential look-ups (a login's check of its password or SCRAM proof against the "
-    "methods), whatever their outcome; time in microseconds", buckets=_TIME_BUCKETS)
+    "methods), whatever their outcome; time in microseconds")
 AUTH_CHECK_PASSWORD = declare(
     "auth_check_password", ("host_type",), _TIMED,
-    "Passwords checked outside SASL (admin API, CLI); time in microseconds",
-    buckets=_TIME_BUCKETS)
+    "Passwords checked outside SASL (admin API, CLI); time in microseconds")
 AUTH_TRY_REGISTER = declare(
     "auth_try_register", ("host_type",), _TIMED,
-    "Attempts to create an account, created or not; time in microseconds",
-    buckets=_TIME_BUCKETS)
+    "Attempts to create an account, created or not; time in microseconds")
 AUTH_DOES_USER_EXIST = declare(
     "auth_does_user_exist", ("host_type",), _TIMED,
-    "Questions to the auth methods whether an account exists; time in microseconds",
-    buckets=_TIME_BUCKETS)
+    "Questions to the auth methods whether an account exists; time in microseconds")
 AUTH_REGISTER_USER = declare("auth_register_user", ("host_type",), {"count": SPIRAL},
                              "Accounts created")
 AUTH_UNREGISTER_USER = declare("auth_unregister_user", ("host_type",), {"count": SPIRAL},
@@ -153,7 +153,7 @@ SM_MESSAGE_BOUNCED = declare("sm_message_bounced", ("host_type",), {"count": SPI
 C2S_MESSAGE_PROCESSED = declare(
     "c2s_message_processed", ("host_type",), {"time": HISTOGRAM},
     "Time in microseconds the server spent on an element a client sent in its established "
-    "session (up to routing it)", buckets={"time": TIME_BUCKETS})
+    "session (up to routing it)")
 SM_PRESENCE_SUBSCRIPTION = declare(
     "sm_presence_subscription", ("host_type",),
     {"subscription_count": SPIRAL, "unsubscription_count": SPIRAL},
@@ -173,32 +173,15 @@ ASYNC_POOL_REQUEST = declare(
     "async_pool_request", ("host_type", "pool_id"), {"count": SPIRAL},
     "Requests an aggregating writer made (mod_inbox: one per entry written)")
 
-# -- events of modules written elsewhere (declared here until their module exists) ---------
-MOD_CSI_ACTIVE = declare("mod_csi_active", ("host_type",), {"count": SPIRAL},
-                         "XEP-0352: clients that became active")
-MOD_CSI_INACTIVE = declare("mod_csi_inactive", ("host_type",), {"count": SPIRAL},
-                           "XEP-0352: clients that became inactive")
-MOD_FAST_AUTH_TOKEN_AUTH = declare(
-    "mod_fast_auth_token_auth", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
-    "XEP-0484: logins with a FAST token")
-MOD_FAST_AUTH_TOKEN_REQUEST = declare(
-    "mod_fast_auth_token_request", ("host_type",), {"count": SPIRAL},
-    "XEP-0484: tokens issued")
-MOD_STREAM_MANAGEMENT_RESUME = declare(
-    "mod_stream_management_resume", ("host_type",), {"count": SPIRAL, "failed_count": SPIRAL},
-    "XEP-0198: stream resumptions")
-MOD_STREAM_MANAGEMENT_STALE = declare(
-    "mod_stream_management_stale_h", ("host_type",), {"count": SPIRAL},
-    "XEP-0198: sessions kept waiting for resumption")
-
 # -- system probes (polled every probe_interval) -------------------------------------------
 SYSTEM_UP_TIME = declare("system_up_time", (), {"seconds": GAUGE},
                          "Seconds since the server started", probe=True)
 SYSTEM_MEMORY = declare("system_memory", (), {"total": GAUGE, "peak": GAUGE},
                         "Resident memory of the process in bytes (now, and its peak)",
                         probe=True)
-SYSTEM_TCP_PORTS = declare("system_tcp_ports", ("connection_type",), {"count": GAUGE},
-                           "Open connections per listener kind", probe=True)
+SYSTEM_TCP_PORTS = declare("system_tcp_ports", (), {"count": GAUGE},
+                           "Open TCP connections: accepted by every listener (c2s, s2s, "
+                           "component, http) and outgoing s2s streams", probe=True)
 SYSTEM_EVENT_LOOP_LAG = declare(
     "system_event_loop_lag", (), {"seconds": GAUGE},
     "How late the last probe timer fired: a busy event loop answers late", probe=True)

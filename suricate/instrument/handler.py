@@ -56,6 +56,8 @@ def element_measurements(element: Element, size: int) -> dict[str, float]:
         if element.attrs.get("type") == "error":
             counts["error_count"] = 1
             counts[ELEMENT_COUNTERS[kind + 4]] = 1
+    elif element.name == "error" and element.xmlns == ns.STREAM:
+        counts["error_count"] = 1  # <stream:error/>: an error, not a stanza (6.4)
     measurements: dict[str, float] = {k: v for k, v in counts.items() if v}
     measurements["byte_size"] = size
     return measurements
@@ -107,7 +109,8 @@ class Handler(Instrumentation):
     def auth_failed(self, connection_type: str, host_type: str) -> None:
         spec = AUTH_FAILED_BY_TYPE.get(connection_type)
         if spec is not None:
-            self.emit(spec, {"host_type": self.host_type_of(host_type)}, {"count": 1})
+            labels = {"host_type": self.host_type_of(host_type)} if spec.labels else {}
+            self.emit(spec, labels, {"count": 1})
 
     def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
         self.emit(SM_SESSION, {"host_type": self.host_type_of(host_type)},
@@ -187,3 +190,7 @@ class Fanout(Instrumentation):
              measurements: Mapping[str, float]) -> None:
         for h in self.handlers:
             h.emit(event, labels, measurements)
+
+    def set_up(self, event: EventSpec, labels: Mapping[str, str]) -> None:
+        for h in self.handlers:
+            h.set_up(event, labels)

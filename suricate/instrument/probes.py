@@ -52,12 +52,14 @@ def probe_events(server: ProbedServer, lag: float
                  ) -> Iterable[tuple[EventSpec, dict[str, str], dict[str, float]]]:
     yield SYSTEM_UP_TIME, {}, {"seconds": round(time.time() - server.started_at, 3)}
     yield SYSTEM_MEMORY, {}, {"total": resident_memory(), "peak": peak_memory()}
-    by_kind: dict[str, int] = {}
-    for listener in [*server.listeners, *getattr(server, "http_listeners", [])]:
-        kind = getattr(listener, "kind", "http")
-        by_kind[kind] = by_kind.get(kind, 0) + len(getattr(listener, "connections", ()))
-    for kind, count in sorted(by_kind.items()):
-        yield SYSTEM_TCP_PORTS, {"connection_type": kind}, {"count": count}
+    # 6.4: one unlabelled gauge of the node's open TCP connections (a leak shows as growth),
+    # so a 6.4 panel or alert on system_tcp_ports_count reads one series.
+    ports = sum(len(getattr(listener, "connections", ()))
+                for listener in [*server.listeners, *getattr(server, "http_listeners", [])])
+    s2s = getattr(server, "s2s", None)
+    for link in getattr(s2s, "links", {}).values():
+        ports += sum(1 for stream in (link.stream, link.attempt) if stream is not None)
+    yield SYSTEM_TCP_PORTS, {}, {"count": ports}
     yield SYSTEM_EVENT_LOOP_LAG, {}, {"seconds": round(lag, 6)}
     total = 0
     users = set()

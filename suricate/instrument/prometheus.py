@@ -61,6 +61,8 @@ def _count_element(values: list[float], element: Element) -> None:
         if element.attrs.get("type") == "error":
             values[5] += 1
             values[kind + 4] += 1
+    elif element.name == "error" and element.xmlns == ns.STREAM:
+        values[5] += 1  # <stream:error/> is an error, not a stanza (6.4's measure_element)
 
 class PrometheusHandler(Handler):
     name = "prometheus"
@@ -135,7 +137,8 @@ class PrometheusHandler(Handler):
     def auth_failed(self, connection_type: str, host_type: str) -> None:
         spec = AUTH_FAILED_BY_TYPE.get(connection_type)
         if spec is not None:
-            self.store.family(spec).get((self.host_type_of(host_type),)).values[0] += 1
+            key = (self.host_type_of(host_type),) if spec.labels else ()
+            self.store.family(spec).get(key).values[0] += 1
 
     def sm_session(self, host_type: str, logins: int = 0, logouts: int = 0) -> None:
         values = self._sm_session.get((self.host_type_of(host_type),)).values
@@ -173,6 +176,10 @@ class PrometheusHandler(Handler):
             self._unknown_reported.add(event.name)
             log.error("instrumentation_undeclared_event event=%s", event.name)
 
+    def set_up(self, event: EventSpec, labels: Mapping[str, str]) -> None:
+        # Labels here are host types already (not domains to map): the series at zero.
+        self.store.family(event).get(tuple(str(labels.get(n, "")) for n in event.labels))
+
     # -- exposition -------------------------------------------------------------------------
     def render(self) -> bytes:
         """The text exposition format: HELP and TYPE for every declared metric, one sample
@@ -188,9 +195,14 @@ class PrometheusHandler(Handler):
                 if fam is None:
                     continue
                 if mtype == HISTOGRAM:
+                    # A histogram that observed nothing has no meaningful value: not shown
+                    # (6.4 does not initialize histograms), so series set up at zero add
+                    # no empty buckets.
                     index = fam.histograms.index(metric)
                     for labels, series in sorted(fam.series.items()):
-                        _histogram_lines(out, full, spec.labels, labels, series.hists[index])
+                        if series.hists[index].count:
+                            _histogram_lines(out, full, spec.labels, labels,
+                                             series.hists[index])
                 else:
                     index = fam.scalars.index(metric)
                     for labels, series in sorted(fam.series.items()):

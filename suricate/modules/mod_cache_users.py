@@ -28,7 +28,7 @@ from suricate.config.spec import Int, IntOrInfinity, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.instrument import Instrumentation
-from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 
 log = logging.getLogger("suricate.mod_cache_users")
@@ -40,8 +40,7 @@ USER_CACHE_LOOKUP = declare(
     "user_cache_lookup", ("host_type", "cache_name"),
     {"hits": SPIRAL, "misses": SPIRAL, "latency": HISTOGRAM},
     "Look-ups in the cache of existing accounts: found (hits) or not (misses, then asked of "
-    "the auth methods); latency of the look-up itself in microseconds",
-    buckets={"latency": (1, 2, 5, 10, 25, 50, 100, *TIME_BUCKETS)})
+    "the auth methods); latency of the look-up itself in microseconds")
 
 
 class SegmentedCache:

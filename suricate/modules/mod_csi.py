@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from suricate.config.spec import IntOrInfinity, Option, Section
 from suricate.core import hooks as H
 from suricate.core.module import Module
+from suricate.instrument.events import SPIRAL, EventSpec, declare
 from suricate.modules.mod_stream_management.state import pack, unpack
 from suricate.protocol.c2s import C2SState as S
 from suricate.xml import ns
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
     from suricate.core.c2s import C2S
 
 MUC_USER = "http://jabber.org/protocol/muc#user"
+
+# 6.4's mod_csi events: a client said it is <active/> or <inactive/> (a nonza, not a stanza:
+# counted off the message path).
+MOD_CSI_ACTIVE = declare("mod_csi_active", ("host_type",), {"count": SPIRAL},
+                         "XEP-0352: clients that became active")
+MOD_CSI_INACTIVE = declare("mod_csi_inactive", ("host_type",), {"count": SPIRAL},
+                           "XEP-0352: clients that became inactive")
 
 
 @dataclass(slots=True)
@@ -87,19 +95,25 @@ class ModCsi(Module):
 
     async def bind2_state(self, acc: list[Element], c2s: C2S, bind: Element) -> list[Element]:
         if bind.find("inactive", ns.CSI) is not None:
-            self._state(c2s).inactive = True
+            self._state(c2s).inactive = True  # XEP-0386 §2.2: bound inactive
+            self._count(MOD_CSI_INACTIVE, c2s)
         return acc
+
+    def _count(self, event: EventSpec, c2s: C2S) -> None:
+        self.server.instrument.emit(event, {"host_type": c2s.domain or ""}, {"count": 1})
 
     def stream_element(self, handled: bool, c2s: C2S, el: Element) -> bool:
         if handled or el.xmlns != ns.CSI or c2s.state != S.SESSION_ESTABLISHED:
             return handled
         if el.name == "inactive":
             self._state(c2s).inactive = True
+            self._count(MOD_CSI_INACTIVE, c2s)
             return True
         if el.name == "active":
             state = self._state(c2s)
             state.inactive = False
             self._flush(c2s, state)
+            self._count(MOD_CSI_ACTIVE, c2s)
             return True
         return False
 

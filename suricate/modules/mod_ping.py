@@ -23,7 +23,7 @@ from suricate.config.spec import Bool, Int, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
-from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.xml import ns
@@ -38,7 +38,7 @@ log = logging.getLogger("suricate.mod_ping")
 MOD_PING_RESPONSE = declare(
     "mod_ping_response", ("host_type",), {"count": SPIRAL, "time": HISTOGRAM},
     "Clients that answered a server ping; time in microseconds (as seen by the timer wheel, "
-    "so at most one slot late)", buckets={"time": TIME_BUCKETS})
+    "so at most one slot late)")
 MOD_PING_RESPONSE_TIMEOUT = declare(
     "mod_ping_response_timeout", ("host_type",), {"count": SPIRAL},
     "Server pings left unanswered for ping_req_timeout")

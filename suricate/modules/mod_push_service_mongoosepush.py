@@ -37,7 +37,7 @@ from suricate.config.loader import References
 from suricate.config.spec import REQUIRED, Int, OneOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.module import Module
-from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ MONGOOSEPUSH_SENT = declare(
     "mod_push_service_mongoosepush_sent", ("host_type",),
     {"count": SPIRAL, "failure_count": SPIRAL, "response_time": HISTOGRAM},
     "Notifications POSTed to MongoosePush; failures are non-2xx answers, network errors, "
-    "time-outs and registrations without device_id or service; response_time in microseconds",
-    buckets={"response_time": TIME_BUCKETS})
+    "time-outs and registrations without device_id or service; response_time in microseconds")
 
 #: MongoosePush's answer when APNs/FCM no longer know the device (6.4: device_not_registered).
 DEVICE_GONE = 410

@@ -426,10 +426,14 @@ async def test_kick_results_and_cluster_metrics_on_one_node(tmp_path: Path) -> N
                                                 "code": None, "message": "Session kicked"}]
         await eventually(lambda: _no_sessions(server))
         data = await admin(server, '{ metric { getClusterMetricsAsDicts(name: ["sm_session"], '
-                           'keys: ["logins"]) { node result { name dict { key value } } } } }')
+                           'keys: ["logins"]) { node result { name labels { value } '
+                           'dict { key value } } } } }')
         (only,) = data["metric"]["getClusterMetricsAsDicts"]
         assert only["node"] == "local"
-        assert only["result"][0]["dict"] == [{"key": "logins", "value": 1.0}]
+        # a series per host type from start-up (6.4): "dynamic" at 0, then "localhost"
+        assert [(r["labels"][0]["value"], r["dict"]) for r in only["result"]] == [
+            ("dynamic", [{"key": "logins", "value": 0.0}]),
+            ("localhost", [{"key": "logins", "value": 1.0}])]
         _, bad = await gql(server, '{ metric { getClusterMetricsAsDicts(nodes: ["other"]) '
                            '{ node } } }')
         assert code_of(bad) == "node_not_found"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ log = logging.getLogger("suricate.mod_event_pusher")
 MOD_EVENT_PUSHER_HTTP_SENT = declare(
     "mod_event_pusher_http_sent", ("host_type",),
     {"count": SPIRAL, "failure_count": SPIRAL, "response_time": HISTOGRAM},
-    "Events POSTed by the http backend; response_time in microseconds",
-    buckets={"response_time": TIME_BUCKETS})
+    "Events POSTed by the http backend; response_time in microseconds")
 
 
 class HttpTarget:

@@ -32,7 +32,7 @@ from suricate.config.spec import (
 from suricate.core.iq import error_for
 from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import GraphQLCategory, Module
-from suricate.instrument.events import HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import result_reply
@@ -54,7 +54,7 @@ KEY_FILE = "http_upload.key"  # signs the disk backend's PUT URLs
 MOD_HTTP_UPLOAD_S3 = declare(
     "mod_http_upload_s3", ("host_type", "function"), {"count": SPIRAL, "time": HISTOGRAM},
     "Calls of the s3 upload backend by function (create_slot: a presigned PUT URL made); "
-    "time in microseconds", buckets={"time": TIME_BUCKETS})
+    "time in microseconds")
 MOD_HTTP_UPLOAD_SLOT = declare(
     "mod_http_upload_slot", ("host_type",), {"count": SPIRAL, "refused_count": SPIRAL},
     "Upload slots handed out, and requests refused (too large, malformed)")

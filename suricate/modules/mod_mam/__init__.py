@@ -39,7 +39,7 @@ from suricate.config.spec import (
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
-from suricate.instrument.events import COUNT_BUCKETS, HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import drops_on_delivery
 from suricate.modules.mod_mam.muc import MucArchive
@@ -94,8 +94,7 @@ LOOKUP = declare(
     "mod_mam_pm_lookup", ("host_type",),
     # As in 6.4: `size` (messages returned) and `time` (µs) are histograms.
     {"count": SPIRAL, "size": HISTOGRAM, "time": HISTOGRAM},
-    "Archive queries: how many, messages returned, microseconds spent",
-    buckets={"size": COUNT_BUCKETS, "time": TIME_BUCKETS})
+    "Archive queries: how many, messages returned, microseconds spent")
 GET_PREFS = declare(
     "mod_mam_pm_get_prefs", ("host_type",), {"count": SPIRAL}, "XEP-0441 prefs read")
 SET_PREFS = declare(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from suricate.instrument.events import COUNT_BUCKETS, HISTOGRAM, SPIRAL, TIME_BUCKETS, declare
+from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 from suricate.modules.mod_mam.muc.store import MucArchiveStore
 from suricate.modules.mod_mam.query import (
@@ -62,8 +62,7 @@ LOOKUP = declare(
     "mod_mam_muc_lookup", ("host_type",),
     # As in 6.4: `size` (messages returned) and `time` (µs) are histograms.
     {"count": SPIRAL, "size": HISTOGRAM, "time": HISTOGRAM},
-    "Room archive queries: how many, messages returned, microseconds spent",
-    buckets={"size": COUNT_BUCKETS, "time": TIME_BUCKETS})
+    "Room archive queries: how many, messages returned, microseconds spent")
 REMOVE_ARCHIVE = declare(
     "mod_mam_muc_remove_archive", ("host_type",), {"count": SPIRAL},
     "Room archives removed with their room")
