@@ -590,8 +590,10 @@ def _http_listener() -> Section:
                                     "timeout": Option(
                                         IntOrInfinity(min=1, unit="milliseconds"),
                                         60000,
-                                        "Idle timeout: the stream ends with connection-timeout "
-                                        "when nothing (not even a pong) arrived for this long.",
+                                        "Idle timeout: when nothing (not even a pong) arrived "
+                                        "for this long, the stream ends with connection-timeout, "
+                                        "or, when the client negotiated stream resumption, the "
+                                        "WebSocket closes (1001) and the session waits for it.",
                                     ),
                                     "ping_rate": Option(
                                         Int(min=1, unit="milliseconds"),

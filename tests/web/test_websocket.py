@@ -257,3 +257,52 @@ async def test_xmppjs_sasl2_fast_over_websocket_with_a_slixmpp_peer(tmp_path: Pa
     assert r["token"]["mechanism"] == "HT-SHA-256-NONE"
     assert re.search(r"mechanism=[\"']HT-SHA-256-NONE", r["secondAuth"]), r["secondAuth"]
     assert r["secondJid"].startswith("alice@localhost/web.")
+
+
+# -- the session outlives its WebSocket (RFC 7395 §3.6, XEP-0198 §5) ------------------------------
+
+SM_ENABLE = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+
+async def sm_login(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, str]:
+    """PLAIN login, bind, resumable stream management; returns (full JID, SM id)."""
+    bound = (await login(ws))[-1]
+    await ws.send_str(SM_ENABLE)
+    enabled = await ws.receive_str(timeout=5)
+    full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+    return full, re.search(r'id="([^"]+)"', enabled).group(1)  # type: ignore[union-attr]
+
+
+async def resume(ws: aiohttp.ClientWebSocketResponse, previd: str, h: int = 0) -> str:
+    """PLAIN login on a new WebSocket, then <resume/>; returns the answer."""
+    await ws.send_str(OPEN)
+    await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+    creds = base64.b64encode(b"\0alice\0secret").decode()
+    await ws.send_str(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{creds}</auth>")
+    assert (await ws.receive_str(timeout=5)).startswith("<success")
+    await ws.send_str(OPEN)
+    await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+    await ws.send_str(f"<resume xmlns='urn:xmpp:sm:3' h='{h}' previd='{previd}'/>")
+    return await ws.receive_str(timeout=5)
+
+
+async def test_an_idle_timeout_keeps_a_resumable_session_for_resumption(tmp_path: Path) -> None:
+    # A phone that sleeps, or loses its network, stops sending without closing anything; the
+    # idle timeout is how the server notices. With resumption negotiated the session must
+    # wait for the client (RFC 7395 §3.6: a WebSocket closed before the XMPP stream leaves the
+    # session alive for resumption), as MongooseIM does when its idle timeout closes the
+    # socket, not end with a connection-timeout stream error that throws the session away.
+    async with web_server(tmp_path, handlers="timeout = 300\n") as server, \
+            aiohttp.ClientSession() as http:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            full, previd = await sm_login(ws)
+            got = await texts_until_close(ws)  # silent: the idle timeout ends the socket
+            assert not any("<stream:error" in text for text in got), got
+            assert ws.close_code == 1001  # going away (RFC 6455 §7.4.1)
+        bob.send_message(mto=full, mbody="while away", mtype="chat")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+            assert "<body>while away</body>" in await ws.receive_str(timeout=5)
+        await disconnect(bob)

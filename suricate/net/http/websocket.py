@@ -177,8 +177,7 @@ class WebSocketTransport:
                 try:
                     msg = await ws.receive()
                 except TimeoutError:
-                    # mod_websockets timeout: nothing (not even a pong) for that long.
-                    self._error(StreamError("connection-timeout"))
+                    self._idle_timeout()
                     continue
                 if msg.type == WSMsgType.TEXT:
                     self._text(msg.data)
@@ -260,6 +259,22 @@ class WebSocketTransport:
         out.append(">")
         return "".join(out).encode()
 
+    def _idle_timeout(self) -> None:
+        """mod_websockets ``timeout``: nothing (not even a pong) for that long."""
+        handler = self.handler
+        if handler is not None and handler.resumable:
+            # The client most likely went away without closing (a phone asleep, a lost
+            # network). RFC 7395 §3.6: a WebSocket that ends before the XMPP stream leaves a
+            # session with resumption negotiated alive for the client to resume (XEP-0198
+            # §5), as in MongooseIM, whose idle timeout closes the socket: so no stream
+            # error, which would end the session, but a WebSocket close (1001, going away),
+            # after which connection_lost suspends the session.
+            log.info("websocket_idle_timeout peer=%s jid=%s action=suspend", self.peer,
+                     handler.jid)
+            self.close(code=1001)
+            return
+        self._error(StreamError("connection-timeout"))
+
     def _error(self, err: StreamError) -> None:
         if self.handler is not None and not self.closing:
             self.handler.stream_error(err)
@@ -303,7 +318,7 @@ class WebSocketTransport:
             if over and self.handler:
                 self.handler.write_overflow()
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
         """Flush, then the WebSocket closing handshake (1000, RFC 6455 §7.4.1)."""
         if self.closing:
             return
@@ -312,7 +327,7 @@ class WebSocketTransport:
         self.flush()
         self.closing = True
         self._readable.set()  # a paused reader wakes up to see it
-        self._close_task = self.loop.create_task(self.ws.close(code=1000))
+        self._close_task = self.loop.create_task(self.ws.close(code=code))
 
     def abort(self) -> None:
         self.closing = True
