@@ -306,3 +306,25 @@ async def test_an_idle_timeout_keeps_a_resumable_session_for_resumption(tmp_path
             assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
             assert "<body>while away</body>" in await ws.receive_str(timeout=5)
         await disconnect(bob)
+
+
+async def test_a_message_aiohttp_refuses_ends_the_session_not_suspends_it(tmp_path: Path) -> None:
+    # Far over max_stanza_size (or text that is not UTF-8, RFC 6455 §8.1) the WebSocket layer
+    # refuses the message and closes (1009, 1007) before the XML parser sees it. That is the
+    # client breaking the protocol, as a stanza over the limit is (policy-violation on the
+    # stream): the session ends. Kept for resumption, it would take the same message again
+    # from a client that resends what was not acknowledged, and again.
+    async with web_server(tmp_path, handlers="max_stanza_size = 2000\n") as server, \
+            aiohttp.ClientSession() as http:
+        for payload, code in (("x" * 20000, 1009), (b"<presence>\xff</presence>", 1007)):
+            async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+                _, previd = await sm_login(ws)
+                if isinstance(payload, bytes):
+                    await ws._writer.send_frame(payload, aiohttp.WSMsgType.TEXT)
+                else:
+                    await ws.send_str(f"<message xmlns='jabber:client' to='bob@localhost'>"
+                                      f"<body>{payload}</body></message>")
+                await texts_until_close(ws)
+                assert ws.close_code == code
+            async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+                assert "<item-not-found" in await resume(ws, previd)

@@ -164,7 +164,7 @@ class WebSocketTransport:
 
     # -- reading --------------------------------------------------------------------------------
     async def run(self) -> None:
-        from aiohttp import WSMsgType
+        from aiohttp import WebSocketError, WSMsgType
 
         ws = self.ws
         reason: Exception | None = None
@@ -188,6 +188,8 @@ class WebSocketTransport:
                 else:  # CLOSE, CLOSING, CLOSED, ERROR: the client went away
                     if msg.type == WSMsgType.ERROR:
                         reason = msg.data if isinstance(msg.data, Exception) else None
+                        if isinstance(reason, WebSocketError):
+                            self._refused(reason)
                     break
         finally:
             if self._close_task is not None and not self._close_task.done():
@@ -274,6 +276,21 @@ class WebSocketTransport:
             self.close(code=1001)
             return
         self._error(StreamError("connection-timeout"))
+
+    def _refused(self, exc: Exception) -> None:
+        """aiohttp refused a message (too large, not UTF-8, bad framing) and has already sent
+        its WebSocket close (1009, 1007, 1002): no stream error can follow a close frame
+        (RFC 6455 §5.5.1), but the client broke the protocol, so the session ends with the
+        condition the parser would have given (RFC 6120 §4.9.3) rather than wait for a
+        resumption that would bring the same message again."""
+        code = getattr(exc, "code", None)
+        if code == 1009:
+            err = StreamError("policy-violation", "message over the size limit")
+        elif code == 1007:
+            err = StreamError("unsupported-encoding", "text that is not UTF-8")
+        else:
+            err = StreamError("bad-format", str(exc))
+        self._error(err)
 
     def _error(self, err: StreamError) -> None:
         if self.handler is not None and not self.closing:
