@@ -328,3 +328,21 @@ async def test_a_message_aiohttp_refuses_ends_the_session_not_suspends_it(tmp_pa
                 assert ws.close_code == code
             async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
                 assert "<item-not-found" in await resume(ws, previd)
+
+
+async def test_open_and_close_where_no_stream_restart_or_stream_is_due(tmp_path: Path) -> None:
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        # RFC 7395 §3.7: <open/> restarts a stream only where a restart is due (after SASL).
+        # Anywhere else it is a client bug, answered with a stream error, not taken for the
+        # start of an element whose end never comes (the session would hang unanswered).
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await login(ws)
+            await ws.send_str(OPEN)
+            got = await texts_until_close(ws)
+            assert "<not-well-formed" in got[0] and got[1:] == [f"<close xmlns='{FRAMING}'/>"]
+        # A client that gives up before opening its stream (§3.6) is answered <close/>, not a
+        # not-well-formed stream error.
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await ws.send_str(f"<close xmlns='{FRAMING}'/>")
+            assert await texts_until_close(ws) == [f"<close xmlns='{FRAMING}'/>"]
+            assert ws.close_code == 1000

@@ -34,6 +34,7 @@ from xml.parsers import expat
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.message import Request, Response
 from suricate.net.output_cap import OutputCap, after_write
+from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 from suricate.xml.element import escape_attr
@@ -68,6 +69,9 @@ _CLIENT_NS = f' xmlns="{ns.CLIENT}"'.encode()
 _STREAM_NS = f' xmlns:stream="{ns.STREAM}"'.encode()
 _XMLNS = b' xmlns="'
 _TAG = re.compile(rb"<[^\s/>]+")
+# RFC 7395 §3.3.2: the framing elements, told from stanzas by their name alone (the start of
+# a message, whitespace stripped).
+_FRAMING_ELEMENT = re.compile(r"<(open|close)(?=[\s/>]|$)")
 _HEADER_ATTR = re.compile(rb"""([\w:.-]+)=(?:'([^']*)'|"([^"]*)")""")
 
 
@@ -204,19 +208,34 @@ class WebSocketTransport:
         data = text.encode()
         if self.instrument.enabled:
             self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(data)})
-        start = text.lstrip()[:6]
+        start = text.lstrip()[:7]
         if not start.startswith("<"):
             # Not XML at all: expat could wait for more before it complains (text before the
             # root), and RFC 7395 §3.3.3 promises a complete element per message.
             self._error(StreamError("not-well-formed", "a WebSocket message must be an XML "
                                                        "element (RFC 7395 §3.3.3)"))
             return
-        if start.startswith("<open"):
+        framing = _FRAMING_ELEMENT.match(start)
+        if framing is not None and framing.group(1) == "open":
+            if handler.state is not S.WAIT_FOR_STREAM:
+                # RFC 7395 §3.7: <open/> starts a stream, or restarts it where a restart is
+                # due (after SASL success); anywhere else the parser would take it for the
+                # start of an element whose end never comes, and the session would hang.
+                self._error(StreamError("not-well-formed", "<open/> where no stream restart "
+                                                           "is due (RFC 7395 §3.7)"))
+                return
             handler.data_received(self._stream_header(data))
             return
-        if start.startswith("<close"):
+        if framing is not None:
             # RFC 7395 §3.6: the client ends the stream; the C2S answers <close/> and we
             # close the WebSocket.
+            if handler.state is S.WAIT_FOR_STREAM:
+                # No stream open (before the first <open/> or a restart's): nothing to parse
+                # the end of; answered in kind all the same.
+                if not handler.stream_id:
+                    self.write(_STREAM_CLOSE)
+                handler.close()
+                return
             handler.data_received(_STREAM_CLOSE)
             return
         handler.data_received(data)
