@@ -346,3 +346,34 @@ async def test_open_and_close_where_no_stream_restart_or_stream_is_due(tmp_path:
             await ws.send_str(f"<close xmlns='{FRAMING}'/>")
             assert await texts_until_close(ws) == [f"<close xmlns='{FRAMING}'/>"]
             assert ws.close_code == 1000
+
+
+@pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+async def test_xmppjs_resumes_over_a_new_websocket_after_its_socket_died(tmp_path: Path) -> None:
+    # RFC 7395 §3.6 / XEP-0198 §5 as a web client lives it: the WebSocket dies under xmpp.js
+    # (no <close/>, no close frame), a message arrives meanwhile, xmpp.js reconnects, resumes
+    # inside SASL2 (XEP-0388 + XEP-0198) and gets the message, on the same full JID.
+    make_test_ca(tmp_path / "certs")
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(tmp_path / "certs" / "ca.crt"))
+    async with web_server(tmp_path, https=True) as server:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        proc = await asyncio.create_subprocess_exec(
+            "node", "--experimental-websocket", "--no-warnings", str(JS_DIR / "ws_resume.mjs"),
+            f"wss://localhost:{server.http_port}/ws-xmpp",  # type: ignore[attr-defined]
+            "alice", "secret", cwd=JS_DIR, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        online = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert "online" in online, online
+        endpoint = next(route.handler for listener in server.http_listeners
+                        for route in listener.routes if route.kind == "mod_websockets")
+        (session,) = endpoint.sessions
+        session.transport.abort()  # the network goes: no close frame, no <close/>
+        bob.send_message(mto=online["online"], mbody="while you were away", mtype="chat")
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        await disconnect(bob)
+    r: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    assert "error" not in r, (r, err.decode()[-2000:])
+    assert r["resumed"] == 1 and r["jid"] == online["online"]
+    assert r["bodies"] == ["while you were away"]  # once, though sent to the dead socket
+    assert len(r["authenticates"]) == 2 and "<resume" in r["authenticates"][1]
