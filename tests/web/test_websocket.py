@@ -18,13 +18,19 @@ import pytest
 
 from suricate.core.server import Server
 from suricate.net.http import websocket as websocket_module
-from tests.e2e.harness import connect, disconnect
+from tests.e2e.harness import connect, disconnect, eventually
 from tests.mobile.conftest import make_test_ca
 from tests.web.conftest import web_server
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 OPEN = f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
 JS_DIR = Path(__file__).parents[1] / "js"
+
+
+def ws_endpoint(server: Server) -> Any:
+    """The server's mod_websockets handler (its ``sessions`` are the open WebSockets)."""
+    return next(route.handler for listener in server.http_listeners
+                for route in listener.routes if route.kind == "mod_websockets")
 
 
 def ws_url(server: Server, path: str = "/ws-xmpp") -> str:
@@ -365,9 +371,7 @@ async def test_xmppjs_resumes_over_a_new_websocket_after_its_socket_died(tmp_pat
         assert proc.stdout is not None
         online = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
         assert "online" in online, online
-        endpoint = next(route.handler for listener in server.http_listeners
-                        for route in listener.routes if route.kind == "mod_websockets")
-        (session,) = endpoint.sessions
+        (session,) = ws_endpoint(server).sessions
         session.transport.abort()  # the network goes: no close frame, no <close/>
         bob.send_message(mto=online["online"], mbody="while you were away", mtype="chat")
         out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -377,3 +381,16 @@ async def test_xmppjs_resumes_over_a_new_websocket_after_its_socket_died(tmp_pat
     assert r["resumed"] == 1 and r["jid"] == online["online"]
     assert r["bodies"] == ["while you were away"]  # once, though sent to the dead socket
     assert len(r["authenticates"]) == 2 and "<resume" in r["authenticates"][1]
+
+
+async def test_a_client_that_stops_answering_pings_is_kept_for_resumption(tmp_path: Path) -> None:
+    # ping_rate: a frozen client (its tab suspended, its network gone) answers no ping; the
+    # connection is dropped as lost and the session waits for the client to resume it.
+    async with web_server(tmp_path, handlers="ping_rate = 200\n") as server, \
+            aiohttp.ClientSession() as http:
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=False) as ws:
+            _, previd = await sm_login(ws)
+            # reads nothing, so answers no ping: the server drops the connection
+            await eventually(lambda: not ws_endpoint(server).sessions, timeout=3)
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
