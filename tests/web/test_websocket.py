@@ -18,7 +18,7 @@ import pytest
 
 from suricate.core.server import Server
 from suricate.net.http import websocket as websocket_module
-from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.harness import RawClient, connect, disconnect, eventually
 from tests.mobile.conftest import make_test_ca
 from tests.web.conftest import web_server
 
@@ -394,3 +394,36 @@ async def test_a_client_that_stops_answering_pings_is_kept_for_resumption(tmp_pa
             await eventually(lambda: not ws_endpoint(server).sessions, timeout=3)
         async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
             assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+
+
+async def test_a_session_moves_from_websocket_to_tcp_and_back(tmp_path: Path) -> None:
+    # One session, three transports in turn (XEP-0198 §5 names no transport): a browser
+    # session resumed by the same account's native client over TLS, then by a browser again;
+    # what each connection did not acknowledge comes over the next, once.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            full, previd = await sm_login(ws)
+            bob.send_message(mto=full, mbody="one", mtype="chat")
+            assert "<body>one</body>" in await ws.receive_str(timeout=5)
+            (session,) = ws_endpoint(server).sessions
+            session.transport.abort()
+        bob.send_message(mto=full, mbody="two", mtype="chat")
+        tcp = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+        await tcp.open_stream()
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        await tcp.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                       f"{creds}</auth>")
+        await tcp.expect("<success")
+        await tcp.open_stream()
+        await tcp.send(f"<resume xmlns='urn:xmpp:sm:3' h='1' previd='{previd}'/>")
+        await tcp.expect(r"<resumed [^>]*h=.0.")  # no stanza came from the browser
+        got = await tcp.expect(r"<message.*?</message>")
+        assert "<body>two</body>" in got and "<body>one</body>" not in got
+        tcp.writer.transport.abort()
+        bob.send_message(mto=full, mbody="three", mtype="chat")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd, h=2)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+            got = "".join([await ws.receive_str(timeout=5) for _ in range(2)])  # message, <r/>
+            assert re.findall(r"<body>(\w+)</body>", got) == ["three"], got
+        await disconnect(bob)
