@@ -9,7 +9,7 @@ domain nor a handler's explicit host gets 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from suricate.net.http.message import Request, Response
@@ -30,11 +30,16 @@ class HostMeta:
         self.is_local_domain = is_local_domain
         self.listener = listener
 
-    def links(self, host_header: str) -> list[tuple[str, str]] | None:
+    def links(self, host_header: str, forwarded_proto: str | None = None
+              ) -> list[tuple[str, str]] | None:
         from suricate.net.http.message import host_of
 
         host = host_of(host_header)
-        secure = self.listener.secure
+        # A reverse proxy in front that ends TLS tells how the client reached it: the links
+        # must be the client's (wss:// for a page on https, where ws:// is mixed content).
+        # Believing the header costs nothing: it only changes the answer to its own sender.
+        secure = self.listener.secure if forwarded_proto is None \
+            else forwarded_proto == "https"
         links = []
         explicit = False
         for route in self.listener.routes:
@@ -56,7 +61,7 @@ class HostMeta:
             return Response.text(405, "GET only\n", headers={"allow": "GET, HEAD"})
         if request.path not in ("/.well-known/host-meta", "/.well-known/host-meta.json"):
             return Response.text(404, "not found\n")
-        links = self.links(request.headers.get("host", ""))
+        links = self.links(request.headers.get("host", ""), forwarded_proto(request.headers))
         if links is None:
             return Response.text(404, "not a domain served here\n")
         if request.path.endswith(".json"):
@@ -69,3 +74,18 @@ class HostMeta:
         xrd = ("<?xml version='1.0' encoding='utf-8'?>\n"
                f"<XRD xmlns='{XRD_NS}'>\n" + "\n".join(lines) + "\n</XRD>\n")
         return Response(200, xrd.encode(), {"content-type": "application/xrd+xml", **CORS})
+
+
+def forwarded_proto(headers: Mapping[str, str]) -> str | None:
+    """The scheme a reverse proxy was reached with: ``X-Forwarded-Proto`` (the de facto
+    header), else the first ``proto=`` of RFC 7239 ``Forwarded`` (§5.4); None without
+    either."""
+    value = headers.get("x-forwarded-proto")
+    if value:
+        return value.split(",")[0].strip().lower()
+    for element in headers.get("forwarded", "").split(",")[:1]:
+        for pair in element.split(";"):
+            name, _, token = pair.strip().partition("=")
+            if name.lower() == "proto" and token:
+                return token.strip('"').lower()
+    return None
