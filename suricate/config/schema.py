@@ -735,7 +735,13 @@ def _http_listener() -> Section:
             ),
         }
     )
-    return Section(_not_hibernating(options), doc="HTTP listener.", post=_listener_address_post)
+    options["hibernate_after"] = Option(
+        Int(min=0, unit="milliseconds"),
+        0,
+        "Idle time after which a WebSocket session (mod_websockets) drops its XML parser to "
+        "save memory, as a c2s connection does; BOSH sessions do not hibernate.",
+    )
+    return Section(options, doc="HTTP listener.", post=_listener_address_post)
 
 
 def _listen() -> Section:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from suricate.core import hibernation
 from suricate.core.server import Server
 from suricate.net.http import websocket as websocket_module
 from tests.e2e.harness import RawClient, connect, disconnect, eventually
@@ -426,4 +427,24 @@ async def test_a_session_moves_from_websocket_to_tcp_and_back(tmp_path: Path) ->
             assert (await resume(ws, previd, h=2)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
             got = "".join([await ws.receive_str(timeout=5) for _ in range(2)])  # message, <r/>
             assert re.findall(r"<body>(\w+)</body>", got) == ["three"], got
+        await disconnect(bob)
+
+
+async def test_an_idle_websocket_session_hibernates_and_wakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DESIGN §3: the parser is most of an idle connection's memory (about 8 of a WebSocket
+    # session's 25 KiB, measured here); an idle WebSocket session drops it, as a c2s one does,
+    # and makes a new one inside the same stream when a message comes.
+    monkeypatch.setattr(hibernation, "MIN_SWEEP_SECONDS", 0.1)
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        full = re.search(r"<jid>([^<]+)</jid>", (await login(ws))[-1]).group(1)  # type: ignore[union-attr]
+        (session,) = ws_endpoint(server).sessions
+        await eventually(lambda: session.handler.parser is None)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_message(mto=full, mbody="wake up", mtype="chat")
+        assert "<body>wake up</body>" in await ws.receive_str(timeout=5)
+        await ws.send_str("<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+                          "<body>I am up</body></message>")
+        assert (await bob.next_message())["body"] == "I am up"
         await disconnect(bob)

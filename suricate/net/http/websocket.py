@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
+    from suricate.net.http.listener import HttpListener
 
 log = logging.getLogger("suricate.websocket")
 
@@ -93,6 +94,10 @@ class WebSocketEndpoint:
             "backwards_compatible_session": opts.get("backwards_compatible_session", True),
         }
         self.sessions: set[WebSocketTransport] = set()
+        self.listener: HttpListener | None = None  # set by the listener serving this path
+        #: What the server's hibernation sweep reads (core/hibernation.py): idle sessions
+        #: drop their parser, as c2s connections do (DESIGN §3).
+        self.swept = _SweptSessions(self)
 
     async def handle(self, request: Request) -> Response:
         # Only reached without aiohttp (never in practice): handle_web serves the path.
@@ -135,6 +140,30 @@ class WebSocketEndpoint:
             handler = session.handler
             if handler is not None:
                 handler.stream_error(StreamError("system-shutdown"))
+
+
+class _SweptSessions:
+    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
+    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: WebSocketEndpoint) -> None:
+        self.endpoint = endpoint
+
+    @property
+    def opts(self) -> Mapping[str, Any]:
+        listener = self.endpoint.listener
+        return listener.opts if listener is not None else {}
+
+    @property
+    def port(self) -> int | None:
+        listener = self.endpoint.listener
+        return listener.port if listener is not None else None
+
+    @property
+    def connections(self) -> set[WebSocketTransport]:
+        return self.endpoint.sessions
 
 
 class WebSocketTransport:
