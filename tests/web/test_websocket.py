@@ -448,3 +448,21 @@ async def test_an_idle_websocket_session_hibernates_and_wakes(
                           "<body>I am up</body></message>")
         assert (await bob.next_message())["body"] == "I am up"
         await disconnect(bob)
+
+
+async def test_tls_ended_by_a_proxy_on_this_host_counts_as_tls(tmp_path: Path) -> None:
+    # nginx in front ends TLS and passes the WebSocket on over loopback, saying
+    # X-Forwarded-Proto: https. The browser's stream is encrypted up to the proxy, so FAST
+    # (XEP-0484 §6: only over TLS) is offered as over wss; without the header, or from a peer
+    # that is not on this host, it is plain ws and it is not.
+    async def features(headers: dict[str, str]) -> str:
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), headers=headers) as ws:
+            await ws.send_str(OPEN)
+            await ws.receive_str(timeout=5)
+            return await ws.receive_str(timeout=5)
+
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        assert '<fast xmlns="urn:xmpp:fast:0"' in await features({"X-Forwarded-Proto": "https"})
+        assert "urn:xmpp:fast:0" not in await features({})
+    assert not websocket_module._behind_tls_proxy(
+        ("192.0.2.7", 40000), {"x-forwarded-proto": "https"})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import struct
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
 from suricate.instrument.events import SPIRAL, declare
+from suricate.net.http.hostmeta import forwarded_proto
 from suricate.net.http.message import Request, Response
 from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.c2s import C2SState as S
@@ -181,7 +183,8 @@ class WebSocketTransport:
         self.loop = asyncio.get_running_loop()
         self.peer = self.transport.get_extra_info("peername") if self.transport else None
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
-        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None else None
+        self.tls: _StdlibTLS | None = _StdlibTLS(ssl_object) if ssl_object is not None \
+            else _StdlibTLS(None) if _behind_tls_proxy(self.peer, request.headers) else None
         self.instrument = endpoint.server.instrument
         self.connection_type = "c2s"
         self.closing = False
@@ -410,10 +413,26 @@ class WebSocketTransport:
         raise RuntimeError("no STARTTLS over WebSocket")
 
 
+def _behind_tls_proxy(peer: Any, headers: Mapping[str, str]) -> bool:
+    """A reverse proxy on this host (nginx, HAProxy) ended the client's TLS and says so
+    (``X-Forwarded-Proto: https`` or RFC 7239 ``proto=https``): the session is as encrypted as
+    over wss, up to the proxy. Only a loopback peer is believed (Prosody's default
+    ``trusted_proxies``): anyone else could claim it over plain ws and be offered FAST."""
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    if not isinstance(host, str):
+        return False
+    try:
+        loopback = ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+    return loopback and forwarded_proto(headers) == "https"
+
+
 class _StdlibTLS:
-    """What the C2S and its modules ask of a TLS layer, for wss (stdlib ssl inside aiohttp):
-    the stream is encrypted (PLAIN and FAST are offered, XEP-0484 §6), but stdlib ssl cannot
-    export keying material (DESIGN §4), so no channel binding is offered: no -PLUS
+    """What the C2S and its modules ask of a TLS layer, for wss (stdlib ssl inside aiohttp,
+    or ``None`` for TLS ended by a reverse proxy on this host): the stream is encrypted (PLAIN
+    and FAST are offered, XEP-0484 §6), but stdlib ssl cannot export keying material (DESIGN
+    §4) and a proxy's TLS is not ours to bind to, so no channel binding is offered: no -PLUS
     mechanisms, HT-*-NONE for FAST."""
 
     __slots__ = ("_ssl",)
@@ -426,7 +445,7 @@ class _StdlibTLS:
 
     @property
     def version(self) -> str:
-        return str(self._ssl.version() or "")
+        return str(self._ssl.version() or "") if self._ssl is not None else ""
 
     @property
     def tls_version(self) -> str:
@@ -434,7 +453,7 @@ class _StdlibTLS:
 
     @property
     def server_name(self) -> str | None:
-        return getattr(self._ssl, "server_hostname", None)
+        return getattr(self._ssl, "server_hostname", None) if self._ssl is not None else None
 
     def peer_certificate(self) -> None:
         return None
