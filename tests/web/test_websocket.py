@@ -466,3 +466,28 @@ async def test_tls_ended_by_a_proxy_on_this_host_counts_as_tls(tmp_path: Path) -
         assert "urn:xmpp:fast:0" not in await features({})
     assert not websocket_module._behind_tls_proxy(
         ("192.0.2.7", 40000), {"x-forwarded-proto": "https"})
+
+
+async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_one(
+        tmp_path: Path) -> None:
+    # Behind nginx every WebSocket comes from 127.0.0.1: registration_timeout (one account
+    # per address per period, as MongooseIM's) would let one visitor of the site register
+    # every 10 minutes. The proxy's X-Forwarded-For (its last address: the one the proxy
+    # itself saw) names the client.
+    async def register(user: str, address: str) -> str:
+        headers = {"X-Forwarded-For": f"203.0.113.9, {address}"}  # first one: the client's say
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), headers=headers) as ws:
+            await ws.send_str(OPEN)
+            await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+            await ws.send_str(f"<iq xmlns='jabber:client' type='set' id='r'><query "
+                              f"xmlns='jabber:iq:register'><username>{user}</username>"
+                              f"<password>a long passphrase</password></query></iq>")
+            return await ws.receive_str(timeout=5)
+
+    async with web_server(tmp_path, general_extra="registration_timeout = 600\n") as server, \
+            aiohttp.ClientSession() as http:
+        assert 'type="result"' in await register("carol", "192.0.2.1")
+        assert 'type="result"' in await register("dave", "192.0.2.2")
+        assert "<resource-constraint" in await register("erin", "192.0.2.1")
+    assert websocket_module._client_address(
+        ("192.0.2.7", 40000), {"x-forwarded-for": "198.51.100.1"}) == ("192.0.2.7", 40000)

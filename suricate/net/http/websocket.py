@@ -181,10 +181,11 @@ class WebSocketTransport:
         self.ws = ws
         self.transport = request.transport
         self.loop = asyncio.get_running_loop()
-        self.peer = self.transport.get_extra_info("peername") if self.transport else None
+        direct = self.transport.get_extra_info("peername") if self.transport else None
+        self.peer = _client_address(direct, request.headers)
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         self.tls: _StdlibTLS | None = _StdlibTLS(ssl_object) if ssl_object is not None \
-            else _StdlibTLS(None) if _behind_tls_proxy(self.peer, request.headers) else None
+            else _StdlibTLS(None) if _behind_tls_proxy(direct, request.headers) else None
         self.instrument = endpoint.server.instrument
         self.connection_type = "c2s"
         self.closing = False
@@ -413,19 +414,40 @@ class WebSocketTransport:
         raise RuntimeError("no STARTTLS over WebSocket")
 
 
-def _behind_tls_proxy(peer: Any, headers: Mapping[str, str]) -> bool:
-    """A reverse proxy on this host (nginx, HAProxy) ended the client's TLS and says so
-    (``X-Forwarded-Proto: https`` or RFC 7239 ``proto=https``): the session is as encrypted as
-    over wss, up to the proxy. Only a loopback peer is believed (Prosody's default
-    ``trusted_proxies``): anyone else could claim it over plain ws and be offered FAST."""
+# A reverse proxy on this host (nginx, HAProxy) passes WebSockets on over loopback and says
+# what it saw of the client in headers. Only a loopback peer is believed (Prosody's default
+# trusted_proxies): from anyone else the headers are the client's own claims.
+
+
+def _from_local_proxy(peer: Any) -> bool:
     host = peer[0] if isinstance(peer, tuple) and peer else None
     if not isinstance(host, str):
         return False
     try:
-        loopback = ipaddress.ip_address(host.split("%")[0]).is_loopback
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False
-    return loopback and forwarded_proto(headers) == "https"
+
+
+def _behind_tls_proxy(peer: Any, headers: Mapping[str, str]) -> bool:
+    """The proxy ended the client's TLS (``X-Forwarded-Proto: https`` or RFC 7239
+    ``proto=https``): the session is as encrypted as over wss, up to the proxy (believed from
+    anyone, a plain ws client would be offered FAST)."""
+    return _from_local_proxy(peer) and forwarded_proto(headers) == "https"
+
+
+def _client_address(peer: Any, headers: Mapping[str, str]) -> Any:
+    """The client's address as the proxy saw it: the last ``X-Forwarded-For`` entry (the one
+    our proxy added; those before it are whatever the client sent), as ``(address, 0)``;
+    ``peer`` itself otherwise. registration_timeout, ip_access and the logs then see clients,
+    not the proxy."""
+    if not _from_local_proxy(peer):
+        return peer
+    forwarded = headers.get("x-forwarded-for", "").split(",")[-1].strip()
+    try:
+        return (str(ipaddress.ip_address(forwarded)), 0)
+    except ValueError:
+        return peer
 
 
 class _StdlibTLS:
