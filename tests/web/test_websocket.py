@@ -18,6 +18,7 @@ import pytest
 
 from suricate.core import hibernation
 from suricate.core.server import Server
+from suricate.net.http import forwarded
 from suricate.net.http import websocket as websocket_module
 from tests.e2e.harness import RawClient, connect, disconnect, eventually
 from tests.mobile.conftest import make_test_ca
@@ -464,7 +465,7 @@ async def test_tls_ended_by_a_proxy_on_this_host_counts_as_tls(tmp_path: Path) -
     async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
         assert '<fast xmlns="urn:xmpp:fast:0"' in await features({"X-Forwarded-Proto": "https"})
         assert "urn:xmpp:fast:0" not in await features({})
-    assert not websocket_module._behind_tls_proxy(
+    assert not forwarded.behind_tls_proxy(
         ("192.0.2.7", 40000), {"x-forwarded-proto": "https"})
 
 
@@ -489,5 +490,5 @@ async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_o
         assert 'type="result"' in await register("carol", "192.0.2.1")
         assert 'type="result"' in await register("dave", "192.0.2.2")
         assert "<resource-constraint" in await register("erin", "192.0.2.1")
-    assert websocket_module._client_address(
+    assert forwarded.client_address(
         ("192.0.2.7", 40000), {"x-forwarded-for": "198.51.100.1"}) == ("192.0.2.7", 40000)

@@ -9,9 +9,10 @@ domain nor a handler's explicit host gets 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from suricate.net.http.forwarded import forwarded_proto
 from suricate.net.http.message import Request, Response
 from suricate.xml.element import escape_attr
 
@@ -75,17 +76,3 @@ class HostMeta:
                f"<XRD xmlns='{XRD_NS}'>\n" + "\n".join(lines) + "\n</XRD>\n")
         return Response(200, xrd.encode(), {"content-type": "application/xrd+xml", **CORS})
 
-
-def forwarded_proto(headers: Mapping[str, str]) -> str | None:
-    """The scheme a reverse proxy was reached with: ``X-Forwarded-Proto`` (the de facto
-    header), else the first ``proto=`` of RFC 7239 ``Forwarded`` (§5.4); None without
-    either."""
-    value = headers.get("x-forwarded-proto")
-    if value:
-        return value.split(",")[0].strip().lower()
-    for element in headers.get("forwarded", "").split(",")[:1]:
-        for pair in element.split(";"):
-            name, _, token = pair.strip().partition("=")
-            if name.lower() == "proto" and token:
-                return token.strip('"').lower()
-    return None

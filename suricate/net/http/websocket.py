@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
 import struct
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
 from suricate.instrument.events import SPIRAL, declare
-from suricate.net.http.hostmeta import forwarded_proto
+from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
 from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.c2s import C2SState as S
@@ -182,10 +181,10 @@ class WebSocketTransport:
         self.transport = request.transport
         self.loop = asyncio.get_running_loop()
         direct = self.transport.get_extra_info("peername") if self.transport else None
-        self.peer = _client_address(direct, request.headers)
+        self.peer = client_address(direct, request.headers)
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         self.tls: _StdlibTLS | None = _StdlibTLS(ssl_object) if ssl_object is not None \
-            else _StdlibTLS(None) if _behind_tls_proxy(direct, request.headers) else None
+            else _StdlibTLS(None) if behind_tls_proxy(direct, request.headers) else None
         self.instrument = endpoint.server.instrument
         self.connection_type = "c2s"
         self.closing = False
@@ -412,42 +411,6 @@ class WebSocketTransport:
 
     def start_tls(self, config: Any) -> None:  # never offered: the C2S has no TLS config
         raise RuntimeError("no STARTTLS over WebSocket")
-
-
-# A reverse proxy on this host (nginx, HAProxy) passes WebSockets on over loopback and says
-# what it saw of the client in headers. Only a loopback peer is believed (Prosody's default
-# trusted_proxies): from anyone else the headers are the client's own claims.
-
-
-def _from_local_proxy(peer: Any) -> bool:
-    host = peer[0] if isinstance(peer, tuple) and peer else None
-    if not isinstance(host, str):
-        return False
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _behind_tls_proxy(peer: Any, headers: Mapping[str, str]) -> bool:
-    """The proxy ended the client's TLS (``X-Forwarded-Proto: https`` or RFC 7239
-    ``proto=https``): the session is as encrypted as over wss, up to the proxy (believed from
-    anyone, a plain ws client would be offered FAST)."""
-    return _from_local_proxy(peer) and forwarded_proto(headers) == "https"
-
-
-def _client_address(peer: Any, headers: Mapping[str, str]) -> Any:
-    """The client's address as the proxy saw it: the last ``X-Forwarded-For`` entry (the one
-    our proxy added; those before it are whatever the client sent), as ``(address, 0)``;
-    ``peer`` itself otherwise. registration_timeout, ip_access and the logs then see clients,
-    not the proxy."""
-    if not _from_local_proxy(peer):
-        return peer
-    forwarded = headers.get("x-forwarded-for", "").split(",")[-1].strip()
-    try:
-        return (str(ipaddress.ip_address(forwarded)), 0)
-    except ValueError:
-        return peer
 
 
 class _StdlibTLS:
