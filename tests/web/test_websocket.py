@@ -492,3 +492,18 @@ async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_o
         assert "<resource-constraint" in await register("erin", "192.0.2.1")
     assert forwarded.client_address(
         ("192.0.2.7", 40000), {"x-forwarded-for": "198.51.100.1"}) == ("192.0.2.7", 40000)
+
+
+async def test_a_message_may_begin_with_an_xml_declaration(tmp_path: Path) -> None:
+    # RFC 7395 §3.3.3: each message is a complete XML document, and a document may begin
+    # with an XML declaration (XML 1.0 §2.8); a client that writes one before its <open/>
+    # or a stanza is not refused for it.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        await ws.send_str(f"<?xml version='1.0' encoding='UTF-8'?>\n{OPEN}")
+        assert (await ws.receive_str(timeout=5)).startswith(f"<open xmlns='{FRAMING}'")
+        assert "<mechanism>PLAIN</mechanism>" in await ws.receive_str(timeout=5)
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        await ws.send_str(f"<?xml version='1.0'?><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"
+                          f" mechanism='PLAIN'>{creds}</auth>")
+        assert (await ws.receive_str(timeout=5)).startswith("<success")

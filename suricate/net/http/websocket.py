@@ -74,6 +74,7 @@ _TAG = re.compile(rb"<[^\s/>]+")
 # RFC 7395 §3.3.2: the framing elements, told from stanzas by their name alone (the start of
 # a message, whitespace stripped).
 _FRAMING_ELEMENT = re.compile(r"<(open|close)(?=[\s/>]|$)")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")
 _HEADER_ATTR = re.compile(rb"""([\w:.-]+)=(?:'([^']*)'|"([^"]*)")""")
 
 
@@ -241,6 +242,12 @@ class WebSocketTransport:
         if self.instrument.enabled:
             self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(data)})
         start = text.lstrip()[:7]
+        if start.startswith("<?xml"):
+            # RFC 7395 §3.3.3: a message is a complete XML document, which may begin with an
+            # XML declaration (XML 1.0 §2.8); the stream's parser is past any place for one.
+            text = _XML_DECLARATION.sub("", text, count=1)
+            data = text.encode()
+            start = text.lstrip()[:7]
         if not start.startswith("<"):
             # Not XML at all: expat could wait for more before it complains (text before the
             # root), and RFC 7395 §3.3.3 promises a complete element per message.
