@@ -254,7 +254,7 @@ class WebSocketTransport:
             self._error(StreamError("not-well-formed", "a WebSocket message must be an XML "
                                                        "element (RFC 7395 §3.3.3)"))
             return
-        framing = _FRAMING_ELEMENT.match(start)
+        framing = _FRAMING_ELEMENT.match(start) if start.startswith(("<o", "<c")) else None
         if framing is not None and framing.group(1) == "open":
             if handler.state is not S.WAIT_FOR_STREAM:
                 # RFC 7395 §3.7: <open/> starts a stream, or restarts it where a restart is
