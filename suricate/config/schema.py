@@ -611,8 +611,10 @@ def _http_listener() -> Section:
                                     "timeout": Option(
                                         IntOrInfinity(min=1, unit="milliseconds"),
                                         60000,
-                                        "Idle timeout: the stream ends with connection-timeout "
-                                        "when nothing (not even a pong) arrived for this long.",
+                                        "Idle timeout: when nothing (not even a pong) arrived "
+                                        "for this long, the stream ends with connection-timeout, "
+                                        "or, when the client negotiated stream resumption, the "
+                                        "WebSocket closes (1001) and the session waits for it.",
                                     ),
                                     "ping_rate": Option(
                                         Int(min=1, unit="milliseconds"),
@@ -754,7 +756,13 @@ def _http_listener() -> Section:
             ),
         }
     )
-    return Section(_not_hibernating(options), doc="HTTP listener.", post=_http_listener_post)
+    options["hibernate_after"] = Option(
+        Int(min=0, unit="milliseconds"),
+        0,
+        "Idle time after which a WebSocket session (mod_websockets) drops its XML parser to "
+        "save memory, as a c2s connection does; BOSH sessions do not hibernate.",
+    )
+    return Section(options, doc="HTTP listener.", post=_http_listener_post)
 
 
 def _listen() -> Section:

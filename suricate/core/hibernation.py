@@ -15,7 +15,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from suricate.net.listener import Listener
+    from collections.abc import Collection, Mapping
+    from typing import Any, Protocol
+
+    class Swept(Protocol):
+        """What a sweep reads of a c2s listener (or of a WebSocket endpoint's sessions)."""
+
+        @property
+        def opts(self) -> Mapping[str, Any]: ...
+        @property
+        def port(self) -> int | None: ...
+        @property
+        def connections(self) -> Collection[Any]: ...
 
 log = logging.getLogger("suricate.hibernation")
 
@@ -53,7 +64,7 @@ def _trim() -> None:
 class HibernationSweep:
     __slots__ = ("listener", "period", "_handle", "_last_count")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Swept) -> None:
         self.listener = listener
         after_ms = listener.opts.get("hibernate_after") or 0
         self.period = max(MIN_SWEEP_SECONDS, after_ms / 1000)

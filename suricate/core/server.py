@@ -258,6 +258,12 @@ class Server:
                                 self.cfg["general"].get("http_server_name"))
             await http.start()
             self.http_listeners.append(http)
+            for route in http.routes:
+                swept = getattr(route.handler, "swept", None)  # mod_websockets' sessions
+                if swept is not None:
+                    sweep = HibernationSweep(swept)
+                    sweep.start()
+                    self._sweeps.append(sweep)
         self.started_at = time.time()
         if self.handlers:
             from suricate.instrument.probes import Prober

@@ -29,6 +29,15 @@ async def test_host_meta_lists_the_websocket_endpoint(tmp_path: Path) -> None:
             assert resp.status == 200
             doc = json.loads(await resp.text())
         assert doc == {"links": [{"rel": "urn:xmpp:alt-connections:websocket", "href": ws}]}
+        # Behind a reverse proxy that ends TLS (nginx, HAProxy), the browser's page is on
+        # https: a ws:// link is mixed content it may not open. The proxy says how it was
+        # reached (X-Forwarded-Proto, or RFC 7239 Forwarded), and the links follow.
+        for forwarded in ({"X-Forwarded-Proto": "https"},
+                          {"Forwarded": 'for=192.0.2.7;proto=https;host="localhost"'}):
+            proxied = {"Host": "localhost", **forwarded}
+            async with http.get(base + "/.well-known/host-meta.json", headers=proxied) as resp:
+                doc = json.loads(await resp.text())
+            assert doc["links"][0]["href"] == "wss://localhost/ws-xmpp", forwarded
         # a Host that is no domain served here learns nothing
         async with http.get(base + "/.well-known/host-meta",
                             headers={"Host": "elsewhere.example"}) as resp:

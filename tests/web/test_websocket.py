@@ -16,15 +16,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+from suricate.core import hibernation
 from suricate.core.server import Server
+from suricate.net.http import forwarded
 from suricate.net.http import websocket as websocket_module
-from tests.e2e.harness import connect, disconnect
+from tests.e2e.harness import RawClient, connect, disconnect, eventually
 from tests.mobile.conftest import make_test_ca
 from tests.web.conftest import web_server
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
 OPEN = f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>"
 JS_DIR = Path(__file__).parents[1] / "js"
+
+
+def ws_endpoint(server: Server) -> Any:
+    """The server's mod_websockets handler (its ``sessions`` are the open WebSockets)."""
+    return next(route.handler for listener in server.http_listeners
+                for route in listener.routes if route.kind == "mod_websockets")
 
 
 def ws_url(server: Server, path: str = "/ws-xmpp") -> str:
@@ -257,3 +265,245 @@ async def test_xmppjs_sasl2_fast_over_websocket_with_a_slixmpp_peer(tmp_path: Pa
     assert r["token"]["mechanism"] == "HT-SHA-256-NONE"
     assert re.search(r"mechanism=[\"']HT-SHA-256-NONE", r["secondAuth"]), r["secondAuth"]
     assert r["secondJid"].startswith("alice@localhost/web.")
+
+
+# -- the session outlives its WebSocket (RFC 7395 §3.6, XEP-0198 §5) ------------------------------
+
+SM_ENABLE = "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+
+
+async def sm_login(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, str]:
+    """PLAIN login, bind, resumable stream management; returns (full JID, SM id)."""
+    bound = (await login(ws))[-1]
+    await ws.send_str(SM_ENABLE)
+    enabled = await ws.receive_str(timeout=5)
+    full = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+    return full, re.search(r'id="([^"]+)"', enabled).group(1)  # type: ignore[union-attr]
+
+
+async def resume(ws: aiohttp.ClientWebSocketResponse, previd: str, h: int = 0) -> str:
+    """PLAIN login on a new WebSocket, then <resume/>; returns the answer."""
+    await ws.send_str(OPEN)
+    await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+    creds = base64.b64encode(b"\0alice\0secret").decode()
+    await ws.send_str(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{creds}</auth>")
+    assert (await ws.receive_str(timeout=5)).startswith("<success")
+    await ws.send_str(OPEN)
+    await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+    await ws.send_str(f"<resume xmlns='urn:xmpp:sm:3' h='{h}' previd='{previd}'/>")
+    return await ws.receive_str(timeout=5)
+
+
+async def test_an_idle_timeout_keeps_a_resumable_session_for_resumption(tmp_path: Path) -> None:
+    # A phone that sleeps, or loses its network, stops sending without closing anything; the
+    # idle timeout is how the server notices. With resumption negotiated the session must
+    # wait for the client (RFC 7395 §3.6: a WebSocket closed before the XMPP stream leaves the
+    # session alive for resumption), as MongooseIM does when its idle timeout closes the
+    # socket, not end with a connection-timeout stream error that throws the session away.
+    async with web_server(tmp_path, handlers="timeout = 300\n") as server, \
+            aiohttp.ClientSession() as http:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            full, previd = await sm_login(ws)
+            got = await texts_until_close(ws)  # silent: the idle timeout ends the socket
+            assert not any("<stream:error" in text for text in got), got
+            assert ws.close_code == 1001  # going away (RFC 6455 §7.4.1)
+        bob.send_message(mto=full, mbody="while away", mtype="chat")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+            assert "<body>while away</body>" in await ws.receive_str(timeout=5)
+        await disconnect(bob)
+
+
+async def test_a_message_aiohttp_refuses_ends_the_session_not_suspends_it(tmp_path: Path) -> None:
+    # Far over max_stanza_size (or text that is not UTF-8, RFC 6455 §8.1) the WebSocket layer
+    # refuses the message and closes (1009, 1007) before the XML parser sees it. That is the
+    # client breaking the protocol, as a stanza over the limit is (policy-violation on the
+    # stream): the session ends. Kept for resumption, it would take the same message again
+    # from a client that resends what was not acknowledged, and again.
+    async with web_server(tmp_path, handlers="max_stanza_size = 2000\n") as server, \
+            aiohttp.ClientSession() as http:
+        for payload, code in (("x" * 20000, 1009), (b"<presence>\xff</presence>", 1007)):
+            async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+                _, previd = await sm_login(ws)
+                if isinstance(payload, bytes):
+                    await ws._writer.send_frame(payload, aiohttp.WSMsgType.TEXT)
+                else:
+                    await ws.send_str(f"<message xmlns='jabber:client' to='bob@localhost'>"
+                                      f"<body>{payload}</body></message>")
+                await texts_until_close(ws)
+                assert ws.close_code == code
+            async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+                assert "<item-not-found" in await resume(ws, previd)
+
+
+async def test_open_and_close_where_no_stream_restart_or_stream_is_due(tmp_path: Path) -> None:
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        # RFC 7395 §3.7: <open/> restarts a stream only where a restart is due (after SASL).
+        # Anywhere else it is a client bug, answered with a stream error, not taken for the
+        # start of an element whose end never comes (the session would hang unanswered).
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await login(ws)
+            await ws.send_str(OPEN)
+            got = await texts_until_close(ws)
+            assert "<not-well-formed" in got[0] and got[1:] == [f"<close xmlns='{FRAMING}'/>"]
+        # A client that gives up before opening its stream (§3.6) is answered <close/>, not a
+        # not-well-formed stream error.
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            await ws.send_str(f"<close xmlns='{FRAMING}'/>")
+            assert await texts_until_close(ws) == [f"<close xmlns='{FRAMING}'/>"]
+            assert ws.close_code == 1000
+
+
+@pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+async def test_xmppjs_resumes_over_a_new_websocket_after_its_socket_died(tmp_path: Path) -> None:
+    # RFC 7395 §3.6 / XEP-0198 §5 as a web client lives it: the WebSocket dies under xmpp.js
+    # (no <close/>, no close frame), a message arrives meanwhile, xmpp.js reconnects, resumes
+    # inside SASL2 (XEP-0388 + XEP-0198) and gets the message, on the same full JID.
+    make_test_ca(tmp_path / "certs")
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(tmp_path / "certs" / "ca.crt"))
+    async with web_server(tmp_path, https=True) as server:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        proc = await asyncio.create_subprocess_exec(
+            "node", "--experimental-websocket", "--no-warnings", str(JS_DIR / "ws_resume.mjs"),
+            f"wss://localhost:{server.http_port}/ws-xmpp",  # type: ignore[attr-defined]
+            "alice", "secret", cwd=JS_DIR, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        online = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert "online" in online, online
+        (session,) = ws_endpoint(server).sessions
+        session.transport.abort()  # the network goes: no close frame, no <close/>
+        bob.send_message(mto=online["online"], mbody="while you were away", mtype="chat")
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        await disconnect(bob)
+    r: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    assert "error" not in r, (r, err.decode()[-2000:])
+    assert r["resumed"] == 1 and r["jid"] == online["online"]
+    assert r["bodies"] == ["while you were away"]  # once, though sent to the dead socket
+    assert len(r["authenticates"]) == 2 and "<resume" in r["authenticates"][1]
+
+
+async def test_a_client_that_stops_answering_pings_is_kept_for_resumption(tmp_path: Path) -> None:
+    # ping_rate: a frozen client (its tab suspended, its network gone) answers no ping; the
+    # connection is dropped as lost and the session waits for the client to resume it.
+    async with web_server(tmp_path, handlers="ping_rate = 200\n") as server, \
+            aiohttp.ClientSession() as http:
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=False) as ws:
+            _, previd = await sm_login(ws)
+            # reads nothing, so answers no ping: the server drops the connection
+            await eventually(lambda: not ws_endpoint(server).sessions, timeout=3)
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+
+
+async def test_a_session_moves_from_websocket_to_tcp_and_back(tmp_path: Path) -> None:
+    # One session, three transports in turn (XEP-0198 §5 names no transport): a browser
+    # session resumed by the same account's native client over TLS, then by a browser again;
+    # what each connection did not acknowledge comes over the next, once.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            full, previd = await sm_login(ws)
+            bob.send_message(mto=full, mbody="one", mtype="chat")
+            assert "<body>one</body>" in await ws.receive_str(timeout=5)
+            (session,) = ws_endpoint(server).sessions
+            session.transport.abort()
+        bob.send_message(mto=full, mbody="two", mtype="chat")
+        tcp = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+        await tcp.open_stream()
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        await tcp.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                       f"{creds}</auth>")
+        await tcp.expect("<success")
+        await tcp.open_stream()
+        await tcp.send(f"<resume xmlns='urn:xmpp:sm:3' h='1' previd='{previd}'/>")
+        await tcp.expect(r"<resumed [^>]*h=.0.")  # no stanza came from the browser
+        got = await tcp.expect(r"<message.*?</message>")
+        assert "<body>two</body>" in got and "<body>one</body>" not in got
+        tcp.writer.transport.abort()
+        bob.send_message(mto=full, mbody="three", mtype="chat")
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+            assert (await resume(ws, previd, h=2)).startswith('<resumed xmlns="urn:xmpp:sm:3"')
+            got = "".join([await ws.receive_str(timeout=5) for _ in range(2)])  # message, <r/>
+            assert re.findall(r"<body>(\w+)</body>", got) == ["three"], got
+        await disconnect(bob)
+
+
+async def test_an_idle_websocket_session_hibernates_and_wakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DESIGN §3: the parser is most of an idle connection's memory (about 8 of a WebSocket
+    # session's 25 KiB, measured here); an idle WebSocket session drops it, as a c2s one does,
+    # and makes a new one inside the same stream when a message comes.
+    monkeypatch.setattr(hibernation, "MIN_SWEEP_SECONDS", 0.1)
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        full = re.search(r"<jid>([^<]+)</jid>", (await login(ws))[-1]).group(1)  # type: ignore[union-attr]
+        (session,) = ws_endpoint(server).sessions
+        await eventually(lambda: session.handler.parser is None)
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_message(mto=full, mbody="wake up", mtype="chat")
+        assert "<body>wake up</body>" in await ws.receive_str(timeout=5)
+        await ws.send_str("<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+                          "<body>I am up</body></message>")
+        assert (await bob.next_message())["body"] == "I am up"
+        await disconnect(bob)
+
+
+async def test_tls_ended_by_a_proxy_on_this_host_counts_as_tls(tmp_path: Path) -> None:
+    # nginx in front ends TLS and passes the WebSocket on over loopback, saying
+    # X-Forwarded-Proto: https. The browser's stream is encrypted up to the proxy, so FAST
+    # (XEP-0484 §6: only over TLS) is offered as over wss; without the header, or from a peer
+    # that is not on this host, it is plain ws and it is not.
+    async def features(headers: dict[str, str]) -> str:
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), headers=headers) as ws:
+            await ws.send_str(OPEN)
+            await ws.receive_str(timeout=5)
+            return await ws.receive_str(timeout=5)
+
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http:
+        assert '<fast xmlns="urn:xmpp:fast:0"' in await features({"X-Forwarded-Proto": "https"})
+        assert "urn:xmpp:fast:0" not in await features({})
+    assert not forwarded.behind_tls_proxy(
+        ("192.0.2.7", 40000), {"x-forwarded-proto": "https"})
+
+
+async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_one(
+        tmp_path: Path) -> None:
+    # Behind nginx every WebSocket comes from 127.0.0.1: registration_timeout (one account
+    # per address per period, as MongooseIM's) would let one visitor of the site register
+    # every 10 minutes. The proxy's X-Forwarded-For (its last address: the one the proxy
+    # itself saw) names the client.
+    async def register(user: str, address: str) -> str:
+        headers = {"X-Forwarded-For": f"203.0.113.9, {address}"}  # first one: the client's say
+        async with http.ws_connect(ws_url(server), protocols=("xmpp",), headers=headers) as ws:
+            await ws.send_str(OPEN)
+            await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+            await ws.send_str(f"<iq xmlns='jabber:client' type='set' id='r'><query "
+                              f"xmlns='jabber:iq:register'><username>{user}</username>"
+                              f"<password>a long passphrase</password></query></iq>")
+            return await ws.receive_str(timeout=5)
+
+    async with web_server(tmp_path, general_extra="registration_timeout = 600\n") as server, \
+            aiohttp.ClientSession() as http:
+        assert 'type="result"' in await register("carol", "192.0.2.1")
+        assert 'type="result"' in await register("dave", "192.0.2.2")
+        assert "<resource-constraint" in await register("erin", "192.0.2.1")
+    assert forwarded.client_address(
+        ("192.0.2.7", 40000), {"x-forwarded-for": "198.51.100.1"}) == ("192.0.2.7", 40000)
+
+
+async def test_a_message_may_begin_with_an_xml_declaration(tmp_path: Path) -> None:
+    # RFC 7395 §3.3.3: each message is a complete XML document, and a document may begin
+    # with an XML declaration (XML 1.0 §2.8); a client that writes one before its <open/>
+    # or a stanza is not refused for it.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        await ws.send_str(f"<?xml version='1.0' encoding='UTF-8'?>\n{OPEN}")
+        assert (await ws.receive_str(timeout=5)).startswith(f"<open xmlns='{FRAMING}'")
+        assert "<mechanism>PLAIN</mechanism>" in await ws.receive_str(timeout=5)
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        await ws.send_str(f"<?xml version='1.0'?><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"
+                          f" mechanism='PLAIN'>{creds}</auth>")
+        assert (await ws.receive_str(timeout=5)).startswith("<success")

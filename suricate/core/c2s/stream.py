@@ -116,6 +116,13 @@ class C2SStream(XmppStream):
         sm: StreamManagement | None = self.module_state.get(SM_KEY)
         return sm
 
+    @property
+    def resumable(self) -> bool:
+        """An established session whose client negotiated stream resumption: a connection
+        that ends without the stream closing leaves it waiting for the client (XEP-0198 §5)."""
+        sm = self._sm
+        return self.fsm.state is S.SESSION_ESTABLISHED and sm is not None and sm.resume
+
     # -- driver callbacks -----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self._busy:
@@ -220,8 +227,7 @@ class C2SStream(XmppStream):
     def eof_received(self) -> None:
         # The client half-closed without </stream:stream>: nothing more can arrive, so the
         # session ends; our pending output is still flushed before the socket closes.
-        sm = self._sm
-        if self.fsm.state is S.SESSION_ESTABLISHED and sm is not None and sm.resume:
+        if self.resumable:
             # XEP-0198 §5: no </stream:stream>, so not a clean end: the session may stay
             # resumable (connection_lost follows the abort).
             self.conn.abort()

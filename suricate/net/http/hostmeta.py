@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from suricate.net.http.forwarded import forwarded_proto
 from suricate.net.http.message import Request, Response
 from suricate.xml.element import escape_attr
 
@@ -30,11 +31,16 @@ class HostMeta:
         self.is_local_domain = is_local_domain
         self.listener = listener
 
-    def links(self, host_header: str) -> list[tuple[str, str]] | None:
+    def links(self, host_header: str, forwarded_proto: str | None = None
+              ) -> list[tuple[str, str]] | None:
         from suricate.net.http.message import host_of
 
         host = host_of(host_header)
-        secure = self.listener.secure
+        # A reverse proxy in front that ends TLS tells how the client reached it: the links
+        # must be the client's (wss:// for a page on https, where ws:// is mixed content).
+        # Believing the header costs nothing: it only changes the answer to its own sender.
+        secure = self.listener.secure if forwarded_proto is None \
+            else forwarded_proto == "https"
         links = []
         explicit = False
         for route in self.listener.routes:
@@ -56,7 +62,7 @@ class HostMeta:
             return Response.text(405, "GET only\n", headers={"allow": "GET, HEAD"})
         if request.path not in ("/.well-known/host-meta", "/.well-known/host-meta.json"):
             return Response.text(404, "not found\n")
-        links = self.links(request.headers.get("host", ""))
+        links = self.links(request.headers.get("host", ""), forwarded_proto(request.headers))
         if links is None:
             return Response.text(404, "not a domain served here\n")
         if request.path.endswith(".json"):
@@ -69,3 +75,4 @@ class HostMeta:
         xrd = ("<?xml version='1.0' encoding='utf-8'?>\n"
                f"<XRD xmlns='{XRD_NS}'>\n" + "\n".join(lines) + "\n</XRD>\n")
         return Response(200, xrd.encode(), {"content-type": "application/xrd+xml", **CORS})
+

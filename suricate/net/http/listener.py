@@ -74,8 +74,10 @@ class HttpListener:
         # Longest path first: /api/graphql/user before /api/graphql.
         self.routes.sort(key=lambda r: -len(r.path))
         for route in self.routes:
-            if route.kind == "mod_conversejs":
-                route.handler.listener = self  # type: ignore[attr-defined]  # its endpoints
+            if route.kind in ("mod_conversejs", "mod_websockets"):
+                # the web client names its endpoints; WebSocket sessions hibernate after
+                # the listener's hibernate_after
+                route.handler.listener = self  # type: ignore[attr-defined]
         from suricate.net.http.hostmeta import HostMeta
 
         # XEP-0156 §3: /.well-known/host-meta(.json) lists the WebSocket and BOSH endpoints.

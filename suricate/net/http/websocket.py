@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
 from suricate.instrument.events import SPIRAL, declare
+from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
 from suricate.net.output_cap import OutputCap, after_write
+from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
 from suricate.xml.element import escape_attr
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
+    from suricate.net.http.listener import HttpListener
 
 log = logging.getLogger("suricate.websocket")
 
@@ -68,6 +71,10 @@ _CLIENT_NS = f' xmlns="{ns.CLIENT}"'.encode()
 _STREAM_NS = f' xmlns:stream="{ns.STREAM}"'.encode()
 _XMLNS = b' xmlns="'
 _TAG = re.compile(rb"<[^\s/>]+")
+# RFC 7395 §3.3.2: the framing elements, told from stanzas by their name alone (the start of
+# a message, whitespace stripped).
+_FRAMING_ELEMENT = re.compile(r"<(open|close)(?=[\s/>]|$)")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")
 _HEADER_ATTR = re.compile(rb"""([\w:.-]+)=(?:'([^']*)'|"([^"]*)")""")
 
 
@@ -89,6 +96,10 @@ class WebSocketEndpoint:
             "backwards_compatible_session": opts.get("backwards_compatible_session", True),
         }
         self.sessions: set[WebSocketTransport] = set()
+        self.listener: HttpListener | None = None  # set by the listener serving this path
+        #: What the server's hibernation sweep reads (core/hibernation.py): idle sessions
+        #: drop their parser, as c2s connections do (DESIGN §3).
+        self.swept = _SweptSessions(self)
 
     async def handle(self, request: Request) -> Response:
         # Only reached without aiohttp (never in practice): handle_web serves the path.
@@ -133,6 +144,30 @@ class WebSocketEndpoint:
                 handler.stream_error(StreamError("system-shutdown"))
 
 
+class _SweptSessions:
+    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
+    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: WebSocketEndpoint) -> None:
+        self.endpoint = endpoint
+
+    @property
+    def opts(self) -> Mapping[str, Any]:
+        listener = self.endpoint.listener
+        return listener.opts if listener is not None else {}
+
+    @property
+    def port(self) -> int | None:
+        listener = self.endpoint.listener
+        return listener.port if listener is not None else None
+
+    @property
+    def connections(self) -> set[WebSocketTransport]:
+        return self.endpoint.sessions
+
+
 class WebSocketTransport:
     """What a C2S sees of its WebSocket: the TCP driver's interface."""
 
@@ -146,9 +181,11 @@ class WebSocketTransport:
         self.ws = ws
         self.transport = request.transport
         self.loop = asyncio.get_running_loop()
-        self.peer = self.transport.get_extra_info("peername") if self.transport else None
+        direct = self.transport.get_extra_info("peername") if self.transport else None
+        self.peer = client_address(direct, request.headers)
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
-        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None else None
+        self.tls: _StdlibTLS | None = _StdlibTLS(ssl_object) if ssl_object is not None \
+            else _StdlibTLS(None) if behind_tls_proxy(direct, request.headers) else None
         self.instrument = endpoint.server.instrument
         self.connection_type = "c2s"
         self.closing = False
@@ -164,7 +201,7 @@ class WebSocketTransport:
 
     # -- reading --------------------------------------------------------------------------------
     async def run(self) -> None:
-        from aiohttp import WSMsgType
+        from aiohttp import WebSocketError, WSMsgType
 
         ws = self.ws
         reason: Exception | None = None
@@ -177,8 +214,7 @@ class WebSocketTransport:
                 try:
                     msg = await ws.receive()
                 except TimeoutError:
-                    # mod_websockets timeout: nothing (not even a pong) for that long.
-                    self._error(StreamError("connection-timeout"))
+                    self._idle_timeout()
                     continue
                 if msg.type == WSMsgType.TEXT:
                     self._text(msg.data)
@@ -189,6 +225,8 @@ class WebSocketTransport:
                 else:  # CLOSE, CLOSING, CLOSED, ERROR: the client went away
                     if msg.type == WSMsgType.ERROR:
                         reason = msg.data if isinstance(msg.data, Exception) else None
+                        if isinstance(reason, WebSocketError):
+                            self._refused(reason)
                     break
         finally:
             if self._close_task is not None and not self._close_task.done():
@@ -203,19 +241,40 @@ class WebSocketTransport:
         data = text.encode()
         if self.instrument.enabled:
             self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(data)})
-        start = text.lstrip()[:6]
+        start = text.lstrip()[:7]
+        if start.startswith("<?xml"):
+            # RFC 7395 §3.3.3: a message is a complete XML document, which may begin with an
+            # XML declaration (XML 1.0 §2.8); the stream's parser is past any place for one.
+            text = _XML_DECLARATION.sub("", text, count=1)
+            data = text.encode()
+            start = text.lstrip()[:7]
         if not start.startswith("<"):
             # Not XML at all: expat could wait for more before it complains (text before the
             # root), and RFC 7395 §3.3.3 promises a complete element per message.
             self._error(StreamError("not-well-formed", "a WebSocket message must be an XML "
                                                        "element (RFC 7395 §3.3.3)"))
             return
-        if start.startswith("<open"):
+        framing = _FRAMING_ELEMENT.match(start) if start.startswith(("<o", "<c")) else None
+        if framing is not None and framing.group(1) == "open":
+            if handler.state is not S.WAIT_FOR_STREAM:
+                # RFC 7395 §3.7: <open/> starts a stream, or restarts it where a restart is
+                # due (after SASL success); anywhere else the parser would take it for the
+                # start of an element whose end never comes, and the session would hang.
+                self._error(StreamError("not-well-formed", "<open/> where no stream restart "
+                                                           "is due (RFC 7395 §3.7)"))
+                return
             handler.data_received(self._stream_header(data))
             return
-        if start.startswith("<close"):
+        if framing is not None:
             # RFC 7395 §3.6: the client ends the stream; the C2S answers <close/> and we
             # close the WebSocket.
+            if handler.state is S.WAIT_FOR_STREAM:
+                # No stream open (before the first <open/> or a restart's): nothing to parse
+                # the end of; answered in kind all the same.
+                if not handler.stream_id:
+                    self.write(_STREAM_CLOSE)
+                handler.close()
+                return
             handler.data_received(_STREAM_CLOSE)
             return
         handler.data_received(data)
@@ -260,6 +319,37 @@ class WebSocketTransport:
         out.append(">")
         return "".join(out).encode()
 
+    def _idle_timeout(self) -> None:
+        """mod_websockets ``timeout``: nothing (not even a pong) for that long."""
+        handler = self.handler
+        if handler is not None and handler.resumable:
+            # The client most likely went away without closing (a phone asleep, a lost
+            # network). RFC 7395 §3.6: a WebSocket that ends before the XMPP stream leaves a
+            # session with resumption negotiated alive for the client to resume (XEP-0198
+            # §5), as in MongooseIM, whose idle timeout closes the socket: so no stream
+            # error, which would end the session, but a WebSocket close (1001, going away),
+            # after which connection_lost suspends the session.
+            log.info("websocket_idle_timeout peer=%s jid=%s action=suspend", self.peer,
+                     handler.jid)
+            self.close(code=1001)
+            return
+        self._error(StreamError("connection-timeout"))
+
+    def _refused(self, exc: Exception) -> None:
+        """aiohttp refused a message (too large, not UTF-8, bad framing) and has already sent
+        its WebSocket close (1009, 1007, 1002): no stream error can follow a close frame
+        (RFC 6455 §5.5.1), but the client broke the protocol, so the session ends with the
+        condition the parser would have given (RFC 6120 §4.9.3) rather than wait for a
+        resumption that would bring the same message again."""
+        code = getattr(exc, "code", None)
+        if code == 1009:
+            err = StreamError("policy-violation", "message over the size limit")
+        elif code == 1007:
+            err = StreamError("unsupported-encoding", "text that is not UTF-8")
+        else:
+            err = StreamError("bad-format", str(exc))
+        self._error(err)
+
     def _error(self, err: StreamError) -> None:
         if self.handler is not None and not self.closing:
             self.handler.stream_error(err)
@@ -303,7 +393,7 @@ class WebSocketTransport:
             if over and self.handler:
                 self.handler.write_overflow()
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
         """Flush, then the WebSocket closing handshake (1000, RFC 6455 §7.4.1)."""
         if self.closing:
             return
@@ -312,7 +402,7 @@ class WebSocketTransport:
         self.flush()
         self.closing = True
         self._readable.set()  # a paused reader wakes up to see it
-        self._close_task = self.loop.create_task(self.ws.close(code=1000))
+        self._close_task = self.loop.create_task(self.ws.close(code=code))
 
     def abort(self) -> None:
         self.closing = True
@@ -331,9 +421,10 @@ class WebSocketTransport:
 
 
 class _StdlibTLS:
-    """What the C2S and its modules ask of a TLS layer, for wss (stdlib ssl inside aiohttp):
-    the stream is encrypted (PLAIN and FAST are offered, XEP-0484 §6), but stdlib ssl cannot
-    export keying material (DESIGN §4), so no channel binding is offered: no -PLUS
+    """What the C2S and its modules ask of a TLS layer, for wss (stdlib ssl inside aiohttp,
+    or ``None`` for TLS ended by a reverse proxy on this host): the stream is encrypted (PLAIN
+    and FAST are offered, XEP-0484 §6), but stdlib ssl cannot export keying material (DESIGN
+    §4) and a proxy's TLS is not ours to bind to, so no channel binding is offered: no -PLUS
     mechanisms, HT-*-NONE for FAST."""
 
     __slots__ = ("_ssl",)
@@ -346,7 +437,7 @@ class _StdlibTLS:
 
     @property
     def version(self) -> str:
-        return str(self._ssl.version() or "")
+        return str(self._ssl.version() or "") if self._ssl is not None else ""
 
     @property
     def tls_version(self) -> str:
@@ -354,7 +445,7 @@ class _StdlibTLS:
 
     @property
     def server_name(self) -> str | None:
-        return getattr(self._ssl, "server_hostname", None)
+        return getattr(self._ssl, "server_hostname", None) if self._ssl is not None else None
 
     def peer_certificate(self) -> None:
         return None
