@@ -174,3 +174,31 @@ async def test_a_request_sent_again_after_a_broken_connection_takes_the_held_one
         bob.send_message(mto="alice@localhost/web", mbody="ahead", mtype="chat")
         assert "<body>ahead</body>" in await asyncio.wait_for(second, 4)
         await disconnect(bob)
+
+
+async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_one(
+        tmp_path: Path) -> None:
+    """As for mod_websockets: behind nginx every BOSH request comes from 127.0.0.1, and
+    registration_timeout (one account per address per period) would let one visitor register
+    for the whole site. The proxy's last X-Forwarded-For address names the client."""
+    async def register(http: aiohttp.ClientSession, url: str, user: str, address: str) -> str:
+        headers = {"Content-Type": "text/xml; charset=utf-8",
+                   "X-Forwarded-For": f"203.0.113.9, {address}"}  # first: the client's say
+        async with http.post(url, headers=headers, data=(
+                f"<body xmlns='{HTTPBIND}' hold='1' rid='1000' to='localhost' ver='1.6' "
+                "wait='5' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'/>").encode()) as resp:
+            sid = re.search(r"sid='([^']+)'", await resp.text()).group(1)  # type: ignore
+        async with http.post(url, headers=headers, data=(
+                f"<body xmlns='{HTTPBIND}' rid='1001' sid='{sid}'><iq xmlns='jabber:client' "
+                f"type='set' id='r'><query xmlns='jabber:iq:register'><username>{user}"
+                "</username><password>a long passphrase</password></query></iq></body>"
+        ).encode()) as resp:
+            return await resp.text()
+
+    async with web_server(tmp_path, handlers=BOSH, general_extra="registration_timeout = 600\n",
+                          modules_extra="[modules.mod_bosh]\n") as server, \
+            aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{server.http_port}/http-bind"  # type: ignore[attr-defined]
+        assert 'type="result"' in await register(http, url, "carol", "192.0.2.1")
+        assert 'type="result"' in await register(http, url, "dave", "192.0.2.2")
+        assert "resource-constraint" in await register(http, url, "erin", "192.0.2.1")

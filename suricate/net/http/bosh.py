@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.instrument.events import SPIRAL, declare
+from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
 from suricate.net.http.websocket import _to_message
 from suricate.protocol.c2s import C2SState
@@ -168,11 +169,16 @@ class BoshSession:
         self.sid = sid
         self.loop = asyncio.get_running_loop()
         transport = request.transport
-        self.peer = transport.get_extra_info("peername") if transport else None
+        direct = transport.get_extra_info("peername") if transport else None
+        # Behind a proxy on this host (nginx): the client's address and whether its TLS was
+        # ended there, as for mod_websockets (forwarded.py); otherwise every client would be
+        # 127.0.0.1 to registration_timeout and ip_access.
+        self.peer = client_address(direct, request.headers)
         ssl_object = transport.get_extra_info("ssl_object") if transport else None
         from suricate.net.http.websocket import _StdlibTLS
 
-        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None else None
+        self.tls = _StdlibTLS(ssl_object) if ssl_object is not None \
+            else _StdlibTLS(None) if behind_tls_proxy(direct, request.headers) else None
         self.handler: C2S | None = None
         self.closing = False
         self.wait = DEFAULT_WAIT
