@@ -31,8 +31,7 @@ async def plain_outcome(server: Server, user: str, password: str) -> str:
     raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
     try:
         await raw.open_stream()
-        msg = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        await raw.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{msg}</auth>")
+        await raw.send(plain_auth(user, password))
         got = await raw.expect(r"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>",
                                timeout=10)
     finally:
@@ -42,3 +41,9 @@ async def plain_outcome(server: Server, user: str, password: str) -> str:
     m = re.search(r"<failure[^>]*><([a-z-]+)", got)
     assert m, got
     return m.group(1)
+
+
+def plain_auth(user: str, password: str) -> str:
+    """A SASL PLAIN <auth/> with its initial response."""
+    msg = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    return f"<auth xmlns='{SASL}' mechanism='PLAIN'>{msg}</auth>"

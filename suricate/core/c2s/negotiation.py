@@ -10,12 +10,13 @@ FAST tokens), applies the access rules, and runs the hooks modules take part thr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
@@ -44,6 +45,20 @@ if TYPE_CHECKING:
     from suricate.net.tls import TLSConfig
 
 log = logging.getLogger("suricate.c2s")
+
+_T = TypeVar("_T")
+
+#: How long before the state's deadline a slow auth backend is given up on, so that the
+#: client's temporary-auth-failure is written before the connection-timeout would be.
+_DEADLINE_MARGIN = 0.1
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    """Fetch a given-up lookup's exception, so asyncio does not log it as never retrieved
+    (the backend logged its failure already)."""
+    if not task.cancelled():
+        task.exception()
+
 
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[[Any, str], Awaitable[Any]]
@@ -149,16 +164,19 @@ class Negotiation(Delivery):
             mechanism = self.negotiator.mechanism
             try:
                 if auth.checks_plain and isinstance(mechanism, sasl.Plain):
-                    record = await auth.plain_credentials(username, self.domain or "",
-                                                          mechanism.pending_password)
+                    record = await self._in_time(auth.plain_credentials(
+                        username, self.domain or "", mechanism.pending_password))
                 else:
-                    record = await auth.credentials(username, self.domain or "")
+                    record = await self._in_time(auth.credentials(username,
+                                                                  self.domain or ""))
             except (StorageError, AuthUnavailable):
-                # RFC 6120 §6.5.12: the database (or an external auth service) is down; the
-                # client may try again later
-                # and the stream stays up.
+                # RFC 6120 §6.5.12: the database (or an external auth service) is down or
+                # too slow; the client may try again later, and the stream stays up with a
+                # fresh state_timeout for that.
                 log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
                 actions = self.negotiator.fail("temporary-auth-failure")
+                if self.fsm.state is not S.CLOSED:
+                    self.restart_state_timer()
             else:
                 actions = self.negotiator.credentials(record)
         if self.fsm.state is S.CLOSED:
@@ -168,6 +186,26 @@ class Negotiation(Delivery):
         nxt = self._run(actions)
         if nxt is not None:
             await nxt
+
+    async def _in_time(self, lookup: Coroutine[Any, Any, _T]) -> _T:
+        """``lookup``'s answer, or AuthUnavailable shortly before the state's deadline:
+        an auth backend slower than the listener's ``state_timeout`` (an extauth program
+        or LDAP server that hangs for their 5 s, an HTTP service with a longer
+        ``request_timeout``) must give the client temporary-auth-failure (RFC 6120
+        §6.5.12), not a connection-timeout stream error. Only methods outside our database
+        are bounded: a database lookup keeps running inline, with no task."""
+        left = self.state_time_left()
+        if left is None or not self.auth.others:
+            return await lookup
+        task = asyncio.ensure_future(lookup)
+        done, _ = await asyncio.wait({task}, timeout=max(left - _DEADLINE_MARGIN, 0))
+        if not done:
+            # Left to finish: the backend ends it with its own timeout (an extauth program
+            # is then replaced); cancelling could leave a program mid-exchange.
+            task.add_done_callback(_discard_outcome)
+            log.warning("c2s_auth_backend_too_slow domain=%s", self.domain)
+            raise AuthUnavailable("no answer within state_timeout")
+        return task.result()
 
     # -- before authentication: features, STARTTLS -------------------------------------------
     def _tls_mode(self) -> str | None:
@@ -337,7 +375,7 @@ class Negotiation(Delivery):
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
             # and the directory must know them (the same search as for PLAIN, no bind).
             try:
-                known = await self.auth.others["ldap"].user_exists(user)
+                known = await self._in_time(self.auth.others["ldap"].user_exists(user))
             except AuthUnavailable:
                 self._run(self.negotiator.fail("temporary-auth-failure"))
                 return
