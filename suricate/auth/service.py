@@ -443,11 +443,26 @@ class AuthService:
         if count <= 0:
             if self._anonymous.pop(jid.bare, None) is not None:
                 self._count(AUTH_ANONYMOUS_UNREGISTER_USER, jid.domain)
-            # An anonymous account ends with its last session: its data goes with it.
-            self._spawn(self.storage.remove_user(jid.domain, jid.local or "",
-                                                self._module_tables()))
+            # An anonymous account ends with its last session: it goes as a removed
+            # account goes (MongooseIM 6.4 runs its anonymous_purge hook like remove_user).
+            self._spawn(self._purge_anonymous(jid.bare))
         else:
             self._anonymous[jid.bare] = count
+
+    async def _purge_anonymous(self, jid: JID) -> None:
+        """Its data in one transaction, then the modules' remove_user work (room
+        affiliations, pubsub subscriptions, ...) and the contacts told (RFC 6121 §2.5.2:
+        the subscription requests it left are withdrawn rather than left pending)."""
+        if jid in self._anonymous:
+            return  # it logged in again meanwhile
+        after = await self._removing(jid) if self._removing is not None else []
+        await self.storage.remove_user(jid.domain, jid.local or "", self._module_tables())
+        await self._removed(jid)
+        for action in after:
+            try:
+                action()
+            except Exception:  # one module's failure must not stop the others'
+                log.exception("after_removal_failed jid=%s", jid)
 
 
 __all__ = ["AuthService", "AuthUnavailable", "NotSupported", "STORED_METHODS", "TooManyUsers"]
