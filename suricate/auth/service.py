@@ -102,6 +102,12 @@ class AuthService:
         self.scram_iterations: int = password["scram_iterations"]
         self.sasl_mechanisms: list[str] = list(cfg["sasl_mechanisms"])
         self.anonymous_opts: Mapping[str, Any] = cfg.get("anonymous") or {}
+        #: 6.4's ``anonymous.protocol = "login_anon"`` (or ``"both"``): PLAIN logs in any
+        #: name no other method knows, with any password, as an anonymous account. (6.4
+        #: also answers SCRAM with an empty password for it; empty passwords never log in
+        #: here.)
+        self.login_anon = "anonymous" in self.methods and self.anonymous_opts.get(
+            "protocol", "sasl_anon") in ("login_anon", "both")
         self._anonymous: dict[JID, int] = {}
         # The methods answered by something else than our database, by name, in order.
         self.others: dict[str, AuthMethod] = {}
@@ -157,7 +163,7 @@ class AuthService:
     def checks_plain(self) -> bool:
         """PLAIN goes through ``check_password`` (the methods in order), not through a
         credential record, when a method that only checks passwords is configured."""
-        return bool(self.others)
+        return bool(self.others) or self.login_anon
 
     # -- SASL ------------------------------------------------------------------------------
     def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any],
@@ -169,7 +175,9 @@ class AuthService:
             methods &= set(allowed)
         names = sasl.mechanism_names(self.sasl_mechanisms, tls, cb_types, self.password_format,
                                      self.hashes)
-        if not methods & (STORED_METHODS | EXTERNAL_METHODS):
+        # login_anon checks a PLAIN password like dummy does (any is right): PLAIN over TLS.
+        login_anon = self.login_anon and "anonymous" in methods
+        if not methods & (STORED_METHODS | EXTERNAL_METHODS) and not login_anon:
             names = [n for n in names if n == "ANONYMOUS"]
         elif not (methods & STORED_METHODS or any(self.others[m].credentials
                                                    for m in methods & self.others.keys())):
@@ -249,7 +257,19 @@ class AuthService:
         # 6.4: a login's password check is auth_authorize, not auth_check_password.
         if await self._check_password(jid, password):
             return sasl.CredentialRecord(password=password)
+        if await self._login_anon(jid):
+            return sasl.CredentialRecord(password=password, anonymous=True)  # any password
         return None
+
+    async def _login_anon(self, jid: JID) -> bool:
+        """Whether ``login_anon`` takes this name: no other method knows it (one that
+        cannot answer raises AuthUnavailable: the name may be an account's), and without
+        ``allow_multiple_connections`` nobody is logged in with it yet."""
+        if not self.login_anon:
+            return False
+        if jid.bare in self._anonymous:
+            return bool(self.anonymous_opts.get("allow_multiple_connections"))
+        return not await self._account_exists(jid)
 
     # -- accounts --------------------------------------------------------------------------
     def _password_fields(self, password: str) -> tuple[str | None, str | None]:
@@ -411,6 +431,10 @@ class AuthService:
     async def _user_exists(self, jid: JID) -> bool:
         if jid.bare in self._anonymous:
             return True
+        return await self._account_exists(jid)
+
+    async def _account_exists(self, jid: JID) -> bool:
+        """Whether a method other than anonymous knows the account."""
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
         for method in self.methods:

@@ -63,6 +63,10 @@ def _discard_outcome(task: asyncio.Future[Any]) -> None:
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[[Any, str], Awaitable[Any]]
 
+#: c2s.module_state key set while the SASL exchange under way logs in an anonymous account
+#: with PLAIN (``auth.anonymous.protocol = "login_anon"``).
+LOGIN_ANON_KEY = "auth.login_anon"
+
 #: c2s.module_state key of the XEP-0480 upgrade under way (between <continue/> and the end).
 UPGRADE_KEY = "sasl2.upgrade"
 
@@ -178,6 +182,8 @@ class Negotiation(Delivery):
                 if self.fsm.state is not S.CLOSED:
                     self.restart_state_timer()
             else:
+                if record is not None and record.anonymous:
+                    self.module_state[LOGIN_ANON_KEY] = True
                 actions = self.negotiator.credentials(record)
         if self.fsm.state is S.CLOSED:
             # The stream ended while the credentials were looked up (a slow auth service
@@ -340,6 +346,7 @@ class Negotiation(Delivery):
 
     def _on_sasl_auth(self, el: Element) -> Awaitable[None] | None:
         self.credential_source = None
+        self.module_state.pop(LOGIN_ANON_KEY, None)
         return self._run(self.negotiator.auth(el, self._offered_mechanism,
                                               self._tls_required_but_missing()))
 
@@ -347,6 +354,7 @@ class Negotiation(Delivery):
         if not self.negotiator.sasl2_offered:
             raise StreamError("not-authorized")  # XEP-0388: only when offered
         self.credential_source = None
+        self.module_state.pop(LOGIN_ANON_KEY, None)
         self.user_agent = N.user_agent(el) or self.user_agent
         self.early_data_auth = self.in_early_data
         return self._run(self.negotiator.authenticate(el, self._inline_mechanism,
@@ -370,7 +378,8 @@ class Negotiation(Delivery):
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
-        anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
+        anonymous = self.negotiator.mechanism_name == "ANONYMOUS" \
+            or bool(self.module_state.pop(LOGIN_ANON_KEY, False))
         if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
             # and the directory must know them (the same search as for PLAIN, no bind).
