@@ -12,6 +12,7 @@ server that an account came or went) is handed to it by ``Server``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -41,7 +42,7 @@ from suricate.instrument.events import (
 )
 from suricate.jid import JID
 from suricate.sasl.passwords import is_scram_record, make_scram_record, verify_password
-from suricate.storage import Storage
+from suricate.storage import Storage, StorageError
 
 log = logging.getLogger("suricate.auth")
 
@@ -271,6 +272,37 @@ class AuthService:
             return bool(self.anonymous_opts.get("allow_multiple_connections"))
         return not await self._account_exists(jid)
 
+    # -- password format: plain -> scram --------------------------------------------------
+    def in_the_clear(self, password: str | None, pass_details: str | None) -> bool:
+        """Whether a stored account's password is kept in the clear although
+        ``password.format`` is now "scram" (the operator moved from "plain")."""
+        return self.password_format == "scram" and bool(password) and not pass_details \
+            and not is_scram_record(password)
+
+    async def store_as_scram(self, jid: JID, password: str) -> None:
+        """After a login proved ``password``: the account's row, still in the clear, becomes
+        a SCRAM record (RFC 5802 §3: the server keeps no password) of ``password.hash``,
+        so moving ``password.format`` from "plain" to "scram" needs no password reset.
+        Only over the same row: a password changed meanwhile is left alone."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).store_as_scram(jid, password)
+        if not set(self.methods) & STORED_METHODS:
+            return None
+        local = jid.local or ""
+        try:
+            row = await self.storage.get_user(jid.domain, local)
+            if row is None or row.pass_details or row.password != password:
+                return None
+            # PBKDF2 for each hash: off the event loop.
+            record = await asyncio.to_thread(make_scram_record, password, self.hashes,
+                                             self.scram_iterations)
+            await self.storage.set_password(jid.domain, local, None, record)
+        except StorageError:
+            log.warning("auth_store_as_scram_failed jid=%s", jid.bare)  # next login, then
+            return None
+        log.info("auth_password_stored_as_scram jid=%s", jid.bare)
+        return None
+
     # -- accounts --------------------------------------------------------------------------
     def _password_fields(self, password: str) -> tuple[str | None, str | None]:
         if self.password_format == "plain":
@@ -406,6 +438,8 @@ class AuthService:
                 record = await self.storage.get_user(jid.domain, jid.local)
                 if record is not None and verify_password(record.password, record.pass_details,
                                                           password):
+                    if self.in_the_clear(record.password, record.pass_details):
+                        self._spawn(self.store_as_scram(jid, password))
                     return True
             elif method in self.others:
                 try:

@@ -67,6 +67,10 @@ CredentialSource = Callable[[Any, str], Awaitable[Any]]
 #: with PLAIN (``auth.anonymous.protocol = "login_anon"``).
 LOGIN_ANON_KEY = "auth.login_anon"
 
+#: c2s.module_state key holding, during a SASL exchange, the password of an account still
+#: stored in the clear under ``password.format = "scram"`` (rewritten at its login).
+IN_THE_CLEAR_KEY = "auth.in_the_clear"
+
 #: c2s.module_state key of the XEP-0480 upgrade under way (between <continue/> and the end).
 UPGRADE_KEY = "sasl2.upgrade"
 
@@ -166,8 +170,9 @@ class Negotiation(Delivery):
         else:
             auth = self.auth
             mechanism = self.negotiator.mechanism
+            checked_by_methods = auth.checks_plain and isinstance(mechanism, sasl.Plain)
             try:
-                if auth.checks_plain and isinstance(mechanism, sasl.Plain):
+                if checked_by_methods:
                     record = await self._in_time(auth.plain_credentials(
                         username, self.domain or "", mechanism.pending_password))
                 else:
@@ -184,6 +189,10 @@ class Negotiation(Delivery):
             else:
                 if record is not None and record.anonymous:
                     self.module_state[LOGIN_ANON_KEY] = True
+                elif record is not None and not checked_by_methods \
+                        and auth.in_the_clear(record.password, record.pass_details):
+                    # Stored in the clear: a SCRAM record once the login succeeds.
+                    self.module_state[IN_THE_CLEAR_KEY] = record.password
                 actions = self.negotiator.credentials(record)
         if self.fsm.state is S.CLOSED:
             # The stream ended while the credentials were looked up (a slow auth service
@@ -347,6 +356,7 @@ class Negotiation(Delivery):
     def _on_sasl_auth(self, el: Element) -> Awaitable[None] | None:
         self.credential_source = None
         self.module_state.pop(LOGIN_ANON_KEY, None)
+        self.module_state.pop(IN_THE_CLEAR_KEY, None)
         return self._run(self.negotiator.auth(el, self._offered_mechanism,
                                               self._tls_required_but_missing()))
 
@@ -355,6 +365,7 @@ class Negotiation(Delivery):
             raise StreamError("not-authorized")  # XEP-0388: only when offered
         self.credential_source = None
         self.module_state.pop(LOGIN_ANON_KEY, None)
+        self.module_state.pop(IN_THE_CLEAR_KEY, None)
         self.user_agent = N.user_agent(el) or self.user_agent
         self.early_data_auth = self.in_early_data
         return self._run(self.negotiator.authenticate(el, self._inline_mechanism,
@@ -373,13 +384,14 @@ class Negotiation(Delivery):
     async def _authenticated(self, result: sasl.Success) -> None:
         """The mechanism accepted the client: the account's access rules decide."""
         domain = self.domain or self.server.default_domain
+        anonymous = self.negotiator.mechanism_name == "ANONYMOUS" \
+            or bool(self.module_state.pop(LOGIN_ANON_KEY, False))
+        in_the_clear: str | None = self.module_state.pop(IN_THE_CLEAR_KEY, None)
         try:
             user = JID(result.username, domain, None)
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
-        anonymous = self.negotiator.mechanism_name == "ANONYMOUS" \
-            or bool(self.module_state.pop(LOGIN_ANON_KEY, False))
         if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
             # and the directory must know them (the same search as for PLAIN, no bind).
@@ -399,6 +411,8 @@ class Negotiation(Delivery):
         self.anonymous = anonymous
         if anonymous:
             self.server.auth.anonymous_login(user)
+        elif in_the_clear is not None:
+            self.server.spawn(self.auth.store_as_scram(user, in_the_clear))
         log.info("c2s_auth_success user=%s mech=%s peer=%s", user,
                  self.negotiator.mechanism_name, self.conn.peer)
         if self.negotiator.sasl2 is not None:
