@@ -55,8 +55,10 @@ async def test_login_anon_any_unregistered_name_and_password(tmp_path: Path) -> 
         await disconnect(guest)
         await srv.drain()
         assert not await srv.user_exists(JID.parse("guest@localhost"))
-    multiple = 'methods = ["anonymous"]\nanonymous.protocol = "both"' + \
-        "\nanonymous.allow_multiple_connections = true"
+    multiple = (
+        'methods = ["anonymous"]\nanonymous.protocol = "both"'
+        + "\nanonymous.allow_multiple_connections = true"
+    )
     async with running_server(tmp_path / "2", auth_extra=multiple) as srv:
         assert await offered(srv) == ["PLAIN", "ANONYMOUS"]  # nothing else logs in a guest
         assert "PLAIN" not in await offered(srv, direct_tls=False)
