@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.sasl.passwords import is_scram_record
-from suricate.core.server import Server
 from tests.e2e.harness import connect, disconnect, running_server
 
 
