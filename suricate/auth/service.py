@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from suricate import sasl
@@ -196,14 +196,17 @@ class AuthService:
             names.append("EXTERNAL")
         return names
 
-    async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+    async def credentials(self, username: str, domain: str,
+                          only: Collection[str] | None = None) -> sasl.CredentialRecord | None:
+        """The account's credential record from the first method holding it; ``only``: the
+        methods a c2s listener allows (``allowed_auth_methods``), None for all."""
         if self.hosts and self.for_domain(domain) is not self:
-            return await self.for_domain(domain).credentials(username, domain)
+            return await self.for_domain(domain).credentials(username, domain, only)
         if not self.instrument.enabled:
-            return await self._credentials(username, domain)
+            return await self._credentials(username, domain, only)
         start = time.perf_counter()
         try:
-            return await self._credentials(username, domain)
+            return await self._credentials(username, domain, only)
         finally:
             self._timed(AUTH_AUTHORIZE, domain, start)
 
@@ -215,12 +218,18 @@ class AuthService:
         if self.instrument.enabled:
             self.instrument.emit(event, {"host_type": domain}, {"count": 1})
 
-    async def _credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+    def _tried(self, only: Collection[str] | None) -> list[str]:
+        """The methods to try, in order: all, or those a listener allows (6.4's
+        ``allowed_auth_methods``: the others must not log anyone in through it)."""
+        return self.methods if only is None else [m for m in self.methods if m in only]
+
+    async def _credentials(self, username: str, domain: str,
+                           only: Collection[str] | None) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
             return None
-        for method in self.methods:
+        for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local or "")
                 if record is not None:
@@ -234,31 +243,34 @@ class AuthService:
                     return sasl.CredentialRecord(password=stored)
         return None
 
-    async def plain_credentials(self, username: str, domain: str,
-                                password: str) -> sasl.CredentialRecord | None:
+    async def plain_credentials(self, username: str, domain: str, password: str,
+                                only: Collection[str] | None = None
+                                ) -> sasl.CredentialRecord | None:
         """For PLAIN with password-checking methods: a record that accepts ``password`` when
-        one of the methods, tried in order, accepts it; None otherwise. Raises
-        AuthUnavailable when no method accepted and one of them could not be asked."""
+        one of the methods (``only`` those, when given), tried in order, accepts it; None
+        otherwise. Raises AuthUnavailable when no method accepted and one of them could not
+        be asked."""
         if self.hosts and self.for_domain(domain) is not self:
-            return await self.for_domain(domain).plain_credentials(username, domain, password)
+            return await self.for_domain(domain).plain_credentials(username, domain, password,
+                                                                   only)
         if not self.instrument.enabled:
-            return await self._plain_credentials(username, domain, password)
+            return await self._plain_credentials(username, domain, password, only)
         start = time.perf_counter()
         try:
-            return await self._plain_credentials(username, domain, password)
+            return await self._plain_credentials(username, domain, password, only)
         finally:
             self._timed(AUTH_AUTHORIZE, domain, start)
 
-    async def _plain_credentials(self, username: str, domain: str,
-                                 password: str) -> sasl.CredentialRecord | None:
+    async def _plain_credentials(self, username: str, domain: str, password: str,
+                                 only: Collection[str] | None) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
             return None
         # 6.4: a login's password check is auth_authorize, not auth_check_password.
-        if await self._check_password(jid, password):
+        if await self._check_password(jid, password, only):
             return sasl.CredentialRecord(password=password)
-        if await self._login_anon(jid):
+        if "anonymous" in self._tried(only) and await self._login_anon(jid):
             return sasl.CredentialRecord(password=password, anonymous=True)  # any password
         return None
 
@@ -430,10 +442,11 @@ class AuthService:
         finally:
             self._timed(AUTH_CHECK_PASSWORD, jid.domain, start)
 
-    async def _check_password(self, jid: JID, password: str) -> bool:
+    async def _check_password(self, jid: JID, password: str,
+                              only: Collection[str] | None = None) -> bool:
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
-        for method in self.methods:
+        for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local)
                 if record is not None and verify_password(record.password, record.pass_details,

@@ -26,9 +26,11 @@ async def offered(server: Server, direct_tls: bool = True) -> list[str]:
     return re.findall(r"<mechanism>([^<]+)</mechanism>", features)
 
 
-async def plain_outcome(server: Server, user: str, password: str) -> str:
-    """PLAIN over direct TLS: "success" or the failure condition."""
-    raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+async def plain_outcome(server: Server, user: str, password: str,
+                        port: int | None = None) -> str:
+    """PLAIN over direct TLS (the tls_port, or ``port``): "success" or the failure
+    condition."""
+    raw = await RawClient.open(port or server.tls_port, tls=True)  # type: ignore[attr-defined]
     try:
         await raw.open_stream()
         await raw.send(plain_auth(user, password))

@@ -171,13 +171,16 @@ class Negotiation(Delivery):
             auth = self.auth
             mechanism = self.negotiator.mechanism
             checked_by_methods = auth.checks_plain and isinstance(mechanism, sasl.Plain)
+            # MongooseIM 6.4's allowed_auth_methods: only these may log in through this
+            # listener (dummy or login_anon elsewhere must not take any password here).
+            only = self.opts.get("allowed_auth_methods") or None
             try:
                 if checked_by_methods:
                     record = await self._in_time(auth.plain_credentials(
-                        username, self.domain or "", mechanism.pending_password))
+                        username, self.domain or "", mechanism.pending_password, only))
                 else:
                     record = await self._in_time(auth.credentials(username,
-                                                                  self.domain or ""))
+                                                                  self.domain or "", only))
             except (StorageError, AuthUnavailable):
                 # RFC 6120 §6.5.12: the database (or an external auth service) is down or
                 # too slow; the client may try again later, and the stream stays up with a
