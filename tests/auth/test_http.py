@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class AuthService:
         self.users: dict[tuple[str, str], str] = {}
         self.calls: list[str] = []
         self.down = False
+        self.delay = 0.0  # seconds before answering: a slow service
 
     def _key(self, fields: Any) -> tuple[str, str]:
         return fields["user"], fields["server"]
@@ -34,6 +36,7 @@ class AuthService:
     async def handle(self, request: web.Request) -> web.Response:
         verb = request.match_info["verb"]
         self.calls.append(verb)
+        await asyncio.sleep(self.delay)
         if self.down:
             return web.Response(status=500)
         expected = "Basic " + base64.b64encode(BASIC.encode()).decode()
@@ -159,6 +162,24 @@ async def test_service_down_gives_temporary_auth_failure(
     async with running_server(tmp_path / "2", auth_extra=methods("http"),
                               extra=pool(free_port()) + HTTP_AUTH) as server:
         assert await plain_outcome(server, "alice", "wonderland") == "temporary-auth-failure"
+
+
+async def test_a_slow_service_answers_before_the_state_timeout(
+        tmp_path: Path, service: tuple[AuthService, int]) -> None:
+    """request_timeout (5 s) longer than the listener's state_timeout (1 s): the client gets
+    temporary-auth-failure (RFC 6120 §6.5.12) in time, not a connection-timeout."""
+    svc, port = service
+    svc.users[("alice", "localhost")] = "wonderland"
+    svc.delay = 3
+    slow_pool = pool(port).replace("request_timeout = 1000", "request_timeout = 5000")
+    async with running_server(tmp_path, auth_extra=methods("http"),
+                              extra=slow_pool + HTTP_AUTH, tls_mode="tls",
+                              c2s_extra="state_timeout = 1000") as server:
+        port = server.c2s_port  # type: ignore[attr-defined]
+        started = time.monotonic()
+        assert await plain_outcome(server, "alice", "wonderland", port) \
+            == "temporary-auth-failure"
+        assert time.monotonic() - started < 1.5
 
 
 async def test_wrong_basic_auth_is_a_service_failure(
