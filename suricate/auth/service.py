@@ -229,6 +229,7 @@ class AuthService:
             jid = JID(username, domain, None)
         except ValueError:
             return None
+        unavailable: AuthUnavailable | None = None
         for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local or "")
@@ -236,11 +237,19 @@ class AuthService:
                     return sasl.CredentialRecord(password=record.password,
                                                  pass_details=record.pass_details)
             elif method in self.others and self.others[method].credentials:
-                stored = await self.others[method].get_password(jid)
+                try:
+                    stored = await self.others[method].get_password(jid)
+                except AuthUnavailable as exc:
+                    # The next methods may hold the account (as for a PLAIN check); if none
+                    # does, the client hears temporary-auth-failure, not "no such user".
+                    unavailable = exc
+                    continue
                 if stored is not None:
                     if is_scram_record(stored):
                         return sasl.CredentialRecord(password=None, pass_details=stored)
                     return sasl.CredentialRecord(password=stored)
+        if unavailable is not None:
+            raise unavailable
         return None
 
     async def plain_credentials(self, username: str, domain: str, password: str,

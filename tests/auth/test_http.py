@@ -206,8 +206,10 @@ async def test_methods_in_order_http_then_rdbms(tmp_path: Path,
         svc.down = True
         assert await plain_outcome(server, "dave", "from-db") == "success"
         assert await plain_outcome(server, "alice", "from-http") == "temporary-auth-failure"
+        # SCRAM too: get_password failing does not hide the database's record
+        d3 = await connect(server, "dave@localhost/t", "from-db", sasl_mech="SCRAM-SHA-256")
         await asyncio.sleep(0)
-        await disconnect(a, d, d2)
+        await disconnect(a, d, d2, d3)
 
 
 async def test_fast_token_after_a_plain_login_through_http(
