@@ -360,6 +360,10 @@ class AuthService:
 
     async def _register(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
+        if jid.bare in self._anonymous:
+            # An anonymous account (login_anon lets guests pick their name) holds it: it
+            # exists (6.4 answers conflict too), and its purge would take the new account.
+            return False
         method = self._account_method()
         if method in self.others:
             created = await self.others[method].register(jid, password)

@@ -50,6 +50,9 @@ async def test_login_anon_any_unregistered_name_and_password(tmp_path: Path) -> 
         guest = await connect(srv, "guest@localhost/g", "whatever", sasl_mech="PLAIN")
         assert await srv.user_exists(JID.parse("guest@localhost"))
         assert await plain_outcome(srv, "guest", "again") == "not-authorized"
+        # the name is taken while the guest is there (else its purge would remove the
+        # account registered meanwhile)
+        assert not await srv.auth.register(JID.parse("guest@localhost"), "mine")
         assert await plain_outcome(srv, "alice", "wrong") == "not-authorized"
         assert await plain_outcome(srv, "alice", "pw") == "success"
         await disconnect(guest)
