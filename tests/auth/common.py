@@ -20,10 +20,14 @@ async def offered(server: Server, direct_tls: bool = True) -> list[str]:
         await raw.send(
             "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
             "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-        features = await raw.expect(r"<stream:features.*?(</stream:features>|/>)")
+        # the whole element: the first "/>" may be <starttls/>'s, before the mechanisms
+        features = await raw.expect(r"<stream:features.*?(</stream:features>|<stream:features/>)")
     finally:
         await raw.close()
-    return re.findall(r"<mechanism>([^<]+)</mechanism>", features)
+    # RFC 6120 §6.4.1's <mechanisms/> only (SASL2 lists its own, XEP-0388 §2.1)
+    legacy = re.search(r"<mechanisms xmlns=.urn:ietf:params:xml:ns:xmpp-sasl.>(.*?)</mechanisms>",
+                       features)
+    return re.findall(r"<mechanism>([^<]+)</mechanism>", legacy.group(1)) if legacy else []
 
 
 async def plain_outcome(server: Server, user: str, password: str,
