@@ -395,9 +395,12 @@ class Negotiation(Delivery):
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
-        if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
+        allowed = self.opts.get("allowed_auth_methods")
+        pki = "pki" in self.auth.methods and (not allowed or "pki" in allowed)
+        if self.negotiator.mechanism_name == "EXTERNAL" and not pki:
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
-            # and the directory must know them (the same search as for PLAIN, no bind).
+            # and the directory must know them (the same search as for PLAIN, no bind); so
+            # too where pki is enabled but not on this listener (allowed_auth_methods).
             try:
                 known = await self._in_time(self.auth.others["ldap"].user_exists(user))
             except AuthUnavailable:
