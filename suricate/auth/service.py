@@ -375,6 +375,8 @@ class AuthService:
             return False
         limit = self.cfg.get("max_users_per_domain")
         if limit is not None and await self.storage.count_users(jid.domain) >= limit:
+            if await self.storage.user_exists(jid.domain, jid.local):
+                return False  # taken: a conflict (XEP-0077 §3.1) before the limit, as in 6.4
             raise TooManyUsers(jid.domain)
         plain, details = self._password_fields(password)
         created = await self.storage.create_user(jid.domain, jid.local, plain, details)
