@@ -514,13 +514,21 @@ class AuthService:
         return False
 
     # -- anonymous -------------------------------------------------------------------------
-    def anonymous_login(self, jid: JID) -> None:
+    def anonymous_login(self, jid: JID, chosen_name: bool = False) -> bool:
+        """An anonymous session starts; False (refused) when the client chose the name
+        (``login_anon``), someone is logged in with it already and
+        ``allow_multiple_connections`` is off: checked again here, with no wait before
+        the count below, since two logins may both have passed ``_login_anon`` meanwhile."""
         if self.hosts and self.for_domain(jid.domain) is not self:
-            return self.for_domain(jid.domain).anonymous_login(jid)
+            return self.for_domain(jid.domain).anonymous_login(jid, chosen_name)
         sessions = self._anonymous.get(jid.bare, 0)
+        if sessions and chosen_name \
+                and not self.anonymous_opts.get("allow_multiple_connections"):
+            return False
         self._anonymous[jid.bare] = sessions + 1
         if not sessions:
             self._count(AUTH_ANONYMOUS_REGISTER_USER, jid.domain)
+        return True
 
     def anonymous_logout(self, jid: JID) -> None:
         if self.hosts and self.for_domain(jid.domain) is not self:

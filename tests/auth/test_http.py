@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from suricate.jid import JID
-from tests.auth.common import offered, plain_outcome
-from tests.e2e.harness import connect, disconnect, free_port, running_server
+from tests.auth.common import offered, plain_auth, plain_outcome
+from tests.e2e.harness import RawClient, connect, disconnect, free_port, running_server
 
 BASIC = "suricate:s3cret"
 
@@ -243,3 +243,27 @@ async def test_fast_token_after_a_plain_login_through_http(
                               extra=pool(port) + HTTP_AUTH) as server:
         assert await asyncio.to_thread(run, server.tls_port) == (  # type: ignore[attr-defined]
             True, True, False)
+
+
+async def test_login_anon_one_connection_per_name_even_at_once(
+        tmp_path: Path, service: tuple[AuthService, int]) -> None:
+    """Two guests logging in with the same name at the same moment, while the service is
+    asked whether the name is an account's: one gets in, the other is refused (6.4's
+    allow_multiple_connections = false)."""
+    svc, port = service
+    svc.delay = 0.3
+    auth = methods("http", "anonymous") + '\nanonymous.protocol = "login_anon"'
+    async with running_server(tmp_path, auth_extra=auth, extra=pool(port) + HTTP_AUTH) as server:
+        clients = [await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+                   for _ in range(2)]
+        try:
+            for raw in clients:
+                await raw.open_stream()
+            for raw in clients:
+                await raw.send(plain_auth("guest", "any"))
+            answers = await asyncio.gather(*(raw.expect(r"<success.*?/>|<failure.*?</failure>")
+                                             for raw in clients))
+        finally:
+            for raw in clients:
+                await raw.close()
+        assert sorted(a[:8] for a in answers) == ["<failure", "<success"], answers

@@ -387,8 +387,8 @@ class Negotiation(Delivery):
     async def _authenticated(self, result: sasl.Success) -> None:
         """The mechanism accepted the client: the account's access rules decide."""
         domain = self.domain or self.server.default_domain
-        anonymous = self.negotiator.mechanism_name == "ANONYMOUS" \
-            or bool(self.module_state.pop(LOGIN_ANON_KEY, False))
+        login_anon = bool(self.module_state.pop(LOGIN_ANON_KEY, False))
+        anonymous = login_anon or self.negotiator.mechanism_name == "ANONYMOUS"
         in_the_clear: str | None = self.module_state.pop(IN_THE_CLEAR_KEY, None)
         try:
             user = JID(result.username, domain, None)
@@ -413,11 +413,12 @@ class Negotiation(Delivery):
                 or not self.server.access_allows(self.opts.get("access") or "all", user):
             self._run(self.negotiator.fail("not-authorized", "access denied"))
             return
+        if anonymous and not self.server.auth.anonymous_login(user, chosen_name=login_anon):
+            self._run(self.negotiator.fail("not-authorized", "this name is in use"))
+            return
         self.user = user
         self.anonymous = anonymous
-        if anonymous:
-            self.server.auth.anonymous_login(user)
-        elif in_the_clear is not None:
+        if in_the_clear is not None and not anonymous:
             self.server.spawn(self.auth.store_as_scram(user, in_the_clear))
         log.info("c2s_auth_success user=%s mech=%s peer=%s", user,
                  self.negotiator.mechanism_name, self.conn.peer)
