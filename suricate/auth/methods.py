@@ -267,6 +267,10 @@ class _Program:
                 self.kill()
                 log.warning("auth_external_failed program=%s error=%r", self.argv[0], exc)
                 raise AuthUnavailable("external program") from exc
+            except asyncio.CancelledError:
+                # Its answer, if any, would be read as the next request's: never reuse it.
+                self.kill()
+                raise
             if len(answer) != 2:
                 self.kill()
                 raise AuthUnavailable("external program: malformed answer")

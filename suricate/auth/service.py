@@ -12,9 +12,10 @@ server that an account came or went) is handed to it by ``Server``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from suricate import sasl
@@ -41,7 +42,7 @@ from suricate.instrument.events import (
 )
 from suricate.jid import JID
 from suricate.sasl.passwords import is_scram_record, make_scram_record, verify_password
-from suricate.storage import Storage
+from suricate.storage import Storage, StorageError
 
 log = logging.getLogger("suricate.auth")
 
@@ -102,6 +103,12 @@ class AuthService:
         self.scram_iterations: int = password["scram_iterations"]
         self.sasl_mechanisms: list[str] = list(cfg["sasl_mechanisms"])
         self.anonymous_opts: Mapping[str, Any] = cfg.get("anonymous") or {}
+        #: 6.4's ``anonymous.protocol = "login_anon"`` (or ``"both"``): PLAIN logs in any
+        #: name no other method knows, with any password, as an anonymous account. (6.4
+        #: also answers SCRAM with an empty password for it; empty passwords never log in
+        #: here.)
+        self.login_anon = "anonymous" in self.methods and self.anonymous_opts.get(
+            "protocol", "sasl_anon") in ("login_anon", "both")
         self._anonymous: dict[JID, int] = {}
         # The methods answered by something else than our database, by name, in order.
         self.others: dict[str, AuthMethod] = {}
@@ -157,7 +164,7 @@ class AuthService:
     def checks_plain(self) -> bool:
         """PLAIN goes through ``check_password`` (the methods in order), not through a
         credential record, when a method that only checks passwords is configured."""
-        return bool(self.others)
+        return bool(self.others) or self.login_anon
 
     # -- SASL ------------------------------------------------------------------------------
     def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any],
@@ -169,7 +176,9 @@ class AuthService:
             methods &= set(allowed)
         names = sasl.mechanism_names(self.sasl_mechanisms, tls, cb_types, self.password_format,
                                      self.hashes)
-        if not methods & (STORED_METHODS | EXTERNAL_METHODS):
+        # login_anon checks a PLAIN password like dummy does (any is right): PLAIN over TLS.
+        login_anon = self.login_anon and "anonymous" in methods
+        if not methods & (STORED_METHODS | EXTERNAL_METHODS) and not login_anon:
             names = [n for n in names if n == "ANONYMOUS"]
         elif not (methods & STORED_METHODS or any(self.others[m].credentials
                                                    for m in methods & self.others.keys())):
@@ -187,14 +196,17 @@ class AuthService:
             names.append("EXTERNAL")
         return names
 
-    async def credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+    async def credentials(self, username: str, domain: str,
+                          only: Collection[str] | None = None) -> sasl.CredentialRecord | None:
+        """The account's credential record from the first method holding it; ``only``: the
+        methods a c2s listener allows (``allowed_auth_methods``), None for all."""
         if self.hosts and self.for_domain(domain) is not self:
-            return await self.for_domain(domain).credentials(username, domain)
+            return await self.for_domain(domain).credentials(username, domain, only)
         if not self.instrument.enabled:
-            return await self._credentials(username, domain)
+            return await self._credentials(username, domain, only)
         start = time.perf_counter()
         try:
-            return await self._credentials(username, domain)
+            return await self._credentials(username, domain, only)
         finally:
             self._timed(AUTH_AUTHORIZE, domain, start)
 
@@ -206,49 +218,110 @@ class AuthService:
         if self.instrument.enabled:
             self.instrument.emit(event, {"host_type": domain}, {"count": 1})
 
-    async def _credentials(self, username: str, domain: str) -> sasl.CredentialRecord | None:
+    def _tried(self, only: Collection[str] | None) -> list[str]:
+        """The methods to try, in order: all, or those a listener allows (6.4's
+        ``allowed_auth_methods``: the others must not log anyone in through it)."""
+        return self.methods if only is None else [m for m in self.methods if m in only]
+
+    async def _credentials(self, username: str, domain: str,
+                           only: Collection[str] | None) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
             return None
-        for method in self.methods:
+        unavailable: AuthUnavailable | None = None
+        for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local or "")
                 if record is not None:
                     return sasl.CredentialRecord(password=record.password,
                                                  pass_details=record.pass_details)
             elif method in self.others and self.others[method].credentials:
-                stored = await self.others[method].get_password(jid)
+                try:
+                    stored = await self.others[method].get_password(jid)
+                except AuthUnavailable as exc:
+                    # The next methods may hold the account (as for a PLAIN check); if none
+                    # does, the client hears temporary-auth-failure, not "no such user".
+                    unavailable = exc
+                    continue
                 if stored is not None:
                     if is_scram_record(stored):
                         return sasl.CredentialRecord(password=None, pass_details=stored)
                     return sasl.CredentialRecord(password=stored)
+        if unavailable is not None:
+            raise unavailable
         return None
 
-    async def plain_credentials(self, username: str, domain: str,
-                                password: str) -> sasl.CredentialRecord | None:
+    async def plain_credentials(self, username: str, domain: str, password: str,
+                                only: Collection[str] | None = None
+                                ) -> sasl.CredentialRecord | None:
         """For PLAIN with password-checking methods: a record that accepts ``password`` when
-        one of the methods, tried in order, accepts it; None otherwise. Raises
-        AuthUnavailable when no method accepted and one of them could not be asked."""
+        one of the methods (``only`` those, when given), tried in order, accepts it; None
+        otherwise. Raises AuthUnavailable when no method accepted and one of them could not
+        be asked."""
         if self.hosts and self.for_domain(domain) is not self:
-            return await self.for_domain(domain).plain_credentials(username, domain, password)
+            return await self.for_domain(domain).plain_credentials(username, domain, password,
+                                                                   only)
         if not self.instrument.enabled:
-            return await self._plain_credentials(username, domain, password)
+            return await self._plain_credentials(username, domain, password, only)
         start = time.perf_counter()
         try:
-            return await self._plain_credentials(username, domain, password)
+            return await self._plain_credentials(username, domain, password, only)
         finally:
             self._timed(AUTH_AUTHORIZE, domain, start)
 
-    async def _plain_credentials(self, username: str, domain: str,
-                                 password: str) -> sasl.CredentialRecord | None:
+    async def _plain_credentials(self, username: str, domain: str, password: str,
+                                 only: Collection[str] | None) -> sasl.CredentialRecord | None:
         try:
             jid = JID(username, domain, None)
         except ValueError:
             return None
         # 6.4: a login's password check is auth_authorize, not auth_check_password.
-        if await self._check_password(jid, password):
+        if await self._check_password(jid, password, only):
             return sasl.CredentialRecord(password=password)
+        if "anonymous" in self._tried(only) and await self._login_anon(jid):
+            return sasl.CredentialRecord(password=password, anonymous=True)  # any password
+        return None
+
+    async def _login_anon(self, jid: JID) -> bool:
+        """Whether ``login_anon`` takes this name: no other method knows it (one that
+        cannot answer raises AuthUnavailable: the name may be an account's), and without
+        ``allow_multiple_connections`` nobody is logged in with it yet."""
+        if not self.login_anon:
+            return False
+        if jid.bare in self._anonymous:
+            return bool(self.anonymous_opts.get("allow_multiple_connections"))
+        return not await self._account_exists(jid)
+
+    # -- password format: plain -> scram --------------------------------------------------
+    def in_the_clear(self, password: str | None, pass_details: str | None) -> bool:
+        """Whether a stored account's password is kept in the clear although
+        ``password.format`` is now "scram" (the operator moved from "plain")."""
+        return self.password_format == "scram" and bool(password) and not pass_details \
+            and not is_scram_record(password)
+
+    async def store_as_scram(self, jid: JID, password: str) -> None:
+        """After a login proved ``password``: the account's row, still in the clear, becomes
+        a SCRAM record (RFC 5802 §3: the server keeps no password) of ``password.hash``,
+        so moving ``password.format`` from "plain" to "scram" needs no password reset.
+        Only over the same row: a password changed meanwhile is left alone."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return await self.for_domain(jid.domain).store_as_scram(jid, password)
+        if not set(self.methods) & STORED_METHODS:
+            return None
+        local = jid.local or ""
+        try:
+            row = await self.storage.get_user(jid.domain, local)
+            if row is None or row.pass_details or row.password != password:
+                return None
+            # PBKDF2 for each hash: off the event loop.
+            record = await asyncio.to_thread(make_scram_record, password, self.hashes,
+                                             self.scram_iterations)
+            await self.storage.set_password(jid.domain, local, None, record)
+        except StorageError:
+            log.warning("auth_store_as_scram_failed jid=%s", jid.bare)  # next login, then
+            return None
+        log.info("auth_password_stored_as_scram jid=%s", jid.bare)
         return None
 
     # -- accounts --------------------------------------------------------------------------
@@ -287,6 +360,10 @@ class AuthService:
 
     async def _register(self, jid: JID, password: str) -> bool:
         assert jid.local is not None
+        if jid.bare in self._anonymous:
+            # An anonymous account (login_anon lets guests pick their name) holds it: it
+            # exists (6.4 answers conflict too), and its purge would take the new account.
+            return False
         method = self._account_method()
         if method in self.others:
             created = await self.others[method].register(jid, password)
@@ -298,6 +375,8 @@ class AuthService:
             return False
         limit = self.cfg.get("max_users_per_domain")
         if limit is not None and await self.storage.count_users(jid.domain) >= limit:
+            if await self.storage.user_exists(jid.domain, jid.local):
+                return False  # taken: a conflict (XEP-0077 §3.1) before the limit, as in 6.4
             raise TooManyUsers(jid.domain)
         plain, details = self._password_fields(password)
         created = await self.storage.create_user(jid.domain, jid.local, plain, details)
@@ -378,14 +457,17 @@ class AuthService:
         finally:
             self._timed(AUTH_CHECK_PASSWORD, jid.domain, start)
 
-    async def _check_password(self, jid: JID, password: str) -> bool:
+    async def _check_password(self, jid: JID, password: str,
+                              only: Collection[str] | None = None) -> bool:
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
-        for method in self.methods:
+        for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local)
                 if record is not None and verify_password(record.password, record.pass_details,
                                                           password):
+                    if self.in_the_clear(record.password, record.pass_details):
+                        self._spawn(self.store_as_scram(jid, password))
                     return True
             elif method in self.others:
                 try:
@@ -411,6 +493,10 @@ class AuthService:
     async def _user_exists(self, jid: JID) -> bool:
         if jid.bare in self._anonymous:
             return True
+        return await self._account_exists(jid)
+
+    async def _account_exists(self, jid: JID) -> bool:
+        """Whether a method other than anonymous knows the account."""
         assert jid.local is not None
         unavailable: AuthUnavailable | None = None
         for method in self.methods:
@@ -428,13 +514,21 @@ class AuthService:
         return False
 
     # -- anonymous -------------------------------------------------------------------------
-    def anonymous_login(self, jid: JID) -> None:
+    def anonymous_login(self, jid: JID, chosen_name: bool = False) -> bool:
+        """An anonymous session starts; False (refused) when the client chose the name
+        (``login_anon``), someone is logged in with it already and
+        ``allow_multiple_connections`` is off: checked again here, with no wait before
+        the count below, since two logins may both have passed ``_login_anon`` meanwhile."""
         if self.hosts and self.for_domain(jid.domain) is not self:
-            return self.for_domain(jid.domain).anonymous_login(jid)
+            return self.for_domain(jid.domain).anonymous_login(jid, chosen_name)
         sessions = self._anonymous.get(jid.bare, 0)
+        if sessions and chosen_name \
+                and not self.anonymous_opts.get("allow_multiple_connections"):
+            return False
         self._anonymous[jid.bare] = sessions + 1
         if not sessions:
             self._count(AUTH_ANONYMOUS_REGISTER_USER, jid.domain)
+        return True
 
     def anonymous_logout(self, jid: JID) -> None:
         if self.hosts and self.for_domain(jid.domain) is not self:
@@ -443,11 +537,26 @@ class AuthService:
         if count <= 0:
             if self._anonymous.pop(jid.bare, None) is not None:
                 self._count(AUTH_ANONYMOUS_UNREGISTER_USER, jid.domain)
-            # An anonymous account ends with its last session: its data goes with it.
-            self._spawn(self.storage.remove_user(jid.domain, jid.local or "",
-                                                self._module_tables()))
+            # An anonymous account ends with its last session: it goes as a removed
+            # account goes (MongooseIM 6.4 runs its anonymous_purge hook like remove_user).
+            self._spawn(self._purge_anonymous(jid.bare))
         else:
             self._anonymous[jid.bare] = count
+
+    async def _purge_anonymous(self, jid: JID) -> None:
+        """Its data in one transaction, then the modules' remove_user work (room
+        affiliations, pubsub subscriptions, ...) and the contacts told (RFC 6121 §2.5.2:
+        the subscription requests it left are withdrawn rather than left pending)."""
+        if jid in self._anonymous:
+            return  # it logged in again meanwhile
+        after = await self._removing(jid) if self._removing is not None else []
+        await self.storage.remove_user(jid.domain, jid.local or "", self._module_tables())
+        await self._removed(jid)
+        for action in after:
+            try:
+                action()
+            except Exception:  # one module's failure must not stop the others'
+                log.exception("after_removal_failed jid=%s", jid)
 
 
 __all__ = ["AuthService", "AuthUnavailable", "NotSupported", "STORED_METHODS", "TooManyUsers"]

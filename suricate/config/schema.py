@@ -1101,13 +1101,14 @@ _ANONYMOUS = Section(
         "allow_multiple_connections": Option(
             Bool(),
             False,
-            "Allow several connections with the same anonymous username.",
-            inert=True,
+            "With `login_anon`: allow several connections with the same anonymous username "
+            "(else a second login with a name in use is refused).",
         ),
         "protocol": Option(
             OneOf(["sasl_anon", "login_anon", "both"]),
             "sasl_anon",
-            "`sasl_anon`: SASL ANONYMOUS; `login_anon`: any username/password logs in; `both`.",
+            "`sasl_anon`: SASL ANONYMOUS; `login_anon`: PLAIN with any username no other "
+            "method knows and any password; `both`.",
         ),
         "backend": Option(
             OneOf(["mnesia", "cets"]),

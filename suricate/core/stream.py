@@ -95,9 +95,20 @@ class XmppStream:
             self.parser = StreamParser(self._max_stanza_size)
             if old is not None:
                 old.release()
+        self.restart_state_timer()
+
+    def restart_state_timer(self) -> None:
+        """A full ``state_timeout`` for the current state from now (none for an untimed
+        state)."""
         self._cancel_timer()
-        if self._state_timeout is not None and new in self._timed_states:
+        if self._state_timeout is not None and self.fsm.state in self._timed_states:
             self._timer = self.conn.loop.call_later(self._state_timeout, self._timed_out)
+
+    def state_time_left(self) -> float | None:
+        """Seconds before the current state times out; None when it has no deadline."""
+        if self._timer is None:
+            return None
+        return self._timer.when() - self.conn.loop.time()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -92,6 +92,9 @@ class CredentialRecord:
 
     password: str | None
     pass_details: str | None = None
+    #: Logs in an anonymous account (MongooseIM 6.4's anonymous method with ``login_anon``):
+    #: the name is no account's, and it lives as long as its sessions.
+    anonymous: bool = False
 
 
 class ChannelBindingSource(Protocol):

@@ -20,19 +20,24 @@ async def offered(server: Server, direct_tls: bool = True) -> list[str]:
         await raw.send(
             "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
             "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-        features = await raw.expect(r"<stream:features.*?(</stream:features>|/>)")
+        # the whole element: the first "/>" may be <starttls/>'s, before the mechanisms
+        features = await raw.expect(r"<stream:features.*?(</stream:features>|<stream:features/>)")
     finally:
         await raw.close()
-    return re.findall(r"<mechanism>([^<]+)</mechanism>", features)
+    # RFC 6120 §6.4.1's <mechanisms/> only (SASL2 lists its own, XEP-0388 §2.1)
+    legacy = re.search(r"<mechanisms xmlns=.urn:ietf:params:xml:ns:xmpp-sasl.>(.*?)</mechanisms>",
+                       features)
+    return re.findall(r"<mechanism>([^<]+)</mechanism>", legacy.group(1)) if legacy else []
 
 
-async def plain_outcome(server: Server, user: str, password: str) -> str:
-    """PLAIN over direct TLS: "success" or the failure condition."""
-    raw = await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+async def plain_outcome(server: Server, user: str, password: str,
+                        port: int | None = None) -> str:
+    """PLAIN over direct TLS (the tls_port, or ``port``): "success" or the failure
+    condition."""
+    raw = await RawClient.open(port or server.tls_port, tls=True)  # type: ignore[attr-defined]
     try:
         await raw.open_stream()
-        msg = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        await raw.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{msg}</auth>")
+        await raw.send(plain_auth(user, password))
         got = await raw.expect(r"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>",
                                timeout=10)
     finally:
@@ -42,3 +47,9 @@ async def plain_outcome(server: Server, user: str, password: str) -> str:
     m = re.search(r"<failure[^>]*><([a-z-]+)", got)
     assert m, got
     return m.group(1)
+
+
+def plain_auth(user: str, password: str) -> str:
+    """A SASL PLAIN <auth/> with its initial response."""
+    msg = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    return f"<auth xmlns='{SASL}' mechanism='PLAIN'>{msg}</auth>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from suricate.jid import JID
-from tests.auth.common import offered, plain_outcome
-from tests.e2e.harness import connect, disconnect, free_port, running_server
+from tests.auth.common import offered, plain_auth, plain_outcome
+from tests.e2e.harness import RawClient, connect, disconnect, free_port, running_server
 
 BASIC = "suricate:s3cret"
 
@@ -27,6 +28,7 @@ class AuthService:
         self.users: dict[tuple[str, str], str] = {}
         self.calls: list[str] = []
         self.down = False
+        self.delay = 0.0  # seconds before answering: a slow service
 
     def _key(self, fields: Any) -> tuple[str, str]:
         return fields["user"], fields["server"]
@@ -34,6 +36,7 @@ class AuthService:
     async def handle(self, request: web.Request) -> web.Response:
         verb = request.match_info["verb"]
         self.calls.append(verb)
+        await asyncio.sleep(self.delay)
         if self.down:
             return web.Response(status=500)
         expected = "Basic " + base64.b64encode(BASIC.encode()).decode()
@@ -161,6 +164,24 @@ async def test_service_down_gives_temporary_auth_failure(
         assert await plain_outcome(server, "alice", "wonderland") == "temporary-auth-failure"
 
 
+async def test_a_slow_service_answers_before_the_state_timeout(
+        tmp_path: Path, service: tuple[AuthService, int]) -> None:
+    """request_timeout (5 s) longer than the listener's state_timeout (1 s): the client gets
+    temporary-auth-failure (RFC 6120 §6.5.12) in time, not a connection-timeout."""
+    svc, port = service
+    svc.users[("alice", "localhost")] = "wonderland"
+    svc.delay = 3
+    slow_pool = pool(port).replace("request_timeout = 1000", "request_timeout = 5000")
+    async with running_server(tmp_path, auth_extra=methods("http"),
+                              extra=slow_pool + HTTP_AUTH, tls_mode="tls",
+                              c2s_extra="state_timeout = 1000") as server:
+        port = server.c2s_port  # type: ignore[attr-defined]
+        started = time.monotonic()
+        assert await plain_outcome(server, "alice", "wonderland", port) \
+            == "temporary-auth-failure"
+        assert time.monotonic() - started < 1.5
+
+
 async def test_wrong_basic_auth_is_a_service_failure(
         tmp_path: Path, service: tuple[AuthService, int]) -> None:
     svc, port = service
@@ -185,8 +206,10 @@ async def test_methods_in_order_http_then_rdbms(tmp_path: Path,
         svc.down = True
         assert await plain_outcome(server, "dave", "from-db") == "success"
         assert await plain_outcome(server, "alice", "from-http") == "temporary-auth-failure"
+        # SCRAM too: get_password failing does not hide the database's record
+        d3 = await connect(server, "dave@localhost/t", "from-db", sasl_mech="SCRAM-SHA-256")
         await asyncio.sleep(0)
-        await disconnect(a, d, d2)
+        await disconnect(a, d, d2, d3)
 
 
 async def test_fast_token_after_a_plain_login_through_http(
@@ -220,3 +243,27 @@ async def test_fast_token_after_a_plain_login_through_http(
                               extra=pool(port) + HTTP_AUTH) as server:
         assert await asyncio.to_thread(run, server.tls_port) == (  # type: ignore[attr-defined]
             True, True, False)
+
+
+async def test_login_anon_one_connection_per_name_even_at_once(
+        tmp_path: Path, service: tuple[AuthService, int]) -> None:
+    """Two guests logging in with the same name at the same moment, while the service is
+    asked whether the name is an account's: one gets in, the other is refused (6.4's
+    allow_multiple_connections = false)."""
+    svc, port = service
+    svc.delay = 0.3
+    auth = methods("http", "anonymous") + '\nanonymous.protocol = "login_anon"'
+    async with running_server(tmp_path, auth_extra=auth, extra=pool(port) + HTTP_AUTH) as server:
+        clients = [await RawClient.open(server.tls_port, tls=True)  # type: ignore[attr-defined]
+                   for _ in range(2)]
+        try:
+            for raw in clients:
+                await raw.open_stream()
+            for raw in clients:
+                await raw.send(plain_auth("guest", "any"))
+            answers = await asyncio.gather(*(raw.expect(r"<success.*?/>|<failure.*?</failure>")
+                                             for raw in clients))
+        finally:
+            for raw in clients:
+                await raw.close()
+        assert sorted(a[:8] for a in answers) == ["<failure", "<success"], answers

@@ -161,7 +161,14 @@ async def test_a_directory_that_never_answers(tmp_path: Path,
         hole.close()
 
 
-async def test_external_with_a_client_certificate_the_directory_knows(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("methods", "listener"), [
+    ('"ldap"', ""),
+    # pki is enabled, but not on this listener (6.4's allowed_auth_methods): the certificate
+    # alone is not enough there, the directory must know the user.
+    ('"pki", "ldap"', 'allowed_auth_methods = ["ldap"]'),
+], ids=["ldap", "pki-not-allowed-here"])
+async def test_external_with_a_client_certificate_the_directory_knows(
+        tmp_path: Path, methods: str, listener: str) -> None:
     """6.4's ldap method also takes SASL EXTERNAL: the verified certificate names the user
     (xmppAddr), an LDAP search says whether they may log in (no password, no bind)."""
     from tests.auth.test_pki import client_cert, login
@@ -185,8 +192,9 @@ tls.certfile = "{server_cert.certfile}"
 tls.keyfile = "{server_cert.keyfile}"
 tls.verify_mode = "peer"
 tls.cacertfile = "{ca.certfile}"
+{listener}
 [auth]
-methods = ["ldap"]
+methods = [{methods}]
 {ldap_toml(slapd.port)}
 [outgoing_pools.rdbms.default.connection]
 driver = "sqlite"

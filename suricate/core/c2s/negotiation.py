@@ -10,12 +10,13 @@ FAST tokens), applies the access rules, and runs the hooks modules take part thr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate import sasl
 from suricate.auth.methods import AuthUnavailable
@@ -45,8 +46,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.c2s")
 
+_T = TypeVar("_T")
+
+#: How long before the state's deadline a slow auth backend is given up on, so that the
+#: client's temporary-auth-failure is written before the connection-timeout would be.
+_DEADLINE_MARGIN = 0.1
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    """Fetch a given-up lookup's exception, so asyncio does not log it as never retrieved
+    (the backend logged its failure already)."""
+    if not task.cancelled():
+        task.exception()
+
+
 # A mechanism's own source of credentials (FAST tokens): (c2s, username) -> the next result.
 CredentialSource = Callable[[Any, str], Awaitable[Any]]
+
+#: c2s.module_state key set while the SASL exchange under way logs in an anonymous account
+#: with PLAIN (``auth.anonymous.protocol = "login_anon"``).
+LOGIN_ANON_KEY = "auth.login_anon"
+
+#: c2s.module_state key holding, during a SASL exchange, the password of an account still
+#: stored in the clear under ``password.format = "scram"`` (rewritten at its login).
+IN_THE_CLEAR_KEY = "auth.in_the_clear"
 
 #: c2s.module_state key of the XEP-0480 upgrade under way (between <continue/> and the end).
 UPGRADE_KEY = "sasl2.upgrade"
@@ -147,19 +170,32 @@ class Negotiation(Delivery):
         else:
             auth = self.auth
             mechanism = self.negotiator.mechanism
+            checked_by_methods = auth.checks_plain and isinstance(mechanism, sasl.Plain)
+            # MongooseIM 6.4's allowed_auth_methods: only these may log in through this
+            # listener (dummy or login_anon elsewhere must not take any password here).
+            only = self.opts.get("allowed_auth_methods") or None
             try:
-                if auth.checks_plain and isinstance(mechanism, sasl.Plain):
-                    record = await auth.plain_credentials(username, self.domain or "",
-                                                          mechanism.pending_password)
+                if checked_by_methods:
+                    record = await self._in_time(auth.plain_credentials(
+                        username, self.domain or "", mechanism.pending_password, only))
                 else:
-                    record = await auth.credentials(username, self.domain or "")
+                    record = await self._in_time(auth.credentials(username,
+                                                                  self.domain or "", only))
             except (StorageError, AuthUnavailable):
-                # RFC 6120 §6.5.12: the database (or an external auth service) is down; the
-                # client may try again later
-                # and the stream stays up.
+                # RFC 6120 §6.5.12: the database (or an external auth service) is down or
+                # too slow; the client may try again later, and the stream stays up with a
+                # fresh state_timeout for that.
                 log.warning("c2s_auth_storage_unavailable domain=%s", self.domain)
                 actions = self.negotiator.fail("temporary-auth-failure")
+                if self.fsm.state is not S.CLOSED:
+                    self.restart_state_timer()
             else:
+                if record is not None and record.anonymous:
+                    self.module_state[LOGIN_ANON_KEY] = True
+                elif record is not None and not checked_by_methods \
+                        and auth.in_the_clear(record.password, record.pass_details):
+                    # Stored in the clear: a SCRAM record once the login succeeds.
+                    self.module_state[IN_THE_CLEAR_KEY] = record.password
                 actions = self.negotiator.credentials(record)
         if self.fsm.state is S.CLOSED:
             # The stream ended while the credentials were looked up (a slow auth service
@@ -168,6 +204,26 @@ class Negotiation(Delivery):
         nxt = self._run(actions)
         if nxt is not None:
             await nxt
+
+    async def _in_time(self, lookup: Coroutine[Any, Any, _T]) -> _T:
+        """``lookup``'s answer, or AuthUnavailable shortly before the state's deadline:
+        an auth backend slower than the listener's ``state_timeout`` (an extauth program
+        or LDAP server that hangs for their 5 s, an HTTP service with a longer
+        ``request_timeout``) must give the client temporary-auth-failure (RFC 6120
+        §6.5.12), not a connection-timeout stream error. Only methods outside our database
+        are bounded: a database lookup keeps running inline, with no task."""
+        left = self.state_time_left()
+        if left is None or not self.auth.others:
+            return await lookup
+        task = asyncio.ensure_future(lookup)
+        done, _ = await asyncio.wait({task}, timeout=max(left - _DEADLINE_MARGIN, 0))
+        if not done:
+            # Left to finish: the backend ends it with its own timeout (an extauth program
+            # is then replaced); cancelling could leave a program mid-exchange.
+            task.add_done_callback(_discard_outcome)
+            log.warning("c2s_auth_backend_too_slow domain=%s", self.domain)
+            raise AuthUnavailable("no answer within state_timeout")
+        return task.result()
 
     # -- before authentication: features, STARTTLS -------------------------------------------
     def _tls_mode(self) -> str | None:
@@ -302,6 +358,8 @@ class Negotiation(Delivery):
 
     def _on_sasl_auth(self, el: Element) -> Awaitable[None] | None:
         self.credential_source = None
+        self.module_state.pop(LOGIN_ANON_KEY, None)
+        self.module_state.pop(IN_THE_CLEAR_KEY, None)
         return self._run(self.negotiator.auth(el, self._offered_mechanism,
                                               self._tls_required_but_missing()))
 
@@ -309,6 +367,8 @@ class Negotiation(Delivery):
         if not self.negotiator.sasl2_offered:
             raise StreamError("not-authorized")  # XEP-0388: only when offered
         self.credential_source = None
+        self.module_state.pop(LOGIN_ANON_KEY, None)
+        self.module_state.pop(IN_THE_CLEAR_KEY, None)
         self.user_agent = N.user_agent(el) or self.user_agent
         self.early_data_auth = self.in_early_data
         return self._run(self.negotiator.authenticate(el, self._inline_mechanism,
@@ -327,17 +387,22 @@ class Negotiation(Delivery):
     async def _authenticated(self, result: sasl.Success) -> None:
         """The mechanism accepted the client: the account's access rules decide."""
         domain = self.domain or self.server.default_domain
+        login_anon = bool(self.module_state.pop(LOGIN_ANON_KEY, False))
+        anonymous = login_anon or self.negotiator.mechanism_name == "ANONYMOUS"
+        in_the_clear: str | None = self.module_state.pop(IN_THE_CLEAR_KEY, None)
         try:
             user = JID(result.username, domain, None)
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
-        anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
-        if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
+        allowed = self.opts.get("allowed_auth_methods")
+        pki = "pki" in self.auth.methods and (not allowed or "pki" in allowed)
+        if self.negotiator.mechanism_name == "EXTERNAL" and not pki:
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user
-            # and the directory must know them (the same search as for PLAIN, no bind).
+            # and the directory must know them (the same search as for PLAIN, no bind); so
+            # too where pki is enabled but not on this listener (allowed_auth_methods).
             try:
-                known = await self.auth.others["ldap"].user_exists(user)
+                known = await self._in_time(self.auth.others["ldap"].user_exists(user))
             except AuthUnavailable:
                 self._run(self.negotiator.fail("temporary-auth-failure"))
                 return
@@ -348,10 +413,13 @@ class Negotiation(Delivery):
                 or not self.server.access_allows(self.opts.get("access") or "all", user):
             self._run(self.negotiator.fail("not-authorized", "access denied"))
             return
+        if anonymous and not self.server.auth.anonymous_login(user, chosen_name=login_anon):
+            self._run(self.negotiator.fail("not-authorized", "this name is in use"))
+            return
         self.user = user
         self.anonymous = anonymous
-        if anonymous:
-            self.server.auth.anonymous_login(user)
+        if in_the_clear is not None and not anonymous:
+            self.server.spawn(self.auth.store_as_scram(user, in_the_clear))
         log.info("c2s_auth_success user=%s mech=%s peer=%s", user,
                  self.negotiator.mechanism_name, self.conn.peer)
         if self.negotiator.sasl2 is not None:

@@ -311,17 +311,22 @@ class EstablishedSession(Negotiation):
                     continue  # a copy: the original reached its own recipient
                 self.server.undeliverable(stanza, self, when)
         self.server.sm_session_closed(self, reason)
-        if self.anonymous:
-            self.server.auth.anonymous_logout(jid.bare)
         self.server.spawn(self._run_close_hooks(reason))
 
     async def _run_close_hooks(self, reason: str) -> None:
         # The session has left the table already; modules still see its JID and presence.
-        if self.presence is not None:
-            # The connection ended while available: no unavailable presence carried a status.
-            await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
-        await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
-        log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+        try:
+            if self.presence is not None:
+                # The connection ended while available: no unavailable presence carried a
+                # status.
+                await self.server.hooks.fold_async(H.UNSET_PRESENCE, None, self, "")
+            await self.server.hooks.fold_async(H.SESSION_CLOSED, None, self, reason)
+            log.info("c2s_session_closed jid=%s reason=%s", self.jid, reason)
+        finally:
+            if self.anonymous and self.jid is not None:
+                # After the hooks: the account's data (roster, last activity) must not be
+                # written back by them once it is purged; and whatever they did.
+                self.server.auth.anonymous_logout(self.jid.bare)
 
 
 def _is_carbon_copy(stanza: Element) -> bool:
