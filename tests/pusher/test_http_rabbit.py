@@ -5,9 +5,11 @@ read by an aio-pika consumer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from aiohttp import web
 from suricate.config import ConfigError, parse_config
 from tests.e2e.harness import connect, disconnect, free_port, running_server
 from tests.mobile.conftest import add_user, modules_toml
+from tests.muc.conftest import PLUGINS, create_instant, next_groupchat
 
 RABBIT = ("127.0.0.1", 5672)
 
@@ -67,19 +70,27 @@ path_prefix = "/api"
         await runner.cleanup()
 
 
-async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) -> None:
+Event = tuple[str, str, dict[str, Any]]  # exchange, routing key, JSON body
+
+
+@contextlib.asynccontextmanager
+async def rabbit_consumer(names: tuple[str, ...]) -> AsyncIterator[tuple[str, asyncio.Queue[Event]]]:
+    """A real aio-pika consumer bound (`#`) to exchanges `<prefix>_<name>` of this test run
+    only; yields the prefix and the queue of events read."""
     if not _rabbit_up():
         if os.environ.get("CI") == "true":
             raise AssertionError("RabbitMQ is not running at 127.0.0.1:5672 (needed in CI)")
         pytest.skip("RabbitMQ is not running at 127.0.0.1:5672")
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    prefix = f"t{os.getpid()}{free_port()}"
     connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue()
-    prefix = f"t{os.getpid()}{free_port()}"  # exchanges of this test run only
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
-        for name in ("presence", "chat_msg"):
+        exchanges = []
+        for name in names:
             exchange = await channel.declare_exchange(f"{prefix}_{name}", "topic")
+            exchanges.append(exchange)
             await queue.bind(exchange, "#")
 
         async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -88,6 +99,15 @@ async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) ->
                                    json.loads(message.body)))
 
         await queue.consume(consume)
+        try:
+            yield prefix, events
+        finally:
+            for exchange in exchanges:
+                await exchange.delete()
+
+
+async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) -> None:
+    async with rabbit_consumer(("presence", "chat_msg")) as (prefix, events):
         modules = modules_toml(f"""
 [modules.mod_event_pusher.rabbit]
 presence_exchange.name = "{prefix}_presence"
@@ -105,7 +125,7 @@ chat_msg_exchange.name = "{prefix}_chat_msg"
                 alice.send_presence()
                 bob.send_presence()
                 alice.send_message(mto="bob@localhost/b", mbody="over AMQP", mtype="chat")
-                seen: list[tuple[str, str, dict[str, Any]]] = []
+                seen: list[Event] = []
                 while len(seen) < 4:
                     seen.append(await asyncio.wait_for(events.get(), 5))
             finally:
@@ -120,6 +140,68 @@ chat_msg_exchange.name = "{prefix}_chat_msg"
             {"from_user_id": "alice@localhost/a", "to_user_id": "bob@localhost/b",
              "message": "over AMQP"}) in seen
     assert offline[0] == f"{prefix}_presence" and offline[2]["present"] is False
+
+
+async def test_rabbit_each_message_received_once(tmp_path: Path) -> None:
+    """6.4 publishes `chat_msg_recv` when a message is routed to a local account (its
+    filter_local_packet), once, whatever the account's sessions: for an offline account too
+    (the message is stored for later), once for two resources of a bare-JID message, once per
+    occupant for a MUC message."""
+    async with rabbit_consumer(("presence", "chat_msg", "groupchat_msg")) as (prefix, events):
+        modules = modules_toml(f"""
+[modules.mod_muc]
+[modules.mod_event_pusher.rabbit]
+presence_exchange.name = "{prefix}_presence"
+chat_msg_exchange.name = "{prefix}_chat_msg"
+groupchat_msg_exchange.name = "{prefix}_groupchat_msg"
+""")
+        pools = "[outgoing_pools.rabbit.event_pusher.connection]\nhost = \"127.0.0.1\"\n"
+        async with running_server(tmp_path, extra=pools, modules=modules) as server:
+            for name in ("alice", "bob", "carol"):
+                await add_user(server, name)
+            await asyncio.wait_for(server.modules["mod_event_pusher"].rabbit.connected.wait(), 10)
+            alice = await connect(server, "alice@localhost/a", "secret", direct_tls=True,
+                                  plugins=PLUGINS)
+            bob1 = await connect(server, "bob@localhost/b1", "secret")
+            bob2 = await connect(server, "bob@localhost/b2", "secret")
+            try:
+                for client in (alice, bob1, bob2):
+                    client.send_presence()
+                room = "r@conference.localhost"
+                await create_instant(alice, room, "Alice")
+                alice.send_message(mto="bob@localhost", mbody="to both", mtype="chat")
+                alice.send_message(mto="carol@localhost", mbody="for later", mtype="chat")
+                for client in (bob1, bob2):
+                    assert (await client.next_message())["body"] == "to both"
+                alice.send_message(mto=room, mbody="to the room", mtype="groupchat")
+                await next_groupchat(alice)
+                await asyncio.sleep(0.5)  # what else would come (a duplicate) has come
+            finally:
+                await disconnect(alice, bob1, bob2)
+    seen: list[Event] = []
+    while not events.empty():
+        seen.append(events.get_nowait())
+    chat = [(key, body) for exchange, key, body in seen if exchange.endswith("_chat_msg")]
+    assert sorted(chat, key=str) == sorted([
+        ("alice@localhost.chat_msg_sent", {"from_user_id": "alice@localhost/a",
+                                           "to_user_id": "bob@localhost", "message": "to both"}),
+        ("bob@localhost.chat_msg_recv", {"from_user_id": "alice@localhost/a",
+                                         "to_user_id": "bob@localhost", "message": "to both"}),
+        ("alice@localhost.chat_msg_sent", {"from_user_id": "alice@localhost/a",
+                                           "to_user_id": "carol@localhost",
+                                           "message": "for later"}),
+        ("carol@localhost.chat_msg_recv", {"from_user_id": "alice@localhost/a",
+                                           "to_user_id": "carol@localhost",
+                                           "message": "for later"}),
+    ], key=str)
+    group = [(key, body) for exchange, key, body in seen if exchange.endswith("_groupchat_msg")]
+    assert sorted(group, key=str) == sorted([
+        ("alice@localhost.groupchat_msg_sent", {"from_user_id": "alice@localhost/a",
+                                                "to_user_id": room, "message": "to the room"}),
+        ("alice@localhost.groupchat_msg_recv", {"from_user_id": f"{room}/Alice",
+                                                "to_user_id": "alice@localhost/a",
+                                                "message": "to the room"}),
+    ], key=str)
 
 
 BASE = """

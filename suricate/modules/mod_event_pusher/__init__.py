@@ -157,9 +157,15 @@ class ModEventPusher(Module):
             await self.rabbit.start()
             self._hook(H.USER_AVAILABLE, self.user_available, 50)
             self._hook(H.UNSET_PRESENCE, self.unset_presence, 50)
+            # "Received" is when the router hands a message to a local account (6.4's
+            # filter_local_packet, priority 90): once per message whatever the account's
+            # sessions, where user_receive_packet would see each resource's copy and never a
+            # message stored for an offline account (offline_message covers that one).
+            self._hook(H.FILTER_LOCAL_PACKET, self.message_routed, 90)
+            self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
         if self.http is not None or self.rabbit is not None:
             self._hook(H.USER_SEND_PACKET, self.user_send_packet, 90)
-        if self.push is not None or self.rabbit is not None:
+        if self.push is not None:
             self._hook(H.USER_RECEIVE_PACKET, self.user_receive_packet, 95)
 
     def _hook(self, hook: H.Hook, handler: Any, priority: int) -> None:
@@ -199,12 +205,35 @@ class ModEventPusher(Module):
 
     # -- events ---------------------------------------------------------------------------------
     async def offline_message(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
-        # Only a message the account will find later is worth waking the phone for: stored
-        # offline, or archived (mod_mam). A bounced one is the sender's news, not theirs.
-        if self.push is not None and (stored or "mod_mam" in self.server.modules) \
-                and _notifiable(stanza):
+        # Only a message the account will find later is worth waking the phone for (or
+        # reporting as received): stored offline, or archived (mod_mam). A bounced one is the
+        # sender's news, not theirs.
+        if not (stored or "mod_mam" in self.server.modules):
+            return stored
+        if self.push is not None and _notifiable(stanza):
             self.push.message_missed(to.bare, frm, stanza)
+        if self.rabbit is not None:
+            self._rabbit_received(frm, to, stanza)
         return stored
+
+    def message_routed(self, stanza: Element | None, frm: JID, to: JID,
+                       sessions: list[Any]) -> Element | None:
+        if stanza is not None and self.rabbit is not None:
+            self._rabbit_received(frm, to, stanza)
+        return stanza
+
+    def _rabbit_received(self, frm: JID, to: JID, stanza: Element) -> None:
+        # 6.4's chat_msg_recv / groupchat_msg_recv: to_user_id is the address the message was
+        # sent to (the bare JID for a message to the account, the occupant's full JID for a
+        # room's message), the routing key the receiving account's bare JID.
+        assert self.rabbit is not None
+        mtype = stanza.get("type")
+        if mtype not in ("chat", "groupchat"):
+            return
+        body = stanza.find_text("body")
+        if body:
+            self.rabbit.chat(str(frm), str(frm.bare), str(to), str(to.bare), body,
+                             mtype == "groupchat", "recv")
 
     async def user_available(self, acc: Any, c2s: C2S) -> Any:
         if self.push is not None:
@@ -263,12 +292,6 @@ class ModEventPusher(Module):
             sender = stanza.get("from")
             if sender:
                 self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza, queued=True)
-        if self.rabbit is not None and stanza.get("type") in ("chat", "groupchat"):
-            body, sender = stanza.find_text("body"), stanza.get("from")
-            if body is not None and sender:
-                frm = JID.parse(sender)
-                self.rabbit.chat(sender, str(frm.bare), str(c2s.jid), str(c2s.jid.bare), body,
-                                 stanza.get("type") == "groupchat", "recv")
         return stanza
 
 
