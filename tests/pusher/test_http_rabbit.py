@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ import pytest
 from aiohttp import web
 
 from suricate.config import ConfigError, parse_config
-from tests.e2e.harness import connect, disconnect, free_port, running_server
+from tests.e2e.harness import connect, disconnect, eventually, free_port, running_server
 from tests.mobile.conftest import add_user, modules_toml
 from tests.muc.conftest import PLUGINS, create_instant, next_groupchat
+from tests.pusher.test_mongoosepush import record_events
 
 RABBIT = ("127.0.0.1", 5672)
 
@@ -68,6 +70,70 @@ path_prefix = "/api"
                 await disconnect(alice)
     finally:
         await runner.cleanup()
+
+
+async def test_http_backend_slow_or_down_never_delays_messages(tmp_path: Path) -> None:
+    """A handler whose service answers after its request_timeout and one with nothing
+    listening: messages are delivered at once all the same (the POSTs are off the routing
+    path), each failure is counted, and a message with an empty body is not POSTed (6.4's
+    default callback: chat messages with a non-empty body)."""
+    release = asyncio.Event()
+    posted: list[dict[str, str]] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        posted.append(dict(await request.post()))
+        await release.wait()
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pools = f"""
+[outgoing_pools.http.slow.connection]
+host = "http://127.0.0.1:{port}"
+request_timeout = 500
+[outgoing_pools.http.dead.connection]
+host = "http://127.0.0.1:{free_port()}"
+"""
+    modules = modules_toml("[modules.mod_event_pusher.http]\nhandlers = ["
+                           '{pool_name = "slow", path = "/slow"}, {pool_name = "dead"}]')
+    try:
+        async with running_server(tmp_path, extra=pools, modules=modules) as server:
+            seen = record_events(server)
+            await add_user(server, "alice")
+            await add_user(server, "bob")
+            alice = await connect(server, "alice@localhost/a", "secret")
+            bob = await connect(server, "bob@localhost/b", "secret")
+            try:
+                bob.send_presence()
+                await bob.next_presence()
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                for i in range(20):
+                    alice.send_message(mto="bob@localhost/b", mbody=f"m{i}", mtype="chat")
+                for i in range(20):
+                    assert (await bob.next_message())["body"] == f"m{i}"
+                assert loop.time() - started < 0.5
+                empty = alice.make_message(mto="bob@localhost/b", mtype="chat")
+                empty.xml.append(ET.Element("{jabber:client}body"))
+                empty.send()
+                await bob.next_message()
+                await eventually(lambda: len(failures(seen)) == 40)
+                await asyncio.sleep(0.2)
+                assert len(posted) == 20 and all(form["message"] for form in posted)
+                assert len(failures(seen)) == 40
+            finally:
+                release.set()
+                await disconnect(alice, bob)
+    finally:
+        await runner.cleanup()
+
+
+def failures(seen: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [m for name, m in seen if name == "mod_event_pusher_http_sent" and "failure_count" in m]
 
 
 Event = tuple[str, str, dict[str, Any]]  # exchange, routing key, JSON body

@@ -268,7 +268,9 @@ class ModEventPusher(Module):
             return stanza
         body = stanza.find_text("body")
         to = stanza.get("to")
-        if body is None or to is None:
+        # 6.4's default callback: only a message with a non-empty body is an event (a chat
+        # state or a receipt is no message anyone wants counted or e-mailed).
+        if not body or to is None:
             return stanza
         mtype = stanza.get("type", "normal")
         try:
