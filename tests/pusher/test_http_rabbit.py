@@ -182,6 +182,10 @@ async def rabbit_consumer(names: tuple[str, ...]) -> AsyncIterator[tuple[str, as
 
 
 async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) -> None:
+    """6.4's events: a session becoming available (initial presence) and unavailable, by the
+    client's own <presence type='unavailable'/> (as Gajim or Conversations log out) or by its
+    connection ending; a presence update or an unavailable presence of a session that was
+    never available is no event."""
     async with rabbit_consumer(("presence", "chat_msg")) as (prefix, events):
         pools, modules = rabbit_modules(prefix)
         async with running_server(tmp_path, extra=pools, modules=modules) as server:
@@ -192,24 +196,36 @@ async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) ->
             alice = await connect(server, "alice@localhost/a", "secret")
             bob = await connect(server, "bob@localhost/b", "secret")
             try:
+                bob.send_presence(ptype="unavailable")  # never available: nothing
                 alice.send_presence()
                 bob.send_presence()
+                bob.send_presence(pshow="away")  # an update: nothing
                 alice.send_message(mto="bob@localhost/b", mbody="over AMQP", mtype="chat")
-                seen: list[Event] = []
-                while len(seen) < 4:
-                    seen.append(await asyncio.wait_for(events.get(), 5))
+                assert (await bob.next_message())["body"] == "over AMQP"
+                bob.send_presence(ptype="unavailable")
+                await asyncio.sleep(0.3)
             finally:
                 await disconnect(alice, bob)
-            offline = await asyncio.wait_for(events.get(), 5)
-    assert (f"{prefix}_presence", "alice@localhost.status",
-            {"user_id": "alice@localhost/a", "present": True}) in seen
+            seen: list[Event] = []
+            while len(seen) < 6:
+                seen.append(await asyncio.wait_for(events.get(), 5))
+            await asyncio.sleep(0.3)
+            assert events.empty()
+    presence = [(key, body) for exchange, key, body in seen if exchange == f"{prefix}_presence"]
+    assert sorted(presence, key=str) == sorted([
+        ("alice@localhost.status", {"user_id": "alice@localhost/a", "present": True}),
+        ("bob@localhost.status", {"user_id": "bob@localhost/b", "present": True}),
+        ("bob@localhost.status", {"user_id": "bob@localhost/b", "present": False}),
+        ("alice@localhost.status", {"user_id": "alice@localhost/a", "present": False}),
+    ], key=str)
+    # Bob's in the order he sent them.
+    assert [b["present"] for k, b in presence if k.startswith("bob")] == [True, False]
     assert (f"{prefix}_chat_msg", "alice@localhost.chat_msg_sent",
             {"from_user_id": "alice@localhost/a", "to_user_id": "bob@localhost/b",
              "message": "over AMQP"}) in seen
     assert (f"{prefix}_chat_msg", "bob@localhost.chat_msg_recv",
             {"from_user_id": "alice@localhost/a", "to_user_id": "bob@localhost/b",
              "message": "over AMQP"}) in seen
-    assert offline[0] == f"{prefix}_presence" and offline[2]["present"] is False
 
 
 async def test_rabbit_each_message_received_once(tmp_path: Path) -> None:

@@ -155,7 +155,8 @@ class ModEventPusher(Module):
             self.rabbit = RabbitBackend(self.server, self.opts["rabbit"],
                                         pools["rabbit"][POOL_TAG])
             await self.rabbit.start()
-            self._hook(H.USER_AVAILABLE, self.user_available, 50)
+            # A client's own available and unavailable presence is seen by user_send_packet
+            # (below), a connection lost while available by unset_presence.
             self._hook(H.UNSET_PRESENCE, self.unset_presence, 50)
             # "Received" is when the router hands a message to a local account (6.4's
             # filter_local_packet, priority 90): once per message whatever the account's
@@ -164,7 +165,10 @@ class ModEventPusher(Module):
             self._hook(H.FILTER_LOCAL_PACKET, self.message_routed, 90)
             self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
         if self.http is not None or self.rabbit is not None:
-            self._hook(H.USER_SEND_PACKET, self.user_send_packet, 90)
+            # 70: after the filters that may drop what a client sends (blocking 40, privacy
+            # 41, AMP 45), before mod_presence (80), which consumes broadcast presence and
+            # sets the session's presence: here the session still shows the state before.
+            self._hook(H.USER_SEND_PACKET, self.user_send_packet, 70)
         if self.push is not None:
             self._hook(H.USER_RECEIVE_PACKET, self.user_receive_packet, 95)
 
@@ -238,8 +242,6 @@ class ModEventPusher(Module):
     async def user_available(self, acc: Any, c2s: C2S) -> Any:
         if self.push is not None:
             self.push.user_online(c2s.jid.bare)
-        if self.rabbit is not None:
-            self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), True)
         return acc
 
     def session_resumed(self, acc: None, c2s: C2S, old: C2S) -> None:
@@ -259,10 +261,15 @@ class ModEventPusher(Module):
         if stanza is None:
             return None
         if stanza.name == "presence":
-            # A client's own unavailable presence (unset_presence covers lost connections).
-            if self.rabbit is not None and stanza.get("type") == "unavailable" \
-                    and stanza.get("to") is None:
-                self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), False)
+            # 6.4's user_present / user_not_present: the session becomes available (initial
+            # presence, RFC 6121 §4.2) or unavailable (§4.5) by its own broadcast presence;
+            # an update of an available session is no event. Published here, in the order
+            # the client sent them (unset_presence covers a connection lost while available).
+            if self.rabbit is not None and stanza.get("to") is None:
+                ptype = stanza.get("type")
+                if (ptype is None and c2s.presence is None) \
+                        or (ptype == "unavailable" and c2s.presence is not None):
+                    self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), ptype is None)
             return stanza
         if stanza.name != "message":
             return stanza
