@@ -380,10 +380,13 @@ hosts = ["localhost"]
     ("[modules.mod_event_pusher.rabbit]",
      "modules.mod_event_pusher.rabbit: pool 'event_pusher' is not defined in "
      "[outgoing_pools.rabbit]"),
-    ("[modules.mod_event_pusher.sns]",
-     "modules.mod_event_pusher.sns: the sns backend (Amazon SNS) is not available in this "
-     "version of Suricate; the http or rabbit backend can feed a service of yours that "
-     "publishes to SNS (docs/event_pusher.md)"),
+    ('[modules.mod_event_pusher.sns]\nsns_host = "sns.eu-west-1.amazonaws.com"\n'
+     'region = "eu-west-1"\naccess_key_id = "AKID"\nsecret_access_key = "s"',
+     "modules.mod_event_pusher.sns.account_id: missing required option"),
+    ('[modules.mod_event_pusher.rabbit.presence_exchange]\ntype = "fan"\n'
+     "[outgoing_pools.rabbit.event_pusher.connection]",
+     "modules.mod_event_pusher.rabbit.presence_exchange.type: expected one of topic, direct, "
+     "fanout, headers"),
     ('[outgoing_pools.http.p.connection]\nhost = "localhost:80"',
      'outgoing_pools.http.p.connection.host: expected a URL starting with "http://" or '
      '"https://"'),
