@@ -283,6 +283,27 @@ async def test_rabbit_each_message_received_once(tmp_path: Path) -> None:
     ], key=str)
 
 
+async def test_rabbit_shutdown_publishes_every_user_going_offline(tmp_path: Path) -> None:
+    """A shutdown ends every session: each one's present=false is published before the
+    backend stops, else the consumer keeps those users online for good."""
+    async with rabbit_consumer(("presence",)) as (prefix, events):
+        pools, modules = rabbit_modules(prefix)
+        async with running_server(tmp_path, extra=pools, modules=modules) as server:
+            await asyncio.wait_for(server.modules["mod_event_pusher"].rabbit.connected.wait(), 10)
+            clients = []
+            for i in range(12):
+                await add_user(server, f"u{i}")
+                clients.append(await connect(server, f"u{i}@localhost/r", "secret"))
+                clients[-1].send_presence()
+            online = [await asyncio.wait_for(events.get(), 5) for _ in clients]
+            assert all(body["present"] for _, _, body in online)
+        offline = [await asyncio.wait_for(events.get(), 5) for _ in clients]
+        for client in clients:
+            client.abort()  # the server is gone: no reconnection attempts
+    assert sorted(key for _, key, body in offline if body["present"] is False) == sorted(
+        f"u{i}@localhost.status" for i in range(12))
+
+
 class TcpProxy:
     """A TCP relay to RabbitMQ that the test can cut and restore: the broker "goes away"
     for Suricate while the machine's RabbitMQ keeps running."""

@@ -38,6 +38,7 @@ POOL_TAG = "event_pusher"
 RETRY_MAX = 30.0  # seconds between reconnection attempts at most
 CONNECT_TIMEOUT = 10.0  # seconds: a broker that accepts TCP but never answers is down too
 ATTEMPTS = 3  # connections an event is tried on before it is dropped (and counted failed)
+DRAIN_TIMEOUT = 5.0  # seconds a shutdown waits for the queued events to be published
 
 
 class RabbitBackend:
@@ -60,6 +61,13 @@ class RabbitBackend:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        # A shutdown ends every session first: their present=false events are in the queue
+        # now, and a consumer that never gets them keeps those users online for good. They
+        # are published if the broker is there, within DRAIN_TIMEOUT.
+        deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT
+        while self.connected.is_set() and (self._pending is not None or not self.queue.empty()) \
+                and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
