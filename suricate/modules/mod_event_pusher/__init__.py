@@ -136,8 +136,9 @@ _SNS = Section(
         "muc_host": Option(Str(), "conference.@HOST@", "MUC service of the groupchat events.",
                            inert=True),
         "sns_host": Option(
-            Str(), REQUIRED, "SNS endpoint host (reached over HTTPS); Suricate also takes a "
-            'URL, such as "http://localhost:4566" for an SNS-compatible service.',
+            Str(), REQUIRED, "SNS endpoint: a host name (reached over HTTPS) or a URL, whose "
+            'scheme, port and path are used (such as "http://localhost:4566" for an '
+            "SNS-compatible service).",
             example='"sns.eu-west-1.amazonaws.com"'),
         "region": Option(Str(), REQUIRED, "AWS region of the topics.", example='"eu-west-1"'),
         "access_key_id": Option(Str(), REQUIRED, "AWS access key id.",
@@ -149,7 +150,7 @@ _SNS = Section(
         "pool_size": Option(Int(min=1), 100, "Concurrent Publish requests at most."),
         "publish_retry_count": Option(Int(min=0), 2,
                                       "Retries of a failed publication before it is dropped."),
-        "publish_retry_time_ms": Option(Int(min=1, unit="milliseconds"), 50,
+        "publish_retry_time_ms": Option(Int(min=0, unit="milliseconds"), 50,
                                         "Base of the exponential back-off between retries."),
     },
     doc="Publish presence changes and the messages users send to Amazon SNS topics.",

@@ -108,8 +108,8 @@ def sign(
 
 
 def endpoint(sns_host: str) -> str:
-    """``sns_host`` as a URL: a bare host name (6.4) is reached over HTTPS; a URL (an
-    SNS-compatible service such as LocalStack) is taken as it is."""
+    """``sns_host`` as a URL: a bare host name is reached over HTTPS; of a URL (6.4 takes
+    both), the scheme, port and path are used (an SNS-compatible service, LocalStack)."""
     return sns_host.rstrip("/") + "/" if "://" in sns_host else f"https://{sns_host}/"
 
 
