@@ -1507,7 +1507,12 @@ _HTTP_POOL = Section(
                     "request_timeout": Option(Int(min=1, unit="milliseconds"), 2000,
                                               "Timeout of one request."),
                     "tls": Option(outgoing_tls(with_mode=False), None,
-                                  "TLS options for https URLs.", inert=True),
+                                  "TLS options for https URLs, used by mod_event_pusher's "
+                                  "http handlers and mod_push_service_mongoosepush "
+                                  '(verify_mode "selfsigned_peer" verifies as "peer", the '
+                                  "server_name_indication options are not applied); HTTP "
+                                  "authentication (auth.http, mod_muc's http_auth) does not "
+                                  "use them yet (docs/event_pusher.md)."),
                 },
                 post=_http_url_post,
             ),

@@ -39,6 +39,7 @@ from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
+from suricate.modules.mod_event_pusher.http import pool_ssl_context
 
 if TYPE_CHECKING:
     import aiohttp
@@ -134,9 +135,10 @@ class ModPushServiceMongoosepush(Module):
         self.base = str(conn["host"]).rstrip("/") + ("/" + prefix if prefix else "") \
             + f"/{self.opts['api_version']}/notification/"
         self.timeout = int(conn["request_timeout"]) / 1000
-
+        context = pool_ssl_context(conn)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=int(self.opts["max_http_connections"])))
+            connector=aiohttp.TCPConnector(limit=int(self.opts["max_http_connections"]),
+                                           ssl=context if context is not None else True))
 
     async def stop(self) -> None:
         if self._session is not None:

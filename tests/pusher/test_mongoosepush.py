@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from suricate.config import ConfigError, parse_config
 from suricate.core.server import Server
+from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, running_server
 from tests.mobile.conftest import add_user, modules_toml
 
@@ -36,19 +38,29 @@ class FakeMongoosePush:
 
 
 @contextlib.asynccontextmanager
-async def mongoosepush_server(tmp: Path) -> AsyncIterator[tuple[Server, FakeMongoosePush]]:
+async def mongoosepush_server(tmp: Path, tls: str | None = None
+                              ) -> AsyncIterator[tuple[Server, FakeMongoosePush]]:
+    """``tls``: the pool's tls table; MongoosePush then answers over https with a
+    self-signed certificate for "localhost", as it does out of the box."""
     fake = FakeMongoosePush()
     app = web.Application()
     app.router.add_post("/push/v3/notification/{device}", fake.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    context = None
+    if tls is not None:
+        cert, _ = ensure_self_signed(tmp / "mongoosepush", ["localhost"])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert.certfile, cert.keyfile)
+        tls = tls.replace("CERT", str(cert.certfile))
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     pools = f"""
 [outgoing_pools.http.mongoose_push_http.connection]
-host = "http://127.0.0.1:{port}"
+host = "{'https://localhost' if tls is not None else 'http://127.0.0.1'}:{port}"
 path_prefix = "/push"
 request_timeout = 2000
+{tls or ""}
 """
     modules = modules_toml(
         '[modules.mod_event_pusher.push]\nvirtual_pubsub_hosts = ["push.@HOST@"]\n'
@@ -219,3 +231,19 @@ def test_pool_name_is_required(tmp_path: Path) -> None:
         parse_config(BASE + "[modules.mod_push_service_mongoosepush]", tmp_path)
     assert any("modules.mod_push_service_mongoosepush.pool_name" in str(p)
                for p in err.value.problems)
+
+
+@pytest.mark.parametrize("tls", ['tls.verify_mode = "none"', 'tls.cacertfile = "CERT"'])
+async def test_pool_tls_reaches_a_self_signed_mongoosepush(tmp_path: Path, tls: str) -> None:
+    """The pool's tls table is used: MongoosePush's self-signed certificate is accepted
+    with verify_mode = "none", or verified (and its name) against it as cacertfile."""
+    async with mongoosepush_server(tmp_path, tls) as (server, fake):
+        await enable_and_leave(server, device_id="d1", service="fcm")
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="over https", mtype="chat")
+            path, body = await asyncio.wait_for(fake.requests.get(), 5)
+            assert path == "/push/v3/notification/d1"
+            assert body["alert"]["body"] == "over https"
+        finally:
+            await disconnect(bob)

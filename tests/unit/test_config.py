@@ -1663,12 +1663,6 @@ def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> 
             "loopback or a private network, or through a TLS tunnel (stunnel) on this host",
         ),
         (
-            "[modules.mod_event_pusher.sns]\n",
-            "modules.mod_event_pusher.sns: the sns backend (Amazon SNS) is not available in this "
-            "version of Suricate; the http or rabbit backend can feed a service of yours that "
-            "publishes to SNS (docs/event_pusher.md)",
-        ),
-        (
             '[modules.mod_extdisco]\nservice = [{type = "turn", host = "h", secret = "s"}]\n',
             "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials, from "
             "MongooseIM versions after 6.4) is not available in this version of Suricate; give "

@@ -4,8 +4,8 @@ Each backend is enabled by its own table, as in 6.4:
 - `[modules.mod_event_pusher.push]`: XEP-0357 push notifications to a mobile app's server
   (`push.py`);
 - `[modules.mod_event_pusher.http]`: chat messages POSTed to HTTP services (`http.py`);
-- `[modules.mod_event_pusher.rabbit]`: presence and message events to RabbitMQ (`rabbit.py`).
-`sns` (AWS) is refused as not available.
+- `[modules.mod_event_pusher.rabbit]`: presence and message events to RabbitMQ (`rabbit.py`);
+- `[modules.mod_event_pusher.sns]`: presence and message events to Amazon SNS (`sns.py`).
 
 Only the hooks of the enabled backends are wired, so a server without `http` or `rabbit` pays
 nothing per stanza for them.
@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.loader import References
 from suricate.config.modules_spec import backend, iqdisc
-from suricate.config.spec import DEFAULTS, OMIT, Bool, Int, ListOf, OneOf, Option, Section, Str
+from suricate.config.spec import (
+    DEFAULTS,
+    OMIT,
+    REQUIRED,
+    Bool,
+    Int,
+    ListOf,
+    OneOf,
+    Option,
+    Section,
+    Str,
+)
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module
@@ -31,6 +42,7 @@ from suricate.xml.element import Element
 from .http import HttpBackend
 from .push import PUSH, PushBackend
 from .rabbit import POOL_TAG, RabbitBackend
+from .sns import SnsBackend
 from .store import PushStore
 
 if TYPE_CHECKING:
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PLUGIN = "mod_event_pusher_push_plugin_defaults"
 DEFAULT_HTTP_CALLBACK = "mod_event_pusher_http_defaults"
+DEFAULT_SNS_PLUGIN = "mod_event_pusher_sns_defaults"
 
 
 def _exchange(name: str, topics: bool) -> Option:
@@ -106,6 +119,44 @@ _RABBIT = Section(
 )
 
 
+_SNS = Section(
+    {
+        "presence_updates_topic": Option(
+            Str(), OMIT, "SNS topic of presence changes; none published without it.",
+            example='"user_presence_updated"'),
+        "pm_messages_topic": Option(
+            Str(), OMIT, "SNS topic of the chat messages users send; none without it.",
+            example='"user_message_sent"'),
+        "muc_messages_topic": Option(
+            Str(), OMIT, "SNS topic of the groupchat messages users send; none without it.",
+            example='"user_messagegroup_sent"'),
+        "plugin_module": Option(
+            OneOf([DEFAULT_SNS_PLUGIN]), DEFAULT_SNS_PLUGIN,
+            "User ids (bare JIDs) and message attributes (none): 6.4's default plugin."),
+        "muc_host": Option(Str(), "conference.@HOST@", "MUC service of the groupchat events.",
+                           inert=True),
+        "sns_host": Option(
+            Str(), REQUIRED, "SNS endpoint: a host name (reached over HTTPS) or a URL, whose "
+            'scheme, port and path are used (such as "http://localhost:4566" for an '
+            "SNS-compatible service).",
+            example='"sns.eu-west-1.amazonaws.com"'),
+        "region": Option(Str(), REQUIRED, "AWS region of the topics.", example='"eu-west-1"'),
+        "access_key_id": Option(Str(), REQUIRED, "AWS access key id.",
+                                example='"AKIAIOSFODNN7EXAMPLE"'),
+        "secret_access_key": Option(Str(), REQUIRED, "AWS secret access key.",
+                                    example='"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"'),
+        "account_id": Option(Str(), REQUIRED, "AWS account owning the topics.",
+                             example='"123456789012"'),
+        "pool_size": Option(Int(min=1), 100, "Concurrent Publish requests at most."),
+        "publish_retry_count": Option(Int(min=0), 2,
+                                      "Retries of a failed publication before it is dropped."),
+        "publish_retry_time_ms": Option(Int(min=0, unit="milliseconds"), 50,
+                                        "Base of the exponential back-off between retries."),
+    },
+    doc="Publish presence changes and the messages users send to Amazon SNS topics.",
+)
+
+
 class ModEventPusher(Module):
     name = "mod_event_pusher"
     xeps = ("0357",)
@@ -114,11 +165,9 @@ class ModEventPusher(Module):
             "push": Option(_PUSH, OMIT, _PUSH.doc),
             "http": Option(_HTTP, OMIT, _HTTP.doc),
             "rabbit": Option(_RABBIT, OMIT, _RABBIT.doc),
+            "sns": Option(_SNS, OMIT, _SNS.doc),
         },
-        doc="Pushes events to other systems: XEP-0357 push, HTTP, RabbitMQ.",
-        unavailable={"sns": "the sns backend (Amazon SNS) is not available in this version "
-                     "of Suricate; the http or rabbit backend can feed a service of yours "
-                     "that publishes to SNS (docs/event_pusher.md)"},
+        doc="Pushes events to other systems: XEP-0357 push, HTTP, RabbitMQ, Amazon SNS.",
     )
     store_class = PushStore
     store: PushStore
@@ -136,6 +185,7 @@ class ModEventPusher(Module):
         self.push: PushBackend | None = None
         self.http: HttpBackend | None = None
         self.rabbit: RabbitBackend | None = None
+        self.sns: SnsBackend | None = None
         self._wired: list[tuple[H.Hook, Any, int]] = []
 
     async def start(self) -> None:
@@ -155,11 +205,25 @@ class ModEventPusher(Module):
             self.rabbit = RabbitBackend(self.server, self.opts["rabbit"],
                                         pools["rabbit"][POOL_TAG])
             await self.rabbit.start()
-            self._hook(H.USER_AVAILABLE, self.user_available, 50)
+            # A client's own available and unavailable presence is seen by user_send_packet
+            # (below), a connection lost while available by unset_presence.
             self._hook(H.UNSET_PRESENCE, self.unset_presence, 50)
-        if self.http is not None or self.rabbit is not None:
-            self._hook(H.USER_SEND_PACKET, self.user_send_packet, 90)
-        if self.push is not None or self.rabbit is not None:
+            # "Received" is when the router hands a message to a local account (6.4's
+            # filter_local_packet, priority 90): once per message whatever the account's
+            # sessions, where user_receive_packet would see each resource's copy and never a
+            # message stored for an offline account (offline_message covers that one).
+            self._hook(H.FILTER_LOCAL_PACKET, self.message_routed, 90)
+            self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
+        if "sns" in self.opts:
+            self.sns = SnsBackend(self.server, self.opts["sns"])
+            await self.sns.start()
+            self._hook(H.UNSET_PRESENCE, self.unset_presence, 50)
+        if self.http is not None or self.rabbit is not None or self.sns is not None:
+            # 70: after the filters that may drop what a client sends (blocking 40, privacy
+            # 41, AMP 45), before mod_presence (80), which consumes broadcast presence and
+            # sets the session's presence: here the session still shows the state before.
+            self._hook(H.USER_SEND_PACKET, self.user_send_packet, 70)
+        if self.push is not None:
             self._hook(H.USER_RECEIVE_PACKET, self.user_receive_packet, 95)
 
     def _hook(self, hook: H.Hook, handler: Any, priority: int) -> None:
@@ -174,7 +238,7 @@ class ModEventPusher(Module):
         self._wired.clear()
         if self.push is not None:
             self.server.iq.unregister("sm", PUSH)
-        for backend_ in (self.http, self.rabbit):
+        for backend_ in (self.http, self.rabbit, self.sns):
             if backend_ is not None:
                 await backend_.stop()
 
@@ -199,18 +263,39 @@ class ModEventPusher(Module):
 
     # -- events ---------------------------------------------------------------------------------
     async def offline_message(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
-        # Only a message the account will find later is worth waking the phone for: stored
-        # offline, or archived (mod_mam). A bounced one is the sender's news, not theirs.
-        if self.push is not None and (stored or "mod_mam" in self.server.modules) \
-                and _notifiable(stanza):
+        # Only a message the account will find later is worth waking the phone for (or
+        # reporting as received): stored offline, or archived (mod_mam). A bounced one is the
+        # sender's news, not theirs.
+        if not (stored or "mod_mam" in self.server.modules):
+            return stored
+        if self.push is not None and _notifiable(stanza):
             self.push.message_missed(to.bare, frm, stanza)
+        if self.rabbit is not None:
+            self._rabbit_received(frm, to, stanza)
         return stored
+
+    def message_routed(self, stanza: Element | None, frm: JID, to: JID,
+                       sessions: list[Any]) -> Element | None:
+        if stanza is not None and self.rabbit is not None:
+            self._rabbit_received(frm, to, stanza)
+        return stanza
+
+    def _rabbit_received(self, frm: JID, to: JID, stanza: Element) -> None:
+        # 6.4's chat_msg_recv / groupchat_msg_recv: to_user_id is the address the message was
+        # sent to (the bare JID for a message to the account, the occupant's full JID for a
+        # room's message), the routing key the receiving account's bare JID.
+        assert self.rabbit is not None
+        mtype = stanza.get("type")
+        if mtype not in ("chat", "groupchat"):
+            return
+        body = stanza.find_text("body")
+        if body:
+            self.rabbit.chat(str(frm), str(frm.bare), str(to), str(to.bare), body,
+                             mtype == "groupchat", "recv")
 
     async def user_available(self, acc: Any, c2s: C2S) -> Any:
         if self.push is not None:
             self.push.user_online(c2s.jid.bare)
-        if self.rabbit is not None:
-            self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), True)
         return acc
 
     def session_resumed(self, acc: None, c2s: C2S, old: C2S) -> None:
@@ -222,24 +307,36 @@ class ModEventPusher(Module):
         return acc
 
     async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:
-        if self.rabbit is not None:
-            self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), False)
+        self._presence(c2s.jid, False)
         return acc
+
+    def _presence(self, jid: JID, present: bool) -> None:
+        if self.rabbit is not None:
+            self.rabbit.presence(str(jid), str(jid.bare), present)
+        if self.sns is not None:
+            self.sns.presence(jid, present)
 
     def user_send_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:
         if stanza is None:
             return None
         if stanza.name == "presence":
-            # A client's own unavailable presence (unset_presence covers lost connections).
-            if self.rabbit is not None and stanza.get("type") == "unavailable" \
-                    and stanza.get("to") is None:
-                self.rabbit.presence(str(c2s.jid), str(c2s.jid.bare), False)
+            # 6.4's user_present / user_not_present: the session becomes available (initial
+            # presence, RFC 6121 §4.2) or unavailable (§4.5) by its own broadcast presence;
+            # an update of an available session is no event. Published here, in the order
+            # the client sent them (unset_presence covers a connection lost while available).
+            if stanza.get("to") is None:
+                ptype = stanza.get("type")
+                if (ptype is None and c2s.presence is None) \
+                        or (ptype == "unavailable" and c2s.presence is not None):
+                    self._presence(c2s.jid, ptype is None)
             return stanza
         if stanza.name != "message":
             return stanza
         body = stanza.find_text("body")
         to = stanza.get("to")
-        if body is None or to is None:
+        # 6.4's default callback: only a message with a non-empty body is an event (a chat
+        # state or a receipt is no message anyone wants counted or e-mailed).
+        if not body or to is None:
             return stanza
         mtype = stanza.get("type", "normal")
         try:
@@ -248,9 +345,12 @@ class ModEventPusher(Module):
             return stanza  # the router answers jid-malformed
         if self.http is not None and mtype == "chat":
             self.http.message_sent(c2s.jid, receiver, body)
-        if self.rabbit is not None and mtype in ("chat", "groupchat"):
-            self.rabbit.chat(str(c2s.jid), str(c2s.jid.bare), str(receiver), str(receiver.bare),
-                             body, mtype == "groupchat", "sent")
+        if mtype in ("chat", "groupchat"):
+            if self.rabbit is not None:
+                self.rabbit.chat(str(c2s.jid), str(c2s.jid.bare), str(receiver),
+                                 str(receiver.bare), body, mtype == "groupchat", "sent")
+            if self.sns is not None:
+                self.sns.message(c2s.jid, receiver, body, mtype == "groupchat")
         return stanza
 
     def user_receive_packet(self, stanza: Element | None, c2s: C2S) -> Element | None:
@@ -263,12 +363,6 @@ class ModEventPusher(Module):
             sender = stanza.get("from")
             if sender:
                 self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza, queued=True)
-        if self.rabbit is not None and stanza.get("type") in ("chat", "groupchat"):
-            body, sender = stanza.find_text("body"), stanza.get("from")
-            if body is not None and sender:
-                frm = JID.parse(sender)
-                self.rabbit.chat(sender, str(frm.bare), str(c2s.jid), str(c2s.jid.bare), body,
-                                 stanza.get("type") == "groupchat", "recv")
         return stanza
 
 

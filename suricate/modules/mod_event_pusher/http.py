@@ -10,6 +10,7 @@ never holds a message back: the service being down costs a failure count, not a 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,12 +31,41 @@ MOD_EVENT_PUSHER_HTTP_SENT = declare(
     "Events POSTed by the http backend; response_time in microseconds")
 
 
+def pool_ssl_context(conn: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """``[outgoing_pools.http.<tag>.connection.tls]`` as the client context of its https
+    requests; None (aiohttp's default: the OS store, the host name checked) without it.
+
+    ``verify_mode = "peer"`` (the default) verifies the server's chain against
+    ``cacertfile`` or the OS store and its name (RFC 2818 §3.1); ``"none"`` verifies
+    nothing, for a service with a self-signed certificate (MongoosePush's own, out of the
+    box); ``"selfsigned_peer"`` verifies as ``"peer"`` (stdlib ssl cannot tell a self-signed
+    certificate apart): give the certificate as ``cacertfile``. ``certfile``/``keyfile``
+    are our client certificate, for a service that asks for one."""
+    tls = conn.get("tls")
+    if not tls:
+        return None
+    ctx = ssl.create_default_context(cafile=tls.get("cacertfile"))
+    if (tls.get("verify_mode") or "peer") == "none":
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    versions = [getattr(ssl.TLSVersion, "TLSv1_" + v[-1])
+                for v in (tls.get("versions") or ["tlsv1.2", "tlsv1.3"])]
+    ctx.minimum_version, ctx.maximum_version = min(versions), max(versions)
+    if tls.get("ciphers"):
+        ctx.set_ciphers(tls["ciphers"])
+    if tls.get("certfile"):
+        ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
+                            password=tls.get("password"))
+    return ctx
+
+
 class HttpTarget:
     """One `handlers` entry resolved against its `[outgoing_pools.http.<pool_name>]`."""
 
-    def __init__(self, url: str, timeout_ms: int) -> None:
+    def __init__(self, url: str, timeout_ms: int, ssl_context: ssl.SSLContext | None) -> None:
         self.url = url
         self.timeout = timeout_ms / 1000
+        self.ssl = ssl_context
 
 
 def targets(handlers: Sequence[Mapping[str, Any]],
@@ -47,7 +77,7 @@ def targets(handlers: Sequence[Mapping[str, Any]],
         prefix = "/" + str(conn["path_prefix"]).strip("/")
         path = str(handler["path"]).strip("/")
         url = base + (prefix.rstrip("/") + "/" + path if path else prefix)
-        out.append(HttpTarget(url, int(conn["request_timeout"])))
+        out.append(HttpTarget(url, int(conn["request_timeout"]), pool_ssl_context(conn)))
     return out
 
 
@@ -84,7 +114,7 @@ class HttpBackend:
         started = time.perf_counter()
         try:
             async with self._session.post(
-                    target.url, data=form,
+                    target.url, data=form, ssl=target.ssl if target.ssl is not None else True,
                     timeout=aiohttp.ClientTimeout(total=target.timeout)) as response:
                 await response.read()
                 ok = response.status < 300

@@ -36,6 +36,9 @@ WPOOL_RABBIT_MESSAGES_PUBLISHED = declare(
 
 POOL_TAG = "event_pusher"
 RETRY_MAX = 30.0  # seconds between reconnection attempts at most
+CONNECT_TIMEOUT = 10.0  # seconds: a broker that accepts TCP but never answers is down too
+ATTEMPTS = 3  # connections an event is tried on before it is dropped (and counted failed)
+DRAIN_TIMEOUT = 5.0  # seconds a shutdown waits for the queued events to be published
 
 
 class RabbitBackend:
@@ -47,12 +50,24 @@ class RabbitBackend:
         self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue(limit or 0)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # The event being published and the attempts made: kept when the connection dies
+        # under it, and published first on the next one (taken out of the queue, it would
+        # be lost otherwise).
+        self._pending: tuple[str, str, bytes] | None = None
+        self._attempts = 0
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        # A shutdown ends every session first: their present=false events are in the queue
+        # now, and a consumer that never gets them keeps those users online for good. They
+        # are published if the broker is there, within DRAIN_TIMEOUT.
+        deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT
+        while self.connected.is_set() and (self._pending is not None or not self.queue.empty()) \
+                and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -68,18 +83,31 @@ class RabbitBackend:
                 connection = await aio_pika.connect(
                     host=self.conn_opts["host"], port=self.conn_opts["port"],
                     login=self.conn_opts["username"], password=self.conn_opts["password"],
-                    virtualhost=self.conn_opts["virtual_host"])
+                    virtualhost=self.conn_opts["virtual_host"], timeout=CONNECT_TIMEOUT)
             except (OSError, aio_pika.exceptions.AMQPError) as exc:
                 log.warning("rabbit_connect_failed host=%s error=%s", self.conn_opts["host"], exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
-            delay = 0.5
             try:
                 async with connection:
                     await self._publish_all(connection)
-            except (OSError, aio_pika.exceptions.AMQPError) as exc:
-                log.warning("rabbit_connection_lost error=%s", exc)
+            except Exception as exc:  # noqa: BLE001
+                # The back-off starts again only after a connection that worked (exchanges
+                # declared): one refusing the declarations (an existing exchange of another
+                # type) keeps backing off.
+                delay = 0.5 if self.connected.is_set() else min(delay * 2, RETRY_MAX)
+                # Whatever the broker or the client library did (aiormq raises RuntimeError
+                # subclasses for a channel closed under a publication), this task must live
+                # on: it is the only one publishing, and with it gone every later event
+                # would fill the queue and be dropped.
+                log.warning("rabbit_connection_lost error=%r", exc)
+                if self._pending is not None and self._attempts >= ATTEMPTS:
+                    log.warning("rabbit_event_dropped attempts=%d", self._attempts)
+                    self._count("failure_count")
+                    self._pending, self._attempts = None, 0
+                self.connected.clear()
+                await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
 
@@ -94,13 +122,16 @@ class RabbitBackend:
         import aio_pika
 
         while True:
-            exchange, routing_key, body = await self.queue.get()
-            try:
-                await exchanges[exchange].publish(
-                    aio_pika.Message(body, content_type="application/json"), routing_key)
-            except BaseException:
-                self._count("failure_count")
-                raise
+            if self._pending is None:
+                self._pending, self._attempts = await self.queue.get(), 0
+            exchange, routing_key, body = self._pending
+            self._attempts += 1
+            # Not mandatory (AMQP basic.publish's default, as 6.4 publishes): an event no
+            # queue is bound for yet is the consumer's business, not an error to return.
+            await exchanges[exchange].publish(
+                aio_pika.Message(body, content_type="application/json"), routing_key,
+                mandatory=False)
+            self._pending = None
             self._count("count")
 
     def _count(self, what: str) -> None:
