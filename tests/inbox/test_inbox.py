@@ -54,6 +54,15 @@ async def error_of(client: Client, payload: str, type_: str = "set", to: str | N
     return str(err.value.iq["error"]["condition"])
 
 
+async def error_text(client: Client, payload: str) -> tuple[str, str]:
+    """The condition and text of the error a set IQ gets."""
+    stanza = client.make_iq_set()
+    stanza.xml.append(ET.fromstring(payload))
+    with pytest.raises(IqError) as err:
+        await stanza.send(timeout=5)
+    return str(err.value.iq["error"]["condition"]), str(err.value.iq["error"]["text"])
+
+
 def form(**fields: str) -> str:
     xml = "".join(f"<field var='{k}'><value>{v}</value></field>" for k, v in fields.items())
     return (f"<x xmlns='jabber:x:data' type='submit'><field type='hidden' var='FORM_TYPE'>"
@@ -240,6 +249,16 @@ async def test_bad_input_paging_and_offline(server: Server) -> None:
         seen += [str(e["jid"]) for e in entries]
         after = f"<after>{totals['last']}</after>"
     assert seen == [f"p{i}@remote.example" for i in range(11, -1, -1)]
+    # XEP-0059 §2.5: an empty <before/> is the last page (the oldest, still newest first).
+    entries, _ = await inbox(alice, rsm="<set xmlns='http://jabber.org/protocol/rsm'>"
+                                        "<max>2</max><before/></set>")
+    assert [str(e["jid"]) for e in entries] == ["p1@remote.example", "p0@remote.example"]
+    # 6.4's texts for an unknown form field and an RSM index.
+    assert await error_text(alice, f"<inbox xmlns='{INBOX}'>{form(colour='red')}</inbox>") \
+        == ("bad-request", "Unknown inbox form field=colour, value=red")
+    assert await error_text(alice, f"<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/"
+                                   "protocol/rsm'><index>1</index></set></inbox>") \
+        == ("feature-not-implemented", "Inbox does not expose a total count and indexes")
     # Bad input: each a stanza error, nothing changed.
     for bad in (form(start="yesterday"), form(colour="red"), form(box="nowhere"),
                 form(order="sideways"), "<set xmlns='http://jabber.org/protocol/rsm'>"

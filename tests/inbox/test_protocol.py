@@ -73,6 +73,9 @@ def test_parse_query() -> None:
                                                                     1_000_000, 7)
     assert parse_query(inbox("<x xmlns='jabber:x:data'>" + field("archive", "true") + "</x>"),  # type: ignore[arg-type]
                        ()).filters.box == "archive"
+    last = parse_query(inbox("<set xmlns='http://jabber.org/protocol/rsm'><before/></set>"),  # type: ignore[arg-type]
+                       ())
+    assert last.filters.last_page and last.filters.before is None  # XEP-0059 §2.5
 
 
 @pytest.mark.parametrize("body", [

@@ -114,7 +114,7 @@ def _parse_form(form: Element, f: Filters, boxes: tuple[str, ...]) -> None:
         elif var == "archive":
             archive = _bool(value, var)
         else:
-            raise StanzaError("bad-request", f"Invalid inbox form field, field={var}")
+            raise StanzaError("bad-request", f"Unknown inbox form field={var}, value={value}")
     if box is not None:
         f.box = None if box == "all" else box
     elif archive is not None:  # deprecated: true is the archive box, false the inbox
@@ -131,15 +131,20 @@ def _parse_rsm(rsm: Element, q: InboxQuery) -> None:
             q.max = int(text)
         elif child.name in ("before", "after"):
             if not text:
-                continue  # an empty <before/> asks for the first page in our order
+                # XEP-0059 §2.5: an empty <before/> asks for the last page (an empty
+                # <after/> is no cursor at all: the first page).
+                if child.name == "before":
+                    q.filters.last_page = True
+                continue
             bound = _time(text, child.name)
             if child.name == "before":
                 q.filters.before = bound
             else:
                 q.filters.after = bound
         elif child.name == "index":
-            raise StanzaError("feature-not-implemented", "RSM index is not supported by the "
-                                                         "inbox; page with before/after")
+            # 6.4's text; page with <before/> and <after/> instead.
+            raise StanzaError("feature-not-implemented",
+                              "Inbox does not expose a total count and indexes")
         else:
             raise StanzaError("bad-request", f"unexpected RSM element <{child.name}/>")
 
