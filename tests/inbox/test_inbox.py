@@ -206,23 +206,30 @@ async def test_a_marker_naming_the_recipient_stanza_id(server: Server) -> None:
 
 async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
     """XEP-0191 §3.3: a blocked JID's message is not delivered, so it is not unread news
-    either; the sender's own entry stays."""
+    either; the sender's own entry stays. The same for a message a XEP-0016 privacy list
+    denies (§2.9): bob's active list drops carol's messages."""
     bob = await login(server, "bob@localhost/b")
     await iq(bob, "<block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block>")
+    await iq(bob, "<query xmlns='jabber:iq:privacy'><list name='quiet'><item type='jid' "
+                  "value='carol@localhost' action='deny' order='1'><message/></item>"
+                  "<item action='allow' order='2'/></list></query>")
+    await iq(bob, "<query xmlns='jabber:iq:privacy'><active name='quiet'/></query>")
     alice = await login(server, "alice@localhost/a")
+    carol = await login(server, "carol@localhost/c")
     await chat(alice, "bob@localhost", "you there?", "m1")
     await chat(alice, "carol@localhost", "hi carol", "m2")
-    # Ordered after alice's message to bob on the same stream: once alice's inbox shows both
-    # conversations, bob's message was judged.
+    await chat(carol, "bob@localhost", "denied", "m3")
+    # Ordered after alice's and carol's messages to bob on the same streams: once their
+    # inboxes show the conversations, bob's side was judged.
     for _ in range(50):
         entries, _totals = await inbox(alice)
-        if len(entries) == 2:
+        if len(entries) == 2 and len((await inbox(carol))[0]) == 2:
             break
         await asyncio.sleep(0.05)
     assert sorted(str(e["jid"]) for e in entries) == ["bob@localhost", "carol@localhost"]
     entries, totals = await inbox(bob)
     assert entries == [] and totals["unread-messages"] == 0
-    await disconnect(alice, bob)
+    await disconnect(alice, bob, carol)
 
 
 async def test_bad_input_paging_and_offline(server: Server) -> None:

@@ -38,6 +38,7 @@ from suricate.instrument import Instrumentation
 from suricate.instrument.events import ASYNC_POOL_REQUEST, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import drops_on_delivery
+from suricate.modules.mod_privacy import denies_message_delivery
 from suricate.modules.mod_inbox.protocol import (
     CONVERSATION,
     INBOX,
@@ -460,9 +461,11 @@ class ModInbox(Module):
 
     def incoming(self, stanza: Element | None, frm: JID, to: JID,
                  sessions: list[Any]) -> Element | None:
-        # A message the account blocks is dropped on delivery (XEP-0191 §3.3): no entry, no
-        # unread count for it.
-        if stanza is not None and not drops_on_delivery(sessions, frm):
+        # A message the account blocks is dropped on delivery (XEP-0191 §3.3), as is one its
+        # privacy list denies in every session it reaches (XEP-0016 §2.9): no entry, no
+        # unread count for what the account never gets.
+        if stanza is not None and not drops_on_delivery(sessions, frm) \
+                and not denies_message_delivery(sessions, frm):
             self._incoming(stanza, frm, to)
         return stanza
 
