@@ -274,6 +274,7 @@ async def test_bad_input_paging_and_offline(server: Server) -> None:
     conv = f"<query xmlns='{CONV}' jid='p1@remote.example'>"
     assert await error_of(alice, conv + "<box>nowhere</box></query>") == "bad-request"
     assert await error_of(alice, conv + "<mute>-5</mute></query>") == "bad-request"
+    assert await error_of(alice, conv + "<mute>99999999999999</mute></query>") == "bad-request"
     assert await error_of(alice, f"<query xmlns='{CONV}' jid='nobody@localhost'>"
                                  "<read>true</read></query>") == "item-not-found"
     assert await error_of(alice, f"<inbox xmlns='{INBOX}'/>", to="bob@localhost") == "forbidden"

@@ -76,6 +76,10 @@ def test_parse_query() -> None:
     last = parse_query(inbox("<set xmlns='http://jabber.org/protocol/rsm'><before/></set>"),  # type: ignore[arg-type]
                        ())
     assert last.filters.last_page and last.filters.before is None  # XEP-0059 §2.5
+    # A max past any database's LIMIT asks for everything, within what LIMIT takes.
+    huge = parse_query(inbox("<set xmlns='http://jabber.org/protocol/rsm'>"  # type: ignore[arg-type]
+                             "<max>99999999999999999999</max></set>"), ())
+    assert huge.max is not None and 10**9 < huge.max < 2**63
 
 
 @pytest.mark.parametrize("body", [
@@ -86,6 +90,7 @@ def test_parse_query() -> None:
     "<x xmlns='jabber:x:data'><field><value>x</value></field></x>",
     "<x xmlns='jabber:x:data' type='cancel'/>",
     "<set xmlns='http://jabber.org/protocol/rsm'><max>ten</max></set>",
+    "<set xmlns='http://jabber.org/protocol/rsm'><max>\uff11</max></set>",
     "<set xmlns='http://jabber.org/protocol/rsm'><after>not a time</after></set>",
 ])
 def test_malformed_queries_are_bad_requests(body: str) -> None:
@@ -103,6 +108,8 @@ def test_parse_properties() -> None:
 
     p = props("<archive>true</archive><mute>60</mute><read>false</read>")
     assert (p.box, p.mute_seconds, p.read) == ("archive", 60, False)  # type: ignore[attr-defined]
-    for bad in ("<box>spam</box>", "<mute>-1</mute>", "<mute>soon</mute>", "<colour/>", ""):
+    # A mute past any DateTime (and the stored 64-bit microseconds), non-ASCII digits.
+    for bad in ("<box>spam</box>", "<mute>-1</mute>", "<mute>soon</mute>", "<colour/>", "",
+                "<mute>99999999999999</mute>", "<mute>\uff11\uff12</mute>"):
         with pytest.raises(StanzaError):
             props(bad)

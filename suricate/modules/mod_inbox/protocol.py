@@ -22,6 +22,13 @@ RSM = "http://jabber.org/protocol/rsm"
 #: Boxes every server has (the extension's "Box"); an operator adds more with ``boxes``.
 RESERVED_BOXES = ("inbox", "archive", "bin")
 
+#: The largest page an RSM <max/> asks for: a larger one is all of them (and stays within the
+#: databases' 64-bit LIMIT).
+_MAX_PAGE = 2**31 - 1
+#: The longest mute, a thousand years ("for ever" to any client): a much longer one would end
+#: after what a XEP-0082 DateTime can say (9999) and overflow the stored 64-bit microseconds.
+_MAX_MUTE_SECONDS = 1000 * 365 * 86_400
+
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -45,6 +52,11 @@ def _bool(text: str, field: str) -> bool:
         return False
     raise StanzaError("bad-request", f"Invalid inbox form field value, field={field}, "
                                      f"value={text}")
+
+
+def _digits(text: str) -> bool:
+    """An xs:nonNegativeInteger: ASCII digits only (str.isdigit() also takes '１' or '²')."""
+    return text.isascii() and text.isdigit()
 
 
 def _time(text: str, field: str) -> int:
@@ -125,10 +137,10 @@ def _parse_rsm(rsm: Element, q: InboxQuery) -> None:
     for child in rsm.elements():
         text = child.text.strip()
         if child.name == "max":
-            if not text.isdigit():
+            if not _digits(text):
                 raise StanzaError("bad-request", f"RSM max must be a non-negative integer, "
                                                  f"not {text!r}")
-            q.max = int(text)
+            q.max = min(int(text), _MAX_PAGE)
         elif child.name in ("before", "after"):
             if not text:
                 # XEP-0059 §2.5: an empty <before/> asks for the last page (an empty
@@ -209,9 +221,13 @@ def parse_properties(query: Element, boxes: tuple[str, ...]) -> Properties:
         elif child.name == "archive":
             p.box = "archive" if _bool(text, "archive") else "inbox"
         elif child.name == "mute":
-            if not text.isdigit():
+            if not _digits(text):
                 raise StanzaError("bad-request", "mute is a number of seconds (0 unmutes)")
             p.mute_seconds = int(text)
+            if p.mute_seconds > _MAX_MUTE_SECONDS:
+                # Its end would overflow the stored 64-bit microseconds (and any DateTime).
+                raise StanzaError("bad-request", f"mute is at most {_MAX_MUTE_SECONDS} seconds "
+                                                 "(1000 years)")
         elif child.name == "read":
             p.read = _bool(text, "read")
         else:
