@@ -370,7 +370,9 @@ class ModInbox(Module):
         """Entries of the bin older than this (microseconds) are removed: ``days`` given, else
         ``bin_ttl``."""
         ttl = self.opts["bin_ttl"] if days is None else days
-        return now_micros() - ttl * 86_400_000_000
+        # GraphQL's Int goes to 2^31 days: bounded so that it stays a 64-bit integer for the
+        # database (older than year 1 is older than anything stored).
+        return max(now_micros() - ttl * 86_400_000_000, -(2**62))
 
     def _written(self, batch: Mapping[tuple[str, str, str], Change]) -> None:
         instrument = self.server.instrument
