@@ -3,6 +3,8 @@ properties (no server)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from suricate.modules.mod_inbox import merge
@@ -113,3 +115,21 @@ def test_parse_properties() -> None:
                 "<mute>99999999999999</mute>", "<mute>\uff11\uff12</mute>"):
         with pytest.raises(StanzaError):
             props(bad)
+
+
+def test_a_6_4_config_with_async_writer_starts(tmp_path: Path) -> None:
+    """MongooseIM 6.4's ``async_writer.pool_size`` of mod_inbox and mod_smart_markers is
+    accepted with a warning (Suricate's writer is one per process), not refused: a 6.4
+    configuration must not stop the server from starting."""
+    from suricate.config.loader import parse_config_with_warnings
+    from tests.e2e.harness import server_toml
+
+    modules = ('[modules.mod_inbox]\nbackend = "rdbms_async"\n'
+               "[modules.mod_inbox.async_writer]\npool_size = 32\n"
+               '[modules.mod_smart_markers]\nbackend = "rdbms_async"\n'
+               "[modules.mod_smart_markers.async_writer]\npool_size = 4\n")
+    _, warnings = parse_config_with_warnings(
+        server_toml(tmp_path, 5222, 5223, modules=modules), tmp_path)
+    assert sorted(w.path for w in warnings) == ["modules.mod_inbox.async_writer",
+                                               "modules.mod_smart_markers.async_writer"]
+    assert all("no effect" in w.message for w in warnings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
 from suricate.config.spec import (
+    DEFAULTS,
     INVALID,
     Bool,
     Context,
@@ -109,6 +111,13 @@ OPTIONS = Section(
             "rdbms",
             "rdbms writes the changes of each 50 ms, rdbms_async of each second (fewer "
             "writes); a crash loses at most that interval."),
+        "async_writer": Option(
+            Section({"pool_size": Option(Int(min=0), 2 * (os.cpu_count() or 1),
+                                         "MongooseIM's number of inbox writers.",
+                                         default_doc="2 x CPU cores")}),
+            DEFAULTS, "MongooseIM 6.4's pool of inbox writers.", inert=True,
+            inert_reason="one writer per process merges the changes of each entry and "
+                         "writes them in one transaction per interval (backend)"),
         "reset_markers": Option(
             ListOf(OneOf(list(_MARKER_NAMES)), unique=True), ["displayed"],
             "XEP-0333 markers that, sent by the owner, reset the unread count."),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
-from suricate.config.spec import Bool, OneOf, Option, Section
+from suricate.config.spec import DEFAULTS, Bool, Int, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module, PersonalData
@@ -46,6 +47,13 @@ OPTIONS = Section(
                   "backend '{value}' is not available in this version of Suricate"),
             "rdbms",
             "rdbms writes the markers of each 50 ms, rdbms_async of each second."),
+        "async_writer": Option(
+            Section({"pool_size": Option(Int(min=0), 2 * (os.cpu_count() or 1),
+                                         "MongooseIM's number of marker writers.",
+                                         default_doc="2 x CPU cores")}),
+            DEFAULTS, "MongooseIM 6.4's pool of marker writers.", inert=True,
+            inert_reason="one writer per process keeps the latest marker of each key and "
+                         "writes them in one transaction per interval (backend)"),
         "keep_private": Option(Bool(), False,
                                "Markers are private to their sender: not routed to the peer, "
                                "and a query returns one's own markers only."),
