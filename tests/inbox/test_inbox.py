@@ -232,6 +232,24 @@ async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+async def test_a_message_not_to_be_stored_is_not_kept(server: Server) -> None:
+    """XEP-0334 §4: a message with a no-store hint is kept neither by offline storage nor by
+    the archive, so not by the inbox either (6.4's is_archivable_message): to offline dave it
+    would be an unread message that no client can ever fetch."""
+    alice = await login(server, "alice@localhost/a")
+    await chat(alice, "dave@localhost", "kept", "k1")
+    for hint in ("no-store", "no-permanent-store"):
+        msg = alice.make_message(mto="dave@localhost", mbody=f"{hint}!", mtype="chat")
+        msg.xml.append(ET.fromstring(f"<{hint} xmlns='urn:xmpp:hints'/>"))
+        msg.send()
+    entries, _ = await inbox(alice)  # after the three messages on alice's stream
+    assert [(str(e["jid"]), e["body"]) for e in entries] == [("dave@localhost", "kept")]
+    dave = await login(server, "dave@localhost/d")
+    entries, _ = await inbox(dave)
+    assert [(e["unread"], e["body"]) for e in entries] == [(1, "kept")]
+    await disconnect(alice, dave)
+
+
 async def test_bad_input_paging_and_offline(server: Server) -> None:
     alice = await login(server, "alice@localhost/a")
     module = server.modules["mod_inbox"]

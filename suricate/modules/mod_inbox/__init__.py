@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_inbox")
 
 MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+HINTS = "urn:xmpp:hints"  # XEP-0334
 MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
 MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045 §7.5: marks a room's PMs
 SID = "urn:xmpp:sid:0"  # XEP-0359
@@ -161,12 +162,20 @@ def _marker(stanza: Element) -> tuple[str, str] | None:
     return None
 
 
-def _has_body(stanza: Element) -> bool:
-    # A loop: cheaper than any() over a generator, on the message path.
-    for child in stanza.children:  # noqa: SIM110
-        if isinstance(child, Element) and child.name == "body":
-            return True
-    return False
+def _kept_message(stanza: Element) -> bool:
+    """A message of the conversation: it has a body, and no XEP-0334 hint that it must not be
+    stored (``no-store``, ``no-permanent-store``, §4): the inbox keeps the message, which
+    offline storage and the archive would not (MongooseIM 6.4's is_archivable_message), and a
+    client could then never fetch what the entry counts as unread."""
+    body = False
+    for child in stanza.children:  # one pass, no generator: on the message path
+        if isinstance(child, Element):
+            name = child.name
+            if name == "body":
+                body = True
+            elif (name == "no-store" or name == "no-permanent-store") and child.xmlns == HINTS:
+                return False
+    return body
 
 
 def _stanza_id(stanza: Element, by_jid: JID) -> str:
@@ -444,7 +453,7 @@ class ModInbox(Module):
             light = self._muclight_room(peer)
             if not (self.muclight if light else self.muc):
                 return stanza
-            if _has_body(stanza):
+            if _kept_message(stanza):
                 if not light:
                     # A MUC Light room sends the message back to its sender as to every
                     # member: the sender's entry is set then (muclight_to_member).
@@ -459,7 +468,7 @@ class ModInbox(Module):
             return stanza
         if stype not in ("chat", "normal"):
             return stanza
-        if _has_body(stanza):
+        if _kept_message(stanza):
             self._message(owner, peer, stanza, False)
             return stanza
         marker = _marker(stanza)
@@ -486,7 +495,7 @@ class ModInbox(Module):
         return stored
 
     def _incoming(self, stanza: Element, frm: JID, to: JID) -> None:
-        if stanza.name != "message" or not _has_body(stanza):
+        if stanza.name != "message" or not _kept_message(stanza):
             return
         owner, remote = to.bare, frm.bare
         if owner == remote or owner.local is None:
@@ -550,7 +559,7 @@ class ModInbox(Module):
             return acc
         room = frm.bare
         if frm.resource is not None:  # room@service/sender-bare-jid: a member's message
-            if not _has_body(stanza) or _marker(stanza) is not None:
+            if not _kept_message(stanza) or _marker(stanza) is not None:
                 return acc  # chat states and markers are not messages of the conversation
             self._message(member, room, stanza, frm.resource != str(member),
                           _as_sent(stanza, frm, member), _stanza_id(stanza, room))
