@@ -232,6 +232,39 @@ async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
     await disconnect(alice, bob, carol)
 
 
+async def test_properties_reach_every_device(server: Server) -> None:
+    """The extension's "Setting properties": bob's phone reads the conversation; his desktop
+    is told (a message with the new properties, the request's queryid as in 6.4) and its
+    inbox shows the same count. Bad requests get 6.4's texts."""
+    from slixmpp.xmlstream.handler import Callback as Handler
+
+    alice = await login(server, "alice@localhost/a")
+    phone = await login(server, "bob@localhost/phone")
+    desk = await login(server, "bob@localhost/desk")
+    notices: asyncio.Queue[Any] = asyncio.Queue()
+    desk.register_handler(Handler("notices", MatchXPath(f"{{jabber:client}}message/{{{CONV}}}x"),
+                                  lambda m: notices.put_nowait(m.xml)))
+    for i in range(2):
+        await chat(alice, "bob@localhost", f"p{i}", f"p{i}")
+        await phone.next_message()
+    assert summary((await inbox(desk))[0]) == [("alice@localhost", 2)]
+    await iq(phone, f"<query xmlns='{CONV}' jid='alice@localhost' queryid='r1'>"
+                    "<read>true</read></query>")
+    notice = (await asyncio.wait_for(notices.get(), 5)).find(f"{{{CONV}}}x")
+    assert (notice.get("jid"), notice.get("queryid"), notice.findtext(f"{{{CONV}}}read")) == (
+        "alice@localhost", "r1", "true")
+    assert summary((await inbox(desk))[0]) == [("alice@localhost", 0)]
+    conv = f"<query xmlns='{CONV}' jid='alice@localhost'>"
+    for payload, expected in (
+            (conv + "</query>", ("bad-request", "no-property")),
+            (conv + "<box>nowhere</box></query>", ("bad-request", "invalid-box")),
+            (f"<query xmlns='{CONV}'><read>true</read></query>", ("bad-request", "jid-required")),
+            (f"<query xmlns='{CONV}' jid='nobody@localhost'><read>true</read></query>",
+             ("item-not-found", "Entry not found"))):
+        assert await error_text(phone, payload) == expected
+    await disconnect(alice, phone, desk)
+
+
 async def test_a_message_not_to_be_stored_is_not_kept(server: Server) -> None:
     """XEP-0334 §4: a message with a no-store hint is kept neither by offline storage nor by
     the archive, so not by the inbox either (6.4's is_archivable_message): to offline dave it

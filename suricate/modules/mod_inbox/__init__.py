@@ -72,6 +72,8 @@ MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
 MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045 §7.5: marks a room's PMs
 SID = "urn:xmpp:sid:0"  # XEP-0359
 _MARKER_NAMES = ("received", "displayed", "acknowledged")
+#: 6.4's text for a conversation the account does not have (item-not-found).
+_NOT_FOUND = "Entry not found"
 #: A conversation's new properties for the account's sessions on other nodes (docs/cluster.md
 #: "Casts").
 PROPERTIES_CAST = "mod_inbox.properties"
@@ -667,7 +669,7 @@ class ModInbox(Module):
         if payload.name == "query" and iq.type == "get" and jid_attr is None:
             return conversation_form(self.boxes)
         if payload.name not in ("query", "reset") or jid_attr is None:
-            raise StanzaError("bad-request", "a conversation is named by its jid attribute")
+            raise StanzaError("bad-request", "jid-required")  # 6.4's text
         try:
             remote = str(JID.parse(jid_attr).bare)
         except (InvalidJID, ValueError):
@@ -678,12 +680,12 @@ class ModInbox(Module):
                 raise StanzaError("bad-request")
             if not await self.store.set_properties(owner.domain, owner.local, remote,
                                                    box=None, muted_until=None, read=True):
-                raise StanzaError("item-not-found", f"no conversation with {remote}")
+                raise StanzaError("item-not-found", _NOT_FOUND)
             return Element("reset", CONVERSATION)
         if iq.type == "get":
             entry = await self.store.get(owner.domain, owner.local, remote)
             if entry is None:
-                raise StanzaError("item-not-found", f"no conversation with {remote}")
+                raise StanzaError("item-not-found", _NOT_FOUND)
             result = Element("query", CONVERSATION)
             if payload.attrs.get("complete") in ("true", "1"):
                 result.append(_forwarded(entry))
@@ -696,15 +698,18 @@ class ModInbox(Module):
             muted_until = 0 if props.mute_seconds == 0 else now + props.mute_seconds * 1_000_000
         if not await self.store.set_properties(owner.domain, owner.local, remote, box=props.box,
                                                muted_until=muted_until, read=props.read):
-            raise StanzaError("item-not-found", f"no conversation with {remote}")
+            raise StanzaError("item-not-found", _NOT_FOUND)
         entry = await self.store.get(owner.domain, owner.local, remote)
         assert entry is not None
         # The extension's "Setting properties": every resource of the account learns the new
         # state (one message per resource: the account's bare JID could reach fewer), and the
         # requester gets the IQ result with it.
-        notice = Element("message", ns.CLIENT, {"from": str(owner),
-                                                "id": iq.stanza.attrs.get("id", "")})
-        add_properties(notice.add("x", CONVERSATION, {"jid": remote}), CONVERSATION, entry, now)
+        iq_id = iq.stanza.attrs.get("id", "")
+        notice = Element("message", ns.CLIENT, {"from": str(owner), "id": iq_id})
+        # 6.4's notice names the request: queryid, the query's or else the IQ's id.
+        add_properties(notice.add("x", CONVERSATION, {
+            "jid": remote, "queryid": payload.attrs.get("queryid", iq_id)}),
+            CONVERSATION, entry, now)
         self._tell_resources_here(owner, notice)
         # The account's sessions on other nodes learn it from theirs (a cast).
         self.server.cluster.cast(owner, PROPERTIES_CAST, notice)

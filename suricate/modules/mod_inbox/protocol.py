@@ -216,7 +216,7 @@ def parse_properties(query: Element, boxes: tuple[str, ...]) -> Properties:
         text = child.text.strip()
         if child.name == "box":
             if text not in RESERVED_BOXES and text not in boxes:
-                raise StanzaError("bad-request", f"unknown box {text!r}")
+                raise StanzaError("bad-request", "invalid-box")  # 6.4's text
             p.box = text
         elif child.name == "archive":
             p.box = "archive" if _bool(text, "archive") else "inbox"
@@ -233,7 +233,7 @@ def parse_properties(query: Element, boxes: tuple[str, ...]) -> Properties:
         else:
             raise StanzaError("bad-request", f"unknown property <{child.name}/>")
     if p.box is None and p.mute_seconds is None and p.read is None:
-        raise StanzaError("bad-request", "no property to change")
+        raise StanzaError("bad-request", "no-property")  # 6.4's text
     return p
 
 
