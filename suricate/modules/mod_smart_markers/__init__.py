@@ -73,7 +73,8 @@ class ModSmartMarkers(Module):
     # After mod_inbox (78) read the marker (it resets the unread count), before carbons (80).
     hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50),
              (H.ROOM_NEW_AFFILIATIONS, "room_new_affiliations", 60),
-             (H.FORGET_ROOM, "forget_room", 85))
+             (H.FORGET_ROOM, "forget_room", 85),
+             (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 60))
     iq_handlers = (("sm", SMART_MARKERS, "iq_markers"),)
     features = (SMART_MARKERS,)
 
@@ -114,14 +115,52 @@ class ModSmartMarkers(Module):
             return stanza
         owner = c2s.jid.bare
         assert owner.local is not None
-        key = (owner.domain, owner.local, str(peer), thread, found.name)
+        private = self.private and stanza.find("body") is None
+        if not private and stanza.attrs.get("type") == "groupchat" \
+                and self._muclight_service(peer.domain):
+            # 6.4 keeps a room's marker only from who can access the room (can_access_room):
+            # the room, which refuses a non-member, hands the sender its own copy of what it
+            # accepted (muclight_to_member); a non-member's would show among the members'.
+            return stanza
+        self._keep(owner, str(peer), thread, found.name, msg_id)
+        if private:
+            return None  # keep_private: the marker stays with its sender
+        return stanza
+
+    def _keep(self, owner: JID, peer: str, thread: str, type_: str, msg_id: str) -> None:
+        assert owner.local is not None
+        key = (owner.domain, owner.local, peer, thread, type_)
         self.pending[key] = Marker(*key, msg_id, now_micros())
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.delay, self._kick)
-        if self.private and stanza.find("body") is None:
-            return None  # keep_private: the marker stays with its sender
-        return stanza
+
+    def _muclight_service(self, domain: str) -> bool:
+        """A service of this server's MUC Light in its modern protocol (there a member's
+        message comes back to it from room@service/its-bare-jid; legacy_mode's nicknames
+        cannot tell its own copy)."""
+        light = self.server.modules.get("mod_muc_light")
+        return light is not None and not getattr(light, "legacy", True) \
+            and domain in getattr(light, "services", ())
+
+    def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
+        """A MUC Light room hands a member its own marker back: the room accepted it (the
+        member belongs to the room), so it is kept."""
+        if frm.resource is None or frm.resource != str(member) or member.local is None:
+            return acc
+        thread = ""
+        found = None
+        for child in stanza.children:
+            if not isinstance(child, Element):
+                continue
+            if child.xmlns == MARKERS and child.name in _TYPES:
+                found = child
+            elif child.name == "thread":
+                thread = child.text
+        msg_id = found.attrs.get("id") if found is not None else None
+        if found is not None and msg_id:
+            self._keep(member.bare, str(frm.bare), thread, found.name, msg_id)
+        return acc
 
     def _kick(self) -> None:
         self._scheduled = False
