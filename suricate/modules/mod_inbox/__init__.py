@@ -40,7 +40,6 @@ from suricate.instrument import Instrumentation
 from suricate.instrument.events import ASYNC_POOL_REQUEST, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import drops_on_delivery
-from suricate.modules.mod_privacy import denies_message_delivery
 from suricate.modules.mod_inbox.protocol import (
     CONVERSATION,
     INBOX,
@@ -55,6 +54,7 @@ from suricate.modules.mod_inbox.protocol import (
     stamp,
 )
 from suricate.modules.mod_inbox.store import Change, Entry, InboxStore
+from suricate.modules.mod_privacy import denies_message_delivery
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
