@@ -394,7 +394,20 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
         marker.send()
         entries, _ = await inbox(bob)
         assert [(e["unread"], e["body"]) for e in entries] == [(0, "g1")]
-        await disconnect(alice, bob)
+        # 6.4's can_access_room: carol, not in the room, sends it a marker; the room refuses
+        # it (XEP-0045 §7.4) and it is not kept among the occupants' smart markers.
+        await srv.auth.register(JID.parse("carol@localhost"), "pw")
+        carol = await login(srv, "carol@localhost/c")
+        errors: asyncio.Queue[Any] = asyncio.Queue()
+        carol.add_event_handler("message_error", errors.put_nowait)
+        marker = carol.make_message(mto=room, mtype="groupchat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='g1'/>"))
+        marker.send()
+        await asyncio.wait_for(errors.get(), 5)
+        answer = await iq(alice, f"<query xmlns='{SMART}' peer='{room}'/>", "get")
+        assert sorted(m.get("from") for m in answer.iter(f"{{{SMART}}}marker")) == [
+            "bob@localhost"]
+        await disconnect(alice, bob, carol)
 
 
 async def test_groupchat_muc_marker_naming_the_room_stanza_id(tmp_path: Any) -> None:

@@ -116,11 +116,12 @@ class ModSmartMarkers(Module):
         owner = c2s.jid.bare
         assert owner.local is not None
         private = self.private and stanza.find("body") is None
-        if not private and stanza.attrs.get("type") == "groupchat" \
-                and self._muclight_service(peer.domain):
+        if not private and stanza.attrs.get("type") == "groupchat" and (
+                self._muclight_service(peer.domain) or self._not_in_room(peer, c2s.jid)):
             # 6.4 keeps a room's marker only from who can access the room (can_access_room):
-            # the room, which refuses a non-member, hands the sender its own copy of what it
-            # accepted (muclight_to_member); a non-member's would show among the members'.
+            # a MUC Light room, which refuses a non-member, hands the sender its own copy of
+            # what it accepted (muclight_to_member); a mod_muc room refuses a non-occupant's
+            # groupchat message (XEP-0045 §7.4). Kept, either would show among the others'.
             return stanza
         self._keep(owner, str(peer), thread, found.name, msg_id)
         if private:
@@ -142,6 +143,15 @@ class ModSmartMarkers(Module):
         light = self.server.modules.get("mod_muc_light")
         return light is not None and not getattr(light, "legacy", True) \
             and domain in getattr(light, "services", ())
+
+    def _not_in_room(self, room: JID, session: JID) -> bool:
+        """``room`` is a mod_muc room of this node and ``session`` is not one of its occupants
+        (a room elsewhere, or not loaded, cannot be told: its marker is kept)."""
+        muc = self.server.modules.get("mod_muc")
+        if muc is None or room.domain not in getattr(muc, "services", ()):
+            return False
+        found = getattr(muc, "rooms", {}).get(room)
+        return found is not None and session not in found.by_jid
 
     def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
         """A MUC Light room hands a member its own marker back: the room accepted it (the
