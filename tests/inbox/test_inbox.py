@@ -166,6 +166,8 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     assert summary(entries) == [("alice@localhost", 2), ("carol@localhost", 0)]
     await iq(bob, f"<query xmlns='{CONV}' jid='carol@localhost'><box>bin</box></query>")
     emptied = await iq(bob, f"<empty-bin xmlns='{INBOX}'/>")
+    # 6.4's answer: <empty-bin><num>1</num></empty-bin> (and Suricate's num attribute).
+    assert emptied.findtext(f"{{{INBOX}}}empty-bin/{{{INBOX}}}num") == "1"
     assert emptied.find(f"{{{INBOX}}}empty-bin").get("num") == "1"
 
     # Smart markers: bob's displayed marker to alice, seen by both.

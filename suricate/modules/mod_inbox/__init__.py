@@ -617,7 +617,11 @@ class ModInbox(Module):
             await self.flush()
             assert owner.local is not None
             removed = await self.store.empty_user_bin(owner.domain, owner.local, None)
-            return Element("empty-bin", INBOX, {"num": str(removed)})
+            # 6.4 answers the number in a <num/> child; the attribute is Suricate's earlier
+            # answer, kept for the clients that read it.
+            answer = Element("empty-bin", INBOX, {"num": str(removed)})
+            answer.add("num", INBOX, text=str(removed))
+            return answer
         raise StanzaError("bad-request", "expected an <inbox/> set or a <query/> get")
 
     async def _query(self, iq: IqRequest, owner: JID) -> Element:
