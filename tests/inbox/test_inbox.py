@@ -152,6 +152,10 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     props = (await iq(bob, f"<query xmlns='{CONV}' jid='alice@localhost' complete='true'/>",
                       "get")).find(f"{{{CONV}}}query")
     assert props.find(f"{{{FORWARD}}}forwarded") is not None
+    assert props.get("jid") == "alice@localhost"  # 6.4 names the conversation
+    form_type = (await iq(bob, f"<query xmlns='{CONV}'/>", "get")).find(
+        ".//{jabber:x:data}field[@var='FORM_TYPE']/{jabber:x:data}value")
+    assert form_type is not None and form_type.text == CONV  # XEP-0068, as 6.4
     assert props.findtext(f"{{{CONV}}}read") == "false"
     await iq(bob, conv + "<box>work</box><mute>0</mute></query>")
     entries, _ = await inbox(bob, box="work")

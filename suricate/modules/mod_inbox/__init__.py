@@ -690,7 +690,7 @@ class ModInbox(Module):
             entry = await self.store.get(owner.domain, owner.local, remote)
             if entry is None:
                 raise StanzaError("item-not-found", _NOT_FOUND)
-            result = Element("query", CONVERSATION)
+            result = Element("query", CONVERSATION, {"jid": remote})  # as 6.4's
             if payload.attrs.get("complete") in ("true", "1"):
                 result.append(_forwarded(entry))
             add_properties(result, CONVERSATION, entry, now_micros())

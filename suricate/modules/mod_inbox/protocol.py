@@ -179,7 +179,8 @@ def query_form(boxes: tuple[str, ...]) -> Element:
     box.add("value", DATA_FORMS, text="all")
     for name in ("all", *RESERVED_BOXES, *boxes):
         box.add("option", DATA_FORMS, {"label": name}).add("value", DATA_FORMS, text=name)
-    form.add("field", DATA_FORMS, {"var": "archive", "type": "boolean"})
+    form.add("field", DATA_FORMS, {"var": "archive", "type": "boolean"}).add(
+        "value", DATA_FORMS, text="false")
     return query
 
 
@@ -187,8 +188,9 @@ def conversation_form(boxes: tuple[str, ...]) -> Element:
     """The properties a conversation has (a ``get`` of ``#conversation`` without a jid)."""
     query = Element("query", CONVERSATION)
     form = query.add("x", DATA_FORMS, {"type": "form"})
+    # XEP-0068: the form's type is the namespace of the request it belongs to (6.4's too).
     form.add("field", DATA_FORMS, {"type": "hidden", "var": "FORM_TYPE"}).add(
-        "value", DATA_FORMS, text=INBOX)
+        "value", DATA_FORMS, text=CONVERSATION)
     for var, type_, value in (("archive", "boolean", "false"), ("read", "boolean", "false"),
                               ("mute", "text-single", "0")):
         form.add("field", DATA_FORMS, {"var": var, "type": type_}).add(
