@@ -88,6 +88,7 @@ async def inbox(client: Client, rsm: str = "", **fields: str) -> tuple[list[dict
     totals = {k: int(done.findtext(f"{{{INBOX}}}{k}")) for k in
               ("count", "unread-messages", "active-conversations")}
     rsm_set = done.find("{http://jabber.org/protocol/rsm}set")
+    totals["set"] = rsm_set is not None
     if rsm_set is not None:
         totals["last"] = rsm_set.findtext("{http://jabber.org/protocol/rsm}last")
     return entries, totals
@@ -119,7 +120,7 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     assert [e["body"] for e in entries] == ["c0", "a2"]
     assert {e["queryid"] for e in entries} == {"q1"} and entries[0]["box"] == "inbox"
     assert totals == {"count": 2, "unread-messages": 4, "active-conversations": 2,
-                      "last": totals["last"]}
+                      "set": True, "last": totals["last"]}
     # XEP-0333: bob displays an older message of alice's (nothing), then the last one.
     for marked in ("a0", "a2"):
         marker = bob.make_message(mto="alice@localhost/a", mtype="chat")
@@ -309,6 +310,7 @@ async def test_bad_input_paging_and_offline(server: Server) -> None:
         entries, totals = await inbox(
             alice, rsm=f"<set xmlns='http://jabber.org/protocol/rsm'><max>5</max>{after}</set>")
         if not entries:
+            assert totals["set"] and totals.get("last") is None  # 6.4: an empty <set/>
             break
         seen += [str(e["jid"]) for e in entries]
         after = f"<after>{totals['last']}</after>"

@@ -642,10 +642,11 @@ class ModInbox(Module):
         fin.add("count", INBOX, text=str(totals.count))
         fin.add("unread-messages", INBOX, text=str(totals.unread_messages))
         fin.add("active-conversations", INBOX, text=str(totals.active_conversations))
+        # XEP-0059 §2: where the page starts and ends, to ask for the next with <before/> or
+        # <after/> (the entries' times, in the query's order); an empty page has an empty
+        # <set/> (as 6.4's), which tells a client paging on that it reached the end.
+        rsm = fin.add("set", RSM)
         if entries:
-            # XEP-0059 §2: where the page starts and ends, to ask for the next with
-            # <before/> or <after/> (the entries' times, in the query's order).
-            rsm = fin.add("set", RSM)
             rsm.add("first", RSM, text=stamp(entries[0].timestamp))
             rsm.add("last", RSM, text=stamp(entries[-1].timestamp))
         if self.server.instrument.enabled:
