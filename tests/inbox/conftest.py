@@ -51,7 +51,8 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 f'host = "127.0.0.1"\ndatabase = "{name}"\nusername = "postgres"\n'
                 'password = ""\n')
     try:
-        async with running_server(tmp_path, modules=MODULES_TOML + INBOX_TOML,
+        async with running_server(tmp_path, modules=MODULES_TOML + INBOX_TOML
+                                  + "[modules.mod_privacy]\n",
                                   pool_toml=pool) as srv:
             for user in ("alice", "bob", "carol", "dave"):
                 await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")

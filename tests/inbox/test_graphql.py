@@ -75,6 +75,14 @@ async def test_last_messages_bin_and_personal_data(tmp_path: Path) -> None:
         status, result = await gql(server, 'mutation { inbox { flushGlobalBin(hostType: '
                                    '"nope") } }')
         assert code_of(result) == "unknown_host_type"
+        # GraphQL's largest Int of days is older than anything: nothing, and no overflow.
+        data = await admin(server, 'mutation { inbox { flushUserBin(user: "ben@localhost", '
+                           'days: 2147483647) } }')
+        assert data["inbox"]["flushUserBin"] == 0
+        # 6.4: an account that does not exist is an error, not an empty bin.
+        status, result = await gql(server, 'mutation { inbox { flushUserBin(user: '
+                                   '"zed@localhost", days: 0) } }')
+        assert code_of(result) == "user_does_not_exist"
 
         # gdpr: a zip with a CSV per kind of data, from every module that keeps some.
         await admin(server, 'mutation($v: String!) { vcard { setVcard(user: "ann@localhost", '

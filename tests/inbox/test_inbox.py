@@ -54,6 +54,15 @@ async def error_of(client: Client, payload: str, type_: str = "set", to: str | N
     return str(err.value.iq["error"]["condition"])
 
 
+async def error_text(client: Client, payload: str) -> tuple[str, str]:
+    """The condition and text of the error a set IQ gets."""
+    stanza = client.make_iq_set()
+    stanza.xml.append(ET.fromstring(payload))
+    with pytest.raises(IqError) as err:
+        await stanza.send(timeout=5)
+    return str(err.value.iq["error"]["condition"]), str(err.value.iq["error"]["text"])
+
+
 def form(**fields: str) -> str:
     xml = "".join(f"<field var='{k}'><value>{v}</value></field>" for k, v in fields.items())
     return (f"<x xmlns='jabber:x:data' type='submit'><field type='hidden' var='FORM_TYPE'>"
@@ -79,6 +88,7 @@ async def inbox(client: Client, rsm: str = "", **fields: str) -> tuple[list[dict
     totals = {k: int(done.findtext(f"{{{INBOX}}}{k}")) for k in
               ("count", "unread-messages", "active-conversations")}
     rsm_set = done.find("{http://jabber.org/protocol/rsm}set")
+    totals["set"] = rsm_set is not None
     if rsm_set is not None:
         totals["last"] = rsm_set.findtext("{http://jabber.org/protocol/rsm}last")
     return entries, totals
@@ -110,7 +120,7 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     assert [e["body"] for e in entries] == ["c0", "a2"]
     assert {e["queryid"] for e in entries} == {"q1"} and entries[0]["box"] == "inbox"
     assert totals == {"count": 2, "unread-messages": 4, "active-conversations": 2,
-                      "last": totals["last"]}
+                      "set": True, "last": totals["last"]}
     # XEP-0333: bob displays an older message of alice's (nothing), then the last one.
     for marked in ("a0", "a2"):
         marker = bob.make_message(mto="alice@localhost/a", mtype="chat")
@@ -143,6 +153,10 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     props = (await iq(bob, f"<query xmlns='{CONV}' jid='alice@localhost' complete='true'/>",
                       "get")).find(f"{{{CONV}}}query")
     assert props.find(f"{{{FORWARD}}}forwarded") is not None
+    assert props.get("jid") == "alice@localhost"  # 6.4 names the conversation
+    form_type = (await iq(bob, f"<query xmlns='{CONV}'/>", "get")).find(
+        ".//{jabber:x:data}field[@var='FORM_TYPE']/{jabber:x:data}value")
+    assert form_type is not None and form_type.text == CONV  # XEP-0068, as 6.4
     assert props.findtext(f"{{{CONV}}}read") == "false"
     await iq(bob, conv + "<box>work</box><mute>0</mute></query>")
     entries, _ = await inbox(bob, box="work")
@@ -157,6 +171,8 @@ async def test_inbox_counts_markers_and_properties(server: Server) -> None:
     assert summary(entries) == [("alice@localhost", 2), ("carol@localhost", 0)]
     await iq(bob, f"<query xmlns='{CONV}' jid='carol@localhost'><box>bin</box></query>")
     emptied = await iq(bob, f"<empty-bin xmlns='{INBOX}'/>")
+    # 6.4's answer: <empty-bin><num>1</num></empty-bin> (and Suricate's num attribute).
+    assert emptied.findtext(f"{{{INBOX}}}empty-bin/{{{INBOX}}}num") == "1"
     assert emptied.find(f"{{{INBOX}}}empty-bin").get("num") == "1"
 
     # Smart markers: bob's displayed marker to alice, seen by both.
@@ -197,23 +213,81 @@ async def test_a_marker_naming_the_recipient_stanza_id(server: Server) -> None:
 
 async def test_a_blocked_sender_gets_no_inbox_entry(server: Server) -> None:
     """XEP-0191 §3.3: a blocked JID's message is not delivered, so it is not unread news
-    either; the sender's own entry stays."""
+    either; the sender's own entry stays. The same for a message a XEP-0016 privacy list
+    denies (§2.9): bob's active list drops carol's messages."""
     bob = await login(server, "bob@localhost/b")
     await iq(bob, "<block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block>")
+    await iq(bob, "<query xmlns='jabber:iq:privacy'><list name='quiet'><item type='jid' "
+                  "value='carol@localhost' action='deny' order='1'><message/></item>"
+                  "<item action='allow' order='2'/></list></query>")
+    await iq(bob, "<query xmlns='jabber:iq:privacy'><active name='quiet'/></query>")
     alice = await login(server, "alice@localhost/a")
+    carol = await login(server, "carol@localhost/c")
     await chat(alice, "bob@localhost", "you there?", "m1")
     await chat(alice, "carol@localhost", "hi carol", "m2")
-    # Ordered after alice's message to bob on the same stream: once alice's inbox shows both
-    # conversations, bob's message was judged.
+    await chat(carol, "bob@localhost", "denied", "m3")
+    # Ordered after alice's and carol's messages to bob on the same streams: once their
+    # inboxes show the conversations, bob's side was judged.
     for _ in range(50):
         entries, _totals = await inbox(alice)
-        if len(entries) == 2:
+        if len(entries) == 2 and len((await inbox(carol))[0]) == 2:
             break
         await asyncio.sleep(0.05)
     assert sorted(str(e["jid"]) for e in entries) == ["bob@localhost", "carol@localhost"]
     entries, totals = await inbox(bob)
     assert entries == [] and totals["unread-messages"] == 0
-    await disconnect(alice, bob)
+    await disconnect(alice, bob, carol)
+
+
+async def test_properties_reach_every_device(server: Server) -> None:
+    """The extension's "Setting properties": bob's phone reads the conversation; his desktop
+    is told (a message with the new properties, the request's queryid as in 6.4) and its
+    inbox shows the same count. Bad requests get 6.4's texts."""
+    from slixmpp.xmlstream.handler import Callback as Handler
+
+    alice = await login(server, "alice@localhost/a")
+    phone = await login(server, "bob@localhost/phone")
+    desk = await login(server, "bob@localhost/desk")
+    notices: asyncio.Queue[Any] = asyncio.Queue()
+    desk.register_handler(Handler("notices", MatchXPath(f"{{jabber:client}}message/{{{CONV}}}x"),
+                                  lambda m: notices.put_nowait(m.xml)))
+    for i in range(2):
+        await chat(alice, "bob@localhost", f"p{i}", f"p{i}")
+        await phone.next_message()
+    assert summary((await inbox(desk))[0]) == [("alice@localhost", 2)]
+    await iq(phone, f"<query xmlns='{CONV}' jid='alice@localhost' queryid='r1'>"
+                    "<read>true</read></query>")
+    notice = (await asyncio.wait_for(notices.get(), 5)).find(f"{{{CONV}}}x")
+    assert (notice.get("jid"), notice.get("queryid"), notice.findtext(f"{{{CONV}}}read")) == (
+        "alice@localhost", "r1", "true")
+    assert summary((await inbox(desk))[0]) == [("alice@localhost", 0)]
+    conv = f"<query xmlns='{CONV}' jid='alice@localhost'>"
+    for payload, expected in (
+            (conv + "</query>", ("bad-request", "no-property")),
+            (conv + "<box>nowhere</box></query>", ("bad-request", "invalid-box")),
+            (f"<query xmlns='{CONV}'><read>true</read></query>", ("bad-request", "jid-required")),
+            (f"<query xmlns='{CONV}' jid='nobody@localhost'><read>true</read></query>",
+             ("item-not-found", "Entry not found"))):
+        assert await error_text(phone, payload) == expected
+    await disconnect(alice, phone, desk)
+
+
+async def test_a_message_not_to_be_stored_is_not_kept(server: Server) -> None:
+    """XEP-0334 §4: a message with a no-store hint is kept neither by offline storage nor by
+    the archive, so not by the inbox either (6.4's is_archivable_message): to offline dave it
+    would be an unread message that no client can ever fetch."""
+    alice = await login(server, "alice@localhost/a")
+    await chat(alice, "dave@localhost", "kept", "k1")
+    for hint in ("no-store", "no-permanent-store"):
+        msg = alice.make_message(mto="dave@localhost", mbody=f"{hint}!", mtype="chat")
+        msg.xml.append(ET.fromstring(f"<{hint} xmlns='urn:xmpp:hints'/>"))
+        msg.send()
+    entries, _ = await inbox(alice)  # after the three messages on alice's stream
+    assert [(str(e["jid"]), e["body"]) for e in entries] == [("dave@localhost", "kept")]
+    dave = await login(server, "dave@localhost/d")
+    entries, _ = await inbox(dave)
+    assert [(e["unread"], e["body"]) for e in entries] == [(1, "kept")]
+    await disconnect(alice, dave)
 
 
 async def test_bad_input_paging_and_offline(server: Server) -> None:
@@ -236,10 +310,21 @@ async def test_bad_input_paging_and_offline(server: Server) -> None:
         entries, totals = await inbox(
             alice, rsm=f"<set xmlns='http://jabber.org/protocol/rsm'><max>5</max>{after}</set>")
         if not entries:
+            assert totals["set"] and totals.get("last") is None  # 6.4: an empty <set/>
             break
         seen += [str(e["jid"]) for e in entries]
         after = f"<after>{totals['last']}</after>"
     assert seen == [f"p{i}@remote.example" for i in range(11, -1, -1)]
+    # XEP-0059 §2.5: an empty <before/> is the last page (the oldest, still newest first).
+    entries, _ = await inbox(alice, rsm="<set xmlns='http://jabber.org/protocol/rsm'>"
+                                        "<max>2</max><before/></set>")
+    assert [str(e["jid"]) for e in entries] == ["p1@remote.example", "p0@remote.example"]
+    # 6.4's texts for an unknown form field and an RSM index.
+    assert await error_text(alice, f"<inbox xmlns='{INBOX}'>{form(colour='red')}</inbox>") \
+        == ("bad-request", "Unknown inbox form field=colour, value=red")
+    assert await error_text(alice, f"<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/"
+                                   "protocol/rsm'><index>1</index></set></inbox>") \
+        == ("feature-not-implemented", "Inbox does not expose a total count and indexes")
     # Bad input: each a stanza error, nothing changed.
     for bad in (form(start="yesterday"), form(colour="red"), form(box="nowhere"),
                 form(order="sideways"), "<set xmlns='http://jabber.org/protocol/rsm'>"
@@ -248,6 +333,7 @@ async def test_bad_input_paging_and_offline(server: Server) -> None:
     conv = f"<query xmlns='{CONV}' jid='p1@remote.example'>"
     assert await error_of(alice, conv + "<box>nowhere</box></query>") == "bad-request"
     assert await error_of(alice, conv + "<mute>-5</mute></query>") == "bad-request"
+    assert await error_of(alice, conv + "<mute>99999999999999</mute></query>") == "bad-request"
     assert await error_of(alice, f"<query xmlns='{CONV}' jid='nobody@localhost'>"
                                  "<read>true</read></query>") == "item-not-found"
     assert await error_of(alice, f"<inbox xmlns='{INBOX}'/>", to="bob@localhost") == "forbidden"
@@ -316,7 +402,20 @@ async def test_groupchat_muc(tmp_path: Any) -> None:
         marker.send()
         entries, _ = await inbox(bob)
         assert [(e["unread"], e["body"]) for e in entries] == [(0, "g1")]
-        await disconnect(alice, bob)
+        # 6.4's can_access_room: carol, not in the room, sends it a marker; the room refuses
+        # it (XEP-0045 §7.4) and it is not kept among the occupants' smart markers.
+        await srv.auth.register(JID.parse("carol@localhost"), "pw")
+        carol = await login(srv, "carol@localhost/c")
+        errors: asyncio.Queue[Any] = asyncio.Queue()
+        carol.add_event_handler("message_error", errors.put_nowait)
+        marker = carol.make_message(mto=room, mtype="groupchat")
+        marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='g1'/>"))
+        marker.send()
+        await asyncio.wait_for(errors.get(), 5)
+        answer = await iq(alice, f"<query xmlns='{SMART}' peer='{room}'/>", "get")
+        assert sorted(m.get("from") for m in answer.iter(f"{{{SMART}}}marker")) == [
+            "bob@localhost"]
+        await disconnect(alice, bob, carol)
 
 
 async def test_groupchat_muc_marker_naming_the_room_stanza_id(tmp_path: Any) -> None:

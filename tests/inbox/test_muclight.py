@@ -227,6 +227,15 @@ async def test_smart_markers_go_with_the_membership_and_the_room(tmp_path: Path)
             # bob is removed: his marker goes, carol's stays.
             await iq(alice, ROOM, "set", affs_xml({"bob@localhost": "none"}))
             assert await room_markers(alice) == {("carol@localhost", "m0")}
+            # 6.4's can_access_room: a non-member's marker to the room (which refuses it) is
+            # not kept among the members'.
+            errors: asyncio.Queue[Any] = asyncio.Queue()
+            bob.add_event_handler("message_error", errors.put_nowait)
+            marker = bob.make_message(mto=ROOM, mtype="groupchat")
+            marker.xml.append(ET.fromstring(f"<displayed xmlns='{MARKERS}' id='m1'/>"))
+            marker.send()
+            await asyncio.wait_for(errors.get(), 5)
+            assert await room_markers(alice) == {("carol@localhost", "m0")}
             assert await markers.store.of_user("localhost", "bob") == []
             # The room destroyed: nothing of it is left.
             await iq(alice, ROOM, "set", "<query xmlns='urn:xmpp:muclight:0#destroy'/>")

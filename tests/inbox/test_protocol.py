@@ -3,6 +3,8 @@ properties (no server)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from suricate.modules.mod_inbox import merge
@@ -73,6 +75,13 @@ def test_parse_query() -> None:
                                                                     1_000_000, 7)
     assert parse_query(inbox("<x xmlns='jabber:x:data'>" + field("archive", "true") + "</x>"),  # type: ignore[arg-type]
                        ()).filters.box == "archive"
+    last = parse_query(inbox("<set xmlns='http://jabber.org/protocol/rsm'><before/></set>"),  # type: ignore[arg-type]
+                       ())
+    assert last.filters.last_page and last.filters.before is None  # XEP-0059 §2.5
+    # A max past any database's LIMIT asks for everything, within what LIMIT takes.
+    huge = parse_query(inbox("<set xmlns='http://jabber.org/protocol/rsm'>"  # type: ignore[arg-type]
+                             "<max>99999999999999999999</max></set>"), ())
+    assert huge.max is not None and 10**9 < huge.max < 2**63
 
 
 @pytest.mark.parametrize("body", [
@@ -83,6 +92,7 @@ def test_parse_query() -> None:
     "<x xmlns='jabber:x:data'><field><value>x</value></field></x>",
     "<x xmlns='jabber:x:data' type='cancel'/>",
     "<set xmlns='http://jabber.org/protocol/rsm'><max>ten</max></set>",
+    "<set xmlns='http://jabber.org/protocol/rsm'><max>\uff11</max></set>",
     "<set xmlns='http://jabber.org/protocol/rsm'><after>not a time</after></set>",
 ])
 def test_malformed_queries_are_bad_requests(body: str) -> None:
@@ -100,6 +110,26 @@ def test_parse_properties() -> None:
 
     p = props("<archive>true</archive><mute>60</mute><read>false</read>")
     assert (p.box, p.mute_seconds, p.read) == ("archive", 60, False)  # type: ignore[attr-defined]
-    for bad in ("<box>spam</box>", "<mute>-1</mute>", "<mute>soon</mute>", "<colour/>", ""):
+    # A mute past any DateTime (and the stored 64-bit microseconds), non-ASCII digits.
+    for bad in ("<box>spam</box>", "<mute>-1</mute>", "<mute>soon</mute>", "<colour/>", "",
+                "<mute>99999999999999</mute>", "<mute>\uff11\uff12</mute>"):
         with pytest.raises(StanzaError):
             props(bad)
+
+
+def test_a_6_4_config_with_async_writer_starts(tmp_path: Path) -> None:
+    """MongooseIM 6.4's ``async_writer.pool_size`` of mod_inbox and mod_smart_markers is
+    accepted with a warning (Suricate's writer is one per process), not refused: a 6.4
+    configuration must not stop the server from starting."""
+    from suricate.config.loader import parse_config_with_warnings
+    from tests.e2e.harness import server_toml
+
+    modules = ('[modules.mod_inbox]\nbackend = "rdbms_async"\n'
+               "[modules.mod_inbox.async_writer]\npool_size = 32\n"
+               '[modules.mod_smart_markers]\nbackend = "rdbms_async"\n'
+               "[modules.mod_smart_markers.async_writer]\npool_size = 4\n")
+    _, warnings = parse_config_with_warnings(
+        server_toml(tmp_path, 5222, 5223, modules=modules), tmp_path)
+    assert sorted(w.path for w in warnings) == ["modules.mod_inbox.async_writer",
+                                               "modules.mod_smart_markers.async_writer"]
+    assert all("no effect" in w.message for w in warnings)

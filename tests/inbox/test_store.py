@@ -111,6 +111,11 @@ async def test_filters_pages_boxes_and_bin(storage: SqlStorage) -> None:
     assert [e.remote for e in page2] == ["p3@x", "p2@x"]
     back = await store.query(S, "alice", Filters(before=page2[0].timestamp), 2)
     assert [e.remote for e in back] == [e.remote for e in page1]
+    # XEP-0059 §2.5: the last page, in the query's order.
+    last = await store.query(S, "alice", Filters(last_page=True), 2)
+    assert [e.remote for e in last] == ["p1@x", "p0@x"]
+    last = await store.query(S, "alice", Filters(last_page=True, order_desc=False), 2)
+    assert [e.remote for e in last] == ["p4@x", "p5@x"]
     asc = await store.query(S, "alice", Filters(order_desc=False, start=102, end=104), None)
     assert [e.remote for e in asc] == ["p2@x", "p3@x", "p4@x"]
     assert await store.set_properties(S, "alice", "p0@x", box="archive", muted_until=None,

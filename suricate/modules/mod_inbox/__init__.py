@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
 from suricate.config.spec import (
+    DEFAULTS,
     INVALID,
     Bool,
     Context,
@@ -52,6 +54,7 @@ from suricate.modules.mod_inbox.protocol import (
     stamp,
 )
 from suricate.modules.mod_inbox.store import Change, Entry, InboxStore
+from suricate.modules.mod_privacy import denies_message_delivery
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
@@ -64,10 +67,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_inbox")
 
 MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
+HINTS = "urn:xmpp:hints"  # XEP-0334
 MUC_LIGHT_AFFS = "urn:xmpp:muclight:0#affiliations"  # MUC Light protocol §5.4
 MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045 §7.5: marks a room's PMs
 SID = "urn:xmpp:sid:0"  # XEP-0359
 _MARKER_NAMES = ("received", "displayed", "acknowledged")
+#: 6.4's text for a conversation the account does not have (item-not-found).
+_NOT_FOUND = "Entry not found"
 #: A conversation's new properties for the account's sessions on other nodes (docs/cluster.md
 #: "Casts").
 PROPERTIES_CAST = "mod_inbox.properties"
@@ -108,6 +114,13 @@ OPTIONS = Section(
             "rdbms",
             "rdbms writes the changes of each 50 ms, rdbms_async of each second (fewer "
             "writes); a crash loses at most that interval."),
+        "async_writer": Option(
+            Section({"pool_size": Option(Int(min=0), 2 * (os.cpu_count() or 1),
+                                         "MongooseIM's number of inbox writers.",
+                                         default_doc="2 x CPU cores")}),
+            DEFAULTS, "MongooseIM 6.4's pool of inbox writers.", inert=True,
+            inert_reason="one writer per process merges the changes of each entry and "
+                         "writes them in one transaction per interval (backend)"),
         "reset_markers": Option(
             ListOf(OneOf(list(_MARKER_NAMES)), unique=True), ["displayed"],
             "XEP-0333 markers that, sent by the owner, reset the unread count."),
@@ -151,12 +164,20 @@ def _marker(stanza: Element) -> tuple[str, str] | None:
     return None
 
 
-def _has_body(stanza: Element) -> bool:
-    # A loop: cheaper than any() over a generator, on the message path.
-    for child in stanza.children:  # noqa: SIM110
-        if isinstance(child, Element) and child.name == "body":
-            return True
-    return False
+def _kept_message(stanza: Element) -> bool:
+    """A message of the conversation: it has a body, and no XEP-0334 hint that it must not be
+    stored (``no-store``, ``no-permanent-store``, §4): the inbox keeps the message, which
+    offline storage and the archive would not (MongooseIM 6.4's is_archivable_message), and a
+    client could then never fetch what the entry counts as unread."""
+    body = False
+    for child in stanza.children:  # one pass, no generator: on the message path
+        if isinstance(child, Element):
+            name = child.name
+            if name == "body":
+                body = True
+            elif (name == "no-store" or name == "no-permanent-store") and child.xmlns == HINTS:
+                return False
+    return body
 
 
 def _stanza_id(stanza: Element, by_jid: JID) -> str:
@@ -369,7 +390,9 @@ class ModInbox(Module):
         """Entries of the bin older than this (microseconds) are removed: ``days`` given, else
         ``bin_ttl``."""
         ttl = self.opts["bin_ttl"] if days is None else days
-        return now_micros() - ttl * 86_400_000_000
+        # GraphQL's Int goes to 2^31 days: bounded so that it stays a 64-bit integer for the
+        # database (older than year 1 is older than anything stored).
+        return max(now_micros() - ttl * 86_400_000_000, -(2**62))
 
     def _written(self, batch: Mapping[tuple[str, str, str], Change]) -> None:
         instrument = self.server.instrument
@@ -432,7 +455,7 @@ class ModInbox(Module):
             light = self._muclight_room(peer)
             if not (self.muclight if light else self.muc):
                 return stanza
-            if _has_body(stanza):
+            if _kept_message(stanza):
                 if not light:
                     # A MUC Light room sends the message back to its sender as to every
                     # member: the sender's entry is set then (muclight_to_member).
@@ -447,7 +470,7 @@ class ModInbox(Module):
             return stanza
         if stype not in ("chat", "normal"):
             return stanza
-        if _has_body(stanza):
+        if _kept_message(stanza):
             self._message(owner, peer, stanza, False)
             return stanza
         marker = _marker(stanza)
@@ -460,9 +483,11 @@ class ModInbox(Module):
 
     def incoming(self, stanza: Element | None, frm: JID, to: JID,
                  sessions: list[Any]) -> Element | None:
-        # A message the account blocks is dropped on delivery (XEP-0191 §3.3): no entry, no
-        # unread count for it.
-        if stanza is not None and not drops_on_delivery(sessions, frm):
+        # A message the account blocks is dropped on delivery (XEP-0191 §3.3), as is one its
+        # privacy list denies in every session it reaches (XEP-0016 §2.9): no entry, no
+        # unread count for what the account never gets.
+        if stanza is not None and not drops_on_delivery(sessions, frm) \
+                and not denies_message_delivery(sessions, frm):
             self._incoming(stanza, frm, to)
         return stanza
 
@@ -472,7 +497,7 @@ class ModInbox(Module):
         return stored
 
     def _incoming(self, stanza: Element, frm: JID, to: JID) -> None:
-        if stanza.name != "message" or not _has_body(stanza):
+        if stanza.name != "message" or not _kept_message(stanza):
             return
         owner, remote = to.bare, frm.bare
         if owner == remote or owner.local is None:
@@ -536,7 +561,7 @@ class ModInbox(Module):
             return acc
         room = frm.bare
         if frm.resource is not None:  # room@service/sender-bare-jid: a member's message
-            if not _has_body(stanza) or _marker(stanza) is not None:
+            if not _kept_message(stanza) or _marker(stanza) is not None:
                 return acc  # chat states and markers are not messages of the conversation
             self._message(member, room, stanza, frm.resource != str(member),
                           _as_sent(stanza, frm, member), _stanza_id(stanza, room))
@@ -592,7 +617,11 @@ class ModInbox(Module):
             await self.flush()
             assert owner.local is not None
             removed = await self.store.empty_user_bin(owner.domain, owner.local, None)
-            return Element("empty-bin", INBOX, {"num": str(removed)})
+            # 6.4 answers the number in a <num/> child; the attribute is Suricate's earlier
+            # answer, kept for the clients that read it.
+            answer = Element("empty-bin", INBOX, {"num": str(removed)})
+            answer.add("num", INBOX, text=str(removed))
+            return answer
         raise StanzaError("bad-request", "expected an <inbox/> set or a <query/> get")
 
     async def _query(self, iq: IqRequest, owner: JID) -> Element:
@@ -613,10 +642,11 @@ class ModInbox(Module):
         fin.add("count", INBOX, text=str(totals.count))
         fin.add("unread-messages", INBOX, text=str(totals.unread_messages))
         fin.add("active-conversations", INBOX, text=str(totals.active_conversations))
+        # XEP-0059 §2: where the page starts and ends, to ask for the next with <before/> or
+        # <after/> (the entries' times, in the query's order); an empty page has an empty
+        # <set/> (as 6.4's), which tells a client paging on that it reached the end.
+        rsm = fin.add("set", RSM)
         if entries:
-            # XEP-0059 §2: where the page starts and ends, to ask for the next with
-            # <before/> or <after/> (the entries' times, in the query's order).
-            rsm = fin.add("set", RSM)
             rsm.add("first", RSM, text=stamp(entries[0].timestamp))
             rsm.add("last", RSM, text=stamp(entries[-1].timestamp))
         if self.server.instrument.enabled:
@@ -644,7 +674,7 @@ class ModInbox(Module):
         if payload.name == "query" and iq.type == "get" and jid_attr is None:
             return conversation_form(self.boxes)
         if payload.name not in ("query", "reset") or jid_attr is None:
-            raise StanzaError("bad-request", "a conversation is named by its jid attribute")
+            raise StanzaError("bad-request", "jid-required")  # 6.4's text
         try:
             remote = str(JID.parse(jid_attr).bare)
         except (InvalidJID, ValueError):
@@ -655,13 +685,13 @@ class ModInbox(Module):
                 raise StanzaError("bad-request")
             if not await self.store.set_properties(owner.domain, owner.local, remote,
                                                    box=None, muted_until=None, read=True):
-                raise StanzaError("item-not-found", f"no conversation with {remote}")
+                raise StanzaError("item-not-found", _NOT_FOUND)
             return Element("reset", CONVERSATION)
         if iq.type == "get":
             entry = await self.store.get(owner.domain, owner.local, remote)
             if entry is None:
-                raise StanzaError("item-not-found", f"no conversation with {remote}")
-            result = Element("query", CONVERSATION)
+                raise StanzaError("item-not-found", _NOT_FOUND)
+            result = Element("query", CONVERSATION, {"jid": remote})  # as 6.4's
             if payload.attrs.get("complete") in ("true", "1"):
                 result.append(_forwarded(entry))
             add_properties(result, CONVERSATION, entry, now_micros())
@@ -673,15 +703,18 @@ class ModInbox(Module):
             muted_until = 0 if props.mute_seconds == 0 else now + props.mute_seconds * 1_000_000
         if not await self.store.set_properties(owner.domain, owner.local, remote, box=props.box,
                                                muted_until=muted_until, read=props.read):
-            raise StanzaError("item-not-found", f"no conversation with {remote}")
+            raise StanzaError("item-not-found", _NOT_FOUND)
         entry = await self.store.get(owner.domain, owner.local, remote)
         assert entry is not None
         # The extension's "Setting properties": every resource of the account learns the new
         # state (one message per resource: the account's bare JID could reach fewer), and the
         # requester gets the IQ result with it.
-        notice = Element("message", ns.CLIENT, {"from": str(owner),
-                                                "id": iq.stanza.attrs.get("id", "")})
-        add_properties(notice.add("x", CONVERSATION, {"jid": remote}), CONVERSATION, entry, now)
+        iq_id = iq.stanza.attrs.get("id", "")
+        notice = Element("message", ns.CLIENT, {"from": str(owner), "id": iq_id})
+        # 6.4's notice names the request: queryid, the query's or else the IQ's id.
+        add_properties(notice.add("x", CONVERSATION, {
+            "jid": remote, "queryid": payload.attrs.get("queryid", iq_id)}),
+            CONVERSATION, entry, now)
         self._tell_resources_here(owner, notice)
         # The account's sessions on other nodes learn it from theirs (a cast).
         self.server.cluster.cast(owner, PROPERTIES_CAST, notice)

@@ -10,8 +10,8 @@ from suricate.admin.context import (
     Context,
     as_me,
     enabled_module,
+    existing_user,
     fail,
-    parse_jid,
     served_domain,
 )
 from suricate.modules.mod_inbox import ModInbox
@@ -32,8 +32,9 @@ def _bound(module: ModInbox, days: int | None) -> int | None:
 
 async def flush_user_bin(ctx: Context, a: dict[str, Any]) -> int:
     module = enabled_module(ctx, ModInbox)
-    user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
+    # 6.4's mod_inbox_api: an account that does not exist is user_does_not_exist, not "0
+    # removed" (a mistyped name must not look like an empty bin).
+    user = await existing_user(ctx, a["user"])
     await module.flush()
     return await module.store.empty_user_bin(user.domain, user.local or "",
                                              _bound(module, _days(a)))

@@ -22,6 +22,13 @@ RSM = "http://jabber.org/protocol/rsm"
 #: Boxes every server has (the extension's "Box"); an operator adds more with ``boxes``.
 RESERVED_BOXES = ("inbox", "archive", "bin")
 
+#: The largest page an RSM <max/> asks for: a larger one is all of them (and stays within the
+#: databases' 64-bit LIMIT).
+_MAX_PAGE = 2**31 - 1
+#: The longest mute, a thousand years ("for ever" to any client): a much longer one would end
+#: after what a XEP-0082 DateTime can say (9999) and overflow the stored 64-bit microseconds.
+_MAX_MUTE_SECONDS = 1000 * 365 * 86_400
+
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -45,6 +52,11 @@ def _bool(text: str, field: str) -> bool:
         return False
     raise StanzaError("bad-request", f"Invalid inbox form field value, field={field}, "
                                      f"value={text}")
+
+
+def _digits(text: str) -> bool:
+    """An xs:nonNegativeInteger: ASCII digits only (str.isdigit() also takes '１' or '²')."""
+    return text.isascii() and text.isdigit()
 
 
 def _time(text: str, field: str) -> int:
@@ -114,7 +126,7 @@ def _parse_form(form: Element, f: Filters, boxes: tuple[str, ...]) -> None:
         elif var == "archive":
             archive = _bool(value, var)
         else:
-            raise StanzaError("bad-request", f"Invalid inbox form field, field={var}")
+            raise StanzaError("bad-request", f"Unknown inbox form field={var}, value={value}")
     if box is not None:
         f.box = None if box == "all" else box
     elif archive is not None:  # deprecated: true is the archive box, false the inbox
@@ -125,21 +137,26 @@ def _parse_rsm(rsm: Element, q: InboxQuery) -> None:
     for child in rsm.elements():
         text = child.text.strip()
         if child.name == "max":
-            if not text.isdigit():
+            if not _digits(text):
                 raise StanzaError("bad-request", f"RSM max must be a non-negative integer, "
                                                  f"not {text!r}")
-            q.max = int(text)
+            q.max = min(int(text), _MAX_PAGE)
         elif child.name in ("before", "after"):
             if not text:
-                continue  # an empty <before/> asks for the first page in our order
+                # XEP-0059 §2.5: an empty <before/> asks for the last page (an empty
+                # <after/> is no cursor at all: the first page).
+                if child.name == "before":
+                    q.filters.last_page = True
+                continue
             bound = _time(text, child.name)
             if child.name == "before":
                 q.filters.before = bound
             else:
                 q.filters.after = bound
         elif child.name == "index":
-            raise StanzaError("feature-not-implemented", "RSM index is not supported by the "
-                                                         "inbox; page with before/after")
+            # 6.4's text; page with <before/> and <after/> instead.
+            raise StanzaError("feature-not-implemented",
+                              "Inbox does not expose a total count and indexes")
         else:
             raise StanzaError("bad-request", f"unexpected RSM element <{child.name}/>")
 
@@ -162,7 +179,8 @@ def query_form(boxes: tuple[str, ...]) -> Element:
     box.add("value", DATA_FORMS, text="all")
     for name in ("all", *RESERVED_BOXES, *boxes):
         box.add("option", DATA_FORMS, {"label": name}).add("value", DATA_FORMS, text=name)
-    form.add("field", DATA_FORMS, {"var": "archive", "type": "boolean"})
+    form.add("field", DATA_FORMS, {"var": "archive", "type": "boolean"}).add(
+        "value", DATA_FORMS, text="false")
     return query
 
 
@@ -170,8 +188,9 @@ def conversation_form(boxes: tuple[str, ...]) -> Element:
     """The properties a conversation has (a ``get`` of ``#conversation`` without a jid)."""
     query = Element("query", CONVERSATION)
     form = query.add("x", DATA_FORMS, {"type": "form"})
+    # XEP-0068: the form's type is the namespace of the request it belongs to (6.4's too).
     form.add("field", DATA_FORMS, {"type": "hidden", "var": "FORM_TYPE"}).add(
-        "value", DATA_FORMS, text=INBOX)
+        "value", DATA_FORMS, text=CONVERSATION)
     for var, type_, value in (("archive", "boolean", "false"), ("read", "boolean", "false"),
                               ("mute", "text-single", "0")):
         form.add("field", DATA_FORMS, {"var": var, "type": type_}).add(
@@ -199,20 +218,24 @@ def parse_properties(query: Element, boxes: tuple[str, ...]) -> Properties:
         text = child.text.strip()
         if child.name == "box":
             if text not in RESERVED_BOXES and text not in boxes:
-                raise StanzaError("bad-request", f"unknown box {text!r}")
+                raise StanzaError("bad-request", "invalid-box")  # 6.4's text
             p.box = text
         elif child.name == "archive":
             p.box = "archive" if _bool(text, "archive") else "inbox"
         elif child.name == "mute":
-            if not text.isdigit():
+            if not _digits(text):
                 raise StanzaError("bad-request", "mute is a number of seconds (0 unmutes)")
             p.mute_seconds = int(text)
+            if p.mute_seconds > _MAX_MUTE_SECONDS:
+                # Its end would overflow the stored 64-bit microseconds (and any DateTime).
+                raise StanzaError("bad-request", f"mute is at most {_MAX_MUTE_SECONDS} seconds "
+                                                 "(1000 years)")
         elif child.name == "read":
             p.read = _bool(text, "read")
         else:
             raise StanzaError("bad-request", f"unknown property <{child.name}/>")
     if p.box is None and p.mute_seconds is None and p.read is None:
-        raise StanzaError("bad-request", "no property to change")
+        raise StanzaError("bad-request", "no-property")  # 6.4's text
     return p
 
 

@@ -57,6 +57,8 @@ class Filters:
     # XEP-0059 cursors (entry times, microseconds): the page after / before it in the order.
     before: int | None = None
     after: int | None = None
+    #: XEP-0059 §2.5, an empty <before/>: the last page in the order (the nearest the end).
+    last_page: bool = False
 
 
 @dataclass(slots=True)
@@ -146,7 +148,7 @@ class InboxStore(ModuleStore):
         still returned in the query's order)."""
         where, args = self._where(server, user, f)
         desc = f.order_desc
-        backward = f.before is not None and f.after is None
+        backward = (f.before is not None or f.last_page) and f.after is None
         if f.after is not None:
             where += " AND timestamp < ?" if desc else " AND timestamp > ?"
             args.append(f.after)

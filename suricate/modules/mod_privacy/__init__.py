@@ -129,6 +129,19 @@ def denies_presence_out(session: Any, contact: JID, notification: bool = True) -
     return _denies(session, contact, PRESENCE_OUT if notification else 0)
 
 
+def denies_message_delivery(sessions: list[Any], frm: JID) -> bool:
+    """Whether every one of the recipient's ``sessions`` (where the router delivers a message)
+    drops a message from ``frm`` by the list it applies (``filter_inbound``, §2.9, §2.13):
+    for modules that act on a message before its delivery (the inbox), which must not count
+    what none of the account's sessions gets. False at once for a session without a list."""
+    if not sessions:
+        return False
+    for session in sessions:  # noqa: SIM110 (a loop: no generator on the message path)
+        if not _denies(session, frm, MESSAGE):
+            return False
+    return True
+
+
 def _denies(session: Any, peer: JID | None, kind: int) -> bool:
     """Whether the list ``session`` applies (its active one, else the default) denies
     ``kind`` with ``peer`` (§2.13). No list, no peer, or the user's own entities

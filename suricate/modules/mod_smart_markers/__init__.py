@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.modules_spec import UNAVAILABLE_BACKENDS, iqdisc
-from suricate.config.spec import Bool, OneOf, Option, Section
+from suricate.config.spec import DEFAULTS, Bool, Int, OneOf, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module, PersonalData
@@ -46,6 +47,13 @@ OPTIONS = Section(
                   "backend '{value}' is not available in this version of Suricate"),
             "rdbms",
             "rdbms writes the markers of each 50 ms, rdbms_async of each second."),
+        "async_writer": Option(
+            Section({"pool_size": Option(Int(min=0), 2 * (os.cpu_count() or 1),
+                                         "MongooseIM's number of marker writers.",
+                                         default_doc="2 x CPU cores")}),
+            DEFAULTS, "MongooseIM 6.4's pool of marker writers.", inert=True,
+            inert_reason="one writer per process keeps the latest marker of each key and "
+                         "writes them in one transaction per interval (backend)"),
         "keep_private": Option(Bool(), False,
                                "Markers are private to their sender: not routed to the peer, "
                                "and a query returns one's own markers only."),
@@ -65,7 +73,8 @@ class ModSmartMarkers(Module):
     # After mod_inbox (78) read the marker (it resets the unread count), before carbons (80).
     hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50),
              (H.ROOM_NEW_AFFILIATIONS, "room_new_affiliations", 60),
-             (H.FORGET_ROOM, "forget_room", 85))
+             (H.FORGET_ROOM, "forget_room", 85),
+             (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 60))
     iq_handlers = (("sm", SMART_MARKERS, "iq_markers"),)
     features = (SMART_MARKERS,)
 
@@ -106,14 +115,62 @@ class ModSmartMarkers(Module):
             return stanza
         owner = c2s.jid.bare
         assert owner.local is not None
-        key = (owner.domain, owner.local, str(peer), thread, found.name)
+        private = self.private and stanza.find("body") is None
+        if not private and stanza.attrs.get("type") == "groupchat" and (
+                self._muclight_service(peer.domain) or self._not_in_room(peer, c2s.jid)):
+            # 6.4 keeps a room's marker only from who can access the room (can_access_room):
+            # a MUC Light room, which refuses a non-member, hands the sender its own copy of
+            # what it accepted (muclight_to_member); a mod_muc room refuses a non-occupant's
+            # groupchat message (XEP-0045 §7.4). Kept, either would show among the others'.
+            return stanza
+        self._keep(owner, str(peer), thread, found.name, msg_id)
+        if private:
+            return None  # keep_private: the marker stays with its sender
+        return stanza
+
+    def _keep(self, owner: JID, peer: str, thread: str, type_: str, msg_id: str) -> None:
+        assert owner.local is not None
+        key = (owner.domain, owner.local, peer, thread, type_)
         self.pending[key] = Marker(*key, msg_id, now_micros())
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self.delay, self._kick)
-        if self.private and stanza.find("body") is None:
-            return None  # keep_private: the marker stays with its sender
-        return stanza
+
+    def _muclight_service(self, domain: str) -> bool:
+        """A service of this server's MUC Light in its modern protocol (there a member's
+        message comes back to it from room@service/its-bare-jid; legacy_mode's nicknames
+        cannot tell its own copy)."""
+        light = self.server.modules.get("mod_muc_light")
+        return light is not None and not getattr(light, "legacy", True) \
+            and domain in getattr(light, "services", ())
+
+    def _not_in_room(self, room: JID, session: JID) -> bool:
+        """``room`` is a mod_muc room of this node and ``session`` is not one of its occupants
+        (a room elsewhere, or not loaded, cannot be told: its marker is kept)."""
+        muc = self.server.modules.get("mod_muc")
+        if muc is None or room.domain not in getattr(muc, "services", ()):
+            return False
+        found = getattr(muc, "rooms", {}).get(room)
+        return found is not None and session not in found.by_jid
+
+    def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
+        """A MUC Light room hands a member its own marker back: the room accepted it (the
+        member belongs to the room), so it is kept."""
+        if frm.resource is None or frm.resource != str(member) or member.local is None:
+            return acc
+        thread = ""
+        found = None
+        for child in stanza.children:
+            if not isinstance(child, Element):
+                continue
+            if child.xmlns == MARKERS and child.name in _TYPES:
+                found = child
+            elif child.name == "thread":
+                thread = child.text
+        msg_id = found.attrs.get("id") if found is not None else None
+        if found is not None and msg_id:
+            self._keep(member.bare, str(frm.bare), thread, found.name, msg_id)
+        return acc
 
     def _kick(self) -> None:
         self._scheduled = False
