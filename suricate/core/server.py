@@ -492,9 +492,10 @@ class Server:
         self.access.set_hosts(self.domains.served)
         if now is None or not now.enabled:
             # A removed or disabled domain serves nobody: its sessions end now.
+            text = "domain removed" if now is None else "domain disabled"
             for session in list(self.sessions):
                 if isinstance(session, C2S) and session.jid.domain == domain:
-                    session.stream_error(StreamError("host-unknown", "domain disabled"))
+                    session.stream_error(StreamError("host-unknown", text))
 
     async def _domains_changed_here(self) -> None:
         """A domain was added, removed, enabled or disabled on this node: the other nodes

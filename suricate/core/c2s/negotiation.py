@@ -332,6 +332,12 @@ class Negotiation(Delivery):
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
+        if not self.server.is_local_domain(domain):
+            # The domain was disabled (or removed) after this stream was opened to it: its
+            # users are refused like a disabled account (RFC 6120 §6.5.1, temporarily:
+            # enableDomain lets them in again), not logged in to a domain nobody serves.
+            self._run(self.negotiator.fail("account-disabled", "domain disabled"))
+            return
         anonymous = self.negotiator.mechanism_name == "ANONYMOUS"
         if self.negotiator.mechanism_name == "EXTERNAL" and "pki" not in self.auth.methods:
             # MongooseIM 6.4's ldap method with SASL EXTERNAL: the certificate names the user

@@ -1,0 +1,94 @@
+"""Several companies on one server, as a MongooseIM 6.4 operator runs it: a static domain
+(a.test) and a domain added at run time under a host type (c.test), with mod_domain_isolation
+and mod_muc; real slixmpp clients over TLS. The dynamic domain's users chat and reach its own
+conference service but not the other company; a stream opened to it before it is disabled
+gets no login (SASL <account-disabled/>), and its sessions end with host-unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
+from tests.e2e.harness import (
+    ALL_MODULES,
+    RawClient,
+    c2s_listener_toml,
+    connect,
+    disconnect,
+    free_port,
+    serving,
+    sqlite_pool_toml,
+)
+
+A, C = "a.test", "c.test"
+
+
+def config(tmp: Path, c2s_port: int, tls_port: int) -> str:
+    cert, _ = ensure_self_signed(tmp / "certs", [A, C], services=("conference",))
+    modules = "\n".join(f"[modules.{m}]" for m in (*ALL_MODULES, "mod_muc",
+                                                     "mod_domain_isolation"))
+    return f"""
+[general]
+hosts = ["{A}"]
+host_types = ["tenants"]
+default_server_domain = "{A}"
+{c2s_listener_toml(c2s_port, cert.certfile, cert.keyfile)}
+{c2s_listener_toml(tls_port, cert.certfile, cert.keyfile, "tls")}
+[auth]
+methods = ["rdbms"]
+password.scram_iterations = 4096
+{sqlite_pool_toml(tmp / 'suricate.db')}
+{modules}
+"""
+
+
+def plain(user: str, password: str) -> str:
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    return f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+
+
+async def test_a_dynamic_domain_lives_and_is_disabled(tmp_path: Path) -> None:
+    c2s_port, tls_port = free_port(), free_port()
+    async with serving(tmp_path, config(tmp_path, c2s_port, tls_port), c2s_port=c2s_port,
+                       tls_port=tls_port) as server:
+        await server.domains.add(C, "tenants")
+        for jid in (f"zoe@{C}", f"ann@{C}", f"alice@{A}"):
+            assert await server.auth.register(JID.parse(jid), "pw")
+        zoe = await connect(server, f"zoe@{C}/r", "pw", direct_tls=True,
+                            plugins=("xep_0030",))
+        ann = await connect(server, f"ann@{C}/r", "pw")
+        ann.send_presence()
+        await ann.next_presence()
+        zoe.send_message(mto=JID.parse(f"ann@{C}"), mbody="same company")
+        assert (await ann.next_message())["body"] == "same company"
+        # Its own conference service answers; the other company's does not, nor its users.
+        info = await zoe.plugin["xep_0030"].get_info(jid=f"conference.{C}", timeout=5)
+        assert "http://jabber.org/protocol/muc" in info["disco_info"]["features"]
+        for other in (f"conference.{A}", A):
+            with pytest.raises(IqError) as err:
+                await zoe.plugin["xep_0030"].get_info(jid=other, timeout=5)
+            assert err.value.iq["error"]["condition"] == "service-unavailable"
+
+        # A client that opened its stream just before the operator disables the domain.
+        late = await RawClient.open(tls_port, tls=True)
+        await late.open_stream(C)
+        ended = [asyncio.Event(), asyncio.Event()]
+        for client, event in zip((zoe, ann), ended, strict=True):
+            client.add_event_handler("stream_error", lambda e, ev=event: ev.set()
+                                     if e["condition"] == "host-unknown" else None)
+        await server.domains.set_enabled(C, False)
+        for event in ended:  # the sessions end (RFC 6120 §4.9.3.6)
+            await asyncio.wait_for(event.wait(), 5)
+        # RFC 6120 §6.5.1: the domain's accounts are disabled, until enableDomain.
+        await late.send(plain("zoe", "pw"))
+        failure = await late.expect(r"<failure .*?</failure>")
+        assert "<account-disabled/>" in failure and "domain disabled" in failure
+        assert not server.sessions.lookup(JID.parse(f"zoe@{C}/r"))
+        await late.close()
+        await disconnect(zoe, ann)
