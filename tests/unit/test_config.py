@@ -306,6 +306,7 @@ ACCEPTED: list[tuple[str, tuple[Any, ...], Any]] = [
     ('[acl]\nx = [{match = "any_hosted_domain"}]', ("acl", "x", 0, "match"), "any_hosted_domain"),
     ('[acl]\nx = [{user_regexp = "^a"}]', ("acl", "x", 0, "user_regexp"), "^a"),
     ('[acl]\nx = [{server = "LocalHost"}]', ("acl", "x", 0, "server"), "localhost"),
+    ('[acl]\nx = [{user = "Alice"}]', ("acl", "x", 0, "user"), "alice"),
     ('[acl]\nx = [{resource_glob = "mobile*"}]', ("acl", "x", 0, "resource_glob"), "mobile*"),
     ("[internal_databases]", ("internal_databases",), {}),
 ]
@@ -603,6 +604,12 @@ REFUSED: list[tuple[str, str]] = [
         "acl.x[0].user_glob: cannot be combined with user",
     ),
     ('[acl]\nx = [{jid = "a@b"}]', "acl.x[0].jid: unknown option"),
+    (
+        '[acl]\nx = [{user = "alice@localhost"}]',
+        "acl.x[0].user: \"alice@localhost\" is not a valid user part ('@' not allowed; write "
+        '{user = "alice", server = "localhost"})',
+    ),
+    ('[acl]\nx = [{server = "a/b"}]', 'acl.x[0].server: "a/b" is not a valid domain name'),
     ('[acl]\nall = [{user = "a"}]', "acl.all: 'all' is predefined and cannot be redefined"),
     (
         "[instrumentation.exometer]",
