@@ -782,6 +782,13 @@ def _general_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
             ctx.error(join(path, "hosts"), "missing required option (or define general.host_types)")
             return
         out["hosts"] = []
+    # 6.4 refuses a name that is both (process_general): a static host is its own host type,
+    # so a host type named like one would share its [[host_config]], modules and data.
+    for index, host_type in enumerate(out["host_types"]):
+        if host_type in out["hosts"]:
+            ctx.error(join(path, f"host_types[{index}]"),
+                      f'"{host_type}" is also in general.hosts (a static host is its own host '
+                      "type): give the host type another name")
     if out["hosts"] and out["default_server_domain"] not in out["hosts"]:
         ctx.error(
             join(path, "default_server_domain"),

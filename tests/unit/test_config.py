@@ -684,6 +684,13 @@ def test_hosts_are_lowercased_and_default_domain_must_be_one_of_them() -> None:
     assert found == ['general.default_server_domain: "b.com" is not one of general.hosts']
 
 
+def test_a_host_type_is_not_named_like_a_host() -> None:
+    found = problems('[general]\nhosts = ["a.com"]\nhost_types = ["a.com"]\n'
+                     'default_server_domain = "a.com"\n', general=False)
+    assert found == ['general.host_types[0]: "a.com" is also in general.hosts (a static host '
+                     "is its own host type): give the host type another name"]
+
+
 def test_hosts_required_unless_host_types() -> None:
     found = problems('[general]\ndefault_server_domain = "a.com"\n', general=False)
     assert found == ["general.hosts: missing required option (or define general.host_types)"]
