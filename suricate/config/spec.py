@@ -273,8 +273,11 @@ class LocalPart(Str):
             if "@" in result:
                 user, _, domain = result.partition("@")
                 hint = f'; write {{user = "{user}", server = "{domain}"}}'
-            ctx.error(path, f'"{value}" is not a valid user part '
-                            f'({", ".join(map(repr, bad))} not allowed{hint})')
+            ctx.error(
+                path,
+                f'"{value}" is not a valid user part '
+                f"({', '.join(map(repr, bad))} not allowed{hint})",
+            )
             return INVALID
         return result
 

@@ -85,12 +85,12 @@ class _Pattern:
                 self.conditions.append(_Condition(index, exact=exact))
             regexp = spec.get(f"{part}_regexp")
             if regexp is not None:
-                self.conditions.append(_Condition(index, regexp=re.compile(regexp,
-                                                                           _FLAGS[part])))
+                self.conditions.append(_Condition(index, regexp=re.compile(regexp, _FLAGS[part])))
             glob = spec.get(f"{part}_glob")
             if glob is not None:
-                self.conditions.append(_Condition(index, regexp=_glob(glob, _FLAGS[part]),
-                                                  whole=True))
+                self.conditions.append(
+                    _Condition(index, regexp=_glob(glob, _FLAGS[part]), whole=True)
+                )
 
     def matches(
         self, parts: tuple[str, str, str], current_domain: str, hosts: frozenset[str]

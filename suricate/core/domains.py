@@ -50,11 +50,13 @@ class Domain:
 class DomainRegistry:
     def __init__(self, hosts: frozenset[str], host_types: list[str], storage: Storage,
                  module_tables: Callable[[], Sequence[str]] = tuple,
-                 erase_in_batches: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 erase_in_batches: Callable[[str, str], Awaitable[None]] | None = None
+                 ) -> None:
         self.static = hosts
         #: The account-keyed tables of the enabled modules: a removed domain takes their rows.
         self.module_tables = module_tables
-        #: Erases first, in transactions of their own, the rows modules asked to remove in
+        #: Erases first (domain, host type), in transactions of their own, what modules keep
+        #: for the domain beyond its accounts' rows and the rows they asked to remove in
         #: batches (``delete_domain_limit``); the rest go in the domain's one transaction.
         self.erase_in_batches = erase_in_batches
         self.host_types = list(host_types)
@@ -160,7 +162,7 @@ class DomainRegistry:
         del self.dynamic[domain]
         self._changed(domain)
         if self.erase_in_batches is not None:
-            await self.erase_in_batches(domain)
+            await self.erase_in_batches(domain, host_type)
         await self.storage.delete_domain(domain, self.module_tables())
         log.info("domain_removed domain=%s", domain)
         await self._tell_others()  # once the row is gone: what the other nodes re-read

@@ -541,8 +541,11 @@ class Server:
         """The account-keyed tables of the open module stores (removed with an account)."""
         return tuple(t for store in self.module_stores.values() for t in store.user_tables)
 
-    async def _erase_domain_batches(self, domain: str) -> None:
-        """A removed domain's rows of the stores with a ``delete_domain_limit``, in batches."""
+    async def _erase_domain_batches(self, domain: str, host_type: str) -> None:
+        """What the modules keep for a removed domain beyond its accounts' rows (the
+        ``remove_domain`` hook: its services' rooms...), then its rows of the stores with a
+        ``delete_domain_limit``, in batches."""
+        await self.hooks.fold_async(H.REMOVE_DOMAIN, None, host_type, domain)
         for name, store in self.module_stores.items():
             erased = await store.delete_domain_batches(domain)
             if erased:

@@ -11,6 +11,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
 
 from suricate.jid import JID
@@ -21,6 +22,7 @@ from tests.e2e.harness import (
     c2s_listener_toml,
     connect,
     disconnect,
+    eventually,
     free_port,
     serving,
     sqlite_pool_toml,
@@ -45,6 +47,9 @@ methods = ["rdbms"]
 password.scram_iterations = 4096
 {sqlite_pool_toml(tmp / 'suricate.db')}
 {modules}
+[modules.mod_mam]
+async_writer.flush_interval = 100
+[modules.mod_mam.muc]
 """
 
 
@@ -92,3 +97,45 @@ async def test_a_dynamic_domain_lives_and_is_disabled(tmp_path: Path) -> None:
         assert not server.sessions.lookup(JID.parse(f"zoe@{C}/r"))
         await late.close()
         await disconnect(zoe, ann)
+
+
+async def test_a_removed_domain_takes_its_rooms(tmp_path: Path) -> None:
+    """removeDomain erases the company's data, its conference service's rooms included (6.4's
+    remove_domain handlers), with their archives: the next customer given the same domain name
+    finds none of them."""
+    c2s_port, tls_port = free_port(), free_port()
+    async with serving(tmp_path, config(tmp_path, c2s_port, tls_port), c2s_port=c2s_port,
+                       tls_port=tls_port) as server:
+        plugins = ("xep_0030", "xep_0004", "xep_0045")
+        await server.domains.add(C, "tenants")
+        assert await server.auth.register(JID.parse(f"zoe@{C}"), "pw")
+        zoe = await connect(server, f"zoe@{C}/r", "pw", direct_tls=True, plugins=plugins)
+        zoe.send_presence()
+        room = SJID(f"board@conference.{C}")
+        await zoe.plugin["xep_0045"].join_muc_wait(room, "Zoe", timeout=5)
+        form = zoe.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="muc#roomconfig_persistentroom", value="1")
+        form.add_field(var="muc#roomconfig_publicroom", value="1")
+        await zoe.plugin["xep_0045"].set_room_config(room, form, timeout=5)
+        zoe.send_message(mto=room, mbody="board minutes", mtype="groupchat")
+        archive = server.modules["mod_mam"].muc_archive.store
+
+        async def archived() -> int:
+            rows = await archive.fetch("SELECT COUNT(*) FROM mam_muc_message WHERE server = ?",
+                                       f"conference.{C}")
+            return int(rows[0][0])
+
+        await eventually(archived)
+        await disconnect(zoe)
+
+        await server.domains.remove(C, "tenants")
+        await server.domains.add(C, "tenants")  # the next customer
+        assert await server.auth.register(JID.parse(f"max@{C}"), "pw")
+        new = await connect(server, f"max@{C}/r", "pw", direct_tls=True, plugins=plugins)
+        items = await new.plugin["xep_0030"].get_items(jid=f"conference.{C}", timeout=5)
+        assert items["disco_items"]["items"] == set()
+        assert await archived() == 0
+        with pytest.raises(IqError) as err:  # XEP-0045 §6.4: no such room any more
+            await new.plugin["xep_0030"].get_info(jid=room, timeout=5)
+        assert err.value.iq["error"]["condition"] == "item-not-found"
+        await disconnect(new)

@@ -76,7 +76,8 @@ class ModMuc(Module):
     xeps = ("0045", "0249", "0359", "0410", "0421", "0486")
     graphql = GraphQLCategory("suricate.modules.mod_muc.graphql")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
-             (H.REMOVE_USER, "remove_user", 60))
+             (H.REMOVE_USER, "remove_user", 60),
+             (H.REMOVE_DOMAIN, "remove_domain", 60))
 
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
@@ -563,6 +564,20 @@ class ModMuc(Module):
             room.affiliations.pop(bare, None)
             room.nicks.pop(bare, None)
         await self.store.remove_user(str(bare))
+        return acc
+
+    async def remove_domain(self, acc: None, host_type: str, domain: str) -> None:
+        """removeDomain: the rooms of the domain's service (conference.<domain>) go with it,
+        as in MongooseIM 6.4 (mod_muc's remove_domain), so a customer given the domain name
+        later finds none of them. A fixed service domain (no @HOST@) is every domain's and
+        keeps its rooms."""
+        if not self.serves_host_type(host_type) or "@HOST@" not in self.opts["host"]:
+            return acc
+        service = self._service_of(domain)
+        for room in [r for jid, r in self.rooms.items() if jid.domain == service]:
+            room.destroy(None, "domain removed")  # §10.9: the occupants are told
+        self.stored -= {jid for jid in self.stored if jid.domain == service}
+        await self.store.delete_service(service)
         return acc
 
     def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:
