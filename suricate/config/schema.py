@@ -204,7 +204,7 @@ def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
                 if keyfile == certfile and "keyfile" not in raw:
                     # keyfile defaults to certfile (a combined PEM, as 6.4's OTP ssl reads it)
                     ctx.error(join(path, "certfile"), f'"{certfile}" holds no private key: '
-                              "give tls.keyfile, or append the key to this file")
+                              "give keyfile next to it, or append the key to this file")
                 else:
                     ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no PEM private key')
                 return
@@ -789,6 +789,19 @@ def _general_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
             ctx.error(join(path, f"host_types[{index}]"),
                       f'"{host_type}" is also in general.hosts (a static host is its own host '
                       "type): give the host type another name")
+    seen: dict[str, int] = {}
+    certs = out.get("domain_certfile")
+    for index, entry in enumerate(certs if isinstance(certs, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("domain"), str):
+            continue
+        name, where = entry["domain"], join(path, f"domain_certfile[{index}].domain")
+        if name not in out["hosts"] and name not in out["host_types"]:
+            ctx.error(where, f'"{name}" is neither one of general.hosts nor of '
+                             "general.host_types")
+        elif name in seen:
+            ctx.error(where, f'"{name}" already has a certificate '
+                             f"(domain_certfile[{seen[name]}])")
+        seen.setdefault(name, index)
     if out["hosts"] and out["default_server_domain"] not in out["hosts"]:
         ctx.error(
             join(path, "default_server_domain"),
@@ -829,6 +842,24 @@ _ROUTE_SUBDOMAINS = Option(
 )
 
 
+def _domain_cert_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                      ctx: Context) -> None:
+    if out.get("keyfile") is None:
+        out["keyfile"] = out.get("certfile")  # a combined PEM
+    _check_tls_files(out, raw, path, ctx)  # as a listener's own certificate
+
+
+_DOMAIN_CERT = Section(
+    {
+        "domain": Option(Str(), doc="A static host (general.hosts) or a host type."),
+        "certfile": Option(FilePath(), doc="Certificate (PEM), with its chain."),
+        "keyfile": Option(FilePath(), None, "Private key (PEM).",
+                          default_doc="the value of `certfile`"),
+    },
+    doc="One domain's certificate.",
+    post=_domain_cert_post,
+)
+
 _GENERAL = Section(
     {
         "loglevel": Option(OneOf(LOGLEVELS), "warning", "Verbosity of the log."),
@@ -843,6 +874,18 @@ _GENERAL = Section(
         ),
         "default_server_domain": Option(
             Domain(), doc="Domain used when no other applies; must be one of hosts."
+        ),
+        "domain_certfile": Option(
+            ListOf(_DOMAIN_CERT),
+            [],
+            "A certificate per domain, chosen by the name the peer sends in SNI (RFC 6066 "
+            "§3) on every TLS listener; the listener's own certificate serves the other "
+            "names. `domain` is a static host, or a host type: then the certificate (naming "
+            "those domains, or a wildcard) serves every domain of that host type, added at "
+            "run time too. MongooseIM 5's option (6.4 has one certificate per listener); "
+            "`keyfile` added, as 6.4.1 wants the key apart.",
+            example='[{domain = "example.com", certfile = "example.crt", '
+                    'keyfile = "example.key"}]',
         ),
         "language": Option(Str(), "en", "Default language of server-generated texts.", inert=True),
         "registration_timeout": Option(

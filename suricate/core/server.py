@@ -171,6 +171,9 @@ class Server:
         self.listeners: list[Listener] = []
         self._sweeps: list[HibernationSweep] = []
         self._sni_certs = dict(sni_certs or {})
+        # general.domain_certfile: a certificate per host or host type, chosen by SNI.
+        for entry in general.get("domain_certfile") or ():
+            self._sni_certs[entry["domain"]] = CertKey(entry["certfile"], entry["keyfile"])
         self._tasks: set[asyncio.Task[Any]] = set()
         # What stop() ends with system-shutdown: C2S, and Component once a listener exists.
         self._stream_types: tuple[type[C2S | Component], ...] = (C2S,)
@@ -305,15 +308,20 @@ class Server:
                 and opts.get("session_tickets") == "stateless":
             # TLS 1.3 0-RTT for FAST logins (XEP-0484 §3.4), see suricate.net.early_data
             from suricate.net.early_data import EarlyDataTLSConfig
-            return EarlyDataTLSConfig(opts, alpn=[b"xmpp-client"], certs_by_name=self._sni_certs)
+            config: TLSConfig = EarlyDataTLSConfig(opts, alpn=[b"xmpp-client"],
+                                                   certs_by_name=self._sni_certs)
+            config.host_type_of = self.domains.host_type
+            return config
         return self._tls_config(opts, alpn=[b"xmpp-client"])
 
     def _tls_config(self, opts: Mapping[str, Any] | None, alpn: list[bytes],
                     verify_after_handshake: bool = False) -> TLSConfig | None:
         if not opts or not opts.get("certfile"):
             return None
-        return TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs,
-                         verify_after_handshake=verify_after_handshake)
+        config = TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs,
+                           verify_after_handshake=verify_after_handshake)
+        config.host_type_of = self.domains.host_type
+        return config
 
     def _component_factory(self, opts: Mapping[str, Any]) -> Any:
         from suricate.core.component import Component

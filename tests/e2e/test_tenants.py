@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from suricate.jid import JID
 from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import (
     ALL_MODULES,
+    Client,
     RawClient,
     c2s_listener_toml,
     connect,
@@ -139,3 +141,37 @@ async def test_a_removed_domain_takes_its_rooms(tmp_path: Path) -> None:
             await new.plugin["xep_0030"].get_info(jid=room, timeout=5)
         assert err.value.iq["error"]["condition"] == "item-not-found"
         await disconnect(new)
+
+
+async def test_each_company_gets_its_certificate(tmp_path: Path) -> None:
+    """general.domain_certfile (MongooseIM 5's option, gone from 6.4's TOML, where one
+    certificate must name every domain): the c2s listener's certificate is chosen by the SNI
+    the client sends (RFC 6066 §3), per static domain, and per host type for the dynamic
+    domains (a certificate naming them, or a wildcard). slixmpp verifies it, as a real
+    client does."""
+    c2s_port, tls_port = free_port(), free_port()
+    default, _ = ensure_self_signed(tmp_path / "default", ["localhost"])
+    _, per_host = ensure_self_signed(tmp_path / "certs", [A, C])
+    toml = config(tmp_path, c2s_port, tls_port).replace(str(tmp_path / "certs" / "server"),
+                                                       str(tmp_path / "default" / "server"))
+    toml = toml.replace('default_server_domain = "a.test"', f"""default_server_domain = "a.test"
+domain_certfile = [
+  {{domain = "{A}", certfile = "{per_host[A].certfile}", keyfile = "{per_host[A].keyfile}"}},
+  {{domain = "tenants", certfile = "{per_host[C].certfile}", keyfile = "{per_host[C].keyfile}"}},
+]""")
+    async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        await server.domains.add(C, "tenants")
+        trust = ssl.create_default_context()
+        for cert in (default, per_host[A], per_host[C]):
+            trust.load_verify_locations(cert.certfile)
+        for name in (A, C, "localhost"):  # each name its own certificate, verified
+            _, writer = await asyncio.open_connection("127.0.0.1", tls_port, ssl=trust,
+                                                      server_hostname=name)
+            writer.close()
+        assert await server.auth.register(JID.parse(f"zoe@{C}"), "pw")
+        zoe = Client(f"zoe@{C}/r", "pw")
+        zoe.ssl_context = trust  # checks the name (slixmpp sends the JID's domain as SNI)
+        zoe.enable_direct_tls, zoe.enable_starttls = True, False
+        zoe.connect("127.0.0.1", tls_port)
+        await asyncio.wait_for(zoe.session_started, 10)
+        await disconnect(zoe)

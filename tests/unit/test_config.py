@@ -21,6 +21,7 @@ from suricate.config import (
     parse_config,
     parse_config_with_warnings,
 )
+from suricate.net.certs import ensure_self_signed
 
 GENERAL = """
 [general]
@@ -110,6 +111,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "hosts": ["localhost"],
         "host_types": [],
         "default_server_domain": "localhost",
+        "domain_certfile": [],
         "language": "en",
         "registration_timeout": 600,
         "hide_service_name": False,
@@ -689,6 +691,23 @@ def test_a_host_type_is_not_named_like_a_host() -> None:
                      'default_server_domain = "a.com"\n', general=False)
     assert found == ['general.host_types[0]: "a.com" is also in general.hosts (a static host '
                      "is its own host type): give the host type another name"]
+
+
+def test_domain_certfile_names_a_host_or_host_type(tmp_path: Path) -> None:
+    _, per_host = ensure_self_signed(tmp_path, ["a.com"])
+    cert = f'certfile = "{per_host["a.com"].certfile}", keyfile = "{per_host["a.com"].keyfile}"'
+    general = ('[general]\nhosts = ["a.com"]\nhost_types = ["t"]\n'
+               'default_server_domain = "a.com"\n')
+    cfg = parse(general + f'domain_certfile = [{{domain = "t", {cert}}}]', general=False)
+    assert cfg["general"]["domain_certfile"][0]["keyfile"] == per_host["a.com"].keyfile
+    found = problems(general + f'domain_certfile = [{{domain = "b.com", {cert}}}, '
+                     f'{{domain = "a.com", {cert}}}, {{domain = "a.com", {cert}}}]',
+                     general=False)
+    assert found == [
+        'general.domain_certfile[0].domain: "b.com" is neither one of general.hosts nor of '
+        "general.host_types",
+        'general.domain_certfile[2].domain: "a.com" already has a certificate '
+        "(domain_certfile[1])"]
 
 
 def test_hosts_required_unless_host_types() -> None:
