@@ -68,6 +68,9 @@ class DomainRegistry:
         #: Awaited after a change made here (add, remove, enable/disable), not after a
         #: refresh: the server asks the cluster's other nodes to refresh now.
         self.after_change: Callable[[], Awaitable[None]] | None = None
+        #: Why a name cannot become a domain although no domain has it (a module's service
+        #: domain such as conference.<host>, a component's), None when it can.
+        self.taken: Callable[[str], str | None] = lambda _name: None
         self._task: asyncio.Task[None] | None = None
 
     # -- reading ------------------------------------------------------------------------------
@@ -141,6 +144,11 @@ class DomainRegistry:
                               f"{self.host_types})", "unknown_host_type")
         if domain in self.static:
             raise DomainError(f"{domain} is a static domain (general.hosts)", "domain_static")
+        taken = self.taken(domain)
+        if taken is not None:
+            # Its stanzas would go to the service (routed first), its users nowhere.
+            raise DomainError(f"{domain} is already served by this server: {taken}",
+                              "domain_duplicate")
         if not await self.storage.insert_domain(domain, host_type):
             existing = self.dynamic.get(domain)
             if existing is not None and existing.host_type != host_type:

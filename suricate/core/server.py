@@ -27,7 +27,7 @@ from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
 from suricate.core.c2s.session import SAME_CLIENT_TOPIC, same_client_bound
 from suricate.core.cluster import Cluster
-from suricate.core.component_table import ComponentTable
+from suricate.core.component_table import ComponentTable, LocalService
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.eager import finish
 from suricate.core.hibernation import HibernationSweep
@@ -131,6 +131,7 @@ class Server:
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
+        self.domains.taken = self._service_domain_taken
         self._s2s: S2SService | None = None
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
             self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
@@ -504,6 +505,16 @@ class Server:
             for session in list(self.sessions):
                 if isinstance(session, C2S) and session.jid.domain == domain:
                     session.stream_error(StreamError("host-unknown", text))
+
+    def _service_domain_taken(self, name: str) -> str | None:
+        service = self.components.lookup(name)
+        if service is None:
+            return None
+        if not isinstance(service, LocalService):
+            return "a connected component's domain"
+        parent = self.components.parent_domain(name)
+        return f"a module's service domain (of {parent})" if parent else \
+            "a module's service domain"
 
     async def _domains_changed_here(self) -> None:
         """A domain was added, removed, enabled or disabled on this node: the other nodes

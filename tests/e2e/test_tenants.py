@@ -15,6 +15,7 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
 
+from suricate.core.domains import DomainError
 from suricate.jid import JID
 from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import (
@@ -65,6 +66,10 @@ async def test_a_dynamic_domain_lives_and_is_disabled(tmp_path: Path) -> None:
     async with serving(tmp_path, config(tmp_path, c2s_port, tls_port), c2s_port=c2s_port,
                        tls_port=tls_port) as server:
         await server.domains.add(C, "tenants")
+        with pytest.raises(DomainError) as refused:  # a.test's conference service already
+            await server.domains.add(f"conference.{A}", "tenants")
+        assert refused.value.code == "domain_duplicate"
+        assert "a module's service domain (of a.test)" in str(refused.value)
         for jid in (f"zoe@{C}", f"ann@{C}", f"alice@{A}"):
             assert await server.auth.register(JID.parse(jid), "pw")
         zoe = await connect(server, f"zoe@{C}/r", "pw", direct_tls=True,
