@@ -596,9 +596,13 @@ class Server:
             cache.add(key)
         return exists
 
-    def access_allows(self, rule: str, user: JID) -> bool:
-        """Access rule ``rule`` for a JID of ours, checked for its own domain."""
-        return self.access.allows(rule, user.local, user.domain, user.resource, user.domain)
+    def access_allows(self, rule: str, user: JID, domain: str | None = None) -> bool:
+        """Access rule ``rule`` for ``user``, checked for ``domain`` (the current domain of
+        ``match = "current_domain"``, whose [[host_config]] rules apply): by default the
+        user's own; a service checks its own host's, as 6.4's acl:match_rule(HostType,
+        ServerHost, ...) does, so that "local" there means that domain's users."""
+        return self.access.allows(rule, user.local, user.domain, user.resource,
+                                  domain or user.domain)
 
     def max_user_sessions(self, user: JID) -> int | None:
         value = self.access.evaluate("max_user_sessions", user.local, user.domain, None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from slixmpp import JID as SJID
-from slixmpp.exceptions import IqError
+from slixmpp.exceptions import IqError, PresenceError
 
 from suricate.core.domains import DomainError
 from suricate.jid import JID
@@ -180,3 +180,34 @@ domain_certfile = [
         zoe.connect("127.0.0.1", tls_port)
         await asyncio.wait_for(zoe.session_started, 10)
         await disconnect(zoe)
+
+
+async def test_a_service_applies_its_own_domains_rules(tmp_path: Path) -> None:
+    """MongooseIM's default rule muc_create = [{acl = "local", value = "allow"}], with
+    local = [{}] (match = "current_domain"): "local" means the users of the domain the MUC
+    service belongs to, as 6.4 checks a service's rules for its own host. The other
+    company's users (no mod_domain_isolation here) may join, not create rooms."""
+    c2s_port, tls_port = free_port(), free_port()
+    toml = config(tmp_path, c2s_port, tls_port).replace("[modules.mod_domain_isolation]", "")
+    toml = toml.replace("[modules.mod_muc]", '[modules.mod_muc]\naccess_create = "muc_create"')
+    toml += '[acl]\nlocal = [{}]\n[access]\nmuc_create = [{acl = "local", value = "allow"}]\n'
+    async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        await server.domains.add(C, "tenants")
+        plugins = ("xep_0030", "xep_0004", "xep_0045")
+        clients = []
+        for jid in (f"alice@{A}", f"zoe@{C}"):
+            assert await server.auth.register(JID.parse(jid), "pw")
+            clients.append(await connect(server, f"{jid}/r", "pw", plugins=plugins))
+        alice, zoe = clients
+        await alice.plugin["xep_0045"].join_muc_wait(SJID(f"own@conference.{A}"), "Alice",
+                                                     timeout=5)
+        with pytest.raises(PresenceError) as err:  # XEP-0045 §10.1.1: not-allowed
+            await zoe.plugin["xep_0045"].join_muc_wait(SJID(f"theirs@conference.{A}"), "Zoe",
+                                                       timeout=5)
+        assert err.value.condition == "not-allowed"
+        # ... and a.test's user on the conference service of c.test likewise.
+        with pytest.raises(PresenceError) as err:
+            await alice.plugin["xep_0045"].join_muc_wait(SJID(f"x@conference.{C}"), "Alice",
+                                                         timeout=5)
+        assert err.value.condition == "not-allowed"
+        await disconnect(alice, zoe)

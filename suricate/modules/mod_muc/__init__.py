@@ -241,7 +241,7 @@ class ModMuc(Module):
         """Every stanza to the service, a room or an occupant (the router's service seam)."""
         stype = stanza.attrs.get("type")
         if stype not in ("error", "result", "unavailable") \
-                and not self.server.access_allows(self.opts["access"], frm):
+                and not self.allows(self.opts["access"], frm, to.domain):
             self.server.router.bounce(stanza, StanzaError(
                 "forbidden", "access denied by service policy"))
             return
@@ -335,7 +335,7 @@ class ModMuc(Module):
             self.server.router.bounce(stanza, StanzaError("jid-malformed",
                                                           "a room nickname is required"))
             return
-        if not self.server.access_allows(self.opts["access_create"], frm):
+        if not self.allows(self.opts["access_create"], frm, to.domain):
             # §10.1.1: a user who may not create rooms gets not-allowed.
             self.server.router.bounce(stanza, StanzaError(
                 "not-allowed", "room creation is denied by service policy"))
@@ -518,9 +518,15 @@ class ModMuc(Module):
         return [room for answer in answers for room in answer]
 
     # -- what rooms ask of the service --------------------------------------------------------
-    def is_service_admin(self, jid: JID) -> bool:
+    def allows(self, rule: str, jid: JID, service: str) -> bool:
+        """Access rule ``rule`` for ``jid`` on ``service``, checked for the domain the service
+        belongs to (conference.a.test: a.test's users are its "local" ones, a.test's
+        [[host_config]] rules apply), as 6.4's mod_muc checks its rules for its host."""
+        return self.server.access_allows(rule, jid, self.services.get(service))
+
+    def is_service_admin(self, jid: JID, service: str) -> bool:
         rule = self.opts["access_admin"]
-        return rule != "none" and self.server.access_allows(rule, jid)
+        return rule != "none" and self.allows(rule, jid, service)
 
     def may_join_another(self, jid: JID) -> bool:
         limit = self.opts["max_user_conferences"]

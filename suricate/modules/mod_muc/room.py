@@ -200,7 +200,7 @@ class Room:
 
     # -- facts -------------------------------------------------------------------------------
     def affiliation(self, jid: JID) -> str:
-        if self.module.is_service_admin(jid):
+        if self.module.is_service_admin(jid, self.jid.domain):
             return "owner"
         entry = self.affiliations.get(jid.bare)
         if entry is None and jid.local is not None:
@@ -1489,7 +1489,7 @@ class Room:
                          opts["max_room_desc"],
                          password_checked_elsewhere=self.module.http_auth is not None)
         if new.persistent and not self.config.persistent \
-                and not self.server.access_allows(opts["access_persistent"], frm):
+                and not self.module.allows(opts["access_persistent"], frm, self.jid.domain):
             raise StanzaError("forbidden", "you may not make rooms persistent "
                                            "(access_persistent)")
         room_log = self.module.room_log
