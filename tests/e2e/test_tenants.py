@@ -186,14 +186,16 @@ async def test_a_service_applies_its_own_domains_rules(tmp_path: Path) -> None:
     """MongooseIM's default rule muc_create = [{acl = "local", value = "allow"}], with
     local = [{}] (match = "current_domain"): "local" means the users of the domain the MUC
     service belongs to, as 6.4 checks a service's rules for its own host. The other
-    company's users (no mod_domain_isolation here) may join, not create rooms."""
+    company's users (no mod_domain_isolation here) may join, not create rooms; nor nodes on
+    the pubsub service with the same rule as access_createnode."""
     c2s_port, tls_port = free_port(), free_port()
     toml = config(tmp_path, c2s_port, tls_port).replace("[modules.mod_domain_isolation]", "")
-    toml = toml.replace("[modules.mod_muc]", '[modules.mod_muc]\naccess_create = "muc_create"')
+    toml = toml.replace("[modules.mod_muc]", '[modules.mod_muc]\naccess_create = "muc_create"'
+                        '\n[modules.mod_pubsub]\naccess_createnode = "muc_create"')
     toml += '[acl]\nlocal = [{}]\n[access]\nmuc_create = [{acl = "local", value = "allow"}]\n'
     async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
         await server.domains.add(C, "tenants")
-        plugins = ("xep_0030", "xep_0004", "xep_0045")
+        plugins = ("xep_0030", "xep_0004", "xep_0045", "xep_0060")
         clients = []
         for jid in (f"alice@{A}", f"zoe@{C}"):
             assert await server.auth.register(JID.parse(jid), "pw")
@@ -210,4 +212,9 @@ async def test_a_service_applies_its_own_domains_rules(tmp_path: Path) -> None:
             await alice.plugin["xep_0045"].join_muc_wait(SJID(f"x@conference.{C}"), "Alice",
                                                          timeout=5)
         assert err.value.condition == "not-allowed"
+        # mod_pubsub's access_createnode likewise, on pubsub.a.test.
+        await alice.plugin["xep_0060"].create_node(f"pubsub.{A}", "news", timeout=5)
+        with pytest.raises(IqError) as iq_err:
+            await zoe.plugin["xep_0060"].create_node(f"pubsub.{A}", "spam", timeout=5)
+        assert iq_err.value.iq["error"]["condition"] == "forbidden"
         await disconnect(alice, zoe)
