@@ -191,7 +191,8 @@ async def test_a_service_applies_its_own_domains_rules(tmp_path: Path) -> None:
     c2s_port, tls_port = free_port(), free_port()
     toml = config(tmp_path, c2s_port, tls_port).replace("[modules.mod_domain_isolation]", "")
     toml = toml.replace("[modules.mod_muc]", '[modules.mod_muc]\naccess_create = "muc_create"'
-                        '\n[modules.mod_pubsub]\naccess_createnode = "muc_create"')
+                        '\n[modules.mod_pubsub]\naccess_createnode = "muc_create"'
+                        '\n[modules.mod_muc_log]\naccess_log = "muc_create"\noutdir = "logs"')
     toml += '[acl]\nlocal = [{}]\n[access]\nmuc_create = [{acl = "local", value = "allow"}]\n'
     async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
         await server.domains.add(C, "tenants")
@@ -216,5 +217,14 @@ async def test_a_service_applies_its_own_domains_rules(tmp_path: Path) -> None:
         await alice.plugin["xep_0060"].create_node(f"pubsub.{A}", "news", timeout=5)
         with pytest.raises(IqError) as iq_err:
             await zoe.plugin["xep_0060"].create_node(f"pubsub.{A}", "spam", timeout=5)
+        assert iq_err.value.iq["error"]["condition"] == "forbidden"
+        # mod_muc_log's access_log too: zoe, made an owner of alice's room, may not log it.
+        own = SJID(f"own@conference.{A}")
+        await alice.plugin["xep_0045"].set_affiliation(own, "owner", jid=SJID(f"zoe@{C}"))
+        await zoe.plugin["xep_0045"].join_muc_wait(own, "Zoe", timeout=5)
+        form = zoe.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="muc#roomconfig_enablelogging", value="1")
+        with pytest.raises(IqError) as iq_err:
+            await zoe.plugin["xep_0045"].set_room_config(own, form, timeout=5)
         assert iq_err.value.iq["error"]["condition"] == "forbidden"
         await disconnect(alice, zoe)

@@ -1494,7 +1494,7 @@ class Room:
                                            "(access_persistent)")
         room_log = self.module.room_log
         if new.logging != self.config.logging and room_log is not None \
-                and not room_log.may_change(frm):
+                and not room_log.may_change(frm, self.module.services.get(self.jid.domain)):
             # mod_muc_log's access_log decides who turns a room's logging on or off.
             raise StanzaError("forbidden", "you may not change the room's logging (access_log)")
         self._reconfigure(new)
