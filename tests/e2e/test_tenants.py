@@ -10,6 +10,7 @@ import asyncio
 import base64
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
@@ -102,8 +103,15 @@ async def test_a_dynamic_domain_lives_and_is_disabled(tmp_path: Path) -> None:
         failure = await late.expect(r"<failure .*?</failure>")
         assert "<account-disabled/>" in failure and "domain disabled" in failure
         assert not server.sessions.lookup(JID.parse(f"zoe@{C}/r"))
+        # The other company writing to it learns it at once, not after federation retries.
+        alice = await connect(server, f"alice@{A}/r", "pw")
+        bounced: asyncio.Queue[Any] = asyncio.Queue()
+        alice.add_event_handler("message_error", bounced.put_nowait)
+        alice.send_message(mto=JID.parse(f"zoe@{C}"), mbody="are you there?")
+        error = await asyncio.wait_for(bounced.get(), 5)
+        assert error["error"]["condition"] == "service-unavailable"
         await late.close()
-        await disconnect(zoe, ann)
+        await disconnect(zoe, ann, alice)
 
 
 async def test_a_removed_domain_takes_its_rooms(tmp_path: Path) -> None:
