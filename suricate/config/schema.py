@@ -204,7 +204,7 @@ def _check_tls_files(out: Mapping[str, Any], raw: Mapping[str, Any], path: str,
                 if keyfile == certfile and "keyfile" not in raw:
                     # keyfile defaults to certfile (a combined PEM, as 6.4's OTP ssl reads it)
                     ctx.error(join(path, "certfile"), f'"{certfile}" holds no private key: '
-                              "give keyfile next to it, or append the key to this file")
+                              "give tls.keyfile, or append the key to this file")
                 else:
                     ctx.error(join(path, "keyfile"), f'"{keyfile}" holds no PEM private key')
                 return
