@@ -31,6 +31,7 @@ from suricate.config.spec import (
     IntOrInfinity,
     IPAddress,
     ListOf,
+    LocalPart,
     MapOf,
     OneOf,
     Option,
@@ -789,6 +790,26 @@ def _general_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
             ctx.error(join(path, "hosts"), "missing required option (or define general.host_types)")
             return
         out["hosts"] = []
+    # 6.4 refuses a name that is both (process_general): a static host is its own host type,
+    # so a host type named like one would share its [[host_config]], modules and data.
+    for index, host_type in enumerate(out["host_types"]):
+        if host_type in out["hosts"]:
+            ctx.error(join(path, f"host_types[{index}]"),
+                      f'"{host_type}" is also in general.hosts (a static host is its own host '
+                      "type): give the host type another name")
+    seen: dict[str, int] = {}
+    certs = out.get("domain_certfile")
+    for index, entry in enumerate(certs if isinstance(certs, list) else []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("domain"), str):
+            continue
+        name, where = entry["domain"], join(path, f"domain_certfile[{index}].domain")
+        if name not in out["hosts"] and name not in out["host_types"]:
+            ctx.error(where, f'"{name}" is neither one of general.hosts nor of '
+                             "general.host_types")
+        elif name in seen:
+            ctx.error(where, f'"{name}" already has a certificate '
+                             f"(domain_certfile[{seen[name]}])")
+        seen.setdefault(name, index)
     if out["hosts"] and out["default_server_domain"] not in out["hosts"]:
         ctx.error(
             join(path, "default_server_domain"),
@@ -829,6 +850,24 @@ _ROUTE_SUBDOMAINS = Option(
 )
 
 
+def _domain_cert_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
+                      ctx: Context) -> None:
+    if out.get("keyfile") is None:
+        out["keyfile"] = out.get("certfile")  # a combined PEM
+    _check_tls_files(out, raw, path, ctx)  # as a listener's own certificate
+
+
+_DOMAIN_CERT = Section(
+    {
+        "domain": Option(Str(), doc="A static host (general.hosts) or a host type."),
+        "certfile": Option(FilePath(), doc="Certificate (PEM), with its chain."),
+        "keyfile": Option(FilePath(), None, "Private key (PEM).",
+                          default_doc="the value of `certfile`"),
+    },
+    doc="One domain's certificate.",
+    post=_domain_cert_post,
+)
+
 _GENERAL = Section(
     {
         "loglevel": Option(OneOf(LOGLEVELS), "warning", "Verbosity of the log."),
@@ -843,6 +882,18 @@ _GENERAL = Section(
         ),
         "default_server_domain": Option(
             Domain(), doc="Domain used when no other applies; must be one of hosts."
+        ),
+        "domain_certfile": Option(
+            ListOf(_DOMAIN_CERT),
+            [],
+            "A certificate per domain, chosen by the name the peer sends in SNI (RFC 6066 "
+            "§3) on every TLS listener; the listener's own certificate serves the other "
+            "names. `domain` is a static host, or a host type: then the certificate (naming "
+            "those domains, or a wildcard) serves every domain of that host type, added at "
+            "run time too. MongooseIM 5's option (6.4 has one certificate per listener); "
+            "`keyfile` added, as 6.4.1 wants the key apart.",
+            example='[{domain = "example.com", certfile = "example.crt", '
+                    'keyfile = "example.key"}]',
         ),
         "language": Option(Str(), "en", "Default language of server-generated texts.", inert=True),
         "registration_timeout": Option(
@@ -1707,14 +1758,16 @@ _ACL_PATTERN = Section(
             "Combined (AND) with the other conditions; `{}` alone means every user of the "
             "current domain.",
         ),
-        "user": Option(Str(), None, "Exact user part."),
-        "server": Option(Str(lower=True), None, "Exact domain."),
+        "user": Option(LocalPart(), None, "Exact user part (lowercased, as JIDs compare)."),
+        "server": Option(Domain(), None, "Exact domain."),
         "resource": Option(Str(), None, "Exact resource."),
-        "user_regexp": Option(Regexp(), None, "Regexp searched in the user part."),
-        "server_regexp": Option(Regexp(), None, "Regexp searched in the domain."),
+        "user_regexp": Option(Regexp(), None, "Regexp searched in the user part, ignoring "
+                              "case (JID user parts are lowercase)."),
+        "server_regexp": Option(Regexp(), None, "Regexp searched in the domain, ignoring case."),
         "resource_regexp": Option(Regexp(), None, "Regexp searched in the resource."),
-        "user_glob": Option(Str(), None, "Shell-style glob matching the whole user part."),
-        "server_glob": Option(Str(), None, "Glob matching the whole domain."),
+        "user_glob": Option(Str(), None, "Shell-style glob matching the whole user part, "
+                            "ignoring case."),
+        "server_glob": Option(Str(), None, "Glob matching the whole domain, ignoring case."),
         "resource_glob": Option(Str(), None, "Glob matching the whole resource."),
     },
     doc="One pattern; all its conditions must hold.",

@@ -252,6 +252,39 @@ class Domain(Str):
         return "a domain name"
 
 
+class LocalPart(Str):
+    """The user part of a JID (RFC 7622 §3.3), compared with prepared JIDs: lowercased, as
+    MongooseIM 6.4 nodepreps the ACL conditions, and refused when it holds a character a
+    localpart cannot (``user = "alice@example.com"`` would otherwise match nobody)."""
+
+    #: RFC 7622 §3.3.1: excluded from localparts (with the space characters).
+    FORBIDDEN = frozenset("\"&'/:<>@ \t\r\n")
+
+    def __init__(self) -> None:
+        super().__init__(nonempty=True, lower=True)
+
+    def normalize(self, value: Any, path: str, ctx: Context) -> Any:
+        result = super().normalize(value, path, ctx)
+        if result is INVALID:
+            return result
+        bad = sorted(self.FORBIDDEN.intersection(result))
+        if bad:
+            hint = ""
+            if "@" in result:
+                user, _, domain = result.partition("@")
+                hint = f'; write {{user = "{user}", server = "{domain}"}}'
+            ctx.error(
+                path,
+                f'"{value}" is not a valid user part '
+                f"({', '.join(map(repr, bad))} not allowed{hint})",
+            )
+            return INVALID
+        return result
+
+    def describe(self) -> str:
+        return "a JID user part"
+
+
 class Regexp(Str):
     """A regular expression; compiled here so a typo stops start-up instead of failing later."""
 

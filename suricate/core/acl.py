@@ -30,9 +30,9 @@ def allowed(value: Any) -> bool:
     return value == ALLOW
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    # fnmatchcase semantics (whole value, case-sensitive), compiled once instead of per call.
-    return re.compile(fnmatch.translate(pattern))
+def _glob(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    # fnmatchcase semantics (whole value), compiled once instead of per call.
+    return re.compile(fnmatch.translate(pattern), flags)
 
 
 class _Condition:
@@ -61,6 +61,11 @@ class _Condition:
 
 
 _PARTS = {"user": 0, "server": 1, "resource": 2}
+#: User parts and domains of prepared JIDs are lowercase (RFC 7622 §3.2, §3.3), and 6.4
+#: lowercases (nodepreps) every ACL condition: ``user_regexp = "^Admin"`` matches admin.
+#: Ignoring case does that without lowercasing the pattern itself (``\D`` stays \D);
+#: resources keep their case (§3.4) and are compared as written.
+_FLAGS = {"user": re.IGNORECASE, "server": re.IGNORECASE, "resource": 0}
 
 
 class _Pattern:
@@ -72,15 +77,20 @@ class _Pattern:
         for part, index in _PARTS.items():
             exact = spec.get(part)
             if exact is not None:
-                # Domains compare case-insensitively; config values are already lowercased,
-                # and server JIDs passed in are expected to be prepared (lowercase) too.
+                # User parts and domains compare case-insensitively; the loader lowercases
+                # them (``config.spec.LocalPart``, ``Domain``), and the JIDs passed in are
+                # prepared (lowercase) too.
+                if _FLAGS[part]:
+                    exact = exact.lower()  # a dict that did not come through the loader
                 self.conditions.append(_Condition(index, exact=exact))
             regexp = spec.get(f"{part}_regexp")
             if regexp is not None:
-                self.conditions.append(_Condition(index, regexp=re.compile(regexp)))
+                self.conditions.append(_Condition(index, regexp=re.compile(regexp, _FLAGS[part])))
             glob = spec.get(f"{part}_glob")
             if glob is not None:
-                self.conditions.append(_Condition(index, regexp=_glob(glob), whole=True))
+                self.conditions.append(
+                    _Condition(index, regexp=_glob(glob, _FLAGS[part]), whole=True)
+                )
 
     def matches(
         self, parts: tuple[str, str, str], current_domain: str, hosts: frozenset[str]

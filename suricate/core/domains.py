@@ -50,11 +50,13 @@ class Domain:
 class DomainRegistry:
     def __init__(self, hosts: frozenset[str], host_types: list[str], storage: Storage,
                  module_tables: Callable[[], Sequence[str]] = tuple,
-                 erase_in_batches: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 erase_in_batches: Callable[[str, str], Awaitable[None]] | None = None
+                 ) -> None:
         self.static = hosts
         #: The account-keyed tables of the enabled modules: a removed domain takes their rows.
         self.module_tables = module_tables
-        #: Erases first, in transactions of their own, the rows modules asked to remove in
+        #: Erases first (domain, host type), in transactions of their own, what modules keep
+        #: for the domain beyond its accounts' rows and the rows they asked to remove in
         #: batches (``delete_domain_limit``); the rest go in the domain's one transaction.
         self.erase_in_batches = erase_in_batches
         self.host_types = list(host_types)
@@ -66,6 +68,9 @@ class DomainRegistry:
         #: Awaited after a change made here (add, remove, enable/disable), not after a
         #: refresh: the server asks the cluster's other nodes to refresh now.
         self.after_change: Callable[[], Awaitable[None]] | None = None
+        #: Why a name cannot become a domain although no domain has it (a module's service
+        #: domain such as conference.<host>, a component's), None when it can.
+        self.taken: Callable[[str], str | None] = lambda _name: None
         self._task: asyncio.Task[None] | None = None
 
     # -- reading ------------------------------------------------------------------------------
@@ -139,6 +144,11 @@ class DomainRegistry:
                               f"{self.host_types})", "unknown_host_type")
         if domain in self.static:
             raise DomainError(f"{domain} is a static domain (general.hosts)", "domain_static")
+        taken = self.taken(domain)
+        if taken is not None:
+            # Its stanzas would go to the service (routed first), its users nowhere.
+            raise DomainError(f"{domain} is already served by this server: {taken}",
+                              "domain_duplicate")
         if not await self.storage.insert_domain(domain, host_type):
             existing = self.dynamic.get(domain)
             if existing is not None and existing.host_type != host_type:
@@ -160,7 +170,7 @@ class DomainRegistry:
         del self.dynamic[domain]
         self._changed(domain)
         if self.erase_in_batches is not None:
-            await self.erase_in_batches(domain)
+            await self.erase_in_batches(domain, host_type)
         await self.storage.delete_domain(domain, self.module_tables())
         log.info("domain_removed domain=%s", domain)
         await self._tell_others()  # once the row is gone: what the other nodes re-read

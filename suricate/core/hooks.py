@@ -267,6 +267,14 @@ REGISTER_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "register_user", "fold_async(None, jid): an account was created")
 REMOVE_USER: Hook[Callable[[None, JID], AsyncFolded[None]]] = Hook(
     "remove_user", "fold_async(None, jid): an account was removed")
+REMOVE_DOMAIN: Hook[Callable[[None, str, str], AsyncFolded[None]]] = Hook(
+    "remove_domain",
+    "fold_async(None, host_type, domain): a dynamic domain is being removed, already out of "
+    "service, before its accounts' rows go: a module erases what it keeps for the domain "
+    "beyond them (the rooms of its conference.<domain> service...). MongooseIM 6.4's "
+    "remove_domain. No domain argument gates it (the domain is no longer served): a module "
+    "serving some host types only checks host_type itself (Module.serves_host_type).",
+    host_arg=2)
 #: What to do once an account is gone, decided while its data is still there.
 AfterRemoval: TypeAlias = Callable[[], None]
 REMOVING_USER: Hook[

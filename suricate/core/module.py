@@ -200,6 +200,10 @@ class Module:
             return self.server.domains.host_type(domain) in self.host_types
         return self.server.modules.get(self.name) is self
 
+    def serves_host_type(self, host_type: str) -> bool:
+        """Whether this instance is the one for the domains of ``host_type``."""
+        return self.host_types is None or host_type in self.host_types
+
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
         """Check what the options refer to elsewhere in the configuration (access rules,

@@ -50,13 +50,18 @@ class Elsewhere(Protocol):
 
 class Router:
     __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds",
-                 "_route_filters_seen", "_route_filtered", "_offline_turns")
+                 "_route_filters_seen", "_route_filtered", "_offline_turns", "bouncing")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.sessions = server.sessions
         self.hooks = server.hooks
         self.elsewhere: Elsewhere | None = None
+        #: The error ``bounce`` is routing right now, back to the sender of a stanza that
+        #: went nowhere (routing is synchronous up to the local filters): a filter that
+        #: drops stanzas between domains (mod_domain_isolation) lets the server's own
+        #: answer to the sender through.
+        self.bouncing: Element | None = None
         # ``elsewhere`` while route_here holds it back: error bounces still use it.
         self._held: Elsewhere | None = None
         # While route_held runs: what the stanza's slow paths will have done when they
@@ -162,16 +167,20 @@ class Router:
             return
         reply = error_reply(stanza, error)
         reply_frm = reply_from or JID(None, reply_to.domain, None)
-        if self.elsewhere is None and self._held is not None:
-            # Inside route_here (the stanza came from another node): the sender may well be
-            # on another node, so the error travels (it is never answered: no loop).
-            self.elsewhere = self._held
-            try:
-                self.route(reply_frm, reply_to, reply)
-            finally:
-                self.elsewhere = None
-            return
-        self.route(reply_frm, reply_to, reply)
+        outer, self.bouncing = self.bouncing, reply
+        try:
+            if self.elsewhere is None and self._held is not None:
+                # Inside route_here (the stanza came from another node): the sender may well
+                # be on another node, so the error travels (never answered: no loop).
+                self.elsewhere = self._held
+                try:
+                    self.route(reply_frm, reply_to, reply)
+                finally:
+                    self.elsewhere = None
+                return
+            self.route(reply_frm, reply_to, reply)
+        finally:
+            self.bouncing = outer
 
     # -- local ----------------------------------------------------------------------------
     def _route_local(self, frm: JID, to: JID, stanza: Element) -> None:

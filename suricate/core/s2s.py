@@ -159,6 +159,14 @@ class S2SService:
             self.server.router.bounce(stanza, StanzaError(
                 "service-unavailable", f"no service of this server answers at {remote}"))
             return True
+        known = self.server.domains.get(remote)
+        if known is not None and not known.enabled:
+            # One of our dynamic domains, disabled (disableDomain): its users are ours and
+            # unavailable, not another server's; federation would only reach this server
+            # again (or retry a name with no address) while the sender waits.
+            self.server.router.bounce(stanza, StanzaError(
+                "service-unavailable", f"{remote} is disabled on this server"))
+            return True
         if not self.allows(remote, local):
             # RFC 6120 §8.3.3.12: not-allowed, e.g. "sending to entities at a blacklisted
             # domain" ([s2s] default_policy / host_policy).

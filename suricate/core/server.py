@@ -27,7 +27,7 @@ from suricate.core.acl import AccessControl
 from suricate.core.c2s import C2S
 from suricate.core.c2s.session import SAME_CLIENT_TOPIC, same_client_bound
 from suricate.core.cluster import Cluster
-from suricate.core.component_table import ComponentTable
+from suricate.core.component_table import ComponentTable, LocalService
 from suricate.core.domains import Domain, DomainRegistry
 from suricate.core.eager import finish
 from suricate.core.hibernation import HibernationSweep
@@ -133,6 +133,7 @@ class Server:
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
+        self.domains.taken = self._service_domain_taken
         self._s2s: S2SService | None = None
         if cfg["listen"].get("s2s") or _s2s_configured(cfg["s2s"]):
             self._s2s = self._make_s2s()  # its configuration is checked (files read) at start
@@ -173,6 +174,9 @@ class Server:
         self.listeners: list[Listener] = []
         self._sweeps: list[HibernationSweep] = []
         self._sni_certs = dict(sni_certs or {})
+        # general.domain_certfile: a certificate per host or host type, chosen by SNI.
+        for entry in general.get("domain_certfile") or ():
+            self._sni_certs[entry["domain"]] = CertKey(entry["certfile"], entry["keyfile"])
         self._tasks: set[asyncio.Task[Any]] = set()
         # What stop() ends with system-shutdown: C2S, and Component once a listener exists.
         self._stream_types: tuple[type[C2S | Component], ...] = (C2S,)
@@ -341,15 +345,20 @@ class Server:
                 and opts.get("session_tickets") == "stateless":
             # TLS 1.3 0-RTT for FAST logins (XEP-0484 §3.4), see suricate.net.early_data
             from suricate.net.early_data import EarlyDataTLSConfig
-            return EarlyDataTLSConfig(opts, alpn=[b"xmpp-client"], certs_by_name=self._sni_certs)
+            config: TLSConfig = EarlyDataTLSConfig(opts, alpn=[b"xmpp-client"],
+                                                   certs_by_name=self._sni_certs)
+            config.host_type_of = self.domains.host_type
+            return config
         return self._tls_config(opts, alpn=[b"xmpp-client"])
 
     def _tls_config(self, opts: Mapping[str, Any] | None, alpn: list[bytes],
                     verify_after_handshake: bool = False) -> TLSConfig | None:
         if not opts or not opts.get("certfile"):
             return None
-        return TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs,
-                         verify_after_handshake=verify_after_handshake)
+        config = TLSConfig(opts, alpn=alpn, certs_by_name=self._sni_certs,
+                           verify_after_handshake=verify_after_handshake)
+        config.host_type_of = self.domains.host_type
+        return config
 
     def _component_factory(self, opts: Mapping[str, Any]) -> Any:
         from suricate.core.component import Component
@@ -528,9 +537,20 @@ class Server:
         self.access.set_hosts(self.domains.served)
         if now is None or not now.enabled:
             # A removed or disabled domain serves nobody: its sessions end now.
+            text = "domain removed" if now is None else "domain disabled"
             for session in list(self.sessions):
                 if isinstance(session, C2S) and session.jid.domain == domain:
-                    session.stream_error(StreamError("host-unknown", "domain disabled"))
+                    session.stream_error(StreamError("host-unknown", text))
+
+    def _service_domain_taken(self, name: str) -> str | None:
+        service = self.components.lookup(name)
+        if service is None:
+            return None
+        if not isinstance(service, LocalService):
+            return "a connected component's domain"
+        parent = self.components.parent_domain(name)
+        return f"a module's service domain (of {parent})" if parent else \
+            "a module's service domain"
 
     async def _domains_changed_here(self) -> None:
         """A domain was added, removed, enabled or disabled on this node: the other nodes
@@ -576,8 +596,11 @@ class Server:
         """The account-keyed tables of the open module stores (removed with an account)."""
         return tuple(t for store in self.module_stores.values() for t in store.user_tables)
 
-    async def _erase_domain_batches(self, domain: str) -> None:
-        """A removed domain's rows of the stores with a ``delete_domain_limit``, in batches."""
+    async def _erase_domain_batches(self, domain: str, host_type: str) -> None:
+        """What the modules keep for a removed domain beyond its accounts' rows (the
+        ``remove_domain`` hook: its services' rooms...), then its rows of the stores with a
+        ``delete_domain_limit``, in batches."""
+        await self.hooks.fold_async(H.REMOVE_DOMAIN, None, host_type, domain)
         for name, store in self.module_stores.items():
             erased = await store.delete_domain_batches(domain)
             if erased:
@@ -609,9 +632,13 @@ class Server:
             cache.add(key)
         return exists
 
-    def access_allows(self, rule: str, user: JID) -> bool:
-        """Access rule ``rule`` for a JID of ours, checked for its own domain."""
-        return self.access.allows(rule, user.local, user.domain, user.resource, user.domain)
+    def access_allows(self, rule: str, user: JID, domain: str | None = None) -> bool:
+        """Access rule ``rule`` for ``user``, checked for ``domain`` (the current domain of
+        ``match = "current_domain"``, whose [[host_config]] rules apply): by default the
+        user's own; a service checks its own host's, as 6.4's acl:match_rule(HostType,
+        ServerHost, ...) does, so that "local" there means that domain's users."""
+        return self.access.allows(rule, user.local, user.domain, user.resource,
+                                  domain or user.domain)
 
     def max_user_sessions(self, user: JID) -> int | None:
         value = self.access.evaluate("max_user_sessions", user.local, user.domain, None,

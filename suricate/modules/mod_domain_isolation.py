@@ -10,7 +10,9 @@ Behaviour of MongooseIM 6.4's module of the same name (it has no options):
   ``alice@a.test`` still joins rooms of ``conference.a.test`` but not of ``conference.b.test``;
   a fixed service domain and a component's domain count as themselves;
 - the sender gets a service-unavailable error (RFC 6120 §8.3.3.19), except for an error
-  or a result, which is dropped without answer (§8.3.1: never answer an error);
+  or a result, which is dropped without answer (§8.3.1: never answer an error); the errors
+  the server itself routes back to a sender (``Router.bounce``: a stanza that went
+  nowhere) pass, so that nothing the sender sent is silently lost;
 - the check is on delivery, as in MongooseIM: stanzas that leave over s2s are not looked at,
   while stanzas arriving from another server for a local user are refused like any other
   domain's.
@@ -56,7 +58,9 @@ class ModDomainIsolation(Module):
         return self.server.components.parent_domain(domain) or domain
 
     def isolate(self, stanza: Element | None, frm: JID, to: JID) -> Element | None:
-        if stanza is None or stanza is self._answering:
+        if stanza is None or stanza is self._answering or stanza is self.server.router.bouncing:
+            # Our own error, or the server's answer to a stanza of the recipient's that went
+            # nowhere (its domain disabled, no route...): the sender must learn it.
             return stanza
         if frm.domain == to.domain or self.tenant(frm.domain) == self.tenant(to.domain):
             return stanza

@@ -99,9 +99,10 @@ class ModMucLog(Module):
                 module.room_log = None  # type: ignore[attr-defined]
         self._flush()
 
-    def may_change(self, jid: JID) -> bool:
-        """Whether ``jid`` may turn a room's logging on or off (``access_log``)."""
-        return bool(self.server.access_allows(self.opts["access_log"], jid))
+    def may_change(self, jid: JID, domain: str | None = None) -> bool:
+        """Whether ``jid`` may turn a room's logging on or off (``access_log``), checked for
+        ``domain``, the one the room's service belongs to (as mod_muc's own rules)."""
+        return bool(self.server.access_allows(self.opts["access_log"], jid, domain))
 
     # -- writing ---------------------------------------------------------------------------
     def _now(self) -> datetime:

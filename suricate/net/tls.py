@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,8 @@ class CertKey:
 class TLSConfig:
     """One listener's TLS settings, turned into OpenSSL contexts once at start-up."""
 
-    __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point", "_verify_after_handshake")
+    __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point", "_verify_after_handshake",
+                 "host_type_of")
 
     def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = (),
                  certs_by_name: Mapping[str, CertKey] | None = None,
@@ -88,6 +89,9 @@ class TLSConfig:
         self._by_name: dict[str, SSL.Context] = {
             name.lower(): self._make_context(opts, ck) for name, ck in (certs_by_name or {}).items()
         }
+        #: The host type of a served domain (the name itself for any other name): a
+        #: certificate given for a host type serves its domains, added at run time too.
+        self.host_type_of: Callable[[str], str] | None = None
         if self._by_name:
             self.context.set_tlsext_servername_callback(self._select_by_sni)
 
@@ -147,7 +151,10 @@ class TLSConfig:
     def _select_by_sni(self, conn: SSL.Connection) -> None:
         name = conn.get_servername()
         if name:
-            ctx = self._by_name.get(name.decode("ascii", "replace").lower())
+            text = name.decode("ascii", "replace").lower()
+            ctx = self._by_name.get(text)
+            if ctx is None and self.host_type_of is not None:
+                ctx = self._by_name.get(self.host_type_of(text))
             if ctx is not None:
                 conn.set_context(ctx)
 

@@ -65,7 +65,7 @@ class Module:
         self.joined: dict[JID, set[Room]] = {}
         self.emptied: list[Room] = []
 
-    def is_service_admin(self, jid: JID) -> bool:
+    def is_service_admin(self, jid: JID, service: str) -> bool:
         return False
 
     def room_emptied(self, room: Room) -> None:

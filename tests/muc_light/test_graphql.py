@@ -124,6 +124,12 @@ async def test_admin_api(tmp_path: Path) -> None:
                                    '"dyn.example", name: "x", owner: "zed@dyn.example", '
                                    'subject: "") { jid } } }')
         assert code(result) == "muc_server_not_found"
+        # ... and its rooms with it (6.4's remove_domain): not there when the name returns.
+        await admin(server, 'mutation { domain { addDomain(domain: "dyn.example", '
+                    'hostType: "dynamic") { domain } } }')
+        status, result = await gql(server, '{ muc_light { getRoomConfig(room: '
+                                   '"d@muclight.dyn.example") { name } } }')
+        assert code(result) == "not_found", result
 
 
 def test_cli_commands_are_generated() -> None:

@@ -522,12 +522,14 @@ async def test_domain_admin_runs_the_rooms_of_its_domain(tmp_path: Path) -> None
         listed = await as_domain_admin('{ muc { listRooms(mucDomain: "conference.dyn.example")'
                                        ' { count } } }')
         assert listed["data"]["muc"]["listRooms"]["count"] == 0, listed
-        # A domain of its own named like that subdomain is its own tenant's, not dyn.example's.
-        await admin(server, 'mutation { domain { addDomain(domain: "conference.dyn.example", '
-                    'hostType: "dynamic") { domain } } }')
+        # That subdomain is the MUC service's: it cannot become a domain (whose users the
+        # service would shadow), and it is no domain of dyn.example's admin either.
+        _, taken = await gql(server, 'mutation { domain { addDomain(domain: '
+                             '"conference.dyn.example", hostType: "dynamic") { domain } } }')
+        assert code_of(taken) == "domain_duplicate", taken
         refused = await as_domain_admin('{ account { listUsers(domain: '
                                         '"conference.dyn.example") } }')
-        assert code_of(refused) == "no_permissions", refused
+        assert code_of(refused) == "domain_not_found", refused
 
 
 async def test_data_of_an_account_that_does_not_exist(tmp_path: Path) -> None:

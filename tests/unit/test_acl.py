@@ -28,6 +28,11 @@ srv_re = [{server_regexp = "example", match = "all"}]
 res = [{resource = "desk"}]
 any_user = [{user_regexp = ""}]
 blocked = [{user = "mallory"}]
+# 6.4 nodepreps the conditions: written with capitals, they still match prepared JIDs
+boss = [{user = "Boss"}]
+admins_re = [{user_regexp = "^Admin[0-9]", match = "all"}]
+ops_glob = [{user_glob = "Ops-*", server_glob = "*.ORG", match = "all"}]
+desk_re = [{resource_regexp = "^Desk$"}]
 
 [access]
 c2s = [{acl = "blocked", value = "deny"}, {acl = "all", value = "allow"}]
@@ -74,6 +79,12 @@ ACL_CASES: list[tuple[str, str | None, str, str | None, str, bool]] = [
     ("res", "x", "localhost", "desk2", "localhost", False),
     ("any_user", None, "localhost", None, "localhost", True),
     ("any_user", "x", "remote.org", None, "localhost", False),
+    ("boss", "boss", "localhost", None, "localhost", True),
+    ("admins_re", "admin1", "remote.org", None, "localhost", True),
+    ("admins_re", "admin", "remote.org", None, "localhost", False),
+    ("ops_glob", "ops-1", "jabber.org", None, "localhost", True),
+    ("desk_re", "x", "localhost", "Desk", "localhost", True),
+    ("desk_re", "x", "localhost", "desk", "localhost", False),  # resources keep their case
 ]
 
 

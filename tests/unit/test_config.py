@@ -21,6 +21,7 @@ from suricate.config import (
     parse_config,
     parse_config_with_warnings,
 )
+from suricate.net.certs import ensure_self_signed
 
 GENERAL = """
 [general]
@@ -110,6 +111,7 @@ def test_minimal_config_has_every_section_with_defaults() -> None:
         "hosts": ["localhost"],
         "host_types": [],
         "default_server_domain": "localhost",
+        "domain_certfile": [],
         "language": "en",
         "registration_timeout": 600,
         "hide_service_name": False,
@@ -306,6 +308,7 @@ ACCEPTED: list[tuple[str, tuple[Any, ...], Any]] = [
     ('[acl]\nx = [{match = "any_hosted_domain"}]', ("acl", "x", 0, "match"), "any_hosted_domain"),
     ('[acl]\nx = [{user_regexp = "^a"}]', ("acl", "x", 0, "user_regexp"), "^a"),
     ('[acl]\nx = [{server = "LocalHost"}]', ("acl", "x", 0, "server"), "localhost"),
+    ('[acl]\nx = [{user = "Alice"}]', ("acl", "x", 0, "user"), "alice"),
     ('[acl]\nx = [{resource_glob = "mobile*"}]', ("acl", "x", 0, "resource_glob"), "mobile*"),
     ("[internal_databases]", ("internal_databases",), {}),
 ]
@@ -603,6 +606,12 @@ REFUSED: list[tuple[str, str]] = [
         "acl.x[0].user_glob: cannot be combined with user",
     ),
     ('[acl]\nx = [{jid = "a@b"}]', "acl.x[0].jid: unknown option"),
+    (
+        '[acl]\nx = [{user = "alice@localhost"}]',
+        "acl.x[0].user: \"alice@localhost\" is not a valid user part ('@' not allowed; write "
+        '{user = "alice", server = "localhost"})',
+    ),
+    ('[acl]\nx = [{server = "a/b"}]', 'acl.x[0].server: "a/b" is not a valid domain name'),
     ('[acl]\nall = [{user = "a"}]', "acl.all: 'all' is predefined and cannot be redefined"),
     (
         "[instrumentation.exometer]",
@@ -675,6 +684,30 @@ def test_hosts_are_lowercased_and_default_domain_must_be_one_of_them() -> None:
         '[general]\nhosts = ["a.com"]\ndefault_server_domain = "b.com"\n', general=False
     )
     assert found == ['general.default_server_domain: "b.com" is not one of general.hosts']
+
+
+def test_a_host_type_is_not_named_like_a_host() -> None:
+    found = problems('[general]\nhosts = ["a.com"]\nhost_types = ["a.com"]\n'
+                     'default_server_domain = "a.com"\n', general=False)
+    assert found == ['general.host_types[0]: "a.com" is also in general.hosts (a static host '
+                     "is its own host type): give the host type another name"]
+
+
+def test_domain_certfile_names_a_host_or_host_type(tmp_path: Path) -> None:
+    _, per_host = ensure_self_signed(tmp_path, ["a.com"])
+    cert = f'certfile = "{per_host["a.com"].certfile}", keyfile = "{per_host["a.com"].keyfile}"'
+    general = ('[general]\nhosts = ["a.com"]\nhost_types = ["t"]\n'
+               'default_server_domain = "a.com"\n')
+    cfg = parse(general + f'domain_certfile = [{{domain = "t", {cert}}}]', general=False)
+    assert cfg["general"]["domain_certfile"][0]["keyfile"] == per_host["a.com"].keyfile
+    found = problems(general + f'domain_certfile = [{{domain = "b.com", {cert}}}, '
+                     f'{{domain = "a.com", {cert}}}, {{domain = "a.com", {cert}}}]',
+                     general=False)
+    assert found == [
+        'general.domain_certfile[0].domain: "b.com" is neither one of general.hosts nor of '
+        "general.host_types",
+        'general.domain_certfile[2].domain: "a.com" already has a certificate '
+        "(domain_certfile[1])"]
 
 
 def test_hosts_required_unless_host_types() -> None:

@@ -395,6 +395,12 @@ class Negotiation(Delivery):
         except (InvalidJID, ValueError):
             self._run(self.negotiator.fail("not-authorized"))
             return
+        if not self.server.is_local_domain(domain):
+            # The domain was disabled (or removed) after this stream was opened to it: its
+            # users are refused like a disabled account (RFC 6120 §6.5.1, temporarily:
+            # enableDomain lets them in again), not logged in to a domain nobody serves.
+            self._run(self.negotiator.fail("account-disabled", "domain disabled"))
+            return
         allowed = self.opts.get("allowed_auth_methods")
         pki = "pki" in self.auth.methods and (not allowed or "pki" in allowed)
         if self.negotiator.mechanism_name == "EXTERNAL" and not pki:

@@ -331,7 +331,8 @@ class ModMam(Module):
     store: MamStore
     graphql = GraphQLCategory("suricate.modules.mod_mam.graphql")
     xeps = ("0313", "0359", "0059", "0441", "0424", "0425")
-    hooks = ((H.REMOVE_USER, "remove_archive", 50),)
+    hooks = ((H.REMOVE_USER, "remove_archive", 50),
+             (H.REMOVE_DOMAIN, "remove_domain", 50))
     iq_handlers = (("sm", MAM, "iq_mam"),)
 
     # Archiving hooks, wired only when the pm section enables one-to-one archives. Outgoing
@@ -946,6 +947,13 @@ class ModMam(Module):
         if self.server.instrument.enabled:
             self.server.instrument.emit(REMOVE_ARCHIVE,
                                         {"host_type": owner.domain}, {"count": 1})
+        return acc
+
+    async def remove_domain(self, acc: Any, host_type: str, domain: str) -> Any:
+        """removeDomain: the one-to-one archives are the accounts' rows (user_tables); the
+        room archives of the domain's MUC service go here."""
+        if self.muc_archive is not None and self.serves_host_type(host_type):
+            await self.muc_archive.remove_service(domain)
         return acc
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:

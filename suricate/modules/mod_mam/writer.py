@@ -240,6 +240,16 @@ class AsyncWriter:
         shard.rows = [r for r in shard.rows if r[1] != server or r[2] != user]
         shard.retractions = [r for r in shard.retractions if r[0] != server or r[1] != user]
 
+    async def discard_server(self, server: str) -> None:
+        """Forget pending rows of every archive of ``server`` (its domain is being removed),
+        and wait for a flush in flight, which may still hold some: deleted after this, none
+        lands later."""
+        for shard in self.shards:
+            shard.rows = [r for r in shard.rows if r[1] != server]
+            shard.retractions = [r for r in shard.retractions if r[0] != server]
+            async with shard.lock:
+                pass
+
     def pending(self) -> int:
         return sum(len(s.rows) for s in self.shards)
 

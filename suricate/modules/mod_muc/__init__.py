@@ -76,7 +76,8 @@ class ModMuc(Module):
     xeps = ("0045", "0249", "0359", "0410", "0421", "0486")
     graphql = GraphQLCategory("suricate.modules.mod_muc.graphql")
     hooks = ((H.SESSION_CLOSED, "session_closed", 60),
-             (H.REMOVE_USER, "remove_user", 60))
+             (H.REMOVE_USER, "remove_user", 60),
+             (H.REMOVE_DOMAIN, "remove_domain", 60))
 
     @classmethod
     def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
@@ -240,7 +241,7 @@ class ModMuc(Module):
         """Every stanza to the service, a room or an occupant (the router's service seam)."""
         stype = stanza.attrs.get("type")
         if stype not in ("error", "result", "unavailable") \
-                and not self.server.access_allows(self.opts["access"], frm):
+                and not self.allows(self.opts["access"], frm, to.domain):
             self.server.router.bounce(stanza, StanzaError(
                 "forbidden", "access denied by service policy"))
             return
@@ -334,7 +335,7 @@ class ModMuc(Module):
             self.server.router.bounce(stanza, StanzaError("jid-malformed",
                                                           "a room nickname is required"))
             return
-        if not self.server.access_allows(self.opts["access_create"], frm):
+        if not self.allows(self.opts["access_create"], frm, to.domain):
             # §10.1.1: a user who may not create rooms gets not-allowed.
             self.server.router.bounce(stanza, StanzaError(
                 "not-allowed", "room creation is denied by service policy"))
@@ -517,9 +518,15 @@ class ModMuc(Module):
         return [room for answer in answers for room in answer]
 
     # -- what rooms ask of the service --------------------------------------------------------
-    def is_service_admin(self, jid: JID) -> bool:
+    def allows(self, rule: str, jid: JID, service: str) -> bool:
+        """Access rule ``rule`` for ``jid`` on ``service``, checked for the domain the service
+        belongs to (conference.a.test: a.test's users are its "local" ones, a.test's
+        [[host_config]] rules apply), as 6.4's mod_muc checks its rules for its host."""
+        return self.server.access_allows(rule, jid, self.services.get(service))
+
+    def is_service_admin(self, jid: JID, service: str) -> bool:
         rule = self.opts["access_admin"]
-        return rule != "none" and self.server.access_allows(rule, jid)
+        return rule != "none" and self.allows(rule, jid, service)
 
     def may_join_another(self, jid: JID) -> bool:
         limit = self.opts["max_user_conferences"]
@@ -563,6 +570,20 @@ class ModMuc(Module):
             room.affiliations.pop(bare, None)
             room.nicks.pop(bare, None)
         await self.store.remove_user(str(bare))
+        return acc
+
+    async def remove_domain(self, acc: None, host_type: str, domain: str) -> None:
+        """removeDomain: the rooms of the domain's service (conference.<domain>) go with it,
+        as in MongooseIM 6.4 (mod_muc's remove_domain), so a customer given the domain name
+        later finds none of them. A fixed service domain (no @HOST@) is every domain's and
+        keeps its rooms."""
+        if not self.serves_host_type(host_type) or "@HOST@" not in self.opts["host"]:
+            return acc
+        service = self._service_of(domain)
+        for room in [r for jid, r in self.rooms.items() if jid.domain == service]:
+            room.destroy(None, "domain removed")  # §10.9: the occupants are told
+        self.stored -= {jid for jid in self.stored if jid.domain == service}
+        await self.store.delete_service(service)
         return acc
 
     def fan_out(self, frm: JID, message: Element, targets: list[JID]) -> None:

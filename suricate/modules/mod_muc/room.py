@@ -200,7 +200,7 @@ class Room:
 
     # -- facts -------------------------------------------------------------------------------
     def affiliation(self, jid: JID) -> str:
-        if self.module.is_service_admin(jid):
+        if self.module.is_service_admin(jid, self.jid.domain):
             return "owner"
         entry = self.affiliations.get(jid.bare)
         if entry is None and jid.local is not None:
@@ -1489,12 +1489,12 @@ class Room:
                          opts["max_room_desc"],
                          password_checked_elsewhere=self.module.http_auth is not None)
         if new.persistent and not self.config.persistent \
-                and not self.server.access_allows(opts["access_persistent"], frm):
+                and not self.module.allows(opts["access_persistent"], frm, self.jid.domain):
             raise StanzaError("forbidden", "you may not make rooms persistent "
                                            "(access_persistent)")
         room_log = self.module.room_log
         if new.logging != self.config.logging and room_log is not None \
-                and not room_log.may_change(frm):
+                and not room_log.may_change(frm, self.module.services.get(self.jid.domain)):
             # mod_muc_log's access_log decides who turns a room's logging on or off.
             raise StanzaError("forbidden", "you may not change the room's logging (access_log)")
         self._reconfigure(new)

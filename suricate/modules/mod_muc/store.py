@@ -137,6 +137,12 @@ class MucStore(ModuleStore):
             await ex.execute("DELETE FROM muc_rooms WHERE muc_host = ? AND room = ?",
                              muc_host, room)
 
+    async def delete_service(self, muc_host: str) -> None:
+        """Every room of a service (its domain was removed)."""
+        async with self.session(transaction=True) as ex:
+            for table in ("muc_affiliations", "muc_registered", "muc_vcards", "muc_rooms"):
+                await ex.execute(f"DELETE FROM {table} WHERE muc_host = ?", muc_host)
+
     async def list_rooms(self, muc_host: str) -> list[tuple[str, dict[str, Any]]]:
         """Every stored room of a service with its configuration (disco#items)."""
         rows = await self.fetch(

@@ -91,6 +91,7 @@ class ModMucLight(Module):
     graphql = GraphQLCategory("suricate.modules.mod_muc_light.graphql")
     xeps = ("0359",)
     hooks = ((H.REMOVE_USER, "remove_user", 50),
+             (H.REMOVE_DOMAIN, "remove_domain", 50),
              (H.ROSTER_GET, "roster_get", 50))
 
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
@@ -126,7 +127,8 @@ class ModMucLight(Module):
 
     def _domain_changed(self, domain: str, now: Domain | None) -> None:
         """A dynamic domain was added (it gets its service, as 6.4's dynamic domains do) or
-        removed (the service it got goes; its rooms stay in storage)."""
+        removed (the service it got goes; its rooms go in ``remove_domain``, disabled they
+        stay)."""
         service = self.service_of(domain)
         # Only a domain of this instance's host types: a [[host_config]] that leaves the
         # module out of a host type gives its domains no service.
@@ -591,6 +593,16 @@ class ModMucLight(Module):
             self.codec.notify_affiliations(self, service, room, "", JID.parse(user), change)
         return acc
 
+
+    async def remove_domain(self, acc: None, host_type: str, domain: str) -> None:
+        """removeDomain: the rooms of the domain's service (muclight.<domain>) go with it,
+        as 6.4's mod_muc_light remove_domain; a fixed service domain is every domain's."""
+        if self.serves_host_type(host_type) and "@HOST@" in self.opts["host"]:
+            service = self.service_of(domain)
+            for key in [k for k in self._cache if k[0] == service]:
+                del self._cache[key]
+            await self.store.delete_service(service)
+        return acc
 
     async def roster_get(self, items: list[Element], user: JID) -> list[Element]:
         """rooms_in_rosters (MUC Light protocol §6.1): the user's rooms of its host's service

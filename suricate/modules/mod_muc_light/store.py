@@ -98,6 +98,12 @@ class MucLightStore(ModuleStore):
             return await ex.execute(
                 "DELETE FROM muc_light_rooms WHERE service = ? AND room = ?", service, room) > 0
 
+    async def delete_service(self, service: str) -> None:
+        """Every room of a service, with its members (its domain was removed)."""
+        async with self.session(transaction=True) as ex:
+            await ex.execute("DELETE FROM muc_light_occupants WHERE service = ?", service)
+            await ex.execute("DELETE FROM muc_light_rooms WHERE service = ?", service)
+
     async def user_rooms(self, member: str, service: str | None = None) -> list[tuple[str, str]]:
         """(service, room) of every room ``member`` belongs to, sorted."""
         server, user = _split(member)

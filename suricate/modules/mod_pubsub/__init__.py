@@ -435,7 +435,10 @@ class ModPubsub(Module):
         if host.pep and frm.bare != host.jid:
             raise StanzaError("forbidden", "only the account creates its PEP nodes")
         rule = self.opts["access_createnode"]
-        if not self.server.access_allows(rule, frm):
+        # Checked for the domain the nodes belong to (6.4: the service's server host; a PEP
+        # account's own domain), so "local" means that domain's users.
+        domain = host.jid.domain if host.pep else self.services.get(host.jid.domain)
+        if not self.server.access_allows(rule, frm, domain):
             raise StanzaError("forbidden", "node creation is not allowed")
         self._check_config(config)
         if not await self.store.create_node(host.key, node, config, str(frm.bare)):

@@ -221,6 +221,16 @@ class MucArchive:
             self.server.instrument.emit(REMOVE_ARCHIVE, {"host_type": self._host_type(room)},
                                         {"count": 1})
 
+    async def remove_service(self, domain: str) -> None:
+        """removeDomain: the archives of the rooms of the domain's service go with it (6.4's
+        mod_mam remove_domain); a fixed service domain (no @HOST@) is every domain's."""
+        if "@HOST@" not in self.host or self.store is None:
+            return
+        service = self.host.replace("@HOST@", domain)
+        if self.writer is not None:
+            await self.writer.discard_server(service)
+        await self.store.execute("DELETE FROM mam_muc_message WHERE server = ?", service)
+
     # -- queries (XEP-0313 §4 on the room JID) ------------------------------------------------
     def query(self, room: JID, asker: JID, iq: Element, *, real_jids: bool) -> None:
         self.server.spawn(self._answer(room, asker, iq, real_jids))
