@@ -94,15 +94,7 @@ class ModSmartMarkers(Module):
     def outgoing(self, stanza: Element | None, c2s: C2S) -> Element | None:
         if stanza is None or stanza.name != "message":
             return stanza
-        found = None
-        thread = ""
-        for child in stanza.children:
-            if not isinstance(child, Element):
-                continue
-            if child.xmlns == MARKERS and child.name in _TYPES:
-                found = child
-            elif child.name == "thread":
-                thread = child.text
+        found, thread = _marker_of(stanza)
         if found is None or stanza.attrs.get("type") == "error":
             return stanza
         to_attr = stanza.attrs.get("to")
@@ -158,15 +150,7 @@ class ModSmartMarkers(Module):
         member belongs to the room), so it is kept."""
         if frm.resource is None or frm.resource != str(member) or member.local is None:
             return acc
-        thread = ""
-        found = None
-        for child in stanza.children:
-            if not isinstance(child, Element):
-                continue
-            if child.xmlns == MARKERS and child.name in _TYPES:
-                found = child
-            elif child.name == "thread":
-                thread = child.text
+        found, thread = _marker_of(stanza)
         msg_id = found.attrs.get("id") if found is not None else None
         if found is not None and msg_id:
             self._keep(member.bare, str(frm.bare), thread, found.name, msg_id)
@@ -280,3 +264,17 @@ class ModSmartMarkers(Module):
 
 
 __all__ = ["ModSmartMarkers", "SMART_MARKERS"]
+
+
+def _marker_of(stanza: Element) -> tuple[Element | None, str]:
+    """The XEP-0333 marker a message carries (the last one, if several) and its thread."""
+    found = None
+    thread = ""
+    for child in stanza.children:
+        if not isinstance(child, Element):
+            continue
+        if child.xmlns == MARKERS and child.name in _TYPES:
+            found = child
+        elif child.name == "thread":
+            thread = child.text
+    return found, thread
