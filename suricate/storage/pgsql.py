@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from suricate.config.pool_tls import pool_client_context
+
 from .base import StorageError, StorageUnavailable
 from .sql import Executor, Row, SqlStorage
 
@@ -25,32 +27,14 @@ __all__ = ["PgsqlStorage", "client_tls_context"]
 
 log = logging.getLogger("suricate.storage")
 
-_TLS_VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3}
-
 
 def client_tls_context(tls: Mapping[str, Any]) -> ssl.SSLContext:
     """``[outgoing_pools.rdbms.*.connection.tls]`` as the context of a client connection.
 
-    As 6.4 (OTP ssl under epgsql): ``verify_mode = "peer"`` (the default) verifies the server's
-    chain against ``cacertfile`` or the OS store, and checks its name only with
-    ``server_name_indication.protocol = "https"``; ``"none"`` verifies nothing. ``certfile``
-    and ``keyfile`` are our client certificate, for servers that ask for one."""
-    ctx = ssl.create_default_context(cafile=tls.get("cacertfile"))
+    As 6.4 (OTP ssl under epgsql): the server's name is checked only with
+    ``server_name_indication.protocol = "https"`` (the rest: ``pool_client_context``)."""
     sni = tls.get("server_name_indication") or {}
-    if (tls.get("verify_mode") or "peer") == "none":
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.check_hostname = sni.get("protocol") == "https"
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    versions = [_TLS_VERSIONS[v] for v in (tls.get("versions") or ["tlsv1.2", "tlsv1.3"])]
-    ctx.minimum_version, ctx.maximum_version = min(versions), max(versions)
-    if tls.get("ciphers"):
-        ctx.set_ciphers(tls["ciphers"])
-    if tls.get("certfile"):
-        ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
-                            password=tls.get("password"))
-    return ctx
+    return pool_client_context(tls, check_hostname=sni.get("protocol") == "https")
 
 
 # pg_advisory_xact_lock key held while migrating ("Suricate" in ASCII); it is released by

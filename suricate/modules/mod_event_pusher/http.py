@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.pool_tls import pool_client_context
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 
@@ -33,30 +34,11 @@ MOD_EVENT_PUSHER_HTTP_SENT = declare(
 
 def pool_ssl_context(conn: Mapping[str, Any]) -> ssl.SSLContext | None:
     """``[outgoing_pools.http.<tag>.connection.tls]`` as the client context of its https
-    requests; None (aiohttp's default: the OS store, the host name checked) without it.
-
-    ``verify_mode = "peer"`` (the default) verifies the server's chain against
-    ``cacertfile`` or the OS store and its name (RFC 2818 §3.1); ``"none"`` verifies
-    nothing, for a service with a self-signed certificate (MongoosePush's own, out of the
-    box); ``"selfsigned_peer"`` verifies as ``"peer"`` (stdlib ssl cannot tell a self-signed
-    certificate apart): give the certificate as ``cacertfile``. ``certfile``/``keyfile``
-    are our client certificate, for a service that asks for one."""
+    requests, the server's name checked (RFC 2818 §3.1); None (aiohttp's default: the OS
+    store, the name checked) without it. ``verify_mode = "none"`` is for a service with a
+    self-signed certificate (MongoosePush's own, out of the box)."""
     tls = conn.get("tls")
-    if not tls:
-        return None
-    ctx = ssl.create_default_context(cafile=tls.get("cacertfile"))
-    if (tls.get("verify_mode") or "peer") == "none":
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    versions = [getattr(ssl.TLSVersion, "TLSv1_" + v[-1])
-                for v in (tls.get("versions") or ["tlsv1.2", "tlsv1.3"])]
-    ctx.minimum_version, ctx.maximum_version = min(versions), max(versions)
-    if tls.get("ciphers"):
-        ctx.set_ciphers(tls["ciphers"])
-    if tls.get("certfile"):
-        ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
-                            password=tls.get("password"))
-    return ctx
+    return pool_client_context(tls, check_hostname=True) if tls else None
 
 
 class HttpTarget:

@@ -981,19 +981,16 @@ class ModPubsub(Module):
         affiliations: dict[str, str] | None = None
         if config["access_model"] in ("presence", "roster", "whitelist"):
             affiliations = dict(await self.store.affiliations(host.key, node))
-        subscriptions = await self.store.active_subscriptions(host.key, node)
+        subscriptions = [(jid, jid_text, options) for jid_text, options
+                         in await self.store.active_subscriptions(host.key, node)
+                         if (jid := _parsed(jid_text)) is not None]
         online: set[JID] | None = None
         if config.get("presence_based_delivery"):
             # Online on any node (the session table with several): one question for all.
             online = await self._online(list({
-                jid.bare for jid_text, _ in subscriptions
-                if (jid := _parsed(jid_text)) is not None
-                and self.server.is_local_domain(jid.domain)}))
-        for jid_text, options in subscriptions:
-            try:
-                jid = JID.parse(jid_text)
-            except (InvalidJID, ValueError):
-                continue
+                jid.bare for jid, _, _ in subscriptions
+                if self.server.is_local_domain(jid.domain)}))
+        for jid, jid_text, options in subscriptions:
             if jid.bare in seen and host.pep:
                 continue
             if affiliations is not None and not await self._still_allowed(
