@@ -153,13 +153,18 @@ class ModVcard(Module):
             self.directory = self.search_directory = VcardDirectory(self.pool, ldap)
         elif self.opts["search"]:
             self.search_directory = RdbmsDirectory(self.store)
-            # vCards stored before the directory existed (mod_vcard's migration 2).
-            indexed = await self.store.index_unindexed()
-            if indexed:
-                log.info("vcard_search_indexed count=%d", indexed)
+            # vCards stored before the directory existed (mod_vcard's migration 2), off the
+            # start-up path: the anti-join reads every vCard, which a big installation should
+            # not wait for before it accepts connections (they are found once indexed).
+            self.server.spawn(self._index_unindexed())
         if self.opts["search"]:
             self.serve_subdomains(self.opts["host"], self.route_directory)
         self.server.cluster.on(PHOTO_CAST, self._photo_changed_elsewhere)
+
+    async def _index_unindexed(self) -> None:
+        indexed = await self.store.index_unindexed()
+        if indexed:
+            log.info("vcard_search_indexed count=%d", indexed)
 
     async def stop(self) -> None:
         self.server.cluster.off(PHOTO_CAST)
