@@ -19,6 +19,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from suricate.config.pool_tls import http_pool_ssl_context
 from suricate.jid import JID
 
 log = logging.getLogger("suricate.auth")
@@ -104,6 +105,8 @@ class HttpMethod(AuthMethod):
         self.base = str(conn["host"]).rstrip("/") + prefix.rstrip("/") + "/"
         self.timeout = int(conn["request_timeout"]) / 1000
         self.workers = int(pool["workers"])
+        #: the pool's ``tls`` section (a private CA, a client certificate), else the OS store.
+        self.ssl = http_pool_ssl_context(conn)
         self.scram = scram
         self._make_record = make_record
         self.headers: dict[str, str] = {}
@@ -117,7 +120,7 @@ class HttpMethod(AuthMethod):
         import aiohttp  # only a server with the http method pays for the import
 
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.workers),
+            connector=aiohttp.TCPConnector(limit=self.workers, ssl=self.ssl or True),
             timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self.headers)
 
     async def stop(self) -> None:

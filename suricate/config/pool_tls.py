@@ -33,3 +33,12 @@ def pool_client_context(tls: Mapping[str, Any], check_hostname: bool) -> ssl.SSL
         ctx.load_cert_chain(tls["certfile"], tls.get("keyfile") or tls["certfile"],
                             password=tls.get("password"))
     return ctx
+
+
+def http_pool_ssl_context(conn: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """``[outgoing_pools.http.<tag>.connection.tls]`` as the client context of the pool's https
+    requests, the server's name checked (RFC 2818 §3.1); None (aiohttp's default: the OS
+    store, the name checked) without it. ``verify_mode = "none"`` is for a service with a
+    self-signed certificate (MongoosePush's own, out of the box)."""
+    tls = conn.get("tls")
+    return pool_client_context(tls, check_hostname=True) if tls else None

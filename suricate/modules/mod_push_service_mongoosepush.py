@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from suricate.config.loader import References
+from suricate.config.pool_tls import http_pool_ssl_context
 from suricate.config.spec import REQUIRED, Int, OneOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.module import Module
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
-from suricate.modules.mod_event_pusher.http import pool_ssl_context
 
 if TYPE_CHECKING:
     import aiohttp
@@ -135,7 +135,7 @@ class ModPushServiceMongoosepush(Module):
         self.base = str(conn["host"]).rstrip("/") + ("/" + prefix if prefix else "") \
             + f"/{self.opts['api_version']}/notification/"
         self.timeout = int(conn["request_timeout"]) / 1000
-        context = pool_ssl_context(conn)
+        context = http_pool_ssl_context(conn)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=int(self.opts["max_http_connections"]),
                                            ssl=context if context is not None else True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
 from tests.auth.common import offered, plain_auth, plain_outcome
 from tests.e2e.harness import RawClient, connect, disconnect, free_port, running_server
 
@@ -267,3 +269,35 @@ async def test_login_anon_one_connection_per_name_even_at_once(
             for raw in clients:
                 await raw.close()
         assert sorted(a[:8] for a in answers) == ["<failure", "<success"], answers
+
+
+async def test_pool_tls_verifies_the_service_against_its_cacertfile(tmp_path: Path) -> None:
+    """The pool's ``tls`` table is used: a service with its own certificate (not in the OS
+    store) is reached when it is given as ``tls.cacertfile``; without it the certificate is
+    refused and the login fails for want of an answer (the password is never sent)."""
+    svc = AuthService()
+    svc.users[("alice", "localhost")] = "wonderland"
+    app = web.Application()
+    app.router.add_route("*", "/auth/{verb}", svc.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    cert, _ = ensure_self_signed(tmp_path / "service", ["localhost"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.certfile, cert.keyfile)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+    https = pool(port).replace("http://127.0.0.1", "https://localhost")
+    try:
+        async with running_server(tmp_path / "a", auth_extra=methods("http"),
+                                  extra=https + HTTP_AUTH) as server:
+            with pytest.raises(PermissionError):
+                await connect(server, "alice@localhost/r", "wonderland", sasl_mech="PLAIN")
+            assert svc.calls == []
+        trusted = https + f'tls.cacertfile = "{cert.certfile}"\n'
+        async with running_server(tmp_path / "b", auth_extra=methods("http"),
+                                  extra=trusted + HTTP_AUTH) as server:
+            alice = await connect(server, "alice@localhost/r", "wonderland", sasl_mech="PLAIN")
+            assert svc.calls == ["check_password"]
+            await disconnect(alice)
+    finally:
+        await runner.cleanup()

@@ -4,6 +4,8 @@ checked by an HTTP service (a local aiohttp server here), through an
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from slixmpp import JID as SJID
 from slixmpp.exceptions import PresenceError
 
 from suricate.config.loader import ConfigError, parse_config
+from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import disconnect, free_port, running_server
 from tests.muc.conftest import SERVICE, codes, muc_toml, user
 
@@ -23,6 +26,13 @@ ROOM = f"secret@{SERVICE}"
 @pytest.fixture
 async def auth_service() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
     """check_password: "open sesame" is right (code 0), "broken" gets a 500, others code 1."""
+    async with _service(None) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def _service(context: ssl.SSLContext | None
+                   ) -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     async def check_password(request: web.Request) -> web.Response:
@@ -38,7 +48,7 @@ async def auth_service() -> AsyncIterator[tuple[int, list[dict[str, str]]]]:
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     try:
         yield port, seen
     finally:
@@ -84,6 +94,26 @@ async def test_http_auth_pool_checks_room_passwords(
         pres = await _join(bob, "Bob", "open sesame")
         assert "110" in codes(pres) and pres["muc"]["role"] == "participant"
         await disconnect(alice, bob)
+
+
+async def test_http_auth_pool_tls_cacertfile(tmp_path: Path) -> None:
+    """The pool's ``tls`` table is used: a service with its own certificate is reached
+    over https when it is the pool's ``tls.cacertfile``."""
+    cert, _ = ensure_self_signed(tmp_path / "service", ["localhost"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.certfile, cert.keyfile)
+    async with _service(context) as (port, seen):
+        pools = (f'[outgoing_pools.http.muc_auth.connection]\nhost = "https://localhost:{port}"\n'
+                 f'path_prefix = "/muc"\ntls.cacertfile = "{cert.certfile}"\n')
+        options = 'http_auth_pool = "muc_auth"\ndefault_room.password_protected = true\n'
+        async with running_server(tmp_path, extra=pools, modules=muc_toml(options)) as server:
+            alice, bob = await user(server, "alice"), await user(server, "bob")
+            await _join(alice, "Alice", None)
+            form = alice.plugin["xep_0004"].make_form(ftype="submit")
+            await alice.plugin["xep_0045"].set_room_config(SJID(ROOM), form, timeout=5)
+            pres = await _join(bob, "Bob", "open sesame")
+            assert "110" in codes(pres) and len(seen) == 1
+            await disconnect(alice, bob)
 
 
 def test_http_auth_pool_must_name_a_pool(tmp_path: Path) -> None:

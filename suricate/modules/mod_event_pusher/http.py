@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from suricate.config.pool_tls import pool_client_context
+from suricate.config.pool_tls import http_pool_ssl_context
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 
@@ -30,15 +30,6 @@ MOD_EVENT_PUSHER_HTTP_SENT = declare(
     "mod_event_pusher_http_sent", ("host_type",),
     {"count": SPIRAL, "failure_count": SPIRAL, "response_time": HISTOGRAM},
     "Events POSTed by the http backend; response_time in microseconds")
-
-
-def pool_ssl_context(conn: Mapping[str, Any]) -> ssl.SSLContext | None:
-    """``[outgoing_pools.http.<tag>.connection.tls]`` as the client context of its https
-    requests, the server's name checked (RFC 2818 §3.1); None (aiohttp's default: the OS
-    store, the name checked) without it. ``verify_mode = "none"`` is for a service with a
-    self-signed certificate (MongoosePush's own, out of the box)."""
-    tls = conn.get("tls")
-    return pool_client_context(tls, check_hostname=True) if tls else None
 
 
 class HttpTarget:
@@ -59,7 +50,7 @@ def targets(handlers: Sequence[Mapping[str, Any]],
         prefix = "/" + str(conn["path_prefix"]).strip("/")
         path = str(handler["path"]).strip("/")
         url = base + (prefix.rstrip("/") + "/" + path if path else prefix)
-        out.append(HttpTarget(url, int(conn["request_timeout"]), pool_ssl_context(conn)))
+        out.append(HttpTarget(url, int(conn["request_timeout"]), http_pool_ssl_context(conn)))
     return out
 
 

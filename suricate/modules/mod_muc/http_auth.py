@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from suricate.config.pool_tls import http_pool_ssl_context
 from suricate.jid import JID
 
 if TYPE_CHECKING:
@@ -34,12 +35,15 @@ class HttpAuth:
         self.url = str(conn["host"]).rstrip("/") + prefix.rstrip("/") + "/check_password"
         self.timeout = int(conn["request_timeout"]) / 1000
         self.limit = int(pool.get("workers", 100))
+        #: the pool's ``tls`` section (a private CA, a client certificate), else the OS store.
+        self.ssl = http_pool_ssl_context(conn)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         import aiohttp  # only a server with http_auth_pool pays for the import
 
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.limit))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.limit, ssl=self.ssl or True))
 
     async def stop(self) -> None:
         if self._session is not None:
