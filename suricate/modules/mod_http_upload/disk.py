@@ -237,6 +237,11 @@ class UploadEndpoint:
         if final.exists():
             return web.Response(status=409, text="this slot was already used\n", headers=CORS)
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        if request.headers.get("Expect", "").lower() == "100-continue" and \
+                request.version >= (1, 1):
+            # RFC 9110 §10.1.1: the client (curl, libcurl-based apps) waits for this before
+            # sending the body; the checks above passed, so it may.
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         partial = folder / f".{name}.part"
         try:
             # Exclusive: a second PUT to the slot while the first runs never shares its file.
