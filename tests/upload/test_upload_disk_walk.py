@@ -357,3 +357,33 @@ async def test_a_put_expecting_100_continue_gets_it(
                         assert r.status == 403
         finally:
             await disconnect(alice)
+
+
+async def test_a_long_name_is_shortened_keeping_its_ending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name saved from a web page can pass the file system's 255 bytes (accented letters are
+    # two): the PUT failed (500, "File name too long"). XEP-0363 §4 lets the service alter the
+    # name but wants the ending kept.
+    ca = make_test_ca(tmp_path / "certs")
+    trust(monkeypatch, ca)
+    port = free_port()
+    listener, modules = _config(tmp_path, port)
+    async with running_server(tmp_path, extra=listener, modules=modules) as server:
+        await add_user(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "secret")
+        try:
+            async with aiohttp.ClientSession() as http:
+                for name in ("é" * 130 + ".jpg", "x" * 300):
+                    slot = await _raw_slot(alice, name, 3, "image/jpeg")
+                    async with http.put(
+                        slot["put"], data=b"abc", headers={"Content-Type": "image/jpeg"}
+                    ) as r:
+                        assert r.status == 201, await r.text()
+                    async with http.get(slot["get"]) as r:
+                        assert r.status == 200 and await r.read() == b"abc"
+            stored = [p.name for p in _files(tmp_path / "files") if not p.name.startswith(".")]
+            assert sorted(len(n.encode()) for n in stored) == [200, 200]
+            assert any(n.endswith("éé.jpg") for n in stored)
+        finally:
+            await disconnect(alice)

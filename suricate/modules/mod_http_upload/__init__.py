@@ -44,7 +44,7 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 from . import s3
-from .disk import ANY_TYPE, DiskSlots, UploadEndpoint, safe_name
+from .disk import ANY_TYPE, DiskSlots, UploadEndpoint, fit_name, safe_name
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
@@ -295,6 +295,7 @@ class ModHttpUpload(Module):
                    expiration: int | None = None, owner: str = "") -> Slot:
         assert self.disk is not None
         token, _, name = self._key(filename).partition("/")
+        name = fit_name(name)
         if not safe_name(name):  # ".", "..", a leading dot: not a file name we store
             name = "file"
         expires = int(datetime.now(UTC).timestamp()) + (expiration or

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_http_upload")
 
 CHUNK = 65536
+MAX_NAME_BYTES = 200  # a stored name's length (the file system's limit is 255 per name)
 _TOKEN = re.compile(r"^[0-9a-f]{2,256}$")
 TYPE_FILE = ".content-type"  # the content type the file was put with, next to it
 OWNER_FILE = ".owner"  # the uploader's bare JID, next to it
@@ -64,6 +65,20 @@ CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Methods": "GET, HEAD, PUT, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type",
         "Access-Control-Max-Age": "86400"}
+
+
+def fit_name(name: str) -> str:
+    """``name`` cut to MAX_NAME_BYTES of UTF-8, its extension kept (XEP-0363 §4: "keep ...
+    especially the file ending intact"): file systems take 255 bytes per name, less the
+    partial file's ``.<name>.part``."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    ext = f".{ext}" if dot and stem and len(ext.encode()) <= 16 else ""
+    if not ext:
+        stem = name
+    cut = stem.encode()[:MAX_NAME_BYTES - len(ext.encode())].decode(errors="ignore")
+    return cut + ext
 
 
 def safe_name(name: str) -> bool:
