@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 log = logging.getLogger("suricate.mod_http_upload")
+MAX_DISK_TOKEN_BYTES = 100  # the disk backend's folder names: 200 hex digits
 SWEEP_PERIOD = 3600  # seconds between two sweeps of the disk backend's folder
 
 UPLOAD = "urn:xmpp:http:upload:0"
@@ -71,6 +72,10 @@ def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) 
     for backend_ in ("s3", "disk"):
         if out["backend"] == backend_ and backend_ not in out:
             ctx.error(f"{path}.{backend_}", f'required when backend is "{backend_}"')
+    if out["backend"] == "disk" and out.get("token_bytes", 0) > MAX_DISK_TOKEN_BYTES:
+        # The token's hex is a folder name (255 bytes at most on file systems).
+        ctx.error(f"{path}.token_bytes", f"at most {MAX_DISK_TOKEN_BYTES} with the disk "
+                  "backend (the token names a folder)")
 
 
 _DISK = Section(
