@@ -173,6 +173,23 @@ async def test_a_full_disk_gets_507_and_leaves_nothing(
             ):
                 assert r.status == 507, await r.text()
             assert _files(tmp_path / "files") == set()
+            # the file fits, its type does not: the client is told, the file is not served
+            monkeypatch.setattr(disk, "open", open, raising=False)
+
+            def no_room(*_: Any, **__: Any) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(Path, "write_text", no_room)
+            async with aiohttp.ClientSession() as http:
+                async with http.put(
+                    slot["put"],
+                    data=b"x" * 1000,
+                    headers={"Content-Type": "application/octet-stream"},
+                ) as r:
+                    assert r.status == 507, await r.text()
+                async with http.get(slot["get"]) as r:
+                    assert r.status == 404
+            assert _files(tmp_path / "files") == set()
         finally:
             await disconnect(alice)
 

@@ -286,9 +286,14 @@ class UploadEndpoint:
             except FileExistsError:
                 return web.Response(status=409, text="this slot was already used\n",
                                     headers=CORS)
-            (folder / TYPE_FILE).write_text(content_type)
-            if owner:
-                (folder / OWNER_FILE).write_text(owner)
+            try:
+                (folder / TYPE_FILE).write_text(content_type)
+                if owner:
+                    (folder / OWNER_FILE).write_text(owner)
+            except OSError:
+                # The client hears of a failure and asks for a new slot: this one is not served.
+                final.unlink(missing_ok=True)
+                raise
         except TimeoutError:
             log.info("upload_timeout token=%s received=%d size=%d", token, received, size)
             return web.Response(status=408, text="the upload stopped\n",
