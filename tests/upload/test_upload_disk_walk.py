@@ -129,6 +129,42 @@ async def test_a_put_that_stops_sending_is_ended(
             await disconnect(alice)
 
 
+async def test_a_put_that_trickles_is_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client sending a few bytes now and then, never long enough apart to look stalled,
+    # would hold its connection and file for as long as it likes.
+    monkeypatch.setattr(disk, "IDLE_TIMEOUT", 0.3, raising=False)
+    monkeypatch.setattr(disk, "MIN_RATE", 1000, raising=False)  # 1000 bytes: 1.3 s at most
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(100):  # 10 bytes every 0.1 s: 10 s for the whole body
+            yield b"x" * 10
+            await asyncio.sleep(0.1)
+
+    ca = make_test_ca(tmp_path / "certs")
+    trust(monkeypatch, ca)
+    port = free_port()
+    listener, modules = _config(tmp_path, port)
+    async with running_server(tmp_path, extra=listener, modules=modules) as server:
+        await add_user(server, "alice")
+        alice = await connect(server, "alice@localhost/a", "secret")
+        try:
+            slot = await _raw_slot(alice, "slow.bin", 1000, "application/octet-stream")
+            async with aiohttp.ClientSession() as http:
+                put = http.put(
+                    slot["put"],
+                    data=trickle(),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": "1000"},
+                )
+                async with asyncio.timeout(4):
+                    async with put as r:
+                        assert r.status == 408
+            assert _files(tmp_path / "files") == set()
+        finally:
+            await disconnect(alice)
+
+
 async def test_a_full_disk_gets_507_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

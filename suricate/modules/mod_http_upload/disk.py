@@ -8,8 +8,9 @@ content type and expiry. The endpoint accepts the PUT only while the proof holds
 that Content-Length and the Content-Type asked for in the slot request (a slot asked for
 without one takes the PUT's, XEP-0363 §6), and streams the body to a temporary file in chunks,
 linked into place once complete: a file is never held whole in memory, and a short or long
-body leaves nothing behind. A body that stops arriving for IDLE_TIMEOUT seconds ends the PUT
-(408), so a client that never finishes holds no connection or file. Two PUTs to one slot at
+body leaves nothing behind. A body that stops arriving for IDLE_TIMEOUT seconds, or arrives
+slower than MIN_RATE on average, ends the PUT (408), so a client that never finishes holds no
+connection or file. Two PUTs to one slot at
 the same time, or one after the first succeeded, get 409: the temporary file is created
 exclusively and the final name linked, never overwritten.
 
@@ -52,6 +53,7 @@ _TOKEN = re.compile(r"^[0-9a-f]{2,256}$")
 TYPE_FILE = ".content-type"  # the content type the file was put with, next to it
 OWNER_FILE = ".owner"  # the uploader's bare JID, next to it
 IDLE_TIMEOUT = 30.0  # seconds a PUT's body may stop arriving before the PUT is ended (408)
+MIN_RATE = 1024  # bytes/s a whole PUT averages at least (after IDLE_TIMEOUT's grace), else 408
 PART_MAX_AGE = 86400  # a partial file this old (seconds) was left by a crash: swept
 # Shown in the browser when opened; anything else (HTML, XML, PDF, scripts...) is a download.
 INLINE = ("image/", "audio/", "video/", "text/plain")
@@ -267,11 +269,15 @@ class UploadEndpoint:
         except OSError as exc:
             return self._storage_error(exc, token)
         received = 0
+        loop = asyncio.get_running_loop()
+        # A trickle (a byte now and then, never IDLE_TIMEOUT apart) ends too.
+        deadline = loop.time() + IDLE_TIMEOUT + size / MIN_RATE
         try:
             with out:
                 while received < size:
                     try:
-                        async with asyncio.timeout(IDLE_TIMEOUT):
+                        async with asyncio.timeout_at(min(deadline,
+                                                          loop.time() + IDLE_TIMEOUT)):
                             chunk = await request.content.read(min(CHUNK, size - received))
                     except (ClientPayloadError, ConnectionError) as exc:  # the client left
                         raise ValueError(f"body stopped after {received} bytes") from exc
