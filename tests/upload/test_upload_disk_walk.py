@@ -345,7 +345,12 @@ async def test_files_older_than_file_ttl_are_removed(
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         urls = await _upload_as(server, "bob")
         module: Any = server.modules["mod_http_upload"]
+        # a partial file a crash left behind (no PUT is running for it)
+        left = tmp_path / "files" / ("ab" * 32) / ".crash.bin.part"
+        left.parent.mkdir()
+        left.write_bytes(b"half")
         assert await module.sweep(time.time() + 29 * 86400) == 0
+        assert not left.parent.exists()
         assert await _status(urls["bob"]) == 200
         assert await module.sweep(time.time() + 31 * 86400) == 1
         assert await _status(urls["bob"]) == 404
