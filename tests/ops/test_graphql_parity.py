@@ -269,6 +269,8 @@ async def test_http_upload_get_url(tmp_path: Path) -> None:
                               path="/api/graphql/user")
         assert "errors" not in result and "/upload/" in result["data"]["httpUpload"]["getUrl"][
             "putUrl"]
+        # the user's own slot: the file goes with the account (docs/upload.md)
+        assert result["data"]["httpUpload"]["getUrl"]["putUrl"].endswith("&o=ann@localhost")
         _, big = await gql(server, 'mutation { httpUpload { getUrl(domain: "localhost", '
                            'filename: "big", size: 5000, timeout: 60) { putUrl } } }')
         assert code_of(big) == "bad_request" and "1000" in big["errors"][0]["message"]

@@ -161,6 +161,12 @@ async def test_disk_backend_needs_its_section(tmp_path: Path) -> None:
         parse_config('[general]\nhosts = ["localhost"]\n[modules.mod_http_upload]\n'
                      'backend = "disk"\n', tmp_path)
     assert "modules.mod_http_upload.disk: required when backend is \"disk\"" in str(err.value)
+    # a token of more than 100 bytes is a folder name no file system takes (every PUT failed)
+    with pytest.raises(ConfigError) as err:
+        parse_config('[general]\nhosts = ["localhost"]\n[modules.mod_http_upload]\n'
+                     'backend = "disk"\ntoken_bytes = 200\ndisk.base_url = "https://x/u"\n',
+                     tmp_path)
+    assert "modules.mod_http_upload.token_bytes: at most 100" in str(err.value)
 
 
 

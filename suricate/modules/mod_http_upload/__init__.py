@@ -11,6 +11,8 @@ positive integer gets `bad-request`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -24,11 +26,13 @@ from suricate.config.spec import (
     Bool,
     Context,
     Int,
+    IntOrInfinity,
     OneOf,
     Option,
     Section,
     Str,
 )
+from suricate.core import hooks as H
 from suricate.core.iq import error_for
 from suricate.core.keyfile import load_or_create_key
 from suricate.core.module import GraphQLCategory, Module
@@ -40,10 +44,14 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 from . import s3
-from .disk import ANY_TYPE, DiskSlots, UploadEndpoint, safe_name
+from .disk import ANY_TYPE, DiskSlots, UploadEndpoint, fit_name, safe_name
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
+
+log = logging.getLogger("suricate.mod_http_upload")
+MAX_DISK_TOKEN_BYTES = 100  # the disk backend's folder names: 200 hex digits
+SWEEP_PERIOD = 3600  # seconds between two sweeps of the disk backend's folder
 
 UPLOAD = "urn:xmpp:http:upload:0"
 HANDLER = "mod_http_upload"  # [[listen.http.handlers.mod_http_upload]] of the disk backend
@@ -64,6 +72,10 @@ def _post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: Context) 
     for backend_ in ("s3", "disk"):
         if out["backend"] == backend_ and backend_ not in out:
             ctx.error(f"{path}.{backend_}", f'required when backend is "{backend_}"')
+    if out["backend"] == "disk" and out.get("token_bytes", 0) > MAX_DISK_TOKEN_BYTES:
+        # The token's hex is a folder name (255 bytes at most on file systems).
+        ctx.error(f"{path}.token_bytes", f"at most {MAX_DISK_TOKEN_BYTES} with the disk "
+                  "backend (the token names a folder)")
 
 
 _DISK = Section(
@@ -73,6 +85,9 @@ _DISK = Section(
         "base_url": Option(Str(), doc='URL of the `[[listen.http.handlers.mod_http_upload]]` '
                            'handler as clients reach it, e.g. "https://example.com:5443/upload" '
                            "(XEP-0363 wants HTTPS)."),
+        "file_ttl": Option(IntOrInfinity(min=1, unit="days"), None,
+                           'Days an uploaded file is kept ("infinity": until its uploader\'s '
+                           "account is removed). Checked every hour."),
     },
     doc="Suricate's own store: files in a folder, PUT and GET through its HTTP listener.",
 )
@@ -128,6 +143,7 @@ class ModHttpUpload(Module):
         self.max_size: int = opts["max_file_size"]
         self.domains: list[str] = []
         self.disk: DiskSlots | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.opts["backend"] == "disk":
@@ -137,10 +153,43 @@ class ModHttpUpload(Module):
             # The HTTP listeners start after the modules: they find the handler kind here.
             slots = self.disk
             self.server.http_handlers[HANDLER] = lambda _server, opts: UploadEndpoint(slots, opts)
+            self.server.hooks.add(H.REMOVE_USER, self.remove_user, 60)
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self.domains = list(self.serve_subdomains(self.opts["host"], self.handle))
 
     async def stop(self) -> None:
         self.server.http_handlers.pop(HANDLER, None)
+        if self.disk is not None:
+            self.server.hooks.remove(H.REMOVE_USER, self.remove_user)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    # -- the disk backend's files ------------------------------------------------------------
+    async def remove_user(self, acc: None, jid: JID) -> None:
+        """An account removed takes its uploads with it (the GET URLs it shared answer 404).
+        With the s3 backend nothing is listed or removed: the bucket's lifecycle rules do."""
+        if self.disk is not None:
+            removed = await asyncio.to_thread(self.disk.remove_owner, str(jid.bare))
+            if removed:
+                log.info("upload_files_removed owner=%s count=%d", jid.bare, removed)
+        return acc
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Remove the files older than disk.file_ttl (and partial files a crash left)."""
+        assert self.disk is not None
+        ttl = self.opts["disk"]["file_ttl"]
+        return await asyncio.to_thread(self.disk.sweep, None if ttl is None else ttl * 86400,
+                                       time.time() if now is None else now)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.sweep()
+                if removed:
+                    log.info("upload_files_expired count=%d", removed)
+            except Exception:
+                log.exception("upload_sweep_failed")
+            await asyncio.sleep(SWEEP_PERIOD)
 
     # -- the service domain --------------------------------------------------------------------
     def handle(self, frm: JID, to: JID, stanza: Element) -> None:
@@ -152,6 +201,11 @@ class ModHttpUpload(Module):
         try:
             if payload is None or to.local is not None:
                 raise StanzaError("service-unavailable")
+            if payload.name == "request" and not self.server.is_local_domain(frm.domain):
+                # Our storage is for our users: an account of another server (over s2s)
+                # gets XEP-0363 §5's permanent refusal.
+                raise StanzaError("not-allowed", "only users of this server may upload files",
+                                  "cancel")
             reply = self._iq(frm, to, stanza.get("type") or "", payload)
         except StanzaError as err:
             self.server.router.route(to, frm, error_reply(stanza, err))
@@ -200,7 +254,8 @@ class ModHttpUpload(Module):
         # the browser has no type for) is not held against the PUT on our own store.
         content_type = request.get("content-type") or None
         if self.disk is not None:
-            slot = self._disk_slot(filename, size, content_type or ANY_TYPE)
+            slot = self._disk_slot(filename, size, content_type or ANY_TYPE,
+                                   owner=str(frm.bare))
         elif self.server.instrument.enabled:
             start = time.perf_counter()
             slot = self._s3_slot(filename, size, content_type)
@@ -225,30 +280,32 @@ class ModHttpUpload(Module):
         return f"{secrets.token_hex(self.opts['token_bytes'])}/{safe_name}"
 
     def slot_for(self, domain: str, filename: str, size: int, content_type: str | None,
-                 expiration: int) -> Slot:
+                 expiration: int, owner: str = "") -> Slot:
         """A slot made for the admin API (6.4's httpUpload getUrl), as one for a client of
-        `domain` but valid `expiration` seconds; ValueError for what a client's request
+        `domain` but valid `expiration` seconds, the file `owner`'s (a bare JID, or nobody's
+        for the admin's); ValueError for what a client's request
         would be refused (no name, size not positive or over max_file_size)."""
         if not filename or size <= 0:
             raise ValueError("a slot needs a filename and a positive size")
         if size > self.max_size:
             raise ValueError(f"File too large. The maximum file size is {self.max_size} bytes")
         if self.disk is not None:
-            slot = self._disk_slot(filename, size, content_type or ANY_TYPE, expiration)
+            slot = self._disk_slot(filename, size, content_type or ANY_TYPE, expiration, owner)
         else:
             slot = self._s3_slot(filename, size, content_type, expiration)
         self.server.instrument.emit(MOD_HTTP_UPLOAD_SLOT, {"host_type": domain}, {"count": 1})
         return slot
 
     def _disk_slot(self, filename: str, size: int, content_type: str,
-                   expiration: int | None = None) -> Slot:
+                   expiration: int | None = None, owner: str = "") -> Slot:
         assert self.disk is not None
         token, _, name = self._key(filename).partition("/")
+        name = fit_name(name)
         if not safe_name(name):  # ".", "..", a leading dot: not a file name we store
             name = "file"
         expires = int(datetime.now(UTC).timestamp()) + (expiration or
                                                         self.opts["expiration_time"])
-        put, get = self.disk.slot(token, name, size, content_type, expires)
+        put, get = self.disk.slot(token, name, size, content_type, expires, owner)
         return Slot(put, get)
 
     def _s3_slot(self, filename: str, size: int, content_type: str | None,
