@@ -530,6 +530,12 @@ class AuthService:
             self._count(AUTH_ANONYMOUS_REGISTER_USER, jid.domain)
         return True
 
+    def is_anonymous(self, jid: JID) -> bool:
+        """``jid``'s account is a guest's (SASL ANONYMOUS) logged in now."""
+        if self.hosts and self.for_domain(jid.domain) is not self:
+            return self.for_domain(jid.domain).is_anonymous(jid)
+        return jid.bare in self._anonymous
+
     def anonymous_logout(self, jid: JID) -> None:
         if self.hosts and self.for_domain(jid.domain) is not self:
             return self.for_domain(jid.domain).anonymous_logout(jid)

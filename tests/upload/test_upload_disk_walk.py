@@ -332,6 +332,31 @@ async def test_files_go_with_their_uploaders_account(
         ]
 
 
+async def test_a_guests_files_stay_after_it_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A guest (SASL ANONYMOUS) is removed with its last session; the pictures it shared in
+    # a room stay served, as the room's archive keeps its messages.
+    ca = make_test_ca(tmp_path / "certs")
+    trust(monkeypatch, ca)
+    port = free_port()
+    listener, modules = _config(tmp_path, port)
+    anon = 'methods = ["rdbms", "anonymous"]\nsasl_mechanisms = ["scram_sha256", "anonymous"]'
+    async with running_server(
+        tmp_path, extra=listener, modules=modules, auth_extra=anon
+    ) as server:
+        guest = await connect(server, "localhost", "", sasl_mech="ANONYMOUS",
+                              plugins=("xep_0363",))
+        who = guest.boundjid.bare
+        url = await guest.plugin["xep_0363"].upload_file(
+            "guest.txt", size=5, content_type="text/plain",
+            input_file=io.BytesIO(b"hello"), timeout=10)
+        await disconnect(guest)
+        await server.drain()
+        assert not await server.user_exists(JID.parse(who))
+        assert await _status(url) == 200
+
+
 async def test_files_older_than_file_ttl_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

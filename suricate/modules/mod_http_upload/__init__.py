@@ -254,8 +254,11 @@ class ModHttpUpload(Module):
         # the browser has no type for) is not held against the PUT on our own store.
         content_type = request.get("content-type") or None
         if self.disk is not None:
-            slot = self._disk_slot(filename, size, content_type or ANY_TYPE,
-                                   owner=str(frm.bare))
+            # A guest's (SASL ANONYMOUS) files are nobody's: its account ends with its last
+            # session, and the pictures it shared in a room should not vanish from the
+            # room's history then (they expire with disk.file_ttl, as the admin API's).
+            owner = "" if self.server.auth.is_anonymous(frm) else str(frm.bare)
+            slot = self._disk_slot(filename, size, content_type or ANY_TYPE, owner=owner)
         elif self.server.instrument.enabled:
             start = time.perf_counter()
             slot = self._s3_slot(filename, size, content_type)
