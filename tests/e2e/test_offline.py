@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_offline import parse_stored
-from tests.e2e.harness import Client, connect, disconnect, running_server
+from tests.e2e.harness import MODULES_TOML, Client, connect, disconnect, running_server
 from tests.e2e.tls_client import logged_in
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -168,9 +170,15 @@ async def test_a_message_stored_as_its_account_comes_online_is_delivered(
     await disconnect(alice, bob)
 
 
-async def test_full_queue_bounces_service_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stub", [False, True], ids=["offline", "with-offline-stub"])
+async def test_full_queue_bounces_resource_constraint(tmp_path: Path, stub: bool) -> None:
+    """A message over ``access_max_user_messages`` is answered as MongooseIM 6.4 does:
+    resource-constraint (type wait) with its text, not lost. With ``mod_offline_stub``
+    too: the stub silences the error for a message nobody stores on purpose, not one a
+    full queue refused (it was dropped silently before)."""
     extra = '[access]\nmax_user_offline_messages = [{acl = "all", value = 2}]\n'
-    async with running_server(tmp_path, extra=extra) as server:
+    modules = MODULES_TOML + ("\n[modules.mod_offline_stub]\n" if stub else "")
+    async with running_server(tmp_path, extra=extra, modules=modules) as server:
         await accounts(server, "alice", "bob")
         bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
         errors: asyncio.Queue[object] = asyncio.Queue()
@@ -178,9 +186,12 @@ async def test_full_queue_bounces_service_unavailable(tmp_path: Path) -> None:
         for n in range(3):
             bob.send_message(mto="alice@localhost", mbody=f"message {n}", mtype="chat")
         error = await asyncio.wait_for(errors.get(), 5)
-        assert error["error"]["condition"] == "service-unavailable"  # type: ignore[index]
+        assert error["error"]["condition"] == "resource-constraint"  # type: ignore[index]
+        assert error["error"]["type"] == "wait"  # type: ignore[index]
+        assert "queue is full" in error["error"]["text"]  # type: ignore[index]
         assert error["body"] == "message 2"  # type: ignore[index]
         await stored(server, bob, "alice", 2)
+        assert errors.empty()  # one answer only
         await disconnect(bob)
 
 

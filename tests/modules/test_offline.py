@@ -97,15 +97,17 @@ async def test_stored_then_delivered_in_order_with_delay(server: Server) -> None
     assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
 
 
-async def test_quota_exceeded_bounces_service_unavailable(server: Server) -> None:
+async def test_quota_exceeded_bounces_resource_constraint(server: Server) -> None:
+    """Over the quota, the sender hears it as from MongooseIM 6.4: resource-constraint."""
     bob = FakeSession(server, "bob@localhost/laptop")
     for n in range(3):
         server.router.route(bob.jid, JID.parse("alice@localhost"), message(body=f"m{n}"))
     await server.drain(5)
     assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 2
     bounce = bob.received.get_nowait()
-    assert error_condition(bounce) == "service-unavailable"
+    assert error_condition(bounce) == "resource-constraint"
     assert bounce.find_text("body") == "m2"
+    assert bob.received.empty()  # one error, not a service-unavailable too
 
 
 async def test_negative_priority_resource_gets_nothing(server: Server) -> None:

@@ -2,8 +2,10 @@
 
 A message the router could not deliver (no available resource with a non-negative priority,
 RFC 6121 §8.5.2.1.1) reaches the ``offline_message`` hook. We keep it when it is worth keeping
-and the account's quota allows it; otherwise the router answers the sender with
-``service-unavailable`` (XEP-0160 §2 step 3), so nothing disappears without the sender knowing.
+and the account's quota allows it. A message we do not keep goes back to the router, which
+answers the sender ``service-unavailable`` (RFC 6121 §8.5.2.2.1); one over the quota is
+answered here, ``resource-constraint``, as MongooseIM 6.4 does. Either way nothing disappears
+without the sender knowing.
 When the account next sends available presence with a non-negative priority, its messages
 are taken out of storage and delivered to that resource, in arrival order, each with an
 XEP-0203 delay stamp (XEP-0160 §2 step 5).
@@ -21,10 +23,12 @@ from suricate.config.loader import References
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
+from suricate.core.hooks import Stop
 from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
+from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -41,6 +45,9 @@ HINTS = "urn:xmpp:hints"  # XEP-0334
 # XEP-0160 §3: normal and chat are stored; groupchat only when configured; headline and error
 # never (the router does not even offer those to us).
 _STORED_TYPES = frozenset({"normal", "chat"})
+
+# MongooseIM 6.4's answer (and its text) to a message over the recipient's quota.
+QUEUE_FULL = "Your contact offline message queue is full. The message has been discarded."
 
 
 class ModOffline(Module):
@@ -142,9 +149,15 @@ class ModOffline(Module):
             limit = self.quota(user)
             if limit is not None and \
                     await self.store.count_offline(user.domain, user.local) >= limit:
-                # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
+                # XEP-0160 §2 step 3: the sender must hear it. MongooseIM 6.4 answers
+                # resource-constraint (RFC 6120 §8.3.3.18: the recipient lacks the
+                # resources, type wait: worth retrying later) rather than the
+                # service-unavailable XEP-0160 suggests; so do we, and answer here: the hook
+                # stops, so mod_offline_stub cannot turn it into a silent drop.
                 log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
-                return False
+                self.server.router.bounce(stanza, StanzaError("resource-constraint",
+                                                              QUEUE_FULL))
+                return Stop(True)
             await self.store.store_offline(user.domain, user.local, OfflineMessage(
                 timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
                 packet=stanza.serialize(ns.CLIENT)))
