@@ -41,6 +41,7 @@ log = logging.getLogger("suricate.mod_offline")
 
 CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
 HINTS = "urn:xmpp:hints"  # XEP-0334
+X_EXPIRE = "jabber:x:expire"  # XEP-0023
 
 # XEP-0160 §3: normal and chat are stored; groupchat only when configured; headline and error
 # never (the router does not even offer those to us).
@@ -67,7 +68,7 @@ class ModOffline(Module):
         },
         doc="XEP-0160 offline message storage.",
     )
-    xeps = ("0160", "0203")
+    xeps = ("0023", "0160", "0203")
     hooks = (
         (H.OFFLINE_MESSAGE, "store_offline", 50),
         (H.USER_AVAILABLE, "deliver_stored", 50),
@@ -158,9 +159,10 @@ class ModOffline(Module):
                 self.server.router.bounce(stanza, StanzaError("resource-constraint",
                                                               QUEUE_FULL))
                 return Stop(True)
+            now = time.time()
             await self.store.store_offline(user.domain, user.local, OfflineMessage(
-                timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
-                packet=stanza.serialize(ns.CLIENT)))
+                timestamp=now, from_jid=str(frm), to_jid=str(to),
+                packet=stanza.serialize(ns.CLIENT), expire=_expiry(stanza, now)))
         session = self._available_session(user)
         if session is not None:
             # The account came online while this message was being written: its initial
@@ -210,6 +212,21 @@ class ModOffline(Module):
         # XEP-0082 §3.2 DateTime, UTC, millisecond precision.
         stamp = f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
         stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp}, "Offline Storage")
+
+
+def _expiry(stanza: Element, now: float) -> float | None:
+    """When a stored message stops being worth delivering: ``now`` plus the sender's XEP-0023
+    ``<x xmlns='jabber:x:expire' seconds='N'/>`` (N > 0, as MongooseIM 6.4 reads it; the
+    protocol is obsolete but clients still send it); None: never. Only the storage path
+    looks, so a message delivered at once pays nothing."""
+    x = stanza.find("x", X_EXPIRE)
+    if x is None:
+        return None
+    try:
+        seconds = int(x.attrs.get("seconds", ""))
+    except ValueError:
+        return None
+    return now + seconds if seconds > 0 else None
 
 
 def _is_standalone_chat_state(stanza: Element) -> bool:
