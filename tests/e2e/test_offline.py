@@ -12,7 +12,15 @@ from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_offline import parse_stored
-from tests.e2e.harness import MODULES_TOML, Client, connect, disconnect, running_server
+from suricate.xml import ns
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    running_server,
+)
 from tests.e2e.tls_client import logged_in
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -264,3 +272,65 @@ async def test_message_of_unknown_type_is_handled_as_normal(server: Server) -> N
             alice.close()
 
     assert "<body>stored</body>" in await asyncio.to_thread(login)
+
+
+async def test_a_flood_larger_than_the_stream_management_buffer_is_delivered(
+        tmp_path: Path) -> None:
+    """A phone with stream management (XEP-0198, buffer_max 100 by default, as MongooseIM)
+    logs in to more stored messages than that: it gets them all, the stream goes on (it
+    ended with resource-constraint "too many unacknowledged stanzas" before, every login
+    again, the messages going back to storage each time). If the connection then dies, what
+    the phone acknowledged stays delivered and the rest goes back to storage, in order,
+    keeping its first stamp."""
+    count = 150
+    extra = '[access]\nmax_user_offline_messages = [{acl = "all", value = 1000}]\n'
+    modules = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 1\n"
+    async with running_server(tmp_path, extra=extra, modules=modules) as server:
+        await accounts(server, "alice", "bob")
+        port = server.c2s_port  # type: ignore[attr-defined]
+        store = server.modules["mod_offline"].store
+
+        def send() -> None:
+            bob = logged_in(port, "bob", "bob-pw", "laptop")
+            try:
+                for n in range(count):
+                    bob.send(f"<message to='alice@localhost' type='chat' id='m{n}'>"
+                             f"<body>message {n}</body></message>")
+                bob.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+                bob.expect(r"<iq[^>]*id=\"p1\"")
+            finally:
+                bob.close()
+
+        await asyncio.to_thread(send)
+        await server.drain(5)
+        assert await store.count_offline("localhost", "alice") == count
+
+        def phone() -> list[str]:
+            alice = logged_in(port, "alice", "alice-pw", "phone")
+            try:
+                alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+                alice.expect(r"<enabled[^>]*>")
+                alice.send("<presence/>")
+                ids = [alice.expect(r"<message[^>]*id=\"(m\d+)\"").group(1)
+                       for _ in range(count)]
+                alice.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+                alice.expect(r"<iq[^>]*id=\"p2\"")  # the stream is still there
+                # her own presence and the first 50 messages handled; then the train's tunnel
+                alice.send("<a xmlns='urn:xmpp:sm:3' h='51'/>")
+                alice.send("<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>")
+                alice.expect(r"<iq[^>]*id=\"p3\"")
+            finally:
+                alice.close()
+            return ids
+
+        assert await asyncio.to_thread(phone) == [f"m{n}" for n in range(count)]
+
+        async def back_in_storage() -> bool:
+            return await store.count_offline("localhost", "alice") == count - 50
+
+        await eventually(back_in_storage, timeout=10)  # resume_timeout: 1 s
+        kept = [parse_stored(m.packet) for m in await store.pop_offline("localhost", "alice")]
+        assert [m.attrs["id"] for m in kept if m is not None] == \
+            [f"m{n}" for n in range(50, count)]
+        for m in kept:
+            assert m is not None and len(m.find_all("delay", ns.DELAY)) == 1

@@ -23,6 +23,7 @@ from suricate.config.loader import References
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
+from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.hooks import Stop
 from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData
@@ -186,6 +187,11 @@ class ModOffline(Module):
         user = c2s.jid.bare
         assert user.local is not None
         messages = await self.store.pop_offline(user.domain, user.local)
+        if messages and (sm := STREAM_MANAGEMENT.get(c2s)) is not None:
+            # XEP-0198: the flood goes out at once, before the client can acknowledge it;
+            # it must not end the stream for exceeding buffer_max (the messages would go back
+            # to storage, and the next login end the same way).
+            sm.allow_burst(len(messages))
         for msg in messages:
             stanza = parse_stored(msg.packet)
             if stanza is None:
