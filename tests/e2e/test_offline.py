@@ -334,3 +334,39 @@ async def test_a_flood_larger_than_the_stream_management_buffer_is_delivered(
             [f"m{n}" for n in range(50, count)]
         for m in kept:
             assert m is not None and len(m.find_all("delay", ns.DELAY)) == 1
+
+
+async def test_a_message_sent_while_stored_ones_are_read_comes_after_them(
+        server: Server) -> None:
+    """Messages sent to an account after it came online arrive after those stored while it
+    was away, even when reading storage takes a while (a busy database): before, the new one
+    went straight to the session and overtook the stored ones (RFC 6120 §10.1)."""
+    await accounts(server, "alice", "bob")
+    bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
+    for n in range(3):
+        bob.send_message(mto="alice@localhost", mbody=f"stored {n}", mtype="chat")
+    await stored(server, bob, "alice", 3)
+
+    store = server.modules["mod_offline"].store
+    real_pop = store.pop_offline
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_pop(*args: object, **kwargs: object) -> object:
+        reading.set()
+        await asyncio.wait_for(release.wait(), 5)  # the database answers later
+        return await real_pop(*args, **kwargs)
+
+    store.pop_offline = slow_pop
+    try:
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        alice.send_presence()
+        await asyncio.wait_for(reading.wait(), 5)  # she is online, storage is being read
+        bob.send_message(mto="alice@localhost", mbody="live", mtype="chat")
+        await bob.plugin["xep_0199"].send_ping("localhost", timeout=5)  # routed by now
+        release.set()
+        bodies = [(await alice.next_message())["body"] for _ in range(4)]
+    finally:
+        store.pop_offline = real_pop
+    assert bodies == ["stored 0", "stored 1", "stored 2", "live"]
+    await disconnect(alice, bob)

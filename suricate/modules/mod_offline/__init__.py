@@ -169,8 +169,9 @@ class ModOffline(Module):
             # The account came online while this message was being written: its initial
             # presence's delivery (``deliver_stored``) may have read storage before the
             # write ended, and the message would wait for the next login. What is stored is
-            # delivered now (each stored message is taken from storage once).
-            await self.deliver_stored(None, session)
+            # delivered now (each stored message is taken from storage once). The router's
+            # offline turn for the account is ours already (``_offline_or_error``).
+            await self._deliver(session)
         return True
 
     def _available_session(self, user: JID) -> Any:
@@ -184,6 +185,18 @@ class ModOffline(Module):
         # XEP-0160 §2 step 5: only a resource with non-negative presence gets them.
         if c2s.priority < 0 or c2s.jid is None or not c2s.available:
             return acc
+        # Messages to the account routed meanwhile wait for the stored ones to go out first
+        # (they are older): without it, one sent just after the login overtook them while
+        # storage was read. The turn is taken in this task's first step. (Not in the
+        # presence's own processing, eagerly: outside a task, asyncpg's timeouts fail.)
+        async with self.server.router.offline_turn(c2s.jid.bare):
+            await self._deliver(c2s)
+        return acc
+
+    async def _deliver(self, c2s: C2S) -> None:
+        """Take the account's stored messages out of storage and hand them to ``c2s``."""
+        if c2s.priority < 0 or c2s.jid is None or not c2s.available:
+            return
         user = c2s.jid.bare
         assert user.local is not None
         messages = await self.store.pop_offline(user.domain, user.local)
@@ -205,7 +218,6 @@ class ModOffline(Module):
             c2s.deliver(stanza)
         if messages:
             log.debug("offline_delivered user=%s count=%d", c2s.jid, len(messages))
-        return acc
 
     @staticmethod
     def _stamp(stanza: Element, domain: str, timestamp: float) -> None:
