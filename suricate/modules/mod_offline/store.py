@@ -81,8 +81,7 @@ class OfflineStore(ModuleStore):
                 float(now),
             )
         return await self.execute(
-            "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ?"
-            " AND server = ?",
+            "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ? AND server = ?",
             float(now),
             server,
         )
