@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
@@ -73,6 +74,13 @@ class Router:
         self._route_filtered = False
         #: Accounts whose messages are on the offline path (``_offline_or_error``).
         self._offline_turns: KeyedLocks[JID] = KeyedLocks()
+
+    def offline_turn(self, user: JID) -> AbstractAsyncContextManager[None]:
+        """Hold ``user``'s (a bare JID) offline turn: while it is held, messages routed to the
+        bare JID wait for it, then go to the account's resources (or offline) in the order
+        they came. mod_offline holds it while it delivers what it stored, so that a message
+        sent after the account came online does not overtake the ones kept for it."""
+        return self._offline_turns.hold(user)
 
     def _one_node(self) -> bool:
         """Whether this routing involves no other node: no cluster, or not inside

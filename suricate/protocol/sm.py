@@ -39,7 +39,7 @@ class HandledCountTooHigh(Exception):
 
 class StreamManagement:
     __slots__ = ("id", "resume", "h_in", "h_out", "acked", "buffer", "sent_at", "buffer_max",
-                 "ack_freq", "_since_request")
+                 "ack_freq", "_since_request", "_base_max")
 
     def __init__(self, sm_id: str, resume: bool, buffer_max: int | None,
                  ack_freq: int | None) -> None:
@@ -53,6 +53,7 @@ class StreamManagement:
         self.buffer_max = buffer_max  # None: unlimited
         self.ack_freq = ack_freq  # None: never request
         self._since_request = 0
+        self._base_max: int | None = None  # buffer_max while a burst is allowed (allow_burst)
 
     def stanza_in(self) -> None:
         self.h_in = (self.h_in + 1) % MOD
@@ -72,6 +73,18 @@ class StreamManagement:
             return True
         return False
 
+    def allow_burst(self, count: int) -> None:
+        """Let ``count`` stanzas more than ``buffer_max`` wait for acknowledgement, until the
+        client has acknowledged its way back under ``buffer_max``: the server sends them in
+        one go (the messages stored while the account was offline, XEP-0160), faster than
+        any client can answer the ``<r/>``s; past ``buffer_max`` the stream would end, and
+        the same flood end the next login too."""
+        if self.buffer_max is None or count <= 0:
+            return
+        if self._base_max is None:
+            self._base_max = self.buffer_max
+        self.buffer_max += count
+
     def ack(self, h: int) -> None:
         """The client handled our stanzas up to ``h``: forget them."""
         count = (h - self.acked) % MOD
@@ -81,6 +94,8 @@ class StreamManagement:
             self.buffer.popleft()
             self.sent_at.popleft()
         self.acked = h % MOD
+        if self._base_max is not None and len(self.buffer) <= self._base_max:
+            self.buffer_max, self._base_max = self._base_max, None  # the burst is over
 
     def take_unacked(self, delay_from: str | None = None) -> list[Element]:
         """Empty the buffer (for retransmission after resumption, or re-routing when the

@@ -6,11 +6,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_offline import parse_stored
-from tests.e2e.harness import Client, connect, disconnect, running_server
+from suricate.xml import ns
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    running_server,
+)
 from tests.e2e.tls_client import logged_in
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -168,9 +178,15 @@ async def test_a_message_stored_as_its_account_comes_online_is_delivered(
     await disconnect(alice, bob)
 
 
-async def test_full_queue_bounces_service_unavailable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stub", [False, True], ids=["offline", "with-offline-stub"])
+async def test_full_queue_bounces_resource_constraint(tmp_path: Path, stub: bool) -> None:
+    """A message over ``access_max_user_messages`` is answered as MongooseIM 6.4 does:
+    resource-constraint (type wait) with its text, not lost. With ``mod_offline_stub``
+    too: the stub silences the error for a message nobody stores on purpose, not one a
+    full queue refused (it was dropped silently before)."""
     extra = '[access]\nmax_user_offline_messages = [{acl = "all", value = 2}]\n'
-    async with running_server(tmp_path, extra=extra) as server:
+    modules = MODULES_TOML + ("\n[modules.mod_offline_stub]\n" if stub else "")
+    async with running_server(tmp_path, extra=extra, modules=modules) as server:
         await accounts(server, "alice", "bob")
         bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
         errors: asyncio.Queue[object] = asyncio.Queue()
@@ -178,9 +194,12 @@ async def test_full_queue_bounces_service_unavailable(tmp_path: Path) -> None:
         for n in range(3):
             bob.send_message(mto="alice@localhost", mbody=f"message {n}", mtype="chat")
         error = await asyncio.wait_for(errors.get(), 5)
-        assert error["error"]["condition"] == "service-unavailable"  # type: ignore[index]
+        assert error["error"]["condition"] == "resource-constraint"  # type: ignore[index]
+        assert error["error"]["type"] == "wait"  # type: ignore[index]
+        assert "queue is full" in error["error"]["text"]  # type: ignore[index]
         assert error["body"] == "message 2"  # type: ignore[index]
         await stored(server, bob, "alice", 2)
+        assert errors.empty()  # one answer only
         await disconnect(bob)
 
 
@@ -253,3 +272,101 @@ async def test_message_of_unknown_type_is_handled_as_normal(server: Server) -> N
             alice.close()
 
     assert "<body>stored</body>" in await asyncio.to_thread(login)
+
+
+async def test_a_flood_larger_than_the_stream_management_buffer_is_delivered(
+        tmp_path: Path) -> None:
+    """A phone with stream management (XEP-0198, buffer_max 100 by default, as MongooseIM)
+    logs in to more stored messages than that: it gets them all, the stream goes on (it
+    ended with resource-constraint "too many unacknowledged stanzas" before, every login
+    again, the messages going back to storage each time). If the connection then dies, what
+    the phone acknowledged stays delivered and the rest goes back to storage, in order,
+    keeping its first stamp."""
+    count = 150
+    extra = '[access]\nmax_user_offline_messages = [{acl = "all", value = 1000}]\n'
+    modules = MODULES_TOML + "\n[modules.mod_stream_management]\nresume_timeout = 1\n"
+    async with running_server(tmp_path, extra=extra, modules=modules) as server:
+        await accounts(server, "alice", "bob")
+        port = server.c2s_port  # type: ignore[attr-defined]
+        store = server.modules["mod_offline"].store
+
+        def send() -> None:
+            bob = logged_in(port, "bob", "bob-pw", "laptop")
+            try:
+                for n in range(count):
+                    bob.send(f"<message to='alice@localhost' type='chat' id='m{n}'>"
+                             f"<body>message {n}</body></message>")
+                bob.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+                bob.expect(r"<iq[^>]*id=\"p1\"")
+            finally:
+                bob.close()
+
+        await asyncio.to_thread(send)
+        await server.drain(5)
+        assert await store.count_offline("localhost", "alice") == count
+
+        def phone() -> list[str]:
+            alice = logged_in(port, "alice", "alice-pw", "phone")
+            try:
+                alice.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+                alice.expect(r"<enabled[^>]*>")
+                alice.send("<presence/>")
+                ids = [alice.expect(r"<message[^>]*id=\"(m\d+)\"").group(1)
+                       for _ in range(count)]
+                alice.send("<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>")
+                alice.expect(r"<iq[^>]*id=\"p2\"")  # the stream is still there
+                # her own presence and the first 50 messages handled; then the train's tunnel
+                alice.send("<a xmlns='urn:xmpp:sm:3' h='51'/>")
+                alice.send("<iq type='get' id='p3'><ping xmlns='urn:xmpp:ping'/></iq>")
+                alice.expect(r"<iq[^>]*id=\"p3\"")
+            finally:
+                alice.close()
+            return ids
+
+        assert await asyncio.to_thread(phone) == [f"m{n}" for n in range(count)]
+
+        async def back_in_storage() -> bool:
+            return await store.count_offline("localhost", "alice") == count - 50
+
+        await eventually(back_in_storage, timeout=10)  # resume_timeout: 1 s
+        kept = [parse_stored(m.packet) for m in await store.pop_offline("localhost", "alice")]
+        assert [m.attrs["id"] for m in kept if m is not None] == \
+            [f"m{n}" for n in range(50, count)]
+        for m in kept:
+            assert m is not None and len(m.find_all("delay", ns.DELAY)) == 1
+
+
+async def test_a_message_sent_while_stored_ones_are_read_comes_after_them(
+        server: Server) -> None:
+    """Messages sent to an account after it came online arrive after those stored while it
+    was away, even when reading storage takes a while (a busy database): before, the new one
+    went straight to the session and overtook the stored ones (RFC 6120 §10.1)."""
+    await accounts(server, "alice", "bob")
+    bob = await connect(server, "bob@localhost/laptop", "bob-pw", plugins=PING)
+    for n in range(3):
+        bob.send_message(mto="alice@localhost", mbody=f"stored {n}", mtype="chat")
+    await stored(server, bob, "alice", 3)
+
+    store = server.modules["mod_offline"].store
+    real_pop = store.pop_offline
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_pop(*args: object, **kwargs: object) -> object:
+        reading.set()
+        await asyncio.wait_for(release.wait(), 5)  # the database answers later
+        return await real_pop(*args, **kwargs)
+
+    store.pop_offline = slow_pop
+    try:
+        alice = await connect(server, "alice@localhost/phone", "alice-pw")
+        alice.send_presence()
+        await asyncio.wait_for(reading.wait(), 5)  # she is online, storage is being read
+        bob.send_message(mto="alice@localhost", mbody="live", mtype="chat")
+        await bob.plugin["xep_0199"].send_ping("localhost", timeout=5)  # routed by now
+        release.set()
+        bodies = [(await alice.next_message())["body"] for _ in range(4)]
+    finally:
+        store.pop_offline = real_pop
+    assert bodies == ["stored 0", "stored 1", "stored 2", "live"]
+    await disconnect(alice, bob)

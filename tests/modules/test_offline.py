@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,15 +98,33 @@ async def test_stored_then_delivered_in_order_with_delay(server: Server) -> None
     assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 0
 
 
-async def test_quota_exceeded_bounces_service_unavailable(server: Server) -> None:
+async def test_quota_exceeded_bounces_resource_constraint(server: Server) -> None:
+    """Over the quota, the sender hears it as from MongooseIM 6.4: resource-constraint."""
     bob = FakeSession(server, "bob@localhost/laptop")
     for n in range(3):
         server.router.route(bob.jid, JID.parse("alice@localhost"), message(body=f"m{n}"))
     await server.drain(5)
     assert await server.modules["mod_offline"].store.count_offline("localhost", "alice") == 2
     bounce = bob.received.get_nowait()
-    assert error_condition(bounce) == "service-unavailable"
+    assert error_condition(bounce) == "resource-constraint"
     assert bounce.find_text("body") == "m2"
+    assert bob.received.empty()  # one error, not a service-unavailable too
+
+
+async def test_message_with_x_expire_is_not_delivered_after_it(server: Server) -> None:
+    """XEP-0023 (read by MongooseIM 6.4's mod_offline): a stored message whose sender gave
+    it ``seconds`` to live is not delivered after them; one without lives on."""
+    bob = FakeSession(server, "bob@localhost/laptop")
+    short = message(body="call me in the next minute",
+                    extra=[Element("x", "jabber:x:expire", {"seconds": "60"})])
+    bad = message(body="bad ttl", extra=[Element("x", "jabber:x:expire", {"seconds": "x"})])
+    for msg in (short, bad):
+        server.router.route(bob.jid, JID.parse("alice@localhost"), msg)
+    await server.drain(5)
+    store = offline(server).store
+    later = [parse_stored(m.packet) for m in
+             await store.pop_offline("localhost", "alice", now=time.time() + 120)]
+    assert [m.find_text("body") for m in later if m is not None] == ["bad ttl"]
 
 
 async def test_negative_priority_resource_gets_nothing(server: Server) -> None:

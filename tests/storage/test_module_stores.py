@@ -548,7 +548,11 @@ async def test_remove_expired_offline(storage: SqlStorage, ms: Stores) -> None:
     await ms.offline.store_offline(S, "bob", _msg(2, expire=150.0))
     await ms.offline.store_offline(S, "alice", _msg(3, expire=500.0))
     await ms.offline.store_offline(S, "alice", _msg(4))
-    assert await ms.offline.remove_expired_offline(200.0) == 2
+    await ms.offline.store_offline("other.test", "carol", _msg(5, expire=100.0))
+    # one domain's (the GraphQL mutation's domain argument), then everyone's
+    assert await ms.offline.remove_expired_offline(200.0, S) == 2
+    assert await ms.offline.count_offline("other.test", "carol") == 1
+    assert await ms.offline.remove_expired_offline(200.0) == 1
     assert await ms.offline.remove_expired_offline(200.0) == 0
     assert await ms.offline.count_offline(S, "bob") == 0
     assert await ms.offline.pop_offline(S, "alice", now=0.0) == [_msg(3, 500.0), _msg(4)]

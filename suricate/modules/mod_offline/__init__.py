@@ -2,8 +2,10 @@
 
 A message the router could not deliver (no available resource with a non-negative priority,
 RFC 6121 §8.5.2.1.1) reaches the ``offline_message`` hook. We keep it when it is worth keeping
-and the account's quota allows it; otherwise the router answers the sender with
-``service-unavailable`` (XEP-0160 §2 step 3), so nothing disappears without the sender knowing.
+and the account's quota allows it. A message we do not keep goes back to the router, which
+answers the sender ``service-unavailable`` (RFC 6121 §8.5.2.2.1); one over the quota is
+answered here, ``resource-constraint``, as MongooseIM 6.4 does. Either way nothing disappears
+without the sender knowing.
 When the account next sends available presence with a non-negative priority, its messages
 are taken out of storage and delivered to that resource, in arrival order, each with an
 XEP-0203 delay stamp (XEP-0160 §2 step 5).
@@ -21,10 +23,13 @@ from suricate.config.loader import References
 from suricate.config.modules_spec import backend
 from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
+from suricate.core.c2s import STREAM_MANAGEMENT
+from suricate.core.hooks import Stop
 from suricate.core.keyed_locks import KeyedLocks
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
+from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -37,10 +42,14 @@ log = logging.getLogger("suricate.mod_offline")
 
 CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
 HINTS = "urn:xmpp:hints"  # XEP-0334
+X_EXPIRE = "jabber:x:expire"  # XEP-0023
 
 # XEP-0160 §3: normal and chat are stored; groupchat only when configured; headline and error
 # never (the router does not even offer those to us).
 _STORED_TYPES = frozenset({"normal", "chat"})
+
+# MongooseIM 6.4's answer (and its text) to a message over the recipient's quota.
+QUEUE_FULL = "Your contact offline message queue is full. The message has been discarded."
 
 
 class ModOffline(Module):
@@ -60,7 +69,7 @@ class ModOffline(Module):
         },
         doc="XEP-0160 offline message storage.",
     )
-    xeps = ("0160", "0203")
+    xeps = ("0023", "0160", "0203")
     hooks = (
         (H.OFFLINE_MESSAGE, "store_offline", 50),
         (H.USER_AVAILABLE, "deliver_stored", 50),
@@ -142,19 +151,27 @@ class ModOffline(Module):
             limit = self.quota(user)
             if limit is not None and \
                     await self.store.count_offline(user.domain, user.local) >= limit:
-                # XEP-0160 §2 step 3: queue full -> service-unavailable to the sender.
+                # XEP-0160 §2 step 3: the sender must hear it. MongooseIM 6.4 answers
+                # resource-constraint (RFC 6120 §8.3.3.18: the recipient lacks the
+                # resources, type wait: worth retrying later) rather than the
+                # service-unavailable XEP-0160 suggests; so do we, and answer here: the hook
+                # stops, so mod_offline_stub cannot turn it into a silent drop.
                 log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
-                return False
+                self.server.router.bounce(stanza, StanzaError("resource-constraint",
+                                                              QUEUE_FULL))
+                return Stop(True)
+            now = time.time()
             await self.store.store_offline(user.domain, user.local, OfflineMessage(
-                timestamp=time.time(), from_jid=str(frm), to_jid=str(to),
-                packet=stanza.serialize(ns.CLIENT)))
+                timestamp=now, from_jid=str(frm), to_jid=str(to),
+                packet=stanza.serialize(ns.CLIENT), expire=_expiry(stanza, now)))
         session = self._available_session(user)
         if session is not None:
             # The account came online while this message was being written: its initial
             # presence's delivery (``deliver_stored``) may have read storage before the
             # write ended, and the message would wait for the next login. What is stored is
-            # delivered now (each stored message is taken from storage once).
-            await self.deliver_stored(None, session)
+            # delivered now (each stored message is taken from storage once). The router's
+            # offline turn for the account is ours already (``_offline_or_error``).
+            await self._deliver(session)
         return True
 
     def _available_session(self, user: JID) -> Any:
@@ -168,9 +185,26 @@ class ModOffline(Module):
         # XEP-0160 §2 step 5: only a resource with non-negative presence gets them.
         if c2s.priority < 0 or c2s.jid is None or not c2s.available:
             return acc
+        # Messages to the account routed meanwhile wait for the stored ones to go out first
+        # (they are older): without it, one sent just after the login overtook them while
+        # storage was read. The turn is taken in this task's first step. (Not in the
+        # presence's own processing, eagerly: outside a task, asyncpg's timeouts fail.)
+        async with self.server.router.offline_turn(c2s.jid.bare):
+            await self._deliver(c2s)
+        return acc
+
+    async def _deliver(self, c2s: C2S) -> None:
+        """Take the account's stored messages out of storage and hand them to ``c2s``."""
+        if c2s.priority < 0 or c2s.jid is None or not c2s.available:
+            return
         user = c2s.jid.bare
         assert user.local is not None
         messages = await self.store.pop_offline(user.domain, user.local)
+        if messages and (sm := STREAM_MANAGEMENT.get(c2s)) is not None:
+            # XEP-0198: the flood goes out at once, before the client can acknowledge it;
+            # it must not end the stream for exceeding buffer_max (the messages would go back
+            # to storage, and the next login end the same way).
+            sm.allow_burst(len(messages))
         for msg in messages:
             stanza = parse_stored(msg.packet)
             if stanza is None:
@@ -184,7 +218,6 @@ class ModOffline(Module):
             c2s.deliver(stanza)
         if messages:
             log.debug("offline_delivered user=%s count=%d", c2s.jid, len(messages))
-        return acc
 
     @staticmethod
     def _stamp(stanza: Element, domain: str, timestamp: float) -> None:
@@ -197,6 +230,21 @@ class ModOffline(Module):
         # XEP-0082 §3.2 DateTime, UTC, millisecond precision.
         stamp = f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
         stanza.add("delay", ns.DELAY, {"from": domain, "stamp": stamp}, "Offline Storage")
+
+
+def _expiry(stanza: Element, now: float) -> float | None:
+    """When a stored message stops being worth delivering: ``now`` plus the sender's XEP-0023
+    ``<x xmlns='jabber:x:expire' seconds='N'/>`` (N > 0, as MongooseIM 6.4 reads it; the
+    protocol is obsolete but clients still send it); None: never. Only the storage path
+    looks, so a message delivered at once pays nothing."""
+    x = stanza.find("x", X_EXPIRE)
+    if x is None:
+        return None
+    try:
+        seconds = int(x.attrs.get("seconds", ""))
+    except ValueError:
+        return None
+    return now + seconds if seconds > 0 else None
 
 
 def _is_standalone_chat_state(stanza: Element) -> bool:

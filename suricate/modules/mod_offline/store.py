@@ -72,10 +72,18 @@ class OfflineStore(ModuleStore):
             if row[2] is None or row[2] >= cutoff
         ]
 
-    async def remove_expired_offline(self, now: float) -> int:
-        """Delete messages of every user whose `expire` is before `now`; return how many."""
+    async def remove_expired_offline(self, now: float, server: str | None = None) -> int:
+        """Delete messages whose `expire` is before `now`, of `server`'s users (every user's
+        when None); return how many."""
+        if server is None:
+            return await self.execute(
+                "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ?",
+                float(now),
+            )
         return await self.execute(
-            "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ?", float(now)
+            "DELETE FROM offline_messages WHERE expire IS NOT NULL AND expire < ? AND server = ?",
+            float(now),
+            server,
         )
 
     async def remove_old_offline(self, server: str, before: float) -> int:
