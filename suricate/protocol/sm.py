@@ -101,6 +101,15 @@ class StreamManagement:
         self.h_out = self.acked
         return pending
 
+    def requeue(self, stanzas: list[Element]) -> None:
+        """Put ``stanzas`` (another node's ``take_unacked``) in the buffer, counted from the
+        last acknowledgement, to be taken again and sent after <resumed/> (XEP-0198 §5);
+        what arrives before that is buffered after them."""
+        now = time.time()
+        self.buffer.extend(stanzas)
+        self.sent_at.extend(now for _ in stanzas)
+        self.h_out = (self.acked + len(self.buffer)) % MOD
+
 
 def delayed(message: Element, domain: str, when: float) -> Element:
     """``message`` with ``<delay from=domain stamp=when/>`` (XEP-0203), as a copy; itself
