@@ -92,6 +92,15 @@ def two_nodes_patient(tmp_path: Path, redis_db: int) -> Any:
                           LIMIT.replace("value = 2", "value = 3"))
 
 
+@pytest.fixture
+def two_nodes_brief(tmp_path: Path, redis_db: int) -> Any:
+    """As ``two_nodes``, with a lost session waiting 2 s for its resumption, and room for
+    three sessions of an account (max_user_sessions)."""
+    yield from _two_nodes(tmp_path, redis_db,
+                          SM_MODULES.replace("resume_timeout = 4", "resume_timeout = 2"),
+                          LIMIT.replace("value = 2", "value = 3"))
+
+
 def _sm_record(db: int, jid: str = "alice@localhost/phone") -> tuple[str, dict[str, str]]:
     found = []
     for key in _sync(db).keys("suricate:sm:*"):
@@ -655,5 +664,41 @@ def test_a_stanza_arriving_while_the_moved_session_opens_follows_resumed(
             left = _sync(db)
             for key in left.keys("suricate:*"):
                 left.delete(key)
+
+    asyncio.run(run())
+
+
+def test_an_unresumed_session_gives_a_bare_jid_message_only_to_who_missed_it_on_any_node(
+        two_nodes_brief: tuple[Node, Node, int]) -> None:
+    """RFC 6121 §8.5.2.1.1: a message to the bare JID reaches every available resource, the
+    phone waiting for resumption on node A included (it holds it). When nobody resumes, the
+    desk on node B that was there has it already (before: a second copy, A routed it to the
+    bare JID again); a laptop that came online on B since gets it (XEP-0198 §5: as if sent
+    to an unavailable resource now)."""
+    a, b, db = two_nodes_brief
+
+    async def run() -> None:
+        alice, _ = await _phone(a, db)
+        desk = await connect(b, "alice@localhost/desk", "pw")  # type: ignore[arg-type]
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        laptop = None
+        try:
+            desk.send_presence()
+            await eventually(lambda: _rows(db, "alice@localhost").get("desk", [""])[-1] == "1")
+            alice.abort()
+            await eventually(lambda: "c2s_session_suspended jid=alice@localhost/phone"
+                             in a.log.read_text())
+            bob.send_message(mto="alice@localhost", mbody="to-bare", mtype="chat")
+            assert await _bodies(desk, 1) == ["to-bare"]
+            laptop = await connect(b, "alice@localhost/laptop", "pw")  # type: ignore[arg-type]
+            laptop.send_presence()
+            # the phone's copy, at its end (resume_timeout)
+            assert await _bodies(laptop, 1) == ["to-bare"]
+            assert "sm_resume_timeout jid=alice@localhost/phone" in a.log.read_text()
+            await _nothing_more(desk)
+        finally:
+            await disconnect(desk, bob, *([laptop] if laptop else []))
+            with contextlib.suppress(Exception):
+                alice.abort()
 
     asyncio.run(run())
