@@ -694,7 +694,7 @@ class Server:
 
     async def _others_on_nodes_had_it(self, stanza: Element, bare: JID, when: float,
                                       others: list[Any]) -> None:
-        nodes = await self.cluster.nodes_reached(bare)
+        nodes = await self.cluster.nodes_of(bare, reached=True)
         if not others and not nodes:
             frm = JID.parse(stanza.attrs["from"]) if stanza.attrs.get("from") else bare
             self.router.route(frm, bare, stanza)
