@@ -12,22 +12,29 @@ from typing import Any
 import pytest
 
 from tests.adhoc.test_adhoc import PLUGINS, run_admin
-from tests.cluster.test_sm_nodes import SM_MODULES, _two_nodes
 from tests.cluster.test_redis_nodes import Node, _sync
+from tests.cluster.test_sm_nodes import SM_MODULES, _two_nodes
 from tests.cluster.test_workers import LIMIT
 from tests.e2e.harness import connect, disconnect, eventually
 from tests.e2e.test_register import register_in_band
 
-pytestmark = [pytest.mark.xdist_group("redis_nodes"),
-              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.xdist_group("redis_nodes"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
-ADHOC = SM_MODULES + """
+ADHOC = (
+    SM_MODULES
+    + """
 [modules.mod_adhoc]
 access_admin = "adhoc_admins"
 """
+)
 # alice is the XEP-0133 admin (one [access] table: the session limit and the rule)
-LIMITS = LIMIT + '\nadhoc_admins = [{acl = "admins", value = "allow"}]\n' \
+LIMITS = (
+    LIMIT + '\nadhoc_admins = [{acl = "admins", value = "allow"}]\n'
     '[acl]\nadmins = [{user = "alice"}]\n'
+)
 
 
 @pytest.fixture
@@ -53,8 +60,7 @@ def test_registration_timeout_holds_across_nodes(two_nodes: tuple[Node, Node, in
     asyncio.run(run())
 
 
-def test_last_login_of_an_account_online_on_another_node(
-        two_nodes: tuple[Node, Node, int]) -> None:
+def test_last_login_of_an_account_online_on_another_node(two_nodes: tuple[Node, Node, int]) -> None:
     """XEP-0133 §4.19 (get-user-lastlogin) asked of node A about bob, online on node B only:
     "online now" (before: A looked at its own sessions and answered from mod_last's record,
     "never")."""
@@ -64,13 +70,14 @@ def test_last_login_of_an_account_online_on_another_node(
         bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         alice = await connect(a, "alice@localhost/r", "pw", plugins=PLUGINS)  # type: ignore[arg-type]
         try:
+
             async def lastlogin() -> str:
-                done = await run_admin(alice, "get-user-lastlogin",
-                                       accountjid="bob@localhost")
+                done = await run_admin(alice, "get-user-lastlogin", accountjid="bob@localhost")
                 return str(done["command"]["form"].get_values()["lastlogin"])
 
-            await eventually(lambda: "desk" in _sync(two_nodes[2]).hkeys(
-                "suricate:sess:bob@localhost"))
+            await eventually(
+                lambda: "desk" in _sync(two_nodes[2]).hkeys("suricate:sess:bob@localhost")
+            )
             assert await lastlogin() == "online now"
         finally:
             await disconnect(alice, bob)

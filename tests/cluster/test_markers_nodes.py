@@ -29,9 +29,12 @@ ROOM = "room@conference.localhost"
 @pytest.fixture
 def nodes(tmp_path: Path, redis_db: int) -> Any:
     # Room for three sessions of an account.
-    yield from _two_nodes(tmp_path, redis_db,
-                          MODULES_TOML + "\n[modules.mod_muc]\n" + INBOX_TOML,
-                          LIMIT.replace("value = 2", "value = 3"))
+    yield from _two_nodes(
+        tmp_path,
+        redis_db,
+        MODULES_TOML + "\n[modules.mod_muc]\n" + INBOX_TOML,
+        LIMIT.replace("value = 2", "value = 3"),
+    )
 
 
 async def _occupant(node: Node, jid: str) -> Client:
@@ -46,8 +49,7 @@ async def _unread(client: Client) -> list[tuple[int, str]]:
     return [(e["unread"], e["body"]) for e in entries]
 
 
-def test_markers_and_unread_counts_of_a_room_on_another_node(
-        nodes: tuple[Node, Node, int]) -> None:
+def test_markers_and_unread_counts_of_a_room_on_another_node(nodes: tuple[Node, Node, int]) -> None:
     a, b, _ = nodes
 
     async def run() -> None:
@@ -89,8 +91,9 @@ def test_markers_and_unread_counts_of_a_room_on_another_node(
             await asyncio.sleep(0.3)  # past the markers' write interval
             for client in (alice, phone):
                 answer = await iq(client, f"<query xmlns='{SMART}' peer='{ROOM}'/>", "get")
-                assert sorted(m.get("from") for m in answer.iter(f"{{{SMART}}}marker")) == [
-                    "bob@localhost"], client
+                assert sorted(m.get("from", "") for m in answer.iter(f"{{{SMART}}}marker")) == [
+                    "bob@localhost"
+                ], client
         finally:
             await disconnect(alice, laptop, phone, carol)
 
