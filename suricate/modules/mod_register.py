@@ -281,7 +281,7 @@ class ModRegister(Module):
         timeout = self.registration_timeout
         if timeout is None or ip is None:
             return None
-        if self._redis is not None:
+        if self._redis is not None and timeout > 0:  # (Redis refuses a TTL of 0)
             token = secrets.token_hex(8)
             try:
                 # In a task: the stream may run this step outside any, and the Redis
