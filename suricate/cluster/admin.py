@@ -279,6 +279,11 @@ class ClusterAdmin:
                 if any(row.available and (row.priority >= 0 or not routable)
                        for row in rows.values())}
 
+    async def nodes_of(self, bare: JID, reached: bool = False) -> set[str]:
+        rows = await self.store.resources(bare)
+        return {row.node for row in rows.values() if row.node != self.node
+                and (not reached or row.available and row.priority >= 0)}
+
     # -- requests and answers ------------------------------------------------------------
     async def _ask(self, node: str, op: str, *args: Any) -> Any:
         rid = uuid.uuid4().hex

@@ -899,7 +899,8 @@ _GENERAL = Section(
         "registration_timeout": Option(
             IntOrInfinity(min=0, unit="seconds"),
             600,
-            "Minimum time between two registrations from one IP address.",
+            "Minimum time between two registrations from one IP address (across all nodes "
+            'with sm_backend = "redis": a Redis key with this time to live).',
         ),
         "hide_service_name": Option(
             Bool(),

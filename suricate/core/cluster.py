@@ -54,6 +54,10 @@ class ClusterBackend(Protocol):
         """Those of ``bares`` with an available session on any node (with ``routable``, of
         non-negative priority: one a message to the bare JID reaches, RFC 6121 §8.5.2.1)."""
 
+    async def nodes_of(self, bare: JID, reached: bool = False) -> set[str]:
+        """The other nodes holding a session of ``bare`` (with ``reached``: an available
+        one of non-negative priority)."""
+
     async def ask(self, node: str, op: str, args: tuple[Any, ...]) -> Any:
         """Run ``op``'s handler on ``node`` and return its result (``NodeUnreachable``)."""
 
@@ -128,6 +132,19 @@ class Cluster:
             return await self.backend.available(bares, routable)
         except Exception:
             log.warning("cluster_available_failed count=%d", len(bares), exc_info=True)
+            return set()
+
+    async def nodes_of(self, bare: JID, reached: bool = False) -> set[str]:
+        """The other nodes holding a session of ``bare``; with ``reached``, those where a
+        message to the bare JID reaches a resource (available, of non-negative priority:
+        RFC 6121 §8.5.2.1). As the session table says; nothing without a cluster. Redis out
+        of reach: nothing, logged."""
+        if self.backend is None:
+            return set()
+        try:
+            return await self.backend.nodes_of(bare, reached)
+        except Exception:
+            log.warning("cluster_nodes_of_failed bare=%s", bare, exc_info=True)
             return set()
 
     def received(self, topic: str, bare: JID, stanza: Element, args: tuple[str, ...]) -> bool:

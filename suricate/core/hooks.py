@@ -239,6 +239,19 @@ MUC_LIGHT_TO_MEMBER: Hook[Callable[[None, JID, JID, Element], Folded[None]]] = H
     "room@service/sender-bare-jid (a member's message); handlers must not change the stanza "
     "(mod_inbox's groupchat = [\"muclight\"])", host_arg=1)
 
+MUC_MESSAGE_BROADCAST: Hook[
+    Callable[[None, JID, JID | None, list[JID], Element], Folded[None]]] = Hook(
+    "muc_message_broadcast",
+    "fold(None, from_jid, sender, occupants, stanza): a mod_muc room broadcast a groupchat "
+    "message (its stanza-id added) from ``sender`` (the sending session's full JID, None for "
+    "the room's own) as ``from_jid`` (room@service/nick) to ``occupants`` (their bare JIDs, "
+    "each once whatever its sessions, local accounts or not). Once per message, on the "
+    "room's node whichever nodes the sessions are on: what is counted per account (an inbox's "
+    "unread messages, MongooseIM's update_inbox_for_muc; a kept marker) is counted once, not "
+    "once per session or per node. Handlers must not change the stanza and must check the "
+    "occupants' domains themselves (mod_inbox's groupchat = [\"muc\"], mod_smart_markers)",
+    host_arg=3)
+
 ROOM_NEW_AFFILIATIONS: Hook[Callable[[None, str, JID, dict[str, str]], AsyncFolded[None]]] = Hook(
     "room_new_affiliations",
     "fold_async(None, host, room_jid, changed): the affiliations of a MUC Light room of "

@@ -126,6 +126,8 @@ class Server:
         self.cluster = Cluster()
         # XEP-0386 §3: a client bound on another node ends its earlier sessions here.
         self.cluster.on(SAME_CLIENT_TOPIC, functools.partial(same_client_bound, self))
+        # XEP-0198 §5: a bare-JID message an unresumed session of another node handed back.
+        self.cluster.on(MISSED_TOPIC, self._missed_here)
         self.cluster.answer_on(DOMAINS_REFRESH_OP, self._refresh_domains)
         #: The secret every node of the cluster reads from Redis when it joins (None on a
         #: single node): what the nodes must derive alike, such as the dialback secret.
@@ -667,23 +669,52 @@ class Server:
         have it: routing it to the bare JID again would give them a second copy (a phone's
         unresumed session, XEP-0198 §5, handing back what it held). Only resources that came
         since get it now; with none left at all, it is routed (offline storage). False when
-        it is not such a message (the caller routes it) or other nodes may hold resources."""
+        it is not such a message (the caller routes it).
+
+        With other nodes (``sm_backend = "redis"``) their resources count too: the session
+        table says which nodes hold one (a Redis read, hence a task), and each gives the
+        message to its own resources that came since (``MISSED_TOPIC``); with none anywhere,
+        it is routed (offline storage)."""
         addressed = stanza.attrs.get("to")
-        if not addressed or "/" in addressed or self.router.elsewhere is not None \
+        if not addressed or "/" in addressed \
                 or message_type(stanza) not in ("chat", "normal"):
             # An error to the bare JID went to one resource only, a headline may have (a
             # PEP last item): routed again as before.
             return False
+        when = time.time() if sent_at is None else sent_at
         others = [s for s in self.sessions.available(bare)
                   if s is not session and s.priority >= 0]
+        if self.cluster.spans_nodes:
+            self.spawn(self._others_on_nodes_had_it(stanza, bare, when, others))
+            return True
         if not others:
             return False
-        when = time.time() if sent_at is None else sent_at
-        for other in others:
-            # A session without a start (a GraphQL SSE subscription) was there all along.
-            if getattr(other, "started_at", 0.0) > when:
-                other.deliver(stanza.copy())
+        _came_since(others, stanza, when)
         return True
+
+    async def _others_on_nodes_had_it(self, stanza: Element, bare: JID, when: float,
+                                      others: list[Any]) -> None:
+        nodes = await self.cluster.nodes_of(bare, reached=True)
+        if not others and not nodes:
+            frm = JID.parse(stanza.attrs["from"]) if stanza.attrs.get("from") else bare
+            self.router.route(frm, bare, stanza)
+            return
+        _came_since(others, stanza, when)
+        if nodes:
+            self.cluster.cast(bare, MISSED_TOPIC, stanza, repr(when), *sorted(nodes))
+
+    def _missed_here(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
+        """``MISSED_TOPIC``: the account's resources here that came since the message reached
+        the unresumed session of another node get it. A node the session table showed with
+        a resource that has none now routes it here (RFC 6121 §8.5.2: offline storage): the
+        resource may have come and gone since, and a message shown twice beats one lost."""
+        when = float(args[0])
+        others = [s for s in self.sessions.available(bare) if s.priority >= 0]
+        if others:
+            _came_since(others, stanza, when)
+        elif self.cluster.node in args[1:]:
+            frm = JID.parse(stanza.attrs["from"]) if stanza.attrs.get("from") else bare
+            self.router.route_here(frm, bare, stanza)
 
     # -- events (suricate.instrument; handlers come with [instrumentation]) -----------------
     def sm_session_opened(self, session: Any) -> None:
@@ -697,6 +728,20 @@ class Server:
     def metrics_auth_failed(self, session: Any) -> None:
         self.counters["c2s_auth_failed"] += 1
         self.instrument.auth_failed("c2s", session.domain or "")
+
+
+# The cast of a bare-JID message an unresumed session handed back (XEP-0198 §5) to the
+# account's other nodes; arguments: when it reached that session (Unix time), then the nodes
+# the session table showed with a resource it reaches.
+MISSED_TOPIC = "c2s.bare_message_missed"
+
+
+def _came_since(sessions: list[Any], stanza: Element, when: float) -> None:
+    """A copy of ``stanza`` to each of ``sessions`` that started after ``when``."""
+    for other in sessions:
+        # A session without a start (a GraphQL SSE subscription) was there all along.
+        if getattr(other, "started_at", 0.0) > when:
+            other.deliver(stanza.copy())
 
 
 def _s2s_configured(cfg: Mapping[str, Any]) -> bool:

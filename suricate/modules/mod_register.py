@@ -9,7 +9,10 @@ TLS nothing is registered, nor any password changed, before the stream is encryp
 
 Limits, as MongooseIM: the ``access`` rule (who may take a username), ``ip_access`` (which
 client addresses may register), ``[general] registration_timeout`` (seconds between two
-registrations from one address), ``password_strength`` (minimum entropy in bits).
+registrations from one address), ``password_strength`` (minimum entropy in bits). With
+several nodes (``sm_backend = "redis"``) ``registration_timeout`` holds for the whole
+cluster: the address's slot is a Redis key with that time to live (``reg:<address>``),
+so a client behind a load balancer cannot register once per node.
 
 A password is never logged and never echoed back: error replies carry no copy of the request
 (§3.3: "SHOULD NOT return the original XML sent in IQ error stanzas related to password
@@ -22,10 +25,11 @@ import asyncio
 import ipaddress
 import logging
 import math
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from suricate.auth.service import AuthUnavailable, TooManyUsers
 from suricate.config.loader import References
@@ -46,6 +50,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("suricate.mod_register")
 
 INSTRUCTIONS = "Choose a username and password to register with this server."
+
+# Gives back an address's registration slot only if it is still the one this request took
+# (KEYS: reg:<address>; ARGV: the request's token).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@runtime_checkable
+class _RedisCluster(Protocol):
+    """What this module needs of the cluster layer (``suricate.cluster.redis_sm.RedisNode``,
+    which a module may not import): its Redis client and key prefix."""
+
+    redis: Any
+    store: Any  # RedisSessions: prefix
 REGISTERED_INSTRUCTIONS = ("You are registered. Send a new password to change it, or "
                            "<remove/> to cancel the account.")
 
@@ -148,6 +168,14 @@ class ModRegister(Module):
             server.cfg["general"].get("registration_timeout", 600)
         # Client address -> time.monotonic() of its last registration (or one in progress).
         self._last_registration: dict[str, float] = {}
+        # sm_backend = "redis": the slots are Redis keys, shared by every node (start).
+        self._redis: Any = None
+        self._prefix = ""
+
+    async def start(self) -> None:
+        cluster = self.server.router.elsewhere
+        if isinstance(cluster, _RedisCluster):
+            self._redis, self._prefix = cluster.redis, cluster.store.prefix
 
     # -- before authentication ----------------------------------------------------------------
     def accounts_storable(self, c2s: C2S) -> bool:
@@ -206,23 +234,23 @@ class ModRegister(Module):
         if not self._ip_allowed(ip) or not self.server.access_allows(self.access_rule, jid):
             raise StanzaError("forbidden", "registration is not allowed")
         self._check_strength(password)
-        self._reserve_slot(ip)
+        slot = await self._reserve_slot(ip)
         try:
             created = await self.server.auth.register(jid, password)
         except TooManyUsers:
-            self._release_slot(ip)
+            await self._release_slot(ip, slot)
             raise StanzaError("not-allowed", "this domain has all the accounts it may have")\
                 from None
         except AuthUnavailable:
             # The http service or extauth program could not answer (RFC 6120 §8.3.3.5).
-            self._release_slot(ip)
+            await self._release_slot(ip, slot)
             raise StanzaError("internal-server-error", "the account service is unavailable")\
                 from None
         except BaseException:
-            self._release_slot(ip)
+            await self._release_slot(ip, slot)
             raise
         if not created:
-            self._release_slot(ip)
+            await self._release_slot(ip, slot)
             raise StanzaError("conflict", "this username is taken")  # §3.1
         log.info("register_user jid=%s ip=%s", jid, ip)
         self._welcome(jid)
@@ -244,13 +272,34 @@ class ModRegister(Module):
         if self.min_entropy and password_entropy(password) < self.min_entropy:
             raise StanzaError("not-acceptable", "the password is too weak")
 
-    def _reserve_slot(self, ip: str | None) -> None:
+    async def _reserve_slot(self, ip: str | None) -> str | None:
         """``registration_timeout``: one registration per address per period. The slot is
         taken before the account is created (two requests in flight cannot both pass) and
-        given back if creation fails."""
+        given back if creation fails. With several nodes, in Redis (``SET NX EX``: one
+        request of the whole cluster takes it, and it expires by itself): the token that
+        took it, for ``_release_slot``; Redis out of reach, this node's table (logged)."""
         timeout = self.registration_timeout
         if timeout is None or ip is None:
-            return
+            return None
+        if self._redis is not None and timeout > 0:  # (Redis refuses a TTL of 0)
+            token = secrets.token_hex(8)
+            try:
+                # In a task: the stream may run this step outside any, and the Redis
+                # pool's wait for a free connection (asyncio.timeout) needs one.
+                taken = await asyncio.ensure_future(self._redis.set(
+                    f"{self._prefix}reg:{ip}", token, nx=True, ex=timeout))
+            except Exception:
+                log.warning("register_slot_redis_failed ip=%s", ip, exc_info=True)
+            else:
+                if not taken:
+                    raise StanzaError("resource-constraint",
+                                      "accounts cannot be registered that quickly",
+                                      type_="wait")
+                return token
+        self._reserve_here(ip, timeout)
+        return None
+
+    def _reserve_here(self, ip: str, timeout: int) -> None:
         now = time.monotonic()
         # Forget addresses whose period is over, so the table stays small.
         for addr in [a for a, t in self._last_registration.items() if now - t >= timeout]:
@@ -260,9 +309,18 @@ class ModRegister(Module):
                               "accounts cannot be registered that quickly", type_="wait")
         self._last_registration[ip] = now
 
-    def _release_slot(self, ip: str | None) -> None:
-        if ip is not None:
+    async def _release_slot(self, ip: str | None, token: str | None) -> None:
+        if ip is None:
+            return
+        if token is None:
             self._last_registration.pop(ip, None)
+            return
+        try:
+            await asyncio.ensure_future(
+                self._redis.eval(_RELEASE, 1, f"{self._prefix}reg:{ip}", token))
+        except Exception:
+            # The slot then lasts its time to live: one address waits, nothing is wrong.
+            log.warning("register_slot_release_failed ip=%s", ip, exc_info=True)
 
     def _welcome(self, jid: JID) -> None:
         if not self.welcome_subject and not self.welcome_body:

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from suricate.xml import ns
 from suricate.xml.element import Element
 
-__all__ = ["MOD", "BufferOverflow", "HandledCountTooHigh", "StreamManagement", "delayed"]
+__all__ = ["MOD", "BufferOverflow", "HandledCountTooHigh", "StreamManagement", "delayed",
+           "delayed_since"]
 
 MOD = 2 ** 32
 
@@ -115,6 +116,28 @@ class StreamManagement:
         self.sent_at.clear()
         self.h_out = self.acked
         return pending
+
+    def requeue(self, stanzas: list[Element]) -> None:
+        """Put ``stanzas`` (another node's ``take_unacked``) in the buffer, counted from the
+        last acknowledgement, to be taken again and sent after <resumed/> (XEP-0198 §5);
+        what arrives before that is buffered after them."""
+        now = time.time()
+        self.buffer.extend(stanzas)
+        self.sent_at.extend(now for _ in stanzas)
+        self.h_out = (self.acked + len(self.buffer)) % MOD
+
+
+def delayed_since(message: Element, domain: str) -> float | None:
+    """When ``message`` was first sent, from the ``<delay from=domain/>`` that ``delayed``
+    added (Unix time); None without one."""
+    for delay in message.find_all("delay", ns.DELAY):
+        if delay.attrs.get("from") == domain:
+            stamp = delay.attrs.get("stamp", "")
+            try:
+                return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+    return None
 
 
 def delayed(message: Element, domain: str, when: float) -> Element:

@@ -72,14 +72,16 @@ def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379,
 
 
 def launch_node(tmp: Path, db: int, tag: str, c2s: int, tls: int, toml: str,
-                redis_port: int = 6379, extra: dict[str, Any] | None = None) -> Node:
+                redis_port: int = 6379, extra: dict[str, Any] | None = None,
+                command: list[str] | None = None) -> Node:
     """Start `suricate serve` on ``toml`` (listening on ``c2s``/``tls``) and wait for its
-    banner; the node's name is the one it added to the ``nodes`` hash."""
+    banner; the node's name is the one it added to the ``nodes`` hash. ``command``: another
+    way to run ``suricate`` (a launcher offering a test-only module, slow_open.py)."""
     config = tmp / f"{tag}.toml"
     config.write_text(toml)
     before = set(_sync(db, redis_port).hkeys("suricate:nodes"))
     log = tmp / f"{tag}.log"
-    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
+    proc = subprocess.Popen([*(command or SURICATE), "serve", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     assert proc.stdout is not None
     banner = proc.stdout.readline()

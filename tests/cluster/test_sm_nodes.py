@@ -40,7 +40,7 @@ from tests.e2e.harness import (
     free_port,
     server_toml,
 )
-from tests.mobile.client import Sasl2Client, bind2
+from tests.mobile.client import Sasl2Client, authenticate_xml, bind2
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -89,6 +89,15 @@ def two_nodes_patient(tmp_path: Path, redis_db: int) -> Any:
     sessions of an account (the one about to be ended counts, max_user_sessions)."""
     yield from _two_nodes(tmp_path, redis_db,
                           SM_MODULES.replace("resume_timeout = 4", "resume_timeout = 60"),
+                          LIMIT.replace("value = 2", "value = 3"))
+
+
+@pytest.fixture
+def two_nodes_brief(tmp_path: Path, redis_db: int) -> Any:
+    """As ``two_nodes``, with a lost session waiting 2 s for its resumption, and room for
+    three sessions of an account (max_user_sessions)."""
+    yield from _two_nodes(tmp_path, redis_db,
+                          SM_MODULES.replace("resume_timeout = 4", "resume_timeout = 2"),
                           LIMIT.replace("value = 2", "value = 3"))
 
 
@@ -586,5 +595,110 @@ def test_copy_entries_keep_the_send_time_and_older_ones_load(redis_db: int) -> N
             for key in await client.keys(f"{prefix}*"):
                 await client.delete(key)
             await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_stanza_arriving_while_the_moved_session_opens_follows_resumed(
+        tmp_path: Path, redis_db: int) -> None:
+    """XEP-0198 §5: after <resumed/> the server sends again what the client had not
+    acknowledged, then what is new, and 'h' counts them in that order. A session resumed
+    from another node is in B's table while its session_opened hooks run (roster, privacy
+    lists ... here made to last 1.5 s by mod_test_slow_open): a message to it in that window
+    waits for the SASL2 <success/> carrying <resumed/> and for the stanza sent again, and is
+    counted after them (an 'h' one past them is handled-count-too-high with send-count 2)."""
+    from tests.cluster import slow_open
+
+    db = redis_db
+    _register(tmp_path, _toml(tmp_path, free_port(), free_port(), db))
+    a = _start(tmp_path, db, "n0")
+    c2s, tls = free_port(), free_port()
+    slow = SM_MODULES + "\n[modules.mod_test_slow_open]\ndelay = 1.5\n"
+    b = launch_node(tmp_path, db, "n1", c2s, tls, _toml(tmp_path, c2s, tls, db, slow),
+                    command=slow_open.command())
+
+    async def run() -> None:
+        def login() -> tuple[Sasl2Client, str, str]:
+            c = Sasl2Client(a.tls_port, direct_tls=True)
+            c.features()
+            out = c.plain("alice", "pw", bind2("raw", "<enable xmlns='urn:xmpp:sm:3' "
+                                                      "resume='true'/>"))
+            assert out.ok and out.jid, out.xml
+            found = re.search(r"<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'", out.xml)
+            assert found, out.xml
+            return c, found.group(1), out.jid
+
+        c, sm_id, jid = await asyncio.to_thread(login)
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        n = Sasl2Client(b.tls_port, direct_tls=True)
+        try:
+            bob.send_message(mto=jid, mbody="before", mtype="chat")
+            await asyncio.to_thread(c.expect, r"<body>before</body>")
+            c.close()  # read, never acknowledged: held on A
+            await eventually(lambda: _buffered(db, sm_id) == 1)
+
+            def resume() -> str:
+                n.features()
+                n.send(authenticate_xml("PLAIN", b"\0alice\0pw", inline=(
+                    f"<resume xmlns='urn:xmpp:sm:3' h='0' previd='{sm_id}'/>")))
+                return n.expect(r".*?<body>during</body>", timeout=10).group(0)
+
+            resuming = asyncio.ensure_future(asyncio.to_thread(resume))
+            await eventually(lambda: "slow_open_waiting" in b.log.read_text(), timeout=10)
+            bob.send_message(mto=jid, mbody="during", mtype="chat")
+            got = await resuming
+            assert "<success xmlns='urn:xmpp:sasl:2'" in got, got  # not before it
+            success = got.index("<success xmlns='urn:xmpp:sasl:2'")
+            assert "<resumed xmlns='urn:xmpp:sm:3'" in got[success:], got
+            assert re.findall(r"<body>(\w+)</body>", got[success:]) == ["before", "during"]
+            assert "<body>" not in got[:success], got
+            # Counted in the order sent: 2 stanzas since the resumption point (h=0).
+            await asyncio.to_thread(n.send, "<a xmlns='urn:xmpp:sm:3' h='3'/>")
+            err = await asyncio.to_thread(n.expect, r"<handled-count-too-high[^>]*>")
+            assert "send-count='2'" in err.group(0) and "h='3'" in err.group(0), err.group(0)
+        finally:
+            n.close()
+            await disconnect(bob)
+            for node in (a, b):
+                stop_node(node)
+            left = _sync(db)
+            for key in left.keys("suricate:*"):
+                left.delete(key)
+
+    asyncio.run(run())
+
+
+def test_an_unresumed_session_gives_a_bare_jid_message_only_to_who_missed_it_on_any_node(
+        two_nodes_brief: tuple[Node, Node, int]) -> None:
+    """RFC 6121 §8.5.2.1.1: a message to the bare JID reaches every available resource, the
+    phone waiting for resumption on node A included (it holds it). When nobody resumes, the
+    desk on node B that was there has it already (before: a second copy, A routed it to the
+    bare JID again); a laptop that came online on B since gets it (XEP-0198 §5: as if sent
+    to an unavailable resource now)."""
+    a, b, db = two_nodes_brief
+
+    async def run() -> None:
+        alice, _ = await _phone(a, db)
+        desk = await connect(b, "alice@localhost/desk", "pw")  # type: ignore[arg-type]
+        bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
+        laptop = None
+        try:
+            desk.send_presence()
+            await eventually(lambda: _rows(db, "alice@localhost").get("desk", [""])[-1] == "1")
+            alice.abort()
+            await eventually(lambda: "c2s_session_suspended jid=alice@localhost/phone"
+                             in a.log.read_text())
+            bob.send_message(mto="alice@localhost", mbody="to-bare", mtype="chat")
+            assert await _bodies(desk, 1) == ["to-bare"]
+            laptop = await connect(b, "alice@localhost/laptop", "pw")  # type: ignore[arg-type]
+            laptop.send_presence()
+            # the phone's copy, at its end (resume_timeout)
+            assert await _bodies(laptop, 1) == ["to-bare"]
+            assert "sm_resume_timeout jid=alice@localhost/phone" in a.log.read_text()
+            await _nothing_more(desk)
+        finally:
+            await disconnect(desk, bob, *([laptop] if laptop else []))
+            with contextlib.suppress(Exception):
+                alice.abort()
 
     asyncio.run(run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from suricate.core.hooks import Hooks
 from suricate.jid import JID
 from suricate.modules.mod_muc import ModMuc
 from suricate.modules.mod_muc.config import RoomConfig
@@ -41,6 +42,7 @@ class Router:
 class Server:
     def __init__(self) -> None:
         self.router = Router()
+        self.hooks = Hooks()  # none added: the room asks whether any runs
 
     def spawn(self, coro: Any) -> None:
         coro.close()

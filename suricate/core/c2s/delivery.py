@@ -75,8 +75,15 @@ class Delivery(C2SStream):
                 self.server.undeliverable(stanza, self)
                 return
         elif state is not S.SESSION_ESTABLISHED or self._closing:
-            self.server.undeliverable(stanza, self)
-            return
+            # XEP-0198 §5 across nodes: a session resumed from another node is in the table
+            # before its stream has written <resumed/> (``enter_moved``): kept in its buffer,
+            # after what is sent again (the only session in the table that is not yet
+            # established and has counters; never on the path of an established one).
+            waiting = None if state is S.CLOSED or self._closing \
+                else self.module_state.get(SM_KEY)
+            if waiting is None:
+                self.server.undeliverable(stanza, self)
+                return
         else:
             waiting = None
         filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
@@ -88,5 +95,10 @@ class Delivery(C2SStream):
         try:
             waiting.stanza_out(filtered)
         except BufferOverflow:
+            if state is not S.RESUME_SESSION:
+                # moving in: a live stream, ended as send() ends it
+                self.stream_error(StreamError("resource-constraint",
+                                              "too many unacknowledged stanzas"))
+                return
             self.fsm.goto(S.CLOSED)
             self._end_session("stream management buffer full")

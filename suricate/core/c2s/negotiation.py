@@ -457,7 +457,8 @@ class Negotiation(Delivery):
                                                                   request)
         if self.fsm.state is S.CLOSED:
             return
-        resumed = self.fsm.state is S.SESSION_ESTABLISHED
+        resumed = self.fsm.state is S.SESSION_ESTABLISHED or any(
+            el.name == "resumed" and el.xmlns == ns.SM for el in extra)  # from another node
         bound: Element | None = None
         bind = request.find("bind", ns.BIND2)
         if not resumed and bind is not None and ns.BIND2 in self.negotiator.sasl2_inline:
@@ -470,7 +471,7 @@ class Negotiation(Delivery):
             # XEP-0198 inline resumption: the session exists already; what the client had
             # not acknowledged follows the <success/>.
             self.send(success)
-            self.server.hooks.fold(H.SESSION_RESUMPTION_ANSWERED, None, self)
+            self._resumed()
             return
         if bound is not None:
             self._goto(S.SESSION_ESTABLISHED)
@@ -609,7 +610,16 @@ class Negotiation(Delivery):
             return
         self.send(answer)
         if answer.name == "resumed":
-            self.server.hooks.fold(H.SESSION_RESUMPTION_ANSWERED, None, self)
+            self._resumed()
+
+    def _resumed(self) -> None:
+        """XEP-0198 §5: <resumed/> is written; what the old stream had not had acknowledged
+        follows (mod_stream_management), then what arrives. A session resumed from another
+        node (``enter_moved``) has its stream established only now: nothing the router
+        delivered to it was written before the answer."""
+        if self.fsm.state is not S.SESSION_ESTABLISHED:
+            self._goto(S.SESSION_ESTABLISHED)
+        self.server.hooks.fold(H.SESSION_RESUMPTION_ANSWERED, None, self)
 
     async def _bind(self, iq: Element) -> None:
         assert self.user is not None

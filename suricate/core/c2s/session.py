@@ -265,14 +265,19 @@ class EstablishedSession(Negotiation):
         another node (handed over, or rebuilt from its Redis copy after that node died).
         The session opens here as a bind would (modules load their per-session state:
         roster cache, blocking list), keeping the presence it had; mod_stream_management
-        put the counters in place and answers <resumed/>."""
+        put the counters in place and answers <resumed/>.
+
+        The session is in the table from now on, but its stream is established only once
+        <resumed/> is written (``Negotiation._resumed``): what the router delivers meanwhile
+        (while the hooks below run, and until the answer is written) waits in the XEP-0198
+        buffer (``deliver``), after the stanzas sent again, and follows them (§5: the client
+        sees <resumed/> first, and counts in the order sent)."""
         self.jid = full
         self.priority = priority
         self.presence = presence
         old = self.server.sessions.register(self)
         if old is not None and old is not self:
             old.replaced()
-        self._goto(S.SESSION_ESTABLISHED)
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self.server.sm_session_opened(self)
 

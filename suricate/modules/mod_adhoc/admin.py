@@ -135,7 +135,8 @@ def commands(module: ModAdhoc) -> list[Command]:
         if not await server.auth.user_exists(jid):
             raise StanzaError("item-not-found", f"no account {jid}")
         assert jid.local is not None
-        if any(isinstance(s, C2S) for s in server.sessions.resources(jid)):
+        if any(isinstance(s, C2S) for s in server.sessions.resources(jid)) \
+                or await server.cluster.nodes_of(jid):  # a session on another node
             when = "online now"
         else:
             found = await last.store.get_last(jid.domain, jid.local)

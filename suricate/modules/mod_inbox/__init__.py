@@ -325,6 +325,7 @@ class ModInbox(Module):
         (H.OFFLINE_MESSAGE, "incoming_offline", 45),
         (H.REMOVE_USER, "remove_inbox", 50),
         (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 50),
+        (H.MUC_MESSAGE_BROADCAST, "muc_broadcast", 50),
     )
     iq_handlers = (("sm", INBOX, "iq_inbox"), ("sm", CONVERSATION, "iq_conversation"))
     features = (INBOX,)
@@ -504,9 +505,12 @@ class ModInbox(Module):
             return
         stype = message_type(stanza)  # RFC 6121 §5.2.2: a type not understood is "normal"
         if stype == "groupchat":
-            if not self.muc or _delayed(stanza) or self._muclight_room(remote):
+            if not self.muc or _delayed(stanza) or self._muclight_room(remote) \
+                    or self._muc_room(remote):
                 # Room history sent on join is not news; a MUC Light room's messages come
-                # once per member through muclight_to_member, not once per session here.
+                # once per member through muclight_to_member, a mod_muc room's of this
+                # server once per occupant through muc_broadcast (on the room's node), not
+                # once per session here.
                 return
             stanza_id = _stanza_id(stanza, remote)
             if self._another_copy(owner, remote, stanza_id):
@@ -543,6 +547,38 @@ class ModInbox(Module):
         if len(self._room_copies) > 4096:
             del self._room_copies[next(iter(self._room_copies))]
         return False
+
+    # -- mod_muc rooms of this server (groupchat = ["muc"]) ----------------------------------
+    def _muc_room(self, room: JID) -> bool:
+        muc = self.server.modules.get("mod_muc")
+        return muc is not None and room.domain in getattr(muc, "services", ())
+
+    def muc_broadcast(self, acc: None, frm: JID, sender: JID | None, occupants: list[JID],
+                      stanza: Element) -> None:
+        """A room of this server broadcast a message: an unread message in the entry of the
+        room of each occupant but its author, once per account however many sessions it has
+        in the room and on whichever nodes (MongooseIM's update_inbox_for_muc). An account
+        whose sessions here block the sender (XEP-0191) or deny it by their privacy list
+        (XEP-0016) does not count it, as a chat message; one with sessions on other nodes
+        only is not asked."""
+        if not self.muc or not _kept_message(stanza):
+            return acc
+        room = frm.bare
+        author = sender.bare if sender is not None else None
+        stanza_id = _stanza_id(stanza, room)
+        server = self.server
+        for occupant in occupants:
+            if occupant == author or occupant.local is None \
+                    or not server.is_local_domain(occupant.domain) \
+                    or not self.serves_domain(occupant.domain):
+                continue
+            sessions = server.sessions.resources(occupant)
+            if sessions and (drops_on_delivery(sessions, frm)
+                             or denies_message_delivery(sessions, frm)):
+                continue
+            self._message(occupant, room, stanza, True,
+                          attrs={**stanza.attrs, "to": str(occupant)}, stanza_id=stanza_id)
+        return acc
 
     # -- MUC Light rooms (groupchat = ["muclight"]) ------------------------------------------
     def _muclight_room(self, room: JID) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from suricate.core import hooks as H
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import (
     RETRACT_ESL,
@@ -832,6 +833,11 @@ class Room:
                 self._log(room_log, "message", nick, body)
         # Every session of every occupant (by_jid's keys): still one serialization.
         self.module.fan_out(frm, message, list(self.by_jid))
+        hooks = self.server.hooks
+        if hooks.has(H.MUC_MESSAGE_BROADCAST):
+            # Once per occupant, here: its sessions may be on several nodes (mod_inbox).
+            occupants = list(dict.fromkeys(jid.bare for jid in self.by_jid))
+            hooks.fold(H.MUC_MESSAGE_BROADCAST, None, frm, sender, occupants, message)
         return stanza_id
 
     def _change_subject(self, occ: Occupant, subject: str, stanza: Element) -> None:

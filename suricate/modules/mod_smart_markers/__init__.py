@@ -74,7 +74,8 @@ class ModSmartMarkers(Module):
     hooks = ((H.USER_SEND_PACKET, "outgoing", 79), (H.REMOVE_USER, "remove_user", 50),
              (H.ROOM_NEW_AFFILIATIONS, "room_new_affiliations", 60),
              (H.FORGET_ROOM, "forget_room", 85),
-             (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 60))
+             (H.MUC_LIGHT_TO_MEMBER, "muclight_to_member", 60),
+             (H.MUC_MESSAGE_BROADCAST, "muc_broadcast", 60))
     iq_handlers = (("sm", SMART_MARKERS, "iq_markers"),)
     features = (SMART_MARKERS,)
 
@@ -109,11 +110,13 @@ class ModSmartMarkers(Module):
         assert owner.local is not None
         private = self.private and stanza.find("body") is None
         if not private and stanza.attrs.get("type") == "groupchat" and (
-                self._muclight_service(peer.domain) or self._not_in_room(peer, c2s.jid)):
+                self._muclight_service(peer.domain) or self._muc_service(peer.domain)):
             # 6.4 keeps a room's marker only from who can access the room (can_access_room):
             # a MUC Light room, which refuses a non-member, hands the sender its own copy of
             # what it accepted (muclight_to_member); a mod_muc room refuses a non-occupant's
-            # groupchat message (XEP-0045 §7.4). Kept, either would show among the others'.
+            # groupchat message (XEP-0045 §7.4) and tells what it broadcast on its node,
+            # which may be another one (muc_broadcast). Kept, either would show among the
+            # others'.
             return stanza
         self._keep(owner, str(peer), thread, found.name, msg_id)
         if private:
@@ -136,14 +139,25 @@ class ModSmartMarkers(Module):
         return light is not None and not getattr(light, "legacy", True) \
             and domain in getattr(light, "services", ())
 
-    def _not_in_room(self, room: JID, session: JID) -> bool:
-        """``room`` is a mod_muc room of this node and ``session`` is not one of its occupants
-        (a room elsewhere, or not loaded, cannot be told: its marker is kept)."""
+    def _muc_service(self, domain: str) -> bool:
+        """A service of this server's mod_muc (its rooms may live on another node)."""
         muc = self.server.modules.get("mod_muc")
-        if muc is None or room.domain not in getattr(muc, "services", ()):
-            return False
-        found = getattr(muc, "rooms", {}).get(room)
-        return found is not None and session not in found.by_jid
+        return muc is not None and domain in getattr(muc, "services", ())
+
+    def muc_broadcast(self, acc: None, frm: JID, sender: JID | None, occupants: list[JID],
+                      stanza: Element) -> None:
+        """A mod_muc room (on this node) accepted an occupant's marker and broadcast it: the
+        room knows the sender may access it, so it is kept (the sender's node, maybe another
+        one, left it to the room)."""
+        if sender is None or sender.local is None \
+                or not self.server.is_local_domain(sender.domain) \
+                or not self.serves_domain(sender.domain):
+            return acc
+        found, thread = _marker_of(stanza)
+        msg_id = found.attrs.get("id") if found is not None else None
+        if found is not None and msg_id:
+            self._keep(sender.bare, str(frm.bare), thread, found.name, msg_id)
+        return acc
 
     def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
         """A MUC Light room hands a member its own marker back: the room accepted it (the

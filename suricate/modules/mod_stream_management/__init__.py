@@ -50,6 +50,9 @@ log = logging.getLogger("suricate.mod_stream_management")
 
 # What a resumed session had not had acknowledged, sent again after <resumed/> (XEP-0198 §5).
 RESEND: SessionSlot[list[Element]] = SessionSlot("mod_stream_management.resend")
+# A session resumed from another node: what is sent again after <resumed/> is its buffer
+# (the other node's unacknowledged stanzas, then what arrived while it opened here).
+MOVED_IN: SessionSlot[bool] = SessionSlot("mod_stream_management.moved_in")
 
 
 class ModStreamManagement(Module):
@@ -317,13 +320,17 @@ class ModStreamManagement(Module):
             sm = self.new_sm(sm_id)
             sm.h_in = state.h_in
             sm.acked = sm.h_out = state.acked
+        # In the buffer, not written yet: what the router delivers until <resumed/> is
+        # written goes after them (C2S.enter_moved), and all are sent after it (resend);
+        # if the stream ends first, they go elsewhere with the rest (C2S._end_session).
+        sm.requeue(unacked)
+        MOVED_IN.set(c2s, True)
         SM.set(c2s, sm)
         self.sessions[sm_id] = c2s
         if self.mirror is not None:
             self.mirror.held(sm_id)
         await c2s.enter_moved(state.jid, state.priority, state.presence)
         self.server.hooks.fold(H.SESSION_HANDOVER, state.modules, c2s, True)
-        RESEND.set(c2s, unacked)
         log.info("c2s_session_resumed jid=%s peer=%s unacked=%d from=another-node", c2s.jid,
                  c2s.conn.peer, len(unacked))
         return Element("resumed", ns.SM, {"h": str(state.h_in), "previd": sm_id})
@@ -359,8 +366,14 @@ class ModStreamManagement(Module):
 
     def resend(self, acc: Any, c2s: C2S) -> Any:
         """§5: after <resumed/> (or the SASL2 <success/> carrying it), what the old stream
-        had not had acknowledged."""
-        for stanza in RESEND.pop(c2s) or ():
+        had not had acknowledged; for a session resumed from another node, its buffer: that
+        node's unacknowledged stanzas, then what arrived here before the answer, counted
+        again as they are written."""
+        stanzas = RESEND.pop(c2s)
+        if stanzas is None and MOVED_IN.pop(c2s):
+            sm = SM.get(c2s)
+            stanzas = sm.take_unacked() if sm is not None else []
+        for stanza in stanzas or ():
             c2s.send(stanza)
         return acc
 

@@ -33,7 +33,7 @@ from suricate.core.c2s import STREAM_MANAGEMENT as SM
 from suricate.core.cluster import NodeUnreachable
 from suricate.jid import JID
 from suricate.modules.mod_stream_management.state import SessionState
-from suricate.protocol.sm import HandledCountTooHigh
+from suricate.protocol.sm import HandledCountTooHigh, delayed_since
 from suricate.xml import ns
 from suricate.xml.element import Element
 
@@ -200,7 +200,10 @@ class Handover:
             for stanza in state.unacked:
                 if any(child.xmlns == ns.CARBONS for child in stanza.elements()):
                     continue  # a copy: the original reached its own recipient
-                self.server.undeliverable(stanza, _Gone(state.jid))
+                # When it reached the session (its delay): the account's resources that
+                # came since get it, those there then had it (Server._others_had_it).
+                self.server.undeliverable(stanza, _Gone(state.jid),
+                                          delayed_since(stanza, state.jid.domain))
                 routed += 1
             log.info("sm_orphan_ended id=%s dead_node=%s jid=%s rerouted=%d", sm_id, node,
                      state.jid, routed)

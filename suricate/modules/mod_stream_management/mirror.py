@@ -175,6 +175,11 @@ class MirroredSM(StreamManagement):
         self.dirty.add(self.id)
         return super().take_unacked(delay_from)
 
+    def requeue(self, stanzas: list[Element]) -> None:
+        self.rewrite = True
+        self.dirty.add(self.id)
+        super().requeue(stanzas)
+
 
 class Mirror:
     """The ``sm:<id>`` records of this node's resumable sessions, written in batches."""
