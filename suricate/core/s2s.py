@@ -40,6 +40,8 @@ class S2SService:
         self.server = server
         cfg: Mapping[str, Any] = server.cfg["s2s"]
         self.opts: Mapping[str, Any] = cfg["outgoing"]
+        # [s2s] stream_management: XEP-0198 acknowledgements on s2s streams, both ways
+        self.stream_management: bool = cfg.get("stream_management", True)
         self.default_policy: str = cfg.get("default_policy") or ALLOW
         self.host_policy = {p["host"].lower(): p["policy"] for p in cfg.get("host_policy", [])}
         # XEP-0185: keys derive from a secret: ``[s2s] shared``, else the cluster's (see

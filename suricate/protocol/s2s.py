@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+from collections import deque
 
+from suricate.protocol.sm import MOD, HandledCountTooHigh
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
 
@@ -124,3 +126,56 @@ def db_element(name: str, frm: str, to: str, type_: str | None = None,
         err = el.add("error", ns.SERVER, {"type": "cancel"})
         err.add(error, ns.STANZAS_ERRORS)
     return el
+
+
+# -- XEP-0198 on s2s (acknowledgements only: no resumption) ---------------------------------
+
+def sm_element(name: str, h: int | None = None) -> Element:
+    """<sm/> (the feature), <enable/>, <enabled/>, <r/> or <a h=.../> (XEP-0198 §2-§4)."""
+    return Element(name, ns.SM, {} if h is None else {"h": str(h)})
+
+
+def sm_failed(condition: str = "unexpected-request") -> Element:
+    el = Element("failed", ns.SM)
+    el.add(condition, ns.STANZAS_ERRORS)
+    return el
+
+
+class S2SAcks:
+    """The stanzas one outgoing s2s stream wrote since it sent <enable/> that the peer has not
+    acknowledged yet, oldest first (XEP-0198 §4: ``h`` counts the peer's handled stanzas
+    modulo 2^32). ``scheduled``: an <r/> waits for the end of this loop tick (one per batch
+    of stanzas, not one per stanza); ``awaiting``: an <r/> is out and its <a/> not back."""
+
+    __slots__ = ("unacked", "acked", "scheduled", "awaiting")
+
+    def __init__(self) -> None:
+        self.unacked: deque[Element] = deque()
+        self.acked = 0  # the peer's last h
+        self.scheduled = False
+        self.awaiting = False
+
+    def ack(self, h: int) -> int:
+        """The peer handled our stanzas up to ``h``: forget them; how many that was."""
+        count = (h - self.acked) % MOD
+        unacked = self.unacked
+        if count > len(unacked):
+            raise HandledCountTooHigh(h, (self.acked + len(unacked)) % MOD)
+        for _ in range(count):
+            unacked.popleft()
+        self.acked = h % MOD
+        return count
+
+    def take(self) -> list[Element]:
+        """The unacknowledged stanzas, which the stream will not send any more."""
+        pending = list(self.unacked)
+        self.unacked.clear()
+        return pending
+
+
+def parse_h(el: Element) -> int | None:
+    try:
+        h = int(el.attrs.get("h", ""))
+    except ValueError:
+        return None
+    return h if 0 <= h < MOD else None
