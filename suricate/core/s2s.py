@@ -201,6 +201,12 @@ class S2SService:
         self.server.router.bounce(stanza, StanzaError(
             "policy-violation", f"{remote} refused a stanza of {size} bytes as too big"))
 
+    def bounce_over_limit(self, stanza: Element, remote: str, size: int, limit: int) -> None:
+        """A stanza bigger than the remote server's advertised limit (XEP-0478), not sent."""
+        self.server.router.bounce(stanza, StanzaError(
+            "policy-violation", f"{remote} takes stanzas up to {limit} bytes; this one has "
+            f"{size}"))
+
     def bounce_for_gone_service(self, stanza: Element, local: str, remote: str) -> None:
         """``stanza`` came from ``remote`` over a stream authenticated for ``local``, which
         nothing serves any more (a component that went away): service-unavailable goes back

@@ -24,8 +24,8 @@ from suricate.net.peer_cert import names_domain
 from suricate.protocol import s2s as P
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.protocol.fsm import StateMachine
-from suricate.protocol.sm import MOD
 from suricate.protocol.s2s import S2SInState as In
+from suricate.protocol.sm import MOD
 from suricate.protocol.stanza import STANZA_NAMES, to_internal
 from suricate.protocol.stream import (
     features_element,
@@ -134,7 +134,7 @@ class S2SIn(XmppStream):
         if self.sasl_domain is not None:
             # XEP-0178 §2: after SASL success the restarted stream has nothing left to
             # negotiate.
-            self.send_element(features_element(self._sm_feature()))
+            self.send_element(features_element(self._limits() + self._sm_feature()))
             self.goto(In.STREAM_ESTABLISHED)
             return
         self.goto(In.WAIT_FOR_FEATURE_BEFORE_AUTH)
@@ -151,7 +151,7 @@ class S2SIn(XmppStream):
         return self.conn.tls is None and self._tls_mode() == "starttls_required"
 
     def _features(self) -> list[Element]:
-        features: list[Element] = []
+        features: list[Element] = self._limits()
         if self._starttls_offered():
             features.append(starttls_feature(self._tls_mode() == "starttls_required"))
         if self._tls_missing():
@@ -164,6 +164,12 @@ class S2SIn(XmppStream):
             # dialback only from here (no TLS to start, no SASL restart to come)
             features.extend(self._sm_feature())
         return features
+
+    def _limits(self) -> list[Element]:
+        # XEP-0478: the peer learns listen.s2s max_stanza_size, and can refuse a bigger
+        # stanza to its sender instead of losing the stream to our policy-violation.
+        limit = self.opts.get("max_stanza_size")
+        return [P.limits_feature(limit)] if isinstance(limit, int) else []
 
     def _sm_feature(self) -> list[Element]:
         if not self.service.stream_management:

@@ -26,9 +26,9 @@ from suricate.net.connection import Connection
 from suricate.protocol import s2s as P
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
+from suricate.protocol.s2s import S2SOutState as Out
 from suricate.protocol.sm import HandledCountTooHigh
 from suricate.protocol.stanza import to_wire
-from suricate.protocol.s2s import S2SOutState as Out
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen
@@ -313,6 +313,8 @@ class S2SOut(XmppStream):
         self.acks: P.S2SAcks | None = None
         self.sm_enabled = False
         self._ack_timer: asyncio.TimerHandle | None = None
+        # XEP-0478: the largest stanza the peer says it reads on this stream
+        self.peer_max_bytes: int | None = None
         self._open()
 
     @property
@@ -418,6 +420,7 @@ class S2SOut(XmppStream):
 
     def _features(self, features: Element) -> None:
         service = self.link.service
+        self.peer_max_bytes = P.max_bytes(features) or self.peer_max_bytes
         starttls = features.find("starttls", ns.TLS)
         mode = service.tls_mode
         if self.conn.tls is None:
@@ -503,7 +506,17 @@ class S2SOut(XmppStream):
     # -- established ----------------------------------------------------------------------
     def send_stanza(self, stanza: Element) -> int:
         now = self._last_active = self.conn.loop.time()
-        size = super().send_stanza(stanza)
+        data = to_wire(stanza)
+        size = len(data)
+        limit = self.peer_max_bytes
+        if limit is not None and size > limit:
+            # XEP-0478: the peer would end the stream (and lose what follows); the sender
+            # gets policy-violation (RFC 6120 §8.3.3.12) and the stream stays up.
+            self.link.service.bounce_over_limit(stanza, self.link.remote, size, limit)
+            return 0
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
+                                                size)
+        self.conn.write(data)
         acks = self.acks
         if acks is not None:
             # XEP-0198: kept until the peer's <a/> covers it; one <r/> at the end of this

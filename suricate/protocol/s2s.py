@@ -16,6 +16,7 @@ from suricate.xml.element import Element, escape_attr
 
 DIALBACK = "jabber:server:dialback"
 DIALBACK_FEATURE = "urn:xmpp:features:dialback"  # XEP-0220 §2.4.1
+STREAM_LIMITS = "urn:xmpp:stream-limits:0"  # XEP-0478
 PREFIXES = {ns.STREAM: "stream", DIALBACK: "db"}
 
 
@@ -179,3 +180,23 @@ def parse_h(el: Element) -> int | None:
     except ValueError:
         return None
     return h if 0 <= h < MOD else None
+
+
+# -- XEP-0478 stream limits -------------------------------------------------------------------
+
+def limits_feature(max_bytes: int) -> Element:
+    """<limits/>: the largest first-level element (stanza) we read on this stream."""
+    el = Element("limits", STREAM_LIMITS)
+    el.add("max-bytes", text=str(max_bytes))
+    return el
+
+
+def max_bytes(features: Element) -> int | None:
+    """The peer's <max-bytes/> in its stream features, None when it says nothing usable."""
+    limits = features.find("limits", STREAM_LIMITS)
+    text = limits.find_text("max-bytes", STREAM_LIMITS) if limits is not None else None
+    try:
+        value = int(text.strip()) if text else 0
+    except ValueError:
+        return None
+    return value if value > 0 else None

@@ -46,7 +46,8 @@ def test_acks_forget_what_h_covers_and_refuse_too_high() -> None:
 
 @pytest.mark.parametrize("auth", ["external", "dialback"])
 async def test_stanzas_a_lost_stream_did_not_acknowledge_go_over_a_new_one(
-        tmp_path: Path, auth: str) -> None:
+    tmp_path: Path, auth: str
+) -> None:
     async with two_servers(tmp_path, auth) as (alpha, beta):
         await register(alpha, "alice")
         await register(beta, "bob")
@@ -75,7 +76,8 @@ async def test_stanzas_a_lost_stream_did_not_acknowledge_go_over_a_new_one(
 
 
 async def test_unacknowledged_stanzas_bounce_when_the_peer_stays_unreachable(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """The peer reads nothing any more (hung): after s2s.outgoing.ack_timeout the stream is
     closed, and as the peer cannot be reached again its stanzas bounce with
     remote-server-timeout."""
@@ -94,7 +96,9 @@ async def test_unacknowledged_stanzas_bounce_when_the_peer_stays_unreachable(
             alice.send_message(mto="bob@beta.test/b", mbody=f"m{i}", mtype="chat")
         errors = [await alice.next_message() for _ in range(2)]
         assert [(e["type"], e["body"], e["error"]["condition"]) for e in errors] == [
-            ("error", "m0", "remote-server-timeout"), ("error", "m1", "remote-server-timeout")]
+            ("error", "m0", "remote-server-timeout"),
+            ("error", "m1", "remote-server-timeout"),
+        ]
         assert "not acknowledged" in errors[0]["error"]["text"]
         assert bob.messages.empty()
         await disconnect(alice, bob)
