@@ -16,8 +16,8 @@ from suricate.core.server import Server
 from suricate.protocol.s2s import S2SAcks
 from suricate.protocol.sm import MOD, HandledCountTooHigh
 from suricate.xml.element import Element
-from tests.e2e.harness import disconnect, free_port
-from tests.s2s.harness import login, register, two_servers
+from tests.e2e.harness import RawClient, disconnect, free_port
+from tests.s2s.harness import federated_server, federated_toml, login, register, two_servers
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -118,3 +118,25 @@ async def test_without_stream_management_nothing_is_kept(tmp_path: Path) -> None
         assert stream is not None and stream.acks is None
         assert incoming_from(beta, "alpha.test").handled is None
         await disconnect(alice, bob)
+
+
+async def test_enable_before_the_feature_is_offered_fails(tmp_path: Path) -> None:
+    """<sm/> is offered once nothing but dialback is left: not next to STARTTLS, which
+    restarts the stream (XEP-0198: after authentication). An early <enable/> gets
+    <failed/> and the stream goes on; an <r/> before <enable/> gets nothing."""
+    c2s, s2s = free_port(), free_port()
+    toml = federated_toml(tmp_path, "beta.test", c2s, s2s, {}, "dialback", None)
+    async with federated_server(tmp_path, "beta.test", toml, c2s, s2s):
+        raw = await RawClient.open(s2s)
+        await raw.send(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            "xmlns:stream='http://etherx.jabber.org/streams' "
+            "xmlns:db='jabber:server:dialback' from='alpha.test' to='beta.test' "
+            "version='1.0'>"
+        )
+        features = await raw.expect("<stream:features.*?</stream:features>")
+        assert "starttls" in features and "urn:xmpp:sm:3" not in features
+        await raw.send("<r xmlns='urn:xmpp:sm:3'/><enable xmlns='urn:xmpp:sm:3'/>")
+        failed = await raw.expect(".*?</failed>")
+        assert "<a " not in failed and "unexpected-request" in failed
+        await raw.close()
