@@ -521,7 +521,7 @@ class S2SOut(XmppStream):
         if acks is not None:
             # XEP-0198: kept until the peer's <a/> covers it; one <r/> at the end of this
             # loop tick for the whole batch, none while one is out.
-            acks.unacked.append(stanza)
+            acks.unacked.append(data)
             if not (acks.scheduled or acks.awaiting):
                 acks.scheduled = True
                 self.conn.loop.call_soon(self._request_ack)
@@ -543,7 +543,9 @@ class S2SOut(XmppStream):
         if self.acks is not None:
             # XEP-0198: exactly the stanzas the peer did not acknowledge (those before the
             # culprit were handled: the peer reads in order); none is sent again on close.
-            recent = [(0.0, len(to_wire(stanza)), stanza) for stanza in self.acks.unacked]
+            unacked = self.acks.unacked
+            recent = [(0.0, len(data), stanza)
+                      for data, stanza in zip(unacked, P.from_wire(unacked), strict=True)]
         else:
             recent, self._recent = list(self._recent), deque(maxlen=RECENT_MAX)
         if not recent:

@@ -9,10 +9,12 @@ import enum
 import hashlib
 import hmac
 from collections import deque
+from collections.abc import Iterable
 
 from suricate.protocol.sm import MOD, HandledCountTooHigh
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
+from suricate.xml.parser import StreamParser
 
 DIALBACK = "jabber:server:dialback"
 DIALBACK_FEATURE = "urn:xmpp:features:dialback"  # XEP-0220 §2.4.1
@@ -146,12 +148,17 @@ class S2SAcks:
     """The stanzas one outgoing s2s stream wrote since it sent <enable/> that the peer has not
     acknowledged yet, oldest first (XEP-0198 §4: ``h`` counts the peer's handled stanzas
     modulo 2^32). ``scheduled``: an <r/> waits for the end of this loop tick (one per batch
-    of stanzas, not one per stanza); ``awaiting``: an <r/> is out and its <a/> not back."""
+    of stanzas, not one per stanza); ``awaiting``: an <r/> is out and its <a/> not back.
+
+    The stanzas are kept as the bytes written (``to_wire``), not as elements: bytes are not
+    tracked by the garbage collector, and a few thousand elements held for a round trip made
+    its collections twice as frequent (10% more CPU per s2s stanza). Only a lost stream
+    needs the elements again (``from_wire``)."""
 
     __slots__ = ("unacked", "acked", "scheduled", "awaiting")
 
     def __init__(self) -> None:
-        self.unacked: deque[Element] = deque()
+        self.unacked: deque[bytes] = deque()
         self.acked = 0  # the peer's last h
         self.scheduled = False
         self.awaiting = False
@@ -169,9 +176,23 @@ class S2SAcks:
 
     def take(self) -> list[Element]:
         """The unacknowledged stanzas, which the stream will not send any more."""
-        pending = list(self.unacked)
+        pending = from_wire(self.unacked)
         self.unacked.clear()
         return pending
+
+
+# what to_wire writes is relative to a jabber:client parent, with the stream prefix
+_WIRE_PARENT = f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}'>".encode()
+
+
+def from_wire(stanzas: Iterable[bytes]) -> list[Element]:
+    """The elements of stanzas serialized by ``to_wire``, in order."""
+    parser = StreamParser()
+    parser.feed(_WIRE_PARENT)
+    try:
+        return [e for e in parser.feed(b"".join(stanzas)) if isinstance(e, Element)]
+    finally:
+        parser.release()
 
 
 def parse_h(el: Element) -> int | None:
