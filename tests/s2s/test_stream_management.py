@@ -150,3 +150,31 @@ async def test_enable_before_the_feature_is_offered_fails(tmp_path: Path) -> Non
         failed = await raw.expect(".*?</failed>")
         assert "<a " not in failed and "unexpected-request" in failed
         await raw.close()
+
+
+async def test_acks_are_requested_per_batch_not_per_stanza(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 messages in a burst: a handful of <r/> (here one), not one per stanza."""
+    requests = 0
+    answer = S2SIn._sm
+
+    def counting(self: S2SIn, el: Element) -> None:
+        nonlocal requests
+        requests += el.name == "r"
+        answer(self, el)
+
+    monkeypatch.setattr(S2SIn, "_sm", counting)
+    async with two_servers(tmp_path, "dialback") as (alpha, beta):
+        await register(alpha, "alice")
+        await register(beta, "bob")
+        alice = await login(alpha, "alice@alpha.test/a")
+        bob = await login(beta, "bob@beta.test/b")
+        for i in range(200):
+            alice.send_message(mto="bob@beta.test/b", mbody=f"m{i}", mtype="chat")
+        assert [(await bob.next_message())["body"] for _ in range(200)][-1] == "m199"
+        stream = alpha.s2s.links[("alpha.test", "beta.test")].stream
+        assert stream is not None and stream.acks is not None
+        await until(lambda: not stream.acks.unacked)  # type: ignore[union-attr]
+        assert 1 <= requests <= 20, requests  # one per loop turn that wrote stanzas at most
+        await disconnect(alice, bob)
