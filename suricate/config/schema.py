@@ -1304,9 +1304,24 @@ _S2S = Section(
             "derive one from the cluster cookie in Redis, so a key made on one node verifies "
             "on any.",
         ),
+        "stream_management": Option(
+            Bool(),
+            True,
+            "XEP-0198 acknowledgements on s2s streams (no resumption): offered to incoming "
+            "streams, enabled on outgoing ones when the peer offers it; a stanza the peer did "
+            "not acknowledge when its stream ends is sent again over a new stream, or bounced "
+            "with remote-server-timeout.",
+        ),
         "outgoing": Option(
             Section(
                 {
+                    "ack_timeout": Option(
+                        IntOrInfinity(min=1, unit="milliseconds"),
+                        60000,
+                        "With stream_management: how long the peer may take to answer an "
+                        "ack request (<r/>) before the stream is closed and its "
+                        "unacknowledged stanzas go over a new one.",
+                    ),
                     "address": Option(
                         ListOf(
                             Section(

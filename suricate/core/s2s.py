@@ -40,6 +40,8 @@ class S2SService:
         self.server = server
         cfg: Mapping[str, Any] = server.cfg["s2s"]
         self.opts: Mapping[str, Any] = cfg["outgoing"]
+        # [s2s] stream_management: XEP-0198 acknowledgements on s2s streams, both ways
+        self.stream_management: bool = cfg.get("stream_management", True)
         self.default_policy: str = cfg.get("default_policy") or ALLOW
         self.host_policy = {p["host"].lower(): p["policy"] for p in cfg.get("host_policy", [])}
         # XEP-0185: keys derive from a secret: ``[s2s] shared``, else the cluster's (see
@@ -198,6 +200,12 @@ class S2SService:
         policy-violation): the sender learns it (RFC 6120 §8.3.3.12)."""
         self.server.router.bounce(stanza, StanzaError(
             "policy-violation", f"{remote} refused a stanza of {size} bytes as too big"))
+
+    def bounce_over_limit(self, stanza: Element, remote: str, size: int, limit: int) -> None:
+        """A stanza bigger than the remote server's advertised limit (XEP-0478), not sent."""
+        self.server.router.bounce(stanza, StanzaError(
+            "policy-violation", f"{remote} takes stanzas up to {limit} bytes; this one has "
+            f"{size}"))
 
     def bounce_for_gone_service(self, stanza: Element, local: str, remote: str) -> None:
         """``stanza`` came from ``remote`` over a stream authenticated for ``local``, which

@@ -25,6 +25,7 @@ from suricate.protocol import s2s as P
 from suricate.protocol.errors import StanzaError, StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SInState as In
+from suricate.protocol.sm import MOD
 from suricate.protocol.stanza import STANZA_NAMES, to_internal
 from suricate.protocol.stream import (
     features_element,
@@ -68,6 +69,11 @@ class S2SIn(XmppStream):
         self.remote_domains: set[str] = set()
         self.auth_methods: dict[str, str] = {}  # remote domain -> "external" | "dialback"
         self.pending_verifications = 0
+        # XEP-0198 (acknowledgements, no resumption on s2s): offered once the peer is
+        # authenticated or dialback, which does not restart the stream, is all that is left;
+        # ``handled`` counts the stanzas handled since the peer's <enable/>, None before.
+        self.sm_offered = False
+        self.handled: int | None = None
         self.goto(In.WAIT_FOR_STREAM)
 
     @property
@@ -128,7 +134,7 @@ class S2SIn(XmppStream):
         if self.sasl_domain is not None:
             # XEP-0178 §2: after SASL success the restarted stream has nothing left to
             # negotiate.
-            self.send_element(features_element([]))
+            self.send_element(features_element(self._limits() + self._sm_feature()))
             self.goto(In.STREAM_ESTABLISHED)
             return
         self.goto(In.WAIT_FOR_FEATURE_BEFORE_AUTH)
@@ -145,7 +151,7 @@ class S2SIn(XmppStream):
         return self.conn.tls is None and self._tls_mode() == "starttls_required"
 
     def _features(self) -> list[Element]:
-        features: list[Element] = []
+        features: list[Element] = self._limits()
         if self._starttls_offered():
             features.append(starttls_feature(self._tls_mode() == "starttls_required"))
         if self._tls_missing():
@@ -154,7 +160,22 @@ class S2SIn(XmppStream):
         if self.external_offered:
             features.append(mechanisms_feature(["EXTERNAL"]))
         features.append(P.dialback_feature())
+        if not self.external_offered and not self._starttls_offered():
+            # dialback only from here (no TLS to start, no SASL restart to come)
+            features.extend(self._sm_feature())
         return features
+
+    def _limits(self) -> list[Element]:
+        # XEP-0478: the peer learns listen.s2s max_stanza_size, and can refuse a bigger
+        # stanza to its sender instead of losing the stream to our policy-violation.
+        limit = self.opts.get("max_stanza_size")
+        return [P.limits_feature(limit)] if isinstance(limit, int) else []
+
+    def _sm_feature(self) -> list[Element]:
+        if not self.service.stream_management:
+            return []
+        self.sm_offered = True
+        return [P.sm_element("sm")]
 
     def _certificate_proves(self, domain: str) -> bool:
         tls = self.conn.tls
@@ -174,7 +195,15 @@ class S2SIn(XmppStream):
             return
         state = self.state
         if state == In.STREAM_ESTABLISHED or (self.pairs and el.name in STANZA_NAMES):
+            if el.xmlns == ns.SM:
+                self._sm(el)
+                return
             self._stanza(el)
+            if self.handled is not None:
+                self.handled = (self.handled + 1) % MOD
+            return
+        if el.xmlns == ns.SM:
+            self._sm(el)
             return
         if state == In.WAIT_FOR_FEATURE_BEFORE_AUTH:
             if el.xmlns == ns.TLS and el.name == "starttls":
@@ -184,6 +213,27 @@ class S2SIn(XmppStream):
                 self._sasl_external(el)
                 return
         raise StreamError("not-authorized")
+
+    # -- XEP-0198 -------------------------------------------------------------------------
+    def _sm(self, el: Element) -> None:
+        name = el.name
+        if name == "enable":
+            if not self.sm_offered or self.handled is not None:
+                self.send_element(P.sm_failed())
+                return
+            # no resumption on s2s: no id, no resume='true' (XEP-0198 §5 is for clients)
+            self.handled = 0
+            self.send_element(P.sm_element("enabled"))
+        elif name == "r" and self.handled is not None:
+            self.send_element(P.sm_element("a", self.handled))
+        # <a/>: we write no stanzas on an incoming stream, there is nothing to forget
+
+    def close(self) -> None:
+        if not self._closing and self.handled is not None and self.stream_id:
+            # XEP-0198 §4 (1.5.2): the last count before the closing tag, so that the peer
+            # sends again only what we did not handle
+            self.send_element(P.sm_element("a", self.handled))
+        super().close()
 
     def _starttls(self) -> None:
         if not self._starttls_offered() or self.tls_config is None:

@@ -27,6 +27,8 @@ from suricate.protocol import s2s as P
 from suricate.protocol.errors import StreamError
 from suricate.protocol.fsm import StateMachine
 from suricate.protocol.s2s import S2SOutState as Out
+from suricate.protocol.sm import HandledCountTooHigh
+from suricate.protocol.stanza import to_wire
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamOpen
@@ -70,7 +72,7 @@ def _says_too_big(error: Element) -> bool:
 class OutgoingLink:
     __slots__ = ("service", "local", "remote", "queue", "stream", "attempt", "_task",
                  "failures", "retry_at", "last_failure", "verify_waiting", "verify_queue",
-                 "closed")
+                 "closed", "resending")
 
     def __init__(self, service: S2SService, local: str, remote: str) -> None:
         self.service = service
@@ -87,6 +89,8 @@ class OutgoingLink:
         self.verify_queue: list[tuple[str, str]] = []
         self.verify_waiting: dict[str, list[asyncio.Future[bool]]] = {}
         self.closed = False
+        # ids of the queued stanzas an earlier stream wrote but the peer never acknowledged
+        self.resending: set[int] = set()
 
     @property
     def established(self) -> bool:
@@ -191,8 +195,15 @@ class OutgoingLink:
                  "reason=%s queued=%d retry_in=%.0f", self.local, self.remote, condition,
                  reason, len(self.queue), delay)
         queue, self.queue = self.queue, []
+        resending, self.resending = self.resending, set()
         for stanza in queue:
-            self.service.bounce(stanza, condition, reason)
+            if id(stanza) in resending:
+                # written to a stream that died before the peer acknowledged it
+                self.service.bounce(stanza, "remote-server-timeout",
+                                    f"not acknowledged by the peer before its stream ended, "
+                                    f"and it cannot be reached again: {reason}")
+            else:
+                self.service.bounce(stanza, condition, reason)
         self._fail_verifications()
 
     def _fail_verifications(self) -> None:
@@ -226,6 +237,7 @@ class OutgoingLink:
         log.info("s2s_out_established connection_type=s2s local=%s remote=%s auth=%s tls=%s",
                  self.local, self.remote, stream.auth_method, stream.conn.tls is not None)
         queue, self.queue = self.queue, []
+        self.resending.clear()
         for stanza in queue:
             stream.send_stanza(stanza)
         stream.flush_verifications()
@@ -235,6 +247,15 @@ class OutgoingLink:
             self.attempt = None
         if self.stream is stream:
             self.stream = None
+            unacked = stream.take_unacked()
+            if unacked and not self.closed:
+                # XEP-0198: the peer never confirmed these (it crashed, the network broke, it
+                # did not answer <r/>): they go again over a new stream, or bounce with
+                # remote-server-timeout if the peer cannot be reached (RFC 6120 §8.3.3.17).
+                log.info("s2s_out_resend connection_type=s2s local=%s remote=%s unacked=%d",
+                         self.local, self.remote, len(unacked))
+                self.resending.update(map(id, unacked))
+                self.queue[:0] = unacked
             if self.verify_waiting and not self.closed:
                 self._fail_verifications()
             if self.queue and not self.closed:
@@ -285,6 +306,15 @@ class S2SOut(XmppStream):
         self._last_active = conn.loop.time()
         # (time written, bytes, stanza) of the stanzas written lately, oldest first
         self._recent: deque[tuple[float, int, Element]] = deque(maxlen=RECENT_MAX)
+        # XEP-0198 (acknowledgements only, no resumption on s2s): the peer offered <sm/>
+        # where it authenticated us; ``acks`` from our <enable/> on; ``sm_enabled`` once it
+        # answered <enabled/>.
+        self.sm_offered = False
+        self.acks: P.S2SAcks | None = None
+        self.sm_enabled = False
+        self._ack_timer: asyncio.TimerHandle | None = None
+        # XEP-0478: the largest stanza the peer says it reads on this stream
+        self.peer_max_bytes: int | None = None
         self._open()
 
     @property
@@ -312,6 +342,8 @@ class S2SOut(XmppStream):
     def on_closed(self, exc: Exception | None) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
         if not self.done.done():
             failure = self.failure
             if failure is None:
@@ -359,6 +391,9 @@ class S2SOut(XmppStream):
         if el.xmlns == P.DIALBACK:
             self._dialback_answer(el)
             return
+        if el.xmlns == ns.SM:
+            self._sm(el)
+            return
         state = self.state
         if state == Out.WAIT_FOR_FEATURES and el.xmlns == ns.STREAM and el.name == "features":
             self._features(el)
@@ -385,6 +420,7 @@ class S2SOut(XmppStream):
 
     def _features(self, features: Element) -> None:
         service = self.link.service
+        self.peer_max_bytes = P.max_bytes(features) or self.peer_max_bytes
         starttls = features.find("starttls", ns.TLS)
         mode = service.tls_mode
         if self.conn.tls is None:
@@ -395,6 +431,9 @@ class S2SOut(XmppStream):
             if mode in ("starttls_required", "tls"):
                 self.fail("remote-server-not-found", "the peer does not offer STARTTLS")
                 return
+        # XEP-0198: enabled once authenticated, i.e. on the features after the SASL
+        # restart, or (dialback does not restart the stream) on those we authenticate on.
+        self.sm_offered = features.find("sm", ns.SM) is not None
         if self.sasl_done:
             self._established()
             return
@@ -441,6 +480,11 @@ class S2SOut(XmppStream):
             self.fail("remote-server-not-found", f"dialback {type_ or 'refused'}")
 
     def _established(self) -> None:
+        if self.sm_offered and self.link.service.stream_management:
+            # Counting starts with <enable/> (XEP-0198 §4): the stanzas that follow are kept
+            # until acknowledged, without waiting for <enabled/>.
+            self.send_element(P.sm_element("enable"))
+            self.acks = P.S2SAcks()
         self.goto(Out.STREAM_ESTABLISHED)
         self.can_verify = True
         if not self.done.done():
@@ -462,7 +506,26 @@ class S2SOut(XmppStream):
     # -- established ----------------------------------------------------------------------
     def send_stanza(self, stanza: Element) -> int:
         now = self._last_active = self.conn.loop.time()
-        size = super().send_stanza(stanza)
+        data = to_wire(stanza)
+        size = len(data)
+        limit = self.peer_max_bytes
+        if limit is not None and size > limit:
+            # XEP-0478: the peer would end the stream (and lose what follows); the sender
+            # gets policy-violation (RFC 6120 §8.3.3.12) and the stream stays up.
+            self.link.service.bounce_over_limit(stanza, self.link.remote, size, limit)
+            return 0
+        self.server.instrument.xmpp_element_out(self.connection_type, self.host_type, stanza,
+                                                size)
+        self.conn.write(data)
+        acks = self.acks
+        if acks is not None:
+            # XEP-0198: kept until the peer's <a/> covers it; one <r/> at the end of this
+            # loop tick for the whole batch, none while one is out.
+            acks.unacked.append(data)
+            if not (acks.scheduled or acks.awaiting):
+                acks.scheduled = True
+                self.conn.loop.call_soon(self._request_ack)
+            return size
         recent = self._recent
         while recent and now - recent[0][0] > RECENT_SECONDS:
             recent.popleft()
@@ -477,7 +540,14 @@ class S2SOut(XmppStream):
         when it is big enough to be the reason, bounces with policy-violation (RFC 6120
         §8.3.3.12); those written after it go back to the link, which sends them over a new
         stream."""
-        recent, self._recent = list(self._recent), deque(maxlen=RECENT_MAX)
+        if self.acks is not None:
+            # XEP-0198: exactly the stanzas the peer did not acknowledge (those before the
+            # culprit were handled: the peer reads in order); none is sent again on close.
+            unacked = self.acks.unacked
+            recent = [(0.0, len(data), stanza)
+                      for data, stanza in zip(unacked, P.from_wire(unacked), strict=True)]
+        else:
+            recent, self._recent = list(self._recent), deque(maxlen=RECENT_MAX)
         if not recent:
             return
         culprit = max(range(len(recent)), key=lambda i: recent[i][1])
@@ -486,8 +556,72 @@ class S2SOut(XmppStream):
             return
         log.info("s2s_out_stanza_too_big connection_type=s2s remote=%s bytes=%d resent=%d",
                  self.link.remote, size, len(recent) - culprit - 1)
+        if self.acks is not None:
+            self.acks.unacked.clear()  # the culprit bounces, the rest is requeued below
         self.link.service.bounce_refused(recent[culprit][2], self.link.remote, size)
         self.link.queue[:0] = [stanza for _, _, stanza in recent[culprit + 1:]]
+
+    # -- XEP-0198 acknowledgements --------------------------------------------------------
+    def _sm(self, el: Element) -> None:
+        acks = self.acks
+        name = el.name
+        if name == "r":
+            # Nothing is handled on an outgoing stream (stanzas come on the peer's own).
+            self.send_element(P.sm_element("a", 0))
+        elif acks is None:
+            return
+        elif name == "a":
+            h = P.parse_h(el)
+            if h is None:
+                raise StreamError("undefined-condition", "<a/> without a valid h")
+            try:
+                acks.ack(h)
+            except HandledCountTooHigh as exc:
+                # XEP-0198 §4: the peer acknowledged stanzas we never sent
+                raise StreamError("undefined-condition", "h attribute too high", Element(
+                    "handled-count-too-high", ns.SM,
+                    {"h": str(exc.h), "send-count": str(exc.send_count)})) from None
+            acks.awaiting = False
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+                self._ack_timer = None
+            if acks.unacked and not acks.scheduled:
+                self._send_r()  # written since our <r/>
+        elif name == "enabled":
+            self.sm_enabled = True
+            if acks.unacked and not acks.awaiting:
+                self._send_r()
+        elif name == "failed":
+            log.info("s2s_out_sm_refused connection_type=s2s remote=%s", self.link.remote)
+            self.acks = None
+
+    def _request_ack(self) -> None:
+        acks = self.acks
+        if acks is None or self.closed or self._closing:
+            return
+        acks.scheduled = False
+        if self.sm_enabled and not acks.awaiting and acks.unacked:
+            self._send_r()
+
+    def _send_r(self) -> None:
+        assert self.acks is not None
+        self.acks.awaiting = True
+        self.send_element(P.sm_element("r"))
+        timeout = self.opts.get("ack_timeout")
+        if self._ack_timer is None and timeout not in (None, "infinity"):
+            self._ack_timer = self.conn.loop.call_later(timeout / 1000, self._ack_timed_out)
+
+    def _ack_timed_out(self) -> None:
+        self._ack_timer = None
+        pending = len(self.acks.unacked) if self.acks is not None else 0
+        log.info("s2s_out_ack_timeout connection_type=s2s remote=%s unacked=%d",
+                 self.link.remote, pending)
+        # s2s.outgoing.ack_timeout: the stream closes; what it holds goes over a new one
+        self.fail("remote-server-timeout", "no acknowledgement from the peer")
+
+    def take_unacked(self) -> list[Element]:
+        """The stanzas the peer never acknowledged (none without XEP-0198)."""
+        return self.acks.take() if self.acks is not None else []
 
     def _schedule_idle(self) -> None:
         timeout = self.opts.get("stream_timeout")

@@ -11,6 +11,7 @@ synchronous; only subscription stanzas (which change the roster) go through a ta
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.spec import Section
@@ -316,10 +317,38 @@ class ModPresence(Module):
             if item is not None or await self.server.user_exists(user):
                 self._send_type(user, prober.bare, "unsubscribed")
             return
+        available = False
         for session in sessions:
-            if session.presence is not None and not self._blocked(session, prober.bare):
-                self._route_copy(session.jid, prober, session.presence)
-        # No available resource: no answer (§4.3.2 lets the server stay silent).
+            if session.presence is not None:
+                available = True
+                if not self._blocked(session, prober.bare):
+                    self._route_copy(session.jid, prober, session.presence)
+        if available or self.server.is_local_domain(prober.domain):
+            # A local login probes every contact (§4.2.2): its client takes the silence
+            # of those offline for unavailable, and an answer each would cost a stanza
+            # and a read per offline contact at every login.
+            return
+        if self.server.cluster.spans_nodes and await self.server.cluster.available([user]):
+            return  # the node holding the available resource answers
+        # §4.3.2: a contact's server probing a user without an available resource SHOULD
+        # get <presence type='unavailable'/> (from the bare JID), with the status and time of
+        # the last one when mod_last keeps them (XEP-0012, XEP-0203); otherwise the contact
+        # could go on showing a presence its server learnt before a crash of ours.
+        await self._answer_unavailable(user, prober)
+
+    async def _answer_unavailable(self, user: JID, prober: JID) -> None:
+        answer = Element("presence", ns.CLIENT, {"type": "unavailable", "from": str(user),
+                                                 "to": str(prober)})
+        store = getattr(self.server.modules.get("mod_last"), "store", None)
+        if store is not None and user.local is not None:
+            record = await store.get_last(user.domain, user.local)
+            if record is not None:
+                seconds, status = record
+                if status:
+                    answer.add("status", ns.CLIENT, text=status)
+                stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                answer.add("delay", ns.DELAY, {"from": user.domain, "stamp": stamp})
+        self.server.router.route(user, prober, answer)
 
     # -- helpers -----------------------------------------------------------------------------------
     async def _item(self, user: JID, contact: JID, sessions: list[Any]) -> RosterItem | None:

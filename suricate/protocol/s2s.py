@@ -8,12 +8,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+from collections import deque
+from collections.abc import Iterable
 
+from suricate.protocol.sm import MOD, HandledCountTooHigh
 from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
+from suricate.xml.parser import StreamParser
 
 DIALBACK = "jabber:server:dialback"
 DIALBACK_FEATURE = "urn:xmpp:features:dialback"  # XEP-0220 §2.4.1
+STREAM_LIMITS = "urn:xmpp:stream-limits:0"  # XEP-0478
 PREFIXES = {ns.STREAM: "stream", DIALBACK: "db"}
 
 
@@ -124,3 +129,95 @@ def db_element(name: str, frm: str, to: str, type_: str | None = None,
         err = el.add("error", ns.SERVER, {"type": "cancel"})
         err.add(error, ns.STANZAS_ERRORS)
     return el
+
+
+# -- XEP-0198 on s2s (acknowledgements only: no resumption) ---------------------------------
+
+def sm_element(name: str, h: int | None = None) -> Element:
+    """<sm/> (the feature), <enable/>, <enabled/>, <r/> or <a h=.../> (XEP-0198 §2-§4)."""
+    return Element(name, ns.SM, {} if h is None else {"h": str(h)})
+
+
+def sm_failed(condition: str = "unexpected-request") -> Element:
+    el = Element("failed", ns.SM)
+    el.add(condition, ns.STANZAS_ERRORS)
+    return el
+
+
+class S2SAcks:
+    """The stanzas one outgoing s2s stream wrote since it sent <enable/> that the peer has not
+    acknowledged yet, oldest first (XEP-0198 §4: ``h`` counts the peer's handled stanzas
+    modulo 2^32). ``scheduled``: an <r/> waits for the end of this loop tick (one per batch
+    of stanzas, not one per stanza); ``awaiting``: an <r/> is out and its <a/> not back.
+
+    The stanzas are kept as the bytes written (``to_wire``), not as elements: bytes are not
+    tracked by the garbage collector, and a few thousand elements held for a round trip made
+    its collections twice as frequent (10% more CPU per s2s stanza). Only a lost stream
+    needs the elements again (``from_wire``)."""
+
+    __slots__ = ("unacked", "acked", "scheduled", "awaiting")
+
+    def __init__(self) -> None:
+        self.unacked: deque[bytes] = deque()
+        self.acked = 0  # the peer's last h
+        self.scheduled = False
+        self.awaiting = False
+
+    def ack(self, h: int) -> int:
+        """The peer handled our stanzas up to ``h``: forget them; how many that was."""
+        count = (h - self.acked) % MOD
+        unacked = self.unacked
+        if count > len(unacked):
+            raise HandledCountTooHigh(h, (self.acked + len(unacked)) % MOD)
+        for _ in range(count):
+            unacked.popleft()
+        self.acked = h % MOD
+        return count
+
+    def take(self) -> list[Element]:
+        """The unacknowledged stanzas, which the stream will not send any more."""
+        pending = from_wire(self.unacked)
+        self.unacked.clear()
+        return pending
+
+
+# what to_wire writes is relative to a jabber:client parent, with the stream prefix
+_WIRE_PARENT = f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}'>".encode()
+
+
+def from_wire(stanzas: Iterable[bytes]) -> list[Element]:
+    """The elements of stanzas serialized by ``to_wire``, in order."""
+    parser = StreamParser()
+    parser.feed(_WIRE_PARENT)
+    try:
+        return [e for e in parser.feed(b"".join(stanzas)) if isinstance(e, Element)]
+    finally:
+        parser.release()
+
+
+def parse_h(el: Element) -> int | None:
+    try:
+        h = int(el.attrs.get("h", ""))
+    except ValueError:
+        return None
+    return h if 0 <= h < MOD else None
+
+
+# -- XEP-0478 stream limits -------------------------------------------------------------------
+
+def limits_feature(max_bytes: int) -> Element:
+    """<limits/>: the largest first-level element (stanza) we read on this stream."""
+    el = Element("limits", STREAM_LIMITS)
+    el.add("max-bytes", text=str(max_bytes))
+    return el
+
+
+def max_bytes(features: Element) -> int | None:
+    """The peer's <max-bytes/> in its stream features, None when it says nothing usable."""
+    limits = features.find("limits", STREAM_LIMITS)
+    text = limits.find_text("max-bytes", STREAM_LIMITS) if limits is not None else None
+    try:
+        value = int(text.strip()) if text else 0
+    except ValueError:
+        return None
+    return value if value > 0 else None

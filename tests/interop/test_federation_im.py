@@ -15,12 +15,16 @@ offline, does not exist, restarts or crashes.
 - vCards (XEP-0054) and the servers' disco#info (XEP-0030) across servers;
 - a Suricate restart: the peer's users see ours go offline, and back (probes after restart);
 - a peer crash and restart: our users' stanzas bounce while it is down, and reach it again as
-  soon as it is back."""
+  soon as it is back;
+- a probe to a user with no available resource is answered unavailable (§4.3.2);
+- XEP-0198 on s2s both ways: stanzas the peer received but never acknowledged before it
+  crashed bounce with remote-server-timeout instead of being lost."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +47,7 @@ AUTH = "external"
 CLIENT = "jabber:client"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 # The peer's accounts: one set per test (the Prosody lives for the module).
-PEER_USERS = ("paula", "pete", "pia", "poppy")
+PEER_USERS = ("paula", "pete", "pia", "poppy", "pam", "pat")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,9 @@ def peers() -> Iterator[P.Peers]:
     peers = P.make_peers()
     try:
         # mod_offline keeps messages and mod_vcard_legacy serves vcard-temp (XEP-0054)
+        # mod_smacks: XEP-0198 on s2s too (Prosody's default configuration loads it)
         peers.start_prosody(dict.fromkeys(PEER_USERS, "pass"),
-                            modules=("offline", "vcard_legacy"))
+                            modules=("offline", "vcard_legacy", "smacks"))
         yield peers
     finally:
         peers.stop()
@@ -102,6 +107,15 @@ async def error(client: Client, timeout: float = 10) -> tuple[str, str]:
     conditions = [child.tag.split("}")[1] for child in msg.xml.find(f"{{{CLIENT}}}error")
                   if child.tag.startswith(f"{{{STANZAS}}}") and not child.tag.endswith("text")]
     return str(msg["from"]), conditions[0]
+
+
+async def acknowledged(link: Any, timeout: float = 5) -> None:
+    """Until the peer has acknowledged (XEP-0198) all that the link's stream wrote."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while link.stream is None or link.stream.acks is None or link.stream.acks.unacked:
+        assert loop.time() < deadline, "the peer did not acknowledge our stanzas"
+        await asyncio.sleep(0.02)
 
 
 async def test_users_offline_unknown_and_a_suricate_restart(peers: P.Peers,
@@ -231,6 +245,8 @@ async def test_a_crashed_peer_is_reached_again_as_soon_as_it_is_back(peers: P.Pe
         sid.send_presence()  # a message to the bare JID wants an available resource
         sid.send_message(mto=pia.boundjid.full, mbody="before", mtype="chat")
         assert (await pia.next_message(10))["body"] == "before"
+        link = server.s2s.links[(P.SURICATE, P.PROSODY)]
+        await acknowledged(link)  # else "before" would bounce too (see the next tests)
 
         peers.stop_prosody(crash=True)  # SIGKILL: no closing tag, no unavailable presence
         await disconnect(pia)
@@ -279,3 +295,89 @@ async def test_a_stanza_too_big_for_the_peer_bounces_and_the_next_ones_arrive(
         await chat(pete, "y" * 300_000)
         assert stan.errors.empty()  # type: ignore[attr-defined]
         await disconnect(stan, pete)
+
+
+async def test_stanzas_a_crashed_peer_never_acknowledged_bounce(peers: P.Peers,
+                                                                tmp_path: Path) -> None:
+    """XEP-0198 on s2s with Prosody's mod_smacks, both ways: we enable it on our stream and
+    Prosody acknowledges our stanzas; Prosody enables it on its stream to us and we answer
+    its <r/>. Then Prosody stops reading (SIGSTOP), our user's messages reach its socket, and
+    it is SIGKILLed without having handled them: they bounce with remote-server-timeout
+    (RFC 6120 §8.3.3.17) since it cannot be reached again. Before, they were lost without a
+    word (TCP had taken them)."""
+    c2s = free_port()
+    toml = suricate_toml(peers, c2s, AUTH)
+    async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
+        await register(server, "sal")
+        sal, pam = await ours(server, "sal"), await theirs(peers, "pam")
+        sal.send_presence()
+        sal.send_message(mto=pam.boundjid.full, mbody="acked", mtype="chat")
+        await chat(pam, "acked")
+        pam.send_message(mto=f"sal@{P.SURICATE}/s", mbody="from prosody", mtype="chat")
+        await chat(sal, "from prosody")
+        link = server.s2s.links[(P.SURICATE, P.PROSODY)]
+        await acknowledged(link)  # Prosody offers sm:3 on s2s and answers our <r/>
+        stream = link.stream
+        assert stream is not None and stream.acks is not None and stream.sm_enabled
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        # Prosody enables it on its own stream once its queue is flushed (after the first
+        # message), and counts from there as we do
+        incoming = next(s for s in server.s2s.incoming if P.PROSODY in s.remote_domains)
+        while incoming.handled is None:
+            assert loop.time() < deadline, "Prosody did not enable stream management"
+            await asyncio.sleep(0.02)
+        pam.send_message(mto=f"sal@{P.SURICATE}/s", mbody="counted", mtype="chat")
+        await chat(sal, "counted")
+        assert incoming.handled == 1
+        log = peers.root / "prosody" / "prosody.log"
+        while "#queue = 0 (acked: 1)" not in log.read_text():  # mod_smacks took our <a/>
+            assert loop.time() < deadline, "we did not answer Prosody's <r/>"
+            await asyncio.sleep(0.02)
+
+        assert peers.prosody is not None
+        os.killpg(peers.prosody.pid, signal.SIGSTOP)
+        try:
+            for i in range(2):
+                sal.send_message(mto=pam.boundjid.full, mbody=f"unacked {i}", mtype="chat")
+            deadline = loop.time() + 5
+            while len(stream.acks.unacked) < 2:
+                assert loop.time() < deadline
+                await asyncio.sleep(0.02)
+        finally:
+            peers.stop_prosody(crash=True)  # SIGKILL (a stopped process dies too)
+        got = [await error(sal) for _ in range(2)]
+        assert got == [(pam.boundjid.full, "remote-server-timeout")] * 2
+        peers.relaunch_prosody()
+        await disconnect(sal)
+
+
+async def test_a_probe_to_a_user_without_available_resource_is_answered_unavailable(
+        peers: P.Peers, tmp_path: Path) -> None:
+    """RFC 6121 §4.3.2: Prosody probes our user at its user's login; the user has no
+    available resource, so the answer is <presence type='unavailable'/> from the bare JID,
+    with the status and the time of the last one (mod_last keeps them, XEP-0203 delay).
+    Before, no answer at all."""
+    c2s = free_port()
+    toml = suricate_toml(peers, c2s, AUTH, "[modules.mod_last]\n")
+    async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
+        await register(server, "sol")
+        sol, pat = await ours(server, "sol"), await theirs(peers, "pat")
+        sol.send_presence()
+        pat.send_presence()
+        pat.send_presence(pto=f"sol@{P.SURICATE}", ptype="subscribe")
+        await presence(sol, f"pat@{P.PROSODY}", "subscribe")
+        sol.send_presence(pto=f"pat@{P.PROSODY}", ptype="subscribed")
+        await presence(pat, f"sol@{P.SURICATE}")  # §3.1.5
+        await disconnect(pat)
+        sol.send_presence(ptype="unavailable", pstatus="gone fishing")
+        await disconnect(sol)
+
+        pat = await theirs(peers, "pat", "again")
+        pat.send_presence()  # Prosody probes sol (§4.2.2)
+        answer = await presence(pat, f"sol@{P.SURICATE}", "unavailable")
+        assert str(answer["from"]) == f"sol@{P.SURICATE}"
+        assert answer["status"] == "gone fishing"
+        delay = answer.xml.find("{urn:xmpp:delay}delay")
+        assert delay is not None and delay.get("from") == P.SURICATE
+        await disconnect(pat)
