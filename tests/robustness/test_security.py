@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import ssl
 from pathlib import Path
 
 import pytest
 
+from suricate.jid import JID
+from tests.e2e.harness import running_server
 from tests.robustness.conftest import HEADER, Client, limited_server
 
 
@@ -72,3 +75,54 @@ async def test_no_password_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureF
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "c2s_auth_failed" in text
     assert secret not in text and token not in text
+
+
+def _count_pbkdf2(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The iteration counts of the PBKDF2 runs from now on."""
+    runs: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name: str, password: bytes, salt: bytes, iterations: int,
+                 dklen: int | None = None) -> bytes:
+        runs.append(iterations)
+        return real(name, password, salt, iterations, dklen)
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counting)
+    return runs
+
+
+async def _first_answer(port: int, mechanism: str, initial: bytes) -> str:
+    """Over TLS: the server's answer to <auth/> with this initial response."""
+    client = await Client.open(port, tls=True)
+    try:
+        await client.open_stream()
+        await client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                          f"mechanism='{mechanism}'>{base64.b64encode(initial).decode()}</auth>")
+        return await client.expect("<challenge[^>]*>[^<]*</challenge>|<failure.*?</failure>")
+    finally:
+        await client.close()
+
+
+async def test_unknown_user_costs_what_a_known_one_costs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown name must not fail faster than a wrong password (account enumeration by
+    timing): PLAIN on SCRAM storage, SCRAM on plain storage both spend the PBKDF2 a real
+    account costs (here 4096 iterations, the harness's password.scram_iterations)."""
+    async with limited_server(tmp_path / "scram") as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        runs = _count_pbkdf2(monkeypatch)
+        for user in ("alice", "nobody"):
+            runs.clear()
+            answer = await _first_answer(port, "PLAIN", f"\0{user}\0wrong".encode())
+            assert "<not-authorized/>" in answer
+            assert runs == [4096], (user, runs)
+        monkeypatch.undo()
+    plain = 'methods = ["rdbms"]\npassword.format = "plain"'
+    async with running_server(tmp_path / "plain", auth_extra=plain) as server:
+        await server.auth.register(JID.parse("alice@localhost"), "pw")
+        port = server.tls_port  # type: ignore[attr-defined]
+        runs = _count_pbkdf2(monkeypatch)
+        for user in ("alice", "nobody"):
+            runs.clear()
+            answer = await _first_answer(port, "SCRAM-SHA-256", f"n,,n={user},r=abc".encode())
+            assert "<challenge" in answer
+            assert runs == [4096], (user, runs)

@@ -299,6 +299,9 @@ class Negotiation(Delivery):
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
             scram_iterations=self.auth.scram_iterations,
+            # Both for the fake exchange of an unknown user, as costly as a real one.
+            password_format=self.auth.password_format,
+            password_hashes=self.auth.hashes,
         )
 
     def _features_before_auth(self) -> list[Element]:
