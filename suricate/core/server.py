@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from suricate.auth.failures import AuthFailures
 from suricate.auth.service import AuthService
 from suricate.config.host_config import host_view, overridden
 from suricate.core import hooks as H
@@ -143,6 +144,8 @@ class Server:
             self.access.by_host_type[host_type] = AccessControl(view["acl"], view["access"],
                                                                 sorted(self.hosts))
         self.access.host_type_of = self.domains.host_type
+        #: Recent failed logins per address and per account: later attempts wait.
+        self.auth_failures = AuthFailures()
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 password_changed=self.password_changed,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import ssl
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from suricate.jid import JID
+from suricate.net.proxy_protocol import v1_header
 from tests.e2e.harness import running_server
+from tests.ops.harness import basic, http, ops_server
 from tests.robustness.conftest import HEADER, Client, limited_server
 
 
@@ -126,3 +129,93 @@ async def test_unknown_user_costs_what_a_known_one_costs(
             answer = await _first_answer(port, "SCRAM-SHA-256", f"n,,n={user},r=abc".encode())
             assert "<challenge" in answer
             assert runs == [4096], (user, runs)
+
+
+async def _plain_attempt(client: Client, user: str, password: str) -> tuple[str, float]:
+    """One PLAIN attempt on an open stream: the answer and how long it took."""
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                      f"{token}</auth>")
+    answer = await client.expect(r"<success[^>]*/>|<failure.*?</failure>")
+    return answer, loop.time() - start
+
+
+async def _guesses(port: int, attempts: list[tuple[str, str]],
+                   preamble: bytes = b"") -> list[tuple[str, float]]:
+    """Each (user, password) on a fresh stream (3 failures end a stream anyway)."""
+    out = []
+    for user, password in attempts:
+        client = await Client.plain(port, preamble=preamble)
+        await client.open_stream()
+        out.append(await _plain_attempt(client, user, password))
+        await client.close()
+    return out
+
+
+async def test_guessing_passwords_gets_slow(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Past 5 failures for one account, or from one address, within 10 minutes, each login
+    attempt waits (0.5 s, doubling up to 4 s) before its password is checked; the right
+    password still logs in (no lockout) and ends the account's wait. Each failure is logged
+    for fail2ban with the client's address and the account."""
+    caplog.set_level(logging.INFO, logger="suricate.c2s")
+    async with limited_server(tmp_path, listener="proxy_protocol = true") as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        loopback = v1_header(("127.0.0.1", 50000), ("127.0.0.1", 5222))
+        # One account, guessed at: five quick failures, then waits.
+        answers = await _guesses(port, [("alice", f"guess{i}") for i in range(6)], loopback)
+        assert all("<not-authorized/>" in a for a, _ in answers)
+        assert max(t for _, t in answers[:5]) < 0.4
+        assert answers[5][1] >= 0.45
+        # bob, from the same (loopback) address, is not slowed for alice's guesses
+        [(answer, took)] = await _guesses(port, [("bob", "nope")], loopback)
+        assert "<not-authorized/>" in answer and took < 0.4
+        # the owner still logs in, after the wait, and the account owes nothing more
+        [(answer, took)] = await _guesses(port, [("alice", "pw")], loopback)
+        assert "<success" in answer and took >= 0.9
+        [(answer, took)] = await _guesses(port, [("alice", "typo")], loopback)
+        assert took < 0.4
+        # One address trying many names: past five, every attempt from it waits, a real
+        # account's too; another address does not.
+        attacker = v1_header(("203.0.113.7", 50000), ("198.51.100.1", 5222))
+        answers = await _guesses(port, [(f"user{i}", "x") for i in range(5)] + [("bob", "pw")],
+                                 attacker)
+        assert max(t for _, t in answers[:5]) < 0.4
+        assert "<success" in answers[5][0] and answers[5][1] >= 0.45
+        other = v1_header(("203.0.113.8", 50000), ("198.51.100.1", 5222))
+        [(answer, took)] = await _guesses(port, [("bob", "pw")], other)
+        assert "<success" in answer and took < 0.4
+    lines = [r.getMessage() for r in caplog.records if "c2s_auth_failed" in r.getMessage()]
+    assert any(line.startswith("c2s_auth_failed ip=203.0.113.7 user=user0@localhost ")
+               for line in lines), lines
+
+
+async def test_guessing_over_the_user_api_gets_slow(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """HTTP Basic on the user API (keep-alive: any number of guesses per connection) counts
+    with the c2s failures: past five, each attempt waits; each failure is logged with the
+    client's address (X-Forwarded-For from a local proxy) and the account."""
+    caplog.set_level(logging.INFO, logger="suricate.admin")
+    async with ops_server(tmp_path) as server:
+        await server.auth.register(JID.parse("alice@localhost"), "pw")
+        query = json.dumps({"query": "{ checkAuth { username } }"}).encode()
+        loop = asyncio.get_running_loop()
+        took = []
+        # the first request pays for a thread and the schema: not measured
+        warm_up = {"content-type": "application/json", **basic("alice@localhost", "pw")}
+        status, _, _ = await http(server, "/api/graphql/user", query, warm_up)
+        assert status == 200
+        for i in range(7):
+            password = "pw" if i == 6 else f"guess{i}"
+            headers = {"content-type": "application/json", "x-forwarded-for": "203.0.113.9",
+                       **basic("alice@localhost", password)}
+            start = loop.time()
+            status, _, _ = await http(server, "/api/graphql/user", query, headers)
+            took.append(loop.time() - start)
+            assert status == (200 if i == 6 else 401), (i, status)
+        assert max(took[:5]) < 0.4 and took[5] >= 0.45 and took[6] >= 0.9
+    assert any(r.getMessage().startswith(
+        "http_auth_failed ip=203.0.113.9 user=alice@localhost endpoint=user ")
+        for r in caplog.records)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate import sasl
+from suricate.auth.failures import client_ip
 from suricate.auth.methods import AuthUnavailable
 from suricate.auth.service import CERT_METHODS, STORED_METHODS, AuthService
 from suricate.core import hooks as H
@@ -151,9 +152,15 @@ class Negotiation(Delivery):
             elif isinstance(action, N.AuthFailed):
                 self.credential_source = None
                 self.server.metrics_auth_failed(self)
-                log.info("c2s_auth_failed mech=%s condition=%s peer=%s domain=%s",
-                         self.negotiator.mechanism_name, action.condition, self.conn.peer,
-                         self.domain)
+                name = self._attempted_name()
+                ip = client_ip(self.conn.peer)
+                if action.condition == "not-authorized":
+                    self.server.auth_failures.failed(ip, name)
+                # One line per failure, for fail2ban (docs/operations.md): the client's
+                # address (after PROXY protocol / X-Forwarded-For) and the account tried.
+                log.info("c2s_auth_failed ip=%s user=%s mech=%s condition=%s domain=%s",
+                         ip or "-", name or "-", self.negotiator.mechanism_name,
+                         action.condition, self.domain)
             elif isinstance(action, N.CloseStream):
                 self.stream_error(action.error)
                 return None
@@ -163,7 +170,27 @@ class Negotiation(Delivery):
                 return self._authenticated(action.result)
         return None
 
+    def _attempted_name(self) -> str | None:
+        """The bare JID the attempt under way names, None before the mechanism read one."""
+        username = self.negotiator.username
+        return f"{username}@{self.domain or self.server.default_domain}" if username else None
+
+    async def _wait_after_failures(self) -> None:
+        """Recent failed logins from this address or for this name: wait before checking
+        the credentials (suricate.auth.failures), within the state's deadline."""
+        wait = self.server.auth_failures.delay(client_ip(self.conn.peer),
+                                               self._attempted_name() or "")
+        if not wait:
+            return
+        left = self.state_time_left()
+        if left is not None:
+            wait = min(wait, max(left - 2 * _DEADLINE_MARGIN, 0))
+        await asyncio.sleep(wait)
+
     async def _fetch_credentials(self, username: str) -> None:
+        await self._wait_after_failures()
+        if self.fsm.state is S.CLOSED:
+            return
         if self.credential_source is not None:
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
@@ -427,6 +454,7 @@ class Negotiation(Delivery):
             return
         self.user = user
         self.anonymous = anonymous
+        self.server.auth_failures.succeeded(str(user.bare))
         if in_the_clear is not None and not anonymous:
             self.server.spawn(self.auth.store_as_scram(user, in_the_clear))
         log.info("c2s_auth_success user=%s mech=%s peer=%s", user,
