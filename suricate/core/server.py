@@ -697,6 +697,31 @@ class Server:
         self.counters["sessions_closed"] += 1
         self.instrument.sm_session(session.jid.domain, logouts=1)
 
+    def reload_certificates(self) -> int:
+        """Read every TLS listener's certificate, key, CA and CRL files again, and the s2s
+        client certificate (SIGHUP, ``suricate serve``): a renewed certificate serves the next
+        handshakes, without a restart; established connections keep theirs. A listener whose
+        files cannot be used keeps its certificate and is logged. Returns how many failed."""
+        from suricate.net.tls import TLSError
+
+        targets: list[tuple[str, Any, Callable[[], Any]]] = [
+            (lst.kind, lst.port, lst.tls.reload) for lst in self.listeners
+            if lst.tls is not None]
+        targets += [("http", http.port, http.reload_tls) for http in self.http_listeners]
+        if self._s2s is not None and self._s2s.tls_client.has_certificate:
+            targets.append(("s2s_out", "-", self._s2s.tls_client.reload))
+        failed = reloaded = 0
+        for kind, port, reload in targets:
+            try:
+                if reload() is not False:
+                    reloaded += 1
+            except TLSError as exc:
+                failed += 1
+                log.error("tls_reload_failed kind=%s port=%s reason=%s (the certificate "
+                          "in use stays)", kind, port, exc)
+        log.info("tls_reloaded reloaded=%d failed=%d", reloaded, failed)
+        return failed
+
     def metrics_auth_failed(self, session: Any) -> None:
         self.counters["c2s_auth_failed"] += 1
         self.instrument.auth_failed("c2s", session.domain or "")

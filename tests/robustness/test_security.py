@@ -8,16 +8,24 @@ import base64
 import hashlib
 import json
 import logging
+import signal
+import socket
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
 from suricate.net.proxy_protocol import v1_header
-from tests.e2e.harness import running_server
+from tests.e2e.harness import free_port, running_server, server_toml
+from tests.e2e.test_cli import _wait_port
 from tests.ops.harness import basic, http, ops_server
 from tests.robustness.conftest import HEADER, Client, limited_server
+from tests.web.conftest import web_server
 
 
 async def _handshake(port: int, ctx: ssl.SSLContext) -> str:
@@ -219,3 +227,76 @@ async def test_guessing_over_the_user_api_gets_slow(
     assert any(r.getMessage().startswith(
         "http_auth_failed ip=203.0.113.9 user=alice@localhost endpoint=user ")
         for r in caplog.records)
+
+
+def _served_certificate(port: int) -> bytes:
+    """The DER certificate a direct-TLS handshake on ``port`` presents."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+
+def _renew(tmp: Path, certs: Path) -> bytes:
+    """Write a new certificate and key over ``certs``'s (as certbot's renewal does)."""
+    fresh, _ = ensure_self_signed(tmp / "renewed", ["localhost"])
+    for src, dst in ((fresh.certfile, certs / "server.crt"), (fresh.keyfile, certs / "server.key")):
+        Path(dst).write_bytes(Path(src).read_bytes())
+    pem = Path(fresh.certfile).read_text()
+    return ssl.PEM_cert_to_DER_cert(pem[:pem.index("-----END CERTIFICATE-----") + 25])
+
+
+def test_sighup_reloads_the_certificates(tmp_path: Path) -> None:
+    """A renewed certificate is served after SIGHUP, without a restart."""
+    c2s, tls = free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, c2s, tls))
+    proc = subprocess.Popen([sys.executable, "-m", "suricate", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_port(tls)
+        old = _served_certificate(tls)
+        new = _renew(tmp_path, tmp_path / "certs")
+        assert new != old and _served_certificate(tls) == old  # read at start only
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while _served_certificate(tls) != new:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "tls_reloaded reloaded=2 failed=0" in err, err
+
+
+async def test_a_broken_renewal_keeps_the_certificate_in_use(tmp_path: Path) -> None:
+    """A certificate file that cannot be used (half written, wrong key) is reported and the
+    one in use stays; connections made before a reload keep working."""
+    async with limited_server(tmp_path) as server:
+        port = server.tls_port  # type: ignore[attr-defined]
+        client = await Client.open(port, tls=True)
+        await client.login("alice")
+        old = await asyncio.to_thread(_served_certificate, port)
+        certs = tmp_path / "certs"
+        (certs / "server.crt").write_text("-----BEGIN CERTIFICATE-----\ntruncated")
+        assert server.reload_certificates() == 2  # both TLS c2s listeners of the harness
+        assert await asyncio.to_thread(_served_certificate, port) == old
+        new = _renew(tmp_path, certs)
+        assert server.reload_certificates() == 0
+        assert await asyncio.to_thread(_served_certificate, port) == new
+        await client.ping()  # the connection from before goes on
+        await client.close()
+
+
+async def test_https_listener_reloads_too(tmp_path: Path) -> None:
+    async with web_server(tmp_path, https=True) as server:
+        port = server.http_port  # type: ignore[attr-defined]
+        old = await asyncio.to_thread(_served_certificate, port)
+        new = _renew(tmp_path, tmp_path / "certs")
+        assert new != old
+        assert server.reload_certificates() == 0
+        assert await asyncio.to_thread(_served_certificate, port) == new
