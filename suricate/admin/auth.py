@@ -67,7 +67,7 @@ async def authenticate(server: Server, endpoint: str, opts: Mapping[str, Any],
     except Unauthorized as err:
         server.auth_failures.failed(ip, name)
         # The same shape as c2s_auth_failed, for the same fail2ban filter.
-        log.info("http_auth_failed ip=%s user=%s endpoint=%s reason=%s", ip or "-",
+        log.warning("http_auth_failed ip=%s user=%s endpoint=%s reason=%s", ip or "-",
                  name or "-", endpoint, err)
         raise
     server.auth_failures.succeeded(name)

@@ -300,3 +300,21 @@ async def test_https_listener_reloads_too(tmp_path: Path) -> None:
         assert new != old
         assert server.reload_certificates() == 0
         assert await asyncio.to_thread(_served_certificate, port) == new
+
+
+async def test_a_mechanism_name_cannot_forge_a_log_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The mechanism attribute is the client's: a character reference for a line feed in it
+    must not start a forged c2s_auth_failed line naming someone else's address."""
+    caplog.set_level(logging.INFO, logger="suricate.c2s")
+    forged = "c2s_auth_failed ip=198.51.100.99 user=a@localhost mech=PLAIN " \
+             "condition=not-authorized"
+    async with limited_server(tmp_path) as server:
+        client = await Client.plain(server.plain_port)  # type: ignore[attr-defined]
+        await client.open_stream()
+        await client.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                          f"mechanism='X&#10;{forged}'/>")
+        await client.expect("<invalid-mechanism/>")
+        await client.close()
+    lines = [r.getMessage() for r in caplog.records if "c2s_auth_failed" in r.getMessage()]
+    assert lines and all("\n" not in line and "198.51.100.99" not in line for line in lines)

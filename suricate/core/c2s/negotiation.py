@@ -54,6 +54,18 @@ _T = TypeVar("_T")
 _DEADLINE_MARGIN = 0.1
 
 
+def _loggable(mechanism: str) -> str:
+    """The mechanism name the client sent, if it is one (RFC 4422 §3.1: 1 to 20 of A-Z, 0-9,
+    '-', '_'); '?' otherwise: a character reference (``&#10;``) in the attribute would
+    otherwise write a forged line, naming someone else's address, for fail2ban to ban."""
+    if 0 < len(mechanism) <= 20 and all(c in _MECHANISM_CHARS for c in mechanism):
+        return mechanism
+    return "?"
+
+
+_MECHANISM_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
     """Fetch a given-up lookup's exception, so asyncio does not log it as never retrieved
     (the backend logged its failure already)."""
@@ -154,13 +166,16 @@ class Negotiation(Delivery):
                 self.server.metrics_auth_failed(self)
                 name = self._attempted_name()
                 ip = client_ip(self.conn.peer)
-                if action.condition == "not-authorized":
+                guessed = action.condition == "not-authorized"
+                if guessed:
                     self.server.auth_failures.failed(ip, name)
                 # One line per failure, for fail2ban (docs/operations.md): the client's
-                # address (after PROXY protocol / X-Forwarded-For) and the account tried.
-                log.info("c2s_auth_failed ip=%s user=%s mech=%s condition=%s domain=%s",
-                         ip or "-", name or "-", self.negotiator.mechanism_name,
-                         action.condition, self.domain)
+                # address (after PROXY protocol / X-Forwarded-For) and the account tried;
+                # a wrong password at warning, seen with the default loglevel (as ejabberd).
+                log.log(logging.WARNING if guessed else logging.INFO,
+                        "c2s_auth_failed ip=%s user=%s mech=%s condition=%s domain=%s",
+                        ip or "-", name or "-", _loggable(self.negotiator.mechanism_name),
+                        action.condition, self.domain)
             elif isinstance(action, N.CloseStream):
                 self.stream_error(action.error)
                 return None
