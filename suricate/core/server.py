@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -131,6 +134,7 @@ class Server:
         #: The secret every node of the cluster reads from Redis when it joins (None on a
         #: single node): what the nodes must derive alike, such as the dialback secret.
         self.cluster_cookie: bytes | None = None
+        self._own_fake_salt_secret: bytes | None = None
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
@@ -696,6 +700,34 @@ class Server:
     def sm_session_closed(self, session: Any, reason: str) -> None:
         self.counters["sessions_closed"] += 1
         self.instrument.sm_session(session.jid.domain, logouts=1)
+
+    @property
+    def fake_salt_secret(self) -> bytes:
+        """The secret the fake SCRAM salts of unknown users derive from (RFC 5802 §5.1). It
+        must not change where a real account's salt does not: a salt that differs between
+        two nodes behind one name, or before and after a restart, tells that the name has
+        no account. The nodes of a cluster derive it from the cluster cookie; a single node
+        from its c2s private key (the same after a restart, and on every machine serving
+        the certificate); without a TLS listener, a secret drawn at start."""
+        cookie = self.cluster_cookie
+        if cookie is not None:
+            return hmac.new(cookie, b"suricate scram fake salt", hashlib.sha256).digest()
+        if self._own_fake_salt_secret is None:
+            self._own_fake_salt_secret = self._secret_from_private_key() or secrets.token_bytes(32)
+        return self._own_fake_salt_secret
+
+    def _secret_from_private_key(self) -> bytes | None:
+        for opts in self.cfg["listen"].get("c2s", []):
+            tls = opts.get("tls") or {}
+            keyfile = tls.get("keyfile") or tls.get("certfile")
+            if keyfile:
+                try:
+                    key = Path(self.base_dir, keyfile).read_bytes()
+                except OSError:
+                    continue
+                return hmac.new(hashlib.sha256(key).digest(), b"suricate scram fake salt",
+                                hashlib.sha256).digest()
+        return None
 
     def reload_certificates(self) -> int:
         """Read every TLS listener's certificate, key, CA and CRL files again, and the s2s

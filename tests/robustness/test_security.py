@@ -318,3 +318,44 @@ async def test_a_mechanism_name_cannot_forge_a_log_line(
         await client.close()
     lines = [r.getMessage() for r in caplog.records if "c2s_auth_failed" in r.getMessage()]
     assert lines and all("\n" not in line and "198.51.100.99" not in line for line in lines)
+
+
+def _scram_salt(port: int, user: str) -> str:
+    """The salt of the server-first-message SCRAM-SHA-256 answers ``user`` (direct TLS)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    initial = base64.b64encode(f"n,,n={user},r=abc".encode()).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        tls.sendall(HEADER.encode())
+        data = b""
+        while b"</stream:features>" not in data:
+            data += tls.recv(65536)
+        tls.sendall(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                    f"mechanism='SCRAM-SHA-256'>{initial}</auth>".encode())
+        while b"</challenge>" not in data:
+            data += tls.recv(65536)
+    challenge = data.split(b"<challenge", 1)[1].split(b">", 1)[1].split(b"<", 1)[0]
+    first = base64.b64decode(challenge).decode()
+    return next(a[2:] for a in first.split(",") if a.startswith("s="))
+
+
+def test_an_unknown_name_keeps_its_salt_across_a_restart(tmp_path: Path) -> None:
+    """A real account's salt is stored: the same after a restart. An unknown name's fake
+    salt must be too, or probing it before and after a restart tells it has no account."""
+    c2s, tls = free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, c2s, tls))
+    salts = []
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "suricate", "serve", "--config",
+                                 str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            _wait_port(tls)
+            salts.append(_scram_salt(tls, "nobody"))
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=15)
+    assert salts[0] == salts[1]

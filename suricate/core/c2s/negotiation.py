@@ -344,6 +344,7 @@ class Negotiation(Delivery):
             # Both for the fake exchange of an unknown user, as costly as a real one.
             password_format=self.auth.password_format,
             password_hashes=self.auth.hashes,
+            fake_salt_secret=self.server.fake_salt_secret,
         )
 
     def _features_before_auth(self) -> list[Element]:
