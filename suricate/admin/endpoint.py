@@ -45,6 +45,7 @@ from suricate.admin.protect import middleware
 from suricate.admin.resolvers import metric
 from suricate.admin.schema import BuiltSchema, build
 from suricate.admin.sse import SseSession, SseStreams, to_web
+from suricate.net.http.forwarded import client_address
 from suricate.net.http.message import Request, Response
 
 if TYPE_CHECKING:
@@ -120,7 +121,8 @@ class GraphQLEndpoint:
         GraphQL) of a GET or POST."""
         try:
             caller = await authenticate(self.server, self.endpoint, self.opts,
-                                        request.headers.get("authorization"))
+                                        request.headers.get("authorization"),
+                                        client_address(request.peer, request.headers))
         except Unauthorized as err:
             raise _Refused(401, _errors(str(err), "no_permissions"), _CHALLENGE) from None
         try:

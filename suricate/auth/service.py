@@ -41,7 +41,12 @@ from suricate.instrument.events import (
     EventSpec,
 )
 from suricate.jid import JID
-from suricate.sasl.passwords import is_scram_record, make_scram_record, verify_password
+from suricate.sasl.passwords import (
+    is_scram_record,
+    make_scram_record,
+    verify_password,
+    waste_a_check,
+)
 from suricate.storage import Storage, StorageError
 
 log = logging.getLogger("suricate.auth")
@@ -464,6 +469,9 @@ class AuthService:
         for method in self._tried(only):
             if method in STORED_METHODS:
                 record = await self.storage.get_user(jid.domain, jid.local)
+                if record is None and self.password_format == "scram":
+                    # As long as a wrong password takes: no hint that the name is free.
+                    waste_a_check(self.hashes, self.scram_iterations)
                 if record is not None and verify_password(record.password, record.pass_details,
                                                           password):
                     if self.in_the_clear(record.password, record.pass_details):

@@ -138,6 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # SIGHUP: read the TLS certificates again (a renewed Let's Encrypt certificate).
+        loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)
         await stop.wait()  # a signal, or the admin API's server stop
         print("suricate: shutting down", flush=True)
         await server.stop()

@@ -88,6 +88,12 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signalled = True
 
+    def _on_hangup(self, signum: int, frame: Any) -> None:
+        # SIGHUP: each worker reads its TLS certificates again (Server.reload_certificates).
+        for worker in self.workers:
+            if worker.process.pid is not None and worker.process.is_alive():
+                os.kill(worker.process.pid, signal.SIGHUP)
+
     def _fork(self, index: int) -> _Worker:
         spec = WorkerSpec(index, self.count, self.cfg, self.base_dir, self.sni)
         ours, theirs = self._ctx.Pipe(duplex=False)
@@ -101,6 +107,7 @@ class Supervisor:
         asyncio.run(_prepare_storage(self.cfg, self.base_dir))
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             self.workers = [self._fork(i) for i in range(self.count)]
             first = self._wait_started()

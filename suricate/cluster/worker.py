@@ -39,6 +39,7 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     # acts as on any process.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not a reason to die before the loop runs
     # Which worker says what: the index goes into every log line.
     for handler in logging.getLogger().handlers:
         fmt = handler.formatter._fmt if handler.formatter is not None else None
@@ -76,6 +77,7 @@ async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # from the supervisor
     await stop.wait()
     await server.stop()
     await node.stop()

@@ -54,10 +54,14 @@ registration_timeout = "infinity"
 # ejabberd's limit; a vCard with its avatar fits) ends the stream with policy-violation
 # (RFC 6120 §4.9.3.14), before authentication too. MongooseIM's default for the option is
 # "infinity": a stranger could then make the server hold all it sends in one stanza.
+#
+# On 5222 a client must start TLS before it may authenticate or register (Prosody's and
+# ejabberd's defaults; MongooseIM's is "starttls"): a man in the middle who strips the
+# <starttls/> feature then gets no session in the clear, only <encryption-required/>.
 [[listen.c2s]]
 port = {c2s_port}
 max_stanza_size = {MAX_STANZA_SIZE}
-tls.mode = "starttls"
+tls.mode = "starttls_required"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}
 tls.verify_mode = "none"
@@ -117,8 +121,18 @@ methods = ["rdbms"]
 driver = "sqlite"
 database = {_q(database)}
 
+# In-band registration (XEP-0077) from this machine only: the listeners are on every
+# interface, and with no registration_timeout (above) anyone who can reach them could create
+# accounts without end. Others get <forbidden/>; create their accounts with
+# `suricate account register`, or write a configuration of your own (docs/auth.md).
 [modules.mod_register]
 access = "register"
+ip_access = [
+  {{address = "127.0.0.0/8", policy = "allow"}},
+  {{address = "::1/128", policy = "allow"}},
+  {{address = "0.0.0.0/0", policy = "deny"}},
+  {{address = "::/0", policy = "deny"}},
+]
 
 # XEP-0402 bookmarks are one item per room, published with max_items = "max" (§3), as are
 # OMEMO 2 bundles (one per device, XEP-0384 §5.3.2): "max" is max_items_node, whose

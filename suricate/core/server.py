@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from suricate.auth.failures import AuthFailures
 from suricate.auth.service import AuthService
 from suricate.config.host_config import host_view, overridden
 from suricate.core import hooks as H
@@ -132,6 +136,7 @@ class Server:
         #: The secret every node of the cluster reads from Redis when it joins (None on a
         #: single node): what the nodes must derive alike, such as the dialback secret.
         self.cluster_cookie: bytes | None = None
+        self._own_fake_salt_secret: bytes | None = None
         # mod_cache_users' set of accounts known to exist (user_exists); None without it.
         self.user_cache: UserCache | None = None
         self.components = ComponentTable(self)
@@ -145,6 +150,8 @@ class Server:
             self.access.by_host_type[host_type] = AccessControl(view["acl"], view["access"],
                                                                 sorted(self.hosts))
         self.access.host_type_of = self.domains.host_type
+        #: Recent failed logins per address and per account: later attempts wait.
+        self.auth_failures = AuthFailures()
         self.auth = AuthService(cfg["auth"], self.storage, self.spawn,
                                 registered=self._user_registered, removed=self._user_removed,
                                 password_changed=self.password_changed,
@@ -724,6 +731,59 @@ class Server:
     def sm_session_closed(self, session: Any, reason: str) -> None:
         self.counters["sessions_closed"] += 1
         self.instrument.sm_session(session.jid.domain, logouts=1)
+
+    @property
+    def fake_salt_secret(self) -> bytes:
+        """The secret the fake SCRAM salts of unknown users derive from (RFC 5802 §5.1). It
+        must not change where a real account's salt does not: a salt that differs between
+        two nodes behind one name, or before and after a restart, tells that the name has
+        no account. The nodes of a cluster derive it from the cluster cookie; a single node
+        from its c2s private key (the same after a restart, and on every machine serving
+        the certificate); without a TLS listener, a secret drawn at start."""
+        cookie = self.cluster_cookie
+        if cookie is not None:
+            return hmac.new(cookie, b"suricate scram fake salt", hashlib.sha256).digest()
+        if self._own_fake_salt_secret is None:
+            self._own_fake_salt_secret = self._secret_from_private_key() or secrets.token_bytes(32)
+        return self._own_fake_salt_secret
+
+    def _secret_from_private_key(self) -> bytes | None:
+        for opts in self.cfg["listen"].get("c2s", []):
+            tls = opts.get("tls") or {}
+            keyfile = tls.get("keyfile") or tls.get("certfile")
+            if keyfile:
+                try:
+                    key = Path(self.base_dir, keyfile).read_bytes()
+                except OSError:
+                    continue
+                return hmac.new(hashlib.sha256(key).digest(), b"suricate scram fake salt",
+                                hashlib.sha256).digest()
+        return None
+
+    def reload_certificates(self) -> int:
+        """Read every TLS listener's certificate, key, CA and CRL files again, and the s2s
+        client certificate (SIGHUP, ``suricate serve``): a renewed certificate serves the next
+        handshakes, without a restart; established connections keep theirs. A listener whose
+        files cannot be used keeps its certificate and is logged. Returns how many failed."""
+        from suricate.net.tls import TLSError
+
+        targets: list[tuple[str, Any, Callable[[], Any]]] = [
+            (lst.kind, lst.port, lst.tls.reload) for lst in self.listeners
+            if lst.tls is not None]
+        targets += [("http", http.port, http.reload_tls) for http in self.http_listeners]
+        if self._s2s is not None and self._s2s.tls_client.has_certificate:
+            targets.append(("s2s_out", "-", self._s2s.tls_client.reload))
+        failed = reloaded = 0
+        for kind, port, reload in targets:
+            try:
+                if reload() is not False:
+                    reloaded += 1
+            except TLSError as exc:
+                failed += 1
+                log.error("tls_reload_failed kind=%s port=%s reason=%s (the certificate "
+                          "in use stays)", kind, port, exc)
+        log.info("tls_reloaded reloaded=%d failed=%d", reloaded, failed)
+        return failed
 
     def metrics_auth_failed(self, session: Any) -> None:
         self.counters["c2s_auth_failed"] += 1

@@ -60,9 +60,9 @@ class EarlyDataTLSConfig(TLSConfig):
         if not early_data_supported():
             raise TLSError("this OpenSSL build cannot read TLS 1.3 early data")
         super().__init__(opts, alpn=alpn, certs_by_name=certs_by_name)
-        enable_early_data(self.context)
-        for ctx in getattr(self, "_by_name", {}).values():
-            enable_early_data(ctx)
+
+    def _finish_context(self, ctx: SSL.Context) -> None:
+        enable_early_data(ctx)  # each context, those a reload makes too
 
     def new_session(self) -> TLSLayer:
         return EarlyDataTLSLayer(self)

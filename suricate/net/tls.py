@@ -51,6 +51,14 @@ class TLSError(Exception):
     """The TLS handshake or a record failed; the connection must close."""
 
 
+def _reason(exc: Exception) -> str:
+    """OpenSSL's reasons (pyOpenSSL gives a list of (lib, func, reason)), or the message."""
+    args = exc.args[0] if exc.args else None
+    if isinstance(args, list) and args and isinstance(args[0], tuple):
+        return ", ".join(str(item[-1]) for item in args)
+    return str(exc) or type(exc).__name__
+
+
 def server_end_point_hash(cert_der: bytes) -> bytes:
     """RFC 5929 §4.1: hash the certificate with its signature hash; MD5/SHA-1 become SHA-256."""
     cert = x509.load_der_x509_certificate(cert_der)
@@ -72,7 +80,7 @@ class TLSConfig:
     """One listener's TLS settings, turned into OpenSSL contexts once at start-up."""
 
     __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point", "_verify_after_handshake",
-                 "host_type_of")
+                 "host_type_of", "_opts", "_certs_by_name")
 
     def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = (),
                  certs_by_name: Mapping[str, CertKey] | None = None,
@@ -82,18 +90,35 @@ class TLSConfig:
         # s2s: ask for the peer's certificate but never fail the handshake on it; the stream
         # decides afterwards (SASL EXTERNAL when it proves the domain, dialback otherwise).
         self._verify_after_handshake = verify_after_handshake
-        default = CertKey(opts["certfile"], opts.get("keyfile") or opts["certfile"])
+        self._opts = opts
+        self._certs_by_name = certs_by_name or {}
         self._end_point: dict[int, bytes] = {}
-        self.context = self._make_context(opts, default)
-        # Certificate per domain chosen by SNI (RFC 6066 §3); the default serves the rest.
-        self._by_name: dict[str, SSL.Context] = {
-            name.lower(): self._make_context(opts, ck) for name, ck in (certs_by_name or {}).items()
-        }
         #: The host type of a served domain (the name itself for any other name): a
         #: certificate given for a host type serves its domains, added at run time too.
         self.host_type_of: Callable[[str], str] | None = None
-        if self._by_name:
-            self.context.set_tlsext_servername_callback(self._select_by_sni)
+        self.context, self._by_name = self._load()
+
+    def _load(self) -> tuple[SSL.Context, dict[str, SSL.Context]]:
+        opts = self._opts
+        default = CertKey(opts["certfile"], opts.get("keyfile") or opts["certfile"])
+        context = self._make_context(opts, default)
+        # Certificate per domain chosen by SNI (RFC 6066 §3); the default serves the rest.
+        by_name = {name.lower(): self._make_context(opts, ck)
+                   for name, ck in self._certs_by_name.items()}
+        if by_name:
+            context.set_tlsext_servername_callback(self._select_by_sni)
+        return context, by_name
+
+    def reload(self) -> None:
+        """Read the certificate, key, CA and CRL files again (a renewed certificate): new
+        handshakes use them, established connections keep theirs. When a file cannot be
+        used, raises TLSError and keeps the contexts in use."""
+        try:
+            context, by_name = self._load()
+        except (OSError, ValueError, SSL.Error, crypto.Error) as exc:
+            raise TLSError(f"{self._opts.get('certfile')}: {_reason(exc)}") from None
+        # Connections still on the old contexts keep their tls-server-end-point hashes.
+        self.context, self._by_name = context, by_name
 
     def _make_context(self, opts: Mapping[str, Any], cert: CertKey) -> SSL.Context:
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -138,7 +163,11 @@ class TLSConfig:
             x509_cert = crypto.load_certificate(crypto.FILETYPE_PEM, pem.read())
         der = crypto.dump_certificate(crypto.FILETYPE_ASN1, x509_cert)
         self._end_point[id(ctx)] = server_end_point_hash(der)
+        self._finish_context(ctx)
         return ctx
+
+    def _finish_context(self, ctx: SSL.Context) -> None:
+        """What a subclass adds to each context (0-RTT early data)."""
 
     def _select_alpn(self, conn: SSL.Connection, offered: list[bytes]) -> Any:
         for proto in self.alpn:
@@ -183,11 +212,24 @@ class TLSClientConfig:
     afterwards against the trust store and the domain (RFC 6120 §13.7.2, ``peer_cert``), so
     that ``verify_mode`` is applied in one place and its failure can be reported clearly."""
 
-    __slots__ = ("context", "mode", "opts")
+    __slots__ = ("context", "mode", "opts", "_alpn")
 
     def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = ()) -> None:
         self.opts = opts
+        self._alpn = tuple(alpn)
         self.mode: str = opts.get("mode") or "starttls"
+        self.context = self._make_context()
+
+    def reload(self) -> None:
+        """Read our certificate again (``tls.certfile``); TLSError, and the context in use
+        stays, when it cannot be used."""
+        try:
+            self.context = self._make_context()
+        except (OSError, ValueError, SSL.Error, crypto.Error) as exc:
+            raise TLSError(f"{self.opts.get('certfile')}: {_reason(exc)}") from None
+
+    def _make_context(self) -> SSL.Context:
+        opts, alpn = self.opts, self._alpn
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         versions = [_VERSIONS[v] for v in (opts.get("versions") or ["tlsv1.2", "tlsv1.3"])]
         ctx.set_min_proto_version(min(versions))
@@ -206,7 +248,7 @@ class TLSClientConfig:
         ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         if alpn:
             ctx.set_alpn_protos(list(alpn))
-        self.context = ctx
+        return ctx
 
     @property
     def has_certificate(self) -> bool:
@@ -416,6 +458,31 @@ class TLSLayer:
 
 # -- stdlib ssl for the HTTP listeners ----------------------------------------------------------
 _STDLIB_VERSIONS = {"tlsv1.2": "TLSv1_2", "tlsv1.3": "TLSv1_3"}
+
+
+class ReloadableStdlibContext:
+    """The stdlib context an HTTPS listener was started with, made to hand each new
+    handshake to the context of the latest ``reload()`` (the server's socket keeps the
+    first one; its SNI callback, called for every ClientHello, switches)."""
+
+    __slots__ = ("opts", "first", "current")
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        self.opts = opts
+        self.first = stdlib_server_context(opts)
+        self.current = self.first
+        self.first.sni_callback = self._use_current
+
+    def _use_current(self, ssl_object: Any, _name: str | None, ctx: Any) -> None:
+        if ctx is not self.current:
+            ssl_object.context = self.current
+
+    def reload(self) -> None:
+        """As ``TLSConfig.reload``: TLSError, and the context in use stays, on failure."""
+        try:
+            self.current = stdlib_server_context(self.opts)
+        except (OSError, ValueError) as exc:
+            raise TLSError(f"{self.opts.get('certfile')}: {exc}") from None
 
 
 def stdlib_server_context(opts: Mapping[str, Any]) -> Any:

@@ -104,7 +104,7 @@ class SaslNegotiator:
     at most ``max_failures`` failed attempts (§6.4.5)."""
 
     __slots__ = ("mechanism", "mechanism_name", "sasl2", "failures", "max_failures",
-                 "sasl2_offered", "sasl2_inline", "_exchanging")
+                 "sasl2_offered", "sasl2_inline", "username", "_exchanging")
 
     def __init__(self, max_failures: int = MAX_AUTH_FAILURES) -> None:
         self.mechanism: Any = None
@@ -116,6 +116,9 @@ class SaslNegotiator:
         self.max_failures = max_failures
         self.sasl2_offered = False
         self.sasl2_inline: frozenset[str] = frozenset()
+        # The (prepared) username the attempt under way names, once the mechanism read it:
+        # for the logs and the failure counts, "" before that.
+        self.username = ""
         self._exchanging = False  # in wait_for_sasl_response
 
     @property
@@ -135,6 +138,7 @@ class SaslNegotiator:
 
     def auth(self, el: Element, resolve: MechanismResolver, tls_missing: bool) -> list[Action]:
         """RFC 6120 §6.4.2: <auth mechanism=.../> with an optional initial response."""
+        self.username = ""
         if tls_missing:
             # §5.3.1: STARTTLS first; not an authentication attempt.
             return [Reply(sasl_failure("encryption-required"))]
@@ -153,6 +157,7 @@ class SaslNegotiator:
     def authenticate(self, el: Element, resolve: MechanismResolver,
                      tls_missing: bool) -> list[Action]:
         """XEP-0388 §2.5: <authenticate mechanism=...> with inline requests."""
+        self.username = ""
         self.sasl2 = el
         if tls_missing:
             return self.fail("encryption-required")
@@ -202,6 +207,7 @@ class SaslNegotiator:
     def result(self, result: Any) -> list[Action]:
         """What the mechanism said (or a credential source, for FAST tokens)."""
         if isinstance(result, sasl.NeedCredentials):
+            self.username = result.username
             return [NeedCredentials(result.username)]
         if isinstance(result, sasl.Challenge):
             return [Reply(Element("challenge", self.sasl_ns, {}, [b64encode(result.data)]))]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from suricate.jid import JID, InvalidJID, nameprep, nodeprep
-from suricate.sasl.passwords import DEFAULT_ITERATIONS
+from suricate.sasl.passwords import DEFAULT_ITERATIONS, HASH_NAMES
 
 __all__ = [
     "CONDITIONS",
@@ -126,6 +126,9 @@ class SaslContext:
     # "scram" or "plain" (MongooseIM password.format); with "plain" the fake exchange for an
     # unknown user spends the same PBKDF2 time as a real one (no timing oracle).
     password_format: str = "scram"
+    # MongooseIM password.hash: what a stored record holds, so that PLAIN for an unknown user
+    # spends the PBKDF2 a known one costs (passwords.waste_a_check).
+    password_hashes: Sequence[str] = HASH_NAMES
     fake_salt_secret: bytes = field(default=_PROCESS_SECRET, repr=False)
     # SASL EXTERNAL (suricate.sasl.external): the usernames a verified client certificate
     # proves here, whether one was verified, and whether it vouches for any authzid.

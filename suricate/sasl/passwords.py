@@ -51,6 +51,7 @@ __all__ = [
     "salted_password",
     "saslprep",
     "verify_password",
+    "waste_a_check",
 ]
 
 DEFAULT_ITERATIONS = 10_000  # MongooseIM `password.scram_iterations` default
@@ -235,6 +236,17 @@ def parse_scram_record(s: str) -> dict[str, ScramKeys]:
         ):
             raise ValueError("malformed SCRAM record: bad iteration count or key size")
     return out
+
+
+def waste_a_check(hashes: Sequence[str], iterations: int) -> None:
+    """Spend what ``verify_password`` spends on a SCRAM record of these ``hashes`` (its first
+    hash's PBKDF2), for a user who has none: a login that fails at once for an unknown name
+    and after a PBKDF2 for a known one tells which names exist (what SCRAM's fake salts
+    for unknown users, RFC 5802 §5.1, hide; 10 000 iterations are 3 ms of SHA-1 here,
+    measurable over a network)."""
+    first = next((h for h in _HASHES if h in hashes), None)
+    if first is not None:
+        hashlib.pbkdf2_hmac(hashlib_name(first), b"", bytes(SALT_LENGTH), iterations)
 
 
 def _prep_or_raw(s: str) -> bytes:

@@ -16,7 +16,7 @@ from suricate.sasl.base import (
     authzid_ok,
     prepare_authcid,
 )
-from suricate.sasl.passwords import verify_password
+from suricate.sasl.passwords import verify_password, waste_a_check
 
 __all__ = ["Plain"]
 
@@ -74,7 +74,13 @@ class Plain(Mechanism):
             raise SaslStateError(f"PLAIN credentials in state {self._state}")
         password, self._password = self._password, ""
         self._state = "failed"
-        if record is None or not verify_password(record.password, record.pass_details, password):
+        if record is None:
+            # No such user: fail after the time a wrong password takes, not at once.
+            ctx = self.context
+            if ctx.password_format == "scram":
+                waste_a_check(ctx.password_hashes, ctx.scram_iterations)
+            return Failure("not-authorized")
+        if not verify_password(record.password, record.pass_details, password):
             return Failure("not-authorized")
         self._state = "done"
         return Success(self._username, self._authzid, None)

@@ -305,3 +305,22 @@ def test_workers_without_redis_say_what_to_configure(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert 'sm_backend = "redis"' in done.stderr
     assert "outgoing_pools.redis.default.connection" in done.stderr
+
+
+def test_sighup_reloads_every_workers_certificate(tmp_path: Path, redis_db: int) -> None:
+    """SIGHUP to the supervisor: each worker reads its TLS certificate again (a renewed
+    certificate), and none of them dies of the signal."""
+    from tests.robustness.test_security import _renew, _served_certificate
+
+    cluster = start_cluster(tmp_path, redis_db)
+    workers = cluster.workers
+    new = _renew(tmp_path, tmp_path / "certs")
+    cluster.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    # reuse_port spreads connections over the workers: many handshakes reach both
+    while not all(_served_certificate(cluster.tls_port) == new for _ in range(10)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert cluster.workers == workers and cluster.proc.poll() is None
+    code, _, err = stop_cluster(cluster)
+    assert code == 0, err

@@ -9,6 +9,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from suricate.core.defaults import default_config_toml
 from suricate.jid import JID
 from suricate.net.certs import ensure_self_signed
@@ -170,3 +172,44 @@ async def test_the_default_bounds_a_browser_stanza_too_and_serves_the_others(
         assert bob.messages.empty()
         await bob.plugin["xep_0199"].ping(jid="localhost", timeout=5)
         await asyncio.wait_for(disconnect(bob), 15)
+
+
+async def test_the_default_wants_tls_first_and_registers_only_this_machine(
+        tmp_path: Path) -> None:
+    """Port 5222 of the default is starttls_required: no mechanism is offered before TLS and
+    an <auth/> in the clear gets <encryption-required/> (RFC 6120 §5.3.1, §6.4.5), so a man
+    in the middle who strips <starttls/> gets no session in the clear. In-band registration
+    is for this machine only (the listeners are on every interface and the default has no
+    registration_timeout): an address elsewhere (a local proxy's X-Forwarded-For) gets
+    <forbidden/>."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"])
+    ports = {"c2s_port": free_port(), "tls_port": free_port(), "http_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               https_port=free_port(), **ports)
+    async with serving(tmp_path, toml, **ports) as server, aiohttp.ClientSession() as http:
+        raw = await RawClient.open(ports["c2s_port"])
+        await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
+                       "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+                       "version='1.0'>")
+        features = await raw.expect(r"<stream:features.*?</stream:features>")
+        assert "<required/>" in features and "<mechanisms" not in features
+        await raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"
+                       "biwsbj1hbGljZSxyPWFiYw==</auth>")
+        await raw.expect("<encryption-required/>")
+        await raw.close()
+
+        async def register(user: str, headers: dict[str, str]) -> str:
+            url = f"http://127.0.0.1:{ports['http_port']}/ws-xmpp"
+            async with http.ws_connect(url, protocols=("xmpp",), headers=headers) as ws:
+                await ws.send_str("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' "
+                                  "to='localhost' version='1.0'/>")
+                await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)
+                await ws.send_str(f"<iq xmlns='jabber:client' type='set' id='r'><query "
+                                  f"xmlns='jabber:iq:register'><username>{user}</username>"
+                                  f"<password>a long passphrase</password></query></iq>")
+                return await ws.receive_str(timeout=5)
+
+        assert 'type="result"' in await register("carol", {})
+        assert "<forbidden" in await register("mallory", {"X-Forwarded-For": "203.0.113.7"})
+        assert await server.auth.user_exists(JID.parse("carol@localhost"))
+        assert not await server.auth.user_exists(JID.parse("mallory@localhost"))

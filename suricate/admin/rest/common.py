@@ -21,6 +21,7 @@ from graphql import GraphQLError
 from suricate.admin.auth import Unauthorized, authenticate
 from suricate.admin.context import Caller, Context
 from suricate.admin.schema import resolvers
+from suricate.net.http.forwarded import client_address
 from suricate.net.http.message import Request, Response
 
 if TYPE_CHECKING:
@@ -227,7 +228,8 @@ class RestEndpoint:
                                   {"allow": ", ".join(allowed)})
         try:
             caller = await authenticate(self.server, self.endpoint, self.opts,
-                                        request.headers.get("authorization"))
+                                        request.headers.get("authorization"),
+                                        client_address(request.peer, request.headers))
         except Unauthorized as err:
             return error_response(401, str(err),
                                   {"www-authenticate": 'Basic realm="suricate", charset="UTF-8"'})

@@ -26,6 +26,7 @@ from suricate.admin.auth import Unauthorized, authenticate
 from suricate.admin.rest.common import error_response
 from suricate.admin.sse import SseStreams, to_web
 from suricate.jid import JID, InvalidJID
+from suricate.net.http.forwarded import client_address
 from suricate.xml import ns
 
 if TYPE_CHECKING:
@@ -119,8 +120,10 @@ async def serve(streams: SseStreams, opts: Any, request: web.BaseRequest,
                 cors: dict[str, str]) -> web.StreamResponse:
     """``GET {path}/sse``: HTTP Basic as the other endpoints, then the account's stream."""
     try:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         caller = await authenticate(streams.server, "user", opts,
-                                    request.headers.get("Authorization"))
+                                    request.headers.get("Authorization"),
+                                    client_address(peer, request.headers))
     except Unauthorized as err:
         return to_web(error_response(
             401, str(err), {"www-authenticate": 'Basic realm="suricate", charset="UTF-8"',

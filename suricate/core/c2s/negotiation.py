@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from suricate import sasl
+from suricate.auth.failures import client_ip
 from suricate.auth.methods import AuthUnavailable
 from suricate.auth.service import CERT_METHODS, STORED_METHODS, AuthService
 from suricate.core import hooks as H
@@ -51,6 +52,18 @@ _T = TypeVar("_T")
 #: How long before the state's deadline a slow auth backend is given up on, so that the
 #: client's temporary-auth-failure is written before the connection-timeout would be.
 _DEADLINE_MARGIN = 0.1
+
+
+def _loggable(mechanism: str) -> str:
+    """The mechanism name the client sent, if it is one (RFC 4422 §3.1: 1 to 20 of A-Z, 0-9,
+    '-', '_'); '?' otherwise: a character reference (``&#10;``) in the attribute would
+    otherwise write a forged line, naming someone else's address, for fail2ban to ban."""
+    if 0 < len(mechanism) <= 20 and all(c in _MECHANISM_CHARS for c in mechanism):
+        return mechanism
+    return "?"
+
+
+_MECHANISM_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
@@ -151,9 +164,18 @@ class Negotiation(Delivery):
             elif isinstance(action, N.AuthFailed):
                 self.credential_source = None
                 self.server.metrics_auth_failed(self)
-                log.info("c2s_auth_failed mech=%s condition=%s peer=%s domain=%s",
-                         self.negotiator.mechanism_name, action.condition, self.conn.peer,
-                         self.domain)
+                name = self._attempted_name()
+                ip = client_ip(self.conn.peer)
+                guessed = action.condition == "not-authorized"
+                if guessed:
+                    self.server.auth_failures.failed(ip, name)
+                # One line per failure, for fail2ban (docs/operations.md): the client's
+                # address (after PROXY protocol / X-Forwarded-For) and the account tried;
+                # a wrong password at warning, seen with the default loglevel (as ejabberd).
+                log.log(logging.WARNING if guessed else logging.INFO,
+                        "c2s_auth_failed ip=%s user=%s mech=%s condition=%s domain=%s",
+                        ip or "-", name or "-", _loggable(self.negotiator.mechanism_name),
+                        action.condition, self.domain)
             elif isinstance(action, N.CloseStream):
                 self.stream_error(action.error)
                 return None
@@ -163,7 +185,27 @@ class Negotiation(Delivery):
                 return self._authenticated(action.result)
         return None
 
+    def _attempted_name(self) -> str | None:
+        """The bare JID the attempt under way names, None before the mechanism read one."""
+        username = self.negotiator.username
+        return f"{username}@{self.domain or self.server.default_domain}" if username else None
+
+    async def _wait_after_failures(self) -> None:
+        """Recent failed logins from this address or for this name: wait before checking
+        the credentials (suricate.auth.failures), within the state's deadline."""
+        wait = self.server.auth_failures.delay(client_ip(self.conn.peer),
+                                               self._attempted_name() or "")
+        if not wait:
+            return
+        left = self.state_time_left()
+        if left is not None:
+            wait = min(wait, max(left - 2 * _DEADLINE_MARGIN, 0))
+        await asyncio.sleep(wait)
+
     async def _fetch_credentials(self, username: str) -> None:
+        await self._wait_after_failures()
+        if self.fsm.state is S.CLOSED:
+            return
         if self.credential_source is not None:
             # A mechanism with its own credentials (FAST: the user's tokens).
             actions = self.negotiator.result(await self.credential_source(self, username))
@@ -299,6 +341,10 @@ class Negotiation(Delivery):
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
             scram_iterations=self.auth.scram_iterations,
+            # Both for the fake exchange of an unknown user, as costly as a real one.
+            password_format=self.auth.password_format,
+            password_hashes=self.auth.hashes,
+            fake_salt_secret=self.server.fake_salt_secret,
         )
 
     def _features_before_auth(self) -> list[Element]:
@@ -424,6 +470,7 @@ class Negotiation(Delivery):
             return
         self.user = user
         self.anonymous = anonymous
+        self.server.auth_failures.succeeded(str(user.bare))
         if in_the_clear is not None and not anonymous:
             self.server.spawn(self.auth.store_as_scram(user, in_the_clear))
         log.info("c2s_auth_success user=%s mech=%s peer=%s", user,

@@ -87,6 +87,7 @@ class HttpListener:
         limit = opts.get("transport", {}).get("max_connections")
         self.max_connections: int | None = limit if isinstance(limit, int) else None
         self._server: asyncio.Server | None = None
+        self._tls: Any = None  # ReloadableStdlibContext, when secure
         # aiohttp's web.Server (a protocol factory), once aiohttp is loaded.
         self._web: Any = None
         self._loading: asyncio.Task[None] | None = None
@@ -151,9 +152,10 @@ class HttpListener:
             else socket.AF_INET
         ssl_context = None
         if self.secure:
-            from suricate.net.tls import stdlib_server_context
+            from suricate.net.tls import ReloadableStdlibContext
 
-            ssl_context = stdlib_server_context(self.opts["tls"])
+            self._tls = ReloadableStdlibContext(self.opts["tls"])
+            ssl_context = self._tls.first
         self._server = await loop.create_server(
             self._protocol, host=ip, port=self.opts["port"], family=family,
             ssl=ssl_context, reuse_address=True, backlog=self.opts.get("backlog") or 1024,
@@ -161,6 +163,14 @@ class HttpListener:
         log.info("listener_started kind=http ip=%s port=%s tls=%s handlers=%s", ip, self.port,
                  "https" if ssl_context else "none",
                  ",".join(f"{r.kind}:{r.path}" for r in self.routes))
+
+    def reload_tls(self) -> bool:
+        """Read the certificate files again (``Server.reload_certificates``); False when the
+        listener has no TLS. Raises TLSError, the old certificate staying in use."""
+        if self._tls is None:
+            return False
+        self._tls.reload()
+        return True
 
     async def stop(self) -> None:
         if self._server is not None:
