@@ -627,8 +627,14 @@ class Negotiation(Delivery):
             self.send(error_reply(iq, error))
             return
         self._goto(S.SESSION_ESTABLISHED)
-        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        # The result leaves before the modules load the session's state (the roster, the
+        # blocklist ...): the client reads it and sends its next stanza while they do, and
+        # that stanza is handled only once they are done (the stream is busy until this step
+        # ends). Written at the end, the client would wait for them and then for the round
+        # trip on top.
         self.send(N.bind_result(iq, full))
+        self.conn.flush_now()
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self._session_ready()
 
     async def _bind2(self, bind: Element) -> Element | None:
