@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suricate.storage.module_store import ModuleStore
 from suricate.storage.sql import Row, SqlStorage
@@ -36,6 +36,10 @@ class RosterItem:
     # A record kept only for that pending request of a contact the user has no item for
     # (§3.1.3): not part of the roster the user sees, until the user acts on it.
     hidden: bool = False
+    # What a roster get writes for the item (``mod_roster.item_xml``), made at the first get
+    # that writes it: items outlive a session (``RosterStore.get_roster`` keeps them), and
+    # each login's get writes every one of them. Not part of the value.
+    written: str | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Reject nonsense at construction rather than as an opaque database CHECK failure.
@@ -145,7 +149,8 @@ def _in_order(groups: list[tuple[int, str]]) -> list[str]:
 
 # The slots of RosterItem, set directly by ``_roster_item``.
 _SET = tuple(RosterItem.__dict__[name].__set__ for name in (
-    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message", "hidden"))
+    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message", "hidden",
+    "written"))
 
 
 def _roster_item(row: Row, groups: list[str]) -> RosterItem:
@@ -153,7 +158,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     its checks (the tables' CHECK constraints hold the same states), as a login reads every
     item of the roster (a third of the cost of reading 200 items)."""
     item = object.__new__(RosterItem)
-    jid, name, subscription, ask, groups_, approved, ask_message, hidden = _SET
+    jid, name, subscription, ask, groups_, approved, ask_message, hidden, written = _SET
     jid(item, row[0])
     name(item, row[1])
     subscription(item, row[2])
@@ -162,6 +167,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     approved(item, bool(row[4]))  # SQLite hands back 0/1
     ask_message(item, row[5])
     hidden(item, bool(row[6]))
+    written(item, None)
     return item
 
 
