@@ -212,8 +212,11 @@ class RosterStore(ModuleStore):
                 return list(kept)  # the caller may change its list (roster_items handlers)
         writes = self._writes
         items = _whole_roster(await self.fetch(_ROSTER_SELECT_ALL, server, user))
-        if rosters is not None and writes == self._writes and len(items) <= CACHED_ITEMS:
-            # (no write of the roster tables since the read began: the items are current)
+        if rosters is not None and items and writes == self._writes \
+                and len(items) <= CACHED_ITEMS:
+            # (no write of the roster tables since the read began: the items are current;
+            # an empty roster costs next to nothing to read, and is not kept: every account
+            # that ever logged in would otherwise have an entry)
             self._keep(key, items)
             return list(items)
         return items
