@@ -12,13 +12,16 @@ from suricate.core import hooks as H
 from suricate.jid import JID
 from tests.e2e.harness import RawClient, running_server
 
-HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
-          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+HEADER = (
+    "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
+    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+)
 
 
 async def test_bind_result_leaves_before_the_session_state_is_loaded(tmp_path: Path) -> None:
-    async with running_server(tmp_path, modules="[modules.mod_roster]\n[modules.mod_presence]"
-                              ) as server:
+    async with running_server(
+        tmp_path, modules="[modules.mod_roster]\n[modules.mod_presence]"
+    ) as server:
         await server.auth.register(JID.parse("alice@localhost"), "pw")
         loading = asyncio.Event()
         loaded = asyncio.Event()
@@ -36,13 +39,16 @@ async def test_bind_result_leaves_before_the_session_state_is_loaded(tmp_path: P
             await raw.send(HEADER)
             await raw.expect(r"</stream:features>")
             token = base64.b64encode(b"\0alice\0pw").decode()
-            await raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
-                           f"mechanism='PLAIN'>{token}</auth>")
+            await raw.send(
+                f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+            )
             await raw.expect(r"<success[^>]*(/>|>.*?</success>)")
             await raw.send(HEADER)
             await raw.expect(r"</stream:features>")
-            await raw.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:"
-                           "xmpp-bind'><resource>r</resource></bind></iq>")
+            await raw.send(
+                "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:"
+                "xmpp-bind'><resource>r</resource></bind></iq>"
+            )
             bound = await raw.expect(r"<iq [^>]*id=.b1.*?</iq>", timeout=2)
             assert "alice@localhost/r" in bound
             assert loading.is_set() and not loaded.is_set()
