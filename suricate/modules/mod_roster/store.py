@@ -237,6 +237,9 @@ class RosterStore(ModuleStore):
 
     def _keep(self, key: tuple[str, str], items: list[RosterItem]) -> None:
         rosters = self._rosters
+        replaced = rosters.pop(key, None)  # (two reads of one roster that both waited)
+        if replaced is not None:
+            self._cached_items -= len(replaced)
         self._cached_items += len(items)
         rosters[key] = items
         while self._cached_items > CACHED_ITEMS:
