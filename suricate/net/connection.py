@@ -164,6 +164,15 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
 
+    def flush_now(self) -> None:
+        """Write what is pending now rather than at the end of the loop tick: the handler
+        has answered and has more work before the tick ends (a bound session's modules load
+        their state), which the peer need not wait for."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self.flush()
+
     def flush(self) -> None:
         self._flush_handle = None
         if self.transport is None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -109,8 +110,13 @@ def unescape_saslname(value: str) -> str:
 
 
 def ssdp_hash(hash_name: str, mechanisms: Sequence[str], cb_types: Sequence[str]) -> str:
-    """XEP-0474 §5.1: base64 H(sorted mechanisms joined by 0x1E [0x1F sorted cb types ...])."""
+    """XEP-0474 §5.1: base64 H(sorted mechanisms joined by 0x1E [0x1F sorted cb types ...]).
+    A listener offers the same few lists to every client: computed once per list."""
+    return _ssdp_hash(hash_name, tuple(mechanisms), tuple(cb_types))
 
+
+@functools.lru_cache(maxsize=256)
+def _ssdp_hash(hash_name: str, mechanisms: tuple[str, ...], cb_types: tuple[str, ...]) -> str:
     def octet_sorted(items: Sequence[str]) -> list[str]:
         # "i;octet" collation (RFC 4790 §9.3): compare the UTF-8 octets.
         return sorted(items, key=lambda s: s.encode("utf-8"))

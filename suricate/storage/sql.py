@@ -13,7 +13,7 @@ import importlib.util
 import re
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +200,22 @@ class SqlStorage(Storage):
     async def schema_versions(self) -> list[int]:
         rows = await self._fetch("SELECT version FROM schema_version ORDER BY version")
         return [row[0] for row in rows]
+
+    # -- what a cache of rows needs (mod_roster's rosters) ----------------------------------------
+
+    def commit_stamp(self) -> Hashable | None:
+        """None when a cache of this database's rows cannot be kept: other processes or nodes
+        write it and nothing tells this one (PostgreSQL, MySQL). Otherwise a value that
+        changes whenever a write other than this process's own is committed (SQLite); this
+        process's own writes are told through ``watch_user_rows``."""
+        return None
+
+    def watch_user_rows(self, tables: Sequence[str],
+                        changed: Callable[[str, str], None]) -> None:
+        """Have ``changed(server, username)`` called for every row of ``tables`` (keyed by
+        server and username) that this process inserts, updates or deletes, whatever the
+        statement. Only where ``commit_stamp`` is not None."""
+        raise NotImplementedError(f"{self.dialect} cannot watch its rows")
 
     # -- helpers ------------------------------------------------------------------------------
 

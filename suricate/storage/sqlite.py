@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -113,6 +113,11 @@ class SqliteStorage(SqlStorage):
         self._conn: sqlite3.Connection | None = None
         self._executor: _SqliteExecutor | None = None
         self._lock = asyncio.Lock()
+        # watch_user_rows: what to tell of each watched table's writes, set up again on each
+        # connection (temporary triggers live with their connection); the connection's number
+        # is part of the commit stamp, so a cache made over an earlier one is dropped.
+        self._watches: list[tuple[tuple[str, ...], Callable[[str, str], None]]] = []
+        self._connections = 0
 
     async def _connect(self) -> None:
         if self._conn is not None:
@@ -153,6 +158,53 @@ class SqliteStorage(SqlStorage):
             raise _translate(exc) from exc
         self._conn = conn
         self._executor = _SqliteExecutor(conn)
+        self._connections += 1
+        for number, (tables, changed) in enumerate(self._watches):
+            self._install_watch(conn, number, tables, changed)
+
+    def commit_stamp(self) -> Hashable | None:
+        """(connection number, ``PRAGMA data_version``): the version changes when another
+        connection (the CLI, another worker or process) commits to the database file, never
+        for this connection's own commits (which ``watch_user_rows`` reports)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            row = conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None  # the database cannot be read now: cache nothing
+        return (self._connections, row[0])
+
+    def watch_user_rows(self, tables: Sequence[str],
+                        changed: Callable[[str, str], None]) -> None:
+        """Temporary triggers on ``tables`` call ``changed`` (a SQL function) for each row this
+        connection writes: the store's own statements, an account's or a domain's removal, an
+        import, a rolled-back transaction too (a cache dropped for nothing, never kept
+        wrong)."""
+        watch = (tuple(tables), changed)
+        self._watches.append(watch)
+        if self._conn is not None:
+            self._install_watch(self._conn, len(self._watches) - 1, *watch)
+
+    @staticmethod
+    def _install_watch(conn: sqlite3.Connection, number: int, tables: tuple[str, ...],
+                       changed: Callable[[str, str], None]) -> None:
+        function = f"suricate_rows_changed_{number}"
+
+        def call(server: str, username: str) -> None:
+            changed(server, username)
+
+        try:
+            conn.create_function(function, 2, call)
+            for table in tables:
+                for event, rows in (("INSERT", ("NEW",)), ("UPDATE", ("OLD", "NEW")),
+                                    ("DELETE", ("OLD",))):
+                    calls = ", ".join(f"{function}({r}.server, {r}.username)" for r in rows)
+                    conn.execute(
+                        f"CREATE TEMP TRIGGER IF NOT EXISTS {function}_{table}_{event.lower()}"
+                        f" AFTER {event} ON main.{table} BEGIN SELECT {calls}; END")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
 
     async def _disconnect(self) -> None:
         conn, self._conn, self._executor = self._conn, None, None

@@ -4,6 +4,7 @@ requests, probes (RFC 6121 §2, §3, §4.3)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,23 @@ def test_item_xml_writes_what_item_element_serializes() -> None:
     items.append(RosterItem(jid="o'neil&co@localhost"))
     for item in items:
         assert item_xml(item) == item_element(item).serialize(ns.ROSTER), item
+
+
+def test_item_xml_is_made_once_per_item() -> None:
+    """Items outlive a session (the store keeps rosters between logins): each is written once,
+    and an item changed (a new value) is written afresh."""
+    item = RosterItem(jid="bob@localhost", name="Bob", subscription="both", groups=("G",))
+    written = item_xml(item)
+    assert item.written is written and item_xml(item) is written
+    renamed = replace(item, name="Robert")
+    assert renamed.written is None
+    assert item_xml(renamed) == item_element(renamed).serialize(ns.ROSTER) != written
+    # Not part of the value: an item written equals (and hashes as) one that was not.
+    fresh = RosterItem(jid="bob@localhost", name="Bob", subscription="both", groups=("G",))
+    assert fresh == item and hash(fresh) == hash(item)
+    assert "written" not in repr(item)
+    row = ("bob@localhost", "Bob", "both", "none", 0, None, 0, "G")
+    assert _roster_item(row, ["G"]).written is None
 
 
 def test_roster_item_read_back_equals_the_one_made() -> None:

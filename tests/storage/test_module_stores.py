@@ -366,6 +366,87 @@ async def test_roster_sorted_with_groups_attached_to_the_right_item(
     assert await ms.roster.get_roster(S, "romeo") == sorted(items, key=lambda i: i.jid)
 
 
+async def test_roster_whole_read_keeps_the_group_order(storage: SqlStorage, ms: Stores) -> None:
+    # The whole roster is read without ordering the groups in SQL: put in order afterwards.
+    await ms.roster.put_roster_item(
+        S, "romeo", RosterItem("a@x.org", groups=("Zeta", "alpha", "Zeta", "Ωmega", "m")))
+    await ms.roster.put_roster_item(S, "romeo", RosterItem("b@x.org", groups=("b", "a")))
+    assert [item.groups for item in await ms.roster.get_roster(S, "romeo")] == [
+        ("Zeta", "alpha", "Ωmega", "m"), ("b", "a")]
+
+
+async def test_roster_read_again_from_what_was_kept_while_nothing_changed(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SQLite the rosters read are kept (a login reads its whole roster): an account's
+    next login reads nothing, until one of its rows is written, by whatever statement."""
+    items = [RosterItem("a@x.org", "A", "both", groups=("G",)), RosterItem("b@x.org")]
+    for item in items:
+        await ms.roster.put_roster_item(S, "romeo", item)
+    sent = _count_fetches(monkeypatch, ms.roster)
+    first = await ms.roster.get_roster(S, "romeo")
+    assert first == items
+    first.clear()  # the caller's list: what is kept stays whole
+    assert await ms.roster.get_roster(S, "romeo") == items
+    assert await ms.roster.get_roster(S, "juliet") == []
+    assert await ms.roster.get_roster(S, "juliet") == []
+    # An empty roster is not kept (cheap to read, and every account would have one).
+    assert len(sent) == (3 if storage.dialect == "sqlite" else 4)
+    # The store's own writes, another account's untouched.
+    changed = RosterItem("a@x.org", "A2", "both", groups=("G", "H"))
+    await ms.roster.put_roster_item(S, "romeo", changed)
+    await ms.roster.put_roster_item(S, "juliet", RosterItem("c@x.org"))
+    assert await ms.roster.get_roster(S, "romeo") == [changed, items[1]]
+    assert await ms.roster.get_roster(S, "juliet") == [RosterItem("c@x.org")]
+    await ms.roster.delete_roster_item(S, "romeo", "b@x.org")
+    assert await ms.roster.get_roster(S, "romeo") == [changed]
+    # Statements the store does not make: a group row alone, the account's removal.
+    await storage._execute("DELETE FROM roster_groups WHERE username = ? AND grp = ?",
+                           "romeo", "H")
+    assert await ms.roster.get_roster(S, "romeo") == [RosterItem("a@x.org", "A2", "both",
+                                                                 groups=("G",))]
+    await storage.create_user(S, "romeo", None, "x")
+    assert await storage.remove_user(S, "romeo", ms.user_tables()) is True
+    assert await ms.roster.get_roster(S, "romeo") == []
+
+
+async def test_roster_kept_reads_see_other_processes_commits(
+    make_storage: StorageFactory,
+) -> None:
+    """Another process writing the SQLite file (the CLI, another worker) empties what was
+    kept: its commits change the file's data_version."""
+    mine = make_storage()
+    await mine.open()
+    store = (await open_stores(mine)).roster
+    await store.put_roster_item(S, "romeo", RosterItem("a@x.org"))
+    assert await store.get_roster(S, "romeo") == [RosterItem("a@x.org")]
+    other = make_storage()
+    await other.open()
+    await (await open_stores(other)).roster.put_roster_item(S, "romeo", RosterItem("b@x.org"))
+    assert await store.get_roster(S, "romeo") == [RosterItem("a@x.org"), RosterItem("b@x.org")]
+    # A connection opened again (temporary triggers go with the old one) still tells.
+    await mine.close()
+    await mine.open()
+    assert await store.get_roster(S, "romeo") == [RosterItem("a@x.org"), RosterItem("b@x.org")]
+    await store.delete_roster_item(S, "romeo", "a@x.org")
+    assert await store.get_roster(S, "romeo") == [RosterItem("b@x.org")]
+
+
+async def test_roster_kept_reads_are_bounded(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(roster_store, "CACHED_ITEMS", 4)
+    for user in ("u0", "u1", "u2"):
+        await ms.roster.put_roster_item(S, user, RosterItem("a@x.org"))
+        await ms.roster.put_roster_item(S, user, RosterItem("b@x.org"))
+    sent = _count_fetches(monkeypatch, ms.roster)
+    for user in ("u0", "u1", "u0", "u2", "u1", "u2"):
+        assert len(await ms.roster.get_roster(S, user)) == 2
+    # Two rosters of two items fit: u2 pushes out u1 (u0 was read since), u1 then u0.
+    assert len(sent) == (4 if storage.dialect == "sqlite" else 6)
+    assert ms.roster._cached_items <= 4
+
+
 async def test_roster_delete(storage: SqlStorage, ms: Stores) -> None:
     await ms.roster.put_roster_item(S, "romeo", RosterItem("a@x.org", groups=("G",)))
     await ms.roster.put_roster_item(S, "romeo", RosterItem("b@x.org"))

@@ -329,7 +329,8 @@ class Negotiation(Delivery):
                 usernames.append(jid.local)
         return True, usernames
 
-    def sasl_context(self) -> sasl.SaslContext:
+    def sasl_context(self, mechanisms: list[str] | None = None) -> sasl.SaslContext:
+        """``mechanisms``: ``sasl_mechanisms()`` when the caller has just asked it."""
         verified, usernames = self._client_cert_usernames()
         return sasl.SaslContext(
             cert_usernames=usernames,
@@ -337,7 +338,8 @@ class Negotiation(Delivery):
             cert_any_authzid="auth_id" in (self.auth.cfg.get("sasl_external") or ()),
             server=self.domain or self.server.default_domain,
             channel_binding=self.conn.tls if self.conn.tls is not None else None,
-            advertised_mechanisms=self.sasl_mechanisms(),
+            advertised_mechanisms=(self.sasl_mechanisms() if mechanisms is None
+                                   else mechanisms),
             advertised_cb_types=(self.conn.tls.channel_binding_types()
                                  if self.conn.tls is not None else []),
             scram_iterations=self.auth.scram_iterations,
@@ -385,12 +387,13 @@ class Negotiation(Delivery):
 
     # -- SASL (RFC 6120 §6) and SASL2 (XEP-0388) ----------------------------------------------
     def _offered_mechanism(self, name: str) -> Any:
-        if name in self.sasl_mechanisms():
+        mechanisms = self.sasl_mechanisms()
+        if name in mechanisms:
             if name not in sasl.SUPPORTED_MECHANISMS:
                 # Offered by a module (mod_auth_token's X-OAUTH), which also provides the
                 # credentials.
                 return self.server.hooks.fold(H.SASL_MODULE_MECHANISM, None, self, name)
-            return sasl.create_mechanism(name, self.sasl_context())
+            return sasl.create_mechanism(name, self.sasl_context(mechanisms))
         return None
 
     def _inline_mechanism(self, name: str) -> Any:
@@ -684,8 +687,14 @@ class Negotiation(Delivery):
             self.send(error_reply(iq, error))
             return
         self._goto(S.SESSION_ESTABLISHED)
-        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        # The result leaves before the modules load the session's state (the roster, the
+        # blocklist ...): the client reads it and sends its next stanza while they do, and
+        # that stanza is handled only once they are done (the stream is busy until this step
+        # ends). Written at the end, the client would wait for them and then for the round
+        # trip on top.
         self.send(N.bind_result(iq, full))
+        self.conn.flush_now()
+        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self._session_ready()
 
     async def _bind2(self, bind: Element) -> Element | None:

@@ -91,7 +91,16 @@ def item_element(item: RosterItem, remove: bool = False) -> Element:
 
 def item_xml(item: RosterItem) -> str:
     """``item_element(item)`` written in a parent of the roster namespace, made as text: a
-    roster get (RFC 6121 §2.1.3) writes every item of the roster, at each login."""
+    roster get (RFC 6121 §2.1.3) writes every item of the roster, at each login. Made once
+    per item (kept on it: an item is immutable, and lives on between logins)."""
+    written = item.written
+    if written is None:
+        written = _item_xml(item)
+        object.__setattr__(item, "written", written)
+    return written
+
+
+def _item_xml(item: RosterItem) -> str:
     state = sub.normalize(item.subscription, item.ask)
     name = f' name="{escape_attr(item.name)}"' if item.name else ""
     ask = ' ask="subscribe"' if state.ask in ("out", "both") else ""  # State.pending_out

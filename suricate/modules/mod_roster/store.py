@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
 
 from suricate.storage.module_store import ModuleStore
 from suricate.storage.sql import Row, SqlStorage
@@ -35,6 +36,10 @@ class RosterItem:
     # A record kept only for that pending request of a contact the user has no item for
     # (§3.1.3): not part of the roster the user sees, until the user acts on it.
     hidden: bool = False
+    # What a roster get writes for the item (``mod_roster.item_xml``), made at the first get
+    # that writes it: items outlive a session (``RosterStore.get_roster`` keeps them), and
+    # each login's get writes every one of them. Not part of the value.
+    written: str | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Reject nonsense at construction rather than as an opaque database CHECK failure.
@@ -50,6 +55,22 @@ _ROSTER_SELECT = (
     " ON g.server = i.server AND g.username = i.username AND g.jid = i.jid"
     " WHERE i.server = ? AND i.username = ?"
 )
+
+
+# The whole roster (``RosterStore.get_roster``): sorted by JID only, which the items' primary
+# key gives for free; ordering the groups by position too made SQLite sort every row in a
+# temporary b-tree (a quarter of the read for 200 items). ``_whole_roster`` orders them.
+_ROSTER_SELECT_ALL = (
+    "SELECT i.jid, i.name, i.subscription, i.ask, i.approved, i.ask_message, i.hidden, g.grp,"
+    " g.position"
+    " FROM roster_items i LEFT JOIN roster_groups g"
+    " ON g.server = i.server AND g.username = i.username AND g.jid = i.jid"
+    " WHERE i.server = ? AND i.username = ? ORDER BY i.jid"
+)
+
+# At most this many items in the rosters ``RosterStore`` keeps between logins (the least
+# recently read go first): ~25 MB at a few hundred bytes an item.
+CACHED_ITEMS = 100_000
 
 
 # The batched read (``RosterStore.get_roster_item_batched``): the same columns and join, for
@@ -102,9 +123,34 @@ def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
     return items
 
 
+def _whole_roster(rows: Iterable[Row]) -> list[RosterItem]:
+    """``_roster_items`` for ``_ROSTER_SELECT_ALL``'s rows, whose groups come in no particular
+    order within an item: ordered here by their position (the client's order)."""
+    items: list[RosterItem] = []
+    current: Row | None = None
+    groups: list[tuple[int, str]] = []
+    for row in rows:
+        if current is None or row[0] != current[0]:
+            if current is not None:
+                items.append(_roster_item(current, _in_order(groups)))
+            current, groups = row, []
+        if row[7] is not None:
+            groups.append((row[8], row[7]))
+    if current is not None:
+        items.append(_roster_item(current, _in_order(groups)))
+    return items
+
+
+def _in_order(groups: list[tuple[int, str]]) -> list[str]:
+    if len(groups) > 1:
+        groups.sort()
+    return [group for _, group in groups]
+
+
 # The slots of RosterItem, set directly by ``_roster_item``.
 _SET = tuple(RosterItem.__dict__[name].__set__ for name in (
-    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message", "hidden"))
+    "jid", "name", "subscription", "ask", "groups", "approved", "ask_message", "hidden",
+    "written"))
 
 
 def _roster_item(row: Row, groups: list[str]) -> RosterItem:
@@ -112,7 +158,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     its checks (the tables' CHECK constraints hold the same states), as a login reads every
     item of the roster (a third of the cost of reading 200 items)."""
     item = object.__new__(RosterItem)
-    jid, name, subscription, ask, groups_, approved, ask_message, hidden = _SET
+    jid, name, subscription, ask, groups_, approved, ask_message, hidden, written = _SET
     jid(item, row[0])
     name(item, row[1])
     subscription(item, row[2])
@@ -121,6 +167,7 @@ def _roster_item(row: Row, groups: list[str]) -> RosterItem:
     approved(item, bool(row[4]))  # SQLite hands back 0/1
     ask_message(item, row[5])
     hidden(item, bool(row[6]))
+    written(item, None)
     return item
 
 
@@ -136,11 +183,78 @@ class RosterStore(ModuleStore):
         # The loop of the batch in ``_pending``: set with it, so never read before it is set.
         self._loop: asyncio.AbstractEventLoop
         self._flushes: set[asyncio.Task[None]] = set()
+        # The rosters last read (``get_roster``), least recently read first, while the
+        # database is one this process can tell the changes of (SQLite); see ``get_roster``.
+        self._rosters: OrderedDict[tuple[str, str], list[RosterItem]] = OrderedDict()
+        self._cached_items = 0
+        self._stamp: Hashable | None = None
+        self._watching = False
+        self._writes = 0  # rows of the roster tables this process wrote, ever
 
     async def get_roster(self, server: str, user: str) -> list[RosterItem]:
-        """All items, sorted by JID."""
-        rows = await self.fetch(_ROSTER_SELECT + " ORDER BY i.jid, g.position", server, user)
-        return _roster_items(rows)
+        """All items, sorted by JID.
+
+        Each login reads its account's whole roster (the session's copy, RFC 6121 §2.2's
+        get and the presence broadcast are served from it). With SQLite the rosters read are
+        kept, as ejabberd's mod_roster caches them, so an account logging in again (a phone
+        reconnecting) does not read and build its items once more. A kept roster is dropped
+        as soon as one of its rows is written by this process, whatever the statement
+        (temporary triggers, ``watch_user_rows``: roster changes, the account's or domain's
+        removal), and all of them are when another process commits anything to the file
+        (``commit_stamp``: the CLI, an import, another worker). With a network database
+        (other nodes write it unseen) nothing is kept."""
+        key = (server, user)
+        rosters = self._kept_rosters()
+        if rosters is not None:
+            kept = rosters.get(key)
+            if kept is not None:
+                rosters.move_to_end(key)
+                return list(kept)  # the caller may change its list (roster_items handlers)
+        writes = self._writes
+        items = _whole_roster(await self.fetch(_ROSTER_SELECT_ALL, server, user))
+        if rosters is not None and items and writes == self._writes \
+                and len(items) <= CACHED_ITEMS:
+            # (no write of the roster tables since the read began: the items are current;
+            # an empty roster costs next to nothing to read, and is not kept: every account
+            # that ever logged in would otherwise have an entry)
+            self._keep(key, items)
+            return list(items)
+        return items
+
+    def _kept_rosters(self) -> OrderedDict[tuple[str, str], list[RosterItem]] | None:
+        """The kept rosters, emptied first if another process committed meanwhile; None
+        where nothing can be kept."""
+        stamp = self.db.commit_stamp()
+        if stamp is None:
+            return None
+        if not self._watching:
+            self._watching = True
+            self.db.watch_user_rows(("roster_items", "roster_groups"), self._rows_written)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._forget_all()
+        return self._rosters
+
+    def _keep(self, key: tuple[str, str], items: list[RosterItem]) -> None:
+        rosters = self._rosters
+        replaced = rosters.pop(key, None)  # (two reads of one roster that both waited)
+        if replaced is not None:
+            self._cached_items -= len(replaced)
+        self._cached_items += len(items)
+        rosters[key] = items
+        while self._cached_items > CACHED_ITEMS:
+            _, oldest = rosters.popitem(last=False)
+            self._cached_items -= len(oldest)
+
+    def _rows_written(self, server: str, user: str) -> None:
+        self._writes += 1
+        items = self._rosters.pop((server, user), None)
+        if items is not None:
+            self._cached_items -= len(items)
+
+    def _forget_all(self) -> None:
+        self._rosters.clear()
+        self._cached_items = 0
 
     async def get_roster_item(self, server: str, user: str, jid: str) -> RosterItem | None:
         rows = await self.fetch(

@@ -481,6 +481,14 @@ class BoshSession:
         self.out.append(_to_message(data))
         self._schedule()
 
+    def flush_now(self) -> None:
+        """``Connection.flush_now``: what is pending leaves now (on a held request), not at
+        the end of the tick."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self._flush()
+
     def _schedule(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)

@@ -374,6 +374,13 @@ class WebSocketTransport:
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
 
+    def flush_now(self) -> None:
+        """``Connection.flush_now``: what is pending leaves now, not at the end of the tick."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+            self.flush()
+
     def flush(self) -> None:
         self._flush_handle = None
         if not self._out or self.transport is None or self.transport.is_closing():
