@@ -1,0 +1,149 @@
+"""OMEMO (XEP-0384) with a real client library: slixmpp-omemo devices (keys kept in memory per
+device across logins) on one Suricate per test module running the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from suricate.core.defaults import default_config_toml
+from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.modules.mod_roster.store import RosterItem
+from suricate.net.certs import ensure_self_signed
+from tests.e2e.harness import Client, connect, eventually, free_port, serving
+
+omemo_storage = pytest.importorskip("omemo.storage", reason="slixmpp-omemo is in the test extra")
+slixmpp_omemo = pytest.importorskip("slixmpp_omemo", reason="slixmpp-omemo is in the test extra")
+
+PLUGINS = ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163", "xep_0203", "xep_0280",
+           "xep_0297", "xep_0313", "xep_0334", "xep_0384")
+OLD = "eu.siacs.conversations.axolotl"
+TWO = "urn:xmpp:omemo:2"
+
+# Each device's OMEMO state (identity key, sessions), by full JID: a device that logs in again
+# is the same device, as a phone is after it lost its connection.
+KEYS: dict[str, dict[str, Any]] = {}
+
+
+class MemoryStorage(omemo_storage.Storage):  # type: ignore[misc,name-defined]
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__()
+        self.data = data
+
+    async def _load(self, key: str) -> Any:
+        if key in self.data:
+            return omemo_storage.Just(self.data[key])
+        return omemo_storage.Nothing()
+
+    async def _store(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    async def _delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class Omemo(slixmpp_omemo.XEP_0384):  # type: ignore[misc,name-defined]
+    """The test's OMEMO plugin: keys in memory, blind trust before verification."""
+
+    name = "xep_0384"
+
+    def plugin_init(self) -> None:
+        self._store = MemoryStorage(KEYS.setdefault(str(self.xmpp.requested_jid), {}))
+        super().plugin_init()
+
+    @property
+    def storage(self) -> Any:
+        return self._store
+
+    @property
+    def _btbv_enabled(self) -> bool:
+        return True
+
+    async def _prompt_manual_trust(self, manually_trusted: Any, identifier: Any) -> None:
+        raise AssertionError("blind trust is on: no manual decision expected")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    """The embedded default (``suricate serve`` without a configuration) on free ports."""
+    tmp: Path = tmp_path_factory.mktemp("omemo")
+    cert, _ = ensure_self_signed(tmp / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp / "suricate.db"),
+                               c2s_port=ports["c2s_port"], tls_port=ports["tls_port"],
+                               http_port=free_port(), https_port=free_port())
+    async with serving(tmp, toml, **ports) as srv:
+        yield srv
+
+
+async def accounts(server: Server, *names: str) -> None:
+    for name in names:
+        await server.auth.register(JID.parse(f"{name}@localhost"), f"{name}-pw")
+
+
+async def friends(server: Server, a: str, b: str) -> None:
+    """A mutual presence subscription, written before either logs in."""
+    roster = server.modules["mod_roster"].store
+    await roster.put_roster_item("localhost", a, RosterItem(f"{b}@localhost", subscription="both"))
+    await roster.put_roster_item("localhost", b, RosterItem(f"{a}@localhost", subscription="both"))
+
+
+async def device(server: Server, full: str, carbons: bool = True) -> Client:
+    """An OMEMO device online: caps (+notify for both device lists) known to the server,
+    carbons on, its device list and bundles published (the session manager is ready)."""
+    from slixmpp.plugins.base import register_plugin
+    register_plugin(Omemo)
+    name = full.split("@")[0]
+    client = await connect(server, full, f"{name}-pw", direct_tls=True, plugins=PLUGINS)
+    client.auto_authorize = None
+    client.auto_subscribe = False
+    client.use_message_ids = True
+    await client.plugin["xep_0115"].update_caps(broadcast=False)
+    if carbons:
+        await client.plugin["xep_0280"].enable()
+    client.send_presence()
+    await asyncio.wait_for(omemo(client).get_session_manager(), 20)
+    return client
+
+
+def omemo(client: Client) -> Any:
+    """The device's slixmpp-omemo plugin."""
+    return client.plugin["xep_0384"]  # type: ignore[typeddict-item]
+
+
+async def own_id(client: Client) -> int:
+    manager = await omemo(client).get_session_manager()
+    mine, _ = await manager.get_own_device_information()
+    return int(mine.device_id)
+
+
+async def known_devices(client: Client, bare: str) -> dict[int, frozenset[str]]:
+    """The devices of ``bare`` this client's OMEMO knows, with their protocol namespaces."""
+    manager = await omemo(client).get_session_manager()
+    return {info.device_id: info.namespaces
+            for info in await manager.get_device_information(bare)}
+
+
+async def learns(client: Client, bare: str, ids: set[int], timeout: float = 10.0) -> None:
+    """Wait until ``client`` knows devices ``ids`` of ``bare`` in both OMEMO generations,
+    learnt from PEP notifications alone (with a mutual subscription slixmpp-omemo never
+    downloads a contact's device list)."""
+    async def check() -> bool:
+        devices = await known_devices(client, bare)
+        return all(devices.get(i, frozenset()) >= {OLD, TWO} for i in ids)
+    await eventually(check, timeout)
+
+
+async def encrypted(queue: asyncio.Queue[Any], client: Client, timeout: float = 10.0) -> Any:
+    """The next OMEMO message in ``queue`` (other messages, e.g. PEP events, are skipped)."""
+    while True:
+        got = await asyncio.wait_for(queue.get(), timeout)
+        if omemo(client).is_encrypted(got):
+            return got

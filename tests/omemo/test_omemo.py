@@ -1,0 +1,154 @@
+"""OMEMO (XEP-0384) end to end with slixmpp-omemo devices through Suricate's embedded default:
+device lists and bundles of both generations (legacy ``eu.siacs.conversations.axolotl`` and
+``urn:xmpp:omemo:2``) on PEP, seen by contacts through +notify alone; encrypted messages
+decrypted by the contact's devices (directly and through carbons), by the sender's other
+device (sent carbon), after an offline period (offline storage) and from the archive (MAM).
+
+slixmpp-omemo 2.2.0 encrypts messages with the legacy protocol only (it has no XEP-0420 SCE for
+omemo:2), so the messages are ``eu.siacs.conversations.axolotl`` ones; omemo:2 is proved
+through its device lists and bundles, which it publishes and fetches."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from slixmpp import JID as SlixJID
+
+from suricate.core.server import Server
+from tests.e2e.harness import disconnect
+from tests.omemo.conftest import (
+    OLD,
+    TWO,
+    accounts,
+    device,
+    encrypted,
+    friends,
+    learns,
+    omemo,
+    own_id,
+)
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("omemo"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+async def test_device_lists_and_bundles_of_both_generations(server: Server) -> None:
+    await accounts(server, "alice", "bob")
+    await friends(server, "alice", "bob")
+    alice = await device(server, "alice@localhost/phone")
+    bob = await device(server, "bob@localhost/phone")
+    store = server.module_stores["mod_pubsub"]
+    nodes = dict(await store.list_nodes(("localhost", "alice")))
+    alice_id = await own_id(alice)
+    # The nodes as the library asks for them (publish-options), readable by anyone (XEP-0384
+    # §5.3.2, §5.3.3: open access), the bundles of omemo:2 one item per device.
+    assert nodes[f"{OLD}.devicelist"]["access_model"] == "open"
+    assert nodes[f"{OLD}.bundles:{alice_id}"]["access_model"] == "open"
+    assert nodes[f"{TWO}:devices"]["access_model"] == "open"
+    assert nodes[f"{TWO}:bundles"]["access_model"] == "open"
+    assert nodes[f"{TWO}:bundles"]["max_items"] == "max"
+    assert nodes[f"{TWO}:devices"]["persist_items"] is True
+    # Bob learnt alice's device in both generations from PEP notifications (+notify caps).
+    await learns(bob, "alice@localhost", {alice_id})
+    # Each bundle is fetched and parsed by the contact's library.
+    from slixmpp_omemo.xep_0384 import _download_bundle
+    for namespace in (OLD, TWO):
+        bundle = await _download_bundle(bob.plugin["xep_0060"], namespace, "alice@localhost",
+                                        alice_id)
+        assert bundle.namespace == namespace and bundle.device_id == alice_id
+    await disconnect(alice, bob)
+
+
+async def test_message_to_both_devices_of_the_contact_and_carbons(server: Server) -> None:
+    await accounts(server, "carl", "dana")
+    await friends(server, "carl", "dana")
+    carl = await device(server, "carl@localhost/phone")
+    dana1 = await device(server, "dana@localhost/phone")
+    dana2 = await device(server, "dana@localhost/laptop")
+    await learns(carl, "dana@localhost", {await own_id(dana1), await own_id(dana2)})
+    # A new device of the sender appears for the contact: its device list now has two ids.
+    carl2 = await device(server, "carl@localhost/laptop")
+    carl_ids = {await own_id(carl), await own_id(carl2)}
+    await learns(dana1, "carl@localhost", carl_ids)
+    await learns(dana2, "carl@localhost", carl_ids)
+    await learns(carl, "carl@localhost", carl_ids)
+
+    queues: dict[str, asyncio.Queue[Any]] = {}
+    for key, client, event in (("dana1", dana1, "message"), ("dana2", dana2, "carbon_received"),
+                               ("carl2", carl2, "carbon_sent")):
+        queues[key] = asyncio.Queue()
+        if event == "message":
+            client.add_event_handler(event, queues[key].put_nowait)
+        else:
+            # the carbon's inner message, the one the sender's device encrypted
+            client.add_event_handler(event, lambda msg, q=queues[key], e=event:
+                                     q.put_nowait(msg[e]))
+    message = carl.make_message(mto="dana@localhost/phone", mtype="chat")
+    message["body"] = "meet at noon"
+    sent, errors = await omemo(carl).encrypt_message(message, SlixJID("dana@localhost"))
+    assert sent is not None and not errors, errors
+    assert "meet at noon" not in str(sent)
+    sent.send()
+    for key, client in (("dana1", dana1), ("dana2", dana2), ("carl2", carl2)):
+        got = await encrypted(queues[key], client)
+        plain, sender = await omemo(client).decrypt_message(got)
+        assert plain["body"] == "meet at noon", key
+        assert sender.bare_jid == "carl@localhost" and sender.device_id == await own_id(carl)
+    await disconnect(carl, carl2, dana1, dana2)
+
+
+async def test_offline_contact_decrypts_at_login_and_from_the_archive(server: Server) -> None:
+    await accounts(server, "erin", "frank")
+    await friends(server, "erin", "frank")
+    erin = await device(server, "erin@localhost/phone")
+    frank1 = await device(server, "frank@localhost/phone")
+    frank2 = await device(server, "frank@localhost/laptop")
+    await learns(erin, "frank@localhost", {await own_id(frank1), await own_id(frank2)})
+    await disconnect(frank1, frank2)
+    # Frank is offline: his bundles are fetched from his PEP, the message waits for him.
+    message = erin.make_message(mto="frank@localhost", mtype="chat")
+    message["body"] = "the key is under the mat"
+    sent, errors = await omemo(erin).encrypt_message(message, SlixJID("frank@localhost"))
+    assert sent is not None and not errors, errors
+    sent.send()
+    # His phone comes back: the message from offline storage, decrypted.
+    frank1 = await device(server, "frank@localhost/phone")
+    got = await encrypted(frank1.messages, frank1)
+    plain, sender = await omemo(frank1).decrypt_message(got)
+    assert plain["body"] == "the key is under the mat"
+    assert sender.bare_jid == "erin@localhost" and sender.device_id == await own_id(erin)
+    # His laptop comes back after the phone took the offline messages: it catches up from the
+    # archive (XEP-0313), as Conversations does, and decrypts the same message with its own key.
+    frank2 = await device(server, "frank@localhost/laptop")
+    result = await frank2.plugin["xep_0313"].retrieve(with_jid=SlixJID("erin@localhost"))
+    archived = [r["mam_result"]["forwarded"]["stanza"] for r in result["mam"]["results"]]
+    # (the other encrypted one is frank1's empty OMEMO message to erin that completes the
+    # session, which the library sends after decrypting a key exchange)
+    archived = [m for m in archived if omemo(frank2).is_encrypted(m)
+                and m["from"].bare == "erin@localhost"]
+    assert len(archived) == 1 and archived[0]["id"] == got["id"], archived
+    plain, sender = await omemo(frank2).decrypt_message(archived[0])
+    assert plain["body"] == "the key is under the mat"
+    assert sender.device_id == await own_id(erin)
+    await disconnect(erin, frank1, frank2)
+
+
+async def test_stranger_subscribes_to_the_device_list(server: Server) -> None:
+    """No presence subscription (someone met in a group chat): slixmpp-omemo subscribes to
+    the open device list node explicitly and hears of a new device through it."""
+    await accounts(server, "ivy", "jay")
+    ivy = await device(server, "ivy@localhost/phone")
+    jay = await device(server, "jay@localhost/phone")
+    message = ivy.make_message(mto="jay@localhost", mtype="chat")
+    message["body"] = "hello stranger"
+    sent, errors = await omemo(ivy).encrypt_message(message, SlixJID("jay@localhost"))
+    assert sent is not None and not errors, errors
+    sent.send()
+    got = await encrypted(jay.messages, jay)
+    plain, _ = await omemo(jay).decrypt_message(got)
+    assert plain["body"] == "hello stranger"
+    jay2 = await device(server, "jay@localhost/laptop")
+    await learns(ivy, "jay@localhost", {await own_id(jay), await own_id(jay2)})
+    await disconnect(ivy, jay, jay2)
