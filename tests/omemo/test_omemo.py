@@ -135,6 +135,19 @@ async def test_offline_contact_decrypts_at_login_and_from_the_archive(server: Se
     await disconnect(erin, frank1, frank2)
 
 
+async def test_contact_offline_since_before_the_first_login(server: Server) -> None:
+    """A new device (a fresh install) whose contact is offline: the contact's device list
+    reaches it anyway, and its first message is encrypted for the contact's device."""
+    await accounts(server, "gus", "hal")
+    await friends(server, "gus", "hal")
+    hal = await device(server, "hal@localhost/phone")
+    hal_id = await own_id(hal)
+    await disconnect(hal)
+    gus = await device(server, "gus@localhost/new-phone")
+    await learns(gus, "hal@localhost", {hal_id})
+    await disconnect(gus)
+
+
 async def test_stranger_subscribes_to_the_device_list(server: Server) -> None:
     """No presence subscription (someone met in a group chat): slixmpp-omemo subscribes to
     the open device list node explicitly and hears of a new device through it."""
