@@ -94,7 +94,9 @@ async def test_precondition_not_met_then_reconfigure_and_publish(server: Server)
     assert error_of(refused.value) == ("cancel", "conflict", ["precondition-not-met"])
     with pytest.raises(IqError) as hidden:
         await ask(jon, "get", "ida@localhost", items(node))
-    assert error_of(hidden.value)[1] in ("forbidden", "not-authorized")
+    # XEP-0060 §6.5.9.4: presence access without a subscription
+    assert error_of(hidden.value) == ("auth", "not-authorized",
+                                      ["presence-subscription-required"])
     # Conversations then submits the one field without asking for the form first...
     await ask(ida, "set", None,
               f"<pubsub xmlns='{PUBSUB}#owner'><configure node='{node}'>"

@@ -22,12 +22,14 @@ from tests.omemo.conftest import (
     OLD,
     TWO,
     accounts,
+    decrypt_twomemo,
     device,
     encrypted,
     friends,
     learns,
     omemo,
     own_id,
+    twomemo_message,
 )
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("omemo"),
@@ -165,3 +167,36 @@ async def test_stranger_subscribes_to_the_device_list(server: Server) -> None:
     jay2 = await device(server, "jay@localhost/laptop")
     await learns(ivy, "jay@localhost", {await own_id(jay), await own_id(jay2)})
     await disconnect(ivy, jay, jay2)
+
+
+async def test_omemo2_message_without_body(server: Server) -> None:
+    """An omemo:2 message has no <body> (XEP-0384 §6: the content is in the SCE envelope):
+    it reaches the contact's device, its other device as a carbon, and when the contact is
+    offline it waits in offline storage and is in the archive."""
+    await accounts(server, "kit", "lee")
+    await friends(server, "kit", "lee")
+    kit = await device(server, "kit@localhost/phone")
+    lee1 = await device(server, "lee@localhost/phone")
+    lee2 = await device(server, "lee@localhost/laptop")
+    await learns(kit, "lee@localhost", {await own_id(lee1), await own_id(lee2)})
+    carbons: asyncio.Queue[Any] = asyncio.Queue()
+    lee2.add_event_handler("carbon_received", lambda msg: carbons.put_nowait(
+        msg["carbon_received"]))
+    live = await twomemo_message(kit, "lee@localhost/phone", "no body here")
+    assert live.xml.find("{jabber:client}body") is None
+    live.send()
+    for client, queue in ((lee1, lee1.messages), (lee2, carbons)):
+        got = await encrypted(queue, client)
+        assert await decrypt_twomemo(client, got) == ("no body here", await own_id(kit))
+    await disconnect(lee1, lee2)
+    later = await twomemo_message(kit, "lee@localhost", "while you were away")
+    later.send()
+    lee1 = await device(server, "lee@localhost/phone")
+    got = await encrypted(lee1.messages, lee1)
+    assert got["id"] == later["id"]
+    assert await decrypt_twomemo(lee1, got) == ("while you were away", await own_id(kit))
+    result = await lee1.plugin["xep_0313"].retrieve(with_jid=SlixJID("kit@localhost"))
+    archived = [r["mam_result"]["forwarded"]["stanza"] for r in result["mam"]["results"]]
+    assert [m["id"] for m in archived if m["from"].bare == "kit@localhost"] == [
+        live["id"], later["id"]]
+    await disconnect(kit, lee1)
