@@ -161,9 +161,10 @@ def sce_envelope(sender: str, text: str) -> bytes:
             f"</body></content><rpad>xyz</rpad><from jid='{sender}'/></envelope>").encode()
 
 
-async def twomemo_message(sender: Client, to: str, text: str) -> Any:
+async def twomemo_message(sender: Client, to: str, text: str, store: bool = True) -> Any:
     """An omemo:2 message as Dino or Kaidan send it: no <body> at all, only <encrypted/>
-    (the session built from the recipient's omemo:2 bundle) and a store hint."""
+    (the session built from the recipient's omemo:2 bundle) and a store hint (XEP-0420 §5
+    asks for one; ``store=False``: a client that forgets it)."""
     import twomemo.etree
     manager = await omemo(sender).get_session_manager()
     bare = to.split("/")[0]
@@ -172,7 +173,8 @@ async def twomemo_message(sender: Client, to: str, text: str) -> Any:
                                              backend_priority_order=[TWO])
     assert not errors, errors
     stanza = sender.make_message(mto=to, mtype="chat")
-    stanza.enable("store")
+    if store:
+        stanza.enable("store")
     for message in messages:
         assert message.namespace == TWO
         stanza.append(twomemo.etree.serialize_message(message))

@@ -200,3 +200,24 @@ async def test_omemo2_message_without_body(server: Server) -> None:
     assert [m["id"] for m in archived if m["from"].bare == "kit@localhost"] == [
         live["id"], later["id"]]
     await disconnect(kit, lee1)
+
+
+async def test_encrypted_message_without_body_or_store_hint_is_archived(server: Server) -> None:
+    """An OMEMO message is a chat message whatever else it carries: kept in both archives even
+    without a <body> or a store hint (as offline storage keeps it), so a device catching up
+    by MAM does not miss it."""
+    await accounts(server, "mia", "ned")
+    await friends(server, "mia", "ned")
+    mia = await device(server, "mia@localhost/phone")
+    ned = await device(server, "ned@localhost/phone")
+    await learns(mia, "ned@localhost", {await own_id(ned)})
+    bare = await twomemo_message(mia, "ned@localhost", "no hint", store=False)
+    assert bare.xml.find("{urn:xmpp:hints}store") is None
+    bare.send()
+    got = await encrypted(ned.messages, ned)
+    assert await decrypt_twomemo(ned, got) == ("no hint", await own_id(mia))
+    for client, peer in ((ned, "mia@localhost"), (mia, "ned@localhost")):
+        result = await client.plugin["xep_0313"].retrieve(with_jid=SlixJID(peer))
+        ids = [r["mam_result"]["forwarded"]["stanza"]["id"] for r in result["mam"]["results"]]
+        assert bare["id"] in ids, (client.boundjid, ids)
+    await disconnect(mia, ned)
