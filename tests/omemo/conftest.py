@@ -23,8 +23,8 @@ from tests.e2e.harness import Client, connect, eventually, free_port, serving
 omemo_storage = pytest.importorskip("omemo.storage", reason="slixmpp-omemo is in the test extra")
 slixmpp_omemo = pytest.importorskip("slixmpp_omemo", reason="slixmpp-omemo is in the test extra")
 
-PLUGINS = ("xep_0030", "xep_0004", "xep_0060", "xep_0115", "xep_0163", "xep_0203", "xep_0280",
-           "xep_0297", "xep_0313", "xep_0334", "xep_0384")
+PLUGINS = ("xep_0030", "xep_0004", "xep_0045", "xep_0060", "xep_0115", "xep_0163", "xep_0203",
+           "xep_0280", "xep_0297", "xep_0313", "xep_0334", "xep_0384")
 OLD = "eu.siacs.conversations.axolotl"
 TWO = "urn:xmpp:omemo:2"
 
@@ -161,18 +161,20 @@ def sce_envelope(sender: str, text: str) -> bytes:
             f"</body></content><rpad>xyz</rpad><from jid='{sender}'/></envelope>").encode()
 
 
-async def twomemo_message(sender: Client, to: str, text: str, store: bool = True) -> Any:
+async def twomemo_message(sender: Client, to: str, text: str, store: bool = True,
+                          recipients: tuple[str, ...] = (), mtype: str = "chat") -> Any:
     """An omemo:2 message as Dino or Kaidan send it: no <body> at all, only <encrypted/>
     (the session built from the recipient's omemo:2 bundle) and a store hint (XEP-0420 §5
-    asks for one; ``store=False``: a client that forgets it)."""
+    asks for one; ``store=False``: a client that forgets it). ``recipients``: the bare JIDs
+    to encrypt for (in a room, its members' real JIDs), ``to``'s by default."""
     import twomemo.etree
     manager = await omemo(sender).get_session_manager()
-    bare = to.split("/")[0]
-    messages, errors = await manager.encrypt(frozenset({bare}),
+    bares = frozenset(recipients or (to.split("/")[0],))
+    messages, errors = await manager.encrypt(bares,
                                              {TWO: sce_envelope(sender.boundjid.bare, text)},
                                              backend_priority_order=[TWO])
     assert not errors, errors
-    stanza = sender.make_message(mto=to, mtype="chat")
+    stanza = sender.make_message(mto=to, mtype=mtype)
     if store:
         stanza.enable("store")
     for message in messages:
@@ -181,17 +183,34 @@ async def twomemo_message(sender: Client, to: str, text: str, store: bool = True
     return stanza
 
 
-async def decrypt_twomemo(client: Client, stanza: Any) -> tuple[str, int]:
-    """The body inside the SCE envelope of an omemo:2 ``stanza``, and the sending device."""
+async def decrypt_twomemo(client: Client, stanza: Any, sender: str | None = None
+                          ) -> tuple[str, int]:
+    """The body inside the SCE envelope of an omemo:2 ``stanza``, and the sending device.
+    ``sender``: the sender's bare JID when ``from`` is not it (a room occupant's)."""
     import xml.etree.ElementTree as ET
 
     import twomemo.etree
     encrypted_el = stanza.xml.find(f"{{{TWO}}}encrypted")
     assert encrypted_el is not None, stanza
     manager = await omemo(client).get_session_manager()
-    message = twomemo.etree.parse_message(encrypted_el, stanza["from"].bare)
-    plaintext, sender, _ = await manager.decrypt(message)
+    message = twomemo.etree.parse_message(encrypted_el, sender or stanza["from"].bare)
+    plaintext, device_info, _ = await manager.decrypt(message)
     assert plaintext is not None
     body = ET.fromstring(plaintext).find(".//{jabber:client}body")
     assert body is not None and body.text is not None
-    return body.text, int(sender.device_id)
+    return body.text, int(device_info.device_id)
+
+
+async def decrypt_oldmemo(client: Client, stanza: Any, sender: str) -> tuple[str, int]:
+    """A legacy OMEMO ``stanza`` decrypted with the session manager, ``sender`` its sender's
+    bare JID (slixmpp-omemo finds it for a groupchat message only among the occupants of a
+    room it joined)."""
+    import oldmemo.etree
+    encrypted_el = stanza.xml.find(f"{{{OLD}}}encrypted")
+    assert encrypted_el is not None, stanza
+    manager = await omemo(client).get_session_manager()
+    message = await oldmemo.etree.parse_message(encrypted_el, sender, client.boundjid.bare,
+                                                manager)
+    plaintext, device_info, _ = await manager.decrypt(message)
+    assert plaintext is not None
+    return plaintext.decode(), int(device_info.device_id)

@@ -22,6 +22,7 @@ from tests.omemo.conftest import (
     OLD,
     TWO,
     accounts,
+    decrypt_oldmemo,
     decrypt_twomemo,
     device,
     encrypted,
@@ -221,3 +222,58 @@ async def test_encrypted_message_without_body_or_store_hint_is_archived(server: 
         ids = [r["mam_result"]["forwarded"]["stanza"]["id"] for r in result["mam"]["results"]]
         assert bare["id"] in ids, (client.boundjid, ids)
     await disconnect(mia, ned)
+
+
+async def test_group_chat(server: Server) -> None:
+    """OMEMO in a members-only, non-anonymous room (what Conversations and Monal require): the
+    sender encrypts for the members' real JIDs; the occupant decrypts the message the room
+    sends, the sender its own reflection; a member's device that was not in the room reads
+    both messages from the room's archive (XEP-0313), the legacy one and a bodiless omemo:2
+    one without a store hint, and decrypts them, the archive naming the real sender."""
+    from tests.muc.conftest import SERVICE, create_room
+    room = f"secret@{SERVICE}"
+    await accounts(server, "olga", "pete")
+    olga = await device(server, "olga@localhost/phone")
+    pete = await device(server, "pete@localhost/phone")
+    pete2 = await device(server, "pete@localhost/laptop")
+    await create_room(olga, room, "Olga", {"muc#roomconfig_membersonly": "1",
+                                           "muc#roomconfig_whois": "anyone"})
+    await olga.plugin["xep_0045"].set_affiliation(SlixJID(room), "member",
+                                                  jid=SlixJID("pete@localhost"), timeout=5)
+    await pete.plugin["xep_0045"].join_muc_wait(SlixJID(room), "Pete", timeout=5)
+
+    message = olga.make_message(mto=room, mtype="groupchat")
+    message["body"] = "the plan"
+    sent, errors = await omemo(olga).encrypt_message(message, SlixJID("pete@localhost"))
+    assert sent is not None and not errors, errors
+    sent.send()
+    for client in (pete, olga):
+        while True:
+            got = await encrypted(client.messages, client)
+            if got["type"] == "groupchat":
+                break
+        plain, sender = await omemo(client).decrypt_message(got)
+        assert plain["body"] == "the plan" and sender.bare_jid == "olga@localhost"
+    bare = await twomemo_message(olga, room, "no hint in the room", store=False,
+                                 recipients=("pete@localhost",), mtype="groupchat")
+    bare.send()
+    while True:
+        got = await encrypted(pete.messages, pete)
+        if got.xml.find(f"{{{TWO}}}encrypted") is not None:
+            break
+    assert await decrypt_twomemo(pete, got, "olga@localhost") == (
+        "no hint in the room", await own_id(olga))
+
+    result = await pete2.plugin["xep_0313"].retrieve(jid=SlixJID(room))
+    archived = [r["mam_result"]["forwarded"]["stanza"] for r in result["mam"]["results"]]
+    archived = [m for m in archived if omemo(pete2).is_encrypted(m)]
+    assert [m["id"] for m in archived] == [sent["id"], bare["id"]]
+    for stanza in archived:
+        item = stanza.xml.find("{http://jabber.org/protocol/muc#user}x/"
+                               "{http://jabber.org/protocol/muc#user}item")
+        assert item is not None and item.get("jid", "").split("/")[0] == "olga@localhost"
+    assert await decrypt_oldmemo(pete2, archived[0], "olga@localhost") == (
+        "the plan", await own_id(olga))
+    assert await decrypt_twomemo(pete2, archived[1], "olga@localhost") == (
+        "no hint in the room", await own_id(olga))
+    await disconnect(olga, pete, pete2)
