@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
@@ -162,7 +162,8 @@ def sce_envelope(sender: str, text: str) -> bytes:
 
 
 async def twomemo_message(sender: Client, to: str, text: str, store: bool = True,
-                          recipients: tuple[str, ...] = (), mtype: str = "chat") -> Any:
+                          recipients: tuple[str, ...] = (),
+                          mtype: Literal["chat", "groupchat"] = "chat") -> Any:
     """An omemo:2 message as Dino or Kaidan send it: no <body> at all, only <encrypted/>
     (the session built from the recipient's omemo:2 bundle) and a store hint (XEP-0420 §5
     asks for one; ``store=False``: a client that forgets it). ``recipients``: the bare JIDs

@@ -6,7 +6,7 @@ the device list keeping one item whatever its item id."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from slixmpp.exceptions import IqError
@@ -46,7 +46,8 @@ def device_list(*ids: int) -> str:
     return f"<list xmlns='{OLD}'>{devices}</list>"
 
 
-async def ask(client: Client, type_: str, to: str | None, payload: str) -> Any:
+async def ask(client: Client, type_: Literal["get", "set"], to: str | None,
+              payload: str) -> Any:
     iq = client.make_iq(itype=type_, ito=to)
     iq.append(ET.fromstring(payload))
     return await iq.send(timeout=5)
@@ -109,7 +110,8 @@ async def test_precondition_not_met_then_reconfigure_and_publish(server: Server)
     await ask(ida, "set", None, publish(node, BUNDLE, options=open_access()))
     got = await ask(jon, "get", "ida@localhost", items(node))
     assert len(got.xml.findall(f".//{{{PUBSUB}}}item")) == 1
-    config = await server.module_stores["mod_pubsub"].get_node(("localhost", "ida"), node)
+    store: Any = server.module_stores["mod_pubsub"]
+    config = await store.get_node(("localhost", "ida"), node)
     assert config["access_model"] == "open" and config["max_items"] == 1
     await disconnect(ida, jon)
 

@@ -42,7 +42,7 @@ async def test_device_lists_and_bundles_of_both_generations(server: Server) -> N
     await friends(server, "alice", "bob")
     alice = await device(server, "alice@localhost/phone")
     bob = await device(server, "bob@localhost/phone")
-    store = server.module_stores["mod_pubsub"]
+    store: Any = server.module_stores["mod_pubsub"]
     nodes = dict(await store.list_nodes(("localhost", "alice")))
     alice_id = await own_id(alice)
     # The nodes as the library asks for them (publish-options), readable by anyone (XEP-0384
