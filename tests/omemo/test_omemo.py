@@ -18,15 +18,15 @@ from slixmpp import JID as SlixJID
 
 from suricate.core.server import Server
 from tests.e2e.harness import disconnect
-from tests.omemo.conftest import (
-    OLD,
-    TWO,
-    accounts,
+from tests.omemo.conftest import OLD, TWO, accounts, friends
+
+pytest.importorskip("slixmpp_omemo", reason="slixmpp-omemo (the test extra) is not installed")
+
+from tests.omemo.devices import (  # noqa: E402
     decrypt_oldmemo,
     decrypt_twomemo,
     device,
     encrypted,
-    friends,
     learns,
     omemo,
     own_id,
