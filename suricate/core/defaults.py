@@ -138,8 +138,13 @@ ip_access = [
 # OMEMO 2 bundles (one per device, XEP-0384 §5.3.2): "max" is max_items_node, whose
 # MongooseIM default of 10 would drop the oldest bookmark when someone saves an eleventh
 # room. 1000 is ejabberd's default.
+# A client coming online gets its contacts' last items (OMEMO device lists, avatars) whether
+# the contact is online or not (XEP-0163 §4.3.4: "all newly-available resources for each
+# subscriber"); MongooseIM's default (true) sends those of online contacts only, and a client
+# relying on +notify (slixmpp-omemo) then cannot encrypt for a contact who is offline.
 [modules.mod_pubsub]
 max_items_node = 1000
+ignore_pep_from_offline = false
 
 # The archive (XEP-0313) of every account and of every room: what lets a second device, or a
 # phone back from a tunnel, show the whole conversation. Written in batches off the message

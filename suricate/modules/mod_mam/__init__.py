@@ -304,6 +304,11 @@ class IdGenerator:
 ARCHIVE_ALL = Prefs("always", [], [])
 
 _NEVER_ARCHIVED = frozenset({ns.CARBONS, MAM, MUC_USER})
+#: End-to-end encryption payloads (OMEMO, XEP-0384, legacy and omemo:2): the message is kept
+#: like one with a body. An omemo:2 message has no <body> (the text is inside the XEP-0420
+#: envelope); XEP-0420 asks senders for a <store/> hint, but a message from a client that
+#: forgets it is still a chat message, which offline storage keeps and push announces.
+_ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
 #: Message types whose messages a one-to-one archive does not keep (XEP-0313 §5.1.1).
 _UNARCHIVED_TYPES = frozenset({"error", "headline", "groupchat"})
 
@@ -489,6 +494,8 @@ class ModMam(Module):
                     store = True
             elif xmlns in _NEVER_ARCHIVED:
                 return None  # copies and archive results are never archived again
+            elif xmlns in _ENCRYPTED:
+                store = True  # an end-to-end encrypted message, with or without a body
             elif xmlns == MARKERS:
                 marker = True
             elif xmlns == RETRACT and name == "retract":

@@ -44,6 +44,9 @@ log = logging.getLogger("suricate.mod_mam")
 
 SID = "urn:xmpp:sid:0"
 HINTS = "urn:xmpp:hints"
+#: End-to-end encryption payloads (OMEMO, XEP-0384, legacy and omemo:2), kept like a body, as
+#: in the one-to-one archive (mod_mam's _ENCRYPTED).
+ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
 MARKERS = "urn:xmpp:chat-markers:0"
 RETRACT = "urn:xmpp:message-retract:1"
 FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
@@ -129,10 +132,10 @@ class MucArchive:
         self._services = None
 
     def archivable(self, message: Element) -> bool:
-        """XEP-0313 §5: messages with a body or a <store/> hint (or a chat marker, with
-        archive_chat_markers); never those the sender asked not to store (XEP-0334 §4.2,
-        §4.3), nor retractions (they act on the archive instead), XEP-0424's or MongooseIM's
-        by stanza-id."""
+        """XEP-0313 §5: messages with a body, a <store/> hint or an OMEMO payload (or a chat
+        marker, with archive_chat_markers); never those the sender asked not to store
+        (XEP-0334 §4.2, §4.3), nor retractions (they act on the archive instead), XEP-0424's
+        or MongooseIM's by stanza-id."""
         body = marker = store = False
         for child in message.children:
             if not isinstance(child, Element):
@@ -144,6 +147,8 @@ class MucArchive:
                 # keep carry it: XEP-0444 reactions above all, which a client catching up
                 # on the room by MAM would otherwise never see.
                 store = True
+            elif child.xmlns in ENCRYPTED:
+                store = True  # OMEMO in the room: an omemo:2 message has no body
             elif (child.xmlns == HINTS and child.name in ("no-store", "no-permanent-store")) \
                     or (child.xmlns == RETRACT and child.name == "retract") \
                     or (child.xmlns == FASTEN and child.name == "apply-to"
