@@ -1373,6 +1373,7 @@ class Room:
             else:
                 raise StanzaError("bad-request", "an item needs nick and role, or jid and "
                                                  "affiliation")
+        self._check_owners_left(changes)
         actor_nick = actor.nick if actor is not None else None
         for kind, target, value, reason in changes:
             if kind == "role":
@@ -1415,8 +1416,9 @@ class Room:
         if actor_role != "moderator":
             raise StanzaError("forbidden", "only moderators change roles")  # §8
         target_aff = self.affiliation(target.jid)
-        if role in ("none", "visitor") and target_aff in ("owner", "admin"):
-            # §8.2 / §8.4: an admin or owner cannot be kicked or silenced.
+        if role != "moderator" and target_aff in ("owner", "admin"):
+            # §8.2 / §8.4: an admin or owner cannot be kicked or silenced; §9.7: nor lose
+            # the moderator status that comes with the affiliation.
             raise StanzaError("not-allowed", "cannot change the role of an admin or owner")
         if (role == "moderator" or target.role == "moderator") \
                 and actor_aff not in ("owner", "admin"):
@@ -1433,10 +1435,23 @@ class Room:
                 raise StanzaError("forbidden", "only owners grant admin or owner")
             if current in ("owner", "admin"):
                 raise StanzaError("not-allowed", "cannot change an admin or owner")
-        if current == "owner" and aff != "owner":
-            owners = [j for j, (a, _) in self.affiliations.items() if a == "owner"]
-            if owners == [jid]:
-                raise StanzaError("conflict", "a room keeps at least one owner")  # §10.4
+
+    def _check_owners_left(self, changes: list[tuple[str, Any, str, str]]) -> None:
+        """§10.4 (§10.6): a room keeps at least one owner, also when one request changes
+        several owners at once: every item alone may leave one, all of them together none
+        (then nothing is applied, §9: all changes or none)."""
+        owners = {j for j, (a, _) in self.affiliations.items() if a == "owner"}
+        if not owners:
+            return  # only service admins own it (access_admin): nothing to keep
+        after = set(owners)
+        for kind, target, value, _ in changes:
+            if kind == "affiliation":
+                if value == "owner":
+                    after.add(target)
+                else:
+                    after.discard(target)
+        if not after:
+            raise StanzaError("conflict", "a room keeps at least one owner")
 
     def _set_role(self, occ: Occupant, role: str, reason: str, actor: str | None) -> None:
         if role == "none":

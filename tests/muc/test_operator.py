@@ -1,0 +1,88 @@
+"""A busy public channel run day to day, with real slixmpp clients over TLS: bulk role and
+affiliation changes (XEP-0045 §9, §10), configuration changes and their side effects
+(§10.2), invitations (§7.8.2), history on join (§7.2.15) across hibernation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from slixmpp import JID as SJID
+from slixmpp.exceptions import IqError
+from slixmpp.xmlstream import ET
+
+from suricate.core.server import Server
+from tests.e2e.harness import disconnect
+from tests.muc.conftest import (
+    SERVICE,
+    codes,
+    create_instant,
+    drain,
+    next_groupchat,
+    presence_from,
+    user,
+)
+
+ROOM = f"channel@{SERVICE}"
+ADMIN = "http://jabber.org/protocol/muc#admin"
+
+
+async def _admin_set(client: Any, items: list[dict[str, str]]) -> None:
+    """One muc#admin set with several items (§9, §10: all of them or none)."""
+    iq = client.make_iq_set(ito=ROOM)
+    query = ET.SubElement(iq.xml, f"{{{ADMIN}}}query")
+    for attrs in items:
+        ET.SubElement(query, f"{{{ADMIN}}}item", attrs)
+    await iq.send(timeout=5)
+
+
+async def _affiliations(client: Any, aff: str) -> list[str]:
+    found = await client.plugin["xep_0045"].get_affiliation_list(SJID(ROOM), aff, timeout=5)
+    return sorted(str(j) for j in found)
+
+
+async def test_bulk_change_cannot_remove_every_owner(server: Server) -> None:
+    alice = await user(server, "alice")
+    await create_instant(alice, ROOM, "Alice")
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "owner"}])
+    assert await _affiliations(alice, "owner") == ["alice@localhost", "bob@localhost"]
+    # Each item alone leaves an owner; together they leave none: conflict (§10.4), and
+    # nothing is applied.
+    with pytest.raises(IqError) as err:
+        await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "admin"},
+                                 {"jid": "alice@localhost", "affiliation": "member"}])
+    assert err.value.condition == "conflict"
+    assert await _affiliations(alice, "owner") == ["alice@localhost", "bob@localhost"]
+    await disconnect(alice)
+
+
+async def test_moderator_status_of_an_admin_stays(server: Server) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    await create_instant(alice, ROOM, "Alice")
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "admin"}])
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    # §9.7: an admin's or owner's moderator status cannot be revoked (not-allowed).
+    with pytest.raises(IqError) as err:
+        await alice.plugin["xep_0045"].set_role(SJID(ROOM), "Bob", "participant", timeout=5)
+    assert err.value.condition == "not-allowed"
+    await disconnect(alice, bob)
+
+
+async def test_members_only_switch_removes_non_members(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_instant(alice, ROOM, "Alice")
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "member"}])
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    drain(alice, bob, carol)
+    form = alice.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="muc#roomconfig_membersonly", value=True)
+    await alice.plugin["xep_0045"].set_room_config(SJID(ROOM), form, timeout=5)
+    # §10.2: Carol (no affiliation) leaves with 322, Bob (member) stays.
+    gone = await presence_from(carol, f"{ROOM}/Carol", "unavailable")
+    assert {"322", "110"} <= codes(gone)
+    assert "322" in codes(await presence_from(bob, f"{ROOM}/Carol", "unavailable"))
+    alice.make_message(mto=ROOM, mbody="members only now", mtype="groupchat").send()
+    assert (await next_groupchat(bob))["body"] == "members only now"
+    await disconnect(alice, bob, carol)
