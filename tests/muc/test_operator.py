@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from slixmpp import JID as SJID
-from slixmpp.exceptions import IqError
+from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
 
 from suricate.core.server import Server
@@ -17,7 +17,9 @@ from tests.muc.conftest import (
     SERVICE,
     codes,
     create_instant,
+    create_room,
     drain,
+    error_message,
     next_groupchat,
     presence_from,
     user,
@@ -85,4 +87,34 @@ async def test_members_only_switch_removes_non_members(server: Server) -> None:
     assert "322" in codes(await presence_from(bob, f"{ROOM}/Carol", "unavailable"))
     alice.make_message(mto=ROOM, mbody="members only now", mtype="groupchat").send()
     assert (await next_groupchat(bob))["body"] == "members only now"
+    await disconnect(alice, bob, carol)
+
+
+async def test_invitations_follow_allow_user_invites(server: Server) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    # §10.2 muc#roomconfig_allowinvites off (MongooseIM's default_room.allow_user_invites
+    # = false): an occupant who is not an admin may not invite.
+    bob.plugin["xep_0045"].invite(SJID(ROOM), "carol@localhost")
+    assert (await error_message(bob))["error"]["condition"] == "forbidden"
+    await disconnect(alice, bob)
+
+
+async def test_invitation_does_not_lift_a_ban(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_room(alice, ROOM, "Alice", {"muc#roomconfig_membersonly": True,
+                                             "muc#roomconfig_allowinvites": True})
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "member"},
+                             {"jid": "carol@localhost", "affiliation": "outcast"}])
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    # A member may invite (allowinvites), which makes the invitee a member (§7.8.2); but a
+    # banned user stays banned: only an admin lifts a ban (§9.2).
+    bob.plugin["xep_0045"].invite(SJID(ROOM), "carol@localhost")
+    assert (await error_message(bob))["error"]["condition"] == "forbidden"
+    assert await _affiliations(alice, "outcast") == ["carol@localhost"]
+    with pytest.raises(PresenceError) as err:
+        await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    assert err.value.condition == "forbidden"
     await disconnect(alice, bob, carol)

@@ -952,7 +952,10 @@ class Room:
             return
         aff = self.affiliation(frm)
         privileged = aff in ("owner", "admin")
-        if self.config.members_only and not (self.config.allow_user_invites or privileged):
+        if not (self.config.allow_user_invites or privileged):
+            # §10.2 muc#roomconfig_allowinvites ("Whether to Allow Occupants to Invite
+            # Others", MongooseIM's allow_user_invites): off, only admins and owners invite,
+            # in an open room too (§7.8.2: forbidden).
             self._error(stanza, "forbidden", "only admins may invite to this room")
             return
         targets: list[tuple[JID, str]] = []
@@ -966,6 +969,13 @@ class Room:
                                 invite.find_text("reason", MUC_USER) or ""))
             except (InvalidJID, ValueError):
                 self._error(stanza, "jid-malformed")
+                return
+            if self.affiliation(targets[-1][0].bare) == "outcast":
+                # The invitation would make the banned user a member (members-only) or be
+                # refused at the door (§7.2.7): a ban is lifted by an admin's affiliation
+                # change (§9.2), never by an occupant's invitation. Nothing is sent.
+                self._error(stanza, "forbidden", f"{targets[-1][0].bare} is banned from this "
+                                                 "room")
                 return
         for to, reason in targets:
             if self.config.members_only \
