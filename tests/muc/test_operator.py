@@ -4,6 +4,7 @@ affiliation changes (XEP-0045 §9, §10), configuration changes and their side e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
 
 from suricate.core.server import Server
-from tests.e2e.harness import disconnect
+from suricate.jid import JID
+from tests.e2e.harness import disconnect, eventually, running_server
 from tests.muc.conftest import (
     SERVICE,
     codes,
@@ -20,6 +22,7 @@ from tests.muc.conftest import (
     create_room,
     drain,
     error_message,
+    muc_toml,
     next_groupchat,
     presence_from,
     user,
@@ -118,3 +121,19 @@ async def test_invitation_does_not_lift_a_ban(server: Server) -> None:
         await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
     assert err.value.condition == "forbidden"
     await disconnect(alice, bob, carol)
+
+
+async def test_history_survives_hibernation(tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=muc_toml("hibernate_timeout = 50\n")) as server:
+        muc = server.modules["mod_muc"]
+        alice, bob = await user(server, "alice"), await user(server, "bob")
+        await create_room(alice, ROOM, "Alice", {"muc#roomconfig_persistentroom": True})
+        alice.make_message(mto=ROOM, mbody="see you tomorrow", mtype="groupchat").send()
+        await next_groupchat(alice)
+        alice.plugin["xep_0045"].leave_muc(SJID(ROOM), "Alice")
+        await presence_from(alice, f"{ROOM}/Alice", "unavailable")
+        await eventually(lambda: JID.parse(ROOM) not in muc.rooms)  # type: ignore[attr-defined]
+        _, _, _, history = await bob.plugin["xep_0045"].join_muc_wait(
+            SJID(ROOM), "Bob", maxstanzas=10, timeout=5)
+        assert [m["body"] for m in history] == ["see you tomorrow"]
+        await disconnect(alice, bob)
