@@ -4,6 +4,7 @@ affiliation changes (XEP-0045 §9, §10), configuration changes and their side e
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError, PresenceError
 from slixmpp.xmlstream import ET
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
 
 from suricate.core.server import Server
 from suricate.jid import JID
@@ -27,6 +30,7 @@ from tests.muc.conftest import (
     presence_from,
     user,
 )
+from tests.muc.test_registration import nick_form, refused, register_iq
 
 ROOM = f"channel@{SERVICE}"
 ADMIN = "http://jabber.org/protocol/muc#admin"
@@ -137,3 +141,35 @@ async def test_history_survives_hibernation(tmp_path: Path) -> None:
             SJID(ROOM), "Bob", maxstanzas=10, timeout=5)
         assert [m["body"] for m in history] == ["see you tomorrow"]
         await disconnect(alice, bob)
+
+
+async def test_nicks_compare_as_rfc7700_nicknames(server: Server) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    await create_instant(alice, ROOM, "Alice")
+    muc_b = bob.plugin["xep_0045"]
+    # §7.2.9 with RFC 7700 §2.4's comparison (case, width, spaces): these are Alice's nick.
+    for spoof in ("alice", "\uff21lice", "ALICE"):
+        with pytest.raises(PresenceError) as err:
+            await muc_b.join_muc_wait(SJID(ROOM), spoof, timeout=5)
+        assert err.value.condition == "conflict", spoof
+    # Another script is another nick (RFC 7700 maps no confusables): the occupant-id
+    # (XEP-0421) and, in a non-anonymous room, the real JID tell them apart.
+    pres, _, _, _ = await muc_b.join_muc_wait(SJID(ROOM), "\u0410lice", timeout=5)
+    assert str(pres["from"]) == f"{ROOM}/\u0410lice"
+    # §7.6: a nick change is compared the same way.
+    errors: asyncio.Queue[Any] = asyncio.Queue()
+    bob.register_handler(Callback("nick error", StanzaPath("presence@type=error"),
+                                  errors.put_nowait))
+    bob.send_presence(pto=f"{ROOM}/ALICE")
+    error = await asyncio.wait_for(errors.get(), 5)
+    assert str(error["from"]) == f"{ROOM}/ALICE"
+    assert error["error"]["condition"] == "conflict"
+    # §7.10: a registered nick is reserved the same way, its owner gone or not.
+    await register_iq(alice, nick_form("Alice"), room=ROOM)
+    alice.plugin["xep_0045"].leave_muc(SJID(ROOM), "Alice")
+    await presence_from(bob, f"{ROOM}/Alice", "unavailable")
+    assert await refused(bob, nick_form("alice"), room=ROOM) == "conflict"
+    bob.send_presence(pto=f"{ROOM}/\uff41lice")
+    error = await asyncio.wait_for(errors.get(), 5)
+    assert error["error"]["condition"] == "conflict"
+    await disconnect(alice, bob)

@@ -9,6 +9,7 @@ written after each change, so that dropping it from memory — hibernation — l
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import logging
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import precis_i18n
 
 from suricate.core import hooks as H
 from suricate.jid import JID, InvalidJID
@@ -80,6 +83,22 @@ def _random_id() -> str:
     import uuid
 
     return uuid.uuid4().hex
+
+
+_NICKNAME = precis_i18n.get_profile("NicknameCaseMapped")
+
+
+@functools.lru_cache(maxsize=8192)
+def nick_key(nick: str) -> str | None:
+    """What a nick is compared by (RFC 7700 §2.4, the Nickname profile's comparison: spaces
+    trimmed and collapsed, NFKC, lower case), None for a nick that profile refuses (only
+    spaces: XEP-0045 §7.2.1 says a nick is not that). Nicks keep the form their owner gave
+    (resourceprep'd occupant JIDs); the key only decides which two are the same nick, so
+    "Alice", "alice", "Alice " and the full-width "Ａlice" cannot be two occupants."""
+    try:
+        return str(_NICKNAME.enforce(nick))
+    except UnicodeError:
+        return None
 
 
 def _now_stamp(t: float) -> str:
@@ -218,8 +237,20 @@ class Room:
         return "participant" if self.config.members_by_default else "visitor"
 
     def nick_reserved_for_other(self, nick: str, jid: JID) -> bool:
-        """§7.10: a registered nick is only for the JID that registered it."""
-        return any(n == nick and owner != jid.bare for owner, n in self.nicks.items())
+        """§7.10: a registered nick is only for the JID that registered it (compared as
+        nicks are, ``nick_key``)."""
+        key = nick_key(nick)
+        return any(owner != jid.bare and (n == nick or nick_key(n) == key)
+                   for owner, n in self.nicks.items())
+
+    def nick_taken_by_other(self, nick: str, jid: JID) -> bool:
+        """An occupant of another account has a nick that compares equal to ``nick``
+        (§7.2.9, RFC 7700 §2.4): "alice" when "Alice" is there is a conflict, not a
+        second Alice. (The same account may hold both: it spoofs no one.)"""
+        key = nick_key(nick)
+        bare = jid.bare
+        return any(nick_key(n) == key and occ.jid.bare != bare
+                   for n, occ in self.occupants.items())
 
     def _sees_jids(self, occ: Occupant) -> bool:
         return not self.config.anonymous or occ.role == "moderator"
@@ -398,11 +429,18 @@ class Room:
         if cfg.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
             self._error(stanza, "registration-required", "members only")  # §7.2.6
             return
+        if nick_key(nick) is None:
+            # RFC 7700: nothing left of the nick but spaces (§7.2.1: not a nick).
+            self._error(stanza, "jid-malformed", "a room nickname is required")
+            return
         other = self.occupants.get(nick)
         if other is not None and not (cfg.allow_multiple_sessions
                                       and other.jid.bare == frm.bare):
             # §7.2.9: the nick is someone else's (or the room keeps one session per nick).
             self._error(stanza, "conflict", "nickname in use")
+            return
+        if other is None and self.nick_taken_by_other(nick, frm):
+            self._error(stanza, "conflict", "nickname in use")  # §7.2.9, RFC 7700 §2.4
             return
         if self.nick_reserved_for_other(nick, frm):
             self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
@@ -576,9 +614,12 @@ class Room:
         A nick names the occupant, not a session: with several sessions all of them move
         (each gets the 303 and the new presence as its own, 110), so that one account never
         shows under two nicks because of one session's request."""
-        if nick in self.occupants:
+        if nick_key(nick) is None:
+            self._error(stanza, "jid-malformed", "not a room nickname")  # RFC 7700
+            return
+        if nick in self.occupants or self.nick_taken_by_other(nick, occ.jid):
             # Also when the nick is another occupant of the same account: sessions are not
-            # merged into it.
+            # merged into it. Compared as nicks are (RFC 7700 §2.4).
             self._error(stanza, "conflict", "nickname in use")
             return
         if self.nick_reserved_for_other(nick, occ.jid):
@@ -1203,9 +1244,9 @@ class Room:
             nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
         except (InvalidJID, ValueError):
             raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
-        in_use = self.occupants.get(nick)
-        if self.nick_reserved_for_other(nick, frm) or (
-                in_use is not None and in_use.jid.bare != bare):
+        if nick_key(nick) is None:
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}")
+        if self.nick_reserved_for_other(nick, frm) or self.nick_taken_by_other(nick, frm):
             raise StanzaError("conflict", "that nick is someone else's")  # §7.10
         self.nicks[bare] = nick
         if aff == "none":
