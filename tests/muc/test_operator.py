@@ -173,3 +173,22 @@ async def test_nicks_compare_as_rfc7700_nicknames(server: Server) -> None:
     error = await asyncio.wait_for(errors.get(), 5)
     assert error["error"]["condition"] == "conflict"
     await disconnect(alice, bob)
+
+
+async def test_bulk_kick_then_role_change_shows_no_ghost(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol", timeout=5)
+    drain(alice, bob, carol)
+    await _admin_set(alice, [{"nick": "Bob", "role": "none"},
+                             {"nick": "Bob", "role": "visitor"}])
+    assert "307" in codes(await presence_from(carol, f"{ROOM}/Bob", "unavailable"))
+    alice.make_message(mto=ROOM, mbody="after the kick", mtype="groupchat").send()
+    assert (await next_groupchat(carol))["body"] == "after the kick"
+    # The second item met an occupant that was gone: no presence brings Bob back.
+    queue = carol.muc_presences  # type: ignore[attr-defined]
+    late = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [str(p["from"]) for p in late] == []
+    await disconnect(alice, bob, carol)

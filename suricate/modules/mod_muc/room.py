@@ -1428,6 +1428,8 @@ class Room:
         actor_nick = actor.nick if actor is not None else None
         for kind, target, value, reason in changes:
             if kind == "role":
+                if self.occupants.get(target.nick) is not target:
+                    continue  # an earlier item of this request took it out (kick, ban)
                 self._set_role(target, value, reason, actor_nick)
             else:
                 self._set_affiliation(target, value, reason, actor=actor_nick)
