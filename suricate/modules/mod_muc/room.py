@@ -1426,13 +1426,14 @@ class Room:
                                                  "affiliation")
         self._check_owners_left(changes)
         actor_nick = actor.nick if actor is not None else None
-        for kind, target, value, reason in changes:
+        for kind, who, value, reason in changes:
             if kind == "role":
-                if self.occupants.get(target.nick) is not target:
+                present = self.occupants.get(who.nick)
+                if present is None or present is not who:
                     continue  # an earlier item of this request took it out (kick, ban)
-                self._set_role(target, value, reason, actor_nick)
+                self._set_role(present, value, reason, actor_nick)
             else:
-                self._set_affiliation(target, value, reason, actor=actor_nick)
+                self._set_affiliation(who, value, reason, actor=actor_nick)
         self._result(stanza)
 
     def _admin_list(self, item: Element, actor_aff: str, actor_role: str) -> Element:
