@@ -34,6 +34,9 @@ from tests.muc.test_registration import nick_form, refused, register_iq
 
 ROOM = f"channel@{SERVICE}"
 ADMIN = "http://jabber.org/protocol/muc#admin"
+DELAY = "{urn:xmpp:delay}delay"
+
+
 
 
 async def _admin_set(client: Any, items: list[dict[str, str]]) -> None:
@@ -130,17 +133,31 @@ async def test_invitation_does_not_lift_a_ban(server: Server) -> None:
 async def test_history_survives_hibernation(tmp_path: Path) -> None:
     async with running_server(tmp_path, modules=muc_toml("hibernate_timeout = 50\n")) as server:
         muc = server.modules["mod_muc"]
-        alice, bob = await user(server, "alice"), await user(server, "bob")
+        alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                             await user(server, "carol"))
         await create_room(alice, ROOM, "Alice", {"muc#roomconfig_persistentroom": True})
+        # A joining occupant's subject carries when it was set (§7.2.15, since 1.34.0).
+        _, subject, _, _ = await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Carol",
+                                                                       timeout=5)
+        assert subject.xml.find(DELAY) is None  # never set: no time to tell
+        subjects: asyncio.Queue[Any] = asyncio.Queue()
+        carol.add_event_handler("groupchat_subject", subjects.put_nowait)
+        alice.plugin["xep_0045"].set_subject(SJID(ROOM), "Release day")
+        assert (await asyncio.wait_for(subjects.get(), 5))["subject"] == "Release day"
         alice.make_message(mto=ROOM, mbody="see you tomorrow", mtype="groupchat").send()
         await next_groupchat(alice)
-        alice.plugin["xep_0045"].leave_muc(SJID(ROOM), "Alice")
-        await presence_from(alice, f"{ROOM}/Alice", "unavailable")
+        for client, nick in ((alice, "Alice"), (carol, "Carol")):
+            client.plugin["xep_0045"].leave_muc(SJID(ROOM), nick)
+            await presence_from(client, f"{ROOM}/{nick}", "unavailable")
         await eventually(lambda: JID.parse(ROOM) not in muc.rooms)  # type: ignore[attr-defined]
-        _, _, _, history = await bob.plugin["xep_0045"].join_muc_wait(
+        _, subject, _, history = await bob.plugin["xep_0045"].join_muc_wait(
             SJID(ROOM), "Bob", maxstanzas=10, timeout=5)
         assert [m["body"] for m in history] == ["see you tomorrow"]
-        await disconnect(alice, bob)
+        assert subject["subject"] == "Release day"
+        delay = subject.xml.find(DELAY)
+        assert delay is not None and delay.get("from") == ROOM
+        assert delay.get("stamp") <= history[0].xml.find(DELAY).get("stamp")
+        await disconnect(alice, bob, carol)
 
 
 async def test_nicks_compare_as_rfc7700_nicknames(server: Server) -> None:

@@ -100,11 +100,11 @@ class ModMuc(Module):
         self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
         self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
         self.hibernations = 0
-        #: The history (§7.2.15) of hibernated rooms: it is in no storage, and a quiet
-        #: channel would otherwise greet its next visitor with none once everyone left for
-        #: hibernate_timeout (as MongooseIM's hibernated room process keeps it). Lost at a
-        #: restart, as in 6.4.
-        self.kept_history: dict[JID, deque[Any]] = {}
+        #: The history (§7.2.15) of hibernated rooms, and when their subject changed: they
+        #: are in no storage, and a quiet channel would otherwise greet its next visitor
+        #: with none once everyone left for hibernate_timeout (as MongooseIM's hibernated
+        #: room process keeps them). Lost at a restart, as in 6.4.
+        self.kept_history: dict[JID, tuple[deque[Any], float | None]] = {}
         #: mod_muc_log, set by it when it runs: rooms with logging on report their events to
         #: ``room_log.event`` (None: nothing is logged and rooms pay one attribute test).
         self.room_log: Any = None
@@ -316,9 +316,10 @@ class ModMuc(Module):
                         subject_author=stored.subject_author,
                         secret=bytes.fromhex(secret) if secret else None, nicks=nicks,
                         vcard=vcard)
-            history = self.kept_history.pop(key, None)
-            if history is not None:
-                room.history.extend(history)  # history_size unchanged: it all fits
+            kept = self.kept_history.pop(key, None)
+            if kept is not None:
+                room.history.extend(kept[0])  # history_size unchanged: it all fits
+                room.subject_stamp = kept[1]
             self.rooms[key] = room
             self.stored.add(key)  # another node may have stored it
             self._gauges(key.domain)
@@ -737,8 +738,8 @@ class ModMuc(Module):
             return
         room.gone = True
         del self.rooms[room.jid]
-        if room.history:
-            self.kept_history[room.jid] = room.history
+        if room.history or room.subject_stamp is not None:
+            self.kept_history[room.jid] = (room.history, room.subject_stamp)
         else:
             self.kept_history.pop(room.jid, None)
         self.hibernations += 1

@@ -191,6 +191,10 @@ class Room:
             maxlen=module.opts["history_size"])
         self.subject = subject
         self.subject_author = subject_author
+        #: When the subject was last changed here (time.time()), for the <delay/> of the
+        #: subject a joining occupant gets (§7.2.15 since 1.34.0); None: not known (never
+        #: changed, or changed before a restart: the store keeps no time).
+        self.subject_stamp: float | None = None
         self.locked = locked  # XEP-0045 §10.1.1: new rooms are locked until configured
         self.last_active = time.monotonic()
         self.pending_writes = 0
@@ -737,6 +741,11 @@ class Room:
     def _send_subject(self, to: JID) -> None:
         # §7.2.16: always sent (empty when there is none): clients take it as the end of join.
         frm, msg = self._subject_message()
+        if self.subject_stamp is not None:
+            # §7.2.15 (1.34.0): "stamped with XEP-0203 information ... the time at which
+            # the subject was last modified", from the room.
+            msg.add("delay", ns.DELAY, {"from": str(self.jid),
+                                        "stamp": _now_stamp(self.subject_stamp)})
         self._send(frm, to, msg)
 
     # -- messages (§7.4, §7.5, §7.8, §8.1) ------------------------------------------------
@@ -889,6 +898,7 @@ class Room:
             return
         self.subject = subject
         self.subject_author = occ.nick
+        self.subject_stamp = time.time()
         frm, msg = self._subject_message()
         if "id" in stanza.attrs:
             msg.attrs["id"] = stanza.attrs["id"]  # §7.2.16: the author recognizes its change
