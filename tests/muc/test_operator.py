@@ -209,3 +209,17 @@ async def test_bulk_kick_then_role_change_shows_no_ghost(server: Server) -> None
     late = [queue.get_nowait() for _ in range(queue.qsize())]
     assert [str(p["from"]) for p in late] == []
     await disconnect(alice, bob, carol)
+
+
+async def test_bulk_role_item_sees_the_affiliation_set_before_it(server: Server) -> None:
+    alice, bob = await user(server, "alice"), await user(server, "bob")
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    # Bob made admin, then silenced, in one request: the second item is checked as Bob will
+    # be (an admin: §8.4 not-allowed), and nothing is applied (§9: all or none).
+    with pytest.raises(IqError) as err:
+        await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "admin"},
+                                 {"nick": "Bob", "role": "visitor"}])
+    assert err.value.condition == "not-allowed"
+    assert await _affiliations(alice, "admin") == []
+    await disconnect(alice, bob)

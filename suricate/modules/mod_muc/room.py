@@ -1404,6 +1404,9 @@ class Room:
         # Validate everything first: one set is all or nothing (§9.? "the service MUST apply
         # all changes or none").
         changes: list[tuple[str, Any, str, str]] = []
+        # Affiliations as the request leaves them so far: a later role item is checked
+        # against them (made admin, then silenced by the same request: not-allowed).
+        pending: dict[JID, str] = {}
         for item in items:
             reason = item.find_text("reason", MUC_ADMIN) or ""
             if "role" in item.attrs and "nick" in item.attrs:
@@ -1413,7 +1416,8 @@ class Room:
                     raise StanzaError("bad-request", f"unknown role {role}")
                 if target is None:
                     raise StanzaError("item-not-found", "no such occupant")
-                self._check_role_change(actor_role, actor_aff, target, role)
+                self._check_role_change(actor_role, actor_aff, target, role,
+                                        pending.get(target.jid.bare))
                 changes.append(("role", target, role, reason))
             elif "affiliation" in item.attrs and ("jid" in item.attrs or "nick" in item.attrs):
                 aff = item.attrs["affiliation"]
@@ -1431,6 +1435,7 @@ class Room:
                     jid = occ.jid.bare
                 self._check_affiliation_change(actor_aff, jid, aff)
                 changes.append(("affiliation", jid, aff, reason))
+                pending[jid] = aff
             else:
                 raise StanzaError("bad-request", "an item needs nick and role, or jid and "
                                                  "affiliation")
@@ -1476,10 +1481,11 @@ class Room:
         return out
 
     def _check_role_change(self, actor_role: str, actor_aff: str, target: Occupant,
-                           role: str) -> None:
+                           role: str, target_aff: str | None = None) -> None:
         if actor_role != "moderator":
             raise StanzaError("forbidden", "only moderators change roles")  # §8
-        target_aff = self.affiliation(target.jid)
+        if target_aff is None:
+            target_aff = self.affiliation(target.jid)
         if role != "moderator" and target_aff in ("owner", "admin"):
             # §8.2 / §8.4: an admin or owner cannot be kicked or silenced; §9.7: nor lose
             # the moderator status that comes with the affiliation.
