@@ -223,3 +223,44 @@ async def test_bulk_role_item_sees_the_affiliation_set_before_it(server: Server)
     assert err.value.condition == "not-allowed"
     assert await _affiliations(alice, "admin") == []
     await disconnect(alice, bob)
+
+
+async def test_member_list_reserves_nicks_and_a_ban_frees_them(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_instant(alice, ROOM, "Alice")
+    # §9.3: a nick given with the membership is the member's reserved nick (§7.10), shown in
+    # the member list (§9.5) and to the member (§7.12).
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "member",
+                              "nick": "Bobby"}])
+    members = await alice.plugin["xep_0045"].get_affiliation_list(SJID(ROOM), "member",
+                                                                  timeout=5)
+    assert [str(j) for j in members] == ["bob@localhost"]
+    iq = alice.make_iq_get(ito=ROOM)
+    ET.SubElement(ET.SubElement(iq.xml, f"{{{ADMIN}}}query"), f"{{{ADMIN}}}item",
+                  {"affiliation": "member"})
+    listed = (await iq.send(timeout=5)).xml.find(f"{{{ADMIN}}}query/{{{ADMIN}}}item")
+    assert listed.get("nick") == "Bobby"
+    # §9.5: an empty nick frees it, another one replaces it.
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "member", "nick": ""}])
+    listed = (await iq.send(timeout=5)).xml.find(f"{{{ADMIN}}}query/{{{ADMIN}}}item")
+    assert listed.get("nick") is None
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "member",
+                              "nick": "Bobby"}])
+    with pytest.raises(PresenceError) as err:
+        await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "bobby", timeout=5)
+    assert err.value.condition == "conflict"
+    # The nick of someone else cannot be given; nobody bans themselves (§9.1).
+    with pytest.raises(IqError) as err:
+        await _admin_set(alice, [{"jid": "carol@localhost", "affiliation": "member",
+                                  "nick": "BOBBY"}])
+    assert err.value.condition == "conflict"
+    with pytest.raises(IqError) as err:
+        await _admin_set(alice, [{"jid": "alice@localhost", "affiliation": "outcast"}])
+    assert err.value.condition == "not-allowed"
+    # §9.2: a ban frees the banned user's reserved nick.
+    await _admin_set(alice, [{"jid": "bob@localhost", "affiliation": "outcast"}])
+    pres, _, _, _ = await carol.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bobby",
+                                                                 timeout=5)
+    assert str(pres["from"]) == f"{ROOM}/Bobby"
+    await disconnect(alice, bob, carol)

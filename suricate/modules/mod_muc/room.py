@@ -1407,6 +1407,7 @@ class Room:
         # Affiliations as the request leaves them so far: a later role item is checked
         # against them (made admin, then silenced by the same request: not-allowed).
         pending: dict[JID, str] = {}
+        nick_reserved: dict[str | None, JID] = {}  # nicks this request reserves
         for item in items:
             reason = item.find_text("reason", MUC_ADMIN) or ""
             if "role" in item.attrs and "nick" in item.attrs:
@@ -1433,9 +1434,20 @@ class Room:
                     if occ is None:
                         raise StanzaError("item-not-found", "no such occupant")
                     jid = occ.jid.bare
+                if aff == "outcast" and jid == frm.bare:
+                    # §9.1, §9.2: admins and owners cannot ban themselves.
+                    raise StanzaError("not-allowed", "you cannot ban yourself")
                 self._check_affiliation_change(actor_aff, jid, aff)
                 changes.append(("affiliation", jid, aff, reason))
                 pending[jid] = aff
+                if "jid" in item.attrs and "nick" in item.attrs \
+                        and aff in ("member", "admin", "owner"):
+                    # §9.3, §9.5: the nick given with a membership is reserved for it
+                    # (§7.10); an empty one frees the reservation.
+                    nick = self._reservable(item.attrs["nick"], jid)
+                    if nick and nick_reserved.setdefault(nick_key(nick), jid) != jid:
+                        raise StanzaError("conflict", f"the nick {nick} is given twice")
+                    changes.append(("nick", jid, nick, ""))
             else:
                 raise StanzaError("bad-request", "an item needs nick and role, or jid and "
                                                  "affiliation")
@@ -1447,9 +1459,34 @@ class Room:
                 if present is None or present is not who:
                     continue  # an earlier item of this request took it out (kick, ban)
                 self._set_role(present, value, reason, actor_nick)
+            elif kind == "nick":
+                self._reserve_nick(who, value or None)
             else:
                 self._set_affiliation(who, value, reason, actor=actor_nick)
         self._result(stanza)
+
+    def _reservable(self, wanted: str, jid: JID) -> str:
+        """``wanted`` as a nick ``jid`` may reserve (§7.10 rules), "" for none."""
+        if not wanted:
+            return ""
+        try:
+            nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
+        if nick_key(nick) is None:
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}")
+        if self.nick_reserved_for_other(nick, jid) or self.nick_taken_by_other(nick, jid):
+            raise StanzaError("conflict", f"the nick {nick} is someone else's")
+        return nick
+
+    def _reserve_nick(self, jid: JID, nick: str | None) -> None:
+        """``jid``'s reserved nick (§7.10) is ``nick`` now (None: it has none)."""
+        if nick is None:
+            if self.nicks.pop(jid, None) is None:
+                return
+        else:
+            self.nicks[jid] = nick
+        self._persist_nick(jid, nick)
 
     def _admin_list(self, item: Element, actor_aff: str, actor_role: str) -> Element:
         out = Element("query", MUC_ADMIN)
@@ -1465,6 +1502,8 @@ class Room:
             for jid, (a, reason) in sorted(self.affiliations.items(), key=lambda e: str(e[0])):
                 if a == aff:
                     i = out.add("item", attrs={"affiliation": a, "jid": str(jid)})
+                    if (nick := self.nicks.get(jid)) is not None:
+                        i.attrs["nick"] = nick  # §9.5: the member's reserved nick
                     if reason:
                         i.add("reason", text=reason)
             return out
@@ -1536,6 +1575,9 @@ class Room:
             self.affiliations.pop(jid, None)
         else:
             self.affiliations[jid] = (aff, reason)
+        if aff == "outcast":
+            # §9.2: a banned user's reserved nick is free again.
+            self._reserve_nick(jid, None)
         if self.config.persistent:
             self.module.write(self, self.module.store.set_affiliation(
                 self.jid.domain, self.jid.local or "", str(jid), aff, reason))
