@@ -264,3 +264,22 @@ async def test_member_list_reserves_nicks_and_a_ban_frees_them(server: Server) -
                                                                  timeout=5)
     assert str(pres["from"]) == f"{ROOM}/Bobby"
     await disconnect(alice, bob, carol)
+
+
+async def test_moderated_message_is_not_in_late_joiners_history(server: Server) -> None:
+    alice, bob, carol = (await user(server, "alice"), await user(server, "bob"),
+                         await user(server, "carol"))
+    await create_instant(alice, ROOM, "Alice")
+    await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
+    ids = []
+    for body in ("spam", "hello"):
+        bob.make_message(mto=ROOM, mbody=body, mtype="groupchat").send()
+        got = await next_groupchat(alice)
+        ids.append(got["stanza_id"]["id"])
+    # XEP-0425: Alice (moderator) retracts Bob's spam; a late joiner's history (§7.2.15)
+    # does not show it.
+    await alice.plugin["xep_0425"].moderate(SJID(ROOM), ids[0], reason="spam", timeout=5)
+    _, _, _, history = await carol.plugin["xep_0045"].join_muc_wait(
+        SJID(ROOM), "Carol", maxstanzas=10, timeout=5)
+    assert [m["body"] for m in history] == ["hello"]
+    await disconnect(alice, bob, carol)
