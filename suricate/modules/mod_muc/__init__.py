@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,11 @@ class ModMuc(Module):
         self.user_rooms: dict[JID, int] = {}  # bare JID -> rooms joined (max_user_conferences)
         self.joined: dict[JID, set[Room]] = {}  # full JID -> rooms it is an occupant of
         self.hibernations = 0
+        #: The history (§7.2.15) of hibernated rooms, and when their subject changed: they
+        #: are in no storage, and a quiet channel would otherwise greet its next visitor
+        #: with none once everyone left for hibernate_timeout (as MongooseIM's hibernated
+        #: room process keeps them). Lost at a restart, as in 6.4.
+        self.kept_history: dict[JID, tuple[deque[Any], float | None]] = {}
         #: mod_muc_log, set by it when it runs: rooms with logging on report their events to
         #: ``room_log.event`` (None: nothing is logged and rooms pay one attribute test).
         self.room_log: Any = None
@@ -310,11 +316,16 @@ class ModMuc(Module):
                         subject_author=stored.subject_author,
                         secret=bytes.fromhex(secret) if secret else None, nicks=nicks,
                         vcard=vcard)
+            kept = self.kept_history.pop(key, None)
+            if kept is not None:
+                room.history.extend(kept[0])  # history_size unchanged: it all fits
+                room.subject_stamp = kept[1]
             self.rooms[key] = room
             self.stored.add(key)  # another node may have stored it
             self._gauges(key.domain)
         else:
             self.stored.discard(key)  # deleted meanwhile: the stanzas meet a missing room
+            self.kept_history.pop(key, None)
         # No await from here on: nothing can join the queue while it is drained in order.
         del self.loading[key]
         for frm, to, stanza in queue:
@@ -583,6 +594,8 @@ class ModMuc(Module):
         for room in [r for jid, r in self.rooms.items() if jid.domain == service]:
             room.destroy(None, "domain removed")  # §10.9: the occupants are told
         self.stored -= {jid for jid in self.stored if jid.domain == service}
+        for jid in [j for j in self.kept_history if j.domain == service]:
+            del self.kept_history[jid]
         await self.store.delete_service(service)
         return acc
 
@@ -625,6 +638,7 @@ class ModMuc(Module):
         """The room ends: destroyed (§10.9, by its owner or the admin API), or temporary and
         left by its last occupant."""
         room.gone = True
+        self.kept_history.pop(room.jid, None)
         if self.rooms.get(room.jid) is room:
             del self.rooms[room.jid]
             self._gauges(room.jid.domain)
@@ -724,6 +738,10 @@ class ModMuc(Module):
             return
         room.gone = True
         del self.rooms[room.jid]
+        if room.history or room.subject_stamp is not None:
+            self.kept_history[room.jid] = (room.history, room.subject_stamp)
+        else:
+            self.kept_history.pop(room.jid, None)
         self.hibernations += 1
         domain = self.services.get(room.jid.domain, room.jid.domain)
         self.server.instrument.emit(MOD_MUC_HIBERNATIONS, {"host_type": domain},

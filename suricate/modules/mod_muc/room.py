@@ -9,6 +9,7 @@ written after each change, so that dropping it from memory — hibernation — l
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import logging
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import precis_i18n
 
 from suricate.core import hooks as H
 from suricate.jid import JID, InvalidJID
@@ -80,6 +83,22 @@ def _random_id() -> str:
     import uuid
 
     return uuid.uuid4().hex
+
+
+_NICKNAME = precis_i18n.get_profile("NicknameCaseMapped")
+
+
+@functools.lru_cache(maxsize=8192)
+def nick_key(nick: str) -> str | None:
+    """What a nick is compared by (RFC 7700 §2.4, the Nickname profile's comparison: spaces
+    trimmed and collapsed, NFKC, lower case), None for a nick that profile refuses (only
+    spaces: XEP-0045 §7.2.1 says a nick is not that). Nicks keep the form their owner gave
+    (resourceprep'd occupant JIDs); the key only decides which two are the same nick, so
+    "Alice", "alice", "Alice " and the full-width "Ａlice" cannot be two occupants."""
+    try:
+        return str(_NICKNAME.enforce(nick))
+    except UnicodeError:
+        return None
 
 
 def _now_stamp(t: float) -> str:
@@ -172,6 +191,10 @@ class Room:
             maxlen=module.opts["history_size"])
         self.subject = subject
         self.subject_author = subject_author
+        #: When the subject was last changed here (time.time()), for the <delay/> of the
+        #: subject a joining occupant gets (§7.2.15 since 1.34.0); None: not known (never
+        #: changed, or changed before a restart: the store keeps no time).
+        self.subject_stamp: float | None = None
         self.locked = locked  # XEP-0045 §10.1.1: new rooms are locked until configured
         self.last_active = time.monotonic()
         self.pending_writes = 0
@@ -218,8 +241,20 @@ class Room:
         return "participant" if self.config.members_by_default else "visitor"
 
     def nick_reserved_for_other(self, nick: str, jid: JID) -> bool:
-        """§7.10: a registered nick is only for the JID that registered it."""
-        return any(n == nick and owner != jid.bare for owner, n in self.nicks.items())
+        """§7.10: a registered nick is only for the JID that registered it (compared as
+        nicks are, ``nick_key``)."""
+        key = nick_key(nick)
+        return any(owner != jid.bare and (n == nick or nick_key(n) == key)
+                   for owner, n in self.nicks.items())
+
+    def nick_taken_by_other(self, nick: str, jid: JID) -> bool:
+        """An occupant of another account has a nick that compares equal to ``nick``
+        (§7.2.9, RFC 7700 §2.4): "alice" when "Alice" is there is a conflict, not a
+        second Alice. (The same account may hold both: it spoofs no one.)"""
+        key = nick_key(nick)
+        bare = jid.bare
+        return any(nick_key(n) == key and occ.jid.bare != bare
+                   for n, occ in self.occupants.items())
 
     def _sees_jids(self, occ: Occupant) -> bool:
         return not self.config.anonymous or occ.role == "moderator"
@@ -398,11 +433,18 @@ class Room:
         if cfg.members_only and _AFF_RANK[aff] < _AFF_RANK["member"]:
             self._error(stanza, "registration-required", "members only")  # §7.2.6
             return
+        if nick_key(nick) is None:
+            # RFC 7700: nothing left of the nick but spaces (§7.2.1: not a nick).
+            self._error(stanza, "jid-malformed", "a room nickname is required")
+            return
         other = self.occupants.get(nick)
         if other is not None and not (cfg.allow_multiple_sessions
                                       and other.jid.bare == frm.bare):
             # §7.2.9: the nick is someone else's (or the room keeps one session per nick).
             self._error(stanza, "conflict", "nickname in use")
+            return
+        if other is None and self.nick_taken_by_other(nick, frm):
+            self._error(stanza, "conflict", "nickname in use")  # §7.2.9, RFC 7700 §2.4
             return
         if self.nick_reserved_for_other(nick, frm):
             self._error(stanza, "conflict", "nickname registered by someone else")  # §7.10
@@ -576,9 +618,12 @@ class Room:
         A nick names the occupant, not a session: with several sessions all of them move
         (each gets the 303 and the new presence as its own, 110), so that one account never
         shows under two nicks because of one session's request."""
-        if nick in self.occupants:
+        if nick_key(nick) is None:
+            self._error(stanza, "jid-malformed", "not a room nickname")  # RFC 7700
+            return
+        if nick in self.occupants or self.nick_taken_by_other(nick, occ.jid):
             # Also when the nick is another occupant of the same account: sessions are not
-            # merged into it.
+            # merged into it. Compared as nicks are (RFC 7700 §2.4).
             self._error(stanza, "conflict", "nickname in use")
             return
         if self.nick_reserved_for_other(nick, occ.jid):
@@ -696,6 +741,11 @@ class Room:
     def _send_subject(self, to: JID) -> None:
         # §7.2.16: always sent (empty when there is none): clients take it as the end of join.
         frm, msg = self._subject_message()
+        if self.subject_stamp is not None:
+            # §7.2.15 (1.34.0): "stamped with XEP-0203 information ... the time at which
+            # the subject was last modified", from the room.
+            msg.add("delay", ns.DELAY, {"from": str(self.jid),
+                                        "stamp": _now_stamp(self.subject_stamp)})
         self._send(frm, to, msg)
 
     # -- messages (§7.4, §7.5, §7.8, §8.1) ------------------------------------------------
@@ -848,6 +898,7 @@ class Room:
             return
         self.subject = subject
         self.subject_author = occ.nick
+        self.subject_stamp = time.time()
         frm, msg = self._subject_message()
         if "id" in stanza.attrs:
             msg.attrs["id"] = stanza.attrs["id"]  # §7.2.16: the author recognizes its change
@@ -952,7 +1003,10 @@ class Room:
             return
         aff = self.affiliation(frm)
         privileged = aff in ("owner", "admin")
-        if self.config.members_only and not (self.config.allow_user_invites or privileged):
+        if not (self.config.allow_user_invites or privileged):
+            # §10.2 muc#roomconfig_allowinvites ("Whether to Allow Occupants to Invite
+            # Others", MongooseIM's allow_user_invites): off, only admins and owners invite,
+            # in an open room too (§7.8.2: forbidden).
             self._error(stanza, "forbidden", "only admins may invite to this room")
             return
         targets: list[tuple[JID, str]] = []
@@ -966,6 +1020,13 @@ class Room:
                                 invite.find_text("reason", MUC_USER) or ""))
             except (InvalidJID, ValueError):
                 self._error(stanza, "jid-malformed")
+                return
+            if self.affiliation(targets[-1][0].bare) == "outcast":
+                # The invitation would make the banned user a member (members-only) or be
+                # refused at the door (§7.2.7): a ban is lifted by an admin's affiliation
+                # change (§9.2), never by an occupant's invitation. Nothing is sent.
+                self._error(stanza, "forbidden", f"{targets[-1][0].bare} is banned from this "
+                                                 "room")
                 return
         for to, reason in targets:
             if self.config.members_only \
@@ -1193,9 +1254,9 @@ class Room:
             nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
         except (InvalidJID, ValueError):
             raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
-        in_use = self.occupants.get(nick)
-        if self.nick_reserved_for_other(nick, frm) or (
-                in_use is not None and in_use.jid.bare != bare):
+        if nick_key(nick) is None:
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}")
+        if self.nick_reserved_for_other(nick, frm) or self.nick_taken_by_other(nick, frm):
             raise StanzaError("conflict", "that nick is someone else's")  # §7.10
         self.nicks[bare] = nick
         if aff == "none":
@@ -1343,6 +1404,10 @@ class Room:
         # Validate everything first: one set is all or nothing (§9.? "the service MUST apply
         # all changes or none").
         changes: list[tuple[str, Any, str, str]] = []
+        # Affiliations as the request leaves them so far: a later role item is checked
+        # against them (made admin, then silenced by the same request: not-allowed).
+        pending: dict[JID, str] = {}
+        nick_reserved: dict[str | None, JID] = {}  # nicks this request reserves
         for item in items:
             reason = item.find_text("reason", MUC_ADMIN) or ""
             if "role" in item.attrs and "nick" in item.attrs:
@@ -1352,7 +1417,8 @@ class Room:
                     raise StanzaError("bad-request", f"unknown role {role}")
                 if target is None:
                     raise StanzaError("item-not-found", "no such occupant")
-                self._check_role_change(actor_role, actor_aff, target, role)
+                self._check_role_change(actor_role, actor_aff, target, role,
+                                        pending.get(target.jid.bare))
                 changes.append(("role", target, role, reason))
             elif "affiliation" in item.attrs and ("jid" in item.attrs or "nick" in item.attrs):
                 aff = item.attrs["affiliation"]
@@ -1368,18 +1434,59 @@ class Room:
                     if occ is None:
                         raise StanzaError("item-not-found", "no such occupant")
                     jid = occ.jid.bare
+                if aff == "outcast" and jid == frm.bare:
+                    # §9.1, §9.2: admins and owners cannot ban themselves.
+                    raise StanzaError("not-allowed", "you cannot ban yourself")
                 self._check_affiliation_change(actor_aff, jid, aff)
                 changes.append(("affiliation", jid, aff, reason))
+                pending[jid] = aff
+                if "jid" in item.attrs and "nick" in item.attrs \
+                        and aff in ("member", "admin", "owner"):
+                    # §9.3, §9.5: the nick given with a membership is reserved for it
+                    # (§7.10); an empty one frees the reservation.
+                    nick = self._reservable(item.attrs["nick"], jid)
+                    if nick and nick_reserved.setdefault(nick_key(nick), jid) != jid:
+                        raise StanzaError("conflict", f"the nick {nick} is given twice")
+                    changes.append(("nick", jid, nick, ""))
             else:
                 raise StanzaError("bad-request", "an item needs nick and role, or jid and "
                                                  "affiliation")
+        self._check_owners_left(changes)
         actor_nick = actor.nick if actor is not None else None
-        for kind, target, value, reason in changes:
+        for kind, who, value, reason in changes:
             if kind == "role":
-                self._set_role(target, value, reason, actor_nick)
+                present = self.occupants.get(who.nick)
+                if present is None or present is not who:
+                    continue  # an earlier item of this request took it out (kick, ban)
+                self._set_role(present, value, reason, actor_nick)
+            elif kind == "nick":
+                self._reserve_nick(who, value or None)
             else:
-                self._set_affiliation(target, value, reason, actor=actor_nick)
+                self._set_affiliation(who, value, reason, actor=actor_nick)
         self._result(stanza)
+
+    def _reservable(self, wanted: str, jid: JID) -> str:
+        """``wanted`` as a nick ``jid`` may reserve (§7.10 rules), "" for none."""
+        if not wanted:
+            return ""
+        try:
+            nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
+        except (InvalidJID, ValueError):
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
+        if nick_key(nick) is None:
+            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}")
+        if self.nick_reserved_for_other(nick, jid) or self.nick_taken_by_other(nick, jid):
+            raise StanzaError("conflict", f"the nick {nick} is someone else's")
+        return nick
+
+    def _reserve_nick(self, jid: JID, nick: str | None) -> None:
+        """``jid``'s reserved nick (§7.10) is ``nick`` now (None: it has none)."""
+        if nick is None:
+            if self.nicks.pop(jid, None) is None:
+                return
+        else:
+            self.nicks[jid] = nick
+        self._persist_nick(jid, nick)
 
     def _admin_list(self, item: Element, actor_aff: str, actor_role: str) -> Element:
         out = Element("query", MUC_ADMIN)
@@ -1395,6 +1502,8 @@ class Room:
             for jid, (a, reason) in sorted(self.affiliations.items(), key=lambda e: str(e[0])):
                 if a == aff:
                     i = out.add("item", attrs={"affiliation": a, "jid": str(jid)})
+                    if (nick := self.nicks.get(jid)) is not None:
+                        i.attrs["nick"] = nick  # §9.5: the member's reserved nick
                     if reason:
                         i.add("reason", text=reason)
             return out
@@ -1411,12 +1520,14 @@ class Room:
         return out
 
     def _check_role_change(self, actor_role: str, actor_aff: str, target: Occupant,
-                           role: str) -> None:
+                           role: str, target_aff: str | None = None) -> None:
         if actor_role != "moderator":
             raise StanzaError("forbidden", "only moderators change roles")  # §8
-        target_aff = self.affiliation(target.jid)
-        if role in ("none", "visitor") and target_aff in ("owner", "admin"):
-            # §8.2 / §8.4: an admin or owner cannot be kicked or silenced.
+        if target_aff is None:
+            target_aff = self.affiliation(target.jid)
+        if role != "moderator" and target_aff in ("owner", "admin"):
+            # §8.2 / §8.4: an admin or owner cannot be kicked or silenced; §9.7: nor lose
+            # the moderator status that comes with the affiliation.
             raise StanzaError("not-allowed", "cannot change the role of an admin or owner")
         if (role == "moderator" or target.role == "moderator") \
                 and actor_aff not in ("owner", "admin"):
@@ -1433,10 +1544,23 @@ class Room:
                 raise StanzaError("forbidden", "only owners grant admin or owner")
             if current in ("owner", "admin"):
                 raise StanzaError("not-allowed", "cannot change an admin or owner")
-        if current == "owner" and aff != "owner":
-            owners = [j for j, (a, _) in self.affiliations.items() if a == "owner"]
-            if owners == [jid]:
-                raise StanzaError("conflict", "a room keeps at least one owner")  # §10.4
+
+    def _check_owners_left(self, changes: list[tuple[str, Any, str, str]]) -> None:
+        """§10.4 (§10.6): a room keeps at least one owner, also when one request changes
+        several owners at once: every item alone may leave one, all of them together none
+        (then nothing is applied, §9: all changes or none)."""
+        owners = {j for j, (a, _) in self.affiliations.items() if a == "owner"}
+        if not owners:
+            return  # only service admins own it (access_admin): nothing to keep
+        after = set(owners)
+        for kind, target, value, _ in changes:
+            if kind == "affiliation":
+                if value == "owner":
+                    after.add(target)
+                else:
+                    after.discard(target)
+        if not after:
+            raise StanzaError("conflict", "a room keeps at least one owner")
 
     def _set_role(self, occ: Occupant, role: str, reason: str, actor: str | None) -> None:
         if role == "none":
@@ -1451,6 +1575,9 @@ class Room:
             self.affiliations.pop(jid, None)
         else:
             self.affiliations[jid] = (aff, reason)
+        if aff == "outcast":
+            # §9.2: a banned user's reserved nick is free again.
+            self._reserve_nick(jid, None)
         if self.config.persistent:
             self.module.write(self, self.module.store.set_affiliation(
                 self.jid.domain, self.jid.local or "", str(jid), aff, reason))
