@@ -8,7 +8,7 @@ left without one. The command line is generated from the same admin schema (``su
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from suricate.core.server import HttpHandlerFactory, Server
@@ -16,10 +16,46 @@ if TYPE_CHECKING:
 
 
 def graphql_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:
-    """``mongoose_graphql_handler``; graphql-core is imported only when one is configured."""
-    from suricate.admin.endpoint import GraphQLEndpoint
+    """``mongoose_graphql_handler``; graphql-core is imported only when one is configured,
+    and on a single node only at the endpoint's first request (``_FirstRequest``)."""
+    if server.cfg["general"]["sm_backend"] == "redis":
+        # Other nodes ask this one for its metrics (getClusterMetricsAsDicts) from the start.
+        from suricate.admin.endpoint import GraphQLEndpoint
 
-    return GraphQLEndpoint(server, opts)
+        return GraphQLEndpoint(server, opts)
+    return cast("HttpHandler", _FirstRequest(server, opts))
+
+
+class _FirstRequest:
+    """The endpoint made at its first request: importing graphql-core and building the
+    schema cost about 80 ms, nearly as much as the rest of a start-up (an admin endpoint is
+    in the embedded default, for the CLI, which may never be used)."""
+
+    def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
+        self.server, self.opts = server, opts
+        #: Where subscriptions are served (``GraphQLEndpoint.sse_path``).
+        self.sse_path = f"{str(opts.get('path', '')).rstrip('/')}/sse"
+        self._endpoint: Any = None
+
+    def _made(self) -> Any:
+        if self._endpoint is None:
+            from suricate.admin.endpoint import GraphQLEndpoint
+
+            self._endpoint = GraphQLEndpoint(self.server, self.opts)
+        return self._endpoint
+
+    async def handle(self, request: Any) -> Any:
+        return await self._made().handle(request)
+
+    def holds(self, method: str, path: str) -> bool:
+        return path.rstrip("/") == self.sse_path
+
+    async def handle_web(self, request: Any) -> Any:
+        return await self._made().handle_web(request)
+
+    def shutdown(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.shutdown()
 
 
 def admin_rest_handler(server: Server, opts: Mapping[str, Any]) -> HttpHandler:

@@ -52,6 +52,11 @@ class AdminCliError(Exception):
     pass
 
 
+class CredentialsRefused(AdminCliError):
+    """The admin endpoint answered 401: wrong credentials, or another server than the one
+    meant (the embedded default's password is its data folder's own)."""
+
+
 class ServerUnreachable(AdminCliError):
     """Nothing answers at the admin endpoint: the server is not running (or not there).
 
@@ -120,7 +125,7 @@ def post(target: Target, document: str, variables: Mapping[str, Any] | None = No
     except urllib.error.HTTPError as err:
         data = err.read()
         if err.code == 401:
-            raise AdminCliError(_refused_credentials(target, data)) from None
+            raise CredentialsRefused(_refused_credentials(target, data)) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         reason = err.reason if isinstance(err, urllib.error.URLError) else err
         if isinstance(reason, ssl.SSLCertVerificationError):

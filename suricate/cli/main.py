@@ -74,8 +74,26 @@ def load_with_warnings(
     # a client that connects to them over TLS finds them in the certificate.
     default, per_host = ensure_self_signed(data / "certs", ["localhost"],
                                            services=("conference", "pubsub", "upload"))
-    text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"))
+    text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"),
+                               admin_password=_admin_password(data))
     return parse_config(text, data), data, per_host, []
+
+
+def _embedded(args: argparse.Namespace) -> bool:
+    """The command works with the embedded default (no --config, no --url)."""
+    return not args.config and not getattr(args, "url", None)
+
+
+def _admin_password(data: Path) -> str:
+    """The embedded default's admin endpoint password: generated on first use into the data
+    folder (owner-only), read back by the CLI commands run beside the server."""
+    from suricate.core.keyfile import load_or_create_key
+
+    data.mkdir(parents=True, exist_ok=True)
+    return load_or_create_key(data / ADMIN_KEY_FILE).hex()
+
+
+ADMIN_KEY_FILE = "admin_api.key"
 
 
 # -- serve -------------------------------------------------------------------------------------
@@ -263,7 +281,13 @@ def _account_on_server(cfg: dict[str, Any], args: argparse.Namespace, jid: JID,
                        password: str | None) -> bool:
     """Make the change through the running server's admin endpoint (as `suricate status`
     finds it); False when no server runs there, and the caller works on the database."""
-    from suricate.cli.admin import AdminCliError, ServerUnreachable, find_target, post
+    from suricate.cli.admin import (
+        AdminCliError,
+        CredentialsRefused,
+        ServerUnreachable,
+        find_target,
+        post,
+    )
 
     try:
         target = find_target(cfg, getattr(args, "url", None))
@@ -299,6 +323,14 @@ def _account_on_server(cfg: dict[str, Any], args: argparse.Namespace, jid: JID,
             raise CliError(f"{err}; {jid} not changed: check the admin endpoint (--url), or "
                            "stop the server to work on the database") from None
         print("suricate: the server is not running: changed in the database", file=sys.stderr)
+        return False
+    except CredentialsRefused as err:
+        if not _embedded(args):
+            raise CliError(f"{err}; {jid} not changed") from None
+        # The embedded default's admin port answers with another data folder's server (only
+        # one holds the ports): this folder's server is not running.
+        print("suricate: the server of this data folder is not running: changed in the "
+              "database", file=sys.stderr)
         return False
     except AdminCliError as err:
         raise CliError(f"{err}; {jid} not changed") from None
@@ -412,9 +444,14 @@ def admin_config(args: argparse.Namespace) -> dict[str, Any]:
         return load(args)[0]
     if getattr(args, "url", None):
         return {"listen": {}}
-    raise CliError("no admin endpoint to ask: give --config FILE, the configuration of the "
-                   "running server (its [[listen.http]] with a mongoose_graphql_handler, "
-                   'schema_endpoint = "admin"), or --url URL of that endpoint', 2)
+    if (_data_dir(args) / ADMIN_KEY_FILE).is_file():
+        # The embedded default's server was started here: its admin endpoint (loopback).
+        return load(args)[0]
+    raise CliError("no admin endpoint to ask: run this in the folder where `suricate serve` "
+                   "runs with its embedded default (its data folder: --data-dir), or give "
+                   "--config FILE, the configuration of the running server (its [[listen.http]] "
+                   'with a mongoose_graphql_handler, schema_endpoint = "admin"), or --url URL '
+                   "of that endpoint", 2)
 
 
 def admin_failure(args: argparse.Namespace, err: Exception, not_running_code: int = 1
@@ -422,8 +459,14 @@ def admin_failure(args: argparse.Namespace, err: Exception, not_running_code: in
     """What a command asking the admin endpoint says when that failed: when nothing listens
     there (the connection was refused), that the server is not running and how to start it,
     as ``status`` says; anything else as it is."""
-    from suricate.cli.admin import ServerUnreachable
+    from suricate.cli.admin import CredentialsRefused, ServerUnreachable
 
+    if isinstance(err, CredentialsRefused) and _embedded(args):
+        # Our data folder's password refused: what answers on the default's admin port is
+        # the server of another folder (only one can hold the ports); this one's is stopped.
+        return CliError(f"the server is not running here: the one answering at the admin "
+                        f"port was started from another data folder than {_data_dir(args)}; "
+                        "start this one with: suricate serve", not_running_code)
     if isinstance(err, ServerUnreachable) and err.refused:
         start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
         return CliError(f"the server is not running ({err}); start it with: {start}",
@@ -476,7 +519,7 @@ def _ask_server(args: argparse.Namespace, document: str, not_running_code: int) 
         raise admin_failure(args, ServerUnreachable(str(err), refused=True),
                             not_running_code) from None
     except AdminCliError as err:
-        raise CliError(str(err)) from None
+        raise admin_failure(args, err, not_running_code) from None
     errors = result.get("errors") or []
     if errors:
         raise CliError("; ".join(str(e.get("message")) for e in errors))

@@ -8,7 +8,8 @@ today's clients (Conversations, Monal, Dino, Gajim, Converse.js) expect of a cha
 core IM modules, stream management, carbons, CSI, PEP (OMEMO keys, avatars, bookmarks), group
 chat at conference.localhost, the message archive (one-to-one and rooms) and the single
 round-trip login (SASL2, Bind 2, FAST). Client stanzas are limited to 256 KiB
-(``MAX_STANZA_SIZE``) on the c2s and WebSocket listeners."""
+(``MAX_STANZA_SIZE``) on the c2s and WebSocket listeners. The admin API (GraphQL) listens on
+127.0.0.1:5551 for the CLI commands run beside the server."""
 
 from __future__ import annotations
 
@@ -36,10 +37,41 @@ def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+ADMIN_USERNAME = "admin"  # of the admin endpoint; its password is generated (cli.main)
+
+
 def default_config_toml(certfile: str, keyfile: str, database: str,
                         c2s_port: int = 5222, tls_port: int = 5223,
-                        http_port: int = 5280, https_port: int = 5443) -> str:
+                        http_port: int = 5280, https_port: int = 5443,
+                        admin_port: int = 5551, admin_password: str | None = None) -> str:
+    """The default's TOML; with ``admin_password``, MongooseIM 6.4's admin endpoint too."""
     modules = "\n".join(f"[modules.{name}]" for name in DEFAULT_MODULES)
+    return _default_toml(certfile, keyfile, database, c2s_port, tls_port, http_port,
+                         https_port, modules) + (
+        "" if admin_password is None else _admin_toml(admin_port, admin_password))
+
+
+def _admin_toml(port: int, password: str) -> str:
+    return f"""
+# The admin API (GraphQL), on loopback as in MongooseIM 6.4's default (port 5551): what
+# `suricate status`, `stop`, `session list`, `graphql` ... ask, run in this folder. Its password
+# is generated into the data folder (admin_api.key, readable by its owner only): whoever may
+# read the data folder may administer the server, nobody else on this machine.
+[[listen.http]]
+port = {port}
+ip_address = "127.0.0.1"
+
+[[listen.http.handlers.mongoose_graphql_handler]]
+host = "_"
+path = "/api/graphql"
+schema_endpoint = "admin"
+username = "{ADMIN_USERNAME}"
+password = {_q(password)}
+"""
+
+
+def _default_toml(certfile: str, keyfile: str, database: str, c2s_port: int, tls_port: int,
+                  http_port: int, https_port: int, modules: str) -> str:
     return f"""
 [general]
 hosts = ["localhost"]

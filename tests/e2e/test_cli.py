@@ -131,7 +131,7 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
 # The interop peers listen on 127.0.0.2-3:5222: same xdist worker, never at the same time.
 @pytest.mark.xdist_group("fixed-ports")
 def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None:
-    for port in (5222, 5223, 5280, 5443):
+    for port in (5222, 5223, 5280, 5443, 5551):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -177,7 +177,27 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
             assert err.code == 404 and "Content-Type" in err.headers
         else:
             raise AssertionError("an unknown upload answered 200")
-        proc.send_signal(signal.SIGINT)
+        # The admin endpoint on loopback (5551, as MongooseIM's default): `status` and `stop`
+        # run beside the server find it and its generated password in the data folder.
+        assert (tmp_path / "data" / "admin_api.key").stat().st_mode & 0o077 == 0
+        status = subprocess.run([*SURICATE, "status"], capture_output=True, text=True,
+                                env=env, timeout=30)
+        assert status.returncode == 0 and "running" in status.stdout, status
+        # Another data folder's CLI reaches this server on the same port, with its own
+        # folder's password: refused, so it knows its own server is not running and works
+        # on its own database.
+        other = dict(os.environ, SURICATE_DATA_DIR=str(tmp_path / "other"))
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "admin_api.key").write_text("ab" * 32)
+        elsewhere = subprocess.run([*SURICATE, "status"], capture_output=True, text=True,
+                                   env=other, timeout=30)
+        assert elsewhere.returncode == 3 and "another data folder" in elsewhere.stderr
+        made = subprocess.run([*SURICATE, "account", "register", "x@localhost", "--password",
+                               "pw"], capture_output=True, text=True, env=other, timeout=30)
+        assert made.returncode == 0 and "changed in the database" in made.stderr, made
+        stop = subprocess.run([*SURICATE, "stop"], capture_output=True, text=True, env=env,
+                              timeout=30)
+        assert stop.returncode == 0, stop
         assert proc.wait(20) == 0
         from cryptography import x509
         cert = x509.load_pem_x509_certificate(
