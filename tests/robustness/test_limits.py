@@ -205,3 +205,54 @@ async def test_registration_rate_limit_per_proxied_address(tmp_path: Path) -> No
         # general.registration_timeout (600 s): the same address is refused, another is not
         assert "resource-constraint" in await register("203.0.113.10", "dave")
         assert "type=\"result\"" in await register("203.0.113.11", "erin")
+
+
+async def test_silent_or_slow_http_connections_do_not_hold_the_listener(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from suricate.net.http import web as web_module
+    from tests.web.conftest import web_server
+
+    # Cowboy's request_timeout and read_body period, made short for the test.
+    monkeypatch.setattr(web_module, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(web_module, "BODY_TIMEOUT", 0.5)
+    bosh = '[[listen.http.handlers.mod_bosh]]\nhost = "_"\npath = "/http-bind"\n'
+    async with web_server(tmp_path, handlers=bosh, modules_extra="[modules.mod_bosh]\n",
+                          listener_extra="transport.max_connections = 3\n") as server:
+        port = server.http_port  # type: ignore[attr-defined]
+        # Every slot of max_connections taken: one silent socket, one sending its headers a
+        # byte at a time, one sending its body so.
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        slow_head = await asyncio.open_connection("127.0.0.1", port)
+        slow_body = await asyncio.open_connection("127.0.0.1", port)
+        slow_body[1].write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\n"
+                           b"Content-Length: 1000\r\n\r\n<body")
+
+        async def dribble() -> None:
+            for _ in range(40):
+                for _reader, writer in (slow_head, slow_body):
+                    writer.write(b"x")
+                await asyncio.sleep(0.1)
+
+        slow_head[1].write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        dribbling = asyncio.create_task(dribble())
+        try:
+            # Each is closed by the server (the slow body with 408), well before the hour
+            # aiohttp would have given them.
+            assert await asyncio.wait_for(silent[0].read(), 5) == b""
+            got = await asyncio.wait_for(slow_head[0].read(), 5)
+            assert got == b"", got
+            answer = await asyncio.wait_for(slow_body[0].read(), 5)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            # ... and a BOSH client gets in.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = (b"<body rid='1' to='localhost' wait='1' hold='1' ver='1.6' "
+                    b"xmlns='http://jabber.org/protocol/httpbind'/>")
+            writer.write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            answer = await asyncio.wait_for(reader.read(4096), 5)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            writer.close()
+        finally:
+            dribbling.cancel()
+            for _, writer in (silent, slow_head, slow_body):
+                writer.close()

@@ -116,7 +116,11 @@ class BoshEndpoint:
         if request.method != "POST":
             return web.Response(status=405, text="XMPP over BOSH (XEP-0206): POST only\n",
                                 headers={"Allow": "POST, OPTIONS", **CORS})
-        body = await request.read()
+        from suricate.net.http.web import answer_timeout, read_body
+
+        body = await read_body(request)
+        if body is None:
+            return await answer_timeout(request)
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
