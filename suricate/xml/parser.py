@@ -317,7 +317,7 @@ class StreamParser:
                 # would copy the whole text at every piece (the list holds a reference), so a
                 # 16 MiB body took 13 s of the event loop; a local that holds the only
                 # reference is grown in place by CPython (amortized linear).
-                text = children.pop()
+                text: str = children.pop()  # type: ignore[assignment]
                 text += data
                 children.append(text)
             else:
