@@ -199,9 +199,16 @@ class StreamParser:
             raise XMLStreamError("not-well-formed", pyexpat.errors.messages[exc.code]) from None
         # After Parse, expat's position is the start of the token it could not finish yet.
         token_at = self._parser.CurrentByteIndex
-        if self._fed - token_at >= DEFER_TOKEN:
+        fed = self._fed
+        if fed - token_at >= DEFER_TOKEN:
             self._defer(token_at)
-        self._check_limit()
+        limit = self._max_stanza_size
+        if limit is not None:
+            # Within a stanza, all of it so far; between stanzas, the unfinished token after
+            # expat's last event (an endless start tag or header is one token, never reported).
+            start = self._stanza_start
+            if fed - (start if start >= 0 else max(token_at, 0)) > limit:
+                raise XMLStreamError("policy-violation", "stanza too large")
 
     def _release_held(self, data: bytes) -> bytes:
         """While deferring: hold ``data``; return what to parse now (b"" for nothing)."""
@@ -229,15 +236,12 @@ class StreamParser:
         self.idle = False
 
     def _check_limit(self) -> None:
+        """``max_stanza_size`` while bytes are held back (``_parse`` checks it inline)."""
         limit = self._max_stanza_size
         if limit is not None:
-            if self._stanza_start >= 0:
-                pending = self._fed - self._stanza_start
-            else:
-                # Between stanzas: what expat holds back is the unfinished token after its last
-                # event (an endless start tag or header is one token, never reported).
-                pending = self._fed - max(self._parser.CurrentByteIndex, 0)
-            if pending > limit:
+            start = self._stanza_start
+            if self._fed - (start if start >= 0 else max(self._parser.CurrentByteIndex, 0)) \
+                    > limit:
                 raise XMLStreamError("policy-violation", "stanza too large")
 
     @property
