@@ -4,6 +4,7 @@ cut off, an endless tag refused, max_connections, the PROXY protocol feeding per
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import time
@@ -256,3 +257,42 @@ async def test_silent_or_slow_http_connections_do_not_hold_the_listener(
             dribbling.cancel()
             for _, writer in (silent, slow_head, slow_body):
                 writer.close()
+
+
+async def test_a_bosh_client_that_stops_asking_is_held_to_the_output_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    from suricate.net.http import bosh as bosh_module
+    from tests.e2e.harness import connect, disconnect
+    from tests.web.conftest import web_server
+    from tests.web.test_bosh import BOSH, HTTPBIND, Bosh
+
+    monkeypatch.setattr(bosh_module, "MAX_WRITE_BUFFER", 64 * 1024)
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 600\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await c.post(
+            f"<body xmlns='{HTTPBIND}' content='text/xml; charset=utf-8' hold='1' rid='1000'"
+            " to='localhost' ver='1.6' wait='5' xml:lang='en' xmpp:version='1.0'"
+            " xmlns:xmpp='urn:xmpp:xbosh'/>")
+        c.sid = created.split("sid='", 1)[1].split("'", 1)[0]
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        assert "<success" in await c.send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>")
+        await c.send(xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        await c.send("<iq xmlns='jabber:client' type='set' id='b1'>"
+                     "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource>"
+                     "</bind></iq>")
+        alice = JID.parse("alice@localhost/web")
+        assert server.sessions.lookup(alice) is not None
+        # alice's client stops asking (no request held); bob writes to her.
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        for i in range(100):
+            bob.send_message(mto=str(alice), mbody=f"{i} " + "x" * 1000, mtype="chat")
+        # Past the cap her session ends (policy-violation), as on TCP, instead of every
+        # message waiting in memory for a request that may come only after `inactivity`.
+        await eventually(lambda: server.sessions.lookup(alice) is None, timeout=10)
+        answer = await c.send()
+        assert "type='terminate'" in answer and "policy-violation" in answer, answer[-300:]
+        await disconnect(bob)

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
-from suricate.net.http.websocket import _to_message
+from suricate.net.http.websocket import MAX_WRITE_BUFFER, _to_message
+from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
@@ -166,7 +167,7 @@ class BoshSession:
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
                  "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
-                 "_empty_poll_at", "ver")
+                 "_empty_poll_at", "ver", "_out_size", "_cap")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
         self.endpoint = endpoint
@@ -195,6 +196,11 @@ class BoshSession:
         self.ahead: dict[int, tuple[dict[str, str], list[bytes], bytes,
                                     asyncio.Future[bytes]]] = {}
         self.out: list[bytes] = []  # elements for the next response
+        # Their size: a client that stops asking (no request held, up to inactivity or
+        # max_pause) while messages pour in is held to the output cap of the TCP and
+        # WebSocket transports (suricate/net/output_cap.py), not to all the memory there is.
+        self._out_size = 0
+        self._cap: OutputCap | None = None
         self.cache: dict[int, bytes] = {}  # responses by rid, for replays
         self.stream_id = ""
         self.domain = ""
@@ -377,6 +383,7 @@ class BoshSession:
             timer.cancel()
             content = b"".join(self.out)
             self.out.clear()
+            self._out_size = 0
             if content:
                 self._empty_poll_at = None  # §12: that poll brought something
             self._answer(rid, future, self._body(content, rid))
@@ -483,7 +490,17 @@ class BoshSession:
         if data == _STREAM_CLOSE:
             return  # the terminate body says it (close() follows)
         self.out.append(_to_message(data))
+        waiting = self._out_size = self._out_size + len(data)
+        if waiting > MAX_WRITE_BUFFER or self._cap is not None:
+            self._cap, over = after_write(self._cap, len(data), waiting, MAX_WRITE_BUFFER)
+            if over:
+                # Not from here: the stream error it writes would come back to this check.
+                self.loop.call_soon(self._overflow)
         self._schedule()
+
+    def _overflow(self) -> None:
+        if self.handler is not None and not self.closing:
+            self.handler.write_overflow()  # policy-violation: the session ends
 
     def _schedule(self) -> None:
         if self._flush_handle is None:
@@ -511,6 +528,7 @@ class BoshSession:
                     self.out[index] = found.group(1)
         body = _terminate("remote-stream-error" if error else None, b"".join(self.out))
         self.out.clear()
+        self._out_size = 0
         self._terminated = body
         if self.held:
             rid, future, timer = self.held.popleft()
