@@ -109,12 +109,13 @@ class StreamParser:
         # dropped and re-made (``primed``) without losing a byte.
         self.idle = False
         # Bytes held back while expat holds a long unfinished token (None: not deferring),
-        # their size, the size that makes a rescan worth it, where that token starts, and
-        # whether a '>' already had its rescan without ending it.
+        # their size, the size that makes a rescan worth it, expat's position when last read
+        # (where the unfinished token starts, or before it), and whether a '>' already had
+        # its rescan without ending that token.
         self._held: list[bytes] | None = None
         self._held_size = 0
         self._held_need = 0
-        self._token_at = -1
+        self._token_at = 0
         self._gt_tried = False
         p = pyexpat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
@@ -197,17 +198,27 @@ class StreamParser:
                 # §11.1: only the five predefined entities may be referenced.
                 raise XMLStreamError("restricted-xml", "entity reference") from None
             raise XMLStreamError("not-well-formed", pyexpat.errors.messages[exc.code]) from None
-        # After Parse, expat's position is the start of the token it could not finish yet.
-        token_at = self._parser.CurrentByteIndex
         fed = self._fed
-        if fed - token_at >= DEFER_TOKEN:
-            self._defer(token_at)
+        if fed - self._token_at >= DEFER_TOKEN:
+            # After Parse, expat's position is the start of the token it could not finish
+            # yet. It only moves forward: read once per DEFER_TOKEN bytes, not at every read.
+            token_at = self._parser.CurrentByteIndex
+            if fed - token_at < DEFER_TOKEN:
+                self._gt_tried = False
+            else:
+                if token_at != self._token_at:  # another token than the one deferred last
+                    self._gt_tried = False
+                self._defer(token_at)
+            self._token_at = token_at
         limit = self._max_stanza_size
         if limit is not None:
-            # Within a stanza, all of it so far; between stanzas, the unfinished token after
-            # expat's last event (an endless start tag or header is one token, never reported).
-            start = self._stanza_start
-            if fed - (start if start >= 0 else max(token_at, 0)) > limit:
+            if self._stanza_start >= 0:
+                pending = fed - self._stanza_start
+            else:
+                # Between stanzas: what expat holds back is the unfinished token after its last
+                # event (an endless start tag or header is one token, never reported).
+                pending = fed - max(self._parser.CurrentByteIndex, 0)
+            if pending > limit:
                 raise XMLStreamError("policy-violation", "stanza too large")
 
     def _release_held(self, data: bytes) -> bytes:
@@ -227,9 +238,6 @@ class StreamParser:
 
     def _defer(self, token_at: int) -> None:
         """Hold the next bytes until the long unfinished token at ``token_at`` may end."""
-        if token_at != self._token_at:
-            self._token_at = token_at
-            self._gt_tried = False
         self._held = []
         self._held_size = 0
         self._held_need = self._fed - token_at
@@ -240,8 +248,8 @@ class StreamParser:
         limit = self._max_stanza_size
         if limit is not None:
             start = self._stanza_start
-            if self._fed - (start if start >= 0 else max(self._parser.CurrentByteIndex, 0)) \
-                    > limit:
+            pending = self._fed - (start if start >= 0 else max(self._parser.CurrentByteIndex, 0))
+            if pending > limit:
                 raise XMLStreamError("policy-violation", "stanza too large")
 
     @property

@@ -147,6 +147,10 @@ def test_a_long_tag_still_ends_at_once_and_the_limit_holds_while_deferring() -> 
     assert parser.feed(b"x" * 10_000) == []
     (message,) = parser.feed(b"'/><iq/>")[:1]
     assert isinstance(message, Element) and message.attrs["id"].endswith("a>b" + "x" * 10_000)
+    # The next long tag gets its own first '>' at once again.
+    parser.feed(b"<message id='" + long_value[:100_000])
+    (message,) = parser.feed(b"'/>")
+    assert isinstance(message, Element) and len(message.attrs["id"]) == 100_000
     # max_stanza_size still counts the bytes held back.
     parser = opened(150_000)
     parser.feed(b"<message id='" + long_value[:100_000])
