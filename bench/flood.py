@@ -30,14 +30,16 @@ from bench.common import c2s_listener, free_port, rss_kib, suricate_config  # no
 from bench.soak import DOMAIN, HEADER, PASSWORD, prepare_accounts, start_server  # noqa: E402
 
 STANZAS = {
-    "msg": (b"<message to='reader@localhost/r' type='chat'><body>" + b"f" * 200
-            + b"</body></message>"),
+    "msg": (
+        b"<message to='reader@localhost/r' type='chat'><body>" + b"f" * 200 + b"</body></message>"
+    ),
     "iq": b"<iq type='get' id='x' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
 }
 
 
-async def login(port: int, user: str, rcvbuf: int | None = None
-                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def login(
+    port: int, user: str, rcvbuf: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     sock = socket.socket()
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -56,13 +58,16 @@ async def login(port: int, user: str, rcvbuf: int | None = None
     writer.write(HEADER)
     await until(b"</stream:features>")
     token = base64.b64encode(f"\0{user}\0{PASSWORD}".encode())
-    writer.write(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + token
-                 + b"</auth>")
+    writer.write(
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + token + b"</auth>"
+    )
     await until(b"<success")
     writer.write(HEADER)
     await until(b"</stream:features>")
-    writer.write(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-                 b"<resource>r</resource></bind></iq>")
+    writer.write(
+        b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        b"<resource>r</resource></bind></iq>"
+    )
     await until(b"</jid>")
     return reader, writer
 
@@ -90,8 +95,14 @@ async def flood(port: int, reader_port: int, seconds: float, kind: str) -> None:
     elapsed = time.monotonic() - start
     reading.cancel()
     answering.cancel()
-    print(json.dumps({"sent_kB_s": round(sent / elapsed / 1e3),
-                      "read_kB_s": round((received[0] + answers[0]) / elapsed / 1e3)}))
+    print(
+        json.dumps(
+            {
+                "sent_kB_s": round(sent / elapsed / 1e3),
+                "read_kB_s": round((received[0] + answers[0]) / elapsed / 1e3),
+            }
+        )
+    )
 
 
 async def bystander(port: int, seconds: float) -> dict[str, float]:
@@ -110,8 +121,11 @@ async def bystander(port: int, seconds: float) -> dict[str, float]:
         await asyncio.sleep(0.01)
     client.disconnect()
     rtts.sort()
-    return {"pings": len(rtts), "p50_ms": round(rtts[len(rtts) // 2], 2),
-            "p99_ms": round(rtts[min(len(rtts) - 1, int(0.99 * len(rtts)))], 2)}
+    return {
+        "pings": len(rtts),
+        "p50_ms": round(rtts[len(rtts) // 2], 2),
+        "p99_ms": round(rtts[min(len(rtts) - 1, int(0.99 * len(rtts)))], 2),
+    }
 
 
 async def stuck_reader(pid: int, port: int, seconds: float) -> dict[str, object]:
@@ -131,23 +145,38 @@ async def stuck_reader(pid: int, port: int, seconds: float) -> dict[str, object]
     peak, sent = before, 0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
-        fw.write(b"".join(b"<message to='stuck@localhost/r' type='chat'><body>" + b"s" * 1000
-                          + b"</body></message>" for _ in range(50)))
+        fw.write(
+            b"".join(
+                b"<message to='stuck@localhost/r' type='chat'><body>"
+                + b"s" * 1000
+                + b"</body></message>"
+                for _ in range(50)
+            )
+        )
         sent += 50
         await fw.drain()
         peak = max(peak, rss_kib(pid))
     await asyncio.sleep(1)
     counting.cancel()
-    return {"sent": sent, "rss_before_kib": before, "rss_peak_delta_kib": peak - before,
-            "rss_after_delta_kib": rss_kib(pid) - before, "bounced_to_sender": errors[0]}
+    return {
+        "sent": sent,
+        "rss_before_kib": before,
+        "rss_peak_delta_kib": peak - before,
+        "rss_after_delta_kib": rss_kib(pid) - before,
+        "bounced_to_sender": errors[0],
+    }
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--max-rate", type=int, default=50_000)
-    parser.add_argument("--flood", nargs=4, metavar=("PORT", "READER_PORT", "SECONDS", "KIND"),
-                        help=argparse.SUPPRESS)  # the child process
+    parser.add_argument(
+        "--flood",
+        nargs=4,
+        metavar=("PORT", "READER_PORT", "SECONDS", "KIND"),
+        help=argparse.SUPPRESS,
+    )  # the child process
     args = parser.parse_args()
     if args.flood:
         port, reader_port, seconds, kind = args.flood
@@ -159,13 +188,21 @@ async def main() -> None:
         from suricate.net.certs import ensure_self_signed
 
         cert, _ = ensure_self_signed(tmp / "certs", [DOMAIN])
-        cfg = suricate_config(tmp / "flood.db", [
-            c2s_listener(plain),
-            c2s_listener(shaped, 'shaper = "normal"'),
-            c2s_listener(tls, f'tls.certfile = "{cert.certfile}"',
-                         f'tls.keyfile = "{cert.keyfile}"', 'tls.verify_mode = "none"'),
-        ], extra=f"[shaper.normal]\nmax_rate = {args.max_rate}\n"
-                 '[access]\nmax_user_offline_messages = [{acl = "all", value = 100}]')
+        cfg = suricate_config(
+            tmp / "flood.db",
+            [
+                c2s_listener(plain),
+                c2s_listener(shaped, 'shaper = "normal"'),
+                c2s_listener(
+                    tls,
+                    f'tls.certfile = "{cert.certfile}"',
+                    f'tls.keyfile = "{cert.keyfile}"',
+                    'tls.verify_mode = "none"',
+                ),
+            ],
+            extra=f"[shaper.normal]\nmax_rate = {args.max_rate}\n"
+            '[access]\nmax_user_offline_messages = [{acl = "all", value = 100}]',
+        )
         cfg_path = tmp / "flood.toml"
         cfg_path.write_text(cfg)
         await prepare_accounts(tmp, cfg, ["bystander", "flooder", "reader", "stuck"])
@@ -175,8 +212,17 @@ async def main() -> None:
             for label, port in (("no shaper", plain), (f"shaper {args.max_rate} B/s", shaped)):
                 for kind in STANZAS:
                     child = subprocess.Popen(
-                        [sys.executable, __file__, "--flood", str(port), str(plain),
-                         str(args.seconds + 2), kind], stdout=subprocess.PIPE)
+                        [
+                            sys.executable,
+                            __file__,
+                            "--flood",
+                            str(port),
+                            str(plain),
+                            str(args.seconds + 2),
+                            kind,
+                        ],
+                        stdout=subprocess.PIPE,
+                    )
                     await asyncio.sleep(1.0)  # the flood is on
                     by = await bystander(tls, args.seconds)
                     out, _ = child.communicate(timeout=60)

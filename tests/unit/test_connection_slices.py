@@ -80,8 +80,14 @@ async def test_a_large_read_is_handled_in_slices_and_others_go_in_between() -> N
     loop.call_soon(bystander.data_received, b"<iq/>")
     while flooder_transport.paused:
         await asyncio.sleep(0)
-    assert log == [("flooder", size), ("flooder", size), ("bystander", 5), ("flooder", size),
-                   ("flooder", size), ("flooder", 10)]
+    assert log == [
+        ("flooder", size),
+        ("flooder", size),
+        ("bystander", 5),
+        ("flooder", size),
+        ("flooder", size),
+        ("flooder", 10),
+    ]
     # A small read goes straight through, without a pause.
     pauses = flooder_transport.pauses
     flooder.data_received(b" " * size)
