@@ -9,6 +9,16 @@ limit applies to a tag that never ends (an endless attribute, an endless stream 
 expat buffers whole before it reports anything. An encoding declaration other than UTF-8 is
 ``unsupported-encoding`` (§11.6, §4.9.3.22).
 
+expat reports nothing of a token (a start tag with its attributes, a comment, a declaration)
+until its end, and each ``Parse`` of more bytes scans the unfinished token again from its
+start: a long tag arriving in small reads cost time quadratic in its length (16 MiB of one
+attribute in 4 KiB reads held the event loop, every connection's, for 19 s). Past
+``DEFER_TOKEN`` bytes of one unfinished token the parser holds what arrives until it is as
+long again as the token (each rescan then pays for itself), or until a ``>`` may end the
+token (once per token; after that a ``>``, which the peer can put in every quoted value, gets
+a rescan only when the held bytes are a sixteenth of the token). The newer expat (2.6) does
+the same itself ("reparse deferral"); this one (2.5, bundled with CPython 3.11) does not.
+
 A parser lives for one stream: at every stream restart (after STARTTLS, after SASL) the caller
 makes a new one, as §4.3.3 and §6.4.6 require.
 """
@@ -24,6 +34,8 @@ from suricate.xml import ns
 from suricate.xml.element import Element, escape_attr
 
 MAX_DEPTH = 64  # deeper nesting has no use in XMPP and costs stack: policy-violation
+# An unfinished token longer than this (no XMPP tag is) is fed to expat only in growing steps.
+DEFER_TOKEN = 64 * 1024
 
 
 class XMLStreamError(Exception):
@@ -77,7 +89,8 @@ def _split(name: str) -> tuple[str, str]:
 class StreamParser:
     __slots__ = (
         "_parser", "_events", "_stack", "_depth", "_max_stanza_size", "_stanza_start",
-        "_fed", "_ns_decls", "_closed", "_error", "_last_end", "idle",
+        "_fed", "_ns_decls", "_closed", "_error", "_last_end", "idle", "_held", "_held_size",
+        "_held_need", "_token_at", "_gt_tried",
     )
 
     def __init__(self, max_stanza_size: int | None = None) -> None:
@@ -95,6 +108,15 @@ class StreamParser:
         # the last top-level element): the parser then holds no partial token and can be
         # dropped and re-made (``primed``) without losing a byte.
         self.idle = False
+        # Bytes held back while expat holds a long unfinished token (None: not deferring),
+        # their size, the size that makes a rescan worth it, expat's position when last read
+        # (where the unfinished token starts, or before it), and whether a '>' already had
+        # its rescan without ending that token.
+        self._held: list[bytes] | None = None
+        self._held_size = 0
+        self._held_need = 0
+        self._token_at = 0
+        self._gt_tried = False
         p = pyexpat.ParserCreate("UTF-8", " ")
         p.buffer_text = True
         p.ordered_attributes = False
@@ -124,6 +146,10 @@ class StreamParser:
             return []
         self._fed += len(data)
         try:
+            if self._held is not None:
+                data = self._release_held(data)
+                if not data:
+                    return []
             self._parse(data)
         except XMLStreamError as exc:
             self._error = exc
@@ -172,14 +198,57 @@ class StreamParser:
                 # §11.1: only the five predefined entities may be referenced.
                 raise XMLStreamError("restricted-xml", "entity reference") from None
             raise XMLStreamError("not-well-formed", pyexpat.errors.messages[exc.code]) from None
+        fed = self._fed
+        if fed - self._token_at >= DEFER_TOKEN:
+            # After Parse, expat's position is the start of the token it could not finish
+            # yet. It only moves forward: read once per DEFER_TOKEN bytes, not at every read.
+            token_at = self._parser.CurrentByteIndex
+            if fed - token_at < DEFER_TOKEN:
+                self._gt_tried = False
+            else:
+                if token_at != self._token_at:  # another token than the one deferred last
+                    self._gt_tried = False
+                self._defer(token_at)
+            self._token_at = token_at
         limit = self._max_stanza_size
         if limit is not None:
             if self._stanza_start >= 0:
-                pending = self._fed - self._stanza_start
+                pending = fed - self._stanza_start
             else:
                 # Between stanzas: what expat holds back is the unfinished token after its last
                 # event (an endless start tag or header is one token, never reported).
-                pending = self._fed - max(self._parser.CurrentByteIndex, 0)
+                pending = fed - max(self._parser.CurrentByteIndex, 0)
+            if pending > limit:
+                raise XMLStreamError("policy-violation", "stanza too large")
+
+    def _release_held(self, data: bytes) -> bytes:
+        """While deferring: hold ``data``; return what to parse now (b"" for nothing)."""
+        held = self._held
+        assert held is not None
+        held.append(data)
+        self._held_size += len(data)
+        if self._held_size < self._held_need:
+            if b">" not in data or (self._gt_tried
+                                    and self._held_size * 16 < self._held_need):
+                self._check_limit()
+                return b""
+            self._gt_tried = True  # this '>' gets its rescan; if it ends nothing, no more
+        self._held = None
+        return b"".join(held)
+
+    def _defer(self, token_at: int) -> None:
+        """Hold the next bytes until the long unfinished token at ``token_at`` may end."""
+        self._held = []
+        self._held_size = 0
+        self._held_need = self._fed - token_at
+        self.idle = False
+
+    def _check_limit(self) -> None:
+        """``max_stanza_size`` while bytes are held back (``_parse`` checks it inline)."""
+        limit = self._max_stanza_size
+        if limit is not None:
+            start = self._stanza_start
+            pending = self._fed - (start if start >= 0 else max(self._parser.CurrentByteIndex, 0))
             if pending > limit:
                 raise XMLStreamError("policy-violation", "stanza too large")
 
@@ -256,7 +325,13 @@ class StreamParser:
         if self._depth >= 2:
             children = self._stack[-1].children
             if children and isinstance(children[-1], str):
-                children[-1] += data
+                # A text longer than expat's buffer comes in pieces. "children[-1] += data"
+                # would copy the whole text at every piece (the list holds a reference), so a
+                # 16 MiB body took 13 s of the event loop; a local that holds the only
+                # reference is grown in place by CPython (amortized linear).
+                text: str = children.pop()  # type: ignore[assignment]
+                text += data
+                children.append(text)
             else:
                 children.append(data)
         elif self._depth == 1 and data.strip():

@@ -4,6 +4,7 @@ cut off, an endless tag refused, max_connections, the PROXY protocol feeding per
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 import time
@@ -205,3 +206,93 @@ async def test_registration_rate_limit_per_proxied_address(tmp_path: Path) -> No
         # general.registration_timeout (600 s): the same address is refused, another is not
         assert "resource-constraint" in await register("203.0.113.10", "dave")
         assert "type=\"result\"" in await register("203.0.113.11", "erin")
+
+
+async def test_silent_or_slow_http_connections_do_not_hold_the_listener(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from suricate.net.http import web as web_module
+    from tests.web.conftest import web_server
+
+    # Cowboy's request_timeout and read_body period, made short for the test.
+    monkeypatch.setattr(web_module, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(web_module, "BODY_TIMEOUT", 0.5)
+    bosh = '[[listen.http.handlers.mod_bosh]]\nhost = "_"\npath = "/http-bind"\n'
+    async with web_server(tmp_path, handlers=bosh, modules_extra="[modules.mod_bosh]\n",
+                          listener_extra="transport.max_connections = 3\n") as server:
+        port = server.http_port  # type: ignore[attr-defined]
+        # Every slot of max_connections taken: one silent socket, one sending its headers a
+        # byte at a time, one sending its body so.
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        slow_head = await asyncio.open_connection("127.0.0.1", port)
+        slow_body = await asyncio.open_connection("127.0.0.1", port)
+        slow_body[1].write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\n"
+                           b"Content-Length: 1000\r\n\r\n<body")
+
+        async def dribble() -> None:
+            for _ in range(40):
+                for _reader, writer in (slow_head, slow_body):
+                    writer.write(b"x")
+                await asyncio.sleep(0.1)
+
+        slow_head[1].write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        dribbling = asyncio.create_task(dribble())
+        try:
+            # Each is closed by the server (the slow body with 408), well before the hour
+            # aiohttp would have given them.
+            assert await asyncio.wait_for(silent[0].read(), 5) == b""
+            got = await asyncio.wait_for(slow_head[0].read(), 5)
+            assert got == b"", got
+            answer = await asyncio.wait_for(slow_body[0].read(), 5)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            # ... and a BOSH client gets in.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = (b"<body rid='1' to='localhost' wait='1' hold='1' ver='1.6' "
+                    b"xmlns='http://jabber.org/protocol/httpbind'/>")
+            writer.write(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            answer = await asyncio.wait_for(reader.read(4096), 5)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            writer.close()
+        finally:
+            dribbling.cancel()
+            for _, writer in (silent, slow_head, slow_body):
+                writer.close()
+
+
+async def test_a_bosh_client_that_stops_asking_is_held_to_the_output_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiohttp
+
+    from suricate.net.http import bosh as bosh_module
+    from tests.e2e.harness import connect, disconnect
+    from tests.web.conftest import web_server
+    from tests.web.test_bosh import BOSH, HTTPBIND, Bosh
+
+    monkeypatch.setattr(bosh_module, "MAX_WRITE_BUFFER", 64 * 1024)
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n"
+                          "inactivity = 600\n") as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        created = await c.post(
+            f"<body xmlns='{HTTPBIND}' content='text/xml; charset=utf-8' hold='1' rid='1000'"
+            " to='localhost' ver='1.6' wait='5' xml:lang='en' xmpp:version='1.0'"
+            " xmlns:xmpp='urn:xmpp:xbosh'/>")
+        c.sid = created.split("sid='", 1)[1].split("'", 1)[0]
+        creds = base64.b64encode(b"\0alice\0secret").decode()
+        assert "<success" in await c.send(
+            f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>")
+        await c.send(xmpp_restart="true", xmlns_xmpp="urn:xmpp:xbosh", to="localhost")
+        await c.send("<iq xmlns='jabber:client' type='set' id='b1'>"
+                     "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource>"
+                     "</bind></iq>")
+        alice = JID.parse("alice@localhost/web")
+        assert server.sessions.lookup(alice) is not None
+        # alice's client stops asking (no request held); bob writes to her.
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        for i in range(100):
+            bob.send_message(mto=str(alice), mbody=f"{i} " + "x" * 1000, mtype="chat")
+        # Past the cap her session ends (policy-violation), as on TCP, instead of every
+        # message waiting in memory for a request that may come only after `inactivity`.
+        await eventually(lambda: server.sessions.lookup(alice) is None, timeout=10)
+        answer = await c.send()
+        assert "type='terminate'" in answer and "policy-violation" in answer, answer[-300:]
+        await disconnect(bob)

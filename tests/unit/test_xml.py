@@ -100,6 +100,75 @@ def test_deep_nesting_is_refused() -> None:
     assert exc.value.condition == "policy-violation"
 
 
+class _CountingExpat:
+    """expat with a count of the bytes each ``Parse`` scans: the new bytes plus the
+    unfinished token it scans again from its start."""
+
+    def __init__(self, parser: StreamParser) -> None:
+        self._expat = parser._parser
+        self.fed = parser._fed
+        self.scanned = 0
+
+    def Parse(self, data: bytes, final: bool) -> int:  # noqa: N802 (pyexpat's name)
+        self.scanned += self.fed - self._expat.CurrentByteIndex + len(data)
+        self.fed += len(data)
+        return int(self._expat.Parse(data, final))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._expat, name)
+
+
+@pytest.mark.parametrize("prefix", [b"<message a='", b"<message ", b"<!-- ", b"<a"])
+def test_a_long_token_in_small_reads_is_not_scanned_again_at_every_read(prefix: bytes) -> None:
+    parser = opened()
+    counting = _CountingExpat(parser)
+    parser._parser = counting  # type: ignore[assignment]
+    total = 1024 * 1024
+    parser.feed(prefix)
+    for _ in range(total // 1024):
+        assert parser.feed(b"x" * 1024) == []
+    # Scanning the unfinished token again at each of the 1024 reads is ~512 MiB of work,
+    # and held the event loop; growing steps keep it linear.
+    assert counting.scanned < 4 * total, counting.scanned
+
+
+def test_a_long_tag_still_ends_at_once_and_the_limit_holds_while_deferring() -> None:
+    long_value = b"x" * 200_000
+    parser = opened()
+    parser.feed(b"<message id='" + long_value[:100_000])
+    (message,) = parser.feed(long_value[100_000:] + b"'/>")  # the '>' ends it at once
+    assert isinstance(message, Element) and message.attrs["id"] == long_value.decode()
+    assert [e.name for e in parser.feed(b"<iq/>")] == ["iq"]  # deferring is over
+    # A '>' inside the quoted value does not end the tag: the next one still does when the
+    # held bytes are worth a rescan, and nothing is lost or reordered.
+    parser = opened()
+    parser.feed(b"<message id='" + long_value[:100_000])
+    assert parser.feed(b"a>b") == []
+    assert parser.feed(b"x" * 10_000) == []
+    (message,) = parser.feed(b"'/><iq/>")[:1]
+    assert isinstance(message, Element) and message.attrs["id"].endswith("a>b" + "x" * 10_000)
+    # The next long tag gets its own first '>' at once again.
+    parser.feed(b"<message id='" + long_value[:100_000])
+    (message,) = parser.feed(b"'/>")
+    assert isinstance(message, Element) and len(message.attrs["id"]) == 100_000
+    # max_stanza_size still counts the bytes held back.
+    parser = opened(150_000)
+    parser.feed(b"<message id='" + long_value[:100_000])
+    with pytest.raises(XMLStreamError) as exc:
+        parser.feed(long_value[:60_000])
+    assert exc.value.condition == "policy-violation"
+
+
+def test_a_text_in_many_pieces_is_one_string() -> None:
+    parser = opened()
+    parser.feed(b"<message><body>")
+    for _ in range(1000):
+        parser.feed(b"y" * 10_000)
+    (message,) = parser.feed(b"</body></message>")
+    assert isinstance(message, Element)
+    assert message.children[0].children == ["y" * 10_000_000]  # type: ignore[union-attr]
+
+
 def test_serializer_escapes_and_prefixes() -> None:
     el = Element("features", ns.STREAM)
     el.add("starttls", ns.TLS).add("required")

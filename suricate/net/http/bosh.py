@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
-from suricate.net.http.websocket import _to_message
+from suricate.net.http.websocket import MAX_WRITE_BUFFER, _to_message
+from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StreamError
 from suricate.xml import ns
@@ -116,7 +117,11 @@ class BoshEndpoint:
         if request.method != "POST":
             return web.Response(status=405, text="XMPP over BOSH (XEP-0206): POST only\n",
                                 headers={"Allow": "POST, OPTIONS", **CORS})
-        body = await request.read()
+        from suricate.net.http.web import answer_timeout, read_body
+
+        body = await read_body(request)
+        if body is None:
+            return await answer_timeout(request)
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
@@ -162,7 +167,7 @@ class BoshSession:
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
                  "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
                  "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
-                 "_empty_poll_at", "ver")
+                 "_empty_poll_at", "ver", "_out_size", "_cap")
 
     def __init__(self, endpoint: BoshEndpoint, sid: str, request: web.BaseRequest) -> None:
         self.endpoint = endpoint
@@ -191,6 +196,11 @@ class BoshSession:
         self.ahead: dict[int, tuple[dict[str, str], list[bytes], bytes,
                                     asyncio.Future[bytes]]] = {}
         self.out: list[bytes] = []  # elements for the next response
+        # Their size: a client that stops asking (no request held, up to inactivity or
+        # max_pause) while messages pour in is held to the output cap of the TCP and
+        # WebSocket transports (suricate/net/output_cap.py), not to all the memory there is.
+        self._out_size = 0
+        self._cap: OutputCap | None = None
         self.cache: dict[int, bytes] = {}  # responses by rid, for replays
         self.stream_id = ""
         self.domain = ""
@@ -373,6 +383,7 @@ class BoshSession:
             timer.cancel()
             content = b"".join(self.out)
             self.out.clear()
+            self._out_size = 0
             if content:
                 self._empty_poll_at = None  # §12: that poll brought something
             self._answer(rid, future, self._body(content, rid))
@@ -479,6 +490,12 @@ class BoshSession:
         if data == _STREAM_CLOSE:
             return  # the terminate body says it (close() follows)
         self.out.append(_to_message(data))
+        waiting = self._out_size = self._out_size + len(data)
+        if waiting > MAX_WRITE_BUFFER or self._cap is not None:
+            self._cap, over = after_write(self._cap, len(data), waiting, MAX_WRITE_BUFFER)
+            if over:
+                # Not from here: the stream error it writes would come back to this check.
+                self.loop.call_soon(self._overflow)
         self._schedule()
 
     def flush_now(self) -> None:
@@ -488,6 +505,10 @@ class BoshSession:
         if handle is not None:
             handle.cancel()
             self._flush()
+
+    def _overflow(self) -> None:
+        if self.handler is not None and not self.closing:
+            self.handler.write_overflow()  # policy-violation: the session ends
 
     def _schedule(self) -> None:
         if self._flush_handle is None:
@@ -515,6 +536,7 @@ class BoshSession:
                     self.out[index] = found.group(1)
         body = _terminate("remote-stream-error" if error else None, b"".join(self.out))
         self.out.clear()
+        self._out_size = 0
         self._terminated = body
         if self.held:
             rid, future, timer = self.held.popleft()

@@ -21,6 +21,35 @@ from suricate.net.http.message import Request, Response, host_of
 if TYPE_CHECKING:
     from suricate.net.http.listener import HttpListener
 
+# A connection that sends nothing, or its request line and headers slowly, is closed this long
+# after it connected or after its previous response (Cowboy's request_timeout, which
+# MongooseIM's HTTP listeners have): aiohttp's own default is an hour, so a few hundred silent
+# sockets held every slot of transport.max_connections, and no BOSH or WebSocket user got in.
+REQUEST_TIMEOUT = 5.0
+# The body of a request (a BOSH <body/>, a GraphQL query) must have arrived this long after its
+# headers (Cowboy's read_body period); a body sent a byte at a time gets 408 and the close.
+BODY_TIMEOUT = 15.0
+
+
+async def read_body(request: web.BaseRequest) -> bytes | None:
+    """The request's body, or None when it did not arrive within ``BODY_TIMEOUT`` (the caller
+    answers with ``answer_timeout``)."""
+    try:
+        return await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+    except TimeoutError:
+        return None
+
+
+async def answer_timeout(request: web.BaseRequest) -> web.StreamResponse:
+    """408 (RFC 9110 §15.5.9) and the close, at once: aiohttp would otherwise linger up to
+    10 s reading what is left of the body, which the slow peer keeps sending."""
+    response = web.Response(status=408, text="request body too slow\n")
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 def make_server(listener: HttpListener) -> web.Server:
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
         host = host_of(request.headers.get("Host", ""))
@@ -35,14 +64,16 @@ def make_server(listener: HttpListener) -> web.Server:
         holds = getattr(route.handler, "holds", None)
         if native is not None and (holds is None or holds(request.method, path)):
             return await native(request)  # type: ignore[no-any-return]
-        body = await request.read() if request.can_read_body else b""
+        body = await read_body(request) if request.can_read_body else b""
+        if body is None:
+            return await answer_timeout(request)
         response = await route.handler.handle(_convert(request, body))
         return to_aiohttp(response, request, listener.compress)
 
     # Bodies over 1 MiB are refused with 413 by aiohttp's request (client_max_size).
     if listener.server_name is None:
-        return web.Server(dispatch, access_log=None)
-    return web.Server(dispatch, access_log=None,
+        return web.Server(dispatch, access_log=None, keepalive_timeout=REQUEST_TIMEOUT)
+    return web.Server(dispatch, access_log=None, keepalive_timeout=REQUEST_TIMEOUT,
                       request_factory=_named_requests(listener.server_name))
 
 
