@@ -25,7 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import c2s_listener, free_port, rss_kib, suricate_config, wait_port  # noqa: E402
+from bench.common import (  # noqa: E402
+    byte_compile,
+    c2s_listener,
+    free_port,
+    rss_kib,
+    suricate_config,
+    wait_port,
+)
 from suricate.net.certs import ensure_self_signed  # noqa: E402
 
 HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
@@ -137,6 +144,7 @@ def main() -> None:
         plain, starttls = free_port(), free_port()
         config = write_config(tmp, plain, starttls)
         register(config, args.connections)
+        byte_compile()  # start-up as installed, not a compiler run: see byte_compile
         startups = []
         for _ in range(args.startups):
             proc, t0 = start_server(config)

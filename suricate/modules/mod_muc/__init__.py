@@ -33,11 +33,8 @@ from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
 from suricate.modules.mod_muc.avatar import parse_stored
-from suricate.modules.mod_muc.conferences import Conferences
 from suricate.modules.mod_muc.config import MUC_OPTIONS, RoomConfig
-from suricate.modules.mod_muc.http_auth import HttpAuth
 from suricate.modules.mod_muc.limits import Limits
-from suricate.modules.mod_muc.placement import Placement, RoomCluster
 from suricate.modules.mod_muc.room import MUC, Room, count_down
 from suricate.modules.mod_muc.store import MucStore
 from suricate.protocol.errors import StanzaError
@@ -49,6 +46,9 @@ if TYPE_CHECKING:
     from suricate.core.component_table import LocalService
     from suricate.core.domains import Domain
     from suricate.core.server import Server
+    from suricate.modules.mod_muc.conferences import Conferences
+    from suricate.modules.mod_muc.http_auth import HttpAuth
+    from suricate.modules.mod_muc.placement import Placement, RoomCluster
 
 log = logging.getLogger("suricate.mod_muc")
 
@@ -131,6 +131,9 @@ class ModMuc(Module):
         self.http_auth: HttpAuth | None = None
         pool = opts["http_auth_pool"]
         if pool != "none":
+            # Imported only with a pool (with the pool's TLS context code): not at every start.
+            from suricate.modules.mod_muc.http_auth import HttpAuth
+
             self.http_auth = HttpAuth(server.cfg["outgoing_pools"]["http"][pool])
 
     # -- life cycle -----------------------------------------------------------------------
@@ -144,16 +147,12 @@ class ModMuc(Module):
         # Captured now: the router's ``elsewhere`` is unset while it routes a stanza that
         # came from another node (Router.route_here).
         cluster = self.server.router.elsewhere
-        if isinstance(cluster, RoomCluster):
-            self.placement = Placement(self, cluster)
-            self.placement.start()
-            # The admin API's operations on a room run on the room's node (graphql.py).
-            from suricate.modules.mod_muc.graphql import ANSWER_OP, answer
-            self.server.cluster.answer_on(ANSWER_OP, partial(answer, self.server))
-            self.server.cluster.answer_on(ITEMS_OP, self._rooms_here)
-            if self.opts["max_user_conferences"]:
-                self.conferences = Conferences(cluster.redis, cluster.store.prefix,
-                                               cluster.name, self.opts["max_user_conferences"])
+        if cluster is not None:
+            # Several nodes only (sm_backend = "redis"): a single node imports none of it.
+            from suricate.modules.mod_muc.placement import RoomCluster
+
+            if isinstance(cluster, RoomCluster):
+                self._place(cluster)
         if self.http_auth is not None:
             await self.http_auth.start()
         if self.opts["load_permanent_rooms_at_startup"]:
@@ -163,6 +162,21 @@ class ModMuc(Module):
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if self.deep_check_every is not None:
             self._deep_sweeper = asyncio.get_running_loop().create_task(self._deep_sweep())
+
+    def _place(self, cluster: RoomCluster) -> None:
+        """Rooms spread over the nodes (placement.py), and max_user_conferences across them."""
+        from suricate.modules.mod_muc.conferences import Conferences
+        from suricate.modules.mod_muc.graphql import ANSWER_OP, answer
+        from suricate.modules.mod_muc.placement import Placement
+
+        self.placement = Placement(self, cluster)
+        self.placement.start()
+        # The admin API's operations on a room run on the room's node (graphql.py).
+        self.server.cluster.answer_on(ANSWER_OP, partial(answer, self.server))
+        self.server.cluster.answer_on(ITEMS_OP, self._rooms_here)
+        if self.opts["max_user_conferences"]:
+            self.conferences = Conferences(cluster.redis, cluster.store.prefix,
+                                           cluster.name, self.opts["max_user_conferences"])
 
     async def stop(self) -> None:
         if self._sweeper is not None:
