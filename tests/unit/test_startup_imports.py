@@ -130,3 +130,21 @@ def test_serve_builds_only_its_own_parser(monkeypatch: pytest.MonkeyPatch) -> No
     assert set(sub.choices) == {"serve"}
     with pytest.raises(SystemExit):
         cli.main(["serve", "--bogus"])
+
+
+def test_an_admin_endpoint_imports_graphql_at_its_first_request(tmp_path: Path) -> None:
+    """The embedded default's admin endpoint (for the CLI) costs no start-up: graphql-core and
+    the schema (~80 ms) load at the endpoint's first request, on a single node."""
+    admin = (f"[[listen.http]]\nport = {free_port()}\nip_address = \"127.0.0.1\"\n"
+             "[[listen.http.handlers.mongoose_graphql_handler]]\nhost = \"_\"\n"
+             "path = \"/api/graphql\"\nschema_endpoint = \"admin\"\n"
+             "username = \"admin\"\npassword = \"secret\"\n")
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES) + admin)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(line for line in out.stdout.splitlines() if line.startswith("LOADED "))
+    loaded = set(line.split()[1:])
+    assert "suricate.admin" in loaded  # the endpoint's handler is there
+    assert not any(m == "graphql" or m.startswith("graphql.") for m in loaded)
