@@ -64,7 +64,8 @@ def _covers(certfile: Path, names: Sequence[str]) -> bool:
 def ensure_self_signed(directory: Path, hosts: Sequence[str], services: Sequence[str] = ()
                        ) -> tuple[CertKey, dict[str, CertKey]]:
     """Return the default certificate and one per host, generating what is missing. Each
-    host's certificate also names its ``services`` subdomains (``conference.<host>``...)."""
+    host's certificate also names its ``services`` subdomains (``conference.<host>``...);
+    with a single host, its certificate is the default."""
     directory.mkdir(parents=True, exist_ok=True)
 
     def names(host: str) -> list[str]:
@@ -75,6 +76,11 @@ def ensure_self_signed(directory: Path, hosts: Sequence[str], services: Sequence
     if not _covers(default_cert, everything):
         _generate(everything, default_cert, default_key)
     per_host: dict[str, CertKey] = {}
+    if len(hosts) == 1:
+        # One host (the embedded default's localhost): the default names it all, and is the
+        # one certificate a client trusts whether it names the host (SNI) or not.
+        return CertKey(str(default_cert), str(default_key)), {
+            hosts[0]: CertKey(str(default_cert), str(default_key))}
     for host in hosts:
         cert, key = directory / f"{host}.crt", directory / f"{host}.key"
         if not _covers(cert, names(host)):

@@ -177,6 +177,14 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
             assert err.code == 404 and "Content-Type" in err.headers
         else:
             raise AssertionError("an unknown upload answered 200")
+        # One certificate, whether a client names localhost (SNI) or not: trusting
+        # data/certs/server.crt (as the README says) is enough for direct TLS and HTTPS.
+        trusting = ssl.create_default_context(
+            cafile=str(tmp_path / "data" / "certs" / "server.crt"))
+        for port in (5223, 5443):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    trusting.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() is not None
         # The admin endpoint on loopback (5551, as MongooseIM's default): `status` and `stop`
         # run beside the server find it and its generated password in the data folder.
         assert (tmp_path / "data" / "admin_api.key").stat().st_mode & 0o077 == 0
