@@ -47,6 +47,7 @@ from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, loaded_roster, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
+from suricate.modules.mod_vcard.search import RSM, rsm_page
 from suricate.protocol import subscription as roster_sub
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import result_reply
@@ -72,7 +73,8 @@ FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
     "multi-items", "outcast-affiliation", "persistent-items", "presence-notifications",
     "publish", "publish-options", "publisher-affiliation", "purge-nodes", "retract-items",
     "retrieve-affiliations", "retrieve-default", "retrieve-default-sub", "retrieve-items",
-    "retrieve-subscriptions", "subscribe", "subscription-options", "member-affiliation"))
+    "retrieve-subscriptions", "rsm", "subscribe", "subscription-options",
+    "member-affiliation", "publish-only-affiliation"))
 
 #: MongooseIM 6.4 event names: mod_pubsub_{get,set}_<action>.
 ACTIONS = {
@@ -550,11 +552,25 @@ class ModPubsub(Module):
                 # reached the database's LIMIT: every item on SQLite, an error on PostgreSQL
                 # and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
                 raise StanzaError("bad-request", "max_items is not a number of items")
-        found = await self.store.get_items(host.key, node, ids or None, max_items)
+        rsm = next((c for c in children[1:] if c.name == "set" and c.xmlns == RSM), None)
+        page: Element | None = None
+        if rsm is not None and not ids:
+            # XEP-0060 §6.5.4 with XEP-0059: pages of the node's items, newest first (the
+            # first page is the latest items; <after/> goes back in time). max_items, when
+            # given too, bounds the set to the newest ones.
+            keys = await self.store.item_ids(host.key, node)
+            if max_items is not None:
+                keys = keys[:max_items]
+            start, end, page = rsm_page(keys, rsm)
+            found = await self.store.get_items(host.key, node, keys[start:end])
+        else:
+            found = await self.store.get_items(host.key, node, ids or None, max_items)
         result = Element("pubsub", PUBSUB)
         items_el = result.add("items", attrs={"node": node})
         for item in found:
             items_el.append(self._item_element(item, PUBSUB, True))
+        if page is not None:
+            result.append(page)
         return result
 
     async def subscribe(self, host: Host, frm: JID, action: Element,
@@ -1387,7 +1403,7 @@ class ModPubsub(Module):
         if not node:
             result.add("identity", attrs={"category": "pubsub", "type": "service",
                                           "name": "Publish-Subscribe"})
-            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
+            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, RSM, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
         for element in await self._node_info(host, node, await self._node(host, node)):

