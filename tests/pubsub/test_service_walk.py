@@ -94,3 +94,32 @@ async def test_items_of_a_1000_item_node_are_paged_with_rsm(tmp_path: Path) -> N
             await send(bob, "get", items_query("feed", "<max>5</max><after>nope</after>"))
         assert err.value.condition == "item-not-found"
         await disconnect(alice, bob)
+
+
+async def test_publish_only_affiliation(server: Any) -> None:
+    await accounts(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, _ = await online(server, "bob")
+    owner, sensor = alice.plugin["xep_0060"], bob.plugin["xep_0060"]
+    await owner.create_node(SERVICE, "telemetry")
+    await owner.publish(SERVICE, "telemetry", id="by-owner", payload=payload(NEWS))
+    # §8.9: before, 'publish-only' was refused with bad-request.
+    await owner.modify_affiliations(SERVICE, "telemetry", [("bob@localhost", "publish-only")])
+    affs = await owner.get_node_affiliations(SERVICE, "telemetry")
+    assert ("bob@localhost", "publish-only") in {
+        (str(a["jid"]), a["affiliation"]) for a in affs["pubsub_owner"]["affiliations"]}
+    await sensor.publish(SERVICE, "telemetry", id="by-bob", payload=payload(NEWS))
+    # §4.1: it may not subscribe nor retrieve items, even on an open node.
+    for request in (sensor.subscribe(SERVICE, "telemetry"),
+                    sensor.get_items(SERVICE, "telemetry")):
+        with pytest.raises(IqError) as err:
+            await request
+        assert err.value.condition == "forbidden"
+    # It retracts its own items only.
+    with pytest.raises(IqError) as err:
+        await sensor.retract(SERVICE, "telemetry", "by-owner")
+    assert err.value.condition == "forbidden"
+    await sensor.retract(SERVICE, "telemetry", "by-bob")
+    items = await owner.get_items(SERVICE, "telemetry")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["by-owner"]
+    await disconnect(alice, bob)

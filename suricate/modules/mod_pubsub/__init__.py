@@ -90,7 +90,9 @@ EVENTS: dict[tuple[str, str], EventSpec] = {
     for _type, _names in ACTIONS.items() for _name in _names
 }
 
-AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
+# XEP-0060 §4.1: publish-only may publish (and retract its own items), not subscribe or
+# retrieve items (MongooseIM's publish_only).
+AFFILIATIONS = ("owner", "publisher", "publish-only", "member", "none", "outcast")
 
 #: Who a notification goes to: sessions, JIDs, and the JIDs that want a <body/> too.
 # (sessions here, JIDs to route to, JIDs that want a body, accounts whose sessions on other
@@ -493,7 +495,8 @@ class ModPubsub(Module):
                     raise C.precondition_error()
         aff = await self.affiliation(host, node, frm)
         model = config["publish_model"]
-        if aff == "outcast" or not (aff in ("owner", "publisher") or model == "open" or (
+        if aff == "outcast" or not (aff in ("owner", "publisher", "publish-only")
+                                    or model == "open" or (
                 model == "subscribers" and await self._subscribed(host, node, frm))):
             raise StanzaError("forbidden", "not a publisher of the node")
         payload = payloads[0].serialize()
@@ -520,9 +523,15 @@ class ModPubsub(Module):
         items = action.find_all("item", PUBSUB)
         if not items or not items[0].attrs.get("id"):
             raise C.pubsub_error("bad-request", "item-required")
-        if await self.affiliation(host, node, frm) not in ("owner", "publisher"):
+        aff = await self.affiliation(host, node, frm)
+        if aff not in ("owner", "publisher", "publish-only"):
             raise StanzaError("forbidden", "not a publisher of the node")
         ids = [i.attrs["id"] for i in items if i.attrs.get("id")]
+        if aff == "publish-only":
+            # §4.1: a publish-only entity deletes only the items it published.
+            found = await self.store.get_items(host.key, node, ids)
+            if any(item.publisher != str(frm.bare) for item in found):
+                raise StanzaError("forbidden", "publish-only: only your own items")
         removed = [i for i in ids if await self.store.retract(host.key, node, i)]
         if not removed:
             raise StanzaError("item-not-found")
@@ -583,6 +592,8 @@ class ModPubsub(Module):
             raise C.pubsub_error("feature-not-implemented", "unsupported",
                                  attrs={"feature": "subscribe"})
         aff = await self.affiliation(host, node, frm)
+        if aff == "publish-only":
+            raise StanzaError("forbidden", "a publish-only entity cannot subscribe (§4.1)")
         pending = config["access_model"] == "authorize" and aff not in ("owner", "publisher",
                                                                         "member")
         if not pending:
@@ -831,8 +842,8 @@ class ModPubsub(Module):
             raise StanzaError("not-acceptable", "a node needs an owner")
         for jid, aff in changes:
             await self.store.set_affiliation(host.key, node, str(jid), aff)
-            if aff == "outcast":
-                # §4.1: an outcast cannot be subscribed.
+            if aff in ("outcast", "publish-only"):
+                # §4.1: an outcast (or a publish-only entity) cannot be subscribed.
                 for sub_jid, _, _ in await self.store.subscriptions(host.key, node):
                     if JID.parse(sub_jid).bare == jid:
                         await self.store.remove_subscription(host.key, node, sub_jid, None)
@@ -848,6 +859,8 @@ class ModPubsub(Module):
             return
         if aff == "outcast":
             raise StanzaError("forbidden", "blocked from the node")
+        if aff == "publish-only":
+            raise StanzaError("forbidden", "a publish-only entity cannot read the node (§4.1)")
         model = config["access_model"]
         if model == "open":
             return
