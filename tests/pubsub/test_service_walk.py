@@ -123,3 +123,24 @@ async def test_publish_only_affiliation(server: Any) -> None:
     items = await owner.get_items(SERVICE, "telemetry")
     assert [i["id"] for i in items["pubsub"]["items"]] == ["by-owner"]
     await disconnect(alice, bob)
+
+
+async def test_collections_and_item_expiry_are_refused(server: Any) -> None:
+    await accounts(server, "alice")
+    alice, _ = await online(server, "alice")
+    # Before, the fields were dropped: a leaf node without expiry was created, "success".
+    with pytest.raises(IqError) as err:
+        await send(alice, "set", create_with("tree", node_type="collection"))
+    assert err.value.condition == "feature-not-implemented"
+    unsupported = err.value.iq.xml.find(f".//{{{ERRORS}}}unsupported")
+    assert unsupported is not None and unsupported.get("feature") == "collections"
+    with pytest.raises(IqError) as err:
+        await send(alice, "set", create_with("child", collection="tree"))
+    assert err.value.condition == "feature-not-implemented"
+    with pytest.raises(IqError) as err:
+        await send(alice, "set", create_with("short", item_expire="60"))
+    assert err.value.condition == "not-acceptable" and "item_expire" in err.value.text
+    listing = await alice.plugin["xep_0030"].get_items(jid=SERVICE)
+    assert not listing["disco_items"]["items"]
+    await send(alice, "set", create_with("leaf", node_type="leaf", item_expire="0"))
+    await disconnect(alice)
