@@ -144,3 +144,18 @@ async def test_collections_and_item_expiry_are_refused(server: Any) -> None:
     assert not listing["disco_items"]["items"]
     await send(alice, "set", create_with("leaf", node_type="leaf", item_expire="0"))
     await disconnect(alice)
+
+
+async def test_delete_with_redirect_tells_subscribers(server: Any) -> None:
+    await accounts(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob")
+    await alice.plugin["xep_0060"].create_node(SERVICE, "old")
+    await bob.plugin["xep_0060"].subscribe(SERVICE, "old")
+    uri = "xmpp:pubsub.localhost?;node=new"
+    await send(alice, "set", f"<pubsub xmlns='{PUBSUB}#owner'><delete node='old'>"
+                             f"<redirect uri='{uri}'/></delete></pubsub>")
+    event = await bob_events.next("delete")
+    redirect = event.xml.find(f".//{{{PUBSUB}#event}}redirect")
+    assert redirect is not None and redirect.get("uri") == uri  # §8.4.1
+    await disconnect(alice, bob)

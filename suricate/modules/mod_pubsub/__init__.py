@@ -758,7 +758,11 @@ class ModPubsub(Module):
                      children: list[Element]) -> Element | None:
         node, config = await self._action_node(host, action, owner=frm)
         event = Element("event", PUBSUB_EVENT)
-        event.add("delete", attrs={"node": node})
+        deleted = event.add("delete", attrs={"node": node})
+        redirect = action.find("redirect", PUBSUB_OWNER)
+        if redirect is not None and redirect.attrs.get("uri"):
+            # §8.4.1: subscribers are told where the node's successor is.
+            deleted.add("redirect", attrs={"uri": redirect.attrs["uri"]})
         # Subscribers are read before the node goes (§8.4.2: they are told it is gone).
         targets = await self._targets(host, node, config)
         await self.store.delete_node(host.key, node)
