@@ -1,9 +1,11 @@
 """XEP-0060 service walk with slixmpp over TLS and raw stanzas: items paged with XEP-0059
 (§6.5.4), the publish-only affiliation (§4.1), collection and item-expiry configuration
-refused rather than ignored, node deletion with a redirect (§8.4.1)."""
+refused rather than ignored, node deletion with a redirect (§8.4.1), the get-pending
+ad-hoc command (§8.7)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,6 +24,8 @@ SERVICE = "pubsub.localhost"
 PUBSUB = "http://jabber.org/protocol/pubsub"
 RSM = "http://jabber.org/protocol/rsm"
 ERRORS = "http://jabber.org/protocol/pubsub#errors"
+COMMANDS = "http://jabber.org/protocol/commands"
+GET_PENDING = f"{PUBSUB}#get-pending"
 NEWS = "<entry xmlns='urn:example:news'>hello</entry>"
 
 
@@ -159,3 +163,34 @@ async def test_delete_with_redirect_tells_subscribers(server: Any) -> None:
     redirect = event.xml.find(f".//{{{PUBSUB}#event}}redirect")
     assert redirect is not None and redirect.get("uri") == uri  # §8.4.1
     await disconnect(alice, bob)
+
+
+async def test_owner_gets_pending_subscriptions_with_the_ad_hoc_command(server: Any) -> None:
+    await accounts(server, "alice", "bob", "dave")
+    alice, _ = await online(server, "alice")
+    bob, _ = await online(server, "bob")
+    dave, _ = await online(server, "dave")
+    forms: asyncio.Queue[Any] = asyncio.Queue()
+    alice.add_event_handler("message_xform", forms.put_nowait)
+    await send(alice, "set", create_with("vip", access_model="authorize"))
+    await dave.plugin["xep_0060"].subscribe(SERVICE, "vip")
+    await asyncio.wait_for(forms.get(), 5)  # §8.6, when dave asked
+    # §8.7: get-pending was advertised, but the command was service-unavailable.
+    listing = await alice.plugin["xep_0030"].get_items(jid=SERVICE, node=COMMANDS)
+    assert (SERVICE, GET_PENDING) in {tuple(i[:2]) for i in listing["disco_items"]["items"]}
+    command = f"<command xmlns='{COMMANDS}' node='{GET_PENDING}' action='execute'/>"
+    answer = (await send(alice, "set", command)).find(f"{{{COMMANDS}}}command")
+    assert answer is not None and answer.get("status") == "executing"
+    options = [v.text for v in answer.iter("{jabber:x:data}value")]
+    assert "vip" in options
+    submit = (f"<command xmlns='{COMMANDS}' node='{GET_PENDING}' "
+              f"sessionid='{answer.get('sessionid')}'><x xmlns='jabber:x:data' type='submit'>"
+              "<field var='pubsub#node'><value>vip</value></field></x></command>")
+    done = (await send(alice, "set", submit)).find(f"{{{COMMANDS}}}command")
+    assert done is not None and done.get("status") == "completed"
+    again = await asyncio.wait_for(forms.get(), 5)
+    assert again["form"].get_fields()["pubsub#subscriber_jid"]["value"] == "dave@localhost"
+    with pytest.raises(IqError) as err:
+        await send(bob, "set", submit)  # not an owner
+    assert err.value.condition == "forbidden"
+    await disconnect(alice, bob, dave)

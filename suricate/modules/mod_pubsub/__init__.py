@@ -63,6 +63,9 @@ log = logging.getLogger("suricate.mod_pubsub")
 PUBSUB = C.PUBSUB
 PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
+#: XEP-0060 §8.7: the ad-hoc command that sends an owner its pending authorization requests.
+GET_PENDING = f"{PUBSUB}#get-pending"
 
 #: XEP-0060 §10 features this implementation supports (disco#info).
 FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
@@ -305,6 +308,8 @@ class ModPubsub(Module):
                 result = await self._service_info(host, frm, payload)
             elif payload.xmlns == ns.DISCO_ITEMS and stype == "get":
                 result = await self._service_items(host, frm, payload)
+            elif payload.xmlns == COMMANDS and payload.name == "command" and stype == "set":
+                result = await self._get_pending(host, frm, payload)
             else:
                 raise StanzaError("service-unavailable")
         except StanzaError as err:
@@ -354,6 +359,44 @@ class ModPubsub(Module):
             last = await self.store.last_item(host.key, node)
             if last is not None:
                 self._send_last(host, subscriber, node, last, config)
+
+    async def _get_pending(self, host: Host, frm: JID, command: Element) -> Element:
+        """XEP-0060 §8.7 (XEP-0050 command ``pubsub#get-pending``): executed, it offers the
+        owner's nodes that have pending subscriptions; submitted with one of them, the
+        authorization form of each pending subscriber is sent again (§8.6), and the owner
+        answers them as any other."""
+        if command.attrs.get("node") != GET_PENDING:
+            raise StanzaError("item-not-found", "no such command")
+        attrs = {"node": GET_PENDING,
+                 "sessionid": command.attrs.get("sessionid") or uuid.uuid4().hex}
+        if command.attrs.get("action") == "cancel":
+            return Element("command", COMMANDS, {**attrs, "status": "canceled"})
+        form = command.find("x", ns.DATA_FORMS)
+        if form is None or form.attrs.get("type") != "submit":
+            owned = [node for node, aff in await self.store.user_affiliations(
+                host.key, str(frm.bare)) if aff == "owner"]
+            pending = [node for node in owned if any(
+                state == "pending" for _, _, state in await self.store.subscriptions(
+                    host.key, node))]
+            answer = Element("command", COMMANDS, {**attrs, "status": "executing"})
+            answer.add("actions", attrs={"execute": "complete"}).add("complete")
+            x = answer.add("x", ns.DATA_FORMS, {"type": "form"})
+            x.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", text=f"{PUBSUB}#subscribe_authorization")
+            field = x.add("field", attrs={"var": "pubsub#node", "type": "list-single",
+                                          "label": "Node with pending subscriptions"})
+            for node in pending:
+                field.add("option").add("value", text=node)
+            return answer
+        chosen = next((f.find_text("value", ns.DATA_FORMS) for f in form.find_all(
+            "field", ns.DATA_FORMS) if f.attrs.get("var") == "pubsub#node"), None)
+        await self._node(host, chosen)
+        assert chosen is not None  # _node refused a missing one
+        await self._require_owner(host, chosen, frm)
+        for jid, _, state in await self.store.subscriptions(host.key, chosen):
+            if state == "pending":
+                await self._ask_owners(host, chosen, JID.parse(jid), only=frm.bare)
+        return Element("command", COMMANDS, {**attrs, "status": "completed"})
 
     # -- the engine ------------------------------------------------------------------------
     async def handle(self, host: Host, frm: JID, stype: str, payload: Element) -> Element | None:
@@ -915,9 +958,11 @@ class ModPubsub(Module):
         items = [] if roster is None else await roster.get_roster(owner)
         return {JID.parse(i.jid): i for i in items}
 
-    async def _ask_owners(self, host: Host, node: str, jid: JID) -> None:
-        """XEP-0060 §8.6: the owners get a subscription authorization form; they answer
-        through the subscriptions of the owner use cases (§8.8.2)."""
+    async def _ask_owners(self, host: Host, node: str, jid: JID,
+                          only: JID | None = None) -> None:
+        """XEP-0060 §8.6: the owners (``only`` that one) get a subscription authorization
+        form; they answer it by message, or through the subscriptions of the owner use cases
+        (§8.8.2)."""
         form = Element("x", ns.DATA_FORMS, {"type": "form"})
         form.add("title", text="PubSub subscriber request")
         for var, value in (("FORM_TYPE", f"{PUBSUB}#subscribe_authorization"),
@@ -927,7 +972,7 @@ class ModPubsub(Module):
         form.add("field", attrs={"var": "pubsub#allow", "type": "boolean"}).add(
             "value", text="false")
         for owner, aff in await self.store.affiliations(host.key, node):
-            if aff == "owner":
+            if aff == "owner" and (only is None or owner == str(only)):
                 msg = Element("message", ns.CLIENT, {"from": str(host.jid), "to": owner,
                                                      "id": uuid.uuid4().hex}, [form])
                 self.server.router.route(host.jid, JID.parse(owner), msg)
@@ -1420,7 +1465,7 @@ class ModPubsub(Module):
         if not node:
             result.add("identity", attrs={"category": "pubsub", "type": "service",
                                           "name": "Publish-Subscribe"})
-            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, RSM, *FEATURES):
+            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, COMMANDS, PUBSUB, RSM, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
         for element in await self._node_info(host, node, await self._node(host, node)):
@@ -1430,6 +1475,11 @@ class ModPubsub(Module):
     async def _service_items(self, host: Host, frm: JID, query: Element) -> Element:
         node = query.attrs.get("node")
         result = Element("query", ns.DISCO_ITEMS, {"node": node} if node else {})
+        if node == COMMANDS:
+            # XEP-0050 §2.2: the commands of the service.
+            result.add("item", attrs={"jid": str(host.jid), "node": GET_PENDING,
+                                      "name": "Get pending subscriptions"})
+            return result
         if not node:
             for name, stored in await self.store.list_nodes(host.key):
                 item = result.add("item", attrs={"jid": str(host.jid), "node": name})
