@@ -194,3 +194,26 @@ async def test_owner_gets_pending_subscriptions_with_the_ad_hoc_command(server: 
         await send(bob, "set", submit)  # not an owner
     assert err.value.condition == "forbidden"
     await disconnect(alice, bob, dave)
+
+
+async def test_last_item_when_a_subscriber_comes_online(server: Any) -> None:
+    await accounts(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    await send(alice, "set", create_with("status", send_last_published_item="on_sub_and_presence"))
+    await send(alice, "set", create_with("quiet", send_last_published_item="on_sub"))
+    bob, bob_events = await online(server, "bob")
+    for node in ("quiet", "status"):
+        await bob.plugin["xep_0060"].subscribe(SERVICE, node)
+    await disconnect(bob)
+    for node in ("quiet", "status"):
+        await alice.plugin["xep_0060"].publish(SERVICE, node, id=f"{node}-1",
+                                               payload=payload(NEWS))
+    # §16.4.4 on_sub_and_presence: "whenever a subscriber comes online"; before, nothing came
+    # (and the headline notifications sent while bob was offline are not stored).
+    bob, bob_events = await online(server, "bob")
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["node"] == "status"
+    assert event["pubsub_event"]["items"]["item"]["id"] == "status-1"
+    assert event.xml.find("{urn:xmpp:delay}delay") is not None
+    await bob_events.none("publish", 0.2)  # not the on_sub node's
+    await disconnect(alice, bob)

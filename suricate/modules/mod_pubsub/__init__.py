@@ -198,6 +198,7 @@ class ModPubsub(Module):
     deps = ("mod_caps",)
     hooks = (
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
+        (H.USER_AVAILABLE, "service_last_items", 50),
         (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
         # After mod_roster (50), which saved the change and says what it was.
@@ -1295,6 +1296,32 @@ class ModPubsub(Module):
             contacts = [contact for contact in contacts if contact in online]
         for owner in [me, *contacts]:
             await self._send_last_items(owner, c2s.jid, wanted, c2s)
+        return acc
+
+    async def service_last_items(self, acc: None, c2s: C2S) -> None:
+        """``send_last_published_item = on_sub_and_presence`` on the service (XEP-0060
+        §16.4.4: "whenever a subscriber comes online"): a session's first available presence
+        gets the last item of each service node its account (or this full JID) is subscribed
+        to. One query per service domain at login, more only for subscribers."""
+        if not self.services or c2s.jid is None:
+            return acc
+        me = c2s.jid
+        for domain in self.services:
+            host = Host(JID(None, domain, None), False)
+            nodes = sorted({node for node, jid, _, state in await self.store.user_subscriptions(
+                host.key, str(me.bare)) if state == "subscribed" and jid in (str(me.bare),
+                                                                             str(me))})
+            for node in nodes:
+                stored = await self.store.get_node(host.key, node)
+                if stored is None:
+                    continue
+                config = {**self.defaults(host, node), **stored}
+                if config["send_last_published_item"] != "on_sub_and_presence" \
+                        or not config["deliver_notifications"]:
+                    continue
+                last = await self.store.last_item(host.key, node)
+                if last is not None:
+                    self._send_last(host, me, node, last, config, c2s)
         return acc
 
     async def remote_caps_recognised(self, acc: None, frm: JID, user: JID,
