@@ -217,3 +217,40 @@ async def test_last_item_when_a_subscriber_comes_online(server: Any) -> None:
     assert event.xml.find("{urn:xmpp:delay}delay") is not None
     await bob_events.none("publish", 0.2)  # not the on_sub node's
     await disconnect(alice, bob)
+
+
+def app_error(err: IqError) -> str | None:
+    found = [c.tag.split("}")[1] for c in err.iq.xml.iter() if c.tag.startswith(f"{{{ERRORS}}}")]
+    return found[0] if found else None
+
+
+async def test_publish_fits_the_event_type_of_the_node(server: Any) -> None:
+    """§7.1.3.6: transient notification-only nodes take no item, notification-only nodes
+    an item without payload; payload nodes need both."""
+    await accounts(server, "alice", "bob")
+    alice, _ = await online(server, "alice")
+    bob, bob_events = await online(server, "bob")
+    await send(alice, "set", create_with("ping", persist_items="0", deliver_payloads="0"))
+    await send(alice, "set", create_with("ids", deliver_payloads="0"))
+    await send(alice, "set", create_with("full"))
+    await bob.plugin["xep_0060"].subscribe(SERVICE, "ping")
+    # Before: item-required for the transient notification node (which then took nothing).
+    answer = await send(alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='ping'/></pubsub>")
+    published = answer.find(f".//{{{PUBSUB}}}item")
+    assert published is not None and published.get("id")
+    event = await bob_events.next("publish")
+    assert event["pubsub_event"]["items"]["item"]["id"] == published.get("id")
+    with pytest.raises(IqError) as err:
+        await alice.plugin["xep_0060"].publish(SERVICE, "ping", id="x", payload=payload(NEWS))
+    assert (err.value.condition, app_error(err.value)) == ("bad-request", "item-forbidden")
+    # Before: payload-required for a notification-only node.
+    await send(alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='ids'><item id='n1'/>"
+                             "</publish></pubsub>")
+    items = await alice.plugin["xep_0060"].get_items(SERVICE, "ids")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["n1"]
+    for request, condition in (("<item id='e'/>", "payload-required"), ("", "item-required")):
+        with pytest.raises(IqError) as err:
+            await send(alice, "set", f"<pubsub xmlns='{PUBSUB}'><publish node='full'>{request}"
+                                     "</publish></pubsub>")
+        assert (err.value.condition, app_error(err.value)) == ("bad-request", condition)
+    await disconnect(alice, bob)

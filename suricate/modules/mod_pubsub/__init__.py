@@ -514,48 +514,59 @@ class ModPubsub(Module):
         if not node:
             raise C.pubsub_error("bad-request", "nodeid-required")
         items = action.find_all("item", PUBSUB)
-        if len(items) != 1:
-            raise C.pubsub_error("bad-request", "item-required" if not items
-                                 else "invalid-payload", "publish exactly one item")
-        item = items[0]
-        payloads = item.find_all()
-        if len(payloads) != 1:
-            raise C.pubsub_error("bad-request", "invalid-payload" if payloads
-                                 else "payload-required")
+        if len(items) > 1:
+            raise C.pubsub_error("bad-request", "invalid-payload", "publish at most one item")
+        item = items[0] if items else None
+        payloads = item.find_all() if item is not None else []
+        if len(payloads) > 1:
+            raise C.pubsub_error("bad-request", "invalid-payload")
         options_el = next((c for c in children[1:] if c.name == "publish-options"), None)
         options = C.parse_form(options_el.find("x", ns.DATA_FORMS)
                                if options_el is not None else None, C.PUBLISH_OPTIONS,
                                preconditions=True)
         stored = await self.store.get_node(host.key, node)
         if stored is None:
-            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
-            # become the new node's configuration (§7.1.5).
             config = {**self.defaults(host, node), **options}
-            await self._create_node(host, frm, node, config)
         else:
             config = {**self.defaults(host, node), **stored}
             for key, value in options.items():
                 if config.get(key) != value:
                     raise C.precondition_error()
+        # §7.1.3.6: what the request carries must fit the node's event type. A transient
+        # notification-only node is published to without an item; a notification-only node
+        # takes an item without payload.
+        transient_notification = not config["persist_items"] and not config["deliver_payloads"]
+        if transient_notification and item is not None:
+            raise C.pubsub_error("bad-request", "item-forbidden",
+                                 "the node is transient and notification-only: no item")
+        if item is None and not transient_notification:
+            raise C.pubsub_error("bad-request", "item-required")
+        if item is not None and not payloads and config["deliver_payloads"]:
+            raise C.pubsub_error("bad-request", "payload-required")
+        if stored is None:
+            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
+            # become the new node's configuration (§7.1.5).
+            await self._create_node(host, frm, node, config)
         aff = await self.affiliation(host, node, frm)
         model = config["publish_model"]
         if aff == "outcast" or not (aff in ("owner", "publisher", "publish-only")
                                     or model == "open" or (
                 model == "subscribers" and await self._subscribed(host, node, frm))):
             raise StanzaError("forbidden", "not a publisher of the node")
-        payload = payloads[0].serialize()
+        payload = payloads[0].serialize() if payloads else ""
         if len(payload.encode()) > int(config.get("max_payload_size", 60000)):
             raise C.pubsub_error("not-acceptable", "payload-too-big")
-        item_id = item.attrs.get("id") or uuid.uuid4().hex
+        item_id = (item.attrs.get("id") if item is not None else None) or uuid.uuid4().hex
         stored_item = Item(item_id, str(frm.bare), payload, time.time_ns())
-        await self.store.publish(host.key, node, stored_item, self.keep(config))
+        if not transient_notification:
+            await self.store.publish(host.key, node, stored_item, self.keep(config))
         event = self._items_event(node, [stored_item], config)
         if self.opts["sync_broadcast"]:
             await self._broadcast(host, node, config, event)
         else:
             self.server.spawn(self._broadcast(host, node, config, event))
         await self._changed(host, node)
-        if host.pep and node == A.METADATA:
+        if host.pep and node == A.METADATA and payloads:
             await self._avatar_to_vcard(host, payloads[0])
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
