@@ -254,3 +254,20 @@ async def test_publish_fits_the_event_type_of_the_node(server: Any) -> None:
                                      "</publish></pubsub>")
         assert (err.value.condition, app_error(err.value)) == ("bad-request", condition)
     await disconnect(alice, bob)
+
+
+async def test_an_open_node_publisher_retracts_its_own_items(server: Any) -> None:
+    await accounts(server, "alice", "dave")
+    alice, _ = await online(server, "alice")
+    dave, _ = await online(server, "dave")
+    await send(alice, "set", create_with("wall", publish_model="open"))
+    await alice.plugin["xep_0060"].publish(SERVICE, "wall", id="a1", payload=payload(NEWS))
+    await dave.plugin["xep_0060"].publish(SERVICE, "wall", id="d1", payload=payload(NEWS))
+    # Before: anyone could publish, but only owners and publishers retract (forbidden).
+    await dave.plugin["xep_0060"].retract(SERVICE, "wall", "d1")
+    with pytest.raises(IqError) as err:
+        await dave.plugin["xep_0060"].retract(SERVICE, "wall", "a1")
+    assert err.value.condition == "forbidden"
+    items = await alice.plugin["xep_0060"].get_items(SERVICE, "wall")
+    assert [i["id"] for i in items["pubsub"]["items"]] == ["a1"]
+    await disconnect(alice, dave)

@@ -579,14 +579,17 @@ class ModPubsub(Module):
         if not items or not items[0].attrs.get("id"):
             raise C.pubsub_error("bad-request", "item-required")
         aff = await self.affiliation(host, node, frm)
-        if aff not in ("owner", "publisher", "publish-only"):
-            raise StanzaError("forbidden", "not a publisher of the node")
         ids = [i.attrs["id"] for i in items if i.attrs.get("id")]
-        if aff == "publish-only":
-            # §4.1: a publish-only entity deletes only the items it published.
+        if aff not in ("owner", "publisher"):
+            # §4.1: a publish-only entity deletes only the items it published; so does one
+            # that publishes through the node's publish_model (open, subscribers).
+            model = config["publish_model"]
+            if aff == "outcast" or not (aff == "publish-only" or model == "open" or (
+                    model == "subscribers" and await self._subscribed(host, node, frm))):
+                raise StanzaError("forbidden", "not a publisher of the node")
             found = await self.store.get_items(host.key, node, ids)
             if any(item.publisher != str(frm.bare) for item in found):
-                raise StanzaError("forbidden", "publish-only: only your own items")
+                raise StanzaError("forbidden", "only the items you published")
         removed = [i for i in ids if await self.store.retract(host.key, node, i)]
         if not removed:
             raise StanzaError("item-not-found")
