@@ -12,6 +12,10 @@ ejabberd mod_caps + mod_pubsub (pep plugin). Rosters are made through the protoc
 (TLS would measure the generator's encryption more than the fan-out) and answer the servers'
 disco#info queries for their caps. The publisher waits for each publish's result before the
 next (a client's pace; --inflight N keeps N publishes in flight); the clock stops when every contact has received every notification.
+
+--service: the same fan-out through a XEP-0060 service node instead of PEP: the owner creates
+node 'bench' at pubsub.localhost (Suricate mod_pubsub, ejabberd mod_pubsub's flat plugin,
+Prosody's pubsub component) and N accounts subscribe to it (no roster, no caps).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ CAPS_NODE = "https://suricate.example/bench"
 FEATURES = ("http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#info",
             f"{NODE}+notify")
 OWNER = "r0"
+SERVICE = "pubsub.localhost"
 
 
 def disco_info(node: str | None = None) -> str:
@@ -83,7 +88,10 @@ class ProsodyPep(Prosody):
     def write_config(self, cert: Path, key: Path) -> None:
         super().write_config(cert, key)
         path = self.workdir / "prosody.cfg.lua"
-        path.write_text(path.read_text().replace('"offline" }', '"offline", "pep" }'))
+        # Prosody's pubsub component lets only admins create nodes: the owner is one.
+        path.write_text(f'admins = {{ "{OWNER}@localhost" }}\n'
+                        + path.read_text().replace('"offline" }', '"offline", "pep" }')
+                        + f'\nComponent "{SERVICE}" "pubsub"\n')
 
 
 class EjabberdPep(Ejabberd):
@@ -131,19 +139,44 @@ async def contact_login(host: str, port: int, name: str) -> Contact:
     return contact
 
 
+async def subscribed(host: str, port: int, name: str) -> Contact:
+    """A contact subscribed to the service node (--service)."""
+    c = await login(host, port, name, False, None, presence=True)  # type: ignore[arg-type]
+    c.send(f"<iq type='set' id='s-{name}' to='{SERVICE}'><pubsub xmlns='"
+           f"http://jabber.org/protocol/pubsub'><subscribe node='bench' jid='{name}@localhost'/>"
+           "</pubsub></iq>".encode())
+    await c.expect((f"id='s-{name}'".encode(), f'id="s-{name}"'.encode()))
+    contact = Contact()
+    contact.transport = c.transport
+    c.transport.set_protocol(contact)
+    contact.counting = True
+    contact.on_messages = lambda n: None
+    return contact
+
+
 async def fanout(host: str, port: int, contacts: int, publishes: int, inflight: int,
-                 server_pid: int) -> dict[str, Any]:
+                 server_pid: int, service: bool = False) -> dict[str, Any]:
     ver = caps_ver()
     presence = (f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
                 f"node='{CAPS_NODE}' ver='{ver}'/></presence>").encode()
     owner = await login(host, port, OWNER, False, None, presence=True)  # type: ignore[arg-type]
-    clients: list[Contact] = await gather_bounded(
-        [contact_login(host, port, f"c{i}") for i in range(contacts)], 50)
-    clients[0].send(presence)
-    await asyncio.sleep(1.0)  # its caps get asked for once, then cached by hash
-    for c in clients[1:]:
-        c.send(presence)
-    await asyncio.sleep(3.0)  # every contact's caps recognised
+    to, node = f"{OWNER}@localhost", NODE
+    if service:
+        to, node = SERVICE, "bench"
+        owner.send(f"<iq type='set' id='create' to='{SERVICE}'><pubsub xmlns='"
+                   "http://jabber.org/protocol/pubsub'><create node='bench'/></pubsub></iq>"
+                   .encode())
+        await owner.expect((b"id='create'", b'id="create"'))
+        clients: list[Contact] = await gather_bounded(
+            [subscribed(host, port, f"c{i}") for i in range(contacts)], 50)
+    else:
+        clients = await gather_bounded(
+            [contact_login(host, port, f"c{i}") for i in range(contacts)], 50)
+        clients[0].send(presence)
+        await asyncio.sleep(1.0)  # its caps get asked for once, then cached by hash
+        for c in clients[1:]:
+            c.send(presence)
+        await asyncio.sleep(3.0)  # every contact's caps recognised
     received = [0]
     expected = contacts * publishes
     done = asyncio.get_running_loop().create_future()
@@ -162,8 +195,8 @@ async def fanout(host: str, port: int, contacts: int, publishes: int, inflight: 
         # A window of `inflight` publishes, then the result of the last one.
         last = min(first + inflight, publishes) - 1
         for i in range(first, last + 1):
-            owner.send(f"<iq type='set' id='p{i}' to='{OWNER}@localhost'><pubsub "
-                       f"xmlns='http://jabber.org/protocol/pubsub'><publish node='{NODE}'>"
+            owner.send(f"<iq type='set' id='p{i}' to='{to}'><pubsub "
+                       f"xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'>"
                        f"<item id='current'><tune xmlns='{NODE}'><title>song {i}</title>"
                        "</tune></item></publish></pubsub></iq>".encode())
         await owner.expect((f"id='p{last}'".encode(), f'id="p{last}"'.encode()))
@@ -173,7 +206,7 @@ async def fanout(host: str, port: int, contacts: int, publishes: int, inflight: 
     cpu = cpu_seconds(server_pid) - cpu0
     for conn in [owner, *clients]:
         conn.transport.close()
-    return {"contacts": contacts, "publishes": publishes, "inflight": inflight, "seconds": round(elapsed, 3),
+    return {"service" if service else "pep": True, "contacts": contacts, "publishes": publishes, "inflight": inflight, "seconds": round(elapsed, 3),
             "notifications": received[0], "expected": expected,
             "publishes_per_s": round(publishes / elapsed, 1),
             "notifications_per_s": round(received[0] / elapsed),
@@ -192,6 +225,8 @@ def main() -> int:
     parser.add_argument("--gen-cores", default="1")
     parser.add_argument("--port", type=int, default=5232)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-pep-bench"))
+    parser.add_argument("--service", action="store_true",
+                        help="subscribers of a node at pubsub.localhost instead of PEP contacts")
     a = parser.parse_args()
     from suricate.net.certs import ensure_self_signed
     if a.workdir.exists():
@@ -212,11 +247,12 @@ def main() -> int:
         spec.start()
         try:
             time.sleep(1.0)
-            subprocess.run([PY, str(LOADGEN), "make_roster", "--host", addr, "--port",
-                            str(a.port), "--user", OWNER, "--count", str(a.contacts),
-                            "--settle", "1"], check=True, capture_output=True, timeout=300)
+            if not a.service:
+                subprocess.run([PY, str(LOADGEN), "make_roster", "--host", addr, "--port",
+                                str(a.port), "--user", OWNER, "--count", str(a.contacts),
+                                "--settle", "1"], check=True, capture_output=True, timeout=300)
             result = asyncio.run(fanout(addr, a.port, a.contacts, a.publishes, a.inflight,
-                                        spec.pid))
+                                        spec.pid, a.service))
             result["version"] = spec.version()
             results[name] = result
             log(f"{name}: {json.dumps(result)}")

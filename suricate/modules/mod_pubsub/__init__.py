@@ -47,6 +47,7 @@ from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, loaded_roster, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
+from suricate.modules.mod_vcard.search import RSM, rsm_page
 from suricate.protocol import subscription as roster_sub
 from suricate.protocol.errors import StanzaError
 from suricate.protocol.stanza import result_reply
@@ -62,6 +63,9 @@ log = logging.getLogger("suricate.mod_pubsub")
 PUBSUB = C.PUBSUB
 PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
+#: XEP-0060 §8.7: the ad-hoc command that sends an owner its pending authorization requests.
+GET_PENDING = f"{PUBSUB}#get-pending"
 
 #: XEP-0060 §10 features this implementation supports (disco#info).
 FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
@@ -72,7 +76,8 @@ FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
     "multi-items", "outcast-affiliation", "persistent-items", "presence-notifications",
     "publish", "publish-options", "publisher-affiliation", "purge-nodes", "retract-items",
     "retrieve-affiliations", "retrieve-default", "retrieve-default-sub", "retrieve-items",
-    "retrieve-subscriptions", "subscribe", "subscription-options", "member-affiliation"))
+    "retrieve-subscriptions", "rsm", "subscribe", "subscription-options",
+    "member-affiliation", "publish-only-affiliation"))
 
 #: MongooseIM 6.4 event names: mod_pubsub_{get,set}_<action>.
 ACTIONS = {
@@ -88,7 +93,9 @@ EVENTS: dict[tuple[str, str], EventSpec] = {
     for _type, _names in ACTIONS.items() for _name in _names
 }
 
-AFFILIATIONS = ("owner", "publisher", "member", "none", "outcast")
+# XEP-0060 §4.1: publish-only may publish (and retract its own items), not subscribe or
+# retrieve items (MongooseIM's publish_only).
+AFFILIATIONS = ("owner", "publisher", "publish-only", "member", "none", "outcast")
 
 #: Who a notification goes to: sessions, JIDs, and the JIDs that want a <body/> too.
 # (sessions here, JIDs to route to, JIDs that want a body, accounts whose sessions on other
@@ -191,6 +198,7 @@ class ModPubsub(Module):
     deps = ("mod_caps",)
     hooks = (
         (H.CAPS_RECOGNISED, "caps_recognised", 50),
+        (H.USER_AVAILABLE, "service_last_items", 50),
         (H.REMOTE_CAPS_RECOGNISED, "remote_caps_recognised", 50),
         (H.REMOVE_USER, "remove_user", 50),
         # After mod_roster (50), which saved the change and says what it was.
@@ -301,6 +309,8 @@ class ModPubsub(Module):
                 result = await self._service_info(host, frm, payload)
             elif payload.xmlns == ns.DISCO_ITEMS and stype == "get":
                 result = await self._service_items(host, frm, payload)
+            elif payload.xmlns == COMMANDS and payload.name == "command" and stype == "set":
+                result = await self._get_pending(host, frm, payload)
             else:
                 raise StanzaError("service-unavailable")
         except StanzaError as err:
@@ -350,6 +360,44 @@ class ModPubsub(Module):
             last = await self.store.last_item(host.key, node)
             if last is not None:
                 self._send_last(host, subscriber, node, last, config)
+
+    async def _get_pending(self, host: Host, frm: JID, command: Element) -> Element:
+        """XEP-0060 §8.7 (XEP-0050 command ``pubsub#get-pending``): executed, it offers the
+        owner's nodes that have pending subscriptions; submitted with one of them, the
+        authorization form of each pending subscriber is sent again (§8.6), and the owner
+        answers them as any other."""
+        if command.attrs.get("node") != GET_PENDING:
+            raise StanzaError("item-not-found", "no such command")
+        attrs = {"node": GET_PENDING,
+                 "sessionid": command.attrs.get("sessionid") or uuid.uuid4().hex}
+        if command.attrs.get("action") == "cancel":
+            return Element("command", COMMANDS, {**attrs, "status": "canceled"})
+        form = command.find("x", ns.DATA_FORMS)
+        if form is None or form.attrs.get("type") != "submit":
+            owned = [node for node, aff in await self.store.user_affiliations(
+                host.key, str(frm.bare)) if aff == "owner"]
+            pending = [node for node in owned if any(
+                state == "pending" for _, _, state in await self.store.subscriptions(
+                    host.key, node))]
+            answer = Element("command", COMMANDS, {**attrs, "status": "executing"})
+            answer.add("actions", attrs={"execute": "complete"}).add("complete")
+            x = answer.add("x", ns.DATA_FORMS, {"type": "form"})
+            x.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add(
+                "value", text=f"{PUBSUB}#subscribe_authorization")
+            field = x.add("field", attrs={"var": "pubsub#node", "type": "list-single",
+                                          "label": "Node with pending subscriptions"})
+            for node in pending:
+                field.add("option").add("value", text=node)
+            return answer
+        chosen = next((f.find_text("value", ns.DATA_FORMS) for f in form.find_all(
+            "field", ns.DATA_FORMS) if f.attrs.get("var") == "pubsub#node"), None)
+        await self._node(host, chosen)
+        assert chosen is not None  # _node refused a missing one
+        await self._require_owner(host, chosen, frm)
+        for jid, _, state in await self.store.subscriptions(host.key, chosen):
+            if state == "pending":
+                await self._ask_owners(host, chosen, JID.parse(jid), only=frm.bare)
+        return Element("command", COMMANDS, {**attrs, "status": "completed"})
 
     # -- the engine ------------------------------------------------------------------------
     async def handle(self, host: Host, frm: JID, stype: str, payload: Element) -> Element | None:
@@ -466,47 +514,59 @@ class ModPubsub(Module):
         if not node:
             raise C.pubsub_error("bad-request", "nodeid-required")
         items = action.find_all("item", PUBSUB)
-        if len(items) != 1:
-            raise C.pubsub_error("bad-request", "item-required" if not items
-                                 else "invalid-payload", "publish exactly one item")
-        item = items[0]
-        payloads = item.find_all()
-        if len(payloads) != 1:
-            raise C.pubsub_error("bad-request", "invalid-payload" if payloads
-                                 else "payload-required")
+        if len(items) > 1:
+            raise C.pubsub_error("bad-request", "invalid-payload", "publish at most one item")
+        item = items[0] if items else None
+        payloads = item.find_all() if item is not None else []
+        if len(payloads) > 1:
+            raise C.pubsub_error("bad-request", "invalid-payload")
         options_el = next((c for c in children[1:] if c.name == "publish-options"), None)
         options = C.parse_form(options_el.find("x", ns.DATA_FORMS)
                                if options_el is not None else None, C.PUBLISH_OPTIONS,
                                preconditions=True)
         stored = await self.store.get_node(host.key, node)
         if stored is None:
-            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
-            # become the new node's configuration (§7.1.5).
             config = {**self.defaults(host, node), **options}
-            await self._create_node(host, frm, node, config)
         else:
             config = {**self.defaults(host, node), **stored}
             for key, value in options.items():
                 if config.get(key) != value:
                     raise C.precondition_error()
+        # §7.1.3.6: what the request carries must fit the node's event type. A transient
+        # notification-only node is published to without an item; a notification-only node
+        # takes an item without payload.
+        transient_notification = not config["persist_items"] and not config["deliver_payloads"]
+        if transient_notification and item is not None:
+            raise C.pubsub_error("bad-request", "item-forbidden",
+                                 "the node is transient and notification-only: no item")
+        if item is None and not transient_notification:
+            raise C.pubsub_error("bad-request", "item-required")
+        if item is not None and not payloads and config["deliver_payloads"]:
+            raise C.pubsub_error("bad-request", "payload-required")
+        if stored is None:
+            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
+            # become the new node's configuration (§7.1.5).
+            await self._create_node(host, frm, node, config)
         aff = await self.affiliation(host, node, frm)
         model = config["publish_model"]
-        if aff == "outcast" or not (aff in ("owner", "publisher") or model == "open" or (
+        if aff == "outcast" or not (aff in ("owner", "publisher", "publish-only")
+                                    or model == "open" or (
                 model == "subscribers" and await self._subscribed(host, node, frm))):
             raise StanzaError("forbidden", "not a publisher of the node")
-        payload = payloads[0].serialize()
+        payload = payloads[0].serialize() if payloads else ""
         if len(payload.encode()) > int(config.get("max_payload_size", 60000)):
             raise C.pubsub_error("not-acceptable", "payload-too-big")
-        item_id = item.attrs.get("id") or uuid.uuid4().hex
+        item_id = (item.attrs.get("id") if item is not None else None) or uuid.uuid4().hex
         stored_item = Item(item_id, str(frm.bare), payload, time.time_ns())
-        await self.store.publish(host.key, node, stored_item, self.keep(config))
+        if not transient_notification:
+            await self.store.publish(host.key, node, stored_item, self.keep(config))
         event = self._items_event(node, [stored_item], config)
         if self.opts["sync_broadcast"]:
             await self._broadcast(host, node, config, event)
         else:
             self.server.spawn(self._broadcast(host, node, config, event))
         await self._changed(host, node)
-        if host.pep and node == A.METADATA:
+        if host.pep and node == A.METADATA and payloads:
             await self._avatar_to_vcard(host, payloads[0])
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
@@ -518,9 +578,18 @@ class ModPubsub(Module):
         items = action.find_all("item", PUBSUB)
         if not items or not items[0].attrs.get("id"):
             raise C.pubsub_error("bad-request", "item-required")
-        if await self.affiliation(host, node, frm) not in ("owner", "publisher"):
-            raise StanzaError("forbidden", "not a publisher of the node")
+        aff = await self.affiliation(host, node, frm)
         ids = [i.attrs["id"] for i in items if i.attrs.get("id")]
+        if aff not in ("owner", "publisher"):
+            # §4.1: a publish-only entity deletes only the items it published; so does one
+            # that publishes through the node's publish_model (open, subscribers).
+            model = config["publish_model"]
+            if aff == "outcast" or not (aff == "publish-only" or model == "open" or (
+                    model == "subscribers" and await self._subscribed(host, node, frm))):
+                raise StanzaError("forbidden", "not a publisher of the node")
+            found = await self.store.get_items(host.key, node, ids)
+            if any(item.publisher != str(frm.bare) for item in found):
+                raise StanzaError("forbidden", "only the items you published")
         removed = [i for i in ids if await self.store.retract(host.key, node, i)]
         if not removed:
             raise StanzaError("item-not-found")
@@ -550,11 +619,25 @@ class ModPubsub(Module):
                 # reached the database's LIMIT: every item on SQLite, an error on PostgreSQL
                 # and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
                 raise StanzaError("bad-request", "max_items is not a number of items")
-        found = await self.store.get_items(host.key, node, ids or None, max_items)
+        rsm = next((c for c in children[1:] if c.name == "set" and c.xmlns == RSM), None)
+        page: Element | None = None
+        if rsm is not None and not ids:
+            # XEP-0060 §6.5.4 with XEP-0059: pages of the node's items, newest first (the
+            # first page is the latest items; <after/> goes back in time). max_items, when
+            # given too, bounds the set to the newest ones.
+            keys = await self.store.item_ids(host.key, node)
+            if max_items is not None:
+                keys = keys[:max_items]
+            start, end, page = rsm_page(keys, rsm)
+            found = await self.store.get_items(host.key, node, keys[start:end])
+        else:
+            found = await self.store.get_items(host.key, node, ids or None, max_items)
         result = Element("pubsub", PUBSUB)
         items_el = result.add("items", attrs={"node": node})
         for item in found:
             items_el.append(self._item_element(item, PUBSUB, True))
+        if page is not None:
+            result.append(page)
         return result
 
     async def subscribe(self, host: Host, frm: JID, action: Element,
@@ -567,6 +650,8 @@ class ModPubsub(Module):
             raise C.pubsub_error("feature-not-implemented", "unsupported",
                                  attrs={"feature": "subscribe"})
         aff = await self.affiliation(host, node, frm)
+        if aff == "publish-only":
+            raise StanzaError("forbidden", "a publish-only entity cannot subscribe (§4.1)")
         pending = config["access_model"] == "authorize" and aff not in ("owner", "publisher",
                                                                         "member")
         if not pending:
@@ -731,7 +816,11 @@ class ModPubsub(Module):
                      children: list[Element]) -> Element | None:
         node, config = await self._action_node(host, action, owner=frm)
         event = Element("event", PUBSUB_EVENT)
-        event.add("delete", attrs={"node": node})
+        deleted = event.add("delete", attrs={"node": node})
+        redirect = action.find("redirect", PUBSUB_OWNER)
+        if redirect is not None and redirect.attrs.get("uri"):
+            # §8.4.1: subscribers are told where the node's successor is.
+            deleted.add("redirect", attrs={"uri": redirect.attrs["uri"]})
         # Subscribers are read before the node goes (§8.4.2: they are told it is gone).
         targets = await self._targets(host, node, config)
         await self.store.delete_node(host.key, node)
@@ -815,8 +904,8 @@ class ModPubsub(Module):
             raise StanzaError("not-acceptable", "a node needs an owner")
         for jid, aff in changes:
             await self.store.set_affiliation(host.key, node, str(jid), aff)
-            if aff == "outcast":
-                # §4.1: an outcast cannot be subscribed.
+            if aff in ("outcast", "publish-only"):
+                # §4.1: an outcast (or a publish-only entity) cannot be subscribed.
                 for sub_jid, _, _ in await self.store.subscriptions(host.key, node):
                     if JID.parse(sub_jid).bare == jid:
                         await self.store.remove_subscription(host.key, node, sub_jid, None)
@@ -832,6 +921,8 @@ class ModPubsub(Module):
             return
         if aff == "outcast":
             raise StanzaError("forbidden", "blocked from the node")
+        if aff == "publish-only":
+            raise StanzaError("forbidden", "a publish-only entity cannot read the node (§4.1)")
         model = config["access_model"]
         if model == "open":
             return
@@ -882,9 +973,11 @@ class ModPubsub(Module):
         items = [] if roster is None else await roster.get_roster(owner)
         return {JID.parse(i.jid): i for i in items}
 
-    async def _ask_owners(self, host: Host, node: str, jid: JID) -> None:
-        """XEP-0060 §8.6: the owners get a subscription authorization form; they answer
-        through the subscriptions of the owner use cases (§8.8.2)."""
+    async def _ask_owners(self, host: Host, node: str, jid: JID,
+                          only: JID | None = None) -> None:
+        """XEP-0060 §8.6: the owners (``only`` that one) get a subscription authorization
+        form; they answer it by message, or through the subscriptions of the owner use cases
+        (§8.8.2)."""
         form = Element("x", ns.DATA_FORMS, {"type": "form"})
         form.add("title", text="PubSub subscriber request")
         for var, value in (("FORM_TYPE", f"{PUBSUB}#subscribe_authorization"),
@@ -894,7 +987,7 @@ class ModPubsub(Module):
         form.add("field", attrs={"var": "pubsub#allow", "type": "boolean"}).add(
             "value", text="false")
         for owner, aff in await self.store.affiliations(host.key, node):
-            if aff == "owner":
+            if aff == "owner" and (only is None or owner == str(only)):
                 msg = Element("message", ns.CLIENT, {"from": str(host.jid), "to": owner,
                                                      "id": uuid.uuid4().hex}, [form])
                 self.server.router.route(host.jid, JID.parse(owner), msg)
@@ -1219,6 +1312,32 @@ class ModPubsub(Module):
             await self._send_last_items(owner, c2s.jid, wanted, c2s)
         return acc
 
+    async def service_last_items(self, acc: None, c2s: C2S) -> None:
+        """``send_last_published_item = on_sub_and_presence`` on the service (XEP-0060
+        §16.4.4: "whenever a subscriber comes online"): a session's first available presence
+        gets the last item of each service node its account (or this full JID) is subscribed
+        to. One query per service domain at login, more only for subscribers."""
+        if not self.services or c2s.jid is None:
+            return acc
+        me = c2s.jid
+        for domain in self.services:
+            host = Host(JID(None, domain, None), False)
+            nodes = sorted({node for node, jid, _, state in await self.store.user_subscriptions(
+                host.key, str(me.bare)) if state == "subscribed" and jid in (str(me.bare),
+                                                                             str(me))})
+            for node in nodes:
+                stored = await self.store.get_node(host.key, node)
+                if stored is None:
+                    continue
+                config = {**self.defaults(host, node), **stored}
+                if config["send_last_published_item"] != "on_sub_and_presence" \
+                        or not config["deliver_notifications"]:
+                    continue
+                last = await self.store.last_item(host.key, node)
+                if last is not None:
+                    self._send_last(host, me, node, last, config, c2s)
+        return acc
+
     async def remote_caps_recognised(self, acc: None, frm: JID, user: JID,
                                      features: frozenset[str]) -> None:
         """§4.3.4 across servers: a contact's client elsewhere asked for notifications in
@@ -1387,7 +1506,7 @@ class ModPubsub(Module):
         if not node:
             result.add("identity", attrs={"category": "pubsub", "type": "service",
                                           "name": "Publish-Subscribe"})
-            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, PUBSUB, *FEATURES):
+            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, COMMANDS, PUBSUB, RSM, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
         for element in await self._node_info(host, node, await self._node(host, node)):
@@ -1397,6 +1516,11 @@ class ModPubsub(Module):
     async def _service_items(self, host: Host, frm: JID, query: Element) -> Element:
         node = query.attrs.get("node")
         result = Element("query", ns.DISCO_ITEMS, {"node": node} if node else {})
+        if node == COMMANDS:
+            # XEP-0050 §2.2: the commands of the service.
+            result.add("item", attrs={"jid": str(host.jid), "node": GET_PENDING,
+                                      "name": "Get pending subscriptions"})
+            return result
         if not node:
             for name, stored in await self.store.list_nodes(host.key):
                 item = result.add("item", attrs={"jid": str(host.jid), "node": name})

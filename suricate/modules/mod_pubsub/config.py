@@ -135,6 +135,8 @@ def parse_form(form: Element | None, form_type: str,
                 raise StanzaError("bad-request", f"FORM_TYPE must be {form_type}")
             continue
         key = var.removeprefix("pubsub#")
+        if form_type == NODE_CONFIG:
+            _refuse_unsupported(var, values)
         if key not in FIELDS or not var.startswith("pubsub#"):
             if preconditions:
                 raise precondition_error(f"no node configuration field {var}")
@@ -144,6 +146,27 @@ def parse_form(form: Element | None, form_type: str,
         except ValueError:
             raise StanzaError("not-acceptable", f"invalid value for {var}") from None
     return out
+
+
+#: XEP-0248 collection fields (§16.4.4): a node asking for them is refused, not made a leaf.
+_COLLECTION_FIELDS = ("pubsub#collection", "pubsub#children",
+                      "pubsub#children_association_policy",
+                      "pubsub#children_association_whitelist", "pubsub#children_max")
+
+
+def _refuse_unsupported(var: str, values: list[str]) -> None:
+    """Registered node_config fields whose meaning this service does not implement. Left out
+    like unknown fields, they would give a node that silently behaves otherwise than asked
+    (a leaf instead of a collection, items that never expire), so they are refused."""
+    given = [v.strip() for v in values if v and v.strip()]
+    if var == "pubsub#node_type" and given and given[0] != "leaf" \
+            or var in _COLLECTION_FIELDS and given:
+        raise pubsub_error("feature-not-implemented", "unsupported",
+                           f"{var}: collection nodes (XEP-0248) are not supported",
+                           attrs={"feature": "collections"})
+    if var == "pubsub#item_expire" and given and given[0] != "0" \
+            or var == "pubsub#purge_offline" and given and given[0] in ("1", "true"):
+        raise StanzaError("not-acceptable", f"{var} is not supported by this service")
 
 
 def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,

@@ -97,20 +97,28 @@ class PubsubStore(ModuleStore):
                         max_items: int | None = None) -> list[Item]:
         """The node's items, oldest first; ``max_items``: the newest N (XEP-0060 §6.5.7)."""
         if ids is not None:
-            found = []
-            for item_id in ids:
-                row = await self.fetch_one(
+            # In the order of ``ids``; one query (an RSM page asks for up to its size).
+            found: dict[str, Item] = {}
+            for start in range(0, len(ids), 100):
+                chunk = ids[start:start + 100]
+                rows = await self.fetch(
                     "SELECT item_id, publisher, payload, published_at FROM pubsub_items WHERE "
-                    "server = ? AND username = ? AND node = ? AND item_id = ?",
-                    *host, node, item_id)
-                if row is not None:
-                    found.append(Item(*row))
-            return found
+                    "server = ? AND username = ? AND node = ? AND item_id IN ("
+                    + ", ".join("?" * len(chunk)) + ")", *host, node, *chunk)
+                found.update((r[0], Item(*r)) for r in rows)
+            return [found[i] for i in dict.fromkeys(ids) if i in found]
         rows = await self.fetch(
             "SELECT item_id, publisher, payload, published_at FROM pubsub_items WHERE "
             "server = ? AND username = ? AND node = ? ORDER BY published_at DESC LIMIT ?",
             *host, node, self.no_limit if max_items is None else max_items)
         return [Item(*r) for r in reversed(rows)]
+
+    async def item_ids(self, host: Host, node: str) -> list[str]:
+        """The ids of the node's items, newest first (the order of a XEP-0059 page)."""
+        rows = await self.fetch(
+            "SELECT item_id FROM pubsub_items WHERE server = ? AND username = ? AND node = ? "
+            "ORDER BY published_at DESC", *host, node)
+        return [r[0] for r in rows]
 
     async def last_item(self, host: Host, node: str) -> Item | None:
         items = await self.get_items(host, node, max_items=1)
