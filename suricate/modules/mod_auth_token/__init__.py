@@ -33,7 +33,7 @@ from suricate.config.modules_spec import backend, iqdisc, period, period_seconds
 from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_auth_token.store import AuthTokenStore
 from suricate.modules.mod_auth_token.token import Token, TokenError, parse, serialize
@@ -92,6 +92,12 @@ class ModAuthToken(Module):
         validity = opts.get("validity_period") or {}
         self.access = period_seconds(validity.get("access", {"value": 1, "unit": "hours"}))
         self.refresh = period_seconds(validity.get("refresh", {"value": 25, "unit": "days"}))
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """Whether refresh tokens were issued to the account (their sequence number: the
+        tokens themselves are never stored), for GDPR retrieval."""
+        return [PersonalData("auth_token", ("seq_no",), await self.store.user_rows(
+            "auth_token", ("seq_no",), jid.domain, jid.local or ""))]
 
     @classmethod
     def check_config(cls, opts: Any, path: str, refs: References) -> None:

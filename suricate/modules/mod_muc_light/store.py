@@ -136,6 +136,14 @@ class MucLightStore(ModuleStore):
         return out
 
     # -- blocking ---------------------------------------------------------------------------
+    async def member_rows(self, member: str) -> list[tuple[str, str]]:
+        """(room JID, affiliation) of every room ``member`` belongs to (GDPR retrieval)."""
+        server, user = _split(member)
+        rows = await self.fetch(
+            "SELECT service, room, affiliation FROM muc_light_occupants"
+            " WHERE server = ? AND username = ? ORDER BY service, room", server, user)
+        return [(f"{r}@{s}", a) for s, r, a in rows]
+
     async def get_blocking(self, member: str, service: str) -> list[tuple[str, str]]:
         """(what, who) denied by ``member`` on ``service``: what is room or user."""
         server, user = _split(member)
