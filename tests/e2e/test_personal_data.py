@@ -137,6 +137,7 @@ async def full_server(tmp: Path, backend: str) -> AsyncIterator[Server]:
     try:
         async with serving(tmp, toml, HTTP_HANDLERS, **ports) as server:
             server.https_port = https  # type: ignore[attr-defined]
+            server.toml_text = toml  # type: ignore[attr-defined]
             yield server
     finally:
         if db is not None:
@@ -309,8 +310,17 @@ async def remove_by_graphql(server: Server, xena: Client) -> None:
 REMOVALS = {"in_band": remove_in_band, "graphql": remove_by_graphql}
 
 
+def remove_by_cli_offline(tmp: Path, toml: str) -> None:
+    """``suricate account unregister`` with the server stopped: its admin endpoint refuses
+    the connection, so the command works on the database itself."""
+    from suricate.cli.main import main
+    config = tmp / "cli.toml"
+    config.write_text(toml)
+    assert main(["account", "unregister", JID_, "--config", str(config)]) == 0
+
+
 @pytest.mark.parametrize(("backend", "how"), [
-    ("sqlite", "in_band"), ("sqlite", "graphql"),
+    ("sqlite", "in_band"), ("sqlite", "graphql"), ("sqlite", "cli_offline"),
     pytest.param("pgsql", "graphql", marks=pytest.mark.postgres)])
 async def test_export_then_erase_every_kind_of_data(tmp_path: Path, backend: str,
                                                     how: str) -> None:
@@ -340,36 +350,55 @@ async def test_export_then_erase_every_kind_of_data(tmp_path: Path, backend: str
         assert "hello club" in str(files["mam_muc.csv"])
         assert "warrior" in str(files["muc.csv"])
         assert "4242" in str(files["pep_items.csv"])
+        target.unlink()  # the export, the operator's to hand over
 
         # Art. 17: removed, every table is clean but for what the others keep.
-        await REMOVALS[how](server, xena)
-        assert not await server.auth.user_exists(JID.parse(JID_))
-        await asyncio.sleep(0.3)
-        left = await rows_naming(server, USER)
-        assert set(left) <= set(OTHERS), {t: left[t] for t in set(left) - set(OTHERS)}
-        for table, rows in left.items():
-            assert all(USER not in str(row[:2]) for row in rows), (table, rows)
-        assert set(before) - set(left), before
-        target.unlink()  # the export, the operator's to hand over
+        if how == "cli_offline":
+            await disconnect(xena, bob)
+            toml = server.toml_text  # type: ignore[attr-defined]
+        else:
+            await REMOVALS[how](server, xena)
+            await check_erased(server, bob, before, uploads=True)
+            return
+    await asyncio.to_thread(remove_by_cli_offline, tmp_path, toml)
+    async with full_server(tmp_path, backend) as server:
+        bob = await connect(server, "bob@localhost/laptop", "pw", plugins=plugins)
+        # Uploaded files stay: only a running mod_http_upload knows its folder (operations.md).
+        await check_erased(server, bob, before, uploads=False)
+
+
+async def check_erased(server: Server, bob: Client, before: dict[str, Any],
+                       uploads: bool) -> None:
+    plugins = ("xep_0030", "xep_0045", "xep_0077")
+    assert not await server.auth.user_exists(JID.parse(JID_))
+    await asyncio.sleep(0.3)
+    left = await rows_naming(server, USER)
+    assert set(left) <= set(OTHERS), {t: left[t] for t in set(left) - set(OTHERS)}
+    for table, rows in left.items():
+        assert all(USER not in str(row[:2]) for row in rows), (table, rows)
+    assert set(before) - set(left), before
+    if uploads:
         assert files_naming(server.base_dir, USER, b"hello") == []
 
-        # The same name again inherits nothing: no row but its account, no room, no node.
-        await server.auth.register(JID.parse(JID_), "pw2")
-        again = await connect(server, f"{JID_}/new", "pw2", plugins=plugins)
-        again.send_presence()
-        with contextlib.suppress(asyncio.TimeoutError):
-            message = await again.next_message(timeout=0.5)
-            raise AssertionError(f"an old message came back: {message}")
-        members = await iq(bob, "get", "<query xmlns='http://jabber.org/protocol/muc#admin'>"
-                           "<item affiliation='member'/></query>", to=ROOM)
-        assert USER not in members, members
-        rooms = await iq(again, "get", "<query xmlns='urn:xmpp:muclight:0#info'/>",
-                         to=f"lite@{LIGHT}")
-        assert "type=\"error\"" in rooms, rooms
-        pep = await iq(again, "get", f"<pubsub xmlns='{PS}'><items node="
-                       "'eu.siacs.conversations.axolotl.devicelist'/></pubsub>")
-        assert "4242" not in pep, pep
-        after = await rows_naming(server, USER)
-        assert set(after) - set(OTHERS) == {"users"}, after
-        await disconnect(again, bob)
-
+    # The same name again inherits nothing: no row but its account, no room, no node.
+    await server.auth.register(JID.parse(JID_), "pw2")
+    again = await connect(server, f"{JID_}/new", "pw2", plugins=plugins)
+    again.send_presence()
+    with contextlib.suppress(asyncio.TimeoutError):
+        message = await again.next_message(timeout=0.5)
+        raise AssertionError(f"an old message came back: {message}")
+    members = await iq(bob, "get", "<query xmlns='http://jabber.org/protocol/muc#admin'>"
+                       "<item affiliation='member'/></query>", to=ROOM)
+    assert USER not in members, members
+    rooms = await iq(again, "get", "<query xmlns='urn:xmpp:muclight:0#info'/>",
+                     to=f"lite@{LIGHT}")
+    assert "type=\"error\"" in rooms, rooms
+    light = await iq(bob, "get", "<query xmlns='urn:xmpp:muclight:0#affiliations'/>",
+                     to=f"lite@{LIGHT}")
+    assert "affiliation=\"owner\">bob@localhost" in light, light  # handed on (§5.4)
+    pep = await iq(again, "get", f"<pubsub xmlns='{PS}'><items node="
+                   "'eu.siacs.conversations.axolotl.devicelist'/></pubsub>")
+    assert "4242" not in pep, pep
+    after = await rows_naming(server, USER)
+    assert set(after) - set(OTHERS) == {"users"}, after
+    await disconnect(again, bob)

@@ -141,6 +141,9 @@ class MucStore(ModuleStore):
             await ex.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
             await ex.execute("DELETE FROM muc_registered WHERE jid = ?", jid)
 
+    async def remove_account(self, bare: str) -> None:
+        await self.remove_user(bare)
+
     async def delete_room(self, muc_host: str, room: str) -> None:
         async with self.session(transaction=True) as ex:
             await ex.execute("DELETE FROM muc_affiliations WHERE muc_host = ? AND room = ?",

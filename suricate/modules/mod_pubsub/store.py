@@ -243,6 +243,12 @@ class PubsubStore(ModuleStore):
             " ORDER BY a.server, a.node", bare)
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    async def remove_account(self, bare: str) -> None:
+        # As ModPubsub.remove_user, without telling the subscribers (nobody is connected).
+        for service, node in await self.sole_owned(bare):
+            await self.delete_node((service, ""), node)
+        await self.forget_jid(bare)
+
     async def forget_jid(self, bare: str) -> None:
         """An account is gone: its subscriptions and affiliations on other hosts too."""
         for table in ("pubsub_subscriptions", "pubsub_affiliations"):
