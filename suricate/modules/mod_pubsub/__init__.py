@@ -225,7 +225,7 @@ class ModPubsub(Module):
         nodes = ("node", "config")
         items = ("node", "item_id", "publisher", "payload", "published_at")
         subscriptions = await self.store.fetch(
-            "SELECT server, username, node, subid, state FROM pubsub_subscriptions"
+            "SELECT server, username, node FROM pubsub_subscriptions"
             " WHERE jid = ? ORDER BY server, username, node", str(jid.bare))
         owned, published = await self.store.owned_and_published(str(jid.bare))
         return [
@@ -233,9 +233,9 @@ class ModPubsub(Module):
                 "pubsub_nodes", nodes, server, user, "node")),
             PersonalData("pep_items", items, await self.store.user_rows(
                 "pubsub_items", items, server, user, "node, published_at")),
-            PersonalData("pubsub_subscriptions", ("host", "node", "subid", "state"),
-                         [(f"{r[1]}@{r[0]}" if r[1] else str(r[0]), r[2], r[3], r[4])
-                          for r in subscriptions]),
+            # MongooseIM 6.4's header: the node's name (the host is in pep_nodes for PEP).
+            PersonalData("pubsub_subscriptions", ("node_name",),
+                         [(str(r[2]),) for r in subscriptions]),
             # MongooseIM 6.4's two other files: the nodes it owns, the items it published.
             PersonalData("pubsub_nodes", ("node_name", "type"), owned),
             PersonalData("pubsub_payloads", ("node_name", "item_id", "payload"), published),
