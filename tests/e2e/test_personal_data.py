@@ -19,6 +19,7 @@ import io
 import os
 import re
 import secrets
+import time
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from suricate.jid import JID
 from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, serving
 from tests.e2e.test_account_life import iq, make_contacts
+from tests.e2e.test_auth_token import x_oauth
 from tests.mobile.client import Sasl2Client, bind2, request_token
 from tests.ops.harness import admin, admin_endpoint_toml
 
@@ -172,8 +174,9 @@ async def upload(server: Server, xena: Client) -> None:
         assert resp.status == 201, await resp.text()
 
 
-async def fill(server: Server, xena: Client, bob: Client) -> None:
-    """Data of the account in every module (the comments name the tables)."""
+async def fill(server: Server, xena: Client, bob: Client) -> list[str]:
+    """Data of the account in every module (the comments name the tables); its access and
+    refresh tokens (mod_auth_token)."""
     await make_contacts(xena, bob)  # roster_items
     await ok(xena, "set", "<query xmlns='jabber:iq:roster'><item jid='bob@localhost'>"
              "<group>friends</group></item></query>")  # roster_groups
@@ -196,8 +199,10 @@ async def fill(server: Server, xena: Client, bob: Client) -> None:
     await ok(xena, "set", "<query xmlns='jabber:iq:privacy'><list name='work'>"
              "<item type='jid' value='boss@example.org' action='deny' order='1'/></list>"
              "</query>")  # privacy_lists, privacy_list_items
-    await ok(xena, "get", "<query xmlns='erlang-solutions.com:xmpp:token-auth:0'/>",
-             to=JID_)  # auth_token
+    tokens = re.findall(r"<(?:access|refresh)_token>([^<]+)<", await ok(
+        xena, "get", "<query xmlns='erlang-solutions.com:xmpp:token-auth:0'/>", to=JID_))
+    assert len(tokens) == 2  # auth_token
+    tokens.append(str(time.time()))  # when (the new account must be created a second later)
     await asyncio.to_thread(fast_token, server)  # fast_auth_token
     await upload(server, xena)  # the data folder's upload/
     # Rooms: a member of bob's (muc_affiliations) with a registered nick (muc_registered),
@@ -242,6 +247,7 @@ async def fill(server: Server, xena: Client, bob: Client) -> None:
     await eventually(lambda: offline(server))
     await ok(xena, "set", "<enable xmlns='urn:xmpp:push:0' jid='push.example.org' "
              "node='n1'/>")  # push_registrations
+    return tokens
 
 
 async def offline(server: Server) -> bool:
@@ -345,7 +351,8 @@ async def test_export_then_erase_every_kind_of_data(tmp_path: Path, backend: str
         bob = await connect(server, "bob@localhost/laptop", "pw", plugins=plugins)
         xena.send_presence()
         bob.send_presence()
-        await fill(server, xena, bob)
+        tokens = await fill(server, xena, bob)
+        assert await token_login(server, tokens[1]) == "success"
 
         async def stored() -> bool:
             tables = await rows_naming(server, USER)
@@ -375,16 +382,23 @@ async def test_export_then_erase_every_kind_of_data(tmp_path: Path, backend: str
             toml = server.toml_text  # type: ignore[attr-defined]
         else:
             await REMOVALS[how](server, xena)
-            await check_erased(server, bob, before, uploads=True)
+            await check_erased(server, bob, before, tokens, uploads=True)
             return
     await asyncio.to_thread(remove_by_cli_offline, tmp_path, toml)
     async with full_server(tmp_path, backend) as server:
         bob = await connect(server, "bob@localhost/laptop", "pw", plugins=plugins)
         # Uploaded files stay: only a running mod_http_upload knows its folder (operations.md).
-        await check_erased(server, bob, before, uploads=False)
+        await check_erased(server, bob, before, tokens, uploads=False)
 
 
-async def check_erased(server: Server, bob: Client, before: dict[str, Any],
+async def token_login(server: Server, token: str) -> str:
+    """X-OAUTH with ``token``: 'success' or 'failure'."""
+    answer, raw = await x_oauth(server, token)
+    await raw.close()
+    return "success" if answer.startswith("<success") else "failure"
+
+
+async def check_erased(server: Server, bob: Client, before: dict[str, Any], tokens: list[str],
                        uploads: bool) -> None:
     plugins = ("xep_0030", "xep_0045", "xep_0077")
     assert not await server.auth.user_exists(JID.parse(JID_))
@@ -398,6 +412,8 @@ async def check_erased(server: Server, bob: Client, before: dict[str, Any],
         assert files_naming(server.base_dir, USER, b"hello") == []
 
     # The same name again inherits nothing: no row but its account, no room, no node.
+    # (Created a second after the old tokens at least: their times are whole seconds.)
+    await eventually(lambda: time.time() >= float(tokens[2]) + 1, timeout=2)
     await server.auth.register(JID.parse(JID_), "pw2")
     again = await connect(server, f"{JID_}/new", "pw2", plugins=plugins)
     again.send_presence()
@@ -418,4 +434,8 @@ async def check_erased(server: Server, bob: Client, before: dict[str, Any],
     assert "4242" not in pep, pep
     after = await rows_naming(server, USER)
     assert set(after) - set(OTHERS) == {"users"}, after
+    # The old account's tokens do not open the new one, even once it has tokens of its own
+    # (its refresh-token number starts again where the old one's did).
+    await ok(again, "get", "<query xmlns='erlang-solutions.com:xmpp:token-auth:0'/>", to=JID_)
+    assert [await token_login(server, t) for t in tokens[:2]] == ["failure", "failure"]
     await disconnect(again, bob)

@@ -127,6 +127,17 @@ class ModAuthToken(Module):
         refresh = Token("refresh", str(jid.bare), int(time.time()) + self.refresh, seq)
         return self.access_token(jid), serialize(refresh, self._key())
 
+    async def _older_than_account(self, jid: JID, token: Token) -> bool:
+        """Whether ``token`` was issued before the account was created (its issue time is
+        its expiry less the configured validity; tokens carry no issue time in 6.4's format).
+        Only for accounts of the server's own database (others have no creation time)."""
+        row = await self.server.storage.get_user(jid.domain, jid.local or "")
+        if row is None:
+            return False
+        validity = self.refresh if token.type == "refresh" else self.access
+        # Whole seconds: a token issued in the second the account was created passes.
+        return token.expires_at - validity < int(row.created_at)
+
     async def revoke_token(self, jid: JID) -> bool:
         """Invalidate every refresh token of ``jid``; False when none was ever issued."""
         revoked = await self.store.revoke(jid.domain, jid.local or "")
@@ -188,5 +199,10 @@ class ModAuthToken(Module):
             return sasl.Failure("temporary-auth-failure")
         if record is None:
             return sasl.Failure("not-authorized")  # the account is gone
+        if await self._older_than_account(jid, token):
+            # Issued to a removed account of the same name: the new account's data must not
+            # open to the old one's devices (its refresh token's number may be valid again).
+            log.info("auth_token_of_removed_account user=%s type=%s", jid, token.type)
+            return sasl.Failure("not-authorized", "token revoked")
         extra = self.access_token(jid) if token.type == "refresh" else None
         return sasl.Success(username, None, extra)
