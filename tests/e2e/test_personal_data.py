@@ -69,9 +69,10 @@ OTHERS: dict[str, str] = {
     "roster_groups": "bob's group of that item",
     "mam_message": "bob's archive of their conversation",
     "inbox": "bob's inbox entry of their conversation",
-    "smart_markers": "none expected: bob sent no marker",
+    "smart_markers": "bob's chat markers of their conversation",
     "mam_muc_message": "the room's archive of what the account said there (6.4 keeps it)",
-    "offline_messages": "none expected",
+    "offline_messages": "messages the account sent that wait for their recipients",
+    "pubsub_items": "items it published on nodes others own (those nodes' content)",
 }
 
 
