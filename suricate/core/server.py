@@ -624,6 +624,11 @@ class Server:
 
     async def _user_removed(self, jid: JID) -> None:
         await self.hooks.fold_async(H.REMOVE_USER, None, jid)
+        # Stores opened without their module (the CLI's account commands): their rows naming
+        # the account go too (a running module's REMOVE_USER handler erased them).
+        for name, store in self.module_stores.items():
+            if name not in self.modules:
+                await store.remove_account(str(jid.bare))
 
     async def user_exists(self, jid: JID) -> bool:
         if jid.local is None or not self.is_local_domain(jid.domain):

@@ -91,6 +91,13 @@ class ModuleStore:
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
         return await self.db._fetch_one(sql, *args)
 
+    async def remove_account(self, bare: str) -> None:
+        """An account was removed while the module was not running (``suricate account
+        unregister`` with the server stopped, which opens the stores only): erase what its
+        ``REMOVE_USER`` handler erases beyond ``user_tables`` (rows naming the account by JID
+        in rooms, nodes... of others), so that a new account of the same name inherits
+        nothing. The running module's handler does it instead, with its notifications."""
+
     def limit_domain_deletes(self, limit: int | None) -> None:
         """A module instance's ``delete_domain_limit``. The store is shared by the instances
         of every host type (``[[host_config]]``), so the smallest limit asked wins."""

@@ -124,7 +124,7 @@ async def test_vcards_avatars_and_search_from_the_directory(tmp_path: Path,
 
         # GDPR retrieval lists what this server shows of the user: the directory's vCard.
         (data,) = await server.modules["mod_vcard"].personal_data(JID.parse("alice@localhost"))
-        assert data.rows and "Alice Liddell" in data.rows[0][0]
+        assert data.rows and "Alice Liddell" in data.rows[0][1]
 
         # §3.3: another user's vCard, the same entry.
         other = vcard_of(await bob.plugin["xep_0054"].get_vcard("alice@localhost"))

@@ -2,8 +2,8 @@
 ``gdpr.retrievePersonalData``: a zip with one CSV file per kind of data.
 
 Every enabled module contributes its part through ``Module.personal_data`` (a module that
-keeps nothing about accounts contributes nothing); the account itself (its JID) is the first
-file. The zip is written next to its final path and renamed, so a reader never sees half of it.
+keeps nothing about accounts contributes nothing); as in 6.4, a kind of data without rows
+gets no file. The account itself (its JID) is the first file (ours: the zip is never empty). The zip is written next to its final path and renamed, so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ async def retrieve_personal_data(ctx: Context, a: dict[str, Any]) -> str:
                    "existing directory the server can write to", "wrong_filename")
     parts = [PersonalData("account", ("jid",), [(str(user),)])]
     for name in sorted(ctx.server.modules):
-        parts += await ctx.server.modules[name].personal_data(user)
+        # 6.4's contract: a file only for a kind of data with rows.
+        parts += [p for p in await ctx.server.modules[name].personal_data(user) if p.rows]
     try:
         await asyncio.to_thread(_write_zip, path, parts)
     except OSError as err:

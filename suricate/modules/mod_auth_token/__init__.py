@@ -33,7 +33,7 @@ from suricate.config.modules_spec import backend, iqdisc, period, period_seconds
 from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_auth_token.store import AuthTokenStore
 from suricate.modules.mod_auth_token.token import Token, TokenError, parse, serialize
@@ -93,6 +93,12 @@ class ModAuthToken(Module):
         self.access = period_seconds(validity.get("access", {"value": 1, "unit": "hours"}))
         self.refresh = period_seconds(validity.get("refresh", {"value": 25, "unit": "days"}))
 
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """Whether refresh tokens were issued to the account (their sequence number: the
+        tokens themselves are never stored), for GDPR retrieval."""
+        return [PersonalData("auth_token", ("seq_no",), await self.store.user_rows(
+            "auth_token", ("seq_no",), jid.domain, jid.local or ""))]
+
     @classmethod
     def check_config(cls, opts: Any, path: str, refs: References) -> None:
         keystore = refs.modules.get("mod_keystore")
@@ -120,6 +126,17 @@ class ModAuthToken(Module):
         seq = await self.store.current_seq_no(jid.domain, jid.local or "")
         refresh = Token("refresh", str(jid.bare), int(time.time()) + self.refresh, seq)
         return self.access_token(jid), serialize(refresh, self._key())
+
+    async def _older_than_account(self, jid: JID, token: Token) -> bool:
+        """Whether ``token`` was issued before the account was created (its issue time is
+        its expiry less the configured validity; tokens carry no issue time in 6.4's format).
+        Only for accounts of the server's own database (others have no creation time)."""
+        row = await self.server.storage.get_user(jid.domain, jid.local or "")
+        if row is None:
+            return False
+        validity = self.refresh if token.type == "refresh" else self.access
+        # Whole seconds: a token issued in the second the account was created passes.
+        return token.expires_at - validity < int(row.created_at)
 
     async def revoke_token(self, jid: JID) -> bool:
         """Invalidate every refresh token of ``jid``; False when none was ever issued."""
@@ -182,5 +199,10 @@ class ModAuthToken(Module):
             return sasl.Failure("temporary-auth-failure")
         if record is None:
             return sasl.Failure("not-authorized")  # the account is gone
+        if await self._older_than_account(jid, token):
+            # Issued to a removed account of the same name: the new account's data must not
+            # open to the old one's devices (its refresh token's number may be valid again).
+            log.info("auth_token_of_removed_account user=%s type=%s", jid, token.type)
+            return sasl.Failure("not-authorized", "token revoked")
         extra = self.access_token(jid) if token.type == "refresh" else None
         return sasl.Success(username, None, extra)

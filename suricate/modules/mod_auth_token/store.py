@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from suricate.storage.module_store import ModuleStore
 
 __all__ = ["AuthTokenStore"]
@@ -19,12 +21,15 @@ class AuthTokenStore(ModuleStore):
         return None if row is None else int(row[0])
 
     async def current_seq_no(self, server: str, user: str) -> int:
-        """The number to put in a new refresh token: the stored one, 1 the first time."""
+        """The number to put in a new refresh token: the stored one; the first time, the
+        time in milliseconds, so that a refresh token of a removed account of the same name
+        (whose row went with it) stays below the new account's number: refused."""
+        first = int(time.time() * 1000)
         await self.execute(
-            "INSERT INTO auth_token (server, username, seq_no) VALUES (?, ?, 1)"
-            " ON CONFLICT (server, username) DO NOTHING", server, user)
+            "INSERT INTO auth_token (server, username, seq_no) VALUES (?, ?, ?)"
+            " ON CONFLICT (server, username) DO NOTHING", server, user, first)
         seq = await self.get_seq_no(server, user)
-        return 1 if seq is None else seq
+        return first if seq is None else seq
 
     async def revoke(self, server: str, user: str) -> bool:
         """Invalidate every refresh token issued so far. False: none was ever issued."""

@@ -32,7 +32,7 @@ from suricate.config.modules_spec import backend, iqdisc
 from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, SessionSlot
+from suricate.core.module import Module, PersonalData, SessionSlot
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.store import BlockingStore
 from suricate.modules.mod_presence import DIRECTED
@@ -209,6 +209,11 @@ class ModBlocking(Module):
 
     async def start(self) -> None:
         self.server.cluster.on(CAST_TOPIC, self._changed_elsewhere)
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's blocklist (XEP-0191), for GDPR retrieval."""
+        return [PersonalData("blocking", ("jid",), await self.store.user_rows(
+            "blocklist", ("jid",), jid.domain, jid.local or "", "jid"))]
 
     async def stop(self) -> None:
         self.server.cluster.off(CAST_TOPIC)

@@ -32,7 +32,7 @@ from suricate.config.spec import (
 )
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module
+from suricate.core.module import Module, PersonalData
 from suricate.jid import JID
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
@@ -187,6 +187,13 @@ class ModEventPusher(Module):
         self.rabbit: RabbitBackend | None = None
         self.sns: SnsBackend | None = None
         self._wired: list[tuple[H.Hook, Any, int]] = []
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's XEP-0357 push registrations (app server, node, publish-options),
+        for GDPR retrieval."""
+        columns = ("service", "node", "form", "created_at")
+        return [PersonalData("push", columns, await self.store.user_rows(
+            "push_registrations", columns, jid.domain, jid.local or "", "service, node"))]
 
     async def start(self) -> None:
         pools = self.server.cfg.get("outgoing_pools", {})

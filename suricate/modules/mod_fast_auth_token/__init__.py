@@ -45,7 +45,7 @@ from suricate.config.modules_spec import backend, period
 from suricate.config.spec import DEFAULTS, Option, Section
 from suricate.core import hooks as H
 from suricate.core.keyfile import load_or_create_key
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.modules.mod_fast_auth_token.store import FastToken, FastTokenStore
 from suricate.sasl.ht import HashedToken, TokenCandidate, ht_mechanism_names, parse_ht_name
 from suricate.sasl.passwords import HASH_NAMES, is_scram_record, parse_scram_record
@@ -56,6 +56,7 @@ from suricate.xml.element import Element
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
+    from suricate.jid import JID
 
 log = logging.getLogger("suricate.mod_fast_auth_token")
 
@@ -124,6 +125,14 @@ class ModFastAuthToken(Module):
 
     async def start(self) -> None:
         self._key = load_or_create_key(self.server.base_dir / KEY_FILE)
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's XEP-0484 tokens, one row per client (its user-agent id), for GDPR
+        retrieval: their mechanisms and expiry, not their seeds (a seed is a credential)."""
+        columns = ("user_agent_id", "current_mech", "current_expire", "new_mech",
+                   "new_expire")
+        return [PersonalData("fast_auth_token", columns, await self.store.user_rows(
+            "fast_auth_token", columns, jid.domain, jid.local or "", "user_agent_id"))]
 
     # -- advertisement (XEP-0484 §3.1) ---------------------------------------------------------
     def available_mechanisms(self, c2s: C2S) -> list[str]:

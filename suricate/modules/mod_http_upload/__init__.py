@@ -35,7 +35,7 @@ from suricate.config.spec import (
 from suricate.core import hooks as H
 from suricate.core.iq import error_for
 from suricate.core.keyfile import load_or_create_key
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
@@ -165,6 +165,14 @@ class ModHttpUpload(Module):
             self._sweeper.cancel()
 
     # -- the disk backend's files ------------------------------------------------------------
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The files the account uploaded (disk backend; with s3 the bucket holds them and
+        nothing here lists them), for GDPR retrieval: their URLs, sizes and times."""
+        if self.disk is None:
+            return []
+        files = await asyncio.to_thread(self.disk.owned, str(jid.bare))
+        return [PersonalData("http_upload", ("url", "size", "uploaded_at"), list(files))]
+
     async def remove_user(self, acc: None, jid: JID) -> None:
         """An account removed takes its uploads with it (the GET URLs it shared answer 404).
         With the s3 backend nothing is listed or removed: the bucket's lifecycle rules do."""

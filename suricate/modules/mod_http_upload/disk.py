@@ -141,6 +141,24 @@ class DiskSlots:
         return None
 
 
+    def owned(self, owner: str) -> list[tuple[str, int, float]]:
+        """(GET URL, size, Unix time of the upload) of every file put by ``owner`` (a bare
+        JID): GDPR retrieval. A walk of the folder, as ``remove_owner``."""
+        files = []
+        for folder in self._folders():
+            try:
+                if (folder / OWNER_FILE).read_text() != owner:
+                    continue
+                for entry in folder.iterdir():
+                    if entry.name.startswith(".") or entry.name.endswith(".part"):
+                        continue
+                    stat = entry.stat()
+                    files.append((f"{self.base_url}/{quote(folder.name)}/{quote(entry.name)}",
+                                  stat.st_size, stat.st_mtime))
+            except OSError:
+                continue
+        return sorted(files)
+
     def remove_owner(self, owner: str) -> int:
         """Remove every file put by ``owner`` (a bare JID; the account was removed): the
         number of files removed. Reads each upload's `.owner`: a walk of the folder."""

@@ -629,10 +629,9 @@ class ModInbox(Module):
         await self.flush()
         assert jid.local is not None
         entries = await self.store.all_entries(jid.domain, jid.local)
-        return [PersonalData("inbox", ("jid", "content", "unread_count", "timestamp", "box",
-                                       "muted_until"),
-                             [(e.remote, e.content, e.unread, stamp(e.timestamp), e.box,
-                               stamp(e.muted_until) if e.muted_until else "")
+        # MongooseIM 6.4's header.
+        return [PersonalData("inbox", ("jid", "content", "unread_count", "timestamp"),
+                             [(e.remote, e.content, e.unread, stamp(e.timestamp))
                               for e in entries])]
 
     # -- IQs -------------------------------------------------------------------------------------

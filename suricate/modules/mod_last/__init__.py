@@ -119,4 +119,10 @@ class ModLast(Module):
         # Anonymous accounts vanish at logout: there is nothing to remember them by.
         if user is None or user.local is None or c2s.anonymous:
             return
+        # A session ended because its account was removed (XEP-0077 §3.2, removeUser) ends
+        # after the account's rows went: writing now would leave a row of a removed account,
+        # which a new account of the same name would inherit. One lookup per logout, not
+        # per stanza.
+        if not await self.server.user_exists(user):
+            return
         await self.store.set_last(user.domain, user.local, int(time.time()), status)

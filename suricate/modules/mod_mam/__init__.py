@@ -972,9 +972,20 @@ class ModMam(Module):
         rows = await self.store.fetch(
             "SELECT id, from_jid, message FROM mam_message WHERE server = ? AND username = ?"
             " ORDER BY id", owner.domain, owner.local)
-        return [PersonalData("mam_pm", ("id", "from", "message", "timestamp"),
-                             [(id_to_text(int(r[0])), str(r[1]), str(r[2]), stamp_of(int(r[0])))
-                              for r in rows])]
+        # MongooseIM 6.4's headers (the id holds the time: XEP-0313 ids are time-ordered).
+        parts = [PersonalData("mam_pm", ("id", "from", "message"),
+                              [(id_to_text(int(r[0])), str(r[1]), str(r[2])) for r in rows])]
+        muc = self.muc_archive
+        if muc is not None and muc.store is not None:
+            # MongooseIM's mam_muc: what the account said in rooms (kept when it goes: the
+            # rooms' archives are their occupants' conversations).
+            if muc.writer is not None:
+                await muc.writer.flush_all()
+            parts.append(PersonalData(
+                "mam_muc", ("id", "message"),
+                [(id_to_text(i), message)
+                 for i, _room, message in await muc.store.sent_by(str(owner))]))
+        return parts
 
     # -- IQs -----------------------------------------------------------------------------------
     async def iq_mam(self, iq: IqRequest) -> Element | None:

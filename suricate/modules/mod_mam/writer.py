@@ -234,6 +234,17 @@ class AsyncWriter:
         async with shard.lock:
             await self._flush_locked(shard)
 
+    async def flush_all(self) -> None:
+        """Write the pending rows of every shard (GDPR retrieval reads rows of any archive)."""
+        for shard in self.shards:
+            if not shard.rows and not shard.retractions:
+                continue
+            if shard.timer is not None:
+                shard.timer.cancel()
+                shard.timer = None
+            async with shard.lock:
+                await self._flush_locked(shard)
+
     def discard_archive(self, server: str, user: str) -> None:
         """Forget pending rows of an archive being removed with its account."""
         shard = self._shard(server, user)

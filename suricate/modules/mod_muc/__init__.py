@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
 from suricate.core.cluster import NodeUnreachable
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.instrument.events import GAUGE, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import archive_of
@@ -588,6 +588,31 @@ class ModMuc(Module):
             for room in list(self.joined.get(jid, ())):
                 room.session_closed(jid)
         return acc
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The rooms that name the account, for GDPR retrieval: its affiliations and
+        registered nicks (stored, and those of rooms living in memory only), and the rooms it
+        is in now with its nick there."""
+        bare = jid.bare
+        rows: dict[str, list[str]] = {}
+        for host, room, aff, reason, nick in await self.store.account_rooms(str(bare)):
+            rows[f"{room}@{host}"] = [aff, reason, nick, ""]
+        for key, room_ in self.rooms.items():
+            row = rows.setdefault(str(key), ["", "", "", ""])
+            if bare in room_.affiliations:
+                row[0], row[1] = room_.affiliations[bare]
+            if bare in room_.nicks:
+                row[2] = room_.nicks[bare]
+        for full, joined in self.joined.items():
+            if full.bare != bare:
+                continue
+            for room_ in joined:
+                nicks = [n for n, occ in room_.occupants.items() if full in occ.sessions]
+                if nicks:
+                    rows.setdefault(str(room_.jid), ["", "", "", ""])[3] = nicks[0]
+        return [PersonalData("muc", ("room", "affiliation", "reason", "registered_nick",
+                                     "occupant_nick"),
+                             [(room, *row) for room, row in sorted(rows.items()) if any(row)])]
 
     async def remove_user(self, acc: None, jid: JID) -> None:
         bare = jid.bare

@@ -119,12 +119,30 @@ class MucStore(ModuleStore):
                     "INSERT INTO muc_registered (muc_host, room, jid, nick) VALUES (?, ?, ?, ?)",
                     muc_host, room, jid, nick)
 
+    async def account_rooms(self, jid: str) -> list[tuple[str, str, str, str, str]]:
+        """(muc_host, room, affiliation, reason, registered nick) of every stored room that
+        names the account ``jid`` (bare): GDPR retrieval."""
+        async with self.session() as ex:
+            affs = await ex.fetch("SELECT muc_host, room, affiliation, reason"
+                                  " FROM muc_affiliations WHERE jid = ?", jid)
+            nicks = await ex.fetch(
+                "SELECT muc_host, room, nick FROM muc_registered WHERE jid = ?", jid)
+        rows: dict[tuple[str, str], list[str]] = {}
+        for host, room, aff, reason in affs:
+            rows[(host, room)] = [aff, reason, ""]
+        for host, room, nick in nicks:
+            rows.setdefault((host, room), ["", "", ""])[2] = nick
+        return [(h, r, v[0], v[1], v[2]) for (h, r), v in sorted(rows.items())]
+
     async def remove_user(self, jid: str) -> None:
         """An account was removed: its affiliations and nicks go (a new account of the same
         name must not inherit ownership, a ban or a reserved nick)."""
         async with self.session(transaction=True) as ex:
             await ex.execute("DELETE FROM muc_affiliations WHERE jid = ?", jid)
             await ex.execute("DELETE FROM muc_registered WHERE jid = ?", jid)
+
+    async def remove_account(self, bare: str) -> None:
+        await self.remove_user(bare)
 
     async def delete_room(self, muc_host: str, room: str) -> None:
         async with self.session(transaction=True) as ex:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
-from suricate.core.module import GraphQLCategory, Module
+from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import (
     RETRACT_ESL,
@@ -579,6 +579,18 @@ class ModMucLight(Module):
         if not self.opts["blocking"]:
             raise StanzaError("bad-request", "blocking is disabled on this service")
         return await self.store.get_blocking(user, service)
+
+    async def personal_data(self, jid: JID) -> list[PersonalData]:
+        """The account's rooms with its affiliation, and what it blocks on each service
+        (GDPR retrieval)."""
+        user = bare(jid)
+        columns = ("service", "what", "who")
+        return [
+            PersonalData("muc_light", ("room", "affiliation"), await self.store.member_rows(user)),
+            PersonalData("muc_light_blocking", columns, await self.store.user_rows(
+                "muc_light_blocking", columns, jid.domain, jid.local or "",
+                "service, what, who")),
+        ]
 
     # -- hooks ------------------------------------------------------------------------------
     async def remove_user(self, acc: None, jid: JID) -> None:

@@ -4,6 +4,8 @@ blocking lists. Members are bare JID strings ``user@server`` here and in ``Room`
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +138,31 @@ class MucLightStore(ModuleStore):
         return out
 
     # -- blocking ---------------------------------------------------------------------------
+    async def remove_account(self, bare: str) -> None:
+        """As ModMucLight.remove_user, without telling the rooms (nobody is connected): the
+        account leaves each of its rooms, an owner hands the room on (§5.4), a room left
+        empty ends (§5.2)."""
+        from suricate.modules.mod_muc_light import rules
+
+        for service, room in await self.user_rooms(bare):
+            found = await self.load_room(service, room)
+            if found is None:
+                continue
+            after, changed = rules.apply(found.affiliations, [(bare, "none")], False)
+            if after:
+                version = f"{time.time_ns() // 1000}-{secrets.token_hex(4)}"
+                await self.set_affiliations(service, room, changed, version)
+            else:
+                await self.destroy_room(service, room)
+
+    async def member_rows(self, member: str) -> list[tuple[str, str]]:
+        """(room JID, affiliation) of every room ``member`` belongs to (GDPR retrieval)."""
+        server, user = _split(member)
+        rows = await self.fetch(
+            "SELECT service, room, affiliation FROM muc_light_occupants"
+            " WHERE server = ? AND username = ? ORDER BY service, room", server, user)
+        return [(f"{r}@{s}", a) for s, r, a in rows]
+
     async def get_blocking(self, member: str, service: str) -> list[tuple[str, str]]:
         """(what, who) denied by ``member`` on ``service``: what is room or user."""
         server, user = _split(member)

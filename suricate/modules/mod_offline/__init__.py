@@ -97,9 +97,13 @@ class ModOffline(Module):
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
         server, user = jid.domain, jid.local or ""
-        columns = ("stamp", "from_jid", "to_jid", "packet")
-        return [PersonalData("offline", columns, await self.store.user_rows(
-            "offline_messages", columns, server, user, "id"))]
+        rows = await self.store.user_rows("offline_messages",
+                                          ("stamp", "from_jid", "to_jid", "packet"),
+                                          server, user, "id")
+        # MongooseIM 6.4's header, the time as RFC 3339 (as its export writes it).
+        return [PersonalData("offline", ("timestamp", "from", "to", "packet"), [
+            (datetime.fromtimestamp(float(stamp), UTC).isoformat(timespec="microseconds")
+             .replace("+00:00", "Z"), frm, to, packet) for stamp, frm, to, packet in rows])]
 
     def worth_storing(self, stanza: Element) -> bool:
         """XEP-0160 §3 for the message types, XEP-0085 ("Server Handling of Notifications")

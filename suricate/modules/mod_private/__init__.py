@@ -35,10 +35,11 @@ class ModPrivate(Module):
     sm_features = (ns.PRIVATE,)
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
-        """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
+        """What the account keeps here, for GDPR retrieval (``Module.personal_data``), with
+        MongooseIM 6.4's header."""
         server, user = jid.domain, jid.local or ""
         return [
-            PersonalData("private", ("namespace", "data"), await self.store.user_rows(
+            PersonalData("private", ("ns", "xml"), await self.store.user_rows(
                 "private_storage", ("namespace", "data"), server, user, "namespace")),
         ]
 

@@ -233,16 +233,20 @@ class ModPubsub(Module):
         nodes = ("node", "config")
         items = ("node", "item_id", "publisher", "payload", "published_at")
         subscriptions = await self.store.fetch(
-            "SELECT server, username, node, subid, state FROM pubsub_subscriptions"
+            "SELECT server, username, node FROM pubsub_subscriptions"
             " WHERE jid = ? ORDER BY server, username, node", str(jid.bare))
+        owned, published = await self.store.owned_and_published(str(jid.bare))
         return [
             PersonalData("pep_nodes", nodes, await self.store.user_rows(
                 "pubsub_nodes", nodes, server, user, "node")),
             PersonalData("pep_items", items, await self.store.user_rows(
                 "pubsub_items", items, server, user, "node, published_at")),
-            PersonalData("pubsub_subscriptions", ("host", "node", "subid", "state"),
-                         [(f"{r[1]}@{r[0]}" if r[1] else str(r[0]), r[2], r[3], r[4])
-                          for r in subscriptions]),
+            # MongooseIM 6.4's header: the node's name (the host is in pep_nodes for PEP).
+            PersonalData("pubsub_subscriptions", ("node_name",),
+                         [(str(r[2]),) for r in subscriptions]),
+            # MongooseIM 6.4's two other files: the nodes it owns, the items it published.
+            PersonalData("pubsub_nodes", ("node_name", "type"), owned),
+            PersonalData("pubsub_payloads", ("node_name", "item_id", "payload"), published),
         ]
 
     async def start(self) -> None:
@@ -1419,7 +1423,22 @@ class ModPubsub(Module):
 
     async def remove_user(self, acc: None, jid: JID) -> None:
         # The account's own nodes go with its rows (user_tables); its subscriptions to and
-        # affiliations with other hosts' nodes go here.
+        # affiliations with other hosts' nodes go here, and the service nodes it was the
+        # only owner of (no one could administer them, and its name would be their owner
+        # again if registered anew), their subscribers told (XEP-0060 §8.4.2). Items it
+        # published on nodes others own stay: they are those nodes' content.
+        for service, node in await self.store.sole_owned(str(jid.bare)):
+            host = Host(JID.parse(service), False)
+            stored = await self.store.get_node(host.key, node)
+            if stored is None:
+                continue
+            config = {**self.defaults(host, node), **stored}
+            targets = await self._targets(host, node, config)
+            await self.store.delete_node(host.key, node)
+            event = Element("event", PUBSUB_EVENT)
+            event.add("delete", attrs={"node": node})
+            self._deliver(host, targets, event, config)
+            await self._changed(host, node)
         await self.store.forget_jid(str(jid.bare))
         return acc
 

@@ -221,6 +221,42 @@ class PubsubStore(ModuleStore):
             "DELETE FROM pubsub_subscriptions WHERE server = ? AND username = ? AND node = ? "
             "AND jid = ? AND subid = ?", *host, node, jid, subid)
 
+    async def owned_and_published(self, bare: str) -> tuple[list[tuple[str, str]],
+                                                              list[tuple[str, str, str]]]:
+        """GDPR retrieval, as MongooseIM's pubsub_nodes and pubsub_payloads: (node, type) of
+        the nodes ``bare`` owns (its PEP nodes, ``pep``; service nodes it is an owner of,
+        ``pubsub``), and (node, item id, payload) of the items it published anywhere."""
+        user, _, server = bare.partition("@")
+        like = _like_prefix(bare + "/")
+        pep = await self.fetch("SELECT node FROM pubsub_nodes WHERE server = ? AND username = ?"
+                               " ORDER BY node", server, user)
+        owned = await self.fetch(
+            "SELECT server, node FROM pubsub_affiliations WHERE username = ''"
+            " AND affiliation = 'owner' AND (jid = ? OR jid LIKE ? ESCAPE '\\')"
+            " ORDER BY server, node", bare, like)
+        items = await self.fetch(
+            "SELECT node, item_id, payload FROM pubsub_items"
+            " WHERE publisher = ? OR publisher LIKE ? ESCAPE '\\'"
+            " ORDER BY server, username, node, published_at", bare, like)
+        nodes = [(str(r[0]), "pep") for r in pep] + [(str(r[1]), "pubsub") for r in owned]
+        return nodes, [(str(r[0]), str(r[1]), str(r[2])) for r in items]
+
+    async def sole_owned(self, bare: str) -> list[tuple[str, str]]:
+        """(service, node) of the service nodes whose only owner is ``bare``."""
+        rows = await self.fetch(
+            "SELECT a.server, a.node FROM pubsub_affiliations a WHERE a.username = ''"
+            " AND a.affiliation = 'owner' AND a.jid = ? AND NOT EXISTS (SELECT 1 FROM"
+            " pubsub_affiliations o WHERE o.server = a.server AND o.username = ''"
+            " AND o.node = a.node AND o.affiliation = 'owner' AND o.jid <> a.jid)"
+            " ORDER BY a.server, a.node", bare)
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def remove_account(self, bare: str) -> None:
+        # As ModPubsub.remove_user, without telling the subscribers (nobody is connected).
+        for service, node in await self.sole_owned(bare):
+            await self.delete_node((service, ""), node)
+        await self.forget_jid(bare)
+
     async def forget_jid(self, bare: str) -> None:
         """An account is gone: its subscriptions and affiliations on other hosts too."""
         for table in ("pubsub_subscriptions", "pubsub_affiliations"):

@@ -179,14 +179,18 @@ class ModRoster(Module):
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         """What the account keeps here, for GDPR retrieval (``Module.personal_data``)."""
         server, user = jid.domain, jid.local or ""
-        items = ("jid", "name", "subscription", "ask", "ask_message")
-        groups = ("jid", "grp")
-        return [
-            PersonalData("roster", items, await self.store.user_rows(
-                "roster_items", items, server, user, "jid")),
-            PersonalData("roster_groups", groups, await self.store.user_rows(
-                "roster_groups", groups, server, user, "jid, position")),
-        ]
+        groups: dict[str, list[str]] = {}
+        for contact, group in await self.store.user_rows(
+                "roster_groups", ("jid", "grp"), server, user, "jid, position"):
+            groups.setdefault(contact, []).append(group)
+        items = await self.store.user_rows(
+            "roster_items", ("jid", "name", "subscription", "ask", "ask_message"), server,
+            user, "jid")
+        # MongooseIM 6.4's header: groups joined by ", ", xs (extra XML of the item) empty.
+        return [PersonalData(
+            "roster", ("jid", "name", "subscription", "ask", "groups", "askmessage", "xs"),
+            [(contact, name or "", sub, ask, ", ".join(groups.get(contact, [])), msg or "", "")
+             for contact, name, sub, ask, msg in items])]
 
     async def get_roster(self, user: JID) -> list[RosterItem]:
         """The account's roster items as its clients see them, sorted by JID."""

@@ -180,12 +180,11 @@ class ModVcard(Module):
                 vcard = await self.directory.vcard(user, server)
             except AuthUnavailable as exc:
                 raise StorageError(f"mod_vcard: the LDAP directory: {exc}") from exc
-            rows = [] if vcard is None else [(vcard.serialize(),)]
-            return [PersonalData("vcard", ("vcard",), rows)]
-        return [
-            PersonalData("vcard", ("vcard",), await self.store.user_rows(
-                "vcards", ("vcard",), server, user, None)),
-        ]
+            rows = [] if vcard is None else [(str(jid.bare), vcard.serialize())]
+            return [PersonalData("vcard", ("jid", "vcard"), rows)]
+        # MongooseIM 6.4's header: the account's JID, then its vCard.
+        rows = await self.store.user_rows("vcards", ("vcard",), server, user, None)
+        return [PersonalData("vcard", ("jid", "vcard"), [(str(jid.bare), r[0]) for r in rows])]
 
     async def account_vcard(self, iq: IqRequest) -> Element | None:
         if iq.payload.name != "vCard":

@@ -44,6 +44,14 @@ class MucArchiveStore(ModuleStore):
                     await ex.execute(_INSERTS[size],
                                      *[row[i] for row in chunk for i in _FROM_ROW])
 
+    async def sent_by(self, sender: str) -> list[tuple[int, str, str]]:
+        """(id, room JID, message) of what ``sender`` (a bare JID) said in any room: GDPR
+        retrieval."""
+        rows = await self.fetch(
+            "SELECT id, room, server, message FROM mam_muc_message WHERE sender_jid = ?"
+            " ORDER BY id", sender)
+        return [(int(r[0]), f"{r[1]}@{r[2]}", str(r[3])) for r in rows]
+
     async def find(self, server: str, room: str, mam_id: int) -> tuple[str, str] | None:
         """(sender bare JID, message) of one archived message."""
         row = await self.fetch_one(
