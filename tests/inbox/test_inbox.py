@@ -16,7 +16,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules.mod_inbox import ModInbox
 from suricate.modules.mod_inbox.store import Change
-from tests.e2e.harness import Client, connect, disconnect
+from tests.e2e.harness import Client, connect, disconnect, eventually
 
 INBOX = "erlang-solutions.com:xmpp:inbox:0"
 CONV = INBOX + "#conversation"
@@ -573,20 +573,36 @@ async def test_retracting_the_last_message_leaves_no_trace_of_it(server: Server)
         msg["id"] = "m2"
         msg.xml.append(ET.fromstring("<origin-id xmlns='urn:xmpp:sid:0' id='m2'/>"))
         msg.send()
-        entries, _ = await inbox(bob)
-        assert [(e["body"], e["unread"]) for e in entries] == [("the secret", 2)]
+
+        async def seen() -> bool:
+            entries, _ = await inbox(bob)
+            return [(e["body"], e["unread"]) for e in entries] == [("the secret", 2)]
+
+        await eventually(seen)
         undo = alice.make_message(mto="bob@localhost", mtype="chat",
                                   mbody="This person attempted to retract a previous message.")
         undo.xml.append(ET.fromstring(f"<retract xmlns='{retract}' id='m2'/>"))
         undo.xml.append(ET.fromstring(f"<fallback xmlns='urn:xmpp:fallback:0' for='{retract}'/>"))
         undo.xml.append(ET.fromstring("<store xmlns='urn:xmpp:hints'/>"))
         undo.send()
-        await asyncio.sleep(0.2)
-        for client in (bob, alice):
+
+        async def latest(client: Any) -> Any:
             fin = await iq(client, f"<inbox xmlns='{INBOX}' queryid='q1'/>")
             assert fin.find(f"{{{INBOX}}}fin") is not None
             queue: asyncio.Queue[Any] = client.inbox_results  # type: ignore[attr-defined]
             (result,) = [queue.get_nowait() for _ in range(queue.qsize())]
+            return result
+
+        async def retracted(client: Any) -> bool:
+            # The inbox is written as the retraction is routed (to each side in its turn):
+            # asked until both entries show it, rather than after a fixed wait.
+            last = (await latest(client)).find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
+            found = last.find(f"{{{retract}}}retract")
+            return found is not None and found.get("id") == "m2"
+
+        for client in (bob, alice):
+            await eventually(lambda client=client: retracted(client))
+            result = await latest(client)
             last = result.find(f"{{{FORWARD}}}forwarded/{{jabber:client}}message")
             assert last.find(f"{{{retract}}}retract").get("id") == "m2"
             assert "the secret" not in ET.tostring(last, encoding="unicode")
@@ -603,7 +619,7 @@ async def test_messages_of_a_timed_out_phone_session_count_once(tmp_path: Any) -
 
     from suricate.core.c2s import STREAM_MANAGEMENT
     from suricate.protocol.c2s import C2SState
-    from tests.e2e.harness import eventually, running_server
+    from tests.e2e.harness import running_server
     from tests.inbox.conftest import INBOX_TOML
     from tests.mobile.conftest import modules_toml
 
