@@ -29,7 +29,7 @@ from suricate.jid import JID, InvalidJID
 from suricate.protocol import c2s as P
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
-from suricate.protocol.sm import BufferOverflow
+from suricate.protocol.sm import MOD, BufferOverflow
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
@@ -126,10 +126,11 @@ class C2SStream(XmppStream):
 
     def hold_for_stop(self) -> int | None:
         """The server is stopping (``Server._collect_acknowledgements``): a XEP-0198 session
-        is asked (<r/>, §4) what it received, and what the router hands it from now on is
-        kept in its buffer, not written, so that the answer covers everything written; what
-        is kept goes offline (or to its other resources) when the session ends, and reaches
-        the client once, at its next login. The count the client must acknowledge, or None
+        is asked (<r/>, §4) what it received, and the chat messages the router hands it from
+        now on are kept in its buffer, not written, so that the answer covers every one
+        written; what is kept goes offline (or to its other resources) when the session
+        ends, and reaches the client once, at its next login (a room's messages, presence
+        and IQs are written as before: offline storage would not keep them). The count the client must acknowledge, or None
         (no counters, or nothing to acknowledge)."""
         sm = self._sm
         if self.fsm.state is not S.SESSION_ESTABLISHED or self._closing or sm is None:
@@ -146,7 +147,7 @@ class C2SStream(XmppStream):
         """Whether the client acknowledged ``count`` (``hold_for_stop``), or is gone."""
         sm = self._sm
         return self.fsm.state is not S.SESSION_ESTABLISHED or self._closing or sm is None \
-            or sm.acked == count
+            or (sm.acked - count) % MOD < MOD // 2
 
     # -- driver callbacks -----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -407,9 +408,13 @@ def _holding(cls: type) -> type:
 
 def _hold(self: Any, stanza: Element) -> None:
     sm = self._sm
-    if sm is None or self.fsm.state is not S.SESSION_ESTABLISHED or self._closing:
-        plain: Any = type(self).__mro__[1]
-        plain.deliver(self, stanza)  # ending: as any session
+    plain: Any = type(self).__mro__[1]
+    if sm is None or self.fsm.state is not S.SESSION_ESTABLISHED or self._closing \
+            or stanza.name != "message" \
+            or stanza.attrs.get("type") in ("groupchat", "headline", "error"):
+        # Ending, or what offline storage would not keep (a room's message, presence, IQ):
+        # written as to any session.
+        plain.deliver(self, stanza)
         return
     filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
     if filtered is None:
