@@ -427,6 +427,7 @@ class Server:
         await self._collect_acknowledgements()
         for session in list(self.sessions):
             if isinstance(session, C2S):
+                session.tell_handled()
                 session.stream_error(StreamError("system-shutdown"))
         for listener in self.listeners:
             for conn in list(listener.connections):

@@ -85,3 +85,23 @@ async def test_a_client_that_does_not_answer_delays_the_stop_by_a_second_at_most
     assert elapsed < 2.0, elapsed
     # Never acknowledged: stored offline (XEP-0198 §4: the client may see it twice).
     assert await _stored(tmp_path, "bob") == ["m0"]
+
+
+async def test_a_stop_tells_each_client_how_many_of_its_stanzas_were_handled(
+        tmp_path: Path) -> None:
+    """XEP-0198 §4 (an <a/> may be sent unasked): without it a client sends again, on its
+    next session, what the server handled but had not acknowledged yet (a duplicate)."""
+    async with limited_server(tmp_path, extra=SM) as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        alice = await Client.plain(port)
+        await alice.login("alice")
+        await _enable(alice)
+        await alice.send("".join(f"<message to='bob@localhost' type='chat' id='m{i}'>"
+                                 "<body/></message>" for i in range(3)))
+        await alice.send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/>"
+                         "</iq>")
+        await alice.expect("id=\"p\"")
+        await server.stop()
+        text = (await alice.closed()).decode()
+    assert re.search(r"<a xmlns=\"urn:xmpp:sm:3\" h=\"4\"/><stream:error><system-shutdown",
+                     text), text

@@ -143,6 +143,13 @@ class C2SStream(XmppStream):
         self.send(Element("r", ns.SM))
         return sm.h_out
 
+    def tell_handled(self) -> None:
+        """Before the stop's stream error: <a h=.../> unasked (XEP-0198 §4 allows it), so
+        the client does not send again, on its next session, stanzas the server handled."""
+        sm = self._sm
+        if self.fsm.state is S.SESSION_ESTABLISHED and not self._closing and sm is not None:
+            self.send(Element("a", ns.SM, {"h": str(sm.h_in)}))
+
     def acknowledged(self, count: int) -> bool:
         """Whether the client acknowledged ``count`` (``hold_for_stop``), or is gone."""
         sm = self._sm
