@@ -58,10 +58,13 @@ async def test_a_stop_asks_for_acknowledgements_before_shutting_streams(tmp_path
         # A message routed to bob meanwhile is kept, not written: his answer covers all
         # that was written, and this one reaches him once, from offline storage.
         await alice.send("<message to='bob@localhost/r' type='chat' id='m5'><body/></message>")
+        # What offline storage would not keep (a headline, a room's message) is written.
+        await alice.send("<message to='bob@localhost/r' type='headline' id='h6'><body/>"
+                         "</message>")
         await alice.ping()
         await bob.send("<a xmlns='urn:xmpp:sm:3' h='5'/>")
         text = (await bob.closed()).decode()
-        assert "<system-shutdown" in text and "m5" not in text
+        assert "<system-shutdown" in text and "m5" not in text and "h6" in text
         await stopping
         print(f"stop with one acknowledging client: {time.monotonic() - started:.3f} s")
     assert await _stored(tmp_path, "bob") == ["m5"]  # the five acknowledged: not again
