@@ -1,8 +1,9 @@
 """The Server object: it owns everything (DESIGN §2.7 — no module-level mutable state).
 
 Start-up order: storage (migrations), modules, listeners. Shutdown reverses it: stop accepting,
-end every stream with ``system-shutdown`` (after which messages still in flight are stored
-offline by the normal delivery rules), wait for pending work, stop modules, close storage.
+ask XEP-0198 clients what they received (at most ``ACK_WAIT``), end every stream with
+``system-shutdown`` (after which messages still in flight are stored offline by the normal
+delivery rules), wait for pending work, stop modules, close storage.
 
 Start-up time is mostly imports, so subsystems a configuration does not use are imported when
 first needed: federation (``server.s2s`` is made on first use: the first stanza to a remote
