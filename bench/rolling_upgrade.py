@@ -5,14 +5,16 @@ rolling upgrades").
 
 Two ``suricate serve`` nodes (``sm_backend = "redis"``, the Redis at 127.0.0.1:6379, database
 ``--db``, emptied first; one SQLite file) on ports 40101/40102 and 40111/40112. ``--pairs``
-pairs of users chat, one message every 50 ms each way, each message with its own id; every
-client enables XEP-0198 with resumption, asks for an acknowledgement after each message, and
-answers the server's <r/> ``--ack-delay`` seconds late (a phone's round trip). The script
+pairs of users chat, one message every ``--interval`` (50 ms) each way, each with its own
+id; every client enables XEP-0198 with resumption, asks for an acknowledgement after each
+message, and answers the server's <r/> ``--ack-delay`` seconds late (a phone's round trip).
+The script
 stops node A (SIGTERM), starts it again, then stops B and starts it again; a client whose
 stream ends reconnects to the other node, tries <resume/>, else binds anew (sending again what
 the server had not acknowledged, XEP-0198 §5). At the end every client logs out and in again
 to collect what is stored offline. Each message is then counted: delivered once (live, or
-from offline storage), twice or more (duplicates), bounced (an error came back), or lost.
+from offline storage), twice or more (duplicates), bounced (an error came back), or lost;
+and how long the clients of a stopped node took to have a session on the other one.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Tally:
         self.bounced: set[str] = set()
         self.events: collections.Counter[str] = collections.Counter()
         self.resume_failed_ms: list[float] = []
+        self.reconnect_s: list[float] = []  # stream ended -> session again on another node
 
     def now(self) -> str:
         return f"{time.monotonic() - self.t0:6.2f}"
@@ -194,7 +197,9 @@ class Client:
             if el is not None:
                 self.tally.events["stream error " + el[0].tag.split("}")[1]] += 1
             self.connected.clear()
+            ended = time.monotonic()
             await self.reconnect("B" if self.node == "A" else "A")
+            self.tally.reconnect_s.append(time.monotonic() - ended)
 
     async def reconnect(self, node: str) -> None:
         self.node = node
@@ -249,7 +254,7 @@ async def rolling(args: argparse.Namespace, tmp: Path) -> Tally:
                 tally.sent[mid] = (me.user, peer.user)
                 me.send(f"<message to='{peer.user}@localhost' type='chat' id='{mid}'>"
                         f"<body>{mid}</body></message>")
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(args.interval)
 
         chats = [asyncio.create_task(chat(clients[2 * i + j], clients[2 * i + 1 - j]))
                  for i in range(args.pairs) for j in (0, 1)]
@@ -289,6 +294,8 @@ def main() -> None:
     parser.add_argument("--ack-delay", type=float, default=0.0,
                         help="seconds a client waits before answering <r/>")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between the steps")
+    parser.add_argument("--interval", type=float, default=0.05,
+                        help="seconds between two messages of one client")
     parser.add_argument("--db", type=int, default=14, help="Redis database (emptied)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rolling-"))
@@ -327,6 +334,10 @@ def main() -> None:
         waits = sorted(tally.resume_failed_ms)
         print(f"<resume/> to <failed/>: median {waits[len(waits) // 2]:.1f} ms, "
               f"max {waits[-1]:.1f} ms")
+    if tally.reconnect_s:
+        waits = sorted(tally.reconnect_s)
+        print(f"stream ended -> session on the other node: median {waits[len(waits) // 2]:.3f}"
+              f" s, max {waits[-1]:.3f} s ({len(waits)} reconnections)")
     print(f"logs in {tmp}")
     redis.Redis(db=args.db).flushdb()
 
