@@ -8,11 +8,14 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from suricate.config import parse_config
 from suricate.core.server import Server
+from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.modules.mod_offline.store import OfflineStore
+from tests.e2e.harness import eventually
 from tests.robustness.conftest import Client, limited_server
 from tests.robustness.test_nothing_lost import _storage_only
 
@@ -108,3 +111,25 @@ async def test_a_stop_tells_each_client_how_many_of_its_stanzas_were_handled(
         text = (await alice.closed()).decode()
     assert re.search(r"<a xmlns=\"urn:xmpp:sm:3\" h=\"4\"/><stream:error><system-shutdown",
                      text), text
+
+
+async def test_a_session_waiting_for_its_resumption_at_the_stop_has_its_stanzas_stored(
+        tmp_path: Path) -> None:
+    """XEP-0198 §5: a client whose connection died leaves its session waiting; a stop then
+    ends it, and what it held (received or not) is stored offline, not lost."""
+    async with limited_server(tmp_path, extra=SM) as server:
+        port = server.plain_port  # type: ignore[attr-defined]
+        bob = await Client.plain(port)
+        await bob.login("bob")
+        await _enable(bob)
+        alice = await Client.plain(port)
+        await alice.login("alice")
+        await alice.send("<message to='bob@localhost/r' type='chat' id='m0'><body/></message>")
+        await bob.expect("id=\"m0\"")
+        bob.writer.transport.abort()  # the phone lost its network
+        session: Any = server.sessions.lookup(JID.parse("bob@localhost/r"))
+        await eventually(lambda: session.state.value == "resume_session")
+        await alice.send("<message to='bob@localhost/r' type='chat' id='m1'><body/></message>")
+        await alice.ping()
+        await server.stop()
+    assert sorted(await _stored(tmp_path, "bob")) == ["m0", "m1"]
