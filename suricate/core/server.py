@@ -1,8 +1,9 @@
 """The Server object: it owns everything (DESIGN §2.7 — no module-level mutable state).
 
 Start-up order: storage (migrations), modules, listeners. Shutdown reverses it: stop accepting,
-end every stream with ``system-shutdown`` (after which messages still in flight are stored
-offline by the normal delivery rules), wait for pending work, stop modules, close storage.
+ask XEP-0198 clients what they received (at most ``ACK_WAIT``), end every stream with
+``system-shutdown`` (after which messages still in flight are stored offline by the normal
+delivery rules), wait for pending work, stop modules, close storage.
 
 Start-up time is mostly imports, so subsystems a configuration does not use are imported when
 first needed: federation (``server.s2s`` is made on first use: the first stanza to a remote
@@ -74,6 +75,9 @@ def awaiting(coro: Any) -> list[str]:
 
 #: The cluster operation that makes a node re-read the dynamic domains now.
 DOMAINS_REFRESH_OP = "domains.refresh"
+# How long a stop waits for XEP-0198 clients to acknowledge what they received
+# (``Server._collect_acknowledgements``): a client that does not answer delays it this much.
+ACK_WAIT = 1.0
 
 #: Makes the handler of one ``[[listen.http.handlers.<kind>]]`` entry. The server makes its
 #: own (``mongoose_prometheus_handler``); handlers of higher layers come from whoever builds
@@ -421,8 +425,10 @@ class Server:
         if self._prober is not None:
             await self._prober.stop()
         await self.domains.stop()
+        await self._collect_acknowledgements()
         for session in list(self.sessions):
             if isinstance(session, C2S):
+                session.tell_handled()
                 session.stream_error(StreamError("system-shutdown"))
         for listener in self.listeners:
             for conn in list(listener.connections):
@@ -444,6 +450,28 @@ class Server:
         await self.auth.stop()
         await self.storage.close()
         log.info("server_stopped")
+
+    async def _collect_acknowledgements(self) -> None:
+        """Before system-shutdown: each XEP-0198 client with stanzas it has not acknowledged
+        is asked for its count (<r/>, §4), and the stop waits for the answers, at most
+        ``ACK_WAIT``; meanwhile what is routed to these sessions is kept for offline storage,
+        not written (``C2S.hold_for_stop``). What a client acknowledges is done with; the
+        rest is stored offline when its session ends (or goes to its other resources) and
+        reaches it at its next login. Without the question, everything written in the last
+        round trip before the stop (with a phone's latency, several messages) came twice."""
+        waiting = []
+        for session in list(self.sessions):
+            if isinstance(session, C2S):
+                count = session.hold_for_stop()
+                if count is not None:
+                    waiting.append((session, count))
+        deadline = time.monotonic() + ACK_WAIT
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            waiting = [(session, count) for session, count in waiting
+                       if not session.acknowledged(count)]
+        if waiting:
+            log.info("stop_unacknowledged sessions=%d", len(waiting))
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for spawned work (offline storage, IQ handlers) to finish."""

@@ -29,6 +29,7 @@ from suricate.jid import JID, InvalidJID
 from suricate.protocol import c2s as P
 from suricate.protocol.c2s import C2SState as S
 from suricate.protocol.errors import StreamError
+from suricate.protocol.sm import MOD, BufferOverflow
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import StreamClose, StreamOpen, StreamParser, XMLStreamError
@@ -122,6 +123,38 @@ class C2SStream(XmppStream):
         that ends without the stream closing leaves it waiting for the client (XEP-0198 §5)."""
         sm = self._sm
         return self.fsm.state is S.SESSION_ESTABLISHED and sm is not None and sm.resume
+
+    def hold_for_stop(self) -> int | None:
+        """The server is stopping (``Server._collect_acknowledgements``): a XEP-0198 session
+        is asked (<r/>, §4) what it received, and the chat messages the router hands it from
+        now on are kept in its buffer, not written, so that the answer covers every one
+        written; what is kept goes offline (or to its other resources) when the session
+        ends, and reaches the client once, at its next login (a room's messages, presence
+        and IQs are written as before: offline storage would not keep them). The count the client must acknowledge, or None
+        (no counters, or nothing to acknowledge)."""
+        sm = self._sm
+        if self.fsm.state is not S.SESSION_ESTABLISHED or self._closing or sm is None:
+            return None
+        # This session only becomes one that holds: ``deliver``, the hot path, stays as it
+        # is for every other (no flag tested per stanza).
+        self.__class__ = _holding(type(self))
+        if sm.acked == sm.h_out:
+            return None
+        self.send(Element("r", ns.SM))
+        return sm.h_out
+
+    def tell_handled(self) -> None:
+        """Before the stop's stream error: <a h=.../> unasked (XEP-0198 §4 allows it), so
+        the client does not send again, on its next session, stanzas the server handled."""
+        sm = self._sm
+        if self.fsm.state is S.SESSION_ESTABLISHED and not self._closing and sm is not None:
+            self.send(Element("a", ns.SM, {"h": str(sm.h_in)}))
+
+    def acknowledged(self, count: int) -> bool:
+        """Whether the client acknowledged ``count`` (``hold_for_stop``), or is gone."""
+        sm = self._sm
+        return self.fsm.state is not S.SESSION_ESTABLISHED or self._closing or sm is None \
+            or (sm.acked - count) % MOD < MOD // 2
 
     # -- driver callbacks -----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -364,3 +397,36 @@ class C2SStream(XmppStream):
         if major < 1:
             return StreamError("unsupported-version")
         return None
+
+
+_HOLDING: dict[type, type] = {}
+
+
+def _holding(cls: type) -> type:
+    """``cls`` (a C2S class: TCP, WebSocket, BOSH) whose ``deliver`` keeps what the router
+    hands the session in its XEP-0198 buffer instead of writing it (``hold_for_stop``); no
+    slot of its own, so an instance's class can become it."""
+    made = _HOLDING.get(cls)
+    if made is None:
+        made = _HOLDING[cls] = type(f"Holding{cls.__name__}", (cls,),
+                                    {"__slots__": (), "deliver": _hold})
+    return made
+
+
+def _hold(self: Any, stanza: Element) -> None:
+    sm = self._sm
+    plain: Any = type(self).__mro__[1]
+    if sm is None or self.fsm.state is not S.SESSION_ESTABLISHED or self._closing \
+            or stanza.name != "message" \
+            or stanza.attrs.get("type") in ("groupchat", "headline", "error"):
+        # Ending, or what offline storage would not keep (a room's message, presence, IQ):
+        # written as to any session.
+        plain.deliver(self, stanza)
+        return
+    filtered = self.server.hooks.fold(H.USER_RECEIVE_PACKET, stanza, self)
+    if filtered is None:
+        return
+    try:
+        sm.stanza_out(filtered)
+    except BufferOverflow:
+        self.server.undeliverable(filtered, self)
