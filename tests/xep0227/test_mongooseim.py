@@ -1,0 +1,249 @@
+"""``suricate import-mongooseim``: a throwaway PostgreSQL database holding the MongooseIM 6.4
+tables the importer reads (a minimal DDL of the columns it reads, filled as MongooseIM
+writes them), the real CLI run twice, then the users log in over TLS with their old
+passwords and find roster, vCard, offline message and archive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from suricate.cli.eterm import Atom, ETermError, decode, message_element
+from suricate.cli.main import main
+from suricate.sasl.passwords import make_scram_record
+from tests.e2e.harness import (
+    MODULES_TOML,
+    connect,
+    disconnect,
+    free_port,
+    server_toml,
+    serving,
+)
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+HOST = "localhost"
+ALICE_PW = "wonder land"
+BOB_PW = "builder-2"
+# MongooseIM's archive ids: microseconds << 8 | node, as Suricate's.
+T0 = 1_700_000_000_000_000
+MAM_IDS = [(T0 << 8) | 7, ((T0 + 1_000_000) << 8) | 7]
+
+DDL = """
+CREATE TABLE users (username varchar(250), server varchar(250), password text NOT NULL,
+                    pass_details text, PRIMARY KEY (server, username));
+CREATE TABLE rosterusers (server varchar(250), username varchar(250), jid text, nick text,
+                          subscription character(1), ask character(1), askmessage text);
+CREATE TABLE rostergroups (server varchar(250), username varchar(250), jid text, grp text);
+CREATE TABLE vcard (username varchar(150), server varchar(100), vcard text NOT NULL);
+CREATE TABLE offline_message (id SERIAL PRIMARY KEY, timestamp BIGINT NOT NULL, expire BIGINT,
+                              server varchar(250), username varchar(250),
+                              from_jid varchar(250), packet text NOT NULL);
+CREATE TABLE last (server varchar(250), username varchar(250), seconds integer NOT NULL,
+                   state text NOT NULL);
+CREATE TABLE mam_server_user (id SERIAL PRIMARY KEY, server varchar(250),
+                              user_name varchar(250));
+CREATE TABLE mam_message (id BIGINT, user_id INT, from_jid varchar(250),
+                          remote_bare_jid varchar(250), remote_resource varchar(250),
+                          direction char(1), message bytea, search_body text,
+                          origin_id varchar, is_groupchat boolean);
+"""
+
+
+# -- a tiny external term format encoder (what MongooseIM's term_to_binary writes) -----------
+def _enc(term: Any) -> bytes:
+    if isinstance(term, Atom):
+        name = term.name.encode()
+        return bytes([119, len(name)]) + name
+    if isinstance(term, bytes):
+        return b"m" + struct.pack(">I", len(term)) + term
+    if isinstance(term, tuple):
+        return bytes([104, len(term)]) + b"".join(_enc(t) for t in term)
+    if isinstance(term, list):
+        if not term:
+            return b"j"
+        return b"l" + struct.pack(">I", len(term)) + b"".join(_enc(t) for t in term) + b"j"
+    if isinstance(term, dict):
+        return b"t" + struct.pack(">I", len(term)) + b"".join(
+            _enc(k) + _enc(v) for k, v in term.items())
+    raise TypeError(term)
+
+
+def term_to_binary(term: Any, compressed: bool = False) -> bytes:
+    body = _enc(term)
+    if compressed:
+        return b"\x83P" + struct.pack(">I", len(body)) + zlib.compress(body)
+    return b"\x83" + body
+
+
+def xmlel(name: str, attrs: dict[str, str], children: list[Any], as_map: bool) -> Any:
+    a: Any = ({k.encode(): v.encode() for k, v in attrs.items()} if as_map
+              else [(k.encode(), v.encode()) for k, v in attrs.items()])
+    return (Atom("xmlel"), name.encode(), a, children)
+
+
+def archived(body: str, sid: str, as_map: bool) -> Any:
+    return xmlel("message", {"xmlns": "jabber:client", "from": "bob@localhost/home",
+                             "to": "alice@localhost", "type": "chat", "id": sid},
+                 [xmlel("body", {}, [(Atom("xmlcdata"), body.encode())], as_map),
+                  xmlel("origin-id", {"xmlns": "urn:xmpp:sid:0", "id": sid}, [], as_map)],
+                 as_map)
+
+
+def test_eterm_decoder_reads_both_exml_forms_and_refuses_the_rest() -> None:
+    for as_map in (False, True):
+        for compressed in (False, True):
+            el = message_element(term_to_binary(archived("héllo", "x1", as_map), compressed))
+            assert el.find_text("body") == "héllo"
+            assert el.xmlns == "jabber:client" and el.get("from") == "bob@localhost/home"
+    assert decode(b"\x83a\x05") == 5
+    for bad in (b"\x83g", b"\x83l\x00\x00\x00\x01a\x01a\x02", b"x", b"\x83P\x00\x00\x10\x00xx",
+                b"\x83m\x00\x00\x00\x09abc"):
+        with pytest.raises(ETermError):
+            decode(bad)
+
+
+@pytest.fixture
+def mim_db() -> Iterator[str]:
+    name = f"mim_import_{secrets.token_hex(5)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG}/postgres", timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        asyncio.run(_fill(f"{PG}/{name}"))
+        yield f"{PG}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _fill(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(DDL)
+        # Keys for every hash of MongooseIM's default password.hash, ==MULTI_SCRAM== as it
+        # writes them.
+        await conn.execute("INSERT INTO users VALUES ($1, $2, '', $3), ($4, $2, $5, NULL)",
+                           "alice", HOST, make_scram_record(ALICE_PW, iterations=4096),
+                           "bob", BOB_PW)
+        await conn.executemany(
+            "INSERT INTO rosterusers VALUES ($1, $2, $3, $4, $5, $6, '')",
+            [(HOST, "alice", "bob@localhost", "Bobby", "B", "N"),
+             (HOST, "alice", "carol@remote.example", "", "N", "S"),
+             (HOST, "bob", "alice@localhost", "", "B", "N")])
+        await conn.execute("INSERT INTO rostergroups VALUES ($1, 'alice', 'bob@localhost',"
+                           " 'Friends')", HOST)
+        await conn.execute("INSERT INTO vcard VALUES ('alice', $1, $2)", HOST,
+                           "<vCard xmlns='vcard-temp'><FN>Alice Liddell</FN></vCard>")
+        await conn.execute(
+            "INSERT INTO offline_message (timestamp, expire, server, username, from_jid, packet)"
+            " VALUES ($1, NULL, $2, 'alice', 'bob@localhost/home', $3)",
+            1_700_000_000_000_000, HOST,
+            "<message from='bob@localhost/home' to='alice@localhost' type='chat'"
+            " xmlns='jabber:client'><body>hello offline</body></message>")
+        await conn.execute("INSERT INTO last VALUES ($1, 'bob', 1700000000, 'gone fishing')",
+                           HOST)
+        await conn.execute("INSERT INTO mam_server_user (server, user_name) VALUES ($1,"
+                           " 'alice'), ($1, 'bob')", HOST)
+        for i, (mam_id, compressed) in enumerate(zip(MAM_IDS, (False, True), strict=True)):
+            await conn.execute(
+                "INSERT INTO mam_message VALUES ($1, 1, 'bob@localhost/home', 'bob@localhost',"
+                " 'home', 'I', $2, NULL, $3, false)", mam_id,
+                term_to_binary(archived(f"archived {i}", f"o{i}", as_map=i == 1), compressed),
+                f"o{i}")
+        # Bob's copy of the first message under the same id (same_mam_id_for_peers).
+        await conn.execute(
+            "INSERT INTO mam_message VALUES ($1, 2, 'bob@localhost/home', 'alice@localhost',"
+            " '', 'O', $2, NULL, 'o0', false)", MAM_IDS[0],
+            term_to_binary(archived("archived 0", "o0", as_map=False)))
+    finally:
+        await conn.close()
+
+
+async def test_import_then_log_in_with_the_old_password(
+        mim_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c2s, tls = free_port(), free_port()
+    toml = server_toml(tmp_path, c2s, tls,
+                       modules=MODULES_TOML + "\n[modules.mod_mam]\n[modules.mod_mam.pm]")
+    cfg = tmp_path / "suricate.toml"
+    cfg.write_text(toml)
+    args = ["import-mongooseim", "--config", str(cfg), "--from", mim_db]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    for line in ("imported 2 accounts", "imported 3 roster items", "imported 1 vCards",
+                 "imported 1 offline messages", "imported 1 last activity records", "imported 3 archived messages",
+                 "imported 1 archived messages given another id (shared id)",
+                 "warning: private XML items: no table private_storage",
+                 "warning: MUC rooms: no table muc_rooms"):
+        assert line in out, out
+    # A second run changes nothing.
+    assert await asyncio.to_thread(main, args) == 0
+    again = capsys.readouterr().out
+    assert "imported 3 roster items" in again  # upserts of the same values
+    for line in ("skipped 2: accounts already present (unchanged)",
+                 "skipped 1: offline messages already present",
+                 "skipped 3: archived messages already present"):
+        assert line in again, again
+    assert "imported 1 offline" not in again and "archived" not in again.split("skipped")[0]
+
+    async with serving(tmp_path, toml, c2s_port=c2s, tls_port=tls) as server:
+        alice = await connect(server, f"alice@{HOST}", ALICE_PW, direct_tls=True,
+                              plugins=("xep_0054", "xep_0059", "xep_0313"))
+        bob = await connect(server, f"bob@{HOST}", BOB_PW, direct_tls=True,
+                            plugins=("xep_0059", "xep_0313"))
+        try:
+            alice.send_presence()  # offline messages come after the initial presence
+            offline = await alice.next_message()
+            assert offline["body"] == "hello offline"
+            roster = await alice.get_roster()
+            assert roster is not None
+            items = roster["roster"]["items"]
+            assert items["bob@localhost"]["subscription"] == "both"
+            assert items["bob@localhost"]["name"] == "Bobby"
+            assert items["bob@localhost"]["groups"] == ["Friends"]
+            assert items["carol@remote.example"]["ask"] == "subscribe"
+            vcard = await alice.plugin["xep_0054"].get_vcard(local=False)
+            assert vcard["vcard_temp"]["FN"] == "Alice Liddell"
+            results = [m async for m in alice.plugin["xep_0313"].iterate(rsm={"max": 10})]
+            assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in results] \
+                == ["archived 0", "archived 1"]
+            assert [r["mam_result"]["id"] for r in results] == [str(i) for i in MAM_IDS]
+            # Bob's copy: the next node byte of the same microsecond (SQLite keys ids alone).
+            bobs = [m async for m in bob.plugin["xep_0313"].iterate(rsm={"max": 10})]
+            assert [r["mam_result"]["id"] for r in bobs] == [str(MAM_IDS[0] + 1)]
+            stamp = results[0]["mam_result"]["forwarded"]["delay"]["stamp"]
+            assert stamp.timestamp() == T0 / 1_000_000
+        finally:
+            await disconnect(alice, bob)
+
+
+def test_unreachable_source_is_a_clear_error(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "suricate.toml"
+    cfg.write_text(server_toml(tmp_path, free_port(), free_port()))
+    port = free_port()  # nothing listens there
+    code = main(["import-mongooseim", "--config", str(cfg), "--from",
+                 f"postgresql://postgres@127.0.0.1:{port}/mim"])
+    assert code == 1
+    assert f"error: cannot connect to PostgreSQL at 127.0.0.1:{port}/mim" in \
+        capsys.readouterr().err
+    assert main(["import-mongooseim", "--config", str(cfg), "--from", "ftp://x/y"]) == 1
+    assert "expected a postgresql:// or mysql:// URL" in capsys.readouterr().err
