@@ -36,6 +36,8 @@ SUBSCRIPTION = {"B": "both", "T": "to", "F": "from", "N": "none"}
 ASK = {"S": "out", "O": "out", "I": "in", "B": "both", "U": "none", "N": "none"}
 #: muc_room_aff.aff (mod_muc_rdbms).
 MUC_AFF = {1: "owner", 2: "member", 3: "admin", 4: "outcast"}
+#: privacy_list_data.t (mod_privacy_rdbms); "n" is the fall-through item.
+PRIVACY_TYPE = {"j": "jid", "g": "group", "s": "subscription"}
 MAM_BATCH = 256
 
 
@@ -102,7 +104,7 @@ class _MySource(Source):
         return {r[0] for r in await self.fetch("SHOW TABLES")}
 
     async def close(self) -> None:
-        self.conn.close()
+        await self.conn.ensure_closed()
 
 
 async def open_source(dsn: str) -> Source:
@@ -125,7 +127,7 @@ async def open_source(dsn: str) -> Source:
                 user=unquote(parts.username or "root"),
                 password=unquote(parts.password or ""),
                 database=unquote(parts.path.lstrip("/")), connect_timeout=10,
-                charset="utf8mb4")
+                charset="utf8mb4", autocommit=True)
         except (OSError, TimeoutError, my_errors.Error) as exc:
             raise SourceError(f"cannot connect to MySQL at {where}: {exc}") from None
         return _MySource(conn)
@@ -224,10 +226,17 @@ class _Run:
                 acc = self.account(server, user)
                 if acc is None:
                     continue
-                if module == "mod_vcard":
-                    await store.set_vcard(*acc, values[0])
-                elif module == "mod_private":
-                    await store.set_private(*acc, values[0], values[1])
+                if module in ("mod_vcard", "mod_private"):
+                    # Parsed with the stream's restrictions and written as Suricate writes
+                    # it: what a module reads back is well-formed.
+                    xml = _one_element(values[-1])
+                    if xml is None:
+                        self.summary.skipped[f"{what} that are not one XML element"] += 1
+                        continue
+                    if module == "mod_vcard":
+                        await store.set_vcard(*acc, xml)
+                    else:
+                        await store.set_private(*acc, values[0], xml)
                 else:
                     await store.set_last(*acc, int(values[0]), values[1] or "")
                 self.summary.imported[what] += 1
@@ -267,6 +276,63 @@ class _Run:
             await store.store_offline(*acc, msg)
             present[acc].add(xml)
             self.summary.imported["offline messages"] += 1
+
+    async def privacy(self) -> None:
+        """Privacy lists (XEP-0016); MongooseIM keeps the XEP-0191 blocklist as the list
+        named ``blocking``, which goes to mod_blocking."""
+        if self.missing("privacy lists and blocklists", "privacy_list", "privacy_list_data"):
+            return
+        lists = await self.rows("privacy lists", "SELECT id, server, username, name"
+                                " FROM privacy_list")
+        items: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in await self.rows(
+                "privacy list items", "SELECT id, t, value, action, ord, match_all, match_iq,"
+                " match_message, match_presence_in, match_presence_out FROM privacy_list_data"):
+            items[row[0]].append(row[1:])
+        defaults: set[tuple[str, str, str]] = set()
+        if "privacy_default_list" in self.tables:
+            defaults = {(r[0], r[1], r[2]) for r in await self.rows(
+                "default privacy lists",
+                "SELECT server, username, name FROM privacy_default_list")}
+        blocking_lists = [r for r in lists if r[3] == "blocking"]
+        other_lists = [r for r in lists if r[3] != "blocking"]
+        blocking = self.store("mod_blocking", "blocklists", len(blocking_lists))
+        privacy = self.store("mod_privacy", "privacy lists", len(other_lists))
+        from suricate.modules.mod_privacy.store import (
+            IQ,
+            MESSAGE,
+            PRESENCE_IN,
+            PRESENCE_OUT,
+            PrivacyItem,
+        )
+        for list_id, server, user, name in lists:
+            store = blocking if name == "blocking" else privacy
+            acc = self.account(server, user) if store is not None else None
+            if acc is None:
+                continue
+            rows = sorted(items.get(list_id, ()), key=lambda r: int(r[3]))
+            if name == "blocking":
+                jids = [str(v) for t, v, *_ in rows if str(t).strip() == "j" and v]
+                added = await store.block(*acc, jids)
+                if added:
+                    self.summary.imported["blocked JIDs"] += len(added)
+                if len(added) < len(jids):
+                    self.summary.skipped["blocked JIDs already present"] += len(jids) - len(added)
+                continue
+            converted: list[PrivacyItem] = []
+            for t, value, action, order, m_all, m_iq, m_msg, m_pin, m_pout in rows:
+                stanzas = 0 if _true(m_all) else (
+                    (MESSAGE if _true(m_msg) else 0) | (IQ if _true(m_iq) else 0)
+                    | (PRESENCE_IN if _true(m_pin) else 0)
+                    | (PRESENCE_OUT if _true(m_pout) else 0))
+                kind = PRIVACY_TYPE.get(str(t).strip())
+                converted.append(PrivacyItem(
+                    int(order), "allow" if str(action).strip() == "a" else "deny", kind,
+                    value if kind else None, stanzas))
+            await store.set_list(*acc, name, converted)
+            if (server, user, name) in defaults:
+                await store.set_default(*acc, name)
+            self.summary.imported["privacy lists"] += 1
 
     async def archive(self) -> None:
         if self.missing("message archive (MAM)", "mam_message", "mam_server_user"):
@@ -400,15 +466,13 @@ class _Run:
                 continue
             old = await store.load_room(muc_host, room)
             if old is not None:
-                config["_secret"] = old.config.get("_secret")
-                if (old.config, old.subject, old.subject_author, old.affiliations) == (
+                kept = {k: v for k, v in old.config.items() if k != "_secret"}
+                if (kept, old.subject, old.subject_author, old.affiliations) == (
                         config, subject, author, affs.get(room_id, {})):
                     self.summary.skipped["MUC rooms already present (unchanged)"] += 1
                     continue
-            else:
-                config.pop("_secret", None)
-            if config.get("_secret") is None:
-                config.pop("_secret", None)
+                if old.config.get("_secret") is not None:
+                    config["_secret"] = old.config["_secret"]
             await store.store_room(muc_host, room, config, subject, author,
                                    affs.get(room_id, {}), old.nicks if old else None,
                                    old.vcard if old else None)
@@ -454,6 +518,21 @@ class _Run:
                 self.summary.imported["accounts (credentials updated)"] += 1
 
 
+def _one_element(text: Any) -> str | None:
+    try:
+        elements = parse_fragment(str(text))
+    except XMLStreamError:
+        return None
+    return elements[0].serialize() if len(elements) == 1 else None
+
+
+def _true(value: Any) -> bool:
+    """A boolean column: PostgreSQL's boolean, MySQL's tinyint (or a 'y'/'n' char)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "t", "true", "y")
+    return bool(value)
+
+
 def _seconds(value: Any) -> float:
     """MongooseIM's offline timestamps are microseconds since the epoch."""
     v = float(value)
@@ -462,8 +541,8 @@ def _seconds(value: Any) -> float:
 
 async def import_database(server: Any, source: Source, summary: MimSummary,
                           progress: bool = False,
-                          kinds: Sequence[str] = ("rosters", "simple", "offline", "archive",
-                                                  "muc", "users")) -> None:
+                          kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
+                                                  "archive", "muc", "users")) -> None:
     run = _Run(server, source, summary, progress)
     run.tables = await source.tables()
     if "users" not in run.tables and "mam_message" not in run.tables:

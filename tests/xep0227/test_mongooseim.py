@@ -247,3 +247,181 @@ def test_unreachable_source_is_a_clear_error(tmp_path: Path,
         capsys.readouterr().err
     assert main(["import-mongooseim", "--config", str(cfg), "--from", "ftp://x/y"]) == 1
     assert "expected a postgresql:// or mysql:// URL" in capsys.readouterr().err
+
+
+# -- the other kinds, from PostgreSQL and from MariaDB -------------------------------------------
+MY = "mysql://root@127.0.0.1:3306"
+OTHER_DDL = """
+CREATE TABLE users (username varchar(250), server varchar(250), password text NOT NULL,
+                    pass_details text);
+CREATE TABLE private_storage (server varchar(250), username varchar(250),
+                              namespace varchar(250), data text NOT NULL);
+CREATE TABLE privacy_default_list (server varchar(250), username varchar(250), name text);
+CREATE TABLE privacy_list (server varchar(250), username varchar(250), name text,
+                           id INT PRIMARY KEY);
+CREATE TABLE privacy_list_data (id INT, t char(1), value text, action char(1), ord INT,
+                                match_all boolean, match_iq boolean, match_message boolean,
+                                match_presence_in boolean, match_presence_out boolean);
+CREATE TABLE muc_rooms (id INT PRIMARY KEY, muc_host varchar(250), room_name varchar(250),
+                        options JSON NOT NULL);
+CREATE TABLE muc_room_aff (room_id INT, luser varchar(250), lserver varchar(250),
+                           resource varchar(250), aff SMALLINT);
+CREATE TABLE mam_server_user (id INT PRIMARY KEY, server varchar(250), user_name varchar(250));
+CREATE TABLE mam_message (id BIGINT, user_id INT, from_jid varchar(250),
+                          remote_bare_jid varchar(250), remote_resource varchar(250),
+                          direction char(1), message BLOB_T, origin_id varchar(250));
+"""
+ROOM_OPTIONS = ('{"title": "Tea party", "persistent": true, "members_only": true,'
+                ' "subject": "Why is a raven like a writing-desk?", "subject_author": "hatter",'
+                ' "max_users": 30}')
+
+
+async def _fill_other(kind: str, dsn: str) -> None:
+    scram = make_scram_record(ALICE_PW, iterations=4096)
+    mam = term_to_binary(archived("from the other side", "z1", as_map=True), compressed=True)
+    rows: list[tuple[str, tuple[Any, ...]]] = [
+        ("INSERT INTO users VALUES (?, ?, '', ?)", ("alice", HOST, scram)),
+        ("INSERT INTO private_storage VALUES (?, 'alice', 'storage:rosternotes', ?)",
+         (HOST, "<storage xmlns='storage:rosternotes'><note jid='bob@localhost'>tall</note>"
+                "</storage>")),
+        ("INSERT INTO privacy_list VALUES (?, 'alice', 'work', 1), (?, 'alice', 'blocking', 2)",
+         (HOST, HOST)),
+        ("INSERT INTO privacy_default_list VALUES (?, 'alice', 'work')", (HOST,)),
+        ("INSERT INTO privacy_list_data VALUES (1, 'j', 'boss@remote.example', 'd', 1,"
+         " false, false, true, false, false), (1, 'n', '', 'a', 2, true, false, false, false,"
+         " false), (2, 'j', 'troll@remote.example', 'b', 1, true, false, false, false, false)",
+         ()),
+        ("INSERT INTO muc_rooms VALUES (1, 'conference.localhost', 'tea', ?)", (ROOM_OPTIONS,)),
+        ("INSERT INTO muc_room_aff VALUES (1, 'alice', 'localhost', '', 1),"
+         " (1, 'troll', 'remote.example', '', 4)", ()),
+        ("INSERT INTO mam_server_user VALUES (5, ?, 'alice')", (HOST,)),
+        ("INSERT INTO mam_message VALUES (?, 5, 'bob@localhost/home', 'bob@localhost', 'home',"
+         " 'I', ?, 'z1')", (MAM_IDS[0], mam)),
+    ]
+    if kind == "pgsql":
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(OTHER_DDL.replace("BLOB_T", "bytea"))
+            for sql, args in rows:
+                n = iter(range(1, 100))
+                await conn.execute("".join(f"${next(n)}" if c == "?" else c for c in sql),
+                                   *args)
+        finally:
+            await conn.close()
+        return
+    import asyncmy
+    parts = dsn.rsplit("/", 1)
+    my = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="",
+                               db=parts[1], autocommit=True)
+    try:
+        async with my.cursor() as cur:
+            for stmt in OTHER_DDL.replace("BLOB_T", "BLOB").split(";"):
+                if stmt.strip():
+                    await cur.execute(stmt)
+            for sql, args in rows:
+                await cur.execute(sql.replace("?", "%s"), args)
+    finally:
+        await my.ensure_closed()
+
+
+@pytest.fixture(params=["pgsql", "mysql"])
+def other_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    kind = request.param
+    name = f"mim_import_{secrets.token_hex(5)}"
+    base = PG if kind == "pgsql" else MY
+
+    async def admin(sql: str) -> None:
+        if kind == "pgsql":
+            conn = await asyncpg.connect(f"{PG}/postgres", timeout=5)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+            return
+        import asyncmy
+        my = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="",
+                                   connect_timeout=5, autocommit=True)
+        try:
+            async with my.cursor() as cur:
+                await cur.execute(sql.replace('"', "`").replace(" WITH (FORCE)", ""))
+        finally:
+            await my.ensure_closed()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - either driver's connection error
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{kind} not reachable: {exc}")
+        pytest.skip(f"{kind} not reachable: {exc}")
+    try:
+        asyncio.run(_fill_other(kind, f"{base}/{name}"))
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_privacy_blocking_private_muc_and_archive_from_either_database(
+        other_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from suricate.config import load_config_with_warnings
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+
+    cfg = tmp_path / "suricate.toml"
+    cfg.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES_TOML + """
+[modules.mod_privacy]
+[modules.mod_muc]
+host = "conference.@HOST@"
+[modules.mod_mam]
+[modules.mod_mam.pm]
+"""))
+    args = ["import-mongooseim", "--config", str(cfg), "--from", other_db]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for line in ("imported 1 accounts", "imported 1 private XML items", "imported 1 privacy lists",
+                 "imported 1 blocked JIDs", "imported 1 MUC rooms",
+                 "imported 1 archived messages", "warning: rosters: no table rosterusers"):
+        assert line in out, out
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    for line in ("skipped 1: MUC rooms already present (unchanged)",
+                 "skipped 1: blocked JIDs already present",
+                 "skipped 1: archived messages already present",
+                 "skipped 1: accounts already present (unchanged)"):
+        assert line in again, again
+
+    async def read() -> dict[str, Any]:
+        cfg_dict, _ = load_config_with_warnings(cfg)
+        server = Server(cfg_dict, tmp_path, MODULES)
+        await server.storage.open()
+        try:
+            await server.open_module_stores()
+            st: dict[str, Any] = dict(server.module_stores)
+            room = await st["mod_muc"].load_room("conference.localhost", "tea")
+            return {
+                "private": await st["mod_private"].get_private(HOST, "alice",
+                                                               "storage:rosternotes"),
+                "privacy": await st["mod_privacy"].get_default(HOST, "alice"),
+                "blocked": await st["mod_blocking"].get_blocklist(HOST, "alice"),
+                "room": room,
+                "archive": await st["mod_mam"].fetch(
+                    "SELECT id, search_body, message FROM mam_message"),
+            }
+        finally:
+            await server.storage.close()
+
+    got = asyncio.run(read())
+    assert "<note jid=\"bob@localhost\">tall</note>" in got["private"]
+    from suricate.modules.mod_privacy.store import MESSAGE, PrivacyItem
+    assert got["privacy"] == ("work", [
+        PrivacyItem(1, "deny", "jid", "boss@remote.example", MESSAGE),
+        PrivacyItem(2, "allow", None, None, 0)])
+    assert got["blocked"] == ["troll@remote.example"]
+    room = got["room"]
+    assert room.config["title"] == "Tea party" and room.config["members_only"] is True
+    assert room.config["max_users"] == 30
+    assert room.subject == "Why is a raven like a writing-desk?"
+    assert room.affiliations == {"alice@localhost": ("owner", ""),
+                                 "troll@remote.example": ("outcast", "")}
+    [(mam_id, search_body, message)] = got["archive"]
+    assert int(mam_id) == MAM_IDS[0] and search_body == "from the other side"
+    assert ">from the other side</body>" in message
