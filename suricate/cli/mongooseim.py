@@ -38,7 +38,18 @@ ASK = {"S": "out", "O": "out", "I": "in", "B": "both", "U": "none", "N": "none"}
 MUC_AFF = {1: "owner", 2: "member", 3: "admin", 4: "outcast"}
 #: privacy_list_data.t (mod_privacy_rdbms); "n" is the fall-through item.
 PRIVACY_TYPE = {"j": "jid", "g": "group", "s": "subscription"}
+#: mam_config.behaviour.
+MAM_BEHAVIOUR = {"A": "always", "N": "never", "R": "roster"}
 MAM_BATCH = 256
+#: Tables with data that this version leaves behind, and why (docs/moving-in.md).
+NOT_IMPORTED = {
+    "mam_muc_message": "MUC room archives are not imported yet",
+    "muc_light_rooms": "MUC Light rooms are not imported yet",
+    "inbox": "inbox entries are rebuilt by new messages, not imported",
+    "pubsub_nodes": "PubSub/PEP nodes are not imported yet",
+    "smart_markers": "chat markers are not imported",
+    "event_pusher_push_subscription": "push subscriptions: clients register again",
+}
 
 
 class SourceError(Exception):
@@ -199,7 +210,9 @@ class _Run:
                     subscription=SUBSCRIPTION.get((sub or "N").strip(), "none"),
                     ask=ASK.get((ask or "N").strip(), "none"),
                     groups=tuple(sorted(set(groups.get((server, user, jid), ())))),
-                    ask_message=askmessage or None)
+                    ask_message=askmessage or None,
+                    # MongooseIM shows no item that only holds a pending inbound request.
+                    hidden=(sub or "N").strip() == "N" and (ask or "N").strip() == "I")
             except (InvalidJID, ValueError):
                 self.summary.skipped["invalid roster items"] += 1
                 continue
@@ -378,6 +391,46 @@ class _Run:
         if batch:
             await self._write_archive(store, batch)
 
+    async def archive_prefs(self) -> None:
+        """XEP-0441 preferences: mam_config's default ('' remote_jid) and always/never."""
+        if "mam_config" not in self.tables or "mam_server_user" not in self.tables:
+            return
+        owners = {uid: (server, user) for uid, server, user in await self.rows(
+            "MAM users", "SELECT id, server, user_name FROM mam_server_user")}
+        rows = await self.rows("MAM preferences", "SELECT user_id, remote_jid, behaviour"
+                               " FROM mam_config")
+        store = self.store("mod_mam", "MAM preferences", len(rows))
+        if store is None:
+            return
+        from suricate.modules.mod_mam.store import Prefs
+        prefs: dict[tuple[str, str], Prefs] = {}
+        for uid, remote, behaviour in rows:
+            owner = owners.get(uid)
+            acc = self.account(*owner) if owner is not None else None
+            if acc is None:
+                continue
+            p = prefs.setdefault(acc, Prefs("always", [], []))
+            mode = MAM_BEHAVIOUR.get(str(behaviour).strip(), "always")
+            if not remote:
+                p.default = mode
+            elif mode == "always":
+                p.always.append(remote)
+            elif mode == "never":
+                p.never.append(remote)
+        for acc, p in prefs.items():
+            p.always.sort()
+            p.never.sort()
+            await store.set_prefs(*acc, p)
+            self.summary.imported["MAM preferences"] += 1
+
+    async def not_imported(self) -> None:
+        """Tables with rows this version does not import: counted, with the reason."""
+        for table, why in NOT_IMPORTED.items():
+            if table in self.tables:
+                n = (await self.rows(table, f"SELECT COUNT(*) FROM {table}"))[0][0]
+                if n:
+                    self.summary.skipped[f"{table} rows: {why}"] += int(n)
+
     async def _write_archive(self, store: Any, batch: list[tuple[Any, ...]]) -> None:
         """Write ``batch`` keeping MongooseIM's ids (the same ``microseconds << 8 | node``
         scheme as Suricate's). MongooseIM keys ids by account; SQLite and MySQL here key them
@@ -542,7 +595,8 @@ def _seconds(value: Any) -> float:
 async def import_database(server: Any, source: Source, summary: MimSummary,
                           progress: bool = False,
                           kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
-                                                  "archive", "muc", "users")) -> None:
+                                                  "archive", "archive_prefs", "muc",
+                                                  "not_imported", "users")) -> None:
     run = _Run(server, source, summary, progress)
     run.tables = await source.tables()
     if "users" not in run.tables and "mam_message" not in run.tables:

@@ -148,6 +148,7 @@ async def _fill(dsn: str) -> None:
             "INSERT INTO rosterusers VALUES ($1, $2, $3, $4, $5, $6, '')",
             [(HOST, "alice", "bob@localhost", "Bobby", "B", "N"),
              (HOST, "alice", "carol@remote.example", "", "N", "S"),
+             (HOST, "alice", "dave@remote.example", "", "N", "I"),  # a pending request only
              (HOST, "bob", "alice@localhost", "", "B", "N")])
         await conn.execute("INSERT INTO rostergroups VALUES ($1, 'alice', 'bob@localhost',"
                            " 'Friends')", HOST)
@@ -188,7 +189,7 @@ async def test_import_then_log_in_with_the_old_password(
     args = ["import-mongooseim", "--config", str(cfg), "--from", mim_db]
     assert await asyncio.to_thread(main, args) == 0
     out = capsys.readouterr().out
-    for line in ("imported 2 accounts", "imported 3 roster items", "imported 1 vCards",
+    for line in ("imported 2 accounts", "imported 4 roster items", "imported 1 vCards",
                  "imported 1 offline messages", "imported 1 last activity records", "imported 3 archived messages",
                  "imported 1 archived messages given another id (shared id)",
                  "warning: private XML items: no table private_storage",
@@ -197,7 +198,7 @@ async def test_import_then_log_in_with_the_old_password(
     # A second run changes nothing.
     assert await asyncio.to_thread(main, args) == 0
     again = capsys.readouterr().out
-    assert "imported 3 roster items" in again  # upserts of the same values
+    assert "imported 4 roster items" in again  # upserts of the same values
     for line in ("skipped 2: accounts already present (unchanged)",
                  "skipped 1: offline messages already present",
                  "skipped 3: archived messages already present"):
@@ -210,6 +211,8 @@ async def test_import_then_log_in_with_the_old_password(
         bob = await connect(server, f"bob@{HOST}", BOB_PW, direct_tls=True,
                             plugins=("xep_0059", "xep_0313"))
         try:
+            alice.roster.auto_authorize = None  # leave dave's pending request alone
+            alice.roster.auto_subscribe = False
             alice.send_presence()  # offline messages come after the initial presence
             offline = await alice.next_message()
             assert offline["body"] == "hello offline"
@@ -220,6 +223,9 @@ async def test_import_then_log_in_with_the_old_password(
             assert items["bob@localhost"]["name"] == "Bobby"
             assert items["bob@localhost"]["groups"] == ["Friends"]
             assert items["carol@remote.example"]["ask"] == "subscribe"
+            assert "dave@remote.example" not in items  # hidden, as in MongooseIM
+            request = await alice.next_presence(type_="subscribe")  # and still pending
+            assert request["from"] == "dave@remote.example"
             vcard = await alice.plugin["xep_0054"].get_vcard(local=False)
             assert vcard["vcard_temp"]["FN"] == "Alice Liddell"
             results = [m async for m in alice.plugin["xep_0313"].iterate(rsm={"max": 10})]
@@ -267,6 +273,8 @@ CREATE TABLE muc_rooms (id INT PRIMARY KEY, muc_host varchar(250), room_name var
 CREATE TABLE muc_room_aff (room_id INT, luser varchar(250), lserver varchar(250),
                            resource varchar(250), aff SMALLINT);
 CREATE TABLE mam_server_user (id INT PRIMARY KEY, server varchar(250), user_name varchar(250));
+CREATE TABLE mam_config (user_id INT, remote_jid varchar(250), behaviour char(1));
+CREATE TABLE inbox (luser varchar(250), lserver varchar(250), remote_bare_jid varchar(250));
 CREATE TABLE mam_message (id BIGINT, user_id INT, from_jid varchar(250),
                           remote_bare_jid varchar(250), remote_resource varchar(250),
                           direction char(1), message BLOB_T, origin_id varchar(250));
@@ -295,6 +303,8 @@ async def _fill_other(kind: str, dsn: str) -> None:
         ("INSERT INTO muc_room_aff VALUES (1, 'alice', 'localhost', '', 1),"
          " (1, 'troll', 'remote.example', '', 4)", ()),
         ("INSERT INTO mam_server_user VALUES (5, ?, 'alice')", (HOST,)),
+        ("INSERT INTO mam_config VALUES (5, '', 'R'), (5, 'boss@remote.example', 'N')", ()),
+        ("INSERT INTO inbox VALUES ('alice', ?, 'bob@localhost')", (HOST,)),
         ("INSERT INTO mam_message VALUES (?, 5, 'bob@localhost/home', 'bob@localhost', 'home',"
          " 'I', ?, 'z1')", (MAM_IDS[0], mam)),
     ]
@@ -379,7 +389,9 @@ host = "conference.@HOST@"
     out = capsys.readouterr().out
     for line in ("imported 1 accounts", "imported 1 private XML items", "imported 1 privacy lists",
                  "imported 1 blocked JIDs", "imported 1 MUC rooms",
-                 "imported 1 archived messages", "warning: rosters: no table rosterusers"):
+                 "imported 1 archived messages", "imported 1 MAM preferences",
+                 "skipped 1: inbox rows: inbox entries are rebuilt by new messages",
+                 "warning: rosters: no table rosterusers"):
         assert line in out, out
     assert main(args) == 0
     again = capsys.readouterr().out
@@ -403,6 +415,7 @@ host = "conference.@HOST@"
                 "privacy": await st["mod_privacy"].get_default(HOST, "alice"),
                 "blocked": await st["mod_blocking"].get_blocklist(HOST, "alice"),
                 "room": room,
+                "prefs": await st["mod_mam"].get_prefs(HOST, "alice"),
                 "archive": await st["mod_mam"].fetch(
                     "SELECT id, search_body, message FROM mam_message"),
             }
@@ -422,6 +435,8 @@ host = "conference.@HOST@"
     assert room.subject == "Why is a raven like a writing-desk?"
     assert room.affiliations == {"alice@localhost": ("owner", ""),
                                  "troll@remote.example": ("outcast", "")}
+    prefs = got["prefs"]
+    assert (prefs.default, prefs.always, prefs.never) == ("roster", [], ["boss@remote.example"])
     [(mam_id, search_body, message)] = got["archive"]
     assert int(mam_id) == MAM_IDS[0] and search_body == "from the other side"
     assert ">from the other side</body>" in message
