@@ -211,7 +211,8 @@ async def test_import_then_log_in_with_the_old_password(
         bob = await connect(server, f"bob@{HOST}", BOB_PW, direct_tls=True,
                             plugins=("xep_0059", "xep_0313"))
         try:
-            alice.roster.auto_authorize = None  # leave dave's pending request alone
+            # Leave dave's pending request alone (None: slixmpp neither accepts nor refuses).
+            alice.roster.auto_authorize = None  # type: ignore[assignment]
             alice.roster.auto_subscribe = False
             alice.send_presence()  # offline messages come after the initial presence
             offline = await alice.next_message()
