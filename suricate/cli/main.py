@@ -449,7 +449,8 @@ def cmd_import_mongooseim(args: argparse.Namespace) -> int:
             try:
                 await server.open_module_stores()
                 progress = args.progress or sys.stderr.isatty()
-                await mongooseim.import_database(server, source, summary, progress)
+                await mongooseim.import_database(server, source, summary, progress,
+                                                 args.mam_jid_format)
             finally:
                 await server.storage.close()
         finally:
@@ -695,6 +696,11 @@ def build_parser(with_admin: bool = True, only_serve: bool = False) -> argparse.
     mim.add_argument("--from", dest="source", required=True, metavar="URL",
                      help="the MongooseIM database: postgresql://user[:pw]@host[:port]/db "
                           "or mysql://user[:pw]@host[:port]/db")
+    mim.add_argument("--mam-jid-format", default="mam_jid_mini",
+                     choices=("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust"),
+                     help="modules.mod_mam.db_jid_format of the MongooseIM server (default: "
+                          "mam_jid_mini, its default for one-to-one archives; mam_jid_rfc "
+                          "with simple = true)")
     mim.add_argument("--progress", action="store_true",
                      help="show a progress bar for the archive on stderr even when it is not "
                           "a terminal")

@@ -41,6 +41,8 @@ PRIVACY_TYPE = {"j": "jid", "g": "group", "s": "subscription"}
 #: mam_config.behaviour.
 MAM_BEHAVIOUR = {"A": "always", "N": "never", "R": "roster"}
 MAM_BATCH = 256
+#: MongooseIM's db_jid_format values for the one-to-one archive (its default: mini).
+MAM_JID_FORMATS = ("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust")
 #: Tables with data that this version leaves behind, and why (docs/moving-in.md).
 NOT_IMPORTED = {
     "mam_muc_message": "MUC room archives are not imported yet",
@@ -147,8 +149,9 @@ async def open_source(dsn: str) -> Source:
 
 class _Run:
     def __init__(self, server: Any, source: Source, summary: MimSummary,
-                 progress: bool) -> None:
+                 progress: bool, mam_jid_format: str) -> None:
         self.server, self.src, self.summary, self.progress = server, source, summary, progress
+        self.mini = mam_jid_format == "mam_jid_mini"
         self.stores = server.module_stores
         self.tables: set[str] = set()
 
@@ -377,8 +380,16 @@ class _Run:
                 continue
             try:
                 el = message_element(bytes(message))
+                if self.mini:
+                    from_jid = expand_mini_jid(owner[1], owner[0], from_jid)
+                    peer = expand_mini_jid(owner[1], owner[0], peer)
+                from_jid, peer = str(JID.parse(from_jid)), str(JID.parse(peer).bare)
             except ETermError as exc:
                 self.summary.skipped[f"archived messages not decoded ({exc})"] += 1
+                continue
+            except (InvalidJID, ValueError):
+                self.summary.skipped["archived messages with an unreadable JID (is"
+                                     " --mam-jid-format right?)"] += 1
                 continue
             body = el.find("body")
             text = body.text if body is not None else None
@@ -571,6 +582,32 @@ class _Run:
                 self.summary.imported["accounts (credentials updated)"] += 1
 
 
+def expand_mini_jid(user: str, server: str, enc: str) -> str:
+    """A JID as MongooseIM's ``mam_jid_mini`` writes it (the default ``db_jid_format`` of
+    one-to-one archives): shortened against the archive owner ``user@server``."""
+    if enc == "":
+        return f"{user}@{server}"
+    if enc.startswith("/"):
+        return f"{user}@{server}{enc}" if user else f"{server}{enc}"
+    cut = min((i for i in (enc.find("@"), enc.find("/"), enc.find(":")) if i >= 0),
+              default=-1)
+    if cut < 0:
+        return f"{enc}@{server}"  # a user of the same server
+    if enc.startswith(":/"):
+        return f"{server}{enc[1:]}"
+    if enc == ":":
+        return server
+    head, sep, tail = enc[:cut], enc[cut], enc[cut + 1:]
+    if sep == ":":
+        return f"{tail}@{head}" if tail else head  # server:user, or server:
+    if sep == "@":
+        if tail.startswith("/"):
+            return f"{head}{tail}"  # server@/resource
+        luser, _, res = tail.partition("/")
+        return f"{luser}@{head}/{res}"  # server@user/resource
+    return f"{head}@{server}/{tail}"  # user/resource, same server
+
+
 def _one_element(text: Any) -> str | None:
     try:
         elements = parse_fragment(str(text))
@@ -593,11 +630,11 @@ def _seconds(value: Any) -> float:
 
 
 async def import_database(server: Any, source: Source, summary: MimSummary,
-                          progress: bool = False,
+                          progress: bool = False, mam_jid_format: str = "mam_jid_mini",
                           kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
                                                   "archive", "archive_prefs", "muc",
                                                   "not_imported", "users")) -> None:
-    run = _Run(server, source, summary, progress)
+    run = _Run(server, source, summary, progress, mam_jid_format)
     run.tables = await source.tables()
     if "users" not in run.tables and "mam_message" not in run.tables:
         summary.errors.append("the source database has neither a users nor a mam_message"

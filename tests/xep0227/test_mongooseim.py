@@ -16,9 +16,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from slixmpp import JID
 
 from suricate.cli.eterm import Atom, ETermError, decode, message_element
 from suricate.cli.main import main
+from suricate.cli.mongooseim import expand_mini_jid
 from suricate.sasl.passwords import make_scram_record
 from tests.e2e.harness import (
     MODULES_TOML,
@@ -111,6 +113,15 @@ def test_eterm_decoder_reads_both_exml_forms_and_refuses_the_rest() -> None:
             decode(bad)
 
 
+def test_mam_jid_mini_expanded_against_the_owner() -> None:
+    for enc, jid in [("", "alice@room"), ("/computer", "alice@room/computer"),
+                     ("bob", "bob@room"), ("bob/mobile", "bob@room/mobile"),
+                     ("street:bob", "bob@street"), ("street@bob/mobile", "bob@street/mobile"),
+                     (":", "room"), (":/admin", "room/admin"), ("street:", "street"),
+                     ("street@/feed", "street/feed")]:
+        assert expand_mini_jid("alice", "room", enc) == jid, enc
+
+
 @pytest.fixture
 def mim_db() -> Iterator[str]:
     name = f"mim_import_{secrets.token_hex(5)}"
@@ -166,14 +177,15 @@ async def _fill(dsn: str) -> None:
                            " 'alice'), ($1, 'bob')", HOST)
         for i, (mam_id, compressed) in enumerate(zip(MAM_IDS, (False, True), strict=True)):
             await conn.execute(
-                "INSERT INTO mam_message VALUES ($1, 1, 'bob@localhost/home', 'bob@localhost',"
+                # from_jid and remote_bare_jid in mam_jid_mini, MongooseIM's default.
+                "INSERT INTO mam_message VALUES ($1, 1, 'bob/home', 'bob',"
                 " 'home', 'I', $2, NULL, $3, false)", mam_id,
                 term_to_binary(archived(f"archived {i}", f"o{i}", as_map=i == 1), compressed),
                 f"o{i}")
         # Bob's copy of the first message under the same id (same_mam_id_for_peers).
         await conn.execute(
-            "INSERT INTO mam_message VALUES ($1, 2, 'bob@localhost/home', 'alice@localhost',"
-            " '', 'O', $2, NULL, 'o0', false)", MAM_IDS[0],
+            "INSERT INTO mam_message VALUES ($1, 2, '/home', 'alice', '', 'O', $2, NULL, 'o0',"
+            " false)", MAM_IDS[0],
             term_to_binary(archived("archived 0", "o0", as_map=False)))
     finally:
         await conn.close()
@@ -236,6 +248,9 @@ async def test_import_then_log_in_with_the_old_password(
             # Bob's copy: the next node byte of the same microsecond (SQLite keys ids alone).
             bobs = [m async for m in bob.plugin["xep_0313"].iterate(rsm={"max": 10})]
             assert [r["mam_result"]["id"] for r in bobs] == [str(MAM_IDS[0] + 1)]
+            with_alice = [m async for m in bob.plugin["xep_0313"].iterate(
+                with_jid=JID("alice@localhost"), rsm={"max": 10})]
+            assert len(with_alice) == 1  # remote_bare_jid expanded from "alice"
             stamp = results[0]["mam_result"]["forwarded"]["delay"]["stamp"]
             assert stamp.timestamp() == T0 / 1_000_000
         finally:
@@ -306,8 +321,8 @@ async def _fill_other(kind: str, dsn: str) -> None:
         ("INSERT INTO mam_server_user VALUES (5, ?, 'alice')", (HOST,)),
         ("INSERT INTO mam_config VALUES (5, '', 'R'), (5, 'boss@remote.example', 'N')", ()),
         ("INSERT INTO inbox VALUES ('alice', ?, 'bob@localhost')", (HOST,)),
-        ("INSERT INTO mam_message VALUES (?, 5, 'bob@localhost/home', 'bob@localhost', 'home',"
-         " 'I', ?, 'z1')", (MAM_IDS[0], mam)),
+        ("INSERT INTO mam_message VALUES (?, 5, 'carol@remote.example/pc',"
+         " 'carol@remote.example', 'pc', 'I', ?, 'z1')", (MAM_IDS[0], mam)),
     ]
     if kind == "pgsql":
         conn = await asyncpg.connect(dsn)
@@ -385,7 +400,8 @@ host = "conference.@HOST@"
 [modules.mod_mam]
 [modules.mod_mam.pm]
 """))
-    args = ["import-mongooseim", "--config", str(cfg), "--from", other_db]
+    args = ["import-mongooseim", "--config", str(cfg), "--from", other_db,
+            "--mam-jid-format", "mam_jid_rfc"]  # as with mod_mam's simple = true
     assert main(args) == 0
     out = capsys.readouterr().out
     for line in ("imported 1 accounts", "imported 1 private XML items", "imported 1 privacy lists",
@@ -418,7 +434,8 @@ host = "conference.@HOST@"
                 "room": room,
                 "prefs": await st["mod_mam"].get_prefs(HOST, "alice"),
                 "archive": await st["mod_mam"].fetch(
-                    "SELECT id, search_body, message FROM mam_message"),
+                    "SELECT id, search_body, from_jid, remote_bare_jid, message"
+                    " FROM mam_message"),
             }
         finally:
             await server.storage.close()
@@ -438,6 +455,7 @@ host = "conference.@HOST@"
                                  "troll@remote.example": ("outcast", "")}
     prefs = got["prefs"]
     assert (prefs.default, prefs.always, prefs.never) == ("roster", [], ["boss@remote.example"])
-    [(mam_id, search_body, message)] = got["archive"]
+    [(mam_id, search_body, from_jid, peer, message)] = got["archive"]
     assert int(mam_id) == MAM_IDS[0] and search_body == "from the other side"
+    assert (from_jid, peer) == ("carol@remote.example/pc", "carol@remote.example")
     assert ">from the other side</body>" in message
