@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -41,6 +41,7 @@ PRIVACY_TYPE = {"j": "jid", "g": "group", "s": "subscription"}
 #: mam_config.behaviour.
 MAM_BEHAVIOUR = {"A": "always", "N": "never", "R": "roster"}
 MAM_BATCH = 256
+MAM_PAGE = 5000  # rows read from the source at a time
 #: MongooseIM's db_jid_format values for the one-to-one archive (its default: mini).
 MAM_JID_FORMATS = ("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust")
 #: Tables with data that this version leaves behind, and why (docs/moving-in.md).
@@ -355,21 +356,21 @@ class _Run:
             return
         owners = {uid: (server, user) for uid, server, user in await self.rows(
             "MAM users", "SELECT id, server, user_name FROM mam_server_user")}
-        rows = await self.rows("message archive (MAM)", "SELECT id, user_id, from_jid,"
-                               " remote_bare_jid, remote_resource, direction, message, origin_id"
-                               " FROM mam_message ORDER BY user_id, id")
-        store = self.store("mod_mam", "archived messages", len(rows))
-        if store is None:
+        counted = await self.rows("message archive (MAM)", "SELECT COUNT(*) FROM mam_message")
+        total = int(counted[0][0]) if counted else 0
+        store = self.store("mod_mam", "archived messages", total)
+        if store is None or not total:
             return
         mam_opts = (self.server.cfg.get("modules") or {}).get("mod_mam") or {}
-        if rows and mam_opts.get("pm") is None:
+        if mam_opts.get("pm") is None:
             self.summary.warnings.append(
                 "archived messages: imported, but [modules.mod_mam.pm] is not configured:"
                 " users cannot query them until it is")
         from suricate.modules.mod_mam.query import normalize_body
         batch: list[tuple[Any, ...]] = []
-        bar = Progress(len(rows), self.progress)
-        for mam_id, uid, from_jid, peer, resource, direction, message, origin_id in rows:
+        bar = Progress(total, self.progress)
+        async for (mam_id, uid, from_jid, peer, resource, direction, message,
+                   origin_id) in self._archive_rows():
             bar.step()
             owner = owners.get(uid)
             if owner is None:
@@ -441,6 +442,23 @@ class _Run:
                 n = (await self.rows(table, f"SELECT COUNT(*) FROM {table}"))[0][0]
                 if n:
                     self.summary.skipped[f"{table} rows: {why}"] += int(n)
+
+    async def _archive_rows(self) -> AsyncIterator[tuple[Any, ...]]:
+        """mam_message in (user_id, id) order, a page at a time (keyset paging on the
+        primary key): an archive of millions of rows is never held in memory at once."""
+        after: tuple[int, int] | None = None
+        while True:
+            where = "" if after is None else (
+                f" WHERE user_id > {after[0]} OR (user_id = {after[0]} AND id > {after[1]})")
+            page = await self.rows(
+                "message archive (MAM)", "SELECT id, user_id, from_jid, remote_bare_jid,"
+                " remote_resource, direction, message, origin_id FROM mam_message"
+                f"{where} ORDER BY user_id, id LIMIT {MAM_PAGE}")
+            for row in page:
+                yield row
+            if len(page) < MAM_PAGE:
+                return
+            after = (int(page[-1][1]), int(page[-1][0]))
 
     async def _write_archive(self, store: Any, batch: list[tuple[Any, ...]]) -> None:
         """Write ``batch`` keeping MongooseIM's ids (the same ``microseconds << 8 | node``

@@ -192,7 +192,10 @@ async def _fill(dsn: str) -> None:
 
 
 async def test_import_then_log_in_with_the_old_password(
-        mim_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        mim_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from suricate.cli import mongooseim
+    monkeypatch.setattr(mongooseim, "MAM_PAGE", 2)  # the archive read in pages of 2 rows
     c2s, tls = free_port(), free_port()
     toml = server_toml(tmp_path, c2s, tls,
                        modules=MODULES_TOML + "\n[modules.mod_mam]\n[modules.mod_mam.pm]")
