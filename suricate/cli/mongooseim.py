@@ -145,7 +145,9 @@ async def open_source(dsn: str) -> Source:
         except (OSError, TimeoutError, my_errors.Error) as exc:
             raise SourceError(f"cannot connect to MySQL at {where}: {exc}") from None
         return _MySource(conn)
-    raise SourceError(f"--from {dsn!r}: expected a postgresql:// or mysql:// URL")
+    # The URL without its user and password (a typo'd scheme must not print a password).
+    raise SourceError(f"--from {parts.scheme}://{where}: expected a postgresql:// or"
+                      " mysql:// URL")
 
 
 class _Run:
