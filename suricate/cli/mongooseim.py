@@ -46,7 +46,6 @@ MAM_PAGE = 5000  # rows read from the source at a time
 MAM_JID_FORMATS = ("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust")
 #: Tables with data that this version leaves behind, and why (docs/moving-in.md).
 NOT_IMPORTED = {
-    "mam_muc_message": "MUC room archives are not imported yet",
     "muc_light_rooms": "MUC Light rooms are not imported yet",
     "inbox": "inbox entries are rebuilt by new messages, not imported",
     "pubsub_nodes": "PubSub/PEP nodes are not imported yet",
@@ -405,6 +404,88 @@ class _Run:
         if batch:
             await self._write_archive(store, batch)
 
+    async def muc_archive(self) -> None:
+        """Room archives: mam_muc_message, its room and sender ids in mam_server_user."""
+        if "mam_muc_message" not in self.tables:
+            return
+        if self.missing("MUC room archives", "mam_server_user"):
+            return
+        counted = await self.rows("MUC room archives", "SELECT COUNT(*) FROM mam_muc_message")
+        total = int(counted[0][0]) if counted else 0
+        if not total:
+            return
+        mam_opts = (self.server.cfg.get("modules") or {}).get("mod_mam") or {}
+        if mam_opts.get("muc") is None:
+            self.summary.skipped["MUC room archives: [modules.mod_mam.muc] not configured"] \
+                += total
+            return
+        from suricate.modules.mod_mam.muc.store import MucArchiveStore
+        from suricate.modules.mod_mam.query import normalize_body
+        store = await self.server.open_module_store("mod_mam_muc", MucArchiveStore)
+        ids = {uid: (server, user) for uid, server, user in await self.rows(
+            "MAM users", "SELECT id, server, user_name FROM mam_server_user")}
+        bar = Progress(total, self.progress)
+        batch: list[tuple[Any, ...]] = []
+        after: tuple[int, int] | None = None
+        while True:
+            where = "" if after is None else (
+                f" WHERE room_id > {after[0]} OR (room_id = {after[0]} AND id > {after[1]})")
+            page = await self.rows(
+                "MUC room archives", "SELECT id, room_id, sender_id, nick_name, message,"
+                f" origin_id FROM mam_muc_message{where} ORDER BY room_id, id"
+                f" LIMIT {MAM_PAGE}")
+            for mam_id, room_id, sender_id, nick, message, origin_id in page:
+                bar.step()
+                room, sender = ids.get(room_id), ids.get(sender_id)
+                if room is None or sender is None:
+                    self.summary.skipped["room archive rows of an unknown room or sender"] += 1
+                    continue
+                try:
+                    el = message_element(bytes(message))
+                    sender_jid = str(JID(sender[1] or None, sender[0], None))
+                except ETermError as exc:
+                    self.summary.skipped[f"room archive rows not decoded ({exc})"] += 1
+                    continue
+                except (InvalidJID, ValueError):
+                    self.summary.skipped["room archive rows with an invalid sender"] += 1
+                    continue
+                # As the occupants got it (what Suricate keeps): from the occupant JID.
+                el.attrs.pop("to", None)
+                el.attrs["from"] = f"{room[1]}@{room[0]}/{nick}" if nick else \
+                    f"{room[1]}@{room[0]}"
+                body = el.find("body")
+                text = body.text if body is not None else None
+                batch.append((int(mam_id), room[0], room[1], sender_jid, nick or "", "G",
+                              sender_jid, origin_id or None,
+                              normalize_body(text) if text else None, el.serialize(CLIENT)))
+            if batch:
+                await self._write_room_archive(store, batch)
+            if len(page) < MAM_PAGE:
+                return
+            after = (int(page[-1][1]), int(page[-1][0]))
+
+    async def _write_room_archive(self, store: Any, batch: list[tuple[Any, ...]]) -> None:
+        """Room archive ids are one key here as in MongooseIM's node-unique ids: a row whose
+        id is there already is this message (same room) or, should two rooms share it, kept
+        out and counted."""
+        held = {int(r[0]): (r[1], r[2]) for r in await store.fetch(
+            "SELECT id, server, room FROM mam_muc_message"
+            f" WHERE id IN ({', '.join('?' * len(batch))})", *[row[0] for row in batch])}
+        out = []
+        for row in batch:
+            where = held.get(row[0])
+            if where == (row[1], row[2]):
+                self.summary.skipped["room archive messages already present"] += 1
+            elif where is not None:
+                self.summary.skipped["room archive messages whose id another room holds"] += 1
+            else:
+                held[row[0]] = (row[1], row[2])
+                out.append(row)
+        if out:
+            await store.insert_many(out)
+            self.summary.imported["room archive messages"] += len(out)
+        batch.clear()
+
     async def archive_prefs(self) -> None:
         """XEP-0441 preferences: mam_config's default ('' remote_jid) and always/never."""
         if "mam_config" not in self.tables or "mam_server_user" not in self.tables:
@@ -653,6 +734,7 @@ async def import_database(server: Any, source: Source, summary: MimSummary,
                           progress: bool = False, mam_jid_format: str = "mam_jid_mini",
                           kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
                                                   "archive", "archive_prefs", "muc",
+                                                  "muc_archive",
                                                   "not_imported", "users")) -> None:
     run = _Run(server, source, summary, progress, mam_jid_format)
     run.tables = await source.tables()

@@ -293,6 +293,8 @@ CREATE TABLE muc_room_aff (room_id INT, luser varchar(250), lserver varchar(250)
                            resource varchar(250), aff SMALLINT);
 CREATE TABLE mam_server_user (id INT PRIMARY KEY, server varchar(250), user_name varchar(250));
 CREATE TABLE mam_config (user_id INT, remote_jid varchar(250), behaviour char(1));
+CREATE TABLE mam_muc_message (id BIGINT, room_id INT, sender_id INT, nick_name varchar(250),
+                              message BLOB_T, search_body text, origin_id varchar(250));
 CREATE TABLE inbox (luser varchar(250), lserver varchar(250), remote_bare_jid varchar(250));
 CREATE TABLE mam_message (id BIGINT, user_id INT, from_jid varchar(250),
                           remote_bare_jid varchar(250), remote_resource varchar(250),
@@ -321,7 +323,13 @@ async def _fill_other(kind: str, dsn: str) -> None:
         ("INSERT INTO muc_rooms VALUES (1, 'conference.localhost', 'tea', ?)", (ROOM_OPTIONS,)),
         ("INSERT INTO muc_room_aff VALUES (1, 'alice', 'localhost', '', 1),"
          " (1, 'troll', 'remote.example', '', 4)", ()),
-        ("INSERT INTO mam_server_user VALUES (5, ?, 'alice')", (HOST,)),
+        ("INSERT INTO mam_server_user VALUES (5, ?, 'alice'), (6, 'conference.localhost',"
+         " 'tea')", (HOST,)),
+        ("INSERT INTO mam_muc_message VALUES (?, 6, 5, 'Alice', ?, NULL, 'g1')",
+         (MAM_IDS[1], term_to_binary(xmlel(
+             "message", {"xmlns": "jabber:client", "type": "groupchat", "id": "g1",
+                         "to": "tea@conference.localhost"},
+             [xmlel("body", {}, [(Atom("xmlcdata"), b"More tea?")], True)], True)))),
         ("INSERT INTO mam_config VALUES (5, '', 'R'), (5, 'boss@remote.example', 'N')", ()),
         ("INSERT INTO inbox VALUES ('alice', ?, 'bob@localhost')", (HOST,)),
         ("INSERT INTO mam_message VALUES (?, 5, 'carol@remote.example/pc',"
@@ -402,6 +410,7 @@ def test_privacy_blocking_private_muc_and_archive_from_either_database(
 host = "conference.@HOST@"
 [modules.mod_mam]
 [modules.mod_mam.pm]
+[modules.mod_mam.muc]
 """))
     args = ["import-mongooseim", "--config", str(cfg), "--from", other_db,
             "--mam-jid-format", "mam_jid_rfc"]  # as with mod_mam's simple = true
@@ -410,6 +419,7 @@ host = "conference.@HOST@"
     for line in ("imported 1 accounts", "imported 1 private XML items", "imported 1 privacy lists",
                  "imported 1 blocked JIDs", "imported 1 MUC rooms",
                  "imported 1 archived messages", "imported 1 MAM preferences",
+                 "imported 1 room archive messages",
                  "skipped 1: inbox rows: inbox entries are rebuilt by new messages",
                  "warning: rosters: no table rosterusers"):
         assert line in out, out
@@ -418,6 +428,7 @@ host = "conference.@HOST@"
     for line in ("skipped 1: MUC rooms already present (unchanged)",
                  "skipped 1: blocked JIDs already present",
                  "skipped 1: archived messages already present",
+                 "skipped 1: room archive messages already present",
                  "skipped 1: accounts already present (unchanged)"):
         assert line in again, again
 
@@ -436,6 +447,8 @@ host = "conference.@HOST@"
                 "blocked": await st["mod_blocking"].get_blocklist(HOST, "alice"),
                 "room": room,
                 "prefs": await st["mod_mam"].get_prefs(HOST, "alice"),
+                "room_archive": await st["mod_mam"].fetch(
+                    "SELECT id, server, room, sender_jid, nick, message FROM mam_muc_message"),
                 "archive": await st["mod_mam"].fetch(
                     "SELECT id, search_body, from_jid, remote_bare_jid, message"
                     " FROM mam_message"),
@@ -456,6 +469,11 @@ host = "conference.@HOST@"
     assert room.subject == "Why is a raven like a writing-desk?"
     assert room.affiliations == {"alice@localhost": ("owner", ""),
                                  "troll@remote.example": ("outcast", "")}
+    [(mam_id, service, name, sender, nick, message)] = got["room_archive"]
+    assert (int(mam_id), service, name, sender, nick) == (
+        MAM_IDS[1], "conference.localhost", "tea", "alice@localhost", "Alice")
+    assert 'from="tea@conference.localhost/Alice"' in message and "More tea?" in message
+    assert "to=" not in message
     prefs = got["prefs"]
     assert (prefs.default, prefs.always, prefs.never) == ("roster", [], ["boss@remote.example"])
     [(mam_id, search_body, from_jid, peer, message)] = got["archive"]
