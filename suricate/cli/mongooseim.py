@@ -46,7 +46,7 @@ MAM_PAGE = 5000  # rows read from the source at a time
 MAM_JID_FORMATS = ("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust")
 #: Tables with data that this version leaves behind, and why (docs/moving-in.md).
 NOT_IMPORTED = {
-    "muc_light_rooms": "MUC Light rooms are not imported yet",
+    "muc_light_blocking": "MUC Light blocking lists are not imported yet",
     "inbox": "inbox entries are rebuilt by new messages, not imported",
     "pubsub_nodes": "PubSub/PEP nodes are not imported yet",
     "smart_markers": "chat markers are not imported",
@@ -404,6 +404,47 @@ class _Run:
         if batch:
             await self._write_archive(store, batch)
 
+    async def muc_light(self) -> None:
+        """MUC Light rooms: version, configuration (typed by this server's config_schema),
+        owners and members."""
+        if "muc_light_rooms" not in self.tables:
+            return
+        rooms = await self.rows("MUC Light rooms", "SELECT id, luser, lserver, version"
+                                " FROM muc_light_rooms")
+        store = self.store("mod_muc_light", "MUC Light rooms", len(rooms))
+        if store is None or not rooms:
+            return
+        configs: dict[Any, list[tuple[str, str]]] = defaultdict(list)
+        if "muc_light_config" in self.tables:
+            for room_id, opt, val in await self.rows(
+                    "MUC Light configuration", "SELECT room_id, opt, val FROM muc_light_config"):
+                configs[room_id].append((str(opt), str(val)))
+        members: dict[Any, dict[str, str]] = defaultdict(dict)
+        if not self.missing("MUC Light occupants", "muc_light_occupants"):
+            for room_id, luser, lserver, aff in await self.rows(
+                    "MUC Light occupants", "SELECT room_id, luser, lserver, aff"
+                    " FROM muc_light_occupants"):
+                members[room_id][f"{luser}@{lserver}"] = "owner" if int(aff) == 1 \
+                    else "member"
+        from suricate.modules.mod_muc_light.config import ConfigSchema, ConfigValueError
+        from suricate.modules.mod_muc_light.store import Room
+        opts = (self.server.cfg.get("modules") or {}).get("mod_muc_light") or {}
+        schema = ConfigSchema(opts.get("config_schema") or [])
+        for room_id, room, service, version in rooms:
+            config = schema.defaults()
+            try:
+                for key, text in configs.get(room_id, ()):
+                    field = schema.by_key.get(key)
+                    config[key] = field.parse(text) if field is not None else text
+            except ConfigValueError as exc:
+                self.summary.skipped[f"MUC Light rooms with a bad configuration ({exc})"] += 1
+                continue
+            if await store.create_room(service, room, Room(str(version), config,
+                                                           members.get(room_id, {}))):
+                self.summary.imported["MUC Light rooms"] += 1
+            else:
+                self.summary.skipped["MUC Light rooms already present"] += 1
+
     async def muc_archive(self) -> None:
         """Room archives: mam_muc_message, its room and sender ids in mam_server_user."""
         if "mam_muc_message" not in self.tables:
@@ -734,7 +775,7 @@ async def import_database(server: Any, source: Source, summary: MimSummary,
                           progress: bool = False, mam_jid_format: str = "mam_jid_mini",
                           kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
                                                   "archive", "archive_prefs", "muc",
-                                                  "muc_archive",
+                                                  "muc_light", "muc_archive",
                                                   "not_imported", "users")) -> None:
     run = _Run(server, source, summary, progress, mam_jid_format)
     run.tables = await source.tables()

@@ -293,6 +293,11 @@ CREATE TABLE muc_room_aff (room_id INT, luser varchar(250), lserver varchar(250)
                            resource varchar(250), aff SMALLINT);
 CREATE TABLE mam_server_user (id INT PRIMARY KEY, server varchar(250), user_name varchar(250));
 CREATE TABLE mam_config (user_id INT, remote_jid varchar(250), behaviour char(1));
+CREATE TABLE muc_light_rooms (id INT, luser varchar(250), lserver varchar(250),
+                              version varchar(20));
+CREATE TABLE muc_light_config (room_id INT, opt varchar(100), val varchar(250));
+CREATE TABLE muc_light_occupants (room_id INT, luser varchar(250), lserver varchar(250),
+                                  aff SMALLINT);
 CREATE TABLE mam_muc_message (id BIGINT, room_id INT, sender_id INT, nick_name varchar(250),
                               message BLOB_T, search_body text, origin_id varchar(250));
 CREATE TABLE inbox (luser varchar(250), lserver varchar(250), remote_bare_jid varchar(250));
@@ -330,6 +335,11 @@ async def _fill_other(kind: str, dsn: str) -> None:
              "message", {"xmlns": "jabber:client", "type": "groupchat", "id": "g1",
                          "to": "tea@conference.localhost"},
              [xmlel("body", {}, [(Atom("xmlcdata"), b"More tea?")], True)], True)))),
+        ("INSERT INTO muc_light_rooms VALUES (3, 'garden', 'muclight.localhost', 'v1')", ()),
+        ("INSERT INTO muc_light_config VALUES (3, 'roomname', 'The garden'),"
+         " (3, 'subject', 'roses')", ()),
+        ("INSERT INTO muc_light_occupants VALUES (3, 'alice', 'localhost', 1),"
+         " (3, 'bob', 'localhost', 2)", ()),
         ("INSERT INTO mam_config VALUES (5, '', 'R'), (5, 'boss@remote.example', 'N')", ()),
         ("INSERT INTO inbox VALUES ('alice', ?, 'bob@localhost')", (HOST,)),
         ("INSERT INTO mam_message VALUES (?, 5, 'carol@remote.example/pc',"
@@ -406,6 +416,7 @@ def test_privacy_blocking_private_muc_and_archive_from_either_database(
     cfg = tmp_path / "suricate.toml"
     cfg.write_text(server_toml(tmp_path, free_port(), free_port(), modules=MODULES_TOML + """
 [modules.mod_privacy]
+[modules.mod_muc_light]
 [modules.mod_muc]
 host = "conference.@HOST@"
 [modules.mod_mam]
@@ -419,7 +430,7 @@ host = "conference.@HOST@"
     for line in ("imported 1 accounts", "imported 1 private XML items", "imported 1 privacy lists",
                  "imported 1 blocked JIDs", "imported 1 MUC rooms",
                  "imported 1 archived messages", "imported 1 MAM preferences",
-                 "imported 1 room archive messages",
+                 "imported 1 room archive messages", "imported 1 MUC Light rooms",
                  "skipped 1: inbox rows: inbox entries are rebuilt by new messages",
                  "warning: rosters: no table rosterusers"):
         assert line in out, out
@@ -429,6 +440,7 @@ host = "conference.@HOST@"
                  "skipped 1: blocked JIDs already present",
                  "skipped 1: archived messages already present",
                  "skipped 1: room archive messages already present",
+                 "skipped 1: MUC Light rooms already present",
                  "skipped 1: accounts already present (unchanged)"):
         assert line in again, again
 
@@ -447,6 +459,7 @@ host = "conference.@HOST@"
                 "blocked": await st["mod_blocking"].get_blocklist(HOST, "alice"),
                 "room": room,
                 "prefs": await st["mod_mam"].get_prefs(HOST, "alice"),
+                "light": await st["mod_muc_light"].load_room("muclight.localhost", "garden"),
                 "room_archive": await st["mod_mam"].fetch(
                     "SELECT id, server, room, sender_jid, nick, message FROM mam_muc_message"),
                 "archive": await st["mod_mam"].fetch(
@@ -474,6 +487,10 @@ host = "conference.@HOST@"
         MAM_IDS[1], "conference.localhost", "tea", "alice@localhost", "Alice")
     assert 'from="tea@conference.localhost/Alice"' in message and "More tea?" in message
     assert "to=" not in message
+    light = got["light"]
+    assert (light.version, light.config["roomname"], light.config["subject"]) == (
+        "v1", "The garden", "roses")
+    assert light.affiliations == {"alice@localhost": "owner", "bob@localhost": "member"}
     prefs = got["prefs"]
     assert (prefs.default, prefs.always, prefs.never) == ("roster", [], ["boss@remote.example"])
     [(mam_id, search_body, from_jid, peer, message)] = got["archive"]
