@@ -433,6 +433,38 @@ def cmd_xep0227(args: argparse.Namespace) -> int:
     return 1 if summary.errors else 0
 
 
+def cmd_import_mongooseim(args: argparse.Namespace) -> int:
+    cfg, base_dir, _ = load(args)
+    from suricate.cli import mongooseim
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+
+    summary = mongooseim.MimSummary()
+
+    async def run() -> None:
+        source = await mongooseim.open_source(args.source)
+        server = Server(cfg, base_dir, MODULES)
+        try:
+            await server.storage.open()
+            try:
+                await server.open_module_stores()
+                progress = args.progress or sys.stderr.isatty()
+                await mongooseim.import_database(server, source, summary, progress,
+                                                 args.mam_jid_format)
+            finally:
+                await server.storage.close()
+        finally:
+            await source.close()
+
+    try:
+        asyncio.run(run())
+    except mongooseim.SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    summary.report(sys.stdout)
+    return 1 if summary.errors else 0
+
+
 # -- admin API: generated categories and raw GraphQL -----------------------------------------------
 def admin_config(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration whose admin endpoint a command asks: ``--config``, or none at all
@@ -656,6 +688,24 @@ def build_parser(with_admin: bool = True, only_serve: bool = False) -> argparse.
                      help="refuse files larger than this (default: 64 MiB)")
     config_args(imp)
     imp.set_defaults(func=cmd_xep0227)
+    mim = sub.add_parser("import-mongooseim", help="import a MongooseIM 6.4 RDBMS database",
+                         description="Import accounts (with their passwords), rosters, vCards, "
+                                     "private XML, last activity, offline messages, the "
+                                     "message archive and MUC rooms from a MongooseIM 6.4 "
+                                     "PostgreSQL or MySQL database. A re-run changes nothing.")
+    mim.add_argument("--from", dest="source", required=True, metavar="URL",
+                     help="the MongooseIM database: postgresql://user[:pw]@host[:port]/db "
+                          "or mysql://user[:pw]@host[:port]/db")
+    mim.add_argument("--mam-jid-format", default="mam_jid_mini",
+                     choices=("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust"),
+                     help="modules.mod_mam.db_jid_format of the MongooseIM server (default: "
+                          "mam_jid_mini, its default for one-to-one archives; mam_jid_rfc "
+                          "with simple = true)")
+    mim.add_argument("--progress", action="store_true",
+                     help="show a progress bar for the archive on stderr even when it is not "
+                          "a terminal")
+    config_args(mim)
+    mim.set_defaults(func=cmd_import_mongooseim)
     exp = sub.add_parser("export", help="export every account as XEP-0227 files",
                          description="Write one XEP-0227 document per account (user@host.xml) "
                                      "into DIR.")
