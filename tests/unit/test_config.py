@@ -1661,8 +1661,9 @@ def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> 
     callback = ("is not available in this version of Suricate: it names an Erlang module (a "
                 "MongooseIM callback), which Suricate cannot load; remove it")
     fmt = ("is not available in this version of Suricate: it picks how MongooseIM encodes its "
-           "archive tables; Suricate's archive has one format of its own (docs/storage.md) and "
-           "reads no MongooseIM archive; remove it")
+           "archive tables; Suricate's archive has one format of its own (docs/storage.md), "
+           "into which `suricate import-mongooseim` converts a MongooseIM archive "
+           "(docs/moving-in.md); remove it")
     for key, value, reason in (
         ("send_message", '"mod_mam_utils"', callback),
         ("extra_fin_element", '"example_mod"', callback),

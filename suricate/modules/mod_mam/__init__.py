@@ -198,8 +198,9 @@ def _common(default: Any) -> dict[str, Option]:
 _ERLANG_CALLBACK = (f"is {UNAVAILABLE}: it names an Erlang module (a MongooseIM callback), "
                     "which Suricate cannot load; remove it")
 _DB_FORMAT = (f"is {UNAVAILABLE}: it picks how MongooseIM encodes its archive tables; "
-              "Suricate's archive has one format of its own (docs/storage.md) and reads no "
-              "MongooseIM archive; remove it")
+              "Suricate's archive has one format of its own (docs/storage.md), into which "
+              "`suricate import-mongooseim` converts a MongooseIM archive "
+              "(docs/moving-in.md); remove it")
 _UNAVAILABLE_KEYS = {
     "send_message": f"'send_message' {_ERLANG_CALLBACK}",
     "extra_fin_element": f"'extra_fin_element' {_ERLANG_CALLBACK}",
