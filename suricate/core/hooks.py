@@ -214,6 +214,13 @@ PRIVACY_CHECK_INBOUND: Hook[
     "privacy_check_inbound",
     "fold_async(allow: bool, server, user_jid, from_jid, stanza) -> bool; for an offline "
     "recipient (online ones are filtered by user_receive_packet)", host_arg=1)
+PRIVACY_CHECK_OUTBOUND: Hook[
+    Callable[[bool, Server, JID, JID, Element], AsyncFolded[bool]]
+] = Hook(
+    "privacy_check_outbound",
+    "fold_async(allow: bool, server, user_jid, to_jid, stanza) -> bool; presence the server "
+    "sends for an account without a session (a probe's answer, RFC 6121 §4.3.2), against what "
+    "the account keeps (XEP-0016's default list)", host_arg=1)
 PRIVACY_CHECK_PACKET: Hook[Callable[[bool, C2S, JID, bool], Folded[bool]]] = Hook(
     "privacy_check_packet",
     "fold(allow: bool, c2s, to_jid, notification: bool) -> bool; presence the server sends "

@@ -348,6 +348,9 @@ class ModPresence(Module):
                     answer.add("status", ns.CLIENT, text=status)
                 stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 answer.add("delay", ns.DELAY, {"from": user.domain, "stamp": stamp})
+        if not await self.server.hooks.fold_async(H.PRIVACY_CHECK_OUTBOUND, True, self.server,
+                                                  user, prober, answer):
+            return  # hidden from the prober (XEP-0016 presence-out)
         self.server.router.route(user, prober, answer)
 
     # -- helpers -----------------------------------------------------------------------------------

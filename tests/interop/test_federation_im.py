@@ -47,7 +47,7 @@ AUTH = "external"
 CLIENT = "jabber:client"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 # The peer's accounts: one set per test (the Prosody lives for the module).
-PEER_USERS = ("paula", "pete", "pia", "poppy", "pam", "pat")
+PEER_USERS = ("paula", "pete", "pia", "poppy", "pam", "pat", "pip")
 
 
 @pytest.fixture(scope="module")
@@ -381,3 +381,52 @@ async def test_a_probe_to_a_user_without_available_resource_is_answered_unavaila
         delay = answer.xml.find("{urn:xmpp:delay}delay")
         assert delay is not None and delay.get("from") == P.SURICATE
         await disconnect(pat)
+
+
+async def test_a_probe_answer_keeps_to_the_users_privacy_list(
+        peers: P.Peers, tmp_path: Path) -> None:
+    """XEP-0016 presence-out (§2.11) for an account without a session: sue hides her presence
+    from pip with her default list, so pip's server probing her at pip's login learns
+    nothing (not that she is offline, nor her last status), while sid, who hides nothing, is
+    answered unavailable (RFC 6121 §4.3.2)."""
+    from xml.etree import ElementTree as ET
+
+    c2s = free_port()
+    toml = suricate_toml(peers, c2s, AUTH, "[modules.mod_last]\n[modules.mod_privacy]\n")
+    async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
+        for name in ("sue", "sid"):
+            await register(server, name)
+        sue, sid, pip = await ours(server, "sue"), await ours(server, "sid"), \
+            await theirs(peers, "pip")
+        for client in (sue, sid, pip):
+            client.send_presence()
+        for mine in (sue, sid):
+            bare = f"{mine.boundjid.user}@{P.SURICATE}"
+            pip.send_presence(pto=bare, ptype="subscribe")
+            await presence(mine, f"pip@{P.PROSODY}", "subscribe")
+            mine.send_presence(pto=f"pip@{P.PROSODY}", ptype="subscribed")
+            await presence(pip, bare)
+        privacy = "jabber:iq:privacy"
+        for payload in (f"<query xmlns='{privacy}'><list name='hide'>"
+                        f"<item type='jid' value='pip@{P.PROSODY}' action='deny' order='1'>"
+                        "<presence-out/></item><item action='allow' order='2'/></list></query>",
+                        f"<query xmlns='{privacy}'><default name='hide'/></query>"):
+            iq = sue.make_iq_set()
+            iq.append(ET.fromstring(payload))
+            await iq.send(timeout=5)
+        await disconnect(pip)
+        sue.send_presence(ptype="unavailable", pstatus="at the doctor")
+        sid.send_presence(ptype="unavailable", pstatus="out")
+        await disconnect(sue, sid)
+
+        pip = await theirs(peers, "pip", "again")
+        pip.send_presence()  # Prosody probes sue and sid (§4.2.2)
+        heard = [await asyncio.wait_for(pip.presences.get(), 10)]
+        while not (str(heard[-1]["from"]) == f"sid@{P.SURICATE}"
+                   and heard[-1]["type"] == "unavailable"):
+            heard.append(await asyncio.wait_for(pip.presences.get(), 10))
+        await asyncio.sleep(0.5)  # sue's answer, were there one, is as close as sid's
+        while not pip.presences.empty():
+            heard.append(pip.presences.get_nowait())
+        assert not [p for p in heard if str(p["from"]).startswith(f"sue@{P.SURICATE}")]
+        await disconnect(pip)

@@ -170,6 +170,7 @@ class ModPrivacy(Module):
         (H.USER_RECEIVE_PACKET, "filter_inbound", 11),
         (H.PRESENCE_TO_USER, "filter_presence_to_user", 11),
         (H.PRIVACY_CHECK_INBOUND, "check_offline", 51),
+        (H.PRIVACY_CHECK_OUTBOUND, "check_outbound_offline", 51),
         (H.PRIVACY_CHECK_PACKET, "check_presence_out", 41),
         (H.SESSION_HANDOVER, "handover", 50),
         (H.SESSION_SNAPSHOT, "snapshot", 50),
@@ -554,6 +555,17 @@ class ModPrivacy(Module):
         if denied:
             if _answered_message(stanza):
                 self.server.router.bounce(stanza, StanzaError("service-unavailable"))
+            return H.Stop(False)
+        return allow
+
+    async def check_outbound_offline(self, allow: bool, server: Server, user: JID, to: JID,
+                                     stanza: Element) -> Any:
+        """Presence sent for an account without a session (the answer to a contact's probe)
+        meets its default list (§2.2 rule 2, presence-out §2.11): a contact the user hides
+        presence from learns nothing, not even that the user is offline or its last status."""
+        if not allow or _exempt(user, to):
+            return allow
+        if await self._default_denies(user.bare, to, outbound_kind(stanza)):
             return H.Stop(False)
         return allow
 
