@@ -1250,14 +1250,7 @@ class Room:
         wanted = values.get("muc#register_roomnick", "").strip()
         if not wanted:
             raise StanzaError("not-acceptable", "muc#register_roomnick is required")
-        try:
-            nick = JID(self.jid.local, self.jid.domain, wanted).resource or ""
-        except (InvalidJID, ValueError):
-            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}") from None
-        if nick_key(nick) is None:
-            raise StanzaError("jid-malformed", f"not a valid nick: {wanted!r}")
-        if self.nick_reserved_for_other(nick, frm) or self.nick_taken_by_other(nick, frm):
-            raise StanzaError("conflict", "that nick is someone else's")  # §7.10
+        nick = self._reservable(wanted, frm)  # §7.10
         self.nicks[bare] = nick
         if aff == "none":
             # §7.10: a registered user is a member of the room.

@@ -153,10 +153,7 @@ class ModSmartMarkers(Module):
                 or not self.server.is_local_domain(sender.domain) \
                 or not self.serves_domain(sender.domain):
             return acc
-        found, thread = _marker_of(stanza)
-        msg_id = found.attrs.get("id") if found is not None else None
-        if found is not None and msg_id:
-            self._keep(sender.bare, str(frm.bare), thread, found.name, msg_id)
+        self._keep_room_marker(sender.bare, frm, stanza)
         return acc
 
     def muclight_to_member(self, acc: None, frm: JID, member: JID, stanza: Element) -> None:
@@ -164,11 +161,15 @@ class ModSmartMarkers(Module):
         member belongs to the room), so it is kept."""
         if frm.resource is None or frm.resource != str(member) or member.local is None:
             return acc
+        self._keep_room_marker(member.bare, frm, stanza)
+        return acc
+
+    def _keep_room_marker(self, owner: JID, room: JID, stanza: Element) -> None:
+        """The marker ``stanza`` carries, if any, kept as ``owner``'s in ``room``."""
         found, thread = _marker_of(stanza)
         msg_id = found.attrs.get("id") if found is not None else None
         if found is not None and msg_id:
-            self._keep(member.bare, str(frm.bare), thread, found.name, msg_id)
-        return acc
+            self._keep(owner, str(room.bare), thread, found.name, msg_id)
 
     def _kick(self) -> None:
         self._scheduled = False
