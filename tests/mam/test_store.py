@@ -79,6 +79,27 @@ async def test_full_text_search_whatever_the_body_spacing(storage: SqlStorage) -
     assert await found("tea five six") == 0
 
 
+async def test_full_text_search_ignores_punctuation_around_words(storage: SqlStorage) -> None:
+    # What a user types in a search box: "tonight?" finds "...tonight. Bring the wine";
+    # the punctuation inside a word stays, and a word of punctuation only is searched as is.
+    from suricate.modules.mod_mam.query import normalize_body, search_words
+
+    store = await mam_store(storage)
+    ids = IdGenerator(1)
+    bodies = ["Are you coming TONIGHT. Bring the wine!", "I don't know...", "C++ or e-mail?"]
+    await store.insert_many([row(ids.next(), body=normalize_body(b)) for b in bodies])
+
+    async def found(text: str) -> int | None:
+        return (await store.lookup(S, "alice", Query(full_text=text), 50, False)).count
+
+    assert search_words("«Tonight?» (wine), ... c++") == ["tonight", "wine", "...", "c++"]
+    assert await found("tonight? (wine),") == 1
+    assert await found("\"don't\"") == 1
+    assert await found("...") == 1
+    assert await found("c++, e-mail!") == 1
+    assert await found("dont") == 0  # punctuation inside a word is kept
+
+
 async def test_prefs_and_removal(storage: SqlStorage) -> None:
     store = await mam_store(storage)
     assert await store.get_prefs(S, "alice") is None
