@@ -57,6 +57,13 @@ async def test_paging_and_counts(storage: SqlStorage) -> None:
     assert await store.lookup(S, "bob", Query(), 10, False) == \
         type(page)([], True, 0, None)
     assert await store.bounds(S, "alice") == (all_ids[0], all_ids[-1])
+    # <max>0</max>: no messages; the page is complete only when nothing matches, also in a
+    # simple query, which has no count to say that there is more (XEP-0313 §4.3).
+    for simple in (True, False):
+        assert not (await store.lookup(S, "alice", Query(max=0), 0, simple)).complete
+        page = await store.lookup(S, "alice", Query(max=0, after=all_ids[-1]), 0, simple)
+        assert page.complete and page.messages == []
+        assert (await store.lookup(S, "bob", Query(max=0), 0, simple)).complete
 
 
 async def test_full_text_search_whatever_the_body_spacing(storage: SqlStorage) -> None:
