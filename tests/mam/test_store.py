@@ -57,6 +57,13 @@ async def test_paging_and_counts(storage: SqlStorage) -> None:
     assert await store.lookup(S, "bob", Query(), 10, False) == \
         type(page)([], True, 0, None)
     assert await store.bounds(S, "alice") == (all_ids[0], all_ids[-1])
+    # <max>0</max>: no messages; the page is complete only when nothing matches, also in a
+    # simple query, which has no count to say that there is more (XEP-0313 §4.3).
+    for simple in (True, False):
+        assert not (await store.lookup(S, "alice", Query(max=0), 0, simple)).complete
+        page = await store.lookup(S, "alice", Query(max=0, after=all_ids[-1]), 0, simple)
+        assert page.complete and page.messages == []
+        assert (await store.lookup(S, "bob", Query(max=0), 0, simple)).complete
 
 
 async def test_full_text_search_whatever_the_body_spacing(storage: SqlStorage) -> None:
@@ -77,6 +84,27 @@ async def test_full_text_search_whatever_the_body_spacing(storage: SqlStorage) -
     assert await found("tea") == 2  # a word inside a word is found, as before
     assert await found("at") == 3
     assert await found("tea five six") == 0
+
+
+async def test_full_text_search_ignores_punctuation_around_words(storage: SqlStorage) -> None:
+    # What a user types in a search box: "tonight?" finds "...tonight. Bring the wine";
+    # the punctuation inside a word stays, and a word of punctuation only is searched as is.
+    from suricate.modules.mod_mam.query import normalize_body, search_words
+
+    store = await mam_store(storage)
+    ids = IdGenerator(1)
+    bodies = ["Are you coming TONIGHT. Bring the wine!", "I don't know...", "C++ or e-mail?"]
+    await store.insert_many([row(ids.next(), body=normalize_body(b)) for b in bodies])
+
+    async def found(text: str) -> int | None:
+        return (await store.lookup(S, "alice", Query(full_text=text), 50, False)).count
+
+    assert search_words("«Tonight?» (wine), ... c++") == ["tonight", "wine", "...", "c++"]
+    assert await found("tonight? (wine),") == 1
+    assert await found("\"don't\"") == 1
+    assert await found("...") == 1
+    assert await found("c++, e-mail!") == 1
+    assert await found("dont") == 0  # punctuation inside a word is kept
 
 
 async def test_prefs_and_removal(storage: SqlStorage) -> None:

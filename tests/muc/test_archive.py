@@ -280,6 +280,8 @@ async def test_retraction_by_stanza_id_leaves_a_tombstone(tmp_path: Path) -> Non
         await bob.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Bob", timeout=5)
         info = await bob.plugin["xep_0030"].get_info(jid=ROOM, timeout=5)
         assert ESL in info["disco_info"]["features"]
+        # XEP-0424 §"Tombstones": the room's archive keeps tombstones, and says so.
+        assert "urn:xmpp:message-retract:1#tombstone" in info["disco_info"]["features"]
         slip = await say(bob, "bob's slip")
         hers = await say(alice, "alice's")
         # Alice names Bob's message, Bob names Alice's: nothing changes. Then Bob his own.

@@ -112,6 +112,8 @@ async def test_members_page_the_archive_with_the_stanza_ids_they_got(
         # MongooseIM's retraction by stanza-id (urn:esl:message-retract-by-stanza-id:0),
         # advertised by the archived room: the same rules, its own tombstone.
         assert ESL in info["disco_info"]["features"]
+        # XEP-0424 §"Tombstones": the room's archive keeps tombstones, and says so.
+        assert f"{RETRACT}#tombstone" in info["disco_info"]["features"]
         for who, target in ((alice, ids[6]), (bob, ids[4])):
             retraction = who.make_message(mto=ROOM, mtype="groupchat")
             retraction.xml.append(ET.fromstring(

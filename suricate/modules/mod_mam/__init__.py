@@ -70,6 +70,9 @@ log = logging.getLogger("suricate.mod_mam")
 
 SID = "urn:xmpp:sid:0"  # XEP-0359
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424 (v0.4)
+#: XEP-0424 §"Tombstones": an archive that keeps a tombstone in place of a retracted message
+#: says so (Monal, for one, ignores the tombstones of an archive that does not).
+RETRACT_TOMBSTONE = RETRACT + "#tombstone"
 RETRACT_0 = "urn:xmpp:message-retract:0"  # XEP-0424 before v0.4, inside XEP-0422 apply-to
 FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
 #: MongooseIM's extension of XEP-0424: <apply-to id='STANZA-ID' xmlns='urn:xmpp:fasten:0'>
@@ -460,6 +463,7 @@ class ModMam(Module):
         if self.retraction:
             # MongooseIM advertises its retraction by stanza-id next to XEP-0424's.
             extra.add(RETRACT)
+            extra.add(RETRACT_TOMBSTONE)
             extra.add(RETRACT_ESL)
         return acc | extra
 

@@ -8,6 +8,7 @@ id as a string: its decimal spelling.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -220,8 +221,22 @@ def fields_form(full_text_search: bool) -> Element:
 
 
 def search_words(text: str) -> list[str]:
-    """The words a full text search looks for (all of them, in any order)."""
-    return normalize_body(text).split()
+    """The words a full text search looks for (all of them, in any order), each without the
+    punctuation around it: "tonight?" or "(wine)," is looked for as "tonight" or "wine", as
+    MongooseIM 6.4 drops punctuation from what it searches. Only the query is trimmed (the
+    archive keeps bodies as written, no work on the message path): a word is found inside
+    a longer one, so "tonight" still finds "tonight?"; punctuation inside a word stays
+    ("don't", "e-mail"), and a word made of punctuation only is looked for as it is."""
+    return [_trim_punctuation(word) for word in normalize_body(text).split()]
+
+
+def _trim_punctuation(word: str) -> str:
+    start, end = 0, len(word)
+    while start < end and unicodedata.category(word[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+        end -= 1
+    return word[start:end] or word
 
 
 def normalize_body(text: str) -> str:

@@ -280,22 +280,22 @@ async def page_of(store: ModuleStore, table: str, sender_column: str, where: lis
     elif q.index is not None:
         offset = q.index
     order = "DESC" if q.backward else "ASC"
-    messages: list[Archived] = []
-    more = False
-    if limit > 0:
-        # One row more than asked: whether it exists says if the page is the last one
-        # in the paging direction (XEP-0313 §4.3 complete).
-        sql = (f"SELECT id, {sender_column}, message FROM {table}"
-               f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
-        params: list[Any] = [*page_args, limit + 1]
-        if offset:
-            sql += " OFFSET ?"
-            params.append(offset)
-        rows = await store.fetch(sql, *params)
-        more = len(rows) > limit
-        messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
-        if q.backward:
-            messages.reverse()
+    limit = max(limit, 0)
+    # One row more than asked: whether it exists says if the page is the last one in the
+    # paging direction (XEP-0313 §4.3 complete). With <max>0</max> that row alone is read:
+    # an empty page is complete only if nothing matches (a simple query has no count to
+    # tell the client that more is there).
+    sql = (f"SELECT id, {sender_column}, message FROM {table}"
+           f" WHERE {' AND '.join(page_where)} ORDER BY id {order} LIMIT ?")
+    params: list[Any] = [*page_args, limit + 1]
+    if offset:
+        sql += " OFFSET ?"
+        params.append(offset)
+    rows = await store.fetch(sql, *params)
+    more = len(rows) > limit
+    messages = [Archived(int(r[0]), str(r[1]), str(r[2])) for r in rows[:limit]]
+    if q.backward:
+        messages.reverse()
     if simple:
         return Page(messages, not more, None, None)
     count_sql = f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(where)}"
@@ -313,8 +313,7 @@ async def page_of(store: ModuleStore, table: str, sender_column: str, where: lis
         else:
             row = await store.fetch_one(count_sql + " AND id < ?", *args, messages[0].id)
             first_index = int(row[0]) if row else 0
-    complete = not more if limit > 0 else count == 0
-    return Page(messages, complete, count, first_index)
+    return Page(messages, not more, count, first_index)
 
 
 #: Ids per existence query: far under every backend's limit on bind parameters.

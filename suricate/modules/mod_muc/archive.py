@@ -20,6 +20,8 @@ FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
 #: stanza-id"): <apply-to xmlns='urn:xmpp:fasten:0' id='STANZA-ID'><retract
 #: xmlns='urn:esl:message-retract-by-stanza-id:0'/></apply-to>.
 RETRACT_ESL = "urn:esl:message-retract-by-stanza-id:0"
+#: XEP-0424 §"Tombstones": what an archive that keeps tombstones advertises.
+RETRACT_TOMBSTONE = RETRACT + "#tombstone"
 
 
 def retraction_of(message: Element) -> tuple[str, bool] | None:

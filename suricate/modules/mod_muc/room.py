@@ -26,6 +26,7 @@ from suricate.core import hooks as H
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import (
     RETRACT_ESL,
+    RETRACT_TOMBSTONE,
     RoomArchive,
     archive_of,
     retracted_element,
@@ -1333,7 +1334,9 @@ class Room:
         if archive is not None:
             features += [MAM, MAM_EXTENDED]  # XEP-0313 §6.1.2: the room is archived
             if archive.retraction:
-                features.append(RETRACT_ESL)  # as MongooseIM's archived rooms
+                # XEP-0424 §"Tombstones": retracted messages stay in the archive as
+                # tombstones; and MongooseIM's retraction by stanza-id, as its archived rooms.
+                features += [RETRACT_TOMBSTONE, RETRACT_ESL]
         return features
 
     def _disco_info(self, frm: JID, payload: Element) -> Element:

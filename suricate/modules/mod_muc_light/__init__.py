@@ -29,6 +29,7 @@ from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_muc.archive import (
     RETRACT_ESL,
+    RETRACT_TOMBSTONE,
     RoomArchive,
     archive_of,
     retracted_element,
@@ -493,8 +494,11 @@ class ModMucLight(Module):
         archive = self.archive()
         if archive is None:
             return []
-        # MongooseIM's retraction by stanza-id, where retractions act on the archive.
-        return [MAM, MAM_EXTENDED, RETRACT_ESL] if archive.retraction else [MAM, MAM_EXTENDED]
+        # Where retractions act on the archive: its tombstones (XEP-0424 §"Tombstones") and
+        # MongooseIM's retraction by stanza-id.
+        if archive.retraction:
+            return [MAM, MAM_EXTENDED, RETRACT_TOMBSTONE, RETRACT_ESL]
+        return [MAM, MAM_EXTENDED]
 
     async def mam_query(self, frm: JID, to: JID, stanza: Element) -> None:
         """A MAM IQ to a room: members only (MongooseIM 6.4 answers a non-member
