@@ -18,11 +18,15 @@ const room = `walk${sfx}@conference.localhost`;
 async function newPage(browser, who) {
   const page = await (await browser.newContext()).newPage();
   page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") problems.push(`${who} ${m.type()}: ${m.text()}`);
+    if (m.type() === "error" || m.type() === "warning") {
+      problems.push(`${who} ${m.type()}: ${m.text()}`);
+    }
   });
   page.on("pageerror", (e) => problems.push(`${who} pageerror: ${e}`));
   page.on("requestfailed", (r) => problems.push(`${who} failed: ${r.url()}`));
-  page.on("response", (r) => { if (r.status() >= 400) problems.push(`${who} HTTP ${r.status()} ${r.url()}`); });
+  page.on("response", (r) => {
+    if (r.status() >= 400) problems.push(`${who} HTTP ${r.status()} ${r.url()}`);
+  });
   return page;
 }
 
