@@ -64,6 +64,10 @@ async def test_xep_0411_private_and_pep_bookmarks_are_one_list(server: Server) -
                                    plugins=plugins)
     info = await new.plugin["xep_0030"].get_info(jid="juliet@localhost")
     assert f"{BOOKMARKS}#compat" in info["disco_info"]["features"]
+    # XEP-0060 §10: "max" is understood as a value of pubsub#max_items: clients (Converse.js,
+    # Gajim, Monal) send it with bookmarks only when this is advertised, else a number
+    # (Converse.js: 9999) that max_items_node (1000 in the embedded default) refuses.
+    assert "http://jabber.org/protocol/pubsub#config-node-max" in info["disco_info"]["features"]
     # An old client stores XEP-0048 bookmarks in private XML: the new one sees a PEP item.
     legacy = Bookmarks()
     legacy.add_conference(ROOM, "JC", name="The Coven", autojoin=True)

@@ -67,10 +67,13 @@ COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
 #: XEP-0060 §8.7: the ad-hoc command that sends an owner its pending authorization requests.
 GET_PENDING = f"{PUBSUB}#get-pending"
 
-#: XEP-0060 §10 features this implementation supports (disco#info).
+#: XEP-0060 §10 features this implementation supports (disco#info). config-node-max: the
+#: value "max" of pubsub#max_items is understood (the node's limit, max_items_node); clients
+#: look for it before they send "max" with their bookmarks (XEP-0402 §3) and otherwise ask for
+#: a number (Converse.js: 9999), which a node limit under it refuses (max-items-exceeded).
 FEATURES = tuple(f"{PUBSUB}#{f}" for f in (
     "access-authorize", "access-open", "access-presence", "access-roster", "access-whitelist",
-    "auto-create", "config-node", "create-and-configure", "create-nodes", "delete-items",
+    "auto-create", "config-node", "config-node-max", "create-and-configure", "create-nodes", "delete-items",
     "delete-nodes", "filtered-notifications", "get-pending", "instant-nodes", "item-ids",
     "last-published", "manage-subscriptions", "meta-data", "modify-affiliations",
     "multi-items", "outcast-affiliation", "persistent-items", "presence-notifications",

@@ -36,6 +36,9 @@ _PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Suricate chat</title>
 <link rel="stylesheet" href="{base}/dist/converse.min.css">
+<!-- Converse's own icon: without a link the browser asks the origin's root for /favicon.ico,
+where nothing is served (a 404 in every visitor's console). -->
+<link rel="icon" href="{base}/dist/images/favicon.ico">
 </head>
 <body class="converse-fullscreen">
 <noscript>This XMPP web client (Converse.js) needs JavaScript.</noscript>
@@ -54,6 +57,23 @@ if (settings.websocket_url && settings.websocket_url.startsWith("/")) {{
 if (settings.bosh_service_url && settings.bosh_service_url.startsWith("/")) {{
   settings.bosh_service_url = location.origin + settings.bosh_service_url;
 }}
+// Converse.js 14.0.0 approves a contact request without asking for the contact's presence in
+// return (its accept dialog calls contact.subscribe(), now the model's event subscription, not
+// subscribeToPresence()): the two would stay one-way. Ask when the user approves a request.
+converse.plugins.add("suricate-subscribe-back", {{
+  initialize() {{
+    this._converse.api.listen.on("rosterInitialized", (roster) => {{
+      roster.on("change:subscription", (contact) => {{
+        // none -> from: the user approved the contact's request (RFC 6121 §3.1.4).
+        if (contact.previous("subscription") === "none" && contact.get("subscription") === "from"
+            && contact.get("ask") !== "subscribe") {{
+          contact.subscribeToPresence();
+        }}
+      }});
+    }});
+  }},
+}});
+settings.whitelisted_plugins = ["suricate-subscribe-back"];
 converse.initialize(settings);
 </script>
 </body>
@@ -95,6 +115,10 @@ class ConverseEndpoint:
                 "discover_connection_methods": False,
                 "auto_reconnect": True,
                 "show_client_info": False,
+                # No list of public XMPP providers fetched from data.xmpp.net (a request to a
+                # third party from every visitor's browser, failing on a machine off line) to
+                # complete addresses in "Add a contact": full addresses are typed instead.
+                "autocomplete_providers_url": "",
             }
             if ws:
                 settings["websocket_url"] = ws
