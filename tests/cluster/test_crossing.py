@@ -26,9 +26,8 @@ import pytest
 from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
-from tests.cluster.test_handoff import _available
 from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
-from tests.cluster.test_workers import LIMIT, _register
+from tests.cluster.test_workers import LIMIT, _available, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from slixmpp.exceptions import IqError
 
-from tests.cluster.test_redis_nodes import Node, _rows, _toml, start_node, stop_node
-from tests.cluster.test_workers import _register
-from tests.e2e.harness import connect, disconnect, eventually, free_port
+from tests.cluster.test_redis_nodes import Node, _toml, start_node, stop_node
+from tests.cluster.test_workers import _available, _register
+from tests.e2e.harness import connect, disconnect, free_port
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -47,13 +47,6 @@ def test_sigkill_with_messages_in_flight_loses_none(tmp_path: Path, redis_db: in
     a, _ = _on_two_nodes(tmp_path, redis_db, "handoff", _scenario)
     # What A handed back is in its log: the test went through the acknowledgement path.
     assert "cluster_link_unacked" in a.log.read_text(), a.log.read_text()
-
-
-async def _available(db: int, bare: str, *resources: str) -> None:
-    """Every node sees these resources of ``bare`` available (their rows in Redis): a
-    message to them from another node goes to them, not to offline storage."""
-    await eventually(lambda: all(_rows(db, bare).get(r, ["", "", "0"])[2] == "1"
-                                 for r in resources))
 
 
 async def _scenario(a: Node, b: Node, db: int) -> None:
