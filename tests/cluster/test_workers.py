@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,8 +35,9 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 
 class Cluster:
     def __init__(self, proc: subprocess.Popen[str], c2s_port: int, tls_port: int,
-                 banner: str) -> None:
+                 banner: str, tmp: Path | None = None) -> None:
         self.proc = proc
+        self.tmp = tmp  # its configuration and SQLite database
         self.c2s_port = c2s_port
         self.tls_port = tls_port
         self.banner = banner
@@ -123,7 +125,7 @@ def start_cluster(tmp: Path, redis_db: int, workers: int = 2) -> Cluster:
     assert proc.stdout is not None
     banner = proc.stdout.readline()
     assert "serving localhost" in banner, (banner, proc.stderr.read() if proc.poll() else "")
-    return Cluster(proc, c2s, tls, banner)
+    return Cluster(proc, c2s, tls, banner, tmp)
 
 
 def stop_cluster(cluster: Cluster) -> tuple[int, str, str]:
@@ -285,7 +287,14 @@ async def test_session_limit_counts_every_worker(cluster: Cluster, redis_db: int
 async def test_offline_storage_and_delivery(cluster: Cluster) -> None:
     alice = await cluster.connect_on(0, "alice@localhost/a")
     alice.send_message(mto="frank@localhost", mbody="while you were away", mtype="chat")
-    await asyncio.sleep(0.3)
+    assert cluster.tmp is not None
+    path = cluster.tmp / "suricate.db"
+
+    def stored() -> bool:
+        with sqlite3.connect(path) as db:
+            return bool(db.execute("SELECT count(*) FROM offline_messages WHERE username = "
+                                   "'frank'").fetchone()[0])
+    await eventually(stored)  # before frank's session opens: not delivered live
     frank = await cluster.connect_on(1, "frank@localhost/f")
     frank.send_presence()
     msg = await frank.next_message()
