@@ -74,7 +74,7 @@ async def test_registered_nick_is_reserved_for_its_owner(server: Server) -> None
     assert [str(j) for j in members] == ["romeo@localhost"]
     store = server.module_stores["mod_muc"]
     assert isinstance(store, MucStore)
-    for _ in range(50):
+    for _ in range(250):  # up to 5 s: the room is stored after the IQ result
         stored = await store.load_room(SERVICE, "verona")
         if stored is not None and stored.nicks:
             break
