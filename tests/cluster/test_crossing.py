@@ -27,7 +27,7 @@ from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
-from tests.cluster.test_workers import LIMIT, _register
+from tests.cluster.test_workers import LIMIT, _available, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
@@ -142,7 +142,7 @@ def test_message_to_full_jid_on_other_node_is_archived_there(
         bob = await connect(nodes[1], "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         alice.send_presence()
         bob.send_presence()
-        await asyncio.sleep(0.3)
+        await _available(redis_db, "bob@localhost", "desk")
         for i in range(5):
             alice.send_message(mto="bob@localhost/desk", mbody=f"m{i}", mtype="chat")
         bodies = [(await bob.next_message())["body"] for _ in range(5)]
@@ -202,10 +202,17 @@ def test_bytes_path_keeps_stream_management_counts_and_the_archive(
         carol.add_filter("in", seen)
         bob = await connect(nodes[1], "bob@localhost/desk", "pw")  # type: ignore[arg-type]
         dave = await connect(nodes[2], "dave@localhost/desk", "pw")  # type: ignore[arg-type]
+        own = asyncio.Event()
+        carol.add_event_handler("presence_available",
+                                lambda p: p["from"] == carol.boundjid and own.set())
         for client in (alice, carol, bob, dave):
             client.send_presence()
         await eventually(lambda: carol.plugin["xep_0198"].enabled_in)
-        await asyncio.sleep(0.3)  # every session's row in Redis (and carol's own presence)
+        # Every session's row in Redis, and carol's own presence with its <r/> counted.
+        for user in ("carol", "bob", "dave"):
+            await _available(redis_db, f"{user}@localhost", "desk")
+        await asyncio.wait_for(own.wait(), 5)
+        await eventually(lambda: len(requests) >= 1)
         before = len(requests)
         for i in range(5):
             for user in ("carol", "bob", "dave"):

@@ -20,7 +20,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from tests.cluster.test_redis_nodes import Node, _toml, start_node, stop_node
-from tests.cluster.test_workers import _register
+from tests.cluster.test_workers import _available, _register
 from tests.e2e.harness import connect, disconnect, free_port
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
@@ -31,12 +31,12 @@ BURST = 200
 
 
 def _on_two_nodes(tmp: Path, db: int, tag: str,
-                  scenario: Callable[[Node, Node], Awaitable[None]]) -> tuple[Node, Node]:
+                  scenario: Callable[[Node, Node, int], Awaitable[None]]) -> tuple[Node, Node]:
     """Run ``scenario`` on two fresh nodes, stopped afterwards (their logs stay)."""
     _register(tmp, _toml(tmp, free_port(), free_port(), db))
     a, b = (start_node(tmp, db, f"{tag}{i}") for i in range(2))
     try:
-        asyncio.run(scenario(a, b))
+        asyncio.run(scenario(a, b, db))
     finally:
         stop_node(a)
         stop_node(b)
@@ -49,12 +49,12 @@ def test_sigkill_with_messages_in_flight_loses_none(tmp_path: Path, redis_db: in
     assert "cluster_link_unacked" in a.log.read_text(), a.log.read_text()
 
 
-async def _scenario(a: Node, b: Node) -> None:
+async def _scenario(a: Node, b: Node, db: int) -> None:
     alice = await connect(a, "alice@localhost/phone", "pw")  # type: ignore[arg-type]
     bob = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
     alice.send_presence()
     bob.send_presence()
-    await asyncio.sleep(0.5)
+    await _available(db, "bob@localhost", "desk")
     live: set[str] = set()
     bob.add_event_handler("message", lambda m: m["type"] == "chat" and live.add(m["id"]))
     bounced: set[str] = set()
@@ -120,19 +120,21 @@ def test_bare_jid_copies_to_a_killed_node_are_stored_once(tmp_path: Path, redis_
     _on_two_nodes(tmp_path, redis_db, "fanout", _fan_out)
 
 
-async def _fan_out(a: Node, b: Node) -> None:
+async def _fan_out(a: Node, b: Node, db: int) -> None:
     alice = await connect(a, "alice@localhost/phone", "pw")  # type: ignore[arg-type]
     desk = await connect(b, "bob@localhost/desk", "pw")  # type: ignore[arg-type]
     laptop = await connect(b, "bob@localhost/laptop", "pw")  # type: ignore[arg-type]
     for client in (alice, desk, laptop):
         client.send_presence()
-    await asyncio.sleep(0.5)
+    await _available(db, "bob@localhost", "desk", "laptop")
     ids = [f"f{i}" for i in range(20)]
     b.proc.send_signal(signal.SIGSTOP)
     for mid in ids:
         msg = alice.make_message(mto="bob@localhost", mbody=mid, mtype="chat")
         msg["id"] = mid
         msg.send()
+    # A answers this ping after routing what alice sent before it: the copies are on the link.
+    await alice.make_iq_get(queryxmlns="urn:xmpp:ping", ito="localhost").send(timeout=20)
     await asyncio.sleep(0.5)
     b.proc.send_signal(signal.SIGKILL)
     b.proc.wait(10)

@@ -25,6 +25,8 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import marshal
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -36,10 +38,13 @@ from slixmpp.plugins.xep_0004 import Form
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from suricate.modules.mod_mam import PREFS_CAST
 from tests.cluster.test_redis_nodes import Node, _rows
 from tests.cluster.test_sm_nodes import _two_nodes
 from tests.cluster.test_workers import LIMIT
 from tests.e2e.harness import MODULES_TOML, connect, disconnect, eventually
+
+redis = pytest.importorskip("redis")
 
 pytestmark = pytest.mark.xdist_group("redis_nodes")
 
@@ -91,6 +96,28 @@ async def _subscribe_both_ways(alice: Any, bob: Any) -> None:
         return (alice.client_roster["bob@localhost"]["subscription"] == "both"
                 and bob.client_roster["alice@localhost"]["subscription"] == "both")
     await eventually(both, timeout=10)
+
+
+def _casts_to(db: int, node: Node) -> Any:
+    """A subscription to ``node``'s request channel (cluster/admin.py), where casts reach it."""
+    pubsub = redis.Redis(host="127.0.0.1", port=6379, db=db).pubsub()
+    pubsub.subscribe(f"suricate:ctl:{node.name}")
+    confirmed = pubsub.get_message(timeout=5)  # subscribed before anything is published
+    assert confirmed is not None and confirmed["type"] == "subscribe", confirmed
+    return pubsub
+
+
+def _cast_seen(pubsub: Any, topic: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            frame = marshal.loads(message["data"]) if message is not None else None
+            if isinstance(frame, tuple) and len(frame) > 1 and frame[1] == topic:
+                return
+        raise AssertionError(f"no {topic} cast in {timeout} s")
+    finally:
+        pubsub.close()
 
 
 def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
@@ -232,9 +259,12 @@ def test_pep_and_archive_across_nodes(nodes: tuple[Node, Node, int]) -> None:
 
             # XEP-0441 prefs set from bob's laptop on A (never archive alice) hold on B, which
             # kept bob's prefs for his phone and decides his copy of what reaches him there.
+            casts = _casts_to(db, b)
             await bob_laptop.plugin["xep_0441"].set_preferences(
                 default="always", never=[SJID("alice@localhost")])
-            await asyncio.sleep(0.3)  # B hears of it (a cast through Redis)
+            # B hears of it (a cast through Redis): published to B before alice writes, the
+            # cast is in B's hands before her message (through A, then the link) can be.
+            await asyncio.to_thread(_cast_seen, casts, PREFS_CAST)
             alice.send_message(mto="bob@localhost/phone", mbody="unkept", mtype="chat")
             while (msg := await asyncio.wait_for(live.get(), 5))["body"] != "unkept":
                 pass

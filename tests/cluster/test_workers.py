@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,8 +35,9 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 
 class Cluster:
     def __init__(self, proc: subprocess.Popen[str], c2s_port: int, tls_port: int,
-                 banner: str) -> None:
+                 banner: str, tmp: Path | None = None) -> None:
         self.proc = proc
+        self.tmp = tmp  # its configuration and SQLite database
         self.c2s_port = c2s_port
         self.tls_port = tls_port
         self.banner = banner
@@ -77,6 +79,19 @@ class Cluster:
         raise AssertionError(f"could not place {jid} on worker {worker}")
 
 
+async def _available(db: int, bare: str, *resources: str, available: bool = True) -> None:
+    """Every node (worker) sees these resources of ``bare`` (their rows in Redis; with
+    ``available``, after their initial presence): a stanza to them from another node goes
+    to them, not to offline storage."""
+    client = pytest.importorskip("redis").Redis(host="127.0.0.1", port=6379, db=db,
+                                                decode_responses=True)
+
+    def seen() -> bool:
+        rows = {r: v.split("\t") for r, v in client.hgetall(f"suricate:sess:{bare}").items()}
+        return all(r in rows and (not available or rows[r][2] == "1") for r in resources)
+    await eventually(seen)
+
+
 def _register(tmp: Path, toml: str) -> None:
     async def run() -> None:
         server = Server(parse_config(toml, tmp), tmp, {})
@@ -110,7 +125,7 @@ def start_cluster(tmp: Path, redis_db: int, workers: int = 2) -> Cluster:
     assert proc.stdout is not None
     banner = proc.stdout.readline()
     assert "serving localhost" in banner, (banner, proc.stderr.read() if proc.poll() else "")
-    return Cluster(proc, c2s, tls, banner)
+    return Cluster(proc, c2s, tls, banner, tmp)
 
 
 def stop_cluster(cluster: Cluster) -> tuple[int, str, str]:
@@ -141,13 +156,14 @@ def test_two_workers_share_the_ports(cluster: Cluster) -> None:
     assert len(listening) == 2  # one SO_REUSEPORT socket per worker
 
 
-async def test_messages_between_workers(cluster: Cluster) -> None:
+async def test_messages_between_workers(cluster: Cluster, redis_db: int) -> None:
     alice = await cluster.connect_on(0, "alice@localhost/a", plugins=("xep_0199",))
     bob = await cluster.connect_on(1, "bob@localhost/b", plugins=("xep_0199",))
     assert cluster.owner(alice) != cluster.owner(bob)
     alice.send_presence()
     bob.send_presence()
-    await asyncio.sleep(0.2)
+    await _available(redis_db, "alice@localhost", "a")
+    await _available(redis_db, "bob@localhost", "b")
     alice.send_message(mto="bob@localhost/b", mbody="to your full JID", mtype="chat")
     assert (await bob.next_message())["body"] == "to your full JID"
     bob.send_message(mto="alice@localhost", mbody="to your bare JID", mtype="chat")
@@ -169,7 +185,7 @@ async def presence_from(client: Client, frm: str, type_: str) -> Any:
             return pres
 
 
-async def test_subscription_and_presence_between_workers(cluster: Cluster) -> None:
+async def test_subscription_and_presence_between_workers(cluster: Cluster, redis_db: int) -> None:
     carol = await cluster.connect_on(0, "carol@localhost/c")
     dave = await cluster.connect_on(1, "dave@localhost/d")
     for client in (carol, dave):
@@ -179,7 +195,8 @@ async def test_subscription_and_presence_between_workers(cluster: Cluster) -> No
         client.send_presence()
     # A request to a user with no available resource waits in the roster until the next
     # login (RFC 6121 §3.1.3): let each worker learn that the other's user is available.
-    await asyncio.sleep(0.3)
+    for client in (carol, dave):
+        await _available(redis_db, str(client.boundjid.bare), client.boundjid.resource)
     # the subscription stanzas and the roster pushes cross the workers both ways
     for user, contact in ((carol, dave), (dave, carol)):
         user_jid, contact_jid = str(user.boundjid.bare), str(contact.boundjid.bare)
@@ -235,14 +252,15 @@ async def test_resource_conflict_across_workers(cluster: Cluster) -> None:
     await disconnect(second, frank)
 
 
-async def test_session_limit_counts_every_worker(cluster: Cluster) -> None:
+async def test_session_limit_counts_every_worker(cluster: Cluster, redis_db: int) -> None:
     """max_user_sessions = 2 with one session on each worker: a third opens wherever it
     lands, and the oldest of the account's sessions ends (<conflict/>, as MongooseIM 6.4),
     whichever worker holds it."""
     one = await cluster.connect_on(0, "bob@localhost/one")
     await asyncio.sleep(1.1)  # uptime is counted in seconds: "one" is the older
     two = await cluster.connect_on(1, "bob@localhost/two")
-    await asyncio.sleep(0.2)  # both workers know both sessions
+    # both workers know both sessions
+    await _available(redis_db, "bob@localhost", "one", "two", available=False)
 
     def third() -> str:
         client = TestClient(cluster.c2s_port)
@@ -269,7 +287,14 @@ async def test_session_limit_counts_every_worker(cluster: Cluster) -> None:
 async def test_offline_storage_and_delivery(cluster: Cluster) -> None:
     alice = await cluster.connect_on(0, "alice@localhost/a")
     alice.send_message(mto="frank@localhost", mbody="while you were away", mtype="chat")
-    await asyncio.sleep(0.3)
+    assert cluster.tmp is not None
+    path = cluster.tmp / "suricate.db"
+
+    def stored() -> bool:
+        with sqlite3.connect(path) as db:
+            return bool(db.execute("SELECT count(*) FROM offline_messages WHERE username = "
+                                   "'frank'").fetchone()[0])
+    await eventually(stored)  # before frank's session opens: not delivered live
     frank = await cluster.connect_on(1, "frank@localhost/f")
     frank.send_presence()
     msg = await frank.next_message()
@@ -292,7 +317,7 @@ async def test_sigterm_stops_every_worker(tmp_path: Path, redis_db: int) -> None
     assert "Traceback" not in err
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists()
-    await asyncio.sleep(0.2)
+    await eventually(lambda: len(errors) >= 2)  # read by the clients meanwhile
     assert sorted(e["condition"] for e in errors) == ["system-shutdown", "system-shutdown"]
     await disconnect(alice, bob)
 

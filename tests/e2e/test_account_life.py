@@ -267,7 +267,7 @@ async def test_cancelled_account_leaves_nothing_behind(server: Server) -> None:
     # A message waiting offline: alice's second device is connected but not available
     # (RFC 6121 §8.5.2.1.1 stores what no available resource can take).
     alice.send_presence(ptype="unavailable")
-    await asyncio.sleep(0.2)
+    await eventually(lambda: not server.sessions.available(JID.parse("alice@localhost")))
     bob.send_message(mto=SlixJID("alice@localhost"), mbody="waiting offline", mtype="chat")
     await eventually(lambda: offline_rows(server, "alice") == 1)
     assert set((await account_data(alice, bob)).values()) == {True}

@@ -242,7 +242,7 @@ async def fill(server: Server, xena: Client, bob: Client) -> list[str]:
     marker.send()
     # Offline, and last activity: the account goes unavailable, bob writes.
     xena.send_presence(ptype="unavailable")
-    await asyncio.sleep(0.2)
+    await eventually(lambda: not server.sessions.available(JID.parse(JID_)))
     bob.send_message(mto=SlixJID(JID_), mbody="waiting offline", mtype="chat")
     # Push registered after it (a notification to an app server nobody runs would end it).
     await eventually(lambda: offline(server))

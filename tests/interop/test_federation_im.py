@@ -34,7 +34,8 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from tests.e2e.harness import Client, disconnect, free_port
+from suricate.jid import JID
+from tests.e2e.harness import Client, disconnect, eventually, free_port
 from tests.interop import peers as P
 from tests.interop.test_federation_interop import require_peers, suricate_toml
 from tests.interop.test_federation_muc_pep import chat, login
@@ -43,6 +44,14 @@ from tests.s2s.harness import federated_server, register
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports")]
 
 PLUGINS = ("xep_0030", "xep_0054", "xep_0199")
+
+
+async def _roster_has(server: Any, user: str, contact: str, **fields: Any) -> bool:
+    """Whether ``user``'s roster item for Prosody's ``contact`` has these fields (state
+    the server reaches once the peer's presence has crossed s2s)."""
+    item = await server.modules["mod_roster"].get_roster_item(
+        JID.parse(f"{user}@{P.SURICATE}"), f"{contact}@{P.PROSODY}")
+    return item is not None and all(getattr(item, k) == v for k, v in fields.items())
 AUTH = "external"
 CLIENT = "jabber:client"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -199,20 +208,20 @@ async def test_users_offline_unknown_and_a_suricate_restart(peers: P.Peers,
         poppy.send_presence()
         sam.send_presence(pto=f"poppy@{P.PROSODY}", ptype="subscribe")
         await presence(poppy, f"sam@{P.SURICATE}", "subscribe")
-        await asyncio.sleep(0.3)  # the pre-approval reached sue's roster
+        await eventually(lambda: _roster_has(server, "sue", "poppy", approved=True))
         poppy.send_presence(pto=f"sue@{P.SURICATE}", ptype="subscribe")
         await presence(poppy, f"sue@{P.SURICATE}", "subscribed")
         await presence(poppy, f"sue@{P.SURICATE}")
         await disconnect(sam)
         poppy.send_presence(pto=f"sam@{P.SURICATE}", ptype="subscribed")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _roster_has(server, "sam", "poppy", subscription="to"))
         sam = await ours(server, "sam")
         assert sam.client_roster[f"poppy@{P.PROSODY}"]["subscription"] == "to"
         sam.send_presence()
         await presence(sam, f"poppy@{P.PROSODY}")
         await disconnect(sam)
         poppy.send_presence(pto=f"sam@{P.SURICATE}", ptype="unsubscribed")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _roster_has(server, "sam", "poppy", subscription="none"))
         sam = await ours(server, "sam")
         assert sam.client_roster[f"poppy@{P.PROSODY}"]["subscription"] == "none"
         await disconnect(sam, poppy)

@@ -16,7 +16,14 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from suricate.core.server import Server
 from suricate.modules.mod_muc.store import MucStore
 from tests.e2e.harness import Client, disconnect
-from tests.muc.conftest import SERVICE, create_instant, create_room, error_message, user
+from tests.muc.conftest import (
+    SERVICE,
+    create_instant,
+    create_room,
+    error_message,
+    presence_from,
+    user,
+)
 
 REGISTER = "jabber:iq:register"
 ROOM = f"verona@{SERVICE}"
@@ -67,7 +74,7 @@ async def test_registered_nick_is_reserved_for_its_owner(server: Server) -> None
     assert [str(j) for j in members] == ["romeo@localhost"]
     store = server.module_stores["mod_muc"]
     assert isinstance(store, MucStore)
-    for _ in range(50):
+    for _ in range(250):  # up to 5 s: the room is stored after the IQ result
         stored = await store.load_room(SERVICE, "verona")
         if stored is not None and stored.nicks:
             break
@@ -89,7 +96,7 @@ async def test_registered_nick_is_reserved_for_its_owner(server: Server) -> None
     await romeo.plugin["xep_0045"].join_muc_wait(SJID(ROOM), "Romeo", timeout=5)
     await register_iq(romeo, f"<query xmlns='{REGISTER}'><remove/></query>")
     romeo.plugin["xep_0045"].leave_muc(SJID(ROOM), "Romeo")
-    await asyncio.sleep(0.1)
+    await presence_from(romeo, f"{ROOM}/Romeo", "unavailable")  # the nick is free
     await register_iq(tybalt, nick_form("Romeo"))
     await disconnect(owner, romeo, tybalt)
 

@@ -11,7 +11,7 @@ from slixmpp.exceptions import IqError, PresenceError
 
 from suricate.core.server import Server
 from suricate.jid import JID
-from tests.e2e.harness import disconnect
+from tests.e2e.harness import disconnect, eventually
 from tests.muc.conftest import (
     SERVICE,
     codes,
@@ -92,8 +92,8 @@ async def test_create_join_talk(server: Server) -> None:
     gone = await presence_from(alice, f"{ROOM}/Bob", "unavailable")
     assert gone["muc"]["role"] == "none"
     muc_a.leave_muc(SJID(ROOM), "Alice")
-    await asyncio.sleep(0.1)
-    assert JID.parse(ROOM) not in server.modules["mod_muc"].rooms  # type: ignore[attr-defined]
+    rooms = server.modules["mod_muc"].rooms  # type: ignore[attr-defined]
+    await eventually(lambda: JID.parse(ROOM) not in rooms)
     await disconnect(alice, bob)
 
 
