@@ -21,6 +21,11 @@ Archiving servers for the side-by-side MAM figures (docs/mam.md): ``suricate_mam
 ``suricate_mam_pg`` (PostgreSQL), ``prosody_mam`` (Prosody's mod_mam on internal storage),
 ``ejabberd_mam`` (ejabberd's mod_mam on mnesia), e.g.
 ``--servers suricate,suricate_mam,suricate_mam_pg,prosody_mam,ejabberd_mam --only messages``.
+
+Memory as people connect (docs/performance.md): ``suricate_default`` runs the embedded
+default's modules with a 50-contact roster per account, and ``--only rss_real`` holds
+connections that log in as Conversations does (``loadgen.py hold --realistic``), e.g.
+``--servers suricate_default --only rss,rss_real --users 2000 --repeat 1``.
 """
 
 from __future__ import annotations
