@@ -466,7 +466,8 @@ SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"
            "suricate_mam_pg": (SuricateMamPg, "127.0.0.6"),
            "suricate_inbox": (SuricateInbox, "127.0.0.7"),
            "prosody_mam": (ProsodyMam, "127.0.0.8"),
-           "suricate_default": (SuricateDefault, "127.0.0.10"), "ejabberd_mam": (EjabberdMam, "127.0.0.9")}
+           "ejabberd_mam": (EjabberdMam, "127.0.0.9"),
+           "suricate_default": (SuricateDefault, "127.0.0.10")}
 
 
 # -- the generator ------------------------------------------------------------------------------
@@ -751,8 +752,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="suricate,prosody,ejabberd")
-    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc; and rss_real "
-                   "(only when named; for suricate_default)")
+    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc; and "
+                   "rss_real (only when named; for suricate_default)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))
     p.add_argument("--server-cores", default="0")
     p.add_argument("--gen-cores", default="1")
