@@ -84,7 +84,7 @@ class Client(asyncio.Protocol):
     """A connection that either waits for byte markers (login) or counts messages."""
 
     __slots__ = ("transport", "buf", "_marker", "_fut", "counting", "on_messages", "_tail",
-                 "lost")
+                 "lost", "on_data")
 
     def __init__(self) -> None:
         self.transport: Any = None
@@ -95,11 +95,15 @@ class Client(asyncio.Protocol):
         self.on_messages: Any = None
         self._tail = b""
         self.lost = False
+        self.on_data: Any = None  # the realistic login's parser (Session), once bound
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.on_data is not None:
+            self.on_data(data)
+            return
         if self.counting:
             # Count '</message>' without parsing; keep a tail for markers split across reads.
             chunk = self._tail + data if self._tail else data
@@ -243,15 +247,164 @@ async def gather_bounded(coros: list[Any], parallel: int) -> list[Any]:
     return list(await asyncio.gather(*(one(c) for c in coros)))
 
 
+# -- the realistic login (hold --realistic) ---------------------------------------------------
+
+# What Conversations announces (XEP-0115): the server asks for it once per 'ver' (disco#info)
+# and then knows which PEP nodes each session wants (+notify).
+CAPS_IDENTITY = ("client", "phone", "", "Conversations")
+CAPS_FEATURES = sorted([
+    "http://jabber.org/protocol/caps", "http://jabber.org/protocol/disco#info",
+    "http://jabber.org/protocol/chatstates", "urn:xmpp:ping", "urn:xmpp:receipts",
+    "urn:xmpp:chat-markers:0", "urn:xmpp:message-correct:0", "jabber:x:conference",
+    "urn:xmpp:avatar:metadata+notify", "http://jabber.org/protocol/nick+notify",
+    "urn:xmpp:bookmarks:1+notify", "eu.siacs.conversations.axolotl.devicelist+notify",
+    "urn:xmpp:jingle:1", "urn:xmpp:jingle-message:0"])
+CAPS_NODE = "http://conversations.im"
+
+
+def caps_ver() -> str:
+    """XEP-0115 §5.1: the verification string of CAPS_IDENTITY and CAPS_FEATURES."""
+    s = "/".join(CAPS_IDENTITY) + "<" + "".join(f + "<" for f in CAPS_FEATURES)
+    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+def _attr_escape(v: str) -> str:
+    return v.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;")
+
+
+class Session:
+    """After bind, a connection parsed with a pull parser: it answers what a client must
+    (XEP-0198 <r/>, disco#info for its caps, pings) and awaits results by iq id."""
+
+    def __init__(self, c: Client, leftover: bytes) -> None:
+        import xml.etree.ElementTree as ET
+        self.c = c
+        self.h = 0
+        self.sm = False
+        self.waits: dict[str, asyncio.Future[Any]] = {}
+        self.parser = ET.XMLPullParser(("start", "end"))
+        self.parser.feed(b"<stream:stream xmlns='jabber:client' "
+                         b"xmlns:stream='http://etherx.jabber.org/streams'>")
+        self.depth = 0
+        self.root: Any = None
+        c.on_data = self.feed
+        if leftover:
+            self.feed(leftover)
+
+    def wait(self, key: str) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waits[key] = fut
+        return fut
+
+    def _done(self, key: str, el: Any) -> None:
+        fut = self.waits.pop(key, None)
+        if fut is not None and not fut.done():
+            fut.set_result(el)
+
+    def feed(self, data: bytes) -> None:
+        self.parser.feed(data)
+        for ev, el in self.parser.read_events():
+            if ev == "start":
+                self.depth += 1
+                if self.root is None:
+                    self.root = el
+                continue
+            self.depth -= 1
+            if self.depth == 1:
+                self.root.remove(el)
+                self.element(el)
+
+    def element(self, el: Any) -> None:
+        tag = el.tag
+        if tag.startswith("{urn:xmpp:sm:3}"):
+            name = tag[15:]
+            if name == "r":
+                self.c.send(f"<a xmlns='urn:xmpp:sm:3' h='{self.h}'/>".encode())
+            elif name in ("enabled", "failed"):
+                self.sm = name == "enabled"
+                self._done("sm", el)
+            return
+        if tag not in ("{jabber:client}iq", "{jabber:client}message",
+                       "{jabber:client}presence"):
+            return
+        if self.sm:
+            self.h += 1
+        if tag != "{jabber:client}iq":
+            return
+        kind, sid = el.get("type"), el.get("id", "")
+        if kind in ("result", "error"):
+            self._done(sid, el)
+            return
+        to = _attr_escape(el.get("from", DOMAIN))
+        sid = _attr_escape(sid)
+        if el.find("{http://jabber.org/protocol/disco#info}query") is not None:
+            cat, typ, lang, name = CAPS_IDENTITY
+            feats = "".join(f"<feature var='{f}'/>" for f in CAPS_FEATURES)
+            node = el[0].get("node")
+            node_attr = f" node='{_attr_escape(node)}'" if node else ""
+            self.c.send(f"<iq type='result' to='{to}' id='{sid}'><query xmlns="
+                        f"'http://jabber.org/protocol/disco#info'{node_attr}><identity "
+                        f"category='{cat}' type='{typ}' name='{name}'/>{feats}</query>"
+                        "</iq>".encode())
+        elif el.find("{urn:xmpp:ping}ping") is not None:
+            self.c.send(f"<iq type='result' to='{to}' id='{sid}'/>".encode())
+        else:
+            self.c.send(f"<iq type='error' to='{to}' id='{sid}'><error type='cancel'>"
+                        "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                        "</error></iq>".encode())
+
+    async def iqs(self, *stanzas: tuple[str, str], timeout: float = 60.0) -> list[Any]:
+        """Send iqs (id, the iq's inside) pipelined; wait for all of their answers."""
+        futs = []
+        for sid, (kind, inner) in enumerate(stanzas):
+            key = f"q{sid}"
+            futs.append(self.wait(key))
+            self.c.send(f"<iq type='{kind}' id='{key}'>{inner}</iq>".encode())
+        return list(await asyncio.wait_for(asyncio.gather(*futs), timeout))
+
+
+async def realistic_login(host: str, port: int, user: str, tls: bool,
+                          ctx: ssl.SSLContext) -> Client:
+    """What Conversations does at login, after SCRAM and a classic bind: stream management
+    with resumption (XEP-0198), carbons (XEP-0280), the roster, the blocklist (XEP-0191),
+    bookmarks from PEP (XEP-0402), presence with caps (XEP-0115), a page of the archive
+    (XEP-0313, the latest 50), and then CSI inactive (XEP-0352), as a phone in a pocket."""
+    c = await login(host, port, user, tls, ctx, resource=f"Conv.{secrets.token_hex(4)}",
+                    presence=False)
+    s = Session(c, bytes(c.buf))
+    c.buf.clear()
+    fut = s.wait("sm")
+    c.send(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    await asyncio.wait_for(fut, 30)
+    await s.iqs(
+        ("set", "<enable xmlns='urn:xmpp:carbons:2'/>"),
+        ("get", "<query xmlns='jabber:iq:roster'/>"),
+        ("get", "<blocklist xmlns='urn:xmpp:blocking'/>"),
+        ("get", "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                "<items node='urn:xmpp:bookmarks:1'/></pubsub>"))
+    c.send(f"<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+           f"node='{CAPS_NODE}' ver='{caps_ver()}'/></presence>".encode())
+    await s.iqs(("set", "<query xmlns='urn:xmpp:mam:2'><set xmlns="
+                        "'http://jabber.org/protocol/rsm'><max>50</max><before/></set>"
+                        "</query>"))
+    c.send(b"<inactive xmlns='urn:xmpp:csi:0'/>")
+    return c
+
+
 # -- scenarios ----------------------------------------------------------------------------------
 
 async def scenario_hold(a: argparse.Namespace) -> dict[str, Any]:
     """Log in ``count`` connections, report, then keep them until stdin says 'close'."""
     ctx = client_context()
     t0 = time.monotonic()
-    clients = await gather_bounded(
-        [login(a.host, a.port, f"u{a.first + i}", a.tls, ctx) for i in range(a.count)],
-        a.parallel)
+    if a.realistic:
+        clients = await gather_bounded(
+            [realistic_login(a.host, a.port, f"u{a.first + i}", a.tls, ctx)
+             for i in range(a.count)], a.parallel)
+    else:
+        clients = await gather_bounded(
+            [login(a.host, a.port, f"u{a.first + i}", a.tls, ctx) for i in range(a.count)],
+            a.parallel)
     await asyncio.sleep(a.settle)
     print(json.dumps({"held": len(clients), "seconds": time.monotonic() - t0}), flush=True)
     loop = asyncio.get_running_loop()
@@ -522,6 +675,8 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--max-hold", type=float, default=300.0)
+    p.add_argument("--realistic", action="store_true",
+                   help="'hold': log in as Conversations does (realistic_login), not bare")
     p.add_argument("--stdloop", action="store_true", help="do not use uvloop")
     p.add_argument("--same-node", action="store_true",
                    help="'messages' with --port2: each receiver on its sender's node (none "

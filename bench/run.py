@@ -21,6 +21,11 @@ Archiving servers for the side-by-side MAM figures (docs/mam.md): ``suricate_mam
 ``suricate_mam_pg`` (PostgreSQL), ``prosody_mam`` (Prosody's mod_mam on internal storage),
 ``ejabberd_mam`` (ejabberd's mod_mam on mnesia), e.g.
 ``--servers suricate,suricate_mam,suricate_mam_pg,prosody_mam,ejabberd_mam --only messages``.
+
+Memory as people connect (docs/performance.md): ``suricate_default`` runs the embedded
+default's modules with a 50-contact roster per account, and ``--only rss_real`` holds
+connections that log in as Conversations does (``loadgen.py hold --realistic``), e.g.
+``--servers suricate_default --only rss,rss_real --users 2000 --repeat 1``.
 """
 
 from __future__ import annotations
@@ -375,6 +380,49 @@ class SuricateInbox(Suricate):
     MODULES = "[modules.mod_inbox]\n[modules.mod_smart_markers]\n"
 
 
+class SuricateDefault(Suricate):
+    """Suricate with the module set of the embedded default (suricate/core/defaults.py: SM,
+    carbons, CSI, caps + PEP, MUC, MAM, blocking, SASL2/Bind2/FAST ...), without its HTTP
+    listeners and upload; each account u<i> has a roster of REAL_CONTACTS contacts with
+    subscription both: half of them other u accounts (online once the 'hold --realistic'
+    connections are up), half c accounts that never log in. For ``--only rss_real``."""
+
+    REAL_CONTACTS = 50
+
+    def write_config(self, cert: Path, key: Path) -> None:
+        from suricate.core.defaults import DEFAULT_MODULES as EMBEDDED
+        plain = tuple(m for m in EMBEDDED if m not in ("mod_pubsub", "mod_http_upload"))
+        self.MODULES = ('[modules.mod_pubsub]\nmax_items_node = 1000\n'
+                        'ignore_pep_from_offline = false\n'
+                        '[modules.mod_mam]\n[modules.mod_mam.pm]\n[modules.mod_mam.muc]\n')
+        super().write_config(cert, key)
+        path = self.config_path()
+        text = path.read_text()
+        head, _, _ = text.partition("[modules.mod_presence]")
+        path.write_text(head + "\n".join(f"[modules.{m}]" for m in plain) + "\n")
+
+    def provision(self, names: list[str]) -> None:
+        super().provision(names)
+        self.start()  # the modules' tables (mod_roster's) are made when the server starts
+        self.stop()
+        users = [n for n in names if n.startswith("u")]
+        offline = [n for n in names if n.startswith("c")] or ["nobody"]
+        half = self.REAL_CONTACTS // 2
+        rows = []
+        for i, u in enumerate(users):
+            # symmetric: u<i> and u<i+k> (k = 1..half/2 either way) have each other
+            near = {users[(i + k) % len(users)] for k in range(-half // 2, half - half // 2 + 1)
+                    if k and len(users) > 1} - {u}
+            far = {offline[(i + k) % len(offline)] for k in range(half)}
+            rows += [("localhost", u, f"{c}@localhost", c, "both") for c in sorted(near | far)]
+        db = sqlite3.connect(self.workdir / "suricate.db")
+        with db:
+            db.execute("DELETE FROM roster_items")
+            db.executemany("INSERT INTO roster_items (server, username, jid, name, "
+                           "subscription) VALUES (?, ?, ?, ?, ?)", rows)
+        db.close()
+
+
 class ProsodyMam(Prosody):
     """Prosody 0.12 archiving every message with the mod_mam it ships. Its archive is on
     Prosody's ``internal`` storage (one append-only file per account): the sql storage needs
@@ -417,7 +465,9 @@ SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"
            "ejabberd": (Ejabberd, "127.0.0.4"), "suricate_mam": (SuricateMam, "127.0.0.5"),
            "suricate_mam_pg": (SuricateMamPg, "127.0.0.6"),
            "suricate_inbox": (SuricateInbox, "127.0.0.7"),
-           "prosody_mam": (ProsodyMam, "127.0.0.8"), "ejabberd_mam": (EjabberdMam, "127.0.0.9")}
+           "prosody_mam": (ProsodyMam, "127.0.0.8"),
+           "ejabberd_mam": (EjabberdMam, "127.0.0.9"),
+           "suricate_default": (SuricateDefault, "127.0.0.10")}
 
 
 # -- the generator ------------------------------------------------------------------------------
@@ -433,11 +483,12 @@ def loadgen(spec: ServerSpec, gen_cores: str, scenario: str, *args: str,
 
 
 def measure_rss(spec: ServerSpec, gen_cores: str, count: int, tls: bool,
-                parallel: int, settle: float) -> float:
+                parallel: int, settle: float, realistic: bool = False) -> float:
     before = rss_kib(spec.pid)
     cmd = ["taskset", "-c", gen_cores, PY, str(LOADGEN), "hold", "--host", spec.addr,
            "--port", str(spec.port), "--count", str(count), "--parallel", str(parallel),
-           "--settle", str(settle), "--max-hold", "300"] + (["--tls"] if tls else [])
+           "--settle", str(settle), "--max-hold", "300"] + (["--tls"] if tls else []) + (
+           ["--realistic"] if realistic else [])
     gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert gen.stdout is not None and gen.stdin is not None
@@ -596,6 +647,14 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 restart(spec, sizes)
                 r[key] = measure_rss(spec, gen_cores, sizes.users, tls, 100, sizes.settle)
                 log(f"{spec.name}: {key} {r[key]:.1f}")
+        if only is not None and "rss_real" in only:
+            # Connections that log in as Conversations does (loadgen realistic_login), over
+            # STARTTLS: a fresh server, as above. Only when asked for: the login needs the
+            # modules of suricate_default (SM, carbons, PEP, MAM ...).
+            restart(spec, sizes)
+            r["rss_real_kib"] = measure_rss(spec, gen_cores, sizes.users, True, 100,
+                                            sizes.settle, realistic=True)
+            log(f"{spec.name}: rss_real_kib {r['rss_real_kib']:.1f}")
     finally:
         spec.stop()
     return r
@@ -610,6 +669,8 @@ ROWS: list[tuple[str, Any, str, bool]] = [
      False),
     ("RSS per idle connection, plain (KiB)", lambda r: r.get("rss_plain_kib"), "{:.1f}", False),
     ("RSS per idle connection, STARTTLS (KiB)", lambda r: r.get("rss_tls_kib"), "{:.1f}", False),
+    ("RSS per connection, realistic login, STARTTLS (KiB)", lambda r: r.get("rss_real_kib"),
+     "{:.1f}", False),
 ]
 for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
     for _shape in ("5x1", "BIG"):
@@ -691,7 +752,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="suricate,prosody,ejabberd")
-    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc")
+    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc; and "
+                   "rss_real (only when named; for suricate_default)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))
     p.add_argument("--server-cores", default="0")
     p.add_argument("--gen-cores", default="1")

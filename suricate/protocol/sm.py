@@ -12,7 +12,6 @@ resumed) carries that time as its XEP-0203 delay, not the time it is finally del
 from __future__ import annotations
 
 import time
-from collections import deque
 from datetime import UTC, datetime
 
 from suricate.xml import ns
@@ -49,8 +48,11 @@ class StreamManagement:
         self.h_in = 0  # stanzas handled from the client
         self.h_out = 0  # stanzas sent to the client
         self.acked = 0  # the client's last <a h=.../>
-        self.buffer: deque[Element] = deque()  # sent, not acknowledged, oldest first
-        self.sent_at: deque[float] = deque()  # when each of them was sent (Unix time)
+        # Lists, not deques: an empty deque keeps a 64-slot block (~760 bytes with the object),
+        # and every session holds these two whether it ever has anything unacknowledged; an
+        # empty list is 56 bytes, and an ack drops a prefix in one step (``ack``).
+        self.buffer: list[Element] = []  # sent, not acknowledged, oldest first
+        self.sent_at: list[float] = []  # when each of them was sent (Unix time)
         self.buffer_max = buffer_max  # None: unlimited
         self.ack_freq = ack_freq  # None: never request
         self._since_request = 0
@@ -91,9 +93,9 @@ class StreamManagement:
         count = (h - self.acked) % MOD
         if count > len(self.buffer):
             raise HandledCountTooHigh(h, self.h_out)
-        for _ in range(count):
-            self.buffer.popleft()
-            self.sent_at.popleft()
+        if count:
+            del self.buffer[:count]
+            del self.sent_at[:count]
         self.acked = h % MOD
         if self._base_max is not None and len(self.buffer) <= self._base_max:
             self.buffer_max, self._base_max = self._base_max, None  # the burst is over

@@ -40,3 +40,22 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
         assert isinstance(results[key], float) and math.isfinite(results[key]), key
     assert results["muc_delivered_per_s"] > 0  # bench/muc.py through the runner
     assert "| SCRAM-SHA-256 logins/s over STARTTLS |" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_realistic_login_hold_smoke(tmp_path: Path) -> None:
+    """``--only rss_real``: the embedded default's modules, connections that log in as
+    Conversations does (bench/loadgen.py realistic_login: every step must be answered, the
+    caps query too, or the generator fails)."""
+    pytest.importorskip("OpenSSL")
+    if subprocess.run(["which", "taskset"], capture_output=True).returncode != 0:
+        pytest.skip("taskset not available")
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "suricate_default",
+           "--smoke", "--only", "rss_real", "--workdir", str(tmp_path / "work"),
+           "--port", str(free_port("127.0.0.10")), "--server-cores", "0",
+           "--gen-cores", "0-1", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=55)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    value = json.loads(out.read_text())["suricate_default"]["rss_real_kib"]
+    assert isinstance(value, float) and math.isfinite(value)
