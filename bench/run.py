@@ -709,6 +709,8 @@ def table(results: dict[str, dict[str, Any]], sizes: Sizes) -> str:
     big = f"{sizes.big_pairs}x{sizes.big_inflight}"
     for label, get, fmt, _higher_better in ROWS:
         label = label.replace("BIG", big)
+        if all(get(results[n]) is None for n in names):
+            continue  # a figure none of the servers was measured for (--only)
         cells = []
         for n in names:
             v = get(results[n])
