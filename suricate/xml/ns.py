@@ -44,3 +44,4 @@ CARBONS = "urn:xmpp:carbons:2"  # XEP-0280
 FORWARD = "urn:xmpp:forward:0"  # XEP-0297
 CSI = "urn:xmpp:csi:0"  # XEP-0352
 HINTS = "urn:xmpp:hints"  # XEP-0334
+RSM = "http://jabber.org/protocol/rsm"  # XEP-0059

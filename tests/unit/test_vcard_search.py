@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from suricate.modules.mod_vcard.search import (
-    RSM,
     Criterion,
     criteria,
     index_row,
     like_pattern,
-    rsm_page,
 )
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.rsm import rsm_page
 from suricate.xml.element import Element
+from suricate.xml.ns import RSM
 from suricate.xml.parser import parse_fragment
 
 

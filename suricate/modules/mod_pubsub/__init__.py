@@ -47,9 +47,9 @@ from suricate.modules.mod_pubsub.store import Item, PubsubStore
 from suricate.modules.mod_roster import ROSTER_CACHE, loaded_roster, roster_module
 from suricate.modules.mod_roster.store import RosterItem
 from suricate.modules.mod_vcard import ModVcard, photo_data
-from suricate.modules.mod_vcard.search import RSM, rsm_page
 from suricate.protocol import subscription as roster_sub
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.rsm import rsm_page
 from suricate.protocol.stanza import result_reply
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -626,7 +626,7 @@ class ModPubsub(Module):
                 # reached the database's LIMIT: every item on SQLite, an error on PostgreSQL
                 # and MariaDB (internal-server-error); RFC 6120 §8.3.3.1.
                 raise StanzaError("bad-request", "max_items is not a number of items")
-        rsm = next((c for c in children[1:] if c.name == "set" and c.xmlns == RSM), None)
+        rsm = next((c for c in children[1:] if c.name == "set" and c.xmlns == ns.RSM), None)
         page: Element | None = None
         if rsm is not None and not ids:
             # XEP-0060 §6.5.4 with XEP-0059: pages of the node's items, newest first (the
@@ -1528,7 +1528,7 @@ class ModPubsub(Module):
         if not node:
             result.add("identity", attrs={"category": "pubsub", "type": "service",
                                           "name": "Publish-Subscribe"})
-            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, COMMANDS, PUBSUB, RSM, *FEATURES):
+            for var in (ns.DISCO_INFO, ns.DISCO_ITEMS, COMMANDS, PUBSUB, ns.RSM, *FEATURES):
                 result.add("feature", attrs={"var": var})
             return result
         for element in await self._node_info(host, node, await self._node(host, node)):

@@ -42,9 +42,10 @@ from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_disco import SERVER_NAME, server_info_form
 from suricate.modules.mod_vcard.ldap import LDAP_SECTION, VcardDirectory
-from suricate.modules.mod_vcard.search import RSM, RdbmsDirectory, rsm_page
+from suricate.modules.mod_vcard.search import RdbmsDirectory
 from suricate.modules.mod_vcard.store import VcardStore
 from suricate.protocol.errors import StanzaError, error_reply
+from suricate.protocol.rsm import rsm_page
 from suricate.protocol.stanza import result_reply
 from suricate.storage.base import StorageError
 from suricate.xml import ns
@@ -385,7 +386,7 @@ class ModVcard(Module):
             for var, value in item.fields:
                 element.add("field", attrs={"var": var}).add("value", text=value)
             items.append((str(jid), element))
-        rsm = query.find("set", RSM)
+        rsm = query.find("set", ns.RSM)
         start, end = 0, len(items)
         if rsm is not None:
             # XEP-0059 over the (at most ``matches``) users found, in JID order, as 6.4.

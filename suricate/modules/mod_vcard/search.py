@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
-    "RSM",
     "FIELDS",
     "REPORTED",
     "Criterion",
@@ -34,7 +32,6 @@ __all__ = [
     "criteria",
     "index_row",
     "like_pattern",
-    "rsm_page",
 ]
 
 
@@ -162,52 +159,3 @@ class RdbmsDirectory:
             SearchItem(row[0], tuple((f.var, row[i + 1] or "") for i, f in enumerate(REPORTED)))
             for row in rows
         ]
-
-
-#: XEP-0059: Result Set Management, which pages a directory search (6.4 does).
-RSM = "http://jabber.org/protocol/rsm"
-
-
-def rsm_page(keys: Sequence[str], request: Element) -> tuple[int, int, Element]:
-    """The page of ``keys`` (the found JIDs, in order) a XEP-0059 ``<set/>`` asks for: its
-    bounds and the ``<set/>`` answering it. ``<after/>`` (§2.2) and ``<before/>`` (§2.3, empty:
-    the last page) name a JID of the results, ``<index/>`` (§2.4) a position; ``<max/>`` is
-    the page size (§2.1). A JID that is not in the results is item-not-found (§2.5)."""
-    total = len(keys)
-    maximum = _rsm_int(request, "max")
-    after = request.find_text("after", RSM)
-    before = request.find_text("before", RSM)
-    index = _rsm_int(request, "index")
-    start, end = 0, total
-    if after is not None:
-        if after not in keys:
-            raise StanzaError("item-not-found", "no such item in the results")
-        start = keys.index(after) + 1
-    elif before is not None:
-        if before and before not in keys:
-            raise StanzaError("item-not-found", "no such item in the results")
-        end = keys.index(before) if before else total
-        start = max(0, end - maximum) if maximum is not None else 0
-    elif index is not None:
-        start = min(index, total)
-    if maximum is not None and before is None:
-        end = min(end, start + maximum)
-    answer = Element("set", RSM)
-    if start < end:
-        answer.add("first", attrs={"index": str(start)}, text=keys[start])
-        answer.add("last", text=keys[end - 1])
-    answer.add("count", text=str(total))
-    return start, end, answer
-
-
-def _rsm_int(request: Element, name: str) -> int | None:
-    text = request.find_text(name, RSM)
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise StanzaError("bad-request", f"<{name}/> is not a non-negative integer")
-    return value
