@@ -26,6 +26,13 @@ from tests.s2s.harness import login, register, two_servers
 from tests.upload.test_upload_disk import _config, _files, _raw_slot, trust
 
 
+def _trusted_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The disk backend's listener and module sections on a free port, its certificate from a
+    test CA this process trusts (clients verify the upload URL's HTTPS)."""
+    trust(monkeypatch, make_test_ca(tmp_path / "certs"))
+    return _config(tmp_path, free_port())
+
+
 async def _stalling(first: bytes, gate: asyncio.Event) -> AsyncIterator[bytes]:
     yield first
     await gate.wait()
@@ -42,10 +49,7 @@ async def test_two_puts_to_one_slot_one_wins_intact(
 ) -> None:
     # A client retrying a PUT it thinks failed while the first is still running: the second
     # must not write into the first's temporary file (both 201, the file a mix of two bodies).
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -103,10 +107,7 @@ async def test_a_put_that_stops_sending_is_ended(
     # A phone going into a tunnel mid-upload: the server must not wait for the rest forever
     # (a connection and an open file per stalled upload).
     monkeypatch.setattr(disk, "IDLE_TIMEOUT", 0.3, raising=False)
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -142,10 +143,7 @@ async def test_a_put_that_trickles_is_ended(
             yield b"x" * 10
             await asyncio.sleep(0.1)
 
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -189,10 +187,7 @@ async def test_a_full_disk_gets_507_and_leaves_nothing(
         handle = real_open(path, mode, *args, **kwargs)
         return Full(handle) if "b" in mode and ("x" in mode or "w" in mode) else handle
 
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -236,10 +231,7 @@ async def test_served_files_never_run_as_the_servers_pages(
     # An uploaded page or SVG opened from a chat would otherwise be a page of this origin (the
     # web client at /chat may share it): no scripts, no loads, no forms; a page is a download.
     # Media players seek with Range, and caches revalidate with the ETag.
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -318,10 +310,7 @@ async def test_files_go_with_their_uploaders_account(
 ) -> None:
     # GDPR removal: a removed account's shared files stop being served and leave the disk;
     # another user's stay.
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         urls = await _upload_as(server, "alice", "bob")
         assert await server.auth.remove(JID.parse("alice@localhost"))
@@ -337,10 +326,7 @@ async def test_a_guests_files_stay_after_it_leaves(
 ) -> None:
     # A guest (SASL ANONYMOUS) is removed with its last session; the pictures it shared in
     # a room stay served, as the room's archive keeps its messages.
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     anon = 'methods = ["rdbms", "anonymous"]\nsasl_mechanisms = ["scram_sha256", "anonymous"]'
     async with running_server(
         tmp_path, extra=listener, modules=modules, auth_extra=anon
@@ -360,10 +346,7 @@ async def test_a_guests_files_stay_after_it_leaves(
 async def test_files_older_than_file_ttl_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     modules = modules.replace(
         'disk.directory = "files"', 'disk.directory = "files"\ndisk.file_ttl = 30'
     )
@@ -411,10 +394,7 @@ async def test_a_put_expecting_100_continue_gets_it(
     # curl and libcurl-based clients send "Expect: 100-continue" for bodies over 1 MB and wait
     # for the interim answer before sending the body (RFC 9110 §10.1.1); without one each
     # upload stalls (curl: a second; clients that wait longer: until they give up).
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
@@ -448,10 +428,7 @@ async def test_a_long_name_is_shortened_keeping_its_ending(
     # A name saved from a web page can pass the file system's 255 bytes (accented letters are
     # two): the PUT failed (500, "File name too long"). XEP-0363 §4 lets the service alter the
     # name but wants the ending kept.
-    ca = make_test_ca(tmp_path / "certs")
-    trust(monkeypatch, ca)
-    port = free_port()
-    listener, modules = _config(tmp_path, port)
+    listener, modules = _trusted_config(tmp_path, monkeypatch)
     async with running_server(tmp_path, extra=listener, modules=modules) as server:
         await add_user(server, "alice")
         alice = await connect(server, "alice@localhost/a", "secret")
