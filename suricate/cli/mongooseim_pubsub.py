@@ -142,12 +142,15 @@ async def _node(run: Any, store: Any, opts: dict[str, Any], services: set[str], 
             skipped[f"PubSub node options not understood ({option}: the default kept)"] += 1
     # Who owns it: the account for PEP; for a service node its owners list, then the
     # affiliation rows that say owner.
-    owner_jids = [f"{key.local}@{key.domain}"] if pep else []
+    owner_jids = [f"{host[1]}@{host[0]}"] if pep else []
     for jid in owner_list:
         try:
-            owner_jids.append(str(JID.parse(str(jid)).bare))
+            bare = str(JID.parse(str(jid)).bare)
         except (InvalidJID, ValueError):
             skipped["PubSub node owners with an invalid JID"] += 1
+            continue
+        if bare not in owner_jids:
+            owner_jids.append(bare)
     wanted_affs: dict[str, str] = {}
     for luser, lserver, aff in affs:
         name_ = AFFILIATION.get(int(aff))

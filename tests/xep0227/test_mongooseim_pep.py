@@ -139,6 +139,14 @@ def rows() -> list[tuple[str, tuple[Any, ...]]]:
         # What Suricate does not serve: a push node (node_push) and a collection.
         _node(5, "pubsub.localhost", "phones", "push", "alice@localhost"),
         ("INSERT INTO pubsub_node_collections VALUES ('news', 'root')", ()),
+        # Rows that cannot be taken: counted, the rest goes on.
+        ("INSERT INTO pubsub_nodes VALUES (6, 'alice@localhost', 'odd', 'pep', '[]', '[]')",
+         ()),
+        _node(7, "pubsub.elsewhere.example", "feed", "flat", "alice@localhost"),
+        ("INSERT INTO pubsub_subscriptions VALUES (4, 'dave', 'localhost', '', 0, 's0', '{}')",
+         ()),
+        ("INSERT INTO inbox VALUES ('alice', 'localhost', 'dave@localhost', 'd1', 'inbox', ?,"
+         " ?, 0, 1)", (b"<message", T)),
         # The inbox: two unread from bob, one from carol, archived and muted.
         ("INSERT INTO inbox VALUES ('alice', 'localhost', 'bob@localhost', 'm2', 'inbox', ?,"
          " ?, 0, 2)", (_message("bob@localhost/desk", "m2", "See you at tea"), T + 10)),
@@ -207,7 +215,11 @@ async def test_pep_pubsub_inbox_markers_push_and_blocking(
                  "skipped 1: PubSub items beyond their node's max_items",
                  "skipped 1: PubSub items that are not one <item/> with one payload",
                  "skipped 1: PubSub nodes of type push",
-                 "skipped 1: pubsub_node_collections rows"):
+                 "skipped 1: pubsub_node_collections rows",
+                 "skipped 1: PubSub nodes with unreadable owners or options",
+                 "skipped 1: PubSub nodes of service pubsub.elsewhere.example",
+                 "skipped 1: PubSub subscriptions unreadable (or none)",
+                 "skipped 1: inbox entries whose peer or last message cannot be read"):
         assert line in out, out
     assert "error" not in out
     # A second run changes nothing.
