@@ -77,7 +77,8 @@ class Source:
 
     dialect = ""
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``, whose ``?`` placeholders take ``args``."""
         raise NotImplementedError
 
     async def tables(self) -> set[str]:
@@ -93,8 +94,11 @@ class _PgSource(Source):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await self.conn.fetch(sql)]
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if args:
+            n = iter(range(1, len(args) + 1))
+            sql = "".join(f"${next(n)}" if c == "?" else c for c in sql)
+        return [tuple(r) for r in await self.conn.fetch(sql, *args)]
 
     async def tables(self) -> set[str]:
         rows = await self.conn.fetch(
@@ -112,9 +116,11 @@ class _MySource(Source):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         async with self.conn.cursor() as cur:
-            await cur.execute(sql)
+            # The driver formats with % only when given arguments (none of ours has a %).
+            await cur.execute(sql.replace("?", "%s"), args) if args else \
+                await cur.execute(sql)
             return [tuple(r) for r in await cur.fetchall()]
 
     async def tables(self) -> set[str]:
@@ -191,12 +197,35 @@ class _Run:
         assert jid.local is not None
         return jid.domain, jid.local
 
-    async def rows(self, what: str, sql: str) -> list[tuple[Any, ...]]:
+    async def rows(self, what: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         try:
-            return await self.src.fetch(sql)
+            return await self.src.fetch(sql, *args)
         except Exception as exc:  # noqa: BLE001 - a driver's error for a column missing...
             self.summary.errors.append(f"{what}: cannot read the source ({exc})")
             return []
+
+    async def pages(self, what: str, table: str, keys: tuple[str, ...], columns: str
+                    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """``table`` a page at a time in the order of its key ``keys`` (keyset paging:
+        ``columns`` starts with ``keys``), so that a big table is never held at once."""
+        after: tuple[Any, ...] | None = None
+        while True:
+            where, args = "", []
+            if after is not None:
+                # (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ...: the rows after the last one.
+                terms = []
+                for i, key in enumerate(keys):
+                    terms.append("(" + " AND ".join(
+                        [*(f"{k} = ?" for k in keys[:i]), f"{key} > ?"]) + ")")
+                    args += [*after[:i], after[i]]
+                where = f" WHERE {' OR '.join(terms)}"
+            page = await self.rows(what, f"SELECT {columns} FROM {table}{where}"
+                                   f" ORDER BY {', '.join(keys)} LIMIT {MAM_PAGE}", *args)
+            if page:
+                yield page
+            if len(page) < MAM_PAGE:
+                return
+            after = page[-1][:len(keys)]
 
     # -- the kinds, in the order they are written -------------------------------------------
     async def rosters(self) -> None:

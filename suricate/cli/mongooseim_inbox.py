@@ -35,15 +35,25 @@ ENTRIES = "inbox entries"
 async def import_inbox(run: Any) -> None:
     if run.missing(ENTRIES, "inbox"):
         return
-    rows = await run.rows(ENTRIES, "SELECT lserver, luser, remote_bare_jid, msg_id, box,"
-                          " content, timestamp, muted_until, unread_count FROM inbox"
-                          " ORDER BY lserver, luser, timestamp")
-    store = run.store("mod_inbox", ENTRIES, len(rows))
+    counted = await run.rows(ENTRIES, "SELECT COUNT(*) FROM inbox")
+    store = run.store("mod_inbox", ENTRIES, int(counted[0][0]) if counted else 0)
     if store is None:
         return
     boxes = {"inbox", "archive", "bin", *run.module_opts("mod_inbox")["boxes"]}
-    skipped = run.summary.skipped
     unknown: set[str] = set()
+    async for page in run.pages(ENTRIES, "inbox", ("lserver", "luser", "remote_bare_jid"),
+                                "lserver, luser, remote_bare_jid, msg_id, box, content,"
+                                " timestamp, muted_until, unread_count"):
+        await _entries(run, store, page, boxes, unknown)
+    for box in sorted(unknown):
+        run.summary.warnings.append(
+            f"{ENTRIES} in box {box!r}: imported, but modules.mod_inbox.boxes does not list"
+            " it, so clients cannot ask for that box")
+
+
+async def _entries(run: Any, store: Any, rows: list[tuple[Any, ...]], boxes: set[str],
+                   unknown: set[str]) -> None:
+    skipped = run.summary.skipped
     for server, user, remote, msg_id, box, content, stamp, muted, unread in rows:
         acc = run.account(server, user)
         if acc is None:
@@ -73,46 +83,45 @@ async def import_inbox(run: Any) -> None:
             *acc, peer, str(msg_id or ""), stanza_id, box, message.serialize(ns.CLIENT),
             int(stamp), int(muted or 0), int(unread))
         run.summary.imported[ENTRIES] += 1
-    for box in sorted(unknown):
-        run.summary.warnings.append(
-            f"{ENTRIES} in box {box!r}: imported, but modules.mod_inbox.boxes does not list"
-            " it, so clients cannot ask for that box")
 
 
 async def import_smart_markers(run: Any) -> None:
     what = "chat markers (smart_markers)"
     if run.missing(what, "smart_markers"):
         return
-    rows = await run.rows(what, "SELECT lserver, luser, to_jid, thread, type, msg_id,"
-                          " timestamp FROM smart_markers")
-    store = run.store("mod_smart_markers", what, len(rows))
+    counted = await run.rows(what, "SELECT COUNT(*) FROM smart_markers")
+    store = run.store("mod_smart_markers", what, int(counted[0][0]) if counted else 0)
     if store is None:
         return
     from suricate.modules.mod_smart_markers.store import Marker
 
-    held: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-    for server, user, to_jid, thread, kind, msg_id, stamp in rows:
-        acc = run.account(server, user)
-        if acc is None:
-            continue
-        marker_type = MARKER_TYPE.get(str(kind).strip())
-        try:
-            peer = str(JID.parse(str(to_jid)).bare)
-        except (InvalidJID, ValueError):
-            marker_type = None
-        if marker_type is None:
-            run.summary.skipped[f"{what} unreadable"] += 1
-            continue
-        if acc not in held:
-            held[acc] = {(m.to_jid, m.thread, m.type) for m in await store.of_user(*acc)}
-        key = (peer, str(thread or ""), marker_type)
-        if key in held[acc]:
-            run.summary.skipped[f"{what} already present"] += 1
-            continue
-        await store.save([Marker(acc[0], acc[1], peer, key[1], marker_type, str(msg_id),
-                                  int(stamp))])
-        held[acc].add(key)
-        run.summary.imported[what] += 1
+    # The markers the account being read holds here (the pages come in account order).
+    held: tuple[tuple[str, str], set[tuple[str, str, str]]] | None = None
+    async for page in run.pages(what, "smart_markers",
+                                ("lserver", "luser", "to_jid", "thread", "type"),
+                                "lserver, luser, to_jid, thread, type, msg_id, timestamp"):
+        for server, user, to_jid, thread, kind, msg_id, stamp in page:
+            acc = run.account(server, user)
+            if acc is None:
+                continue
+            marker_type = MARKER_TYPE.get(str(kind).strip())
+            try:
+                peer = str(JID.parse(str(to_jid)).bare)
+            except (InvalidJID, ValueError):
+                marker_type = None
+            if marker_type is None:
+                run.summary.skipped[f"{what} unreadable"] += 1
+                continue
+            if held is None or held[0] != acc:
+                held = (acc, {(m.to_jid, m.thread, m.type) for m in await store.of_user(*acc)})
+            key = (peer, str(thread or ""), marker_type)
+            if key in held[1]:
+                run.summary.skipped[f"{what} already present"] += 1
+                continue
+            await store.save([Marker(acc[0], acc[1], peer, key[1], marker_type, str(msg_id),
+                                     int(stamp))])
+            held[1].add(key)
+            run.summary.imported[what] += 1
 
 
 def _text(value: Any) -> str:

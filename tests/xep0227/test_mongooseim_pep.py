@@ -198,7 +198,12 @@ async def _inbox(client: Client) -> dict[str, tuple[int, str | None]]:
 
 
 async def test_pep_pubsub_inbox_markers_push_and_blocking(
-        mim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        mim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from suricate.cli import mongooseim, mongooseim_pubsub
+    # Read in pages of two rows (nodes, inbox entries): the keyset paging is exercised.
+    monkeypatch.setattr(mongooseim, "MAM_PAGE", 2)
+    monkeypatch.setattr(mongooseim_pubsub, "PAGE", 2)
     c2s, tls, plain, comp_tls = free_port(), free_port(), free_port(), free_port()
     toml = server_toml(tmp_path, c2s, tls, extra=component_toml(tmp_path, plain, comp_tls),
                        modules=MODULES)
