@@ -450,12 +450,7 @@ class ModPubsub(Module):
                                  f"max_items {max_items} exceeds max_items_node ({limit})")
 
     def keep(self, config: Mapping[str, Any]) -> int:
-        limit: int = self.opts["max_items_node"]
-        max_items = config.get("max_items", limit)
-        keep = limit if max_items == "max" else min(int(max_items), limit)
-        # A node that does not persist items still keeps the last one, for
-        # send_last_published_item (XEP-0060 §7.1.2 allows keeping the last item).
-        return keep if config.get("persist_items", True) else min(keep, 1)
+        return C.items_kept(config, self.opts["max_items_node"])
 
     async def _node(self, host: Host, node: str | None) -> dict[str, Any]:
         if not node:

@@ -60,6 +60,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def items_kept(config: Mapping[str, Any], limit: int) -> int:
+    """How many items a node keeps: its max_items ("max": the service's ``max_items_node``,
+    ``limit``), never more than ``limit``."""
+    max_items = config.get("max_items", limit)
+    keep = limit if max_items == "max" else min(int(max_items), limit)
+    # A node that does not persist items still keeps the last one, for
+    # send_last_published_item (XEP-0060 §7.1.2 allows keeping the last item).
+    return keep if config.get("persist_items", True) else min(keep, 1)
+
+
 def _bool(text: str) -> bool:
     if text in ("1", "true"):
         return True
