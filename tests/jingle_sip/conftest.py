@@ -161,4 +161,18 @@ async def sipp(tmp: Path, scenario: str, port: int, remote: int | None = None,
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=log_dir, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    if remote is None:  # a UAS: the test's first request must find it listening
+        await eventually(lambda: bound(port, transport), timeout=5)
     return Sipp(proc, log_dir)
+
+
+def bound(port: int, transport: str) -> bool:
+    """Whether something listens on ``port`` (the kernel's socket tables, Linux)."""
+    table = Path("/proc/net/udp" if transport == "udp" else "/proc/net/tcp")
+    wanted = f":{port:04X}"
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        # tcp: state 0A is LISTEN
+        if fields[1].endswith(wanted) and (transport == "udp" or fields[3] == "0A"):
+            return True
+    return False

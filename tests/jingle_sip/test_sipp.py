@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.jingle_sip.conftest import JINGLE, bridge, free_port, jingle_client, sipp
 
 RTP = "urn:xmpp:jingle:apps:rtp:1"
@@ -45,14 +47,28 @@ ANSWER = f"""
 </jingle>"""
 
 
+TRANSPORT_INFO = f"""
+<jingle xmlns='{JINGLE}' action='transport-info' sid='{{sid}}'>
+  <content creator='initiator' name='audio'>
+    <transport xmlns='{ICE}' ufrag='alicefrag' pwd='alicepassword1234567890'>
+      <candidate component='1' foundation='2' generation='0' id='c2' ip='203.0.113.77'
+                 network='0' port='40002' priority='1694498815' protocol='udp' type='srflx'
+                 rel-addr='192.0.2.1' rel-port='40000'/>
+    </transport>
+  </content>
+</jingle>"""
+
+
 def terminate(sid: str, reason: str) -> str:
     return (f"<jingle xmlns='{JINGLE}' action='session-terminate' sid='{sid}'>"
             f"<reason><{reason}/></reason></jingle>")
 
 
-async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path) -> None:
-    async with bridge(tmp_path) as b, jingle_client(b, "alice@localhost/phone") as alice:
-        phone = await sipp(tmp_path, "uas_answer.xml", b.proxy_port)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path, transport: str) -> None:
+    async with bridge(tmp_path, transport) as b, \
+            jingle_client(b, "alice@localhost/phone") as alice:
+        phone = await sipp(tmp_path, "uas_answer.xml", b.proxy_port, transport=transport)
         try:
             result = await alice.jingle_set("bob@sip.example", OFFER.format(sid="call-1"))
             assert result["type"] == "result"
@@ -77,6 +93,8 @@ async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path) -> None:
             [cand] = transport.findall(f"{{{ICE}}}candidate")
             assert (cand.get("ip"), cand.get("port"), cand.get("type"), cand.get("priority")) \
                 == ("198.51.100.7", "50000", "host", "2122260223")
+            # a new candidate: an INFO of the dialog (SIPp checks its SDP)
+            await alice.jingle_set("bob@sip.example", TRANSPORT_INFO.format(sid="call-1"))
             # hangup: a BYE that SIPp answers, which ends its scenario successfully
             await alice.jingle_set("bob@sip.example", terminate("call-1", "success"))
             assert await phone.wait() == 0, phone.logs()
@@ -106,7 +124,14 @@ async def test_sip_phone_calls_an_xmpp_user(tmp_path: Path) -> None:
                                         ("srflx", "192.0.2.9", "55000", "203.0.113.5")]
             result = await bob.jingle_set("carol@sip.example", ANSWER.format(sid=sid))
             assert result["type"] == "result"
-            # SIPp checks our 200's SDP, acknowledges it and hangs up
+            # SIPp checks our 200's SDP, acknowledges it, sends a re-INVITE with a relay
+            # candidate (MongooseIM: a transport-info for the user) and hangs up
+            update = await bob.next_jingle()
+            assert (update.get("action"), update.get("sid")) == ("transport-info", sid)
+            relay = update.find(f"{{{JINGLE}}}content/{{{ICE}}}transport/{{{ICE}}}candidate")
+            assert relay is not None
+            assert (relay.get("type"), relay.get("ip"), relay.get("port")) == \
+                ("relay", "198.51.100.99", "3478")
             end = await bob.next_jingle("session-terminate")
             assert end.get("sid") == sid
             assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}success") is not None
@@ -122,5 +147,47 @@ async def test_xmpp_user_declines_a_sip_call(tmp_path: Path) -> None:
             initiate = await bob.next_jingle("session-initiate")
             await bob.jingle_set("carol@sip.example", terminate(initiate.get("sid"), "decline"))
             assert await phone.wait() == 0, phone.logs()  # it got 486 Busy Here
+        finally:
+            await phone.stop()
+
+
+async def test_sip_caller_gives_up(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "bob@localhost/desk") as bob:
+        phone = await sipp(tmp_path, "uac_cancel.xml", free_port(), remote=b.sip_port)
+        try:
+            initiate = await bob.next_jingle("session-initiate")
+            end = await bob.next_jingle("session-terminate")
+            assert end.get("sid") == initiate.get("sid")
+            assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}cancel") is not None
+            assert await phone.wait() == 0, phone.logs()  # 200 to CANCEL, 487 to the INVITE
+        finally:
+            await phone.stop()
+
+
+async def test_xmpp_caller_gives_up_while_it_rings(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "alice@localhost/phone") as alice:
+        phone = await sipp(tmp_path, "uas_cancelled.xml", b.proxy_port)
+        try:
+            await alice.jingle_set("bob@sip.example", OFFER.format(sid="call-2"))
+            assert (await alice.next_jingle()).get("action") == "session-info"
+            await alice.jingle_set("bob@sip.example", terminate("call-2", "cancel"))
+            assert await phone.wait() == 0, phone.logs()  # CANCEL, then ACK of the 487
+            assert len(b.server.modules["mod_jingle_sip"].calls) == 0
+        finally:
+            await phone.stop()
+
+
+async def test_sip_error_ends_the_call_with_its_code(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "alice@localhost/phone") as alice:
+        phone = await sipp(tmp_path, "uas_not_found.xml", b.proxy_port)
+        try:
+            await alice.jingle_set("nobody@sip.example", OFFER.format(sid="call-3"))
+            end = await alice.next_jingle("session-terminate")
+            reason = end.find(f"{{{JINGLE}}}reason")
+            assert reason is not None
+            assert reason.find(f"{{{JINGLE}}}general-error") is not None
+            sip_error = reason.find(f"{{{JINGLE}}}sip-error")
+            assert sip_error is not None and sip_error.get("code") == "404"
+            assert await phone.wait() == 0, phone.logs()  # and it got our ACK of the 404
         finally:
             await phone.stop()
