@@ -19,6 +19,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from suricate.core.server import Server
 from suricate.jid import JID
+from suricate.modules.mod_jingle_sip import ModJingleSip
 from tests.e2e.harness import (
     MODULES_TOML,
     Client,
@@ -76,6 +77,12 @@ class Bridge:
     sip_port: int  # the bridge's listen_port
     proxy_port: int  # where SIPp listens as the "proxy"
     tmp: Path
+
+    @property
+    def module(self) -> ModJingleSip:
+        module = self.server.modules["mod_jingle_sip"]
+        assert isinstance(module, ModJingleSip)
+        return module
 
 
 def bridge_toml(sip_port: int, proxy_port: int, transport: str = "udp", extra: str = "") -> str:

@@ -1,0 +1,238 @@
+"""mod_jingle_sip's bad input and failures, with slixmpp clients and a raw SIP socket: Jingle
+errors (XEP-0166 §7.2 unknown-session, bad-request), Jingle between local users left alone, a
+proxy that cannot be reached (TCP refused, UDP silent: retransmissions then Timer B), SIP
+garbage (dropped) and malformed requests (400), 404/480/481/405, existing-session-initiate,
+and a callee whose session ends while it rings (486)."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.exceptions import IqError
+
+from tests.jingle_sip.conftest import JINGLE, bridge, jingle_client
+from tests.jingle_sip.test_sipp import ANSWER, ICE, OFFER
+
+ERRORS = "urn:xmpp:jingle:errors:1"
+
+
+class RawSip(asyncio.DatagramProtocol):
+    """A UDP socket speaking SIP by hand: what it receives waits in a queue."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received.put_nowait(data)
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def send(self, text: str, port: int) -> None:
+        head, _, body = text.partition("\n\n")
+        head = head.strip().replace("\n", "\r\n").replace("PORT", str(self.port))
+        data = f"{head}\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        self.transport.sendto(data.encode(), ("127.0.0.1", port))
+
+    async def next(self, timeout: float = 3.0) -> str:
+        return (await asyncio.wait_for(self.received.get(), timeout)).decode()
+
+
+async def raw_sip(port: int = 0) -> RawSip:
+    _, proto = await asyncio.get_running_loop().create_datagram_endpoint(
+        RawSip, local_addr=("127.0.0.1", port))
+    return proto
+
+
+def request(method: str, to: str, call_id: str, branch: str, cseq: str = "1",
+            body: str = "") -> str:
+    return f"""{method} sip:{to} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:PORT;branch=z9hG4bK{branch}
+From: <sip:carol@sip.example>;tag=carol1
+To: <sip:{to}>
+Call-ID: {call_id}
+CSeq: {cseq} {method}
+Contact: <sip:carol@127.0.0.1:PORT>
+Max-Forwards: 70
+{"Content-Type: application/sdp" if body else ""}
+
+{body}"""
+
+
+SDP = "v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n" \
+      "m=audio 49170 RTP/AVP 0\r\n"
+
+
+async def error_of(coro: Any) -> Any:
+    with pytest.raises(IqError) as err:
+        await coro
+    return err.value.iq
+
+
+async def test_jingle_errors(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "alice@localhost/phone") as alice:
+        # XEP-0166 §7.2: a session nobody knows
+        iq = await error_of(alice.jingle_set(
+            "bob@sip.example",
+            f"<jingle xmlns='{JINGLE}' action='session-terminate' sid='nope'>"
+            "<reason><success/></reason></jingle>"))
+        assert iq["error"]["condition"] == "item-not-found"
+        assert iq.xml.find(f"{{jabber:client}}error/{{{ERRORS}}}unknown-session") is not None
+        for payload in [
+            f"<jingle xmlns='{JINGLE}' action='session-initiate'/>",  # no sid
+            f"<jingle xmlns='{JINGLE}' action='session-initiate' sid='s1'/>",  # no content
+            f"<jingle xmlns='{JINGLE}' action='dance' sid='s1'/>",  # no such action
+            # a content without transport
+            f"<jingle xmlns='{JINGLE}' action='session-initiate' sid='s1'><content "
+            "creator='initiator' name='a'><description xmlns='urn:xmpp:jingle:apps:rtp:1' "
+            "media='audio'><payload-type id='0' name='PCMU' clockrate='8000'/>"
+            "</description></content></jingle>",
+        ]:
+            iq = await error_of(alice.jingle_set("bob@sip.example", payload))
+            assert iq["error"]["condition"] == "bad-request", payload
+        assert len(b.module.calls) == 0
+
+
+async def test_jingle_between_local_users_is_not_bridged(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "alice@localhost/phone") as alice, \
+            jingle_client(b, "bob@localhost/desk") as bob:
+        result = await alice.jingle_set("bob@localhost/desk", OFFER.format(sid="local"))
+        assert result["type"] == "result"  # bob's own answer
+        initiate = await bob.next_jingle("session-initiate")
+        assert initiate.get("sid") == "local"
+        assert len(b.module.calls) == 0
+
+
+async def test_proxy_refusing_tcp_ends_the_call(tmp_path: Path) -> None:
+    async with bridge(tmp_path, "tcp") as b, jingle_client(b, "alice@localhost/phone") as alice:
+        await alice.jingle_set("bob@sip.example", OFFER.format(sid="tcp-down"))
+        end = await alice.next_jingle("session-terminate")
+        assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}connectivity-error") is not None
+        assert len(b.module.calls) == 0
+
+
+async def test_silent_udp_proxy_retransmissions_then_timer_b(tmp_path: Path) -> None:
+    silent = await raw_sip()
+    try:
+        async with bridge(tmp_path, proxy_port=silent.port) as b, \
+                jingle_client(b, "alice@localhost/phone") as alice:
+            b.module.ua.t1 = 0.02  # Timer B = 64*T1 = 1.28 s
+            await alice.jingle_set("bob@sip.example", OFFER.format(sid="udp-down"))
+            end = await alice.next_jingle("session-terminate")
+            assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}connectivity-error") is not None
+            # RFC 3261 §17.1.1.2 Timer A: the same INVITE again at T1, 2*T1, 4*T1...
+            sent = [silent.received.get_nowait() for _ in range(silent.received.qsize())]
+            assert len(sent) >= 5 and len(set(sent)) == 1 and sent[0].startswith(b"INVITE")
+    finally:
+        silent.transport.close()
+
+
+async def test_sip_garbage_and_bad_requests(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b:
+        peer = await raw_sip()
+        try:
+            # not SIP at all: dropped (RFC 3261 §18.3), nothing comes back
+            peer.transport.sendto(b"\x00\x01hello there\r\n\r\n", ("127.0.0.1", b.sip_port))
+            with pytest.raises(TimeoutError):
+                await peer.next(timeout=0.3)
+            # a request whose CSeq is not one: 400
+            peer.send(request("OPTIONS", "bob@localhost", "c0", "bad", cseq="x"), b.sip_port)
+            assert (await peer.next()).startswith("SIP/2.0 400 ")
+            # OPTIONS: 200 with what we allow; a retransmission gets the same answer
+            peer.send(request("OPTIONS", "bob@localhost", "c1", "opt"), b.sip_port)
+            first = await peer.next()
+            assert first.startswith("SIP/2.0 200 ") and "Allow: INVITE, ACK, CANCEL" in first
+            peer.send(request("OPTIONS", "bob@localhost", "c1", "opt"), b.sip_port)
+            assert await peer.next() == first
+            # a domain this server does not serve: 404; an account without an available
+            # session: 480 (MongooseIM's answer); a dialog nobody knows: 481; SUBSCRIBE: 405
+            for req, status in [
+                (request("INVITE", "bob@elsewhere.example", "c2", "i1", body=SDP), "404"),
+                (request("INVITE", "bob@localhost", "c3", "i2", body=SDP), "480"),
+                (request("BYE", "bob@localhost", "c4", "b1"), "481"),
+                (request("SUBSCRIBE", "bob@localhost", "c5", "s1"), "405"),
+            ]:
+                peer.send(req, b.sip_port)
+                answer = await peer.next()
+                assert answer.startswith(f"SIP/2.0 {status} "), answer
+                if req.startswith("INVITE"):  # §17.1.1.3: the UAC acknowledges a non-2xx
+                    peer.send(request("ACK", req.split()[1][4:], req.split("Call-ID: ")[1]
+                                      .split("\n")[0], req.split("branch=z9hG4bK")[1]
+                                      .split("\n")[0]), b.sip_port)
+        finally:
+            peer.transport.close()
+
+
+async def test_existing_session_initiate_and_a_callee_that_goes_away(tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b:
+        peer = await raw_sip()
+        try:
+            async with jingle_client(b, "bob@localhost/desk") as bob:
+                peer.send(request("INVITE", "bob@localhost", "ring-1", "inv", body=SDP),
+                          b.sip_port)
+                assert (await peer.next()).startswith("SIP/2.0 180 ")
+                first = await bob.next_jingle("session-initiate")
+                # MongooseIM's existing-session-initiate: an IQ get to one's own bare JID
+                iq = bob.make_iq_get(ito="bob@localhost")
+                iq.append(ET.fromstring(f"<jingle xmlns='{JINGLE}' sid='ring-1' "
+                                        "action='existing-session-initiate'/>"))
+                assert (await iq.send(timeout=5))["type"] == "result"
+                again = await bob.next_jingle("session-initiate")
+                assert ET.tostring(again) == ET.tostring(first)
+                iq = bob.make_iq_get(ito="bob@localhost")
+                iq.append(ET.fromstring(f"<jingle xmlns='{JINGLE}' sid='other' "
+                                        "action='existing-session-initiate'/>"))
+                assert (await error_of(iq.send(timeout=5)))["error"]["condition"] == \
+                    "item-not-found"
+            # bob's only session ended while it rang: the call is refused
+            assert (await peer.next()).startswith("SIP/2.0 486 ")
+        finally:
+            peer.transport.close()
+
+
+async def test_200_is_resent_until_the_ack_and_info_becomes_transport_info(
+        tmp_path: Path) -> None:
+    async with bridge(tmp_path) as b, jingle_client(b, "bob@localhost/desk") as bob:
+        b.module.ua.t1 = 0.05
+        peer = await raw_sip()
+        try:
+            peer.send(request("INVITE", "bob@localhost", "acked", "inv2", body=SDP), b.sip_port)
+            ringing = await peer.next()
+            assert ringing.startswith("SIP/2.0 180 ")
+            initiate = await bob.next_jingle("session-initiate")
+            await bob.jingle_set("carol@sip.example", ANSWER.format(sid=initiate.get("sid")))
+            # RFC 3261 §13.3.1.4: the 2xx again (T1, 2*T1...) while no ACK comes
+            ok = await peer.next()
+            assert ok.startswith("SIP/2.0 200 ") and "a=candidate:9 1 udp" in ok
+            assert await peer.next() == ok
+            to = ok.split("\r\nTo: ")[1].split("\r\n")[0]
+            ack = request("ACK", "bob@localhost", "acked", "ack2").replace(
+                "To: <sip:bob@localhost>", f"To: {to}")
+            peer.send(ack, b.sip_port)
+            await asyncio.sleep(0.3)
+            while not peer.received.empty():  # what was on its way before the ACK
+                assert peer.received.get_nowait().decode() == ok
+            await asyncio.sleep(0.3)
+            assert peer.received.empty()
+            # an INFO with a candidate: a transport-info for bob
+            info = request("INFO", "bob@localhost", "acked", "info2", cseq="2", body=(
+                "m=audio 9 RTP/AVP 0\r\na=mid:audio\r\na=ice-ufrag:cf\r\na=ice-pwd:cp\r\n"
+                "a=candidate:5 1 udp 99 198.51.100.5 7000 typ relay\r\n")).replace(
+                "To: <sip:bob@localhost>", f"To: {to}")
+            peer.send(info, b.sip_port)
+            assert (await peer.next()).startswith("SIP/2.0 200 ")
+            update = await bob.next_jingle("transport-info")
+            cand = update.find(f"{{{JINGLE}}}content/{{{ICE}}}transport/{{{ICE}}}candidate")
+            assert cand is not None and (cand.get("ip"), cand.get("type")) == \
+                ("198.51.100.5", "relay")
+        finally:
+            peer.transport.close()
