@@ -3,8 +3,12 @@ and SIP message parsing (RFC 3261 §7), without sockets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from suricate.config import parse_config
+from suricate.config.spec import ConfigError
 from suricate.modules.mod_jingle_sip.jingle_sdp import (
     DTLS,
     GROUPING,
@@ -248,3 +252,32 @@ def test_stream_framing() -> None:
     assert frame(rest) is None  # incomplete: wait for more
     with pytest.raises(SipParseError):
         frame(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n")  # no Content-Length on a stream
+
+
+GENERAL = '[general]\nhosts = ["localhost"]\ndefault_server_domain = "localhost"\n'
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    ('transport = "tls"', "modules.mod_jingle_sip.transport: expected one of udp, tcp"),
+    ("proxy_port = 0", "modules.mod_jingle_sip.proxy_port: "),
+    ('username_to_phone = [{username = "a"}]',
+     "modules.mod_jingle_sip.username_to_phone[0].phone: missing required option"),
+    ('username_to_phone = [{username = "a", phone = "+1"}, {username = "a", phone = "+2"}]',
+     "modules.mod_jingle_sip.username_to_phone[1].username: 'a' is already mapped in "
+     "username_to_phone[0]"),
+])
+def test_config_errors_name_the_toml_path(toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GENERAL + f"[modules.mod_jingle_sip]\n{toml}\n", Path("/nonexistent"))
+    found = [str(p) for p in info.value.problems]
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_config_defaults_are_64s() -> None:
+    cfg = parse_config(GENERAL + "[modules.mod_jingle_sip]\n", Path("/nonexistent"))
+    opts = cfg["modules"]["mod_jingle_sip"]
+    assert {k: opts[k] for k in ("proxy_host", "proxy_port", "listen_port", "local_host",
+                                  "sdp_origin", "transport", "username_to_phone")} == {
+        "proxy_host": "localhost", "proxy_port": 5600, "listen_port": 5600,
+        "local_host": "localhost", "sdp_origin": "127.0.0.1", "transport": "udp",
+        "username_to_phone": []}
