@@ -88,7 +88,7 @@ class Bridge:
 def bridge_toml(sip_port: int, proxy_port: int, transport: str = "udp", extra: str = "") -> str:
     return MODULES_TOML + f"""
 [modules.mod_jingle_sip]
-proxy_host = "127.0.0.1"
+proxy_host = "localhost"
 proxy_port = {proxy_port}
 listen_port = {sip_port}
 local_host = "127.0.0.1"

@@ -201,15 +201,20 @@ async def test_existing_session_initiate_and_a_callee_that_goes_away(tmp_path: P
 
 async def test_200_is_resent_until_the_ack_and_info_becomes_transport_info(
         tmp_path: Path) -> None:
-    async with bridge(tmp_path) as b, jingle_client(b, "bob@localhost/desk") as bob:
+    async with bridge(tmp_path) as b, jingle_client(b, "bob@localhost/desk") as bob, \
+            jingle_client(b, "bob@localhost/phone") as bob_phone:
         b.module.ua.t1 = 0.05
         peer = await raw_sip()
         try:
             peer.send(request("INVITE", "bob@localhost", "acked", "inv2", body=SDP), b.sip_port)
             ringing = await peer.next()
             assert ringing.startswith("SIP/2.0 180 ")
+            # both resources ring; the desk answers, the phone stops ringing
             initiate = await bob.next_jingle("session-initiate")
+            assert (await bob_phone.next_jingle("session-initiate")).get("sid") == "acked"
             await bob.jingle_set("carol@sip.example", ANSWER.format(sid=initiate.get("sid")))
+            stop = await bob_phone.next_jingle("session-terminate")
+            assert stop.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}cancel") is not None
             # RFC 3261 §13.3.1.4: the 2xx again (T1, 2*T1...) while no ACK comes
             ok = await peer.next()
             assert ok.startswith("SIP/2.0 200 ") and "a=candidate:9 1 udp" in ok

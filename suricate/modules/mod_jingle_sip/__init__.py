@@ -390,7 +390,9 @@ class ModJingleSip(Module):
         except (JingleError, ValueError) as exc:
             raise StanzaError("bad-request", str(exc)) from exc
         call.pending_info.append(body)
-        if call.has_dialog:
+        # A callee's candidates wait for its 200 (the INVITE's answer goes first); a
+        # caller's go as soon as the callee's side opened an early dialog.
+        if call.has_dialog and (call.direction == "out" or call.state == "accepted"):
             self._flush_info(call)
 
     def _flush_info(self, call: Call) -> None:

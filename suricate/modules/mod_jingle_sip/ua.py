@@ -268,7 +268,7 @@ class SipUA:
             return
         assert self._udp is not None
         infos = await asyncio.get_running_loop().getaddrinfo(
-            self.proxy[0], self.proxy[1], type=socket.SOCK_DGRAM)
+            self.proxy[0], self.proxy[1], family=socket.AF_INET, type=socket.SOCK_DGRAM)
         if not infos:
             raise ConnectionError(f"cannot resolve {self.proxy[0]}")
         self._udp.sendto(data, infos[0][4][:2])
