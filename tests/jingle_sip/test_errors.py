@@ -241,3 +241,38 @@ async def test_200_is_resent_until_the_ack_and_info_becomes_transport_info(
                 ("198.51.100.5", "relay")
         finally:
             peer.transport.close()
+
+
+async def test_username_to_phone_both_ways_and_486(tmp_path: Path) -> None:
+    proxy = await raw_sip()
+    mapping = ('username_to_phone = [{username = "alice", phone = "+12025550123"}, '
+               '{username = "bob", phone = "+12025550199"}]')
+    try:
+        async with bridge(tmp_path, extra=mapping, proxy_port=proxy.port) as b, \
+                jingle_client(b, "alice@localhost/phone") as alice:
+            # alice calls bob@sip.example: both are numbers on the SIP side
+            await alice.jingle_set("bob@sip.example", OFFER.format(sid="mapped"))
+            invite = await proxy.next()
+            assert invite.startswith(f"INVITE sip:+12025550199@localhost:{proxy.port}"
+                                     ";transport=udp SIP/2.0\r\n")
+            assert "\r\nFrom: <sip:+12025550123@localhost>;tag=" in invite
+            assert "\r\nTo: <sip:+12025550199@sip.example>\r\n" in invite
+            # the callee is busy: 486 -> session-terminate <decline/>, and our ACK
+            busy = "SIP/2.0 486 Busy Here\r\n" + "".join(
+                line + "\r\n" for line in invite.split("\r\n")[1:]
+                if line.split(":")[0] in ("Via", "From", "Call-ID", "CSeq")) + \
+                "To: <sip:+12025550199@sip.example>;tag=b1\r\nContent-Length: 0\r\n\r\n"
+            proxy.transport.sendto(busy.encode(), ("127.0.0.1", b.sip_port))
+            end = await alice.next_jingle("session-terminate")
+            assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}decline") is not None
+            ack = await proxy.next()
+            while ack == invite:  # a retransmission that left before the 486 came
+                ack = await proxy.next()
+            assert ack.startswith("ACK ") and "CSeq: 1 ACK" in ack and ";tag=b1" in ack
+            # and a number calling alice's number reaches alice, from bob
+            proxy.send(request("INVITE", "+12025550123@localhost", "to-alice", "inv9",
+                               body=SDP).replace("sip:carol@", "sip:+12025550199@"), b.sip_port)
+            initiate = await alice.next_jingle("session-initiate")
+            assert initiate.get("initiator") == "bob@sip.example"
+    finally:
+        proxy.transport.close()
