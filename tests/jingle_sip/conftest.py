@@ -100,8 +100,9 @@ transport = "{transport}"
 
 @contextlib.asynccontextmanager
 async def bridge(tmp: Path, transport: str = "udp", extra: str = "",
-                 proxy_port: int | None = None) -> AsyncIterator[Bridge]:
-    sip_port, proxy = free_port(), proxy_port or free_port()
+                 proxy_port: int | None = None,
+                 sip_port: int | None = None) -> AsyncIterator[Bridge]:
+    sip_port, proxy = sip_port or free_port(), proxy_port or free_port()
     async with running_server(tmp, modules=bridge_toml(sip_port, proxy, transport,
                                                        extra)) as server:
         for user in ("alice", "bob"):

@@ -276,3 +276,35 @@ async def test_username_to_phone_both_ways_and_486(tmp_path: Path) -> None:
             assert initiate.get("initiator") == "bob@sip.example"
     finally:
         proxy.transport.close()
+
+
+async def test_a_200_never_acknowledged_ends_the_call(tmp_path: Path) -> None:
+    peer = await raw_sip()  # the proxy: the bridge's requests (the BYE) go there
+    async with bridge(tmp_path, proxy_port=peer.port) as b, \
+            jingle_client(b, "bob@localhost/desk") as bob:
+        b.module.ua.t1 = 0.01  # 64*T1 = 0.64 s
+        try:
+            peer.send(request("INVITE", "bob@localhost", "no-ack", "inv3", body=SDP), b.sip_port)
+            initiate = await bob.next_jingle("session-initiate")
+            await bob.jingle_set("carol@sip.example", ANSWER.format(sid=initiate.get("sid")))
+            # RFC 3261 §13.3.1.4: no ACK within 64*T1: BYE, and bob hears of it
+            end = await bob.next_jingle("session-terminate")
+            assert end.find(f"{{{JINGLE}}}reason/{{{JINGLE}}}timeout") is not None
+            received = [await peer.next() for _ in range(peer.received.qsize())]
+            while not any(r.startswith("BYE ") for r in received):
+                received.append(await peer.next())
+            bye = next(r for r in received if r.startswith("BYE "))
+            assert bye.startswith("BYE sip:carol@127.0.0.1:") and "Call-ID: no-ack" in bye
+            assert len(b.module.calls) == 0
+        finally:
+            peer.transport.close()
+
+
+async def test_a_busy_sip_port_is_said_with_its_option(tmp_path: Path) -> None:
+    taken = await raw_sip()
+    try:
+        with pytest.raises(OSError, match="listen_port"):
+            async with bridge(tmp_path, sip_port=taken.port):
+                pass
+    finally:
+        taken.transport.close()

@@ -163,7 +163,8 @@ class ModJingleSip(Module):
             proxy_host=str(opts.get("proxy_host", "localhost")),
             proxy_port=int(opts.get("proxy_port", 5600)),
             transport=str(opts.get("transport", "udp")),
-            on_request=self.sip_request, on_cancel=self.sip_cancel, on_ack=self.sip_ack)
+            on_request=self.sip_request, on_cancel=self.sip_cancel, on_ack=self.sip_ack,
+            on_ack_timeout=self.sip_ack_timeout)
 
     async def start(self) -> None:
         await self.ua.start()
@@ -625,6 +626,14 @@ class ModJingleSip(Module):
 
     def sip_ack(self, ack: SipMessage) -> None:
         """The ACK of our 2xx: the dialog is confirmed (§13.3.1.4); nothing to tell."""
+
+    def sip_ack_timeout(self, invite: SipMessage) -> None:
+        """§13.3.1.4: no ACK for our 2xx within 64*T1: the UAS ends the dialog with BYE,
+        and the XMPP side hears that the session timed out."""
+        call = self.calls.get(invite.call_id)
+        if call is not None and call.direction == "in" and call.state == "accepted":
+            self._bye(call)
+            self._end(call, reason_element("timeout", "the SIP side never acknowledged"))
 
     # -- MongooseIM's existing-session-initiate ------------------------------------------------
     def _existing_session_initiate(self, stanza: Element, jingle: Element, user: JID) -> None:

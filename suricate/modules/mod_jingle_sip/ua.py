@@ -157,13 +157,15 @@ class _Datagrams(asyncio.DatagramProtocol):
 class SipUA:
     """``on_request(request, server_tx)`` receives every new request but CANCEL and ACK;
     ``on_cancel(invite_request)`` an INVITE the peer cancelled before its final response;
-    ``on_ack(ack)`` the ACK of a 2xx this agent sent."""
+    ``on_ack(ack)`` the ACK of a 2xx this agent sent; ``on_ack_timeout(invite_request)`` an
+    INVITE whose 2xx was never acknowledged (64*T1)."""
 
     def __init__(self, *, listen_port: int, local_host: str, proxy_host: str,
                  proxy_port: int, transport: str,
                  on_request: Callable[[SipMessage, ServerTransaction], None],
                  on_cancel: Callable[[SipMessage], None],
                  on_ack: Callable[[SipMessage], None],
+                 on_ack_timeout: Callable[[SipMessage], None] = lambda request: None,
                  listen_address: str = "0.0.0.0", t1: float = T1, t2: float = T2) -> None:
         self.listen_port = listen_port
         self.listen_address = listen_address
@@ -173,6 +175,7 @@ class SipUA:
         self.on_request = on_request
         self.on_cancel = on_cancel
         self.on_ack = on_ack
+        self.on_ack_timeout = on_ack_timeout
         self.t1 = t1
         self.t2 = t2
         self._udp: asyncio.DatagramTransport | None = None
@@ -200,10 +203,20 @@ class SipUA:
     # -- life ---------------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(self.listen_address, self.listen_port))
-        self._tcp_server = await asyncio.start_server(
-            self._accepted, self.listen_address, self.listen_port)
+        try:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.listen_address, self.listen_port))
+            if self.listen_port == 0:  # an ephemeral port: TCP takes the same number
+                self.listen_port = self._udp.get_extra_info("sockname")[1]
+            self._tcp_server = await asyncio.start_server(
+                self._accepted, self.listen_address, self.listen_port)
+        except OSError as exc:
+            if self._udp is not None:
+                self._udp.close()
+            # The operator's problem, said with the option to change.
+            raise OSError(exc.errno, f"mod_jingle_sip: cannot listen for SIP on "
+                                     f"{self.listen_address}:{self.listen_port} "
+                                     f"(listen_port): {exc.strerror}") from exc
 
     async def stop(self) -> None:
         for tx in list(self._client.values()):
@@ -404,6 +417,8 @@ class SipUA:
         with contextlib.suppress(SipParseError):
             self._awaiting_ack.pop((stx.request.call_id, stx.request.cseq[0]), None)
         log.info("sip_ack_timeout call_id=%s", stx.request.call_id)
+        if stx.last_response is not None and (stx.last_response.status or 0) < 300:
+            self.on_ack_timeout(stx.request)  # §13.3.1.4: the dialog should end (BYE)
 
     def _forget_later(self, key: tuple[str, str]) -> None:
         # §17.2.2 Timer J / §17.2.1 Timer I: absorb retransmissions for a while, then go.
