@@ -15,7 +15,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from tests.jingle_sip.conftest import JINGLE, bridge, jingle_client
-from tests.jingle_sip.test_sipp import ANSWER, ICE, OFFER
+from tests.jingle_sip.test_sipp import ANSWER, ICE, OFFER, terminate
 
 ERRORS = "urn:xmpp:jingle:errors:1"
 
@@ -308,3 +308,46 @@ async def test_a_busy_sip_port_is_said_with_its_option(tmp_path: Path) -> None:
                 pass
     finally:
         taken.transport.close()
+
+
+def answer(req: str, status: str, to_tag: str = "p1") -> bytes:
+    """A response to ``req`` (its Via, From, Call-ID, CSeq; To with ``to_tag``)."""
+    lines = req.split("\r\n")
+    kept = [line for line in lines[1:] if line.split(":")[0] in ("Via", "From", "Call-ID",
+                                                                  "CSeq")]
+    to = next(line for line in lines if line.startswith("To: "))
+    return (f"SIP/2.0 {status}\r\n" + "".join(line + "\r\n" for line in kept)
+            + f"{to};tag={to_tag}\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+async def test_cancel_waits_for_a_provisional_response(tmp_path: Path) -> None:
+    proxy = await raw_sip()
+    try:
+        async with bridge(tmp_path, proxy_port=proxy.port) as b:
+            async with jingle_client(b, "alice@localhost/phone") as alice:
+                await alice.jingle_set("bob@sip.example", OFFER.format(sid="early-bye"))
+                invite = await proxy.next()
+                # hung up before the callee's side said anything: RFC 3261 §9.1 forbids a
+                # CANCEL yet; the session is over for the client all the same
+                await alice.jingle_set("bob@sip.example", terminate("early-bye", "cancel"))
+                iq = await error_of(alice.jingle_set("bob@sip.example",
+                                                     terminate("early-bye", "cancel")))
+                assert iq["error"]["condition"] == "item-not-found"
+            # alice's session ended meanwhile: nothing more is sent for the call
+            proxy.transport.sendto(answer(invite, "180 Ringing"), ("127.0.0.1", b.sip_port))
+            cancel = await proxy.next()
+            while cancel == invite:  # a retransmission from before the 180
+                cancel = await proxy.next()
+            assert cancel.startswith("CANCEL ") and "CSeq: 1 CANCEL" in cancel
+            assert cancel.split("branch=")[1].split(";")[0] == \
+                invite.split("branch=")[1].split(";")[0]  # the INVITE's branch (§9.1)
+            proxy.transport.sendto(answer(cancel, "200 OK"), ("127.0.0.1", b.sip_port))
+            proxy.transport.sendto(answer(invite, "487 Request Terminated"),
+                                   ("127.0.0.1", b.sip_port))
+            ack = await proxy.next()
+            assert ack.startswith("ACK ") and "CSeq: 1 ACK" in ack
+            await asyncio.sleep(0.2)
+            assert proxy.received.empty()  # one CANCEL, no BYE
+            assert len(b.module.calls) == 0
+    finally:
+        proxy.transport.close()

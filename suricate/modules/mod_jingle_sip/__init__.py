@@ -247,7 +247,9 @@ class ModJingleSip(Module):
             self._result(stanza, peer, user)
             return
         call = self.calls.get(sid)
-        if call is None or user.bare != call.user.bare or peer.bare != call.peer.bare:
+        if call is None or call.state == "ending" or user.bare != call.user.bare \
+                or peer.bare != call.peer.bare:
+            # "ending": the user terminated it, only its INVITE transaction is left
             raise StanzaError("item-not-found", "no such session",
                               app_condition=Element("unknown-session", JINGLE_ERRORS))
         if action == "session-accept":
@@ -658,6 +660,8 @@ class ModJingleSip(Module):
         if jid is None:
             return acc
         for call in self.calls.of_user(jid):
+            if call.state == "ending":
+                continue  # already terminated by the user, waiting for SIP to finish
             if call.direction == "in" and call.state != "accepted":
                 call.rung = [r for r in call.rung if r != jid]
                 if call.rung:
