@@ -56,7 +56,6 @@ from suricate.modules.mod_jingle_sip.jingle_sdp import (
 )
 from suricate.modules.mod_jingle_sip.sdp import SdpError, parse_sdp
 from suricate.modules.mod_jingle_sip.sip import (
-    REASONS,
     SipMessage,
     SipParseError,
     name_addr_uri,
@@ -64,7 +63,7 @@ from suricate.modules.mod_jingle_sip.sip import (
     response_to,
     tag_of,
 )
-from suricate.modules.mod_jingle_sip.ua import ClientTransaction, ServerTransaction, SipUA
+from suricate.modules.mod_jingle_sip.ua import ServerTransaction, SipUA
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -672,7 +671,6 @@ class ModJingleSip(Module):
 
 
 def _without_tag(value: str) -> str:
+    """A From/To value without its header parameters (the tag): our side of the dialog."""
     return value.split(";tag=")[0] if ">" not in value else value[:value.rindex(">") + 1]
 
-
-__all__ = ["ModJingleSip", "ClientTransaction", "REASONS"]
