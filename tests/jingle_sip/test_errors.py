@@ -170,6 +170,12 @@ async def test_sip_garbage_and_bad_requests(tmp_path: Path) -> None:
                                       .split("\n")[0]), b.sip_port)
         finally:
             peer.transport.close()
+        # on TCP, a message that cannot be framed (no Content-Length, §18.3) closes the stream
+        reader, writer = await asyncio.open_connection("127.0.0.1", b.sip_port)
+        writer.write(b"OPTIONS sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/TCP x;branch=z9hG4bKt"
+                     b"\r\n\r\n")
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
 
 
 async def test_existing_session_initiate_and_a_callee_that_goes_away(tmp_path: Path) -> None:

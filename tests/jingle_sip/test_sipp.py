@@ -103,9 +103,11 @@ async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path, transport: str) -> No
             await phone.stop()
 
 
-async def test_sip_phone_calls_an_xmpp_user(tmp_path: Path) -> None:
-    async with bridge(tmp_path) as b, jingle_client(b, "bob@localhost/desk") as bob:
-        phone = await sipp(tmp_path, "uac_call.xml", free_port(), remote=b.sip_port)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_sip_phone_calls_an_xmpp_user(tmp_path: Path, transport: str) -> None:
+    async with bridge(tmp_path, transport) as b, jingle_client(b, "bob@localhost/desk") as bob:
+        phone = await sipp(tmp_path, "uac_call.xml", free_port(), remote=b.sip_port,
+                           transport=transport)
         try:
             initiate = await bob.next_jingle("session-initiate")
             sid = initiate.get("sid")
