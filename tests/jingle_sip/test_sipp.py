@@ -118,9 +118,9 @@ async def test_sip_phone_calls_an_xmpp_user(tmp_path: Path, transport: str) -> N
             assert [(p.get("id"), p.get("name"), p.get("clockrate")) for p in pts] == [
                 ("0", "PCMU", "8000"), ("8", "PCMA", "8000"), ("101", "telephone-event", "8000")]
             assert {p.get("ptime") for p in pts} == {"20"}
-            transport = content.find(f"{{{ICE}}}transport")
-            assert transport is not None and transport.get("ufrag") == "carolfrag"
-            cands = transport.findall(f"{{{ICE}}}candidate")
+            ice = content.find(f"{{{ICE}}}transport")
+            assert ice is not None and ice.get("ufrag") == "carolfrag"
+            cands = ice.findall(f"{{{ICE}}}candidate")
             assert [(c.get("type"), c.get("ip"), c.get("port"), c.get("rel-addr"))
                     for c in cands] == [("host", "203.0.113.5", "49170", None),
                                         ("srflx", "192.0.2.9", "55000", "203.0.113.5")]
