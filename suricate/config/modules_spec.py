@@ -99,9 +99,6 @@ UNAVAILABLE_MODULES: dict[str, str] = {
     "MongooseIM clusters in several data centres; Suricate's nodes form one service through "
     'Redis (general.sm_backend = "redis", docs/cluster.md), and separate services federate '
     "over s2s",
-    "mod_jingle_sip": "module is not available in this version of Suricate: there is no "
-    "Jingle/SIP bridge; Jingle calls between XMPP clients need no module (their IQs are "
-    "routed like any other)",
     # 6.4 configures WebSockets as an HTTP handler, not as a module.
     "mod_websockets": "not a module, in MongooseIM 6.4 either: WebSockets are served by a "
     "[[listen.http.handlers.mod_websockets]] handler (docs/http.md)",
