@@ -6,6 +6,15 @@ sent, over a real socket and real TLS, on a server with the modules a real servi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+import pty
+import re
+import shutil
+import struct
+import subprocess
+import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +187,100 @@ async def test_form_values_come_before_options(server: Server) -> None:
     _element_values_before_options(node_config_form(
         {"access_model": "open", "send_last_published_item": "never", "max_items": 10}))
     _element_values_before_options(options_form({"show-values": ["chat"]}))
+
+
+# -- profanity itself -----------------------------------------------------------------------
+
+def _profanity() -> str:
+    """The profanity binary; skipped without it (install: .ci/install-peers), failed under
+    CI=true."""
+    path = shutil.which("profanity")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("profanity missing under CI=true (.ci/install-peers installs it)")
+        pytest.skip("profanity is not installed (.ci/install-peers installs it)")
+    return path
+
+
+class Terminal:
+    """profanity on a pseudo-terminal of its own (it is a curses program): keys in, and
+    what it logs (-l DEBUG, every stanza) read from its log file."""
+
+    def __init__(self, binary: str, home: Path, account: str) -> None:
+        self.log = home / "share" / "profanity" / "logs" / "profanity.log"
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "TERM": "xterm",
+               "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "share")}
+        self.process = subprocess.Popen([binary, "-a", account, "-l", "DEBUG"], env=env,
+                                        stdin=slave, stdout=slave, stderr=slave,
+                                        start_new_session=True)
+        os.close(slave)
+        self.master = master
+        # The screen is read and dropped: a full pty would stop profanity.
+        asyncio.get_running_loop().add_reader(master, self._drain)
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.master, 65536)
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    async def logged(self, pattern: str, timeout: float = 8.0) -> str:
+        """The first line of the log matching ``pattern`` (a regexp), once it is there."""
+        regex = re.compile(pattern)
+        found: list[str] = []
+
+        def seen() -> bool:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            found.extend(m.group(0) for m in regex.finditer(text))
+            return bool(found)
+
+        await eventually(seen, timeout=timeout, interval=0.1)
+        return found[0]
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        os.close(self.master)
+
+
+async def test_profanity_logs_in_chats_and_reads_the_archive(server: Server,
+                                                              tmp_path: Path) -> None:
+    """The real profanity: STARTTLS required, SCRAM, a message from a slixmpp contact, and
+    `/mam on` then opening the chat asks the archive (it did not before the domain listed
+    urn:xmpp:mam:2)."""
+    binary = _profanity()
+    for name in ("alice", "bob"):
+        await server.auth.register(JID.parse(f"{name}@localhost"), f"{name}-pw")
+    home = tmp_path / "profanity-home"
+    accounts = home / "share" / "profanity" / "accounts"
+    accounts.parent.mkdir(parents=True)
+    # tls.policy trust: the test certificate is self-signed (profanity would ask).
+    accounts.write_text(
+        "[alice@localhost]\nenabled=true\njid=alice@localhost\nserver=127.0.0.1\n"
+        f"port={server.c2s_port}\ntls.policy=trust\n"  # type: ignore[attr-defined]
+        "password=alice-pw\nresource=term\n")
+    terminal = Terminal(binary, home, "alice@localhost")
+    try:
+        await terminal.logged(r"SASL SCRAM-SHA-\d+ auth successful")
+        await terminal.logged(r"RECV: <iq [^\n]*<bind ")
+        bob = await connect(server, "bob@localhost/slix", "bob-pw")
+        bob.send_message(mto="alice@localhost/term", mbody="hi from slixmpp", mtype="chat")
+        await terminal.logged(r"RECV: <message [^\n]*<body>hi from slixmpp</body>")
+        # The message opened bob's window (2); profanity asks the archive when it opens one.
+        terminal.type("/mam on")
+        terminal.type("/close 2")
+        terminal.type("/msg bob@localhost")
+        await terminal.logged(f'SENT: <iq [^\\n]*<query xmlns="{MAM}">')
+        result = await terminal.logged(r"RECV: <message [^\n]*<result [^\n]*hi from slixmpp")
+        assert "urn:xmpp:mam:2" in result
+        await disconnect(bob)
+    finally:
+        terminal.close()
