@@ -784,9 +784,15 @@ class Room:
 
     def _groupchat(self, occ: Occupant, frm: JID, stanza: Element) -> None:
         subject = stanza.find("subject", ns.CLIENT)
-        if subject is not None and stanza.find("body", ns.CLIENT) is None:
-            self._change_subject(occ, subject.text, stanza)
-            return
+        if subject is not None:
+            # XEP-0045 §8.1: a <subject/> without a <body/> changes the subject. An empty
+            # <body/> carries no message (mcabber's /room topic sends one with the subject):
+            # it is no body, or the room would relay a "topic change" every client shows,
+            # but keep the old subject for those who join next.
+            body = stanza.find("body", ns.CLIENT)
+            if body is None or not body.text.strip():
+                self._change_subject(occ, subject.text, stanza)
+                return
         if occ.role == "visitor" and self.config.moderated:
             self._error(stanza, "forbidden", "visitors have no voice")  # §7.4
             return

@@ -189,9 +189,7 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
         attrs = {"var": f"pubsub#{key}", "type": kind, "label": label}
         field = form.add("field", attrs=attrs)
         value = config[key]
-        if type_ == "form" and allowed is not None:
-            for option in allowed:
-                field.add("option").add("value", text=option)
+        # XEP-0004 (its XML Schema): a field's <value/>s come before its <option/>s.
         if kind == "text-multi":
             for v in value:
                 field.add("value", text=v)
@@ -199,6 +197,9 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
             field.add("value", text="1" if value else "0")
         else:
             field.add("value", text=str(value))
+        if type_ == "form" and allowed is not None:
+            for option in allowed:
+                field.add("option").add("value", text=option)
     return form
 
 
