@@ -132,3 +132,19 @@ async def test_moderation_as_gajim_17_asks(default: Server) -> None:
         in notice.replace("'", '"')
     await alice.close()
     await bob.close()
+
+
+async def test_gajim_17_finds_pep_native_bookmarks(default: Server) -> None:
+    """Gajim 1.7.3 (``Bookmarks._bookmark_module``) uses XEP-0402 only when the account
+    advertises ``urn:xmpp:bookmarks:1#compat-pep`` and ``pubsub#config-node-max``; else it
+    keeps its bookmarks in private XML and hears of no change made elsewhere."""
+    alice = await session(default, "alice")
+    await alice.send("<iq xmlns='jabber:client' type='get' id='acct' to='alice@localhost'>"
+                     "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    info = await alice.expect(reply("acct"))
+    for feature in ("urn:xmpp:bookmarks:1#compat-pep",
+                    "http://jabber.org/protocol/pubsub#config-node-max",
+                    "urn:xmpp:pep-vcard-conversion:0",  # XEP-0398: vCard avatars too
+                    "urn:xmpp:mam:2"):
+        assert f'var="{feature}"' in info.replace("'", '"'), feature
+    await alice.close()
