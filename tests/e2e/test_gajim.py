@@ -4,6 +4,7 @@ short of what the client expects (docs/compliance.md, "Gajim (nbxmpp)")."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import AsyncIterator
@@ -148,3 +149,39 @@ async def test_gajim_17_finds_pep_native_bookmarks(default: Server) -> None:
                     "urn:xmpp:mam:2"):
         assert f'var="{feature}"' in info.replace("'", '"'), feature
     await alice.close()
+
+
+async def test_a_person_has_time_to_fill_in_the_registration_form(tmp_path: Path) -> None:
+    """Gajim's sign-up page (and Dino's, Conversations') asks for the XEP-0077 form and
+    keeps the stream open while the person types: the listener's state_timeout (5 s on the
+    default) closed it with <connection-timeout/> before they could submit. A client that
+    may register gets FORM_FILL_SECONDS once it has the form."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(), **ports)
+    # The default's listeners with a 0.3 s state_timeout: "a person is slow" in a test.
+    toml = toml.replace("max_stanza_size = 262144\ntls.mode",
+                        "max_stanza_size = 262144\nstate_timeout = 300\ntls.mode")
+    async with serving(tmp_path, toml, **ports) as server:
+        raw = await RawClient.open(ports["tls_port"], tls=True)
+        await raw.open_stream()
+        await raw.send("<iq xmlns='jabber:client' to='localhost' type='get' id='form'>"
+                       "<query xmlns='jabber:iq:register'/></iq>")
+        assert "jabber:x:data" in await raw.expect(reply("form"))
+        await asyncio.sleep(1.0)  # the person types
+        await raw.send(
+            "<iq xmlns='jabber:client' to='localhost' type='set' id='sub'>"
+            "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"
+            "<field var='FORM_TYPE' type='hidden'><value>jabber:iq:register</value></field>"
+            "<field var='username' type='text-single'><value>carol</value></field>"
+            "<field var='password' type='text-private'><value>pw</value></field>"
+            "</x></query></iq>")
+        assert "type=\"result\"" in (await raw.expect(reply("sub"))).replace("'", '"')
+        assert await server.user_exists(JID.parse("carol@localhost"))
+        await raw.close()
+        # Without the form, the listener's state_timeout still holds.
+        idle = await RawClient.open(ports["tls_port"], tls=True)
+        await idle.open_stream()
+        assert b"connection-timeout" in await idle.closed(timeout=3)
