@@ -164,3 +164,37 @@ async def test_xep_0402_compat_pep_legacy_node_is_a_view(server: Server) -> None
                                          payload=legacy.xml, options=legacy_options())
     assert (await new_events.next("retract"))["pubsub_event"]["items"]["retract"]["id"] == ROOM
     await disconnect(old, new)
+
+
+async def test_a_legacy_node_stored_before_joins_xep_0402_once(server: Server) -> None:
+    """A storage:bookmarks node an old client published before it became a view: its rooms
+    that XEP-0402's list lacks join it at the first legacy request, and the node goes."""
+    import time
+
+    from suricate.jid import JID
+    from suricate.modules.mod_pubsub import Host
+    from suricate.modules.mod_pubsub.store import Item
+
+    await accounts(server, "juliet")
+    module = server.modules["mod_pubsub"]
+    host = Host(JID.parse("juliet@localhost"), True)
+    old_room = "attic@chat.shakespeare.lit"
+    await module.store.create_node(host.key, LEGACY, module.defaults(host, LEGACY),
+                                   "juliet@localhost")
+    await module.store.publish(host.key, LEGACY, Item(
+        "current", "juliet@localhost",
+        f"<storage xmlns='{LEGACY}'><conference jid='{old_room}' name='Attic' "
+        "autojoin='true'><nick>JC</nick></conference></storage>", time.time_ns()), 1)
+    plugins = (*PLUGINS, "xep_0049", "xep_0048", "xep_0402")
+    new, _ = await online(server, "juliet", (BOOKMARKS,), resource="new", plugins=plugins)
+    await new.plugin["xep_0060"].publish(
+        "juliet@localhost", BOOKMARKS, id=ROOM, options=bookmark_options(),
+        payload=payload(f"<conference xmlns='{BOOKMARKS}' name='The Coven' autojoin='true'/>"))
+    items = await new.plugin["xep_0060"].get_items("juliet@localhost", LEGACY)
+    rooms = {c.get("jid") for c in items["pubsub"]["items"]["item"].xml.iter(
+        f"{{{LEGACY}}}conference")}
+    assert rooms == {ROOM, old_room}
+    native = await new.plugin["xep_0060"].get_items("juliet@localhost", BOOKMARKS)
+    assert {i["id"] for i in native["pubsub"]["items"]} == {ROOM, old_room}
+    assert await module.store.get_node(host.key, LEGACY) is None
+    await disconnect(new)

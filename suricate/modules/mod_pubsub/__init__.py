@@ -422,6 +422,7 @@ class ModPubsub(Module):
         if method in ("items", "publish") and host.pep \
                 and action.attrs.get("node") == B.LEGACY and self._private_store() is not None:
             method = "legacy_" + method  # XEP-0048 over XEP-0223: a view of XEP-0402's
+            await self._migrate_legacy_node(host)
         if method is None:
             raise StanzaError("feature-not-implemented" if action.name in _KNOWN
                               else "bad-request")
@@ -1277,9 +1278,24 @@ class ModPubsub(Module):
         await self._legacy_notify(host, elements[0])
         return acc
 
-    async def _legacy_to_pep(self, host: Host, storage: Element) -> None:
+    async def _migrate_legacy_node(self, host: Host) -> None:
+        """A storage:bookmarks node stored before it became a view (an old client published
+        it as any PEP node): its rooms that XEP-0402's list lacks join it, once, and the node
+        goes (Prosody's mod_bookmarks migrates the same way)."""
+        if not host.pep or await self.store.get_node(host.key, B.LEGACY) is None:
+            return
+        for item in await self.store.get_items(host.key, B.LEGACY):
+            storage = _parse_one(item.payload)
+            if storage is not None and storage.name == "storage" and storage.xmlns == B.LEGACY:
+                await self._legacy_to_pep(host, storage, merge=True)
+        await self.store.delete_node(host.key, B.LEGACY)
+        log.info("pubsub_legacy_bookmarks_migrated jid=%s", host.jid)
+        await self._changed(host, B.BOOKMARKS)
+
+    async def _legacy_to_pep(self, host: Host, storage: Element, merge: bool = False) -> None:
         """A XEP-0048 ``<storage/>`` becomes XEP-0402's items: new and changed rooms
-        published, missing ones retracted, each notified (XEP-0402 §4)."""
+        published, missing ones retracted, each notified (XEP-0402 §4). ``merge``: only the
+        rooms XEP-0402's list lacks are added, nothing else changes."""
         wanted = dict(B.from_legacy(storage))
         stored = await self.store.get_node(host.key, B.BOOKMARKS)
         if stored is None:
@@ -1289,13 +1305,13 @@ class ModPubsub(Module):
         current = {i.id: i.payload for i in await self.store.get_items(host.key, B.BOOKMARKS)}
         for room, conference in wanted.items():
             payload = conference.serialize()
-            if current.get(room) == payload:
+            if current.get(room) == payload or (merge and room in current):
                 continue
             item = Item(room, str(host.jid), payload, time.time_ns())
             await self.store.publish(host.key, B.BOOKMARKS, item, self.keep(config))
             await self._broadcast(host, B.BOOKMARKS, config,
                                   self._items_event(B.BOOKMARKS, [item], config))
-        gone = [room for room in current if room not in wanted]
+        gone = [] if merge else [room for room in current if room not in wanted]
         if gone:
             event = Element("event", PUBSUB_EVENT)
             items_el = event.add("items", attrs={"node": B.BOOKMARKS})
