@@ -19,6 +19,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from suricate.core.server import Server
+from suricate.modules.mod_muc_light import rules
 from tests.e2e.harness import Client, disconnect, free_port, running_server
 from tests.e2e.test_component import SECRET, component_toml
 from tests.inbox.test_inbox import CONV, INBOX, MARKERS
@@ -340,3 +341,14 @@ async def test_an_offline_member_catches_up_from_push_inbox_and_archive(tmp_path
             assert (await entry(bob) or {}).get("unread") == 0
         finally:
             await disconnect(alice, bob, carol)
+
+
+def test_the_owner_leaving_hands_the_room_on_in_mongooseims_order() -> None:
+    """Apps often name accounts by phone number. 6.4 promotes the first remaining member in
+    (user, server) order: ``4912345`` before ``491234567``, where the JIDs' text sorts the
+    other way ('6' before '@')."""
+    before = {"owner@localhost": "owner", "491234567@localhost": "member",
+              "4912345@localhost": "member"}
+    after, changed = rules.apply(before, [("owner@localhost", "none")], False)
+    assert changed == {"owner@localhost": "none", "4912345@localhost": "owner"}
+    assert after == {"491234567@localhost": "member", "4912345@localhost": "owner"}
