@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +171,21 @@ async def test_the_rooms_life_as_the_app_sees_it(tmp_path: Path) -> None:
                 assert affs_of(msg) == {str(client.boundjid.bare): (
                     "owner" if client is alice else "member")}
                 await settled(client, lambda e: e is not None and e["unread"] == 1)
-            # The rooms list (disco#items on the service) carries name and version.
+            # A room named by the service (§5.1.1): the app learns its JID from the
+            # notification's sender, and so does the inbox.
+            await iq(dave, SERVICE, "set", create_xml(
+                "", {"bob@localhost": "member"}, roomname="Side"))
+            side = str((await received(bob, lambda m: m["from"].domain == SERVICE
+                                       and str(m["from"].bare) != ROOM))["from"].bare)
+            await settled(bob, lambda e: e is not None and e["unread"] == 1, room=side)
+            # The rooms list (disco#items on the service) carries names and versions.
             items = await iq(bob, SERVICE, "get",
                              "<query xmlns='http://jabber.org/protocol/disco#items'/>")
             assert items is not None
-            (item,) = items
-            assert (item.get("jid"), item.get("name")) == (ROOM, "Crew")
-            version = item.get("version")
+            listed = {i.get("jid"): (i.get("name"), i.get("version")) for i in items}
+            assert listed.keys() == {ROOM, side} and listed[side][0] == "Side"
+            name, version = listed[ROOM]
+            assert name == "Crew"
             # Version-based fetches: the current version gives an empty result.
             for what in ("info", "affiliations", "configuration"):
                 assert await iq(bob, ROOM, "get", f"<query xmlns='{NS}#{what}'>"
@@ -267,6 +276,7 @@ async def test_an_offline_member_catches_up_from_push_inbox_and_archive(tmp_path
             await asyncio.sleep(0.2)
 
             ids: list[str] = []
+            started = datetime.now(UTC)
             # While bob is away: carol is added (a notification not naming bob), a
             # configuration change, then messages.
             await iq(alice, ROOM, "set", affs_xml({"carol@localhost": "member"}))
@@ -307,6 +317,12 @@ async def test_an_offline_member_catches_up_from_push_inbox_and_archive(tmp_path
                 jid=SJID(ROOM), with_jid=SJID("carol@localhost"))]
             assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in mine] == [
                 "while away 1"]
+            # start: from a time on (XEP-0313 §4.1.2).
+            since = [m async for m in bob.plugin["xep_0313"].iterate(
+                jid=SJID(ROOM), start=started)]
+            assert [str(r["mam_result"]["forwarded"]["stanza"]["body"]) for r in since
+                    if r["mam_result"]["forwarded"]["stanza"]["body"]] == [
+                "while away 0", "while away 1", "while away 2"]
             # after the id of a message: what came next.
             later = [m async for m in bob.plugin["xep_0313"].iterate(
                 jid=SJID(ROOM), rsm={"after": ids[0], "max": 10})]
