@@ -19,9 +19,19 @@ from slixmpp import JID as SJID
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
+from suricate.jid import JID
 from suricate.modules.mod_muc_light import rules
-from tests.e2e.harness import Client, disconnect, free_port, running_server
+from suricate.protocol.c2s import C2SState
+from tests.e2e.harness import (
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+    running_server,
+)
 from tests.e2e.test_component import SECRET, component_toml
 from tests.inbox.test_inbox import CONV, INBOX, MARKERS
 from tests.inbox.test_inbox import inbox as inbox_query
@@ -50,6 +60,7 @@ APP_MODULES = """
 [modules.mod_presence]
 [modules.mod_roster]
 [modules.mod_offline]
+[modules.mod_stream_management]
 [modules.mod_mam]
 async_writer.flush_interval = 50
 [modules.mod_mam.pm]
@@ -368,3 +379,34 @@ def test_the_owner_leaving_hands_the_room_on_in_mongooseims_order() -> None:
     after, changed = rules.apply(before, [("owner@localhost", "none")], False)
     assert changed == {"owner@localhost": "none", "4912345@localhost": "owner"}
     assert after == {"491234567@localhost": "member", "4912345@localhost": "owner"}
+
+
+async def test_a_phone_in_a_pocket_is_woken_by_messages_not_by_notices(tmp_path: Path) -> None:
+    """The usual state of a member's phone: its stream-management session waits to be resumed
+    (XEP-0198 §5). A room's message queued for it is pushed (XEP-0357 §7), from the
+    sender's room JID; the room's notices (empty body) are queued but wake nobody."""
+    async with app_server(tmp_path) as (server, push):
+        alice, carol = await phone(server, "alice"), await phone(server, "carol")
+        await server.auth.register(JID.parse("bob@localhost"), "bob-pw")
+        pocket = await connect(server, "bob@localhost/phone", "bob-pw", direct_tls=True,
+                               plugins=("xep_0198",))
+        try:
+            pocket.send_presence()
+            session = lambda: next((s for s in server.sessions  # noqa: E731
+                                    if str(s.jid) == "bob@localhost/phone"), None)
+            await eventually(lambda: STREAM_MANAGEMENT.get(session()) is not None)
+            await enable_push(pocket)
+            await iq(alice, ROOM, "set", create_xml(occupants={"bob@localhost": "member"}))
+            pocket.abort()  # the network is gone, the stream never closed
+            await eventually(lambda: getattr(session(), "state", None)
+                             == C2SState.RESUME_SESSION)
+            await iq(alice, ROOM, "set", affs_xml({"carol@localhost": "member"}))
+            await say(alice, "wake up", "p1")
+            _, published = await asyncio.wait_for(push.published.get(), 5)
+            note = summary(published)
+            assert (note["last-message-sender"], note["last-message-body"],
+                    note["message-count"]) == (f"{ROOM}/alice@localhost", "wake up", "1")
+            await asyncio.sleep(0.3)
+            assert push.published.empty(), summary(push.published.get_nowait()[1])
+        finally:
+            await disconnect(alice, carol)
