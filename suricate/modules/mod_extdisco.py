@@ -45,6 +45,32 @@ def _service_post(out: dict[str, Any], raw: Mapping[str, Any], path: str, ctx: C
                 ctx.error(join(path, key), "cannot be set together with secret")
     elif "credentials_lifetime" in raw:
         ctx.error(join(path, "credentials_lifetime"), "only applies to a service with a secret")
+    _warn_unusable(out, path, ctx)
+
+
+#: The ICE server types calling clients take from the list (RFC 7064, RFC 7065 URIs).
+_ICE_TYPES = frozenset({"stun", "stuns", "turn", "turns"})
+
+
+def _warn_unusable(out: Mapping[str, Any], path: str, ctx: Context) -> None:
+    """XEP-0215 makes port and transport optional, but calling clients build ICE server URIs
+    from them (Conversations skips a STUN/TURN service without both, a TURN service without
+    credentials, which WebRTC refuses, and stuns/turns over udp): the operator hears it here
+    rather than from users whose calls fail behind NATs."""
+    kind = out.get("type")
+    if kind not in _ICE_TYPES:
+        return
+    missing = [key for key in ("port", "transport") if out.get(key) is None]
+    if missing:
+        ctx.warn(join(path, missing[0]), f"a {kind} service without "
+                 + " and ".join(missing) + " is skipped by calling clients (Conversations)")
+    if kind in ("turn", "turns") and out.get("secret") is None \
+            and (out.get("username") is None or out.get("password") is None):
+        ctx.warn(path, f"a {kind} service without username and password (or secret) is "
+                       "skipped by calling clients (WebRTC needs credentials for TURN)")
+    if kind in ("stuns", "turns") and out.get("transport") == "udp":
+        ctx.warn(join(path, "transport"), f"{kind} over udp is skipped by calling clients "
+                                          "(Conversations: TLS runs over tcp)")
 
 SERVICE = Section(
     {

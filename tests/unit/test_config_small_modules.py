@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_config import parse, refused
+from tests.unit.test_config import parse, refused, warnings_of
 
 # -- mod_offline_stub: no options ------------------------------------------------------------
 
@@ -104,6 +104,24 @@ def test_extdisco_secret_accepted() -> None:
     service = parse(SERVICE + 'type = "turn"\nhost = "h"\nsecret = "k"\n'
                     'credentials_lifetime = 600\n')["modules"]["mod_extdisco"]["service"][0]
     assert (service["secret"], service["credentials_lifetime"]) == ("k", 600)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('type = "stun"\nhost = "h"',
+     ["modules.mod_extdisco.service[0].port: a stun service without port and transport is "
+      "skipped by calling clients (Conversations)"]),
+    ('type = "turn"\nhost = "h"\nport = 3478\ntransport = "udp"\nusername = "u"',
+     ["modules.mod_extdisco.service[0]: a turn service without username and password (or "
+      "secret) is skipped by calling clients (WebRTC needs credentials for TURN)"]),
+    ('type = "turns"\nhost = "h"\nport = 5349\ntransport = "udp"\nsecret = "k"',
+     ["modules.mod_extdisco.service[0].transport: turns over udp is skipped by calling "
+      "clients (Conversations: TLS runs over tcp)"]),
+    ('type = "turn"\nhost = "h"\nport = 3478\ntransport = "tcp"\nsecret = "k"', []),
+    ('type = "ftp"\nhost = "h"', []),
+])
+def test_extdisco_warns_of_services_calling_clients_skip(text: str, expected: list[str]) -> None:
+    # XEP-0215 allows them; Conversations builds ICE servers only from complete ones.
+    assert warnings_of(SERVICE + text + "\n") == expected
 
 
 def test_extdisco_service_must_be_an_array_of_tables() -> None:
