@@ -233,6 +233,38 @@ async def test_a_call_to_an_offline_callee_is_kept_and_found_at_login(server: Se
         await disconnect(a_phone.client, *([b_phone.client] if b_phone else []))
 
 
+async def test_a_device_with_a_negative_priority_rings_too(server: Server) -> None:
+    # XEP-0353 §2: calls "work with devices that use negative resource priorities". RFC 6121
+    # §8.5.2.1.1 gives a message to the bare JID to none of them; XEP-0280 §7 gives a copy to
+    # each carbons-enabled resource that did not receive it, also when none did.
+    a_phone = await device(server, "alice@localhost/phone")
+    watch = await connect(server, "bob@localhost/watch", "secret", plugins=("xep_0280",))
+    await watch.plugin["xep_0280"].enable(timeout=5)
+    b_watch = Device(watch)
+    watch.send_presence(ppriority=-1)
+    await eventually(lambda: (s := server.sessions.lookup(JID.parse("bob@localhost/watch")))
+                     is not None and s.presence is not None)
+    b_phone: Device | None = None
+    try:
+        a_phone.send(jmi("propose", "bob@localhost", "c7"))
+        assert await b_watch.call_event() == ("received", "propose", "c7",
+                                              "alice@localhost/phone")
+        # And with a phone at priority 0 as well: the phone gets the propose, the watch its copy.
+        b_phone = await device(server, "bob@localhost/phone")
+        assert await b_phone.call_event() == ("direct", "propose", "c7",
+                                              "alice@localhost/phone")  # (stored, at login)
+        a_phone.send(jmi("retract", "bob@localhost", "c7"))
+        assert await b_phone.call_event() == ("direct", "retract", "c7",
+                                              "alice@localhost/phone")
+        # (The watch also gets a copy of the stored propose the phone took at login.)
+        assert await events(b_watch, 2) == [
+            ("received", "propose", "c7", "alice@localhost/phone"),
+            ("received", "retract", "c7", "alice@localhost/phone")]
+        await a_phone.nothing_more(0.1)
+    finally:
+        await disconnect(a_phone.client, watch, *([b_phone.client] if b_phone else []))
+
+
 async def _count(pending: Any, n: int) -> bool:
     return bool(await pending == n)
 
