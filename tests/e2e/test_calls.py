@@ -141,6 +141,11 @@ async def test_a_call_rings_everywhere_and_is_answered_on_one_device(server: Ser
         for d in (a_phone, a_laptop):
             assert await d.call_event() == ("direct", "proceed", "c1", "bob@localhost/tablet")
         assert await b_phone.call_event() == ("sent", "proceed", "c1", "bob@localhost/tablet")
+        # What the pre-0.4 protocol did instead, and Conversations still does: an <accept/>
+        # to the account's own bare JID, which each of its available resources gets.
+        b_tablet.send(jmi("accept", "bob@localhost", "c1"))
+        for d in (b_phone, b_tablet):
+            assert await d.call_event() == ("direct", "accept", "c1", "bob@localhost/tablet")
         # §3.6: the Jingle session itself, IQs between the two chosen full JIDs only.
         iq = a_phone.client.make_iq_set(ito="bob@localhost/tablet")
         iq.append(ET.fromstring(
@@ -173,10 +178,11 @@ async def test_a_call_rings_everywhere_and_is_answered_on_one_device(server: Ser
         # §1, §4: every step is in both archives, so a device that was off catches up.
         expected = [("propose", "c1"), ("ringing", "c1"), ("proceed", "c1"), ("finish", "c1"),
                     ("finish", "c1")]
-        for client, owner in ((a_phone.client, "alice@localhost"),
-                              (b_tablet.client, "bob@localhost")):
-            await eventually(lambda c=client, o=owner: _sorted_eq(archived_calls(c, o), expected),
-                             timeout=5, interval=0.2)
+        for client, owner, own in ((a_phone.client, "alice@localhost", []),
+                                   (b_tablet.client, "bob@localhost", [("accept", "c1")])):
+            # (The accept to itself is in bob's archive once.)
+            await eventually(lambda c=client, o=owner, e=expected + own:
+                             _sorted_eq(archived_calls(c, o), e), timeout=5, interval=0.2)
         # A rejected call (§3.5) and a retracted one (§3.3) reach the same devices.
         a_phone.send(jmi("propose", "bob@localhost", "c2"))
         b_phone.send(jmi("reject", "alice@localhost", "c2"))
