@@ -40,8 +40,11 @@ def jmi(kind: str, to: str, sid: str) -> str:
         "reject": f"<reason xmlns='{JINGLE}'><busy/></reason>",
         "finish": f"<reason xmlns='{JINGLE}'><success/></reason>",
     }.get(kind, "")
-    return (f"<message to='{to}' type='chat' id='{kind}-{sid}'><{kind} xmlns='{JMI}' "
-            f"id='{sid}'>{inner}</{kind}><store xmlns='urn:xmpp:hints'/></message>")
+    # Conversations also asks for a receipt (XEP-0184) of the propose, its "ringing" for
+    # clients that send no <ringing/>, and names it jm-propose-<sid>.
+    receipt = "<request xmlns='urn:xmpp:receipts'/>" if kind == "propose" else ""
+    return (f"<message to='{to}' type='chat' id='jm-{kind}-{sid}'><{kind} xmlns='{JMI}' "
+            f"id='{sid}'>{inner}</{kind}>{receipt}<store xmlns='urn:xmpp:hints'/></message>")
 
 
 class Device:
