@@ -95,10 +95,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate, with what to do instead.
 UNAVAILABLE_MODULES: dict[str, str] = {
-    "mod_global_distrib": "module is not available in this version of Suricate: it joins "
-    "MongooseIM clusters in several data centres; Suricate's nodes form one service through "
-    'Redis (general.sm_backend = "redis", docs/cluster.md), and separate services federate '
-    "over s2s",
     "mod_jingle_sip": "module is not available in this version of Suricate: there is no "
     "Jingle/SIP bridge; Jingle calls between XMPP clients need no module (their IQs are "
     "routed like any other)",
