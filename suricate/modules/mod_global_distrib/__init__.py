@@ -24,7 +24,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.config.pool_tls import pool_client_context
@@ -220,6 +220,7 @@ class ModGlobalDistrib(Module):
         self._writes: asyncio.Queue[tuple[str, list[str]]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._bouncing = 0
+        self._chains: dict[JID, asyncio.Task[Any]] = {}
         self._conns_opts = conns
 
     # -- start and stop ---------------------------------------------------------------------
@@ -255,6 +256,10 @@ class ModGlobalDistrib(Module):
     async def stop(self) -> None:
         if self.server.router.beyond is self:
             self.server.router.beyond = None
+        if self._writes is not None:
+            # The entries of sessions that closed during the stop are deleted first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._writes.join(), 2)
         for task in self._tasks:
             task.cancel()
         self._tasks = []
@@ -299,17 +304,24 @@ class ModGlobalDistrib(Module):
         assert self._writes is not None and self.mapping is not None
         while True:
             op, jids = await self._writes.get()
-            for attempt in range(10):
-                try:
-                    if op == "put":
-                        await self.mapping.put_jids(jids)
-                    else:
-                        for jid in jids:
-                            await self.mapping.delete_jid(jid)
-                    break
-                except Exception as exc:  # redis errors of any kind: retried
-                    log.warning("global_distrib_write_failed op=%s error=%s", op, exc)
-                    await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+            await self._apply(op, jids)
+            self._writes.task_done()
+
+    async def _apply(self, op: str, jids: list[str]) -> None:
+        assert self.mapping is not None
+        for attempt in range(10):
+            try:
+                if op == "put":
+                    await self.mapping.put_jids(jids)
+                else:
+                    for jid in jids:
+                        await self.mapping.delete_jid(jid)
+                return
+            except Exception as exc:  # redis errors of any kind: retried
+                log.warning("global_distrib_write_failed op=%s error=%s", op, exc)
+                await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+        # Given up (Redis away for minutes): the entries expire, or the next refresh
+        # (redis.refresh_after) writes what is still true.
 
     def _local_jids(self) -> list[str]:
         jids: set[str] = set()
@@ -415,7 +427,7 @@ class ModGlobalDistrib(Module):
             if ttl == 0:
                 self._emit(M.STOP_TTL_ZERO, {})
             return False
-        self.server.spawn(self._to_service(host, frm, to, stanza, ttl))
+        self._in_order(frm, self._to_service(host, frm, to, stanza, ttl))
         return True
 
     async def _to_service(self, host: str, frm: JID, to: JID, stanza: Element,
@@ -448,8 +460,28 @@ class ModGlobalDistrib(Module):
                 # recipient is online in another data centre: those are looked up again.
                 self._emit(M.MAPPING_FETCHES, {}, {"count": 1, "time": 0})
                 return False
-        self.server.spawn(self._forward(frm, to, stanza, ttl, attempts, incoming))
+        self._in_order(frm, self._forward(frm, to, stanza, ttl, attempts, incoming))
         return True
+
+    def _in_order(self, frm: JID, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` once the previous forwarding of ``frm``'s stanzas is done: a look-up
+        answered late must not let a later stanza of the same sender overtake (RFC 6120
+        §10.1). Within a cluster, the sender's stream also waits for it (``Router.hold``)."""
+        previous = self._chains.get(frm)
+
+        async def after() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            await work
+
+        task = self.server.spawn(after())
+        self._chains[frm] = task
+        self.server.router.hold(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if self._chains.get(frm) is t:
+                del self._chains[frm]
+        task.add_done_callback(done)
 
     def _cached(self, to: JID) -> tuple[bool, str | None]:
         """From the cache alone: the full JID's data centre, else the bare JID's."""

@@ -88,7 +88,7 @@ class Connections:
         self._pools: dict[str, dict[str, list[_Out]]] = {}  # host -> endpoint -> connections
         self._disabled: list[_Out] = []
         self._down: dict[str, float] = {}
-        self._incoming: set[asyncio.Task[None]] = set()
+        self._incoming: set[asyncio.StreamWriter] = set()
         self._closing = False
 
     # -- listening ----------------------------------------------------------------------------
@@ -104,9 +104,7 @@ class Connections:
 
     async def _accepted(self, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._incoming.add(task)
+        self._incoming.add(writer)
         self.emit_("INCOMING_ESTABLISHED", {})
         origin = ""
         handled = 0
@@ -130,6 +128,8 @@ class Connections:
                 item = (str(obj["f"]), str(obj["t"]), str(obj["x"]), int(obj["l"]))
                 try:
                     self.on_stanza(origin, item, float(obj.get("s", 0)))
+                except Exception:  # our bug: logged, and the connection goes on
+                    log.exception("global_distrib_route_failed origin=%s", origin)
                 finally:
                     handled += 1
                     if not ack_pending:
@@ -146,7 +146,7 @@ class Connections:
                 ack()
             with contextlib.suppress(Exception):
                 writer.close()
-            self._incoming.discard(task)
+            self._incoming.discard(writer)
 
     def emit_(self, name: str, labels: dict[str, str]) -> None:
         self.emit(getattr(metrics, name), labels)
@@ -262,8 +262,9 @@ class Connections:
                 conn.writer.close()
             if conn.task is not None:
                 conn.task.cancel()
-        for task in list(self._incoming):
-            task.cancel()
+        for writer in list(self._incoming):
+            # Its reader ends (IncompleteReadError) and acknowledges what it routed.
+            writer.transport.abort()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
