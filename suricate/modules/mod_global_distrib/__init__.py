@@ -517,6 +517,15 @@ class ModGlobalDistrib(Module):
     async def _forward(self, frm: JID, to: JID, stanza: Element, ttl: int, attempts: int,
                        incoming: bool) -> None:
         try:
+            await self._forward_once(frm, to, stanza, ttl, attempts, incoming)
+        except Exception:
+            # Our bug: the stanza still gets RFC 6121 §8 here rather than vanishing.
+            log.exception("global_distrib_forward_failed to=%s", to)
+            self._here(frm, to, stanza)
+
+    async def _forward_once(self, frm: JID, to: JID, stanza: Element, ttl: int,
+                            attempts: int, incoming: bool) -> None:
+        try:
             host = await self._lookup(to, fresh=attempts > 0)
         except Exception as exc:
             log.warning("global_distrib_lookup_failed to=%s error=%s", to, exc)
