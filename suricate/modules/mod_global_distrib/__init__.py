@@ -294,7 +294,7 @@ class ModGlobalDistrib(Module):
         gone = [full]
         if not [s for s in self.server.sessions.resources(jid.bare) if s is not c2s]:
             self.cache.forget(bare)
-            gone.append(bare)
+            gone.append(bare)  # if no other node of this data centre has one (_apply)
         self._writes.put_nowait(("del", gone))
         return acc
 
@@ -314,14 +314,23 @@ class ModGlobalDistrib(Module):
                 if op == "put":
                     await self.mapping.put_jids(jids)
                 else:
-                    for jid in jids:
-                        await self.mapping.delete_jid(jid)
+                    await self.mapping.delete_jid(jids[0])
+                    if len(jids) > 1 and await self._last_here(JID.parse(jids[0])):
+                        await self.mapping.delete_jid(jids[1])
                 return
             except Exception as exc:  # redis errors of any kind: retried
                 log.warning("global_distrib_write_failed op=%s error=%s", op, exc)
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
         # Given up (Redis away for minutes): the entries expire, or the next refresh
         # (redis.refresh_after) writes what is still true.
+
+    async def _last_here(self, full: JID) -> bool:
+        """Whether the account of ``full`` (a session that closed) has no other session in
+        this data centre: on this node (it may have logged in again meanwhile) nor on the
+        cluster's other nodes (sm_backend = "redis")."""
+        if self.server.sessions.resources(full.bare):
+            return False
+        return await self.server.sessions.count_elsewhere(full) == 0
 
     def _local_jids(self) -> list[str]:
         jids: set[str] = set()
