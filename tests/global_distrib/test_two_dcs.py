@@ -20,6 +20,7 @@ import json
 import sqlite3
 import ssl
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from slixmpp import JID as SJID
 from slixmpp.exceptions import IqError
 
 from suricate.modules.mod_global_distrib.connections import frame, read_frame
-from tests.e2e.harness import connect, disconnect, eventually
+from tests.e2e.harness import connect, disconnect, eventually, free_port
 from tests.global_distrib.conftest import DC, World, flush, global_redis
 from tests.muc.conftest import PLUGINS, create_room, next_groupchat
 
@@ -90,9 +91,32 @@ def _both(world: World, a_extra: str = "", b_extra: str = "",
     return a, b
 
 
+def _metrics_toml(port: int) -> str:
+    return f"""
+[instrumentation.prometheus]
+
+[[listen.http]]
+port = {port}
+ip_address = "127.0.0.1"
+
+[[listen.http.handlers.mongoose_prometheus_handler]]
+host = "_"
+path = "/metrics"
+"""
+
+
+def _metric(port: int, line_start: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_chat_presence_and_a_room_across_data_centres(fresh: World) -> None:
     world = fresh
-    a, b = _both(world, a_extra=MUC)
+    metrics = free_port()
+    a, b = _both(world, a_extra=MUC + _metrics_toml(metrics))
 
     async def run() -> None:
         alice, bob = await _user(a, "alice"), await _user(b, "bob")
@@ -137,6 +161,12 @@ def test_chat_presence_and_a_room_across_data_centres(fresh: World) -> None:
         got = await next_groupchat(alice)
         while got["body"] != "hi from B":
             got = await next_groupchat(alice)
+        # 6.4's event names, per other data centre.
+        host = '{host="dc2.localhost"}'
+        assert _metric(metrics, f"mod_global_distrib_outgoing_messages_count{host}") >= 20
+        assert _metric(metrics, f"mod_global_distrib_incoming_messages_count{host}") >= 3
+        assert _metric(metrics, f"mod_global_distrib_outgoing_established_count{host}") >= 1
+        assert _metric(metrics, "mod_global_distrib_mapping_fetches_count") >= 1
         await disconnect(alice, alice2, bob)
         # A clean log-out removes the entries (the data centre that wrote them).
         await _mapped(world, "bob@localhost/r", None)
