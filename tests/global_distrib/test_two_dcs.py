@@ -167,6 +167,8 @@ def test_chat_presence_and_a_room_across_data_centres(fresh: World) -> None:
         assert _metric(metrics, f"mod_global_distrib_incoming_messages_count{host}") >= 3
         assert _metric(metrics, f"mod_global_distrib_outgoing_established_count{host}") >= 1
         assert _metric(metrics, "mod_global_distrib_mapping_fetches_count") >= 1
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics").read().decode()
+        assert "\nmod_global_distrib_stop_ttl_zero_count 0" in text  # there at zero
         await disconnect(alice, alice2, bob)
         # A clean log-out removes the entries (the data centre that wrote them).
         await _mapped(world, "bob@localhost/r", None)

@@ -250,6 +250,11 @@ class ModGlobalDistrib(Module):
         self._tasks = [loop.create_task(self._writer()), loop.create_task(self._refresher()),
                        loop.create_task(self._domain_reader()),
                        loop.create_task(self._collector())]
+        # The series without a label exist at zero from the start (those per other data
+        # centre appear with its first connection).
+        for event in (M.MAPPING_FETCHES, M.MAPPING_CACHE_MISSES, M.DELIVERED_WITH_TTL,
+                      M.STOP_TTL_ZERO, M.INCOMING_ESTABLISHED):
+            self.server.instrument.set_up(event, {})
         self._emit(M.BOUNCE_QUEUE, {}, {"size": 0})
         self.server.router.beyond = self
 
