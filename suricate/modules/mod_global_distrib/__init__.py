@@ -568,7 +568,12 @@ class ModGlobalDistrib(Module):
     def _here(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8 in this data centre (offline storage, an error), never forwarded."""
         self._set_mark(stanza, -1, 0)
-        self.server.router.route(frm, to, stanza)
+        if stanza.name == "presence":
+            # Asked before the cluster's other nodes (Router._to_bare): they come next.
+            self.server.router.route(frm, to, stanza)
+        else:
+            # Asked after them: they have none, so they are not asked again.
+            self.server.router.route_here(frm, to, stanza)
 
     async def _send(self, host: str, frm: JID, to: JID, stanza: Element, ttl: int) -> bool:
         assert self.connections is not None
