@@ -83,3 +83,33 @@ connections.tls.cacertfile = "{ca}"
 def test_global_and_local_host_differ() -> None:
     found = _problems('global_host = "example.com"\nlocal_host = "example.com"\n')
     assert "modules.mod_global_distrib.local_host: must differ from global_host" in found
+
+
+def test_unreachable_global_redis_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import free_port
+
+    config = tmp_path / "dc1.toml"
+    config.write_text(BASE.replace('host = "127.0.0.1"',
+                                   f'host = "127.0.0.1"\nport = {free_port()}') + f"""
+[[listen.c2s]]
+port = {free_port()}
+ip_address = "127.0.0.1"
+
+[outgoing_pools.rdbms.default.connection]
+driver = "sqlite"
+database = "{tmp_path / 'suricate.db'}"
+
+[modules.mod_global_distrib]
+global_host = "example.com"
+local_host = "dc1.example.com"
+connections.endpoints = [{{host = "127.0.0.1", port = 0}}]
+""")
+    done = subprocess.run([sys.executable, "-m", "suricate", "serve", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("suricate: cannot start: mod_global_distrib's Redis "
+                           "(outgoing_pools.redis.global_distrib): "), done.stderr

@@ -226,6 +226,7 @@ class ModGlobalDistrib(Module):
     # -- start and stop ---------------------------------------------------------------------
     async def start(self) -> None:
         from redis.asyncio import Redis
+        from redis.exceptions import RedisError
 
         pool = self.server.cfg["outgoing_pools"]["redis"][self.opts["redis"]["pool"]]
         conn = pool["connection"]
@@ -244,7 +245,15 @@ class ModGlobalDistrib(Module):
         self.advertised = (bound if advertised is False
                            else [f"{e['host']}:{e['port']}" for e in advertised])
         self._writes = asyncio.Queue()
-        await self._advertise()
+        try:
+            await self._advertise()
+        except RedisError as exc:
+            # Not serving clients it cannot map (as sm_backend = "redis" refuses to start);
+            # an OSError is what `suricate serve` reports in one line.
+            await self.connections.close()
+            await redis.aclose()
+            raise OSError(f"mod_global_distrib's Redis (outgoing_pools.redis."
+                          f"{self.opts['redis']['pool']}): {exc}") from None
         await self._read_domains()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._writer()), loop.create_task(self._refresher()),
