@@ -476,11 +476,12 @@ class ModGlobalDistrib(Module):
             if ttl <= 0:
                 return False
             known, host = self._cached(to)
-            if known and host is None and stanza.name == "presence":
+            if known and host in (None, self.local_host) and stanza.name == "presence":
                 # A miss cached (cache.cache_missed): nowhere else. Presence only: presence
                 # to offline contacts is what makes the volume, and a message or an IQ
                 # must not be stored offline or bounced for jid_lifetime_seconds while its
                 # recipient is online in another data centre: those are looked up again.
+                # (A presence cached "here" is for another node of this cluster: asked next.)
                 self._emit(M.MAPPING_FETCHES, {}, {"count": 1, "time": 0})
                 return False
         self._in_order(frm, self._forward(frm, to, stanza, ttl, attempts, incoming))
@@ -558,7 +559,10 @@ class ModGlobalDistrib(Module):
                 return
             # That data centre cannot be reached (it died; its entries live until they
             # expire): RFC 6121 §8 here, e.g. offline storage shared by the data centres.
-        elif incoming and self.bounce_enabled and attempts < self.max_retries:
+        elif incoming and self.bounce_enabled and attempts < self.max_retries \
+                and not (host == self.local_host and stanza.name == "presence"):
+            # (A presence is asked before the cluster's other nodes, Router._to_bare: with
+            # its entry naming this data centre, it is for one of them, not a bounce.)
             # It was sent here for a user who is gone (moved to another data centre whose
             # entry may not be written yet): try again later, the mapping read afresh.
             self._bouncing += 1
