@@ -691,8 +691,11 @@ def build_parser(with_admin: bool = True, only_serve: bool = False) -> argparse.
     mim = sub.add_parser("import-mongooseim", help="import a MongooseIM 6.4 RDBMS database",
                          description="Import accounts (with their passwords), rosters, vCards, "
                                      "private XML, last activity, offline messages, the "
-                                     "message archive and MUC rooms from a MongooseIM 6.4 "
-                                     "PostgreSQL or MySQL database. A re-run changes nothing.")
+                                     "message archive, MUC and MUC Light rooms, PEP and "
+                                     "PubSub nodes (bookmarks, avatars, OMEMO keys), the "
+                                     "inbox, chat markers and push registrations from a "
+                                     "MongooseIM 6.4 PostgreSQL or MySQL database. A re-run "
+                                     "changes nothing.")
     mim.add_argument("--from", dest="source", required=True, metavar="URL",
                      help="the MongooseIM database: postgresql://user[:pw]@host[:port]/db "
                           "or mysql://user[:pw]@host[:port]/db")

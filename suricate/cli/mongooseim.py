@@ -7,7 +7,10 @@ Read, table by table (a table that is missing is named in a warning and its kind
 Suricate keeps as they are: the same passwords log in), ``rosterusers``/``rostergroups``,
 ``vcard``, ``private_storage``, ``last``, ``offline_message``, ``mam_message`` (with
 ``mam_server_user``; the message column in the external term format, compressed or not, or
-XML text), ``muc_rooms``/``muc_room_aff``.
+XML text), ``muc_rooms``/``muc_room_aff``, PEP and PubSub (``pubsub_*``,
+:mod:`suricate.cli.mongooseim_pubsub`), ``inbox`` and ``smart_markers``
+(:mod:`suricate.cli.mongooseim_inbox`), ``event_pusher_push_subscription`` and
+``muc_light_blocking``.
 
 The stores share no transaction: accounts are written last, so a run cut short leaves no
 account that logs in without its data; every write is an upsert or checks what is there, so
@@ -27,6 +30,7 @@ from suricate.cli.eterm import ETermError, message_element
 from suricate.cli.xep0227 import CLIENT, Progress, Summary
 from suricate.jid import JID, InvalidJID
 from suricate.sasl.passwords import make_scram_record, parse_scram_record, verify_password
+from suricate.xml import ns
 from suricate.xml.parser import XMLStreamError, parse_fragment
 
 __all__ = ["MimSummary", "SourceError", "import_database", "open_source"]
@@ -46,12 +50,12 @@ MAM_PAGE = 5000  # rows read from the source at a time
 MAM_JID_FORMATS = ("mam_jid_mini", "mam_jid_rfc", "mam_jid_rfc_trust")
 #: Tables with data that this version leaves behind, and why (docs/moving-in.md).
 NOT_IMPORTED = {
-    "muc_light_blocking": "MUC Light blocking lists are not imported yet",
-    "inbox": "inbox entries are rebuilt by new messages, not imported",
-    "pubsub_nodes": "PubSub/PEP nodes are not imported yet",
-    "smart_markers": "chat markers are not imported",
-    "event_pusher_push_subscription": "push subscriptions: clients register again",
+    "auth_token": "token sequence numbers: clients log in with their password once",
+    "fast_auth_token": "FAST tokens: clients log in with their password once",
 }
+#: muc_light_blocking.what (mod_muc_light_db_rdbms).
+BLOCKING_WHAT = {1: "room", 2: "user"}
+PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options"
 
 
 class SourceError(Exception):
@@ -73,7 +77,8 @@ class Source:
 
     dialect = ""
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of ``sql``, whose ``?`` placeholders take ``args``."""
         raise NotImplementedError
 
     async def tables(self) -> set[str]:
@@ -89,8 +94,11 @@ class _PgSource(Source):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await self.conn.fetch(sql)]
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if args:
+            n = iter(range(1, len(args) + 1))
+            sql = "".join(f"${next(n)}" if c == "?" else c for c in sql)
+        return [tuple(r) for r in await self.conn.fetch(sql, *args)]
 
     async def tables(self) -> set[str]:
         rows = await self.conn.fetch(
@@ -108,9 +116,11 @@ class _MySource(Source):
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    async def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         async with self.conn.cursor() as cur:
-            await cur.execute(sql)
+            # The driver formats with % only when given arguments (none of ours has a %).
+            await cur.execute(sql.replace("?", "%s"), args) if args else \
+                await cur.execute(sql)
             return [tuple(r) for r in await cur.fetchall()]
 
     async def tables(self) -> set[str]:
@@ -164,6 +174,10 @@ class _Run:
                 f"{what}: no table {', '.join(absent)} in the source database; not imported")
         return bool(absent)
 
+    def module_opts(self, module: str) -> dict[str, Any]:
+        """The module's options in this configuration, defaults filled in."""
+        return dict((self.server.cfg.get("modules") or {}).get(module) or {})
+
     def store(self, module: str, what: str, count: int) -> Any:
         store = self.stores.get(module)
         if store is None and count:
@@ -183,12 +197,35 @@ class _Run:
         assert jid.local is not None
         return jid.domain, jid.local
 
-    async def rows(self, what: str, sql: str) -> list[tuple[Any, ...]]:
+    async def rows(self, what: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         try:
-            return await self.src.fetch(sql)
+            return await self.src.fetch(sql, *args)
         except Exception as exc:  # noqa: BLE001 - a driver's error for a column missing...
             self.summary.errors.append(f"{what}: cannot read the source ({exc})")
             return []
+
+    async def pages(self, what: str, table: str, keys: tuple[str, ...], columns: str
+                    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """``table`` a page at a time in the order of its key ``keys`` (keyset paging:
+        ``columns`` starts with ``keys``), so that a big table is never held at once."""
+        after: tuple[Any, ...] | None = None
+        while True:
+            where, args = "", []
+            if after is not None:
+                # (k1 > a1) OR (k1 = a1 AND k2 > a2) OR ...: the rows after the last one.
+                terms = []
+                for i, key in enumerate(keys):
+                    terms.append("(" + " AND ".join(
+                        [*(f"{k} = ?" for k in keys[:i]), f"{key} > ?"]) + ")")
+                    args += [*after[:i], after[i]]
+                where = f" WHERE {' OR '.join(terms)}"
+            page = await self.rows(what, f"SELECT {columns} FROM {table}{where}"
+                                   f" ORDER BY {', '.join(keys)} LIMIT {MAM_PAGE}", *args)
+            if page:
+                yield page
+            if len(page) < MAM_PAGE:
+                return
+            after = page[-1][:len(keys)]
 
     # -- the kinds, in the order they are written -------------------------------------------
     async def rosters(self) -> None:
@@ -559,6 +596,104 @@ class _Run:
             await store.set_prefs(*acc, p)
             self.summary.imported["MAM preferences"] += 1
 
+    async def pubsub(self) -> None:
+        from suricate.cli.mongooseim_pubsub import import_pubsub
+        await import_pubsub(self)
+
+    async def inbox(self) -> None:
+        from suricate.cli.mongooseim_inbox import import_inbox
+        await import_inbox(self)
+
+    async def smart_markers(self) -> None:
+        from suricate.cli.mongooseim_inbox import import_smart_markers
+        await import_smart_markers(self)
+
+    async def push(self) -> None:
+        """XEP-0357 registrations: ``owner_jid`` (bare), ``pubsub_jid`` (the app server),
+        ``node``, and ``form``, the publish-options as a JSON object of field -> value that
+        6.4 sends with every notification (mod_event_pusher_push_rdbms)."""
+        what = "push registrations (XEP-0357)"
+        if self.missing(what, "event_pusher_push_subscription"):
+            return
+        rows = await self.rows(what, "SELECT owner_jid, node, pubsub_jid, form"
+                               " FROM event_pusher_push_subscription")
+        store = self.store("mod_event_pusher", what, len(rows))
+        if store is None:
+            return
+        if rows and "push" not in self.module_opts("mod_event_pusher"):
+            self.summary.warnings.append(
+                f"{what}: imported, but [modules.mod_event_pusher.push] is not configured:"
+                " no notification is sent until it is")
+        from suricate.modules.mod_event_pusher.store import PushRegistration
+        from suricate.xml.element import Element
+        held: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for owner, node, service, form in rows:
+            try:
+                jid = JID.parse(str(owner))
+                app = str(JID.parse(str(service)))
+                fields = json.loads(form) if isinstance(form, (str, bytes)) else form
+                if not isinstance(fields, dict) or not node:
+                    raise ValueError("form is not a JSON object")
+            except (InvalidJID, ValueError):
+                self.summary.skipped[f"{what} unreadable"] += 1
+                continue
+            acc = self.account(jid.domain, jid.local or "")
+            if acc is None:
+                continue
+            if acc not in held:
+                held[acc] = {(r.service, r.node) for r in await store.registrations(*acc)}
+            if (app, str(node)) in held[acc]:
+                self.summary.skipped[f"{what} already present"] += 1
+                continue
+            # The form as a client sends it in <enable/> (XEP-0357 §5), what the push
+            # backend keeps and hands on as <publish-options/>.
+            x = Element("x", ns.DATA_FORMS, {"type": "submit"})
+            x.add("field", attrs={"var": "FORM_TYPE"}).add("value", text=PUBLISH_OPTIONS)
+            for var, value in sorted(fields.items()):
+                if var == "FORM_TYPE":
+                    continue
+                field = x.add("field", attrs={"var": str(var)})
+                for v in value if isinstance(value, list) else [value]:
+                    field.add("value", text=str(v))
+            await store.enable(*acc, PushRegistration(app, str(node),
+                                                      x.serialize() if fields else ""))
+            held[acc].add((app, str(node)))
+            self.summary.imported[what] += 1
+
+    async def muc_light_blocking(self) -> None:
+        """MUC Light blocking lists: ``what`` 1 a room, 2 a user, ``who`` its bare JID; one
+        list per account for the host's MUC Light service (``modules.mod_muc_light.host``)."""
+        what = "MUC Light blocking items"
+        if "muc_light_blocking" not in self.tables:
+            return
+        rows = await self.rows(what, "SELECT lserver, luser, what, who FROM muc_light_blocking")
+        store = self.store("mod_muc_light", what, len(rows))
+        if store is None:
+            return
+        host = self.module_opts("mod_muc_light")["host"]
+        held: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for server, user, kind, who in rows:
+            acc = self.account(server, user)
+            if acc is None:
+                continue
+            name = BLOCKING_WHAT.get(int(kind))
+            try:
+                target = str(JID.parse(str(who)).bare)
+            except (InvalidJID, ValueError):
+                name = None
+            if name is None:
+                self.summary.skipped[f"{what} unreadable"] += 1
+                continue
+            member, service = f"{acc[1]}@{acc[0]}", host.replace("@HOST@", acc[0])
+            if acc not in held:
+                held[acc] = set(await store.get_blocking(member, service))
+            if (name, target) in held[acc]:
+                self.summary.skipped[f"{what} already present"] += 1
+                continue
+            await store.set_blocking(member, service, [(name, "deny", target)])
+            held[acc].add((name, target))
+            self.summary.imported[what] += 1
+
     async def not_imported(self) -> None:
         """Tables with rows this version does not import: counted, with the reason."""
         for table, why in NOT_IMPORTED.items():
@@ -775,8 +910,10 @@ async def import_database(server: Any, source: Source, summary: MimSummary,
                           progress: bool = False, mam_jid_format: str = "mam_jid_mini",
                           kinds: Sequence[str] = ("rosters", "simple", "privacy", "offline",
                                                   "archive", "archive_prefs", "muc",
-                                                  "muc_light", "muc_archive",
-                                                  "not_imported", "users")) -> None:
+                                                  "muc_light", "muc_archive", "pubsub",
+                                                  "inbox", "smart_markers", "push",
+                                                  "muc_light_blocking", "not_imported",
+                                                  "users")) -> None:
     run = _Run(server, source, summary, progress, mam_jid_format)
     run.tables = await source.tables()
     if "users" not in run.tables and "mam_message" not in run.tables:

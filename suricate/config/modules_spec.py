@@ -95,9 +95,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate, with what to do instead.
 UNAVAILABLE_MODULES: dict[str, str] = {
-    "mod_jingle_sip": "module is not available in this version of Suricate: there is no "
-    "Jingle/SIP bridge; Jingle calls between XMPP clients need no module (their IQs are "
-    "routed like any other)",
     # 6.4 configures WebSockets as an HTTP handler, not as a module.
     "mod_websockets": "not a module, in MongooseIM 6.4 either: WebSockets are served by a "
     "[[listen.http.handlers.mod_websockets]] handler (docs/http.md)",

@@ -178,6 +178,13 @@ ip_access = [
 max_items_node = 1000
 ignore_pep_from_offline = false
 
+# Roster versioning (RFC 6121 §2.6): a client that kept the roster of its last session
+# (Gajim, Conversations, Dino, Monal) sends its version and gets nothing back when nothing
+# changed, or only the changes as pushes, instead of the whole roster at every login.
+# MongooseIM's default is false; Prosody's roster always offers it.
+[modules.mod_roster]
+versioning = true
+
 # The archive (XEP-0313) of every account and of every room: what lets a second device, or a
 # phone back from a tunnel, show the whole conversation. Written in batches off the message
 # path (async_writer); a crash loses at most one flush interval of rows (docs/mam.md).
@@ -185,5 +192,6 @@ ignore_pep_from_offline = false
 [modules.mod_mam.pm]
 [modules.mod_mam.muc]
 
-{modules.replace("[modules.mod_register]", "").replace("[modules.mod_pubsub]", "")}
+{modules.replace("[modules.mod_register]", "").replace("[modules.mod_pubsub]", "")
+        .replace("[modules.mod_roster]", "")}
 """

@@ -104,6 +104,15 @@ class XmppStream:
         if self._state_timeout is not None and self.fsm.state in self._timed_states:
             self._timer = self.conn.loop.call_later(self._state_timeout, self._timed_out)
 
+    def extend_state_deadline(self, seconds: float) -> None:
+        """At least ``seconds`` from now for the current state, where it is timed and
+        ``state_timeout`` would end it sooner: a step that waits on a person (an in-band
+        registration form), not on a program. The next state gets ``state_timeout`` again."""
+        if self._timer is None or self._timer.when() - self.conn.loop.time() >= seconds:
+            return
+        self._cancel_timer()
+        self._timer = self.conn.loop.call_later(seconds, self._timed_out)
+
     def state_time_left(self) -> float | None:
         """Seconds before the current state times out; None when it has no deadline."""
         if self._timer is None:

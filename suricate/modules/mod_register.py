@@ -51,6 +51,12 @@ log = logging.getLogger("suricate.mod_register")
 
 INSTRUCTIONS = "Choose a username and password to register with this server."
 
+#: Seconds a client that may register has, after it got the form, to send it back filled in:
+#: a person types into it (Gajim's, Dino's and Conversations' sign-up pages keep the stream
+#: open meanwhile), which the listener's state_timeout (MongooseIM's 5 s) is not made for.
+#: Prosody's limit for a stream that has not authenticated (c2s_timeout) is the same.
+FORM_FILL_SECONDS = 300
+
 # Gives back an address's registration slot only if it is still the one this request took
 # (KEYS: reg:<address>; ARGV: the request's token).
 _RELEASE = """
@@ -209,6 +215,8 @@ class ModRegister(Module):
             if stype == "get":
                 # §3.1: an entity that has not authenticated is taken as unregistered.
                 c2s.send(_result(iq, _form()))
+                if self._ip_allowed(_peer_ip(c2s)):
+                    c2s.extend_state_deadline(FORM_FILL_SECONDS)
                 return True
             await self._register(c2s, query)
         except StanzaError as err:

@@ -32,8 +32,12 @@ class ModSasl2(Module):
     def stream_features(self, acc: list[Element], c2s: C2S) -> list[Element]:
         mechanisms = c2s.sasl_mechanisms()
         inline: list[Element] = self.server.hooks.fold(H.SASL2_INLINE_FEATURES, [], c2s)
-        if not mechanisms and not inline:
-            return acc  # e.g. STARTTLS still required: nothing to authenticate with yet
+        if not mechanisms and not any(el.find("mechanism", el.xmlns) is not None
+                                      for el in inline):
+            # Nothing to authenticate with, neither a mechanism nor an inline one (FAST's,
+            # XEP-0484 §3.1): STARTTLS is still required. RFC 6120 §5.3.1: then nothing but
+            # <starttls/> is advertised; Bind 2 and SM inline alone are no SASL2 offer.
+            return acc
         # XEP-0480: the SASL upgrade tasks (stronger SCRAM hashes for old accounts).
         return [*acc, P.sasl2_feature(mechanisms, inline, c2s.sasl2_upgrades())]
 

@@ -64,9 +64,13 @@ class Unauthenticated:
         self.tls_config: Any = object() if tls_offered else None
         self.is_tls = encrypted
         self.sent: list[Element] = []
+        self.deadline: float | None = None  # what extend_state_deadline asked for
 
     def send(self, element: Element) -> None:
         self.sent.append(element)
+
+    def extend_state_deadline(self, seconds: float) -> None:
+        self.deadline = seconds
 
 
 async def preauth(server: Server, stream: Unauthenticated, type_: str,
@@ -93,11 +97,14 @@ GOOD = "correct horse battery"
 
 
 async def test_form_before_authentication(server: Server) -> None:
-    reply = await preauth(server, Unauthenticated(), "get", query())
+    stream = Unauthenticated()
+    reply = await preauth(server, stream, "get", query())
     assert reply.attrs["type"] == "result"
     form = reply.find("query", ns.REGISTER)
     assert form is not None
     assert [c.name for c in form.elements()] == ["instructions", "username", "password", "x"]
+    # A person fills it in: more than the listener's state_timeout to send it back.
+    assert stream.deadline is not None and stream.deadline >= 60
 
 
 async def test_register_creates_account_welcomes_and_notifies(server: Server) -> None:
@@ -137,6 +144,10 @@ async def test_ip_access_deny(server: Server, ip: str) -> None:
     # An IPv4 client seen through a dual-stack socket or PROXY header is still 10.1.2.3.
     reply = await preauth(server, Unauthenticated(ip=ip), "set", query("bob", GOOD))
     assert error_condition(reply) == "forbidden"
+    # The form is no secret, but a client that may not register gets no longer deadline.
+    stream = Unauthenticated(ip=ip)
+    assert (await preauth(server, stream, "get", query())).attrs["type"] == "result"
+    assert stream.deadline is None
 
 
 async def test_no_registration_before_tls_on_a_tls_listener(server: Server) -> None:

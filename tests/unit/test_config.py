@@ -1700,10 +1700,8 @@ def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> 
             "the service a fixed username and password (docs/extdisco.md)",
         ),
         (
-            "[modules.mod_jingle_sip]\n",
-            "modules.mod_jingle_sip: module is not available in this version of Suricate: there "
-            "is no Jingle/SIP bridge; Jingle calls between XMPP clients need no module (their "
-            "IQs are routed like any other)",
+            '[modules.mod_jingle_sip]\ntransport = "tls"\n',
+            "modules.mod_jingle_sip.transport: expected one of udp, tcp",
         ),
         (
             "[modules.mod_websockets]\n",

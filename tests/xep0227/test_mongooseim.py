@@ -6,6 +6,7 @@ passwords and find roster, vCard, offline message and archive."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import struct
@@ -300,7 +301,6 @@ CREATE TABLE muc_light_occupants (room_id INT, luser varchar(250), lserver varch
                                   aff SMALLINT);
 CREATE TABLE mam_muc_message (id BIGINT, room_id INT, sender_id INT, nick_name varchar(250),
                               message BLOB_T, search_body text, origin_id varchar(250));
-CREATE TABLE inbox (luser varchar(250), lserver varchar(250), remote_bare_jid varchar(250));
 CREATE TABLE mam_message (id BIGINT, user_id INT, from_jid varchar(250),
                           remote_bare_jid varchar(250), remote_resource varchar(250),
                           direction char(1), message BLOB_T, origin_id varchar(250));
@@ -310,10 +310,10 @@ ROOM_OPTIONS = ('{"title": "Tea party", "persistent": true, "members_only": true
                 ' "max_users": 30}')
 
 
-async def _fill_other(kind: str, dsn: str) -> None:
+def _other_rows() -> list[tuple[str, tuple[Any, ...]]]:
     scram = make_scram_record(ALICE_PW, iterations=4096)
     mam = term_to_binary(archived("from the other side", "z1", as_map=True), compressed=True)
-    rows: list[tuple[str, tuple[Any, ...]]] = [
+    return [
         ("INSERT INTO users VALUES (?, ?, '', ?)", ("alice", HOST, scram)),
         ("INSERT INTO private_storage VALUES (?, 'alice', 'storage:rosternotes', ?)",
          (HOST, "<storage xmlns='storage:rosternotes'><note jid='bob@localhost'>tall</note>"
@@ -341,14 +341,19 @@ async def _fill_other(kind: str, dsn: str) -> None:
         ("INSERT INTO muc_light_occupants VALUES (3, 'alice', 'localhost', 1),"
          " (3, 'bob', 'localhost', 2)", ()),
         ("INSERT INTO mam_config VALUES (5, '', 'R'), (5, 'boss@remote.example', 'N')", ()),
-        ("INSERT INTO inbox VALUES ('alice', ?, 'bob@localhost')", (HOST,)),
         ("INSERT INTO mam_message VALUES (?, 5, 'carol@remote.example/pc',"
          " 'carol@remote.example', 'pc', 'I', ?, 'z1')", (MAM_IDS[0], mam)),
     ]
+
+
+async def fill_source(kind: str, dsn: str, ddl: str,
+                      rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Create ``ddl`` (``BLOB_T``: bytea or BLOB) in the PostgreSQL or MariaDB database
+    ``dsn`` and run the ``?``-placeholder inserts of ``rows``."""
     if kind == "pgsql":
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(OTHER_DDL.replace("BLOB_T", "bytea"))
+            await conn.execute(ddl.replace("BLOB_T", "bytea"))
             for sql, args in rows:
                 n = iter(range(1, 100))
                 await conn.execute("".join(f"${next(n)}" if c == "?" else c for c in sql),
@@ -362,7 +367,7 @@ async def _fill_other(kind: str, dsn: str) -> None:
                                db=parts[1], autocommit=True)
     try:
         async with my.cursor() as cur:
-            for stmt in OTHER_DDL.replace("BLOB_T", "BLOB").split(";"):
+            for stmt in ddl.replace("BLOB_T", "BLOB").split(";"):
                 if stmt.strip():
                     await cur.execute(stmt)
             for sql, args in rows:
@@ -371,9 +376,12 @@ async def _fill_other(kind: str, dsn: str) -> None:
         await my.ensure_closed()
 
 
-@pytest.fixture(params=["pgsql", "mysql"])
-def other_db(request: pytest.FixtureRequest) -> Iterator[str]:
-    kind = request.param
+@contextlib.contextmanager
+def source_database(kind: str, ddl: str,
+                    rows: list[tuple[str, tuple[Any, ...]]]) -> Iterator[str]:
+    """A throwaway MongooseIM-shaped database on PostgreSQL (``pgsql``) or MariaDB
+    (``mysql``), filled, dropped afterwards; the test is skipped (failed under CI=true) when
+    that server is not reachable."""
     name = f"mim_import_{secrets.token_hex(5)}"
     base = PG if kind == "pgsql" else MY
 
@@ -401,10 +409,16 @@ def other_db(request: pytest.FixtureRequest) -> Iterator[str]:
             pytest.fail(f"{kind} not reachable: {exc}")
         pytest.skip(f"{kind} not reachable: {exc}")
     try:
-        asyncio.run(_fill_other(kind, f"{base}/{name}"))
+        asyncio.run(fill_source(kind, f"{base}/{name}", ddl, rows))
         yield f"{base}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["pgsql", "mysql"])
+def other_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    with source_database(request.param, OTHER_DDL, _other_rows()) as dsn:
+        yield dsn
 
 
 def test_privacy_blocking_private_muc_and_archive_from_either_database(
@@ -431,7 +445,6 @@ host = "conference.@HOST@"
                  "imported 1 blocked JIDs", "imported 1 MUC rooms",
                  "imported 1 archived messages", "imported 1 MAM preferences",
                  "imported 1 room archive messages", "imported 1 MUC Light rooms",
-                 "skipped 1: inbox rows: inbox entries are rebuilt by new messages",
                  "warning: rosters: no table rosterusers"):
         assert line in out, out
     assert main(args) == 0

@@ -388,7 +388,11 @@ def _notifiable(stanza: Element) -> bool:
     # RFC 6121 §5.2.2: a type not understood is "normal"
     if message_type(stanza) not in ("chat", "normal", "groupchat"):
         return False
-    if stanza.find("body") is not None:
+    if stanza.find_text("body"):
+        # An empty <body/> says nothing to show: 6.4 skips it (push content: an empty body
+        # is no notification). A MUC Light room's notifications (affiliation and
+        # configuration changes, MUC Light protocol §5) carry one, and would otherwise wake
+        # an offline member's phone with an empty message from the room's bare JID.
         return True
     for child in stanza.elements():
         xmlns = child.xmlns or ""

@@ -450,15 +450,24 @@ class ModMam(Module):
                     continue
                 self.server.hooks.add(hook, getattr(self, method), priority)
             self.server.hooks.add(H.DISCO_SM_FEATURES, self._mam_features, 50)
+            # On the server's own disco#info too, as MongooseIM's mod_mam_pm
+            # (disco_local_features) and ejabberd do: clients that look only there, such as
+            # profanity 0.13 (its /mam and OMEMO checks read the domain's and its items'
+            # features, never the account's), otherwise never ask the archive.
+            self.server.hooks.add(H.DISCO_LOCAL_FEATURES,
+                                  self._handler(H.DISCO_LOCAL_FEATURES, "_mam_features"), 50)
 
     def unwire(self) -> None:
         super().unwire()
         for hook, method, _ in self._ARCHIVING:
             self.server.hooks.remove(hook, getattr(self, method))
         self.server.hooks.remove(H.DISCO_SM_FEATURES, self._mam_features)
+        self.server.hooks.remove(H.DISCO_LOCAL_FEATURES,
+                                 self._handler(H.DISCO_LOCAL_FEATURES, "_mam_features"))
 
     def _mam_features(self, acc: set[str], jid: Any) -> set[str]:
-        # XEP-0313 §6.1 (on the account's bare JID), XEP-0359 §6, XEP-0424 §2.
+        # XEP-0313 §6.1 (on the account's bare JID; ``jid`` is the domain when the server's
+        # own features are asked), XEP-0359 §6, XEP-0424 §2.
         extra = {MAM, MAM_EXTENDED, SID}
         if self.retraction:
             # MongooseIM advertises its retraction by stanza-id next to XEP-0424's.

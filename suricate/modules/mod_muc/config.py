@@ -235,10 +235,11 @@ def _bool(value: bool) -> str:
 def _field(form: Element, var: str, ftype: str, label: str, values: list[str],
            options: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
     f = form.add("field", attrs={"var": var, "type": ftype, "label": label})
-    for olabel, ovalue in options:
-        f.add("option", attrs={"label": olabel}).add("value", text=ovalue)
+    # XEP-0004 (its XML Schema): a field's <value/>s come before its <option/>s.
     for value in values:
         f.add("value", text=value)
+    for olabel, ovalue in options:
+        f.add("option", attrs={"label": olabel}).add("value", text=ovalue)
 
 
 def config_form(cfg: RoomConfig, max_users: int) -> Element:

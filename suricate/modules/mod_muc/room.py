@@ -60,6 +60,12 @@ CONFERENCE = "jabber:x:conference"  # XEP-0249
 MUC_REQUEST = MUC + "#request"  # §7.13 voice requests
 RETRACT = "urn:xmpp:message-retract:1"  # XEP-0424
 MODERATE = "urn:xmpp:message-moderate:1"  # XEP-0425
+# XEP-0425 0.2, before 0.3 (2023) renamed the namespaces: the request and the notice wrapped in
+# a XEP-0422 <apply-to/>. Gajim 1.7 and nbxmpp 4 (Debian 12's) speak only this version, and
+# show their moderation menu only where a room advertises it.
+MODERATE_0 = "urn:xmpp:message-moderate:0"
+RETRACT_0 = "urn:xmpp:message-retract:0"
+FASTEN = "urn:xmpp:fasten:0"  # XEP-0422
 MUC_REGISTER = MUC + "#register"  # §7.10
 MAM = "urn:xmpp:mam:2"  # XEP-0313
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
@@ -784,9 +790,15 @@ class Room:
 
     def _groupchat(self, occ: Occupant, frm: JID, stanza: Element) -> None:
         subject = stanza.find("subject", ns.CLIENT)
-        if subject is not None and stanza.find("body", ns.CLIENT) is None:
-            self._change_subject(occ, subject.text, stanza)
-            return
+        if subject is not None:
+            # XEP-0045 §8.1: a <subject/> without a <body/> changes the subject. An empty
+            # <body/> carries no message (mcabber's /room topic sends one with the subject):
+            # it is no body, or the room would relay a "topic change" every client shows,
+            # but keep the old subject for those who join next.
+            body = stanza.find("body", ns.CLIENT)
+            if body is None or not body.text.strip():
+                self._change_subject(occ, subject.text, stanza)
+                return
         if occ.role == "visitor" and self.config.moderated:
             self._error(stanza, "forbidden", "visitors have no voice")  # §7.4
             return
@@ -1155,7 +1167,15 @@ class Room:
             elif xmlns == ns.PING and itype == "get":
                 self._result(stanza)
             elif xmlns == MODERATE and itype == "set" and payload.name == "moderate":
-                self._moderate(frm, payload, stanza)
+                self._moderate(frm, stanza, payload.attrs.get("id", ""),
+                               payload.find("retract", RETRACT) is not None,
+                               payload.find_text("reason", MODERATE))
+            elif xmlns == FASTEN and itype == "set" and payload.name == "apply-to" \
+                    and (legacy := payload.find("moderate", MODERATE_0)) is not None:
+                # XEP-0425 0.2 §4: <apply-to id='STANZA-ID'><moderate><retract/>.
+                self._moderate(frm, stanza, payload.attrs.get("id", ""),
+                               legacy.find("retract", RETRACT_0) is not None,
+                               legacy.find_text("reason", MODERATE_0))
             elif xmlns == MAM:
                 self._mam(frm, stanza)
             elif xmlns == ns.REGISTER and payload.name == "query":
@@ -1168,15 +1188,17 @@ class Room:
             if stanza.attrs.get("type") not in ("error", "result"):
                 self.server.router.bounce(stanza, err)
 
-    def _moderate(self, frm: JID, moderate: Element, stanza: Element) -> None:
+    def _moderate(self, frm: JID, stanza: Element, stanza_id: str, retract_asked: bool,
+                  reason: str | None) -> None:
         """XEP-0425 §4: a moderator retracts a message; every occupant gets the
-        retraction (XEP-0424) marked as moderated, and the history forgets it."""
+        retraction (XEP-0424) marked as moderated, and the history forgets it. The request
+        is of 0.3 (``<moderate/>``) or of 0.2 (``<apply-to/>``); the notice carries both
+        forms, so that the clients of either version apply it."""
         occ = self.by_jid.get(frm)
         if occ is None or occ.role != "moderator":
             raise StanzaError("forbidden", "only moderators moderate messages")
-        if moderate.find("retract", RETRACT) is None:
+        if not retract_asked:
             raise StanzaError("bad-request", "only retraction is supported")
-        stanza_id = moderate.attrs.get("id", "")
         if not stanza_id:
             raise StanzaError("bad-request", "the stanza-id to moderate is required")
         entry = self._history_entry(stanza_id)
@@ -1188,9 +1210,14 @@ class Room:
         moderated = retract.add("moderated", MODERATE,
                                 {"by": str(self._occupant_jid(occ.nick))})
         moderated.add("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id})
-        reason = moderate.find_text("reason", MODERATE)
         if reason:
             retract.add("reason", RETRACT, text=reason)
+        # XEP-0425 0.2 §4: the same notice as a XEP-0422 fastening on the stanza-id.
+        legacy = notice.add("apply-to", FASTEN, {"id": stanza_id}).add(
+            "moderated", MODERATE_0, {"by": str(self._occupant_jid(occ.nick))})
+        legacy.add("retract", RETRACT_0)
+        if reason:
+            legacy.add("reason", MODERATE_0, text=reason)
         archive = self.archive()
         if archive is not None and stanza_id.isdigit():
             # XEP-0425 §5: the archived message is replaced by a tombstone that says who
@@ -1322,7 +1349,7 @@ class Room:
     def features(self) -> list[str]:
         cfg = self.config
         features = [ns.DISCO_INFO, ns.DISCO_ITEMS, MUC, SID, OCCUPANT_ID, ns.PING,
-                    SELF_PING_OPTIMIZATION, MODERATE, RETRACT, ns.REGISTER,
+                    SELF_PING_OPTIMIZATION, MODERATE, MODERATE_0, RETRACT, ns.REGISTER,
                     ns.VCARD,  # XEP-0486 §3.1: room vCards (avatars)
                     "muc_public" if cfg.public else "muc_hidden",
                     "muc_persistent" if cfg.persistent else "muc_temporary",

@@ -15,6 +15,15 @@ from suricate.protocol.errors import StanzaError
 AFFILIATIONS = ("owner", "member", "none")
 
 
+def _user_server(jid: str) -> tuple[str, str]:
+    """MongooseIM's order of members: by (user, server), not by the JID's text. They differ
+    when one user part begins another: 6.4 puts ``4912345@host`` before ``491234567@host``,
+    the text puts it after ('6' sorts before '@'), and the room would pass to another
+    member than MongooseIM's (phone numbers as user names are common in such apps)."""
+    user, _, server = jid.rpartition("@")
+    return user, server
+
+
 def check_request(changes: list[tuple[str, str]]) -> None:
     """§5.4 rules 8 and 1: every JID at most once, only the three affiliations."""
     seen: set[str] = set()
@@ -73,9 +82,9 @@ def apply(current: Mapping[str, str], changes: list[tuple[str, str]],
         # §5.4 rule 5: the owner left (or stepped down) without naming a successor; the
         # service picks one, as MongooseIM does: a member the request leaves untouched,
         # else a newcomer, else the owner who stepped down (who then simply stays owner).
-        untouched = sorted(j for j in new if j not in changed)
-        newcomers = sorted(j for j in new if j not in current)
-        successor = (untouched or newcomers or sorted(new))[0]
+        untouched = sorted((j for j in new if j not in changed), key=_user_server)
+        newcomers = sorted((j for j in new if j not in current), key=_user_server)
+        successor = (untouched or newcomers or sorted(new, key=_user_server))[0]
         new[successor] = "owner"
         if current.get(successor) == "owner":
             del changed[successor]  # it stays what it was: not a change

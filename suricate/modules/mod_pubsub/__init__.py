@@ -268,7 +268,10 @@ class ModPubsub(Module):
         if not self.pep:
             return acc
         if "mod_private" in self.server.modules:
-            acc = acc | {B.BOOKMARKS + "#compat"}  # XEP-0402 §3.3 / XEP-0411
+            # XEP-0402 §5.3: bookmarks are one list in private XML ("#compat"), in the legacy
+            # PEP node storage:bookmarks ("#compat-pep", which Gajim 1.7 needs before it
+            # uses XEP-0402 at all) and in XEP-0402's; XEP-0411 §2 for the legacy pair.
+            acc = acc | {B.BOOKMARKS + "#compat", B.BOOKMARKS + "#compat-pep", B.CONVERSION}
         if self._vcard() is not None:
             acc = acc | {A.CONVERSION}  # XEP-0398 §2
         return acc | set(self.sm_features)
@@ -416,6 +419,10 @@ class ModPubsub(Module):
         action = children[0]
         owner_ns = payload.xmlns == PUBSUB_OWNER
         method = _DISPATCH.get((stype, owner_ns, action.name))
+        if method in ("items", "publish") and host.pep \
+                and action.attrs.get("node") == B.LEGACY and self._private_store() is not None:
+            method = "legacy_" + method  # XEP-0048 over XEP-0223: a view of XEP-0402's
+            await self._migrate_legacy_node(host)
         if method is None:
             raise StanzaError("feature-not-implemented" if action.name in _KNOWN
                               else "bad-request")
@@ -450,12 +457,7 @@ class ModPubsub(Module):
                                  f"max_items {max_items} exceeds max_items_node ({limit})")
 
     def keep(self, config: Mapping[str, Any]) -> int:
-        limit: int = self.opts["max_items_node"]
-        max_items = config.get("max_items", limit)
-        keep = limit if max_items == "max" else min(int(max_items), limit)
-        # A node that does not persist items still keeps the last one, for
-        # send_last_published_item (XEP-0060 §7.1.2 allows keeping the last item).
-        return keep if config.get("persist_items", True) else min(keep, 1)
+        return C.items_kept(config, self.opts["max_items_node"])
 
     async def _node(self, host: Host, node: str | None) -> dict[str, Any]:
         if not node:
@@ -1195,31 +1197,106 @@ class ModPubsub(Module):
             return None
         return store
 
-    async def _changed(self, host: Host, node: str) -> None:
-        """PEP bookmarks changed: rewrite the XEP-0048 copy in private storage."""
+    async def _legacy_storage(self, host: Host) -> Element:
+        """The account's XEP-0402 bookmarks as one XEP-0048 ``<storage/>``, with the
+        ``<url/>`` entries of the private copy (XEP-0402 has no place for them)."""
         private = self._private_store()
-        if not host.pep or node != B.BOOKMARKS or private is None:
-            return
         domain, user = host.key
         pairs: list[tuple[str, Element]] = []
-        for item in await self.store.get_items(host.key, node):
+        for item in await self.store.get_items(host.key, B.BOOKMARKS):
             element = _parse_one(item.payload)
             if element is not None and element.name == "conference":
                 pairs.append((item.id, element))
         keep: list[Element] = []
-        old = await private.get_private(domain, user, B.LEGACY)
+        old = await private.get_private(domain, user, B.LEGACY) if private else None
         storage = _parse_one(old) if old else None
         if storage is not None:
             keep = [e for e in storage.find_all() if e.name != "conference"]  # <url/>
-        await private.set_private(domain, user, B.LEGACY, B.to_legacy(pairs, keep).serialize())
+        return B.to_legacy(pairs, keep)
+
+    async def _changed(self, host: Host, node: str) -> None:
+        """PEP bookmarks changed: rewrite the XEP-0048 copy in private storage, and tell the
+        account's legacy PEP clients."""
+        private = self._private_store()
+        if not host.pep or node != B.BOOKMARKS or private is None:
+            return
+        domain, user = host.key
+        storage = await self._legacy_storage(host)
+        await private.set_private(domain, user, B.LEGACY, storage.serialize())
+        await self._legacy_notify(host, storage)
+
+    async def _legacy_notify(self, host: Host, storage: Element) -> None:
+        """XEP-0411 §4 / XEP-0223: the account's sessions that want storage:bookmarks
+        (``+notify``) get the whole list as the node's single item ``current``."""
+        config = {**self.defaults(host, B.LEGACY), **B.NODE_CONFIG}
+        event = Element("event", PUBSUB_EVENT)
+        event.add("items", attrs={"node": B.LEGACY}).add(
+            "item", attrs={"id": B.LEGACY_ITEM}).append(storage)
+        await self._broadcast(host, B.LEGACY, config, event)
+
+    async def legacy_items(self, host: Host, frm: JID, action: Element,
+                           children: list[Element]) -> Element | None:
+        """XEP-0048 §3 over XEP-0223: the legacy node's one item, made from XEP-0402's
+        items (XEP-0402 §5.3, "#compat-pep"). A private node: the owner reads it."""
+        config = {**self.defaults(host, B.LEGACY), **B.NODE_CONFIG}
+        await self._check_access(host, B.LEGACY, config, frm)
+        if await self.store.get_node(host.key, B.BOOKMARKS) is None:
+            raise StanzaError("item-not-found")  # no bookmarks ever: no node (XEP-0060 §6.5.9.11)
+        result = Element("pubsub", PUBSUB)
+        result.add("items", attrs={"node": B.LEGACY}).add(
+            "item", attrs={"id": B.LEGACY_ITEM}).append(await self._legacy_storage(host))
+        return result
+
+    async def legacy_publish(self, host: Host, frm: JID, action: Element,
+                             children: list[Element]) -> Element | None:
+        """A legacy client publishes the whole list (XEP-0048 §3.1 with XEP-0223's
+        publish-options, which describe the node we keep anyway): XEP-0402's items follow,
+        then the private copy and the other legacy clients."""
+        await self._require_owner(host, B.LEGACY, frm)
+        items = action.find_all("item", PUBSUB)
+        storage = items[0].find("storage", B.LEGACY) if len(items) == 1 else None
+        if storage is None:
+            raise C.pubsub_error("bad-request", "invalid-payload",
+                                 "one item with a <storage xmlns='storage:bookmarks'/>")
+        await self._legacy_to_pep(host, storage)
+        private = self._private_store()
+        if private is not None:
+            domain, user = host.key
+            await private.set_private(domain, user, B.LEGACY, storage.serialize())
+        await self._legacy_notify(host, storage)
+        result = Element("pubsub", PUBSUB)
+        result.add("publish", attrs={"node": B.LEGACY}).add("item", attrs={"id": B.LEGACY_ITEM})
+        return result
 
     async def private_stored(self, acc: None, user: JID, namespace: str,
                              elements: list[Element]) -> None:
-        """XEP-0048 bookmarks stored by an old client: the PEP node follows (XEP-0411 §4)."""
+        """XEP-0048 bookmarks stored by an old client: the PEP nodes follow (XEP-0411 §4)."""
         if not self.pep or namespace != B.LEGACY or not elements:
             return acc
         host = Host(user.bare, True)
-        wanted = dict(B.from_legacy(elements[0]))
+        await self._legacy_to_pep(host, elements[0])
+        await self._legacy_notify(host, elements[0])
+        return acc
+
+    async def _migrate_legacy_node(self, host: Host) -> None:
+        """A storage:bookmarks node stored before it became a view (an old client published
+        it as any PEP node): its rooms that XEP-0402's list lacks join it, once, and the node
+        goes (Prosody's mod_bookmarks migrates the same way)."""
+        if not host.pep or await self.store.get_node(host.key, B.LEGACY) is None:
+            return
+        for item in await self.store.get_items(host.key, B.LEGACY):
+            storage = _parse_one(item.payload)
+            if storage is not None and storage.name == "storage" and storage.xmlns == B.LEGACY:
+                await self._legacy_to_pep(host, storage, merge=True)
+        await self.store.delete_node(host.key, B.LEGACY)
+        log.info("pubsub_legacy_bookmarks_migrated jid=%s", host.jid)
+        await self._changed(host, B.BOOKMARKS)
+
+    async def _legacy_to_pep(self, host: Host, storage: Element, merge: bool = False) -> None:
+        """A XEP-0048 ``<storage/>`` becomes XEP-0402's items: new and changed rooms
+        published, missing ones retracted, each notified (XEP-0402 §4). ``merge``: only the
+        rooms XEP-0402's list lacks are added, nothing else changes."""
+        wanted = dict(B.from_legacy(storage))
         stored = await self.store.get_node(host.key, B.BOOKMARKS)
         if stored is None:
             stored = {**self.defaults(host, B.BOOKMARKS), **B.NODE_CONFIG}
@@ -1228,13 +1305,13 @@ class ModPubsub(Module):
         current = {i.id: i.payload for i in await self.store.get_items(host.key, B.BOOKMARKS)}
         for room, conference in wanted.items():
             payload = conference.serialize()
-            if current.get(room) == payload:
+            if current.get(room) == payload or (merge and room in current):
                 continue
             item = Item(room, str(host.jid), payload, time.time_ns())
             await self.store.publish(host.key, B.BOOKMARKS, item, self.keep(config))
             await self._broadcast(host, B.BOOKMARKS, config,
                                   self._items_event(B.BOOKMARKS, [item], config))
-        gone = [room for room in current if room not in wanted]
+        gone = [] if merge else [room for room in current if room not in wanted]
         if gone:
             event = Element("event", PUBSUB_EVENT)
             items_el = event.add("items", attrs={"node": B.BOOKMARKS})
@@ -1242,7 +1319,6 @@ class ModPubsub(Module):
                 await self.store.retract(host.key, B.BOOKMARKS, room)
                 items_el.add("retract", attrs={"id": room})
             await self._broadcast(host, B.BOOKMARKS, config, event)
-        return acc
 
     # -- XEP-0398: the PEP avatar and the vCard avatar are one ----------------------------
     def _vcard(self) -> ModVcard | None:

@@ -1,7 +1,9 @@
 """XEP-0411 Bookmarks Conversion: XEP-0402 PEP bookmarks (one item per room, urn:xmpp:bookmarks:1)
 and XEP-0048 bookmarks in private XML storage (one ``<storage xmlns='storage:bookmarks'>``) are
-kept the same, so an old client and a new one see one list. Pure conversions here; the module
-calls them when either side changes.
+kept the same, so an old client and a new one see one list; so is XEP-0048's PEP node
+(``storage:bookmarks``, one item ``current``, XEP-0402 §5.3 "#compat-pep"), which the module
+serves as a view of XEP-0402's. Pure conversions here; the module calls them when either side
+changes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from suricate.xml.element import Element
 
 BOOKMARKS = "urn:xmpp:bookmarks:1"
 LEGACY = "storage:bookmarks"
+#: XEP-0048 §3 with XEP-0223: the legacy PEP node's single item.
+LEGACY_ITEM = "current"
+#: XEP-0411 §2: the account converts between private XML and the legacy PEP node.
+CONVERSION = "urn:xmpp:bookmarks-conversion:0"
 
 #: XEP-0402 §3: the node configuration bookmarks are published with.
 NODE_CONFIG = {"persist_items": True, "max_items": "max", "send_last_published_item": "never",

@@ -60,6 +60,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def items_kept(config: Mapping[str, Any], limit: int) -> int:
+    """How many items a node keeps: its max_items ("max": the service's ``max_items_node``,
+    ``limit``), never more than ``limit``."""
+    max_items = config.get("max_items", limit)
+    keep = limit if max_items == "max" else min(int(max_items), limit)
+    # A node that does not persist items still keeps the last one, for
+    # send_last_published_item (XEP-0060 §7.1.2 allows keeping the last item).
+    return keep if config.get("persist_items", True) else min(keep, 1)
+
+
 def _bool(text: str) -> bool:
     if text in ("1", "true"):
         return True
@@ -179,9 +189,7 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
         attrs = {"var": f"pubsub#{key}", "type": kind, "label": label}
         field = form.add("field", attrs=attrs)
         value = config[key]
-        if type_ == "form" and allowed is not None:
-            for option in allowed:
-                field.add("option").add("value", text=option)
+        # XEP-0004 (its XML Schema): a field's <value/>s come before its <option/>s.
         if kind == "text-multi":
             for v in value:
                 field.add("value", text=v)
@@ -189,6 +197,9 @@ def config_form(config: Mapping[str, Any], form_type: str = NODE_CONFIG,
             field.add("value", text="1" if value else "0")
         else:
             field.add("value", text=str(value))
+        if type_ == "form" and allowed is not None:
+            for option in allowed:
+                field.add("option").add("value", text=option)
     return form
 
 

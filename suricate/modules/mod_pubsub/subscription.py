@@ -47,11 +47,12 @@ def options_form(options: Mapping[str, Any], type_: str = "form") -> Element:
         field.add("value", text="1" if options.get(key, DEFAULTS[key]) else "0")
     field = form.add("field", attrs={"var": "pubsub#show-values", "type": "list-multi",
                                      "label": _LABELS["show-values"]})
+    # XEP-0004 (its XML Schema): a field's <value/>s come before its <option/>s.
+    for show in options.get("show-values", DEFAULTS["show-values"]):
+        field.add("value", text=show)
     if type_ == "form":
         for show in SHOWS:
             field.add("option").add("value", text=show)
-    for show in options.get("show-values", DEFAULTS["show-values"]):
-        field.add("value", text=show)
     return form
 
 
