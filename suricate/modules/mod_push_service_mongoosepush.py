@@ -159,9 +159,10 @@ class ModPushServiceMongoosepush(Module):
         if status == DEVICE_GONE:
             log.info("mongoosepush_device_gone user=%s node=%s: registration disabled",
                      user, node)
-            pusher = self.server.modules.get("mod_event_pusher")
-            if pusher is not None and user.local is not None:
-                await pusher.store.disable(user.domain, user.local, service, node)
+            # Through the push backend, which also forgets the device it knew behind it.
+            push = getattr(self.server.modules.get("mod_event_pusher"), "push", None)
+            if push is not None and user.local is not None:
+                await push.forget(user, service, node)
         return accepted or (status is not None and 200 <= status < 300)
 
     async def _post(self, url: str, body: dict[str, Any], labels: dict[str, str]) -> int | None:

@@ -258,7 +258,7 @@ class ModEventPusher(Module):
         if iq.type != "set":
             raise StanzaError("bad-request", "enable and disable are IQs of type set")
         if iq.payload.name == "enable":
-            await self.push.enable(iq.to.bare, iq.payload)
+            await self.push.enable(iq.frm, iq.payload)
         elif iq.payload.name == "disable":
             await self.push.disable(iq.to.bare, iq.payload)
         else:
@@ -273,13 +273,20 @@ class ModEventPusher(Module):
         # Only a message the account will find later is worth waking the phone for (or
         # reporting as received): stored offline, or archived (mod_mam). A bounced one is the
         # sender's news, not theirs.
-        if not (stored or "mod_mam" in self.server.modules):
-            return stored
-        if self.push is not None and _notifiable(stanza):
+        kept = stored or "mod_mam" in self.server.modules
+        if self.push is not None and (kept or self._from_muc_light(frm)) \
+                and _notifiable(stanza):
             self.push.message_missed(to.bare, frm, stanza)
-        if self.rabbit is not None:
+        if self.rabbit is not None and kept:
             self._rabbit_received(frm, to, stanza)
         return stored
+
+    def _from_muc_light(self, frm: JID) -> bool:
+        # A MUC Light room sends each message to its members' bare JIDs; one with no session
+        # finds it in the room (its archive), so it is news worth a wake-up, as in 6.4 (which
+        # notifies "groupchat" messages a room routes to an offline member).
+        light = self.server.modules.get("mod_muc_light")
+        return light is not None and frm.domain in getattr(light, "services", ())
 
     def message_routed(self, stanza: Element | None, frm: JID, to: JID,
                        sessions: list[Any]) -> Element | None:
@@ -302,7 +309,7 @@ class ModEventPusher(Module):
 
     async def user_available(self, acc: Any, c2s: C2S) -> Any:
         if self.push is not None:
-            self.push.user_online(c2s.jid.bare)
+            self.push.device_back(c2s.jid)
         return acc
 
     def session_resumed(self, acc: None, c2s: C2S, old: C2S) -> None:
@@ -310,7 +317,7 @@ class ModEventPusher(Module):
         # presence (no user_available): the phone is back, so what the next notification
         # counts (XEP-0357 §7 message-count, unread or undelivered) starts again.
         if self.push is not None:
-            self.push.user_online(c2s.jid.bare)
+            self.push.device_back(c2s.jid)
         return acc
 
     async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:
@@ -369,7 +376,8 @@ class ModEventPusher(Module):
             # message is queued for it, but the phone will not see it until woken up.
             sender = stanza.get("from")
             if sender:
-                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza, queued=True)
+                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza,
+                                         resource=c2s.jid.resource)
         return stanza
 
 
@@ -388,7 +396,9 @@ def _notifiable(stanza: Element) -> bool:
     # RFC 6121 §5.2.2: a type not understood is "normal"
     if message_type(stanza) not in ("chat", "normal", "groupchat"):
         return False
-    if stanza.find("body") is not None:
+    if stanza.find_text("body"):
+        # An empty <body/> says nothing (MUC Light's affiliation changes carry one); 6.4
+        # skips it too.
         return True
     for child in stanza.elements():
         xmlns = child.xmlns or ""

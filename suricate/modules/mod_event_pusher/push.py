@@ -5,8 +5,10 @@ then on, a message that reaches the account while it cannot be delivered live �
 offline because no session is there, or queued for a stream-management session whose
 connection is gone (XEP-0198 §5, the state phones spend most of their time in) — makes the
 server publish a notification to that node (§7): an XEP-0004 form `urn:xmpp:push:summary` with
-the number of messages since the account was last online, the last sender and, unless turned
-off, the last body. The app server turns it into an APNs/FCM wake-up. An error from the app
+the number of messages notified to that node since its device was last back, the last sender
+and, unless turned off, the last body. Each registration belongs to the device (resource)
+that enabled it: a message queued for one waiting session wakes that device only, a stored one
+every device but those connected, and copies of one message wake a device once. The app server turns it into an APNs/FCM wake-up. An error from the app
 server disables that registration (§7.1: it "SHOULD"; a dead registration would otherwise be
 retried on every message for ever), except a temporary one (type "wait"), which §7.1 lets the
 server keep.
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
+from suricate.core.keyed_locks import KeyedLocks
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -97,8 +101,37 @@ def notification(reg: PushRegistration, count: int, sender: str, body: str | Non
     return pubsub
 
 
+#: A registration: the app server's JID and the node (XEP-0357 §5).
+RegKey = tuple[str, str]
+#: What tells copies of one message apart from other messages: sender, id, the body's hash
+#: (the router gives each resource of a bare JID its own copy; a session whose resumption
+#: timed out hands its copies on to offline storage). Two messages without an id, of one
+#: sender and one text, look like one: the second wakes no device the first woke already.
+MessageKey = tuple[str, str | None, int]
+
+#: Messages remembered per account as notified (to which registrations), until a device is back.
+_NOTIFIED_KEPT = 64
+
+
+class _Account:
+    """What the push backend knows of one account beyond its stored registrations."""
+
+    __slots__ = ("bound", "counts", "notified")
+
+    def __init__(self) -> None:
+        # The resource whose session enabled each registration: the device behind it. Kept
+        # in memory: after a restart a registration is unbound until enabled again (clients
+        # enable at every login), and an unbound one is notified whatever the sessions.
+        self.bound: dict[RegKey, str] = {}
+        # Messages notified to each registration since its device was last back
+        # (`message-count`, XEP-0357 §7: "unread or undelivered messages").
+        self.counts: dict[RegKey, int] = {}
+        # The registrations each recent message was notified to.
+        self.notified: OrderedDict[MessageKey, set[RegKey]] = OrderedDict()
+
+
 class PushBackend:
-    """Registrations, the per-account message count, and publishing."""
+    """Registrations, the devices behind them, the message counts, and publishing."""
 
     def __init__(self, server: Server, store: PushStore, opts: Mapping[str, Any]) -> None:
         self.server = server
@@ -107,21 +140,31 @@ class PushBackend:
         self.virtual = {pattern.replace("@HOST@", host).lower()
                         for pattern in opts.get("virtual_pubsub_hosts", [])
                         for host in server.domains.served}
-        # Messages notified since the account was last available (`message-count`).
-        self._pending: dict[JID, int] = {}
-        # The stanza last notified per account: a message to the bare JID reaches every
-        # suspended resource, but is one message for the person.
-        self._last: dict[JID, Element] = {}
-        # Messages notified while queued for a session waiting to be resumed (XEP-0198 §5).
-        # When nobody resumes it, the session hands them to offline storage as copies: they
-        # were notified already and must not wake the phone (and raise the count) again.
-        self._queued: dict[JID, Counter[tuple[str, str | None, str | None]]] = {}
+        self._accounts: dict[JID, _Account] = {}
+        # One account's notifications are decided one at a time, in the order the messages
+        # came (the registrations are read from the database in between).
+        self._turns: KeyedLocks[JID] = KeyedLocks()
+
+    def _account(self, user: JID) -> _Account:
+        account = self._accounts.get(user)
+        if account is None:
+            account = self._accounts[user] = _Account()
+        return account
 
     # -- enable / disable (XEP-0357 §5, §6) -------------------------------------------------
-    async def enable(self, user: JID, payload: Element) -> None:
+    async def enable(self, device: JID, payload: Element) -> None:
+        """``device``: the full JID of the session that asks; its registration is bound to
+        that resource, so that it is not woken while that session is connected."""
         reg = parse_enable(payload)
+        user = device.bare
         assert user.local is not None
         await self.store.enable(user.domain, user.local, reg)
+        account = self._account(user)
+        key = (reg.service, reg.node)
+        if device.resource is not None:
+            account.bound[key] = device.resource
+        # Enabling again (each login, for most clients) is the device saying it is here.
+        account.counts.pop(key, None)
 
     async def disable(self, user: JID, payload: Element) -> None:
         service = payload.get("jid")
@@ -131,42 +174,83 @@ class PushBackend:
             service = str(JID.parse(service))
         except InvalidJID:
             raise StanzaError("jid-malformed", "the app server's jid is not a valid JID") from None
+        await self.forget(user.bare, service, payload.get("node"))
+
+    async def forget(self, user: JID, service: str, node: str | None) -> None:
+        """Remove a registration (every one with ``service`` when ``node`` is None): the
+        client's <disable/> (§6), or the app server saying it is gone (§7.1)."""
         assert user.local is not None
-        await self.store.disable(user.domain, user.local, service, payload.get("node"))
+        await self.store.disable(user.domain, user.local, service, node)
+        account = self._accounts.get(user)
+        if account is not None:
+            for key in [k for k in account.bound if k[0] == service and node in (None, k[1])]:
+                del account.bound[key]
+                account.counts.pop(key, None)
 
     # -- notifications (XEP-0357 §7) ---------------------------------------------------------
-    def user_online(self, user: JID) -> None:
-        self._pending.pop(user, None)
-        self._last.pop(user, None)
-        self._queued.pop(user, None)
+    def device_back(self, device: JID) -> None:
+        """The session of ``device`` (full JID) is available again: logged in and present,
+        or resumed (XEP-0198 §5). Its registrations count from nothing again, and so do the
+        unbound ones (whose device may be this one)."""
+        account = self._accounts.get(device.bare)
+        if account is None:
+            return
+        account.counts = {key: count for key, count in account.counts.items()
+                          if account.bound.get(key) not in (None, device.resource)}
+        # The messages it missed are delivered now (resumed, or from offline storage):
+        # whatever copy of them comes later is not news to anyone.
+        account.notified.clear()
+        if not account.bound and not account.counts:
+            del self._accounts[device.bare]
 
     def message_missed(self, user: JID, sender: JID, stanza: Element,
-                       queued: bool = False) -> None:
-        """A message reached ``user`` (bare) while no session could show it: ``queued`` for
-        a session waiting to be resumed, or else stored (offline, archive)."""
-        if self._last.get(user) is stanza:
-            return
-        key = (str(sender), stanza.get("id"), stanza.find_text("body"))
-        if queued:
-            self._queued.setdefault(user, Counter())[key] += 1
-        else:
-            seen = self._queued.get(user)
-            if seen is not None and seen[key] > 0:
-                # The same message, handed on by a session whose resumption timed out.
-                seen[key] -= 1
-                if not +seen:
-                    del self._queued[user]
-                return
-        self._last[user] = stanza
-        count = self._pending[user] = self._pending.get(user, 0) + 1
-        body = stanza.find_text("body") if self.include_body else None
-        self.server.spawn(self._notify(user, str(sender), count, body))
+                       resource: str | None = None) -> None:
+        """A message reached ``user`` (bare) while it could not be shown live: queued for
+        the session of ``resource`` waiting to be resumed, or else stored (offline,
+        archive) or sent to the account as a MUC Light member with no session."""
+        text = stanza.find_text("body")
+        key: MessageKey = (str(sender), stanza.get("id"), hash(text))
+        body = text if self.include_body else None
+        self.server.spawn(self._notify(user, key, str(sender), body, resource))
 
-    async def _notify(self, user: JID, sender: str, count: int, body: str | None) -> None:
+    async def _notify(self, user: JID, message: MessageKey, sender: str, body: str | None,
+                      resource: str | None) -> None:
         assert user.local is not None
-        regs = await self.store.registrations(user.domain, user.local)
-        if regs:
-            await asyncio.gather(*(self._publish(user, reg, count, sender, body) for reg in regs))
+        async with self._turns.hold(user):
+            regs = await self.store.registrations(user.domain, user.local)
+            if not regs:
+                return
+            account = self._account(user)
+            notified = account.notified.get(message)
+            if notified is None:
+                notified = account.notified[message] = set()
+                while len(account.notified) > _NOTIFIED_KEPT:
+                    account.notified.popitem(last=False)
+            publish = []
+            for reg in regs:
+                key = (reg.service, reg.node)
+                if key in notified or not self._wakes(user, account.bound.get(key), resource):
+                    continue
+                notified.add(key)
+                count = account.counts[key] = account.counts.get(key, 0) + 1
+                publish.append(self._publish(user, reg, count, sender, body))
+        if publish:
+            await asyncio.gather(*publish)
+
+    def _wakes(self, user: JID, owner: str | None, resource: str | None) -> bool:
+        """Whether a message missed by the session of ``resource`` (None: by the account,
+        stored for later) is worth a notification to a registration enabled by the session
+        of ``owner`` (None: unknown)."""
+        if owner is None:
+            return True
+        if resource is not None:
+            # Queued for one waiting session: its own device. Another waiting device got its
+            # own copy (a message to the bare JID) or nothing (one to this full JID).
+            return owner == resource
+        # Stored for later: every device but one whose session is connected and shows
+        # messages as they come (XEP-0198 §5: a waiting one does not).
+        session = self.server.sessions.local(user.with_resource(owner))
+        return session is None or getattr(session, "state", None) == C2SState.RESUME_SESSION
 
     async def _publish(self, user: JID, reg: PushRegistration, count: int, sender: str,
                        body: str | None) -> None:
@@ -195,8 +279,7 @@ class PushBackend:
             else:
                 log.info("push_disabled_after_error user=%s service=%s node=%s", user,
                          reg.service, reg.node)
-                assert user.local is not None
-                await self.store.disable(user.domain, user.local, reg.service, reg.node)
+                await self.forget(user, reg.service, reg.node)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
