@@ -168,3 +168,27 @@ async def test_the_phone_back_with_a_new_login_stops_pushes_and_gets_each_messag
             assert secret is not None and secret.findtext("{jabber:x:data}value") == "new"
         finally:
             await disconnect(bob)
+
+
+def test_the_setup_of_mongooseim_issue_3812_loads_with_its_enhanced_plugin(
+        tmp_path: Path) -> None:
+    # The configuration of MongooseIM issue #3812 (PubSub-less push to MongoosePush) names
+    # 6.4's enhanced plugin; before, only the default one was accepted.
+    from suricate.config import parse_config
+
+    cfg = parse_config("""
+[general]
+hosts = ["localhost"]
+default_server_domain = "localhost"
+[outgoing_pools.http.mongoose_push_http.connection]
+host = "https://localhost:8443"
+[modules.mod_event_pusher.push]
+wpool.workers = 200
+plugin_module = "mod_event_pusher_push_plugin_enhanced"
+virtual_pubsub_hosts = ["pubsub.@HOST@"]
+[modules.mod_push_service_mongoosepush]
+pool_name = "mongoose_push_http"
+api_version = "v3"
+""", tmp_path)
+    assert cfg["modules"]["mod_event_pusher"]["push"]["plugin_module"] \
+        == "mod_event_pusher_push_plugin_enhanced"

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 DEFAULT_PLUGIN = "mod_event_pusher_push_plugin_defaults"
+# 6.4's other plugin: the default's notifications plus those of a session waiting to be
+# resumed, to the registration that session enabled; Suricate does both with either name.
+ENHANCED_PLUGIN = "mod_event_pusher_push_plugin_enhanced"
 DEFAULT_HTTP_CALLBACK = "mod_event_pusher_http_defaults"
 DEFAULT_SNS_PLUGIN = "mod_event_pusher_sns_defaults"
 
@@ -77,8 +80,11 @@ _PUSH = Section(
                                             "Timeout of a call.")}),
             DEFAULTS, "Worker pool of the publications (asyncio needs none).", inert=True),
         "plugin_module": Option(
-            OneOf([DEFAULT_PLUGIN]),
-            DEFAULT_PLUGIN, "Which messages are notified and how (6.4's default behaviour)."),
+            OneOf([DEFAULT_PLUGIN, ENHANCED_PLUGIN]),
+            DEFAULT_PLUGIN, "Which messages are notified and how. Either of 6.4's plugins, "
+            "which behave the same here: messages stored for later, and (the enhanced "
+            "plugin's addition, always on) those queued for a session waiting to be resumed, "
+            "to the device whose session enabled push."),
         "virtual_pubsub_hosts": Option(
             ListOf(Str(), unique=True), [],
             '"Simulated" app server domains (`@HOST@` is each served domain): a notification '
