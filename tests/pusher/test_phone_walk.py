@@ -71,12 +71,13 @@ async def test_each_device_is_woken_once_for_what_it_missed(tmp_path: Path) -> N
             assert short(await pushes(app)) == [("node1", "1", "one"), ("node2", "1", "one")]
             bob.send_message(mto="alice@localhost/phone1", mbody="two", mtype="chat")
             assert short(await pushes(app)) == [("node1", "2", "two")]
-            # The tablet's session ends: its registration is notified like any device away.
+            # The tablet's session ends: its registration is woken like any device away, once
+            # for the two copies of the message the phones' sessions hold.
             await disconnect(tablet)
             await eventually(lambda: _session(server, "alice@localhost/tablet") is None)
             bob.send_message(mto="alice@localhost", mbody="three", mtype="chat")
             assert short(await pushes(app)) == [
-                ("node1", "3", "three"), ("node2", "2", "three")]
+                ("node1", "3", "three"), ("node2", "2", "three"), ("node3", "1", "three")]
         finally:
             await disconnect(bob)
 
@@ -192,3 +193,27 @@ api_version = "v3"
 """, tmp_path)
     assert cfg["modules"]["mod_event_pusher"]["push"]["plugin_module"] \
         == "mod_event_pusher_push_plugin_enhanced"
+
+
+async def test_a_client_that_enabled_once_is_woken_under_its_next_resource(
+        tmp_path: Path) -> None:
+    # Push enabled in one session, not again after a later login under another resource (a
+    # Bind 2 server gives a new one at each login): the registration is the device's still.
+    async with push_server(tmp_path) as (server, app):
+        first = await connect(server, "alice@localhost/first", "secret")
+        await enable(first, node="node1")
+        await disconnect(first)
+        await eventually(lambda: _session(server, "alice@localhost/first") is None)
+        jid = "alice@localhost/second"
+        phone = await connect(server, jid, "secret", plugins=("xep_0198",))
+        phone.send_presence()
+        await eventually(lambda: STREAM_MANAGEMENT.get(_session(server, jid)) is not None)
+        phone.abort()
+        await eventually(lambda: getattr(_session(server, jid), "state", None)
+                         == C2SState.RESUME_SESSION)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="still there?", mtype="chat")
+            assert short(await pushes(app)) == [("node1", "1", "still there?")]
+        finally:
+            await disconnect(bob)

@@ -183,20 +183,23 @@ class PushBackend:
         await self.store.disable(user.domain, user.local, service, node)
         account = self._accounts.get(user)
         if account is not None:
-            for key in [k for k in account.bound if k[0] == service and node in (None, k[1])]:
-                del account.bound[key]
+            for key in [k for k in {*account.bound, *account.counts}
+                        if k[0] == service and node in (None, k[1])]:
+                account.bound.pop(key, None)
                 account.counts.pop(key, None)
 
     # -- notifications (XEP-0357 §7) ---------------------------------------------------------
     def device_back(self, device: JID) -> None:
         """The session of ``device`` (full JID) is available again: logged in and present,
-        or resumed (XEP-0198 §5). Its registrations count from nothing again, and so do the
-        unbound ones (whose device may be this one)."""
-        account = self._accounts.get(device.bare)
+        or resumed (XEP-0198 §5). Its registrations count from nothing again, and so do
+        those of no known device (whose device may be this one)."""
+        user = device.bare
+        account = self._accounts.get(user)
         if account is None:
             return
         account.counts = {key: count for key, count in account.counts.items()
-                          if account.bound.get(key) not in (None, device.resource)}
+                          if self._device(user, account.bound.get(key)) not in
+                          (None, device.resource)}
         # The messages it missed are delivered now (resumed, or from offline storage):
         # whatever copy of them comes later is not news to anyone.
         account.notified.clear()
@@ -229,7 +232,8 @@ class PushBackend:
             publish = []
             for reg in regs:
                 key = (reg.service, reg.node)
-                if key in notified or not self._wakes(user, account.bound.get(key), resource):
+                owner = self._device(user, account.bound.get(key))
+                if key in notified or not self._wakes(user, owner, resource):
                     continue
                 notified.add(key)
                 count = account.counts[key] = account.counts.get(key, 0) + 1
@@ -237,15 +241,24 @@ class PushBackend:
         if publish:
             await asyncio.gather(*publish)
 
+    def _device(self, user: JID, owner: str | None) -> str | None:
+        """The resource of the device behind a registration enabled by ``owner``, or None
+        when unknown: never bound, or its session is gone (a client that enabled push once
+        and logs in later under another resource, as a Bind 2 server gives, without enabling
+        again: its device is any)."""
+        if owner is None or self.server.sessions.local(user.with_resource(owner)) is None:
+            return None
+        return owner
+
     def _wakes(self, user: JID, owner: str | None, resource: str | None) -> bool:
         """Whether a message missed by the session of ``resource`` (None: by the account,
         stored for later) is worth a notification to a registration enabled by the session
-        of ``owner`` (None: unknown)."""
+        of ``owner``, which has a session (None: unknown device)."""
         if owner is None:
             return True
         if resource is not None:
-            # Queued for one waiting session: its own device. Another waiting device got its
-            # own copy (a message to the bare JID) or nothing (one to this full JID).
+            # Queued for one waiting session: its own device. Another device with a session
+            # got its own copy (a message to the bare JID) or nothing (one to this full JID).
             return owner == resource
         # Stored for later: every device but one whose session is connected and shows
         # messages as they come (XEP-0198 §5: a waiting one does not).
