@@ -12,11 +12,24 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
 from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually
-from tests.pusher.test_push import PUBSUB, AppServer, _session, enable, push_server, summary
+from tests.e2e.test_component import SECRET
+from tests.pusher.test_push import (
+    APP,
+    PUBSUB,
+    PUSH,
+    AppServer,
+    _session,
+    enable,
+    push_server,
+    summary,
+)
 
 OPTIONS = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>"
            "http://jabber.org/protocol/pubsub#publish-options</value></field>"
@@ -215,5 +228,88 @@ async def test_a_client_that_enabled_once_is_woken_under_its_next_resource(
         try:
             bob.send_message(mto="alice@localhost", mbody="still there?", mtype="chat")
             assert short(await pushes(app)) == [("node1", "1", "still there?")]
+        finally:
+            await disconnect(bob)
+
+
+async def test_an_app_server_away_for_a_while_keeps_its_registrations(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    # XEP-0357 §7.1: an error SHOULD disable the registration, but one deemed transient MAY
+    # keep it "until a sufficient number of errors have been received in a row". Before, the
+    # app server's component restarting made the first notification fail with our own
+    # remote-server-not-found, which removed the registration: a phone that only push wakes
+    # (iOS) was never woken again.
+    from suricate.modules.mod_event_pusher import push
+
+    monkeypatch.setattr(push, "UNREACHABLE_IN_A_ROW", 2, raising=False)
+    async with push_server(tmp_path) as (server, app):
+        phone = await connect(server, "alice@localhost/phone", "secret")
+        await enable(phone, node="node1")
+        iq = phone.make_iq_set()
+        iq.append(ET.fromstring(f"<enable xmlns='{PUSH}' jid='push.nowhere.invalid' "
+                                "node='typo'/>"))
+        await iq.send(timeout=5)
+        await disconnect(phone)
+        await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+        module = server.modules["mod_event_pusher"]
+
+        async def registered() -> list[tuple[str, str]]:
+            return [(r.service, r.node)
+                    for r in await module.store.registrations("localhost", "alice")]
+
+        app.disconnect()
+        await asyncio.wait_for(asyncio.shield(app.ended), 5)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="m1", mtype="chat")
+            await asyncio.sleep(2.5)  # both fail: remote-server-not-found (DNS, 1 s)
+            assert await registered() == [(APP, "node1"), ("push.nowhere.invalid", "typo")]
+            back = AppServer(APP, SECRET)
+            back.connect("127.0.0.1", server.cfg["listen"]["component"][0]["port"])
+            await asyncio.wait_for(asyncio.shield(back.started), 10)
+            try:
+                bob.send_message(mto="alice@localhost", mbody="m2", mtype="chat")
+                (node, count, body, _), = await pushes(back)
+                assert (node, count, body) == ("node1", "2", "m2")
+                # The JID nobody serves: gone at its second failure in a row.
+
+                async def typo_gone() -> bool:
+                    return await registered() == [(APP, "node1")]
+                await eventually(typo_gone, timeout=5)
+            finally:
+                back.disconnect()
+        finally:
+            await disconnect(bob)
+
+
+async def test_an_app_server_that_never_answers_loses_its_registration(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    # Before, a registration whose app server never answered was kept for ever, each
+    # notification waiting 10 s for nothing (as 6.4 does).
+    from suricate.modules.mod_event_pusher import push
+
+    monkeypatch.setattr(push, "UNREACHABLE_IN_A_ROW", 2, raising=False)
+    monkeypatch.setattr(push, "PUBLISH_TIMEOUT", 0.3)
+    async with push_server(tmp_path) as (server, app):
+        app.remove_handler("publish")
+        silent: list[Any] = []
+        app.register_handler(Callback("silent", MatchXPath(
+            f"{{jabber:component:accept}}iq/{{{PUBSUB}}}pubsub"), silent.append))
+        phone = await connect(server, "alice@localhost/phone", "secret")
+        await enable(phone, node="node1")
+        await disconnect(phone)
+        await eventually(lambda: _session(server, "alice@localhost/phone") is None)
+        module = server.modules["mod_event_pusher"]
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            bob.send_message(mto="alice@localhost", mbody="m1", mtype="chat")
+            await eventually(lambda: len(silent) == 1)
+            await asyncio.sleep(0.6)
+            assert len(await module.store.registrations("localhost", "alice")) == 1
+            bob.send_message(mto="alice@localhost", mbody="m2", mtype="chat")
+
+            async def gone() -> bool:
+                return await module.store.registrations("localhost", "alice") == []
+            await eventually(gone)
         finally:
             await disconnect(bob)

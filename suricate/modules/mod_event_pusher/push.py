@@ -6,12 +6,17 @@ offline because no session is there, or queued for a stream-management session w
 connection is gone (XEP-0198 §5, the state phones spend most of their time in) — makes the
 server publish a notification to that node (§7): an XEP-0004 form `urn:xmpp:push:summary` with
 the number of messages notified to that node since its device was last back, the last sender
-and, unless turned off, the last body. Each registration belongs to the device (resource)
-that enabled it: a message queued for one waiting session wakes that device only, a stored one
-every device but those connected, and copies of one message wake a device once. The app server turns it into an APNs/FCM wake-up. An error from the app
-server disables that registration (§7.1: it "SHOULD"; a dead registration would otherwise be
-retried on every message for ever), except a temporary one (type "wait"), which §7.1 lets the
-server keep.
+and, unless turned off, the last body. The app server turns it into an APNs/FCM wake-up.
+
+Each registration belongs to the device (resource) that enabled it: a message queued for one
+waiting session wakes that device only, a stored one every device but those connected, and
+the copies of one message wake a device once.
+
+An error from the app server disables that registration (§7.1: it "SHOULD"; a dead
+registration would otherwise be retried on every message for ever), except a temporary one
+(type "wait"), which §7.1 lets the server keep; an app server that cannot be reached or does
+not answer is given a few notifications in a row first (a component restarting, a federation
+link down).
 """
 
 from __future__ import annotations
@@ -50,6 +55,17 @@ MOD_EVENT_PUSHER_PUSH_SENT = declare(
 
 #: How long an app server may take to acknowledge a notification before it counts as failed.
 PUBLISH_TIMEOUT = 10.0
+
+#: Error conditions that say the app server could not be reached, not what it thinks of the
+#: registration (RFC 6120 §8.3.3: our server or a federation peer answering for it): an app
+#: server component restarting, a federation link down, a JID nobody serves.
+UNREACHABLE = frozenset({"remote-server-not-found", "remote-server-timeout",
+                         "service-unavailable"})
+#: Notifications in a row that may find a registration's app server unreachable or silent
+#: before it is disabled (XEP-0357 §7.1: a server "MAY choose to keep a service enabled if the
+#: error is deemed recoverable or transient, until a sufficient number of errors have been
+#: received in a row").
+UNREACHABLE_IN_A_ROW = 5
 
 
 def parse_enable(payload: Element) -> PushRegistration:
@@ -116,7 +132,7 @@ _NOTIFIED_KEPT = 64
 class _Account:
     """What the push backend knows of one account beyond its stored registrations."""
 
-    __slots__ = ("bound", "counts", "notified")
+    __slots__ = ("bound", "counts", "failures", "notified")
 
     def __init__(self) -> None:
         # The resource whose session enabled each registration: the device behind it. Kept
@@ -128,6 +144,8 @@ class _Account:
         self.counts: dict[RegKey, int] = {}
         # The registrations each recent message was notified to.
         self.notified: OrderedDict[MessageKey, set[RegKey]] = OrderedDict()
+        # Notifications in a row whose app server was unreachable or did not answer.
+        self.failures: dict[RegKey, int] = {}
 
 
 class PushBackend:
@@ -187,6 +205,7 @@ class PushBackend:
                         if k[0] == service and node in (None, k[1])]:
                 account.bound.pop(key, None)
                 account.counts.pop(key, None)
+                account.failures.pop(key, None)
 
     # -- notifications (XEP-0357 §7) ---------------------------------------------------------
     def device_back(self, device: JID) -> None:
@@ -203,7 +222,7 @@ class PushBackend:
         # The messages it missed are delivered now (resumed, or from offline storage):
         # whatever copy of them comes later is not news to anyone.
         account.notified.clear()
-        if not account.bound and not account.counts:
+        if not account.bound and not account.counts and not account.failures:
             del self._accounts[device.bare]
 
     def message_missed(self, user: JID, sender: JID, stanza: Element,
@@ -276,14 +295,20 @@ class PushBackend:
             answer = await self.server.iq.request(user, JID.parse(reg.service), "set", payload,
                                                   PUBLISH_TIMEOUT)
         except TimeoutError:
-            # Slow is not dead: keep the registration, count the failure.
+            # Slow is not dead, for a while.
             log.warning("push_timeout user=%s service=%s", user, reg.service)
+            await self._unreachable(user, reg)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
         if answer.get("type") == "error":
             error = answer.find("error")
-            if error is not None and error.get("type") == "wait":
+            condition = _condition(error)
+            if condition in UNREACHABLE:
+                log.warning("push_unreachable user=%s service=%s node=%s condition=%s", user,
+                            reg.service, reg.node, condition)
+                await self._unreachable(user, reg)
+            elif error is not None and error.get("type") == "wait":
                 # RFC 6120 §8.3.2: a temporary error (the app server is rate-limiting,
                 # overloaded): XEP-0357 §7.1 lets the server keep the registration, and 6.4
                 # keeps it (it disables after "cancel" only).
@@ -296,7 +321,19 @@ class PushBackend:
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
+        account = self._accounts.get(user)
+        if account is not None:
+            account.failures.pop((reg.service, reg.node), None)
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels, {"count": 1})
+
+    async def _unreachable(self, user: JID, reg: PushRegistration) -> None:
+        key = (reg.service, reg.node)
+        failures = self._account(user).failures
+        failures[key] = failures.get(key, 0) + 1
+        if failures[key] >= UNREACHABLE_IN_A_ROW:
+            log.info("push_disabled_unreachable user=%s service=%s node=%s in_a_row=%d", user,
+                     reg.service, reg.node, failures[key])
+            await self.forget(user, reg.service, reg.node)
 
     async def _hand_over(self, user: JID, reg: PushRegistration, count: int, sender: str,
                          body: str | None, labels: dict[str, str]) -> None:
@@ -314,6 +351,13 @@ class PushBackend:
                         "failed", user, reg.service)
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                     {"count": 1} if accepted else {"failure_count": 1})
+
+
+def _condition(error: Element | None) -> str | None:
+    """The defined condition of an <error/> (RFC 6120 §8.3.3), None when it has none."""
+    if error is None:
+        return None
+    return next((c.name for c in error.elements() if c.xmlns == ns.STANZAS_ERRORS), None)
 
 
 def form_values(serialized: str) -> dict[str, str]:
