@@ -313,3 +313,35 @@ async def test_an_app_server_that_never_answers_loses_its_registration(
             await eventually(gone)
         finally:
             await disconnect(bob)
+
+
+async def test_a_sleeping_phone_through_mongoosepush(tmp_path: Path) -> None:
+    # The PubSub-less setup (virtual_pubsub_hosts + mod_push_service_mongoosepush), with the
+    # phone waiting for resumption: one POST per message, the badge counting, and (before: no
+    # tag at all unless the client gave one) the conversation's tag, so that Android keeps one
+    # notification per chat.
+    from tests.pusher.test_mongoosepush import mongoosepush_server, options_form
+
+    async with mongoosepush_server(tmp_path) as (server, fake):
+        jid = "alice@localhost/phone"
+        phone = await connect(server, jid, "secret", plugins=("xep_0198",))
+        phone.send_presence()
+        await eventually(lambda: STREAM_MANAGEMENT.get(_session(server, jid)) is not None)
+        iq = phone.make_iq_set()
+        iq.append(ET.fromstring(f"<enable xmlns='{PUSH}' jid='push.localhost' node='n1'>"
+                                f"{options_form(device_id='tok', service='fcm')}</enable>"))
+        await iq.send(timeout=5)
+        phone.abort()
+        await eventually(lambda: getattr(_session(server, jid), "state", None)
+                         == C2SState.RESUME_SESSION)
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        try:
+            for text in ("one", "two"):
+                bob.send_message(mto="alice@localhost", mbody=text, mtype="chat")
+                path, body = await asyncio.wait_for(fake.requests.get(), 5)
+                assert path == "/push/v3/notification/tok"
+                assert body["alert"]["body"] == text
+                assert (body["alert"]["badge"], body["alert"]["tag"]) == (
+                    1 if text == "one" else 2, "bob@localhost")
+        finally:
+            await disconnect(bob)
