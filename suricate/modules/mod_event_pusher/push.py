@@ -201,7 +201,7 @@ class PushBackend:
         await self.store.disable(user.domain, user.local, service, node)
         account = self._accounts.get(user)
         if account is not None:
-            for key in [k for k in {*account.bound, *account.counts}
+            for key in [k for k in {*account.bound, *account.counts, *account.failures}
                         if k[0] == service and node in (None, k[1])]:
                 account.bound.pop(key, None)
                 account.counts.pop(key, None)
