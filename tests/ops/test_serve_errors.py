@@ -122,7 +122,17 @@ password = "x"
         str(tmp_path / "suricate.db"), str(broken)))
     lines = _assert_clean_failure(run("serve", "--config", str(config)), 1)
     assert lines == ["suricate: cannot start: the database ([outgoing_pools.rdbms.default]): "
-                     "sqlite: file is not a database"], lines
+                     f"sqlite {broken}: file is not a database"], lines
+
+    # a file SQLite cannot open (here a folder; a read-only folder for a service's user):
+    # the message names it, where SQLite's own does not
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    config.write_text(server_toml(tmp_path, free_port(), free_port()).replace(
+        str(tmp_path / "suricate.db"), str(folder)))
+    lines = _assert_clean_failure(run("serve", "--config", str(config)), 1)
+    assert lines == ["suricate: cannot start: the database ([outgoing_pools.rdbms.default]): "
+                     f"sqlite {folder}: unable to open database file"], lines
 
 
 def test_a_port_in_use_is_named_with_its_hint(tmp_path: Path) -> None:
