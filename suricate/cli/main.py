@@ -70,13 +70,32 @@ def load_with_warnings(
     from suricate.net.certs import ensure_self_signed
 
     data = _data_dir(args)
-    # The service subdomains MongooseIM's default config serves (MUC, pubsub, HTTP upload):
-    # a client that connects to them over TLS finds them in the certificate.
-    default, per_host = ensure_self_signed(data / "certs", ["localhost"],
-                                           services=("conference", "pubsub", "upload"))
+    try:
+        # The service subdomains MongooseIM's default config serves (MUC, pubsub, HTTP
+        # upload): a client that connects to them over TLS finds them in the certificate.
+        default, per_host = ensure_self_signed(data / "certs", ["localhost"],
+                                               services=("conference", "pubsub", "upload"))
+        admin_password = _admin_password(data)
+    except OSError as exc:
+        # A package's user runs it anywhere: a read-only folder, or a service account's.
+        raise CliError(_data_dir_problem(data, exc)) from None
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"),
-                               admin_password=_admin_password(data))
+                               admin_password=admin_password)
     return parse_config(text, data), data, per_host, []
+
+
+def _data_dir_problem(data: Path, exc: OSError) -> str:
+    """Why the embedded default's data folder cannot be used, and what to do."""
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    where = exc.filename or data
+    return (f"the embedded default keeps its data in {data} (./data, or --data-dir DIR, or "
+            f"$SURICATE_DATA_DIR): {where}: {exc.strerror or exc}; run it in a folder user "
+            f"{user} may write, give --data-dir a writable folder, or --config FILE")
 
 
 def _embedded(args: argparse.Namespace) -> bool:
@@ -113,6 +132,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        'Redis: set [general] sm_backend = "redis" and '
                        "[outgoing_pools.redis.default.connection] host/port (see "
                        "docs/cluster.md), or run without --workers", 2)
+    if _embedded(args):
+        # Where the embedded default keeps its database, certificate and keys: the operator
+        # of a package (no checkout, maybe a read-only working folder) needs to know.
+        print(f"suricate: no --config: the embedded default, its data in {base_dir}",
+              flush=True)
     if args.workers > 1:
         gc.enable()  # the supervisor; each worker is a serve of its own
         from suricate.cluster.supervisor import StartFailed, serve_workers

@@ -135,6 +135,23 @@ password = "x"
                      f"sqlite {folder}: unable to open database file"], lines
 
 
+def test_an_unusable_data_folder_is_named_with_what_to_do(tmp_path: Path) -> None:
+    # The embedded default keeps its data in ./data: run from a folder the user may not
+    # write (an installed package's user, anywhere), it says where and what to do. A path
+    # under a regular file fails for root as well as for anyone.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    data = blocker / "data"
+    for args in (["serve"], ["account", "list"]):
+        lines = _assert_clean_failure(run(*args, "--data-dir", str(data)), 1)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"suricate: the embedded default keeps its data in {data} "
+                                   "(./data, or --data-dir DIR, or $SURICATE_DATA_DIR): "), lines
+        assert "Not a directory; run it in a folder user " in lines[0], lines
+        assert lines[0].endswith(" may write, give --data-dir a writable folder, or --config "
+                                 "FILE"), lines
+
+
 def test_a_port_in_use_is_named_with_its_hint(tmp_path: Path) -> None:
     import socket
 
