@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import __version__
+from suricate.cli.logs import setup_logging
+from suricate.cli.sd_notify import Notifier
 from suricate.config import ConfigError, Problem, load_config_with_warnings, parse_config
 from suricate.jid import JID, InvalidJID
 from suricate.storage.base import StorageError
@@ -120,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cfg, base_dir, sni, warnings = load_with_warnings(args)
     level = LOGLEVELS.get(cfg["general"]["loglevel"], logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(level)
     for warning in warnings:
         logging.getLogger("suricate.config").warning("%s", warning)
     if args.workers < 1:
@@ -137,12 +139,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # of a package (no checkout, maybe a read-only working folder) needs to know.
         print(f"suricate: no --config: the embedded default, its data in {base_dir}",
               flush=True)
+    # systemd's Type=notify (contrib/suricate.service); nothing without $NOTIFY_SOCKET.
+    notifier = Notifier.from_environment()
     if args.workers > 1:
         gc.enable()  # the supervisor; each worker is a serve of its own
         from suricate.cluster.supervisor import StartFailed, serve_workers
 
         try:
-            return serve_workers(cfg, base_dir, sni, args.workers, t0)
+            return serve_workers(cfg, base_dir, sni, args.workers, t0, notifier)
         except StartFailed as exc:
             hint = _PORT_HINT if "address already in use" in str(exc) else ""
             raise CliError(f"cannot start: {exc}{hint}") from None
@@ -171,7 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])
-        print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
+        status = f"serving {', '.join(sorted(server.hosts))} on {ports}"
+        print(f"suricate {__version__} {status} "
               f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
         # Off since the program started (suricate/__main__.py): what start-up made lives on.
         gc.freeze()
@@ -180,9 +185,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            notifier.reloading()
+            server.reload_certificates()
+            notifier.ready(status)
+
         # SIGHUP: read the TLS certificates again (a renewed Let's Encrypt certificate).
-        loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        # Every listener accepts connections (server.start bound them all) and the signals
+        # a unit sends (ExecReload's SIGHUP, the stop's SIGTERM) are handled: a SIGHUP
+        # before this would end the process (its default action).
+        notifier.ready(status)
         await stop.wait()  # a signal, or the admin API's server stop
+        notifier.stopping()
         print("suricate: shutting down", flush=True)
         await server.stop()
         if node is not None:

@@ -42,9 +42,11 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not a reason to die before the loop runs
     # Which worker says what: the index goes into every log line.
     for handler in logging.getLogger().handlers:
-        fmt = handler.formatter._fmt if handler.formatter is not None else None
-        if fmt and "%(message)s" in fmt:
-            handler.setFormatter(logging.Formatter(
+        formatter = handler.formatter
+        fmt = formatter._fmt if formatter is not None else None
+        if formatter is not None and fmt and "%(message)s" in fmt:
+            # The same class: under systemd, the journal's priority prefixes stay.
+            handler.setFormatter(type(formatter)(
                 fmt.replace("%(message)s", f"w{spec.index} %(message)s")))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(spec, pipe))
