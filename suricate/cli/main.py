@@ -176,8 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])
         status = f"serving {', '.join(sorted(server.hosts))} on {ports}"
-        print(f"suricate {__version__} {status} "
-              f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
+        started = time.perf_counter() - t0
         # Off since the program started (suricate/__main__.py): what start-up made lives on.
         gc.freeze()
         gc.enable()
@@ -193,9 +192,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         # SIGHUP: read the TLS certificates again (a renewed Let's Encrypt certificate).
         loop.add_signal_handler(signal.SIGHUP, reload)
-        # Every listener accepts connections (server.start bound them all) and the signals
-        # a unit sends (ExecReload's SIGHUP, the stop's SIGTERM) are handled: a SIGHUP
-        # before this would end the process (its default action).
+        # Only now say that it serves: every listener accepts connections (server.start bound
+        # them all) and the signals a supervisor sends on seeing this (a unit's ExecReload
+        # SIGHUP, the stop's SIGTERM) are handled; before, either would end the process at
+        # once (their default action), without the graceful stop.
+        print(f"suricate {__version__} {status} (started in {started:.3f} s)", flush=True)
         notifier.ready(status)
         await stop.wait()  # a signal, or the admin API's server stop
         notifier.stopping()

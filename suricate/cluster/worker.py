@@ -74,12 +74,14 @@ async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
         raise SystemExit(1) from None
     ports = ", ".join(f"{lst.kind}:{lst.port}"
                       for lst in [*server.listeners, *server.http_listeners])
-    pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))
     stop = server.stop_requested or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # from the supervisor
+    # Ready once the signals are handled: the supervisor's SIGTERM right after its serving
+    # line (and systemd's READY=1) is a graceful stop, not the default action's death.
+    pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))
     await stop.wait()
     await server.stop()
     await node.stop()

@@ -164,3 +164,34 @@ def test_journal_stream_must_be_our_standard_error(tmp_path: Path, monkeypatch) 
         finally:
             root.handlers[:] = saved[0]
             root.setLevel(saved[1])
+
+
+# A server whose last start-up step is slow (gc.freeze made to take 0.5 s): what it says it
+# serves must already handle the signals a supervisor sends on reading it.
+SLOW_CHILD = """
+import gc, sys, time
+freeze = gc.freeze
+gc.freeze = lambda: (time.sleep(0.5), freeze())
+from suricate.__main__ import run
+sys.argv[1:] = ["serve", "--config", sys.argv[1]]
+sys.exit(run())
+"""
+
+
+def test_a_sigterm_right_after_the_serving_line_is_a_graceful_stop(tmp_path: Path) -> None:
+    config = tmp_path / "suricate.toml"
+    config.write_text(server_toml(tmp_path, free_port(), free_port()))
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CHILD, str(config)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "serving localhost" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)  # as soon as it said so (before: killed, -15)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "suricate: shutting down" in out
