@@ -640,6 +640,15 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position,
                          _terminal_columns() - 2 if width is None else width)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # Descriptions and epilogs name paths (the documentation's folder): never cut one at
+        # a hyphen or in the middle, so it can be copied.
+        import textwrap
+
+        return textwrap.fill(self._whitespace_matcher.sub(" ", text).strip(), width,
+                             initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)
+
 
 class _Parser(argparse.ArgumentParser):
     """A parser whose formatter is ``_HelpFormatter`` unless another is asked for; its
@@ -650,12 +659,27 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def docs_folder() -> Path | None:
+    """Where the documentation whose pages messages name (``docs/cluster.md``) is: the
+    source tree's, or an installed package's copy (pyproject.toml's data-files:
+    ``<prefix>/share/doc/suricate``, the README beside ``docs/``)."""
+    for folder in (Path(__file__).resolve().parents[2],
+                   Path(sys.prefix) / "share" / "doc" / "suricate"):
+        if (folder / "docs" / "operations.md").is_file():
+            return folder
+    return None
+
+
 def build_parser(with_admin: bool = True, only_serve: bool = False) -> argparse.ArgumentParser:
     """The whole command line; ``with_admin=False`` leaves out the commands generated from the
     admin schema (``serve`` does not pay for loading GraphQL). ``only_serve`` stops after
     ``serve``: its start-up does not build the ~25 parsers of the other commands (~1.5 ms)."""
+    docs = docs_folder()
     parser = _Parser(
-        prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.")
+        prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.",
+        epilog=f"Documentation: {docs / 'README.md'}, and the docs/*.md that messages name in "
+               f"{docs / 'docs'}" if docs is not None else
+               "Documentation: README.md and docs/ of Suricate's source")
     parser.add_argument("--version", action="version", version=f"suricate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

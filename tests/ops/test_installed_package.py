@@ -173,8 +173,8 @@ def test_wheel_in_a_fresh_venv_outside_the_checkout(tmp_path: Path) -> None:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "suricate", source / "suricate",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("suricate", "docs", "contrib"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     hello = tmp_path / "mod_hello"
     shutil.copytree(ROOT / "examples" / "mod_hello", hello,
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
@@ -224,6 +224,13 @@ def test_wheel_in_a_fresh_venv_outside_the_checkout(tmp_path: Path) -> None:
     assert where.stdout.startswith(str(venv)), where.stdout
     version = cli("--version")
     assert (version.returncode, version.stdout.strip()) == (0, f"suricate {__version__}")
+    # The docs messages name ("see docs/cluster.md"), installed beside the package, and
+    # --help says where
+    doc = venv / "share" / "doc" / "suricate"
+    assert (doc / "docs" / "cluster.md").is_file() and (doc / "README.md").is_file()
+    helped = cli("--help")
+    assert helped.returncode == 0 and f"name in {doc / 'docs'}" in " ".join(
+        helped.stdout.split()), helped.stdout
     assert cli("import-mongooseim", "--help").returncode == 0
 
     c2s, admin, web, upload = free_port(), free_port(), free_port(), free_port()
@@ -290,11 +297,12 @@ def test_wheel_in_a_fresh_venv_outside_the_checkout(tmp_path: Path) -> None:
         modules = {row[0] for row in db.execute("SELECT module FROM module_schema_version")}
     assert {"mod_muc", "mod_mam", "mod_offline", "mod_roster"} <= modules, modules
 
-    # contrib/suricate.service, pointed at this venv, is a unit systemd accepts
+    # contrib/suricate.service, installed with the docs and pointed at this venv, is a unit
+    # systemd accepts
     analyze = shutil.which("systemd-analyze")
     if analyze is not None:
         unit = tmp_path / "suricate.service"
-        unit.write_text((ROOT / "contrib" / "suricate.service").read_text().replace(
+        unit.write_text((doc / "contrib" / "suricate.service").read_text().replace(
             "/opt/suricate/bin/suricate", str(suricate)))
         verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True,
                                   text=True, timeout=60)
