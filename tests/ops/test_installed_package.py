@@ -5,8 +5,9 @@ besides its Python code (SQL migrations, GraphQL schemas, the web client's page)
 from the installed package, and tests/ or bench/ must not be needed.
 
 pip takes the dependencies from the configured index, through its cache (no download when
-the cache has them). About 50 s on the shared 2-core machine, so it runs in an xdist group of
-its own; set SURICATE_SKIP_PACKAGE_TEST=1 to leave it out of a quick local run.
+the cache has them). 76-117 s on the shared 2-core machine at a load average of 7-11, so it
+runs in an xdist group of its own; SURICATE_SKIP_PACKAGE_TEST=1 leaves it out of a quick
+local run.
 """
 
 from __future__ import annotations
