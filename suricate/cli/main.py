@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suricate import __version__
+from suricate.cli.logs import setup_logging
+from suricate.cli.sd_notify import Notifier
 from suricate.config import ConfigError, Problem, load_config_with_warnings, parse_config
 from suricate.jid import JID, InvalidJID
 from suricate.storage.base import StorageError
@@ -70,13 +72,32 @@ def load_with_warnings(
     from suricate.net.certs import ensure_self_signed
 
     data = _data_dir(args)
-    # The service subdomains MongooseIM's default config serves (MUC, pubsub, HTTP upload):
-    # a client that connects to them over TLS finds them in the certificate.
-    default, per_host = ensure_self_signed(data / "certs", ["localhost"],
-                                           services=("conference", "pubsub", "upload"))
+    try:
+        # The service subdomains MongooseIM's default config serves (MUC, pubsub, HTTP
+        # upload): a client that connects to them over TLS finds them in the certificate.
+        default, per_host = ensure_self_signed(data / "certs", ["localhost"],
+                                               services=("conference", "pubsub", "upload"))
+        admin_password = _admin_password(data)
+    except OSError as exc:
+        # A package's user runs it anywhere: a read-only folder, or a service account's.
+        raise CliError(_data_dir_problem(data, exc)) from None
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"),
-                               admin_password=_admin_password(data))
+                               admin_password=admin_password)
     return parse_config(text, data), data, per_host, []
+
+
+def _data_dir_problem(data: Path, exc: OSError) -> str:
+    """Why the embedded default's data folder cannot be used, and what to do."""
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    where = exc.filename or data
+    return (f"the embedded default keeps its data in {data} (./data, or --data-dir DIR, or "
+            f"$SURICATE_DATA_DIR): {where}: {exc.strerror or exc}; run it in a folder user "
+            f"{user} may write, give --data-dir a writable folder, or --config FILE")
 
 
 def _embedded(args: argparse.Namespace) -> bool:
@@ -101,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cfg, base_dir, sni, warnings = load_with_warnings(args)
     level = LOGLEVELS.get(cfg["general"]["loglevel"], logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(level)
     for warning in warnings:
         logging.getLogger("suricate.config").warning("%s", warning)
     if args.workers < 1:
@@ -113,12 +134,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        'Redis: set [general] sm_backend = "redis" and '
                        "[outgoing_pools.redis.default.connection] host/port (see "
                        "docs/cluster.md), or run without --workers", 2)
+    if _embedded(args):
+        # Where the embedded default keeps its database, certificate and keys: the operator
+        # of a package (no checkout, maybe a read-only working folder) needs to know.
+        print(f"suricate: no --config: the embedded default, its data in {base_dir}",
+              flush=True)
+    # systemd's Type=notify (contrib/suricate.service); nothing without $NOTIFY_SOCKET.
+    notifier = Notifier.from_environment()
     if args.workers > 1:
         gc.enable()  # the supervisor; each worker is a serve of its own
         from suricate.cluster.supervisor import StartFailed, serve_workers
 
         try:
-            return serve_workers(cfg, base_dir, sni, args.workers, t0)
+            return serve_workers(cfg, base_dir, sni, args.workers, t0, notifier)
         except StartFailed as exc:
             hint = _PORT_HINT if "address already in use" in str(exc) else ""
             raise CliError(f"cannot start: {exc}{hint}") from None
@@ -147,8 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise
         ports = ", ".join(f"{lst.kind}:{lst.port}"
                           for lst in [*server.listeners, *server.http_listeners])
-        print(f"suricate {__version__} serving {', '.join(sorted(server.hosts))} on {ports} "
-              f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
+        status = f"serving {', '.join(sorted(server.hosts))} on {ports}"
+        started = time.perf_counter() - t0
         # Off since the program started (suricate/__main__.py): what start-up made lives on.
         gc.freeze()
         gc.enable()
@@ -156,9 +184,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            notifier.reloading()
+            server.reload_certificates()
+            notifier.ready(status)
+
         # SIGHUP: read the TLS certificates again (a renewed Let's Encrypt certificate).
-        loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        # Only now say that it serves: every listener accepts connections (server.start bound
+        # them all) and the signals a supervisor sends on seeing this (a unit's ExecReload
+        # SIGHUP, the stop's SIGTERM) are handled; before, either would end the process at
+        # once (their default action), without the graceful stop.
+        print(f"suricate {__version__} {status} (started in {started:.3f} s)", flush=True)
+        notifier.ready(status)
         await stop.wait()  # a signal, or the admin API's server stop
+        notifier.stopping()
         print("suricate: shutting down", flush=True)
         await server.stop()
         if node is not None:
@@ -599,6 +640,15 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position,
                          _terminal_columns() - 2 if width is None else width)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # Descriptions and epilogs name paths (the documentation's folder): never cut one at
+        # a hyphen or in the middle, so it can be copied.
+        import textwrap
+
+        return textwrap.fill(self._whitespace_matcher.sub(" ", text).strip(), width,
+                             initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False, break_long_words=False)
+
 
 class _Parser(argparse.ArgumentParser):
     """A parser whose formatter is ``_HelpFormatter`` unless another is asked for; its
@@ -609,12 +659,27 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def docs_folder() -> Path | None:
+    """Where the documentation whose pages messages name (``docs/cluster.md``) is: the
+    source tree's, or an installed package's copy (pyproject.toml's data-files:
+    ``<prefix>/share/doc/suricate``, the README beside ``docs/``)."""
+    for folder in (Path(__file__).resolve().parents[2],
+                   Path(sys.prefix) / "share" / "doc" / "suricate"):
+        if (folder / "docs" / "operations.md").is_file():
+            return folder
+    return None
+
+
 def build_parser(with_admin: bool = True, only_serve: bool = False) -> argparse.ArgumentParser:
     """The whole command line; ``with_admin=False`` leaves out the commands generated from the
     admin schema (``serve`` does not pay for loading GraphQL). ``only_serve`` stops after
     ``serve``: its start-up does not build the ~25 parsers of the other commands (~1.5 ms)."""
+    docs = docs_folder()
     parser = _Parser(
-        prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.")
+        prog="suricate", description="Suricate, an XMPP server configured like MongooseIM 6.4.",
+        epilog=f"Documentation: {docs / 'README.md'}, and the docs/*.md that messages name in "
+               f"{docs / 'docs'}" if docs is not None else
+               "Documentation: README.md and docs/ of Suricate's source")
     parser.add_argument("--version", action="version", version=f"suricate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -17,6 +17,10 @@
   logged and started again: its clients were disconnected, the others' keep going. More than
   ``MAX_RESTARTS`` deaths within ``RESTART_WINDOW`` seconds stop everything (exit status 1):
   a worker that cannot live is not restarted forever.
+- Under systemd (``Type=notify``) the supervisor says ``READY=1`` once every worker is
+  serving and ``STOPPING=1`` when the stop begins; the workers say nothing (they are not the
+  unit's main process). SIGHUP is passed on without ``RELOADING=1``: the supervisor does not
+  hear when each worker is done.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suricate import __version__
 from suricate.cluster.worker import WorkerSpec, worker_main
 from suricate.net.tls import CertKey
+
+if TYPE_CHECKING:
+    from suricate.cli.sd_notify import Notifier
 
 log = logging.getLogger("suricate.cluster")
 
@@ -75,8 +82,9 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, cfg: dict[str, Any], base_dir: Path, sni: dict[str, CertKey],
-                 count: int) -> None:
+                 count: int, notifier: Notifier | None = None) -> None:
         self.cfg = with_reuse_port(cfg)
+        self.notifier = notifier
         self.base_dir = base_dir
         self.sni = sni
         self.count = count
@@ -114,8 +122,11 @@ class Supervisor:
             if first is None:
                 return self._stop_all(0)
             ports, hosts = first
-            print(f"suricate {__version__} serving {hosts} on {ports} with {self.count} "
-                  f"workers (started in {time.perf_counter() - t0:.3f} s)", flush=True)
+            status = f"serving {hosts} on {ports} with {self.count} workers"
+            print(f"suricate {__version__} {status} "
+                  f"(started in {time.perf_counter() - t0:.3f} s)", flush=True)
+            if self.notifier is not None:
+                self.notifier.ready(status)
             return self._watch()
         finally:
             for sig, handler in previous.items():
@@ -185,6 +196,8 @@ class Supervisor:
 
     def _stop_all(self, code: int, announce: bool = True) -> int:
         if announce:
+            if self.notifier is not None:
+                self.notifier.stopping()
             print("suricate: shutting down", flush=True)
         for worker in self.workers:
             if worker.process.is_alive() and worker.process.pid is not None:
@@ -201,5 +214,5 @@ class Supervisor:
 
 
 def serve_workers(cfg: dict[str, Any], base_dir: Path, sni: dict[str, CertKey], count: int,
-                  t0: float) -> int:
-    return Supervisor(cfg, base_dir, sni, count).run(t0)
+                  t0: float, notifier: Notifier | None = None) -> int:
+    return Supervisor(cfg, base_dir, sni, count, notifier).run(t0)

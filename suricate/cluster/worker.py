@@ -42,9 +42,11 @@ def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not a reason to die before the loop runs
     # Which worker says what: the index goes into every log line.
     for handler in logging.getLogger().handlers:
-        fmt = handler.formatter._fmt if handler.formatter is not None else None
-        if fmt and "%(message)s" in fmt:
-            handler.setFormatter(logging.Formatter(
+        formatter = handler.formatter
+        fmt = formatter._fmt if formatter is not None else None
+        if formatter is not None and fmt and "%(message)s" in fmt:
+            # The same class: under systemd, the journal's priority prefixes stay.
+            handler.setFormatter(type(formatter)(
                 fmt.replace("%(message)s", f"w{spec.index} %(message)s")))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(spec, pipe))
@@ -72,12 +74,14 @@ async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
         raise SystemExit(1) from None
     ports = ", ".join(f"{lst.kind}:{lst.port}"
                       for lst in [*server.listeners, *server.http_listeners])
-    pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))
     stop = server.stop_requested or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_certificates)  # from the supervisor
+    # Ready once the signals are handled: the supervisor's SIGTERM right after its serving
+    # line (and systemd's READY=1) is a graceful stop, not the default action's death.
+    pipe.send(("ready", ports, ", ".join(sorted(server.hosts))))
     await stop.wait()
     await server.stop()
     await node.stop()

@@ -95,10 +95,6 @@ def period_seconds(p: Mapping[str, Any]) -> int:
 
 #: Modules that exist in MongooseIM 6.4 but not (yet) in Suricate, with what to do instead.
 UNAVAILABLE_MODULES: dict[str, str] = {
-    "mod_global_distrib": "module is not available in this version of Suricate: it joins "
-    "MongooseIM clusters in several data centres; Suricate's nodes form one service through "
-    'Redis (general.sm_backend = "redis", docs/cluster.md), and separate services federate '
-    "over s2s",
     # 6.4 configures WebSockets as an HTTP handler, not as a module.
     "mod_websockets": "not a module, in MongooseIM 6.4 either: WebSockets are served by a "
     "[[listen.http.handlers.mod_websockets]] handler (docs/http.md)",

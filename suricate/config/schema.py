@@ -742,7 +742,8 @@ def _http_listener() -> Section:
                                         None,
                                         "Folder of Converse.js's dist files.",
                                         default_doc="webclient/node_modules/converse.js/dist "
-                                        "of the source tree (`make webclient`)",
+                                        "of the source tree (`make webclient`); an installed "
+                                        "package has none: set it (operations.md)",
                                     ),
                                 }
                             ),

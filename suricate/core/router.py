@@ -49,8 +49,26 @@ class Elsewhere(Protocol):
         back when no other node holds one."""
 
 
+class Beyond(Protocol):
+    """Other services sharing this domain (mod_global_distrib: other data centres, each a
+    cluster of its own). Asked only where the router would otherwise store the stanza
+    offline, bounce it or try federation: a recipient with a session in this cluster is
+    routed as without it, and a server without the module pays one attribute test on those
+    paths only. Each method answers True when it took the stanza over (it forwards it, or
+    routes it again later, marked so that it is not taken a second time)."""
+
+    def to_full(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """``to`` (a full JID of a served domain) has no session in this cluster."""
+
+    def to_bare(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """``to`` (a bare JID) has no resource that takes ``stanza`` in this cluster."""
+
+    def to_domain(self, frm: JID, to: JID, stanza: Element) -> bool:
+        """``to``'s domain is neither served nor a component's here (before s2s)."""
+
+
 class Router:
-    __slots__ = ("server", "sessions", "hooks", "elsewhere", "_held", "_holds",
+    __slots__ = ("server", "sessions", "hooks", "elsewhere", "beyond", "_held", "_holds",
                  "_route_filters_seen", "_route_filtered", "_offline_turns", "bouncing")
 
     def __init__(self, server: Server) -> None:
@@ -58,6 +76,8 @@ class Router:
         self.sessions = server.sessions
         self.hooks = server.hooks
         self.elsewhere: Elsewhere | None = None
+        #: mod_global_distrib's other data centres; None without the module.
+        self.beyond: Beyond | None = None
         #: The error ``bounce`` is routing right now, back to the sender of a stanza that
         #: went nowhere (routing is synchronous up to the local filters): a filter that
         #: drops stanzas between domains (mod_domain_isolation) lets the server's own
@@ -152,6 +172,8 @@ class Router:
             self._route_local(frm, to, stanza)
         elif self.server.components.route(frm, to, stanza):
             pass  # a connected component serves the domain (XEP-0114)
+        elif self.beyond is not None and self.beyond.to_domain(frm, to, stanza):
+            pass  # another data centre serves it (mod_global_distrib: muc.<global host>)
         elif not self.server.s2s.route(frm, to, stanza):
             # Neither a component nor federation takes it: the sender learns the domain is
             # unreachable (RFC 6120 §8.3.3.16) rather than a silent drop.
@@ -222,6 +244,8 @@ class Router:
 
     def _to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.3.2: the full JID has no session."""
+        if self.beyond is not None and self.beyond.to_full(frm, to, stanza):
+            return  # in another data centre (mod_global_distrib)
         kind = stanza.name
         if kind == "message":
             # RFC 6121 §5.2.2: a type not understood is "normal", and goes where normal goes
@@ -245,6 +269,9 @@ class Router:
         if kind == "message":
             self._message_to_bare(frm, to, stanza)
         elif kind == "presence":
+            if self.beyond is not None and not self.sessions.resources(to) \
+                    and self.beyond.to_bare(frm, to, stanza):
+                return  # the account's sessions are in another data centre
             if self.elsewhere is not None and stanza.attrs.get("type") in _SUBSCRIPTION \
                     and not self.sessions.resources(to):
                 # RFC 6121 §3: the contact's server processes it and pushes the roster to
@@ -274,6 +301,8 @@ class Router:
             targets = self.sessions.available(to)
             if targets:
                 targets[0].deliver(stanza)
+            elif self.beyond is not None and self.elsewhere is None:
+                self.beyond.to_bare(frm, to, stanza)
             return
         if stype == "groupchat":
             # §8.5.2.1.1: a groupchat message to a bare JID is never delivered.
@@ -291,6 +320,8 @@ class Router:
         if self.elsewhere is not None:
             self.elsewhere.to_bare(frm, to, stanza)
             return
+        if self.beyond is not None and self.beyond.to_bare(frm, to, stanza):
+            return  # the account's sessions are in another data centre
         if stype == "headline":
             return  # §8.5.2.1.1: headlines to no resource are ignored
         self.server.spawn(self._offline_or_error(frm, to, stanza))

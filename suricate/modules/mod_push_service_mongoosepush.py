@@ -8,10 +8,10 @@ This module takes it and makes one request of MongoosePush's HTTP API v3:
 
 - `service` (`apns` or `fcm`) and `mode` (`prod` unless the client asked for `dev`), plus
   `topic`, `priority`, `time_to_live` and `mutable_content` when the client gave them;
-- `alert` (`title` = last sender, `body` = last message body, `badge` = messages since the
-  account was last online, `click_action`, `tag`, `sound` when given), or, when the client's
-  publish-options say `silent` = `true`, `data`: the summary fields as they are (the count as a
-  number), for the app to show as it likes.
+- `alert` (`title` = last sender, `body` = last message body, `badge` = `message-count`,
+  `tag` = the sender's bare JID unless given, `click_action`, `sound` when given), or, when the
+  client's publish-options say `silent` = `true`, `data`: the summary fields as they are (the
+  count as a number), for the app to show as it likes.
 
 `device_id` and `service` come from the publish-options the client enabled push with; a
 registration without them cannot be delivered and each notification for it fails (counted,
@@ -78,10 +78,15 @@ def request_body(summary: Mapping[str, str], options: Mapping[str, str]) -> dict
         data["message-count"] = count
         body["data"] = data
         return body
-    alert: dict[str, Any] = {"title": summary.get("last-message-sender", ""),
+    sender = summary.get("last-message-sender", "")
+    # `tag` groups a conversation's notifications (FCM shows the last one of a tag): the
+    # sender's bare JID, a chat partner's or a room's, unless the client set one. 6.4 tags
+    # with its last-message-sender, bare for a chat, the occupant's JID for a room.
+    alert: dict[str, Any] = {"title": sender,
                              "body": summary.get("last-message-body", ""),
-                             "badge": count}
-    for key in ("click_action", "tag", "sound"):
+                             "badge": count,
+                             "tag": options.get("tag") or sender.partition("/")[0]}
+    for key in ("click_action", "sound"):
         if options.get(key):
             alert[key] = options[key]
     body["alert"] = alert
@@ -159,9 +164,10 @@ class ModPushServiceMongoosepush(Module):
         if status == DEVICE_GONE:
             log.info("mongoosepush_device_gone user=%s node=%s: registration disabled",
                      user, node)
-            pusher = self.server.modules.get("mod_event_pusher")
-            if pusher is not None and user.local is not None:
-                await pusher.store.disable(user.domain, user.local, service, node)
+            # Through the push backend, which also forgets the device it knew behind it.
+            push = getattr(self.server.modules.get("mod_event_pusher"), "push", None)
+            if push is not None and user.local is not None:
+                await push.forget(user, service, node)
         return accepted or (status is not None and 200 <= status < 300)
 
     async def _post(self, url: str, body: dict[str, Any], labels: dict[str, str]) -> int | None:

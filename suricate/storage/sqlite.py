@@ -46,11 +46,14 @@ _UNAVAILABLE = frozenset(
 )
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
+def _translate(exc: sqlite3.Error, path: str | None = None) -> StorageError:
+    """``path``: the database file, named when opening it failed ("unable to open database
+    file" alone does not say which, nor that its folder may be read-only)."""
     name = getattr(exc, "sqlite_errorname", None) or ""
+    where = f"sqlite {path}" if path else "sqlite"
     if name in _UNAVAILABLE or name.startswith(("SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_CANTOPEN")):
-        return StorageUnavailable(f"sqlite: {exc}")
-    return StorageError(f"sqlite: {exc}")
+        return StorageUnavailable(f"{where}: {exc}")
+    return StorageError(f"{where}: {exc}")
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -140,7 +143,7 @@ class SqliteStorage(SqlStorage):
                 uri=self.path.startswith("file:"),
             )
         except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, self.path) from exc
         except OSError as exc:
             raise StorageUnavailable(f"sqlite: cannot create {self.path}: {exc}") from exc
         try:
@@ -155,7 +158,7 @@ class SqliteStorage(SqlStorage):
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             conn.close()
-            raise _translate(exc) from exc
+            raise _translate(exc, self.path) from exc
         self._conn = conn
         self._executor = _SqliteExecutor(conn)
         self._connections += 1

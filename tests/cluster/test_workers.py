@@ -8,6 +8,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -349,3 +350,38 @@ def test_sighup_reloads_every_workers_certificate(tmp_path: Path, redis_db: int)
     assert cluster.workers == workers and cluster.proc.poll() is None
     code, _, err = stop_cluster(cluster)
     assert code == 0, err
+
+
+def test_supervisor_tells_systemd_when_every_worker_serves(tmp_path: Path, redis_db: int
+                                                           ) -> None:
+    """Under ``Type=notify`` (contrib/suricate.service) the supervisor, the unit's main
+    process, says READY=1 once both workers accept connections and STOPPING=1 at SIGTERM;
+    the workers say nothing (tests/ops/test_service_manager.py for one process)."""
+    c2s, tls = free_port(), free_port()
+    config = tmp_path / "suricate.toml"
+    config.write_text(workers_toml(tmp_path, c2s, tls, redis_db))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(60)
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config), "--workers", "2"],
+                            env=dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = sock.recv(4096).decode().split("\n")
+        assert ready == ["READY=1", f"STATUS=serving localhost on c2s:{c2s}, c2s:{tls} with 2 "
+                         "workers"], ready
+        assert len(Cluster(proc, c2s, tls, "").workers) == 2
+        with socket.create_connection(("127.0.0.1", c2s), timeout=5):
+            pass
+        proc.send_signal(signal.SIGTERM)
+        assert sock.recv(4096).decode().split("\n")[0] == "STOPPING=1"
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing from the workers
+            sock.recv(4096)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()

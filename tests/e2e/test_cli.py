@@ -207,6 +207,10 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
                               timeout=30)
         assert stop.returncode == 0, stop
         assert proc.wait(20) == 0
+        # It said where its data is (an installed package runs anywhere, docs/operations.md)
+        first = (proc.stdout.read() if proc.stdout else "").splitlines()[0]
+        assert first == ("suricate: no --config: the embedded default, its data in "
+                         f"{tmp_path / 'data'}"), first
         from cryptography import x509
         cert = x509.load_pem_x509_certificate(
             (tmp_path / "data" / "certs" / "server.crt").read_bytes())

@@ -122,7 +122,34 @@ password = "x"
         str(tmp_path / "suricate.db"), str(broken)))
     lines = _assert_clean_failure(run("serve", "--config", str(config)), 1)
     assert lines == ["suricate: cannot start: the database ([outgoing_pools.rdbms.default]): "
-                     "sqlite: file is not a database"], lines
+                     f"sqlite {broken}: file is not a database"], lines
+
+    # a file SQLite cannot open (here a folder; a read-only folder for a service's user):
+    # the message names it, where SQLite's own does not
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    config.write_text(server_toml(tmp_path, free_port(), free_port()).replace(
+        str(tmp_path / "suricate.db"), str(folder)))
+    lines = _assert_clean_failure(run("serve", "--config", str(config)), 1)
+    assert lines == ["suricate: cannot start: the database ([outgoing_pools.rdbms.default]): "
+                     f"sqlite {folder}: unable to open database file"], lines
+
+
+def test_an_unusable_data_folder_is_named_with_what_to_do(tmp_path: Path) -> None:
+    # The embedded default keeps its data in ./data: run from a folder the user may not
+    # write (an installed package's user, anywhere), it says where and what to do. A path
+    # under a regular file fails for root as well as for anyone.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    data = blocker / "data"
+    for args in (["serve"], ["account", "list"]):
+        lines = _assert_clean_failure(run(*args, "--data-dir", str(data)), 1)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"suricate: the embedded default keeps its data in {data} "
+                                   "(./data, or --data-dir DIR, or $SURICATE_DATA_DIR): "), lines
+        assert "Not a directory; run it in a folder user " in lines[0], lines
+        assert lines[0].endswith(" may write, give --data-dir a writable folder, or --config "
+                                 "FILE"), lines
 
 
 def test_a_port_in_use_is_named_with_its_hint(tmp_path: Path) -> None:

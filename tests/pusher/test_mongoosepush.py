@@ -114,7 +114,8 @@ async def test_offline_message_is_posted_to_mongoosepush(tmp_path: Path) -> None
             assert path == "/push/v3/notification/dev%2F123"
             assert body == {"service": "apns", "mode": "dev", "topic": "com.example.app",
                             "alert": {"title": "bob@localhost/desk", "body": "wake up",
-                                      "badge": 1, "click_action": "OPEN", "sound": "ding"}}
+                                      "badge": 1, "tag": "bob@localhost",
+                                      "click_action": "OPEN", "sound": "ding"}}
             bob.send_message(mto="alice@localhost", mbody="again", mtype="chat")
             _, second = await asyncio.wait_for(fake.requests.get(), 5)
             assert second["alert"]["badge"] == 2 and second["alert"]["body"] == "again"

@@ -1268,10 +1268,7 @@ def test_multiple_problems_are_collected() -> None:
         "listen.c2s[1].tls.mode: expected one of tls, starttls, starttls_required",
         "auth.methods: expected one of internal, rdbms, anonymous, dummy, http, jwt, external, "
         "pki, ldap",
-        "modules.mod_global_distrib: module is not available in this version of Suricate: it "
-        "joins MongooseIM clusters in several data centres; Suricate's nodes form one service "
-        'through Redis (general.sm_backend = "redis", docs/cluster.md), and separate services '
-        "federate over s2s",
+        "modules.mod_global_distrib.global_host: missing required option",
     }
 
 

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from suricate.core.server import Server
 
 DEFAULT_PLUGIN = "mod_event_pusher_push_plugin_defaults"
+# 6.4's other plugin: the default's notifications plus those of a session waiting to be
+# resumed, to the registration that session enabled; Suricate does both with either name.
+ENHANCED_PLUGIN = "mod_event_pusher_push_plugin_enhanced"
 DEFAULT_HTTP_CALLBACK = "mod_event_pusher_http_defaults"
 DEFAULT_SNS_PLUGIN = "mod_event_pusher_sns_defaults"
 
@@ -77,8 +80,11 @@ _PUSH = Section(
                                             "Timeout of a call.")}),
             DEFAULTS, "Worker pool of the publications (asyncio needs none).", inert=True),
         "plugin_module": Option(
-            OneOf([DEFAULT_PLUGIN]),
-            DEFAULT_PLUGIN, "Which messages are notified and how (6.4's default behaviour)."),
+            OneOf([DEFAULT_PLUGIN, ENHANCED_PLUGIN]),
+            DEFAULT_PLUGIN, "Which messages are notified and how. Either of 6.4's plugins, "
+            "which behave the same here: messages stored for later, and (the enhanced "
+            "plugin's addition, always on) those queued for a session waiting to be resumed, "
+            "to the device whose session enabled push."),
         "virtual_pubsub_hosts": Option(
             ListOf(Str(), unique=True), [],
             '"Simulated" app server domains (`@HOST@` is each served domain): a notification '
@@ -258,7 +264,7 @@ class ModEventPusher(Module):
         if iq.type != "set":
             raise StanzaError("bad-request", "enable and disable are IQs of type set")
         if iq.payload.name == "enable":
-            await self.push.enable(iq.to.bare, iq.payload)
+            await self.push.enable(iq.frm, iq.payload)
         elif iq.payload.name == "disable":
             await self.push.disable(iq.to.bare, iq.payload)
         else:
@@ -273,13 +279,20 @@ class ModEventPusher(Module):
         # Only a message the account will find later is worth waking the phone for (or
         # reporting as received): stored offline, or archived (mod_mam). A bounced one is the
         # sender's news, not theirs.
-        if not (stored or "mod_mam" in self.server.modules):
-            return stored
-        if self.push is not None and _notifiable(stanza):
+        kept = stored or "mod_mam" in self.server.modules
+        if self.push is not None and (kept or self._from_muc_light(frm)) \
+                and _notifiable(stanza):
             self.push.message_missed(to.bare, frm, stanza)
-        if self.rabbit is not None:
+        if self.rabbit is not None and kept:
             self._rabbit_received(frm, to, stanza)
         return stored
+
+    def _from_muc_light(self, frm: JID) -> bool:
+        # A MUC Light room sends each message to its members' bare JIDs; one with no session
+        # finds it in the room (its archive), so it is news worth a wake-up, as in 6.4 (which
+        # notifies "groupchat" messages a room routes to an offline member).
+        light = self.server.modules.get("mod_muc_light")
+        return light is not None and frm.domain in getattr(light, "services", ())
 
     def message_routed(self, stanza: Element | None, frm: JID, to: JID,
                        sessions: list[Any]) -> Element | None:
@@ -302,7 +315,7 @@ class ModEventPusher(Module):
 
     async def user_available(self, acc: Any, c2s: C2S) -> Any:
         if self.push is not None:
-            self.push.user_online(c2s.jid.bare)
+            self.push.device_back(c2s.jid)
         return acc
 
     def session_resumed(self, acc: None, c2s: C2S, old: C2S) -> None:
@@ -310,7 +323,7 @@ class ModEventPusher(Module):
         # presence (no user_available): the phone is back, so what the next notification
         # counts (XEP-0357 §7 message-count, unread or undelivered) starts again.
         if self.push is not None:
-            self.push.user_online(c2s.jid.bare)
+            self.push.device_back(c2s.jid)
         return acc
 
     async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:
@@ -369,7 +382,8 @@ class ModEventPusher(Module):
             # message is queued for it, but the phone will not see it until woken up.
             sender = stanza.get("from")
             if sender:
-                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza, queued=True)
+                self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza,
+                                         resource=c2s.jid.resource)
         return stanza
 
 

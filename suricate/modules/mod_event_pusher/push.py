@@ -5,24 +5,33 @@ then on, a message that reaches the account while it cannot be delivered live �
 offline because no session is there, or queued for a stream-management session whose
 connection is gone (XEP-0198 §5, the state phones spend most of their time in) — makes the
 server publish a notification to that node (§7): an XEP-0004 form `urn:xmpp:push:summary` with
-the number of messages since the account was last online, the last sender and, unless turned
-off, the last body. The app server turns it into an APNs/FCM wake-up. An error from the app
-server disables that registration (§7.1: it "SHOULD"; a dead registration would otherwise be
-retried on every message for ever), except a temporary one (type "wait"), which §7.1 lets the
-server keep.
+the number of messages notified to that node since its device was last back, the last sender
+and, unless turned off, the last body. The app server turns it into an APNs/FCM wake-up.
+
+Each registration belongs to the device (resource) that enabled it: a message queued for one
+waiting session wakes that device only, a stored one every device but those connected, and
+the copies of one message wake a device once.
+
+An error from the app server disables that registration (§7.1: it "SHOULD"; a dead
+registration would otherwise be retried on every message for ever), except a temporary one
+(type "wait"), which §7.1 lets the server keep; an app server that cannot be reached or does
+not answer is given a few notifications in a row first (a component restarting, a federation
+link down).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
+from suricate.core.keyed_locks import KeyedLocks
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
+from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
 from suricate.xml import ns
 from suricate.xml.element import Element
@@ -46,6 +55,17 @@ MOD_EVENT_PUSHER_PUSH_SENT = declare(
 
 #: How long an app server may take to acknowledge a notification before it counts as failed.
 PUBLISH_TIMEOUT = 10.0
+
+#: Error conditions that say the app server could not be reached, not what it thinks of the
+#: registration (RFC 6120 §8.3.3: our server or a federation peer answering for it): an app
+#: server component restarting, a federation link down, a JID nobody serves.
+UNREACHABLE = frozenset({"remote-server-not-found", "remote-server-timeout",
+                         "service-unavailable"})
+#: Notifications in a row that may find a registration's app server unreachable or silent
+#: before it is disabled (XEP-0357 §7.1: a server "MAY choose to keep a service enabled if the
+#: error is deemed recoverable or transient, until a sufficient number of errors have been
+#: received in a row").
+UNREACHABLE_IN_A_ROW = 5
 
 
 def parse_enable(payload: Element) -> PushRegistration:
@@ -97,8 +117,39 @@ def notification(reg: PushRegistration, count: int, sender: str, body: str | Non
     return pubsub
 
 
+#: A registration: the app server's JID and the node (XEP-0357 §5).
+RegKey = tuple[str, str]
+#: What tells copies of one message apart from other messages: sender, id, the body's hash
+#: (the router gives each resource of a bare JID its own copy; a session whose resumption
+#: timed out hands its copies on to offline storage). Two messages without an id, of one
+#: sender and one text, look like one: the second wakes no device the first woke already.
+MessageKey = tuple[str, str | None, int]
+
+#: Messages remembered per account as notified (to which registrations), until a device is back.
+_NOTIFIED_KEPT = 64
+
+
+class _Account:
+    """What the push backend knows of one account beyond its stored registrations."""
+
+    __slots__ = ("bound", "counts", "failures", "notified")
+
+    def __init__(self) -> None:
+        # The resource whose session enabled each registration: the device behind it. Kept
+        # in memory: after a restart a registration is unbound until enabled again (clients
+        # enable at every login), and an unbound one is notified whatever the sessions.
+        self.bound: dict[RegKey, str] = {}
+        # Messages notified to each registration since its device was last back
+        # (`message-count`, XEP-0357 §7: "unread or undelivered messages").
+        self.counts: dict[RegKey, int] = {}
+        # The registrations each recent message was notified to.
+        self.notified: OrderedDict[MessageKey, set[RegKey]] = OrderedDict()
+        # Notifications in a row whose app server was unreachable or did not answer.
+        self.failures: dict[RegKey, int] = {}
+
+
 class PushBackend:
-    """Registrations, the per-account message count, and publishing."""
+    """Registrations, the devices behind them, the message counts, and publishing."""
 
     def __init__(self, server: Server, store: PushStore, opts: Mapping[str, Any]) -> None:
         self.server = server
@@ -107,21 +158,31 @@ class PushBackend:
         self.virtual = {pattern.replace("@HOST@", host).lower()
                         for pattern in opts.get("virtual_pubsub_hosts", [])
                         for host in server.domains.served}
-        # Messages notified since the account was last available (`message-count`).
-        self._pending: dict[JID, int] = {}
-        # The stanza last notified per account: a message to the bare JID reaches every
-        # suspended resource, but is one message for the person.
-        self._last: dict[JID, Element] = {}
-        # Messages notified while queued for a session waiting to be resumed (XEP-0198 §5).
-        # When nobody resumes it, the session hands them to offline storage as copies: they
-        # were notified already and must not wake the phone (and raise the count) again.
-        self._queued: dict[JID, Counter[tuple[str, str | None, str | None]]] = {}
+        self._accounts: dict[JID, _Account] = {}
+        # One account's notifications are decided one at a time, in the order the messages
+        # came (the registrations are read from the database in between).
+        self._turns: KeyedLocks[JID] = KeyedLocks()
+
+    def _account(self, user: JID) -> _Account:
+        account = self._accounts.get(user)
+        if account is None:
+            account = self._accounts[user] = _Account()
+        return account
 
     # -- enable / disable (XEP-0357 §5, §6) -------------------------------------------------
-    async def enable(self, user: JID, payload: Element) -> None:
+    async def enable(self, device: JID, payload: Element) -> None:
+        """``device``: the full JID of the session that asks; its registration is bound to
+        that resource, so that it is not woken while that session is connected."""
         reg = parse_enable(payload)
+        user = device.bare
         assert user.local is not None
         await self.store.enable(user.domain, user.local, reg)
+        account = self._account(user)
+        key = (reg.service, reg.node)
+        if device.resource is not None:
+            account.bound[key] = device.resource
+        # Enabling again (each login, for most clients) is the device saying it is here.
+        account.counts.pop(key, None)
 
     async def disable(self, user: JID, payload: Element) -> None:
         service = payload.get("jid")
@@ -131,42 +192,97 @@ class PushBackend:
             service = str(JID.parse(service))
         except InvalidJID:
             raise StanzaError("jid-malformed", "the app server's jid is not a valid JID") from None
+        await self.forget(user.bare, service, payload.get("node"))
+
+    async def forget(self, user: JID, service: str, node: str | None) -> None:
+        """Remove a registration (every one with ``service`` when ``node`` is None): the
+        client's <disable/> (§6), or the app server saying it is gone (§7.1)."""
         assert user.local is not None
-        await self.store.disable(user.domain, user.local, service, payload.get("node"))
+        await self.store.disable(user.domain, user.local, service, node)
+        account = self._accounts.get(user)
+        if account is not None:
+            for key in [k for k in {*account.bound, *account.counts, *account.failures}
+                        if k[0] == service and node in (None, k[1])]:
+                account.bound.pop(key, None)
+                account.counts.pop(key, None)
+                account.failures.pop(key, None)
 
     # -- notifications (XEP-0357 §7) ---------------------------------------------------------
-    def user_online(self, user: JID) -> None:
-        self._pending.pop(user, None)
-        self._last.pop(user, None)
-        self._queued.pop(user, None)
+    def device_back(self, device: JID) -> None:
+        """The session of ``device`` (full JID) is available again: logged in and present,
+        or resumed (XEP-0198 §5). Its registrations count from nothing again, and so do
+        those of no known device (whose device may be this one)."""
+        user = device.bare
+        account = self._accounts.get(user)
+        if account is None:
+            return
+        account.counts = {key: count for key, count in account.counts.items()
+                          if self._device(user, account.bound.get(key)) not in
+                          (None, device.resource)}
+        # The messages it missed are delivered now (resumed, or from offline storage):
+        # whatever copy of them comes later is not news to anyone.
+        account.notified.clear()
+        if not account.bound and not account.counts and not account.failures:
+            del self._accounts[device.bare]
 
     def message_missed(self, user: JID, sender: JID, stanza: Element,
-                       queued: bool = False) -> None:
-        """A message reached ``user`` (bare) while no session could show it: ``queued`` for
-        a session waiting to be resumed, or else stored (offline, archive)."""
-        if self._last.get(user) is stanza:
-            return
-        key = (str(sender), stanza.get("id"), stanza.find_text("body"))
-        if queued:
-            self._queued.setdefault(user, Counter())[key] += 1
-        else:
-            seen = self._queued.get(user)
-            if seen is not None and seen[key] > 0:
-                # The same message, handed on by a session whose resumption timed out.
-                seen[key] -= 1
-                if not +seen:
-                    del self._queued[user]
-                return
-        self._last[user] = stanza
-        count = self._pending[user] = self._pending.get(user, 0) + 1
-        body = stanza.find_text("body") if self.include_body else None
-        self.server.spawn(self._notify(user, str(sender), count, body))
+                       resource: str | None = None) -> None:
+        """A message reached ``user`` (bare) while it could not be shown live: queued for
+        the session of ``resource`` waiting to be resumed, or else stored (offline,
+        archive) or sent to the account as a MUC Light member with no session."""
+        text = stanza.find_text("body")
+        key: MessageKey = (str(sender), stanza.get("id"), hash(text))
+        body = text if self.include_body else None
+        self.server.spawn(self._notify(user, key, str(sender), body, resource))
 
-    async def _notify(self, user: JID, sender: str, count: int, body: str | None) -> None:
+    async def _notify(self, user: JID, message: MessageKey, sender: str, body: str | None,
+                      resource: str | None) -> None:
         assert user.local is not None
-        regs = await self.store.registrations(user.domain, user.local)
-        if regs:
-            await asyncio.gather(*(self._publish(user, reg, count, sender, body) for reg in regs))
+        async with self._turns.hold(user):
+            regs = await self.store.registrations(user.domain, user.local)
+            if not regs:
+                return
+            account = self._account(user)
+            notified = account.notified.get(message)
+            if notified is None:
+                notified = account.notified[message] = set()
+                while len(account.notified) > _NOTIFIED_KEPT:
+                    account.notified.popitem(last=False)
+            publish = []
+            for reg in regs:
+                key = (reg.service, reg.node)
+                owner = self._device(user, account.bound.get(key))
+                if key in notified or not self._wakes(user, owner, resource):
+                    continue
+                notified.add(key)
+                count = account.counts[key] = account.counts.get(key, 0) + 1
+                publish.append(self._publish(user, reg, count, sender, body))
+        if publish:
+            await asyncio.gather(*publish)
+
+    def _device(self, user: JID, owner: str | None) -> str | None:
+        """The resource of the device behind a registration enabled by ``owner``, or None
+        when unknown: never bound, or its session is gone (a client that enabled push once
+        and logs in later under another resource, as a Bind 2 server gives, without enabling
+        again: its device is any)."""
+        if owner is None or self.server.sessions.local(user.with_resource(owner)) is None:
+            return None
+        return owner
+
+    def _wakes(self, user: JID, owner: str | None, resource: str | None) -> bool:
+        """Whether a message missed by the session of ``resource`` (None: by the account,
+        stored for later) is worth a notification to a registration enabled by the session
+        of ``owner``, which has a session (None: unknown device)."""
+        if owner is None:
+            return True
+        if resource is not None:
+            # Queued for one waiting session: its own device. Another device with a session
+            # got its own copy (a message to the bare JID) or nothing (one to this full JID).
+            return owner == resource
+        # Stored for later: every device but one whose session is connected and shows
+        # messages as they come (XEP-0198 §5: a waiting one does not).
+        session = self.server.sessions.local(user.with_resource(owner))
+        return session is None or getattr(session, "state", None) == C2SState.RESUME_SESSION
 
     async def _publish(self, user: JID, reg: PushRegistration, count: int, sender: str,
                        body: str | None) -> None:
@@ -179,14 +295,20 @@ class PushBackend:
             answer = await self.server.iq.request(user, JID.parse(reg.service), "set", payload,
                                                   PUBLISH_TIMEOUT)
         except TimeoutError:
-            # Slow is not dead: keep the registration, count the failure.
+            # Slow is not dead, for a while.
             log.warning("push_timeout user=%s service=%s", user, reg.service)
+            await self._unreachable(user, reg)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
         if answer.get("type") == "error":
             error = answer.find("error")
-            if error is not None and error.get("type") == "wait":
+            condition = _condition(error)
+            if condition in UNREACHABLE:
+                log.warning("push_unreachable user=%s service=%s node=%s condition=%s", user,
+                            reg.service, reg.node, condition)
+                await self._unreachable(user, reg)
+            elif error is not None and error.get("type") == "wait":
                 # RFC 6120 §8.3.2: a temporary error (the app server is rate-limiting,
                 # overloaded): XEP-0357 §7.1 lets the server keep the registration, and 6.4
                 # keeps it (it disables after "cancel" only).
@@ -195,12 +317,23 @@ class PushBackend:
             else:
                 log.info("push_disabled_after_error user=%s service=%s node=%s", user,
                          reg.service, reg.node)
-                assert user.local is not None
-                await self.store.disable(user.domain, user.local, reg.service, reg.node)
+                await self.forget(user, reg.service, reg.node)
             self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                         {"failure_count": 1})
             return
+        account = self._accounts.get(user)
+        if account is not None:
+            account.failures.pop((reg.service, reg.node), None)
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels, {"count": 1})
+
+    async def _unreachable(self, user: JID, reg: PushRegistration) -> None:
+        key = (reg.service, reg.node)
+        failures = self._account(user).failures
+        failures[key] = failures.get(key, 0) + 1
+        if failures[key] >= UNREACHABLE_IN_A_ROW:
+            log.info("push_disabled_unreachable user=%s service=%s node=%s in_a_row=%d", user,
+                     reg.service, reg.node, failures[key])
+            await self.forget(user, reg.service, reg.node)
 
     async def _hand_over(self, user: JID, reg: PushRegistration, count: int, sender: str,
                          body: str | None, labels: dict[str, str]) -> None:
@@ -218,6 +351,13 @@ class PushBackend:
                         "failed", user, reg.service)
         self.server.instrument.emit(MOD_EVENT_PUSHER_PUSH_SENT, labels,
                                     {"count": 1} if accepted else {"failure_count": 1})
+
+
+def _condition(error: Element | None) -> str | None:
+    """The defined condition of an <error/> (RFC 6120 §8.3.3), None when it has none."""
+    if error is None:
+        return None
+    return next((c.name for c in error.elements() if c.xmlns == ns.STANZAS_ERRORS), None)
 
 
 def form_values(serialized: str) -> dict[str, str]:

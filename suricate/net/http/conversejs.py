@@ -4,8 +4,9 @@ endpoint, so a browser on ``http://localhost:5280/chat`` can register and chat w
 
 Converse.js is not committed: ``make webclient`` (run by ``make install``) fetches the pinned
 npm package into ``webclient/node_modules/converse.js`` (see ``webclient/package.json``); the
-``conversejs_resources`` option points elsewhere. Without the files the page says how to get
-them (503) instead of failing silently.
+``conversejs_resources`` option points elsewhere (an installed package has no source tree, so
+there it is how the files are found). Without the files the page says how to get them (503)
+instead of failing silently.
 """
 
 from __future__ import annotations
@@ -25,9 +26,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("suricate.http")
 
+#: The source tree when Suricate runs from a checkout (an editable install, `make serve`);
+#: for an installed package (a wheel in site-packages) there is no such folder.
+_SOURCE_TREE = Path(__file__).parents[3]
+
 #: Where `make webclient` puts Converse.js in a source tree.
-DEFAULT_RESOURCES = Path(__file__).parents[3] / "webclient" / "node_modules" / "converse.js" \
-    / "dist"
+DEFAULT_RESOURCES = _SOURCE_TREE / "webclient" / "node_modules" / "converse.js" / "dist"
+
+#: The Converse.js release this page is written for (webclient/package.json pins the same).
+CONVERSE_VERSION = "14.0.0"
+
+
+def missing_advice(resources: Path, configured: bool) -> str:
+    """What to do when ``resources`` holds no Converse.js: `make webclient` in a source tree;
+    for an installed package (pip, no Makefile, no npm folder of ours), fetch the npm package
+    anywhere and point ``conversejs_resources`` at its ``dist``."""
+    if not configured and (_SOURCE_TREE / "webclient" / "package.json").is_file():
+        return "run `make webclient` (needs npm) or set conversejs_resources"
+    return (f"no converse.min.js in {resources}: fetch Converse.js (`npm install --prefix DIR "
+            f"converse.js@{CONVERSE_VERSION}`, npm from Node.js) and set conversejs_resources "
+            f'= "DIR/node_modules/converse.js/dist" in the [[listen.http.handlers.'
+            f"mod_conversejs]] handler")
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -87,10 +106,12 @@ class ConverseEndpoint:
         self.server = server
         self.opts = opts
         self.base = opts["path"].rstrip("/")
-        self.resources = Path(opts.get("conversejs_resources") or DEFAULT_RESOURCES).resolve()
-        if not (self.resources / "converse.min.js").is_file():
-            log.warning("conversejs_missing resources=%s: run `make webclient` (npm) or set "
-                        "conversejs_resources", self.resources)
+        configured = opts.get("conversejs_resources")
+        self.resources = Path(configured or DEFAULT_RESOURCES).resolve()
+        self.missing = ("" if (self.resources / "converse.min.js").is_file()
+                        else missing_advice(self.resources, bool(configured)))
+        if self.missing:
+            log.warning("conversejs_missing resources=%s: %s", self.resources, self.missing)
         self.listener = listener
         self._page: bytes | None = None
 
@@ -139,8 +160,10 @@ class ConverseEndpoint:
         rest = request.path[len(self.base):]
         if rest in ("", "/"):
             if not (self.resources / "converse.min.js").is_file():
-                return web.Response(status=503, text="The web client is not installed: run "
-                                    "`make webclient` (needs npm).\n")
+                advice = self.missing or missing_advice(
+                    self.resources, bool(self.opts.get("conversejs_resources")))
+                return web.Response(status=503,
+                                    text=f"The web client is not installed: {advice}.\n")
             return web.Response(body=self.page(), content_type="text/html", charset="utf-8",
                                 headers={"Cache-Control": "no-cache"})
         if not rest.startswith("/dist/"):
