@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 # server.cluster topic: copies for the account's sessions on other nodes
 CAST_TOPIC = "mod_carboncopy"
+# Its second argument when only the available sessions get a copy (``received_by_none``).
+AVAILABLE_ONLY = "available"
 # XEP-0045 §7.5: a room marks the private messages it relays (and its invitations) with it.
 MUC_USER = "http://jabber.org/protocol/muc#user"
 
@@ -40,6 +42,8 @@ class ModCarboncopy(Module):
     hooks = (
         (H.USER_SEND_PACKET, "sent", 80),
         (H.USER_RECEIVE_PACKET, "received", 60),
+        # After mod_offline (50) has said whether it stored the message.
+        (H.OFFLINE_MESSAGE, "received_by_none", 70),
         (H.BIND2_INLINE_FEATURES, "bind2_inline", 60),
         (H.BIND2_BIND, "bind2_enable", 60),
     )
@@ -103,6 +107,25 @@ class ModCarboncopy(Module):
             self._copy_here(owner, stanza, "received", exclude=c2s, originals=receivers)
         return stanza
 
+    async def received_by_none(self, stored: bool, frm: JID, to: JID, stanza: Element) -> bool:
+        """A message to the account that no session received: to its bare JID while no
+        resource is available with a non-negative priority (RFC 6121 §8.5.2.1.1), or to a
+        full JID without a session. XEP-0280 §7 still gives a copy to each carbons-enabled
+        resource "that did not receive it", and XEP-0353 §2 counts on it: a device with a
+        negative priority rings for a call to the bare JID. Only available resources get
+        one: a session that has not sent its initial presence yet gets the message from
+        offline storage when it does, and a copy now would be a duplicate then."""
+        if not eligible(stanza) or stanza.find("x", MUC_USER) is not None \
+                or frm.bare == to.bare:
+            return stored
+        bare = to.bare
+        copied = self._copy_here(bare, stanza, "received", exclude=None, originals=[],
+                                 available_only=True)
+        self.server.cluster.cast(bare, CAST_TOPIC, stanza, "received", AVAILABLE_ONLY)
+        # A copy delivered is the message delivered: the sender hears no error when nothing
+        # stored it (RFC 6121 §8.5.2.2.1 is for an account with no resource to take it).
+        return stored or copied
+
     # Carbons across nodes (sm_backend = "redis"): the account's resources on other nodes
     # get their copies from their own node, which knows which of them enabled carbons.
     async def start(self) -> None:
@@ -112,7 +135,9 @@ class ModCarboncopy(Module):
         self.server.cluster.off(CAST_TOPIC)
 
     def _copied_elsewhere(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
-        self._copy_here(bare, stanza, args[0], exclude=None)
+        available_only = args[1:2] == (AVAILABLE_ONLY,)
+        self._copy_here(bare, stanza, args[0], exclude=None,
+                        originals=[] if available_only else None, available_only=available_only)
 
     def _copy(self, owner: JID, stanza: Element, direction: str, exclude: Any) -> None:
         self._copy_here(owner.bare, stanza, direction, exclude)
@@ -132,13 +157,16 @@ class ModCarboncopy(Module):
         return [s for s in self.server.sessions.available(bare) if s.priority >= 0]
 
     def _copy_here(self, bare: JID, stanza: Element, direction: str, exclude: Any,
-                   originals: list[Any] | None = None) -> None:
+                   originals: list[Any] | None = None, available_only: bool = False) -> bool:
+        """Copy ``stanza`` to the account's carbons-enabled sessions here; whether any got one."""
         # ``exclude``: the sending (or receiving) session, or the stand-in of a sessionless
         # sender (suricate.core.sessionless) whose full JID may name a session: as in 6.4,
         # that resource gets no copy of what was sent in its name.
         skip = getattr(exclude, "jid", None)
+        copied = False
         for session in self.server.sessions.resources(bare):
-            if session is exclude or session.jid == skip or not self.enabled(session):
+            if session is exclude or session.jid == skip or not self.enabled(session) \
+                    or (available_only and not session.available):
                 continue
             if originals is None:  # asked once, and only when someone wants copies
                 originals = self._originals(bare, stanza)
@@ -151,6 +179,8 @@ class ModCarboncopy(Module):
                 "type": stanza.attrs.get("type", "normal")})
             wrapper.add(direction, ns.CARBONS).add("forwarded", ns.FORWARD).append(stanza.copy())
             session.deliver(wrapper)
+            copied = True
+        return copied
 
 
 def _jid(value: str | None) -> JID | None:

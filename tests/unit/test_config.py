@@ -1694,12 +1694,6 @@ def test_mod_mam_erlang_and_format_options_refused_with_reason(section: str) -> 
             "loopback or a private network, or through a TLS tunnel (stunnel) on this host",
         ),
         (
-            '[modules.mod_extdisco]\nservice = [{type = "turn", host = "h", secret = "s"}]\n',
-            "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials, from "
-            "MongooseIM versions after 6.4) is not available in this version of Suricate; give "
-            "the service a fixed username and password (docs/extdisco.md)",
-        ),
-        (
             '[modules.mod_jingle_sip]\ntransport = "tls"\n',
             "modules.mod_jingle_sip.transport: expected one of udp, tcp",
         ),

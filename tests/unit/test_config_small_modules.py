@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_config import parse, refused
+from tests.unit.test_config import parse, refused, warnings_of
 
 # -- mod_offline_stub: no options ------------------------------------------------------------
 
@@ -56,9 +56,10 @@ def test_extdisco_services_accepted() -> None:
     assert extdisco["iqdisc"]["type"] == "no_queue"  # 6.4's default for this module
     assert extdisco["service"] == [
         {"type": "stun", "host": "stun.localhost", "port": 3478, "transport": "udp",
-         "username": None, "password": None},
+         "username": None, "password": None, "secret": None, "credentials_lifetime": 86400},
         {"type": "turn", "host": "192.168.0.2", "port": None, "transport": None,
-         "username": "user", "password": "pass"},
+         "username": "user", "password": "pass", "secret": None,
+         "credentials_lifetime": 86400},
     ]
     assert parse("[modules.mod_extdisco]\n")["modules"]["mod_extdisco"]["service"] == []
 
@@ -79,15 +80,48 @@ SERVICE = '[[modules.mod_extdisco.service]]\n'
      "modules.mod_extdisco.service[0].transport: expected one of udp, tcp"),
     ('type = "turn"\nhost = "h"\nusername = ""',
      "modules.mod_extdisco.service[0].username: expected a non-empty string"),
-    ('type = "turn"\nhost = "h"\nsecret = "k"',
-     "modules.mod_extdisco.service[0].secret: secret (TURN REST API credentials, from "
-     "MongooseIM versions after 6.4) is not available in this version of Suricate; give the "
-     "service a fixed username and password (docs/extdisco.md)"),
+    # As in MongooseIM: credentials are fixed or derived from the secret, never both.
+    ('type = "turn"\nhost = "h"\nsecret = "k"\nusername = "u"',
+     "modules.mod_extdisco.service[0].username: cannot be set together with secret"),
+    ('type = "turn"\nhost = "h"\nsecret = "k"\npassword = "p"',
+     "modules.mod_extdisco.service[0].password: cannot be set together with secret"),
+    ('type = "turn"\nhost = "h"\nsecret = ""',
+     "modules.mod_extdisco.service[0].secret: expected a non-empty string"),
+    ('type = "turn"\nhost = "h"\nsecret = "k"\ncredentials_lifetime = 0',
+     "modules.mod_extdisco.service[0].credentials_lifetime: expected a positive integer "
+     "(seconds), got 0"),
+    ('type = "turn"\nhost = "h"\ncredentials_lifetime = 60',
+     "modules.mod_extdisco.service[0].credentials_lifetime: only applies to a service with a "
+     "secret"),
     ('type = "turn"\nhost = "h"\nexpires = 60',
      "modules.mod_extdisco.service[0].expires: unknown option"),
 ])
 def test_extdisco_service_refused(text: str, expected: str) -> None:
     refused(SERVICE + text + "\n", expected)
+
+
+def test_extdisco_secret_accepted() -> None:
+    service = parse(SERVICE + 'type = "turn"\nhost = "h"\nsecret = "k"\n'
+                    'credentials_lifetime = 600\n')["modules"]["mod_extdisco"]["service"][0]
+    assert (service["secret"], service["credentials_lifetime"]) == ("k", 600)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('type = "stun"\nhost = "h"',
+     ["modules.mod_extdisco.service[0].port: a stun service without port and transport is "
+      "skipped by calling clients (Conversations)"]),
+    ('type = "turn"\nhost = "h"\nport = 3478\ntransport = "udp"\nusername = "u"',
+     ["modules.mod_extdisco.service[0]: a turn service without username and password (or "
+      "secret) is skipped by calling clients (WebRTC needs credentials for TURN)"]),
+    ('type = "turns"\nhost = "h"\nport = 5349\ntransport = "udp"\nsecret = "k"',
+     ["modules.mod_extdisco.service[0].transport: turns over udp is skipped by calling "
+      "clients (Conversations: TLS runs over tcp)"]),
+    ('type = "turn"\nhost = "h"\nport = 3478\ntransport = "tcp"\nsecret = "k"', []),
+    ('type = "ftp"\nhost = "h"', []),
+])
+def test_extdisco_warns_of_services_calling_clients_skip(text: str, expected: list[str]) -> None:
+    # XEP-0215 allows them; Conversations builds ICE servers only from complete ones.
+    assert warnings_of(SERVICE + text + "\n") == expected
 
 
 def test_extdisco_service_must_be_an_array_of_tables() -> None:
