@@ -239,9 +239,14 @@ class ModBlocking(Module):
             JID.parse(raw) for raw in self.opts.get("report_recipients") or []])
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
-        """The account's blocklist (XEP-0191), for GDPR retrieval."""
+        """The account's blocklist (XEP-0191) and the XEP-0377 reports it filed, for GDPR
+        retrieval."""
+        columns = ("reported", "reason", "report_text", "stanza_ids", "messages", "processing",
+                   "created_at")
         return [PersonalData("blocking", ("jid",), await self.store.user_rows(
-            "blocklist", ("jid",), jid.domain, jid.local or "", "jid"))]
+                    "blocklist", ("jid",), jid.domain, jid.local or "", "jid")),
+                PersonalData("spam_reports", columns, await self.store.user_rows(
+                    "spam_report", columns, jid.domain, jid.local or "", "id"))]
 
     async def stop(self) -> None:
         self.server.cluster.off(CAST_TOPIC)

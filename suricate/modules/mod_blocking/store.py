@@ -15,7 +15,9 @@ __all__ = ["BlockingStore", "StoredReport"]
 
 class BlockingStore(ModuleStore):
     migrations = __package__
-    user_tables = ("blocklist",)
+    # spam_report: the reports the account filed (its own words and choices) go with it and
+    # are in its export; reports about it, filed by others, stay (docs/operations.md).
+    user_tables = ("blocklist", "spam_report")
 
     async def get_blocklist(self, server: str, user: str) -> list[str]:
         """Blocked JIDs, sorted."""
