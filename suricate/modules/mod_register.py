@@ -9,7 +9,8 @@ TLS nothing is registered, nor any password changed, before the stream is encryp
 
 Limits, as MongooseIM: the ``access`` rule (who may take a username), ``ip_access`` (which
 client addresses may register), ``[general] registration_timeout`` (seconds between two
-registrations from one address), ``password_strength`` (minimum entropy in bits). With
+registrations from one address, or from one IPv6 /64: ``timeout_group``),
+``password_strength`` (minimum entropy in bits). With
 several nodes (``sm_backend = "redis"``) ``registration_timeout`` holds for the whole
 cluster: the address's slot is a Redis key with that time to live (``reg:<address>``),
 so a client behind a load balancer cannot register once per node.
@@ -242,6 +243,7 @@ class ModRegister(Module):
         if not self._ip_allowed(ip) or not self.server.access_allows(self.access_rule, jid):
             raise StanzaError("forbidden", "registration is not allowed")
         self._check_strength(password)
+        ip = timeout_group(ip)  # one slot per IPv6 /64 (see timeout_group)
         slot = await self._reserve_slot(ip)
         try:
             created = await self.server.auth.register(jid, password)
@@ -260,9 +262,9 @@ class ModRegister(Module):
         if not created:
             await self._release_slot(ip, slot)
             raise StanzaError("conflict", "this username is taken")  # §3.1
-        log.info("register_user jid=%s ip=%s", jid, ip)
+        log.info("register_user jid=%s ip=%s", jid, _peer_ip(c2s))
         self._welcome(jid)
-        self._notify_watchers(jid, ip)
+        self._notify_watchers(jid, _peer_ip(c2s))
 
     def _ip_allowed(self, ip: str | None) -> bool:
         if ip is None or not self.ip_access:
@@ -278,7 +280,12 @@ class ModRegister(Module):
 
     def _check_strength(self, password: str) -> None:
         if self.min_entropy and password_entropy(password) < self.min_entropy:
-            raise StanzaError("not-acceptable", "the password is too weak")
+            # XEP-0077 §3.1 names not-acceptable for a request the server will not take; the
+            # text says what to do (MongooseIM 6.4 answers the same condition).
+            raise StanzaError("not-acceptable",
+                              f"the password is too weak: it needs {self.min_entropy} bits of "
+                              "entropy; make it longer or mix lower and upper case, digits "
+                              "and punctuation")
 
     async def _reserve_slot(self, ip: str | None) -> str | None:
         """``registration_timeout``: one registration per address per period. The slot is
@@ -458,6 +465,24 @@ def _peer_ip(c2s: C2S) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return raw
+
+
+def timeout_group(ip: str | None) -> str | None:
+    """The key of ``registration_timeout`` for a client address: an IPv4 address itself, an
+    IPv6 address its /64. A /64 is one subnet (RFC 4291 §2.5.4: the interface identifier is
+    the low 64 bits), and an end site gets at least one (RFC 6177): a host picks any address
+    in it at will (RFC 8981 temporary addresses), so counting single IPv6 addresses would
+    give a spammer 2^64 registrations per period. Users behind one /64 share a slot, as
+    users behind one IPv4 NAT do."""
+    if ip is None:
+        return None
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return ip
 
 
 def _credentials(query: Element) -> tuple[str | None, str | None]:

@@ -195,8 +195,9 @@ async def fill(server: Server, xena: Client, bob: Client) -> list[str]:
              "</pubsub>", to=PUBSUB)
     await ok(xena, "set", f"<pubsub xmlns='{PS}'><publish node='xnews'><item id='i1'>"
              "<entry xmlns='urn:x:e'>news</entry></item></publish></pubsub>", to=PUBSUB)
-    await ok(xena, "set", "<block xmlns='urn:xmpp:blocking'><item jid='spam@example.org'/>"
-             "</block>")  # blocklist
+    await ok(xena, "set", "<block xmlns='urn:xmpp:blocking'><item jid='spam@example.org'>"
+             "<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'/>"
+             "</item></block>")  # blocklist, and spam_report (XEP-0377: the report filed)
     await ok(xena, "set", "<query xmlns='jabber:iq:privacy'><list name='work'>"
              "<item type='jid' value='boss@example.org' action='deny' order='1'/></list>"
              "</query>")  # privacy_lists, privacy_list_items
@@ -299,7 +300,8 @@ def files_naming(base: Path, needle: str, data: bytes) -> list[str]:
 EXPORTED = {
     "account", "roster", "vcard", "private", "offline", "mam_pm", "mam_muc",
     "inbox", "smart_markers", "last", "privacy_lists", "pep_nodes", "pep_items",
-    "pubsub_subscriptions", "pubsub_nodes", "pubsub_payloads", "blocking", "push",
+    "pubsub_subscriptions", "pubsub_nodes", "pubsub_payloads", "blocking", "spam_reports",
+    "push",
     "auth_token", "fast_auth_token", "muc", "muc_light", "http_upload",
 }
 

@@ -12,7 +12,7 @@ import pytest
 from suricate.core import hooks as H
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.modules.mod_register import ModRegister, password_entropy
+from suricate.modules.mod_register import ModRegister, password_entropy, timeout_group
 from suricate.xml import ns
 from suricate.xml.element import Element
 from tests.modules.services_harness import FakeSession, error_condition, module_server
@@ -173,6 +173,26 @@ async def test_registration_timeout_per_address(server: Server) -> None:
     assert err is not None and err.attrs["type"] == "wait"
     reply = await preauth(server, Unauthenticated(ip="192.0.2.7"), "set", query("two", GOOD))
     assert reply.attrs["type"] == "result"
+
+
+async def test_registration_timeout_counts_an_ipv6_slash_64_as_one_address(
+        server: Server) -> None:
+    # A host picks any address of its /64 (RFC 8981): rotating them does not buy a new slot,
+    # and the watchers are still told the address the client used.
+    register(server).registration_timeout = 600
+    reply = await preauth(server, Unauthenticated(ip="2001:db8:1:2::a"), "set",
+                          query("one", GOOD))
+    assert reply.attrs["type"] == "result"
+    reply = await preauth(server, Unauthenticated(ip="2001:db8:1:2:ffff:1:2:3"), "set",
+                          query("two", GOOD))
+    assert error_condition(reply) == "resource-constraint"
+    # The next /64 is another site.
+    reply = await preauth(server, Unauthenticated(ip="2001:db8:1:3::a"), "set",
+                          query("two", GOOD))
+    assert reply.attrs["type"] == "result"
+    # IPv4 addresses stay one by one.
+    assert timeout_group("192.0.2.7") == "192.0.2.7"
+    assert timeout_group("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
 
 
 async def test_failed_registration_does_not_use_the_period(server: Server) -> None:

@@ -40,9 +40,9 @@ MODULE_STORES: dict[str, type[ModuleStore]] = {
 }
 
 # The migrations each module has (mod_roster 0002, 0003: the `hidden` column; mod_vcard 0002:
-# the XEP-0055 directory).
+# the XEP-0055 directory; mod_blocking 0002: XEP-0377 reports).
 VERSIONS: dict[str, list[int]] = {name: [1] for name in MODULE_STORES} | {
-    "mod_roster": [1, 2, 3], "mod_vcard": [1, 2]}
+    "mod_roster": [1, 2, 3], "mod_vcard": [1, 2], "mod_blocking": [1, 2]}
 
 # Every table the feature modules own: none of them is created by the core schema any more.
 FEATURE_TABLES = ("roster_items", "roster_groups", "roster_versions", "offline_messages",
@@ -111,7 +111,7 @@ async def test_fresh_database_gets_feature_tables_only_from_their_modules(
     assert await _table_exists(storage, "vcards")
     assert not await _table_exists(storage, "roster_items")  # mod_roster is not enabled
     await open_stores(storage)
-    for table in FEATURE_TABLES:
+    for table in (*FEATURE_TABLES, "spam_report"):
         assert await _table_exists(storage, table), table
 
 
@@ -622,6 +622,39 @@ async def test_offline_pop_drops_expired(storage: SqlStorage, ms: Stores) -> Non
     await ms.offline.store_offline(S, "alice", _msg(3))
     assert await ms.offline.pop_offline(S, "alice", now=200.0) == [_msg(2, 300.0), _msg(3)]
     assert await ms.offline.count_offline(S, "alice") == 0
+
+
+async def test_offline_remove_from_sender(storage: SqlStorage, ms: Stores) -> None:
+    # The spammer's messages from any resource go, a look-alike's stay ('_' is no wildcard).
+    for frm, to in (("spam_bot@x.org/a", "alice"), ("spam_bot@x.org", "bob"),
+                    ("spam_bot@x.org/b", "bob"), ("spamXbot@x.org/a", "alice"),
+                    ("spam_bot@x.org.evil/a", "alice")):
+        await ms.offline.store_offline(S, to, OfflineMessage(1.0, frm, f"{to}@{S}", "<m/>"))
+    assert await ms.offline.remove_from_sender("spam_bot@x.org") == 3
+    assert [m.from_jid for m in await ms.offline.pop_offline(S, "alice")] == [
+        "spamXbot@x.org/a", "spam_bot@x.org.evil/a"]
+    assert await ms.offline.count_offline(S, "bob") == 0
+
+
+async def test_spam_reports_newest_first_by_domain_and_reported(storage: SqlStorage,
+                                                                ms: Stores) -> None:
+    add = ms.blocking.add_report
+    await add(S, "alice", "spam_bot@x.org", "urn:xmpp:reporting:spam", "ads ✓", ["1", "2"],
+              ["<message/>"], ["report-origin"], 1000.5)
+    await add(S, "bob", "spam_bot@x.org/phone", "urn:xmpp:reporting:abuse", None, [], [], [],
+              1001.0)
+    await add("other.test", "carol", "spamXbot@x.org", "urn:xmpp:reporting:spam", None, [],
+              [], [], 1002.0)
+    mine = await ms.blocking.list_reports(domain=S)
+    assert [(r.reporter, r.reported) for r in mine] == [
+        (f"bob@{S}", "spam_bot@x.org/phone"), (f"alice@{S}", "spam_bot@x.org")]
+    first = mine[1]
+    assert (first.reason, first.text, first.stanza_ids, first.messages, first.processing,
+            first.created_at) == ("urn:xmpp:reporting:spam", "ads ✓", ["1", "2"],
+                                  ["<message/>"], ["report-origin"], 1000.5)
+    about = await ms.blocking.list_reports(reported="spam_bot@x.org")
+    assert [r.reporter for r in about] == [f"bob@{S}", f"alice@{S}"]
+    assert len(await ms.blocking.list_reports(limit=1)) == 1
 
 
 async def test_remove_expired_offline(storage: SqlStorage, ms: Stores) -> None:

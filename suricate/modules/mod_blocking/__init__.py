@@ -17,6 +17,8 @@ With several nodes (``sm_backend = "redis"``) a change made on one node is cast 
 holding the account's other sessions (``server.cluster.cast``), which update their sessions'
 cache, push the change and send the presence the change calls for from their own sessions:
 every session applies the same list wherever a stanza enters.
+XEP-0377 reports attached to a block's items are kept for the operator (``reports.py``; the
+``spam`` category of the admin API, ``graphql.py``).
 JID matching follows §6 "JID Matching" (the XEP-0016 order): a full JID item matches only that resource, a
 bare JID item every resource, a domain item the domain and everything at it.
 """
@@ -25,15 +27,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from suricate.config.loader import References
 from suricate.config.modules_spec import backend, iqdisc
-from suricate.config.spec import Section
+from suricate.config.spec import ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
-from suricate.core.module import Module, PersonalData, SessionSlot
+from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
 from suricate.jid import JID, InvalidJID
+from suricate.modules.mod_blocking.reports import REASONS, REPORTING, ReportDesk, parse_reports
 from suricate.modules.mod_blocking.store import BlockingStore
 from suricate.modules.mod_presence import DIRECTED
 from suricate.modules.mod_roster import roster_module
@@ -96,10 +100,16 @@ def is_blocked(blocklist: frozenset[JID], jid: JID) -> bool:
 class ModBlocking(Module):
     name = "mod_blocking"
     options = Section(
-        {"iqdisc": iqdisc("one_queue"), "backend": backend()},
-        doc="XEP-0191 Blocking Command.",
+        {"iqdisc": iqdisc("one_queue"), "backend": backend(),
+         "report_recipients": Option(
+             ListOf(Str()), [],
+             "JIDs told by message of every XEP-0377 report attached to a block (who "
+             "reported whom, why, the text and the archived messages named); the reports are "
+             "stored and logged either way.")},
+        doc="XEP-0191 Blocking Command, with XEP-0377 reports.",
     )
-    xeps = ("0191",)
+    xeps = ("0191", "0377")
+    graphql = GraphQLCategory("suricate.modules.mod_blocking.graphql")
     hooks = (
         (H.SESSION_OPENED, "load_blocklist", 20),
         (H.USER_SEND_PACKET, "filter_outbound", 40),
@@ -110,9 +120,20 @@ class ModBlocking(Module):
         (H.PRIVACY_CHECK_PACKET, "check_presence_out", 40),
     )
     iq_handlers = (("sm", ns.BLOCKING, "handle_iq"),)
-    features = (ns.BLOCKING,)
+    # XEP-0377 §2: the feature, and the reasons of §3 this server understands.
+    features = (ns.BLOCKING, REPORTING, *REASONS)
     store_class = BlockingStore
     store: BlockingStore
+    reports: ReportDesk
+
+    @classmethod
+    def check_config(cls, opts: Mapping[str, Any], path: str, refs: References) -> None:
+        # A recipient that is no JID would never be told: stop start-up with its path.
+        for i, raw in enumerate(opts.get("report_recipients") or []):
+            try:
+                JID.parse(raw)
+            except (InvalidJID, ValueError):
+                refs.report.error(f"{path}.report_recipients[{i}]", f"{raw!r} is not a JID")
 
     # -- the cache ------------------------------------------------------------------------------
     async def load_blocklist(self, acc: Any, c2s: C2S) -> Any:
@@ -153,6 +174,11 @@ class ModBlocking(Module):
                 # §3.3: a block without any item is a bad request.
                 raise StanzaError("bad-request", "nothing to block")
             await self._block(user, jids)
+            # XEP-0377 §5: the block is done as without a report; then the report is kept.
+            reports = parse_reports(payload)
+            if reports:
+                await self.reports.receive(user, reports, _peer_ip(
+                    self.server.sessions.lookup(iq.frm)))
             return None
         if payload.name == "unblock":
             await self._unblock(user, _items(payload))
@@ -209,11 +235,18 @@ class ModBlocking(Module):
 
     async def start(self) -> None:
         self.server.cluster.on(CAST_TOPIC, self._changed_elsewhere)
+        self.reports = ReportDesk(self.server, self.store, [
+            JID.parse(raw) for raw in self.opts.get("report_recipients") or []])
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
-        """The account's blocklist (XEP-0191), for GDPR retrieval."""
+        """The account's blocklist (XEP-0191) and the XEP-0377 reports it filed, for GDPR
+        retrieval."""
+        columns = ("reported", "reason", "report_text", "stanza_ids", "messages", "processing",
+                   "created_at")
         return [PersonalData("blocking", ("jid",), await self.store.user_rows(
-            "blocklist", ("jid",), jid.domain, jid.local or "", "jid"))]
+                    "blocklist", ("jid",), jid.domain, jid.local or "", "jid")),
+                PersonalData("spam_reports", columns, await self.store.user_rows(
+                    "spam_report", columns, jid.domain, jid.local or "", "id"))]
 
     async def stop(self) -> None:
         self.server.cluster.off(CAST_TOPIC)
@@ -415,6 +448,11 @@ def _exempt(user: JID, other: JID) -> bool:
     user's server blocks the accounts there, not the answers to the user's own requests."""
     return other.bare == user.bare or (other.local is None and other.domain == user.domain
                                        and other.resource is None)
+
+
+def _peer_ip(session: Any) -> str | None:
+    peer = getattr(getattr(session, "conn", None), "peer", None)
+    return str(peer[0]) if isinstance(peer, tuple | list) and peer else None
 
 
 def _change(action: str, jids: list[JID]) -> Element:

@@ -1,17 +1,23 @@
-"""mod_blocking's storage: the account's blocklist (XEP-0191), one row per blocked JID."""
+"""mod_blocking's storage: the account's blocklist (XEP-0191), one row per blocked JID, and
+the XEP-0377 reports attached to blocks (``spam_report``, one row per reported JID)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from suricate.storage.module_store import ModuleStore
 
-__all__ = ["BlockingStore"]
+__all__ = ["BlockingStore", "StoredReport"]
 
 
 class BlockingStore(ModuleStore):
     migrations = __package__
-    user_tables = ("blocklist",)
+    # spam_report: the reports the account filed (its own words and choices) go with it and
+    # are in its export; reports about it, filed by others, stay (docs/operations.md).
+    user_tables = ("blocklist", "spam_report")
 
     async def get_blocklist(self, server: str, user: str) -> list[str]:
         """Blocked JIDs, sorted."""
@@ -60,3 +66,50 @@ class BlockingStore(ModuleStore):
             user,
         )
         return sorted(row[0] for row in rows)
+
+    # -- XEP-0377 reports (migration 0002) ------------------------------------------------------
+    async def add_report(self, server: str, user: str, reported: str, reason: str,
+                         text: str | None, stanza_ids: Sequence[str], messages: Sequence[str],
+                         processing: Sequence[str], created_at: float) -> None:
+        await self.execute(
+            "INSERT INTO spam_report (server, username, reported, reason, report_text,"
+            " stanza_ids, messages, processing, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            server, user, reported, reason, text, json.dumps(list(stanza_ids)),
+            json.dumps(list(messages)), " ".join(processing), created_at)
+
+    async def list_reports(self, *, domain: str | None = None, reported: str | None = None,
+                           limit: int = 50) -> list[StoredReport]:
+        """The newest reports first: of reporters of ``domain``, about ``reported`` (a bare
+        JID: its reports as a bare JID and as any full JID of it), or all."""
+        where: list[str] = []
+        args: list[Any] = []
+        if domain is not None:
+            where.append("server = ?")
+            args.append(domain)
+        if reported is not None:
+            # A full JID reported counts for its account; substr, not LIKE: '_' and '%' are
+            # common in JIDs and would need escaping.
+            where.append("(reported = ? OR substr(reported, 1, ?) = ?)")
+            args += [reported, len(reported) + 1, reported + "/"]
+        sql = ("SELECT id, server, username, reported, reason, report_text, stanza_ids,"
+               " messages, processing, created_at FROM spam_report"
+               + (f" WHERE {' AND '.join(where)}" if where else "")
+               + " ORDER BY id DESC LIMIT ?")
+        rows = await self.fetch(sql, *args, limit)
+        return [StoredReport(int(r[0]), f"{r[2]}@{r[1]}", str(r[3]), str(r[4]),
+                             None if r[5] is None else str(r[5]), json.loads(r[6]),
+                             json.loads(r[7]), str(r[8]).split(), float(r[9]))
+                for r in rows]
+
+
+@dataclass(slots=True)
+class StoredReport:
+    id: int
+    reporter: str
+    reported: str
+    reason: str
+    text: str | None
+    stanza_ids: list[str]
+    messages: list[str]
+    processing: list[str]
+    created_at: float

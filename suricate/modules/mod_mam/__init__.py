@@ -953,6 +953,25 @@ class ModMam(Module):
             instrument.emit(FLUSHED, {"host_type": domain}, {"count": count})
 
     # -- account removal -------------------------------------------------------------------------
+    async def received_messages(self, owner: JID, peer: JID, stanza_ids: Sequence[str]
+                                ) -> list[str]:
+        """The messages of ``owner``'s archive with these stanza-ids (the ids this archive
+        gave) that ``peer`` sent: what mod_blocking keeps with an XEP-0377 report. Ids that
+        are not ours, or messages of someone else, are left out."""
+        if owner.local is None or self.writer is None:
+            return []
+        await self.writer.flush_archive(owner.domain, owner.local)
+        found: list[str] = []
+        for raw in stanza_ids:
+            mam_id = id_from_text(raw)
+            if mam_id is None:
+                continue
+            row = await self.store.find_by_stanza_id(owner.domain, owner.local, str(peer.bare),
+                                                     mam_id, "I", (1 << 63) - 1)
+            if row is not None:
+                found.append(row.message)
+        return found
+
     async def remove_archive(self, acc: Any, jid: JID) -> Any:
         owner = jid.bare
         assert owner.local is not None

@@ -92,6 +92,14 @@ class OfflineStore(ModuleStore):
             "DELETE FROM offline_messages WHERE server = ? AND stamp < ?", server, float(before)
         )
 
+    async def remove_from_sender(self, sender: str) -> int:
+        """Delete the stored messages the account ``sender`` (a bare JID) sent, from any of
+        its resources, to anyone (a banned spammer's, docs/operations.md "Spam and abuse");
+        return how many. substr, not LIKE: '_' and '%' are common in JIDs."""
+        return await self.execute(
+            "DELETE FROM offline_messages WHERE from_jid = ? OR substr(from_jid, 1, ?) = ?",
+            sender, len(sender) + 1, sender + "/")
+
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
