@@ -185,6 +185,13 @@ ignore_pep_from_offline = false
 [modules.mod_roster]
 versioning = true
 
+# A new room is locked until its owner configures it (XEP-0045 §10.1.1); Dino 0.4's "Join
+# Channel" creates rooms and never does, so nobody else could ever enter them. As in Prosody
+# 0.12, a room left unconfigured opens after 5 minutes with the default configuration
+# (MongooseIM's rooms stay locked: an operator's file keeps that unless it says otherwise).
+[modules.mod_muc]
+room_lock_timeout = 300000
+
 # The archive (XEP-0313) of every account and of every room: what lets a second device, or a
 # phone back from a tunnel, show the whole conversation. Written in batches off the message
 # path (async_writer); a crash loses at most one flush interval of rows (docs/mam.md).
@@ -193,5 +200,5 @@ versioning = true
 [modules.mod_mam.muc]
 
 {modules.replace("[modules.mod_register]", "").replace("[modules.mod_pubsub]", "")
-        .replace("[modules.mod_roster]", "")}
+        .replace("[modules.mod_roster]", "").replace("[modules.mod_muc]", "")}
 """

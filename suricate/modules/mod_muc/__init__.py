@@ -125,6 +125,9 @@ class ModMuc(Module):
             self.deep_after = self.hibernate_after + deep / 1000.0
         self._deep_sweeper: asyncio.Task[None] | None = None
         self.deep_hibernations = 0
+        lock_timeout = opts["room_lock_timeout"]
+        #: Seconds a new locked room waits for its configuration (None: until it comes).
+        self.lock_timeout: float | None = None if lock_timeout is None else lock_timeout / 1000
         #: min_message_interval, min_presence_interval, the shapers (limits.py); None: off.
         self.limits = Limits.from_options(opts, server.cfg["shaper"])
         #: http_auth_pool: room passwords checked by an HTTP service (None: the room's own).
@@ -389,11 +392,22 @@ class ModMuc(Module):
         self.rooms[room.jid] = room
         self._gauges(room.jid.domain)
         room.created(frm, to.resource, stanza)
+        if locked and self.lock_timeout is not None:
+            # Dino 0.4's "Join Channel" creates a room this way and never sends the owner
+            # form: without a deadline nobody else could ever enter it (Prosody unlocks
+            # after muc_room_lock_timeout, 300 s by default).
+            asyncio.get_running_loop().call_later(self.lock_timeout, self._lock_expired, room)
         if not room.occupants and not room.holding:
             # The creator could not join (a limit): the room goes as it came.
             self._forget(room)
         elif not locked and config.persistent:
             self.store_room(room)
+
+    def _lock_expired(self, room: Room) -> None:
+        """room_lock_timeout: the owner did not configure the new room in time; it opens as
+        an instant room (XEP-0045 §10.1.2: the default configuration)."""
+        if room.locked and not room.gone and self.rooms.get(room.jid) is room:
+            room.open_unconfigured()
 
     # -- what operations ask (the GraphQL muc category) -------------------------------------
     async def get_room(self, key: JID) -> Room | None:

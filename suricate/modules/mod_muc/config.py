@@ -122,6 +122,12 @@ MUC_OPTIONS = Section(
                                             "full room's max_users."),
         "max_user_conferences": Option(Int(min=0), 0,
                                        "Rooms one account may be in at once (0: no limit)."),
+        "room_lock_timeout": Option(
+            IntOrInfinity(min=0, unit="milliseconds"), None,
+            "Milliseconds a new room stays locked for its owner to configure it (XEP-0045 "
+            "§10.1.1) before it opens as an instant room with default_room's configuration "
+            "(Prosody's muc_room_lock_timeout); \"infinity\": locked until configured, as in "
+            "MongooseIM."),
         "hibernate_timeout": Option(IntOrInfinity(min=0), 90000,
                                     "Milliseconds an empty persistent room stays in memory "
                                     "before its state is dropped (rebuilt from storage on the "

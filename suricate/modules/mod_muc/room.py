@@ -1763,6 +1763,15 @@ class Room:
         """The first presence made the room: its sender joins as owner (§10.1.1)."""
         self._join(frm, nick, stanza, created=True)
 
+    def open_unconfigured(self) -> None:
+        """The lock of a new room ran out (room_lock_timeout) with no configuration from its
+        owner: the room is the instant room §10.1.2 would have made of it, stored now if
+        its default configuration is persistent, as a submitted form would have."""
+        self.locked = False
+        log.info("muc_room_lock_expired room=%s", self.jid)
+        if self.config.persistent:
+            self.module.store_room(self)
+
     def snapshot(self) -> dict[str, Any]:
         return self.config.to_dict()
 
