@@ -179,6 +179,40 @@ async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
         assert "type=\"result\"" in await ws.receive_str(timeout=5)
 
 
+async def test_reading_arms_no_timer_per_message_and_answers_pings(tmp_path: Path) -> None:
+    # docs/performance.md "WebSocket": aiohttp's receive timeout (the idle timeout) armed and
+    # cancelled a timer for every message read, the costliest part of the WebSocket layer;
+    # the session keeps one timer, moved lazily. Pings are answered by the session itself.
+    async with web_server(tmp_path, handlers="timeout = 60000\n") as server, \
+            aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=False) as ws:
+        await login(ws)
+        loop = asyncio.get_running_loop()
+        real_call_at = loop.call_at
+        armed = 0
+
+        def counting_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal armed
+            armed += 1
+            return real_call_at(when, callback, *args, **kwargs)
+
+        async def read(count: int) -> list[aiohttp.WSMessage]:
+            return [await ws.receive() for _ in range(count)]
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        try:
+            for i in range(100):
+                await ws.send_str(f"<iq xmlns='jabber:client' type='get' id='p{i}'>"
+                                  "<ping xmlns='urn:xmpp:ping'/></iq>")
+            await ws.ping(b"still there?")
+            got = await asyncio.wait_for(read(101), 10)
+        finally:
+            del loop.call_at
+        assert sum('id="p' in str(m.data) for m in got) == 100
+        assert [m.data for m in got if m.type == aiohttp.WSMsgType.PONG] == [b"still there?"]
+        assert armed < 10, armed  # was one per message read (101 and more)
+
+
 async def test_stanzas_carry_jabber_client_whatever_their_attribute_values(
         tmp_path: Path) -> None:
     # RFC 7395 §3.3.3: each stanza declares xmlns='jabber:client' itself. The sender chooses
