@@ -19,8 +19,10 @@ Frames are written by us straight to the transport (unmasked text frames, RFC 64
 the messages of one loop tick in one write, as the TCP driver coalesces; aiohttp does the
 handshake, reads frames and closes. Pings are answered here and the idle timeout is one timer
 per session, moved lazily (``_IdleTimer``): aiohttp's own receive timeout arms and cancels a
-timer for every message read, which cost more than the rest of the WebSocket layer together
-(docs/performance.md, "WebSocket").
+timer for every message read, which cost more than the rest of the WebSocket layer together.
+Messages aiohttp has already read when the session looks are fed to the parser as one chunk
+when they hold stanzas only (``_stanzas``): a parser feed per message made a message over
+WebSocket cost the server half again as much as over TCP (docs/performance.md, "WebSocket").
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import logging
 import re
 import struct
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
@@ -215,6 +218,11 @@ class WebSocketTransport:
         ws = self.ws
         reason: Exception | None = None
         text, ping, pong = WSMsgType.TEXT, WSMsgType.PING, WSMsgType.PONG
+        # The messages aiohttp has read and not yet handed out (a deque of (message, size)),
+        # looked at only to tell whether more stanzas wait: None on an aiohttp without it.
+        waiting = getattr(getattr(ws, "_reader", None), "_buffer", None)
+        if not isinstance(waiting, deque):
+            waiting = None
         try:
             while not self.closing:
                 if not self._readable.is_set():
@@ -225,7 +233,21 @@ class WebSocketTransport:
                 kind = msg.type
                 self.last_in = _monotonic()
                 if kind is text:
-                    self._text(msg.data)
+                    data = msg.data
+                    if waiting and _stanza_only(data):
+                        # More messages read already: the stanzas among them go to the parser
+                        # as one chunk, as several stanzas in one TCP read do (the cost of a
+                        # parser feed is paid once, not per message).
+                        batch = [data]
+                        while waiting and len(batch) < MAX_BATCH:
+                            queued = waiting[0][0]
+                            if queued[0] is not text or not _stanza_only(queued[1]):
+                                break
+                            batch.append((await ws.receive()).data)  # queued: no wait
+                        if len(batch) > 1:
+                            self._stanzas(batch)
+                            continue
+                    self._text(data)
                 elif kind is ping:  # RFC 6455 §5.5.2: answered with its application data
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         await ws.pong(msg.data)
@@ -293,6 +315,25 @@ class WebSocketTransport:
             handler.data_received(_STREAM_CLOSE)
             return
         handler.data_received(data)
+        self._check_complete(handler)
+
+    def _stanzas(self, texts: list[str]) -> None:
+        """Messages that each hold stanzas (``_stanza_only``), read together: fed as one chunk.
+        RFC 7395 §3.3.3's complete element per message is checked at the end of the chunk:
+        an element split across messages that arrived together is taken whole, like several
+        elements in one message (see docs/http.md); one left unfinished still ends the
+        stream."""
+        handler = self.handler
+        if handler is None:
+            return
+        chunks = [text.encode() for text in texts]
+        if self.instrument.enabled:
+            for chunk in chunks:
+                self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(chunk)})
+        handler.data_received(b"".join(chunks))
+        self._check_complete(handler)
+
+    def _check_complete(self, handler: C2S) -> None:
         parser = handler.parser
         if parser is not None and parser.depth > 1 and not self.closing:
             # RFC 7395 §3.3.3: each message is one complete element; an unfinished one
@@ -447,6 +488,15 @@ class WebSocketTransport:
 
 
 _monotonic = time.monotonic  # the clock of asyncio's loop.time()
+# At most this many messages read together are fed to the parser as one chunk.
+MAX_BATCH = 64
+
+
+def _stanza_only(text: str) -> bool:
+    """A message that can be fed with others: an element that is neither a framing element
+    (``<open/>``, ``<close/>``) nor after an XML declaration or whitespace (those go through
+    ``_text``, one by one)."""
+    return text[:1] == "<" and text[1:2] not in ("o", "c", "?")
 
 
 class _IdleTimer:
