@@ -67,7 +67,9 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLIENT_NS = b" xmlns='jabber:client'"
 
 try:  # aiohttp's C masking loop (the pure-Python fallback below costs the generator more)
-    from aiohttp._websocket.mask import _websocket_mask as _c_mask  # type: ignore[import-not-found]
+    from aiohttp._websocket.mask import (  # type: ignore[import-not-found]
+        _websocket_mask_cython as _c_mask,
+    )
 except ImportError:  # pragma: no cover
     _c_mask = None
 
