@@ -11,6 +11,13 @@ generator's own CPU use (user+system seconds / wall seconds of the measured wind
 runner can tell when the generator rather than the server is the bottleneck.
 
     python bench/loadgen.py messages --port 5222 --pairs 100 --inflight 20 --seconds 5
+    python bench/loadgen.py messages --port 5280 --ws /ws-xmpp --pairs 100 --inflight 20
+
+With ``--ws PATH`` the same scenarios (but the realistic login) speak XMPP over WebSocket
+(RFC 7395) to ``ws://host:port/PATH`` (``wss://`` with ``--tls``): an RFC 6455 upgrade offering
+the ``xmpp`` subprotocol, ``<open/>`` and ``<close/>`` for the stream header and end, and one
+masked text frame per stanza (several frames in one write when a receiver gets several
+messages in one read, as the TCP generator writes several stanzas at once).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import resource
 import secrets
 import ssl
@@ -46,7 +54,56 @@ DOMAIN = "localhost"
 PASSWORD = "pw"
 CLOSE = b"</stream:stream>"
 BODY = b"<body>Hello! This is a benchmark message of a typical chat size.</body>"
-FAILURE_MARKERS = (b"<failure", b"<stream:error", b"type='error'", b'type="error"')
+FAILURE_MARKERS = (b"<failure", b"<stream:error", b"type='error'", b'type="error"',
+                   b"<ws-close")  # the last: a WebSocket close frame (Client._deframe)
+
+
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+WS_CLOSE = f"<close xmlns='{FRAMING}'/>".encode()
+# RFC 6455 §1.3: the server's Sec-WebSocket-Accept is this GUID appended to our key, hashed.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# RFC 7395 §3.3.3: each message is a complete XML document, so a stanza carries its own
+# default namespace (over TCP it inherits the stream's).
+CLIENT_NS = b" xmlns='jabber:client'"
+
+try:  # aiohttp's C masking loop (the pure-Python fallback below costs the generator more)
+    from aiohttp._websocket.mask import (  # type: ignore[import-not-found]
+        _websocket_mask_cython as _c_mask,
+    )
+except ImportError:  # pragma: no cover
+    _c_mask = None
+
+
+def _mask_py(mask: bytes, data: bytearray) -> None:
+    n = len(data)
+    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    data[:] = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+
+
+_mask = _c_mask or _mask_py
+_randbits = random.getrandbits
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One final, masked text frame (RFC 6455 §5.2). Clients mask every frame with a fresh
+    key (§5.3); the key only keeps intermediaries from reading client data as requests, so a
+    fast PRNG (not a CSPRNG) does on loopback."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, 0x80 | size))
+    elif size < 65536:
+        head = bytes((0x81, 0xFE)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0xFF)) + size.to_bytes(8, "big")
+    key = _randbits(32).to_bytes(4, "big")
+    body = bytearray(payload)
+    _mask(key, body)
+    return head + key + body
+
+
+def ws_open(domain: str = DOMAIN) -> bytes:
+    """RFC 7395 §3.4: the stream header of a WebSocket session."""
+    return f"<open xmlns='{FRAMING}' to='{domain}' version='1.0'/>".encode()
 
 
 def header(domain: str = DOMAIN) -> bytes:
@@ -84,7 +141,7 @@ class Client(asyncio.Protocol):
     """A connection that either waits for byte markers (login) or counts messages."""
 
     __slots__ = ("transport", "buf", "_marker", "_fut", "counting", "on_messages", "_tail",
-                 "lost", "on_data")
+                 "lost", "on_data", "ws", "raw", "upgraded", "accept")
 
     def __init__(self) -> None:
         self.transport: Any = None
@@ -96,6 +153,11 @@ class Client(asyncio.Protocol):
         self._tail = b""
         self.lost = False
         self.on_data: Any = None  # the realistic login's parser (Session), once bound
+        self.ws = False  # XMPP over WebSocket (RFC 7395): frames in and out
+        self.raw = bytearray()  # WebSocket: what is not yet a whole frame (or the 101)
+        #: WebSocket: the expected Sec-WebSocket-Accept, then None once upgraded
+        self.upgraded: asyncio.Future[None] | None = None
+        self.accept = b""
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -112,8 +174,57 @@ class Client(asyncio.Protocol):
             if n:
                 self.on_messages(n)
             return
-        self.buf += data
+        if self.ws:
+            self.raw += data
+            self._deframe()
+        else:
+            self.buf += data
         self._check()
+
+    def _deframe(self) -> None:
+        """WebSocket, while logging in: the payloads of whole frames onto ``buf`` (RFC 6455
+        §5.2), pings answered. When counting, frames are not parsed at all: a frame header
+        (2 to 10 bytes, starting 0x81) cannot hold or split a '</message>'."""
+        raw = self.raw
+        upgrading = self.upgraded
+        if upgrading is not None and not upgrading.done():
+            end = raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(raw[:end]).decode("latin-1")
+            del raw[:end + 4]
+            fields = {k.strip().lower(): v.strip() for k, _, v in
+                      (line.partition(":") for line in head.split("\r\n")[1:])}
+            if not head.startswith("HTTP/1.1 101"):
+                upgrading.set_exception(XMPPError(f"no WebSocket upgrade: {head[:300]}"))
+                return
+            if fields.get("sec-websocket-accept", "").encode() != self.accept:
+                upgrading.set_exception(XMPPError("bad Sec-WebSocket-Accept (RFC 6455 §4.1)"))
+                return
+            if fields.get("sec-websocket-protocol") != "xmpp":
+                upgrading.set_exception(XMPPError("no xmpp subprotocol (RFC 7395 §3.1)"))
+                return
+            upgrading.set_result(None)
+        while len(raw) >= 2:
+            op, size = raw[0] & 0x0F, raw[1] & 0x7F
+            start = 2
+            if size == 126:
+                size, start = int.from_bytes(raw[2:4], "big"), 4
+            elif size == 127:
+                size, start = int.from_bytes(raw[2:10], "big"), 10
+            if len(raw) < start + size:
+                return
+            payload = bytes(raw[start:start + size])
+            del raw[:start + size]
+            if op in (0x0, 0x1, 0x2):
+                self.buf += payload
+            elif op == 0x9:  # ping: a masked pong with the same payload (§5.5.2, §5.5.3)
+                key = _randbits(32).to_bytes(4, "big")
+                body = bytearray(payload)
+                _mask(key, body)
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + key + body)
+            elif op == 0x8:  # close: the server ends the WebSocket
+                self.buf += b"<ws-close/>"
 
     def _check(self) -> None:
         fut, marker = self._fut, self._marker
@@ -139,6 +250,8 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.upgraded is not None and not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed during the WebSocket upgrade"))
         if self._fut is not None and not self._fut.done():
             self._fut.set_exception(ConnectionError(f"closed: {bytes(self.buf[-300:])!r}"))
 
@@ -150,7 +263,24 @@ class Client(asyncio.Protocol):
         return await asyncio.wait_for(fut, timeout)
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)
+        self.transport.write(ws_frame(data) if self.ws else data)
+
+    def pack(self, stanzas: list[bytes]) -> bytes:
+        """Several stanzas as one write: one frame each over WebSocket."""
+        if self.ws:
+            return b"".join([ws_frame(x) for x in stanzas])
+        return b"".join(stanzas)
+
+    def stanza(self, data: bytes) -> bytes:
+        """A stanza with 'jabber:client' declared over WebSocket (RFC 7395 §3.3.3): ``data``
+        starts with '<iq', '<message' or '<presence'."""
+        if not self.ws:
+            return data
+        end = min(i for i in (data.find(b" "), data.find(b"/"), data.find(b">")) if i > 0)
+        return data[:end] + CLIENT_NS + data[end:]
+
+    def close_stream(self) -> None:
+        self.send(WS_CLOSE if self.ws else CLOSE)
 
 
 _SALTED: dict[tuple[str, bytes, int], bytes] = {}
@@ -186,8 +316,10 @@ def _between(data: bytes, start: bytes, end: bytes) -> bytes:
 
 async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
                 resource: str | None = "bench", presence: bool = True,
-                marks: list[float] | None = None) -> Client:
+                marks: list[float] | None = None, ws: str | None = None) -> Client:
     """Connect, optionally STARTTLS, SCRAM-SHA-256, bind; return the logged-in client.
+    ``ws``: the path of an XMPP-over-WebSocket endpoint (RFC 7395) to use instead of a TCP
+    stream (``tls``: wss rather than STARTTLS).
     ``marks``: the time (perf_counter) each step ended is appended to it: the first
     features, then with TLS <proceed/>, the handshake and the features over TLS, then SCRAM
     (with the restart's features) and binding (bench/login_phases.py)."""
@@ -196,8 +328,14 @@ async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
             marks.append(time.perf_counter())
 
     loop = asyncio.get_running_loop()
-    transport, c = await loop.create_connection(Client, host, port)
-    c.send(header())
+    if ws is not None:
+        c = await ws_connect(host, port, ws, ctx if tls else None)
+        tls = False  # wss: TLS from the first byte, no STARTTLS
+        transport = c.transport
+    else:
+        transport, c = await loop.create_connection(Client, host, port)
+    start = ws_open() if ws is not None else header()
+    c.send(start)
     await c.expect(b"</stream:features>")
     mark()
     if tls:
@@ -224,16 +362,34 @@ async def login(host: str, port: int, user: str, tls: bool, ctx: ssl.SSLContext,
     verifier = base64.b64decode(_between(data, b"<success", b"</success>"))
     if verifier != b"v=" + base64.b64encode(server_sig):
         raise XMPPError(f"bad server signature {verifier!r}")
-    c.send(header())
+    c.send(start)
     await c.expect(b"</stream:features>")
     mark()
     res = f"<resource>{resource}</resource>" if resource else ""
-    c.send(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}"
-           "</bind></iq>".encode())
+    c.send(c.stanza(f"<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                    f"{res}</bind></iq>".encode()))
     await c.expect(b"</iq>")
     mark()
     if presence:
-        c.send(b"<presence/>")
+        c.send(c.stanza(b"<presence/>"))
+    return c
+
+
+async def ws_connect(host: str, port: int, path: str, ctx: ssl.SSLContext | None) -> Client:
+    """An RFC 6455 opening handshake (§4.1) offering the ``xmpp`` subprotocol (RFC 7395
+    §3.1); the 101 and its Sec-WebSocket-Accept are checked."""
+    loop = asyncio.get_running_loop()
+    transport, c = await loop.create_connection(
+        Client, host, port, ssl=ctx, server_hostname=DOMAIN if ctx else None)
+    c.ws = True
+    key = base64.b64encode(secrets.token_bytes(16))
+    c.accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    c.upgraded = loop.create_future()
+    transport.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + DOMAIN.encode()
+                    + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Protocol: xmpp\r\n\r\n")
+    await asyncio.wait_for(c.upgraded, 30)
     return c
 
 
@@ -403,8 +559,8 @@ async def scenario_hold(a: argparse.Namespace) -> dict[str, Any]:
              for i in range(a.count)], a.parallel)
     else:
         clients = await gather_bounded(
-            [login(a.host, a.port, f"u{a.first + i}", a.tls, ctx) for i in range(a.count)],
-            a.parallel)
+            [login(a.host, a.port, f"u{a.first + i}", a.tls, ctx, ws=a.ws)
+             for i in range(a.count)], a.parallel)
     await asyncio.sleep(a.settle)
     print(json.dumps({"held": len(clients), "seconds": time.monotonic() - t0}), flush=True)
     loop = asyncio.get_running_loop()
@@ -432,7 +588,8 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
             user = f"u{a.first + (k + i * a.parallel) % a.users}"
             i += 1
             try:
-                c = await login(a.host, a.port, user, a.tls, ctx, resource=None, presence=False)
+                c = await login(a.host, a.port, user, a.tls, ctx, resource=None, presence=False,
+                                ws=a.ws)
             except (OSError, XMPPError, TimeoutError) as exc:
                 errors.append(repr(exc)[:200])
                 if len(errors) > 50:
@@ -441,12 +598,12 @@ async def scenario_logins(a: argparse.Namespace) -> dict[str, Any]:
             total += 1
             if window and time.monotonic() >= window[0]:
                 done += 1
-            c.send(CLOSE)
+            c.close_stream()
             c.transport.close()
 
     # warm the salted-password cache and the server (one login per user, untimed)
     warm = await gather_bounded([login(a.host, a.port, f"u{a.first + i}", a.tls, ctx,
-                                       resource=None, presence=False)
+                                       resource=None, presence=False, ws=a.ws)
                                  for i in range(min(a.users, 200))], a.parallel)
     total += len(warm)
     start = time.monotonic()
@@ -489,8 +646,8 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     n = a.pairs
     ports = (a.port, a.port2 or a.port)
     senders = await gather_bounded(
-        [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx) for i in range(n)],
-        a.parallel)
+        [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx, ws=a.ws)
+         for i in range(n)], a.parallel)
     # pair -> its receivers: (node index, account)
     if not a.port2:
         routes = [[(0, f"u{a.first + 2 * i + 1}")] for i in range(n)]
@@ -500,7 +657,7 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         routes = [[(0, f"u{a.first + 2 * i + 1}"), (1, f"u{a.first + 2 * n + i}")]
                   for i in range(n)]
     receivers = await gather_bounded(
-        [login(a.host, ports[node], user, a.tls, ctx)
+        [login(a.host, ports[node], user, a.tls, ctx, ws=a.ws)
          for i in range(n) for node, user in routes[i]], a.parallel)
     await asyncio.sleep(min(0.5, a.settle))  # presence and other post-login traffic settles
     perf = time.perf_counter
@@ -510,13 +667,14 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
 
     def make_pair(i: int, conns: list[Any]) -> None:
         s = senders[i]
-        stanzas = [(f"<message to='{user}@{DOMAIN}/bench' type='chat' id='b{i}'>").encode()
-                   + BODY + b"</message>" for _, user in routes[i]]
+        stanzas = [s.stanza(f"<message to='{user}@{DOMAIN}/bench' type='chat' id='b{i}'>"
+                            .encode() + BODY + b"</message>") for _, user in routes[i]]
         # --port2 equal to --port: the same layout (two receivers per pair) on one node, the
         # baseline bench/cluster.py compares the two nodes with.
         crossing = [a.port2 not in (0, a.port) and node != i % 2 for node, _ in routes[i]]
         sents: list[collections.deque[float]] = [collections.deque() for _ in conns]
         write = s.transport.write
+        pack = s.pack  # one write; over WebSocket one frame per stanza
         turn = [0]
 
         def send(k: int, now: float) -> None:
@@ -526,7 +684,7 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
                 turn[0] = (c + 1) % len(conns)
                 sents[c].append(now)
                 out.append(stanzas[c])
-            write(b"".join(out))
+            write(pack(out))
 
         def on_messages_of(c: int) -> Any:
             sent = sents[c]
@@ -663,7 +821,10 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--port2", type=int, default=0,
                    help="'messages': a second node's port (half of the pairs cross nodes)")
-    p.add_argument("--tls", action="store_true", help="STARTTLS before authenticating")
+    p.add_argument("--tls", action="store_true", help="STARTTLS before authenticating (with "
+                   "--ws: wss, TLS from the start)")
+    p.add_argument("--ws", metavar="PATH", help="XMPP over WebSocket (RFC 7395) at this path of "
+                   "host:port instead of a TCP stream (not with 'hold --realistic')")
     p.add_argument("--first", type=int, default=0, help="first user index (u<first>)")
     p.add_argument("--users", type=int, default=200, help="accounts used by 'logins'")
     p.add_argument("--user", default="r0")

@@ -13,7 +13,9 @@ loopback address, and no rate limits.
 Measured, per server: start-up to accepting connections; SCRAM-SHA-256 logins/s over STARTTLS;
 RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s with p50/p99
 latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
-login of an account with a 200-contact roster. Each figure is the median of --repeat runs.
+login of an account with a 200-contact roster; over XMPP over WebSocket (RFC 7395, ``websocket``:
+each server's own WebSocket endpoint, ws:// and wss:// on loopback), messages/s at 100 pairs x
+20 in flight and RSS per idle connection. Each figure is the median of --repeat runs.
 With messages, the server's CPU per message over the measured window (all its threads and
 child processes): the steadier figure on a shared machine.
 
@@ -98,11 +100,27 @@ class ServerSpec:
     cores: str
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The XMPP-over-WebSocket endpoint (RFC 7395), served (ws:// on ws_port, wss:// on
+    #: wss_port) only while the websocket figures run: an HTTP listener costs start-up (aiohttp
+    #: for Suricate) that the other figures must not carry.
+    websocket: bool = False
+    ws_path = "/ws-xmpp"
+
+    @property
+    def ws_port(self) -> int:
+        return self.port + 1  # every server has a loopback address of its own
+
+    @property
+    def wss_port(self) -> int:
+        return self.port + 2
 
     def version(self) -> str:
         raise NotImplementedError
 
     def provision(self, names: list[str]) -> None:
+        raise NotImplementedError
+
+    def write_config(self, cert: Path, key: Path) -> None:
         raise NotImplementedError
 
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -155,8 +173,17 @@ class Suricate(ServerSpec):
             self.port, "backlog = 4096", "max_stanza_size = 262144", 'tls.mode = "starttls"',
             f'tls.certfile = "{cert}"', f'tls.keyfile = "{key}"', 'tls.verify_mode = "none"',
             host=self.addr)
+        listeners = [listener]
+        if self.websocket:
+            for port, tls in ((self.ws_port, ""), (self.wss_port, f'tls.certfile = "{cert}"\n'
+                                                   f'tls.keyfile = "{key}"\n')):
+                listeners.append(
+                    f'[[listen.http]]\nport = {port}\nip_address = "{self.addr}"\n{tls}'
+                    'transport.max_connections = "infinity"\n'
+                    f'[[listen.http.handlers.mod_websockets]]\nhost = "_"\n'
+                    f'path = "{self.ws_path}"\nmax_stanza_size = 262144\n')
         self.config_path().write_text(suricate_config(
-            self.workdir / "suricate.db", [listener], loglevel="error", extra=self.MODULES,
+            self.workdir / "suricate.db", listeners, loglevel="error", extra=self.MODULES,
             modules=(*DEFAULT_MODULES, "mod_muc"),
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
@@ -233,6 +260,17 @@ ssl = {{ certificate = "{cert}"; key = "{key}"; }}
 VirtualHost "localhost"
 Component "conference.localhost" "muc"
 """)
+        if self.websocket:
+            # mod_websocket on Prosody's HTTP server, plain and TLS; loopback counts as secure
+            # (consider_websocket_secure: what a TLS-ending proxy in front would make it)
+            path = self.workdir / "prosody.cfg.lua"
+            path.write_text(path.read_text().replace(
+                "http_ports = { }\nhttps_ports = { }",
+                f'http_ports = {{ {self.ws_port} }}\nhttp_interfaces = {{ "{self.addr}" }}\n'
+                f'https_ports = {{ {self.wss_port} }}\nhttps_interfaces = {{ "{self.addr}" }}\n'
+                f'https_ssl = {{ certificate = "{cert}"; key = "{key}"; }}\n'
+                "consider_websocket_secure = true\ncross_domain_websocket = true").replace(
+                'modules_enabled = { "roster"', 'modules_enabled = { "websocket", "roster"'))
 
     def provision(self, names: list[str]) -> None:
         stored, server = scram_keys()
@@ -246,6 +284,8 @@ Component "conference.localhost" "muc"
                 "};\n")
         for n in names:
             (accounts / f"{n}.dat").write_text(body)
+
+    ws_path = "/xmpp-websocket"  # mod_websocket's
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         return ["prosody", "--config", str(self.workdir / "prosody.cfg.lua"), "-F"], {}
@@ -278,7 +318,7 @@ listen:
     backlog: 4096
     max_stanza_size: 262144
     max_fsm_queue: 1000000
-auth_method: internal
+{self._ws_listeners()}auth_method: internal
 auth_password_format: scram
 auth_scram_hash: sha256
 max_fsm_queue: 1000000
@@ -294,6 +334,21 @@ modules:
   mod_offline: {{}}
   mod_muc: {{host: "conference.localhost", access_create: all, max_users: 1000}}
 """)
+
+    ws_path = "/ws"
+
+    def _ws_listeners(self) -> str:
+        """ejabberd_http with /ws -> ejabberd_http_ws (ws:// and wss://) when asked for."""
+        if not self.websocket:
+            return ""
+        return "".join(f"""  - port: {port}
+    ip: "{self.addr}"
+    module: ejabberd_http
+    tls: {tls}
+    backlog: 4096
+    request_handlers:
+      {self.ws_path}: ejabberd_http_ws
+""" for port, tls in ((self.ws_port, "false"), (self.wss_port, "true")))
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         # Not ejabberdctl: run as root it re-executes through `su ejabberd`, which resets the
@@ -475,20 +530,31 @@ SERVERS = {"suricate": (Suricate, "127.0.0.2"), "prosody": (Prosody, "127.0.0.3"
 def loadgen(spec: ServerSpec, gen_cores: str, scenario: str, *args: str,
             timeout: float = 600) -> dict[str, Any]:
     cmd = ["taskset", "-c", gen_cores, PY, str(LOADGEN), scenario, "--host", spec.addr,
-           "--port", str(spec.port), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+           "--port", str(spec.port), *args]  # a later --port in args wins (argparse)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen {scenario} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure_rss(spec: ServerSpec, gen_cores: str, count: int, tls: bool,
-                parallel: int, settle: float, realistic: bool = False) -> float:
+                parallel: int, settle: float, realistic: bool = False,
+                ws: bool = False) -> float:
+    port = spec.port
+    extra = ["--realistic"] if realistic else []
+    if ws:
+        port = spec.wss_port if tls else spec.ws_port
+        extra = ["--ws", spec.ws_path]
+        # A first HTTP request before 'before': what a server loads for its first HTTP client
+        # (Suricate imports aiohttp then, 13 MiB) is not a cost per connection.
+        loadgen(spec, gen_cores, "hold", "--port", str(port), "--count", "1", "--settle", "0",
+                "--max-hold", "30", *extra, *(["--tls"] if tls else []))
+        time.sleep(settle)
     before = rss_kib(spec.pid)
     cmd = ["taskset", "-c", gen_cores, PY, str(LOADGEN), "hold", "--host", spec.addr,
-           "--port", str(spec.port), "--count", str(count), "--parallel", str(parallel),
-           "--settle", str(settle), "--max-hold", "300"] + (["--tls"] if tls else []) + (
-           ["--realistic"] if realistic else [])
+           "--port", str(port), "--count", str(count), "--parallel", str(parallel),
+           "--settle", str(settle), "--max-hold", "300"] + (["--tls"] if tls else []) + extra
     gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert gen.stdout is not None and gen.stdin is not None
@@ -619,6 +685,8 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
                 r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
                 r[key]["runs"] = runs
+        if want("websocket"):
+            websocket_figures(spec, sizes, gen_cores, r)
         if want("muc"):
             # bench/muc.py: groupchat fan-out, one sender per room (DESIGN §7 "Rooms").
             restart(spec, sizes)
@@ -660,6 +728,48 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
     return r
 
 
+def websocket_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, r: dict[str, Any]) -> None:
+    """XMPP over WebSocket (RFC 7395) through each server's own endpoint: messages/s at the
+    big shape over ws:// and wss://, RSS per idle connection over ws://. The server is
+    restarted with its HTTP listeners for these figures only, and without them after."""
+    spec.websocket = True
+    spec.write_config(*spec.extra["certs"])
+    try:
+        for tls in (False, True):
+            tag = "tls" if tls else "plain"
+            key = f"ws_{sizes.big_pairs}x{sizes.big_inflight}_{tag}"
+            port = spec.wss_port if tls else spec.ws_port
+            restart(spec, sizes)
+            runs = []
+            for _ in range(sizes.repeat):
+                args = ["--port", str(port), "--ws", spec.ws_path,
+                        "--pairs", str(sizes.big_pairs), "--inflight", str(sizes.big_inflight),
+                        "--settle", str(sizes.settle), "--seconds", str(sizes.seconds),
+                        "--warmup", str(sizes.warmup), "--server-pid", str(spec.pid)]
+                if tls:
+                    args.append("--tls")
+                res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
+                    spec, gen_cores, "messages", *a))
+                res["server_cpu"] = cpu
+                runs.append(res)
+                log(f"{spec.name}: {key} {res}")
+            r[key] = {k: statistics.median(x[k] for x in runs)
+                      for k in ("msgs_per_s", "p50_ms", "p99_ms")}
+            if all("server_cpu_us_per_msg" in x for x in runs):
+                r[key]["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"] for x in runs)
+            r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
+            r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
+            r[key]["runs"] = runs
+        restart(spec, sizes)
+        r["rss_ws_kib"] = measure_rss(spec, gen_cores, sizes.users, False, 100, sizes.settle,
+                                      ws=True)
+        log(f"{spec.name}: rss_ws_kib {r['rss_ws_kib']:.1f}")
+    finally:
+        spec.stop()
+        spec.websocket = False
+        spec.write_config(*spec.extra["certs"])  # what follows restarts the server
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 ROWS: list[tuple[str, Any, str, bool]] = [
@@ -682,6 +792,15 @@ for _tag, _label in (("plain", "plain"), ("tls", "STARTTLS")):
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "p99_ms")), "{:.2f}", False))
         ROWS.append((f"server CPU per message (µs), {_shape}, {_label}",
                      (lambda r, t=_tag, s=_shape: _msg(r, s, t, "cpu_us")), "{:.1f}", False))
+for _tag, _label in (("plain", "ws://"), ("tls", "wss://")):
+    ROWS.append((f"WebSocket: messages/s, BIG pairs x in flight, {_label}",
+                 (lambda r, t=_tag: _ws(r, t, "msgs_per_s")), "{:.0f}", True))
+    ROWS.append((f"WebSocket: latency p99 (ms), BIG, {_label}",
+                 (lambda r, t=_tag: _ws(r, t, "p99_ms")), "{:.2f}", False))
+    ROWS.append((f"WebSocket: server CPU per message (µs), BIG, {_label}",
+                 (lambda r, t=_tag: _ws(r, t, "cpu_us")), "{:.1f}", False))
+ROWS.append(("WebSocket: RSS per idle connection, ws:// (KiB)", lambda r: r.get("rss_ws_kib"),
+             "{:.1f}", False))
 ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
              lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
 ROWS.append(("MUC: server CPU per delivered copy (µs)", lambda r: r.get("muc_cpu_us"),
@@ -696,6 +815,13 @@ def _msg(r: dict[str, Any], shape: str, tag: str, field_name: str) -> float | No
             continue
         is_small = key.startswith("msg_5x1_")
         if (shape == "5x1") == is_small:
+            return value.get(field_name)
+    return None
+
+
+def _ws(r: dict[str, Any], tag: str, field_name: str) -> float | None:
+    for key, value in r.items():
+        if key.startswith("ws_") and key.endswith("_" + tag) and isinstance(value, dict):
             return value.get(field_name)
     return None
 
@@ -754,7 +880,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="suricate,prosody,ejabberd")
-    p.add_argument("--only", help="comma list: startup,logins,messages,rss,roster,muc; and "
+    p.add_argument("--only", help="comma list: startup,logins,messages,websocket,rss,roster,"
+                   "muc; and "
                    "rss_real (only when named; for suricate_default)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))
     p.add_argument("--server-cores", default="0")
@@ -798,7 +925,8 @@ def main() -> int:
         if a.workers and name == "suricate":
             spec.extra["workers"] = a.workers
             spec.extra["redis_db"] = a.redis_db
-        spec.write_config(Path(cert.certfile), Path(cert.keyfile))  # type: ignore[attr-defined]
+        spec.extra["certs"] = (Path(cert.certfile), Path(cert.keyfile))
+        spec.write_config(*spec.extra["certs"])
         marker = workdir / "accounts.done"
         if not marker.exists() or int(marker.read_text()) < len(names):
             log(f"{name}: provisioning {len(names)} accounts")

@@ -26,7 +26,8 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "suricate", "--smoke",
            "--workdir", str(tmp_path / "work"), "--port", str(free_port("127.0.0.2")),
-           "--server-cores", "0", "--gen-cores", "0-1", "--json", str(out)]
+           "--server-cores", "0", "--gen-cores", "0-1", "--json", str(out),
+           "--only", "startup,logins,messages,rss,roster,muc"]  # websocket: the test below
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=55)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())["suricate"]
@@ -40,6 +41,28 @@ def test_bench_runner_smoke(tmp_path: Path) -> None:
         assert isinstance(results[key], float) and math.isfinite(results[key]), key
     assert results["muc_delivered_per_s"] > 0  # bench/muc.py through the runner
     assert "| SCRAM-SHA-256 logins/s over STARTTLS |" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_websocket_figures_smoke(tmp_path: Path) -> None:
+    """``--only websocket``: bench/loadgen.py --ws (RFC 6455 upgrade, RFC 7395 framing, SCRAM)
+    against Suricate's mod_websockets over ws:// and wss://, and RSS per idle ws connection."""
+    pytest.importorskip("OpenSSL")
+    if subprocess.run(["which", "taskset"], capture_output=True).returncode != 0:
+        pytest.skip("taskset not available")
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "suricate", "--smoke",
+           "--only", "websocket", "--workdir", str(tmp_path / "work"),
+           "--port", str(free_port("127.0.0.2")), "--server-cores", "0", "--gen-cores", "0-1",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=55)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["suricate"]
+    for key in ("ws_4x2_plain", "ws_4x2_tls"):
+        assert results[key]["msgs_per_s"] > 0, key
+        assert all(run["lost_connections"] == 0 for run in results[key]["runs"]), key
+    assert isinstance(results["rss_ws_kib"], float) and math.isfinite(results["rss_ws_kib"])
+    assert "| WebSocket: messages/s, 4x2 pairs x in flight, wss:// |" in proc.stdout
 
 
 @pytest.mark.timeout(60)

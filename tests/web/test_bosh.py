@@ -8,12 +8,15 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import aiohttp
 
 from tests.e2e.harness import connect, disconnect
+from tests.mobile.conftest import add_user
 from tests.web.conftest import web_server
 
 HTTPBIND = "http://jabber.org/protocol/httpbind"
@@ -202,3 +205,24 @@ async def test_behind_a_proxy_on_this_host_the_client_address_is_the_forwarded_o
         assert 'type="result"' in await register(http, url, "carol", "192.0.2.1")
         assert 'type="result"' in await register(http, url, "dave", "192.0.2.2")
         assert "resource-constraint" in await register(http, url, "erin", "192.0.2.1")
+
+
+async def test_no_message_is_lost_with_pairs_and_messages_in_flight(tmp_path: Path) -> None:
+    # bench/bosh_check.py (docs/performance.md "BOSH under load"): sender/receiver pairs over
+    # BOSH with SCRAM logins, each session keeping a request held and a second one for what
+    # it sends; every message must arrive, once (the script exits 1 otherwise).
+    async with web_server(tmp_path, handlers=BOSH, modules_extra="[modules.mod_bosh]\n") \
+            as server:
+        for i in range(10):
+            await add_user(server, f"u{i}", "pw")
+        root = Path(__file__).resolve().parents[2]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "bench" / "bosh_check.py"), "--url",
+            f"http://127.0.0.1:{server.http_port}/http-bind",  # type: ignore[attr-defined]
+            "--pairs", "5", "--inflight", "4", "--seconds", "1", "--drain", "10",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(root)})
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, (out + err).decode()[-2000:]
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        assert result["sent"] >= 20 and result["lost"] == 0 and result["duplicates"] == 0

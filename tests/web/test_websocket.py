@@ -20,6 +20,7 @@ from suricate.core import hibernation
 from suricate.core.server import Server
 from suricate.net.http import forwarded
 from suricate.net.http import websocket as websocket_module
+from suricate.xml.parser import StreamParser
 from tests.e2e.harness import RawClient, connect, disconnect, eventually
 from tests.mobile.conftest import make_test_ca
 from tests.web.conftest import web_server
@@ -177,6 +178,72 @@ async def test_pings_keep_an_idle_session(tmp_path: Path) -> None:
         await ws.send_str("<iq xmlns='jabber:client' type='get' id='p'>"
                           "<ping xmlns='urn:xmpp:ping'/></iq>")
         assert "type=\"result\"" in await ws.receive_str(timeout=5)
+
+
+async def test_reading_arms_no_timer_per_message_and_answers_pings(tmp_path: Path) -> None:
+    # docs/performance.md "WebSocket": aiohttp's receive timeout (the idle timeout) armed and
+    # cancelled a timer for every message read, the costliest part of the WebSocket layer;
+    # the session keeps one timer, moved lazily. Pings are answered by the session itself.
+    async with web_server(tmp_path, handlers="timeout = 60000\n") as server, \
+            aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",), autoping=False) as ws:
+        await login(ws)
+        loop = asyncio.get_running_loop()
+        real_call_at = loop.call_at
+        armed = 0
+
+        def counting_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal armed
+            armed += 1
+            return real_call_at(when, callback, *args, **kwargs)
+
+        async def read(count: int) -> list[aiohttp.WSMessage]:
+            return [await ws.receive() for _ in range(count)]
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        try:
+            for i in range(100):
+                await ws.send_str(f"<iq xmlns='jabber:client' type='get' id='p{i}'>"
+                                  "<ping xmlns='urn:xmpp:ping'/></iq>")
+            await ws.ping(b"still there?")
+            got = await asyncio.wait_for(read(101), 10)
+        finally:
+            del loop.call_at
+        assert sum('id="p' in str(m.data) for m in got) == 100
+        assert [m.data for m in got if m.type == aiohttp.WSMsgType.PONG] == [b"still there?"]
+        assert armed < 10, armed  # was one per message read (101 and more)
+
+
+async def test_stanzas_read_together_are_parsed_as_one_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/performance.md "WebSocket": the stanzas of the messages aiohttp has already read go
+    # to the parser as one chunk, as several stanzas of one TCP read do, not one feed each.
+    async with web_server(tmp_path) as server, aiohttp.ClientSession() as http, \
+            http.ws_connect(ws_url(server), protocols=("xmpp",)) as ws:
+        await login(ws)
+        feeds = 0
+        real_feed = StreamParser.feed
+
+        def counting_feed(self: StreamParser, data: bytes) -> Any:
+            nonlocal feeds
+            feeds += 1
+            return real_feed(self, data)
+
+        monkeypatch.setattr(StreamParser, "feed", counting_feed)
+        # written in one go (the server shares this loop: it reads them together); the last
+        # two are one element split across two messages, which a batch takes whole
+        for i in range(50):
+            await ws.send_str(f"<iq xmlns='jabber:client' type='get' id='p{i}'>"
+                              "<ping xmlns='urn:xmpp:ping'/></iq>")
+        await ws.send_str("<iq xmlns='jabber:client' type='get' id='split'>")
+        await ws.send_str("<ping xmlns='urn:xmpp:ping'/></iq>")
+        got = [await ws.receive_str(timeout=5) for _ in range(51)]
+        assert [m.split('id="')[1].split('"')[0] for m in got] == \
+            [f"p{i}" for i in range(50)] + ["split"]
+        assert feeds <= 5, feeds  # was one per message (52)
+        # an element left unfinished at the end of what was read still ends the stream
+        await ws.send_str("<iq xmlns='jabber:client' type='get' id='x'>")
+        assert "<not-well-formed" in (await texts_until_close(ws))[-2]
 
 
 async def test_stanzas_carry_jabber_client_whatever_their_attribute_values(

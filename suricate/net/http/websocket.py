@@ -17,7 +17,12 @@ translated here, at the edge, so the engine never knows:
 
 Frames are written by us straight to the transport (unmasked text frames, RFC 6455 §5.2), all
 the messages of one loop tick in one write, as the TCP driver coalesces; aiohttp does the
-handshake, reads frames, answers pings and closes.
+handshake, reads frames and closes. Pings are answered here and the idle timeout is one timer
+per session, moved lazily (``_IdleTimer``): aiohttp's own receive timeout arms and cancels a
+timer for every message read, which cost more than the rest of the WebSocket layer together.
+Messages aiohttp has already read when the session looks are fed to the parser as one chunk
+when they hold stanzas only (``_stanzas``): a parser feed per message made a message over
+WebSocket cost the server half again as much as over TCP (docs/performance.md, "WebSocket").
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import contextlib
 import logging
 import re
 import struct
+import time
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
@@ -114,8 +121,10 @@ class WebSocketEndpoint:
                                 headers={"Upgrade": "websocket"})
         max_size = self.opts.get("max_stanza_size")
         ws = web.WebSocketResponse(
-            protocols=(SUBPROTOCOL,), autoping=True, heartbeat=self.ping_rate,
-            receive_timeout=self.timeout, timeout=CLOSE_TIMEOUT,
+            # autoping off: pings and pongs reach the session, which answers pings and counts
+            # both as activity for its idle timer (no receive_timeout: see _IdleTimer).
+            protocols=(SUBPROTOCOL,), autoping=False, heartbeat=self.ping_rate,
+            timeout=CLOSE_TIMEOUT,
             # A message a little over the stanza limit reaches the parser, which answers
             # with the policy-violation stream error; far over it, aiohttp closes (1009).
             max_msg_size=max_size * 2 + 4096 if max_size else 0,
@@ -173,7 +182,7 @@ class WebSocketTransport:
 
     __slots__ = ("endpoint", "ws", "transport", "loop", "peer", "tls", "handler", "closing",
                  "instrument", "connection_type", "_readable", "_out", "_flush_handle",
-                 "_lost", "_close_task", "_cap")
+                 "_lost", "_close_task", "_cap", "last_in", "_idle")
 
     def __init__(self, endpoint: WebSocketEndpoint, ws: web.WebSocketResponse,
                  request: web.BaseRequest) -> None:
@@ -196,6 +205,9 @@ class WebSocketTransport:
         self._lost = False
         self._close_task: asyncio.Task[Any] | None = None
         self._cap: OutputCap | None = None  # made when the buffer first goes over the limit
+        #: When the client last sent anything (a message, a ping, a pong): _IdleTimer reads it.
+        self.last_in = _monotonic()
+        self._idle = _IdleTimer(self, endpoint.timeout) if endpoint.timeout else None
         self.handler: C2S | None = endpoint.server.make_c2s(
             self, endpoint.c2s_opts)  # the same c2s engine as TCP
 
@@ -205,20 +217,43 @@ class WebSocketTransport:
 
         ws = self.ws
         reason: Exception | None = None
+        text, ping, pong = WSMsgType.TEXT, WSMsgType.PING, WSMsgType.PONG
+        # The messages aiohttp has read and not yet handed out (a deque of (message, size)),
+        # looked at only to tell whether more stanzas wait: None on an aiohttp without it.
+        waiting = getattr(getattr(ws, "_reader", None), "_buffer", None)
+        if not isinstance(waiting, deque):
+            waiting = None
         try:
             while not self.closing:
                 if not self._readable.is_set():
                     await self._readable.wait()
                     if self.closing:
                         break
-                try:
-                    msg = await ws.receive()
-                except TimeoutError:
-                    self._idle_timeout()
+                msg = await ws.receive()
+                kind = msg.type
+                self.last_in = _monotonic()
+                if kind is text:
+                    data = msg.data
+                    if waiting and _stanza_only(data):
+                        # More messages read already: the stanzas among them go to the parser
+                        # as one chunk, as several stanzas in one TCP read do (the cost of a
+                        # parser feed is paid once, not per message).
+                        batch = [data]
+                        while waiting and len(batch) < MAX_BATCH:
+                            queued = waiting[0][0]
+                            if queued[0] is not text or not _stanza_only(queued[1]):
+                                break
+                            batch.append((await ws.receive()).data)  # queued: no wait
+                        if len(batch) > 1:
+                            self._stanzas(batch)
+                            continue
+                    self._text(data)
+                elif kind is ping:  # RFC 6455 §5.5.2: answered with its application data
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.pong(msg.data)
+                elif kind is pong:  # an answer to our ping_rate pings (aiohttp's heartbeat)
                     continue
-                if msg.type == WSMsgType.TEXT:
-                    self._text(msg.data)
-                elif msg.type == WSMsgType.BINARY:
+                elif kind == WSMsgType.BINARY:
                     # RFC 7395 §3.2: XMPP messages are text frames (UTF-8) only.
                     self._error(StreamError("bad-format", "binary frames are not XMPP "
                                                           "(RFC 7395 §3.2)"))
@@ -229,6 +264,8 @@ class WebSocketTransport:
                             self._refused(reason)
                     break
         finally:
+            if self._idle is not None:
+                self._idle.cancel()
             if self._close_task is not None and not self._close_task.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self._close_task), CLOSE_TIMEOUT)
@@ -278,6 +315,25 @@ class WebSocketTransport:
             handler.data_received(_STREAM_CLOSE)
             return
         handler.data_received(data)
+        self._check_complete(handler)
+
+    def _stanzas(self, texts: list[str]) -> None:
+        """Messages that each hold stanzas (``_stanza_only``), read together: fed as one chunk.
+        RFC 7395 §3.3.3's complete element per message is checked at the end of the chunk:
+        an element split across messages that arrived together is taken whole, like several
+        elements in one message (see docs/http.md); one left unfinished still ends the
+        stream."""
+        handler = self.handler
+        if handler is None:
+            return
+        chunks = [text.encode() for text in texts]
+        if self.instrument.enabled:
+            for chunk in chunks:
+                self.instrument.emit(WS_DATA_RECEIVED, {}, {"byte_size": len(chunk)})
+        handler.data_received(b"".join(chunks))
+        self._check_complete(handler)
+
+    def _check_complete(self, handler: C2S) -> None:
         parser = handler.parser
         if parser is not None and parser.depth > 1 and not self.closing:
             # RFC 7395 §3.3.3: each message is one complete element; an unfinished one
@@ -319,7 +375,7 @@ class WebSocketTransport:
         out.append(">")
         return "".join(out).encode()
 
-    def _idle_timeout(self) -> None:
+    def idle_timeout(self) -> None:
         """mod_websockets ``timeout``: nothing (not even a pong) for that long."""
         handler = self.handler
         if handler is not None and handler.resumable:
@@ -417,6 +473,10 @@ class WebSocketTransport:
         if self.transport is not None:
             self.transport.abort()
 
+    @property
+    def reading(self) -> bool:
+        return self._readable.is_set()
+
     def pause_reading(self) -> None:
         self._readable.clear()
 
@@ -425,6 +485,54 @@ class WebSocketTransport:
 
     def start_tls(self, config: Any) -> None:  # never offered: the C2S has no TLS config
         raise RuntimeError("no STARTTLS over WebSocket")
+
+
+_monotonic = time.monotonic  # the clock of asyncio's loop.time()
+# At most this many messages read together are fed to the parser as one chunk.
+MAX_BATCH = 64
+
+
+def _stanza_only(text: str) -> bool:
+    """A message that can be fed with others: an element that is neither a framing element
+    (``<open/>``, ``<close/>``) nor after an XML declaration or whitespace (those go through
+    ``_text``, one by one)."""
+    return text[:1] == "<" and text[1:2] not in ("o", "c", "?")
+
+
+class _IdleTimer:
+    """mod_websockets ``timeout`` for one session, at the cost of a float stored per message
+    received (``WebSocketTransport.last_in``): one timer, which when it fires early (something
+    came meanwhile) moves itself to ``last_in + timeout`` rather than being cancelled and
+    re-armed for every message."""
+
+    __slots__ = ("session", "timeout", "_handle")
+
+    def __init__(self, session: WebSocketTransport, timeout: float) -> None:
+        self.session = session
+        self.timeout = timeout
+        self._handle: asyncio.TimerHandle | None = session.loop.call_at(
+            session.last_in + timeout, self._fire)
+
+    def _fire(self) -> None:
+        session = self.session
+        due = session.last_in + self.timeout
+        if session.closing:
+            self._handle = None
+        elif not session.reading:
+            # Reading paused (the C2S awaits a step): what the client sends waits unread, so
+            # its silence is not known; as aiohttp's receive timeout, which only ran while
+            # reading, the count starts again.
+            self._handle = session.loop.call_at(_monotonic() + self.timeout, self._fire)
+        elif due > _monotonic():  # something came meanwhile
+            self._handle = session.loop.call_at(due, self._fire)
+        else:
+            self._handle = None
+            session.idle_timeout()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class _StdlibTLS:
