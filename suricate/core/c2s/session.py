@@ -39,11 +39,16 @@ _SESSION_FIELDS = ("jid", "priority", "presence", "anonymous", "started_at", "mo
 
 
 class EstablishedSession(Negotiation):
-    __slots__ = ("priority", "presence", "started_at")
+    __slots__ = ("priority", "presence", "started_at", "_heir", "_inherited")
 
     priority: int  # RFC 6121 §4.7.2.3, of the last available presence
     presence: Element | None  # the last available presence broadcast, None when unavailable
     started_at: float
+    # While this session ends replaced by a new one of the same full JID: that session, which
+    # takes the messages this one never had acknowledged (``replaced_by``).
+    _heir: Any
+    # On that new session: those messages, delivered right after its bind result.
+    _inherited: list[Element] | None
 
     @property
     def available(self) -> bool:
@@ -71,7 +76,11 @@ class EstablishedSession(Negotiation):
         old = self.server.sessions.register(self)
         if old is not None:
             # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
-            old.replaced()
+            replaced_by = getattr(old, "replaced_by", None)
+            if replaced_by is not None:
+                replaced_by(self)
+            else:
+                old.replaced()
         return None
 
     def _end_oldest_sessions(self, count: int, replaced: Any, full: JID) -> None:
@@ -281,6 +290,42 @@ class EstablishedSession(Negotiation):
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self.server.sm_session_opened(self)
 
+    def replaced_by(self, heir: EstablishedSession) -> None:
+        """``replaced``, by ``heir``, a new session of the same full JID (RFC 6120 §7.7.2.2):
+        a phone that lost its connection and logged in afresh rather than resuming (XEP-0198
+        §5), while its old session waited (or before its dead connection was noticed).
+
+        The chat and normal messages the old session never had acknowledged go to ``heir``
+        (``undeliverable``), ahead of anything routed to it afterwards: XEP-0198 §5 treats
+        them as never delivered, and delivered now, those to the full JID reach its session
+        (RFC 6121 §8.5.3.1). Routed the usual way, the rest went to offline storage (the new
+        session is not available yet), came out at its initial presence, and what contacts
+        sent right after the login overtook them all. A message to the bare JID, which this
+        resource already had, goes to it again with the others (its other resources that
+        came since get a copy as well, as without an heir)."""
+        heir._inherited = []
+        self._heir = heir
+        try:
+            self.replaced()
+        finally:
+            self._heir = None
+
+    def deliver_inherited(self) -> None:
+        """Right after the bind result: what the replaced session of this full JID had not
+        had acknowledged (``replaced_by``), before anything else routed to this one. Nothing
+        is awaited between the registration and this call, so nothing overtakes them."""
+        inherited, self._inherited = self._inherited, None
+        for stanza in inherited or ():
+            self.deliver(stanza)
+
+    def inherit(self, stanza: Element) -> None:
+        """A message of the session this one replaced, for ``deliver_inherited``; delivered
+        at once when the bind result has gone already."""
+        if self._inherited is None:
+            self.deliver(stanza)
+        else:
+            self._inherited.append(stanza)
+
     def replaced(self) -> None:
         if self.fsm.state is S.RESUME_SESSION:
             self.fsm.goto(S.CLOSED)
@@ -306,6 +351,10 @@ class EstablishedSession(Negotiation):
             return
         self._ended = True
         self.server.sessions.unregister(self)
+        inherited, self._inherited = self._inherited, None
+        for stanza in inherited or ():
+            # Ended before its bind result went out: its predecessor's messages go on.
+            self.server.undeliverable(stanza, self)
         sm: StreamManagement | None = self.module_state.get(SM_KEY)
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
@@ -314,7 +363,7 @@ class EstablishedSession(Negotiation):
             for stanza, when in zip(sm.take_unacked(delay_from=jid.domain), sent, strict=True):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
-                self.server.undeliverable(stanza, self, when)
+                self.server.undeliverable(stanza, self, when, self._heir)
         self.server.sm_session_closed(self, reason)
         self.server.spawn(self._run_close_hooks(reason))
 

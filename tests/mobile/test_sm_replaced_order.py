@@ -1,0 +1,56 @@
+"""A phone with XEP-0198 stream management loses its connection, then logs in afresh (no
+<resume/>) with the same resource: what its old session held unacknowledged must come before
+what is sent to it after the new login (slixmpp, over direct TLS)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from suricate.protocol.c2s import C2SState
+from tests.e2e.harness import connect, disconnect, eventually, running_server
+from tests.mobile.conftest import add_user, modules_toml
+from tests.mobile.test_stream_management import (
+    _collect,
+    _kill,
+    _no_more,
+    _session,
+    _sm_enabled,
+    _state,
+)
+
+PHONE = "alice@localhost/phone"
+
+
+async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first(
+        tmp_path: Path) -> None:
+    async with running_server(tmp_path, modules=modules_toml()) as server:
+        await add_user(server, "alice")
+        await add_user(server, "bob")
+        alice = await connect(server, PHONE, "secret", direct_tls=True, plugins=("xep_0198",))
+        bob = await connect(server, "bob@localhost/desk", "secret")
+        phone = None
+        try:
+            alice.send_presence()
+            await eventually(lambda: _sm_enabled(server, PHONE)
+                             and _session(server, PHONE).available)
+            await _kill(alice)
+            await eventually(lambda: _state(server, PHONE) == C2SState.RESUME_SESSION)
+            # Held by the waiting session, never acknowledged: one to the full JID (the
+            # contact's client is locked on it, RFC 6121 §5.1), one to the bare JID.
+            bob.send_message(mto=PHONE, mbody="old-full", mtype="chat")
+            bob.send_message(mto="alice@localhost", mbody="old-bare", mtype="chat")
+            await bob.get_roster()  # bob's stanzas are handled in order (RFC 6120 §10.1)
+            # The phone logs in afresh with the same resource: the old session is replaced
+            # (RFC 6120 §7.7.2.2). Bob answers at once, before and after its presence.
+            phone = await connect(server, PHONE, "secret", direct_tls=True)
+            bob.send_message(mto=PHONE, mbody="new-full", mtype="chat")
+            await bob.get_roster()
+            phone.send_presence()
+            bob.send_message(mto="alice@localhost", mbody="new-bare", mtype="chat")
+            assert await _collect(phone, 4) == ["old-full", "old-bare", "new-full", "new-bare"]
+            await _no_more(phone)
+        finally:
+            await disconnect(bob, *([phone] if phone else []))
+            with contextlib.suppress(Exception):
+                alice.abort()
