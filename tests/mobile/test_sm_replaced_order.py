@@ -4,11 +4,13 @@ what is sent to it after the new login (slixmpp, over direct TLS)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from suricate.protocol.c2s import C2SState
-from tests.e2e.harness import connect, disconnect, eventually, running_server
+from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
 from tests.mobile.conftest import add_user, modules_toml
 from tests.mobile.test_stream_management import (
     _collect,
@@ -20,6 +22,30 @@ from tests.mobile.test_stream_management import (
 )
 
 PHONE = "alice@localhost/phone"
+CARBONS = "urn:xmpp:carbons:2"
+
+
+def _record_raw(client: Client) -> list[str]:
+    """What ``client`` receives, as "<how> <body>" (how: direct, or the carbon's direction),
+    read before slixmpp's carbons plugin unwraps it."""
+    seen: list[str] = []
+
+    def incoming(stanza: Any) -> Any:
+        xml = stanza.xml
+        if xml.tag == "{jabber:client}message":
+            how = "direct"
+            for direction in ("received", "sent"):
+                wrapper = xml.find(f"{{{CARBONS}}}{direction}")
+                if wrapper is not None:
+                    how, xml = direction, wrapper.find(
+                        "{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+            body = xml.find("{jabber:client}body") if xml is not None else None
+            if body is not None:
+                seen.append(f"{how} {body.text}")
+        return stanza
+
+    client.add_filter("in", incoming)
+    return seen
 
 
 async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first(
@@ -29,11 +55,16 @@ async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first
         await add_user(server, "bob")
         alice = await connect(server, PHONE, "secret", direct_tls=True, plugins=("xep_0198",))
         bob = await connect(server, "bob@localhost/desk", "secret")
+        desk = await connect(server, "alice@localhost/desk", "secret", plugins=("xep_0280",))
+        desk_saw = _record_raw(desk)
         phone = None
         try:
+            await desk.plugin["xep_0280"].enable(timeout=5)
+            desk.send_presence()
             alice.send_presence()
             await eventually(lambda: _sm_enabled(server, PHONE)
-                             and _session(server, PHONE).available)
+                             and _session(server, PHONE).available
+                             and _session(server, "alice@localhost/desk").available)
             await _kill(alice)
             await eventually(lambda: _state(server, PHONE) == C2SState.RESUME_SESSION)
             # Held by the waiting session, never acknowledged: one to the full JID (the
@@ -50,7 +81,11 @@ async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first
             bob.send_message(mto="alice@localhost", mbody="new-bare", mtype="chat")
             assert await _collect(phone, 4) == ["old-full", "old-bare", "new-full", "new-bare"]
             await _no_more(phone)
+            # The desk had each once: the phone's second chance gives it no second carbon.
+            await asyncio.sleep(0.3)
+            assert desk_saw == ["received old-full", "direct old-bare", "received new-full",
+                                "direct new-bare"]
         finally:
-            await disconnect(bob, *([phone] if phone else []))
+            await disconnect(bob, desk, *([phone] if phone else []))
             with contextlib.suppress(Exception):
                 alice.abort()

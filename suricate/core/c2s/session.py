@@ -313,16 +313,19 @@ class EstablishedSession(Negotiation):
     def deliver_inherited(self) -> None:
         """Right after the bind result: what the replaced session of this full JID had not
         had acknowledged (``replaced_by``), before anything else routed to this one. Nothing
-        is awaited between the registration and this call, so nothing overtakes them."""
+        is awaited between the registration and this call, so nothing overtakes them.
+
+        Written as they are, as after a resumption (XEP-0198 §5): they passed the
+        ``user_receive_packet`` filters when they first reached this resource (privacy,
+        blocking, the carbon copies to the other resources, push), which must not act twice."""
         inherited, self._inherited = self._inherited, None
         for stanza in inherited or ():
-            self.deliver(stanza)
+            self.send(stanza)
 
     def inherit(self, stanza: Element) -> None:
-        """A message of the session this one replaced, for ``deliver_inherited``; delivered
-        at once when the bind result has gone already."""
+        """A message of the session this one replaced, for ``deliver_inherited``."""
         if self._inherited is None:
-            self.deliver(stanza)
+            self.server.undeliverable(stanza, self)  # not an heir (never the case today)
         else:
             self._inherited.append(stanza)
 
