@@ -755,7 +755,11 @@ class Server:
             return
         _came_since(others, stanza, when)
         if nodes:
-            self.cluster.cast(bare, MISSED_TOPIC, stanza, repr(when), *sorted(nodes))
+            # Listed nodes that find no resource store it (``_missed_here``); with the
+            # message taken by an heir, none is listed: it is not lost, and stored it would
+            # come twice.
+            self.cluster.cast(bare, MISSED_TOPIC, stanza, repr(when),
+                              *([] if taken else sorted(nodes)))
 
     def _missed_here(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
         """``MISSED_TOPIC``: the account's resources here that came since the message reached
