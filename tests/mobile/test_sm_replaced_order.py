@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from suricate.core.server import Server
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
+from tests.mobile.client import Outcome, Sasl2Client, bind2
 from tests.mobile.conftest import add_user, modules_toml
 from tests.mobile.test_stream_management import (
     _kill,
     _no_more,
     _session,
     _sm_enabled,
+    _sm_login,
     _state,
 )
 
@@ -101,3 +105,41 @@ async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first
             await disconnect(bob, desk, *([phone] if phone else []))
             with contextlib.suppress(Exception):
                 alice.abort()
+
+
+async def test_a_bind2_login_of_the_same_client_gets_the_old_sessions_messages_first(
+        server: Server) -> None:
+    # XEP-0386 §3: the new login (same SASL2 user-agent id, a new resource) ends the earlier
+    # session of the client, which waited for resumption with two messages unacknowledged.
+    old, _ = await asyncio.to_thread(_sm_login, server,
+                                     "<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+    bob = await connect(server, "bob@localhost/desk", "secret")
+    try:
+        await asyncio.to_thread(old.send, "<presence/>")
+        old_jid = next(str(s.jid) for s in server.sessions if s.jid.local == "alice")
+        await eventually(lambda: _session(server, old_jid).available)
+        bob.send_message(mto=old_jid, mbody="old-full", mtype="chat")
+        bob.send_message(mto="alice@localhost", mbody="old-bare", mtype="chat")
+        # read, never acknowledged; then the connection dies
+        await asyncio.to_thread(old.expect, r"<body>old-bare</body>")
+        old.close()
+        await eventually(lambda: _state(server, old_jid) == C2SState.RESUME_SESSION)
+
+        def login() -> tuple[Sasl2Client, Outcome]:
+            new = Sasl2Client(server.tls_port, direct_tls=True)  # type: ignore[attr-defined]
+            new.features()
+            return new, new.plain("alice", "secret", bind2("raw"))
+
+        new, out = await asyncio.to_thread(login)
+        assert out.ok and out.jid and out.jid != old_jid, out.xml
+        assert _session(server, old_jid) is None
+        bob.send_message(mto=out.jid, mbody="new-full", mtype="chat")
+        await bob.get_roster()
+        await asyncio.to_thread(new.send, "<presence/>")
+        bob.send_message(mto="alice@localhost", mbody="new-bare", mtype="chat")
+        seen = (await asyncio.to_thread(new.expect, r".*<body>new-bare</body>")).group(0)
+        new.close()
+        assert re.findall(r"<body>([a-z-]+)</body>", seen) == [
+            "old-full", "old-bare", "new-full", "new-bare"], seen
+    finally:
+        await disconnect(bob)

@@ -133,7 +133,7 @@ class EstablishedSession(Negotiation):
         if agent is None or not agent.id or self.user is None or self.jid is None:
             return
         digest = client_digest(self.user, agent.id)
-        end_sessions_of_client(self.server, self.user, digest, self.jid)
+        end_sessions_of_client(self.server, self.user, digest, self.jid, heir=self)
         self.server.cluster.cast(self.user, SAME_CLIENT_TOPIC, Element("bound", ns.BIND2),
                                  digest, str(self.jid))
 
@@ -291,19 +291,22 @@ class EstablishedSession(Negotiation):
         self.server.sm_session_opened(self)
 
     def replaced_by(self, heir: EstablishedSession) -> None:
-        """``replaced``, by ``heir``, a new session of the same full JID (RFC 6120 §7.7.2.2):
-        a phone that lost its connection and logged in afresh rather than resuming (XEP-0198
-        §5), while its old session waited (or before its dead connection was noticed).
+        """``replaced``, by ``heir``, a new session of the same full JID (RFC 6120 §7.7.2.2)
+        or of the same client (its SASL2 user-agent id, XEP-0386 §3): a phone that lost its
+        connection and logged in afresh rather than resuming (XEP-0198 §5), while its old
+        session waited (or before its dead connection was noticed).
 
         The chat and normal messages the old session never had acknowledged go to ``heir``
         (``undeliverable``), ahead of anything routed to it afterwards: XEP-0198 §5 treats
         them as never delivered, and delivered now, those to the full JID reach its session
-        (RFC 6121 §8.5.3.1). Routed the usual way, the rest went to offline storage (the new
-        session is not available yet), came out at its initial presence, and what contacts
-        sent right after the login overtook them all. A message to the bare JID, which this
+        (RFC 6121 §8.5.3.1); a client that binds a new resource is still the same one.
+        Routed the usual way, they went to offline storage (the new session is not available
+        yet), came out at its initial presence, and what contacts sent right after the login
+        overtook them all. A message to the bare JID, which this
         resource already had, goes to it again with the others (its other resources that
         came since get a copy as well, as without an heir)."""
-        heir._inherited = []
+        if heir._inherited is None:
+            heir._inherited = []  # several earlier sessions of one client: all of theirs
         self._heir = heir
         try:
             self.replaced()
@@ -402,9 +405,12 @@ def client_digest(bare: JID, agent_id: str) -> str:
     return hashlib.sha256(f"{bare}\0{agent_id}".encode()).hexdigest()
 
 
-def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID) -> int:
+def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID,
+                           heir: EstablishedSession | None = None) -> int:
     """End this node's sessions of ``bare`` whose client's user-agent id has ``digest``,
-    but ``keep`` (the new session), as replaced; how many (XEP-0386 §3)."""
+    but ``keep`` (the new session), as replaced; how many (XEP-0386 §3). ``heir``: the new
+    session when it is on this node; it takes what they had not had acknowledged
+    (``replaced_by``)."""
     ended = 0
     for other in list(server.sessions.resources(bare)):
         agent = getattr(other, "user_agent", None)
@@ -412,7 +418,11 @@ def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID) -> in
                 or client_digest(bare, agent.id) != digest:
             continue
         log.info("c2s_session_replaced_by_same_client jid=%s by=%s", other.jid, keep)
-        other.replaced()
+        replaced_by = getattr(other, "replaced_by", None)
+        if heir is not None and replaced_by is not None:
+            replaced_by(heir)
+        else:
+            other.replaced()
         ended += 1
     return ended
 
