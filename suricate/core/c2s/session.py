@@ -44,10 +44,10 @@ class EstablishedSession(Negotiation):
     priority: int  # RFC 6121 §4.7.2.3, of the last available presence
     presence: Element | None  # the last available presence broadcast, None when unavailable
     started_at: float
-    # While this session ends replaced by a new one of the same full JID: that session, which
-    # takes the messages this one never had acknowledged (``replaced_by``).
+    # While this session ends replaced by a new one (same full JID, or same client): that
+    # session, which takes the messages this one never had acknowledged (``replaced_by``).
     _heir: Any
-    # On that new session: those messages, delivered right after its bind result.
+    # On that new session: those messages, written right after its bind result.
     _inherited: list[Element] | None
 
     @property
@@ -302,9 +302,9 @@ class EstablishedSession(Negotiation):
         (RFC 6121 §8.5.3.1); a client that binds a new resource is still the same one.
         Routed the usual way, they went to offline storage (the new session is not available
         yet), came out at its initial presence, and what contacts sent right after the login
-        overtook them all. A message to the bare JID, which this
-        resource already had, goes to it again with the others (its other resources that
-        came since get a copy as well, as without an heir)."""
+        overtook them all. A message to the bare JID, which the client already had, goes to
+        it again with the others (the account's other resources that came since get a copy as
+        well, as without an heir)."""
         if heir._inherited is None:
             heir._inherited = []  # several earlier sessions of one client: all of theirs
         self._heir = heir
@@ -314,8 +314,8 @@ class EstablishedSession(Negotiation):
             self._heir = None
 
     def deliver_inherited(self) -> None:
-        """Right after the bind result: what the replaced session of this full JID had not
-        had acknowledged (``replaced_by``), before anything else routed to this one. Nothing
+        """Right after the bind result (or SASL2 <success/>): what the session this one
+        replaced had not had acknowledged (``replaced_by``), before anything else routed to this one. Nothing
         is awaited between the registration and this call, so nothing overtakes them.
 
         Written as they are, as after a resumption (XEP-0198 §5): they passed the
