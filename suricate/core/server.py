@@ -687,13 +687,21 @@ class Server:
                                      user.domain, default="infinity")
         return value if isinstance(value, int) else None
 
-    def undeliverable(self, stanza: Element, session: Any, sent_at: float | None = None) -> None:
+    def undeliverable(self, stanza: Element, session: Any, sent_at: float | None = None,
+                      heir: Any = None) -> None:
         """A stanza reached a session that is going away: deliver it elsewhere or store it
         (a message the server accepted is never dropped silently). ``sent_at``: when it
         reached the session (XEP-0198: when it went into the unacknowledged buffer); now
-        when not given."""
+        when not given. ``heir``: the new session of the same full JID that replaces it
+        (``EstablishedSession.replaced_by``), which takes its chat and normal messages."""
         if stanza.name == "message":
             to = session.jid.bare if session.jid is not None else None
+            if heir is not None and to is not None \
+                    and message_type(stanza) in ("chat", "normal"):
+                # Its other resources that came since get their copy of one to the bare JID.
+                self._others_had_it(stanza, session, to, sent_at, heir)
+                heir.inherit(stanza)
+                return
             if to is not None:
                 if self._others_had_it(stanza, session, to, sent_at):
                     return
@@ -703,7 +711,7 @@ class Server:
             self.router.bounce(stanza, StanzaError("service-unavailable"))
 
     def _others_had_it(self, stanza: Element, session: Any, bare: JID,
-                       sent_at: float | None) -> bool:
+                       sent_at: float | None, heir: Any = None) -> bool:
         """A message to the bare JID went to every available resource of non-negative
         priority (RFC 6121 §8.5.2.1.1), ``session`` one of them. Those that were there then
         have it: routing it to the bare JID again would give them a second copy (a phone's
@@ -714,7 +722,10 @@ class Server:
         With other nodes (``sm_backend = "redis"``) their resources count too: the session
         table says which nodes hold one (a Redis read, hence a task), and each gives the
         message to its own resources that came since (``MISSED_TOPIC``); with none anywhere,
-        it is routed (offline storage)."""
+        it is routed (offline storage).
+
+        ``heir`` (the session replacing ``session``, which takes the message anyway) gets no
+        copy here, and with no other resource anywhere the message is not routed at all."""
         addressed = stanza.attrs.get("to")
         if not addressed or "/" in addressed \
                 or message_type(stanza) not in ("chat", "normal"):
@@ -723,9 +734,10 @@ class Server:
             return False
         when = time.time() if sent_at is None else sent_at
         others = [s for s in self.sessions.available(bare)
-                  if s is not session and s.priority >= 0]
+                  if s is not session and s is not heir and s.priority >= 0]
         if self.cluster.spans_nodes:
-            self.spawn(self._others_on_nodes_had_it(stanza, bare, when, others))
+            self.spawn(self._others_on_nodes_had_it(stanza, bare, when, others,
+                                                    taken=heir is not None))
             return True
         if not others:
             return False
@@ -733,15 +745,21 @@ class Server:
         return True
 
     async def _others_on_nodes_had_it(self, stanza: Element, bare: JID, when: float,
-                                      others: list[Any]) -> None:
+                                      others: list[Any], taken: bool = False) -> None:
         nodes = await self.cluster.nodes_of(bare, reached=True)
         if not others and not nodes:
+            if taken:
+                return  # the session that replaced the one going away has it
             frm = JID.parse(stanza.attrs["from"]) if stanza.attrs.get("from") else bare
             self.router.route(frm, bare, stanza)
             return
         _came_since(others, stanza, when)
         if nodes:
-            self.cluster.cast(bare, MISSED_TOPIC, stanza, repr(when), *sorted(nodes))
+            # Listed nodes that find no resource store it (``_missed_here``); with the
+            # message taken by an heir, none is listed: it is not lost, and stored it would
+            # come twice.
+            self.cluster.cast(bare, MISSED_TOPIC, stanza, repr(when),
+                              *([] if taken else sorted(nodes)))
 
     def _missed_here(self, bare: JID, stanza: Element, args: tuple[str, ...]) -> None:
         """``MISSED_TOPIC``: the account's resources here that came since the message reached

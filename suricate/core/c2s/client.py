@@ -60,6 +60,8 @@ class C2S(EstablishedSession):
         self.presence: Element | None = None
         self.anonymous = False
         self.started_at = time.time()
+        self._heir: Any = None
+        self._inherited: list[Element] | None = None
         self.module_state: dict[str, Any] = {}
         self.user_agent: UserAgent | None = None
         self.credential_source: CredentialSource | None = None

@@ -119,6 +119,9 @@ class Negotiation(Delivery):
     def _end_earlier_sessions_of_client(self) -> None:
         raise NotImplementedError
 
+    def deliver_inherited(self) -> None:
+        raise NotImplementedError
+
     # -- what the negotiator knows, as modules read it -------------------------------------
     @property
     def mechanism(self) -> Any:
@@ -526,6 +529,7 @@ class Negotiation(Delivery):
         if bound is not None:
             self._goto(S.SESSION_ESTABLISHED)
             self.send(success)
+            self.deliver_inherited()  # as after a bind result (``_bind``)
             self._session_ready()
             return
         self.send(success)
@@ -693,6 +697,9 @@ class Negotiation(Delivery):
         # ends). Written at the end, the client would wait for them and then for the round
         # trip on top.
         self.send(N.bind_result(iq, full))
+        # What the session this one replaced had not had acknowledged comes first (XEP-0198
+        # §5, ``replaced_by``): before any stanza routed to this one while modules load.
+        self.deliver_inherited()
         self.conn.flush_now()
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self._session_ready()

@@ -39,11 +39,16 @@ _SESSION_FIELDS = ("jid", "priority", "presence", "anonymous", "started_at", "mo
 
 
 class EstablishedSession(Negotiation):
-    __slots__ = ("priority", "presence", "started_at")
+    __slots__ = ("priority", "presence", "started_at", "_heir", "_inherited")
 
     priority: int  # RFC 6121 §4.7.2.3, of the last available presence
     presence: Element | None  # the last available presence broadcast, None when unavailable
     started_at: float
+    # While this session ends replaced by a new one (same full JID, or same client): that
+    # session, which takes the messages this one never had acknowledged (``replaced_by``).
+    _heir: Any
+    # On that new session: those messages, written right after its bind result.
+    _inherited: list[Element] | None
 
     @property
     def available(self) -> bool:
@@ -71,7 +76,11 @@ class EstablishedSession(Negotiation):
         old = self.server.sessions.register(self)
         if old is not None:
             # RFC 6120 §7.7.2.2: the new session wins; the old one gets <conflict/>.
-            old.replaced()
+            replaced_by = getattr(old, "replaced_by", None)
+            if replaced_by is not None:
+                replaced_by(self)
+            else:
+                old.replaced()
         return None
 
     def _end_oldest_sessions(self, count: int, replaced: Any, full: JID) -> None:
@@ -124,7 +133,7 @@ class EstablishedSession(Negotiation):
         if agent is None or not agent.id or self.user is None or self.jid is None:
             return
         digest = client_digest(self.user, agent.id)
-        end_sessions_of_client(self.server, self.user, digest, self.jid)
+        end_sessions_of_client(self.server, self.user, digest, self.jid, heir=self)
         self.server.cluster.cast(self.user, SAME_CLIENT_TOPIC, Element("bound", ns.BIND2),
                                  digest, str(self.jid))
 
@@ -281,6 +290,48 @@ class EstablishedSession(Negotiation):
         await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
         self.server.sm_session_opened(self)
 
+    def replaced_by(self, heir: EstablishedSession) -> None:
+        """``replaced``, by ``heir``, a new session of the same full JID (RFC 6120 §7.7.2.2)
+        or of the same client (its SASL2 user-agent id, XEP-0386 §3): a phone that lost its
+        connection and logged in afresh rather than resuming (XEP-0198 §5), while its old
+        session waited (or before its dead connection was noticed).
+
+        The chat and normal messages the old session never had acknowledged go to ``heir``
+        (``undeliverable``), ahead of anything routed to it afterwards: XEP-0198 §5 treats
+        them as never delivered, and delivered now, those to the full JID reach its session
+        (RFC 6121 §8.5.3.1); a client that binds a new resource is still the same one.
+        Routed the usual way, they went to offline storage (the new session is not available
+        yet), came out at its initial presence, and what contacts sent right after the login
+        overtook them all. A message to the bare JID, which the client already had, goes to
+        it again with the others (the account's other resources that came since get a copy as
+        well, as without an heir)."""
+        if heir._inherited is None:
+            heir._inherited = []  # several earlier sessions of one client: all of theirs
+        self._heir = heir
+        try:
+            self.replaced()
+        finally:
+            self._heir = None
+
+    def deliver_inherited(self) -> None:
+        """Right after the bind result (or SASL2 <success/>): what the session this one
+        replaced had not had acknowledged (``replaced_by``), before anything else routed to this one. Nothing
+        is awaited between the registration and this call, so nothing overtakes them.
+
+        Written as they are, as after a resumption (XEP-0198 §5): they passed the
+        ``user_receive_packet`` filters when they first reached this resource (privacy,
+        blocking, the carbon copies to the other resources, push), which must not act twice."""
+        inherited, self._inherited = self._inherited, None
+        for stanza in inherited or ():
+            self.send(stanza)
+
+    def inherit(self, stanza: Element) -> None:
+        """A message of the session this one replaced, for ``deliver_inherited``."""
+        if self._inherited is None:
+            self.server.undeliverable(stanza, self)  # not an heir (never the case today)
+        else:
+            self._inherited.append(stanza)
+
     def replaced(self) -> None:
         if self.fsm.state is S.RESUME_SESSION:
             self.fsm.goto(S.CLOSED)
@@ -306,6 +357,10 @@ class EstablishedSession(Negotiation):
             return
         self._ended = True
         self.server.sessions.unregister(self)
+        inherited, self._inherited = self._inherited, None
+        for stanza in inherited or ():
+            # Ended before its bind result went out: its predecessor's messages go on.
+            self.server.undeliverable(stanza, self)
         sm: StreamManagement | None = self.module_state.get(SM_KEY)
         if sm is not None:
             # XEP-0198 §5 (and our rule that nothing accepted is lost): stanzas the client
@@ -314,7 +369,7 @@ class EstablishedSession(Negotiation):
             for stanza, when in zip(sm.take_unacked(delay_from=jid.domain), sent, strict=True):
                 if _is_carbon_copy(stanza):
                     continue  # a copy: the original reached its own recipient
-                self.server.undeliverable(stanza, self, when)
+                self.server.undeliverable(stanza, self, when, self._heir)
         self.server.sm_session_closed(self, reason)
         self.server.spawn(self._run_close_hooks(reason))
 
@@ -350,9 +405,12 @@ def client_digest(bare: JID, agent_id: str) -> str:
     return hashlib.sha256(f"{bare}\0{agent_id}".encode()).hexdigest()
 
 
-def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID) -> int:
+def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID,
+                           heir: EstablishedSession | None = None) -> int:
     """End this node's sessions of ``bare`` whose client's user-agent id has ``digest``,
-    but ``keep`` (the new session), as replaced; how many (XEP-0386 §3)."""
+    but ``keep`` (the new session), as replaced; how many (XEP-0386 §3). ``heir``: the new
+    session when it is on this node; it takes what they had not had acknowledged
+    (``replaced_by``)."""
     ended = 0
     for other in list(server.sessions.resources(bare)):
         agent = getattr(other, "user_agent", None)
@@ -360,7 +418,11 @@ def end_sessions_of_client(server: Any, bare: JID, digest: str, keep: JID) -> in
                 or client_digest(bare, agent.id) != digest:
             continue
         log.info("c2s_session_replaced_by_same_client jid=%s by=%s", other.jid, keep)
-        other.replaced()
+        replaced_by = getattr(other, "replaced_by", None)
+        if heir is not None and replaced_by is not None:
+            replaced_by(heir)
+        else:
+            other.replaced()
         ended += 1
     return ended
 
