@@ -392,7 +392,7 @@ def test_dialects_migrate_in_step() -> None:
 @pytest.mark.parametrize("package", [
     "suricate.modules.mod_roster", "suricate.modules.mod_offline", "suricate.modules.mod_last",
     "suricate.modules.mod_private", "suricate.modules.mod_vcard", "suricate.modules.mod_blocking",
-    "suricate.modules.mod_fast_auth_token"])
+    "suricate.modules.mod_fast_auth_token", "suricate.modules.mod_event_pusher"])
 def test_module_dialects_migrate_in_step(package: str) -> None:
     sqlite_m = load_module_migrations(package, "sqlite")
     pgsql_m = load_module_migrations(package, "pgsql")

@@ -36,14 +36,14 @@ from suricate.core.module import Module, PersonalData
 from suricate.jid import JID
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
-from suricate.protocol.stanza import message_type
 from suricate.xml.element import Element
 
 from .http import HttpBackend
-from .push import PUSH, PushBackend
+from .push import PUSH, PushBackend, notifiable
 from .rabbit import POOL_TAG, RabbitBackend
 from .sns import SnsBackend
 from .store import PushStore
+from .unacked import UnackedWatch
 
 if TYPE_CHECKING:
     from suricate.core.c2s import C2S
@@ -94,6 +94,13 @@ _PUSH = Section(
             Bool(), True,
             "Suricate: put `last-message-body` in notifications (6.4 always does). Turn off so "
             "that message text never reaches the app server and its push provider."),
+        "wake_unacked_after": Option(
+            Int(min=0, unit="seconds"), 5,
+            "Suricate (6.4 has none): a session with stream management that enabled push and "
+            "has not acknowledged a message this long after it was written (an iOS app "
+            "frozen with its socket open) is notified as if it waited to be resumed; 0: "
+            "never. The server asks for the acknowledgement (XEP-0198 `<r/>`) when it writes "
+            "the first message of a burst."),
     },
     doc="XEP-0357 push notifications for accounts that enabled them.",
 )
@@ -189,6 +196,7 @@ class ModEventPusher(Module):
     def __init__(self, server: Server, opts: Mapping[str, Any]) -> None:
         super().__init__(server, opts)
         self.push: PushBackend | None = None
+        self.unacked: UnackedWatch | None = None
         self.http: HttpBackend | None = None
         self.rabbit: RabbitBackend | None = None
         self.sns: SnsBackend | None = None
@@ -197,7 +205,7 @@ class ModEventPusher(Module):
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         """The account's XEP-0357 push registrations (app server, node, publish-options),
         for GDPR retrieval."""
-        columns = ("service", "node", "form", "created_at")
+        columns = ("service", "node", "form", "device", "created_at")
         return [PersonalData("push", columns, await self.store.user_rows(
             "push_registrations", columns, jid.domain, jid.local or "", "service, node"))]
 
@@ -210,6 +218,10 @@ class ModEventPusher(Module):
             self._hook(H.OFFLINE_MESSAGE, self.offline_message, 60)
             self._hook(H.USER_AVAILABLE, self.user_available, 50)
             self._hook(H.SESSION_RESUMED, self.session_resumed, 50)
+            delay = self.opts["push"].get("wake_unacked_after", 5)
+            if delay:
+                self.unacked = UnackedWatch(self.server, self.push, delay)
+                self._hook(H.SESSION_CLOSED, self.session_closed, 50)
         if "http" in self.opts and self.opts["http"]["handlers"]:
             self.http = HttpBackend(self.server, self.opts["http"]["handlers"],
                                     pools.get("http", {}))
@@ -251,6 +263,9 @@ class ModEventPusher(Module):
         self._wired.clear()
         if self.push is not None:
             self.server.iq.unregister("sm", PUSH)
+        if self.unacked is not None:
+            self.unacked.stop()
+            self.unacked = None
         for backend_ in (self.http, self.rabbit, self.sns):
             if backend_ is not None:
                 await backend_.stop()
@@ -265,6 +280,11 @@ class ModEventPusher(Module):
             raise StanzaError("bad-request", "enable and disable are IQs of type set")
         if iq.payload.name == "enable":
             await self.push.enable(iq.frm, iq.payload)
+            if self.unacked is not None:
+                # Its device now wakes by push: tell when it stops reading (unacked.py).
+                session = self.server.sessions.local(iq.frm)
+                if session is not None:
+                    self.unacked.watch(session)
         elif iq.payload.name == "disable":
             await self.push.disable(iq.to.bare, iq.payload)
         else:
@@ -281,7 +301,7 @@ class ModEventPusher(Module):
         # sender's news, not theirs.
         kept = stored or "mod_mam" in self.server.modules
         if self.push is not None and (kept or self._from_muc_light(frm)) \
-                and _notifiable(stanza):
+                and notifiable(stanza):
             self.push.message_missed(to.bare, frm, stanza)
         if self.rabbit is not None and kept:
             self._rabbit_received(frm, to, stanza)
@@ -324,6 +344,11 @@ class ModEventPusher(Module):
         # counts (XEP-0357 §7 message-count, unread or undelivered) starts again.
         if self.push is not None:
             self.push.device_back(c2s.jid)
+        return acc
+
+    async def session_closed(self, acc: Any, c2s: C2S, reason: str) -> Any:
+        if self.unacked is not None:
+            self.unacked.session_closed(c2s)
         return acc
 
     async def unset_presence(self, acc: Any, c2s: C2S, status: str) -> Any:
@@ -377,7 +402,7 @@ class ModEventPusher(Module):
         if stanza is None or stanza.name != "message":
             return stanza
         if self.push is not None and c2s.state == C2SState.RESUME_SESSION \
-                and _notifiable(stanza):
+                and notifiable(stanza):
             # XEP-0198 §5: the connection is gone and the session waits to be resumed; the
             # message is queued for it, but the phone will not see it until woken up.
             sender = stanza.get("from")
@@ -385,33 +410,3 @@ class ModEventPusher(Module):
                 self.push.message_missed(c2s.jid.bare, JID.parse(sender), stanza,
                                          resource=c2s.jid.resource)
         return stanza
-
-
-# Bodiless messages a person waits on, worth waking a phone for: a call ringing (XEP-0353
-# <propose/>; the rest of that exchange is for a client already awake), an end-to-end
-# encrypted message whose client sends no fallback body (OMEMO, XEP-0384, old and new).
-_JINGLE_MESSAGE_PREFIX = "urn:xmpp:jingle-message:"
-_ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
-
-
-def _notifiable(stanza: Element) -> bool:
-    # XEP-0357 §7 leaves the choice to the server; 6.4 notifies messages with a body (chat
-    # states and receipts alone would wake a phone for nothing). We also wake it for an
-    # incoming call and an OMEMO message without a body: on iOS (Monal, Siskin) nothing
-    # else would make such a call ring or such a message show.
-    # RFC 6121 §5.2.2: a type not understood is "normal"
-    if message_type(stanza) not in ("chat", "normal", "groupchat"):
-        return False
-    if stanza.find_text("body"):
-        # An empty <body/> says nothing to show: 6.4 skips it (push content: an empty body
-        # is no notification). A MUC Light room's notifications (affiliation and
-        # configuration changes, MUC Light protocol §5) carry one, and would otherwise wake
-        # an offline member's phone with an empty message from the room's bare JID.
-        return True
-    for child in stanza.elements():
-        xmlns = child.xmlns or ""
-        if (child.name == "propose" and xmlns.startswith(_JINGLE_MESSAGE_PREFIX)) \
-                or (child.name == "encrypted" and xmlns in _ENCRYPTED
-                    and child.find("payload", xmlns) is not None):
-            return True
-    return False

@@ -22,9 +22,10 @@ link down).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from suricate.core import hooks as H
@@ -33,6 +34,7 @@ from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StanzaError
+from suricate.protocol.stanza import message_type
 from suricate.xml import ns
 from suricate.xml.element import Element
 from suricate.xml.parser import XMLStreamError, parse_fragment
@@ -132,13 +134,13 @@ _NOTIFIED_KEPT = 64
 class _Account:
     """What the push backend knows of one account beyond its stored registrations."""
 
-    __slots__ = ("bound", "counts", "failures", "notified")
+    __slots__ = ("counts", "devices", "failures", "notified")
 
     def __init__(self) -> None:
-        # The resource whose session enabled each registration: the device behind it. Kept
-        # in memory: after a restart a registration is unbound until enabled again (clients
-        # enable at every login), and an unbound one is notified whatever the sessions.
-        self.bound: dict[RegKey, str] = {}
+        # The device (resource) behind each registration that has a count, as stored with
+        # it (`push_registrations.device`), so that a device coming back finds its counts
+        # without a database read.
+        self.devices: dict[RegKey, str] = {}
         # Messages notified to each registration since its device was last back
         # (`message-count`, XEP-0357 §7: "unread or undelivered messages").
         self.counts: dict[RegKey, int] = {}
@@ -173,16 +175,17 @@ class PushBackend:
     async def enable(self, device: JID, payload: Element) -> None:
         """``device``: the full JID of the session that asks; its registration is bound to
         that resource, so that it is not woken while that session is connected."""
-        reg = parse_enable(payload)
+        # Stored with the registration: which device it wakes survives a restart.
+        reg = dataclasses.replace(parse_enable(payload), device=device.resource or "")
         user = device.bare
         assert user.local is not None
         await self.store.enable(user.domain, user.local, reg)
-        account = self._account(user)
-        key = (reg.service, reg.node)
-        if device.resource is not None:
-            account.bound[key] = device.resource
-        # Enabling again (each login, for most clients) is the device saying it is here.
-        account.counts.pop(key, None)
+        account = self._accounts.get(user)
+        if account is not None:
+            # Enabling again (each login, for most clients) is the device saying it is here.
+            key = (reg.service, reg.node)
+            account.counts.pop(key, None)
+            account.devices.pop(key, None)
 
     async def disable(self, user: JID, payload: Element) -> None:
         service = payload.get("jid")
@@ -201,9 +204,9 @@ class PushBackend:
         await self.store.disable(user.domain, user.local, service, node)
         account = self._accounts.get(user)
         if account is not None:
-            for key in [k for k in {*account.bound, *account.counts, *account.failures}
+            for key in [k for k in {*account.devices, *account.counts, *account.failures}
                         if k[0] == service and node in (None, k[1])]:
-                account.bound.pop(key, None)
+                account.devices.pop(key, None)
                 account.counts.pop(key, None)
                 account.failures.pop(key, None)
 
@@ -217,12 +220,14 @@ class PushBackend:
         if account is None:
             return
         account.counts = {key: count for key, count in account.counts.items()
-                          if self._device(user, account.bound.get(key)) not in
+                          if self._device(user, account.devices.get(key)) not in
                           (None, device.resource)}
+        account.devices = {key: account.devices[key] for key in account.counts
+                           if key in account.devices}
         # The messages it missed are delivered now (resumed, or from offline storage):
         # whatever copy of them comes later is not news to anyone.
         account.notified.clear()
-        if not account.bound and not account.counts and not account.failures:
+        if not account.counts and not account.failures:
             del self._accounts[device.bare]
 
     def message_missed(self, user: JID, sender: JID, stanza: Element,
@@ -230,12 +235,22 @@ class PushBackend:
         """A message reached ``user`` (bare) while it could not be shown live: queued for
         the session of ``resource`` waiting to be resumed, or else stored (offline,
         archive) or sent to the account as a MUC Light member with no session."""
-        text = stanza.find_text("body")
-        key: MessageKey = (str(sender), stanza.get("id"), hash(text))
-        body = text if self.include_body else None
-        self.server.spawn(self._notify(user, key, str(sender), body, resource))
+        self.messages_missed(user, [(sender, stanza)], resource)
 
-    async def _notify(self, user: JID, message: MessageKey, sender: str, body: str | None,
+    def messages_missed(self, user: JID, messages: Sequence[tuple[JID, Element]],
+                        resource: str | None) -> None:
+        """Messages, oldest first, that the session of ``resource`` has not shown: one
+        notification per registration for all of them (their count, the last one's sender
+        and body), each message counted once per registration whatever else notified it."""
+        missed = []
+        for sender, stanza in messages:
+            text = stanza.find_text("body")
+            key: MessageKey = (str(sender), stanza.get("id"), hash(text))
+            missed.append((key, str(sender), text if self.include_body else None))
+        if missed:
+            self.server.spawn(self._notify(user, missed, resource))
+
+    async def _notify(self, user: JID, missed: list[tuple[MessageKey, str, str | None]],
                       resource: str | None) -> None:
         assert user.local is not None
         async with self._turns.hold(user):
@@ -243,26 +258,36 @@ class PushBackend:
             if not regs:
                 return
             account = self._account(user)
-            notified = account.notified.get(message)
-            if notified is None:
-                notified = account.notified[message] = set()
-                while len(account.notified) > _NOTIFIED_KEPT:
-                    account.notified.popitem(last=False)
+            notified = []
+            for message, _, _ in missed:
+                already = account.notified.get(message)
+                if already is None:
+                    already = account.notified[message] = set()
+                notified.append(already)
+            while len(account.notified) > _NOTIFIED_KEPT:
+                account.notified.popitem(last=False)
             publish = []
             for reg in regs:
                 key = (reg.service, reg.node)
-                owner = self._device(user, account.bound.get(key))
-                if key in notified or not self._wakes(user, owner, resource):
+                owner = self._device(user, reg.device or None)
+                if not self._wakes(user, owner, resource):
                     continue
-                notified.add(key)
-                count = account.counts[key] = account.counts.get(key, 0) + 1
+                fresh = [i for i, keys in enumerate(notified) if key not in keys]
+                if not fresh:
+                    continue
+                for i in fresh:
+                    notified[i].add(key)
+                count = account.counts[key] = account.counts.get(key, 0) + len(fresh)
+                if reg.device:
+                    account.devices[key] = reg.device
+                _, sender, body = missed[fresh[-1]]
                 publish.append(self._publish(user, reg, count, sender, body))
         if publish:
             await asyncio.gather(*publish)
 
     def _device(self, user: JID, owner: str | None) -> str | None:
         """The resource of the device behind a registration enabled by ``owner``, or None
-        when unknown: never bound, or its session is gone (a client that enabled push once
+        when unknown: enabled before devices were stored, or its session is gone (a client that enabled push once
         and logs in later under another resource, as a Bind 2 server gives, without enabling
         again: its device is any)."""
         if owner is None or self.server.sessions.local(user.with_resource(owner)) is None:
@@ -370,3 +395,34 @@ def form_values(serialized: str) -> dict[str, str]:
         return {}
     return {f.get("var") or "": f.find_text("value", ns.DATA_FORMS) or ""
             for f in form.find_all("field", ns.DATA_FORMS) if f.get("var") != "FORM_TYPE"}
+
+
+# Bodiless messages a person waits on, worth waking a phone for: a call ringing (XEP-0353
+# <propose/>; the rest of that exchange is for a client already awake), an end-to-end
+# encrypted message whose client sends no fallback body (OMEMO, XEP-0384, old and new).
+_JINGLE_MESSAGE_PREFIX = "urn:xmpp:jingle-message:"
+_ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
+
+
+def notifiable(stanza: Element) -> bool:
+    """Whether a message is worth waking a phone for."""
+    # XEP-0357 §7 leaves the choice to the server; 6.4 notifies messages with a body (chat
+    # states and receipts alone would wake a phone for nothing). We also wake it for an
+    # incoming call and an OMEMO message without a body: on iOS (Monal, Siskin) nothing
+    # else would make such a call ring or such a message show.
+    # RFC 6121 §5.2.2: a type not understood is "normal"
+    if stanza.name != "message" or message_type(stanza) not in ("chat", "normal", "groupchat"):
+        return False
+    if stanza.find_text("body"):
+        # An empty <body/> says nothing to show: 6.4 skips it (push content: an empty body
+        # is no notification). A MUC Light room's notifications (affiliation and
+        # configuration changes, MUC Light protocol §5) carry one, and would otherwise wake
+        # an offline member's phone with an empty message from the room's bare JID.
+        return True
+    for child in stanza.elements():
+        xmlns = child.xmlns or ""
+        if (child.name == "propose" and xmlns.startswith(_JINGLE_MESSAGE_PREFIX)) \
+                or (child.name == "encrypted" and xmlns in _ENCRYPTED
+                    and child.find("payload", xmlns) is not None):
+            return True
+    return False
