@@ -88,3 +88,28 @@ async def test_channel_binding_refusals_stay_bounded(default: Server) -> None:
     rest = (await client.closed()).decode()
     assert "policy-violation" in rest
     await client.close()
+
+
+async def test_private_storage_is_on_the_domains_disco(default: Server) -> None:
+    """poezio 0.14 looks for remote bookmark storage in the disco#info of the domain only
+    (``jabber:iq:private`` or PEP's ``pubsub#publish``): without either it said "No remote
+    bookmark storage available" and neither read nor saved bookmarks on the server, so
+    none autojoined. Prosody 0.12's mod_private lists it there."""
+    client = await RawClient.open(default.tls_port, tls=True)  # type: ignore[attr-defined]
+    await client.open_stream()
+    await client.send(auth("PLAIN", "\0alice\0pw"))
+    await client.expect(r"<success[^>]*?(/>|>.*?</success>)")
+    await client.open_stream()
+    await client.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                      "<resource>poezio-hrYZ</resource></bind></iq>")
+    await client.expect(r"<iq[^>]*id=.b.*?</iq>")
+    await client.send("<iq id='13516a0a' to='localhost' type='get'>"
+                      "<query xmlns='http://jabber.org/protocol/disco#info' /></iq>")
+    info = await client.expect(r"<iq[^>]*id=.13516a0a.*?</iq>")
+    assert "jabber:iq:private" in info
+    # ...and what poezio then asks (use_bookmarks_method = privatexml, its default) works.
+    await client.send("<iq type='get' id='pv'><query xmlns='jabber:iq:private'>"
+                      "<storage xmlns='storage:bookmarks' /></query></iq>")
+    stored = await client.expect(r"<iq[^>]*id=.pv.*?</iq>")
+    assert "type=\"result\"" in stored.replace("'", '"')
+    await client.close()
