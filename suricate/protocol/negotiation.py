@@ -31,6 +31,15 @@ from suricate.xml import ns
 from suricate.xml.element import Element
 
 MAX_AUTH_FAILURES = 3  # RFC 6120 §6.4.5: "at least 2 and no more than 5" retries
+# RFC 5802 §7 server-error-values refusing the channel-binding part of a SCRAM
+# client-first-message (a type the server does not take; "y" while the server offers -PLUS,
+# §6): no credential has been looked at yet.
+CB_REFUSALS = frozenset({"unsupported-channel-binding-type",
+                         "server-does-support-channel-binding"})
+# How many of those a stream gets before they count as failed attempts: one per SCRAM
+# mechanism the server offers (5 hashes, each plain and -PLUS), what a client trying them
+# one after the other needs before PLAIN.
+MAX_CB_REFUSALS = 10
 
 S = C2SState
 
@@ -73,6 +82,13 @@ class AuthFailed:
     condition: str
     text: str | None
 
+    @property
+    def guessed(self) -> bool:
+        """A password (or token) was checked and found wrong, or the name is unknown: counts
+        towards the per-address and per-account waits (suricate.auth.failures). A refused
+        channel binding is not-authorized too, but no credential was read (RFC 5802 §7)."""
+        return self.condition == "not-authorized" and self.text not in CB_REFUSALS
+
 
 @dataclass(frozen=True, slots=True)
 class CloseStream:
@@ -104,7 +120,8 @@ class SaslNegotiator:
     at most ``max_failures`` failed attempts (§6.4.5)."""
 
     __slots__ = ("mechanism", "mechanism_name", "sasl2", "failures", "max_failures",
-                 "sasl2_offered", "sasl2_inline", "username", "_exchanging")
+                 "cb_refusals", "sasl2_offered", "sasl2_inline", "username",
+                 "_exchanging")
 
     def __init__(self, max_failures: int = MAX_AUTH_FAILURES) -> None:
         self.mechanism: Any = None
@@ -114,6 +131,7 @@ class SaslNegotiator:
         self.sasl2: Element | None = None
         self.failures = 0
         self.max_failures = max_failures
+        self.cb_refusals = 0
         self.sasl2_offered = False
         self.sasl2_inline: frozenset[str] = frozenset()
         # The (prepared) username the attempt under way names, once the mechanism read it:
@@ -219,7 +237,18 @@ class SaslNegotiator:
     def fail(self, condition: str, text: str | None = None) -> list[Action]:
         """A failed attempt (RFC 6120 §6.5, XEP-0388 §2.6.4); too many end the stream."""
         self.mechanism = None
-        self.failures += 1
+        # A SCRAM attempt refused for its channel binding (RFC 5802 §6, §7) is refused at the
+        # client-first-message, before any credential is read: it guesses nothing.
+        # slixmpp 1.8 (poezio 0.14, Debian 12) always binds with tls-unique, which TLS 1.3
+        # does not define (RFC 9266 §3), tries every -PLUS mechanism, then every plain SCRAM
+        # with "y" (refused: the server does offer -PLUS, §6's downgrade check), then PLAIN.
+        # Counted as failures (RFC 6120 §6.4.5 limits retries against guessing) the stream
+        # ended after three and the account's login waits grew; bounded on their own.
+        cb_refusal = text in CB_REFUSALS and self.cb_refusals < MAX_CB_REFUSALS
+        if cb_refusal:
+            self.cb_refusals += 1
+        else:
+            self.failures += 1
         actions: list[Action] = [AuthFailed(condition, text),
                                  Reply(self._failure_element(condition, text))]
         self.sasl2 = None

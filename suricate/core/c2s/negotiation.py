@@ -169,7 +169,7 @@ class Negotiation(Delivery):
                 self.server.metrics_auth_failed(self)
                 name = self._attempted_name()
                 ip = client_ip(self.conn.peer)
-                guessed = action.condition == "not-authorized"
+                guessed = action.guessed
                 if guessed:
                     self.server.auth_failures.failed(ip, name)
                 # One line per failure, for fail2ban (docs/operations.md): the client's

@@ -33,6 +33,10 @@ class ModPrivate(Module):
     xeps = ("0049",)
     iq_handlers = (("sm", ns.PRIVATE, "private"),)
     sm_features = (ns.PRIVATE,)
+    # On the server's own disco#info too, as Prosody 0.12's mod_private: poezio 0.14 looks
+    # for remote bookmark storage (XEP-0048 in private XML, or PEP) in the domain's features
+    # only, and without it never reads nor saves its bookmarks on the server.
+    features = (ns.PRIVATE,)
 
     async def personal_data(self, jid: JID) -> list[PersonalData]:
         """What the account keeps here, for GDPR retrieval (``Module.personal_data``), with
