@@ -59,6 +59,14 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _is_self_signed(certfile: str) -> bool:
+    """True when the first certificate of ``certfile`` names itself as its issuer and has no
+    CA above it that a client could trust (RFC 5280 §6.1: a self-issued end certificate)."""
+    with open(certfile, "rb") as f:
+        cert = x509.load_pem_x509_certificates(f.read())[0]
+    return cert.issuer == cert.subject
+
+
 def server_end_point_hash(cert_der: bytes) -> bytes:
     """RFC 5929 §4.1: hash the certificate with its signature hash; MD5/SHA-1 become SHA-256."""
     cert = x509.load_der_x509_certificate(cert_der)
@@ -80,7 +88,7 @@ class TLSConfig:
     """One listener's TLS settings, turned into OpenSSL contexts once at start-up."""
 
     __slots__ = ("context", "mode", "alpn", "_by_name", "_end_point", "_verify_after_handshake",
-                 "host_type_of", "_opts", "_certs_by_name")
+                 "host_type_of", "_opts", "_certs_by_name", "self_signed")
 
     def __init__(self, opts: Mapping[str, Any], alpn: Sequence[bytes] = (),
                  certs_by_name: Mapping[str, CertKey] | None = None,
@@ -96,12 +104,16 @@ class TLSConfig:
         #: The host type of a served domain (the name itself for any other name): a
         #: certificate given for a host type serves its domains, added at run time too.
         self.host_type_of: Callable[[str], str] | None = None
+        #: The default certificate is its own issuer (the embedded default's generated one):
+        #: no client can verify it, so each asks its user first (libpurple, Gajim, profanity).
+        self.self_signed = False
         self.context, self._by_name = self._load()
 
     def _load(self) -> tuple[SSL.Context, dict[str, SSL.Context]]:
         opts = self._opts
         default = CertKey(opts["certfile"], opts.get("keyfile") or opts["certfile"])
         context = self._make_context(opts, default)
+        self.self_signed = _is_self_signed(default.certfile)
         # Certificate per domain chosen by SNI (RFC 6066 §3); the default serves the rest.
         by_name = {name.lower(): self._make_context(opts, ck)
                    for name, ck in self._certs_by_name.items()}

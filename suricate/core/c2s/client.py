@@ -72,6 +72,9 @@ class C2S(EstablishedSession):
         self._hibernatable = True
         self._dispatch = self.DISPATCH_COUNTED if server.instrument.enabled else self.DISPATCH
         self._goto(S.WAIT_FOR_STREAM)
+        if tls_config is not None and tls_config.mode == "tls":
+            # Direct TLS (XEP-0368): the handshake is the first thing, the same review.
+            self.allow_certificate_review()
 
 
 def _compile(cls: type[C2S], counted: bool) -> DispatchTable:

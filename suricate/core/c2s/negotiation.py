@@ -53,6 +53,11 @@ _T = TypeVar("_T")
 #: client's temporary-auth-failure is written before the connection-timeout would be.
 _DEADLINE_MARGIN = 0.1
 
+#: Seconds a client has, after STARTTLS (or the direct TLS handshake) with a self-signed
+#: certificate, to open the stream: its user is asked whether to trust the certificate.
+#: Prosody's limit for a stream that has not authenticated (c2s_timeout) is the same.
+CERTIFICATE_REVIEW_SECONDS = 300
+
 
 def _loggable(mechanism: str) -> str:
     """The mechanism name the client sent, if it is one (RFC 4422 §3.1: 1 to 20 of A-Z, 0-9,
@@ -378,6 +383,17 @@ class Negotiation(Delivery):
         self.send(Element("proceed", ns.TLS))
         self.conn.start_tls(self.tls_config)
         self._goto(S.WAIT_FOR_STREAM)
+        self.allow_certificate_review()
+
+    def allow_certificate_review(self) -> None:
+        """Time for a person to look at a certificate no client can verify before the
+        client opens the stream over TLS (RFC 6120 §5.4.3.3: it restarts the stream only
+        once it trusts the certificate). libpurple (Pidgin, finch) asks "Accept certificate
+        for localhost?" at that point and waits; with ``state_timeout`` (5 s) the stream had
+        ended with ``connection-timeout`` before anyone could click. Only for a self-signed
+        certificate (the embedded default's): a verifiable one needs no person."""
+        if self.tls_config is not None and getattr(self.tls_config, "self_signed", False):
+            self.extend_state_deadline(CERTIFICATE_REVIEW_SECONDS)
 
     def _on_preauth_iq(self, iq: Element) -> Awaitable[None]:
         return self._preauth_iq(iq)

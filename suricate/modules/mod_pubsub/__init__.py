@@ -208,6 +208,7 @@ class ModPubsub(Module):
         (H.ROSTER_OUT_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
+        (H.DISCO_LOCAL_IDENTITY, "local_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.DISCO_SM_NODE_INFO, "sm_node_info", 50),
         (H.DISCO_SM_NODE_ITEMS, "sm_node_items", 50),
@@ -1524,6 +1525,15 @@ class ModPubsub(Module):
     def sm_identity(self, acc: list[Element], jid: JID) -> list[Element]:
         if self.pep:
             # XEP-0163 §6: the account is a virtual pubsub service.
+            acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
+                                                           "type": "pep"}))
+        return acc
+
+    def local_identity(self, acc: list[Element], domain: str) -> list[Element]:
+        if self.pep:
+            # The server's disco#info says it too, as ejabberd's does: libpurple 2.14 (Pidgin, finch) looks for pubsub/pep only there, and
+            # without it never publishes nor reads avatars (XEP-0084), nicks (XEP-0172),
+            # moods or tunes. The account's own disco#info (§6.1) keeps it as well.
             acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
                                                            "type": "pep"}))
         return acc
