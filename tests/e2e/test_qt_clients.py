@@ -1,0 +1,76 @@
+"""Kaidan 0.8 (Debian 12's ``kaidan``, on QXmpp 1.4) and Psi+ 1.4 (Debian 12's ``psi-plus``,
+its own library iris) on the embedded default: the exact stanzas they send, replayed over real
+TLS, where the walk with the real clients found the server short of what the client expects
+(docs/compliance.md, "Kaidan and Psi+")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from suricate.core.defaults import default_config_toml
+from suricate.core.server import Server
+from suricate.jid import JID
+from suricate.net.certs import ensure_self_signed
+from tests.e2e.harness import RawClient, free_port, serving
+
+
+@pytest.fixture
+async def default(tmp_path: Path) -> AsyncIterator[Server]:
+    """The embedded default's configuration on free ports."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    c2s_port, tls_port = free_port(), free_port()
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(),
+                               c2s_port=c2s_port, tls_port=tls_port)
+    async with serving(tmp_path, toml, c2s_port=c2s_port, tls_port=tls_port) as server:
+        yield server
+
+
+def reply(iq_id: str) -> str:
+    """A regexp for the whole answer to our IQ ``iq_id``."""
+    return rf"<iq(?=[^>]*id=.{iq_id}.)[^>]*?(/>|>.*?</iq>)"
+
+
+def kaidan_submit(form_type: str) -> str:
+    """What Kaidan 0.8's "Register" button sends (QXmpp 1.4 ``QXmppRegistrationManager``):
+    the form the server gave, values filled in, ``<required/>`` kept, and its type left at
+    ``form`` rather than XEP-0004's ``submit``."""
+    return (
+        "<iq xmlns='jabber:client' id='qxmpp7' type='set'>"
+        "<n1:query xmlns:n1='jabber:iq:register'>"
+        f"<n2:x xmlns:n2='jabber:x:data' type='{form_type}'>"
+        "<n2:title>Registration</n2:title>"
+        "<n2:instructions>Choose a username and password to register with this server."
+        "</n2:instructions>"
+        "<n2:field type='hidden' var='FORM_TYPE'><n2:value>jabber:iq:register</n2:value>"
+        "</n2:field>"
+        "<n2:field type='text-single' label='Username' var='username'>"
+        "<n2:value>kai</n2:value><n2:required/></n2:field>"
+        "<n2:field type='text-private' label='Password' var='password'>"
+        "<n2:value>kaipass1</n2:value><n2:required/></n2:field>"
+        "</n2:x></n1:query></iq>")
+
+
+async def test_kaidan_registers_with_the_form_it_was_given(default: Server) -> None:
+    """Kaidan's onboarding ("Register a new account", "Create an account manually") fetched
+    the XEP-0077 form and sent it back with type='form': the server read only a form of
+    type 'submit', found no legacy fields either and answered not-acceptable ("Registration
+    failed: a username and a password are required"). Prosody 0.12 reads the fields
+    whatever the form's type; so does Suricate now, except a cancelled form."""
+    raw = await RawClient.open(default.tls_port, tls=True)  # type: ignore[attr-defined]
+    await raw.open_stream()
+    await raw.send("<iq xmlns='jabber:client' id='qxmpp4' type='get'>"
+                   "<n1:query xmlns:n1='jabber:iq:register'/></iq>")
+    assert "jabber:x:data" in await raw.expect(reply("qxmpp4"))
+    # XEP-0004 §3.1: a cancelled submission registers nothing.
+    await raw.send(kaidan_submit("cancel").replace("qxmpp7", "qxmpp6"))
+    assert "not-acceptable" in await raw.expect(reply("qxmpp6"))
+    assert not await default.user_exists(JID.parse("kai@localhost"))
+    await raw.send(kaidan_submit("form"))
+    assert 'type="result"' in (await raw.expect(reply("qxmpp7"))).replace("'", '"')
+    assert await default.user_exists(JID.parse("kai@localhost"))
+    await raw.close()
