@@ -5,6 +5,8 @@ TLS, where the walk with the real clients found the server short of what the cli
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,4 +75,21 @@ async def test_kaidan_registers_with_the_form_it_was_given(default: Server) -> N
     await raw.send(kaidan_submit("form"))
     assert 'type="result"' in (await raw.expect(reply("qxmpp7"))).replace("'", '"')
     assert await default.user_exists(JID.parse("kai@localhost"))
+    await raw.close()
+
+
+async def test_psi_plus_asks_the_password_after_the_features(default: Server) -> None:
+    """Psi+ 1.4 with no saved password opens the stream, gets the SASL features and only
+    then asks the person for the password ("Please enter your password"): MongooseIM's 5 s
+    state_timeout closed the stream while they typed, iris logged "stream was cleaned up
+    while waiting for password input", reconnected and asked again, for good. The default's
+    c2s listeners give each step 60 s (Prosody 0.12: 300 s before authentication)."""
+    await default.auth.register(JID.parse("psi@localhost"), "psipass1")
+    raw = await RawClient.open(default.tls_port, tls=True)  # type: ignore[attr-defined]
+    await raw.open_stream()  # up to the end of the features, SASL mechanisms and all
+    await asyncio.sleep(5.5)  # the person types the password: longer than MongooseIM's 5 s
+    token = base64.b64encode(b"\0psi\0psipass1").decode()
+    await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                   f"{token}</auth>")
+    await raw.expect(r"<success[^>]*?(/>|>.*?</success>)")
     await raw.close()
