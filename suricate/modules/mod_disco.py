@@ -114,6 +114,8 @@ class ModDisco(Module):
             # No other node of the server carries information (XEP-0030 §3.1: unknown node).
             raise StanzaError("item-not-found")
         query.add("identity", attrs={"category": "server", "type": "im", "name": SERVER_NAME})
+        for identity in self.server.hooks.fold(H.DISCO_LOCAL_IDENTITY, [], domain):
+            query.append(identity)
         features: set[str] = self.server.hooks.fold(H.DISCO_LOCAL_FEATURES, set(), domain)
         for var in sorted(features):
             query.add("feature", attrs={"var": var})

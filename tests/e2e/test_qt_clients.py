@@ -93,3 +93,28 @@ async def test_psi_plus_asks_the_password_after_the_features(default: Server) ->
                    f"{token}</auth>")
     await raw.expect(r"<success[^>]*?(/>|>.*?</success>)")
     await raw.close()
+
+
+async def test_psi_plus_finds_pep_on_the_server(default: Server) -> None:
+    """Psi+ 1.4 (iris ServerInfoManager) asks the disco#info of its server's domain, not of
+    the account, and turns PEP on only if an identity pubsub/pep is there (XEP-0163's
+    earlier place for it): without one its Avatar, Mood, Activity and GeoLocation menus
+    stayed disabled. The account's bare JID keeps its pubsub/pep too (XEP-0163 §6.1)."""
+    await default.auth.register(JID.parse("psi@localhost"), "psipass1")
+    raw = await RawClient.open(default.tls_port, tls=True)  # type: ignore[attr-defined]
+    await raw.open_stream()
+    token = base64.b64encode(b"\0psi\0psipass1").decode()
+    await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                   f"{token}</auth>")
+    await raw.expect(r"<success[^>]*?(/>|>.*?</success>)")
+    await raw.open_stream()
+    await raw.send("<iq xmlns='jabber:client' type='set' id='aab9a'>"
+                   "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>Psi+</resource>"
+                   "</bind></iq>")
+    await raw.expect(reply("aab9a"))
+    for iq_id, to in (("aabfa", "localhost"), ("own", "psi@localhost")):
+        await raw.send(f"<iq xmlns='jabber:client' to='{to}' type='get' id='{iq_id}'>"
+                       "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        info = (await raw.expect(reply(iq_id))).replace("'", '"')
+        assert info.count('<identity category="pubsub" type="pep"') == 1, (to, info)
+    await raw.close()

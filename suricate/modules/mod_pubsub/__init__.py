@@ -208,6 +208,7 @@ class ModPubsub(Module):
         (H.ROSTER_OUT_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.ROSTER_IN_SUBSCRIPTION, "new_presence_subscriber", 60),
         (H.DISCO_SM_IDENTITY, "sm_identity", 50),
+        (H.DISCO_LOCAL_IDENTITY, "local_identity", 50),
         (H.DISCO_SM_ITEMS, "sm_items", 50),
         (H.DISCO_SM_NODE_INFO, "sm_node_info", 50),
         (H.DISCO_SM_NODE_ITEMS, "sm_node_items", 50),
@@ -1524,6 +1525,16 @@ class ModPubsub(Module):
     def sm_identity(self, acc: list[Element], jid: JID) -> list[Element]:
         if self.pep:
             # XEP-0163 §6: the account is a virtual pubsub service.
+            acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
+                                                           "type": "pep"}))
+        return acc
+
+    def local_identity(self, acc: list[Element], domain: str) -> list[Element]:
+        if self.pep:
+            # XEP-0163 §6.1 now puts pubsub/pep on the account's bare JID (above); its
+            # earlier versions put it on the server, and clients still look there: iris
+            # (Psi+ 1.4) asks only the domain, and without it turns off avatars, mood,
+            # activity and location. MongooseIM's and ejabberd's mod_pubsub answer both.
             acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
                                                            "type": "pep"}))
         return acc
