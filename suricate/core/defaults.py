@@ -31,6 +31,11 @@ DEFAULT_MODULES = (
 
 
 MAX_STANZA_SIZE = 262144  # bytes, each client listener of the default (c2s and WebSocket)
+# Milliseconds for each negotiation step of the default's c2s listeners. MongooseIM's 5 s
+# suits programs, not a person: Psi+ 1.4 (iris) asks for a password it does not keep only
+# once the server's features have arrived, and a stream closed meanwhile sends it back to
+# the prompt, for good. Prosody 0.12 gives an unauthenticated stream 300 s (c2s_timeout).
+STATE_TIMEOUT = 60000
 
 
 def _q(value: str) -> str:
@@ -90,9 +95,13 @@ registration_timeout = "infinity"
 # On 5222 a client must start TLS before it may authenticate or register (Prosody's and
 # ejabberd's defaults; MongooseIM's is "starttls"): a man in the middle who strips the
 # <starttls/> feature then gets no session in the clear, only <encryption-required/>.
+#
+# Each negotiation step may take 60 s (MongooseIM's 5 s is too short for a person: Psi+
+# asks for a password it does not keep once the features have arrived).
 [[listen.c2s]]
 port = {c2s_port}
 max_stanza_size = {MAX_STANZA_SIZE}
+state_timeout = {STATE_TIMEOUT}
 tls.mode = "starttls_required"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}
@@ -101,6 +110,7 @@ tls.verify_mode = "none"
 [[listen.c2s]]
 port = {tls_port}
 max_stanza_size = {MAX_STANZA_SIZE}
+state_timeout = {STATE_TIMEOUT}
 tls.mode = "tls"
 tls.certfile = {_q(certfile)}
 tls.keyfile = {_q(keyfile)}

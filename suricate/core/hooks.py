@@ -315,12 +315,13 @@ PRIVATE_STORED: Hook[Callable[[None, JID, str, list[Element]], AsyncFolded[None]
 # -- discovery ---------------------------------------------------------------------------------
 DISCO_LOCAL_FEATURES: Hook[Callable[[set[str], str], Folded[set[str]]]] = Hook(
     "disco_local_features", "fold(features: set[str], domain) -> set[str]: the server's features")
-DISCO_LOCAL_IDENTITY: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
-    "disco_local_identity",
-    "fold(identities: list[Element], domain) -> list[Element]: identities of the server "
-    "besides server/im (pubsub/pep, where libpurple looks for PEP)")
 DISCO_LOCAL_ITEMS: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
     "disco_local_items", "fold(items: list[Element], domain) -> list[Element]")
+DISCO_LOCAL_IDENTITY: Hook[Callable[[list[Element], str], Folded[list[Element]]]] = Hook(
+    "disco_local_identity",
+    "fold(identities: list[Element], domain) -> list[Element]: the server's identities besides "
+    "server/im (MongooseIM's hook of the name: mod_pubsub's pubsub/pep, where libpurple and "
+    "iris look for PEP)")
 DISCO_SM_FEATURES: Hook[Callable[[set[str], JID], Folded[set[str]]]] = Hook(
     "disco_sm_features", "fold(features: set[str], user_jid) -> set[str]: an account's features")
 DISCO_LOCAL_NODE: Hook[Callable[[bool, str, str], Folded[bool]]] = Hook(

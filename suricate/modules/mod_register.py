@@ -487,9 +487,12 @@ def timeout_group(ip: str | None) -> str | None:
 
 def _credentials(query: Element) -> tuple[str | None, str | None]:
     """Username and password from the iq:register fields, or from a submitted data form
-    (XEP-0077 §4: the form takes precedence when present)."""
+    (XEP-0077 §4: the form takes precedence when present). XEP-0004 §3.1 wants
+    ``type='submit'``, but QXmpp 1.4 (Kaidan 0.8) sends back the form it was given, values
+    filled in, still ``type='form'``; Prosody 0.12 reads the fields whatever the type, so
+    does this, except a ``cancel`` (§3.1: the submission was cancelled)."""
     form = query.find("x", ns.DATA_FORMS)
-    if form is not None and form.attrs.get("type") == "submit":
+    if form is not None and form.attrs.get("type") != "cancel":
         values = {field.attrs.get("var"): field.find_text("value", ns.DATA_FORMS)
                   for field in form.find_all("field", ns.DATA_FORMS)}
         return values.get("username"), values.get("password")

@@ -1531,9 +1531,11 @@ class ModPubsub(Module):
 
     def local_identity(self, acc: list[Element], domain: str) -> list[Element]:
         if self.pep:
-            # The server's disco#info says it too, as ejabberd's does: libpurple 2.14 (Pidgin, finch) looks for pubsub/pep only there, and
-            # without it never publishes nor reads avatars (XEP-0084), nicks (XEP-0172),
-            # moods or tunes. The account's own disco#info (§6.1) keeps it as well.
+            # XEP-0163 §6.1 now puts pubsub/pep on the account's bare JID (above); its
+            # earlier versions put it on the server, and clients still look there: iris
+            # (Psi+ 1.4) asks only the domain, and without it turns off avatars, mood,
+            # activity and location; libpurple 2.14 (Pidgin, finch) too, and never publishes
+            # nor reads avatars, nicks, moods or tunes. ejabberd's mod_pubsub answers both.
             acc.append(Element("identity", ns.DISCO_INFO, {"category": "pubsub",
                                                            "type": "pep"}))
         return acc
