@@ -44,7 +44,7 @@ from suricate.net.certs import ensure_self_signed
 from tests.e2e.harness import Client, disconnect, free_port
 from tests.interop import peers as P
 from tests.interop.test_federation_interop import require_peers, suricate_toml
-from tests.interop.test_federation_muc_pep import chat, muc_presence
+from tests.interop.test_federation_muc_pep import chat, create_instant, muc_presence
 from tests.s2s.harness import federated_server, register
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("fixed-ports"),
@@ -266,8 +266,8 @@ async def test_a_contact_and_the_other_server_as_clients_show_them(
             got = await them.plugin["xep_0054"].get_vcard(our_jid("info", peer), cached=False,
                                                           timeout=10)
             assert got["vcard_temp"]["FN"] == "Sam"
-            # XEP-0153 §4.1: the server puts the photo's hash in its users' presence (ours and
-            # ejabberd's mod_vcard_xupdate; Prosody's client would)
+            # XEP-0153 §4.1: the server puts the photo's hash in its users' presence (ours,
+            # ejabberd's mod_vcard_xupdate, Prosody's mod_vcard_legacy)...
             them.send_presence()
             sam.send_presence()
             seen = await presence(them, our_jid("info", peer))
@@ -297,6 +297,30 @@ async def test_a_contact_and_the_other_server_as_clients_show_them(
                 assert "http://jabber.org/protocol/muc" in info["disco_info"]["features"]
                 await client.plugin["xep_0030"].get_items(jid=f"conference.{target}",
                                                           timeout=10)
+            # ...and the peer's user's reaches ours (its server or its client put it there)
+            them.send_presence(pto=our_jid("info", peer))
+            seen = await presence(sam, their_jid("info", peer))
+            update = seen.xml.find(f"{{{VCARD_UPDATE}}}x/{{{VCARD_UPDATE}}}photo")
+            assert update is not None and len(update.text or "") == 40
+            # XEP-0012 §4 on a user's bare JID while it is online: 0 seconds for a
+            # subscriber, forbidden for anyone else; RFC 6121 §8.5.1: an IQ to an account
+            # that does not exist gets service-unavailable (the peers answer a vCard request
+            # for one with an empty vCard).
+            last = await them.plugin["xep_0012"].get_last_activity(our_jid("info", peer),
+                                                                   timeout=10)
+            assert last["last_activity"]["seconds"] == 0
+            stranger = await theirs(peers, "restart", peer, "stranger")
+            try:
+                with pytest.raises(IqError) as refused:
+                    await stranger.plugin["xep_0012"].get_last_activity(our_jid("info", peer),
+                                                                        timeout=10)
+                assert refused.value.iq["error"]["condition"] == "forbidden"
+            finally:
+                await disconnect(stranger)
+            with pytest.raises(IqError) as refused:
+                await them.plugin["xep_0054"].get_vcard(f"nobody@{P.SURICATE}", cached=False,
+                                                        timeout=10)
+            assert refused.value.iq["error"]["condition"] == "service-unavailable"
             # XEP-0012 §4: a contact's idle time once it is offline, asked by a subscriber
             await disconnect(sam)
             await presence(them, our_jid("info", peer), "unavailable")
@@ -522,6 +546,20 @@ async def role(client: Client, occupant: str, want: str, timeout: float = 10) ->
             return pres
 
 
+async def muc_unavailable(client: Client, occupants: set[str],
+                          timeout: float = 10) -> dict[str, Any]:
+    """The unavailable presences of ``occupants`` (in any order), by occupant JID."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    got: dict[str, Any] = {}
+    while set(got) != occupants:
+        pres = await asyncio.wait_for(client.muc_presences.get(),  # type: ignore[attr-defined]
+                                      deadline - loop.time())
+        if str(pres["from"]) in occupants and pres["type"] == "unavailable":
+            got[str(pres["from"])] = pres
+    return got
+
+
 async def chat_in_room(client: Client, body: str, timeout: float = 10) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -588,14 +626,32 @@ async def test_remote_contacts_see_us_go_and_come_back(peers: P.Peers, tmp_path:
     c2s = free_port()
     toml = _toml(peers, c2s)
     them = await theirs(peers, "restart", peer)
+    them.muc_presences = asyncio.Queue()  # type: ignore[attr-defined]
+    them.add_event_handler("groupchat_presence", them.muc_presences.put_nowait)
     try:
         them.send_presence()
+        ours_room = f"back-{peer}@conference.{P.SURICATE}"
+        their_room = f"back@conference.{PEER_DOMAINS[peer]}"
         async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
             sam = await ours(server, "restart", peer)
             sam.send_presence()
             await presence(them, our_jid("restart", peer))
             await presence(sam, their_jid("restart", peer))
+            # each in a room of the other's server
+            await create_instant(them, their_room, "Host")
+            await sam.plugin["xep_0045"].join_muc_wait(SJID(their_room), "Sam", maxstanzas=0,
+                                                       timeout=20)
+            await create_instant(sam, ours_room, "Sam")
+            await them.plugin["xep_0045"].join_muc_wait(SJID(ours_room), "Them", maxstanzas=0,
+                                                        timeout=20)
+            _drain(them.muc_presences)  # type: ignore[attr-defined]
         await presence(them, our_jid("restart", peer), "unavailable")
+        # XEP-0045 §15.6 (332): our room told the remote occupant it is out; the remote room
+        # learnt that our user left (RFC 6121 §4.6.3: directed presence ends with the
+        # session)
+        gone = await muc_unavailable(them, {f"{their_room}/Sam", f"{ours_room}/Them"})
+        assert {"110", "332"} <= {str(c) for c in gone[f"{ours_room}/Them"]["muc"][
+            "status_codes"]}
         async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
             sam = await ours(server, "restart", peer, new=False)
             sam.send_presence()
