@@ -488,6 +488,26 @@ async def test_blocking_a_remote_contact(peers: P.Peers, tmp_path: Path, peer: s
             assert [m for m in _drain(sam.stanzas)  # type: ignore[attr-defined]
                     if m["body"] == "are you there?"] == []
             assert them.errors.empty()  # type: ignore[attr-defined]
+            # What the server answers on sam's behalf (an IQ to the bare JID) is refused
+            # too (§3.3: service-unavailable, as from an account that is not there): before,
+            # a remote contact learnt "last active 0 seconds ago" and read its disco#info.
+            for ask in (
+                    lambda: them.plugin["xep_0012"].get_last_activity(our_jid("block", peer),
+                                                                      timeout=10),
+                    lambda: them.plugin["xep_0030"].get_info(jid=our_jid("block", peer),
+                                                             timeout=10),
+                    lambda: them.plugin["xep_0199"].send_ping(sam.boundjid.full,
+                                                              timeout=10)):
+                with pytest.raises(IqError) as refused:
+                    await ask()
+                assert refused.value.iq["error"]["condition"] == "service-unavailable"
+            # a probe and a contact request from it get nothing back, and do not reach sam
+            them.send_presence(pto=our_jid("block", peer), ptype="probe")
+            them.send_presence(pto=our_jid("block", peer), ptype="subscribe")
+            await asyncio.sleep(0.5)
+            assert [p for p in _drain(them.presences)
+                    if str(p["from"]).startswith(our_jid("block", peer))] == []
+            assert [p for p in _drain(sam.presences) if p["type"] == "subscribe"] == []
             # §3.4: unblocked, it gets sam's current presence again.
             await sam.plugin["xep_0191"].unblock(SJID(their_jid("block", peer)), timeout=10)
             back = await presence(them, our_jid("block", peer), "away")
@@ -669,26 +689,31 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_a_domain_that_refuses_or_never_speaks(peers: P.Peers, tmp_path: Path) -> None:
+async def test_a_domain_that_refuses_never_answers_or_never_speaks(
+        peers: P.Peers, tmp_path: Path) -> None:
     """RFC 6120 §8.3.3.16/17: the sender learns it, and soon. A domain whose address
-    refuses connections bounces at once; one that accepts the connection and never sends
-    a stream header bounces after s2s.outgoing.state_timeout."""
+    refuses connections bounces at once; one whose address never answers the connection
+    (a listener with a full backlog: SYNs are dropped, as by a firewall) after
+    s2s.outgoing.connection_timeout; one that accepts the connection and never sends a
+    stream header after s2s.outgoing.state_timeout."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(5)
-    extra = f"""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    filler = socket.create_connection(full.getsockname(), 1)  # the backlog's one place
+    extra = "".join(f"""
 [[s2s.outgoing.address]]
-host = "refused.test"
+host = "{host}"
 ip_address = "127.0.0.1"
-port = {_closed_port()}
-
-[[s2s.outgoing.address]]
-host = "silent.test"
-ip_address = "127.0.0.1"
-port = {silent.getsockname()[1]}
-"""
+port = {port}
+""" for host, port in (("refused.test", _closed_port()),
+                       ("unanswered.test", full.getsockname()[1]),
+                       ("silent.test", silent.getsockname()[1])))
     c2s = free_port()
     toml = _toml(peers, c2s).replace("state_timeout = 10000", "state_timeout = 2000")
+    toml = toml.replace("connection_timeout = 5000", "connection_timeout = 1500")
     toml += extra  # (an array of tables may come after the others)
     try:
         async with federated_server(tmp_path, P.SURICATE, toml, c2s,
@@ -696,18 +721,23 @@ port = {silent.getsockname()[1]}
             await register(server, "err")
             sam = await login(f"err@{P.SURICATE}/s", "127.0.0.1",
                               server.c2s_port)  # type: ignore[attr-defined]
-            for domain, within, conditions in (
-                    ("refused.test", 1.0, {"remote-server-not-found", "remote-server-timeout"}),
-                    ("silent.test", 4.0, {"remote-server-timeout"})):
-                started = time.monotonic()
+            started = time.monotonic()
+            for domain in ("refused.test", "unanswered.test", "silent.test"):
                 sam.send_message(mto=f"x@{domain}", mbody="hello?", mtype="chat")
-                frm, cond = await error(sam, 15)
-                waited = time.monotonic() - started
-                assert (frm, cond in conditions) == (f"x@{domain}", True), cond
-                assert waited < within, f"{domain}: {waited:.1f} s"
+            waited = {}
+            for _ in range(3):
+                frm, cond = await error(sam, 10)
+                waited[frm] = (cond, round(time.monotonic() - started, 1))
+            assert waited["x@refused.test"][0] == "remote-server-not-found"
+            assert waited["x@refused.test"][1] < 1.0
+            assert waited["x@unanswered.test"][0] == "remote-server-timeout"
+            assert 1.4 < waited["x@unanswered.test"][1] < 3
+            assert waited["x@silent.test"][0] == "remote-server-timeout"
+            assert 1.9 < waited["x@silent.test"][1] < 4
             await disconnect(sam)
     finally:
-        silent.close()
+        for sock in (silent, full, filler):
+            sock.close()
 
 
 async def test_a_peer_that_refuses_our_certificate(tmp_path: Path) -> None:
