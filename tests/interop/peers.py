@@ -203,9 +203,10 @@ VirtualHost "{PROSODY}"
 
     # -- ejabberd -------------------------------------------------------------------------
     def start_ejabberd(self, users: dict[str, str], modules: str = "",
-                       rosters: dict[str, list[str]] | None = None) -> None:
+                       rosters: dict[str, list[str]] | None = None, top: str = "") -> None:
         """``modules``: more lines of the ``modules:`` section (YAML, two spaces in);
-        ``rosters``: user -> bare JIDs with a mutual subscription."""
+        ``rosters``: user -> bare JIDs with a mutual subscription; ``top``: more top-level
+        options (YAML)."""
         home = self.root / "ejabberd"
         (home / "spool").mkdir(parents=True)
         (home / "logs").mkdir()
@@ -240,6 +241,7 @@ s2s_dns_timeout: 2
 s2s_dns_retries: 1
 auth_method: internal
 auth_password_format: plain
+{top}
 acl:
   local:
     user_regexp: ""

@@ -129,8 +129,12 @@ def peers() -> Iterator[P.Peers]:
         users = {theirs_name(t): "pass" for t in TOPICS}
         peers.start_prosody(users, modules=PROSODY_MODULES, extra=PROSODY_EXTRA, rosters={
             theirs_name(t): [f"{ours_name(t, 'prosody')}@{P.SURICATE}"] for t in TOPICS})
+        # Each test starts and stops its own Suricate: stanzas ejabberd sends us while we
+        # are down (a room answering our user's leaving) make it refuse to reach us for a
+        # random 1-300 s (s2s_max_retry_delay), even once we are back and connect to it.
         peers.start_ejabberd(users, modules=EJABBERD_MODULES, rosters={
-            theirs_name(t): [f"{ours_name(t, 'ejabberd')}@{P.SURICATE}"] for t in TOPICS})
+            theirs_name(t): [f"{ours_name(t, 'ejabberd')}@{P.SURICATE}"] for t in TOPICS},
+            top="s2s_max_retry_delay: 1")
         yield peers
     finally:
         peers.stop()
@@ -453,10 +457,27 @@ async def test_a_conversation_with_a_remote_contact(peers: P.Peers, tmp_path: Pa
                                                            "image/png", timeout=10)
             assert refused.value.iq["error"]["condition"] == "not-allowed"
 
+            # To the bare JID: every available resource gets it (RFC 6121 §8.5.2.1.1).
+            them.send_message(mto=our_jid("chat", peer), mbody="to you both", mtype="chat")
+            for device in (laptop, phone):
+                await chat(device, "to you both")
+            # sam away: kept offline (with its archive id), delivered at the next login
+            # (XEP-0160) with its original time (XEP-0203).
+            await disconnect(laptop, phone)
+            await presence(them, our_jid("chat", peer), "unavailable")
+            them.send_message(mto=our_jid("chat", peer), mbody="while away", mtype="chat")
+            await asyncio.sleep(0.5)
+            laptop = await ours(server, "chat", peer, "laptop", new=False)
+            laptop.send_presence()
+            kept = await chat(laptop, "while away")
+            assert kept.xml.find("{urn:xmpp:delay}delay") is not None
+            stamp = kept.xml.find("{urn:xmpp:sid:0}stanza-id")
+            assert stamp is not None and stamp.get("by") == our_jid("chat", peer)
+
             # Both archives hold the conversation (XEP-0313 §4, with=).
-            want = ["hello sam", "hi back", url]
-            assert _bodies(await _archive(laptop, their_jid("chat", peer), 3)) == want
-            assert _bodies(await _archive(them, our_jid("chat", peer), 3)) == want
+            want = ["hello sam", "hi back", url, "to you both", "while away"]
+            assert _bodies(await _archive(laptop, their_jid("chat", peer), 5)) == want
+            assert _bodies(await _archive(them, our_jid("chat", peer), 5)) == want
         finally:
             await disconnect(laptop, phone, them)
 
