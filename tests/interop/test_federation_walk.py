@@ -325,6 +325,27 @@ async def test_a_contact_and_the_other_server_as_clients_show_them(
                 await them.plugin["xep_0054"].get_vcard(f"nobody@{P.SURICATE}", cached=False,
                                                         timeout=10)
             assert refused.value.iq["error"]["condition"] == "service-unavailable"
+            # What only the account itself may do at its bare JID is refused to a contact
+            # on another server (RFC 6120 §10.5: the server answers for the account): its
+            # archive, roster, private storage, blocklist, privacy lists, carbons, a publish
+            # to its PEP service, a vCard set.
+            for typ, payload in (
+                    ("set", "<query xmlns='urn:xmpp:mam:2'/>"),
+                    ("get", "<query xmlns='jabber:iq:roster'/>"),
+                    ("get", "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'"
+                            "/></query>"),
+                    ("get", "<blocklist xmlns='urn:xmpp:blocking'/>"),
+                    ("get", "<query xmlns='jabber:iq:privacy'/>"),
+                    ("set", "<enable xmlns='urn:xmpp:carbons:2'/>"),
+                    ("set", "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='x'>"
+                            "<item id='1'><a xmlns='y'/></item></publish></pubsub>"),
+                    ("set", "<vCard xmlns='vcard-temp'><FN>Not Sam</FN></vCard>")):
+                iq = them.make_iq(ito=our_jid("info", peer), itype=typ)
+                iq.append(ET.fromstring(payload))
+                with pytest.raises(IqError) as refused:
+                    await iq.send(timeout=10)
+                assert condition(refused.value.iq) in {"forbidden", "service-unavailable",
+                                                       "not-allowed"}, payload
             # XEP-0012 §4: a contact's idle time once it is offline, asked by a subscriber
             await disconnect(sam)
             await presence(them, our_jid("info", peer), "unavailable")
