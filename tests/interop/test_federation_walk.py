@@ -719,6 +719,15 @@ async def test_remote_contacts_see_us_go_and_come_back(peers: P.Peers, tmp_path:
             sam.send_presence()
             await presence(sam, their_jid("restart", peer))
             await presence(them, our_jid("restart", peer))
+            # XEP-0410 §3: a client's self-ping after the restart learns it is no longer in
+            # our room (an error other than service-unavailable/feature-not-implemented,
+            # which would mean "joined"), and joins again.
+            with pytest.raises(IqError) as out:
+                await them.plugin["xep_0199"].send_ping(f"{ours_room}/Them", timeout=10)
+            assert condition(out.value.iq) not in {"service-unavailable",
+                                                   "feature-not-implemented"}
+            await them.plugin["xep_0045"].join_muc_wait(SJID(ours_room), "Them",
+                                                        maxstanzas=0, timeout=20)
             await disconnect(sam)
     finally:
         await disconnect(them)
