@@ -556,6 +556,18 @@ async def test_blocking_a_remote_contact(peers: P.Peers, tmp_path: Path, peer: s
             assert back["status"] == "later"
             them.send_message(mto=sam.boundjid.full, mbody="there you are", mtype="chat")
             await chat(sam, "there you are")
+            # A domain item (§6 JID matching) blocks everyone at the other server.
+            await sam.plugin["xep_0191"].block(SJID(PEER_DOMAINS[peer]), timeout=10)
+            await presence(them, our_jid("block", peer), "unavailable")
+            them.send_message(mto=sam.boundjid.full, mbody="still me", mtype="chat")
+            sam.send_message(mto=their_jid("block", peer), mbody="oops", mtype="chat")
+            assert await error(sam) == (their_jid("block", peer), "not-acceptable")
+            await sam.plugin["xep_0191"].unblock(SJID(PEER_DOMAINS[peer]), timeout=10)
+            await presence(them, our_jid("block", peer), "away")
+            them.send_message(mto=sam.boundjid.full, mbody="after", mtype="chat")
+            await chat(sam, "after")  # (the same stream: "still me" would be in before it)
+            assert [m for m in _drain(sam.stanzas)  # type: ignore[attr-defined]
+                    if m["body"] == "still me"] == []
         finally:
             await disconnect(sam, them)
 
