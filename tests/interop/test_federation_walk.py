@@ -723,10 +723,13 @@ async def test_remote_contacts_see_us_go_and_come_back(peers: P.Peers, tmp_path:
     them.muc_presences = asyncio.Queue()  # type: ignore[attr-defined]
     them.add_event_handler("groupchat_presence", them.muc_presences.put_nowait)
     try:
-        them.send_presence()
         ours_room = f"back-{peer}@conference.{P.SURICATE}"
         their_room = f"back@conference.{PEER_DOMAINS[peer]}"
         async with federated_server(tmp_path, P.SURICATE, toml, c2s, peers.s2s_port) as server:
+            # (its presence now, not before we listen: ejabberd's probes would fail, and
+            # it would bounce its answers to ours for a while, see ``reaches_us``)
+            await reaches_us(them)
+            them.send_presence()
             sam = await ours(server, "restart", peer)
             sam.send_presence()
             await presence(them, our_jid("restart", peer))
