@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from suricate.core import hooks as H
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.xml import ns
@@ -97,13 +98,36 @@ class IqDispatcher:
             self.server.router.bounce(stanza, StanzaError("service-unavailable"))
             return
         request = IqRequest(frm, to, stype, payload, stanza)
+        if scope == "sm" and (frm.local != to.local or frm.domain != to.domain) \
+                and self.server.hooks.has(H.PRIVACY_CHECK_INBOUND):
+            # An IQ to an account's bare JID is answered by the server on the account's
+            # behalf (its vCard, last activity, PEP items, disco#info): one from an entity
+            # the account blocks gets service-unavailable, as if sent to the account itself
+            # (XEP-0191 §3.3; an XEP-0016 default list denying IQs alike), whether it comes from here or over s2s (a
+            # local requester's answer was also stopped on delivery; a remote one got it,
+            # e.g. "last active 0 seconds ago" from a user meant to look offline to it).
+            self.server.spawn(self._dispatch_allowed(request, handler))
+            return
+        self._run(request, handler)
+
+    async def _dispatch_allowed(self, request: IqRequest, handler: IqHandler) -> None:
+        allowed = await self.server.hooks.fold_async(H.PRIVACY_CHECK_INBOUND, True,
+                                                     self.server, request.to.bare,
+                                                     request.frm, request.stanza)
+        if not allowed:
+            self.server.router.bounce(request.stanza, StanzaError("service-unavailable"))
+            return
+        self._run(request, handler)
+
+    def _run(self, request: IqRequest, handler: IqHandler) -> None:
+        stanza = request.stanza
         try:
             result = handler(request)
         except StanzaError as err:
             self.server.router.bounce(stanza, err)
             return
         except Exception:
-            log.exception("iq_handler_failed xmlns=%s", payload.xmlns)
+            log.exception("iq_handler_failed xmlns=%s", request.payload.xmlns)
             self.server.router.bounce(stanza, StanzaError("internal-server-error"))
             return
         if inspect.isawaitable(result):

@@ -213,6 +213,12 @@ class Module:
     async def start(self) -> None:
         """Anything beyond the declared wiring (timers, caches)."""
 
+    async def announce_stop(self) -> None:
+        """The server is stopping and its streams are still up (client sessions and s2s):
+        tell others what only this module knows, e.g. mod_muc's occupants on other servers
+        that the room is going (XEP-0045 §15.6, 332). ``stop`` runs after the s2s streams
+        closed, too late for that. In reverse dependency order, like ``stop``."""
+
     async def stop(self) -> None:
         """Undo ``start``."""
 

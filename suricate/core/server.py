@@ -425,6 +425,10 @@ class Server:
         if self._prober is not None:
             await self._prober.stop()
         await self.domains.stop()
+        # What modules must say while every stream is still up (the s2s streams close
+        # below, before the modules stop): e.g. rooms telling remote occupants they go.
+        for module in reversed(self.module_instances):
+            await module.announce_stop()
         await self._collect_acknowledgements()
         for session in list(self.sessions):
             if isinstance(session, C2S):

@@ -35,7 +35,9 @@ SERVICES = {f"{service}.{domain}": ip for domain, ip in ADDRESSES.items()
 # An external component (XEP-0114) of Suricate's, reached by the others over s2s like a
 # service domain.
 GATEWAY = f"gateway.{SURICATE}"
-ROUTES = {**ADDRESSES, **SERVICES, GATEWAY: SURICATE_IP}
+# Suricate's upload service (XEP-0363), which a peer's user may ask for a slot.
+UPLOAD = f"upload.{SURICATE}"
+ROUTES = {**ADDRESSES, **SERVICES, GATEWAY: SURICATE_IP, UPLOAD: SURICATE_IP}
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 START_TIMEOUT = 20.0
 
@@ -99,9 +101,11 @@ class Peers:
     # -- Prosody --------------------------------------------------------------------------
     def start_prosody(self, users: dict[str, str], modules: tuple[str, ...] = (),
                       extra: str = "", rosters: dict[str, list[str]] | None = None,
-                      direct_tls_port: int | None = None) -> None:
+                      direct_tls_port: int | None = None, secure_auth: bool = False) -> None:
         """``modules``: more modules for the VirtualHost; ``extra``: more configuration
         (components) after it; ``rosters``: user -> bare JIDs with a mutual subscription;
+        ``secure_auth``: Prosody's s2s_secure_auth (a global option: mod_s2s reads it so),
+        only peers whose certificate it trusts may federate;
         ``direct_tls_port``: Prosody serves s2s direct TLS (XEP-0368) on it and reaches the
         other servers' direct TLS on it first (as an ``_xmpps-server`` SRV record would say)."""
         home = self.root / "prosody"
@@ -163,7 +167,7 @@ authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = {"true" if secure_auth else "false"}
 ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
 VirtualHost "{PROSODY}"
   ssl = {{ certificate = "{cert}"; key = "{key}"; cafile = "{self.ca.certfile}"; }}
@@ -199,9 +203,10 @@ VirtualHost "{PROSODY}"
 
     # -- ejabberd -------------------------------------------------------------------------
     def start_ejabberd(self, users: dict[str, str], modules: str = "",
-                       rosters: dict[str, list[str]] | None = None) -> None:
+                       rosters: dict[str, list[str]] | None = None, top: str = "") -> None:
         """``modules``: more lines of the ``modules:`` section (YAML, two spaces in);
-        ``rosters``: user -> bare JIDs with a mutual subscription."""
+        ``rosters``: user -> bare JIDs with a mutual subscription; ``top``: more top-level
+        options (YAML)."""
         home = self.root / "ejabberd"
         (home / "spool").mkdir(parents=True)
         (home / "logs").mkdir()
@@ -236,6 +241,7 @@ s2s_dns_timeout: 2
 s2s_dns_retries: 1
 auth_method: internal
 auth_password_format: plain
+{top}
 acl:
   local:
     user_regexp: ""

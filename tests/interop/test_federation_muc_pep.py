@@ -63,6 +63,7 @@ SURICATE_MODULES = """
 [modules.mod_muc]
 [modules.mod_mam]
 async_writer.flush_interval = 100
+[modules.mod_mam.pm]
 [modules.mod_mam.muc]
 [modules.mod_caps]
 [modules.mod_pubsub]

@@ -435,8 +435,9 @@ class ModBlocking(Module):
     async def check_offline(self, allow: bool, server: Server, user: JID, frm: JID,
                             stanza: Element) -> Any:
         """A message from a blocked entity to an offline account is neither stored nor
-        answered, as when the user is online (§3.3)."""
-        if not allow:
+        answered, as when the user is online (§3.3); an IQ to the account's bare JID from
+        one is refused (IqDispatcher answers it service-unavailable)."""
+        if not allow or _exempt(user, frm):
             return allow
         if is_blocked(await self._blocklist_of(user.bare), frm):
             return H.Stop(False)

@@ -181,6 +181,13 @@ class ModMuc(Module):
             self.conferences = Conferences(cluster.redis, cluster.store.prefix,
                                            cluster.name, self.opts["max_user_conferences"])
 
+    async def announce_stop(self) -> None:
+        # XEP-0045 §15.6: every occupant leaves with 332 while the streams are up: those
+        # on other servers would not get it once the s2s streams closed (Server.stop),
+        # and their clients would go on showing a room that is gone.
+        for room in list(self.rooms.values()):
+            room.shutdown()
+
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
