@@ -664,27 +664,9 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                 if not want("messages"):
                     continue
                 restart(spec, sizes)
-                runs = []
-                for _ in range(sizes.repeat):
-                    args = ["--pairs", str(pairs), "--inflight", str(inflight),
-                            "--settle", str(sizes.settle),
-                            "--seconds", str(sizes.seconds), "--warmup", str(sizes.warmup),
-                            "--server-pid", str(spec.pid)]
-                    if tls:
-                        args.append("--tls")
-                    res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
-                        spec, gen_cores, "messages", *a))
-                    res["server_cpu"] = cpu
-                    runs.append(res)
-                    log(f"{spec.name}: {key} {res}")
-                r[key] = {k: statistics.median(x[k] for x in runs)
-                          for k in ("msgs_per_s", "p50_ms", "p99_ms")}
-                if all("server_cpu_us_per_msg" in x for x in runs):
-                    r[key]["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"]
-                                                         for x in runs)
-                r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
-                r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
-                r[key]["runs"] = runs
+                r[key] = message_figures(spec, sizes, gen_cores, key, [
+                    "--pairs", str(pairs), "--inflight", str(inflight),
+                    *(["--tls"] if tls else [])])
         if want("websocket"):
             websocket_figures(spec, sizes, gen_cores, r)
         if want("muc"):
@@ -728,6 +710,28 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
     return r
 
 
+def message_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, key: str,
+                    args: list[str]) -> dict[str, Any]:
+    """``sizes.repeat`` runs of ``loadgen.py messages`` with ``args`` (shape, transport)
+    against the running server: the medians, the generator's highest CPU, every run."""
+    args = [*args, "--settle", str(sizes.settle), "--seconds", str(sizes.seconds),
+            "--warmup", str(sizes.warmup), "--server-pid", str(spec.pid)]
+    runs = []
+    for _ in range(sizes.repeat):
+        res, cpu = server_cpu_during(spec, lambda: loadgen(spec, gen_cores, "messages", *args))
+        res["server_cpu"] = cpu
+        runs.append(res)
+        log(f"{spec.name}: {key} {res}")
+    fig: dict[str, Any] = {k: statistics.median(x[k] for x in runs)
+                           for k in ("msgs_per_s", "p50_ms", "p99_ms")}
+    if all("server_cpu_us_per_msg" in x for x in runs):
+        fig["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"] for x in runs)
+    fig["gen_cpu"] = max(x["gen_cpu"] for x in runs)
+    fig["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
+    fig["runs"] = runs
+    return fig
+
+
 def websocket_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, r: dict[str, Any]) -> None:
     """XMPP over WebSocket (RFC 7395) through each server's own endpoint: messages/s at the
     big shape over ws:// and wss://, RSS per idle connection over ws://. The server is
@@ -740,26 +744,10 @@ def websocket_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, r: dict[st
             key = f"ws_{sizes.big_pairs}x{sizes.big_inflight}_{tag}"
             port = spec.wss_port if tls else spec.ws_port
             restart(spec, sizes)
-            runs = []
-            for _ in range(sizes.repeat):
-                args = ["--port", str(port), "--ws", spec.ws_path,
-                        "--pairs", str(sizes.big_pairs), "--inflight", str(sizes.big_inflight),
-                        "--settle", str(sizes.settle), "--seconds", str(sizes.seconds),
-                        "--warmup", str(sizes.warmup), "--server-pid", str(spec.pid)]
-                if tls:
-                    args.append("--tls")
-                res, cpu = server_cpu_during(spec, lambda a=args: loadgen(
-                    spec, gen_cores, "messages", *a))
-                res["server_cpu"] = cpu
-                runs.append(res)
-                log(f"{spec.name}: {key} {res}")
-            r[key] = {k: statistics.median(x[k] for x in runs)
-                      for k in ("msgs_per_s", "p50_ms", "p99_ms")}
-            if all("server_cpu_us_per_msg" in x for x in runs):
-                r[key]["cpu_us"] = statistics.median(x["server_cpu_us_per_msg"] for x in runs)
-            r[key]["gen_cpu"] = max(x["gen_cpu"] for x in runs)
-            r[key]["server_cpu"] = statistics.median(x["server_cpu"] for x in runs)
-            r[key]["runs"] = runs
+            r[key] = message_figures(spec, sizes, gen_cores, key, [
+                "--port", str(port), "--ws", spec.ws_path,
+                "--pairs", str(sizes.big_pairs), "--inflight", str(sizes.big_inflight),
+                *(["--tls"] if tls else [])])
         restart(spec, sizes)
         r["rss_ws_kib"] = measure_rss(spec, gen_cores, sizes.users, False, 100, sizes.settle,
                                       ws=True)

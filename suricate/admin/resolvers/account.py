@@ -87,18 +87,25 @@ async def remove_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     return {"jid": str(user), "message": f"User {user} successfully unregistered"}
 
 
-async def ban_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
-    user = parse_jid(a["user"], bare=True)
+async def ban(ctx: Context, user: JID, reason: str) -> int:
+    """End ``user``'s sessions and lock it out; how many sessions ended. Shared by account
+    banUser and spam banUser (mod_blocking)."""
     served_domain(ctx, user.domain)
     if not await ctx.server.auth.user_exists(user):
         raise fail(f"User {user} does not exist", "user_does_not_exist")
     # The sessions end first, with the ban's reason: the password change below would end
     # them too, as any change does, but as 'reset' and uncounted.
-    kicked = await kick_everywhere(ctx, user, a.get("reason") or "banned")
+    kicked = await kick_everywhere(ctx, user, reason)
     # A random password nobody knows: the account stays (its data too), logins stop; a
     # session opened meanwhile with the old password ends with the change.
     if not await ctx.server.auth.set_password(user, secrets.token_urlsafe(32)):
         raise fail(f"User {user} does not exist", "user_does_not_exist")
+    return kicked
+
+
+async def ban_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
+    user = parse_jid(a["user"], bare=True)
+    kicked = await ban(ctx, user, a.get("reason") or "banned")
     return {"jid": str(user), "message": f"User {user} banned ({kicked} sessions ended)"}
 
 

@@ -5,12 +5,11 @@ abuse"). Admin only: a user sees its own blocklist over XMPP."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from suricate.admin.context import Context, enabled_module, fail, parse_jid, served_domain
-from suricate.admin.resolvers.session import kick_everywhere
+from suricate.admin.resolvers.account import ban
 from suricate.modules.mod_blocking import ModBlocking
 from suricate.modules.mod_blocking.store import StoredReport
 
@@ -56,13 +55,7 @@ async def ban_user(ctx: Context, a: dict[str, Any]) -> dict[str, Any]:
     offline would otherwise be delivered at their next login, after the ban."""
     enabled_module(ctx, ModBlocking)
     user = parse_jid(a["user"], bare=True)
-    served_domain(ctx, user.domain)
-    if not await ctx.server.auth.user_exists(user):
-        raise fail(f"User {user} does not exist", "user_does_not_exist")
-    kicked = await kick_everywhere(ctx, user, a.get("reason") or "banned")
-    # As account banUser: a random password nobody knows; the account and its data stay.
-    if not await ctx.server.auth.set_password(user, secrets.token_urlsafe(32)):
-        raise fail(f"User {user} does not exist", "user_does_not_exist")
+    kicked = await ban(ctx, user, a.get("reason") or "banned")
     removed = 0
     offline = ctx.server.modules.get("mod_offline")
     if a.get("removeOfflineMessages", True) is not False and offline is not None:
