@@ -32,8 +32,8 @@ async def default(tmp_path: Path) -> AsyncIterator[Server]:
     ports = {"c2s_port": free_port(), "tls_port": free_port()}
     toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
                                http_port=free_port(), https_port=free_port(), **ports)
-    toml = toml.replace("max_stanza_size = 262144\ntls.mode",
-                        "max_stanza_size = 262144\nstate_timeout = 300\ntls.mode")
+    assert "state_timeout = 60000" in toml  # the default's listeners (suricate/core/defaults.py)
+    toml = toml.replace("state_timeout = 60000", "state_timeout = 300")
     async with serving(tmp_path, toml, **ports) as server:
         await server.auth.register(JID.parse("alice@localhost"), "pw")
         yield server
