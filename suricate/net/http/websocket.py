@@ -240,8 +240,13 @@ class WebSocketTransport:
                         # parser feed is paid once, not per message).
                         batch = [data]
                         while waiting and len(batch) < MAX_BATCH:
+                            # By the message's names, not its place in aiohttp's private
+                            # tuple: anything unexpected ends the batch, never the stream.
                             queued = waiting[0][0]
-                            if queued[0] is not text or not _stanza_only(queued[1]):
+                            following = getattr(queued, "data", None)
+                            if getattr(queued, "type", None) is not text \
+                                    or not isinstance(following, str) \
+                                    or not _stanza_only(following):
                                 break
                             batch.append((await ws.receive()).data)  # queued: no wait
                         if len(batch) > 1:
