@@ -144,8 +144,11 @@ async def test_activation_errors(tmp_path: Path) -> None:
         assert await activate_as(alice, activate("s1", bob)) is None
         req[1].write(b"ping")
         assert await asyncio.wait_for(tgt[0].readexactly(4), 5) == b"ping"
-        # activated: its hash is free again, and taken by nobody
+        # activated: nothing left to activate, and no third party joins the relay
         assert await activate_as(alice, activate("s1", bob)) == "item-not-found"
+        assert await raw(port, b"\x05\x01\x00\x05\x01\x00\x03\x28"
+                         + key_of("s1", str(alice.jid), bob).encode() + b"\x00\x00"
+                         ) == b"\x05\x00\x05\x02\x00\x01" + bytes(6)
         for _, writer in (tgt, req):
             writer.close()
 
@@ -244,6 +247,19 @@ async def test_connections_not_activated_time_out(tmp_path: Path) -> None:
         assert 0.9 < time.monotonic() - started < 2.5
         assert not proxy_of(server).streamhost.pending
         assert not proxy_of(server).streamhost.waiting
+
+
+async def test_max_pending_closes_what_is_over(tmp_path: Path) -> None:
+    async with module_server(tmp_path, proxy_toml(max_pending=2)) as server:
+        port = proxy_of(server).port
+        first = await socks(port, "d" * 40)
+        second = await asyncio.open_connection("127.0.0.1", port)
+        assert await raw(port, b"\x05\x01\x00") == b""  # the third waiting: closed at once
+        second[1].close()
+        await asyncio.sleep(0.1)
+        third = await socks(port, "d" * 40)  # room again once one went
+        for _, writer in (first, third):
+            writer.close()
 
 
 async def test_an_idle_bytestream_is_closed(tmp_path: Path) -> None:

@@ -80,6 +80,7 @@ class Streamhost:
         self.pending: dict[str, list[Socks5Connection]] = {}  # hash -> [target, requester]
         self.waiting: set[Socks5Connection] = set()  # not relaying yet (handshake or paired)
         self.relays: set[Relay] = set()
+        self.relaying: set[str] = set()  # hashes of the relays
 
     async def start(self, ip: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -104,6 +105,8 @@ class Streamhost:
     # -- pairing ----------------------------------------------------------------------------
     def attach(self, key: str, conn: Socks5Connection) -> bool:
         """A connection asked for ``key``: the first two are kept, a third is refused."""
+        if key in self.relaying:
+            return False
         conns = self.pending.setdefault(key, [])
         if len(conns) >= 2:
             return False
@@ -127,8 +130,9 @@ class Streamhost:
     def activate(self, key: str, on_end: Callable[[Relay], None]) -> Relay:
         """Relay the two connections waiting with ``key`` (``connected(key) == 2``)."""
         target, requester = self.pending.pop(key)
-        relay = Relay(self, target, requester, on_end)
+        relay = Relay(self, key, target, requester, on_end)
         self.relays.add(relay)
+        self.relaying.add(key)
         return relay
 
 
@@ -310,9 +314,10 @@ class Socks5Connection(asyncio.Protocol):
 class Relay:
     """Two activated connections: what one sends is written to the other."""
 
-    def __init__(self, host: Streamhost, a: Socks5Connection, b: Socks5Connection,
+    def __init__(self, host: Streamhost, key: str, a: Socks5Connection, b: Socks5Connection,
                  on_end: Callable[[Relay], None]) -> None:
         self.host = host
+        self.key = key
         self.a, self.b = a, b
         self.on_end = on_end
         self.relayed = 0
@@ -371,6 +376,7 @@ class Relay:
             return
         self.ended = True
         self.host.relays.discard(self)
+        self.host.relaying.discard(self.key)
         if self.idle is not None:
             self.idle.cancel()
         for conn in (self.a, self.b):
