@@ -53,8 +53,8 @@ class ModProxy65(Module):
             "name": Option(Str(), "SOCKS5 Bytestreams",
                            "Name of the service in its disco#info identity."),
             "ip": Option(IPAddress(), "0.0.0.0",
-                         'Address the SOCKS5 listener binds to ("::" for every IPv6 and '
-                         "IPv4 address)."),
+                         "Address the SOCKS5 listener binds to (an IPv6 one, such as "
+                         '"::", listens on IPv6 only).'),
             "hostname": Option(Str(), OMIT,
                                "Host announced in the `<streamhost/>` (an address or a DNS "
                                "name clients can reach). Default: `ip`, or the served domain "
