@@ -10,21 +10,30 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-import slixmpp
 
 from suricate.config import parse_config
 from suricate.config.spec import ConfigError
 from suricate.core.server import Server
+from suricate.jid import JID
 from suricate.modules.mod_proxy65 import BYTESTREAMS, ModProxy65
 from suricate.modules.mod_proxy65.socks5 import WRITE_BUFFER, Socks5Connection
 from suricate.xml import ns
 from suricate.xml.element import Element
-from tests.e2e.harness import MODULES_TOML, connect, disconnect, running_server
+from tests.e2e.harness import (
+    MODULES_TOML,
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    running_server,
+)
 from tests.modules.services_harness import FakeSession, error_condition, module_server
 
 PROXY = "proxy.localhost"
+PLUGINS = ("xep_0030", "xep_0065")
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -326,6 +335,43 @@ def test_check_config_names_access_rules_and_shapers(tmp_path: Path) -> None:
         "modules.mod_proxy65.shaper: shaper 'turbo' is not defined in [shaper]"]
 
 
+async def transfer(requester: Client, target: Client, size: int) -> int:
+    """slixmpp's xep_0065 from ``requester`` to ``target`` through the proxy it discovers:
+    ``size`` random bytes one way, checked byte for byte, an answer the other way, then the
+    requester closes. Returns the port the proxy announced."""
+    target.plugin["xep_0065"].auto_accept = True
+    got, answer = bytearray(), bytearray()
+    closed = asyncio.get_running_loop().create_future()
+    conns: list[Any] = []
+    handlers = {"socks5_data": got.extend, "socks5_stream": conns.append,
+                "socks5_closed": lambda _: closed.done() or closed.set_result(True)}
+    for event, handler in handlers.items():
+        target.add_event_handler(event, handler)
+    requester.add_event_handler("socks5_data", answer.extend)
+    try:
+        proxies = await requester.plugin["xep_0065"].discover_proxies(timeout=5)
+        assert [str(jid) for jid in proxies] == [PROXY]
+        host, port = proxies[next(iter(proxies))]
+        assert host == "127.0.0.1"
+        sock = await asyncio.wait_for(
+            requester.plugin["xep_0065"].handshake(target.boundjid.full, timeout=5), 10)
+        assert sock is not None
+        payload = os.urandom(size)
+        for at in range(0, len(payload), 65536):
+            await sock.write(payload[at:at + 65536])
+        await eventually(lambda: len(got) >= len(payload), 10)
+        assert bytes(got) == payload
+        await conns[0].write(b"received")
+        await eventually(lambda: bytes(answer) == b"received")
+        sock.transport.close()  # (the plugin's deactivate() calls a close() it lacks)
+        await asyncio.wait_for(closed, 5)
+        return int(port)
+    finally:
+        for event, handler in handlers.items():
+            target.del_event_handler(event, handler)
+        requester.del_event_handler("socks5_data", answer.extend)
+
+
 async def test_slixmpp_file_transfer_through_the_proxy(tmp_path: Path) -> None:
     """XEP-0065 as slixmpp's plugin does it, both clients over direct TLS: proxy discovery
     from the server's disco#items, the target connects, the requester connects and activates;
@@ -333,44 +379,12 @@ async def test_slixmpp_file_transfer_through_the_proxy(tmp_path: Path) -> None:
     modules = MODULES_TOML + "\n" + proxy_toml().replace("[modules.mod_disco]\n", "")
     async with running_server(tmp_path, modules=modules) as server:
         for user in ("alice", "bob"):
-            await server.auth.register(slixmpp.JID(f"{user}@localhost"), "pw")  # type: ignore[arg-type]
+            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
         alice = await connect(server, "alice@localhost/pc", "pw", direct_tls=True,
-                              plugins=("xep_0030", "xep_0065"))
+                              plugins=PLUGINS)
         bob = await connect(server, "bob@localhost/phone", "pw", direct_tls=True,
-                            plugins=("xep_0030", "xep_0065"))
+                            plugins=PLUGINS)
         try:
-            bob.plugin["xep_0065"].auto_accept = True
-            got = bytearray()
-            closed = asyncio.get_running_loop().create_future()
-            conns: list[object] = []
-            bob.add_event_handler("socks5_data", got.extend)
-            bob.add_event_handler("socks5_stream", conns.append)
-            bob.add_event_handler("socks5_closed",
-                                  lambda _: closed.done() or closed.set_result(True))
-            answer = bytearray()
-            alice.add_event_handler("socks5_data", answer.extend)
-
-            proxies = await alice.plugin["xep_0065"].discover_proxies(timeout=5)
-            assert {str(jid): addr for jid, addr in proxies.items()} == {
-                PROXY: ("127.0.0.1", str(proxy_of(server).port))}
-            sock = await asyncio.wait_for(
-                alice.plugin["xep_0065"].handshake(bob.boundjid.full, timeout=5), 10)
-            assert sock is not None
-            payload = os.urandom(1024 * 1024)
-            for at in range(0, len(payload), 65536):
-                await sock.write(payload[at:at + 65536])
-            for _ in range(500):
-                if len(got) >= len(payload):
-                    break
-                await asyncio.sleep(0.01)
-            assert bytes(got) == payload
-            await conns[0].write(b"received")  # type: ignore[attr-defined]
-            for _ in range(200):
-                if answer:
-                    break
-                await asyncio.sleep(0.01)
-            assert bytes(answer) == b"received"
-            sock.transport.close()  # (the plugin's deactivate() calls a close() it lacks)
-            await asyncio.wait_for(closed, 5)
+            assert await transfer(alice, bob, 1024 * 1024) == proxy_of(server).port
         finally:
             await disconnect(alice, bob)
