@@ -62,7 +62,7 @@ class ModProxy65(Module):
                                "address."),
             "port": Option(Int(min=0, max=65535), 7777,
                            "Port of the SOCKS5 listener (0: one the system chooses, announced "
-                           "as bound)."),
+                           "as bound). Under `serve --workers N`, worker i listens on port + i."),
             "max_connections": Option(IntOrInfinity(min=1), None,
                                       "Bytestreams one requester (bare JID) may have relayed "
                                       "at once; more are refused with resource-constraint."),
