@@ -252,8 +252,8 @@ async def test_connections_not_activated_time_out(tmp_path: Path) -> None:
         unpaired, _ = await socks(port, "b" * 40)
         paired = [await socks(port, "c" * 40), await socks(port, "c" * 40)]  # never activated
         for reader in (silent[0], unpaired, *(r for r, _ in paired)):
-            assert await asyncio.wait_for(reader.read(), 3) == b""
-        assert 0.9 < time.monotonic() - started < 2.5
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.9 < time.monotonic() - started < 4
         assert not proxy_of(server).streamhost.pending
         assert not proxy_of(server).streamhost.waiting
 
@@ -279,9 +279,9 @@ async def test_an_idle_bytestream_is_closed(tmp_path: Path) -> None:
         await asyncio.sleep(0.6)
         r_writer.write(b"x")  # traffic moves the deadline
         assert await t_reader.readexactly(1) == b"x"
-        assert await asyncio.wait_for(t_reader.read(), 3) == b""
-        assert await asyncio.wait_for(r_reader.read(), 3) == b""
-        assert 1.5 < time.monotonic() - started < 3
+        assert await asyncio.wait_for(t_reader.read(), 5) == b""
+        assert await asyncio.wait_for(r_reader.read(), 5) == b""
+        assert 1.5 < time.monotonic() - started < 4.5
 
 
 async def test_a_slow_receiver_holds_the_sender_back(tmp_path: Path) -> None:
