@@ -68,7 +68,7 @@ def load_with_warnings(
             raise CliError("\n".join(str(p) for p in err.problems), 2) from None
         return cfg, path.resolve().parent, {}, warnings
     # Only the embedded default needs these (certificate generation: cryptography).
-    from suricate.core.defaults import default_config_toml
+    from suricate.core.defaults import PROXY65_PORT, default_config_toml
     from suricate.net.certs import ensure_self_signed
 
     data = _data_dir(args)
@@ -82,7 +82,7 @@ def load_with_warnings(
         # A package's user runs it anywhere: a read-only folder, or a service account's.
         raise CliError(_data_dir_problem(data, exc)) from None
     text = default_config_toml(default.certfile, default.keyfile, str(data / "suricate.db"),
-                               admin_password=admin_password)
+                               admin_password=admin_password, proxy65_port=PROXY65_PORT)
     return parse_config(text, data), data, per_host, []
 
 

@@ -23,6 +23,20 @@ from suricate.net.tls import CertKey
 
 log = logging.getLogger("suricate.cluster")
 
+#: Modules that listen on a port of their own, outside `[[listen]]` (so not shared with
+#: SO_REUSEPORT): what one connection starts must end in the same process (the two SOCKS5
+#: connections of an XEP-0065 bytestream and the requester's activation), so each worker
+#: takes ``port + index`` and announces it. Port 0 (the system's choice) stays 0.
+OWN_PORT_MODULES = ("mod_proxy65",)
+
+
+def with_own_ports(cfg: dict[str, Any], index: int) -> dict[str, Any]:
+    """``cfg`` for worker ``index``: the modules of ``OWN_PORT_MODULES`` on their port + index."""
+    modules = cfg.get("modules") or {}
+    moved = {name: dict(opts, port=opts["port"] + index) for name, opts in modules.items()
+             if name in OWN_PORT_MODULES and opts.get("port")}
+    return dict(cfg, modules={**modules, **moved}) if moved and index else cfg
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -58,8 +72,8 @@ async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
-    server = Server(spec.cfg, spec.base_dir, MODULES, sni_certs=spec.sni,
-                    http_handlers=HTTP_HANDLERS)
+    server = Server(with_own_ports(spec.cfg, spec.index), spec.base_dir, MODULES,
+                    sni_certs=spec.sni, http_handlers=HTTP_HANDLERS)
     node = Membership(server)
     try:
         await node.start()

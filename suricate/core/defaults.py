@@ -3,7 +3,9 @@
 client on http://localhost:5280/chat with XMPP over WebSocket on /ws-xmpp and BOSH on
 /http-bind (loopback only: plain HTTP is for a browser on this machine), file upload
 (XEP-0363) at upload.localhost stored in the data folder and served over HTTPS on
-https://localhost:5443/upload, a generated certificate, SQLite in the data folder, and what
+https://localhost:5443/upload, a SOCKS5 bytestreams proxy (XEP-0065) at proxy.localhost on
+port 7777 for file transfers between clients that cannot reach each other, a generated
+certificate, SQLite in the data folder, and what
 today's clients (Conversations, Monal, Dino, Gajim, Converse.js) expect of a chat server: the
 core IM modules, stream management, carbons, CSI, PEP (OMEMO keys, avatars, bookmarks), group
 chat at conference.localhost, the message archive (one-to-one and rooms) and the single
@@ -36,6 +38,7 @@ MAX_STANZA_SIZE = 262144  # bytes, each client listener of the default (c2s and 
 # once the server's features have arrived, and a stream closed meanwhile sends it back to
 # the prompt, for good. Prosody 0.12 gives an unauthenticated stream 300 s (c2s_timeout).
 STATE_TIMEOUT = 60000
+PROXY65_PORT = 7777  # the SOCKS5 proxy of `suricate serve` (ejabberd's default port)
 
 
 def _q(value: str) -> str:
@@ -48,11 +51,15 @@ ADMIN_USERNAME = "admin"  # of the admin endpoint; its password is generated (cl
 def default_config_toml(certfile: str, keyfile: str, database: str,
                         c2s_port: int = 5222, tls_port: int = 5223,
                         http_port: int = 5280, https_port: int = 5443,
-                        admin_port: int = 5551, admin_password: str | None = None) -> str:
-    """The default's TOML; with ``admin_password``, MongooseIM 6.4's admin endpoint too."""
+                        admin_port: int = 5551, admin_password: str | None = None,
+                        proxy65_port: int = 0) -> str:
+    """The default's TOML; with ``admin_password``, MongooseIM 6.4's admin endpoint too.
+    ``proxy65_port`` 0 lets the system choose the SOCKS5 proxy's port (and announces it), so
+    that tests building this configuration do not all bind 7777; `suricate serve` passes
+    ``PROXY65_PORT``."""
     modules = "\n".join(f"[modules.{name}]" for name in DEFAULT_MODULES)
     return _default_toml(certfile, keyfile, database, c2s_port, tls_port, http_port,
-                         https_port, modules) + (
+                         https_port, modules, proxy65_port) + (
         "" if admin_password is None else _admin_toml(admin_port, admin_password))
 
 
@@ -76,7 +83,7 @@ password = {_q(password)}
 
 
 def _default_toml(certfile: str, keyfile: str, database: str, c2s_port: int, tls_port: int,
-                  http_port: int, https_port: int, modules: str) -> str:
+                  http_port: int, https_port: int, modules: str, proxy65_port: int) -> str:
     return f"""
 [general]
 hosts = ["localhost"]
@@ -155,6 +162,14 @@ backend = "disk"
 max_file_size = 10485760
 disk.directory = "upload"
 disk.base_url = "https://localhost:{https_port}/upload"
+
+# File transfer between two clients that cannot connect to each other (both behind NAT):
+# Gajim, Psi+, Pidgin (XEP-0096 with SOCKS5) and Dino, Conversations (Jingle S5B) find the
+# proxy in disco#items and relay through it (XEP-0065). It listens on every interface and
+# announces "localhost" (the domain): set `hostname` to the address others reach this
+# machine at (the public one behind NAT) when they are not on this machine (docs/proxy65.md).
+[modules.mod_proxy65]
+port = {proxy65_port}
 
 [auth]
 methods = ["rdbms"]

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from suricate.cluster.worker import with_own_ports
 from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.jid import JID
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, server_toml
 from tests.e2e.tls_client import TestClient
+from tests.proxy65.test_proxy65 import transfer
 
 # A module-wide fixture (or a fixed resource): one xdist worker runs the whole file.
 pytestmark = pytest.mark.xdist_group("workers")
@@ -385,3 +387,57 @@ def test_supervisor_tells_systemd_when_every_worker_serves(tmp_path: Path, redis
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def test_own_port_modules_take_port_plus_index() -> None:
+    cfg = {"listen": {}, "modules": {"mod_proxy65": {"port": 7777}, "mod_ping": {}}}
+    assert with_own_ports(cfg, 0) is cfg
+    assert with_own_ports(cfg, 2)["modules"] == {"mod_proxy65": {"port": 7779}, "mod_ping": {}}
+    assert cfg["modules"]["mod_proxy65"] == {"port": 7777}  # the supervisor's is untouched
+    system_chosen = {"modules": {"mod_proxy65": {"port": 0}}}
+    assert with_own_ports(system_chosen, 1) is system_chosen
+
+
+def _start_with_proxy(tmp: Path, redis_db: int, port: int) -> Cluster:
+    c2s, tls = free_port(), free_port()
+    toml = workers_toml(tmp, c2s, tls, redis_db) + (
+        f'\n[modules.mod_proxy65]\nip = "127.0.0.1"\nport = {port}\n')
+    config = tmp / "suricate.toml"
+    config.write_text(toml)
+    _register(tmp, toml)
+    proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    assert "serving localhost" in banner, (banner, proc.stderr.read() if proc.poll() else "")
+    return Cluster(proc, c2s, tls, banner, tmp)
+
+
+async def test_each_worker_relays_file_transfers_on_its_own_port(tmp_path: Path,
+                                                                 redis_db: int) -> None:
+    """mod_proxy65 under --workers 2: worker i listens on port + i and announces it, so the
+    two SOCKS5 connections of a bytestream and its activation all reach the worker of the
+    requester's session (slixmpp's XEP-0065, alice on one worker and bob on the other, each
+    requesting once)."""
+    while True:  # two free ports in a row
+        port = free_port()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 1)) != 0:
+                break
+    cluster = await asyncio.to_thread(_start_with_proxy, tmp_path, redis_db, port)
+    try:
+        for own in (port, port + 1):
+            with socket.create_connection(("127.0.0.1", own), timeout=5) as socks:
+                socks.sendall(b"\x05\x01\x00")
+                assert socks.recv(2) == b"\x05\x00"
+        plugins = ("xep_0030", "xep_0065")
+        alice = await cluster.connect_on(0, "alice@localhost/pc", plugins=plugins)
+        bob = await cluster.connect_on(1, "bob@localhost/phone", plugins=plugins)
+        try:
+            used = {await transfer(alice, bob, 200_000), await transfer(bob, alice, 200_000)}
+            assert used == {port, port + 1}
+        finally:
+            await disconnect(alice, bob)
+    finally:
+        code, _, err = await asyncio.to_thread(stop_cluster, cluster)
+        assert code == 0, err

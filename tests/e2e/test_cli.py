@@ -131,7 +131,7 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
 # The interop peers listen on 127.0.0.2-3:5222: same xdist worker, never at the same time.
 @pytest.mark.xdist_group("fixed-ports")
 def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None:
-    for port in (5222, 5223, 5280, 5443, 5551):
+    for port in (5222, 5223, 5280, 5443, 5551, 7777):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -146,6 +146,11 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
         _wait_port(5223)
         _wait_port(5280)
         _wait_port(5443)
+        # the SOCKS5 bytestreams proxy (XEP-0065) on 7777: no authentication needed
+        _wait_port(7777)
+        with socket.create_connection(("127.0.0.1", 7777), timeout=10) as socks:
+            socks.sendall(b"\x05\x01\x00")
+            assert socks.recv(2) == b"\x05\x00"
         # XMPP over WebSocket on loopback, announced by XEP-0156 discovery
         import urllib.error
         import urllib.request

@@ -65,10 +65,12 @@ async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> Non
         assert alice.plugin["xep_0198"].sm_id and alice.plugin["xep_0352"].enabled
         for client in (alice, bob):
             client.send_presence()
-        # The services of the default's certificate: group chat, pubsub, upload.
+        # The services of the default's certificate: group chat, pubsub, upload; and the
+        # file transfer proxy (XEP-0065), which clients reach over SOCKS5, not TLS.
         items = await alice.plugin["xep_0030"].get_items(jid="localhost", timeout=5)
         services = {item[0] for item in items["disco_items"]["items"]}
-        assert {"conference.localhost", "pubsub.localhost", "upload.localhost"} <= services
+        assert {"conference.localhost", "pubsub.localhost", "upload.localhost",
+                "proxy.localhost"} <= services
         assert "urn:xmpp:carbons:2" in await _features(alice, "localhost")
         # The account: its archive (XEP-0313) and its PEP service (XEP-0163, OMEMO keys,
         # avatars and bookmarks live there).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -101,4 +102,59 @@ async def test_pep_is_announced_where_libpurple_looks(default: Server) -> None:
                        "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
         info = (await raw.expect(rf"<iq[^>]*{iq_id}.*?</iq>")).replace("'", '"')
         assert '<identity category="pubsub" type="pep"/>' in info, info
+    await raw.close()
+
+
+async def test_libpurple_finds_and_uses_the_file_transfer_proxy(default: Server) -> None:
+    """finch's start-up looks for a proxy/bytestreams identity among the server's disco#items
+    (jabber_disco_info_cb), asks it for its streamhost and keeps it only if the streamhost's
+    jid is the answer's from (jabber_disco_bytestream_server_cb); sending a file, it offers
+    that streamhost, connects with SOCKS5 to the hash of sid + its JID + the target's and
+    activates. The stanzas and bytes of the finch walk (docs/compliance.md)."""
+    raw = await starttls(default.c2s_port)  # type: ignore[attr-defined]
+    await raw.send(HEADER)
+    await raw.expect(r"<stream:features.*?</stream:features>")
+    token = base64.b64encode(b"\0alice\0pw").decode()
+    await raw.send(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                   f"{token}</auth>")
+    await raw.expect(r"<success[^>]*?(/>|>.*?</success>)")
+    await raw.send(HEADER)
+    await raw.expect(r"<stream:features.*?</stream:features>")
+    await raw.send("<iq type='set' id='purple536816bc'><bind "
+                   "xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>finch</resource>"
+                   "</bind></iq>")
+    await raw.expect(r"<iq[^>]*purple536816bc.*?</iq>")
+    await raw.send("<iq type='get' id='purple536816be' to='localhost'>"
+                   "<query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
+    items = (await raw.expect(r"<iq[^>]*purple536816be.*?</iq>")).replace("'", '"')
+    assert '<item jid="proxy.localhost"/>' in items, items
+    await raw.send("<iq type='get' id='purple536816c1' to='proxy.localhost'>"
+                   "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    info = (await raw.expect(r"<iq[^>]*purple536816c1.*?</iq>")).replace("'", '"')
+    assert 'category="proxy" type="bytestreams"' in info, info
+    await raw.send("<iq type='get' id='purple536816c9' to='proxy.localhost'>"
+                   "<query xmlns='http://jabber.org/protocol/bytestreams'/></iq>")
+    answer = (await raw.expect(r"<iq[^>]*purple536816c9.*?</iq>")).replace("'", '"')
+    port = default.modules["mod_proxy65"].port  # type: ignore[attr-defined]
+    assert 'from="proxy.localhost"' in answer
+    assert f'<streamhost jid="proxy.localhost" host="localhost" port="{port}"/>' in answer
+    # "Send File" to bob@localhost/slix: the target (bob) connected first, then finch.
+    key = hashlib.sha1(b"purple536817e4alice@localhost/finchbob@localhost/slix").hexdigest()
+    socks = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x05\x01\x00")
+        assert await reader.readexactly(2) == b"\x05\x00"
+        writer.write(b"\x05\x01\x00\x03\x28" + key.encode() + b"\x00\x00")
+        assert (await reader.readexactly(47))[:2] == b"\x05\x00"
+        socks.append((reader, writer))
+    await raw.send("<iq type='set' id='purple536817e6' to='proxy.localhost'><query "
+                   "xmlns='http://jabber.org/protocol/bytestreams' sid='purple536817e4'>"
+                   "<activate>bob@localhost/slix</activate></query></iq>")
+    assert "type=\"result\"" in (await raw.expect(r"<iq[^>]*purple536817e6[^>]*>")).replace(
+        "'", '"')
+    socks[1][1].write(b"file.bin's bytes")
+    assert await asyncio.wait_for(socks[0][0].readexactly(16), 5) == b"file.bin's bytes"
+    for _, writer in socks:
+        writer.close()
     await raw.close()
