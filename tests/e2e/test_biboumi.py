@@ -155,7 +155,7 @@ async def _equal(bodies: Any, expected: list[str]) -> bool:
 
 # -- biboumi itself, with ngircd --------------------------------------------------------------
 
-def _binary(name: str, package: str) -> str:
+def debian_binary(name: str, package: str) -> str:
     """A Debian binary; skipped without it (install: .ci/install-peers), failed under
     CI=true."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
@@ -205,13 +205,13 @@ class Irc:
         self.writer.close()
 
 
-def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start_logged(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -226,7 +226,7 @@ def ngircd(tmp_path: Path) -> Iterator[int]:
     """ngircd of its own on a free port, with its own configuration (not the packaged
     service), without its flood penalties (1 to 2 s per command: biboumi's join would take
     5 s)."""
-    binary = _binary("ngircd", "ngircd")
+    binary = debian_binary("ngircd", "ngircd")
     port = free_port()
     conf = tmp_path / "ngircd.conf"
     conf.write_text(f"""[Global]
@@ -243,18 +243,18 @@ DNS = no
 Ident = no
 PAM = no
 """)
-    process = _start([binary, "-n", "-f", str(conf)], tmp_path / "ngircd.log")
+    process = start_logged([binary, "-n", "-f", str(conf)], tmp_path / "ngircd.log")
     try:
         yield port
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _biboumi(tmp_path: Path, server: Server) -> subprocess.Popen[bytes]:
     """biboumi against the component listener: its database in the test's folder, no identd
     (port 113), IRC over plain TCP only (the ports are set per server with its ad-hoc
     command, below)."""
-    binary = _binary("biboumi", "biboumi")
+    binary = debian_binary("biboumi", "biboumi")
     port = server.component_port  # type: ignore[attr-defined]
     conf = tmp_path / "biboumi.cfg"
     conf.write_text(f"""hostname={GATEWAY}
@@ -266,7 +266,7 @@ identd_port=0
 log_level=1
 policy_directory={tmp_path}
 """)
-    return _start([binary, str(conf)], tmp_path / "biboumi.log")
+    return start_logged([binary, str(conf)], tmp_path / "biboumi.log")
 
 
 async def test_biboumi_bridges_an_irc_channel(server: Server, ngircd: int,
@@ -323,7 +323,7 @@ async def test_biboumi_bridges_an_irc_channel(server: Server, ngircd: int,
         assert str(msg["from"]) == f"carol%127.0.0.1@{GATEWAY}"
 
         # biboumi stopped: it says goodbye (332), then the gateway's JIDs bounce
-        _stop(gateway)
+        stop_process(gateway)
         gone = await _presence_from(presences, f"{room}/alice")
         assert gone["type"] == "unavailable"
         await eventually(lambda: server.components.lookup(GATEWAY) is None)
@@ -343,7 +343,7 @@ async def test_biboumi_bridges_an_irc_channel(server: Server, ngircd: int,
     finally:
         await disconnect(alice)
         carol.close()
-        _stop(gateway)
+        stop_process(gateway)
 
 
 async def _presence_from(presences: asyncio.Queue[Any], jid: str) -> Any:
