@@ -211,6 +211,17 @@ def start_logged(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
+async def stop_in_loop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process that says goodbye over a stream this test's server serves: the
+    loop must keep running meanwhile (biboumi waits for the server's </stream:stream>)."""
+    process.terminate()
+    for _ in range(100):
+        if process.poll() is not None:
+            return
+        await asyncio.sleep(0.05)
+    stop_process(process)
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -323,7 +334,8 @@ async def test_biboumi_bridges_an_irc_channel(server: Server, ngircd: int,
         assert str(msg["from"]) == f"carol%127.0.0.1@{GATEWAY}"
 
         # biboumi stopped: it says goodbye (332), then the gateway's JIDs bounce
-        stop_process(gateway)
+        await stop_in_loop(gateway)
+        assert gateway.returncode == 0
         gone = await _presence_from(presences, f"{room}/alice")
         assert gone["type"] == "unavailable"
         await eventually(lambda: server.components.lookup(GATEWAY) is None)
