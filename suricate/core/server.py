@@ -434,6 +434,10 @@ class Server:
             if isinstance(session, C2S):
                 session.tell_handled()
                 session.stream_error(StreamError("system-shutdown"))
+        # The sessions' close hooks (spawned) send their unavailable presence (RFC 6121
+        # §4.6.3), to components too: a gateway (biboumi) must hear its users leave its
+        # rooms, or they stay on the other network, so components are told before they go.
+        await self.drain()
         for listener in self.listeners:
             for conn in list(listener.connections):
                 handler = conn.handler

@@ -507,7 +507,11 @@ class ModMam(Module):
                 if name == "store":
                     store = True
             elif xmlns in _NEVER_ARCHIVED:
-                return None  # copies and archive results are never archived again
+                if name != "private" or xmlns != ns.CARBONS:
+                    return None  # copies and archive results are never archived again
+                # XEP-0280 §6 <private/> only keeps the message from being copied to other
+                # resources: archived (biboumi marks every message it sends so, IRC private
+                # messages included), as MongooseIM and Prosody do.
             elif xmlns in _ENCRYPTED:
                 store = True  # an end-to-end encrypted message, with or without a body
             elif xmlns == MARKERS:
