@@ -453,7 +453,7 @@ def cmd_xep0227(args: argparse.Namespace) -> int:
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
-    summary = xep0227.Summary()
+    summary = xep0227.Summary(verb="imported" if args.command == "import" else "exported")
 
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import sys
 import time
 from collections import Counter
@@ -73,14 +74,40 @@ class Summary:
     imported: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[str] = field(default_factory=list)
+    verb: str = "imported"  # "exported" for `suricate export`
+    # Accounts written with SCRAM keys for fewer hashes than auth.password.hash offers
+    # (Prosody keeps SHA-1 only): the hashes they lack, and those every such account has.
+    short_keys: int = 0
+    lacking: set[str] = field(default_factory=set)
+    common: set[str] | None = None
+
+    def keys_written(self, have: set[str], configured: list[str]) -> None:
+        missing = set(configured) - have
+        if missing:
+            self.short_keys += 1
+            self.lacking |= missing
+            self.common = have if self.common is None else self.common & have
 
     def report(self, out: TextIO) -> None:
         for what, n in sorted(self.imported.items()):
-            print(f"imported {n} {what}", file=out)
+            print(f"{self.verb} {n} {what}", file=out)
         for why, n in sorted(self.skipped.items()):
             print(f"skipped {n}: {why}", file=out)
         for err in self.errors:
             print(f"error: {err}", file=out)
+        if self.short_keys:
+            # Without this a newcomer's first sign is every modern client failing to log in
+            # (it picks the strongest SCRAM offered, for which the account has no keys).
+            mechs = {n: m for m, n in _SCRAM_HASHES.items()}
+            lacking = ", ".join(mechs[h] for h in mechs if h in self.lacking)
+            have = [h for h in mechs if h in (self.common or set())]
+            print(f"note: {self.short_keys} accounts have SCRAM keys only for "
+                  f"{', '.join(mechs[h] for h in have)}, not for {lacking} "
+                  "(auth.password.hash): a client that picks one of those fails to log in "
+                  "until it adds the keys (XEP-0480 upgrade tasks, with mod_sasl2) or the "
+                  "password is changed. To let every client in meanwhile, set [auth.password] "
+                  f"hash = {json.dumps(have)} (docs/moving-in.md, \"Password hashes\")",
+                  file=out)
 
 
 def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE) -> list[Account]:
@@ -282,6 +309,8 @@ async def _import_account(server: Any, acc: Account, summary: Summary) -> None:
         else:
             await _import_offline(offline, host, user, jid, acc.offline, summary)
     existing = await server.storage.get_user(host, user)
+    if acc.scram:
+        summary.keys_written(set(keys), server.auth.hashes)
     if existing is None:
         await server.storage.create_user(host, user, plain, details)
         summary.imported["accounts"] += 1

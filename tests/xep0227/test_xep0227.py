@@ -107,6 +107,11 @@ def test_import_prosody_document(cfg_file: Path, tmp_path: Path,
     assert "imported 2 accounts" in out
     assert "PubSub lands later" in out
     assert "unknown element <frobnicate" in out
+    # Alice came with SHA-1 keys only (Prosody's), bob with a password (hashed for every
+    # configured hash): the operator is told that clients picking SCRAM-SHA-256 will fail.
+    assert ("note: 1 accounts have SCRAM keys only for SCRAM-SHA-1, not for SCRAM-SHA-224, "
+            "SCRAM-SHA-256, SCRAM-SHA-384, SCRAM-SHA-512") in out
+    assert 'set [auth.password] hash = ["sha"]' in out
     data = dump(cfg_file)
     alice = data["alice"]
     # The SCRAM keys are kept: the original password verifies, another does not.
@@ -139,7 +144,10 @@ def test_export_then_import_gives_the_same_data(cfg_file: Path, tmp_path: Path,
     assert run_cli("import", "--config", str(cfg_file), str(src)) == 0
     before = dump(cfg_file)
     out_dir = tmp_path / "out"
+    capsys.readouterr()
     assert run_cli("export", "--config", str(cfg_file), str(out_dir)) == 0
+    out = capsys.readouterr().out
+    assert "exported 2 accounts" in out and "imported" not in out and "note:" not in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["alice@example.test.xml",
                                                          "bob@example.test.xml"]
     fresh = tmp_path / "fresh"
