@@ -43,6 +43,7 @@ __all__ = ["ImportError_", "Summary", "export_all", "import_paths", "parse_file"
 
 PIE = "urn:xmpp:pie:0"
 PIE_SCRAM = "urn:xmpp:pie:0#scram"
+XINCLUDE = "http://www.w3.org/2001/XInclude"
 ROSTER = "jabber:iq:roster"
 PRIVATE = "jabber:iq:private"
 VCARD = "vcard-temp"
@@ -110,12 +111,17 @@ class Summary:
                   file=out)
 
 
-def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE) -> list[Account]:
+def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE,
+               includes: list[Path] | None = None) -> list[Account]:
     """The accounts of one XEP-0227 document; raises ImportError_ naming the file and line.
 
     Parsed with the stream parser's RFC 6120 §11 restrictions: no DTD, no entity other than
     the five predefined ones, no comments or processing instructions (no entity expansion
-    attack can get through)."""
+    attack can get through).
+
+    ejabberd's ``export_piefxis`` writes a ``<server-data>`` of ``<xi:include href=.../>``
+    (XEP-0227 §4.1 allows XInclude) and one file per host whose root is that ``<host>``:
+    both are read. An include's file, in the same folder, is appended to ``includes``."""
     size = path.stat().st_size
     if size > max_size:
         raise ImportError_(f"{path}: {size} bytes, over the {max_size}-byte limit")
@@ -136,10 +142,26 @@ def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE) -> l
                     hosts.append(ev)
     if root is None or not parser._closed:  # noqa: SLF001 - the parser's own end flag
         raise ImportError_(f"{path}: not a complete XML document")
-    if root.name != "server-data" or root.xmlns != PIE:
-        raise ImportError_(f"{path}:1: root is not <server-data xmlns='{PIE}'>")
     accounts: list[Account] = []
+    if root.name == "host" and root.xmlns == PIE and root.attrs.get("jid"):
+        # One host's file, as ejabberd writes it next to its index.
+        for user in hosts:
+            if user.name != "user" or not user.get("name"):
+                summary.skipped[f"unknown element <{user.name}> in host"] += 1
+                continue
+            accounts.append(_account(root.attrs["jid"], user, summary))
+        return accounts
+    if root.name != "server-data" or root.xmlns != PIE:
+        raise ImportError_(f"{path}:1: root is not <server-data xmlns='{PIE}'> (or <host>)")
     for host in hosts:
+        if host.name == "include" and host.xmlns == XINCLUDE:
+            href = host.get("href") or ""
+            target = path.parent / href
+            if not href or Path(href).name != href or not target.is_file():
+                summary.skipped["XInclude not a file of the same folder"] += 1
+            elif includes is not None:
+                includes.append(target)
+            continue
         if host.name != "host" or host.xmlns != PIE or not host.get("jid"):
             summary.skipped[f"unknown element <{host.name}> in server-data"] += 1
             continue
@@ -226,14 +248,21 @@ class Progress:
 async def import_paths(server: Any, paths: list[Path], summary: Summary,
                        progress: bool = False, max_size: int = MAX_FILE_SIZE) -> None:
     files = _files(paths)
+    seen = {f.resolve() for f in files}
     bar = Progress(len(files), progress)
-    for path in files:
+    for path in files:  # grows with the files an index includes (each read once)
+        includes: list[Path] = []
         try:
-            accounts = parse_file(path, summary, max_size)
+            accounts = parse_file(path, summary, max_size, includes)
         except ImportError_ as exc:
             summary.errors.append(str(exc))
             bar.step()
             continue
+        for inc in includes:
+            if inc.resolve() not in seen:
+                seen.add(inc.resolve())
+                files.append(inc)
+                bar.total += 1
         for acc in accounts:
             await _import_account(server, acc, summary)
         bar.step()
