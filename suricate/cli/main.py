@@ -453,7 +453,7 @@ def cmd_xep0227(args: argparse.Namespace) -> int:
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
-    summary = xep0227.Summary()
+    summary = xep0227.Summary(verb="imported" if args.command == "import" else "exported")
 
     async def run() -> None:
         server = Server(cfg, base_dir, MODULES)
@@ -537,9 +537,13 @@ def admin_failure(args: argparse.Namespace, err: Exception, not_running_code: in
     if isinstance(err, CredentialsRefused) and _embedded(args):
         # Our data folder's password refused: what answers on the default's admin port is
         # the server of another folder (only one can hold the ports); this one's is stopped.
+        # Or the same folder's server, started with a configuration file (the README's own
+        # suricate.toml keeps its database in ./data): then it is --config that is missing.
         return CliError(f"the server is not running here: the one answering at the admin "
-                        f"port was started from another data folder than {_data_dir(args)}; "
-                        "start this one with: suricate serve", not_running_code)
+                        f"port refused the admin password of {_data_dir(args)} (its "
+                        f"{ADMIN_KEY_FILE}): it was started from another data folder, or with "
+                        "a configuration file (then give it: --config FILE); start this "
+                        "folder's with: suricate serve", not_running_code)
     if isinstance(err, ServerUnreachable) and err.refused:
         start = f"suricate serve --config {args.config}" if args.config else "suricate serve"
         return CliError(f"the server is not running ({err}); start it with: {start}",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import sys
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ __all__ = ["ImportError_", "Summary", "export_all", "import_paths", "parse_file"
 
 PIE = "urn:xmpp:pie:0"
 PIE_SCRAM = "urn:xmpp:pie:0#scram"
+XINCLUDE = "http://www.w3.org/2001/XInclude"
 ROSTER = "jabber:iq:roster"
 PRIVATE = "jabber:iq:private"
 VCARD = "vcard-temp"
@@ -73,22 +75,53 @@ class Summary:
     imported: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[str] = field(default_factory=list)
+    verb: str = "imported"  # "exported" for `suricate export`
+    # Accounts written with SCRAM keys for fewer hashes than auth.password.hash offers
+    # (Prosody keeps SHA-1 only): the hashes they lack, and those every such account has.
+    short_keys: int = 0
+    lacking: set[str] = field(default_factory=set)
+    common: set[str] | None = None
+
+    def keys_written(self, have: set[str], configured: list[str]) -> None:
+        missing = set(configured) - have
+        if missing:
+            self.short_keys += 1
+            self.lacking |= missing
+            self.common = have if self.common is None else self.common & have
 
     def report(self, out: TextIO) -> None:
         for what, n in sorted(self.imported.items()):
-            print(f"imported {n} {what}", file=out)
+            print(f"{self.verb} {n} {what}", file=out)
         for why, n in sorted(self.skipped.items()):
             print(f"skipped {n}: {why}", file=out)
         for err in self.errors:
             print(f"error: {err}", file=out)
+        if self.short_keys:
+            # Without this a newcomer's first sign is every modern client failing to log in
+            # (it picks the strongest SCRAM offered, for which the account has no keys).
+            mechs = {n: m for m, n in _SCRAM_HASHES.items()}
+            lacking = ", ".join(mechs[h] for h in mechs if h in self.lacking)
+            have = [h for h in mechs if h in (self.common or set())]
+            print(f"note: {self.short_keys} accounts have SCRAM keys only for "
+                  f"{', '.join(mechs[h] for h in have)}, not for {lacking} "
+                  "(auth.password.hash): a client that picks one of those fails to log in "
+                  "until it adds the keys (XEP-0480 upgrade tasks, with mod_sasl2) or the "
+                  "password is changed. To let every client in meanwhile, set [auth.password] "
+                  f"hash = {json.dumps(have)} (docs/moving-in.md, \"Password hashes\")",
+                  file=out)
 
 
-def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE) -> list[Account]:
+def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE,
+               includes: list[Path] | None = None) -> list[Account]:
     """The accounts of one XEP-0227 document; raises ImportError_ naming the file and line.
 
     Parsed with the stream parser's RFC 6120 §11 restrictions: no DTD, no entity other than
     the five predefined ones, no comments or processing instructions (no entity expansion
-    attack can get through)."""
+    attack can get through).
+
+    ejabberd's ``export_piefxis`` writes a ``<server-data>`` of ``<xi:include href=.../>``
+    (XEP-0227 §4.1 allows XInclude) and one file per host whose root is that ``<host>``:
+    both are read. An include's file, in the same folder, is appended to ``includes``."""
     size = path.stat().st_size
     if size > max_size:
         raise ImportError_(f"{path}: {size} bytes, over the {max_size}-byte limit")
@@ -109,10 +142,26 @@ def parse_file(path: Path, summary: Summary, max_size: int = MAX_FILE_SIZE) -> l
                     hosts.append(ev)
     if root is None or not parser._closed:  # noqa: SLF001 - the parser's own end flag
         raise ImportError_(f"{path}: not a complete XML document")
-    if root.name != "server-data" or root.xmlns != PIE:
-        raise ImportError_(f"{path}:1: root is not <server-data xmlns='{PIE}'>")
     accounts: list[Account] = []
+    if root.name == "host" and root.xmlns == PIE and root.attrs.get("jid"):
+        # One host's file, as ejabberd writes it next to its index.
+        for user in hosts:
+            if user.name != "user" or not user.get("name"):
+                summary.skipped[f"unknown element <{user.name}> in host"] += 1
+                continue
+            accounts.append(_account(root.attrs["jid"], user, summary))
+        return accounts
+    if root.name != "server-data" or root.xmlns != PIE:
+        raise ImportError_(f"{path}:1: root is not <server-data xmlns='{PIE}'> (or <host>)")
     for host in hosts:
+        if host.name == "include" and host.xmlns == XINCLUDE:
+            href = host.get("href") or ""
+            target = path.parent / href
+            if not href or Path(href).name != href or not target.is_file():
+                summary.skipped["XInclude not a file of the same folder"] += 1
+            elif includes is not None:
+                includes.append(target)
+            continue
         if host.name != "host" or host.xmlns != PIE or not host.get("jid"):
             summary.skipped[f"unknown element <{host.name}> in server-data"] += 1
             continue
@@ -199,14 +248,21 @@ class Progress:
 async def import_paths(server: Any, paths: list[Path], summary: Summary,
                        progress: bool = False, max_size: int = MAX_FILE_SIZE) -> None:
     files = _files(paths)
+    seen = {f.resolve() for f in files}
     bar = Progress(len(files), progress)
-    for path in files:
+    for path in files:  # grows with the files an index includes (each read once)
+        includes: list[Path] = []
         try:
-            accounts = parse_file(path, summary, max_size)
+            accounts = parse_file(path, summary, max_size, includes)
         except ImportError_ as exc:
             summary.errors.append(str(exc))
             bar.step()
             continue
+        for inc in includes:
+            if inc.resolve() not in seen:
+                seen.add(inc.resolve())
+                files.append(inc)
+                bar.total += 1
         for acc in accounts:
             await _import_account(server, acc, summary)
         bar.step()
@@ -282,6 +338,8 @@ async def _import_account(server: Any, acc: Account, summary: Summary) -> None:
         else:
             await _import_offline(offline, host, user, jid, acc.offline, summary)
     existing = await server.storage.get_user(host, user)
+    if acc.scram:
+        summary.keys_written(set(keys), server.auth.hashes)
     if existing is None:
         await server.storage.create_user(host, user, plain, details)
         summary.imported["accounts"] += 1

@@ -547,11 +547,20 @@ def _rest_admin_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
 def _http_listener_post(out: dict[str, Any], raw: Mapping[str, Any], path: str,
                         ctx: Context) -> None:
     _listener_address_post(out, raw, path, ctx)
+    handlers = out.get("handlers") or {}
+    if not (handlers.get("mod_websockets") or handlers.get("mod_bosh")):
+        # The page takes its endpoints from its own listener: with neither, Converse.js
+        # loads and cannot connect (operations.md's snippet once showed /chat alone).
+        for i, handler in enumerate(handlers.get("mod_conversejs") or ()):
+            if handler.get("websocket_url") is None and handler.get("bosh_service_url") is None:
+                ctx.warn(at(join(join(path, "handlers"), "mod_conversejs"), i),
+                         "the web client has no endpoint to connect to: add a "
+                         "[[listen.http.handlers.mod_websockets]] (or mod_bosh) to this "
+                         "listener, or set websocket_url")
     if ipaddress.ip_address(out["ip_address"]).is_loopback:
         return
     # An admin endpoint without credentials administers the server for whoever reaches the
     # port (6.4 allows it; its docs and ours say to keep it on a loopback address then).
-    handlers = out.get("handlers") or {}
     for kind, open_ in (("mongoose_graphql_handler",
                          lambda h: h.get("schema_endpoint") == "admin"),
                         ("mongoose_admin_api", lambda h: True)):

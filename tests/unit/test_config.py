@@ -1732,3 +1732,21 @@ def test_an_admin_api_without_credentials_off_loopback_is_a_warning() -> None:
     assert warnings_of(listener("0.0.0.0", "mongoose_graphql_handler", creds)) == []
     assert warnings_of(listener("0.0.0.0", "mongoose_graphql_handler",
                                 'schema_endpoint = "user"\n')) == []
+
+
+def test_a_web_client_with_no_endpoint_on_its_listener_is_a_warning() -> None:
+    # The page takes its WebSocket/BOSH endpoints from its own listener: with neither (the
+    # /chat-only snippet operations.md once showed), Converse.js loads and cannot connect.
+    def listener(*handlers: str, extra: str = "") -> str:
+        return '[[listen.http]]\nport = 5280\n' + "".join(
+            f'[[listen.http.handlers.{h}]]\nhost = "_"\npath = "/{h}"\n'
+            + (extra if h == "mod_conversejs" else "") for h in handlers)
+
+    (warning,) = warnings_of(listener("mod_conversejs"))
+    assert warning.startswith("listen.http[0].handlers.mod_conversejs[0]: the web client has "
+                              "no endpoint to connect to: add a "
+                              "[[listen.http.handlers.mod_websockets]]")
+    assert warnings_of(listener("mod_conversejs", "mod_websockets")) == []
+    assert warnings_of(listener("mod_conversejs", "mod_bosh")) == []
+    assert warnings_of(listener("mod_conversejs",
+                                extra='websocket_url = "wss://xmpp.example.com/ws"\n')) == []

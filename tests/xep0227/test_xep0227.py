@@ -107,6 +107,11 @@ def test_import_prosody_document(cfg_file: Path, tmp_path: Path,
     assert "imported 2 accounts" in out
     assert "PubSub lands later" in out
     assert "unknown element <frobnicate" in out
+    # Alice came with SHA-1 keys only (Prosody's), bob with a password (hashed for every
+    # configured hash): the operator is told that clients picking SCRAM-SHA-256 will fail.
+    assert ("note: 1 accounts have SCRAM keys only for SCRAM-SHA-1, not for SCRAM-SHA-224, "
+            "SCRAM-SHA-256, SCRAM-SHA-384, SCRAM-SHA-512") in out
+    assert 'set [auth.password] hash = ["sha"]' in out
     data = dump(cfg_file)
     alice = data["alice"]
     # The SCRAM keys are kept: the original password verifies, another does not.
@@ -139,7 +144,10 @@ def test_export_then_import_gives_the_same_data(cfg_file: Path, tmp_path: Path,
     assert run_cli("import", "--config", str(cfg_file), str(src)) == 0
     before = dump(cfg_file)
     out_dir = tmp_path / "out"
+    capsys.readouterr()
     assert run_cli("export", "--config", str(cfg_file), str(out_dir)) == 0
+    out = capsys.readouterr().out
+    assert "exported 2 accounts" in out and "imported" not in out and "note:" not in out
     assert sorted(p.name for p in out_dir.iterdir()) == ["alice@example.test.xml",
                                                          "bob@example.test.xml"]
     fresh = tmp_path / "fresh"
@@ -192,3 +200,46 @@ def test_progress_bar_on_request(cfg_file: Path, tmp_path: Path,
     captured = capsys.readouterr()
     assert "3/3" in captured.err and "imported 3 accounts" in captured.out
     assert sorted(dump(cfg_file)) == ["u0", "u1", "u2"]
+
+
+# As ejabberd 23.01's `ejabberdctl export_piefxis DIR` writes them (walked 2026-12-05): an
+# index of XIncludes and one file per host whose root is the <host>.
+EJABBERD_INDEX = ("<?xml version='1.0' encoding='UTF-8'?><server-data xmlns='urn:xmpp:pie:0' "
+                  "xmlns:xi='http://www.w3.org/2001/XInclude'><xi:include "
+                  "href='20261205-131331_example_test.xml'/></server-data>")
+EJABBERD_HOST = ("<?xml version='1.0' encoding='UTF-8'?><host xmlns='urn:xmpp:pie:0' "
+                 "xmlns:xi='http://www.w3.org/2001/XInclude' jid='example.test'><user "
+                 "name='anna' password='annapw'><query xmlns='jabber:iq:roster'><item "
+                 "subscription='both' name='Ben' jid='ben@example.test'><group>Friends</group>"
+                 "</item></query></user><user name='ben' password='benpw'/></host>")
+
+
+@pytest.mark.parametrize("what", ["dir", "index"])
+def test_ejabberd_export_piefxis_layout(cfg_file: Path, tmp_path: Path, what: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "20261205-131331.xml").write_text(EJABBERD_INDEX)
+    (exp / "20261205-131331_example_test.xml").write_text(EJABBERD_HOST)
+    # The folder (both files: the host file read once), or the index alone (it is followed).
+    arg = exp if what == "dir" else exp / "20261205-131331.xml"
+    assert run_cli("import", "--config", str(cfg_file), str(arg)) == 0
+    out = capsys.readouterr().out
+    assert "imported 2 accounts" in out and "imported 1 roster items" in out, out
+    assert "skipped" not in out and "error" not in out, out
+    data = dump(cfg_file)
+    assert verify_password(*data["anna"]["cred"], "annapw")
+    assert [(i.jid, i.groups) for i in data["anna"]["roster"]] == [("ben@example.test",
+                                                                    ("Friends",))]
+
+
+def test_an_include_out_of_the_folder_is_not_followed(cfg_file: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "outside.xml").write_text(EJABBERD_HOST)
+    exp = tmp_path / "export"
+    exp.mkdir()
+    (exp / "index.xml").write_text(EJABBERD_INDEX.replace("20261205-131331_example_test.xml",
+                                                          "../outside.xml"))
+    assert run_cli("import", "--config", str(cfg_file), str(exp / "index.xml")) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1: XInclude not a file of the same folder" in out and "imported" not in out
