@@ -173,8 +173,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if node is not None:
                 await node.stop()  # leave the cluster now rather than be reaped later
             raise
-        ports = ", ".join(f"{lst.kind}:{lst.port}"
-                          for lst in [*server.listeners, *server.http_listeners])
+        ports = ", ".join([f"{lst.kind}:{lst.port}"
+                           for lst in [*server.listeners, *server.http_listeners]]
+                          + [f"{kind}:{port}" for module in server.module_instances
+                             for kind, port in module.listening()])
         status = f"serving {', '.join(sorted(server.hosts))} on {ports}"
         started = time.perf_counter() - t0
         # Off since the program started (suricate/__main__.py): what start-up made lives on.

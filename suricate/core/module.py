@@ -213,6 +213,11 @@ class Module:
     async def start(self) -> None:
         """Anything beyond the declared wiring (timers, caches)."""
 
+    def listening(self) -> list[tuple[str, int]]:
+        """The ports the module listens on itself, outside ``[[listen]]`` (kind, port), once
+        started: named in the start-up line with the listeners'."""
+        return []
+
     async def announce_stop(self) -> None:
         """The server is stopping and its streams are still up (client sessions and s2s):
         tell others what only this module knows, e.g. mod_muc's occupants on other servers

@@ -213,7 +213,11 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
         assert stop.returncode == 0, stop
         assert proc.wait(20) == 0
         # It said where its data is (an installed package runs anywhere, docs/operations.md)
-        first = (proc.stdout.read() if proc.stdout else "").splitlines()[0]
+        lines = (proc.stdout.read() if proc.stdout else "").splitlines()
+        first = lines[0]
+        # ... and every port it listens on, the proxy's (a module's own) included
+        assert any("serving localhost on " in line and "proxy65:7777" in line
+                   for line in lines), lines
         assert first == ("suricate: no --config: the embedded default, its data in "
                          f"{tmp_path / 'data'}"), first
         from cryptography import x509

@@ -115,6 +115,9 @@ class ModProxy65(Module):
         self.port = await self.streamhost.start(self.opts["ip"], self.opts["port"])
         self.services = self.serve_subdomains(self.opts["host"], self.handle)
 
+    def listening(self) -> list[tuple[str, int]]:
+        return [("proxy65", self.port)] if self.port else []
+
     async def stop(self) -> None:
         await self.streamhost.stop()
 
