@@ -417,6 +417,7 @@ async def test_messages_routed_with_the_initial_presence_come_after_the_stored_o
         await asyncio.gather(bob.writer.drain(), alice.writer.drain())
         bodies = await _bodies(server, bob, "live 9")
         assert bodies == [f"stored {n}" for n in range(30)] + [f"live {n}" for n in range(10)]
+        assert not server.router._turns_held  # noqa: SLF001 - nothing keeps the turn
     finally:
         await alice.close()
         await bob.close()
