@@ -180,6 +180,13 @@ USER_PRIORITY_RAISED: Hook[Callable[[None, C2S], AsyncFolded[None]]] = Hook(
     "fold_async(None, c2s): an available session raised its priority from negative to "
     "non-negative: it takes stanzas to the bare JID from now on (RFC 6121 §8.5.2.1.1), and "
     "what was stored for the account goes to it (XEP-0160 §2)")
+RESEND_OFFLINE_MESSAGES: Hook[Callable[[None, C2S], Folded[None]]] = Hook(
+    "resend_offline_messages",
+    "fold(None, c2s): a session now takes stanzas to the bare JID (its initial available "
+    "presence, or a priority raised to non-negative, with a priority of 0 or more), run "
+    "in that presence's own processing, before user_available / user_priority_raised are "
+    "spawned: mod_offline reserves the account's offline turn here (nothing routed after "
+    "the presence overtakes the stored messages) and delivers them in a task (6.4's name)")
 UNSET_PRESENCE: Hook[Callable[[None, C2S, str], AsyncFolded[None]]] = Hook(
     "unset_presence",
     "fold_async(None, c2s, status: str): a session ended while available; status is '' "

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 from suricate.core import hooks as H
-from suricate.core.keyed_locks import KeyedLocks
+from suricate.core.keyed_locks import KeyedLocks, Turn
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import message_type
@@ -69,7 +68,8 @@ class Beyond(Protocol):
 
 class Router:
     __slots__ = ("server", "sessions", "hooks", "elsewhere", "beyond", "_held", "_holds",
-                 "_route_filters_seen", "_route_filtered", "_offline_turns", "bouncing")
+                 "_route_filters_seen", "_route_filtered", "_offline_turns", "_turns_held",
+                 "bouncing")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -94,13 +94,20 @@ class Router:
         self._route_filtered = False
         #: Accounts whose messages are on the offline path (``_offline_or_error``).
         self._offline_turns: KeyedLocks[JID] = KeyedLocks()
+        # Its keys, read on the message path: a dict's truth and one membership test, and
+        # nothing at all while no account anywhere has its turn held.
+        self._turns_held = self._offline_turns.held
 
-    def offline_turn(self, user: JID) -> AbstractAsyncContextManager[None]:
-        """Hold ``user``'s (a bare JID) offline turn: while it is held, messages routed to the
-        bare JID wait for it, then go to the account's resources (or offline) in the order
-        they came. mod_offline holds it while it delivers what it stored, so that a message
-        sent after the account came online does not overtake the ones kept for it."""
-        return self._offline_turns.hold(user)
+    def reserve_offline_turn(self, user: JID) -> Turn:
+        """A place in ``user``'s (a bare JID) offline turn, taken now; ``async with turn:``
+        waits for it (in a task) and holds it. While it is held or waited for, messages
+        routed to the account (its bare JID, or a full JID of its sessions here) wait for it,
+        then go to the account's resources (or offline) in the order they came. mod_offline
+        reserves it in the processing of the presence that makes a session available, and
+        holds it while it delivers what it stored: a message sent after the account came
+        online, even one routed before any task ran, does not overtake the ones kept for it
+        (RFC 6120 §10.1, XEP-0160)."""
+        return self._offline_turns.reserve(user)
 
     def _one_node(self) -> bool:
         """Whether this routing involves no other node: no cluster, or not inside
@@ -223,11 +230,19 @@ class Router:
                 if name == "presence" and stanza.attrs.get("type") in _SUBSCRIPTION_TYPES:
                     # RFC 6121 §3: subscription requests concern the bare JID.
                     self._to_bare(frm, to.bare, stanza)
-                elif name == "message" and self.hooks.has(H.FILTER_LOCAL_PACKET):
-                    filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
-                                               [session])
-                    if filtered is not None:
-                        session.deliver(filtered)
+                elif name == "message":
+                    if self._turns_held and to.bare in self._turns_held and self._one_node():
+                        # The account's offline turn is held (it just came online, and its
+                        # stored messages are on their way): this one follows them rather
+                        # than overtaking them.
+                        self.server.spawn(self._to_full_in_turn(frm, to, stanza))
+                    elif self.hooks.has(H.FILTER_LOCAL_PACKET):
+                        filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
+                                                   [session])
+                        if filtered is not None:
+                            session.deliver(filtered)
+                    else:
+                        session.deliver(stanza)
                 else:
                     session.deliver(stanza)
             elif self.elsewhere is not None:
@@ -308,7 +323,7 @@ class Router:
             # §8.5.2.1.1: a groupchat message to a bare JID is never delivered.
             self.bounce(stanza, StanzaError("service-unavailable"))
             return
-        if self._offline_turns and to in self._offline_turns and self._one_node():
+        if self._turns_held and to in self._turns_held and self._one_node():
             # Earlier messages to the account are still on the offline path (it came online
             # meanwhile): this one follows them, delivered or stored in its turn (RFC 6120
             # §10.1), rather than overtaking them. (One node: with others, the offline path
@@ -359,6 +374,34 @@ class Router:
         except Exception:
             # The database is down (or a bug): the message was not stored, so the sender must
             # hear it rather than lose it silently.
+            log.exception("offline_failed from=%s to=%s", frm, to)
+            self.bounce(stanza, StanzaError("internal-server-error"))
+
+    async def _to_full_in_turn(self, frm: JID, to: JID, stanza: Element) -> None:
+        """A message to a full JID with a session here while the account's offline turn is
+        held: it goes out after what the turn's holders deliver (the stored messages), as
+        ``_route_local`` would have sent it then."""
+        bare = to.bare
+        try:
+            async with self._offline_turns.hold(bare):
+                session = self.sessions.lookup(to)
+                if session is not None:
+                    if self.hooks.has(H.FILTER_LOCAL_PACKET):
+                        filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
+                                                   [session])
+                        if filtered is not None:
+                            session.deliver(filtered)
+                    else:
+                        session.deliver(stanza)
+                    return
+                # The session went away meanwhile: RFC 6121 §8.5.3.2.1, in this turn still.
+                mtype = message_type(stanza)
+                if mtype == "groupchat":
+                    self.bounce(stanza, StanzaError("service-unavailable"))
+                elif mtype in _TO_BARE_ON_NO_RESOURCE \
+                        and not self._deliver_to_resources(frm, bare, stanza):
+                    await self._offline(frm, bare, stanza)
+        except Exception:
             log.exception("offline_failed from=%s to=%s", frm, to)
             self.bounce(stanza, StanzaError("internal-server-error"))
 

@@ -134,6 +134,7 @@ class ModPresence(Module):
                 # presence"). A hook of its own rather than a user_send_packet handler in
                 # mod_offline: nothing is added to the path of every stanza a client sends.
                 self._show_pending_requests(c2s, roster)
+                self.server.hooks.fold(H.RESEND_OFFLINE_MESSAGES, None, c2s)
                 self.server.spawn(self.server.hooks.fold_async(H.USER_PRIORITY_RAISED, None,
                                                                c2s))
             return
@@ -159,7 +160,10 @@ class ModPresence(Module):
             elsewhere.to_bare(c2s.jid, user, probe, also=True)
         # §3.1.3: requests that arrived while the user was away are shown now.
         self._show_pending_requests(c2s, roster)
-        # Offline messages and the like (mod_offline).
+        # Offline messages (mod_offline), now: whatever is routed to the account from here
+        # on must find them on their way already (XEP-0160; RFC 6120 §10.1).
+        if c2s.priority >= 0:
+            self.server.hooks.fold(H.RESEND_OFFLINE_MESSAGES, None, c2s)
         self.server.spawn(self.server.hooks.fold_async(H.USER_AVAILABLE, None, c2s))
 
     @staticmethod

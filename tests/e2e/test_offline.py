@@ -4,6 +4,7 @@ and stamped (XEP-0203), when it comes online; a full queue bounces; chat states 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from suricate.xml import ns
 from tests.e2e.harness import (
     MODULES_TOML,
     Client,
+    RawClient,
     connect,
     disconnect,
     eventually,
     running_server,
 )
+from tests.e2e.test_roster_presence import iq_reply, raw_session
 from tests.e2e.tls_client import logged_in
 
 DELAY = "{urn:xmpp:delay}delay"
@@ -370,3 +373,93 @@ async def test_a_message_sent_while_stored_ones_are_read_comes_after_them(
         store.pop_offline = real_pop
     assert bodies == ["stored 0", "stored 1", "stored 2", "live"]
     await disconnect(alice, bob)
+
+
+async def _offline_backlog(server: Server, count: int) -> tuple[RawClient, RawClient]:
+    """alice (raw, direct TLS) and bob's bound, not yet available session; ``count`` messages
+    from alice stored for bob."""
+    await accounts(server, "alice", "bob")
+    alice = await raw_session(server, "alice", "alice-pw", "desk")
+    await alice.send("".join(f"<message to='bob@localhost' type='chat'><body>stored {n}</body>"
+                             "</message>" for n in range(count))
+                     + "<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>")
+    await alice.expect(iq_reply("s"))
+    await server.drain(5)
+    assert await server.modules["mod_offline"].store.count_offline("localhost", "bob") == count
+    bob = await raw_session(server, "bob", "bob-pw", "phone")
+    return alice, bob
+
+
+async def _bodies(server: Server, client: RawClient, last: str) -> list[str]:
+    """The bodies ``client`` got up to ``last``, and anything more routed meanwhile (a
+    duplicate would be there): up to the answer to a ping sent once the server is idle."""
+    # \A: a search that may start anywhere retries each position, quadratic in the backlog.
+    got = await client.expect(rf"\A.*?<body>{last}</body>", timeout=10)
+    await server.drain(5)
+    await client.send("<iq type='get' id='end'><ping xmlns='urn:xmpp:ping'/></iq>")
+    got += await client.expect(r"\A.*?" + iq_reply("end"))
+    return re.findall(r"<body>(.*?)</body>", got)
+
+
+async def test_messages_routed_with_the_initial_presence_come_after_the_stored_ones(
+        server: Server) -> None:
+    """The contact's messages reach the server in the same instant as the account's initial
+    presence (one write each, read in the same turn of the server's loop): each arrives once,
+    after the 30 stored messages. Before, the stored ones were taken out in a task, and
+    whatever was routed before that task took the account's offline turn went straight to
+    the session (or, routed just before the presence, took the turn first), overtaking them
+    (RFC 6120 §10.1, XEP-0160)."""
+    alice, bob = await _offline_backlog(server, 30)
+    try:
+        bob.writer.write(b"<presence/>")
+        alice.writer.write("".join(
+            f"<message to='bob@localhost' type='chat'><body>live {n}</body></message>"
+            for n in range(10)).encode())
+        await asyncio.gather(bob.writer.drain(), alice.writer.drain())
+        bodies = await _bodies(server, bob, "live 9")
+        assert bodies == [f"stored {n}" for n in range(30)] + [f"live {n}" for n in range(10)]
+        assert not server.router._turns_held  # noqa: SLF001 - nothing keeps the turn
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_messages_to_the_full_and_bare_jid_wait_for_the_stored_ones(
+        server: Server) -> None:
+    """A contact answers the account's presence at once, to its full JID and to its bare JID,
+    while other user_available work is still running (mod_pubsub's last items reading its
+    database, say: it ran before mod_offline's delivery in the same hook) and the storage is
+    still being read. Everything comes after the stored messages, in the order sent, once
+    each."""
+    alice, bob = await _offline_backlog(server, 30)
+    started, release = asyncio.Event(), asyncio.Event()
+    store = server.modules["mod_offline"].store
+    real_pop = store.pop_offline
+
+    async def slow_neighbour(acc: None, c2s: object) -> None:
+        started.set()
+        await asyncio.wait_for(release.wait(), 5)
+
+    async def slow_pop(*args: object, **kwargs: object) -> object:
+        await asyncio.wait_for(release.wait(), 5)  # the database answers later
+        return await real_pop(*args, **kwargs)
+
+    server.hooks.add(H.USER_AVAILABLE, slow_neighbour, 0)
+    store.pop_offline = slow_pop
+    try:
+        await bob.send("<presence/>")
+        await asyncio.wait_for(started.wait(), 5)  # bob is available
+        await alice.send("".join(
+            f"<message to='bob@localhost{'/phone' if n % 2 else ''}' type='chat'>"
+            f"<body>live {n}</body></message>" for n in range(10))
+            + "<iq type='get' id='r'><ping xmlns='urn:xmpp:ping'/></iq>")
+        await alice.expect(iq_reply("r"))  # all ten routed
+        release.set()
+        bodies = await _bodies(server, bob, "live 9")
+        assert bodies == [f"stored {n}" for n in range(30)] + [f"live {n}" for n in range(10)]
+    finally:
+        release.set()
+        server.hooks.remove(H.USER_AVAILABLE, slow_neighbour)
+        store.pop_offline = real_pop
+        await alice.close()
+        await bob.close()

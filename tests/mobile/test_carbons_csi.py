@@ -72,9 +72,21 @@ async def test_carbons_never_duplicate_a_message_a_device_gets_itself(server: Se
     bob = await raw_session(server, "bob", "secret", "desk")
     n = 0
 
+    async def handled(*clients: Any) -> None:
+        """The server read and routed what ``clients`` sent so far: each answered a ping sent
+        after it (RFC 6120 §10.1). What they received meanwhile is skipped: call it for a
+        sender before reading what its stanzas did elsewhere."""
+        nonlocal n
+        for client in clients:
+            n += 1
+            await client.send(f"<iq type='get' id='h{n}'><ping xmlns='urn:xmpp:ping'/></iq>")
+            await client.expect(r".*?" + iq_reply(f"h{n}"))
+
     async def received(client: Any) -> list[str]:
         """The messages (originals and copies) that reach ``client`` before the answer to a
-        ping sent after everything above was handled."""
+        ping sent after everything above was handled: the senders' stanzas were read
+        (``handled``), and what their routing left to a task (a message that waits for the
+        account's offline turn while a device logs in) is done."""
         nonlocal n
         n += 1
         await server.drain(5)
@@ -87,23 +99,29 @@ async def test_carbons_never_duplicate_a_message_a_device_gets_itself(server: Se
         for client in (phone, laptop):
             await client.send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
             await client.send("<presence/>")
+        await handled(phone, laptop)
         # A reply to a resource that is gone: each device gets the message itself, once.
         await bob.send("<message to='alice@localhost/gone' type='chat'><body>one</body>"
                        "</message>")
+        await handled(bob)
         for client in (phone, laptop):
             got = await received(client)
             assert len(got) == 1 and "<received" not in got[0], got
         # The laptop goes to priority -1: it gets a copy of what reaches the phone.
         await laptop.send("<presence><priority>-1</priority></presence>")
+        await handled(laptop)
         await bob.send("<message to='alice@localhost' type='chat'><body>two</body></message>")
+        await handled(bob)
         got = await received(phone)
         assert len(got) == 1 and "<received" not in got[0], got
         got = await received(laptop)
         assert len(got) == 1 and "<received xmlns=\"urn:xmpp:carbons:2\">" in got[0], got
         # Note to self: the laptop is back at 0 and gets the message, not also a copy.
         await laptop.send("<presence/>")
+        await handled(laptop)
         await phone.send("<message to='alice@localhost' type='chat'><body>three</body>"
                          "</message>")
+        await handled(phone)
         got = await received(laptop)
         assert len(got) == 1 and "<sent" not in got[0] and "three" in got[0], got
     finally:

@@ -44,3 +44,45 @@ async def test_a_failing_holder_lets_the_next_one_in() -> None:
         pass
     assert isinstance(failing.exception(), ValueError)
     assert not locks
+
+
+async def test_a_reserved_turn_comes_before_holders_that_ask_later() -> None:
+    """``reserve`` takes the place at once, outside any task: a holder whose task was made
+    before the reservation, but ran after it, comes after it."""
+    locks: KeyedLocks[str] = KeyedLocks()
+    order: list[str] = []
+
+    async def work(name: str) -> None:
+        async with locks.hold("k"):
+            order.append(name)
+
+    early = asyncio.create_task(work("made before"))  # its first step has not run yet
+    turn = locks.reserve("k")
+    assert "k" in locks
+    late = asyncio.create_task(work("made after"))
+
+    async def reserved() -> None:
+        async with turn:
+            await asyncio.sleep(0.01)
+            order.append("reserved")
+
+    await asyncio.gather(early, late, asyncio.create_task(reserved()))
+    assert order == ["reserved", "made before", "made after"]
+    assert not locks
+
+
+async def test_a_turn_given_up_lets_the_next_one_in() -> None:
+    """A turn released without being waited for (its task never started), twice, or
+    cancelled while it waited does not hold the key back."""
+    locks: KeyedLocks[str] = KeyedLocks()
+    first = locks.reserve("k")
+    waiting = locks.reserve("k")
+    cancelled = asyncio.create_task(waiting.wait())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    first.release()
+    first.release()  # again: nothing
+    async with locks.hold("k"):
+        assert list(locks.held) == ["k"]
+    assert not locks

@@ -25,7 +25,7 @@ from suricate.config.spec import Bool, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.hooks import Stop
-from suricate.core.keyed_locks import KeyedLocks
+from suricate.core.keyed_locks import KeyedLocks, Turn
 from suricate.core.module import GraphQLCategory, Module, PersonalData
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
@@ -72,9 +72,9 @@ class ModOffline(Module):
     xeps = ("0023", "0160", "0203")
     hooks = (
         (H.OFFLINE_MESSAGE, "store_offline", 50),
-        (H.USER_AVAILABLE, "deliver_stored", 50),
-        # XEP-0160 §2: a session that raises its priority to non-negative (mod_presence).
-        (H.USER_PRIORITY_RAISED, "deliver_stored", 50),
+        # XEP-0160 §2: a session's initial available presence, or its priority raised to
+        # non-negative (mod_presence), in that presence's own processing.
+        (H.RESEND_OFFLINE_MESSAGES, "resend_offline_messages", 50),
     )
     features = (ns.OFFLINE,)
     store_class = OfflineStore
@@ -184,16 +184,39 @@ class ModOffline(Module):
         sessions = self.server.sessions.available(user)
         return sessions[0] if sessions and sessions[0].priority >= 0 else None
 
-    # -- user_available hook -------------------------------------------------------------------
-    async def deliver_stored(self, acc: Any, c2s: C2S) -> Any:
+    # -- resend_offline_messages hook -----------------------------------------------------------
+    def resend_offline_messages(self, acc: Any, c2s: C2S) -> Any:
+        """The session now takes the account's messages: the stored ones go to it first.
+
+        The router's offline turn for the account is reserved here, in the processing of
+        the presence, and the storage is read in a task that waits for it (outside a task,
+        asyncpg's timeouts fail). Every message routed to the account from now on, to the
+        bare JID or to a full JID, waits for the turn and goes out after the stored ones
+        (they are older: RFC 6120 §10.1, XEP-0160). Taken in the task's first step
+        instead, a message routed before the task ran (the contact's client answered the
+        presence at once, or its message was read in the same turn of the loop) overtook
+        them; the tasks that run user_available before mod_offline's handler made that
+        window longer still."""
         # XEP-0160 §2 step 5: only a resource with non-negative presence gets them.
         if c2s.priority < 0 or c2s.jid is None or not c2s.available:
             return acc
-        # Messages to the account routed meanwhile wait for the stored ones to go out first
-        # (they are older): without it, one sent just after the login overtook them while
-        # storage was read. The turn is taken in this task's first step. (Not in the
-        # presence's own processing, eagerly: outside a task, asyncpg's timeouts fail.)
-        async with self.server.router.offline_turn(c2s.jid.bare):
+        turn = self.server.router.reserve_offline_turn(c2s.jid.bare)
+        task = self.server.spawn(self.deliver_stored(acc, c2s, turn))
+        # A task cancelled before its first step (a shutdown) never enters the turn: its
+        # place must not hold the account's messages back for ever.
+        task.add_done_callback(turn.release)
+        return acc
+
+    async def deliver_stored(self, acc: Any, c2s: C2S, turn: Turn | None = None) -> Any:
+        """Take the account's offline turn (``turn`` when reserved already) and deliver what
+        is stored to ``c2s``."""
+        if c2s.priority < 0 or c2s.jid is None or not c2s.available:
+            if turn is not None:
+                turn.release()
+            return acc
+        if turn is None:
+            turn = self.server.router.reserve_offline_turn(c2s.jid.bare)
+        async with turn:
             await self._deliver(c2s)
         return acc
 
