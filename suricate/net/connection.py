@@ -33,6 +33,9 @@ CLOSE_TIMEOUT = 5.0
 # median, 144 ms at p99). A larger read goes to the handler in slices of this size, one per
 # loop iteration, reading paused meanwhile: the others get their turn between two slices.
 READ_SLICE = 16 * 1024
+# The most one socket read takes (asyncio's own is 256 KiB): below glibc's mmap threshold
+# (128 KiB), so that the buffer comes from the heap, not from an mmap per read.
+READ_SIZE = 64 * 1024
 
 # Why reading is paused; the socket reads again only when no reason is left.
 _PAUSED_BY_HANDLER = 1  # the stream is busy with a step (database, ...)
@@ -99,6 +102,12 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if getattr(transport, "max_size", 0) > READ_SIZE:
+            # asyncio reads up to 256 KiB at a time into a new bytes object: above glibc's
+            # mmap threshold (128 KiB), so every read was an mmap, an mremap to the size
+            # read and a munmap, three system calls and fresh zeroed pages per read (about
+            # ten reads per login). The handler takes READ_SLICE at a time anyway.
+            transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.peer = transport.get_extra_info("peername")
         self.handler = self._handler_factory(self)
         if self.tls is not None:
