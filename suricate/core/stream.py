@@ -111,9 +111,14 @@ class XmppStream:
             self._cancel_timer()
             return
         loop = self.conn.loop
-        if self._timer is None:
+        deadline = loop.time() + self._state_timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            # (none yet, or armed for a longer deadline, ``extend_state_deadline``'s)
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_later(self._state_timeout, self._timed_out)
-        self._deadline = loop.time() + self._state_timeout
+        self._deadline = deadline
 
     def extend_state_deadline(self, seconds: float) -> None:
         """At least ``seconds`` from now for the current state, where it is timed and

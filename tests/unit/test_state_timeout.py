@@ -23,7 +23,7 @@ class Loop:
 
     def call_later(self, delay: float, callback: Any, *args: Any) -> Any:
         self.delays.append(delay)
-        return types.SimpleNamespace(cancel=lambda: None)
+        return types.SimpleNamespace(cancel=lambda: None, when=lambda: delay)
 
     def time(self) -> float:
         return 0.0
@@ -125,3 +125,29 @@ async def test_one_timer_per_stream_the_deadline_moves_with_each_state() -> None
     assert len(armed) == 2  # fired at 150 ms, re-armed once for the rest
     c2s.extend_state_deadline(10)  # no deadline any more (timed out): nothing to extend
     assert c2s.state_time_left() is None
+
+
+async def test_a_step_after_an_extended_deadline_gets_state_timeout_again() -> None:
+    """A state given longer (``extend_state_deadline``: a person reviews a self-signed
+    certificate after STARTTLS) must not leave its long timer to the steps after it: the
+    next state times out ``state_timeout`` after it began."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    timed_out: list[float] = []
+
+    class Timed(C2S):
+        __slots__ = ()
+
+        def on_timeout(self) -> None:
+            timed_out.append(loop.time())
+
+    c2s = Timed(types.SimpleNamespace(instrument=Instrumentation()),  # type: ignore[arg-type]
+                _RealConn(loop), {"state_timeout": 100, "max_stanza_size": None}, None)
+    c2s.extend_state_deadline(30)
+    await asyncio.sleep(0.15)  # longer than state_timeout: still waiting for the person
+    assert timed_out == []
+    c2s.restart_state_timer()  # the next step
+    step = loop.time()
+    await asyncio.sleep(0.3)
+    assert len(timed_out) == 1 and 0.099 <= timed_out[0] - step < 0.2
