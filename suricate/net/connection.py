@@ -8,7 +8,10 @@ Writes are coalesced: everything written during one loop tick leaves in one tran
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import sys
+import termios
 from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
@@ -41,6 +44,18 @@ READ_SIZE = 64 * 1024
 _PAUSED_BY_HANDLER = 1  # the stream is busy with a step (database, ...)
 _PAUSED_BY_SHAPER = 2  # the peer is over its [shaper] max_rate
 _PAUSED_BY_SLICING = 4  # the rest of a large read waits for its turn
+
+
+def _unread_input(transport: asyncio.BaseTransport) -> bool:
+    """Whether bytes the peer sent wait unread in the socket (FIONREAD: one ioctl)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(transport, "write_eof"):
+        return False
+    try:
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return False
+    return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 class StreamHandler(Protocol):
@@ -333,6 +348,18 @@ class Connection(asyncio.Protocol):
             data += self.tls.shutdown()
         if data:
             self.transport.write(data)
+        if _unread_input(self.transport):
+            # The peer is still sending (a stanza over max_stanza_size ...): a socket closed
+            # with unread input answers with a reset, which can destroy what was just
+            # written (the stream error) before the peer reads it. Half-close instead: the
+            # peer reads to the end and closes, asyncio closes our side at that EOF, and
+            # what arrives meanwhile is dropped (``closing``), CLOSE_TIMEOUT at most.
+            if self._paused:
+                self._paused = 0
+                self.transport.resume_reading()
+            self.transport.write_eof()
+            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+            return
         self.transport.close()
         if self.transport.get_write_buffer_size():
             # asyncio keeps a closing socket until its buffer drains, with no deadline.

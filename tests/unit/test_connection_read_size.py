@@ -44,3 +44,46 @@ async def test_reads_stay_below_the_mmap_threshold() -> None:
         assert sum(map(len, handler.received)) == 220000
         assert max(map(len, handler.received)) <= READ_SIZE
         transport.close()
+
+
+class _Refusing(_Handler):
+    """Ends the connection at the first bytes (as a stream error over max_stanza_size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conn: Connection | None = None
+        self.lost = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        assert self.conn is not None
+        if not self.conn.closing:
+            self.conn.write(b"<stream:error/></stream:stream>")
+            self.conn.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+
+async def test_a_close_while_the_peer_still_sends_does_not_reset_what_was_written() -> None:
+    """Reads take READ_SIZE at a time, so the rest of a big stanza is often still unread
+    when the stream ends for it: a socket closed with unread input answers with a reset,
+    and the peer lost the stream error. The connection half-closes and drops the rest."""
+    loop = asyncio.get_running_loop()
+    handler = _Refusing()
+
+    def make(conn: Connection) -> _Refusing:
+        handler.conn = conn
+        return handler
+
+    a, b = socket.socketpair()
+    with a, b:
+        await loop.create_connection(lambda: Connection(make), sock=a)
+        b.setblocking(False)
+        await loop.sock_sendall(b, b"<message><body>" + b"x" * 1_000_000)
+        received = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(b, 65536), 5):
+            received += chunk
+        assert received == b"<stream:error/></stream:stream>"
+        b.close()
+        await asyncio.wait_for(handler.lost.wait(), 5)
