@@ -354,10 +354,14 @@ class Connection(asyncio.Protocol):
             # written (the stream error) before the peer reads it. Half-close instead: the
             # peer reads to the end and closes, asyncio closes our side at that EOF, and
             # what arrives meanwhile is dropped (``closing``), CLOSE_TIMEOUT at most.
+            try:
+                self.transport.write_eof()
+            except OSError:
+                self.transport.abort()  # the peer is gone already (ENOTCONN)
+                return
             if self._paused:
                 self._paused = 0
                 self.transport.resume_reading()
-            self.transport.write_eof()
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
             return
         self.transport.close()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
+
+import pytest
 
 from suricate.net.connection import READ_SIZE, Connection
 
@@ -87,3 +90,40 @@ async def test_a_close_while_the_peer_still_sends_does_not_reset_what_was_writte
         assert received == b"<stream:error/></stream:stream>"
         b.close()
         await asyncio.wait_for(handler.lost.wait(), 5)
+
+
+def test_a_half_close_on_a_connection_the_peer_reset_aborts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """shutdown() fails with ENOTCONN when the peer is gone already (a hung s2s peer
+    paused, tests/s2s/test_stream_management.py): the socket is aborted, nothing raised."""
+    from suricate.net import connection as connection_module
+
+    class Gone(asyncio.Transport):
+        aborted = False
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return None
+
+        def write(self, data: Any) -> None:
+            pass
+
+        def write_eof(self) -> None:
+            raise OSError(107, "Transport endpoint is not connected")
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    monkeypatch.setattr(connection_module, "_unread_input", lambda transport: True)
+    loop = asyncio.new_event_loop()
+    try:
+        conn = loop.run_until_complete(_made(Gone()))
+        conn.close()
+        assert conn.closing and conn.transport.aborted  # type: ignore[union-attr]
+    finally:
+        loop.close()
+
+
+async def _made(transport: asyncio.Transport) -> Connection:
+    conn = Connection(lambda c: _Handler())
+    conn.connection_made(transport)
+    return conn
