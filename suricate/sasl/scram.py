@@ -26,7 +26,8 @@ import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from suricate.jid import InvalidJID
 from suricate.sasl.base import (
@@ -88,6 +89,14 @@ _mechanism_name = functools.lru_cache(maxsize=32)(scram_mechanism_name)
 @functools.lru_cache(maxsize=16)
 def _digest_size(hashlib_hash: str) -> int:
     return hashlib.new(hashlib_hash).digest_size
+
+
+@functools.lru_cache(maxsize=1024)
+def _record_keys(details: str) -> Mapping[str, ScramKeys]:
+    """``parse_scram_record``, kept by record: an account logging in again (a phone
+    reconnecting) does not decode its keys again. Keyed by the record's text, so a changed
+    password is a new entry; read-only, the callers share it."""
+    return MappingProxyType(parse_scram_record(details))
 
 
 def escape_saslname(name: str) -> str:
@@ -363,7 +372,7 @@ class Scram(Mechanism):
             )
             if details:
                 try:
-                    k = parse_scram_record(details).get(self.hash_name)
+                    k = _record_keys(details).get(self.hash_name)
                 except ValueError:
                     k = None
                 if k is not None:

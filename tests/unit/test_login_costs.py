@@ -169,3 +169,23 @@ class _Tracing:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
+
+
+async def test_the_stored_keys_are_decoded_once_and_a_new_password_is_seen(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from suricate.sasl import scram
+
+    scram._record_keys.cache_clear()
+    decoded: list[str] = []
+    parse = scram.parse_scram_record
+    monkeypatch.setattr(scram, "parse_scram_record", lambda s: decoded.append(s) or parse(s))
+    salted = hashlib.pbkdf2_hmac("sha256", b"pw", _salt(server), 4096)
+    for _ in range(3):
+        c2s, _ = _login(server, salted)
+        c2s.connection_lost(None)
+    assert len(decoded) == 1
+    await server.auth.set_password(JID("alice", "localhost", None), "new")
+    with pytest.raises(AssertionError):
+        _login(server, salted)  # the old password's keys are not used any more
+    _login(server, hashlib.pbkdf2_hmac("sha256", b"new", _salt(server), 4096))
+    assert len(decoded) == 2
