@@ -107,6 +107,8 @@ class AuthService:
         self.hashes: list[str] = list(password["hash"])
         self.scram_iterations: int = password["scram_iterations"]
         self.sasl_mechanisms: list[str] = list(cfg["sasl_mechanisms"])
+        # ``mechanisms`` answers by question (tls, cb types, allowed methods, client cert).
+        self._mechanisms: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self.anonymous_opts: Mapping[str, Any] = cfg.get("anonymous") or {}
         #: 6.4's ``anonymous.protocol = "login_anon"`` (or ``"both"``): PLAIN logs in any
         #: name no other method knows, with any password, as an anonymous account. (6.4
@@ -174,9 +176,23 @@ class AuthService:
     # -- SASL ------------------------------------------------------------------------------
     def mechanisms(self, tls: bool, cb_types: list[str], listener: Mapping[str, Any],
                    client_cert: bool = False) -> list[str]:
-        """``client_cert``: the client presented a certificate the TLS handshake verified."""
-        methods = set(self.methods)
+        """``client_cert``: the client presented a certificate the TLS handshake verified.
+
+        A pure function of the arguments and this service's settings, asked two or three
+        times by each login: kept per distinct question (a listener has only a few)."""
         allowed = listener.get("allowed_auth_methods")
+        key = (tls, tuple(cb_types), tuple(allowed) if allowed else None, client_cert)
+        names = self._mechanisms.get(key)
+        if names is None:
+            if len(self._mechanisms) >= 64:
+                self._mechanisms.clear()  # (bounded whatever the callers ask)
+            names = self._mechanisms[key] = tuple(
+                self._find_mechanisms(tls, cb_types, allowed, client_cert))
+        return list(names)
+
+    def _find_mechanisms(self, tls: bool, cb_types: list[str], allowed: Any,
+                         client_cert: bool) -> list[str]:
+        methods = set(self.methods)
         if allowed:
             methods &= set(allowed)
         names = sasl.mechanism_names(self.sasl_mechanisms, tls, cb_types, self.password_format,

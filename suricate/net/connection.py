@@ -8,7 +8,10 @@ Writes are coalesced: everything written during one loop tick leaves in one tran
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import sys
+import termios
 from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.instrument import Instrumentation
@@ -33,11 +36,26 @@ CLOSE_TIMEOUT = 5.0
 # median, 144 ms at p99). A larger read goes to the handler in slices of this size, one per
 # loop iteration, reading paused meanwhile: the others get their turn between two slices.
 READ_SLICE = 16 * 1024
+# The most one socket read takes (asyncio's own is 256 KiB): below glibc's mmap threshold
+# (128 KiB), so that the buffer comes from the heap, not from an mmap per read.
+READ_SIZE = 64 * 1024
 
 # Why reading is paused; the socket reads again only when no reason is left.
 _PAUSED_BY_HANDLER = 1  # the stream is busy with a step (database, ...)
 _PAUSED_BY_SHAPER = 2  # the peer is over its [shaper] max_rate
 _PAUSED_BY_SLICING = 4  # the rest of a large read waits for its turn
+
+
+def _unread_input(transport: asyncio.BaseTransport) -> bool:
+    """Whether bytes the peer sent wait unread in the socket (FIONREAD: one ioctl)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(transport, "write_eof"):
+        return False
+    try:
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return False
+    return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 class StreamHandler(Protocol):
@@ -99,6 +117,12 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if getattr(transport, "max_size", 0) > READ_SIZE:
+            # asyncio reads up to 256 KiB at a time into a new bytes object: above glibc's
+            # mmap threshold (128 KiB), so every read was an mmap, an mremap to the size
+            # read and a munmap, three system calls and fresh zeroed pages per read (about
+            # ten reads per login). The handler takes READ_SLICE at a time anyway.
+            transport.max_size = READ_SIZE  # type: ignore[attr-defined]
         self.peer = transport.get_extra_info("peername")
         self.handler = self._handler_factory(self)
         if self.tls is not None:
@@ -324,6 +348,22 @@ class Connection(asyncio.Protocol):
             data += self.tls.shutdown()
         if data:
             self.transport.write(data)
+        if _unread_input(self.transport):
+            # The peer is still sending (a stanza over max_stanza_size ...): a socket closed
+            # with unread input answers with a reset, which can destroy what was just
+            # written (the stream error) before the peer reads it. Half-close instead: the
+            # peer reads to the end and closes, asyncio closes our side at that EOF, and
+            # what arrives meanwhile is dropped (``closing``), CLOSE_TIMEOUT at most.
+            try:
+                self.transport.write_eof()
+            except OSError:
+                self.transport.abort()  # the peer is gone already (ENOTCONN)
+                return
+            if self._paused:
+                self._paused = 0
+                self.transport.resume_reading()
+            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+            return
         self.transport.close()
         if self.transport.get_write_buffer_size():
             # asyncio keeps a closing socket until its buffer drains, with no deadline.

@@ -293,7 +293,7 @@ class TLSLayer:
     """One connection's TLS state over memory BIOs (server side, or client side for the
     connections we open)."""
 
-    __slots__ = ("config", "conn", "established", "closed", "client", "_pending")
+    __slots__ = ("config", "conn", "established", "closed", "client", "_pending", "_cb_types")
 
     def __init__(self, config: TLSConfig | TLSClientConfig,
                  client_server_name: str | None = None) -> None:
@@ -308,6 +308,7 @@ class TLSLayer:
             self.conn.set_accept_state()
         self.established = False
         self.closed = False
+        self._cb_types: tuple[str, ...] | None = None  # once established (the version is set)
         # Plaintext written before the handshake finished (a client writes its stream header
         # right after <proceed/>): sent once the handshake completes.
         self._pending: list[bytes] = []
@@ -461,11 +462,18 @@ class TLSLayer:
     def channel_binding_types(self) -> list[str]:
         if not self.established:
             return []
-        if self.version == "TLSv1.3":
-            return ["tls-exporter", "tls-server-end-point"]
-        # TLS 1.2: tls-exporter is only safe with the extended master secret (RFC 9266 §3),
-        # which we cannot check through pyOpenSSL; offer the two classic types.
-        return ["tls-unique", "tls-server-end-point"]
+        types = self._cb_types
+        if types is None:
+            # Asked several times per login; the version cannot change once the handshake
+            # is done (no renegotiation: OP_NO_RENEGOTIATION, and none in TLS 1.3).
+            if self.version == "TLSv1.3":
+                types = ("tls-exporter", "tls-server-end-point")
+            else:
+                # TLS 1.2: tls-exporter is only safe with the extended master secret (RFC
+                # 9266 §3), which we cannot check through pyOpenSSL; the two classic types.
+                types = ("tls-unique", "tls-server-end-point")
+            self._cb_types = types
+        return list(types)
 
 
 # -- stdlib ssl for the HTTP listeners ----------------------------------------------------------

@@ -75,6 +75,10 @@ class SaslPrepError(ValueError):
     """The string contains characters SASLprep (RFC 4013) prohibits."""
 
 
+# Bytes of a stored key, by MongooseIM hash name (checked for every record a login reads).
+_DIGEST_SIZES = {name: hashlib.new(h).digest_size for name, (h, _) in _HASHES.items()}
+
+
 def hashlib_name(hash_name: str) -> str:
     """hashlib name for a MongooseIM hash name ('sha' -> 'sha1'). Raises KeyError."""
     return _HASHES[hash_name][0]
@@ -230,10 +234,7 @@ def parse_scram_record(s: str) -> dict[str, ScramKeys]:
     if not out:
         raise ValueError("malformed SCRAM record: no hash")
     for k in out.values():
-        if (
-            k.iterations < 1
-            or len(k.stored_key) != hashlib.new(hashlib_name(k.hash_name)).digest_size
-        ):
+        if k.iterations < 1 or len(k.stored_key) != _DIGEST_SIZES[k.hash_name]:
             raise ValueError("malformed SCRAM record: bad iteration count or key size")
     return out
 

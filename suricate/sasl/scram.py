@@ -26,7 +26,8 @@ import functools
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from suricate.jid import InvalidJID
 from suricate.sasl.base import (
@@ -81,6 +82,23 @@ def scram_mechanism_name(hash_name: str, plus: bool = False) -> str:
     return f"SCRAM-{sasl}{'-PLUS' if plus else ''}"
 
 
+# Asked by every exchange (one mechanism object per login): worked out once per hash.
+_mechanism_name = functools.lru_cache(maxsize=32)(scram_mechanism_name)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_size(hashlib_hash: str) -> int:
+    return hashlib.new(hashlib_hash).digest_size
+
+
+@functools.lru_cache(maxsize=1024)
+def _record_keys(details: str) -> Mapping[str, ScramKeys]:
+    """``parse_scram_record``, kept by record: an account logging in again (a phone
+    reconnecting) does not decode its keys again. Keyed by the record's text, so a changed
+    password is a new entry; read-only, the callers share it."""
+    return MappingProxyType(parse_scram_record(details))
+
+
 def escape_saslname(name: str) -> str:
     """RFC 5802 §5.1: ',' -> '=2C', '=' -> '=3D'."""
     return name.replace("=", "=3D").replace(",", "=2C")
@@ -133,8 +151,10 @@ def _hashlib_name(hash_name: str) -> str:
 
 
 def _is_printable_nonce(nonce: str) -> bool:
-    # RFC 5802 §7: printable = %x21-2B / %x2D-7E (no ',').
-    return bool(nonce) and all(0x21 <= ord(c) <= 0x7E and c != "," for c in nonce)
+    # RFC 5802 §7: printable = %x21-2B / %x2D-7E (no ','). For ASCII, str.isprintable is
+    # %x20-7E: the space is excluded apart (one pass in C rather than a generator).
+    return (bool(nonce) and nonce.isascii() and nonce.isprintable() and " " not in nonce
+            and "," not in nonce)
 
 
 def _is_extension(attr: str) -> bool:
@@ -170,9 +190,9 @@ class Scram(Mechanism):
         super().__init__(context)
         self.hash_name = hash_name
         self.plus = plus
-        self.name = scram_mechanism_name(hash_name, plus)
+        self.name = _mechanism_name(hash_name, plus)
         self._hashlib = hashlib_name(hash_name)
-        self._digest_size = hashlib.new(self._hashlib).digest_size
+        self._digest_size = _digest_size(self._hashlib)
         if server_nonce is not None and not _is_printable_nonce(server_nonce):
             raise ValueError("server nonce must be printable without ','")
         self._snonce = server_nonce or secrets.token_urlsafe(_NONCE_BYTES)
@@ -352,7 +372,7 @@ class Scram(Mechanism):
             )
             if details:
                 try:
-                    k = parse_scram_record(details).get(self.hash_name)
+                    k = _record_keys(details).get(self.hash_name)
                 except ValueError:
                     k = None
                 if k is not None:

@@ -214,6 +214,18 @@ class SqliteStorage(SqlStorage):
         if conn is not None:
             conn.close()
 
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
+        # A read runs inline on the loop thread (``inline``): when no transaction holds the
+        # connection (the lock is free) it needs neither the lock nor the context manager
+        # around it, ~4 µs of a 10 µs read by primary key (one per login).
+        conn = self._conn
+        if conn is not None and not self._lock.locked():
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+        return await super()._fetch(sql, *args)
+
     @asynccontextmanager
     async def _session(self, *, transaction: bool = False) -> AsyncIterator[Executor]:
         conn, executor = self._conn, self._executor

@@ -62,3 +62,32 @@ async def test_max_users_per_domain(tmp_path: Path) -> None:
         assert not await srv.user_exists(JID.parse("carol@localhost"))
         assert await srv.auth.remove(JID.parse("alice@localhost"))
         assert "type='result'" in (await register(srv, "carol")).replace('"', "'")
+
+
+async def test_mechanisms_are_worked_out_once_per_question(tmp_path: Path) -> None:
+    """A login asks the offered mechanisms two or three times: the answers are kept per
+    question (TLS, channel-binding types, the listener's allowed methods, a client
+    certificate), each caller gets its own list, and two listeners that allow different
+    methods keep different answers."""
+    async with running_server(
+        tmp_path, auth_extra='methods = ["rdbms", "anonymous"]', tls_mode="tls",
+        c2s_extra='allowed_auth_methods = ["rdbms"]',
+    ) as srv:
+        auth = srv.auth
+        worked_out = []
+        find = auth._find_mechanisms
+
+        def counting(*args: object) -> list[str]:
+            worked_out.append(args)
+            return find(*args)  # type: ignore[arg-type]
+
+        auth._find_mechanisms = counting  # type: ignore[method-assign]
+        limited = {"allowed_auth_methods": ["rdbms"]}
+        first = auth.mechanisms(True, ["tls-exporter"], limited)
+        assert "ANONYMOUS" not in first
+        first.append("X-CHANGED-BY-A-CALLER")
+        assert auth.mechanisms(True, ["tls-exporter"], limited) == first[:-1]
+        assert len(worked_out) == 1
+        everything = auth.mechanisms(True, ["tls-exporter"], {})
+        assert "ANONYMOUS" in everything and len(worked_out) == 2
+        assert auth.mechanisms(False, [], {}) != everything and len(worked_out) == 3

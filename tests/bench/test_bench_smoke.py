@@ -82,3 +82,12 @@ def test_realistic_login_hold_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     value = json.loads(out.read_text())["suricate_default"]["rss_real_kib"]
     assert isinstance(value, float) and math.isfinite(value)
+
+
+def test_login_cpu_smoke() -> None:
+    """bench/login_cpu.py (the c2s negotiation's CPU per login, in process) runs its logins."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "login_cpu.py"), "--logins", "20",
+                          "--rounds", "1"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "server CPU per login by phase" in out.stdout and "bind" in out.stdout

@@ -105,6 +105,45 @@ async def test_sqlite_connection_settings(tmp_path: Path) -> None:
         await storage.close()
 
 
+async def test_sqlite_reads_take_no_lock_unless_a_transaction_holds_it(tmp_path: Path) -> None:
+    """A read runs inline without the lock and its context manager when no transaction
+    holds the connection (one per login, ~4 µs of 10), and waits for one that does: it
+    never reads inside another's uncommitted transaction."""
+    storage = SqliteStorage(tmp_path / "s.db")
+    await storage.open()
+    entered = []
+    session = storage._session
+
+    def counting(**kwargs: bool) -> object:
+        entered.append(kwargs)
+        return session(**kwargs)
+
+    storage._session = counting  # type: ignore[method-assign]
+    try:
+        assert await storage.get_user("example.com", "alice") is None
+        assert entered == []  # no lock, no context manager
+        began = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def slow_registration() -> None:
+            async with storage._session(transaction=True) as ex:
+                await ex.execute("INSERT INTO users (server, username, password, pass_details,"
+                                 " created_at) VALUES ('example.com', 'alice', NULL, 'x', 0)")
+                began.set()
+                await finish.wait()  # the transaction holds the connection meanwhile
+
+        writer = asyncio.create_task(slow_registration())
+        await began.wait()
+        read = asyncio.create_task(storage.get_user("example.com", "alice"))
+        await asyncio.sleep(0.05)
+        assert not read.done()  # waits for the transaction
+        finish.set()
+        await writer
+        assert (await read) is not None  # and sees it committed
+    finally:
+        await storage.close()
+
+
 async def test_sqlite_cli_writes_while_server_runs(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     server, cli = SqliteStorage(path), SqliteStorage(path)

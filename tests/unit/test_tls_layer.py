@@ -70,3 +70,33 @@ def test_receive_returns_every_record(tmp_path: Path) -> None:
         client.write(chunk)
     plain, _ = layer.receive(outgoing.read())
     assert plain == b"".join(chunks)
+
+
+@pytest.mark.parametrize("version, types", [
+    (ssl.TLSVersion.TLSv1_2, ["tls-unique", "tls-server-end-point"]),
+    (ssl.TLSVersion.TLSv1_3, ["tls-exporter", "tls-server-end-point"])])
+def test_channel_binding_types_are_worked_out_once(tmp_path: Path, version: ssl.TLSVersion,
+                                                   types: list[str]) -> None:
+    """A login asks them three or four times (features, mechanisms, SCRAM's context): the
+    version is read once, after the handshake, and each caller gets its own list."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"])
+    config = TLSConfig({"certfile": cert.certfile, "keyfile": cert.keyfile,
+                        "verify_mode": "none"})
+    layer = config.new_session()
+    assert layer.channel_binding_types() == []  # before the handshake
+    _, layer, _, _ = _connect(config, _client(version))
+    reads = []
+    conn = layer.conn
+
+    class Counting:
+        def get_protocol_version_name(self) -> str:
+            reads.append(1)
+            return conn.get_protocol_version_name()
+
+    layer.conn = Counting()  # type: ignore[assignment]
+    first = layer.channel_binding_types()
+    assert first == types
+    first.append("changed by a caller")
+    assert layer.channel_binding_types() == types
+    assert layer.channel_binding_types() == types
+    assert len(reads) == 1

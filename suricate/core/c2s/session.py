@@ -371,7 +371,9 @@ class EstablishedSession(Negotiation):
                     continue  # a copy: the original reached its own recipient
                 self.server.undeliverable(stanza, self, when, self._heir)
         self.server.sm_session_closed(self, reason)
-        self.server.spawn(self._run_close_hooks(reason))
+        # Run at once up to a real suspension (a database write): a task for each session's
+        # end cost a task and a loop turn more per login (suricate/core/eager.py).
+        self.server.spawn_eager(self._run_close_hooks(reason))
 
     async def _run_close_hooks(self, reason: str) -> None:
         # The session has left the table already; modules still see its JID and presence.
