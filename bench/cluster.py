@@ -24,13 +24,13 @@ With ``--rates R1,R2,...`` (open loop, ``loadgen.py messages --rate``): the CPU 
 equal load per node instead of at whatever rate a closed loop reaches. For each R, in turn:
 one node with ``--pairs`` pairs at R messages/s; two nodes with 2 x pairs at 2R, half of the
 messages crossing; the same two nodes with ``--same-node`` at 2R (nothing crosses). Each node
-then holds the same clients (see ``rate_round``) and handles about R messages/s in
-every run, so 2 x (cross - same), ``per_crossing_us``, is what crossing costs per crossing
-message at that load (CPU per message: the nodes' CPU summed over the messages delivered). The nodes'
-user and system CPU are reported separately, and ``kept: false`` when the rate was not
-delivered (the generator or the nodes fell behind).
+then holds the same clients (see ``rate_round``) and handles about R messages/s in every
+run, so 2 x (cross - same), ``per_crossing_us``, is what crossing costs per crossing message
+at that load (CPU per message: the nodes' CPU summed over the messages delivered). The
+nodes' user and system CPU are reported separately, and ``kept: false`` when the rate was
+not delivered (the generator or the nodes fell behind). docs/cluster.md, "2026-12-05".
 
-    python bench/cluster.py --rates 5000,10000,15000 --pairs 100 --seconds 5 --repeat 2
+    python bench/cluster.py --rates 5000,10000,15000 --pairs 100 --seconds 4 --repeat 2
 """
 
 from __future__ import annotations
