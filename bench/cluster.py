@@ -19,6 +19,18 @@ a 2-core machine they share the nodes' cores, which the report's ``gen_cpu`` sho
 CPU is not counted in the nodes').
 
     python bench/cluster.py [--pairs 200 --inflight 10 --seconds 10 --cores 0,1]
+
+With ``--rates R1,R2,...`` (open loop, ``loadgen.py messages --rate``): the CPU per message at
+equal load per node instead of at whatever rate a closed loop reaches. For each R, in turn:
+one node with ``--pairs`` pairs at R messages/s; two nodes with 2 x pairs at 2R, half of the
+messages crossing; the same two nodes with ``--same-node`` at 2R (nothing crosses). Each node
+then holds the same clients (see ``rate_round``) and handles about R messages/s in every
+run, so 2 x (cross - same), ``per_crossing_us``, is what crossing costs per crossing message
+at that load (CPU per message: the nodes' CPU summed over the messages delivered). The
+nodes' user and system CPU are reported separately, and ``kept: false`` when the rate was
+not delivered (the generator or the nodes fell behind). docs/cluster.md, "2026-12-05".
+
+    python bench/cluster.py --rates 5000,10000,15000 --pairs 100 --seconds 4 --repeat 2
 """
 
 from __future__ import annotations
@@ -109,6 +121,102 @@ def _run_messages(ports: list[int], a: argparse.Namespace,
     return result
 
 
+def run_rate(ports: list[int], a: argparse.Namespace, pids: list[int], pairs: int, rate: float,
+             same_node: bool) -> dict[str, Any]:
+    """One open-loop run (``loadgen.py messages --rate``) and its figures per message."""
+    cmd = ["taskset", "-c", a.gen_cores, PY, str(LOADGEN), "messages", "--port", str(ports[0]),
+           "--pairs", str(pairs), "--rate", str(rate), "--seconds", str(a.seconds),
+           "--settle", "1", "--warmup", "1.5"]
+    for pid in pids:
+        cmd += ["--server-pid", str(pid)]
+    if len(ports) > 1:
+        cmd += ["--port2", str(ports[1])]
+        if same_node:
+            cmd.append("--same-node")
+    if not a.py_spy:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        stdout = out.stdout
+    else:
+        stdout = _run_profiled(cmd, a, pids[0],
+                               f"{'one' if len(pids) == 1 else 'same' if same_node else 'cross'}"
+                               f"-{int(rate)}")
+    r: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    # CPU per message: the nodes' summed CPU over the messages delivered (with two nodes
+    # also the mean over the nodes of each node's CPU over the messages it handles, half)
+    return {"rate": rate, "msgs_per_s": round(r["msgs_per_s"]), "kept": r["kept"],
+            "crossed": round(r["crossed_fraction"], 3),
+            "us_per_msg": round(r.get("server_cpu_us_per_msg", 0.0), 2),
+            "user_us": round(sum(r.get("server_user_us_per_msg_each", [0.0])), 2),
+            "sys_us": round(sum(r.get("server_sys_us_per_msg_each", [0.0])), 2),
+            "cores_each": [round(c, 2) for c in r.get("server_cores_each", [])],
+            "sleeps_per_msg": round(sum(r.get("server_sleeps_per_msg_each", [0.0])), 3),
+            "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2),
+            "gen_cpu": round(r["gen_cpu"], 2), "tick_p99_ms": round(r["tick_p99_ms"], 2),
+            "backlog": [r["backlog_start"], r["backlog_end"]]}
+
+
+def _run_profiled(cmd: list[str], a: argparse.Namespace, pid: int, name: str) -> str:
+    """The generator's run with ``py-spy record`` on the (first) node over the measured
+    window only (the generator says on stderr when it starts): raw (collapsed) stacks in
+    ``<py_spy>/<name>.txt``. The CPU figures of such a run include py-spy's pauses."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    spy = None
+    for line in proc.stderr:
+        if line.strip() == "measuring":
+            spy = subprocess.Popen(
+                [str(Path(PY).parent / "py-spy"), "record", "-r", "250", "-f", "raw",
+                 "--nonblocking", "-d", str(max(1, int(a.seconds))), "-p", str(pid),
+                 "-o", f"{a.py_spy}/{name}.txt"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            break
+    stdout, stderr = proc.communicate(timeout=600)
+    if spy is not None:
+        spy.wait(60)
+    if proc.returncode != 0:
+        raise RuntimeError(stderr[-2000:])
+    return stdout
+
+
+def rate_round(a: argparse.Namespace, one: Node, nodes: list[Node],
+               rates: list[float]) -> list[dict[str, Any]]:
+    """One round: the single node and the cluster both running (the idle one costs nothing
+    measurable), then for each rate R: one node at R, two nodes crossing at 2R, two nodes
+    same-node at 2R. One node has ``pairs`` pairs (pairs senders, 2 x pairs receivers); the
+    cluster 2 x pairs, so each node holds the same clients at the same rates in all three."""
+    out = []
+    one.start()
+    for node in nodes:
+        node.start()
+    try:
+        time.sleep(1.0)  # both nodes joined and see each other
+        for rate in rates:
+            row: dict[str, Any] = {"rate_per_node": rate}
+            row["one"] = run_rate([one.port, one.port], a, [one.pid], a.pairs, rate, False)
+            time.sleep(0.5)
+            ports, pids = [n.port for n in nodes], [n.pid for n in nodes]
+            row["cross"] = run_rate(ports, a, pids, 2 * a.pairs, 2 * rate, False)
+            time.sleep(0.5)
+            row["same"] = run_rate(ports, a, pids, 2 * a.pairs, 2 * rate, True)
+            time.sleep(0.5)
+            # half of the messages cross: a crossing message costs twice the difference more
+            row["per_crossing_us"] = round(2 * (row["cross"]["us_per_msg"]
+                                                - row["same"]["us_per_msg"]), 2)
+            # the projection at this load: 2 x one node's CPU per message over the two
+            # nodes' summed (what two saturated cores give against one, if the cost per
+            # message stayed as at this load)
+            row["cpu_ratio"] = round(2 * row["one"]["us_per_msg"]
+                                     / row["cross"]["us_per_msg"], 2)
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    finally:
+        for spec in (one, *nodes):
+            spec.stop()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +234,12 @@ def main() -> int:
                         "node1.prof / node2.prof there (the figures are then not comparable)")
     p.add_argument("--same-node", action="store_true",
                    help="two nodes, but each receiver on its sender's node: nothing crosses")
+    p.add_argument("--rates", default="",
+                   help="open loop: comma-separated messages/s per node (one node at R, two "
+                        "nodes at 2R crossing and --same-node); see the module's docstring")
+    p.add_argument("--py-spy", default="",
+                   help="with --rates: a directory; py-spy (in the venv) records the first "
+                        "node of each run over its measured window, raw, at 250 Hz")
     a = p.parse_args()
     core_a, core_b = a.cores.split(",")
     if a.workdir:
@@ -144,6 +258,12 @@ def main() -> int:
     try:
         for spec in (one, *nodes):
             spec.write_config(cert, key)
+        if a.rates:
+            one.provision(account_names(6 * a.pairs, 0))  # 2 x pairs, 2 receivers each
+            rates = [float(r) for r in a.rates.split(",")]
+            rows = [row for _ in range(a.repeat) for row in rate_round(a, one, nodes, rates)]
+            print(json.dumps(rate_summary(rows)), flush=True)
+            return 0
         one.provision(account_names(3 * a.pairs, 0))  # a second receiver per pair
         for _ in range(a.repeat):
             one.start()
@@ -199,6 +319,21 @@ def main() -> int:
                           r["server_cores"] for r in results["two"]), 2),
                       "pairs": a.pairs, "inflight": a.inflight, "seconds": a.seconds}))
     return 0
+
+
+def rate_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per rate, the medians over the rounds: CPU us per message each node handles."""
+    out: dict[str, Any] = {}
+    for rate in sorted({r["rate_per_node"] for r in rows}):
+        these = [r for r in rows if r["rate_per_node"] == rate]
+        med = {k: round(statistics.median(r[k]["us_per_msg"] for r in these), 2)
+               for k in ("one", "cross", "same")}
+        out[str(int(rate))] = {
+            **{f"{k}_us": v for k, v in med.items()},
+            "per_crossing_us": round(2 * (med["cross"] - med["same"]), 2),
+            "cpu_ratio": round(2 * med["one"] / med["cross"], 2),
+            "all_kept": all(r[k]["kept"] for r in these for k in ("one", "cross", "same"))}
+    return out
 
 
 if __name__ == "__main__":

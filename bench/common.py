@@ -94,6 +94,18 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, its threads and its children (/proc/<pid>/stat
+    utime and stime)."""
+    user = system = 0
+    for p in tree_pids(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        user += int(fields[11])
+        system += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
 def c2s_listener(port: int, *options: str, host: str = "127.0.0.1") -> str:
     """One ``[[listen.c2s]]`` table; ``options`` are extra ``key = value`` lines."""
     return "\n".join(["[[listen.c2s]]", f"port = {port}", f'ip_address = "{host}"', *options])

@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds as process_cpu_seconds  # noqa: E402
+from bench.common import cpu_user_system  # noqa: E402
 
 try:
     import uvloop
@@ -641,7 +642,11 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     resources of one: an account with resources on two nodes makes every chat message a
     carbons cast (a Redis lookup), which is not what is measured here. With ``--same-node``
     too, one receiver on its sender's node: no message crosses (the scale-out bound). With
-    ``--port2`` equal to ``--port``: the same clients on one node (nothing crosses)."""
+    ``--port2`` equal to ``--port``: the same clients on one node (nothing crosses).
+
+    With ``--rate``: an open loop at a fixed rate instead (``messages_at_rate``)."""
+    if a.rate:
+        return await messages_at_rate(a)
     ctx = client_context()
     n = a.pairs
     ports = (a.port, a.port2 or a.port)
@@ -747,6 +752,149 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def messages_at_rate(a: argparse.Namespace) -> dict[str, Any]:
+    """``messages --rate N``: an open loop, N messages/s in total whatever the server does.
+
+    The same accounts as the closed loop, but every pair has two receivers (``u<first+2i+1>``
+    and ``u<first+2n+i>``), to which its sender writes in turn: with ``--port2``, the first on
+    node 0 and the second on node 1 (half of the messages cross nodes), or both on the
+    sender's node with ``--same-node`` (nothing crosses, the same clients and connections per
+    node); without, both on the one node. A ticker (``--tick`` ms) writes what is due since
+    the start, round-robin over the pairs (one write per sender and tick); a message's
+    latency is from the tick that wrote it to its receiver reading it.
+
+    Reported besides the closed loop's figures: ``target_rate``, ``sent_per_s``, the
+    backlog (sent and not yet received) at the start and end of the window, the ticker's p99
+    interval (the generator falling behind shows there and in ``gen_cpu``), ``kept`` (the
+    rate was delivered: within 3% and no growing backlog) and the nodes' user and system
+    CPU per message separately."""
+    ctx = client_context()
+    n = a.pairs
+    ports = (a.port, a.port2 or a.port)
+    senders = await gather_bounded(
+        [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx, ws=a.ws)
+         for i in range(n)], a.parallel)
+    second = 1 if a.port2 and not a.same_node else 0
+    routes = [[(i % 2 if a.same_node else 0, f"u{a.first + 2 * i + 1}"),
+               (i % 2 if a.same_node else second, f"u{a.first + 2 * n + i}")]
+              for i in range(n)]
+    receivers = await gather_bounded(
+        [login(a.host, ports[node], user, a.tls, ctx, ws=a.ws)
+         for i in range(n) for node, user in routes[i]], a.parallel)
+    await asyncio.sleep(min(0.5, a.settle))
+    perf = time.perf_counter
+    state = {"measuring": False, "count": 0, "crossed": 0, "received": 0}
+    latencies: list[float] = []
+    # lane j = (receiver c, pair i), j = c * n + i: every sender in turn, alternating receivers
+    lanes: list[tuple[Any, bytes, collections.deque[float]]] = []
+    for c in range(2):
+        for i in range(n):
+            node, user = routes[i][c]
+            s, r = senders[i], receivers[2 * i + c]
+            crossing = bool(a.port2) and a.port2 != a.port and node != i % 2
+            sent: collections.deque[float] = collections.deque()
+            lanes.append((s, s.stanza(f"<message to='{user}@{DOMAIN}/bench' type='chat' "
+                                      f"id='b{i}'>".encode() + BODY + b"</message>"), sent))
+
+            def on_messages(k: int, sent: collections.deque[float] = sent,
+                            crossing: bool = crossing) -> None:
+                now = perf()
+                state["received"] += k
+                if state["measuring"]:
+                    for _ in range(min(k, len(sent))):
+                        latencies.append(now - sent.popleft())
+                    state["count"] += k
+                    if crossing:
+                        state["crossed"] += k
+                else:
+                    for _ in range(min(k, len(sent))):
+                        sent.popleft()
+
+            r.buf.clear()
+            r.counting = True
+            r.on_messages = on_messages
+    rate, tick = float(a.rate), a.tick / 1000
+    ticks: list[float] = []
+    sent_total = [0]
+
+    async def ticker() -> None:
+        start = last = perf()
+        lane = 0
+        nlanes = len(lanes)
+        while True:
+            now = perf()
+            if state["measuring"]:
+                ticks.append(now - last)
+            last = now
+            due = int((now - start) * rate) - sent_total[0]
+            if due > 0:
+                out: dict[Any, list[bytes]] = {}
+                for _ in range(due):
+                    s, stanza, sent = lanes[lane]
+                    lane = lane + 1 if lane + 1 < nlanes else 0
+                    sent.append(now)
+                    out.setdefault(s, []).append(stanza)
+                for s, stanzas in out.items():
+                    s.transport.write(s.pack(stanzas))
+                sent_total[0] += due
+            await asyncio.sleep(tick)
+
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(a.warmup)
+    state["measuring"] = True
+    print("measuring", file=sys.stderr, flush=True)  # bench/cluster.py --py-spy starts here
+    backlog0 = sent_total[0] - state["received"]
+    sent0 = sent_total[0]
+    cpu0 = cpu_seconds()
+    split0 = [cpu_user_system(pid) for pid in a.server_pid]
+    waits0 = [_voluntary_switches(pid) for pid in a.server_pid]
+    t0 = time.monotonic()
+    await asyncio.sleep(a.seconds)
+    state["measuring"] = False
+    elapsed = time.monotonic() - t0
+    split = [tuple(x - y for x, y in zip(cpu_user_system(pid), s0, strict=True))
+             for pid, s0 in zip(a.server_pid, split0, strict=True)]
+    waits = [_voluntary_switches(pid) - w0 for pid, w0 in zip(a.server_pid, waits0, strict=True)]
+    cpu = cpu_seconds() - cpu0
+    sent_n = sent_total[0] - sent0
+    backlog1 = sent_total[0] - state["received"]
+    task.cancel()
+    count, crossed = state["count"], state["crossed"]
+    await asyncio.sleep(0.3)
+    lost = sum(c.lost for c in senders + receivers)
+    for c in senders + receivers:
+        c.transport.abort()
+    lat = sorted(latencies)
+    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0.0)
+    ticks.sort()
+    result: dict[str, Any] = {
+        "target_rate": rate, "sent_per_s": sent_n / elapsed, "msgs_per_s": count / elapsed,
+        "messages": count, "p50_ms": q(0.50), "p99_ms": q(0.99), "gen_cpu": cpu / elapsed,
+        "lost_connections": lost, "crossed_fraction": crossed / count if count else 0.0,
+        "backlog_start": backlog0, "backlog_end": backlog1,
+        "tick_p99_ms": ticks[int(0.99 * len(ticks))] * 1000 if ticks else 0.0,
+        "kept": count >= 0.97 * rate * elapsed and backlog1 - backlog0 < 0.02 * rate}
+    if a.server_pid and count:
+        result["server_cpu_us_per_msg"] = 1e6 * sum(u + s for u, s in split) / count
+        result["server_cpu_us_per_msg_each"] = [1e6 * (u + s) / count for u, s in split]
+        result["server_user_us_per_msg_each"] = [1e6 * u / count for u, _ in split]
+        result["server_sys_us_per_msg_each"] = [1e6 * s / count for _, s in split]
+        result["server_cores_each"] = [(u + s) / elapsed for u, s in split]
+        # how often each node's main thread slept (its event loop waiting for something to
+        # do), per message: the fewer, the more each loop turn handles
+        result["server_sleeps_per_msg_each"] = [w / count for w in waits]
+    return result
+
+
+def _voluntary_switches(pid: int) -> int:
+    """How many times the process's main thread blocked (``voluntary_ctxt_switches``)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches"):
+                return int(line.split()[1])
+    return 0
+
+
 async def scenario_roster(a: argparse.Namespace) -> dict[str, Any]:
     """Time a full login of an account with a big roster: STARTTLS (if --tls), SCRAM, bind,
     roster get (until its result), initial presence."""
@@ -842,6 +990,11 @@ def main() -> None:
     p.add_argument("--same-node", action="store_true",
                    help="'messages' with --port2: each receiver on its sender's node (none "
                         "crosses)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="'messages': an open loop at this many messages/s in total, spread "
+                        "over the pairs (default: the closed loop, --inflight per pair)")
+    p.add_argument("--tick", type=float, default=1.0,
+                   help="'messages --rate': the ticker's period in ms")
     p.add_argument("--server-pid", type=int, action="append", default=[],
                    help="also report the CPU of this server process per login / message "
                         "(Linux; repeat it for the nodes of a cluster: their sum)")

@@ -812,20 +812,27 @@ class RedisNode:
         is logged and the next one handled: each counts as handled (acknowledged)."""
         sessions = self.server.sessions
         plain = self._plain()
-        for item in items:
-            try:
-                if plain and item[0] == wire.XML:
-                    # The hot path (issue 14): the bytes to the session's socket as they
-                    # are, no element. ``write_serialized`` refuses when the session itself
-                    # needs the element (XEP-0198 counting) or is not established.
-                    session = sessions.local(JID.parse(item[2]))
-                    if session is not None:
-                        write = getattr(session, "write_serialized", None)
-                        if write is not None and write(item[3]):
-                            continue
-                self._received_item(item)
-            except Exception:
-                log.exception("cluster_item_failed kind=%r", item[0])
+        written: list[Any] = []
+        try:
+            for item in items:
+                try:
+                    if plain and item[0] == wire.XML:
+                        # The hot path (issue 14): the bytes to the session's socket as they
+                        # are, no element. ``write_serialized`` refuses when the session
+                        # itself needs the element (XEP-0198 counting) or is not established.
+                        session = sessions.local(JID.parse(item[2]))
+                        if session is not None:
+                            write = getattr(session, "write_serialized", None)
+                            if write is not None and write(item[3], written):
+                                continue
+                    self._received_item(item)
+                except Exception:
+                    log.exception("cluster_item_failed kind=%r", item[0])
+        finally:
+            # The frame's bytes leave now, one write per connection, in the loop turn that
+            # read the frame (not one turn later, from a callback per connection).
+            for conn in written:
+                conn.flush_pending()
 
     def _received_item(self, item: tuple[Any, ...]) -> None:
         if item[0] == wire.REPLACE:

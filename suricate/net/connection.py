@@ -209,6 +209,22 @@ class Connection(asyncio.Protocol):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
 
+    def write_deferred(self, data: bytes) -> None:
+        """``write`` without scheduling the flush: the caller calls ``flush_pending`` before
+        its callback returns. A batch of writes to many connections (the items of one frame
+        from another node, cluster/redis_sm.py) leaves in the loop turn that made them, one
+        write per connection, without a callback each and a loop turn more to run them."""
+        if not self.closing:
+            self._out.append(data)
+
+    def flush_pending(self) -> None:
+        """Write what is pending now, whether or not a flush is scheduled (``write_deferred``
+        schedules none)."""
+        handle = self._flush_handle
+        if handle is not None:
+            handle.cancel()
+        self.flush()
+
     def flush_now(self) -> None:
         """Write what is pending now rather than at the end of the loop tick: the handler
         has answered and has more work before the tick ends (a bound session's modules load

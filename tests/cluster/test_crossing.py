@@ -12,11 +12,15 @@
   written as it is only when the session needs no element: a session with XEP-0198 counting
   gets it the full way (every stanza counted, an <r/> after each, its <a h/> accepted), and a
   receiving node with mod_mam parses it and archives the recipient's copy.
+- The items of one frame written as bytes leave in the loop turn that read the frame, one
+  write per connection, in order after what the connection already held (issue 14: not one
+  loop turn later, from a callback per connection).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,10 @@ import pytest
 from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
+from suricate.cluster.redis_sm import RedisNode
+from suricate.core.c2s.delivery import Delivery
+from suricate.net.connection import Connection
+from suricate.protocol.c2s import C2SState
 from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
 from tests.cluster.test_workers import LIMIT, _available, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
@@ -122,6 +130,65 @@ def test_acknowledgements_drop_whole_batches_and_cut_a_partial_one() -> None:
         assert total == [7]
         assert link.take_unacked() == items[7:]
         assert not link.unacked
+
+    asyncio.run(run())
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _plain_session(conn: Connection) -> Any:
+    """What ``Delivery.write_serialized`` reads of a session: established, no XEP-0198
+    counting, no filter, no instrumentation."""
+    from types import SimpleNamespace
+
+    session = SimpleNamespace(
+        fsm=SimpleNamespace(state=C2SState.SESSION_ESTABLISHED), _closing=False,
+        module_state={}, conn=conn,
+        server=SimpleNamespace(instrument=SimpleNamespace(enabled=False),
+                               hooks=SimpleNamespace(has=lambda hook: False)))
+    session.write_serialized = functools.partial(Delivery.write_serialized, session)
+    return session
+
+
+def test_a_frames_bytes_are_written_in_the_turn_that_read_it() -> None:
+    from types import SimpleNamespace
+
+    async def run() -> None:
+        conns, transports, sessions = {}, {}, {}
+        for user in ("bob", "carol"):
+            conn = conns[user] = Connection(lambda c: None)  # type: ignore[arg-type,return-value]
+            conn.transport = transports[user] = _Transport()  # type: ignore[assignment]
+            sessions[f"{user}@localhost/r"] = _plain_session(conn)
+        conns["carol"].write(b"<earlier/>")  # written this turn by something else
+        elsewhere: list[tuple[Any, ...]] = []
+        node = SimpleNamespace(
+            server=SimpleNamespace(sessions=SimpleNamespace(
+                local=lambda jid: sessions.get(str(jid)))),
+            _plain=lambda: True, _received_item=elsewhere.append)
+        items = [(wire.XML, "a@localhost/x", "bob@localhost/r", b"<m1/>"),
+                 (wire.XML, "a@localhost/x", "carol@localhost/r", b"<m2/>"),
+                 (wire.XML, "a@localhost/x", "nobody@localhost/r", b"<m3/>"),
+                 (wire.XML, "a@localhost/x", "bob@localhost/r", b"<m4/>")]
+        RedisNode._received(node, items)  # type: ignore[arg-type]
+        # Already on the sockets, one write each, in order; nothing left for a later turn.
+        assert transports["bob"].writes == [b"<m1/><m4/>"]
+        assert transports["carol"].writes == [b"<earlier/><m2/>"]
+        assert all(c._flush_handle is None or c._flush_handle.cancelled()
+                   for c in conns.values())
+        assert elsewhere == [items[2]]  # no session here: the full way (RFC 6121 §8)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert transports["bob"].writes == [b"<m1/><m4/>"]
+        assert transports["carol"].writes == [b"<earlier/><m2/>"]
 
     asyncio.run(run())
 

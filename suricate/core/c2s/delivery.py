@@ -11,6 +11,8 @@ dict lookup for the slot, one serialization, one coalesced write.
 
 from __future__ import annotations
 
+from typing import Any
+
 from suricate.core import hooks as H
 from suricate.core.c2s.stream import SM_KEY, C2SStream
 from suricate.core.module import SessionSlot
@@ -51,17 +53,26 @@ class Delivery(C2SStream):
         if request:
             self.conn.write(_SM_REQUEST)
 
-    def write_serialized(self, data: bytes) -> bool:
+    def write_serialized(self, data: bytes, written: list[Any] | None = None) -> bool:
         """Write a stanza another node serialized for this session (cluster/wire.py ``XML``)
         as it is, when nothing here needs it as an element: an established session without
         XEP-0198 counting (its buffer keeps elements), no ``user_receive_packet`` filter
         (blocking, carbons, CSI) and no instrumentation (it counts elements). False when
-        something does: the caller parses it and delivers it the full way (``deliver``)."""
+        something does: the caller parses it and delivers it the full way (``deliver``).
+
+        With ``written``: the connection's flush is left to the caller, which calls
+        ``flush_pending`` on each connection appended there before its callback returns (a
+        connection without ``write_deferred``, WebSocket or BOSH, is written as usual)."""
         if self.fsm.state is not S.SESSION_ESTABLISHED or self._closing \
                 or self.module_state.get(SM_KEY) is not None or self.server.instrument.enabled \
                 or self.server.hooks.has(H.USER_RECEIVE_PACKET):
             return False
-        self.conn.write(data)
+        conn = self.conn
+        if written is not None and hasattr(conn, "write_deferred"):
+            conn.write_deferred(data)
+            written.append(conn)
+        else:
+            conn.write(data)
         return True
 
     def deliver(self, stanza: Element) -> None:
