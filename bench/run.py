@@ -392,7 +392,14 @@ modules:
                 *self.extra.get("eval", [])], self._env()
 
     def sname(self) -> str:
-        return "ejbench"
+        # The node name is tied to the mnesia directory (its schema names the node), and two
+        # benchmarks on one machine (two work directories) must not share it: one name per
+        # work directory, "ejbench" kept for a directory provisioned under that name.
+        if (self.workdir / "accounts.done").exists() and not (self.workdir / "sname").exists():
+            return "ejbench"
+        name = "ejbench_" + hashlib.sha1(str(self.workdir).encode()).hexdigest()[:8]
+        (self.workdir / "sname").write_text(name)
+        return name
 
     def _env(self) -> dict[str, str]:
         return {"ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
