@@ -416,6 +416,7 @@ class BoshClient:
 
     __slots__ = ("http", "url", "rid", "sid", "outstanding", "pending", "running", "lost",
                  "counting", "on_messages", "buf", "_prefix", "_loop")
+    posts = 0  # every request of every session (HTTP requests per message, in the result)
 
     def __init__(self, http: Any, url: str) -> None:
         self.http = http
@@ -438,6 +439,7 @@ class BoshClient:
 
     async def post(self, children: bytes = b"", attrs: str = "") -> bytes:
         self.rid += 1
+        BoshClient.posts += 1
         if self._prefix and not attrs:
             head = self._prefix + str(self.rid).encode() + b"'>"
         else:
@@ -885,11 +887,13 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         first_receiver += len(routes[i])
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
+    posts0 = BoshClient.posts
     cpu0 = cpu_seconds()
     each0 = [pid_cpu_seconds([pid]) for pid in a.server_pid]
     t0 = time.monotonic()
     await asyncio.sleep(a.seconds)
     state["measuring"] = False
+    posts = BoshClient.posts - posts0
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
     each = [pid_cpu_seconds([pid]) - c0 for pid, c0 in zip(a.server_pid, each0, strict=True)]
@@ -908,6 +912,9 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     result = {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
               "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost,
               "crossed_fraction": crossed / count if count else 0.0}
+    if a.bosh and count:
+        # requests answered in the window per message delivered: how well they batch
+        result["bosh_requests_per_msg"] = posts / count
     if a.server_pid and count:
         # The steadier figure on a shared machine: the server's CPU (all its threads and
         # child processes) over the measured window, per message delivered in it.

@@ -681,6 +681,11 @@ def _parse_plain(raw: bytes) -> tuple[dict[str, str], list[bytes]] | None:
         parser.Parse(raw, True)
     except (ExpatError, _NotPlain):
         return None
+    finally:
+        # parser -> handlers -> their cell of 'parser': a cycle per request for the cyclic
+        # collector, unless broken here
+        parser.StartNamespaceDeclHandler = parser.StartElementHandler = None
+        parser.EndElementHandler = parser.CharacterDataHandler = None
     if end < 0:
         return None
     bounds = [*starts, end]
