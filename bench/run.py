@@ -15,7 +15,11 @@ RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s wi
 latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
 login of an account with a 200-contact roster; over XMPP over WebSocket (RFC 7395, ``websocket``:
 each server's own WebSocket endpoint, ws:// and wss:// on loopback), messages/s at 100 pairs x
-20 in flight and RSS per idle connection. Each figure is the median of --repeat runs.
+20 in flight and RSS per idle connection; over BOSH (XEP-0124/0206, ``bosh``: each server's
+mod_bosh at /http-bind, plain HTTP), messages/s at 50 pairs x 5 in flight with each session
+holding one request and sending on a second (hold 1, wait 60, as Converse.js does), latency,
+the generator's CPU, and RSS per idle session with its request held. Each figure is the median
+of --repeat runs.
 With messages, the server's CPU per message over the measured window (all its threads and
 child processes): the steadier figure on a shared machine.
 
