@@ -171,7 +171,8 @@ class BoshSession:
 
     __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
-                 "domain", "lang", "_idle_at", "_idle_handle", "_wait_handle", "_flush_handle", "_terminated", "_pause",
+                 "domain", "lang", "_idle_at", "_idle_handle", "_wait_handle", "_flush_handle",
+                 "_terminated", "_pause",
                  "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
                  "_empty_poll_at", "ver", "_out_size", "_cap")
 
