@@ -32,6 +32,7 @@ import hmac
 import json
 import os
 import random
+import re
 import resource
 import secrets
 import ssl
@@ -40,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -394,6 +397,161 @@ async def ws_connect(host: str, port: int, path: str, ctx: ssl.SSLContext | None
     return c
 
 
+# -- XMPP over BOSH (XEP-0124, XEP-0206) ------------------------------------------------------
+
+HTTPBIND = "http://jabber.org/protocol/httpbind"
+XBOSH = "urn:xmpp:xbosh"
+BOSH_HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
+BOSH_TERMINATE = (b"type='terminate'", b'type="terminate"')
+
+
+class BoshClient:
+    """One BOSH session as a browser client keeps it (Converse.js through Strophe): ``hold=1``,
+    so at most ``requests`` = 2 requests out at a time (XEP-0124 §11), one always held by the
+    server for what it has to say, the other carrying what the client sends; requests go in
+    ``rid`` order over the shared keep-alive pool of one aiohttp ``ClientSession``.
+
+    It offers what ``scenario_messages`` uses of ``Client``: ``transport.write`` (queue
+    stanzas for the next request), ``pack``, ``stanza``, ``counting`` and ``on_messages``
+    (called with the number of ``</message>`` in each response), ``lost``."""
+
+    __slots__ = ("http", "url", "rid", "sid", "outstanding", "pending", "running", "lost",
+                 "counting", "on_messages", "buf", "_prefix", "_loop")
+    posts = 0  # every request of every session (HTTP requests per message, in the result)
+
+    def __init__(self, http: Any, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.rid = secrets.randbelow(2**40) + 1000
+        self.sid = ""
+        self.outstanding = 0
+        self.pending: list[bytes] = []
+        self.running = False
+        self.lost = False
+        self.counting = False
+        self.on_messages: Any = None
+        self.buf = bytearray()  # unused: Client's interface
+        self._prefix = b""
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def transport(self) -> BoshClient:
+        return self  # write() and abort(), as a transport has them
+
+    async def post(self, children: bytes = b"", attrs: str = "") -> bytes:
+        self.rid += 1
+        BoshClient.posts += 1
+        if self._prefix and not attrs:
+            head = self._prefix + str(self.rid).encode() + b"'>"
+        else:
+            sid = f" sid='{self.sid}'" if self.sid else ""
+            head = f"<body xmlns='{HTTPBIND}' rid='{self.rid}'{sid}{attrs}>".encode()
+        async with self.http.post(self.url, data=head + children + b"</body>",
+                                  headers=BOSH_HEADERS) as r:
+            data = await r.read()
+            if r.status != 200 or any(t in data for t in BOSH_TERMINATE):
+                raise XMPPError(f"BOSH {r.status}: {data[:300]!r}")
+            return bytes(data)
+
+    async def until(self, marker: bytes, children: bytes = b"", attrs: str = "") -> bytes:
+        """Send, then poll (one request at a time) until ``marker`` has come: the login."""
+        got = await self.post(children, attrs)
+        while marker not in got:
+            if any(bad in got for bad in FAILURE_MARKERS):
+                raise XMPPError(got[:300].decode(errors="replace"))
+            got += await self.post()
+        return got
+
+    # -- the pump ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._prefix = f"<body xmlns='{HTTPBIND}' sid='{self.sid}' rid='".encode()
+        self.running = True
+        self._kick()
+
+    def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self._kick()
+
+    def abort(self) -> None:
+        self.running = False
+
+    def pack(self, stanzas: list[bytes]) -> bytes:
+        return b"".join(stanzas)
+
+    def stanza(self, data: bytes) -> bytes:
+        """XEP-0206 §7: stanzas in a <body/> are qualified by 'jabber:client' themselves."""
+        end = min(i for i in (data.find(b" "), data.find(b"/"), data.find(b">")) if i > 0)
+        return data[:end] + CLIENT_NS + data[end:]
+
+    def _kick(self) -> None:
+        # One request held by the server at all times; a second one as soon as there is
+        # something to send (never more: 'requests' is 2).
+        while self.running and self.outstanding < 2 and (self.pending or not self.outstanding):
+            children = b"".join(self.pending)
+            self.pending.clear()
+            self.outstanding += 1
+            self._loop.create_task(self._request(children))
+
+    async def _request(self, children: bytes) -> None:
+        try:
+            data = await self.post(children)
+        except (TimeoutError, OSError, XMPPError, aiohttp.ClientError) as exc:
+            if self.running:
+                self.lost = True
+                self.running = False
+                print(f"bosh session {self.sid} lost: {exc!r}"[:300], file=sys.stderr)
+            return
+        finally:
+            self.outstanding -= 1
+        if self.counting:
+            n = data.count(b"</message>")
+            if n:
+                self.on_messages(n)
+        self._kick()
+
+
+def bosh_http() -> Any:
+    """One client session for all the BOSH clients: keep-alive connections, no pool limit,
+    no total timeout (a held request lasts up to 'wait')."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_read=120))
+
+
+async def bosh_login(http: Any, url: str, user: str) -> BoshClient:
+    """Session creation (hold 1, wait 60, as Converse.js asks), SCRAM-SHA-256, the restart
+    (XEP-0206 §5), bind; then the pump starts, with the initial presence."""
+    c = BoshClient(http, url)
+    created = await c.post(attrs=f" to='{DOMAIN}' wait='60' hold='1' ver='1.11' "
+                                 f"xml:lang='en' xmpp:version='1.0' xmlns:xmpp='{XBOSH}'")
+    head = created[:created.index(b">")]
+    m = re.search(rb"""\ssid=['"]([^'"]+)""", head)
+    if m is None:
+        raise XMPPError(f"no sid: {created[:300]!r}")
+    c.sid = m.group(1).decode()
+    if b"<mechanisms" not in created:
+        await c.until(b"</mechanisms>")
+    nonce = secrets.token_urlsafe(18)
+    first_bare = f"n={user},r={nonce}"
+    got = await c.until(b"</challenge>", b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                        b"mechanism='SCRAM-SHA-256'>"
+                        + base64.b64encode(b"n,," + first_bare.encode()) + b"</auth>")
+    final, server_sig = _scram_final(first_bare, base64.b64decode(
+        _between(got, b"<challenge", b"</challenge>")), PASSWORD)
+    got = await c.until(b"</success>", b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+                        + base64.b64encode(final) + b"</response>")
+    if base64.b64decode(_between(got, b"<success", b"</success>")) != \
+            b"v=" + base64.b64encode(server_sig):
+        raise XMPPError("bad server signature")
+    await c.until(b"urn:ietf:params:xml:ns:xmpp-bind", attrs=f" to='{DOMAIN}' xml:lang='en' "
+                  f"xmpp:restart='true' xmlns:xmpp='{XBOSH}'")
+    await c.until(b"</jid>", c.stanza(b"<iq type='set' id='bind'><bind xmlns="
+                                      b"'urn:ietf:params:xml:ns:xmpp-bind'><resource>bench"
+                                      b"</resource></bind></iq>"))
+    c.pending.append(c.stanza(b"<presence/>"))
+    c.start()
+    return c
+
+
 async def gather_bounded(coros: list[Any], parallel: int) -> list[Any]:
     sem = asyncio.Semaphore(parallel)
 
@@ -554,7 +712,12 @@ async def scenario_hold(a: argparse.Namespace) -> dict[str, Any]:
     """Log in ``count`` connections, report, then keep them until stdin says 'close'."""
     ctx = client_context()
     t0 = time.monotonic()
-    if a.realistic:
+    http = bosh_http() if a.bosh else None
+    if a.bosh:
+        url = f"http://{a.host}:{a.port}{a.bosh}"
+        clients = await gather_bounded([bosh_login(http, url, f"u{a.first + i}")
+                                        for i in range(a.count)], a.parallel)
+    elif a.realistic:
         clients = await gather_bounded(
             [realistic_login(a.host, a.port, f"u{a.first + i}", a.tls, ctx)
              for i in range(a.count)], a.parallel)
@@ -568,6 +731,8 @@ async def scenario_hold(a: argparse.Namespace) -> dict[str, Any]:
     line = await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), a.max_hold)
     for c in clients:
         c.transport.abort()
+    if http is not None:
+        await http.close()
     await asyncio.sleep(0.2)
     return {"closed": line.strip()}
 
@@ -650,9 +815,15 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     ctx = client_context()
     n = a.pairs
     ports = (a.port, a.port2 or a.port)
+    http = bosh_http() if a.bosh else None
+
+    def connect(port: int, user: str) -> Any:
+        if a.bosh:  # XMPP over BOSH at http://host:port/PATH (no TLS)
+            return bosh_login(http, f"http://{a.host}:{port}{a.bosh}", user)
+        return login(a.host, port, user, a.tls, ctx, ws=a.ws)
+
     senders = await gather_bounded(
-        [login(a.host, ports[i % 2], f"u{a.first + 2 * i}", a.tls, ctx, ws=a.ws)
-         for i in range(n)], a.parallel)
+        [connect(ports[i % 2], f"u{a.first + 2 * i}") for i in range(n)], a.parallel)
     # pair -> its receivers: (node index, account)
     if not a.port2:
         routes = [[(0, f"u{a.first + 2 * i + 1}")] for i in range(n)]
@@ -662,8 +833,7 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         routes = [[(0, f"u{a.first + 2 * i + 1}"), (1, f"u{a.first + 2 * n + i}")]
                   for i in range(n)]
     receivers = await gather_bounded(
-        [login(a.host, ports[node], user, a.tls, ctx, ws=a.ws)
-         for i in range(n) for node, user in routes[i]], a.parallel)
+        [connect(ports[node], user) for i in range(n) for node, user in routes[i]], a.parallel)
     await asyncio.sleep(min(0.5, a.settle))  # presence and other post-login traffic settles
     perf = time.perf_counter
     state = {"measuring": False, "running": True, "count": 0, "crossed": 0}
@@ -722,11 +892,13 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
         first_receiver += len(routes[i])
     await asyncio.sleep(a.warmup)
     state["measuring"] = True
+    posts0 = BoshClient.posts
     cpu0 = cpu_seconds()
     each0 = [pid_cpu_seconds([pid]) for pid in a.server_pid]
     t0 = time.monotonic()
     await asyncio.sleep(a.seconds)
     state["measuring"] = False
+    posts = BoshClient.posts - posts0
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
     each = [pid_cpu_seconds([pid]) - c0 for pid, c0 in zip(a.server_pid, each0, strict=True)]
@@ -738,11 +910,16 @@ async def scenario_messages(a: argparse.Namespace) -> dict[str, Any]:
     lost = sum(c.lost for c in senders + receivers)
     for c in senders + receivers:
         c.transport.abort()
+    if http is not None:
+        await http.close()  # the held requests end with their connections
     lat = sorted(latencies)
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000) if lat else (lambda p: 0.0)
     result = {"msgs_per_s": count / elapsed, "messages": count, "p50_ms": q(0.50),
               "p99_ms": q(0.99), "gen_cpu": cpu / elapsed, "lost_connections": lost,
               "crossed_fraction": crossed / count if count else 0.0}
+    if a.bosh and count:
+        # requests answered in the window per message delivered: how well they batch
+        result["bosh_requests_per_msg"] = posts / count
     if a.server_pid and count:
         # The steadier figure on a shared machine: the server's CPU (all its threads and
         # child processes) over the measured window, per message delivered in it.
@@ -973,6 +1150,9 @@ def main() -> None:
                    "--ws: wss, TLS from the start)")
     p.add_argument("--ws", metavar="PATH", help="XMPP over WebSocket (RFC 7395) at this path of "
                    "host:port instead of a TCP stream (not with 'hold --realistic')")
+    p.add_argument("--bosh", metavar="PATH", help="'messages' and 'hold': XMPP over BOSH "
+                   "(XEP-0124/0206) at http://host:port/PATH, each session holding one request "
+                   "(hold 1, wait 60) and sending on a second one, as Converse.js does")
     p.add_argument("--first", type=int, default=0, help="first user index (u<first>)")
     p.add_argument("--users", type=int, default=200, help="accounts used by 'logins'")
     p.add_argument("--user", default="r0")

@@ -15,7 +15,11 @@ RSS per idle logged-in connection (plain and STARTTLS); one-to-one messages/s wi
 latency at 5 pairs x 1 in flight and 100 pairs x 20 in flight (plain and STARTTLS); the full
 login of an account with a 200-contact roster; over XMPP over WebSocket (RFC 7395, ``websocket``:
 each server's own WebSocket endpoint, ws:// and wss:// on loopback), messages/s at 100 pairs x
-20 in flight and RSS per idle connection. Each figure is the median of --repeat runs.
+20 in flight and RSS per idle connection; over BOSH (XEP-0124/0206, ``bosh``: each server's
+mod_bosh at /http-bind, plain HTTP), messages/s at 50 pairs x 5 in flight with each session
+holding one request and sending on a second (hold 1, wait 60, as Converse.js does), latency,
+the generator's CPU, and RSS per idle session with its request held. Each figure is the median
+of --repeat runs.
 With messages, the server's CPU per message over the measured window (all its threads and
 child processes): the steadier figure on a shared machine.
 
@@ -105,6 +109,13 @@ class ServerSpec:
     #: for Suricate) that the other figures must not carry.
     websocket: bool = False
     ws_path = "/ws-xmpp"
+    #: XMPP over BOSH (XEP-0124/0206), plain HTTP on bosh_port, only while the bosh figures run
+    bosh: bool = False
+    bosh_path = "/http-bind"
+
+    @property
+    def bosh_port(self) -> int:
+        return self.port + 3
 
     @property
     def ws_port(self) -> int:
@@ -182,9 +193,14 @@ class Suricate(ServerSpec):
                     'transport.max_connections = "infinity"\n'
                     f'[[listen.http.handlers.mod_websockets]]\nhost = "_"\n'
                     f'path = "{self.ws_path}"\nmax_stanza_size = 262144\n')
+        if self.bosh:
+            listeners.append(
+                f'[[listen.http]]\nport = {self.bosh_port}\nip_address = "{self.addr}"\n'
+                'transport.max_connections = "infinity"\n'
+                f'[[listen.http.handlers.mod_bosh]]\nhost = "_"\npath = "{self.bosh_path}"\n')
         self.config_path().write_text(suricate_config(
             self.workdir / "suricate.db", listeners, loglevel="error", extra=self.MODULES,
-            modules=(*DEFAULT_MODULES, "mod_muc"),
+            modules=(*DEFAULT_MODULES, "mod_muc", *(("mod_bosh",) if self.bosh else ())),
             auth=['sasl_mechanisms = ["scram_sha256", "plain"]', 'password.hash = ["sha256"]',
                   f"password.scram_iterations = {ITERATIONS}"]))
         if self.extra.get("workers"):
@@ -271,6 +287,15 @@ Component "conference.localhost" "muc"
                 f'https_ssl = {{ certificate = "{cert}"; key = "{key}"; }}\n'
                 "consider_websocket_secure = true\ncross_domain_websocket = true").replace(
                 'modules_enabled = { "roster"', 'modules_enabled = { "websocket", "roster"'))
+        if self.bosh:
+            # mod_bosh at /http-bind on Prosody's HTTP server; loopback counts as secure
+            # (consider_bosh_secure: what a TLS-ending proxy in front would make it)
+            path = self.workdir / "prosody.cfg.lua"
+            path.write_text(path.read_text().replace(
+                "http_ports = { }",
+                f'http_ports = {{ {self.bosh_port} }}\nhttp_interfaces = {{ "{self.addr}" }}\n'
+                "consider_bosh_secure = true\ncross_domain_bosh = true").replace(
+                'modules_enabled = { "roster"', 'modules_enabled = { "bosh", "roster"'))
 
     def provision(self, names: list[str]) -> None:
         stored, server = scram_keys()
@@ -318,7 +343,7 @@ listen:
     backlog: 4096
     max_stanza_size: 262144
     max_fsm_queue: 1000000
-{self._ws_listeners()}auth_method: internal
+{self._ws_listeners()}{self._bosh_listener()}auth_method: internal
 auth_password_format: scram
 auth_scram_hash: sha256
 max_fsm_queue: 1000000
@@ -333,7 +358,7 @@ modules:
   mod_ping: {{}}
   mod_offline: {{}}
   mod_muc: {{host: "conference.localhost", access_create: all, max_users: 1000}}
-""")
+""" + ("  mod_bosh: {}\n" if self.bosh else ""))
 
     ws_path = "/ws"
 
@@ -350,6 +375,19 @@ modules:
       {self.ws_path}: ejabberd_http_ws
 """ for port, tls in ((self.ws_port, "false"), (self.wss_port, "true")))
 
+    def _bosh_listener(self) -> str:
+        """ejabberd_http with /http-bind -> mod_bosh (plain HTTP) when asked for."""
+        if not self.bosh:
+            return ""
+        return f"""  - port: {self.bosh_port}
+    ip: "{self.addr}"
+    module: ejabberd_http
+    tls: false
+    backlog: 4096
+    request_handlers:
+      {self.bosh_path}: mod_bosh
+"""
+
     def command(self) -> tuple[list[str], dict[str, str]]:
         # Not ejabberdctl: run as root it re-executes through `su ejabberd`, which resets the
         # open-file limit to 1024. The same erl command line, run directly, keeps ours.
@@ -358,7 +396,14 @@ modules:
                 *self.extra.get("eval", [])], self._env()
 
     def sname(self) -> str:
-        return "ejbench"
+        # The node name is tied to the mnesia directory (its schema names the node), and two
+        # benchmarks on one machine (two work directories) must not share it: one name per
+        # work directory, "ejbench" kept for a directory provisioned under that name.
+        if (self.workdir / "accounts.done").exists() and not (self.workdir / "sname").exists():
+            return "ejbench"
+        name = "ejbench_" + hashlib.sha1(str(self.workdir).encode()).hexdigest()[:8]
+        (self.workdir / "sname").write_text(name)
+        return name
 
     def _env(self) -> dict[str, str]:
         return {"ERL_LIBS": "/usr/lib/x86_64-linux-gnu",
@@ -540,12 +585,15 @@ def loadgen(spec: ServerSpec, gen_cores: str, scenario: str, *args: str,
 
 def measure_rss(spec: ServerSpec, gen_cores: str, count: int, tls: bool,
                 parallel: int, settle: float, realistic: bool = False,
-                ws: bool = False) -> float:
+                ws: bool = False, bosh: bool = False) -> float:
     port = spec.port
     extra = ["--realistic"] if realistic else []
-    if ws:
-        port = spec.wss_port if tls else spec.ws_port
-        extra = ["--ws", spec.ws_path]
+    if ws or bosh:
+        if ws:
+            port = spec.wss_port if tls else spec.ws_port
+            extra = ["--ws", spec.ws_path]
+        else:
+            port, extra = spec.bosh_port, ["--bosh", spec.bosh_path]
         # A first HTTP request before 'before': what a server loads for its first HTTP client
         # (Suricate imports aiohttp then, 13 MiB) is not a cost per connection.
         loadgen(spec, gen_cores, "hold", "--port", str(port), "--count", "1", "--settle", "0",
@@ -586,6 +634,10 @@ class Sizes:
     roster_logins: int = 10
     big_pairs: int = 100
     big_inflight: int = 20
+    # BOSH: fewer pairs (each session is two HTTP requests out at a time, and the generator
+    # is aiohttp's client, which costs more per message than the raw protocols)
+    bosh_pairs: int = 50
+    bosh_inflight: int = 5
     # seconds between start-up (or logins) and a measurement; long enough for idle connections
     # to reach their steady state (Suricate hibernates idle parsers after two 2 s sweeps)
     settle: float = 5.0
@@ -593,7 +645,7 @@ class Sizes:
 
 SMOKE = Sizes(users=20, contacts=5, startups=1, repeat=1, seconds=0.5, warmup=0.2,
               login_users=10, parallel_logins=4, roster_logins=2, big_pairs=4, big_inflight=2,
-              settle=0.2)
+              bosh_pairs=2, bosh_inflight=2, settle=0.2)
 
 
 def server_cpu_during(spec: ServerSpec, fn: Any) -> tuple[Any, float]:
@@ -669,6 +721,8 @@ def bench_server(spec: ServerSpec, sizes: Sizes, gen_cores: str,
                     *(["--tls"] if tls else [])])
         if want("websocket"):
             websocket_figures(spec, sizes, gen_cores, r)
+        if want("bosh"):
+            bosh_figures(spec, sizes, gen_cores, r)
         if want("muc"):
             # bench/muc.py: groupchat fan-out, one sender per room (DESIGN §7 "Rooms").
             restart(spec, sizes)
@@ -758,6 +812,29 @@ def websocket_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, r: dict[st
         spec.write_config(*spec.extra["certs"])  # what follows restarts the server
 
 
+def bosh_figures(spec: ServerSpec, sizes: Sizes, gen_cores: str, r: dict[str, Any]) -> None:
+    """XMPP over BOSH (XEP-0124/0206) through each server's own endpoint, plain HTTP:
+    messages/s at ``bosh_pairs`` x ``bosh_inflight`` (each session holding one request and
+    sending on a second, as Converse.js does), and RSS per idle session (its request held).
+    The server is restarted with its HTTP listener for these figures only."""
+    spec.bosh = True
+    spec.write_config(*spec.extra["certs"])
+    try:
+        key = f"bosh_{sizes.bosh_pairs}x{sizes.bosh_inflight}"
+        restart(spec, sizes)
+        r[key] = message_figures(spec, sizes, gen_cores, key, [
+            "--port", str(spec.bosh_port), "--bosh", spec.bosh_path,
+            "--pairs", str(sizes.bosh_pairs), "--inflight", str(sizes.bosh_inflight)])
+        restart(spec, sizes)
+        r["rss_bosh_kib"] = measure_rss(spec, gen_cores, sizes.users, False, 100, sizes.settle,
+                                        bosh=True)
+        log(f"{spec.name}: rss_bosh_kib {r['rss_bosh_kib']:.1f}")
+    finally:
+        spec.stop()
+        spec.bosh = False
+        spec.write_config(*spec.extra["certs"])
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 ROWS: list[tuple[str, Any, str, bool]] = [
@@ -789,6 +866,16 @@ for _tag, _label in (("plain", "ws://"), ("tls", "wss://")):
                  (lambda r, t=_tag: _ws(r, t, "cpu_us")), "{:.1f}", False))
 ROWS.append(("WebSocket: RSS per idle connection, ws:// (KiB)", lambda r: r.get("rss_ws_kib"),
              "{:.1f}", False))
+ROWS.append(("BOSH: messages/s, BOSHSHAPE pairs x in flight", lambda r: _bosh(r, "msgs_per_s"),
+             "{:.0f}", True))
+ROWS.append(("BOSH: latency p50 (ms)", lambda r: _bosh(r, "p50_ms"), "{:.2f}", False))
+ROWS.append(("BOSH: latency p99 (ms)", lambda r: _bosh(r, "p99_ms"), "{:.2f}", False))
+ROWS.append(("BOSH: server CPU per message (µs)", lambda r: _bosh(r, "cpu_us"), "{:.1f}",
+             False))
+ROWS.append(("BOSH: generator CPU (share of its core, highest run)",
+             lambda r: _bosh(r, "gen_cpu"), "{:.2f}", False))
+ROWS.append(("BOSH: RSS per idle session, one request held (KiB)",
+             lambda r: r.get("rss_bosh_kib"), "{:.1f}", False))
 ROWS.append(("MUC: messages delivered/s, 4 rooms x 50 occupants, STARTTLS",
              lambda r: r.get("muc_delivered_per_s"), "{:.0f}", True))
 ROWS.append(("MUC: server CPU per delivered copy (µs)", lambda r: r.get("muc_cpu_us"),
@@ -814,6 +901,13 @@ def _ws(r: dict[str, Any], tag: str, field_name: str) -> float | None:
     return None
 
 
+def _bosh(r: dict[str, Any], field_name: str) -> float | None:
+    for key, value in r.items():
+        if key.startswith("bosh_") and isinstance(value, dict):
+            return value.get(field_name)
+    return None
+
+
 def table(results: dict[str, dict[str, Any]], sizes: Sizes) -> str:
     names = list(results)
     peers = [n for n in names if n != "suricate"]
@@ -822,7 +916,8 @@ def table(results: dict[str, dict[str, Any]], sizes: Sizes) -> str:
     head.append("|---" * (1 + len(names) + len(peers)) + "|")
     big = f"{sizes.big_pairs}x{sizes.big_inflight}"
     for label, get, fmt, _higher_better in ROWS:
-        label = label.replace("BIG", big)
+        label = label.replace("BIG", big).replace(
+            "BOSHSHAPE", f"{sizes.bosh_pairs}x{sizes.bosh_inflight}")
         if all(get(results[n]) is None for n in names):
             continue  # a figure none of the servers was measured for (--only)
         cells = []
@@ -868,7 +963,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="suricate,prosody,ejabberd")
-    p.add_argument("--only", help="comma list: startup,logins,messages,websocket,rss,roster,"
+    p.add_argument("--only", help="comma list: startup,logins,messages,websocket,bosh,rss,roster,"
                    "muc; and "
                    "rss_real (only when named; for suricate_default)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/suricate-bench"))

@@ -66,6 +66,27 @@ def test_websocket_figures_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_bosh_figures_smoke(tmp_path: Path) -> None:
+    """``--only bosh``: bench/loadgen.py --bosh (session creation, SCRAM, restart, bind; one
+    request held and one to send on) against Suricate's mod_bosh, and RSS per idle session."""
+    if subprocess.run(["which", "taskset"], capture_output=True).returncode != 0:
+        pytest.skip("taskset not available")
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "run.py"), "--servers", "suricate", "--smoke",
+           "--only", "bosh", "--workdir", str(tmp_path / "work"),
+           "--port", str(free_port("127.0.0.2")), "--server-cores", "0", "--gen-cores", "0-1",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=55)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["suricate"]
+    runs = results["bosh_2x2"]["runs"]
+    assert results["bosh_2x2"]["msgs_per_s"] > 0
+    assert all(run["lost_connections"] == 0 and run["bosh_requests_per_msg"] > 0 for run in runs)
+    assert isinstance(results["rss_bosh_kib"], float) and math.isfinite(results["rss_bosh_kib"])
+    assert "| BOSH: messages/s, 2x2 pairs x in flight |" in proc.stdout
+
+
+@pytest.mark.timeout(60)
 def test_realistic_login_hold_smoke(tmp_path: Path) -> None:
     """``--only rss_real``: the embedded default's modules, connections that log in as
     Conversations does (bench/loadgen.py realistic_login: every step must be answered, the

@@ -29,6 +29,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Mapping
+from pyexpat import ExpatError, ParserCreate
 from typing import TYPE_CHECKING, Any
 
 from suricate.instrument.events import SPIRAL, declare
@@ -117,11 +118,16 @@ class BoshEndpoint:
         if request.method != "POST":
             return web.Response(status=405, text="XMPP over BOSH (XEP-0206): POST only\n",
                                 headers={"Allow": "POST, OPTIONS", **CORS})
-        from suricate.net.http.web import answer_timeout, read_body
+        if request.content.is_eof():
+            # The whole body came with the headers (a BOSH body is small): no timeout to arm.
+            body = await request.read()
+        else:
+            from suricate.net.http.web import answer_timeout, read_body
 
-        body = await read_body(request)
-        if body is None:
-            return await answer_timeout(request)
+            late = await read_body(request)
+            if late is None:
+                return await answer_timeout(request)
+            body = late
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
@@ -165,7 +171,8 @@ class BoshSession:
 
     __slots__ = ("endpoint", "sid", "loop", "peer", "tls", "handler", "closing", "wait",
                  "hold", "requests", "rid", "held", "ahead", "out", "cache", "stream_id",
-                 "domain", "lang", "_timer", "_flush_handle", "_terminated", "_pause",
+                 "domain", "lang", "_idle_at", "_idle_handle", "_wait_handle", "_flush_handle",
+                 "_terminated", "_pause",
                  "_ack_pending", "_created_rid", "content_type", "polling", "inactivity",
                  "_empty_poll_at", "ver", "_out_size", "_cap")
 
@@ -190,8 +197,11 @@ class BoshSession:
         self.hold = 1
         self.requests = 2
         self.rid = 0  # the last rid whose payload was processed
-        # Requests held for the server's next words: (rid, future of the response body).
-        self.held: deque[tuple[int, asyncio.Future[bytes], asyncio.TimerHandle]] = deque()
+        # Requests held for the server's next words: (rid, future of the response body, when
+        # 'wait' runs out for it). One timer per session (_wait_handle) for all of them, not
+        # one per request: armed for the earliest, moved on when it fires early.
+        self.held: deque[tuple[int, asyncio.Future[bytes], float]] = deque()
+        self._wait_handle: asyncio.TimerHandle | None = None
         # Requests ahead of a gap in rids, waiting for it to fill (XEP-0124 §14.3).
         self.ahead: dict[int, tuple[dict[str, str], list[bytes], bytes,
                                     asyncio.Future[bytes]]] = {}
@@ -205,7 +215,10 @@ class BoshSession:
         self.stream_id = ""
         self.domain = ""
         self.lang = "en"
-        self._timer: asyncio.TimerHandle | None = None  # inactivity
+        # Inactivity (§10): when it ends the session (None while a request is held), and the
+        # session's one timer for it, left armed (and moved on) when a request comes before.
+        self._idle_at: float | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._terminated: bytes | None = None  # the terminate body, once the stream ended
         self._pause: int | None = None
@@ -270,11 +283,11 @@ class BoshSession:
                 # response: the inactivity clock starts again from it (§10).
                 self._restart_idle()
                 return cached
-            for index, (held_rid, held, timer) in enumerate(self.held):
+            for index, (held_rid, held, _deadline) in enumerate(self.held):
                 if held_rid == rid:
                     # XEP-0124 §14.3: the connection broke before we answered and the client
                     # sent the same request again: the copy takes the held one's place.
-                    return await self._rehold(index, held, timer)
+                    return await self._rehold(index, held)
             self.fail("item-not-found")
             return _terminate("item-not-found")
         if rid > self.rid + self.requests:
@@ -294,15 +307,13 @@ class BoshSession:
             self._process(next_rid, a, c, r, f)
         return await future
 
-    async def _rehold(self, index: int, old: asyncio.Future[bytes],
-                      timer: asyncio.TimerHandle) -> bytes:
+    async def _rehold(self, index: int, old: asyncio.Future[bytes]) -> bytes:
         """The held request at ``index`` was sent again: the new copy is held instead, with a
         fresh ``wait``. The old connection, if it is still there, gets an empty body."""
         rid = self.held[index][0]
-        timer.cancel()
         future = self.loop.create_future()
-        self.held[index] = (rid, future, self.loop.call_later(self.wait, self._wait_expired,
-                                                              future))
+        # later than the deadline the wait timer is armed for: it moves on when it fires
+        self.held[index] = (rid, future, self.loop.time() + self.wait)
         if not old.done():
             old.set_result(self._body(b"", rid))
         return await future
@@ -337,8 +348,15 @@ class BoshSession:
                 self.fail("bad-request")
                 return
             self._feed(self._stream_header("1.0"))
-        for child in children:
-            self._feed(child)
+        handler = self.handler
+        if len(children) > 1 and handler is not None \
+                and handler.fsm.state is C2SState.SESSION_ESTABLISHED:
+            # One parser feed for the stanzas of a request, as a TCP read brings several.
+            # Not before: a child (SASL success) may restart the stream mid-request.
+            self._feed(b"".join(children))
+        else:
+            for child in children:
+                self._feed(child)
         if attrs.get("type") == "terminate":
             self._feed(_STREAM_CLOSE)  # XEP-0124 §12: the client ends the session
         self._schedule()
@@ -356,31 +374,43 @@ class BoshSession:
         return last is not None and now - last < POLLING
 
     def _hold(self, rid: int, future: asyncio.Future[bytes]) -> None:
-        if self._timer is not None:  # a request is held: no inactivity (§10)
-            self._timer.cancel()
-            self._timer = None
+        self._idle_at = None  # a request is held: no inactivity (§10)
         # A polling session answers at the end of this loop tick (_flush), with what the
         # request's payloads brought by then; 'wait' is only a safety net there.
-        timer = self.loop.call_later(max(self.wait, 1) if self.polling else self.wait,
-                                     self._wait_expired, future)
-        self.held.append((rid, future, timer))
+        deadline = self.loop.time() + (max(self.wait, 1) if self.polling else self.wait)
+        self.held.append((rid, future, deadline))
+        if self._wait_handle is None:
+            # Every later request's deadline is later ('wait' is the session's): one timer.
+            self._wait_handle = self.loop.call_at(deadline, self._wait_expired)
         while len(self.held) > max(self.hold, 1):
             self._release()  # §11: over hold, the oldest is answered (empty if nothing)
         if self.polling:
             self._schedule()
 
-    def _wait_expired(self, future: asyncio.Future[bytes]) -> None:
-        for index, (rid, held, _timer) in enumerate(self.held):
-            if held is future:
+    def _wait_expired(self) -> None:
+        """The wait timer: every held request whose 'wait' ran out gets an empty body; the
+        timer moves on to the next deadline, if any."""
+        self._wait_handle = None
+        now = self.loop.time()
+        expired = False
+        index = 0
+        while index < len(self.held):
+            rid, future, deadline = self.held[index]
+            if deadline <= now:
                 del self.held[index]
                 self._answer(rid, future, self._body(b"", rid))  # with 'ack' (§9.1)
-                break
-        self._idle()
+                expired = True
+            else:
+                index += 1
+        if self.held:
+            self._wait_handle = self.loop.call_at(min(d for _, _, d in self.held),
+                                                  self._wait_expired)
+        if expired:
+            self._idle()
 
     def _release(self, all_held: bool = False) -> None:
         while self.held:
-            rid, future, timer = self.held.popleft()
-            timer.cancel()
+            rid, future, _deadline = self.held.popleft()
             content = b"".join(self.out)
             self.out.clear()
             self._out_size = 0
@@ -423,23 +453,33 @@ class BoshSession:
 
     def _idle(self) -> None:
         """No request held: the inactivity clock runs (XEP-0124 §7.1, §10)."""
-        if self.held or self._timer is not None:
+        if self.held or self._idle_at is not None:
             return
         seconds = self._pause or self.inactivity
         self._pause = None
         if seconds:
-            self._timer = self.loop.call_later(seconds, self._inactive)
+            at = self._idle_at = self.loop.time() + seconds
+            handle = self._idle_handle
+            if handle is not None and handle.when() > at:
+                handle.cancel()  # a 'pause' shorter than what it was armed for
+                handle = None
+            if handle is None:
+                self._idle_handle = self.loop.call_at(at, self._inactive)
 
     def _restart_idle(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._idle_at = None
         self._idle()
 
     def _inactive(self) -> None:
-        self._timer = None
-        if self.held:
+        self._idle_handle = None
+        at = self._idle_at
+        if self.held or at is None:
             return
+        if at > self.loop.time():
+            # A request came and went since the timer was armed: the clock started again.
+            self._idle_handle = self.loop.call_at(at, self._inactive)
+            return
+        self._idle_at = None
         log.info("bosh_session_inactive sid=%s", self.sid)
         self.fail("item-not-found")  # requests still ahead of a gap learn it ended
 
@@ -447,8 +487,7 @@ class BoshSession:
         """End the session with a terminal binding condition (XEP-0124 §17)."""
         body = _terminate(condition)
         while self.held:
-            rid, future, timer = self.held.popleft()
-            timer.cancel()
+            rid, future, _deadline = self.held.popleft()
             self._answer(rid, future, body)
         for _, _, _, future in self.ahead.values():
             if not future.done():
@@ -459,9 +498,11 @@ class BoshSession:
 
     def _forget(self) -> None:
         self.endpoint.sessions.pop(self.sid, None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._idle_at = None
+        for handle in (self._idle_handle, self._wait_handle):
+            if handle is not None:
+                handle.cancel()
+        self._idle_handle = self._wait_handle = None
 
     def _lost(self) -> None:
         self.closing = True
@@ -539,12 +580,10 @@ class BoshSession:
         self._out_size = 0
         self._terminated = body
         if self.held:
-            rid, future, timer = self.held.popleft()
-            timer.cancel()
+            rid, future, _deadline = self.held.popleft()
             self._answer(rid, future, body)
             while self.held:
-                rid, future, timer = self.held.popleft()
-                timer.cancel()
+                rid, future, _deadline = self.held.popleft()
                 self._answer(rid, future, _terminate())
             self._forget()
         else:
@@ -565,9 +604,101 @@ class BoshSession:
         raise RuntimeError("no STARTTLS over BOSH")
 
 
+class _NotPlain(Exception):
+    """The body is not of the plain kind ``_parse_plain`` takes."""
+
+
+_BODY_NAME = HTTPBIND + " body"
+# An empty <body/> whose attributes have plain names (no prefix) and printable ASCII values
+# with nothing to decode or normalize (no reference, no tab or newline, XML 1.0 §3.3.3).
+_WS = rb"[ \t\r\n]"
+_ATTRIBUTE = re.compile(_WS + rb"+([A-Za-z_][A-Za-z0-9_.-]*)" + _WS + rb"*=" + _WS
+                        + rb"""*(?:'([ !"#-%(-;=-~]*)'|"([ !#-%'-;=-~]*)")""")
+_EMPTY_BODY = re.compile(rb"<body((?:" + _ATTRIBUTE.pattern + rb")*)" + _WS + rb"*/>" + _WS
+                         + rb"*")
+
+
+def _parse_plain(raw: bytes) -> tuple[dict[str, str], list[bytes]] | None:
+    """``_parse_body`` for the common body, without building its children: their own bytes,
+    for the C2S parser to build once. A body is plain when its start tag declares no prefix
+    and has no namespaced attribute, it holds only whitespace between its children, each
+    child declares its own default namespace (so that, with no prefix from ``<body/>``, a
+    child parses the same in the C2S stream as inside ``<body/>``), and it has no markup
+    declaration, comment, processing instruction or CDATA. Anything else (None) takes
+    ``_parse_body``, which also reports what is wrong with a malformed body."""
+    empty = _EMPTY_BODY.fullmatch(raw)
+    if empty is not None:
+        # an empty body (a poll), the most frequent: a strict subset of XML, no parser
+        pairs = _ATTRIBUTE.findall(empty.group(1))
+        attrs = {key.decode(): (single or double).decode() for key, single, double in pairs}
+        if len(attrs) == len(pairs) and attrs.pop("xmlns", None) == HTTPBIND:
+            return attrs, []
+    if b"<!" in raw or b"<?" in raw:
+        return None
+    parser = ParserCreate("UTF-8", " ")
+    parser.buffer_text = True
+    depth = 0
+    own_default = False
+    root: dict[str, str] = {}
+    starts: list[int] = []
+    end = -1
+
+    def ns_decl(prefix: str | None, uri: str) -> None:
+        nonlocal own_default
+        if depth == 0:
+            if prefix is not None:
+                raise _NotPlain
+        elif depth == 1 and prefix is None:
+            own_default = True  # declared on the child about to start
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal depth, own_default, root
+        depth += 1
+        if depth == 2:
+            if not own_default:
+                raise _NotPlain
+            own_default = False
+            starts.append(parser.CurrentByteIndex)
+        elif depth == 1:
+            if name != _BODY_NAME or any(" " in key for key in attrs):
+                raise _NotPlain
+            root = attrs
+
+    def finish(name: str) -> None:
+        nonlocal depth, end
+        depth -= 1
+        if depth == 0:
+            end = parser.CurrentByteIndex
+
+    def text(data: str) -> None:
+        if depth == 1 and not data.isspace():
+            raise _NotPlain
+
+    parser.StartNamespaceDeclHandler = ns_decl
+    parser.StartElementHandler = start
+    parser.EndElementHandler = finish
+    parser.CharacterDataHandler = text
+    try:
+        parser.Parse(raw, True)
+    except (ExpatError, _NotPlain):
+        return None
+    finally:
+        # parser -> handlers -> their cell of 'parser': a cycle per request for the cyclic
+        # collector, unless broken here
+        parser.StartNamespaceDeclHandler = parser.StartElementHandler = None
+        parser.EndElementHandler = parser.CharacterDataHandler = None
+    if end < 0:
+        return None
+    bounds = [*starts, end]
+    return root, [raw[bounds[i]:bounds[i + 1]] for i in range(len(starts))]
+
+
 def _parse_body(raw: bytes) -> tuple[dict[str, str], list[bytes]]:
     """The attributes of ``<body/>`` and its children serialized for the C2S stream (RFC 6120
-    §11 restrictions apply: no DTD, no entities)."""
+    §11 restrictions apply: no DTD, no entities). The common body takes ``_parse_plain``."""
+    plain = _parse_plain(raw)
+    if plain is not None:
+        return plain
     parser = StreamParser()
     events = parser.feed(raw)
     if not events or not isinstance(events[0], StreamOpen):
