@@ -345,7 +345,7 @@ async def _import_account(server: Any, acc: Account, summary: Summary) -> None:
         summary.imported["accounts"] += 1
     elif (existing.password, existing.pass_details) == (plain, details) or (
             details is not None and existing.pass_details is not None
-            and _same_keys(existing.pass_details, details)):
+            and _keys_within(details, existing.pass_details)):
         summary.skipped["accounts already present (unchanged)"] += 1
     else:
         # Re-importing plaintext makes a fresh salt each time; leave the stored keys alone
@@ -368,9 +368,14 @@ def _client_ns(el: Element) -> Element:
     return el
 
 
-def _same_keys(a: str, b: str) -> bool:
+def _keys_within(imported: str, stored: str) -> bool:
+    """Whether every SCRAM key of the ``imported`` record is one ``stored`` holds already:
+    an account whose keys were added to since the first import (XEP-0480 upgrade tasks add
+    SHA-256 and SHA-512 keys to Prosody's SHA-1 ones) is unchanged by a re-run, not brought
+    back to fewer hashes."""
     try:
-        return parse_scram_record(a) == parse_scram_record(b)
+        have = parse_scram_record(stored)
+        return all(have.get(name) == keys for name, keys in parse_scram_record(imported).items())
     except ValueError:
         return False
 

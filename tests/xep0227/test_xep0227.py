@@ -136,6 +136,36 @@ def test_import_prosody_document(cfg_file: Path, tmp_path: Path,
     assert dump(cfg_file) == data
 
 
+def test_a_re_import_keeps_keys_added_since(cfg_file: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Keys added after the first import (XEP-0480 upgrade tasks give Prosody's SHA-1-only
+    account SHA-256 keys at a login) survive a second run of the same import."""
+    f = tmp_path / "alice@example.test.xml"
+    f.write_text(ALICE)
+    assert run_cli("import", "--config", str(cfg_file), str(f)) == 0
+    from suricate.core.server import Server
+    from suricate.modules import MODULES
+    from suricate.sasl.passwords import format_scram_record
+
+    upgraded = format_scram_record({
+        "sha": KEYS, "sha256": keys_from_plain("wonderland", "sha256", SALT, 4096)})
+    cfg, _ = load_config_with_warnings(cfg_file)
+
+    async def upgrade() -> None:
+        server = Server(cfg, cfg_file.parent, MODULES)
+        await server.storage.open()
+        try:
+            await server.storage.set_password("example.test", "alice", None, upgraded)
+        finally:
+            await server.storage.close()
+
+    asyncio.run(upgrade())
+    capsys.readouterr()
+    assert run_cli("import", "--config", str(cfg_file), str(f)) == 0
+    assert "accounts already present (unchanged)" in capsys.readouterr().out
+    assert dump(cfg_file)["alice"]["cred"] == (None, upgraded)
+
+
 def test_export_then_import_gives_the_same_data(cfg_file: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
