@@ -329,7 +329,7 @@ class Connection(asyncio.Protocol):
             data += self.tls.shutdown()
         if data:
             self.transport.write(data)
-        if self.transport.can_write_eof():
+        if self.connection_type == "c2s" and self.transport.can_write_eof():
             # RFC 6120 §4.4: our closing tag (or stream error) is followed by a FIN, and the
             # socket stays open for reading (what arrives is dropped) until the peer closes
             # its side. Closing at once would make the kernel answer whatever the peer still
@@ -337,6 +337,8 @@ class Connection(asyncio.Protocol):
             # received and not yet read: our last stanzas and the stream error with them (a
             # client that kept writing lost its <conflict/> 10 times in 10 on loopback; on a
             # slow link, anything it sent within one round trip of our close does that).
+            # Only for clients: a server peer's stanzas bounce when its link is lost, which
+            # must not wait for CLOSE_TIMEOUT (s2s has its own acknowledgements).
             try:
                 self.transport.write_eof()
             except OSError:  # the peer reset the connection meanwhile
