@@ -467,9 +467,12 @@ def _c2s_listener() -> Section:
             ),
             "tcp_user_timeout": Option(
                 Int(min=0, unit="seconds"),
-                120,
+                0,
                 "How long data sent to a client may stay unacknowledged before the connection "
-                "is dropped (TCP_USER_TIMEOUT); 0: the kernel's default (about 15 minutes).",
+                "is dropped (TCP_USER_TIMEOUT); 0: the kernel's default (about 15 minutes). "
+                "It also ends an idle connection at the first unanswered keepalive probe once "
+                "this long has passed without a packet from the client: keep it above "
+                "tcp_keepalive + 120 to survive a lost probe.",
             ),
         }
     )

@@ -100,7 +100,9 @@ class Listener:
             await self.server.wait_closed()
 
 
-# When keepalive probes go unanswered and no user timeout is set: a probe every 30 s, four.
+# After tcp_keepalive idle seconds, a probe every 30 s; four unanswered end the connection
+# (420 s with the default 300), unless a tcp_user_timeout already elapsed since the client's
+# last packet: Linux then ends it at the first unanswered probe (one lost packet).
 KEEPALIVE_INTERVAL = 30
 KEEPALIVE_COUNT = 4
 
