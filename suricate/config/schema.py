@@ -455,6 +455,25 @@ def _c2s_listener() -> Section:
                 "Auth methods usable on this listener; a subset of auth.methods.",
                 default_doc="all methods from auth.methods",
             ),
+            # Not in MongooseIM 6.4: a phone that vanishes (a tunnel, no FIN, no RST) must not
+            # stay online for ever, nor take fifteen minutes of retransmissions to be noticed
+            # (docs/delivery.md, "Phones on bad networks").
+            "tcp_keepalive": Option(
+                Int(min=0, unit="seconds"),
+                300,
+                "Idle time after which the kernel probes a silent client (SO_KEEPALIVE, "
+                "TCP_KEEPIDLE); 0: no probes. An idle client that vanished is dropped after "
+                "this plus tcp_user_timeout.",
+            ),
+            "tcp_user_timeout": Option(
+                Int(min=0, unit="seconds"),
+                0,
+                "How long data sent to a client may stay unacknowledged before the connection "
+                "is dropped (TCP_USER_TIMEOUT); 0: the kernel's default (about 15 minutes). "
+                "It also ends an idle connection at the first unanswered keepalive probe once "
+                "this long has passed without a packet from the client: keep it above "
+                "tcp_keepalive + 120 to survive a lost probe.",
+            ),
         }
     )
     return Section(options, doc="Client-to-server listener.", post=_listener_address_post)

@@ -204,6 +204,14 @@ class ModPing(Module):
                                     {"count": 1})
         if self.kill:
             # XEP-0199 §4.1: no pong in time, the server may consider the client gone.
+            if c2s.resumable:
+                # Gone is not closed: a phone in a tunnel answers no ping, and its stream
+                # management session is what lets it resume when it comes out (XEP-0198 §5).
+                # A stream error would end the session (a clean close), and every stanza
+                # sent to it since would go to offline storage or the other resources; the
+                # connection is dropped instead, so the session waits for resume_timeout.
+                c2s.conn.abort()
+                return
             c2s.stream_error(StreamError("connection-timeout"))
             return
         state.ping_sent = None

@@ -29,7 +29,8 @@ log = logging.getLogger("suricate.net")
 # larger than this is allowed on top while it drains (suricate/net/output_cap.py).
 MAX_WRITE_BUFFER = 4 * 1024 * 1024
 # After close(), how long a peer gets to read what is still buffered (the closing stream error
-# included) before the socket is aborted: a peer that never reads must not pin the buffer.
+# included) and to close its side (RFC 6120 §4.4) before the socket is aborted: a peer that
+# never reads, or never closes, must not pin the connection.
 CLOSE_TIMEOUT = 5.0
 # One read can carry up to 256 KiB (asyncio's read size): thousands of stanzas, handled in one
 # go while every other connection waits (an IQ flood made a bystander's ping wait 47 ms at the
@@ -181,6 +182,10 @@ class Connection(asyncio.Protocol):
             self.loop.call_soon(self._next_slice, data, end)
 
     def eof_received(self) -> bool:
+        if self.closing:
+            # The peer's end of our closing handshake (close()): asyncio closes the
+            # transport once what we wrote has left.
+            return False
         # Half-closed by the peer: the handler decides (usually: finish and close).
         if self.handler is not None:
             self.handler.eof_received()
@@ -364,26 +369,33 @@ class Connection(asyncio.Protocol):
             data += self.tls.shutdown()
         if data:
             self.transport.write(data)
-        if _unread_input(self.transport):
-            # The peer is still sending (a stanza over max_stanza_size ...): a socket closed
-            # with unread input answers with a reset, which can destroy what was just
-            # written (the stream error) before the peer reads it. Half-close instead: the
-            # peer reads to the end and closes, asyncio closes our side at that EOF, and
-            # what arrives meanwhile is dropped (``closing``), CLOSE_TIMEOUT at most.
+        if self.transport.can_write_eof() and (
+                self.connection_type == "c2s" or _unread_input(self.transport)):
+            # RFC 6120 §4.4: our closing tag (or stream error) is followed by a FIN, and the
+            # socket stays open for reading (what arrives is dropped) until the peer closes
+            # its side. Closing at once would make the kernel answer whatever the peer still
+            # sends with a reset, and a reset makes the peer's kernel throw away what it had
+            # received and not yet read: our last stanzas and the stream error with them (a
+            # client that kept writing lost its <conflict/> 10 times in 10 on loopback; on a
+            # slow link, anything it sent within one round trip of our close does that).
+            # Always for clients; for another peer only when it is still sending (bytes wait
+            # unread: a stanza over max_stanza_size ...): a server peer's stanzas bounce when
+            # its link is lost, which must not wait for CLOSE_TIMEOUT.
             try:
                 self.transport.write_eof()
-            except OSError:
-                self.transport.abort()  # the peer is gone already (ENOTCONN)
+            except OSError:  # the peer reset the connection meanwhile (ENOTCONN)
+                self.transport.abort()
                 return
             if self._paused:
                 self._paused = 0
                 self.transport.resume_reading()
-            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
-            return
-        self.transport.close()
-        if self.transport.get_write_buffer_size():
-            # asyncio keeps a closing socket until its buffer drains, with no deadline.
-            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+        else:
+            self.transport.close()
+            if not self.transport.get_write_buffer_size():
+                return
+        # A peer that neither reads nor closes, or a buffer that does not drain, is given
+        # CLOSE_TIMEOUT; asyncio alone would wait without a deadline.
+        self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def abort(self) -> None:
         self.closing = True

@@ -62,6 +62,8 @@ class Listener:
         return conn
 
     def _admit(self, conn: Connection) -> StreamHandler:
+        tune_socket(conn.transport, self.opts.get("tcp_keepalive", 0),
+                    self.opts.get("tcp_user_timeout", 0))
         limit = self.opts.get("max_connections")
         self.connections.add(conn)
         if limit is not None and len(self.connections) > limit:
@@ -96,6 +98,40 @@ class Listener:
     async def wait_closed(self) -> None:
         if self.server is not None:
             await self.server.wait_closed()
+
+
+# After tcp_keepalive idle seconds, a probe every 30 s; four unanswered end the connection
+# (420 s with the default 300), unless a tcp_user_timeout already elapsed since the client's
+# last packet: Linux then ends it at the first unanswered probe (one lost packet).
+KEEPALIVE_INTERVAL = 30
+KEEPALIVE_COUNT = 4
+
+
+def tune_socket(transport: asyncio.BaseTransport | None, keepalive: int,
+                user_timeout: int) -> None:
+    """Make the kernel notice a peer that vanished without FIN or RST (a phone in a tunnel).
+
+    Without this an idle connection to such a peer stays open for ever, and one we write to
+    takes ``tcp_retries2`` (about 15 minutes) of retransmissions to fail. ``keepalive``: idle
+    seconds before the first probe; ``user_timeout``: seconds sent data (a probe included) may
+    stay unacknowledged before the connection fails (Linux TCP_USER_TIMEOUT, which then also
+    decides when unanswered probes end it). 0 leaves either to the kernel."""
+    if transport is None or (not keepalive and not user_timeout):
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        if keepalive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux, recent macOS
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, keepalive)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+        if user_timeout and hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux only
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout * 1000)
+    except OSError as exc:  # a socket already reset by the peer
+        log.debug("tune_socket_failed reason=%s", exc)
 
 
 class _Refuse:

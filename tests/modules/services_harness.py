@@ -60,6 +60,7 @@ class FakeSession:
         self.presence: Element | None = Element("presence", ns.CLIENT) if available else None
         self.module_state: dict[str, Any] = {}
         self.anonymous = False
+        self.resumable = False  # no XEP-0198 session to wait for the client
         self.received: asyncio.Queue[Element] = asyncio.Queue()
         self.errors: list[Any] = []
         server.sessions.register(self)

@@ -170,6 +170,8 @@ def test_c2s_listener_has_every_option() -> None:
             "access": "all",
             "backwards_compatible_session": True,
             "allowed_auth_methods": None,
+            "tcp_keepalive": 300,
+            "tcp_user_timeout": 0,
         }
     ]
 
