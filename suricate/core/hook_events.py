@@ -41,6 +41,7 @@ HOOK_NAMES_64: Mapping[str, str] = {
     H.BIND2_INLINE_FEATURES.name: "bind2_stream_features",
     H.BIND2_BIND.name: "bind2_enable_features",
     H.USER_AVAILABLE.name: "user_available_hook",
+    H.RESEND_OFFLINE_MESSAGES.name: "resend_offline_messages_hook",
     H.UNSET_PRESENCE.name: "unset_presence_hook",
     H.OFFLINE_MESSAGE.name: "offline_message_hook",
     H.VCARD_STORED.name: "vcard_set",

@@ -107,6 +107,9 @@ def test_a_half_close_on_a_connection_the_peer_reset_aborts(
         def write(self, data: Any) -> None:
             pass
 
+        def can_write_eof(self) -> bool:
+            return True
+
         def write_eof(self) -> None:
             raise OSError(107, "Transport endpoint is not connected")
 
