@@ -217,6 +217,13 @@ versioning = true
 [modules.mod_muc]
 room_lock_timeout = 300000
 
+# A phone's acknowledgements (XEP-0198) come one round trip late: a burst larger than
+# buffer_max within that trip (the presence of a big roster at login, the rooms Conversations
+# joins again, a busy room) ended its stream with resource-constraint at MongooseIM's 100.
+# 500, Prosody's mod_smacks queue size (docs/delivery.md, "Phones on bad networks").
+[modules.mod_stream_management]
+buffer_max = 500
+
 # The archive (XEP-0313) of every account and of every room: what lets a second device, or a
 # phone back from a tunnel, show the whole conversation. Written in batches off the message
 # path (async_writer); a crash loses at most one flush interval of rows (docs/mam.md).
@@ -225,5 +232,6 @@ room_lock_timeout = 300000
 [modules.mod_mam.muc]
 
 {modules.replace("[modules.mod_register]", "").replace("[modules.mod_pubsub]", "")
-        .replace("[modules.mod_roster]", "").replace("[modules.mod_muc]", "")}
+        .replace("[modules.mod_roster]", "").replace("[modules.mod_muc]", "")
+        .replace("[modules.mod_stream_management]", "")}
 """

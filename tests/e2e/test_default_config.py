@@ -6,6 +6,7 @@ works, driven by a real client (slixmpp) over real TLS on the default's own conf
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,46 @@ async def test_the_default_wants_tls_first_and_registers_only_this_machine(
         assert "<forbidden" in await register("mallory", {"X-Forwarded-For": "203.0.113.7"})
         assert await server.auth.user_exists(JID.parse("carol@localhost"))
         assert not await server.auth.user_exists(JID.parse("mallory@localhost"))
+
+
+async def test_a_phone_slow_to_acknowledge_keeps_its_stream_through_a_burst(
+        tmp_path: Path) -> None:
+    """XEP-0198 acknowledgements come one round trip late: 300 stanzas within that trip (a
+    big roster's presence at login, rooms joined again, a busy room) must not end the
+    stream, as MongooseIM's buffer_max of 100 did (docs/delivery.md)."""
+    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(), **ports)
+    async with serving(tmp_path, toml, **ports) as server:
+        for user in ("alice", "bob"):
+            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+
+        async def login(user: str, resource: str) -> RawClient:
+            raw = await RawClient.open(ports["tls_port"], tls=True)
+            await raw.open_stream()
+            token = base64.b64encode(f"\0{user}\0pw".encode()).decode()
+            await raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                           f"mechanism='PLAIN'>{token}</auth>")
+            await raw.expect("<success")
+            await raw.open_stream()
+            await raw.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:"
+                           f"xmpp-bind'><resource>{resource}</resource></bind></iq>")
+            await raw.expect("</iq>")
+            return raw
+
+        phone = await login("alice", "phone")
+        await phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        await phone.expect("<enabled")
+        laptop = await login("bob", "laptop")
+        for i in range(300):
+            await laptop.send(f"<message to='alice@localhost/phone' type='chat' id='m{i}'>"
+                              f"<body>n{i}</body></message>")
+        # The phone reads them all and acknowledges none (its answers are on their way).
+        await phone.expect(r".*?<body>n299</body>", timeout=10)
+        await phone.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        assert "type='result'" in (await phone.expect(r"<iq [^>]*id=.p1.[^>]*>")).replace(
+            '"', "'")
+        await phone.close()
+        await laptop.close()
