@@ -316,6 +316,12 @@ _ENCRYPTED = frozenset({"eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2"})
 #: Message types whose messages a one-to-one archive does not keep (XEP-0313 §5.1.1).
 _UNARCHIVED_TYPES = frozenset({"error", "headline", "groupchat"})
 
+#: How long a room's private message is remembered per account (``_incoming_pm``): the copies a
+#: room sends to each of the account's joined sessions arrive within this many seconds.
+PM_WINDOW = 30.0
+#: The most private messages remembered across accounts (the oldest go first).
+PM_REMEMBERED = 10_000
+
 #: Modules that read the sender's stanza-id before ``drop_own_id`` takes it off (``wire``).
 _SENDER_ID_READERS = ("mod_carboncopy", "mod_inbox")
 
@@ -331,6 +337,19 @@ class _Scan:
             search_body, origin_id, retract, sid
         #: ``retract`` is a stanza-id of the archive (RETRACT_ESL), not an origin-id.
         self.by_stanza_id = by_stanza_id
+
+    #: A room's private message (``_PmScan``); a class attribute, nothing per message.
+    muc_pm = False
+
+
+class _PmScan(_Scan):
+    """The scan of a private message through a room (XEP-0045 §7.5: ``type='chat'`` with
+    ``<x xmlns='http://jabber.org/protocol/muc#user'/>``). Its ``sid`` is always true: the
+    message path's stanza-id branches (rare: only messages that carry stanza-ids take them)
+    are where such a message leaves the ordinary path, so ordinary messages pay nothing."""
+
+    __slots__ = ()
+    muc_pm = True
 
 
 class ModMam(Module):
@@ -387,6 +406,10 @@ class ModMam(Module):
         #: the router (a session that went away) keeps its id and is not archived twice,
         #: while an id a remote server forged (XEP-0359 §3) is replaced.
         self._issued: OrderedDict[tuple[JID, str], None] = OrderedDict()
+        #: Rooms' private messages archived a moment ago, per account (``_incoming_pm``):
+        #: (account, occupant JID, origin-id or id, body) -> (when, archive id, resources).
+        self._pm_seen: OrderedDict[tuple[str, str, str, str], tuple[float, int, set[str]]] = \
+            OrderedDict()
         self._own_id: tuple[Element, Element] | None = None
         #: The start of the recipient's <stanza-id/> XML per account (``_archive_incoming``).
         self._sid_heads: dict[str, str] = {}
@@ -507,6 +530,8 @@ class ModMam(Module):
                 if name == "store":
                     store = True
             elif xmlns in _NEVER_ARCHIVED:
+                if xmlns == MUC_USER and name == "x" and stype == "chat":
+                    return self._pm_scan(stanza, child)
                 if name != "private" or xmlns != ns.CARBONS:
                     return None  # copies and archive results are never archived again
                 # XEP-0280 §6 <private/> only keeps the message from being copied to other
@@ -534,6 +559,18 @@ class ModMam(Module):
         return _Scan(normalize_body(text) if text else None,
                      origin if origin is not None else stanza.attrs.get("id"),
                      retract if self.retraction else None, sid, by_sid)
+
+    def _pm_scan(self, stanza: Element, x: Element) -> _PmScan | None:
+        """A private message through a room (XEP-0045 §7.5) is archived like any chat
+        message (XEP-0313 §5.1.1 leaves out groupchat messages, not these): the rest of the
+        stanza decides, scanned without its muc#user ``<x/>``. Rooms send a copy to each
+        joined session of the recipient: ``_incoming_pm`` keeps one."""
+        rest = Element(stanza.name, stanza.xmlns, stanza.attrs,
+                       [c for c in stanza.children if c is not x])
+        scan = self.scan(rest)
+        if scan is None:
+            return None
+        return _PmScan(scan.search_body, scan.origin_id, scan.retract, True, scan.by_stanza_id)
 
     def archivable(self, stanza: Element) -> bool:
         return self.scan(stanza) is not None
@@ -604,8 +641,13 @@ class ModMam(Module):
         # The sender's archive just scanned this very stanza (a local sender): its scan
         # holds, unless the stanza carried stanza-ids (kept for _already_archived).
         scan = last[2] if sent and last is not None and not last[2].sid else self.scan(stanza)
-        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
+        if scan is None:
             return stanza
+        if scan.sid:
+            if scan.muc_pm:
+                return self._incoming_pm(stanza, frm, to, scan, sessions)
+            if self._already_archived(stanza, frm, owner):
+                return stanza
         if drops_on_delivery(sessions, frm):
             return stanza
         wire = self._archive_incoming(stanza, frm, owner, scan,
@@ -663,8 +705,13 @@ class ModMam(Module):
         if stored or frm.bare == owner:
             return stored
         scan = self.scan(stanza)
-        if scan is None or (scan.sid and self._already_archived(stanza, frm, owner)):
+        if scan is None:
             return stored
+        if scan.sid:
+            if self._already_archived(stanza, frm, owner):
+                return stored
+            if scan.muc_pm and self._pm_copy(stanza, frm, to, scan):
+                return stored  # another session's copy was archived: this one has its id
         archive = self._decide(owner, frm.bare)
         if archive is None:
             archive = self._decide_with(await self._load_prefs(owner), owner, frm.bare)
@@ -673,7 +720,64 @@ class ModMam(Module):
             # stanza-id only if it is archived (``_decide``).
             archive = await self._in_roster(owner, frm.bare)
         self._archive_incoming(stanza, frm, owner, scan, archive)
+        if scan.muc_pm and archive is not False:
+            self._remember_pm(stanza, frm, to, scan, self.ids.last)  # the id just given
         return stored  # mod_offline still stores it (now with its stanza-id)
+
+    # -- a room's private messages (XEP-0045 §7.5) -----------------------------------------------
+    def _incoming_pm(self, stanza: Element, frm: JID, to: JID, scan: _Scan,
+                     sessions: list[Any]) -> Element:
+        """``incoming`` for a private message from a room occupant. The room sends one copy
+        to each joined session of the account (XEP-0045 multi-session, a nick used from a
+        phone and a laptop), as separate stanzas: the first is archived, the others (same
+        sender, same id or origin-id, same body, another resource of the account, within
+        ``PM_WINDOW`` seconds) get the first one's stanza-id and no row. This holds for our
+        own rooms and for remote rooms and gateways (biboumi) alike: the account's side is
+        the only one that sees every copy."""
+        owner = to.bare
+        if self._already_archived(stanza, frm, owner):
+            return stanza  # a copy coming back through the router, with the id we gave it
+        if drops_on_delivery(sessions, frm) or self._pm_copy(stanza, frm, to, scan):
+            return stanza
+        archive = self._decide(owner, frm.bare, sessions)
+        if archive is False:
+            return stanza
+        self._archive_incoming(stanza, frm, owner, scan, archive)
+        self._remember_pm(stanza, frm, to, scan, self.ids.last)
+        return stanza
+
+    @staticmethod
+    def _pm_key(stanza: Element, frm: JID, to: JID, scan: _Scan) -> tuple[str, str, str, str]:
+        return (str(to.bare), str(frm), scan.origin_id or "", stanza.find_text("body") or "")
+
+    def _pm_copy(self, stanza: Element, frm: JID, to: JID, scan: _Scan) -> bool:
+        """Whether this private message is another session's copy of one archived a moment
+        ago (``_incoming_pm``); if so it gets that message's stanza-id. The same message
+        to the same resource again is a new message (a client that reuses its ids)."""
+        seen = self._pm_seen
+        now = time.monotonic()
+        while seen:
+            oldest = next(iter(seen.values()))
+            if now - oldest[0] < PM_WINDOW:
+                break
+            seen.popitem(last=False)
+        entry = seen.get(self._pm_key(stanza, frm, to, scan))
+        resource = _addressed_resource(stanza)
+        if entry is None or resource in entry[2]:
+            return False
+        entry[2].add(resource)
+        if self.stanza_ids:
+            self._stamp(stanza, to.bare, entry[1], None)
+        return True
+
+    def _remember_pm(self, stanza: Element, frm: JID, to: JID, scan: _Scan,
+                     mam_id: int) -> None:
+        seen = self._pm_seen
+        key = self._pm_key(stanza, frm, to, scan)
+        seen.pop(key, None)
+        seen[key] = (time.monotonic(), mam_id, {_addressed_resource(stanza)})
+        if len(seen) > PM_REMEMBERED:
+            seen.popitem(last=False)
 
     def _archive_incoming(self, stanza: Element, frm: JID, owner: JID, scan: _Scan,
                           archive: bool | None, sent_now: bool | None = None) -> str | None:
@@ -1129,6 +1233,13 @@ class ModMam(Module):
             for name, mam_id in (("start", bounds[0]), ("end", bounds[1])):
                 result.add(name, MAM, {"id": id_to_text(mam_id), "timestamp": stamp_of(mam_id)})
         return result
+
+
+def _addressed_resource(stanza: Element) -> str:
+    """The resource the sender addressed (the stanza's ``to``), which the session that gets
+    it may not have: a copy to a session that is gone goes to the account's other sessions,
+    or to offline storage, as to the bare JID (RFC 6121 §8.5.3.2.1)."""
+    return stanza.attrs.get("to", "").partition("/")[2]
 
 
 def _strip_ids(stanza: Element, *owners: JID) -> None:
