@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pyexpat import ExpatError, ParserCreate
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
+    from suricate.net.http.listener import HttpListener
 
 log = logging.getLogger("suricate.bosh")
 
@@ -106,6 +107,10 @@ class BoshEndpoint:
                                          "max_stanza_size": None, "state_timeout": 5000,
                                          "backwards_compatible_session": True}
         self.sessions: dict[str, BoshSession] = {}
+        self.listener: HttpListener | None = None  # set by the listener serving this path
+        #: What the server's hibernation sweep reads (core/hibernation.py): an idle session
+        #: drops its C2S parser, as c2s connections and WebSocket sessions do (DESIGN §3).
+        self.swept = _SweptSessions(self)
 
     async def handle(self, request: Request) -> Response:
         return Response.text(405, "BOSH: POST only\n", headers={"allow": "POST, OPTIONS"})
@@ -164,6 +169,30 @@ class BoshEndpoint:
         for session in list(self.sessions.values()):
             if session.handler is not None:
                 session.handler.stream_error(StreamError("system-shutdown"))
+
+
+class _SweptSessions:
+    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
+    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: BoshEndpoint) -> None:
+        self.endpoint = endpoint
+
+    @property
+    def opts(self) -> Mapping[str, Any]:
+        listener = self.endpoint.listener
+        return listener.opts if listener is not None else {}
+
+    @property
+    def port(self) -> int | None:
+        listener = self.endpoint.listener
+        return listener.port if listener is not None else None
+
+    @property
+    def connections(self) -> Collection[BoshSession]:
+        return self.endpoint.sessions.values()
 
 
 class BoshSession:
