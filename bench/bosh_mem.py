@@ -39,6 +39,17 @@ def _where(tb: tracemalloc.Traceback, depth: int) -> str:
                        f":{f.lineno}" for f in frames[-depth:][::-1])
 
 
+def _area(tb: tracemalloc.Traceback) -> str:
+    """The module of the innermost frame in suricate or aiohttp (asyncio, other if none)."""
+    for f in reversed(tb):  # innermost first
+        name = f.filename
+        if "/suricate/" in name:
+            return "suricate/" + name.rsplit("/suricate/", 1)[1]
+        if "/aiohttp/" in name:
+            return "aiohttp"
+    return "asyncio" if any("/asyncio/" in f.filename for f in tb) else "other"
+
+
 def _types() -> collections.Counter[str]:
     return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
 
@@ -86,8 +97,16 @@ async def measure(count: int, top: int, depth: int, settle: float) -> None:
             tracemalloc.stop()
     total = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
     print(f"traced growth per session: {total / count / 1024:.2f} KiB ({count} sessions)")
+    diff = snap1.compare_to(snap0, "traceback")
+    areas: collections.Counter[str] = collections.Counter()
+    for stat in diff:
+        areas[_area(stat.traceback)] += stat.size_diff
+    print("\nbytes per session by area (innermost frame in suricate or aiohttp):")
+    for area, size in areas.most_common():
+        if abs(size) >= count * 50:
+            print(f"{size / count:8.0f} B  {area}")
     groups: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-    for stat in snap1.compare_to(snap0, "traceback"):
+    for stat in diff:
         g = groups[_where(stat.traceback, depth)]
         g[0] += stat.size_diff
         g[1] += stat.count_diff
