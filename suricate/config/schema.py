@@ -789,8 +789,8 @@ def _http_listener() -> Section:
     options["hibernate_after"] = Option(
         Int(min=0, unit="milliseconds"),
         0,
-        "Idle time after which a WebSocket session (mod_websockets) drops its XML parser to "
-        "save memory, as a c2s connection does; BOSH sessions do not hibernate.",
+        "Idle time after which a WebSocket (mod_websockets) or BOSH (mod_bosh) session drops "
+        "its XML parser to save memory, as a c2s connection does.",
     )
     return Section(options, doc="HTTP listener.", post=_http_listener_post)
 

@@ -276,7 +276,7 @@ class Server:
             await http.start()
             self.http_listeners.append(http)
             for route in http.routes:
-                swept = getattr(route.handler, "swept", None)  # mod_websockets' sessions
+                swept = getattr(route.handler, "swept", None)  # mod_websockets' and mod_bosh's sessions
                 if swept is not None:
                     sweep = HibernationSweep(swept)
                     sweep.start()

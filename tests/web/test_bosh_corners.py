@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 from slixmpp import JID
 
+from suricate.core import hibernation
 from tests.e2e.harness import connect, disconnect, eventually
 from tests.web.conftest import web_server
 from tests.web.test_bosh import BOSH, HTTPBIND, Bosh
@@ -315,4 +317,33 @@ async def test_stream_management_resumes_a_bosh_session_in_another(tmp_path: Pat
         resumed = await d.send(f"<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='0'/>")
         resumed = await _poll_until(d, resumed, "while away")
         assert "<resumed" in resumed
+        await disconnect(bob)
+
+
+async def test_an_idle_bosh_session_hibernates_and_wakes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DESIGN §3: the C2S parser is most of an idle session's memory (about 20 of a BOSH
+    # session's 43 KiB, bench/bosh_mem.py); an idle BOSH session drops it at the listener's
+    # hibernation sweep, as c2s and WebSocket sessions do, with its request still held, and
+    # makes a new one inside the same stream when a request brings stanzas.
+    monkeypatch.setattr(hibernation, "MIN_SWEEP_SECONDS", 0.1)
+    async with web_server(tmp_path, handlers=BOSH) as server, aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, wait="30")
+        await login(c)
+        await c.send("<presence xmlns='jabber:client'/>")
+        (endpoint,) = [r.handler for h in server.http_listeners for r in h.routes
+                       if r.kind == "mod_bosh"]
+        session = endpoint.sessions[c.sid]
+        poll = asyncio.ensure_future(c.send())  # held
+        await eventually(lambda: session.handler.parser is None)
+        assert not poll.done()
+        bob = await connect(server, "bob@localhost/c2s", "secret")
+        bob.send_message(mto=JID("alice@localhost/web"), mbody="wake up", mtype="chat")
+        assert "<body>wake up</body>" in await asyncio.wait_for(poll, 5)
+        held = asyncio.ensure_future(c.send(
+            "<message xmlns='jabber:client' to='bob@localhost/c2s' type='chat'>"
+            "<body>I am up</body></message>"))
+        assert (await bob.next_message())["body"] == "I am up"
+        held.cancel()
         await disconnect(bob)

@@ -172,3 +172,40 @@ def test_splitting_a_plain_body_leaves_no_cycle_for_the_collector() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+async def test_a_held_request_keeps_nothing_of_its_body(tmp_path: Path) -> None:
+    # An idle session is a request held for up to 'wait' (docs/performance.md, "BOSH"): one
+    # coroutine frame of mod_bosh waits for its answer (handle_web's, not also serve's and
+    # request's: about 300 bytes each), keeping neither the body's bytes nor its parsed
+    # attributes and children (processed, they are of no more use); the held requests are a
+    # list, not a deque (600 bytes more, empty).
+    async with web_server(tmp_path, handlers=BOSH) as server, \
+            aiohttp.ClientSession() as http:
+        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
+        await create(c, hold="1", wait="30")
+        await login(c)
+        await c.send("<presence xmlns='jabber:client'/>")
+        c.rid += 1
+        poll = asyncio.ensure_future(c.post(  # an empty poll as Strophe.js sends it
+            f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'></body>"))
+        (session,) = [s for h in server.http_listeners for r in h.routes
+                      if r.kind == "mod_bosh" for s in r.handler.sessions.values()]
+        for _ in range(100):
+            if session.held:
+                break
+            await asyncio.sleep(0.01)
+        assert isinstance(session.held, list) and len(session.held) == 1
+        kept: dict[str, Any] = {}
+        waiting: list[str] = []
+        for task in asyncio.all_tasks():
+            coro: Any = task.get_coro()
+            while coro is not None:
+                frame = getattr(coro, "cr_frame", None)
+                if frame is not None and frame.f_code.co_filename == bosh.__file__:
+                    waiting.append(frame.f_code.co_name)
+                    kept |= {f"{frame.f_code.co_name}.{k}": v for k, v in frame.f_locals.items()
+                             if isinstance(v, (bytes, dict, list)) and k != "self"}
+                coro = getattr(coro, "cr_await", None)
+        assert waiting == ["handle_web"] and kept == {}
+        poll.cancel()

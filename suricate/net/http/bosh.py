@@ -27,10 +27,9 @@ import asyncio
 import logging
 import re
 import secrets
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pyexpat import ExpatError, ParserCreate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.forwarded import behind_tls_proxy, client_address
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 
     from suricate.core.c2s import C2S
     from suricate.core.server import Server
+    from suricate.net.http.listener import HttpListener
 
 log = logging.getLogger("suricate.bosh")
 
@@ -84,6 +84,10 @@ _STREAM_ERROR = re.compile(rb"<stream:error(?:\s[^>]*)?>(.*)</stream:error>", re
 _EMPTY = f"<body xmlns='{HTTPBIND}'/>".encode()
 
 
+# What a request gets: its response body, or the future of it while the session holds it.
+Answer: TypeAlias = bytes | asyncio.Future[bytes]
+
+
 def _terminate(condition: str | None = None, content: bytes = b"") -> bytes:
     cond = f" condition='{condition}'" if condition else ""
     head = f"<body xmlns='{HTTPBIND}' type='terminate'{cond}"
@@ -106,6 +110,10 @@ class BoshEndpoint:
                                          "max_stanza_size": None, "state_timeout": 5000,
                                          "backwards_compatible_session": True}
         self.sessions: dict[str, BoshSession] = {}
+        self.listener: HttpListener | None = None  # set by the listener serving this path
+        #: What the server's hibernation sweep reads (core/hibernation.py): an idle session
+        #: drops its C2S parser, as c2s connections and WebSocket sessions do (DESIGN §3).
+        self.swept = _SweptSessions(self)
 
     async def handle(self, request: Request) -> Response:
         return Response.text(405, "BOSH: POST only\n", headers={"allow": "POST, OPTIONS"})
@@ -131,14 +139,19 @@ class BoshEndpoint:
         instrument = self.server.instrument
         if instrument.enabled:
             instrument.emit(BOSH_DATA_RECEIVED, {}, {"byte_size": len(body)})
-        out, content_type = await self.serve(body, request)
+        answer, content_type = self.serve(body, request)
+        # A held request (for up to 'wait', the whole life of an idle session) keeps nothing
+        # of its body, and no coroutine frame but this one: the session's future is awaited
+        # here, not through serve() and request() as coroutines (about 600 bytes each).
+        del body
+        out = answer if isinstance(answer, bytes) else await answer
         if instrument.enabled:
             instrument.emit(BOSH_DATA_SENT, {}, {"byte_size": len(out)})
         return web.Response(body=out, headers={"Content-Type": content_type, **CORS})
 
-    async def serve(self, raw: bytes, request: web.BaseRequest) -> tuple[bytes, str]:
-        """The response body to one request and its Content-Type: the session's (§7.1),
-        also for the response that ends it."""
+    def serve(self, raw: bytes, request: web.BaseRequest) -> tuple[Answer, str]:
+        """The response body to one request (or the future of it, when held) and its
+        Content-Type: the session's (§7.1), also for the response that ends it."""
         try:
             attrs, children = _parse_body(raw)
             rid = int(attrs["rid"])
@@ -153,17 +166,41 @@ class BoshEndpoint:
         if sid is None:
             session = BoshSession(self, secrets.token_urlsafe(16), request)
             self.sessions[session.sid] = session
-            return await session.create(rid, attrs), session.content_type
+            return session.create(rid, attrs), session.content_type
         session = self.sessions.get(sid)
         if session is None:
             # XEP-0124 §17.3: unknown sid
             return _terminate("item-not-found"), CONTENT_TYPE
-        return await session.request(rid, attrs, children, raw), session.content_type
+        return session.request(rid, attrs, children, raw), session.content_type
 
     def shutdown(self) -> None:
         for session in list(self.sessions.values()):
             if session.handler is not None:
                 session.handler.stream_error(StreamError("system-shutdown"))
+
+
+class _SweptSessions:
+    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
+    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: BoshEndpoint) -> None:
+        self.endpoint = endpoint
+
+    @property
+    def opts(self) -> Mapping[str, Any]:
+        listener = self.endpoint.listener
+        return listener.opts if listener is not None else {}
+
+    @property
+    def port(self) -> int | None:
+        listener = self.endpoint.listener
+        return listener.port if listener is not None else None
+
+    @property
+    def connections(self) -> Collection[BoshSession]:
+        return self.endpoint.sessions.values()
 
 
 class BoshSession:
@@ -200,7 +237,9 @@ class BoshSession:
         # Requests held for the server's next words: (rid, future of the response body, when
         # 'wait' runs out for it). One timer per session (_wait_handle) for all of them, not
         # one per request: armed for the earliest, moved on when it fires early.
-        self.held: deque[tuple[int, asyncio.Future[bytes], float]] = deque()
+        # A list, not a deque: at most hold + 1 (3) entries, and an empty deque is 600 bytes
+        # more than an empty list on an idle session.
+        self.held: list[tuple[int, asyncio.Future[bytes], float]] = []
         self._wait_handle: asyncio.TimerHandle | None = None
         # Requests ahead of a gap in rids, waiting for it to fill (XEP-0124 §14.3).
         self.ahead: dict[int, tuple[dict[str, str], list[bytes], bytes,
@@ -233,7 +272,7 @@ class BoshSession:
         self.ver = VERSION
 
     # -- requests -------------------------------------------------------------------------------
-    async def create(self, rid: int, attrs: dict[str, str]) -> bytes:
+    def create(self, rid: int, attrs: dict[str, str]) -> Answer:
         mod = self.endpoint.mod_opts
         try:
             wait = int(attrs.get("wait", DEFAULT_WAIT))
@@ -270,10 +309,10 @@ class BoshSession:
         future = self.loop.create_future()
         self._hold(rid, future)
         self._feed(self._stream_header(attrs.get("xmpp:version") or "1.0"))
-        return await future
+        return future
 
-    async def request(self, rid: int, attrs: dict[str, str], children: list[bytes],
-                      raw: bytes) -> bytes:
+    def request(self, rid: int, attrs: dict[str, str], children: list[bytes],
+                raw: bytes) -> Answer:
         # The inactivity clock (§10) stops only when a request is held (_hold): a replay or
         # a request ahead of a gap that never fills must not keep a session forever.
         if rid <= self.rid:
@@ -287,7 +326,7 @@ class BoshSession:
                 if held_rid == rid:
                     # XEP-0124 §14.3: the connection broke before we answered and the client
                     # sent the same request again: the copy takes the held one's place.
-                    return await self._rehold(index, held)
+                    return self._rehold(index, held)
             self.fail("item-not-found")
             return _terminate("item-not-found")
         if rid > self.rid + self.requests:
@@ -305,9 +344,9 @@ class BoshSession:
             a, c, r, f = self.ahead.pop(next_rid)
             self.rid = next_rid
             self._process(next_rid, a, c, r, f)
-        return await future
+        return future
 
-    async def _rehold(self, index: int, old: asyncio.Future[bytes]) -> bytes:
+    def _rehold(self, index: int, old: asyncio.Future[bytes]) -> asyncio.Future[bytes]:
         """The held request at ``index`` was sent again: the new copy is held instead, with a
         fresh ``wait``. The old connection, if it is still there, gets an empty body."""
         rid = self.held[index][0]
@@ -316,7 +355,7 @@ class BoshSession:
         self.held[index] = (rid, future, self.loop.time() + self.wait)
         if not old.done():
             old.set_result(self._body(b"", rid))
-        return await future
+        return future
 
     def _process(self, rid: int, attrs: dict[str, str], children: list[bytes], raw: bytes,
                  future: asyncio.Future[bytes]) -> None:
@@ -410,7 +449,7 @@ class BoshSession:
 
     def _release(self, all_held: bool = False) -> None:
         while self.held:
-            rid, future, _deadline = self.held.popleft()
+            rid, future, _deadline = self.held.pop(0)
             content = b"".join(self.out)
             self.out.clear()
             self._out_size = 0
@@ -487,7 +526,7 @@ class BoshSession:
         """End the session with a terminal binding condition (XEP-0124 §17)."""
         body = _terminate(condition)
         while self.held:
-            rid, future, _deadline = self.held.popleft()
+            rid, future, _deadline = self.held.pop(0)
             self._answer(rid, future, body)
         for _, _, _, future in self.ahead.values():
             if not future.done():
@@ -580,10 +619,10 @@ class BoshSession:
         self._out_size = 0
         self._terminated = body
         if self.held:
-            rid, future, _deadline = self.held.popleft()
+            rid, future, _deadline = self.held.pop(0)
             self._answer(rid, future, body)
             while self.held:
-                rid, future, _deadline = self.held.popleft()
+                rid, future, _deadline = self.held.pop(0)
                 self._answer(rid, future, _terminate())
             self._forget()
         else:

@@ -74,9 +74,9 @@ class HttpListener:
         # Longest path first: /api/graphql/user before /api/graphql.
         self.routes.sort(key=lambda r: -len(r.path))
         for route in self.routes:
-            if route.kind in ("mod_conversejs", "mod_websockets"):
-                # the web client names its endpoints; WebSocket sessions hibernate after
-                # the listener's hibernate_after
+            if route.kind in ("mod_conversejs", "mod_websockets", "mod_bosh"):
+                # the web client names its endpoints; WebSocket and BOSH sessions hibernate
+                # after the listener's hibernate_after
                 route.handler.listener = self  # type: ignore[attr-defined]
         from suricate.net.http.hostmeta import HostMeta
 
