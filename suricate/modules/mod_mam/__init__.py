@@ -536,7 +536,7 @@ class ModMam(Module):
                     return None  # copies and archive results are never archived again
                 # XEP-0280 §6 <private/> only keeps the message from being copied to other
                 # resources: archived (biboumi marks every message it sends so, IRC private
-                # messages included), as MongooseIM and Prosody do.
+                # messages included).
             elif xmlns in _ENCRYPTED:
                 store = True  # an end-to-end encrypted message, with or without a body
             elif xmlns == MARKERS:
