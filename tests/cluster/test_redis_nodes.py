@@ -65,10 +65,18 @@ database = {db}
 
 def start_node(tmp: Path, db: int, tag: str, redis_port: int = 6379,
                modules_extra: str = "") -> Node:
-    """One node; its name is the one it added to the ``nodes`` hash."""
-    c2s, tls = free_port(), free_port()
-    return launch_node(tmp, db, tag, c2s, tls, _toml(tmp, c2s, tls, db, redis_port, modules_extra),
-                       redis_port)
+    """One node; its name is the one it added to the ``nodes`` hash. Ports taken between
+    ``free_port`` and the node's bind (another test's connection got one as its own local
+    port: the same range) are chosen again, twice at most."""
+    for attempt in range(3):
+        c2s, tls = free_port(), free_port()
+        try:
+            return launch_node(tmp, db, tag, c2s, tls,
+                               _toml(tmp, c2s, tls, db, redis_port, modules_extra), redis_port)
+        except AssertionError as exc:
+            if attempt == 2 or "address already in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def launch_node(tmp: Path, db: int, tag: str, c2s: int, tls: int, toml: str,
