@@ -27,14 +27,14 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pyexpat import ExpatError, ParserCreate
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from suricate.instrument.events import SPIRAL, declare
 from suricate.net.http.forwarded import behind_tls_proxy, client_address
 from suricate.net.http.message import Request, Response
-from suricate.net.http.websocket import MAX_WRITE_BUFFER, _to_message
+from suricate.net.http.websocket import MAX_WRITE_BUFFER, SweptSessions, _to_message
 from suricate.net.output_cap import OutputCap, after_write
 from suricate.protocol.c2s import C2SState
 from suricate.protocol.errors import StreamError
@@ -113,7 +113,7 @@ class BoshEndpoint:
         self.listener: HttpListener | None = None  # set by the listener serving this path
         #: What the server's hibernation sweep reads (core/hibernation.py): an idle session
         #: drops its C2S parser, as c2s connections and WebSocket sessions do (DESIGN §3).
-        self.swept = _SweptSessions(self)
+        self.swept = SweptSessions(self, self.sessions.values)
 
     async def handle(self, request: Request) -> Response:
         return Response.text(405, "BOSH: POST only\n", headers={"allow": "POST, OPTIONS"})
@@ -177,30 +177,6 @@ class BoshEndpoint:
         for session in list(self.sessions.values()):
             if session.handler is not None:
                 session.handler.stream_error(StreamError("system-shutdown"))
-
-
-class _SweptSessions:
-    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
-    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
-
-    __slots__ = ("endpoint",)
-
-    def __init__(self, endpoint: BoshEndpoint) -> None:
-        self.endpoint = endpoint
-
-    @property
-    def opts(self) -> Mapping[str, Any]:
-        listener = self.endpoint.listener
-        return listener.opts if listener is not None else {}
-
-    @property
-    def port(self) -> int | None:
-        listener = self.endpoint.listener
-        return listener.port if listener is not None else None
-
-    @property
-    def connections(self) -> Collection[BoshSession]:
-        return self.endpoint.sessions.values()
 
 
 class BoshSession:

@@ -34,7 +34,7 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from xml.parsers import expat
 
@@ -106,7 +106,7 @@ class WebSocketEndpoint:
         self.listener: HttpListener | None = None  # set by the listener serving this path
         #: What the server's hibernation sweep reads (core/hibernation.py): idle sessions
         #: drop their parser, as c2s connections do (DESIGN §3).
-        self.swept = _SweptSessions(self)
+        self.swept = SweptSessions(self, lambda: self.sessions)
 
     async def handle(self, request: Request) -> Response:
         # Only reached without aiohttp (never in practice): handle_web serves the path.
@@ -153,14 +153,16 @@ class WebSocketEndpoint:
                 handler.stream_error(StreamError("system-shutdown"))
 
 
-class _SweptSessions:
-    """What the hibernation sweep reads of a c2s listener, for the sessions of one endpoint:
-    ``hibernate_after`` of the HTTP listener, the sessions (each with its ``handler``)."""
+class SweptSessions:
+    """What the hibernation sweep reads of a c2s listener, for the sessions of one HTTP
+    endpoint (WebSocket here, BOSH in bosh.py): ``hibernate_after`` of the HTTP listener
+    serving it, and its sessions (each with its ``handler``) as ``sessions()`` gives them."""
 
-    __slots__ = ("endpoint",)
+    __slots__ = ("endpoint", "_sessions")
 
-    def __init__(self, endpoint: WebSocketEndpoint) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: Any, sessions: Callable[[], Collection[Any]]) -> None:
+        self.endpoint = endpoint  # has ``listener``: the HttpListener serving it, or None
+        self._sessions = sessions
 
     @property
     def opts(self) -> Mapping[str, Any]:
@@ -173,8 +175,8 @@ class _SweptSessions:
         return listener.port if listener is not None else None
 
     @property
-    def connections(self) -> set[WebSocketTransport]:
-        return self.endpoint.sessions
+    def connections(self) -> Collection[Any]:
+        return self._sessions()
 
 
 class WebSocketTransport:
