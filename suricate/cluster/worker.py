@@ -14,27 +14,33 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suricate.net.tls import CertKey
 
+if TYPE_CHECKING:
+    from suricate.core.module import Module
+
 log = logging.getLogger("suricate.cluster")
 
-#: Modules that listen on a port of their own, outside `[[listen]]` (so not shared with
-#: SO_REUSEPORT): what one connection starts must end in the same process (the two SOCKS5
-#: connections of an XEP-0065 bytestream and the requester's activation), so each worker
-#: takes ``port + index`` and announces it. Port 0 (the system's choice) stays 0.
-OWN_PORT_MODULES = ("mod_proxy65",)
-
-
-def with_own_ports(cfg: dict[str, Any], index: int) -> dict[str, Any]:
-    """``cfg`` for worker ``index``: the modules of ``OWN_PORT_MODULES`` on their port + index."""
+def with_own_ports(cfg: dict[str, Any], index: int,
+                   registry: Mapping[str, type[Module]]) -> dict[str, Any]:
+    """``cfg`` for worker ``index``: a module that listens on a port of its own (its class's
+    ``own_port_option``, outside `[[listen]]`, so not shared with SO_REUSEPORT) on that port
+    + index, announced so: what one connection starts must end in the same process (the two
+    SOCKS5 connections of an XEP-0065 bytestream and the requester's activation). Port 0
+    (the system's choice) stays 0."""
     modules = cfg.get("modules") or {}
-    moved = {name: dict(opts, port=opts["port"] + index) for name, opts in modules.items()
-             if name in OWN_PORT_MODULES and opts.get("port")}
+    moved = {}
+    for name, opts in modules.items():
+        cls = registry.get(name)
+        option = cls.own_port_option if cls is not None else None
+        if option is not None and opts.get(option):
+            moved[name] = dict(opts, **{option: opts[option] + index})
     return dict(cfg, modules={**modules, **moved}) if moved and index else cfg
 
 
@@ -72,7 +78,7 @@ async def _serve(spec: WorkerSpec, pipe: Connection) -> None:
     from suricate.core.server import Server
     from suricate.modules import MODULES
 
-    server = Server(with_own_ports(spec.cfg, spec.index), spec.base_dir, MODULES,
+    server = Server(with_own_ports(spec.cfg, spec.index, MODULES), spec.base_dir, MODULES,
                     sni_certs=spec.sni, http_handlers=HTTP_HANDLERS)
     node = Membership(server)
     try:

@@ -181,6 +181,9 @@ class Module:
     iq_handlers: ClassVar[tuple[tuple[Scope, str, str], ...]] = ()
     features: ClassVar[tuple[str, ...]] = ()  # disco#info features of the server
     sm_features: ClassVar[tuple[str, ...]] = ()  # disco#info features of an account
+    #: The option naming a port the module listens on itself, outside ``[[listen]]`` (not
+    #: shared between `serve --workers` processes: worker i takes that port + i), or None.
+    own_port_option: ClassVar[str | None] = None
 
     #: The host types this instance serves, or None for all (set by the loader when a
     #: ``[[host_config]]`` gives some domains other modules or other options: then one

@@ -23,6 +23,7 @@ from suricate.cluster.worker import with_own_ports
 from suricate.config import parse_config
 from suricate.core.server import Server
 from suricate.jid import JID
+from suricate.modules import MODULES
 from tests.e2e.harness import Client, connect, disconnect, eventually, free_port, server_toml
 from tests.e2e.tls_client import TestClient
 from tests.proxy65.test_proxy65 import transfer
@@ -391,11 +392,12 @@ def test_supervisor_tells_systemd_when_every_worker_serves(tmp_path: Path, redis
 
 def test_own_port_modules_take_port_plus_index() -> None:
     cfg = {"listen": {}, "modules": {"mod_proxy65": {"port": 7777}, "mod_ping": {}}}
-    assert with_own_ports(cfg, 0) is cfg
-    assert with_own_ports(cfg, 2)["modules"] == {"mod_proxy65": {"port": 7779}, "mod_ping": {}}
+    assert with_own_ports(cfg, 0, MODULES) is cfg
+    assert with_own_ports(cfg, 2, MODULES)["modules"] == {"mod_proxy65": {"port": 7779},
+                                                          "mod_ping": {}}
     assert cfg["modules"]["mod_proxy65"] == {"port": 7777}  # the supervisor's is untouched
     system_chosen = {"modules": {"mod_proxy65": {"port": 0}}}
-    assert with_own_ports(system_chosen, 1) is system_chosen
+    assert with_own_ports(system_chosen, 1, MODULES) is system_chosen
 
 
 def _start_with_proxy(tmp: Path, redis_db: int, port: int) -> Cluster:

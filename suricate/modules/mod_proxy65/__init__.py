@@ -45,6 +45,7 @@ MOD_PROXY65_STREAM = declare(
 
 class ModProxy65(Module):
     name = "mod_proxy65"
+    own_port_option = "port"  # `serve --workers`: worker i listens on port + i
     xeps = ("0065",)
     options = Section(
         {
