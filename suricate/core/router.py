@@ -28,6 +28,16 @@ log = logging.getLogger("suricate.router")
 _TO_BARE_ON_NO_RESOURCE = frozenset({"normal", "chat"})
 
 
+def _news(stanza: Element) -> bool:
+    """Whether a message to a full JID is something a person reads in a conversation (a chat
+    or normal message with a ``<body/>``, RFC 6121 §5.2.3), whose order against the stored
+    messages the account is being sent matters. Not the answers to what the client just
+    asked (XEP-0313 and inbox results, which a client collects until the query's IQ result
+    and must arrive before it), nor carbons, notifications or room traffic."""
+    return message_type(stanza) in _TO_BARE_ON_NO_RESOURCE \
+        and stanza.find("body") is not None
+
+
 class Elsewhere(Protocol):
     """Sessions of other nodes (``sm_backend = "redis"``, suricate.cluster.redis_sm).
 
@@ -231,7 +241,8 @@ class Router:
                     # RFC 6121 §3: subscription requests concern the bare JID.
                     self._to_bare(frm, to.bare, stanza)
                 elif name == "message":
-                    if self._turns_held and to.bare in self._turns_held and self._one_node():
+                    if self._turns_held and to.bare in self._turns_held and self._one_node() \
+                            and _news(stanza):
                         # The account's offline turn is held (it just came online, and its
                         # stored messages are on their way): this one follows them rather
                         # than overtaking them.

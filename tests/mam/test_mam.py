@@ -228,6 +228,42 @@ async def test_offline_copy_carries_the_archived_id(server: Server) -> None:
     await disconnect(alice, bob)
 
 
+async def test_a_query_while_stored_messages_are_read_gets_its_results_first(
+        server: Server) -> None:
+    """A phone back online asks for its archive at once (Conversations and slixmpp collect a
+    query's results until its IQ result): while the stored messages are still being read
+    from the database, the results come before the IQ result, not after it (they are
+    answers, not news waiting behind the stored messages), and the stored message arrives
+    once."""
+    alice = await login(server, "alice@localhost/a")
+    alice.send_message(mto="bob@localhost", mbody="while away", mtype="chat")
+    store = server.modules["mod_offline"].store
+
+    async def stored() -> bool:
+        return await store.count_offline("localhost", "bob") == 1
+
+    await eventually(stored)
+    release = asyncio.Event()
+    real_pop = store.pop_offline
+
+    async def slow_pop(*args: object, **kwargs: object) -> object:
+        await asyncio.wait_for(release.wait(), 5)  # the database answers later
+        return await real_pop(*args, **kwargs)
+
+    store.pop_offline = slow_pop
+    try:
+        bob = await login(server, "bob@localhost/b")
+        await eventually(lambda: bool(server.router._turns_held))  # noqa: SLF001
+        results = await archive(bob)
+        assert [forwarded_body(r) for r in results] == ["while away"]
+        release.set()
+        assert (await bob.next_message())["body"] == "while away"
+    finally:
+        release.set()
+        store.pop_offline = real_pop
+    await disconnect(alice, bob)
+
+
 async def test_rsm_count_index_flip_and_limits(server: Server) -> None:
     alice, bob = await login(server, "alice@localhost/a"), await login(server, "bob@localhost/b")
     results = queue_of(alice, "message/mam_result")
