@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import random
 import re
 import socket
 import ssl
@@ -30,17 +31,35 @@ MODULES_TOML = "\n".join(f"[modules.{m}]" for m in ALL_MODULES if m in MODULES)
 _HANDED_OUT: set[int] = set()
 
 
+def _below_ephemeral() -> range:
+    """Ports for test listeners: below the kernel's ephemeral range (Linux's
+    net.ipv4.ip_local_port_range, 32768-60999 by default), so that no outgoing connection of
+    this or another test process (a client, a Redis or PostgreSQL connection) is given one as
+    its local port between ``free_port`` choosing it and the server binding it: with the
+    kernel's own choice (bind to port 0) that happened under CI's two workers, a node then
+    failing with "address already in use"."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(20000, max(low - 100, 20100))  # room for a listener's port + i
+
+
 def free_port() -> int:
-    """A port nothing listens on now, never one this process handed out before: the kernel
-    may give the same ephemeral port to two binds in a row once the first socket closed, and
-    two listeners of one test configuration would then clash."""
+    """A port nothing listens on now, chosen at random below the ephemeral range (two test
+    processes rarely draw the same), never one this process handed out before."""
+    ports = _below_ephemeral()
     while True:
+        port = random.choice(ports)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # a listener of another process, or a connection's local port
+        _HANDED_OUT.add(port)
+        return port
 
 
 def server_toml(tmp: Path, c2s_port: int, tls_port: int, extra: str = "",
