@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import asyncmy
 from asyncmy import errors as my_errors
 
+from .acquire import acquire_in_task
 from .base import StorageError, StorageUnavailable
 from .sql import Executor, Row, SqlStorage
 
@@ -385,12 +386,16 @@ class MysqlStorage(SqlStorage):
         pool = self._pool
         if pool is None:
             raise StorageError("mysql storage is not open")
-        async with asyncio.timeout(self.acquire_timeout):
-            conn = await pool.acquire()
+        # In a task of its own: the step may be running outside any (storage/acquire.py).
+        conn = await acquire_in_task(self._wait_for_connection(pool), pool.release)
         try:
             yield conn
         finally:
             pool.release(conn)
+
+    async def _wait_for_connection(self, pool: Any) -> Any:
+        async with asyncio.timeout(self.acquire_timeout):
+            return await pool.acquire()
 
     async def _lock_migrations(self, ex: Executor) -> None:
         assert isinstance(ex, _MyExecutor)

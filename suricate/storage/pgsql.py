@@ -20,6 +20,7 @@ import asyncpg
 
 from suricate.config.pool_tls import pool_client_context
 
+from .acquire import acquire_in_task
 from .base import StorageError, StorageUnavailable
 from .sql import Executor, Row, SqlStorage
 
@@ -199,11 +200,16 @@ class PgsqlStorage(SqlStorage):
         if pool is None:
             raise StorageError("pgsql storage is not open")
         try:
-            async with pool.acquire(timeout=self.acquire_timeout) as conn:
+            # In a task of its own: the step may be running outside any (storage/acquire.py).
+            conn = await acquire_in_task(pool.acquire(timeout=self.acquire_timeout),
+                                         pool.release)
+            try:
                 if transaction:
                     async with conn.transaction():
                         yield _PgExecutor(conn)
                 else:
                     yield _PgExecutor(conn)
+            finally:
+                await pool.release(conn)
         except (*_UNAVAILABLE, *_FAILED) as exc:
             raise _translate(exc, self._where()) from exc

@@ -60,3 +60,20 @@ async def test_register_roster_and_offline_on_mariadb(tmp_path: Path,
         roster = await asyncio.wait_for(again.get_roster(), 5)
         assert roster["roster"]["items"]["bob@localhost"]["name"] == "Bob \U0001f477"
         await disconnect(again)
+
+
+async def test_last_activity_is_recorded_when_a_client_logs_out_on_mariadb(
+        tmp_path: Path, my_database: MyDatabase) -> None:
+    """As on PostgreSQL (tests/e2e/test_pgsql.py): the logout record of a session's end, run
+    outside any task, waits for a pooled connection with asyncio.timeout, which needs one."""
+    await reset_database(my_database)
+    async with running_server(tmp_path, pool_toml=rdbms_pool_toml(my_database)) as srv:
+        await srv.auth.register(JID.parse("alice@localhost"), "pw")
+        alice = await connect(srv, "alice@localhost/a", "pw")
+        alice.send_presence(pstatus="gone fishing")
+        await eventually(lambda: any(session.presence is not None for session
+                                     in srv.sessions.resources(JID.parse("alice@localhost"))))
+        await disconnect(alice)
+        await eventually(lambda: not srv.sessions.resources(JID.parse("alice@localhost")))
+        await srv.drain()
+        assert await srv.modules["mod_last"].store.get_last("localhost", "alice") is not None

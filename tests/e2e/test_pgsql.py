@@ -74,3 +74,20 @@ async def test_chat_and_offline_on_postgresql(pg_server: Server) -> None:
     bob.send_message(mto="alice@localhost/a", mbody="back", mtype="chat")
     assert (await alice.next_message())["body"] == "back"
     await disconnect(alice, bob)
+
+
+async def test_last_activity_is_recorded_when_a_client_logs_out_on_postgresql(
+        pg_server: Server) -> None:
+    """A session's end runs its hooks at once, outside any asyncio task (core/eager.py), and
+    asyncpg's wait for a pooled connection needs one: mod_last's logout record failed with
+    "Timeout should be used inside a task" and XEP-0012 §3 had no last activity to give."""
+    srv = pg_server
+    await srv.auth.register(JID.parse("alice@localhost"), "pw")
+    alice = await connect(srv, "alice@localhost/a", "pw")
+    alice.send_presence(pstatus="gone fishing")
+    await eventually(lambda: any(session.presence is not None for session
+                                 in srv.sessions.resources(JID.parse("alice@localhost"))))
+    await disconnect(alice)
+    await eventually(lambda: not srv.sessions.resources(JID.parse("alice@localhost")))
+    await srv.drain()
+    assert await srv.modules["mod_last"].store.get_last("localhost", "alice") is not None
