@@ -46,6 +46,7 @@ import asyncmy
 from asyncmy import errors as my_errors
 
 from .base import StorageError, StorageUnavailable
+from .in_task import in_a_task
 from .sql import Executor, Row, SqlStorage
 
 __all__ = ["MysqlStorage", "MysqlStatement", "to_mysql"]
@@ -385,12 +386,15 @@ class MysqlStorage(SqlStorage):
         pool = self._pool
         if pool is None:
             raise StorageError("mysql storage is not open")
-        async with asyncio.timeout(self.acquire_timeout):
-            conn = await pool.acquire()
+        conn = await in_a_task(self._acquire_bounded(pool))  # suricate/storage/in_task.py
         try:
             yield conn
         finally:
             pool.release(conn)
+
+    async def _acquire_bounded(self, pool: Any) -> Any:
+        async with asyncio.timeout(self.acquire_timeout):
+            return await pool.acquire()
 
     async def _lock_migrations(self, ex: Executor) -> None:
         assert isinstance(ex, _MyExecutor)

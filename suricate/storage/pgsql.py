@@ -21,6 +21,7 @@ import asyncpg
 from suricate.config.pool_tls import pool_client_context
 
 from .base import StorageError, StorageUnavailable
+from .in_task import in_a_task
 from .sql import Executor, Row, SqlStorage
 
 __all__ = ["PgsqlStorage", "client_tls_context"]
@@ -199,11 +200,16 @@ class PgsqlStorage(SqlStorage):
         if pool is None:
             raise StorageError("pgsql storage is not open")
         try:
-            async with pool.acquire(timeout=self.acquire_timeout) as conn:
+            # Bounded, so that an exhausted pool turns into StorageUnavailable; from a task
+            # (asyncpg bounds it with asyncio.timeout(): suricate/storage/in_task.py).
+            conn = await in_a_task(pool.acquire(timeout=self.acquire_timeout))
+            try:
                 if transaction:
                     async with conn.transaction():
                         yield _PgExecutor(conn)
                 else:
                     yield _PgExecutor(conn)
+            finally:
+                await pool.release(conn)
         except (*_UNAVAILABLE, *_FAILED) as exc:
             raise _translate(exc, self._where()) from exc

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +15,13 @@ import pytest
 
 from suricate.core.server import Server
 from suricate.jid import JID
-from tests.e2e.harness import connect, disconnect, eventually, running_server
+from tests.e2e.harness import (
+    Client,
+    connect,
+    disconnect,
+    eventually,
+    running_server,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -29,6 +37,14 @@ async def _admin(sql: str) -> None:
 
 @pytest.fixture
 async def pg_server(tmp_path: Path) -> AsyncIterator[Server]:
+    async with pg_running(tmp_path) as srv:
+        yield srv
+
+
+@contextlib.asynccontextmanager
+async def pg_running(tmp_path: Path, modules: str | None = None) -> AsyncIterator[Server]:
+    """A server on its own PostgreSQL database (skipped without PostgreSQL, except under
+    CI=true)."""
     name = f"suricate_e2e_{secrets.token_hex(5)}"
     try:
         await _admin(f'CREATE DATABASE "{name}"')
@@ -49,7 +65,7 @@ username = "postgres"
 password = ""
 """
     try:
-        async with running_server(tmp_path, pool_toml=pool) as srv:
+        async with running_server(tmp_path, modules=modules, pool_toml=pool) as srv:
             yield srv
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -74,3 +90,49 @@ async def test_chat_and_offline_on_postgresql(pg_server: Server) -> None:
     bob.send_message(mto="alice@localhost/a", mbody="back", mtype="chat")
     assert (await alice.next_message())["body"] == "back"
     await disconnect(alice, bob)
+
+
+async def _iq(client: Client, type_: str, payload: str) -> ET.Element:
+    stanza = client.make_iq_set() if type_ == "set" else client.make_iq_get()
+    stanza.xml.append(ET.fromstring(payload))
+    return (await stanza.send(timeout=5)).xml
+
+
+async def test_hooks_run_at_once_read_postgresql(pg_server: Server) -> None:
+    """A presence to a bare JID and a session's end run at once from the connection's read,
+    outside any asyncio task, up to their first database read (Server.spawn_eager). On
+    PostgreSQL that read waited for a pool connection with asyncio.timeout(), which needs a
+    task: the hook handler failed with "Timeout should be used inside a task". mod_last's
+    logout handler always reads first, and no last activity was ever recorded; mod_blocking's
+    presence filter failed whenever the block list was not in memory
+    (suricate/storage/in_task.py). A blocked contact's request is dropped, on PostgreSQL
+    too."""
+    srv = pg_server
+    for user in ("alice", "bob"):
+        await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    alice = await connect(srv, "alice@localhost/a", "pw")
+    alice.auto_authorize = None  # the test reads the request, slixmpp does not answer it
+    alice.send_presence()
+    await _iq(alice, "set", "<block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/>"
+                            "</block>")
+    bob = await connect(srv, "bob@localhost/b", "pw")
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    await _iq(bob, "get", "<ping xmlns='urn:xmpp:ping'/>")  # the server read the request
+    await srv.drain(5)  # ...and handled it
+    await _iq(alice, "get", "<ping xmlns='urn:xmpp:ping'/>")  # what alice got, she read
+    received = []
+    while not alice.presences.empty():
+        received.append(alice.presences.get_nowait())
+    assert [str(p["from"]) for p in received if p["type"] == "subscribe"] == []
+    assert await srv.modules["mod_roster"].store.get_roster_item(
+        "localhost", "alice", "bob@localhost") is None
+    # RFC 6121 §4.2 / XEP-0012: the logout is remembered.
+    await disconnect(alice)
+    last = srv.modules["mod_last"].store
+
+    async def logout_recorded() -> bool:
+        return await last.get_last("localhost", "alice") is not None
+
+    await eventually(logout_recorded, timeout=3)
+    await disconnect(bob)
+
