@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -16,6 +17,7 @@ import pytest
 from suricate.core.server import Server
 from suricate.jid import JID
 from tests.e2e.harness import (
+    MODULES_TOML,
     Client,
     connect,
     disconnect,
@@ -136,3 +138,30 @@ async def test_hooks_run_at_once_read_postgresql(pg_server: Server) -> None:
     await eventually(logout_recorded, timeout=3)
     await disconnect(bob)
 
+
+async def test_two_items_published_at_once_to_a_new_node(tmp_path: Path) -> None:
+    """XEP-0163 §3 auto-create: a client storing two bookmarks at once (XEP-0402) sends two
+    publishes to a node that does not exist yet. Each read "no node" from the database; the
+    second creation failed the primary key and the client got internal-server-error. Both
+    are now published, to the one node."""
+    node = "urn:xmpp:bookmarks:1"
+    options = ("<publish-options><x xmlns='jabber:x:data' type='submit'>"
+               "<field var='FORM_TYPE' type='hidden'>"
+               "<value>http://jabber.org/protocol/pubsub#publish-options</value></field>"
+               "<field var='pubsub#max_items'><value>max</value></field></x>"
+               "</publish-options>")
+    async with pg_running(tmp_path, MODULES_TOML + "\n[modules.mod_pubsub]\n") as srv:
+        await srv.auth.register(JID.parse("alice@localhost"), "pw")
+        alice = await connect(srv, "alice@localhost/a", "pw")
+        rooms = ("one@conference.localhost", "two@conference.localhost")
+        answers = await asyncio.gather(*(_iq(
+            alice, "set", f"<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                          f"<publish node='{node}'><item id='{room}'>"
+                          f"<conference xmlns='{node}'/></item></publish>{options}</pubsub>")
+            for room in rooms))
+        assert [a.get("type") for a in answers] == ["result", "result"]
+        items = await _iq(alice, "get", "<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                                        f"<items node='{node}'/></pubsub>")
+        assert sorted(i.get("id") for i in items.iter(
+            "{http://jabber.org/protocol/pubsub}item")) == sorted(rooms)
+        await disconnect(alice)
