@@ -165,3 +165,28 @@ async def test_two_items_published_at_once_to_a_new_node(tmp_path: Path) -> None
         assert sorted(i.get("id") for i in items.iter(
             "{http://jabber.org/protocol/pubsub}item")) == sorted(rooms)
         await disconnect(alice)
+
+
+async def test_an_approval_comes_before_the_contacts_presence(pg_server: Server) -> None:
+    """RFC 6121 §3.1.5: the contact's server routes the 'subscribed', then the contact's
+    current presence. The first waits for the user's roster write, the second for nothing:
+    on PostgreSQL the presence came first (the router now keeps presences to one bare JID
+    in the order it routed them)."""
+    srv = pg_server
+    for user in ("alice", "bob"):
+        await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    alice = await connect(srv, "alice@localhost/a", "pw")
+    bob = await connect(srv, "bob@localhost/b", "pw")
+    for client in (alice, bob):
+        client.auto_authorize = None  # the test answers, not slixmpp
+        client.auto_subscribe = False
+        client.send_presence()
+    alice.send_presence(pto="bob@localhost", ptype="subscribe")
+    await bob.next_presence(type_="subscribe")
+    bob.send_presence(pto="alice@localhost", ptype="subscribed")
+    seen = []
+    while not seen or str(seen[-1]["from"]) != "bob@localhost/b":
+        seen.append(await alice.next_presence())
+    assert [(str(p["from"]), p["type"]) for p in seen if "bob" in str(p["from"])] == [
+        ("bob@localhost", "subscribed"), ("bob@localhost/b", "available")]
+    await disconnect(alice, bob)
