@@ -90,6 +90,9 @@ async def test_a_fresh_login_gets_the_old_sessions_unacknowledged_messages_first
             bob.send_message(mto=PHONE, mbody="new-full", mtype="chat")
             await bob.get_roster()
             phone.send_presence()
+            # Sent once the server has processed the phone's presence (two connections: no
+            # order between them otherwise; with a database a few ms away, it came later).
+            await eventually(lambda: _session(server, PHONE).available)
             bob.send_message(mto="alice@localhost", mbody="new-bare", mtype="chat")
             got: list[str] = []  # what came, in the failure's message
             with contextlib.suppress(TimeoutError):
