@@ -9,7 +9,10 @@ arrives while an earlier one waits is not delayed further), so a query costs abo
 ``2 * delay`` more, as over a network link.
 
 In a test: ``async with latency_relay(0.002) as port:`` then point the pool's
-``[outgoing_pools.rdbms.default.connection] port`` at it. Standalone, for a whole suite:
+``[outgoing_pools.rdbms.default.connection] port`` at it, or ``postgresql_behind_relay`` for
+a database of its own behind it. For whole suites: ``SURICATE_TEST_SLOW_PG_MS=2 pytest ...``
+puts every ``running_server`` (tests/e2e/harness.py) that has no pool of its own on such a
+database (tests that restart a server expecting its SQLite file back then fail). Standalone:
 ``python -m tests.latency_relay --listen 25432 --delay-ms 2``.
 """
 
@@ -18,7 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
+
+import asyncpg
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -102,6 +108,33 @@ class LatencyRelay:
             for w in (writer, up_writer):
                 w.close()
             self._tasks.discard(task)
+
+
+@contextlib.asynccontextmanager
+async def postgresql_behind_relay(delay: float) -> AsyncIterator[str]:
+    """A new PostgreSQL database on 127.0.0.1:5432, dropped afterwards, reached through a
+    relay adding ``delay`` seconds each way; yields the server's
+    ``[outgoing_pools.rdbms.default]`` TOML. Raises what asyncpg raises when PostgreSQL is
+    not there (the caller skips or fails)."""
+    name = f"suricate_slow_{secrets.token_hex(5)}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        async with latency_relay(delay) as port:
+            yield ("[outgoing_pools.rdbms.default.connection]\ndriver = \"pgsql\"\n"
+                   f'host = "127.0.0.1"\nport = {port}\ndatabase = "{name}"\n'
+                   'username = "postgres"\npassword = ""\n')
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def pg_admin(sql: str) -> None:
+    """Run ``sql`` on the PostgreSQL server's own database, as its superuser."""
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres",
+                                 database="postgres", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @contextlib.asynccontextmanager

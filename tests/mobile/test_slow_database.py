@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
-from tests.latency_relay import latency_relay
+from tests.latency_relay import pg_admin, postgresql_behind_relay
 
 pytestmark = pytest.mark.postgres
 
@@ -65,38 +64,22 @@ groupchat = ["muc"]
 """
 
 
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
-                                 database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """The server on its own PostgreSQL database, through a relay adding ``DELAY`` each way
     (skipped without PostgreSQL, except under CI=true)."""
-    name = f"suricate_slow_{secrets.token_hex(5)}"
     try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
+        await pg_admin("SELECT 1")
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    try:
-        async with latency_relay(DELAY) as port:
-            pool = ("[outgoing_pools.rdbms.default.connection]\ndriver = \"pgsql\"\n"
-                    f'host = "127.0.0.1"\nport = {port}\ndatabase = "{name}"\n'
-                    'username = "postgres"\npassword = ""\n')
-            async with running_server(tmp_path, modules=MODULES, pool_toml=pool) as srv:
-                for user in ("alice", "bob", "carol"):
-                    await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
-                yield srv
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with postgresql_behind_relay(DELAY) as pool, running_server(
+            tmp_path, modules=MODULES, pool_toml=pool) as srv:
+        for user in ("alice", "bob", "carol"):
+            await srv.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        yield srv
 
 
 class Device:
