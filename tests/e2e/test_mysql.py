@@ -60,3 +60,22 @@ async def test_register_roster_and_offline_on_mariadb(tmp_path: Path,
         roster = await asyncio.wait_for(again.get_roster(), 5)
         assert roster["roster"]["items"]["bob@localhost"]["name"] == "Bob \U0001f477"
         await disconnect(again)
+
+
+async def test_a_logout_is_recorded_on_mariadb(tmp_path: Path, my_database: MyDatabase) -> None:
+    """A session's close hooks run at once from the connection's read, outside any task
+    (Server.spawn_eager); mod_last reads the database first. Waiting for a pool connection
+    with asyncio.timeout() needs a task: the handler failed and no logout was ever recorded
+    (suricate/storage/in_task.py; the PostgreSQL case is in test_pgsql.py)."""
+    await reset_database(my_database)
+    async with running_server(tmp_path, pool_toml=rdbms_pool_toml(my_database)) as srv:
+        await srv.auth.register(JID.parse("alice@localhost"), "pw")
+        alice = await connect(srv, "alice@localhost/pc", "pw")
+        alice.send_presence()
+        await disconnect(alice)
+        last = srv.modules["mod_last"].store
+
+        async def recorded() -> bool:
+            return await last.get_last("localhost", "alice") is not None
+
+        await eventually(recorded, timeout=3)
