@@ -8,9 +8,11 @@ wait for them and nothing accepted is lost.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.core import hooks as H
 from suricate.core.keyed_locks import KeyedLocks, Turn
@@ -36,6 +38,12 @@ def _news(stanza: Element) -> bool:
     and must arrive before it), nor carbons, notifications or room traffic."""
     return message_type(stanza) in _TO_BARE_ON_NO_RESOURCE \
         and stanza.find("body") is not None
+
+
+async def _after(before: asyncio.Task[None], routing: Coroutine[Any, Any, None]) -> None:
+    """``routing`` once ``before`` is over, however it ended (its failure is its own)."""
+    await asyncio.wait((before,))
+    await routing
 
 
 class Elsewhere(Protocol):
@@ -79,6 +87,7 @@ class Beyond(Protocol):
 class Router:
     __slots__ = ("server", "sessions", "hooks", "elsewhere", "beyond", "_held", "_holds",
                  "_route_filters_seen", "_route_filtered", "_offline_turns", "_turns_held",
+                 "_presence_pending",
                  "bouncing")
 
     def __init__(self, server: Server) -> None:
@@ -107,6 +116,10 @@ class Router:
         # Its keys, read on the message path: a dict's truth and one membership test, and
         # nothing at all while no account anywhere has its turn held.
         self._turns_held = self._offline_turns.held
+        #: Per local bare JID, the last presence to it still on its way (waiting for
+        #: storage: the block list, the roster): the next one waits for it
+        #: (``_presence_in_order``). Empty while nothing waits.
+        self._presence_pending: dict[JID, asyncio.Task[None]] = {}
 
     def reserve_offline_turn(self, user: JID) -> Turn:
         """A place in ``user``'s (a bare JID) offline turn, taken now; ``async with turn:``
@@ -314,11 +327,33 @@ class Router:
                 # subscription) becomes a task. With other nodes it stays a task: the
                 # answers it routes must not run inside route_here (``elsewhere`` held back)
                 # nor hold the sender's next stanza (route_held).
-                self.server.spawn_eager(routing)
+                self._presence_in_order(to, routing)
             else:
                 self.server.spawn(routing)
         elif kind == "iq":
             self.server.iq.dispatch(frm, to, stanza, scope="sm")
+
+    def _presence_in_order(self, to: JID, routing: Coroutine[Any, Any, None]) -> None:
+        """Run ``routing`` (a presence to the bare JID ``to``) at once, or after the one
+        before it to ``to`` if that still waits for storage, so that presences reach the
+        account in the order they were routed (RFC 6120 §10.1). RFC 6121 §3.1.5: a contact's
+        approval, then its current presence; the approval waits for the user's roster write,
+        the presence for nothing, and with PostgreSQL (any database whose reads suspend) the
+        presence came first (docs/delivery.md, "A database a few milliseconds away")."""
+        pending = self._presence_pending
+        before = pending.get(to) if pending else None
+        if before is None:
+            task = self.server.spawn_eager(routing)
+            if task is None:
+                return  # done at once: the common case, nothing kept
+        else:
+            task = self.server.spawn(_after(before, routing))
+        pending[to] = task
+        task.add_done_callback(functools.partial(self._presence_done, to))
+
+    def _presence_done(self, to: JID, task: asyncio.Task[None]) -> None:
+        if self._presence_pending.get(to) is task:
+            del self._presence_pending[to]
 
     def _message_to_bare(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.2.1.1: to every available resource with a non-negative priority."""

@@ -498,18 +498,18 @@ class Server:
         task.add_done_callback(self._task_done)
         return task
 
-    def spawn_eager(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn_eager(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         """``spawn``, but run at once up to the first real suspension; only the rest (if the
-        coroutine waits for something) becomes a task (suricate/core/eager.py). Its failure
-        is logged as a task's would be."""
+        coroutine waits for something) becomes a task (suricate/core/eager.py), returned
+        (None: the coroutine is over). Its failure is logged as a task's would be."""
         try:
             yielded = coro.send(None)
         except StopIteration:
-            return
+            return None
         except Exception:
             log.exception("task_failed")
-            return
-        self.spawn(finish(coro, yielded))
+            return None
+        return self.spawn(finish(coro, yielded))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

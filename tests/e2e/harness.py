@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import random
 import re
 import socket
@@ -121,10 +122,24 @@ database = "{database}"
 """
 
 
+#: Milliseconds: every ``running_server`` without a pool of its own gets its own PostgreSQL
+#: database that far away (tests/latency_relay.py; docs/delivery.md, "A database a few
+#: milliseconds away"). Unset in CI: a switch for walking the suites by hand.
+SLOW_PG_ENV = "SURICATE_TEST_SLOW_PG_MS"
+
+
 @contextlib.asynccontextmanager
 async def running_server(tmp: Path, extra: str = "", modules: str | None = None,
                          c2s_extra: str = "", tls_mode: str = "starttls",
                          auth_extra: str = "", pool_toml: str = "") -> AsyncIterator[Server]:
+    slow = os.environ.get(SLOW_PG_ENV)
+    if slow and not pool_toml:
+        from tests.latency_relay import postgresql_behind_relay
+
+        async with postgresql_behind_relay(float(slow) / 1000) as pool_toml, running_server(
+                tmp, extra, modules, c2s_extra, tls_mode, auth_extra, pool_toml) as server:
+            yield server
+        return
     c2s_port, tls_port = free_port(), free_port()
     toml = server_toml(tmp, c2s_port, tls_port, extra, modules, c2s_extra, tls_mode, auth_extra,
                        pool_toml)

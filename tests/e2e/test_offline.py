@@ -305,7 +305,9 @@ async def test_a_flood_larger_than_the_stream_management_buffer_is_delivered(
                 bob.close()
 
         await asyncio.to_thread(send)
-        await server.drain(5)
+        # One account's messages are stored one after the other: with PostgreSQL 2 ms away,
+        # about 50 ms each (docs/delivery.md, "A database a few milliseconds away").
+        await server.drain(30)
         assert await store.count_offline("localhost", "alice") == count
 
         def phone() -> list[str]:

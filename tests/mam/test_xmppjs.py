@@ -24,8 +24,11 @@ async def test_xmppjs_pages_an_archive_slixmpp_filled(tmp_path: Path) -> None:
         for i in range(MESSAGES):
             bob.send_message(mto="alice@localhost", mbody=f"m{i}", mtype="chat")
         # The server handles a stream's stanzas in order: once this answer is back, every
-        # message was routed (a query flushes the archive's pending rows first).
+        # message was routed. Alice is offline: each is then archived and stored, one after
+        # the other (docs/offline.md); on a database a few ms away that outlasts the ping.
+        # Once that work is done, all went to the archive's writer (a query flushes it).
         await iq(bob, "<ping xmlns='urn:xmpp:ping'/>", "get", to="localhost")
+        await server.drain(30)
         await disconnect(bob)
         r = await run_scenario(server, tmp_path, "mam")
     pages = r["pages"]

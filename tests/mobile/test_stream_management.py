@@ -482,6 +482,9 @@ async def test_an_unresumed_session_gives_a_bare_jid_message_only_to_who_missed_
         laptop = None
         try:
             desk.send_presence()
+            # The desk is available once the server has processed its presence (with a
+            # database that answers later than at once, after what bob sends next).
+            await eventually(lambda: _session(server, "alice@localhost/desk").available)
             await _kill(alice)
             await eventually(lambda: _state(server, "alice@localhost/phone")
                              == C2SState.RESUME_SESSION)

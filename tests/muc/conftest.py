@@ -15,7 +15,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from suricate.core.server import Server
 from suricate.jid import JID
-from tests.e2e.harness import Client, connect, running_server
+from tests.e2e.harness import Client, connect, eventually, running_server
 
 MUC_MODULES = """
 [modules.mod_disco]
@@ -54,6 +54,12 @@ async def user(server: Server, name: str, resource: str = "r") -> Client:
     client.register_handler(Callback("errors", StanzaPath("message@type=error"),
                                      client.errors.put_nowait))
     client.send_presence()
+    # Available once the server has processed that presence: with a database a few ms away,
+    # what another client sends next (an invitation to the bare JID) could come first.
+    # (Without mod_presence, nothing makes a session available.)
+    if "mod_presence" in server.modules:
+        await eventually(lambda: any(str(s.jid) == str(client.boundjid) and s.available
+                                     for s in server.sessions))
     return client
 
 

@@ -489,7 +489,8 @@ class ModPubsub(Module):
             raise StanzaError("forbidden", "only an owner of the node may do this")
 
     async def _create_node(self, host: Host, frm: JID, node: str,
-                           config: dict[str, Any]) -> None:
+                           config: dict[str, Any]) -> bool:
+        """Create ``node``; False when it exists already."""
         if host.pep and frm.bare != host.jid:
             raise StanzaError("forbidden", "only the account creates its PEP nodes")
         rule = self.opts["access_createnode"]
@@ -499,8 +500,7 @@ class ModPubsub(Module):
         if not self.server.access_allows(rule, frm, domain):
             raise StanzaError("forbidden", "node creation is not allowed")
         self._check_config(config)
-        if not await self.store.create_node(host.key, node, config, str(frm.bare)):
-            raise StanzaError("conflict", f"node {node} exists")
+        return await self.store.create_node(host.key, node, config, str(frm.bare))
 
     async def create(self, host: Host, frm: JID, action: Element,
                      children: list[Element]) -> Element | None:
@@ -513,7 +513,8 @@ class ModPubsub(Module):
         configure = next((c for c in children[1:] if c.name == "configure"), None)
         if configure is not None:
             config.update(C.parse_form(configure.find("x", ns.DATA_FORMS), C.NODE_CONFIG))
-        await self._create_node(host, frm, node, config)
+        if not await self._create_node(host, frm, node, config):
+            raise StanzaError("conflict", f"node {node} exists")
         if instant:
             return Element("pubsub", PUBSUB, {}, [Element("create", PUBSUB, {"node": node})])
         return None
@@ -535,28 +536,19 @@ class ModPubsub(Module):
                                if options_el is not None else None, C.PUBLISH_OPTIONS,
                                preconditions=True)
         stored = await self.store.get_node(host.key, node)
-        if stored is None:
-            config = {**self.defaults(host, node), **options}
-        else:
-            config = {**self.defaults(host, node), **stored}
-            for key, value in options.items():
-                if config.get(key) != value:
-                    raise C.precondition_error()
-        # §7.1.3.6: what the request carries must fit the node's event type. A transient
-        # notification-only node is published to without an item; a notification-only node
-        # takes an item without payload.
-        transient_notification = not config["persist_items"] and not config["deliver_payloads"]
-        if transient_notification and item is not None:
-            raise C.pubsub_error("bad-request", "item-forbidden",
-                                 "the node is transient and notification-only: no item")
-        if item is None and not transient_notification:
-            raise C.pubsub_error("bad-request", "item-required")
-        if item is not None and not payloads and config["deliver_payloads"]:
-            raise C.pubsub_error("bad-request", "payload-required")
-        if stored is None:
-            # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
-            # become the new node's configuration (§7.1.5).
-            await self._create_node(host, frm, node, config)
+        config = self._publish_config(host, node, stored, options)
+        self._check_publish(config, item, payloads)
+        # XEP-0060 §7.1.4 auto-create (XEP-0163 §3: always for PEP); publish-options
+        # become the new node's configuration (§7.1.5).
+        if stored is None and not await self._create_node(host, frm, node, config):
+            # Another publish of the account created it meanwhile (a client publishing two
+            # bookmarks at once, each request reading "no node" from a database a few ms
+            # away): publish to that node, as if it had been there before.
+            stored = await self.store.get_node(host.key, node)
+            if stored is None:
+                raise StanzaError("conflict", f"node {node} was deleted meanwhile")
+            config = self._publish_config(host, node, stored, options)
+            self._check_publish(config, item, payloads)
         aff = await self.affiliation(host, node, frm)
         model = config["publish_model"]
         if aff == "outcast" or not (aff in ("owner", "publisher", "publish-only")
@@ -568,7 +560,7 @@ class ModPubsub(Module):
             raise C.pubsub_error("not-acceptable", "payload-too-big")
         item_id = (item.attrs.get("id") if item is not None else None) or uuid.uuid4().hex
         stored_item = Item(item_id, str(frm.bare), payload, time.time_ns())
-        if not transient_notification:
+        if config["persist_items"] or config["deliver_payloads"]:  # not transient
             await self.store.publish(host.key, node, stored_item, self.keep(config))
         event = self._items_event(node, [stored_item], config)
         if self.opts["sync_broadcast"]:
@@ -581,6 +573,33 @@ class ModPubsub(Module):
         result = Element("pubsub", PUBSUB)
         result.add("publish", attrs={"node": node}).add("item", attrs={"id": item_id})
         return result
+
+    def _publish_config(self, host: Host, node: str, stored: dict[str, Any] | None,
+                        options: dict[str, Any]) -> dict[str, Any]:
+        """The configuration a publish works with: the stored node's, whose values the
+        publish-options must match (§7.1.5 preconditions), or the new node's."""
+        if stored is None:
+            return {**self.defaults(host, node), **options}
+        config = {**self.defaults(host, node), **stored}
+        for key, value in options.items():
+            if config.get(key) != value:
+                raise C.precondition_error()
+        return config
+
+    @staticmethod
+    def _check_publish(config: dict[str, Any], item: Element | None,
+                       payloads: list[Element]) -> None:
+        """§7.1.3.6: what the request carries must fit the node's event type. A transient
+        notification-only node is published to without an item; a notification-only node
+        takes an item without payload."""
+        transient_notification = not config["persist_items"] and not config["deliver_payloads"]
+        if transient_notification and item is not None:
+            raise C.pubsub_error("bad-request", "item-forbidden",
+                                 "the node is transient and notification-only: no item")
+        if item is None and not transient_notification:
+            raise C.pubsub_error("bad-request", "item-required")
+        if item is not None and not payloads and config["deliver_payloads"]:
+            raise C.pubsub_error("bad-request", "payload-required")
 
     async def retract(self, host: Host, frm: JID, action: Element,
                       children: list[Element]) -> Element | None:

@@ -44,14 +44,16 @@ class PubsubStore(ModuleStore):
                           owner: str) -> bool:
         """False when the node exists already."""
         async with self.session(transaction=True) as ex:
-            exists = await ex.fetch(
-                "SELECT 1 FROM pubsub_nodes WHERE server = ? AND username = ? AND node = ?",
-                *host, node)
-            if exists:
-                return False
-            await ex.execute(
-                "INSERT INTO pubsub_nodes (server, username, node, config) VALUES (?, ?, ?, ?)",
+            # ON CONFLICT DO NOTHING rather than check-then-insert: two publishes that
+            # auto-create the same node at once (a client storing two bookmarks) both saw
+            # no node when the database was a few ms away, and the second insert failed
+            # the primary key (internal-server-error; docs/delivery.md).
+            created = await ex.execute(
+                "INSERT INTO pubsub_nodes (server, username, node, config) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (server, username, node) DO NOTHING",
                 *host, node, json.dumps(config))
+            if created != 1:
+                return False
             await ex.execute(
                 "INSERT INTO pubsub_affiliations (server, username, node, jid, affiliation) "
                 "VALUES (?, ?, ?, ?, 'owner')", *host, node, owner)
