@@ -112,6 +112,16 @@ class _PgExecutor:
         await self._conn.execute(sql)
 
 
+async def _nothing_to_reset(conn: Any) -> None:
+    """What asyncpg's pool does to a connection given back, after rolling back a transaction
+    left open (which it still does): by default one more query, and so one more round trip
+    per storage step (``pg_advisory_unlock_all()``, ``CLOSE ALL``, ``UNLISTEN *``, ``RESET
+    ALL``). Suricate leaves none of that session state: its one advisory lock is
+    transaction-scoped, it declares no cursors, listens to nothing and sets no session
+    variables. With the database 2 ms away a step took 9.3 ms, now ~4.8
+    (docs/storage.md)."""
+
+
 class PgsqlStorage(SqlStorage):
     """Storage in a PostgreSQL database."""
 
@@ -184,6 +194,7 @@ class PgsqlStorage(SqlStorage):
             timeout=self.connect_timeout,
             # An SSLContext is asyncpg's sslmode "require": TLS or no connection.
             ssl=context,
+            reset=_nothing_to_reset,
         )
 
     async def _disconnect(self) -> None:
@@ -192,6 +203,8 @@ class PgsqlStorage(SqlStorage):
             await pool.close()
 
     async def _lock_migrations(self, ex: Executor) -> None:
+        # Transaction-scoped: released by the COMMIT, so a pooled connection keeps no lock
+        # (``_nothing_to_reset``).
         await ex.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK_KEY)
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from suricate.core.module import open_module_store
@@ -231,6 +232,36 @@ async def test_pgsql_unknown_database_is_an_error_not_an_outage(pg_database: PgD
     with pytest.raises(StorageError) as info:
         await storage.open()
     assert not isinstance(info.value, StorageUnavailable)
+
+
+@pytest.mark.postgres
+async def test_pgsql_a_step_is_one_round_trip_no_reset_query(pg_database: PgDatabase) -> None:
+    """A pooled connection given back is not sent asyncpg's reset query (one more round trip
+    per storage step: 9.3 against 4.6 ms with the database 2 ms away); a transaction left
+    open is still rolled back, so the next step starts clean."""
+    await reset_database(pg_database)
+    storage = open_sql_storage(pg_database, pool_size=1)
+    await storage.open()
+    admin = await asyncpg.connect(host=pg_database.host, port=pg_database.port,
+                                  user=pg_database.user, database=pg_database.name)
+    try:
+        async with storage._session() as ex:  # noqa: SLF001
+            (row,) = await ex.fetch("SELECT pg_backend_pid() AS pid, 'step-marker' AS m")
+        pid = row["pid"]
+        # pg_stat_activity: an idle backend's last statement.
+        last = await admin.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        assert "step-marker" in last, last
+        with pytest.raises(RuntimeError):
+            async with storage._session(transaction=True) as ex:  # noqa: SLF001
+                await ex.execute("CREATE TEMPORARY TABLE t (x int)")
+                raise RuntimeError("a step fails inside its transaction")
+        async with storage._session() as ex:  # noqa: SLF001
+            (row,) = await ex.fetch("SELECT pg_backend_pid() AS pid, "
+                                    "to_regclass('pg_temp.t') IS NULL AS gone")
+        assert row["pid"] == pid and row["gone"]  # the same connection, rolled back
+    finally:
+        await admin.close()
+        await storage.close()
 
 
 def test_pgsql_rejects_empty_pool() -> None:
