@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import inspect
 import os
 import random
 import re
 import socket
 import ssl
+import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -46,13 +49,47 @@ def _below_ephemeral() -> range:
     return range(20000, max(low - 100, 20100))  # room for a listener's port + i
 
 
+# Ports handed out by any test process on this machine (both xdist workers, other sessions):
+# "port pid time" lines, read and rewritten under an exclusive lock. A port is bindable from
+# ``free_port`` choosing it until its server binds it (a subprocess: seconds on a loaded
+# machine); drawn in that window by another process too, one of the two servers failed with
+# "address already in use" (a tests/e2e/test_extdisco.py server, in a full run with other test
+# sessions on the machine). A claim outlives that window by far, and a port still in use
+# after it has a listener, which the bind check sees.
+_LEDGER = Path(tempfile.gettempdir()) / "suricate-test-ports"
+_CLAIM_FOR = 600.0
+
+
 def free_port() -> int:
-    """A port nothing listens on now, chosen at random below the ephemeral range (two test
-    processes rarely draw the same), never one this process handed out before."""
+    """A port nothing listens on now, chosen at random below the ephemeral range, that no
+    test process on this machine was handed within the last ``_CLAIM_FOR`` seconds."""
+    try:
+        ledger = open(_LEDGER, "a+")  # noqa: SIM115 - held across the lock below
+    except OSError:
+        return _draw(set())
+    with ledger:
+        fcntl.flock(ledger, fcntl.LOCK_EX)
+        ledger.seek(0)
+        now = time.time()
+        claims = []
+        for line in ledger.read().splitlines():
+            fields = line.split()
+            with contextlib.suppress(ValueError, IndexError):
+                if float(fields[2]) > now - _CLAIM_FOR:
+                    claims.append((int(fields[0]), line))
+        port = _draw({claimed for claimed, _ in claims})
+        ledger.seek(0)
+        ledger.truncate()
+        ledger.writelines(f"{line}\n" for _, line in claims)
+        ledger.write(f"{port} {os.getpid()} {now:.3f}\n")
+        return port  # the lock goes with the file's closing
+
+
+def _draw(claimed: set[int]) -> int:
     ports = _below_ephemeral()
     while True:
         port = random.choice(ports)
-        if port in _HANDED_OUT:
+        if port in _HANDED_OUT or port in claimed:
             continue
         with socket.socket() as s:
             try:

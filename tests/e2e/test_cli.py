@@ -84,12 +84,20 @@ def test_account_commands_without_a_server(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "suricate.db").is_file()
 
 
-def _wait_port(port: int, timeout: float = 15.0) -> None:
+def _wait_port(port: int, timeout: float = 60.0,
+               proc: subprocess.Popen[str] | None = None) -> None:
+    """Until something listens on ``port``. ``proc``, the server: its exit ends the wait
+    with what it said (after a 15 s wait, "nothing listens" alone left a start-up that
+    failed, say on a port taken, and one slower than 15 s on a loaded machine alike)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
+        if proc is not None and proc.poll() is not None:
+            stderr = proc.stderr.read() if proc.stderr is not None else ""
+            raise AssertionError(f"the server exited ({proc.returncode}) before listening on "
+                                 f"{port}: {stderr}")
         time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
 
@@ -101,7 +109,7 @@ async def test_serve_register_while_running_chat_and_sigterm(tmp_path: Path) -> 
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        await asyncio.to_thread(_wait_port, c2s)
+        await asyncio.to_thread(_wait_port, c2s, proc=proc)
         # the CLI works while the server runs (same SQLite file, WAL)
         for user in ("erin", "frank"):
             res = await asyncio.to_thread(run, "account", "register", f"{user}@localhost",
@@ -142,12 +150,12 @@ def test_default_serve_starts_on_5222_5223_5280_and_5443(tmp_path: Path) -> None
     proc = subprocess.Popen([*SURICATE, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
-        _wait_port(5222)
-        _wait_port(5223)
-        _wait_port(5280)
-        _wait_port(5443)
+        _wait_port(5222, proc=proc)
+        _wait_port(5223, proc=proc)
+        _wait_port(5280, proc=proc)
+        _wait_port(5443, proc=proc)
         # the SOCKS5 bytestreams proxy (XEP-0065) on 7777: no authentication needed
-        _wait_port(7777)
+        _wait_port(7777, proc=proc)
         with socket.create_connection(("127.0.0.1", 7777), timeout=10) as socks:
             socks.sendall(b"\x05\x01\x00")
             assert socks.recv(2) == b"\x05\x00"
@@ -463,7 +471,7 @@ async def test_a_config_shaped_like_mongooseim_64s_default_checks_and_serves(
     proc = subprocess.Popen([*SURICATE, "serve", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        await asyncio.to_thread(_wait_port, ports["admin"])
+        await asyncio.to_thread(_wait_port, ports["admin"], proc=proc)
         status = await asyncio.to_thread(run, "server", "status", "--config", str(config))
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["statusCode"] == "RUNNING"

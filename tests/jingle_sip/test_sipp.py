@@ -4,11 +4,15 @@ in a session-initiate, session-accept as 200 with SDP, ACK, BYE), a declined cal
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.jingle_sip.conftest import JINGLE, bridge, free_port, jingle_client, sipp
+from suricate.modules.mod_jingle_sip.sip import SipMessage
+from tests.jingle_sip.conftest import JINGLE, Bridge, bridge, free_port, jingle_client, sipp
 
 RTP = "urn:xmpp:jingle:apps:rtp:1"
 ICE = "urn:xmpp:jingle:transports:ice-udp:1"
@@ -64,6 +68,28 @@ def terminate(sid: str, reason: str) -> str:
             f"<reason><{reason}/></reason></jingle>")
 
 
+def answer_of_next(b: Bridge, method: str) -> asyncio.Future[int]:
+    """The status of the final response to the bridge's next ``method`` request."""
+    ua = b.module.ua
+    sent = ua.request
+    answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def request(request: SipMessage, on_response: Callable[[SipMessage], None],
+                      on_failure: Callable[[str], None], branch: str | None = None) -> Any:
+        if request.method != method or answered.done():
+            return await sent(request, on_response, on_failure, branch)
+
+        def on_final(resp: SipMessage) -> None:
+            on_response(resp)
+            if (resp.status or 0) >= 200 and not answered.done():
+                answered.set_result(resp.status or 0)
+
+        return await sent(request, on_final, on_failure, branch)
+
+    ua.request = request  # type: ignore[method-assign]
+    return answered
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path, transport: str) -> None:
     async with bridge(tmp_path, transport) as b, \
@@ -94,7 +120,13 @@ async def test_xmpp_user_calls_a_sip_phone(tmp_path: Path, transport: str) -> No
             assert (cand.get("ip"), cand.get("port"), cand.get("type"), cand.get("priority")) \
                 == ("198.51.100.7", "50000", "host", "2122260223")
             # a new candidate: an INFO of the dialog (SIPp checks its SDP)
+            info_answered = answer_of_next(b, "INFO")
             await alice.jingle_set("bob@sip.example", TRANSPORT_INFO.format(sid="call-1"))
+            # The bridge sends each in-dialog request when Jingle asks for it (RFC 3261 lets
+            # their transactions overlap), and the phone's scenario answers the INFO before
+            # it takes a BYE: a BYE 0.2 ms behind the INFO made SIPp abort the call. The
+            # hangup waits for the phone's answer.
+            assert await asyncio.wait_for(info_answered, 10) == 200
             # hangup: a BYE that SIPp answers, which ends its scenario successfully
             await alice.jingle_set("bob@sip.example", terminate("call-1", "success"))
             assert await phone.wait() == 0, phone.logs()

@@ -179,6 +179,7 @@ class SipUA:
         self.t1 = t1
         self.t2 = t2
         self._udp: asyncio.DatagramTransport | None = None
+        self._udp_order = asyncio.Lock()
         self._tcp_server: asyncio.Server | None = None
         self._proxy_conn: _Connection | None = None
         self._proxy_connecting: asyncio.Future[_Connection] | None = None
@@ -280,11 +281,15 @@ class SipUA:
             conn.send(data)
             return
         assert self._udp is not None
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            self.proxy[0], self.proxy[1], family=socket.AF_INET, type=socket.SOCK_DGRAM)
-        if not infos:
-            raise ConnectionError(f"cannot resolve {self.proxy[0]}")
-        self._udp.sendto(data, infos[0][4][:2])
+        # One at a time, in the order asked: each send resolves the proxy's name in the
+        # executor, whose answers come back in any order, and a BYE or INFO then left ahead
+        # of the ACK asked for before it (SIPp aborted the call on an INFO before the ACK).
+        async with self._udp_order:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                self.proxy[0], self.proxy[1], family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            if not infos:
+                raise ConnectionError(f"cannot resolve {self.proxy[0]}")
+            self._udp.sendto(data, infos[0][4][:2])
 
     # -- client transactions (§17.1) -------------------------------------------------------
     async def request(self, request: SipMessage, on_response: Callable[[SipMessage], None],
