@@ -24,10 +24,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 
-import asyncpg
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
+from tests.storage.conftest import PG_HOST, PG_PORT, pg_admin
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -125,16 +122,6 @@ async def postgresql_behind_relay(delay: float) -> AsyncIterator[str]:
                    'username = "postgres"\npassword = ""\n')
     finally:
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def pg_admin(sql: str) -> None:
-    """Run ``sql`` on the PostgreSQL server's own database, as its superuser."""
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user="postgres",
-                                 database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ import pytest
 
 from suricate.jid import JID
 from tests.e2e.harness import connect, disconnect, eventually, running_server
+from tests.e2e.test_pgsql import logout_is_recorded
 from tests.e2e.test_register import register_in_band
 from tests.storage.conftest import MyDatabase, my_database, rdbms_pool_toml, reset_database
 
@@ -68,12 +69,4 @@ async def test_last_activity_is_recorded_when_a_client_logs_out_on_mariadb(
     outside any task, waits for a pooled connection with asyncio.timeout, which needs one."""
     await reset_database(my_database)
     async with running_server(tmp_path, pool_toml=rdbms_pool_toml(my_database)) as srv:
-        await srv.auth.register(JID.parse("alice@localhost"), "pw")
-        alice = await connect(srv, "alice@localhost/a", "pw")
-        alice.send_presence(pstatus="gone fishing")
-        await eventually(lambda: any(session.presence is not None for session
-                                     in srv.sessions.resources(JID.parse("alice@localhost"))))
-        await disconnect(alice)
-        await eventually(lambda: not srv.sessions.resources(JID.parse("alice@localhost")))
-        await srv.drain()
-        assert await srv.modules["mod_last"].store.get_last("localhost", "alice") is not None
+        await logout_is_recorded(srv)

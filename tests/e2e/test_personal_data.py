@@ -41,6 +41,7 @@ from tests.e2e.test_account_life import iq, make_contacts
 from tests.e2e.test_auth_token import x_oauth
 from tests.mobile.client import Sasl2Client, bind2, request_token
 from tests.ops.harness import admin, admin_endpoint_toml
+from tests.storage.conftest import pg_admin
 
 USER = "xena"  # a name no other value of the test contains, so any trace of it is found
 JID_ = f"{USER}@localhost"
@@ -107,15 +108,6 @@ password = ""
 """
 
 
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
-                                 database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
 async def full_server(tmp: Path, backend: str) -> AsyncIterator[Server]:
     cert, _ = ensure_self_signed(tmp / "certs", ["localhost"],
@@ -130,7 +122,7 @@ async def full_server(tmp: Path, backend: str) -> AsyncIterator[Server]:
     if backend == "pgsql":
         db = f"suricate_gdpr_{secrets.token_hex(5)}"
         try:
-            await _pg_admin(f'CREATE DATABASE "{db}"')
+            await pg_admin(f'CREATE DATABASE "{db}"')
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             if os.environ.get("CI") == "true":
                 pytest.fail(f"PostgreSQL not reachable: {exc}")
@@ -144,7 +136,7 @@ async def full_server(tmp: Path, backend: str) -> AsyncIterator[Server]:
             yield server
     finally:
         if db is not None:
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            await pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def fast_token(server: Server) -> None:

@@ -24,17 +24,9 @@ from tests.e2e.harness import (
     eventually,
     running_server,
 )
+from tests.storage.conftest import pg_admin
 
 pytestmark = pytest.mark.postgres
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
-                                 database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -49,7 +41,7 @@ async def pg_running(tmp_path: Path, modules: str | None = None) -> AsyncIterato
     CI=true)."""
     name = f"suricate_e2e_{secrets.token_hex(5)}"
     try:
-        await _admin(f'CREATE DATABASE "{name}"')
+        await pg_admin(f'CREATE DATABASE "{name}"')
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
         if os.environ.get("CI") == "true":
@@ -70,7 +62,7 @@ password = ""
         async with running_server(tmp_path, modules=modules, pool_toml=pool) as srv:
             yield srv
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_chat_and_offline_on_postgresql(pg_server: Server) -> None:
@@ -100,6 +92,12 @@ async def test_last_activity_is_recorded_when_a_client_logs_out_on_postgresql(
     asyncpg's wait for a pooled connection needs one: mod_last's logout record failed with
     "Timeout should be used inside a task" and XEP-0012 §3 had no last activity to give."""
     srv = pg_server
+    await logout_is_recorded(srv)
+
+
+async def logout_is_recorded(srv: Server) -> None:
+    """alice logs in, becomes available and logs out: mod_last keeps her logout (also used
+    by test_mysql.py)."""
     await srv.auth.register(JID.parse("alice@localhost"), "pw")
     alice = await connect(srv, "alice@localhost/a", "pw")
     alice.send_presence(pstatus="gone fishing")

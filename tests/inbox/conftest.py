@@ -23,15 +23,6 @@ max_result_limit = 10
 """
 
 
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres",
-                                 database="postgres", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("pgsql", marks=pytest.mark.postgres)])
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
     """A server with the inbox on SQLite, then on PostgreSQL (its own database; skipped
@@ -40,7 +31,7 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     name = f"suricate_inbox_{secrets.token_hex(5)}"
     if request.param == "pgsql":
         try:
-            await _pg_admin(f'CREATE DATABASE "{name}"')
+            await pg_admin(f'CREATE DATABASE "{name}"')
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
             if os.environ.get("CI") == "true":
@@ -59,8 +50,8 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             yield srv
     finally:
         if request.param == "pgsql":
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # The storage suite's fixtures: every store test runs on SQLite and on PostgreSQL.
-from tests.storage.conftest import backend, make_storage, pg_database, storage  # noqa: E402,F401
+from tests.storage.conftest import backend, make_storage, pg_admin, pg_database, storage  # noqa: E402,F401

@@ -37,7 +37,8 @@ class PgDatabase:
     name: str
 
 
-async def _admin(sql: str) -> None:
+async def pg_admin(sql: str) -> None:
+    """Run ``sql`` on the PostgreSQL server's own database, as its superuser."""
     conn = await asyncpg.connect(
         host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres", timeout=5
     )
@@ -53,7 +54,7 @@ def pg_database() -> Iterator[PgDatabase]:
     # (asyncio_default_fixture_loop_scope = function).
     name = f"suricate_test_{secrets.token_hex(6)}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {exc}"
         if os.environ.get("CI") == "true":
@@ -62,7 +63,7 @@ def pg_database() -> Iterator[PgDatabase]:
     try:
         yield PgDatabase(PG_HOST, PG_PORT, PG_USER, name)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _reset_schema(db: PgDatabase) -> None:
