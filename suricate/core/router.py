@@ -42,7 +42,11 @@ def _news(stanza: Element) -> bool:
 
 async def _after(before: asyncio.Task[None], routing: Coroutine[Any, Any, None]) -> None:
     """``routing`` once ``before`` is over, however it ended (its failure is its own)."""
-    await asyncio.wait((before,))
+    try:
+        await asyncio.wait((before,))
+    except BaseException:
+        routing.close()  # cancelled while waiting (the server stopping): never started
+        raise
     await routing
 
 
