@@ -23,6 +23,7 @@ from suricate.xml.element import Element
 
 if TYPE_CHECKING:
     from suricate.core.server import Server
+    from suricate.core.sessions import Session
 
 log = logging.getLogger("suricate.router")
 
@@ -264,13 +265,8 @@ class Router:
                         # stored messages are on their way): this one follows them rather
                         # than overtaking them.
                         self.server.spawn(self._to_full_in_turn(frm, to, stanza))
-                    elif self.hooks.has(H.FILTER_LOCAL_PACKET):
-                        filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
-                                                   [session])
-                        if filtered is not None:
-                            session.deliver(filtered)
                     else:
-                        session.deliver(stanza)
+                        self._message_to_session(frm, to, stanza, session)
                 else:
                     session.deliver(stanza)
             elif self.elsewhere is not None:
@@ -279,6 +275,17 @@ class Router:
                 self._to_full_unavailable(frm, to, stanza)
         else:
             self._to_bare(frm, to, stanza)
+
+    def _message_to_session(self, frm: JID, to: JID, stanza: Element,
+                            session: Session) -> None:
+        """A message to the full JID of ``session``, through ``filter_local_packet`` (the
+        archive, AMP, the inbox, push) when a module filters."""
+        if self.hooks.has(H.FILTER_LOCAL_PACKET):
+            filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to, [session])
+            if filtered is not None:
+                session.deliver(filtered)
+        else:
+            session.deliver(stanza)
 
     def to_full_unavailable(self, frm: JID, to: JID, stanza: Element) -> None:
         """RFC 6121 §8.5.3.2: the full JID has no session, on any node (``elsewhere`` found
@@ -436,13 +443,7 @@ class Router:
             async with self._offline_turns.hold(bare):
                 session = self.sessions.lookup(to)
                 if session is not None:
-                    if self.hooks.has(H.FILTER_LOCAL_PACKET):
-                        filtered = self.hooks.fold(H.FILTER_LOCAL_PACKET, stanza, frm, to,
-                                                   [session])
-                        if filtered is not None:
-                            session.deliver(filtered)
-                    else:
-                        session.deliver(stanza)
+                    self._message_to_session(frm, to, stanza, session)
                     return
                 # The session went away meanwhile: RFC 6121 §8.5.3.2.1, in this turn still.
                 mtype = message_type(stanza)
