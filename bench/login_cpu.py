@@ -33,41 +33,13 @@ from suricate.core.server import Server  # noqa: E402
 from suricate.jid import JID  # noqa: E402
 from suricate.modules import MODULES  # noqa: E402
 from suricate.sasl import scram_client  # noqa: E402
+from tests.recording_connection import RecordingConnection  # noqa: E402
 
 HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 OPTS = {"max_stanza_size": 262144, "state_timeout": 5000, "access": "all",
         "backwards_compatible_session": True}
 USERS = 20
-
-
-class Conn:
-    """What the C2S needs of ``suricate.net.connection.Connection``."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.peer = ("192.0.2.1", 40000)
-        self.tls = None
-        self.out: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def flush_now(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def config(tmp: Path) -> str:
@@ -110,7 +82,7 @@ async def main(logins: int, rounds: int) -> None:
 
     async def login(i: int) -> None:
         start = cpu()
-        conn = Conn(loop)
+        conn = RecordingConnection(loop)
         c2s = C2S(server, conn, OPTS, None)  # type: ignore[arg-type]
         phases["connection"] += cpu() - start
         step("header", c2s, HEADER)

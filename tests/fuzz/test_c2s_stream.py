@@ -16,7 +16,6 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -34,6 +33,7 @@ from suricate.xml.element import Element
 from suricate.xml.parser import StreamParser, XMLStreamError
 from tests.e2e.harness import ALL_MODULES
 from tests.fuzz.strategies import HOSTILE
+from tests.recording_connection import RecordingConnection
 
 # A module-wide fixture (or a fixed resource): one xdist worker runs the whole file.
 pytestmark = pytest.mark.xdist_group("fuzz-c2s")
@@ -43,41 +43,6 @@ OPTS = {"max_stanza_size": 20000, "state_timeout": 60000, "access": "all",
         "backwards_compatible_session": True}
 HEADER = ("<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
           "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
-
-
-class RecordingConnection:
-    """What the C2S needs from ``suricate.net.connection.Connection``, recording its output."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.peer = ("192.0.2.1", 40000)
-        self.tls = None
-        self.out: list[bytes] = []
-        self.closed = False
-        self.paused = False
-        self.handler: Any = None
-
-    def write(self, data: bytes) -> None:
-        if not self.closed:
-            self.out.append(data)
-
-    def flush_now(self) -> None:
-        pass  # written at once already
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def start_tls(self, config: Any) -> None:
-        raise AssertionError("STARTTLS is not offered without TLS")
 
 
 class ErrorLog(logging.Handler):

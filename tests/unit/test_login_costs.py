@@ -22,38 +22,12 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.sasl import scram_client
+from tests.recording_connection import RecordingConnection
 
 HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
 OPTS = {"max_stanza_size": 65536, "state_timeout": 5000, "access": "all",
         "backwards_compatible_session": True}
-
-
-class Conn:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.peer = ("192.0.2.1", 40000)
-        self.tls = None
-        self.out: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def flush_now(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -83,8 +57,8 @@ database = "{tmp_path}/s.db"
         await srv.stop()
 
 
-def _login(server: Server, salted: bytes) -> tuple[C2S, Conn]:
-    conn = Conn(asyncio.get_running_loop())
+def _login(server: Server, salted: bytes) -> tuple[C2S, RecordingConnection]:
+    conn = RecordingConnection(asyncio.get_running_loop())
     c2s = C2S(server, conn, OPTS, None)  # type: ignore[arg-type]
     c2s.data_received(HEADER)
     client = scram_client.ScramClient("SHA-256", "alice", "pw")
