@@ -14,14 +14,16 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import slixmpp
 
 from suricate.config import parse_config
+from suricate.core.defaults import default_config_toml
 from suricate.core.server import Server
+from suricate.jid import JID
 from suricate.modules import MODULES
 from suricate.net.certs import ensure_self_signed
 
@@ -198,6 +200,24 @@ async def serving(tmp: Path, toml: str, http_handlers: Any = None,
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving_the_default(tmp: Path, users: tuple[str, ...] = (),
+                              edit: Callable[[str], str] | None = None
+                              ) -> AsyncIterator[Server]:
+    """The embedded default's configuration (suricate/core/defaults.py) on free ports, its
+    certificate made for the default's services, with ``users`` registered (password "pw");
+    ``edit`` changes the TOML first."""
+    cert, _ = ensure_self_signed(tmp / "certs", ["localhost"],
+                                 services=("conference", "pubsub", "upload"))
+    ports = {"c2s_port": free_port(), "tls_port": free_port()}
+    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp / "suricate.db"),
+                               http_port=free_port(), https_port=free_port(), **ports)
+    async with serving(tmp, edit(toml) if edit else toml, **ports) as server:
+        for user in users:
+            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+        yield server
 
 
 class Client(slixmpp.ClientXMPP):

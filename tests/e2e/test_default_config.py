@@ -15,7 +15,15 @@ import aiohttp
 from suricate.core.defaults import default_config_toml
 from suricate.jid import JID
 from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import RawClient, connect, disconnect, eventually, free_port, serving
+from tests.e2e.harness import (
+    RawClient,
+    connect,
+    disconnect,
+    eventually,
+    free_port,
+    serving,
+    serving_the_default,
+)
 
 PLUGINS = ("xep_0030", "xep_0045", "xep_0059", "xep_0280", "xep_0313", "xep_0359")
 
@@ -26,18 +34,11 @@ async def _features(client: Any, jid: str) -> set[str]:
 
 
 async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> None:
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
-    async with serving(tmp_path, toml, **ports) as server:
-        for user in ("alice", "bob"):
-            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    async with serving_the_default(tmp_path, ("alice", "bob")) as server:
         # Two accounts registered in-band from one address, one after the other (XEP-0077
         # §3.1), as someone trying the server on this machine does: neither waits.
         for user in ("carol", "dave"):
-            raw = await RawClient.open(ports["tls_port"], tls=True)
+            raw = await RawClient.open(server.tls_port, tls=True)
             await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
                            "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/"
                            "streams' version='1.0'>")
@@ -49,7 +50,7 @@ async def test_the_default_offers_what_modern_clients_use(tmp_path: Path) -> Non
             await raw.close()
         # Before login: SASL2 with FAST (XEP-0388, XEP-0484) beside classic SASL, and after
         # it the stream features a phone needs (XEP-0198 resumption, XEP-0352 CSI).
-        raw = await RawClient.open(ports["tls_port"], tls=True)
+        raw = await RawClient.open(server.tls_port, tls=True)
         await raw.send("<?xml version='1.0'?><stream:stream to='localhost' "
                        "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
                        "version='1.0'>")
@@ -223,17 +224,10 @@ async def test_a_phone_slow_to_acknowledge_keeps_its_stream_through_a_burst(
     """XEP-0198 acknowledgements come one round trip late: 300 stanzas within that trip (a
     big roster's presence at login, rooms joined again, a busy room) must not end the
     stream, as MongooseIM's buffer_max of 100 did (docs/delivery.md)."""
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
-    async with serving(tmp_path, toml, **ports) as server:
-        for user in ("alice", "bob"):
-            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    async with serving_the_default(tmp_path, ("alice", "bob")) as server:
 
         async def login(user: str, resource: str) -> RawClient:
-            raw = await RawClient.open(ports["tls_port"], tls=True)
+            raw = await RawClient.open(server.tls_port, tls=True)
             await raw.open_stream()
             token = base64.b64encode(f"\0{user}\0pw".encode()).decode()
             await raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "

@@ -11,30 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from suricate.core.defaults import default_config_toml
 from suricate.core.server import Server
-from suricate.jid import JID
-from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import RawClient, free_port, serving
+from tests.e2e.harness import RawClient, serving_the_default
 
 ROOM = "walk@conference.localhost"
 LOCK_MS = 300  # the test's room_lock_timeout (the embedded default's is 300000)
+
+
+def _short_room_lock(toml: str) -> str:
+    assert "room_lock_timeout = 300000" in toml
+    return toml.replace("room_lock_timeout = 300000", f"room_lock_timeout = {LOCK_MS}")
 
 
 @pytest.fixture
 async def default(tmp_path: Path) -> AsyncIterator[Server]:
     """The embedded default's configuration on free ports (its room lock shortened), with
     alice and bob."""
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
-    assert "room_lock_timeout = 300000" in toml
-    toml = toml.replace("room_lock_timeout = 300000", f"room_lock_timeout = {LOCK_MS}")
-    async with serving(tmp_path, toml, **ports) as server:
-        for user in ("alice", "bob"):
-            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    async with serving_the_default(tmp_path, ("alice", "bob"), edit=_short_room_lock) as server:
         yield server
 
 

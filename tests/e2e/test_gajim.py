@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from suricate.core.defaults import default_config_toml
 from suricate.core.server import Server
 from suricate.jid import JID
-from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import RawClient, free_port, serving
+from tests.e2e.harness import RawClient, serving_the_default
 
 ROOM = "walk@conference.localhost"
 
@@ -24,14 +22,7 @@ ROOM = "walk@conference.localhost"
 @pytest.fixture
 async def default(tmp_path: Path) -> AsyncIterator[Server]:
     """The embedded default's configuration on free ports, with alice and bob."""
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
-    async with serving(tmp_path, toml, **ports) as server:
-        for user in ("alice", "bob"):
-            await server.auth.register(JID.parse(f"{user}@localhost"), "pw")
+    async with serving_the_default(tmp_path, ("alice", "bob")) as server:
         yield server
 
 
@@ -156,15 +147,10 @@ async def test_a_person_has_time_to_fill_in_the_registration_form(tmp_path: Path
     keeps the stream open while the person types: the listener's state_timeout (5 s on the
     default then) closed it with <connection-timeout/> before they could submit. A client that
     may register gets FORM_FILL_SECONDS once it has the form."""
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
     # The default's listeners with a 0.3 s state_timeout: "a person is slow" in a test.
-    toml = toml.replace("state_timeout = 60000", "state_timeout = 300")
-    async with serving(tmp_path, toml, **ports) as server:
-        raw = await RawClient.open(ports["tls_port"], tls=True)
+    async with serving_the_default(tmp_path, edit=lambda toml: toml.replace(
+            "state_timeout = 60000", "state_timeout = 300")) as server:
+        raw = await RawClient.open(server.tls_port, tls=True)
         await raw.open_stream()
         await raw.send("<iq xmlns='jabber:client' to='localhost' type='get' id='form'>"
                        "<query xmlns='jabber:iq:register'/></iq>")
@@ -181,6 +167,6 @@ async def test_a_person_has_time_to_fill_in_the_registration_form(tmp_path: Path
         assert await server.user_exists(JID.parse("carol@localhost"))
         await raw.close()
         # Without the form, the listener's state_timeout still holds.
-        idle = await RawClient.open(ports["tls_port"], tls=True)
+        idle = await RawClient.open(server.tls_port, tls=True)
         await idle.open_stream()
         assert b"connection-timeout" in await idle.closed(timeout=3)

@@ -10,23 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from suricate.core.defaults import default_config_toml
 from suricate.core.server import Server
-from suricate.jid import JID
-from suricate.net.certs import ensure_self_signed
-from tests.e2e.harness import RawClient, free_port, serving
+from tests.e2e.harness import RawClient, serving_the_default
 
 
 @pytest.fixture
 async def default(tmp_path: Path) -> AsyncIterator[Server]:
     """The embedded default's configuration on free ports, with alice."""
-    cert, _ = ensure_self_signed(tmp_path / "certs", ["localhost"],
-                                 services=("conference", "pubsub", "upload"))
-    ports = {"c2s_port": free_port(), "tls_port": free_port()}
-    toml = default_config_toml(cert.certfile, cert.keyfile, str(tmp_path / "suricate.db"),
-                               http_port=free_port(), https_port=free_port(), **ports)
-    async with serving(tmp_path, toml, **ports) as server:
-        await server.auth.register(JID.parse("alice@localhost"), "pw")
+    async with serving_the_default(tmp_path, ("alice",)) as server:
         yield server
 
 
