@@ -7,7 +7,6 @@ skipped without them, failed without them under ``CI=true``)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from tests.e2e.harness import (
     free_port,
     running_server,
 )
+from tests.e2e.test_component import handshake_digest
 
 SECRET = "biboumisecret"
 GATEWAY = "biboumi.localhost"
@@ -70,7 +70,7 @@ async def biboumi_stream(server: Server) -> RawClient:
                    "streams' xmlns='jabber:component:accept'>")
     header = await raw.expect(r"<stream:stream[^>]*>")
     stream_id = header.split("id='")[1].split("'")[0]
-    digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
+    digest = handshake_digest(stream_id, SECRET)
     await raw.send(f"<handshake xmlns='jabber:component:accept'>{digest}</handshake>")
     await raw.expect("<handshake/>")
     return raw

@@ -174,7 +174,7 @@ async def test_hidden_components_are_hidden_from_users_as_mod_disco_says(
                 comp.disconnect()
 
 
-async def _raw_component(port: int, domain: str, extra: str = "") -> tuple[RawClient, str]:
+async def raw_component(port: int, domain: str, extra: str = "") -> tuple[RawClient, str]:
     raw = await RawClient.open(port)
     await raw.send(f"<stream:stream xmlns='jabber:component:accept' "
                    f"xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'{extra}>")
@@ -183,15 +183,16 @@ async def _raw_component(port: int, domain: str, extra: str = "") -> tuple[RawCl
     return raw, stream_id
 
 
-def _digest(stream_id: str, secret: str = SECRET) -> str:
+def handshake_digest(stream_id: str, secret: str = SECRET) -> str:
+    """XEP-0114 §3: the handshake's SHA-1 of the stream id and the shared secret."""
     return hashlib.sha1((stream_id + secret).encode()).hexdigest()
 
 
 async def test_wrong_secret_is_not_authorized(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "bad.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id, 'wrong')}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id, 'wrong')}</handshake>")
         out = (await raw.closed()).decode()
         assert "<not-authorized xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
         assert out.endswith("</stream:stream>")
@@ -216,9 +217,9 @@ async def test_a_header_without_a_domain_is_host_unknown(tmp_path: Path) -> None
 
 async def test_spoofed_from_ends_the_component_stream(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         await raw.expect("<handshake/>")
         await raw.send("<message from='mallory@localhost' to='alice@localhost'>"
                        "<body>spoof</body></message>")
@@ -237,10 +238,10 @@ async def test_a_stanza_without_addresses_gets_bad_request_and_the_component_sta
     async with server_with_components(tmp_path) as server:
         await _register(server, "alice")
         alice = await connect(server, "alice@localhost/a", "pass")
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
         try:
-            await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+            await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
             await raw.expect("<handshake/>")
             await raw.send("<message from='bot@echo.localhost' id='m1'><body>to whom?</body>"
                            "</message>")
@@ -264,10 +265,10 @@ async def test_check_from_false_lets_the_component_speak_for_others(tmp_path: Pa
     async with server_with_components(tmp_path, extra="check_from = false") as server:
         await _register(server, "alice")
         alice = await connect(server, "alice@localhost/a", "pass")
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "gateway.localhost")
         try:
-            await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+            await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
             await raw.expect("<handshake/>")
             await raw.send("<message from='someone@legacy.example' to='alice@localhost/a' "
                            "type='chat'><body>via gateway</body></message>")
@@ -281,9 +282,9 @@ async def test_check_from_false_lets_the_component_speak_for_others(tmp_path: Pa
 async def test_second_connection_for_a_domain_is_refused_by_default(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
         first = await start_component(server, "echo.localhost")
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         out = (await raw.closed()).decode()
         assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
         # the first one is still connected and registered
@@ -306,9 +307,9 @@ async def test_kick_old_replaces_the_first_connection(tmp_path: Path) -> None:
 
 async def test_is_subdomain_registers_under_every_host(tmp_path: Path) -> None:
     async with server_with_components(tmp_path) as server:
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "muc", " is_subdomain='true'")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         await raw.expect("<handshake/>")
         assert server.components.lookup("muc.localhost") is not None
         await raw.send("<message from='room@muc.localhost' to='nobody@localhost'>"
@@ -350,9 +351,9 @@ async def test_kick_old_never_replaces_a_module_service(tmp_path: Path) -> None:
             modules=MODULES_TOML + "\n[modules.mod_muc]\n") as server:
         muc = server.components.lookup("conference.localhost")
         assert muc is not None
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "conference.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         out = (await raw.closed()).decode()
         assert "<conflict xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>" in out
         assert server.components.lookup("conference.localhost") is muc
@@ -364,9 +365,9 @@ async def test_presence_subscriptions_and_probes_with_a_component(tmp_path: Path
     # cross the component stream, in both directions.
     async with server_with_components(tmp_path) as server:
         await _register(server, "alice")
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         await raw.expect("<handshake/>")
         alice = await connect(server, "alice@localhost/a", "pass")
         alice.auto_authorize = None
@@ -406,9 +407,9 @@ async def test_presence_subscriptions_and_probes_with_a_component(tmp_path: Path
 
 async def test_max_stanza_size_ends_the_component_stream(tmp_path: Path) -> None:
     async with server_with_components(tmp_path, extra="max_stanza_size = 1000") as server:
-        raw, stream_id = await _raw_component(server.component_port,  # type: ignore[attr-defined]
+        raw, stream_id = await raw_component(server.component_port,  # type: ignore[attr-defined]
                                               "echo.localhost")
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         await raw.expect("<handshake/>")
         await raw.send("<message from='bot@echo.localhost' to='alice@localhost'><body>"
                        + "x" * 2000 + "</body></message>")

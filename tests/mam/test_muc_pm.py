@@ -4,7 +4,6 @@ joined session of the recipient, each copy carrying the same stanza-id (XEP-0359
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,8 @@ from slixmpp import JID as SJID
 from slixmpp.xmlstream import ET
 
 from suricate.jid import JID
-from tests.e2e.harness import Client, RawClient, disconnect, eventually, free_port, running_server
+from tests.e2e.harness import Client, RawClient, disconnect, eventually, running_server
+from tests.e2e.test_component import handshake_digest, raw_component, server_with_components
 from tests.mam.conftest import mam_modules
 from tests.muc.conftest import SERVICE, create_instant, presence_from, user
 
@@ -76,34 +76,21 @@ async def test_a_room_pm_is_archived_once_per_account(tmp_path: Path) -> None:
 
 
 GATEWAY = "gateway.localhost"
-SECRET = "gatewaysecret"
 
 
-async def component(port: int) -> RawClient:
+async def component(server: Any) -> RawClient:
     """A XEP-0114 component standing for a remote room (as biboumi's channels do)."""
-    raw = await RawClient.open(port)
-    await raw.send(f"<stream:stream to='{GATEWAY}' xmlns:stream='http://etherx.jabber.org/"
-                   "streams' xmlns='jabber:component:accept'>")
-    header = await raw.expect(r"<stream:stream[^>]*>")
-    stream_id = header.split("id='")[1].split("'")[0]
-    digest = hashlib.sha1((stream_id + SECRET).encode()).hexdigest()
-    await raw.send(f"<handshake>{digest}</handshake>")
+    raw, stream_id = await raw_component(server.component_port, GATEWAY)
+    await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
     await raw.expect("<handshake/>")
     return raw
 
 
 async def test_a_remote_rooms_copies_of_one_pm_are_archived_once(tmp_path: Path) -> None:
-    port = free_port()
-    extra = f"""
-[[listen.component]]
-port = {port}
-ip_address = "127.0.0.1"
-password = "{SECRET}"
-"""
-    async with running_server(tmp_path, extra=extra, modules=MODULES) as server:
+    async with server_with_components(tmp_path, modules=MODULES) as server:
         phone = await user(server, "bob", "phone")
         laptop = await user(server, "bob", "laptop")
-        gateway = await component(port)
+        gateway = await component(server)
         carol = f"#chan%irc.localhost@{GATEWAY}/carol"
         try:
             for msg_id, text in (("m1", "hello"), ("m2", "again")):
@@ -137,16 +124,9 @@ async def _equal(got: Any, expected: list[str]) -> bool:
 async def test_copies_of_a_pm_to_an_account_without_sessions_are_archived_once(
         tmp_path: Path) -> None:
     """Both copies go to offline storage (the joined sessions are gone): one archived."""
-    port = free_port()
-    extra = f"""
-[[listen.component]]
-port = {port}
-ip_address = "127.0.0.1"
-password = "{SECRET}"
-"""
-    async with running_server(tmp_path, extra=extra, modules=MODULES) as server:
+    async with server_with_components(tmp_path, modules=MODULES) as server:
         await server.auth.register(JID.parse("bob@localhost"), "bob-pw")
-        gateway = await component(port)
+        gateway = await component(server)
         carol = f"#chan%irc.localhost@{GATEWAY}/carol"
         try:
             for res in ("phone", "laptop"):
