@@ -53,6 +53,18 @@ class _Drain(asyncio.Protocol):
             self.done.set()
 
 
+
+def plain_session(conn: Connection) -> Any:
+    """What ``Delivery.write_serialized`` reads of a session: established, no XEP-0198
+    counting, no filter, no instrumentation (also tests/cluster/test_crossing.py's)."""
+    session = SimpleNamespace(
+        fsm=SimpleNamespace(state=C2SState.SESSION_ESTABLISHED), _closing=False,
+        module_state={}, conn=conn,
+        server=SimpleNamespace(instrument=SimpleNamespace(enabled=False),
+                               hooks=SimpleNamespace(has=lambda hook: False)))
+    session.write_serialized = functools.partial(Delivery.write_serialized, session)
+    return session
+
 async def measure(per_turn: int, total: int, nsessions: int) -> float:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -75,13 +87,7 @@ async def measure(per_turn: int, total: int, nsessions: int) -> float:
         clients.append(transport)
         conn = await accepted.get()
         server_conns.append(conn)
-        session = SimpleNamespace(
-            fsm=SimpleNamespace(state=C2SState.SESSION_ESTABLISHED), _closing=False,
-            module_state={}, conn=conn,
-            server=SimpleNamespace(instrument=SimpleNamespace(enabled=False),
-                                   hooks=SimpleNamespace(has=lambda hook: False)))
-        session.write_serialized = functools.partial(Delivery.write_serialized, session)
-        sessions[f"u{i}@localhost/bench"] = session
+        sessions[f"u{i}@localhost/bench"] = plain_session(conn)
     node = SimpleNamespace(
         server=SimpleNamespace(sessions=SimpleNamespace(local=lambda jid: sessions.get(str(jid)))),
         _plain=lambda: True, _received_item=lambda item: None)

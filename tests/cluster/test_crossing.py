@@ -20,20 +20,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.cluster_receive import plain_session
 from suricate.cluster import links as links_mod
 from suricate.cluster import wire
 from suricate.cluster.links import COOKIE_SIZE, NodeLinks
 from suricate.cluster.redis_sm import RedisNode
-from suricate.core.c2s.delivery import Delivery
 from suricate.net.connection import Connection
-from suricate.protocol.c2s import C2SState
 from tests.cluster.test_redis_nodes import Node, _toml, launch_node, start_node, stop_node
 from tests.cluster.test_workers import LIMIT, _available, _register
 from tests.e2e.harness import connect, disconnect, eventually, free_port, server_toml
@@ -145,20 +143,6 @@ class _Transport:
         return 0
 
 
-def _plain_session(conn: Connection) -> Any:
-    """What ``Delivery.write_serialized`` reads of a session: established, no XEP-0198
-    counting, no filter, no instrumentation."""
-    from types import SimpleNamespace
-
-    session = SimpleNamespace(
-        fsm=SimpleNamespace(state=C2SState.SESSION_ESTABLISHED), _closing=False,
-        module_state={}, conn=conn,
-        server=SimpleNamespace(instrument=SimpleNamespace(enabled=False),
-                               hooks=SimpleNamespace(has=lambda hook: False)))
-    session.write_serialized = functools.partial(Delivery.write_serialized, session)
-    return session
-
-
 def test_a_frames_bytes_are_written_in_the_turn_that_read_it() -> None:
     from types import SimpleNamespace
 
@@ -167,7 +151,7 @@ def test_a_frames_bytes_are_written_in_the_turn_that_read_it() -> None:
         for user in ("bob", "carol"):
             conn = conns[user] = Connection(lambda c: None)  # type: ignore[arg-type,return-value]
             conn.transport = transports[user] = _Transport()  # type: ignore[assignment]
-            sessions[f"{user}@localhost/r"] = _plain_session(conn)
+            sessions[f"{user}@localhost/r"] = plain_session(conn)
         conns["carol"].write(b"<earlier/>")  # written this turn by something else
         elsewhere: list[tuple[Any, ...]] = []
         node = SimpleNamespace(
