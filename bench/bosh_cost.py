@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import tempfile
 import time
@@ -22,8 +21,8 @@ import aiohttp
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: <tree> wins
 
 from tests.web.conftest import web_server  # noqa: E402
-from tests.web.test_bosh import BOSH, HTTPBIND, Bosh  # noqa: E402
-from tests.web.test_bosh_corners import create, login  # noqa: E402
+from tests.web.test_bosh import BOSH, HTTPBIND  # noqa: E402
+from tests.web.test_bosh_corners import available_session  # noqa: E402
 
 BODY = "<body>Hello! This is a benchmark message of a typical chat size.</body>"
 
@@ -32,11 +31,7 @@ async def measure(rounds: int) -> list[float]:
     with tempfile.TemporaryDirectory() as d:
         async with web_server(Path(d), handlers=BOSH) as server, \
                 aiohttp.ClientSession() as http:
-            c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
-            await create(c, hold="1", wait="30")
-            bound = await login(c)
-            jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
-            await c.send("<presence xmlns='jabber:client'/>")
+            c, jid = await available_session(http, server)
             msgs = "".join(f"<message xmlns='jabber:client' to='{jid}' type='chat' id='m{k}'>"
                            f"{BODY}</message>" for k in range(3))
 

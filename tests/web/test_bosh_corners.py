@@ -9,6 +9,7 @@ import asyncio
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,6 +47,17 @@ async def login(c: Bosh, resource: str = "web", until: str = "</iq>") -> str:
                        f"xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}"
                        f"</resource></bind></iq>")
     return await _poll_until(c, got, until)
+
+
+async def available_session(http: aiohttp.ClientSession, server: Any) -> tuple[Bosh, str]:
+    """A session held as Converse.js holds it (hold=1, wait=30), logged in as alice with its
+    initial presence sent; and its full JID."""
+    c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")
+    await create(c, hold="1", wait="30")
+    bound = await login(c)
+    jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
+    await c.send("<presence xmlns='jabber:client'/>")
+    return c, jid
 
 
 async def _poll_until(c: Bosh, got: str, what: str) -> str:

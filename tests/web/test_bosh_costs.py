@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from suricate.net.http import web as http_web
 from suricate.xml import ns
 from suricate.xml.parser import StreamParser
 from tests.web.conftest import web_server
-from tests.web.test_bosh import BOSH, HTTPBIND, Bosh
-from tests.web.test_bosh_corners import create, login
+from tests.web.test_bosh import BOSH, HTTPBIND
+from tests.web.test_bosh_corners import available_session
 
 HEADER = (f"<stream:stream xmlns='{ns.CLIENT}' xmlns:stream='{ns.STREAM}' to='localhost' "
           "version='1.0'>").encode()
@@ -30,11 +29,7 @@ async def test_a_busy_session_arms_no_timer_and_builds_no_element_per_request(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with web_server(tmp_path, handlers=BOSH) as server, \
             aiohttp.ClientSession() as http:
-        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
-        await create(c, hold="1", wait="30")
-        bound = await login(c)
-        jid = re.search(r"<jid>([^<]+)</jid>", bound).group(1)  # type: ignore[union-attr]
-        await c.send("<presence xmlns='jabber:client'/>")
+        c, jid = await available_session(http, server)
 
         loop = asyncio.get_running_loop()
         armed: list[Any] = []
@@ -182,10 +177,7 @@ async def test_a_held_request_keeps_nothing_of_its_body(tmp_path: Path) -> None:
     # list, not a deque (600 bytes more, empty).
     async with web_server(tmp_path, handlers=BOSH) as server, \
             aiohttp.ClientSession() as http:
-        c = Bosh(http, f"http://127.0.0.1:{server.http_port}/http-bind")  # type: ignore[attr-defined]
-        await create(c, hold="1", wait="30")
-        await login(c)
-        await c.send("<presence xmlns='jabber:client'/>")
+        c, _ = await available_session(http, server)
         c.rid += 1
         poll = asyncio.ensure_future(c.post(  # an empty poll as Strophe.js sends it
             f"<body xmlns='{HTTPBIND}' rid='{c.rid}' sid='{c.sid}'></body>"))
