@@ -28,6 +28,11 @@ FORWARD = "urn:xmpp:forward:0"
 async def login(srv: Server, jid: str) -> Client:
     client = await connect(srv, jid, "pw", direct_tls=True)
     client.send_presence()
+    # Available once the server has processed the presence (on PostgreSQL its handlers wait
+    # for the database): a message to the bare JID sent before that is stored offline and
+    # may go to another device of the account at its login, not to this one.
+    full = JID.parse(str(client.boundjid))
+    await eventually(lambda: getattr(srv.sessions.lookup(full), "available", False))
     results: asyncio.Queue[Any] = asyncio.Queue()
     client.register_handler(Callback(
         "inbox results", MatchXPath(f"{{jabber:client}}message/{{{INBOX}}}result"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.e2e.harness import disconnect, eventually, free_port
-from tests.e2e.test_component import SECRET, _digest, _raw_component
+from tests.e2e.test_component import SECRET, handshake_digest, raw_component
 from tests.s2s.harness import federated_server, federated_toml, login, register
 
 ALPHA, BETA, GATEWAY = "alpha.test", "beta.test", "gateway.alpha.test"
@@ -44,8 +44,8 @@ password = "{SECRET}"
         federated_server(tmp_path / ALPHA, ALPHA, alpha_toml, *ports[ALPHA]) as alpha,
         federated_server(tmp_path / BETA, BETA, beta_toml, *ports[BETA]) as beta,
     ):
-        raw, stream_id = await _raw_component(component, GATEWAY)
-        await raw.send(f"<handshake>{_digest(stream_id)}</handshake>")
+        raw, stream_id = await raw_component(component, GATEWAY)
+        await raw.send(f"<handshake>{handshake_digest(stream_id)}</handshake>")
         await raw.expect("<handshake/>")
         await register(beta, "bob")
         bob = await login(beta, f"bob@{BETA}/b")
