@@ -159,6 +159,7 @@ class BlockingStore(ModuleStore):
 
     async def unblock_all(self, server: str, user: str) -> list[str]:
         """Empty the blocklist; return what it held, sorted."""
+        await self._answer_pending()
         rows = await self.fetch(
             "DELETE FROM blocklist WHERE server = ? AND username = ? RETURNING jid",
             server,
