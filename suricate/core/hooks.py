@@ -247,7 +247,9 @@ PRIVACY_CHECK_PACKET: Hook[Callable[[bool, C2S, JID, bool], Folded[bool]]] = Hoo
 PRESENCE_TO_USER: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "presence_to_user",
     "fold_async(handled: bool, from_jid, to_jid, stanza) -> bool; a presence addressed to a "
-    "local user's bare JID (subscriptions, probes, directed presence)", host_arg=1)
+    "local user's bare JID (subscriptions, probes, directed presence); not run for an "
+    "available or unavailable presence from a local entity to an account with no available "
+    "resource here (the router drops it: it reaches no one)", host_arg=1)
 OFFLINE_MESSAGE: Hook[Callable[[bool, JID, JID, Element], AsyncFolded[bool]]] = Hook(
     "offline_message",
     "fold_async(stored: bool, from_jid, to_jid, stanza) -> bool; a message no session took",

@@ -102,8 +102,8 @@ async def test_a_login_with_offline_contacts_reads_their_blocklists_together(
     """The initial presence goes to every subscriber and probes every contact (RFC 6121
     §4.2.2); each presence to an offline local account is checked against its blocklist
     (XEP-0191 §3.3). 40 reads for 20 offline contacts became 1: the presence, which reaches
-    no session of theirs, needs none (ModBlocking.filter_presence_to_user), and the probes'
-    go together (BlockingStore.get_blocklist_batched). The probes' roster reads then go in one
+    no session of theirs, needs none (the router drops it at once), and the probes' go
+    together (BlockingStore.get_blocklist_batched). The probes' roster reads then go in one
     batch too (at 2 ms they were 5: the batch closed as the first blocklist reads came back,
     while the pool of 10 connections was taken by the blocklist reads)."""
     contacts = [f"c{n}" for n in range(20)]

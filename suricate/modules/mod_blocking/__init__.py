@@ -430,15 +430,6 @@ class ModBlocking(Module):
         dropped without an answer, whether or not the user is online."""
         if handled:
             return handled
-        if stanza.attrs.get("type") in (None, "unavailable") and \
-                not self._sessions(to.bare) and self.server.is_local_domain(frm.domain):
-            # A local contact's presence to an account without a session here goes to no
-            # one: the handlers after this one deliver it to the available sessions (none;
-            # mod_caps learns only remote clients' caps) and the other nodes got their copy
-            # before (Router._presence_to_bare). Nothing to filter, and no read: a login
-            # sends its presence to every offline subscriber, and the probes that follow
-            # would wait behind those reads (Router._presence_in_order).
-            return handled
         # Batched: a login's probes reach all its offline contacts at once.
         if is_blocked(await self._blocklist_of(to.bare, batch=True), frm):
             return H.Stop(True)
