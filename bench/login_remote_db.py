@@ -11,8 +11,9 @@ get right at bind, then carbons and the initial presence), and each login is tim
 client: connect to bound session, the roster get's round trip, and the initial presence
 until every online contact's presence has arrived. The SQL statements the server sends
 during a login (from the connect until the server is idle again, logout excluded) are
-counted by wrapping asyncpg's connection; ``--statements`` lists those of the last login in
-order, with their start (ms after the connect) and duration.
+counted by wrapping asyncpg's connection, and their durations summed (the time a login
+holds pool connections); ``--statements`` lists those of the last login in order, with their
+start (ms after the connect) and duration.
 
     PYTHONPATH=. .venv/bin/python bench/login_remote_db.py --delay-ms 2 --count 10 --statements
     PYTHONPATH=. .venv/bin/python bench/login_remote_db.py --delay-ms 0 --count 10
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import secrets
 import statistics
 import tempfile
@@ -161,7 +163,7 @@ async def run(delay_ms: float, contacts: int, count: int, show: bool) -> None:
         async with pool as pool_toml, running_server(Path(folder), modules=MODULES,
                                                      pool_toml=pool_toml) as server:
             others = await prepare(server, contacts)
-            runs, counts = [], []
+            runs, counts, held = [], [], []
             for _ in range(count):
                 STATEMENTS.log.clear()
                 STATEMENTS.on = True
@@ -169,6 +171,7 @@ async def run(delay_ms: float, contacts: int, count: int, show: bool) -> None:
                 marks: dict[str, float] = {}
                 runs.append(await login(server, len(others), marks))
                 counts.append(len(STATEMENTS.log))
+                held.append(1000 * sum(end - begun for begun, end, _ in STATEMENTS.log))
             await disconnect(*others)
     where = f"PostgreSQL {delay_ms:g} ms away (each way)" if delay_ms else \
         "PostgreSQL on loopback"
@@ -180,6 +183,8 @@ async def run(delay_ms: float, contacts: int, count: int, show: bool) -> None:
               f"[{min(values):.1f}-{max(values):.1f}]")
     print(f"{'SQL statements':>20}: {statistics.median(counts):g} "
           f"[{min(counts)}-{max(counts)}]")
+    print(f"{'pool time':>20}: {statistics.median(held):7.1f} "
+          f"[{min(held):.1f}-{max(held):.1f}] (the statements' durations, summed)")
     if show:
         print("the last login, in ms from the connect: statements (start, duration) and "
               "what the client saw")
@@ -199,6 +204,8 @@ def main() -> None:
     parser.add_argument("--statements", action="store_true",
                         help="list the statements of the last login")
     args = parser.parse_args()
+    # slixmpp leaves a filter task of each closed client behind: not this benchmark's news.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     asyncio.run(run(args.delay_ms, args.contacts, args.count, args.statements))
 
 
