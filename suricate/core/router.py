@@ -328,6 +328,21 @@ class Router:
                 # the contact's resources: on the node that has them.
                 self.elsewhere.to_owner(frm, to, stanza)
                 return
+            if stanza.attrs.get("type") in (None, "unavailable") and \
+                    self.server.is_local_domain(frm.domain) and \
+                    not any(s.available for s in self.sessions.resources(to)):
+                # A local entity's presence (a contact's broadcast) to an account with no
+                # available resource here reaches no one here: not later either, when an
+                # earlier presence to the account still waits for storage and a resource
+                # has come meanwhile (Router._presence_in_order). That resource probed the
+                # contacts at its own initial presence (RFC 6121 §4.2.2) and has this
+                # presence, or a newer one, from there: delivered too, it came twice
+                # (test_login_gets_each_contact_resource_presence_once with PostgreSQL 2
+                # ms away). The hooks (blocklist, privacy, caps of remote clients, delivery)
+                # have nothing to do for it; the other nodes get their copy.
+                if self.elsewhere is not None:
+                    self.elsewhere.to_bare(frm, to, stanza.copy(), also=True)
+                return
             # ``elsewhere`` as it is now: None inside route_here, so a presence that came from
             # another node never travels again (no probe ping-pong between nodes).
             routing = self._presence_to_bare(frm, to, stanza, self.elsewhere)

@@ -14,6 +14,7 @@ import pytest
 from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.modules import MODULES
+from suricate.modules.mod_roster.store import RosterItem
 from tests.e2e.harness import ALL_MODULES, RawClient, connect, disconnect, running_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -589,4 +590,49 @@ async def test_login_probes_of_offline_contacts_are_answered_from_one_query(
     assert (await item(server, "alice", "stale")).subscription == "none"
     for name in contacts:  # the subscribers kept their state
         assert (await item(server, "alice", name)).subscription == "both"
+    await alice.close()
+
+
+async def test_a_contacts_presence_routed_before_the_login_does_not_come_twice(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A contact's presence to an account with no available resource reaches no one, also
+    when it waits in the account's presence order (Router._presence_in_order) behind an
+    earlier presence still reading storage, and a resource comes meanwhile: that resource's
+    own probe (RFC 6121 §4.2.2) brings the contact's current presence, once. With PostgreSQL
+    2 ms away the wait was a probe's reads and the new login saw the presence twice
+    (test_login_gets_each_contact_resource_presence_once); here the probe's read is held."""
+    await register(server, "alice", "carol")
+    store = server.modules["mod_roster"].store
+    for a, b in (("alice", "carol"), ("carol", "alice")):
+        await store.put_roster_item("localhost", a, RosterItem(f"{b}@localhost",
+                                                               subscription="both"))
+    roster = server.modules["mod_roster"]
+    read = roster.get_roster_item
+    gate = asyncio.Event()
+
+    async def held(user: JID, contact: Any, **kwargs: Any) -> Any:
+        if user.local == "alice":  # carol's login probes alice, who is offline: held
+            await gate.wait()
+        return await read(user, contact, **kwargs)
+
+    monkeypatch.setattr(roster, "get_roster_item", held)
+    carol = await raw_session(server, "carol", "carol-pw", "desk")
+    await carol.send("<presence/>")
+    await carol.expect(r"<presence[^>]*from=.carol@localhost/desk")
+    # Waits behind the probe to alice, which waits at the gate.
+    await carol.send("<presence><status>later</status></presence>")
+    await carol.expect(r"<presence[^>]*from=.carol@localhost/desk.*?later")
+    alice = await raw_session(server, "alice", "alice-pw", "phone")
+    await alice.send("<presence/>")
+    await alice.expect(r"<presence[^>]*from=.alice@localhost/phone")
+    # (the answer to alice's probe is a presence to her bare JID: it waits in the same
+    # order, behind the held probe and carol's second presence)
+    gate.set()
+    await server.drain(5)
+    await alice.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    seen = await alice.expect(r".*?" + iq_reply("p1"))
+    assert len(re.findall(r"<presence[^>]*from=.carol@localhost/desk", seen)) == 1, seen
+    assert "later" in seen
+    await carol.close()
     await alice.close()

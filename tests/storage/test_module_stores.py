@@ -785,6 +785,63 @@ async def test_unblock_all(storage: SqlStorage, ms: Stores) -> None:
     assert await ms.blocking.get_blocklist(S, "bob") == ["a@x.org"]
 
 
+async def test_blocklist_batched_reads_of_one_turn_are_one_query(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probes of a login read the blocklists of its offline contacts: one statement for
+    all of them where reads suspend (PostgreSQL, MySQL); SQLite keeps its inline reads."""
+    await ms.blocking.block(S, "u0", ["z@x.org", "a@x.org"])
+    await ms.blocking.block(S, "u2", ["x.org"])
+    await ms.blocking.block("other.example", "u1", ["m@x.org"])  # another domain's u1
+    users = ["u0", "u1", "u2", "u3", "u0"]  # u1, u3: nothing blocked here; u0 asked twice
+    sent: list[str] = []
+    fetch = ms.blocking.fetch
+
+    async def counting(sql: str, *args: object) -> list[Row]:
+        sent.append(sql)
+        return await fetch(sql, *args)
+
+    monkeypatch.setattr(ms.blocking, "fetch", counting)
+    got = await asyncio.gather(
+        *(ms.blocking.get_blocklist_batched(S, user) for user in users),
+        ms.blocking.get_blocklist_batched("other.example", "u1"))
+    assert got == [["a@x.org", "z@x.org"], [], ["x.org"], [], ["a@x.org", "z@x.org"],
+                   ["m@x.org"]]
+    # One per domain (the other domain's account alone: the plain read).
+    assert len(sent) == (6 if storage.inline else 2)
+    assert got[:-1] == [await ms.blocking.get_blocklist(S, user) for user in users]
+
+
+async def test_blocklist_batched_read_before_a_change_sees_the_list_before_it(
+    storage: SqlStorage, ms: Stores
+) -> None:
+    await ms.blocking.block(S, "u0", ["a@x.org"])
+    for change, after in ((ms.blocking.block(S, "u0", ["b@x.org"]), ["a@x.org", "b@x.org"]),
+                          (ms.blocking.unblock(S, "u0", ["a@x.org"]), ["b@x.org"]),
+                          (ms.blocking.unblock_all(S, "u0"), [])):
+        before = await ms.blocking.get_blocklist(S, "u0")
+        reader = asyncio.create_task(ms.blocking.get_blocklist_batched(S, "u0"))
+        await asyncio.sleep(0)  # asked for, its batch not sent yet (a network database)
+        await change
+        assert await reader == before
+        assert await ms.blocking.get_blocklist_batched(S, "u0") == after
+
+
+async def test_blocklist_batched_read_failure_reaches_every_caller(
+    storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(sql: str, *args: object) -> list[Row]:
+        raise StorageError("database gone")
+
+    monkeypatch.setattr(ms.blocking, "fetch", failing)
+    got = await asyncio.gather(
+        *(ms.blocking.get_blocklist_batched(S, f"u{n}") for n in range(3)),
+        return_exceptions=True)
+    assert all(isinstance(r, StorageError) and str(r) == "database gone" for r in got)
+    monkeypatch.undo()
+    assert await ms.blocking.get_blocklist_batched(S, "u0") == []
+
+
 # -- FAST tokens (XEP-0484) ------------------------------------------------------------------
 
 

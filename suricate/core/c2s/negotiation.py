@@ -717,7 +717,7 @@ class Negotiation(Delivery):
         # §5, ``replaced_by``): before any stanza routed to this one while modules load.
         self.deliver_inherited()
         self.conn.flush_now()
-        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        await self.server.hooks.run_together(H.SESSION_OPENED, None, self)
         self._session_ready()
 
     async def _bind2(self, bind: Element) -> Element | None:
@@ -735,7 +735,7 @@ class Negotiation(Delivery):
             self.stream_error(StreamError("policy-violation", error.text))
             return None
         self._end_earlier_sessions_of_client()
-        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        await self.server.hooks.run_together(H.SESSION_OPENED, None, self)
         children: list[Element] = await self.server.hooks.fold_async(H.BIND2_BIND, [], self,
                                                                      bind)
         return Element("bound", ns.BIND2, {}, list(children))

@@ -287,7 +287,7 @@ class EstablishedSession(Negotiation):
         old = self.server.sessions.register(self)
         if old is not None and old is not self:
             old.replaced()
-        await self.server.hooks.fold_async(H.SESSION_OPENED, None, self)
+        await self.server.hooks.run_together(H.SESSION_OPENED, None, self)
         self.server.sm_session_opened(self)
 
     def replaced_by(self, heir: EstablishedSession) -> None:

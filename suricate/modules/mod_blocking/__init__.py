@@ -149,11 +149,13 @@ class ModBlocking(Module):
         BLOCKLIST.set(c2s, frozenset(_parse_all(items)))
         return acc
 
-    async def _blocklist_of(self, user: JID) -> frozenset[JID]:
-        """The account's blocklist: from a session when one is bound, else from storage."""
+    async def _blocklist_of(self, user: JID, batch: bool = False) -> frozenset[JID]:
+        """The account's blocklist: from a session when one is bound, else from storage
+        (``batch``: read with the other reads of this turn, ``get_blocklist_batched``)."""
         for session in self._sessions(user):
             return blocklist(session)
-        items = await self.store.get_blocklist(user.domain, user.local or "")
+        read = self.store.get_blocklist_batched if batch else self.store.get_blocklist
+        items = await read(user.domain, user.local or "")
         return frozenset(_parse_all(items))
 
     # -- IQ: §3.2 blocklist, §3.3 block, §3.4 unblock, §3.5 unblock all -------------------------
@@ -428,7 +430,8 @@ class ModBlocking(Module):
         dropped without an answer, whether or not the user is online."""
         if handled:
             return handled
-        if is_blocked(await self._blocklist_of(to.bare), frm):
+        # Batched: a login's probes reach all its offline contacts at once.
+        if is_blocked(await self._blocklist_of(to.bare, batch=True), frm):
             return H.Stop(True)
         return handled
 
