@@ -36,6 +36,7 @@ from suricate.config.spec import ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
+from suricate.core.offline_batch import current_batch
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.reports import REASONS, REPORTING, ReportDesk, parse_reports
 from suricate.modules.mod_blocking.store import BlockingStore
@@ -153,6 +154,14 @@ class ModBlocking(Module):
         """The account's blocklist: from a session when one is bound, else from storage."""
         for session in self._sessions(user):
             return blocklist(session)
+        # In a batch of messages to the offline account (suricate/core/offline_batch.py):
+        # read once for the batch.
+        batch = current_batch(user)
+        if batch is not None:
+            return await batch.read((self.name, "blocklist"), lambda: self._stored(user))
+        return await self._stored(user)
+
+    async def _stored(self, user: JID) -> frozenset[JID]:
         items = await self.store.get_blocklist(user.domain, user.local or "")
         return frozenset(_parse_all(items))
 
