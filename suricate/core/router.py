@@ -465,7 +465,12 @@ class Router:
         try:
             for frm, stanza in messages:
                 await self._offline_or_error(frm, to, stanza, batch)
-            await batch.flush()
+            try:
+                await batch.flush()
+            except Exception:
+                # A flush answers the senders of what it could not write; what fails after
+                # the write (a delivery) must not stop the messages queued behind the batch.
+                log.exception("offline_batch_failed to=%s", to)
         finally:
             batch.leave(token)
 
