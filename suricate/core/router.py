@@ -268,11 +268,8 @@ class Router:
                         # The account's offline turn is held (it just came online, and its
                         # stored messages are on their way): this one follows them rather
                         # than overtaking them.
-                        # Its place is taken now: a message to the bare JID routed
-                        # next must not join a batch ahead of it (``_to_offline``).
-                        turn = self._offline_turns.reserve(to.bare)
-                        self.server.spawn(self._to_full_in_turn(frm, to, stanza, turn)) \
-                            .add_done_callback(turn.release)
+                        self._close_offline_queue(to.bare)
+                        self.server.spawn(self._to_full_in_turn(frm, to, stanza))
                     else:
                         self._message_to_session(frm, to, stanza, session)
                 else:
@@ -430,34 +427,48 @@ class Router:
         block list, the quota, the write), and on a database server those waits end in any
         order, which stored (and later delivered) a burst shuffled.
 
-        The messages routed while the account's last turn is this path's and not yet
-        entered, or held by it, queue for it, and are handled together as one batch
-        (suricate/core/offline_batch.py: each per-account read once, one write): with the
-        database 2 ms away a burst was stored at ~20 ms a message (docs/offline.md). A turn
-        reserved after it (the account logging in, a message to one of its full JIDs) ends
-        the queue: what is routed later waits for that turn, as before."""
+        The messages routed to the account while this path's task has not started, or
+        while it holds the turn and no other turn was reserved after it, queue for it and
+        are handled together as one batch (suricate/core/offline_batch.py: each
+        per-account read once, one write): with the database 2 ms away a burst was stored
+        at ~20 ms a message (docs/offline.md). The task takes the turn in its first step,
+        as each message's own task did: a turn reserved before that (the account's login)
+        still comes first. A turn reserved after it (the login), or a message to a full
+        JID of the account waiting for the turn (``_close_offline_queue``), ends the queue:
+        what is routed later waits behind them, as before."""
         queue = self._offline_queues.get(to)
-        if queue is not None:
-            turns = self._turns_held.get(to)
-            if turns and turns[-1] is queue.turn:
+        if queue is not None and queue.open:
+            turns = self._turns_held.get(to) if queue.turn is not None else None
+            if queue.turn is None or (turns and turns[-1] is queue.turn):
                 queue.messages.append((frm, stanza))
                 return
-        turn = self._offline_turns.reserve(to)
-        queue = self._offline_queues[to] = _OfflineQueue(turn, [(frm, stanza)])
+        queue = self._offline_queues[to] = _OfflineQueue([(frm, stanza)])
         task = self.server.spawn(self._offline_worker(to, queue))
-        # A task cancelled before its first step (a shutdown) never enters the turn: its
-        # place must not hold the account's messages back for ever.
-        task.add_done_callback(turn.release)
+        # Cancelled before its first step (a shutdown), the task never ran its ``finally``.
+        task.add_done_callback(functools.partial(self._offline_queue_done, to, queue))
+
+    def _close_offline_queue(self, to: JID) -> None:
+        """No message routed from now on joins ``to``'s queue (a message routed before
+        them waits for the turn on its own)."""
+        queue = self._offline_queues.get(to)
+        if queue is not None:
+            queue.open = False
+
+    def _offline_queue_done(self, to: JID, queue: _OfflineQueue, *_: Any) -> None:
+        queue.open = False
+        if self._offline_queues.get(to) is queue:
+            del self._offline_queues[to]
 
     async def _offline_worker(self, to: JID, queue: _OfflineQueue) -> None:
         try:
+            queue.turn = self._offline_turns.reserve(to)
             async with queue.turn:
                 while queue.messages:
                     batch, queue.messages = queue.messages, []
                     await self._offline_batch(to, batch)
         finally:
-            if self._offline_queues.get(to) is queue:
-                del self._offline_queues[to]
+            # At once, not in a done callback: nothing joins a queue whose task is over.
+            self._offline_queue_done(to, queue)
 
     async def _offline_batch(self, to: JID, messages: list[tuple[JID, Element]]) -> None:
         batch = OfflineBatch(to, len(messages))
@@ -495,14 +506,13 @@ class Router:
     def _has_targets(self, to: JID) -> bool:
         return any(s.priority >= 0 for s in self.sessions.available(to))
 
-    async def _to_full_in_turn(self, frm: JID, to: JID, stanza: Element,
-                               turn: Turn) -> None:
+    async def _to_full_in_turn(self, frm: JID, to: JID, stanza: Element) -> None:
         """A message to a full JID with a session here while the account's offline turn is
         held: it goes out after what the turn's holders deliver (the stored messages), as
         ``_route_local`` would have sent it then."""
         bare = to.bare
         try:
-            async with turn:
+            async with self._offline_turns.hold(bare):
                 session = self.sessions.lookup(to)
                 if session is not None:
                     self._message_to_session(frm, to, stanza, session)
@@ -569,13 +579,16 @@ class Router:
 
 
 class _OfflineQueue:
-    """An account's messages waiting for the offline path, and the turn they take."""
+    """An account's messages waiting for the offline path, and the turn they take (None
+    until their task starts)."""
 
-    __slots__ = ("turn", "messages")
+    __slots__ = ("turn", "messages", "open")
 
-    def __init__(self, turn: Turn, messages: list[tuple[JID, Element]]) -> None:
-        self.turn = turn
+    def __init__(self, messages: list[tuple[JID, Element]]) -> None:
+        self.turn: Turn | None = None
         self.messages = messages
+        #: Whether a message routed now may join (``Router._to_offline``).
+        self.open = True
 
 
 async def _all_of(holds: list[Awaitable[None]]) -> None:
