@@ -619,6 +619,21 @@ async def test_offline_store_count_pop_in_arrival_order(storage: SqlStorage, ms:
     assert await ms.offline.count_offline(S, "bob") == 1
 
 
+async def test_offline_store_many_keeps_order_over_several_statements(
+        storage: SqlStorage, ms: Stores) -> None:
+    """A batch of the router (suricate/core/offline_batch.py) in one INSERT, and one longer
+    than an INSERT takes (``_ROWS_PER_INSERT``) in several, in one transaction: popped in
+    the batch's order, after what was there, expiry kept."""
+    await ms.offline.store_offline(S, "alice", _msg(1000))
+    batch = [_msg(n, expire=4_000_000_000.5 if n % 3 else None) for n in range(250, 0, -1)]
+    await ms.offline.store_offline_many(S, "alice", batch[:2])
+    await ms.offline.store_offline_many(S, "alice", batch[2:])
+    await ms.offline.store_offline_many(S, "bob", [_msg(7)])
+    assert await ms.offline.count_offline(S, "alice") == 251
+    assert await ms.offline.pop_offline(S, "alice") == [_msg(1000), *batch]
+    assert await ms.offline.pop_offline(S, "bob") == [_msg(7)]
+
+
 async def test_offline_pop_drops_expired(storage: SqlStorage, ms: Stores) -> None:
     await ms.offline.store_offline(S, "alice", _msg(1, expire=100.0))
     await ms.offline.store_offline(S, "alice", _msg(2, expire=300.0))

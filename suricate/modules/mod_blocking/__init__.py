@@ -36,6 +36,7 @@ from suricate.config.spec import ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
+from suricate.core.offline_batch import current_batch
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.reports import REASONS, REPORTING, ReportDesk, parse_reports
 from suricate.modules.mod_blocking.store import BlockingStore
@@ -149,12 +150,22 @@ class ModBlocking(Module):
         BLOCKLIST.set(c2s, frozenset(_parse_all(items)))
         return acc
 
-    async def _blocklist_of(self, user: JID, batch: bool = False) -> frozenset[JID]:
+    async def _blocklist_of(self, user: JID, together: bool = False) -> frozenset[JID]:
         """The account's blocklist: from a session when one is bound, else from storage
-        (``batch``: read with the other reads of this turn, ``get_blocklist_batched``)."""
+        (``together``: read with the other reads of this event-loop turn,
+        ``get_blocklist_batched``: a login's presence and probes reach its offline contacts
+        at once)."""
         for session in self._sessions(user):
             return blocklist(session)
-        read = self.store.get_blocklist_batched if batch else self.store.get_blocklist
+        # In a batch of messages to the offline account (suricate/core/offline_batch.py):
+        # read once for the batch.
+        batch = current_batch(user)
+        if batch is not None:
+            return await batch.read((self.name, "blocklist"), lambda: self._stored(user))
+        return await self._stored(user, together)
+
+    async def _stored(self, user: JID, together: bool = False) -> frozenset[JID]:
+        read = self.store.get_blocklist_batched if together else self.store.get_blocklist
         items = await read(user.domain, user.local or "")
         return frozenset(_parse_all(items))
 
@@ -431,7 +442,7 @@ class ModBlocking(Module):
         if handled:
             return handled
         # Batched: a login's probes reach all its offline contacts at once.
-        if is_blocked(await self._blocklist_of(to.bare, batch=True), frm):
+        if is_blocked(await self._blocklist_of(to.bare, together=True), frm):
             return H.Stop(True)
         return handled
 

@@ -27,6 +27,7 @@ from suricate.core.c2s import STREAM_MANAGEMENT
 from suricate.core.hooks import Stop
 from suricate.core.keyed_locks import KeyedLocks, Turn
 from suricate.core.module import GraphQLCategory, Module, PersonalData
+from suricate.core.offline_batch import OfflineBatch, current_batch
 from suricate.jid import JID
 from suricate.modules.mod_offline.store import OfflineMessage, OfflineStore
 from suricate.protocol.errors import StanzaError
@@ -136,8 +137,22 @@ class ModOffline(Module):
             return False
         user = to.bare
         limit = self.quota(user)
-        return limit is None or \
-            await self.store.count_offline(user.domain, user.local or "") < limit
+        return limit is None or await self._stored_count(user, current_batch(user)) < limit
+
+    async def _stored_count(self, user: JID, batch: OfflineBatch | None) -> int:
+        """How many messages the account has stored, with those of the batch waiting for
+        their write. In a batch, read once: the batch's writes are the only ones to the
+        account meanwhile, the account's offline turn being the batch's."""
+        if batch is None:
+            return await self.store.count_offline(user.domain, user.local or "")
+        state = self._batch_state(batch)
+        if state.stored is None:
+            state.stored = await self.store.count_offline(user.domain, user.local or "")
+        return state.stored + len(state.rows)
+
+    def _batch_state(self, batch: OfflineBatch) -> _BatchState:
+        state: _BatchState = batch.state.setdefault(self.name, _BatchState())
+        return state
 
     # -- offline_message hook ------------------------------------------------------------------
     async def store_offline(self, stored: bool, frm: JID, to: JID, stanza: Element) -> Any:
@@ -151,23 +166,69 @@ class ModOffline(Module):
             return _is_standalone_chat_state(stanza)
         user = to.bare
         assert user.local is not None
-        async with self._writers.hold(user):
-            limit = self.quota(user)
-            if limit is not None and \
-                    await self.store.count_offline(user.domain, user.local) >= limit:
-                # XEP-0160 §2 step 3: the sender must hear it. MongooseIM 6.4 answers
-                # resource-constraint (RFC 6120 §8.3.3.18: the recipient lacks the
-                # resources, type wait: worth retrying later) rather than the
-                # service-unavailable XEP-0160 suggests; so do we, and answer here: the hook
-                # stops, so mod_offline_stub cannot turn it into a silent drop.
-                log.info("offline_quota_exceeded user=%s limit=%s", user, limit)
-                self.server.router.bounce(stanza, StanzaError("resource-constraint",
-                                                              QUEUE_FULL))
-                return Stop(True)
+        batch = current_batch(user)
+        if batch is not None and batch.size > 1:
+            # One of several messages the router handles together in the account's offline
+            # turn: counted against the quota with those before it, written with them in
+            # one INSERT at the end of the batch (``_flush``).
+            if not await self._room_for(user, batch):
+                return self._over_quota(user, stanza)
             now = time.time()
-            await self.store.store_offline(user.domain, user.local, OfflineMessage(
-                timestamp=now, from_jid=str(frm), to_jid=str(to),
-                packet=stanza.serialize(ns.CLIENT), expire=_expiry(stanza, now)))
+            self._batch_state(batch).rows.append((self._message(frm, to, stanza, now), stanza))
+            batch.defer(self.name, lambda: self._flush(user, batch))
+            return True
+        async with self._writers.hold(user):
+            if not await self._room_for(user, None):
+                return self._over_quota(user, stanza)
+            await self.store.store_offline(user.domain, user.local,
+                                           self._message(frm, to, stanza, time.time()))
+        await self._deliver_if_online(user)
+        return True
+
+    async def _room_for(self, user: JID, batch: OfflineBatch | None) -> bool:
+        limit = self.quota(user)
+        return limit is None or await self._stored_count(user, batch) < limit
+
+    def _over_quota(self, user: JID, stanza: Element) -> Stop:
+        # XEP-0160 §2 step 3: the sender must hear it. MongooseIM 6.4 answers
+        # resource-constraint (RFC 6120 §8.3.3.18: the recipient lacks the resources, type
+        # wait: worth retrying later) rather than the service-unavailable XEP-0160 suggests;
+        # so do we, and answer here: the hook stops, so mod_offline_stub cannot turn it into
+        # a silent drop.
+        log.info("offline_quota_exceeded user=%s limit=%s", user, self.quota(user))
+        self.server.router.bounce(stanza, StanzaError("resource-constraint", QUEUE_FULL))
+        return Stop(True)
+
+    @staticmethod
+    def _message(frm: JID, to: JID, stanza: Element, now: float) -> OfflineMessage:
+        return OfflineMessage(timestamp=now, from_jid=str(frm), to_jid=str(to),
+                              packet=stanza.serialize(ns.CLIENT), expire=_expiry(stanza, now))
+
+    async def _flush(self, user: JID, batch: OfflineBatch) -> None:
+        """The batch's messages, in one INSERT (in their order: the ids that
+        ``pop_offline`` sorts on follow the rows' order). A failure answers each sender
+        internal-server-error, as for a message written alone (the router's)."""
+        state = self._batch_state(batch)
+        taken, state.rows = state.rows, []
+        if not taken:
+            return
+        assert user.local is not None
+        try:
+            async with self._writers.hold(user):
+                await self.store.store_offline_many(user.domain, user.local,
+                                                    [msg for msg, _ in taken])
+        except Exception:
+            log.exception("offline_store_failed user=%s count=%d", user, len(taken))
+            for _, stanza in taken:
+                self.server.router.bounce(stanza, StanzaError("internal-server-error"))
+            return
+        if state.stored is not None:
+            state.stored += len(taken)
+        if self._available_session(user) is not None:
+            state.stored = None  # taken out of storage now: counted again if asked
+            await self._deliver_if_online(user)
+
+    async def _deliver_if_online(self, user: JID) -> None:
         session = self._available_session(user)
         if session is not None:
             # The account came online while this message was being written: its initial
@@ -176,7 +237,6 @@ class ModOffline(Module):
             # delivered now (each stored message is taken from storage once). The router's
             # offline turn for the account is ours already (``_offline_or_error``).
             await self._deliver(session)
-        return True
 
     def _available_session(self, user: JID) -> Any:
         """The account's session here that stored messages go to (XEP-0160 §2 step 5: a
@@ -272,6 +332,18 @@ def _expiry(stanza: Element, now: float) -> float | None:
     except ValueError:
         return None
     return now + seconds if seconds > 0 else None
+
+
+class _BatchState:
+    """What mod_offline keeps for a batch of the router (suricate/core/offline_batch.py)."""
+
+    __slots__ = ("stored", "rows")
+
+    def __init__(self) -> None:
+        #: The account's stored messages, once counted (None: not yet).
+        self.stored: int | None = None
+        #: The batch's messages waiting for their write, in order.
+        self.rows: list[tuple[OfflineMessage, Element]] = []
 
 
 def _is_standalone_chat_state(stanza: Element) -> bool:

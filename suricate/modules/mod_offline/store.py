@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from suricate.storage.module_store import ModuleStore
 
 __all__ = ["OfflineMessage", "OfflineStore"]
+
+#: Rows per INSERT of ``store_offline_many``: 7 parameters each, under SQLite's oldest
+#: limit of 999 parameters a statement.
+_ROWS_PER_INSERT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,27 @@ class OfflineStore(ModuleStore):
             msg.to_jid,
             msg.packet,
         )
+
+    async def store_offline_many(self, server: str, user: str,
+                                 msgs: Sequence[OfflineMessage]) -> None:
+        """``msgs``, in their order, in one statement (per ``_ROWS_PER_INSERT``; several in
+        one transaction): the ids ``pop_offline`` sorts on follow the order of the VALUES
+        rows. One statement is atomic by itself: no BEGIN and COMMIT round trips."""
+        if len(msgs) == 1:
+            await self.store_offline(server, user, msgs[0])
+            return
+        async with self.session(transaction=len(msgs) > _ROWS_PER_INSERT) as ex:
+            for start in range(0, len(msgs), _ROWS_PER_INSERT):
+                chunk = msgs[start:start + _ROWS_PER_INSERT]
+                args: list[Any] = []
+                for msg in chunk:
+                    args += (server, user, float(msg.timestamp),
+                             None if msg.expire is None else float(msg.expire),
+                             msg.from_jid, msg.to_jid, msg.packet)
+                await ex.execute(
+                    "INSERT INTO offline_messages"
+                    " (server, username, stamp, expire, from_jid, to_jid, packet) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)), *args)
 
     async def count_offline(self, server: str, user: str) -> int:
         row = await self.fetch_one(
