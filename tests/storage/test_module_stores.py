@@ -21,7 +21,7 @@ from suricate.modules.mod_roster import store as roster_store
 from suricate.modules.mod_roster.store import RosterItem, RosterStore
 from suricate.modules.mod_vcard.search import RdbmsDirectory
 from suricate.modules.mod_vcard.store import VcardStore
-from suricate.storage import StorageError
+from suricate.storage import StorageError, turn_batch
 from suricate.storage.module_store import ModuleStore, module_versions
 from suricate.storage.sql import Row, SqlStorage
 
@@ -533,7 +533,7 @@ async def test_roster_batched_reads_of_one_turn_are_one_query(
 async def test_roster_batched_reads_in_chunks(
     storage: SqlStorage, ms: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(roster_store, "BATCH_CHUNK", 4)
+    monkeypatch.setattr(turn_batch, "BATCH_CHUNK", 4)
     users = [f"u{n}" for n in range(10)]
     for user in users[::2]:
         await ms.roster.put_roster_item(S, user, RosterItem(_CONTACT, groups=(user,)))

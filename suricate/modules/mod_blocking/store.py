@@ -3,7 +3,6 @@ the XEP-0377 reports attached to blocks (``spam_report``, one row per reported J
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,23 +10,9 @@ from typing import Any
 
 from suricate.storage.module_store import ModuleStore
 from suricate.storage.sql import SqlStorage
+from suricate.storage.turn_batch import TurnBatch, padded
 
 __all__ = ["BlockingStore", "StoredReport"]
-
-
-# Usernames per batched read (``BlockingStore.get_blocklist_batched``), as mod_roster's.
-BATCH_CHUNK = 512
-
-_Waiters = dict[tuple[str, str], list["asyncio.Future[list[str]]"]]
-
-
-def _padded(count: int) -> int:
-    """The IN list's length for ``count`` usernames: the next power of two (the last one
-    repeated), so the database sees a handful of distinct statements, not one per size."""
-    size = 2
-    while size < count:
-        size *= 2
-    return min(size, BATCH_CHUNK)
 
 
 class BlockingStore(ModuleStore):
@@ -38,9 +23,9 @@ class BlockingStore(ModuleStore):
 
     def __init__(self, db: SqlStorage) -> None:
         super().__init__(db)
-        # Batched reads asked for in this event-loop turn, not yet sent (None: no batch).
-        self._pending: _Waiters | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        # The blocklists asked for in this event-loop turn, by server and username.
+        self._batch: TurnBatch[str, list[str]] = TurnBatch(
+            self.get_blocklist, self._blocklists_of, [], db.inline)
 
     async def get_blocklist_batched(self, server: str, user: str) -> list[str]:
         """``get_blocklist``, read together with the other calls of this event-loop turn:
@@ -56,65 +41,21 @@ class BlockingStore(ModuleStore):
         (``block``, ``unblock``) first answers the reads asked for before it."""
         if self.db.inline:
             return await self.get_blocklist(server, user)
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = {}
-            task = asyncio.get_running_loop().create_task(self._flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-        waiter: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        pending.setdefault((server, user), []).append(waiter)
-        return await waiter
+        # A copy each: callers of one batch share its lists.
+        return list(await self._batch.read(server, user))
 
-    async def _flush(self) -> None:
-        await self._answer(self._take())
-
-    def _take(self) -> _Waiters:
-        pending, self._pending = self._pending, None
-        return pending or {}
-
-    async def _answer_pending(self) -> None:
-        if self._pending:
-            await self._answer(self._take())
-
-    async def _answer(self, waiters: _Waiters) -> None:
-        by_server: dict[str, list[str]] = {}
-        for server, user in waiters:
-            by_server.setdefault(server, []).append(user)
-        await asyncio.gather(*(
-            self._answer_batch(waiters, server, users[start:start + BATCH_CHUNK])
-            for server, users in by_server.items()
-            for start in range(0, len(users), BATCH_CHUNK)))
-
-    async def _answer_batch(self, waiters: _Waiters, server: str, users: list[str]) -> None:
-        futures = [f for user in users for f in waiters[(server, user)]]
-        try:
-            if len(users) == 1:
-                found = {users[0]: await self.get_blocklist(server, users[0])}
-            else:
-                size = _padded(len(users))
-                args = users + [users[-1]] * (size - len(users))
-                rows = await self.fetch(
-                    "SELECT username, jid FROM blocklist WHERE server = ? AND username IN"
-                    f" ({', '.join('?' * size)}) ORDER BY username, jid", server, *args)
-                found = {}
-                for username, jid in rows:
-                    found.setdefault(username, []).append(jid)
-        except Exception as exc:
-            # Every caller gets what its own read would have raised (StorageError...).
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        for user in users:
-            jids = found.get(user, [])
-            for future in waiters[(server, user)]:
-                if not future.done():
-                    future.set_result(list(jids))
+    async def _blocklists_of(self, server: str, users: list[str]) -> dict[str, list[str]]:
+        """The blocklist of each of ``users`` (at most BATCH_CHUNK), one query; an account
+        with an empty list is not named."""
+        size = padded(len(users))
+        args = users + [users[-1]] * (size - len(users))
+        rows = await self.fetch(
+            "SELECT username, jid FROM blocklist WHERE server = ? AND username IN"
+            f" ({', '.join('?' * size)}) ORDER BY username, jid", server, *args)
+        found: dict[str, list[str]] = {}
+        for username, jid in rows:
+            found.setdefault(username, []).append(jid)
+        return found
 
     async def get_blocklist(self, server: str, user: str) -> list[str]:
         """Blocked JIDs, sorted."""
@@ -129,7 +70,7 @@ class BlockingStore(ModuleStore):
         """Add `jids`; return those that were not blocked before, in request order."""
         # XEP-0191 §3.3: the server pushes only the JIDs that changed, so report those.
         added: list[str] = []
-        await self._answer_pending()
+        await self._batch.answer_pending()
         async with self.session(transaction=True) as ex:
             for jid in dict.fromkeys(jids):  # a client may list a JID twice
                 if await ex.execute(
@@ -145,7 +86,7 @@ class BlockingStore(ModuleStore):
     async def unblock(self, server: str, user: str, jids: Sequence[str]) -> list[str]:
         """Remove `jids`; return those that were blocked, in request order."""
         removed: list[str] = []
-        await self._answer_pending()
+        await self._batch.answer_pending()
         async with self.session(transaction=True) as ex:
             for jid in dict.fromkeys(jids):
                 if await ex.execute(
@@ -159,7 +100,7 @@ class BlockingStore(ModuleStore):
 
     async def unblock_all(self, server: str, user: str) -> list[str]:
         """Empty the blocklist; return what it held, sorted."""
-        await self._answer_pending()
+        await self._batch.answer_pending()
         rows = await self.fetch(
             "DELETE FROM blocklist WHERE server = ? AND username = ? RETURNING jid",
             server,

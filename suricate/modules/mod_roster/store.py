@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from suricate.storage.module_store import ModuleStore
 from suricate.storage.sql import Row, SqlStorage
+from suricate.storage.turn_batch import TurnBatch, padded
 
 __all__ = ["ASK_STATES", "SUBSCRIPTION_STATES", "RosterItem", "RosterStore"]
 
@@ -89,25 +89,6 @@ _ROSTER_SELECT_MANY = (
     " WHERE i.server = ? AND i.jid = ? AND i.username IN ({})"
     " ORDER BY i.username, g.position"
 )
-# Usernames per batched statement: with the two other parameters well under SQLite's oldest
-# limit of 999 bound parameters (PostgreSQL and MySQL allow 32767 and 65535).
-BATCH_CHUNK = 512
-
-# (server, username, contact jid) -> the callers waiting for that item.
-_Key = tuple[str, str, str]
-_Waiters = dict[_Key, list["asyncio.Future[RosterItem | None]"]]
-
-
-def _padded(count: int) -> int:
-    """The IN list's length for ``count`` usernames: the next power of two, the last one
-    repeated to fill it, so the backends see a handful of distinct statements (prepared
-    statement caches, the MySQL spelling memo) rather than one per batch size."""
-    size = 2
-    while size < count:
-        size *= 2
-    return min(size, BATCH_CHUNK)
-
-
 def _roster_items(rows: Iterable[Row]) -> list[RosterItem]:
     """Fold the one-row-per-group join (ordered by jid, position) into items.
 
@@ -189,11 +170,9 @@ class RosterStore(ModuleStore):
 
     def __init__(self, db: SqlStorage) -> None:
         super().__init__(db)
-        # Batched reads asked for in this event-loop turn, not yet sent (None: no batch).
-        self._pending: _Waiters | None = None
-        # The loop of the batch in ``_pending``: set with it, so never read before it is set.
-        self._loop: asyncio.AbstractEventLoop
-        self._flushes: set[asyncio.Task[None]] = set()
+        # The items asked for in this event-loop turn, by (server, contact) and username.
+        self._batch: TurnBatch[tuple[str, str], RosterItem | None] = TurnBatch(
+            self._item_of, self._items_of, None, db.inline)
         # The rosters last read (``get_roster``), least recently read first, while the
         # database is one this process can tell the changes of (SQLite); see ``get_roster``.
         self._rosters: OrderedDict[tuple[str, str], list[RosterItem]] = OrderedDict()
@@ -295,79 +274,16 @@ class RosterStore(ModuleStore):
         asking alone gains nothing from waiting a turn (with SQLite it would suspend where
         the plain read does not).
         """
-        pending = self._pending
-        if pending is None:
-            # Asked once per batch: on Python 3.11 each call of get_running_loop is a getpid
-            # system call, 200 of them for the probes of a 200-contact login.
-            self._loop = loop = asyncio.get_running_loop()
-            pending = self._pending = {}
-            # Its first step runs in the next turn, after every read asked for in this one.
-            task = loop.create_task(self._flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-        waiter: asyncio.Future[RosterItem | None] = self._loop.create_future()
-        pending.setdefault((server, user, jid), []).append(waiter)
-        return await waiter
+        return await self._batch.read((server, jid), user)
 
-    def _take(self) -> _Waiters:
-        pending, self._pending = self._pending, None
-        return pending or {}
+    async def _item_of(self, group: tuple[str, str], user: str) -> RosterItem | None:
+        return await self.get_roster_item(group[0], user, group[1])
 
-    async def _flush(self) -> None:
-        await self._answer(self._take())
-
-    async def _answer_pending(self) -> None:
-        """Before a write: the reads asked for earlier are answered from the state before it."""
-        if self._pending:
-            await self._answer(self._take())
-
-    async def _answer(self, waiters: _Waiters) -> None:
-        groups: dict[tuple[str, str], list[str]] = {}
-        for server, user, jid in waiters:
-            groups.setdefault((server, jid), []).append(user)
-        batches = [(server, jid, users[start:start + BATCH_CHUNK])
-                   for (server, jid), users in groups.items()
-                   for start in range(0, len(users), BATCH_CHUNK)]
-        if self.db.inline or len(batches) == 1:
-            # SQLite runs on the loop thread: one after the other costs nothing more, and
-            # the batch is answered before any other task runs.
-            for server, jid, users in batches:
-                await self._answer_batch(waiters, server, jid, users)
-        else:
-            # A network database: the statements go out together, as separate reads would.
-            await asyncio.gather(*(self._answer_batch(waiters, server, jid, users)
-                                   for server, jid, users in batches))
-
-    async def _answer_batch(self, waiters: _Waiters, server: str, jid: str,
-                            users: list[str]) -> None:
-        futures = [f for user in users for f in waiters[(server, user, jid)]]
-        try:
-            if len(users) == 1:
-                # Alone in its batch: the plain statement, as before batching.
-                found = {users[0]: await self.get_roster_item(server, users[0], jid)}
-            else:
-                found = await self._items_of(server, jid, users)
-        except Exception as exc:
-            # Every caller of the batch gets what its own read would have raised.
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        except BaseException:
-            # Cancelled (the server stopping): nobody is left waiting forever.
-            for future in futures:
-                future.cancel()
-            raise
-        for user in users:
-            item = found.get(user)
-            for future in waiters[(server, user, jid)]:
-                if not future.done():  # a caller that gave up (cancelled) wants nothing
-                    future.set_result(item)
-
-    async def _items_of(self, server: str, jid: str, users: list[str]
+    async def _items_of(self, group: tuple[str, str], users: list[str]
                         ) -> dict[str, RosterItem | None]:
-        """The item about ``jid`` of each of ``users`` (at most BATCH_CHUNK), one query."""
-        size = _padded(len(users))
+        """The item about the contact of each of ``users`` (at most BATCH_CHUNK), one query."""
+        server, jid = group
+        size = padded(len(users))
         args = users + [users[-1]] * (size - len(users))
         rows = await self.fetch(_ROSTER_SELECT_MANY.format(", ".join("?" * size)),
                                 server, jid, *args)
@@ -382,7 +298,7 @@ class RosterStore(ModuleStore):
 
     async def put_roster_item(self, server: str, user: str, item: RosterItem) -> None:
         """Insert or replace the item (groups included)."""
-        await self._answer_pending()
+        await self._batch.answer_pending()
         async with self.session(transaction=True) as ex:
             await ex.execute(
                 "INSERT INTO roster_items"
@@ -420,7 +336,7 @@ class RosterStore(ModuleStore):
                 )
 
     async def delete_roster_item(self, server: str, user: str, jid: str) -> bool:
-        await self._answer_pending()
+        await self._batch.answer_pending()
         # The groups go with the item through ON DELETE CASCADE.
         changed = await self.execute(
             "DELETE FROM roster_items WHERE server = ? AND username = ? AND jid = ?",
