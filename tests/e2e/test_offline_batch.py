@@ -5,14 +5,12 @@ time (docs/offline.md, "A burst")."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from suricate.core.server import Server
@@ -22,7 +20,8 @@ from suricate.storage import pgsql
 from suricate.storage.base import StorageError
 from tests.e2e.harness import MODULES_TOML, RawClient, running_server
 from tests.e2e.test_roster_presence import iq_reply, raw_session
-from tests.latency_relay import pg_admin, postgresql_behind_relay
+from tests.latency_relay import postgresql_behind_relay
+from tests.storage.conftest import pg_admin_or_skip
 
 #: The archive and privacy lists too: each reads per account on the offline path.
 MODULES = MODULES_TOML + "\n[modules.mod_privacy]\n[modules.mod_mam]\n[modules.mod_mam.pm]\n"
@@ -56,13 +55,7 @@ async def _accounts(server: Server, *names: str) -> None:
 async def slow_pg_server(tmp_path: Path) -> AsyncIterator[Server]:
     """The server on its own PostgreSQL database 2 ms away each way (skipped without
     PostgreSQL, except under CI=true)."""
-    try:
-        await pg_admin("SELECT 1")
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    await pg_admin_or_skip("SELECT 1")
     async with postgresql_behind_relay(0.002) as pool, running_server(
             tmp_path, modules=MODULES, pool_toml=pool) as srv:
         yield srv

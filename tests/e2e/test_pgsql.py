@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from suricate.core.server import Server
@@ -24,7 +22,7 @@ from tests.e2e.harness import (
     eventually,
     running_server,
 )
-from tests.storage.conftest import pg_admin
+from tests.storage.conftest import pg_admin, pg_admin_or_skip
 
 pytestmark = pytest.mark.postgres
 
@@ -40,13 +38,7 @@ async def pg_running(tmp_path: Path, modules: str | None = None) -> AsyncIterato
     """A server on its own PostgreSQL database (skipped without PostgreSQL, except under
     CI=true)."""
     name = f"suricate_e2e_{secrets.token_hex(5)}"
-    try:
-        await pg_admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    await pg_admin_or_skip(f'CREATE DATABASE "{name}"')
     pool = f"""
 [outgoing_pools.rdbms.default]
 workers = 4

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from suricate.core.server import Server
@@ -30,13 +28,7 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     pool = ""
     name = f"suricate_inbox_{secrets.token_hex(5)}"
     if request.param == "pgsql":
-        try:
-            await pg_admin(f'CREATE DATABASE "{name}"')
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+        await pg_admin_or_skip(f'CREATE DATABASE "{name}"')
         pool = ("[outgoing_pools.rdbms.default]\nworkers = 4\n"
                 "[outgoing_pools.rdbms.default.connection]\ndriver = \"pgsql\"\n"
                 f'host = "127.0.0.1"\ndatabase = "{name}"\nusername = "postgres"\n'
@@ -54,4 +46,11 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 # The storage suite's fixtures: every store test runs on SQLite and on PostgreSQL.
-from tests.storage.conftest import backend, make_storage, pg_admin, pg_database, storage  # noqa: E402,F401
+from tests.storage.conftest import (  # noqa: E402,F401
+    backend,
+    make_storage,
+    pg_admin,
+    pg_admin_or_skip,
+    pg_database,
+    storage,
+)

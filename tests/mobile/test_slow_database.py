@@ -13,13 +13,11 @@ contact keeps writing. Then a second device, and a stream cut with messages in f
 from __future__ import annotations
 
 import asyncio
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from suricate.core.defaults import DEFAULT_MODULES
@@ -27,7 +25,8 @@ from suricate.core.server import Server
 from suricate.jid import JID
 from suricate.protocol.c2s import C2SState
 from tests.e2e.harness import Client, connect, disconnect, eventually, running_server
-from tests.latency_relay import pg_admin, postgresql_behind_relay
+from tests.latency_relay import postgresql_behind_relay
+from tests.storage.conftest import pg_admin_or_skip
 
 pytestmark = pytest.mark.postgres
 
@@ -68,13 +67,7 @@ groupchat = ["muc"]
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """The server on its own PostgreSQL database, through a relay adding ``DELAY`` each way
     (skipped without PostgreSQL, except under CI=true)."""
-    try:
-        await pg_admin("SELECT 1")
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    await pg_admin_or_skip("SELECT 1")
     async with postgresql_behind_relay(DELAY) as pool, running_server(
             tmp_path, modules=MODULES, pool_toml=pool) as srv:
         for user in ("alice", "bob", "carol"):

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import pytest
@@ -48,6 +49,23 @@ async def pg_admin(sql: str) -> None:
         await conn.close()
 
 
+def postgresql_unreachable(exc: BaseException) -> NoReturn:
+    """Skip the test when PostgreSQL is absent; fail it under CI=true, where an absent
+    service is a failure."""
+    message = f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def pg_admin_or_skip(sql: str) -> None:
+    """``pg_admin``, skipping the test without PostgreSQL (``postgresql_unreachable``)."""
+    try:
+        await pg_admin(sql)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        postgresql_unreachable(exc)
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[PgDatabase]:
     # Synchronous with its own short-lived loop: the session outlives each test's loop
@@ -56,10 +74,7 @@ def pg_database() -> Iterator[PgDatabase]:
     try:
         asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        postgresql_unreachable(exc)
     try:
         yield PgDatabase(PG_HOST, PG_PORT, PG_USER, name)
     finally:
