@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from suricate.config import ConfigError, parse_config
+from suricate.jid import JID
 from tests.e2e.harness import connect, disconnect, eventually, free_port, running_server
 from tests.mobile.conftest import add_user, modules_toml
 from tests.muc.conftest import PLUGINS, create_instant, next_groupchat
@@ -228,6 +229,9 @@ async def test_rabbit_backend_publishes_presence_and_messages(tmp_path: Path) ->
              "message": "over AMQP"}) in seen
 
 
+BOB = JID.parse("bob@localhost")
+
+
 async def test_rabbit_each_message_received_once(tmp_path: Path) -> None:
     """6.4 publishes `chat_msg_recv` when a message is routed to a local account (its
     filter_local_packet), once, whatever the account's sessions: for an offline account too
@@ -246,6 +250,10 @@ async def test_rabbit_each_message_received_once(tmp_path: Path) -> None:
             try:
                 for client in (alice, bob1, bob2):
                     client.send_presence()
+                # Both of bob's resources available before the message to his bare JID
+                # (RFC 6121 §8.5.2.1.1: it goes to the resources available then); with the
+                # database a few ms away their presences take a few round trips.
+                await eventually(lambda: len(server.sessions.available(BOB)) == 2)
                 room = "r@conference.localhost"
                 await create_instant(alice, room, "Alice")
                 alice.send_message(mto="bob@localhost", mbody="to both", mtype="chat")
