@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from suricate.jid import JID
 
-__all__ = ["OfflineBatch", "current_batch"]
+__all__ = ["OfflineBatch", "current_batch", "read_once"]
 
 T = TypeVar("T")
 
@@ -90,3 +90,11 @@ def current_batch(user: JID) -> OfflineBatch | None:
     if batch is None or batch.user != user or batch._task is not asyncio.current_task():
         return None
     return batch
+
+
+async def read_once(user: JID, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    """``load()``'s answer: in the batch of messages to the bare JID ``user`` the running
+    task handles, loaded once for the batch under ``key`` (a module's name with what it
+    reads); elsewhere, read as asked."""
+    batch = current_batch(user)
+    return await (load() if batch is None else batch.read(key, load))

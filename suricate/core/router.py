@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from suricate.core import hooks as H
 from suricate.core.keyed_locks import KeyedLocks, Turn
-from suricate.core.offline_batch import OfflineBatch, current_batch
+from suricate.core.offline_batch import OfflineBatch, read_once
 from suricate.jid import JID
 from suricate.protocol.errors import StanzaError, error_reply
 from suricate.protocol.stanza import message_type
@@ -421,7 +421,7 @@ class Router:
     def _deliver_to_resources(self, frm: JID, to: JID, stanza: Element) -> bool:
         """§8.5.2.1.1: to the account's available resources of non-negative priority; False
         when it has none (here: other nodes are told too)."""
-        targets = [s for s in self.sessions.available(to) if s.priority >= 0]
+        targets = self._targets(to)
         if not targets:
             return False
         if self.hooks.has(H.FILTER_LOCAL_PACKET):
@@ -503,7 +503,7 @@ class Router:
     async def _offline_or_error(self, frm: JID, to: JID, stanza: Element,
                                 batch: OfflineBatch) -> None:
         try:
-            if self.elsewhere is None and batch.pending and self._has_targets(to):
+            if self.elsewhere is None and batch.pending and self._targets(to):
                 # The account came online while the batch was handled: what the batch kept
                 # is written (and taken to the session, mod_offline) before this one goes.
                 await batch.flush()
@@ -518,8 +518,9 @@ class Router:
             log.exception("offline_failed from=%s to=%s", frm, to)
             self.bounce(stanza, StanzaError("internal-server-error"))
 
-    def _has_targets(self, to: JID) -> bool:
-        return any(s.priority >= 0 for s in self.sessions.available(to))
+    def _targets(self, to: JID) -> list[Any]:
+        """The sessions a message to the bare JID ``to`` goes to (§8.5.2.1.1)."""
+        return [s for s in self.sessions.available(to) if s.priority >= 0]
 
     async def _to_full_in_turn(self, frm: JID, to: JID, stanza: Element) -> None:
         """A message to a full JID with a session here while the account's offline turn is
@@ -544,9 +545,7 @@ class Router:
             self.bounce(stanza, StanzaError("internal-server-error"))
 
     async def _offline(self, frm: JID, to: JID, stanza: Element) -> None:
-        batch = current_batch(to)
-        exists = await (self.server.user_exists(to) if batch is None else
-                        batch.read("user_exists", lambda: self.server.user_exists(to)))
+        exists = await read_once(to, "user_exists", lambda: self.server.user_exists(to))
         if not exists:
             self.bounce(stanza, StanzaError("service-unavailable"))
             return

@@ -36,7 +36,7 @@ from suricate.config.spec import ListOf, Option, Section, Str
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData, SessionSlot
-from suricate.core.offline_batch import current_batch
+from suricate.core.offline_batch import read_once
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking.reports import REASONS, REPORTING, ReportDesk, parse_reports
 from suricate.modules.mod_blocking.store import BlockingStore
@@ -159,10 +159,8 @@ class ModBlocking(Module):
             return blocklist(session)
         # In a batch of messages to the offline account (suricate/core/offline_batch.py):
         # read once for the batch.
-        batch = current_batch(user)
-        if batch is not None:
-            return await batch.read((self.name, "blocklist"), lambda: self._stored(user))
-        return await self._stored(user, together)
+        return await read_once(user, (self.name, "blocklist"),
+                               lambda: self._stored(user, together))
 
     async def _stored(self, user: JID, together: bool = False) -> frozenset[JID]:
         read = self.store.get_blocklist_batched if together else self.store.get_blocklist

@@ -39,7 +39,7 @@ from suricate.config.spec import (
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import GraphQLCategory, Module, PersonalData
-from suricate.core.offline_batch import current_batch
+from suricate.core.offline_batch import read_once
 from suricate.instrument.events import HISTOGRAM, SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_blocking import drops_on_delivery
@@ -925,10 +925,9 @@ class ModMam(Module):
         assert owner.local is not None
         # In a batch of messages to the offline account (suricate/core/offline_batch.py):
         # read once for the batch.
-        batch = current_batch(owner)
-        prefs = await (self.store.get_prefs(owner.domain, owner.local) if batch is None else
-                       batch.read((self.name, "prefs"), lambda: self.store.get_prefs(
-                           owner.domain, owner.local or "")))
+        local = owner.local
+        prefs = await read_once(owner, (self.name, "prefs"),
+                                lambda: self.store.get_prefs(owner.domain, local))
         if prefs is None or prefs == ARCHIVE_ALL:
             prefs = ARCHIVE_ALL  # the one instance ``_decide`` recognizes by identity
         if self.cache_users and self.server.sessions.resources(owner):

@@ -36,7 +36,7 @@ from suricate.config.spec import Section
 from suricate.core import hooks as H
 from suricate.core.iq import IqRequest
 from suricate.core.module import Module, PersonalData, SessionSlot, session_state_changed
-from suricate.core.offline_batch import current_batch
+from suricate.core.offline_batch import read_once
 from suricate.instrument.events import SPIRAL, declare
 from suricate.jid import JID, InvalidJID
 from suricate.modules.mod_presence import DIRECTED
@@ -258,10 +258,8 @@ class ModPrivacy(Module):
                 return applied.default
         # In a batch of messages to the offline account (suricate/core/offline_batch.py):
         # read once for the batch.
-        batch = current_batch(user)
-        found = await (self.store.get_default(user.domain, user.local or "") if batch is None
-                       else batch.read((self.name, "default"), lambda: self.store.get_default(
-                           user.domain, user.local or "")))
+        found = await read_once(user, (self.name, "default"), lambda: self.store.get_default(
+            user.domain, user.local or ""))
         return PrivacyList.build(*found) if found is not None else None
 
     async def _refresh(self, user: JID, changed: str | None) -> None:
